@@ -1,0 +1,57 @@
+# Pipeline Guard — the two commands users need: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run demo test test-fast test-real test-faults bench lint migrate clean venv dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+
+$(VENV)/.installed-run: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e '.[dev]'
+	@touch $@ $(VENV)/.installed-run
+
+venv: $(VENV)/.installed-run
+dev: $(VENV)/.installed-dev
+
+## make run: migrate the embedded SQLite database, create the first admin, serve on 127.0.0.1:8080
+run: $(VENV)/.installed-run
+	$(BIN)/pipeline-guard serve --host $(HOST) --port $(PORT)
+
+## make demo: guard the flaky example worker and watch it heal
+demo: $(VENV)/.installed-run
+	$(BIN)/python examples/demo.py
+
+migrate: $(VENV)/.installed-run
+	$(BIN)/pipeline-guard db upgrade
+
+## make test: the whole suite (SQLite always; Postgres too when PIPELINE_TEST_POSTGRES_URL is set)
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -x -m "not realclients and not faults" $(PYTEST_ARGS)
+
+test-real: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m realclients $(PYTEST_ARGS)
+
+test-faults: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check app tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
