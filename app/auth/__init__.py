@@ -1,0 +1,1 @@
+"""Authentication (JWT, argon2 passwords, login throttling) and role-based permissions."""

@@ -1,0 +1,54 @@
+"""Data access for users and revoked tokens. Only flushes; the caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import RevokedToken, User
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def by_username(self, username: str) -> User | None:
+        return (await self.session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+
+    async def by_id(self, user_id: int) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def count(self) -> int:
+        return int((await self.session.execute(select(func.count()).select_from(User))).scalar_one())
+
+    async def list(self, *, limit: int, offset: int) -> tuple[list[User], int]:
+        total = await self.count()
+        rows = (await self.session.execute(select(User).order_by(User.id).limit(limit).offset(offset))).scalars()
+        return list(rows), total
+
+    async def add(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+
+class RevocationRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def is_revoked(self, jti: str) -> bool:
+        return (await self.session.get(RevokedToken, jti)) is not None
+
+    async def revoke(self, jti: str, username: str, expires_at: datetime) -> None:
+        if await self.session.get(RevokedToken, jti) is None:
+            self.session.add(RevokedToken(jti=jti, username=username, expires_at=expires_at))
+            await self.session.flush()
+
+    async def purge_expired(self, now: datetime) -> int:
+        result = await self.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
+        return result.rowcount or 0
+
+    async def count(self) -> int:
+        return int((await self.session.execute(select(func.count()).select_from(RevokedToken))).scalar_one())

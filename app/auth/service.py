@@ -1,0 +1,139 @@
+"""Login with throttling, token revocation, and user management."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.permissions import Role, permissions_for
+from app.auth.repository import RevocationRepository, UserRepository
+from app.auth.tokens import PasswordHasher, TokenClaims, TokenCodec
+from app.config import Settings
+from app.db.models import User
+from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+
+log = logging.getLogger("pipeline_guard.auth")
+
+# The same words for unknown user, wrong password and locked account: nothing to enumerate.
+BAD_CREDENTIALS = "incorrect username or password"
+MAX_LOCKOUT = timedelta(hours=1)
+
+
+class LoginFailed(Unauthorized):
+    """A failed login. The failure counter it recorded must survive the request's rollback."""
+
+    keeps_transaction = True
+
+    def __init__(self) -> None:
+        super().__init__(BAD_CREDENTIALS)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: loaded from the database on every request."""
+
+    username: str
+    role: Role
+    token: TokenClaims | None = None
+    user_id: int | None = None
+
+    @property
+    def permissions(self) -> frozenset:
+        return permissions_for(self.role)
+
+
+class AuthService:
+    def __init__(self, session: AsyncSession, settings: Settings, codec: TokenCodec, hasher: PasswordHasher):
+        self.users = UserRepository(session)
+        self.revocations = RevocationRepository(session)
+        self.settings = settings
+        self.codec = codec
+        self.hasher = hasher
+
+    # --- login / tokens -----------------------------------------------------------------------
+    async def login(self, username: str, password: str) -> tuple[str, TokenClaims]:
+        now = datetime.now(UTC)
+        user = await self.users.by_username(username)
+        # Always verify a hash (a dummy for unknown users) so timing does not tell the cases apart.
+        valid = self.hasher.verify(password, user.password_hash if user else None)
+        if user is None:
+            raise LoginFailed()
+        locked = user.locked_until is not None and user.locked_until > now
+        if locked or not valid or user.disabled:
+            if not locked and not valid:
+                self._record_failure(user, now)
+            log.info("login refused for %s (locked=%s disabled=%s)", username, locked, user.disabled)
+            raise LoginFailed()
+        user.failed_logins = 0
+        user.locked_until = None
+        user.last_login_at = now
+        return self.codec.issue(user.username, token_version=user.token_version)
+
+    def _record_failure(self, user: User, now: datetime) -> None:
+        user.failed_logins += 1
+        limit = self.settings.security.login_max_failures
+        if user.failed_logins >= limit:
+            # Exponential back-off: each further failure doubles the lockout, up to an hour.
+            lockout = timedelta(seconds=self.settings.security.login_lockout) * (2 ** (user.failed_logins - limit))
+            user.locked_until = now + min(lockout, MAX_LOCKOUT)
+
+    async def authenticate(self, token: str) -> Principal:
+        claims = self.codec.decode(token)
+        if await self.revocations.is_revoked(claims.jti):
+            raise Unauthorized("token revoked")
+        user = await self.users.by_username(claims.subject)
+        if user is None or user.disabled:
+            raise Unauthorized("user unknown or disabled")
+        if user.token_version != claims.token_version:
+            raise Unauthorized("token no longer valid (password or role changed)")
+        return Principal(username=user.username, role=Role(user.role), token=claims, user_id=user.id)
+
+    async def logout(self, principal: Principal) -> None:
+        if principal.token is not None:
+            await self.revocations.revoke(principal.token.jti, principal.username, principal.token.expires_at)
+
+    # --- user management ----------------------------------------------------------------------
+    async def create_user(self, username: str, password: str, role: Role) -> User:
+        if await self.users.by_username(username) is not None:
+            raise Conflict(f"user {username!r} already exists")
+        return await self.users.add(User(username=username, password_hash=self.hasher.hash(password), role=role))
+
+    async def list_users(self, *, limit: int, offset: int) -> tuple[list[User], int]:
+        return await self.users.list(limit=limit, offset=offset)
+
+    async def get_user(self, username: str) -> User:
+        user = await self.users.by_username(username)
+        if user is None:
+            raise NotFound(f"user {username!r} not found")
+        return user
+
+    async def update_user(self, username: str, *, role: Role | None, disabled: bool | None, actor: str) -> User:
+        user = await self.get_user(username)
+        if username == actor and (disabled or (role is not None and role != Role.ADMIN)):
+            raise ValidationFailed("you cannot disable or demote yourself; ask another admin")
+        if role is not None and role != user.role:
+            user.role = role
+            user.token_version += 1
+        if disabled is not None:
+            user.disabled = disabled
+        await self.users.session.flush()
+        return user
+
+    async def reset_password(self, username: str, password: str) -> User:
+        user = await self.get_user(username)
+        user.password_hash = self.hasher.hash(password)
+        user.token_version += 1
+        user.failed_logins = 0
+        user.locked_until = None
+        await self.users.session.flush()
+        return user
+
+    async def ensure_admin(self, username: str, password: str) -> bool:
+        """Create the first admin when there are no users at all. Returns whether it did."""
+        if await self.users.count() > 0:
+            return False
+        await self.create_user(username, password, Role.ADMIN)
+        return True

@@ -1,0 +1,102 @@
+"""JWT issue and verification (PyJWT, HS256) and argon2 password hashing (pwdlib)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from pwdlib import PasswordHash
+
+from app.config import MIN_SECRET_KEY_LENGTH
+from app.errors import ConfigurationError, Unauthorized
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    subject: str
+    jti: str
+    issued_at: datetime
+    expires_at: datetime
+    token_version: int
+
+
+class TokenCodec:
+    def __init__(self, secret_key: str, *, issuer: str, audience: str, expiry_seconds: float):
+        if len(secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigurationError(f"the JWT secret key must be at least {MIN_SECRET_KEY_LENGTH} characters")
+        self._key = secret_key
+        self.issuer = issuer
+        self.audience = audience
+        self.expiry = timedelta(seconds=expiry_seconds)
+
+    def issue(self, subject: str, *, token_version: int = 0, now: datetime | None = None) -> tuple[str, TokenClaims]:
+        now = now or datetime.now(UTC)
+        claims = TokenClaims(
+            subject=subject,
+            jti=uuid.uuid4().hex,
+            issued_at=now,
+            expires_at=now + self.expiry,
+            token_version=token_version,
+        )
+        payload = {
+            "sub": subject,
+            "jti": claims.jti,
+            "iat": int(now.timestamp()),
+            "exp": int(claims.expires_at.timestamp()),
+            "iss": self.issuer,
+            "aud": self.audience,
+            "ver": token_version,
+        }
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM), claims
+
+    def decode(self, token: str) -> TokenClaims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],  # never trust the header's alg (defeats alg=none / key confusion)
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid token") from None
+        return TokenClaims(
+            subject=str(payload["sub"]),
+            jti=str(payload["jti"]),
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            token_version=int(payload.get("ver", 0)),
+        )
+
+
+class PasswordHasher:
+    """argon2id via pwdlib; a dummy hash lets unknown users cost the same time as known ones."""
+
+    def __init__(self) -> None:
+        self._hash = PasswordHash.recommended()
+        self._dummy = self._hash.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self._hash.hash(password)
+
+    def verify(self, password: str, password_hash: str | None) -> bool:
+        if password_hash is None:
+            self._hash.verify(password, self._dummy)
+            return False
+        try:
+            return self._hash.verify(password, password_hash)
+        except Exception:  # a corrupt hash must read as "wrong password", not a 500
+            return False
+
+
+def generate_password(length: int = 20) -> str:
+    return secrets.token_urlsafe(length)

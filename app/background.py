@@ -1,0 +1,108 @@
+"""LoopService: the one abstraction for background work.
+
+A loop runs ``run_once()`` every ``interval`` seconds, start-to-start (a slow iteration does not
+shift the schedule; an overrun is counted and logged and the next run starts at once). Errors are
+logged and never kill the loop. ``start(loops=N)`` runs N iterations and stops, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+
+log = logging.getLogger("pipeline_guard.background")
+
+
+class LoopService(ABC):
+    name: str = "loop"
+
+    def __init__(self, interval: float, *, metrics=None):
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.interval = interval
+        self.metrics = metrics
+        self._task: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
+        self.iterations = 0
+        self.overruns = 0
+        self.last_error: str | None = None
+        self.last_run_at: float | None = None
+
+    @abstractmethod
+    async def run_once(self) -> None:
+        """One iteration. Raise freely: the loop logs and carries on."""
+
+    async def on_start(self) -> None:  # noqa: B027 - optional hook
+        """Called once before the first iteration."""
+
+    async def on_stop(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the last iteration (also after cancellation)."""
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self, loops: int | None = None) -> asyncio.Task:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._run(loops), name=f"loop:{self.name}")
+        return self._task
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            self._task.cancel()
+            try:
+                await self._task
+            except BaseException:  # noqa: BLE001 - shutting down; the error was logged by the loop
+                pass
+        self._task = None
+
+    async def _iterate(self) -> None:
+        try:
+            await self.run_once()
+            self.last_error = None
+            self._count("ok")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a loop must survive any one failure
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self._count("error")
+            log.exception("%s iteration failed", self.name)
+
+    async def _run(self, loops: int | None) -> None:
+        await self.on_start()
+        try:
+            next_start = time.monotonic()
+            while not self._stopping.is_set():
+                started = time.monotonic()
+                self.last_run_at = time.time()
+                await self._iterate()
+                self.iterations += 1
+                if loops is not None and self.iterations >= loops:
+                    break
+                next_start += self.interval
+                now = time.monotonic()
+                if now > next_start:
+                    self.overruns += 1
+                    if self.metrics is not None:
+                        self.metrics.loop_overruns.labels(self.name).inc()
+                    log.warning("%s overran its %.1fs interval (took %.2fs)", self.name, self.interval, now - started)
+                    next_start = now
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=next_start - now if next_start > now else 0)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.on_stop()
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.loop_runs.labels(self.name, outcome).inc()

@@ -1,0 +1,41 @@
+"""The `pipeline-guard` command line (also `python -m app`).
+
+Local commands (serve, db, config, users create) work on this machine's configuration; the others
+talk to a running guard over HTTP.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from app.errors import PipelineGuardError
+
+
+def build_app() -> typer.Typer:
+    from app.cli import config_cmd, db_cmd, serve_cmd, users_cmd
+
+    cli = typer.Typer(
+        name="pipeline-guard",
+        help="Pipeline Guard: a self-healing guard for ML and data pipelines.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    serve_cmd.register(cli)
+    cli.add_typer(db_cmd.app, name="db")
+    cli.add_typer(config_cmd.app, name="config")
+    cli.add_typer(users_cmd.app, name="users")
+    return cli
+
+
+def main() -> None:
+    try:
+        build_app()(standalone_mode=True)
+    except PipelineGuardError as exc:
+        problems = exc.details.get("problems") if exc.details else None
+        typer.echo(f"error: {exc.message}", err=True)
+        for problem in problems or []:
+            typer.echo(f"  {problem}", err=True)
+        sys.exit(2)

@@ -1,0 +1,32 @@
+"""`pipeline-guard users`: local user administration (works without a running guard)."""
+
+from __future__ import annotations
+
+import getpass
+
+import typer
+
+from app.auth.permissions import Role
+from app.cli.bootstrap import create_user
+from app.cli.common import ConfigOption, settings_from
+
+app = typer.Typer(help="User administration.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str,
+    role: Role = typer.Option(Role.VIEWER, "--role", help="admin, operator, viewer or ingest"),
+    password: str = typer.Option(None, "--password", help="prompted for when omitted (env: PIPELINE_NEW_PASSWORD)",
+                                 envvar="PIPELINE_NEW_PASSWORD"),
+    config: ConfigOption = None,
+) -> None:
+    """Create a user directly in the database."""
+    settings = settings_from(config)
+    if not password:
+        password = getpass.getpass(f"password for {name}: ")
+    if len(password) < 12:
+        typer.echo("error: the password must be at least 12 characters", err=True)
+        raise typer.Exit(2)
+    create_user(settings, name, password, role)
+    typer.echo(f"created {role.value} {name}")

@@ -1,0 +1,1 @@
+"""The components registry: what the guard watches and how it may heal it."""

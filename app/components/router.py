@@ -1,0 +1,66 @@
+"""/api/v1/components: the registry's CRUD."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from app.auth.permissions import Permission
+from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
+from app.components.service import ComponentService
+from app.deps import Requires, SessionDep
+from app.errors import error_responses
+from app.pagination import Page, parse_label_filters
+
+router = APIRouter(prefix="/api/v1/components", tags=["components"])
+
+
+def get_service(session: SessionDep) -> ComponentService:
+    return ComponentService(session)
+
+
+ServiceDep = Annotated[ComponentService, Depends(get_service)]
+
+
+@router.get("", response_model=ComponentPage, responses=error_responses(401, 403, 422))
+async def list_components(
+    _: Requires(Permission.MONITOR_HEALTH),
+    service: ServiceDep,
+    page: Annotated[Page, Depends()],
+    region: str | None = None,
+    status_: Annotated[str | None, Query(alias="status", pattern="^(unknown|healthy|degraded|critical|recovering|failed)$")] = None,
+    enabled: bool | None = None,
+    label: Annotated[list[str] | None, Query(description="key=value; repeat for several (all must match)")] = None,
+) -> ComponentPage:
+    items, total = await service.list(
+        limit=page.limit, offset=page.offset, region=region, status=status_, enabled=enabled,
+        labels=parse_label_filters(label),
+    )
+    return ComponentPage(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.post("", response_model=ComponentOut, status_code=status.HTTP_201_CREATED,
+             responses=error_responses(401, 403, 409, 422))
+async def create_component(
+    data: ComponentCreate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
+) -> ComponentOut:
+    return await service.create(data)
+
+
+@router.get("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404))
+async def get_component(name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> ComponentOut:
+    return await service.get(name)
+
+
+@router.patch("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404, 409, 422))
+async def update_component(
+    name: str, data: ComponentUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
+) -> ComponentOut:
+    return await service.update(name, data)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
+async def delete_component(name: str, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep) -> Response:
+    await service.delete(name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

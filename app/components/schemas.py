@@ -1,0 +1,110 @@
+"""Request and response shapes of the components API."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
+LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]{0,62}$"
+MAX_LABELS = 32
+
+
+def _check_labels(labels: dict[str, str]) -> dict[str, str]:
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels")
+    for key, value in labels.items():
+        if not re.match(LABEL_KEY_PATTERN, key):
+            raise ValueError(f"label key {key!r} must match {LABEL_KEY_PATTERN}")
+        if not isinstance(value, str) or len(value) > 256:
+            raise ValueError(f"label {key!r}: value must be a string of at most 256 characters")
+    return labels
+
+
+class ComponentBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = Field(default="", max_length=2000)
+    endpoint: str | None = Field(default=None, max_length=2048)
+    critical: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    check: dict[str, Any] | None = Field(
+        default=None,
+        description="How the component is observed: {kind: http|tcp|command|heartbeat|<plugin>, interval, timeout, ...}",
+        examples=[{"kind": "http", "url": "http://127.0.0.1:9000/health", "interval": "30s"}],
+    )
+    recovery: dict[str, Any] | None = Field(
+        default=None,
+        description="Ordered recovery strategies and policy (attempts, back-off, cooldown, breaker, dry_run...)",
+    )
+    enabled: bool = True
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
+
+
+class ComponentCreate(ComponentBase):
+    name: str = Field(pattern=NAME_PATTERN, description="Unique, URL-safe: lowercase letters, digits, . _ -")
+
+
+class ComponentUpdate(BaseModel):
+    """Partial update: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    endpoint: str | None = Field(default=None, max_length=2048)
+    critical: bool | None = None
+    labels: dict[str, str] | None = None
+    check: dict[str, Any] | None = None
+    recovery: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _check_labels(value)
+
+
+class ComponentStateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    status: str
+    status_since: datetime
+    last_check_at: datetime | None = None
+    last_outcome: str | None = None
+    last_detail: str | None = None
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+
+
+class ComponentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str
+    endpoint: str | None
+    critical: bool
+    labels: dict[str, str]
+    region: str | None
+    check: dict[str, Any] | None
+    recovery: dict[str, Any] | None
+    enabled: bool
+    source: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    state: ComponentStateOut | None = None
+
+
+class ComponentPage(BaseModel):
+    items: list[ComponentOut]
+    total: int
+    limit: int
+    offset: int

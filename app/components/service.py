@@ -1,0 +1,78 @@
+"""Component registry rules: unique names, validated check/recovery, config-owned components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.components.repository import ComponentRepository
+from app.components.schemas import ComponentCreate, ComponentUpdate
+from app.components.specs import validate_check, validate_recovery
+from app.db.models import Component
+from app.errors import Conflict, NotFound
+
+SOURCE_API = "api"
+SOURCE_CONFIG = "config"
+
+
+class ComponentService:
+    def __init__(self, session: AsyncSession):
+        self.repo = ComponentRepository(session)
+
+    async def get(self, name: str) -> Component:
+        component = await self.repo.by_name(name)
+        if component is None:
+            raise NotFound(f"component {name!r} not found")
+        return component
+
+    async def list(self, **filters: Any) -> tuple[list[Component], int]:
+        return await self.repo.list(**filters)
+
+    async def create(self, data: ComponentCreate, *, source: str = SOURCE_API) -> Component:
+        if await self.repo.by_name(data.name) is not None:
+            raise Conflict(f"component {data.name!r} already exists")
+        component = Component(
+            name=data.name,
+            description=data.description,
+            endpoint=data.endpoint,
+            critical=data.critical,
+            labels=data.labels,
+            region=data.labels.get("region"),
+            check=validate_check(data.check),
+            recovery=validate_recovery(data.recovery),
+            enabled=data.enabled,
+            source=source,
+        )
+        return await self.repo.add(component)
+
+    async def update(self, name: str, data: ComponentUpdate, *, source: str = SOURCE_API) -> Component:
+        component = await self.get(name)
+        self._refuse_config_owned(component, source)
+        changes = data.model_dump(exclude_unset=True)
+        if "check" in changes:
+            changes["check"] = validate_check(changes["check"])
+        if "recovery" in changes:
+            changes["recovery"] = validate_recovery(changes["recovery"])
+        for key, value in changes.items():
+            setattr(component, key, value)
+        if "labels" in changes:
+            component.region = (changes["labels"] or {}).get("region")
+        if changes:
+            component.version += 1
+        await self.repo.session.flush()
+        return component
+
+    async def delete(self, name: str, *, source: str = SOURCE_API) -> None:
+        component = await self.get(name)
+        self._refuse_config_owned(component, source)
+        await self.repo.delete(component)
+
+    @staticmethod
+    def _refuse_config_owned(component: Component, source: str) -> None:
+        if component.source == SOURCE_CONFIG and source != SOURCE_CONFIG:
+            raise Conflict(
+                f"component {component.name!r} is declared in the configuration file; edit it there "
+                "(the API cannot change config-declared components)",
+                details={"source": SOURCE_CONFIG},
+            )

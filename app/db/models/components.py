@@ -1,0 +1,71 @@
+"""Components (what we guard) and their current health state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base
+from app.db.types import JSONType, UTCDateTime, utcnow
+
+
+class HealthStatus(StrEnum):
+    """The seed's health enum, plus ``unknown`` for a component not yet observed."""
+
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    CRITICAL = "critical"
+    RECOVERING = "recovering"
+    FAILED = "failed"
+
+
+class Component(Base):
+    __tablename__ = "components"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    endpoint: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    critical: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
+    # Denormalised from labels["region"] so the list filter is an indexed equality on both dialects.
+    region: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    check: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    recovery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # "api" or "config": components declared in the YAML file may only be edited there.
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="api")
+    # Secret token a job uses to push heartbeats/metrics without a user JWT (hash only).
+    ping_token_hash: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    state: Mapped[ComponentState | None] = relationship(
+        back_populates="component", uselist=False, lazy="joined", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ComponentState(Base):
+    """The current health of one component (history lives in transitions)."""
+
+    __tablename__ = "component_states"
+
+    component_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("components.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=HealthStatus.UNKNOWN, index=True)
+    status_since: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    last_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    consecutive_successes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    component: Mapped[Component] = relationship(back_populates="state")

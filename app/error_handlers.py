@@ -1,0 +1,150 @@
+"""Every failure leaves as the error envelope; a 500 never carries exception text."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PipelineGuardError, envelope
+
+log = logging.getLogger("pipeline_guard.errors")
+
+_HTTP_TYPES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+    406: "not_acceptable", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+    422: "validation_error", 429: "rate_limited", 500: "internal_error", 503: "service_unavailable",
+}
+
+
+def _response(status: int, error_type: str, message: str, details=None, headers=None) -> ORJSONResponse:
+    return ORJSONResponse(envelope(error_type, message, details), status_code=status, headers=headers)
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc]
+    return ".".join(parts)
+
+
+async def _guard_error(request: Request, exc: PipelineGuardError) -> ORJSONResponse:
+    if exc.status_code >= 500:
+        log.error("%s: %s", exc.error_type, exc.message)
+    return _response(exc.status_code, exc.error_type, exc.message, exc.details, exc.headers or None)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    fields = []
+    for err in exc.errors():
+        item = {"field": _loc(err.get("loc", ())), "message": err.get("msg", "invalid"), "type": err.get("type")}
+        fields.append(item)
+    return _response(422, "validation_error", "the request is not valid", {"fields": fields})
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else _HTTP_TYPES.get(exc.status_code, "error")
+    return _response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message,
+                     headers=getattr(exc, "headers", None))
+
+
+async def _integrity_error(request: Request, exc: IntegrityError) -> ORJSONResponse:
+    log.info("integrity error: %s", exc.orig)
+    return _response(409, "conflict", "the change conflicts with existing data (duplicate or missing reference)")
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+    state = getattr(request.app.state, "guard", None)
+    if state is not None and state.metrics is not None:
+        state.metrics.db_unavailable.inc()
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return _response(503, "service_unavailable", "the database is unavailable; retry shortly",
+                     headers={"Retry-After": "5"})
+
+
+async def _unhandled(request: Request, exc: Exception) -> ORJSONResponse:
+    error_id = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
+    return _response(500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id})
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
+
+
+async def _dbapi_error(request: Request, exc: DBAPIError) -> ORJSONResponse:
+    if _is_connection_error(exc):
+        return await _database_unavailable(request, exc)
+    return await _unhandled(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PipelineGuardError, _guard_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(TimeoutError, _database_unavailable)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with a 413 envelope, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._reject(send)
+                    return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not response_started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        response = _response(413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes",
+                             {"max_bytes": self.max_bytes})
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,56 @@
+"""/health (liveness, never touches the database), /ready (readiness), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from app.errors import envelope, error_responses
+
+router = APIRouter(tags=["health"])
+
+
+class HealthResponse(BaseModel):
+    status: str
+    timestamp: datetime
+    components: dict[str, str]
+
+
+class ReadyResponse(BaseModel):
+    status: str
+    checks: dict[str, Any]
+
+
+@router.get("/health", response_model=HealthResponse, responses=error_responses(429))
+async def health(request: Request) -> HealthResponse:
+    """Liveness: the process is serving. Stays 200 while the database is down, so that an outage
+    does not make Kubernetes restart every replica at once."""
+    state = request.app.state.guard
+    components = state.health_snapshot()
+    return HealthResponse(status=state.overall_health(components), timestamp=datetime.now(UTC), components=components)
+
+
+@router.get("/ready", response_model=ReadyResponse, responses=error_responses(429, 503))
+async def ready(request: Request) -> Any:
+    """Readiness: database reachable, schema at head, background services running."""
+    state = request.app.state.guard
+    checks = await state.readiness()
+    if all(item["ok"] for item in checks.values()):
+        return ReadyResponse(status="ready", checks=checks)
+    failing = sorted(name for name, item in checks.items() if not item["ok"])
+    return ORJSONResponse(envelope("service_unavailable", f"not ready: {', '.join(failing)}", {"checks": checks}),
+                          status_code=503)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **error_responses(429)})
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition: HTTP metrics and the guard's own."""
+    state = request.app.state.guard
+    await asyncio.sleep(0)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,161 @@
+"""Builds the engine, sessionmaker and background services; starts and stops them.
+
+``GuardState`` is the typed state every request and loop reaches through ``app.state.guard``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app import __version__
+from app.auth.tokens import PasswordHasher, TokenCodec
+from app.background import LoopService
+from app.config import Settings, production_problems, secret_key_problem
+from app.db.engine import create_engine, create_sessionmaker
+from app.db.migrate import current_revision, head_revision
+from app.errors import ConfigurationError
+from app.observability.metrics import GuardMetrics
+from app.ratelimit import RateLimiter
+
+log = logging.getLogger("pipeline_guard")
+
+HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
+UNHEALTHY = {"critical", "failed"}
+
+
+@dataclass
+class GuardState:
+    settings: Settings
+    metrics: GuardMetrics
+    limiter: RateLimiter | None
+    engine: AsyncEngine | None = None
+    sessionmaker: async_sessionmaker | None = None
+    codec: TokenCodec | None = None
+    hasher: PasswordHasher | None = None
+    services: list[LoopService] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    schema_ok: bool = False
+    # Filled by the monitoring engine: component name -> health status, and which are critical.
+    component_health: dict[str, str] = field(default_factory=dict)
+    critical_components: set[str] = field(default_factory=set)
+    # Domain services hang their long-lived objects here (scheduler, outbox, detectors...).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def health_snapshot(self) -> dict[str, str]:
+        return dict(self.component_health)
+
+    def overall_health(self, components: dict[str, str] | None = None) -> str:
+        """Critical components drive overall health; others can only degrade it."""
+        components = self.component_health if components is None else components
+        worst = "healthy"
+        for name, status in components.items():
+            if status in UNHEALTHY and name in self.critical_components:
+                return "critical"
+            if status not in ("healthy", "unknown"):
+                worst = "degraded"
+        return worst
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            async with asyncio.timeout(2):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["schema"] = {"ok": self.schema_ok}
+        stopped = [s.name for s in self.services if not s.running]
+        checks["background"] = {"ok": not stopped, "stopped": stopped}
+        return checks
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """The configured key; in development a generated one persisted under the data dir."""
+    configured = settings.security.secret_key.get_secret_value() if settings.security.secret_key else None
+    if configured:
+        if problem := secret_key_problem(configured):
+            if settings.env == "production":
+                raise ConfigurationError(problem)
+            log.warning("%s (acceptable only outside production)", problem)
+        return configured
+    if settings.env == "production":
+        raise ConfigurationError("PIPELINE_SECRET_KEY is required in production")
+    path = Path(settings.data_dir) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    log.warning("no PIPELINE_SECRET_KEY set: generated one at %s (development only)", path)
+    return key
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"database schema is at {current or 'nothing'} but this version needs {head}; "
+            "run `pipeline-guard db upgrade` (make migrate) first"
+        )
+
+
+ServiceBuilder = Callable[[GuardState], list[LoopService]]
+
+
+def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = None):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        settings = state.settings
+        if problems := production_problems(settings):
+            raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
+        if not settings.security.enabled:
+            log.warning("!!! SECURITY IS DISABLED: every request acts as an admin. Development only. !!!")
+        state.codec = TokenCodec(
+            resolve_secret_key(settings),
+            issuer=settings.security.issuer,
+            audience=settings.security.audience,
+            expiry_seconds=settings.security.token_expiry,
+        )
+        state.hasher = PasswordHasher()
+        state.engine = create_engine(settings)
+        state.sessionmaker = create_sessionmaker(state.engine)
+        try:
+            await check_schema(state.engine)
+            state.schema_ok = True
+            state.metrics.up.set(1)
+            state.metrics.info.labels(__version__, state.engine.dialect.name).set(1)
+            if build_services is None:
+                from app.background_services import build_services as default_builder
+
+                services = default_builder(state)
+            else:
+                services = build_services(state)
+            state.services = services
+            for service in services:
+                service.start()
+            log.info("pipeline guard %s ready (%s, %d background services)", __version__,
+                     state.engine.dialect.name, len(services))
+            yield {"guard": state}
+        finally:
+            state.metrics.up.set(0)
+            for service in reversed(state.services):
+                await service.stop()
+            await state.engine.dispose()
+
+    return lifespan

@@ -1,0 +1,96 @@
+"""create_app(settings) -> FastAPI: routers, middleware, handlers. No I/O happens here."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app import __version__
+from app.config import Settings, load_settings
+from app.error_handlers import BodySizeLimitMiddleware, install_error_handlers
+from app.lifespan import GuardState, ServiceBuilder, make_lifespan
+from app.observability.metrics import GuardMetrics
+from app.ratelimit import RateLimiter, RateLimitMiddleware
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+DESCRIPTION = """
+Self-healing guard for ML and data pipelines: watches components (probes, heartbeats, pushed metrics),
+decides health with hysteresis, detects anomalies, raises deduplicated alerts and heals with bounded,
+audited recovery actions.
+
+Authenticate with **Authorize** (username and password); every error uses the envelope
+`{"error": {"type", "message", "details", "timestamp"}}`.
+"""
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (or keeps a sane incoming one) and echoes it as X-Request-ID."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings | None = None, *, build_services: ServiceBuilder | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    metrics = GuardMetrics()
+    limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies)
+    state = GuardState(settings=settings, metrics=metrics, limiter=limiter)
+
+    app = FastAPI(
+        title="Pipeline Guard",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=make_lifespan(state, build_services),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.guard = state
+
+    install_error_handlers(app)
+    # Outermost last: request id wraps everything, then the body cap, then rate limits.
+    app.add_middleware(RateLimitMiddleware, limiter_getter=lambda: state.limiter,
+                       on_reject=lambda group: metrics.rate_limited.labels(group).inc())
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RequestIdMiddleware)
+
+    from app.routes import include_routers
+
+    include_routers(app)
+    _mount_docs(app, settings)
+
+    Instrumentator(
+        should_group_status_codes=True,
+        excluded_handlers=["/metrics", "/static/.*"],
+        registry=metrics.registry,
+    ).instrument(app)
+    return app
+
+
+def _mount_docs(app: FastAPI, settings: Settings) -> None:
+    if not settings.security.docs_enabled:
+        return
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Pipeline Guard — API")

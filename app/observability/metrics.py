@@ -1,0 +1,55 @@
+"""The guard's own Prometheus metrics, created per app (never at import time).
+
+Every label set is bounded: components are admin-registered names, outcomes and statuses are enums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "pipeline_guard"
+
+
+@dataclass
+class GuardMetrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.up = Gauge(f"{PREFIX}_up", "1 while this guard process is serving.", registry=r)
+        self.info = Gauge(f"{PREFIX}_build_info", "Build information of this guard.", ["version", "dialect"], registry=r)
+        self.rate_limited = Counter(
+            f"{PREFIX}_rate_limited_requests_total", "Requests refused by the per-IP rate limit.", ["group"], registry=r
+        )
+        self.login_failures = Counter(f"{PREFIX}_login_failures_total", "Failed login attempts.", registry=r)
+        self.db_unavailable = Counter(
+            f"{PREFIX}_database_unavailable_total", "Requests answered 503 because the database was unavailable.",
+            registry=r,
+        )
+        self.loop_runs = Counter(
+            f"{PREFIX}_loop_runs_total", "Background loop iterations.", ["loop", "outcome"], registry=r
+        )
+        self.loop_overruns = Counter(
+            f"{PREFIX}_loop_overruns_total", "Background loop iterations that took longer than their interval.",
+            ["loop"], registry=r,
+        )
+        self.component_health = Gauge(
+            f"{PREFIX}_component_health", "1 healthy, 0.5 degraded, 0 otherwise.", ["component"], registry=r
+        )
+        self.component_status = Gauge(
+            f"{PREFIX}_component_status", "1 for the component's current status.", ["component", "status"], registry=r
+        )
+        self.health_percentage = Gauge(
+            "pipeline_health_percentage", "Share of enabled components that are healthy, in percent.", registry=r
+        )
+        self.checks = Counter(f"{PREFIX}_checks_total", "Checks run.", ["component", "outcome"], registry=r)
+        self.check_duration = Histogram(
+            f"{PREFIX}_check_duration_seconds", "Check latency.", ["kind"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.scheduler_lag = Gauge(
+            f"{PREFIX}_scheduler_lag_seconds", "How late the most recent due checks started.", registry=r
+        )
+

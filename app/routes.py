@@ -1,0 +1,55 @@
+"""Every router of the service, in one list. Add a domain's router here."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+# Routes that answer without a token (everything else must declare a permission; a test enforces it).
+PUBLIC_PATHS = {
+    "/health", "/ready", "/metrics", "/api/v1/auth/token", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+    "/redoc",
+}
+# Routes that need a valid login but no particular permission.
+AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
+
+
+def include_routers(app: FastAPI) -> None:
+    from app.auth.router import router as auth_router
+    from app.auth.router import users_router
+    from app.components.router import router as components_router
+    from app.health.router import router as health_router
+
+    for router in (health_router, auth_router, users_router, components_router):
+        app.include_router(router)
+
+
+def iter_api_routes(app: FastAPI):
+    """Every APIRoute of the app, through included routers (prefixes are set on the routers)."""
+    from fastapi.routing import APIRoute
+
+    def walk(routes):
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            elif hasattr(route, "original_router"):
+                yield from walk(route.original_router.routes)
+            elif hasattr(route, "routes"):
+                yield from walk(route.routes)
+
+    yield from walk(app.routes)
+
+
+def route_permission(route) -> object | None:
+    """The permission a route's dependencies require (None when it declares none)."""
+
+    def walk(dependant):
+        for dep in dependant.dependencies:
+            permission = getattr(dep.call, "__permission__", None)
+            if permission is not None:
+                return permission
+            found = walk(dep)
+            if found is not None:
+                return found
+        return None
+
+    return walk(route.dependant)

@@ -1,0 +1,199 @@
+"""Shared fixtures: every database test runs on SQLite and, when PIPELINE_TEST_POSTGRES_URL is set,
+on Postgres too. The schema is built by the migrations, never by create_all.
+
+CI sets PIPELINE_TEST_REQUIRE_POSTGRES=1: an unreachable Postgres then fails the run instead of
+quietly testing SQLite alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.auth.permissions import Role
+from app.auth.tokens import PasswordHasher
+from app.config import Settings
+from app.db.migrate import upgrade_sync
+from app.db.models import Base
+
+POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("PIPELINE_TEST_REQUIRE_POSTGRES") == "1"
+DIALECTS = ["sqlite"] + (["postgres"] if POSTGRES_URL or REQUIRE_POSTGRES else [])
+TEST_PASSWORD = "correct-horse-battery-staple"
+TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_asyncpg_dsn(url), timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+class PostgresDatabases:
+    """Creates uniquely named databases beside the given one, so parallel runs never collide."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.created: list[str] = []
+
+    def create(self, migrate: bool = True) -> str:
+        name = f"guard_test_{uuid.uuid4().hex[:12]}"
+        try:
+            asyncio.run(_pg_admin(self.url, f'CREATE DATABASE "{name}"'))
+        except Exception as exc:  # noqa: BLE001
+            pytest.fail(f"Postgres at {self.url} is unreachable or refused CREATE DATABASE: {exc}", pytrace=False)
+        self.created.append(name)
+        url = _with_database(self.url, name)
+        if migrate:
+            upgrade_sync(url)
+        return url
+
+    def drop_all(self) -> None:
+        for name in self.created:
+            try:
+                asyncio.run(_pg_admin(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
+
+
+@pytest.fixture(scope="session")
+def postgres_databases():
+    if not (POSTGRES_URL or REQUIRE_POSTGRES):
+        pytest.skip("PIPELINE_TEST_POSTGRES_URL not set")
+    dbs = PostgresDatabases(POSTGRES_URL or "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "guard.db"
+    upgrade_sync(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template_url(postgres_databases) -> str:
+    return postgres_databases.create()
+
+
+def _truncate_all(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    asyncio.run(_pg_admin(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=DIALECTS)
+def db_url(request, tmp_path) -> str:
+    """A migrated, empty database of each dialect under test."""
+    if request.param == "sqlite":
+        path = tmp_path / "guard.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite+aiosqlite:///{path}"
+    url = request.getfixturevalue("postgres_template_url")
+    _truncate_all(url)
+    return url
+
+
+def make_settings(db_url: str, tmp_path: Path, **overrides) -> Settings:
+    base = {
+        "env": "test",
+        "database_url": db_url,
+        "data_dir": tmp_path / "var",
+        "security": {"secret_key": TEST_SECRET, "rate_limiting": {"enabled": False}},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return Settings(**base)
+
+
+_HASH_CACHE: dict[str, str] = {}
+
+
+def password_hash(password: str = TEST_PASSWORD) -> str:
+    if password not in _HASH_CACHE:
+        _HASH_CACHE[password] = PasswordHasher().hash(password)
+    return _HASH_CACHE[password]
+
+
+class Guard:
+    """A running app (lifespan entered) with an httpx client and helpers for users and tokens."""
+
+    def __init__(self, app, client: httpx.AsyncClient):
+        self.app = app
+        self.client = client
+        self.state = app.state.guard
+        self._tokens: dict[str, str] = {}
+
+    @asynccontextmanager
+    async def session(self):
+        from app.db.session import session_scope
+
+        async with session_scope(self.state.sessionmaker) as session:
+            yield session
+
+    async def add_user(self, username: str, role: Role | str, *, password: str = TEST_PASSWORD, disabled: bool = False):
+        from app.db.models import User
+
+        async with self.session() as session:
+            session.add(User(username=username, password_hash=password_hash(password), role=str(role), disabled=disabled))
+
+    async def token(self, role: Role | str) -> str:
+        role = str(role)
+        if role not in self._tokens:
+            username = f"{role}-user"
+            await self.add_user(username, role)
+            response = await self.client.post("/api/v1/auth/token", data={"username": username, "password": TEST_PASSWORD})
+            assert response.status_code == 200, response.text
+            self._tokens[role] = response.json()["access_token"]
+        return self._tokens[role]
+
+    async def headers(self, role: Role | str = Role.ADMIN) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(role)}"}
+
+
+@asynccontextmanager
+async def running_guard(settings: Settings, *, build_services=None, app_hook=None) -> AsyncIterator[Guard]:
+    from app.main import create_app
+
+    app = create_app(settings, build_services=build_services or (lambda state: []))
+    if app_hook is not None:
+        app_hook(app)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Guard(app, client)
+
+
+@pytest.fixture
+def settings(db_url, tmp_path) -> Settings:
+    return make_settings(db_url, tmp_path)
+
+
+@pytest.fixture
+async def guard(settings) -> AsyncIterator[Guard]:
+    async with running_guard(settings) as g:
+        yield g
