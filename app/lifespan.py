@@ -27,6 +27,7 @@ from app.config import Settings, production_problems, secret_key_problem
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import current_revision, head_revision
 from app.errors import ConfigurationError
+from app.events import EventBus
 from app.observability.metrics import GuardMetrics
 from app.ratelimit import RateLimiter
 
@@ -46,6 +47,7 @@ class GuardState:
     codec: TokenCodec | None = None
     hasher: PasswordHasher | None = None
     services: list[LoopService] = field(default_factory=list)
+    events: EventBus = field(default_factory=EventBus)
     started_at: float = field(default_factory=time.time)
     schema_ok: bool = False
     # Filled by the monitoring engine: component name -> health status, and which are critical.
