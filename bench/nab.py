@@ -19,16 +19,16 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from nab_scoring import PROFILES, score_corpus  # noqa: E402
+from nab_scoring import PROFILES, score_corpus
 
-from app.detection.anomaly import default_detector  # noqa: E402
+from app.detection.anomaly import default_detector
 
 DEFAULT_NAB_DIR = REPO.parent / "shared" / "nab"
 
@@ -36,7 +36,7 @@ DEFAULT_NAB_DIR = REPO.parent / "shared" / "nab"
 def parse_ts(text: str) -> float:
     text = text.strip()
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S"
-    return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
 
 
 def load_corpus(nab_dir: Path) -> list[tuple[str, list[float], list[float], list[tuple[int, int]]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.detection.anomaly import AnomalyDetector, default_detector
@@ -13,7 +13,7 @@ from app.detection.anomaly import AnomalyDetector, default_detector
 def parse_timestamp(text: str) -> datetime:
     """NAB timestamps (``2014-04-01 00:00:00[.ffffff]``) and ISO 8601; naive means UTC."""
     ts = datetime.fromisoformat(text.strip())
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def detect_csv(in_path: str | Path, out_path: str | Path,

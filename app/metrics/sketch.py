@@ -59,10 +59,8 @@ class QuantileSketch:
             self.zero_count += 1
         self.count += 1
         self.sum += x
-        if x < self.min:
-            self.min = x
-        if x > self.max:
-            self.max = x
+        self.min = min(self.min, x)
+        self.max = max(self.max, x)
         d = x - self._mean
         self._mean += d / self.count
         self._m2 += d * (x - self._mean)

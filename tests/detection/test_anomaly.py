@@ -2,7 +2,7 @@ import csv
 import json
 import math
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -76,7 +76,7 @@ def test_spike_scores_high_and_stationary_noise_low():
 
 def test_accepts_datetime_timestamps():
     det = default_detector()
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     assert det.score(t0, 1.0) == 0.0
     assert det.last_timestamp == t0.timestamp()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from nab_scoring import probation_rows, scaled_sigmoid, score_corpus  # noqa: E402
+from nab_scoring import probation_rows, scaled_sigmoid, score_corpus
 
 N = 100  # probation = 15 rows
 WINDOW = (40, 59)  # 20 rows
