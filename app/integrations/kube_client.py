@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -25,11 +25,11 @@ from app.integrations.kube_config import (
 )
 
 __all__ = [
+    "RESTARTED_AT_ANNOTATION",
     "KubeClient",
     "KubeConfig",
     "KubeConfigError",
     "KubeError",
-    "RESTARTED_AT_ANNOTATION",
     "load_incluster",
     "load_kubeconfig",
     "workload_path",
@@ -81,7 +81,7 @@ class KubeClient:
         self._token: str | None = config.token
         self._token_read_at = float("-inf")
 
-    async def __aenter__(self) -> KubeClient:
+    async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             # A heal makes a handful of sequential calls; a small pool keeps us polite to the apiserver.

@@ -171,8 +171,9 @@ async def test_scale_reads_then_patches_the_scale_subresource(kmock, strategy, c
         (5, {"step": 1}, "Deployment ml/trainer not scaled: already at max_replicas (5)"),
         (1, {"step": -1}, "Deployment ml/trainer not scaled: already at min_replicas (1)"),
         (3, {"replicas": 3}, "Deployment ml/trainer not scaled: already at 3 replicas"),
-        (8, {"step": 1}, "Deployment ml/trainer not scaled: 8 replicas is outside 1..5; "
-                         "refusing to scale the other way"),
+        (8, {"step": 1}, (
+            "Deployment ml/trainer not scaled: 8 replicas is outside 1..5; refusing to scale the other way"
+        )),
     ],
 )
 async def test_scale_never_leaves_the_bounds(kmock, strategy, current, change, detail):

@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 from app.integrations.kube_client import (
-    RESTARTED_AT_ANNOTATION,
     KubeClient,
     KubeConfigError,
     KubeError,
