@@ -1,0 +1,1 @@
+"""Self-healing: recovery strategies, policies, budgets and attempts (see issue 6)."""

@@ -1,0 +1,1 @@
+"""Recovery strategies: one module per kind, all implementing ``base.Strategy``."""
