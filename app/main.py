@@ -87,10 +87,6 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
 
 
 def _mount_docs(app: FastAPI, settings: Settings) -> None:
-    if not settings.security.docs_enabled:
-        return
-    from fastapi.openapi.docs import get_swagger_ui_html
+    from app.docs import mount_docs
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Pipeline Guard — API")
+    mount_docs(app, enabled=settings.security.docs_enabled)
