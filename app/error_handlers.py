@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from starlette.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,8 +24,8 @@ _HTTP_TYPES = {
 }
 
 
-def _response(status: int, error_type: str, message: str, details=None, headers=None) -> ORJSONResponse:
-    return ORJSONResponse(envelope(error_type, message, details), status_code=status, headers=headers)
+def _response(status: int, error_type: str, message: str, details=None, headers=None) -> JSONResponse:
+    return JSONResponse(envelope(error_type, message, details), status_code=status, headers=headers)
 
 
 def _loc(loc: tuple) -> str:
@@ -33,13 +33,13 @@ def _loc(loc: tuple) -> str:
     return ".".join(parts)
 
 
-async def _guard_error(request: Request, exc: PipelineGuardError) -> ORJSONResponse:
+async def _guard_error(request: Request, exc: PipelineGuardError) -> JSONResponse:
     if exc.status_code >= 500:
         log.error("%s: %s", exc.error_type, exc.message)
     return _response(exc.status_code, exc.error_type, exc.message, exc.details, exc.headers or None)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     fields = []
     for err in exc.errors():
         item = {"field": _loc(err.get("loc", ())), "message": err.get("msg", "invalid"), "type": err.get("type")}
@@ -47,18 +47,18 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> OR
     return _response(422, "validation_error", "the request is not valid", {"fields": fields})
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else _HTTP_TYPES.get(exc.status_code, "error")
     return _response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message,
                      headers=getattr(exc, "headers", None))
 
 
-async def _integrity_error(request: Request, exc: IntegrityError) -> ORJSONResponse:
+async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
     log.info("integrity error: %s", exc.orig)
     return _response(409, "conflict", "the change conflicts with existing data (duplicate or missing reference)")
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     state = getattr(request.app.state, "guard", None)
     if state is not None and state.metrics is not None:
         state.metrics.db_unavailable.inc()
@@ -67,7 +67,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> ORJSONRespo
                      headers={"Retry-After": "5"})
 
 
-async def _unhandled(request: Request, exc: Exception) -> ORJSONResponse:
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
     log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
     return _response(500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id})
@@ -77,7 +77,7 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
 
 
-async def _dbapi_error(request: Request, exc: DBAPIError) -> ORJSONResponse:
+async def _dbapi_error(request: Request, exc: DBAPIError) -> JSONResponse:
     if _is_connection_error(exc):
         return await _database_unavailable(request, exc)
     return await _unhandled(request, exc)

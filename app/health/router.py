@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -44,7 +44,7 @@ async def ready(request: Request) -> Any:
     if all(item["ok"] for item in checks.values()):
         return ReadyResponse(status="ready", checks=checks)
     failing = sorted(name for name, item in checks.items() if not item["ok"])
-    return ORJSONResponse(envelope("service_unavailable", f"not ready: {', '.join(failing)}", {"checks": checks}),
+    return JSONResponse(envelope("service_unavailable", f"not ready: {', '.join(failing)}", {"checks": checks}),
                           status_code=503)
 
 
