@@ -59,8 +59,8 @@ def address_refusal(ip: IPAddress) -> str | None:
         ("is_loopback", "loopback"),
         ("is_link_local", "link-local"),
         ("is_multicast", "multicast"),
-        ("is_private", "private"),
         ("is_reserved", "reserved"),
+        ("is_private", "private"),
     )
     for attr, label in checks:
         if getattr(ip, attr):
