@@ -174,7 +174,7 @@ async def guarded_run(kind: Any, params: Mapping[str, Any], ctx: CheckContext) -
         return CheckResult.down(f"invalid check configuration: {exc}")
     except TimeoutError:
         return CheckResult.down(f"timeout after {ctx.timeout:g}s", time.monotonic() - started)
-    except Exception as exc:  # noqa: BLE001 - a check must never take the scheduler down
+    except Exception as exc:  # a check must never take the scheduler down
         # The message may contain params (secrets); log the type and traceback, show the type only.
         log.error("check kind %r failed unexpectedly: %s", name, type(exc).__name__)
         log.debug("traceback of the failed %r check", name, exc_info=True)
