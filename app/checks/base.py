@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Slack on top of ctx.timeout for the hard cap in guarded_run: a kind's own, tighter timeout
-# should fire first and produce the more precise message.
-HARD_CAP_SLACK_S = 1.0
+# Slack on top of ctx.timeout for the hard cap in guarded_run: a kind's own timeout should fire
+# first and produce the more precise message, and it may need a moment to clean up afterwards
+# (a command check's SIGTERM grace and pipe drain take up to ~2 s).
+HARD_CAP_SLACK_S = 3.0
 DETAIL_MAX_CHARS = 300
 
 
