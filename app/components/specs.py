@@ -59,7 +59,7 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
         try:
             params = registry.validate(kind, check)
         except ValueError as exc:
-            for line in str(exc).split("\n"):
+            for line in getattr(exc, "errors", None) or [str(exc)]:
                 problems.append(line if line.startswith("check.") else f"check.{line}")
             params = {}
     if problems:
