@@ -18,8 +18,10 @@ def include_routers(app: FastAPI) -> None:
     from app.auth.router import users_router
     from app.components.router import router as components_router
     from app.health.router import router as health_router
+    from app.monitoring.heartbeat_router import router as heartbeat_router
+    from app.monitoring.router import router as status_router
 
-    for router in (health_router, auth_router, users_router, components_router):
+    for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router):
         app.include_router(router)
 
 

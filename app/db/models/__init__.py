@@ -6,5 +6,9 @@ One module per domain; add a new module's import below when you add tables.
 from app.db.base import Base
 from app.db.models.auth import RevokedToken, User
 from app.db.models.components import Component, ComponentState, HealthStatus
+from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
 
-__all__ = ["Base", "Component", "ComponentState", "HealthStatus", "RevokedToken", "User"]
+__all__ = [
+    "Base", "CheckResultRecord", "CheckRollup", "Component", "ComponentState", "HealthStatus", "HealthTransitionRecord",
+    "HeartbeatPing", "Incident", "RevokedToken", "User",
+]
