@@ -42,7 +42,10 @@ def iter_api_routes(app: FastAPI):
 
 
 def route_permission(route) -> object | None:
-    """The permission a route's dependencies require (None when it declares none)."""
+    """The permission a route's dependencies require (None when it declares none).
+
+    A frozenset means the route accepts any one of those permissions.
+    """
 
     def walk(dependant):
         for dep in dependant.dependencies:

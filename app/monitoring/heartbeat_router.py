@@ -52,7 +52,7 @@ async def heartbeat_caller(
 
 
 # The route-permission walker reads this: the route is authorised (ping token or a JWT), as for metrics.
-heartbeat_caller.__permission__ = Permission.WRITE_METRICS  # type: ignore[attr-defined]
+heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # any of these; type: ignore[attr-defined]
 
 
 @router.post("/{name}/heartbeat", response_model=HeartbeatOut, responses=error_responses(401, 403, 404, 409, 422))
