@@ -1,0 +1,1 @@
+"""Clients and receivers for systems the guard talks to (Kubernetes API, Alertmanager, ...)."""
