@@ -147,3 +147,14 @@ async def test_permanent_failure_and_max_attempts(notify_settings, receiver):
         item = r.json()["items"][0]
     assert item["attempts"] == 2 and item["last_error"] == "HTTP 500"
     assert [a["outcome"] for a in item["delivery_log"]] == ["retry", "failed"]
+
+
+async def test_default_services_include_alerting_loops(notify_settings):
+    from app.background_services import build_services
+    from app.events import HealthTransition
+
+    async with running_guard(notify_settings, build_services=build_services) as g:
+        names = {s.name for s in g.state.services}
+        assert {"alert-maintenance", "notify-escalation", "notify-outbox", "audit-retention"} <= names
+        assert g.state.events.handlers(HealthTransition)
+        assert (await g.client.get("/ready")).status_code == 200
