@@ -6,9 +6,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import Fernet
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from app.alerts.service import AlertService
 from app.crypto import SecretBox
 from app.db.models import Notification
 from app.notify.escalation import escalate_due
