@@ -52,4 +52,14 @@ class GuardMetrics:
         self.scheduler_lag = Gauge(
             f"{PREFIX}_scheduler_lag_seconds", "How late the most recent due checks started.", registry=r
         )
-
+        self.alerts_firing = Gauge(
+            f"{PREFIX}_alerts_firing", "Alerts currently firing (not acknowledged, silenced or resolved).",
+            ["severity"], registry=r,
+        )
+        self.notifications = Counter(
+            f"{PREFIX}_notifications_total", "Notification delivery tries by channel name and outcome.",
+            ["channel", "outcome"], registry=r,
+        )
+        self.outbox_pending = Gauge(
+            f"{PREFIX}_outbox_pending", "Notifications waiting in the outbox (pending or being sent).", registry=r
+        )

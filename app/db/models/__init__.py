@@ -4,11 +4,15 @@ One module per domain; add a new module's import below when you add tables.
 """
 
 from app.db.base import Base
+from app.db.models.alerts import Alert, AlertEvent, AlertStatus, Severity, Silence
+from app.db.models.audit import AuditEntry
 from app.db.models.auth import RevokedToken, User
 from app.db.models.components import Component, ComponentState, HealthStatus
 from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
+from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
 
 __all__ = [
-    "Base", "CheckResultRecord", "CheckRollup", "Component", "ComponentState", "HealthStatus", "HealthTransitionRecord",
-    "HeartbeatPing", "Incident", "RevokedToken", "User",
+    "Alert", "AlertEvent", "AlertStatus", "AuditEntry", "Base", "Channel", "CheckResultRecord", "CheckRollup",
+    "Component", "ComponentState", "DeliveryAttempt", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing",
+    "Incident", "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
 ]
