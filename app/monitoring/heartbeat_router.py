@@ -40,12 +40,14 @@ async def heartbeat_caller(
         component = await service.component(name)
         if not ping_token_matches(ping_token, component.ping_token_hash):
             raise Unauthorized("invalid ping token for this component")
+        request.state.audit_actor = f"ping-token:{component.name}"
         return HeartbeatCaller(component, "token")
     state = request.app.state.guard
     if state.settings.security.enabled:
         if not bearer:
             raise Unauthorized("send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'")
         principal = await auth.authenticate(bearer)
+        request.state.principal = principal
         if not principal.permissions & HEARTBEAT_PERMISSIONS:
             raise Forbidden(f"role {principal.role.value!r} may not send heartbeats")
     return HeartbeatCaller(await service.component(name), "jwt")

@@ -130,8 +130,13 @@ def test_production_refuses_weak_secret_and_disabled_security():
         "PIPELINE_SECURITY_ENABLED": "false",
     })
     assert any("security is disabled" in p for p in production_problems(insecure))
-    strong = load_settings(environ={"PIPELINE_ENV": "production", "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789"})
+    from cryptography.fernet import Fernet
+
+    strong = load_settings(environ={"PIPELINE_ENV": "production", "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
+                                    "PIPELINE_ENCRYPTION_KEY": Fernet.generate_key().decode()})
     assert production_problems(strong) == []
+    no_key = load_settings(environ={"PIPELINE_ENV": "production", "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789"})
+    assert any("ENCRYPTION_KEY" in p for p in production_problems(no_key))
 
 
 def test_database_url_driver_is_checked():

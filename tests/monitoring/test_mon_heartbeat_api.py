@@ -88,7 +88,7 @@ def test_heartbeat_route_declares_a_permission():
 
     app = create_app(make_settings("sqlite+aiosqlite:////tmp/unused.db", pathlib.Path("/tmp")))
     routes = {r.path: route_permission(r) for r in iter_api_routes(app)}
-    assert routes["/api/v1/components/{name}/heartbeat"] == Permission.WRITE_METRICS
+    assert routes["/api/v1/components/{name}/heartbeat"] == frozenset({Permission.WRITE_METRICS, Permission.MONITOR_HEALTH})
     for path in ("/api/v1/status", "/api/v1/status/detailed", "/api/v1/components/{name}/history",
                  "/api/v1/components/{name}/uptime"):
         assert routes[path] == Permission.MONITOR_HEALTH
