@@ -75,3 +75,9 @@ def serve_guard(settings: Settings, *, role: Role = Role.ADMIN) -> Iterator[Live
     app = create_app(settings, build_services=lambda state: [])
     with serve_app(app) as url:
         yield LiveGuard(url=url, username=ADMIN_USER, password=ADMIN_PASSWORD, settings=settings)
+
+
+def envelope(error_type: str, message: str, details: dict | None = None) -> dict:
+    """The guard's error envelope, for stub servers."""
+    return {"error": {"type": error_type, "message": message, "details": details or {},
+                      "timestamp": "2024-01-01T00:00:00+00:00"}}
