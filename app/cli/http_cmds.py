@@ -152,4 +152,4 @@ def audit(
     output(conn, conn.call("list_audit", actor=actor, action=action, since=since, limit=limit), AUDIT_COLUMNS)
 
 
-__all__ = ["register", "styled", "fail"]
+__all__ = ["fail", "register", "styled"]

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 
 import click
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 CREDENTIALS_FILE = "credentials.json"

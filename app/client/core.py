@@ -94,7 +94,7 @@ class RetryPolicy:
         return base * (0.5 + random.random() / 2)
 
 
-def encode_timestamp(value: datetime | float | int | str | None) -> str | None:
+def encode_timestamp(value: datetime | float | str | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-
 from live_guard import serve_app, serve_guard
 
 

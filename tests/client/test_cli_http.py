@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
+from live_guard import envelope, free_port
 from typer.testing import CliRunner
 
 from app.cli import build_app
-from live_guard import envelope, free_port
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import logging
 import time
 
 import pytest
+from live_guard import envelope, free_port
 
 from app.client import AsyncGuardClient, GuardAPIError, GuardClient, GuardConnectionError
 from app.client import sync as sync_module
-from live_guard import envelope, free_port
 
 BATCH = "/api/v1/metrics/batch"
 
@@ -157,9 +157,8 @@ def test_job_reports_failure_and_the_exception_propagates(stub):
 
 def test_job_failure_reporting_errors_never_hide_the_job_error(sleeps):
     guard = GuardClient(f"http://127.0.0.1:{free_port()}", "t", retries=0, flush_interval=0, raise_errors=False)
-    with pytest.raises(KeyError):
-        with guard.job("nightly"):
-            raise KeyError("x")
+    with pytest.raises(KeyError), guard.job("nightly"):
+        raise KeyError("x")
     guard.close()
 
 

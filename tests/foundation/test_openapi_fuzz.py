@@ -19,10 +19,9 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from live_guard import ADMIN_USER, serve_guard
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
-
-from live_guard import ADMIN_USER, serve_guard
 
 FUZZ_EXAMPLES = int(os.environ.get("PIPELINE_FUZZ_EXAMPLES", "15"))
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
