@@ -12,6 +12,7 @@ from app import __version__
 from app.config import Settings, load_settings
 from app.error_handlers import BodySizeLimitMiddleware, install_error_handlers
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
+from app.openapi import install_openapi
 from app.observability.metrics import GuardMetrics
 from app.ratelimit import RateLimiter, RateLimitMiddleware
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
 
     include_routers(app)
     _mount_docs(app, settings)
+    install_openapi(app)
 
     Instrumentator(
         should_group_status_codes=True,

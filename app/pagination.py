@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Query
 
-from app.errors import BadRequest
+from app.errors import ValidationFailed
 
 MAX_PAGE = 1000
 
@@ -24,6 +24,6 @@ def parse_label_filters(values: list[str] | None) -> dict[str, str] | None:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise BadRequest("invalid label filter", details={"fields": [{"field": "label", "message": f"expected key=value, got {item!r}"}]})
+            raise ValidationFailed("invalid label filter", details={"fields": [{"field": "query.label", "message": f"expected key=value, got {item!r}"}]})
         labels[key] = value
     return labels

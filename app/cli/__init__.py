@@ -14,7 +14,17 @@ from app.errors import PipelineGuardError
 
 
 def build_app() -> typer.Typer:
-    from app.cli import config_cmd, db_cmd, serve_cmd, users_cmd
+    from app.cli import (
+        alerts_cmd,
+        components_cmd,
+        config_cmd,
+        db_cmd,
+        http_cmds,
+        metrics_http,
+        serve_cmd,
+        users_cmd,
+        users_http,
+    )
 
     cli = typer.Typer(
         name="pipeline-guard",
@@ -26,7 +36,14 @@ def build_app() -> typer.Typer:
     serve_cmd.register(cli)
     cli.add_typer(db_cmd.app, name="db")
     cli.add_typer(config_cmd.app, name="config")
+    users_http.register(users_cmd.app)
     cli.add_typer(users_cmd.app, name="users")
+    # Over HTTP, to a running guard.
+    http_cmds.register(cli)
+    cli.add_typer(components_cmd.app, name="components")
+    cli.add_typer(alerts_cmd.alerts_app, name="alerts")
+    cli.add_typer(alerts_cmd.silences_app, name="silences")
+    cli.add_typer(metrics_http.app, name="metrics")
     return cli
 
 

@@ -37,3 +37,36 @@ def sample(out: Path = typer.Option(None, "--out", "-o", help="write here instea
     else:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out}")
+
+
+@app.command("audit")
+def audit(
+    file: Path = typer.Argument(None, help="config file (else PIPELINE_CONFIG and the environment)"),
+    json_output: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Report insecure settings with severity and fix.
+
+    Exit code: 0 none or only low, 1 medium, 2 high, 3 critical (the worst finding).
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.config import load_settings
+    from app.security_audit import audit_settings, exit_code
+
+    findings = audit_settings(load_settings(config_file=file))
+    if json_output:
+        typer.echo(json.dumps([f.as_dict() for f in findings], indent=2))
+    elif not findings:
+        typer.echo("no insecure settings found")
+    else:
+        colours = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+        table = Table(title="config audit")
+        for column in ("severity", "path", "problem", "fix"):
+            table.add_column(column, overflow="fold")
+        for f in findings:
+            table.add_row(f"[{colours[f.severity]}]{f.severity}[/]", f.path, f.problem, f.fix)
+        Console().print(table)
+    raise typer.Exit(exit_code(findings))

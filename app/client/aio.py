@@ -1,0 +1,302 @@
+"""``AsyncGuardClient``: the asyncio client (same methods as ``GuardClient``, awaited)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from app.client import calls
+from app.client.core import (
+    API,
+    USER_AGENT,
+    GuardAPIError,
+    GuardClientError,
+    GuardConnectionError,
+    MetricPoint,
+    RetryPolicy,
+    Stopwatch,
+    chunks,
+    clean_params,
+    failure_message,
+    heartbeat_body,
+    is_retryable_status,
+    log,
+    parse_error,
+    segment,
+)
+from app.client.sync import MAX_BUFFER_FACTOR
+
+
+class AsyncGuardClient:
+    """The asyncio twin of :class:`app.client.GuardClient`; use ``async with`` or ``await close()``.
+
+    The background flush runs as a task of the loop that recorded the first point.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, username: str | None = None,
+                 password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
+                 batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.username = username
+        self.password = password
+        self.raise_errors = raise_errors
+        self.batch_size = max(1, int(batch_size))
+        self.flush_interval = flush_interval
+        self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport,
+                                       headers={"User-Agent": USER_AGENT})
+        self._buffer: list[MetricPoint] = []
+        self._flush_lock: asyncio.Lock | None = None
+        self._flusher: asyncio.Task | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncGuardClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush what is buffered (one attempt), stop the background flusher, close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        try:
+            await self.flush()
+        finally:
+            await self._http.aclose()
+
+    # --- transport --------------------------------------------------------------------------
+    async def _auth_headers(self) -> dict[str, str]:
+        if self.token is None and self.username and self.password:
+            body = await self._request(calls.Call("POST", f"{API}/auth/token", authenticated=False,
+                                                  data={"username": self.username, "password": self.password}))
+            self.token = body["access_token"]
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _request(self, call: calls.Call) -> Any:
+        relogged = False
+        attempt = 0
+        while True:
+            headers = dict(call.headers)
+            if call.authenticated:
+                headers.update(await self._auth_headers())
+            try:
+                response = await self._http.request(call.method, call.path, params=call.params or None,
+                                                    json=call.json, data=call.data, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt >= self.policy.retries:
+                    raise GuardConnectionError(f"{call.method} {self.url}{call.path}: {type(exc).__name__}: {exc}") from exc
+                delay = self.policy.delay(attempt)
+                log.info("guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, attempt + 1, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            if response.status_code == 401 and call.authenticated and self.username and self.password and not relogged:
+                relogged = True
+                self.token = None
+                continue
+            if is_retryable_status(response.status_code) and attempt < self.policy.retries:
+                delay = self.policy.delay(attempt, response)
+                log.info("guard answered %d, retry %d in %.2fs", response.status_code, attempt + 1, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise parse_error(response)
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                return response.text
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        log.warning("pipeline guard: %s failed: %s", what, exc)
+        if self.raise_errors:
+            if isinstance(exc, GuardClientError):
+                raise exc
+            raise GuardClientError(f"{what} failed: {exc}") from exc
+
+    async def _send(self, call: calls.Call, what: str | None = None) -> Any:
+        try:
+            return await self._request(call)
+        except Exception as exc:  # noqa: BLE001 - never crash the caller unless asked to
+            self._fail(what or f"{call.method} {call.path}", exc)
+            return None
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+        return await self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
+
+    # --- metrics ----------------------------------------------------------------------------
+    async def record_metric(self, component: str, metric_name: str, value: float,
+                            labels: Mapping[str, Any] | None = None,
+                            timestamp: datetime | float | str | None = None) -> None:
+        """Buffer one point; it is sent with the next batch (size, interval, ``flush()`` or ``close()``)."""
+        try:
+            self._buffer.append(MetricPoint.make(component, metric_name, value, labels, timestamp))
+        except Exception as exc:  # noqa: BLE001
+            self._fail("record_metric", exc)
+            return
+        self._ensure_flusher()
+        if len(self._buffer) >= self.batch_size:
+            await self.flush()
+
+    async def record_batch(self, points: Iterable[Any]) -> int:
+        """Send points now, in chunks of ``batch_size``. Returns how many were accepted."""
+        try:
+            coerced = [MetricPoint.coerce(p) for p in points]
+        except Exception as exc:  # noqa: BLE001
+            self._fail("record_batch", exc)
+            return 0
+        sent = 0
+        for chunk in chunks(coerced, self.batch_size):
+            try:
+                await self._post_batch(chunk)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(f"record_batch ({len(coerced) - sent} points not sent)", exc)
+                break
+            sent += len(chunk)
+        return sent
+
+    async def _post_batch(self, chunk: list[MetricPoint]) -> None:
+        await self._request(calls.Call("POST", f"{API}/metrics/batch", json={"points": [p.as_json() for p in chunk]}))
+
+    async def flush(self) -> int:
+        """Send buffered points now. Returns how many were sent; unsent points stay buffered (bounded)."""
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        async with self._flush_lock:
+            pending, self._buffer = self._buffer, []
+            sent = 0
+            for index in range(0, len(pending), self.batch_size):
+                chunk = pending[index:index + self.batch_size]
+                try:
+                    await self._post_batch(chunk)
+                    sent += len(chunk)
+                except GuardAPIError as exc:
+                    if 400 <= exc.status < 500 and exc.status != 429:
+                        log.warning("pipeline guard: dropped %d metric points: %s", len(chunk), exc)
+                        continue
+                    self._requeue(pending[index:], exc)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    self._requeue(pending[index:], exc)
+                    break
+            return sent
+
+    def _requeue(self, unsent: list[MetricPoint], exc: Exception) -> None:
+        limit = self.batch_size * MAX_BUFFER_FACTOR
+        if self._closed:
+            dropped = len(unsent) + len(self._buffer)
+            self._buffer = []
+        else:
+            self._buffer = unsent + self._buffer
+            dropped = max(0, len(self._buffer) - limit)
+            if dropped:
+                self._buffer = self._buffer[dropped:]
+        log.warning("pipeline guard: could not send %d metric points (%s)%s", len(unsent), exc,
+                    f"; dropped {dropped}" if dropped else "; will retry")
+        if self.raise_errors:
+            raise exc if isinstance(exc, GuardClientError) else GuardClientError(str(exc))
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None and self.flush_interval and self.flush_interval > 0 and not self._closed:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="pipeline-guard-flush")
+
+    async def _flush_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self.flush_interval)
+            if self._buffer:
+                try:
+                    await self.flush()
+                except Exception as exc:  # noqa: BLE001 - the flusher must survive
+                    log.debug("background flush failed: %s", exc)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    # --- heartbeats and jobs ----------------------------------------------------------------
+    async def heartbeat(self, component: str, status: str | None = None, duration_seconds: float | None = None,
+                        message: str | None = None, ping_token: str | None = None) -> Any:
+        try:
+            body = heartbeat_body(status, duration_seconds, message)
+        except ValueError as exc:
+            self._fail("heartbeat", exc)
+            return None
+        call = calls.Call("POST", f"{API}/components/{segment(component)}/heartbeat", json=body,
+                          headers={"X-Ping-Token": ping_token} if ping_token else {},
+                          authenticated=ping_token is None)
+        return await self._send(call, f"heartbeat {component}")
+
+    def job(self, component: str, ping_token: str | None = None) -> AsyncJob:
+        """``async with guard.job("etl"):`` or ``@guard.job("etl")`` on a coroutine function."""
+        return AsyncJob(self, component, ping_token)
+
+
+class AsyncJob:
+    def __init__(self, client: AsyncGuardClient, component: str, ping_token: str | None = None):
+        self.client = client
+        self.component = component
+        self.ping_token = ping_token
+        self.message: str | None = None
+        self._watch: Stopwatch | None = None
+
+    async def __aenter__(self) -> AsyncJob:
+        self._watch = Stopwatch()
+        await self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        duration = self._watch.elapsed if self._watch else None
+        succeeded = exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None))
+        if succeeded:
+            await self.client.flush()
+            await self.client.heartbeat(self.component, "success", duration, self.message, ping_token=self.ping_token)
+            return False
+        try:
+            await self.client.flush()
+            await self.client.heartbeat(self.component, "fail", duration, failure_message(exc),
+                                        ping_token=self.ping_token)
+        except Exception as report_error:  # noqa: BLE001
+            log.warning("pipeline guard: could not report the failure of %s: %s", self.component, report_error)
+        return False
+
+    def __call__(self, func: Callable) -> Callable:
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            async with AsyncJob(self.client, self.component, self.ping_token):
+                return await func(*args, **kwargs)
+
+        return wrapper
+
+
+def _bind(operation: Callable[..., calls.Call]) -> Callable[..., Any]:
+    @functools.wraps(operation)
+    async def method(self: AsyncGuardClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            call = operation(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(operation.__name__, exc)
+            return None
+        return await self._send(call, operation.__name__)
+
+    return method
+
+
+for _operation in calls.OPERATIONS:
+    setattr(AsyncGuardClient, _operation.__name__, _bind(_operation))

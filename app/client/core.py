@@ -1,0 +1,203 @@
+"""What the sync and async clients share: errors, request shapes, retry policy, point encoding."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+log = logging.getLogger("pipeline_guard.client")
+
+API = "/api/v1"
+USER_AGENT = "pipeline-guard-client"
+MAX_BACKOFF = 30.0
+MAX_MESSAGE = 1000
+
+
+class GuardClientError(Exception):
+    """Base of everything the client raises (only when ``raise_errors=True``)."""
+
+
+class GuardConnectionError(GuardClientError):
+    """The guard could not be reached (after the retries)."""
+
+
+class GuardAPIError(GuardClientError):
+    """The guard answered with an error envelope ``{"error": {"type", "message", "details", ...}}``."""
+
+    def __init__(self, status: int, type: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(f"{status} {type}: {message}")
+        self.status = status
+        self.type = type
+        self.message = message
+        self.details = details or {}
+
+
+def parse_error(response: httpx.Response) -> GuardAPIError:
+    """The envelope's type and message; something sensible when the body is not an envelope."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        return GuardAPIError(response.status_code, str(error.get("type", "error")),
+                             str(error.get("message", response.reason_phrase)), error.get("details") or {})
+    if isinstance(body, dict) and "detail" in body:  # a plain FastAPI/Starlette error
+        return GuardAPIError(response.status_code, "error", str(body["detail"]))
+    text = response.text.strip()[:200] or response.reason_phrase
+    return GuardAPIError(response.status_code, "error", text)
+
+
+def is_retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date), capped; None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_BACKOFF)
+
+
+@dataclass
+class RetryPolicy:
+    retries: int = 3
+    backoff: float = 0.5
+
+    def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based): Retry-After, else exponential + jitter."""
+        if response is not None:
+            hinted = retry_after_seconds(response)
+            if hinted is not None:
+                return hinted
+        base = min(self.backoff * (2**attempt), MAX_BACKOFF)
+        return base * (0.5 + random.random() / 2)
+
+
+def encode_timestamp(value: datetime | float | str | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(float(value), UTC).isoformat()
+    return str(value)
+
+
+@dataclass
+class MetricPoint:
+    component: str
+    metric_name: str
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+    timestamp: str | None = None
+
+    @classmethod
+    def make(cls, component: str, metric_name: str, value: float, labels: Mapping[str, Any] | None = None,
+             timestamp: datetime | float | str | None = None) -> MetricPoint:
+        return cls(component=str(component), metric_name=str(metric_name), value=float(value),
+                   labels={str(k): str(v) for k, v in (labels or {}).items()},
+                   timestamp=encode_timestamp(timestamp) or datetime.now(UTC).isoformat())
+
+    @classmethod
+    def coerce(cls, point: Any) -> MetricPoint:
+        """A MetricPoint from a MetricPoint, a dict or a (component, metric_name, value[, labels[, ts]]) tuple."""
+        if isinstance(point, MetricPoint):
+            return point
+        if isinstance(point, Mapping):
+            return cls.make(point["component"], point["metric_name"], point["value"], point.get("labels"),
+                            point.get("timestamp"))
+        return cls.make(*point)
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"component": self.component, "metric_name": self.metric_name, "value": self.value,
+                                "labels": self.labels}
+        if self.timestamp is not None:
+            data["timestamp"] = self.timestamp
+        return data
+
+
+def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def label_params(labels: Mapping[str, Any] | None, name: str = "labels") -> list[tuple[str, str]]:
+    return [(name, f"{key}={value}") for key, value in (labels or {}).items()]
+
+
+def clean_params(params: Mapping[str, Any] | list[tuple[str, Any]] | None) -> list[tuple[str, str]]:
+    """Drop None values; encode datetimes, booleans and lists the way the API reads them."""
+    items = params.items() if isinstance(params, Mapping) else (params or [])
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            out.extend((key, _param(v)) for v in value)
+        else:
+            out.append((key, _param(value)))
+    return out
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return encode_timestamp(value) or ""
+    return str(value)
+
+
+def segment(value: str | int) -> str:
+    """One URL path segment, escaped (component names are URL-safe, but be careful anyway)."""
+    return quote(str(value), safe="")
+
+
+def heartbeat_body(status: str | None, duration_seconds: float | None, message: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if status is not None:
+        if status not in {"start", "success", "fail"}:
+            raise ValueError(f"heartbeat status must be start, success or fail, got {status!r}")
+        body["status"] = status
+    if duration_seconds is not None:
+        body["duration_seconds"] = round(float(duration_seconds), 6)
+    if message is not None:
+        body["message"] = str(message)[:MAX_MESSAGE]
+    return body
+
+
+def failure_message(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_MESSAGE]
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started

@@ -1,0 +1,345 @@
+"""``GuardClient``: the synchronous client (threads, scripts, cron jobs)."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from app.client import calls
+from app.client.core import (
+    API,
+    USER_AGENT,
+    GuardAPIError,
+    GuardClientError,
+    GuardConnectionError,
+    MetricPoint,
+    RetryPolicy,
+    Stopwatch,
+    chunks,
+    failure_message,
+    heartbeat_body,
+    is_retryable_status,
+    log,
+    parse_error,
+    segment,
+)
+
+MAX_BUFFER_FACTOR = 20  # keep at most batch_size * this many unsent points while the guard is away
+
+
+class GuardClient:
+    """Report to a Pipeline Guard from a pipeline. Thread-safe; use as a context manager or ``close()``.
+
+    ``token`` is a bearer token; or give ``username``/``password`` and the client logs in (and again
+    when its token expires). ``record_metric`` buffers points and sends them in batches of
+    ``batch_size``, at the latest every ``flush_interval`` seconds and on ``close()``. Every call is
+    retried ``retries`` times with exponential back-off on connection errors, 429 (honouring
+    Retry-After) and 5xx. Failures are logged; they raise (``GuardClientError``) only when
+    ``raise_errors=True``; otherwise the call returns ``None``.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, username: str | None = None,
+                 password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
+                 batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
+                 transport: httpx.BaseTransport | None = None):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.username = username
+        self.password = password
+        self.raise_errors = raise_errors
+        self.batch_size = max(1, int(batch_size))
+        self.flush_interval = flush_interval
+        self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
+                                  headers={"User-Agent": USER_AGENT})
+        self._buffer: list[MetricPoint] = []
+        self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._login_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._exit_hook)
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> GuardClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush what is buffered (one attempt), stop the background flusher, close connections."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        atexit.unregister(self._exit_hook)
+        try:
+            self.flush()
+        finally:
+            if self._flusher is not None and self._flusher is not threading.current_thread():
+                self._flusher.join(timeout=self._http.timeout.read or 5.0)
+            self._http.close()
+
+    # --- transport --------------------------------------------------------------------------
+    def _auth_headers(self) -> dict[str, str]:
+        if self.token is None and self.username and self.password:
+            self._login()
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _login(self) -> None:
+        with self._login_lock:
+            call = calls.Call("POST", f"{API}/auth/token", data={"username": self.username or "",
+                                                                   "password": self.password or ""},
+                              authenticated=False)
+            body = self._request(call)
+            self.token = body["access_token"]
+
+    def _request(self, call: calls.Call) -> Any:
+        """One call with retries; raises GuardClientError. Returns the parsed JSON body (or None)."""
+        relogged = False
+        attempt = 0
+        while True:
+            headers = dict(call.headers)
+            if call.authenticated:
+                headers.update(self._auth_headers())
+            try:
+                response = self._http.request(call.method, call.path, params=call.params or None,
+                                              json=call.json, data=call.data, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt >= self.policy.retries:
+                    raise GuardConnectionError(f"{call.method} {self.url}{call.path}: {type(exc).__name__}: {exc}") from exc
+                delay = self.policy.delay(attempt)
+                log.info("guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, attempt + 1, delay)
+                time.sleep(delay)
+                attempt += 1
+                continue
+            if response.status_code == 401 and call.authenticated and self.username and self.password and not relogged:
+                relogged = True
+                self.token = None
+                continue
+            if is_retryable_status(response.status_code) and attempt < self.policy.retries:
+                delay = self.policy.delay(attempt, response)
+                log.info("guard answered %d, retry %d in %.2fs", response.status_code, attempt + 1, delay)
+                time.sleep(delay)
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise parse_error(response)
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                return response.text
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        log.warning("pipeline guard: %s failed: %s", what, exc)
+        if self.raise_errors:
+            if isinstance(exc, GuardClientError):
+                raise exc
+            raise GuardClientError(f"{what} failed: {exc}") from exc
+
+    def _send(self, call: calls.Call, what: str | None = None) -> Any:
+        try:
+            return self._request(call)
+        except Exception as exc:  # noqa: BLE001 - never crash the caller unless asked to
+            self._fail(what or f"{call.method} {call.path}", exc)
+            return None
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+        """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error handling."""
+        from app.client.core import clean_params
+
+        return self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
+
+    # --- metrics ----------------------------------------------------------------------------
+    def record_metric(self, component: str, metric_name: str, value: float, labels: Mapping[str, Any] | None = None,
+                      timestamp: datetime | float | str | None = None) -> None:
+        """Buffer one point; it is sent with the next batch (size, interval, ``flush()`` or ``close()``)."""
+        try:
+            point = MetricPoint.make(component, metric_name, value, labels, timestamp)
+        except Exception as exc:  # noqa: BLE001
+            self._fail("record_metric", exc)
+            return
+        with self._buffer_lock:
+            self._buffer.append(point)
+            full = len(self._buffer) >= self.batch_size
+            self._ensure_flusher()
+        if full:
+            self.flush()
+
+    def record_batch(self, points: Iterable[Any]) -> int:
+        """Send points now (dicts, MetricPoints or tuples), in chunks of ``batch_size``. Returns how many were accepted."""
+        try:
+            coerced = [MetricPoint.coerce(p) for p in points]
+        except Exception as exc:  # noqa: BLE001
+            self._fail("record_batch", exc)
+            return 0
+        sent = 0
+        for chunk in chunks(coerced, self.batch_size):
+            try:
+                self._post_batch(chunk)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(f"record_batch ({len(coerced) - sent} points not sent)", exc)
+                break
+            sent += len(chunk)
+        return sent
+
+    def _batch_call(self, chunk: list[MetricPoint]) -> calls.Call:
+        return calls.Call("POST", f"{API}/metrics/batch", json={"points": [p.as_json() for p in chunk]})
+
+    def _post_batch(self, chunk: list[MetricPoint]) -> None:
+        self._request(self._batch_call(chunk))
+
+    def flush(self) -> int:
+        """Send buffered points now. Returns how many were sent; unsent points stay buffered (bounded)."""
+        with self._flush_lock:
+            with self._buffer_lock:
+                pending, self._buffer = self._buffer, []
+            sent = 0
+            for index in range(0, len(pending), self.batch_size):
+                chunk = pending[index:index + self.batch_size]
+                try:
+                    self._post_batch(chunk)
+                    sent += len(chunk)
+                except GuardAPIError as exc:
+                    if 400 <= exc.status < 500 and exc.status != 429:
+                        # The guard rejected these points; sending them again would fail again.
+                        log.warning("pipeline guard: dropped %d metric points: %s", len(chunk), exc)
+                        continue
+                    self._requeue(pending[index:], exc)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    self._requeue(pending[index:], exc)
+                    break
+            return sent
+
+    def _requeue(self, unsent: list[MetricPoint], exc: Exception) -> None:
+        limit = self.batch_size * MAX_BUFFER_FACTOR
+        with self._buffer_lock:
+            if self._closed.is_set():
+                dropped = len(unsent) + len(self._buffer)
+                self._buffer = []
+            else:
+                self._buffer = unsent + self._buffer
+                dropped = max(0, len(self._buffer) - limit)
+                if dropped:
+                    self._buffer = self._buffer[dropped:]  # keep the newest
+        log.warning("pipeline guard: could not send %d metric points (%s)%s", len(unsent), exc,
+                    f"; dropped {dropped}" if dropped else "; will retry")
+        if self.raise_errors:
+            raise exc if isinstance(exc, GuardClientError) else GuardClientError(str(exc))
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None and self.flush_interval and self.flush_interval > 0 and not self._closed.is_set():
+            self._flusher = threading.Thread(target=self._flush_loop, name="pipeline-guard-flush", daemon=True)
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(self.flush_interval):
+            if self._buffer:
+                try:
+                    self.flush()
+                except Exception as exc:  # noqa: BLE001 - the flusher thread must survive
+                    log.debug("background flush failed: %s", exc)
+
+    @property
+    def pending(self) -> int:
+        """Points buffered and not yet sent."""
+        return len(self._buffer)
+
+    # --- heartbeats and jobs ----------------------------------------------------------------
+    def heartbeat(self, component: str, status: str | None = None, duration_seconds: float | None = None,
+                  message: str | None = None, ping_token: str | None = None) -> Any:
+        """Tell the guard the component is alive (``status``: start, success or fail)."""
+        try:
+            body = heartbeat_body(status, duration_seconds, message)
+        except ValueError as exc:
+            self._fail("heartbeat", exc)
+            return None
+        call = calls.Call("POST", f"{API}/components/{segment(component)}/heartbeat", json=body,
+                          headers={"X-Ping-Token": ping_token} if ping_token else {},
+                          authenticated=ping_token is None)
+        return self._send(call, f"heartbeat {component}")
+
+    def job(self, component: str, ping_token: str | None = None) -> Job:
+        """Report a job run: ``with guard.job("etl"):`` or ``@guard.job("etl")``.
+
+        Sends ``start`` on entry, then ``success`` or ``fail`` (with the exception's type and text)
+        and the duration; flushes buffered metrics first. The job's own exception always propagates.
+        """
+        return Job(self, component, ping_token)
+
+
+class Job:
+    """A context manager and decorator reporting one run of a batch job through heartbeats."""
+
+    def __init__(self, client: GuardClient, component: str, ping_token: str | None = None):
+        self.client = client
+        self.component = component
+        self.ping_token = ping_token
+        self.message: str | None = None  # set it inside the block to report it with the success
+        self._watch: Stopwatch | None = None
+
+    def __enter__(self) -> Job:
+        self._watch = Stopwatch()
+        self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        duration = self._watch.elapsed if self._watch else None
+        succeeded = exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None))
+        if succeeded:
+            self.client.flush()
+            self.client.heartbeat(self.component, "success", duration, self.message, ping_token=self.ping_token)
+            return False
+        # The job failed: report it, but never let a reporting error hide the job's own exception.
+        try:
+            self.client.flush()
+            self.client.heartbeat(self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token)
+        except Exception as report_error:  # noqa: BLE001
+            log.warning("pipeline guard: could not report the failure of %s: %s", self.component, report_error)
+        return False
+
+    def __call__(self, func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Job(self.client, self.component, self.ping_token):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+def _close_at_exit(ref: weakref.ref) -> None:
+    client = ref()
+    if client is not None:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - the interpreter is exiting
+            pass
+
+
+def _bind(operation: Callable[..., calls.Call]) -> Callable[..., Any]:
+    @functools.wraps(operation)
+    def method(self: GuardClient, *args: Any, **kwargs: Any) -> Any:
+        try:
+            call = operation(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - bad arguments are reported like any other failure
+            self._fail(operation.__name__, exc)
+            return None
+        return self._send(call, operation.__name__)
+
+    return method
+
+
+for _operation in calls.OPERATIONS:
+    setattr(GuardClient, _operation.__name__, _bind(_operation))
