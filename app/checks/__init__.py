@@ -1,1 +1,1 @@
-"""Check kinds: how a component is observed."""
+"""Check kinds: how a component is observed. See `registry.default_registry()`."""

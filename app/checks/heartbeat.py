@@ -1,0 +1,159 @@
+"""`heartbeat` check: jobs push pings (healthchecks.io style); this module only *evaluates* the
+stored ping state. Receiving pings and storing them is the API's job.
+
+Semantics of `evaluate_heartbeat` (first matching rule wins):
+
+1. Never pinged: UP ("waiting for the first heartbeat") until `period_s + grace_s` after the check
+   was created, DOWN after that.
+2. A run is in progress (last ping is `start`): DOWN when it has run longer than `max_runtime_s`;
+   without `max_runtime_s`, DOWN when no finish arrived within `period_s + grace_s` of the start;
+   UP ("running") otherwise.
+3. Last ping is `fail`: DOWN.
+4. Late: the last ping is older than `period_s + grace_s`: DOWN. Within the grace it is still UP
+   (the grace exists to absorb a job's normal jitter, so it must not flap to degraded).
+5. The last finished run (`last_duration_s`, reported by the job or computed by the API from its
+   start ping) was shorter than `min_runtime_s` or longer than `max_runtime_s`: DOWN.
+6. Otherwise UP.
+
+A ping without a status counts as `success`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from app.checks.base import (
+    CheckConfigError,
+    CheckContext,
+    CheckKind,
+    CheckResult,
+    ConfigErrors,
+    opt_number,
+    require_mapping,
+    utcnow,
+)
+
+PING_STATUSES = ("start", "success", "fail")
+DEFAULT_GRACE_S = 60.0
+
+
+@dataclass(frozen=True)
+class HeartbeatState:
+    """What the database knows about a component's pings."""
+
+    created_at: datetime
+    last_ping_at: datetime | None = None
+    last_ping_status: str | None = None
+    last_start_at: datetime | None = None
+    last_duration_s: float | None = None
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
+
+
+def validate_heartbeat_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    params = require_mapping(params)
+    errs = ConfigErrors()
+    period = opt_number(errs, params, "period_s", minimum=1)
+    if period is None:
+        errs.add("period_s", "is required")
+    out = {
+        "period_s": period,
+        "grace_s": opt_number(errs, params, "grace_s", default=DEFAULT_GRACE_S, minimum=0),
+        "max_runtime_s": opt_number(errs, params, "max_runtime_s", minimum=0.001),
+        "min_runtime_s": opt_number(errs, params, "min_runtime_s", minimum=0),
+    }
+    errs.raise_if_any()
+    if out["min_runtime_s"] is not None and out["max_runtime_s"] is not None:
+        if out["min_runtime_s"] >= out["max_runtime_s"]:
+            raise CheckConfigError("check.min_runtime_s: must be smaller than max_runtime_s")
+    return out
+
+
+def evaluate_heartbeat(
+    params: Mapping[str, Any],
+    *,
+    now: datetime,
+    last_ping_at: datetime | None,
+    last_ping_status: str | None,
+    last_start_at: datetime | None,
+    last_duration_s: float | None,
+    created_at: datetime,
+) -> CheckResult:
+    """Outcome of a heartbeat check at `now` (all datetimes UTC-aware). See the module docstring.
+    Raises CheckConfigError for invalid params."""
+    p = validate_heartbeat_params(params)
+    period, grace = p["period_s"], p["grace_s"]
+    max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
+    allowed = period + grace
+
+    def result(factory: Any, detail: str) -> CheckResult:
+        return factory(detail, None, observed_at=now)
+
+    if last_ping_at is None:
+        waited = (now - created_at).total_seconds()
+        if waited > allowed:
+            return result(CheckResult.down, f"no heartbeat received in {_secs(waited)} since the check was created "
+                          f"(expected every {_secs(period)} + {_secs(grace)} grace)")
+        return result(CheckResult.up, f"waiting for the first heartbeat (due within {_secs(allowed - waited)})")
+
+    status = last_ping_status or "success"
+    if status == "start":
+        started = max(filter(None, (last_start_at, last_ping_at)))
+        running = (now - started).total_seconds()
+        if max_rt is not None and running > max_rt:
+            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished "
+                          f"(max_runtime {_secs(max_rt)})")
+        if max_rt is None and running > allowed:
+            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished "
+                          f"(expected within {_secs(period)} + {_secs(grace)} grace)")
+        return result(CheckResult.up, f"run in progress for {_secs(running)}")
+
+    if status == "fail":
+        ago = (now - last_ping_at).total_seconds()
+        return result(CheckResult.down, f"last run reported failure {_secs(ago)} ago")
+
+    since = (now - last_ping_at).total_seconds()
+    if since > allowed:
+        return result(CheckResult.down, f"late: last heartbeat {_secs(since)} ago "
+                      f"(expected every {_secs(period)} + {_secs(grace)} grace)")
+
+    if last_duration_s is not None:
+        if min_rt is not None and last_duration_s < min_rt:
+            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
+                          f"shorter than min_runtime {_secs(min_rt)}")
+        if max_rt is not None and last_duration_s > max_rt:
+            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
+                          f"longer than max_runtime {_secs(max_rt)}")
+
+    if since > period:
+        return result(CheckResult.up, f"heartbeat due {_secs(since - period)} ago, within the grace")
+    return result(CheckResult.up, f"last heartbeat {_secs(since)} ago")
+
+
+class HeartbeatCheck(CheckKind):
+    name: ClassVar[str] = "heartbeat"
+    passive: ClassVar[bool] = True
+
+    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+        return validate_heartbeat_params(params)
+
+    async def probe(self, params: dict[str, Any], ctx: CheckContext) -> CheckResult:
+        state = ctx.heartbeat
+        if state is None:
+            return CheckResult.down("no heartbeat state available for this component")
+        if state.last_ping_status not in (None, *PING_STATUSES):
+            return CheckResult.down(f"unknown heartbeat status {state.last_ping_status!r}")
+        return evaluate_heartbeat(
+            params,
+            now=ctx.now or utcnow(),
+            last_ping_at=state.last_ping_at,
+            last_ping_status=state.last_ping_status,
+            last_start_at=state.last_start_at,
+            last_duration_s=state.last_duration_s,
+            created_at=state.created_at,
+        )

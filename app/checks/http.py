@@ -1,0 +1,260 @@
+"""`http` check: one bounded request; outcome from status, optional body condition, latency."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from app.checks.base import (
+    CheckContext,
+    CheckKind,
+    CheckResult,
+    ConfigErrors,
+    effective_timeout,
+    opt_number,
+    require_mapping,
+    short,
+)
+from app.core.outbound import bounded_request, make_session
+from app.core.ssrf import redact_url
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+DEFAULT_EXPECTED_STATUS = [[200, 399]]
+# Header names treated as secret even when not listed in `secret_headers`.
+ALWAYS_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+_RANGE_RE = re.compile(r"^\s*(\d{3})\s*-\s*(\d{3})\s*$")
+_MISSING = object()
+
+
+def _parse_status(errs: ConfigErrors, raw: Any) -> list[list[int]]:
+    if raw is None:
+        return [list(r) for r in DEFAULT_EXPECTED_STATUS]
+    items = raw if isinstance(raw, list) else [raw]
+    ranges: list[list[int]] = []
+    for i, item in enumerate(items):
+        lo = hi = None
+        if isinstance(item, int) and not isinstance(item, bool):
+            lo = hi = item
+        elif isinstance(item, str) and item.strip().isdigit():
+            lo = hi = int(item)
+        elif isinstance(item, str) and (m := _RANGE_RE.match(item)):
+            lo, hi = int(m[1]), int(m[2])
+        if lo is None or hi is None or not (100 <= lo <= hi <= 599):
+            errs.add(f"expected_status[{i}]", 'must be a status code or a range like "200-399"')
+            continue
+        ranges.append([lo, hi])
+    if not items:
+        errs.add("expected_status", "must not be empty")
+    return ranges
+
+
+def _format_status(ranges: list[list[int]]) -> str:
+    return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+
+
+def json_path_get(document: Any, path: str) -> Any:
+    """Follow a dotted path (`a.b.0.c`; digits index lists). Returns _MISSING when absent."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, list) and part.lstrip("-").isdigit():
+            index = int(part)
+            if not -len(node) <= index < len(node):
+                return _MISSING
+            node = node[index]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _as_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool | type(None)) else str(value)
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    """Equality, where a string `expected` also matches the JSON text of a scalar (so YAML's
+    "true" or "3" work), and True never equals 1."""
+    if isinstance(value, bool) == isinstance(expected, bool) and value == expected:
+        return True
+    return isinstance(expected, str) and not isinstance(value, str) and _as_text(value) == expected
+
+
+class HttpCheck(CheckKind):
+    name: ClassVar[str] = "http"
+
+    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+        params = require_mapping(params)
+        errs = ConfigErrors()
+        out: dict[str, Any] = {}
+
+        url = params.get("url")
+        if not isinstance(url, str) or not url:
+            errs.add("url", "is required")
+        else:
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises ValueError on a bad port
+            except ValueError:
+                errs.add("url", "is not a valid URL")
+            else:
+                if parts.scheme.lower() not in ("http", "https"):
+                    errs.add("url", "must be http or https")
+                elif not parts.hostname:
+                    errs.add("url", "has no host")
+        out["url"] = url
+
+        method = params.get("method", "GET")
+        if not isinstance(method, str) or method.upper() not in METHODS:
+            errs.add("method", f"must be one of {', '.join(sorted(METHODS))}")
+        out["method"] = method.upper() if isinstance(method, str) else "GET"
+
+        headers = params.get("headers") or {}
+        if not isinstance(headers, Mapping):
+            errs.add("headers", "must be an object of header name to value")
+            headers = {}
+        clean_headers: dict[str, str] = {}
+        for key, value in headers.items():
+            if not isinstance(key, str) or not key or any(c in key for c in "\r\n:"):
+                errs.add("headers", f"invalid header name {key!r}")
+            elif not isinstance(value, str) or "\r" in value or "\n" in value:
+                # Never echo the value: it may be a secret.
+                errs.add(f"headers.{key}", "must be a string without line breaks")
+            else:
+                clean_headers[key] = value
+        out["headers"] = clean_headers
+
+        secret = params.get("secret_headers") or []
+        if not isinstance(secret, list | tuple | set) or not all(isinstance(h, str) for h in secret):
+            errs.add("secret_headers", "must be a list of header names")
+            secret = []
+        out["secret_headers"] = sorted({h.lower() for h in secret})
+
+        out["expected_status"] = _parse_status(errs, params.get("expected_status"))
+
+        body_contains = params.get("body_contains")
+        if body_contains is not None and (not isinstance(body_contains, str) or not body_contains):
+            errs.add("body_contains", "must be a non-empty string")
+        out["body_contains"] = body_contains
+
+        json_path = params.get("json_path")
+        if json_path is not None:
+            if not isinstance(json_path, str) or not json_path or "" in json_path.split("."):
+                errs.add("json_path", 'must be a dotted path like "data.items.0.status"')
+            if "json_expected" not in params:
+                errs.add("json_expected", "is required with json_path")
+        elif "json_expected" in params:
+            errs.add("json_path", "is required with json_expected")
+        out["json_path"] = json_path
+        out["json_expected"] = params.get("json_expected")
+        if out["method"] == "HEAD" and (body_contains is not None or json_path is not None):
+            errs.add("method", "HEAD has no body; body_contains/json_path need GET or POST")
+
+        body = params.get("body")
+        if body is not None and not isinstance(body, str | dict | list):
+            errs.add("body", "must be a string or a JSON object/array")
+        out["body"] = body
+
+        out["degraded_after_ms"] = opt_number(errs, params, "degraded_after_ms", minimum=1)
+        verify = params.get("verify_tls", True)
+        if not isinstance(verify, bool):
+            errs.add("verify_tls", "must be true or false")
+        out["verify_tls"] = verify if isinstance(verify, bool) else True
+        out["max_redirects"] = opt_number(
+            errs, params, "max_redirects", default=3, minimum=0, maximum=10, integer=True
+        )
+        out["max_body_kib"] = opt_number(
+            errs, params, "max_body_kib", default=64, minimum=1, maximum=1024, integer=True
+        )
+        out["timeout"] = opt_number(errs, params, "timeout", minimum=0.01, maximum=300)
+        errs.raise_if_any()
+        return out
+
+    def redact(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        shown = dict(params)
+        secret = {h.lower() for h in params.get("secret_headers") or []} | ALWAYS_SECRET_HEADERS
+        if isinstance(params.get("headers"), Mapping):
+            shown["headers"] = {
+                k: ("***" if str(k).lower() in secret else v) for k, v in params["headers"].items()
+            }
+        if isinstance(params.get("url"), str):
+            shown["url"] = redact_url(params["url"])
+        return shown
+
+    async def probe(self, params: dict[str, Any], ctx: CheckContext) -> CheckResult:
+        timeout = effective_timeout(params, ctx)
+        body = params.get("body")
+        request_kwargs: dict[str, Any] = {
+            "headers": params["headers"],
+            "timeout": timeout,
+            "max_response_bytes": params["max_body_kib"] * 1024,
+            "max_redirects": params["max_redirects"],
+            "verify_tls": params["verify_tls"],
+        }
+        if isinstance(body, str):
+            request_kwargs["data"] = body.encode()
+        elif body is not None:
+            request_kwargs["json_body"] = body
+
+        session = ctx.http_session
+        own_session = session is None
+        if own_session:
+            session = make_session(verify_tls=params["verify_tls"], limit=1)
+        try:
+            started = time.monotonic()
+            resp = await bounded_request(session, params["method"], params["url"], **request_kwargs)
+            latency = resp.latency_s or (time.monotonic() - started)
+        finally:
+            if own_session:
+                await session.close()
+
+        if resp.error is not None and resp.status is None:
+            return CheckResult.down(resp.error, latency)
+        if resp.error is not None:
+            return CheckResult.down(f"HTTP {resp.status}, then {resp.error}", latency)
+        metrics = {"status_code": float(resp.status)}
+        ranges = params["expected_status"]
+        if not any(lo <= resp.status <= hi for lo, hi in ranges):
+            return CheckResult.down(
+                f"HTTP {resp.status} (expected {_format_status(ranges)})", latency, metrics=metrics
+            )
+        cap_note = f" (only the first {params['max_body_kib']} KiB read)" if resp.truncated else ""
+        if params.get("body_contains") is not None:
+            text = resp.body.decode("utf-8", errors="replace")
+            if params["body_contains"] not in text:
+                return CheckResult.down(
+                    f"HTTP {resp.status}, body does not contain the expected text{cap_note}",
+                    latency, metrics=metrics,
+                )
+        if params.get("json_path") is not None:
+            failure = self._check_json(resp.body, resp.truncated, params)
+            if failure:
+                return CheckResult.down(f"HTTP {resp.status}, {failure}", latency, metrics=metrics)
+        limit_ms = params.get("degraded_after_ms")
+        if limit_ms is not None and latency * 1000 > limit_ms:
+            return CheckResult.degraded(
+                f"HTTP {resp.status} but slow: {latency * 1000:.0f} ms > {limit_ms:g} ms",
+                latency, metrics=metrics,
+            )
+        return CheckResult.up(f"HTTP {resp.status} in {latency * 1000:.0f} ms", latency, metrics=metrics)
+
+    @staticmethod
+    def _check_json(body: bytes, truncated: bool, params: dict[str, Any]) -> str | None:
+        path = params["json_path"]
+        if truncated:
+            return f"body larger than {params['max_body_kib']} KiB, cannot evaluate json_path {path}"
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return "body is not valid JSON"
+        value = json_path_get(document, path)
+        if value is _MISSING:
+            return f"json_path {path}: not found"
+        expected = params["json_expected"]
+        if not _matches(value, expected):
+            return f"json_path {path}: got {short(json.dumps(value), 60)}, expected {short(json.dumps(expected), 60)}"
+        return None

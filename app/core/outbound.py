@@ -1,0 +1,194 @@
+"""Bounded outbound HTTP for probes, webhooks and notification channels: one timeout over the
+whole exchange, at most N response bytes read, bounded redirects, and errors returned as a short
+message instead of raised — a failing receiver is data, not an exception."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from app.core.ssrf import SafeResolver, SSRFPolicy, UnsafeURL, guarded_socket_factory, redact_url
+
+DEFAULT_MAX_RESPONSE_BYTES = 65536
+_MAX_ERROR_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundResponse:
+    status: int | None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    truncated: bool = False
+    latency_s: float = 0.0
+    retry_after_s: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
+    Dates in the past give 0; garbage gives None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def make_session(
+    *,
+    ssrf_allow: Iterable[str] | SSRFPolicy | None = None,
+    verify_tls: bool = True,
+    limit: int = 100,
+    limit_per_host: int = 0,
+    user_agent: str = "pipeline-guard",
+) -> aiohttp.ClientSession:
+    """A ClientSession for outbound calls. With `ssrf_allow` not None every connection is checked
+    against the SSRF policy at resolve and connect time (use [] for "no exceptions").
+    Must be called with a running event loop; the caller closes it."""
+    kwargs: dict[str, Any] = {"limit": limit, "limit_per_host": limit_per_host}
+    if not verify_tls:
+        kwargs["ssl"] = False
+    if ssrf_allow is not None:
+        policy = ssrf_allow if isinstance(ssrf_allow, SSRFPolicy) else SSRFPolicy.from_allow(ssrf_allow)
+        resolver = SafeResolver(policy)
+        kwargs["resolver"] = resolver
+        kwargs["socket_factory"] = guarded_socket_factory(policy, resolver)
+    connector = aiohttp.TCPConnector(**kwargs)
+    # trust_env=False: an HTTP(S)_PROXY in the guard's environment must not reroute (or bypass the
+    # SSRF checks of) outbound calls.
+    return aiohttp.ClientSession(
+        connector=connector, trust_env=False, headers={"User-Agent": user_agent}
+    )
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
+def describe_error(exc: BaseException, *, url: str, timeout: float, max_redirects: int) -> str:
+    """A short, secret-free message for a failed request."""
+    if isinstance(exc, UnsafeURL):
+        return _short(str(exc))
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return f"too many redirects (more than {max_redirects})"
+    if isinstance(exc, TimeoutError):  # aiohttp's timeout errors subclass it too
+        return f"timeout after {timeout:g}s"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(os_error, UnsafeURL) or "refused by SSRF policy" in str(os_error):
+            return _short(str(os_error))
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return f"cannot resolve host {exc.host!r}"
+        reason = os_error.strerror or str(os_error) or type(os_error).__name__
+        return _short(f"cannot connect to {exc.host}:{exc.port}: {reason}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected without a response"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return _short(f"invalid HTTP response: {exc.message}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body was cut off or malformed"
+    # Exception texts may echo the URL (with credentials); only ever show its redacted form.
+    message = str(exc).replace(url, redact_url(url)) or type(exc).__name__
+    return _short(f"{type(exc).__name__}: {message}")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, bool]:
+    buf = bytearray()
+    # One byte more than the cap tells us whether there was more, without reading much more.
+    while len(buf) <= max_bytes:
+        chunk = await resp.content.read(max_bytes + 1 - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    truncated = len(buf) > max_bytes
+    return bytes(buf[:max_bytes]), truncated
+
+
+async def bounded_request(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    data: bytes | str | None = None,
+    timeout: float,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    max_redirects: int = 3,
+    verify_tls: bool = True,
+) -> OutboundResponse:
+    """One HTTP exchange, fully bounded. Never raises for network trouble: the returned
+    OutboundResponse has `error` set instead (status None unless a response had arrived)."""
+    if json_body is not None and data is not None:
+        raise ValueError("pass either json_body or data, not both")
+    started = time.monotonic()
+    status: int | None = None
+    resp_headers: dict[str, str] = {}
+    kwargs: dict[str, Any] = {
+        "headers": dict(headers or {}),
+        "allow_redirects": max_redirects > 0,
+        "timeout": aiohttp.ClientTimeout(total=timeout),
+    }
+    if max_redirects > 0:
+        kwargs["max_redirects"] = max_redirects
+    if json_body is not None:
+        kwargs["json"] = json_body
+    elif data is not None:
+        kwargs["data"] = data
+    if not verify_tls:
+        kwargs["ssl"] = False
+    try:
+        # The outer timeout also bounds the body read and anything aiohttp's timer misses.
+        async with asyncio.timeout(timeout):
+            async with session.request(method, url, **kwargs) as resp:
+                status = resp.status
+                resp_headers = {}
+                for key, value in resp.headers.items():
+                    resp_headers[key] = f"{resp_headers[key]}, {value}" if key in resp_headers else value
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if method.upper() == "HEAD":
+                    body, truncated = b"", False
+                else:
+                    body, truncated = await _read_capped(resp, max_response_bytes)
+                if truncated:
+                    # Unread bytes are still on the wire: never hand this connection back to the pool.
+                    resp.close()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes `error`, by contract
+        return OutboundResponse(
+            status=status,
+            headers=resp_headers,
+            latency_s=time.monotonic() - started,
+            error=describe_error(exc, url=url, timeout=timeout, max_redirects=max_redirects),
+        )
+    return OutboundResponse(
+        status=status,
+        headers=resp_headers,
+        body=body,
+        truncated=truncated,
+        latency_s=time.monotonic() - started,
+        retry_after_s=retry_after,
+    )
