@@ -6,5 +6,15 @@ One module per domain; add a new module's import below when you add tables.
 from app.db.base import Base
 from app.db.models.auth import RevokedToken, User
 from app.db.models.components import Component, ComponentState, HealthStatus
+from app.db.models.healing import (
+    AttemptState,
+    HealingAttempt,
+    HealingBudget,
+    HealingIncident,
+    HealingStrategyStat,
+)
 
-__all__ = ["Base", "Component", "ComponentState", "HealthStatus", "RevokedToken", "User"]
+__all__ = [
+    "AttemptState", "Base", "Component", "ComponentState", "HealingAttempt", "HealingBudget", "HealingIncident",
+    "HealingStrategyStat", "HealthStatus", "RevokedToken", "User",
+]
