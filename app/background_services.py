@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 
 def build_services(state: GuardState) -> list[LoopService]:
+    from app.healing.wiring import build_loops as healing_loops
+
     return [
         TokenCleanup(state),
+        *healing_loops(state),
     ]

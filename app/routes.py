@@ -17,9 +17,10 @@ def include_routers(app: FastAPI) -> None:
     from app.auth.router import router as auth_router
     from app.auth.router import users_router
     from app.components.router import router as components_router
+    from app.healing.router import router as healing_router
     from app.health.router import router as health_router
 
-    for router in (health_router, auth_router, users_router, components_router):
+    for router in (health_router, auth_router, users_router, components_router, healing_router):
         app.include_router(router)
 
 

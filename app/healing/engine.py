@@ -280,11 +280,11 @@ class HealingEngine:
             budget = await budgets.load_budget(session, component.name)
             if budget.breaker_open:
                 return None
-            if budgets.blocked_reason(budget, now):
-                return None
             entries = self._allowed_entries(policy)
             if not entries or len(attempts) >= policy.max_attempts:
                 await self._exhaust(session, incident, component.name, policy, budget, now, attempts)
+                return None
+            if budgets.blocked_reason(budget, now):
                 return None
             entry, decision = await self._choose(session, component.name, policy, entries, attempts)
             return await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
