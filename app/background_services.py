@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from app.background import LoopService
 from app.auth.maintenance import TokenCleanup
+from app.monitoring.wiring import monitoring_services
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
@@ -16,5 +17,6 @@ def build_services(state: GuardState) -> list[LoopService]:
 
     return [
         TokenCleanup(state),
+        *monitoring_services(state),
         *healing_loops(state),
     ]

@@ -19,8 +19,11 @@ def include_routers(app: FastAPI) -> None:
     from app.components.router import router as components_router
     from app.healing.router import router as healing_router
     from app.health.router import router as health_router
+    from app.monitoring.heartbeat_router import router as heartbeat_router
+    from app.monitoring.router import router as status_router
 
-    for router in (health_router, auth_router, users_router, components_router, healing_router):
+    for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
+                   healing_router):
         app.include_router(router)
 
 

@@ -13,8 +13,10 @@ from app.db.models.healing import (
     HealingIncident,
     HealingStrategyStat,
 )
+from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
 
 __all__ = [
-    "AttemptState", "Base", "Component", "ComponentState", "HealingAttempt", "HealingBudget", "HealingIncident",
-    "HealingStrategyStat", "HealthStatus", "RevokedToken", "User",
+    "AttemptState", "Base", "CheckResultRecord", "CheckRollup", "Component", "ComponentState", "HealingAttempt",
+    "HealingBudget", "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord",
+    "HeartbeatPing", "Incident", "RevokedToken", "User",
 ]
