@@ -13,10 +13,20 @@ if TYPE_CHECKING:
 
 
 def build_services(state: GuardState) -> list[LoopService]:
+    from app.alerts.maintenance import AlertMaintenance
+    from app.alerts.subscribers import wire as wire_alerts
+    from app.audit.service import AuditRetention
     from app.healing.wiring import build_loops as healing_loops
+    from app.notify.escalation import EscalationLoop
+    from app.notify.outbox import OutboxSender
 
+    wire_alerts(state)
     return [
         TokenCleanup(state),
         *monitoring_services(state),
+        AlertMaintenance(state),
+        EscalationLoop(state),
+        OutboxSender(state),
+        AuditRetention(state),
         *healing_loops(state),
     ]

@@ -89,13 +89,17 @@ class HealingEngine:
         self.state = state
         self.settings = state.settings
         self.registry = registry
-        self.ports = ports or HealingPorts(recovery=StateRecoveryNotifier(state.extras))
+        self._tasks: set[asyncio.Task] = set()
+        if ports is None:
+            from app.healing.adapters import build_ports
+
+            ports = build_ports(state, self._tasks)
+        self.ports = ports
         if self.ports.recovery is None:
             self.ports.recovery = StateRecoveryNotifier(state.extras)
         self.owner = replica_owner(self.settings)
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task] = set()
         # Latest action start latencies (seconds from detection), for the bench and status.
         self.latencies: list[float] = []
 
@@ -103,7 +107,7 @@ class HealingEngine:
 
     def wire(self) -> None:
         self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
-        self.state.events.subscribe(IncidentClosed, self.on_incident_closed)
+        self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
 
     def _wake_after_commit(self, session: AsyncSession) -> None:
         def _set(_session) -> None:
@@ -127,6 +131,10 @@ class HealingEngine:
             return
         incident.status = "closed"
         incident.closed_at = evt.at
+        closed = self.state.extras.setdefault("healing.closed_incidents", set())
+        closed.add(evt.incident_id)
+        if len(closed) > 10000:
+            closed.clear()
         attempt = (await session.execute(
             select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
                                          HealingAttempt.state == AttemptState.VERIFYING)
@@ -448,6 +456,7 @@ class HealingEngine:
 
     async def _record(self, claim: Claim, result: ActionResult, duration_s: float) -> None:
         now = utcnow()
+        verifying = None
         async with session_scope(self.state.sessionmaker) as session:
             row = await session.get(HealingAttempt, claim.attempt_id, with_for_update=True)
             if row is None:
@@ -478,10 +487,14 @@ class HealingEngine:
                 return
             row.state = AttemptState.VERIFYING
             row.verify_deadline = now + timedelta(seconds=claim.policy.verify_timeout)
-            await self.ports.recovery.action_ran(
-                session, component=row.component, incident_id=row.incident_id,
-                grace_s=claim.policy.grace_period, recheck_until_s=claim.policy.verify_timeout,
-            )
+            verifying = (row.component, row.component_id, row.incident_id, row.strategy, row.id)
+        # After the commit: monitoring writes in its own transaction (SQLite has one writer).
+        component, component_id, incident_id, kind, attempt_id = verifying
+        await self.ports.recovery.action_ran(
+            component=component, component_id=component_id, incident_id=incident_id,
+            action=f"{kind} (healing attempt {attempt_id})", grace_s=claim.policy.grace_period,
+            recheck_until_s=claim.policy.verify_timeout,
+        )
 
     async def _policy_for(self, session, component: str) -> Policy:
         comp = await self._component(session, component)

@@ -31,10 +31,11 @@ class SilenceChecker(Protocol):
 
 
 class RecoveryNotifier(Protocol):
-    """Tells monitoring that an action ran: grace period (failures do not count, status `recovering`)
-    and faster re-checks until ``until_s`` seconds from now."""
+    """Tells monitoring that an action ran (called after the attempt's commit, outside any
+    transaction): grace period (failures do not count, status ``recovering``) and faster re-checks
+    until ``recheck_until_s`` seconds from now or the incident closes."""
 
-    async def action_ran(self, session: AsyncSession, *, component: str, incident_id: int | None,
+    async def action_ran(self, *, component: str, component_id: int | None, incident_id: int | None, action: str,
                          grace_s: float, recheck_until_s: float) -> None: ...
 
 
@@ -74,19 +75,16 @@ class NoSilences:
 
 
 class StateRecoveryNotifier:
-    """Default: records the grace window in ``state.extras['recovery_grace']`` (component -> monotonic
-    deadline), which the monitoring engine may read; no-op otherwise."""
+    """Fallback without a monitoring scheduler: records the grace deadline in
+    ``state.extras['recovery_grace']`` (component -> monotonic deadline)."""
 
     def __init__(self, extras: dict[str, Any]) -> None:
         self.extras = extras
 
-    async def action_ran(self, session, *, component, incident_id, grace_s, recheck_until_s) -> None:
+    async def action_ran(self, *, component, component_id, incident_id, action, grace_s, recheck_until_s) -> None:
         import time
 
         self.extras.setdefault("recovery_grace", {})[component] = time.monotonic() + grace_s
-        hook = self.extras.get("monitoring.request_recheck")
-        if callable(hook):
-            hook(component)
 
 
 @dataclass

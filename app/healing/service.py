@@ -97,7 +97,7 @@ async def compute_stats(session: AsyncSession, state: GuardState) -> dict[str, A
 def stats_provider(state: GuardState):
     """For /api/v1/status/detailed: ``await provider()`` returns the healing section."""
 
-    async def provider() -> dict[str, Any]:
+    async def provider(_state: Any = None) -> dict[str, Any]:
         async with session_scope(state.sessionmaker) as session:
             return await compute_stats(session, state)
 

@@ -21,12 +21,12 @@ ENGINE_KEY = "healing.engine"
 
 def configure_process(state: GuardState) -> None:
     """Called by the lifespan before anything validates a recovery policy."""
-    from app.lifespan import resolve_secret_key
-
     configure_default(state.settings)
     try:
-        secretbox.configure(secretbox.SecretBox.from_settings(state.settings, resolve_secret_key(state.settings)))
-    except secretbox.SecretBoxError as exc:
+        from app.crypto import secret_box
+
+        secretbox.configure(secret_box(state))
+    except Exception as exc:  # noqa: BLE001 - only secret webhook headers need it
         secretbox.configure(None)
         log.warning("healing: secret webhook headers unavailable: %s", exc)
 
@@ -34,16 +34,19 @@ def configure_process(state: GuardState) -> None:
 def ensure_engine(state: GuardState) -> HealingEngine:
     engine = state.extras.get(ENGINE_KEY)
     if engine is None:
-        from app.healing.adapters import build_ports
         from app.healing.engine import HealingEngine
         from app.healing.service import stats_provider
         from app.healing.strategies.registry import default_registry
 
-        engine = HealingEngine(state, registry=default_registry(), ports=build_ports(state))
+        engine = HealingEngine(state, registry=default_registry())
         engine.wire()
         state.extras[ENGINE_KEY] = engine
         state.extras["healing.wake"] = engine.wake
-        state.extras.setdefault("status_sections", {})["healing"] = stats_provider(state)
+        sections = state.extras.setdefault("status_sections", {})
+        if hasattr(sections, "register"):  # monitoring's StatusSections: provider(state)
+            sections.register("healing", stats_provider(state))
+        else:
+            sections["healing"] = stats_provider(state)
     return engine
 
 

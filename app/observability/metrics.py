@@ -78,6 +78,18 @@ class GuardMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
+        self.alerts_firing = Gauge(
+            f"{PREFIX}_alerts_firing", "Alerts currently firing (not acknowledged, silenced or resolved).",
+            ["severity"], registry=r,
+        )
+        self.notifications = Counter(
+            f"{PREFIX}_notifications_total", "Notification delivery tries by channel name and outcome.",
+            ["channel", "outcome"], registry=r,
+        )
+        self.outbox_pending = Gauge(
+            f"{PREFIX}_outbox_pending", "Notifications waiting in the outbox (pending or being sent).", registry=r
+        )
+
     def count_healing(self, component: str, strategy: str, outcome: str) -> None:
         self.healing_attempts.labels(component, strategy, outcome).inc()
         self.guard_healing_attempts.labels(component, strategy, outcome).inc()

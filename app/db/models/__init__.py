@@ -4,6 +4,8 @@ One module per domain; add a new module's import below when you add tables.
 """
 
 from app.db.base import Base
+from app.db.models.alerts import Alert, AlertEvent, AlertStatus, Severity, Silence
+from app.db.models.audit import AuditEntry
 from app.db.models.auth import RevokedToken, User
 from app.db.models.components import Component, ComponentState, HealthStatus
 from app.db.models.healing import (
@@ -14,9 +16,11 @@ from app.db.models.healing import (
     HealingStrategyStat,
 )
 from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
+from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
 
 __all__ = [
-    "AttemptState", "Base", "CheckResultRecord", "CheckRollup", "Component", "ComponentState", "HealingAttempt",
-    "HealingBudget", "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord",
-    "HeartbeatPing", "Incident", "RevokedToken", "User",
+    "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
+    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "HealingAttempt", "HealingBudget",
+    "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing", "Incident",
+    "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
 ]
