@@ -40,7 +40,7 @@ from app.db.models.healing import (
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.events import IncidentClosed, IncidentOpened
+from app.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import breaker, budgets, learning
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
@@ -108,6 +108,9 @@ class HealingEngine:
     def wire(self) -> None:
         self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
         self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
+        # Monitoring publishes "-> healthy" before IncidentClosed and the alerts domain resolves the
+        # health alert on it: healing must record the heal (and its resolution_action) first.
+        self.state.events.subscribe(HealthTransition, self.on_health_transition, first=True)
 
     def _wake_after_commit(self, session: AsyncSession) -> None:
         def _set(_session) -> None:
@@ -125,23 +128,37 @@ class HealingEngine:
             await session.flush()
         self._wake_after_commit(session)
 
+    async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
+        if evt.current != "healthy":
+            return
+        stmt = select(HealingIncident).where(HealingIncident.component == evt.component,
+                                             HealingIncident.status == "open")
+        if evt.incident_id is not None:
+            stmt = stmt.where(HealingIncident.incident_id == evt.incident_id)
+        for incident in (await session.execute(stmt)).scalars().all():
+            await self._close(session, incident, evt.at)
+
     async def on_incident_closed(self, evt: IncidentClosed, session: AsyncSession) -> None:
         incident = await session.get(HealingIncident, evt.incident_id)
         if incident is None or incident.status == "closed":
             return
+        await self._close(session, incident, evt.at)
+
+    async def _close(self, session: AsyncSession, incident: HealingIncident, at: datetime) -> None:
+        evt_incident_id = incident.incident_id
         incident.status = "closed"
-        incident.closed_at = evt.at
+        incident.closed_at = at
         closed = self.state.extras.setdefault("healing.closed_incidents", set())
-        closed.add(evt.incident_id)
+        closed.add(evt_incident_id)
         if len(closed) > 10000:
             closed.clear()
         attempt = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
+            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
                                          HealingAttempt.state == AttemptState.VERIFYING)
             .order_by(HealingAttempt.attempt_number.desc()).limit(1)
         )).scalar_one_or_none()
         if attempt is not None:
-            await self._mark_succeeded(session, attempt, incident, evt.at)
+            await self._mark_succeeded(session, attempt, incident, at)
         elif incident.outcome == "exhausted":
             await self.ports.alerts.resolve(
                 session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
@@ -149,13 +166,13 @@ class HealingEngine:
                 resolution_action="recovered without healing",
             )
         pending = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
+            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
                                          HealingAttempt.state == AttemptState.PENDING_APPROVAL)
         )).scalars().all()
         for row in pending:
             row.state = AttemptState.EXPIRED
             row.detail = "incident closed before approval"
-            row.finished_at = evt.at
+            row.finished_at = at
         await session.flush()
 
     # -- the loop's entry points ---------------------------------------------------------------------
