@@ -205,13 +205,16 @@ class HealingEngine:
             self.wake.set()
         return count
 
-    async def evaluate(self) -> list[int]:
-        """One pass over open incidents. Returns the ids of attempts started."""
+    async def evaluate(self, *, housekeeping: bool = True) -> list[int]:
+        """One pass over open incidents. Returns the ids of attempts started. The wake-up path skips
+        housekeeping (deadlines, expiries, re-arming: the periodic pass does them) to keep
+        detection-to-action short."""
         if not self.settings.healing.enabled:
             return []
         started: list[int] = []
         async with self._lock:
-            await self._housekeeping()
+            if housekeeping:
+                await self._housekeeping()
             async with session_scope(self.state.sessionmaker) as session:
                 incidents = (await session.execute(
                     select(HealingIncident).where(HealingIncident.status == "open", HealingIncident.outcome.is_(None))
@@ -232,7 +235,12 @@ class HealingEngine:
     def _spawn(self, claim: Claim) -> None:
         task = asyncio.create_task(self._act(claim), name=f"healing:{claim.attempt_id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("healing action task %s failed", task.get_name(), exc_info=task.exception())
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for running actions (tests, shutdown)."""

@@ -47,7 +47,7 @@ class HealingLoop(LoopService):
             await self.engine.wake.wait()
             self.engine.wake.clear()
             try:
-                await self.engine.evaluate()
+                await self.engine.evaluate(housekeeping=False)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the periodic pass retries
