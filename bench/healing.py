@@ -26,7 +26,7 @@ from typing import ClassVar
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.healing.strategies.base import ActionContext, ActionResult, Strategy  # noqa: E402
+from app.healing.strategies.base import ActionContext, ActionResult, Strategy
 
 
 class StartStamp(Strategy):
@@ -47,7 +47,7 @@ class StartStamp(Strategy):
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def detection_to_action(n: int, tmp: Path) -> dict:

@@ -108,7 +108,7 @@ class Demo:
              "--log-level", "WARNING"],
             cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
         )
-        wait_for(lambda: http("GET", f"{self.base}/health", timeout=1) is not None, 60)
+        wait_for(lambda: http("GET", f"{self.base}/health", timeout=1) is not None, 90)
         self.token = http("POST", f"{self.base}/api/v1/auth/token",
                           form={"username": "admin", "password": PASSWORD})["access_token"]
         self.say(f"guard serving on {self.base} (pid {self.guard.pid})")
@@ -124,7 +124,7 @@ class Demo:
 
     def run(self, how: str = "crash", timeout: float = 60.0) -> dict:
         timeline: dict = {}
-        wait_for(lambda: self.status() == "healthy", 30)
+        wait_for(lambda: self.status() == "healthy", 90)
         self.say(f"{COMPONENT} is healthy; breaking it: /control/{how}")
         try:
             http("POST", f"http://127.0.0.1:{self.worker_port}/control/{how}", timeout=1)

@@ -76,7 +76,7 @@ class SchedulerRecoveryNotifier:
             return
         try:
             await scheduler.note_recovery_action(component_id, action)
-        except Exception:  # noqa: BLE001 - verification still works from the normal check cadence
+        except Exception:
             log.exception("healing: monitoring could not note the recovery action on %s", component)
         task = asyncio.create_task(self._recheck(scheduler, component_id, incident_id, recheck_until_s),
                                    name=f"healing:recheck:{component}")
@@ -97,7 +97,7 @@ def build_ports(state: GuardState, tasks: set[asyncio.Task]) -> HealingPorts:
     alerts: Any = extras.get("healing.alert_sink")
     if alerts is None:
         try:
-            import app.alerts.service  # noqa: F401 - present once the alerts domain is merged
+            import app.alerts.service
 
             alerts = AlertServiceSink(state.settings)
         except ImportError:

@@ -224,7 +224,7 @@ class HealingEngine:
             for incident_id in ids:
                 try:
                     claim = await self._decide(incident_id)
-                except Exception:  # noqa: BLE001 - one incident's trouble must not stop the others
+                except Exception:
                     log.exception("healing decision for incident %s failed", incident_id)
                     continue
                 if claim is not None:
@@ -475,7 +475,7 @@ class HealingEngine:
             metrics.healing_in_progress.dec()
         try:
             await self._record(claim, result, time.monotonic() - started)
-        except Exception:  # noqa: BLE001 - the row stays running; recover_interrupted handles it
+        except Exception:
             log.exception("healing: could not record the outcome of attempt %s", claim.attempt_id)
         self.wake.set()
 
@@ -585,51 +585,50 @@ class HealingEngine:
         if not self.settings.healing.enabled:
             raise Conflict("healing is disabled (healing.enabled is false)")
         now = utcnow()
-        async with self._lock:
-            async with session_scope(self.state.sessionmaker) as session:
-                component = await self._component(session, component_name)
-                if component is None:
-                    raise NotFound(f"component {component_name!r} not found")
-                policy = parse_policy(component.recovery, self.settings)
-                entries = self._allowed_entries(policy)
-                if strategy is not None:
-                    try:
-                        kind = self.registry.canonical(strategy)
-                    except UnknownStrategy:
-                        kind = strategy
-                    entries = [e for e in entries if e.kind == kind or e.key == strategy]
-                if not entries:
-                    raise ValidationFailed(
-                        "no usable strategy", details={"problems": [
-                            f"{component_name} lists no enabled strategy" + (f" named {strategy!r}" if strategy else "")
-                        ]},
-                    )
-                incident = (await session.execute(
-                    select(HealingIncident).where(HealingIncident.component == component_name,
-                                                  HealingIncident.status == "open")
-                    .order_by(HealingIncident.opened_at.desc()).limit(1)
-                )).scalar_one_or_none()
-                if incident is not None:
-                    key = f"i:{incident.incident_id}"
-                    busy = (await session.execute(select(func.count()).select_from(HealingAttempt).where(
-                        HealingAttempt.incident_key == key, HealingAttempt.state.in_([*OPEN_STATES])
-                    ))).scalar_one()
-                    if busy:
-                        raise Conflict(f"an attempt for {component_name}'s incident is already in progress")
-                    number = (await session.execute(select(func.coalesce(func.max(HealingAttempt.attempt_number), 0))
-                                                    .where(HealingAttempt.incident_key == key))).scalar_one() + 1
-                    manual_key = None
-                else:
-                    number, manual_key = 1, f"m:{uuid.uuid4().hex}"
-                entry = entries[0]
-                decision = {"mode": "manual", "chosen": entry.key,
-                            "explanation": f"requested by {principal or 'an operator'}"}
-                claim = await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
-                                          decision=decision, number=number, trigger="manual", now=now,
-                                          requested_by=principal, manual_key=manual_key)
-                attempt_id = await self._latest_id(session, incident, manual_key)
-                if claim is None and attempt_id is None:
-                    raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+        async with self._lock, session_scope(self.state.sessionmaker) as session:
+            component = await self._component(session, component_name)
+            if component is None:
+                raise NotFound(f"component {component_name!r} not found")
+            policy = parse_policy(component.recovery, self.settings)
+            entries = self._allowed_entries(policy)
+            if strategy is not None:
+                try:
+                    kind = self.registry.canonical(strategy)
+                except UnknownStrategy:
+                    kind = strategy
+                entries = [e for e in entries if e.kind == kind or e.key == strategy]
+            if not entries:
+                raise ValidationFailed(
+                    "no usable strategy", details={"problems": [
+                        f"{component_name} lists no enabled strategy" + (f" named {strategy!r}" if strategy else "")
+                    ]},
+                )
+            incident = (await session.execute(
+                select(HealingIncident).where(HealingIncident.component == component_name,
+                                              HealingIncident.status == "open")
+                .order_by(HealingIncident.opened_at.desc()).limit(1)
+            )).scalar_one_or_none()
+            if incident is not None:
+                key = f"i:{incident.incident_id}"
+                busy = (await session.execute(select(func.count()).select_from(HealingAttempt).where(
+                    HealingAttempt.incident_key == key, HealingAttempt.state.in_([*OPEN_STATES])
+                ))).scalar_one()
+                if busy:
+                    raise Conflict(f"an attempt for {component_name}'s incident is already in progress")
+                number = (await session.execute(select(func.coalesce(func.max(HealingAttempt.attempt_number), 0))
+                                                .where(HealingAttempt.incident_key == key))).scalar_one() + 1
+                manual_key = None
+            else:
+                number, manual_key = 1, f"m:{uuid.uuid4().hex}"
+            entry = entries[0]
+            decision = {"mode": "manual", "chosen": entry.key,
+                        "explanation": f"requested by {principal or 'an operator'}"}
+            claim = await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
+                                      decision=decision, number=number, trigger="manual", now=now,
+                                      requested_by=principal, manual_key=manual_key)
+            attempt_id = await self._latest_id(session, incident, manual_key)
+            if claim is None and attempt_id is None:
+                raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
         if claim is not None:
             self._spawn(claim)
             return claim.attempt_id
@@ -642,39 +641,38 @@ class HealingEngine:
 
     async def approve(self, attempt_id: int, principal: str | None) -> None:
         now = utcnow()
-        async with self._lock:
-            async with session_scope(self.state.sessionmaker) as session:
-                row = await session.get(HealingAttempt, attempt_id, with_for_update=True)
-                if row is None:
-                    raise NotFound(f"healing attempt {attempt_id} not found")
-                if row.state != AttemptState.PENDING_APPROVAL:
-                    raise Conflict(f"attempt {attempt_id} is {row.state}, not pending approval")
-                if row.approval_deadline is not None and row.approval_deadline <= now:
-                    row.state = AttemptState.EXPIRED
-                    row.finished_at = now
-                    row.detail = "approval not given in time"
-                    await session.commit()
-                    raise Conflict(f"attempt {attempt_id} expired before it was approved")
-                component = await self._component(session, row.component)
-                if component is None:
-                    raise NotFound(f"component {row.component!r} no longer exists")
-                policy = parse_policy(component.recovery, self.settings)
-                entry = next((e for e in policy.strategies if e.index == row.strategy_index), None)
-                if entry is None or self.registry.canonical(entry.kind) != row.strategy:
-                    raise Conflict("the component's policy changed since this attempt was proposed; reject it")
-                slots = await self._take_slots(session, dict(component.labels or {}))
-                if slots is None:
-                    raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
-                row.slot, row.group_key, row.group_slot = slots
-                row.state = AttemptState.RUNNING
-                row.started_at = now
-                row.decided_by = principal
-                row.owner = self.owner
-                incident = await session.get(HealingIncident, row.incident_id) if row.incident_id else None
-                if not await self._commit_claim(session):
-                    raise Conflict("another replica claimed this attempt")
-                claim = self._make_claim(row, entry, policy, incident)
-                claim.detected_at = None  # a human was in the loop: not a detection latency
+        async with self._lock, session_scope(self.state.sessionmaker) as session:
+            row = await session.get(HealingAttempt, attempt_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"healing attempt {attempt_id} not found")
+            if row.state != AttemptState.PENDING_APPROVAL:
+                raise Conflict(f"attempt {attempt_id} is {row.state}, not pending approval")
+            if row.approval_deadline is not None and row.approval_deadline <= now:
+                row.state = AttemptState.EXPIRED
+                row.finished_at = now
+                row.detail = "approval not given in time"
+                await session.commit()
+                raise Conflict(f"attempt {attempt_id} expired before it was approved")
+            component = await self._component(session, row.component)
+            if component is None:
+                raise NotFound(f"component {row.component!r} no longer exists")
+            policy = parse_policy(component.recovery, self.settings)
+            entry = next((e for e in policy.strategies if e.index == row.strategy_index), None)
+            if entry is None or self.registry.canonical(entry.kind) != row.strategy:
+                raise Conflict("the component's policy changed since this attempt was proposed; reject it")
+            slots = await self._take_slots(session, dict(component.labels or {}))
+            if slots is None:
+                raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+            row.slot, row.group_key, row.group_slot = slots
+            row.state = AttemptState.RUNNING
+            row.started_at = now
+            row.decided_by = principal
+            row.owner = self.owner
+            incident = await session.get(HealingIncident, row.incident_id) if row.incident_id else None
+            if not await self._commit_claim(session):
+                raise Conflict("another replica claimed this attempt")
+            claim = self._make_claim(row, entry, policy, incident)
+            claim.detected_at = None  # a human was in the loop: not a detection latency
         self._spawn(claim)
 
     async def reject(self, attempt_id: int, principal: str | None) -> None:
@@ -712,4 +710,4 @@ def in_flight_filter():
     return or_(HealingAttempt.state == AttemptState.RUNNING, HealingAttempt.state == AttemptState.VERIFYING)
 
 
-__all__ = ["HealingEngine", "Claim", "WAKE_KEY", "replica_owner", "and_"]
+__all__ = ["WAKE_KEY", "Claim", "HealingEngine", "and_", "replica_owner"]

@@ -37,7 +37,7 @@ class HealingLoop(LoopService):
             self._waker.cancel()
             try:
                 await self._waker
-            except BaseException:  # noqa: BLE001 - cancelled on purpose
+            except BaseException:  # noqa: BLE001, S110 - cancelled on purpose
                 pass
             self._waker = None
         await self.engine.stop()
@@ -50,7 +50,7 @@ class HealingLoop(LoopService):
                 await self.engine.evaluate(housekeeping=False)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the periodic pass retries
+            except Exception:
                 log.exception("healing evaluation on wake-up failed")
 
     async def run_once(self) -> None:

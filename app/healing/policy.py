@@ -72,7 +72,7 @@ def _entry_params(entry: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     if "params" in entry:
         params = entry.pop("params")
         if entry:
-            raise StrategyConfigError(sorted(entry)[0], "put strategy parameters inside 'params'")
+            raise StrategyConfigError(min(entry), "put strategy parameters inside 'params'")
         if not isinstance(params, dict):
             raise StrategyConfigError("params", "must be a mapping")
         return dict(params), timeout

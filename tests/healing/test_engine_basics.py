@@ -13,7 +13,7 @@ from tests.healing.conftest import PY, count_lines, touch_argv
 
 
 def test_backoff_series_and_cap():
-    series = [backoff_delay(level, 10, 300) for level in range(0, 9)]
+    series = [backoff_delay(level, 10, 300) for level in range(9)]
     assert series == [0, 10, 20, 40, 80, 160, 300, 300, 300]
     assert backoff_delay(100, 10, 300) == 300  # no overflow for huge levels
 

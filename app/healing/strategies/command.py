@@ -13,7 +13,13 @@ import os
 from typing import Any, ClassVar
 
 from app.core.process import CommandError, build_env, run_command
-from app.healing.strategies.base import MAX_OUTPUT_CHARS, ActionContext, ActionResult, Strategy, StrategyConfigError
+from app.healing.strategies.base import (
+    MAX_OUTPUT_CHARS,
+    ActionContext,
+    ActionResult,
+    Strategy,
+    StrategyConfigError,
+)
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_TIMEOUT_S = 3600.0

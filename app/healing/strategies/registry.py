@@ -123,5 +123,11 @@ def configure_default(settings: Any) -> StrategyRegistry:
     return _default
 
 
-__all__ = ["ENTRY_POINT_GROUP", "StrategyConfigError", "StrategyRegistry", "UnknownStrategy", "default_registry",
-           "configure_default"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "StrategyConfigError",
+    "StrategyRegistry",
+    "UnknownStrategy",
+    "configure_default",
+    "default_registry",
+]
