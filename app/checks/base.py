@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Slack on top of ctx.timeout for the hard cap in guarded_run: a kind's own, tighter timeout
-# should fire first and produce the more precise message.
-HARD_CAP_SLACK_S = 1.0
+# Slack on top of ctx.timeout for the hard cap in guarded_run: a kind's own timeout should fire
+# first and produce the more precise message, and it may need a moment to clean up afterwards
+# (a command check's SIGTERM grace and pipe drain take up to ~2 s).
+HARD_CAP_SLACK_S = 3.0
 DETAIL_MAX_CHARS = 300
 
 
@@ -174,7 +175,7 @@ async def guarded_run(kind: Any, params: Mapping[str, Any], ctx: CheckContext) -
         return CheckResult.down(f"invalid check configuration: {exc}")
     except TimeoutError:
         return CheckResult.down(f"timeout after {ctx.timeout:g}s", time.monotonic() - started)
-    except Exception as exc:  # noqa: BLE001 - a check must never take the scheduler down
+    except Exception as exc:  # a check must never take the scheduler down
         # The message may contain params (secrets); log the type and traceback, show the type only.
         log.error("check kind %r failed unexpectedly: %s", name, type(exc).__name__)
         log.debug("traceback of the failed %r check", name, exc_info=True)

@@ -68,9 +68,9 @@ def validate_heartbeat_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "min_runtime_s": opt_number(errs, params, "min_runtime_s", minimum=0),
     }
     errs.raise_if_any()
-    if out["min_runtime_s"] is not None and out["max_runtime_s"] is not None:
-        if out["min_runtime_s"] >= out["max_runtime_s"]:
-            raise CheckConfigError("check.min_runtime_s: must be smaller than max_runtime_s")
+    min_rt, max_rt = out["min_runtime_s"], out["max_runtime_s"]
+    if min_rt is not None and max_rt is not None and min_rt >= max_rt:
+        raise CheckConfigError("check.min_runtime_s: must be smaller than max_runtime_s")
     return out
 
 

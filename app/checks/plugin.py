@@ -8,10 +8,12 @@ must not be a way to import arbitrary code into the guard.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import math
 import re
+import sys
 import time
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -36,9 +38,16 @@ MAX_METRICS = 32
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
-def published_callables() -> set[str]:
+def published_callables() -> frozenset[str]:
     """ "module:function" values of the installed `pipeline_guard.plugins` entry points."""
-    return {ep.value.replace(" ", "") for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return _published(tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=4)
+def _published(path: tuple[str, ...]) -> frozenset[str]:
+    # Scanning every installed distribution costs milliseconds; a plugin check may run every few
+    # seconds. Keyed by sys.path so a newly added path is seen.
+    return frozenset(ep.value.replace(" ", "") for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _module_allowed(module: str, prefixes: list[str]) -> bool:

@@ -46,9 +46,9 @@ class CheckRegistry:
         (or a CheckKind subclass instance)."""
         name = getattr(kind, "name", None)
         if not isinstance(name, str) or not name:
-            raise ValueError("a check kind needs a non-empty string `name`")
+            raise TypeError("a check kind needs a non-empty string `name`")
         if not callable(getattr(kind, "validate", None)) or not callable(getattr(kind, "probe", None)):
-            raise ValueError(f"check kind {name!r} must define validate() and probe()")
+            raise TypeError(f"check kind {name!r} must define validate() and probe()")
         if name in self._kinds and not replace:
             raise ValueError(f"check kind {name!r} is already registered")
         self._kinds[name] = kind

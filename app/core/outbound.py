@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -103,7 +104,12 @@ def describe_error(exc: BaseException, *, url: str, timeout: float, max_redirect
             return _short(str(os_error))
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             return f"cannot resolve host {exc.host!r}"
-        reason = os_error.strerror or str(os_error) or type(os_error).__name__
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return _short(f"TLS certificate verification failed for {exc.host}: {exc.certificate_error}")
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return _short(f"TLS handshake with {exc.host}:{exc.port} failed")
+        # asyncio puts "Connect call failed (addr)" in strerror; the errno text says more.
+        reason = (os.strerror(os_error.errno) if os_error.errno else None) or str(os_error) or type(os_error).__name__
         return _short(f"cannot connect to {exc.host}:{exc.port}: {reason}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server disconnected without a response"

@@ -23,6 +23,9 @@ KILL_GRACE_S = 1.0
 # still hold open. A restart command may legitimately leave a daemon behind, so we stop reading
 # instead of killing it.
 PIPE_DRAIN_GRACE_S = 1.0
+# Upper bound on waiting for the group leader to be reaped after SIGKILL (a process stuck in
+# uninterruptible I/O cannot die sooner; we report and move on rather than hang).
+REAP_TIMEOUT_S = 5.0
 _READ_CHUNK = 65536
 
 
@@ -113,6 +116,17 @@ async def _drain(stream: asyncio.StreamReader | None, capture: _BoundedCapture) 
         capture.feed(chunk)
 
 
+async def _wait_exit(proc: asyncio.subprocess.Process) -> int:
+    # Not proc.wait(): on Python 3.11 it only returns once every pipe is closed, so a background
+    # child holding stdout would make an exited command look hung. returncode is set as soon as
+    # the child is reaped.
+    delay = 0.002
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return proc.returncode
+
+
 def _start_error(argv: list[str], cwd: str | None, exc: OSError) -> CommandError:
     if isinstance(exc, FileNotFoundError):
         if cwd is not None and not os.path.isdir(cwd):
@@ -162,23 +176,24 @@ async def run_command(
     out = _BoundedCapture(max_output_bytes, tail)
     err = _BoundedCapture(max_output_bytes, tail)
     readers = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
-    waiter = asyncio.ensure_future(proc.wait())
+    exited = asyncio.ensure_future(_wait_exit(proc))
     pgid = proc.pid  # start_new_session: the child leads a new group whose id is its pid
     timed_out = False
     try:
-        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+        done, _ = await asyncio.wait({exited}, timeout=timeout)
         if not done:
             timed_out = True
             _signal_group(pgid, signal.SIGTERM)
-            await asyncio.wait({waiter}, timeout=kill_grace_s)
+            await asyncio.wait({exited}, timeout=kill_grace_s)
             # SIGKILL even if the leader exited on SIGTERM: its children may have ignored it.
             _signal_group(pgid, signal.SIGKILL)
-            await waiter
+            await asyncio.wait({exited}, timeout=REAP_TIMEOUT_S)
         try:
             await asyncio.wait_for(asyncio.shield(readers), timeout=PIPE_DRAIN_GRACE_S)
         except TimeoutError:
             # A background child (a daemon a restart command launched, or one that escaped with
-            # setsid) still holds a pipe. Stop reading; close our end so the transport is freed.
+            # setsid) still holds a pipe. Stop reading; closing our ends frees the transport
+            # (it does not signal an exited process).
             readers.cancel()
             transport = getattr(proc, "_transport", None)
             if transport is not None:
@@ -187,8 +202,10 @@ async def run_command(
         # Cancelled (e.g. the guard shuts down): never leave the group running.
         _signal_group(pgid, signal.SIGKILL)
         readers.cancel()
-        waiter.cancel()
+        exited.cancel()
         raise
+    finally:
+        exited.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await readers
     return CommandResult(

@@ -17,10 +17,10 @@ def ago(seconds: float) -> datetime:
     return NOW - timedelta(seconds=seconds)
 
 
-def evaluate(params=PARAMS, *, last_ping=None, status=None, start=None, duration=None, created=ago(3600)):
+def evaluate(params=PARAMS, *, last_ping=None, status=None, start=None, duration=None, created=None):
     return evaluate_heartbeat(
         params, now=NOW, last_ping_at=last_ping, last_ping_status=status,
-        last_start_at=start, last_duration_s=duration, created_at=created,
+        last_start_at=start, last_duration_s=duration, created_at=created or ago(3600),
     )
 
 

@@ -131,3 +131,10 @@ async def test_connection_refused_and_credentials_not_leaked():
         resp = await bounded_request(session, "GET", f"http://user:hunter2@127.0.0.1:{port}/x?t=s3", timeout=3)
     assert resp.status is None and "cannot connect to 127.0.0.1" in resp.error
     assert "hunter2" not in resp.error and "s3" not in resp.error
+
+
+async def test_allowlisted_hostname_connects(receiver):
+    port = receiver.rsplit(":", 1)[1]
+    async with make_session(ssrf_allow=["localhost"]) as session:
+        resp = await bounded_request(session, "GET", f"http://localhost:{port}/429", timeout=3)
+    assert resp.status == 429 and resp.error is None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -36,7 +38,7 @@ async def test_timeout_kills_whole_group_including_grandchildren(proc_tools):
 
 
 async def test_sigterm_ignoring_child_is_killed(proc_tools):
-    pid_alive, live_group_members = proc_tools
+    pid_alive, _ = proc_tools
     script = "import signal,time,os; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(os.getpid(), flush=True); time.sleep(30)"
     result = await run_command([sys.executable, "-c", script], timeout=0.5, kill_grace_s=0.3)
     assert result.timed_out
@@ -78,3 +80,18 @@ def test_build_env():
     assert env == {"PATH": "/usr/bin", "LANG": "C.UTF-8", "EXTRA": "1"}
     with pytest.raises(ValueError):
         build_env([], {"BAD=NAME": "x"}, source=source)
+
+
+async def test_background_daemon_survives_a_normal_exit(proc_tools):
+    # A restart command may start a daemon that keeps our pipe open: we stop reading after a short
+    # grace instead of waiting for it or killing it.
+    pid_alive, _ = proc_tools
+    started = time.monotonic()
+    result = await run_command(["sh", "-c", "sleep 20 & echo $!; exit 0"], timeout=10)
+    assert result.exit_code == 0 and not result.timed_out
+    assert time.monotonic() - started < 5
+    daemon = int(result.stdout.split()[0])
+    try:
+        assert pid_alive(daemon)
+    finally:
+        os.kill(daemon, signal.SIGKILL)
