@@ -60,6 +60,8 @@ class Entry:
     due: float = 0.0
     generation: int = 0
     running: bool = False
+    validated: dict[str, Any] | None = None  # params validated once per version, not per probe
+    invalid: str | None = None
 
 
 class Scheduler:
@@ -251,10 +253,22 @@ class Scheduler:
                 component.version, check["kind"], params, interval, timeout)
             if rescheduled:
                 self._schedule(entry, time.monotonic() + random.uniform(0, interval))
+        self._validate(entry)
         if component.critical:
             self.state.critical_components.add(component.name)
         else:
             self.state.critical_components.discard(component.name)
+
+    def _validate(self, entry: Entry) -> None:
+        try:
+            entry.validated, entry.invalid = self.registry.validate(entry.kind, entry.params, self._context(entry)), None
+        except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
+            entry.validated, entry.invalid = None, f"invalid check configuration: {exc}"[:300]
+
+    def _context(self, entry: Entry) -> CheckContext:
+        mon = self.settings.monitoring
+        return CheckContext(timeout=entry.timeout, http_session=self.http_session,
+                            commands_enabled=mon.command_checks_enabled, command_allowlist=list(mon.command_allowlist))
 
     def _forget(self, component_id: int, *, keep_version: bool = False) -> None:
         entry = self.entries.pop(component_id, None)
@@ -348,18 +362,22 @@ class Scheduler:
                 self._flush_soon.set()
 
     async def _execute(self, entry: Entry) -> CheckResult:
-        mon = self.settings.monitoring
-        ctx = CheckContext(timeout=entry.timeout, http_session=self.http_session,
-                           commands_enabled=mon.command_checks_enabled, command_allowlist=list(mon.command_allowlist))
+        if entry.invalid is not None or entry.validated is None:
+            return CheckResult.down(entry.invalid or "invalid check configuration")
+        ctx = self._context(entry)
+        started = time.monotonic()
         try:
             if entry.kind == "heartbeat":
                 ctx.heartbeat = await self._heartbeat_state(entry.component_id)
             # The kinds bound themselves; this cap makes sure a misbehaving third-party kind cannot
-            # hold a worker forever.
+            # hold a worker forever. Params were validated when the component (version) was loaded.
             async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
-                return await self.registry.run(entry.kind, entry.params, ctx)
+                result = await self.registry.get(entry.kind).probe(entry.validated, ctx)
+            if not isinstance(result, CheckResult):
+                return CheckResult.down(f"check {entry.kind!r} returned no result")
+            return result
         except TimeoutError:
-            return CheckResult.down(f"timeout after {entry.timeout:g}s", entry.timeout)
+            return CheckResult.down(f"timeout after {entry.timeout:g}s", time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - one broken check never stops the scheduler
             log.warning("check of %s failed: %s", entry.name, type(exc).__name__)
             return CheckResult.down(f"check failed: internal error ({type(exc).__name__})")

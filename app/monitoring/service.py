@@ -49,7 +49,7 @@ class StatusService:
         """component -> [checks, failures, degraded] since `since`, and which data answered."""
         totals: dict[int, list[int]] = {}
         raw_from, source = since, "raw"
-        if utcnow() - since > RAW_ONLY_UP_TO:
+        if utcnow() - since > RAW_ONLY_UP_TO + timedelta(minutes=1):
             watermark = await rollup_watermark(self.session)
             if watermark is not None and watermark > since:
                 q = (select(CheckRollup.component_id, func.sum(CheckRollup.count), func.sum(CheckRollup.failures),

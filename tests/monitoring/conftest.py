@@ -30,12 +30,26 @@ async def monitored(settings) -> AsyncIterator:
 
     async with running_guard(settings, build_services=lambda state: [install(state)] and []) as guard:
         scheduler = guard.state.extras["scheduler"]
+        _tolerate_existing_users(guard)
         await sync_declared_components(guard.state)
         await scheduler.open()
         try:
             yield guard, scheduler
         finally:
             await scheduler.close()
+
+
+def _tolerate_existing_users(guard) -> None:
+    """A second lifecycle on the same database finds the test users already there."""
+    from sqlalchemy.exc import IntegrityError
+
+    original = guard.add_user
+
+    async def add_user(username, role, **kwargs):
+        with contextlib.suppress(IntegrityError):
+            await original(username, role, **kwargs)
+
+    guard.add_user = add_user
 
 
 async def add_component(guard, name: str, check: dict, **fields) -> dict:
