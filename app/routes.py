@@ -16,6 +16,9 @@ AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
 
 
 def include_routers(app: FastAPI) -> None:
+    from app.alerts.router import router as alerts_router
+    from app.alerts.router import silences_router
+    from app.audit.router import router as audit_router
     from app.auth.router import router as auth_router
     from app.auth.router import users_router
     from app.components.router import router as components_router
@@ -23,10 +26,6 @@ def include_routers(app: FastAPI) -> None:
     from app.health.router import router as health_router
     from app.monitoring.heartbeat_router import router as heartbeat_router
     from app.monitoring.router import router as status_router
-
-    from app.alerts.router import router as alerts_router
-    from app.alerts.router import silences_router
-    from app.audit.router import router as audit_router
     from app.integrations.alertmanager_router import router as alertmanager_router
     from app.notify.router import notifications_router
     from app.notify.router import router as channels_router

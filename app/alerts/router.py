@@ -8,7 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from app.alerts.schemas import (
-    AckRequest, AlertDetail, AlertEventOut, AlertOut, AlertPage, ResolveRequest, SilenceCreate, SilenceOut, SilencePage,
+    AckRequest,
+    AlertDetail,
+    AlertEventOut,
+    AlertOut,
+    AlertPage,
+    ResolveRequest,
+    SilenceCreate,
+    SilenceOut,
+    SilencePage,
 )
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService

@@ -37,9 +37,9 @@ class AlertmanagerAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime | None = None  # noqa: N815 - Alertmanager's names
-    endsAt: datetime | None = None  # noqa: N815
-    generatorURL: str = ""  # noqa: N815
+    startsAt: datetime | None = None
+    endsAt: datetime | None = None
+    generatorURL: str = ""
     fingerprint: str = ""
 
 
@@ -50,9 +50,9 @@ class AlertmanagerPayload(BaseModel):
     status: Literal["firing", "resolved"] = "firing"
     receiver: str = ""
     alerts: list[AlertmanagerAlert] = Field(default_factory=list, max_length=10_000)
-    groupKey: str = ""  # noqa: N815
-    externalURL: str = ""  # noqa: N815
-    truncatedAlerts: int = 0  # noqa: N815
+    groupKey: str = ""
+    externalURL: str = ""
+    truncatedAlerts: int = 0
 
 
 class ReceivedAlert(BaseModel):

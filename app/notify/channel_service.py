@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.core.ssrf import UnsafeURL, check_url_async
 from app.crypto import SecretBox
-from app.db.models import Channel, DeliveryAttempt, Notification, NotificationStatus
+from app.db.models import Channel, DeliveryAttempt, NotificationStatus
 from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.notify.channels import OutgoingNotification, channel_kind

@@ -19,7 +19,15 @@ from sqlalchemy import func, select, update
 
 from app.background import LoopService
 from app.crypto import secret_box
-from app.db.models import Alert, AlertStatus, Channel, DeliveryAttempt, Notification, NotificationStatus, Severity
+from app.db.models import (
+    Alert,
+    AlertStatus,
+    Channel,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+    Severity,
+)
 from app.db.session import session_scope
 from app.notify.channels import ChannelKind, OutgoingNotification, channel_kind
 from app.notify.claim import claim_strategy

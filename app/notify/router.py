@@ -13,7 +13,13 @@ from app.deps import Requires, SessionDep
 from app.errors import error_responses
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import (
-    ChannelCreate, ChannelOut, ChannelPage, ChannelTestResult, ChannelUpdate, DeliveryAttemptOut, NotificationOut,
+    ChannelCreate,
+    ChannelOut,
+    ChannelPage,
+    ChannelTestResult,
+    ChannelUpdate,
+    DeliveryAttemptOut,
+    NotificationOut,
     NotificationPage,
 )
 from app.notify.service import NotificationService
