@@ -16,6 +16,7 @@ def build_services(state: GuardState) -> list[LoopService]:
     from app.alerts.maintenance import AlertMaintenance
     from app.alerts.subscribers import wire as wire_alerts
     from app.audit.service import AuditRetention
+    from app.healing.wiring import build_loops as healing_loops
     from app.notify.escalation import EscalationLoop
     from app.notify.outbox import OutboxSender
 
@@ -27,4 +28,5 @@ def build_services(state: GuardState) -> list[LoopService]:
         EscalationLoop(state),
         OutboxSender(state),
         AuditRetention(state),
+        *healing_loops(state),
     ]

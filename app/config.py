@@ -147,6 +147,9 @@ class HealingSection(Section):
     command_actions_enabled: bool = False
     command_allowlist: list[str] = Field(default_factory=list)
     command_env_allowlist: list[str] = Field(default_factory=list)
+    command_cwd_allowlist: list[str] = Field(default_factory=list)
+    # Learned ordering of a component's strategies (when its policy sets learned_ordering): thompson | ucb
+    learning: Literal["thompson", "ucb"] = "thompson"
 
 
 class RateLimitSection(Section):

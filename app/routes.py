@@ -22,6 +22,7 @@ def include_routers(app: FastAPI) -> None:
     from app.auth.router import router as auth_router
     from app.auth.router import users_router
     from app.components.router import router as components_router
+    from app.healing.router import router as healing_router
     from app.health.router import router as health_router
     from app.monitoring.heartbeat_router import router as heartbeat_router
     from app.monitoring.router import router as status_router
@@ -30,7 +31,8 @@ def include_routers(app: FastAPI) -> None:
     from app.notify.router import router as channels_router
     from app.security.router import router as security_router
 
-    for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router):
+    for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
+                   healing_router):
         app.include_router(router)
     for router in (alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
                    audit_router, security_router):

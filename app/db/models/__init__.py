@@ -8,11 +8,19 @@ from app.db.models.alerts import Alert, AlertEvent, AlertStatus, Severity, Silen
 from app.db.models.audit import AuditEntry
 from app.db.models.auth import RevokedToken, User
 from app.db.models.components import Component, ComponentState, HealthStatus
+from app.db.models.healing import (
+    AttemptState,
+    HealingAttempt,
+    HealingBudget,
+    HealingIncident,
+    HealingStrategyStat,
+)
 from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
 from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
 
 __all__ = [
-    "Alert", "AlertEvent", "AlertStatus", "AuditEntry", "Base", "Channel", "CheckResultRecord", "CheckRollup",
-    "Component", "ComponentState", "DeliveryAttempt", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing",
-    "Incident", "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
+    "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
+    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "HealingAttempt", "HealingBudget",
+    "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing", "Incident",
+    "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
 ]
