@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Query
+from typing import Annotated
+
+from fastapi import Path, Query
 
 from app.errors import ValidationFailed
 
@@ -27,3 +29,9 @@ def parse_label_filters(values: list[str] | None) -> dict[str, str] | None:
             raise ValidationFailed("invalid label filter", details={"fields": [{"field": "query.label", "message": f"expected key=value, got {item!r}"}]})
         labels[key] = value
     return labels
+
+
+# Row ids are INTEGER columns on both dialects: refuse what cannot be an id before it reaches the driver.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="row id")]
+OptionalRowId = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]

@@ -26,7 +26,7 @@ from app.db.models import AlertStatus
 from app.db.types import utcnow
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
-from app.pagination import Page
+from app.pagination import OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
@@ -64,7 +64,7 @@ async def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses=error_responses(401, 403, 404))
-async def get_alert(alert_id: int, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AlertDetail:
+async def get_alert(alert_id: RowId, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AlertDetail:
     alert = await service.get(alert_id)
     history = [AlertEventOut.model_validate(e) for e in await service.history(alert_id)]
     return AlertDetail(**AlertOut.of(alert).model_dump(), history=history)
@@ -72,7 +72,7 @@ async def get_alert(alert_id: int, _: Requires(Permission.MONITOR_HEALTH), servi
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
 async def acknowledge_alert(
-    alert_id: int, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
+    alert_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
     data: AckRequest | None = None,
 ) -> AlertOut:
     data = data or AckRequest()
@@ -83,7 +83,7 @@ async def acknowledge_alert(
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
 async def resolve_alert(
-    alert_id: int, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
+    alert_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
     data: ResolveRequest | None = None,
 ) -> AlertOut:
     data = data or ResolveRequest()
@@ -125,11 +125,11 @@ async def create_silence(
 
 
 @silences_router.get("/{silence_id}", response_model=SilenceOut, responses=error_responses(401, 403, 404))
-async def get_silence(silence_id: int, _: Requires(Permission.MONITOR_HEALTH), silences: SilencesDep) -> SilenceOut:
+async def get_silence(silence_id: RowId, _: Requires(Permission.MONITOR_HEALTH), silences: SilencesDep) -> SilenceOut:
     return SilenceOut.of(await silences.get(silence_id), utcnow())
 
 
 @silences_router.delete("/{silence_id}", response_model=SilenceOut, responses=error_responses(401, 403, 404))
-async def expire_silence(silence_id: int, _: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep) -> SilenceOut:
+async def expire_silence(silence_id: RowId, _: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep) -> SilenceOut:
     """Expire a silence now (it stays listed with include_expired=true)."""
     return SilenceOut.of(await silences.expire(silence_id), utcnow())

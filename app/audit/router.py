@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
 from app.audit.service import AuditService
@@ -49,7 +49,7 @@ async def list_audit(
     username: str | None = None,
     action: str | None = None,
     method: str | None = None,
-    status_code: int | None = None,
+    status_code: Annotated[int | None, Query(ge=100, le=599)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AuditPage:

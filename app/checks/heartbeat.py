@@ -55,9 +55,31 @@ def _secs(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 
+_DURATION_ALIASES = {"period": "period_s", "grace": "grace_s", "max_runtime": "max_runtime_s", "min_runtime": "min_runtime_s"}
+
+
+def _accept_durations(params: Mapping[str, Any], errs: ConfigErrors) -> dict[str, Any]:
+    """People write ``period: 1h``; the evaluator wants ``period_s: 3600``. Accept both spellings."""
+    from app.config import parse_duration
+
+    out = dict(params)
+    for alias, key in _DURATION_ALIASES.items():
+        if alias in out:
+            value = out.pop(alias)
+            if key in out:
+                errs.add(alias, f"give either {alias} or {key}, not both")
+                continue
+            try:
+                out[key] = parse_duration(value)
+            except ValueError as exc:
+                errs.add(alias, str(exc))
+    return out
+
+
 def validate_heartbeat_params(params: Mapping[str, Any]) -> dict[str, Any]:
     params = require_mapping(params)
     errs = ConfigErrors()
+    params = _accept_durations(params, errs)
     period = opt_number(errs, params, "period_s", minimum=1)
     if period is None:
         errs.add("period_s", "is required")

@@ -13,7 +13,7 @@ from app.errors import error_responses
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
 from app.healing.wiring import ensure_engine
-from app.pagination import Page
+from app.pagination import OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
 
@@ -39,7 +39,7 @@ async def list_attempts(
     component: str | None = None,
     state: Annotated[str | None, Query(pattern=STATES)] = None,
     strategy: str | None = None,
-    incident_id: int | None = None,
+    incident_id: OptionalRowId = None,
     since: datetime | None = None,
 ) -> AttemptPage:
     items, total = await service.list_attempts(component=component, state=state, strategy=strategy,
@@ -49,19 +49,19 @@ async def list_attempts(
 
 
 @router.get("/attempts/{attempt_id}", response_model=AttemptOut, responses=error_responses(401, 403, 404))
-async def get_attempt(attempt_id: int, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AttemptOut:
+async def get_attempt(attempt_id: RowId, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AttemptOut:
     return await service.get_attempt(attempt_id)
 
 
 @router.post("/attempts/{attempt_id}/approve", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409))
-async def approve_attempt(attempt_id: int, request: Request, principal: Requires(Permission.TRIGGER_HEALING),
+async def approve_attempt(attempt_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING),
                           service: ServiceDep) -> AttemptOut:
     await _engine(request).approve(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
 
 @router.post("/attempts/{attempt_id}/reject", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409))
-async def reject_attempt(attempt_id: int, request: Request, principal: Requires(Permission.TRIGGER_HEALING),
+async def reject_attempt(attempt_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING),
                          service: ServiceDep) -> AttemptOut:
     await _engine(request).reject(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)

@@ -23,7 +23,7 @@ from app.notify.schemas import (
     NotificationPage,
 )
 from app.notify.service import NotificationService
-from app.pagination import Page
+from app.pagination import OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 notifications_router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
@@ -50,13 +50,13 @@ async def create_channel(data: ChannelCreate, _: Requires(Permission.ADMIN_ACCES
 
 
 @router.get("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404))
-async def get_channel(channel_id: int, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelOut:
+async def get_channel(channel_id: RowId, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelOut:
     return service.out(await service.get(channel_id))
 
 
 @router.patch("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404, 422))
 async def update_channel(
-    channel_id: int, data: ChannelUpdate, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
+    channel_id: RowId, data: ChannelUpdate, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
 ) -> ChannelOut:
     before = service.out(await service.get(channel_id)).model_dump(exclude={"config", "created_at", "updated_at"})
     out = service.out(await service.update(channel_id, data))
@@ -65,14 +65,14 @@ async def update_channel(
 
 
 @router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404))
-async def delete_channel(channel_id: int, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> Response:
+async def delete_channel(channel_id: RowId, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> Response:
     await service.delete(channel_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{channel_id}/test", response_model=ChannelTestResult, responses=error_responses(401, 403, 404))
 async def test_channel(
-    channel_id: int, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
+    channel_id: RowId, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
 ) -> ChannelTestResult:
     """Send a test message now (bounded, SSRF-checked) and report the outcome."""
     from app.core.outbound import make_session
@@ -87,8 +87,8 @@ async def list_notifications(
     session: SessionDep,
     page: Annotated[Page, Depends()],
     status_: Annotated[str | None, Query(alias="status", pattern="^(pending|sending|delivered|failed)$")] = None,
-    channel_id: int | None = None,
-    alert_id: int | None = None,
+    channel_id: OptionalRowId = None,
+    alert_id: OptionalRowId = None,
 ) -> NotificationPage:
     """The outbox and its delivery log (payload-free: channel secrets are never part of it)."""
     service = NotificationService(session)
