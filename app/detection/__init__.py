@@ -1,0 +1,1 @@
+"""Streaming detection: anomaly score, threshold rules, trend prediction (pure Python, no I/O)."""

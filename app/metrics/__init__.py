@@ -1,0 +1,1 @@
+"""Metric points: ingest, storage, rollups and summaries."""
