@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 
 
 def build_services(state: GuardState) -> list[LoopService]:
+    from app.detection.evaluator import RuleEvaluator
+    from app.metrics.retention import MetricsRetention, RollupCompactor
+
     return [
         TokenCleanup(state),
+        RuleEvaluator(state),
+        RollupCompactor(state),
+        MetricsRetention(state),
     ]

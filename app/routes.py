@@ -17,9 +17,11 @@ def include_routers(app: FastAPI) -> None:
     from app.auth.router import router as auth_router
     from app.auth.router import users_router
     from app.components.router import router as components_router
+    from app.detection.rules_router import router as rules_router
     from app.health.router import router as health_router
+    from app.metrics.router import router as metrics_router
 
-    for router in (health_router, auth_router, users_router, components_router):
+    for router in (health_router, auth_router, users_router, components_router, metrics_router, rules_router):
         app.include_router(router)
 
 
