@@ -14,7 +14,7 @@ from app.errors import PipelineGuardError
 
 
 def build_app() -> typer.Typer:
-    from app.cli import config_cmd, db_cmd, serve_cmd, users_cmd
+    from app.cli import config_cmd, db_cmd, metrics_cmd, serve_cmd, users_cmd
 
     cli = typer.Typer(
         name="pipeline-guard",
@@ -27,6 +27,7 @@ def build_app() -> typer.Typer:
     cli.add_typer(db_cmd.app, name="db")
     cli.add_typer(config_cmd.app, name="config")
     cli.add_typer(users_cmd.app, name="users")
+    cli.add_typer(metrics_cmd.app, name="metrics")
     return cli
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
 from sqlalchemy import bindparam, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,9 +39,10 @@ class SQLiteIngest:
         return result.rowcount or 0
 
 
-def upsert_series(dialect_insert, rows: list[dict[str, Any]]):
-    """Latest point per series; an older point arriving late never overwrites a newer one."""
-    stmt = dialect_insert(MetricSeries.__table__).values(rows)
+def upsert_series(dialect_insert):
+    """Latest point per series; an older point arriving late never overwrites a newer one.
+    Executed with a list of rows (compiled once, cached; insertmanyvalues batches it)."""
+    stmt = dialect_insert(MetricSeries.__table__)
     return stmt.on_conflict_do_update(
         index_elements=["component", "metric_name", "series_key"],
         set_={"last_value": stmt.excluded.last_value, "last_ts": stmt.excluded.last_ts},

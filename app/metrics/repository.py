@@ -43,8 +43,7 @@ class MetricsRepository:
         rows = [{"component": k[0], "metric_name": k[1], "series_key": k[2], "labels": p.labels,
                  "last_value": p.value, "last_ts": p.ts, "first_seen": datetime.now(UTC)}
                 for k, p in sorted(latest.items())]
-        for i in range(0, len(rows), 500):
-            await self.session.execute(upsert_series(self.ingest.upsert, rows[i:i + 500]))
+        await self.session.execute(upsert_series(self.ingest.upsert), rows)
 
     async def known_components(self, names: set[str]) -> set[str]:
         result = await self.session.execute(select(Component.name).where(Component.name.in_(names)))

@@ -23,7 +23,7 @@ from app.background import LoopService
 from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.repository import MetricsRepository
-from app.metrics.rollups import HOUR, MINUTE, ROLLUP_COLUMNS, merge_blobs
+from app.metrics.rollups import HOUR, MINUTE, ROLLUP_COLUMNS, encode_sketch, merge_blobs
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
@@ -111,7 +111,7 @@ class RollupCompactor(LoopService):
                 raise _Raced()
             sk = merge_blobs([bytes(row.sketch) for row in rows])
             values = dict(zip(ROLLUP_COLUMNS, (group[0], group[1], group[2], group[3], group[4], sk.count, sk.sum,
-                                               sk.min, sk.max, sk.sum_of_squares, sk.to_bytes(), True)))
+                                               sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True)))
             await session.execute(MetricRollup.__table__.insert().values(**values))
             return len(ids)
 

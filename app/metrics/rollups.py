@@ -15,6 +15,8 @@ sketch's relative accuracy (0.5%).
 from __future__ import annotations
 
 import math
+import struct
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,20 +33,57 @@ ROLLUP_COLUMNS = ("resolution", "component", "metric_name", "series_key", "bucke
                   "count", "sum", "min", "max", "sumsq", "sketch", "compacted")
 
 
+RELATIVE_ACCURACY = 0.005
+# Rollup sketch encoding: sparse (a minute of one series touches a few dozen of the hundreds of
+# buckets between its min and max, so the sketch module's dense layout would be ~10x larger and
+# slower to write). Header: tag, count, zero count, sum, min, max, mean, m2, #pos, #neg; then the
+# keys (int32) and counts (uint32) of the positive store, then those of the negative store.
+_SPARSE = struct.Struct("<BQQdddddII")
+_SPARSE_TAG = 0x53
+
+
 def new_sketch() -> QuantileSketch:
-    return QuantileSketch(relative_accuracy=0.005)
+    return QuantileSketch(relative_accuracy=RELATIVE_ACCURACY)
+
+
+def encode_sketch(sk: QuantileSketch) -> bytes:
+    pos, neg = sk.pos, sk.neg
+    head = _SPARSE.pack(_SPARSE_TAG, sk.count, sk.zero_count, sk.sum, sk.min, sk.max, sk._mean, sk._m2,
+                        len(pos), len(neg))
+    return b"".join((head, array("i", pos.keys()).tobytes(), array("I", pos.values()).tobytes(),
+                     array("i", neg.keys()).tobytes(), array("I", neg.values()).tobytes()))
+
+
+def decode_sketch(data: bytes) -> QuantileSketch:
+    if not data or data[0] != _SPARSE_TAG:
+        return QuantileSketch.from_bytes(data)
+    tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(data, 0)
+    sk = new_sketch()
+    off = _SPARSE.size
+
+    def take(code: str, n: int) -> array:
+        nonlocal off
+        arr = array(code)
+        arr.frombytes(data[off: off + 4 * n])
+        off += 4 * n
+        return arr
+
+    sk.pos = dict(zip(take("i", npos), take("I", npos)))
+    sk.neg = dict(zip(take("i", nneg), take("I", nneg)))
+    sk.zero_count, sk.count, sk.sum, sk.min, sk.max, sk._mean, sk._m2 = zeros, count, total, lo, hi, mean, m2
+    return sk
 
 
 def _row(res: int, key: tuple[str, str, str], start: int, sk: QuantileSketch) -> tuple:
     return (res, key[0], key[1], key[2], datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
-            sk.max, sk.sum_of_squares, sk.to_bytes(), False)
+            sk.max, sk.sum_of_squares, encode_sketch(sk), False)
 
 
 def build_deltas(points: list[Point]) -> list[tuple]:
     """One row per (series, minute) and per (series, hour) touched by ``points``."""
     minutes: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
     for p in points:
-        minutes[(p.component, p.metric_name, p.series_key, int(p.ts.timestamp()) // MINUTE * MINUTE)].append(p.value)
+        minutes[(p.component, p.metric_name, p.series_key, p.minute)].append(p.value)
     rows: list[tuple] = []
     hours: dict[tuple[str, str, str, int], QuantileSketch] = {}
     for (c, m, s, start), values in minutes.items():
@@ -118,5 +157,5 @@ def sketch_summary(sk: QuantileSketch) -> dict[str, Any]:
 def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> QuantileSketch:
     sk = sketch or new_sketch()
     for blob in blobs:
-        sk.merge(QuantileSketch.from_bytes(blob))
+        sk.merge(decode_sketch(blob))
     return sk

@@ -43,6 +43,7 @@ class Point:
     labels_json: str
     value: float
     ts: datetime
+    minute: int  # start of the point's minute, epoch seconds (rollup bucket)
 
 
 def series_key(labels: dict[str, str]) -> str:
@@ -61,6 +62,17 @@ def _parse_time(raw: Any) -> datetime:
         ts = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
         return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     raise ValueError("must be an ISO 8601 string or epoch seconds")
+
+
+def _check_labels(labels: dict[str, Any]) -> tuple[str, str] | None:
+    if len(labels) > MAX_LABELS:
+        return "labels", f"at most {MAX_LABELS} labels"
+    for k, v in labels.items():
+        if len(k) > MAX_LABEL_KEY or not _LABEL_KEY(k):
+            return "labels", f"label key {k[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_KEY})"
+        if type(v) is not str or len(v) > MAX_LABEL_VALUE:
+            return f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters"
+    return None
 
 
 def parse_body(body: bytes) -> Any:
@@ -85,7 +97,14 @@ def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
     latest, earliest = now + MAX_FUTURE, now - MAX_AGE
     errors: list[dict[str, Any]] = []
     out: list[Point] = []
-    keys_seen: dict[str, str] = {}  # labels JSON text cache: batches repeat the same label sets
+    # Batches repeat the same few names, label sets and (per scrape) timestamps: check each
+    # distinct one once. The caches live for one batch only.
+    good_components: set[str] = set()
+    good_names: set[str] = set()
+    good_labels: dict[bytes, tuple[str, str]] = {}  # raw labels JSON -> (series key, labels json)
+    times: dict[Any, tuple[datetime, int]] = {}
+    now_minute = int(now.timestamp()) // 60 * 60
+    dumps = orjson.dumps
     append = out.append
 
     def bad(index: int, field: str, message: str) -> None:
@@ -98,11 +117,17 @@ def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
             continue
         nerr = len(errors)
         component = item.get("component")
-        if type(component) is not str or not 0 < len(component) <= MAX_COMPONENT or not _COMPONENT(component):
-            bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
+        if component not in good_components:
+            if type(component) is not str or not 0 < len(component) <= MAX_COMPONENT or not _COMPONENT(component):
+                bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
+            else:
+                good_components.add(component)
         name = item.get("metric_name")
-        if type(name) is not str or not 0 < len(name) <= MAX_METRIC_NAME or not _METRIC_NAME(name):
-            bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
+        if name not in good_names:
+            if type(name) is not str or not 0 < len(name) <= MAX_METRIC_NAME or not _METRIC_NAME(name):
+                bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
+            else:
+                good_names.add(name)
         value = item.get("value")
         tv = type(value)
         if tv is float:
@@ -115,46 +140,48 @@ def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
         else:
             bad(i, "value", "must be a number")
         labels = item.get("labels")
-        if labels is None:
+        key = ""
+        if labels:
+            if type(labels) is not dict:
+                bad(i, "labels", "must be an object of string values")
+            else:
+                raw_key = dumps(labels)
+                known = good_labels.get(raw_key)
+                if known is not None:
+                    key = known[0]
+                elif (problem := _check_labels(labels)) is not None:
+                    bad(i, *problem)
+                else:
+                    key = series_key(labels)
+                    good_labels[raw_key] = (key, key)
+        elif labels is None or labels == {}:
             labels = {}
-        elif type(labels) is not dict:
-            bad(i, "labels", "must be an object of string values")
-            labels = {}
-        elif len(labels) > MAX_LABELS:
-            bad(i, "labels", f"at most {MAX_LABELS} labels")
         else:
-            for k, v in labels.items():
-                if len(k) > MAX_LABEL_KEY or not _LABEL_KEY(k):
-                    bad(i, "labels", f"label key {k[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_KEY})")
-                    break
-                if type(v) is not str or len(v) > MAX_LABEL_VALUE:
-                    bad(i, f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters")
-                    break
+            bad(i, "labels", "must be an object of string values")
         raw_ts = item.get("timestamp")
         if raw_ts is None:
-            ts = now
+            ts, minute = now, now_minute
         else:
-            try:
-                ts = _parse_time(raw_ts)
-                if ts > latest:
-                    bad(i, "timestamp", "more than 5 minutes in the future")
-                elif ts < earliest:
-                    bad(i, "timestamp", "more than 366 days in the past")
-            except (ValueError, OverflowError, OSError) as exc:
-                bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
-                ts = now
+            cached = times.get(raw_ts) if type(raw_ts) is str else None
+            if cached is not None:
+                ts, minute = cached
+            else:
+                try:
+                    ts = _parse_time(raw_ts)
+                    minute = int(ts.timestamp()) // 60 * 60
+                    if ts > latest:
+                        bad(i, "timestamp", "more than 5 minutes in the future")
+                    elif ts < earliest:
+                        bad(i, "timestamp", "more than 366 days in the past")
+                    elif type(raw_ts) is str:
+                        times[raw_ts] = (ts, minute)
+                except (ValueError, OverflowError, OSError) as exc:
+                    bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
         if len(item) > 5 and not _FIELDS.issuperset(item):
             bad(i, "point", f"unknown fields {sorted(set(item) - _FIELDS)[:5]}")
         if len(errors) != nerr:
             continue
-        if labels:
-            raw_key = orjson.dumps(labels).decode()
-            key = keys_seen.get(raw_key)
-            if key is None:
-                key = keys_seen[raw_key] = series_key(labels)
-        else:
-            key = ""
-        append(Point(component, name, key, labels, key or "{}", value, ts))
+        append(Point(component, name, key, labels, key or "{}", value, ts, minute))
 
     if errors:
         bad_points = len({e["index"] for e in errors})
