@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Double, delete, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, MetricRollup, MetricSeries, metric_points
+from app.db.types import BlobType
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.ingest_sqlite import upsert_series
 from app.metrics.rollups import HOUR, MINUTE, RangePlan, build_deltas
@@ -78,26 +79,49 @@ class MetricsRepository:
         if not ranges:
             return []
         t = metric_points.c
+        # One simple range per query: an OR of ranges makes Postgres leave the series index.
         q = select(t.value).where(t.component == component, t.metric_name == metric_name)
         if series_key is not None:
             q = q.where(t.series_key == series_key)
-        q = q.where(or_(*[and_(t.ts >= _dt(a), t.ts < _dt(b)) for a, b in ranges]))
+        q = union_all(*[q.where(t.ts >= _dt(a), t.ts < _dt(b)) for a, b in ranges]) if len(ranges) > 1 \
+            else q.where(t.ts >= _dt(ranges[0][0]), t.ts < _dt(ranges[0][1]))
         return list((await self.session.execute(q)).scalars())
+
+    async def summary_inputs(self, component: str, metric_name: str, series_key: str | None,
+                             plan: RangePlan) -> tuple[list[bytes], list[float]]:
+        """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
+        (one simple indexed range per part of the plan, glued with UNION ALL)."""
+        r, t = MetricRollup.__table__.c, metric_points.c
+        parts = ([(HOUR, *plan.hours)] if plan.hours else []) + [(MINUTE, a, b) for a, b in plan.minutes]
+        queries = []
+        for res, a, b in parts:
+            q = select(r.sketch, literal(None, Double()).label("value")).where(
+                r.component == component, r.metric_name == metric_name, r.resolution == res,
+                r.bucket_start >= _dt(a), r.bucket_start < _dt(b))
+            queries.append(q.where(r.series_key == series_key) if series_key is not None else q)
+        for a, b in plan.raw:
+            q = select(literal(None, BlobType).label("sketch"), t.value).where(
+                t.component == component, t.metric_name == metric_name, t.ts >= _dt(a), t.ts < _dt(b))
+            queries.append(q.where(t.series_key == series_key) if series_key is not None else q)
+        if not queries:
+            return [], []
+        rows = (await self.session.execute(union_all(*queries) if len(queries) > 1 else queries[0])).all()
+        blobs = [bytes(row[0]) for row in rows if row[0] is not None]
+        values = [row[1] for row in rows if row[0] is None]
+        return blobs, values
 
     async def rollup_blobs(self, component: str, metric_name: str, series_key: str | None,
                            plan: RangePlan) -> list[bytes]:
         r = MetricRollup.__table__.c
-        conds = []
-        if plan.hours:
-            a, b = plan.hours
-            conds.append(and_(r.resolution == HOUR, r.bucket_start >= _dt(a), r.bucket_start < _dt(b)))
-        for a, b in plan.minutes:
-            conds.append(and_(r.resolution == MINUTE, r.bucket_start >= _dt(a), r.bucket_start < _dt(b)))
-        if not conds:
+        parts = ([(HOUR, *plan.hours)] if plan.hours else []) + [(MINUTE, a, b) for a, b in plan.minutes]
+        if not parts:
             return []
-        q = select(r.sketch).where(r.component == component, r.metric_name == metric_name, or_(*conds))
+        base = select(r.sketch).where(r.component == component, r.metric_name == metric_name)
         if series_key is not None:
-            q = q.where(r.series_key == series_key)
+            base = base.where(r.series_key == series_key)
+        queries = [base.where(r.resolution == res, r.bucket_start >= _dt(a), r.bucket_start < _dt(b))
+                   for res, a, b in parts]
+        q = union_all(*queries) if len(queries) > 1 else queries[0]
         return [bytes(b) for b in (await self.session.execute(q)).scalars()]
 
     async def latest(self, component: str | None, names: list[str] | None) -> list[MetricSeries]:

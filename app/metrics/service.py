@@ -100,8 +100,7 @@ class MetricsService:
     async def _summarize(self, component: str, metric_name: str, skey: str | None,
                          start: float, end: float) -> dict[str, Any]:
         plan = plan_range(start, end)
-        blobs = await self.repo.rollup_blobs(component, metric_name, skey, plan)
-        raw = await self.repo.raw_values(component, metric_name, skey, plan.raw)
+        blobs, raw = await self.repo.summary_inputs(component, metric_name, skey, plan)
         if not blobs:
             return exact_summary(raw) if raw else empty_summary()
         sk = merge_blobs(blobs)
