@@ -52,8 +52,8 @@ def sa_url(dsn: str) -> str:
 async def add_ingest_user(database_url: str) -> None:
     """An ``ingest``-role user written straight into the database (the benchmark authenticates as it)."""
     from app.auth.tokens import PasswordHasher
-    from app.db.engine import create_engine, create_sessionmaker
     from app.config import Settings
+    from app.db.engine import create_engine, create_sessionmaker
     from app.db.models import User
     from app.db.session import session_scope
 
@@ -75,7 +75,7 @@ class Server:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Server:  # noqa: PYI034
         upgrade_sync(self.database_url)
         asyncio.run(add_ingest_user(self.database_url))
         env = {**os.environ, "PIPELINE_DATABASE_URL": self.database_url, "PIPELINE_SECRET_KEY": SECRET,

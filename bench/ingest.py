@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiohttp  # noqa: E402
-import asyncpg  # noqa: E402
-import orjson  # noqa: E402
+import aiohttp
+import asyncpg
+import orjson
 
-from bench._server import PASSWORD, Server, create_pg_database, drop_pg_database, sa_url  # noqa: E402
+from bench._server import PASSWORD, Server, create_pg_database, drop_pg_database, sa_url
 
 SERIES = 100
 

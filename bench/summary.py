@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._server import create_pg_database, drop_pg_database, sa_url  # noqa: E402
+from bench._server import create_pg_database, drop_pg_database, sa_url
 
 
 async def run(url: str, n: int, repeats: int) -> None:

@@ -125,7 +125,7 @@ class RuleEvaluator(LoopService):
     async def on_stop(self) -> None:
         try:
             await self.run_once(final=True)
-        except Exception:  # noqa: BLE001 - shutting down; logged
+        except Exception:
             log.exception("rule evaluator: final flush failed")
 
     async def run_once(self, final: bool = False) -> None:

@@ -74,19 +74,6 @@ class MetricsRepository:
             q = q.where(t.ts < end)
         return q
 
-    async def raw_values(self, component: str, metric_name: str, series_key: str | None,
-                         ranges: list[tuple[float, float]]) -> list[float]:
-        if not ranges:
-            return []
-        t = metric_points.c
-        # One simple range per query: an OR of ranges makes Postgres leave the series index.
-        q = select(t.value).where(t.component == component, t.metric_name == metric_name)
-        if series_key is not None:
-            q = q.where(t.series_key == series_key)
-        q = union_all(*[q.where(t.ts >= _dt(a), t.ts < _dt(b)) for a, b in ranges]) if len(ranges) > 1 \
-            else q.where(t.ts >= _dt(ranges[0][0]), t.ts < _dt(ranges[0][1]))
-        return list((await self.session.execute(q)).scalars())
-
     async def summary_inputs(self, component: str, metric_name: str, series_key: str | None,
                              plan: RangePlan) -> tuple[list[bytes], list[float]]:
         """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
@@ -109,20 +96,6 @@ class MetricsRepository:
         blobs = [bytes(row[0]) for row in rows if row[0] is not None]
         values = [row[1] for row in rows if row[0] is None]
         return blobs, values
-
-    async def rollup_blobs(self, component: str, metric_name: str, series_key: str | None,
-                           plan: RangePlan) -> list[bytes]:
-        r = MetricRollup.__table__.c
-        parts = ([(HOUR, *plan.hours)] if plan.hours else []) + [(MINUTE, a, b) for a, b in plan.minutes]
-        if not parts:
-            return []
-        base = select(r.sketch).where(r.component == component, r.metric_name == metric_name)
-        if series_key is not None:
-            base = base.where(r.series_key == series_key)
-        queries = [base.where(r.resolution == res, r.bucket_start >= _dt(a), r.bucket_start < _dt(b))
-                   for res, a, b in parts]
-        q = union_all(*queries) if len(queries) > 1 else queries[0]
-        return [bytes(b) for b in (await self.session.execute(q)).scalars()]
 
     async def latest(self, component: str | None, names: list[str] | None) -> list[MetricSeries]:
         q = select(MetricSeries)

@@ -57,7 +57,7 @@ def encode_sketch(sk: QuantileSketch) -> bytes:
 def decode_sketch(data: bytes) -> QuantileSketch:
     if not data or data[0] != _SPARSE_TAG:
         return QuantileSketch.from_bytes(data)
-    tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(data, 0)
+    _tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(data, 0)
     sk = new_sketch()
     off = _SPARSE.size
 

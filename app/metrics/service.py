@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import BadRequest, ValidationFailed
 from app.metrics.cache import MISSING, cache_for
 from app.metrics.repository import MetricsRepository
-from app.metrics.rollups import empty_summary, exact_summary, merge_blobs, new_sketch, plan_range, sketch_summary
+from app.metrics.rollups import (
+    empty_summary,
+    exact_summary,
+    merge_blobs,
+    new_sketch,
+    plan_range,
+    sketch_summary,
+)
 from app.metrics.validation import Point, check_points, series_key
 
 if TYPE_CHECKING:

@@ -53,7 +53,7 @@ def series_key(labels: dict[str, str]) -> str:
 
 def _parse_time(raw: Any) -> datetime:
     if isinstance(raw, bool):
-        raise ValueError("must be an ISO 8601 string or epoch seconds")
+        raise ValueError("must be an ISO 8601 string or epoch seconds")  # noqa: TRY004 - reported per point
     if isinstance(raw, (int, float)):
         if not math.isfinite(raw):
             raise ValueError("must be finite")

@@ -9,7 +9,7 @@ from app.cli import build_app
 
 def test_detect_csv(tmp_path):
     src = tmp_path / "in.csv"
-    rows = [("2014-04-01 00:%02d:00" % (i % 60), 10.0 + (i % 3)) for i in range(120)] + [("2014-04-01 02:00:00", 500.0)]
+    rows = [(f"2014-04-01 00:{i % 60:02d}:00", 10.0 + (i % 3)) for i in range(120)] + [("2014-04-01 02:00:00", 500.0)]
     with src.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "value"])

@@ -48,7 +48,7 @@ metric_points = Table(
 
 class MetricPoint(Base):
     __table__ = metric_points
-    __mapper_args__ = {"primary_key": [metric_points.c.component, metric_points.c.metric_name,
+    __mapper_args__ = {"primary_key": [metric_points.c.component, metric_points.c.metric_name,  # noqa: RUF012
                                        metric_points.c.series_key, metric_points.c.ts]}
 
 
