@@ -155,7 +155,30 @@ def sketch_summary(sk: QuantileSketch) -> dict[str, Any]:
 
 
 def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> QuantileSketch:
+    """Merge encoded rollup sketches. Bucket counts are summed straight from the encoded arrays
+    (one dict update per bucket, no intermediate sketch objects); the exact statistics are folded
+    with the parallel-variance formula, as ``QuantileSketch.merge`` does."""
     sk = sketch or new_sketch()
+    pos, neg = sk.pos, sk.neg
     for blob in blobs:
-        sk.merge(decode_sketch(blob))
+        if not blob or blob[0] != _SPARSE_TAG:
+            sk.merge(QuantileSketch.from_bytes(blob))
+            continue
+        _tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(blob, 0)
+        if count == 0:
+            continue
+        off = _SPARSE.size
+        for store, n in ((pos, npos), (neg, nneg)):
+            if n:
+                keys, counts = array("i"), array("I")
+                keys.frombytes(blob[off: off + 4 * n])
+                counts.frombytes(blob[off + 4 * n: off + 8 * n])
+                off += 8 * n
+                get = store.get
+                for k, c in zip(keys, counts):
+                    store[k] = get(k, 0) + c
+        sk.zero_count += zeros
+        sk._fold_stats(count, total, lo, hi, mean, m2)
+    if len(pos) + len(neg) > sk.max_buckets:
+        sk._collapse()
     return sk
