@@ -129,6 +129,15 @@ class RuleEvaluator(LoopService):
             log.exception("rule evaluator: final flush failed")
 
     async def run_once(self, final: bool = False) -> None:
+        try:
+            await self._drain(final)
+        except BaseException:
+            # The transaction rolled back: in-memory state may be ahead of the table (a firing
+            # not recorded). Forget it and reload from ``rule_states`` on the next points.
+            self._states.clear()
+            raise
+
+    async def _drain(self, final: bool) -> None:
         async with session_scope(self.state.sessionmaker) as session:
             if not self._rules_loaded:
                 await self._load_rules(session)
