@@ -94,6 +94,18 @@ class Server:
         self.__exit__(None, None, None)
         raise RuntimeError("server did not start")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process (and its workers) so far."""
+        total = 0.0
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -119,7 +119,9 @@ def main() -> None:
         upgrade_sync(sa_url(dsn))
         copy_before = asyncio.run(raw_copy(dsn, records))
         with tempfile.TemporaryDirectory() as tmp, Server(sa_url(dsn), Path(tmp), args.workers) as server:
+            cpu0 = server.cpu_seconds()
             http_s = asyncio.run(http_ingest(server.base_url, bodies, args.concurrency))
+            app_cpu = server.cpu_seconds() - cpu0
         stored = asyncio.run(count(dsn, "metric_points"))
         assert stored == args.points, (stored, args.points)
         copy_after = asyncio.run(raw_copy(dsn, records))
@@ -132,6 +134,8 @@ def main() -> None:
           f"{args.batch}-point batches): {http_rate:,.0f} points/s ({args.points:,} in {http_s:.1f}s)")
     print(f"postgres raw asyncpg COPY, 2 connections, same points, identical table (mean): "
           f"{copy_rate:,.0f} rows/s ({copy_s:.1f}s)")
+    print(f"app server CPU: {app_cpu:.1f}s = {app_cpu / args.points * 1e6:.1f} us/point "
+          f"(parse, validate, rollups, COPY encoding, HTTP)")
     print(f"ratio HTTP/raw = {http_rate / copy_rate:.2f}  (target >= 0.6)")
 
     sq_bodies = bodies[: max(1, args.sqlite_points // args.batch)]
