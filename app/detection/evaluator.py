@@ -165,6 +165,22 @@ class RuleEvaluator(LoopService):
                 del self._states[key]  # deleted/disabled or changed: reload (or restart) from the table
         self._rules = index
         self._rules_loaded = True
+        # ``for`` clocks that were running when the process stopped: load them now so the timer
+        # can fire them even if no new point arrives.
+        thresholds = {spec.id: spec for spec in live.values() if spec.kind == "threshold"}
+        if thresholds:
+            rows = (await session.execute(select(RuleState).where(
+                RuleState.rule_id.in_(thresholds), RuleState.firing.is_(False)))).scalars()
+            for row in rows:
+                spec = thresholds[row.rule_id]
+                if (row.rule_id, row.series_key) in self._states or row.rule_version != spec.version:
+                    continue
+                if not (row.state.get("eval") or {}).get("since"):
+                    continue
+                self._states[(row.rule_id, row.series_key)] = SeriesState(
+                    spec, row.series_key, row.labels, spec.restore(row.state["eval"]),
+                    last_ts=row.last_ts.timestamp() if row.last_ts else None,
+                    last_value=row.state.get("last_value"))
 
     async def _series_state(self, session, rule: RuleSpec, point: Point) -> SeriesState:
         key = (rule.id, point.series_key)

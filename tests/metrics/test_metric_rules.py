@@ -100,6 +100,24 @@ async def test_threshold_for_fires_on_timer_without_new_points(guard, now):
     assert len(events) == 1 and events[0].evidence["by_timer"] is True
 
 
+async def test_running_for_clock_survives_restart(settings, now):
+    async with running_guard(settings) as guard:
+        evaluator = RuleEvaluator(guard.state)
+        await add_rule(guard, "threshold", {"operator": "gt", "value": 10, "for_seconds": 60})
+        await send(guard, [point(value=50, ts=now - timedelta(seconds=100))])
+        async def no_timers(session):  # the process stops before its timer would have fired
+            return None
+
+        evaluator._timers = no_timers
+        await evaluator.run_once(final=True)
+        assert await anomalies(guard) == []
+    # no more points after the restart: the timer alone fires the rule from the persisted clock
+    async with running_guard(settings) as guard:
+        events = collect_events(guard)
+        await RuleEvaluator(guard.state).run_once()
+        assert len(events) == 1 and events[0].evidence["by_timer"] is True
+
+
 async def test_trend_fires_on_ramp_not_on_noise(guard, now):
     events = collect_events(guard)
     evaluator = RuleEvaluator(guard.state)
