@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.background import LoopService
 from app.auth.maintenance import TokenCleanup
+from app.background import LoopService
 from app.monitoring.wiring import monitoring_services
 
 if TYPE_CHECKING:
@@ -16,7 +16,9 @@ def build_services(state: GuardState) -> list[LoopService]:
     from app.alerts.maintenance import AlertMaintenance
     from app.alerts.subscribers import wire as wire_alerts
     from app.audit.service import AuditRetention
+    from app.detection.evaluator import RuleEvaluator
     from app.healing.wiring import build_loops as healing_loops
+    from app.metrics.retention import MetricsRetention, RollupCompactor
     from app.notify.escalation import EscalationLoop
     from app.notify.outbox import OutboxSender
 
@@ -24,6 +26,9 @@ def build_services(state: GuardState) -> list[LoopService]:
     return [
         TokenCleanup(state),
         *monitoring_services(state),
+        RuleEvaluator(state),
+        RollupCompactor(state),
+        MetricsRetention(state),
         AlertMaintenance(state),
         EscalationLoop(state),
         OutboxSender(state),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -30,6 +31,7 @@ from app.errors import ConfigurationError
 from app.events import EventBus
 from app.observability.metrics import GuardMetrics
 from app.ratelimit import RateLimiter
+from app.status_sections import StatusSections
 
 log = logging.getLogger("pipeline_guard")
 
@@ -54,7 +56,7 @@ class GuardState:
     component_health: dict[str, str] = field(default_factory=dict)
     critical_components: set[str] = field(default_factory=set)
     # Domain services hang their long-lived objects here (scheduler, outbox, detectors...).
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=lambda: {"status_sections": StatusSections()})
 
     def health_snapshot(self) -> dict[str, str]:
         return dict(self.component_health)
@@ -156,6 +158,9 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
                 service.start()
             log.info("pipeline guard %s ready (%s, %d background services)", __version__,
                      state.engine.dialect.name, len(services))
+            # Everything built so far lives as long as the process: keep it out of the cyclic GC's
+            # scans, which otherwise dominate allocation-heavy requests (metric batches).
+            gc.freeze()
             yield {"guard": state}
         finally:
             state.metrics.up.set(0)

@@ -22,11 +22,13 @@ def include_routers(app: FastAPI) -> None:
     from app.auth.router import router as auth_router
     from app.auth.router import users_router
     from app.components.router import router as components_router
+    from app.detection.rules_router import router as rules_router
     from app.healing.router import router as healing_router
     from app.health.router import router as health_router
     from app.monitoring.heartbeat_router import router as heartbeat_router
     from app.monitoring.router import router as status_router
     from app.integrations.alertmanager_router import router as alertmanager_router
+    from app.metrics.router import router as metrics_router
     from app.notify.router import notifications_router
     from app.notify.router import router as channels_router
     from app.security.router import router as security_router
@@ -34,7 +36,7 @@ def include_routers(app: FastAPI) -> None:
     for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
                    healing_router):
         app.include_router(router)
-    for router in (alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
+    for router in (metrics_router, rules_router, alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
                    audit_router, security_router):
         app.include_router(router)
 

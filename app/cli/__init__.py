@@ -20,6 +20,7 @@ def build_app() -> typer.Typer:
         config_cmd,
         db_cmd,
         http_cmds,
+        metrics_cmd,
         metrics_http,
         serve_cmd,
         users_cmd,
@@ -43,6 +44,8 @@ def build_app() -> typer.Typer:
     cli.add_typer(components_cmd.app, name="components")
     cli.add_typer(alerts_cmd.alerts_app, name="alerts")
     cli.add_typer(alerts_cmd.silences_app, name="silences")
+    # `metrics detect` runs locally; the other metrics commands talk to a running guard.
+    metrics_http.app.command("detect")(metrics_cmd.detect)
     cli.add_typer(metrics_http.app, name="metrics")
     return cli
 

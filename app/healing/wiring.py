@@ -42,11 +42,7 @@ def ensure_engine(state: GuardState) -> HealingEngine:
         engine.wire()
         state.extras[ENGINE_KEY] = engine
         state.extras["healing.wake"] = engine.wake
-        sections = state.extras.setdefault("status_sections", {})
-        if hasattr(sections, "register"):  # monitoring's StatusSections: provider(state)
-            sections.register("healing", stats_provider(state))
-        else:
-            sections["healing"] = stats_provider(state)
+        state.extras["status_sections"].register("healing", stats_provider(state))
     return engine
 
 

@@ -33,6 +33,7 @@ WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta
 RAW_ONLY_UP_TO = timedelta(hours=1)
 
 
+
 class StatusService:
     def __init__(self, session: AsyncSession, state: GuardState):
         self.session = session
@@ -155,24 +156,3 @@ class StatusService:
             recent_results=[ResultOut.model_validate(r) for r in results],
             hourly=[RollupOut.model_validate(h) for h in hourly],
         )
-
-
-class StatusSections:
-    """Providers of extra /status/detailed sections (healing stats, cache hit rate...), registered by
-    other domains: ``state.extras["status_sections"].register("healing", async_fn)``;
-    ``async_fn(state) -> dict``."""
-
-    def __init__(self) -> None:
-        self._providers: dict[str, Any] = {}
-
-    def register(self, name: str, provider: Any) -> None:
-        self._providers[name] = provider
-
-    async def collect(self, state: GuardState) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, provider in self._providers.items():
-            try:
-                out[name] = await provider(state)
-            except Exception as exc:  # noqa: BLE001 - one broken section must not break the page
-                out[name] = {"error": type(exc).__name__}
-        return out

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from app.monitoring.ownership import Ownership
 from app.monitoring.rollups import RollupLoop
 from app.monitoring.scheduler import Scheduler, SchedulerLoop
-from app.monitoring.service import StatusSections
+from app.status_sections import StatusSections
 
 if TYPE_CHECKING:
     from app.background import LoopService

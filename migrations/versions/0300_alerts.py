@@ -12,7 +12,7 @@ from alembic import op
 import app.db.types
 
 revision = '0300_alerts'
-down_revision = "0100_monitoring"
+down_revision = "0200_metrics"
 branch_labels = None
 depends_on = None
 

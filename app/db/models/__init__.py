@@ -15,12 +15,22 @@ from app.db.models.healing import (
     HealingIncident,
     HealingStrategyStat,
 )
+from app.db.models.metrics import (
+    DetectionRule,
+    MetricAnomaly,
+    MetricPoint,
+    MetricRollup,
+    MetricSeries,
+    RuleState,
+    metric_points,
+)
 from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
 from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
 
 __all__ = [
     "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
-    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "HealingAttempt", "HealingBudget",
-    "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing", "Incident",
-    "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
+    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "DetectionRule", "HealingAttempt",
+    "HealingBudget", "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord",
+    "HeartbeatPing", "Incident", "MetricAnomaly", "MetricPoint", "MetricRollup", "MetricSeries", "Notification",
+    "NotificationStatus", "RevokedToken", "RuleState", "Severity", "Silence", "User", "metric_points",
 ]

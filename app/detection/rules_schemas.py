@@ -1,0 +1,79 @@
+"""/api/v1/rules request and response shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RuleKind = Literal["threshold", "anomaly", "trend"]
+Severity = Literal["info", "warning", "critical"]
+Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
+
+
+class RuleParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operator: Operator | None = Field(None, description="threshold: comparison with `value`")
+    value: float | None = Field(None, description="threshold: the bound; trend: the level whose crossing is predicted")
+    for_seconds: float = Field(0.0, ge=0, le=7 * 86400, description="threshold: must hold this long")
+    sensitivity: float = Field(0.5, gt=0, le=1, description="anomaly: score at or above which it fires")
+    clear_points: int = Field(10, ge=1, le=10_000, description="anomaly: calm points before it clears")
+    horizon_seconds: float = Field(7200.0, gt=0, le=90 * 86400, description="trend: fire when the crossing is nearer")
+    window_seconds: float = Field(3600.0, gt=0, le=30 * 86400, description="trend: least-squares window")
+
+
+class RuleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    component: str = Field(min_length=1, max_length=128)
+    metric_name: str = Field(min_length=1, max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    kind: RuleKind
+    params: RuleParams = Field(default_factory=RuleParams)
+    severity: Severity = "warning"
+    enabled: bool = True
+
+
+class RuleUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    labels: dict[str, str] | None = Field(None, max_length=32)
+    params: RuleParams | None = None
+    severity: Severity | None = None
+    enabled: bool | None = None
+
+
+class RuleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    component: str
+    metric_name: str
+    labels: dict[str, str]
+    kind: str
+    params: dict[str, Any]
+    severity: str
+    enabled: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class AnomalyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    rule_id: int | None
+    component: str
+    metric_name: str
+    labels: dict[str, str]
+    kind: str
+    severity: str
+    message: str
+    evidence: dict[str, Any]
+    started_at: datetime
+    cleared_at: datetime | None

@@ -1,0 +1,51 @@
+"""SQLite side of the ingest seam: executemany inside the request transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.metrics import MetricSeries, metric_points
+from app.db.types import UTCDateTime
+from app.metrics.rollups import ROLLUP_COLUMNS
+from app.metrics.validation import Point
+
+_DELETE_POINTS = text(
+    "DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE ts < :cutoff LIMIT :n)"
+).bindparams(bindparam("cutoff", type_=UTCDateTime()))
+
+
+class SQLiteIngest:
+    name = "sqlite"
+    upsert = staticmethod(sqlite_insert)
+
+    async def insert_points(self, session: AsyncSession, points: list[Point]) -> None:
+        conn = await session.connection()
+        await conn.execute(insert(metric_points), [
+            {"component": p.component, "metric_name": p.metric_name, "series_key": p.series_key,
+             "labels": p.labels, "value": p.value, "ts": p.ts} for p in points
+        ])
+
+    async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
+        from app.db.models.metrics import MetricRollup
+
+        conn = await session.connection()
+        await conn.execute(insert(MetricRollup.__table__), [dict(zip(ROLLUP_COLUMNS, row)) for row in rows])
+
+    async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
+        result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
+        return result.rowcount or 0
+
+
+def upsert_series(dialect_insert):
+    """Latest point per series; an older point arriving late never overwrites a newer one.
+    Executed with a list of rows (compiled once, cached; insertmanyvalues batches it)."""
+    stmt = dialect_insert(MetricSeries.__table__)
+    return stmt.on_conflict_do_update(
+        index_elements=["component", "metric_name", "series_key"],
+        set_={"last_value": stmt.excluded.last_value, "last_ts": stmt.excluded.last_ts},
+        where=MetricSeries.__table__.c.last_ts <= stmt.excluded.last_ts,
+    )

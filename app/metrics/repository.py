@@ -1,0 +1,125 @@
+"""Data access for metrics. Only flushes; the caller owns the transaction.
+
+The dialect-specific writes (COPY vs executemany, batched deletes by physical row id) sit behind
+``ingest_for(dialect)``; everything here is portable SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Double, delete, func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Component, MetricRollup, MetricSeries, metric_points
+from app.db.types import BlobType
+from app.metrics.ingest_pg import ingest_for
+from app.metrics.ingest_sqlite import upsert_series
+from app.metrics.rollups import HOUR, MINUTE, RangePlan, build_deltas
+from app.metrics.validation import Point
+
+
+def _dt(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class MetricsRepository:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+        self.ingest = ingest_for(session.bind.dialect.name)
+
+    # --- writes ------------------------------------------------------------------------------
+    async def store(self, points: list[Point]) -> None:
+        """Raw points, rollup deltas and the series' latest values, in the caller's transaction."""
+        await self.ingest.insert_points(self.session, points)
+        await self.ingest.insert_rollups(self.session, build_deltas(points))
+        latest: dict[tuple[str, str, str], Point] = {}
+        for p in points:
+            key = (p.component, p.metric_name, p.series_key)
+            cur = latest.get(key)
+            if cur is None or p.ts >= cur.ts:
+                latest[key] = p
+        # Sorted so concurrent batches lock series rows in the same order (no deadlocks).
+        rows = [{"component": k[0], "metric_name": k[1], "series_key": k[2], "labels": p.labels,
+                 "last_value": p.value, "last_ts": p.ts, "first_seen": datetime.now(UTC)}
+                for k, p in sorted(latest.items())]
+        await self.session.execute(upsert_series(self.ingest.upsert), rows)
+
+    async def known_components(self, names: set[str]) -> set[str]:
+        result = await self.session.execute(select(Component.name).where(Component.name.in_(names)))
+        return set(result.scalars())
+
+    # --- reads -------------------------------------------------------------------------------
+    async def points(self, *, component: str | None, metric_name: str | None, series_key: str | None,
+                     start: datetime | None, end: datetime | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        t = metric_points.c
+        q = select(t.component, t.metric_name, t.labels, t.value, t.ts)
+        q = self._filters(q, component, metric_name, series_key, start, end)
+        q = q.order_by(t.ts.desc()).limit(limit).offset(offset)
+        return [dict(r._mapping) for r in await self.session.execute(q)]
+
+    @staticmethod
+    def _filters(q, component, metric_name, series_key, start, end):
+        t = metric_points.c
+        if component is not None:
+            q = q.where(t.component == component)
+        if metric_name is not None:
+            q = q.where(t.metric_name == metric_name)
+        if series_key is not None:
+            q = q.where(t.series_key == series_key)
+        if start is not None:
+            q = q.where(t.ts >= start)
+        if end is not None:
+            q = q.where(t.ts < end)
+        return q
+
+    async def summary_inputs(self, component: str, metric_name: str, series_key: str | None,
+                             plan: RangePlan) -> tuple[list[bytes], list[float]]:
+        """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
+        (one simple indexed range per part of the plan, glued with UNION ALL)."""
+        r, t = MetricRollup.__table__.c, metric_points.c
+        parts = ([(HOUR, *plan.hours)] if plan.hours else []) + [(MINUTE, a, b) for a, b in plan.minutes]
+        queries = []
+        for res, a, b in parts:
+            q = select(r.sketch, literal(None, Double()).label("value")).where(
+                r.component == component, r.metric_name == metric_name, r.resolution == res,
+                r.bucket_start >= _dt(a), r.bucket_start < _dt(b))
+            queries.append(q.where(r.series_key == series_key) if series_key is not None else q)
+        for a, b in plan.raw:
+            q = select(literal(None, BlobType).label("sketch"), t.value).where(
+                t.component == component, t.metric_name == metric_name, t.ts >= _dt(a), t.ts < _dt(b))
+            queries.append(q.where(t.series_key == series_key) if series_key is not None else q)
+        if not queries:
+            return [], []
+        rows = (await self.session.execute(union_all(*queries) if len(queries) > 1 else queries[0])).all()
+        blobs = [bytes(row[0]) for row in rows if row[0] is not None]
+        values = [row[1] for row in rows if row[0] is None]
+        return blobs, values
+
+    async def latest(self, component: str | None, names: list[str] | None) -> list[MetricSeries]:
+        q = select(MetricSeries)
+        if component is not None:
+            q = q.where(MetricSeries.component == component)
+        if names:
+            q = q.where(MetricSeries.metric_name.in_(names))
+        q = q.order_by(MetricSeries.component, MetricSeries.metric_name, MetricSeries.series_key).limit(10_000)
+        return list((await self.session.execute(q)).scalars())
+
+    async def unknown_components(self) -> list[dict[str, Any]]:
+        s = MetricSeries.__table__.c
+        q = (select(s.component, func.min(s.first_seen).label("first_seen"), func.max(s.last_ts).label("last_seen"),
+                    func.count().label("series"))
+             .where(s.component.not_in(select(Component.name)))
+             .group_by(s.component).order_by(s.component))
+        return [dict(r._mapping) for r in await self.session.execute(q)]
+
+    # --- retention ---------------------------------------------------------------------------
+    async def delete_points_before(self, cutoff: datetime, limit: int) -> int:
+        return await self.ingest.delete_points_before(self.session, cutoff, limit)
+
+    async def delete_rollups_before(self, resolution: int, cutoff: datetime, limit: int) -> int:
+        r = MetricRollup.__table__.c
+        ids = select(r.id).where(r.resolution == resolution, r.bucket_start < cutoff).limit(limit).scalar_subquery()
+        result = await self.session.execute(delete(MetricRollup.__table__).where(r.id.in_(ids)))
+        return result.rowcount or 0

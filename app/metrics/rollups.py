@@ -1,0 +1,206 @@
+"""Per-minute and per-hour rollups with mergeable quantile sketches, and range summaries over them.
+
+Write side: ``build_deltas(points)`` turns one ingest batch into one delta row per (series, bucket)
+per resolution; they are written in the batch's own transaction, so rollups and raw points never
+disagree. ``RollupCompactor`` later merges each closed bucket's deltas into a single row.
+
+Read side: ``plan_range`` splits [start, end) into whole hours (hour rollups), whole minutes at the
+hour edges (minute rollups) and the partial minutes at the ends (raw points). A summary therefore
+costs O(hours + 120 minutes + 2 minutes of raw points) whatever the range, and is exact (all
+statistics and quantiles, computed from raw points) when the range is short (``RAW_EXACT_SECONDS``).
+Count, sum, min, max, mean and stddev are always exact; quantiles from sketches are within the
+sketch's relative accuracy (0.5%).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from array import array
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import repeat
+from operator import mul, sub
+from typing import Any
+
+from app.metrics.sketch import QuantileSketch
+from app.metrics.validation import Point
+
+MINUTE = 60
+HOUR = 3600
+RESOLUTIONS = (MINUTE, HOUR)
+RAW_EXACT_SECONDS = 300
+ROLLUP_COLUMNS = ("resolution", "component", "metric_name", "series_key", "bucket_start",
+                  "count", "sum", "min", "max", "sumsq", "sketch", "compacted")
+
+
+RELATIVE_ACCURACY = 0.005
+# Rollup sketch encoding: sparse (a minute of one series touches a few dozen of the hundreds of
+# buckets between its min and max, so the sketch module's dense layout would be ~10x larger and
+# slower to write). Header: tag, count, zero count, sum, min, max, mean, m2, #pos, #neg; then the
+# keys (int32) and counts (uint32) of the positive store, then those of the negative store.
+_SPARSE = struct.Struct("<BQQdddddII")
+_SPARSE_TAG = 0x53
+
+
+def new_sketch() -> QuantileSketch:
+    return QuantileSketch(relative_accuracy=RELATIVE_ACCURACY)
+
+
+def sketch_of(values: list[float]) -> QuantileSketch:
+    """A sketch of ``values`` built with C-level iteration (map/Counter): ~3x faster than
+    ``add_many`` on the ingest path. Non-positive values take the general path."""
+    sk = new_sketch()
+    mv = sk.min_value
+    lo, hi = min(values), max(values)
+    if lo <= mv:
+        sk.add_many(values)
+        return sk
+    keys = Counter(map(math.ceil, map(mul, map(math.log, values), repeat(1.0 / sk._log_gamma))))
+    sk.pos = dict(keys)
+    n = len(values)
+    total = math.fsum(values)
+    mean = total / n
+    dev = list(map(sub, values, repeat(mean)))
+    sk._fold_stats(n, total, lo, hi, mean, math.fsum(map(mul, dev, dev)))
+    if len(sk.pos) > sk.max_buckets:
+        sk._collapse()
+    return sk
+
+
+def encode_sketch(sk: QuantileSketch) -> bytes:
+    pos, neg = sk.pos, sk.neg
+    head = _SPARSE.pack(_SPARSE_TAG, sk.count, sk.zero_count, sk.sum, sk.min, sk.max, sk._mean, sk._m2,
+                        len(pos), len(neg))
+    return b"".join((head, array("i", pos.keys()).tobytes(), array("I", pos.values()).tobytes(),
+                     array("i", neg.keys()).tobytes(), array("I", neg.values()).tobytes()))
+
+
+def decode_sketch(data: bytes) -> QuantileSketch:
+    if not data or data[0] != _SPARSE_TAG:
+        return QuantileSketch.from_bytes(data)
+    _tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(data, 0)
+    sk = new_sketch()
+    off = _SPARSE.size
+
+    def take(code: str, n: int) -> array:
+        nonlocal off
+        arr = array(code)
+        arr.frombytes(data[off: off + 4 * n])
+        off += 4 * n
+        return arr
+
+    sk.pos = dict(zip(take("i", npos), take("I", npos)))
+    sk.neg = dict(zip(take("i", nneg), take("I", nneg)))
+    sk.zero_count, sk.count, sk.sum, sk.min, sk.max, sk._mean, sk._m2 = zeros, count, total, lo, hi, mean, m2
+    return sk
+
+
+def _row(res: int, key: tuple[str, str, str], start: int, sk: QuantileSketch) -> tuple:
+    return (res, key[0], key[1], key[2], datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
+            sk.max, sk.sum_of_squares, encode_sketch(sk), False)
+
+
+def build_deltas(points: list[Point]) -> list[tuple]:
+    """One row per (series, minute) and per (series, hour) touched by ``points``."""
+    minutes: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
+    for p in points:
+        minutes[(p.component, p.metric_name, p.series_key, p.minute)].append(p.value)
+    rows: list[tuple] = []
+    hours: dict[tuple[str, str, str, int], QuantileSketch] = {}
+    for (c, m, s, start), values in minutes.items():
+        sk = sketch_of(values)
+        rows.append(_row(MINUTE, (c, m, s), start, sk))
+        hkey = (c, m, s, start // HOUR * HOUR)
+        if (hsk := hours.get(hkey)) is None:
+            hours[hkey] = hsk = new_sketch()
+        hsk.merge(sk)
+    rows.extend(_row(HOUR, (c, m, s), start, sk) for (c, m, s, start), sk in hours.items())
+    return rows
+
+
+@dataclass(frozen=True)
+class RangePlan:
+    """Which store answers which part of [start, end)."""
+
+    hours: tuple[float, float] | None
+    minutes: list[tuple[float, float]]
+    raw: list[tuple[float, float]]
+
+
+def plan_range(start: float, end: float) -> RangePlan:
+    if end - start <= RAW_EXACT_SECONDS:
+        return RangePlan(None, [], [(start, end)])
+    m0, m1 = math.ceil(start / MINUTE) * MINUTE, math.floor(end / MINUTE) * MINUTE
+    h0, h1 = math.ceil(start / HOUR) * HOUR, math.floor(end / HOUR) * HOUR
+    raw = [(a, b) for a, b in ((start, m0), (m1, end)) if b > a]
+    if h1 > h0:
+        minutes = [(a, b) for a, b in ((m0, h0), (h1, m1)) if b > a]
+        return RangePlan((h0, h1), minutes, raw)
+    return RangePlan(None, [(m0, m1)] if m1 > m0 else [], raw)
+
+
+def exact_quantile(sorted_values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (Postgres ``percentile_cont``)."""
+    n = len(sorted_values)
+    pos = q * (n - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def exact_summary(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    if n == 0:
+        return empty_summary()
+    values = sorted(values)
+    total = math.fsum(values)
+    mean = total / n
+    var = math.fsum((v - mean) ** 2 for v in values) / n
+    return {"count": n, "sum": total, "mean": mean, "min": values[0], "max": values[-1],
+            "stddev": math.sqrt(var), "p50": exact_quantile(values, 0.5),
+            "p95": exact_quantile(values, 0.95), "p99": exact_quantile(values, 0.99), "exact": True}
+
+
+def empty_summary() -> dict[str, Any]:
+    return {"count": 0, "sum": 0.0, "mean": None, "min": None, "max": None, "stddev": None,
+            "p50": None, "p95": None, "p99": None, "exact": True}
+
+
+def sketch_summary(sk: QuantileSketch) -> dict[str, Any]:
+    if sk.count == 0:
+        return empty_summary()
+    return {"count": sk.count, "sum": sk.sum, "mean": sk.mean, "min": sk.min, "max": sk.max,
+            "stddev": sk.stddev, "p50": sk.quantile(0.5), "p95": sk.quantile(0.95),
+            "p99": sk.quantile(0.99), "exact": False}
+
+
+def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> QuantileSketch:
+    """Merge encoded rollup sketches. Bucket counts are summed straight from the encoded arrays
+    (one dict update per bucket, no intermediate sketch objects); the exact statistics are folded
+    with the parallel-variance formula, as ``QuantileSketch.merge`` does."""
+    sk = sketch or new_sketch()
+    pos, neg = sk.pos, sk.neg
+    for blob in blobs:
+        if not blob or blob[0] != _SPARSE_TAG:
+            sk.merge(QuantileSketch.from_bytes(blob))
+            continue
+        _tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(blob, 0)
+        if count == 0:
+            continue
+        off = _SPARSE.size
+        for store, n in ((pos, npos), (neg, nneg)):
+            if n:
+                keys, counts = array("i"), array("I")
+                keys.frombytes(blob[off: off + 4 * n])
+                counts.frombytes(blob[off + 4 * n: off + 8 * n])
+                off += 8 * n
+                get = store.get
+                for k, c in zip(keys, counts):
+                    store[k] = get(k, 0) + c
+        sk.zero_count += zeros
+        sk._fold_stats(count, total, lo, hi, mean, m2)
+    if len(pos) + len(neg) > sk.max_buckets:
+        sk._collapse()
+    return sk

@@ -1,0 +1,93 @@
+"""/api/v1/metrics: ingest (write_metrics), queries and summaries (read_metrics)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from app.auth.permissions import Permission
+from app.deps import Requires, SessionDep
+from app.errors import error_responses
+from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent
+from app.metrics.service import MetricsService
+from app.metrics.validation import parse_body
+from app.pagination import Page, parse_label_filters
+
+router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
+
+
+def get_service(request: Request, session: SessionDep) -> MetricsService:
+    return MetricsService(session, request.app.state.guard)
+
+
+ServiceDep = Annotated[MetricsService, Depends(get_service)]
+LabelQuery = Annotated[list[str] | None, Query(description="key=value; repeat for several (exact series match)")]
+
+
+@router.post("", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
+             responses=error_responses(401, 403, 413, 422, 429))
+async def record_metric(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
+    """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
+    body = parse_body(await request.body())
+    return {"accepted": await service.record([body])}
+
+
+@router.post("/batch", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
+             responses=error_responses(401, 403, 413, 422, 429))
+async def record_batch(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
+    """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
+    lists the ``index`` and ``field`` of every bad point."""
+    body = parse_body(await request.body())
+    items = body.get("points") if isinstance(body, dict) else body
+    return {"accepted": await service.record(items)}
+
+
+@router.get("", response_model=PointPage, responses=error_responses(400, 401, 403, 422))
+async def get_metrics(
+    _: Requires(Permission.READ_METRICS), service: ServiceDep, page: Annotated[Page, Depends()],
+    component: str | None = None, metric_name: str | None = None,
+    start_time: datetime | None = None, end_time: datetime | None = None, labels: LabelQuery = None,
+) -> PointPage:
+    """Raw points, newest first."""
+    rows = await service.query(component=component, metric_name=metric_name, labels=parse_label_filters(labels),
+                               start=start_time, end=end_time, limit=page.limit, offset=page.offset)
+    return PointPage(items=[{**r, "timestamp": r["ts"]} for r in rows], limit=page.limit, offset=page.offset)
+
+
+@router.get("/latest", responses=error_responses(401, 403, 422))
+async def get_latest(
+    _: Requires(Permission.READ_METRICS), service: ServiceDep, component: str | None = None,
+    names: Annotated[list[str] | None, Query(description="metric names (repeat or comma-separate)")] = None,
+) -> list[dict[str, Any]]:
+    """The latest point of every series (optionally of one component / some metric names)."""
+    wanted = [n for item in names or [] for n in item.split(",") if n]
+    return await service.latest(component, wanted or None)
+
+
+@router.get("/summary", response_model=Summary, responses=error_responses(400, 401, 403, 422))
+async def get_summary(
+    _: Requires(Permission.READ_METRICS), service: ServiceDep, component: str, metric_name: str,
+    since: Annotated[float | None, Query(gt=0, le=400 * 86400, description="seconds back from now")] = None,
+    start: datetime | None = None, end: datetime | None = None, labels: LabelQuery = None,
+) -> dict[str, Any]:
+    """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the edges)."""
+    return await service.summary(component=component, metric_name=metric_name, labels=parse_label_filters(labels),
+                                 since=since, start=start, end=end)
+
+
+@router.get("/components", response_model=list[UnknownComponent], responses=error_responses(401, 403))
+async def unknown_components(_: Requires(Permission.READ_METRICS), service: ServiceDep) -> list[dict[str, Any]]:
+    """Components that sent metrics but are not in the registry (accepted, and listed)."""
+    return await service.unknown_components()
+
+
+@router.get("/baselines", response_model=list[Baseline], responses=error_responses(401, 403))
+async def baselines(request: Request, _: Requires(Permission.READ_METRICS), session: SessionDep,
+                    component: str | None = None) -> list[dict[str, Any]]:
+    """The anomaly detectors' per-series baselines (as persisted by the rule evaluator)."""
+    from app.detection.rules_service import RuleService
+
+    return await RuleService(session, request.app.state.guard).baselines(component)
+

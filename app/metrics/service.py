@@ -1,0 +1,121 @@
+"""Metrics use cases: ingest (validated, all-or-nothing), queries, summaries, latest, components."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import BadRequest, ValidationFailed
+from app.metrics.cache import MISSING, cache_for
+from app.metrics.repository import MetricsRepository
+from app.metrics.rollups import (
+    empty_summary,
+    exact_summary,
+    merge_blobs,
+    new_sketch,
+    plan_range,
+    sketch_summary,
+)
+from app.metrics.validation import Point, check_points, series_key
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+
+class MetricsService:
+    def __init__(self, session: AsyncSession, state: GuardState):
+        self.session = session
+        self.state = state
+        self.repo = MetricsRepository(session)
+        self.cache = cache_for(state)
+
+    # --- ingest ------------------------------------------------------------------------------
+    async def record(self, items: list[Any]) -> int:
+        points = check_points(items)
+        await self._refuse_unknown(items, points)
+        await self.repo.store(points)
+        components = {p.component for p in points}
+        self.cache.invalidate(components)
+        evaluator = self.state.extras.get("rule_evaluator")
+        if evaluator is not None and evaluator.wants_any(components):
+            # Handed to the rule evaluator only once this transaction has committed: a batch that
+            # rolls back is never evaluated. The evaluator loop drains its queue every second.
+            event.listen(self.session.sync_session, "after_commit",
+                         lambda _session: evaluator.offer(points), once=True)
+        return len(points)
+
+    async def _refuse_unknown(self, items: list[Any], points: list[Point]) -> None:
+        if self.state.settings.pipeline.monitoring.allow_unknown_metric_components:
+            return
+        names = {p.component for p in points}
+        unknown = names - await self.repo.known_components(names)
+        if unknown:
+            errors = [{"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
+                      for i, p in enumerate(points) if p.component in unknown]
+            raise ValidationFailed(
+                f"{len(errors)} of {len(items)} points name unknown components; nothing was stored "
+                "(pipeline.monitoring.allow_unknown_metric_components is off)",
+                details={"errors": errors[:10_000], "invalid_points": len(errors), "total_points": len(items)},
+            )
+
+    # --- reads -------------------------------------------------------------------------------
+    async def query(self, *, component: str | None, metric_name: str | None, labels: dict[str, str] | None,
+                    start: datetime | None, end: datetime | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        return await self.repo.points(component=component, metric_name=metric_name,
+                                      series_key=series_key(labels) if labels else None,
+                                      start=start, end=end, limit=limit, offset=offset)
+
+    async def latest(self, component: str | None, names: list[str] | None) -> list[dict[str, Any]]:
+        key = ("latest", component, tuple(sorted(names or ())))
+        cached = self.cache.get(key, component)
+        if cached is not MISSING:
+            return cached
+        gen = self.cache.generation(component)
+        rows = [{"component": s.component, "metric_name": s.metric_name, "labels": s.labels,
+                 "value": s.last_value, "timestamp": s.last_ts} for s in await self.repo.latest(component, names)]
+        self.cache.put(key, component, rows, gen)
+        return rows
+
+    async def summary(self, *, component: str, metric_name: str, labels: dict[str, str] | None,
+                      since: float | None, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        if since is not None:
+            if start is not None:
+                raise BadRequest("give either since or start/end, not both")
+            start, end = now - timedelta(seconds=since), now
+        if start is None:
+            start = now - timedelta(seconds=self.state.settings.pipeline.monitoring.metrics_retention)
+        end = end or now
+        if end <= start:
+            raise BadRequest("end must be after start")
+        skey = series_key(labels) if labels else None
+        # Relative windows are keyed by their length (a cached "last hour" may lag by the TTL).
+        key = ("summary", component, metric_name, skey, since if since is not None else (start, end))
+        cached = self.cache.get(key, component)
+        if cached is not MISSING:
+            return cached
+        gen = self.cache.generation(component)
+        result = await self._summarize(component, metric_name, skey, start.timestamp(), end.timestamp())
+        result.update({"component": component, "metric_name": metric_name, "labels": labels or {},
+                       "start": start, "end": end})
+        self.cache.put(key, component, result, gen)
+        return result
+
+    async def _summarize(self, component: str, metric_name: str, skey: str | None,
+                         start: float, end: float) -> dict[str, Any]:
+        plan = plan_range(start, end)
+        blobs, raw = await self.repo.summary_inputs(component, metric_name, skey, plan)
+        if not blobs:
+            return exact_summary(raw) if raw else empty_summary()
+        sk = merge_blobs(blobs)
+        if raw:
+            edge = new_sketch()
+            edge.add_many(raw)
+            sk.merge(edge)
+        return sketch_summary(sk)
+
+    async def unknown_components(self) -> list[dict[str, Any]]:
+        return await self.repo.unknown_components()

@@ -1,0 +1,35 @@
+"""Providers of extra ``/api/v1/status/detailed`` sections (healing stats, cache hit rate, ...).
+
+Every GuardState has one (``state.extras["status_sections"]``); a domain registers with
+``sections.register("healing", provider)`` or ``sections["cache"] = provider``. A provider is called
+with the state if it takes an argument, and may be sync or async; it returns a dict.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+class StatusSections:
+    def __init__(self) -> None:
+        self._providers: dict[str, Any] = {}
+
+    def register(self, name: str, provider: Any) -> None:
+        self._providers[name] = provider
+
+    __setitem__ = register
+
+    def names(self) -> list[str]:
+        return list(self._providers)
+
+    async def collect(self, state: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, provider in self._providers.items():
+            try:
+                takes_state = bool(inspect.signature(provider).parameters)
+                value = provider(state) if takes_state else provider()
+                out[name] = await value if inspect.isawaitable(value) else value
+            except Exception as exc:  # noqa: BLE001 - one broken section must not break the page
+                out[name] = {"error": type(exc).__name__}
+        return out

@@ -1,0 +1,115 @@
+"""Ingest: validation, atomicity, per-point errors, unknown components, auth."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app.db.models import MetricRollup, metric_points
+from tests.conftest import make_settings, running_guard
+from tests.metrics.conftest import point, series
+
+
+async def count_points(guard) -> int:
+    async with guard.session() as s:
+        return (await s.execute(select(func.count()).select_from(metric_points))).scalar_one()
+
+
+async def test_batch_is_stored_with_rollups_and_latest(guard, now):
+    h = await guard.headers("ingest")
+    body = {"points": series(now - timedelta(minutes=3), [1, 2, 3, 4], step=60, labels={"host": "a"})}
+    r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json() == {"accepted": 4}
+    assert await count_points(guard) == 4
+    async with guard.session() as s:
+        rows = (await s.execute(select(MetricRollup.resolution, func.sum(MetricRollup.count))
+                                .group_by(MetricRollup.resolution))).all()
+    assert dict(rows) == {60: 4, 3600: 4}
+    r = await guard.client.get("/api/v1/metrics/latest", params={"component": "etl"}, headers=await guard.headers("viewer"))
+    assert r.status_code == 200
+    [latest] = r.json()
+    assert latest["value"] == 4 and latest["labels"] == {"host": "a"}
+    r = await guard.client.get("/api/v1/metrics", params={"component": "etl", "limit": 2}, headers=await guard.headers("viewer"))
+    assert [p["value"] for p in r.json()["items"]] == [4, 3]
+
+
+async def test_single_point(guard):
+    r = await guard.client.post("/api/v1/metrics", json=point(value=5), headers=await guard.headers("ingest"))
+    assert r.status_code == 201, r.text
+    assert await count_points(guard) == 1
+
+
+async def test_batch_is_all_or_nothing_and_names_every_bad_point(guard, now):
+    good = point(ts=now)
+    bad = [
+        good,
+        {**good, "metric_name": "9bad-name"},
+        {**good, "value": "NaN"},
+        {**good, "value": 1e308 * 10} if False else {**good, "value": None},
+        {**good, "labels": {f"k{i}": "v" for i in range(33)}},
+        {**good, "labels": {"big": "x" * 10_000}},
+        {**good, "labels": {"bad-key": "v"}},
+        {**good, "timestamp": (now + timedelta(hours=1)).isoformat()},
+        {**good, "timestamp": "1970-01-02T00:00:00+00:00"},
+        {**good, "component": ""},
+        good,
+    ]
+    r = await guard.client.post("/api/v1/metrics/batch", json={"points": bad}, headers=await guard.headers("ingest"))
+    assert r.status_code == 422
+    err = r.json()["error"]
+    assert err["type"] == "validation_error"
+    found = {(e["index"], e["field"].split(".")[0]) for e in err["details"]["errors"]}
+    assert found == {(1, "metric_name"), (2, "value"), (3, "value"), (4, "labels"), (5, "labels"), (6, "labels"),
+                     (7, "timestamp"), (8, "timestamp"), (9, "component")}
+    assert err["details"]["invalid_points"] == 9
+    assert await count_points(guard) == 0
+
+
+async def test_nan_and_infinity_literals_are_rejected(guard):
+    h = await guard.headers("ingest")
+    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        body = b'{"component":"etl","metric_name":"x","value":' + literal + b"}"
+        r = await guard.client.post("/api/v1/metrics", content=body, headers={**h, "content-type": "application/json"})
+        assert r.status_code == 422, (literal, r.text)
+    assert await count_points(guard) == 0
+
+
+async def test_batch_size_limit(guard, now):
+    r = await guard.client.post("/api/v1/metrics/batch", json=[point()] * 10_001, headers=await guard.headers("ingest"))
+    assert r.status_code == 422
+    assert await count_points(guard) == 0
+
+
+async def test_permissions(guard):
+    r = await guard.client.post("/api/v1/metrics", json=point(), headers=await guard.headers("viewer"))
+    assert r.status_code == 403
+    r = await guard.client.get("/api/v1/metrics", headers=await guard.headers("ingest"))
+    assert r.status_code == 403
+    r = await guard.client.post("/api/v1/metrics", json=point())
+    assert r.status_code == 401
+
+
+async def test_unknown_components_accepted_and_listed(guard):
+    h = await guard.headers("admin")
+    r = await guard.client.post("/api/v1/components", json={"name": "known"}, headers=h)
+    assert r.status_code == 201, r.text
+    r = await guard.client.post("/api/v1/metrics/batch", json=[point("known"), point("stranger")], headers=h)
+    assert r.status_code == 201
+    r = await guard.client.get("/api/v1/metrics/components", headers=h)
+    assert [c["component"] for c in r.json()] == ["stranger"]
+
+
+async def test_unknown_components_rejected_when_disabled(db_url, tmp_path):
+    settings = make_settings(db_url, tmp_path, pipeline={"monitoring": {"allow_unknown_metric_components": False}})
+    async with running_guard(settings) as guard:
+        h = await guard.headers("admin")
+        await guard.client.post("/api/v1/components", json={"name": "known"}, headers=h)
+        r = await guard.client.post("/api/v1/metrics/batch", json=[point("known"), point("stranger")], headers=h)
+        assert r.status_code == 422
+        assert r.json()["error"]["details"]["errors"] == [
+            {"index": 1, "field": "component", "message": "unknown component 'stranger'"}]
+        assert await count_points(guard) == 0
+        r = await guard.client.post("/api/v1/metrics/batch", json=[point("known")], headers=h)
+        assert r.status_code == 201
