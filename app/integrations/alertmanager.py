@@ -6,6 +6,11 @@ present names an unknown component (the alert is still kept, with ``component_id
 name is reported back), and with none of the labels the component is ``unknown``.
 ``firing`` opens or refreshes the alert (fingerprint ``am:<Alertmanager fingerprint>``, so repeats
 deduplicate), ``resolved`` resolves it.
+
+Healing: when a firing alert names a registered component that has a recovery policy, the receiver
+also opens an external incident for it (app/monitoring/external.py), so the healing engine acts per
+the component's policy exactly as for a failed check; Alertmanager's ``resolved`` closes the incident,
+which verifies the heal.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts.service import AlertService
 from app.config import Settings
 from app.db.models import Component
+from app.events import EventBus
+from app.monitoring.external import close_external_incident, has_recovery_policy, open_external_incident
 
 SEVERITIES = {
     "critical": "critical", "error": "critical", "page": "critical", "high": "critical", "fatal": "critical",
@@ -77,9 +84,10 @@ def _fingerprint(alert: AlertmanagerAlert) -> str:
 
 
 class AlertmanagerReceiver:
-    def __init__(self, session: AsyncSession, settings: Settings):
+    def __init__(self, session: AsyncSession, settings: Settings, events: EventBus | None = None):
         self.session = session
         self.settings = settings
+        self.events = events
         self.alerts = AlertService(session, settings)
         self._components: dict[str, int | None] = {}
 
@@ -110,6 +118,9 @@ class AlertmanagerReceiver:
                     fingerprint, resolution_action=f"resolved by Alertmanager (ended {ended})", actor="alertmanager"
                 )
                 action = "resolved" if alert else "not_active"
+                if alert is not None and alert.incident_id is not None and self.events is not None:
+                    await close_external_incident(self.session, self.events, alert.incident_id,
+                                                  reason=f"resolved by Alertmanager (ended {ended})")
             else:
                 labels = dict(list(am.labels.items())[:MAX_LABELS])
                 metadata: dict[str, Any] = {
@@ -126,7 +137,20 @@ class AlertmanagerReceiver:
                 )
                 alert = raised.alert
                 action = "opened" if raised.created else "refreshed"
+                await self._open_incident_for_healing(alert, component_id, severity, message)
             results.append(ReceivedAlert(fingerprint=fingerprint, component=component,
                                          known_component=component_id is not None, action=action,
                                          alert_id=alert.id if alert else None))
         return ReceiverResult(received=len(payload.alerts), results=results, unknown_components=unknown)
+
+    async def _open_incident_for_healing(self, alert, component_id: int | None, severity: str, message: str) -> None:
+        if self.events is None or component_id is None or alert.incident_id is not None:
+            return
+        component = await self.session.get(Component, component_id)
+        if component is None or not component.enabled or not has_recovery_policy(component):
+            return
+        status = "critical" if severity == "critical" else "degraded"
+        incident = await open_external_incident(self.session, self.events, component, status=status,
+                                                reason=f"Alertmanager: {message}")
+        alert.incident_id = incident.id
+        await self.session.flush()

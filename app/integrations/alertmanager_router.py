@@ -39,4 +39,5 @@ async def alertmanager_webhook(request: Request, session: SessionDep) -> Receive
     except ValidationError as exc:
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()[:20]]
         raise ValidationFailed("not an Alertmanager webhook payload (version 4)", details={"fields": fields}) from None
-    return await AlertmanagerReceiver(session, request.app.state.guard.settings).receive(payload)
+    state = request.app.state.guard
+    return await AlertmanagerReceiver(session, state.settings, state.events).receive(payload)

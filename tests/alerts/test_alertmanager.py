@@ -90,3 +90,45 @@ async def test_component_label_is_configurable(db_url, tmp_path, labels):
         assert r.json()["results"][0]["known_component"] is True
         r = await g.client.post(URL, content=b'{"alerts": [{"status": "odd"}]}', headers=AUTH)
         assert r.status_code == 422 and r.json()["error"]["type"] == "validation_error"
+
+
+async def test_firing_alert_heals_per_the_components_policy_and_resolved_closes(alert_settings):
+    """A firing Alertmanager alert for a component with a recovery policy opens an incident the healing
+    engine acts on (here in dry-run, so nothing runs); Alertmanager's resolve closes that incident."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from app.background_services import build_services
+    from app.db.models import Incident
+
+    async with running_guard(alert_settings, build_services=build_services) as g:
+        admin = await g.headers("admin")
+        r = await g.client.post("/api/v1/components", headers=admin, json={
+            "name": "guard", "recovery": {"strategies": [{"kind": "notify_only"}], "dry_run": True}})
+        assert r.status_code == 201, r.text
+        r = await g.client.post(URL, json=fixture("firing_from_prometheus.json"), headers=AUTH)
+        assert r.status_code == 200, r.text
+        alert_id = r.json()["results"][0]["alert_id"]
+        alert = (await g.client.get(f"/api/v1/alerts/{alert_id}", headers=admin)).json()
+        assert alert["incident_id"] is not None
+
+        attempts: list = []
+        for _ in range(100):
+            attempts = (await g.client.get("/api/v1/healing/attempts", headers=admin,
+                                           params={"component": "guard"})).json()["items"]
+            if attempts:
+                break
+            await asyncio.sleep(0.1)
+        assert attempts, "healing did not pick up the Alertmanager incident"
+        assert attempts[0]["incident_id"] == alert["incident_id"]
+        assert attempts[0]["state"] == "dry_run"
+
+        # A second delivery of the same firing alert opens no second incident.
+        await g.client.post(URL, json=fixture("firing_from_prometheus.json"), headers=AUTH)
+        r = await g.client.post(URL, json=fixture("resolved_from_prometheus.json"), headers=AUTH)
+        assert r.json()["results"][0]["action"] == "resolved"
+        async with g.session() as session:
+            incidents = (await session.execute(select(Incident))).scalars().all()
+        assert len(incidents) == 1 and incidents[0].closed_at is not None
+        assert "Alertmanager" in incidents[0].reason
