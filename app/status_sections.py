@@ -20,6 +20,9 @@ class StatusSections:
 
     __setitem__ = register
 
+    def __getitem__(self, name: str) -> Any:
+        return self._providers[name]
+
     def names(self) -> list[str]:
         return list(self._providers)
 
