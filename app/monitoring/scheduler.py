@@ -44,7 +44,8 @@ COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_thre
 HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
 STATUSES = ("unknown", "healthy", "degraded", "critical", "recovering", "failed")
 TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
-MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped
+MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
+SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
 
 
 @dataclass
@@ -82,6 +83,8 @@ class Scheduler:
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._flush_soon = asyncio.Event()
+        self._flush_stop = asyncio.Event()
+        self._flushes: set[asyncio.Future] = set()
         self._sem = asyncio.Semaphore(self.settings.max_workers)
         self._tasks: set[asyncio.Task] = set()
         self._background: list[asyncio.Task] = []
@@ -105,6 +108,7 @@ class Scheduler:
             workers = self.settings.max_workers
             self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2))
         self._closing = False
+        self._flush_stop = asyncio.Event()
         await self.refresh()
 
     def start_background(self) -> None:
@@ -112,30 +116,57 @@ class Scheduler:
                             asyncio.create_task(self._flush_loop(), name="monitoring:flush")]
 
     async def close(self) -> None:
+        """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
+        The flusher is never cancelled mid-write: it finishes its batch and exits."""
         self._closing = True
         self._wake.set()
         self._flush_soon.set()
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - shutting down
-                pass
+        self._flush_stop.set()
+        dispatcher, flusher = (self._background + [None, None])[:2]
         self._background = []
-        if self._tasks:  # in-flight checks get a moment to finish, then are cancelled
+        if dispatcher is not None:
+            dispatcher.cancel()  # it only waits for due items and free workers
+            await asyncio.gather(dispatcher, return_exceptions=True)
+        if self._tasks:  # in-flight checks get a moment to finish, then are cancelled (never acknowledged)
             _, pending = await asyncio.wait(self._tasks, timeout=2)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
-        try:
-            await self.flush()
-        except Exception:  # noqa: BLE001 - logged in flush
-            pass
+        if flusher is not None:
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self._drain()
         if self.http_session is not None:
             await self.http_session.close()
             self.http_session = None
+
+    async def _drain(self) -> None:
+        """Shutdown: flush until the buffer is empty, retrying failures for up to
+        `SHUTDOWN_FLUSH_S`; what still cannot be written is counted and logged as dropped."""
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
+        delay = 0.1
+        while self._buffer or self._flushes:
+            try:
+                if self._flushes:
+                    await asyncio.gather(*self._flushes, return_exceptions=True)
+                if self._buffer:
+                    await self.flush()
+                continue
+            except Exception:  # noqa: BLE001 - logged in flush
+                pass
+            if time.monotonic() + delay > deadline:
+                self._drop(len(self._buffer), "the database stayed unavailable during shutdown")
+                self._buffer = []
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _drop(self, count: int, why: str) -> None:
+        if count <= 0:
+            return
+        self.dropped_results += count
+        self.state.metrics.results_dropped.inc(count)
+        log.error("dropped %d check results: %s (last error: %s)", count, why, self.last_flush_error)
 
     # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
     def request_check(self, component_id: int) -> None:
@@ -394,19 +425,39 @@ class Scheduler:
 
     # ------------------------------------------------------------------ flush
     async def _flush_loop(self) -> None:
+        """Flush every `flush_interval` or when `flush_size` results are buffered; after a failure
+        wait (exponential back-off up to 5 s) and retry with the buffer kept."""
+        backoff = 0.0
         while not self._closing:
             try:
                 await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
             except TimeoutError:
                 pass
             self._flush_soon.clear()
+            if self._closing:
+                return  # close() drains
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - logged in flush; retried next time
-                await asyncio.sleep(self.flush_interval)
+                backoff = 0.0
+            except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
+                backoff = min(max(backoff * 2, self.flush_interval), 5.0)
+                try:
+                    await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
 
     async def flush(self) -> int:
-        """Write buffered results in one transaction. Returns the number of results written."""
+        """Write buffered results in one transaction. Returns the number of results written.
+
+        The write runs in its own task, shielded: cancelling the caller (shutdown, a request that
+        went away) never abandons a batch half-way, and `close()` waits for it. On failure the
+        batch goes back to the front of the buffer (bounded by MAX_BUFFER) and the error is raised."""
+        task = asyncio.ensure_future(self._flush_locked())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+        return await asyncio.shield(task)
+
+    async def _flush_locked(self) -> int:
         async with self._flush_lock:
             if not self._buffer:
                 return 0
@@ -414,18 +465,24 @@ class Scheduler:
             try:
                 async with session_scope(self.state.sessionmaker) as session:
                     applied = await write_batch(session, items, self.tracked, self.state.events)
-            except Exception as exc:
+            except BaseException as exc:
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.exception("writing %d check results failed; will retry", len(items))
+                log.warning("writing %d check results failed (%s); kept for a retry", len(items),
+                            self.last_flush_error)
                 self._buffer = items + self._buffer
                 if len(self._buffer) > MAX_BUFFER:
-                    self.dropped_results += len(self._buffer) - MAX_BUFFER
-                    self._buffer = self._buffer[-MAX_BUFFER:]
+                    excess = len(self._buffer) - MAX_BUFFER
+                    self._buffer = self._buffer[excess:]
+                    self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
                 raise
-            for cid, tracked in applied.tracked.items():
-                if cid in self.tracked:
-                    self.tracked[cid] = tracked
+            for cid, fresh in applied.tracked.items():
+                current = self.tracked.get(cid)
+                if current is not None:
+                    # Configuration reloaded while the batch was written stays (thresholds, labels...).
+                    fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
+                        current.name, current.critical, current.labels, current.thresholds)
+                    self.tracked[cid] = fresh
             self._publish_health()
             return applied.results_written
 
@@ -507,3 +564,7 @@ class SchedulerLoop(LoopService):
 
     async def on_stop(self) -> None:
         await self.scheduler.close()
+
+    async def stop(self, timeout: float = SHUTDOWN_FLUSH_S + 10) -> None:
+        # Long enough for close(): in-flight checks (<= 4 s) and the final flush with its retries.
+        await super().stop(timeout)
