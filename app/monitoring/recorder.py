@@ -99,7 +99,7 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             }
             for o in observations
         ]
-        stmt = insert(CheckResultRecord).returning(CheckResultRecord.id, sort_by_parameter_order=True)
+        stmt = insert(CheckResultRecord.__table__).returning(CheckResultRecord.__table__.c.id, sort_by_parameter_order=True)
         result_ids = list((await session.execute(stmt, rows)).scalars())
 
     work: dict[int, Tracked] = {}
@@ -126,7 +126,7 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates))
 
     if opened_here:
-        stmt = insert(Incident).returning(Incident.id, sort_by_parameter_order=True)
+        stmt = insert(Incident.__table__).returning(Incident.__table__.c.id, sort_by_parameter_order=True)
         for inc, incident_id in zip(opened_here, (await session.execute(stmt, [i.row for i in opened_here])).scalars(),
                                     strict=True):
             inc.id = incident_id
@@ -138,7 +138,7 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
     if pending:
         rows = [{**p.row, "incident_id": p.incident_ref.id if isinstance(p.incident_ref, _NewIncident)
                  else p.incident_ref} for p in pending]
-        stmt = insert(HealthTransitionRecord).returning(HealthTransitionRecord.id, sort_by_parameter_order=True)
+        stmt = insert(HealthTransitionRecord.__table__).returning(HealthTransitionRecord.__table__.c.id, sort_by_parameter_order=True)
         transition_ids = list((await session.execute(stmt, rows)).scalars())
         for p, row, transition_id in zip(pending, rows, transition_ids, strict=True):
             transitions.append(await _publish(p, row["incident_id"], transition_id, session, events))
