@@ -98,15 +98,16 @@ async def bench_guard(args, urls: list[str]) -> dict:
         await asyncio.sleep(args.duration)
         runs, cpu, elapsed = scheduler.checks_run - runs0, cpu_seconds() - cpu0, time.monotonic() - t0
         lags = list(scheduler.lags)
-        stats = scheduler.stats()
         await scheduler.close()
+        stats = scheduler.stats()
+        total = scheduler.checks_run
         from sqlalchemy import func, select as sel
         from app.db.models import CheckResultRecord
         async with session_scope(guard.state.sessionmaker) as session:
             stored = (await session.execute(sel(func.count()).select_from(CheckResultRecord))).scalar_one()
     return {"probes_per_s": runs / elapsed, "cpu_per_probe_ms": 1000 * cpu / max(runs, 1), "lag_p50": pct(lags, 0.5),
             "lag_p99": pct(lags, 0.99), "rss_mb": rss_mb(), "stored": stored, "overruns": stats["overruns"],
-            "dropped": stats["dropped_results"], "flush_failures": stats["flush_failures"], "buffered": stats["buffered_results"], "error": scheduler.last_flush_error}
+            "dropped": stats["dropped_results"], "total": total, "flush_failures": stats["flush_failures"], "buffered": stats["buffered_results"], "error": scheduler.last_flush_error}
 
 
 async def bench_bare(args, urls: list[str]) -> dict:
@@ -163,7 +164,7 @@ def main() -> None:
           f"db={'postgres' if args.postgres else 'sqlite'} measured={args.duration:g}s")
     print(f"guard : {guard['probes_per_s']:8.0f} probes/s (demand {demanded:.0f}/s)  lag p50 {guard['lag_p50'] * 1000:.1f} ms"
           f"  p99 {guard['lag_p99'] * 1000:.1f} ms  cpu/probe {guard['cpu_per_probe_ms']:.3f} ms  rss {guard['rss_mb']:.0f} MB"
-          f"  stored {guard['stored']}  overruns {guard['overruns']}  dropped {guard['dropped']}  flush failures {guard['flush_failures']} {guard['error'] or ''}")
+          f"  stored {guard['stored']} of {guard['total']} run (lost {guard['total'] - guard['stored']})  overruns {guard['overruns']}  dropped {guard['dropped']}  flush failures {guard['flush_failures']} {guard['error'] or ''}")
     print(f"bare  : {bare['probes_per_s']:8.0f} probes/s (saturated)  cpu/probe {bare['cpu_per_probe_ms']:.3f} ms")
     print(f"ratio : achieved/demand {guard['probes_per_s'] / demanded:.2f}   guard/bare throughput "
           f"{guard['probes_per_s'] / bare['probes_per_s']:.2f}   bare/guard cpu-per-probe "

@@ -144,6 +144,9 @@ class CheckKind(ABC):
     name: ClassVar[str]
     # Push-based kinds (heartbeat) are evaluated from stored pings, not probed on a schedule.
     passive: ClassVar[bool] = False
+    # Kinds that bound their whole probe by its timeout themselves (built-in http, tcp): the
+    # scheduler skips its own safety cap around them (one timer per probe instead of two).
+    self_bounded: ClassVar[bool] = False
 
     @abstractmethod
     def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:

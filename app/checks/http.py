@@ -89,6 +89,7 @@ def _matches(value: Any, expected: Any) -> bool:
 
 class HttpCheck(CheckKind):
     name: ClassVar[str] = "http"
+    self_bounded: ClassVar[bool] = True  # bounded_request: one timeout over the whole exchange
 
     def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
         params = require_mapping(params)

@@ -19,6 +19,7 @@ from app.core.ssrf import SafeResolver, SSRFPolicy, UnsafeURL, guarded_socket_fa
 
 DEFAULT_MAX_RESPONSE_BYTES = 65536
 _MAX_ERROR_CHARS = 200
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,9 @@ async def bounded_request(
     kwargs: dict[str, Any] = {
         "headers": dict(headers or {}),
         "allow_redirects": max_redirects > 0,
-        "timeout": aiohttp.ClientTimeout(total=timeout),
+        # The asyncio.timeout below bounds the whole exchange (body read included); a second timer
+        # inside aiohttp would only add per-request cost.
+        "timeout": _NO_AIOHTTP_TIMEOUT,
     }
     if max_redirects > 0:
         kwargs["max_redirects"] = max_redirects

@@ -74,6 +74,11 @@ class Applied:
 
 async def write_batch(session: AsyncSession, items: list[Observation | RecoveryMark],
                       tracked: dict[int, Tracked], events: EventBus) -> Applied:
+    """Reads first, then the writes back to back (on SQLite the write lock is taken by the first
+    INSERT and held until the caller commits): results (one executemany), the state machine folded
+    in memory, new incidents and transitions (one executemany each), the events in order
+    (IncidentOpened -> HealthTransition -> IncidentClosed, subscribers write in this transaction),
+    and the component states (one executemany UPDATE)."""
     touched_ids = {item.component_id for item in items if item.component_id in tracked}
     if touched_ids:
         # Components deleted since their probe started are dropped (their rows would violate the FK).
@@ -94,15 +99,19 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             }
             for o in observations
         ]
-        stmt = insert(CheckResultRecord).returning(CheckResultRecord.id, sort_by_parameter_order=True)
+        stmt = insert(CheckResultRecord.__table__).returning(CheckResultRecord.__table__.c.id, sort_by_parameter_order=True)
         result_ids = list((await session.execute(stmt, rows)).scalars())
 
     work: dict[int, Tracked] = {}
-    transitions: list[HealthTransition] = []
+    pending: list[_PendingTransition] = []
+    new_incidents: dict[int, _NewIncident] = {}  # component -> incident opened in this batch, still open
+    opened_here: list[_NewIncident] = []
+    incident_updates: dict[int, dict[str, Any]] = {}  # existing incident id -> new column values
     ids = iter(result_ids)
     for item in items:
-        t = work.get(item.component_id) or tracked[item.component_id].copy()
-        work[item.component_id] = t
+        t = work.get(item.component_id)
+        if t is None:
+            t = work[item.component_id] = tracked[item.component_id].copy()
         if isinstance(item, Observation):
             result = item.result
             t.recent_result_ids.append(next(ids))
@@ -114,12 +123,104 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action)
             at = item.at
         if decision is not None:
-            transitions.append(await _record_transition(session, t, decision, at, events))
+            pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates))
+
+    if opened_here:
+        stmt = insert(Incident.__table__).returning(Incident.__table__.c.id, sort_by_parameter_order=True)
+        for inc, incident_id in zip(opened_here, (await session.execute(stmt, [i.row for i in opened_here])).scalars(),
+                                    strict=True):
+            inc.id = incident_id
+        for cid, inc in new_incidents.items():
+            work[cid].incident_id = inc.id
+    for incident_id, values in incident_updates.items():
+        await session.execute(update(Incident).where(Incident.id == incident_id).values(**values))
+    transitions: list[HealthTransition] = []
+    if pending:
+        rows = [{**p.row, "incident_id": p.incident_ref.id if isinstance(p.incident_ref, _NewIncident)
+                 else p.incident_ref} for p in pending]
+        stmt = insert(HealthTransitionRecord.__table__).returning(HealthTransitionRecord.__table__.c.id, sort_by_parameter_order=True)
+        transition_ids = list((await session.execute(stmt, rows)).scalars())
+        for p, row, transition_id in zip(pending, rows, transition_ids, strict=True):
+            transitions.append(await _publish(p, row["incident_id"], transition_id, session, events))
 
     if work:
         now = utcnow()
         await session.execute(update(ComponentState), [_state_row(t, now) for t in work.values()])
     return Applied(tracked=work, transitions=transitions, results_written=len(result_ids))
+
+
+@dataclass
+class _NewIncident:
+    row: dict[str, Any]
+    id: int | None = None
+
+
+@dataclass
+class _PendingTransition:
+    t: Tracked
+    decision: sm.Decision
+    at: datetime
+    row: dict[str, Any]
+    incident_ref: _NewIncident | int | None
+    opened: _NewIncident | None
+    closed_ref: _NewIncident | int | None
+
+
+def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incidents: dict[int, _NewIncident],
+                     opened_here: list[_NewIncident], incident_updates: dict[int, dict[str, Any]]) -> _PendingTransition:
+    """Open/worsen/close the incident in memory; the rows are written in bulk afterwards."""
+    cid = t.component_id
+    opened: _NewIncident | None = None
+    closed_ref: _NewIncident | int | None = None
+    current: _NewIncident | int | None = new_incidents.get(cid) or t.incident_id
+    if decision.current in sm.UNHEALTHY:
+        if current is None:
+            opened = _NewIncident({"component_id": cid, "opened_at": at, "opening_status": decision.current,
+                                   "worst_status": decision.current, "reason": decision.reason,
+                                   "closed_at": None, "close_reason": None})
+            opened_here.append(opened)
+            new_incidents[cid] = current = opened
+            t.incident_worst = decision.current
+        elif sm.SEVERITY[decision.current] > sm.SEVERITY.get(t.incident_worst or "", 0):
+            t.incident_worst = decision.current
+            if isinstance(current, _NewIncident):
+                current.row["worst_status"] = decision.current
+            else:
+                incident_updates.setdefault(current, {})["worst_status"] = decision.current
+    incident_ref = current
+    if decision.current == sm.HEALTHY and current is not None:
+        if isinstance(current, _NewIncident):
+            current.row.update(closed_at=at, close_reason=decision.reason)
+            del new_incidents[cid]
+        else:
+            incident_updates.setdefault(current, {}).update(closed_at=at, close_reason=decision.reason)
+        closed_ref = current
+        t.incident_id, t.incident_worst = None, None
+    keep = max(t.thresholds.failure_threshold, t.thresholds.success_threshold)
+    row = {"component_id": cid, "at": at, "previous": decision.previous, "current": decision.current,
+           "reason": decision.reason, "result_ids": list(t.recent_result_ids)[-keep:],
+           "summary": {"recent_outcomes": t.machine.recent[-t.thresholds.window:], "last_detail": t.last_detail,
+                       "last_latency_ms": t.last_latency_ms}}
+    return _PendingTransition(t, decision, at, row, incident_ref, opened, closed_ref)
+
+
+async def _publish(p: _PendingTransition, incident_id: int | None, transition_id: int, session: AsyncSession,
+                   events: EventBus) -> HealthTransition:
+    t, decision, at = p.t, p.decision, p.at
+    event = HealthTransition(component=t.name, component_id=t.component_id, previous=decision.previous,
+                             current=decision.current, reason=decision.reason, at=at, critical=t.critical,
+                             labels=dict(t.labels), incident_id=incident_id, transition_id=transition_id)
+    log.info("component %s: %s -> %s (%s)", t.name, decision.previous, decision.current, decision.reason)
+    if p.opened is not None:
+        await events.publish(IncidentOpened(component=t.name, component_id=t.component_id, incident_id=p.opened.id,
+                                            status=decision.current, reason=decision.reason, at=at,
+                                            critical=t.critical, labels=dict(t.labels)), session)
+    await events.publish(event, session)
+    if p.closed_ref is not None:
+        closed_id = p.closed_ref.id if isinstance(p.closed_ref, _NewIncident) else p.closed_ref
+        await events.publish(IncidentClosed(component=t.name, component_id=t.component_id, incident_id=closed_id,
+                                            reason=decision.reason, at=at, labels=dict(t.labels)), session)
+    return event
 
 
 def _state_row(t: Tracked, now: datetime) -> dict[str, Any]:
@@ -139,51 +240,3 @@ def _state_row(t: Tracked, now: datetime) -> dict[str, Any]:
         "last_latency_ms": t.last_latency_ms,
         "updated_at": now,
     }
-
-
-async def _record_transition(session: AsyncSession, t: Tracked, decision: sm.Decision, at: datetime,
-                             events: EventBus) -> HealthTransition:
-    opened: IncidentOpened | None = None
-    closed: IncidentClosed | None = None
-    if decision.current in sm.UNHEALTHY:
-        if t.incident_id is None:
-            incident = Incident(component_id=t.component_id, opened_at=at, opening_status=decision.current,
-                                worst_status=decision.current, reason=decision.reason)
-            session.add(incident)
-            await session.flush()
-            t.incident_id, t.incident_worst = incident.id, decision.current
-            opened = IncidentOpened(component=t.name, component_id=t.component_id, incident_id=incident.id,
-                                    status=decision.current, reason=decision.reason, at=at, critical=t.critical,
-                                    labels=dict(t.labels))
-        elif sm.SEVERITY[decision.current] > sm.SEVERITY.get(t.incident_worst or "", 0):
-            t.incident_worst = decision.current
-            await session.execute(update(Incident).where(Incident.id == t.incident_id)
-                                  .values(worst_status=decision.current))
-    incident_id = t.incident_id
-    if decision.current == sm.HEALTHY and t.incident_id is not None:
-        await session.execute(update(Incident).where(Incident.id == t.incident_id)
-                              .values(closed_at=at, close_reason=decision.reason))
-        closed = IncidentClosed(component=t.name, component_id=t.component_id, incident_id=t.incident_id,
-                                reason=decision.reason, at=at, labels=dict(t.labels))
-        t.incident_id, t.incident_worst = None, None
-
-    record = HealthTransitionRecord(
-        component_id=t.component_id, at=at, previous=decision.previous, current=decision.current,
-        reason=decision.reason, result_ids=list(t.recent_result_ids)[-max(t.thresholds.failure_threshold,
-                                                                          t.thresholds.success_threshold):],
-        summary={"recent_outcomes": t.machine.recent[-t.thresholds.window:], "last_detail": t.last_detail,
-                 "last_latency_ms": t.last_latency_ms},
-        incident_id=incident_id,
-    )
-    session.add(record)
-    await session.flush()
-    event = HealthTransition(component=t.name, component_id=t.component_id, previous=decision.previous,
-                             current=decision.current, reason=decision.reason, at=at, critical=t.critical,
-                             labels=dict(t.labels), incident_id=incident_id, transition_id=record.id)
-    log.info("component %s: %s -> %s (%s)", t.name, decision.previous, decision.current, decision.reason)
-    if opened is not None:
-        await events.publish(opened, session)
-    await events.publish(event, session)
-    if closed is not None:
-        await events.publish(closed, session)
-    return event

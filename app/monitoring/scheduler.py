@@ -18,6 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
@@ -44,7 +45,8 @@ COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_thre
 HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
 STATUSES = ("unknown", "healthy", "degraded", "critical", "recovering", "failed")
 TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
-MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped
+MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
+SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Entry:
     running: bool = False
     validated: dict[str, Any] | None = None  # params validated once per version, not per probe
     invalid: str | None = None
+    ctx: CheckContext | None = None  # built once per version (heartbeats get a fresh one per run)
+    counters: dict[Any, Any] | None = None  # Prometheus children per outcome, cached
 
 
 class Scheduler:
@@ -82,8 +86,16 @@ class Scheduler:
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._flush_soon = asyncio.Event()
+        self._flush_stop = asyncio.Event()
+        self._flushes: set[asyncio.Future] = set()
         self._sem = asyncio.Semaphore(self.settings.max_workers)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()  # run_once() checks
+        self._queue: asyncio.Queue[tuple[Entry, float]] = asyncio.Queue()
+        self._workers: list[asyncio.Task] = []
+        self._busy = 0
+        self._worker_free = asyncio.Event()
+        self._durations: dict[str, Any] = {}
+        self._published: dict[str, str] = {}  # component name -> status last exported to Prometheus
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._closing = False
@@ -105,37 +117,81 @@ class Scheduler:
             workers = self.settings.max_workers
             self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2))
         self._closing = False
+        self._flush_stop = asyncio.Event()
         await self.refresh()
 
     def start_background(self) -> None:
+        self._queue = asyncio.Queue()
+        self._busy = 0
+        self._workers = [asyncio.create_task(self._worker(), name=f"monitoring:worker-{i}")
+                         for i in range(self.settings.max_workers)]
         self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch"),
                             asyncio.create_task(self._flush_loop(), name="monitoring:flush")]
 
     async def close(self) -> None:
+        """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
+        The flusher is never cancelled mid-write: it finishes its batch and exits."""
         self._closing = True
         self._wake.set()
         self._flush_soon.set()
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            try:
-                await task
-            except BaseException:  # noqa: BLE001 - shutting down
-                pass
+        self._flush_stop.set()
+        dispatcher, flusher = (self._background + [None, None])[:2]
         self._background = []
-        if self._tasks:  # in-flight checks get a moment to finish, then are cancelled
+        if dispatcher is not None:
+            dispatcher.cancel()  # it only waits for due items and free workers
+            await asyncio.gather(dispatcher, return_exceptions=True)
+        # In-flight checks get a moment to finish, then are cancelled (never acknowledged); queued
+        # ones are not started.
+        while not self._queue.empty():
+            entry, _ = self._queue.get_nowait()
+            entry.running = False
+        deadline = time.monotonic() + 2
+        while self._busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=2)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
-        try:
-            await self.flush()
-        except Exception:  # noqa: BLE001 - logged in flush
-            pass
+        if flusher is not None:
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self._drain()
         if self.http_session is not None:
             await self.http_session.close()
             self.http_session = None
+
+    async def _drain(self) -> None:
+        """Shutdown: flush until the buffer is empty, retrying failures for up to
+        `SHUTDOWN_FLUSH_S`; what still cannot be written is counted and logged as dropped."""
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
+        delay = 0.1
+        while self._buffer or self._flushes:
+            try:
+                if self._flushes:
+                    await asyncio.gather(*self._flushes, return_exceptions=True)
+                if self._buffer:
+                    await self.flush()
+                continue
+            except Exception:  # noqa: BLE001 - logged in flush
+                pass
+            if time.monotonic() + delay > deadline:
+                self._drop(len(self._buffer), "the database stayed unavailable during shutdown")
+                self._buffer = []
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _drop(self, count: int, why: str) -> None:
+        if count <= 0:
+            return
+        self.dropped_results += count
+        self.state.metrics.results_dropped.inc(count)
+        log.error("dropped %d check results: %s (last error: %s)", count, why, self.last_flush_error)
 
     # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
     def request_check(self, component_id: int) -> None:
@@ -251,6 +307,7 @@ class Scheduler:
             rescheduled = entry.interval != interval
             entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
                 component.version, check["kind"], params, interval, timeout)
+            entry.name, entry.counters = component.name, None
             if rescheduled:
                 self._schedule(entry, time.monotonic() + random.uniform(0, interval))
         self._validate(entry)
@@ -260,6 +317,7 @@ class Scheduler:
             self.state.critical_components.discard(component.name)
 
     def _validate(self, entry: Entry) -> None:
+        entry.ctx = self._context(entry)
         try:
             entry.validated, entry.invalid = self.registry.validate(entry.kind, entry.params, self._context(entry)), None
         except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
@@ -281,6 +339,7 @@ class Scheduler:
             self.state.component_health.pop(tracked.name, None)
             self.state.critical_components.discard(tracked.name)
             _remove_component_metrics(self.state.metrics, tracked.name)
+            self._published.pop(tracked.name, None)
 
     # ------------------------------------------------------------------ dispatch
     def _schedule(self, entry: Entry, base_due: float) -> None:
@@ -305,9 +364,17 @@ class Scheduler:
         heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
 
     async def _dispatch_loop(self) -> None:
+        """Moves due entries to the workers' queue, never more than there are free workers (so a
+        saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
+        queue, workers = self._queue, self.settings.max_workers
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
+                if self._busy + queue.qsize() >= workers:
+                    self._worker_free.clear()
+                    await self._worker_free.wait()  # the lag shows it
+                    now = time.monotonic()
+                    continue
                 due, cid, generation = heapq.heappop(self._heap)
                 entry = self.entries.get(cid)
                 if entry is None or entry.generation != generation:
@@ -319,12 +386,9 @@ class Scheduler:
                                     entry.name, self.overruns)
                     self._next(entry, now)
                     continue
-                await self._sem.acquire()  # waits for a free worker: the lag shows it
-                task = asyncio.create_task(self._run_entry(entry, due, acquired=True))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                self._next(entry, time.monotonic())
-                now = time.monotonic()
+                entry.running = True
+                queue.put_nowait((entry, due))
+                self._next(entry, now)
             self._wake.clear()
             delay = (self._heap[0][0] - time.monotonic()) if self._heap else 1.0
             if delay > 0:
@@ -333,29 +397,52 @@ class Scheduler:
                 except TimeoutError:
                     pass
 
+    async def _worker(self) -> None:
+        """One of `max_workers` long-lived workers (no task per probe)."""
+        queue = self._queue
+        while True:
+            entry, due = await queue.get()
+            self._busy += 1
+            try:
+                await self._run_entry(entry, due)
+            except Exception:  # noqa: BLE001 - _execute already turns failures into results
+                log.exception("check of %s failed", entry.name)
+            finally:
+                self._busy -= 1
+                self._worker_free.set()
+
     def _spawn(self, entry: Entry, due: float) -> asyncio.Task:
-        task = asyncio.create_task(self._run_entry(entry, due, acquired=False))
+        async def run() -> None:
+            async with self._sem:
+                entry.running = True
+                await self._run_entry(entry, due)
+
+        task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _run_entry(self, entry: Entry, due: float, *, acquired: bool) -> None:
-        if not acquired:
-            await self._sem.acquire()
-        entry.running = True
+    async def _run_entry(self, entry: Entry, due: float) -> None:
         try:
             started = time.monotonic()
-            self.lags.append(max(0.0, started - due))
+            self.lags.append(started - due if started > due else 0.0)
             result = await self._execute(entry)
         finally:
             entry.running = False
-            self._sem.release()
         self.checks_run += 1
         self.completed.append(time.monotonic())
-        metrics = self.state.metrics
-        metrics.checks.labels(entry.name, result.outcome.value).inc()
+        counters = entry.counters
+        if counters is None:
+            counters = entry.counters = {}
+        counter = counters.get(result.outcome)
+        if counter is None:
+            counter = counters[result.outcome] = self.state.metrics.checks.labels(entry.name, result.outcome.value)
+        counter.inc()
         if result.latency_s is not None:
-            metrics.check_duration.labels(entry.kind).observe(result.latency_s)
+            histogram = self._durations.get(entry.kind)
+            if histogram is None:
+                histogram = self._durations[entry.kind] = self.state.metrics.check_duration.labels(entry.kind)
+            histogram.observe(result.latency_s)
         if entry.component_id in self.tracked:
             self._buffer.append(Observation(entry.component_id, entry.kind, result))
             if len(self._buffer) >= self.flush_size:
@@ -364,15 +451,22 @@ class Scheduler:
     async def _execute(self, entry: Entry) -> CheckResult:
         if entry.invalid is not None or entry.validated is None:
             return CheckResult.down(entry.invalid or "invalid check configuration")
-        ctx = self._context(entry)
+        ctx = entry.ctx
+        if ctx is None or ctx.http_session is not self.http_session:
+            ctx = entry.ctx = self._context(entry)
+        kind = self.registry.get(entry.kind)
         started = time.monotonic()
         try:
             if entry.kind == "heartbeat":
+                ctx = self._context(entry)
                 ctx.heartbeat = await self._heartbeat_state(entry.component_id)
-            # The kinds bound themselves; this cap makes sure a misbehaving third-party kind cannot
-            # hold a worker forever. Params were validated when the component (version) was loaded.
-            async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
-                result = await self.registry.get(entry.kind).probe(entry.validated, ctx)
+            if getattr(kind, "self_bounded", False):
+                result = await kind.probe(entry.validated, ctx)
+            else:
+                # This cap makes sure a misbehaving third-party kind cannot hold a worker forever.
+                # Params were validated when the component (version) was loaded.
+                async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
+                    result = await kind.probe(entry.validated, ctx)
             if not isinstance(result, CheckResult):
                 return CheckResult.down(f"check {entry.kind!r} returned no result")
             return result
@@ -394,19 +488,39 @@ class Scheduler:
 
     # ------------------------------------------------------------------ flush
     async def _flush_loop(self) -> None:
+        """Flush every `flush_interval` or when `flush_size` results are buffered; after a failure
+        wait (exponential back-off up to 5 s) and retry with the buffer kept."""
+        backoff = 0.0
         while not self._closing:
             try:
                 await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
             except TimeoutError:
                 pass
             self._flush_soon.clear()
+            if self._closing:
+                return  # close() drains
             try:
                 await self.flush()
-            except Exception:  # noqa: BLE001 - logged in flush; retried next time
-                await asyncio.sleep(self.flush_interval)
+                backoff = 0.0
+            except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
+                backoff = min(max(backoff * 2, self.flush_interval), 5.0)
+                try:
+                    await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
 
     async def flush(self) -> int:
-        """Write buffered results in one transaction. Returns the number of results written."""
+        """Write buffered results in one transaction. Returns the number of results written.
+
+        The write runs in its own task, shielded: cancelling the caller (shutdown, a request that
+        went away) never abandons a batch half-way, and `close()` waits for it. On failure the
+        batch goes back to the front of the buffer (bounded by MAX_BUFFER) and the error is raised."""
+        task = asyncio.ensure_future(self._flush_locked())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+        return await asyncio.shield(task)
+
+    async def _flush_locked(self) -> int:
         async with self._flush_lock:
             if not self._buffer:
                 return 0
@@ -414,31 +528,45 @@ class Scheduler:
             try:
                 async with session_scope(self.state.sessionmaker) as session:
                     applied = await write_batch(session, items, self.tracked, self.state.events)
-            except Exception as exc:
+            except BaseException as exc:
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.exception("writing %d check results failed; will retry", len(items))
+                log.warning("writing %d check results failed (%s); kept for a retry", len(items),
+                            self.last_flush_error)
                 self._buffer = items + self._buffer
                 if len(self._buffer) > MAX_BUFFER:
-                    self.dropped_results += len(self._buffer) - MAX_BUFFER
-                    self._buffer = self._buffer[-MAX_BUFFER:]
+                    excess = len(self._buffer) - MAX_BUFFER
+                    self._buffer = self._buffer[excess:]
+                    self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
                 raise
-            for cid, tracked in applied.tracked.items():
-                if cid in self.tracked:
-                    self.tracked[cid] = tracked
-            self._publish_health()
+            for cid, fresh in applied.tracked.items():
+                current = self.tracked.get(cid)
+                if current is not None:
+                    # Configuration reloaded while the batch was written stays (thresholds, labels...).
+                    fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
+                        current.name, current.critical, current.labels, current.thresholds)
+                    self.tracked[cid] = fresh
+            self._publish_health(applied.tracked)
             return applied.results_written
 
     # ------------------------------------------------------------------ health map and metrics
-    def _publish_health(self) -> None:
-        state, metrics = self.state, self.state.metrics
-        health = {t.name: t.machine.status for t in self.tracked.values()}
-        state.component_health.clear()
-        state.component_health.update(health)
-        for name, status in health.items():
-            metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
-            for s in STATUSES:
-                metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
+    def _publish_health(self, changed: Iterable[int] | None = None) -> None:
+        """Refresh the health map and the Prometheus gauges: for the components in `changed` (a
+        flush), or for all (a refresh). Gauges are only touched when a status changed."""
+        state, metrics, published = self.state, self.state.metrics, self._published
+        health = state.component_health
+        if changed is None:
+            health.clear()
+            items = [(t.name, t.machine.status) for t in self.tracked.values()]
+        else:
+            items = [(t.name, t.machine.status) for cid in changed if (t := self.tracked.get(cid)) is not None]
+        for name, status in items:
+            health[name] = status
+            if published.get(name) != status:
+                published[name] = status
+                metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
+                for s in STATUSES:
+                    metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
         healthy = sum(1 for s in health.values() if s == "healthy")
         metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
         if self.lags:
@@ -507,3 +635,7 @@ class SchedulerLoop(LoopService):
 
     async def on_stop(self) -> None:
         await self.scheduler.close()
+
+    async def stop(self, timeout: float = SHUTDOWN_FLUSH_S + 10) -> None:
+        # Long enough for close(): in-flight checks (<= 4 s) and the final flush with its retries.
+        await super().stop(timeout)

@@ -45,6 +45,10 @@ class GuardMetrics:
             "pipeline_health_percentage", "Share of enabled components that are healthy, in percent.", registry=r
         )
         self.checks = Counter(f"{PREFIX}_checks_total", "Checks run.", ["component", "outcome"], registry=r)
+        self.results_dropped = Counter(
+            f"{PREFIX}_results_dropped", "Check results dropped because the database stayed unavailable "
+            "(buffer cap reached, or shutdown).", registry=r,
+        )
         self.check_duration = Histogram(
             f"{PREFIX}_check_duration_seconds", "Check latency.", ["kind"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
