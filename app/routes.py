@@ -10,6 +10,9 @@ PUBLIC_PATHS = {
     "/redoc",
     # Authenticated by its own bearer token (security.alertmanager_token), not by a user permission.
     "/api/v1/integrations/alertmanager",
+    # The HTML status page checks access itself: public, or monitor_health when
+    # security.status_page_public is false (see app/statuspage/router.py).
+    "/status",
 }
 # Routes that need a valid login but no particular permission.
 AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
@@ -30,12 +33,13 @@ def include_routers(app: FastAPI) -> None:
     from app.notify.router import notifications_router
     from app.notify.router import router as channels_router
     from app.security.router import router as security_router
+    from app.statuspage.router import router as status_page_router
 
     for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
                    healing_router):
         app.include_router(router)
     for router in (alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
-                   audit_router, security_router):
+                   audit_router, security_router, status_page_router):
         app.include_router(router)
 
 
