@@ -18,10 +18,12 @@ import yaml
 
 
 class Target:
-    """GET /ok -> 200, GET /fail -> 500; POST anything -> 200 and the JSON body is kept."""
+    """GET /ok -> 200, GET /fail -> 500, GET /toggle -> 200 or 503 as ``toggle_ok`` says;
+    POST /heal makes /toggle healthy again (a recovery webhook); every POST -> 200, its JSON body kept."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.toggle_ok = True
         target = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,7 +38,12 @@ class Target:
                 self.wfile.write(body)
 
             def do_GET(self):  # noqa: N802
-                self._reply(500, b"boom") if self.path.startswith("/fail") else self._reply(200)
+                if self.path.startswith("/fail"):
+                    self._reply(500, b"boom")
+                elif self.path.startswith("/toggle"):
+                    self._reply(200) if target.toggle_ok else self._reply(503, b"down")
+                else:
+                    self._reply(200)
 
             def do_POST(self):  # noqa: N802
                 length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
@@ -44,6 +51,8 @@ class Target:
                 with contextlib.suppress(ValueError):
                     target.received.append({"path": self.path, "body": json.loads(raw or b"null"),
                                             "headers": dict(self.headers)})
+                if self.path.startswith("/heal"):
+                    target.toggle_ok = True
                 self._reply(200)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
