@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -37,7 +37,7 @@ class Target:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 if self.path.startswith("/fail"):
                     self._reply(500, b"boom")
                 elif self.path.startswith("/toggle"):
@@ -45,7 +45,7 @@ class Target:
                 else:
                     self._reply(200)
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
                 raw = self.rfile.read(length)
                 with contextlib.suppress(ValueError):
@@ -61,7 +61,7 @@ class Target:
         self.base = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> Target:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
