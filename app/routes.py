@@ -10,6 +10,9 @@ PUBLIC_PATHS = {
     "/redoc",
     # Authenticated by its own bearer token (security.alertmanager_token), not by a user permission.
     "/api/v1/integrations/alertmanager",
+    # The HTML status page checks access itself: public, or monitor_health when
+    # security.status_page_public is false (see app/statuspage/router.py).
+    "/status",
 }
 # Routes that need a valid login but no particular permission.
 AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
@@ -25,19 +28,20 @@ def include_routers(app: FastAPI) -> None:
     from app.detection.rules_router import router as rules_router
     from app.healing.router import router as healing_router
     from app.health.router import router as health_router
+    from app.integrations.alertmanager_router import router as alertmanager_router
     from app.monitoring.heartbeat_router import router as heartbeat_router
     from app.monitoring.router import router as status_router
-    from app.integrations.alertmanager_router import router as alertmanager_router
     from app.metrics.router import router as metrics_router
     from app.notify.router import notifications_router
     from app.notify.router import router as channels_router
     from app.security.router import router as security_router
+    from app.statuspage.router import router as status_page_router
 
     for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
                    healing_router):
         app.include_router(router)
-    for router in (metrics_router, rules_router, alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
-                   audit_router, security_router):
+    for router in (metrics_router, rules_router, alerts_router, silences_router, channels_router, notifications_router,
+                   alertmanager_router, audit_router, security_router, status_page_router):
         app.include_router(router)
 
 

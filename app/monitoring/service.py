@@ -62,18 +62,62 @@ class StatusService:
                 for cid, count, failures, degraded in (await self.session.execute(q)).all():
                     totals[cid] = [int(count or 0), int(failures or 0), int(degraded or 0)]
                 raw_from, source = watermark, "rollups+raw"
+        for cid, c in (await self._raw_counts(raw_from, None, component_ids)).items():
+            t = totals.setdefault(cid, [0, 0, 0])
+            for i in range(3):
+                t[i] += c[i]
+        return totals, source
+
+    async def _raw_counts(self, start: datetime, end: datetime | None,
+                          component_ids: list[int] | None) -> dict[int, list[int]]:
+        """component -> [checks, failures, degraded] of the raw results in [start, end)."""
         q = (select(CheckResultRecord.component_id, func.count(),
                     func.sum(case((CheckResultRecord.outcome == "down", 1), else_=0)),
                     func.sum(case((CheckResultRecord.outcome == "degraded", 1), else_=0)))
-             .where(CheckResultRecord.observed_at >= raw_from).group_by(CheckResultRecord.component_id))
+             .where(CheckResultRecord.observed_at >= start).group_by(CheckResultRecord.component_id))
+        if end is not None:
+            q = q.where(CheckResultRecord.observed_at < end)
         if component_ids is not None:
             q = q.where(CheckResultRecord.component_id.in_(component_ids))
-        for cid, count, failures, degraded in (await self.session.execute(q)).all():
-            t = totals.setdefault(cid, [0, 0, 0])
-            t[0] += int(count or 0)
-            t[1] += int(failures or 0)
-            t[2] += int(degraded or 0)
-        return totals, source
+        return {cid: [int(count or 0), int(failures or 0), int(degraded or 0)]
+                for cid, count, failures, degraded in (await self.session.execute(q)).all()}
+
+    async def uptime_buckets(self, starts: list[datetime], step: timedelta,
+                             component_ids: list[int] | None = None) -> dict[int, list[list[int]]]:
+        """component -> one [checks, failures, degraded] per bucket ``[start, start + step)``.
+
+        ``starts`` are consecutive, hour-aligned and ``step`` apart (hours or days). Completed hours come
+        from the rollups; the raw results answer only from the rollup watermark on, one grouped count
+        per bucket that is not fully rolled up yet (normally the last one or two).
+        """
+        if not starts:
+            return {}
+        since, end = starts[0], starts[-1] + step
+        out: dict[int, list[list[int]]] = {}
+
+        def add(cid: int, index: int, c: list[int]) -> None:
+            if 0 <= index < len(starts):
+                bucket = out.setdefault(cid, [[0, 0, 0] for _ in starts])[index]
+                for i in range(3):
+                    bucket[i] += c[i]
+
+        watermark = await rollup_watermark(self.session)
+        raw_from = since
+        if watermark is not None and watermark > since:
+            q = (select(CheckRollup.component_id, CheckRollup.hour, CheckRollup.count, CheckRollup.failures,
+                        CheckRollup.degraded)
+                 .where(CheckRollup.hour >= since, CheckRollup.hour < min(watermark, end)))
+            if component_ids is not None:
+                q = q.where(CheckRollup.component_id.in_(component_ids))
+            for cid, hour, count, failures, degraded in (await self.session.execute(q)).all():
+                add(cid, int((hour - since) // step), [int(count or 0), int(failures or 0), int(degraded or 0)])
+            raw_from = watermark
+        for index, start in enumerate(starts):
+            if start + step <= raw_from:
+                continue
+            for cid, c in (await self._raw_counts(max(start, raw_from), start + step, component_ids)).items():
+                add(cid, index, c)
+        return out
 
     @staticmethod
     def percent(counts: list[int] | None) -> float | None:

@@ -1,0 +1,1 @@
+"""The human-facing status page (`GET /status`)."""

@@ -1,0 +1,194 @@
+"""The status page's view model: overall health, components with 24 h / 7 d uptime bars, open alerts
+and recent healing attempts. Everything is read through the domain services (monitoring, alerts,
+healing); the template only formats what is here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.alerts.service import AlertService
+from app.db.models import Component
+from app.db.types import utcnow
+from app.healing.service import HealingService
+from app.monitoring.rollups import floor_hour
+from app.monitoring.service import StatusService
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+OPEN_ALERT_STATUSES = ["firing", "acknowledged"]
+MAX_ALERTS = 50
+MAX_HEALINGS = 10
+# A bucket at or above this share of successful checks is shown as fully up.
+UP_AT = 99.9
+PARTIAL_AT = 95.0
+
+STATUS_LABELS = {
+    "healthy": "Operational", "degraded": "Degraded", "recovering": "Recovering", "critical": "Outage",
+    "failed": "Failed", "unknown": "No data yet",
+}
+OVERALL_LABELS = {
+    "healthy": "All systems operational", "degraded": "Some systems degraded", "critical": "Major outage",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One bar of an uptime strip: an hour (24 h strip) or a day (7 d strip)."""
+
+    start: datetime
+    checks: int
+    failures: int
+    degraded: int
+    percent: float | None
+    level: str  # up | partial | down | none (CSS class)
+    title: str  # tooltip / accessible label
+
+
+@dataclass(frozen=True)
+class ComponentView:
+    name: str
+    status: str
+    status_label: str
+    critical: bool
+    status_since: datetime | None
+    last_check_at: datetime | None
+    last_detail: str | None
+    uptime_24h: float | None
+    uptime_7d: float | None
+    bars_24h: list[Segment]
+    bars_7d: list[Segment]
+    incident_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AlertView:
+    id: int
+    component: str
+    severity: str
+    status: str
+    message: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+
+
+@dataclass(frozen=True)
+class HealingView:
+    id: int
+    component: str
+    strategy: str
+    state: str
+    trigger: str
+    attempt_number: int
+    created_at: datetime
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class StatusPage:
+    overall: str
+    overall_label: str
+    generated_at: datetime
+    components: list[ComponentView]
+    alerts: list[AlertView]
+    alerts_total: int
+    healings: list[HealingView]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _level(percent: float | None) -> str:
+    if percent is None:
+        return "none"
+    if percent >= UP_AT:
+        return "up"
+    if percent >= PARTIAL_AT:
+        return "partial"
+    return "down"
+
+
+def _segments(starts: list[datetime], step: timedelta, counts: list[list[int]] | None) -> list[Segment]:
+    fmt = "%d %b %H:%M" if step == HOUR else "%a %d %b"
+    segments = []
+    for index, start in enumerate(starts):
+        checks, failures, degraded = counts[index] if counts else (0, 0, 0)
+        percent = StatusService.percent([checks, failures, degraded])
+        when = start.strftime(fmt) + " UTC"
+        if percent is None:
+            title = f"{when}: no checks"
+        else:
+            title = f"{when}: {percent:.2f}% up ({checks} checks, {failures} failed"
+            title += f", {degraded} degraded)" if degraded else ")"
+        segments.append(Segment(start, checks, failures, degraded, percent, _level(percent), title))
+    return segments
+
+
+def _overall_percent(counts: list[list[int]] | None) -> float | None:
+    if not counts:
+        return None
+    total = [sum(c[i] for c in counts) for i in range(3)]
+    return StatusService.percent(total)
+
+
+def bucket_starts(now: datetime, step: timedelta, count: int) -> list[datetime]:
+    """``count`` consecutive bucket starts ending with the bucket that contains ``now``."""
+    last = floor_hour(now) if step == HOUR else floor_hour(now).replace(hour=0)
+    return [last - step * (count - 1 - i) for i in range(count)]
+
+
+class StatusPageService:
+    def __init__(self, session: AsyncSession, state: GuardState):
+        self.session = session
+        self.state = state
+        self.status = StatusService(session, state)
+
+    async def build(self) -> StatusPage:
+        now = utcnow()
+        system = await self.status.system_status()
+        names = [c.name for c in system.components]
+        ids: dict[str, int] = {}
+        if names:
+            rows = await self.session.execute(select(Component.name, Component.id).where(Component.name.in_(names)))
+            ids = {name: cid for name, cid in rows.all()}
+        hours = bucket_starts(now, HOUR, 24)
+        days = bucket_starts(now, DAY, 7)
+        hourly = await self.status.uptime_buckets(hours, HOUR, list(ids.values()))
+        daily = await self.status.uptime_buckets(days, DAY, list(ids.values()))
+
+        components = []
+        for c in system.components:
+            cid = ids.get(c.name)
+            status = str(c.status)
+            components.append(ComponentView(
+                name=c.name, status=status, status_label=STATUS_LABELS.get(status, status.title()),
+                critical=c.critical, status_since=c.status_since, last_check_at=c.last_check_at,
+                last_detail=c.last_detail,
+                uptime_24h=_overall_percent(hourly.get(cid)), uptime_7d=_overall_percent(daily.get(cid)),
+                bars_24h=_segments(hours, HOUR, hourly.get(cid)), bars_7d=_segments(days, DAY, daily.get(cid)),
+                incident_id=c.current_incident.id if c.current_incident else None,
+            ))
+
+        alerts, alerts_total = await AlertService(self.session, self.state.settings).list(
+            limit=MAX_ALERTS, offset=0, statuses=OPEN_ALERT_STATUSES, severity=None, component=None, since=None)
+        attempts, _ = await HealingService(self.session, self.state).list_attempts(limit=MAX_HEALINGS)
+        counts: dict[str, int] = {}
+        for c in components:
+            counts[c.status] = counts.get(c.status, 0) + 1
+        overall = str(system.overall_health)
+        return StatusPage(
+            overall=overall, overall_label=OVERALL_LABELS.get(overall, overall.title()), generated_at=now,
+            components=components,
+            alerts=[AlertView(a.id, a.component, a.severity, a.status, a.message, a.first_seen, a.last_seen, a.count)
+                    for a in alerts],
+            alerts_total=alerts_total,
+            healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at,
+                                  h.detail) for h in attempts],
+            counts=counts,
+        )
