@@ -6,12 +6,27 @@ from typing import TYPE_CHECKING
 
 from app.background import LoopService
 from app.auth.maintenance import TokenCleanup
+from app.monitoring.wiring import monitoring_services
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
 
 
 def build_services(state: GuardState) -> list[LoopService]:
+    from app.alerts.maintenance import AlertMaintenance
+    from app.alerts.subscribers import wire as wire_alerts
+    from app.audit.service import AuditRetention
+    from app.healing.wiring import build_loops as healing_loops
+    from app.notify.escalation import EscalationLoop
+    from app.notify.outbox import OutboxSender
+
+    wire_alerts(state)
     return [
         TokenCleanup(state),
+        *monitoring_services(state),
+        AlertMaintenance(state),
+        EscalationLoop(state),
+        OutboxSender(state),
+        AuditRetention(state),
+        *healing_loops(state),
     ]

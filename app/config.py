@@ -147,6 +147,9 @@ class HealingSection(Section):
     command_actions_enabled: bool = False
     command_allowlist: list[str] = Field(default_factory=list)
     command_env_allowlist: list[str] = Field(default_factory=list)
+    command_cwd_allowlist: list[str] = Field(default_factory=list)
+    # Learned ordering of a component's strategies (when its policy sets learned_ordering): thompson | ucb
+    learning: Literal["thompson", "ucb"] = "thompson"
 
 
 class RateLimitSection(Section):
@@ -172,6 +175,25 @@ class SecuritySection(Section):
     alertmanager_token: SecretStr | None = None
     issuer: str = "pipeline-guard"
     audience: str = "pipeline-guard-api"
+
+
+class AlertingSection(Section):
+    """Alert lifecycle and the notification outbox (app/alerts, app/notify)."""
+
+    cooldown: Duration = 300.0  # the seed's alert_cooldown: re-notify a still-firing alert at most this often
+    maintenance_interval: Duration = 15.0  # re-open expired acks, apply/lift silences
+    escalation_interval: Duration = 30.0
+    outbox_interval: Duration = 2.0
+    outbox_batch: PositiveInt = 20
+    request_timeout: Duration = 10.0
+    max_response_bytes: Size = 65536
+    retry_base: Duration = 5.0  # first retry after ~this, doubling per attempt, plus up to 20% jitter
+    retry_max: Duration = 3600.0
+    max_attempts: PositiveInt = 12
+    claim_lease: Duration = 60.0  # a claimed notification is retried by anyone after this (crash safety)
+    stop_timeout: Duration = 5.0  # how long shutdown waits for in-flight deliveries before cancelling them
+    default_language: str = "en"
+    alertmanager_component_labels: list[str] = Field(default_factory=lambda: ["component", "job", "instance"])
 
 
 class ScalingSection(Section):
@@ -239,6 +261,7 @@ FLAT_ENV = {
     "HEALTH_CHECK_TIMEOUT": ("pipeline", "monitoring", "health_check_timeout"),
     "METRICS_RETENTION": ("pipeline", "monitoring", "metrics_retention"),
     "HEALING_ENABLED": ("healing", "enabled"),
+    "ALERT_COOLDOWN": ("alerting", "cooldown"),
     "MAX_CONCURRENT_HEALINGS": ("healing", "max_concurrent"),
 }
 # Top-level fields read straight from PIPELINE_<NAME>.
@@ -268,6 +291,7 @@ class Settings(BaseSettings):
     healing: HealingSection = Field(default_factory=HealingSection)
     security: SecuritySection = Field(default_factory=SecuritySection)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
+    alerting: AlertingSection = Field(default_factory=AlertingSection)
     caching: CachingSection = Field(default_factory=CachingSection)
     compliance: ComplianceSection = Field(default_factory=ComplianceSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
@@ -470,6 +494,9 @@ def production_problems(settings: Settings) -> list[str]:
     secret = settings.security.secret_key.get_secret_value() if settings.security.secret_key else None
     if problem := secret_key_problem(secret):
         problems.append(f"{problem} (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    if not settings.security.encryption_key:
+        problems.append("PIPELINE_ENCRYPTION_KEY is required in production (channel secrets are encrypted with it; "
+                        "generate one: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')")
     if not settings.security.enabled:
         problems.append("security is disabled (PIPELINE_SECURITY_ENABLED=false) — allowed only outside production")
     return problems

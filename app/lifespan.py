@@ -135,6 +135,9 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
             expiry_seconds=settings.security.token_expiry,
         )
         state.hasher = PasswordHasher()
+        from app.healing.wiring import configure_process as configure_healing
+
+        configure_healing(state)
         state.engine = create_engine(settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         try:

@@ -67,7 +67,11 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     app.state.guard = state
 
     install_error_handlers(app)
-    # Outermost last: request id wraps everything, then the body cap, then rate limits.
+    # Outermost last: request id wraps everything, then the body cap, then rate limits, then the audit
+    # log (innermost: it sees the route template and the caller; rate-limited floods never reach it).
+    from app.audit.middleware import AuditMiddleware
+
+    app.add_middleware(AuditMiddleware, state_getter=lambda: state)
     app.add_middleware(RateLimitMiddleware, limiter_getter=lambda: state.limiter,
                        on_reject=lambda group: metrics.rate_limited.labels(group).inc())
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)

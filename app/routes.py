@@ -8,6 +8,8 @@ from fastapi import FastAPI
 PUBLIC_PATHS = {
     "/health", "/ready", "/metrics", "/api/v1/auth/token", "/openapi.json", "/docs", "/docs/oauth2-redirect",
     "/redoc",
+    # Authenticated by its own bearer token (security.alertmanager_token), not by a user permission.
+    "/api/v1/integrations/alertmanager",
 }
 # Routes that need a valid login but no particular permission.
 AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
@@ -17,9 +19,24 @@ def include_routers(app: FastAPI) -> None:
     from app.auth.router import router as auth_router
     from app.auth.router import users_router
     from app.components.router import router as components_router
+    from app.healing.router import router as healing_router
     from app.health.router import router as health_router
+    from app.monitoring.heartbeat_router import router as heartbeat_router
+    from app.monitoring.router import router as status_router
 
-    for router in (health_router, auth_router, users_router, components_router):
+    from app.alerts.router import router as alerts_router
+    from app.alerts.router import silences_router
+    from app.audit.router import router as audit_router
+    from app.integrations.alertmanager_router import router as alertmanager_router
+    from app.notify.router import notifications_router
+    from app.notify.router import router as channels_router
+    from app.security.router import router as security_router
+
+    for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
+                   healing_router):
+        app.include_router(router)
+    for router in (alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
+                   audit_router, security_router):
         app.include_router(router)
 
 

@@ -43,6 +43,9 @@ def _parse_status(errs: ConfigErrors, raw: Any) -> list[list[int]]:
             lo = hi = int(item)
         elif isinstance(item, str) and (m := _RANGE_RE.match(item)):
             lo, hi = int(m[1]), int(m[2])
+        elif (isinstance(item, list | tuple) and len(item) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
+            lo, hi = item  # the normalised form: validate() must accept its own output
         if lo is None or hi is None or not (100 <= lo <= hi <= 599):
             errs.add(f"expected_status[{i}]", 'must be a status code or a range like "200-399"')
             continue
@@ -147,7 +150,7 @@ class HttpCheck(CheckKind):
                 errs.add("json_path", 'must be a dotted path like "data.items.0.status"')
             if "json_expected" not in params:
                 errs.add("json_expected", "is required with json_path")
-        elif "json_expected" in params:
+        elif params.get("json_expected") is not None:
             errs.add("json_path", "is required with json_expected")
         out["json_path"] = json_path
         out["json_expected"] = params.get("json_expected")

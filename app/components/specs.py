@@ -86,7 +86,11 @@ def validate_recovery(recovery: dict[str, Any] | None) -> dict[str, Any] | None:
             _problem(problems, f"recovery.strategies[{i}]", "must be an object with a 'kind'")
             continue
         normalised.append(dict(strategy))
-    policy["strategies"] = normalised
+    # Each strategy kind validates its own parameters (argv, URL, Kubernetes names...).
+    from app.healing.policy import normalise_strategies
+
+    policy["strategies"], strategy_problems = normalise_strategies(normalised)
+    problems.extend(strategy_problems)
     for key in _POLICY_DURATIONS & set(policy):
         try:
             policy[key] = parse_duration(policy[key])

@@ -52,4 +52,44 @@ class GuardMetrics:
         self.scheduler_lag = Gauge(
             f"{PREFIX}_scheduler_lag_seconds", "How late the most recent due checks started.", registry=r
         )
+        # Healing (issue 6). The seed's name and the prefixed one carry the same counts.
+        self.healing_attempts = Counter(
+            "healing_attempts_total", "Healing attempts by outcome (seed name).", ["component", "strategy", "outcome"],
+            registry=r,
+        )
+        self.guard_healing_attempts = Counter(
+            f"{PREFIX}_healing_attempts_total", "Healing attempts by outcome.", ["component", "strategy", "outcome"],
+            registry=r,
+        )
+        self.healing_in_progress = Gauge(
+            f"{PREFIX}_healing_in_progress", "Recovery actions executing in this process.", registry=r
+        )
+        self.circuit_open = Gauge(
+            f"{PREFIX}_circuit_open", "1 while the component's healing circuit breaker is open.", ["component"],
+            registry=r,
+        )
+        self.time_to_recover = Histogram(
+            f"{PREFIX}_time_to_recover_seconds", "From incident start to verified healthy after a heal.", registry=r,
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+        )
+        self.healing_detection_to_action = Histogram(
+            f"{PREFIX}_healing_detection_to_action_seconds",
+            "From the check result that opened the incident to the recovery action's start.", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
 
+        self.alerts_firing = Gauge(
+            f"{PREFIX}_alerts_firing", "Alerts currently firing (not acknowledged, silenced or resolved).",
+            ["severity"], registry=r,
+        )
+        self.notifications = Counter(
+            f"{PREFIX}_notifications_total", "Notification delivery tries by channel name and outcome.",
+            ["channel", "outcome"], registry=r,
+        )
+        self.outbox_pending = Gauge(
+            f"{PREFIX}_outbox_pending", "Notifications waiting in the outbox (pending or being sent).", registry=r
+        )
+
+    def count_healing(self, component: str, strategy: str, outcome: str) -> None:
+        self.healing_attempts.labels(component, strategy, outcome).inc()
+        self.guard_healing_attempts.labels(component, strategy, outcome).inc()

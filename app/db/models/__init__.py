@@ -4,7 +4,23 @@ One module per domain; add a new module's import below when you add tables.
 """
 
 from app.db.base import Base
+from app.db.models.alerts import Alert, AlertEvent, AlertStatus, Severity, Silence
+from app.db.models.audit import AuditEntry
 from app.db.models.auth import RevokedToken, User
 from app.db.models.components import Component, ComponentState, HealthStatus
+from app.db.models.healing import (
+    AttemptState,
+    HealingAttempt,
+    HealingBudget,
+    HealingIncident,
+    HealingStrategyStat,
+)
+from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
+from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
 
-__all__ = ["Base", "Component", "ComponentState", "HealthStatus", "RevokedToken", "User"]
+__all__ = [
+    "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
+    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "HealingAttempt", "HealingBudget",
+    "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing", "Incident",
+    "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
+]

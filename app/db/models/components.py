@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
@@ -66,6 +66,18 @@ class ComponentState(Base):
     last_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     consecutive_successes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Monitoring's state machine, persisted so a restart resumes where it stopped:
+    # the last outcomes for N-of-M flap detection ("u"p / "g" degraded / "d"own, oldest first),
+    # the end of the grace period after a recovery action, and the open incident.
+    recent_outcomes: Mapped[str] = mapped_column(String(64), nullable=False, default="", server_default="")
+    grace_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    current_incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Heartbeat components: what the last pings said (evaluated by the scheduler).
+    last_ping_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_ping_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
     component: Mapped[Component] = relationship(back_populates="state")

@@ -1,0 +1,1 @@
+"""Alerts: fingerprinted, deduplicated conditions with a lifecycle (firing, acknowledged, silenced, resolved)."""

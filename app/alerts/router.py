@@ -1,0 +1,127 @@
+"""/api/v1/alerts and /api/v1/silences."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from app.alerts.schemas import (
+    AckRequest, AlertDetail, AlertEventOut, AlertOut, AlertPage, ResolveRequest, SilenceCreate, SilenceOut, SilencePage,
+)
+from app.alerts.service import AlertService
+from app.alerts.silences import SilenceService
+from app.audit.middleware import audit_note
+from app.auth.permissions import Permission
+from app.db.models import AlertStatus
+from app.db.types import utcnow
+from app.deps import Requires, SessionDep
+from app.errors import error_responses
+from app.pagination import Page
+
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
+
+ACTIVE = [AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED, AlertStatus.SILENCED]
+StatusFilter = Annotated[
+    list[str] | None,
+    Query(alias="status", description="repeat for several; default: every active status (not resolved)"),
+]
+
+
+def get_service(request: Request, session: SessionDep) -> AlertService:
+    return AlertService(session, request.app.state.guard.settings)
+
+
+ServiceDep = Annotated[AlertService, Depends(get_service)]
+
+
+@router.get("", response_model=AlertPage, responses=error_responses(401, 403, 422))
+async def list_alerts(
+    _: Requires(Permission.MONITOR_HEALTH),
+    service: ServiceDep,
+    page: Annotated[Page, Depends()],
+    status_: StatusFilter = None,
+    severity: Annotated[str | None, Query(pattern="^(info|warning|critical)$")] = None,
+    component: str | None = None,
+    since: Annotated[datetime | None, Query(description="only alerts seen at or after this time")] = None,
+) -> AlertPage:
+    statuses = status_ or [s.value for s in ACTIVE]
+    if "all" in statuses:
+        statuses = None
+    items, total = await service.list(limit=page.limit, offset=page.offset, statuses=statuses, severity=severity,
+                                      component=component, since=since)
+    return AlertPage(items=[AlertOut.of(a) for a in items], total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("/{alert_id}", response_model=AlertDetail, responses=error_responses(401, 403, 404))
+async def get_alert(alert_id: int, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AlertDetail:
+    alert = await service.get(alert_id)
+    history = [AlertEventOut.model_validate(e) for e in await service.history(alert_id)]
+    return AlertDetail(**AlertOut.of(alert).model_dump(), history=history)
+
+
+@router.post("/{alert_id}/ack", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
+async def acknowledge_alert(
+    alert_id: int, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
+    data: AckRequest | None = None,
+) -> AlertOut:
+    data = data or AckRequest()
+    alert = await service.acknowledge(alert_id, actor=principal.username, until=data.until, comment=data.comment)
+    audit_note(request, after={"status": alert.status, "until": data.until.isoformat() if data.until else None})
+    return AlertOut.of(alert)
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
+async def resolve_alert(
+    alert_id: int, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
+    data: ResolveRequest | None = None,
+) -> AlertOut:
+    data = data or ResolveRequest()
+    action = data.resolution_action or f"resolved by operator {principal.username}"
+    before = (await service.get(alert_id)).status
+    alert = await service.resolve(alert_id, resolution_action=action, actor=principal.username)
+    audit_note(request, before={"status": before}, after={"status": alert.status, "resolution_action": action})
+    return AlertOut.of(alert)
+
+
+# --- silences ----------------------------------------------------------------------------------
+
+
+def get_silences(session: SessionDep) -> SilenceService:
+    return SilenceService(session)
+
+
+SilencesDep = Annotated[SilenceService, Depends(get_silences)]
+
+
+@silences_router.get("", response_model=SilencePage, responses=error_responses(401, 403, 422))
+async def list_silences(
+    _: Requires(Permission.MONITOR_HEALTH), silences: SilencesDep, page: Annotated[Page, Depends()],
+    include_expired: bool = False,
+) -> SilencePage:
+    items, total = await silences.list(limit=page.limit, offset=page.offset, include_expired=include_expired)
+    now = utcnow()
+    return SilencePage(items=[SilenceOut.of(s, now) for s in items], total=total, limit=page.limit, offset=page.offset)
+
+
+@silences_router.post("", response_model=SilenceOut, status_code=status.HTTP_201_CREATED,
+                      responses=error_responses(401, 403, 422))
+async def create_silence(
+    data: SilenceCreate, principal: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep
+) -> SilenceOut:
+    silence = await silences.create(component=data.component, labels=data.labels, starts_at=data.starts_at,
+                                    ends_at=data.ends_at, created_by=principal.username, comment=data.comment)
+    return SilenceOut.of(silence, utcnow())
+
+
+@silences_router.get("/{silence_id}", response_model=SilenceOut, responses=error_responses(401, 403, 404))
+async def get_silence(silence_id: int, _: Requires(Permission.MONITOR_HEALTH), silences: SilencesDep) -> SilenceOut:
+    return SilenceOut.of(await silences.get(silence_id), utcnow())
+
+
+@silences_router.delete("/{silence_id}", response_model=SilenceOut, responses=error_responses(401, 403, 404))
+async def expire_silence(silence_id: int, _: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep) -> SilenceOut:
+    """Expire a silence now (it stays listed with include_expired=true)."""
+    return SilenceOut.of(await silences.expire(silence_id), utcnow())

@@ -1,0 +1,117 @@
+"""Request and response shapes of the alerts and silences API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from app.db.models import Alert, Silence
+
+
+class AlertOut(BaseModel):
+    id: int
+    fingerprint: str
+    component: str
+    component_id: int | None
+    severity: str
+    message: str
+    source: str
+    status: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    incident_id: int | None
+    timestamp: datetime = Field(description="when the condition was first seen (the seed's Alert.timestamp)")
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    escalation_level: int
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    acknowledged_until: datetime | None
+    resolved: bool
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution_action: str | None
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertOut:
+        return cls(
+            id=alert.id, fingerprint=alert.fingerprint, component=alert.component, component_id=alert.component_id,
+            severity=alert.severity, message=alert.message, source=alert.source, status=alert.status,
+            labels=alert.labels or {}, metadata=alert.meta or {}, incident_id=alert.incident_id,
+            timestamp=alert.first_seen, first_seen=alert.first_seen, last_seen=alert.last_seen, count=alert.count,
+            escalation_level=alert.escalation_level, acknowledged_by=alert.acknowledged_by,
+            acknowledged_at=alert.acknowledged_at, acknowledged_until=alert.acknowledged_until,
+            resolved=alert.resolved, resolved_at=alert.resolved_at, resolved_by=alert.resolved_by,
+            resolution_action=alert.resolution_action,
+        )
+
+
+class AlertEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    kind: str
+    actor: str | None
+    detail: str | None
+
+
+class AlertDetail(AlertOut):
+    history: list[AlertEventOut]
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: AwareDatetime | None = Field(default=None, description="snooze: the alert re-opens at this time")
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution_action: str | None = Field(default=None, max_length=2000,
+                                          description="what fixed it; defaults to 'resolved by operator <you>'")
+
+
+class SilenceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    component: str | None = Field(default=None, max_length=128, description="name or shell pattern (etl-*); empty = any")
+    labels: dict[str, str] = Field(default_factory=dict, description="every label must match (values may be patterns)")
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime
+    comment: str = Field(default="", max_length=2000)
+
+
+class SilenceOut(BaseModel):
+    id: int
+    component: str | None
+    labels: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    active: bool
+
+    @classmethod
+    def of(cls, silence: Silence, now: datetime) -> SilenceOut:
+        return cls(id=silence.id, component=silence.component, labels=silence.labels or {},
+                   starts_at=silence.starts_at, ends_at=silence.ends_at, created_by=silence.created_by,
+                   comment=silence.comment, active=silence.starts_at <= now < silence.ends_at)
+
+
+class SilencePage(BaseModel):
+    items: list[SilenceOut]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,97 @@
+"""Domain events -> alerts, inside the publisher's transaction (handlers only flush).
+
+- HealthTransition / IncidentOpened / IncidentClosed share the fingerprint ``health:<component>``, so a
+  transition and the incident it opens are one alert: critical/failed (or degraded -> warning) raise
+  or refresh it, healthy resolves it, an incident close resolves it with the incident's reason.
+- AnomalyDetected / AnomalyCleared: ``anomaly:<component>:<metric>:<rule>:<labels>``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.alerts.service import AlertService
+from app.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+UNHEALTHY_SEVERITY = {"failed": "critical", "critical": "critical", "degraded": "warning"}
+
+
+def health_fingerprint(component: str) -> str:
+    return f"health:{component}"
+
+
+def anomaly_fingerprint(component: str, metric: str, rule_id: int | None, rule_kind: str,
+                        labels: dict[str, str]) -> str:
+    rule = rule_id if rule_id is not None else rule_kind
+    return f"anomaly:{component}:{metric}:{rule}:{json.dumps(labels or {}, sort_keys=True, separators=(',', ':'))}"[:200]
+
+
+def wire(state: GuardState) -> None:
+    """Subscribe the alert handlers to ``state.events`` (once per state)."""
+    if state.extras.get("alerts_wired"):
+        return
+    state.extras["alerts_wired"] = True
+
+    def service(session: AsyncSession) -> AlertService:
+        return AlertService(session, state.settings)
+
+    async def on_transition(event: HealthTransition, session: AsyncSession) -> None:
+        if event.current in UNHEALTHY_SEVERITY:
+            severity = UNHEALTHY_SEVERITY[event.current]
+            await service(session).raise_alert(
+                component=event.component, component_id=event.component_id, severity=severity,
+                message=f"{event.component} is {event.current}: {event.reason}",
+                fingerprint=health_fingerprint(event.component), labels=event.labels,
+                metadata={"previous": event.previous, "current": event.current,
+                          "transition_id": event.transition_id, "critical": event.critical},
+                incident_id=event.incident_id, source="monitoring", at=event.at,
+            )
+        elif event.current == "healthy":
+            await service(session).resolve_fingerprint(
+                health_fingerprint(event.component), resolution_action=f"recovered: {event.reason}", actor="monitoring"
+            )
+
+    async def on_incident_opened(event: IncidentOpened, session: AsyncSession) -> None:
+        await service(session).raise_alert(
+            component=event.component, component_id=event.component_id,
+            severity=UNHEALTHY_SEVERITY.get(event.status, "critical"),
+            message=f"{event.component} is {event.status}: {event.reason}",
+            fingerprint=health_fingerprint(event.component), labels=event.labels,
+            metadata={"critical": event.critical}, incident_id=event.incident_id, source="monitoring", at=event.at,
+        )
+
+    async def on_incident_closed(event: IncidentClosed, session: AsyncSession) -> None:
+        await service(session).resolve_fingerprint(
+            health_fingerprint(event.component),
+            resolution_action=f"incident {event.incident_id} closed: {event.reason}", actor="monitoring",
+        )
+
+    async def on_anomaly(event: AnomalyDetected, session: AsyncSession) -> None:
+        await service(session).raise_alert(
+            component=event.component, severity=event.severity if event.severity in ("info", "warning", "critical")
+            else "warning", message=event.message,
+            fingerprint=anomaly_fingerprint(event.component, event.metric_name, event.rule_id, event.rule_kind,
+                                            event.labels),
+            labels=event.labels,
+            metadata={"metric": event.metric_name, "rule_id": event.rule_id, "rule_kind": event.rule_kind,
+                      "evidence": event.evidence},
+            source="detection", at=event.at,
+        )
+
+    async def on_anomaly_cleared(event: AnomalyCleared, session: AsyncSession) -> None:
+        await service(session).resolve_fingerprint(
+            anomaly_fingerprint(event.component, event.metric_name, event.rule_id, event.rule_kind, event.labels),
+            resolution_action=f"{event.metric_name} back to normal", actor="detection",
+        )
+
+    state.events.subscribe(HealthTransition, on_transition)
+    state.events.subscribe(IncidentOpened, on_incident_opened)
+    state.events.subscribe(IncidentClosed, on_incident_closed)
+    state.events.subscribe(AnomalyDetected, on_anomaly)
+    state.events.subscribe(AnomalyCleared, on_anomaly_cleared)

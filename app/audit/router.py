@@ -1,0 +1,61 @@
+"""/api/v1/audit (admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict
+
+from app.audit.service import AuditService
+from app.auth.permissions import Permission
+from app.deps import Requires, SessionDep
+from app.errors import error_responses
+from app.pagination import Page
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+class AuditEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    username: str | None
+    role: str | None
+    action: str
+    method: str
+    path: str
+    target: dict[str, Any]
+    summary: dict[str, Any]
+    client: str | None
+    request_id: str | None
+    status_code: int
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+@router.get("", response_model=AuditPage, responses=error_responses(401, 403, 422))
+async def list_audit(
+    _: Requires(Permission.ADMIN_ACCESS),
+    session: SessionDep,
+    page: Annotated[Page, Depends()],
+    username: str | None = None,
+    action: str | None = None,
+    method: str | None = None,
+    status_code: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AuditPage:
+    items, total = await AuditService(session).list(
+        limit=page.limit, offset=page.offset, username=username, action=action, method=method,
+        status_code=status_code, since=since, until=until,
+    )
+    return AuditPage(items=[AuditEntryOut.model_validate(i) for i in items], total=total, limit=page.limit,
+                     offset=page.offset)

@@ -1,0 +1,97 @@
+"""Monitoring: raw check results, health transitions, incidents, hourly rollups, heartbeat pings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+from app.db.types import JSONType, UTCDateTime, utcnow
+
+
+
+def _component_fk() -> ForeignKey:
+    return ForeignKey("components.id", ondelete="CASCADE")
+
+
+class CheckResultRecord(Base):
+    """One observation (raw; kept for `results_retention`, then only the hourly rollup remains)."""
+
+    __tablename__ = "check_results"
+    __table_args__ = (Index("ix_check_results_component_observed", "component_id", "observed_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # up / degraded / down
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class HealthTransitionRecord(Base):
+    """A change of health status, with the reason and the results that caused it."""
+
+    __tablename__ = "health_transitions"
+    __table_args__ = (Index("ix_health_transitions_component_at", "component_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    previous: Mapped[str] = mapped_column(String(16), nullable=False)
+    current: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    # The check results behind the decision: ids (raw rows may be gone after retention) and a summary
+    # ({"outcomes": "uddd", "last_detail": ...}) that survives them.
+    result_ids: Mapped[list[int]] = mapped_column(JSONType, nullable=False, default=list)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Incident(Base):
+    """One continuous episode of a component being unhealthy (alerts and healing hang off it)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_component_opened", "component_id", "opened_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    opening_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    worst_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CheckRollup(Base):
+    """Per component and hour: how many checks, how many failed, latency summary."""
+
+    __tablename__ = "check_rollups"
+
+    component_id: Mapped[int] = mapped_column(Integer, _component_fk(), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True, index=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    degraded: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    latency_min_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_mean_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_max_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class HeartbeatPing(Base):
+    """One ping pushed by a job (kept like raw results)."""
+
+    __tablename__ = "heartbeat_pings"
+    __table_args__ = (Index("ix_heartbeat_pings_component_received", "component_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="token")  # token / jwt

@@ -1,0 +1,690 @@
+"""The healing decision: for each open incident, whether to act, with what, and recording what came of it.
+
+The order of one automatic attempt, each step its own transaction:
+1. decide and CLAIM: insert a ``running`` attempt row (unique per (incident, attempt number), holding a
+   global and a per-group concurrency slot, both unique) and commit. A replica that loses the race
+   gets an IntegrityError and does nothing.
+2. act: ``run_bounded(strategy, ctx)`` outside any transaction.
+3. record: ``verifying`` (monitoring told to give a grace period and re-check sooner) or ``failed``
+   (back-off). Verification ends with ``IncidentClosed`` (→ ``succeeded``) or the deadline (→ ``failed``).
+A process that dies between 1 and 3 leaves a ``running`` row; on start it is marked ``interrupted``
+(with back-off) and the incident is decided afresh — the action is never blindly repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, event, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.components import Component
+from app.db.models.healing import (
+    IN_FLIGHT,
+    OPEN_STATES,
+    AttemptState,
+    HealingAttempt,
+    HealingBudget,
+    HealingIncident,
+    HealingStrategyStat,
+)
+from app.db.session import session_scope
+from app.db.types import utcnow
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.events import IncidentClosed, IncidentOpened
+from app.healing import breaker, budgets, learning
+from app.healing.policy import Policy, StrategyEntry, parse_policy
+from app.healing.ports import HealingPorts, StateRecoveryNotifier
+from app.healing.strategies.base import ActionContext, ActionResult, run_bounded
+from app.healing.strategies.registry import StrategyRegistry, UnknownStrategy
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.healing")
+
+WAKE_KEY = "healing.wake"
+# An attempt older than this (beyond its own time limits) is presumed abandoned by a replica elsewhere.
+STALE_MARGIN_S = 120.0
+
+
+def replica_owner(settings) -> str:
+    return f"{settings.replica_id or socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resolution_verb(kind: str) -> str:
+    return {"restart": "restarted", "kubernetes": "restarted", "webhook": "re-run via webhook"}.get(kind, f"healed ({kind})")
+
+
+@dataclass
+class Claim:
+    attempt_id: int
+    entry: StrategyEntry
+    ctx: ActionContext
+    policy: Policy
+    detected_at: datetime | None
+
+
+class HealingEngine:
+    def __init__(self, state: GuardState, *, registry: StrategyRegistry, ports: HealingPorts | None = None) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.registry = registry
+        self._tasks: set[asyncio.Task] = set()
+        if ports is None:
+            from app.healing.adapters import build_ports
+
+            ports = build_ports(state, self._tasks)
+        self.ports = ports
+        if self.ports.recovery is None:
+            self.ports.recovery = StateRecoveryNotifier(state.extras)
+        self.owner = replica_owner(self.settings)
+        self.wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        # Latest action start latencies (seconds from detection), for the bench and status.
+        self.latencies: list[float] = []
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def wire(self) -> None:
+        self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
+        self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
+
+    def _wake_after_commit(self, session: AsyncSession) -> None:
+        def _set(_session) -> None:
+            self.wake.set()
+
+        event.listen(session.sync_session, "after_commit", _set, once=True)
+
+    async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
+        existing = await session.get(HealingIncident, evt.incident_id)
+        if existing is None:
+            session.add(HealingIncident(
+                incident_id=evt.incident_id, component=evt.component, component_id=evt.component_id,
+                labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
+            ))
+            await session.flush()
+        self._wake_after_commit(session)
+
+    async def on_incident_closed(self, evt: IncidentClosed, session: AsyncSession) -> None:
+        incident = await session.get(HealingIncident, evt.incident_id)
+        if incident is None or incident.status == "closed":
+            return
+        incident.status = "closed"
+        incident.closed_at = evt.at
+        closed = self.state.extras.setdefault("healing.closed_incidents", set())
+        closed.add(evt.incident_id)
+        if len(closed) > 10000:
+            closed.clear()
+        attempt = (await session.execute(
+            select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
+                                         HealingAttempt.state == AttemptState.VERIFYING)
+            .order_by(HealingAttempt.attempt_number.desc()).limit(1)
+        )).scalar_one_or_none()
+        if attempt is not None:
+            await self._mark_succeeded(session, attempt, incident, evt.at)
+        elif incident.outcome == "exhausted":
+            await self.ports.alerts.resolve(
+                session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
+                component=incident.component, incident_id=incident.incident_id,
+                resolution_action="recovered without healing",
+            )
+        pending = (await session.execute(
+            select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
+                                         HealingAttempt.state == AttemptState.PENDING_APPROVAL)
+        )).scalars().all()
+        for row in pending:
+            row.state = AttemptState.EXPIRED
+            row.detail = "incident closed before approval"
+            row.finished_at = evt.at
+        await session.flush()
+
+    # -- the loop's entry points ---------------------------------------------------------------------
+
+    async def recover_interrupted(self) -> int:
+        """Mark attempts a dead process left in flight as ``interrupted`` (never re-run them)."""
+        host = self.owner.rsplit(":", 1)[0]
+        now = utcnow()
+        count = 0
+        async with session_scope(self.state.sessionmaker) as session:
+            rows = (await session.execute(
+                select(HealingAttempt).where(HealingAttempt.state.in_([*IN_FLIGHT]))
+            )).scalars().all()
+            for row in rows:
+                owner_host, _, pid = (row.owner or "").rpartition(":")
+                if owner_host == host and pid.isdigit():
+                    dead = int(pid) != os.getpid() and not _pid_alive(int(pid))
+                else:
+                    started = row.started_at or row.created_at
+                    dead = (now - started).total_seconds() > STALE_MARGIN_S + 3600
+                if not dead:
+                    continue
+                await self._finish_failed(session, row, now, AttemptState.INTERRUPTED,
+                                          f"interrupted: the guard process ({row.owner}) stopped while the attempt was "
+                                          f"{row.state}; not re-run, the incident will be decided afresh",
+                                          count_stats=False)
+                count += 1
+        if count:
+            log.warning("healing: marked %d attempt(s) interrupted", count)
+            self.wake.set()
+        return count
+
+    async def evaluate(self) -> list[int]:
+        """One pass over open incidents. Returns the ids of attempts started."""
+        if not self.settings.healing.enabled:
+            return []
+        started: list[int] = []
+        async with self._lock:
+            await self._housekeeping()
+            async with session_scope(self.state.sessionmaker) as session:
+                incidents = (await session.execute(
+                    select(HealingIncident).where(HealingIncident.status == "open", HealingIncident.outcome.is_(None))
+                    .order_by(HealingIncident.opened_at)
+                )).scalars().all()
+                ids = [i.incident_id for i in incidents]
+            for incident_id in ids:
+                try:
+                    claim = await self._decide(incident_id)
+                except Exception:  # noqa: BLE001 - one incident's trouble must not stop the others
+                    log.exception("healing decision for incident %s failed", incident_id)
+                    continue
+                if claim is not None:
+                    self._spawn(claim)
+                    started.append(claim.attempt_id)
+        return started
+
+    def _spawn(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._act(claim), name=f"healing:{claim.attempt_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for running actions (tests, shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- housekeeping -------------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        now = utcnow()
+        async with session_scope(self.state.sessionmaker) as session:
+            expired = (await session.execute(select(HealingAttempt).where(
+                HealingAttempt.state == AttemptState.PENDING_APPROVAL, HealingAttempt.approval_deadline <= now,
+            ))).scalars().all()
+            for row in expired:
+                row.state = AttemptState.EXPIRED
+                row.detail = "approval not given in time"
+                row.finished_at = now
+                self._count(row, "expired")
+            overdue = (await session.execute(select(HealingAttempt).where(
+                HealingAttempt.state == AttemptState.VERIFYING, HealingAttempt.verify_deadline <= now,
+            ))).scalars().all()
+            for row in overdue:
+                await self._finish_failed(session, row, now, AttemptState.FAILED,
+                                          "verification timed out: the component did not pass its checks in time")
+            rearm = (await session.execute(select(HealingBudget).where(
+                HealingBudget.breaker_open.is_(True), HealingBudget.breaker_rearm_at <= now,
+            ))).scalars().all()
+            for budget in rearm:
+                breaker.rearm(budget)
+                self.state.metrics.circuit_open.labels(budget.component).set(0)
+                await self.ports.alerts.resolve(session, fingerprint=f"healing-breaker:{budget.component}",
+                                                component=budget.component,
+                                                resolution_action="healing breaker re-armed after its window")
+
+    # -- deciding -----------------------------------------------------------------------------------
+
+    async def _component(self, session: AsyncSession, name: str) -> Component | None:
+        return (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+
+    def _allowed_entries(self, policy: Policy) -> list[StrategyEntry]:
+        allowed = {self.registry.canonical(k) for k in self.settings.healing.strategies}
+        return [e for e in policy.strategies if self.registry.canonical(e.kind) in allowed]
+
+    async def _decide(self, incident_id: int) -> Claim | None:
+        now = utcnow()
+        async with session_scope(self.state.sessionmaker) as session:
+            incident = await session.get(HealingIncident, incident_id)
+            if incident is None or incident.status != "open" or incident.outcome is not None:
+                return None
+            component = await self._component(session, incident.component)
+            if component is None or not component.enabled or not component.recovery:
+                return None
+            policy = parse_policy(component.recovery, self.settings)
+            attempts = (await session.execute(
+                select(HealingAttempt).where(HealingAttempt.incident_key == f"i:{incident_id}")
+                .order_by(HealingAttempt.attempt_number)
+            )).scalars().all()
+            if any(a.state in OPEN_STATES for a in attempts):
+                return None
+            labels = dict(component.labels or {})
+            if await self.ports.silences.is_silenced(session, component.name, labels):
+                return None
+            budget = await budgets.load_budget(session, component.name)
+            if budget.breaker_open:
+                return None
+            entries = self._allowed_entries(policy)
+            if not entries or len(attempts) >= policy.max_attempts:
+                await self._exhaust(session, incident, component.name, policy, budget, now, attempts)
+                return None
+            if budgets.blocked_reason(budget, now):
+                return None
+            entry, decision = await self._choose(session, component.name, policy, entries, attempts)
+            return await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
+                                     decision=decision, number=len(attempts) + 1, trigger="auto", now=now)
+
+    async def _choose(self, session, component: str, policy: Policy, entries: list[StrategyEntry],
+                      attempts) -> tuple[StrategyEntry, dict[str, Any]]:
+        number = len(attempts) + 1
+        if not policy.learned_ordering or len(entries) == 1:
+            entry = entries[(number - 1) % len(entries)]
+            return entry, {"mode": "ordered", "chosen": entry.key,
+                           "explanation": f"attempt {number}: strategy {entry.index + 1} of the admin's ordered list"}
+        tried = {a.strategy_index for a in attempts}
+        fresh = [e for e in entries if e.index not in tried] or entries
+        rows = (await session.execute(select(HealingStrategyStat).where(HealingStrategyStat.component == component))).scalars().all()
+        stats = {r.strategy_key: (r.successes, r.failures, r.total_recover_s) for r in rows}
+        entry, why = learning.choose(fresh, stats, method=self.settings.healing.learning)
+        return entry, why
+
+    async def _exhaust(self, session, incident: HealingIncident, component: str, policy: Policy,
+                       budget: HealingBudget, now: datetime, attempts) -> None:
+        incident.outcome = "exhausted"
+        await self.ports.alerts.raise_alert(
+            session, component=component, fingerprint=f"healing-exhausted:{component}:{incident.incident_id}",
+            severity="critical", title="healing exhausted: human needed",
+            message=f"{len(attempts)} healing attempt(s) did not recover {component}; a human is needed",
+            incident_id=incident.incident_id, labels=incident.labels,
+        )
+        if breaker.record_failed_incident(budget, policy, now):
+            self.state.metrics.circuit_open.labels(component).set(1)
+            await self.ports.alerts.raise_alert(
+                session, component=component, fingerprint=f"healing-breaker:{component}", severity="critical",
+                title="healing exhausted: human needed",
+                message=(f"healing circuit breaker open for {component}: {len(budget.failed_incidents)} incidents "
+                         f"not healed within {policy.breaker_window:g} s; automatic healing stopped until "
+                         f"{budget.breaker_rearm_at.isoformat()} or an operator re-arms it"),
+                incident_id=incident.incident_id, labels=incident.labels,
+            )
+        await session.flush()
+
+    async def _free_slot(self, session, column, limit: int, *where) -> int | None:
+        used = set((await session.execute(select(column).where(column.is_not(None), *where))).scalars().all())
+        for slot in range(limit):
+            if slot not in used:
+                return slot
+        return None
+
+    def _group_key(self, labels: dict[str, str]) -> str | None:
+        label = self.settings.healing.group_label
+        value = labels.get(label)
+        return f"{label}={value}"[:160] if value else None
+
+    async def _take_slots(self, session, labels: dict[str, str]) -> tuple[int, str | None, int | None] | None:
+        healing = self.settings.healing
+        slot = await self._free_slot(session, HealingAttempt.slot, healing.max_concurrent)
+        if slot is None:
+            return None
+        group_key = self._group_key(labels)
+        group_slot = None
+        if group_key is not None:
+            group_slot = await self._free_slot(session, HealingAttempt.group_slot, healing.max_concurrent_per_group,
+                                               HealingAttempt.group_key == group_key)
+            if group_slot is None:
+                return None
+        return slot, group_key, group_slot
+
+    async def _claim(self, session, *, incident: HealingIncident | None, component: Component, policy: Policy,
+                     entry: StrategyEntry, decision: dict[str, Any], number: int, trigger: str, now: datetime,
+                     requested_by: str | None = None, manual_key: str | None = None) -> Claim | None:
+        strategy = self.registry.get(entry.kind)
+        description = strategy.describe(entry.params)
+        labels = dict(component.labels or {})
+        key = f"i:{incident.incident_id}" if incident is not None else manual_key
+        row = HealingAttempt(
+            incident_id=incident.incident_id if incident else None, incident_key=key, attempt_number=number,
+            component=component.name, component_id=component.id, strategy=strategy.kind, strategy_index=entry.index,
+            trigger=trigger, requested_by=requested_by, description=description, decision=decision,
+            owner=self.owner, created_at=now,
+        )
+        if policy.dry_run:
+            row.state = AttemptState.DRY_RUN
+            row.detail = f"dry-run: would {description}"
+            row.finished_at = now
+            session.add(row)
+            if incident is not None:
+                incident.outcome = "dry_run"
+            await self.ports.alerts.raise_alert(
+                session, component=component.name, fingerprint=f"healing-dry-run:{component.name}:{key}",
+                severity="warning", title="healing dry-run", message=f"dry-run: healing would {description}",
+                incident_id=row.incident_id, labels=labels,
+            )
+            await self._commit_claim(session)
+            self._count(row, "dry_run")
+            return None
+        if policy.require_approval and trigger == "auto":
+            row.state = AttemptState.PENDING_APPROVAL
+            row.approval_deadline = now + timedelta(seconds=policy.approval_timeout)
+            row.detail = f"waiting for an operator to approve: {description}"
+            session.add(row)
+            await self._commit_claim(session)
+            await self.ports.alerts.raise_alert(
+                session, component=component.name, fingerprint=f"healing-approval:{component.name}:{key}",
+                severity="warning", title="healing awaits approval",
+                message=f"approve or reject attempt {row.id}: {description}", incident_id=row.incident_id,
+                labels=labels,
+            )
+            return None
+        slots = await self._take_slots(session, labels)
+        if slots is None:
+            return None  # at the concurrency limit: decided again on the next pass
+        row.slot, row.group_key, row.group_slot = slots
+        row.state = AttemptState.RUNNING
+        row.started_at = now
+        session.add(row)
+        if not await self._commit_claim(session):
+            return None
+        return self._make_claim(row, entry, policy, incident)
+
+    async def _commit_claim(self, session: AsyncSession) -> bool:
+        """Flush and commit the claim now, before any side effect. False if another replica won."""
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            return False
+        return True
+
+    def _make_claim(self, row: HealingAttempt, entry: StrategyEntry, policy: Policy,
+                    incident: HealingIncident | None) -> Claim:
+        params = dict(entry.params)
+        if incident is not None:
+            params["_incident"] = {"status": "open", "reason": incident.reason}
+        ctx = ActionContext(
+            component=row.component, labels={}, incident_id=row.incident_key.split(":", 1)[1],
+            attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
+            timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
+        )
+        return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None)
+
+    # -- acting and recording -----------------------------------------------------------------------
+
+    async def _act(self, claim: Claim) -> None:
+        strategy = self.registry.get(claim.entry.kind)
+        metrics = self.state.metrics
+        if claim.detected_at is not None:
+            latency = max(0.0, (utcnow() - claim.detected_at).total_seconds())
+            metrics.healing_detection_to_action.observe(latency)
+            self.latencies.append(latency)
+            del self.latencies[:-10000]
+        metrics.healing_in_progress.inc()
+        started = time.monotonic()
+        try:
+            result = await run_bounded(strategy, claim.ctx)
+        finally:
+            metrics.healing_in_progress.dec()
+        try:
+            await self._record(claim, result, time.monotonic() - started)
+        except Exception:  # noqa: BLE001 - the row stays running; recover_interrupted handles it
+            log.exception("healing: could not record the outcome of attempt %s", claim.attempt_id)
+        self.wake.set()
+
+    async def _record(self, claim: Claim, result: ActionResult, duration_s: float) -> None:
+        now = utcnow()
+        verifying = None
+        async with session_scope(self.state.sessionmaker) as session:
+            row = await session.get(HealingAttempt, claim.attempt_id, with_for_update=True)
+            if row is None:
+                return
+            row.output = result.output
+            row.action_finished_at = now
+            if row.state != AttemptState.RUNNING:
+                return  # marked interrupted meanwhile by a restart elsewhere: keep that verdict
+            decision = dict(row.decision or {})
+            decision["action_duration_s"] = round(duration_s, 3)
+            if claim.detected_at is not None and row.started_at is not None:
+                decision["detection_to_action_ms"] = round((row.started_at - claim.detected_at).total_seconds() * 1000, 1)
+            row.decision = decision
+            if not result.success:
+                if getattr(self.registry.get(row.strategy), "escalates", False):
+                    await self.ports.alerts.raise_alert(
+                        session, component=row.component, fingerprint=f"healing-notify:{row.component}:{row.incident_key}",
+                        severity="critical", title="human needed", message=result.detail,
+                        incident_id=row.incident_id,
+                    )
+                await self._finish_failed(session, row, now, AttemptState.FAILED, result.detail, policy=claim.policy)
+                return
+            row.detail = result.detail
+            incident = await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+            if incident is None or incident.status == "closed":
+                # Nothing to verify against (manual trigger without an incident), or already healthy.
+                await self._mark_succeeded(session, row, incident, now, policy=claim.policy)
+                return
+            row.state = AttemptState.VERIFYING
+            row.verify_deadline = now + timedelta(seconds=claim.policy.verify_timeout)
+            verifying = (row.component, row.component_id, row.incident_id, row.strategy, row.id)
+        # After the commit: monitoring writes in its own transaction (SQLite has one writer).
+        component, component_id, incident_id, kind, attempt_id = verifying
+        await self.ports.recovery.action_ran(
+            component=component, component_id=component_id, incident_id=incident_id,
+            action=f"{kind} (healing attempt {attempt_id})", grace_s=claim.policy.grace_period,
+            recheck_until_s=claim.policy.verify_timeout,
+        )
+
+    async def _policy_for(self, session, component: str) -> Policy:
+        comp = await self._component(session, component)
+        return parse_policy(comp.recovery if comp else None, self.settings)
+
+    async def _finish_failed(self, session, row: HealingAttempt, now: datetime, state: AttemptState, detail: str,
+                             *, policy: Policy | None = None, count_stats: bool = True) -> None:
+        policy = policy or await self._policy_for(session, row.component)
+        row.state = state
+        row.detail = detail[:2000]
+        row.finished_at = now
+        row.slot = row.group_slot = None
+        budget = await budgets.load_budget(session, row.component)
+        delay = budgets.record_failure(budget, policy, now)
+        row.decision = {**(row.decision or {}), "backoff_s": delay}
+        if count_stats:
+            await self._stat(session, row, success=False)
+        self._count(row, str(state))
+        await session.flush()
+
+    async def _mark_succeeded(self, session, row: HealingAttempt, incident: HealingIncident | None, at: datetime,
+                              *, policy: Policy | None = None) -> None:
+        policy = policy or await self._policy_for(session, row.component)
+        row.state = AttemptState.SUCCEEDED
+        row.finished_at = at
+        row.slot = row.group_slot = None
+        if incident is not None:
+            incident.outcome = "healed"
+            row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
+            self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
+        budget = await budgets.load_budget(session, row.component)
+        budgets.record_success(budget, policy, at)
+        await self._stat(session, row, success=True)
+        action = f"{resolution_verb(row.strategy)} by healing attempt {row.id}"
+        row.detail = f"{row.detail or ''}; verified healthy" if incident is not None else (row.detail or "succeeded")
+        await self.ports.alerts.resolve(session, component=row.component, incident_id=row.incident_id,
+                                        resolution_action=action)
+        self._count(row, "succeeded")
+        await session.flush()
+
+    async def _stat(self, session, row: HealingAttempt, *, success: bool) -> None:
+        key = f"{row.strategy_index}:{row.strategy}"
+        stat = await session.get(HealingStrategyStat, (row.component, key), with_for_update=True)
+        if stat is None:
+            stat = HealingStrategyStat(component=row.component, strategy_key=key, successes=0, failures=0,
+                                       total_recover_s=0.0)
+            session.add(stat)
+        if success:
+            stat.successes += 1
+            stat.total_recover_s += row.time_to_recover_s or 0.0
+        else:
+            stat.failures += 1
+
+    def _count(self, row: HealingAttempt, outcome: str) -> None:
+        self.state.metrics.count_healing(row.component, row.strategy, outcome)
+
+    # -- operator actions ---------------------------------------------------------------------------
+
+    async def trigger(self, component_name: str, *, strategy: str | None, principal: str | None) -> int:
+        """Manual heal (seed's ``heal(component, failure_context)``): uses the open incident if any.
+        Bypasses back-off and cooldown (an operator asked) but not the breaker-free concurrency limits,
+        dry-run or the admin's strategy lists."""
+        if not self.settings.healing.enabled:
+            raise Conflict("healing is disabled (healing.enabled is false)")
+        now = utcnow()
+        async with self._lock:
+            async with session_scope(self.state.sessionmaker) as session:
+                component = await self._component(session, component_name)
+                if component is None:
+                    raise NotFound(f"component {component_name!r} not found")
+                policy = parse_policy(component.recovery, self.settings)
+                entries = self._allowed_entries(policy)
+                if strategy is not None:
+                    try:
+                        kind = self.registry.canonical(strategy)
+                    except UnknownStrategy:
+                        kind = strategy
+                    entries = [e for e in entries if e.kind == kind or e.key == strategy]
+                if not entries:
+                    raise ValidationFailed(
+                        "no usable strategy", details={"problems": [
+                            f"{component_name} lists no enabled strategy" + (f" named {strategy!r}" if strategy else "")
+                        ]},
+                    )
+                incident = (await session.execute(
+                    select(HealingIncident).where(HealingIncident.component == component_name,
+                                                  HealingIncident.status == "open")
+                    .order_by(HealingIncident.opened_at.desc()).limit(1)
+                )).scalar_one_or_none()
+                if incident is not None:
+                    key = f"i:{incident.incident_id}"
+                    busy = (await session.execute(select(func.count()).select_from(HealingAttempt).where(
+                        HealingAttempt.incident_key == key, HealingAttempt.state.in_([*OPEN_STATES])
+                    ))).scalar_one()
+                    if busy:
+                        raise Conflict(f"an attempt for {component_name}'s incident is already in progress")
+                    number = (await session.execute(select(func.coalesce(func.max(HealingAttempt.attempt_number), 0))
+                                                    .where(HealingAttempt.incident_key == key))).scalar_one() + 1
+                    manual_key = None
+                else:
+                    number, manual_key = 1, f"m:{uuid.uuid4().hex}"
+                entry = entries[0]
+                decision = {"mode": "manual", "chosen": entry.key,
+                            "explanation": f"requested by {principal or 'an operator'}"}
+                claim = await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
+                                          decision=decision, number=number, trigger="manual", now=now,
+                                          requested_by=principal, manual_key=manual_key)
+                attempt_id = await self._latest_id(session, incident, manual_key)
+                if claim is None and attempt_id is None:
+                    raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+        if claim is not None:
+            self._spawn(claim)
+            return claim.attempt_id
+        return attempt_id
+
+    async def _latest_id(self, session, incident, manual_key) -> int | None:
+        key = f"i:{incident.incident_id}" if incident is not None else manual_key
+        return (await session.execute(select(func.max(HealingAttempt.id)).where(HealingAttempt.incident_key == key)
+                                      .where(HealingAttempt.created_at >= utcnow() - timedelta(seconds=5)))).scalar_one()
+
+    async def approve(self, attempt_id: int, principal: str | None) -> None:
+        now = utcnow()
+        async with self._lock:
+            async with session_scope(self.state.sessionmaker) as session:
+                row = await session.get(HealingAttempt, attempt_id, with_for_update=True)
+                if row is None:
+                    raise NotFound(f"healing attempt {attempt_id} not found")
+                if row.state != AttemptState.PENDING_APPROVAL:
+                    raise Conflict(f"attempt {attempt_id} is {row.state}, not pending approval")
+                if row.approval_deadline is not None and row.approval_deadline <= now:
+                    row.state = AttemptState.EXPIRED
+                    row.finished_at = now
+                    row.detail = "approval not given in time"
+                    await session.commit()
+                    raise Conflict(f"attempt {attempt_id} expired before it was approved")
+                component = await self._component(session, row.component)
+                if component is None:
+                    raise NotFound(f"component {row.component!r} no longer exists")
+                policy = parse_policy(component.recovery, self.settings)
+                entry = next((e for e in policy.strategies if e.index == row.strategy_index), None)
+                if entry is None or self.registry.canonical(entry.kind) != row.strategy:
+                    raise Conflict("the component's policy changed since this attempt was proposed; reject it")
+                slots = await self._take_slots(session, dict(component.labels or {}))
+                if slots is None:
+                    raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+                row.slot, row.group_key, row.group_slot = slots
+                row.state = AttemptState.RUNNING
+                row.started_at = now
+                row.decided_by = principal
+                row.owner = self.owner
+                incident = await session.get(HealingIncident, row.incident_id) if row.incident_id else None
+                if not await self._commit_claim(session):
+                    raise Conflict("another replica claimed this attempt")
+                claim = self._make_claim(row, entry, policy, incident)
+                claim.detected_at = None  # a human was in the loop: not a detection latency
+        self._spawn(claim)
+
+    async def reject(self, attempt_id: int, principal: str | None) -> None:
+        now = utcnow()
+        async with session_scope(self.state.sessionmaker) as session:
+            row = await session.get(HealingAttempt, attempt_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"healing attempt {attempt_id} not found")
+            if row.state != AttemptState.PENDING_APPROVAL:
+                raise Conflict(f"attempt {attempt_id} is {row.state}, not pending approval")
+            row.state = AttemptState.REJECTED
+            row.decided_by = principal
+            row.finished_at = now
+            row.detail = f"rejected by {principal or 'an operator'}"
+            if row.incident_id is not None:
+                incident = await session.get(HealingIncident, row.incident_id)
+                if incident is not None and incident.status == "open":
+                    incident.outcome = "rejected"
+            self._count(row, "rejected")
+
+    async def reset_breaker(self, component: str, principal: str | None) -> bool:
+        async with session_scope(self.state.sessionmaker) as session:
+            budget = await budgets.load_budget(session, component)
+            was_open = breaker.rearm(budget)
+            self.state.metrics.circuit_open.labels(component).set(0)
+            if was_open:
+                await self.ports.alerts.resolve(session, fingerprint=f"healing-breaker:{component}",
+                                                component=component,
+                                                resolution_action=f"healing breaker re-armed by {principal or 'an operator'}")
+        self.wake.set()
+        return was_open
+
+
+def in_flight_filter():
+    return or_(HealingAttempt.state == AttemptState.RUNNING, HealingAttempt.state == AttemptState.VERIFYING)
+
+
+__all__ = ["HealingEngine", "Claim", "WAKE_KEY", "replica_owner", "and_"]

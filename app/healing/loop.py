@@ -1,0 +1,57 @@
+"""The healing loop: evaluates open incidents every ``interval`` and at once when an incident opens.
+
+The periodic pass catches what an event cannot (back-off expiring, verification deadlines, approvals
+expiring); the wake-up keeps detection-to-action latency to the cost of one decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from app.background import LoopService
+
+if TYPE_CHECKING:
+    from app.healing.engine import HealingEngine
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.healing")
+
+
+class HealingLoop(LoopService):
+    name = "healing"
+
+    def __init__(self, state: GuardState, engine: HealingEngine, interval: float = 1.0) -> None:
+        super().__init__(interval, metrics=state.metrics)
+        self.state = state
+        self.engine = engine
+        self._waker: asyncio.Task | None = None
+
+    async def on_start(self) -> None:
+        await self.engine.recover_interrupted()
+        self._waker = asyncio.create_task(self._wake_loop(), name="healing:wake")
+
+    async def on_stop(self) -> None:
+        if self._waker is not None:
+            self._waker.cancel()
+            try:
+                await self._waker
+            except BaseException:  # noqa: BLE001 - cancelled on purpose
+                pass
+            self._waker = None
+        await self.engine.stop()
+
+    async def _wake_loop(self) -> None:
+        while True:
+            await self.engine.wake.wait()
+            self.engine.wake.clear()
+            try:
+                await self.engine.evaluate()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the periodic pass retries
+                log.exception("healing evaluation on wake-up failed")
+
+    async def run_once(self) -> None:
+        await self.engine.evaluate()

@@ -1,0 +1,108 @@
+"""``restart`` (alias ``command``): run an argument list, never through a shell.
+
+The admin decides what may run: command actions are off unless ``healing.command_actions_enabled``;
+when ``healing.command_allowlist`` is non-empty the executable must be on it (by path or basename);
+the child sees PATH plus only the variables named in ``healing.command_env_allowlist`` and the
+policy's own ``env``. The working directory must be one of ``healing.command_cwd_allowlist`` when that
+list is set. A timeout kills the whole process group; output is capped (head + tail, a few KiB).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from app.core.process import CommandError, build_env, run_command
+from app.healing.strategies.base import MAX_OUTPUT_CHARS, ActionContext, ActionResult, Strategy, StrategyConfigError
+
+DEFAULT_TIMEOUT_S = 60.0
+MAX_TIMEOUT_S = 3600.0
+_ALLOWED = {"argv", "cwd", "env", "timeout", "success_exit_codes"}
+
+
+class CommandStrategy(Strategy):
+    kind: ClassVar[str] = "restart"
+    aliases: ClassVar[tuple[str, ...]] = ("command",)
+
+    def __init__(self, settings: Any = None) -> None:
+        healing = getattr(settings, "healing", None)
+        self.enabled = bool(getattr(healing, "command_actions_enabled", False))
+        self.allowlist = list(getattr(healing, "command_allowlist", []) or [])
+        self.env_allowlist = list(getattr(healing, "command_env_allowlist", []) or [])
+        self.cwd_allowlist = list(getattr(healing, "command_cwd_allowlist", []) or [])
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(params, dict):
+            raise StrategyConfigError("params", "must be a mapping")
+        unknown = sorted(set(params) - _ALLOWED)
+        if unknown:
+            raise StrategyConfigError(unknown[0], "unknown parameter")
+        argv = params.get("argv")
+        if isinstance(argv, str):
+            raise StrategyConfigError("argv", "must be a list of arguments (no shell strings)")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            raise StrategyConfigError("argv", "must be a non-empty list of non-empty strings")
+        if any("\0" in a for a in argv):
+            raise StrategyConfigError("argv", "must not contain NUL bytes")
+        cwd = params.get("cwd")
+        if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd)):
+            raise StrategyConfigError("cwd", "must be an absolute path")
+        env = params.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise StrategyConfigError("env", "must map names to string values")
+        try:
+            build_env((), env, source={})
+        except ValueError as exc:
+            raise StrategyConfigError("env", str(exc)) from None
+        timeout = params.get("timeout", DEFAULT_TIMEOUT_S)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_S:
+            raise StrategyConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
+        codes = params.get("success_exit_codes", [0])
+        if not isinstance(codes, list) or not codes or not all(isinstance(c, int) for c in codes):
+            raise StrategyConfigError("success_exit_codes", "must be a non-empty list of integers")
+        return {"argv": list(argv), "cwd": cwd, "env": dict(env), "timeout": float(timeout),
+                "success_exit_codes": list(codes)}
+
+    def describe(self, params: dict[str, Any]) -> str:
+        where = f" in {params['cwd']}" if params.get("cwd") else ""
+        return f"run {params['argv']!r}{where} (timeout {params['timeout']:g} s)"
+
+    def refusal(self, params: dict[str, Any]) -> str | None:
+        """Why the admin's configuration forbids running this command now (None when allowed)."""
+        if not self.enabled:
+            return "command actions are disabled (healing.command_actions_enabled is false)"
+        exe = params["argv"][0]
+        if self.allowlist and exe not in self.allowlist and os.path.basename(exe) not in self.allowlist:
+            return f"executable {exe!r} is not in healing.command_allowlist"
+        cwd = params.get("cwd")
+        if cwd and self.cwd_allowlist and not any(
+            os.path.commonpath([os.path.realpath(cwd), os.path.realpath(a)]) == os.path.realpath(a)
+            for a in self.cwd_allowlist
+        ):
+            return f"working directory {cwd!r} is not under healing.command_cwd_allowlist"
+        return None
+
+    async def execute(self, ctx: ActionContext) -> ActionResult:
+        p = ctx.params
+        if reason := self.refusal(p):
+            return ActionResult(success=False, detail=reason, data={"refused": True})
+        env = build_env(self.env_allowlist, {
+            **p["env"],
+            "PIPELINE_GUARD_COMPONENT": ctx.component,
+            "PIPELINE_GUARD_INCIDENT": str(ctx.incident_id),
+            "PIPELINE_GUARD_ATTEMPT": str(ctx.attempt_number),
+        })
+        timeout = min(p["timeout"], ctx.timeout_s)
+        try:
+            result = await run_command(p["argv"], timeout=timeout, cwd=p.get("cwd"), env=env,
+                                       max_output_bytes=MAX_OUTPUT_CHARS // 2)
+        except CommandError as exc:
+            return ActionResult(success=False, detail=f"could not start command: {exc}")
+        output = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr else "")
+        data = {"exit_code": result.exit_code, "duration_s": round(result.duration_s, 3),
+                "truncated": result.truncated}
+        if result.timed_out:
+            return ActionResult(False, f"command timed out after {timeout:g} s (process group killed)",
+                                output, {**data, "timed_out": True})
+        ok = result.exit_code in p["success_exit_codes"]
+        return ActionResult(ok, f"command exited with {result.exit_code}", output, data)

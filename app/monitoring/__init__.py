@@ -1,0 +1,1 @@
+"""Monitoring engine: scheduler, health state machine, status, history, heartbeats."""

@@ -1,0 +1,66 @@
+"""Components declared in the config file (`components:`), synced at startup.
+
+Declared components are created or updated with source="config" (the API then refuses to edit them
+with a 409); config components no longer declared are disabled, never deleted (their history stays).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from app.components.schemas import ComponentCreate
+from app.components.service import SOURCE_CONFIG, ComponentService
+from app.components.specs import validate_check, validate_recovery
+from app.db.models import Component
+from app.db.session import session_scope
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.monitoring")
+
+
+async def sync_declared_components(state: GuardState) -> dict[str, list[str]]:
+    """Returns the names created, updated and disabled."""
+    report: dict[str, list[str]] = {"created": [], "updated": [], "disabled": []}
+    declared = {d.name: d for d in state.settings.components}
+    async with session_scope(state.sessionmaker) as session:
+        service = ComponentService(session)
+        for decl in declared.values():
+            data = ComponentCreate(name=decl.name, description=decl.description, endpoint=decl.endpoint,
+                                   critical=decl.critical, labels=decl.labels, check=decl.check,
+                                   recovery=decl.recovery, enabled=decl.enabled)
+            existing = await service.repo.by_name(decl.name)
+            if existing is None:
+                await service.create(data, source=SOURCE_CONFIG)
+                report["created"].append(decl.name)
+                continue
+            wanted = {
+                "description": data.description, "endpoint": data.endpoint, "critical": data.critical,
+                "labels": data.labels, "region": data.labels.get("region"), "check": validate_check(data.check),
+                "recovery": validate_recovery(data.recovery), "enabled": data.enabled, "source": SOURCE_CONFIG,
+            }
+            changed = {k: v for k, v in wanted.items() if getattr(existing, k) != v}
+            if changed:
+                if existing.source != SOURCE_CONFIG:
+                    log.warning("component %r is now declared in the configuration; the file owns it from now on",
+                                decl.name)
+                for key, value in changed.items():
+                    setattr(existing, key, value)
+                existing.version += 1
+                report["updated"].append(decl.name)
+        stale = (await session.execute(
+            select(Component).where(Component.source == SOURCE_CONFIG, Component.enabled.is_(True))
+        )).unique().scalars().all()
+        for component in stale:
+            if component.name not in declared:
+                component.enabled = False
+                component.version += 1
+                report["disabled"].append(component.name)
+        await session.flush()
+    if any(report.values()):
+        log.info("declared components synced: %s", {k: v for k, v in report.items() if v})
+    return report

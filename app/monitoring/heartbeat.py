@@ -1,0 +1,70 @@
+"""Heartbeats pushed by jobs: per-component ping tokens (hash stored only) and ping recording.
+The scheduler evaluates heartbeat components from what is stored here (`evaluate_heartbeat`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Component, ComponentState, HeartbeatPing
+from app.db.types import utcnow
+from app.errors import Conflict, NotFound
+
+PING_TOKEN_BYTES = 32
+MESSAGE_MAX_CHARS = 1000
+
+
+def hash_ping_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def ping_token_matches(token: str, stored_hash: str | None) -> bool:
+    return bool(stored_hash) and hmac.compare_digest(hash_ping_token(token), stored_hash)
+
+
+class HeartbeatService:
+    def __init__(self, session: AsyncSession):
+        self.session = session
+
+    async def component(self, name: str) -> Component:
+        component = (await self.session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+        if component is None:
+            raise NotFound(f"component {name!r} not found")
+        return component
+
+    async def new_ping_token(self, name: str) -> str:
+        """Generate a token (returned once; only its hash is kept). Replaces any previous token."""
+        component = await self.component(name)
+        token = secrets.token_urlsafe(PING_TOKEN_BYTES)
+        component.ping_token_hash = hash_ping_token(token)
+        await self.session.flush()
+        return token
+
+    async def record(self, component: Component, *, status: str, duration_s: float | None, message: str | None,
+                     source: str, now: datetime | None = None) -> ComponentState:
+        if not component.check or component.check.get("kind") != "heartbeat":
+            raise Conflict(f"component {component.name!r} is not a heartbeat component (its check kind is "
+                           f"{(component.check or {}).get('kind')!r})")
+        now = now or utcnow()
+        state = (await self.session.execute(
+            select(ComponentState).where(ComponentState.component_id == component.id))).scalar_one_or_none()
+        if state is None:
+            state = ComponentState(component_id=component.id)
+            self.session.add(state)
+        if status == "start":
+            state.last_start_at = now
+        else:
+            if duration_s is None and state.last_ping_status == "start" and state.last_start_at is not None:
+                duration_s = (now - state.last_start_at).total_seconds()
+            state.last_duration_s = duration_s
+        state.last_ping_at, state.last_ping_status = now, status
+        self.session.add(HeartbeatPing(component_id=component.id, received_at=now, status=status,
+                                       duration_s=duration_s, message=(message or None) and message[:MESSAGE_MAX_CHARS],
+                                       source=source))
+        await self.session.flush()
+        return state

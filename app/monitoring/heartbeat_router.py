@@ -1,0 +1,80 @@
+"""POST /api/v1/components/{name}/heartbeat (ping token or JWT) and /ping-token (manage_components)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
+
+from app.auth.permissions import Permission
+from app.db.models import Component
+from app.deps import AuthServiceDep, Requires, SessionDep, oauth2_scheme
+from app.errors import Forbidden, Unauthorized, error_responses
+from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
+from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
+
+router = APIRouter(prefix="/api/v1/components", tags=["heartbeats"])
+HEARTBEAT_PERMISSIONS = frozenset({Permission.WRITE_METRICS, Permission.MONITOR_HEALTH})
+
+
+@dataclass
+class HeartbeatCaller:
+    component: Component
+    source: str  # "token" or "jwt"
+
+
+async def heartbeat_caller(
+    name: str,
+    request: Request,
+    session: SessionDep,
+    auth: AuthServiceDep,
+    bearer: Annotated[str | None, Depends(oauth2_scheme)],
+    x_ping_token: Annotated[str | None, Header(description="the component's ping token")] = None,
+    token: Annotated[str | None, Query(description="the ping token, for clients that cannot set headers")] = None,
+) -> HeartbeatCaller:
+    """Either the component's ping token, or a JWT with write_metrics or monitor_health."""
+    service = HeartbeatService(session)
+    ping_token = x_ping_token or token
+    if ping_token:
+        component = await service.component(name)
+        if not ping_token_matches(ping_token, component.ping_token_hash):
+            raise Unauthorized("invalid ping token for this component")
+        return HeartbeatCaller(component, "token")
+    state = request.app.state.guard
+    if state.settings.security.enabled:
+        if not bearer:
+            raise Unauthorized("send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'")
+        principal = await auth.authenticate(bearer)
+        if not principal.permissions & HEARTBEAT_PERMISSIONS:
+            raise Forbidden(f"role {principal.role.value!r} may not send heartbeats")
+    return HeartbeatCaller(await service.component(name), "jwt")
+
+
+# The route-permission walker reads this: the route is authorised (ping token or a JWT), as for metrics.
+heartbeat_caller.__permission__ = Permission.WRITE_METRICS  # type: ignore[attr-defined]
+
+
+@router.post("/{name}/heartbeat", response_model=HeartbeatOut, responses=error_responses(401, 403, 404, 409, 422))
+async def heartbeat(
+    request: Request, background: BackgroundTasks, session: SessionDep,
+    caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)], body: HeartbeatIn | None = None,
+) -> HeartbeatOut:
+    """A job's ping: `start`, `success` (default) or `fail`, with an optional duration and message."""
+    body = body or HeartbeatIn()
+    component = caller.component
+    state = await HeartbeatService(session).record(component, status=body.status, duration_s=body.duration_seconds,
+                                                   message=body.message, source=caller.source)
+    scheduler = request.app.state.guard.extras.get("scheduler")
+    if scheduler is not None:
+        # After the response, i.e. after the commit: the scheduler must read the stored ping.
+        background.add_task(scheduler.request_check, component.id)
+    return HeartbeatOut(component=component.name, status=body.status, received_at=state.last_ping_at,
+                        duration_seconds=state.last_duration_s if body.status != "start" else None)
+
+
+@router.post("/{name}/ping-token", response_model=PingTokenOut, responses=error_responses(401, 403, 404))
+async def new_ping_token(name: str, _: Requires(Permission.MANAGE_COMPONENTS), session: SessionDep) -> PingTokenOut:
+    """Generate the component's ping token (replacing the previous one). Shown once; only a hash is kept."""
+    token = await HeartbeatService(session).new_ping_token(name)
+    return PingTokenOut(component=name, token=token)

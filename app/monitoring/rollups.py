@@ -1,0 +1,148 @@
+"""History that stays fast: completed hours of raw results are rolled up into one row per component
+and hour (count, failures, degraded, latency min/mean/max/p95); raw results, pings and old rollups
+are deleted in bounded batches, each in its own short transaction, so the scheduler's flushes are
+never blocked for long."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from array import array
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.background import LoopService
+from app.db.models import CheckResultRecord, CheckRollup, HeartbeatPing
+from app.db.session import session_scope
+from app.db.types import utcnow
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.monitoring")
+
+HOUR = timedelta(hours=1)
+SETTLE = timedelta(minutes=1)  # results of an hour may still be in a flush buffer just after it ends
+DELETE_BATCH = 5000
+MAX_DELETE_BATCHES = 200
+MAX_HOURS_PER_RUN = 48
+
+
+def floor_hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+async def rollup_watermark(session: AsyncSession) -> datetime | None:
+    """The first hour not rolled up yet (None when nothing is)."""
+    last = (await session.execute(select(func.max(CheckRollup.hour)))).scalar_one_or_none()
+    return None if last is None else last + HOUR
+
+
+def _p95(values: array) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+async def roll_up_hour(session: AsyncSession, hour: datetime) -> int:
+    """Aggregate one hour (idempotent: replaces that hour's rows). Returns the rows written."""
+    stats: dict[int, list] = {}  # component -> [count, failures, degraded, latencies]
+    query = (select(CheckResultRecord.component_id, CheckResultRecord.outcome, CheckResultRecord.latency_ms)
+             .where(CheckResultRecord.observed_at >= hour, CheckResultRecord.observed_at < hour + HOUR)
+             .execution_options(yield_per=5000))
+    result = await session.stream(query)
+    async for component_id, outcome, latency in result:
+        s = stats.get(component_id)
+        if s is None:
+            s = stats[component_id] = [0, 0, 0, array("d")]
+        s[0] += 1
+        if outcome == "down":
+            s[1] += 1
+        elif outcome == "degraded":
+            s[2] += 1
+        if latency is not None:
+            s[3].append(latency)
+    await session.execute(delete(CheckRollup).where(CheckRollup.hour == hour))
+    rows = []
+    for component_id, (count, failures, degraded, latencies) in stats.items():
+        rows.append({
+            "component_id": component_id, "hour": hour, "count": count, "failures": failures, "degraded": degraded,
+            "latency_min_ms": min(latencies) if latencies else None,
+            "latency_mean_ms": (sum(latencies) / len(latencies)) if latencies else None,
+            "latency_max_ms": max(latencies) if latencies else None,
+            "latency_p95_ms": _p95(latencies),
+        })
+    for start in range(0, len(rows), 1000):
+        await session.execute(insert(CheckRollup), rows[start:start + 1000])
+    return len(rows)
+
+
+async def roll_up(state: GuardState, now: datetime | None = None) -> int:
+    """Roll up every completed hour since the watermark. Returns the hours processed."""
+    now = now or utcnow()
+    async with session_scope(state.sessionmaker) as session:
+        hour = await rollup_watermark(session)
+        if hour is None:
+            first = (await session.execute(select(func.min(CheckResultRecord.observed_at)))).scalar_one_or_none()
+            if first is None:
+                return 0
+            hour = floor_hour(first)
+    done = 0
+    while hour + HOUR + SETTLE <= now and done < MAX_HOURS_PER_RUN:
+        async with session_scope(state.sessionmaker) as session:
+            await roll_up_hour(session, hour)
+        hour += HOUR
+        done += 1
+        await asyncio.sleep(0)
+    return done
+
+
+async def _delete_in_batches(state: GuardState, model, column, cutoff: datetime) -> int:
+    deleted = 0
+    key = model.__table__.primary_key.columns.values()[0]
+    for _ in range(MAX_DELETE_BATCHES):
+        async with session_scope(state.sessionmaker) as session:
+            ids = select(key).where(column < cutoff).limit(DELETE_BATCH).scalar_subquery()
+            count = (await session.execute(delete(model).where(key.in_(ids)))).rowcount or 0
+        deleted += count
+        if count < DELETE_BATCH:
+            break
+        await asyncio.sleep(0.01)  # let the scheduler's flushes in between
+    return deleted
+
+
+async def apply_retention(state: GuardState, now: datetime | None = None) -> dict[str, int]:
+    now = now or utcnow()
+    mon = state.settings.monitoring
+    raw_cutoff = now - timedelta(seconds=mon.results_retention)
+    async with session_scope(state.sessionmaker) as session:
+        watermark = await rollup_watermark(session)
+    # Never delete raw results that are not rolled up yet.
+    raw_cutoff = min(raw_cutoff, watermark) if watermark is not None else None
+    report = {"results": 0, "pings": 0, "rollups": 0}
+    if raw_cutoff is not None:
+        report["results"] = await _delete_in_batches(state, CheckResultRecord, CheckResultRecord.observed_at, raw_cutoff)
+    report["pings"] = await _delete_in_batches(state, HeartbeatPing, HeartbeatPing.received_at,
+                                               now - timedelta(seconds=mon.results_retention))
+    rollup_cutoff = now - timedelta(seconds=mon.rollup_retention)
+    async with session_scope(state.sessionmaker) as session:
+        report["rollups"] = (await session.execute(delete(CheckRollup).where(CheckRollup.hour < rollup_cutoff))).rowcount or 0
+    return report
+
+
+class RollupLoop(LoopService):
+    name = "monitoring-rollups"
+
+    def __init__(self, state: GuardState, interval: float = 60.0):
+        super().__init__(interval, metrics=state.metrics)
+        self.state = state
+
+    async def run_once(self) -> None:
+        await roll_up(self.state)
+        report = await apply_retention(self.state)
+        if any(report.values()):
+            log.info("monitoring retention: deleted %s", report)

@@ -1,0 +1,52 @@
+"""/api/v1/status, /api/v1/status/detailed, /api/v1/components/{name}/history and /uptime."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.auth.permissions import Permission
+from app.deps import Requires, SessionDep
+from app.errors import error_responses
+from app.monitoring.schemas import DetailedStatus, HistoryOut, SystemStatus, UptimeOut, UptimeWindow
+from app.monitoring.service import StatusService
+from app.pagination import Page
+
+router = APIRouter(prefix="/api/v1", tags=["status"])
+
+
+def get_service(request: Request, session: SessionDep) -> StatusService:
+    return StatusService(session, request.app.state.guard)
+
+
+ServiceDep = Annotated[StatusService, Depends(get_service)]
+
+
+@router.get("/status", response_model=SystemStatus, responses=error_responses(401, 403))
+async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> SystemStatus:
+    """Overall health, and per component: status, last check, current incident, uptime over 24 h."""
+    return await service.system_status()
+
+
+@router.get("/status/detailed", response_model=DetailedStatus, responses=error_responses(401, 403))
+async def detailed_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> DetailedStatus:
+    """Counts by status, checks/s, scheduler lag and overruns, plus sections other domains fill."""
+    return await service.detailed()
+
+
+@router.get("/components/{name}/history", response_model=HistoryOut, responses=error_responses(401, 403, 404, 422))
+async def component_history(
+    name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep, page: Annotated[Page, Depends()],
+    results_limit: Annotated[int, Query(ge=0, le=1000)] = 50,
+) -> HistoryOut:
+    """Transitions (newest first, paginated), the most recent raw results and the last 24 hourly rollups."""
+    return await service.history(name, limit=page.limit, offset=page.offset, results_limit=results_limit)
+
+
+@router.get("/components/{name}/uptime", response_model=UptimeOut, responses=error_responses(401, 403, 404, 422))
+async def component_uptime(
+    name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep, window: UptimeWindow = "24h",
+) -> UptimeOut:
+    """Share of checks that were up (degraded counts as up) over 1h, 24h, 7d or 30d."""
+    return await service.uptime(name, window)

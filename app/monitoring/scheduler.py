@@ -1,0 +1,491 @@
+"""The check scheduler: each owned component at its own interval, start-to-start with jitter,
+bounded concurrency, per-check timeouts, batched writes.
+
+Three tasks while running (started by `SchedulerLoop`, a LoopService): the loop itself refreshes
+the component list every tick (API changes apply without a restart: rows whose `version` changed
+are reloaded), the dispatcher starts due checks (one task per check, under a semaphore of
+`max_workers`), the flusher writes buffered results every `flush_interval` or `flush_size` results.
+`run_once()` (tests) runs every owned check once, waits for them and flushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+
+from app.background import LoopService
+from app.checks.base import CheckContext, CheckResult, Outcome
+from app.checks.heartbeat import HeartbeatState
+from app.checks.registry import default_registry
+from app.db.models import Component, ComponentState
+from app.db.session import session_scope
+from app.db.types import utcnow
+from app.monitoring import state_machine as sm
+from app.monitoring.ownership import OwnAll, Ownership
+from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.monitoring")
+
+COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_threshold")
+HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
+STATUSES = ("unknown", "healthy", "degraded", "critical", "recovering", "failed")
+TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
+MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped
+
+
+@dataclass
+class Entry:
+    component_id: int
+    name: str
+    version: int
+    kind: str
+    params: dict[str, Any]
+    interval: float
+    timeout: float
+    base_due: float = 0.0
+    due: float = 0.0
+    generation: int = 0
+    running: bool = False
+
+
+class Scheduler:
+    def __init__(self, state: GuardState, *, ownership: Ownership | None = None, flush_interval: float = 0.5,
+                 flush_size: int = 1000, registry: Any = None):
+        self.state = state
+        self.settings = state.settings
+        self.ownership: Ownership = ownership or OwnAll()
+        self.registry = registry or default_registry()
+        self.flush_interval = flush_interval
+        self.flush_size = flush_size
+        self.entries: dict[int, Entry] = {}
+        self.tracked: dict[int, Tracked] = {}
+        self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
+        self._heap: list[tuple[float, int, int]] = []
+        self._buffer: list[Observation | RecoveryMark] = []
+        self._flush_lock = asyncio.Lock()
+        self._refresh_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._flush_soon = asyncio.Event()
+        self._sem = asyncio.Semaphore(self.settings.max_workers)
+        self._tasks: set[asyncio.Task] = set()
+        self._background: list[asyncio.Task] = []
+        self._requested: set[int] = set()
+        self._closing = False
+        self.http_session: aiohttp.ClientSession | None = None
+        # Figures for /status/detailed and the benchmark.
+        self.lags: deque[float] = deque(maxlen=20_000)
+        self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
+        self.checks_run = 0
+        self.overruns = 0
+        self.dropped_results = 0
+        self.flush_failures = 0
+        self.last_flush_error: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        from app.core.outbound import make_session
+
+        if self.http_session is None:
+            workers = self.settings.max_workers
+            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2))
+        self._closing = False
+        await self.refresh()
+
+    def start_background(self) -> None:
+        self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch"),
+                            asyncio.create_task(self._flush_loop(), name="monitoring:flush")]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._flush_soon.set()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - shutting down
+                pass
+        self._background = []
+        if self._tasks:  # in-flight checks get a moment to finish, then are cancelled
+            _, pending = await asyncio.wait(self._tasks, timeout=2)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - logged in flush
+            pass
+        if self.http_session is not None:
+            await self.http_session.close()
+            self.http_session = None
+
+    # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
+    def request_check(self, component_id: int) -> None:
+        """Run this component's check as soon as possible (e.g. to verify a recovery action)."""
+        entry = self.entries.get(component_id)
+        if entry is None:
+            self._requested.add(component_id)  # not loaded yet: due right after the next refresh
+            return
+        self._make_due_now(entry)
+
+    async def note_recovery_action(self, component_id: int, action: str, at: datetime | None = None) -> str | None:
+        """A recovery action just ran on this component: status `recovering`, failures ignored for
+        `recovery_grace`, `success_threshold` successes verify it. Persists the transition (and
+        publishes HealthTransition) before returning the new status."""
+        if component_id not in self.tracked:
+            await self.refresh()
+        if component_id not in self.tracked:
+            return None
+        self._buffer.append(RecoveryMark(component_id, action, at or utcnow()))
+        await self.flush()
+        return self.tracked[component_id].machine.status if component_id in self.tracked else None
+
+    def thresholds_for(self, component_id: int) -> sm.Thresholds | None:
+        tracked = self.tracked.get(component_id)
+        return tracked.thresholds if tracked else None
+
+    def status_of(self, component_id: int) -> str | None:
+        tracked = self.tracked.get(component_id)
+        return tracked.machine.status if tracked else None
+
+    async def run_once(self) -> None:
+        """Tests: refresh, run every owned check once (concurrently, bounded), wait, flush."""
+        await self.refresh()
+        now = time.monotonic()
+        runs = [self._spawn(entry, now) for entry in list(self.entries.values()) if not entry.running]
+        if runs:
+            await asyncio.gather(*runs, return_exceptions=True)
+        await self.flush()
+
+    # ------------------------------------------------------------------ refresh
+    async def refresh(self) -> None:
+        async with self._refresh_lock:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        async with session_scope(self.state.sessionmaker) as session:
+            rows = (await session.execute(
+                select(Component.id, Component.version).where(Component.enabled.is_(True)))).all()
+            current = {cid: version for cid, version in rows}
+            owned = await self.ownership.owned(set(current))
+            current = {cid: v for cid, v in current.items() if cid in owned}
+            changed = [cid for cid, v in current.items() if self._versions.get(cid) != v]
+            for gone in set(self._versions) - set(current):
+                self._forget(gone)
+            for start in range(0, len(changed), 500):
+                chunk = changed[start:start + 500]
+                components = (await session.execute(
+                    select(Component).where(Component.id.in_(chunk)))).unique().scalars().all()
+                for component in components:
+                    await self._load(session, component)
+        for cid in list(self._requested):
+            if cid in self.entries:
+                self._make_due_now(self.entries[cid])
+            self._requested.discard(cid)
+        self._publish_health()
+
+    async def _load(self, session, component: Component) -> None:
+        self._versions[component.id] = component.version
+        check = component.check
+        if not check or not isinstance(check, dict) or "kind" not in check:
+            self._forget(component.id, keep_version=True)
+            return
+        mon = self.settings.monitoring
+        thresholds = sm.Thresholds(
+            failure_threshold=int(check.get("failure_threshold") or mon.failure_threshold),
+            success_threshold=int(check.get("success_threshold") or mon.success_threshold),
+            flap_window=mon.flap_window, flap_threshold=mon.flap_threshold, recovery_grace_s=mon.recovery_grace,
+        )
+        tracked = self.tracked.get(component.id)
+        if tracked is None:
+            st = component.state
+            if st is None:
+                await session.execute(insert(ComponentState).values(component_id=component.id))
+                machine = sm.MachineState(status_since=utcnow())
+                tracked = Tracked(component.id, component.name, component.critical, dict(component.labels or {}),
+                                  thresholds, machine)
+            else:
+                machine = sm.MachineState(status=st.status, status_since=st.status_since,
+                                          consecutive_failures=st.consecutive_failures,
+                                          consecutive_successes=st.consecutive_successes,
+                                          recent=st.recent_outcomes or "", grace_until=st.grace_until)
+                tracked = Tracked(component.id, component.name, component.critical, dict(component.labels or {}),
+                                  thresholds, machine, incident_id=st.current_incident_id,
+                                  incident_worst=st.status if st.current_incident_id else None,
+                                  last_check_at=st.last_check_at, last_outcome=st.last_outcome,
+                                  last_detail=st.last_detail, last_latency_ms=st.last_latency_ms)
+            self.tracked[component.id] = tracked
+        else:
+            tracked.critical, tracked.labels, tracked.thresholds = (component.critical, dict(component.labels or {}),
+                                                                    thresholds)
+        interval = float(check.get("interval") or mon.interval)
+        timeout = float(check.get("timeout") or mon.health_check_timeout)
+        params = {k: v for k, v in check.items() if k not in COMMON_KEYS}
+        if check.get("timeout"):
+            params["timeout"] = timeout
+        entry = self.entries.get(component.id)
+        if entry is None:
+            entry = Entry(component.id, component.name, component.version, check["kind"], params, interval, timeout)
+            self.entries[component.id] = entry
+            # Spread the first runs over one interval so a restart does not probe everything at once.
+            self._schedule(entry, time.monotonic() + random.uniform(0, interval))
+        else:
+            rescheduled = entry.interval != interval
+            entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
+                component.version, check["kind"], params, interval, timeout)
+            if rescheduled:
+                self._schedule(entry, time.monotonic() + random.uniform(0, interval))
+        if component.critical:
+            self.state.critical_components.add(component.name)
+        else:
+            self.state.critical_components.discard(component.name)
+
+    def _forget(self, component_id: int, *, keep_version: bool = False) -> None:
+        entry = self.entries.pop(component_id, None)
+        if entry is not None:
+            entry.generation += 1  # its heap items become stale
+        tracked = self.tracked.pop(component_id, None)
+        if not keep_version:
+            self._versions.pop(component_id, None)
+        if tracked is not None:
+            self.state.component_health.pop(tracked.name, None)
+            self.state.critical_components.discard(tracked.name)
+            _remove_component_metrics(self.state.metrics, tracked.name)
+
+    # ------------------------------------------------------------------ dispatch
+    def _schedule(self, entry: Entry, base_due: float) -> None:
+        entry.generation += 1
+        entry.base_due = base_due
+        entry.due = base_due + random.uniform(0, self.settings.monitoring.jitter * entry.interval)
+        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
+        self._wake.set()
+
+    def _make_due_now(self, entry: Entry) -> None:
+        entry.generation += 1
+        entry.due = time.monotonic()
+        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
+        self._wake.set()
+
+    def _next(self, entry: Entry, now: float) -> None:
+        base = entry.base_due + entry.interval
+        if base < now - entry.interval:  # far behind (paused, overloaded): skip, don't burst
+            base = now
+        entry.base_due = base
+        entry.due = base + random.uniform(0, self.settings.monitoring.jitter * entry.interval)
+        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
+
+    async def _dispatch_loop(self) -> None:
+        while not self._closing:
+            now = time.monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                due, cid, generation = heapq.heappop(self._heap)
+                entry = self.entries.get(cid)
+                if entry is None or entry.generation != generation:
+                    continue
+                if entry.running:
+                    self.overruns += 1
+                    if self.overruns % 100 == 1:
+                        log.warning("check of %s still running when due again (%d overruns so far)",
+                                    entry.name, self.overruns)
+                    self._next(entry, now)
+                    continue
+                await self._sem.acquire()  # waits for a free worker: the lag shows it
+                task = asyncio.create_task(self._run_entry(entry, due, acquired=True))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                self._next(entry, time.monotonic())
+                now = time.monotonic()
+            self._wake.clear()
+            delay = (self._heap[0][0] - time.monotonic()) if self._heap else 1.0
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 1.0))
+                except TimeoutError:
+                    pass
+
+    def _spawn(self, entry: Entry, due: float) -> asyncio.Task:
+        task = asyncio.create_task(self._run_entry(entry, due, acquired=False))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run_entry(self, entry: Entry, due: float, *, acquired: bool) -> None:
+        if not acquired:
+            await self._sem.acquire()
+        entry.running = True
+        try:
+            started = time.monotonic()
+            self.lags.append(max(0.0, started - due))
+            result = await self._execute(entry)
+        finally:
+            entry.running = False
+            self._sem.release()
+        self.checks_run += 1
+        self.completed.append(time.monotonic())
+        metrics = self.state.metrics
+        metrics.checks.labels(entry.name, result.outcome.value).inc()
+        if result.latency_s is not None:
+            metrics.check_duration.labels(entry.kind).observe(result.latency_s)
+        if entry.component_id in self.tracked:
+            self._buffer.append(Observation(entry.component_id, entry.kind, result))
+            if len(self._buffer) >= self.flush_size:
+                self._flush_soon.set()
+
+    async def _execute(self, entry: Entry) -> CheckResult:
+        mon = self.settings.monitoring
+        ctx = CheckContext(timeout=entry.timeout, http_session=self.http_session,
+                           commands_enabled=mon.command_checks_enabled, command_allowlist=list(mon.command_allowlist))
+        try:
+            if entry.kind == "heartbeat":
+                ctx.heartbeat = await self._heartbeat_state(entry.component_id)
+            # The kinds bound themselves; this cap makes sure a misbehaving third-party kind cannot
+            # hold a worker forever.
+            async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
+                return await self.registry.run(entry.kind, entry.params, ctx)
+        except TimeoutError:
+            return CheckResult.down(f"timeout after {entry.timeout:g}s", entry.timeout)
+        except Exception as exc:  # noqa: BLE001 - one broken check never stops the scheduler
+            log.warning("check of %s failed: %s", entry.name, type(exc).__name__)
+            return CheckResult.down(f"check failed: internal error ({type(exc).__name__})")
+
+    async def _heartbeat_state(self, component_id: int) -> HeartbeatState:
+        async with session_scope(self.state.sessionmaker) as session:
+            row = (await session.execute(
+                select(Component.created_at, ComponentState.last_ping_at, ComponentState.last_ping_status,
+                       ComponentState.last_start_at, ComponentState.last_duration_s)
+                .join(ComponentState, ComponentState.component_id == Component.id)
+                .where(Component.id == component_id))).one()
+        return HeartbeatState(created_at=row[0], last_ping_at=row[1], last_ping_status=row[2],
+                              last_start_at=row[3], last_duration_s=row[4])
+
+    # ------------------------------------------------------------------ flush
+    async def _flush_loop(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
+            except TimeoutError:
+                pass
+            self._flush_soon.clear()
+            try:
+                await self.flush()
+            except Exception:  # noqa: BLE001 - logged in flush; retried next time
+                await asyncio.sleep(self.flush_interval)
+
+    async def flush(self) -> int:
+        """Write buffered results in one transaction. Returns the number of results written."""
+        async with self._flush_lock:
+            if not self._buffer:
+                return 0
+            items, self._buffer = self._buffer, []
+            try:
+                async with session_scope(self.state.sessionmaker) as session:
+                    applied = await write_batch(session, items, self.tracked, self.state.events)
+            except Exception as exc:
+                self.flush_failures += 1
+                self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.exception("writing %d check results failed; will retry", len(items))
+                self._buffer = items + self._buffer
+                if len(self._buffer) > MAX_BUFFER:
+                    self.dropped_results += len(self._buffer) - MAX_BUFFER
+                    self._buffer = self._buffer[-MAX_BUFFER:]
+                raise
+            for cid, tracked in applied.tracked.items():
+                if cid in self.tracked:
+                    self.tracked[cid] = tracked
+            self._publish_health()
+            return applied.results_written
+
+    # ------------------------------------------------------------------ health map and metrics
+    def _publish_health(self) -> None:
+        state, metrics = self.state, self.state.metrics
+        health = {t.name: t.machine.status for t in self.tracked.values()}
+        state.component_health.clear()
+        state.component_health.update(health)
+        for name, status in health.items():
+            metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
+            for s in STATUSES:
+                metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
+        healthy = sum(1 for s in health.values() if s == "healthy")
+        metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
+        if self.lags:
+            metrics.scheduler_lag.set(self.lags[-1])
+
+    def stats(self) -> dict[str, Any]:
+        lags = sorted(self.lags)
+        now = time.monotonic()
+        recent = sum(1 for t in self.completed if now - t <= 60)
+        window = min(60.0, now - self.completed[0]) if self.completed else 0.0
+
+        def pct(q: float) -> float | None:
+            return round(lags[min(len(lags) - 1, int(q * len(lags)))], 4) if lags else None
+
+        return {
+            "components_scheduled": len(self.entries),
+            "checks_run": self.checks_run,
+            "checks_per_second": round(recent / window, 2) if window > 0 else 0.0,
+            "in_flight": sum(1 for e in self.entries.values() if e.running),
+            "scheduler_lag_p50_seconds": pct(0.5),
+            "scheduler_lag_p99_seconds": pct(0.99),
+            "overruns": self.overruns,
+            "buffered_results": len(self._buffer),
+            "dropped_results": self.dropped_results,
+            "flush_failures": self.flush_failures,
+        }
+
+
+def _remove_component_metrics(metrics: Any, name: str) -> None:
+    """Drop a removed component's label sets so cardinality stays bounded."""
+    for collector, label_sets in (
+        (metrics.component_health, [(name,)]),
+        (metrics.component_status, [(name, s) for s in STATUSES]),
+        (metrics.checks, [(name, o.value) for o in Outcome]),
+    ):
+        for labels in label_sets:
+            try:
+                collector.remove(*labels)
+            except KeyError:
+                pass
+
+
+class SchedulerLoop(LoopService):
+    """Runs the scheduler under the lifespan: on start syncs declared components and opens the
+    scheduler; each iteration refreshes the component list; on stop drains and flushes."""
+
+    name = "monitoring-scheduler"
+
+    def __init__(self, state: GuardState, scheduler: Scheduler, *, refresh_interval: float = 1.0):
+        super().__init__(refresh_interval, metrics=state.metrics)
+        self.state = state
+        self.scheduler = scheduler
+
+    async def on_start(self) -> None:
+        from app.monitoring.declarative import sync_declared_components
+
+        try:
+            await sync_declared_components(self.state)
+        except Exception:  # noqa: BLE001 - a bad declaration must not keep the API components unwatched
+            log.exception("syncing the components declared in the configuration failed")
+        await self.scheduler.open()
+        self.scheduler.start_background()
+
+    async def run_once(self) -> None:
+        await self.scheduler.refresh()
+
+    async def on_stop(self) -> None:
+        await self.scheduler.close()

@@ -1,0 +1,131 @@
+"""Request and response shapes of the status, history, uptime and heartbeat APIs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IncidentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    opened_at: datetime
+    closed_at: datetime | None = None
+    opening_status: str
+    worst_status: str
+    reason: str
+    close_reason: str | None = None
+
+
+class ComponentStatusOut(BaseModel):
+    name: str
+    status: str
+    critical: bool
+    status_since: datetime | None = None
+    last_check_at: datetime | None = None
+    last_outcome: str | None = None
+    last_detail: str | None = None
+    last_latency_ms: float | None = None
+    uptime_24h: float | None = Field(None, description="percent of checks up in the last 24 h")
+    current_incident: IncidentOut | None = None
+
+
+class SystemStatus(BaseModel):
+    overall_health: str
+    timestamp: datetime
+    components: list[ComponentStatusOut]
+
+
+class DetailedStatus(BaseModel):
+    overall_health: str
+    timestamp: datetime
+    counts_by_status: dict[str, int]
+    open_incidents: int
+    scheduler: dict[str, Any]
+    healing: dict[str, Any] = Field(default_factory=dict)
+    cache: dict[str, Any] = Field(default_factory=dict)
+    sections: dict[str, Any] = Field(default_factory=dict, description="other sections registered by domains")
+
+
+class TransitionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    previous: str
+    current: str
+    reason: str
+    result_ids: list[int]
+    summary: dict[str, Any]
+    incident_id: int | None = None
+
+
+class ResultOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    observed_at: datetime
+    outcome: str
+    latency_ms: float | None = None
+    detail: str
+
+
+class RollupOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    hour: datetime
+    count: int
+    failures: int
+    degraded: int
+    latency_min_ms: float | None = None
+    latency_mean_ms: float | None = None
+    latency_max_ms: float | None = None
+    latency_p95_ms: float | None = None
+
+
+class HistoryOut(BaseModel):
+    component: str
+    transitions: list[TransitionOut]
+    transitions_total: int
+    limit: int
+    offset: int
+    recent_results: list[ResultOut]
+    hourly: list[RollupOut]
+
+
+UptimeWindow = Literal["1h", "24h", "7d", "30d"]
+
+
+class UptimeOut(BaseModel):
+    component: str
+    window: str
+    since: datetime
+    checks: int
+    failures: int
+    degraded: int
+    uptime_percent: float | None
+    source: str = Field(description="raw, rollups or rollups+raw")
+
+
+class HeartbeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["start", "success", "fail"] = "success"
+    duration_seconds: float | None = Field(None, ge=0, le=30 * 86400)
+    message: str | None = Field(None, max_length=1000)
+
+
+class HeartbeatOut(BaseModel):
+    component: str
+    status: str
+    received_at: datetime
+    duration_seconds: float | None = None
+
+
+class PingTokenOut(BaseModel):
+    component: str
+    token: str = Field(description="shown once; send it as X-Ping-Token (or ?token=) with heartbeats")
+    header: str = "X-Ping-Token"

@@ -1,0 +1,178 @@
+"""Status, history and uptime queries. Long windows read the hourly rollups plus the raw results
+not rolled up yet, so their cost does not grow with the number of raw rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import CheckResultRecord, CheckRollup, Component, ComponentState, HealthTransitionRecord, Incident
+from app.db.types import utcnow
+from app.errors import NotFound
+from app.monitoring.rollups import floor_hour, rollup_watermark
+from app.monitoring.schemas import (
+    ComponentStatusOut,
+    DetailedStatus,
+    HistoryOut,
+    IncidentOut,
+    ResultOut,
+    RollupOut,
+    SystemStatus,
+    TransitionOut,
+    UptimeOut,
+)
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+RAW_ONLY_UP_TO = timedelta(hours=1)
+
+
+class StatusService:
+    def __init__(self, session: AsyncSession, state: GuardState):
+        self.session = session
+        self.state = state
+
+    async def _component(self, name: str) -> Component:
+        component = (await self.session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+        if component is None:
+            raise NotFound(f"component {name!r} not found")
+        return component
+
+    # ------------------------------------------------------------------ uptime
+    async def counts(self, since: datetime, component_ids: list[int] | None = None) -> tuple[dict[int, list[int]], str]:
+        """component -> [checks, failures, degraded] since `since`, and which data answered."""
+        totals: dict[int, list[int]] = {}
+        raw_from, source = since, "raw"
+        if utcnow() - since > RAW_ONLY_UP_TO:
+            watermark = await rollup_watermark(self.session)
+            if watermark is not None and watermark > since:
+                q = (select(CheckRollup.component_id, func.sum(CheckRollup.count), func.sum(CheckRollup.failures),
+                            func.sum(CheckRollup.degraded))
+                     .where(CheckRollup.hour >= floor_hour(since), CheckRollup.hour < watermark)
+                     .group_by(CheckRollup.component_id))
+                if component_ids is not None:
+                    q = q.where(CheckRollup.component_id.in_(component_ids))
+                for cid, count, failures, degraded in (await self.session.execute(q)).all():
+                    totals[cid] = [int(count or 0), int(failures or 0), int(degraded or 0)]
+                raw_from, source = watermark, "rollups+raw"
+        q = (select(CheckResultRecord.component_id, func.count(),
+                    func.sum(case((CheckResultRecord.outcome == "down", 1), else_=0)),
+                    func.sum(case((CheckResultRecord.outcome == "degraded", 1), else_=0)))
+             .where(CheckResultRecord.observed_at >= raw_from).group_by(CheckResultRecord.component_id))
+        if component_ids is not None:
+            q = q.where(CheckResultRecord.component_id.in_(component_ids))
+        for cid, count, failures, degraded in (await self.session.execute(q)).all():
+            t = totals.setdefault(cid, [0, 0, 0])
+            t[0] += int(count or 0)
+            t[1] += int(failures or 0)
+            t[2] += int(degraded or 0)
+        return totals, source
+
+    @staticmethod
+    def percent(counts: list[int] | None) -> float | None:
+        if not counts or counts[0] == 0:
+            return None
+        return round(100.0 * (counts[0] - counts[1]) / counts[0], 3)
+
+    async def uptime(self, name: str, window: str) -> UptimeOut:
+        component = await self._component(name)
+        since = utcnow() - WINDOWS[window]
+        totals, source = await self.counts(since, [component.id])
+        c = totals.get(component.id, [0, 0, 0])
+        return UptimeOut(component=name, window=window, since=since, checks=c[0], failures=c[1], degraded=c[2],
+                         uptime_percent=self.percent(c), source=source)
+
+    # ------------------------------------------------------------------ status
+    async def system_status(self) -> SystemStatus:
+        rows = (await self.session.execute(
+            select(Component, ComponentState).join(ComponentState, ComponentState.component_id == Component.id)
+            .where(Component.enabled.is_(True), Component.check.is_not(None)).order_by(Component.name)
+        )).unique().all()
+        rows = [(c, s) for c, s in rows if c.check]
+        incident_ids = [s.current_incident_id for _, s in rows if s.current_incident_id]
+        incidents: dict[int, Incident] = {}
+        if incident_ids:
+            found = (await self.session.execute(select(Incident).where(Incident.id.in_(incident_ids)))).scalars()
+            incidents = {i.id: i for i in found}
+        totals, _ = await self.counts(utcnow() - WINDOWS["24h"])
+        components = []
+        for c, s in rows:
+            incident = incidents.get(s.current_incident_id) if s.current_incident_id else None
+            components.append(ComponentStatusOut(
+                name=c.name, status=s.status, critical=c.critical, status_since=s.status_since,
+                last_check_at=s.last_check_at, last_outcome=s.last_outcome, last_detail=s.last_detail,
+                last_latency_ms=s.last_latency_ms, uptime_24h=self.percent(totals.get(c.id)),
+                current_incident=IncidentOut.model_validate(incident) if incident else None,
+            ))
+        # The scheduler's in-memory map is the freshest view; the rows are used when it runs elsewhere.
+        health = self.state.component_health or {c.name: c.status for c in components}
+        return SystemStatus(overall_health=self.state.overall_health(health), timestamp=utcnow(), components=components)
+
+    async def detailed(self) -> DetailedStatus:
+        counts = Counter(dict((await self.session.execute(
+            select(ComponentState.status, func.count()).join(Component, Component.id == ComponentState.component_id)
+            .where(Component.enabled.is_(True)).group_by(ComponentState.status))).all()))
+        open_incidents = (await self.session.execute(
+            select(func.count()).select_from(Incident).where(Incident.closed_at.is_(None)))).scalar_one()
+        scheduler = self.state.extras.get("scheduler")
+        sections = self.state.extras.get("status_sections")
+        extra: dict[str, Any] = await sections.collect(self.state) if sections is not None else {}
+        return DetailedStatus(
+            overall_health=self.state.overall_health(), timestamp=utcnow(),
+            counts_by_status={k: int(v) for k, v in counts.items()}, open_incidents=int(open_incidents),
+            scheduler=scheduler.stats() if scheduler is not None else {"running": False},
+            healing=extra.pop("healing", {}), cache=extra.pop("cache", {}), sections=extra,
+        )
+
+    # ------------------------------------------------------------------ history
+    async def history(self, name: str, *, limit: int, offset: int, results_limit: int) -> HistoryOut:
+        component = await self._component(name)
+        cid = component.id
+        total = (await self.session.execute(
+            select(func.count()).select_from(HealthTransitionRecord).where(HealthTransitionRecord.component_id == cid)
+        )).scalar_one()
+        transitions = (await self.session.execute(
+            select(HealthTransitionRecord).where(HealthTransitionRecord.component_id == cid)
+            .order_by(HealthTransitionRecord.at.desc(), HealthTransitionRecord.id.desc()).limit(limit).offset(offset)
+        )).scalars().all()
+        results = (await self.session.execute(
+            select(CheckResultRecord).where(CheckResultRecord.component_id == cid)
+            .order_by(CheckResultRecord.observed_at.desc(), CheckResultRecord.id.desc()).limit(results_limit)
+        )).scalars().all()
+        hourly = (await self.session.execute(
+            select(CheckRollup).where(CheckRollup.component_id == cid, CheckRollup.hour >= utcnow() - WINDOWS["24h"])
+            .order_by(CheckRollup.hour.desc())
+        )).scalars().all()
+        return HistoryOut(
+            component=name, transitions=[TransitionOut.model_validate(t) for t in transitions],
+            transitions_total=int(total), limit=limit, offset=offset,
+            recent_results=[ResultOut.model_validate(r) for r in results],
+            hourly=[RollupOut.model_validate(h) for h in hourly],
+        )
+
+
+class StatusSections:
+    """Providers of extra /status/detailed sections (healing stats, cache hit rate...), registered by
+    other domains: ``state.extras["status_sections"].register("healing", async_fn)``;
+    ``async_fn(state) -> dict``."""
+
+    def __init__(self) -> None:
+        self._providers: dict[str, Any] = {}
+
+    def register(self, name: str, provider: Any) -> None:
+        self._providers[name] = provider
+
+    async def collect(self, state: GuardState) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, provider in self._providers.items():
+            try:
+                out[name] = await provider(state)
+            except Exception as exc:  # noqa: BLE001 - one broken section must not break the page
+                out[name] = {"error": type(exc).__name__}
+        return out

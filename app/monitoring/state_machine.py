@@ -1,0 +1,144 @@
+"""The health state machine: pure, no I/O, no clock of its own (callers pass `now`).
+
+Rules (first match wins), applied to every check result:
+
+- During the grace period after a recovery action, failures do not count (they are not added to
+  the failure streak nor to the flap window); successes do. ``success_threshold`` consecutive
+  successes verify the recovery: ``recovering -> healthy``. When the grace ends with the component
+  still failing, ``failure_threshold`` further failures give ``recovering -> failed``.
+- ``failure_threshold`` consecutive non-up results: ``critical`` when all of the last
+  ``failure_threshold`` were down, ``degraded`` when some were only degraded.
+- ``success_threshold`` consecutive up results: ``healthy`` — unless the component is flapping.
+- Flapping (Monit's N-of-M): at least ``flap_threshold`` bad results among the last
+  ``flap_window``. While flapping a healthy component becomes ``degraded`` and no status may
+  *improve*; only worsening transitions happen, so alternating results cannot cause a storm.
+  Once the window calms down, the usual success rule applies.
+- Otherwise the status stays (hysteresis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from app.checks.base import Outcome
+
+UNKNOWN, HEALTHY, DEGRADED, CRITICAL, RECOVERING, FAILED = (
+    "unknown", "healthy", "degraded", "critical", "recovering", "failed"
+)
+# Statuses during which an incident is open.
+UNHEALTHY = frozenset({DEGRADED, CRITICAL, FAILED, RECOVERING})
+SEVERITY = {UNKNOWN: 0, HEALTHY: 0, RECOVERING: 1, DEGRADED: 1, CRITICAL: 2, FAILED: 3}
+OUTCOME_CODE = {Outcome.UP: "u", Outcome.DEGRADED: "g", Outcome.DOWN: "d"}
+MAX_WINDOW = 64  # the persisted column's width
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    failure_threshold: int = 3
+    success_threshold: int = 1
+    flap_window: int = 10
+    flap_threshold: int = 5
+    recovery_grace_s: float = 30.0
+
+    @property
+    def window(self) -> int:
+        return max(1, min(self.flap_window, MAX_WINDOW))
+
+
+@dataclass(frozen=True)
+class MachineState:
+    status: str = UNKNOWN
+    status_since: datetime | None = None
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    recent: str = ""  # outcome codes, oldest first, at most MAX_WINDOW
+    grace_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A status change and why."""
+
+    previous: str
+    current: str
+    reason: str
+
+
+def _bad(code: str) -> bool:
+    return code != "u"
+
+
+def flapping(recent: str, t: Thresholds) -> bool:
+    window = recent[-t.window:]
+    return sum(1 for c in window if _bad(c)) >= t.flap_threshold
+
+
+def in_grace(state: MachineState, now: datetime) -> bool:
+    return state.grace_until is not None and now < state.grace_until
+
+
+def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thresholds,
+            detail: str = "") -> tuple[MachineState, Decision | None]:
+    """Fold one check result into the state. Returns the new state and a decision when the
+    status changed."""
+    outcome = Outcome(outcome)
+    code = OUTCOME_CODE[outcome]
+    grace = in_grace(state, now)
+    if outcome is Outcome.UP:
+        successes, failures = state.consecutive_successes + 1, 0
+    elif grace:
+        successes, failures = 0, state.consecutive_failures  # a failure during grace does not count
+    else:
+        successes, failures = 0, state.consecutive_failures + 1
+    recent = state.recent if (grace and outcome is not Outcome.UP) else (state.recent + code)[-MAX_WINDOW:]
+    grace_until = state.grace_until if grace else None
+    new = replace(state, consecutive_failures=failures, consecutive_successes=successes, recent=recent,
+                  grace_until=grace_until)
+
+    target, reason = _target(state, new, outcome, grace, t, detail)
+    if target == state.status:
+        return new, None
+    return replace(new, status=target, status_since=now), Decision(state.status, target, reason)
+
+
+def _target(old: MachineState, new: MachineState, outcome: Outcome, grace: bool, t: Thresholds,
+            detail: str) -> tuple[str, str]:
+    status = old.status
+    why = f": {detail}" if detail else ""
+    if status == RECOVERING:
+        if new.consecutive_successes >= t.success_threshold:
+            return HEALTHY, f"recovery verified by {new.consecutive_successes} successful check(s)"
+        if not grace and new.consecutive_failures >= t.failure_threshold:
+            return FAILED, f"still failing after the recovery action ({new.consecutive_failures} failures){why}"
+        return status, ""
+    if new.consecutive_failures >= t.failure_threshold:
+        last = new.recent[-t.failure_threshold:]
+        target = CRITICAL if last and all(c == "d" for c in last) else DEGRADED
+        if SEVERITY[target] <= SEVERITY[status]:
+            return status, ""  # already as bad or worse
+        return target, f"{new.consecutive_failures} consecutive failed checks{why}"
+    is_flapping = flapping(new.recent, t)
+    if new.consecutive_successes >= t.success_threshold:
+        if is_flapping:
+            if status in (HEALTHY, UNKNOWN):
+                bad = sum(1 for c in new.recent[-t.window:] if _bad(c))
+                return DEGRADED, f"flapping: {bad} of the last {len(new.recent[-t.window:])} checks failed"
+            return status, ""  # no improvement while flapping
+        if status != HEALTHY:
+            return HEALTHY, f"{new.consecutive_successes} consecutive successful checks{why}"
+        return status, ""
+    if is_flapping and status in (HEALTHY, UNKNOWN):
+        bad = sum(1 for c in new.recent[-t.window:] if _bad(c))
+        return DEGRADED, f"flapping: {bad} of the last {len(new.recent[-t.window:])} checks failed"
+    return status, ""
+
+
+def begin_recovery(state: MachineState, now: datetime, t: Thresholds, action: str) -> tuple[MachineState, Decision | None]:
+    """A recovery action just ran: `recovering` until verified, failures ignored during the grace."""
+    new = replace(state, consecutive_failures=0, consecutive_successes=0,
+                  grace_until=now + timedelta(seconds=t.recovery_grace_s))
+    if state.status == RECOVERING:
+        return new, None
+    reason = f"recovery action {action!r} ran; verifying (grace {t.recovery_grace_s:g}s)"
+    return replace(new, status=RECOVERING, status_since=now), Decision(state.status, RECOVERING, reason)

@@ -1,0 +1,1 @@
+"""Notifications: channels, the durable outbox sender, escalation and message catalogs."""

@@ -1,0 +1,61 @@
+"""What every channel kind provides."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from app.crypto import mask, mask_url
+
+
+@dataclass(frozen=True)
+class OutgoingNotification:
+    id: int
+    idempotency_key: str
+    kind: str
+    payload: dict[str, Any]
+    language: str
+    channel_name: str
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    url: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"
+
+
+class ChannelKind:
+    kind: ClassVar[str]
+    config_model: ClassVar[type[BaseModel]]
+    # Config keys holding URLs (masked to scheme://host/***) and other secrets (masked entirely).
+    url_fields: ClassVar[tuple[str, ...]] = ("url",)
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self.config_model.model_validate(config).model_dump(exclude_none=True)
+
+    def urls(self, config: dict[str, Any]) -> list[str]:
+        return [config[k] for k in self.url_fields if config.get(k)]
+
+    def masked(self, config: dict[str, Any]) -> dict[str, Any]:
+        shown: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in self.url_fields:
+                shown[key] = mask_url(value)
+            elif key in self.secret_fields:
+                shown[key] = {k: mask(str(v)) for k, v in value.items()} if isinstance(value, dict) else mask(str(value))
+            else:
+                shown[key] = value
+        return shown
+
+    def build(self, config: dict[str, Any], notification: OutgoingNotification) -> PreparedRequest:
+        raise NotImplementedError
+
+
+def json_bytes(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()

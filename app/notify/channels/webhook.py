@@ -1,0 +1,74 @@
+"""Generic JSON webhook: a versioned payload, an idempotency key, and an HMAC-SHA256 signature.
+
+Receivers verify ``X-Pipeline-Guard-Signature: sha256=<hex>`` = HMAC-SHA256(secret, raw body) and
+drop repeats by ``Idempotency-Key`` (the same for every try of one notification).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.templates import render
+
+PAYLOAD_VERSION = "1"
+SIGNATURE_HEADER = "X-Pipeline-Guard-Signature"
+RESERVED_HEADERS = {"content-type", "content-length", "host", "idempotency-key", SIGNATURE_HEADER.lower()}
+
+
+class WebhookConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048)
+    secret: str | None = Field(default=None, min_length=16, max_length=256, description="HMAC-SHA256 key")
+    headers: dict[str, str] | None = Field(default=None, description="extra headers (e.g. Authorization); secret")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if len(value) > 16:
+            raise ValueError("at most 16 extra headers")
+        for key in value:
+            if key.lower() in RESERVED_HEADERS or not key.replace("-", "").isalnum():
+                raise ValueError(f"header {key!r} is not allowed")
+        return value
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_payload(notification: OutgoingNotification) -> dict:
+    message = render(notification.payload, notification.language, channel_name=notification.channel_name)
+    return {
+        "version": PAYLOAD_VERSION,
+        "idempotency_key": notification.idempotency_key,
+        "kind": notification.kind,
+        "title": message.title,
+        "language": notification.language,
+        "alert": notification.payload.get("alert"),
+        "created_at": notification.payload.get("created_at"),
+    }
+
+
+class WebhookChannel(ChannelKind):
+    kind = "webhook"
+    config_model = WebhookConfig
+    secret_fields = ("secret", "headers")
+
+    def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
+        body = json_bytes(webhook_payload(notification))
+        headers = dict(config.get("headers") or {})
+        headers.update({
+            "Content-Type": "application/json",
+            "Idempotency-Key": notification.idempotency_key,
+            "X-Pipeline-Guard-Event": notification.kind,
+        })
+        if config.get("secret"):
+            headers[SIGNATURE_HEADER] = sign(config["secret"], body)
+        return PreparedRequest(url=config["url"], body=body, headers=headers)

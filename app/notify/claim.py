@@ -1,0 +1,75 @@
+"""How a sender claims due notifications: the one place the outbox differs per dialect.
+
+Postgres: ``SELECT ... FOR UPDATE SKIP LOCKED`` so several replicas share the outbox without ever
+taking the same row. SQLite (one writer at a time, no row locks): a compare-and-set ``UPDATE`` per
+candidate, which only one process can win. Both set a lease (``claimed_until``): a row claimed by a
+sender that died is claimable again once the lease ends. Times come from the database's clock on
+Postgres (replicas compare them); SQLite is single-host, the process clock is the database's clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Notification, NotificationStatus
+from app.db.types import utcnow
+
+
+def _claimable(now: datetime):
+    return or_(
+        and_(Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at <= now),
+        and_(Notification.status == NotificationStatus.SENDING, Notification.claimed_until < now),
+    )
+
+
+def _candidates(now: datetime, limit: int):
+    return (
+        select(Notification.id).where(_claimable(now))
+        .order_by(Notification.next_attempt_at, Notification.id).limit(limit)
+    )
+
+
+class ClaimStrategy:
+    async def now(self, session: AsyncSession) -> datetime:
+        return utcnow()
+
+    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
+        raise NotImplementedError
+
+
+class PostgresClaim(ClaimStrategy):
+    async def now(self, session: AsyncSession) -> datetime:
+        return (await session.execute(select(func.now()))).scalar_one()
+
+    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
+        now = await self.now(session)
+        ids = list((await session.execute(_candidates(now, limit).with_for_update(skip_locked=True))).scalars())
+        if ids:
+            await session.execute(
+                update(Notification).where(Notification.id.in_(ids)).values(
+                    status=NotificationStatus.SENDING, claim_token=token, claimed_until=now + timedelta(seconds=lease)
+                )
+            )
+        return ids
+
+
+class SqliteClaim(ClaimStrategy):
+    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
+        now = await self.now(session)
+        won = []
+        for notification_id in (await session.execute(_candidates(now, limit))).scalars().all():
+            result = await session.execute(
+                update(Notification).where(Notification.id == notification_id, _claimable(now)).values(
+                    status=NotificationStatus.SENDING, claim_token=token, claimed_until=now + timedelta(seconds=lease)
+                )
+            )
+            if result.rowcount == 1:
+                won.append(notification_id)
+        return won
+
+
+def claim_strategy(dialect_name: str) -> ClaimStrategy:
+    return PostgresClaim() if dialect_name == "postgresql" else SqliteClaim()

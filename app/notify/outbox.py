@@ -1,0 +1,197 @@
+"""The outbox sender: claims due notifications, delivers them, records every try.
+
+Claim (commit) -> send (no transaction open) -> record the outcome (commit, only if our claim still
+holds). A crash between claim and record leaves the row ``sending`` until its lease ends, then
+another sender (or this one after a restart) tries again with the same idempotency key, so a
+notification is never lost and receivers can drop the rare repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select, update
+
+from app.background import LoopService
+from app.crypto import secret_box
+from app.db.models import Alert, AlertStatus, Channel, DeliveryAttempt, Notification, NotificationStatus, Severity
+from app.db.session import session_scope
+from app.notify.channels import ChannelKind, OutgoingNotification, channel_kind
+from app.notify.claim import claim_strategy
+from app.notify.delivery import SendResult, retry_delay, send
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.notify")
+MAX_BATCHES_PER_RUN = 10
+
+
+@dataclass
+class Claimed:
+    id: int
+    token: str
+    attempts: int
+    channel_name: str
+    kind: ChannelKind | None
+    config: dict | None
+    outgoing: OutgoingNotification
+    problem: str | None = None
+
+
+class OutboxSender(LoopService):
+    name = "notify-outbox"
+
+    def __init__(self, state: GuardState, *, interval: float | None = None):
+        alerting = state.settings.alerting
+        super().__init__(interval or alerting.outbox_interval, metrics=state.metrics)
+        self.state = state
+        self.settings = state.settings
+        self.http = None
+        self._in_flight: dict[int, str] = {}
+
+    async def on_start(self) -> None:
+        from app.core.outbound import make_session
+
+        self.http = make_session(ssrf_allow=self.settings.security.ssrf_allowlist)
+
+    async def on_stop(self) -> None:
+        await self._release_in_flight()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    async def stop(self, timeout: float | None = None) -> None:
+        await super().stop(self.settings.alerting.stop_timeout if timeout is None else timeout)
+
+    async def run_once(self) -> None:
+        if self.http is None:
+            await self.on_start()
+        for _ in range(MAX_BATCHES_PER_RUN):
+            batch = await self.claim()
+            if batch:
+                await asyncio.gather(*(self.deliver(item) for item in batch))
+            if len(batch) < self.settings.alerting.outbox_batch:
+                break
+        await refresh_gauges(self.state)
+
+    # --- claim ----------------------------------------------------------------------------------
+    async def claim(self) -> list[Claimed]:
+        token = uuid.uuid4().hex
+        alerting = self.settings.alerting
+        lease = max(alerting.claim_lease, alerting.request_timeout + 5)
+        async with session_scope(self.state.sessionmaker) as session:
+            strategy = claim_strategy(session.bind.dialect.name)
+            ids = await strategy.claim(session, limit=alerting.outbox_batch, lease=lease, token=token)
+            if not ids:
+                return []
+            rows = (await session.execute(
+                select(Notification, Channel).join(Channel, Notification.channel_id == Channel.id)
+                .where(Notification.id.in_(ids)).order_by(Notification.id)
+            )).all()
+            box = secret_box(self.state)
+            claimed = []
+            for notification, channel in rows:
+                outgoing = OutgoingNotification(
+                    id=notification.id, idempotency_key=notification.idempotency_key, kind=notification.kind,
+                    payload=notification.payload, language=channel.language, channel_name=channel.name,
+                )
+                item = Claimed(notification.id, token, notification.attempts, channel.name, None, None, outgoing)
+                try:
+                    item.kind = channel_kind(channel.kind)
+                    item.config = box.decrypt_json(channel.config_encrypted)
+                except Exception as exc:  # noqa: BLE001 - a broken channel fails its rows, not the loop
+                    item.problem = f"channel {channel.name!r} is unusable: {type(exc).__name__}"
+                if not channel.enabled:
+                    item.problem = f"channel {channel.name!r} is disabled"
+                claimed.append(item)
+                self._in_flight[notification.id] = token
+        return claimed
+
+    # --- deliver --------------------------------------------------------------------------------
+    async def deliver(self, item: Claimed) -> None:
+        if item.problem:
+            result = None
+        else:
+            result = await send(self.http, item.kind, item.config, item.outgoing, self.settings)
+        await self.record(item, result)
+        self._in_flight.pop(item.id, None)
+
+    async def record(self, item: Claimed, result: SendResult | None) -> None:
+        attempt = item.attempts + 1
+        async with session_scope(self.state.sessionmaker) as session:
+            now = await claim_strategy(session.bind.dialect.name).now(session)
+            values: dict = {"attempts": attempt, "claim_token": None, "claimed_until": None}
+            if result is not None and result.ok:
+                outcome = "delivered"
+                values.update(status=NotificationStatus.DELIVERED, delivered_at=now, last_error=None)
+            elif result is None or result.permanent or attempt >= self.settings.alerting.max_attempts:
+                outcome = "failed"
+                values.update(status=NotificationStatus.FAILED, last_error=_describe(item, result))
+            else:
+                outcome = "retry"
+                delay = retry_delay(attempt, self.settings, result.response.retry_after_s)
+                values.update(status=NotificationStatus.PENDING, last_error=_describe(item, result),
+                              next_attempt_at=now + timedelta(seconds=delay))
+            updated = await session.execute(
+                update(Notification).where(Notification.id == item.id, Notification.claim_token == item.token)
+                .values(**values)
+            )
+            if updated.rowcount != 1:
+                # Our lease ran out and another sender took the row over: its outcome counts, not ours.
+                log.warning("notification %s: claim lost before the outcome was recorded", item.id)
+                return
+            response = result.response if result is not None else None
+            session.add(DeliveryAttempt(
+                notification_id=item.id, attempt=attempt, at=now, outcome=outcome,
+                status_code=response.status if response else None,
+                latency_ms=round(response.latency_s * 1000, 2) if response else None,
+                error=None if outcome == "delivered" else _describe(item, result),
+            ))
+        self.state.metrics.notifications.labels(item.channel_name, outcome).inc()
+        if outcome != "delivered":
+            # The channel name only: URLs and secrets never reach the log.
+            log.info("notification %s to %s: %s (%s)", item.id, item.channel_name, outcome, _describe(item, result))
+
+    async def _release_in_flight(self) -> None:
+        """On shutdown, hand claimed rows back at once instead of waiting for their lease."""
+        if not self._in_flight or self.state.sessionmaker is None:
+            return
+        held, self._in_flight = dict(self._in_flight), {}
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                for notification_id, token in held.items():
+                    await session.execute(
+                        update(Notification).where(Notification.id == notification_id, Notification.claim_token == token)
+                        .values(status=NotificationStatus.PENDING, claim_token=None, claimed_until=None)
+                    )
+        except Exception as exc:  # noqa: BLE001 - the lease will free them anyway
+            log.warning("could not release %d claimed notifications: %s", len(held), type(exc).__name__)
+
+
+def _describe(item: Claimed, result: SendResult | None) -> str:
+    if result is None:
+        return item.problem or "not sent"
+    response = result.response
+    if response.error:
+        return response.error
+    return f"HTTP {response.status}"
+
+
+async def refresh_gauges(state: GuardState) -> None:
+    async with session_scope(state.sessionmaker) as session:
+        firing = dict((await session.execute(
+            select(Alert.severity, func.count()).where(Alert.status == AlertStatus.FIRING).group_by(Alert.severity)
+        )).all())
+        pending = (await session.execute(
+            select(func.count()).select_from(Notification)
+            .where(Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.SENDING)))
+        )).scalar_one()
+    for severity in Severity:
+        state.metrics.alerts_firing.labels(severity.value).set(firing.get(severity.value, 0))
+    state.metrics.outbox_pending.set(pending)

@@ -1,0 +1,101 @@
+"""/api/v1/channels (admin) and /api/v1/notifications (the delivery log)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from app.audit.middleware import audit_note
+from app.auth.permissions import Permission
+from app.crypto import secret_box
+from app.deps import Requires, SessionDep
+from app.errors import error_responses
+from app.notify.channel_service import ChannelService
+from app.notify.schemas import (
+    ChannelCreate, ChannelOut, ChannelPage, ChannelTestResult, ChannelUpdate, DeliveryAttemptOut, NotificationOut,
+    NotificationPage,
+)
+from app.notify.service import NotificationService
+from app.pagination import Page
+
+router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
+notifications_router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
+
+
+def get_service(request: Request, session: SessionDep) -> ChannelService:
+    state = request.app.state.guard
+    return ChannelService(session, state.settings, secret_box(state))
+
+
+ServiceDep = Annotated[ChannelService, Depends(get_service)]
+
+
+@router.get("", response_model=ChannelPage, responses=error_responses(401, 403))
+async def list_channels(_: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelPage:
+    channels = await service.list()
+    return ChannelPage(items=[service.out(c) for c in channels], total=len(channels))
+
+
+@router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED,
+             responses=error_responses(401, 403, 409, 422))
+async def create_channel(data: ChannelCreate, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelOut:
+    return service.out(await service.create(data))
+
+
+@router.get("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404))
+async def get_channel(channel_id: int, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelOut:
+    return service.out(await service.get(channel_id))
+
+
+@router.patch("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404, 422))
+async def update_channel(
+    channel_id: int, data: ChannelUpdate, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
+) -> ChannelOut:
+    before = service.out(await service.get(channel_id)).model_dump(exclude={"config", "created_at", "updated_at"})
+    out = service.out(await service.update(channel_id, data))
+    audit_note(request, before=before, after=out.model_dump(exclude={"config", "created_at", "updated_at"}))
+    return out
+
+
+@router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404))
+async def delete_channel(channel_id: int, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> Response:
+    await service.delete(channel_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{channel_id}/test", response_model=ChannelTestResult, responses=error_responses(401, 403, 404))
+async def test_channel(
+    channel_id: int, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
+) -> ChannelTestResult:
+    """Send a test message now (bounded, SSRF-checked) and report the outcome."""
+    from app.core.outbound import make_session
+
+    async with make_session(ssrf_allow=request.app.state.guard.settings.security.ssrf_allowlist) as http:
+        return await service.test(channel_id, http)
+
+
+@notifications_router.get("", response_model=NotificationPage, responses=error_responses(401, 403, 422))
+async def list_notifications(
+    _: Requires(Permission.MONITOR_HEALTH),
+    session: SessionDep,
+    page: Annotated[Page, Depends()],
+    status_: Annotated[str | None, Query(alias="status", pattern="^(pending|sending|delivered|failed)$")] = None,
+    channel_id: int | None = None,
+    alert_id: int | None = None,
+) -> NotificationPage:
+    """The outbox and its delivery log (payload-free: channel secrets are never part of it)."""
+    service = NotificationService(session)
+    rows, total = await service.list(limit=page.limit, offset=page.offset, status=status_, channel_id=channel_id,
+                                     alert_id=alert_id)
+    attempts = await service.attempts_for([n.id for n in rows])
+    items = [
+        NotificationOut(
+            id=n.id, channel_id=n.channel_id, alert_id=n.alert_id, kind=n.kind, status=n.status, attempts=n.attempts,
+            idempotency_key=n.idempotency_key, next_attempt_at=n.next_attempt_at, last_error=n.last_error,
+            delivered_at=n.delivered_at, created_at=n.created_at,
+            delivery_log=[DeliveryAttemptOut.model_validate(a) for a in attempts[n.id]],
+        )
+        for n in rows
+    ]
+    return NotificationPage(items=items, total=total, limit=page.limit, offset=page.offset)

@@ -1,0 +1,117 @@
+"""Helpers for healing tests: a guard with the engine but no loops (tests drive ``evaluate()``),
+components created through the API (so policies are validated), and incidents opened/closed by
+publishing the monitoring events healing subscribes to."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from app.db.models.healing import HealingAttempt
+from app.events import IncidentClosed, IncidentOpened
+from app.healing.wiring import ensure_engine
+from tests.conftest import make_settings, running_guard
+
+PY = sys.executable
+_ids = itertools.count(1000)
+
+
+class Healing:
+    def __init__(self, guard):
+        self.guard = guard
+        self.state = guard.state
+        self.engine = ensure_engine(guard.state)
+        self.alerts = self.engine.ports.alerts
+
+    async def add_component(self, name: str, recovery: dict, *, labels: dict | None = None) -> dict:
+        response = await self.guard.client.post(
+            "/api/v1/components", headers=await self.guard.headers("admin"),
+            json={"name": name, "labels": labels or {}, "recovery": recovery},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def open_incident(self, component: str, incident_id: int | None = None, *, labels=None,
+                            at: datetime | None = None) -> int:
+        incident_id = incident_id or next(_ids)
+        async with self.guard.session() as session:
+            await self.state.events.publish(IncidentOpened(
+                component=component, component_id=0, incident_id=incident_id, status="critical",
+                reason="3 consecutive failures", at=at or datetime.now(UTC), labels=labels or {},
+            ), session)
+        return incident_id
+
+    async def close_incident(self, component: str, incident_id: int) -> None:
+        async with self.guard.session() as session:
+            await self.state.events.publish(IncidentClosed(
+                component=component, component_id=0, incident_id=incident_id, reason="healthy again",
+                at=datetime.now(UTC),
+            ), session)
+
+    async def step(self) -> list[int]:
+        started = await self.engine.evaluate()
+        await self.engine.drain(timeout=30)
+        return started
+
+    async def attempts(self, **filters) -> list[HealingAttempt]:
+        async with self.guard.session() as session:
+            stmt = select(HealingAttempt).order_by(HealingAttempt.id)
+            for key, value in filters.items():
+                stmt = stmt.where(getattr(HealingAttempt, key) == value)
+            return list((await session.execute(stmt)).scalars().all())
+
+    def raised(self, title: str | None = None):
+        return [r.fields for r in self.alerts.records if r.kind == "raise" and (title is None or r.fields["title"] == title)]
+
+    def resolved(self):
+        return [r.fields for r in self.alerts.records if r.kind == "resolve"]
+
+
+def healing_settings(db_url, tmp_path, **healing):
+    base = {"command_actions_enabled": True, "max_concurrent": 3, "max_concurrent_per_group": 2}
+    base.update(healing)
+    return make_settings(db_url, tmp_path, healing=base)
+
+
+@asynccontextmanager
+async def healing_guard(db_url, tmp_path, *, build_services=None, **healing):
+    async with running_guard(healing_settings(db_url, tmp_path, **healing), build_services=build_services) as guard:
+        yield Healing(guard)
+
+
+@pytest.fixture
+async def healing(db_url, tmp_path):
+    async with healing_guard(db_url, tmp_path) as h:
+        yield h
+
+
+def touch_argv(path, *extra: str) -> list[str]:
+    """A command that appends one line to ``path`` (so tests can count executions)."""
+    code = "import sys; open(sys.argv[1], 'a').write('x\\n')" + "".join(f"; {e}" for e in extra)
+    return [PY, "-c", code, str(path)]
+
+
+def count_lines(path) -> int:
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
