@@ -38,6 +38,9 @@ def include_routers(app: FastAPI) -> None:
     for router in (alerts_router, silences_router, channels_router, notifications_router, alertmanager_router,
                    audit_router, security_router):
         app.include_router(router)
+    from app.replicas.router import router as replicas_router
+
+    app.include_router(replicas_router)
 
 
 def iter_api_routes(app: FastAPI):

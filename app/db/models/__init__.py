@@ -17,10 +17,11 @@ from app.db.models.healing import (
 )
 from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
 from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
+from app.db.models.replicas import ComponentLease, Replica
 
 __all__ = [
     "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
-    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "HealingAttempt", "HealingBudget",
+    "CheckRollup", "Component", "ComponentLease", "ComponentState", "DeliveryAttempt", "HealingAttempt", "HealingBudget",
     "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord", "HeartbeatPing", "Incident",
-    "Notification", "NotificationStatus", "RevokedToken", "Severity", "Silence", "User",
+    "Notification", "NotificationStatus", "Replica", "RevokedToken", "Severity", "Silence", "User",
 ]
