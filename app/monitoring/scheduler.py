@@ -102,7 +102,11 @@ class Scheduler:
 
         if self.http_session is None:
             workers = self.settings.max_workers
-            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2))
+            # Which replica probed: lets a target (and the fault tests) see that each component is
+            # checked by exactly one replica.
+            replica = getattr(self.state.extras.get("lease_manager"), "replica_id", None)
+            headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
+            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
         self._closing = False
         await self.refresh()
 
