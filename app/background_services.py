@@ -22,8 +22,13 @@ def build_services(state: GuardState) -> list[LoopService]:
     from app.notify.escalation import EscalationLoop
     from app.notify.outbox import OutboxSender
 
+    from app.replicas.manager import install as install_leases
+
+    # Before the scheduler is built: it takes its Ownership from state.extras["ownership"].
+    lease_manager = install_leases(state)
     wire_alerts(state)
     return [
+        lease_manager,
         TokenCleanup(state),
         *monitoring_services(state),
         RuleEvaluator(state),

@@ -27,6 +27,7 @@ from app.background import LoopService
 from app.config import Settings, production_problems, secret_key_problem
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import current_revision, head_revision
+from app.db.sqlite_lock import acquire_sqlite_lock
 from app.errors import ConfigurationError
 from app.events import EventBus
 from app.observability.metrics import GuardMetrics
@@ -119,12 +120,40 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
+async def check_database_reachable(engine: AsyncEngine, settings: Settings) -> None:
+    """At boot the guard refuses to start without its database (a clear message, exit non-zero; the
+    orchestrator retries). Once running, an outage is degraded mode, not a crash."""
+    try:
+        async with asyncio.timeout(10):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to connect at boot
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigurationError(
+            f"cannot reach the database at {where} at startup ({type(exc).__name__}: {str(exc)[:200]}); "
+            "refusing to start — start the database (or fix PIPELINE_DATABASE_URL) and start the guard again"
+        ) from None
+
+
 ServiceBuilder = Callable[[GuardState], list[LoopService]]
 
 
 def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = None):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        # Before anything else: SQLite mode is single-replica (a second process on the file is refused).
+        sqlite_lock = acquire_sqlite_lock(state.settings.database_url)
+        try:
+            async with _lifespan_body(app) as value:
+                yield value
+        finally:
+            if sqlite_lock is not None:
+                sqlite_lock.release()
+
+    @asynccontextmanager
+    async def _lifespan_body(app: FastAPI) -> AsyncIterator[dict]:
         settings = state.settings
         if problems := production_problems(settings):
             raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
@@ -143,6 +172,7 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
         state.engine = create_engine(settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         try:
+            await check_database_reachable(state.engine, settings)
             await check_schema(state.engine)
             state.schema_ok = True
             state.metrics.up.set(1)
@@ -164,8 +194,13 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
             yield {"guard": state}
         finally:
             state.metrics.up.set(0)
-            for service in reversed(state.services):
+            # Loops marked stop_first (the lease manager) hand their work over before the rest drain.
+            first = [s for s in state.services if getattr(s, "stop_first", False)]
+            for service in first:
                 await service.stop()
+            for service in reversed(state.services):
+                if service not in first:
+                    await service.stop()
             await state.engine.dispose()
 
     return lifespan

@@ -43,6 +43,9 @@ def include_routers(app: FastAPI) -> None:
     for router in (metrics_router, rules_router, alerts_router, silences_router, channels_router, notifications_router,
                    alertmanager_router, audit_router, security_router, status_page_router):
         app.include_router(router)
+    from app.replicas.router import router as replicas_router
+
+    app.include_router(replicas_router)
 
 
 def iter_api_routes(app: FastAPI):

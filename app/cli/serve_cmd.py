@@ -19,15 +19,26 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Run the guard (the seed's --daemon)."""
         import uvicorn
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import DBAPIError
 
         from app.main import create_app
         from app.observability.logging import configure_logging
 
         settings = settings_from(config)
         configure_logging(log_level or settings.log_level, settings.log_format)
-        if migrate:
-            prepare_database(settings)
-        generated = ensure_first_admin(settings)
+        try:
+            if migrate:
+                prepare_database(settings)
+            generated = ensure_first_admin(settings)
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            # Refuse to start without the database (the orchestrator retries); once running, an
+            # outage is degraded mode (503s, /health stays 200), not a crash.
+            where = make_url(settings.database_url).render_as_string(hide_password=True)
+            typer.secho(f"cannot reach the database at {where} at startup ({type(exc).__name__}); refusing to start "
+                        "— start the database (or fix PIPELINE_DATABASE_URL) and start the guard again",
+                        fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
         if generated:
             typer.secho(
                 f"\n  Created the first admin user.\n  username: {ADMIN_USERNAME}\n  password: {generated}\n"

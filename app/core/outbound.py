@@ -64,6 +64,7 @@ def make_session(
     limit: int = 100,
     limit_per_host: int = 0,
     user_agent: str = "pipeline-guard",
+    headers: dict[str, str] | None = None,
 ) -> aiohttp.ClientSession:
     """A ClientSession for outbound calls. With `ssrf_allow` not None every connection is checked
     against the SSRF policy at resolve and connect time (use [] for "no exceptions").
@@ -80,7 +81,7 @@ def make_session(
     # trust_env=False: an HTTP(S)_PROXY in the guard's environment must not reroute (or bypass the
     # SSRF checks of) outbound calls.
     return aiohttp.ClientSession(
-        connector=connector, trust_env=False, headers={"User-Agent": user_agent}
+        connector=connector, trust_env=False, headers={"User-Agent": user_agent, **(headers or {})}
     )
 
 

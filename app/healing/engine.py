@@ -300,6 +300,8 @@ class HealingEngine:
             component = await self._component(session, incident.component)
             if component is None or not component.enabled or not component.recovery:
                 return None
+            if not self._may_act(component.id):
+                return None  # another replica holds this component's lease: it decides
             policy = parse_policy(component.recovery, self.settings)
             attempts = (await session.execute(
                 select(HealingAttempt).where(HealingAttempt.incident_key == f"i:{incident_id}")
@@ -432,9 +434,29 @@ class HealingEngine:
         row.state = AttemptState.RUNNING
         row.started_at = now
         session.add(row)
+        if trigger == "auto" and not await self._fence(session, component.id):
+            await session.rollback()
+            return None
         if not await self._commit_claim(session):
             return None
         return self._make_claim(row, entry, policy, incident)
+
+    def _may_act(self, component_id: int) -> bool:
+        """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""
+        manager = self.state.extras.get("lease_manager")
+        return manager is None or manager.epoch_for(component_id) is not None
+
+    async def _fence(self, session: AsyncSession, component_id: int) -> bool:
+        """Re-check the lease (holder, epoch, expiry) in the claim's own transaction; the lease row stays
+        locked until the claim commits. False: the lease moved on — no claim, no action."""
+        from app.replicas.manager import LeaseLost, fence
+
+        try:
+            await fence(self.state, session, component_id)
+        except LeaseLost as exc:
+            log.warning("healing: not claiming an attempt on component %s: %s", component_id, exc)
+            return False
+        return True
 
     async def _commit_claim(self, session: AsyncSession) -> bool:
         """Flush and commit the claim now, before any side effect. False if another replica won."""

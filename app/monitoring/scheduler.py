@@ -106,6 +106,7 @@ class Scheduler:
         self.checks_run = 0
         self.overruns = 0
         self.dropped_results = 0
+        self.fenced_results = 0  # results not written because the component's lease moved on
         self.flush_failures = 0
         self.last_flush_error: str | None = None
 
@@ -115,7 +116,11 @@ class Scheduler:
 
         if self.http_session is None:
             workers = self.settings.max_workers
-            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2))
+            # Which replica probed: lets a target (and the fault tests) see that each component is
+            # checked by exactly one replica.
+            replica = getattr(self.state.extras.get("lease_manager"), "replica_id", None)
+            headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
+            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
         self._closing = False
         self._flush_stop = asyncio.Event()
         await self.refresh()
@@ -527,6 +532,7 @@ class Scheduler:
             items, self._buffer = self._buffer, []
             try:
                 async with session_scope(self.state.sessionmaker) as session:
+                    items = await self._fenced(session, items)
                     applied = await write_batch(session, items, self.tracked, self.state.events)
             except BaseException as exc:
                 self.flush_failures += 1
@@ -548,6 +554,21 @@ class Scheduler:
                     self.tracked[cid] = fresh
             self._publish_health(applied.tracked)
             return applied.results_written
+
+    async def _fenced(self, session, items: list[Observation | RecoveryMark]) -> list[Observation | RecoveryMark]:
+        """With leases (several replicas), write only the results of components this replica still
+        holds at the same epoch; the lease rows stay locked until this transaction ends. Results of
+        components taken over meanwhile are dropped: their new owner probes them itself."""
+        fence_writes = getattr(self.ownership, "fence_writes", None)
+        if fence_writes is None or not items:
+            return items
+        allowed = await fence_writes(session, {item.component_id for item in items})
+        kept = [item for item in items if item.component_id in allowed]
+        if len(kept) != len(items):
+            self.fenced_results += len(items) - len(kept)
+            for cid in {item.component_id for item in items} - allowed:
+                self._forget(cid)
+        return kept
 
     # ------------------------------------------------------------------ health map and metrics
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:

@@ -28,6 +28,14 @@ class GuardMetrics:
             f"{PREFIX}_database_unavailable_total", "Requests answered 503 because the database was unavailable.",
             registry=r,
         )
+        # Only this replica's own count: one label value per process keeps cardinality bounded.
+        self.replica_leases = Gauge(
+            f"{PREFIX}_replica_leases", "Component leases held by this replica.", ["replica"], registry=r
+        )
+        self.lease_epoch_changes = Counter(
+            f"{PREFIX}_lease_epoch_changes_total",
+            "Leases this replica took over (new lease or taken from another holder: the epoch moved).", registry=r,
+        )
         self.loop_runs = Counter(
             f"{PREFIX}_loop_runs_total", "Background loop iterations.", ["loop", "outcome"], registry=r
         )

@@ -26,9 +26,10 @@ from app.db.models.metrics import (
 )
 from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
 from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
+from app.db.models.replicas import ComponentLease, Replica
 
 __all__ = [
-    "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
+    "Alert", "AlertEvent", "ComponentLease", "Replica", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
     "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "DetectionRule", "HealingAttempt",
     "HealingBudget", "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord",
     "HeartbeatPing", "Incident", "MetricAnomaly", "MetricPoint", "MetricRollup", "MetricSeries", "Notification",

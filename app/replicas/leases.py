@@ -1,0 +1,196 @@
+"""Component leases: compare-and-set take/renew/release on the database clock, with fencing epochs.
+
+A lease row says "replica R may act on component C until `expires_at` (database time); its token is
+`epoch`". Taking a lease that is free, expired or foreign-but-expired sets the holder and, when the
+holder changes, increments the epoch; renewing succeeds only for the same holder *and* epoch. So
+``replica_id = me AND epoch = E`` in a later transaction proves nobody else held C in between.
+
+One strategy per dialect: ``PostgresLeases`` (several replicas) and ``SingleReplicaLeases`` (SQLite:
+one process owns everything; a second process on the same file is refused by the lock file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Component, ComponentLease, Replica
+
+
+class LeaseLost(Exception):
+    """This replica no longer holds the lease (or its local deadline passed): do not act."""
+
+    def __init__(self, component_id: int, epoch: int | None):
+        super().__init__(f"lease on component {component_id} (epoch {epoch}) is not held by this replica")
+        self.component_id = component_id
+        self.epoch = epoch
+
+
+@dataclass(frozen=True)
+class Held:
+    component_id: int
+    epoch: int
+    changed_hands: bool  # the epoch moved to this replica (new row, or taken from another holder)
+
+
+_TAKE = text("""
+INSERT INTO component_leases AS l (component_id, replica_id, epoch, expires_at, acquired_at)
+SELECT c.id, :me, 1, now() + make_interval(secs => CAST(:ttl AS double precision)), now()
+FROM components AS c WHERE c.id = ANY(CAST(:ids AS INTEGER[]))
+ORDER BY c.id
+ON CONFLICT (component_id) DO UPDATE SET
+    replica_id = excluded.replica_id,
+    epoch = CASE WHEN l.replica_id = excluded.replica_id THEN l.epoch ELSE l.epoch + 1 END,
+    expires_at = excluded.expires_at,
+    acquired_at = CASE WHEN l.replica_id = excluded.replica_id THEN l.acquired_at ELSE now() END
+WHERE l.replica_id = excluded.replica_id OR l.expires_at < now()
+RETURNING l.component_id, l.epoch, (l.acquired_at = now()) AS changed
+""")
+
+_RENEW = text("""
+UPDATE component_leases AS l
+SET expires_at = now() + make_interval(secs => CAST(:ttl AS double precision))
+FROM unnest(CAST(:ids AS INTEGER[]), CAST(:epochs AS BIGINT[])) AS m(cid, ep)
+WHERE l.component_id = m.cid AND l.replica_id = :me AND l.epoch = m.ep
+RETURNING l.component_id, l.epoch
+""")
+
+_RELEASE_SOME = text("""
+UPDATE component_leases SET expires_at = now() - interval '1 millisecond'
+WHERE replica_id = :me AND component_id = ANY(CAST(:ids AS INTEGER[]))
+""")
+
+_RELEASE_ALL = text("""
+UPDATE component_leases SET expires_at = now() - interval '1 millisecond' WHERE replica_id = :me
+""")
+
+_FENCE = text("""
+SELECT epoch FROM component_leases
+WHERE component_id = :cid AND replica_id = :me AND epoch = :epoch AND expires_at > now()
+FOR UPDATE
+""")
+
+_FENCE_WRITES = text("""
+SELECT component_id, epoch FROM component_leases
+WHERE replica_id = :me AND component_id = ANY(CAST(:ids AS INTEGER[]))
+ORDER BY component_id
+FOR SHARE
+""")
+
+
+class PostgresLeases:
+    multi_replica = True
+
+    async def components(self, session: AsyncSession) -> dict[int, str | None]:
+        rows = await session.execute(select(Component.id, Component.region).where(Component.enabled.is_(True)))
+        return {cid: region for cid, region in rows}
+
+    async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
+        if not ids:
+            return []
+        rows = await session.execute(_TAKE, {"me": me, "ttl": ttl, "ids": sorted(ids)})
+        return [Held(cid, epoch, bool(changed)) for cid, epoch, changed in rows]
+
+    async def renew(self, session: AsyncSession, me: str, held: dict[int, int], ttl: float) -> dict[int, int]:
+        if not held:
+            return {}
+        ids = sorted(held)
+        rows = await session.execute(_RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]})
+        return {cid: epoch for cid, epoch in rows}
+
+    async def release(self, session: AsyncSession, me: str, ids: set[int] | None = None) -> None:
+        if ids is None:
+            await session.execute(_RELEASE_ALL, {"me": me})
+        elif ids:
+            await session.execute(_RELEASE_SOME, {"me": me, "ids": sorted(ids)})
+
+    async def fence(self, session: AsyncSession, me: str, component_id: int, epoch: int) -> None:
+        row = (await session.execute(_FENCE, {"cid": component_id, "me": me, "epoch": epoch})).first()
+        if row is None:
+            raise LeaseLost(component_id, epoch)
+
+    async def fence_writes(self, session: AsyncSession, me: str, epochs: dict[int, int]) -> set[int]:
+        """Of these components, the ones still held by `me` at the same epoch (locked FOR SHARE until
+        the transaction ends, so no take can slip in before the caller's writes commit)."""
+        if not epochs:
+            return set()
+        rows = await session.execute(_FENCE_WRITES, {"me": me, "ids": sorted(epochs)})
+        return {cid for cid, epoch in rows if epochs.get(cid) == epoch}
+
+    async def owners(self, session: AsyncSession) -> dict[str, list[int]]:
+        """Live lease holder -> component ids (unexpired leases only)."""
+        rows = await session.execute(
+            select(ComponentLease.replica_id, ComponentLease.component_id)
+            .where(ComponentLease.expires_at > func.now()).order_by(ComponentLease.component_id)
+        )
+        result: dict[str, list[int]] = {}
+        for rid, cid in rows:
+            result.setdefault(rid, []).append(cid)
+        return result
+
+
+    async def summary(self, session: AsyncSession, replicas: list[Replica], names_limit: int,
+                      ttl: float) -> dict[str, tuple[bool, int, list[str]]]:
+        """replica id -> (live, leases held, first `names_limit` component names by name)."""
+        ids = [r.id for r in replicas]
+        if not ids:
+            return {}
+        live = set((await session.execute(select(Replica.id).where(
+            Replica.id.in_(ids), Replica.status == "active",
+            Replica.heartbeat_at > func.now() - timedelta(seconds=ttl)))).scalars())
+        valid = and_(ComponentLease.replica_id.in_(ids), ComponentLease.expires_at > func.now())
+        counts = dict((await session.execute(
+            select(ComponentLease.replica_id, func.count()).where(valid).group_by(ComponentLease.replica_id))).all())
+        ranked = (select(ComponentLease.replica_id.label("rid"), Component.name.label("name"),
+                         func.row_number().over(partition_by=ComponentLease.replica_id,
+                                                order_by=Component.name).label("n"))
+                  .join(Component, Component.id == ComponentLease.component_id).where(valid).subquery())
+        names: dict[str, list[str]] = {}
+        for rid, name in await session.execute(
+                select(ranked.c.rid, ranked.c.name).where(ranked.c.n <= names_limit).order_by(ranked.c.rid, ranked.c.n)):
+            names.setdefault(rid, []).append(name)
+        return {rid: (rid in live, counts.get(rid, 0), names.get(rid, [])) for rid in ids}
+
+
+class SingleReplicaLeases:
+    """SQLite: one process (guarded by the lock file) owns every component; nothing to coordinate."""
+
+    multi_replica = False
+
+    async def components(self, session: AsyncSession) -> dict[int, str | None]:
+        rows = await session.execute(select(Component.id, Component.region).where(Component.enabled.is_(True)))
+        return {cid: region for cid, region in rows}
+
+    async def take(self, session, me, ids, ttl) -> list[Held]:
+        return [Held(cid, 1, False) for cid in ids]
+
+    async def renew(self, session, me, held, ttl) -> dict[int, int]:
+        return dict(held)
+
+    async def release(self, session, me, ids=None) -> None:
+        return None
+
+    async def fence(self, session, me, component_id, epoch) -> None:
+        return None
+
+    async def fence_writes(self, session, me, epochs) -> set[int]:
+        return set(epochs)
+
+    async def owners(self, session) -> dict[str, list[int]]:
+        return {}
+
+    async def summary(self, session: AsyncSession, replicas: list[Replica], names_limit: int,
+                      ttl: float) -> dict[str, tuple[bool, int, list[str]]]:
+        # The lock file guarantees one process: the active replica owns every enabled component.
+        enabled = Component.enabled.is_(True)
+        count = (await session.execute(select(func.count()).select_from(Component).where(enabled))).scalar_one()
+        names = list((await session.execute(
+            select(Component.name).where(enabled).order_by(Component.name).limit(names_limit))).scalars())
+        return {r.id: (True, count, names) if r.status == "active" else (False, 0, []) for r in replicas}
+
+
+def lease_store(dialect_name: str) -> PostgresLeases | SingleReplicaLeases:
+    return PostgresLeases() if dialect_name == "postgresql" else SingleReplicaLeases()
