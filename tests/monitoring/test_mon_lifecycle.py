@@ -75,7 +75,9 @@ async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
         c = await add_component(guard, "svc", {"kind": "http", "url": http_target.url("/ok")})
         now = utcnow()
         rows = []
-        for hours_ago in range(1, 11):  # 10 past hours, 10 results each, 1 failure per hour
+        # 10 past hours, 10 results each, 1 failure per hour. Start two hours back: the hour that just
+        # ended is only rolled up a minute after it ends, and this test must not depend on the clock.
+        for hours_ago in range(2, 12):
             hour = floor_hour(now) - timedelta(hours=hours_ago)
             for i in range(10):
                 rows.append({"component_id": c["id"], "observed_at": hour + timedelta(minutes=5 * i),
