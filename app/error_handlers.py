@@ -77,9 +77,24 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
 
 
+# SQLSTATEs for text the database cannot store (e.g. a NUL character in a Postgres text column).
+_BAD_TEXT_SQLSTATES = {"22021", "22P05"}
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    orig = exc.orig
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "pgcode", None) or getattr(candidate, "sqlstate", None)
+        if code:
+            return str(code)
+    return None
+
+
 async def _dbapi_error(request: Request, exc: DBAPIError) -> JSONResponse:
     if _is_connection_error(exc):
         return await _database_unavailable(request, exc)
+    if _sqlstate(exc) in _BAD_TEXT_SQLSTATES:
+        return _response(422, "validation_error", "text contains characters that cannot be stored (e.g. NUL)")
     return await _unhandled(request, exc)
 
 
@@ -93,6 +108,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(TimeoutError, _database_unavailable)
     app.add_exception_handler(Exception, _unhandled)
+
+
+class RejectNulMiddleware:
+    """A NUL character in the path or query string can never be stored or matched: refuse it with 400
+    before it reaches a database driver (Postgres text cannot hold NUL)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")):
+            response = _response(400, "bad_request", "NUL characters are not allowed in the path or query string")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimitMiddleware:

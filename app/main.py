@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.config import Settings, load_settings
-from app.error_handlers import BodySizeLimitMiddleware, install_error_handlers
+from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
 from app.openapi import install_openapi
 from app.observability.metrics import GuardMetrics
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     app.add_middleware(RateLimitMiddleware, limiter_getter=lambda: state.limiter,
                        on_reject=lambda group: metrics.rate_limited.labels(group).inc())
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     from app.routes import include_routers

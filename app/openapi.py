@@ -1,6 +1,6 @@
 """The OpenAPI document: FastAPI's, plus the error responses every operation can really return.
 
-Some failures happen before a route runs — a body that is not JSON (400), a body over the size cap
+Some failures happen before a route runs — a body that is not JSON or a NUL in the URL (400), a body over the size cap
 (413), the rate limiter (429) — so they apply to every operation, not just to the routes that thought
 of declaring them. Adding them here, once, keeps the document honest as routes are added (the
 schemathesis test checks that every status code the API returns is documented).
@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
-_BODY_ERRORS = {"400": "Bad request (the body could not be parsed)", "413": "Payload too large"}
-_ANY_ERRORS = {"429": "Rate limited"}
+_BODY_ERRORS = {"400": "Bad request (the body could not be parsed, or NUL in the URL)", "413": "Payload too large"}
+_ANY_ERRORS = {"400": "Bad request (NUL characters in the path or query string)", "429": "Rate limited"}
 
 
 def _error_response(description: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from app.deps import Requires, SessionDep
 from app.detection.rules_schemas import AnomalyOut, RuleCreate, RuleOut, RuleUpdate
 from app.detection.rules_service import RuleService
 from app.errors import error_responses
-from app.pagination import Page
+from app.pagination import Page, RowId
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 
@@ -41,16 +41,16 @@ async def list_anomalies(_: Requires(Permission.READ_METRICS), service: ServiceD
 
 
 @router.get("/{rule_id}", response_model=RuleOut, responses=error_responses(401, 403, 404))
-async def get_rule(rule_id: int, _: Requires(Permission.READ_METRICS), service: ServiceDep):
+async def get_rule(rule_id: RowId, _: Requires(Permission.READ_METRICS), service: ServiceDep):
     return await service.get(rule_id)
 
 
 @router.patch("/{rule_id}", response_model=RuleOut, responses=error_responses(401, 403, 404, 422))
-async def update_rule(rule_id: int, data: RuleUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep):
+async def update_rule(rule_id: RowId, data: RuleUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep):
     return await service.update(rule_id, data)
 
 
 @router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404))
-async def delete_rule(rule_id: int, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep) -> Response:
+async def delete_rule(rule_id: RowId, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep) -> Response:
     await service.delete(rule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

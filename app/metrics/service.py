@@ -39,6 +39,8 @@ class MetricsService:
         await self.repo.store(points)
         components = {p.component for p in points}
         self.cache.invalidate(components)
+        counter, stored = self.state.metrics.points_ingested, len(points)
+        event.listen(self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True)
         evaluator = self.state.extras.get("rule_evaluator")
         if evaluator is not None and evaluator.wants_any(components):
             # Handed to the rule evaluator only once this transaction has committed: a batch that

@@ -61,6 +61,10 @@ class GuardMetrics:
             f"{PREFIX}_check_duration_seconds", "Check latency.", ["kind"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.points_ingested = Counter(
+            f"{PREFIX}_metric_points_ingested", "Metric points stored (counted when their batch commits).",
+            registry=r,
+        )
         self.scheduler_lag = Gauge(
             f"{PREFIX}_scheduler_lag_seconds", "How late the most recent due checks started.", registry=r
         )

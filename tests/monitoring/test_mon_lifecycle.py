@@ -85,7 +85,9 @@ async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
         async with guard.session() as session:
             await session.execute(insert(CheckResultRecord), rows)
         await scheduler.run_once()  # one live result, up
-        assert await roll_up(guard.state) == 10
+        # Hours processed: the ten with data plus the empty one that just ended, unless that one is
+        # still within its minute of grace for late results.
+        assert await roll_up(guard.state) in (10, 11)
         report = await apply_retention(guard.state)
         # Everything older than the 5 h raw retention goes (rolled up already); the rollups stay.
         assert report["results"] == sum(1 for row in rows if row["observed_at"] < utcnow() - timedelta(hours=5))
