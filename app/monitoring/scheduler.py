@@ -237,6 +237,12 @@ class Scheduler:
         lease in that flush's transaction with the next due time (`ownership.hand_over`)."""
         self._handing_over.update(component_ids)
 
+    def forget(self, component_ids: set[int]) -> None:
+        """Stop checking these components now (their lease went to another replica)."""
+        for cid in component_ids:
+            self._handing_over.discard(cid)
+            self._forget(cid)
+
     def thresholds_for(self, component_id: int) -> sm.Thresholds | None:
         tracked = self.tracked.get(component_id)
         return tracked.thresholds if tracked else None

@@ -288,11 +288,13 @@ class LeaseManager(LoopService):
         due_in = scheduler.due_in(set(self.epochs))
         later = {cid: d for cid, d in due_in.items() if d is None or d > HANDOVER_LEAD_S}
         soon = set(self.epochs) - set(later)
+        planned = time.monotonic() - t0
         if later:
             async with asyncio.timeout(3):
                 async with session_scope(self.state.sessionmaker) as session:
                     await self.store.release(session, self.replica_id, set(later), later)
             self.handed_over(set(later))
+            scheduler.forget(set(later))  # the next holder probes them from now on
         if soon:
             scheduler.hand_over_after_probe(soon)  # its flush calls hand_over/handed_over
             while not soon <= self._handed and time.monotonic() < until:
@@ -301,8 +303,9 @@ class LeaseManager(LoopService):
                     await asyncio.wait_for(self._handed_event.wait(), timeout=max(0.01, until - time.monotonic()))
                 except TimeoutError:
                     break
-        log.info("replica %s drained: %d lease(s) handed over with their due time in %.2fs, %d left",
-                 self.replica_id, len(self._handed), time.monotonic() - t0, len(self.epochs))
+        log.info("replica %s drained in %.2fs: %d lease(s) handed over at once with their due time "
+                 "(after %.2fs), %d right after their next probe, %d left", self.replica_id,
+                 time.monotonic() - t0, len(later), planned, len(soon & self._handed), len(self.epochs))
 
 
 async def _quiet_refresh(scheduler) -> None:
