@@ -56,10 +56,13 @@ class Recorder:
                 pass
 
             def _reply(self, code: int) -> None:
-                self.send_response(code)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):  # the caller was killed -9 meanwhile
+                    pass
 
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
