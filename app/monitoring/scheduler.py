@@ -98,6 +98,7 @@ class Scheduler:
         self._published: dict[str, str] = {}  # component name -> status last exported to Prometheus
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
+        self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
         self._closing = False
         self.http_session: aiohttp.ClientSession | None = None
         # Figures for /status/detailed and the benchmark.
@@ -219,6 +220,29 @@ class Scheduler:
         await self.flush()
         return self.tracked[component_id].machine.status if component_id in self.tracked else None
 
+    # ------------------------------------------------------------------ lease hand-over (replicas)
+    @property
+    def dispatching(self) -> bool:
+        """Checks run on their own schedule (the background tasks are up)."""
+        return bool(self._background) and not self._closing
+
+    def due_in(self, component_ids: set[int]) -> dict[int, float | None]:
+        """Seconds until each component's next check is due here (None: not scheduled)."""
+        now = time.monotonic()
+        return {cid: (entry.due - now if (entry := self.entries.get(cid)) is not None else None)
+                for cid in component_ids}
+
+    def hand_over_after_probe(self, component_ids: set[int]) -> None:
+        """Draining: after the next result of each of these components, flush at once and release its
+        lease in that flush's transaction with the next due time (`ownership.hand_over`)."""
+        self._handing_over.update(component_ids)
+
+    def forget(self, component_ids: set[int]) -> None:
+        """Stop checking these components now (their lease went to another replica)."""
+        for cid in component_ids:
+            self._handing_over.discard(cid)
+            self._forget(cid)
+
     def thresholds_for(self, component_id: int) -> sm.Thresholds | None:
         tracked = self.tracked.get(component_id)
         return tracked.thresholds if tracked else None
@@ -306,8 +330,15 @@ class Scheduler:
         if entry is None:
             entry = Entry(component.id, component.name, component.version, check["kind"], params, interval, timeout)
             self.entries[component.id] = entry
-            # Spread the first runs over one interval so a restart does not probe everything at once.
-            self._schedule(entry, time.monotonic() + random.uniform(0, interval))
+            handover_due = getattr(self.ownership, "handover_due", None)
+            due = handover_due(component.id) if handover_due is not None else None
+            if due is not None:
+                # Taken over from another replica: first check when that replica would have run it
+                # (at once if overdue), so the hand-over adds no gap.
+                self._schedule_exact(entry, max(due, time.monotonic()))
+            else:
+                # Spread the first runs over one interval so a restart does not probe everything at once.
+                self._schedule(entry, time.monotonic() + random.uniform(0, interval))
         else:
             rescheduled = entry.interval != interval
             entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
@@ -351,6 +382,12 @@ class Scheduler:
         entry.generation += 1
         entry.base_due = base_due
         entry.due = base_due + random.uniform(0, self.settings.monitoring.jitter * entry.interval)
+        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
+        self._wake.set()
+
+    def _schedule_exact(self, entry: Entry, due: float) -> None:
+        entry.generation += 1
+        entry.base_due = entry.due = due
         heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
         self._wake.set()
 
@@ -450,7 +487,7 @@ class Scheduler:
             histogram.observe(result.latency_s)
         if entry.component_id in self.tracked:
             self._buffer.append(Observation(entry.component_id, entry.kind, result))
-            if len(self._buffer) >= self.flush_size:
+            if len(self._buffer) >= self.flush_size or entry.component_id in self._handing_over:
                 self._flush_soon.set()
 
     async def _execute(self, entry: Entry) -> CheckResult:
@@ -530,10 +567,15 @@ class Scheduler:
             if not self._buffer:
                 return 0
             items, self._buffer = self._buffer, []
+            handing: dict[int, float | None] = {}
             try:
                 async with session_scope(self.state.sessionmaker) as session:
                     items = await self._fenced(session, items)
                     applied = await write_batch(session, items, self.tracked, self.state.events)
+                    if self._handing_over:
+                        handing = self._hand_over_due(items)
+                        if handing:
+                            await self.ownership.hand_over(session, handing)
             except BaseException as exc:
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -553,7 +595,22 @@ class Scheduler:
                         current.name, current.critical, current.labels, current.thresholds)
                     self.tracked[cid] = fresh
             self._publish_health(applied.tracked)
+            if handing:
+                self._handing_over.difference_update(handing)
+                self.ownership.handed_over(set(handing))
+                for cid in handing:
+                    self._forget(cid)
             return applied.results_written
+
+    def _hand_over_due(self, items: list[Observation | RecoveryMark]) -> dict[int, float | None]:
+        """Of the components being handed over, those whose result is in this batch -> seconds until
+        their next check is due."""
+        if not hasattr(self.ownership, "hand_over"):
+            self._handing_over.clear()
+            return {}
+        written = {item.component_id for item in items if isinstance(item, Observation)}
+        ready = self._handing_over & written
+        return self.due_in(ready)
 
     async def _fenced(self, session, items: list[Observation | RecoveryMark]) -> list[Observation | RecoveryMark]:
         """With leases (several replicas), write only the results of components this replica still

@@ -34,6 +34,9 @@ class Held:
     component_id: int
     epoch: int
     changed_hands: bool  # the epoch moved to this replica (new row, or taken from another holder)
+    # Seconds (database clock) until the check the previous holder had scheduled next; negative when
+    # overdue, None when the previous holder did not say (new row, or it died without handing over).
+    due_in: float | None = None
 
 
 _TAKE = text("""
@@ -47,7 +50,8 @@ ON CONFLICT (component_id) DO UPDATE SET
     expires_at = excluded.expires_at,
     acquired_at = CASE WHEN l.replica_id = excluded.replica_id THEN l.acquired_at ELSE now() END
 WHERE l.replica_id = excluded.replica_id OR l.expires_at < now()
-RETURNING l.component_id, l.epoch, (l.acquired_at = now()) AS changed
+RETURNING l.component_id, l.epoch, (l.acquired_at = now()) AS changed,
+          CAST(EXTRACT(EPOCH FROM (l.next_check_at - now())) AS double precision) AS due_in
 """)
 
 _RENEW = text("""
@@ -59,12 +63,22 @@ RETURNING l.component_id, l.epoch
 """)
 
 _RELEASE_SOME = text("""
-UPDATE component_leases SET expires_at = now() - interval '1 millisecond'
+UPDATE component_leases SET expires_at = now() - interval '1 millisecond', next_check_at = NULL
 WHERE replica_id = :me AND component_id = ANY(CAST(:ids AS INTEGER[]))
 """)
 
+# A hand-over: the lease ends now and says when the component's next check is due (NULL: unknown).
+_HAND_OVER = text("""
+UPDATE component_leases AS l
+SET expires_at = now() - interval '1 millisecond',
+    next_check_at = now() + make_interval(secs => m.due_in)
+FROM unnest(CAST(:ids AS INTEGER[]), CAST(:due AS DOUBLE PRECISION[])) AS m(cid, due_in)
+WHERE l.component_id = m.cid AND l.replica_id = :me
+""")
+
 _RELEASE_ALL = text("""
-UPDATE component_leases SET expires_at = now() - interval '1 millisecond' WHERE replica_id = :me
+UPDATE component_leases SET expires_at = now() - interval '1 millisecond', next_check_at = NULL
+WHERE replica_id = :me AND expires_at > now()
 """)
 
 _FENCE = text("""
@@ -92,7 +106,7 @@ class PostgresLeases:
         if not ids:
             return []
         rows = await session.execute(_TAKE, {"me": me, "ttl": ttl, "ids": sorted(ids)})
-        return [Held(cid, epoch, bool(changed)) for cid, epoch, changed in rows]
+        return [Held(cid, epoch, bool(changed), due_in) for cid, epoch, changed, due_in in rows]
 
     async def renew(self, session: AsyncSession, me: str, held: dict[int, int], ttl: float) -> dict[int, int]:
         if not held:
@@ -101,7 +115,15 @@ class PostgresLeases:
         rows = await session.execute(_RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]})
         return {cid: epoch for cid, epoch in rows}
 
-    async def release(self, session: AsyncSession, me: str, ids: set[int] | None = None) -> None:
+    async def release(self, session: AsyncSession, me: str, ids: set[int] | None = None,
+                      due_in: dict[int, float | None] | None = None) -> None:
+        """End these leases now (all of them when `ids` is None). `due_in`: component -> seconds until
+        its next check is due here, recorded on the database clock for the next holder."""
+        if due_in:
+            order = sorted(due_in)
+            await session.execute(_HAND_OVER, {"me": me, "ids": order, "due": [due_in[c] for c in order]})
+            if ids is not None:
+                ids = set(ids) - set(due_in)
         if ids is None:
             await session.execute(_RELEASE_ALL, {"me": me})
         elif ids:
@@ -170,7 +192,7 @@ class SingleReplicaLeases:
     async def renew(self, session, me, held, ttl) -> dict[int, int]:
         return dict(held)
 
-    async def release(self, session, me, ids=None) -> None:
+    async def release(self, session, me, ids=None, due_in=None) -> None:
         return None
 
     async def fence(self, session, me, component_id, epoch) -> None:

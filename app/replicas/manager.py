@@ -14,6 +14,14 @@ Two views of ownership, on purpose:
   transaction starts, so the database's ``expires_at`` (≥ t0 + ttl) comes later. A replica that
   cannot reach the database stops acting before anyone else can take its leases (fencing by time);
   ``fence`` re-checks holder, epoch and expiry in the claim's own transaction (fencing by token).
+
+Hand-over without a probing gap: a releasing replica records, per lease, when the component's next
+check is due (database clock, ``next_check_at``); the next holder schedules its first check then
+(at once when overdue) instead of at a random offset. On SIGTERM the replica first marks itself
+``draining`` (the others start polling fast for the leases they want), then hands each lease over
+right after its next probe is written (in that flush's transaction) — or at once, with its due time,
+when that probe is further away than the others need to notice. A replica that wants leases someone
+else still holds polls every ``FAST_POLL_S`` until it has them.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.replicas")
 
 EXTRAS_KEY = "ownership"
+FAST_POLL_S = 0.2  # tick cadence while this replica wants leases another replica still holds
+DRAIN_MAX_S = 5.0  # SIGTERM: longest hand-over of leases one by one before releasing the rest at once
+HANDOVER_LEAD_S = 0.6  # a check due later than this is handed over at once with its due time
 
 
 class LeaseManager(LoopService):
@@ -45,6 +56,7 @@ class LeaseManager(LoopService):
     def __init__(self, state: GuardState, *, poll_interval: float | None = None):
         rep = state.settings.replication
         super().__init__(poll_interval or min(1.0, rep.renew_interval), metrics=state.metrics)
+        self.poll_interval = self.interval
         self.state = state
         self.ttl = float(rep.lease_ttl)
         self.renew_interval = float(rep.renew_interval)
@@ -64,7 +76,11 @@ class LeaseManager(LoopService):
         self.live: dict[str, str | None] = {}
         self._registered = False
         self._last_renew = -1e18
-        self._closing = False
+        self._closing = False  # SIGTERM: no more acting, no more taking
+        self._released = False  # every lease given up: nothing to probe either
+        self._handover_due: dict[int, float] = {}
+        self._handed: set[int] = set()
+        self._handed_event = asyncio.Event()  # taken component -> monotonic time its first check is due
         self.last_tick_ok: float | None = None
         self.epoch_changes = 0
 
@@ -74,8 +90,9 @@ class LeaseManager(LoopService):
 
     # ------------------------------------------------------------------ the Ownership seam
     async def owned(self, component_ids: set[int]) -> set[int]:
-        """Components to probe (monitoring's Ownership protocol)."""
-        if self._closing:
+        """Components to probe (monitoring's Ownership protocol). While draining (SIGTERM) the leases
+        not yet handed over are still probed."""
+        if self._released:
             return set()
         if self.single:
             return set(component_ids)
@@ -100,6 +117,24 @@ class LeaseManager(LoopService):
             raise LeaseLost(component_id, epoch if epoch is not None else current)
         await self.store.fence(session, self.replica_id, component_id, current)
         return current
+
+    def handover_due(self, component_id: int) -> float | None:
+        """Monotonic time the first check of a component just taken over is due (the previous holder's
+        schedule), or None (no hand-over information: spread the first check as usual)."""
+        return self._handover_due.pop(component_id, None)
+
+    async def hand_over(self, session: AsyncSession, due_in: dict[int, float | None]) -> None:
+        """Release these leases in the caller's transaction (the scheduler's flush, right after their
+        last result), recording when each component's next check is due. Call `handed_over` after
+        the commit."""
+        if due_in and not self.single:
+            await self.store.release(session, self.replica_id, set(due_in), due_in)
+
+    def handed_over(self, component_ids: set[int]) -> None:
+        for cid in component_ids:
+            self._drop(cid)
+        self._handed.update(component_ids)
+        self._handed_event.set()
 
     async def fence_writes(self, session: AsyncSession, component_ids: set[int]) -> set[int]:
         """The subset whose observations this replica may still write (same holder, same epoch)."""
@@ -135,9 +170,10 @@ class LeaseManager(LoopService):
             if renew_due and keep:
                 renewed = await store.renew(session, self.replica_id, keep, self.ttl)
                 lost = set(keep) - set(renewed)
+            t_take = time.monotonic()
             taken = await store.take(session, self.replica_id, desired - set(held), self.ttl)
             release = set(held) - desired
-            await store.release(session, self.replica_id, release)
+            await store.release(session, self.replica_id, release, self._due_in(release))
             if renew_due and store.multi_replica:
                 await registry.expire_dead(session, self.ttl)
         # Committed: only now does memory follow the database.
@@ -153,11 +189,25 @@ class LeaseManager(LoopService):
             self.epochs[cid] = epoch
             self.deadlines[cid] = deadline
         for held_lease in taken:
-            self.epochs[held_lease.component_id] = held_lease.epoch
-            self.deadlines[held_lease.component_id] = deadline
+            cid = held_lease.component_id
+            if held_lease.changed_hands and store.multi_replica:
+                if held_lease.due_in is not None:
+                    self._handover_due[cid] = t_take + held_lease.due_in
+                elif held_lease.epoch > 1:
+                    # Taken from a holder that stopped without saying when the check was due (kill -9):
+                    # it has not been probed for about a lease TTL, so it is overdue.
+                    self._handover_due[cid] = t_take
+            self.epochs[cid] = held_lease.epoch
+            self.deadlines[cid] = deadline
             if held_lease.changed_hands and store.multi_replica:
                 self.epoch_changes += 1
                 self.state.metrics.lease_epoch_changes.inc()
+        for cid in set(self._handover_due) - set(self.epochs):
+            self._handover_due.pop(cid, None)
+        # Wanted but still held by someone else (a replica draining or handing over on a rebalance):
+        # poll fast until taken, so a hand-over costs a fraction of a second, not a whole poll.
+        pending = desired - set(self.epochs)
+        self.interval = min(FAST_POLL_S, self.poll_interval) if pending and store.multi_replica else self.poll_interval
         if renew_due:
             self._last_renew = t0
         self.desired, self.live = desired, live
@@ -174,14 +224,31 @@ class LeaseManager(LoopService):
         self.epochs.pop(cid, None)
         self.deadlines.pop(cid, None)
 
-    async def on_stop(self) -> None:
-        await self.release_all()
+    def _due_in(self, ids: set[int]) -> dict[int, float | None]:
+        scheduler = self.state.extras.get("scheduler")
+        due_in = getattr(scheduler, "due_in", None)
+        if not ids or due_in is None or self.single:
+            return {}
+        return due_in(ids)
 
-    async def release_all(self) -> None:
-        """Stop acting, hand every lease over at once and mark this replica gone (SIGTERM path)."""
+    async def on_stop(self) -> None:
+        await self.release_all(drain=True)
+
+    async def release_all(self, *, drain: bool = False) -> None:
+        """Stop acting, hand every lease over and mark this replica gone (SIGTERM path). With `drain`
+        (and a running scheduler), leases are handed over one by one right after their next probe
+        (bounded by DRAIN_MAX_S), so the next holder's first check comes one interval after ours."""
         if self._closing:
             return
         self._closing = True
+        if drain and not self.single and self._registered and self.state.sessionmaker is not None:
+            try:
+                await self._drain()
+            except Exception as exc:  # noqa: BLE001 - the rest is released below, or expires
+                log.warning("replica %s: draining its leases failed (%s)", self.replica_id, type(exc).__name__)
+        remaining = set(self.epochs)
+        due_in = self._due_in(remaining)
+        self._released = True
         self.epochs.clear()
         self.deadlines.clear()
         if not self._registered or self.state.sessionmaker is None:
@@ -189,7 +256,7 @@ class LeaseManager(LoopService):
         try:
             async with asyncio.timeout(3):
                 async with session_scope(self.state.sessionmaker) as session:
-                    await self.store.release(session, self.replica_id, None)
+                    await self.store.release(session, self.replica_id, None, due_in)
                     await registry.mark(session, self.replica_id, registry.GONE)
             log.info("replica %s released its leases", self.replica_id)
         except Exception as exc:  # noqa: BLE001 - the leases then expire after their TTL
@@ -199,6 +266,46 @@ class LeaseManager(LoopService):
             self.state.metrics.replica_leases.remove(self.replica_id)
         except KeyError:
             pass
+
+    async def _drain(self) -> None:
+        scheduler = self.state.extras.get("scheduler")
+        if scheduler is None or not getattr(scheduler, "dispatching", False) or not self.epochs:
+            return
+        t0 = time.monotonic()
+        # Keep the leases valid while draining and tell the others: they stop counting this replica
+        # in their share and poll fast for the leases it is about to hand over.
+        async with asyncio.timeout(3):
+            async with session_scope(self.state.sessionmaker) as session:
+                renewed = await self.store.renew(session, self.replica_id, dict(self.epochs), self.ttl)
+                await registry.heartbeat(session, self.replica_id, registry.DRAINING)
+        for cid in set(self.epochs) - set(renewed):
+            self._drop(cid)
+        for cid in renewed:
+            self.deadlines[cid] = t0 + self.ttl - self.margin
+        until = min(t0 + DRAIN_MAX_S, t0 + self.ttl - self.margin - 1.0)
+        # The others notice on their next tick (one poll); probing goes on meanwhile.
+        await asyncio.sleep(min(self.poll_interval + 0.1, max(0.0, until - time.monotonic())))
+        due_in = scheduler.due_in(set(self.epochs))
+        later = {cid: d for cid, d in due_in.items() if d is None or d > HANDOVER_LEAD_S}
+        soon = set(self.epochs) - set(later)
+        planned = time.monotonic() - t0
+        if later:
+            async with asyncio.timeout(3):
+                async with session_scope(self.state.sessionmaker) as session:
+                    await self.store.release(session, self.replica_id, set(later), later)
+            self.handed_over(set(later))
+            scheduler.forget(set(later))  # the next holder probes them from now on
+        if soon:
+            scheduler.hand_over_after_probe(soon)  # its flush calls hand_over/handed_over
+            while not soon <= self._handed and time.monotonic() < until:
+                self._handed_event.clear()
+                try:
+                    await asyncio.wait_for(self._handed_event.wait(), timeout=max(0.01, until - time.monotonic()))
+                except TimeoutError:
+                    break
+        log.info("replica %s drained in %.2fs: %d lease(s) handed over at once with their due time "
+                 "(after %.2fs), %d right after their next probe, %d left", self.replica_id,
+                 time.monotonic() - t0, len(later), planned, len(soon & self._handed), len(self.epochs))
 
 
 async def _quiet_refresh(scheduler) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import collections
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,6 +42,12 @@ class Recorder:
         self.probes: list[tuple[float, str, str | None]] = []
         self.heals: list[tuple[float, str, str]] = []
         self.notifications: list[dict] = []
+        # The notification receiver: every delivery (before dedup) and the payloads processed once per
+        # Idempotency-Key; `notify_delay` (seconds, random in [0, it]) widens the window in which a
+        # sender can die after the receiver got the request but before it recorded the outcome.
+        self.deliveries: list[tuple[float, str | None]] = []
+        self.processed: dict[str, dict] = {}
+        self.notify_delay = 0.0
         self.lock = threading.Lock()
         recorder = self
 
@@ -49,10 +56,13 @@ class Recorder:
                 pass
 
             def _reply(self, code: int) -> None:
-                self.send_response(code)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except (BrokenPipeError, ConnectionResetError):  # the caller was killed -9 meanwhile
+                    pass
 
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
@@ -63,6 +73,19 @@ class Recorder:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if self.path.startswith("/notify"):
+                    key = self.headers.get("Idempotency-Key")
+                    if recorder.notify_delay:
+                        time.sleep(random.uniform(0, recorder.notify_delay))
+                    with recorder.lock:
+                        recorder.deliveries.append((time.monotonic(), key))
+                        if key and key not in recorder.processed:  # idempotent processing
+                            try:
+                                recorder.processed[key] = json.loads(body or b"{}")
+                            except ValueError:
+                                recorder.processed[key] = {"raw": body.decode()[:200]}
+                    self._reply(200)
+                    return
                 with recorder.lock:
                     if self.path.startswith("/heal/"):
                         recorder.heals.append((time.monotonic(), self.path.rsplit("/", 1)[-1], body.decode()[:200]))
@@ -117,6 +140,9 @@ class GuardProcess:
             "PIPELINE_DATABASE_URL": self.cluster.url_via(self.proxy.port),
             "PIPELINE_REPLICA_ID": f"guard{self.index}",
             "PIPELINE_SECRET_KEY": TEST_SECRET,
+            # One key for the cluster, as in a real deployment: any replica decrypts the channel
+            # configuration another one stored (each would otherwise generate its own).
+            "PIPELINE_ENCRYPTION_KEY": self.cluster.encryption_key,
             "PIPELINE_DATA_DIR": str(self.dir / "var"),
             "PIPELINE_CONFIG": str(self.cluster.config_path),
             "PIPELINE_RATE_LIMIT_ENABLED": "false",
@@ -193,6 +219,9 @@ class Cluster:
         )
         self.guards: list[GuardProcess] = []
         self._token: str | None = None
+        from cryptography.fernet import Fernet
+
+        self.encryption_key = Fernet.generate_key().decode()
 
     def url_via(self, port: int) -> str:
         return make_url(self.url).set(port=port).render_as_string(hide_password=False)

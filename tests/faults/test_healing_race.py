@@ -7,6 +7,7 @@ import collections
 import random
 import time
 
+import httpx
 import pytest
 
 from tests.faults.conftest import histogram
@@ -41,12 +42,31 @@ def test_racing_replicas_heal_each_incident_once(cluster_factory):
     assert set(per_incident.values()) == {1} and len(per_incident) == 200
 
 
+# Notifications: fast outbox, a claim lease short enough for a killed sender's claims to be retried
+# within the test, no repeats (cooldown) so every notification row is one the receiver must get.
+ALERTING = ("alerting:\n  outbox_interval: 0.2\n  retry_base: 0.2\n  retry_max: 2\n  request_timeout: 3\n"
+            "  claim_lease: 4\n  cooldown: 600\n  stop_timeout: 0.5\n")
+
+
+def notification_rows(cluster) -> list:
+    return cluster.sql("SELECT n.idempotency_key, n.kind, n.status, n.alert_id, a.component, a.incident_id, a.fingerprint "
+                       "FROM notifications n JOIN alerts a ON a.id = n.alert_id")
+
+
 @pytest.mark.timeout(300)
 def test_kill9_during_attempts_no_duplicate_no_lost_action(cluster_factory):
     """Rounds of: new failing components, kill -9 one replica at a random moment while their attempts
-    are being claimed/run, restart it. Reduced to 5 rounds × 25 components (time budget)."""
-    cluster = cluster_factory(lease_ttl=4.0, renew_interval=1.0, extra_config=HEALING)
+    are being claimed/run and their alerts' notifications sent, restart it. Reduced to 5 rounds × 25
+    components (time budget). Healing: exactly one action per incident. Notifications (a webhook
+    channel to the loopback receiver, which answers after a random delay so kills land mid-delivery):
+    every incident's notification delivered at least once, processed once by Idempotency-Key."""
+    cluster = cluster_factory(lease_ttl=4.0, renew_interval=1.0, extra_config=HEALING + ALERTING)
     cluster.add(3)
+    cluster.recorder.notify_delay = 0.3
+    with httpx.Client(base_url=cluster.guards[0].base, headers=cluster.token(), timeout=30) as client:
+        r = client.post("/api/v1/channels", json={"name": "receiver", "kind": "webhook",
+                                                  "config": {"url": cluster.recorder.url("/notify")}})
+        assert r.status_code == 201, r.text
     rng = random.Random(7)
     rounds, per_round = 5, 25
     all_names: list[str] = []
@@ -70,3 +90,38 @@ def test_kill9_during_attempts_no_duplicate_no_lost_action(cluster_factory):
           f"attempts per incident {histogram(per_incident.values())}; attempt states {dict(states)}")
     assert ok, sorted(missing)[:10]
     assert max(calls.values()) == 1
+
+    # Notifications: every incident has its alert's notification, and every notification row reached the
+    # receiver (claims of a killed sender are retried after `claim_lease`).
+    incidents = {r["name"]: r["id"] for r in cluster.sql(
+        "SELECT c.name, i.id FROM incidents i JOIN components c ON c.id = i.component_id")}
+    assert set(all_names) <= set(incidents)
+
+    def all_delivered():
+        rows = notification_rows(cluster)
+        with cluster.recorder.lock:
+            processed = set(cluster.recorder.processed)
+        return rows if rows and {r["idempotency_key"] for r in rows} <= processed else None
+
+    delivered_ok = cluster.wait_for(all_delivered, 45, step=0.5)
+    rows = notification_rows(cluster)
+    with cluster.recorder.lock:
+        deliveries = collections.Counter(key for _, key in cluster.recorder.deliveries)
+        processed = dict(cluster.recorder.processed)
+    keys = {r["idempotency_key"] for r in rows}
+    per_notification = [deliveries.get(k, 0) for k in keys]
+    notified_incidents = {r["incident_id"] for r in rows if r["kind"] == "firing"}
+    lost = {n for n in all_names if incidents[n] not in notified_incidents}
+    undelivered = keys - set(processed)
+    per_alert_kind = collections.Counter((r["alert_id"], r["kind"]) for r in rows)
+    print(f"    notifications: {len(keys)} for {len(all_names)} incidents (alerts by fingerprint "
+          f"{dict(collections.Counter(r['fingerprint'].split(':')[0] for r in rows))}, kinds "
+          f"{dict(collections.Counter(r['kind'] for r in rows))}, statuses "
+          f"{dict(collections.Counter(r['status'] for r in rows))}); deliveries per notification before dedup "
+          f"{histogram(per_notification)}; processed once by Idempotency-Key: {len(processed)}; "
+          f"notification rows per (alert, kind) {histogram(per_alert_kind.values())}; "
+          f"incidents without a notification {len(lost)}, notifications never delivered {len(undelivered)}")
+    assert not lost, sorted(lost)[:10]
+    assert delivered_ok and not undelivered, sorted(undelivered)[:10]
+    assert set(processed) == keys  # nothing processed that the outbox did not intend
+    assert min(per_notification) >= 1

@@ -10,6 +10,12 @@ import pytest
 
 pytestmark = pytest.mark.faults
 
+GAP_SLACK_S = 0.5
+
+
+def who_raw(cluster, name: str, since: float) -> list[tuple[float, str, str | None]]:
+    return [p for p in cluster.recorder.probes_since(since) if p[1] == name]
+
 
 def probe_owners(cluster, since: float) -> dict[str, set[str]]:
     owners: dict[str, set[str]] = collections.defaultdict(set)
@@ -57,7 +63,9 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
           f"epochs of moved leases +{min(after[c][1] - leases[c][1] for c in lost)}")
     assert takeover <= cluster.lease_ttl + cluster.renew_interval + 1.0
 
-    # (d) SIGTERM: leases released at once and taken over in about a second.
+    # (d) SIGTERM (rolling restart): leases handed over, each with its next check's due time.
+    time.sleep(3)  # settle after the takeover, so the gap measured below is the hand-over's own
+    after = cluster.leases()
     leaving = cluster.guards[1]
     leaving_id = cluster.replica_ids()[f"guard{leaving.index}"]
     handed = {cid for cid, (rid, _) in after.items() if rid == leaving_id}
@@ -80,12 +88,27 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
     ids_to_names = {r["id"]: r["name"] for r in cluster.sql("SELECT id, name FROM components")}
     moved_names = {ids_to_names[cid] for cid in handed}
     times: dict[str, list[float]] = collections.defaultdict(list)
-    for at, name, _ in cluster.recorder.probes_since(started - 3):
+    who: dict[str, list[tuple[float, str]]] = collections.defaultdict(list)
+    hand_gap: dict[str, float] = {}  # last probe by the leaving replica -> first probe by its successor
+    for at, name, rid in cluster.recorder.probes_since(started - 2):
         if name in moved_names:
             times[name].append(at)
+            who[name].append((round(at - started, 2), (rid or "?").split("-")[0]))
+            if rid != leaving_id and name not in hand_gap:
+                hand_gap[name] = at - max([t for t, n, r in who_raw(cluster, name, started - 2) if r == leaving_id],
+                                          default=at)
     gaps = [max(b - a for a, b in zip(ts, ts[1:])) for ts in times.values() if len(ts) > 1]
-    print(f"    probing gap across the SIGTERM hand-over (check interval 1 s): max {max(gaps):.2f}s, "
-          f"median {sorted(gaps)[len(gaps) // 2]:.2f}s over {len(gaps)} components")
+    worst = sorted(times, key=lambda n: -max(b - a for a, b in zip(times[n], times[n][1:])))[:2]
+    for n in worst:
+        print(f"    slowest: {n} probes (s after SIGTERM, replica) {who[n]}")
+    hg = sorted(hand_gap.values())
+    print(f"    probing gap across the SIGTERM hand-over (check interval 1 s, jitter 10 %): max {max(gaps):.2f}s, "
+          f"median {sorted(gaps)[len(gaps) // 2]:.2f}s over {len(gaps)} components; last probe by the leaving "
+          f"replica -> first by its successor: max {hg[-1]:.2f}s, median {hg[len(hg) // 2]:.2f}s")
+    assert len(gaps) == len(moved_names)
+    # Bound: one interval + 10 % jitter + dispatch/scheduling slack. The figures above are the claim;
+    # the assertion leaves room for a loaded 2-core CI machine.
+    assert max(gaps) <= 1.0 + 0.1 + GAP_SLACK_S, (max(gaps), worst)
 
     # A replica joins: the survivor hands over its share gracefully.
     joined = time.monotonic()

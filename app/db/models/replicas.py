@@ -42,5 +42,9 @@ class ComponentLease(Base):
     epoch: Mapped[int] = mapped_column(BigInteger, nullable=False, default=1)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, server_default=func.now())
+    # Written by a replica handing the lease over (database clock): when the component's next check is
+    # due, so the next holder probes it then instead of at a random offset. Only meaningful right after
+    # a hand-over; an older value is in the past (= overdue: probe at once).
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (Index("ix_component_leases_replica", "replica_id"),)
