@@ -47,7 +47,8 @@ HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
 STATUSES = ("unknown", "healthy", "degraded", "critical", "recovering", "failed")
 TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
 MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
-SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
+SHUTDOWN_FLUSH_S = 20.0
+DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries  # how long close() keeps retrying the final flush
 
 
 @dataclass
@@ -377,6 +378,7 @@ class Scheduler:
         """Moves due entries to the workers' queue, never more than there are free workers (so a
         saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
         queue, workers = self._queue, self.settings.max_workers
+        loop = asyncio.get_running_loop()
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
@@ -402,10 +404,12 @@ class Scheduler:
             self._wake.clear()
             delay = (self._heap[0][0] - time.monotonic()) if self._heap else 1.0
             if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 1.0))
-                except TimeoutError:
-                    pass
+                # A plain timer that sets the wake event (no wait_for task per wake-up), and at
+                # least DISPATCH_TICK_S between wake-ups so due entries are dispatched in small
+                # batches rather than one loop wake-up per probe.
+                timer = loop.call_later(min(max(delay, DISPATCH_TICK_S), 1.0), self._wake.set)
+                await self._wake.wait()
+                timer.cancel()
 
     async def _worker(self) -> None:
         """One of `max_workers` long-lived workers (no task per probe)."""
