@@ -283,7 +283,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0, help="check interval in seconds (default 2)")
     parser.add_argument("--duration", type=float, default=20.0,
                         help="measured seconds of each scheduled phase (default 20)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (at most one interval)")
+    parser.add_argument("--warmup", type=float, default=float("inf"),
+                        help="seconds before measuring (default: one interval, at most a quarter of the duration, "
+                             "at least 1 s; the first interval, when every component starts, is not measured)")
     parser.add_argument("--sat-interval", type=float, default=0.05,
                         help="interval of the saturated guard phase (default 0.05 s: demand N/0.05 per second)")
     parser.add_argument("--sat-duration", type=float, default=8.0,
