@@ -125,10 +125,15 @@ def describe_error(exc: BaseException, *, url: str, timeout: float, max_redirect
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> tuple[bytes, bool]:
-    buf = bytearray()
+    content = resp.content
     # One byte more than the cap tells us whether there was more, without reading much more.
+    first = await content.read(max_bytes + 1)
+    if not first or len(first) > max_bytes or content.at_eof():
+        # The common case (a small body, already complete): one read, no copies.
+        return (first[:max_bytes], True) if len(first) > max_bytes else (first, False)
+    buf = bytearray(first)
     while len(buf) <= max_bytes:
-        chunk = await resp.content.read(max_bytes + 1 - len(buf))
+        chunk = await content.read(max_bytes + 1 - len(buf))
         if not chunk:
             break
         buf += chunk
@@ -148,21 +153,29 @@ async def bounded_request(
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     max_redirects: int = 3,
     verify_tls: bool = True,
+    read_body: bool = True,
+    collect_headers: bool = True,
 ) -> OutboundResponse:
     """One HTTP exchange, fully bounded. Never raises for network trouble: the returned
-    OutboundResponse has `error` set instead (status None unless a response had arrived)."""
+    OutboundResponse has `error` set instead (status None unless a response had arrived).
+
+    Probes that only look at the status pass `read_body=False` (the body is neither decompressed
+    nor kept; what has not arrived yet is still drained, up to the cap, so the connection can be
+    reused) and `collect_headers=False` (no copy of the response headers, no Retry-After)."""
     if json_body is not None and data is not None:
         raise ValueError("pass either json_body or data, not both")
     started = time.monotonic()
     status: int | None = None
     resp_headers: dict[str, str] = {}
+    retry_after: float | None = None
     kwargs: dict[str, Any] = {
-        "headers": dict(headers or {}),
         "allow_redirects": max_redirects > 0,
         # The asyncio.timeout below bounds the whole exchange (body read included); a second timer
         # inside aiohttp would only add per-request cost.
         "timeout": _NO_AIOHTTP_TIMEOUT,
     }
+    if headers:
+        kwargs["headers"] = headers  # aiohttp copies them into the request's own CIMultiDict
     if max_redirects > 0:
         kwargs["max_redirects"] = max_redirects
     if json_body is not None:
@@ -171,19 +184,27 @@ async def bounded_request(
         kwargs["data"] = data
     if not verify_tls:
         kwargs["ssl"] = False
+    if not read_body:
+        kwargs["auto_decompress"] = False
     try:
         # The outer timeout also bounds the body read and anything aiohttp's timer misses.
         async with asyncio.timeout(timeout):
             async with session.request(method, url, **kwargs) as resp:
                 status = resp.status
-                resp_headers = {}
-                for key, value in resp.headers.items():
-                    resp_headers[key] = f"{resp_headers[key]}, {value}" if key in resp_headers else value
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if collect_headers:
+                    for key, value in resp.headers.items():
+                        resp_headers[key] = f"{resp_headers[key]}, {value}" if key in resp_headers else value
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 if method.upper() == "HEAD":
                     body, truncated = b"", False
-                else:
+                elif read_body:
                     body, truncated = await _read_capped(resp, max_response_bytes)
+                else:
+                    body, truncated = b"", False
+                    if not resp.content.is_eof():
+                        # Not all arrived yet: drain it (capped) so the connection can be reused;
+                        # a body that has fully arrived is simply dropped with the response.
+                        _, truncated = await _read_capped(resp, max_response_bytes)
                 if truncated:
                     # Unread bytes are still on the wire: never hand this connection back to the pool.
                     resp.close()
@@ -194,11 +215,4 @@ async def bounded_request(
             latency_s=time.monotonic() - started,
             error=describe_error(exc, url=url, timeout=timeout, max_redirects=max_redirects),
         )
-    return OutboundResponse(
-        status=status,
-        headers=resp_headers,
-        body=body,
-        truncated=truncated,
-        latency_s=time.monotonic() - started,
-        retry_after_s=retry_after,
-    )
+    return OutboundResponse(status, resp_headers, body, truncated, time.monotonic() - started, retry_after)

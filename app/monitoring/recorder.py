@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,15 +29,15 @@ log = logging.getLogger("pipeline_guard.monitoring")
 RESULT_IDS_KEPT = 16
 
 
-@dataclass
-class Observation:
+class Observation(NamedTuple):
+    """One check result waiting to be written (a tuple: one is created per probe)."""
+
     component_id: int
     kind: str
     result: CheckResult
 
 
-@dataclass
-class RecoveryMark:
+class RecoveryMark(NamedTuple):
     component_id: int
     action: str
     at: datetime
@@ -62,7 +62,11 @@ class Tracked:
     recent_result_ids: deque[int] = field(default_factory=lambda: deque(maxlen=RESULT_IDS_KEPT))
 
     def copy(self) -> Tracked:
-        return replace(self, recent_result_ids=deque(self.recent_result_ids, maxlen=RESULT_IDS_KEPT))
+        # Once per component per flush: a plain __dict__ copy (dataclasses.replace is much slower).
+        new = object.__new__(Tracked)
+        new.__dict__.update(self.__dict__)
+        new.recent_result_ids = deque(self.recent_result_ids, maxlen=RESULT_IDS_KEPT)
+        return new
 
 
 @dataclass
@@ -91,13 +95,13 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
     if observations:
         rows = [
             {
-                "component_id": o.component_id,
-                "observed_at": o.result.observed_at,
-                "outcome": o.result.outcome.value,
-                "latency_ms": None if o.result.latency_s is None else round(o.result.latency_s * 1000, 3),
-                "detail": o.result.detail[:1000],
+                "component_id": cid,
+                "observed_at": r.observed_at,
+                "outcome": r.outcome.value,
+                "latency_ms": None if r.latency_s is None else round(r.latency_s * 1000, 3),
+                "detail": r.detail[:1000],
             }
-            for o in observations
+            for cid, _, r in observations
         ]
         stmt = insert(CheckResultRecord.__table__).returning(CheckResultRecord.__table__.c.id, sort_by_parameter_order=True)
         result_ids = list((await session.execute(stmt, rows)).scalars())
@@ -114,11 +118,11 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             t = work[item.component_id] = tracked[item.component_id].copy()
         if isinstance(item, Observation):
             result = item.result
-            t.recent_result_ids.append(next(ids))
-            t.last_check_at, t.last_outcome, t.last_detail = result.observed_at, result.outcome.value, result.detail
-            t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
-            t.machine, decision = sm.observe(t.machine, result.outcome, result.observed_at, t.thresholds, result.detail)
             at = result.observed_at
+            t.recent_result_ids.append(next(ids))
+            t.last_check_at, t.last_outcome, t.last_detail = at, result.outcome.value, result.detail
+            t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
+            t.machine, decision = sm.observe(t.machine, result.outcome, at, t.thresholds, result.detail)
         else:
             t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action)
             at = item.at

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from bisect import bisect_left
 import logging
 import random
 import time
@@ -46,7 +47,8 @@ HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
 STATUSES = ("unknown", "healthy", "degraded", "critical", "recovering", "failed")
 TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
 MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
-SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
+SHUTDOWN_FLUSH_S = 20.0
+DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries  # how long close() keeps retrying the final flush
 
 
 @dataclass
@@ -95,6 +97,9 @@ class Scheduler:
         self._busy = 0
         self._worker_free = asyncio.Event()
         self._durations: dict[str, Any] = {}
+        self._pending_counts: dict[Any, int] = {}  # checks_total child -> probes since the last flush
+        self._pending_latencies: dict[str, list[float]] = {}  # kind -> latencies since the last flush
+        self._health_dirty = False  # a component left the health map: recompute the percentage
         self._published: dict[str, str] = {}  # component name -> status last exported to Prometheus
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
@@ -373,6 +378,7 @@ class Scheduler:
             self._versions.pop(component_id, None)
         if tracked is not None:
             self.state.component_health.pop(tracked.name, None)
+            self._health_dirty = True
             self.state.critical_components.discard(tracked.name)
             _remove_component_metrics(self.state.metrics, tracked.name)
             self._published.pop(tracked.name, None)
@@ -409,6 +415,7 @@ class Scheduler:
         """Moves due entries to the workers' queue, never more than there are free workers (so a
         saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
         queue, workers = self._queue, self.settings.max_workers
+        loop = asyncio.get_running_loop()
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
@@ -434,10 +441,12 @@ class Scheduler:
             self._wake.clear()
             delay = (self._heap[0][0] - time.monotonic()) if self._heap else 1.0
             if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 1.0))
-                except TimeoutError:
-                    pass
+                # A plain timer that sets the wake event (no wait_for task per wake-up), and at
+                # least DISPATCH_TICK_S between wake-ups so due entries are dispatched in small
+                # batches rather than one loop wake-up per probe.
+                timer = loop.call_later(min(max(delay, DISPATCH_TICK_S), 1.0), self._wake.set)
+                await self._wake.wait()
+                timer.cancel()
 
     async def _worker(self) -> None:
         """One of `max_workers` long-lived workers (no task per probe)."""
@@ -465,39 +474,61 @@ class Scheduler:
         return task
 
     async def _run_entry(self, entry: Entry, due: float) -> None:
+        started = time.monotonic()
         try:
-            started = time.monotonic()
             self.lags.append(started - due if started > due else 0.0)
-            result = await self._execute(entry)
+            result = await self._execute(entry, started)
         finally:
             entry.running = False
         self.checks_run += 1
         self.completed.append(time.monotonic())
+        cid = entry.component_id
+        if cid not in self.tracked:
+            return  # forgotten while probing (deleted, disabled, taken over): no result, no metric labels
+        # Prometheus: counted here, published per flush (`_publish_counts`), not one locked update per probe.
+        outcome = result.outcome
         counters = entry.counters
         if counters is None:
             counters = entry.counters = {}
-        counter = counters.get(result.outcome)
+        counter = counters.get(outcome)
         if counter is None:
-            counter = counters[result.outcome] = self.state.metrics.checks.labels(entry.name, result.outcome.value)
-        counter.inc()
+            counter = counters[outcome] = self.state.metrics.checks.labels(entry.name, outcome.value)
+        pending = self._pending_counts
+        pending[counter] = pending.get(counter, 0) + 1
         if result.latency_s is not None:
-            histogram = self._durations.get(entry.kind)
-            if histogram is None:
-                histogram = self._durations[entry.kind] = self.state.metrics.check_duration.labels(entry.kind)
-            histogram.observe(result.latency_s)
-        if entry.component_id in self.tracked:
-            self._buffer.append(Observation(entry.component_id, entry.kind, result))
-            if len(self._buffer) >= self.flush_size or entry.component_id in self._handing_over:
-                self._flush_soon.set()
+            latencies = self._pending_latencies.get(entry.kind)
+            if latencies is None:
+                latencies = self._pending_latencies[entry.kind] = []
+            latencies.append(result.latency_s)
+        buffer = self._buffer
+        buffer.append(Observation(cid, entry.kind, result))
+        # A component being handed over (SIGTERM drain) flushes at once, so its lease is released
+        # right after its last probe.
+        if len(buffer) >= self.flush_size or cid in self._handing_over:
+            self._flush_soon.set()
 
-    async def _execute(self, entry: Entry) -> CheckResult:
+    def _publish_counts(self) -> None:
+        """Prometheus counters and the duration histogram, updated once per flush with the
+        counts since the previous one (inc(n), one histogram update per bucket)."""
+        counts, self._pending_counts = self._pending_counts, {}
+        for counter, n in counts.items():
+            counter.inc(n)
+        latencies, self._pending_latencies = self._pending_latencies, {}
+        for kind, values in latencies.items():
+            histogram = self._durations.get(kind)
+            if histogram is None:
+                histogram = self._durations[kind] = self.state.metrics.check_duration.labels(kind)
+            observe_many(histogram, values)
+
+    async def _execute(self, entry: Entry, started: float | None = None) -> CheckResult:
         if entry.invalid is not None or entry.validated is None:
             return CheckResult.down(entry.invalid or "invalid check configuration")
         ctx = entry.ctx
         if ctx is None or ctx.http_session is not self.http_session:
             ctx = entry.ctx = self._context(entry)
         kind = self.registry.get(entry.kind)
-        started = time.monotonic()
+        if started is None:
+            started = time.monotonic()
         try:
             if entry.kind == "heartbeat":
                 ctx = self._context(entry)
@@ -564,6 +595,8 @@ class Scheduler:
 
     async def _flush_locked(self) -> int:
         async with self._flush_lock:
+            if self._pending_counts or self._pending_latencies:
+                self._publish_counts()
             if not self._buffer:
                 return 0
             items, self._buffer = self._buffer, []
@@ -638,15 +671,19 @@ class Scheduler:
             items = [(t.name, t.machine.status) for t in self.tracked.values()]
         else:
             items = [(t.name, t.machine.status) for cid in changed if (t := self.tracked.get(cid)) is not None]
+        changed_any, self._health_dirty = changed is None or self._health_dirty, False
         for name, status in items:
-            health[name] = status
+            if health.get(name) != status:
+                health[name] = status
+                changed_any = True
             if published.get(name) != status:
                 published[name] = status
                 metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
                 for s in STATUSES:
                     metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
-        healthy = sum(1 for s in health.values() if s == "healthy")
-        metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
+        if changed_any:  # O(components): only on a refresh or when a status changed in this flush
+            healthy = sum(1 for s in health.values() if s == "healthy")
+            metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
         if self.lags:
             metrics.scheduler_lag.set(self.lags[-1])
 
@@ -671,6 +708,25 @@ class Scheduler:
             "dropped_results": self.dropped_results,
             "flush_failures": self.flush_failures,
         }
+
+
+def observe_many(histogram: Any, values: list[float]) -> None:
+    """`histogram.observe(v)` for each value, with one update per bucket touched instead of one
+    locked update per value (prometheus_client's Histogram child; anything else: plain observe)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bucket with value <= bound, as observe()
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+    total.inc(sum(values))
 
 
 def _remove_component_metrics(metrics: Any, name: str) -> None:

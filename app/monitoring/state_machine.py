@@ -69,9 +69,12 @@ def _bad(code: str) -> bool:
     return code != "u"
 
 
+def _bad_count(window: str) -> int:
+    return len(window) - window.count("u")  # str.count: no per-character Python loop
+
+
 def flapping(recent: str, t: Thresholds) -> bool:
-    window = recent[-t.window:]
-    return sum(1 for c in window if _bad(c)) >= t.flap_threshold
+    return _bad_count(recent[-t.window:]) >= t.flap_threshold
 
 
 def in_grace(state: MachineState, now: datetime) -> bool:
@@ -81,56 +84,65 @@ def in_grace(state: MachineState, now: datetime) -> bool:
 def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thresholds,
             detail: str = "") -> tuple[MachineState, Decision | None]:
     """Fold one check result into the state. Returns the new state and a decision when the
-    status changed."""
-    outcome = Outcome(outcome)
-    code = OUTCOME_CODE[outcome]
-    grace = in_grace(state, now)
-    if outcome is Outcome.UP:
+    status changed. (Called once per check result: no dataclasses.replace, no eager strings.)"""
+    if outcome.__class__ is not Outcome:
+        outcome = Outcome(outcome)
+    grace_until = state.grace_until
+    grace = grace_until is not None and now < grace_until
+    up = outcome is Outcome.UP
+    if up:
         successes, failures = state.consecutive_successes + 1, 0
     elif grace:
         successes, failures = 0, state.consecutive_failures  # a failure during grace does not count
     else:
         successes, failures = 0, state.consecutive_failures + 1
-    recent = state.recent if (grace and outcome is not Outcome.UP) else (state.recent + code)[-MAX_WINDOW:]
-    grace_until = state.grace_until if grace else None
-    new = replace(state, consecutive_failures=failures, consecutive_successes=successes, recent=recent,
-                  grace_until=grace_until)
+    if grace and not up:
+        recent = state.recent
+    else:
+        recent = state.recent + OUTCOME_CODE[outcome]
+        if len(recent) > MAX_WINDOW:
+            recent = recent[-MAX_WINDOW:]
+    new = MachineState(state.status, state.status_since, failures, successes, recent,
+                       grace_until if grace else None)
 
     target, reason = _target(state, new, outcome, grace, t, detail)
     if target == state.status:
         return new, None
-    return replace(new, status=target, status_since=now), Decision(state.status, target, reason)
+    return (MachineState(target, now, failures, successes, recent, new.grace_until),
+            Decision(state.status, target, reason))
 
 
 def _target(old: MachineState, new: MachineState, outcome: Outcome, grace: bool, t: Thresholds,
             detail: str) -> tuple[str, str]:
     status = old.status
-    why = f": {detail}" if detail else ""
     if status == RECOVERING:
         if new.consecutive_successes >= t.success_threshold:
             return HEALTHY, f"recovery verified by {new.consecutive_successes} successful check(s)"
         if not grace and new.consecutive_failures >= t.failure_threshold:
+            why = f": {detail}" if detail else ""
             return FAILED, f"still failing after the recovery action ({new.consecutive_failures} failures){why}"
         return status, ""
     if new.consecutive_failures >= t.failure_threshold:
         last = new.recent[-t.failure_threshold:]
-        target = CRITICAL if last and all(c == "d" for c in last) else DEGRADED
+        target = CRITICAL if last and last.count("d") == len(last) else DEGRADED
         if SEVERITY[target] <= SEVERITY[status]:
             return status, ""  # already as bad or worse
+        why = f": {detail}" if detail else ""
         return target, f"{new.consecutive_failures} consecutive failed checks{why}"
-    is_flapping = flapping(new.recent, t)
+    window = new.recent[-t.window:]
+    bad = _bad_count(window)
+    is_flapping = bad >= t.flap_threshold
     if new.consecutive_successes >= t.success_threshold:
         if is_flapping:
             if status in (HEALTHY, UNKNOWN):
-                bad = sum(1 for c in new.recent[-t.window:] if _bad(c))
-                return DEGRADED, f"flapping: {bad} of the last {len(new.recent[-t.window:])} checks failed"
+                return DEGRADED, f"flapping: {bad} of the last {len(window)} checks failed"
             return status, ""  # no improvement while flapping
         if status != HEALTHY:
+            why = f": {detail}" if detail else ""
             return HEALTHY, f"{new.consecutive_successes} consecutive successful checks{why}"
         return status, ""
     if is_flapping and status in (HEALTHY, UNKNOWN):
-        bad = sum(1 for c in new.recent[-t.window:] if _bad(c))
-        return DEGRADED, f"flapping: {bad} of the last {len(new.recent[-t.window:])} checks failed"
+        return DEGRADED, f"flapping: {bad} of the last {len(window)} checks failed"
     return status, ""
 
 
