@@ -50,6 +50,9 @@ class Claimed:
     config: dict | None
     outgoing: OutgoingNotification
     problem: str | None = None
+    # An unreadable channel config (this replica's keys can't decrypt it) may be readable by another
+    # replica, or after the admin fixes PIPELINE_ENCRYPTION_KEY: retry with back-off, don't fail at once.
+    problem_retryable: bool = False
 
 
 class OutboxSender(LoopService):
@@ -115,8 +118,9 @@ class OutboxSender(LoopService):
                     item.config = box.decrypt_json(channel.config_encrypted)
                 except Exception as exc:  # noqa: BLE001 - a broken channel fails its rows, not the loop
                     item.problem = f"channel {channel.name!r} is unusable: {type(exc).__name__}"
+                    item.problem_retryable = True
                 if not channel.enabled:
-                    item.problem = f"channel {channel.name!r} is disabled"
+                    item.problem, item.problem_retryable = f"channel {channel.name!r} is disabled", False
                 claimed.append(item)
                 self._in_flight[notification.id] = token
         return claimed
@@ -138,6 +142,11 @@ class OutboxSender(LoopService):
             if result is not None and result.ok:
                 outcome = "delivered"
                 values.update(status=NotificationStatus.DELIVERED, delivered_at=now, last_error=None)
+            elif item.problem_retryable and attempt < self.settings.alerting.max_attempts:
+                outcome = "retry"
+                delay = retry_delay(attempt, self.settings, None)
+                values.update(status=NotificationStatus.PENDING, last_error=_describe(item, result),
+                              next_attempt_at=now + timedelta(seconds=delay))
             elif result is None or result.permanent or attempt >= self.settings.alerting.max_attempts:
                 outcome = "failed"
                 values.update(status=NotificationStatus.FAILED, last_error=_describe(item, result))

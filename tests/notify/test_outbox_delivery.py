@@ -158,3 +158,32 @@ async def test_default_services_include_alerting_loops(notify_settings):
         assert {"alert-maintenance", "notify-escalation", "notify-outbox", "audit-retention"} <= names
         assert g.state.events.handlers(HealthTransition)
         assert (await g.client.get("/ready")).status_code == 200
+
+
+async def test_undecryptable_channel_is_retried_not_failed(notify_settings, receiver):
+    """A replica whose keys cannot read a channel's config retries with back-off (another replica, or
+    this one after the key is fixed, can still deliver); only max_attempts makes it final."""
+    from cryptography.fernet import Fernet
+    from sqlalchemy import update
+
+    from app.db.models import Channel
+
+    settings = notify_settings.model_copy(deep=True)
+    settings.alerting.max_attempts = 3
+    async with running_guard(settings, build_services=outbox_only) as g:
+        channel = await create_channel(g, receiver)
+        foreign = Fernet(Fernet.generate_key()).encrypt(json.dumps({"url": receiver.url + "/hook"}).encode()).decode()
+        async with g.session() as session:
+            await session.execute(update(Channel).where(Channel.id == channel["id"]).values(config_encrypted=foreign))
+        await raise_alerts(g, 1)
+
+        async def failed():
+            rows = await all_rows(g, Notification)
+            return rows and rows[0].status == "failed"
+
+        await wait_for(failed, timeout=30)
+        r = await g.client.get("/api/v1/notifications", headers=await g.headers("viewer"))
+        item = r.json()["items"][0]
+    assert [a["outcome"] for a in item["delivery_log"]] == ["retry", "retry", "failed"]
+    assert "unusable" in item["last_error"]
+    assert receiver.requests == []
