@@ -21,11 +21,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from operator import mul, sub
+from operator import add, attrgetter, mul, sub
 from typing import Any
 
 from app.metrics.sketch import QuantileSketch
-from app.metrics.validation import Point
+from app.metrics.validation import Batch, Series
 
 MINUTE = 60
 HOUR = 3600
@@ -97,27 +97,45 @@ def decode_sketch(data: bytes) -> QuantileSketch:
     return sk
 
 
-def _row(res: int, key: tuple[str, str, str], start: int, sk: QuantileSketch) -> tuple:
-    return (res, key[0], key[1], key[2], datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
+def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
+    return (res, s.component, s.metric_name, s.series_key, datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
             sk.max, sk.sum_of_squares, encode_sketch(sk), False)
 
 
-def build_deltas(points: list[Point]) -> list[tuple]:
-    """One row per (series, minute) and per (series, hour) touched by ``points``."""
-    minutes: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
-    for p in points:
-        minutes[(p.component, p.metric_name, p.series_key, p.minute)].append(p.value)
+def build_deltas(batch: Batch) -> list[tuple]:
+    """One row per (series, minute) and per (series, hour) touched by ``batch``."""
+    # Group the values by (series index, minute) with one integer key per point built by C-level
+    # maps; the only per-point Python work is the dict append.
+    keys = map(add, map(mul, batch.sids, repeat(1 << 40)), map(_MINUTE_OF, batch.stamps))
+    minutes: defaultdict[int, list[float]] = defaultdict(list)
+    for k, v in zip(keys, batch.values):
+        minutes[k].append(v)
+    series = batch.series
     rows: list[tuple] = []
-    hours: dict[tuple[str, str, str, int], QuantileSketch] = {}
-    for (c, m, s, start), values in minutes.items():
+    hours: dict[tuple[int, int], QuantileSketch] = {}
+    for k, values in minutes.items():
+        sid, start = divmod(k, 1 << 40)
+        s = series[sid]
         sk = sketch_of(values)
-        rows.append(_row(MINUTE, (c, m, s), start, sk))
-        hkey = (c, m, s, start // HOUR * HOUR)
+        rows.append(_row(MINUTE, s, start, sk))
+        hkey = (sid, start // HOUR * HOUR)
         if (hsk := hours.get(hkey)) is None:
-            hours[hkey] = hsk = new_sketch()
-        hsk.merge(sk)
-    rows.extend(_row(HOUR, (c, m, s), start, sk) for (c, m, s, start), sk in hours.items())
+            hours[hkey] = sk if len(minutes) == 1 else _copy(sk)
+        else:
+            hsk.merge(sk)
+    rows.extend(_row(HOUR, series[sid], start, sk) for (sid, start), sk in hours.items())
     return rows
+
+
+def _copy(sk: QuantileSketch) -> QuantileSketch:
+    out = new_sketch()
+    out.pos, out.neg = dict(sk.pos), dict(sk.neg)
+    out.zero_count, out.count, out.sum, out.min, out.max, out._mean, out._m2 = (
+        sk.zero_count, sk.count, sk.sum, sk.min, sk.max, sk._mean, sk._m2)
+    return out
+
+
+_MINUTE_OF = attrgetter("minute")
 
 
 @dataclass(frozen=True)
