@@ -16,7 +16,7 @@ from app.db.models import Component, MetricRollup, MetricSeries, metric_points
 from app.db.types import BlobType
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.ingest_sqlite import upsert_series
-from app.metrics.rollups import HOUR, MINUTE, RangePlan, build_deltas
+from app.metrics.rollups import RangePlan, build_deltas
 from app.metrics.validation import Batch
 
 
@@ -76,9 +76,8 @@ class MetricsRepository:
         """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
         (one simple indexed range per part of the plan, glued with UNION ALL)."""
         r, t = MetricRollup.__table__.c, metric_points.c
-        parts = ([(HOUR, *plan.hours)] if plan.hours else []) + [(MINUTE, a, b) for a, b in plan.minutes]
         queries = []
-        for res, a, b in parts:
+        for res, a, b in plan.rollups:
             q = select(r.sketch, literal(None, Double()).label("value")).where(
                 r.component == component, r.metric_name == metric_name, r.resolution == res,
                 r.bucket_start >= _dt(a), r.bucket_start < _dt(b))

@@ -28,8 +28,9 @@ from app.metrics.sketch import QuantileSketch
 from app.metrics.validation import Batch, Series
 
 MINUTE = 60
+TEN_MINUTES = 600
 HOUR = 3600
-RESOLUTIONS = (MINUTE, HOUR)
+RESOLUTIONS = (MINUTE, TEN_MINUTES, HOUR)
 RAW_EXACT_SECONDS = 300
 ROLLUP_COLUMNS = ("resolution", "component", "metric_name", "series_key", "bucket_start",
                   "count", "sum", "min", "max", "sumsq", "sketch", "compacted")
@@ -112,18 +113,19 @@ def build_deltas(batch: Batch) -> list[tuple]:
         minutes[k].append(v)
     series = batch.series
     rows: list[tuple] = []
-    hours: dict[tuple[int, int], QuantileSketch] = {}
+    coarser: dict[int, dict[tuple[int, int], QuantileSketch]] = {res: {} for res in RESOLUTIONS[1:]}
     for k, values in minutes.items():
         sid, start = divmod(k, 1 << 40)
-        s = series[sid]
         sk = sketch_of(values)
-        rows.append(_row(MINUTE, s, start, sk))
-        hkey = (sid, start // HOUR * HOUR)
-        if (hsk := hours.get(hkey)) is None:
-            hours[hkey] = sk if len(minutes) == 1 else _copy(sk)
-        else:
-            hsk.merge(sk)
-    rows.extend(_row(HOUR, series[sid], start, sk) for (sid, start), sk in hours.items())
+        rows.append(_row(MINUTE, series[sid], start, sk))
+        for res, buckets in coarser.items():
+            bkey = (sid, start // res * res)
+            if (bsk := buckets.get(bkey)) is None:
+                buckets[bkey] = _copy(sk)
+            else:
+                bsk.merge(sk)
+    for res, buckets in coarser.items():
+        rows.extend(_row(res, series[sid], start, sk) for (sid, start), sk in buckets.items())
     return rows
 
 
@@ -140,23 +142,32 @@ _MINUTE_OF = attrgetter("minute")
 
 @dataclass(frozen=True)
 class RangePlan:
-    """Which store answers which part of [start, end)."""
+    """Which store answers which part of [start, end): ``rollups`` lists (resolution, start, end)
+    ranges of whole buckets, ``raw`` the partial minutes at the ends."""
 
-    hours: tuple[float, float] | None
-    minutes: list[tuple[float, float]]
+    rollups: list[tuple[int, float, float]]
     raw: list[tuple[float, float]]
 
 
+def _cover(a: int, b: int, levels: tuple[int, ...]) -> list[tuple[int, float, float]]:
+    """[a, b) (whole minutes) as the fewest whole buckets: the coarsest level in the middle, finer
+    levels only at its edges."""
+    res, finer = levels[0], levels[1:]
+    if not finer:
+        return [(res, a, b)] if b > a else []
+    c0, c1 = -(-a // res) * res, b // res * res
+    if c1 > c0:
+        return [*_cover(a, c0, finer), (res, c0, c1), *_cover(c1, b, finer)]
+    return _cover(a, b, finer)
+
+
 def plan_range(start: float, end: float) -> RangePlan:
+    """Cost: the whole hours, <= 10 ten-minute rows, <= 18 minute rows and <= 2 minutes of raw points."""
     if end - start <= RAW_EXACT_SECONDS:
-        return RangePlan(None, [], [(start, end)])
+        return RangePlan([], [(start, end)])
     m0, m1 = math.ceil(start / MINUTE) * MINUTE, math.floor(end / MINUTE) * MINUTE
-    h0, h1 = math.ceil(start / HOUR) * HOUR, math.floor(end / HOUR) * HOUR
     raw = [(a, b) for a, b in ((start, m0), (m1, end)) if b > a]
-    if h1 > h0:
-        minutes = [(a, b) for a, b in ((m0, h0), (h1, m1)) if b > a]
-        return RangePlan((h0, h1), minutes, raw)
-    return RangePlan(None, [(m0, m1)] if m1 > m0 else [], raw)
+    return RangePlan(_cover(m0, m1, RESOLUTIONS[::-1]) if m1 > m0 else [], raw)
 
 
 def exact_quantile(sorted_values: list[float], q: float) -> float:
@@ -200,7 +211,8 @@ def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> Qua
     with the parallel-variance formula, as ``QuantileSketch.merge`` does."""
     sk = sketch or new_sketch()
     pos, neg = sk.pos, sk.neg
-    for blob in blobs:
+    # Largest first: into an empty store it is a single C-level update, the rest loop per bucket.
+    for blob in sorted(blobs, key=len, reverse=True):
         if not blob or blob[0] != _SPARSE_TAG:
             sk.merge(QuantileSketch.from_bytes(blob))
             continue
@@ -214,6 +226,9 @@ def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> Qua
                 keys.frombytes(blob[off: off + 4 * n])
                 counts.frombytes(blob[off + 4 * n: off + 8 * n])
                 off += 8 * n
+                if not store:  # the first sketch's buckets: one C-level update
+                    store.update(zip(keys, counts))
+                    continue
                 get = store.get
                 for k, c in zip(keys, counts):
                     store[k] = get(k, 0) + c

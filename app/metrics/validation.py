@@ -12,8 +12,8 @@ import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, islice
+from operator import attrgetter, le
 from typing import Any
 
 import orjson
@@ -165,12 +165,15 @@ class Batch:
 
     def latest(self) -> dict[int, int]:
         """Series index -> index of its latest point (the later one on equal timestamps)."""
+        micros = list(map(_MICROS, self.stamps))
+        if all(map(le, micros, islice(micros, 1, None))):  # in time order (the usual case)
+            return {sid: i for i, sid in enumerate(self.sids)}
         best: dict[int, int] = {}
         top: dict[int, int] = {}
         get = top.get
-        for i, (sid, micros) in enumerate(zip(self.sids, map(_MICROS, self.stamps))):
-            if micros >= get(sid, -(1 << 62)):
-                top[sid] = micros
+        for i, (sid, us) in enumerate(zip(self.sids, micros)):
+            if us >= get(sid, -(1 << 62)):
+                top[sid] = us
                 best[sid] = i
         return best
 
