@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
-from app.metrics.validation import Point
+from app.metrics.validation import Batch
 
 POINT_COLUMNS = ("component", "metric_name", "series_key", "labels", "value", "ts")
 
@@ -33,12 +33,12 @@ class PostgresIngest:
     name = "postgresql"
     upsert = staticmethod(pg_insert)
 
-    async def insert_points(self, session: AsyncSession, points: list[Point]) -> None:
+    async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
+        # The batch encodes itself as a binary COPY stream (series fields and timestamps are encoded
+        # once per distinct value, not per point; asyncpg's record encoder would also call
+        # SQLAlchemy's Python jsonb codec once per row).
         raw = await raw_connection(session)
-        await raw.copy_records_to_table(
-            "metric_points", columns=POINT_COLUMNS,
-            records=[(p.component, p.metric_name, p.series_key, p.labels_json, p.value, p.ts) for p in points],
-        )
+        await raw.copy_to_table("metric_points", source=batch.copy_payload(), columns=POINT_COLUMNS, format="binary")
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
         raw = await raw_connection(session)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.metrics import MetricSeries, metric_points
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
-from app.metrics.validation import Point
+from app.metrics.validation import Batch
 
 _DELETE_POINTS = text(
     "DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE ts < :cutoff LIMIT :n)"
@@ -22,11 +22,11 @@ class SQLiteIngest:
     name = "sqlite"
     upsert = staticmethod(sqlite_insert)
 
-    async def insert_points(self, session: AsyncSession, points: list[Point]) -> None:
+    async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
         conn = await session.connection()
         await conn.execute(insert(metric_points), [
             {"component": p.component, "metric_name": p.metric_name, "series_key": p.series_key,
-             "labels": p.labels, "value": p.value, "ts": p.ts} for p in points
+             "labels": p.labels, "value": p.value, "ts": p.ts} for p in batch.points()
         ])
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:

@@ -16,8 +16,8 @@ from app.db.models import Component, MetricRollup, MetricSeries, metric_points
 from app.db.types import BlobType
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.ingest_sqlite import upsert_series
-from app.metrics.rollups import HOUR, MINUTE, RangePlan, build_deltas
-from app.metrics.validation import Point
+from app.metrics.rollups import RangePlan, build_deltas
+from app.metrics.validation import Batch
 
 
 def _dt(seconds: float) -> datetime:
@@ -30,20 +30,17 @@ class MetricsRepository:
         self.ingest = ingest_for(session.bind.dialect.name)
 
     # --- writes ------------------------------------------------------------------------------
-    async def store(self, points: list[Point]) -> None:
+    async def store(self, batch: Batch) -> None:
         """Raw points, rollup deltas and the series' latest values, in the caller's transaction."""
-        await self.ingest.insert_points(self.session, points)
-        await self.ingest.insert_rollups(self.session, build_deltas(points))
-        latest: dict[tuple[str, str, str], Point] = {}
-        for p in points:
-            key = (p.component, p.metric_name, p.series_key)
-            cur = latest.get(key)
-            if cur is None or p.ts >= cur.ts:
-                latest[key] = p
+        await self.ingest.insert_points(self.session, batch)
+        await self.ingest.insert_rollups(self.session, build_deltas(batch))
+        now = datetime.now(UTC)
+        latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
         # Sorted so concurrent batches lock series rows in the same order (no deadlocks).
-        rows = [{"component": k[0], "metric_name": k[1], "series_key": k[2], "labels": p.labels,
-                 "last_value": p.value, "last_ts": p.ts, "first_seen": datetime.now(UTC)}
-                for k, p in sorted(latest.items())]
+        latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
+        rows = [{"component": s.component, "metric_name": s.metric_name, "series_key": s.series_key,
+                 "labels": s.labels, "last_value": batch.values[i], "last_ts": batch.stamps[i].ts, "first_seen": now}
+                for s, i in latest]
         await self.session.execute(upsert_series(self.ingest.upsert), rows)
 
     async def known_components(self, names: set[str]) -> set[str]:
@@ -79,9 +76,8 @@ class MetricsRepository:
         """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
         (one simple indexed range per part of the plan, glued with UNION ALL)."""
         r, t = MetricRollup.__table__.c, metric_points.c
-        parts = ([(HOUR, *plan.hours)] if plan.hours else []) + [(MINUTE, a, b) for a, b in plan.minutes]
         queries = []
-        for res, a, b in parts:
+        for res, a, b in plan.rollups:
             q = select(r.sketch, literal(None, Double()).label("value")).where(
                 r.component == component, r.metric_name == metric_name, r.resolution == res,
                 r.bucket_start >= _dt(a), r.bucket_start < _dt(b))

@@ -23,7 +23,7 @@ from app.background import LoopService
 from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.repository import MetricsRepository
-from app.metrics.rollups import HOUR, MINUTE, ROLLUP_COLUMNS, encode_sketch, merge_blobs
+from app.metrics.rollups import HOUR, MINUTE, ROLLUP_COLUMNS, TEN_MINUTES, encode_sketch, merge_blobs
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
@@ -39,20 +39,22 @@ class MetricsRetention(LoopService):
         self.state = state
         self.batch = batch
         self.max_batches = max_batches
-        self.deleted = {"points": 0, "minute_rollups": 0, "hour_rollups": 0}
+        self.deleted = {"points": 0, "minute_rollups": 0, "ten_minute_rollups": 0, "hour_rollups": 0}
 
     async def run_once(self, now: datetime | None = None) -> dict[str, int]:
         now = now or datetime.now(UTC)
         mon = self.state.settings.pipeline.monitoring
         raw_cutoff = now - timedelta(seconds=mon.metrics_retention)
-        # Minute rollups only answer the edges of a range, so they are kept a little longer than
-        # the raw points; hour rollups are kept for ``rollup_retention``.
+        # Minute and ten-minute rollups only answer the edges of a range (finer than an hour), so
+        # they are kept a little longer than the raw points; hour rollups for ``rollup_retention``.
         minute_cutoff = now - timedelta(seconds=max(mon.metrics_retention * 2, mon.metrics_retention + 86400))
         minute_cutoff = max(minute_cutoff, now - timedelta(seconds=mon.rollup_retention))
         hour_cutoff = now - timedelta(seconds=mon.rollup_retention)
         done = {
             "points": await self._drain(lambda repo: repo.delete_points_before(raw_cutoff, self.batch)),
             "minute_rollups": await self._drain(lambda repo: repo.delete_rollups_before(MINUTE, minute_cutoff, self.batch)),
+            "ten_minute_rollups": await self._drain(
+                lambda repo: repo.delete_rollups_before(TEN_MINUTES, minute_cutoff, self.batch)),
             "hour_rollups": await self._drain(lambda repo: repo.delete_rollups_before(HOUR, hour_cutoff, self.batch)),
         }
         for key, n in done.items():

@@ -21,15 +21,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from operator import mul, sub
+from operator import add, attrgetter, mul, sub
 from typing import Any
 
 from app.metrics.sketch import QuantileSketch
-from app.metrics.validation import Point
+from app.metrics.validation import Batch, Series
 
 MINUTE = 60
+TEN_MINUTES = 600
 HOUR = 3600
-RESOLUTIONS = (MINUTE, HOUR)
+RESOLUTIONS = (MINUTE, TEN_MINUTES, HOUR)
 RAW_EXACT_SECONDS = 300
 ROLLUP_COLUMNS = ("resolution", "component", "metric_name", "series_key", "bucket_start",
                   "count", "sum", "min", "max", "sumsq", "sketch", "compacted")
@@ -97,48 +98,76 @@ def decode_sketch(data: bytes) -> QuantileSketch:
     return sk
 
 
-def _row(res: int, key: tuple[str, str, str], start: int, sk: QuantileSketch) -> tuple:
-    return (res, key[0], key[1], key[2], datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
+def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
+    return (res, s.component, s.metric_name, s.series_key, datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
             sk.max, sk.sum_of_squares, encode_sketch(sk), False)
 
 
-def build_deltas(points: list[Point]) -> list[tuple]:
-    """One row per (series, minute) and per (series, hour) touched by ``points``."""
-    minutes: dict[tuple[str, str, str, int], list[float]] = defaultdict(list)
-    for p in points:
-        minutes[(p.component, p.metric_name, p.series_key, p.minute)].append(p.value)
+def build_deltas(batch: Batch) -> list[tuple]:
+    """One row per (series, minute) and per (series, hour) touched by ``batch``."""
+    # Group the values by (series index, minute) with one integer key per point built by C-level
+    # maps; the only per-point Python work is the dict append.
+    keys = map(add, map(mul, batch.sids, repeat(1 << 40)), map(_MINUTE_OF, batch.stamps))
+    minutes: defaultdict[int, list[float]] = defaultdict(list)
+    for k, v in zip(keys, batch.values):
+        minutes[k].append(v)
+    series = batch.series
     rows: list[tuple] = []
-    hours: dict[tuple[str, str, str, int], QuantileSketch] = {}
-    for (c, m, s, start), values in minutes.items():
+    coarser: dict[int, dict[tuple[int, int], QuantileSketch]] = {res: {} for res in RESOLUTIONS[1:]}
+    for k, values in minutes.items():
+        sid, start = divmod(k, 1 << 40)
         sk = sketch_of(values)
-        rows.append(_row(MINUTE, (c, m, s), start, sk))
-        hkey = (c, m, s, start // HOUR * HOUR)
-        if (hsk := hours.get(hkey)) is None:
-            hours[hkey] = hsk = new_sketch()
-        hsk.merge(sk)
-    rows.extend(_row(HOUR, (c, m, s), start, sk) for (c, m, s, start), sk in hours.items())
+        rows.append(_row(MINUTE, series[sid], start, sk))
+        for res, buckets in coarser.items():
+            bkey = (sid, start // res * res)
+            if (bsk := buckets.get(bkey)) is None:
+                buckets[bkey] = _copy(sk)
+            else:
+                bsk.merge(sk)
+    for res, buckets in coarser.items():
+        rows.extend(_row(res, series[sid], start, sk) for (sid, start), sk in buckets.items())
     return rows
+
+
+def _copy(sk: QuantileSketch) -> QuantileSketch:
+    out = new_sketch()
+    out.pos, out.neg = dict(sk.pos), dict(sk.neg)
+    out.zero_count, out.count, out.sum, out.min, out.max, out._mean, out._m2 = (
+        sk.zero_count, sk.count, sk.sum, sk.min, sk.max, sk._mean, sk._m2)
+    return out
+
+
+_MINUTE_OF = attrgetter("minute")
 
 
 @dataclass(frozen=True)
 class RangePlan:
-    """Which store answers which part of [start, end)."""
+    """Which store answers which part of [start, end): ``rollups`` lists (resolution, start, end)
+    ranges of whole buckets, ``raw`` the partial minutes at the ends."""
 
-    hours: tuple[float, float] | None
-    minutes: list[tuple[float, float]]
+    rollups: list[tuple[int, float, float]]
     raw: list[tuple[float, float]]
 
 
+def _cover(a: int, b: int, levels: tuple[int, ...]) -> list[tuple[int, float, float]]:
+    """[a, b) (whole minutes) as the fewest whole buckets: the coarsest level in the middle, finer
+    levels only at its edges."""
+    res, finer = levels[0], levels[1:]
+    if not finer:
+        return [(res, a, b)] if b > a else []
+    c0, c1 = -(-a // res) * res, b // res * res
+    if c1 > c0:
+        return [*_cover(a, c0, finer), (res, c0, c1), *_cover(c1, b, finer)]
+    return _cover(a, b, finer)
+
+
 def plan_range(start: float, end: float) -> RangePlan:
+    """Cost: the whole hours, <= 10 ten-minute rows, <= 18 minute rows and <= 2 minutes of raw points."""
     if end - start <= RAW_EXACT_SECONDS:
-        return RangePlan(None, [], [(start, end)])
+        return RangePlan([], [(start, end)])
     m0, m1 = math.ceil(start / MINUTE) * MINUTE, math.floor(end / MINUTE) * MINUTE
-    h0, h1 = math.ceil(start / HOUR) * HOUR, math.floor(end / HOUR) * HOUR
     raw = [(a, b) for a, b in ((start, m0), (m1, end)) if b > a]
-    if h1 > h0:
-        minutes = [(a, b) for a, b in ((m0, h0), (h1, m1)) if b > a]
-        return RangePlan((h0, h1), minutes, raw)
-    return RangePlan(None, [(m0, m1)] if m1 > m0 else [], raw)
+    return RangePlan(_cover(m0, m1, RESOLUTIONS[::-1]) if m1 > m0 else [], raw)
 
 
 def exact_quantile(sorted_values: list[float], q: float) -> float:
@@ -182,7 +211,8 @@ def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> Qua
     with the parallel-variance formula, as ``QuantileSketch.merge`` does."""
     sk = sketch or new_sketch()
     pos, neg = sk.pos, sk.neg
-    for blob in blobs:
+    # Largest first: into an empty store it is a single C-level update, the rest loop per bucket.
+    for blob in sorted(blobs, key=len, reverse=True):
         if not blob or blob[0] != _SPARSE_TAG:
             sk.merge(QuantileSketch.from_bytes(blob))
             continue
@@ -196,6 +226,9 @@ def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> Qua
                 keys.frombytes(blob[off: off + 4 * n])
                 counts.frombytes(blob[off + 4 * n: off + 8 * n])
                 off += 8 * n
+                if not store:  # the first sketch's buckets: one C-level update
+                    store.update(zip(keys, counts))
+                    continue
                 get = store.get
                 for k, c in zip(keys, counts):
                     store[k] = get(k, 0) + c

@@ -19,7 +19,7 @@ from app.metrics.rollups import (
     plan_range,
     sketch_summary,
 )
-from app.metrics.validation import Point, check_points, series_key
+from app.metrics.validation import Batch, check_points, series_key
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
@@ -34,10 +34,10 @@ class MetricsService:
 
     # --- ingest ------------------------------------------------------------------------------
     async def record(self, items: list[Any]) -> int:
-        points = check_points(items)
-        await self._refuse_unknown(items, points)
-        await self.repo.store(points)
-        components = {p.component for p in points}
+        batch = check_points(items)
+        await self._refuse_unknown(items, batch)
+        await self.repo.store(batch)
+        components = batch.components
         self.cache.invalidate(components)
         counter, stored = self.state.metrics.points_ingested, len(points)
         event.listen(self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True)
@@ -46,17 +46,17 @@ class MetricsService:
             # Handed to the rule evaluator only once this transaction has committed: a batch that
             # rolls back is never evaluated. The evaluator loop drains its queue every second.
             event.listen(self.session.sync_session, "after_commit",
-                         lambda _session: evaluator.offer(points), once=True)
-        return len(points)
+                         lambda _session: evaluator.offer(batch.points()), once=True)
+        return len(batch)
 
-    async def _refuse_unknown(self, items: list[Any], points: list[Point]) -> None:
+    async def _refuse_unknown(self, items: list[Any], batch: Batch) -> None:
         if self.state.settings.pipeline.monitoring.allow_unknown_metric_components:
             return
-        names = {p.component for p in points}
+        names = batch.components
         unknown = names - await self.repo.known_components(names)
         if unknown:
             errors = [{"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
-                      for i, p in enumerate(points) if p.component in unknown]
+                      for i, p in enumerate(batch.points()) if p.component in unknown]
             raise ValidationFailed(
                 f"{len(errors)} of {len(items)} points name unknown components; nothing was stored "
                 "(pipeline.monitoring.allow_unknown_metric_components is off)",

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain, islice
+from operator import attrgetter, le
 from typing import Any
 
 import orjson
@@ -84,8 +87,119 @@ def parse_body(body: bytes) -> Any:
                                details={"fields": [{"field": "body", "message": str(exc)[:200]}]}) from None
 
 
-def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
-    """Validate a list of raw point dicts; raise ``ValidationFailed`` listing every problem."""
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_PACK_I32 = struct.Struct(">i").pack
+_PACK_I64 = struct.Struct(">q").pack
+_LEN8 = _PACK_I32(8)
+
+
+@dataclass(slots=True)
+class Stamp:
+    """One distinct timestamp of a batch (points of one scrape share it): parsed once."""
+
+    ts: datetime
+    minute: int  # start of the minute, epoch seconds (rollup bucket)
+    micros: int  # microseconds since 2000-01-01 UTC: Postgres' binary timestamptz, and an exact sort key
+    copy_field: bytes  # length-prefixed binary COPY field
+
+
+def _stamp(ts: datetime) -> Stamp:
+    micros = (ts - _PG_EPOCH) // _ONE_US
+    return Stamp(ts, int(ts.timestamp()) // 60 * 60, micros, _LEN8 + _PACK_I64(micros))
+
+
+def _copy_text(value: str) -> bytes:
+    data = value.encode()
+    return _PACK_I32(len(data)) + data
+
+
+@dataclass(slots=True)
+class Series:
+    """One distinct (component, metric, canonical labels) of a batch."""
+
+    component: str
+    metric_name: str
+    series_key: str
+    labels: dict[str, str]
+    labels_json: str
+    # The binary COPY row up to the value: field count, the four text/jsonb fields, the value's length.
+    copy_prefix: bytes = b""
+
+    def __post_init__(self) -> None:
+        js = self.labels_json.encode()
+        self.copy_prefix = b"".join((b"\x00\x06", _copy_text(self.component), _copy_text(self.metric_name),
+                                     _copy_text(self.series_key), _PACK_I32(len(js) + 1), b"\x01", js, _LEN8))
+
+
+class Batch:
+    """A validated batch, kept columnar: per point only a series index, a value and a ``Stamp``
+    (shared by every point of the same timestamp). ``points()`` builds ``Point`` objects for the
+    consumers that want them (SQLite executemany, the rule evaluator); the Postgres path never does."""
+
+    __slots__ = ("series", "sids", "stamps", "values")
+
+    def __init__(self, series: list[Series], sids: list[int], values: list[float], stamps: list[Stamp]):
+        self.series, self.sids, self.values, self.stamps = series, sids, values, stamps
+
+    def __len__(self) -> int:
+        return len(self.sids)
+
+    @property
+    def components(self) -> set[str]:
+        return {s.component for s in self.series}
+
+    def points(self) -> list[Point]:
+        series = self.series
+        return [Point(s.component, s.metric_name, s.series_key, s.labels, s.labels_json, v, st.ts, st.minute)
+                for s, v, st in zip(map(series.__getitem__, self.sids), self.values, self.stamps)]
+
+    def copy_payload(self) -> memoryview:
+        """The whole batch as one PostgreSQL binary COPY stream (columns ``POINT_COLUMNS``):
+        per row the series' pre-encoded prefix, the value, the stamp's pre-encoded field."""
+        prefixes = [s.copy_prefix for s in self.series]
+        rows = b"".join(chain.from_iterable(zip(map(prefixes.__getitem__, self.sids),
+                                                map(_PACK_F64, self.values),
+                                                map(_COPY_FIELD, self.stamps))))
+        return memoryview(b"".join((_COPY_HEADER, rows, b"\xff\xff")))
+
+    def latest(self) -> dict[int, int]:
+        """Series index -> index of its latest point (the later one on equal timestamps)."""
+        micros = list(map(_MICROS, self.stamps))
+        if all(map(le, micros, islice(micros, 1, None))):  # in time order (the usual case)
+            return {sid: i for i, sid in enumerate(self.sids)}
+        best: dict[int, int] = {}
+        top: dict[int, int] = {}
+        get = top.get
+        for i, (sid, us) in enumerate(zip(self.sids, micros)):
+            if us >= get(sid, -(1 << 62)):
+                top[sid] = us
+                best[sid] = i
+        return best
+
+
+_PACK_F64 = struct.Struct(">d").pack
+_COPY_FIELD = attrgetter("copy_field")
+_MICROS = attrgetter("micros")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+
+
+def _check_component(component: Any) -> bool:
+    return type(component) is str and 0 < len(component) <= MAX_COMPONENT and _COMPONENT(component) is not None
+
+
+def _check_name(name: Any) -> bool:
+    return type(name) is str and 0 < len(name) <= MAX_METRIC_NAME and _METRIC_NAME(name) is not None
+
+
+def check_points(items: Any, *, now: datetime | None = None) -> Batch:
+    """Validate a list of raw point dicts; raise ``ValidationFailed`` listing every problem.
+
+    Batches repeat a few series and (per scrape) timestamps: a point whose (component, metric,
+    raw labels) and timestamp were already accepted in this batch only needs its value checked
+    (the fast path below: two dict lookups); anything else takes the full check, which fills the
+    caches. The caches live for one batch only.
+    """
     if not isinstance(items, list):
         raise ValidationFailed("expected a list of points", details={"fields": [{"field": "points", "message": "must be a list"}]})
     if not items:
@@ -96,38 +210,31 @@ def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
     now = now or datetime.now(UTC)
     latest, earliest = now + MAX_FUTURE, now - MAX_AGE
     errors: list[dict[str, Any]] = []
-    out: list[Point] = []
-    # Batches repeat the same few names, label sets and (per scrape) timestamps: check each
-    # distinct one once. The caches live for one batch only.
-    good_components: set[str] = set()
-    good_names: set[str] = set()
-    good_labels: dict[bytes, tuple[str, str]] = {}  # raw labels JSON -> (series key, labels json)
-    times: dict[Any, tuple[datetime, int]] = {}
-    now_minute = int(now.timestamp()) // 60 * 60
+    series: list[Series] = []
+    by_raw: dict[tuple[str, str, bytes | None], int] = {}  # (component, name, raw labels JSON) -> series index
+    by_key: dict[tuple[str, str, str], int] = {}  # (component, name, canonical key) -> series index
+    labels_ok: dict[bytes, tuple[str, dict[str, str]]] = {}  # raw labels JSON -> (canonical key, labels)
+    times: dict[Any, Stamp] = {None: _stamp(now)}
+    sids: list[int] = []
+    values: list[float] = []
+    stamps: list[Stamp] = []
+    add_sid, add_value, add_stamp = sids.append, values.append, stamps.append
     dumps = orjson.dumps
-    append = out.append
 
     def bad(index: int, field: str, message: str) -> None:
         if len(errors) < MAX_ERRORS_REPORTED:
             errors.append({"index": index, "field": field, "message": message})
 
-    for i, item in enumerate(items):
+    def full_check(i: int, item: Any) -> None:
         if type(item) is not dict:
             bad(i, "point", "must be an object")
-            continue
+            return
         nerr = len(errors)
-        component = item.get("component")
-        if component not in good_components:
-            if type(component) is not str or not 0 < len(component) <= MAX_COMPONENT or not _COMPONENT(component):
-                bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
-            else:
-                good_components.add(component)
-        name = item.get("metric_name")
-        if name not in good_names:
-            if type(name) is not str or not 0 < len(name) <= MAX_METRIC_NAME or not _METRIC_NAME(name):
-                bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
-            else:
-                good_names.add(name)
+        component, name = item.get("component"), item.get("metric_name")
+        if not _check_component(component):
+            bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
+        if not _check_name(name):
+            bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
         value = item.get("value")
         tv = type(value)
         if tv is float:
@@ -140,48 +247,80 @@ def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
         else:
             bad(i, "value", "must be a number")
         labels = item.get("labels")
-        key = ""
+        raw_labels = key = None
         if labels:
             if type(labels) is not dict:
                 bad(i, "labels", "must be an object of string values")
             else:
-                raw_key = dumps(labels)
-                known = good_labels.get(raw_key)
+                try:
+                    raw_labels = dumps(labels)
+                except TypeError:  # not JSON-serialisable (only possible for in-process callers)
+                    raw_labels = None
+                known = labels_ok.get(raw_labels) if raw_labels is not None else None
                 if known is not None:
-                    key = known[0]
+                    key, labels = known
                 elif (problem := _check_labels(labels)) is not None:
                     bad(i, *problem)
                 else:
                     key = series_key(labels)
-                    good_labels[raw_key] = (key, key)
+                    labels = dict(labels)
+                    if raw_labels is not None:
+                        labels_ok[raw_labels] = (key, labels)
         elif labels is None or labels == {}:
-            labels = {}
+            raw_labels = None if labels is None else b"{}"
+            labels, key = {}, ""
         else:
             bad(i, "labels", "must be an object of string values")
         raw_ts = item.get("timestamp")
-        if raw_ts is None:
-            ts, minute = now, now_minute
-        else:
-            cached = times.get(raw_ts) if type(raw_ts) is str else None
-            if cached is not None:
-                ts, minute = cached
-            else:
-                try:
-                    ts = _parse_time(raw_ts)
-                    minute = int(ts.timestamp()) // 60 * 60
-                    if ts > latest:
-                        bad(i, "timestamp", "more than 5 minutes in the future")
-                    elif ts < earliest:
-                        bad(i, "timestamp", "more than 366 days in the past")
-                    elif type(raw_ts) is str:
-                        times[raw_ts] = (ts, minute)
-                except (ValueError, OverflowError, OSError) as exc:
-                    bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
+        stamp = None
+        try:
+            stamp = times.get(raw_ts) if type(raw_ts) is not bool else None
+        except TypeError:  # unhashable: refused below
+            pass
+        if stamp is None:
+            try:
+                ts = _parse_time(raw_ts)
+                if ts > latest:
+                    bad(i, "timestamp", "more than 5 minutes in the future")
+                elif ts < earliest:
+                    bad(i, "timestamp", "more than 366 days in the past")
+                else:
+                    stamp = _stamp(ts)
+                    times[raw_ts] = stamp
+            except (ValueError, OverflowError, OSError) as exc:
+                bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
         if len(item) > 5 and not _FIELDS.issuperset(item):
             bad(i, "point", f"unknown fields {sorted(set(item) - _FIELDS)[:5]}")
         if len(errors) != nerr:
-            continue
-        append(Point(component, name, key, labels, key or "{}", value, ts, minute))
+            return
+        sid = by_key.get((component, name, key))
+        if sid is None:
+            sid = by_key[(component, name, key)] = len(series)
+            series.append(Series(component, name, key, labels, key or "{}"))
+        if raw_labels is not None or item.get("labels") is None:
+            by_raw[(component, name, raw_labels)] = sid
+        add_sid(sid)
+        add_value(value)
+        add_stamp(stamp)
+
+    for i, item in enumerate(items):
+        # Fast path: a known series and timestamp, a finite float value, no extra fields.
+        if type(item) is dict and len(item) <= 5:
+            get = item.get
+            labels = get("labels")
+            try:
+                sid = by_raw[get("component"), get("metric_name"), None if labels is None else dumps(labels)]
+                stamp = times[get("timestamp")]
+            except (KeyError, TypeError):  # not seen yet, unhashable or not serialisable: full check
+                pass
+            else:
+                value = get("value")
+                if type(value) is float and value - value == 0.0:  # finite (inf - inf and nan are nan)
+                    add_sid(sid)
+                    add_value(value)
+                    add_stamp(stamp)
+                    continue
+        full_check(i, item)
 
     if errors:
         bad_points = len({e["index"] for e in errors})
@@ -189,4 +328,4 @@ def check_points(items: Any, *, now: datetime | None = None) -> list[Point]:
             f"{bad_points} of {len(items)} points are invalid; nothing was stored",
             details={"errors": errors, "invalid_points": bad_points, "total_points": len(items)},
         )
-    return out
+    return Batch(series, sids, values, stamps)

@@ -26,7 +26,7 @@ async def test_batch_is_stored_with_rollups_and_latest(guard, now):
     async with guard.session() as s:
         rows = (await s.execute(select(MetricRollup.resolution, func.sum(MetricRollup.count))
                                 .group_by(MetricRollup.resolution))).all()
-    assert dict(rows) == {60: 4, 3600: 4}
+    assert dict(rows) == {60: 4, 600: 4, 3600: 4}
     r = await guard.client.get("/api/v1/metrics/latest", params={"component": "etl"}, headers=await guard.headers("viewer"))
     assert r.status_code == 200
     [latest] = r.json()

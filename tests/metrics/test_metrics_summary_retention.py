@@ -98,7 +98,9 @@ async def test_retention_removes_what_it_should_and_nothing_else(guard, now):
         rollups = (await s.execute(select(MetricRollup.resolution, MetricRollup.series_key))).all()
     assert dict(raw) == {'{"age":"1h"}': 2}
     minute = {k for res, k in rollups if res == 60}
+    ten_minute = {k for res, k in rollups if res == 600}
     hour = {k for res, k in rollups if res == 3600}
-    assert minute == {'{"age":"30h"}', '{"age":"1h"}'}
+    assert minute == ten_minute == {'{"age":"30h"}', '{"age":"1h"}'}
     assert hour == {'{"age":"3d"}', '{"age":"30h"}', '{"age":"1h"}'}
-    assert await retention.run_once(now=now) == {"points": 0, "minute_rollups": 0, "hour_rollups": 0}
+    assert await retention.run_once(now=now) == {"points": 0, "minute_rollups": 0, "ten_minute_rollups": 0,
+                                                 "hour_rollups": 0}
