@@ -26,7 +26,7 @@ from app.db.models import AlertStatus
 from app.db.types import utcnow
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
-from app.pagination import OptionalRowId, Page, RowId
+from app.pagination import Page, RowId
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])

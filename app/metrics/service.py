@@ -39,7 +39,7 @@ class MetricsService:
         await self.repo.store(batch)
         components = batch.components
         self.cache.invalidate(components)
-        counter, stored = self.state.metrics.points_ingested, len(points)
+        counter, stored = self.state.metrics.points_ingested, len(batch)
         event.listen(self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True)
         evaluator = self.state.extras.get("rule_evaluator")
         if evaluator is not None and evaluator.wants_any(components):

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_URL, TEST_PASSWORD, TEST_SECRET, _asyncpg_dsn, password_hash
+from tests.conftest import TEST_PASSWORD, TEST_SECRET, _asyncpg_dsn, password_hash
 from tests.faults.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
