@@ -201,3 +201,62 @@ class Stopwatch:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+RETRY, RELOGIN, DONE = "retry", "relogin", "done"
+
+
+class Exchange:
+    """The retry and re-login decisions of one API call, shared by the sync and async clients.
+
+    Sans-io: the client does the I/O (and the sleeping) and asks this object what to do next, so the
+    two clients cannot drift apart in behaviour.
+    """
+
+    def __init__(self, client: Any, call: Any, log: logging.Logger):
+        self.client = client
+        self.call = call
+        self.log = log
+        self.attempt = 0
+        self.relogged = False
+
+    def transport_error(self, exc: httpx.TransportError) -> float:
+        """Seconds to wait before retrying; raises GuardConnectionError when out of retries."""
+        call = self.call
+        if self.attempt >= self.client.policy.retries:
+            raise GuardConnectionError(
+                f"{call.method} {self.client.url}{call.path}: {type(exc).__name__}: {exc}") from exc
+        delay = self.client.policy.delay(self.attempt)
+        self.log.info("guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, self.attempt + 1, delay)
+        self.attempt += 1
+        return delay
+
+    def response(self, response: httpx.Response) -> tuple[str, Any]:
+        """(RETRY, seconds) / (RELOGIN, None) / (DONE, parsed body); raises GuardAPIError on a final 4xx/5xx."""
+        client, status = self.client, response.status_code
+        if status == 401 and self.call.authenticated and client.username and client.password and not self.relogged:
+            self.relogged = True
+            client.token = None
+            return RELOGIN, None
+        if is_retryable_status(status) and self.attempt < client.policy.retries:
+            delay = client.policy.delay(self.attempt, response)
+            self.log.info("guard answered %d, retry %d in %.2fs", status, self.attempt + 1, delay)
+            self.attempt += 1
+            return RETRY, delay
+        if status >= 400:
+            raise parse_error(response)
+        if not response.content:
+            return DONE, None
+        try:
+            return DONE, response.json()
+        except ValueError:
+            return DONE, response.text
+
+
+def report_failure(log: logging.Logger, raise_errors: bool, what: str, exc: Exception) -> None:
+    """Log a failed call; raise it only when the caller asked for errors."""
+    log.warning("pipeline guard: %s failed: %s", what, exc)
+    if raise_errors:
+        if isinstance(exc, GuardClientError):
+            raise exc
+        raise GuardClientError(f"{what} failed: {exc}") from exc

@@ -16,19 +16,20 @@ import httpx
 from app.client import calls
 from app.client.core import (
     API,
+    DONE,
+    RETRY,
     USER_AGENT,
+    Exchange,
     GuardAPIError,
     GuardClientError,
-    GuardConnectionError,
     MetricPoint,
     RetryPolicy,
     Stopwatch,
     chunks,
     failure_message,
     heartbeat_body,
-    is_retryable_status,
     log,
-    parse_error,
+    report_failure,
     segment,
 )
 
@@ -105,48 +106,26 @@ class GuardClient:
 
     def _request(self, call: calls.Call) -> Any:
         """One call with retries; raises GuardClientError. Returns the parsed JSON body (or None)."""
-        relogged = False
-        attempt = 0
+        exchange = Exchange(self, call, log)
         while True:
             headers = dict(call.headers)
             if call.authenticated:
                 headers.update(self._auth_headers())
             try:
                 response = self._http.request(call.method, call.path, params=call.params or None,
-                                              json=call.json, data=call.data, headers=headers)
+                                                    json=call.json, data=call.data, headers=headers)
             except httpx.TransportError as exc:
-                if attempt >= self.policy.retries:
-                    raise GuardConnectionError(f"{call.method} {self.url}{call.path}: {type(exc).__name__}: {exc}") from exc
-                delay = self.policy.delay(attempt)
-                log.info("guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, attempt + 1, delay)
-                time.sleep(delay)
-                attempt += 1
+                value = exchange.transport_error(exc)
+                time.sleep(value)
                 continue
-            if response.status_code == 401 and call.authenticated and self.username and self.password and not relogged:
-                relogged = True
-                self.token = None
-                continue
-            if is_retryable_status(response.status_code) and attempt < self.policy.retries:
-                delay = self.policy.delay(attempt, response)
-                log.info("guard answered %d, retry %d in %.2fs", response.status_code, attempt + 1, delay)
-                time.sleep(delay)
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise parse_error(response)
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                return response.text
+            action, value = exchange.response(response)
+            if action == RETRY:
+                time.sleep(value)
+            elif action == DONE:
+                return value
 
     def _fail(self, what: str, exc: Exception) -> None:
-        log.warning("pipeline guard: %s failed: %s", what, exc)
-        if self.raise_errors:
-            if isinstance(exc, GuardClientError):
-                raise exc
-            raise GuardClientError(f"{what} failed: {exc}") from exc
+        report_failure(log, self.raise_errors, what, exc)
 
     def _send(self, call: calls.Call, what: str | None = None) -> Any:
         try:
