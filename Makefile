@@ -47,8 +47,11 @@ test-real: $(VENV)/.installed-dev
 test-faults: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
 
+BENCHES ?= probes ingest summary nab healing
+
+## make bench: every benchmark; each prints its figure beside a baseline measured in the same run
 bench: $(VENV)/.installed-dev
-	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench
