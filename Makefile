@@ -29,7 +29,7 @@ run: $(VENV)/.installed-run
 
 ## make demo: guard the flaky example worker and watch it heal
 demo: $(VENV)/.installed-run
-	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/demo.py $(ARGS)
 
 migrate: $(VENV)/.installed-run
 	$(BIN)/pipeline-guard db upgrade
