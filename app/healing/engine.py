@@ -620,11 +620,12 @@ class HealingEngine:
                     kind = strategy
                 entries = [e for e in entries if e.kind == kind or e.key == strategy]
             if not entries:
-                raise ValidationFailed(
-                    "no usable strategy", details={"problems": [
-                        f"{component_name} lists no enabled strategy" + (f" named {strategy!r}" if strategy else "")
-                    ]},
-                )
+                if strategy:
+                    message = f"component {component_name!r} lists no enabled strategy named {strategy!r}"
+                else:
+                    message = (f"component {component_name!r} has no usable recovery strategy: add "
+                               "recovery.strategies to it (and enable their kinds in the healing settings)")
+                raise ValidationFailed(message, details={"problems": [message]})
             incident = (await session.execute(
                 select(HealingIncident).where(HealingIncident.component == component_name,
                                               HealingIncident.status == "open")
