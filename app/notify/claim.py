@@ -9,6 +9,7 @@ Postgres (replicas compare them); SQLite is single-host, the process clock is th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
@@ -32,12 +33,15 @@ def _candidates(now: datetime, limit: int):
     )
 
 
-class ClaimStrategy:
+class ClaimStrategy(ABC):
+    """How a sender claims due notifications: one strategy per dialect."""
+
     async def now(self, session: AsyncSession) -> datetime:
         return utcnow()
 
+    @abstractmethod
     async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
-        raise NotImplementedError
+        """Claim up to ``limit`` due notifications for ``lease`` seconds under ``token``; their ids."""
 
 
 class PostgresClaim(ClaimStrategy):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ class PreparedRequest:
     method: str = "POST"
 
 
-class ChannelKind:
+class ChannelKind(ABC):
     kind: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
     # Config keys holding URLs (masked to scheme://host/***) and other secrets (masked entirely).
@@ -53,8 +54,9 @@ class ChannelKind:
                 shown[key] = value
         return shown
 
+    @abstractmethod
     def build(self, config: dict[str, Any], notification: OutgoingNotification) -> PreparedRequest:
-        raise NotImplementedError
+        """The HTTP request that delivers ``notification`` to this channel."""
 
 
 def json_bytes(document: Any) -> bytes:
