@@ -16,11 +16,11 @@ from app.client.core import (
     DONE,
     RETRY,
     USER_AGENT,
+    ClientSettings,
     Exchange,
     GuardAPIError,
     GuardClientError,
     MetricPoint,
-    RetryPolicy,
     Stopwatch,
     chunks,
     clean_params,
@@ -33,7 +33,7 @@ from app.client.core import (
 from app.client.sync import MAX_BUFFER_FACTOR
 
 
-class AsyncGuardClient:
+class AsyncGuardClient(ClientSettings):
     """The asyncio twin of :class:`app.client.GuardClient`; use ``async with`` or ``await close()``.
 
     The background flush runs as a task of the loop that recorded the first point.
@@ -43,17 +43,11 @@ class AsyncGuardClient:
                  password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
                  batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
                  transport: httpx.AsyncBaseTransport | None = None):
-        self.url = url.rstrip("/")
-        self.token = token
-        self.username = username
-        self.password = password
-        self.raise_errors = raise_errors
-        self.batch_size = max(1, int(batch_size))
-        self.flush_interval = flush_interval
-        self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
+        self._configure(url, token, username=username, password=password, retries=retries,
+                        raise_errors=raise_errors, batch_size=batch_size, flush_interval=flush_interval,
+                        backoff=backoff)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport,
                                        headers={"User-Agent": USER_AGENT})
-        self._buffer: list[MetricPoint] = []
         self._flush_lock: asyncio.Lock | None = None
         self._flusher: asyncio.Task | None = None
         self._closed = False

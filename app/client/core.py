@@ -260,3 +260,19 @@ def report_failure(log: logging.Logger, raise_errors: bool, what: str, exc: Exce
         if isinstance(exc, GuardClientError):
             raise exc
         raise GuardClientError(f"{what} failed: {exc}") from exc
+
+
+class ClientSettings:
+    """What the sync and async clients keep alike: where, who, and how hard to try."""
+
+    def _configure(self, url: str, token: str | None, *, username: str | None, password: str | None,
+                   retries: int, raise_errors: bool, batch_size: int, flush_interval: float, backoff: float) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.username = username
+        self.password = password
+        self.raise_errors = raise_errors
+        self.batch_size = max(1, int(batch_size))
+        self.flush_interval = flush_interval
+        self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
+        self._buffer: list[MetricPoint] = []

@@ -19,11 +19,11 @@ from app.client.core import (
     DONE,
     RETRY,
     USER_AGENT,
+    ClientSettings,
     Exchange,
     GuardAPIError,
     GuardClientError,
     MetricPoint,
-    RetryPolicy,
     Stopwatch,
     chunks,
     failure_message,
@@ -36,7 +36,7 @@ from app.client.core import (
 MAX_BUFFER_FACTOR = 20  # keep at most batch_size * this many unsent points while the guard is away
 
 
-class GuardClient:
+class GuardClient(ClientSettings):
     """Report to a Pipeline Guard from a pipeline. Thread-safe; use as a context manager or ``close()``.
 
     ``token`` is a bearer token; or give ``username``/``password`` and the client logs in (and again
@@ -51,17 +51,11 @@ class GuardClient:
                  password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
                  batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
                  transport: httpx.BaseTransport | None = None):
-        self.url = url.rstrip("/")
-        self.token = token
-        self.username = username
-        self.password = password
-        self.raise_errors = raise_errors
-        self.batch_size = max(1, int(batch_size))
-        self.flush_interval = flush_interval
-        self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
+        self._configure(url, token, username=username, password=password, retries=retries,
+                        raise_errors=raise_errors, batch_size=batch_size, flush_interval=flush_interval,
+                        backoff=backoff)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
                                   headers={"User-Agent": USER_AGENT})
-        self._buffer: list[MetricPoint] = []
         self._buffer_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._login_lock = threading.Lock()
