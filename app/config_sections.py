@@ -1,0 +1,219 @@
+"""The configuration's value types and sections (the seed's layout), each strict about unknown keys.
+
+``app.config`` assembles them into ``Settings`` and does the loading; this module only describes
+shapes and parses durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and sizes (``64KB``, ``100MB``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+# ---------------------------------------------------------------------------------------------
+# Scalar parsers
+# ---------------------------------------------------------------------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "mi": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4,
+}
+
+
+def parse_duration(value: Any) -> float:
+    """Return seconds for ``10s``/``5m``/``24h``/``7d``/``500ms`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 10s, 5m, 24h, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise ValueError(f"expected a duration like 10s, 5m, 24h, 7d, got {value!r}")
+
+
+def parse_size(value: Any) -> int:
+    """Return bytes for ``100MB``/``64KiB`` or a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like 64KB or 100MB, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match and match.group(2) is not None and match.group(2).lower() in _SIZE_UNITS:
+            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    raise ValueError(f"expected a size like 64KB or 100MB, got {value!r}")
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"must be positive, got {value:g}")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value:g}")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+OptionalWait = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
+Size = Annotated[int, BeforeValidator(parse_size), AfterValidator(_positive)]
+PositiveInt = Annotated[int, AfterValidator(_positive)]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], BeforeValidator(_split_csv)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections (the seed's layout)
+# ---------------------------------------------------------------------------------------------
+
+
+class MonitoringSection(Section):
+    interval: Duration = 30.0
+    health_check_timeout: Duration = 10.0
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    failure_threshold: PositiveInt = 3
+    success_threshold: PositiveInt = 1
+    flap_window: PositiveInt = 10
+    flap_threshold: PositiveInt = 5
+    recovery_grace: OptionalWait = 30.0
+    metrics_retention: Duration = 24 * 3600.0
+    results_retention: Duration = 24 * 3600.0
+    rollup_retention: Duration = 30 * 86400.0
+    allow_unknown_metric_components: bool = True
+    command_checks_enabled: bool = False
+    command_allowlist: list[str] = Field(default_factory=list)
+
+
+class PipelineSection(Section):
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
+
+
+class HealingSection(Section):
+    enabled: bool = True
+    max_concurrent: PositiveInt = 3
+    max_concurrent_per_group: PositiveInt = 2
+    group_label: str = "app"
+    strategies: list[str] = Field(default_factory=lambda: ["restart", "webhook", "kubernetes", "notify_only"])
+    dry_run: bool = False
+    require_approval: bool = False
+    command_actions_enabled: bool = False
+    command_allowlist: list[str] = Field(default_factory=list)
+    command_env_allowlist: list[str] = Field(default_factory=list)
+    command_cwd_allowlist: list[str] = Field(default_factory=list)
+    # Learned ordering of a component's strategies (when its policy sets learned_ordering): thompson | ucb
+    learning: Literal["thompson", "ucb"] = "thompson"
+
+
+class RateLimitSection(Section):
+    enabled: bool = True
+    default: str = "100/minute"
+    metrics: str = "1000/minute"
+    health: str = "300/minute"
+    storage: str = "memory://"
+
+
+class SecuritySection(Section):
+    enabled: bool = True
+    token_expiry: Duration = 3600.0
+    secret_key: SecretStr | None = None
+    encryption_key: Annotated[list[SecretStr], BeforeValidator(_split_csv)] = Field(default_factory=list)
+    trusted_proxies: CsvList = Field(default_factory=list)
+    rate_limiting: RateLimitSection = Field(default_factory=RateLimitSection)
+    login_max_failures: PositiveInt = 5
+    login_lockout: Duration = 300.0
+    ssrf_allowlist: CsvList = Field(default_factory=list)
+    docs_enabled: bool = True
+    status_page_public: bool = True
+    alertmanager_token: SecretStr | None = None
+    issuer: str = "pipeline-guard"
+    audience: str = "pipeline-guard-api"
+
+
+class AlertingSection(Section):
+    """Alert lifecycle and the notification outbox (app/alerts, app/notify)."""
+
+    cooldown: Duration = 300.0  # the seed's alert_cooldown: re-notify a still-firing alert at most this often
+    maintenance_interval: Duration = 15.0  # re-open expired acks, apply/lift silences
+    escalation_interval: Duration = 30.0
+    outbox_interval: Duration = 2.0
+    outbox_batch: PositiveInt = 20
+    request_timeout: Duration = 10.0
+    max_response_bytes: Size = 65536
+    retry_base: Duration = 5.0  # first retry after ~this, doubling per attempt, plus up to 20% jitter
+    retry_max: Duration = 3600.0
+    max_attempts: PositiveInt = 12
+    claim_lease: Duration = 60.0  # a claimed notification is retried by anyone after this (crash safety)
+    stop_timeout: Duration = 5.0  # how long shutdown waits for in-flight deliveries before cancelling them
+    default_language: str = "en"
+    alertmanager_component_labels: list[str] = Field(default_factory=lambda: ["component", "job", "instance"])
+
+
+class ScalingSection(Section):
+    min_instances: PositiveInt = 1
+    max_instances: PositiveInt = 10
+    scale_up_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+    scale_down_threshold: Annotated[float, Field(ge=0, le=1)] = 0.3
+
+
+class CachingSection(Section):
+    enabled: bool = True
+    ttl: Duration = 5.0
+    max_entries: PositiveInt = 10_000
+
+
+class ComplianceSection(Section):
+    standards: list[str] = Field(default_factory=list)
+    data_retention: Duration = 90 * 86400.0
+    audit_logging: bool = True
+
+
+class DatabaseSection(Section):
+    pool_size: PositiveInt = 10
+    max_overflow: int = 5
+    pool_timeout: Duration = 2.0
+    statement_timeout: Duration = 30.0
+    echo: bool = False
+
+
+class ReplicationSection(Section):
+    lease_ttl: Duration = 15.0
+    renew_interval: Duration = 5.0
+
+
+class ComponentDeclaration(Section):
+    """A component declared in the config file (synced at startup by the monitoring engine)."""
+
+    name: str
+    description: str = ""
+    endpoint: str | None = None
+    critical: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    check: dict[str, Any] | None = None
+    recovery: dict[str, Any] | None = None
+    enabled: bool = True
