@@ -36,7 +36,6 @@ from app.status_sections import StatusSections
 
 log = logging.getLogger("pipeline_guard")
 
-HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
 UNHEALTHY = {"critical", "failed"}
 
 

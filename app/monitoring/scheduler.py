@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from bisect import bisect_left
 import logging
 import random
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
 from app.background import LoopService
-from app.checks.base import CheckContext, CheckResult, Outcome
+from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
 from app.checks.registry import default_registry
 from app.db.models import Component, ComponentState
@@ -33,6 +32,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import OwnAll, Ownership
+from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.monitoring")
 
 COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_threshold")
-HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
-STATUSES = ("unknown", "healthy", "degraded", "critical", "recovering", "failed")
 TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
 MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
 SHUTDOWN_FLUSH_S = 20.0
@@ -96,11 +94,7 @@ class Scheduler:
         self._workers: list[asyncio.Task] = []
         self._busy = 0
         self._worker_free = asyncio.Event()
-        self._durations: dict[str, Any] = {}
-        self._pending_counts: dict[Any, int] = {}  # checks_total child -> probes since the last flush
-        self._pending_latencies: dict[str, list[float]] = {}  # kind -> latencies since the last flush
-        self._health_dirty = False  # a component left the health map: recompute the percentage
-        self._published: dict[str, str] = {}  # component name -> status last exported to Prometheus
+        self.probe_metrics = ProbeMetrics(state.metrics)
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
@@ -378,10 +372,8 @@ class Scheduler:
             self._versions.pop(component_id, None)
         if tracked is not None:
             self.state.component_health.pop(tracked.name, None)
-            self._health_dirty = True
             self.state.critical_components.discard(tracked.name)
-            _remove_component_metrics(self.state.metrics, tracked.name)
-            self._published.pop(tracked.name, None)
+            self.probe_metrics.forget(tracked.name)
 
     # ------------------------------------------------------------------ dispatch
     def _schedule(self, entry: Entry, base_due: float) -> None:
@@ -485,40 +477,14 @@ class Scheduler:
         cid = entry.component_id
         if cid not in self.tracked:
             return  # forgotten while probing (deleted, disabled, taken over): no result, no metric labels
-        # Prometheus: counted here, published per flush (`_publish_counts`), not one locked update per probe.
-        outcome = result.outcome
-        counters = entry.counters
-        if counters is None:
-            counters = entry.counters = {}
-        counter = counters.get(outcome)
-        if counter is None:
-            counter = counters[outcome] = self.state.metrics.checks.labels(entry.name, outcome.value)
-        pending = self._pending_counts
-        pending[counter] = pending.get(counter, 0) + 1
-        if result.latency_s is not None:
-            latencies = self._pending_latencies.get(entry.kind)
-            if latencies is None:
-                latencies = self._pending_latencies[entry.kind] = []
-            latencies.append(result.latency_s)
+        # Prometheus: counted here, published per flush, not one locked update per probe.
+        self.probe_metrics.count(entry, result.outcome, result.latency_s)
         buffer = self._buffer
         buffer.append(Observation(cid, entry.kind, result))
         # A component being handed over (SIGTERM drain) flushes at once, so its lease is released
         # right after its last probe.
         if len(buffer) >= self.flush_size or cid in self._handing_over:
             self._flush_soon.set()
-
-    def _publish_counts(self) -> None:
-        """Prometheus counters and the duration histogram, updated once per flush with the
-        counts since the previous one (inc(n), one histogram update per bucket)."""
-        counts, self._pending_counts = self._pending_counts, {}
-        for counter, n in counts.items():
-            counter.inc(n)
-        latencies, self._pending_latencies = self._pending_latencies, {}
-        for kind, values in latencies.items():
-            histogram = self._durations.get(kind)
-            if histogram is None:
-                histogram = self._durations[kind] = self.state.metrics.check_duration.labels(kind)
-            observe_many(histogram, values)
 
     async def _execute(self, entry: Entry, started: float | None = None) -> CheckResult:
         if entry.invalid is not None or entry.validated is None:
@@ -595,8 +561,7 @@ class Scheduler:
 
     async def _flush_locked(self) -> int:
         async with self._flush_lock:
-            if self._pending_counts or self._pending_latencies:
-                self._publish_counts()
+            self.probe_metrics.publish_counts()
             if not self._buffer:
                 return 0
             items, self._buffer = self._buffer, []
@@ -664,28 +629,14 @@ class Scheduler:
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:
         """Refresh the health map and the Prometheus gauges: for the components in `changed` (a
         flush), or for all (a refresh). Gauges are only touched when a status changed."""
-        state, metrics, published = self.state, self.state.metrics, self._published
-        health = state.component_health
+        health = self.state.component_health
         if changed is None:
             health.clear()
             items = [(t.name, t.machine.status) for t in self.tracked.values()]
         else:
             items = [(t.name, t.machine.status) for cid in changed if (t := self.tracked.get(cid)) is not None]
-        changed_any, self._health_dirty = changed is None or self._health_dirty, False
-        for name, status in items:
-            if health.get(name) != status:
-                health[name] = status
-                changed_any = True
-            if published.get(name) != status:
-                published[name] = status
-                metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
-                for s in STATUSES:
-                    metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
-        if changed_any:  # O(components): only on a refresh or when a status changed in this flush
-            healthy = sum(1 for s in health.values() if s == "healthy")
-            metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
-        if self.lags:
-            metrics.scheduler_lag.set(self.lags[-1])
+        self.probe_metrics.publish_health(health, items, full=changed is None,
+                                          last_lag=self.lags[-1] if self.lags else None)
 
     def stats(self) -> dict[str, Any]:
         lags = sorted(self.lags)
@@ -708,39 +659,6 @@ class Scheduler:
             "dropped_results": self.dropped_results,
             "flush_failures": self.flush_failures,
         }
-
-
-def observe_many(histogram: Any, values: list[float]) -> None:
-    """`histogram.observe(v)` for each value, with one update per bucket touched instead of one
-    locked update per value (prometheus_client's Histogram child; anything else: plain observe)."""
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for value in values:
-            histogram.observe(value)
-        return
-    counts = [0] * len(bounds)
-    for value in values:
-        counts[bisect_left(bounds, value)] += 1  # the first bucket with value <= bound, as observe()
-    for i, n in enumerate(counts):
-        if n:
-            buckets[i].inc(n)
-    total.inc(sum(values))
-
-
-def _remove_component_metrics(metrics: Any, name: str) -> None:
-    """Drop a removed component's label sets so cardinality stays bounded."""
-    for collector, label_sets in (
-        (metrics.component_health, [(name,)]),
-        (metrics.component_status, [(name, s) for s in STATUSES]),
-        (metrics.checks, [(name, o.value) for o in Outcome]),
-    ):
-        for labels in label_sets:
-            try:
-                collector.remove(*labels)
-            except KeyError:
-                pass
 
 
 class SchedulerLoop(LoopService):

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import CheckResultRecord, CheckRollup, Component, ComponentState, HealthTransitionRecord, Incident
+from app.db.models import (
+    CheckResultRecord,
+    CheckRollup,
+    Component,
+    ComponentState,
+    HealthTransitionRecord,
+    Incident,
+)
 from app.db.types import utcnow
 from app.errors import NotFound
 from app.monitoring.rollups import floor_hour, rollup_watermark
