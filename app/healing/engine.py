@@ -44,6 +44,7 @@ from app.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import breaker, budgets, learning
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
+from app.healing.slots import take_slots
 from app.healing.strategies.base import ActionContext, ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry, UnknownStrategy
 
@@ -360,32 +361,6 @@ class HealingEngine:
             )
         await session.flush()
 
-    async def _free_slot(self, session, column, limit: int, *where) -> int | None:
-        used = set((await session.execute(select(column).where(column.is_not(None), *where))).scalars().all())
-        for slot in range(limit):
-            if slot not in used:
-                return slot
-        return None
-
-    def _group_key(self, labels: dict[str, str]) -> str | None:
-        label = self.settings.healing.group_label
-        value = labels.get(label)
-        return f"{label}={value}"[:160] if value else None
-
-    async def _take_slots(self, session, labels: dict[str, str]) -> tuple[int, str | None, int | None] | None:
-        healing = self.settings.healing
-        slot = await self._free_slot(session, HealingAttempt.slot, healing.max_concurrent)
-        if slot is None:
-            return None
-        group_key = self._group_key(labels)
-        group_slot = None
-        if group_key is not None:
-            group_slot = await self._free_slot(session, HealingAttempt.group_slot, healing.max_concurrent_per_group,
-                                               HealingAttempt.group_key == group_key)
-            if group_slot is None:
-                return None
-        return slot, group_key, group_slot
-
     async def _claim(self, session, *, incident: HealingIncident | None, component: Component, policy: Policy,
                      entry: StrategyEntry, decision: dict[str, Any], number: int, trigger: str, now: datetime,
                      requested_by: str | None = None, manual_key: str | None = None) -> Claim | None:
@@ -427,7 +402,7 @@ class HealingEngine:
                 labels=labels,
             )
             return None
-        slots = await self._take_slots(session, labels)
+        slots = await take_slots(session, self.settings.healing, labels)
         if slots is None:
             return None  # at the concurrency limit: decided again on the next pass
         row.slot, row.group_key, row.group_slot = slots
@@ -683,7 +658,7 @@ class HealingEngine:
             entry = next((e for e in policy.strategies if e.index == row.strategy_index), None)
             if entry is None or self.registry.canonical(entry.kind) != row.strategy:
                 raise Conflict("the component's policy changed since this attempt was proposed; reject it")
-            slots = await self._take_slots(session, dict(component.labels or {}))
+            slots = await take_slots(session, self.settings.healing, dict(component.labels or {}))
             if slots is None:
                 raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
             row.slot, row.group_key, row.group_slot = slots
