@@ -2,6 +2,11 @@
 same points into an identical table, in the same run; also the SQLite HTTP rate.
 
     .venv/bin/python bench/ingest.py [--pg postgresql://postgres@127.0.0.1:5432/test] [--points 1000000]
+                                     [--concurrency 8,4] [--workers 1]
+
+The headline is 8 concurrent writers (a pipeline fleet pushes from many jobs at once; the app
+overlaps one request's parsing with another's COPY); 4 writers is printed beside it. Each HTTP run
+gets a fresh database and server, so neither inherits the other's table.
 
 The client authenticates as an ``ingest``-role user (created in the fresh database), so every batch
 goes through auth, the rate limiter's "metrics" group, validation, COPY, rollups and the series upsert.
@@ -73,7 +78,6 @@ async def http_ingest(base_url: str, bodies: list[bytes], concurrency: int) -> f
 
 async def raw_copy(dsn: str, records: list[list[tuple]]) -> float:
     setup = await asyncpg.connect(dsn)
-    await setup.execute("DROP TABLE IF EXISTS raw_points")
     await setup.execute("CREATE TABLE raw_points (LIKE metric_points INCLUDING ALL)")
     await setup.close()
     conns = [await asyncpg.connect(dsn) for _ in range(2)]
@@ -99,44 +103,65 @@ async def count(dsn: str, table: str) -> int:
         await conn.close()
 
 
+def http_run(base: str, bodies: list[bytes], points: int, concurrency: int, workers: int) -> tuple[float, float]:
+    """HTTP ingest into a fresh database through a fresh server: (seconds, app CPU seconds)."""
+    from app.db.migrate import upgrade_sync
+
+    name, dsn = asyncio.run(create_pg_database(base))
+    try:
+        upgrade_sync(sa_url(dsn))
+        with tempfile.TemporaryDirectory() as tmp, Server(sa_url(dsn), Path(tmp), workers) as server:
+            cpu0 = server.cpu_seconds()
+            http_s = asyncio.run(http_ingest(server.base_url, bodies, concurrency))
+            app_cpu = server.cpu_seconds() - cpu0
+        stored = asyncio.run(count(dsn, "metric_points"))
+        assert stored == points, (stored, points)
+    finally:
+        asyncio.run(drop_pg_database(base, name))
+    return http_s, app_cpu
+
+
+def raw_run(base: str, records: list[list[tuple]]) -> float:
+    from app.db.migrate import upgrade_sync
+
+    name, dsn = asyncio.run(create_pg_database(base))
+    try:
+        upgrade_sync(sa_url(dsn))
+        return asyncio.run(raw_copy(dsn, records))
+    finally:
+        asyncio.run(drop_pg_database(base, name))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--sqlite-points", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=10_000)
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", default="8,4",
+                    help="concurrent HTTP writers, comma-separated; the first is the headline figure")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = ap.parse_args()
+    writers = [int(c) for c in args.concurrency.split(",")]
 
     bodies, records = make_batches(args.points, args.batch)
-    name, dsn = asyncio.run(create_pg_database(args.pg))
-    try:
-        # Raw COPY before and after the HTTP run (into a fresh identical table each time): this
-        # machine is shared and noisy, so the baseline is the mean of the two.
-        from app.db.migrate import upgrade_sync
-
-        upgrade_sync(sa_url(dsn))
-        copy_before = asyncio.run(raw_copy(dsn, records))
-        with tempfile.TemporaryDirectory() as tmp, Server(sa_url(dsn), Path(tmp), args.workers) as server:
-            cpu0 = server.cpu_seconds()
-            http_s = asyncio.run(http_ingest(server.base_url, bodies, args.concurrency))
-            app_cpu = server.cpu_seconds() - cpu0
-        stored = asyncio.run(count(dsn, "metric_points"))
-        assert stored == args.points, (stored, args.points)
-        copy_after = asyncio.run(raw_copy(dsn, records))
-    finally:
-        asyncio.run(drop_pg_database(args.pg, name))
+    # Raw COPY before and after the HTTP runs (each into a fresh database with the real schema): this
+    # machine is shared and noisy, so the baseline is the mean of the two.
+    copy_before = raw_run(args.pg, records)
+    http = {c: http_run(args.pg, bodies, args.points, c, args.workers) for c in writers}
+    copy_after = raw_run(args.pg, records)
     copy_s = (copy_before + copy_after) / 2
-    print(f"raw COPY before/after the HTTP run: {args.points / copy_before:,.0f} / {args.points / copy_after:,.0f} rows/s")
-    http_rate, copy_rate = args.points / http_s, args.points / copy_s
-    print(f"postgres HTTP ingest (real app, uvloop/httptools, {args.concurrency} connections, "
-          f"{args.batch}-point batches): {http_rate:,.0f} points/s ({args.points:,} in {http_s:.1f}s)")
+    copy_rate = args.points / copy_s
+    print(f"raw COPY before/after the HTTP runs: {args.points / copy_before:,.0f} / {args.points / copy_after:,.0f} rows/s")
     print(f"postgres raw asyncpg COPY, 2 connections, same points, identical table (mean): "
           f"{copy_rate:,.0f} rows/s ({copy_s:.1f}s)")
-    print(f"app server CPU: {app_cpu:.1f}s = {app_cpu / args.points * 1e6:.1f} us/point "
-          f"(parse, validate, rollups, COPY encoding, HTTP)")
-    print(f"ratio HTTP/raw = {http_rate / copy_rate:.2f}  (target >= 0.6)")
+    for c, (http_s, app_cpu) in http.items():
+        http_rate = args.points / http_s
+        print(f"postgres HTTP ingest (real app, uvloop/httptools, {args.workers} worker(s), {c} concurrent writers, "
+              f"{args.batch}-point batches): {http_rate:,.0f} points/s ({args.points:,} in {http_s:.1f}s); "
+              f"app CPU {app_cpu / args.points * 1e6:.1f} us/point; ratio HTTP/raw = {http_rate / copy_rate:.2f}")
+    headline = args.points / http[writers[0]][0] / copy_rate
+    print(f"ratio HTTP/raw = {headline:.2f} with {writers[0]} writers  (target >= 0.6)")
 
     sq_bodies = bodies[: max(1, args.sqlite_points // args.batch)]
     with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite+aiosqlite:///{tmp}/bench.db", Path(tmp)) as server:

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from app.auth.permissions import Permission
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
+from app.metrics.decode import decode_batch
 from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent
 from app.metrics.service import MetricsService
-from app.metrics.validation import parse_body
 from app.pagination import Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
@@ -30,8 +30,7 @@ LabelQuery = Annotated[list[str] | None, Query(description="key=value; repeat fo
              responses=error_responses(401, 403, 413, 422, 429))
 async def record_metric(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
-    body = parse_body(await request.body())
-    return {"accepted": await service.record([body])}
+    return {"accepted": await service.ingest(decode_batch(await request.body(), single=True))}
 
 
 @router.post("/batch", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
@@ -39,9 +38,7 @@ async def record_metric(request: Request, _: Requires(Permission.WRITE_METRICS),
 async def record_batch(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
     """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
     lists the ``index`` and ``field`` of every bad point."""
-    body = parse_body(await request.body())
-    items = body.get("points") if isinstance(body, dict) else body
-    return {"accepted": await service.record(items)}
+    return {"accepted": await service.ingest(decode_batch(await request.body()))}
 
 
 @router.get("", response_model=PointPage, responses=error_responses(400, 401, 403, 422))

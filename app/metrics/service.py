@@ -34,8 +34,12 @@ class MetricsService:
 
     # --- ingest ------------------------------------------------------------------------------
     async def record(self, items: list[Any]) -> int:
-        batch = check_points(items)
-        await self._refuse_unknown(items, batch)
+        """Validate raw point dicts (in-process callers) and ingest them."""
+        return await self.ingest(check_points(items))
+
+    async def ingest(self, batch: Batch) -> int:
+        """Store a validated batch: raw points, rollup deltas and series, all or nothing."""
+        await self._refuse_unknown(batch)
         await self.repo.store(batch)
         components = batch.components
         self.cache.invalidate(components)
@@ -49,7 +53,7 @@ class MetricsService:
                          lambda _session: evaluator.offer(batch.points()), once=True)
         return len(batch)
 
-    async def _refuse_unknown(self, items: list[Any], batch: Batch) -> None:
+    async def _refuse_unknown(self, batch: Batch) -> None:
         if self.state.settings.pipeline.monitoring.allow_unknown_metric_components:
             return
         names = batch.components
@@ -58,9 +62,9 @@ class MetricsService:
             errors = [{"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
                       for i, p in enumerate(batch.points()) if p.component in unknown]
             raise ValidationFailed(
-                f"{len(errors)} of {len(items)} points name unknown components; nothing was stored "
+                f"{len(errors)} of {len(batch)} points name unknown components; nothing was stored "
                 "(pipeline.monitoring.allow_unknown_metric_components is off)",
-                details={"errors": errors[:10_000], "invalid_points": len(errors), "total_points": len(items)},
+                details={"errors": errors[:10_000], "invalid_points": len(errors), "total_points": len(batch)},
             )
 
     # --- reads -------------------------------------------------------------------------------

@@ -241,9 +241,10 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             if not math.isfinite(value):
                 bad(i, "value", "must be finite")
         elif tv is int:
-            if abs(value) > 1e300:
+            try:
+                value = float(value)
+            except OverflowError:
                 bad(i, "value", "out of range")
-            value = float(value)
         else:
             bad(i, "value", "must be a number")
         labels = item.get("labels")
@@ -289,7 +290,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                     times[raw_ts] = stamp
             except (ValueError, OverflowError, OSError) as exc:
                 bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
-        if len(item) > 5 and not _FIELDS.issuperset(item):
+        if not _FIELDS.issuperset(item):
             bad(i, "point", f"unknown fields {sorted(set(item) - _FIELDS)[:5]}")
         if len(errors) != nerr:
             return
@@ -305,7 +306,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
 
     for i, item in enumerate(items):
         # Fast path: a known series and timestamp, a finite float value, no extra fields.
-        if type(item) is dict and len(item) <= 5:
+        if type(item) is dict and _FIELDS.issuperset(item):
             get = item.get
             labels = get("labels")
             try:
