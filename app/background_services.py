@@ -18,7 +18,8 @@ def build_services(state: GuardState) -> list[LoopService]:
     from app.audit.service import AuditRetention
     from app.detection.evaluator import RuleEvaluator
     from app.healing.wiring import build_loops as healing_loops
-    from app.metrics.retention import MetricsRetention, RollupCompactor
+    from app.metrics.compaction import RollupCompactor
+    from app.metrics.retention import MetricsRetention
     from app.notify.escalation import EscalationLoop
     from app.notify.outbox import OutboxSender
 

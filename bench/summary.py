@@ -29,7 +29,7 @@ async def run(url: str, n: int, repeats: int) -> None:
     from sqlalchemy import text
 
     from app.db.session import session_scope
-    from app.metrics.retention import RollupCompactor
+    from app.metrics.compaction import RollupCompactor
     from app.metrics.service import MetricsService
     from tests.conftest import make_settings, running_guard
 
@@ -47,7 +47,7 @@ async def run(url: str, n: int, repeats: int) -> None:
             async with session_scope(state.sessionmaker) as session:
                 await MetricsService(session, state).record(items)
         load_s = time.perf_counter() - t0
-        compactor = RollupCompactor(state, max_buckets=100_000)
+        compactor = RollupCompactor(state)
         while await compactor.run_once():
             pass
 

@@ -1,4 +1,4 @@
-"""Maintenance loops: raw/rollup retention in bounded batches, and rollup compaction.
+"""Retention: raw points and rollups deleted in bounded batches (compaction is in ``compaction.py``).
 
 Retention deletes at most ``batch`` rows per transaction (short transactions, so ingest never
 waits on a long lock or a huge WAL flush) and at most ``max_batches`` per run; what is left is taken
@@ -13,22 +13,16 @@ measure well below the ingest rate. Revisit if retention ever falls behind.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
-
 from app.background import LoopService
-from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.repository import MetricsRepository
-from app.metrics.rollups import HOUR, MINUTE, ROLLUP_COLUMNS, TEN_MINUTES, encode_sketch, merge_blobs
+from app.metrics.rollups import HOUR, MINUTE, TEN_MINUTES
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
-
-log = logging.getLogger("pipeline_guard.metrics")
 
 
 class MetricsRetention(LoopService):
@@ -70,53 +64,3 @@ class MetricsRetention(LoopService):
             if n < self.batch:
                 break
         return total
-
-
-class RollupCompactor(LoopService):
-    """Merges each bucket's delta rows (one per ingest batch) into one, so readers merge ~1 row per
-    bucket. Deltas of still-open buckets are merged too; later batches simply add new deltas."""
-
-    name = "rollup-compactor"
-
-    def __init__(self, state: GuardState, interval: float = 15.0, max_buckets: int = 2000):
-        super().__init__(interval, metrics=state.metrics)
-        self.state = state
-        self.max_buckets = max_buckets
-        self.compacted = 0
-
-    async def run_once(self) -> int:
-        r = MetricRollup.__table__.c
-        keys = [r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start]
-        async with session_scope(self.state.sessionmaker) as session:
-            groups = (await session.execute(
-                select(*keys).group_by(*keys).having(func.count() > 1).limit(self.max_buckets))).all()
-        merged = 0
-        for group in groups:
-            try:
-                merged += await self._compact(group, keys)
-            except _Raced:
-                log.info("rollup bucket compacted concurrently elsewhere; skipped")
-        self.compacted += merged
-        return merged
-
-    async def _compact(self, group, keys) -> int:
-        r = MetricRollup.__table__.c
-        async with session_scope(self.state.sessionmaker) as session:
-            cond = [col == val for col, val in zip(keys, group)]
-            rows = (await session.execute(select(r.id, r.sketch).where(*cond))).all()
-            if len(rows) < 2:
-                return 0
-            ids = [row.id for row in rows]
-            result = await session.execute(delete(MetricRollup.__table__).where(r.id.in_(ids)))
-            if (result.rowcount or 0) != len(ids):
-                # Another replica compacted this bucket concurrently: roll back, nothing lost.
-                raise _Raced()
-            sk = merge_blobs([bytes(row.sketch) for row in rows])
-            values = dict(zip(ROLLUP_COLUMNS, (group[0], group[1], group[2], group[3], group[4], sk.count, sk.sum,
-                                               sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True)))
-            await session.execute(MetricRollup.__table__.insert().values(**values))
-            return len(ids)
-
-
-class _Raced(Exception):
-    pass

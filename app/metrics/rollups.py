@@ -2,7 +2,7 @@
 
 Write side: ``build_deltas(points)`` turns one ingest batch into one delta row per (series, bucket)
 per resolution; they are written in the batch's own transaction, so rollups and raw points never
-disagree. ``RollupCompactor`` later merges each closed bucket's deltas into a single row.
+disagree. ``compaction.RollupCompactor`` later merges each bucket's deltas into a single row, in bulk.
 
 Read side: ``plan_range`` splits [start, end) into whole hours (hour rollups), whole minutes at the
 hour edges (minute rollups) and the partial minutes at the ends (raw points). A summary therefore

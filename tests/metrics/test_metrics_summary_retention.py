@@ -9,7 +9,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from app.db.models import MetricRollup, metric_points
-from app.metrics.retention import MetricsRetention, RollupCompactor
+from app.metrics.compaction import RollupCompactor
+from app.metrics.retention import MetricsRetention
 from app.metrics.rollups import exact_summary
 from tests.metrics.conftest import series
 

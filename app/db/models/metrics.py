@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -79,6 +80,9 @@ class MetricRollup(Base):
     __table_args__ = (
         Index("ix_metric_rollups_series_bucket", "component", "metric_name", "resolution", "bucket_start"),
         Index("ix_metric_rollups_bucket_start", "bucket_start"),
+        # The compactor's queue: deltas not merged yet (a partial index stays as small as the backlog).
+        Index("ix_metric_rollups_pending", "id", postgresql_where=text("NOT compacted"),
+              sqlite_where=text("NOT compacted")),
     )
 
 

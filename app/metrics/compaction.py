@@ -1,0 +1,125 @@
+"""Rollup compaction, in bulk.
+
+Ingest appends one *delta* row per (series, bucket) per batch (``compacted = false``); readers merge
+whatever rows a bucket has, so compaction is only about keeping that number small. A round:
+
+1. claims up to ``batch`` pending deltas through the partial index on ``NOT compacted`` (oldest
+   first; ``FOR UPDATE SKIP LOCKED`` on Postgres, so replicas take disjoint sets and never wait on
+   each other or on ingest);
+2. locks the already-compacted rows of the same buckets, in key order (no deadlocks between replicas);
+3. merges each bucket's rows into one compacted row (sketches merged bucket by bucket, exact
+   statistics folded), deletes the rows it merged and writes the merged ones through the dialect's
+   bulk insert; a bucket with a single new delta and nothing compacted is just flagged.
+
+That is a handful of statements per round whatever the number of buckets. The previous design (a
+``GROUP BY ... HAVING count(*) > 1`` over the whole rollup table, then one transaction per bucket)
+cost ~29 us of app CPU per ingested point on Postgres (~90 on SQLite): several times the ingest
+itself, so sustained ingest could never be compacted.
+
+If two replicas merge into the same bucket at the same moment, the second may not see the first's
+new row and leaves a second compacted row for that bucket: readers merge it, nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, tuple_, update
+
+from app.background import LoopService
+from app.db.models import MetricRollup
+from app.db.session import session_scope
+from app.metrics.ingest_pg import ingest_for
+from app.metrics.rollups import ROLLUP_COLUMNS, encode_sketch, merge_blobs
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.lifespan import GuardState
+
+_KEY_NAMES = ROLLUP_COLUMNS[:5]  # resolution, component, metric_name, series_key, bucket_start
+_IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside every driver's parameter limit
+
+
+class RollupCompactor(LoopService):
+    name = "rollup-compactor"
+
+    def __init__(self, state: GuardState, interval: float = 15.0, batch: int = 5000, max_rounds: int = 40):
+        super().__init__(interval, metrics=state.metrics)
+        self.state = state
+        self.batch = batch
+        self.max_rounds = max_rounds
+        self.compacted = 0
+
+    async def run_once(self) -> int:
+        """Compact until nothing is pending (or ``max_rounds``); returns the deltas merged."""
+        done = 0
+        for _ in range(self.max_rounds):
+            try:
+                async with session_scope(self.state.sessionmaker) as session:
+                    n = await compact_round(session, self.batch)
+            except CompactionRaced:
+                break  # another compactor got there first: rolled back, the next run retries
+            done += n
+            if n < self.batch:
+                break
+        self.compacted += done
+        return done
+
+
+class CompactionRaced(Exception):
+    """Rows this round meant to merge were gone when it deleted them: it rolls back whole.
+    Only possible without row locks (two compactors on SQLite); Postgres locks the rows it reads."""
+
+
+def _table():
+    return MetricRollup.__table__
+
+
+def _key(row: Any) -> tuple:
+    return tuple(getattr(row, name) for name in _KEY_NAMES)
+
+
+async def compact_round(session: AsyncSession, batch: int) -> int:
+    """One bulk round in the caller's transaction; returns the number of deltas claimed."""
+    t = _table()
+    r = t.c
+    keys = [r[name] for name in _KEY_NAMES]
+    deltas = (await session.execute(
+        select(r.id, *keys, r.sketch).where(r.compacted.is_(False)).order_by(r.id).limit(batch)
+        .with_for_update(skip_locked=True))).all()
+    if not deltas:
+        return 0
+    groups: defaultdict[tuple, list] = defaultdict(list)
+    for row in deltas:
+        groups[_key(row)].append(row)
+    ordered = sorted(groups)
+    for i in range(0, len(ordered), _IN_CHUNK):
+        existing = await session.execute(
+            select(r.id, *keys, r.sketch)
+            .where(r.compacted.is_(True), tuple_(*keys).in_(ordered[i:i + _IN_CHUNK]))
+            .order_by(*keys).with_for_update())
+        for row in existing:
+            groups[_key(row)].append(row)
+
+    flag: list[int] = []
+    gone: list[int] = []
+    merged: list[tuple] = []
+    for key, rows in groups.items():
+        if len(rows) == 1:
+            flag.append(rows[0].id)
+            continue
+        gone.extend(row.id for row in rows)
+        sk = merge_blobs([bytes(row.sketch) for row in rows])
+        merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
+    for i in range(0, len(flag), _IN_CHUNK):
+        await session.execute(update(t).where(r.id.in_(flag[i:i + _IN_CHUNK])).values(compacted=True))
+    removed = 0
+    for i in range(0, len(gone), _IN_CHUNK):
+        removed += (await session.execute(delete(t).where(r.id.in_(gone[i:i + _IN_CHUNK])))).rowcount or 0
+    if removed != len(gone):  # refuse rather than count a bucket twice
+        raise CompactionRaced(f"rollup compaction removed {removed} of {len(gone)} rows")
+    if merged:
+        await ingest_for(session.bind.dialect.name).insert_rollups(session, merged)
+    return len(deltas)
