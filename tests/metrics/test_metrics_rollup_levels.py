@@ -3,6 +3,7 @@ lean on the ten-minute level."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from datetime import UTC, datetime, timedelta
@@ -45,7 +46,7 @@ def test_plan_uses_the_coarsest_whole_buckets_and_covers_the_range_exactly():
         plan = plan_range(a, b)
         pieces = sorted([(x, y) for _, x, y in plan.rollups] + plan.raw)
         assert pieces[0][0] == a and pieces[-1][1] == b
-        assert all(p[1] == q[0] for p, q in zip(pieces, pieces[1:]))  # contiguous, no overlap
+        assert all(p[1] == q[0] for p, q in itertools.pairwise(pieces))  # contiguous, no overlap
         for res, x, y in plan.rollups:
             assert res in RESOLUTIONS and x % res == 0 and y % res == 0 and y > x
         # bounded cost: at most 10 ten-minute and 18 minute rows, whatever the range
