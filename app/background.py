@@ -34,10 +34,10 @@ class LoopService(ABC):
     async def run_once(self) -> None:
         """One iteration. Raise freely: the loop logs and carries on."""
 
-    async def on_start(self) -> None:  # noqa: B027 - optional hook
+    async def on_start(self) -> None:  # an optional hook: empty on purpose, not abstract
         """Called once before the first iteration."""
 
-    async def on_stop(self) -> None:  # noqa: B027 - optional hook
+    async def on_stop(self) -> None:  # an optional hook: empty on purpose, not abstract
         """Called once after the last iteration (also after cancellation)."""
 
     @property
@@ -72,7 +72,7 @@ class LoopService(ABC):
             self._count("ok")
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a loop must survive any one failure
+        except Exception as exc:  # a loop must survive any one failure (logged below)
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             self._count("error")
             log.exception("%s iteration failed", self.name)
