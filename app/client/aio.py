@@ -6,7 +6,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -52,7 +52,7 @@ class AsyncGuardClient(ClientSettings):
         self._flusher: asyncio.Task | None = None
         self._closed = False
 
-    async def __aenter__(self) -> AsyncGuardClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -230,7 +230,7 @@ class AsyncJob:
         self.message: str | None = None
         self._watch: Stopwatch | None = None
 
-    async def __aenter__(self) -> AsyncJob:
+    async def __aenter__(self) -> Self:
         self._watch = Stopwatch()
         await self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self

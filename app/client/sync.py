@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -65,7 +65,7 @@ class GuardClient(ClientSettings):
         atexit.register(self._exit_hook)
 
     # --- lifecycle --------------------------------------------------------------------------
-    def __enter__(self) -> GuardClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -263,7 +263,7 @@ class Job:
         self.message: str | None = None  # set it inside the block to report it with the success
         self._watch: Stopwatch | None = None
 
-    def __enter__(self) -> Job:
+    def __enter__(self) -> Self:
         self._watch = Stopwatch()
         self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self
