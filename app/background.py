@@ -8,6 +8,7 @@ logged and never kill the loop. ``start(loops=N)`` runs N iterations and stops, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -59,10 +60,9 @@ class LoopService(ABC):
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
-            try:
+            # Shutting down: the cancellation is expected, and an error was logged by the loop.
+            with contextlib.suppress(BaseException):
                 await self._task
-            except BaseException:  # noqa: BLE001 - shutting down; the error was logged by the loop
-                pass
         self._task = None
 
     async def _iterate(self) -> None:

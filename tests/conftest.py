@@ -8,6 +8,7 @@ quietly testing SQLite alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -71,10 +72,8 @@ class PostgresDatabases:
 
     def drop_all(self) -> None:
         for name in self.created:
-            try:
+            with contextlib.suppress(Exception):  # best effort cleanup
                 asyncio.run(_pg_admin(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except Exception:  # noqa: BLE001 - best effort cleanup
-                pass
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -65,10 +66,9 @@ class AsyncGuardClient(ClientSettings):
         self._closed = True
         if self._flusher is not None:
             self._flusher.cancel()
-            try:
+            # Cancelled on purpose (its failures were logged); the flush below sends what is left.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
         try:
             await self.flush()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import threading
 import time
@@ -295,10 +296,8 @@ class Job:
 def _close_at_exit(ref: weakref.ref) -> None:
     client = ref()
     if client is not None:
-        try:
+        with contextlib.suppress(Exception):  # the interpreter is exiting: nobody is left to tell
             client.close()
-        except Exception:  # noqa: BLE001 - the interpreter is exiting
-            pass
 
 
 def _bind(operation: Callable[..., calls.Call]) -> Callable[..., Any]:
