@@ -113,7 +113,7 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
 
     # A replica joins: the survivor hands over its share gracefully.
     joined = time.monotonic()
-    (newcomer,) = cluster.add(1)
+    (_newcomer,) = cluster.add(1)
     assert cluster.wait_for(lambda: len({rid for rid, _ in cluster.leases().values()}) == 2
                             and len(cluster.leases()) == 120, 20, step=0.05)
     print(f"    join: leases spread over 2 replicas {time.monotonic() - joined:.2f}s after the process started "

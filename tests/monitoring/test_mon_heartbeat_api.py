@@ -56,7 +56,7 @@ async def test_heartbeat_cases_through_the_api(db_url, tmp_path):
 
 
 async def test_heartbeat_auth(db_url, tmp_path):
-    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "job", HB)
         await add_component(guard, "web", {"kind": "tcp", "host": "127.0.0.1", "port": 9})
         token = await _token(guard, "job")
