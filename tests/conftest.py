@@ -25,6 +25,9 @@ from app.config import Settings
 from app.db.migrate import upgrade_sync
 from app.db.models import Base
 
+# Loopback HTTP/TCP targets (http_target, garbage_target, banner_target, silent_target, closed_port).
+pytest_plugins = ["tests.support.loopback"]
+
 POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("PIPELINE_TEST_REQUIRE_POSTGRES") == "1"
 DIALECTS = ["sqlite"] + (["postgres"] if POSTGRES_URL or REQUIRE_POSTGRES else [])
