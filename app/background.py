@@ -8,6 +8,7 @@ logged and never kill the loop. ``start(loops=N)`` runs N iterations and stops, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -34,10 +35,10 @@ class LoopService(ABC):
     async def run_once(self) -> None:
         """One iteration. Raise freely: the loop logs and carries on."""
 
-    async def on_start(self) -> None:  # noqa: B027 - optional hook
+    async def on_start(self) -> None:  # an optional hook: empty on purpose, not abstract
         """Called once before the first iteration."""
 
-    async def on_stop(self) -> None:  # noqa: B027 - optional hook
+    async def on_stop(self) -> None:  # an optional hook: empty on purpose, not abstract
         """Called once after the last iteration (also after cancellation)."""
 
     @property
@@ -59,10 +60,9 @@ class LoopService(ABC):
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except (TimeoutError, asyncio.CancelledError):
             self._task.cancel()
-            try:
+            # Shutting down: the cancellation is expected, and an error was logged by the loop.
+            with contextlib.suppress(BaseException):
                 await self._task
-            except BaseException:  # noqa: BLE001 - shutting down; the error was logged by the loop
-                pass
         self._task = None
 
     async def _iterate(self) -> None:
@@ -72,7 +72,7 @@ class LoopService(ABC):
             self._count("ok")
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a loop must survive any one failure
+        except Exception as exc:  # a loop must survive any one failure (logged below)
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             self._count("error")
             log.exception("%s iteration failed", self.name)

@@ -22,7 +22,6 @@ def build_services(state: GuardState) -> list[LoopService]:
     from app.metrics.retention import MetricsRetention
     from app.notify.escalation import EscalationLoop
     from app.notify.outbox import OutboxSender
-
     from app.replicas.manager import install as install_leases
 
     # Before the scheduler is built: it takes its Ownership from state.extras["ownership"].

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
-        if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "must start with sqlite+aiosqlite:// (embedded) or postgresql+asyncpg:// (production), "
                 f"got {value.split('://')[0]}://"
@@ -238,8 +238,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         path = ".".join(str(part) for part in error["loc"]) or "(root)"
         message = error["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
-            if message.startswith(prefix):
-                message = message[len(prefix):]
+            message = message.removeprefix(prefix)
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see `pipeline-guard config sample`)"
         lines.append(f"{path}: {message}")

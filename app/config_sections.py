@@ -29,9 +29,7 @@ _SIZE_UNITS = {
 
 def parse_duration(value: Any) -> float:
     """Return seconds for ``10s``/``5m``/``24h``/``7d``/``500ms`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 10s, 5m, 24h, got {value!r}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # a bool falls through to the error
         return float(value)
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
@@ -42,9 +40,7 @@ def parse_duration(value: Any) -> float:
 
 def parse_size(value: Any) -> int:
     """Return bytes for ``100MB``/``64KiB`` or a number of bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size like 64KB or 100MB, got {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):  # a bool falls through to the error
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)

@@ -107,5 +107,5 @@ def require(permission: Permission):
     return Depends(dependency)
 
 
-def Requires(permission: Permission):  # noqa: N802 - reads like a type in signatures
+def Requires(permission: Permission):  # capitalised: it reads like a type in signatures
     return Annotated[Principal, require(permission)]

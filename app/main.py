@@ -12,8 +12,8 @@ from app import __version__
 from app.config import Settings, load_settings
 from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
-from app.openapi import install_openapi
 from app.observability.metrics import GuardMetrics
+from app.openapi import install_openapi
 from app.ratelimit import RateLimiter, RateLimitMiddleware
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -88,7 +88,7 @@ class RateLimiter:
             if strategy.hit(limit, group, key):
                 return None
             reset_at, _remaining = strategy.get_window_stats(limit, group, key)
-        except Exception:  # noqa: BLE001 - a broken limiter storage must not take the API down
+        except Exception:  # a broken limiter storage must not take the API down
             log.warning("rate-limit storage unavailable; letting the request through", exc_info=True)
             return None
         self.rejections += 1

@@ -29,9 +29,9 @@ def include_routers(app: FastAPI) -> None:
     from app.healing.router import router as healing_router
     from app.health.router import router as health_router
     from app.integrations.alertmanager_router import router as alertmanager_router
+    from app.metrics.router import router as metrics_router
     from app.monitoring.heartbeat_router import router as heartbeat_router
     from app.monitoring.router import router as status_router
-    from app.metrics.router import router as metrics_router
     from app.notify.router import notifications_router
     from app.notify.router import router as channels_router
     from app.security.router import router as security_router

@@ -8,6 +8,7 @@ quietly testing SQLite alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -23,6 +24,9 @@ from app.auth.tokens import PasswordHasher
 from app.config import Settings
 from app.db.migrate import upgrade_sync
 from app.db.models import Base
+
+# Loopback HTTP/TCP targets (http_target, garbage_target, banner_target, silent_target, closed_port).
+pytest_plugins = ["tests.support.loopback"]
 
 POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("PIPELINE_TEST_REQUIRE_POSTGRES") == "1"
@@ -71,10 +75,8 @@ class PostgresDatabases:
 
     def drop_all(self) -> None:
         for name in self.created:
-            try:
+            with contextlib.suppress(Exception):  # best effort cleanup
                 asyncio.run(_pg_admin(self.url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except Exception:  # noqa: BLE001 - best effort cleanup
-                pass
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
 
 from app.config import MIN_SECRET_KEY_LENGTH
 from app.errors import ConfigurationError, Unauthorized
@@ -94,7 +95,8 @@ class PasswordHasher:
             return False
         try:
             return self._hash.verify(password, password_hash)
-        except Exception:  # a corrupt hash must read as "wrong password", not a 500
+        except UnknownHashError:  # a corrupt hash must read as "wrong password", not a 500
+            # (a damaged argon2 hash is already answered False by pwdlib itself)
             return False
 
 

@@ -38,7 +38,7 @@ def _until(value: str | None, option: str) -> str | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+        return datetime.fromisoformat(value).isoformat()
     except ValueError:
         return (datetime.now(UTC) + timedelta(seconds=_duration(value, option))).isoformat()
 

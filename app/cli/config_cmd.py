@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -29,7 +30,9 @@ def validate(file: Path) -> None:
 
 
 @app.command("sample")
-def sample(out: Path = typer.Option(None, "--out", "-o", help="write here instead of stdout")) -> None:
+def sample(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write here instead of stdout")] = None,
+) -> None:
     """Write a commented sample configuration that validates."""
     text = sample_text()
     if out is None:
@@ -41,8 +44,8 @@ def sample(out: Path = typer.Option(None, "--out", "-o", help="write here instea
 
 @app.command("audit")
 def audit(
-    file: Path = typer.Argument(None, help="config file (else PIPELINE_CONFIG and the environment)"),
-    json_output: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    file: Annotated[Path | None, typer.Argument(help="config file (else PIPELINE_CONFIG and the environment)")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Report insecure settings with severity and fix.
 

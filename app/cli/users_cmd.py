@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from typing import Annotated
 
 import typer
 
@@ -16,9 +17,9 @@ app = typer.Typer(help="User administration.", no_args_is_help=True)
 @app.command("create")
 def create(
     name: str,
-    role: Role = typer.Option(Role.VIEWER, "--role", help="admin, operator, viewer or ingest"),
-    password: str = typer.Option(None, "--password", help="prompted for when omitted (env: PIPELINE_NEW_PASSWORD)",
-                                 envvar="PIPELINE_NEW_PASSWORD"),
+    role: Annotated[Role, typer.Option("--role", help="admin, operator, viewer or ingest")] = Role.VIEWER,
+    password: Annotated[str | None, typer.Option("--password", envvar="PIPELINE_NEW_PASSWORD",
+                                                 help="prompted for when omitted (env: PIPELINE_NEW_PASSWORD)")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a user directly in the database."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -52,7 +53,7 @@ class AsyncGuardClient(ClientSettings):
         self._flusher: asyncio.Task | None = None
         self._closed = False
 
-    async def __aenter__(self) -> AsyncGuardClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -65,10 +66,9 @@ class AsyncGuardClient(ClientSettings):
         self._closed = True
         if self._flusher is not None:
             self._flusher.cancel()
-            try:
+            # Cancelled on purpose (its failures were logged); the flush below sends what is left.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._flusher
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
         try:
             await self.flush()
         finally:
@@ -230,7 +230,7 @@ class AsyncJob:
         self.message: str | None = None
         self._watch: Stopwatch | None = None
 
-    async def __aenter__(self) -> AsyncJob:
+    async def __aenter__(self) -> Self:
         self._watch = Stopwatch()
         await self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self

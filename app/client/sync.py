@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -65,7 +66,7 @@ class GuardClient(ClientSettings):
         atexit.register(self._exit_hook)
 
     # --- lifecycle --------------------------------------------------------------------------
-    def __enter__(self) -> GuardClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -263,7 +264,7 @@ class Job:
         self.message: str | None = None  # set it inside the block to report it with the success
         self._watch: Stopwatch | None = None
 
-    def __enter__(self) -> Job:
+    def __enter__(self) -> Self:
         self._watch = Stopwatch()
         self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self
@@ -295,10 +296,8 @@ class Job:
 def _close_at_exit(ref: weakref.ref) -> None:
     client = ref()
     if client is not None:
-        try:
+        with contextlib.suppress(Exception):  # the interpreter is exiting: nobody is left to tell
             client.close()
-        except Exception:  # noqa: BLE001 - the interpreter is exiting
-            pass
 
 
 def _bind(operation: Callable[..., calls.Call]) -> Callable[..., Any]:

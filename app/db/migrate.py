@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+
 def _migrations_dir() -> Path:
     """The source tree's migrations/ (editable installs, the Docker image's /app), else $PIPELINE_MIGRATIONS_DIR."""
     override = os.environ.get("PIPELINE_MIGRATIONS_DIR")

@@ -311,8 +311,8 @@ class LeaseManager(LoopService):
 async def _quiet_refresh(scheduler) -> None:
     try:
         await scheduler.refresh()
-    except Exception:  # noqa: BLE001 - the scheduler's own loop refreshes again within a second
-        pass
+    except Exception:  # the scheduler's own loop refreshes again within a second
+        log.debug("immediate scheduler refresh failed; its own loop retries", exc_info=True)
 
 
 def install(state: GuardState) -> LeaseManager:

@@ -30,9 +30,9 @@ def test_sync_client_against_a_running_guard(live):
 
 
 def test_sync_client_bad_token_is_an_envelope_error(live):
-    with GuardClient(live.url, "not-a-token", raise_errors=True, flush_interval=0) as guard:
-        with pytest.raises(GuardAPIError) as caught:
-            guard.list_components()
+    with (GuardClient(live.url, "not-a-token", raise_errors=True, flush_interval=0) as guard,
+          pytest.raises(GuardAPIError) as caught):
+        guard.list_components()
     assert caught.value.status == 401 and caught.value.type == "unauthorized"
     with GuardClient(live.url, "not-a-token", flush_interval=0) as guard:
         assert guard.list_components() is None  # logged, not raised

@@ -41,9 +41,9 @@ def test_429_honours_retry_after(stub, sleeps):
 
 def test_exponential_backoff_then_gives_up_and_logs(stub, sleeps, caplog):
     stub.script("GET", "/api/v1/status", *[(503, envelope("service_unavailable", "db down"))] * 4)
-    with GuardClient(stub.url, "t", retries=3, backoff=1.0, flush_interval=0) as guard:
-        with caplog.at_level(logging.WARNING, logger="pipeline_guard.client"):
-            assert guard.get_system_status() is None
+    with (GuardClient(stub.url, "t", retries=3, backoff=1.0, flush_interval=0) as guard,
+          caplog.at_level(logging.WARNING, logger="pipeline_guard.client")):
+        assert guard.get_system_status() is None
     assert len(stub.calls("GET", "/api/v1/status")) == 4
     assert len(sleeps) == 3 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0 and 2.0 <= sleeps[2] <= 4.0
     assert "db down" in caplog.text
@@ -63,9 +63,9 @@ def test_connection_refused_is_logged_not_raised(sleeps, caplog):
 
 def test_raise_errors_raises_the_envelope(stub, sleeps):
     stub.script("GET", "/api/v1/components/nope", (404, envelope("not_found", "component 'nope' not found", {"name": "nope"})))
-    with GuardClient(stub.url, "t", raise_errors=True, flush_interval=0) as guard:
-        with pytest.raises(GuardAPIError) as caught:
-            guard.get_component("nope")
+    with (GuardClient(stub.url, "t", raise_errors=True, flush_interval=0) as guard,
+          pytest.raises(GuardAPIError) as caught):
+        guard.get_component("nope")
     assert caught.value.status == 404
     assert caught.value.type == "not_found"
     assert caught.value.message == "component 'nope' not found"
@@ -125,10 +125,9 @@ def test_record_batch_sends_now_in_chunks(stub):
 
 
 def test_job_reports_start_and_success(stub):
-    with GuardClient(stub.url, "t", flush_interval=0) as guard:
-        with guard.job("nightly", ping_token="ping-123") as run:
-            guard.record_metric("nightly", "rows", 10)
-            run.message = "10 rows"
+    with GuardClient(stub.url, "t", flush_interval=0) as guard, guard.job("nightly", ping_token="ping-123") as run:
+        guard.record_metric("nightly", "rows", 10)
+        run.message = "10 rows"
     beats = stub.calls("POST", "/api/v1/components/nightly/heartbeat")
     assert [b.body["status"] for b in beats] == ["start", "success"]
     assert beats[1].body["duration_seconds"] >= 0 and beats[1].body["message"] == "10 rows"

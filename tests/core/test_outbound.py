@@ -1,69 +1,18 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-
-import pytest
-from aiohttp import web
 
 from app.core.outbound import bounded_request, make_session, parse_retry_after
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[str]:
-    hits: list[str] = []
-
-    async def limited(request):
-        hits.append("429")
-        return web.Response(status=429, headers={"Retry-After": request.query.get("ra", "7")})
-
-    async def huge(request):
-        resp = web.StreamResponse()
-        await resp.prepare(request)
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            for _ in range(800):
-                await resp.write(b"y" * 65536)
-        return resp
-
-    async def hang(request):
-        await asyncio.Event().wait()
-
-    async def echo(request):
-        return web.json_response({"got": await request.json()})
-
-    async def to_metadata(request):
-        raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
-
-    async def loop(request):
-        raise web.HTTPFound("/loop")
-
-    app = web.Application()
-    app.router.add_get("/429", limited)
-    app.router.add_get("/huge", huge)
-    app.router.add_get("/hang", hang)
-    app.router.add_post("/echo", echo)
-    app.router.add_get("/to-metadata", to_metadata)
-    app.router.add_get("/loop", loop)
-    runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
-async def test_429_with_retry_after_seconds_and_date(receiver):
+async def test_429_with_retry_after_seconds_and_date(http_target):
     async with make_session(ssrf_allow=["127.0.0.1/32"]) as session:
-        resp = await bounded_request(session, "GET", f"{receiver}/429", timeout=3)
+        resp = await bounded_request(session, "GET", http_target.url("/429"), timeout=3)
         assert resp.status == 429 and resp.error is None and not resp.ok
         assert resp.retry_after_s == 7.0
         when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
-        dated = await bounded_request(session, "GET", f"{receiver}/429?ra={when}", timeout=3)
+        dated = await bounded_request(session, "GET", http_target.url(f"/429?ra={when}"), timeout=3)
         assert dated.retry_after_s is not None and 100 < dated.retry_after_s <= 121
 
 
@@ -76,65 +25,58 @@ def test_parse_retry_after():
     assert parse_retry_after(None) is None
 
 
-async def test_body_is_capped(receiver):
+async def test_body_is_capped(http_target):
     async with make_session() as session:
-        resp = await bounded_request(session, "GET", f"{receiver}/huge", timeout=5, max_response_bytes=1000)
+        resp = await bounded_request(session, "GET", http_target.url("/huge"), timeout=5, max_response_bytes=1000)
     assert resp.error is None and resp.status == 200
     assert len(resp.body) == 1000 and resp.truncated
 
 
-async def test_timeout_is_an_error_string(receiver):
+async def test_timeout_is_an_error_string(http_target):
     async with make_session() as session:
-        resp = await bounded_request(session, "GET", f"{receiver}/hang", timeout=0.3)
+        resp = await bounded_request(session, "GET", http_target.url("/hang"), timeout=0.3)
     assert resp.status is None and resp.error == "timeout after 0.3s"
     assert 0.25 < resp.latency_s < 2
 
 
-async def test_json_body_round_trip(receiver):
+async def test_json_body_round_trip(http_target):
     async with make_session() as session:
-        resp = await bounded_request(session, "POST", f"{receiver}/echo", json_body={"a": 1}, timeout=3)
+        resp = await bounded_request(session, "POST", http_target.url("/echo"), json_body={"a": 1}, timeout=3)
     assert resp.ok and resp.body == b'{"got": {"a": 1}}'
 
 
-async def test_ssrf_session_refuses_loopback_unless_allowlisted(receiver):
+async def test_ssrf_session_refuses_loopback_unless_allowlisted(http_target):
     async with make_session(ssrf_allow=[]) as session:
-        literal = await bounded_request(session, "GET", f"{receiver}/429", timeout=3)
-        port = receiver.rsplit(":", 1)[1]
-        named = await bounded_request(session, "GET", f"http://localhost:{port}/429", timeout=3)
+        literal = await bounded_request(session, "GET", http_target.url("/429"), timeout=3)
+        named = await bounded_request(session, "GET", f"http://localhost:{http_target.port}/429", timeout=3)
     assert literal.status is None and "refused by SSRF policy" in literal.error
     assert "127.0.0.1 is loopback" in literal.error
     assert named.status is None and "refused by SSRF policy" in named.error
 
 
-async def test_redirect_to_metadata_refused_at_connect_time(receiver):
+async def test_redirect_to_metadata_refused_at_connect_time(http_target):
     async with make_session(ssrf_allow=["127.0.0.1/32"]) as session:
-        resp = await bounded_request(session, "GET", f"{receiver}/to-metadata", timeout=3)
+        resp = await bounded_request(session, "GET", http_target.url("/redirect-metadata"), timeout=3)
     assert resp.error is not None and "169.254.169.254 is link-local" in resp.error
 
 
-async def test_redirects_bounded(receiver):
+async def test_redirects_bounded(http_target):
     async with make_session() as session:
-        resp = await bounded_request(session, "GET", f"{receiver}/loop", timeout=3, max_redirects=2)
-        no_follow = await bounded_request(session, "GET", f"{receiver}/loop", timeout=3, max_redirects=0)
+        resp = await bounded_request(session, "GET", http_target.url("/loop"), timeout=3, max_redirects=2)
+        no_follow = await bounded_request(session, "GET", http_target.url("/loop"), timeout=3, max_redirects=0)
     assert resp.error == "too many redirects (more than 2)"
     assert no_follow.status == 302 and no_follow.error is None
 
 
-async def test_connection_refused_and_credentials_not_leaked():
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+async def test_connection_refused_and_credentials_not_leaked(closed_port):
     async with make_session() as session:
-        resp = await bounded_request(session, "GET", f"http://user:hunter2@127.0.0.1:{port}/x?t=s3", timeout=3)
+        resp = await bounded_request(session, "GET", f"http://user:hunter2@127.0.0.1:{closed_port}/x?t=s3",
+                                     timeout=3)
     assert resp.status is None and "cannot connect to 127.0.0.1" in resp.error
     assert "hunter2" not in resp.error and "s3" not in resp.error
 
 
-async def test_allowlisted_hostname_connects(receiver):
-    port = receiver.rsplit(":", 1)[1]
+async def test_allowlisted_hostname_connects(http_target):
     async with make_session(ssrf_allow=["localhost"]) as session:
-        resp = await bounded_request(session, "GET", f"http://localhost:{port}/429", timeout=3)
+        resp = await bounded_request(session, "GET", f"http://localhost:{http_target.port}/429", timeout=3)
     assert resp.status == 429 and resp.error is None

@@ -150,14 +150,13 @@ class GuardProcess:
         })
         if self.region:
             env["PIPELINE_REGION"] = self.region
-        log = open(self.log_path, "a")
-        log.write(f"\n===== start generation {self.generation} =====\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-migrate"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        log.close()
+        with open(self.log_path, "a") as log:  # the child keeps its own copy of the descriptor
+            log.write(f"\n===== start generation {self.generation} =====\n")
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-migrate"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ Runs its own asyncio loop in a thread, so tests (sync or async) and subprocess g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 
@@ -73,10 +74,8 @@ class FaultProxy:
     async def _close_all(self) -> None:
         for writer in list(self._writers):
             transport = writer.transport
-            try:
+            with contextlib.suppress(Exception):
                 transport.abort()  # RST, like a dead host or a killed server
-            except Exception:  # noqa: BLE001
-                pass
         self._writers.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -101,10 +100,8 @@ class FaultProxy:
             except (ConnectionError, OSError, asyncio.CancelledError):
                 pass
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     dst.transport.abort()
-                except Exception:  # noqa: BLE001
-                    pass
 
         await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
         self._writers.discard(writer)

@@ -27,7 +27,7 @@ def test_racing_replicas_heal_each_incident_once(cluster_factory):
     cluster.add(3)
     names = cluster.create_components(200, failing=True, recovery=True)
     started = time.monotonic()
-    healed = lambda: {n for _, n, _ in cluster.recorder.heals}  # noqa: E731
+    healed = lambda: {n for _, n, _ in cluster.recorder.heals}
     assert cluster.wait_for(lambda: healed() >= set(names), 90, step=0.5), len(healed())
     took = time.monotonic() - started
     time.sleep(3)  # let any straggler (a duplicate) show up
@@ -78,7 +78,7 @@ def test_kill9_during_attempts_no_duplicate_no_lost_action(cluster_factory):
         victim.kill9()
         victim.start()
         victim.wait_healthy()
-    healed = lambda: {n for _, n, _ in cluster.recorder.heals}  # noqa: E731
+    healed = lambda: {n for _, n, _ in cluster.recorder.heals}
     ok = cluster.wait_for(lambda: healed() >= set(all_names), 60, step=0.5)
     time.sleep(2)
     calls = collections.Counter(n for _, n, _ in cluster.recorder.heals)

@@ -4,6 +4,7 @@ kill -9 → takeover within the TTL, SIGTERM → hand-over in about a second, jo
 from __future__ import annotations
 
 import collections
+import itertools
 import time
 
 import pytest
@@ -97,8 +98,8 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
             if rid != leaving_id and name not in hand_gap:
                 hand_gap[name] = at - max([t for t, n, r in who_raw(cluster, name, started - 2) if r == leaving_id],
                                           default=at)
-    gaps = [max(b - a for a, b in zip(ts, ts[1:])) for ts in times.values() if len(ts) > 1]
-    worst = sorted(times, key=lambda n: -max(b - a for a, b in zip(times[n], times[n][1:])))[:2]
+    gaps = [max(b - a for a, b in itertools.pairwise(ts)) for ts in times.values() if len(ts) > 1]
+    worst = sorted(times, key=lambda n: -max(b - a for a, b in itertools.pairwise(times[n])))[:2]
     for n in worst:
         print(f"    slowest: {n} probes (s after SIGTERM, replica) {who[n]}")
     hg = sorted(hand_gap.values())
@@ -112,7 +113,7 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
 
     # A replica joins: the survivor hands over its share gracefully.
     joined = time.monotonic()
-    (newcomer,) = cluster.add(1)
+    (_newcomer,) = cluster.add(1)
     assert cluster.wait_for(lambda: len({rid for rid, _ in cluster.leases().values()}) == 2
                             and len(cluster.leases()) == 120, 20, step=0.05)
     print(f"    join: leases spread over 2 replicas {time.monotonic() - joined:.2f}s after the process started "

@@ -158,3 +158,13 @@ async def test_security_disabled_acts_as_admin(db_url, tmp_path):
     async with running_guard(settings) as guard:
         r = await guard.client.get("/api/v1/auth/me")
         assert r.status_code == 200 and r.json()["role"] == "admin"
+
+
+@pytest.mark.parametrize("stored", ["", "not-a-hash", "$argon2id$", "$argon2id$v=19$m=65536,t=3,p=4$AAAA$BBBB",
+                                    "$2b$12$bcrypt-is-not-enabled"])
+def test_a_corrupt_password_hash_reads_as_a_wrong_password(stored):
+    from app.auth.tokens import PasswordHasher
+
+    hasher = PasswordHasher()
+    assert hasher.verify(TEST_PASSWORD, stored) is False
+    assert hasher.verify(TEST_PASSWORD, hasher.hash(TEST_PASSWORD)) is True

@@ -14,8 +14,8 @@ from app.cli.config_cmd import sample_text
 def run(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, env=full_env,
-                          timeout=120, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "app", *args], check=False, capture_output=True, text=True,
+                          env=full_env, timeout=120, cwd=cwd)
 
 
 def test_config_validate_reports_paths_and_exits_2(tmp_path):
@@ -56,6 +56,6 @@ def test_invalid_environment_is_one_clear_error(tmp_path):
 def test_entry_points_show_help(entry):
     if entry[0] == "pipeline-guard":
         entry = [os.path.join(os.path.dirname(sys.executable), "pipeline-guard")]
-    result = subprocess.run([*entry, "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([*entry, "--help"], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "serve" in result.stdout and "config" in result.stdout

@@ -34,6 +34,12 @@ def test_sizes_parse(text, size):
     assert parse_size(text) == size
 
 
+@pytest.mark.parametrize("bad", ["lots", "10XB", True, 1.5, None])
+def test_bad_sizes_are_refused(bad):
+    with pytest.raises(ValueError):
+        parse_size(bad)
+
+
 def test_defaults_without_file_or_environment():
     settings = load_settings(environ={})
     assert settings.database_url.startswith("sqlite+aiosqlite:///")

@@ -56,7 +56,7 @@ async def test_heartbeat_cases_through_the_api(db_url, tmp_path):
 
 
 async def test_heartbeat_auth(db_url, tmp_path):
-    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "job", HB)
         await add_component(guard, "web", {"kind": "tcp", "host": "127.0.0.1", "port": 9})
         token = await _token(guard, "job")
@@ -80,11 +80,12 @@ async def test_heartbeat_auth(db_url, tmp_path):
 
 
 def test_heartbeat_route_declares_a_permission():
+    import pathlib
+
     from app.auth.permissions import Permission
     from app.main import create_app
     from app.routes import iter_api_routes, route_permission
     from tests.conftest import make_settings
-    import pathlib
 
     app = create_app(make_settings("sqlite+aiosqlite:////tmp/unused.db", pathlib.Path("/tmp")))
     routes = {r.path: route_permission(r) for r in iter_api_routes(app)}

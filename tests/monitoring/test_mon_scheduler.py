@@ -18,14 +18,14 @@ async def run(scheduler, times: int = 2):
         await scheduler.run_once()
 
 
-async def test_http_tcp_command_kinds(db_url, tmp_path, http_target, garbage_port, closed_port):
+async def test_http_tcp_command_kinds(db_url, tmp_path, http_target, garbage_target, closed_port):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         cases = {
             "http-ok": ({"kind": "http", "url": http_target.url("/ok")}, "healthy"),
             "http-500": ({"kind": "http", "url": http_target.url("/500")}, "critical"),
             "http-hang": ({"kind": "http", "url": http_target.url("/hang"), "timeout": 0.5}, "critical"),
             "http-huge": ({"kind": "http", "url": http_target.url("/huge"), "body_contains": "zzz"}, "critical"),
-            "http-garbage": ({"kind": "http", "url": f"http://127.0.0.1:{garbage_port}/"}, "critical"),
+            "http-garbage": ({"kind": "http", "url": garbage_target.url("/")}, "critical"),
             "http-closed": ({"kind": "http", "url": f"http://127.0.0.1:{closed_port}/"}, "critical"),
             "tcp-open": ({"kind": "tcp", "host": "127.0.0.1", "port": http_target.port}, "healthy"),
             "tcp-closed": ({"kind": "tcp", "host": "127.0.0.1", "port": closed_port}, "critical"),

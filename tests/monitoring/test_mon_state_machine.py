@@ -35,9 +35,9 @@ def test_failure_and_success_thresholds():
 
 def test_degraded_results_give_degraded():
     state, _ = run("uu")
-    state, ds = run("ggg", state)
+    state, _ = run("ggg", state)
     assert state.status == "degraded"
-    state, ds = run("ddd", state)
+    state, _ = run("ddd", state)
     assert state.status == "critical"
 
 

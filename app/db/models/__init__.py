@@ -24,14 +24,21 @@ from app.db.models.metrics import (
     RuleState,
     metric_points,
 )
-from app.db.models.monitoring import CheckResultRecord, CheckRollup, HealthTransitionRecord, HeartbeatPing, Incident
+from app.db.models.monitoring import (
+    CheckResultRecord,
+    CheckRollup,
+    HealthTransitionRecord,
+    HeartbeatPing,
+    Incident,
+)
 from app.db.models.notify import Channel, DeliveryAttempt, Notification, NotificationStatus
 from app.db.models.replicas import ComponentLease, Replica
 
 __all__ = [
-    "Alert", "AlertEvent", "ComponentLease", "Replica", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel", "CheckResultRecord",
-    "CheckRollup", "Component", "ComponentState", "DeliveryAttempt", "DetectionRule", "HealingAttempt",
-    "HealingBudget", "HealingIncident", "HealingStrategyStat", "HealthStatus", "HealthTransitionRecord",
-    "HeartbeatPing", "Incident", "MetricAnomaly", "MetricPoint", "MetricRollup", "MetricSeries", "Notification",
-    "NotificationStatus", "RevokedToken", "RuleState", "Severity", "Silence", "User", "metric_points",
+    "Alert", "AlertEvent", "AlertStatus", "AttemptState", "AuditEntry", "Base", "Channel",
+    "CheckResultRecord", "CheckRollup", "Component", "ComponentLease", "ComponentState", "DeliveryAttempt",
+    "DetectionRule", "HealingAttempt", "HealingBudget", "HealingIncident", "HealingStrategyStat",
+    "HealthStatus", "HealthTransitionRecord", "HeartbeatPing", "Incident", "MetricAnomaly", "MetricPoint",
+    "MetricRollup", "MetricSeries", "Notification", "NotificationStatus", "Replica", "RevokedToken",
+    "RuleState", "Severity", "Silence", "User", "metric_points",
 ]

@@ -12,7 +12,6 @@ from app.db.base import Base
 from app.db.types import JSONType, UTCDateTime, utcnow
 
 
-
 def _component_fk() -> ForeignKey:
     return ForeignKey("components.id", ondelete="CASCADE")
 
