@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.metrics import MetricSeries, metric_points
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
-from app.metrics.validation import Batch
+from app.metrics.validation import Batch, Series
 
 _DELETE_POINTS = text(
     "DELETE FROM metric_points WHERE rowid IN (SELECT rowid FROM metric_points WHERE ts < :cutoff LIMIT :n)"
@@ -20,7 +20,6 @@ _DELETE_POINTS = text(
 
 class SQLiteIngest:
     name = "sqlite"
-    upsert = staticmethod(sqlite_insert)
 
     async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
         conn = await session.connection()
@@ -35,12 +34,18 @@ class SQLiteIngest:
         conn = await session.connection()
         await conn.execute(insert(MetricRollup.__table__), [dict(zip(ROLLUP_COLUMNS, row)) for row in rows])
 
+    async def upsert_series(self, session: AsyncSession, latest: list[tuple[Series, float, datetime]],
+                            now: datetime) -> None:
+        await session.execute(upsert_series_statement(sqlite_insert), [
+            {"component": s.component, "metric_name": s.metric_name, "series_key": s.series_key, "labels": s.labels,
+             "last_value": value, "last_ts": ts, "first_seen": now} for s, value, ts in latest])
+
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return result.rowcount or 0
 
 
-def upsert_series(dialect_insert):
+def upsert_series_statement(dialect_insert):
     """Latest point per series; an older point arriving late never overwrites a newer one.
     Executed with a list of rows (compiled once, cached; insertmanyvalues batches it)."""
     stmt = dialect_insert(MetricSeries.__table__)

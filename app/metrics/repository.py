@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Component, MetricRollup, MetricSeries, metric_points
 from app.db.types import BlobType
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.ingest_sqlite import upsert_series
 from app.metrics.rollups import RangePlan, build_deltas
 from app.metrics.validation import Batch
 
@@ -34,14 +33,11 @@ class MetricsRepository:
         """Raw points, rollup deltas and the series' latest values, in the caller's transaction."""
         await self.ingest.insert_points(self.session, batch)
         await self.ingest.insert_rollups(self.session, build_deltas(batch))
-        now = datetime.now(UTC)
         latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
         # Sorted so concurrent batches lock series rows in the same order (no deadlocks).
         latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
-        rows = [{"component": s.component, "metric_name": s.metric_name, "series_key": s.series_key,
-                 "labels": s.labels, "last_value": batch.values[i], "last_ts": batch.stamps[i].ts, "first_seen": now}
-                for s, i in latest]
-        await self.session.execute(upsert_series(self.ingest.upsert), rows)
+        await self.ingest.upsert_series(self.session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest],
+                                        datetime.now(UTC))
 
     async def known_components(self, names: set[str]) -> set[str]:
         result = await self.session.execute(select(Component.name).where(Component.name.in_(names)))
