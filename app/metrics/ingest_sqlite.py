@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.metrics import MetricSeries, metric_points
+from app.db.models.metrics import MetricSeries
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
 from app.metrics.validation import Batch, Series
@@ -18,15 +18,25 @@ _DELETE_POINTS = text(
 ).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
 
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
+_INSERT_POINTS = ("INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+
+
 class SQLiteIngest:
     name = "sqlite"
 
     async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
+        # Plain tuples through the driver's executemany: labels are the series' canonical JSON and
+        # each distinct timestamp is formatted once, as SQLAlchemy's SQLite DateTime stores it
+        # (naive UTC, "YYYY-MM-DD HH:MM:SS.ffffff", so ranges still compare as text). Per-row type
+        # processing through SQLAlchemy cost ~3x as much.
         conn = await session.connection()
-        await conn.execute(insert(metric_points), [
-            {"component": p.component, "metric_name": p.metric_name, "series_key": p.series_key,
-             "labels": p.labels, "value": p.value, "ts": p.ts} for p in batch.points()
-        ])
+        text_of = {id(st): st.ts.strftime(_SQLITE_TS) for st in {id(st): st for st in batch.stamps}.values()}
+        series = batch.series
+        await conn.exec_driver_sql(_INSERT_POINTS, [
+            (s.component, s.metric_name, s.series_key, s.labels_json, v, text_of[id(st)])
+            for s, v, st in zip(map(series.__getitem__, batch.sids), batch.values, batch.stamps)])
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
         from app.db.models.metrics import MetricRollup
