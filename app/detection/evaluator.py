@@ -107,6 +107,10 @@ class RuleEvaluator(LoopService):
     def wants_any(self, components: set[str]) -> bool:
         return not self._rules_loaded or any(c == comp for c, _ in self._rules for comp in components)
 
+    def wants(self, component: str, metric_name: str) -> bool:
+        """Whether points of this series may matter to a rule (everything until rules are loaded)."""
+        return not self._rules_loaded or (component, metric_name) in self._rules
+
     def offer(self, points: list[Point]) -> None:
         wanted = tuple(p for p in points if (p.component, p.metric_name) in self._rules) if self._rules_loaded else tuple(points)
         if not wanted:

@@ -50,7 +50,8 @@ class MetricsService:
             # Handed to the rule evaluator only once this transaction has committed: a batch that
             # rolls back is never evaluated. The evaluator loop drains its queue every second.
             event.listen(self.session.sync_session, "after_commit",
-                         lambda _session: evaluator.offer(batch.points()), once=True)
+                         lambda _session: evaluator.offer(batch.points(
+                             lambda s: evaluator.wants(s.component, s.metric_name))), once=True)
         return len(batch)
 
     async def _refuse_unknown(self, batch: Batch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain, islice
@@ -149,10 +150,16 @@ class Batch:
     def components(self) -> set[str]:
         return {s.component for s in self.series}
 
-    def points(self) -> list[Point]:
+    def points(self, keep: Callable[[Series], bool] | None = None) -> list[Point]:
+        """``Point`` objects, in batch order; only those of the series ``keep`` accepts, if given."""
         series = self.series
+        rows = zip(map(series.__getitem__, self.sids), self.values, self.stamps)
+        if keep is not None:
+            chosen = {id(s) for s in series if keep(s)}
+            if len(chosen) < len(series):
+                rows = (row for row in rows if id(row[0]) in chosen)
         return [Point(s.component, s.metric_name, s.series_key, s.labels, s.labels_json, v, st.ts, st.minute)
-                for s, v, st in zip(map(series.__getitem__, self.sids), self.values, self.stamps)]
+                for s, v, st in rows]
 
     def copy_payload(self) -> memoryview:
         """The whole batch as one PostgreSQL binary COPY stream (columns ``POINT_COLUMNS``):

@@ -159,3 +159,10 @@ _good_point = st.fixed_dictionaries(
 @given(st.lists(_good_point, min_size=1, max_size=20))
 def test_fast_and_thorough_agree_on_good_batches(points):
     assert same(orjson.dumps(points))[0] == "accepted"
+
+
+def test_points_for_chosen_series_only():
+    batch = decode_batch(orjson.dumps([pt(metric_name="a"), pt(metric_name="b"), pt(metric_name="a", value=2.0)]), now=NOW)
+    assert [(p.metric_name, p.value) for p in batch.points(lambda s: s.metric_name == "a")] == [("a", 1.5), ("a", 2.0)]
+    assert batch.points(lambda s: False) == []
+    assert len(batch.points()) == 3
