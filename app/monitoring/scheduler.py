@@ -3,9 +3,9 @@ bounded concurrency, per-check timeouts, batched writes.
 
 Three tasks while running (started by `SchedulerLoop`, a LoopService): the loop itself refreshes
 the component list every tick (API changes apply without a restart: rows whose `version` changed
-are reloaded), the dispatcher starts due checks (one task per check, under a semaphore of
-`max_workers`), the flusher writes buffered results every `flush_interval` or `flush_size` results.
-`run_once()` (tests) runs every owned check once, waits for them and flushes.
+are reloaded), the dispatcher moves due checks onto a queue served by `max_workers` workers, and
+the `ResultWriter`'s flusher (`result_writer.py`) writes buffered results every `flush_interval` or
+`flush_size` results. `run_once()` (tests) runs every owned check once, waits for them and flushes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from app.db.types import utcnow
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
-from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
+from app.monitoring.recorder import Observation, RecoveryMark, Tracked
+from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
 
 if TYPE_CHECKING:
     import aiohttp
@@ -44,9 +45,7 @@ log = logging.getLogger("pipeline_guard.monitoring")
 
 COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_threshold")
 TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
-MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
-SHUTDOWN_FLUSH_S = 20.0
-DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries  # how long close() keeps retrying the final flush
+DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries
 
 
 @dataclass
@@ -75,19 +74,12 @@ class Scheduler:
         self.settings = state.settings
         self.ownership: Ownership = ownership or OwnAll()
         self.registry = registry or default_registry()
-        self.flush_interval = flush_interval
-        self.flush_size = flush_size
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
         self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
         self._heap: list[tuple[float, int, int]] = []
-        self._buffer: list[Observation | RecoveryMark] = []
-        self._flush_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._flush_soon = asyncio.Event()
-        self._flush_stop = asyncio.Event()
-        self._flushes: set[asyncio.Future] = set()
         self._sem = asyncio.Semaphore(self.settings.max_workers)
         self._tasks: set[asyncio.Task] = set()  # run_once() checks
         self._queue: asyncio.Queue[tuple[Entry, float]] = asyncio.Queue()
@@ -95,9 +87,11 @@ class Scheduler:
         self._busy = 0
         self._worker_free = asyncio.Event()
         self.probe_metrics = ProbeMetrics(state.metrics)
+        self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
+                                   due_in=self.due_in, publish_health=self._publish_health,
+                                   flush_interval=flush_interval, flush_size=flush_size)
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
-        self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
         self._closing = False
         self.http_session: aiohttp.ClientSession | None = None
         # Figures for /status/detailed and the benchmark.
@@ -105,10 +99,24 @@ class Scheduler:
         self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
         self.checks_run = 0
         self.overruns = 0
-        self.dropped_results = 0
-        self.fenced_results = 0  # results not written because the component's lease moved on
-        self.flush_failures = 0
-        self.last_flush_error: str | None = None
+
+    # Write-side figures (the writer keeps them).
+    @property
+    def dropped_results(self) -> int:
+        return self.writer.dropped_results
+
+    @property
+    def fenced_results(self) -> int:
+        """Results not written because the component's lease moved on."""
+        return self.writer.fenced_results
+
+    @property
+    def flush_failures(self) -> int:
+        return self.writer.flush_failures
+
+    @property
+    def last_flush_error(self) -> str | None:
+        return self.writer.last_flush_error
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
@@ -122,7 +130,7 @@ class Scheduler:
             headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
             self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
         self._closing = False
-        self._flush_stop = asyncio.Event()
+        self.writer.open()
         await self.refresh()
 
     def start_background(self) -> None:
@@ -130,17 +138,16 @@ class Scheduler:
         self._busy = 0
         self._workers = [asyncio.create_task(self._worker(), name=f"monitoring:worker-{i}")
                          for i in range(self.settings.max_workers)]
-        self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch"),
-                            asyncio.create_task(self._flush_loop(), name="monitoring:flush")]
+        self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch")]
+        self.writer.start()
 
     async def close(self) -> None:
         """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
         The flusher is never cancelled mid-write: it finishes its batch and exits."""
         self._closing = True
         self._wake.set()
-        self._flush_soon.set()
-        self._flush_stop.set()
-        dispatcher, flusher = (self._background + [None, None])[:2]
+        self.writer.stop()
+        dispatcher = self._background[0] if self._background else None
         self._background = []
         if dispatcher is not None:
             dispatcher.cancel()  # it only waits for due items and free workers
@@ -163,40 +170,10 @@ class Scheduler:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
-        if flusher is not None:
-            await asyncio.gather(flusher, return_exceptions=True)
-        await self._drain()
+        await self.writer.close()
         if self.http_session is not None:
             await self.http_session.close()
             self.http_session = None
-
-    async def _drain(self) -> None:
-        """Shutdown: flush until the buffer is empty, retrying failures for up to
-        `SHUTDOWN_FLUSH_S`; what still cannot be written is counted and logged as dropped."""
-        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
-        delay = 0.1
-        while self._buffer or self._flushes:
-            try:
-                if self._flushes:
-                    await asyncio.gather(*self._flushes, return_exceptions=True)
-                if self._buffer:
-                    await self.flush()
-                continue
-            except Exception:  # noqa: BLE001 - logged in flush
-                pass
-            if time.monotonic() + delay > deadline:
-                self._drop(len(self._buffer), "the database stayed unavailable during shutdown")
-                self._buffer = []
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _drop(self, count: int, why: str) -> None:
-        if count <= 0:
-            return
-        self.dropped_results += count
-        self.state.metrics.results_dropped.inc(count)
-        log.error("dropped %d check results: %s (last error: %s)", count, why, self.last_flush_error)
 
     # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
     def request_check(self, component_id: int) -> None:
@@ -215,8 +192,7 @@ class Scheduler:
             await self.refresh()
         if component_id not in self.tracked:
             return None
-        self._buffer.append(RecoveryMark(component_id, action, at or utcnow()))
-        await self.flush()
+        await self.writer.write_now(RecoveryMark(component_id, action, at or utcnow()))
         return self.tracked[component_id].machine.status if component_id in self.tracked else None
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
@@ -234,12 +210,12 @@ class Scheduler:
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
         """Draining: after the next result of each of these components, flush at once and release its
         lease in that flush's transaction with the next due time (`ownership.hand_over`)."""
-        self._handing_over.update(component_ids)
+        self.writer.hand_over_after_probe(component_ids)
 
     def forget(self, component_ids: set[int]) -> None:
         """Stop checking these components now (their lease went to another replica)."""
+        self.writer.cancel_hand_over(component_ids)
         for cid in component_ids:
-            self._handing_over.discard(cid)
             self._forget(cid)
 
     def thresholds_for(self, component_id: int) -> sm.Thresholds | None:
@@ -479,12 +455,7 @@ class Scheduler:
             return  # forgotten while probing (deleted, disabled, taken over): no result, no metric labels
         # Prometheus: counted here, published per flush, not one locked update per probe.
         self.probe_metrics.count(entry, result.outcome, result.latency_s)
-        buffer = self._buffer
-        buffer.append(Observation(cid, entry.kind, result))
-        # A component being handed over (SIGTERM drain) flushes at once, so its lease is released
-        # right after its last probe.
-        if len(buffer) >= self.flush_size or cid in self._handing_over:
-            self._flush_soon.set()
+        self.writer.add(Observation(cid, entry.kind, result))
 
     async def _execute(self, entry: Entry, started: float | None = None) -> CheckResult:
         if entry.invalid is not None or entry.validated is None:
@@ -526,104 +497,9 @@ class Scheduler:
                               last_start_at=row[3], last_duration_s=row[4])
 
     # ------------------------------------------------------------------ flush
-    async def _flush_loop(self) -> None:
-        """Flush every `flush_interval` or when `flush_size` results are buffered; after a failure
-        wait (exponential back-off up to 5 s) and retry with the buffer kept."""
-        backoff = 0.0
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
-            except TimeoutError:
-                pass
-            self._flush_soon.clear()
-            if self._closing:
-                return  # close() drains
-            try:
-                await self.flush()
-                backoff = 0.0
-            except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
-                backoff = min(max(backoff * 2, self.flush_interval), 5.0)
-                try:
-                    await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
-
     async def flush(self) -> int:
-        """Write buffered results in one transaction. Returns the number of results written.
-
-        The write runs in its own task, shielded: cancelling the caller (shutdown, a request that
-        went away) never abandons a batch half-way, and `close()` waits for it. On failure the
-        batch goes back to the front of the buffer (bounded by MAX_BUFFER) and the error is raised."""
-        task = asyncio.ensure_future(self._flush_locked())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-        return await asyncio.shield(task)
-
-    async def _flush_locked(self) -> int:
-        async with self._flush_lock:
-            self.probe_metrics.publish_counts()
-            if not self._buffer:
-                return 0
-            items, self._buffer = self._buffer, []
-            handing: dict[int, float | None] = {}
-            try:
-                async with session_scope(self.state.sessionmaker) as session:
-                    items = await self._fenced(session, items)
-                    applied = await write_batch(session, items, self.tracked, self.state.events)
-                    if self._handing_over:
-                        handing = self._hand_over_due(items)
-                        if handing:
-                            await self.ownership.hand_over(session, handing)
-            except BaseException as exc:
-                self.flush_failures += 1
-                self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("writing %d check results failed (%s); kept for a retry", len(items),
-                            self.last_flush_error)
-                self._buffer = items + self._buffer
-                if len(self._buffer) > MAX_BUFFER:
-                    excess = len(self._buffer) - MAX_BUFFER
-                    self._buffer = self._buffer[excess:]
-                    self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
-                raise
-            for cid, fresh in applied.tracked.items():
-                current = self.tracked.get(cid)
-                if current is not None:
-                    # Configuration reloaded while the batch was written stays (thresholds, labels...).
-                    fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
-                        current.name, current.critical, current.labels, current.thresholds)
-                    self.tracked[cid] = fresh
-            self._publish_health(applied.tracked)
-            if handing:
-                self._handing_over.difference_update(handing)
-                self.ownership.handed_over(set(handing))
-                for cid in handing:
-                    self._forget(cid)
-            return applied.results_written
-
-    def _hand_over_due(self, items: list[Observation | RecoveryMark]) -> dict[int, float | None]:
-        """Of the components being handed over, those whose result is in this batch -> seconds until
-        their next check is due."""
-        if not hasattr(self.ownership, "hand_over"):
-            self._handing_over.clear()
-            return {}
-        written = {item.component_id for item in items if isinstance(item, Observation)}
-        ready = self._handing_over & written
-        return self.due_in(ready)
-
-    async def _fenced(self, session, items: list[Observation | RecoveryMark]) -> list[Observation | RecoveryMark]:
-        """With leases (several replicas), write only the results of components this replica still
-        holds at the same epoch; the lease rows stay locked until this transaction ends. Results of
-        components taken over meanwhile are dropped: their new owner probes them itself."""
-        fence_writes = getattr(self.ownership, "fence_writes", None)
-        if fence_writes is None or not items:
-            return items
-        allowed = await fence_writes(session, {item.component_id for item in items})
-        kept = [item for item in items if item.component_id in allowed]
-        if len(kept) != len(items):
-            self.fenced_results += len(items) - len(kept)
-            for cid in {item.component_id for item in items} - allowed:
-                self._forget(cid)
-        return kept
+        """Write buffered results in one transaction (`ResultWriter.flush`). Returns the number written."""
+        return await self.writer.flush()
 
     # ------------------------------------------------------------------ health map and metrics
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:
@@ -655,7 +531,7 @@ class Scheduler:
             "scheduler_lag_p50_seconds": pct(0.5),
             "scheduler_lag_p99_seconds": pct(0.99),
             "overruns": self.overruns,
-            "buffered_results": len(self._buffer),
+            "buffered_results": self.writer.buffered,
             "dropped_results": self.dropped_results,
             "flush_failures": self.flush_failures,
         }
