@@ -17,15 +17,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
 from app.background import LoopService
-from app.checks.base import CheckContext, CheckResult
-from app.checks.heartbeat import HeartbeatState
 from app.checks.registry import default_registry
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
@@ -33,6 +30,7 @@ from app.db.types import utcnow
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
+from app.monitoring.probes import Entry, Prober, check_config
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
 
@@ -43,28 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
-COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_threshold")
-TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
 DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries
-
-
-@dataclass
-class Entry:
-    component_id: int
-    name: str
-    version: int
-    kind: str
-    params: dict[str, Any]
-    interval: float
-    timeout: float
-    base_due: float = 0.0
-    due: float = 0.0
-    generation: int = 0
-    running: bool = False
-    validated: dict[str, Any] | None = None  # params validated once per version, not per probe
-    invalid: str | None = None
-    ctx: CheckContext | None = None  # built once per version (heartbeats get a fresh one per run)
-    counters: dict[Any, Any] | None = None  # Prometheus children per outcome, cached
 
 
 class Scheduler:
@@ -74,6 +51,7 @@ class Scheduler:
         self.settings = state.settings
         self.ownership: Ownership = ownership or OwnAll()
         self.registry = registry or default_registry()
+        self.prober = Prober(state, self.registry)
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
         self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
@@ -93,7 +71,6 @@ class Scheduler:
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._closing = False
-        self.http_session: aiohttp.ClientSession | None = None
         # Figures for /status/detailed and the benchmark.
         self.lags: deque[float] = deque(maxlen=20_000)
         self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
@@ -118,17 +95,13 @@ class Scheduler:
     def last_flush_error(self) -> str | None:
         return self.writer.last_flush_error
 
+    @property
+    def http_session(self) -> aiohttp.ClientSession | None:
+        return self.prober.http_session
+
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        from app.core.outbound import make_session
-
-        if self.http_session is None:
-            workers = self.settings.max_workers
-            # Which replica probed: lets a target (and the fault tests) see that each component is
-            # checked by exactly one replica.
-            replica = getattr(self.state.extras.get("lease_manager"), "replica_id", None)
-            headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
-            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
+        self.prober.open()
         self._closing = False
         self.writer.open()
         await self.refresh()
@@ -171,9 +144,7 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending, timeout=2)
         await self.writer.close()
-        if self.http_session is not None:
-            await self.http_session.close()
-            self.http_session = None
+        await self.prober.close()
 
     # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
     def request_check(self, component_id: int) -> None:
@@ -268,42 +239,20 @@ class Scheduler:
         if not check or not isinstance(check, dict) or "kind" not in check:
             self._forget(component.id, keep_version=True)
             return
-        mon = self.settings.monitoring
-        thresholds = sm.Thresholds(
-            failure_threshold=int(check.get("failure_threshold") or mon.failure_threshold),
-            success_threshold=int(check.get("success_threshold") or mon.success_threshold),
-            flap_window=mon.flap_window, flap_threshold=mon.flap_threshold, recovery_grace_s=mon.recovery_grace,
-        )
+        config = check_config(check, self.settings.monitoring)
+        thresholds, interval = config.thresholds, config.interval
         tracked = self.tracked.get(component.id)
         if tracked is None:
-            st = component.state
-            if st is None:
+            if component.state is None:
                 await session.execute(insert(ComponentState).values(component_id=component.id))
-                machine = sm.MachineState(status_since=utcnow())
-                tracked = Tracked(component.id, component.name, component.critical, dict(component.labels or {}),
-                                  thresholds, machine)
-            else:
-                machine = sm.MachineState(status=st.status, status_since=st.status_since,
-                                          consecutive_failures=st.consecutive_failures,
-                                          consecutive_successes=st.consecutive_successes,
-                                          recent=st.recent_outcomes or "", grace_until=st.grace_until)
-                tracked = Tracked(component.id, component.name, component.critical, dict(component.labels or {}),
-                                  thresholds, machine, incident_id=st.current_incident_id,
-                                  incident_worst=st.status if st.current_incident_id else None,
-                                  last_check_at=st.last_check_at, last_outcome=st.last_outcome,
-                                  last_detail=st.last_detail, last_latency_ms=st.last_latency_ms)
-            self.tracked[component.id] = tracked
+            self.tracked[component.id] = Tracked.restore(component, thresholds)
         else:
             tracked.critical, tracked.labels, tracked.thresholds = (component.critical, dict(component.labels or {}),
                                                                     thresholds)
-        interval = float(check.get("interval") or mon.interval)
-        timeout = float(check.get("timeout") or mon.health_check_timeout)
-        params = {k: v for k, v in check.items() if k not in COMMON_KEYS}
-        if check.get("timeout"):
-            params["timeout"] = timeout
         entry = self.entries.get(component.id)
         if entry is None:
-            entry = Entry(component.id, component.name, component.version, check["kind"], params, interval, timeout)
+            entry = Entry(component.id, component.name, component.version, config.kind, config.params, interval,
+                          config.timeout)
             self.entries[component.id] = entry
             handover_due = getattr(self.ownership, "handover_due", None)
             due = handover_due(component.id) if handover_due is not None else None
@@ -317,27 +266,15 @@ class Scheduler:
         else:
             rescheduled = entry.interval != interval
             entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
-                component.version, check["kind"], params, interval, timeout)
+                component.version, config.kind, config.params, interval, config.timeout)
             entry.name, entry.counters = component.name, None
             if rescheduled:
                 self._schedule(entry, time.monotonic() + random.uniform(0, interval))
-        self._validate(entry)
+        self.prober.validate(entry)
         if component.critical:
             self.state.critical_components.add(component.name)
         else:
             self.state.critical_components.discard(component.name)
-
-    def _validate(self, entry: Entry) -> None:
-        entry.ctx = self._context(entry)
-        try:
-            entry.validated, entry.invalid = self.registry.validate(entry.kind, entry.params, self._context(entry)), None
-        except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
-            entry.validated, entry.invalid = None, f"invalid check configuration: {exc}"[:300]
-
-    def _context(self, entry: Entry) -> CheckContext:
-        mon = self.settings.monitoring
-        return CheckContext(timeout=entry.timeout, http_session=self.http_session,
-                            commands_enabled=mon.command_checks_enabled, command_allowlist=list(mon.command_allowlist))
 
     def _forget(self, component_id: int, *, keep_version: bool = False) -> None:
         entry = self.entries.pop(component_id, None)
@@ -445,7 +382,7 @@ class Scheduler:
         started = time.monotonic()
         try:
             self.lags.append(started - due if started > due else 0.0)
-            result = await self._execute(entry, started)
+            result = await self.prober.execute(entry, started)
         finally:
             entry.running = False
         self.checks_run += 1
@@ -456,45 +393,6 @@ class Scheduler:
         # Prometheus: counted here, published per flush, not one locked update per probe.
         self.probe_metrics.count(entry, result.outcome, result.latency_s)
         self.writer.add(Observation(cid, entry.kind, result))
-
-    async def _execute(self, entry: Entry, started: float | None = None) -> CheckResult:
-        if entry.invalid is not None or entry.validated is None:
-            return CheckResult.down(entry.invalid or "invalid check configuration")
-        ctx = entry.ctx
-        if ctx is None or ctx.http_session is not self.http_session:
-            ctx = entry.ctx = self._context(entry)
-        kind = self.registry.get(entry.kind)
-        if started is None:
-            started = time.monotonic()
-        try:
-            if entry.kind == "heartbeat":
-                ctx = self._context(entry)
-                ctx.heartbeat = await self._heartbeat_state(entry.component_id)
-            if getattr(kind, "self_bounded", False):
-                result = await kind.probe(entry.validated, ctx)
-            else:
-                # This cap makes sure a misbehaving third-party kind cannot hold a worker forever.
-                # Params were validated when the component (version) was loaded.
-                async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
-                    result = await kind.probe(entry.validated, ctx)
-            if not isinstance(result, CheckResult):
-                return CheckResult.down(f"check {entry.kind!r} returned no result")
-            return result
-        except TimeoutError:
-            return CheckResult.down(f"timeout after {entry.timeout:g}s", time.monotonic() - started)
-        except Exception as exc:  # noqa: BLE001 - one broken check never stops the scheduler
-            log.warning("check of %s failed: %s", entry.name, type(exc).__name__)
-            return CheckResult.down(f"check failed: internal error ({type(exc).__name__})")
-
-    async def _heartbeat_state(self, component_id: int) -> HeartbeatState:
-        async with session_scope(self.state.sessionmaker) as session:
-            row = (await session.execute(
-                select(Component.created_at, ComponentState.last_ping_at, ComponentState.last_ping_status,
-                       ComponentState.last_start_at, ComponentState.last_duration_s)
-                .join(ComponentState, ComponentState.component_id == Component.id)
-                .where(Component.id == component_id))).one()
-        return HeartbeatState(created_at=row[0], last_ping_at=row[1], last_ping_status=row[2],
-                              last_start_at=row[3], last_duration_s=row[4])
 
     # ------------------------------------------------------------------ flush
     async def flush(self) -> int:
