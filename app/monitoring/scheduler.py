@@ -3,9 +3,10 @@ bounded concurrency, per-check timeouts, batched writes.
 
 Three tasks while running (started by `SchedulerLoop`, a LoopService): the loop itself refreshes
 the component list every tick (API changes apply without a restart: rows whose `version` changed
-are reloaded), the dispatcher moves due checks onto a queue served by `max_workers` workers, and
-the `ResultWriter`'s flusher (`result_writer.py`) writes buffered results every `flush_interval` or
-`flush_size` results. `run_once()` (tests) runs every owned check once, waits for them and flushes.
+are reloaded), the dispatcher moves due checks onto the queue of a `WorkerPool` (`workers.py`,
+`max_workers` long-lived workers; `Prober` in `probes.py` runs each check), and the `ResultWriter`'s
+flusher (`result_writer.py`) writes buffered results every `flush_interval` or `flush_size` results.
+`run_once()` (tests) runs every owned check once, waits for them and flushes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober, check_config
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
+from app.monitoring.workers import WorkerPool
 
 if TYPE_CHECKING:
     import aiohttp
@@ -58,12 +60,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, int]] = []
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._sem = asyncio.Semaphore(self.settings.max_workers)
-        self._tasks: set[asyncio.Task] = set()  # run_once() checks
-        self._queue: asyncio.Queue[tuple[Entry, float]] = asyncio.Queue()
-        self._workers: list[asyncio.Task] = []
-        self._busy = 0
-        self._worker_free = asyncio.Event()
+        self.pool = WorkerPool(self.settings.max_workers, self._run_entry)
         self.probe_metrics = ProbeMetrics(state.metrics)
         self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
                                    due_in=self.due_in, publish_health=self._publish_health,
@@ -107,10 +104,7 @@ class Scheduler:
         await self.refresh()
 
     def start_background(self) -> None:
-        self._queue = asyncio.Queue()
-        self._busy = 0
-        self._workers = [asyncio.create_task(self._worker(), name=f"monitoring:worker-{i}")
-                         for i in range(self.settings.max_workers)]
+        self.pool.start()
         self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch")]
         self.writer.start()
 
@@ -125,24 +119,7 @@ class Scheduler:
         if dispatcher is not None:
             dispatcher.cancel()  # it only waits for due items and free workers
             await asyncio.gather(dispatcher, return_exceptions=True)
-        # In-flight checks get a moment to finish, then are cancelled (never acknowledged); queued
-        # ones are not started.
-        while not self._queue.empty():
-            entry, _ = self._queue.get_nowait()
-            entry.running = False
-        deadline = time.monotonic() + 2
-        while self._busy and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=2)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
+        await self.pool.stop()  # queued checks are not started, in-flight ones get 2 s
         await self.writer.close()
         await self.prober.close()
 
@@ -201,7 +178,7 @@ class Scheduler:
         """Tests: refresh, run every owned check once (concurrently, bounded), wait, flush."""
         await self.refresh()
         now = time.monotonic()
-        runs = [self._spawn(entry, now) for entry in list(self.entries.values()) if not entry.running]
+        runs = [self.pool.spawn(entry, now) for entry in list(self.entries.values()) if not entry.running]
         if runs:
             await asyncio.gather(*runs, return_exceptions=True)
         await self.flush()
@@ -319,14 +296,14 @@ class Scheduler:
     async def _dispatch_loop(self) -> None:
         """Moves due entries to the workers' queue, never more than there are free workers (so a
         saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
-        queue, workers = self._queue, self.settings.max_workers
+        pool = self.pool
+        queue = pool.queue
         loop = asyncio.get_running_loop()
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
-                if self._busy + queue.qsize() >= workers:
-                    self._worker_free.clear()
-                    await self._worker_free.wait()  # the lag shows it
+                if pool.saturated():
+                    await pool.wait_free()  # the lag shows it
                     now = time.monotonic()
                     continue
                 due, cid, generation = heapq.heappop(self._heap)
@@ -352,31 +329,6 @@ class Scheduler:
                 timer = loop.call_later(min(max(delay, DISPATCH_TICK_S), 1.0), self._wake.set)
                 await self._wake.wait()
                 timer.cancel()
-
-    async def _worker(self) -> None:
-        """One of `max_workers` long-lived workers (no task per probe)."""
-        queue = self._queue
-        while True:
-            entry, due = await queue.get()
-            self._busy += 1
-            try:
-                await self._run_entry(entry, due)
-            except Exception:  # noqa: BLE001 - _execute already turns failures into results
-                log.exception("check of %s failed", entry.name)
-            finally:
-                self._busy -= 1
-                self._worker_free.set()
-
-    def _spawn(self, entry: Entry, due: float) -> asyncio.Task:
-        async def run() -> None:
-            async with self._sem:
-                entry.running = True
-                await self._run_entry(entry, due)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def _run_entry(self, entry: Entry, due: float) -> None:
         started = time.monotonic()
