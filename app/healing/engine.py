@@ -19,15 +19,12 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, event, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.components import Component
 from app.db.models.healing import (
     IN_FLIGHT,
     OPEN_STATES,
@@ -42,10 +39,11 @@ from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import breaker, budgets, learning
+from app.healing.attempts import Attempts, Claim, commit_claim, find_component, make_claim
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
 from app.healing.slots import take_slots
-from app.healing.strategies.base import ActionContext, ActionResult, run_bounded
+from app.healing.strategies.base import ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry, UnknownStrategy
 
 if TYPE_CHECKING:
@@ -72,19 +70,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def resolution_verb(kind: str) -> str:
-    return {"restart": "restarted", "kubernetes": "restarted", "webhook": "re-run via webhook"}.get(kind, f"healed ({kind})")
-
-
-@dataclass
-class Claim:
-    attempt_id: int
-    entry: StrategyEntry
-    ctx: ActionContext
-    policy: Policy
-    detected_at: datetime | None
-
-
 class HealingEngine:
     def __init__(self, state: GuardState, *, registry: StrategyRegistry, ports: HealingPorts | None = None) -> None:
         self.state = state
@@ -99,6 +84,7 @@ class HealingEngine:
         if self.ports.recovery is None:
             self.ports.recovery = StateRecoveryNotifier(state.extras)
         self.owner = replica_owner(self.settings)
+        self.attempts = Attempts(state, registry, self.ports, self.owner)
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
         # Latest action start latencies (seconds from detection), for the bench and status.
@@ -159,7 +145,7 @@ class HealingEngine:
             .order_by(HealingAttempt.attempt_number.desc()).limit(1)
         )).scalar_one_or_none()
         if attempt is not None:
-            await self._mark_succeeded(session, attempt, incident, at)
+            await self.attempts.mark_succeeded(session, attempt, incident, at)
         elif incident.outcome == "exhausted":
             await self.ports.alerts.resolve(
                 session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
@@ -196,10 +182,10 @@ class HealingEngine:
                     dead = (now - started).total_seconds() > STALE_MARGIN_S + 3600
                 if not dead:
                     continue
-                await self._finish_failed(session, row, now, AttemptState.INTERRUPTED,
-                                          f"interrupted: the guard process ({row.owner}) stopped while the attempt was "
-                                          f"{row.state}; not re-run, the incident will be decided afresh",
-                                          count_stats=False)
+                await self.attempts.finish_failed(
+                    session, row, now, AttemptState.INTERRUPTED,
+                    f"interrupted: the guard process ({row.owner}) stopped while the attempt was "
+                    f"{row.state}; not re-run, the incident will be decided afresh", count_stats=False)
                 count += 1
         if count:
             log.warning("healing: marked %d attempt(s) interrupted", count)
@@ -266,13 +252,14 @@ class HealingEngine:
                 row.state = AttemptState.EXPIRED
                 row.detail = "approval not given in time"
                 row.finished_at = now
-                self._count(row, "expired")
+                self.attempts.count(row, "expired")
             overdue = (await session.execute(select(HealingAttempt).where(
                 HealingAttempt.state == AttemptState.VERIFYING, HealingAttempt.verify_deadline <= now,
             ))).scalars().all()
             for row in overdue:
-                await self._finish_failed(session, row, now, AttemptState.FAILED,
-                                          "verification timed out: the component did not pass its checks in time")
+                await self.attempts.finish_failed(
+                    session, row, now, AttemptState.FAILED,
+                    "verification timed out: the component did not pass its checks in time")
             rearm = (await session.execute(select(HealingBudget).where(
                 HealingBudget.breaker_open.is_(True), HealingBudget.breaker_rearm_at <= now,
             ))).scalars().all()
@@ -285,9 +272,6 @@ class HealingEngine:
 
     # -- deciding -----------------------------------------------------------------------------------
 
-    async def _component(self, session: AsyncSession, name: str) -> Component | None:
-        return (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
-
     def _allowed_entries(self, policy: Policy) -> list[StrategyEntry]:
         allowed = {self.registry.canonical(k) for k in self.settings.healing.strategies}
         return [e for e in policy.strategies if self.registry.canonical(e.kind) in allowed]
@@ -298,10 +282,10 @@ class HealingEngine:
             incident = await session.get(HealingIncident, incident_id)
             if incident is None or incident.status != "open" or incident.outcome is not None:
                 return None
-            component = await self._component(session, incident.component)
+            component = await find_component(session, incident.component)
             if component is None or not component.enabled or not component.recovery:
                 return None
-            if not self._may_act(component.id):
+            if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
             policy = parse_policy(component.recovery, self.settings)
             attempts = (await session.execute(
@@ -323,8 +307,9 @@ class HealingEngine:
             if budgets.blocked_reason(budget, now):
                 return None
             entry, decision = await self._choose(session, component.name, policy, entries, attempts)
-            return await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
-                                     decision=decision, number=len(attempts) + 1, trigger="auto", now=now)
+            return await self.attempts.claim(session, incident=incident, component=component, policy=policy,
+                                             entry=entry, decision=decision, number=len(attempts) + 1,
+                                             trigger="auto", now=now)
 
     async def _choose(self, session, component: str, policy: Policy, entries: list[StrategyEntry],
                       attempts) -> tuple[StrategyEntry, dict[str, Any]]:
@@ -360,99 +345,6 @@ class HealingEngine:
                 incident_id=incident.incident_id, labels=incident.labels,
             )
         await session.flush()
-
-    async def _claim(self, session, *, incident: HealingIncident | None, component: Component, policy: Policy,
-                     entry: StrategyEntry, decision: dict[str, Any], number: int, trigger: str, now: datetime,
-                     requested_by: str | None = None, manual_key: str | None = None) -> Claim | None:
-        strategy = self.registry.get(entry.kind)
-        description = strategy.describe(entry.params)
-        labels = dict(component.labels or {})
-        key = f"i:{incident.incident_id}" if incident is not None else manual_key
-        row = HealingAttempt(
-            incident_id=incident.incident_id if incident else None, incident_key=key, attempt_number=number,
-            component=component.name, component_id=component.id, strategy=strategy.kind, strategy_index=entry.index,
-            trigger=trigger, requested_by=requested_by, description=description, decision=decision,
-            owner=self.owner, created_at=now,
-        )
-        if policy.dry_run:
-            row.state = AttemptState.DRY_RUN
-            row.detail = f"dry-run: would {description}"
-            row.finished_at = now
-            session.add(row)
-            if incident is not None:
-                incident.outcome = "dry_run"
-            await self.ports.alerts.raise_alert(
-                session, component=component.name, fingerprint=f"healing-dry-run:{component.name}:{key}",
-                severity="warning", title="healing dry-run", message=f"dry-run: healing would {description}",
-                incident_id=row.incident_id, labels=labels,
-            )
-            await self._commit_claim(session)
-            self._count(row, "dry_run")
-            return None
-        if policy.require_approval and trigger == "auto":
-            row.state = AttemptState.PENDING_APPROVAL
-            row.approval_deadline = now + timedelta(seconds=policy.approval_timeout)
-            row.detail = f"waiting for an operator to approve: {description}"
-            session.add(row)
-            await self._commit_claim(session)
-            await self.ports.alerts.raise_alert(
-                session, component=component.name, fingerprint=f"healing-approval:{component.name}:{key}",
-                severity="warning", title="healing awaits approval",
-                message=f"approve or reject attempt {row.id}: {description}", incident_id=row.incident_id,
-                labels=labels,
-            )
-            return None
-        slots = await take_slots(session, self.settings.healing, labels)
-        if slots is None:
-            return None  # at the concurrency limit: decided again on the next pass
-        row.slot, row.group_key, row.group_slot = slots
-        row.state = AttemptState.RUNNING
-        row.started_at = now
-        session.add(row)
-        if trigger == "auto" and not await self._fence(session, component.id):
-            await session.rollback()
-            return None
-        if not await self._commit_claim(session):
-            return None
-        return self._make_claim(row, entry, policy, incident)
-
-    def _may_act(self, component_id: int) -> bool:
-        """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""
-        manager = self.state.extras.get("lease_manager")
-        return manager is None or manager.epoch_for(component_id) is not None
-
-    async def _fence(self, session: AsyncSession, component_id: int) -> bool:
-        """Re-check the lease (holder, epoch, expiry) in the claim's own transaction; the lease row stays
-        locked until the claim commits. False: the lease moved on — no claim, no action."""
-        from app.replicas.manager import LeaseLost, fence
-
-        try:
-            await fence(self.state, session, component_id)
-        except LeaseLost as exc:
-            log.warning("healing: not claiming an attempt on component %s: %s", component_id, exc)
-            return False
-        return True
-
-    async def _commit_claim(self, session: AsyncSession) -> bool:
-        """Flush and commit the claim now, before any side effect. False if another replica won."""
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            return False
-        return True
-
-    def _make_claim(self, row: HealingAttempt, entry: StrategyEntry, policy: Policy,
-                    incident: HealingIncident | None) -> Claim:
-        params = dict(entry.params)
-        if incident is not None:
-            params["_incident"] = {"status": "open", "reason": incident.reason}
-        ctx = ActionContext(
-            component=row.component, labels={}, incident_id=row.incident_key.split(":", 1)[1],
-            attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
-            timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
-        )
-        return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None)
 
     # -- acting and recording -----------------------------------------------------------------------
 
@@ -499,13 +391,14 @@ class HealingEngine:
                         severity="critical", title="human needed", message=result.detail,
                         incident_id=row.incident_id,
                     )
-                await self._finish_failed(session, row, now, AttemptState.FAILED, result.detail, policy=claim.policy)
+                await self.attempts.finish_failed(session, row, now, AttemptState.FAILED, result.detail,
+                                                  policy=claim.policy)
                 return
             row.detail = result.detail
             incident = await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
             if incident is None or incident.status == "closed":
                 # Nothing to verify against (manual trigger without an incident), or already healthy.
-                await self._mark_succeeded(session, row, incident, now, policy=claim.policy)
+                await self.attempts.mark_succeeded(session, row, incident, now, policy=claim.policy)
                 return
             row.state = AttemptState.VERIFYING
             row.verify_deadline = now + timedelta(seconds=claim.policy.verify_timeout)
@@ -518,61 +411,6 @@ class HealingEngine:
             recheck_until_s=claim.policy.verify_timeout,
         )
 
-    async def _policy_for(self, session, component: str) -> Policy:
-        comp = await self._component(session, component)
-        return parse_policy(comp.recovery if comp else None, self.settings)
-
-    async def _finish_failed(self, session, row: HealingAttempt, now: datetime, state: AttemptState, detail: str,
-                             *, policy: Policy | None = None, count_stats: bool = True) -> None:
-        policy = policy or await self._policy_for(session, row.component)
-        row.state = state
-        row.detail = detail[:2000]
-        row.finished_at = now
-        row.slot = row.group_slot = None
-        budget = await budgets.load_budget(session, row.component)
-        delay = budgets.record_failure(budget, policy, now)
-        row.decision = {**(row.decision or {}), "backoff_s": delay}
-        if count_stats:
-            await self._stat(session, row, success=False)
-        self._count(row, str(state))
-        await session.flush()
-
-    async def _mark_succeeded(self, session, row: HealingAttempt, incident: HealingIncident | None, at: datetime,
-                              *, policy: Policy | None = None) -> None:
-        policy = policy or await self._policy_for(session, row.component)
-        row.state = AttemptState.SUCCEEDED
-        row.finished_at = at
-        row.slot = row.group_slot = None
-        if incident is not None:
-            incident.outcome = "healed"
-            row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
-            self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
-        budget = await budgets.load_budget(session, row.component)
-        budgets.record_success(budget, policy, at)
-        await self._stat(session, row, success=True)
-        action = f"{resolution_verb(row.strategy)} by healing attempt {row.id}"
-        row.detail = f"{row.detail or ''}; verified healthy" if incident is not None else (row.detail or "succeeded")
-        await self.ports.alerts.resolve(session, component=row.component, incident_id=row.incident_id,
-                                        resolution_action=action)
-        self._count(row, "succeeded")
-        await session.flush()
-
-    async def _stat(self, session, row: HealingAttempt, *, success: bool) -> None:
-        key = f"{row.strategy_index}:{row.strategy}"
-        stat = await session.get(HealingStrategyStat, (row.component, key), with_for_update=True)
-        if stat is None:
-            stat = HealingStrategyStat(component=row.component, strategy_key=key, successes=0, failures=0,
-                                       total_recover_s=0.0)
-            session.add(stat)
-        if success:
-            stat.successes += 1
-            stat.total_recover_s += row.time_to_recover_s or 0.0
-        else:
-            stat.failures += 1
-
-    def _count(self, row: HealingAttempt, outcome: str) -> None:
-        self.state.metrics.count_healing(row.component, row.strategy, outcome)
-
     # -- operator actions ---------------------------------------------------------------------------
 
     async def trigger(self, component_name: str, *, strategy: str | None, principal: str | None) -> int:
@@ -583,7 +421,7 @@ class HealingEngine:
             raise Conflict("healing is disabled (healing.enabled is false)")
         now = utcnow()
         async with self._lock, session_scope(self.state.sessionmaker) as session:
-            component = await self._component(session, component_name)
+            component = await find_component(session, component_name)
             if component is None:
                 raise NotFound(f"component {component_name!r} not found")
             policy = parse_policy(component.recovery, self.settings)
@@ -621,9 +459,9 @@ class HealingEngine:
             entry = entries[0]
             decision = {"mode": "manual", "chosen": entry.key,
                         "explanation": f"requested by {principal or 'an operator'}"}
-            claim = await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
-                                      decision=decision, number=number, trigger="manual", now=now,
-                                      requested_by=principal, manual_key=manual_key)
+            claim = await self.attempts.claim(session, incident=incident, component=component, policy=policy,
+                                              entry=entry, decision=decision, number=number, trigger="manual",
+                                              now=now, requested_by=principal, manual_key=manual_key)
             attempt_id = await self._latest_id(session, incident, manual_key)
             if claim is None and attempt_id is None:
                 raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
@@ -651,7 +489,7 @@ class HealingEngine:
                 row.detail = "approval not given in time"
                 await session.commit()
                 raise Conflict(f"attempt {attempt_id} expired before it was approved")
-            component = await self._component(session, row.component)
+            component = await find_component(session, row.component)
             if component is None:
                 raise NotFound(f"component {row.component!r} no longer exists")
             policy = parse_policy(component.recovery, self.settings)
@@ -667,9 +505,9 @@ class HealingEngine:
             row.decided_by = principal
             row.owner = self.owner
             incident = await session.get(HealingIncident, row.incident_id) if row.incident_id else None
-            if not await self._commit_claim(session):
+            if not await commit_claim(session):
                 raise Conflict("another replica claimed this attempt")
-            claim = self._make_claim(row, entry, policy, incident)
+            claim = make_claim(row, entry, policy, incident)
             claim.detected_at = None  # a human was in the loop: not a detection latency
         self._spawn(claim)
 
@@ -689,7 +527,7 @@ class HealingEngine:
                 incident = await session.get(HealingIncident, row.incident_id)
                 if incident is not None and incident.status == "open":
                     incident.outcome = "rejected"
-            self._count(row, "rejected")
+            self.attempts.count(row, "rejected")
 
     async def reset_breaker(self, component: str, principal: str | None) -> bool:
         async with session_scope(self.state.sessionmaker) as session:
