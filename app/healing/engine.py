@@ -9,6 +9,10 @@ The order of one automatic attempt, each step its own transaction:
    (back-off). Verification ends with ``IncidentClosed`` (→ ``succeeded``) or the deadline (→ ``failed``).
 A process that dies between 1 and 3 leaves a ``running`` row; on start it is marked ``interrupted``
 (with back-off) and the incident is decided afresh — the action is never blindly repeated.
+
+Beside it: ``attempts.py`` (the claim path and the outcomes, shared with the operator's actions),
+``operator.py`` (manual trigger, approve, reject, breaker reset), ``incidents.py`` (the incident
+events that feed healing and close verifying attempts).
 """
 
 from __future__ import annotations
@@ -21,8 +25,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, event, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, or_, select
 
 from app.db.models.healing import (
     IN_FLIGHT,
@@ -35,9 +38,9 @@ from app.db.models.healing import (
 )
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import breaker, budgets, learning
 from app.healing.attempts import Attempts, Claim, find_component
+from app.healing.incidents import IncidentEvents
 from app.healing.operator import OperatorActions
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
@@ -86,80 +89,14 @@ class HealingEngine:
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.operator = OperatorActions(state, self.attempts, lock=self._lock, spawn=self._spawn, wake=self.wake)
+        self.incidents = IncidentEvents(state, self.attempts, self.wake)
         # Latest action start latencies (seconds from detection), for the bench and status.
         self.latencies: list[float] = []
 
-    # -- events -------------------------------------------------------------------------------------
+    # -- events (app/healing/incidents.py) -----------------------------------------------------------
 
     def wire(self) -> None:
-        self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
-        self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
-        # Monitoring publishes "-> healthy" before IncidentClosed and the alerts domain resolves the
-        # health alert on it: healing must record the heal (and its resolution_action) first.
-        self.state.events.subscribe(HealthTransition, self.on_health_transition, first=True)
-
-    def _wake_after_commit(self, session: AsyncSession) -> None:
-        def _set(_session) -> None:
-            self.wake.set()
-
-        event.listen(session.sync_session, "after_commit", _set, once=True)
-
-    async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
-        existing = await session.get(HealingIncident, evt.incident_id)
-        if existing is None:
-            session.add(HealingIncident(
-                incident_id=evt.incident_id, component=evt.component, component_id=evt.component_id,
-                labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
-            ))
-            await session.flush()
-        self._wake_after_commit(session)
-
-    async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
-        if evt.current != "healthy":
-            return
-        stmt = select(HealingIncident).where(HealingIncident.component == evt.component,
-                                             HealingIncident.status == "open")
-        if evt.incident_id is not None:
-            stmt = stmt.where(HealingIncident.incident_id == evt.incident_id)
-        for incident in (await session.execute(stmt)).scalars().all():
-            await self._close(session, incident, evt.at)
-
-    async def on_incident_closed(self, evt: IncidentClosed, session: AsyncSession) -> None:
-        incident = await session.get(HealingIncident, evt.incident_id)
-        if incident is None or incident.status == "closed":
-            return
-        await self._close(session, incident, evt.at)
-
-    async def _close(self, session: AsyncSession, incident: HealingIncident, at: datetime) -> None:
-        evt_incident_id = incident.incident_id
-        incident.status = "closed"
-        incident.closed_at = at
-        closed = self.state.extras.setdefault("healing.closed_incidents", set())
-        closed.add(evt_incident_id)
-        if len(closed) > 10000:
-            closed.clear()
-        attempt = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
-                                         HealingAttempt.state == AttemptState.VERIFYING)
-            .order_by(HealingAttempt.attempt_number.desc()).limit(1)
-        )).scalar_one_or_none()
-        if attempt is not None:
-            await self.attempts.mark_succeeded(session, attempt, incident, at)
-        elif incident.outcome == "exhausted":
-            await self.ports.alerts.resolve(
-                session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
-                component=incident.component, incident_id=incident.incident_id,
-                resolution_action="recovered without healing",
-            )
-        pending = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
-                                         HealingAttempt.state == AttemptState.PENDING_APPROVAL)
-        )).scalars().all()
-        for row in pending:
-            row.state = AttemptState.EXPIRED
-            row.detail = "incident closed before approval"
-            row.finished_at = at
-        await session.flush()
+        self.incidents.wire()
 
     # -- the loop's entry points ---------------------------------------------------------------------
 
