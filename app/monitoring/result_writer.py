@@ -17,6 +17,7 @@ when checks are due, and to publish the health of the components a flush changed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -97,14 +98,13 @@ class ResultWriter:
         deadline = time.monotonic() + SHUTDOWN_FLUSH_S
         delay = 0.1
         while self._buffer or self._flushes:
-            try:
+            # A failed flush was logged by flush(): pause below, then retry.
+            with contextlib.suppress(Exception):
                 if self._flushes:
                     await asyncio.gather(*self._flushes, return_exceptions=True)
                 if self._buffer:
                     await self.flush()
                 continue
-            except Exception:  # noqa: BLE001 - logged in flush
-                pass
             if time.monotonic() + delay > deadline:
                 self._drop(len(self._buffer), "the database stayed unavailable during shutdown")
                 self._buffer = []

@@ -403,7 +403,7 @@ class SchedulerLoop(LoopService):
 
         try:
             await sync_declared_components(self.state)
-        except Exception:  # noqa: BLE001 - a bad declaration must not keep the API components unwatched
+        except Exception:  # a bad declaration must not keep the API components unwatched
             log.exception("syncing the components declared in the configuration failed")
         await self.scheduler.open()
         self.scheduler.start_background()

@@ -68,7 +68,7 @@ class WorkerPool:
             self.busy += 1
             try:
                 await self._run(entry, due)
-            except Exception:  # noqa: BLE001 - Prober.execute already turns failures into results
+            except Exception:  # Prober.execute already turns failures into results
                 log.exception("check of %s failed", entry.name)
             finally:
                 self.busy -= 1
