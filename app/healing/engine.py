@@ -9,6 +9,10 @@ The order of one automatic attempt, each step its own transaction:
    (back-off). Verification ends with ``IncidentClosed`` (→ ``succeeded``) or the deadline (→ ``failed``).
 A process that dies between 1 and 3 leaves a ``running`` row; on start it is marked ``interrupted``
 (with back-off) and the incident is decided afresh — the action is never blindly repeated.
+
+Beside it: ``attempts.py`` (the claim path and the outcomes, shared with the operator's actions),
+``operator.py`` (manual trigger, approve, reject, breaker reset), ``incidents.py`` (the incident
+events that feed healing and close verifying attempts).
 """
 
 from __future__ import annotations
@@ -18,16 +22,11 @@ import logging
 import os
 import socket
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, event, func, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, or_, select
 
-from app.db.models.components import Component
 from app.db.models.healing import (
     IN_FLIGHT,
     OPEN_STATES,
@@ -39,14 +38,14 @@ from app.db.models.healing import (
 )
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound, ValidationFailed
-from app.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import breaker, budgets, learning
-from app.healing.policy import Policy, StrategyEntry, parse_policy
+from app.healing.attempts import Attempts, Claim, find_component
+from app.healing.incidents import IncidentEvents
+from app.healing.operator import OperatorActions
+from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
-from app.healing.slots import take_slots
-from app.healing.strategies.base import ActionContext, ActionResult, run_bounded
-from app.healing.strategies.registry import StrategyRegistry, UnknownStrategy
+from app.healing.strategies.base import ActionResult, run_bounded
+from app.healing.strategies.registry import StrategyRegistry
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
@@ -72,19 +71,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def resolution_verb(kind: str) -> str:
-    return {"restart": "restarted", "kubernetes": "restarted", "webhook": "re-run via webhook"}.get(kind, f"healed ({kind})")
-
-
-@dataclass
-class Claim:
-    attempt_id: int
-    entry: StrategyEntry
-    ctx: ActionContext
-    policy: Policy
-    detected_at: datetime | None
-
-
 class HealingEngine:
     def __init__(self, state: GuardState, *, registry: StrategyRegistry, ports: HealingPorts | None = None) -> None:
         self.state = state
@@ -99,82 +85,18 @@ class HealingEngine:
         if self.ports.recovery is None:
             self.ports.recovery = StateRecoveryNotifier(state.extras)
         self.owner = replica_owner(self.settings)
+        self.attempts = Attempts(state, registry, self.ports, self.owner)
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self.operator = OperatorActions(state, self.attempts, lock=self._lock, spawn=self._spawn, wake=self.wake)
+        self.incidents = IncidentEvents(state, self.attempts, self.wake)
         # Latest action start latencies (seconds from detection), for the bench and status.
         self.latencies: list[float] = []
 
-    # -- events -------------------------------------------------------------------------------------
+    # -- events (app/healing/incidents.py) -----------------------------------------------------------
 
     def wire(self) -> None:
-        self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
-        self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
-        # Monitoring publishes "-> healthy" before IncidentClosed and the alerts domain resolves the
-        # health alert on it: healing must record the heal (and its resolution_action) first.
-        self.state.events.subscribe(HealthTransition, self.on_health_transition, first=True)
-
-    def _wake_after_commit(self, session: AsyncSession) -> None:
-        def _set(_session) -> None:
-            self.wake.set()
-
-        event.listen(session.sync_session, "after_commit", _set, once=True)
-
-    async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
-        existing = await session.get(HealingIncident, evt.incident_id)
-        if existing is None:
-            session.add(HealingIncident(
-                incident_id=evt.incident_id, component=evt.component, component_id=evt.component_id,
-                labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
-            ))
-            await session.flush()
-        self._wake_after_commit(session)
-
-    async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
-        if evt.current != "healthy":
-            return
-        stmt = select(HealingIncident).where(HealingIncident.component == evt.component,
-                                             HealingIncident.status == "open")
-        if evt.incident_id is not None:
-            stmt = stmt.where(HealingIncident.incident_id == evt.incident_id)
-        for incident in (await session.execute(stmt)).scalars().all():
-            await self._close(session, incident, evt.at)
-
-    async def on_incident_closed(self, evt: IncidentClosed, session: AsyncSession) -> None:
-        incident = await session.get(HealingIncident, evt.incident_id)
-        if incident is None or incident.status == "closed":
-            return
-        await self._close(session, incident, evt.at)
-
-    async def _close(self, session: AsyncSession, incident: HealingIncident, at: datetime) -> None:
-        evt_incident_id = incident.incident_id
-        incident.status = "closed"
-        incident.closed_at = at
-        closed = self.state.extras.setdefault("healing.closed_incidents", set())
-        closed.add(evt_incident_id)
-        if len(closed) > 10000:
-            closed.clear()
-        attempt = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
-                                         HealingAttempt.state == AttemptState.VERIFYING)
-            .order_by(HealingAttempt.attempt_number.desc()).limit(1)
-        )).scalar_one_or_none()
-        if attempt is not None:
-            await self._mark_succeeded(session, attempt, incident, at)
-        elif incident.outcome == "exhausted":
-            await self.ports.alerts.resolve(
-                session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
-                component=incident.component, incident_id=incident.incident_id,
-                resolution_action="recovered without healing",
-            )
-        pending = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
-                                         HealingAttempt.state == AttemptState.PENDING_APPROVAL)
-        )).scalars().all()
-        for row in pending:
-            row.state = AttemptState.EXPIRED
-            row.detail = "incident closed before approval"
-            row.finished_at = at
-        await session.flush()
+        self.incidents.wire()
 
     # -- the loop's entry points ---------------------------------------------------------------------
 
@@ -196,10 +118,10 @@ class HealingEngine:
                     dead = (now - started).total_seconds() > STALE_MARGIN_S + 3600
                 if not dead:
                     continue
-                await self._finish_failed(session, row, now, AttemptState.INTERRUPTED,
-                                          f"interrupted: the guard process ({row.owner}) stopped while the attempt was "
-                                          f"{row.state}; not re-run, the incident will be decided afresh",
-                                          count_stats=False)
+                await self.attempts.finish_failed(
+                    session, row, now, AttemptState.INTERRUPTED,
+                    f"interrupted: the guard process ({row.owner}) stopped while the attempt was "
+                    f"{row.state}; not re-run, the incident will be decided afresh", count_stats=False)
                 count += 1
         if count:
             log.warning("healing: marked %d attempt(s) interrupted", count)
@@ -266,13 +188,14 @@ class HealingEngine:
                 row.state = AttemptState.EXPIRED
                 row.detail = "approval not given in time"
                 row.finished_at = now
-                self._count(row, "expired")
+                self.attempts.count(row, "expired")
             overdue = (await session.execute(select(HealingAttempt).where(
                 HealingAttempt.state == AttemptState.VERIFYING, HealingAttempt.verify_deadline <= now,
             ))).scalars().all()
             for row in overdue:
-                await self._finish_failed(session, row, now, AttemptState.FAILED,
-                                          "verification timed out: the component did not pass its checks in time")
+                await self.attempts.finish_failed(
+                    session, row, now, AttemptState.FAILED,
+                    "verification timed out: the component did not pass its checks in time")
             rearm = (await session.execute(select(HealingBudget).where(
                 HealingBudget.breaker_open.is_(True), HealingBudget.breaker_rearm_at <= now,
             ))).scalars().all()
@@ -285,23 +208,16 @@ class HealingEngine:
 
     # -- deciding -----------------------------------------------------------------------------------
 
-    async def _component(self, session: AsyncSession, name: str) -> Component | None:
-        return (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
-
-    def _allowed_entries(self, policy: Policy) -> list[StrategyEntry]:
-        allowed = {self.registry.canonical(k) for k in self.settings.healing.strategies}
-        return [e for e in policy.strategies if self.registry.canonical(e.kind) in allowed]
-
     async def _decide(self, incident_id: int) -> Claim | None:
         now = utcnow()
         async with session_scope(self.state.sessionmaker) as session:
             incident = await session.get(HealingIncident, incident_id)
             if incident is None or incident.status != "open" or incident.outcome is not None:
                 return None
-            component = await self._component(session, incident.component)
+            component = await find_component(session, incident.component)
             if component is None or not component.enabled or not component.recovery:
                 return None
-            if not self._may_act(component.id):
+            if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
             policy = parse_policy(component.recovery, self.settings)
             attempts = (await session.execute(
@@ -316,15 +232,16 @@ class HealingEngine:
             budget = await budgets.load_budget(session, component.name)
             if budget.breaker_open:
                 return None
-            entries = self._allowed_entries(policy)
+            entries = allowed_entries(policy, self.settings, self.registry)
             if not entries or len(attempts) >= policy.max_attempts:
                 await self._exhaust(session, incident, component.name, policy, budget, now, attempts)
                 return None
             if budgets.blocked_reason(budget, now):
                 return None
             entry, decision = await self._choose(session, component.name, policy, entries, attempts)
-            return await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
-                                     decision=decision, number=len(attempts) + 1, trigger="auto", now=now)
+            return await self.attempts.claim(session, incident=incident, component=component, policy=policy,
+                                             entry=entry, decision=decision, number=len(attempts) + 1,
+                                             trigger="auto", now=now)
 
     async def _choose(self, session, component: str, policy: Policy, entries: list[StrategyEntry],
                       attempts) -> tuple[StrategyEntry, dict[str, Any]]:
@@ -360,99 +277,6 @@ class HealingEngine:
                 incident_id=incident.incident_id, labels=incident.labels,
             )
         await session.flush()
-
-    async def _claim(self, session, *, incident: HealingIncident | None, component: Component, policy: Policy,
-                     entry: StrategyEntry, decision: dict[str, Any], number: int, trigger: str, now: datetime,
-                     requested_by: str | None = None, manual_key: str | None = None) -> Claim | None:
-        strategy = self.registry.get(entry.kind)
-        description = strategy.describe(entry.params)
-        labels = dict(component.labels or {})
-        key = f"i:{incident.incident_id}" if incident is not None else manual_key
-        row = HealingAttempt(
-            incident_id=incident.incident_id if incident else None, incident_key=key, attempt_number=number,
-            component=component.name, component_id=component.id, strategy=strategy.kind, strategy_index=entry.index,
-            trigger=trigger, requested_by=requested_by, description=description, decision=decision,
-            owner=self.owner, created_at=now,
-        )
-        if policy.dry_run:
-            row.state = AttemptState.DRY_RUN
-            row.detail = f"dry-run: would {description}"
-            row.finished_at = now
-            session.add(row)
-            if incident is not None:
-                incident.outcome = "dry_run"
-            await self.ports.alerts.raise_alert(
-                session, component=component.name, fingerprint=f"healing-dry-run:{component.name}:{key}",
-                severity="warning", title="healing dry-run", message=f"dry-run: healing would {description}",
-                incident_id=row.incident_id, labels=labels,
-            )
-            await self._commit_claim(session)
-            self._count(row, "dry_run")
-            return None
-        if policy.require_approval and trigger == "auto":
-            row.state = AttemptState.PENDING_APPROVAL
-            row.approval_deadline = now + timedelta(seconds=policy.approval_timeout)
-            row.detail = f"waiting for an operator to approve: {description}"
-            session.add(row)
-            await self._commit_claim(session)
-            await self.ports.alerts.raise_alert(
-                session, component=component.name, fingerprint=f"healing-approval:{component.name}:{key}",
-                severity="warning", title="healing awaits approval",
-                message=f"approve or reject attempt {row.id}: {description}", incident_id=row.incident_id,
-                labels=labels,
-            )
-            return None
-        slots = await take_slots(session, self.settings.healing, labels)
-        if slots is None:
-            return None  # at the concurrency limit: decided again on the next pass
-        row.slot, row.group_key, row.group_slot = slots
-        row.state = AttemptState.RUNNING
-        row.started_at = now
-        session.add(row)
-        if trigger == "auto" and not await self._fence(session, component.id):
-            await session.rollback()
-            return None
-        if not await self._commit_claim(session):
-            return None
-        return self._make_claim(row, entry, policy, incident)
-
-    def _may_act(self, component_id: int) -> bool:
-        """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""
-        manager = self.state.extras.get("lease_manager")
-        return manager is None or manager.epoch_for(component_id) is not None
-
-    async def _fence(self, session: AsyncSession, component_id: int) -> bool:
-        """Re-check the lease (holder, epoch, expiry) in the claim's own transaction; the lease row stays
-        locked until the claim commits. False: the lease moved on — no claim, no action."""
-        from app.replicas.manager import LeaseLost, fence
-
-        try:
-            await fence(self.state, session, component_id)
-        except LeaseLost as exc:
-            log.warning("healing: not claiming an attempt on component %s: %s", component_id, exc)
-            return False
-        return True
-
-    async def _commit_claim(self, session: AsyncSession) -> bool:
-        """Flush and commit the claim now, before any side effect. False if another replica won."""
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            return False
-        return True
-
-    def _make_claim(self, row: HealingAttempt, entry: StrategyEntry, policy: Policy,
-                    incident: HealingIncident | None) -> Claim:
-        params = dict(entry.params)
-        if incident is not None:
-            params["_incident"] = {"status": "open", "reason": incident.reason}
-        ctx = ActionContext(
-            component=row.component, labels={}, incident_id=row.incident_key.split(":", 1)[1],
-            attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
-            timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
-        )
-        return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None)
 
     # -- acting and recording -----------------------------------------------------------------------
 
@@ -499,13 +323,14 @@ class HealingEngine:
                         severity="critical", title="human needed", message=result.detail,
                         incident_id=row.incident_id,
                     )
-                await self._finish_failed(session, row, now, AttemptState.FAILED, result.detail, policy=claim.policy)
+                await self.attempts.finish_failed(session, row, now, AttemptState.FAILED, result.detail,
+                                                  policy=claim.policy)
                 return
             row.detail = result.detail
             incident = await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
             if incident is None or incident.status == "closed":
                 # Nothing to verify against (manual trigger without an incident), or already healthy.
-                await self._mark_succeeded(session, row, incident, now, policy=claim.policy)
+                await self.attempts.mark_succeeded(session, row, incident, now, policy=claim.policy)
                 return
             row.state = AttemptState.VERIFYING
             row.verify_deadline = now + timedelta(seconds=claim.policy.verify_timeout)
@@ -518,190 +343,19 @@ class HealingEngine:
             recheck_until_s=claim.policy.verify_timeout,
         )
 
-    async def _policy_for(self, session, component: str) -> Policy:
-        comp = await self._component(session, component)
-        return parse_policy(comp.recovery if comp else None, self.settings)
-
-    async def _finish_failed(self, session, row: HealingAttempt, now: datetime, state: AttemptState, detail: str,
-                             *, policy: Policy | None = None, count_stats: bool = True) -> None:
-        policy = policy or await self._policy_for(session, row.component)
-        row.state = state
-        row.detail = detail[:2000]
-        row.finished_at = now
-        row.slot = row.group_slot = None
-        budget = await budgets.load_budget(session, row.component)
-        delay = budgets.record_failure(budget, policy, now)
-        row.decision = {**(row.decision or {}), "backoff_s": delay}
-        if count_stats:
-            await self._stat(session, row, success=False)
-        self._count(row, str(state))
-        await session.flush()
-
-    async def _mark_succeeded(self, session, row: HealingAttempt, incident: HealingIncident | None, at: datetime,
-                              *, policy: Policy | None = None) -> None:
-        policy = policy or await self._policy_for(session, row.component)
-        row.state = AttemptState.SUCCEEDED
-        row.finished_at = at
-        row.slot = row.group_slot = None
-        if incident is not None:
-            incident.outcome = "healed"
-            row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
-            self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
-        budget = await budgets.load_budget(session, row.component)
-        budgets.record_success(budget, policy, at)
-        await self._stat(session, row, success=True)
-        action = f"{resolution_verb(row.strategy)} by healing attempt {row.id}"
-        row.detail = f"{row.detail or ''}; verified healthy" if incident is not None else (row.detail or "succeeded")
-        await self.ports.alerts.resolve(session, component=row.component, incident_id=row.incident_id,
-                                        resolution_action=action)
-        self._count(row, "succeeded")
-        await session.flush()
-
-    async def _stat(self, session, row: HealingAttempt, *, success: bool) -> None:
-        key = f"{row.strategy_index}:{row.strategy}"
-        stat = await session.get(HealingStrategyStat, (row.component, key), with_for_update=True)
-        if stat is None:
-            stat = HealingStrategyStat(component=row.component, strategy_key=key, successes=0, failures=0,
-                                       total_recover_s=0.0)
-            session.add(stat)
-        if success:
-            stat.successes += 1
-            stat.total_recover_s += row.time_to_recover_s or 0.0
-        else:
-            stat.failures += 1
-
-    def _count(self, row: HealingAttempt, outcome: str) -> None:
-        self.state.metrics.count_healing(row.component, row.strategy, outcome)
-
-    # -- operator actions ---------------------------------------------------------------------------
+    # -- operator actions (app/healing/operator.py) --------------------------------------------------
 
     async def trigger(self, component_name: str, *, strategy: str | None, principal: str | None) -> int:
-        """Manual heal (seed's ``heal(component, failure_context)``): uses the open incident if any.
-        Bypasses back-off and cooldown (an operator asked) but not the breaker-free concurrency limits,
-        dry-run or the admin's strategy lists."""
-        if not self.settings.healing.enabled:
-            raise Conflict("healing is disabled (healing.enabled is false)")
-        now = utcnow()
-        async with self._lock, session_scope(self.state.sessionmaker) as session:
-            component = await self._component(session, component_name)
-            if component is None:
-                raise NotFound(f"component {component_name!r} not found")
-            policy = parse_policy(component.recovery, self.settings)
-            entries = self._allowed_entries(policy)
-            if strategy is not None:
-                try:
-                    kind = self.registry.canonical(strategy)
-                except UnknownStrategy:
-                    kind = strategy
-                entries = [e for e in entries if e.kind == kind or e.key == strategy]
-            if not entries:
-                if strategy:
-                    message = f"component {component_name!r} lists no enabled strategy named {strategy!r}"
-                else:
-                    message = (f"component {component_name!r} has no usable recovery strategy: add "
-                               "recovery.strategies to it (and enable their kinds in the healing settings)")
-                raise ValidationFailed(message, details={"problems": [message]})
-            incident = (await session.execute(
-                select(HealingIncident).where(HealingIncident.component == component_name,
-                                              HealingIncident.status == "open")
-                .order_by(HealingIncident.opened_at.desc()).limit(1)
-            )).scalar_one_or_none()
-            if incident is not None:
-                key = f"i:{incident.incident_id}"
-                busy = (await session.execute(select(func.count()).select_from(HealingAttempt).where(
-                    HealingAttempt.incident_key == key, HealingAttempt.state.in_([*OPEN_STATES])
-                ))).scalar_one()
-                if busy:
-                    raise Conflict(f"an attempt for {component_name}'s incident is already in progress")
-                number = (await session.execute(select(func.coalesce(func.max(HealingAttempt.attempt_number), 0))
-                                                .where(HealingAttempt.incident_key == key))).scalar_one() + 1
-                manual_key = None
-            else:
-                number, manual_key = 1, f"m:{uuid.uuid4().hex}"
-            entry = entries[0]
-            decision = {"mode": "manual", "chosen": entry.key,
-                        "explanation": f"requested by {principal or 'an operator'}"}
-            claim = await self._claim(session, incident=incident, component=component, policy=policy, entry=entry,
-                                      decision=decision, number=number, trigger="manual", now=now,
-                                      requested_by=principal, manual_key=manual_key)
-            attempt_id = await self._latest_id(session, incident, manual_key)
-            if claim is None and attempt_id is None:
-                raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
-        if claim is not None:
-            self._spawn(claim)
-            return claim.attempt_id
-        return attempt_id
-
-    async def _latest_id(self, session, incident, manual_key) -> int | None:
-        key = f"i:{incident.incident_id}" if incident is not None else manual_key
-        return (await session.execute(select(func.max(HealingAttempt.id)).where(HealingAttempt.incident_key == key)
-                                      .where(HealingAttempt.created_at >= utcnow() - timedelta(seconds=5)))).scalar_one()
+        return await self.operator.trigger(component_name, strategy=strategy, principal=principal)
 
     async def approve(self, attempt_id: int, principal: str | None) -> None:
-        now = utcnow()
-        async with self._lock, session_scope(self.state.sessionmaker) as session:
-            row = await session.get(HealingAttempt, attempt_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"healing attempt {attempt_id} not found")
-            if row.state != AttemptState.PENDING_APPROVAL:
-                raise Conflict(f"attempt {attempt_id} is {row.state}, not pending approval")
-            if row.approval_deadline is not None and row.approval_deadline <= now:
-                row.state = AttemptState.EXPIRED
-                row.finished_at = now
-                row.detail = "approval not given in time"
-                await session.commit()
-                raise Conflict(f"attempt {attempt_id} expired before it was approved")
-            component = await self._component(session, row.component)
-            if component is None:
-                raise NotFound(f"component {row.component!r} no longer exists")
-            policy = parse_policy(component.recovery, self.settings)
-            entry = next((e for e in policy.strategies if e.index == row.strategy_index), None)
-            if entry is None or self.registry.canonical(entry.kind) != row.strategy:
-                raise Conflict("the component's policy changed since this attempt was proposed; reject it")
-            slots = await take_slots(session, self.settings.healing, dict(component.labels or {}))
-            if slots is None:
-                raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
-            row.slot, row.group_key, row.group_slot = slots
-            row.state = AttemptState.RUNNING
-            row.started_at = now
-            row.decided_by = principal
-            row.owner = self.owner
-            incident = await session.get(HealingIncident, row.incident_id) if row.incident_id else None
-            if not await self._commit_claim(session):
-                raise Conflict("another replica claimed this attempt")
-            claim = self._make_claim(row, entry, policy, incident)
-            claim.detected_at = None  # a human was in the loop: not a detection latency
-        self._spawn(claim)
+        await self.operator.approve(attempt_id, principal)
 
     async def reject(self, attempt_id: int, principal: str | None) -> None:
-        now = utcnow()
-        async with session_scope(self.state.sessionmaker) as session:
-            row = await session.get(HealingAttempt, attempt_id, with_for_update=True)
-            if row is None:
-                raise NotFound(f"healing attempt {attempt_id} not found")
-            if row.state != AttemptState.PENDING_APPROVAL:
-                raise Conflict(f"attempt {attempt_id} is {row.state}, not pending approval")
-            row.state = AttemptState.REJECTED
-            row.decided_by = principal
-            row.finished_at = now
-            row.detail = f"rejected by {principal or 'an operator'}"
-            if row.incident_id is not None:
-                incident = await session.get(HealingIncident, row.incident_id)
-                if incident is not None and incident.status == "open":
-                    incident.outcome = "rejected"
-            self._count(row, "rejected")
+        await self.operator.reject(attempt_id, principal)
 
     async def reset_breaker(self, component: str, principal: str | None) -> bool:
-        async with session_scope(self.state.sessionmaker) as session:
-            budget = await budgets.load_budget(session, component)
-            was_open = breaker.rearm(budget)
-            self.state.metrics.circuit_open.labels(component).set(0)
-            if was_open:
-                await self.ports.alerts.resolve(session, fingerprint=f"healing-breaker:{component}",
-                                                component=component,
-                                                resolution_action=f"healing breaker re-armed by {principal or 'an operator'}")
-        self.wake.set()
-        return was_open
+        return await self.operator.reset_breaker(component, principal)
 
 
 def in_flight_filter():

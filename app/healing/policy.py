@@ -107,6 +107,12 @@ def normalise_strategies(strategies: list[dict[str, Any]], registry=None) -> tup
     return out, problems
 
 
+def allowed_entries(policy: Policy, settings: Any, registry: Any) -> list[StrategyEntry]:
+    """The policy's entries whose kind is enabled in ``healing.strategies``, in the admin's order."""
+    allowed = {registry.canonical(k) for k in settings.healing.strategies}
+    return [e for e in policy.strategies if registry.canonical(e.kind) in allowed]
+
+
 def parse_policy(recovery: dict[str, Any] | None, settings: Any = None) -> Policy:
     """The effective policy of a (stored, already normalised) recovery document."""
     doc = dict(DEFAULTS)

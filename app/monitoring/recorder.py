@@ -61,6 +61,23 @@ class Tracked:
     last_latency_ms: float | None = None
     recent_result_ids: deque[int] = field(default_factory=lambda: deque(maxlen=RESULT_IDS_KEPT))
 
+    @classmethod
+    def restore(cls, component: Component, thresholds: sm.Thresholds) -> Tracked:
+        """The component as last persisted (`component.state`), or a fresh one when it has no state row."""
+        labels = dict(component.labels or {})
+        st = component.state
+        if st is None:
+            machine = sm.MachineState(status_since=utcnow())
+            return cls(component.id, component.name, component.critical, labels, thresholds, machine)
+        machine = sm.MachineState(status=st.status, status_since=st.status_since,
+                                  consecutive_failures=st.consecutive_failures,
+                                  consecutive_successes=st.consecutive_successes,
+                                  recent=st.recent_outcomes or "", grace_until=st.grace_until)
+        return cls(component.id, component.name, component.critical, labels, thresholds, machine,
+                   incident_id=st.current_incident_id, incident_worst=st.status if st.current_incident_id else None,
+                   last_check_at=st.last_check_at, last_outcome=st.last_outcome, last_detail=st.last_detail,
+                   last_latency_ms=st.last_latency_ms)
+
     def copy(self) -> Tracked:
         # Once per component per flush: a plain __dict__ copy (dataclasses.replace is much slower).
         new = object.__new__(Tracked)

@@ -3,8 +3,9 @@ bounded concurrency, per-check timeouts, batched writes.
 
 Three tasks while running (started by `SchedulerLoop`, a LoopService): the loop itself refreshes
 the component list every tick (API changes apply without a restart: rows whose `version` changed
-are reloaded), the dispatcher starts due checks (one task per check, under a semaphore of
-`max_workers`), the flusher writes buffered results every `flush_interval` or `flush_size` results.
+are reloaded), the dispatcher moves due checks onto the queue of a `WorkerPool` (`workers.py`,
+`max_workers` long-lived workers; `Prober` in `probes.py` runs each check), and the `ResultWriter`'s
+flusher (`result_writer.py`) writes buffered results every `flush_interval` or `flush_size` results.
 `run_once()` (tests) runs every owned check once, waits for them and flushes.
 """
 
@@ -17,15 +18,12 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
 from app.background import LoopService
-from app.checks.base import CheckContext, CheckResult
-from app.checks.heartbeat import HeartbeatState
 from app.checks.registry import default_registry
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
@@ -33,7 +31,10 @@ from app.db.types import utcnow
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
-from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
+from app.monitoring.probes import Entry, Prober, check_config
+from app.monitoring.recorder import Observation, RecoveryMark, Tracked
+from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
+from app.monitoring.workers import WorkerPool
 
 if TYPE_CHECKING:
     import aiohttp
@@ -42,30 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
-COMMON_KEYS = ("kind", "interval", "timeout", "failure_threshold", "success_threshold")
-TIMEOUT_SLACK_S = 1.5  # on top of the check's own timeout, for the hard cap around the kind's run
-MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
-SHUTDOWN_FLUSH_S = 20.0
-DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries  # how long close() keeps retrying the final flush
-
-
-@dataclass
-class Entry:
-    component_id: int
-    name: str
-    version: int
-    kind: str
-    params: dict[str, Any]
-    interval: float
-    timeout: float
-    base_due: float = 0.0
-    due: float = 0.0
-    generation: int = 0
-    running: bool = False
-    validated: dict[str, Any] | None = None  # params validated once per version, not per probe
-    invalid: str | None = None
-    ctx: CheckContext | None = None  # built once per version (heartbeats get a fresh one per run)
-    counters: dict[Any, Any] | None = None  # Prometheus children per outcome, cached
+DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries
 
 
 class Scheduler:
@@ -75,128 +53,75 @@ class Scheduler:
         self.settings = state.settings
         self.ownership: Ownership = ownership or OwnAll()
         self.registry = registry or default_registry()
-        self.flush_interval = flush_interval
-        self.flush_size = flush_size
+        self.prober = Prober(state, self.registry)
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
         self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
         self._heap: list[tuple[float, int, int]] = []
-        self._buffer: list[Observation | RecoveryMark] = []
-        self._flush_lock = asyncio.Lock()
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._flush_soon = asyncio.Event()
-        self._flush_stop = asyncio.Event()
-        self._flushes: set[asyncio.Future] = set()
-        self._sem = asyncio.Semaphore(self.settings.max_workers)
-        self._tasks: set[asyncio.Task] = set()  # run_once() checks
-        self._queue: asyncio.Queue[tuple[Entry, float]] = asyncio.Queue()
-        self._workers: list[asyncio.Task] = []
-        self._busy = 0
-        self._worker_free = asyncio.Event()
+        self.pool = WorkerPool(self.settings.max_workers, self._run_entry)
         self.probe_metrics = ProbeMetrics(state.metrics)
+        self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
+                                   due_in=self.due_in, publish_health=self._publish_health,
+                                   flush_interval=flush_interval, flush_size=flush_size)
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
-        self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
         self._closing = False
-        self.http_session: aiohttp.ClientSession | None = None
         # Figures for /status/detailed and the benchmark.
         self.lags: deque[float] = deque(maxlen=20_000)
         self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
         self.checks_run = 0
         self.overruns = 0
-        self.dropped_results = 0
-        self.fenced_results = 0  # results not written because the component's lease moved on
-        self.flush_failures = 0
-        self.last_flush_error: str | None = None
+
+    # Write-side figures (the writer keeps them).
+    @property
+    def dropped_results(self) -> int:
+        return self.writer.dropped_results
+
+    @property
+    def fenced_results(self) -> int:
+        """Results not written because the component's lease moved on."""
+        return self.writer.fenced_results
+
+    @property
+    def flush_failures(self) -> int:
+        return self.writer.flush_failures
+
+    @property
+    def last_flush_error(self) -> str | None:
+        return self.writer.last_flush_error
+
+    @property
+    def http_session(self) -> aiohttp.ClientSession | None:
+        return self.prober.http_session
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        from app.core.outbound import make_session
-
-        if self.http_session is None:
-            workers = self.settings.max_workers
-            # Which replica probed: lets a target (and the fault tests) see that each component is
-            # checked by exactly one replica.
-            replica = getattr(self.state.extras.get("lease_manager"), "replica_id", None)
-            headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
-            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
+        self.prober.open()
         self._closing = False
-        self._flush_stop = asyncio.Event()
+        self.writer.open()
         await self.refresh()
 
     def start_background(self) -> None:
-        self._queue = asyncio.Queue()
-        self._busy = 0
-        self._workers = [asyncio.create_task(self._worker(), name=f"monitoring:worker-{i}")
-                         for i in range(self.settings.max_workers)]
-        self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch"),
-                            asyncio.create_task(self._flush_loop(), name="monitoring:flush")]
+        self.pool.start()
+        self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch")]
+        self.writer.start()
 
     async def close(self) -> None:
         """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
         The flusher is never cancelled mid-write: it finishes its batch and exits."""
         self._closing = True
         self._wake.set()
-        self._flush_soon.set()
-        self._flush_stop.set()
-        dispatcher, flusher = (self._background + [None, None])[:2]
+        self.writer.stop()
+        dispatcher = self._background[0] if self._background else None
         self._background = []
         if dispatcher is not None:
             dispatcher.cancel()  # it only waits for due items and free workers
             await asyncio.gather(dispatcher, return_exceptions=True)
-        # In-flight checks get a moment to finish, then are cancelled (never acknowledged); queued
-        # ones are not started.
-        while not self._queue.empty():
-            entry, _ = self._queue.get_nowait()
-            entry.running = False
-        deadline = time.monotonic() + 2
-        while self._busy and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=2)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
-        if flusher is not None:
-            await asyncio.gather(flusher, return_exceptions=True)
-        await self._drain()
-        if self.http_session is not None:
-            await self.http_session.close()
-            self.http_session = None
-
-    async def _drain(self) -> None:
-        """Shutdown: flush until the buffer is empty, retrying failures for up to
-        `SHUTDOWN_FLUSH_S`; what still cannot be written is counted and logged as dropped."""
-        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
-        delay = 0.1
-        while self._buffer or self._flushes:
-            try:
-                if self._flushes:
-                    await asyncio.gather(*self._flushes, return_exceptions=True)
-                if self._buffer:
-                    await self.flush()
-                continue
-            except Exception:  # noqa: BLE001 - logged in flush
-                pass
-            if time.monotonic() + delay > deadline:
-                self._drop(len(self._buffer), "the database stayed unavailable during shutdown")
-                self._buffer = []
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _drop(self, count: int, why: str) -> None:
-        if count <= 0:
-            return
-        self.dropped_results += count
-        self.state.metrics.results_dropped.inc(count)
-        log.error("dropped %d check results: %s (last error: %s)", count, why, self.last_flush_error)
+        await self.pool.stop()  # queued checks are not started, in-flight ones get 2 s
+        await self.writer.close()
+        await self.prober.close()
 
     # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
     def request_check(self, component_id: int) -> None:
@@ -215,8 +140,7 @@ class Scheduler:
             await self.refresh()
         if component_id not in self.tracked:
             return None
-        self._buffer.append(RecoveryMark(component_id, action, at or utcnow()))
-        await self.flush()
+        await self.writer.write_now(RecoveryMark(component_id, action, at or utcnow()))
         return self.tracked[component_id].machine.status if component_id in self.tracked else None
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
@@ -234,12 +158,12 @@ class Scheduler:
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
         """Draining: after the next result of each of these components, flush at once and release its
         lease in that flush's transaction with the next due time (`ownership.hand_over`)."""
-        self._handing_over.update(component_ids)
+        self.writer.hand_over_after_probe(component_ids)
 
     def forget(self, component_ids: set[int]) -> None:
         """Stop checking these components now (their lease went to another replica)."""
+        self.writer.cancel_hand_over(component_ids)
         for cid in component_ids:
-            self._handing_over.discard(cid)
             self._forget(cid)
 
     def thresholds_for(self, component_id: int) -> sm.Thresholds | None:
@@ -254,7 +178,7 @@ class Scheduler:
         """Tests: refresh, run every owned check once (concurrently, bounded), wait, flush."""
         await self.refresh()
         now = time.monotonic()
-        runs = [self._spawn(entry, now) for entry in list(self.entries.values()) if not entry.running]
+        runs = [self.pool.spawn(entry, now) for entry in list(self.entries.values()) if not entry.running]
         if runs:
             await asyncio.gather(*runs, return_exceptions=True)
         await self.flush()
@@ -292,42 +216,20 @@ class Scheduler:
         if not check or not isinstance(check, dict) or "kind" not in check:
             self._forget(component.id, keep_version=True)
             return
-        mon = self.settings.monitoring
-        thresholds = sm.Thresholds(
-            failure_threshold=int(check.get("failure_threshold") or mon.failure_threshold),
-            success_threshold=int(check.get("success_threshold") or mon.success_threshold),
-            flap_window=mon.flap_window, flap_threshold=mon.flap_threshold, recovery_grace_s=mon.recovery_grace,
-        )
+        config = check_config(check, self.settings.monitoring)
+        thresholds, interval = config.thresholds, config.interval
         tracked = self.tracked.get(component.id)
         if tracked is None:
-            st = component.state
-            if st is None:
+            if component.state is None:
                 await session.execute(insert(ComponentState).values(component_id=component.id))
-                machine = sm.MachineState(status_since=utcnow())
-                tracked = Tracked(component.id, component.name, component.critical, dict(component.labels or {}),
-                                  thresholds, machine)
-            else:
-                machine = sm.MachineState(status=st.status, status_since=st.status_since,
-                                          consecutive_failures=st.consecutive_failures,
-                                          consecutive_successes=st.consecutive_successes,
-                                          recent=st.recent_outcomes or "", grace_until=st.grace_until)
-                tracked = Tracked(component.id, component.name, component.critical, dict(component.labels or {}),
-                                  thresholds, machine, incident_id=st.current_incident_id,
-                                  incident_worst=st.status if st.current_incident_id else None,
-                                  last_check_at=st.last_check_at, last_outcome=st.last_outcome,
-                                  last_detail=st.last_detail, last_latency_ms=st.last_latency_ms)
-            self.tracked[component.id] = tracked
+            self.tracked[component.id] = Tracked.restore(component, thresholds)
         else:
             tracked.critical, tracked.labels, tracked.thresholds = (component.critical, dict(component.labels or {}),
                                                                     thresholds)
-        interval = float(check.get("interval") or mon.interval)
-        timeout = float(check.get("timeout") or mon.health_check_timeout)
-        params = {k: v for k, v in check.items() if k not in COMMON_KEYS}
-        if check.get("timeout"):
-            params["timeout"] = timeout
         entry = self.entries.get(component.id)
         if entry is None:
-            entry = Entry(component.id, component.name, component.version, check["kind"], params, interval, timeout)
+            entry = Entry(component.id, component.name, component.version, config.kind, config.params, interval,
+                          config.timeout)
             self.entries[component.id] = entry
             handover_due = getattr(self.ownership, "handover_due", None)
             due = handover_due(component.id) if handover_due is not None else None
@@ -341,27 +243,15 @@ class Scheduler:
         else:
             rescheduled = entry.interval != interval
             entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
-                component.version, check["kind"], params, interval, timeout)
+                component.version, config.kind, config.params, interval, config.timeout)
             entry.name, entry.counters = component.name, None
             if rescheduled:
                 self._schedule(entry, time.monotonic() + random.uniform(0, interval))
-        self._validate(entry)
+        self.prober.validate(entry)
         if component.critical:
             self.state.critical_components.add(component.name)
         else:
             self.state.critical_components.discard(component.name)
-
-    def _validate(self, entry: Entry) -> None:
-        entry.ctx = self._context(entry)
-        try:
-            entry.validated, entry.invalid = self.registry.validate(entry.kind, entry.params, self._context(entry)), None
-        except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
-            entry.validated, entry.invalid = None, f"invalid check configuration: {exc}"[:300]
-
-    def _context(self, entry: Entry) -> CheckContext:
-        mon = self.settings.monitoring
-        return CheckContext(timeout=entry.timeout, http_session=self.http_session,
-                            commands_enabled=mon.command_checks_enabled, command_allowlist=list(mon.command_allowlist))
 
     def _forget(self, component_id: int, *, keep_version: bool = False) -> None:
         entry = self.entries.pop(component_id, None)
@@ -406,14 +296,14 @@ class Scheduler:
     async def _dispatch_loop(self) -> None:
         """Moves due entries to the workers' queue, never more than there are free workers (so a
         saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
-        queue, workers = self._queue, self.settings.max_workers
+        pool = self.pool
+        queue = pool.queue
         loop = asyncio.get_running_loop()
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
-                if self._busy + queue.qsize() >= workers:
-                    self._worker_free.clear()
-                    await self._worker_free.wait()  # the lag shows it
+                if pool.saturated():
+                    await pool.wait_free()  # the lag shows it
                     now = time.monotonic()
                     continue
                 due, cid, generation = heapq.heappop(self._heap)
@@ -440,36 +330,11 @@ class Scheduler:
                 await self._wake.wait()
                 timer.cancel()
 
-    async def _worker(self) -> None:
-        """One of `max_workers` long-lived workers (no task per probe)."""
-        queue = self._queue
-        while True:
-            entry, due = await queue.get()
-            self._busy += 1
-            try:
-                await self._run_entry(entry, due)
-            except Exception:  # noqa: BLE001 - _execute already turns failures into results
-                log.exception("check of %s failed", entry.name)
-            finally:
-                self._busy -= 1
-                self._worker_free.set()
-
-    def _spawn(self, entry: Entry, due: float) -> asyncio.Task:
-        async def run() -> None:
-            async with self._sem:
-                entry.running = True
-                await self._run_entry(entry, due)
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     async def _run_entry(self, entry: Entry, due: float) -> None:
         started = time.monotonic()
         try:
             self.lags.append(started - due if started > due else 0.0)
-            result = await self._execute(entry, started)
+            result = await self.prober.execute(entry, started)
         finally:
             entry.running = False
         self.checks_run += 1
@@ -479,151 +344,12 @@ class Scheduler:
             return  # forgotten while probing (deleted, disabled, taken over): no result, no metric labels
         # Prometheus: counted here, published per flush, not one locked update per probe.
         self.probe_metrics.count(entry, result.outcome, result.latency_s)
-        buffer = self._buffer
-        buffer.append(Observation(cid, entry.kind, result))
-        # A component being handed over (SIGTERM drain) flushes at once, so its lease is released
-        # right after its last probe.
-        if len(buffer) >= self.flush_size or cid in self._handing_over:
-            self._flush_soon.set()
-
-    async def _execute(self, entry: Entry, started: float | None = None) -> CheckResult:
-        if entry.invalid is not None or entry.validated is None:
-            return CheckResult.down(entry.invalid or "invalid check configuration")
-        ctx = entry.ctx
-        if ctx is None or ctx.http_session is not self.http_session:
-            ctx = entry.ctx = self._context(entry)
-        kind = self.registry.get(entry.kind)
-        if started is None:
-            started = time.monotonic()
-        try:
-            if entry.kind == "heartbeat":
-                ctx = self._context(entry)
-                ctx.heartbeat = await self._heartbeat_state(entry.component_id)
-            if getattr(kind, "self_bounded", False):
-                result = await kind.probe(entry.validated, ctx)
-            else:
-                # This cap makes sure a misbehaving third-party kind cannot hold a worker forever.
-                # Params were validated when the component (version) was loaded.
-                async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
-                    result = await kind.probe(entry.validated, ctx)
-            if not isinstance(result, CheckResult):
-                return CheckResult.down(f"check {entry.kind!r} returned no result")
-            return result
-        except TimeoutError:
-            return CheckResult.down(f"timeout after {entry.timeout:g}s", time.monotonic() - started)
-        except Exception as exc:  # noqa: BLE001 - one broken check never stops the scheduler
-            log.warning("check of %s failed: %s", entry.name, type(exc).__name__)
-            return CheckResult.down(f"check failed: internal error ({type(exc).__name__})")
-
-    async def _heartbeat_state(self, component_id: int) -> HeartbeatState:
-        async with session_scope(self.state.sessionmaker) as session:
-            row = (await session.execute(
-                select(Component.created_at, ComponentState.last_ping_at, ComponentState.last_ping_status,
-                       ComponentState.last_start_at, ComponentState.last_duration_s)
-                .join(ComponentState, ComponentState.component_id == Component.id)
-                .where(Component.id == component_id))).one()
-        return HeartbeatState(created_at=row[0], last_ping_at=row[1], last_ping_status=row[2],
-                              last_start_at=row[3], last_duration_s=row[4])
+        self.writer.add(Observation(cid, entry.kind, result))
 
     # ------------------------------------------------------------------ flush
-    async def _flush_loop(self) -> None:
-        """Flush every `flush_interval` or when `flush_size` results are buffered; after a failure
-        wait (exponential back-off up to 5 s) and retry with the buffer kept."""
-        backoff = 0.0
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
-            except TimeoutError:
-                pass
-            self._flush_soon.clear()
-            if self._closing:
-                return  # close() drains
-            try:
-                await self.flush()
-                backoff = 0.0
-            except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
-                backoff = min(max(backoff * 2, self.flush_interval), 5.0)
-                try:
-                    await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
-
     async def flush(self) -> int:
-        """Write buffered results in one transaction. Returns the number of results written.
-
-        The write runs in its own task, shielded: cancelling the caller (shutdown, a request that
-        went away) never abandons a batch half-way, and `close()` waits for it. On failure the
-        batch goes back to the front of the buffer (bounded by MAX_BUFFER) and the error is raised."""
-        task = asyncio.ensure_future(self._flush_locked())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-        return await asyncio.shield(task)
-
-    async def _flush_locked(self) -> int:
-        async with self._flush_lock:
-            self.probe_metrics.publish_counts()
-            if not self._buffer:
-                return 0
-            items, self._buffer = self._buffer, []
-            handing: dict[int, float | None] = {}
-            try:
-                async with session_scope(self.state.sessionmaker) as session:
-                    items = await self._fenced(session, items)
-                    applied = await write_batch(session, items, self.tracked, self.state.events)
-                    if self._handing_over:
-                        handing = self._hand_over_due(items)
-                        if handing:
-                            await self.ownership.hand_over(session, handing)
-            except BaseException as exc:
-                self.flush_failures += 1
-                self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("writing %d check results failed (%s); kept for a retry", len(items),
-                            self.last_flush_error)
-                self._buffer = items + self._buffer
-                if len(self._buffer) > MAX_BUFFER:
-                    excess = len(self._buffer) - MAX_BUFFER
-                    self._buffer = self._buffer[excess:]
-                    self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
-                raise
-            for cid, fresh in applied.tracked.items():
-                current = self.tracked.get(cid)
-                if current is not None:
-                    # Configuration reloaded while the batch was written stays (thresholds, labels...).
-                    fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
-                        current.name, current.critical, current.labels, current.thresholds)
-                    self.tracked[cid] = fresh
-            self._publish_health(applied.tracked)
-            if handing:
-                self._handing_over.difference_update(handing)
-                self.ownership.handed_over(set(handing))
-                for cid in handing:
-                    self._forget(cid)
-            return applied.results_written
-
-    def _hand_over_due(self, items: list[Observation | RecoveryMark]) -> dict[int, float | None]:
-        """Of the components being handed over, those whose result is in this batch -> seconds until
-        their next check is due."""
-        if not hasattr(self.ownership, "hand_over"):
-            self._handing_over.clear()
-            return {}
-        written = {item.component_id for item in items if isinstance(item, Observation)}
-        ready = self._handing_over & written
-        return self.due_in(ready)
-
-    async def _fenced(self, session, items: list[Observation | RecoveryMark]) -> list[Observation | RecoveryMark]:
-        """With leases (several replicas), write only the results of components this replica still
-        holds at the same epoch; the lease rows stay locked until this transaction ends. Results of
-        components taken over meanwhile are dropped: their new owner probes them itself."""
-        fence_writes = getattr(self.ownership, "fence_writes", None)
-        if fence_writes is None or not items:
-            return items
-        allowed = await fence_writes(session, {item.component_id for item in items})
-        kept = [item for item in items if item.component_id in allowed]
-        if len(kept) != len(items):
-            self.fenced_results += len(items) - len(kept)
-            for cid in {item.component_id for item in items} - allowed:
-                self._forget(cid)
-        return kept
+        """Write buffered results in one transaction (`ResultWriter.flush`). Returns the number written."""
+        return await self.writer.flush()
 
     # ------------------------------------------------------------------ health map and metrics
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:
@@ -655,7 +381,7 @@ class Scheduler:
             "scheduler_lag_p50_seconds": pct(0.5),
             "scheduler_lag_p99_seconds": pct(0.99),
             "overruns": self.overruns,
-            "buffered_results": len(self._buffer),
+            "buffered_results": self.writer.buffered,
             "dropped_results": self.dropped_results,
             "flush_failures": self.flush_failures,
         }
@@ -677,7 +403,7 @@ class SchedulerLoop(LoopService):
 
         try:
             await sync_declared_components(self.state)
-        except Exception:  # noqa: BLE001 - a bad declaration must not keep the API components unwatched
+        except Exception:  # a bad declaration must not keep the API components unwatched
             log.exception("syncing the components declared in the configuration failed")
         await self.scheduler.open()
         self.scheduler.start_background()

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from app.db.models import CheckResultRecord
-from app.monitoring import scheduler as scheduler_module
+from app.monitoring import result_writer as writer_module
 from tests.monitoring.conftest import add_component, mon_settings, monitored
 
 COMPONENTS = 20
@@ -99,7 +99,7 @@ async def test_shutdown_while_a_flush_waits_for_the_lock_loses_nothing(db_url, t
 
 
 async def test_failed_flushes_are_retried_with_the_buffer_kept(db_url, tmp_path, http_target, monkeypatch):
-    real_write, failures = scheduler_module.write_batch, {"left": 3}
+    real_write, failures = writer_module.write_batch, {"left": 3}
 
     async def flaky_write(*args, **kwargs):
         if failures["left"] > 0:
@@ -107,7 +107,7 @@ async def test_failed_flushes_are_retried_with_the_buffer_kept(db_url, tmp_path,
             raise OperationalError("INSERT INTO check_results ...", {}, Exception("database is locked"))
         return await real_write(*args, **kwargs)
 
-    monkeypatch.setattr(scheduler_module, "write_batch", flaky_write)
+    monkeypatch.setattr(writer_module, "write_batch", flaky_write)
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         await start_checking(guard, scheduler, http_target.url("/ok"))
         await wait_for(lambda: scheduler.flush_failures >= 3 and scheduler.checks_run >= 3 * COMPONENTS)
@@ -122,9 +122,9 @@ async def test_drops_past_the_cap_are_counted_and_exported(db_url, tmp_path, htt
     async def failing_write(*args, **kwargs):
         raise OperationalError("INSERT INTO check_results ...", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(scheduler_module, "write_batch", failing_write)
-    monkeypatch.setattr(scheduler_module, "MAX_BUFFER", 10)
-    monkeypatch.setattr(scheduler_module, "SHUTDOWN_FLUSH_S", 0.3)
+    monkeypatch.setattr(writer_module, "write_batch", failing_write)
+    monkeypatch.setattr(writer_module, "MAX_BUFFER", 10)
+    monkeypatch.setattr(writer_module, "SHUTDOWN_FLUSH_S", 0.3)
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         await start_checking(guard, scheduler, http_target.url("/ok"))
         await wait_for(lambda: scheduler.dropped_results > 0)

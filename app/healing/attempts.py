@@ -1,0 +1,215 @@
+"""An attempt row's life, shared by the automatic path (`engine.py`) and the operator's actions
+(`operator.py`).
+
+The claim: the ``healing_attempts`` row is committed before any side effect — ``dry_run`` and
+``pending_approval`` rows stop there; a ``running`` row holds a global and a per-group concurrency
+slot (both unique) and, for an automatic attempt, is fenced by the component's lease in the same
+transaction. A replica that loses a race gets an IntegrityError and does nothing.
+
+The outcome: ``failed``/``interrupted`` (back-off), or ``succeeded`` (budget, health alert resolved
+with the resolution action), with the per-strategy statistics and the outcome counter.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.components import Component
+from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident, HealingStrategyStat
+from app.healing import budgets
+from app.healing.policy import Policy, StrategyEntry, parse_policy
+from app.healing.ports import HealingPorts
+from app.healing.slots import take_slots
+from app.healing.strategies.base import ActionContext
+from app.healing.strategies.registry import StrategyRegistry
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.healing")
+
+
+def resolution_verb(kind: str) -> str:
+    return {"restart": "restarted", "kubernetes": "restarted", "webhook": "re-run via webhook"}.get(kind, f"healed ({kind})")
+
+
+@dataclass
+class Claim:
+    attempt_id: int
+    entry: StrategyEntry
+    ctx: ActionContext
+    policy: Policy
+    detected_at: datetime | None
+
+
+async def find_component(session: AsyncSession, name: str) -> Component | None:
+    return (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+
+
+async def commit_claim(session: AsyncSession) -> bool:
+    """Flush and commit the claim now, before any side effect. False if another replica won."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        return False
+    return True
+
+
+def make_claim(row: HealingAttempt, entry: StrategyEntry, policy: Policy, incident: HealingIncident | None) -> Claim:
+    params = dict(entry.params)
+    if incident is not None:
+        params["_incident"] = {"status": "open", "reason": incident.reason}
+    ctx = ActionContext(
+        component=row.component, labels={}, incident_id=row.incident_key.split(":", 1)[1],
+        attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
+        timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
+    )
+    return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None)
+
+
+class Attempts:
+    def __init__(self, state: GuardState, registry: StrategyRegistry, ports: HealingPorts, owner: str) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.registry = registry
+        self.ports = ports
+        self.owner = owner
+
+    # -- the claim ----------------------------------------------------------------------------------
+
+    async def claim(self, session, *, incident: HealingIncident | None, component: Component, policy: Policy,
+                    entry: StrategyEntry, decision: dict[str, Any], number: int, trigger: str, now: datetime,
+                    requested_by: str | None = None, manual_key: str | None = None) -> Claim | None:
+        strategy = self.registry.get(entry.kind)
+        description = strategy.describe(entry.params)
+        labels = dict(component.labels or {})
+        key = f"i:{incident.incident_id}" if incident is not None else manual_key
+        row = HealingAttempt(
+            incident_id=incident.incident_id if incident else None, incident_key=key, attempt_number=number,
+            component=component.name, component_id=component.id, strategy=strategy.kind, strategy_index=entry.index,
+            trigger=trigger, requested_by=requested_by, description=description, decision=decision,
+            owner=self.owner, created_at=now,
+        )
+        if policy.dry_run:
+            row.state = AttemptState.DRY_RUN
+            row.detail = f"dry-run: would {description}"
+            row.finished_at = now
+            session.add(row)
+            if incident is not None:
+                incident.outcome = "dry_run"
+            await self.ports.alerts.raise_alert(
+                session, component=component.name, fingerprint=f"healing-dry-run:{component.name}:{key}",
+                severity="warning", title="healing dry-run", message=f"dry-run: healing would {description}",
+                incident_id=row.incident_id, labels=labels,
+            )
+            await commit_claim(session)
+            self.count(row, "dry_run")
+            return None
+        if policy.require_approval and trigger == "auto":
+            row.state = AttemptState.PENDING_APPROVAL
+            row.approval_deadline = now + timedelta(seconds=policy.approval_timeout)
+            row.detail = f"waiting for an operator to approve: {description}"
+            session.add(row)
+            await commit_claim(session)
+            await self.ports.alerts.raise_alert(
+                session, component=component.name, fingerprint=f"healing-approval:{component.name}:{key}",
+                severity="warning", title="healing awaits approval",
+                message=f"approve or reject attempt {row.id}: {description}", incident_id=row.incident_id,
+                labels=labels,
+            )
+            return None
+        slots = await take_slots(session, self.settings.healing, labels)
+        if slots is None:
+            return None  # at the concurrency limit: decided again on the next pass
+        row.slot, row.group_key, row.group_slot = slots
+        row.state = AttemptState.RUNNING
+        row.started_at = now
+        session.add(row)
+        if trigger == "auto" and not await self.fence(session, component.id):
+            await session.rollback()
+            return None
+        if not await commit_claim(session):
+            return None
+        return make_claim(row, entry, policy, incident)
+
+    def may_act(self, component_id: int) -> bool:
+        """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""
+        manager = self.state.extras.get("lease_manager")
+        return manager is None or manager.epoch_for(component_id) is not None
+
+    async def fence(self, session: AsyncSession, component_id: int) -> bool:
+        """Re-check the lease (holder, epoch, expiry) in the claim's own transaction; the lease row stays
+        locked until the claim commits. False: the lease moved on — no claim, no action."""
+        from app.replicas.manager import LeaseLost, fence
+
+        try:
+            await fence(self.state, session, component_id)
+        except LeaseLost as exc:
+            log.warning("healing: not claiming an attempt on component %s: %s", component_id, exc)
+            return False
+        return True
+
+    # -- the outcome --------------------------------------------------------------------------------
+
+    async def policy_for(self, session, component: str) -> Policy:
+        comp = await find_component(session, component)
+        return parse_policy(comp.recovery if comp else None, self.settings)
+
+    async def finish_failed(self, session, row: HealingAttempt, now: datetime, state: AttemptState, detail: str,
+                            *, policy: Policy | None = None, count_stats: bool = True) -> None:
+        policy = policy or await self.policy_for(session, row.component)
+        row.state = state
+        row.detail = detail[:2000]
+        row.finished_at = now
+        row.slot = row.group_slot = None
+        budget = await budgets.load_budget(session, row.component)
+        delay = budgets.record_failure(budget, policy, now)
+        row.decision = {**(row.decision or {}), "backoff_s": delay}
+        if count_stats:
+            await self._stat(session, row, success=False)
+        self.count(row, str(state))
+        await session.flush()
+
+    async def mark_succeeded(self, session, row: HealingAttempt, incident: HealingIncident | None, at: datetime,
+                             *, policy: Policy | None = None) -> None:
+        policy = policy or await self.policy_for(session, row.component)
+        row.state = AttemptState.SUCCEEDED
+        row.finished_at = at
+        row.slot = row.group_slot = None
+        if incident is not None:
+            incident.outcome = "healed"
+            row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
+            self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
+        budget = await budgets.load_budget(session, row.component)
+        budgets.record_success(budget, policy, at)
+        await self._stat(session, row, success=True)
+        action = f"{resolution_verb(row.strategy)} by healing attempt {row.id}"
+        row.detail = f"{row.detail or ''}; verified healthy" if incident is not None else (row.detail or "succeeded")
+        await self.ports.alerts.resolve(session, component=row.component, incident_id=row.incident_id,
+                                        resolution_action=action)
+        self.count(row, "succeeded")
+        await session.flush()
+
+    async def _stat(self, session, row: HealingAttempt, *, success: bool) -> None:
+        key = f"{row.strategy_index}:{row.strategy}"
+        stat = await session.get(HealingStrategyStat, (row.component, key), with_for_update=True)
+        if stat is None:
+            stat = HealingStrategyStat(component=row.component, strategy_key=key, successes=0, failures=0,
+                                       total_recover_s=0.0)
+            session.add(stat)
+        if success:
+            stat.successes += 1
+            stat.total_recover_s += row.time_to_recover_s or 0.0
+        else:
+            stat.failures += 1
+
+    def count(self, row: HealingAttempt, outcome: str) -> None:
+        self.state.metrics.count_healing(row.component, row.strategy, outcome)

@@ -1,0 +1,102 @@
+"""Healing's view of monitoring's incidents (``healing_incidents``), kept by its events inside the
+publisher's transaction (subscribers only flush).
+
+``IncidentOpened`` records the incident and wakes the engine once that transaction commits.
+``HealthTransition(→healthy)`` / ``IncidentClosed`` close it: the verifying attempt becomes
+``succeeded`` (and resolves the health alert with its resolution action), an exhausted incident's
+alert is resolved, attempts still waiting for approval expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
+from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.healing.attempts import Attempts
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+
+
+class IncidentEvents:
+    def __init__(self, state: GuardState, attempts: Attempts, wake: asyncio.Event) -> None:
+        self.state = state
+        self.attempts = attempts
+        self.ports = attempts.ports
+        self.wake = wake  # the engine's wake-up
+
+    def wire(self) -> None:
+        self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
+        self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
+        # Monitoring publishes "-> healthy" before IncidentClosed and the alerts domain resolves the
+        # health alert on it: healing must record the heal (and its resolution_action) first.
+        self.state.events.subscribe(HealthTransition, self.on_health_transition, first=True)
+
+    def _wake_after_commit(self, session: AsyncSession) -> None:
+        def _set(_session) -> None:
+            self.wake.set()
+
+        event.listen(session.sync_session, "after_commit", _set, once=True)
+
+    async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
+        existing = await session.get(HealingIncident, evt.incident_id)
+        if existing is None:
+            session.add(HealingIncident(
+                incident_id=evt.incident_id, component=evt.component, component_id=evt.component_id,
+                labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
+            ))
+            await session.flush()
+        self._wake_after_commit(session)
+
+    async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
+        if evt.current != "healthy":
+            return
+        stmt = select(HealingIncident).where(HealingIncident.component == evt.component,
+                                             HealingIncident.status == "open")
+        if evt.incident_id is not None:
+            stmt = stmt.where(HealingIncident.incident_id == evt.incident_id)
+        for incident in (await session.execute(stmt)).scalars().all():
+            await self._close(session, incident, evt.at)
+
+    async def on_incident_closed(self, evt: IncidentClosed, session: AsyncSession) -> None:
+        incident = await session.get(HealingIncident, evt.incident_id)
+        if incident is None or incident.status == "closed":
+            return
+        await self._close(session, incident, evt.at)
+
+    async def _close(self, session: AsyncSession, incident: HealingIncident, at: datetime) -> None:
+        evt_incident_id = incident.incident_id
+        incident.status = "closed"
+        incident.closed_at = at
+        closed = self.state.extras.setdefault("healing.closed_incidents", set())
+        closed.add(evt_incident_id)
+        if len(closed) > 10000:
+            closed.clear()
+        attempt = (await session.execute(
+            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
+                                         HealingAttempt.state == AttemptState.VERIFYING)
+            .order_by(HealingAttempt.attempt_number.desc()).limit(1)
+        )).scalar_one_or_none()
+        if attempt is not None:
+            await self.attempts.mark_succeeded(session, attempt, incident, at)
+        elif incident.outcome == "exhausted":
+            await self.ports.alerts.resolve(
+                session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
+                component=incident.component, incident_id=incident.incident_id,
+                resolution_action="recovered without healing",
+            )
+        pending = (await session.execute(
+            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
+                                         HealingAttempt.state == AttemptState.PENDING_APPROVAL)
+        )).scalars().all()
+        for row in pending:
+            row.state = AttemptState.EXPIRED
+            row.detail = "incident closed before approval"
+            row.finished_at = at
+        await session.flush()

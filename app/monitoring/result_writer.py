@@ -1,0 +1,241 @@
+"""The scheduler's write side: buffered check results written in batches, one transaction per flush.
+
+No acknowledged result is lost: `flush()` runs the write in its own shielded task (cancelling the
+caller never abandons a batch half-way); a failed flush puts the batch back at the front of the
+buffer and the flusher retries with back-off; past `MAX_BUFFER` the oldest results are dropped
+(counted, exported, logged); `close()` drains the buffer, retrying for up to `SHUTDOWN_FLUSH_S`.
+
+Lease hand-over (a draining replica) rides on a flush: a component listed by `hand_over_after_probe`
+triggers a flush as soon as its next result is buffered, and its lease is released in that flush's
+transaction with the next due time (`ownership.hand_over`).
+
+The writer owns the buffer and the flush lock; the scheduler owns the in-memory view (`tracked`),
+which the writer advances only after a commit, and is called back to forget a component, to tell
+when checks are due, and to publish the health of the components a flush changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from app.db.session import session_scope
+from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
+
+if TYPE_CHECKING:
+    from app.lifespan import GuardState
+    from app.monitoring.ownership import Ownership
+    from app.monitoring.probe_metrics import ProbeMetrics
+
+log = logging.getLogger("pipeline_guard.monitoring")
+
+MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
+SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
+
+Item = Observation | RecoveryMark
+
+
+class ResultWriter:
+    def __init__(self, state: GuardState, ownership: Ownership, tracked: dict[int, Tracked],
+                 probe_metrics: ProbeMetrics, *, forget: Callable[[int], None],
+                 due_in: Callable[[set[int]], dict[int, float | None]],
+                 publish_health: Callable[[Iterable[int]], None],
+                 flush_interval: float = 0.5, flush_size: int = 1000):
+        self.state = state
+        self.ownership = ownership
+        self.tracked = tracked  # the scheduler's map: read for a write, advanced after its commit
+        self.probe_metrics = probe_metrics
+        self._forget = forget
+        self._due_in = due_in
+        self._publish_health = publish_health
+        self.flush_interval = flush_interval
+        self.flush_size = flush_size
+        self._buffer: list[Item] = []
+        self._flush_lock = asyncio.Lock()
+        self._flush_soon = asyncio.Event()
+        self._flush_stop = asyncio.Event()
+        self._flushes: set[asyncio.Future] = set()
+        self._flusher: asyncio.Task | None = None
+        self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
+        self._closing = False
+        self.dropped_results = 0
+        self.fenced_results = 0  # results not written because the component's lease moved on
+        self.flush_failures = 0
+        self.last_flush_error: str | None = None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        self._closing = False
+        self._flush_stop = asyncio.Event()
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="monitoring:flush")
+
+    def stop(self) -> None:
+        """Shutdown begins: the flusher finishes its current batch (never cancelled mid-write) and exits."""
+        self._closing = True
+        self._flush_soon.set()
+        self._flush_stop.set()
+
+    async def close(self) -> None:
+        """Wait for the flusher, then write everything still buffered."""
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            await asyncio.gather(flusher, return_exceptions=True)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Shutdown: flush until the buffer is empty, retrying failures for up to
+        `SHUTDOWN_FLUSH_S`; what still cannot be written is counted and logged as dropped."""
+        deadline = time.monotonic() + SHUTDOWN_FLUSH_S
+        delay = 0.1
+        while self._buffer or self._flushes:
+            # A failed flush was logged by flush(): pause below, then retry.
+            with contextlib.suppress(Exception):
+                if self._flushes:
+                    await asyncio.gather(*self._flushes, return_exceptions=True)
+                if self._buffer:
+                    await self.flush()
+                continue
+            if time.monotonic() + delay > deadline:
+                self._drop(len(self._buffer), "the database stayed unavailable during shutdown")
+                self._buffer = []
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _drop(self, count: int, why: str) -> None:
+        if count <= 0:
+            return
+        self.dropped_results += count
+        self.state.metrics.results_dropped.inc(count)
+        log.error("dropped %d check results: %s (last error: %s)", count, why, self.last_flush_error)
+
+    # ------------------------------------------------------------------ buffering
+    def add(self, observation: Observation) -> None:
+        """Buffer one probe's result (the hot path). A component being handed over (SIGTERM drain)
+        flushes at once, so its lease is released right after its last probe."""
+        buffer = self._buffer
+        buffer.append(observation)
+        if len(buffer) >= self.flush_size or observation.component_id in self._handing_over:
+            self._flush_soon.set()
+
+    async def write_now(self, item: Item) -> int:
+        """Buffer `item` and flush at once (a recovery mark must be persisted before returning)."""
+        self._buffer.append(item)
+        return await self.flush()
+
+    # ------------------------------------------------------------------ lease hand-over (replicas)
+    def hand_over_after_probe(self, component_ids: set[int]) -> None:
+        self._handing_over.update(component_ids)
+
+    def cancel_hand_over(self, component_ids: Iterable[int]) -> None:
+        self._handing_over.difference_update(component_ids)
+
+    def _hand_over_due(self, items: list[Item]) -> dict[int, float | None]:
+        """Of the components being handed over, those whose result is in this batch -> seconds until
+        their next check is due."""
+        if not hasattr(self.ownership, "hand_over"):
+            self._handing_over.clear()
+            return {}
+        written = {item.component_id for item in items if isinstance(item, Observation)}
+        ready = self._handing_over & written
+        return self._due_in(ready)
+
+    # ------------------------------------------------------------------ flush
+    async def _flush_loop(self) -> None:
+        """Flush every `flush_interval` or when `flush_size` results are buffered; after a failure
+        wait (exponential back-off up to 5 s) and retry with the buffer kept."""
+        backoff = 0.0
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
+            except TimeoutError:
+                pass
+            self._flush_soon.clear()
+            if self._closing:
+                return  # close() drains
+            try:
+                await self.flush()
+                backoff = 0.0
+            except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
+                backoff = min(max(backoff * 2, self.flush_interval), 5.0)
+                try:
+                    await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
+
+    async def flush(self) -> int:
+        """Write buffered results in one transaction. Returns the number of results written.
+
+        The write runs in its own task, shielded: cancelling the caller (shutdown, a request that
+        went away) never abandons a batch half-way, and `close()` waits for it. On failure the
+        batch goes back to the front of the buffer (bounded by MAX_BUFFER) and the error is raised."""
+        task = asyncio.ensure_future(self._flush_locked())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+        return await asyncio.shield(task)
+
+    async def _flush_locked(self) -> int:
+        async with self._flush_lock:
+            self.probe_metrics.publish_counts()
+            if not self._buffer:
+                return 0
+            items, self._buffer = self._buffer, []
+            handing: dict[int, float | None] = {}
+            try:
+                async with session_scope(self.state.sessionmaker) as session:
+                    items = await self._fenced(session, items)
+                    applied = await write_batch(session, items, self.tracked, self.state.events)
+                    if self._handing_over:
+                        handing = self._hand_over_due(items)
+                        if handing:
+                            await self.ownership.hand_over(session, handing)
+            except BaseException as exc:
+                self.flush_failures += 1
+                self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("writing %d check results failed (%s); kept for a retry", len(items),
+                            self.last_flush_error)
+                self._buffer = items + self._buffer
+                if len(self._buffer) > MAX_BUFFER:
+                    excess = len(self._buffer) - MAX_BUFFER
+                    self._buffer = self._buffer[excess:]
+                    self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
+                raise
+            for cid, fresh in applied.tracked.items():
+                current = self.tracked.get(cid)
+                if current is not None:
+                    # Configuration reloaded while the batch was written stays (thresholds, labels...).
+                    fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
+                        current.name, current.critical, current.labels, current.thresholds)
+                    self.tracked[cid] = fresh
+            self._publish_health(applied.tracked)
+            if handing:
+                self._handing_over.difference_update(handing)
+                self.ownership.handed_over(set(handing))
+                for cid in handing:
+                    self._forget(cid)
+            return applied.results_written
+
+    async def _fenced(self, session, items: list[Item]) -> list[Item]:
+        """With leases (several replicas), write only the results of components this replica still
+        holds at the same epoch; the lease rows stay locked until this transaction ends. Results of
+        components taken over meanwhile are dropped: their new owner probes them itself."""
+        fence_writes = getattr(self.ownership, "fence_writes", None)
+        if fence_writes is None or not items:
+            return items
+        allowed = await fence_writes(session, {item.component_id for item in items})
+        kept = [item for item in items if item.component_id in allowed]
+        if len(kept) != len(items):
+            self.fenced_results += len(items) - len(kept)
+            for cid in {item.component_id for item in items} - allowed:
+                self._forget(cid)
+        return kept
