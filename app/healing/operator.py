@@ -115,6 +115,7 @@ class OperatorActions:
                 row.state = AttemptState.EXPIRED
                 row.finished_at = now
                 row.detail = "approval not given in time"
+                self.attempts.count(row, "expired")  # as the periodic expiry counts it
                 await session.commit()
                 raise Conflict(f"attempt {attempt_id} expired before it was approved")
             component = await find_component(session, row.component)
