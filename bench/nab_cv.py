@@ -62,6 +62,7 @@ SWEEP: dict[str, tuple[float, ...]] = {
     "min_history": (0.5, 2.0),
     "smooth": (0.5, 0.75, 1.5, 2.0),
     "nseasons": (0.34, 0.67, 1.67),
+    "margin": (0.5, 2.0),
 }
 
 Config = tuple[tuple[str, float], ...]

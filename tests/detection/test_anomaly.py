@@ -206,3 +206,20 @@ def test_version_2_state_is_migrated():
 def test_unknown_state_is_refused(state):
     with pytest.raises(ValueError):
         AnomalyDetector.from_state(state)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradual_departure_is_reported(seed):
+    """A departure that ramps up over tens of points is reported once it is large, not only by its
+    small increments: the record bars are those of completed blocks, and a score is reported
+    whenever it beats the damped recent peak by the margin."""
+    brk = 7 * 288  # the daily cycle stops at phase 0, so the gap to it grows like a sine
+    det = default_detector()
+    hits = [(t - T0) // 300 for t, v in daily_series(seed=seed, break_at=brk)
+            if det.score(t, v) >= det.fire_level]
+    assert any(brk <= i <= brk + 40 for i in hits), hits
+    rng = random.Random(seed)
+    det = default_detector()
+    ramp = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + min(max(0.1 * (i - 2000), 0.0), 10.0))
+            for i in range(3000)]
+    assert max(ramp[2000:2060]) >= det.fire_level
