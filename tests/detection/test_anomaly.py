@@ -103,3 +103,123 @@ def test_nab_max_score_inside_labelled_window(tmp_path, name):
     ts = datetime.fromisoformat(best["timestamp"])
     assert any(datetime.fromisoformat(a) <= ts <= datetime.fromisoformat(b) for a, b in windows)
     assert all(0.0 <= float(r["anomaly_score"]) <= 1.0 for r in scored)
+
+
+# --- seasonality, level shifts, cadence, state versions ---------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+T0 = 1_600_000_000
+
+
+def daily_series(days=10, seed=0, drop=0.0, break_at=None):
+    """5-minute points, a daily cycle of +-20 around 50 with noise 1; ``drop`` of the points
+    missing at random; from index ``break_at`` on the cycle stops (the value stays at 50)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(288 * days):
+        if rng.random() < drop:
+            continue
+        v = 50 + 20 * math.sin(2 * math.pi * (i % 288) / 288) + rng.gauss(0, 1)
+        if break_at is not None and i >= break_at:
+            v = 50 + rng.gauss(0, 1)
+        out.append((T0 + 300 * i, v))
+    return out
+
+
+@pytest.mark.parametrize("drop", [0.0, 0.1])
+def test_daily_cycle_is_learned_not_alarmed(drop):
+    """The daily swing (40x the noise) is routine after a couple of days, also when points are
+    missing at random (the seasonal reference is found by time, not by counting points)."""
+    for seed in range(3):
+        det = default_detector()
+        alarms = [t for t, v in daily_series(seed=seed, drop=drop)
+                  if det.score(t, v) >= det.fire_level and t >= T0 + 300 * 576]
+        assert len(alarms) <= 1, (seed, alarms)
+        assert det.season_lag() == 288
+
+
+def test_break_of_the_daily_cycle_alarms():
+    # day 7 at its peak (phase 1/4): the cycle stops and the value drops from ~70 to ~50
+    brk = 7 * 288 + 72
+    det = default_detector()
+    hits = [(t - T0) // 300 for t, v in daily_series(break_at=brk) if det.score(t, v) >= det.fire_level]
+    assert any(brk <= i <= brk + 3 for i in hits), hits
+
+
+def test_level_shift_alarms_once_then_settles():
+    for seed in range(3):
+        rng = random.Random(seed)
+        det = default_detector()
+        scores = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + (10 if i >= 2000 else 0))
+                  for i in range(5000)]
+        assert scores[2000] >= 0.8
+        # the new level is the new normal: no alarm for the rest of the series
+        assert max(scores[2001:]) < det.fire_level, seed
+
+
+def test_cadence_is_the_usual_gap_not_the_smallest():
+    det = default_detector()
+    t = float(T0)
+    for i in range(600):
+        t += {50: 60.0, 51: 0.0, 300: 1800.0}.get(i, 300.0)  # one short gap, a duplicate, an outage
+        det.score(t, 1.0)
+    assert det.season_lag() == 288
+
+
+def test_state_round_trip_with_gaps_continues_identically():
+    series = daily_series(days=6, seed=3, drop=0.05)
+    reference = run(default_detector(), series)
+    det = default_detector()
+    cut = 1000
+    run(det, series[:cut])
+    restored = AnomalyDetector.from_state(json.loads(json.dumps(det.to_state())))
+    assert run(restored, series[cut:]) == reference[cut:]
+    assert restored.to_state()["version"] == AnomalyDetector.VERSION
+
+
+def test_version_2_state_is_migrated():
+    """A state persisted by the previous detector (three views, no timestamps; 1500 points of a
+    daily cycle at 5 minutes) loads, keeps its warm-up, and goes on detecting."""
+    state = json.loads((FIXTURES / "anomaly_state_v2.json").read_text())
+    assert state["version"] == 2
+    det = AnomalyDetector.from_state(state)
+    assert det.count == 1500 and det.warmed_up
+    assert det.last_timestamp == state["last_timestamp"] and det.season_lag() == 288
+    base = det.baseline()
+    assert 8 < base["median"] < 12 and base["spread"] > 0
+    rng = random.Random(1)
+    scores = []
+    for i in range(1500, 2500):
+        v = 10 + 2 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 0.5) + (30 if i == 2300 else 0)
+        scores.append(det.score(T0 + 300 * i, v))
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert max(range(len(scores)), key=scores.__getitem__) == 800 and scores[800] >= det.fire_level
+    assert sum(s >= det.fire_level for s in scores) <= 2
+    # and it is saved in the current layout
+    again = AnomalyDetector.from_state(json.loads(json.dumps(det.to_state())))
+    assert again.to_state() == det.to_state()
+
+
+@pytest.mark.parametrize("state", [{"kind": "robust_record", "version": 1},
+                                   {"kind": "robust_record", "version": 99},
+                                   {"kind": "something_else", "version": 3}])
+def test_unknown_state_is_refused(state):
+    with pytest.raises(ValueError):
+        AnomalyDetector.from_state(state)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradual_departure_is_reported(seed):
+    """A departure that ramps up over tens of points is reported once it is large, not only by its
+    small increments: the record bars are those of completed blocks, and a score is reported
+    whenever it beats the damped recent peak by the margin."""
+    brk = 7 * 288  # the daily cycle stops at phase 0, so the gap to it grows like a sine
+    det = default_detector()
+    hits = [(t - T0) // 300 for t, v in daily_series(seed=seed, break_at=brk)
+            if det.score(t, v) >= det.fire_level]
+    assert any(brk <= i <= brk + 40 for i in hits), hits
+    rng = random.Random(seed)
+    det = default_detector()
+    ramp = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + min(max(0.1 * (i - 2000), 0.0), 10.0))
+            for i in range(3000)]
+    assert max(ramp[2000:2060]) >= det.fire_level
