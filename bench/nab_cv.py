@@ -167,6 +167,19 @@ class Runner:
         return normalise(raw, nw, PROFILES[profile]), thr
 
 
+def best_on_training(runner: Runner, candidates: list[Config], test: list[int]) -> tuple[list[int], Config]:
+    """The training files (all but ``test``) and the candidate with the best standard score on them
+    (ties keep the earlier candidate, i.e. the default)."""
+    test_set = set(test)
+    train = [i for i in range(len(runner.files)) if i not in test_set]
+    best_cfg, best_score = candidates[0], -math.inf
+    for cfg in candidates:
+        score, _ = runner.in_sample(cfg, "standard", train)
+        if score > best_score + 1e-9:
+            best_cfg, best_score = cfg, score
+    return train, best_cfg
+
+
 def cross_validate(runner: Runner, candidates: list[Config],
                    folds: list[list[int]]) -> tuple[dict[str, float], list[tuple[Config, float]]]:
     """Pooled held-out normalised score per profile; per fold the (config, standard threshold) chosen.
@@ -179,13 +192,7 @@ def cross_validate(runner: Runner, candidates: list[Config],
     pooled = dict.fromkeys(PROFILES, 0.0)
     choices = []
     for test in folds:
-        test_set = set(test)
-        train = [i for i in range(len(files)) if i not in test_set]
-        best_cfg, best_score = candidates[0], -math.inf
-        for cfg in candidates:
-            s, _ = runner.in_sample(cfg, "standard", train)
-            if s > best_score + 1e-9:
-                best_cfg, best_score = cfg, s
+        train, best_cfg = best_on_training(runner, candidates, test)
         per_file = runner.get(best_cfg)
         test_rows = [r for i in test for r in per_file[i]]
         test_nw = sum(files[i].n_windows for i in test)
@@ -205,13 +212,7 @@ def nab_protocol(runner: Runner, candidates: list[Config], folds: list[list[int]
     files = runner.files
     rows: list[Row] = []
     for test in folds:
-        test_set = set(test)
-        train = [i for i in range(len(files)) if i not in test_set]
-        best_cfg, best_score = candidates[0], -math.inf
-        for cfg in candidates:
-            s, _ = runner.in_sample(cfg, "standard", train)
-            if s > best_score + 1e-9:
-                best_cfg, best_score = cfg, s
+        _, best_cfg = best_on_training(runner, candidates, test)
         per_file = runner.get(best_cfg)
         rows.extend(r for i in test for r in per_file[i])
     nw = sum(f.n_windows for f in files)
