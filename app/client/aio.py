@@ -15,12 +15,11 @@ from app.client import calls
 from app.client.core import (
     API,
     DONE,
+    MAX_BUFFER_FACTOR,
     RETRY,
     USER_AGENT,
     ClientSettings,
     Exchange,
-    GuardAPIError,
-    GuardClientError,
     MetricPoint,
     Stopwatch,
     chunks,
@@ -28,10 +27,12 @@ from app.client.core import (
     failure_message,
     heartbeat_body,
     log,
+    rejected_for_good,
     report_failure,
+    report_requeue,
+    requeue,
     segment,
 )
-from app.client.sync import MAX_BUFFER_FACTOR
 
 
 class AsyncGuardClient(ClientSettings):
@@ -147,7 +148,7 @@ class AsyncGuardClient(ClientSettings):
         return sent
 
     async def _post_batch(self, chunk: list[MetricPoint]) -> None:
-        await self._request(calls.Call("POST", f"{API}/metrics/batch", json={"points": [p.as_json() for p in chunk]}))
+        await self._request(calls.record_batch(chunk))
 
     async def flush(self) -> int:
         """Send buffered points now. Returns how many were sent; unsent points stay buffered (bounded)."""
@@ -161,31 +162,17 @@ class AsyncGuardClient(ClientSettings):
                 try:
                     await self._post_batch(chunk)
                     sent += len(chunk)
-                except GuardAPIError as exc:
-                    if 400 <= exc.status < 500 and exc.status != 429:
+                except Exception as exc:  # noqa: BLE001
+                    if rejected_for_good(exc):
                         log.warning("pipeline guard: dropped %d metric points: %s", len(chunk), exc)
                         continue
-                    self._requeue(pending[index:], exc)
-                    break
-                except Exception as exc:  # noqa: BLE001
                     self._requeue(pending[index:], exc)
                     break
             return sent
 
     def _requeue(self, unsent: list[MetricPoint], exc: Exception) -> None:
-        limit = self.batch_size * MAX_BUFFER_FACTOR
-        if self._closed:
-            dropped = len(unsent) + len(self._buffer)
-            self._buffer = []
-        else:
-            self._buffer = unsent + self._buffer
-            dropped = max(0, len(self._buffer) - limit)
-            if dropped:
-                self._buffer = self._buffer[dropped:]
-        log.warning("pipeline guard: could not send %d metric points (%s)%s", len(unsent), exc,
-                    f"; dropped {dropped}" if dropped else "; will retry")
-        if self.raise_errors:
-            raise exc if isinstance(exc, GuardClientError) else GuardClientError(str(exc))
+        self._buffer, dropped = requeue(self._buffer, unsent, self.batch_size * MAX_BUFFER_FACTOR, closed=self._closed)
+        report_requeue(log, self.raise_errors, len(unsent), dropped, exc)
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None and self.flush_interval and self.flush_interval > 0 and not self._closed:

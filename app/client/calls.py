@@ -30,6 +30,11 @@ When = datetime | str | None
 
 # --- metrics ----------------------------------------------------------------------------------
 
+def record_batch(points: list[Any]) -> Call:
+    """POST a chunk of ``MetricPoint`` (at most the batch size)."""
+    return Call("POST", f"{API}/metrics/batch", json={"points": [p.as_json() for p in points]})
+
+
 def get_metrics(component: str | None = None, metric_name: str | None = None, start_time: When = None,
                 end_time: When = None, labels: Mapping[str, str] | None = None, limit: int = 100) -> Call:
     """Metric points, newest first (``GET /api/v1/metrics``)."""

@@ -253,6 +253,31 @@ class Exchange:
             return DONE, response.text
 
 
+MAX_BUFFER_FACTOR = 20  # keep at most batch_size * this many unsent points while the guard is away
+
+
+def rejected_for_good(exc: Exception) -> bool:
+    """A 4xx other than 429: the guard refused these points; sending them again would fail again."""
+    return isinstance(exc, GuardAPIError) and 400 <= exc.status < 500 and exc.status != 429
+
+
+def requeue(buffer: list[Any], unsent: list[Any], limit: int, *, closed: bool) -> tuple[list[Any], int]:
+    """The buffer after a failed send: unsent points go back in front and only the newest ``limit``
+    are kept; once the client is closed nothing is kept. Returns (new buffer, points dropped)."""
+    if closed:
+        return [], len(unsent) + len(buffer)
+    merged = unsent + buffer
+    dropped = max(0, len(merged) - limit)
+    return merged[dropped:], dropped
+
+
+def report_requeue(log: logging.Logger, raise_errors: bool, unsent: int, dropped: int, exc: Exception) -> None:
+    log.warning("pipeline guard: could not send %d metric points (%s)%s", unsent, exc,
+                f"; dropped {dropped}" if dropped else "; will retry")
+    if raise_errors:
+        raise exc if isinstance(exc, GuardClientError) else GuardClientError(str(exc))
+
+
 def report_failure(log: logging.Logger, raise_errors: bool, what: str, exc: Exception) -> None:
     """Log a failed call; raise it only when the caller asked for errors."""
     log.warning("pipeline guard: %s failed: %s", what, exc)
