@@ -27,55 +27,8 @@ sensitivity, ``bench/nab_cv.py``):
    charges every extra detection as a FP) and a plateau of surprise (a new level) none after its
    start; an episode that keeps growing may be reported a few times, each time higher.
 
-Log (NAB subset, 34 files; standard / low-FP / low-FN; full harness unless noted):
-- v1, robust value+change surprise -> Numenta anomaly likelihood -> refractory 64: 46.3 / 22.9 / 56.2
-  (219 FPs at the optimal threshold, ~100 of them daily transitions of the artificial series).
-- v1 + discounting surprises seen at the same time yesterday: 34-42 (rejected; window 256/512/2048
-  and other gains also lower).
-- v1 + CAD-like contextual novelty (8 bins over the window range, order-4 context, conditional
-  frequency) as a raw score: alone 4-10, max with v1 47.9; with Numenta's likelihood on the
-  10-point average (instead of ours): 29-31. Rejected (bins from a spiky window range are poor).
-- Record exceedance on the combined raw instead of the likelihood: 48.3 / 43.0 / 52.2 (FPs 219 -> 51).
-- Record exceedance per view (value, change): 50.6; + flatness view (16-point std vs long spread):
-  48.6 (rejected); + seasonal-change view: 61.1 / 51.2 / 66.8 (lucky early hit; with the warm-up
-  also required per view 59.3); seasonal lag +-1 point (min of three): 58.2 (rejected).
-- History of the record 16 / 48 / 24 / 40 blocks of 32: 47.5 / 55.1 / 57.8 / 54.8; blocks of 64 x 16:
-  57.4; window 2048: 59.2 (low-FP 52.2). Kept 32 x 32 and window 1024.
-- v2: tau 0.3, refractory 128, warm-up 128: 60.3 / 51.3 / 65.5 (38 TP, 84 FP, 12 FN) at threshold
-  0.18. Held out (bench/nab_cv.py, threshold transferred from the training folds): leave-one-
-  category-out 58.3, stratified 5-fold 57.6 (55.9-58.4); one-at-a-time sensitivity 52.5-62.4,
-  joint perturbations 49.0-63.2 (median 57.6): the record horizon was the fragile part.
-- v3 (this), each step judged on the held-out figures and the joint-perturbation median, not the
-  in-sample score alone (the latter moves +-1.5 from one window more or less):
-  - cadence by majority vote instead of the smallest gap (two AWS files have one 60 s / 240 s gap,
-    which had switched their seasonal view off or misaligned it): 60.0 (a fix, not a gain);
-  - seasonal reference looked up by time: 61.2; held out 59.2 / 58.7;
-  - median of 1 / 2 / 3 days as the reference: 61.2 / 59.8 / 60.2, low-FP 52.5 / 52.5 / 55.4 (kept
-    3: fewer FPs, no echo of an anomalous day);
-  - level view (mean of the last 2 / 3 / 4 / 6 / 8 / 16 / 32 points): 61.7 / 60.3 / 62.8 / 62.6 /
-    62.1 / 60.7 / 63.3 (4 kept; two such views, 4 + 16 or 2 + 8: more FPs, rejected);
-  - two record horizons averaged (16 and 32 blocks): with the level view 62.8 / 57.1 / 67.7 (37 TP,
-    55 FP, 13 FN at 0.45); three horizons (16, 32, 64) or five: no better, slower.
-  At that point: held out 61.0 (leave-one-category-out), 58.9 (stratified 5-fold, 57.8-59.6);
-  one-at-a-time sensitivity 56.9-65.3, joint perturbations 57.5-64.6 (median 61.8). But a surprise
-  that ramps up (a daily cycle that stops at its zero crossing, a drift over 100 points) was never
-  reported: the bar included the current block, which climbed with it, and the refractory period
-  reported only increments over the peak.
-  - bars of completed blocks only, and a score reported whole when it beats the damped peak by a
-    margin (0.05 / 0.1 / 0.2): 62.6 / 63.7 / 62.7; the ramp and the stopped cycle now score 0.7-0.9
-    within 10-30 points. Either change alone: 60.6-61.2 (rejected).
-  Result: 63.7 / 55.3 / 68.5 (39 TP, 80 FP, 11 FN at 0.46). Held out (threshold from the training
-  folds): 61.9 leave-one-category-out, 61.7 stratified 5-fold (60.4-62.2 over repeats). Standard
-  score at 0.9x / 1.1x the threshold: 62.3 / 61.8. One-at-a-time sensitivity 60.9-66.7; joint
-  perturbations of the six v2 parameters 58.4-65.9 (median 62.0; v2 49.0-63.2, median 57.6), of
-  all nine 56.4-62.9 (median 60.6). No detection on artificialNoAnomaly. On synthetic
-  anomaly-free series (Gaussian, lognormal, daily counts, weekly cycle, jittered cadence, integer,
-  random walk; 20 000 points each) alarms at the NAB threshold: 0.2-1.1 per 1000 points (v2
-  0.5-1.9). Window 2048 is what the CV's configuration search picks on every fold (66.7 in
-  sample, its neighbourhood no better than 1024's by more than ~1.5): not taken, as it doubles
-  the persisted state.
-- Tried in v3 and rejected: Gumbel fit of the block maxima as a calibrated bar (tail probability
-  instead of a record): 39-45, far more FPs (the block maxima are a mixture, not Gumbel).
+The measurements behind each choice (and what was tried and rejected) are in docs/DETECTOR.md.
+
 Cost: ~13-16x the windowed Gaussian baseline in the same run (four sorted windows), 7-10 us/point
 on a loaded 2-core machine. State: five rings of ``window`` floats and 4 x ``nblocks`` maxima.
 """
@@ -87,6 +40,8 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from app.detection.anomaly_state import PersistedState
 
 CHANNELS = ("value", "change", "seasonal", "level")
 _NV = len(CHANNELS)
@@ -140,7 +95,7 @@ class AnomalyEvidence:
     firing: bool
 
 
-class AnomalyDetector:
+class AnomalyDetector(PersistedState):
     """Robust surprise in four views + multi-horizon record-exceedance score + refractory period.
 
     State is bounded: four rings of ``window`` floats (and their sorted copies), the timestamps
@@ -156,6 +111,7 @@ class AnomalyDetector:
     """
 
     VERSION = 3
+    N_VIEWS = _NV
 
     def __init__(
         self,
@@ -412,80 +368,6 @@ class AnomalyDetector:
                 "season": self.season, "tau": self.tau, "min_history": self.min_history,
                 "refractory": self.refractory, "fire_level": self.fire_level,
                 "smooth": self.smooth, "nseasons": self.nseasons, "margin": self.margin}
-
-    def to_state(self) -> dict[str, Any]:
-        """JSON-able snapshot. Rings are stored as they are (with their write positions) so a
-        restored detector continues with bit-identical scores."""
-        return {
-            "kind": "robust_record",
-            "version": self.VERSION,
-            "params": self.params(),
-            "count": self.count,
-            "last_timestamp": self.last_timestamp,
-            "last_value": self.last_value,
-            "dt": self._dt,
-            "dt_votes": self._dt_votes,
-            "rings": [list(r) for r in self._rings],
-            "times": list(self._times),
-            "positions": list(self._pos),
-            "block_max": [list(b) for b in self._bmax],
-            "current_max": list(self._cur),
-            "block_fill": self._bn,
-            "peak": self._peak,
-            "last_raw": self.last_raw, "last_score": self.last_score,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> AnomalyDetector:
-        if state.get("kind") != "robust_record":
-            raise ValueError("unsupported detector state")
-        version = state.get("version")
-        if version == 2:
-            return cls._from_v2(state)
-        if version != cls.VERSION:
-            raise ValueError("unsupported detector state")
-        det = cls(**state["params"])
-        det.count = int(state["count"])
-        det.last_timestamp = state["last_timestamp"]
-        det.last_value = state["last_value"]
-        det._dt = None if state["dt"] is None else float(state["dt"])
-        det._dt_votes = int(state["dt_votes"])
-        det._rings = [[float(v) for v in r] for r in state["rings"]]
-        det._sorted = [sorted(r) for r in det._rings]
-        det._times = [float(t) for t in state["times"]]
-        det._pos = [int(p) for p in state["positions"]]
-        det._bmax = [[float(v) for v in b] for b in state["block_max"]]
-        det._cur = [float(v) for v in state["current_max"]]
-        det._bn = int(state["block_fill"])
-        det._peak = float(state["peak"])
-        det.last_raw, det.last_score = float(state["last_raw"]), float(state["last_score"])
-        if (len(det._rings) != _NV or len(det._bmax) != _NV or len(det._times) != len(det._rings[0])
-                or not 0 <= det._pos[0] < max(det.window, 1)):
-            raise ValueError("inconsistent detector state")
-        det._refresh_records()
-        return det
-
-    @classmethod
-    def _from_v2(cls, state: dict[str, Any]) -> AnomalyDetector:
-        """Migrate a version-2 state (three views, no timestamps): replay its value ring, in time
-        order and at its cadence, through a fresh detector, so every view (the new ones too) and
-        every record is rebuilt from the same last ``window`` points; then carry over the count
-        (warm-up) and the refractory peak. Scores afterwards are those of a detector that started
-        ``window`` points ago, which is all the history a version-3 detector keeps anyway."""
-        det = cls(**state["params"])
-        ring = [float(v) for v in state["rings"][0]]
-        pos = int(state["positions"][0])
-        values = ring[pos:] + ring[:pos] if len(ring) >= det.window else ring
-        last_ts = state["last_timestamp"]
-        dt = state["dt"] if state["dt"] else 1.0
-        if values and last_ts is not None:
-            n = len(values)
-            for i, v in enumerate(values):
-                det.score(float(last_ts) - (n - 1 - i) * float(dt), v)
-        det.count = max(int(state["count"]), det.count)
-        det._peak = float(state["peak"])
-        det.last_raw, det.last_score = float(state["last_raw"]), float(state["last_score"])
-        return det
 
 
 def default_detector() -> AnomalyDetector:
