@@ -73,17 +73,13 @@ class CompactionRaced(Exception):
     Only possible without row locks (two compactors on SQLite); Postgres locks the rows it reads."""
 
 
-def _table():
-    return MetricRollup.__table__
-
-
 def _key(row: Any) -> tuple:
     return tuple(getattr(row, name) for name in _KEY_NAMES)
 
 
 async def compact_round(session: AsyncSession, batch: int) -> int:
     """One bulk round in the caller's transaction; returns the number of deltas claimed."""
-    t = _table()
+    t = MetricRollup.__table__
     r = t.c
     keys = [r[name] for name in _KEY_NAMES]
     deltas = (await session.execute(

@@ -17,6 +17,7 @@ objects for the cyclic garbage collector to scan.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,14 +31,14 @@ from app.metrics.validation import (
     Batch,
     Series,
     Stamp,
-    _check_component,
-    _check_labels,
-    _check_name,
-    _parse_time,
-    _stamp,
     check_points,
+    label_problem,
+    make_stamp,
     parse_body,
+    parse_time,
     series_key,
+    valid_component,
+    valid_metric_name,
 )
 
 _NO_LABELS = (b"", b"null", b"{}")
@@ -59,18 +60,11 @@ class _Declined(Exception):
     """The fast path cannot vouch for this body; the thorough path decides."""
 
 
-class _Decoders:
-    """msgspec decoders, built on first use (nothing at import time)."""
-
-    one = many = envelope = None
-
-    @classmethod
-    def get(cls) -> type[_Decoders]:
-        if cls.one is None:
-            cls.one = msgspec.json.Decoder(_Point).decode
-            cls.many = msgspec.json.Decoder(list[_Point]).decode
-            cls.envelope = msgspec.json.Decoder(_Envelope).decode
-        return cls
+@functools.cache
+def _decoders() -> tuple[Any, Any, Any]:
+    """msgspec decoders for one point, a bare list and ``{"points": [...]}``, built on first use."""
+    return (msgspec.json.Decoder(_Point).decode, msgspec.json.Decoder(list[_Point]).decode,
+            msgspec.json.Decoder(_Envelope).decode)
 
 
 def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = None) -> Batch:
@@ -90,28 +84,28 @@ def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = No
 
 
 def _fast(body: bytes, single: bool, now: datetime) -> Batch:
-    dec = _Decoders.get()
+    one, many, envelope = _decoders()
     if single:
-        points = [dec.one(body)]
+        points = [one(body)]
     else:
-        points = dec.many(body) if body[:1] == b"[" else dec.envelope(body).points
+        points = many(body) if body[:1] == b"[" else envelope(body).points
         if not 0 < len(points) <= MAX_BATCH:
             raise _Declined
     latest, earliest = now + MAX_FUTURE, now - MAX_AGE
     series: list[Series] = []
     by_raw: dict[tuple[str, str, bytes], int] = {}  # (component, name, labels as written) -> series index
     by_key: dict[tuple[str, str, str], int] = {}  # (component, name, canonical labels) -> series index
-    times: dict[Any, Stamp] = {None: _stamp(now)}
+    times: dict[Any, Stamp] = {None: make_stamp(now)}
     sids: list[int] = []
     values: list[float] = []
     stamps: list[Stamp] = []
     add_sid, add_value, add_stamp = sids.append, values.append, stamps.append
 
     def new_series(component: str, name: str, raw: bytes) -> int:
-        if not (_check_component(component) and _check_name(name)):
+        if not (valid_component(component) and valid_metric_name(name)):
             raise _Declined
         labels: Any = {} if raw in _NO_LABELS else orjson.loads(raw)
-        if type(labels) is not dict or (labels and _check_labels(labels) is not None):
+        if type(labels) is not dict or (labels and label_problem(labels) is not None):
             raise _Declined
         key = series_key(labels)
         sid = by_key.get((component, name, key))
@@ -122,12 +116,12 @@ def _fast(body: bytes, single: bool, now: datetime) -> Batch:
 
     def new_stamp(raw_ts: Any) -> Stamp:
         try:
-            ts = _parse_time(raw_ts)
+            ts = parse_time(raw_ts)
         except (ValueError, OverflowError, OSError):
             raise _Declined from None
         if not earliest <= ts <= latest:
             raise _Declined
-        stamp = times[raw_ts] = _stamp(ts)
+        stamp = times[raw_ts] = make_stamp(ts)
         return stamp
 
     for p in points:

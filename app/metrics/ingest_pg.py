@@ -57,10 +57,10 @@ class PostgresIngest:
                             now: datetime) -> None:
         """One prepared statement over arrays (unnest) on the request's connection: a tenth of the
         CPU of SQLAlchemy's per-row parameter processing for the same rows."""
+        series, values, stamps = zip(*latest)
         raw = await raw_connection(session)
-        await raw.execute(_UPSERT_SERIES, [s.component for s, _, _ in latest], [s.metric_name for s, _, _ in latest],
-                          [s.series_key for s, _, _ in latest], [s.labels_json for s, _, _ in latest],
-                          [value for _, value, _ in latest], [ts for _, _, ts in latest], now)
+        await raw.execute(_UPSERT_SERIES, [s.component for s in series], [s.metric_name for s in series],
+                          [s.series_key for s in series], [s.labels_json for s in series], list(values), list(stamps), now)
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})

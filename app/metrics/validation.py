@@ -55,7 +55,7 @@ def series_key(labels: dict[str, str]) -> str:
     return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode() if labels else ""
 
 
-def _parse_time(raw: Any) -> datetime:
+def parse_time(raw: Any) -> datetime:
     if isinstance(raw, bool):
         raise ValueError("must be an ISO 8601 string or epoch seconds")  # noqa: TRY004 - reported per point
     if isinstance(raw, (int, float)):
@@ -68,7 +68,7 @@ def _parse_time(raw: Any) -> datetime:
     raise ValueError("must be an ISO 8601 string or epoch seconds")
 
 
-def _check_labels(labels: dict[str, Any]) -> tuple[str, str] | None:
+def label_problem(labels: dict[str, Any]) -> tuple[str, str] | None:
     if len(labels) > MAX_LABELS:
         return "labels", f"at most {MAX_LABELS} labels"
     for k, v in labels.items():
@@ -105,7 +105,7 @@ class Stamp:
     copy_field: bytes  # length-prefixed binary COPY field
 
 
-def _stamp(ts: datetime) -> Stamp:
+def make_stamp(ts: datetime) -> Stamp:
     micros = (ts - _PG_EPOCH) // _ONE_US
     return Stamp(ts, int(ts.timestamp()) // 60 * 60, micros, _LEN8 + _PACK_I64(micros))
 
@@ -191,11 +191,11 @@ _MICROS = attrgetter("micros")
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 
 
-def _check_component(component: Any) -> bool:
+def valid_component(component: Any) -> bool:
     return type(component) is str and 0 < len(component) <= MAX_COMPONENT and _COMPONENT(component) is not None
 
 
-def _check_name(name: Any) -> bool:
+def valid_metric_name(name: Any) -> bool:
     return type(name) is str and 0 < len(name) <= MAX_METRIC_NAME and _METRIC_NAME(name) is not None
 
 
@@ -221,7 +221,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
     by_raw: dict[tuple[str, str, bytes | None], int] = {}  # (component, name, raw labels JSON) -> series index
     by_key: dict[tuple[str, str, str], int] = {}  # (component, name, canonical key) -> series index
     labels_ok: dict[bytes, tuple[str, dict[str, str]]] = {}  # raw labels JSON -> (canonical key, labels)
-    times: dict[Any, Stamp] = {None: _stamp(now)}
+    times: dict[Any, Stamp] = {None: make_stamp(now)}
     sids: list[int] = []
     values: list[float] = []
     stamps: list[Stamp] = []
@@ -238,9 +238,9 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             return
         nerr = len(errors)
         component, name = item.get("component"), item.get("metric_name")
-        if not _check_component(component):
+        if not valid_component(component):
             bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
-        if not _check_name(name):
+        if not valid_metric_name(name):
             bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
         value = item.get("value")
         tv = type(value)
@@ -267,7 +267,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                 known = labels_ok.get(raw_labels) if raw_labels is not None else None
                 if known is not None:
                     key, labels = known
-                elif (problem := _check_labels(labels)) is not None:
+                elif (problem := label_problem(labels)) is not None:
                     bad(i, *problem)
                 else:
                     key = series_key(labels)
@@ -287,13 +287,13 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             pass
         if stamp is None:
             try:
-                ts = _parse_time(raw_ts)
+                ts = parse_time(raw_ts)
                 if ts > latest:
                     bad(i, "timestamp", "more than 5 minutes in the future")
                 elif ts < earliest:
                     bad(i, "timestamp", "more than 366 days in the past")
                 else:
-                    stamp = _stamp(ts)
+                    stamp = make_stamp(ts)
                     times[raw_ts] = stamp
             except (ValueError, OverflowError, OSError) as exc:
                 bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
