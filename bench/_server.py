@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -43,6 +45,17 @@ async def drop_pg_database(base: str, name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def migrated_pg_database(base: str) -> Iterator[str]:
+    """A fresh database beside ``base`` with the schema migrated; yields its asyncpg dsn, drops it after."""
+    name, dsn = asyncio.run(create_pg_database(base))
+    try:
+        upgrade_sync(sa_url(dsn))
+        yield dsn
+    finally:
+        asyncio.run(drop_pg_database(base, name))
 
 
 def sa_url(dsn: str) -> str:

@@ -29,7 +29,7 @@ import aiohttp
 import asyncpg
 import orjson
 
-from bench._server import PASSWORD, Server, create_pg_database, drop_pg_database, sa_url
+from bench._server import PASSWORD, Server, migrated_pg_database, sa_url
 
 SERIES = 100
 
@@ -115,12 +115,8 @@ def http_run(base: str, bodies: list[bytes], points: int, concurrency: int, work
              *, until_compacted: bool = False) -> tuple[float, float, float | None]:
     """HTTP ingest into a fresh database through a fresh server: (seconds, app CPU seconds, and the
     app CPU seconds the rollup compactor then needs to merge every delta, when asked)."""
-    from app.db.migrate import upgrade_sync
-
-    name, dsn = asyncio.run(create_pg_database(base))
     compaction_cpu = None
-    try:
-        upgrade_sync(sa_url(dsn))
+    with migrated_pg_database(base) as dsn:
         with tempfile.TemporaryDirectory() as tmp, Server(sa_url(dsn), Path(tmp), workers) as server:
             cpu0 = server.cpu_seconds()
             http_s = asyncio.run(http_ingest(server.base_url, bodies, concurrency))
@@ -132,20 +128,12 @@ def http_run(base: str, bodies: list[bytes], points: int, concurrency: int, work
                 compaction_cpu = server.cpu_seconds() - cpu1
         stored = asyncio.run(count(dsn, "metric_points"))
         assert stored == points, (stored, points)
-    finally:
-        asyncio.run(drop_pg_database(base, name))
     return http_s, app_cpu, compaction_cpu
 
 
 def raw_run(base: str, records: list[list[tuple]]) -> float:
-    from app.db.migrate import upgrade_sync
-
-    name, dsn = asyncio.run(create_pg_database(base))
-    try:
-        upgrade_sync(sa_url(dsn))
+    with migrated_pg_database(base) as dsn:
         return asyncio.run(raw_copy(dsn, records))
-    finally:
-        asyncio.run(drop_pg_database(base, name))
 
 
 def main() -> None:

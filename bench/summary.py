@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._server import create_pg_database, drop_pg_database, sa_url
+from bench._server import migrated_pg_database, sa_url
 
 
 async def run(url: str, n: int, repeats: int) -> None:
@@ -104,14 +104,8 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=21)
     args = ap.parse_args()
-    name, dsn = asyncio.run(create_pg_database(args.pg))
-    try:
-        from app.db.migrate import upgrade_sync
-
-        upgrade_sync(sa_url(dsn))
+    with migrated_pg_database(args.pg) as dsn:
         asyncio.run(run(sa_url(dsn), args.points, args.repeats))
-    finally:
-        asyncio.run(drop_pg_database(args.pg, name))
 
 
 if __name__ == "__main__":
