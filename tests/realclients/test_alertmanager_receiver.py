@@ -4,7 +4,9 @@ opens a guard alert; the same alert ended in the past (resolved) resolves it. Au
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -30,6 +32,22 @@ def _alertmanager_config(guard_url: str, token: str) -> str:
     })
 
 
+@contextlib.contextmanager
+def _alertmanager(tmp_path, guard_url: str, token: str) -> Iterator[str]:
+    """A real Alertmanager routing every alert to the guard's receiver with ``token``; yields its URL
+    once it is ready. Its log is ``tmp_path / "alertmanager.log"``."""
+    alertmanager = require_binary("prometheus-alertmanager")
+    port = free_port()
+    am = f"http://127.0.0.1:{port}"
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(_alertmanager_config(guard_url, token))
+    args = [alertmanager, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    with daemon(args, tmp_path / "alertmanager.log"):
+        wait_for("alertmanager ready", lambda: httpx.get(f"{am}/-/ready", timeout=2).status_code == 200, timeout=60)
+        yield am
+
+
 def _am_alerts(guard, headers) -> list[dict]:
     items = httpx.get(f"{guard.url}/api/v1/alerts", params={"component": "api", "limit": 100, "status": "all"}, headers=headers,
                       timeout=5).json()["items"]
@@ -37,24 +55,16 @@ def _am_alerts(guard, headers) -> list[dict]:
 
 
 def test_alertmanager_alert_opens_and_resolves_guard_alert(tmp_path):
-    alertmanager = require_binary("prometheus-alertmanager")
     with Target() as target:
         guard = start_guard(tmp_path, extra_env={"PIPELINE_ALERTMANAGER_TOKEN": TOKEN},
                             config_text=guard_config(target))
         try:
             headers = guard.headers()
-            port = free_port()
-            am = f"http://127.0.0.1:{port}"
-            config = tmp_path / "alertmanager.yml"
-            config.write_text(_alertmanager_config(guard.url, TOKEN))
-            amtool = require_binary("amtool")
-            checked = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True, timeout=60, check=False)
-            assert checked.returncode == 0, checked.stdout + checked.stderr
-            args = [alertmanager, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
-                    f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
-            with daemon(args, tmp_path / "alertmanager.log"):
-                wait_for("alertmanager ready", lambda: httpx.get(f"{am}/-/ready", timeout=2).status_code == 200,
-                         timeout=60)
+            with _alertmanager(tmp_path, guard.url, TOKEN) as am:
+                amtool = require_binary("amtool")
+                checked = subprocess.run([amtool, "check-config", str(tmp_path / "alertmanager.yml")],
+                                         capture_output=True, text=True, timeout=60, check=False)
+                assert checked.returncode == 0, checked.stdout + checked.stderr
                 starts = datetime.now(UTC) - timedelta(seconds=5)
                 alert = {"labels": {"alertname": "ApiLatencyHigh", "component": "api", "severity": "critical"},
                          "annotations": {"summary": "api p95 latency above 2s"},
@@ -91,21 +101,12 @@ def test_alertmanager_alert_opens_and_resolves_guard_alert(tmp_path):
 
 def test_alertmanager_without_the_token_is_refused(tmp_path):
     """The same Alertmanager with a wrong token: the guard answers 401 and opens nothing."""
-    alertmanager = require_binary("prometheus-alertmanager")
     with Target() as target:
         guard = start_guard(tmp_path, extra_env={"PIPELINE_ALERTMANAGER_TOKEN": TOKEN},
                             config_text=guard_config(target))
         try:
             headers = guard.headers()
-            port = free_port()
-            am = f"http://127.0.0.1:{port}"
-            config = tmp_path / "alertmanager.yml"
-            config.write_text(_alertmanager_config(guard.url, "wrong-token-wrong-token-wrong"))
-            args = [alertmanager, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
-                    f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
-            with daemon(args, tmp_path / "alertmanager.log"):
-                wait_for("alertmanager ready", lambda: httpx.get(f"{am}/-/ready", timeout=2).status_code == 200,
-                         timeout=60)
+            with _alertmanager(tmp_path, guard.url, "wrong-token-wrong-token-wrong") as am:
                 alert = {"labels": {"alertname": "Nope", "component": "api", "severity": "critical"}}
                 assert httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
                 log = tmp_path / "alertmanager.log"
