@@ -200,6 +200,24 @@ def test_version_2_state_is_migrated():
     assert again.to_state() == det.to_state()
 
 
+def test_state_saved_before_the_views_moved_out_loads_unchanged():
+    """A state saved by the detector before its views moved to ``anomaly_views`` (~1450 points of
+    a daily cycle at 5 minutes with points missing) restores to exactly the same snapshot and goes
+    on detecting: the layout is the same, so no migration was needed and none may creep in."""
+    state = json.loads((FIXTURES / "anomaly_state_v3.json").read_text())
+    det = AnomalyDetector.from_state(state)
+    assert det.to_state() == state
+    assert det.warmed_up and det.season_lag() == 288
+    rng = random.Random(1)
+    t_last = state["last_timestamp"]
+    scores = []
+    for i in range(1, 1001):
+        v = 10 + 2 * math.sin(2 * math.pi * ((t_last - T0) / 300 + i) / 288) + rng.gauss(0, 0.5)
+        scores.append(det.score(t_last + 300 * i, v + (30 if i == 800 else 0)))
+    assert max(range(len(scores)), key=scores.__getitem__) == 799 and scores[799] >= det.fire_level
+    assert sum(s >= det.fire_level for s in scores) <= 2
+
+
 @pytest.mark.parametrize("state", [{"kind": "robust_record", "version": 1},
                                    {"kind": "robust_record", "version": 99},
                                    {"kind": "something_else", "version": 3}])
