@@ -9,10 +9,13 @@ Method (each choice judged on categories of the NAB subset left out of the choos
    median of the same time of day over the last ``nseasons`` days still in the window (a missing
    or distorted daily pattern is surprising, the usual daily swing is not); and the mean of the
    last ``smooth`` points (a shift too small for one noisy point but sustained over a few).
-2. *Record exceedance*: a view scores only when its surprise beats the largest surprise of the same
-   view over the last ``block * nblocks`` points (maxima of completed blocks, O(nblocks) state), and
-   again over half that; each exceedance maps to ``1 - exp(-excess / tau)`` and the two are
-   averaged, so a record of both horizons scores more than a record of the shorter one only.
+2. *Record exceedance*: a view scores only when its deviation beats the largest deviation of the
+   same view over the last ``block * nblocks`` points (maxima of completed blocks, O(nblocks)
+   state), and again over half that; the excess is measured as surprises with *today's* spread,
+   ``log((spread + dev) / (spread + bar))``, so the bars stay comparable when the window's spread
+   changes (as it does for ``window`` points after a level shift), and maps to
+   ``1 - exp(-excess / tau)``; the two horizons are averaged, so a record of both scores more than
+   a record of the shorter one only.
    Recurring patterns (daily jumps, routine spikes, noise) set the bar themselves, so the score is
    0 almost always and rises at a new extreme or a change of regime. The final score is the
    maximum over the views. The current block does not raise the bar, so a surprise that ramps up
@@ -34,7 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from app.detection.anomaly_state import PersistedState
-from app.detection.anomaly_views import CHANNELS, N_VIEWS, Views, spread, surprise
+from app.detection.anomaly_views import CHANNELS, N_VIEWS, Views, deviation, spread
 
 __all__ = ["CHANNELS", "AnomalyDetector", "AnomalyEvidence", "default_detector"]
 _NV = N_VIEWS
@@ -64,7 +67,7 @@ class AnomalyDetector(PersistedState):
     State is bounded: four rings of ``window`` floats (and their sorted copies), the timestamps
     of the value ring, and ``4 * nblocks`` block maxima. Parameters are few and generic (no
     per-series tuning): ``window`` points of history for the robust statistics (and the longest
-    seasonal reach); ``block`` × ``nblocks`` points of raw-surprise history a new record is
+    seasonal reach); ``block`` × ``nblocks`` points of deviation history a new record is
     judged against (and half of it: the score averages both horizons); ``season`` the seasonal
     period in seconds (a day); ``nseasons`` how many past seasons the seasonal reference is the
     median of; ``smooth`` points in the short mean of the level view; ``tau`` the scale of the
@@ -73,7 +76,7 @@ class AnomalyDetector(PersistedState):
     beat the damped peak to be reported; ``fire_level`` the score that counts as ``firing``.
     """
 
-    VERSION = 3
+    VERSION = 4
     N_VIEWS = _NV
 
     def __init__(
@@ -112,7 +115,7 @@ class AnomalyDetector(PersistedState):
         # Per view: a ring of recent inputs and its sorted copy; the value ring's timestamps and
         # the cadence (the seasonal view's look-ups).
         self._views = Views(window, season, nseasons, smooth)
-        # Per view: maxima of raw surprise over completed blocks, and of the current block.
+        # Per view: maxima of the deviation over completed blocks, and of the current block.
         self._bmax: list[list[float]] = [[] for _ in range(_NV)]
         self._cur = [0.0] * _NV
         self._rec_long = [0.0] * _NV  # max of the last nblocks block maxima (cached)
@@ -144,7 +147,7 @@ class AnomalyDetector(PersistedState):
 
         score = 0.0
         raw_max = 0.0
-        tau, mh = self.tau, self.min_history
+        inv_tau, mh = 1.0 / self.tau, self.min_history
         cur_max, rec_long, rec_short = self._cur, self._rec_long, self._rec_short
         for c in range(_NV):
             x = inputs[c]
@@ -152,28 +155,33 @@ class AnomalyDetector(PersistedState):
                 continue
             srt = srts[c]
             if len(srt) >= 8:
-                raw = surprise(srt, x)
+                dev, sp = deviation(srt, x)
+                raw = math.log1p(dev / sp)
                 if raw > raw_max:  # noqa: PLR1730 (hot loop: avoids a call)
                     raw_max = raw
-                # A point scores only if its surprise beats every surprise of this view over
+                # A point scores only if its deviation beats every deviation of this view over
                 # the last ``block * nblocks`` (or half as many) points: recurring patterns
                 # (daily jumps, routine spikes) set the bar, a change of regime or a new extreme
-                # clears it. Averaging the two horizons makes the score less dependent on
-                # either, and a record of both scores higher than one of the shorter only.
-                # The bars are those of completed blocks only, so a surprise that ramps up
-                # keeps gaining on them (and its score keeps rising) instead of chasing itself.
+                # clears it. The bars are deviations, judged with *today's* spread: the excess
+                # log((sp + dev) / (sp + bar)) is the surprise of this point over the surprise
+                # the bar would have now. (Bars kept as surprises went stale when the window's
+                # spread collapsed, e.g. once the old level of a shift left it, and ordinary
+                # noise then broke them.) Averaging the two horizons makes the score less
+                # dependent on either, and a record of both scores higher than one of the
+                # shorter only. The bars are those of completed blocks only, so a surprise that
+                # ramps up keeps gaining on them instead of chasing itself.
                 if len(srt) >= mh:
                     bar = rec_short[c]
-                    if raw > bar:
-                        s = 1.0 - math.exp(-(raw - bar) / tau)
+                    if dev > bar:
+                        s = 1.0 - ((sp + bar) / (sp + dev)) ** inv_tau
                         bar = rec_long[c]
-                        if raw > bar:
-                            s += 1.0 - math.exp(-(raw - bar) / tau)
+                        if dev > bar:
+                            s += 1.0 - ((sp + bar) / (sp + dev)) ** inv_tau
                         s *= 0.5
                         if s > score:  # noqa: PLR1730
                             score = s
-                if raw > cur_max[c]:  # noqa: PLR1730
-                    cur_max[c] = raw
+                if dev > cur_max[c]:  # noqa: PLR1730
+                    cur_max[c] = dev
             views.add(c, x, ts)  # after scoring: the point is judged against the past only
         self._bn += 1
         if self._bn >= self.block:

@@ -4,7 +4,10 @@ Mixed into ``AnomalyDetector``; it reads and writes that class's state attribute
 
 from __future__ import annotations
 
+import math
 from typing import Any, Self
+
+from app.detection.anomaly_views import deviation
 
 
 def _in_time_order(ring: list[float], pos: int, cap: int) -> list[float]:
@@ -42,6 +45,8 @@ class PersistedState:
         version = state.get("version")
         if version == 2:
             return cls._from_v2(state)
+        if version == 3:
+            return cls._from_v3(state)
         if version != cls.VERSION:
             raise ValueError("unsupported detector state")
         return cls._restore(state, state["params"])
@@ -67,6 +72,20 @@ class PersistedState:
         if (len(v.rings) != det.N_VIEWS or len(det._bmax) != det.N_VIEWS or len(v.times) != len(v.rings[0])
                 or any(len(r) > det.window for r in v.rings) or not 0 <= v.pos[0] < max(det.window, 1)):
             raise ValueError("inconsistent detector state")
+        det._refresh_records()
+        return det
+
+    @classmethod
+    def _from_v3(cls, state: dict[str, Any]) -> Self:
+        """Migrate a version-3 state (the same layout, but block maxima kept as surprises, not
+        deviations): each bar becomes the deviation that has that surprise against the view's
+        current spread, which is what the bar means to the next point; everything else carries
+        over as it is."""
+        det = cls._restore(state, state["params"])
+        for c, srt in enumerate(det._views.sorted):
+            sp = deviation(srt, 0.0)[1] if srt else 1.0
+            det._bmax[c] = [math.expm1(b) * sp for b in det._bmax[c]]
+            det._cur[c] = math.expm1(det._cur[c]) * sp
         det._refresh_records()
         return det
 

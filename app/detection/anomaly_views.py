@@ -11,7 +11,6 @@ neither misalign the days nor switch the view off.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, insort
 
 CHANNELS = ("value", "change", "seasonal", "level")
@@ -35,18 +34,17 @@ def spread(srt: list[float]) -> float:
     return (srt[(3 * n) >> 2] - srt[n >> 2]) / 1.349
 
 
-def surprise(srt: list[float], x: float) -> float:
-    """Robust |z| of x against sorted history (median, IQR), on a log scale."""
+def deviation(srt: list[float], x: float) -> tuple[float, float]:
+    """|x - median| of sorted history and the robust spread (IQR) it is judged against; the
+    surprise is ``log1p(deviation / spread)``, a robust |z| on a log scale."""
     n = len(srt)
     med = srt[n >> 1]
     sp = (srt[(3 * n) >> 2] - srt[n >> 2]) / 1.349
-    # Flat or quantised history has no IQR: fall back to the full range, then to a tiny
-    # fraction of the level, so that the first departure from a flat line is very surprising.
     if sp <= 0.0:
         sp = (srt[-1] - srt[0]) / 4.0
         if sp <= 0.0:
             sp = 1e-3 * abs(med) + 1e-9
-    return math.log1p(abs(x - med) / sp)
+    return abs(x - med), sp
 
 
 class Views:
@@ -74,11 +72,13 @@ class Views:
             self.dt, self.dt_votes = gap, 1
 
     def season_lag(self) -> int | None:
-        """Seasonal lag in points (from the cadence), if one season fits in the value window."""
+        """Seasonal lag in points (from the cadence), if ``nseasons`` seasons fit in the value
+        window: the reference is their median so that one odd day (a shift, an outage) neither
+        hides a repeat nor echoes a season later; with a single day in reach it would echo."""
         if self.dt is None or self.season <= 0:
             return None
         lag = round(self.season / self.dt)
-        return lag if 4 <= lag <= self.window else None
+        return lag if 4 <= lag and lag * self.nseasons <= self.window else None
 
     def value_at(self, target: float, guess: int) -> float | None:
         """The stored value nearest in time to ``target`` (within half a cadence), if any.
