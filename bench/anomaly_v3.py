@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-
 CHANNELS = ("value", "change", "seasonal", "level")
 _NV = len(CHANNELS)
 

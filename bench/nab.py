@@ -27,9 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from nab_designs import designs
 from nab_scoring import PROFILES, score_corpus
 
-from nab_designs import designs
 
 def _default_nab_dir() -> Path:
     """``shared/nab`` beside the checkout (main, or CI's clone), or beside its parent (a worktree)."""
