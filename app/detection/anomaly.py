@@ -6,8 +6,9 @@ Method (each choice judged on categories of the NAB subset left out of the choos
 1. *Raw surprise* of each point in four views (``anomaly_views``), each a robust |z| (median and
    IQR) against a window of that view's own recent inputs, on a log scale: the value (level
    shifts, spikes); its absolute change (jumps inside the usual range); its difference from the
-   median of the same time of day over the last ``nseasons`` days still in the window (a missing
-   or distorted daily pattern is surprising, the usual daily swing is not); and the mean of the
+   median of the same time of day over the last ``nseasons`` days (on only once that many days fit
+   in the window: a missing or distorted daily pattern is surprising, the usual daily swing is
+   not, and one odd day does not echo the next); and the mean of the
    last ``smooth`` points (a shift too small for one noisy point but sustained over a few).
 2. *Record exceedance*: a view scores only when its deviation beats the largest deviation of the
    same view over the last ``block * nblocks`` points (maxima of completed blocks, O(nblocks)
@@ -25,7 +26,7 @@ Method (each choice judged on categories of the NAB subset left out of the choos
    charges every extra detection as a FP) and a plateau of surprise (a new level) none after its
    start; an episode that keeps growing may be reported a few times, each time higher.
 
-Cost: ~10-20x the windowed Gaussian baseline in the same run (four sorted windows), 8-15 us/point
+Cost: ~10-15x the windowed Gaussian baseline in the same run (four sorted windows), 8-15 us/point
 on a loaded 2-core machine. State: five rings of ``window`` floats and 4 x ``nblocks`` maxima.
 """
 
