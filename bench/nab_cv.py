@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from nab import DEFAULT_NAB_DIR, WindowedGaussian, load_corpus
+from nab_designs import designs, fold_summary
 from nab_scoring import PROFILES, label_rows, probation_rows, score_corpus
 
 from app.detection.anomaly import AnomalyDetector
@@ -278,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="repeats of stratified 5-fold CV")
     ap.add_argument("--random", type=int, default=16, help="joint random perturbations")
     ap.add_argument("--quick", action="store_true", help="threshold-only CV, no sweep")
+    ap.add_argument("--designs-only", action="store_true",
+                    help="only the side-by-side table of designs (service default, alternatives, baseline)")
     args = ap.parse_args(argv)
     if not (args.nab_dir / "data").is_dir():
         print(f"NAB data not found under {args.nab_dir}", file=sys.stderr)
@@ -307,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     curve = threshold_curve(ours, default_cfg, (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5))
     print("  detector's standard score at other thresholds: "
           + "  ".join(f"{t:.3g}: {v:.1f}" for t, v in curve if t <= 1.0))
+
+    designs_table(files)
+    if args.designs_only:
+        return 0
 
     # sensitivity grid (also the CV's candidate set)
     oat: list[tuple[str, float, Config]] = []
@@ -370,6 +377,46 @@ def main(argv: list[str] | None = None) -> int:
     print(f"µs per point (default config): detector {ours.us[default_cfg]:.2f}, "
           f"windowed Gaussian {gauss.us[gauss_cfg]:.2f}")
     return 0
+
+
+def held_out_folds(runner: Runner, folds: list[list[int]]) -> tuple[dict[str, float], dict[str, float | None], int]:
+    """Leave-one-category-out with the threshold transferred from the other categories: pooled
+    scores per profile, each held-out category's own standard score (None if it has no window),
+    and the false alarms in categories without windows."""
+    pooled, choices = cross_validate(runner, [()], folds)
+    per_fold: dict[str, float | None] = {}
+    false_alarms = 0
+    w = PROFILES["standard"]
+    for test, (_, thr) in zip(folds, choices):
+        rows = [r for i in test for r in runner.get(())[i]]
+        nw = sum(runner.files[i].n_windows for i in test)
+        cat = runner.files[test[0]].category
+        per_fold[cat] = normalise(raw_at(rows, nw, w, thr), nw, w) if nw else None
+        if not nw:
+            false_alarms += sum(1 for sc, _, _ in rows if sc >= thr)
+    return pooled, per_fold, false_alarms
+
+
+def designs_table(files: list[File]) -> None:
+    """The service's detector beside the alternatives and the baseline: in-sample, held-out by
+    category (pooled, then per category: mean ± spread [range]), cost."""
+    folds = category_folds(files)
+    cats = [files[f[0]].category for f in folds]
+    print("\nDesigns side by side (held out = leave-one-category-out, threshold from the other "
+          "categories):")
+    head = (f"{'design':<34} {'in-sample std/lowFP':>19} {'held-out std/lowFP/lowFN':>25}  "
+            f"{'per held-out category: mean ± sd [range]':<40} {'FAs':>4} {'µs/pt':>6}")
+    print(head)
+    for label, make in designs(WindowedGaussian):
+        runner = Runner(files, lambda _cfg, make=make: make())
+        ins = [runner.in_sample((), p)[0] for p in ("standard", "reward_low_fp")]
+        pooled, per_fold, fas = held_out_folds(runner, folds)
+        print(f"{label:<34} {ins[0]:9.1f}/{ins[1]:<9.1f} {pooled['standard']:10.1f}/"
+              f"{pooled['reward_low_fp']:.1f}/{pooled['reward_low_fn']:.1f}      "
+              f"{fold_summary(per_fold):<40} {fas:>4} {runner.us[()]:6.1f}")
+        print("    " + "  ".join(f"{c}: {'-' if v is None else f'{v:.1f}'}"
+                              for c, v in zip(cats, per_fold.values())))
+    print("(FAs: detections at the transferred threshold in held-out categories without windows)")
 
 
 def _scores(f: File, runner: Runner, cfg: Config) -> list[float]:

@@ -51,6 +51,13 @@ def build_app() -> typer.Typer:
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["metrics", "detect"]:
+        # Scoring files is local and light: skip building the whole CLI (its server imports
+        # cost seconds, paid per invocation).
+        from app.cli.metrics_cmd import detect_app
+
+        detect_app()(args=sys.argv[3:], prog_name="pipeline-guard metrics detect")
+        return
     try:
         build_app()(standalone_mode=True)
     except PipelineGuardError as exc:

@@ -200,9 +200,40 @@ def test_version_2_state_is_migrated():
     assert again.to_state() == det.to_state()
 
 
+def test_version_3_state_is_migrated():
+    """A state persisted by the previous detector (block maxima kept as surprises; ~1450 points of
+    a daily cycle at 5 minutes with points missing): its history carries over as it is, its bars
+    become the deviations that have those surprises against each view's current spread, and it
+    goes on detecting."""
+    from app.detection.anomaly_views import deviation
+
+    state = json.loads((FIXTURES / "anomaly_state_v3.json").read_text())
+    assert state["version"] == 3
+    det = AnomalyDetector.from_state(state)
+    saved = det.to_state()
+    assert saved["version"] == AnomalyDetector.VERSION == 4
+    for key in ("rings", "times", "positions", "count", "dt", "dt_votes", "block_fill", "peak", "params"):
+        assert saved[key] == state[key], key
+    for c, ring in enumerate(state["rings"]):
+        sp = deviation(sorted(ring), 0.0)[1]
+        assert saved["block_max"][c] == pytest.approx([math.expm1(b) * sp for b in state["block_max"][c]])
+        assert saved["current_max"][c] == pytest.approx(math.expm1(state["current_max"][c]) * sp)
+    assert det.warmed_up and det.season_lag() == 288
+    rng = random.Random(1)
+    t_last = state["last_timestamp"]
+    scores = []
+    for i in range(1, 1001):
+        v = 10 + 2 * math.sin(2 * math.pi * ((t_last - T0) / 300 + i) / 288) + rng.gauss(0, 0.5)
+        scores.append(det.score(t_last + 300 * i, v + (30 if i == 800 else 0)))
+    assert max(range(len(scores)), key=scores.__getitem__) == 799 and scores[799] >= det.fire_level
+    assert sum(s >= det.fire_level for s in scores) <= 2
+    again = AnomalyDetector.from_state(json.loads(json.dumps(det.to_state())))
+    assert again.to_state() == det.to_state()
+
+
 @pytest.mark.parametrize("state", [{"kind": "robust_record", "version": 1},
                                    {"kind": "robust_record", "version": 99},
-                                   {"kind": "something_else", "version": 3}])
+                                   {"kind": "something_else", "version": 4}])
 def test_unknown_state_is_refused(state):
     with pytest.raises(ValueError):
         AnomalyDetector.from_state(state)
@@ -223,3 +254,27 @@ def test_gradual_departure_is_reported(seed):
     ramp = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + min(max(0.1 * (i - 2000), 0.0), 10.0))
             for i in range(3000)]
     assert max(ramp[2000:2060]) >= det.fire_level
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_calmer_noise_is_not_an_alarm_when_the_window_forgets_the_loud_part(seed):
+    """Noise that drops from sd 5 to sd 1 is no incident. Once the loud part leaves the window its
+    spread collapses; bars kept as surprises (judged with the old, wide spread) were then broken
+    by ordinary noise ~1200 points later. Bars are deviations judged with today's spread."""
+    rng = random.Random(seed)
+    det = default_detector()
+    scores = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) * (5 if i < 2000 else 1)) for i in range(5000)]
+    assert max(scores[2000:]) < det.fire_level
+
+
+def test_seasonal_view_waits_for_enough_seasons_in_the_window():
+    """A reference that is the median of three days needs three days in the window: with one it
+    echoes a level shift a day later (at a 2-minute cadence a day is 720 points)."""
+    det = default_detector()
+    for i in range(10):
+        det.score(T0 + 120 * i, 1.0)
+    assert det.season_lag() is None
+    det5 = default_detector()
+    for i in range(10):
+        det5.score(T0 + 300 * i, 1.0)
+    assert det5.season_lag() == 288
