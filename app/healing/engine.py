@@ -38,7 +38,7 @@ from app.db.models.healing import (
 )
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.healing import breaker, budgets, learning
+from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Attempts, Claim, find_component
 from app.healing.incidents import IncidentEvents
 from app.healing.operator import OperatorActions
@@ -220,6 +220,9 @@ class HealingEngine:
             if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
             policy = parse_policy(component.recovery, self.settings)
+            status = await incident_status(session, incident_id, component.id)
+            if not lifecycle.should_heal(status, policy.heal_on):
+                return None  # e.g. degraded without `degraded` in heal_on: decided again if it worsens
             attempts = (await session.execute(
                 select(HealingAttempt).where(HealingAttempt.incident_key == f"i:{incident_id}")
                 .order_by(HealingAttempt.attempt_number)
@@ -356,6 +359,21 @@ class HealingEngine:
 
     async def reset_breaker(self, component: str, principal: str | None) -> bool:
         return await self.operator.reset_breaker(component, principal)
+
+
+async def incident_status(session, incident_id: int, component_id: int) -> str:
+    """The status an incident's heal is decided on: the component's own while the incident is its
+    current one (so a component that improved to degraded is not restarted for having been critical),
+    else the incident's worst (external incidents, from Alertmanager, leave the checks' status alone)."""
+    from app.db.models import ComponentState, Incident
+
+    state = await session.get(ComponentState, component_id)
+    incident = await session.get(Incident, incident_id)
+    if state is not None and state.current_incident_id == incident_id and state.status in lifecycle.INCIDENT_STATUSES:
+        return state.status
+    if incident is None:
+        return "critical"  # only healing's own record of it: the opening event carried no more
+    return incident.worst_status or incident.opening_status or "critical"
 
 
 def in_flight_filter():

@@ -20,6 +20,7 @@ from app.checks.base import CheckResult
 from app.db.models import CheckResultRecord, Component, ComponentState, HealthTransitionRecord, Incident
 from app.db.types import utcnow
 from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.healing import lifecycle
 from app.monitoring import state_machine as sm
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class RecoveryMark(NamedTuple):
     component_id: int
     action: str
     at: datetime
+    grace_s: float | None = None  # the policy's grace_period; None: the monitoring default
 
 
 @dataclass
@@ -141,7 +143,7 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
             t.machine, decision = sm.observe(t.machine, result.outcome, at, t.thresholds, result.detail)
         else:
-            t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action)
+            t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action, item.grace_s)
             at = item.at
         if decision is not None:
             pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates))
@@ -195,7 +197,9 @@ def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incide
     closed_ref: _NewIncident | int | None = None
     current: _NewIncident | int | None = new_incidents.get(cid) or t.incident_id
     if decision.current in sm.UNHEALTHY:
-        if current is None:
+        if current is None and not lifecycle.opens_incident(decision.previous, decision.current):
+            pass  # an action's own effect (recovering) never opens an incident
+        elif current is None:
             opened = _NewIncident({"component_id": cid, "opened_at": at, "opening_status": decision.current,
                                    "worst_status": decision.current, "reason": decision.reason,
                                    "closed_at": None, "close_reason": None})
