@@ -24,9 +24,10 @@ Rules (first match wins), applied to every check result:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from app.checks.base import Outcome
+from app.healing import lifecycle
 
 UNKNOWN, HEALTHY, DEGRADED, CRITICAL, RECOVERING, FAILED = (
     "unknown", "healthy", "degraded", "critical", "recovering", "failed"
@@ -166,9 +167,9 @@ def begin_recovery(state: MachineState, now: datetime, t: Thresholds, action: st
     for an external alert, or restarted by hand while healthy) keeps its status, and only its
     start-up is covered by the grace. The outcomes before the action leave the flap window."""
     grace = t.recovery_grace_s if grace_s is None else max(0.0, grace_s)
-    grace_until = now + timedelta(seconds=grace) if grace > 0 else None
+    grace_until = lifecycle.grace_deadline(now, grace)
     new = replace(state, consecutive_failures=0, consecutive_successes=0, recent="", grace_until=grace_until)
-    if state.status == RECOVERING or state.status not in UNHEALTHY:
+    if state.status == RECOVERING or not lifecycle.opens_incident(HEALTHY, state.status):
         return new, None
     reason = f"recovery action {action!r} ran; verifying (grace {grace:g}s)"
     return replace(new, status=RECOVERING, status_since=now), Decision(state.status, RECOVERING, reason)
