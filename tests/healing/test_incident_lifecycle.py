@@ -4,6 +4,7 @@ healing engine, the alerts subscribers and a real HTTP target on 127.0.0.1 whose
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
@@ -28,8 +29,10 @@ class Service:
     mode: str = "up"
     after_restart: str = "up"
     restarts: int = 0
+    calls: int = 0  # /restart requests received (restarts counts the finished ones)
     served: int = 0
     seen: list[str] = field(default_factory=list)
+    hold: asyncio.Event | None = None  # set: /restart waits for it (an action that takes a while)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -43,12 +46,13 @@ def service_app(svc: Service) -> web.Application:
             mode = "up" if svc.served % 2 else "down"
         svc.seen.append(mode)
         if mode == "slow":
-            import asyncio
-
             await asyncio.sleep(SLOW_S)
         return web.Response(status=503 if mode == "down" else 200, text=mode)
 
     async def restart(request: web.Request) -> web.Response:
+        svc.calls += 1
+        if svc.hold is not None:
+            await svc.hold.wait()
         svc.restarts += 1
         svc.mode = svc.after_restart
         svc.served = 0
@@ -176,7 +180,15 @@ async def test_after_a_verified_heal_a_new_failure_is_seen_within_one_threshold(
 async def test_failures_before_the_heal_never_feed_the_flap_window(db_url, tmp_path):
     async with lifecycle_guard(db_url, tmp_path) as life:
         component = await life.add("svc", {"grace_period": 0})
-        await _outage_healed(life, component, checks_down=5)  # a long outage: 5 of the last 6 failed
+        life.svc.mode = "down"
+        await life.checks(3)  # a long outage...
+        life.svc.hold = asyncio.Event()
+        [attempt_id] = await life.engine.evaluate()
+        await wait_until(lambda: life.svc.calls == 1, timeout=30)  # the restart is under way
+        await life.checks(3)  # ...that goes on while the action runs: 6 of the last 6 failed
+        life.svc.hold.set()
+        await wait_until(lambda: life._acted(attempt_id), timeout=30)
+        assert (await life.attempt(attempt_id)).state == "verifying"
         await life.checks(6)
         assert await life.status(component["id"]) == "healthy"
         assert [t.current for t in await life.transitions(component["id"])] == ["critical", "recovering", "healthy"]
