@@ -70,6 +70,16 @@ class SchedulerRecoveryNotifier:
         self.state = state
         self.tasks = tasks
 
+    def action_starting(self, *, component_id, until) -> None:
+        scheduler = self.state.extras.get("scheduler")
+        if scheduler is not None and component_id is not None:
+            scheduler.note_action_started(component_id, until)
+
+    def action_failed(self, *, component_id) -> None:
+        scheduler = self.state.extras.get("scheduler")
+        if scheduler is not None and component_id is not None:
+            scheduler.note_action_failed(component_id)
+
     async def action_ran(self, *, component, component_id, incident_id, action, grace_s, recheck_until_s) -> None:
         scheduler = self.state.extras.get("scheduler")
         if scheduler is None or component_id is None:

@@ -47,6 +47,7 @@ class Claim:
     ctx: ActionContext
     policy: Policy
     detected_at: datetime | None
+    component_id: int | None = None
 
 
 async def find_component(session: AsyncSession, name: str) -> Component | None:
@@ -72,7 +73,7 @@ def make_claim(row: HealingAttempt, entry: StrategyEntry, policy: Policy, incide
         attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
         timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
     )
-    return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None)
+    return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None, row.component_id)
 
 
 class Attempts:

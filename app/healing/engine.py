@@ -55,6 +55,7 @@ log = logging.getLogger("pipeline_guard.healing")
 WAKE_KEY = "healing.wake"
 # An attempt older than this (beyond its own time limits) is presumed abandoned by a replica elsewhere.
 STALE_MARGIN_S = 120.0
+ACTING_SLACK_S = 5.0  # beyond the action's timeout, before its failures count again whatever happened
 
 
 def replica_owner(settings) -> str:
@@ -293,10 +294,18 @@ class HealingEngine:
             del self.latencies[:-10000]
         metrics.healing_in_progress.inc()
         started = time.monotonic()
+        # The action's own effects (a restart's downtime) must not open an incident or count as failures.
+        recovery = self.ports.recovery
+        if hasattr(recovery, "action_starting"):
+            recovery.action_starting(component_id=claim.component_id,
+                                     until=utcnow() + timedelta(seconds=claim.entry.timeout_s + ACTING_SLACK_S))
+        result = None
         try:
             result = await run_bounded(strategy, claim.ctx)
         finally:
             metrics.healing_in_progress.dec()
+            if (result is None or not result.success) and hasattr(recovery, "action_failed"):
+                recovery.action_failed(component_id=claim.component_id)
         try:
             await self._record(claim, result, time.monotonic() - started)
         except Exception:

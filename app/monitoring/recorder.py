@@ -96,12 +96,16 @@ class Applied:
 
 
 async def write_batch(session: AsyncSession, items: list[Observation | RecoveryMark],
-                      tracked: dict[int, Tracked], events: EventBus) -> Applied:
+                      tracked: dict[int, Tracked], events: EventBus,
+                      acting: dict[int, datetime] | None = None) -> Applied:
     """Reads first, then the writes back to back (on SQLite the write lock is taken by the first
     INSERT and held until the caller commits): results (one executemany), the state machine folded
     in memory, new incidents and transitions (one executemany each), the events in order
     (IncidentOpened -> HealthTransition -> IncidentClosed, subscribers write in this transaction),
-    and the component states (one executemany UPDATE)."""
+    and the component states (one executemany UPDATE).
+
+    ``acting``: components a recovery action is running on (until when). Their failures are the
+    action's own effect: they change nothing (app/healing/lifecycle.py); a pass counts as usual."""
     touched_ids = {item.component_id for item in items if item.component_id in tracked}
     if touched_ids:
         # Components deleted since their probe started are dropped (their rows would violate the FK).
@@ -141,8 +145,13 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             t.recent_result_ids.append(next(ids))
             t.last_check_at, t.last_outcome, t.last_detail = at, result.outcome.value, result.detail
             t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
+            until = acting.get(item.component_id) if acting else None
+            if until is not None and at < until and result.outcome.value != "up":
+                continue
             t.machine, decision = sm.observe(t.machine, result.outcome, at, t.thresholds, result.detail)
         else:
+            if acting:
+                acting.pop(item.component_id, None)  # the action is over: its grace takes over
             t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action, item.grace_s)
             at = item.at
         if decision is not None:

@@ -132,6 +132,14 @@ class Scheduler:
             return
         self._make_due_now(entry)
 
+    def note_action_started(self, component_id: int, until: datetime) -> None:
+        """A recovery action starts on this component: until it ends (`note_recovery_action`) or
+        `until`, its failures are the action's own effect and change nothing."""
+        self.writer.acting[component_id] = until
+
+    def note_action_failed(self, component_id: int) -> None:
+        self.writer.acting.pop(component_id, None)
+
     async def note_recovery_action(self, component_id: int, action: str, at: datetime | None = None,
                                    grace_s: float | None = None) -> str | None:
         """A recovery action just ran on this component: status `recovering` (only when it is in an

@@ -293,7 +293,13 @@ async def test_one_alertmanager_alert_one_restart_and_no_recovering_incident(db_
         r = await life.guard.client.post("/api/v1/integrations/alertmanager", json={"alerts": [alert]},
                                          headers={"Authorization": f"Bearer {AM_TOKEN}"})
         assert r.status_code == 200, r.text
-        [attempt_id] = await life.heal()
+        life.svc.hold = asyncio.Event()
+        [attempt_id] = await life.engine.evaluate()
+        await wait_until(lambda: life.svc.calls == 1, timeout=30)  # the restart is under way...
+        life.svc.mode = "down"
+        await life.checks(3)  # ...and the target is down meanwhile: the action's own effect
+        life.svc.hold.set()
+        await wait_until(lambda: life._acted(attempt_id), timeout=30)
         assert (await life.attempt(attempt_id)).state == "verifying"
         await life.checks(4)  # the restart's start-up: failures within the grace
         assert await life.heal() == []
