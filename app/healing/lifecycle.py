@@ -8,7 +8,9 @@ The rules the rest of the guard follows through this module's functions:
 
 - ``opens_incident``: only a component getting *worse by itself* opens an incident. ``recovering``
   is what a recovery action does to a component, so it never opens one (the health state machine
-  does not even enter it without an open incident; the recorder checks again).
+  does not even enter it without an open incident; the recorder checks again). While the action
+  runs, the component's failing results are held (the recorder skips them): its downtime is the
+  action's own effect.
 - ``should_heal``: the policy's ``heal_on`` statuses (default critical and failed; degraded is
   opt-in) are the only ones an action is taken for.
 - Grace: ``grace_s`` is the policy's ``grace_period``; it starts when the action finished and ends at

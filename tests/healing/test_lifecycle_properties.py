@@ -87,7 +87,10 @@ def test_random_fault_timelines(timeline, outcomes, heal_on, failure_threshold, 
         code = "d" if action is not None and action["fixes"] else world.condition(i)
         if i >= len(world.plan) and action is None:
             code = "u"
-        machine, decision = sm.observe(machine, OUTCOMES[code], now, t)
+        if action is not None and code != "u":
+            decision = None  # the running action's own effect: held, as the recorder does
+        else:
+            machine, decision = sm.observe(machine, OUTCOMES[code], now, t)
         if decision is not None:
             opened_before = life.current
             life.transition(decision.previous, decision.current, now)
