@@ -187,6 +187,9 @@ class Attempts:
         row.slot = row.group_slot = None
         if incident is not None:
             incident.outcome = "healed"
+            # The stick window: an incident opened before this turns the heal into a failed one.
+            row.decision = {**(row.decision or {}),
+                            "holds_until": (at + timedelta(seconds=policy.verify_timeout)).isoformat()}
             row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
             self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
         budget = await budgets.load_budget(session, row.component)

@@ -169,7 +169,8 @@ async def test_after_a_verified_heal_a_new_failure_is_seen_within_one_threshold(
         attempt = await _outage_healed(life, component)
         await life.checks(1)  # the restarted target answers: verified
         assert await life.status(component["id"]) == "healthy"
-        assert (await life.attempt(attempt.id)).state == "succeeded"
+        healed = await life.attempt(attempt.id)
+        assert healed.state == "succeeded" and "holds_until" in healed.decision
         assert (await life.state(component["id"])).grace_until is None  # the grace ended with the start-up
         life.svc.mode = "down"
         await life.checks(2)  # failure_threshold
