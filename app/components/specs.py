@@ -14,7 +14,7 @@ from app.errors import ValidationFailed
 POLICY_KEYS = {
     "strategies", "max_attempts", "backoff_initial", "backoff_max", "cooldown", "breaker_threshold",
     "breaker_window", "dry_run", "require_approval", "approval_timeout", "learned_ordering", "verify_timeout",
-    "grace_period",
+    "grace_period", "heal_on",
 }
 _POLICY_DURATIONS = {"backoff_initial", "backoff_max", "cooldown", "breaker_window", "approval_timeout",
                      "verify_timeout", "grace_period"}
@@ -104,6 +104,13 @@ def validate_recovery(recovery: dict[str, Any] | None) -> dict[str, Any] | None:
     for key in ("dry_run", "require_approval", "learned_ordering"):
         if key in policy and not isinstance(policy[key], bool):
             _problem(problems, f"recovery.{key}", f"must be true or false, got {policy[key]!r}")
+    if "heal_on" in policy:
+        from app.healing.lifecycle import normalise_heal_on
+
+        try:
+            policy["heal_on"] = normalise_heal_on(policy["heal_on"])
+        except ValueError as exc:
+            _problem(problems, "recovery.heal_on", str(exc))
     if problems:
         raise ValidationFailed("invalid recovery policy", details={"problems": problems})
     return policy

@@ -2,8 +2,8 @@
 
 - alerts: ``AlertService.raise_alert`` / ``resolve_fingerprint`` (the component's health alert gets
   ``resolution_action = "restarted by healing attempt N"``), silences through ``SilenceService.matches``;
-- monitoring: ``Scheduler.note_recovery_action`` (status ``recovering``, grace period, success_threshold
-  verifies) and ``Scheduler.request_check`` for faster re-checks while an attempt verifies.
+- monitoring: ``Scheduler.note_recovery_action`` (status ``recovering``, the policy's grace period,
+  success_threshold verifies) and ``Scheduler.request_check`` for faster re-checks while an attempt verifies.
 A domain may also publish its own implementation in ``state.extras`` under ``healing.alert_sink``,
 ``healing.silence_checker`` or ``healing.recovery_notifier`` before the engine is built (tests do).
 """
@@ -70,12 +70,22 @@ class SchedulerRecoveryNotifier:
         self.state = state
         self.tasks = tasks
 
+    def action_starting(self, *, component_id, until) -> None:
+        scheduler = self.state.extras.get("scheduler")
+        if scheduler is not None and component_id is not None:
+            scheduler.note_action_started(component_id, until)
+
+    def action_failed(self, *, component_id) -> None:
+        scheduler = self.state.extras.get("scheduler")
+        if scheduler is not None and component_id is not None:
+            scheduler.note_action_failed(component_id)
+
     async def action_ran(self, *, component, component_id, incident_id, action, grace_s, recheck_until_s) -> None:
         scheduler = self.state.extras.get("scheduler")
         if scheduler is None or component_id is None:
             return
         try:
-            await scheduler.note_recovery_action(component_id, action)
+            await scheduler.note_recovery_action(component_id, action, grace_s=grace_s)
         except Exception:
             log.exception("healing: monitoring could not note the recovery action on %s", component)
         task = asyncio.create_task(self._recheck(scheduler, component_id, incident_id, recheck_until_s),

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident, HealingStrategyStat
-from app.healing import budgets
+from app.healing import breaker, budgets
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts
 from app.healing.slots import take_slots
@@ -47,6 +47,7 @@ class Claim:
     ctx: ActionContext
     policy: Policy
     detected_at: datetime | None
+    component_id: int | None = None
 
 
 async def find_component(session: AsyncSession, name: str) -> Component | None:
@@ -72,7 +73,7 @@ def make_claim(row: HealingAttempt, entry: StrategyEntry, policy: Policy, incide
         attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
         timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
     )
-    return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None)
+    return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None, row.component_id)
 
 
 class Attempts:
@@ -186,6 +187,9 @@ class Attempts:
         row.slot = row.group_slot = None
         if incident is not None:
             incident.outcome = "healed"
+            # The stick window: an incident opened before this turns the heal into a failed one.
+            row.decision = {**(row.decision or {}),
+                            "holds_until": (at + timedelta(seconds=policy.verify_timeout)).isoformat()}
             row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
             self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
         budget = await budgets.load_budget(session, row.component)
@@ -196,6 +200,36 @@ class Attempts:
         await self.ports.alerts.resolve(session, component=row.component, incident_id=row.incident_id,
                                         resolution_action=action)
         self.count(row, "succeeded")
+        await session.flush()
+
+    async def mark_relapsed(self, session, row: HealingAttempt, at: datetime, *, policy: Policy, why: str) -> None:
+        """A verified heal that did not hold through the stick window: it becomes a failed heal for
+        the budget (back-off instead of cooldown), the breaker and the strategy statistics."""
+        row.state = AttemptState.FAILED
+        row.detail = f"{row.detail or ''}; relapsed within {policy.verify_timeout:g}s of the heal ({why})"[:2000]
+        row.decision = {**(row.decision or {}), "relapsed_at": at.isoformat()}
+        budget = await budgets.load_budget(session, row.component)
+        budget.cooldown_until = None
+        budgets.record_failure(budget, policy, at)
+        incident = await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+        if incident is not None and incident.outcome == "healed":
+            incident.outcome = "relapsed"
+        key = f"{row.strategy_index}:{row.strategy}"
+        stat = await session.get(HealingStrategyStat, (row.component, key), with_for_update=True)
+        if stat is not None:
+            stat.successes = max(0, stat.successes - 1)
+            stat.failures += 1
+        self.count(row, "relapsed")
+        if breaker.record_failed_incident(budget, policy, at):
+            self.state.metrics.circuit_open.labels(row.component).set(1)
+            await self.ports.alerts.raise_alert(
+                session, component=row.component, fingerprint=f"healing-breaker:{row.component}", severity="critical",
+                title="healing exhausted: human needed",
+                message=(f"healing circuit breaker open for {row.component}: {len(budget.failed_incidents)} "
+                         f"heals did not hold or did not work within {policy.breaker_window:g} s; automatic "
+                         f"healing stopped until {budget.breaker_rearm_at.isoformat()} or an operator re-arms it"),
+                incident_id=row.incident_id,
+            )
         await session.flush()
 
     async def _stat(self, session, row: HealingAttempt, *, success: bool) -> None:

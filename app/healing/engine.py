@@ -38,7 +38,7 @@ from app.db.models.healing import (
 )
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.healing import breaker, budgets, learning
+from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Attempts, Claim, find_component
 from app.healing.incidents import IncidentEvents
 from app.healing.operator import OperatorActions
@@ -55,6 +55,7 @@ log = logging.getLogger("pipeline_guard.healing")
 WAKE_KEY = "healing.wake"
 # An attempt older than this (beyond its own time limits) is presumed abandoned by a replica elsewhere.
 STALE_MARGIN_S = 120.0
+ACTING_SLACK_S = 5.0  # beyond the action's timeout, before its failures count again whatever happened
 
 
 def replica_owner(settings) -> str:
@@ -220,6 +221,9 @@ class HealingEngine:
             if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
             policy = parse_policy(component.recovery, self.settings)
+            status = await incident_status(session, incident_id, component.id)
+            if not lifecycle.should_heal(status, policy.heal_on):
+                return None  # e.g. degraded without `degraded` in heal_on: decided again if it worsens
             attempts = (await session.execute(
                 select(HealingAttempt).where(HealingAttempt.incident_key == f"i:{incident_id}")
                 .order_by(HealingAttempt.attempt_number)
@@ -290,10 +294,18 @@ class HealingEngine:
             del self.latencies[:-10000]
         metrics.healing_in_progress.inc()
         started = time.monotonic()
+        # The action's own effects (a restart's downtime) must not open an incident or count as failures.
+        recovery = self.ports.recovery
+        if hasattr(recovery, "action_starting"):
+            recovery.action_starting(component_id=claim.component_id,
+                                     until=utcnow() + timedelta(seconds=claim.entry.timeout_s + ACTING_SLACK_S))
+        result = None
         try:
             result = await run_bounded(strategy, claim.ctx)
         finally:
             metrics.healing_in_progress.dec()
+            if (result is None or not result.success) and hasattr(recovery, "action_failed"):
+                recovery.action_failed(component_id=claim.component_id)
         try:
             await self._record(claim, result, time.monotonic() - started)
         except Exception:
@@ -356,6 +368,21 @@ class HealingEngine:
 
     async def reset_breaker(self, component: str, principal: str | None) -> bool:
         return await self.operator.reset_breaker(component, principal)
+
+
+async def incident_status(session, incident_id: int, component_id: int) -> str:
+    """The status an incident's heal is decided on: the component's own while the incident is its
+    current one (so a component that improved to degraded is not restarted for having been critical),
+    else the incident's worst (external incidents, from Alertmanager, leave the checks' status alone)."""
+    from app.db.models import ComponentState, Incident
+
+    state = await session.get(ComponentState, component_id)
+    incident = await session.get(Incident, incident_id)
+    if state is not None and state.current_incident_id == incident_id and state.status in lifecycle.INCIDENT_STATUSES:
+        return state.status
+    if incident is None:
+        return "critical"  # only healing's own record of it: the opening event carried no more
+    return incident.worst_status or incident.opening_status or "critical"
 
 
 def in_flight_filter():

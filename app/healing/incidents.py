@@ -2,6 +2,8 @@
 publisher's transaction (subscribers only flush).
 
 ``IncidentOpened`` records the incident and wakes the engine once that transaction commits.
+An incident opened within the stick window after a heal makes that heal a failed one (relapse).
+``HealthTransition(recovering→unhealthy)`` fails the verifying attempt at once.
 ``HealthTransition(→healthy)`` / ``IncidentClosed`` close it: the verifying attempt becomes
 ``succeeded`` (and resolves the health alert with its resolution action), an exhausted incident's
 alert is resolved, attempts still waiting for approval expire.
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.healing import lifecycle
 from app.healing.attempts import Attempts
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ class IncidentEvents:
     async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
         existing = await session.get(HealingIncident, evt.incident_id)
         if existing is None:
+            await self._count_relapse(session, evt)
             session.add(HealingIncident(
                 incident_id=evt.incident_id, component=evt.component, component_id=evt.component_id,
                 labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
@@ -54,7 +58,37 @@ class IncidentEvents:
             await session.flush()
         self._wake_after_commit(session)
 
+    async def _count_relapse(self, session: AsyncSession, evt: IncidentOpened) -> None:
+        """A new incident within the stick window after a heal: that heal did not hold."""
+        healed = (await session.execute(
+            select(HealingAttempt).where(HealingAttempt.component == evt.component,
+                                         HealingAttempt.state == AttemptState.SUCCEEDED,
+                                         HealingAttempt.incident_id.is_not(None),
+                                         HealingAttempt.incident_id != evt.incident_id)
+            .order_by(HealingAttempt.finished_at.desc(), HealingAttempt.id.desc()).limit(1)
+        )).scalar_one_or_none()
+        if healed is None:
+            return
+        policy = await self.attempts.policy_for(session, evt.component)
+        if lifecycle.relapsed(healed.finished_at, evt.at, policy.verify_timeout):
+            await self.attempts.mark_relapsed(session, healed, evt.at, policy=policy,
+                                              why=f"incident {evt.incident_id} opened: {evt.reason}")
+
     async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
+        if evt.current in lifecycle.INCIDENT_STATUSES:
+            self._wake_after_commit(session)  # worse: the policy may heal this status now
+        if lifecycle.verdict_after_action(evt.previous, evt.current) == lifecycle.FAILED and evt.incident_id:
+            # Out of `recovering` into an unhealthy status: the action did not heal; no attempt waits
+            # in `verifying` for results that cannot verify it.
+            attempt = (await session.execute(
+                select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
+                                             HealingAttempt.state == AttemptState.VERIFYING)
+                .order_by(HealingAttempt.attempt_number.desc()).limit(1)
+            )).scalar_one_or_none()
+            if attempt is not None:
+                await self.attempts.finish_failed(session, attempt, evt.at, AttemptState.FAILED,
+                                                  f"the component is {evt.current} after the action: {evt.reason}")
+            return
         if evt.current != "healthy":
             return
         stmt = select(HealingIncident).where(HealingIncident.component == evt.component,

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "dry_run": False,
     "require_approval": False,
     "learned_ordering": False,
+    "heal_on": ["critical", "failed"],  # lifecycle.DEFAULT_HEAL_ON; degraded is opt-in
 }
 DEFAULT_ACTION_TIMEOUT_S = 120.0
 
@@ -56,6 +57,7 @@ class Policy:
     dry_run: bool = False
     require_approval: bool = False
     learned_ordering: bool = False
+    heal_on: tuple[str, ...] = ("critical", "failed")
 
 
 def backoff_delay(level: int, initial: float, cap: float) -> float:
@@ -128,4 +130,5 @@ def parse_policy(recovery: dict[str, Any] | None, settings: Any = None) -> Polic
             params, _ = _entry_params(raw)
         entries.append(StrategyEntry(i, raw["kind"], dict(params),
                                      float(raw.get("action_timeout", DEFAULT_ACTION_TIMEOUT_S))))
+    doc["heal_on"] = tuple(doc["heal_on"])
     return Policy(strategies=entries, **{k: doc[k] for k in DEFAULTS})

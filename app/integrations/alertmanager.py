@@ -9,8 +9,10 @@ deduplicate), ``resolved`` resolves it.
 
 Healing: when a firing alert names a registered component that has a recovery policy, the receiver
 also opens an external incident for it (app/monitoring/external.py), so the healing engine acts per
-the component's policy exactly as for a failed check; Alertmanager's ``resolved`` closes the incident,
-which verifies the heal.
+the component's policy exactly as for a failed check (a critical alert opens a critical incident, any
+other a degraded one, healed only when the policy's ``heal_on`` has ``degraded``); Alertmanager's
+``resolved`` closes the incident, which verifies the heal. The restart itself never opens a second
+incident (``app/healing/lifecycle.py``): the component's checks get the policy's grace for its start-up.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from app.alerts.service import AlertService
 from app.config import Settings
 from app.db.models import Component
 from app.events import EventBus
+from app.healing import lifecycle
 from app.monitoring.external import close_external_incident, has_recovery_policy, open_external_incident
 
 SEVERITIES = {
@@ -149,7 +152,7 @@ class AlertmanagerReceiver:
         component = await self.session.get(Component, component_id)
         if component is None or not component.enabled or not has_recovery_policy(component):
             return
-        status = "critical" if severity == "critical" else "degraded"
+        status = lifecycle.external_status(severity)
         incident = await open_external_incident(self.session, self.events, component, status=status,
                                                 reason=f"Alertmanager: {message}")
         alert.incident_id = incident.id

@@ -20,6 +20,7 @@ from app.checks.base import CheckResult
 from app.db.models import CheckResultRecord, Component, ComponentState, HealthTransitionRecord, Incident
 from app.db.types import utcnow
 from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.healing import lifecycle
 from app.monitoring import state_machine as sm
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class RecoveryMark(NamedTuple):
     component_id: int
     action: str
     at: datetime
+    grace_s: float | None = None  # the policy's grace_period; None: the monitoring default
 
 
 @dataclass
@@ -94,12 +96,16 @@ class Applied:
 
 
 async def write_batch(session: AsyncSession, items: list[Observation | RecoveryMark],
-                      tracked: dict[int, Tracked], events: EventBus) -> Applied:
+                      tracked: dict[int, Tracked], events: EventBus,
+                      acting: dict[int, datetime] | None = None) -> Applied:
     """Reads first, then the writes back to back (on SQLite the write lock is taken by the first
     INSERT and held until the caller commits): results (one executemany), the state machine folded
     in memory, new incidents and transitions (one executemany each), the events in order
     (IncidentOpened -> HealthTransition -> IncidentClosed, subscribers write in this transaction),
-    and the component states (one executemany UPDATE)."""
+    and the component states (one executemany UPDATE).
+
+    ``acting``: components a recovery action is running on (until when). Their failures are the
+    action's own effect: they change nothing (app/healing/lifecycle.py); a pass counts as usual."""
     touched_ids = {item.component_id for item in items if item.component_id in tracked}
     if touched_ids:
         # Components deleted since their probe started are dropped (their rows would violate the FK).
@@ -139,9 +145,14 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             t.recent_result_ids.append(next(ids))
             t.last_check_at, t.last_outcome, t.last_detail = at, result.outcome.value, result.detail
             t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
+            until = acting.get(item.component_id) if acting else None
+            if until is not None and at < until and result.outcome.value != "up":
+                continue
             t.machine, decision = sm.observe(t.machine, result.outcome, at, t.thresholds, result.detail)
         else:
-            t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action)
+            if acting:
+                acting.pop(item.component_id, None)  # the action is over: its grace takes over
+            t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action, item.grace_s)
             at = item.at
         if decision is not None:
             pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates))
@@ -195,7 +206,9 @@ def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incide
     closed_ref: _NewIncident | int | None = None
     current: _NewIncident | int | None = new_incidents.get(cid) or t.incident_id
     if decision.current in sm.UNHEALTHY:
-        if current is None:
+        if current is None and not lifecycle.opens_incident(decision.previous, decision.current):
+            pass  # an action's own effect (recovering) never opens an incident
+        elif current is None:
             opened = _NewIncident({"component_id": cid, "opened_at": at, "opening_status": decision.current,
                                    "worst_status": decision.current, "reason": decision.reason,
                                    "closed_at": None, "close_reason": None})

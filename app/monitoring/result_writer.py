@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from app.db.session import session_scope
@@ -48,6 +49,9 @@ class ResultWriter:
         self.state = state
         self.ownership = ownership
         self.tracked = tracked  # the scheduler's map: read for a write, advanced after its commit
+        # Components a recovery action is running on -> until when (in memory: an action is local to
+        # this process). Their failures do not count; the action's end mark or the deadline ends it.
+        self.acting: dict[int, datetime] = {}
         self.probe_metrics = probe_metrics
         self._forget = forget
         self._due_in = due_in
@@ -194,7 +198,7 @@ class ResultWriter:
             try:
                 async with session_scope(self.state.sessionmaker) as session:
                     items = await self._fenced(session, items)
-                    applied = await write_batch(session, items, self.tracked, self.state.events)
+                    applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
                     if self._handing_over:
                         handing = self._hand_over_due(items)
                         if handing:

@@ -132,15 +132,25 @@ class Scheduler:
             return
         self._make_due_now(entry)
 
-    async def note_recovery_action(self, component_id: int, action: str, at: datetime | None = None) -> str | None:
-        """A recovery action just ran on this component: status `recovering`, failures ignored for
-        `recovery_grace`, `success_threshold` successes verify it. Persists the transition (and
-        publishes HealthTransition) before returning the new status."""
+    def note_action_started(self, component_id: int, until: datetime) -> None:
+        """A recovery action starts on this component: until it ends (`note_recovery_action`) or
+        `until`, its failures are the action's own effect and change nothing."""
+        self.writer.acting[component_id] = until
+
+    def note_action_failed(self, component_id: int) -> None:
+        self.writer.acting.pop(component_id, None)
+
+    async def note_recovery_action(self, component_id: int, action: str, at: datetime | None = None,
+                                   grace_s: float | None = None) -> str | None:
+        """A recovery action just ran on this component: status `recovering` (only when it is in an
+        incident), failures ignored for `grace_s` (the policy's grace period; `recovery_grace` when
+        None) or until the first pass, `success_threshold` successes verify it. Persists the
+        transition (and publishes HealthTransition) before returning the new status."""
         if component_id not in self.tracked:
             await self.refresh()
         if component_id not in self.tracked:
             return None
-        await self.writer.write_now(RecoveryMark(component_id, action, at or utcnow()))
+        await self.writer.write_now(RecoveryMark(component_id, action, at or utcnow(), grace_s))
         return self.tracked[component_id].machine.status if component_id in self.tracked else None
 
     # ------------------------------------------------------------------ lease hand-over (replicas)

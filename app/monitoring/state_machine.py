@@ -3,9 +3,14 @@
 Rules (first match wins), applied to every check result:
 
 - During the grace period after a recovery action, failures do not count (they are not added to
-  the failure streak nor to the flap window); successes do. ``success_threshold`` consecutive
-  successes verify the recovery: ``recovering -> healthy``. When the grace ends with the component
-  still failing, ``failure_threshold`` further failures give ``recovering -> failed``.
+  the failure streak nor to the flap window); successes do. The grace is the policy's
+  ``grace_period`` and covers only the action's start-up: it ends at the first passing check.
+  ``success_threshold`` consecutive successes verify the recovery: ``recovering -> healthy``, and
+  the flap window then keeps only those successes (what failed during the outage and the action
+  must not make the healed component look flapping). When the component still fails after the
+  grace, ``failure_threshold`` further results give ``recovering -> failed`` (all down) or
+  ``recovering -> degraded`` (answering, but degraded). The incident lifecycle these follow is
+  ``app/healing/lifecycle.py``.
 - ``failure_threshold`` consecutive non-up results: ``critical`` when all of the last
   ``failure_threshold`` were down, ``degraded`` when some were only degraded.
 - ``success_threshold`` consecutive up results: ``healthy`` — unless the component is flapping.
@@ -19,9 +24,10 @@ Rules (first match wins), applied to every check result:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from app.checks.base import Outcome
+from app.healing import lifecycle
 
 UNKNOWN, HEALTHY, DEGRADED, CRITICAL, RECOVERING, FAILED = (
     "unknown", "healthy", "degraded", "critical", "recovering", "failed"
@@ -88,8 +94,9 @@ def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thres
     if outcome.__class__ is not Outcome:
         outcome = Outcome(outcome)
     grace_until = state.grace_until
-    grace = grace_until is not None and now < grace_until
     up = outcome is Outcome.UP
+    # The grace covers the action's start-up only: the first pass ends it.
+    grace = grace_until is not None and now < grace_until and not up
     if up:
         successes, failures = state.consecutive_successes + 1, 0
     elif grace:
@@ -108,6 +115,8 @@ def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thres
     target, reason = _target(state, new, outcome, grace, t, detail)
     if target == state.status:
         return new, None
+    if state.status == RECOVERING and target == HEALTHY:
+        recent = recent[-successes:]  # the heal is verified: the outage is not flapping
     return (MachineState(target, now, failures, successes, recent, new.grace_until),
             Decision(state.status, target, reason))
 
@@ -120,7 +129,10 @@ def _target(old: MachineState, new: MachineState, outcome: Outcome, grace: bool,
             return HEALTHY, f"recovery verified by {new.consecutive_successes} successful check(s)"
         if not grace and new.consecutive_failures >= t.failure_threshold:
             why = f": {detail}" if detail else ""
-            return FAILED, f"still failing after the recovery action ({new.consecutive_failures} failures){why}"
+            last = new.recent[-t.failure_threshold:]
+            target = FAILED if last.count("d") == len(last) else DEGRADED
+            still = "still failing" if target == FAILED else "answering but degraded"
+            return target, f"{still} after the recovery action ({new.consecutive_failures} failures){why}"
         return status, ""
     if new.consecutive_failures >= t.failure_threshold:
         last = new.recent[-t.failure_threshold:]
@@ -146,11 +158,18 @@ def _target(old: MachineState, new: MachineState, outcome: Outcome, grace: bool,
     return status, ""
 
 
-def begin_recovery(state: MachineState, now: datetime, t: Thresholds, action: str) -> tuple[MachineState, Decision | None]:
-    """A recovery action just ran: `recovering` until verified, failures ignored during the grace."""
-    new = replace(state, consecutive_failures=0, consecutive_successes=0,
-                  grace_until=now + timedelta(seconds=t.recovery_grace_s))
-    if state.status == RECOVERING:
+def begin_recovery(state: MachineState, now: datetime, t: Thresholds, action: str,
+                   grace_s: float | None = None) -> tuple[MachineState, Decision | None]:
+    """A recovery action just ran: `recovering` until verified, failures ignored during the grace
+    (the policy's ``grace_s``; the monitoring default when the caller has none).
+
+    The action's own effects never open an incident: a component that is not in an incident (healed
+    for an external alert, or restarted by hand while healthy) keeps its status, and only its
+    start-up is covered by the grace. The outcomes before the action leave the flap window."""
+    grace = t.recovery_grace_s if grace_s is None else max(0.0, grace_s)
+    grace_until = lifecycle.grace_deadline(now, grace)
+    new = replace(state, consecutive_failures=0, consecutive_successes=0, recent="", grace_until=grace_until)
+    if state.status == RECOVERING or not lifecycle.opens_incident(HEALTHY, state.status):
         return new, None
-    reason = f"recovery action {action!r} ran; verifying (grace {t.recovery_grace_s:g}s)"
+    reason = f"recovery action {action!r} ran; verifying (grace {grace:g}s)"
     return replace(new, status=RECOVERING, status_since=now), Decision(state.status, RECOVERING, reason)

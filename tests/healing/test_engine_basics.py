@@ -95,18 +95,23 @@ async def test_breaker_rearms_after_window(healing, tmp_path):
         assert budget.breaker_rearm_at is None or budget.breaker_open  # re-armed, then (notify_only) re-opened
 
 
-async def test_flapping_component_one_heal_per_cooldown(healing, tmp_path):
+async def test_flapping_component_heal_that_relapses_is_failed_and_backs_off(healing, tmp_path):
+    """A heal that does not hold (a new incident within the stick window, ``verify_timeout``) is a
+    failed heal: back-off instead of cooldown, one action per back-off, never a storm."""
     marker = tmp_path / "ran"
     await healing.add_component("flappy", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
-                                           "cooldown": "5m"})
-    for _ in range(5):  # unhealthy → healed → unhealthy → ... within one cooldown
+                                           "cooldown": "5m", "backoff_initial": "5m"})
+    for _ in range(5):  # unhealthy → healed → unhealthy → ... within the stick window
         incident = await healing.open_incident("flappy")
         await healing.step()
         await healing.close_incident("flappy", incident)
     assert count_lines(marker) == 1
-    assert [a.state for a in await healing.attempts()] == ["succeeded"]
+    [attempt] = await healing.attempts()
+    assert attempt.state == "failed" and "relapsed" in attempt.detail
     async with healing.guard.session() as session:
-        (await session.get(HealingBudget, "flappy")).cooldown_until = utcnow() - timedelta(seconds=1)
+        budget = await session.get(HealingBudget, "flappy")
+        assert budget.cooldown_until is None and budget.backoff_level == 1 and len(budget.failed_incidents) == 1
+        budget.backoff_until = utcnow() - timedelta(seconds=1)
     await healing.open_incident("flappy")
     await healing.step()
     assert count_lines(marker) == 2
