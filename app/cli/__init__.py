@@ -1,7 +1,8 @@
 """The `pipeline-guard` command line (also `python -m app`).
 
 Local commands (serve, db, config, users create) work on this machine's configuration; the others
-talk to a running guard over HTTP.
+talk to a running guard over HTTP. Command modules import the server (FastAPI, SQLAlchemy, settings)
+only inside the local commands' functions, so ``--help`` and every HTTP command pay for httpx only.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import sys
 
 import typer
-
-from app.errors import PipelineGuardError
 
 
 def build_app() -> typer.Typer:
@@ -53,7 +52,11 @@ def build_app() -> typer.Typer:
 def main() -> None:
     try:
         build_app()(standalone_mode=True)
-    except PipelineGuardError as exc:
+    except Exception as exc:
+        from app.errors import PipelineGuardError  # only a local command can raise it: it is imported by then
+
+        if not isinstance(exc, PipelineGuardError):
+            raise
         problems = exc.details.get("problems") if exc.details else None
         typer.echo(f"error: {exc.message}", err=True)
         for problem in problems or []:

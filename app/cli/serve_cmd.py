@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from app.cli.bootstrap import ADMIN_USERNAME, ensure_first_admin, prepare_database
 from app.cli.common import ConfigOption, settings_from
 
 
@@ -22,6 +21,7 @@ def register(cli: typer.Typer) -> None:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import DBAPIError
 
+        from app.cli.bootstrap import ADMIN_USERNAME, ensure_first_admin, prepare_database
         from app.main import create_app
         from app.observability.logging import configure_logging
 
