@@ -15,6 +15,7 @@ import typer
 def build_app() -> typer.Typer:
     from app.cli import (
         alerts_cmd,
+        channels_cmd,
         components_cmd,
         config_cmd,
         db_cmd,
@@ -43,6 +44,7 @@ def build_app() -> typer.Typer:
     cli.add_typer(components_cmd.app, name="components")
     cli.add_typer(alerts_cmd.alerts_app, name="alerts")
     cli.add_typer(alerts_cmd.silences_app, name="silences")
+    cli.add_typer(channels_cmd.app, name="channels")
     # `metrics detect` runs locally; the other metrics commands talk to a running guard.
     metrics_http.app.command("detect")(metrics_cmd.detect)
     cli.add_typer(metrics_http.app, name="metrics")
