@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -139,7 +139,9 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             t.recent_result_ids.append(next(ids))
             t.last_check_at, t.last_outcome, t.last_detail = at, result.outcome.value, result.detail
             t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
-            t.machine, decision = sm.observe(t.machine, result.outcome, at, t.thresholds, result.detail)
+            t.machine, decision = sm.observe(t.machine, result.outcome, at,
+                                             conclusive_thresholds(t.thresholds) if result.conclusive else t.thresholds,
+                                             result.detail)
         else:
             t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action)
             at = item.at
@@ -261,3 +263,8 @@ def _state_row(t: Tracked, now: datetime) -> dict[str, Any]:
         "last_latency_ms": t.last_latency_ms,
         "updated_at": now,
     }
+
+
+def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:
+    """A failure the component reported itself (``CheckResult.conclusive``) needs no streak."""
+    return replace(thresholds, failure_threshold=1)
