@@ -25,7 +25,7 @@ async def _pings(guard, name):  # one component per test
 
 
 async def test_every_ping_url_with_every_method(db_url, tmp_path):
-    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "nightly", HB)
         token = await _token(guard, "nightly")
         c = guard.client
@@ -44,7 +44,7 @@ async def test_every_ping_url_with_every_method(db_url, tmp_path):
 
 
 async def test_bad_pings_are_refused_and_change_nothing(db_url, tmp_path):
-    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "nightly", HB)
         token = await _token(guard, "nightly")
         c = guard.client
@@ -66,7 +66,7 @@ async def test_bad_pings_are_refused_and_change_nothing(db_url, tmp_path):
 async def test_a_long_log_is_kept_bounded(db_url, tmp_path):
     from app.monitoring.ping_router import PING_LOG_MAX_BYTES
 
-    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "nightly", HB)
         token = await _token(guard, "nightly")
         r = await guard.client.post(f"/ping/{token}/fail", content=b"y" * (PING_LOG_MAX_BYTES * 5))
