@@ -21,6 +21,7 @@ class GuardMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self._primed_healing: set[tuple[str, str]] = set()
+        self.new_components: set[str] = set()  # the label sets of component_new
         self.up = Gauge(f"{PREFIX}_up", "1 while this guard process is serving.", registry=r)
         self.info = Gauge(f"{PREFIX}_build_info", "Build information of this guard.", ["version", "dialect"], registry=r)
         self.rate_limited = Counter(
@@ -51,6 +52,10 @@ class GuardMetrics:
         )
         self.component_status = Gauge(
             f"{PREFIX}_component_status", "1 for the component's current status.", ["component", "status"], registry=r
+        )
+        self.component_new = Gauge(
+            f"{PREFIX}_component_new", "1 while a heartbeat component waits for its first ping (its status "
+            "is shown as `new`; it has no uptime yet).", ["component"], registry=r
         )
         self.health_percentage = Gauge(
             "pipeline_health_percentage", "Share of enabled components that are healthy, in percent.", registry=r
