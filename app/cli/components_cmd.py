@@ -1,4 +1,4 @@
-"""`pipeline-guard components list|show|add|remove|enable|disable` (over HTTP)."""
+"""`pipeline-guard components list|show|add|ping-url|remove|enable|disable` (over HTTP)."""
 
 from pathlib import Path
 from typing import Annotated, Any
@@ -146,6 +146,21 @@ def add(
     else:
         for item in created:
             typer.echo(f"added {item.get('name')}")
+
+
+@app.command("ping-url")
+@http_command
+def ping_url(conn: Connection, name: str) -> None:
+    """Make a new ping URL for a heartbeat component (the previous one stops working) and show how to use it."""
+    token = conn.call("request", "POST", f"/api/v1/components/{name}/ping-token")["token"]
+    url = f"{conn.url}/ping/{token}"
+    if conn.json_output:
+        output(conn, {"component": name, "url": url, "start": f"{url}/start", "fail": f"{url}/fail"})
+        return
+    typer.echo(url)
+    err_console.print(f"  shown once. In the job: curl -fsS -m 10 --retry 3 {url}   (start: {url}/start, "
+                      f"failure: {url}/fail, exit code: {url}/$?; a POST body is kept as the run's log)",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("remove")
