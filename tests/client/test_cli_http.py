@@ -193,3 +193,42 @@ def test_python_dash_m_app_behaves_the_same(tmp_path):
                             check=False, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot reach the guard") and "Traceback" not in result.stderr
+
+
+def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
+    """A guard whose rule evaluator runs: the table shows the median/spread the API returns, not "-"."""
+    import time
+
+    from live_guard import ADMIN_PASSWORD, ADMIN_USER, serve_app
+
+    from app.auth.permissions import Role
+    from app.cli.bootstrap import create_user
+    from app.detection.evaluator import RuleEvaluator
+    from app.main import create_app
+
+    create_user(settings, ADMIN_USER, ADMIN_PASSWORD, Role.ADMIN)
+    app = create_app(settings, build_services=lambda state: [RuleEvaluator(state)])
+    with serve_app(app) as url:
+        token = httpx.post(f"{url}/api/v1/auth/token", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
+                           timeout=10).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        rule = {"name": "latency", "component": "web", "metric_name": "latency_ms", "kind": "anomaly",
+                "params": {"sensitivity": 0.5}, "severity": "warning"}
+        assert httpx.post(f"{url}/api/v1/rules", json=rule, headers=headers, timeout=10).status_code == 201
+        points = [{"component": "web", "metric_name": "latency_ms", "value": 100.0 + (i % 5)} for i in range(50)]
+        assert httpx.post(f"{url}/api/v1/metrics/batch", json=points, headers=headers, timeout=10).status_code == 201
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = httpx.get(f"{url}/api/v1/metrics/baselines", headers=headers, timeout=10).json()
+            if found and found[0]["baseline"].get("count") == 50:
+                break
+            time.sleep(0.2)
+        assert found and found[0]["baseline"]["count"] == 50, found
+        result = cli("metrics", "baselines", "--component", "web", "--metric", "latency_ms", "--url", url, "--token", token)
+        assert result.exit_code == 0, result.output
+        row = next(line for line in result.stdout.splitlines() if "latency_ms" in line)
+        cells = [c.strip() for c in row.strip("│ ").split("│")]
+        assert cells[:4] == ["web", "latency_ms", "-", "latency"]
+        assert cells[4] == str(found[0]["baseline"]["median"]) and cells[5] == str(found[0]["baseline"]["spread"])
+        assert cells[8] == "50"
+        assert cli("metrics", "baselines", "--metric", "nope", "--url", url, "--token", token).stderr.strip() == "(none)"
