@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.progress import Progress
 
 from app.cli.http_common import Connection, err_console, fail, http_command, output, parse_labels
@@ -46,6 +45,8 @@ def show(conn: Connection, name: str) -> None:
 
 def _param_value(text: str) -> Any:
     """``--param`` values are YAML scalars/lists (``3``, ``true``, ``[200, 204]``), else the text itself."""
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -74,6 +75,8 @@ def _spec_from_options(name: str, check_kind: str | None, check: dict[str, Any],
 
 
 def _load_yaml(path: Path, option: str) -> Any:
+    import yaml  # only when a file is given: --help and the other commands do without it
+
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
