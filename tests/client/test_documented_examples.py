@@ -100,6 +100,7 @@ def doc_guard(db_url, tmp_path):
 
 
 @pytest.mark.docs
+@pytest.mark.timeout(900)  # ~40 CLI processes, each a fresh interpreter: minutes on a loaded machine
 def test_every_documented_example_runs_against_a_running_guard(doc_guard, receiver, tmp_path):
     live = doc_guard
     httpx.post(f"{live.url}/api/v1/integrations/alertmanager", timeout=10, headers={"Authorization": f"Bearer {AM_TOKEN}"},
