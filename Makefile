@@ -23,9 +23,9 @@ $(VENV)/.installed-dev: $(BIN)/python pyproject.toml constraints.txt
 venv: $(VENV)/.installed-run
 dev: $(VENV)/.installed-dev
 
-## make run: migrate the embedded SQLite database, create the first admin, serve on 127.0.0.1:8080
+## make run: migrate the embedded SQLite database, create the first admin, serve on 127.0.0.1:8080, print next steps
 run: $(VENV)/.installed-run
-	$(BIN)/pipeline-guard serve --host $(HOST) --port $(PORT)
+	$(BIN)/pipeline-guard serve --host $(HOST) --port $(PORT) --next-steps
 
 ## make demo: guard the flaky example worker and watch it heal
 demo: $(VENV)/.installed-run
@@ -39,7 +39,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -x -m "not realclients and not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -x -m "not realclients and not faults and not docs" $(PYTEST_ARGS)
 
 test-real: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m realclients $(PYTEST_ARGS)
@@ -47,7 +47,7 @@ test-real: $(VENV)/.installed-dev
 test-faults: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
 
-BENCHES ?= probes ingest summary nab nab_cv healing
+BENCHES ?= probes ingest summary nab nab_cv healing cli_help
 
 ## make bench: every benchmark; each prints its figure beside a baseline measured in the same run
 bench: $(VENV)/.installed-dev

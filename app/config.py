@@ -261,10 +261,17 @@ def load_settings(
     tree = deep_merge(tree, from_env)
     tree = deep_merge(tree, overrides)
     try:
-        return Settings(**tree)
+        settings = Settings(**tree)
     except ValidationError as exc:
         problems = format_validation_error(exc)
         raise ConfigurationError("invalid configuration", details={"problems": problems}) from None
+    if settings.components:
+        from app.config_components import declared_component_problems
+
+        problems = declared_component_problems(settings)
+        if problems:
+            raise ConfigurationError("invalid configuration", details={"problems": problems})
+    return settings
 
 
 def validate_config_file(path: str | Path, environ: dict[str, str] | None = None) -> list[str]:
@@ -272,12 +279,14 @@ def validate_config_file(path: str | Path, environ: dict[str, str] | None = None
     environ = dict(os.environ if environ is None else environ)
     try:
         tree = read_config_file(Path(path), environ)
-        Settings(**tree)
+        settings = Settings(**tree)
     except ConfigurationError as exc:
         return list(exc.details.get("problems", [])) or [exc.message]
     except ValidationError as exc:
         return format_validation_error(exc)
-    return []
+    from app.config_components import declared_component_problems
+
+    return declared_component_problems(settings)
 
 
 MIN_SECRET_KEY_LENGTH = 32

@@ -13,6 +13,8 @@ PUBLIC_PATHS = {
     # The HTML status page checks access itself: public, or monitor_health when
     # security.status_page_public is false (see app/statuspage/router.py).
     "/status",
+    # Batch-job ping URLs: the token in the path is the credential (app/monitoring/ping_router.py).
+    "/ping/{token}", "/ping/{token}/start", "/ping/{token}/fail", "/ping/{token}/{exit_code}",
 }
 # Routes that need a valid login but no particular permission.
 AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
@@ -31,6 +33,7 @@ def include_routers(app: FastAPI) -> None:
     from app.integrations.alertmanager_router import router as alertmanager_router
     from app.metrics.router import router as metrics_router
     from app.monitoring.heartbeat_router import router as heartbeat_router
+    from app.monitoring.ping_router import router as ping_router
     from app.monitoring.router import router as status_router
     from app.notify.router import notifications_router
     from app.notify.router import router as channels_router
@@ -38,7 +41,7 @@ def include_routers(app: FastAPI) -> None:
     from app.statuspage.router import router as status_page_router
 
     for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
-                   healing_router):
+                   ping_router, healing_router):
         app.include_router(router)
     for router in (metrics_router, rules_router, alerts_router, silences_router, channels_router, notifications_router,
                    alertmanager_router, audit_router, security_router, status_page_router):

@@ -50,6 +50,9 @@ class CheckResult:
     detail: str  # short, human, never contains secrets
     observed_at: datetime = field(default_factory=utcnow)
     metrics: dict[str, float] = field(default_factory=dict)
+    # The watched thing itself reported the failure (a job's `fail` ping, a non-zero exit code): no
+    # streak of failed checks is needed to believe it, the component is unhealthy at once.
+    conclusive: bool = False
 
     @classmethod
     def up(cls, detail: str, latency_s: float | None = None, **kw: Any) -> CheckResult:

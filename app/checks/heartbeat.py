@@ -137,7 +137,7 @@ def evaluate_heartbeat(
 
     if status == "fail":
         ago = (now - last_ping_at).total_seconds()
-        return result(CheckResult.down, f"last run reported failure {_secs(ago)} ago")
+        return CheckResult.down(f"last run reported failure {_secs(ago)} ago", None, observed_at=now, conclusive=True)
 
     since = (now - last_ping_at).total_seconds()
     if since > allowed:

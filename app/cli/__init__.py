@@ -1,7 +1,8 @@
 """The `pipeline-guard` command line (also `python -m app`).
 
 Local commands (serve, db, config, users create) work on this machine's configuration; the others
-talk to a running guard over HTTP.
+talk to a running guard over HTTP. Command modules import the server (FastAPI, SQLAlchemy, settings)
+only inside the local commands' functions, so ``--help`` and every HTTP command pay for httpx only.
 """
 
 from __future__ import annotations
@@ -10,12 +11,11 @@ import sys
 
 import typer
 
-from app.errors import PipelineGuardError
-
 
 def build_app() -> typer.Typer:
     from app.cli import (
         alerts_cmd,
+        channels_cmd,
         components_cmd,
         config_cmd,
         db_cmd,
@@ -44,6 +44,7 @@ def build_app() -> typer.Typer:
     cli.add_typer(components_cmd.app, name="components")
     cli.add_typer(alerts_cmd.alerts_app, name="alerts")
     cli.add_typer(alerts_cmd.silences_app, name="silences")
+    cli.add_typer(channels_cmd.app, name="channels")
     # `metrics detect` runs locally; the other metrics commands talk to a running guard.
     metrics_http.app.command("detect")(metrics_cmd.detect)
     cli.add_typer(metrics_http.app, name="metrics")
@@ -60,7 +61,11 @@ def main() -> None:
         return
     try:
         build_app()(standalone_mode=True)
-    except PipelineGuardError as exc:
+    except Exception as exc:
+        from app.errors import PipelineGuardError  # only a local command can raise it: it is imported by then
+
+        if not isinstance(exc, PipelineGuardError):
+            raise
         problems = exc.details.get("problems") if exc.details else None
         typer.echo(f"error: {exc.message}", err=True)
         for problem in problems or []:

@@ -16,21 +16,18 @@ ALERT_COLUMNS = [
     ("count", ("count", "occurrences")),
 ]
 SILENCE_COLUMNS = [
-    ("id", ("id",)), ("matchers", ("matchers", "component")), ("starts", ("starts_at",)), ("ends", ("ends_at",)),
-    ("by", ("created_by", "author")), ("comment", ("comment",)),
+    ("id", ("id",)), ("component", ("component",)), ("labels", ("labels",)), ("starts", ("starts_at",)),
+    ("ends", ("ends_at",)), ("by", ("created_by",)), ("active", ("active",)), ("comment", ("comment",)),
 ]
 
 
 def _duration(value: str, option: str) -> float:
-    from app.config import parse_duration
+    from app.client.core import duration_seconds
 
     try:
-        seconds = parse_duration(value)
+        return duration_seconds(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
-    if seconds <= 0:
-        raise typer.BadParameter("must be positive", param_hint=option)
-    return seconds
 
 
 def _until(value: str | None, option: str) -> str | None:
@@ -81,7 +78,7 @@ def resolve(conn: Connection, alert_id: Annotated[str, typer.Argument(metavar="I
 def list_silences(conn: Connection,
                   all_: Annotated[bool, typer.Option("--all", help="include expired silences")] = False) -> None:
     """List silences (active ones unless --all)."""
-    output(conn, conn.call("list_silences", active=None if all_ else True), SILENCE_COLUMNS)
+    output(conn, conn.call("list_silences", include_expired=all_), SILENCE_COLUMNS)
 
 
 @silences_app.command("add")
@@ -98,12 +95,7 @@ def add_silence(
     if not component and not labels:
         raise typer.BadParameter("give --component and/or --label", param_hint="--component")
     start = datetime.now(UTC)
-    matchers: dict = {}
-    if component:
-        matchers["component"] = component
-    if labels:
-        matchers["labels"] = labels
-    spec = {"matchers": matchers, "starts_at": start.isoformat(),
+    spec = {"component": component, "labels": labels, "starts_at": start.isoformat(),
             "ends_at": (start + timedelta(seconds=_duration(duration, "--duration"))).isoformat(), "comment": comment}
     body = conn.call("create_silence", spec)
     output(conn, body) if conn.json_output else typer.echo(f"silence {body.get('id', '?')} until {spec['ends_at']}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.config import Settings, load_settings
+if TYPE_CHECKING:
+    from app.config import Settings
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (else PIPELINE_CONFIG)", exists=False)
@@ -15,4 +16,6 @@ ConfigOption = Annotated[
 
 
 def settings_from(config: Path | None) -> Settings:
+    from app.config import load_settings  # the server's settings: imported only by local commands
+
     return load_settings(config_file=config)

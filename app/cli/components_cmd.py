@@ -1,10 +1,9 @@
-"""`pipeline-guard components list|show|add|remove|enable|disable` (over HTTP)."""
+"""`pipeline-guard components list|show|add|ping-url|remove|enable|disable` (over HTTP)."""
 
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.progress import Progress
 
 from app.cli.http_common import Connection, err_console, fail, http_command, output, parse_labels
@@ -44,36 +43,50 @@ def show(conn: Connection, name: str) -> None:
     output(conn, flat)
 
 
-def _spec_from_options(name: str, check_kind: str | None, url: str | None, interval: str | None,
-                       timeout: str | None, labels: dict[str, str], critical: bool, description: str,
-                       endpoint: str | None) -> dict[str, Any]:
+def _param_value(text: str) -> Any:
+    """``--param`` values are YAML scalars/lists (``3``, ``true``, ``[200, 204]``), else the text itself."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _spec_from_options(name: str, check_kind: str | None, check: dict[str, Any], labels: dict[str, str],
+                       critical: bool, description: str, endpoint: str | None,
+                       recovery_file: Path | None) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": name, "critical": critical, "labels": labels}
     if description:
         spec["description"] = description
-    if endpoint or url:
-        spec["endpoint"] = endpoint or url
+    if endpoint or check.get("url"):
+        spec["endpoint"] = endpoint or check["url"]
     if check_kind:
-        check: dict[str, Any] = {"kind": check_kind}
-        if url:
-            check["url"] = url
-        if interval:
-            check["interval"] = interval
-        if timeout:
-            check["timeout"] = timeout
-        spec["check"] = check
-    elif url or interval or timeout:
-        raise typer.BadParameter("--url/--interval/--timeout describe a check: give --check-kind too",
-                                 param_hint="--check-kind")
+        spec["check"] = {"kind": check_kind, **check}
+    elif check:
+        raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in check)} describe a check: "
+                                 "give --check-kind too", param_hint="--check-kind")
+    if recovery_file is not None:
+        recovery = _load_yaml(recovery_file, "--recovery-file")
+        if not isinstance(recovery, dict):
+            raise typer.BadParameter(f"{recovery_file}: expected a recovery policy mapping", param_hint="--recovery-file")
+        spec["recovery"] = recovery
     return spec
 
 
-def _specs_from_file(path: Path) -> list[dict[str, Any]]:
+def _load_yaml(path: Path, option: str) -> Any:
+    import yaml  # only when a file is given: --help and the other commands do without it
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--from-file") from None
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=option) from None
     except yaml.YAMLError as exc:
-        raise typer.BadParameter(f"{path} is not valid YAML: {exc}", param_hint="--from-file") from None
+        raise typer.BadParameter(f"{path} is not valid YAML: {exc}", param_hint=option) from None
+
+
+def _specs_from_file(path: Path) -> list[dict[str, Any]]:
+    data = _load_yaml(path, "--from-file")
     if isinstance(data, dict) and isinstance(data.get("components"), list):
         data = data["components"]
     specs = data if isinstance(data, list) else [data]
@@ -92,6 +105,17 @@ def add(
     check_url: Annotated[str | None, typer.Option("--check-url", "--target", help="what an http check probes")] = None,
     interval: Annotated[str | None, typer.Option(help="check interval, e.g. 30s")] = None,
     timeout: Annotated[str | None, typer.Option(help="check timeout, e.g. 5s")] = None,
+    host: Annotated[str | None, typer.Option(help="tcp: the host to connect to")] = None,
+    port: Annotated[int | None, typer.Option(help="tcp: the port to connect to")] = None,
+    period: Annotated[str | None, typer.Option(help="heartbeat: how often the job runs, e.g. 1h")] = None,
+    grace: Annotated[str | None, typer.Option(help="heartbeat: lateness tolerated, e.g. 5m")] = None,
+    max_runtime: Annotated[str | None, typer.Option(help="heartbeat: a run longer than this is a failure")] = None,
+    failure_threshold: Annotated[int | None, typer.Option(help="failures in a row before unhealthy")] = None,
+    success_threshold: Annotated[int | None, typer.Option(help="successes in a row before healthy again")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="any other check setting, key=value "
+                                                                         "(YAML value); repeat")] = None,
+    recovery_file: Annotated[Path | None, typer.Option("--recovery-file", help="YAML recovery policy "
+                                                                             "(strategies, attempts, ...)")] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value; repeat")] = None,
     critical: Annotated[bool, typer.Option("--critical", help="its failure makes the whole system critical")] = False,
     description: Annotated[str, typer.Option()] = "",
@@ -102,8 +126,13 @@ def add(
     if from_file is not None:
         specs = _specs_from_file(from_file)
     elif name:
-        specs = [_spec_from_options(name, check_kind, check_url, interval, timeout, parse_labels(label), critical,
-                                    description, endpoint)]
+        named = {"url": check_url, "interval": interval, "timeout": timeout, "host": host, "port": port,
+                 "period": period, "grace": grace, "max_runtime": max_runtime,
+                 "failure_threshold": failure_threshold, "success_threshold": success_threshold}
+        check = {k: v for k, v in named.items() if v is not None}
+        check.update({k: _param_value(v) for k, v in parse_labels(param).items()})
+        specs = [_spec_from_options(name, check_kind, check, parse_labels(label), critical, description, endpoint,
+                                    recovery_file)]
     else:
         raise typer.BadParameter("give a NAME or --from-file", param_hint="NAME")
     created = []
@@ -120,6 +149,21 @@ def add(
     else:
         for item in created:
             typer.echo(f"added {item.get('name')}")
+
+
+@app.command("ping-url")
+@http_command
+def ping_url(conn: Connection, name: str) -> None:
+    """Make a new ping URL for a heartbeat component (the previous one stops working) and show how to use it."""
+    token = conn.call("request", "POST", f"/api/v1/components/{name}/ping-token")["token"]
+    url = f"{conn.url}/ping/{token}"
+    if conn.json_output:
+        output(conn, {"component": name, "url": url, "start": f"{url}/start", "fail": f"{url}/fail"})
+        return
+    typer.echo(url)
+    err_console.print(f"  shown once. In the job: curl -fsS -m 10 --retry 3 {url}   (start: {url}/start, "
+                      f"failure: {url}/fail, exit code: {url}/$?; a POST body is kept as the run's log)",
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("remove")

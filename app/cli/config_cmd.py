@@ -8,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from app.config import validate_config_file
-
 app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 
 
@@ -20,6 +18,8 @@ def sample_text() -> str:
 @app.command("validate")
 def validate(file: Path) -> None:
     """Print every problem of FILE with its path; exit 2 when there is any."""
+    from app.config import validate_config_file
+
     problems = validate_config_file(file)
     if problems:
         for line in problems:

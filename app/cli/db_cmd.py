@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from app.cli.common import ConfigOption, settings_from
-from app.db.migrate import head_revision, upgrade_sync
 
 app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 
@@ -13,6 +12,8 @@ app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 @app.command("upgrade")
 def upgrade(config: ConfigOption = None, revision: str = typer.Option("head", help="target revision")) -> None:
     """Migrate the database to the latest schema (safe to run repeatedly)."""
+    from app.db.migrate import head_revision, upgrade_sync
+
     settings = settings_from(config)
     upgrade_sync(settings.database_url, revision)
     typer.echo(f"database at {revision} ({head_revision()})")
@@ -21,4 +22,6 @@ def upgrade(config: ConfigOption = None, revision: str = typer.Option("head", he
 @app.command("head")
 def head() -> None:
     """Print the schema revision this version of the guard needs."""
+    from app.db.migrate import head_revision
+
     typer.echo(head_revision())

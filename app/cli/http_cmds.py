@@ -134,9 +134,8 @@ def heal(
 
 
 AUDIT_COLUMNS = [
-    ("time", ("timestamp", "created_at", "at")), ("actor", ("actor", "username", "user")),
-    ("action", ("action",)), ("target", ("target", "resource", "object")), ("from", ("source_ip", "ip", "remote")),
-    ("detail", ("detail", "details", "message")),
+    ("time", ("at",)), ("actor", ("username",)), ("role", ("role",)), ("action", ("action",)),
+    ("target", ("target",)), ("from", ("client",)), ("status", ("status_code",)), ("detail", ("summary",)),
 ]
 
 

@@ -156,9 +156,9 @@ class handle_errors:
 
         if isinstance(exc, GuardAPIError):
             message = exc.message
-            fields = (exc.details or {}).get("fields") if isinstance(exc.details, dict) else None
-            if fields:
-                message += ": " + "; ".join(f"{f.get('field')}: {f.get('message')}" for f in fields if isinstance(f, dict))
+            described = describe_details(exc.details)
+            if described:
+                message += ": " + "; ".join(described)
             if exc.status == 401:
                 message += f" (log in with `pipeline-guard login --url {self.conn.url}`)"
             fail(message, 2 if exc.status in (400, 422) else 1)
@@ -168,6 +168,27 @@ class handle_errors:
             fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
         fail(f"{type(exc).__name__}: {exc}")
         return False
+
+
+def describe_details(details: Any) -> list[str]:
+    """Every detail of an error envelope as a line: the fields, problems and per-item errors the API
+    names, then any other key (a CLI error must say what the API said, not only its headline)."""
+    if not isinstance(details, dict):
+        return [str(details)] if details else []
+    lines: list[str] = []
+    for key, value in details.items():
+        if key in ("fields", "errors") and isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    where = item.get("field") if item.get("index") is None else f"[{item['index']}].{item.get('field')}"
+                    lines.append(f"{where}: {item.get('message')}")
+                else:
+                    lines.append(str(item))
+        elif key == "problems" and isinstance(value, list):
+            lines.extend(str(item) for item in value)
+        elif key not in ("request_id",):
+            lines.append(f"{key}: {cell(value)}")
+    return lines
 
 
 # --- parsing and output -----------------------------------------------------------------------

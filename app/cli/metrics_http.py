@@ -15,9 +15,10 @@ app = typer.Typer(help="Metrics: push, query, summarise, analyse (talks to a run
 POINT_COLUMNS = [("time", ("timestamp", "ts")), ("component", ("component",)), ("metric", ("metric_name", "name")),
                  ("value", ("value",)), ("labels", ("labels",))]
 SUMMARY_KEYS = ("count", "min", "max", "mean", "avg", "p50", "p90", "p95", "p99", "stddev", "last")
-BASELINE_COLUMNS = [("component", ("component",)), ("metric", ("metric_name", "name")), ("labels", ("labels",)),
-                    ("mean", ("mean", "center")), ("stddev", ("stddev", "spread", "mad")),
-                    ("samples", ("samples", "count", "n")), ("updated", ("updated_at",))]
+BASELINE_COLUMNS = [("component", ("component",)), ("metric", ("metric_name",)), ("labels", ("labels",)),
+                    ("rule", ("rule_name",)), ("median", ("baseline.median",)), ("spread", ("baseline.spread",)),
+                    ("p05", ("baseline.p05",)), ("p95", ("baseline.p95",)), ("points", ("baseline.count",)),
+                    ("warmed up", ("baseline.warmed_up",)), ("firing", ("firing",)), ("last point", ("last_ts",))]
 
 
 @app.command("record")
@@ -91,7 +92,7 @@ def analyze(conn: Connection, component: str,
                 name = pick(point, "metric_name", "name")
                 stats = client.get_metric_summary(component, name, since=since) or {}
                 baseline = known.get(name) or {}
-                mean, spread, value = pick(baseline, "mean", "center"), pick(baseline, "stddev", "spread"), pick(point, "value")
+                mean, spread, value = pick(baseline, "baseline.median"), pick(baseline, "baseline.spread"), pick(point, "value")
                 score = None
                 if isinstance(mean, (int, float)) and isinstance(spread, (int, float)) and spread > 0 and value is not None:
                     score = round(abs(float(value) - mean) / spread, 2)
@@ -102,5 +103,5 @@ def analyze(conn: Connection, component: str,
         client._closed.set()
         client._http.close()
     columns = [("metric", ("metric_name",)), ("latest", ("latest",)), ("count", ("count",)), ("mean", ("mean", "avg")),
-               ("p95", ("p95",)), ("max", ("max",)), ("baseline", ("baseline_mean",)), ("z", ("z",))]
+               ("p95", ("p95",)), ("max", ("max",)), ("baseline median", ("baseline_mean",)), ("z", ("z",))]
     output(conn, {"component": component, "since": since, "series": rows} if conn.json_output else rows, columns)

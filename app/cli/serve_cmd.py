@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from app.cli.bootstrap import ADMIN_USERNAME, ensure_first_admin, prepare_database
 from app.cli.common import ConfigOption, settings_from
 
 
@@ -16,12 +15,14 @@ def register(cli: typer.Typer) -> None:
         port: int = typer.Option(8080, help="port to bind"),
         migrate: bool = typer.Option(True, help="run database migrations before serving"),
         log_level: str = typer.Option(None, help="override PIPELINE_LOG_LEVEL"),
+        next_steps: bool = typer.Option(False, "--next-steps", help="print what to do next (make run does)"),
     ) -> None:
         """Run the guard (the seed's --daemon)."""
         import uvicorn
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import DBAPIError
 
+        from app.cli.bootstrap import ADMIN_USERNAME, ensure_first_admin, prepare_database
         from app.main import create_app
         from app.observability.logging import configure_logging
 
@@ -45,6 +46,23 @@ def register(cli: typer.Typer) -> None:
                 "  (shown once; set PIPELINE_ADMIN_PASSWORD to choose it)\n",
                 fg=typer.colors.YELLOW, err=True,
             )
+        if next_steps:
+            typer.secho(next_steps_text(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"),
+                        fg=typer.colors.CYAN, err=True)
         app = create_app(settings)
         uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_config=None,
                     proxy_headers=False, timeout_graceful_shutdown=20)
+
+
+def next_steps_text(url: str) -> str:
+    """What a new user does next, with commands that work as printed (the doc-test runs them)."""
+    return f"""
+  Pipeline Guard is starting on {url}. Next steps, in another terminal:
+    1. log in:               pipeline-guard login --url {url} -u admin
+    2. add a component:      pipeline-guard components add web --check-kind http --check-url https://example.com/health --interval 30s
+       or a batch job:       pipeline-guard components add nightly-etl --check-kind heartbeat --period 1d --grace 1h
+    3. the job's ping URL:   pipeline-guard components ping-url nightly-etl
+       then, in the job:     curl -fsS -m 10 --retry 3 {url}/ping/<token>       (or .../fail, or .../$? for the exit code)
+    4. a channel for alerts: pipeline-guard channels add ops --kind slack --webhook-url https://hooks.slack.com/services/T000/B000/XXXX
+    5. open the status page: {url}/status    (the API and its docs: {url}/docs)
+"""

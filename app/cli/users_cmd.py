@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from app.auth.permissions import Role
-from app.cli.bootstrap import create_user
 from app.cli.common import ConfigOption, settings_from
 
 app = typer.Typer(help="User administration.", no_args_is_help=True)
@@ -29,5 +28,7 @@ def create(
     if len(password) < 12:
         typer.echo("error: the password must be at least 12 characters", err=True)
         raise typer.Exit(2)
+    from app.cli.bootstrap import create_user
+
     create_user(settings, name, password, role)
     typer.echo(f"created {role.value} {name}")

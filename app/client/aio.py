@@ -44,10 +44,11 @@ class AsyncGuardClient(ClientSettings):
     def __init__(self, url: str, token: str | None = None, *, username: str | None = None,
                  password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
                  batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
+                 deadline: float | None = None,
                  transport: httpx.AsyncBaseTransport | None = None):
         self._configure(url, token, username=username, password=password, retries=retries,
                         raise_errors=raise_errors, batch_size=batch_size, flush_interval=flush_interval,
-                        backoff=backoff)
+                        backoff=backoff, timeout=timeout, deadline=deadline)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport,
                                        headers={"User-Agent": USER_AGENT})
         self._flush_lock: asyncio.Lock | None = None
@@ -75,6 +76,9 @@ class AsyncGuardClient(ClientSettings):
         finally:
             await self._http.aclose()
 
+    def is_closing(self) -> bool:
+        return self._closed
+
     # --- transport --------------------------------------------------------------------------
     async def _auth_headers(self) -> dict[str, str]:
         if self.token is None and self.username and self.password:
@@ -92,7 +96,8 @@ class AsyncGuardClient(ClientSettings):
                 headers.update(await self._auth_headers())
             try:
                 response = await self._http.request(call.method, call.path, params=call.params or None,
-                                                    json=call.json, data=call.data, headers=headers)
+                                                    json=call.json, data=call.data, headers=headers,
+                                                    timeout=exchange.request_timeout())
             except httpx.TransportError as exc:
                 value = exchange.transport_error(exc)
                 await asyncio.sleep(value)

@@ -6,12 +6,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.client.core import API, clean_params, label_params, segment
+from app.client.core import (
+    API,
+    clean_params,
+    duration_seconds,
+    encode_timestamp,
+    label_params,
+    segment,
+    since_timestamp,
+)
 
 
 @dataclass
@@ -43,11 +52,12 @@ def get_metrics(component: str | None = None, metric_name: str | None = None, st
     return Call("GET", f"{API}/metrics", params)
 
 
-def get_metric_summary(component: str, metric_name: str, since: str | None = None, start: When = None,
+def get_metric_summary(component: str, metric_name: str, since: str | float | None = None, start: When = None,
                        end: When = None) -> Call:
-    """count/min/max/mean/percentiles of one series (``since`` like ``1h``, or ``start``/``end``)."""
+    """count/min/max/mean/percentiles of one series (``since`` like ``1h`` or seconds, or ``start``/``end``)."""
     return Call("GET", f"{API}/metrics/summary", clean_params(
-        {"component": component, "metric_name": metric_name, "since": since, "start": start, "end": end}))
+        {"component": component, "metric_name": metric_name,
+         "since": duration_seconds(since) if since is not None else None, "start": start, "end": end}))
 
 
 def get_latest_metrics(component: str | None = None, names: list[str] | None = None) -> Call:
@@ -103,8 +113,9 @@ def delete_component(name: str) -> Call:
 
 def list_alerts(*, state: str | None = None, component: str | None = None, severity: str | None = None,
                 limit: int = 100, offset: int = 0) -> Call:
+    """Alerts, newest first; ``state``: firing, acknowledged, silenced or resolved (default: not resolved)."""
     return Call("GET", f"{API}/alerts", clean_params(
-        {"state": state, "component": component, "severity": severity, "limit": limit, "offset": offset}))
+        {"status": state, "component": component, "severity": severity, "limit": limit, "offset": offset}))
 
 
 def get_alert(alert_id: int | str) -> Call:
@@ -118,20 +129,60 @@ def ack_alert(alert_id: int | str, until: When = None, comment: str | None = Non
 
 
 def resolve_alert(alert_id: int | str, comment: str | None = None) -> Call:
-    return Call("POST", f"{API}/alerts/{segment(alert_id)}/resolve", json={"comment": comment} if comment else {})
+    """Resolve an alert; ``comment`` is recorded as what fixed it."""
+    return Call("POST", f"{API}/alerts/{segment(alert_id)}/resolve",
+                json={"resolution_action": comment} if comment else {})
 
 
-def list_silences(*, active: bool | None = None, limit: int = 100, offset: int = 0) -> Call:
-    return Call("GET", f"{API}/silences", clean_params({"active": active, "limit": limit, "offset": offset}))
+def list_silences(*, include_expired: bool = False, limit: int = 100, offset: int = 0) -> Call:
+    return Call("GET", f"{API}/silences", clean_params(
+        {"include_expired": include_expired, "limit": limit, "offset": offset}))
 
 
-def create_silence(spec: Mapping[str, Any]) -> Call:
-    """``{"matchers": {"component": ..., "labels": {...}}, "starts_at", "ends_at", "comment"}``."""
-    return Call("POST", f"{API}/silences", json=dict(spec))
+def create_silence(spec: Mapping[str, Any] | None = None, *, component: str | None = None,
+                   labels: Mapping[str, str] | None = None, duration: str | float | None = None,
+                   comment: str = "") -> Call:
+    """Mute notifications and healing: ``{"component", "labels", "starts_at", "ends_at", "comment"}`` as
+    the API takes it, or ``component=``/``labels=``/``duration="30m"``/``comment=`` (starting now)."""
+    if spec is None:
+        if duration is None:
+            raise ValueError("give a spec or a duration")
+        now = time.time()
+        spec = {"component": component, "labels": dict(labels or {}), "starts_at": encode_timestamp(now),
+                "ends_at": encode_timestamp(now + duration_seconds(duration)), "comment": comment}
+    return Call("POST", f"{API}/silences", json={k: v for k, v in dict(spec).items() if v is not None})
 
 
 def expire_silence(silence_id: int | str) -> Call:
     return Call("DELETE", f"{API}/silences/{segment(silence_id)}")
+
+
+# --- notification channels (admin) ------------------------------------------------------------
+
+def list_channels(*, limit: int = 100, offset: int = 0) -> Call:
+    return Call("GET", f"{API}/channels", clean_params({"limit": limit, "offset": offset}))
+
+
+def create_channel(spec: Mapping[str, Any]) -> Call:
+    """``{"name", "kind": "slack"|"webhook", "config": {"url", ...}, "severities", "matchers", ...}``."""
+    return Call("POST", f"{API}/channels", json=dict(spec))
+
+
+def get_channel(channel_id: int | str) -> Call:
+    return Call("GET", f"{API}/channels/{segment(channel_id)}")
+
+
+def update_channel(channel_id: int | str, changes: Mapping[str, Any]) -> Call:
+    return Call("PATCH", f"{API}/channels/{segment(channel_id)}", json=dict(changes))
+
+
+def delete_channel(channel_id: int | str) -> Call:
+    return Call("DELETE", f"{API}/channels/{segment(channel_id)}")
+
+
+def test_channel(channel_id: int | str) -> Call:
+    """Send a test message now; returns whether it was delivered."""
+    return Call("POST", f"{API}/channels/{segment(channel_id)}/test")
 
 
 # --- healing ----------------------------------------------------------------------------------
@@ -161,10 +212,11 @@ def update_user(username: str, *, role: str | None = None, disabled: bool | None
     return Call("PATCH", f"{API}/users/{segment(username)}", json=body)
 
 
-def list_audit(*, actor: str | None = None, action: str | None = None, since: When = None,
+def list_audit(*, actor: str | None = None, action: str | None = None, since: When | float = None,
                limit: int = 100, offset: int = 0) -> Call:
+    """Who did what (admin). ``since``: an ISO time, a datetime or a duration back from now (``24h``)."""
     return Call("GET", f"{API}/audit", clean_params(
-        {"actor": actor, "action": action, "since": since, "limit": limit, "offset": offset}))
+        {"username": actor, "action": action, "since": since_timestamp(since), "limit": limit, "offset": offset}))
 
 
 def me() -> Call:
@@ -179,5 +231,6 @@ OPERATIONS = [
     get_metrics, get_metric_summary, get_latest_metrics, get_baselines, get_system_status,
     list_components, get_component, create_component, update_component, enable_component, disable_component,
     delete_component, list_alerts, get_alert, ack_alert, resolve_alert, list_silences, create_silence,
-    expire_silence, heal, list_healing_attempts, list_users, create_user, update_user, list_audit, me, logout,
+    expire_silence, list_channels, create_channel, get_channel, update_channel, delete_channel, test_channel,
+    heal, list_healing_attempts, list_users, create_user, update_user, list_audit, me, logout,
 ]

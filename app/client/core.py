@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,34 @@ class RetryPolicy:
                 return hinted
         base = min(self.backoff * (2**attempt), MAX_BACKOFF)
         return base * (0.5 + random.random() / 2)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(value: float | str) -> float:
+    """``30m``/``1h``/``7d``/``500ms`` or a number of seconds -> seconds (the API takes seconds)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration like 30m, 1h, 7d or seconds, got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+def since_timestamp(value: datetime | float | str | None) -> str | None:
+    """An ISO time as given, a datetime, or a duration back from now (``24h``)."""
+    if value is None or isinstance(value, datetime):
+        return encode_timestamp(value)
+    try:
+        return datetime.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        return encode_timestamp(time.time() - duration_seconds(value))
 
 
 def encode_timestamp(value: datetime | float | str | None) -> str | None:
@@ -219,14 +248,28 @@ class Exchange:
         self.log = log
         self.attempt = 0
         self.relogged = False
+        # The whole call, retries and waits included, ends by this time: a guard that accepts
+        # connections and never answers must not hold the pipeline for retries x timeout.
+        self.deadline_at = time.monotonic() + client.call_deadline()
+
+    def remaining(self) -> float:
+        return self.deadline_at - time.monotonic()
+
+    def request_timeout(self) -> httpx.Timeout:
+        """The client's timeout, cut to what is left of the call's deadline (raises when nothing is)."""
+        left = self.remaining()
+        if left <= 0:
+            raise GuardConnectionError(f"{self.call.method} {self.client.url}{self.call.path}: "
+                                       f"no answer within the call's deadline ({self.client.deadline:g}s)")
+        return httpx.Timeout(min(self.client.timeout, left))
 
     def transport_error(self, exc: httpx.TransportError) -> float:
-        """Seconds to wait before retrying; raises GuardConnectionError when out of retries."""
+        """Seconds to wait before retrying; raises GuardConnectionError when out of retries or time."""
         call = self.call
-        if self.attempt >= self.client.policy.retries:
+        delay = self.client.policy.delay(self.attempt)
+        if self.attempt >= self.client.policy.retries or delay >= self.remaining():
             raise GuardConnectionError(
                 f"{call.method} {self.client.url}{call.path}: {type(exc).__name__}: {exc}") from exc
-        delay = self.client.policy.delay(self.attempt)
         self.log.info("guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, self.attempt + 1, delay)
         self.attempt += 1
         return delay
@@ -238,8 +281,8 @@ class Exchange:
             self.relogged = True
             client.token = None
             return RELOGIN, None
-        if is_retryable_status(status) and self.attempt < client.policy.retries:
-            delay = client.policy.delay(self.attempt, response)
+        delay = client.policy.delay(self.attempt, response) if is_retryable_status(status) else 0.0
+        if is_retryable_status(status) and self.attempt < client.policy.retries and delay < self.remaining():
             self.log.info("guard answered %d, retry %d in %.2fs", status, self.attempt + 1, delay)
             self.attempt += 1
             return RETRY, delay
@@ -291,8 +334,12 @@ class ClientSettings:
     """What the sync and async clients keep alike: where, who, and how hard to try."""
 
     def _configure(self, url: str, token: str | None, *, username: str | None, password: str | None,
-                   retries: int, raise_errors: bool, batch_size: int, flush_interval: float, backoff: float) -> None:
+                   retries: int, raise_errors: bool, batch_size: int, flush_interval: float, backoff: float,
+                   timeout: float = 5.0, deadline: float | None = None) -> None:
         self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        # One call (its retries and back-off included) never takes longer than this.
+        self.deadline = float(deadline) if deadline is not None else 2 * self.timeout
         self.token = token
         self.username = username
         self.password = password
@@ -301,3 +348,10 @@ class ClientSettings:
         self.flush_interval = flush_interval
         self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
         self._buffer: list[MetricPoint] = []
+
+    def call_deadline(self) -> float:
+        """The deadline of the next call: once closing, one request's timeout at most (the pipeline is exiting)."""
+        return min(self.deadline, self.timeout) if self.is_closing() else self.deadline
+
+    def is_closing(self) -> bool:
+        return False

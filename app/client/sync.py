@@ -44,17 +44,20 @@ class GuardClient(ClientSettings):
     when its token expires). ``record_metric`` buffers points and sends them in batches of
     ``batch_size``, at the latest every ``flush_interval`` seconds and on ``close()``. Every call is
     retried ``retries`` times with exponential back-off on connection errors, 429 (honouring
-    Retry-After) and 5xx. Failures are logged; they raise (``GuardClientError``) only when
+    Retry-After) and 5xx, within ``deadline`` seconds for the whole call (default twice ``timeout``;
+    ``close()`` gives its last flush one ``timeout``), so a guard that never answers cannot hold the
+    pipeline. Failures are logged; they raise (``GuardClientError``) only when
     ``raise_errors=True``; otherwise the call returns ``None``.
     """
 
     def __init__(self, url: str, token: str | None = None, *, username: str | None = None,
                  password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
                  batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
+                 deadline: float | None = None,
                  transport: httpx.BaseTransport | None = None):
         self._configure(url, token, username=username, password=password, retries=retries,
                         raise_errors=raise_errors, batch_size=batch_size, flush_interval=flush_interval,
-                        backoff=backoff)
+                        backoff=backoff, timeout=timeout, deadline=deadline)
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
                                   headers={"User-Agent": USER_AGENT})
         self._buffer_lock = threading.Lock()
@@ -85,6 +88,9 @@ class GuardClient(ClientSettings):
                 self._flusher.join(timeout=self._http.timeout.read or 5.0)
             self._http.close()
 
+    def is_closing(self) -> bool:
+        return self._closed.is_set()
+
     # --- transport --------------------------------------------------------------------------
     def _auth_headers(self) -> dict[str, str]:
         if self.token is None and self.username and self.password:
@@ -108,7 +114,8 @@ class GuardClient(ClientSettings):
                 headers.update(self._auth_headers())
             try:
                 response = self._http.request(call.method, call.path, params=call.params or None,
-                                                    json=call.json, data=call.data, headers=headers)
+                                                    json=call.json, data=call.data, headers=headers,
+                                                    timeout=exchange.request_timeout())
             except httpx.TransportError as exc:
                 value = exchange.transport_error(exc)
                 time.sleep(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
@@ -43,9 +43,11 @@ async def list_components(
 @router.post("", response_model=ComponentOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 409, 422))
 async def create_component(
-    data: ComponentCreate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
+    request: Request, data: ComponentCreate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
 ) -> ComponentOut:
-    return await service.create(data)
+    component = await service.create(data)
+    request.app.state.guard.metrics.prime_healing_policy(component.name, component.recovery)
+    return component
 
 
 @router.get("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404))
@@ -55,9 +57,11 @@ async def get_component(name: str, _: Requires(Permission.MONITOR_HEALTH), servi
 
 @router.patch("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_component(
-    name: str, data: ComponentUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
+    request: Request, name: str, data: ComponentUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
 ) -> ComponentOut:
-    return await service.update(name, data)
+    component = await service.update(name, data)
+    request.app.state.guard.metrics.prime_healing_policy(component.name, component.recovery)
+    return component
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]{0,62}$"
@@ -81,6 +81,7 @@ class ComponentStateOut(BaseModel):
     last_detail: str | None = None
     consecutive_failures: int = 0
     consecutive_successes: int = 0
+    last_ping_at: datetime | None = Field(None, description="heartbeat components: the last ping received")
 
 
 class ComponentOut(BaseModel):
@@ -101,6 +102,14 @@ class ComponentOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     state: ComponentStateOut | None = None
+
+    @model_validator(mode="after")
+    def _show_new(self) -> ComponentOut:
+        from app.monitoring.presentation import shown_status
+
+        if self.state is not None:
+            self.state.status = shown_status(self.state.status, self.check, self.state.last_ping_at)
+        return self
 
 
 class ComponentPage(BaseModel):

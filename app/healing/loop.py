@@ -30,6 +30,7 @@ class HealingLoop(LoopService):
 
     async def on_start(self) -> None:
         await self.engine.recover_interrupted()
+        await prime_outcome_counters(self.state)
         self._waker = asyncio.create_task(self._wake_loop(), name="healing:wake")
 
     async def on_stop(self) -> None:
@@ -55,3 +56,17 @@ class HealingLoop(LoopService):
 
     async def run_once(self) -> None:
         await self.engine.evaluate()
+
+
+async def prime_outcome_counters(state: GuardState) -> None:
+    """Every known (component, strategy) shows its outcome counters at 0 from the start."""
+    from sqlalchemy import select
+
+    from app.db.models import Component
+    from app.db.session import session_scope
+
+    async with session_scope(state.sessionmaker) as session:
+        rows = (await session.execute(select(Component.name, Component.recovery)
+                                      .where(Component.recovery.is_not(None)))).all()
+    for name, recovery in rows:
+        state.metrics.prime_healing_policy(name, recovery)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +50,8 @@ async def ready(request: Request) -> Any:
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **error_responses(429)})
 async def metrics(request: Request) -> Response:
     """Prometheus exposition: HTTP metrics and the guard's own."""
+    from app.monitoring.presentation import publish_new_components
+
     state = request.app.state.guard
-    await asyncio.sleep(0)
+    await publish_new_components(state)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

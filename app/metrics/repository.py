@@ -52,6 +52,13 @@ class MetricsRepository:
         q = q.order_by(t.ts.desc()).limit(limit).offset(offset)
         return [dict(r._mapping) for r in await self.session.execute(q)]
 
+    async def raw_values(self, component: str, metric_name: str, series_key: str | None, start: datetime,
+                         end: datetime, limit: int) -> list[float]:
+        """Raw values of [start, end), at most ``limit`` (the caller asks one more than it can use)."""
+        t = metric_points.c
+        q = self._filters(select(t.value), component, metric_name, series_key, start, end).limit(limit)
+        return list((await self.session.execute(q)).scalars())
+
     @staticmethod
     def _filters(q, component, metric_name, series_key, start, end):
         t = metric_points.c

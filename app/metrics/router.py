@@ -82,9 +82,10 @@ async def unknown_components(_: Requires(Permission.READ_METRICS), service: Serv
 
 @router.get("/baselines", response_model=list[Baseline], responses=error_responses(401, 403))
 async def baselines(request: Request, _: Requires(Permission.READ_METRICS), session: SessionDep,
-                    component: str | None = None) -> list[dict[str, Any]]:
+                    component: str | None = None, metric_name: str | None = None) -> list[dict[str, Any]]:
     """The anomaly detectors' per-series baselines (as persisted by the rule evaluator)."""
     from app.detection.rules_service import RuleService
 
-    return await RuleService(session, request.app.state.guard).baselines(component)
+    rows = await RuleService(session, request.app.state.guard).baselines(component)
+    return [r for r in rows if metric_name is None or r["metric_name"] == metric_name]
 

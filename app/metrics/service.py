@@ -21,6 +21,9 @@ from app.metrics.rollups import (
 )
 from app.metrics.validation import Batch, check_points, series_key
 
+# At most this many points in the range: the summary is computed exactly from the raw points.
+EXACT_MAX_POINTS = 5000
+
 if TYPE_CHECKING:
     from app.lifespan import GuardState
 
@@ -122,6 +125,14 @@ class MetricsService:
             edge = new_sketch()
             edge.add_many(raw)
             sk.merge(edge)
+        if sk.count <= EXACT_MAX_POINTS:
+            # A small series: sketch quantiles of a handful of points can be far off (one outlier among
+            # eight is p95 in percentile_cont, not in a sketch), and the raw points are cheap to read.
+            # Exact only while retention still holds every point the rollups counted.
+            values = await self.repo.raw_values(component, metric_name, skey, datetime.fromtimestamp(start, UTC),
+                                                datetime.fromtimestamp(end, UTC), EXACT_MAX_POINTS + 1)
+            if len(values) == sk.count:
+                return exact_summary(values)
         return sketch_summary(sk)
 
     async def unknown_components(self) -> list[dict[str, Any]]:

@@ -37,6 +37,10 @@ class HeartbeatService:
             raise NotFound(f"component {name!r} not found")
         return component
 
+    async def component_by_ping_token(self, token_hash: str) -> Component | None:
+        q = select(Component).where(Component.ping_token_hash == token_hash)
+        return (await self.session.execute(q)).unique().scalar_one_or_none()
+
     async def new_ping_token(self, name: str) -> str:
         """Generate a token (returned once; only its hash is kept). Replaces any previous token."""
         component = await self.component(name)
@@ -46,7 +50,7 @@ class HeartbeatService:
         return token
 
     async def record(self, component: Component, *, status: str, duration_s: float | None, message: str | None,
-                     source: str, now: datetime | None = None) -> ComponentState:
+                     source: str, now: datetime | None = None, max_message: int = MESSAGE_MAX_CHARS) -> ComponentState:
         if not component.check or component.check.get("kind") != "heartbeat":
             raise Conflict(f"component {component.name!r} is not a heartbeat component (its check kind is "
                            f"{(component.check or {}).get('kind')!r})")
@@ -64,7 +68,7 @@ class HeartbeatService:
             state.last_duration_s = duration_s
         state.last_ping_at, state.last_ping_status = now, status
         self.session.add(HeartbeatPing(component_id=component.id, received_at=now, status=status,
-                                       duration_s=duration_s, message=(message or None) and message[:MESSAGE_MAX_CHARS],
+                                       duration_s=duration_s, message=(message or None) and message[:max_message],
                                        source=source))
         await self.session.flush()
         return state

@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 from app.auth.permissions import Permission
 from app.db.models import Component
 from app.deps import AuthServiceDep, Requires, SessionDep, oauth2_scheme
-from app.errors import Forbidden, Unauthorized, error_responses
+from app.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
 from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
 
@@ -63,6 +63,10 @@ async def heartbeat(
     caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)], body: HeartbeatIn | None = None,
 ) -> HeartbeatOut:
     """A job's ping: `start`, `success` (default) or `fail`, with an optional duration and message."""
+    unknown = sorted(set(request.query_params) - {"token"})
+    if unknown:  # `?status=fail` must never be recorded as a success
+        raise ValidationFailed("unknown query parameter(s): the status goes in the JSON body (or use /ping/<token>/fail)",
+                               details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in unknown]})
     body = body or HeartbeatIn()
     component = caller.component
     state = await HeartbeatService(session).record(component, status=body.status, duration_s=body.duration_seconds,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -148,7 +148,9 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             until = acting.get(item.component_id) if acting else None
             if until is not None and at < until and result.outcome.value != "up":
                 continue
-            t.machine, decision = sm.observe(t.machine, result.outcome, at, t.thresholds, result.detail)
+            t.machine, decision = sm.observe(t.machine, result.outcome, at,
+                                             conclusive_thresholds(t.thresholds) if result.conclusive else t.thresholds,
+                                             result.detail)
         else:
             if acting:
                 acting.pop(item.component_id, None)  # the action is over: its grace takes over
@@ -274,3 +276,8 @@ def _state_row(t: Tracked, now: datetime) -> dict[str, Any]:
         "last_latency_ms": t.last_latency_ms,
         "updated_at": now,
     }
+
+
+def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:
+    """A failure the component reported itself (``CheckResult.conclusive``) needs no streak."""
+    return replace(thresholds, failure_threshold=1)

@@ -20,6 +20,7 @@ from app.db.models import (
 )
 from app.db.types import utcnow
 from app.errors import NotFound
+from app.monitoring.presentation import NEW, is_new
 from app.monitoring.rollups import floor_hour, rollup_watermark
 from app.monitoring.schemas import (
     ComponentStatusOut,
@@ -156,14 +157,15 @@ class StatusService:
         components = []
         for c, s in rows:
             incident = incidents.get(s.current_incident_id) if s.current_incident_id else None
+            new = is_new(s.status, c.check, s.last_ping_at)
             components.append(ComponentStatusOut(
-                name=c.name, status=s.status, critical=c.critical, status_since=s.status_since,
+                name=c.name, status=NEW if new else s.status, critical=c.critical, status_since=s.status_since,
                 last_check_at=s.last_check_at, last_outcome=s.last_outcome, last_detail=s.last_detail,
-                last_latency_ms=s.last_latency_ms, uptime_24h=self.percent(totals.get(c.id)),
+                last_latency_ms=s.last_latency_ms, uptime_24h=None if new else self.percent(totals.get(c.id)),
                 current_incident=IncidentOut.model_validate(incident) if incident else None,
             ))
         # The scheduler's in-memory map is the freshest view; the rows are used when it runs elsewhere.
-        health = self.state.component_health or {c.name: c.status for c in components}
+        health = self.state.component_health or {c.name: c.status for c in components if c.status != NEW}
         return SystemStatus(overall_health=self.state.overall_health(health), timestamp=utcnow(), components=components)
 
     async def detailed(self) -> DetailedStatus:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "pipeline_guard"
+# Every final outcome of a healing attempt (the attempt states that end one).
+HEALING_OUTCOMES = ("succeeded", "failed", "interrupted", "dry_run", "rejected", "expired")
 
 
 @dataclass
@@ -18,6 +20,8 @@ class GuardMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._primed_healing: set[tuple[str, str]] = set()
+        self.new_components: set[str] = set()  # the label sets of component_new
         self.up = Gauge(f"{PREFIX}_up", "1 while this guard process is serving.", registry=r)
         self.info = Gauge(f"{PREFIX}_build_info", "Build information of this guard.", ["version", "dialect"], registry=r)
         self.rate_limited = Counter(
@@ -48,6 +52,10 @@ class GuardMetrics:
         )
         self.component_status = Gauge(
             f"{PREFIX}_component_status", "1 for the component's current status.", ["component", "status"], registry=r
+        )
+        self.component_new = Gauge(
+            f"{PREFIX}_component_new", "1 while a heartbeat component waits for its first ping (its status "
+            "is shown as `new`; it has no uptime yet).", ["component"], registry=r
         )
         self.health_percentage = Gauge(
             "pipeline_health_percentage", "Share of enabled components that are healthy, in percent.", registry=r
@@ -107,5 +115,22 @@ class GuardMetrics:
         )
 
     def count_healing(self, component: str, strategy: str, outcome: str) -> None:
+        self.prime_healing(component, [strategy])
         self.healing_attempts.labels(component, strategy, outcome).inc()
         self.guard_healing_attempts.labels(component, strategy, outcome).inc()
+
+    def prime_healing(self, component: str, strategies: list[str]) -> None:
+        """Show every outcome of these strategies at 0 before the first attempt: a counter that first
+        appears at 1 is invisible to ``increase()``/``rate()``, so the first attempt would never count."""
+        for strategy in strategies:
+            if (component, strategy) in self._primed_healing:
+                continue
+            self._primed_healing.add((component, strategy))
+            for outcome in HEALING_OUTCOMES:
+                self.healing_attempts.labels(component, strategy, outcome)
+                self.guard_healing_attempts.labels(component, strategy, outcome)
+
+    def prime_healing_policy(self, component: str, recovery: dict | None) -> None:
+        """Prime the counters of a component's recovery policy (its strategy kinds)."""
+        kinds = [s.get("kind") for s in (recovery or {}).get("strategies") or [] if isinstance(s, dict)]
+        self.prime_healing(component, [k for k in kinds if isinstance(k, str)])

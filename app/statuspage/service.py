@@ -32,7 +32,7 @@ PARTIAL_AT = 95.0
 
 STATUS_LABELS = {
     "healthy": "Operational", "degraded": "Degraded", "recovering": "Recovering", "critical": "Outage",
-    "failed": "Failed", "unknown": "No data yet",
+    "failed": "Failed", "unknown": "No data yet", "new": "Waiting for the first ping",
 }
 OVERALL_LABELS = {
     "healthy": "All systems operational", "degraded": "Some systems degraded", "critical": "Major outage",
@@ -166,6 +166,9 @@ class StatusPageService:
         for c in system.components:
             cid = ids.get(c.name)
             status = str(c.status)
+            if status == "new":  # never pinged: no uptime to show, not 100 %
+                hourly.pop(cid, None)
+                daily.pop(cid, None)
             components.append(ComponentView(
                 name=c.name, status=status, status_label=STATUS_LABELS.get(status, status.title()),
                 critical=c.critical, status_since=c.status_since, last_check_at=c.last_check_at,

@@ -1,4 +1,4 @@
-"""Fixtures for the client SDK and HTTP CLI tests: a real guard and a scriptable stub on loopback."""
+"""Fixtures for the client SDK and HTTP CLI tests: a real guard, and a fault-injecting proxy in front of it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 from live_guard import serve_app, serve_guard
 
@@ -29,10 +30,14 @@ class Recorded:
 
 
 @dataclass
-class StubServer:
-    """A tiny ASGI app: answers scripted responses per (method, path), records every request."""
+class FaultProxy:
+    """A recording proxy in front of a real guard: scripted responses (faults: 500, 429, 503...) are
+    answered per (method, path) in order; every other request goes to the real guard, whose answer is
+    passed back. Nothing is accepted that the guard itself would refuse."""
 
+    upstream: str
     url: str = ""
+    token: str = ""
     requests: list[Recorded] = field(default_factory=list)
     scripts: dict[tuple[str, str], deque] = field(default_factory=lambda: defaultdict(deque))
 
@@ -64,26 +69,59 @@ class StubServer:
             parsed = dict(parse_qsl(body.decode()))
         else:
             parsed = None
-        self.requests.append(Recorded(scope["method"], scope["path"], parse_qsl(scope["query_string"].decode()),
-                                      headers, parsed))
+        query = scope["query_string"].decode()
+        self.requests.append(Recorded(scope["method"], scope["path"], parse_qsl(query), headers, parsed))
         queue = self.scripts.get((scope["method"], scope["path"]))
-        status, payload, extra = 200, {"ok": True}, {}
         if queue:
             item = queue.popleft()
             status, payload = item[0], item[1]
             extra = item[2] if len(item) > 2 else {}
-        if scope["path"] == "/api/v1/auth/token" and not queue and status == 200 and payload == {"ok": True}:
-            payload = {"access_token": "stub-token", "token_type": "bearer", "expires_in": 3600}
-        data = json.dumps(payload).encode() if payload is not None else b""
-        response_headers = [(b"content-type", b"application/json")] + [(k.encode(), v.encode()) for k, v in extra.items()]
+            data = json.dumps(payload).encode() if payload is not None else b""
+            response_headers = [(b"content-type", b"application/json")] + [(k.encode(), v.encode()) for k, v in extra.items()]
+        else:
+            forwarded = {k: v for k, v in headers.items() if k not in ("host", "content-length", "connection")}
+            async with httpx.AsyncClient(base_url=self.upstream, timeout=30) as client:
+                answer = await client.request(scope["method"], scope["path"] + (f"?{query}" if query else ""),
+                                              content=body, headers=forwarded)
+            status, data = answer.status_code, answer.content
+            response_headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()
+                                if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date")]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": data})
 
 
 @pytest.fixture
-def stub():
-    server = StubServer()
+def stub(live):
+    """A FaultProxy in front of the real guard; ``stub.token`` is an admin token for it."""
+    server = FaultProxy(upstream=live.url, token=live.token())
     with serve_app(server) as url:
         server.url = url
         yield server
 
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback: answers 200 to every POST and keeps the bodies."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.received = received
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    yield server
+    server.shutdown()
+    server.server_close()

@@ -1,4 +1,4 @@
-"""The HTTP CLI against a real guard on loopback (and a stub for endpoints still being built)."""
+"""The HTTP CLI against a real guard on loopback."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import stat
 import subprocess
 import sys
 
+import httpx
 import pytest
-from live_guard import envelope, free_port
+from live_guard import free_port, serve_guard
 from typer.testing import CliRunner
 
 from app.cli import build_app
@@ -18,6 +19,7 @@ from app.cli import build_app
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_CLI_CONFIG_DIR", str(tmp_path / "cli-config"))
+    monkeypatch.setenv("COLUMNS", "400")  # tables on one line each, so cells can be read back
     for name in ("PIPELINE_URL", "PIPELINE_TOKEN", "PIPELINE_PASSWORD", "PIPELINE_USERNAME"):
         monkeypatch.delenv(name, raising=False)
     runner = CliRunner()
@@ -98,35 +100,91 @@ def test_token_option_and_env(cli, live, monkeypatch):
     assert cli("users", "list").exit_code == 0
 
 
-def test_commands_for_endpoints_being_built(cli, stub):
-    stub.script("GET", "/api/v1/status", (200, {"overall_health": "degraded", "components": [
-        {"name": "etl", "status": "degraded", "last_check": "2024-01-01T00:00:00Z", "incident": {"id": 7}},
-        {"name": "train"}]}))
-    stub.script("GET", "/api/v1/alerts", (200, {"items": [{"id": 3, "state": "firing", "severity": "critical",
-                                                           "component": "etl", "message": "down"}], "total": 1}))
-    stub.script("POST", "/api/v1/alerts/3/ack", (404, envelope("not_found", "alert 3 not found")))
-    common = ["--url", stub.url, "--token", "t"]
-    result = cli("status", *common)
-    assert result.exit_code == 0, result.output
-    assert "degraded" in result.stdout and "train" in result.stdout and "7" in result.stdout
-    assert "firing" in cli("alerts", "list", "--state", "firing", *common).stdout
-    result = cli("alerts", "ack", "3", *common)
-    assert result.exit_code == 1 and result.stderr.strip() == "error: alert 3 not found"
-    assert cli("alerts", "resolve", "3", "--comment", "fixed", *common).exit_code == 0
-    assert cli("silences", "add", "--component", "etl", "--duration", "2h", "--comment", "deploy", *common).exit_code == 0
-    assert cli("silences", "expire", "5", *common).exit_code == 0
-    assert cli("heal", "etl", "--strategy", "restart", *common).exit_code == 0
-    assert cli("metrics", "record", "etl", "rows", "12", "-l", "stage=load", *common).exit_code == 0
-    assert cli("metrics", "summary", "etl", "rows", "--since", "24h", *common).exit_code == 0
-    assert cli("audit", "--limit", "5", *common).exit_code == 0
-    shapes = [(r.method, r.path) for r in stub.requests]
-    assert ("POST", "/api/v1/silences") in shapes and ("DELETE", "/api/v1/silences/5") in shapes
-    assert ("POST", "/api/v1/healing/etl") in shapes and ("GET", "/api/v1/audit") in shapes
-    silence = stub.calls("POST", "/api/v1/silences")[0].body
-    assert silence["matchers"] == {"component": "etl"} and silence["comment"] == "deploy"
-    record = stub.calls("POST", "/api/v1/metrics")[0].body
-    assert record == {"component": "etl", "metric_name": "rows", "value": 12.0, "labels": {"stage": "load"}}
-    assert stub.calls("POST", "/api/v1/healing/etl")[0].body == {"strategy": "restart"}
+@pytest.fixture
+def am_live(db_url, tmp_path):
+    from tests.conftest import make_settings
+
+    settings = make_settings(db_url, tmp_path, security={"alertmanager_token": "am-token",
+                                                         "ssrf_allowlist": ["127.0.0.1/32"]})
+    with serve_guard(settings) as guard:
+        yield guard
+
+
+def test_every_http_command_against_a_running_guard(cli, am_live, receiver):
+    live = am_live
+    common = ["--url", live.url, "--token", live.token()]
+
+    def ok(*args: str) -> str:
+        result = cli(*args, *common)
+        assert result.exit_code == 0, (args, result.output)
+        return result.stdout
+
+    # components of every kind from options, with the API's own reasons when one is wrong
+    ok("components", "add", "web", "--check-kind", "http", "--check-url", "http://127.0.0.1:9/health",
+       "--timeout", "2s", "--failure-threshold", "2", "--success-threshold", "1", "-p", "expected_status=[200, 204]")
+    ok("components", "add", "db", "--check-kind", "tcp", "--host", "127.0.0.1", "--port", "5432")
+    recovery = live.settings.data_dir / "recovery.yaml"
+    recovery.parent.mkdir(parents=True, exist_ok=True)
+    recovery.write_text("strategies: [{kind: notify_only}]\nmax_attempts: 2\n")
+    ok("components", "add", "nightly", "--check-kind", "heartbeat", "--period", "1h", "--grace", "5m",
+       "--recovery-file", str(recovery))
+    shown = {c["name"]: c for c in json.loads(ok("components", "list", "--json"))["items"]}
+    assert shown["web"]["check"]["failure_threshold"] == 2 and shown["web"]["check"]["expected_status"] == [[200, 200], [204, 204]]
+    assert shown["db"]["check"]["port"] == 5432 and shown["nightly"]["check"]["period_s"] == 3600
+    assert shown["nightly"]["recovery"]["max_attempts"] == 2
+    result = cli("components", "add", "broken", "--check-kind", "heartbeat", *common)
+    assert result.exit_code == 2
+    assert "period_s: is required" in result.stderr, result.stderr  # the API's detail, not just its headline
+
+    # metrics: the documented summary and analysis
+    for value in (95, 100, 105, 110, 115, 118, 120, 400):
+        ok("metrics", "record", "web", "latency_ms", str(value))
+    out = ok("metrics", "summary", "web", "latency_ms", "--since", "24h")
+    assert "400" in out and "8" in out
+    summary = json.loads(ok("metrics", "summary", "web", "latency_ms", "--since", "24h", "--json"))
+    assert summary["count"] == 8 and summary["max"] == 400
+    analysis = json.loads(ok("metrics", "analyze", "web", "--json"))
+    assert analysis["series"][0]["count"] == 8 and analysis["series"][0]["latest"] == 400
+    ok("metrics", "baselines")
+    ok("metrics", "latest", "web")
+    ok("metrics", "query", "--component", "web", "--metric", "latency_ms", "--limit", "3")
+
+    # an alert (from Alertmanager), acknowledged and resolved; a silence added and expired
+    httpx.post(f"{live.url}/api/v1/integrations/alertmanager", timeout=10,
+               headers={"Authorization": "Bearer am-token"},
+               json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
+                   {"status": "firing", "labels": {"alertname": "Down", "component": "web", "severity": "critical"},
+                    "annotations": {"summary": "down"}, "startsAt": "2024-01-01T00:00:00Z",
+                    "fingerprint": "f1"}]}).raise_for_status()
+    alerts = json.loads(ok("alerts", "list", "--state", "firing", "--json"))["items"]
+    assert [a["component"] for a in alerts] == ["web"]
+    table = ok("alerts", "list")
+    assert "firing" in table and "web" in table
+    ok("alerts", "ack", str(alerts[0]["id"]), "--until", "2h", "--comment", "looking")
+    ok("alerts", "resolve", str(alerts[0]["id"]), "--comment", "restarted")
+    assert json.loads(ok("alerts", "list", "--state", "resolved", "--json"))["items"][0]["status"] == "resolved"
+    out = ok("silences", "add", "--component", "web", "--duration", "30m", "--comment", "deploy")
+    silence_id = out.split()[1]
+    listed = ok("silences", "list")
+    assert "web" in listed and "deploy" in listed
+    ok("silences", "expire", silence_id)
+    assert json.loads(ok("silences", "list", "--json"))["items"] == []
+
+    # channels
+    ok("channels", "add", "ops", "--kind", "webhook", "--webhook-url", receiver.url,
+       "--severity", "critical", "-m", "team=data")
+    channels = json.loads(ok("channels", "list", "--json"))["items"]
+    assert [(c["name"], c["severities"], c["matchers"]) for c in channels] == [("ops", ["critical"], {"team": "data"})]
+    assert "delivered" in ok("channels", "test", "ops") and len(receiver.received) == 1
+    ok("channels", "disable", "ops")
+    ok("channels", "remove", "ops", "--yes")
+
+    # healing refused with the API's reason; status; the audit log shows who, from where, with what result
+    result = cli("heal", "nightly", "--strategy", "restart", *common)
+    assert result.exit_code == 2 and "restart" in result.stderr
+    assert "web" in ok("status")
+    audit = ok("audit", "--since", "1h", "--actor", live.username)
+    assert "127.0.0.1" in audit and "201" in audit
 
 
 def test_python_dash_m_app_behaves_the_same(tmp_path):
@@ -135,3 +193,42 @@ def test_python_dash_m_app_behaves_the_same(tmp_path):
                             check=False, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot reach the guard") and "Traceback" not in result.stderr
+
+
+def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
+    """A guard whose rule evaluator runs: the table shows the median/spread the API returns, not "-"."""
+    import time
+
+    from live_guard import ADMIN_PASSWORD, ADMIN_USER, serve_app
+
+    from app.auth.permissions import Role
+    from app.cli.bootstrap import create_user
+    from app.detection.evaluator import RuleEvaluator
+    from app.main import create_app
+
+    create_user(settings, ADMIN_USER, ADMIN_PASSWORD, Role.ADMIN)
+    app = create_app(settings, build_services=lambda state: [RuleEvaluator(state)])
+    with serve_app(app) as url:
+        token = httpx.post(f"{url}/api/v1/auth/token", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
+                           timeout=10).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        rule = {"name": "latency", "component": "web", "metric_name": "latency_ms", "kind": "anomaly",
+                "params": {"sensitivity": 0.5}, "severity": "warning"}
+        assert httpx.post(f"{url}/api/v1/rules", json=rule, headers=headers, timeout=10).status_code == 201
+        points = [{"component": "web", "metric_name": "latency_ms", "value": 100.0 + (i % 5)} for i in range(50)]
+        assert httpx.post(f"{url}/api/v1/metrics/batch", json=points, headers=headers, timeout=10).status_code == 201
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = httpx.get(f"{url}/api/v1/metrics/baselines", headers=headers, timeout=10).json()
+            if found and found[0]["baseline"].get("count") == 50:
+                break
+            time.sleep(0.2)
+        assert found and found[0]["baseline"]["count"] == 50, found
+        result = cli("metrics", "baselines", "--component", "web", "--metric", "latency_ms", "--url", url, "--token", token)
+        assert result.exit_code == 0, result.output
+        row = next(line for line in result.stdout.splitlines() if "latency_ms" in line)
+        cells = [c.strip() for c in row.strip("│ ").split("│")]
+        assert cells[:4] == ["web", "latency_ms", "-", "latency"]
+        assert cells[4] == str(found[0]["baseline"]["median"]) and cells[5] == str(found[0]["baseline"]["spread"])
+        assert cells[8] == "50"
+        assert cli("metrics", "baselines", "--metric", "nope", "--url", url, "--token", token).stderr.strip() == "(none)"

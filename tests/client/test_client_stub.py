@@ -1,4 +1,5 @@
-"""Client failure behaviour and request shapes against a real stub HTTP server on loopback."""
+"""Client failure behaviour against a fault-injecting proxy in front of a real guard on loopback:
+scripted faults (5xx, 429, refused points) come from the proxy, every other answer from the guard."""
 
 from __future__ import annotations
 
@@ -34,14 +35,14 @@ def test_retries_a_500_then_succeeds(stub, sleeps):
 def test_429_honours_retry_after(stub, sleeps):
     stub.script("GET", "/api/v1/status", (429, envelope("rate_limited", "slow down"), {"Retry-After": "7"}),
                 (200, {"overall_health": "healthy"}))
-    with GuardClient(stub.url, "t", flush_interval=0) as guard:
+    with GuardClient(stub.url, stub.token, flush_interval=0) as guard:
         assert guard.get_system_status()["overall_health"] == "healthy"
     assert sleeps == [7.0]
 
 
 def test_exponential_backoff_then_gives_up_and_logs(stub, sleeps, caplog):
     stub.script("GET", "/api/v1/status", *[(503, envelope("service_unavailable", "db down"))] * 4)
-    with (GuardClient(stub.url, "t", retries=3, backoff=1.0, flush_interval=0) as guard,
+    with (GuardClient(stub.url, stub.token, retries=3, backoff=1.0, flush_interval=0) as guard,
           caplog.at_level(logging.WARNING, logger="pipeline_guard.client")):
         assert guard.get_system_status() is None
     assert len(stub.calls("GET", "/api/v1/status")) == 4
@@ -63,7 +64,7 @@ def test_connection_refused_is_logged_not_raised(sleeps, caplog):
 
 def test_raise_errors_raises_the_envelope(stub, sleeps):
     stub.script("GET", "/api/v1/components/nope", (404, envelope("not_found", "component 'nope' not found", {"name": "nope"})))
-    with (GuardClient(stub.url, "t", raise_errors=True, flush_interval=0) as guard,
+    with (GuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard,
           pytest.raises(GuardAPIError) as caught):
         guard.get_component("nope")
     assert caught.value.status == 404
@@ -82,7 +83,7 @@ def test_raise_errors_connection_error(sleeps):
 
 
 def test_batches_flush_on_size_and_on_close(stub):
-    with GuardClient(stub.url, "t", batch_size=3, flush_interval=0) as guard:
+    with GuardClient(stub.url, stub.token, batch_size=3, flush_interval=0) as guard:
         for i in range(7):
             guard.record_metric("etl", "rows", i, labels={"stage": "load"}, timestamp=1_700_000_000 + i)
         assert [len(c.body["points"]) for c in stub.calls("POST", BATCH)] == [3, 3]
@@ -96,7 +97,7 @@ def test_batches_flush_on_size_and_on_close(stub):
 
 
 def test_batches_flush_on_interval(stub):
-    with GuardClient(stub.url, "t", batch_size=100, flush_interval=0.1) as guard:
+    with GuardClient(stub.url, stub.token, batch_size=100, flush_interval=0.1) as guard:
         guard.record_metric("etl", "rows", 1)
         deadline = time.monotonic() + 10
         while not stub.calls("POST", BATCH) and time.monotonic() < deadline:
@@ -107,7 +108,7 @@ def test_batches_flush_on_interval(stub):
 
 def test_rejected_points_are_dropped_unreachable_points_are_kept(stub, sleeps):
     stub.script("POST", BATCH, (422, envelope("validation_error", "bad point")))
-    with GuardClient(stub.url, "t", batch_size=10, flush_interval=0) as guard:
+    with GuardClient(stub.url, stub.token, batch_size=10, flush_interval=0) as guard:
         guard.record_metric("etl", "rows", 1)
         assert guard.flush() == 0 and guard.pending == 0  # rejected: not retried forever
         stub.script("POST", BATCH, *[(503, envelope("service_unavailable", "later"))] * 4)
@@ -117,21 +118,30 @@ def test_rejected_points_are_dropped_unreachable_points_are_kept(stub, sleeps):
 
 
 def test_record_batch_sends_now_in_chunks(stub):
-    with GuardClient(stub.url, "t", batch_size=2, flush_interval=0) as guard:
+    with GuardClient(stub.url, stub.token, batch_size=2, flush_interval=0) as guard:
         sent = guard.record_batch([("etl", "rows", 1), {"component": "etl", "metric_name": "lag", "value": 2.5},
                                    ("etl", "rows", 3, {"k": "v"})])
     assert sent == 3
     assert [len(c.body["points"]) for c in stub.calls("POST", BATCH)] == [2, 1]
 
 
+def heartbeat_component(stub, name: str = "nightly") -> str:
+    """Register a heartbeat component on the real guard; returns its ping token."""
+    with GuardClient(stub.upstream, stub.token, raise_errors=True, flush_interval=0) as admin:
+        admin.create_component({"name": name, "check": {"kind": "heartbeat", "period": "1h"}})
+        return admin.request("POST", f"/api/v1/components/{name}/ping-token")["token"]
+
+
 def test_job_reports_start_and_success(stub):
-    with GuardClient(stub.url, "t", flush_interval=0) as guard, guard.job("nightly", ping_token="ping-123") as run:
+    ping = heartbeat_component(stub)
+    with GuardClient(stub.url, stub.token, flush_interval=0, raise_errors=True) as guard, \
+            guard.job("nightly", ping_token=ping) as run:
         guard.record_metric("nightly", "rows", 10)
         run.message = "10 rows"
     beats = stub.calls("POST", "/api/v1/components/nightly/heartbeat")
     assert [b.body["status"] for b in beats] == ["start", "success"]
     assert beats[1].body["duration_seconds"] >= 0 and beats[1].body["message"] == "10 rows"
-    assert all(b.headers["x-ping-token"] == "ping-123" for b in beats)
+    assert all(b.headers["x-ping-token"] == ping for b in beats)
     assert "authorization" not in beats[0].headers  # a ping token is enough
     # the metrics were flushed before the success was reported
     order = [r.path for r in stub.requests]
@@ -139,7 +149,8 @@ def test_job_reports_start_and_success(stub):
 
 
 def test_job_reports_failure_and_the_exception_propagates(stub):
-    guard = GuardClient(stub.url, "t", flush_interval=0, raise_errors=True)
+    heartbeat_component(stub)
+    guard = GuardClient(stub.url, stub.token, flush_interval=0, raise_errors=True)
 
     @guard.job("nightly")
     def work(n):
@@ -150,7 +161,7 @@ def test_job_reports_failure_and_the_exception_propagates(stub):
     beats = stub.calls("POST", "/api/v1/components/nightly/heartbeat")
     assert [b.body["status"] for b in beats] == ["start", "fail"]
     assert beats[1].body["message"] == "ValueError: bad input 3"
-    assert beats[1].headers["authorization"] == "Bearer t"
+    assert beats[1].headers["authorization"] == f"Bearer {stub.token}"
     guard.close()
 
 
@@ -161,50 +172,31 @@ def test_job_failure_reporting_errors_never_hide_the_job_error(sleeps):
     guard.close()
 
 
-def test_login_with_username_and_password(stub):
-    with GuardClient(stub.url, username="bot", password="pw-123456789012", flush_interval=0) as guard:
-        guard.list_components(labels={"team": "data"}, region="eu")
+def test_login_with_username_and_password(stub, live):
+    with GuardClient(stub.url, username=live.username, password=live.password, flush_interval=0,
+                     raise_errors=True) as guard:
+        assert guard.list_components(labels={"team": "data"}, region="eu")["items"] == []
     login, listing = stub.requests[0], stub.requests[1]
-    assert login.path == "/api/v1/auth/token" and login.body == {"username": "bot", "password": "pw-123456789012"}
-    assert listing.headers["authorization"] == "Bearer stub-token"
+    assert login.path == "/api/v1/auth/token" and login.body == {"username": live.username, "password": live.password}
+    assert listing.headers["authorization"] == f"Bearer {guard.token}"
     assert ("label", "team=data") in listing.query and ("region", "eu") in listing.query
-
-
-def test_request_shapes_of_endpoints_being_built(stub):
-    with GuardClient(stub.url, "t", flush_interval=0) as guard:
-        guard.get_metrics("etl", "rows", start_time="2024-01-01T00:00:00Z", labels={"stage": "load"}, limit=5)
-        guard.get_metric_summary("etl", "rows", since="1h")
-        guard.heal("etl", strategy="restart")
-        guard.ack_alert(42)
-        guard.resolve_alert(42, comment="fixed")
-        guard.create_silence({"matchers": {"component": "etl"}, "ends_at": "2030-01-01T00:00:00Z"})
-        guard.disable_component("etl")
-    shapes = [(r.method, r.path) for r in stub.requests]
-    assert shapes == [
-        ("GET", "/api/v1/metrics"), ("GET", "/api/v1/metrics/summary"), ("POST", "/api/v1/healing/etl"),
-        ("POST", "/api/v1/alerts/42/ack"), ("POST", "/api/v1/alerts/42/resolve"), ("POST", "/api/v1/silences"),
-        ("PATCH", "/api/v1/components/etl"),
-    ]
-    query = dict(stub.requests[0].query)
-    assert query == {"component": "etl", "metric_name": "rows", "start_time": "2024-01-01T00:00:00Z",
-                     "limit": "5", "labels": "stage=load"}
-    assert dict(stub.requests[1].query) == {"component": "etl", "metric_name": "rows", "since": "1h"}
-    assert stub.requests[2].body == {"strategy": "restart"}
-    assert stub.requests[6].body == {"enabled": False}
 
 
 # --- the async client -------------------------------------------------------------------------
 
 async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
+    import asyncio
+
     import app.client.aio as aio_module
 
+    await asyncio.to_thread(heartbeat_component, stub)
     delays: list[float] = []
 
     async def fake_sleep(seconds):
         delays.append(seconds)
 
     stub.script("GET", "/api/v1/status", (502, None), (429, None, {"Retry-After": "3"}), (200, {"overall_health": "ok"}))
-    async with AsyncGuardClient(stub.url, "t", batch_size=2, flush_interval=0) as guard:
+    async with AsyncGuardClient(stub.url, stub.token, batch_size=2, flush_interval=0) as guard:
         monkeypatch.setattr(aio_module.asyncio, "sleep", fake_sleep)
         assert await guard.get_system_status() == {"overall_health": "ok"}
         monkeypatch.undo()
@@ -226,7 +218,7 @@ async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
 
 async def test_async_client_raise_errors(stub):
     stub.script("POST", "/api/v1/healing/etl", (409, envelope("conflict", "healing already running")))
-    async with AsyncGuardClient(stub.url, "t", raise_errors=True, flush_interval=0) as guard:
+    async with AsyncGuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard:
         with pytest.raises(GuardAPIError, match="healing already running"):
             await guard.heal("etl")
 
@@ -237,3 +229,62 @@ async def test_async_connection_refused_is_logged(caplog):
         with caplog.at_level(logging.WARNING, logger="pipeline_guard.client"):
             assert await guard.get_system_status() is None
     assert "get_system_status failed" in caplog.text
+
+
+# --- a guard that accepts connections and never answers ----------------------------------------
+
+class SilentServer:
+    """Accepts TCP connections on loopback, reads, never answers; counts the connections."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def silent():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_guard_that_never_answers_costs_each_call_one_deadline(silent):
+    # timeout 0.5 s and 3 retries would be 4 requests per call; a 0.8 s deadline leaves room for 2 at most,
+    # and close() gives its last flush a single request.
+    guard = GuardClient(silent.url, "t", timeout=0.5, deadline=0.8, retries=3, backoff=0.05, flush_interval=0)
+    with guard.job("nightly"):
+        guard.record_metric("nightly", "rows", 1)
+    after_job = len(silent.accepted)
+    assert 3 <= after_job <= 3 * 2  # start, the flush and success: each gave up at its deadline
+    guard.record_metric("nightly", "rows", 2)
+    guard.close()
+    assert len(silent.accepted) - after_job == 1
+    assert guard.pending == 0
+
+
+async def test_async_client_never_waits_past_its_deadline(silent):
+    async with AsyncGuardClient(silent.url, "t", timeout=0.5, deadline=0.8, retries=3, backoff=0.05,
+                                flush_interval=0) as guard:
+        assert await guard.get_system_status() is None
+        assert 1 <= len(silent.accepted) <= 2

@@ -123,6 +123,16 @@ def test_alertmanager_token_reaches_its_credentials_file(compose: dict) -> None:
     )
 
 
+def test_alertmanager_reaches_every_guard_replica(compose: dict) -> None:
+    config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    url = config["receivers"][0]["webhook_configs"][0]["url"]
+    host = url.split("//", 1)[1].split(":", 1)[0]
+    replicas = [name for name in compose["services"] if name.startswith("guard")]
+    assert len(replicas) >= 2
+    for name in replicas:
+        assert host in compose["services"][name]["networks"]["default"]["aliases"], name
+
+
 def test_prometheus_scrapes_the_compose_services(compose: dict) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     targets = {

@@ -101,7 +101,7 @@ def test_alertmanager_posts_to_the_guard_receiver_with_a_bearer_token() -> None:
     receivers = {r["name"]: r for r in config["receivers"]}
     assert config["route"]["receiver"] == "pipeline-guard"
     (hook,) = receivers["pipeline-guard"]["webhook_configs"]
-    assert hook["url"] == "http://guard:8080/api/v1/integrations/alertmanager"
+    assert hook["url"] == "http://guard-api:8080/api/v1/integrations/alertmanager"
     assert hook["send_resolved"] is True
     auth = hook["http_config"]["authorization"]
     assert auth.get("type", "Bearer") == "Bearer"

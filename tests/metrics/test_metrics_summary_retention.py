@@ -105,3 +105,16 @@ async def test_retention_removes_what_it_should_and_nothing_else(guard, now):
     assert hour == {'{"age":"3d"}', '{"age":"30h"}', '{"age":"1h"}'}
     assert await retention.run_once(now=now) == {"points": 0, "minute_rollups": 0, "ten_minute_rollups": 0,
                                                  "hour_rollups": 0}
+
+
+async def test_a_small_series_over_a_long_window_is_summarised_exactly(guard, now):
+    # Eight points spread over hours (so hour and minute rollups hold them), one of them an outlier:
+    # sketch quantiles put p95 and p99 near 120; percentile_cont puts them between 120 and 400.
+    values = [95.0, 100.0, 105.0, 110.0, 115.0, 118.0, 120.0, 400.0]
+    await post_all(guard, series(now - timedelta(hours=5), values, step=1800), await guard.headers("ingest"))
+    got = await summary(guard, since=86400)
+    want = exact_summary(values)
+    assert got["exact"] is True and got["count"] == 8 and got["max"] == 400.0
+    for key in ("p50", "p95", "p99", "mean", "stddev"):
+        assert math.isclose(got[key], want[key], rel_tol=1e-12), (key, got[key], want[key])
+    assert math.isclose(got["p95"], 302.0) and math.isclose(got["p99"], 380.4)

@@ -1,0 +1,104 @@
+"""Ping URLs for batch jobs and cron, healthchecks.io style: the URL alone is the credential.
+
+    GET|HEAD|POST /ping/<token>              the run succeeded
+    GET|HEAD|POST /ping/<token>/start        a run started (its duration is measured to the next ping)
+    GET|HEAD|POST /ping/<token>/fail         the run failed: the component is unhealthy at once
+    GET|HEAD|POST /ping/<token>/<exit-code>  0 = success, 1..255 = failure (``cmd; curl .../$?``)
+
+A POST body is kept (the first ``PING_LOG_MAX_BYTES``) as the run's log. Query parameters are
+refused: ``?status=fail`` must never be read as a success.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, BackgroundTasks, Request
+
+from app.db.types import utcnow
+from app.deps import SessionDep
+from app.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
+from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
+from app.monitoring.schemas import HeartbeatOut
+
+router = APIRouter(prefix="/ping", tags=["heartbeats"])
+
+PING_LOG_MAX_BYTES = 10_000  # kept as the run's log; the rest of a longer body is dropped
+PING_BODY_REFUSED_BYTES = 1_000_000  # a declared body larger than this is refused outright (413)
+METHODS = ["GET", "HEAD", "POST"]
+RESPONSES = error_responses(404, 413, 422)
+
+
+async def _run_log(request: Request) -> str | None:
+    """The request body, bounded: at most PING_LOG_MAX_BYTES are read and kept."""
+    if request.method != "POST":
+        return None
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > PING_BODY_REFUSED_BYTES:
+        raise PayloadTooLarge(f"a ping body is kept as the run's log up to {PING_LOG_MAX_BYTES} bytes; "
+                              f"{declared} bytes is too large")
+    kept = bytearray()
+    truncated = False
+    async for chunk in request.stream():
+        room = PING_LOG_MAX_BYTES - len(kept)
+        if len(chunk) > room:
+            kept.extend(chunk[:room])
+            truncated = True
+            break
+        kept.extend(chunk)
+    if not kept:
+        return None
+    text = kept.decode("utf-8", errors="replace")
+    return text + "\n[log truncated]" if truncated else text
+
+
+async def _ping(request: Request, background: BackgroundTasks, session, token: str, status: str,
+                note: str | None = None) -> HeartbeatOut:
+    if request.query_params:
+        names = sorted(request.query_params.keys())
+        raise ValidationFailed(
+            "ping URLs take no query parameters: use /start, /fail or /<exit-code> in the path",
+            details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in names]})
+    log_text = await _run_log(request)
+    service = HeartbeatService(session)
+    component = await service.component_by_ping_token(hash_ping_token(token))
+    if component is None:
+        raise NotFound("no component has this ping token")
+    request.state.audit_actor = f"ping-token:{component.name}"
+    message = "\n".join(part for part in (note, log_text) if part) or None
+    state = await service.record(component, status=status, duration_s=None, message=message, source="ping-url",
+                                 now=utcnow(), max_message=PING_LOG_MAX_BYTES + 100)
+    scheduler = request.app.state.guard.extras.get("scheduler")
+    if scheduler is not None:
+        # After the response, i.e. after the commit: the scheduler must read the stored ping.
+        background.add_task(scheduler.request_check, component.id)
+    return HeartbeatOut(component=component.name, status=status, received_at=state.last_ping_at,
+                        duration_seconds=state.last_duration_s if status != "start" else None)
+
+
+@router.api_route("/{token}", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+async def ping_success(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+    """The run succeeded."""
+    return await _ping(request, background, session, token, "success")
+
+
+@router.api_route("/{token}/start", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+async def ping_start(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+    """A run started."""
+    return await _ping(request, background, session, token, "start")
+
+
+@router.api_route("/{token}/fail", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+async def ping_fail(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+    """The run failed: the component becomes unhealthy at once and its alert fires."""
+    return await _ping(request, background, session, token, "fail")
+
+
+@router.api_route("/{token}/{exit_code}", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+async def ping_exit_code(token: str, exit_code: str, request: Request, background: BackgroundTasks,
+                         session: SessionDep) -> HeartbeatOut:
+    """The run ended with this exit code: 0 is a success, 1..255 a failure."""
+    if not exit_code.isdigit() or int(exit_code) > 255:
+        raise ValidationFailed("expected /start, /fail or an exit code 0..255 after the token",
+                               details={"fields": [{"field": "path.exit_code", "message": f"got {exit_code[:20]!r}"}]})
+    code = int(exit_code)
+    return await _ping(request, background, session, token, "success" if code == 0 else "fail",
+                       note=None if code == 0 else f"exit code {code}")
