@@ -11,8 +11,8 @@ from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage,
 from app.components.service import ComponentService
 from app.db.types import utcnow
 from app.deps import Requires, SessionDep
-from app.events import ComponentDeleted
 from app.errors import error_responses
+from app.events import ComponentDeleted
 from app.pagination import Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -184,7 +184,7 @@ async def run_command(
     if on_start is not None:
         try:
             on_start(pgid)
-        except Exception:  # noqa: BLE001 - a bookkeeping hook must not leave the command unwatched
+        except Exception:
             logging.getLogger(__name__).exception("on_start hook failed for pid %s", pgid)
     timed_out = False
     try:

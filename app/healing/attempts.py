@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident, HealingStrategyStat
 from app.healing import budgets
-from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.leases import database_now
+from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts
 from app.healing.slots import take_slots
 from app.healing.strategies.base import ActionContext

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, update
 
 from app.db.models.healing import (
-    IN_FLIGHT,
     OPEN_STATES,
     AttemptState,
     HealingAttempt,

@@ -2,8 +2,8 @@
 the attempts that outlived their owner — a guard killed -9, an action task that died, an outcome
 that could not be recorded while the database was away.
 
-A ``running`` attempt whose lease (``leases.py``) has run out, and that no task of this process
-still drives:
+A ``running`` attempt whose lease (``leases.py``) has run out (or whose owner ran on this machine and
+is gone), and that no task of this process still drives:
 
 - never reached its "acting" marker → its action never started: ``interrupted`` without back-off and
   without counting against ``max_attempts``; the incident is decided again at once (a retry);
@@ -24,7 +24,7 @@ import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, select
 
 from app.db.models.healing import (
     IN_FLIGHT,
@@ -70,11 +70,19 @@ class Reconciler:
         self.live = live  # attempt ids whose task runs in this process: their lease is renewed here
         self.killed_groups = 0
 
-    def _legacy_dead(self, row: HealingAttempt, now) -> bool:
+    def _owner_dead_here(self, row: HealingAttempt) -> bool:
+        """The owner ran on this machine and its process is gone: no need to wait for the lease."""
         owner_host, _, pid = (row.owner or "").rpartition(":")
-        if owner_host == self.host and pid.isdigit():
-            return int(pid) != os.getpid() and not _pid_alive(int(pid))
-        started = row.started_at or row.created_at
+        return owner_host == self.host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+
+    def _outlived(self, row: HealingAttempt, now) -> bool:
+        if row.id in self.live:
+            return False  # our own task: it renews the lease as soon as the database answers
+        if self._owner_dead_here(row):
+            return True
+        if row.lease_until is not None:
+            return row.lease_until < now
+        started = row.started_at or row.created_at  # claimed before attempts had leases
         return (now - started).total_seconds() > LEGACY_STALE_S
 
     async def run(self) -> int:
@@ -82,16 +90,13 @@ class Reconciler:
         settled = 0
         async with session_scope(self.state.sessionmaker) as session:
             now = await database_now(session)
+            # Running attempts are few (bounded by the concurrency slots): all of them, checked here.
             rows = (await session.execute(
-                select(HealingAttempt).where(
-                    HealingAttempt.state == AttemptState.RUNNING,
-                    or_(HealingAttempt.lease_until.is_(None), HealingAttempt.lease_until < now))
+                select(HealingAttempt).where(HealingAttempt.state == AttemptState.RUNNING)
                 .with_for_update(skip_locked=True)
             )).scalars().all()
             for row in rows:
-                if row.id in self.live:
-                    continue  # our own task: it renews the lease as soon as the database answers
-                if row.lease_until is None and not self._legacy_dead(row, now):
+                if not self._outlived(row, now):
                     continue
                 await self._settle(session, row, now)
                 settled += 1

@@ -4,12 +4,12 @@ next guard's reconciler settles the attempt — only because it still is that ve
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -65,11 +65,7 @@ async def test_guard_killed_mid_command_then_its_process_group_is_killed(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update({"PIPELINE_ENV": "test", "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
                 "PIPELINE_SECRET_KEY": TEST_SECRET, "PIPELINE_DATA_DIR": str(tmp_path / "var")})
-    port = _free_port()
-    with open(tmp_path / "guard.log", "wb") as log:
-        guard = subprocess.Popen([PY, "-m", "app", "serve", "--config", str(tmp_path / "guard.yaml"),
-                                  "--host", "127.0.0.1", "--port", str(port)],
-                                 cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+    guard = _serve(tmp_path, env)
     leader = child = None
     try:
         await wait_until(lambda: pids_file.exists() and _running_attempt(db) is not None, timeout=90, interval=0.1)
@@ -78,7 +74,7 @@ async def test_guard_killed_mid_command_then_its_process_group_is_killed(tmp_pat
         assert pgid == leader and os.getpgid(child) == pgid and identity == process_identity(leader)
         os.kill(guard.pid, signal.SIGKILL)
         guard.wait(timeout=10)
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
         assert _alive(leader) and _alive(child)  # the orphans a dead guard leaves
 
         settings = make_settings(f"sqlite+aiosqlite:///{db}", tmp_path, healing={"command_actions_enabled": True,
@@ -115,6 +111,13 @@ def test_a_reused_pid_is_never_killed(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    with open(tmp_path / "guard.log", "wb") as log:
+        return subprocess.Popen([PY, "-m", "app", "serve", "--config", str(tmp_path / "guard.yaml"),
+                                 "--host", "127.0.0.1", "--port", str(_free_port())],
+                                cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
 def _free_port() -> int:

@@ -174,8 +174,9 @@ EFFECTS = [
     ("tcp-timeout", lambda t: {"kind": "tcp", "host": "127.0.0.1", "port": t["silent"].port, "expect_banner": "x",
                                "timeout": 0.4}, "down", "banner does not contain"),
     ("cmd-cwd-env", lambda t: {"kind": "command", "cwd": "/tmp", "env": {"STAGE": "etl"}, "env_allow": ["PG_SETTINGS_TEST"],
-                               "argv": [PY, "-c", "import os,sys; sys.exit(os.getcwd() + ' ' + os.environ['STAGE'] + ' '"
-                                        " + os.environ['PG_SETTINGS_TEST'])"]}, "down", "/tmp etl from-env"),
+                               "argv": [PY, "-c", ("import os,sys; sys.exit(os.getcwd() + ' ' + os.environ['STAGE']"
+                                                   " + ' ' + os.environ['PG_SETTINGS_TEST'])")]},
+     "down", "/tmp etl from-env"),
     ("cmd-timeout", lambda t: {"kind": "command", "argv": [PY, "-c", "import time; time.sleep(30)"], "timeout": 0.4},
      "down", "timeout after 0.4s"),
 ]
