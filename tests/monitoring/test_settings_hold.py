@@ -85,6 +85,11 @@ STRATEGIES = [
      {"kind": "webhook", "params": {"url": "http://127.0.0.1:9/rerun", "method": "PUT",
                                     "headers": [{"name": "X-A", "value": "1"}],
                                     "body": {"stage": "{component}"}, "timeout": 7.0, "verify_tls": False}}),
+    ({"kind": "kubernetes", "action": "scale", "workload_kind": "StatefulSet", "namespace": "ml", "name": "trainer",
+      "context": "prod", "request_timeout_s": 5, "step": 1, "min_replicas": 1, "max_replicas": 4},
+     {"kind": "kubernetes", "params": {"action": "scale", "kind": "StatefulSet", "namespace": "ml", "kubeconfig": None,
+                                       "context": "prod", "request_timeout_s": 5.0, "name": "trainer", "replicas": None,
+                                       "step": 1, "min_replicas": 1, "max_replicas": 4}}),
     ({"kind": "notify_only", "message": "page the data team"},
      {"kind": "notify_only", "params": {"message": "page the data team"}}),
 ]
@@ -222,7 +227,7 @@ async def test_every_recovery_key_round_trips_and_is_read_by_the_engine(db_url, 
             policy = parse_policy(stored)  # what the engine decides with
             for key, _, value in RECOVERY_KEYS:
                 assert getattr(policy, key) == value, (name, key)
-            assert [e.timeout_s for e in policy.strategies] == [25.0, 120.0, 120.0]
+            assert [e.timeout_s for e in policy.strategies] == [25.0, 120.0, 120.0, 120.0]
         response = await guard.client.post("/api/v1/components", headers=await guard.headers("admin"),
                                            json={"name": "typo", "recovery": {"max_atempts": 2}})
         assert response.status_code == 422 and "recovery.max_atempts" in str(response.json()["error"]["details"])
