@@ -90,16 +90,21 @@ class Reconciler:
         settled = 0
         async with session_scope(self.state.sessionmaker) as session:
             now = await database_now(session)
-            # Running attempts are few (bounded by the concurrency slots): all of them, checked here.
+            # Running attempts are few (bounded by the concurrency slots): all of them, checked here,
+            # and only those to settle are locked (another replica's reconciler skips them meanwhile).
             rows = (await session.execute(
-                select(HealingAttempt).where(HealingAttempt.state == AttemptState.RUNNING)
-                .with_for_update(skip_locked=True)
-            )).scalars().all()
-            for row in rows:
-                if not self._outlived(row, now):
-                    continue
-                await self._settle(session, row, now)
-                settled += 1
+                select(HealingAttempt).where(HealingAttempt.state == AttemptState.RUNNING))).scalars().all()
+            ids = [row.id for row in rows if self._outlived(row, now)]
+            if ids:
+                locked = (await session.execute(
+                    select(HealingAttempt).where(HealingAttempt.id.in_(ids),
+                                                 HealingAttempt.state == AttemptState.RUNNING)
+                    .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+                )).scalars().all()
+                for row in locked:
+                    if self._outlived(row, now):
+                        await self._settle(session, row, now)
+                        settled += 1
             await self.refresh_gauge(session)
         if settled:
             log.warning("healing: reconciled %d attempt(s) that outlived their owner", settled)
