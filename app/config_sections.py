@@ -124,6 +124,9 @@ class HealingSection(Section):
     command_cwd_allowlist: list[str] = Field(default_factory=list)
     # Learned ordering of a component's strategies (when its policy sets learned_ordering): thompson | ucb
     learning: Literal["thompson", "ucb"] = "thompson"
+    # A running attempt's owner renews its lease every third of this; an attempt whose lease ran out
+    # is settled by the reconciler (retried if its action never started, interrupted otherwise).
+    attempt_lease: Duration = Field(default=30.0, ge=1.0)
 
 
 class RateLimitSection(Section):

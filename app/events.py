@@ -58,6 +58,15 @@ class IncidentClosed:
 
 
 @dataclass(frozen=True)
+class ComponentDeleted:
+    """A component left the registry (published inside the deleting transaction)."""
+
+    component: str
+    component_id: int
+    at: datetime
+
+
+@dataclass(frozen=True)
 class AnomalyDetected:
     """A detection rule fired on a metric series (threshold, anomaly score or trend)."""
 

@@ -160,6 +160,8 @@ def evaluate_heartbeat(
 class HeartbeatCheck(CheckKind):
     name: ClassVar[str] = "heartbeat"
     passive: ClassVar[bool] = True
+    # Spellings validate() accepts and turns into another key (``period: 1h`` -> ``period_s: 3600``).
+    aliases: ClassVar[frozenset[str]] = frozenset(_DURATION_ALIASES)
 
     def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
         return validate_heartbeat_params(params)

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
+from app.db.types import utcnow
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
+from app.events import ComponentDeleted
 from app.pagination import Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
@@ -65,6 +67,11 @@ async def update_component(
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
-async def delete_component(name: str, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep) -> Response:
-    await service.delete(name)
+async def delete_component(name: str, request: Request, _: Requires(Permission.MANAGE_COMPONENTS),
+                           service: ServiceDep, session: SessionDep) -> Response:
+    deleted = await service.delete(name)
+    # Other domains drop what they keep by name (healing's budget, breaker and incidents) in this
+    # same transaction, so nothing of the old component applies to a new one of that name.
+    await request.app.state.guard.events.publish(
+        ComponentDeleted(component=deleted.name, component_id=deleted.id, at=utcnow()), session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -63,10 +63,11 @@ class ComponentService:
         await self.repo.session.flush()
         return component
 
-    async def delete(self, name: str, *, source: str = SOURCE_API) -> None:
+    async def delete(self, name: str, *, source: str = SOURCE_API) -> Component:
         component = await self.get(name)
         self._refuse_config_owned(component, source)
         await self.repo.delete(component)
+        return component
 
     @staticmethod
     def _refuse_config_owned(component: Component, source: str) -> None:

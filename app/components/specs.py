@@ -52,6 +52,9 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
                 _problem(problems, f"check.{key}", f"must be a positive integer, got {value!r}")
             else:
                 common[key] = value
+    if "timeout" in common:
+        # The kind validates its own bound on the timeout (e.g. http: at most 300 s) and keeps it.
+        check["timeout"] = common["timeout"]
     registry = default_registry()
     if kind not in registry.kinds():
         _problem(problems, "check.kind", f"unknown kind {kind!r}; known: {', '.join(sorted(registry.kinds()))}")
@@ -62,9 +65,19 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
             for line in getattr(exc, "errors", None) or [str(exc)]:
                 problems.append(line if line.startswith("check.") else f"check.{line}")
             params = {}
+        else:
+            # The probe only ever sees what the kind's validator returned: a key it did not return
+            # (a typo, a parameter of another kind) would be stored and silently ignored.
+            aliases = set(getattr(registry.get(kind), "aliases", ()))
+            for key in sorted(set(check) - set(params) - aliases):
+                _problem(problems, f"check.{key}", f"unknown parameter for {kind} checks")
     if problems:
         raise ValidationFailed("invalid check", details={"problems": problems})
-    return {"kind": kind, **common, **params}
+    # The common keys win over a kind's defaults (a kind returns "timeout": None when none was given).
+    document = {"kind": kind, **params, **common}
+    if document.get("timeout") is None:
+        document.pop("timeout", None)
+    return document
 
 
 def validate_recovery(recovery: dict[str, Any] | None) -> dict[str, Any] | None:

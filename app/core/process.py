@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 # How much of the end of each stream we keep besides its head: the last lines of a failing command
@@ -145,6 +146,7 @@ async def run_command(
     env: dict[str, str] | None = None,
     max_output_bytes: int = 8192,
     kill_grace_s: float = KILL_GRACE_S,
+    on_start: Callable[[int], None] | None = None,
 ) -> CommandResult:
     """Run `argv` without a shell in its own process group.
 
@@ -153,6 +155,7 @@ async def run_command(
     stdout/stderr are read concurrently until EOF so a chatty child never blocks on a full pipe;
     each keeps its first `max_output_bytes` plus the last TAIL_BYTES.
     Raises CommandError (with a one-line message) when the command cannot be started.
+    `on_start(pid)` is called right after the spawn (the pid is also the group's id).
     """
     if not isinstance(argv, list | tuple) or not argv or not all(isinstance(a, str) for a in argv):
         raise CommandError("argv must be a non-empty list of strings")
@@ -178,6 +181,11 @@ async def run_command(
     readers = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
     exited = asyncio.ensure_future(_wait_exit(proc))
     pgid = proc.pid  # start_new_session: the child leads a new group whose id is its pid
+    if on_start is not None:
+        try:
+            on_start(pgid)
+        except Exception:
+            logging.getLogger(__name__).exception("on_start hook failed for pid %s", pgid)
     timed_out = False
     try:
         done, _ = await asyncio.wait({exited}, timeout=timeout)

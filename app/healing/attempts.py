@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident, HealingStrategyStat
 from app.healing import breaker, budgets
+from app.healing.leases import database_now
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts
 from app.healing.slots import take_slots
@@ -52,6 +53,11 @@ class Claim:
 
 async def find_component(session: AsyncSession, name: str) -> Component | None:
     return (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+
+
+async def lease_until(session: AsyncSession, settings) -> datetime:
+    """The lease a new claim starts with (its owner renews it while it acts)."""
+    return await database_now(session) + timedelta(seconds=settings.healing.attempt_lease)
 
 
 async def commit_claim(session: AsyncSession) -> bool:
@@ -133,6 +139,7 @@ class Attempts:
         row.slot, row.group_key, row.group_slot = slots
         row.state = AttemptState.RUNNING
         row.started_at = now
+        row.lease_until = await lease_until(session, self.settings)
         session.add(row)
         if trigger == "auto" and not await self.fence(session, component.id):
             await session.rollback()

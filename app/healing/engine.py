@@ -5,10 +5,16 @@ The order of one automatic attempt, each step its own transaction:
    global and a per-group concurrency slot, both unique) and commit. A replica that loses the race
    gets an IntegrityError and does nothing.
 2. act: ``run_bounded(strategy, ctx)`` outside any transaction.
+   The claim holds a lease (``leases.py``) that the owner renews while the action runs and until
+   its outcome is recorded.
+2. act: commit the "acting" marker, then ``run_bounded(strategy, ctx)`` outside any transaction
+   (a command's process group is written on the attempt as soon as it starts).
 3. record: ``verifying`` (monitoring told to give a grace period and re-check sooner) or ``failed``
-   (back-off). Verification ends with ``IncidentClosed`` (→ ``succeeded``) or the deadline (→ ``failed``).
-A process that dies between 1 and 3 leaves a ``running`` row; on start it is marked ``interrupted``
-(with back-off) and the incident is decided afresh — the action is never blindly repeated.
+   (back-off), retried while the database is away. Verification ends with ``IncidentClosed``
+   (→ ``succeeded``) or the deadline (→ ``failed``).
+What outlives its owner (a guard killed, a task that died, an outcome never recorded) is settled by
+the reconciler (``reconcile.py``) on every periodic pass once its lease runs out: retried when the
+action never started, ``interrupted`` with back-off otherwise — never blindly repeated.
 
 Beside it: ``attempts.py`` (the claim path and the outcomes, shared with the operator's actions),
 ``operator.py`` (manual trigger, approve, reject, breaker reset), ``incidents.py`` (the incident
@@ -18,6 +24,7 @@ events that feed healing and close verifying attempts).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -25,10 +32,9 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 
 from app.db.models.healing import (
-    IN_FLIGHT,
     OPEN_STATES,
     AttemptState,
     HealingAttempt,
@@ -41,9 +47,11 @@ from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Attempts, Claim, find_component
 from app.healing.incidents import IncidentEvents
+from app.healing.leases import LeaseKeeper, database_now
 from app.healing.operator import OperatorActions
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
+from app.healing.reconcile import Reconciler
 from app.healing.strategies.base import ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry
 
@@ -53,23 +61,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.healing")
 
 WAKE_KEY = "healing.wake"
-# An attempt older than this (beyond its own time limits) is presumed abandoned by a replica elsewhere.
-STALE_MARGIN_S = 120.0
 ACTING_SLACK_S = 5.0  # beyond the action's timeout, before its failures count again whatever happened
+# Recording an action's outcome is retried (with back-off up to RECORD_RETRY_MAX_S) for this long while
+# the database is away; after that the reconciler settles the attempt once its lease runs out.
+RECORD_RETRY_FOR_S = 300.0
+RECORD_RETRY_MAX_S = 5.0
 
 
 def replica_owner(settings) -> str:
     return f"{settings.replica_id or socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class HealingEngine:
@@ -91,41 +91,25 @@ class HealingEngine:
         self._lock = asyncio.Lock()
         self.operator = OperatorActions(state, self.attempts, lock=self._lock, spawn=self._spawn, wake=self.wake)
         self.incidents = IncidentEvents(state, self.attempts, self.wake)
+        self._live: dict[int, asyncio.Task] = {}  # attempt id -> the task that acts and records it
+        self.reconciler = Reconciler(state, self.attempts, self._live)
         # Latest action start latencies (seconds from detection), for the bench and status.
         self.latencies: list[float] = []
 
     # -- events (app/healing/incidents.py) -----------------------------------------------------------
 
     def wire(self) -> None:
+        from app.events import ComponentDeleted
+
         self.incidents.wire()
+        self.state.events.subscribe(ComponentDeleted, self.reconciler.on_component_deleted)
 
     # -- the loop's entry points ---------------------------------------------------------------------
 
     async def recover_interrupted(self) -> int:
-        """Mark attempts a dead process left in flight as ``interrupted`` (never re-run them)."""
-        host = self.owner.rsplit(":", 1)[0]
-        now = utcnow()
-        count = 0
-        async with session_scope(self.state.sessionmaker) as session:
-            rows = (await session.execute(
-                select(HealingAttempt).where(HealingAttempt.state.in_([*IN_FLIGHT]))
-            )).scalars().all()
-            for row in rows:
-                owner_host, _, pid = (row.owner or "").rpartition(":")
-                if owner_host == host and pid.isdigit():
-                    dead = int(pid) != os.getpid() and not _pid_alive(int(pid))
-                else:
-                    started = row.started_at or row.created_at
-                    dead = (now - started).total_seconds() > STALE_MARGIN_S + 3600
-                if not dead:
-                    continue
-                await self.attempts.finish_failed(
-                    session, row, now, AttemptState.INTERRUPTED,
-                    f"interrupted: the guard process ({row.owner}) stopped while the attempt was "
-                    f"{row.state}; not re-run, the incident will be decided afresh", count_stats=False)
-                count += 1
+        """Settle what a dead owner left in flight (the reconciler, also run on every periodic pass)."""
+        count = await self.reconciler.run()
         if count:
-            log.warning("healing: marked %d attempt(s) interrupted", count)
             self.wake.set()
         return count
 
@@ -159,10 +143,13 @@ class HealingEngine:
     def _spawn(self, claim: Claim) -> None:
         task = asyncio.create_task(self._act(claim), name=f"healing:{claim.attempt_id}")
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        self._live[claim.attempt_id] = task
+        task.add_done_callback(lambda t, attempt_id=claim.attempt_id: self._task_done(t, attempt_id))
 
-    def _task_done(self, task: asyncio.Task) -> None:
+    def _task_done(self, task: asyncio.Task, attempt_id: int | None = None) -> None:
         self._tasks.discard(task)
+        if attempt_id is not None and self._live.get(attempt_id) is task:
+            del self._live[attempt_id]
         if not task.cancelled() and task.exception() is not None:
             log.error("healing action task %s failed", task.get_name(), exc_info=task.exception())
 
@@ -180,6 +167,11 @@ class HealingEngine:
     # -- housekeeping -------------------------------------------------------------------------------
 
     async def _housekeeping(self) -> None:
+        try:
+            if await self.reconciler.run():
+                self.wake.set()
+        except Exception:  # the database may be away: the next pass tries again
+            log.exception("healing: reconciling attempts failed")
         now = utcnow()
         async with session_scope(self.state.sessionmaker) as session:
             expired = (await session.execute(select(HealingAttempt).where(
@@ -230,6 +222,9 @@ class HealingEngine:
             )).scalars().all()
             if any(a.state in OPEN_STATES for a in attempts):
                 return None
+            # An attempt interrupted before its action started did nothing: it is retried, and does
+            # not count against max_attempts.
+            acted = [a for a in attempts if not (a.state == AttemptState.INTERRUPTED and a.acting_at is None)]
             labels = dict(component.labels or {})
             if await self.ports.silences.is_silenced(session, component.name, labels):
                 return None
@@ -237,12 +232,12 @@ class HealingEngine:
             if budget.breaker_open:
                 return None
             entries = allowed_entries(policy, self.settings, self.registry)
-            if not entries or len(attempts) >= policy.max_attempts:
-                await self._exhaust(session, incident, component.name, policy, budget, now, attempts)
+            if not entries or len(acted) >= policy.max_attempts:
+                await self._exhaust(session, incident, component.name, policy, budget, now, acted)
                 return None
             if budgets.blocked_reason(budget, now):
                 return None
-            entry, decision = await self._choose(session, component.name, policy, entries, attempts)
+            entry, decision = await self._choose(session, component.name, policy, entries, acted)
             return await self.attempts.claim(session, incident=incident, component=component, policy=policy,
                                              entry=entry, decision=decision, number=len(attempts) + 1,
                                              trigger="auto", now=now)
@@ -287,13 +282,16 @@ class HealingEngine:
     async def _act(self, claim: Claim) -> None:
         strategy = self.registry.get(claim.entry.kind)
         metrics = self.state.metrics
+        keeper = LeaseKeeper(self.state, claim.attempt_id, self.owner, self.settings.healing.attempt_lease)
+        if not await self._mark_acting(claim, keeper):
+            self.wake.set()
+            return
         if claim.detected_at is not None:
             latency = max(0.0, (utcnow() - claim.detected_at).total_seconds())
             metrics.healing_detection_to_action.observe(latency)
             self.latencies.append(latency)
             del self.latencies[:-10000]
-        metrics.healing_in_progress.inc()
-        started = time.monotonic()
+        keeper.start()
         # The action's own effects (a restart's downtime) must not open an incident or count as failures.
         recovery = self.ports.recovery
         if hasattr(recovery, "action_starting"):
@@ -301,16 +299,54 @@ class HealingEngine:
                                      until=utcnow() + timedelta(seconds=claim.entry.timeout_s + ACTING_SLACK_S))
         result = None
         try:
-            result = await run_bounded(strategy, claim.ctx)
+            started = time.monotonic()
+            ctx = dataclasses.replace(claim.ctx, on_process=keeper.process_started)
+            result = await run_bounded(strategy, ctx)
+            await self._record_durably(claim, result, time.monotonic() - started)
         finally:
-            metrics.healing_in_progress.dec()
             if (result is None or not result.success) and hasattr(recovery, "action_failed"):
                 recovery.action_failed(component_id=claim.component_id)
-        try:
-            await self._record(claim, result, time.monotonic() - started)
-        except Exception:
-            log.exception("healing: could not record the outcome of attempt %s", claim.attempt_id)
+            await keeper.stop()
         self.wake.set()
+
+    async def _mark_acting(self, claim: Claim, keeper: LeaseKeeper) -> bool:
+        """Commit the "acting" marker (and a fresh lease) before the side effect. False: not ours any
+        more, or the database is away — then nothing ran, and the reconciler retries the attempt."""
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                now = await database_now(session)
+                done = await session.execute(
+                    update(HealingAttempt).where(HealingAttempt.id == claim.attempt_id,
+                                                 HealingAttempt.state == AttemptState.RUNNING,
+                                                 HealingAttempt.owner == self.owner)
+                    .values(acting_at=now, lease_until=now + timedelta(seconds=keeper.lease_s)))
+                if done.rowcount != 1:
+                    return False
+        except Exception as exc:  # noqa: BLE001
+            log.warning("healing: attempt %s not started, its acting marker could not be committed (%s); "
+                        "it will be retried", claim.attempt_id, type(exc).__name__)
+            return False
+        return True
+
+    async def _record_durably(self, claim: Claim, result: ActionResult, duration_s: float) -> None:
+        """Record the outcome; while the database is away, try again (the lease is renewed meanwhile)."""
+        delay = 0.5
+        deadline = time.monotonic() + RECORD_RETRY_FOR_S
+        while True:
+            try:
+                await self._record(claim, result, duration_s)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if time.monotonic() > deadline:
+                    log.error("healing: gave up recording the outcome of attempt %s (%s); the reconciler "
+                              "settles it when its lease runs out", claim.attempt_id, type(exc).__name__)
+                    return
+                log.warning("healing: could not record the outcome of attempt %s (%s); retrying in %.1f s",
+                            claim.attempt_id, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_S)
 
     async def _record(self, claim: Claim, result: ActionResult, duration_s: float) -> None:
         now = utcnow()

@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from app.db.models.healing import OPEN_STATES, AttemptState, HealingAttempt, HealingIncident
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from app.healing import breaker, budgets
-from app.healing.attempts import Attempts, Claim, commit_claim, find_component, make_claim
+from app.healing.attempts import Attempts, Claim, commit_claim, find_component, lease_until, make_claim
 from app.healing.policy import allowed_entries, parse_policy
 from app.healing.slots import take_slots
 from app.healing.strategies.registry import UnknownStrategy
@@ -43,8 +43,10 @@ class OperatorActions:
 
     async def trigger(self, component_name: str, *, strategy: str | None, principal: str | None) -> int:
         """Manual heal (seed's ``heal(component, failure_context)``): uses the open incident if any.
-        Bypasses back-off and cooldown (an operator asked) but not the breaker-free concurrency limits,
-        dry-run or the admin's strategy lists."""
+        Goes through the same bounds as an automatic attempt: one attempt of a component at a time
+        (409), the concurrency slots (409), an open breaker (409: re-arm it first), the back-off after a
+        failed attempt and the cooldown after a successful one (429 with Retry-After); dry-run and
+        the admin's strategy lists apply too. Only ``max_attempts`` is the operator's to override."""
         if not self.settings.healing.enabled:
             raise Conflict("healing is disabled (healing.enabled is false)")
         now = utcnow()
@@ -67,6 +69,7 @@ class OperatorActions:
                     message = (f"component {component_name!r} has no usable recovery strategy: add "
                                "recovery.strategies to it (and enable their kinds in the healing settings)")
                 raise ValidationFailed(message, details={"problems": [message]})
+            await self._refuse_when_bounded(session, component_name, now)
             incident = (await session.execute(
                 select(HealingIncident).where(HealingIncident.component == component_name,
                                               HealingIncident.status == "open")
@@ -90,13 +93,34 @@ class OperatorActions:
             claim = await self.attempts.claim(session, incident=incident, component=component, policy=policy,
                                               entry=entry, decision=decision, number=number, trigger="manual",
                                               now=now, requested_by=principal, manual_key=manual_key)
-            attempt_id = await self._latest_id(session, incident, manual_key)
-            if claim is None and attempt_id is None:
+            if claim is None and not policy.dry_run:
                 raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+            attempt_id = await self._latest_id(session, incident, manual_key)
         if claim is not None:
             self._spawn(claim)
             return claim.attempt_id
         return attempt_id
+
+    async def _refuse_when_bounded(self, session, component_name: str, now) -> None:
+        # The budget row is locked (Postgres) until this claim commits: replicas take turns.
+        budget = await budgets.load_budget(session, component_name)
+        busy = (await session.execute(
+            select(HealingAttempt.id, HealingAttempt.state).where(
+                HealingAttempt.component == component_name, HealingAttempt.state.in_([*OPEN_STATES]))
+            .order_by(HealingAttempt.id).limit(1))).first()
+        if busy is not None:
+            raise Conflict(f"healing attempt {busy[0]} for {component_name} is already {busy[1]}; "
+                           "wait for it to finish", details={"attempt_id": busy[0], "state": str(busy[1])})
+        if budget.breaker_open:
+            raise Conflict(f"the healing breaker of {component_name} is open; re-arm it first "
+                           f"(POST /api/v1/healing/breakers/{component_name}/reset)",
+                           details={"breaker_open": True})
+        reason = budgets.blocked_reason(budget, now)
+        if reason:
+            until = budget.backoff_until if budget.backoff_until and budget.backoff_until > now else budget.cooldown_until
+            wait = max(1, int((until - now).total_seconds() + 0.999))
+            raise RateLimited(f"healing {component_name} again is not allowed yet: {reason}",
+                              details={"retry_after_s": wait}, headers={"Retry-After": str(wait)})
 
     async def _latest_id(self, session, incident, manual_key) -> int | None:
         key = f"i:{incident.incident_id}" if incident is not None else manual_key
@@ -133,6 +157,7 @@ class OperatorActions:
             row.started_at = now
             row.decided_by = principal
             row.owner = self.attempts.owner
+            row.lease_until = await lease_until(session, self.settings)
             incident = await session.get(HealingIncident, row.incident_id) if row.incident_id else None
             if not await commit_claim(session):
                 raise Conflict("another replica claimed this attempt")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.models.components import Component
 from app.db.models.healing import IN_FLIGHT, AttemptState, HealingAttempt, HealingBudget
 from app.db.session import session_scope
 from app.errors import NotFound
@@ -79,15 +80,20 @@ async def compute_stats(session: AsyncSession, state: GuardState) -> dict[str, A
     decided = sum(by_state.get(s, 0) for s in DECIDED)
     mttr = (await session.execute(select(func.avg(HealingAttempt.time_to_recover_s))
                                   .where(HealingAttempt.state == AttemptState.SUCCEEDED))).scalar_one()
-    breakers = (await session.execute(select(HealingBudget.component).where(HealingBudget.breaker_open.is_(True))
-                                      .order_by(HealingBudget.component))).scalars().all()
+    # Only components that exist: a deleted one's budget is dropped with it, and never shown meanwhile.
+    breakers = (await session.execute(
+        select(HealingBudget.component).join(Component, Component.name == HealingBudget.component)
+        .where(HealingBudget.breaker_open.is_(True)).order_by(HealingBudget.component))).scalars().all()
+    in_progress = sum(by_state.get(s, 0) for s in IN_FLIGHT)
+    # The Prometheus gauge says what the stats say (the reconciler also sets it on every pass).
+    state.metrics.healing_in_progress.set(in_progress)
     return {
         "enabled": state.settings.healing.enabled,
         "total_attempts": sum(by_state.values()),
         "by_state": {str(k): v for k, v in by_state.items()},
         "success_rate": round(succeeded / decided, 4) if decided else None,
         "mean_time_to_recover_s": None if mttr is None else round(float(mttr), 3),
-        "in_progress": sum(by_state.get(s, 0) for s in IN_FLIGHT),
+        "in_progress": in_progress,
         "pending_approval": by_state.get(AttemptState.PENDING_APPROVAL, 0),
         "breakers_open": list(breakers),
         "per_strategy": sorted(per.values(), key=lambda e: e["strategy"]),

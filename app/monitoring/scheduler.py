@@ -56,7 +56,10 @@ class Scheduler:
         self.prober = Prober(state, self.registry)
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
-        self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
+        # Every enabled component seen (with or without a check): id -> (version, created_at). The
+        # creation time tells a deleted and re-created component from an edit even where the id and
+        # version look the same, so the new one never inherits the old one's state.
+        self._versions: dict[int, tuple[int, Any]] = {}
         self._heap: list[tuple[float, int, int]] = []
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -201,13 +204,17 @@ class Scheduler:
     async def _refresh(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:
             rows = (await session.execute(
-                select(Component.id, Component.version).where(Component.enabled.is_(True)))).all()
-            current = {cid: version for cid, version in rows}
+                select(Component.id, Component.version, Component.created_at).where(Component.enabled.is_(True)))).all()
+            current = {cid: (version, created) for cid, version, created in rows}
             owned = await self.ownership.owned(set(current))
             current = {cid: v for cid, v in current.items() if cid in owned}
             changed = [cid for cid, v in current.items() if self._versions.get(cid) != v]
             for gone in set(self._versions) - set(current):
                 self._forget(gone)
+            for cid in changed:
+                seen = self._versions.get(cid)
+                if seen is not None and seen[1] != current[cid][1]:
+                    self._forget(cid)  # another component under a known id: start from scratch
             for start in range(0, len(changed), 500):
                 chunk = changed[start:start + 500]
                 components = (await session.execute(
@@ -221,7 +228,7 @@ class Scheduler:
         self._publish_health()
 
     async def _load(self, session, component: Component) -> None:
-        self._versions[component.id] = component.version
+        self._versions[component.id] = (component.version, component.created_at)
         check = component.check
         if not check or not isinstance(check, dict) or "kind" not in check:
             self._forget(component.id, keep_version=True)

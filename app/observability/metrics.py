@@ -86,7 +86,7 @@ class GuardMetrics:
             registry=r,
         )
         self.healing_in_progress = Gauge(
-            f"{PREFIX}_healing_in_progress", "Recovery actions executing in this process.", registry=r
+            f"{PREFIX}_healing_in_progress", "Healing attempts in flight (running or verifying), the count /api/v1/healing/stats reports.", registry=r
         )
         self.circuit_open = Gauge(
             f"{PREFIX}_circuit_open", "1 while the component's healing circuit breaker is open.", ["component"],

@@ -18,7 +18,10 @@ HEALING = "healing:\n  max_concurrent: 1000\n  max_concurrent_per_group: 1000\n"
 
 
 def attempts_per_incident(cluster) -> dict[int, int]:
-    rows = cluster.sql("SELECT incident_id, count(*) AS n FROM healing_attempts GROUP BY incident_id")
+    """Attempts that (may have) acted, per incident: one interrupted before its acting marker never
+    acted, and is retried."""
+    rows = cluster.sql("SELECT incident_id, count(*) AS n FROM healing_attempts WHERE acting_at IS NOT NULL "
+                       "GROUP BY incident_id")
     return {r["incident_id"]: r["n"] for r in rows}
 
 

@@ -104,8 +104,8 @@ async def test_approval_flow(healing, tmp_path):
 
 
 async def test_interrupted_attempt_is_not_repeated_on_restart(db_url, tmp_path):
-    """A guard killed mid-action leaves a `running` row; the next start marks it interrupted,
-    applies back-off, and does not run the action again."""
+    """A guard killed mid-action (its "acting" marker committed) leaves a `running` row; the next
+    start marks it interrupted, applies back-off, and does not run the action again."""
     marker = tmp_path / "ran"
     async with healing_guard(db_url, tmp_path) as h:
         await h.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
@@ -114,7 +114,8 @@ async def test_interrupted_attempt_is_not_repeated_on_restart(db_url, tmp_path):
             session.add(HealingAttempt(
                 incident_id=incident, incident_key=f"i:{incident}", attempt_number=1, component="w", strategy="restart",
                 strategy_index=0, state="running", trigger="auto", description="", decision={}, slot=0,
-                owner=f"{socket.gethostname()}:{_dead_pid()}", started_at=utcnow(),
+                owner=f"{socket.gethostname()}:{_dead_pid()}", started_at=utcnow(), acting_at=utcnow(),
+                lease_until=utcnow(),
             ))
     async with healing_guard(db_url, tmp_path, build_services=_only_healing) as h:
         async def interrupted():

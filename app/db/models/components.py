@@ -26,6 +26,9 @@ class HealthStatus(StrEnum):
 
 class Component(Base):
     __tablename__ = "components"
+    # Ids are never reused (SQLite would hand a deleted row's id to the next insert otherwise), so
+    # an id held elsewhere (healing, alerts, a scheduler's memory) never points at a newer row.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)

@@ -45,6 +45,7 @@ class HealingAttempt(Base):
         UniqueConstraint("group_key", "group_slot", name="uq_healing_attempts_group_slot"),
         Index("ix_healing_attempts_state", "state"),
         Index("ix_healing_attempts_component_created", "component", "created_at"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -67,6 +68,16 @@ class HealingAttempt(Base):
     group_key: Mapped[str | None] = mapped_column(String(160), nullable=True)
     group_slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The owner's lease on a running attempt, renewed while its action runs (database clock); past it
+    # the reconciler finishes, fails or retries the attempt, whoever owned it.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Committed just before the side effect starts: an attempt interrupted without it never acted and
+    # is retried; with it, it may have acted and is never re-run blindly.
+    acting_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A command action's process group and what identifies its leader ("<boot id>:<start time>"), so
+    # a reconciler on the same machine can kill what a dead guard left running, and nothing else.
+    pgid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    process_start: Mapped[str | None] = mapped_column(String(96), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     action_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

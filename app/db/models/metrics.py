@@ -108,6 +108,7 @@ class MetricSeries(Base):
 
 class DetectionRule(Base):
     __tablename__ = "detection_rules"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)

@@ -22,6 +22,7 @@ class NotificationStatus(StrEnum):
 
 class Channel(Base):
     __tablename__ = "channels"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)

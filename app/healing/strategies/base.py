@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -44,6 +45,9 @@ class ActionContext:
     # Optional so callers that do not know it still work; strategies that need a deterministic,
     # time-like value per incident (Kubernetes restartedAt) use it when present.
     incident_started_at: datetime | None = None
+    # Strategies that start a process call this with its pid (the leader of its own process group)
+    # as soon as it runs, so the engine can record it and a reconciler can kill it after a crash.
+    on_process: Callable[[int], None] | None = None
 
 
 @dataclass

@@ -101,7 +101,7 @@ class CommandStrategy(Strategy):
         timeout = min(p["timeout"], ctx.timeout_s)
         try:
             result = await run_command(p["argv"], timeout=timeout, cwd=p.get("cwd"), env=env,
-                                       max_output_bytes=MAX_OUTPUT_CHARS // 2)
+                                       max_output_bytes=MAX_OUTPUT_CHARS // 2, on_start=ctx.on_process)
         except CommandError as exc:
             return ActionResult(success=False, detail=f"could not start command: {exc}")
         output = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr else "")
