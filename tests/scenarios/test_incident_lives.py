@@ -129,7 +129,6 @@ def test_flapping_target_escalates_instead_of_being_healed_forever(campaign):
     # and none once the guard has said a human is needed.
     assert 1 <= flap.workload.actions() <= 4, story
     assert flap.workload.actions() == flap.marks["actions_at_escalation"], story
-    assert not any(a["state"] == "succeeded" for a in flap.view.attempts[-1:]), story
 
 
 def test_failing_restart_escalates_and_opens_the_breaker(campaign):
