@@ -240,8 +240,8 @@ class Relapse(Scenario):
         elif self.stage == "healthy_pause" and self.in_stage() >= 3:
             self.marks["second_fault"] = self.workload.mode("crash")
             self.move("wait_second_heal")
-        elif (self.stage == "wait_second_heal" and len(self.view.succeeded()) >= 2
-              and self.view.status == "healthy"):
+        elif (self.stage == "wait_second_heal" and self.view.status == "healthy"
+              and [a for a in self.view.succeeded() if parse_time(a["started_at"]) >= self.marks["second_fault"]]):
             self.move("settle")
         elif self.stage == "settle" and self.in_stage() >= SETTLE_S:
             self.done = True

@@ -25,6 +25,9 @@ from tests.faults.conftest import free_port
 from tests.faults.proxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
+# The tree whose `app` the guard process runs (default: this one). Another checkout can be put under
+# the same scenarios, e.g. to see which of them a branch fixes before it is merged.
+APP_ROOT = Path(os.environ.get("PIPELINE_SCENARIO_APP_ROOT") or ROOT)
 WORKLOAD = Path(__file__).resolve().with_name("workload.py")
 FIXTURES = Path(os.environ.get("PIPELINE_FIXTURES", ROOT.parent.parent / "shared" / "fixtures"))
 AM_TOKEN = "scenario-alertmanager-token-0123456789"
@@ -70,7 +73,8 @@ class GuardProcess:
         self.log_path = self.dir / "guard.log"
         self.proxy: FaultProxy | None = None
         url = make_url(db_url)
-        if url.get_backend_name() == "postgresql":
+        self.dialect = "postgres" if url.get_backend_name() == "postgresql" else "sqlite"
+        if self.dialect == "postgres":
             self.proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
             self.proxy.start()
             self.served_url = url.set(port=self.proxy.port).render_as_string(hide_password=False)
@@ -81,10 +85,6 @@ class GuardProcess:
         self._token: str | None = None
         # One client for the whole run: a new one per call would rebuild its TLS context each time.
         self.http = httpx.Client(timeout=15)
-
-    @property
-    def dialect(self) -> str:
-        return "postgres" if self.proxy else "sqlite"
 
     @property
     def sqlite_path(self) -> Path:
@@ -113,7 +113,7 @@ class GuardProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "app", "serve", "--config", str(self.config_path), "--host", "127.0.0.1",
                  "--port", str(self.port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                cwd=APP_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -356,9 +356,9 @@ class Figures:
     def row(self) -> str:
         def fmt(v):
             return "-" if v is None else f"{v:.1f}"
-        return (f"{self.dialect:8} {self.scenario:16} {fmt(self.detection_s):>9} {fmt(self.mttr_s):>8} "
+        return (f"{self.dialect:8} {self.scenario:22} {fmt(self.detection_s):>9} {fmt(self.mttr_s):>8} "
                 f"{fmt(self.bound_s):>8} {self.actions:>7}  {self.outcome} {'; '.join(self.notes)}")
 
 
-HEADER = f"{'dialect':8} {'scenario':16} {'detect_s':>9} {'mttr_s':>8} {'bound_s':>8} {'actions':>7}  outcome"
+HEADER = f"{'dialect':8} {'scenario':22} {'detect_s':>9} {'mttr_s':>8} {'bound_s':>8} {'actions':>7}  outcome"
 FIGURES: list[Figures] = []
