@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the same scenarios, e.g. to see which of them a branch fixes before it is merged.
 APP_ROOT = Path(os.environ.get("PIPELINE_SCENARIO_APP_ROOT") or ROOT)
 WORKLOAD = Path(__file__).resolve().with_name("workload.py")
-FIXTURES = Path(os.environ.get("PIPELINE_FIXTURES", ROOT.parent.parent / "shared" / "fixtures"))
+FIXTURES = ROOT.parent / "shared" / "fixtures"  # shared/ lies beside the checkout, as in CI
 AM_TOKEN = "scenario-alertmanager-token-0123456789"
 
 
