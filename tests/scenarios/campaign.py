@@ -159,6 +159,10 @@ class Scenario:
     def detection_bound(self) -> float:
         return INTERVAL * FAILURE_THRESHOLD + CHECK_TIMEOUT + 2
 
+    def notes(self) -> list[str]:
+        """Extra figures for the summary table."""
+        return []
+
     def bound_s(self) -> float:
         """The issue's yardstick: period x failure_threshold + action time + 2 s (+ what the fault adds)."""
         return INTERVAL * FAILURE_THRESHOLD + self.action_s() + 2 + self.boot_delay + self.extra_bound()
@@ -245,6 +249,10 @@ class Relapse(Scenario):
             self.move("settle")
         elif self.stage == "settle" and self.in_stage() >= SETTLE_S:
             self.done = True
+
+    def notes(self) -> list[str]:
+        second = self.marks.get("second_fault")
+        return [f"after the heal: detect {self.detection_s(second)} s, mttr {self.mttr_s(second)} s"] if second else []
 
     def transitions_after_heal(self) -> list[dict]:
         second = self.marks.get("second_fault")
@@ -344,6 +352,9 @@ class NoFix(Scenario):
                 for a in self.view.attempts if a["state"] == "failed" and a.get("action_finished_at")
                 and a.get("finished_at")]
 
+    def notes(self) -> list[str]:
+        return [f"action end -> failed verdict {self.verdict_s()} s (bound {self.verdict_bound():g})"]
+
     def verdict_bound(self) -> float:
         return 3 + INTERVAL * FAILURE_THRESHOLD + 2  # grace_period + threshold + 2 s
 
@@ -399,6 +410,9 @@ class External(Scenario):
     def mttr_s(self, since=None) -> float | None:
         return None
 
+    def notes(self) -> list[str]:
+        return ["detect = alert posted -> action started"]
+
 
 class Control(Scenario):
     """Healthy all along, with the same recovery policy: no incident, no action, no alert."""
@@ -416,41 +430,39 @@ class Control(Scenario):
 ALL = [Crash, Hang, Degraded, Flap, SlowBoot, FailingRestart, NoFix, Heartbeat, External, Relapse, Control]
 
 
-def run_campaign(guard: GuardProcess, sink: NotificationSink, root) -> dict[str, Scenario]:
+def build(root, guard: GuardProcess) -> dict[str, Scenario]:
+    return {cls.name: cls(root, guard) for cls in ALL}
+
+
+def run_campaign(guard: GuardProcess, sink: NotificationSink, scenarios: dict[str, Scenario]) -> None:
+    """Create everything, break everything at once, step every scenario until all are done. The caller
+    stops the guard before the workloads (a workload killed under a live guard is a fault of its own)."""
     guard.post("/api/v1/channels", {"name": "scenario-hook", "kind": "webhook", "config": {"url": sink.url}},
                expect=201)
-    scenarios = {cls.name: cls(root, guard) for cls in ALL}
-    try:
-        for scenario in scenarios.values():
-            scenario.create()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            statuses = {c["name"]: c["status"] for c in guard.get("/api/v1/status")["components"]}
-            if all(statuses.get(name) == "healthy" for name in scenarios):
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"not every component became healthy: {statuses}\n{guard.tail()}")
-        time.sleep(2)  # a few green checks on record before anything breaks
-        for scenario in scenarios.values():
-            scenario.begin()
-        began, shown = time.monotonic(), 0.0
-        while not all(s.done for name, s in scenarios.items() if name != "control"):
-            for name, scenario in scenarios.items():
-                if name != "control":
-                    scenario.tick()
-            if time.monotonic() - shown >= 10:  # progress, seen with -s
-                shown = time.monotonic()
-                print(f"[{shown - began:5.1f}s] " + ", ".join(
-                    f"{n}:{s.stage}{'*' if s.done else ''}/{s.view.status}/{s.workload.actions()}"
-                    for n, s in scenarios.items()), flush=True)
-            time.sleep(1.0)
-        control = scenarios["control"]
-        control.refresh()
-        control.done = True
-        for scenario in scenarios.values():  # the last word, after every stepper stopped
-            scenario.refresh()
-    finally:
-        for scenario in scenarios.values():
-            scenario.workload.stop()
-    return scenarios
+    for scenario in scenarios.values():
+        scenario.create()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        statuses = {c["name"]: c["status"] for c in guard.get("/api/v1/status")["components"]}
+        if all(statuses.get(name) == "healthy" for name in scenarios):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"not every component became healthy: {statuses}\n{guard.tail()}")
+    time.sleep(2)  # a few green checks on record before anything breaks
+    for scenario in scenarios.values():
+        scenario.begin()
+    began, shown = time.monotonic(), 0.0
+    while not all(s.done for name, s in scenarios.items() if name != "control"):
+        for name, scenario in scenarios.items():
+            if name != "control":
+                scenario.tick()
+        if time.monotonic() - shown >= 10:  # progress, seen with -s
+            shown = time.monotonic()
+            print(f"[{shown - began:5.1f}s] " + ", ".join(
+                f"{n}:{s.stage}{'*' if s.done else ''}/{s.view.status}/{s.workload.actions()}"
+                for n, s in scenarios.items()), flush=True)
+        time.sleep(1.0)
+    for scenario in scenarios.values():  # the last word, after every stepper stopped
+        scenario.refresh()
+    scenarios["control"].done = True

@@ -1,5 +1,5 @@
-"""Fixtures of the fault-scenario suite: a database per dialect for a real guard process, the webhook
-receiver, and the measured figures printed at the end of the run (and written beside the tmp dir)."""
+"""Fixtures of the fault-scenario suite: a database per dialect for a real guard process, and the
+measured figures printed at the end of the run (and written beside the tmp dir)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DIALECTS
-from tests.scenarios.harness import FIGURES, HEADER, NotificationSink
+from tests.scenarios.harness import FIGURES, HEADER
 
 
 def _database(request, workdir: Path) -> tuple[str, Path]:
@@ -31,13 +31,6 @@ def scenario_db(request, tmp_path_factory) -> tuple[str, Path]:
 def guard_db(request, tmp_path) -> tuple[str, Path]:
     """(database URL, work dir) for one test."""
     return _database(request, tmp_path)
-
-
-@pytest.fixture(scope="module")
-def sink():
-    receiver = NotificationSink()
-    yield receiver
-    receiver.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -9,28 +9,35 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scenarios.campaign import run_campaign
-from tests.scenarios.harness import FIGURES, Figures, GuardProcess, guard_config
+from tests.scenarios.campaign import build, run_campaign
+from tests.scenarios.harness import FIGURES, Figures, GuardProcess, NotificationSink, guard_config
 
 pytestmark = [pytest.mark.scenarios, pytest.mark.timeout(420)]
 SLACK = 3.0  # measured <= SLACK x bound
 
 
 @pytest.fixture(scope="module")
-def campaign(scenario_db, sink):
+def campaign(scenario_db):
     url, workdir = scenario_db
     guard = GuardProcess(url, workdir / "guard", config=guard_config())
+    sink = NotificationSink()
+    scenarios = build(workdir / "workloads", guard)
     try:
         guard.start()
-        scenarios = run_campaign(guard, sink, workdir / "workloads")
+        run_campaign(guard, sink, scenarios)
+        received = len(sink.received)
     finally:
         guard.stop()
+        for scenario in scenarios.values():
+            scenario.workload.stop()
+        sink.close()
+    del sink.received[received:]  # only what the guard sent while the campaign ran
     for scenario in scenarios.values():
         FIGURES.append(Figures(
             dialect=guard.dialect, scenario=scenario.name, detection_s=scenario.detection_s(),
             mttr_s=scenario.mttr_s(), bound_s=round(scenario.bound_s(), 2), actions=scenario.workload.actions(),
             outcome=("TIMED OUT in " + scenario.stage) if scenario.timed_out else scenario.stage,
-            notes=[",".join(a["state"] for a in scenario.view.attempts) or "no attempts"]))
+            notes=[",".join(a["state"] for a in scenario.view.attempts) or "no attempts", *scenario.notes()]))
     return scenarios, sink, guard
 
 
