@@ -6,7 +6,7 @@ PIP    := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run demo test test-fast test-real test-faults bench lint migrate clean venv dev
+.PHONY: run demo test test-fast test-real test-faults test-scenarios bench lint migrate clean venv dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,13 +39,17 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -x -m "not realclients and not faults and not docs" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -x -m "not realclients and not faults and not docs and not scenarios" $(PYTEST_ARGS)
 
 test-real: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m realclients $(PYTEST_ARGS)
 
 test-faults: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
+
+## make test-scenarios: whole incident lives with real guard and workload processes (tests/scenarios)
+test-scenarios: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m scenarios tests/scenarios $(PYTEST_ARGS)
 
 BENCHES ?= probes ingest summary nab nab_cv healing cli_help
 
