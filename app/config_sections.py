@@ -170,14 +170,9 @@ class AlertingSection(Section):
     alertmanager_component_labels: list[str] = Field(default_factory=lambda: ["component", "job", "instance"])
 
 
-class ScalingSection(Section):
-    min_instances: PositiveInt = 1
-    max_instances: PositiveInt = 10
-    scale_up_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
-    scale_down_threshold: Annotated[float, Field(ge=0, le=1)] = 0.3
-
-
 class CachingSection(Section):
+    """The per-process cache of metric reads (``/api/v1/metrics/latest`` and ``/summary``)."""
+
     enabled: bool = True
     ttl: Duration = 5.0
     max_entries: PositiveInt = 10_000
