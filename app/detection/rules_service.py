@@ -24,6 +24,9 @@ def check_params(kind: str, params: RuleParams) -> dict[str, Any]:
             problems.append({"field": "params.operator", "message": "required for threshold rules"})
         if params.value is None:
             problems.append({"field": "params.value", "message": "required for threshold rules"})
+    elif kind == "absent" and params.for_seconds <= 0:
+        problems.append({"field": "params.for", "message": "required for absent rules: how long without a point "
+                                                             "before it fires, e.g. 10m"})
     elif kind == "trend" and params.value is None:
         problems.append({"field": "params.value", "message": "required for trend rules (the level to predict)"})
     if params.value is not None and not math.isfinite(params.value):

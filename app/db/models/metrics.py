@@ -115,7 +115,7 @@ class DetectionRule(Base):
     metric_name: Mapped[str] = mapped_column(String(200), nullable=False)
     # Subset matcher: a series matches when it carries every one of these labels.
     labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # threshold | anomaly | trend
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # threshold | anomaly | trend | absent
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     severity: Mapped[str] = mapped_column(String(16), nullable=False, default="warning")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
