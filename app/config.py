@@ -1,7 +1,7 @@
 """Configuration: defaults < YAML file < environment (PIPELINE_*) < explicit arguments.
 
 The YAML file keeps the seed's sections (``pipeline.monitoring``, ``healing``, ``security``,
-``caching``, ``compliance``, ``components``). Unknown keys are errors so a typo never
+``caching``, ``compliance``, ``components``, ``maintenance``). Unknown keys are errors so a typo never
 passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from the environment before
 validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes
 accept ``512KB``, ``100MB``, ``1GiB`` or plain bytes.
@@ -36,6 +36,7 @@ from app.config_sections import (  # noqa: F401
     DatabaseSection,
     Duration,
     HealingSection,
+    MaintenanceDeclaration,
     MonitoringSection,
     PipelineSection,
     PositiveInt,
@@ -105,6 +106,7 @@ class Settings(BaseSettings):
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     replication: ReplicationSection = Field(default_factory=ReplicationSection)
     components: list[ComponentDeclaration] = Field(default_factory=list)
+    maintenance: list[MaintenanceDeclaration] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -116,6 +118,14 @@ class Settings(BaseSettings):
                              "scale_up with min_replicas/max_replicas on a component's kubernetes recovery "
                              "strategy and delete the section")
         return data
+
+    @field_validator("maintenance")
+    @classmethod
+    def _unique_window_names(cls, value: list[MaintenanceDeclaration]) -> list[MaintenanceDeclaration]:
+        names = [w.name for w in value]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"maintenance window {dup!r} is declared twice")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 # ---------------------------------------------------------------------------------------------
 # Scalar parsers
@@ -195,6 +195,36 @@ class DatabaseSection(Section):
 class ReplicationSection(Section):
     lease_ttl: Duration = 15.0
     renew_interval: Duration = 5.0
+
+
+class MaintenanceDeclaration(Section):
+    """A recurring maintenance window declared in the config file (synced at startup by name)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+    component: str | None = Field(default=None, max_length=128, description="name or shell pattern; empty = any")
+    labels: dict[str, str] = Field(default_factory=dict)
+    schedule: str
+    tz: str = "UTC"
+    duration: Duration
+    comment: str = ""
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from app.core.cron import cron_problem
+
+        if problem := cron_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from app.core.cron import zone_problem
+
+        if problem := zone_problem(value):
+            raise ValueError(problem)
+        return value
 
 
 class ComponentDeclaration(Section):
