@@ -34,22 +34,23 @@ async def maintenance_caller(
     x_ping_token: Annotated[str | None, Header(description="the component's ping token")] = None,
 ) -> tuple[Component, str]:
     """(component, who): the component's own ping token, or a JWT with trigger_healing."""
-    component = await HeartbeatService(session).component(name)
+    service = HeartbeatService(session)
     if x_ping_token:
+        component = await service.component(name)
         if not ping_token_matches(x_ping_token, component.ping_token_hash):
             raise Unauthorized("invalid ping token for this component")
         request.state.audit_actor = f"ping-token:{component.name}"
         return component, f"ping-token:{component.name}"
     state = request.app.state.guard
     if not state.settings.security.enabled:
-        return component, "anonymous"
+        return await service.component(name), "anonymous"
     if not bearer:
         raise Unauthorized("send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'")
     principal = await auth.authenticate(bearer)
     request.state.principal = principal
     if Permission.TRIGGER_HEALING not in principal.permissions:
         raise Forbidden(f"role {principal.role.value!r} may not open maintenance windows")
-    return component, principal.username
+    return await service.component(name), principal.username
 
 
 # The route-permission walker reads this (the ping token is the other way in).
