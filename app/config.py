@@ -1,7 +1,7 @@
 """Configuration: defaults < YAML file < environment (PIPELINE_*) < explicit arguments.
 
 The YAML file keeps the seed's sections (``pipeline.monitoring``, ``healing``, ``security``,
-``caching``, ``compliance``, ``components``, ``maintenance``). Unknown keys are errors so a typo never
+``caching``, ``compliance``, ``components``, ``maintenance``, ``rules``). Unknown keys are errors so a typo never
 passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from the environment before
 validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes
 accept ``512KB``, ``100MB``, ``1GiB`` or plain bytes.
@@ -37,6 +37,7 @@ from app.config_sections import (  # noqa: F401
     Duration,
     HealingSection,
     MaintenanceDeclaration,
+    RuleDeclaration,
     MonitoringSection,
     PipelineSection,
     PositiveInt,
@@ -107,6 +108,7 @@ class Settings(BaseSettings):
     replication: ReplicationSection = Field(default_factory=ReplicationSection)
     components: list[ComponentDeclaration] = Field(default_factory=list)
     maintenance: list[MaintenanceDeclaration] = Field(default_factory=list)
+    rules: list[RuleDeclaration] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -125,6 +127,14 @@ class Settings(BaseSettings):
         names = [w.name for w in value]
         if dup := next((n for n in names if names.count(n) > 1), None):
             raise ValueError(f"maintenance window {dup!r} is declared twice")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, value: list[RuleDeclaration]) -> list[RuleDeclaration]:
+        names = [r.name for r in value]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"rule {dup!r} is declared twice")
         return value
 
     @field_validator("database_url")

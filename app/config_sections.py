@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 # ---------------------------------------------------------------------------------------------
 # Scalar parsers
@@ -225,6 +225,33 @@ class MaintenanceDeclaration(Section):
         if problem := zone_problem(value):
             raise ValueError(problem)
         return value
+
+
+class RuleDeclaration(Section):
+    """A detection rule declared in the config file (synced at startup by name; the API may not edit it)."""
+
+    name: str
+    component: str
+    metric_name: str
+    kind: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    severity: str = "warning"
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _valid_rule(self) -> RuleDeclaration:
+        # The API's own checks, so `config validate` reports what the API would refuse.
+        from app.detection.rules_schemas import RuleCreate
+        from app.detection.rules_service import check_params
+        from app.errors import ValidationFailed
+
+        data = RuleCreate.model_validate(self.model_dump())
+        try:
+            check_params(data.kind, data.params)
+        except ValidationFailed as exc:
+            raise ValueError("; ".join(f"{f['field']}: {f['message']}" for f in exc.details["fields"])) from None
+        return self
 
 
 class ComponentDeclaration(Section):

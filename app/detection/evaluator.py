@@ -128,6 +128,17 @@ class RuleEvaluator(LoopService):
         self._rules_loaded = False
 
     # --- the loop ------------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        from app.detection.declarative import sync_declared_rules
+
+        try:
+            report = await sync_declared_rules(self.state)
+        except Exception:  # a bad declaration (or a replica racing on the same name) must not stop detection
+            log.exception("syncing the rules declared in the configuration failed")
+        else:
+            if any(report.values()):
+                log.info("declared rules synced: %s", {k: v for k, v in report.items() if v})
+
     async def on_stop(self) -> None:
         try:
             await self.run_once(final=True)

@@ -73,6 +73,7 @@ class RuleOut(BaseModel):
     severity: str
     enabled: bool
     version: int
+    source: str = "api"
     created_at: datetime
     updated_at: datetime
 

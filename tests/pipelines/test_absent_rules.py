@@ -119,3 +119,34 @@ async def test_absent_counts_points_written_elsewhere_and_never_seen_series(sett
             await MetricsService(session, guard.state).record([point()])
         await evaluator.run_once()
         assert [a.metric_name for a in await active(guard)] == ["never_sent"]
+
+
+async def test_rules_declared_in_the_config_file(db_url, tmp_path):
+    from app.config import load_settings, validate_config_file
+    from app.detection.declarative import sync_declared_rules
+    from tests.conftest import TEST_SECRET
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: r, component: etl, metric_name: rows, kind: absent}\n")
+    [problem] = validate_config_file(bad, environ={})
+    assert problem.startswith("rules.0") and "params.for" in problem
+
+    path = tmp_path / "guard.yaml"
+    path.write_text(f"env: test\ndatabase_url: {db_url}\ndata_dir: {tmp_path / 'var'}\n"
+                    f"security:\n  secret_key: {TEST_SECRET}\n  rate_limiting: {{enabled: false}}\n"
+                    "rules:\n  - name: sales-fresh\n    component: etl\n    metric_name: rows_loaded\n"
+                    "    kind: absent\n    labels: {table: sales}\n    params: {for: 2h}\n    severity: critical\n")
+    settings = load_settings(path, environ={})
+    async with running_guard(settings, build_services=lambda state: [RuleEvaluator(state)]) as guard:
+        h = await guard.headers("admin")
+        [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
+        assert (rule["name"], rule["kind"], rule["source"], rule["params"]["for_seconds"]) == (
+            "sales-fresh", "absent", "config", 7200.0)
+        r = await guard.client.patch(f"/api/v1/rules/{rule['id']}", json={"severity": "info"}, headers=h)
+        assert r.status_code == 409 and r.json()["error"]["details"]["source"] == "config"
+        assert (await guard.client.delete(f"/api/v1/rules/{rule['id']}", headers=h)).status_code == 409
+
+        guard.state.settings.rules = []
+        assert await sync_declared_rules(guard.state) == {"created": [], "updated": [], "disabled": ["sales-fresh"]}
+        [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
+        assert rule["enabled"] is False

@@ -122,6 +122,8 @@ class DetectionRule(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # "config": declared in the config file's ``rules:`` (the API refuses to change it), else "api".
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="api", server_default="api")
 
 
 class RuleState(Base):
