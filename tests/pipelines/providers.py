@@ -260,3 +260,51 @@ def smtp_server():
         yield box
     finally:
         controller.stop()
+
+
+def self_signed(tmp_path, host: str = "127.0.0.1"):
+    """(cert.pem, key.pem) of a certificate for ``host`` signed by itself (it is its own CA)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test mail relay")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "relay.pem", tmp_path / "relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def starttls_server(cert_path, key_path):
+    """A real SMTP server that requires STARTTLS before AUTH."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    box = Mailbox(port=port)
+    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
+                            tls_context=context, require_starttls=True, auth_require_tls=True, auth_required=True)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()

@@ -121,3 +121,26 @@ async def test_email_over_a_real_smtp_server(notify_settings):
     body = mail.get_content()
     assert "Component: etl" in body and "rows dropped by 80%" in body
     assert "test notification" in test_mail[2]["Subject"].lower()
+
+
+async def test_email_starttls_verifies_the_relay_certificate(notify_settings, tmp_path):
+    from tests.pipelines.providers import self_signed, starttls_server
+
+    cert, key = self_signed(tmp_path)
+    with starttls_server(cert, key) as box:
+        async with running_guard(notify_settings, build_services=outbox_only) as guard:
+            base = {"host": "127.0.0.1", "port": box.port, "username": SMTP_USER, "password": SMTP_PASSWORD,
+                    "from_address": "guard@example.org", "to": ["oncall@example.org"]}  # security: starttls
+            untrusted = await add_channel(guard, "untrusted", "email", base)
+            trusted = await add_channel(guard, "trusted", "email", {**base, "ca_file": str(cert)})
+            h = await guard.headers("admin")
+            refused = (await guard.client.post(f"/api/v1/channels/{untrusted['id']}/test", headers=h)).json()
+            assert refused["delivered"] is False and "certificate" in refused["error"]
+            sent = (await guard.client.post(f"/api/v1/channels/{trusted['id']}/test", headers=h)).json()
+            assert sent["delivered"] is True, sent
+            bad = await guard.client.post("/api/v1/channels", headers=h, json={
+                "name": "nofile", "kind": "email", "config": {**base, "ca_file": str(tmp_path / "missing.pem")}})
+            assert bad.status_code == 422
+    [(_, rcpts, mail)] = box.messages
+    assert rcpts == ["oncall@example.org"] and mail["To"] == "oncall@example.org"
+    assert box.logins and all(ok for _, _, ok in box.logins)  # logged in only after STARTTLS

@@ -40,6 +40,18 @@ class EmailConfig(BaseModel):
     from_address: str = Field(max_length=254)
     to: list[str] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     subject_prefix: str = Field(default="", max_length=64)
+    ca_file: str | None = Field(default=None, max_length=4096,
+                                description="PEM file of the CA that signed a private relay's certificate")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load CA certificates from {value!r}: {exc}") from None
+        return value
 
     @field_validator("from_address")
     @classmethod
@@ -73,7 +85,8 @@ def email_message(notification: OutgoingNotification, config: dict) -> EmailMess
 
 def _send_blocking(config: dict, mail: EmailMessage, timeout: float) -> None:
     host, port, security = config["host"], config["port"], config.get("security", "starttls")
-    context = ssl.create_default_context()
+    # Certificates are always verified (host name included); a private relay brings its CA in ca_file.
+    context = ssl.create_default_context(cafile=config.get("ca_file"))
     client: smtplib.SMTP
     if security == "tls":
         client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
@@ -127,6 +140,9 @@ class EmailChannel(ChannelKind):
                                      latency_s=time.monotonic() - started), all(500 <= c < 600 for c in codes))
         except TimeoutError:
             return OutboundResponse(status=None, error=f"timeout after {timeout:g}s",
+                                    latency_s=time.monotonic() - started), False
+        except ssl.SSLCertVerificationError as exc:
+            return OutboundResponse(status=None, error=f"TLS certificate not trusted: {exc.verify_message}",
                                     latency_s=time.monotonic() - started), False
         except (OSError, smtplib.SMTPException) as exc:
             return OutboundResponse(status=None, error=f"SMTP error: {type(exc).__name__}: {str(exc)[:200]}",
