@@ -9,7 +9,6 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from app.alerts.windows import next_window, open_window
 from app.config_sections import parse_duration
-
 from app.db.models import Alert, Silence
 
 

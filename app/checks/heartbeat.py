@@ -42,7 +42,6 @@ from app.checks.base import (
     require_mapping,
     utcnow,
 )
-
 from app.core import cron
 
 PING_STATUSES = ("start", "success", "fail")

@@ -98,5 +98,5 @@ class CheckMetrics:
             await asyncio.sleep(self.flush_interval)
             try:
                 await self.flush()
-            except Exception as exc:  # the database may be down: keep the points, try again
+            except Exception as exc:  # noqa: BLE001 - the database may be down: keep the points, try again
                 log.warning("writing check metrics failed (%s); %d points kept", type(exc).__name__, self.buffered)

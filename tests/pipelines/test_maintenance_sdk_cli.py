@@ -26,12 +26,12 @@ def test_sdk_opens_and_closes_a_window_around_the_block(live):
         guard.create_user("etl-bot", "etl-bot-password-1", "ingest")
 
     # the pipeline itself, with only its ping token
-    with GuardClient(live.url, raise_errors=True, flush_interval=0) as pipeline:
-        with pytest.raises(RuntimeError), pipeline.maintenance("etl", "30m", ping_token=ping) as window:
-            [open_one] = windows(live, admin)
-            assert open_one["id"] == window.window["id"] and open_one["active"] is True
-            assert open_one["component"] == "etl" and open_one["duration_seconds"] is None
-            raise RuntimeError("the block's own error propagates")
+    with (GuardClient(live.url, raise_errors=True, flush_interval=0) as pipeline, pytest.raises(RuntimeError),
+          pipeline.maintenance("etl", "30m", ping_token=ping) as window):
+        [open_one] = windows(live, admin)
+        assert open_one["id"] == window.window["id"] and open_one["active"] is True
+        assert open_one["component"] == "etl" and open_one["duration_seconds"] is None
+        raise RuntimeError("the block's own error propagates")
     assert windows(live, admin) == []  # closed on the way out
 
     # an ingest-only user may not silence anything; an operator token may
