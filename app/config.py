@@ -1,7 +1,7 @@
 """Configuration: defaults < YAML file < environment (PIPELINE_*) < explicit arguments.
 
 The YAML file keeps the seed's sections (``pipeline.monitoring``, ``healing``, ``security``,
-``caching``, ``compliance``, ``components``, ``maintenance``, ``rules``). Unknown keys are errors so a typo never
+``caching``, ``compliance``, ``components``, ``maintenance``, ``rules``, ``channels``). Unknown keys are errors so a typo never
 passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from the environment before
 validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes
 accept ``512KB``, ``100MB``, ``1GiB`` or plain bytes.
@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from app.config_sections import (  # noqa: F401
     AlertingSection,
     CachingSection,
+    ChannelDeclaration,
     ComplianceSection,
     ComponentDeclaration,
     CsvList,
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
     components: list[ComponentDeclaration] = Field(default_factory=list)
     maintenance: list[MaintenanceDeclaration] = Field(default_factory=list)
     rules: list[RuleDeclaration] = Field(default_factory=list)
+    channels: list[ChannelDeclaration] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -127,6 +129,17 @@ class Settings(BaseSettings):
         names = [w.name for w in value]
         if dup := next((n for n in names if names.count(n) > 1), None):
             raise ValueError(f"maintenance window {dup!r} is declared twice")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: list[ChannelDeclaration]) -> list[ChannelDeclaration]:
+        names = [c.name for c in value]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"channel {dup!r} is declared twice")
+        for c in value:
+            if c.escalate_to is not None and c.escalate_to not in names:
+                raise ValueError(f"channel {c.name!r} escalates to {c.escalate_to!r}, which is not declared here")
         return value
 
     @field_validator("rules")

@@ -236,6 +236,36 @@ class MaintenanceDeclaration(Section):
         return value
 
 
+class ChannelDeclaration(Section):
+    """A notification channel declared in the config file (synced at startup by name). Put secrets
+    in the environment: ``routing_key: ${PAGERDUTY_KEY}``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: str
+    config: dict[str, Any]
+    language: str = "en"
+    enabled: bool = True
+    severities: list[Literal["info", "warning", "critical"]] = Field(default_factory=list)
+    matchers: dict[str, str] = Field(default_factory=dict)
+    escalation_only: bool = False
+    escalate_to: str | None = Field(default=None, description="the name of a channel declared here")
+    escalate_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _valid_config(self) -> ChannelDeclaration:
+        from pydantic import ValidationError
+
+        from app.notify.channels import channel_kind
+
+        kind = channel_kind(self.kind)  # ValueError names the known kinds
+        try:
+            kind.validate(self.config)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) \
+                from None
+        return self
+
+
 class RuleDeclaration(Section):
     """A detection rule declared in the config file (synced at startup by name; the API may not edit it)."""
 

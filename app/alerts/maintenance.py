@@ -32,14 +32,16 @@ class AlertMaintenance(LoopService):
 
     async def on_start(self) -> None:
         from app.alerts.windows import sync_declared_windows
+        from app.notify.declarative import sync_declared_channels
 
-        try:
-            report = await sync_declared_windows(self.state)
-        except Exception:  # a bad declaration must not stop alert upkeep
-            log.exception("syncing the maintenance windows declared in the configuration failed")
-        else:
-            if any(report.values()):
-                log.info("declared maintenance windows synced: %s", {k: v for k, v in report.items() if v})
+        for what, sync in (("maintenance windows", sync_declared_windows), ("channels", sync_declared_channels)):
+            try:
+                report = await sync(self.state)
+            except Exception:  # a bad declaration must not stop alert upkeep
+                log.exception("syncing the %s declared in the configuration failed", what)
+            else:
+                if any(report.values()):
+                    log.info("declared %s synced: %s", what, {k: v for k, v in report.items() if v})
 
     async def run_once(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:

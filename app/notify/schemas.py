@@ -60,6 +60,7 @@ class ChannelOut(BaseModel):
     escalation_only: bool
     escalate_to: int | None
     escalate_after: float | None
+    source: str = Field(default="api", description="config: declared in the config file (read-only here)")
     created_at: datetime
     updated_at: datetime
 

@@ -1,5 +1,5 @@
 """silences: recurring maintenance windows (cron schedule, zone, duration), a name and a source;
-detection_rules: a source (rules declared in the config file)
+detection_rules and channels: a source (declared in the config file)
 
 Revision ID: 0850
 Revises: 0700_rollup_pending
@@ -24,13 +24,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('name', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('source', sa.String(length=16), server_default='api', nullable=False))
         batch_op.create_unique_constraint(batch_op.f('uq_silences_name'), ['name'])
-    with op.batch_alter_table('detection_rules', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('source', sa.String(length=16), server_default='api', nullable=False))
+    for table in ('detection_rules', 'channels'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column('source', sa.String(length=16), server_default='api', nullable=False))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('detection_rules', schema=None) as batch_op:
-        batch_op.drop_column('source')
+    for table in ('channels', 'detection_rules'):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column('source')
     with op.batch_alter_table('silences', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_silences_name'), type_='unique')
         batch_op.drop_column('source')

@@ -144,3 +144,52 @@ async def test_email_starttls_verifies_the_relay_certificate(notify_settings, tm
     [(_, rcpts, mail)] = box.messages
     assert rcpts == ["oncall@example.org"] and mail["To"] == "oncall@example.org"
     assert box.logins and all(ok for _, _, ok in box.logins)  # logged in only after STARTTLS
+
+
+async def test_channels_declared_in_the_config_file(db_url, tmp_path):
+    from app.alerts.maintenance import AlertMaintenance
+    from app.config import load_settings, validate_config_file
+    from app.notify.declarative import sync_declared_channels
+    from tests.conftest import TEST_SECRET
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels:\n  - {name: x, kind: pagerduty, config: {url: 'https://events.pagerduty.com/v2/enqueue'}}\n"
+                   "  - {name: y, kind: pigeon, config: {}}\n")
+    problems = validate_config_file(bad, environ={})
+    assert any(p.startswith("channels.0") and "routing_key" in p for p in problems), problems
+    assert any(p.startswith("channels.1") and "pigeon" in p for p in problems), problems
+
+    path = tmp_path / "guard.yaml"
+    path.write_text(
+        f"env: test\ndatabase_url: {db_url}\ndata_dir: {tmp_path / 'var'}\n"
+        f"security:\n  secret_key: {TEST_SECRET}\n  rate_limiting: {{enabled: false}}\n"
+        "  ssrf_allowlist: [127.0.0.1/32]\n"
+        "channels:\n"
+        "  - name: oncall\n    kind: pagerduty\n    severities: [critical]\n"
+        "    config: {routing_key: '${PD_KEY}', url: 'http://127.0.0.1:9/v2/enqueue'}\n"
+        "  - name: data-team\n    kind: email\n    escalate_to: oncall\n    escalate_after: 15m\n"
+        "    config: {host: 127.0.0.1, port: 2525, from_address: guard@example.org, to: [data@example.org],\n"
+        "             password: '${SMTP_PASSWORD}', username: guard}\n")
+    settings = load_settings(path, environ={"PD_KEY": PD_KEY, "SMTP_PASSWORD": SMTP_PASSWORD})
+    async with running_guard(settings, build_services=lambda state: [AlertMaintenance(state)]) as guard:
+        h = await guard.headers("admin")
+        listed = {c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]}
+        assert set(listed) == {"oncall", "data-team"}
+        oncall, team = listed["oncall"], listed["data-team"]
+        assert oncall["source"] == "config" and oncall["config"]["routing_key"] == "********"
+        assert oncall["severities"] == ["critical"]
+        assert team["escalate_to"] == oncall["id"] and team["escalate_after"] == 900
+        assert team["config"]["password"] == "********"
+        r = await guard.client.patch(f"/api/v1/channels/{oncall['id']}", json={"enabled": False}, headers=h)
+        assert r.status_code == 409 and r.json()["error"]["details"]["source"] == "config"
+        assert (await guard.client.delete(f"/api/v1/channels/{oncall['id']}", headers=h)).status_code == 409
+
+        state = guard.state
+        assert await sync_declared_channels(state) == {"created": [], "updated": [], "disabled": []}
+        changed = state.settings.channels[0].model_copy(update={"config": {**state.settings.channels[0].config,
+                                                                           "source": "etl-guard"}})
+        state.settings.channels = [changed]
+        report = await sync_declared_channels(state)
+        assert report == {"created": [], "updated": ["oncall"], "disabled": ["data-team"]}
+        listed = {c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]}
+        assert listed["oncall"]["config"]["source"] == "etl-guard" and listed["data-team"]["enabled"] is False
