@@ -76,3 +76,30 @@ def test_cli_maintenance_commands(live, tmp_path, monkeypatch):
     assert "closed maintenance window" in cli("maintenance", "close", "etl", str(opened["id"])).stdout
     bad = runner.invoke(app, ["maintenance", "add", "x", "--schedule", "nope", "--duration", "1h"])
     assert bad.exit_code != 0 and "schedule" in bad.output
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_cli_channels_commands(live, tmp_path, monkeypatch):
+    from tests.pipelines.providers import SMTP_PASSWORD, SMTP_USER, smtp_server
+
+    monkeypatch.setenv("PIPELINE_CLI_CONFIG_DIR", str(tmp_path / "cli"))
+    monkeypatch.setenv("PIPELINE_URL", live.url)
+    monkeypatch.setenv("PIPELINE_TOKEN", live.token())
+    live.settings.security.ssrf_allowlist = ["127.0.0.1/32"]
+    runner, app = CliRunner(), build_app()
+    with smtp_server() as box:
+        result = runner.invoke(app, [
+            "channels", "add", "mail", "--kind", "email", "--set", "host=127.0.0.1", "--set", f"port={box.port}",
+            "--set", "security=none", "--set", f"username={SMTP_USER}", "--set", f"password={SMTP_PASSWORD}",
+            "--set", "from_address=guard@example.org", "--set", 'to=["ops@example.org"]', "--json"])
+        assert result.exit_code == 0, result.output
+        created = json.loads(result.stdout)
+        assert created["config"]["password"] == "********" and created["config"]["port"] == box.port
+        result = runner.invoke(app, ["channels", "test", str(created["id"])])
+        assert result.exit_code == 0 and "delivered" in result.stdout, result.output
+        assert [rcpts for _, rcpts, _ in box.messages] == [["ops@example.org"]]
+    listed = runner.invoke(app, ["channels", "list", "--json"])
+    assert [c["kind"] for c in json.loads(listed.stdout)["items"]] == ["email"]
+    bad = runner.invoke(app, ["channels", "add", "x", "--kind", "pigeon", "--set", "a=b"])
+    assert bad.exit_code != 0 and "pigeon" in bad.output
+    assert runner.invoke(app, ["channels", "remove", str(created["id"])]).exit_code == 0
