@@ -1,7 +1,7 @@
 """Configuration: defaults < YAML file < environment (PIPELINE_*) < explicit arguments.
 
 The YAML file keeps the seed's sections (``pipeline.monitoring``, ``healing``, ``security``,
-``scaling``, ``caching``, ``compliance``, ``components``). Unknown keys are errors so a typo never
+``caching``, ``compliance``, ``components``, ``maintenance``, ``rules``, ``channels``). Unknown keys are errors so a typo never
 passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from the environment before
 validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes
 accept ``512KB``, ``100MB``, ``1GiB`` or plain bytes.
@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -29,18 +30,20 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from app.config_sections import (  # noqa: F401
     AlertingSection,
     CachingSection,
+    ChannelDeclaration,
     ComplianceSection,
     ComponentDeclaration,
     CsvList,
     DatabaseSection,
     Duration,
     HealingSection,
+    MaintenanceDeclaration,
     MonitoringSection,
     PipelineSection,
     PositiveInt,
     RateLimitSection,
     ReplicationSection,
-    ScalingSection,
+    RuleDeclaration,
     SecuritySection,
     Size,
     parse_duration,
@@ -99,13 +102,53 @@ class Settings(BaseSettings):
     pipeline: PipelineSection = Field(default_factory=PipelineSection)
     healing: HealingSection = Field(default_factory=HealingSection)
     security: SecuritySection = Field(default_factory=SecuritySection)
-    scaling: ScalingSection = Field(default_factory=ScalingSection)
     alerting: AlertingSection = Field(default_factory=AlertingSection)
     caching: CachingSection = Field(default_factory=CachingSection)
     compliance: ComplianceSection = Field(default_factory=ComplianceSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     replication: ReplicationSection = Field(default_factory=ReplicationSection)
     components: list[ComponentDeclaration] = Field(default_factory=list)
+    maintenance: list[MaintenanceDeclaration] = Field(default_factory=list)
+    rules: list[RuleDeclaration] = Field(default_factory=list)
+    channels: list[ChannelDeclaration] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_sections(cls, data: Any) -> Any:
+        # The seed's ``scaling:`` section was parsed and never acted on; scaling is bounded per
+        # workload by the kubernetes recovery strategy's min_replicas/max_replicas instead.
+        if isinstance(data, dict) and "scaling" in data:
+            raise ValueError("the scaling: section is no longer supported (it was never acted on); bound "
+                             "scale_up with min_replicas/max_replicas on a component's kubernetes recovery "
+                             "strategy and delete the section")
+        return data
+
+    @field_validator("maintenance")
+    @classmethod
+    def _unique_window_names(cls, value: list[MaintenanceDeclaration]) -> list[MaintenanceDeclaration]:
+        names = [w.name for w in value]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"maintenance window {dup!r} is declared twice")
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, value: list[ChannelDeclaration]) -> list[ChannelDeclaration]:
+        names = [c.name for c in value]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"channel {dup!r} is declared twice")
+        for c in value:
+            if c.escalate_to is not None and c.escalate_to not in names:
+                raise ValueError(f"channel {c.name!r} escalates to {c.escalate_to!r}, which is not declared here")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, value: list[RuleDeclaration]) -> list[RuleDeclaration]:
+        names = [r.name for r in value]
+        if dup := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"rule {dup!r} is declared twice")
+        return value
 
     @field_validator("database_url")
     @classmethod

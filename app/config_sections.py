@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Scalar parsers
@@ -173,14 +182,9 @@ class AlertingSection(Section):
     alertmanager_component_labels: list[str] = Field(default_factory=lambda: ["component", "job", "instance"])
 
 
-class ScalingSection(Section):
-    min_instances: PositiveInt = 1
-    max_instances: PositiveInt = 10
-    scale_up_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
-    scale_down_threshold: Annotated[float, Field(ge=0, le=1)] = 0.3
-
-
 class CachingSection(Section):
+    """The per-process cache of metric reads (``/api/v1/metrics/latest`` and ``/summary``)."""
+
     enabled: bool = True
     ttl: Duration = 5.0
     max_entries: PositiveInt = 10_000
@@ -203,6 +207,93 @@ class DatabaseSection(Section):
 class ReplicationSection(Section):
     lease_ttl: Duration = 15.0
     renew_interval: Duration = 5.0
+
+
+class MaintenanceDeclaration(Section):
+    """A recurring maintenance window declared in the config file (synced at startup by name)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+    component: str | None = Field(default=None, max_length=128, description="name or shell pattern; empty = any")
+    labels: dict[str, str] = Field(default_factory=dict)
+    schedule: str
+    tz: str = "UTC"
+    duration: Duration
+    comment: str = ""
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from app.core.cron import cron_problem
+
+        if problem := cron_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("tz")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from app.core.cron import zone_problem
+
+        if problem := zone_problem(value):
+            raise ValueError(problem)
+        return value
+
+
+class ChannelDeclaration(Section):
+    """A notification channel declared in the config file (synced at startup by name). Put secrets
+    in the environment: ``routing_key: ${PAGERDUTY_KEY}``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: str
+    config: dict[str, Any]
+    language: str = "en"
+    enabled: bool = True
+    severities: list[Literal["info", "warning", "critical"]] = Field(default_factory=list)
+    matchers: dict[str, str] = Field(default_factory=dict)
+    escalation_only: bool = False
+    escalate_to: str | None = Field(default=None, description="the name of a channel declared here")
+    escalate_after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _valid_config(self) -> ChannelDeclaration:
+        from pydantic import ValidationError
+
+        from app.notify.channels import channel_kind
+
+        kind = channel_kind(self.kind)  # ValueError names the known kinds
+        try:
+            kind.validate(self.config)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) \
+                from None
+        return self
+
+
+class RuleDeclaration(Section):
+    """A detection rule declared in the config file (synced at startup by name; the API may not edit it)."""
+
+    name: str
+    component: str
+    metric_name: str
+    kind: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    severity: str = "warning"
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _valid_rule(self) -> RuleDeclaration:
+        # The API's own checks, so `config validate` reports what the API would refuse.
+        from app.detection.rules_schemas import RuleCreate
+        from app.detection.rules_service import check_params
+        from app.errors import ValidationFailed
+
+        data = RuleCreate.model_validate(self.model_dump())
+        try:
+            check_params(data.kind, data.params)
+        except ValidationFailed as exc:
+            raise ValueError("; ".join(f"{f['field']}: {f['message']}" for f in exc.details["fields"])) from None
+        return self
 
 
 class ComponentDeclaration(Section):

@@ -49,6 +49,9 @@ def include_routers(app: FastAPI) -> None:
     from app.replicas.router import router as replicas_router
 
     app.include_router(replicas_router)
+    from app.alerts.maintenance_router import router as maintenance_router
+
+    app.include_router(maintenance_router)
 
 
 def iter_api_routes(app: FastAPI):

@@ -1,15 +1,26 @@
-"""The alert upkeep loop: re-open acknowledgements whose snooze ended, apply and lift silences."""
+"""The alert upkeep loop: re-open acknowledgements whose snooze ended, apply and lift silences
+(maintenance windows open and close on their schedule), and publish which components are in a
+window to /metrics."""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.alerts.service import AlertService
+from app.alerts.silences import SilenceService, silence_matches
 from app.background import LoopService
+from app.db.models import Component
 from app.db.session import session_scope
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.alerts")
 
 
 class AlertMaintenance(LoopService):
@@ -19,8 +30,40 @@ class AlertMaintenance(LoopService):
         super().__init__(interval or state.settings.alerting.maintenance_interval, metrics=state.metrics)
         self.state = state
 
+    async def on_start(self) -> None:
+        from app.alerts.windows import sync_declared_windows
+        from app.notify.declarative import sync_declared_channels
+
+        for what, sync in (("maintenance windows", sync_declared_windows), ("channels", sync_declared_channels)):
+            try:
+                report = await sync(self.state)
+            except Exception:  # a bad declaration must not stop alert upkeep
+                log.exception("syncing the %s declared in the configuration failed", what)
+            else:
+                if any(report.values()):
+                    log.info("declared %s synced: %s", what, {k: v for k, v in report.items() if v})
+
     async def run_once(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:
             service = AlertService(session, self.state.settings)
             await service.reopen_expired_acks()
             await service.apply_silences()
+            await publish_maintenance(self.state, session)
+
+
+async def publish_maintenance(state: GuardState, session: AsyncSession, now: datetime | None = None) -> set[str]:
+    """Set the maintenance gauges from the windows open at ``now``; returns the components in one."""
+    open_now = await SilenceService(session).active(now)
+    rows = (await session.execute(select(Component.name, Component.labels).where(Component.enabled.is_(True)))).all()
+    inside = {name for name, labels in rows if any(silence_matches(s, name, labels or {}) for s in open_now)}
+    metrics = state.metrics
+    metrics.maintenance_windows_open.set(len(open_now))
+    known = {name for name, _ in rows}
+    published: set[str] = state.extras.setdefault("maintenance.published", set())
+    for gone in published - known:
+        metrics.component_in_maintenance.remove(gone)
+    for name in known:
+        metrics.component_in_maintenance.labels(name).set(1 if name in inside else 0)
+    published.clear()
+    published.update(known)
+    return inside

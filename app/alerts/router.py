@@ -115,12 +115,13 @@ async def list_silences(
 
 
 @silences_router.post("", response_model=SilenceOut, status_code=status.HTTP_201_CREATED,
-                      responses=error_responses(401, 403, 422))
+                      responses=error_responses(401, 403, 409, 422))
 async def create_silence(
     data: SilenceCreate, principal: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep
 ) -> SilenceOut:
     silence = await silences.create(component=data.component, labels=data.labels, starts_at=data.starts_at,
-                                    ends_at=data.ends_at, created_by=principal.username, comment=data.comment)
+                                    ends_at=data.ends_at, created_by=principal.username, comment=data.comment,
+                                    duration=data.duration, schedule=data.schedule, tz=data.tz, name=data.name)
     return SilenceOut.of(silence, utcnow())
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.alerts.windows import next_window, open_window
+from app.config_sections import parse_duration
 from app.db.models import Alert, Silence
+
+
+def _duration(value: Any) -> Any:
+    return None if value is None else parse_duration(value)
 
 
 class AlertOut(BaseModel):
@@ -89,25 +95,52 @@ class SilenceCreate(BaseModel):
     component: str | None = Field(default=None, max_length=128, description="name or shell pattern (etl-*); empty = any")
     labels: dict[str, str] = Field(default_factory=dict, description="every label must match (values may be patterns)")
     starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime
+    ends_at: AwareDatetime | None = Field(default=None, description="one-off: when it ends (or give a duration); "
+                                                                   "recurring: when the recurrence stops")
+    duration: Annotated[float | None, BeforeValidator(_duration)] = Field(
+        default=None, description="one-off: how long from starts_at; recurring: how long each window stays open "
+                                  "(30m, 2h, or seconds)", examples=["2h"])
+    schedule: str | None = Field(default=None, max_length=200, examples=["0 2 * * 0"],
+                                 description="recurring window: a cron expression; a window opens each time it matches")
+    tz: str | None = Field(default=None, max_length=64, description="the schedule's IANA time zone (default UTC)")
+    name: str | None = Field(default=None, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+                             description="optional unique name")
     comment: str = Field(default="", max_length=2000)
+
+
+class MaintenanceOpen(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration: Annotated[float, BeforeValidator(_duration)] = Field(
+        description="the window closes by itself after this long (30m, 2h, or seconds)", examples=["30m"])
+    comment: str | None = Field(default=None, max_length=2000)
 
 
 class SilenceOut(BaseModel):
     id: int
+    name: str | None
     component: str | None
     labels: dict[str, str]
     starts_at: datetime
     ends_at: datetime
+    schedule: str | None
+    tz: str | None
+    duration_seconds: float | None
+    source: str
     created_by: str
     comment: str
     active: bool
+    window_ends_at: datetime | None = Field(description="while active: when the open window closes")
+    next_window_at: datetime | None = Field(description="recurring: when the next window opens")
 
     @classmethod
     def of(cls, silence: Silence, now: datetime) -> SilenceOut:
-        return cls(id=silence.id, component=silence.component, labels=silence.labels or {},
-                   starts_at=silence.starts_at, ends_at=silence.ends_at, created_by=silence.created_by,
-                   comment=silence.comment, active=silence.starts_at <= now < silence.ends_at)
+        window, upcoming = open_window(silence, now), next_window(silence, now)
+        return cls(id=silence.id, name=silence.name, component=silence.component, labels=silence.labels or {},
+                   starts_at=silence.starts_at, ends_at=silence.ends_at, schedule=silence.schedule, tz=silence.tz,
+                   duration_seconds=silence.duration_seconds, source=silence.source or "api",
+                   created_by=silence.created_by, comment=silence.comment, active=window is not None,
+                   window_ends_at=window[1] if window else None, next_window_at=upcoming[0] if upcoming else None)
 
 
 class SilencePage(BaseModel):

@@ -186,6 +186,7 @@ class AlertService:
         alert.acknowledged_by, alert.acknowledged_at, alert.acknowledged_until = actor, now, until
         detail = f"until {until.isoformat()}" if until else "indefinitely"
         self.alerts.record(alert, "acknowledged", actor=actor, detail=f"{detail}{': ' + comment if comment else ''}")
+        await self.notifications.notify_acknowledged(alert)
         await self.session.flush()
         return alert
 

@@ -2,7 +2,8 @@
 
 A silence matches a component name (exact or shell pattern like ``etl-*``; empty = any) and labels
 (every listed label must be equal or match its pattern). It is active from ``starts_at`` until
-``ends_at``, and so expires by itself; ``expire`` ends it now.
+``ends_at``, and so expires by itself; ``expire`` ends it now. A recurring silence (a maintenance
+window with a cron ``schedule`` and a duration) is active only inside its windows (``windows.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from fnmatch import fnmatchcase
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts import windows
 from app.db.models import Silence
 from app.db.types import utcnow
-from app.errors import NotFound, ValidationFailed
+from app.errors import Conflict, NotFound
 from app.notify.service import label_match
 
 
@@ -26,7 +28,7 @@ def silence_matches(silence: Silence, component: str, labels: dict[str, str] | N
 
 
 def is_active(silence: Silence, at: datetime) -> bool:
-    return silence.starts_at <= at < silence.ends_at
+    return windows.open_window(silence, at) is not None
 
 
 class SilenceService:
@@ -38,7 +40,19 @@ class SilenceService:
         rows = await self.session.execute(
             select(Silence).where(Silence.starts_at <= at, Silence.ends_at > at).order_by(Silence.id)
         )
-        return list(rows.scalars())
+        return [s for s in rows.scalars() if is_active(s, at)]
+
+    async def upcoming(self, at: datetime | None = None, limit: int = 20) -> list[tuple[Silence, datetime, datetime]]:
+        """Windows that will open after ``at``: (silence, opens, closes), soonest first."""
+        at = at or utcnow()
+        rows = (await self.session.execute(select(Silence).where(Silence.ends_at > at))).scalars()
+        found = []
+        for silence in rows:
+            window = (silence.starts_at, silence.ends_at) if not silence.schedule and silence.starts_at > at \
+                else windows.next_window(silence, at)
+            if window is not None:
+                found.append((silence, *window))
+        return sorted(found, key=lambda item: (item[1], item[0].id))[:limit]
 
     async def matching(self, component: str, labels: dict[str, str] | None = None,
                        at: datetime | None = None) -> Silence | None:
@@ -52,16 +66,15 @@ class SilenceService:
         return await self.matching(component, labels, at) is not None
 
     async def create(self, *, component: str | None, labels: dict[str, str], starts_at: datetime | None,
-                     ends_at: datetime, created_by: str, comment: str) -> Silence:
-        starts_at = starts_at or utcnow()
-        if ends_at <= starts_at:
-            raise ValidationFailed("a silence must end after it starts",
-                                   details={"fields": [{"field": "ends_at", "message": "must be after starts_at"}]})
-        if ends_at <= utcnow():
-            raise ValidationFailed("the silence would already be over",
-                                   details={"fields": [{"field": "ends_at", "message": "must be in the future"}]})
-        silence = Silence(component=component or None, labels=labels, starts_at=starts_at, ends_at=ends_at,
-                          created_by=created_by, comment=comment)
+                     ends_at: datetime | None, created_by: str, comment: str, duration: float | None = None,
+                     schedule: str | None = None, tz: str | None = None, name: str | None = None,
+                     source: str = "api") -> Silence:
+        columns = windows.plan(starts_at=starts_at, ends_at=ends_at, duration=duration, schedule=schedule, tz=tz,
+                               now=utcnow())
+        if name is not None and (await self.session.execute(select(Silence.id).where(Silence.name == name))).first():
+            raise Conflict(f"a maintenance window named {name!r} already exists")
+        silence = Silence(component=component or None, labels=labels, created_by=created_by, comment=comment,
+                          name=name, source=source, **columns)
         self.session.add(silence)
         await self.session.flush()
         return silence

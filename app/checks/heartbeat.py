@@ -16,6 +16,13 @@ Semantics of `evaluate_heartbeat` (first matching rule wins):
 6. Otherwise UP.
 
 A ping without a status counts as `success`.
+
+Scheduled heartbeats (`schedule`: a cron expression, `tz`: an IANA zone, default UTC) replace
+`period` with the schedule: a ping is expected at each scheduled time. Wherever the rules above
+say "within `period_s + grace_s` of X", a schedule says "before the first scheduled time after X,
+plus `grace_s`": a job that pinged at 02:00:40 for its 02:00 run is next due at the following
+scheduled time. A run that started and has no `max_runtime_s` must finish before the next
+scheduled time plus the grace.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from app.checks.base import (
     require_mapping,
     utcnow,
 )
+from app.core import cron
 
 PING_STATUSES = ("start", "success", "fail")
 DEFAULT_GRACE_S = 60.0
@@ -81,14 +89,27 @@ def validate_heartbeat_params(params: Mapping[str, Any]) -> dict[str, Any]:
     errs = ConfigErrors()
     params = _accept_durations(params, errs)
     period = opt_number(errs, params, "period_s", minimum=1)
-    if period is None:
-        errs.add("period_s", "is required")
+    schedule, tz = params.get("schedule"), params.get("tz")
+    if schedule is not None:
+        if period is not None:
+            errs.add("schedule", "give either schedule or period, not both")
+        elif problem := cron.cron_problem(schedule):
+            errs.add("schedule", problem)
+        tz = "UTC" if tz is None else tz
+        if problem := cron.zone_problem(tz):
+            errs.add("tz", problem)
+    elif tz is not None:
+        errs.add("tz", "only applies to a schedule")
+    elif period is None:
+        errs.add("period_s", "is required (or a cron schedule)")
     out = {
         "period_s": period,
         "grace_s": opt_number(errs, params, "grace_s", default=DEFAULT_GRACE_S, minimum=0),
         "max_runtime_s": opt_number(errs, params, "max_runtime_s", minimum=0.001),
         "min_runtime_s": opt_number(errs, params, "min_runtime_s", minimum=0),
     }
+    if schedule is not None:
+        out["schedule"], out["tz"] = " ".join(str(schedule).split()), tz
     errs.raise_if_any()
     min_rt, max_rt = out["min_runtime_s"], out["max_runtime_s"]
     if min_rt is not None and max_rt is not None and min_rt >= max_rt:
@@ -109,6 +130,10 @@ def evaluate_heartbeat(
     """Outcome of a heartbeat check at `now` (all datetimes UTC-aware). See the module docstring.
     Raises CheckConfigError for invalid params."""
     p = validate_heartbeat_params(params)
+    if p.get("schedule"):
+        return _evaluate_scheduled(p, now=now, last_ping_at=last_ping_at, last_ping_status=last_ping_status,
+                                   last_start_at=last_start_at, last_duration_s=last_duration_s,
+                                   created_at=created_at)
     period, grace = p["period_s"], p["grace_s"]
     max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
     allowed = period + grace
@@ -155,6 +180,63 @@ def evaluate_heartbeat(
     if since > period:
         return result(CheckResult.up, f"heartbeat due {_secs(since - period)} ago, within the grace")
     return result(CheckResult.up, f"last heartbeat {_secs(since)} ago")
+
+
+def _evaluate_scheduled(p: Mapping[str, Any], *, now: datetime, last_ping_at: datetime | None,
+                        last_ping_status: str | None, last_start_at: datetime | None,
+                        last_duration_s: float | None, created_at: datetime) -> CheckResult:
+    """The module docstring's rules with a cron schedule in place of the period."""
+    schedule, tz, grace = p["schedule"], p["tz"], p["grace_s"]
+    max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
+
+    def due_after(moment: datetime) -> datetime:
+        return cron.next_after(schedule, tz, moment)
+
+    def when(moment: datetime) -> str:
+        return cron.describe(moment, tz)
+
+    def result(factory: Any, detail: str) -> CheckResult:
+        return factory(detail, None, observed_at=now)
+
+    if last_ping_at is None:
+        due = due_after(created_at)
+        if (now - due).total_seconds() > grace:
+            return result(CheckResult.down, f"missed the run scheduled at {when(due)}: no heartbeat received "
+                          f"({_secs(grace)} grace)")
+        return result(CheckResult.up, f"waiting for the first heartbeat (run scheduled at {when(due)})")
+
+    status = last_ping_status or "success"
+    if status == "start":
+        started = max(filter(None, (last_start_at, last_ping_at)))
+        running = (now - started).total_seconds()
+        if max_rt is not None and running > max_rt:
+            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished "
+                          f"(max_runtime {_secs(max_rt)})")
+        due = due_after(started)
+        if max_rt is None and (now - due).total_seconds() > grace:
+            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished before the "
+                          f"next run scheduled at {when(due)} ({_secs(grace)} grace)")
+        return result(CheckResult.up, f"run in progress for {_secs(running)}")
+
+    if status == "fail":
+        ago = (now - last_ping_at).total_seconds()
+        return result(CheckResult.down, f"last run reported failure {_secs(ago)} ago")
+
+    due = due_after(last_ping_at)
+    late = (now - due).total_seconds()
+    if late > grace:
+        return result(CheckResult.down, f"missed the run scheduled at {when(due)} (last heartbeat "
+                      f"{_secs((now - last_ping_at).total_seconds())} ago, {_secs(grace)} grace)")
+    if last_duration_s is not None:
+        if min_rt is not None and last_duration_s < min_rt:
+            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
+                          f"shorter than min_runtime {_secs(min_rt)}")
+        if max_rt is not None and last_duration_s > max_rt:
+            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
+                          f"longer than max_runtime {_secs(max_rt)}")
+    if late > 0:
+        return result(CheckResult.up, f"run scheduled at {when(due)} is due, within the grace")
+    return result(CheckResult.up, f"next run scheduled at {when(due)}")
 
 
 class HeartbeatCheck(CheckKind):

@@ -44,6 +44,9 @@ def build_app() -> typer.Typer:
     cli.add_typer(components_cmd.app, name="components")
     cli.add_typer(alerts_cmd.alerts_app, name="alerts")
     cli.add_typer(alerts_cmd.silences_app, name="silences")
+    from app.cli import maintenance_cmd
+
+    cli.add_typer(maintenance_cmd.app, name="maintenance")
     cli.add_typer(channels_cmd.app, name="channels")
     # `metrics detect` runs locally; the other metrics commands talk to a running guard.
     metrics_http.app.command("detect")(metrics_cmd.detect)

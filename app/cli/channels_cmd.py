@@ -1,5 +1,6 @@
 """`pipeline-guard channels list|add|test|enable|disable|remove` (over HTTP; admin)."""
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -7,11 +8,13 @@ import typer
 
 from app.cli.http_common import Connection, fail, http_command, items_of, output, parse_labels
 
-app = typer.Typer(help="Notification channels: where alerts are sent (talks to a running guard).", no_args_is_help=True)
+app = typer.Typer(help="Notification channels: slack, webhook, email, pagerduty, opsgenie, teams, discord "
+                       "(talks to a running guard).", no_args_is_help=True)
 
 CHANNEL_COLUMNS = [
     ("id", ("id",)), ("name", ("name",)), ("kind", ("kind",)), ("enabled", ("enabled",)),
-    ("severities", ("severities",)), ("matchers", ("matchers",)), ("config", ("config",)),
+    ("severities", ("severities",)), ("matchers", ("matchers",)), ("source", ("source",)),
+    ("config (masked)", ("config",)),
 ]
 
 
@@ -26,6 +29,25 @@ def _channel_id(conn: Connection, name_or_id: str) -> int:
     raise AssertionError  # fail() exits
 
 
+def _config(pairs: list[str] | None, raw: str | None) -> dict:
+    """``--set key=value`` (repeat; a value that parses as JSON is taken as JSON: lists, numbers) or
+    ``--config '{...}'``."""
+    config: dict = {}
+    if raw:
+        try:
+            config = json.loads(raw)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--config") from None
+        if not isinstance(config, dict):
+            raise typer.BadParameter("must be a JSON object", param_hint="--config")
+    for key, value in parse_labels(pairs).items():
+        try:
+            config[key] = json.loads(value)
+        except ValueError:
+            config[key] = value
+    return config
+
+
 @app.command("list")
 @http_command
 def list_channels(conn: Connection) -> None:
@@ -38,32 +60,42 @@ def list_channels(conn: Connection) -> None:
 def add(
     conn: Connection,
     name: Annotated[str | None, typer.Argument(help="channel name (omit with --from-file)")] = None,
-    kind: Annotated[str, typer.Option(help="slack or webhook")] = "webhook",
+    kind: Annotated[str, typer.Option(help="slack, webhook, email, pagerduty, opsgenie, teams, discord")] = "webhook",
     webhook_url: Annotated[str | None, typer.Option("--webhook-url", help="where to send (a Slack incoming "
                                                                           "webhook or any URL)")] = None,
     secret: Annotated[str | None, typer.Option(envvar="PIPELINE_CHANNEL_SECRET",
                                                help="webhook: HMAC signing secret (stored encrypted)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config key=value; repeat (e.g. "
+                                                                 "--set routing_key=… --set 'to=[\"a@x.org\"]')")] = None,
+    config: Annotated[str | None, typer.Option(help="the whole config as a JSON object")] = None,
     severity: Annotated[list[str] | None, typer.Option("--severity", help="info, warning, critical; repeat "
                                                                           "(default: all)")] = None,
     matcher: Annotated[list[str] | None, typer.Option("--matcher", "-m", help="label=value the alert must have; repeat")] = None,
     language: Annotated[str, typer.Option(help="en, de or fr")] = "en",
     from_file: Annotated[Path | None, typer.Option("--from-file", "-f", help="YAML channel spec, as the API takes it")] = None,
 ) -> None:
-    """Add a channel."""
+    """Add a channel (prefer the environment or a file for secrets: shell history keeps --set values)."""
     if from_file is not None:
         import yaml
 
         spec = yaml.safe_load(from_file.read_text(encoding="utf-8"))
         if not isinstance(spec, dict):
             raise typer.BadParameter(f"{from_file}: expected a mapping", param_hint="--from-file")
-    elif name and webhook_url:
-        config = {"url": webhook_url, **({"secret": secret} if secret else {})}
-        spec = {"name": name, "kind": kind, "config": config, "language": language,
+    elif name and (webhook_url or set_ or config):
+        body = _config(set_, config)
+        if webhook_url:
+            body["url"] = webhook_url
+        if secret:
+            body["secret"] = secret
+        spec = {"name": name, "kind": kind, "config": body, "language": language,
                 "severities": list(severity or []), "matchers": parse_labels(matcher)}
     else:
-        raise typer.BadParameter("give NAME and --webhook-url, or --from-file", param_hint="NAME")
-    body = conn.call("create_channel", spec)
-    output(conn, body) if conn.json_output else typer.echo(f"added channel {body.get('name')} (id {body.get('id')})")
+        raise typer.BadParameter("give NAME with --webhook-url, --set or --config; or --from-file", param_hint="NAME")
+    created = conn.call("create_channel", spec)
+    if conn.json_output:
+        output(conn, created)
+    else:
+        typer.echo(f"added channel {created.get('name')} (id {created.get('id')})")
 
 
 @app.command("test")

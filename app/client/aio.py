@@ -213,6 +213,14 @@ class AsyncGuardClient(ClientSettings):
         """``async with guard.job("etl"):`` or ``@guard.job("etl")`` on a coroutine function."""
         return AsyncJob(self, component, ping_token)
 
+    # --- maintenance windows (app/client/maintenance.py) ------------------------------------
+    def maintenance(self, component: str, duration: Any, comment: str | None = None,
+                    ping_token: str | None = None) -> Any:
+        """``async with guard.maintenance("etl", "30m"):`` (see ``GuardClient.maintenance``)."""
+        from app.client.maintenance import AsyncMaintenance
+
+        return AsyncMaintenance(self, component, duration, comment, ping_token)
+
 
 class AsyncJob:
     def __init__(self, client: AsyncGuardClient, component: str, ping_token: str | None = None):

@@ -243,6 +243,15 @@ class GuardClient(ClientSettings):
         """
         return Job(self, component, ping_token)
 
+    # --- maintenance windows (app/client/maintenance.py) ------------------------------------
+    def maintenance(self, component: str, duration: Any, comment: str | None = None,
+                    ping_token: str | None = None) -> Any:
+        """``with guard.maintenance("etl", "30m"):`` mutes notifications and healing for the
+        component while the block runs (at most ``duration``); checks keep running."""
+        from app.client.maintenance import Maintenance
+
+        return Maintenance(self, component, duration, comment, ping_token)
+
 
 class Job:
     """A context manager and decorator reporting one run of a batch job through heartbeats."""

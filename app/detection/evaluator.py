@@ -24,6 +24,7 @@ from sqlalchemy import select
 from app.background import LoopService
 from app.db.models import DetectionRule, MetricAnomaly, RuleState
 from app.db.session import session_scope
+from app.detection import absent
 from app.detection.anomaly import AnomalyDetector, default_detector
 from app.detection.threshold import ThresholdEvaluator
 from app.detection.trend import TrendPredictor
@@ -100,6 +101,7 @@ class RuleEvaluator(LoopService):
         self.dropped = 0
         self._rules: dict[tuple[str, str], list[RuleSpec]] = {}
         self._rules_loaded = False
+        self._absent: list[RuleSpec] = []  # ``absent`` rules, evaluated on the clock
         self._states: dict[tuple[int, str], SeriesState] = {}
         state.extras["rule_evaluator"] = self
 
@@ -126,6 +128,17 @@ class RuleEvaluator(LoopService):
         self._rules_loaded = False
 
     # --- the loop ------------------------------------------------------------------------------
+    async def on_start(self) -> None:
+        from app.detection.declarative import sync_declared_rules
+
+        try:
+            report = await sync_declared_rules(self.state)
+        except Exception:  # a bad declaration (or a replica racing on the same name) must not stop detection
+            log.exception("syncing the rules declared in the configuration failed")
+        else:
+            if any(report.values()):
+                log.info("declared rules synced: %s", {k: v for k, v in report.items() if v})
+
     async def on_stop(self) -> None:
         try:
             await self.run_once(final=True)
@@ -150,7 +163,11 @@ class RuleEvaluator(LoopService):
                 self.queued -= len(batch)
                 for point in batch:
                     for rule in self._rules.get((point.component, point.metric_name), ()):
-                        if rule.matches(point.labels):
+                        if not rule.matches(point.labels):
+                            continue
+                        if rule.kind == "absent":
+                            await self._absent_arrival(session, rule, point)
+                        else:
                             await self._evaluate(session, rule, point)
             await self._timers(session)
             await self._persist(session, force=final)
@@ -168,6 +185,7 @@ class RuleEvaluator(LoopService):
             if spec is None or spec.version != st.rule.version:
                 del self._states[key]  # deleted/disabled or changed: reload (or restart) from the table
         self._rules = index
+        self._absent = [spec for spec in live.values() if spec.kind == "absent"]
         self._rules_loaded = True
         # ``for`` clocks that were running when the process stopped: load them now so the timer
         # can fire them even if no new point arrives.
@@ -254,6 +272,50 @@ class RuleEvaluator(LoopService):
             message = (f"{st.rule.metric_name} {ev.op} {ev.value:g} for {now - ev.since:.0f}s "
                        f"(value {st.last_value:g})")
             await self._transition(session, st, True, message, evidence, datetime.now(UTC))
+        for rule in self._absent:
+            await self._absent_tick(session, rule, now)
+
+    # --- absent rules (freshness) --------------------------------------------------------------
+    async def _absent_state(self, session, rule: RuleSpec) -> SeriesState:
+        key = (rule.id, absent.SERIES_KEY)
+        st = self._states.get(key)
+        if st is not None:
+            return st
+        row = await session.get(RuleState, key)
+        saved = (row.state or {}).get("eval") if row is not None else None
+        if row is not None and row.rule_version == rule.version and saved and saved.get("kind") == "absent":
+            st = SeriesState(rule, absent.SERIES_KEY, rule.labels, absent.AbsentEvaluator.from_state(saved),
+                             firing=row.firing, anomaly_id=row.anomaly_id,
+                             last_ts=row.last_ts.timestamp() if row.last_ts else None)
+        else:
+            ev = absent.AbsentEvaluator(rule.params["for_seconds"], await absent.rule_created_at(session, rule.id))
+            st = SeriesState(rule, absent.SERIES_KEY, rule.labels, ev, dirty=True)
+            if row is not None and row.firing and row.anomaly_id:
+                st.firing, st.anomaly_id = True, row.anomaly_id  # the rule changed mid-firing: clear it properly
+        self._states[key] = st
+        return st
+
+    async def _absent_arrival(self, session, rule: RuleSpec, point: Point) -> None:
+        st = await self._absent_state(session, rule)
+        st.evaluator.saw(point.ts.timestamp())
+        st.last_ts, st.last_value, st.dirty = st.evaluator.last_seen, point.value, True
+        await self._absent_decide(session, st, time.time())
+
+    async def _absent_tick(self, session, rule: RuleSpec, now: float) -> None:
+        st = await self._absent_state(session, rule)
+        newest = await absent.newest_point(session, rule.component, rule.metric_name, rule.labels)
+        if newest is not None and (st.evaluator.last_seen is None or newest > st.evaluator.last_seen):
+            st.evaluator.saw(newest)
+            st.last_ts, st.dirty = newest, True
+        await self._absent_decide(session, st, now)
+
+    async def _absent_decide(self, session, st: SeriesState, now: float) -> None:
+        ev, rule = st.evaluator, st.rule
+        firing = ev.firing(now)
+        if firing != st.firing:
+            await self._transition(session, st, firing, absent.describe(rule.metric_name, rule.component,
+                                                                        ev.silent_for(now)),
+                                   absent.evidence(ev, now), datetime.fromtimestamp(now, UTC))
 
     async def _transition(self, session, st: SeriesState, firing: bool, message: str,
                           evidence: dict[str, Any], at: datetime) -> None:

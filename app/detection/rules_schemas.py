@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RuleKind = Literal["threshold", "anomaly", "trend"]
+RuleKind = Literal["threshold", "anomaly", "trend", "absent"]
 Severity = Literal["info", "warning", "critical"]
 Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
 
@@ -17,11 +17,25 @@ class RuleParams(BaseModel):
 
     operator: Operator | None = Field(None, description="threshold: comparison with `value`")
     value: float | None = Field(None, description="threshold: the bound; trend: the level whose crossing is predicted")
-    for_seconds: float = Field(0.0, ge=0, le=7 * 86400, description="threshold: must hold this long")
+    for_seconds: float = Field(0.0, ge=0, le=7 * 86400, description="threshold: must hold this long; absent: "
+                               "fire when no point arrived for this long (also written `for: 10m`)")
     sensitivity: float = Field(0.5, gt=0, le=1, description="anomaly: score at or above which it fires")
     clear_points: int = Field(10, ge=1, le=10_000, description="anomaly: calm points before it clears")
     horizon_seconds: float = Field(7200.0, gt=0, le=90 * 86400, description="trend: fire when the crossing is nearer")
     window_seconds: float = Field(3600.0, gt=0, le=30 * 86400, description="trend: least-squares window")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _for_alias(cls, data: Any) -> Any:
+        # People write ``for: 10m`` (Prometheus' word); ``for_seconds`` is the stored spelling.
+        if isinstance(data, dict) and "for" in data:
+            from app.config_sections import parse_duration
+
+            data = dict(data)
+            if "for_seconds" in data:
+                raise ValueError("give either for or for_seconds, not both")
+            data["for_seconds"] = parse_duration(data.pop("for"))
+        return data
 
 
 class RuleCreate(BaseModel):
@@ -59,6 +73,7 @@ class RuleOut(BaseModel):
     severity: str
     enabled: bool
     version: int
+    source: str = "api"
     created_at: datetime
     updated_at: datetime
 

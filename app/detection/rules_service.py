@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from app.lifespan import GuardState
 
 
+SOURCE_CONFIG = "config"
+
+
 def check_params(kind: str, params: RuleParams) -> dict[str, Any]:
     problems = []
     if kind == "threshold":
@@ -24,6 +27,9 @@ def check_params(kind: str, params: RuleParams) -> dict[str, Any]:
             problems.append({"field": "params.operator", "message": "required for threshold rules"})
         if params.value is None:
             problems.append({"field": "params.value", "message": "required for threshold rules"})
+    elif kind == "absent" and params.for_seconds <= 0:
+        problems.append({"field": "params.for", "message": "required for absent rules: how long without a point "
+                                                             "before it fires, e.g. 10m"})
     elif kind == "trend" and params.value is None:
         problems.append({"field": "params.value", "message": "required for trend rules (the level to predict)"})
     if params.value is not None and not math.isfinite(params.value):
@@ -66,8 +72,15 @@ class RuleService:
         self._changed()
         return rule
 
+    @staticmethod
+    def _refuse_config_owned(rule: DetectionRule) -> None:
+        if rule.source == SOURCE_CONFIG:
+            raise Conflict(f"rule {rule.name!r} is declared in the configuration file; edit it there",
+                           details={"source": SOURCE_CONFIG})
+
     async def update(self, rule_id: int, data: RuleUpdate) -> DetectionRule:
         rule = await self.get(rule_id)
+        self._refuse_config_owned(rule)
         changes = data.model_dump(exclude_unset=True)
         if "params" in changes and data.params is not None:
             rule.params = check_params(rule.kind, data.params)
@@ -81,6 +94,7 @@ class RuleService:
 
     async def delete(self, rule_id: int) -> None:
         rule = await self.get(rule_id)
+        self._refuse_config_owned(rule)
         await self.session.delete(rule)
         await self.session.flush()
         self._changed()

@@ -16,7 +16,8 @@ _MISSING = object()
 
 
 class MetricsCache:
-    def __init__(self, ttl: float = 5.0, max_entries: int = 4096):
+    def __init__(self, ttl: float = 5.0, max_entries: int = 4096, enabled: bool = True):
+        self.enabled = enabled
         self.ttl = ttl
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, tuple[float, int, str | None, Any]] = OrderedDict()
@@ -26,6 +27,9 @@ class MetricsCache:
         self.invalidations = 0
 
     def get(self, key: Hashable, component: str | None) -> Any:
+        if not self.enabled:
+            self.misses += 1
+            return _MISSING
         entry = self._entries.get(key)
         if entry is not None:
             expires, gen, comp, value = entry
@@ -40,6 +44,8 @@ class MetricsCache:
     def put(self, key: Hashable, component: str | None, value: Any, generation: int | None = None) -> None:
         """Store ``value``; pass the ``generation`` read *before* computing it, so a write that
         raced with the computation leaves the entry stale instead of hiding the write."""
+        if not self.enabled:
+            return
         gen = self._gen(component) if generation is None else generation
         self._entries[key] = (time.monotonic() + self.ttl, gen, component, value)
         self._entries.move_to_end(key)
@@ -63,16 +69,18 @@ class MetricsCache:
         total = self.hits + self.misses
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries),
                 "invalidations": self.invalidations, "hit_rate": (self.hits / total) if total else 0.0,
-                "ttl_seconds": self.ttl}
+                "ttl_seconds": self.ttl, "max_entries": self.max_entries, "enabled": self.enabled}
 
 
 MISSING = _MISSING
 
 
 def cache_for(state) -> MetricsCache:
-    """The app's cache, created on first use and registered with ``/api/v1/status/detailed``."""
+    """The app's cache (the config's ``caching:`` section), created on first use and registered
+    with ``/api/v1/status/detailed``."""
     cache = state.extras.get("metrics_cache")
     if cache is None:
-        cache = state.extras["metrics_cache"] = MetricsCache()
+        conf = state.settings.caching
+        cache = state.extras["metrics_cache"] = MetricsCache(conf.ttl, conf.max_entries, conf.enabled)
         state.extras["status_sections"].register("cache", cache.stats)
     return cache

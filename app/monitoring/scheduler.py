@@ -29,6 +29,7 @@ from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.monitoring import state_machine as sm
+from app.monitoring.check_metrics import CheckMetrics
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober, check_config
@@ -68,6 +69,7 @@ class Scheduler:
         self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
                                    due_in=self.due_in, publish_health=self._publish_health,
                                    flush_interval=flush_interval, flush_size=flush_size)
+        self.check_metrics = CheckMetrics(state)
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._closing = False
@@ -110,6 +112,7 @@ class Scheduler:
         self.pool.start()
         self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch")]
         self.writer.start()
+        self.check_metrics.start()
 
     async def close(self) -> None:
         """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
@@ -124,6 +127,7 @@ class Scheduler:
             await asyncio.gather(dispatcher, return_exceptions=True)
         await self.pool.stop()  # queued checks are not started, in-flight ones get 2 s
         await self.writer.close()
+        await self.check_metrics.close()
         await self.prober.close()
 
     # ------------------------------------------------------------------ public API (healing, heartbeats, tests)
@@ -362,11 +366,16 @@ class Scheduler:
         # Prometheus: counted here, published per flush, not one locked update per probe.
         self.probe_metrics.count(entry, result.outcome, result.latency_s)
         self.writer.add(Observation(cid, entry.kind, result))
+        if result.metrics:
+            self.check_metrics.add(entry.name, result)
 
     # ------------------------------------------------------------------ flush
     async def flush(self) -> int:
-        """Write buffered results in one transaction (`ResultWriter.flush`). Returns the number written."""
-        return await self.writer.flush()
+        """Write buffered results in one transaction (`ResultWriter.flush`), then the numbers the
+        checks reported as metric points. Returns the number of results written."""
+        written = await self.writer.flush()
+        await self.check_metrics.flush()
+        return written
 
     # ------------------------------------------------------------------ health map and metrics
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:

@@ -40,7 +40,8 @@ class ChannelService:
             id=channel.id, name=channel.name, kind=channel.kind, config=config, language=channel.language,
             enabled=channel.enabled, severities=list(channel.severities or []), matchers=dict(channel.matchers or {}),
             escalation_only=channel.escalation_only, escalate_to=channel.escalate_to_id,
-            escalate_after=channel.escalate_after, created_at=channel.created_at, updated_at=channel.updated_at,
+            escalate_after=channel.escalate_after, source=channel.source or "api", created_at=channel.created_at,
+            updated_at=channel.updated_at,
         )
 
     async def _validated_config(self, kind: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -100,8 +101,15 @@ class ChannelService:
         await self.session.flush()
         return channel
 
+    @staticmethod
+    def refuse_config_owned(channel: Channel) -> None:
+        if channel.source == "config":
+            raise Conflict(f"channel {channel.name!r} is declared in the configuration file; edit it there",
+                           details={"source": "config"})
+
     async def update(self, channel_id: int, data: ChannelUpdate) -> Channel:
         channel = await self.get(channel_id)
+        self.refuse_config_owned(channel)
         fields = data.model_dump(exclude_unset=True)
         if "config" in fields and fields["config"] is not None:
             merged = {**self.box.decrypt_json(channel.config_encrypted), **fields["config"]}
@@ -121,6 +129,7 @@ class ChannelService:
 
     async def delete(self, channel_id: int) -> None:
         channel = await self.get(channel_id)
+        self.refuse_config_owned(channel)
         await self.session.delete(channel)
         await self.session.flush()
 

@@ -29,6 +29,9 @@ class SendResult:
 
 async def send(http: aiohttp.ClientSession, kind: ChannelKind, config: dict, outgoing: OutgoingNotification,
                settings: Settings) -> SendResult:
+    if kind.transport != "http":  # e-mail: the kind speaks its own protocol, as bounded
+        response, permanent = await kind.deliver(config, outgoing, settings)
+        return SendResult(response, permanent=permanent)
     request = kind.build(config, outgoing)
     try:
         await check_url_async(request.url, settings.security.ssrf_allowlist)

@@ -54,7 +54,7 @@ async def get_channel(channel_id: RowId, _: Requires(Permission.ADMIN_ACCESS), s
     return service.out(await service.get(channel_id))
 
 
-@router.patch("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404, 422))
+@router.patch("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_channel(
     channel_id: RowId, data: ChannelUpdate, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
 ) -> ChannelOut:
@@ -64,7 +64,7 @@ async def update_channel(
     return out
 
 
-@router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404))
+@router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
 async def delete_channel(channel_id: RowId, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> Response:
     await service.delete(channel_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

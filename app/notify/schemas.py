@@ -15,10 +15,13 @@ class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
-    kind: str = Field(description="slack | webhook", examples=["slack"])
+    kind: str = Field(description="slack | webhook | email | pagerduty | opsgenie | teams | discord",
+                      examples=["slack"])
     config: dict[str, Any] = Field(
-        description="slack: {url, channel?, username?}; webhook: {url, secret?, headers?}. Stored encrypted, "
-                    "shown masked.",
+        description="slack: {url, channel?, username?}; webhook: {url, secret?, headers?}; email: {host, port?, "
+                    "security?, username?, password?, from_address, to, subject_prefix?}; pagerduty: {routing_key, "
+                    "url?, source?}; opsgenie: {api_key, url?, tags?, source?}; teams: {url}; discord: {url, "
+                    "username?}. Stored encrypted, shown masked.",
         examples=[{"url": "https://hooks.slack.com/services/T000/B000/XXXX"}],
     )
     language: str = Field(default="en", description="message catalog: en, de, fr")
@@ -57,6 +60,7 @@ class ChannelOut(BaseModel):
     escalation_only: bool
     escalate_to: int | None
     escalate_after: float | None
+    source: str = Field(default="api", description="config: declared in the config file (read-only here)")
     created_at: datetime
     updated_at: datetime
 

@@ -79,6 +79,26 @@ class NotificationService:
         channels = (await self.session.execute(select(Channel).where(Channel.enabled.is_(True)))).scalars()
         return [await self.enqueue(c, alert, kind) for c in channels if channel_routes(c, alert)]
 
+    async def notify_acknowledged(self, alert: Alert) -> list[Notification]:
+        """An acknowledgement goes to the channels that heard about the alert and keep an incident of
+        their own (PagerDuty, Opsgenie), so the person on call there sees it too."""
+        from app.notify.channels import CHANNEL_KINDS
+
+        kinds = [name for name, kind in CHANNEL_KINDS.items() if kind.forwards_acknowledgements]
+        return [await self.enqueue(c, alert, "acknowledged") for c in await self._told(alert) if c.kind in kinds]
+
+    async def _told(self, alert: Alert) -> list[Channel]:
+        channel_ids = (await self.session.execute(
+            select(Notification.channel_id).where(
+                Notification.alert_id == alert.id, Notification.kind.in_(NOTIFYING_KINDS)
+            ).distinct()
+        )).scalars().all()
+        if not channel_ids:
+            return []
+        return list((await self.session.execute(
+            select(Channel).where(Channel.id.in_(channel_ids), Channel.enabled.is_(True)).order_by(Channel.id)
+        )).scalars())
+
     async def notify_resolved(self, alert: Alert) -> list[Notification]:
         """A resolve goes to every channel that heard about the alert (routing may have changed since)."""
         channel_ids = (await self.session.execute(

@@ -110,6 +110,14 @@ class GuardMetrics:
             f"{PREFIX}_notifications_total", "Notification delivery tries by channel name and outcome.",
             ["channel", "outcome"], registry=r,
         )
+        self.maintenance_windows_open = Gauge(
+            f"{PREFIX}_maintenance_windows_open", "Silences and maintenance windows open now.", registry=r
+        )
+        self.component_in_maintenance = Gauge(
+            f"{PREFIX}_component_in_maintenance",
+            "1 while an open maintenance window (silence) covers the component: checks run, "
+            "notifications and healing wait.", ["component"], registry=r,
+        )
         self.outbox_pending = Gauge(
             f"{PREFIX}_outbox_pending", "Notifications waiting in the outbox (pending or being sent).", registry=r
         )

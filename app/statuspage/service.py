@@ -12,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
+from app.alerts.silences import SilenceService, silence_matches
+from app.alerts.windows import open_window
 from app.db.models import Component
 from app.db.types import utcnow
 from app.healing.service import HealingService
@@ -26,6 +28,7 @@ DAY = timedelta(days=1)
 OPEN_ALERT_STATUSES = ["firing", "acknowledged"]
 MAX_ALERTS = 50
 MAX_HEALINGS = 10
+MAX_UPCOMING_WINDOWS = 5
 # A bucket at or above this share of successful checks is shown as fully up.
 UP_AT = 99.9
 PARTIAL_AT = 95.0
@@ -66,6 +69,18 @@ class ComponentView:
     bars_24h: list[Segment]
     bars_7d: list[Segment]
     incident_id: int | None = None
+    in_maintenance: bool = False
+
+
+@dataclass(frozen=True)
+class MaintenanceView:
+    id: int
+    name: str | None
+    target: str  # the component (pattern) and labels it covers
+    opens: datetime
+    closes: datetime
+    recurring: bool
+    comment: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,8 @@ class StatusPage:
     alerts_total: int
     healings: list[HealingView]
     counts: dict[str, int] = field(default_factory=dict)
+    maintenance_open: list[MaintenanceView] = field(default_factory=list)
+    maintenance_next: list[MaintenanceView] = field(default_factory=list)
 
 
 def _level(percent: float | None) -> str:
@@ -162,6 +179,10 @@ class StatusPageService:
         hourly = await self.status.uptime_buckets(hours, HOUR, list(ids.values()))
         daily = await self.status.uptime_buckets(days, DAY, list(ids.values()))
 
+        silences = SilenceService(self.session)
+        open_now = await silences.active(now)
+        labels = dict((await self.session.execute(
+            select(Component.name, Component.labels).where(Component.name.in_(names)))).all()) if names else {}
         components = []
         for c in system.components:
             cid = ids.get(c.name)
@@ -176,6 +197,7 @@ class StatusPageService:
                 uptime_24h=_overall_percent(hourly.get(cid)), uptime_7d=_overall_percent(daily.get(cid)),
                 bars_24h=_segments(hours, HOUR, hourly.get(cid)), bars_7d=_segments(days, DAY, daily.get(cid)),
                 incident_id=c.current_incident.id if c.current_incident else None,
+                in_maintenance=any(silence_matches(s, c.name, labels.get(c.name) or {}) for s in open_now),
             ))
 
         alerts, alerts_total = await AlertService(self.session, self.state.settings).list(
@@ -194,4 +216,14 @@ class StatusPageService:
             healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at,
                                   h.detail) for h in attempts],
             counts=counts,
+            maintenance_open=[_maintenance_view(s, *open_window(s, now)) for s in open_now],
+            maintenance_next=[_maintenance_view(s, opens, closes) for s, opens, closes in
+                              await silences.upcoming(now, limit=MAX_UPCOMING_WINDOWS)],
         )
+
+
+def _maintenance_view(silence, opens: datetime, closes: datetime) -> MaintenanceView:
+    target = silence.component or "every component"
+    if silence.labels:
+        target += " with " + ", ".join(f"{k}={v}" for k, v in sorted(silence.labels.items()))
+    return MaintenanceView(silence.id, silence.name, target, opens, closes, bool(silence.schedule), silence.comment)

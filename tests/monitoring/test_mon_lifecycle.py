@@ -121,7 +121,9 @@ async def test_detailed_status_and_sections(db_url, tmp_path, http_target):
         r = await guard.client.get("/api/v1/status/detailed", headers=await guard.headers("viewer"))
         body = r.json()
         assert r.status_code == 200 and body["counts_by_status"] == {"healthy": 1, "critical": 1}
-        assert body["healing"] == {"attempts": 0} and body["cache"] == {} and body["open_incidents"] == 1
+        assert body["healing"] == {"attempts": 0} and body["open_incidents"] == 1
+        # the checks' status codes were stored as metric points: the metrics cache saw those writes
+        assert body["cache"]["invalidations"] >= 1 and body["cache"]["hits"] == 0
         assert body["scheduler"]["checks_run"] == 4 and body["scheduler"]["components_scheduled"] == 2
         assert body["overall_health"] == "degraded"
         assert (await guard.client.get("/api/v1/status")).status_code == 401

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, Double, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -99,3 +99,13 @@ class Silence(Base):
     created_by: Mapped[str] = mapped_column(String(64), nullable=False)
     comment: Mapped[str] = mapped_column(Text, nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # A recurring maintenance window: open for ``duration_seconds`` from each time the cron
+    # ``schedule`` matches (in ``tz``), between starts_at and ends_at. Without a schedule the
+    # silence is open for the whole of [starts_at, ends_at).
+    schedule: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    tz: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # Windows declared in the config file are found again by name; "api", "config" or "component"
+    # (opened by a pipeline for its own component, e.g. the SDK's maintenance()).
+    name: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="api", server_default="api")

@@ -116,13 +116,15 @@ class DetectionRule(Base):
     metric_name: Mapped[str] = mapped_column(String(200), nullable=False)
     # Subset matcher: a series matches when it carries every one of these labels.
     labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # threshold | anomaly | trend
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # threshold | anomaly | trend | absent
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     severity: Mapped[str] = mapped_column(String(16), nullable=False, default="warning")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # "config": declared in the config file's ``rules:`` (the API refuses to change it), else "api".
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="api", server_default="api")
 
 
 class RuleState(Base):

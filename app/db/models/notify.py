@@ -42,6 +42,8 @@ class Channel(Base):
     escalate_after: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # "config": declared in the config file's ``channels:`` (the API refuses to change it), else "api".
+    source: Mapped[str] = mapped_column(String(16), nullable=False, default="api", server_default="api")
 
 
 class Notification(Base):

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
+from app.notify.channels.discord import DiscordChannel
+from app.notify.channels.email import EmailChannel
+from app.notify.channels.opsgenie import OpsgenieChannel
+from app.notify.channels.pagerduty import PagerDutyChannel
 from app.notify.channels.slack import SlackChannel
+from app.notify.channels.teams import TeamsChannel
 from app.notify.channels.webhook import WebhookChannel
 
-CHANNEL_KINDS: dict[str, ChannelKind] = {kind.kind: kind for kind in (SlackChannel(), WebhookChannel())}
+CHANNEL_KINDS: dict[str, ChannelKind] = {kind.kind: kind for kind in (
+    SlackChannel(), WebhookChannel(), EmailChannel(), PagerDutyChannel(), OpsgenieChannel(), TeamsChannel(),
+    DiscordChannel())}
 
 
 def channel_kind(kind: str) -> ChannelKind:

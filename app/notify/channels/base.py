@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from app.core.outbound import OutboundResponse
 from app.crypto import mask, mask_url
 
 
@@ -36,6 +37,10 @@ class ChannelKind(ABC):
     # Config keys holding URLs (masked to scheme://host/***) and other secrets (masked entirely).
     url_fields: ClassVar[tuple[str, ...]] = ("url",)
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # Kinds whose receiver keeps its own incident (PagerDuty, Opsgenie) also hear acknowledgements.
+    forwards_acknowledgements: ClassVar[bool] = False
+    # "http": ``build`` a request that the outbox sends; anything else implements ``deliver``.
+    transport: ClassVar[str] = "http"
 
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.config_model.model_validate(config).model_dump(exclude_none=True)
@@ -57,6 +62,11 @@ class ChannelKind(ABC):
     @abstractmethod
     def build(self, config: dict[str, Any], notification: OutgoingNotification) -> PreparedRequest:
         """The HTTP request that delivers ``notification`` to this channel."""
+
+    async def deliver(self, config: dict[str, Any], notification: OutgoingNotification,
+                      settings: Any) -> tuple[OutboundResponse, bool]:
+        """Non-HTTP transports: deliver once, bounded; (response, permanent failure)."""
+        raise NotImplementedError(f"channel kind {self.kind!r} has no delivery of its own")
 
 
 def json_bytes(document: Any) -> bytes:
