@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0850'
-down_revision = '0700_rollup_pending'
+down_revision = '0810'
 branch_labels = None
 depends_on = None
 
