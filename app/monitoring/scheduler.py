@@ -33,6 +33,7 @@ from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober, check_config
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked
+from app.monitoring.registry_watch import RegistryWatch
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
 from app.monitoring.workers import WorkerPool
 
@@ -57,6 +58,8 @@ class Scheduler:
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
         self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
+        self.registry_watch = RegistryWatch()  # the refresh's cheap change check
+        self._tracked_generation = self._published_generation = 0
         self._heap: list[tuple[float, int, int]] = []
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -190,9 +193,7 @@ class Scheduler:
 
     async def _refresh(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:
-            rows = (await session.execute(
-                select(Component.id, Component.version).where(Component.enabled.is_(True)))).all()
-            current = {cid: version for cid, version in rows}
+            current = dict(await self.registry_watch.enabled_versions(session))
             owned = await self.ownership.owned(set(current))
             current = {cid: v for cid, v in current.items() if cid in owned}
             changed = [cid for cid, v in current.items() if self._versions.get(cid) != v]
@@ -208,10 +209,18 @@ class Scheduler:
             if cid in self.entries:
                 self._make_due_now(self.entries[cid])
             self._requested.discard(cid)
-        self._publish_health()
+        # The whole health map is rebuilt only when the set of components moved; a flush keeps the
+        # statuses up to date in between (rebuilding it every second cost O(fleet) per tick).
+        self._publish_health(None if self._membership_moved() else ())
+
+    def _membership_moved(self) -> bool:
+        moved = self._tracked_generation != self._published_generation
+        self._published_generation = self._tracked_generation
+        return moved
 
     async def _load(self, session, component: Component) -> None:
         self._versions[component.id] = component.version
+        self._tracked_generation += 1  # added, renamed or re-configured: the health map is rebuilt
         check = component.check
         if not check or not isinstance(check, dict) or "kind" not in check:
             self._forget(component.id, keep_version=True)
@@ -258,6 +267,7 @@ class Scheduler:
         if entry is not None:
             entry.generation += 1  # its heap items become stale
         tracked = self.tracked.pop(component_id, None)
+        self._tracked_generation += 1
         if not keep_version:
             self._versions.pop(component_id, None)
         if tracked is not None:
@@ -302,6 +312,10 @@ class Scheduler:
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
+                if self.writer.backlogged:
+                    await self.writer.wait_room()  # back-pressure: the database is behind (the lag shows it)
+                    now = time.monotonic()
+                    continue
                 if pool.saturated():
                     await pool.wait_free()  # the lag shows it
                     now = time.monotonic()
@@ -348,8 +362,8 @@ class Scheduler:
 
     # ------------------------------------------------------------------ flush
     async def flush(self) -> int:
-        """Write buffered results in one transaction (`ResultWriter.flush`). Returns the number written."""
-        return await self.writer.flush()
+        """Write every buffered result (`ResultWriter.flush_all`). Returns the number written."""
+        return await self.writer.flush_all()
 
     # ------------------------------------------------------------------ health map and metrics
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:
