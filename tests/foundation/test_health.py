@@ -135,3 +135,21 @@ def test_health_map_keeps_its_index_with_every_dict_method():
             assert overall_health(m, critical) == overall_health(dict(plain), critical)
 
     check()
+
+
+async def test_http_metrics_label_requests_by_route_template(guard):
+    admin = await guard.headers("admin")
+    for name in ("a", "b"):
+        await guard.client.get(f"/api/v1/components/{name}", headers=admin)  # 404s, one template
+    await guard.client.get("/no/such/path")
+    await guard.client.post("/api/v1/components", headers={**admin, "content-type": "application/json"},
+                            content=b"{}")
+    await guard.client.get("/metrics")
+    text = (await guard.client.get("/metrics")).text
+    assert 'http_requests_total{handler="/api/v1/components/{name}",method="GET",status="4xx"} 2.0' in text
+    assert 'http_requests_total{handler="none",method="GET",status="4xx"} 1.0' in text
+    assert 'http_requests_total{handler="/api/v1/components",method="POST",status="4xx"} 1.0' in text
+    assert 'handler="/metrics"' not in text
+    assert 'http_request_duration_seconds_bucket{handler="/api/v1/components/{name}",le="0.1",method="GET"}' in text
+    assert "http_request_duration_highr_seconds_count" in text
+    assert 'http_request_size_bytes_sum{handler="/api/v1/components"} 2.0' in text
