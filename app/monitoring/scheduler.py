@@ -60,6 +60,7 @@ class Scheduler:
         self._versions: dict[int, int] = {}  # every enabled component seen (with or without a check)
         self.registry_watch = RegistryWatch()  # the refresh's cheap change check
         self._tracked_generation = self._published_generation = 0
+        self._loaded = False  # the first refresh is done
         self._heap: list[tuple[float, int, int]] = []
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -94,6 +95,13 @@ class Scheduler:
     @property
     def last_flush_error(self) -> str | None:
         return self.writer.last_flush_error
+
+    @property
+    def holds_whole_fleet(self) -> bool:
+        """Loaded, and checking every enabled component (one replica): then the health map is the fleet."""
+        if not self._loaded:
+            return False
+        return isinstance(self.ownership, OwnAll) or bool(getattr(self.ownership, "single", False))
 
     @property
     def http_session(self) -> aiohttp.ClientSession | None:
@@ -209,6 +217,7 @@ class Scheduler:
             if cid in self.entries:
                 self._make_due_now(self.entries[cid])
             self._requested.discard(cid)
+        self._loaded = True
         # The whole health map is rebuilt only when the set of components moved; a flush keeps the
         # statuses up to date in between (rebuilding it every second cost O(fleet) per tick).
         self._publish_health(None if self._membership_moved() else ())

@@ -149,10 +149,12 @@ class StatusService:
         monitored = (Component.enabled.is_(True), Component.check.is_not(None),
                      # JSON null and {} are "no check" (the scheduler skips a check without a kind).
                      cast(Component.check, Text).not_in(("null", "{}")))
-        counts = {status: int(n) for status, n in (await self.session.execute(
-            select(ComponentState.status, func.count())
-            .join(Component, ComponentState.component_id == Component.id)
-            .where(*monitored).group_by(ComponentState.status))).all()}
+        counts = self._counts_in_memory()
+        if counts is None:
+            counts = {status: int(n) for status, n in (await self.session.execute(
+                select(ComponentState.status, func.count())
+                .join(Component, ComponentState.component_id == Component.id)
+                .where(*monitored).group_by(ComponentState.status))).all()}
         page = (select(Component, ComponentState).join(ComponentState, ComponentState.component_id == Component.id)
                 .where(*monitored).order_by(Component.name).offset(offset))
         if limit is not None:
@@ -177,6 +179,16 @@ class StatusService:
         overall = self.state.overall_health() if self.state.component_health else await self._overall_from_rows(monitored)
         return SystemStatus(overall_health=overall, timestamp=utcnow(), total=sum(counts.values()),
                             limit=limit, offset=offset, counts_by_status=counts, components=components)
+
+    def _counts_in_memory(self) -> dict[str, int] | None:
+        """Components per status from the scheduler's health map, which counts as it is written,
+        when this process checks the whole fleet (one replica) and has loaded it; None otherwise
+        (several replicas each hold a share: the database counts)."""
+        scheduler = self.state.extras.get("scheduler")
+        health = self.state.component_health
+        if scheduler is None or not health or not scheduler.holds_whole_fleet:
+            return None
+        return {status: n for status, n in health.counts.items() if n > 0}
 
     async def _overall_from_rows(self, monitored: tuple) -> str:
         """The overall health from the stored states: only the components that are not healthy are read."""

@@ -149,9 +149,11 @@ async def test_status_pages_the_fleet_and_counts_it_in_sql(db_url, tmp_path, htt
         assert body["overall_health"] == "critical"  # svc-0 is critical and failing
         assert {c["name"]: c["uptime_24h"] for c in body["components"]} == {"svc-2": 100.0, "svc-3": 0.0,
                                                                             "svc-4": 100.0}
-        # Without the scheduler's map (another replica probes) the stored states answer the same.
+        assert scheduler.holds_whole_fleet  # the counts came from the scheduler's health map
+        # Without the scheduler's map (other replicas probe) the database answers the same.
         guard.state.component_health.clear()
         again = (await guard.client.get("/api/v1/status", headers=viewer)).json()
         assert again["overall_health"] == "critical" and len(again["components"]) == 7
+        assert again["counts_by_status"] == body["counts_by_status"] and again["total"] == 7
         bad = await guard.client.get("/api/v1/status", headers=viewer, params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "validation_error"

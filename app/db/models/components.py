@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
@@ -26,6 +26,9 @@ class HealthStatus(StrEnum):
 
 class Component(Base):
     __tablename__ = "components"
+    # Covers the scheduler's per-second change check (`app/monitoring/registry_watch.py`): one
+    # aggregate over these columns is read from the index, not from every row.
+    __table_args__ = (Index("ix_components_registry_watch", "id", "version", "updated_at", "enabled"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
