@@ -168,7 +168,9 @@ class ResultWriter:
         self._seq += 1
         machine, decision = sm.observe(machine, result.outcome, result.observed_at, tracked.thresholds, result.detail)
         self._ahead[cid] = (machine, self._seq)
-        return decision is not None
+        # A first observation (unknown -> healthy) is not urgent: nothing reacts to it, and a
+        # restart would otherwise flush once per component.
+        return decision is not None and not (decision.previous == sm.UNKNOWN and decision.current == sm.HEALTHY)
 
     @property
     def backlogged(self) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy import insert, select
 
 from app.background import LoopService
 from app.checks.registry import default_registry
+from app.components.registry_watch import RegistryWatch
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.db.types import utcnow
@@ -33,7 +34,6 @@ from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober, check_config
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked
-from app.monitoring.registry_watch import RegistryWatch
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
 from app.monitoring.workers import WorkerPool
 

@@ -26,7 +26,7 @@ class HealthStatus(StrEnum):
 
 class Component(Base):
     __tablename__ = "components"
-    # Covers the scheduler's per-second change check (`app/monitoring/registry_watch.py`): one
+    # Covers the scheduler's per-second change check (`app/components/registry_watch.py`): one
     # aggregate over these columns is read from the index, not from every row.
     __table_args__ = (Index("ix_components_registry_watch", "id", "version", "updated_at", "enabled"),)
 

@@ -1,8 +1,9 @@
-"""The scheduler's cheap change check: which components are enabled, at which version.
+"""A cheap change check of the registry: which components are enabled, at which version (the
+scheduler's refresh and the single-replica lease tick read it every second).
 
-The refresh runs every second. Reading every component's id and version each time cost O(fleet)
-per tick (9 % of a 10k-component guard's CPU); instead one aggregate row over the registry is
-compared with the last one, and the rows are re-read only when it moved (or every
+Reading every component's id and version each time cost O(fleet) per tick (9 % of a
+10k-component guard's CPU); instead one aggregate row over the registry (read from a covering
+index) is compared with the last one, and the rows are re-read only when it moved (or every
 ``FULL_REFRESH_S`` as a safety net, e.g. for a write that bypassed the service).
 
 The aggregate moves on every change the service makes: an insert or delete changes the count and
