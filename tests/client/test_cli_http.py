@@ -135,3 +135,13 @@ def test_python_dash_m_app_behaves_the_same(tmp_path):
                             check=False, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: cannot reach the guard") and "Traceback" not in result.stderr
+
+
+def test_status_says_when_it_shows_one_page_of_a_larger_fleet(cli, stub):
+    stub.script("GET", "/api/v1/status", (200, {"overall_health": "healthy", "total": 120, "limit": 50, "offset": 0,
+                                                 "counts_by_status": {"healthy": 118, "critical": 2},
+                                                 "components": [{"name": "etl", "status": "healthy"},
+                                                                {"name": "train", "status": "healthy"}]}))
+    result = cli("status", "--url", stub.url, "--token", "t")
+    assert result.exit_code == 0, result.output
+    assert "showing 2 of 120 components (critical 2, healthy 118)" in result.stdout
