@@ -106,7 +106,13 @@ class ResultWriter:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             await asyncio.gather(flusher, return_exceptions=True)
-        await self._drain()
+        try:
+            await self._drain()
+        except asyncio.CancelledError:
+            # Shutdown was cut short (the loop's stop timeout): what is left is lost; say so.
+            self._drop(len(self._buffer), "shutdown was cut short before the buffer was written")
+            self._buffer = []
+            raise
 
     async def _drain(self) -> None:
         """Shutdown: flush until the buffer is empty, retrying failures for up to

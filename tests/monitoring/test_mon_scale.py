@@ -157,3 +157,27 @@ async def test_status_pages_the_fleet_and_counts_it_in_sql(db_url, tmp_path, htt
         assert again["counts_by_status"] == body["counts_by_status"] and again["total"] == 7
         bad = await guard.client.get("/api/v1/status", headers=viewer, params={"limit": 0})
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "validation_error"
+
+
+async def test_a_shutdown_cut_short_counts_what_it_could_not_write(db_url, tmp_path, http_target, monkeypatch):
+    real_write = writer_module.write_batch
+    stall = asyncio.Event()
+
+    async def stalled_write(session, items, tracked, events):
+        await stall.wait()  # the database is stuck; only the test releases it
+        return await real_write(session, items, tracked, events)
+
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 10)
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        ids = await three_components(guard, scheduler, http_target.url("/ok"))
+        monkeypatch.setattr(writer_module, "write_batch", stalled_write)
+        for i in range(35):
+            scheduler.writer.add(Observation(ids[i % 3], "http", CheckResult.up("ok", 0.001)))
+        closing = asyncio.create_task(scheduler.writer.close())
+        await asyncio.sleep(0.3)  # the drain is stuck in its first batch
+        closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+        assert scheduler.writer.dropped_results == 25  # the 10 in flight are still being written
+        stall.set()
+        await asyncio.gather(*scheduler.writer._flushes, return_exceptions=True)
+        assert await stored(guard) == 10
