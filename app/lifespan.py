@@ -30,13 +30,12 @@ from app.db.migrate import current_revision, head_revision
 from app.db.sqlite_lock import acquire_sqlite_lock
 from app.errors import ConfigurationError
 from app.events import EventBus
+from app.health.health_map import HealthMap, overall_health
 from app.observability.metrics import GuardMetrics
 from app.ratelimit import RateLimiter
 from app.status_sections import StatusSections
 
 log = logging.getLogger("pipeline_guard")
-
-UNHEALTHY = {"critical", "failed"}
 
 
 @dataclass
@@ -53,24 +52,19 @@ class GuardState:
     started_at: float = field(default_factory=time.time)
     schema_ok: bool = False
     # Filled by the monitoring engine: component name -> health status, and which are critical.
-    component_health: dict[str, str] = field(default_factory=dict)
+    component_health: HealthMap = field(default_factory=HealthMap)
     critical_components: set[str] = field(default_factory=set)
     # Domain services hang their long-lived objects here (scheduler, outbox, detectors...).
     extras: dict[str, Any] = field(default_factory=lambda: {"status_sections": StatusSections()})
 
-    def health_snapshot(self) -> dict[str, str]:
-        return dict(self.component_health)
+    def health_snapshot(self, full: bool = True) -> dict[str, str]:
+        """Every component's status (``full``), or only those neither healthy nor unknown."""
+        return dict(self.component_health) if full else self.component_health.not_ok_items()
 
     def overall_health(self, components: dict[str, str] | None = None) -> str:
         """Critical components drive overall health; others can only degrade it."""
-        components = self.component_health if components is None else components
-        worst = "healthy"
-        for name, status in components.items():
-            if status in UNHEALTHY and name in self.critical_components:
-                return "critical"
-            if status not in ("healthy", "unknown"):
-                worst = "degraded"
-        return worst
+        return overall_health(self.component_health if components is None else components,
+                              self.critical_components)
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         checks: dict[str, dict[str, Any]] = {}

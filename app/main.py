@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import secrets
+from collections.abc import Iterator
 
 from fastapi import FastAPI
-from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.config import Settings, load_settings
 from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
+from app.observability.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from app.observability.metrics import GuardMetrics
 from app.openapi import install_openapi
 from app.ratelimit import RateLimiter, RateLimitMiddleware
@@ -28,6 +30,17 @@ Authenticate with **Authorize** (username and password); every error uses the en
 """
 
 
+def _request_ids() -> Iterator[str]:
+    """Unique per process and unguessable across processes: a random prefix and a counter
+    (uuid4 per request cost 4.5 % of a /health request)."""
+    prefix = secrets.token_hex(8)
+    for n in itertools.count():
+        yield f"{prefix}{n:016x}"
+
+
+_new_request_id = _request_ids().__next__
+
+
 class RequestIdMiddleware:
     """Gives every request an id (or keeps a sane incoming one) and echoes it as X-Request-ID."""
 
@@ -38,8 +51,12 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        incoming = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 and incoming.isprintable() else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message):
@@ -85,11 +102,9 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     _mount_docs(app, settings)
     install_openapi(app)
 
-    Instrumentator(
-        should_group_status_codes=True,
-        excluded_handlers=["/metrics", "/static/.*"],
-        registry=metrics.registry,
-    ).instrument(app)
+    # Outermost of all: times the whole stack. The route template comes from the matched route.
+    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(metrics.registry), routes=lambda: app.routes,
+                       excluded=["/metrics", "/static/.*"])
     return app
 
 

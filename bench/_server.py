@@ -81,8 +81,9 @@ async def add_ingest_user(database_url: str) -> None:
 class Server:
     """``uvicorn app.main:create_app --factory`` with uvloop + httptools on 127.0.0.1, in a subprocess."""
 
-    def __init__(self, database_url: str, data_dir: Path, workers: int = 1):
+    def __init__(self, database_url: str, data_dir: Path, workers: int = 1, env: dict[str, str] | None = None):
         self.workers = workers
+        self.extra_env = env or {}
         self.database_url = database_url
         self.data_dir = data_dir
         self.port = free_port()
@@ -92,7 +93,7 @@ class Server:
         upgrade_sync(self.database_url)
         asyncio.run(add_ingest_user(self.database_url))
         env = {**os.environ, "PIPELINE_DATABASE_URL": self.database_url, "PIPELINE_SECRET_KEY": SECRET,
-               "PIPELINE_DATA_DIR": str(self.data_dir), "PIPELINE_ENV": "test", "PIPELINE_LOG_LEVEL": "WARNING"}
+               "PIPELINE_DATA_DIR": str(self.data_dir), "PIPELINE_ENV": "test", "PIPELINE_LOG_LEVEL": "WARNING", **self.extra_env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",

@@ -5,12 +5,14 @@ of concurrent workers).
 
     .venv/bin/python bench/probes.py                      # 2000 components @ 2 s for 20 s (< 2 min)
     .venv/bin/python bench/probes.py -n 10000 --interval 10 --duration 60   # the issue's target
-    .venv/bin/python bench/probes.py --postgres postgresql+asyncpg://postgres@127.0.0.1:5432/bench
+    .venv/bin/python bench/probes.py --postgres postgresql://postgres@127.0.0.1:5432/test   # scratch db beside it
 
 Four phases, each in its own event loop, in this order:
 
-1. guard, scheduled: the real Scheduler (dispatcher, workers, flusher, SQLite/Postgres writes) with
-   N components at `--interval`, measured for `--duration` after a warm-up.
+1. guard, scheduled: the guard with its full service set, as `pipeline-guard serve` runs it (leases,
+   the Scheduler's dispatcher, workers and flusher, alerts, outbox, healing, rules, compaction,
+   retention; SQLite/Postgres writes) with N components at `--interval`, measured for `--duration`
+   after a warm-up. Every other loop's log line about a locked database is counted.
 2. bare, scheduled: a minimal loop with the SAME schedule - the same N targets, each due every
    `--interval` with the same jitter, a heap dispatcher feeding the same number of workers,
    `session.get()` + `read()`, nothing stored - measured for the same duration.
@@ -32,7 +34,7 @@ Figures printed:
   and storage.
 - "saturation": max probes/s of guard and bare at the same concurrency, and the ratio guard/bare -
   this is the issue's "ratio >= 0.7" figure. With `--rounds K` the saturation phases alternate K
-  times and the best of each is used (neighbours on a shared machine add noise).
+  times; the median round of each and the median and spread of the paired ratios are printed.
 - "server cpu": CPU use of the target server process during the phase (100% = one core). When it
   is near 100% the server, not the prober, is the limit and the saturation ratio says little.
 """
@@ -41,10 +43,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
+import logging
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,63 +117,106 @@ class Meter:
                 "server_cpu_pct": 100 * srv / elapsed}
 
 
-async def bench_guard(args, urls: list[str], meter: Meter, *, interval: float, duration: float) -> dict:
+class LockFailures(logging.Handler):
+    """Counts log records of any loop that mention a locked database (SQLite's "database is locked")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.first: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+        if "locked" in text:
+            self.count += 1
+            self.first = self.first or f"{record.name}: {record.getMessage()[:160]}"
+
+
+def run_guard(args, urls: list[str], meter: Meter, *, interval: float, duration: float) -> dict:
+    """One guard phase on a scratch database (a temp dir, or a Postgres database), both removed after."""
+    with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, scratch_database(args, tmp) as url:
+        return asyncio.run(bench_guard(args, urls, meter, Path(tmp), url, interval=interval, duration=duration))
+
+
+async def bench_guard(args, urls: list[str], meter: Meter, tmp: Path, url: str, *, interval: float,
+                      duration: float) -> dict:
+    """The guard with its full service set (what `pipeline-guard serve` runs: leases, scheduler and
+    writer, alerts, outbox, healing, rule evaluation, compaction, retention...) in this process."""
     from sqlalchemy import func, insert, select
 
+    from app.background_services import build_services
     from app.db.migrate import upgrade_sync
     from app.db.models import CheckResultRecord, Component, ComponentState
-    from app.db.session import session_scope
-    from app.monitoring.wiring import install
     from tests.conftest import make_settings, running_guard
 
-    tmp = Path(tempfile.mkdtemp(prefix="guard-bench-"))
-    if args.postgres:
-        url = args.postgres
-        import asyncpg
-        base, _, name = url.rpartition("/")
-        conn = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql") + "/postgres")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp / 'guard.db'}"
     await asyncio.to_thread(upgrade_sync, url)
     settings = make_settings(url, tmp, max_workers=args.workers,
                              pipeline={"monitoring": {"interval": interval, "health_check_timeout": 5,
                                                       "jitter": JITTER}})
-    def services(state):
-        install(state)  # the scheduler is driven by hand below; no background loops
-        return []
-
-    async with running_guard(settings, build_services=services) as guard:
-        async with session_scope(guard.state.sessionmaker) as session:
-            rows = [{"name": f"svc-{i:05d}", "description": "", "critical": False, "labels": {}, "enabled": True,
-                     "source": "api", "version": 1,
-                     "check": {"kind": "http", "url": urls[i % len(urls)], "interval": interval}}
-                    for i in range(args.n)]
-            for start in range(0, len(rows), 2000):
-                await session.execute(insert(Component), rows[start:start + 2000])
-            await session.flush()
-            ids = (await session.execute(select(Component.id))).scalars().all()
-            await session.execute(insert(ComponentState), [{"component_id": i} for i in ids])
-        scheduler = guard.state.extras["scheduler"]
-        await scheduler.open()
-        scheduler.start_background()
-        await asyncio.sleep(min(max(interval, 1.0), duration / 4, args.warmup))
-        runs0 = scheduler.checks_run
-        scheduler.lags.clear()
-        meter.start()
-        await asyncio.sleep(duration)
-        figures = meter.stop(scheduler.checks_run - runs0)
-        lags = list(scheduler.lags)
-        rss = rss_mb()
-        await scheduler.close()
+    async with scratch_session(url) as session:
+        rows = [{"name": f"svc-{i:05d}", "description": "", "critical": False, "labels": {}, "enabled": True,
+                 "source": "api", "version": 1,
+                 "check": {"kind": "http", "url": urls[i % len(urls)], "interval": interval}}
+                for i in range(args.n)]
+        for start in range(0, len(rows), 2000):
+            await session.execute(insert(Component), rows[start:start + 2000])
+        await session.flush()
+        ids = (await session.execute(select(Component.id))).scalars().all()
+        await session.execute(insert(ComponentState), [{"component_id": i} for i in ids])
+    locks = LockFailures()
+    logging.getLogger().addHandler(locks)
+    try:
+        async with running_guard(settings, build_services=build_services) as guard:
+            scheduler = guard.state.extras["scheduler"]
+            deadline = time.monotonic() + 120
+            while len(scheduler.entries) < args.n and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(min(max(interval, 1.0), duration / 4, args.warmup))
+            runs0 = scheduler.checks_run
+            scheduler.lags.clear()
+            locks.count, locks.first = 0, None
+            meter.start()
+            await asyncio.sleep(duration)
+            figures = meter.stop(scheduler.checks_run - runs0)
+            lags = list(scheduler.lags)
+            rss = rss_mb()
+            buffered = scheduler.writer.buffered
+        # The lifespan stopped the scheduler: its buffer is drained.
         stats = scheduler.stats()
-        async with session_scope(guard.state.sessionmaker) as session:
+        async with scratch_session(url) as session:
             stored = (await session.execute(select(func.count()).select_from(CheckResultRecord))).scalar_one()
+    finally:
+        logging.getLogger().removeHandler(locks)
     return {**figures, "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99), "rss_mb": rss, "stored": stored,
             "total": scheduler.checks_run, "overruns": stats["overruns"], "dropped": stats["dropped_results"],
-            "flush_failures": stats["flush_failures"], "error": scheduler.last_flush_error}
+            "flush_failures": stats["flush_failures"], "error": scheduler.last_flush_error,
+            "lock_failures": locks.count, "first_lock_failure": locks.first, "buffered_at_end": buffered}
+
+
+@contextlib.asynccontextmanager
+async def scratch_session(url: str):
+    from app.config import Settings
+    from app.db.engine import create_engine, create_sessionmaker
+    from app.db.session import session_scope
+
+    engine = create_engine(Settings(database_url=url, env="test"))
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+@contextlib.contextmanager
+def scratch_database(args, tmp: str):
+    """A SQLite file in ``tmp``, or a database made beside ``--postgres`` and dropped afterwards."""
+    if not args.postgres:
+        yield f"sqlite+aiosqlite:///{tmp}/guard.db"
+        return
+    from bench._server import migrated_pg_database, sa_url
+
+    with migrated_pg_database(args.postgres.replace("postgresql+asyncpg://", "postgresql://")) as dsn:
+        yield sa_url(dsn)
 
 
 def _bare_session(args):
@@ -294,13 +342,13 @@ def main() -> None:
                         help="interval of the saturated guard phase (default 0.05 s: demand N/0.05 per second)")
     parser.add_argument("--sat-duration", type=float, default=8.0,
                         help="measured seconds of each saturated phase (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="alternating saturation rounds, best of each (default 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating saturation rounds, median of each (default 1)")
     parser.add_argument("--phases", default="guard,bare,guard-sat,bare-sat",
                         help="phases to run (default all: guard,bare,guard-sat,bare-sat), e.g. for profiling one")
     parser.add_argument("--workers", type=int, default=100, help="max_workers (default 100)")
     parser.add_argument("--hosts", type=int, default=4, help="127.0.0.x addresses served (default 4)")
     parser.add_argument("--port", type=int, default=18765)
-    parser.add_argument("--postgres", help="postgresql+asyncpg://.../dbname (recreated) instead of a SQLite file")
+    parser.add_argument("--postgres", help="postgresql://.../db: a scratch database is made beside it (and dropped)")
     args = parser.parse_args()
     hosts = [f"127.0.0.{k}" for k in range(1, args.hosts + 1)]
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.port), *hosts], stdout=subprocess.PIPE)
@@ -316,15 +364,15 @@ def main() -> None:
         phases = set(args.phases.split(","))
         guard = bare = None
         if "guard" in phases:
-            guard = asyncio.run(bench_guard(args, urls, meter, interval=args.interval, duration=args.duration))
+            guard = run_guard(args, urls, meter, interval=args.interval, duration=args.duration)
         if "bare" in phases:
             bare = asyncio.run(bench_bare_scheduled(args, urls, meter, interval=args.interval, duration=args.duration))
         sat_guard: list[dict] = []
         sat_bare: list[dict] = []
         for _ in range(args.rounds):
             if "guard-sat" in phases:
-                sat_guard.append(asyncio.run(bench_guard(args, urls, meter, interval=args.sat_interval,
-                                                         duration=args.sat_duration)))
+                sat_guard.append(run_guard(args, urls, meter, interval=args.sat_interval,
+                                           duration=args.sat_duration))
             if "bare-sat" in phases:
                 sat_bare.append(asyncio.run(bench_bare_saturated(args, urls, meter, duration=args.sat_duration)))
     finally:
@@ -342,7 +390,8 @@ def main() -> None:
               f"  cpu {guard['cpu_pct']:3.0f}%  server cpu {guard['server_cpu_pct']:3.0f}%  rss {guard['rss_mb']:.0f} MB")
         print(f"          stored {guard['stored']} of {guard['total']} run (lost {guard['total'] - guard['stored']})"
               f"  overruns {guard['overruns']}  dropped {guard['dropped']}  flush failures {guard['flush_failures']}"
-              f" {guard['error'] or ''}")
+              f"  buffered at the end {guard['buffered_at_end']}  lock failures (any loop) {guard['lock_failures']}"
+              f" {guard['error'] or ''} {guard['first_lock_failure'] or ''}")
     if bare:
         print(f"  bare  : {bare['probes_per_s']:7.0f} probes/s  lag p50 {bare['lag_p50'] * 1000:6.1f} ms"
               f"  p99 {bare['lag_p99'] * 1000:7.1f} ms  cpu/probe {bare['cpu_per_probe_ms']:.3f} ms"
@@ -355,20 +404,21 @@ def main() -> None:
         for label, rounds in (("guard", sat_guard), ("bare ", sat_bare)):
             if not rounds:
                 continue
-            best = max(rounds, key=lambda r: r["probes_per_s"])
+            mid = sorted(rounds, key=lambda r: r["probes_per_s"])[len(rounds) // 2]  # the median round
             extra = ""
             if label == "guard":
-                extra = (f"  stored {best['stored']} of {best['total']} run (lost {best['total'] - best['stored']})"
-                         f"  dropped {best['dropped']}")
-            print(f"  {label} : {best['probes_per_s']:7.0f} probes/s max  cpu/probe {best['cpu_per_probe_ms']:.3f} ms"
-                  f"  cpu {best['cpu_pct']:3.0f}%  server cpu {best['server_cpu_pct']:3.0f}%"
+                extra = (f"  stored {mid['stored']} of {mid['total']} run (lost {mid['total'] - mid['stored']})"
+                         f"  dropped {mid['dropped']}  lock failures {mid['lock_failures']}")
+            print(f"  {label} : {mid['probes_per_s']:7.0f} probes/s median  cpu/probe {mid['cpu_per_probe_ms']:.3f} ms"
+                  f"  cpu {mid['cpu_pct']:3.0f}%  server cpu {mid['server_cpu_pct']:3.0f}%"
                   f"  (rounds: {', '.join(format(r['probes_per_s'], '.0f') for r in rounds)}){extra}")
     if sat_guard and sat_bare:
-        g = max(sat_guard, key=lambda r: r["probes_per_s"])
-        b = max(sat_bare, key=lambda r: r["probes_per_s"])
-        print(f"  RATIO guard/bare max probes/s: {g['probes_per_s'] / b['probes_per_s']:.2f}   (target >= 0.7)"
-              f"   per CPU-second (1/cpu-per-probe): guard {1000 / g['cpu_per_probe_ms']:.0f}"
-              f"  bare {1000 / b['cpu_per_probe_ms']:.0f}  ratio {b['cpu_per_probe_ms'] / g['cpu_per_probe_ms']:.2f}")
+        ratios = sorted(g["probes_per_s"] / b["probes_per_s"] for g, b in zip(sat_guard, sat_bare, strict=False))
+        cpu = sorted(b["cpu_per_probe_ms"] / g["cpu_per_probe_ms"] for g, b in zip(sat_guard, sat_bare, strict=False))
+        print(f"  RATIO guard/bare probes/s, paired rounds: median {statistics.median(ratios):.2f}"
+              f" ({ratios[0]:.2f}-{ratios[-1]:.2f})   (target >= 0.7)   per CPU-second guard/bare: median"
+              f" {statistics.median(cpu):.2f} ({cpu[0]:.2f}-{cpu[-1]:.2f})")
+    print(f"load: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,11 @@ def status(conn: Connection) -> None:
     output(conn, _status_rows(body), STATUS_COLUMNS, title=f"overall: {overall}" if overall else None)
     if overall:
         typer.echo(f"overall health: {overall}")
+    total = body.get("total") if isinstance(body, dict) else None
+    shown = len(body.get("components") or []) if isinstance(body, dict) else 0
+    if isinstance(total, int) and total > shown:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted((body.get("counts_by_status") or {}).items()))
+        typer.echo(f"showing {shown} of {total} components ({counts})")
 
 
 @http_command

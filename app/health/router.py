@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -27,12 +27,15 @@ class ReadyResponse(BaseModel):
 
 
 @router.get("/health", response_model=HealthResponse, responses=error_responses(429))
-async def health(request: Request) -> HealthResponse:
+async def health(request: Request, full: Annotated[bool, Query(
+        description="list every component's status; by default only those neither healthy nor unknown")] = False,
+) -> HealthResponse:
     """Liveness: the process is serving. Stays 200 while the database is down, so that an outage
-    does not make Kubernetes restart every replica at once."""
+    does not make Kubernetes restart every replica at once. The body stays small at any fleet size:
+    the overall status and the components that are not healthy (``?full=true`` for all of them)."""
     state = request.app.state.guard
-    components = state.health_snapshot()
-    return HealthResponse(status=state.overall_health(components), timestamp=datetime.now(UTC), components=components)
+    return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC),
+                          components=state.health_snapshot(full))
 
 
 @router.get("/ready", response_model=ReadyResponse, responses=error_responses(429, 503))

@@ -73,8 +73,9 @@ class ProbeMetrics:
                 metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
                 for s in STATUSES:
                     metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
-        if changed_any:  # O(components): only on a refresh or when a status changed in this flush
-            healthy = sum(1 for s in health.values() if s == "healthy")
+        if changed_any:  # only on a refresh or when a status changed in this flush
+            counts = getattr(health, "counts", None)  # a HealthMap counts as it is written
+            healthy = counts["healthy"] if counts is not None else sum(1 for s in health.values() if s == "healthy")
             metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
         if last_lag is not None:
             metrics.scheduler_lag.set(last_lag)

@@ -24,7 +24,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from app.checks.base import Outcome
 from app.db.session import session_scope
+from app.monitoring import state_machine as sm
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
@@ -35,6 +37,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.monitoring")
 
 MAX_BUFFER = 200_000  # results kept across failing flushes before the oldest are dropped (counted, logged)
+# One transaction writes at most this many results: a backlog is written in several short
+# transactions back to back, so SQLite's write lock is never held for the whole backlog and the
+# other loops' transactions get in between.
+MAX_BATCH = 2_000
+# Back-pressure: past this many buffered results the dispatcher waits (the lag shows it) until the
+# buffer is back under it, instead of probing faster than the database can store.
+HIGH_WATER = 20_000
 SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
 
 Item = Observation | RecoveryMark
@@ -65,6 +74,13 @@ class ResultWriter:
         self._flushes: set[asyncio.Future] = set()
         self._flusher: asyncio.Task | None = None
         self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
+        # component -> (state machine with the buffered, unwritten results folded in, sequence number
+        # of the last one): tells at once whether a new result changes a status (flush it now).
+        self._ahead: dict[int, tuple[sm.MachineState, int]] = {}
+        self._seq = 0
+        self._room = asyncio.Event()  # set while the buffer is under HIGH_WATER
+        self._room.set()
+        self.urgent_flushes = 0
         self._closing = False
         self.dropped_results = 0
         self.fenced_results = 0  # results not written because the component's lease moved on
@@ -94,7 +110,13 @@ class ResultWriter:
         flusher, self._flusher = self._flusher, None
         if flusher is not None:
             await asyncio.gather(flusher, return_exceptions=True)
-        await self._drain()
+        try:
+            await self._drain()
+        except asyncio.CancelledError:
+            # Shutdown was cut short (the loop's stop timeout): what is left is lost; say so.
+            self._drop(len(self._buffer), "shutdown was cut short before the buffer was written")
+            self._buffer = []
+            raise
 
     async def _drain(self) -> None:
         """Shutdown: flush until the buffer is empty, retrying failures for up to
@@ -129,13 +151,58 @@ class ResultWriter:
         flushes at once, so its lease is released right after its last probe."""
         buffer = self._buffer
         buffer.append(observation)
-        if len(buffer) >= self.flush_size or observation.component_id in self._handing_over:
+        if len(buffer) >= HIGH_WATER:
+            self._room.clear()
+        if self._decides(observation):
+            # A result that changes a status is written at once (not after the flush interval): its
+            # transaction publishes the transition and wakes healing on commit.
+            self.urgent_flushes += 1
             self._flush_soon.set()
+        elif len(buffer) >= self.flush_size or observation.component_id in self._handing_over:
+            self._flush_soon.set()
+
+    def _decides(self, observation: Observation) -> bool:
+        """Would this result change its component's status, given the results already buffered?
+        A steady success of a healthy component (the common case) is answered without the state
+        machine. A wrong "yes" only costs an earlier flush; the write itself decides for real."""
+        cid = observation.component_id
+        tracked = self.tracked.get(cid)
+        if tracked is None:
+            return False
+        ahead = self._ahead.get(cid)
+        machine = tracked.machine if ahead is None else ahead[0]
+        result = observation.result
+        if (result.outcome == Outcome.UP and machine.status == sm.HEALTHY and machine.consecutive_failures == 0
+                and machine.grace_until is None):
+            return False
+        self._seq += 1
+        machine, decision = sm.observe(machine, result.outcome, result.observed_at, tracked.thresholds, result.detail)
+        self._ahead[cid] = (machine, self._seq)
+        # A first observation (unknown -> healthy) is not urgent: nothing reacts to it, and a
+        # restart would otherwise flush once per component.
+        return decision is not None and not (decision.previous == sm.UNKNOWN and decision.current == sm.HEALTHY)
+
+    @property
+    def backlogged(self) -> bool:
+        return not self._room.is_set()
+
+    async def wait_room(self) -> None:
+        """Back-pressure for the dispatcher: returns at once unless HIGH_WATER results are waiting."""
+        if not self._room.is_set():
+            await self._room.wait()
 
     async def write_now(self, item: Item) -> int:
         """Buffer `item` and flush at once (a recovery mark must be persisted before returning)."""
         self._buffer.append(item)
-        return await self.flush()
+        self._ahead.pop(item.component_id, None)  # a recovery mark moves the machine: look ahead afresh
+        return await self.flush_all()
+
+    async def flush_all(self) -> int:
+        """Flush until the buffer is empty, in bounded transactions. Returns the number written."""
+        written = await self.flush()
+        while self._buffer:
+            written += await self.flush()
+        return written
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
@@ -169,6 +236,9 @@ class ResultWriter:
                 return  # close() drains
             try:
                 await self.flush()
+                while len(self._buffer) >= MAX_BATCH and not self._closing:
+                    await asyncio.sleep(0)  # let the other loops' transactions in between two batches
+                    await self.flush()
                 backoff = 0.0
             except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
                 backoff = min(max(backoff * 2, self.flush_interval), 5.0)
@@ -193,7 +263,8 @@ class ResultWriter:
             self.probe_metrics.publish_counts()
             if not self._buffer:
                 return 0
-            items, self._buffer = self._buffer, []
+            items, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
+            taken_seq = self._seq
             handing: dict[int, float | None] = {}
             try:
                 async with session_scope(self.state.sessionmaker) as session:
@@ -214,6 +285,9 @@ class ResultWriter:
                     self._buffer = self._buffer[excess:]
                     self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
                 raise
+            finally:
+                if len(self._buffer) < HIGH_WATER:
+                    self._room.set()
             for cid, fresh in applied.tracked.items():
                 current = self.tracked.get(cid)
                 if current is not None:
@@ -221,6 +295,11 @@ class ResultWriter:
                     fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
                         current.name, current.critical, current.labels, current.thresholds)
                     self.tracked[cid] = fresh
+            if self._ahead:
+                for cid in {item.component_id for item in items}:
+                    ahead = self._ahead.get(cid)
+                    if ahead is not None and ahead[1] <= taken_seq:
+                        del self._ahead[cid]  # what it folded in is written: `tracked` is as far
             self._publish_health(applied.tracked)
             if handing:
                 self._handing_over.difference_update(handing)

@@ -24,9 +24,11 @@ ServiceDep = Annotated[StatusService, Depends(get_service)]
 
 
 @router.get("/status", response_model=SystemStatus, responses=error_responses(401, 403))
-async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> SystemStatus:
-    """Overall health, and per component: status, last check, current incident, uptime over 24 h."""
-    return await service.system_status()
+async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep,
+                        page: Annotated[Page, Depends()]) -> SystemStatus:
+    """Overall health, the number of components per status, and one page of components (by name):
+    status, last check, current incident, uptime over 24 h."""
+    return await service.system_status(limit=page.limit, offset=page.offset)
 
 
 @router.get("/status/detailed", response_model=DetailedStatus, responses=error_responses(401, 403))

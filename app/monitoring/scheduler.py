@@ -25,6 +25,7 @@ from sqlalchemy import insert, select
 
 from app.background import LoopService
 from app.checks.registry import default_registry
+from app.components.registry_watch import RegistryWatch
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.db.types import utcnow
@@ -61,6 +62,9 @@ class Scheduler:
         # creation time tells a deleted and re-created component from an edit even where the id and
         # version look the same, so the new one never inherits the old one's state.
         self._versions: dict[int, tuple[int, Any]] = {}
+        self.registry_watch = RegistryWatch()  # the refresh's cheap change check
+        self._tracked_generation = self._published_generation = 0
+        self._loaded = False  # the first refresh is done
         self._heap: list[tuple[float, int, int]] = []
         self._refresh_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -96,6 +100,13 @@ class Scheduler:
     @property
     def last_flush_error(self) -> str | None:
         return self.writer.last_flush_error
+
+    @property
+    def holds_whole_fleet(self) -> bool:
+        """Loaded, and checking every enabled component (one replica): then the health map is the fleet."""
+        if not self._loaded:
+            return False
+        return isinstance(self.ownership, OwnAll) or bool(getattr(self.ownership, "single", False))
 
     @property
     def http_session(self) -> aiohttp.ClientSession | None:
@@ -207,9 +218,7 @@ class Scheduler:
 
     async def _refresh(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:
-            rows = (await session.execute(
-                select(Component.id, Component.version, Component.created_at).where(Component.enabled.is_(True)))).all()
-            current = {cid: (version, created) for cid, version, created in rows}
+            current = dict(await self.registry_watch.enabled_versions(session))
             owned = await self.ownership.owned(set(current))
             current = {cid: v for cid, v in current.items() if cid in owned}
             changed = [cid for cid, v in current.items() if self._versions.get(cid) != v]
@@ -229,10 +238,19 @@ class Scheduler:
             if cid in self.entries:
                 self._make_due_now(self.entries[cid])
             self._requested.discard(cid)
-        self._publish_health()
+        self._loaded = True
+        # The whole health map is rebuilt only when the set of components moved; a flush keeps the
+        # statuses up to date in between (rebuilding it every second cost O(fleet) per tick).
+        self._publish_health(None if self._membership_moved() else ())
+
+    def _membership_moved(self) -> bool:
+        moved = self._tracked_generation != self._published_generation
+        self._published_generation = self._tracked_generation
+        return moved
 
     async def _load(self, session, component: Component) -> None:
         self._versions[component.id] = (component.version, component.created_at)
+        self._tracked_generation += 1  # added, renamed or re-configured: the health map is rebuilt
         check = component.check
         if not check or not isinstance(check, dict) or "kind" not in check:
             self._forget(component.id, keep_version=True)
@@ -279,6 +297,7 @@ class Scheduler:
         if entry is not None:
             entry.generation += 1  # its heap items become stale
         tracked = self.tracked.pop(component_id, None)
+        self._tracked_generation += 1
         if not keep_version:
             self._versions.pop(component_id, None)
         if tracked is not None:
@@ -323,6 +342,10 @@ class Scheduler:
         while not self._closing:
             now = time.monotonic()
             while self._heap and self._heap[0][0] <= now:
+                if self.writer.backlogged:
+                    await self.writer.wait_room()  # back-pressure: the database is behind (the lag shows it)
+                    now = time.monotonic()
+                    continue
                 if pool.saturated():
                     await pool.wait_free()  # the lag shows it
                     now = time.monotonic()
@@ -371,9 +394,9 @@ class Scheduler:
 
     # ------------------------------------------------------------------ flush
     async def flush(self) -> int:
-        """Write buffered results in one transaction (`ResultWriter.flush`), then the numbers the
-        checks reported as metric points. Returns the number of results written."""
-        written = await self.writer.flush()
+        """Write every buffered result (`ResultWriter.flush_all`), then the numbers the checks reported
+        as metric points. Returns the number of results written."""
+        written = await self.writer.flush_all()
         await self.check_metrics.flush()
         return written
 

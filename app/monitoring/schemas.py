@@ -36,7 +36,11 @@ class ComponentStatusOut(BaseModel):
 class SystemStatus(BaseModel):
     overall_health: str
     timestamp: datetime
-    components: list[ComponentStatusOut]
+    total: int = Field(description="monitored components (enabled, with a check)")
+    limit: int | None = None
+    offset: int = 0
+    counts_by_status: dict[str, int] = Field(default_factory=dict)
+    components: list[ComponentStatusOut] = Field(description="one page, by name")
 
 
 class DetailedStatus(BaseModel):

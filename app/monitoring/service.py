@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Text, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import (
@@ -21,6 +21,7 @@ from app.db.models import (
 from app.db.types import utcnow
 from app.errors import NotFound
 from app.monitoring.presentation import NEW, is_new
+from app.health.health_map import overall_health
 from app.monitoring.rollups import floor_hour, rollup_watermark
 from app.monitoring.schemas import (
     ComponentStatusOut,
@@ -142,18 +143,30 @@ class StatusService:
                          uptime_percent=self.percent(c), source=source)
 
     # ------------------------------------------------------------------ status
-    async def system_status(self) -> SystemStatus:
-        rows = (await self.session.execute(
-            select(Component, ComponentState).join(ComponentState, ComponentState.component_id == Component.id)
-            .where(Component.enabled.is_(True), Component.check.is_not(None)).order_by(Component.name)
-        )).unique().all()
-        rows = [(c, s) for c, s in rows if c.check]
+    async def system_status(self, limit: int | None = None, offset: int = 0) -> SystemStatus:
+        """Overall health, the count per status (aggregated in SQL) and one page of monitored
+        components by name (all of them when ``limit`` is None): the cost of a page does not grow
+        with the fleet."""
+        monitored = (Component.enabled.is_(True), Component.check.is_not(None),
+                     # JSON null and {} are "no check" (the scheduler skips a check without a kind).
+                     cast(Component.check, Text).not_in(("null", "{}")))
+        counts = self._counts_in_memory()
+        if counts is None:
+            counts = {status: int(n) for status, n in (await self.session.execute(
+                select(ComponentState.status, func.count())
+                .join(Component, ComponentState.component_id == Component.id)
+                .where(*monitored).group_by(ComponentState.status))).all()}
+        page = (select(Component, ComponentState).join(ComponentState, ComponentState.component_id == Component.id)
+                .where(*monitored).order_by(Component.name).offset(offset))
+        if limit is not None:
+            page = page.limit(limit)
+        rows = (await self.session.execute(page)).unique().all()
         incident_ids = [s.current_incident_id for _, s in rows if s.current_incident_id]
         incidents: dict[int, Incident] = {}
         if incident_ids:
             found = (await self.session.execute(select(Incident).where(Incident.id.in_(incident_ids)))).scalars()
             incidents = {i.id: i for i in found}
-        totals, _ = await self.counts(utcnow() - WINDOWS["24h"])
+        totals, _ = await self.counts(utcnow() - WINDOWS["24h"], [c.id for c, _ in rows] if limit is not None else None)
         components = []
         for c, s in rows:
             incident = incidents.get(s.current_incident_id) if s.current_incident_id else None
@@ -164,9 +177,29 @@ class StatusService:
                 last_latency_ms=s.last_latency_ms, uptime_24h=None if new else self.percent(totals.get(c.id)),
                 current_incident=IncidentOut.model_validate(incident) if incident else None,
             ))
-        # The scheduler's in-memory map is the freshest view; the rows are used when it runs elsewhere.
-        health = self.state.component_health or {c.name: c.status for c in components if c.status != NEW}
-        return SystemStatus(overall_health=self.state.overall_health(health), timestamp=utcnow(), components=components)
+        # The scheduler's in-memory map is the freshest view; the rows answer when it runs elsewhere.
+        overall = self.state.overall_health() if self.state.component_health else await self._overall_from_rows(monitored)
+        return SystemStatus(overall_health=overall, timestamp=utcnow(), total=sum(counts.values()),
+                            limit=limit, offset=offset, counts_by_status=counts, components=components)
+
+    def _counts_in_memory(self) -> dict[str, int] | None:
+        """Components per status from the scheduler's health map, which counts as it is written,
+        when this process checks the whole fleet (one replica) and has loaded it; None otherwise
+        (several replicas each hold a share: the database counts)."""
+        scheduler = self.state.extras.get("scheduler")
+        health = self.state.component_health
+        if scheduler is None or not health or not scheduler.holds_whole_fleet:
+            return None
+        return {status: n for status, n in health.counts.items() if n > 0}
+
+    async def _overall_from_rows(self, monitored: tuple) -> str:
+        """The overall health from the stored states: only the components that are not healthy are read."""
+        rows = (await self.session.execute(
+            select(Component.name, ComponentState.status, Component.critical)
+            .join(ComponentState, ComponentState.component_id == Component.id)
+            .where(*monitored, ComponentState.status.not_in(("healthy", "unknown"))))).all()
+        critical = {name for name, _, is_critical in rows if is_critical}
+        return overall_health({name: status for name, status, _ in rows}, critical)
 
     async def detailed(self) -> DetailedStatus:
         counts = Counter(dict((await self.session.execute(

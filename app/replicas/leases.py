@@ -17,6 +17,7 @@ from datetime import timedelta
 from sqlalchemy import and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.components.registry_watch import RegistryWatch
 from app.db.models import Component, ComponentLease, Replica
 
 
@@ -182,9 +183,18 @@ class SingleReplicaLeases:
 
     multi_replica = False
 
+    def __init__(self) -> None:
+        # Regions only matter when replicas balance; the ids come from the same cheap change check
+        # the scheduler uses, so a tick does not read every component row.
+        self._watch = RegistryWatch()
+        self._ids: dict[int, tuple] | None = None
+        self._components: dict[int, str | None] = {}
+
     async def components(self, session: AsyncSession) -> dict[int, str | None]:
-        rows = await session.execute(select(Component.id, Component.region).where(Component.enabled.is_(True)))
-        return {cid: region for cid, region in rows}
+        enabled = await self._watch.enabled_versions(session)
+        if enabled is not self._ids:
+            self._ids, self._components = enabled, dict.fromkeys(enabled)
+        return self._components
 
     async def take(self, session, me, ids, ttl) -> list[Held]:
         return [Held(cid, 1, False) for cid in ids]

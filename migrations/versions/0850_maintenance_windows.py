@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0850'
-down_revision = '0810'
+down_revision = '0840_registry_watch'
 branch_labels = None
 depends_on = None
 

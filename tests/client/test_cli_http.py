@@ -232,3 +232,13 @@ def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
         assert cells[4] == str(found[0]["baseline"]["median"]) and cells[5] == str(found[0]["baseline"]["spread"])
         assert cells[8] == "50"
         assert cli("metrics", "baselines", "--metric", "nope", "--url", url, "--token", token).stderr.strip() == "(none)"
+
+
+def test_status_says_when_it_shows_one_page_of_a_larger_fleet(cli, stub):
+    stub.script("GET", "/api/v1/status", (200, {"overall_health": "healthy", "total": 120, "limit": 50, "offset": 0,
+                                                 "counts_by_status": {"healthy": 118, "critical": 2},
+                                                 "components": [{"name": "etl", "status": "healthy"},
+                                                                {"name": "train", "status": "healthy"}]}))
+    result = cli("status", "--url", stub.url, "--token", "t")
+    assert result.exit_code == 0, result.output
+    assert "showing 2 of 120 components (critical 2, healthy 118)" in result.stdout

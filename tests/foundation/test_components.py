@@ -85,3 +85,22 @@ async def test_config_declared_component_refuses_api_edits(guard):
     assert r.status_code == 409
     assert "edit it there" in r.json()["error"]["message"]
     assert (await guard.client.delete("/api/v1/components/declared", headers=admin)).status_code == 409
+
+
+async def test_label_filters_and_totals_are_answered_by_the_database(guard):
+    admin = await guard.headers("admin")
+    for i in range(12):
+        labels = {"app.kubernetes.io/name": "feat" if i % 2 else "etl", "team": f"t{i % 3}"}
+        r = await guard.client.post("/api/v1/components", headers=admin, json={"name": f"c-{i:02d}", "labels": labels})
+        assert r.status_code == 201
+    c = guard.client
+    page = (await c.get("/api/v1/components", headers=admin,
+                        params=[("label", "app.kubernetes.io/name=feat"), ("limit", 2), ("offset", 1)])).json()
+    assert page["total"] == 6 and [x["name"] for x in page["items"]] == ["c-03", "c-05"]
+    both = (await c.get("/api/v1/components", headers=admin,
+                        params=[("label", "app.kubernetes.io/name=etl"), ("label", "team=t0")])).json()
+    assert both["total"] == 2 and [x["name"] for x in both["items"]] == ["c-00", "c-06"]
+    none = (await c.get("/api/v1/components", headers=admin, params=[("label", "team=it's \"quoted\"")])).json()
+    assert none["total"] == 0 and none["items"] == []
+    beyond = (await c.get("/api/v1/components", headers=admin, params={"offset": 50})).json()
+    assert beyond["total"] == 12 and beyond["items"] == []

@@ -70,3 +70,86 @@ async def test_metrics_exposition_is_promtool_clean(guard, tmp_path):
     result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=text, check=False,
                                      capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_health_lists_only_the_components_that_are_not_healthy(guard):
+    health = guard.state.component_health
+    health.update({f"ok-{i:03d}": "healthy" for i in range(500)})
+    health.update({"new": "unknown", "slow": "degraded", "db": "critical"})
+    guard.state.critical_components.add("db")
+    body = (await guard.client.get("/health")).json()
+    assert body["status"] == "critical"
+    assert body["components"] == {"db": "critical", "slow": "degraded"}
+    full = (await guard.client.get("/health", params={"full": "true"})).json()
+    assert len(full["components"]) == 503 and full["components"]["ok-007"] == "healthy"
+    assert full["components"]["new"] == "unknown" and full["status"] == "critical"
+    health["db"] = "healthy"
+    health.pop("slow")
+    body = (await guard.client.get("/health")).json()
+    assert body["status"] == "healthy" and body["components"] == {}
+    r = await guard.client.get("/health", params={"full": "maybe"})
+    assert r.status_code == 422 and r.json()["error"]["type"] == "validation_error"
+
+
+def test_health_map_keeps_its_index_with_every_dict_method():
+    from collections import Counter
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from app.health.health_map import OK_STATUSES, HealthMap, overall_health
+
+    names = st.sampled_from(["a", "b", "c", "d"])
+    statuses = st.sampled_from(["healthy", "unknown", "degraded", "critical", "failed", "recovering"])
+    ops = st.lists(st.one_of(
+        st.tuples(st.just("set"), names, statuses), st.tuples(st.just("pop"), names, statuses),
+        st.tuples(st.just("del"), names, statuses), st.tuples(st.just("update"), names, statuses),
+        st.tuples(st.just("setdefault"), names, statuses), st.tuples(st.just("clear"), names, statuses),
+        st.tuples(st.just("popitem"), names, statuses)), max_size=30)
+
+    @settings(max_examples=300, deadline=None)
+    @given(ops, st.sets(names))
+    def check(operations, critical):
+        m, plain = HealthMap(), {}
+        for op, name, status in operations:
+            if op == "set":
+                m[name] = plain[name] = status
+            elif op == "pop":
+                assert m.pop(name, None) == plain.pop(name, None)
+            elif op == "del" and name in plain:
+                del m[name], plain[name]
+            elif op == "update":
+                m.update({name: status})
+                plain.update({name: status})
+            elif op == "setdefault":
+                assert m.setdefault(name, status) == plain.setdefault(name, status)
+            elif op == "clear":
+                m.clear()
+                plain.clear()
+            elif op == "popitem" and plain:
+                name, _ = m.popitem()
+                plain.pop(name)
+            assert dict(m) == plain
+            assert m.not_ok == {n for n, s in plain.items() if s not in OK_STATUSES}
+            assert +m.counts == Counter(plain.values())
+            assert overall_health(m, critical) == overall_health(dict(plain), critical)
+
+    check()
+
+
+async def test_http_metrics_label_requests_by_route_template(guard):
+    admin = await guard.headers("admin")
+    for name in ("a", "b"):
+        await guard.client.get(f"/api/v1/components/{name}", headers=admin)  # 404s, one template
+    await guard.client.get("/no/such/path")
+    await guard.client.post("/api/v1/components", headers={**admin, "content-type": "application/json"},
+                            content=b"{}")
+    await guard.client.get("/metrics")
+    text = (await guard.client.get("/metrics")).text
+    assert 'http_requests_total{handler="/api/v1/components/{name}",method="GET",status="4xx"} 2.0' in text
+    assert 'http_requests_total{handler="none",method="GET",status="4xx"} 1.0' in text
+    assert 'http_requests_total{handler="/api/v1/components",method="POST",status="4xx"} 1.0' in text
+    assert 'handler="/metrics"' not in text
+    assert 'http_request_duration_seconds_bucket{handler="/api/v1/components/{name}",le="0.1",method="GET"}' in text
+    assert "http_request_duration_highr_seconds_count" in text
+    assert 'http_request_size_bytes_sum{handler="/api/v1/components"} 2.0' in text

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
@@ -28,7 +28,10 @@ class Component(Base):
     __tablename__ = "components"
     # Ids are never reused (SQLite would hand a deleted row's id to the next insert otherwise), so
     # an id held elsewhere (healing, alerts, a scheduler's memory) never points at a newer row.
-    __table_args__ = ({"sqlite_autoincrement": True},)
+    # The index covers the scheduler's per-second change check (`app/components/registry_watch.py`):
+    # one aggregate over these columns is read from the index, not from every row.
+    __table_args__ = (Index("ix_components_registry_watch", "id", "version", "updated_at", "enabled"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)

@@ -1,0 +1,99 @@
+"""The in-memory map component name -> health status that /health and /api/v1/status read.
+
+A plain dict that also keeps, as it is written, the names whose status is neither healthy nor
+unknown and a count per status, so that the overall health, the /health body and the healthy
+share cost O(unhealthy components) instead of O(fleet): at 20,000 components a liveness probe must
+not walk the whole fleet on every call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+OK_STATUSES = frozenset({"healthy", "unknown"})
+UNHEALTHY = frozenset({"critical", "failed"})
+
+
+class HealthMap(dict[str, str]):
+    """Every mutating dict method keeps ``not_ok`` and ``counts`` in step (tests and the scheduler
+    write the map directly)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.not_ok: set[str] = set()
+        self.counts: Counter[str] = Counter()
+        self.update(*args, **kwargs)
+
+    def _track_out(self, name: str) -> None:
+        old = dict.get(self, name)
+        if old is not None:
+            self.counts[old] -= 1
+            if self.counts[old] <= 0:
+                del self.counts[old]
+        self.not_ok.discard(name)
+
+    def __setitem__(self, name: str, status: str) -> None:
+        self._track_out(name)
+        dict.__setitem__(self, name, status)
+        self.counts[status] += 1
+        if status not in OK_STATUSES:
+            self.not_ok.add(name)
+
+    def __delitem__(self, name: str) -> None:
+        if name in self:
+            self._track_out(name)
+        dict.__delitem__(self, name)
+
+    _MISSING = object()
+
+    def pop(self, name: str, default: Any = _MISSING) -> Any:
+        if name in self:
+            self._track_out(name)
+            return dict.pop(self, name)
+        if default is HealthMap._MISSING:
+            raise KeyError(name)
+        return default
+
+    def popitem(self) -> tuple[str, str]:
+        name, status = dict.popitem(self)
+        dict.__setitem__(self, name, status)
+        self._track_out(name)
+        dict.__delitem__(self, name)
+        return name, status
+
+    def setdefault(self, name: str, default: str) -> str:  # type: ignore[override]
+        if name not in self:
+            self[name] = default
+        return dict.__getitem__(self, name)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        source: Iterable[tuple[str, str]]
+        for arg in (*args, kwargs):
+            source = arg.items() if isinstance(arg, Mapping) else arg
+            for name, status in source:
+                self[name] = status
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.not_ok.clear()
+        self.counts.clear()
+
+    def not_ok_items(self) -> dict[str, str]:
+        """The components whose status is neither healthy nor unknown, by name."""
+        return {name: dict.__getitem__(self, name) for name in sorted(self.not_ok)}
+
+
+def overall_health(components: Mapping[str, str], critical: set[str]) -> str:
+    """Critical components drive overall health; others can only degrade it. On a ``HealthMap`` only
+    the components that are not healthy are looked at."""
+    names: Iterable[str] = components.not_ok if isinstance(components, HealthMap) else components
+    worst = "healthy"
+    for name in names:
+        status = components[name]
+        if status in UNHEALTHY and name in critical:
+            return "critical"
+        if status not in OK_STATUSES:
+            worst = "degraded"
+    return worst
