@@ -39,9 +39,9 @@ async def test_a_backlog_is_written_in_bounded_transactions(db_url, tmp_path, ht
     sizes: list[int] = []
     real_write = writer_module.write_batch
 
-    async def counting_write(session, items, tracked, events):
+    async def counting_write(session, items, tracked, events, *rest):
         sizes.append(len(items))
-        return await real_write(session, items, tracked, events)
+        return await real_write(session, items, tracked, events, *rest)
 
     monkeypatch.setattr(writer_module, "write_batch", counting_write)
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
@@ -165,7 +165,7 @@ async def test_a_shutdown_cut_short_counts_what_it_could_not_write(db_url, tmp_p
 
     async def stalled_write(session, items, tracked, events):
         await stall.wait()  # the database is stuck; only the test releases it
-        return await real_write(session, items, tracked, events)
+        return await real_write(session, items, tracked, events, *rest)
 
     monkeypatch.setattr(writer_module, "MAX_BATCH", 10)
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
