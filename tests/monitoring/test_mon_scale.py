@@ -163,7 +163,7 @@ async def test_a_shutdown_cut_short_counts_what_it_could_not_write(db_url, tmp_p
     real_write = writer_module.write_batch
     stall = asyncio.Event()
 
-    async def stalled_write(session, items, tracked, events):
+    async def stalled_write(session, items, tracked, events, *rest):
         await stall.wait()  # the database is stuck; only the test releases it
         return await real_write(session, items, tracked, events, *rest)
 
