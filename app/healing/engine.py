@@ -38,7 +38,7 @@ from app.db.models.healing import (
 )
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.healing import breaker, budgets, learning, lifecycle
+from app.healing import breaker, budgets, learning, lifecycle, rootcause
 from app.healing.attempts import Attempts, Claim, find_component
 from app.healing.incidents import IncidentEvents
 from app.healing.operator import OperatorActions
@@ -220,6 +220,8 @@ class HealingEngine:
                 return None
             if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
+            if await rootcause.holds_healing(session, incident_id, component.name):
+                return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
             policy = parse_policy(component.recovery, self.settings)
             status = await incident_status(session, incident_id, component.id)
             if not lifecycle.should_heal(status, policy.heal_on):

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -122,6 +123,8 @@ class DetectionRule(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # When it fires, the component's recovery policy acts on it like on a failed check (rule_healing.py).
+    heal: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class RuleState(Base):
@@ -158,3 +161,5 @@ class MetricAnomaly(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A rule with ``heal: true``: the incident its firing opened (closed when the rule resolves).
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

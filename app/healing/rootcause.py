@@ -1,0 +1,245 @@
+"""Root cause: a component failing while something it depends on is unhealthy is not an incident of
+its own. Its incident is attributed to that upstream root (``incidents.caused_by``), it notifies no
+one (the root's alert lists the components it affects) and it is not healed while the root is
+unhealthy. The children keep being checked.
+
+An attributed or held incident is ``suppressed``. Its life, decided on the database rows only (so
+every replica reaches the same verdict; a release is claimed by a conditional UPDATE, so exactly
+one replica notifies):
+
+- opened while an upstream (direct or transitive) is unhealthy -> attributed to the root at once;
+- opened while every upstream looks healthy -> **held**: a child often fails before its upstream
+  does (shorter period, lower threshold). It is released (its own: notified, healed) as soon as
+  every upstream has passed a check since the child's incident opened, or at ``held_until``: the
+  longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout,
+  plus slack). If an upstream turns unhealthy meanwhile, the held incident is attributed to it.
+- the root recovers -> the child gets its own threshold window (``held_until`` = now + its interval
+  x failure_threshold + timeout). Recovering by itself within it closes the incident with no
+  notification and no action; still failing after it, the incident becomes its own.
+
+The alert handlers ask ``is_suppressed``; the healing engine asks ``holds_healing`` (which also
+refuses to act on any component while one of its upstreams is unhealthy, whatever its incident).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.background import LoopService
+from app.components import graph
+from app.db.models import Component, ComponentState, Incident
+from app.db.session import session_scope
+from app.db.types import utcnow
+from app.events import IncidentOpened
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.rootcause")
+
+UNHEALTHY = frozenset({"degraded", "critical", "failed", "recovering"})
+SLACK_S = 5.0
+
+
+async def load_graph(session: AsyncSession) -> dict[str, list[str]]:
+    rows = (await session.execute(select(Component.name, Component.depends_on))).all()
+    return {name: list(deps or []) for name, deps in rows}
+
+
+async def _states(session: AsyncSession, names: list[str]) -> dict[str, tuple[Component, ComponentState | None]]:
+    if not names:
+        return {}
+    rows = (await session.execute(select(Component).where(Component.name.in_(names)))).unique().scalars().all()
+    return {c.name: (c, c.state) for c in rows}
+
+
+def _unhealthy(states: dict[str, tuple[Component, ComponentState | None]]) -> set[str]:
+    return {name for name, (component, state) in states.items()
+            if component.enabled and state is not None and state.status in UNHEALTHY}
+
+
+def detection_window(component: Component, settings: Settings) -> float:
+    """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
+    check = component.check or {}
+    mon = settings.monitoring
+    interval = float(check.get("interval") or mon.interval)
+    timeout = float(check.get("timeout") or mon.health_check_timeout)
+    threshold = int(check.get("failure_threshold") or mon.failure_threshold)
+    return interval * threshold + timeout
+
+
+async def affected(session: AsyncSession, component: str) -> list[str]:
+    """The components that depend on ``component``, directly or transitively (for its alert)."""
+    return graph.descendants(await load_graph(session), component)
+
+
+async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
+    """The graph's root causes: unhealthy components others depend on, with no unhealthy upstream."""
+    dag = await load_graph(session)
+    if not any(dag.values()):
+        return []
+    states = await _states(session, sorted(dag))
+    unhealthy = _unhealthy(states)
+    out = []
+    for name in sorted(unhealthy):
+        below = graph.descendants(dag, name)
+        if below and not any(a in unhealthy for a in graph.ancestors(dag, name)):
+            out.append({"component": name, "status": states[name][1].status, "affected": below,
+                        "unhealthy": [b for b in below if b in unhealthy]})
+    return out
+
+
+async def is_suppressed(session: AsyncSession, incident_id: int | None) -> tuple[bool, str | None]:
+    """Whether this incident's notifications are held, and the root it is attributed to."""
+    if incident_id is None:
+        return False, None
+    row = (await session.execute(select(Incident.suppressed, Incident.caused_by).where(Incident.id == incident_id))).first()
+    if row is None:
+        return False, None
+    return bool(row.suppressed), row.caused_by
+
+
+async def holds_healing(session: AsyncSession, incident_id: int, component: str) -> bool:
+    """No action on an attributed or held incident, nor on a component whose upstream is unhealthy."""
+    suppressed, _ = await is_suppressed(session, incident_id)
+    if suppressed:
+        return True
+    dag = await load_graph(session)
+    ups = graph.ancestors(dag, component)
+    return bool(ups and _unhealthy(await _states(session, ups)))
+
+
+async def on_incident_opened(state: GuardState, event: IncidentOpened, session: AsyncSession) -> None:
+    """Inside the opening transaction, before the alert handlers: attribute or hold."""
+    dag = await load_graph(session)
+    ups = graph.ancestors(dag, event.component)
+    if not ups:
+        return
+    states = await _states(session, ups)
+    roots = graph.roots(dag, event.component, _unhealthy(states))
+    values: dict[str, Any] = {"suppressed": True}
+    if roots:
+        values.update(caused_by=roots[0], held_until=None)
+    else:
+        wait = max((detection_window(c, state.settings) for c, _ in states.values() if c.enabled), default=0.0)
+        values.update(caused_by=None, held_until=event.at + timedelta(seconds=wait + SLACK_S))
+    await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
+
+
+def wire(state: GuardState) -> None:
+    if state.extras.get("rootcause_wired"):
+        return
+    state.extras["rootcause_wired"] = True
+
+    async def handler(event: IncidentOpened, session: AsyncSession) -> None:
+        await on_incident_opened(state, event, session)
+
+    # first: the alert handlers read the verdict when they raise the component's alert.
+    state.events.subscribe(IncidentOpened, handler, first=True)
+
+
+class RootCauseLoop(LoopService):
+    """Every second: attribute held incidents whose upstream turned unhealthy, give children of a
+    recovered root their own window, release what is due (one replica wins each release)."""
+
+    name = "root-cause"
+
+    def __init__(self, state: GuardState, interval: float = 1.0) -> None:
+        super().__init__(interval, metrics=state.metrics)
+        self.state = state
+
+    async def run_once(self) -> None:
+        released: list[int] = []
+        async with session_scope(self.state.sessionmaker) as session:
+            held = (await session.execute(
+                select(Incident, Component.name).join(Component, Component.id == Incident.component_id)
+                .where(Incident.closed_at.is_(None), Incident.suppressed.is_(True)).order_by(Incident.id)
+            )).all()
+            if not held:
+                return
+            dag = await load_graph(session)
+            names = sorted({a for _, name in held for a in graph.ancestors(dag, name)} | {n for _, n in held})
+            states = await _states(session, names)
+            unhealthy = _unhealthy(states)
+            now = utcnow()
+            for incident, name in held:
+                if await self._step(session, incident, name, dag, states, unhealthy, now):
+                    released.append(incident.id)
+        if released:
+            wake = self.state.extras.get("healing.wake")
+            if wake is not None:
+                wake.set()
+
+    async def _step(self, session: AsyncSession, incident: Incident, name: str, dag, states, unhealthy: set[str],
+                    now: datetime) -> bool:
+        roots = graph.roots(dag, name, unhealthy)
+        where = (Incident.id == incident.id, Incident.suppressed.is_(True))
+        if roots:
+            if incident.caused_by != roots[0] or incident.held_until is not None:
+                await session.execute(update(Incident).where(*where).values(caused_by=roots[0], held_until=None))
+                await _alert_meta(session, self.state, name, roots[0])
+            return False
+        component, own = states.get(name, (None, None))
+        if incident.caused_by is not None and incident.held_until is None:
+            # The root recovered: the child gets its own threshold window to recover by itself.
+            window = detection_window(component, self.state.settings) if component is not None else 0.0
+            await session.execute(update(Incident).where(*where).values(
+                held_until=now + timedelta(seconds=window + SLACK_S)))
+            return False
+        due = incident.held_until is None or now >= incident.held_until
+        if incident.caused_by is None and not due:
+            due = all(_known_healthy(states.get(a), incident.opened_at) for a in graph.ancestors(dag, name))
+        if not due:
+            return False
+        if own is not None and own.status not in UNHEALTHY:
+            return False  # answering again: it closes by itself
+        if own is not None and own.consecutive_failures == 0 and own.last_check_at is not None:
+            # Passing but not yet healthy (success_threshold): one more interval to get there.
+            await session.execute(update(Incident).where(*where).values(
+                held_until=now + timedelta(seconds=detection_window(component, self.state.settings))))
+            return False
+        claimed = await session.execute(update(Incident).where(*where).values(
+            suppressed=False, caused_by=None, held_until=None))
+        if claimed.rowcount != 1:
+            return False  # another replica released it
+        await _release_alert(session, self.state, name)
+        log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
+        return True
+
+
+def _known_healthy(entry, since: datetime) -> bool:
+    if entry is None:
+        return True  # deleted meanwhile: nothing upstream to wait for
+    component, state = entry
+    if not component.enabled:
+        return True
+    return state is not None and state.status == "healthy" and state.consecutive_failures == 0 and \
+        state.last_check_at is not None and state.last_check_at >= since
+
+
+async def _alert_meta(session: AsyncSession, state: GuardState, component: str, root: str) -> None:
+    from app.alerts.service import AlertService
+    from app.alerts.subscribers import health_fingerprint
+
+    alert = await AlertService(session, state.settings).alerts.active_by_fingerprint(health_fingerprint(component))
+    if alert is not None:
+        alert.meta = {**(alert.meta or {}), "caused_by": root}
+        await session.flush()
+
+
+async def _release_alert(session: AsyncSession, state: GuardState, component: str) -> None:
+    from app.alerts.service import AlertService
+    from app.alerts.subscribers import health_fingerprint
+
+    await AlertService(session, state.settings).release_held(health_fingerprint(component))
+
+
+def build_loops(state: GuardState) -> list[RootCauseLoop]:
+    wire(state)
+    return [RootCauseLoop(state)]
