@@ -181,9 +181,12 @@ class RootCauseLoop(LoopService):
         roots = graph.roots(dag, name, unhealthy)
         where = (Incident.id == incident.id, Incident.suppressed.is_(True))
         if roots:
-            if incident.caused_by != roots[0] or incident.held_until is not None:
-                await session.execute(update(Incident).where(*where).values(caused_by=roots[0], held_until=None))
-                await _alert_meta(session, self.state, name, roots[0])
+            # The first root keeps the attribution: once db recovers, etl may stay unhealthy a moment
+            # longer than report's incident, which is still db's doing.
+            root = incident.caused_by or roots[0]
+            if incident.caused_by != root or incident.held_until is not None:
+                await session.execute(update(Incident).where(*where).values(caused_by=root, held_until=None))
+                await _alert_meta(session, self.state, name, root)
             return False
         component, own = states.get(name, (None, None))
         if incident.caused_by is not None and incident.held_until is None:
