@@ -66,6 +66,7 @@ class ComponentView:
     bars_24h: list[Segment]
     bars_7d: list[Segment]
     incident_id: int | None = None
+    caused_by: str | None = None  # its incident is attributed to this unhealthy upstream
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class StatusPage:
     alerts_total: int
     healings: list[HealingView]
     counts: dict[str, int] = field(default_factory=dict)
+    root_causes: list = field(default_factory=list)  # RootCauseOut: unhealthy, others depend on it
 
 
 def _level(percent: float | None) -> str:
@@ -173,6 +175,7 @@ class StatusPageService:
                 uptime_24h=_overall_percent(hourly.get(cid)), uptime_7d=_overall_percent(daily.get(cid)),
                 bars_24h=_segments(hours, HOUR, hourly.get(cid)), bars_7d=_segments(days, DAY, daily.get(cid)),
                 incident_id=c.current_incident.id if c.current_incident else None,
+                caused_by=c.current_incident.caused_by if c.current_incident else None,
             ))
 
         alerts, alerts_total = await AlertService(self.session, self.state.settings).list(
@@ -190,5 +193,5 @@ class StatusPageService:
             alerts_total=alerts_total,
             healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at,
                                   h.detail) for h in attempts],
-            counts=counts,
+            counts=counts, root_causes=list(system.root_causes),
         )

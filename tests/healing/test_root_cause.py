@@ -148,6 +148,10 @@ async def test_root_failure_notifies_and_heals_only_the_root(db_url, tmp_path):
         incidents = {c["name"]: c["current_incident"] for c in body["components"]}
         assert incidents["etl"]["caused_by"] == "db" and incidents["etl"]["suppressed"] is True
         assert incidents["report"]["caused_by"] == "db"
+        page = await g.guard.client.get("/status")  # the public status page shows the same
+        assert page.status_code == 200
+        assert 'data-root="db"' in page.text and "affects etl, report" in page.text
+        assert "caused by db" in page.text
         # db is back (restarted); the children recover by themselves once db is up.
         up(g, "etl", "report")
         await g.tick(3)
