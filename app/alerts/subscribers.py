@@ -37,7 +37,9 @@ async def root_cause_context(session: AsyncSession, component: str, incident_id:
     recorded with ``caused_by`` and not notified; a root lists the components it affects."""
     from app.healing import rootcause
 
-    quiet, root = await rootcause.is_suppressed(session, incident_id)
+    quiet, root = False, None
+    if await rootcause.has_upstream(session, component):  # only a child can be attributed or held
+        quiet, root = await rootcause.is_suppressed(session, incident_id)
     if root:
         return quiet, {"caused_by": root}, f" (caused by {root})"
     if quiet:

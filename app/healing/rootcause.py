@@ -45,11 +45,20 @@ log = logging.getLogger("pipeline_guard.rootcause")
 
 UNHEALTHY = frozenset({"degraded", "critical", "failed", "recovering"})
 SLACK_S = 5.0
+GRAPH_KEY = "rootcause.graph"
 
 
-async def load_graph(session: AsyncSession) -> dict[str, list[str]]:
+async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str, list[str]]:
+    """``cached``: once per transaction (a flush publishes one event per transition: a thousand
+    components failing together must not read the graph a thousand times)."""
+    txn = session.sync_session.get_transaction()
+    hit = session.info.get(GRAPH_KEY)
+    if cached and hit is not None and txn is not None and hit[0] is txn:
+        return hit[1]
     rows = (await session.execute(select(Component.name, Component.depends_on))).all()
-    return {name: list(deps or []) for name, deps in rows}
+    dag = {name: list(deps or []) for name, deps in rows}
+    session.info[GRAPH_KEY] = (session.sync_session.get_transaction(), dag)
+    return dag
 
 
 async def _states(session: AsyncSession, names: list[str]) -> dict[str, tuple[Component, ComponentState | None]]:
@@ -68,6 +77,8 @@ def detection_window(component: Component, settings: Settings) -> float:
     """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
     check = component.check or {}
     mon = settings.monitoring
+    if check.get("kind") == "heartbeat":  # a missed ping is noticed after its period and grace
+        return float(check.get("period") or mon.interval) + float(check.get("grace") or 0)
     interval = float(check.get("interval") or mon.interval)
     timeout = float(check.get("timeout") or mon.health_check_timeout)
     threshold = int(check.get("failure_threshold") or mon.failure_threshold)
@@ -76,7 +87,11 @@ def detection_window(component: Component, settings: Settings) -> float:
 
 async def affected(session: AsyncSession, component: str) -> list[str]:
     """The components that depend on ``component``, directly or transitively (for its alert)."""
-    return graph.descendants(await load_graph(session), component)
+    return graph.descendants(await load_graph(session, cached=True), component)
+
+
+async def has_upstream(session: AsyncSession, component: str) -> bool:
+    return bool((await load_graph(session, cached=True)).get(component))
 
 
 async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
@@ -117,7 +132,7 @@ async def holds_healing(session: AsyncSession, incident_id: int, component: str)
 
 async def on_incident_opened(state: GuardState, event: IncidentOpened, session: AsyncSession) -> None:
     """Inside the opening transaction, before the alert handlers: attribute or hold."""
-    dag = await load_graph(session)
+    dag = await load_graph(session, cached=True)
     ups = graph.ancestors(dag, event.component)
     if not ups:
         return
@@ -127,7 +142,10 @@ async def on_incident_opened(state: GuardState, event: IncidentOpened, session: 
     if roots:
         values.update(caused_by=roots[0], held_until=None)
     else:
-        wait = max((detection_window(c, state.settings) for c, _ in states.values() if c.enabled), default=0.0)
+        watched = [c for c, _ in states.values() if _monitored(c)]
+        if not watched:
+            return  # nothing upstream is checked: nothing to wait for
+        wait = max(detection_window(c, state.settings) for c in watched)
         values.update(caused_by=None, held_until=event.at + timedelta(seconds=wait + SLACK_S))
     await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
 
@@ -216,12 +234,16 @@ class RootCauseLoop(LoopService):
         return True
 
 
+def _monitored(component: Component) -> bool:
+    return bool(component.enabled and component.check)
+
+
 def _known_healthy(entry, since: datetime) -> bool:
     if entry is None:
         return True  # deleted meanwhile: nothing upstream to wait for
     component, state = entry
-    if not component.enabled:
-        return True
+    if not _monitored(component):
+        return True  # disabled or unchecked: it will never pass a check, nothing to wait for
     return state is not None and state.status == "healthy" and state.consecutive_failures == 0 and \
         state.last_check_at is not None and state.last_check_at >= since
 
