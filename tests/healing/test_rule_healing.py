@@ -35,7 +35,7 @@ async def test_rule_heal_scales_up_within_bounds_and_closes_when_resolved(db_url
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, str(kmock.url).rstrip("/"))
     settings = mon_settings(db_url, tmp_path)
-    async with monitored(settings) as (guard, scheduler):
+    async with monitored(settings) as (guard, _scheduler):
         wire_alerts(guard.state)
         wire_rule_healing(guard.state)
         engine = ensure_engine(guard.state)
