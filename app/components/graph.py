@@ -22,7 +22,7 @@ def normalise(value: object) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise ValueError("depends_on must be a list of component names")
+        raise ValueError("depends_on must be a list of component names")  # noqa: TRY004 - a message for the user
     out: list[str] = []
     for item in value:
         if not isinstance(item, str) or not item:
