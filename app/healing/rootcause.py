@@ -199,9 +199,12 @@ class RootCauseLoop(LoopService):
         roots = graph.roots(dag, name, unhealthy)
         where = (Incident.id == incident.id, Incident.suppressed.is_(True))
         if roots:
-            # The first root keeps the attribution: once db recovers, etl may stay unhealthy a moment
-            # longer than report's incident, which is still db's doing.
+            # A deeper root takes over (report held on etl, then db is found down: db); a shallower one
+            # does not (db recovered, etl still unhealthy a moment longer: report's incident is still
+            # db's doing).
             root = incident.caused_by or roots[0]
+            if roots[0] in graph.ancestors(dag, root):
+                root = roots[0]
             if incident.caused_by != root or incident.held_until is not None:
                 await session.execute(update(Incident).where(*where).values(caused_by=root, held_until=None))
                 await _alert_meta(session, self.state, name, root)

@@ -167,16 +167,19 @@ async def test_root_failure_notifies_and_heals_only_the_root(db_url, tmp_path):
 async def test_child_failing_before_its_root_is_held_then_attributed(db_url, tmp_path):
     async with graph_guard(db_url, tmp_path) as g:
         await g.tick()
-        down(g, "etl")
+        down(g, "etl", "report")
         g.svc["db"].after_restart = "up"
-        await g.tick(2)  # etl notices first (db looks fine for now)
+        await g.tick(2)  # etl and report notice first (db looks fine for now)
         [etl_inc] = await g.incidents("etl")
         assert etl_inc.suppressed and etl_inc.caused_by is None and etl_inc.held_until is not None
         down(g, "db")
         await g.tick(2)  # the hold covers db's own detection: now db is the root
         [etl_inc] = await g.incidents("etl")
         assert (etl_inc.caused_by, etl_inc.suppressed) == ("db", True)
+        [rep_inc] = await g.incidents("report")  # attributed to etl first, then to the deeper root
+        assert (rep_inc.caused_by, rep_inc.suppressed) == ("db", True)
         assert await g.notified("etl") == [] and await g.attempts("etl") == []
+        assert await g.notified("report") == [] and await g.attempts("report") == []
         assert len(await g.attempts("db")) == 1
 
 
