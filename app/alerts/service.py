@@ -75,6 +75,7 @@ class AlertService:
         source: str = "api",
         at: datetime | None = None,
         quiet: bool = False,
+        quiet_reason: str | None = None,
     ) -> RaiseResult:
         """Open an alert, or refresh the active one with the same fingerprint (count, last_seen).
 
@@ -112,7 +113,7 @@ class AlertService:
                     await self.session.flush()
                     return RaiseResult(alert, created=True, notified=False)
                 if quiet:
-                    self.alerts.record(alert, "held", detail=self._held_detail(alert), at=now)
+                    self.alerts.record(alert, "held", detail=quiet_reason or self._held_detail(alert), at=now)
                     await self.session.flush()
                     return RaiseResult(alert, created=True, notified=False)
                 notified = await self._notify(alert, "firing", now)

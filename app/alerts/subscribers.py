@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
+from app.db.models.metrics import DetectionRule
 from app.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
@@ -94,7 +96,11 @@ def wire(state: GuardState) -> None:
         )
 
     async def on_anomaly(event: AnomalyDetected, session: AsyncSession) -> None:
-        await service(session).raise_alert(
+        # A rule that heals opens an incident whose health alert notifies (and follows root-cause
+        # attribution): its own alert is recorded without a second notification.
+        quiet = event.rule_id is not None and bool((await session.execute(
+            select(DetectionRule.heal).where(DetectionRule.id == event.rule_id))).scalar())
+        await service(session).raise_alert(quiet=quiet, quiet_reason="the rule heals: its incident's alert notifies",
             component=event.component, severity=event.severity if event.severity in ("info", "warning", "critical")
             else "warning", message=event.message,
             fingerprint=anomaly_fingerprint(event.component, event.metric_name, event.rule_id, event.rule_kind,

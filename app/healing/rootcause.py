@@ -221,9 +221,12 @@ class RootCauseLoop(LoopService):
             due = all(_known_healthy(states.get(a), incident.opened_at) for a in graph.ancestors(dag, name))
         if not due:
             return False
-        if own is not None and own.status not in UNHEALTHY:
+        # Only for the incident the checks drive: an external one (a rule, Alertmanager) on a
+        # component whose checks pass is released when due.
+        current = own is not None and own.current_incident_id == incident.id
+        if current and own.status not in UNHEALTHY:
             return False  # answering again: it closes by itself
-        if own is not None and own.consecutive_failures == 0 and own.last_check_at is not None:
+        if current and own.consecutive_failures == 0 and own.last_check_at is not None:
             # Passing but not yet healthy (success_threshold): one more interval to get there.
             await session.execute(update(Incident).where(*where).values(
                 held_until=now + timedelta(seconds=detection_window(component, self.state.settings))))

@@ -221,3 +221,37 @@ async def test_child_still_failing_after_the_root_recovers_is_handled_normally(d
         assert await g.notified("etl") == ["firing"]
         await g.tick()
         assert len(await g.attempts("etl")) == 1 and g.svc["etl"].restarts == 1
+
+
+async def test_rule_incident_on_a_child_is_released_once_its_upstreams_pass(db_url, tmp_path):
+    """An incident a rule opens (``heal: true``) on a child follows the same hold: released once the
+    upstreams passed a check, then healed, although the child's own checks pass all along."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.detection.evaluator import RuleEvaluator
+    from app.detection.rule_healing import wire as wire_rule_healing
+
+    async with graph_guard(db_url, tmp_path) as g:
+        wire_rule_healing(g.guard.state)
+        h = await g.guard.headers("admin")
+        r = await g.guard.client.post("/api/v1/rules", headers=h, json={
+            "name": "report-lag", "component": "report", "metric_name": "lag_seconds", "kind": "threshold",
+            "params": {"operator": "gt", "value": 60}, "heal": True})
+        assert r.status_code == 201, r.text
+        evaluator = RuleEvaluator(g.guard.state)  # reads the points that arrive from now on
+        await g.tick()
+        r = await g.guard.client.post("/api/v1/metrics/batch", headers=await g.guard.headers("ingest"), json=[
+            {"component": "report", "metric_name": "lag_seconds", "value": 600,
+             "timestamp": (datetime.now(UTC) - timedelta(seconds=5)).isoformat()}])
+        assert r.status_code == 201, r.text
+        await evaluator.run_once()
+        [inc] = await g.incidents("report")
+        assert inc.suppressed and inc.held_until is not None
+        assert await g.engine.evaluate() == []  # held: no action yet
+        await g.tick()  # db and etl pass a check after it opened: released, then healed
+        [inc] = await g.incidents("report")
+        assert not inc.suppressed
+        assert await g.notified("report") == ["firing"]
+        await g.tick()
+        assert [a.component for a in await g.attempts("report")] == ["report"]
+        assert g.svc["report"].restarts == 1
