@@ -97,13 +97,19 @@ def ancestors(graph: Graph, name: str) -> list[str]:
     return seen
 
 
-def descendants(graph: Graph, name: str) -> list[str]:
-    """Every component that needs ``name``, directly or transitively (nearest first)."""
+def reverse(graph: Graph) -> dict[str, list[str]]:
+    """Edges pointing downstream: name -> the components that list it in depends_on."""
     children: dict[str, list[str]] = {}
     for node, deps in graph.items():
         for dep in deps:
             children.setdefault(dep, []).append(node)
-    return ancestors({k: sorted(v) for k, v in children.items()}, name)
+    return {k: sorted(v) for k, v in children.items()}
+
+
+def descendants(graph: Graph, name: str, *, children: Graph | None = None) -> list[str]:
+    """Every component that needs ``name``, directly or transitively (nearest first). Pass
+    ``children`` (``reverse(graph)``) when asking for many names."""
+    return ancestors(children if children is not None else reverse(graph), name)
 
 
 def roots(graph: Graph, name: str, unhealthy: set[str]) -> list[str]:

@@ -220,7 +220,7 @@ class HealingEngine:
                 return None
             if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
-            if await rootcause.holds_healing(session, incident_id, component.name):
+            if await rootcause.holds_healing(session, incident_id, component):
                 return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
             policy = parse_policy(component.recovery, self.settings)
             status = await incident_status(session, incident_id, component.id)

@@ -46,6 +46,7 @@ log = logging.getLogger("pipeline_guard.rootcause")
 UNHEALTHY = frozenset({"degraded", "critical", "failed", "recovering"})
 SLACK_S = 5.0
 GRAPH_KEY = "rootcause.graph"
+CHILDREN_KEY = "rootcause.children"
 
 
 async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str, list[str]]:
@@ -87,7 +88,13 @@ def detection_window(component: Component, settings: Settings) -> float:
 
 async def affected(session: AsyncSession, component: str) -> list[str]:
     """The components that depend on ``component``, directly or transitively (for its alert)."""
-    return graph.descendants(await load_graph(session, cached=True), component)
+    dag = await load_graph(session, cached=True)
+    cached = session.info.get(CHILDREN_KEY)
+    if cached is None or cached[0] is not dag:
+        cached = (dag, graph.reverse(dag))
+        session.info[CHILDREN_KEY] = cached
+    children = cached[1]
+    return graph.descendants(dag, component, children=children) if component in children else []
 
 
 async def has_upstream(session: AsyncSession, component: str) -> bool:
@@ -120,13 +127,16 @@ async def is_suppressed(session: AsyncSession, incident_id: int | None) -> tuple
     return bool(row.suppressed), row.caused_by
 
 
-async def holds_healing(session: AsyncSession, incident_id: int, component: str) -> bool:
-    """No action on an attributed or held incident, nor on a component whose upstream is unhealthy."""
+async def holds_healing(session: AsyncSession, incident_id: int, component: Component) -> bool:
+    """No action on an attributed or held incident, nor on a component whose upstream is unhealthy.
+    Only a component with ``depends_on`` is ever held: the others cost nothing here."""
+    if not component.depends_on:
+        return False
     suppressed, _ = await is_suppressed(session, incident_id)
     if suppressed:
         return True
     dag = await load_graph(session)
-    ups = graph.ancestors(dag, component)
+    ups = graph.ancestors(dag, component.name)
     return bool(ups and _unhealthy(await _states(session, ups)))
 
 
