@@ -25,8 +25,13 @@ ServiceDep = Annotated[StatusService, Depends(get_service)]
 
 @router.get("/status", response_model=SystemStatus, responses=error_responses(401, 403))
 async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> SystemStatus:
-    """Overall health, and per component: status, last check, current incident, uptime over 24 h."""
-    return await service.system_status()
+    """Overall health, and per component: status, last check, current incident, uptime over 24 h; the
+    dependency graph's root causes."""
+    from app.healing.rootcause import root_causes
+
+    status = await service.system_status()
+    status.root_causes = await root_causes(service.session)
+    return status
 
 
 @router.get("/status/detailed", response_model=DetailedStatus, responses=error_responses(401, 403))

@@ -164,10 +164,7 @@ class StatusService:
             ))
         # The scheduler's in-memory map is the freshest view; the rows are used when it runs elsewhere.
         health = self.state.component_health or {c.name: c.status for c in components}
-        from app.healing.rootcause import root_causes
-
-        return SystemStatus(overall_health=self.state.overall_health(health), timestamp=utcnow(), components=components,
-                            root_causes=await root_causes(self.session))
+        return SystemStatus(overall_health=self.state.overall_health(health), timestamp=utcnow(), components=components)
 
     async def detailed(self) -> DetailedStatus:
         counts = Counter(dict((await self.session.execute(

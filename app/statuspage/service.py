@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts.service import AlertService
 from app.db.models import Component
 from app.db.types import utcnow
+from app.healing.rootcause import root_causes
 from app.healing.service import HealingService
 from app.monitoring.rollups import floor_hour
 from app.monitoring.service import StatusService
@@ -66,7 +67,6 @@ class ComponentView:
     bars_24h: list[Segment]
     bars_7d: list[Segment]
     incident_id: int | None = None
-    caused_by: str | None = None  # its incident is attributed to this unhealthy upstream
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,10 @@ class StatusPage:
     alerts: list[AlertView]
     alerts_total: int
     healings: list[HealingView]
+    # The dependency graph: unhealthy components others depend on, and who is attributed to whom.
+    root_causes: list[dict] = field(default_factory=list)
+    caused_by: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    root_causes: list = field(default_factory=list)  # RootCauseOut: unhealthy, others depend on it
 
 
 def _level(percent: float | None) -> str:
@@ -175,7 +177,6 @@ class StatusPageService:
                 uptime_24h=_overall_percent(hourly.get(cid)), uptime_7d=_overall_percent(daily.get(cid)),
                 bars_24h=_segments(hours, HOUR, hourly.get(cid)), bars_7d=_segments(days, DAY, daily.get(cid)),
                 incident_id=c.current_incident.id if c.current_incident else None,
-                caused_by=c.current_incident.caused_by if c.current_incident else None,
             ))
 
         alerts, alerts_total = await AlertService(self.session, self.state.settings).list(
@@ -188,10 +189,13 @@ class StatusPageService:
         return StatusPage(
             overall=overall, overall_label=OVERALL_LABELS.get(overall, overall.title()), generated_at=now,
             components=components,
+            root_causes=await root_causes(self.session), caused_by={
+                c.name: c.current_incident.caused_by for c in system.components
+                if c.current_incident and c.current_incident.caused_by},
             alerts=[AlertView(a.id, a.component, a.severity, a.status, a.message, a.first_seen, a.last_seen, a.count)
                     for a in alerts],
             alerts_total=alerts_total,
             healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at,
                                   h.detail) for h in attempts],
-            counts=counts, root_causes=list(system.root_causes),
+            counts=counts,
         )

@@ -120,11 +120,11 @@ class DetectionRule(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     severity: Mapped[str] = mapped_column(String(16), nullable=False, default="warning")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # When it fires, the component's recovery policy acts on it like on a failed check (rule_healing.py).
+    heal: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
-    # When it fires, the component's recovery policy acts on it like on a failed check (rule_healing.py).
-    heal: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class RuleState(Base):
