@@ -38,12 +38,13 @@ from app.db.models.healing import (
 )
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.healing import breaker, budgets, learning, lifecycle, rootcause
+from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Attempts, Claim, find_component
 from app.healing.incidents import IncidentEvents
 from app.healing.operator import OperatorActions
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
+from app.healing.rootcause import holds_healing
 from app.healing.strategies.base import ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry
 
@@ -220,7 +221,7 @@ class HealingEngine:
                 return None
             if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
-            if await rootcause.holds_healing(session, incident_id, component):
+            if await holds_healing(session, incident_id, component):
                 return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
             policy = parse_policy(component.recovery, self.settings)
             status = await incident_status(session, incident_id, component.id)

@@ -46,10 +46,10 @@ class ComponentStatusOut(BaseModel):
 
 class SystemStatus(BaseModel):
     overall_health: str
-    timestamp: datetime
-    components: list[ComponentStatusOut]
     root_causes: list[RootCauseOut] = Field(
         default_factory=list, description="unhealthy components with no unhealthy upstream that others depend on")
+    timestamp: datetime
+    components: list[ComponentStatusOut]
 
 
 class DetailedStatus(BaseModel):
