@@ -8,6 +8,7 @@ the API (422 envelope) and ``config validate`` (exit 2) report the same thing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import NoReturn
 
 from app.errors import ValidationFailed
 
@@ -80,7 +81,12 @@ def problems(graph: Graph) -> list[str]:
 def check(graph: Graph) -> None:
     found = problems(graph)
     if found:
-        raise ValidationFailed("invalid depends_on", details={"problems": found})
+        invalid(found)
+
+
+def invalid(found: list[str]) -> NoReturn:
+    """The 422 every surface reports (API envelope; the config file lists the same lines)."""
+    raise ValidationFailed("invalid depends_on", details={"problems": found})
 
 
 def ancestors(graph: Graph, name: str) -> list[str]:

@@ -12,7 +12,7 @@ from app.components.repository import ComponentRepository
 from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
 from app.db.models import Component
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound
 
 SOURCE_API = "api"
 SOURCE_CONFIG = "config"
@@ -88,7 +88,7 @@ class ComponentService:
         try:
             deps = graph.normalise(depends_on)
         except ValueError as exc:
-            raise ValidationFailed("invalid depends_on", details={"problems": [f"{name}.{exc}"]}) from None
+            graph.invalid([f"{name}.{exc}"])
         if check_graph and deps:
             current = await self.dependency_graph()
             current[name] = deps
