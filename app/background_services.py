@@ -27,6 +27,10 @@ def build_services(state: GuardState) -> list[LoopService]:
     # Before the scheduler is built: it takes its Ownership from state.extras["ownership"].
     lease_manager = install_leases(state)
     wire_alerts(state)
+    from app.detection.rule_healing import wire as wire_rule_healing
+    from app.healing.rootcause import build_loops as rootcause_loops
+
+    wire_rule_healing(state)
     return [
         lease_manager,
         TokenCleanup(state),
@@ -39,4 +43,5 @@ def build_services(state: GuardState) -> list[LoopService]:
         OutboxSender(state),
         AuditRetention(state),
         *healing_loops(state),
+        *rootcause_loops(state),
     ]

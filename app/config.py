@@ -168,6 +168,11 @@ class Settings(BaseSettings):
             if decl.name in seen:
                 raise ValueError(f"component {decl.name!r} is declared twice")
             seen.add(decl.name)
+        from app.components import graph
+
+        found = graph.problems({decl.name: decl.depends_on for decl in value})
+        if found:
+            raise ValueError("; ".join(found))
         return value
 
     # --- convenience views ------------------------------------------------------------------

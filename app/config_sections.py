@@ -307,3 +307,5 @@ class ComponentDeclaration(Section):
     check: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
     enabled: bool = True
+    # Names of other components declared in this file (checked for unknown names and cycles).
+    depends_on: list[str] = Field(default_factory=list)

@@ -40,6 +40,9 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
     resolved_by: str | None
     resolution_action: str | None
+    caused_by: str | None = Field(None, description="root cause: the unhealthy upstream component this alert is "
+                                                    "attributed to (not notified on its own)")
+    affected: list[str] = Field(default_factory=list, description="components that depend on this one")
 
     @classmethod
     def of(cls, alert: Alert) -> AlertOut:
@@ -51,7 +54,8 @@ class AlertOut(BaseModel):
             escalation_level=alert.escalation_level, acknowledged_by=alert.acknowledged_by,
             acknowledged_at=alert.acknowledged_at, acknowledged_until=alert.acknowledged_until,
             resolved=alert.resolved, resolved_at=alert.resolved_at, resolved_by=alert.resolved_by,
-            resolution_action=alert.resolution_action,
+            resolution_action=alert.resolution_action, caused_by=(alert.meta or {}).get("caused_by"),
+            affected=list((alert.meta or {}).get("affected") or []),
         )
 
 

@@ -74,11 +74,15 @@ class AlertService:
         incident_id: int | None = None,
         source: str = "api",
         at: datetime | None = None,
+        quiet: bool = False,
+        quiet_reason: str | None = None,
     ) -> RaiseResult:
         """Open an alert, or refresh the active one with the same fingerprint (count, last_seen).
 
         A still-firing alert is re-notified at most every ``alerting.cooldown``; a higher severity is
-        notified at once; a silenced or acknowledged alert stays quiet.
+        notified at once; a silenced or acknowledged alert stays quiet. ``quiet``: the condition is
+        attributed to (or held for) an upstream root cause: recorded, not notified
+        (``release_held`` notifies it if it becomes its own).
         """
         now = at or utcnow()
         severity = _severity(severity)
@@ -108,14 +112,37 @@ class AlertService:
                     self.alerts.record(alert, "silenced", detail=f"silence {silence.id}", at=now)
                     await self.session.flush()
                     return RaiseResult(alert, created=True, notified=False)
+                if quiet:
+                    self.alerts.record(alert, "held", detail=quiet_reason or self._held_detail(alert), at=now)
+                    await self.session.flush()
+                    return RaiseResult(alert, created=True, notified=False)
                 notified = await self._notify(alert, "firing", now)
                 return RaiseResult(alert, created=True, notified=notified)
         return await self._repeat(existing, severity=severity, message=message, labels=labels, metadata=metadata,
-                                  incident_id=incident_id, component_id=component_id, now=now)
+                                  incident_id=incident_id, component_id=component_id, now=now, quiet=quiet)
+
+    @staticmethod
+    def _held_detail(alert: Alert) -> str:
+        root = (alert.meta or {}).get("caused_by")
+        return f"caused by {root}: not notified" if root else "held until its upstream is known healthy"
+
+    async def release_held(self, fingerprint: str, at: datetime | None = None) -> bool:
+        """A held condition became its own (root recovered and it still fails, or its upstream is
+        healthy): drop the attribution and notify it now. Returns whether a notification was written."""
+        now = at or utcnow()
+        alert = await self.alerts.active_by_fingerprint(fingerprint)
+        if alert is None:
+            return False
+        alert.meta = {k: v for k, v in (alert.meta or {}).items() if k != "caused_by"}
+        self.alerts.record(alert, "released", detail="no unhealthy upstream: its own incident", at=now)
+        if alert.status != AlertStatus.FIRING:
+            await self.session.flush()
+            return False
+        return await self._notify(alert, "firing", now)
 
     async def _repeat(self, alert: Alert, *, severity: str, message: str, labels: dict[str, str],
                       metadata: dict[str, Any] | None, incident_id: int | None, component_id: int | None,
-                      now: datetime) -> RaiseResult:
+                      now: datetime, quiet: bool = False) -> RaiseResult:
         alert.count += 1
         alert.last_seen = max(alert.last_seen, now)
         alert.message = message
@@ -134,7 +161,7 @@ class AlertService:
         notified = False
         if alert.status == AlertStatus.ACKNOWLEDGED and alert.acknowledged_until and alert.acknowledged_until <= now:
             notified = await self._reopen(alert, now, reason="acknowledgement expired")
-        elif alert.status == AlertStatus.FIRING:
+        elif alert.status == AlertStatus.FIRING and not quiet:
             due = alert.last_notified_at is None or now - alert.last_notified_at >= self.cooldown
             if upgraded:
                 notified = await self._notify(alert, "firing", now)

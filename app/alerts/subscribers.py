@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
+from app.db.models.metrics import DetectionRule
 from app.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
@@ -32,6 +34,24 @@ def anomaly_fingerprint(component: str, metric: str, rule_id: int | None, rule_k
     return f"anomaly:{component}:{metric}:{rule}:{json.dumps(labels or {}, sort_keys=True, separators=(',', ':'))}"[:200]
 
 
+async def root_cause_context(session: AsyncSession, component: str, incident_id: int | None) -> tuple[bool, dict, str]:
+    """(quiet, metadata, message suffix): a child attributed to (or held for) an upstream root is
+    recorded with ``caused_by`` and not notified; a root lists the components it affects."""
+    from app.healing import rootcause
+
+    quiet, root = False, None
+    if await rootcause.has_upstream(session, component):  # only a child can be attributed or held
+        quiet, root = await rootcause.is_suppressed(session, incident_id)
+    if root:
+        return quiet, {"caused_by": root}, f" (caused by {root})"
+    if quiet:
+        return True, {}, ""
+    affected = await rootcause.affected(session, component)
+    if affected:
+        return False, {"affected": affected}, f" (affects: {', '.join(affected)})"
+    return False, {}, ""
+
+
 def wire(state: GuardState) -> None:
     """Subscribe the alert handlers to ``state.events`` (once per state)."""
     if state.extras.get("alerts_wired"):
@@ -44,13 +64,14 @@ def wire(state: GuardState) -> None:
     async def on_transition(event: HealthTransition, session: AsyncSession) -> None:
         if event.current in UNHEALTHY_SEVERITY:
             severity = UNHEALTHY_SEVERITY[event.current]
+            quiet, extra, suffix = await root_cause_context(session, event.component, event.incident_id)
             await service(session).raise_alert(
                 component=event.component, component_id=event.component_id, severity=severity,
-                message=f"{event.component} is {event.current}: {event.reason}",
+                message=f"{event.component} is {event.current}: {event.reason}{suffix}",
                 fingerprint=health_fingerprint(event.component), labels=event.labels,
                 metadata={"previous": event.previous, "current": event.current,
-                          "transition_id": event.transition_id, "critical": event.critical},
-                incident_id=event.incident_id, source="monitoring", at=event.at,
+                          "transition_id": event.transition_id, "critical": event.critical, **extra},
+                incident_id=event.incident_id, source="monitoring", at=event.at, quiet=quiet,
             )
         elif event.current == "healthy":
             await service(session).resolve_fingerprint(
@@ -58,12 +79,14 @@ def wire(state: GuardState) -> None:
             )
 
     async def on_incident_opened(event: IncidentOpened, session: AsyncSession) -> None:
+        quiet, extra, suffix = await root_cause_context(session, event.component, event.incident_id)
         await service(session).raise_alert(
             component=event.component, component_id=event.component_id,
             severity=UNHEALTHY_SEVERITY.get(event.status, "critical"),
-            message=f"{event.component} is {event.status}: {event.reason}",
+            message=f"{event.component} is {event.status}: {event.reason}{suffix}",
             fingerprint=health_fingerprint(event.component), labels=event.labels,
-            metadata={"critical": event.critical}, incident_id=event.incident_id, source="monitoring", at=event.at,
+            metadata={"critical": event.critical, **extra}, incident_id=event.incident_id, source="monitoring",
+            at=event.at, quiet=quiet,
         )
 
     async def on_incident_closed(event: IncidentClosed, session: AsyncSession) -> None:
@@ -73,7 +96,11 @@ def wire(state: GuardState) -> None:
         )
 
     async def on_anomaly(event: AnomalyDetected, session: AsyncSession) -> None:
-        await service(session).raise_alert(
+        # A rule that heals opens an incident whose health alert notifies (and follows root-cause
+        # attribution): its own alert is recorded without a second notification.
+        quiet = event.rule_id is not None and bool((await session.execute(
+            select(DetectionRule.heal).where(DetectionRule.id == event.rule_id))).scalar())
+        await service(session).raise_alert(quiet=quiet, quiet_reason="the rule heals: its incident's alert notifies",
             component=event.component, severity=event.severity if event.severity in ("info", "warning", "critical")
             else "warning", message=event.message,
             fingerprint=anomaly_fingerprint(event.component, event.metric_name, event.rule_id, event.rule_kind,

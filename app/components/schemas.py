@@ -41,6 +41,12 @@ class ComponentBase(BaseModel):
         description="Ordered recovery strategies and policy (attempts, back-off, cooldown, breaker, dry_run...)",
     )
     enabled: bool = True
+    depends_on: list[str] = Field(
+        default_factory=list, max_length=64,
+        description="Names of the components this one needs; its failures while one of them is unhealthy are "
+                    "attributed to that root cause (no notification, no healing of its own). No cycles.",
+        examples=[["db"]],
+    )
 
     @field_validator("labels")
     @classmethod
@@ -64,6 +70,7 @@ class ComponentUpdate(BaseModel):
     check: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
     enabled: bool | None = None
+    depends_on: list[str] | None = Field(default=None, max_length=64)
 
     @field_validator("labels")
     @classmethod
@@ -97,6 +104,7 @@ class ComponentOut(BaseModel):
     check: dict[str, Any] | None
     recovery: dict[str, Any] | None
     enabled: bool
+    depends_on: list[str] = Field(default_factory=list)
     source: str
     version: int
     created_at: datetime

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.components import graph
 from app.components.repository import ComponentRepository
 from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
@@ -29,7 +31,9 @@ class ComponentService:
     async def list(self, **filters: Any) -> tuple[list[Component], int]:
         return await self.repo.list(**filters)
 
-    async def create(self, data: ComponentCreate, *, source: str = SOURCE_API) -> Component:
+    async def create(self, data: ComponentCreate, *, source: str = SOURCE_API, check_graph: bool = True) -> Component:
+        """``check_graph=False``: the caller validated the whole graph itself (the config file's sync
+        creates components in any order)."""
         if await self.repo.by_name(data.name) is not None:
             raise Conflict(f"component {data.name!r} already exists")
         component = Component(
@@ -42,6 +46,7 @@ class ComponentService:
             check=validate_check(data.check),
             recovery=validate_recovery(data.recovery),
             enabled=data.enabled,
+            depends_on=await self._checked_dependencies(data.name, data.depends_on, check_graph),
             source=source,
         )
         return await self.repo.add(component)
@@ -54,6 +59,8 @@ class ComponentService:
             changes["check"] = validate_check(changes["check"])
         if "recovery" in changes:
             changes["recovery"] = validate_recovery(changes["recovery"])
+        if "depends_on" in changes:
+            changes["depends_on"] = await self._checked_dependencies(name, changes["depends_on"] or [], True)
         for key, value in changes.items():
             setattr(component, key, value)
         if "labels" in changes:
@@ -66,8 +73,28 @@ class ComponentService:
     async def delete(self, name: str, *, source: str = SOURCE_API) -> Component:
         component = await self.get(name)
         self._refuse_config_owned(component, source)
+        dependents = sorted(n for n, deps in (await self.dependency_graph()).items() if name in deps)
+        if dependents:
+            raise Conflict(f"component {name!r} is needed by {', '.join(dependents)}; remove it from their "
+                           "depends_on first", details={"dependents": dependents})
         await self.repo.delete(component)
         return component
+
+    async def dependency_graph(self) -> dict[str, list[str]]:
+        rows = (await self.repo.session.execute(select(Component.name, Component.depends_on))).all()
+        return {name: list(deps or []) for name, deps in rows}
+
+    async def _checked_dependencies(self, name: str, depends_on: list[str], check_graph: bool) -> list[str]:
+        """The list, cleaned; a 422 naming the unknown component or the cycle it would close."""
+        try:
+            deps = graph.normalise(depends_on)
+        except ValueError as exc:
+            graph.invalid([f"{name}.{exc}"])
+        if check_graph and deps:
+            current = await self.dependency_graph()
+            current[name] = deps
+            graph.check(current)
+        return deps
 
     @staticmethod
     def _refuse_config_owned(component: Component, source: str) -> None:

@@ -49,6 +49,8 @@ class RuleCreate(BaseModel):
     params: RuleParams = Field(default_factory=RuleParams)
     severity: Severity = "warning"
     enabled: bool = True
+    heal: bool = Field(False, description="when it fires, the component's recovery policy acts on it like on a "
+                                          "failed check (a critical incident); the incident closes when it resolves")
 
 
 class RuleUpdate(BaseModel):
@@ -58,6 +60,7 @@ class RuleUpdate(BaseModel):
     params: RuleParams | None = None
     severity: Severity | None = None
     enabled: bool | None = None
+    heal: bool | None = None
 
 
 class RuleOut(BaseModel):
@@ -72,6 +75,7 @@ class RuleOut(BaseModel):
     params: dict[str, Any]
     severity: str
     enabled: bool
+    heal: bool = False
     version: int
     source: str = "api"
     created_at: datetime

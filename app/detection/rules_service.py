@@ -66,7 +66,7 @@ class RuleService:
             raise Conflict(f"rule {data.name!r} already exists")
         rule = DetectionRule(name=data.name, component=data.component, metric_name=data.metric_name,
                              labels=data.labels, kind=data.kind, params=check_params(data.kind, data.params),
-                             severity=data.severity, enabled=data.enabled)
+                             severity=data.severity, enabled=data.enabled, heal=data.heal)
         self.session.add(rule)
         await self.session.flush()
         self._changed()
@@ -84,7 +84,7 @@ class RuleService:
         changes = data.model_dump(exclude_unset=True)
         if "params" in changes and data.params is not None:
             rule.params = check_params(rule.kind, data.params)
-        for key in ("labels", "severity", "enabled"):
+        for key in ("labels", "severity", "enabled", "heal"):
             if changes.get(key) is not None:
                 setattr(rule, key, changes[key])
         rule.version += 1  # the evaluator restarts this rule's state from scratch

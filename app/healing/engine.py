@@ -52,6 +52,7 @@ from app.healing.operator import OperatorActions
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import HealingPorts, StateRecoveryNotifier
 from app.healing.reconcile import Reconciler
+from app.healing.rootcause import holds_healing
 from app.healing.strategies.base import ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry
 
@@ -212,6 +213,8 @@ class HealingEngine:
                 return None
             if not self.attempts.may_act(component.id):
                 return None  # another replica holds this component's lease: it decides
+            if await holds_healing(session, incident_id, component):
+                return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
             policy = parse_policy(component.recovery, self.settings)
             status = await incident_status(session, incident_id, component.id)
             if not lifecycle.should_heal(status, policy.heal_on):

@@ -32,16 +32,18 @@ async def sync_declared_components(state: GuardState) -> dict[str, list[str]]:
         for decl in declared.values():
             data = ComponentCreate(name=decl.name, description=decl.description, endpoint=decl.endpoint,
                                    critical=decl.critical, labels=decl.labels, check=decl.check,
-                                   recovery=decl.recovery, enabled=decl.enabled)
+                                   recovery=decl.recovery, enabled=decl.enabled, depends_on=decl.depends_on)
             existing = await service.repo.by_name(decl.name)
             if existing is None:
-                await service.create(data, source=SOURCE_CONFIG)
+                # The file's graph was validated as a whole when the settings were loaded.
+                await service.create(data, source=SOURCE_CONFIG, check_graph=False)
                 report["created"].append(decl.name)
                 continue
             wanted = {
                 "description": data.description, "endpoint": data.endpoint, "critical": data.critical,
                 "labels": data.labels, "region": data.labels.get("region"), "check": validate_check(data.check),
                 "recovery": validate_recovery(data.recovery), "enabled": data.enabled, "source": SOURCE_CONFIG,
+                "depends_on": list(data.depends_on),
             }
             changed = {k: v for k, v in wanted.items() if getattr(existing, k) != v}
             if changed:

@@ -26,9 +26,13 @@ ServiceDep = Annotated[StatusService, Depends(get_service)]
 @router.get("/status", response_model=SystemStatus, responses=error_responses(401, 403))
 async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep,
                         page: Annotated[Page, Depends()]) -> SystemStatus:
-    """Overall health, the number of components per status, and one page of components (by name):
-    status, last check, current incident, uptime over 24 h."""
-    return await service.system_status(limit=page.limit, offset=page.offset)
+    """Overall health, the number of components per status, one page of components (by name):
+    status, last check, current incident, uptime over 24 h; and the dependency graph's root causes."""
+    from app.healing.rootcause import root_causes
+
+    status = await service.system_status(limit=page.limit, offset=page.offset)
+    status.root_causes = await root_causes(service.session)
+    return status
 
 
 @router.get("/status/detailed", response_model=DetailedStatus, responses=error_responses(401, 403))

@@ -18,6 +18,17 @@ class IncidentOut(BaseModel):
     worst_status: str
     reason: str
     close_reason: str | None = None
+    caused_by: str | None = Field(None, description="the unhealthy upstream component this incident is attributed to")
+    suppressed: bool = Field(False, description="no notification and no healing of its own: attributed to an "
+                                                "upstream root, or held until its upstream is known healthy")
+    held_until: datetime | None = None
+
+
+class RootCauseOut(BaseModel):
+    component: str
+    status: str
+    affected: list[str] = Field(description="components that depend on it, directly or transitively")
+    unhealthy: list[str] = Field(default_factory=list, description="those of them unhealthy now")
 
 
 class ComponentStatusOut(BaseModel):
@@ -35,6 +46,8 @@ class ComponentStatusOut(BaseModel):
 
 class SystemStatus(BaseModel):
     overall_health: str
+    root_causes: list[RootCauseOut] = Field(
+        default_factory=list, description="unhealthy components with no unhealthy upstream that others depend on")
     timestamp: datetime
     total: int = Field(description="monitored components (enabled, with a check)")
     limit: int | None = None

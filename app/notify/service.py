@@ -38,6 +38,8 @@ def snapshot(alert: Alert, kind: str) -> dict[str, Any]:
             "last_seen": _iso(alert.last_seen),
             "incident_id": alert.incident_id,
             "resolution_action": alert.resolution_action,
+            # Root cause: the components this one's failure takes down with it.
+            "affected": list((alert.meta or {}).get("affected") or []),
         },
     }
 

@@ -16,6 +16,7 @@ from app.alerts.silences import SilenceService, silence_matches
 from app.alerts.windows import open_window
 from app.db.models import Component
 from app.db.types import utcnow
+from app.healing.rootcause import root_causes
 from app.healing.service import HealingService
 from app.monitoring.rollups import floor_hour
 from app.monitoring.service import StatusService
@@ -116,6 +117,9 @@ class StatusPage:
     alerts: list[AlertView]
     alerts_total: int
     healings: list[HealingView]
+    # The dependency graph: unhealthy components others depend on, and who is attributed to whom.
+    root_causes: list[dict] = field(default_factory=list)
+    caused_by: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     maintenance_open: list[MaintenanceView] = field(default_factory=list)
     maintenance_next: list[MaintenanceView] = field(default_factory=list)
@@ -210,6 +214,9 @@ class StatusPageService:
         return StatusPage(
             overall=overall, overall_label=OVERALL_LABELS.get(overall, overall.title()), generated_at=now,
             components=components,
+            root_causes=await root_causes(self.session), caused_by={
+                c.name: c.current_incident.caused_by for c in system.components
+                if c.current_incident and c.current_incident.caused_by},
             alerts=[AlertView(a.id, a.component, a.severity, a.status, a.message, a.first_seen, a.last_seen, a.count)
                     for a in alerts],
             alerts_total=alerts_total,

@@ -44,6 +44,9 @@ class Component(Base):
     check: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     recovery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Names of the components this one needs (app/components/graph.py): its failures while one of
+    # them is unhealthy are attributed to that root cause (app/healing/rootcause.py).
+    depends_on: Mapped[list[str]] = mapped_column(JSONType, nullable=False, default=list, server_default="[]")
     # "api" or "config": components declared in the YAML file may only be edited there.
     source: Mapped[str] = mapped_column(String(16), nullable=False, default="api")
     # Secret token a job uses to push heartbeats/metrics without a user JWT (hash only).

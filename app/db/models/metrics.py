@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -120,6 +121,8 @@ class DetectionRule(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     severity: Mapped[str] = mapped_column(String(16), nullable=False, default="warning")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # When it fires, the component's recovery policy acts on it like on a failed check (rule_healing.py).
+    heal: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
@@ -161,3 +164,5 @@ class MetricAnomaly(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A rule with ``heal: true``: the incident its firing opened (closed when the rule resolves).
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

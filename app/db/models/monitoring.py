@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -65,6 +65,12 @@ class Incident(Base):
     worst_status: Mapped[str] = mapped_column(String(16), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Root cause (app/healing/rootcause.py): the upstream component this incident is attributed to.
+    caused_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # While suppressed, no notification and no healing for this incident: it is attributed to an
+    # upstream root, or held until ``held_until`` because its upstream is not yet known healthy.
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    suppressed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class CheckRollup(Base):

@@ -1,0 +1,286 @@
+"""Root cause: a component failing while something it depends on is unhealthy is not an incident of
+its own. Its incident is attributed to that upstream root (``incidents.caused_by``), it notifies no
+one (the root's alert lists the components it affects) and it is not healed while the root is
+unhealthy. The children keep being checked.
+
+An attributed or held incident is ``suppressed``. Its life, decided on the database rows only (so
+every replica reaches the same verdict; a release is claimed by a conditional UPDATE, so exactly
+one replica notifies):
+
+- opened while an upstream (direct or transitive) is unhealthy -> attributed to the root at once;
+- opened while every upstream looks healthy -> **held**: a child often fails before its upstream
+  does (shorter period, lower threshold). It is released (its own: notified, healed) as soon as
+  every upstream has passed a check since the child's incident opened, or at ``held_until``: the
+  longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout,
+  plus slack). If an upstream turns unhealthy meanwhile, the held incident is attributed to it.
+- the root recovers -> the child gets its own threshold window (``held_until`` = now + its interval
+  x failure_threshold + timeout). Recovering by itself within it closes the incident with no
+  notification and no action; still failing after it, the incident becomes its own.
+
+The alert handlers ask ``is_suppressed``; the healing engine asks ``holds_healing`` (which also
+refuses to act on any component while one of its upstreams is unhealthy, whatever its incident).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.background import LoopService
+from app.components import graph
+from app.db.models import Component, ComponentState, Incident
+from app.db.session import session_scope
+from app.db.types import utcnow
+from app.events import IncidentOpened
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.lifespan import GuardState
+
+log = logging.getLogger("pipeline_guard.rootcause")
+
+UNHEALTHY = frozenset({"degraded", "critical", "failed", "recovering"})
+SLACK_S = 5.0
+GRAPH_KEY = "rootcause.graph"
+CHILDREN_KEY = "rootcause.children"
+
+
+async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str, list[str]]:
+    """``cached``: once per transaction (a flush publishes one event per transition: a thousand
+    components failing together must not read the graph a thousand times)."""
+    txn = session.sync_session.get_transaction()
+    hit = session.info.get(GRAPH_KEY)
+    if cached and hit is not None and txn is not None and hit[0] is txn:
+        return hit[1]
+    rows = (await session.execute(select(Component.name, Component.depends_on))).all()
+    dag = {name: list(deps or []) for name, deps in rows}
+    session.info[GRAPH_KEY] = (session.sync_session.get_transaction(), dag)
+    return dag
+
+
+async def _states(session: AsyncSession, names: list[str]) -> dict[str, tuple[Component, ComponentState | None]]:
+    if not names:
+        return {}
+    rows = (await session.execute(select(Component).where(Component.name.in_(names)))).unique().scalars().all()
+    return {c.name: (c, c.state) for c in rows}
+
+
+def _unhealthy(states: dict[str, tuple[Component, ComponentState | None]]) -> set[str]:
+    return {name for name, (component, state) in states.items()
+            if component.enabled and state is not None and state.status in UNHEALTHY}
+
+
+def detection_window(component: Component, settings: Settings) -> float:
+    """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
+    check = component.check or {}
+    mon = settings.monitoring
+    if check.get("kind") == "heartbeat":  # a missed ping is noticed after its period and grace
+        return float(check.get("period") or mon.interval) + float(check.get("grace") or 0)
+    interval = float(check.get("interval") or mon.interval)
+    timeout = float(check.get("timeout") or mon.health_check_timeout)
+    threshold = int(check.get("failure_threshold") or mon.failure_threshold)
+    return interval * threshold + timeout
+
+
+async def affected(session: AsyncSession, component: str) -> list[str]:
+    """The components that depend on ``component``, directly or transitively (for its alert)."""
+    dag = await load_graph(session, cached=True)
+    cached = session.info.get(CHILDREN_KEY)
+    if cached is None or cached[0] is not dag:
+        cached = (dag, graph.reverse(dag))
+        session.info[CHILDREN_KEY] = cached
+    children = cached[1]
+    return graph.descendants(dag, component, children=children) if component in children else []
+
+
+async def has_upstream(session: AsyncSession, component: str) -> bool:
+    return bool((await load_graph(session, cached=True)).get(component))
+
+
+async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
+    """The graph's root causes: unhealthy components others depend on, with no unhealthy upstream."""
+    dag = await load_graph(session)
+    if not any(dag.values()):
+        return []
+    states = await _states(session, sorted(dag))
+    unhealthy = _unhealthy(states)
+    out = []
+    for name in sorted(unhealthy):
+        below = graph.descendants(dag, name)
+        if below and not any(a in unhealthy for a in graph.ancestors(dag, name)):
+            out.append({"component": name, "status": states[name][1].status, "affected": below,
+                        "unhealthy": [b for b in below if b in unhealthy]})
+    return out
+
+
+async def is_suppressed(session: AsyncSession, incident_id: int | None) -> tuple[bool, str | None]:
+    """Whether this incident's notifications are held, and the root it is attributed to."""
+    if incident_id is None:
+        return False, None
+    row = (await session.execute(select(Incident.suppressed, Incident.caused_by).where(Incident.id == incident_id))).first()
+    if row is None:
+        return False, None
+    return bool(row.suppressed), row.caused_by
+
+
+async def holds_healing(session: AsyncSession, incident_id: int, component: Component) -> bool:
+    """No action on an attributed or held incident, nor on a component whose upstream is unhealthy.
+    Only a component with ``depends_on`` is ever held: the others cost nothing here."""
+    if not component.depends_on:
+        return False
+    suppressed, _ = await is_suppressed(session, incident_id)
+    if suppressed:
+        return True
+    dag = await load_graph(session)
+    ups = graph.ancestors(dag, component.name)
+    return bool(ups and _unhealthy(await _states(session, ups)))
+
+
+async def on_incident_opened(state: GuardState, event: IncidentOpened, session: AsyncSession) -> None:
+    """Inside the opening transaction, before the alert handlers: attribute or hold."""
+    dag = await load_graph(session, cached=True)
+    ups = graph.ancestors(dag, event.component)
+    if not ups:
+        return
+    states = await _states(session, ups)
+    roots = graph.roots(dag, event.component, _unhealthy(states))
+    values: dict[str, Any] = {"suppressed": True}
+    if roots:
+        values.update(caused_by=roots[0], held_until=None)
+    else:
+        watched = [c for c, _ in states.values() if _monitored(c)]
+        if not watched:
+            return  # nothing upstream is checked: nothing to wait for
+        wait = max(detection_window(c, state.settings) for c in watched)
+        values.update(caused_by=None, held_until=event.at + timedelta(seconds=wait + SLACK_S))
+    await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
+
+
+def wire(state: GuardState) -> None:
+    if state.extras.get("rootcause_wired"):
+        return
+    state.extras["rootcause_wired"] = True
+
+    async def handler(event: IncidentOpened, session: AsyncSession) -> None:
+        await on_incident_opened(state, event, session)
+
+    # first: the alert handlers read the verdict when they raise the component's alert.
+    state.events.subscribe(IncidentOpened, handler, first=True)
+
+
+class RootCauseLoop(LoopService):
+    """Every second: attribute held incidents whose upstream turned unhealthy, give children of a
+    recovered root their own window, release what is due (one replica wins each release)."""
+
+    name = "root-cause"
+
+    def __init__(self, state: GuardState, interval: float = 1.0) -> None:
+        super().__init__(interval, metrics=state.metrics)
+        self.state = state
+
+    async def run_once(self) -> None:
+        released: list[int] = []
+        async with session_scope(self.state.sessionmaker) as session:
+            held = (await session.execute(
+                select(Incident, Component.name).join(Component, Component.id == Incident.component_id)
+                .where(Incident.closed_at.is_(None), Incident.suppressed.is_(True)).order_by(Incident.id)
+            )).all()
+            if not held:
+                return
+            dag = await load_graph(session)
+            names = sorted({a for _, name in held for a in graph.ancestors(dag, name)} | {n for _, n in held})
+            states = await _states(session, names)
+            unhealthy = _unhealthy(states)
+            now = utcnow()
+            for incident, name in held:
+                if await self._step(session, incident, name, dag, states, unhealthy, now):
+                    released.append(incident.id)
+        if released:
+            wake = self.state.extras.get("healing.wake")
+            if wake is not None:
+                wake.set()
+
+    async def _step(self, session: AsyncSession, incident: Incident, name: str, dag, states, unhealthy: set[str],
+                    now: datetime) -> bool:
+        roots = graph.roots(dag, name, unhealthy)
+        where = (Incident.id == incident.id, Incident.suppressed.is_(True))
+        if roots:
+            # A deeper root takes over (report held on etl, then db is found down: db); a shallower one
+            # does not (db recovered, etl still unhealthy a moment longer: report's incident is still
+            # db's doing).
+            root = incident.caused_by or roots[0]
+            if roots[0] in graph.ancestors(dag, root):
+                root = roots[0]
+            if incident.caused_by != root or incident.held_until is not None:
+                await session.execute(update(Incident).where(*where).values(caused_by=root, held_until=None))
+                await _alert_meta(session, self.state, name, root)
+            return False
+        component, own = states.get(name, (None, None))
+        if incident.caused_by is not None and incident.held_until is None:
+            # The root recovered: the child gets its own threshold window to recover by itself.
+            window = detection_window(component, self.state.settings) if component is not None else 0.0
+            await session.execute(update(Incident).where(*where).values(
+                held_until=now + timedelta(seconds=window + SLACK_S)))
+            return False
+        due = incident.held_until is None or now >= incident.held_until
+        if incident.caused_by is None and not due:
+            due = all(_known_healthy(states.get(a), incident.opened_at) for a in graph.ancestors(dag, name))
+        if not due:
+            return False
+        # Only for the incident the checks drive: an external one (a rule, Alertmanager) on a
+        # component whose checks pass is released when due.
+        current = own is not None and own.current_incident_id == incident.id
+        if current and own.status not in UNHEALTHY:
+            return False  # answering again: it closes by itself
+        if current and own.consecutive_failures == 0 and own.last_check_at is not None:
+            # Passing but not yet healthy (success_threshold): one more interval to get there.
+            await session.execute(update(Incident).where(*where).values(
+                held_until=now + timedelta(seconds=detection_window(component, self.state.settings))))
+            return False
+        claimed = await session.execute(update(Incident).where(*where).values(
+            suppressed=False, caused_by=None, held_until=None))
+        if claimed.rowcount != 1:
+            return False  # another replica released it
+        await _release_alert(session, self.state, name)
+        log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
+        return True
+
+
+def _monitored(component: Component) -> bool:
+    return bool(component.enabled and component.check)
+
+
+def _known_healthy(entry, since: datetime) -> bool:
+    if entry is None:
+        return True  # deleted meanwhile: nothing upstream to wait for
+    component, state = entry
+    if not _monitored(component):
+        return True  # disabled or unchecked: it will never pass a check, nothing to wait for
+    return state is not None and state.status == "healthy" and state.consecutive_failures == 0 and \
+        state.last_check_at is not None and state.last_check_at >= since
+
+
+async def _alert_meta(session: AsyncSession, state: GuardState, component: str, root: str) -> None:
+    from app.alerts.service import AlertService
+    from app.alerts.subscribers import health_fingerprint
+
+    alert = await AlertService(session, state.settings).alerts.active_by_fingerprint(health_fingerprint(component))
+    if alert is not None:
+        alert.meta = {**(alert.meta or {}), "caused_by": root}
+        await session.flush()
+
+
+async def _release_alert(session: AsyncSession, state: GuardState, component: str) -> None:
+    from app.alerts.service import AlertService
+    from app.alerts.subscribers import health_fingerprint
+
+    await AlertService(session, state.settings).release_held(health_fingerprint(component))
+
+
+def build_loops(state: GuardState) -> list[RootCauseLoop]:
+    wire(state)
+    return [RootCauseLoop(state)]
