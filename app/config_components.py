@@ -20,6 +20,11 @@ def declared_component_problems(settings: Settings) -> list[str]:
     from app.components.schemas import ComponentCreate
     from app.components.specs import validate_check, validate_recovery
     from app.errors import ValidationFailed
+    from app.healing.strategies.registry import StrategyRegistry
+
+    # The strategies as *these* settings configure them (SSRF allowlist, command actions), not the
+    # process-wide registry of whatever guard ran last in this process.
+    registry = StrategyRegistry(settings)
 
     problems: list[str] = []
     for index, decl in enumerate(settings.components):
@@ -32,7 +37,8 @@ def declared_component_problems(settings: Settings) -> list[str]:
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])
                 problems.append(f"{where}.{field}: {error['msg'].removeprefix('Value error, ')}")
-        for validate, document in ((validate_check, decl.check), (validate_recovery, decl.recovery)):
+        for validate, document in ((validate_check, decl.check),
+                                   (lambda doc: validate_recovery(doc, registry), decl.recovery)):
             try:
                 validate(document)
             except ValidationFailed as exc:

@@ -80,8 +80,9 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
     return document
 
 
-def validate_recovery(recovery: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Normalise a recovery policy: ordered strategies plus budgets and switches."""
+def validate_recovery(recovery: dict[str, Any] | None, registry=None) -> dict[str, Any] | None:
+    """Normalise a recovery policy: ordered strategies plus budgets and switches. ``registry``: the
+    strategies as the settings being validated configure them (default: the running guard's)."""
     if recovery is None:
         return None
     problems: list[str] = []
@@ -102,7 +103,7 @@ def validate_recovery(recovery: dict[str, Any] | None) -> dict[str, Any] | None:
     # Each strategy kind validates its own parameters (argv, URL, Kubernetes names...).
     from app.healing.policy import normalise_strategies
 
-    policy["strategies"], strategy_problems = normalise_strategies(normalised)
+    policy["strategies"], strategy_problems = normalise_strategies(normalised, registry)
     problems.extend(strategy_problems)
     for key in _POLICY_DURATIONS & set(policy):
         try:
