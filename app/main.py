@@ -14,6 +14,7 @@ from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, ins
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
 from app.observability.metrics import GuardMetrics
 from app.openapi import install_openapi
+from app.auth.throttle import login_failure_limit
 from app.ratelimit import RateLimiter, RateLimitMiddleware
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -54,7 +55,8 @@ class RequestIdMiddleware:
 def create_app(settings: Settings | None = None, *, build_services: ServiceBuilder | None = None) -> FastAPI:
     settings = settings or load_settings()
     metrics = GuardMetrics()
-    limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies)
+    limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies, metrics=metrics,
+                          login_limit=login_failure_limit(settings.security))
     state = GuardState(settings=settings, metrics=metrics, limiter=limiter)
 
     app = FastAPI(
