@@ -9,12 +9,12 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
+from app.auth.throttle import login_failure_limit
 from app.config import Settings, load_settings
 from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
 from app.observability.metrics import GuardMetrics
 from app.openapi import install_openapi
-from app.auth.throttle import login_failure_limit
 from app.ratelimit import RateLimiter, RateLimitMiddleware
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
