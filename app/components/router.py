@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
+from app.crypto import secret_box
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
 from app.pagination import Page, parse_label_filters
@@ -16,8 +17,8 @@ from app.pagination import Page, parse_label_filters
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
 
 
-def get_service(session: SessionDep) -> ComponentService:
-    return ComponentService(session)
+def get_service(request: Request, session: SessionDep) -> ComponentService:
+    return ComponentService(session, secret_box(request.app.state.guard))
 
 
 ServiceDep = Annotated[ComponentService, Depends(get_service)]

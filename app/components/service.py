@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.components.repository import ComponentRepository
 from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
+from app.security.check_secrets import seal_check
 from app.db.models import Component
 from app.errors import Conflict, NotFound
 
@@ -17,8 +18,20 @@ SOURCE_CONFIG = "config"
 
 
 class ComponentService:
-    def __init__(self, session: AsyncSession):
+    def __init__(self, session: AsyncSession, box: Any = None):
         self.repo = ComponentRepository(session)
+        self._box = box  # the app's SecretBox: check credentials are stored encrypted
+
+    @property
+    def box(self) -> Any:
+        if self._box is None:
+            from app.healing import secretbox  # the process-wide box the lifespan configured
+
+            self._box = secretbox.active()
+        return self._box
+
+    def seal(self, check: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+        return seal_check(validate_check(check), previous, self.box)
 
     async def get(self, name: str) -> Component:
         component = await self.repo.by_name(name)
@@ -39,7 +52,7 @@ class ComponentService:
             critical=data.critical,
             labels=data.labels,
             region=data.labels.get("region"),
-            check=validate_check(data.check),
+            check=self.seal(data.check, None),
             recovery=validate_recovery(data.recovery),
             enabled=data.enabled,
             source=source,
@@ -51,7 +64,7 @@ class ComponentService:
         self._refuse_config_owned(component, source)
         changes = data.model_dump(exclude_unset=True)
         if "check" in changes:
-            changes["check"] = validate_check(changes["check"])
+            changes["check"] = self.seal(changes["check"], component.check)
         if "recovery" in changes:
             changes["recovery"] = validate_recovery(changes["recovery"])
         for key, value in changes.items():
