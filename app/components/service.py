@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.components.repository import ComponentRepository
 from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
-from app.security.check_secrets import seal_check
 from app.db.models import Component
 from app.errors import Conflict, NotFound
+from app.security.check_secrets import seal_check
 
 SOURCE_API = "api"
 SOURCE_CONFIG = "config"

@@ -82,8 +82,8 @@ def _restore_url(new: str, previous: str | None, field: str) -> str:
         return new
     if previous is None or _origin(previous) != _origin(new):
         raise ValidationFailed("invalid check", details={"problems": [
-            f"{field}: {MASK} stands for a stored secret, and only while the URL keeps its scheme, host and "
-            "port; send the real value"]})
+            (f"{field}: {MASK} stands for a stored secret, and only while the URL keeps its scheme, host and "
+            "port; send the real value")]})
     old = urlsplit(previous)
     old_query: dict[str, str] = {}
     for k, v in parse_qsl(old.query, keep_blank_values=True):
@@ -132,8 +132,8 @@ def seal_check(check: dict[str, Any] | None, previous: Mapping[str, Any] | None,
             kept = old_headers.get(name.lower())
             if kept is None or kept == MASK or not same_origin:
                 raise ValidationFailed("invalid check", details={"problems": [
-                    f"check.headers.{name}: {MASK} stands for a stored secret, and only while the URL keeps its "
-                    "scheme, host and port; send the real value"]})
+                    (f"check.headers.{name}: {MASK} stands for a stored secret, and only while the URL keeps its "
+                    "scheme, host and port; send the real value")]})
             value = kept
         secret_headers[name] = value
         shown_headers[name] = MASK
