@@ -73,8 +73,38 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return _response(500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id})
 
 
+# SQLSTATEs meaning "no database for us right now": connection exceptions (class 08), too many
+# connections, shutdown/crash/starting up (asyncpg's CannotConnectNowError arrives as a plain
+# DBAPIError), and a database that was set not to accept connections (55000 at connect time).
+_UNAVAILABLE_SQLSTATES = {"53300", "53400", "57P01", "57P02", "57P03", "57P05"}
+_UNAVAILABLE_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "ConnectionFailureError", "ClientCannotConnectError",
+                              "InternalClientError"}
+
+
+def _chain(exc: BaseException):
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen or len(seen) > 8:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend((getattr(current, "orig", None), current.__cause__, current.__context__))
+
+
 def _is_connection_error(exc: DBAPIError) -> bool:
-    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
+    if bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    for cause in _chain(exc):
+        if isinstance(cause, OSError | TimeoutError) or type(cause).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
+            return True
+        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if code and (str(code).startswith("08") or str(code) in _UNAVAILABLE_SQLSTATES):
+            return True
+        if code == "55000" and "not currently accepting connections" in str(cause):
+            return True
+    return False
 
 
 # SQLSTATEs for text the database cannot store (e.g. a NUL character in a Postgres text column).
