@@ -68,6 +68,11 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Driver errors raised outside SQLAlchemy (the raw asyncpg connection COPY uses) arrive here.
+    if _is_unavailable(exc):
+        return await _database_unavailable(request, exc)
+    if any(_code(c) in _BAD_TEXT_SQLSTATES for c in _chain(exc)):
+        return _response(422, "validation_error", "text contains characters that cannot be stored (e.g. NUL)")
     error_id = uuid.uuid4().hex[:12]
     log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
     return _response(500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id})
@@ -93,18 +98,26 @@ def _chain(exc: BaseException):
         todo.extend((getattr(current, "orig", None), current.__cause__, current.__context__))
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    if bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError)):
-        return True
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return str(code) if code else None
+
+
+def _is_unavailable(exc: BaseException) -> bool:
     for cause in _chain(exc):
         if isinstance(cause, OSError | TimeoutError) or type(cause).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
             return True
-        code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-        if code and (str(code).startswith("08") or str(code) in _UNAVAILABLE_SQLSTATES):
+        code = _code(cause)
+        if code and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES):
             return True
         if code == "55000" and "not currently accepting connections" in str(cause):
             return True
     return False
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    return (bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
+            or _is_unavailable(exc))
 
 
 # SQLSTATEs for text the database cannot store (e.g. a NUL character in a Postgres text column).

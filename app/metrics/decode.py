@@ -73,8 +73,8 @@ def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = No
     now = now or datetime.now(UTC)
     try:
         return _fast(body, single, now)
-    except (msgspec.DecodeError, _Declined, UnicodeError):
-        pass
+    except (msgspec.DecodeError, _Declined, UnicodeError, RecursionError):
+        pass  # (RecursionError: JSON nested deeper than msgspec follows; the thorough path refuses it)
     parsed = parse_body(body)
     if single:
         items: Any = [parsed]

@@ -74,8 +74,8 @@ def label_problem(labels: dict[str, Any]) -> tuple[str, str] | None:
     for k, v in labels.items():
         if len(k) > MAX_LABEL_KEY or not _LABEL_KEY(k):
             return "labels", f"label key {k[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_KEY})"
-        if type(v) is not str or len(v) > MAX_LABEL_VALUE:
-            return f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters"
+        if type(v) is not str or len(v) > MAX_LABEL_VALUE or "\x00" in v:  # Postgres text cannot hold NUL
+            return f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters, without NUL"
     return None
 
 
