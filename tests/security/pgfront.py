@@ -1,4 +1,4 @@
-"""A loopback TCP front for the real Postgres, switchable between the shapes of "database
+"""A loopback TCP front for a real server (Postgres, Redis), switchable between the shapes of "server
 unavailable" a guard meets in production:
 
 - ``forward``: a plain byte proxy to the real server;
