@@ -78,7 +78,7 @@ class RateLimiter:
     off), the outage is logged once, counted and shown as a gauge, and the shared storage is probed
     again in the background every ``RETRY_INTERVAL_S`` until it answers."""
 
-    STORAGE_TIMEOUT_S = 0.25
+    STORAGE_TIMEOUT_S = 0.5
     RETRY_INTERVAL_S = 5.0
 
     def __init__(self, config: RateLimitSection, trusted_proxies: list[str], *, metrics=None,
