@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PipelineGuardError, envelope
@@ -49,8 +50,22 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else _HTTP_TYPES.get(exc.status_code, "error")
-    return _response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message,
-                     headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by several
+        # routes (GET list + POST create) must list every method (RFC 9110 15.5.6).
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return _response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "GET"}
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(scope)[0] != Match.NONE:
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

@@ -12,7 +12,7 @@ from app.components.service import ComponentService
 from app.crypto import secret_box
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
-from app.pagination import Page, parse_label_filters
+from app.pagination import LabelFilter, Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
 
@@ -32,7 +32,7 @@ async def list_components(
     region: str | None = None,
     status_: Annotated[str | None, Query(alias="status", pattern="^(unknown|healthy|degraded|critical|recovering|failed)$")] = None,
     enabled: bool | None = None,
-    label: Annotated[list[str] | None, Query(description="key=value; repeat for several (all must match)")] = None,
+    label: Annotated[list[LabelFilter] | None, Query(description="key=value; repeat for several (all must match)")] = None,
 ) -> ComponentPage:
     items, total = await service.list(
         limit=page.limit, offset=page.offset, region=region, status=status_, enabled=enabled,

@@ -27,6 +27,8 @@ MAX_LABEL_KEY = 128
 MAX_LABEL_VALUE = 256
 MAX_COMPONENT = 128
 MAX_METRIC_NAME = 200
+# Rollups keep a sum of squares: a larger value would overflow it to infinity.
+MAX_ABS_VALUE = 1e150
 MAX_FUTURE = timedelta(minutes=5)
 # Older than this is a unit mistake (ms sent as s, a zero date), not a late point.
 MAX_AGE = timedelta(days=366)
@@ -247,11 +249,16 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
         if tv is float:
             if not math.isfinite(value):
                 bad(i, "value", "must be finite")
+            elif not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+                bad(i, "value", "must be within ±1e150")
         elif tv is int:
             try:
                 value = float(value)
             except OverflowError:
                 bad(i, "value", "out of range")
+            else:
+                if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+                    bad(i, "value", "must be within ±1e150")
         else:
             bad(i, "value", "must be a number")
         labels = item.get("labels")
@@ -323,7 +330,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                 pass
             else:
                 value = get("value")
-                if type(value) is float and value - value == 0.0:  # finite (inf - inf and nan are nan)
+                if type(value) is float and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # (false for nan and inf)
                     add_sid(sid)
                     add_value(value)
                     add_stamp(stamp)
