@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
-
 from live_guard import free_port
+
 from tests.conftest import TEST_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]

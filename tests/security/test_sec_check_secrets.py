@@ -137,3 +137,26 @@ async def test_new_secret_value_replaces_the_stored_one(db_url, tmp_path, strict
         assert r.status_code == 200, r.text
         await scheduler.run_once()
         assert seen[-1]["custom"] == "s3cr3t-CUSTOM"
+
+
+async def test_config_declared_check_is_sealed_and_resync_is_not_a_change(db_url, tmp_path, strict_target):
+    port, seen = strict_target
+    declared = [{"name": "declared-api", "check": _check(port)}]
+    settings = mon_settings(db_url, tmp_path, components=declared)
+    async with monitored(settings) as (guard, scheduler):
+        async with guard.session() as session:
+            row = (await session.execute(text(
+                "SELECT \"check\", version FROM components WHERE name = 'declared-api'"))).one()
+        raw = row[0] if isinstance(row[0], str) else json.dumps(row[0])
+        _assert_no_secret(raw)
+        version = row[1]
+        shown = await guard.client.get("/api/v1/components/declared-api", headers=await guard.headers("admin"))
+        _assert_no_secret(shown.text)
+        await scheduler.run_once()
+        assert seen[-1]["custom"] == "s3cr3t-CUSTOM"
+    # A restart syncs the same declaration again: a sealed row that holds the same check is no change.
+    async with monitored(settings) as (guard, _scheduler):
+        async with guard.session() as session:
+            again = (await session.execute(text(
+                "SELECT version FROM components WHERE name = 'declared-api'"))).scalar_one()
+        assert again == version
