@@ -39,6 +39,7 @@ def pg_url(db_url):
     return db_url
 
 
+@pytest.mark.faults  # ~15 s: a real Postgres made to refuse, hang and start up
 async def test_every_database_unavailable_shape_is_a_503(pg_url, tmp_path):
     target = urlsplit(pg_url.replace("postgresql+asyncpg", "postgresql"))
     front = PgFront(target.hostname or "127.0.0.1", target.port or 5432)
