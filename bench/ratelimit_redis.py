@@ -71,10 +71,9 @@ async def measure(base: str, requests: int, concurrency: int) -> list[float]:
 def run(storage: str, requests: int, concurrency: int) -> list[float]:
     os.environ["PIPELINE_RATE_LIMIT_ENABLED"] = "true"
     os.environ["PIPELINE_RATE_LIMIT_STORAGE"] = storage
-    with tempfile.TemporaryDirectory() as tmp:
-        with Server(f"sqlite+aiosqlite:///{tmp}/guard.db", Path(tmp) / "var") as server:
-            asyncio.run(measure(server.base_url, concurrency * 2, concurrency))  # warm-up
-            return asyncio.run(measure(server.base_url, requests, concurrency))
+    with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite+aiosqlite:///{tmp}/guard.db", Path(tmp) / "var") as server:
+        asyncio.run(measure(server.base_url, concurrency * 2, concurrency))  # warm-up
+        return asyncio.run(measure(server.base_url, requests, concurrency))
 
 
 def main() -> None:
