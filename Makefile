@@ -47,7 +47,7 @@ test-real: $(VENV)/.installed-dev
 test-faults: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
 
-BENCHES ?= probes ingest summary nab nab_cv healing
+BENCHES ?= probes ingest summary nab nab_cv healing ratelimit_redis
 
 ## make bench: every benchmark; each prints its figure beside a baseline measured in the same run
 bench: $(VENV)/.installed-dev
