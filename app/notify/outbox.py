@@ -80,19 +80,25 @@ class OutboxSender(LoopService):
         self.http = make_session(ssrf_allow=self.settings.security.ssrf_allowlist)
 
     async def on_stop(self) -> None:
-        if self._deliveries:
-            # Sends still open get the stop timeout to finish; the rest are cancelled and handed back.
-            _done, pending = await asyncio.wait(set(self._deliveries), timeout=self.settings.alerting.stop_timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._cancel_deliveries()
         await self._release_in_flight()
+
+    async def _cancel_deliveries(self) -> None:
+        pending = set(self._deliveries)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
             self.http = None
 
     async def stop(self, timeout: float | None = None) -> None:
-        await super().stop(self.settings.alerting.stop_timeout if timeout is None else timeout)
+        timeout = self.settings.alerting.stop_timeout if timeout is None else timeout
+        if self._deliveries:
+            # Open sends get the stop timeout to finish; on_stop cancels the rest and hands them back
+            # (outside the loop's own stop timeout, so the hand-back itself is never cut short).
+            await asyncio.wait(set(self._deliveries), timeout=timeout)
+        await super().stop(timeout)
 
     async def run_once(self) -> None:
         if self.http is None:
@@ -185,6 +191,11 @@ class OutboxSender(LoopService):
             log.warning("notification %s to %s: outcome not recorded (%s)", item.id, item.channel_name,
                         type(exc).__name__)
         self._in_flight.pop(item.id, None)
+        if len(self._deliveries) <= 1:  # the last open send: the gauges catch up now, not a tick later
+            try:
+                await refresh_gauges(self.state)
+            except Exception as exc:  # noqa: BLE001 - the next tick refreshes them
+                log.debug("outbox gauges not refreshed: %s", type(exc).__name__)
 
     async def record(self, item: Claimed, result: SendResult | None) -> None:
         attempt = item.attempts + 1
