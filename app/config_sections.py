@@ -155,6 +155,9 @@ class SecuritySection(Section):
     rate_limiting: RateLimitSection = Field(default_factory=RateLimitSection)
     login_max_failures: PositiveInt = 5
     login_lockout: Duration = 300.0
+    # Failures from any address before the account itself backs off (the per-address limit is
+    # login_max_failures): high, so a guesser elsewhere cannot easily lock the real user out.
+    login_global_max_failures: PositiveInt = 50
     ssrf_allowlist: CsvList = Field(default_factory=list)
     docs_enabled: bool = True
     status_page_public: bool = True

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import PipelineGuardError, envelope
@@ -49,8 +50,22 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else _HTTP_TYPES.get(exc.status_code, "error")
-    return _response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message,
-                     headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; a path served by several
+        # routes (GET list + POST create) must list every method (RFC 9110 15.5.6).
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return _response(exc.status_code, _HTTP_TYPES.get(exc.status_code, "error"), message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "GET"}
+    for route in request.app.router.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(scope)[0] != Match.NONE:
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
@@ -68,13 +83,56 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Driver errors raised outside SQLAlchemy (the raw asyncpg connection COPY uses) arrive here.
+    if _is_unavailable(exc):
+        return await _database_unavailable(request, exc)
+    if any(_code(c) in _BAD_TEXT_SQLSTATES for c in _chain(exc)):
+        return _response(422, "validation_error", "text contains characters that cannot be stored (e.g. NUL)")
     error_id = uuid.uuid4().hex[:12]
     log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
     return _response(500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id})
 
 
+# SQLSTATEs meaning "no database for us right now": connection exceptions (class 08), too many
+# connections, shutdown/crash/starting up (asyncpg's CannotConnectNowError arrives as a plain
+# DBAPIError), and a database that was set not to accept connections (55000 at connect time).
+_UNAVAILABLE_SQLSTATES = {"53300", "53400", "57P01", "57P02", "57P03", "57P05"}
+_UNAVAILABLE_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "ConnectionFailureError", "ClientCannotConnectError",
+                              "InternalClientError"}
+
+
+def _chain(exc: BaseException):
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen or len(seen) > 8:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend((getattr(current, "orig", None), current.__cause__, current.__context__))
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return str(code) if code else None
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    for cause in _chain(exc):
+        if isinstance(cause, OSError | TimeoutError) or type(cause).__name__ in _UNAVAILABLE_DRIVER_ERRORS:
+            return True
+        code = _code(cause)
+        if code and (code.startswith("08") or code in _UNAVAILABLE_SQLSTATES):
+            return True
+        if code == "55000" and "not currently accepting connections" in str(cause):
+            return True
+    return False
+
+
 def _is_connection_error(exc: DBAPIError) -> bool:
-    return bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
+    return (bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
+            or _is_unavailable(exc))
 
 
 # SQLSTATEs for text the database cannot store (e.g. a NUL character in a Postgres text column).

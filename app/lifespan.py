@@ -195,5 +195,7 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
                 if service not in first:
                     await service.stop()
             await state.engine.dispose()
+            if state.limiter is not None:
+                await state.limiter.aclose()
 
     return lifespan

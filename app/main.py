@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
+from app.auth.throttle import login_failure_limit
 from app.config import Settings, load_settings
 from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
 from app.lifespan import GuardState, ServiceBuilder, make_lifespan
@@ -71,7 +72,8 @@ class RequestIdMiddleware:
 def create_app(settings: Settings | None = None, *, build_services: ServiceBuilder | None = None) -> FastAPI:
     settings = settings or load_settings()
     metrics = GuardMetrics()
-    limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies)
+    limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies, metrics=metrics,
+                          login_limit=login_failure_limit(settings.security))
     state = GuardState(settings=settings, metrics=metrics, limiter=limiter)
 
     app = FastAPI(

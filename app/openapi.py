@@ -49,13 +49,38 @@ def add_common_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# RejectNulMiddleware refuses NUL anywhere in the path or query string (400): every free-form string
+# parameter says so, so clients (and the fuzz test) know such a value is not a valid input.
+_NO_NUL = "^[^\\x00]*$"
+
+
+def forbid_nul_in_parameters(schema: dict[str, Any]) -> dict[str, Any]:
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") in ("path", "query"):
+                    _no_nul(parameter.get("schema", {}))
+    return schema
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    for variant in schema.get("anyOf", []):
+        _no_nul(variant)
+    if schema.get("type") == "array":
+        _no_nul(schema.get("items", {}))
+    if schema.get("type") == "string" and not ({"pattern", "format", "enum", "const"} & set(schema)):
+        schema["pattern"] = _NO_NUL
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes, openapi_version=app.openapi_version, tags=app.openapi_tags,
                                  servers=app.servers)
-            app.openapi_schema = add_common_error_responses(schema)
+            app.openapi_schema = forbid_nul_in_parameters(add_common_error_responses(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -1,4 +1,4 @@
-"""Per-IP rate limits on slowapi's Limiter (the `limits` storage: memory or Redis).
+"""Per-IP rate limits on the `limits` library's async storage (memory, or Redis shared by replicas).
 
 The limit is chosen by route group (health, metrics, default). The key is the peer address; a
 forwarded header is believed only when the peer itself is a trusted proxy, and then the rightmost
@@ -7,6 +7,8 @@ address that is not a trusted proxy is used (the leftmost is whatever the client
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
@@ -14,7 +16,9 @@ import time
 
 import orjson
 from limits import parse
-from slowapi import Limiter
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import RateLimitSection
@@ -68,34 +72,150 @@ def route_group(path: str) -> str | None:
 
 
 class RateLimiter:
-    def __init__(self, config: RateLimitSection, trusted_proxies: list[str]):
+    """Moving-window limits on the async storage of the `limits` library: nothing here blocks the
+    event loop. A shared storage (Redis) that fails or does not answer within ``STORAGE_TIMEOUT_S``
+    puts the limiter in fallback: limits are then enforced per process in memory (never switched
+    off), the outage is logged once, counted and shown as a gauge, and the shared storage is probed
+    again in the background every ``RETRY_INTERVAL_S`` until it answers."""
+
+    STORAGE_TIMEOUT_S = 0.5
+    RETRY_INTERVAL_S = 5.0
+
+    def __init__(self, config: RateLimitSection, trusted_proxies: list[str], *, metrics=None,
+                 login_limit: str | None = None):
         self.enabled = config.enabled
         self.proxies = TrustedProxies(trusted_proxies)
         self.limits = {"health": parse(config.health), "metrics": parse(config.metrics), "default": parse(config.default)}
-        self.slowapi = Limiter(
-            key_func=lambda request: "unused",
-            storage_uri=config.storage,
-            strategy="moving-window",
-            in_memory_fallback_enabled=config.storage.startswith("redis"),
-        )
+        if login_limit:
+            self.limits["login"] = parse(login_limit)
+        self.storage_uri = config.storage
+        self.metrics = metrics
+        self.memory = MovingWindowRateLimiter(MemoryStorage())
+        self._shared: MovingWindowRateLimiter | None = None  # built on first use, inside the event loop
+        self.outage_since: float | None = None
+        self._last_probe = 0.0
+        self._probe: asyncio.Task | None = None
         self.rejections = 0
 
-    def check(self, group: str, key: str) -> float | None:
+    @property
+    def uses_shared_storage(self) -> bool:
+        return not self.storage_uri.startswith("memory")
+
+    @property
+    def in_fallback(self) -> bool:
+        return self.outage_since is not None
+
+    def _shared_limiter(self) -> MovingWindowRateLimiter:
+        if self._shared is None:
+            uri = self.storage_uri if self.storage_uri.startswith("async+") else f"async+{self.storage_uri}"
+            options = {}
+            if "redis" in uri:
+                # The redis client's own socket timeouts back up the asyncio deadline below.
+                options = {"implementation": "redispy", "socket_timeout": self.STORAGE_TIMEOUT_S,
+                           "socket_connect_timeout": self.STORAGE_TIMEOUT_S}
+            self._shared = MovingWindowRateLimiter(storage_from_string(uri, **options))
+        return self._shared
+
+    async def check(self, group: str, key: str) -> float | None:
         """Count one request; return seconds to wait when over the limit, else None."""
         limit = self.limits[group]
-        strategy = self.slowapi.limiter
-        try:
-            if strategy.hit(limit, group, key):
-                return None
-            reset_at, _remaining = strategy.get_window_stats(limit, group, key)
-        except Exception:  # a broken limiter storage must not take the API down
-            log.warning("rate-limit storage unavailable; letting the request through", exc_info=True)
+        if self.uses_shared_storage and not self.in_fallback:
+            try:
+                async with asyncio.timeout(self.STORAGE_TIMEOUT_S):
+                    return self._verdict(limit, *await self._hit(self._shared_limiter(), limit, group, key))
+            except Exception as exc:  # noqa: BLE001 - any storage failure: enforce in memory instead
+                self._enter_fallback(exc)
+        elif self.in_fallback:
+            self._maybe_probe()
+        return self._verdict(limit, *await self._hit(self.memory, limit, group, key))
+
+    async def count(self, group: str, key: str) -> None:
+        """Count one event against ``group``'s budget (login failures); never a rejection."""
+        limit = self.limits[group]
+        if self.uses_shared_storage and not self.in_fallback:
+            try:
+                async with asyncio.timeout(self.STORAGE_TIMEOUT_S):
+                    await self._shared_limiter().hit(limit, group, key)
+                    return
+            except Exception as exc:  # noqa: BLE001
+                self._enter_fallback(exc)
+        await self.memory.hit(limit, group, key)
+
+    async def over_limit(self, group: str, key: str) -> bool:
+        """Whether ``key`` has used up ``group``'s budget, without counting a request."""
+        limit = self.limits[group]
+        limiter = self.memory
+        if self.uses_shared_storage and not self.in_fallback:
+            try:
+                async with asyncio.timeout(self.STORAGE_TIMEOUT_S):
+                    return not await self._shared_limiter().test(limit, group, key)
+            except Exception as exc:  # noqa: BLE001
+                self._enter_fallback(exc)
+        return not await limiter.test(limit, group, key)
+
+    @staticmethod
+    async def _hit(limiter: MovingWindowRateLimiter, limit, group: str, key: str) -> tuple[bool, float]:
+        if await limiter.hit(limit, group, key):
+            return True, 0.0
+        reset_at, _remaining = await limiter.get_window_stats(limit, group, key)
+        return False, reset_at
+
+    def _verdict(self, limit, allowed: bool, reset_at: float) -> float | None:
+        if allowed:
             return None
         self.rejections += 1
         return max(1.0, reset_at - time.time())
 
-    def reset(self) -> None:
-        self.slowapi.reset()
+    def _enter_fallback(self, exc: BaseException) -> None:
+        if self.metrics is not None:
+            self.metrics.ratelimit_storage_errors.inc()
+        if self.in_fallback:
+            return
+        self.outage_since = self._last_probe = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.ratelimit_fallback.set(1)
+        # Once per outage, without a traceback per request.
+        log.warning("rate-limit storage %s unavailable (%s); enforcing limits in memory per process until it "
+                    "answers again", _safe_uri(self.storage_uri), type(exc).__name__ or "timeout")
+
+    def _maybe_probe(self) -> None:
+        now = time.monotonic()
+        if (self._probe is not None and not self._probe.done()) or now - self._last_probe < self.RETRY_INTERVAL_S:
+            return
+        self._last_probe = now
+        self._probe = asyncio.get_running_loop().create_task(self._probe_shared(), name="ratelimit-storage-probe")
+
+    async def _probe_shared(self) -> None:
+        try:
+            async with asyncio.timeout(self.STORAGE_TIMEOUT_S * 4):
+                healthy = await self._shared_limiter().storage.check()
+        except Exception:  # noqa: BLE001 - still away
+            healthy = False
+        if healthy and self.in_fallback:
+            log.warning("rate-limit storage %s answers again after %.0f s; shared limits restored",
+                        _safe_uri(self.storage_uri), time.monotonic() - (self.outage_since or 0.0))
+            self.outage_since = None
+            if self.metrics is not None:
+                self.metrics.ratelimit_fallback.set(0)
+
+    async def reset(self) -> None:
+        await self.memory.storage.reset()
+        if self.uses_shared_storage:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await self._shared_limiter().storage.reset()
+
+    async def aclose(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(BaseException):
+                await self._probe
+
+
+def _safe_uri(uri: str) -> str:
+    from app.core.ssrf import redact_url
+
+    return redact_url(uri.replace("async+", "", 1)) if "://" in uri else uri
 
 
 class RateLimitMiddleware:
@@ -113,7 +233,7 @@ class RateLimitMiddleware:
         if group is None:
             await self.app(scope, receive, send)
             return
-        wait = limiter.check(group, client_address(scope, limiter.proxies))
+        wait = await limiter.check(group, client_address(scope, limiter.proxies))
         if wait is None:
             await self.app(scope, receive, send)
             return

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.config import Settings, secret_key_problem
+from app.security.check_secrets import display_url
 
 SEVERITIES = ("low", "medium", "high", "critical")
 # Exit code of `config audit` by the worst finding: none/low 0, medium 1, high 2, critical 3.
@@ -113,11 +114,11 @@ def _url_findings(settings: Settings) -> list[Finding]:
                 if parts.scheme != "http" or _is_loopback_host(parts.hostname):
                     continue
                 if section.endswith(".recovery"):
-                    findings.append(Finding("medium", path, f"webhook over plain http ({url}): the request and its "
+                    findings.append(Finding("medium", path, f"webhook over plain http ({display_url(url)}): the request and its "
                                             "credentials can be read or changed on the way",
                                             "use https"))
                 else:
-                    findings.append(Finding("low", path, f"check over plain http to a non-loopback host ({url})",
+                    findings.append(Finding("low", path, f"check over plain http to a non-loopback host ({display_url(url)})",
                                             "use https where the target supports it"))
     return findings
 

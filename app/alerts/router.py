@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -26,7 +25,7 @@ from app.db.models import AlertStatus
 from app.db.types import utcnow
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
-from app.pagination import Page, RowId
+from app.pagination import DateTimeQuery, Page, RowId
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
@@ -53,7 +52,7 @@ async def list_alerts(
     status_: StatusFilter = None,
     severity: Annotated[str | None, Query(pattern="^(info|warning|critical)$")] = None,
     component: str | None = None,
-    since: Annotated[datetime | None, Query(description="only alerts seen at or after this time")] = None,
+    since: Annotated[DateTimeQuery, Query(description="only alerts seen at or after this time")] = None,
 ) -> AlertPage:
     statuses = status_ or [s.value for s in ACTIVE]
     if "all" in statuses:

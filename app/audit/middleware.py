@@ -125,7 +125,7 @@ class AuditMiddleware:
         if body and b"json" in headers.get(b"content-type", b""):
             try:
                 summary["request"] = redact(json.loads(body))
-            except ValueError:
+            except (ValueError, RecursionError):  # a hostile body (nested 1,000 deep) still gets its row
                 summary["request"] = {"unparsed_bytes": len(body)}
         elif body:
             summary["request"] = {"bytes": len(body)}

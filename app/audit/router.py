@@ -12,7 +12,7 @@ from app.audit.service import AuditService
 from app.auth.permissions import Permission
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
-from app.pagination import Page
+from app.pagination import DateTimeQuery, Page
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -50,8 +50,8 @@ async def list_audit(
     action: str | None = None,
     method: str | None = None,
     status_code: Annotated[int | None, Query(ge=100, le=599)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTimeQuery = None,
+    until: DateTimeQuery = None,
 ) -> AuditPage:
     items, total = await AuditService(session).list(
         limit=page.limit, offset=page.offset, username=username, action=action, method=method,

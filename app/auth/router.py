@@ -10,9 +10,11 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth.permissions import Permission
 from app.auth.schemas import Me, PasswordReset, TokenResponse, UserCreate, UserOut, UserPage, UserUpdate
 from app.auth.service import LoginFailed
+from app.auth.throttle import LoginThrottle
 from app.deps import AuthServiceDep, CurrentUser, Requires
 from app.errors import error_responses
 from app.pagination import Page
+from app.ratelimit import client_address
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 users_router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -24,7 +26,9 @@ async def issue_token(
 ) -> TokenResponse:
     """OAuth2 password flow: exchange a username and password for a bearer token (Swagger's Authorize)."""
     try:
-        token, claims = await auth.login(form.username, form.password)
+        state = request.app.state.guard
+        throttle = LoginThrottle(state.limiter, client_address(request.scope, state.limiter.proxies))
+        token, claims = await auth.login(form.username, form.password, throttle)
     except LoginFailed:
         request.app.state.guard.metrics.login_failures.inc()
         raise

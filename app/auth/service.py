@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Role, permissions_for
 from app.auth.repository import RevocationRepository, UserRepository
+from app.auth.throttle import LoginThrottle
 from app.auth.tokens import PasswordHasher, TokenClaims, TokenCodec
 from app.config import Settings
 from app.db.models import User
@@ -54,18 +55,22 @@ class AuthService:
         self.hasher = hasher
 
     # --- login / tokens -----------------------------------------------------------------------
-    async def login(self, username: str, password: str) -> tuple[str, TokenClaims]:
+    async def login(self, username: str, password: str, throttle: LoginThrottle | None = None) -> tuple[str, TokenClaims]:
         now = datetime.now(UTC)
         user = await self.users.by_username(username)
+        throttled = throttle is not None and await throttle.blocked(username)
         # Always verify a hash (a dummy for unknown users) so timing does not tell the cases apart.
         valid = self.hasher.verify(password, user.password_hash if user else None)
+        if not valid and not throttled and throttle is not None:
+            await throttle.failed(username)  # unknown users too: nothing to enumerate by counting
         if user is None:
             raise LoginFailed()
         locked = user.locked_until is not None and user.locked_until > now
-        if locked or not valid or user.disabled:
-            if not locked and not valid:
+        if throttled or locked or not valid or user.disabled:
+            if not throttled and not locked and not valid:
                 self._record_failure(user, now)
-            log.info("login refused for %s (locked=%s disabled=%s)", username, locked, user.disabled)
+            log.info("login refused for %s (address throttled=%s, account locked=%s, disabled=%s)",
+                     username, throttled, locked, user.disabled)
             raise LoginFailed()
         user.failed_logins = 0
         user.locked_until = None
@@ -74,7 +79,7 @@ class AuthService:
 
     def _record_failure(self, user: User, now: datetime) -> None:
         user.failed_logins += 1
-        limit = self.settings.security.login_max_failures
+        limit = self.settings.security.login_global_max_failures
         if user.failed_logins >= limit:
             # Exponential back-off: each further failure doubles the lockout, up to an hour.
             lockout = timedelta(seconds=self.settings.security.login_lockout) * (2 ** (user.failed_logins - limit))
@@ -117,8 +122,10 @@ class AuthService:
         if role is not None and role != user.role:
             user.role = role
             user.token_version += 1
-        if disabled is not None:
+        if disabled is not None and disabled != user.disabled:
             user.disabled = disabled
+            # Tokens issued before a disable stay dead after re-enabling: the user logs in again.
+            user.token_version += 1
         await self.users.session.flush()
         return user
 

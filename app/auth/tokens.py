@@ -70,13 +70,19 @@ class TokenCodec:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
-        return TokenClaims(
-            subject=str(payload["sub"]),
-            jti=str(payload["jti"]),
-            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
-            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-            token_version=int(payload.get("ver", 0)),
-        )
+        # A valid signature does not make the claims well-formed: refuse anything this code did not
+        # issue (a string version, a timestamp past year 9999...) as an invalid token, never a 500.
+        subject, jti, version = payload["sub"], payload["jti"], payload.get("ver", 0)
+        if not isinstance(subject, str) or not subject or not isinstance(jti, str) or not jti:
+            raise Unauthorized("invalid token")
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**31:
+            raise Unauthorized("invalid token")
+        try:
+            issued_at = datetime.fromtimestamp(payload["iat"], UTC)
+            expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+        except (TypeError, ValueError, OverflowError, OSError):
+            raise Unauthorized("invalid token") from None
+        return TokenClaims(subject=subject, jti=jti, issued_at=issued_at, expires_at=expires_at, token_version=version)
 
 
 class PasswordHasher:

@@ -4,7 +4,6 @@ enabled command checks, and only allowlisted executables."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -20,6 +19,7 @@ from app.checks.base import (
     require_mapping,
 )
 from app.core.process import CommandError, build_env, run_command
+from app.security.commands import env_refusals, executable_refusal
 
 DETAIL_TAIL_CHARS = 200
 
@@ -30,17 +30,8 @@ def _executable_refusal(argv0: str, ctx: CheckContext, path: str | None) -> str 
         return "command checks are disabled (an admin must enable them in the config)"
     if not ctx.command_allowlist:
         return None
-    resolved = argv0 if os.sep in argv0 else shutil.which(argv0, path=path)
-    real = os.path.realpath(resolved) if resolved else None
-    for entry in ctx.command_allowlist:
-        if os.sep in entry:
-            # Absolute entry: the exact file, however it is spelled (symlinks, merged /usr).
-            if real is not None and real == os.path.realpath(entry):
-                return None
-        elif argv0 == entry:
-            # Bare-name entry: only a bare-name argv0, found on the command's PATH.
-            return None
-    return f"executable {argv0!r} is not in the command allowlist"
+    # By resolved absolute path: a file elsewhere with an allowlisted name never matches.
+    return executable_refusal(argv0, ctx.command_allowlist, "the command allowlist", path)
 
 
 def _tail(text: str) -> str:
@@ -74,6 +65,8 @@ class CommandCheck(CheckKind):
         ):
             errs.add("env", "must be an object of variable name to string value")
             env = {}
+        for name, reason in env_refusals([*env, *env_allow]):
+            errs.add(f"env.{name}" if name in env else "env_allow", reason)
         out = {
             "argv": list(argv) if isinstance(argv, list | tuple) else argv,
             "cwd": cwd,
@@ -94,6 +87,8 @@ class CommandCheck(CheckKind):
     async def probe(self, params: dict[str, Any], ctx: CheckContext) -> CheckResult:
         env = build_env(params["env_allow"], params["env"])
         refusal = _executable_refusal(params["argv"][0], ctx, env["PATH"])
+        if refusal is None and (refused_env := env_refusals([*params["env_allow"], *params["env"]])):
+            refusal = "; ".join(reason for _, reason in refused_env)  # stored before the rule existed
         if refusal:
             return CheckResult.down(f"refused: {refusal}")
         timeout = effective_timeout(params, ctx)

@@ -9,17 +9,18 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
+from app.crypto import secret_box
 from app.db.types import utcnow
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
 from app.events import ComponentDeleted
-from app.pagination import Page, parse_label_filters
+from app.pagination import LabelFilter, Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
 
 
-def get_service(session: SessionDep) -> ComponentService:
-    return ComponentService(session)
+def get_service(request: Request, session: SessionDep) -> ComponentService:
+    return ComponentService(session, secret_box(request.app.state.guard))
 
 
 ServiceDep = Annotated[ComponentService, Depends(get_service)]
@@ -33,7 +34,7 @@ async def list_components(
     region: str | None = None,
     status_: Annotated[str | None, Query(alias="status", pattern="^(unknown|healthy|degraded|critical|recovering|failed)$")] = None,
     enabled: bool | None = None,
-    label: Annotated[list[str] | None, Query(description="key=value; repeat for several (all must match)")] = None,
+    label: Annotated[list[LabelFilter] | None, Query(description="key=value; repeat for several (all must match)")] = None,
 ) -> ComponentPage:
     items, total = await service.list(
         limit=page.limit, offset=page.offset, region=region, status=status_, enabled=enabled,

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.security.check_secrets import shown_check
+
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]{0,62}$"
 MAX_LABELS = 32
@@ -118,6 +120,12 @@ class ComponentOut(BaseModel):
         if self.state is not None:
             self.state.status = shown_status(self.state.status, self.check, self.state.last_ping_at)
         return self
+
+    @field_validator("check")
+    @classmethod
+    def _mask_check(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Credentials are write-only for every role: masked here whatever the stored row holds.
+        return shown_check(value)
 
 
 class ComponentPage(BaseModel):

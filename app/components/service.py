@@ -13,14 +13,27 @@ from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
 from app.db.models import Component
 from app.errors import Conflict, NotFound
+from app.security.check_secrets import seal_check
 
 SOURCE_API = "api"
 SOURCE_CONFIG = "config"
 
 
 class ComponentService:
-    def __init__(self, session: AsyncSession):
+    def __init__(self, session: AsyncSession, box: Any = None):
         self.repo = ComponentRepository(session)
+        self._box = box  # the app's SecretBox: check credentials are stored encrypted
+
+    @property
+    def box(self) -> Any:
+        if self._box is None:
+            from app.healing import secretbox  # the process-wide box the lifespan configured
+
+            self._box = secretbox.active()
+        return self._box
+
+    def seal(self, check: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any] | None:
+        return seal_check(validate_check(check), previous, self.box)
 
     async def get(self, name: str) -> Component:
         component = await self.repo.by_name(name)
@@ -43,7 +56,7 @@ class ComponentService:
             critical=data.critical,
             labels=data.labels,
             region=data.labels.get("region"),
-            check=validate_check(data.check),
+            check=self.seal(data.check, None),
             recovery=validate_recovery(data.recovery),
             enabled=data.enabled,
             depends_on=await self._checked_dependencies(data.name, data.depends_on, check_graph),
@@ -56,7 +69,7 @@ class ComponentService:
         self._refuse_config_owned(component, source)
         changes = data.model_dump(exclude_unset=True)
         if "check" in changes:
-            changes["check"] = validate_check(changes["check"])
+            changes["check"] = self.seal(changes["check"], component.check)
         if "recovery" in changes:
             changes["recovery"] = validate_recovery(changes["recovery"])
         if "depends_on" in changes:

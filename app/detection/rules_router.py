@@ -40,17 +40,17 @@ async def list_anomalies(_: Requires(Permission.READ_METRICS), service: ServiceD
     return await service.anomalies(active=active, component=component, limit=page.limit, offset=page.offset)
 
 
-@router.get("/{rule_id}", response_model=RuleOut, responses=error_responses(401, 403, 404))
+@router.get("/{rule_id:int}", response_model=RuleOut, responses=error_responses(401, 403, 404))
 async def get_rule(rule_id: RowId, _: Requires(Permission.READ_METRICS), service: ServiceDep):
     return await service.get(rule_id)
 
 
-@router.patch("/{rule_id}", response_model=RuleOut, responses=error_responses(401, 403, 404, 409, 422))
+@router.patch("/{rule_id:int}", response_model=RuleOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_rule(rule_id: RowId, data: RuleUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep):
     return await service.update(rule_id, data)
 
 
-@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
+@router.delete("/{rule_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
 async def delete_rule(rule_id: RowId, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep) -> Response:
     await service.delete(rule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

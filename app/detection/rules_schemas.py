@@ -13,7 +13,7 @@ Operator = Literal["gt", "ge", "lt", "le", "eq", "ne"]
 
 
 class RuleParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, false is not a number
 
     operator: Operator | None = Field(None, description="threshold: comparison with `value`")
     value: float | None = Field(None, description="threshold: the bound; trend: the level whose crossing is predicted")
@@ -39,7 +39,7 @@ class RuleParams(BaseModel):
 
 
 class RuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, false is not a number
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
     component: str = Field(min_length=1, max_length=128)
@@ -54,7 +54,7 @@ class RuleCreate(BaseModel):
 
 
 class RuleUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, false is not a number
 
     labels: dict[str, str] | None = Field(None, max_length=32)
     params: RuleParams | None = None

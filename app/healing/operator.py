@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.db.models.healing import OPEN_STATES, AttemptState, HealingAttempt, HealingIncident
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from app.errors import Conflict, NotFound, RateLimited
 from app.healing import breaker, budgets
 from app.healing.attempts import Attempts, Claim, commit_claim, find_component, lease_until, make_claim
 from app.healing.policy import allowed_entries, parse_policy
@@ -68,7 +68,7 @@ class OperatorActions:
                 else:
                     message = (f"component {component_name!r} has no usable recovery strategy: add "
                                "recovery.strategies to it (and enable their kinds in the healing settings)")
-                raise ValidationFailed(message, details={"problems": [message]})
+                raise Conflict(message, details={"problems": [message]})  # the component's state, not bad input
             await self._refuse_when_bounded(session, component_name, now)
             incident = (await session.execute(
                 select(HealingIncident).where(HealingIncident.component == component_name,

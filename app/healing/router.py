@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
@@ -13,7 +12,7 @@ from app.errors import error_responses
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
 from app.healing.wiring import ensure_engine
-from app.pagination import OptionalRowId, Page, RowId
+from app.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
 
@@ -40,7 +39,7 @@ async def list_attempts(
     state: Annotated[str | None, Query(pattern=STATES)] = None,
     strategy: str | None = None,
     incident_id: OptionalRowId = None,
-    since: datetime | None = None,
+    since: DateTimeQuery = None,
 ) -> AttemptPage:
     items, total = await service.list_attempts(component=component, state=state, strategy=strategy,
                                                incident_id=incident_id, since=since, limit=page.limit,

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
 
+from app.errors import ValidationFailed
 from app.metrics.validation import (
+    MAX_ABS_VALUE,
     MAX_AGE,
     MAX_BATCH,
     MAX_FUTURE,
@@ -47,7 +49,8 @@ _NO_LABELS = (b"", b"null", b"{}")
 class _Point(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     component: str
     metric_name: str
-    value: float  # msgspec refuses NaN/Infinity literals and out-of-range numbers (1e999)
+    # msgspec refuses NaN/Infinity literals; the bound keeps the rollups' sum of squares finite.
+    value: Annotated[float, msgspec.Meta(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
     labels: msgspec.Raw = msgspec.Raw()
     timestamp: str | float | None = None
 
@@ -73,14 +76,24 @@ def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = No
     now = now or datetime.now(UTC)
     try:
         return _fast(body, single, now)
-    except (msgspec.DecodeError, _Declined, UnicodeError):
-        pass
+    except (msgspec.DecodeError, _Declined, UnicodeError, RecursionError):
+        pass  # (RecursionError: JSON nested deeper than msgspec follows; the thorough path refuses it)
     parsed = parse_body(body)
     if single:
         items: Any = [parsed]
     else:
-        items = parsed.get("points") if isinstance(parsed, dict) else parsed
+        items = batch_items(parsed)
     return check_points(items, now=now)
+
+
+def batch_items(parsed: Any) -> Any:
+    """The points of a parsed batch body: ``{"points": [...]}`` (nothing else) or a bare list."""
+    if not isinstance(parsed, dict):
+        return parsed
+    if set(parsed) - {"points"}:
+        raise ValidationFailed("the batch object takes only 'points'", details={"fields": [
+            {"field": key, "message": "unknown field"} for key in sorted(set(parsed) - {"points"})[:10]]})
+    return parsed.get("points")
 
 
 def _fast(body: bytes, single: bool, now: datetime) -> Batch:

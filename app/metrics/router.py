@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import StringConstraints
 
 from app.auth.permissions import Permission
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
 from app.metrics.decode import decode_batch
-from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent
+from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent, ingest_body
 from app.metrics.service import MetricsService
-from app.pagination import Page, parse_label_filters
+from app.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
@@ -23,18 +23,20 @@ def get_service(request: Request, session: SessionDep) -> MetricsService:
 
 
 ServiceDep = Annotated[MetricsService, Depends(get_service)]
-LabelQuery = Annotated[list[str] | None, Query(description="key=value; repeat for several (exact series match)")]
+# One `names` value: a metric name or a comma-separated list of them (what get_latest splits).
+MetricNames = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*(,[a-zA-Z_:][a-zA-Z0-9_:]*)*$")]
+LabelQuery = Annotated[list[LabelFilter] | None, Query(description="key=value; repeat for several (exact series match)")]
 
 
 @router.post("", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(401, 403, 413, 422, 429))
+             responses=error_responses(401, 403, 413, 422, 429), openapi_extra=ingest_body(batch=False))
 async def record_metric(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
     return {"accepted": await service.ingest(decode_batch(await request.body(), single=True))}
 
 
 @router.post("/batch", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(401, 403, 413, 422, 429))
+             responses=error_responses(401, 403, 413, 422, 429), openapi_extra=ingest_body(batch=True))
 async def record_batch(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
     """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
     lists the ``index`` and ``field`` of every bad point."""
@@ -45,7 +47,7 @@ async def record_batch(request: Request, _: Requires(Permission.WRITE_METRICS), 
 async def get_metrics(
     _: Requires(Permission.READ_METRICS), service: ServiceDep, page: Annotated[Page, Depends()],
     component: str | None = None, metric_name: str | None = None,
-    start_time: datetime | None = None, end_time: datetime | None = None, labels: LabelQuery = None,
+    start_time: DateTimeQuery = None, end_time: DateTimeQuery = None, labels: LabelQuery = None,
 ) -> PointPage:
     """Raw points, newest first."""
     rows = await service.query(component=component, metric_name=metric_name, labels=parse_label_filters(labels),
@@ -56,7 +58,7 @@ async def get_metrics(
 @router.get("/latest", responses=error_responses(401, 403, 422))
 async def get_latest(
     _: Requires(Permission.READ_METRICS), service: ServiceDep, component: str | None = None,
-    names: Annotated[list[str] | None, Query(description="metric names (repeat or comma-separate)")] = None,
+    names: Annotated[list[MetricNames] | None, Query(description="metric names (repeat or comma-separate)")] = None,
 ) -> list[dict[str, Any]]:
     """The latest point of every series (optionally of one component / some metric names)."""
     wanted = [n for item in names or [] for n in item.split(",") if n]
@@ -67,7 +69,7 @@ async def get_latest(
 async def get_summary(
     _: Requires(Permission.READ_METRICS), service: ServiceDep, component: str, metric_name: str,
     since: Annotated[float | None, Query(gt=0, le=400 * 86400, description="seconds back from now")] = None,
-    start: datetime | None = None, end: datetime | None = None, labels: LabelQuery = None,
+    start: DateTimeQuery = None, end: DateTimeQuery = None, labels: LabelQuery = None,
 ) -> dict[str, Any]:
     """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the edges)."""
     return await service.summary(component=component, metric_name=metric_name, labels=parse_label_filters(labels),

@@ -3,23 +3,51 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+LabelKey = Annotated[str, StringConstraints(max_length=128, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
+LabelValue = Annotated[str, StringConstraints(max_length=256, pattern=r"^[^\x00]*$")]
 
 
 class PointIn(BaseModel):
-    """Documentation only: the body is parsed and checked by ``app.metrics.validation``."""
+    """Documentation only: the body is parsed and checked by ``app.metrics.validation`` (the same
+    constraints, said here so clients know them)."""
 
-    component: str = Field(examples=["etl-worker"])
-    metric_name: str = Field(examples=["queue_depth"])
-    value: float
-    labels: dict[str, str] = Field(default_factory=dict)
-    timestamp: datetime | float | None = Field(None, description="ISO 8601 or epoch seconds; default now")
+    model_config = ConfigDict(extra="forbid")
+
+    component: str = Field(examples=["etl-worker"], min_length=1, max_length=128,
+                           pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    metric_name: str = Field(examples=["queue_depth"], min_length=1, max_length=200,
+                             pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    value: float = Field(ge=-1e150, le=1e150, description="a finite number within ±1e150")
+    labels: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
+    timestamp: datetime | float | None = Field(
+        None, description="ISO 8601 or epoch seconds, within the last 366 days and at most 5 minutes ahead; default now")
 
 
 class BatchIn(BaseModel):
-    points: list[PointIn] = Field(max_length=10_000)
+    model_config = ConfigDict(extra="forbid")
+
+    points: list[PointIn] = Field(min_length=1, max_length=10_000)
+
+
+def ingest_body(*, batch: bool) -> dict[str, Any]:
+    """``openapi_extra`` for the ingest routes, which read their body themselves: documented, required."""
+    point = PointIn.model_json_schema()
+    # Label names: say the pattern for every key (pydantic only lists it under patternProperties).
+    point["properties"]["labels"] = {"anyOf": [{
+        "type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 256,
+                                                                        "pattern": "^[^\\x00]*$"},
+        "propertyNames": {"maxLength": 128, "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"}}, {"type": "null"}]}
+    if batch:
+        points = {"type": "array", "items": point, "minItems": 1, "maxItems": 10_000}
+        schema = {"anyOf": [{"type": "object", "properties": {"points": points}, "required": ["points"],
+                             "additionalProperties": False}, points]}
+    else:
+        schema = point
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 class IngestResult(BaseModel):

@@ -27,6 +27,8 @@ MAX_LABEL_KEY = 128
 MAX_LABEL_VALUE = 256
 MAX_COMPONENT = 128
 MAX_METRIC_NAME = 200
+# Rollups keep a sum of squares: a larger value would overflow it to infinity.
+MAX_ABS_VALUE = 1e150
 MAX_FUTURE = timedelta(minutes=5)
 # Older than this is a unit mistake (ms sent as s, a zero date), not a late point.
 MAX_AGE = timedelta(days=366)
@@ -74,8 +76,8 @@ def label_problem(labels: dict[str, Any]) -> tuple[str, str] | None:
     for k, v in labels.items():
         if len(k) > MAX_LABEL_KEY or not _LABEL_KEY(k):
             return "labels", f"label key {k[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_KEY})"
-        if type(v) is not str or len(v) > MAX_LABEL_VALUE:
-            return f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters"
+        if type(v) is not str or len(v) > MAX_LABEL_VALUE or "\x00" in v:  # Postgres text cannot hold NUL
+            return f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters, without NUL"
     return None
 
 
@@ -247,11 +249,16 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
         if tv is float:
             if not math.isfinite(value):
                 bad(i, "value", "must be finite")
+            elif not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+                bad(i, "value", "must be within ±1e150")
         elif tv is int:
             try:
                 value = float(value)
             except OverflowError:
                 bad(i, "value", "out of range")
+            else:
+                if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+                    bad(i, "value", "must be within ±1e150")
         else:
             bad(i, "value", "must be a number")
         labels = item.get("labels")
@@ -323,7 +330,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                 pass
             else:
                 value = get("value")
-                if type(value) is float and value - value == 0.0:  # finite (inf - inf and nan are nan)
+                if type(value) is float and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # (false for nan and inf)
                     add_sid(sid)
                     add_value(value)
                     add_stamp(stamp)

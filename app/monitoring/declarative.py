@@ -14,8 +14,10 @@ from sqlalchemy import select
 from app.components.schemas import ComponentCreate
 from app.components.service import SOURCE_CONFIG, ComponentService
 from app.components.specs import validate_check, validate_recovery
+from app.crypto import secret_box
 from app.db.models import Component
 from app.db.session import session_scope
+from app.security.check_secrets import same_check, seal_check
 
 if TYPE_CHECKING:
     from app.lifespan import GuardState
@@ -28,7 +30,7 @@ async def sync_declared_components(state: GuardState) -> dict[str, list[str]]:
     report: dict[str, list[str]] = {"created": [], "updated": [], "disabled": []}
     declared = {d.name: d for d in state.settings.components}
     async with session_scope(state.sessionmaker) as session:
-        service = ComponentService(session)
+        service = ComponentService(session, secret_box(state))
         for decl in declared.values():
             data = ComponentCreate(name=decl.name, description=decl.description, endpoint=decl.endpoint,
                                    critical=decl.critical, labels=decl.labels, check=decl.check,
@@ -45,7 +47,9 @@ async def sync_declared_components(state: GuardState) -> dict[str, list[str]]:
                 "recovery": validate_recovery(data.recovery), "enabled": data.enabled, "source": SOURCE_CONFIG,
                 "depends_on": list(data.depends_on),
             }
-            changed = {k: v for k, v in wanted.items() if getattr(existing, k) != v}
+            changed = {k: v for k, v in wanted.items() if k != "check" and getattr(existing, k) != v}
+            if not same_check(existing.check, wanted["check"], service.box):
+                changed["check"] = seal_check(wanted["check"], None, service.box)
             if changed:
                 if existing.source != SOURCE_CONFIG:
                     log.warning("component %r is now declared in the configuration; the file owns it from now on",

@@ -17,9 +17,11 @@ from sqlalchemy import select
 
 from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
+from app.crypto import secret_box
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.monitoring import state_machine as sm
+from app.security.check_secrets import reveal_params
 
 if TYPE_CHECKING:
     import aiohttp
@@ -102,7 +104,8 @@ class Prober:
     def validate(self, entry: Entry) -> None:
         entry.ctx = self._context(entry)
         try:
-            entry.validated, entry.invalid = self.registry.validate(entry.kind, entry.params, self._context(entry)), None
+            params = reveal_params(entry.params, secret_box(self.state))  # credentials: for the probe only
+            entry.validated, entry.invalid = self.registry.validate(entry.kind, params, self._context(entry)), None
         except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
             entry.validated, entry.invalid = None, f"invalid check configuration: {exc}"[:300]
 

@@ -58,7 +58,10 @@ class ChannelService:
             try:
                 await check_url_async(url, self.settings.security.ssrf_allowlist)
             except UnsafeURL as exc:
-                raise _invalid("config.url", f"refused: {exc}") from None
+                # A name that does not resolve now may later: every send checks the connection
+                # again (SSRF-guarded resolver and socket), so only refuse what is unsafe now.
+                if not str(exc).startswith("cannot resolve host"):
+                    raise _invalid("config.url", f"refused: {exc}") from None
         return config
 
     def _check_language(self, language: str) -> None:

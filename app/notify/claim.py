@@ -10,6 +10,7 @@ Postgres (replicas compare them); SQLite is single-host, the process clock is th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
@@ -26,11 +27,12 @@ def _claimable(now: datetime):
     )
 
 
-def _candidates(now: datetime, limit: int):
-    return (
-        select(Notification.id).where(_claimable(now))
-        .order_by(Notification.next_attempt_at, Notification.id).limit(limit)
-    )
+def _candidates(now: datetime, limit: int, exclude_channels: Collection[int] = ()):
+    query = select(Notification.id).where(_claimable(now))
+    if exclude_channels:
+        # Channels whose receiver already holds enough of this sender's sends (a slow one).
+        query = query.where(Notification.channel_id.not_in(list(exclude_channels)))
+    return query.order_by(Notification.next_attempt_at, Notification.id).limit(limit)
 
 
 class ClaimStrategy(ABC):
@@ -40,7 +42,8 @@ class ClaimStrategy(ABC):
         return utcnow()
 
     @abstractmethod
-    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
+    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str,
+                    exclude_channels: Collection[int] = ()) -> list[int]:
         """Claim up to ``limit`` due notifications for ``lease`` seconds under ``token``; their ids."""
 
 
@@ -48,9 +51,10 @@ class PostgresClaim(ClaimStrategy):
     async def now(self, session: AsyncSession) -> datetime:
         return (await session.execute(select(func.now()))).scalar_one()
 
-    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
+    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str,
+                    exclude_channels: Collection[int] = ()) -> list[int]:
         now = await self.now(session)
-        ids = list((await session.execute(_candidates(now, limit).with_for_update(skip_locked=True))).scalars())
+        ids = list((await session.execute(_candidates(now, limit, exclude_channels).with_for_update(skip_locked=True))).scalars())
         if ids:
             await session.execute(
                 update(Notification).where(Notification.id.in_(ids)).values(
@@ -61,10 +65,11 @@ class PostgresClaim(ClaimStrategy):
 
 
 class SqliteClaim(ClaimStrategy):
-    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str) -> list[int]:
+    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str,
+                    exclude_channels: Collection[int] = ()) -> list[int]:
         now = await self.now(session)
         won = []
-        for notification_id in (await session.execute(_candidates(now, limit))).scalars().all():
+        for notification_id in (await session.execute(_candidates(now, limit, exclude_channels))).scalars().all():
             result = await session.execute(
                 update(Notification).where(Notification.id == notification_id, _claimable(now)).values(
                     status=NotificationStatus.SENDING, claim_token=token, claimed_until=now + timedelta(seconds=lease)

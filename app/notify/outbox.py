@@ -1,7 +1,10 @@
 """The outbox sender: claims due notifications, delivers them, records every try.
 
 Claim (commit) -> send (no transaction open) -> record the outcome (commit, only if our claim still
-holds). A crash between claim and record leaves the row ``sending`` until its lease ends, then
+holds). Each claimed notification is delivered by its own task: the loop never waits for a send, so
+a receiver that hangs until the request timeout delays nobody else. A channel with
+``MAX_IN_FLIGHT_PER_CHANNEL`` sends open is left out of the next claims until one finishes (a dead
+receiver cannot take every slot), and at most ``MAX_IN_FLIGHT`` sends are open in all. A crash between claim and record leaves the row ``sending`` until its lease ends, then
 another sender (or this one after a restart) tries again with the same idempotency key, so a
 notification is never lost and receivers can drop the rare repeat.
 """
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.notify")
 MAX_BATCHES_PER_RUN = 10
+MAX_IN_FLIGHT_PER_CHANNEL = 4
+MAX_IN_FLIGHT = 200
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Claimed:
     id: int
     token: str
     attempts: int
+    channel_id: int
     channel_name: str
     kind: ChannelKind | None
     config: dict | None
@@ -65,6 +71,8 @@ class OutboxSender(LoopService):
         self.settings = state.settings
         self.http = None
         self._in_flight: dict[int, str] = {}
+        self._deliveries: set[asyncio.Task] = set()
+        self._per_channel: dict[int, int] = {}
 
     async def on_start(self) -> None:
         from app.core.outbound import make_session
@@ -72,33 +80,76 @@ class OutboxSender(LoopService):
         self.http = make_session(ssrf_allow=self.settings.security.ssrf_allowlist)
 
     async def on_stop(self) -> None:
+        await self._cancel_deliveries()
         await self._release_in_flight()
+
+    async def _cancel_deliveries(self) -> None:
+        pending = set(self._deliveries)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
             self.http = None
 
     async def stop(self, timeout: float | None = None) -> None:
-        await super().stop(self.settings.alerting.stop_timeout if timeout is None else timeout)
+        timeout = self.settings.alerting.stop_timeout if timeout is None else timeout
+        if self._deliveries:
+            # Open sends get the stop timeout to finish; on_stop cancels the rest and hands them back
+            # (outside the loop's own stop timeout, so the hand-back itself is never cut short).
+            await asyncio.wait(set(self._deliveries), timeout=timeout)
+        await super().stop(timeout)
 
     async def run_once(self) -> None:
         if self.http is None:
             await self.on_start()
         for _ in range(MAX_BATCHES_PER_RUN):
-            batch = await self.claim()
-            if batch:
-                await asyncio.gather(*(self.deliver(item) for item in batch))
-            if len(batch) < self.settings.alerting.outbox_batch:
+            limit = min(self.settings.alerting.outbox_batch, MAX_IN_FLIGHT - len(self._deliveries))
+            if limit <= 0:
+                break
+            busy = [cid for cid, n in self._per_channel.items() if n >= MAX_IN_FLIGHT_PER_CHANNEL]
+            batch = await self.claim(limit=limit, exclude_channels=busy)
+            over: dict[int, str] = {}
+            for item in batch:
+                if self._per_channel.get(item.channel_id, 0) >= MAX_IN_FLIGHT_PER_CHANNEL:
+                    over[item.id] = item.token  # one batch may hold more for a channel than it may open
+                else:
+                    self._spawn(item)
+            if over:
+                await self._release(over)
+            if len(batch) < limit:
                 break
         await refresh_gauges(self.state)
 
+    def _spawn(self, item: Claimed) -> None:
+        self._per_channel[item.channel_id] = self._per_channel.get(item.channel_id, 0) + 1
+        task = asyncio.get_running_loop().create_task(self.deliver(item), name=f"notify:{item.id}")
+        self._deliveries.add(task)
+
+        def finished(done: asyncio.Task) -> None:
+            self._deliveries.discard(done)
+            left = self._per_channel.get(item.channel_id, 1) - 1
+            if left > 0:
+                self._per_channel[item.channel_id] = left
+            else:
+                self._per_channel.pop(item.channel_id, None)
+
+        task.add_done_callback(finished)
+
+    async def drain(self) -> None:
+        """Wait for the sends already started (tests, shutdown)."""
+        while self._deliveries:
+            await asyncio.gather(*set(self._deliveries), return_exceptions=True)
+
     # --- claim ----------------------------------------------------------------------------------
-    async def claim(self) -> list[Claimed]:
+    async def claim(self, *, limit: int | None = None, exclude_channels: list[int] | None = None) -> list[Claimed]:
         token = uuid.uuid4().hex
         alerting = self.settings.alerting
         lease = max(alerting.claim_lease, alerting.request_timeout + 5)
         async with session_scope(self.state.sessionmaker) as session:
             strategy = claim_strategy(session.bind.dialect.name)
-            ids = await strategy.claim(session, limit=alerting.outbox_batch, lease=lease, token=token)
+            ids = await strategy.claim(session, limit=limit or alerting.outbox_batch, lease=lease, token=token,
+                                       exclude_channels=exclude_channels or ())
             if not ids:
                 return []
             rows = (await session.execute(
@@ -112,7 +163,8 @@ class OutboxSender(LoopService):
                     id=notification.id, idempotency_key=notification.idempotency_key, kind=notification.kind,
                     payload=notification.payload, language=channel.language, channel_name=channel.name,
                 )
-                item = Claimed(notification.id, token, notification.attempts, channel.name, None, None, outgoing)
+                item = Claimed(notification.id, token, notification.attempts, channel.id, channel.name, None, None,
+                               outgoing)
                 try:
                     item.kind = channel_kind(channel.kind)
                     item.config = box.decrypt_json(channel.config_encrypted)
@@ -127,12 +179,23 @@ class OutboxSender(LoopService):
 
     # --- deliver --------------------------------------------------------------------------------
     async def deliver(self, item: Claimed) -> None:
-        if item.problem:
-            result = None
-        else:
-            result = await send(self.http, item.kind, item.config, item.outgoing, self.settings)
-        await self.record(item, result)
+        try:
+            if item.problem:
+                result = None
+            else:
+                result = await send(self.http, item.kind, item.config, item.outgoing, self.settings)
+            await self.record(item, result)
+        except asyncio.CancelledError:
+            raise  # shutting down: on_stop hands the row back
+        except Exception as exc:  # noqa: BLE001 - its own task: log; the claim's lease makes it retried
+            log.warning("notification %s to %s: outcome not recorded (%s)", item.id, item.channel_name,
+                        type(exc).__name__)
         self._in_flight.pop(item.id, None)
+        if len(self._deliveries) <= 1:  # the last open send: the gauges catch up now, not a tick later
+            try:
+                await refresh_gauges(self.state)
+            except Exception as exc:  # noqa: BLE001 - the next tick refreshes them
+                log.debug("outbox gauges not refreshed: %s", type(exc).__name__)
 
     async def record(self, item: Claimed, result: SendResult | None) -> None:
         attempt = item.attempts + 1
@@ -180,6 +243,11 @@ class OutboxSender(LoopService):
         if not self._in_flight or self.state.sessionmaker is None:
             return
         held, self._in_flight = dict(self._in_flight), {}
+        await self._release(held)
+
+    async def _release(self, held: dict[int, str]) -> None:
+        for notification_id in held:
+            self._in_flight.pop(notification_id, None)
         try:
             async with session_scope(self.state.sessionmaker) as session:
                 for notification_id, token in held.items():

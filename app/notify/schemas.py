@@ -12,11 +12,11 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"
 
 
 class ChannelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false
 
     name: str = Field(pattern=NAME_PATTERN)
-    kind: str = Field(description="slack | webhook | email | pagerduty | opsgenie | teams | discord",
-                      examples=["slack"])
+    kind: Literal["slack", "webhook", "email", "pagerduty", "opsgenie", "teams", "discord"] = Field(
+        description="slack | webhook | email | pagerduty | opsgenie | teams | discord", examples=["slack"])
     config: dict[str, Any] = Field(
         description="slack: {url, channel?, username?}; webhook: {url, secret?, headers?}; email: {host, port?, "
                     "security?, username?, password?, from_address, to, subject_prefix?}; pagerduty: {routing_key, "
@@ -36,7 +36,7 @@ class ChannelCreate(BaseModel):
 
 
 class ChannelUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false
 
     config: dict[str, Any] | None = Field(default=None, description="keys given replace the stored ones")
     language: str | None = None

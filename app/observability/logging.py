@@ -7,6 +7,8 @@ import sys
 
 import orjson
 
+from app.security.log_redaction import RedactUrlCredentials
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -27,6 +29,8 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    # Ping tokens and API keys sent in URLs never reach the log output (the access log included).
+    handler.addFilter(RedactUrlCredentials())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

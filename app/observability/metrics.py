@@ -28,6 +28,15 @@ class GuardMetrics:
             f"{PREFIX}_rate_limited_requests_total", "Requests refused by the per-IP rate limit.", ["group"], registry=r
         )
         self.login_failures = Counter(f"{PREFIX}_login_failures_total", "Failed login attempts.", registry=r)
+        self.ratelimit_storage_errors = Counter(
+            f"{PREFIX}_ratelimit_storage_errors_total",
+            "Rate-limit storage (Redis) calls that failed or timed out; limits were enforced in memory instead.",
+            registry=r,
+        )
+        self.ratelimit_fallback = Gauge(
+            f"{PREFIX}_ratelimit_fallback", "1 while the shared rate-limit storage is away and limits are per process.",
+            registry=r,
+        )
         self.db_unavailable = Counter(
             f"{PREFIX}_database_unavailable_total", "Requests answered 503 because the database was unavailable.",
             registry=r,

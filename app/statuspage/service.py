@@ -105,7 +105,8 @@ class HealingView:
     trigger: str
     attempt_number: int
     created_at: datetime
-    detail: str | None
+    # No detail: it names the action's target ("POST http://host/path answered 200"), and the page
+    # is public by default. Operators read it through /api/v1/healing/attempts.
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,8 @@ class StatusPageService:
             alerts=[AlertView(a.id, a.component, a.severity, a.status, a.message, a.first_seen, a.last_seen, a.count)
                     for a in alerts],
             alerts_total=alerts_total,
-            healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at,
-                                  h.detail) for h in attempts],
+            healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at)
+                      for h in attempts],
             counts=counts,
             maintenance_open=[_maintenance_view(s, *open_window(s, now)) for s in open_now],
             maintenance_next=[_maintenance_view(s, opens, closes) for s, opens, closes in

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -119,7 +118,7 @@ async def test_login_failures_are_indistinguishable_and_throttled(guard):
 
     for _ in range(5):
         await login("carol", "wrong-password-xx")
-    locked = await login("carol", TEST_PASSWORD)  # right password, but locked out now
+    locked = await login("carol", TEST_PASSWORD)  # right password, but this address is locked out now
     assert locked.status_code == 401
     assert locked.json()["error"]["message"] == wrong.json()["error"]["message"]
 
@@ -129,8 +128,10 @@ async def test_login_failures_are_indistinguishable_and_throttled(guard):
         from app.db.models import User
 
         carol = (await session.execute(select(User).where(User.username == "carol"))).scalar_one()
-        assert carol.failed_logins == 5  # attempts while locked are refused without counting
-        assert carol.locked_until > datetime.now(UTC) + timedelta(minutes=4)
+        assert carol.failed_logins == 5  # attempts while throttled are refused without counting
+        # The lock is per (account, address); the account itself backs off only after many more
+        # failures from anywhere (tests/security/test_login_lockout.py).
+        assert carol.locked_until is None
 
 
 async def test_user_management(guard):

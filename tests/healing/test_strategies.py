@@ -61,8 +61,10 @@ async def test_command_env_and_allowlists(monkeypatch, tmp_path):
     assert result.success, result.detail
     assert json.loads(result.output) == {"ALLOWED_VAR": "yes", "PIPELINE_DATABASE_URL": None, "EXTRA": "1",
                                          "PIPELINE_GUARD_COMPONENT": "w"}
-    other = strategy.validate({"argv": ["/bin/true"]})
-    assert "command_allowlist" in (await run_bounded(strategy, ctx(other))).detail
+    with pytest.raises(StrategyConfigError, match="command_allowlist"):  # refused when saved...
+        strategy.validate({"argv": ["/bin/true"]})
+    other = {**params, "argv": ["/bin/true"]}
+    assert "command_allowlist" in (await run_bounded(strategy, ctx(other))).detail  # ...and when run
     disabled = CommandStrategy(settings(command_actions_enabled=False))
     assert "disabled" in (await run_bounded(disabled, ctx(params))).detail
     with pytest.raises(StrategyConfigError):

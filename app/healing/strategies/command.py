@@ -1,7 +1,8 @@
 """``restart`` (alias ``command``): run an argument list, never through a shell.
 
 The admin decides what may run: command actions are off unless ``healing.command_actions_enabled``;
-when ``healing.command_allowlist`` is non-empty the executable must be on it (by path or basename);
+when ``healing.command_allowlist`` is non-empty the executable must be on it (by resolved absolute path;
+a bare name is looked up on the guard's PATH); loader/interpreter variables (``app.security.commands``) are refused;
 the child sees PATH plus only the variables named in ``healing.command_env_allowlist`` and the
 policy's own ``env``. The working directory must be one of ``healing.command_cwd_allowlist`` when that
 list is set. A timeout kills the whole process group; output is capped (head + tail, a few KiB).
@@ -20,6 +21,7 @@ from app.healing.strategies.base import (
     Strategy,
     StrategyConfigError,
 )
+from app.security.commands import env_refusals, executable_refusal
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_TIMEOUT_S = 3600.0
@@ -60,6 +62,10 @@ class CommandStrategy(Strategy):
             build_env((), env, source={})
         except ValueError as exc:
             raise StrategyConfigError("env", str(exc)) from None
+        for name, reason in env_refusals(env):
+            raise StrategyConfigError(f"env.{name}", reason)
+        if self.enabled and (reason := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")):
+            raise StrategyConfigError("argv", reason)
         timeout = params.get("timeout", DEFAULT_TIMEOUT_S)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_S:
             raise StrategyConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
@@ -77,9 +83,11 @@ class CommandStrategy(Strategy):
         """Why the admin's configuration forbids running this command now (None when allowed)."""
         if not self.enabled:
             return "command actions are disabled (healing.command_actions_enabled is false)"
-        exe = params["argv"][0]
-        if self.allowlist and exe not in self.allowlist and os.path.basename(exe) not in self.allowlist:
-            return f"executable {exe!r} is not in healing.command_allowlist"
+        # By resolved absolute path, never by basename: ".../evil/python3" is not "python3".
+        if reason := executable_refusal(params["argv"][0], self.allowlist, "healing.command_allowlist"):
+            return reason
+        if refused := env_refusals(params.get("env") or {}):
+            return "; ".join(reason for _, reason in refused)
         cwd = params.get("cwd")
         if cwd and self.cwd_allowlist and not any(
             os.path.commonpath([os.path.realpath(cwd), os.path.realpath(a)]) == os.path.realpath(a)
