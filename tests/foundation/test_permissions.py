@@ -11,6 +11,7 @@ from app.routes import AUTHENTICATED_PATHS, PUBLIC_PATHS, iter_api_routes, route
 
 
 def _concrete(path: str) -> str:
+    path = re.sub(r"\{[^}]+:int\}", "999999", path)  # integer ids: a missing one, not a 404 from routing
     return re.sub(r"\{[^}]+\}", "zz-missing", path)
 
 
