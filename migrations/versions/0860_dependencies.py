@@ -20,11 +20,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('components') as batch:
         batch.add_column(sa.Column('depends_on', JSONType, nullable=False, server_default='[]'))
-    with op.batch_alter_table('incidents') as batch:
+    # A rebuilt SQLite table keeps AUTOINCREMENT (ids never reused), as migration 0810 made it.
+    with op.batch_alter_table('incidents', table_kwargs={'sqlite_autoincrement': True}) as batch:
         batch.add_column(sa.Column('caused_by', sa.String(length=128), nullable=True))
         batch.add_column(sa.Column('held_until', UTCDateTime(), nullable=True))
         batch.add_column(sa.Column('suppressed', sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table('detection_rules') as batch:
+    with op.batch_alter_table('detection_rules', table_kwargs={'sqlite_autoincrement': True}) as batch:
         batch.add_column(sa.Column('heal', sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table('metric_anomalies') as batch:
         batch.add_column(sa.Column('incident_id', sa.Integer(), nullable=True))
@@ -33,9 +34,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('metric_anomalies') as batch:
         batch.drop_column('incident_id')
-    with op.batch_alter_table('detection_rules') as batch:
+    with op.batch_alter_table('detection_rules', table_kwargs={'sqlite_autoincrement': True}) as batch:
         batch.drop_column('heal')
-    with op.batch_alter_table('incidents') as batch:
+    # A rebuilt SQLite table keeps AUTOINCREMENT (ids never reused), as migration 0810 made it.
+    with op.batch_alter_table('incidents', table_kwargs={'sqlite_autoincrement': True}) as batch:
         batch.drop_column('suppressed')
         batch.drop_column('held_until')
         batch.drop_column('caused_by')
