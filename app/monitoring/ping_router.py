@@ -11,7 +11,9 @@ refused: ``?status=fail`` must never be read as a success.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Path, Request
 
 from app.db.types import utcnow
 from app.deps import SessionDep
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/ping", tags=["heartbeats"])
 PING_LOG_MAX_BYTES = 10_000  # kept as the run's log; the rest of a longer body is dropped
 PING_BODY_REFUSED_BYTES = 1_000_000  # a declared body larger than this is refused outright (413)
 METHODS = ["GET", "HEAD", "POST"]
-RESPONSES = error_responses(404, 413, 422)
+RESPONSES = error_responses(404, 409, 413, 422)  # 409: the token's component is not a heartbeat job
 
 
 async def _run_log(request: Request) -> str | None:
@@ -93,12 +95,9 @@ async def ping_fail(token: str, request: Request, background: BackgroundTasks, s
 
 
 @router.api_route("/{token}/{exit_code}", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
-async def ping_exit_code(token: str, exit_code: str, request: Request, background: BackgroundTasks,
-                         session: SessionDep) -> HeartbeatOut:
+async def ping_exit_code(token: str, exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
+                         request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
     """The run ended with this exit code: 0 is a success, 1..255 a failure."""
-    if not exit_code.isdigit() or int(exit_code) > 255:
-        raise ValidationFailed("expected /start, /fail or an exit code 0..255 after the token",
-                               details={"fields": [{"field": "path.exit_code", "message": f"got {exit_code[:20]!r}"}]})
-    code = int(exit_code)
+    code = exit_code
     return await _ping(request, background, session, token, "success" if code == 0 else "fail",
                        note=None if code == 0 else f"exit code {code}")
