@@ -26,6 +26,17 @@ router = APIRouter(prefix="/ping", tags=["heartbeats"])
 PING_LOG_MAX_BYTES = 10_000  # kept as the run's log; the rest of a longer body is dropped
 PING_BODY_REFUSED_BYTES = 1_000_000  # a declared body larger than this is refused outright (413)
 METHODS = ["GET", "HEAD", "POST"]
+
+
+def _ping_route(path: str):
+    """One route per method, each with its own OpenAPI operation id (one route serving several
+    methods would repeat its operation id, which the OpenAPI document must not)."""
+    def register(endpoint):
+        for method in METHODS:
+            router.add_api_route(path, endpoint, methods=[method], response_model=HeartbeatOut, responses=RESPONSES,
+                                 operation_id=f"{endpoint.__name__}_{method.lower()}")
+        return endpoint
+    return register
 RESPONSES = error_responses(404, 409, 413, 422)  # 409: the token's component is not a heartbeat job
 
 
@@ -76,25 +87,25 @@ async def _ping(request: Request, background: BackgroundTasks, session, token: s
                         duration_seconds=state.last_duration_s if status != "start" else None)
 
 
-@router.api_route("/{token}", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+@_ping_route("/{token}")
 async def ping_success(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
     """The run succeeded."""
     return await _ping(request, background, session, token, "success")
 
 
-@router.api_route("/{token}/start", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+@_ping_route("/{token}/start")
 async def ping_start(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
     """A run started."""
     return await _ping(request, background, session, token, "start")
 
 
-@router.api_route("/{token}/fail", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+@_ping_route("/{token}/fail")
 async def ping_fail(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
     """The run failed: the component becomes unhealthy at once and its alert fires."""
     return await _ping(request, background, session, token, "fail")
 
 
-@router.api_route("/{token}/{exit_code}", methods=METHODS, response_model=HeartbeatOut, responses=RESPONSES)
+@_ping_route("/{token}/{exit_code}")
 async def ping_exit_code(token: str, exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
                          request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
     """The run ended with this exit code: 0 is a success, 1..255 a failure."""

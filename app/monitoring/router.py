@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from app.auth.permissions import Permission
 from app.deps import Requires, SessionDep
 from app.errors import error_responses
-from app.monitoring.schemas import DetailedStatus, HistoryOut, SystemStatus, UptimeOut, UptimeWindow
+from app.monitoring.schemas import DetailedStatus, HistoryOut, RootCauseOut, SystemStatus, UptimeOut, UptimeWindow
 from app.monitoring.service import StatusService
 from app.pagination import Page
 
@@ -31,7 +31,7 @@ async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: Service
     from app.healing.rootcause import root_causes
 
     status = await service.system_status(limit=page.limit, offset=page.offset)
-    status.root_causes = await root_causes(service.session)
+    status.root_causes = [RootCauseOut(**cause) for cause in await root_causes(service.session)]
     return status
 
 

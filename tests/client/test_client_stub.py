@@ -18,8 +18,20 @@ BATCH = "/api/v1/metrics/batch"
 @pytest.fixture
 def sleeps(monkeypatch):
     """Record back-off delays instead of sleeping them."""
+    import threading
+
     recorded: list[float] = []
-    monkeypatch.setattr(sync_module.time, "sleep", lambda seconds: recorded.append(seconds))
+    real_sleep, test_thread = sync_module.time.sleep, threading.get_ident()
+
+    def fake_sleep(seconds):
+        # `time.sleep` is patched process-wide: only the client's own sleeps (this test's thread) are
+        # recorded and skipped; the guard's and the proxy's threads keep sleeping for real.
+        if threading.get_ident() != test_thread:
+            return real_sleep(seconds)
+        recorded.append(seconds)
+        return None
+
+    monkeypatch.setattr(sync_module.time, "sleep", fake_sleep)
     return recorded
 
 
@@ -191,9 +203,16 @@ async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
 
     await asyncio.to_thread(heartbeat_component, stub)
     delays: list[float] = []
+    real_sleep, test_loop = asyncio.sleep, asyncio.get_running_loop()
 
-    async def fake_sleep(seconds):
+    async def fake_sleep(seconds, *args, **kwargs):
+        # `asyncio.sleep` is patched process-wide: only the client's own sleeps (on this test's loop)
+        # are recorded and skipped. The guard and the proxy run on other threads' loops and keep real
+        # sleeps; made instant, their idle loops would spin and starve the request under load.
+        if asyncio.get_running_loop() is not test_loop:
+            return await real_sleep(seconds, *args, **kwargs)
         delays.append(seconds)
+        return await real_sleep(0)
 
     stub.script("GET", "/api/v1/status", (502, None), (429, None, {"Retry-After": "3"}), (200, {"overall_health": "ok"}))
     async with AsyncGuardClient(stub.url, stub.token, batch_size=2, flush_interval=0) as guard:
