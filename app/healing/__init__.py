@@ -1,1 +1,1 @@
-"""Self-healing: recovery strategies, policies, budgets and attempts (see issue 6)."""
+"""Self-healing: recovery strategies, policies, budgets and attempts; see docs/LIFECYCLE.md for the life of an incident."""

@@ -103,17 +103,7 @@ class NotificationService:
 
     async def notify_resolved(self, alert: Alert) -> list[Notification]:
         """A resolve goes to every channel that heard about the alert (routing may have changed since)."""
-        channel_ids = (await self.session.execute(
-            select(Notification.channel_id).where(
-                Notification.alert_id == alert.id, Notification.kind.in_(NOTIFYING_KINDS)
-            ).distinct()
-        )).scalars().all()
-        if not channel_ids:
-            return []
-        channels = (await self.session.execute(
-            select(Channel).where(Channel.id.in_(channel_ids), Channel.enabled.is_(True)).order_by(Channel.id)
-        )).scalars()
-        return [await self.enqueue(c, alert, "resolved") for c in channels]
+        return [await self.enqueue(c, alert, "resolved") for c in await self._told(alert)]
 
     async def list(self, *, limit: int, offset: int, status: str | None = None, channel_id: int | None = None,
                    alert_id: int | None = None) -> tuple[list[Notification], int]:

@@ -85,7 +85,7 @@ class GuardMetrics:
         self.scheduler_lag = Gauge(
             f"{PREFIX}_scheduler_lag_seconds", "How late the most recent due checks started.", registry=r
         )
-        # Healing (issue 6). The seed's name and the prefixed one carry the same counts.
+        # Healing attempts. The seed's name and the prefixed one carry the same counts.
         self.healing_attempts = Counter(
             "healing_attempts_total", "Healing attempts by outcome (seed name).", ["component", "strategy", "outcome"],
             registry=r,
