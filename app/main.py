@@ -11,13 +11,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.auth.throttle import login_failure_limit
-from app.config import Settings, load_settings
-from app.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
-from app.lifespan import GuardState, ServiceBuilder, make_lifespan
+from app.config.settings import Settings, load_settings
+from app.api.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
+from app.platform.lifespan import GuardState, ServiceBuilder, make_lifespan
 from app.observability.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from app.observability.metrics import GuardMetrics
-from app.openapi import install_openapi
-from app.ratelimit import RateLimiter, RateLimitMiddleware
+from app.api.openapi import install_openapi
+from app.api.ratelimit import RateLimiter, RateLimitMiddleware
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
-    from app.routes import include_routers
+    from app.api.routes import include_routers
 
     include_routers(app)
     _mount_docs(app, settings)
@@ -111,6 +111,6 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
 
 
 def _mount_docs(app: FastAPI, settings: Settings) -> None:
-    from app.docs import mount_docs
+    from app.api.docs import mount_docs
 
     mount_docs(app, enabled=settings.security.docs_enabled)

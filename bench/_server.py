@@ -65,7 +65,7 @@ def sa_url(dsn: str) -> str:
 async def add_ingest_user(database_url: str) -> None:
     """An ``ingest``-role user written straight into the database (the benchmark authenticates as it)."""
     from app.auth.tokens import PasswordHasher
-    from app.config import Settings
+    from app.config.settings import Settings
     from app.db.engine import create_engine, create_sessionmaker
     from app.db.models import User
     from app.db.session import session_scope

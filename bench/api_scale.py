@@ -41,7 +41,7 @@ async def seed(database_url: str, n: int) -> None:
     from sqlalchemy import insert
 
     from app.auth.tokens import PasswordHasher
-    from app.config import Settings
+    from app.config.settings import Settings
     from app.db.engine import create_engine, create_sessionmaker
     from app.db.models import Component, ComponentState, User
     from app.db.session import session_scope

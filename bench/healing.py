@@ -84,7 +84,7 @@ async def reaction_real_path(base: str, n: int, victims: int, fleet: int, tmp: P
     import aiohttp
     from sqlalchemy import insert, select
 
-    from app.config import Settings
+    from app.config.settings import Settings
     from app.db.migrate import upgrade_sync
     from app.db.models import Component, ComponentState
     from app.healing.strategies.registry import default_registry
@@ -164,7 +164,7 @@ async def diagnose(state, name: str, status: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def session_scope_for(url: str):
-    from app.config import Settings
+    from app.config.settings import Settings
     from app.db.engine import create_engine, create_sessionmaker
     from app.db.session import session_scope
 

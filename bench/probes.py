@@ -144,7 +144,7 @@ async def bench_guard(args, urls: list[str], meter: Meter, tmp: Path, url: str, 
     writer, alerts, outbox, healing, rule evaluation, compaction, retention...) in this process."""
     from sqlalchemy import func, insert, select
 
-    from app.background_services import build_services
+    from app.platform.compose import build_services
     from app.db.migrate import upgrade_sync
     from app.db.models import CheckResultRecord, Component, ComponentState
     from tests.conftest import make_settings, running_guard
@@ -195,7 +195,7 @@ async def bench_guard(args, urls: list[str], meter: Meter, tmp: Path, url: str, 
 
 @contextlib.asynccontextmanager
 async def scratch_session(url: str):
-    from app.config import Settings
+    from app.config.settings import Settings
     from app.db.engine import create_engine, create_sessionmaker
     from app.db.session import session_scope
 
@@ -220,7 +220,7 @@ def scratch_database(args, tmp: str):
 
 
 def _bare_session(args):
-    from app.core.outbound import make_session
+    from app.outbound.http import make_session
 
     # The guard's session: same connector limits.
     return make_session(limit=args.workers, limit_per_host=max(8, args.workers // 2))

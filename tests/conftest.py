@@ -21,7 +21,7 @@ import pytest
 
 from app.auth.permissions import Role
 from app.auth.tokens import PasswordHasher
-from app.config import Settings
+from app.config.settings import Settings
 from app.db.migrate import upgrade_sync
 from app.db.models import Base
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from app.auth.permissions import Role
-from app.config import Settings
+from app.config.settings import Settings
 
 ADMIN_USER = "fuzz-admin"
 ADMIN_PASSWORD = "correct-horse-battery-staple"

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from fastapi.testclient import TestClient
 
-from app.docs import STATIC_DIR, mount_docs
+from app.api.docs import STATIC_DIR, mount_docs
 
 TOKEN_URL = "/api/v1/auth/token"
 ABSOLUTE_URL = re.compile(r"""(?i)(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}""")

@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService, silence_matches
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.models import Component
 from app.db.session import session_scope
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.alerts")
 

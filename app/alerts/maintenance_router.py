@@ -19,10 +19,10 @@ from app.alerts.silences import SilenceService
 from app.auth.permissions import Permission
 from app.db.models import Component
 from app.db.types import utcnow
-from app.deps import AuthServiceDep, SessionDep, oauth2_scheme
-from app.errors import Forbidden, NotFound, Unauthorized, error_responses
+from app.api.deps import AuthServiceDep, SessionDep, oauth2_scheme
+from app.core.errors import Forbidden, NotFound, Unauthorized, error_responses
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
-from app.pagination import RowId
+from app.api.pagination import RowId
 
 router = APIRouter(prefix="/api/v1/components", tags=["silences"])
 SOURCE = "component"

@@ -23,9 +23,9 @@ from app.audit.middleware import audit_note
 from app.auth.permissions import Permission
 from app.db.models import AlertStatus
 from app.db.types import utcnow
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
-from app.pagination import DateTimeQuery, Page, RowId
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
+from app.api.pagination import DateTimeQuery, Page, RowId
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.alerts.windows import next_window, open_window
-from app.config_sections import parse_duration
+from app.config.sections import parse_duration
 from app.db.models import Alert, Silence
 
 

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.repository import AlertRepository
 from app.alerts.silences import SilenceService, silence_matches
-from app.config import Settings
+from app.config.settings import Settings
 from app.db.models import Alert, AlertStatus, Severity
 from app.db.models.alerts import SEVERITY_RANK
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.notify.service import NotificationService
 
 log = logging.getLogger("pipeline_guard.alerts")

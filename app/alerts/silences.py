@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts import windows
 from app.db.models import Silence
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound
 from app.notify.service import label_match
 
 

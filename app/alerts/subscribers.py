@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
 from app.db.models.metrics import DetectionRule
-from app.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
+from app.platform.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 UNHEALTHY_SEVERITY = {"failed": "critical", "critical": "critical", "degraded": "warning"}
 

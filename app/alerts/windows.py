@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.core import cron
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 
 # The end of a recurrence nobody bounded (far enough, and representable on both dialects).
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)

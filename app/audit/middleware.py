@@ -19,7 +19,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.crypto import MASK
+from app.security.crypto import MASK
 from app.db.models import AuditEntry
 from app.db.session import session_scope
 
@@ -65,7 +65,7 @@ def audit_actor(request: Request, name: str) -> None:
 
 
 def _client(state, scope: Scope) -> str | None:
-    from app.ratelimit import TrustedProxies, client_address
+    from app.api.ratelimit import TrustedProxies, client_address
 
     proxies = state.limiter.proxies if state.limiter is not None else TrustedProxies([])
     try:

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict
 
 from app.audit.service import AuditService
 from app.auth.permissions import Permission
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
-from app.pagination import DateTimeQuery, Page
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
+from app.api.pagination import DateTimeQuery, Page
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 

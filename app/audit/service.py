@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.models import AuditEntry, DeliveryAttempt, Notification, NotificationStatus
 from app.db.session import session_scope
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 class AuditService:

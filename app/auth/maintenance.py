@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from app.auth.repository import RevocationRepository
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.session import session_scope
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 class TokenCleanup(LoopService):

@@ -11,10 +11,10 @@ from app.auth.permissions import Permission
 from app.auth.schemas import Me, PasswordReset, TokenResponse, UserCreate, UserOut, UserPage, UserUpdate
 from app.auth.service import LoginFailed
 from app.auth.throttle import LoginThrottle
-from app.deps import AuthServiceDep, CurrentUser, Requires
-from app.errors import error_responses
-from app.pagination import Page
-from app.ratelimit import client_address
+from app.api.deps import AuthServiceDep, CurrentUser, Requires
+from app.core.errors import error_responses
+from app.api.pagination import Page
+from app.api.ratelimit import client_address
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 users_router = APIRouter(prefix="/api/v1/users", tags=["users"])

@@ -12,9 +12,9 @@ from app.auth.permissions import Role, permissions_for
 from app.auth.repository import RevocationRepository, UserRepository
 from app.auth.throttle import LoginThrottle
 from app.auth.tokens import PasswordHasher, TokenClaims, TokenCodec
-from app.config import Settings
+from app.config.settings import Settings
 from app.db.models import User
-from app.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from app.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 
 log = logging.getLogger("pipeline_guard.auth")
 

@@ -11,8 +11,8 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 
-from app.config import MIN_SECRET_KEY_LENGTH
-from app.errors import ConfigurationError, Unauthorized
+from app.config.settings import MIN_SECRET_KEY_LENGTH
+from app.core.errors import ConfigurationError, Unauthorized
 
 ALGORITHM = "HS256"
 

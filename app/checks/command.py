@@ -18,7 +18,7 @@ from app.checks.base import (
     opt_number,
     require_mapping,
 )
-from app.core.process import CommandError, build_env, run_command
+from app.outbound.process import CommandError, build_env, run_command
 from app.security.commands import env_refusals, executable_refusal
 
 DETAIL_TAIL_CHARS = 200

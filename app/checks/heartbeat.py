@@ -68,7 +68,7 @@ _DURATION_ALIASES = {"period": "period_s", "grace": "grace_s", "max_runtime": "m
 
 def _accept_durations(params: Mapping[str, Any], errs: ConfigErrors) -> dict[str, Any]:
     """People write ``period: 1h``; the evaluator wants ``period_s: 3600``. Accept both spellings."""
-    from app.config import parse_duration
+    from app.config.settings import parse_duration
 
     out = dict(params)
     for alias, key in _DURATION_ALIASES.items():

@@ -18,8 +18,8 @@ from app.checks.base import (
     require_mapping,
     short,
 )
-from app.core.outbound import bounded_request, make_session
-from app.core.ssrf import redact_url
+from app.outbound.http import bounded_request, make_session
+from app.outbound.ssrf import redact_url
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 DEFAULT_EXPECTED_STATUS = [[200, 399]]

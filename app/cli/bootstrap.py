@@ -7,11 +7,11 @@ import asyncio
 from app.auth.permissions import Role
 from app.auth.service import AuthService
 from app.auth.tokens import PasswordHasher, TokenCodec, generate_password
-from app.config import Settings
+from app.config.settings import Settings
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import upgrade_sync
 from app.db.session import session_scope
-from app.lifespan import resolve_secret_key
+from app.platform.lifespan import resolve_secret_key
 
 ADMIN_USERNAME = "admin"
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from app.config import Settings
+    from app.config.settings import Settings
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (else PIPELINE_CONFIG)", exists=False)
@@ -16,6 +16,6 @@ ConfigOption = Annotated[
 
 
 def settings_from(config: Path | None) -> Settings:
-    from app.config import load_settings  # the server's settings: imported only by local commands
+    from app.config.settings import load_settings  # the server's settings: imported only by local commands
 
     return load_settings(config_file=config)

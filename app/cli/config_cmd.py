@@ -18,7 +18,7 @@ def sample_text() -> str:
 @app.command("validate")
 def validate(file: Path) -> None:
     """Print every problem of FILE with its path; exit 2 when there is any."""
-    from app.config import validate_config_file
+    from app.config.settings import validate_config_file
 
     problems = validate_config_file(file)
     if problems:
@@ -56,8 +56,8 @@ def audit(
     from rich.console import Console
     from rich.table import Table
 
-    from app.config import load_settings
-    from app.security_audit import audit_settings, exit_code
+    from app.config.settings import load_settings
+    from app.security.audit import audit_settings, exit_code
 
     findings = audit_settings(load_settings(config_file=file))
     if json_output:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NoReturn
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 
 Graph = Mapping[str, Iterable[str]]
 MAX_DEPENDENCIES = 64

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
-from app.crypto import secret_box
+from app.security.crypto import secret_box
 from app.db.types import utcnow
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
-from app.events import ComponentDeleted
-from app.pagination import LabelFilter, Page, parse_label_filters
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
+from app.platform.events import ComponentDeleted
+from app.api.pagination import LabelFilter, Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
 

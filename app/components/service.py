@@ -12,7 +12,7 @@ from app.components.repository import ComponentRepository
 from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
 from app.db.models import Component
-from app.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound
 from app.security.check_secrets import seal_check
 
 SOURCE_API = "api"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.config import parse_duration
-from app.errors import ValidationFailed
+from app.config.settings import parse_duration
+from app.core.errors import ValidationFailed
 
 POLICY_KEYS = {
     "strategies", "max_attempts", "backoff_initial", "backoff_max", "cooldown", "breaker_threshold",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from app.errors import ConfigurationError
+from app.core.errors import ConfigurationError
 
 
 def sqlite_lock_path(url: str) -> Path | None:

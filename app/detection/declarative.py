@@ -17,7 +17,7 @@ from app.detection.rules_schemas import RuleCreate
 from app.detection.rules_service import SOURCE_CONFIG, check_params
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 async def sync_declared_rules(state: GuardState) -> dict[str, list[str]]:

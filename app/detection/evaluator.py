@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.models import DetectionRule, MetricAnomaly, RuleState
 from app.db.session import session_scope
 from app.detection import absent
 from app.detection.anomaly import AnomalyDetector, default_detector
 from app.detection.threshold import ThresholdEvaluator
 from app.detection.trend import TrendPredictor
-from app.events import AnomalyCleared, AnomalyDetected
+from app.platform.events import AnomalyCleared, AnomalyDetected
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
     from app.metrics.validation import Point
 
 log = logging.getLogger("pipeline_guard.detection")

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, Incident
 from app.db.models.metrics import DetectionRule, MetricAnomaly
-from app.events import AnomalyCleared, AnomalyDetected
+from app.platform.events import AnomalyCleared, AnomalyDetected
 from app.monitoring.external import close_external_incident, open_external_incident
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 STATUS = "critical"
 

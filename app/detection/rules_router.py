@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.auth.permissions import Permission
-from app.deps import Requires, SessionDep
+from app.api.deps import Requires, SessionDep
 from app.detection.rules_schemas import AnomalyOut, RuleCreate, RuleOut, RuleUpdate
 from app.detection.rules_service import RuleService
-from app.errors import error_responses
-from app.pagination import Page, RowId
+from app.core.errors import error_responses
+from app.api.pagination import Page, RowId
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 

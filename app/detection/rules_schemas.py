@@ -29,7 +29,7 @@ class RuleParams(BaseModel):
     def _for_alias(cls, data: Any) -> Any:
         # People write ``for: 10m`` (Prometheus' word); ``for_seconds`` is the stored spelling.
         if isinstance(data, dict) and "for" in data:
-            from app.config_sections import parse_duration
+            from app.config.sections import parse_duration
 
             data = dict(data)
             if "for_seconds" in data:

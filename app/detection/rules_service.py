@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import DetectionRule, MetricAnomaly, RuleState
 from app.detection.anomaly import AnomalyDetector
 from app.detection.rules_schemas import RuleCreate, RuleParams, RuleUpdate
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import Conflict, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 SOURCE_CONFIG = "config"

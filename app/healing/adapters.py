@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from app.healing.ports import HealingPorts, LogAlertSink, NoSilences, RecordedAlert, StateRecoveryNotifier
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 RECHECK_EVERY_S = 1.0

@@ -32,7 +32,7 @@ from app.healing.strategies.base import ActionContext
 from app.healing.strategies.registry import StrategyRegistry
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 

@@ -57,7 +57,7 @@ from app.healing.strategies.base import ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 
@@ -100,7 +100,7 @@ class HealingEngine:
     # -- events (app/healing/incidents.py) -----------------------------------------------------------
 
     def wire(self) -> None:
-        from app.events import ComponentDeleted
+        from app.platform.events import ComponentDeleted
 
         self.incidents.wire()
         self.state.events.subscribe(ComponentDeleted, self.reconciler.on_component_deleted)

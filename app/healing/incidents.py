@@ -19,12 +19,12 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
-from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import lifecycle
 from app.healing.attempts import Attempts
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 class IncidentEvents:

@@ -26,7 +26,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 

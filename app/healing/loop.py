@@ -10,11 +10,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.healing.engine import HealingEngine
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.db.models.healing import OPEN_STATES, AttemptState, HealingAttempt, HealingIncident
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound, RateLimited
+from app.core.errors import Conflict, NotFound, RateLimited
 from app.healing import breaker, budgets
 from app.healing.attempts import Attempts, Claim, commit_claim, find_component, lease_until, make_claim
 from app.healing.policy import allowed_entries, parse_policy
@@ -26,7 +26,7 @@ from app.healing.slots import take_slots
 from app.healing.strategies.registry import UnknownStrategy
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 class OperatorActions:

@@ -40,9 +40,9 @@ from app.healing.leases import database_now, kill_group_if_same
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.events import ComponentDeleted
+    from app.platform.events import ComponentDeleted
     from app.healing.attempts import Attempts
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 

@@ -30,16 +30,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.components import graph
 from app.db.models import Component, ComponentState, Incident
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.events import IncidentOpened
+from app.platform.events import IncidentOpened
 
 if TYPE_CHECKING:
-    from app.config import Settings
-    from app.lifespan import GuardState
+    from app.config.settings import Settings
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.rootcause")
 

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from app.auth.permissions import Permission
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
 from app.healing.wiring import ensure_engine
-from app.pagination import DateTimeQuery, OptionalRowId, Page, RowId
+from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
 

@@ -1,5 +1,5 @@
 """The secret box healing uses for webhook header values marked ``secret``: the app's
-``app.crypto.SecretBox`` (Fernet, ``PIPELINE_ENCRYPTION_KEY``, multi-key rotation), registered at
+``app.security.crypto.SecretBox`` (Fernet, ``PIPELINE_ENCRYPTION_KEY``, multi-key rotation), registered at
 startup by ``wiring.configure_process`` so strategy validation (which has no app state) can reach it."""
 
 from __future__ import annotations

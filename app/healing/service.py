@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.components import Component
 from app.db.models.healing import IN_FLIGHT, AttemptState, HealingAttempt, HealingBudget
 from app.db.session import session_scope
-from app.errors import NotFound
+from app.core.errors import NotFound
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 DECIDED = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.INTERRUPTED)
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import HealingSection
+from app.config.settings import HealingSection
 from app.db.models import HealingAttempt
 
 

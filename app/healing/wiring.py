@@ -12,7 +12,7 @@ from app.healing.strategies.registry import configure_default
 if TYPE_CHECKING:
     from app.healing.engine import HealingEngine
     from app.healing.loop import HealingLoop
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.healing")
 
@@ -23,7 +23,7 @@ def configure_process(state: GuardState) -> None:
     """Called by the lifespan before anything validates a recovery policy."""
     configure_default(state.settings)
     try:
-        from app.crypto import secret_box
+        from app.security.crypto import secret_box
 
         secretbox.configure(secret_box(state))
     except Exception as exc:  # noqa: BLE001 - only secret webhook headers need it

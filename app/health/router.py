@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from app.errors import envelope, error_responses
+from app.core.errors import envelope, error_responses
 
 router = APIRouter(tags=["health"])
 

@@ -27,9 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
-from app.config import Settings
+from app.config.settings import Settings
 from app.db.models import Component
-from app.events import EventBus
+from app.platform.events import EventBus
 from app.healing import lifecycle
 from app.monitoring.external import close_external_incident, has_recovery_policy, open_external_incident
 

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from app.audit.middleware import audit_actor
-from app.deps import SessionDep
-from app.errors import Unauthorized, ValidationFailed, error_responses
+from app.api.deps import SessionDep
+from app.core.errors import Unauthorized, ValidationFailed, error_responses
 from app.integrations.alertmanager import AlertmanagerPayload, AlertmanagerReceiver, ReceiverResult
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, tuple_, update
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
@@ -36,7 +36,7 @@ from app.metrics.rollups import ROLLUP_COLUMNS, encode_sketch, merge_blobs
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 _KEY_NAMES = ROLLUP_COLUMNS[:5]  # resolution, component, metric_name, series_key, bucket_start
 _IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside every driver's parameter limit

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 from app.metrics.validation import (
     MAX_ABS_VALUE,
     MAX_AGE,

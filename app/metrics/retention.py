@@ -16,13 +16,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.session import session_scope
 from app.metrics.repository import MetricsRepository
 from app.metrics.rollups import HOUR, MINUTE, TEN_MINUTES
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 class MetricsRetention(LoopService):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import BadRequest, ValidationFailed
+from app.core.errors import BadRequest, ValidationFailed
 from app.metrics.cache import MISSING, cache_for
 from app.metrics.repository import MetricsRepository
 from app.metrics.rollups import (
@@ -25,7 +25,7 @@ from app.metrics.validation import Batch, check_points, series_key
 EXACT_MAX_POINTS = 5000
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 class MetricsService:

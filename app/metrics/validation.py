@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 
 MAX_BATCH = 10_000
 MAX_LABELS = 32

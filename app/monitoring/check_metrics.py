@@ -23,7 +23,7 @@ from app.metrics.validation import MAX_BATCH, valid_component, valid_metric_name
 
 if TYPE_CHECKING:
     from app.checks.base import CheckResult
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.monitoring")
 

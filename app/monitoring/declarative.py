@@ -14,13 +14,13 @@ from sqlalchemy import select
 from app.components.schemas import ComponentCreate
 from app.components.service import SOURCE_CONFIG, ComponentService
 from app.components.specs import validate_check, validate_recovery
-from app.crypto import secret_box
+from app.security.crypto import secret_box
 from app.db.models import Component
 from app.db.session import session_scope
 from app.security.check_secrets import same_check, seal_check
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.monitoring")
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, Incident
 from app.db.types import utcnow
-from app.events import EventBus, IncidentClosed, IncidentOpened
+from app.platform.events import EventBus, IncidentClosed, IncidentOpened
 
 
 def has_recovery_policy(component: Component) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, ComponentState, HeartbeatPing
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound
 
 PING_TOKEN_BYTES = 32
 MESSAGE_MAX_CHARS = 1000

@@ -9,8 +9,8 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 
 from app.auth.permissions import Permission
 from app.db.models import Component
-from app.deps import AuthServiceDep, Requires, SessionDep, oauth2_scheme
-from app.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
+from app.api.deps import AuthServiceDep, Requires, SessionDep, oauth2_scheme
+from app.core.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
 from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
 

@@ -16,8 +16,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Path, Request
 
 from app.db.types import utcnow
-from app.deps import SessionDep
-from app.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
+from app.api.deps import SessionDep
+from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
 from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
 from app.monitoring.schemas import HeartbeatOut
 

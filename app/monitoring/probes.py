@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
-from app.crypto import secret_box
+from app.security.crypto import secret_box
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.monitoring import state_machine as sm
@@ -26,7 +26,7 @@ from app.security.check_secrets import reveal_params
 if TYPE_CHECKING:
     import aiohttp
 
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -86,7 +86,7 @@ class Prober:
         self.http_session: aiohttp.ClientSession | None = None
 
     def open(self) -> None:
-        from app.core.outbound import make_session
+        from app.outbound.http import make_session
 
         if self.http_session is None:
             workers = self.settings.max_workers

@@ -19,12 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.checks.base import CheckResult
 from app.db.models import CheckResultRecord, Component, ComponentState, HealthTransitionRecord, Incident
 from app.db.types import utcnow
-from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import lifecycle
 from app.monitoring import state_machine as sm
 
 if TYPE_CHECKING:
-    from app.events import EventBus
+    from app.platform.events import EventBus
 
 log = logging.getLogger("pipeline_guard.monitoring")
 RESULT_IDS_KEPT = 16

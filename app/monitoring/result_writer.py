@@ -30,7 +30,7 @@ from app.monitoring import state_machine as sm
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
     from app.monitoring.ownership import Ownership
     from app.monitoring.probe_metrics import ProbeMetrics
 

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.auth.permissions import Permission
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
 from app.monitoring.schemas import DetailedStatus, HistoryOut, RootCauseOut, SystemStatus, UptimeOut, UptimeWindow
 from app.monitoring.service import StatusService
-from app.pagination import Page
+from app.api.pagination import Page
 
 router = APIRouter(prefix="/api/v1", tags=["status"])
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.checks.registry import default_registry
 from app.components.registry_watch import RegistryWatch
 from app.db.models import Component, ComponentState
@@ -41,7 +41,7 @@ from app.monitoring.workers import WorkerPool
 if TYPE_CHECKING:
     import aiohttp
 
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.monitoring")
 

@@ -19,7 +19,7 @@ from app.db.models import (
     Incident,
 )
 from app.db.types import utcnow
-from app.errors import NotFound
+from app.core.errors import NotFound
 from app.monitoring.presentation import NEW, is_new
 from app.health.health_map import overall_health
 from app.monitoring.rollups import floor_hour, rollup_watermark
@@ -36,7 +36,7 @@ from app.monitoring.schemas import (
 )
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 RAW_ONLY_UP_TO = timedelta(hours=1)

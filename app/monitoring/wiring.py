@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from app.monitoring.ownership import Ownership
 from app.monitoring.rollups import RollupLoop
 from app.monitoring.scheduler import Scheduler, SchedulerLoop
-from app.status_sections import StatusSections
+from app.platform.status_sections import StatusSections
 
 if TYPE_CHECKING:
-    from app.background import LoopService
-    from app.lifespan import GuardState
+    from app.platform.loops import LoopService
+    from app.platform.lifespan import GuardState
 
 
 def install(state: GuardState, *, ownership: Ownership | None = None) -> Scheduler:

@@ -8,12 +8,12 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
-from app.core.ssrf import UnsafeURL, check_url_async
-from app.crypto import SecretBox
+from app.config.settings import Settings
+from app.outbound.ssrf import UnsafeURL, check_url_async
+from app.security.crypto import SecretBox
 from app.db.models import Channel, DeliveryAttempt, NotificationStatus
 from app.db.types import utcnow
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.notify.channels import OutgoingNotification, channel_kind
 from app.notify.delivery import send
 from app.notify.schemas import ChannelCreate, ChannelOut, ChannelTestResult, ChannelUpdate

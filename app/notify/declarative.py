@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from app.crypto import secret_box
+from app.security.crypto import secret_box
 from app.db.models import Channel
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.notify.channel_service import ChannelService
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 SOURCE_CONFIG = "config"
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from app.config import Settings
-from app.core.outbound import OutboundResponse, bounded_request
-from app.core.ssrf import UnsafeURL, check_url_async
+from app.config.settings import Settings
+from app.outbound.http import OutboundResponse, bounded_request
+from app.outbound.ssrf import UnsafeURL, check_url_async
 from app.notify.channels import ChannelKind, OutgoingNotification
 
 # Worth retrying: the receiver may get better. Any other 4xx means the request itself is wrong.

@@ -15,14 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.models import Alert, AlertEvent, AlertStatus, Channel, Notification
 from app.db.session import session_scope
 from app.notify.claim import claim_strategy
 from app.notify.service import NotificationService
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 ESCALATING_KINDS = ("firing", "escalation")
 MAX_PER_RUN = 500

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
-from app.background import LoopService
-from app.crypto import secret_box
+from app.platform.loops import LoopService
+from app.security.crypto import secret_box
 from app.db.models import (
     Alert,
     AlertStatus,
@@ -37,7 +37,7 @@ from app.notify.claim import claim_strategy
 from app.notify.delivery import SendResult, retry_delay, send
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.notify")
 MAX_BATCHES_PER_RUN = 10
@@ -75,7 +75,7 @@ class OutboxSender(LoopService):
         self._per_channel: dict[int, int] = {}
 
     async def on_start(self) -> None:
-        from app.core.outbound import make_session
+        from app.outbound.http import make_session
 
         self.http = make_session(ssrf_allow=self.settings.security.ssrf_allowlist)
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.audit.middleware import audit_note
 from app.auth.permissions import Permission
-from app.crypto import secret_box
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
+from app.security.crypto import secret_box
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import (
     ChannelCreate,
@@ -23,7 +23,7 @@ from app.notify.schemas import (
     NotificationPage,
 )
 from app.notify.service import NotificationService
-from app.pagination import OptionalRowId, Page, RowId
+from app.api.pagination import OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 notifications_router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
@@ -75,7 +75,7 @@ async def test_channel(
     channel_id: RowId, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
 ) -> ChannelTestResult:
     """Send a test message now (bounded, SSRF-checked) and report the outcome."""
-    from app.core.outbound import make_session
+    from app.outbound.http import make_session
 
     async with make_session(ssrf_allow=request.app.state.guard.settings.security.ssrf_allowlist) as http:
         return await service.test(channel_id, http)

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.db.session import session_scope
 from app.replicas import balance, registry
 from app.replicas.leases import LeaseLost, lease_store
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.replicas")
 

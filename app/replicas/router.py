@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from app.auth.permissions import Permission
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
-from app.pagination import Page
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
+from app.api.pagination import Page
 from app.replicas.schemas import ReplicaPage
 from app.replicas.service import ReplicaService
 

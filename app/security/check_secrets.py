@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from app.crypto import MASK
-from app.errors import ValidationFailed
+from app.security.crypto import MASK
+from app.core.errors import ValidationFailed
 
 SECRETS_KEY = "secrets"
 # Header names that always hold credentials, whatever `secret_headers` says.

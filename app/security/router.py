@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from app.auth.permissions import Permission
 from app.db.models import AuditEntry, RevokedToken, User
 from app.db.types import utcnow
-from app.deps import Requires, SessionDep
-from app.errors import error_responses
+from app.api.deps import Requires, SessionDep
+from app.core.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
 

@@ -21,8 +21,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from app.auth.permissions import Permission
-from app.deps import AuthServiceDep, SessionDep, oauth2_scheme
-from app.errors import PipelineGuardError
+from app.api.deps import AuthServiceDep, SessionDep, oauth2_scheme
+from app.core.errors import PipelineGuardError
 from app.statuspage.service import StatusPageService
 
 # Autoescape everything (not only *.html): component names, messages and details come from users.

@@ -22,7 +22,7 @@ from app.monitoring.rollups import floor_hour
 from app.monitoring.service import StatusService
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

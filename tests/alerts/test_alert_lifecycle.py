@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
 from app.alerts.subscribers import wire
-from app.crypto import secret_box
+from app.security.crypto import secret_box
 from app.db.models import Alert, AlertStatus, Notification
-from app.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
+from app.platform.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import ChannelCreate
 

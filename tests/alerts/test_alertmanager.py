@@ -99,7 +99,7 @@ async def test_firing_alert_heals_per_the_components_policy_and_resolved_closes(
 
     from sqlalchemy import select
 
-    from app.background_services import build_services
+    from app.platform.compose import build_services
     from app.db.models import Incident
 
     async with running_guard(alert_settings, build_services=build_services) as g:

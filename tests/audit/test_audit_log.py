@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.audit.service import AuditService
 from app.db.models import AuditEntry
-from app.routes import iter_api_routes
+from app.api.routes import iter_api_routes
 
 WRITE = {"POST", "PUT", "PATCH", "DELETE"}
 NOT_AUDITED = {"/api/v1/auth/token"}

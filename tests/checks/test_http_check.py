@@ -7,7 +7,7 @@ import pytest
 
 from app.checks.base import CheckConfigError, CheckContext, Outcome
 from app.checks.http import HttpCheck, json_path_get
-from app.core.outbound import make_session
+from app.outbound.http import make_session
 
 check = HttpCheck()
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 SERVER_MODULES = ("fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "pydantic_settings",
-                  "app.main", "app.lifespan", "app.config", "app.db", "app.errors")
+                  "app.main", "app.platform.lifespan", "app.config.settings", "app.db", "app.core.errors")
 
 PROBE = """
 import json, sys

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-from app.core.outbound import bounded_request, make_session, parse_retry_after
+from app.outbound.http import bounded_request, make_session, parse_retry_after
 
 
 async def test_429_with_retry_after_seconds_and_date(http_target):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.core.process import CommandError, build_env, run_command
+from app.outbound.process import CommandError, build_env, run_command
 
 
 async def test_true_and_false():

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from app.core.ssrf import (
+from app.outbound.ssrf import (
     SafeResolver,
     SSRFPolicy,
     UnsafeURL,

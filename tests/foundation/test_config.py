@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from app.cli.config_cmd import sample_text
-from app.config import (
+from app.config.settings import (
     load_settings,
     parse_duration,
     parse_size,
     production_problems,
     validate_config_file,
 )
-from app.errors import ConfigurationError
+from app.core.errors import ConfigurationError
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ async def test_ready(guard):
 
 
 async def test_ready_fails_when_a_background_service_stopped(db_url, tmp_path):
-    from app.background import LoopService
+    from app.platform.loops import LoopService
     from tests.conftest import make_settings, running_guard
 
     class Once(LoopService):

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.migrate import head_revision, upgrade_sync
 from app.db.models import Base
-from app.errors import ConfigurationError
+from app.core.errors import ConfigurationError
 from tests.conftest import make_settings, running_guard
 
 

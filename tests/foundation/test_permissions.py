@@ -7,7 +7,7 @@ import re
 import pytest
 
 from app.auth.permissions import ROLE_PERMISSIONS, Role
-from app.routes import AUTHENTICATED_PATHS, PUBLIC_PATHS, iter_api_routes, route_permission
+from app.api.routes import AUTHENTICATED_PATHS, PUBLIC_PATHS, iter_api_routes, route_permission
 
 
 def _concrete(path: str) -> str:

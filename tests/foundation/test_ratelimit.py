@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.ratelimit import TrustedProxies, client_address, route_group
+from app.api.ratelimit import TrustedProxies, client_address, route_group
 from tests.conftest import make_settings, running_guard
 
 

@@ -7,8 +7,8 @@ import json
 from typer.testing import CliRunner
 
 from app.cli import build_app
-from app.config import Settings
-from app.security_audit import audit_settings, exit_code
+from app.config.settings import Settings
+from app.security.audit import audit_settings, exit_code
 
 STRONG = "k3y-Zq8wX2vN5pL7rT9yB4mC6dF1gH0jS-extra"
 

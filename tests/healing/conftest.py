@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db.models.healing import HealingAttempt
-from app.events import IncidentClosed, IncidentOpened
+from app.platform.events import IncidentClosed, IncidentOpened
 from app.healing.wiring import ensure_engine
 from tests.conftest import make_settings, running_guard
 

@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from app.healing.strategies.base import ActionContext
 from app.healing.strategies.kubernetes import KubernetesStrategy
-from app.integrations.kube_client import KubeClient, load_incluster, load_kubeconfig
+from app.outbound.kube import KubeClient, load_incluster, load_kubeconfig
 
 DEPLOY = "/apis/apps/v1/namespaces/ml/deployments/trainer"
 

@@ -20,7 +20,7 @@ import yaml
 
 from app.healing.strategies.base import ActionContext, StrategyConfigError, run_bounded
 from app.healing.strategies.kubernetes import INCIDENT_ANNOTATION, KubernetesStrategy, default_client_factory
-from app.integrations.kube_client import KubeClient, KubeConfig, KubeError, load_incluster, load_kubeconfig
+from app.outbound.kube import KubeClient, KubeConfig, KubeError, load_incluster, load_kubeconfig
 
 DEPLOY = "/apis/apps/v1/namespaces/ml/deployments/trainer"
 SMP = "application/strategic-merge-patch+json"
@@ -367,7 +367,7 @@ def test_kubeconfig_current_context_and_inline_credentials(tmp_path):
 
 
 def test_kubeconfig_errors_are_clear(tmp_path):
-    from app.integrations.kube_client import KubeConfigError
+    from app.outbound.kube import KubeConfigError
 
     kubeconfig = tmp_path / "config"
     write_kubeconfig(kubeconfig, "http://127.0.0.1:1")
@@ -400,7 +400,7 @@ async def test_incluster_service_account_is_used_and_rotated_token_reread(kmock,
 
 
 def test_incluster_outside_a_cluster_fails_clearly(tmp_path):
-    from app.integrations.kube_client import KubeConfigError
+    from app.outbound.kube import KubeConfigError
 
     with pytest.raises(KubeConfigError, match="KUBERNETES_SERVICE_HOST"):
         load_incluster(sa_dir=tmp_path, environ={})

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-from app.config import Settings
-from app.crypto import SecretBox
+from app.config.settings import Settings
+from app.security.crypto import SecretBox
 from app.healing import secretbox
 from app.healing.policy import normalise_strategies
 from app.healing.strategies.base import ActionContext, StrategyConfigError, run_bounded

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 from app.metrics import decode
 from app.metrics.decode import batch_items, decode_batch
 from app.metrics.validation import Batch, check_points

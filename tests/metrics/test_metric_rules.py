@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.db.models import MetricAnomaly, RuleState
 from app.detection.evaluator import RuleEvaluator
-from app.events import AnomalyCleared, AnomalyDetected
+from app.platform.events import AnomalyCleared, AnomalyDetected
 from tests.conftest import running_guard
 from tests.metrics.conftest import point, series
 

@@ -84,7 +84,7 @@ def test_heartbeat_route_declares_a_permission():
 
     from app.auth.permissions import Permission
     from app.main import create_app
-    from app.routes import iter_api_routes, route_permission
+    from app.api.routes import iter_api_routes, route_permission
     from tests.conftest import make_settings
 
     app = create_app(make_settings("sqlite+aiosqlite:////tmp/unused.db", pathlib.Path("/tmp")))

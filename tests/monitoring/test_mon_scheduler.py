@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import func, select
 
 from app.db.models import CheckResultRecord, HealthTransitionRecord, Incident
-from app.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
 
 

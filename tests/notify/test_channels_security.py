@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from app.crypto import SecretBox
+from app.security.crypto import SecretBox
 from app.db.models import Notification
 from app.notify.escalation import escalate_due
 from tests.conftest import running_guard
@@ -135,9 +135,9 @@ def test_secret_box_rotation():
 def test_production_requires_encryption_key(tmp_path):
     import pytest
 
-    from app.config import Settings, production_problems
-    from app.crypto import resolve_encryption_keys
-    from app.errors import ConfigurationError
+    from app.config.settings import Settings, production_problems
+    from app.security.crypto import resolve_encryption_keys
+    from app.core.errors import ConfigurationError
 
     settings = Settings(env="production", data_dir=tmp_path)
     assert any("ENCRYPTION_KEY" in p for p in production_problems(settings))

@@ -150,8 +150,8 @@ async def test_permanent_failure_and_max_attempts(notify_settings, receiver):
 
 
 async def test_default_services_include_alerting_loops(notify_settings):
-    from app.background_services import build_services
-    from app.events import HealthTransition
+    from app.platform.compose import build_services
+    from app.platform.events import HealthTransition
 
     async with running_guard(notify_settings, build_services=build_services) as g:
         names = {s.name for s in g.state.services}

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.alerts.maintenance import AlertMaintenance
 from app.alerts.subscribers import wire
 from app.alerts.windows import FOREVER, next_window, open_window, sync_declared_windows
-from app.config_sections import MaintenanceDeclaration
+from app.config.sections import MaintenanceDeclaration
 from app.db.models import CheckResultRecord, Notification, Silence
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
 

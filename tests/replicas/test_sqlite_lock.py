@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from app.db.sqlite_lock import acquire_sqlite_lock, sqlite_lock_path
-from app.errors import ConfigurationError
+from app.core.errors import ConfigurationError
 from tests.conftest import make_settings, running_guard
 
 

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import text
 
-from app.crypto import MASK
+from app.security.crypto import MASK
 from tests.monitoring.conftest import mon_settings, monitored
 
 SECRETS = ("s3cr3t-AUTH", "s3cr3t-CUSTOM", "s3cr3t-PASS", "s3cr3t-QUERY", "s3cr3t-COOKIE")

@@ -27,7 +27,7 @@ class Channel(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
-    # URL, tokens, HMAC secret...: one Fernet token (app.crypto), never stored or shown in clear.
+    # URL, tokens, HMAC secret...: one Fernet token (app.security.crypto), never stored or shown in clear.
     config_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
     language: Mapped[str] = mapped_column(String(8), nullable=False, default="en")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)

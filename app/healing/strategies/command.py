@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from app.core.process import CommandError, build_env, run_command
+from app.outbound.process import CommandError, build_env, run_command
 from app.healing.strategies.base import (
     MAX_OUTPUT_CHARS,
     ActionContext,

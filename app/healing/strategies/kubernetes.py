@@ -18,7 +18,7 @@ from datetime import UTC
 from typing import Any, ClassVar
 
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
-from app.integrations.kube_client import (
+from app.outbound.kube import (
     KubeClient,
     KubeConfigError,
     KubeError,

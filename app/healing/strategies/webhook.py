@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from app.core.outbound import bounded_request, make_session
-from app.core.ssrf import UnsafeURL, check_url, redact_url
+from app.outbound.http import bounded_request, make_session
+from app.outbound.ssrf import UnsafeURL, check_url, redact_url
 from app.healing import secretbox
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 

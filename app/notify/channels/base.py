@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from app.core.outbound import OutboundResponse
-from app.crypto import mask, mask_url
+from app.outbound.http import OutboundResponse
+from app.security.crypto import mask, mask_url
 
 
 @dataclass(frozen=True)

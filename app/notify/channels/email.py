@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.core.outbound import OutboundResponse
-from app.core.ssrf import UnsafeURL, check_url_async
+from app.outbound.http import OutboundResponse
+from app.outbound.ssrf import UnsafeURL, check_url_async
 from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
 from app.notify.channels.common import message, plain_text
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.auth.maintenance import TokenCleanup
-from app.background import LoopService
+from app.platform.loops import LoopService
 from app.monitoring.wiring import monitoring_services
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 
 def build_services(state: GuardState) -> list[LoopService]:

@@ -1,6 +1,6 @@
 """The configuration's value types and sections (the seed's layout), each strict about unknown keys.
 
-``app.config`` assembles them into ``Settings`` and does the loading; this module only describes
+``app.config.settings`` assembles them into ``Settings`` and does the loading; this module only describes
 shapes and parses durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and sizes (``64KB``, ``100MB``).
 """
 
@@ -289,7 +289,7 @@ class RuleDeclaration(Section):
         # The API's own checks, so `config validate` reports what the API would refuse.
         from app.detection.rules_schemas import RuleCreate
         from app.detection.rules_service import check_params
-        from app.errors import ValidationFailed
+        from app.core.errors import ValidationFailed
 
         data = RuleCreate.model_validate(self.model_dump())
         try:

@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Permission, Role
 from app.auth.service import AuthService, Principal
-from app.config import Settings
-from app.errors import Forbidden, PipelineGuardError, ServiceUnavailable, Unauthorized
+from app.config.settings import Settings
+from app.core.errors import Forbidden, PipelineGuardError, ServiceUnavailable, Unauthorized
 
 if TYPE_CHECKING:
-    from app.lifespan import GuardState
+    from app.platform.lifespan import GuardState
 
 TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)

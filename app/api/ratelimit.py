@@ -21,8 +21,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import RateLimitSection
-from app.errors import envelope
+from app.config.settings import RateLimitSection
+from app.core.errors import envelope
 
 log = logging.getLogger("pipeline_guard.ratelimit")
 
@@ -213,7 +213,7 @@ class RateLimiter:
 
 
 def _safe_uri(uri: str) -> str:
-    from app.core.ssrf import redact_url
+    from app.outbound.ssrf import redact_url
 
     return redact_url(uri.replace("async+", "", 1)) if "://" in uri else uri
 

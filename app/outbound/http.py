@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from app.core.ssrf import SafeResolver, SSRFPolicy, UnsafeURL, guarded_socket_factory, redact_url
+from app.outbound.ssrf import SafeResolver, SSRFPolicy, UnsafeURL, guarded_socket_factory, redact_url
 
 DEFAULT_MAX_RESPONSE_BYTES = 65536
 _MAX_ERROR_CHARS = 200

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BeforeValidator, StringConstraints
 
-from app.errors import ValidationFailed
+from app.core.errors import ValidationFailed
 
 MAX_PAGE = 1000
 

@@ -37,7 +37,7 @@ def add_common_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
                     responses[code] = _error_response(description)
                     uses_envelope = True
     if uses_envelope:
-        from app.errors import ErrorEnvelope
+        from app.core.errors import ErrorEnvelope
 
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         if "ErrorEnvelope" not in schemas:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PipelineGuardError, envelope
+from app.core.errors import PipelineGuardError, envelope
 
 log = logging.getLogger("pipeline_guard.errors")
 

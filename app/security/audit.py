@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.config import Settings, secret_key_problem
+from app.config.settings import Settings, secret_key_problem
 from app.security.check_secrets import display_url
 
 SEVERITIES = ("low", "medium", "high", "critical")

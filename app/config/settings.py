@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-# The sections and value types live in app.config_sections; re-exported here for callers.
-from app.config_sections import (  # noqa: F401
+# The sections and value types live in app.config.sections; re-exported here for callers.
+from app.config.sections import (  # noqa: F401
     AlertingSection,
     CachingSection,
     ChannelDeclaration,
@@ -49,7 +49,7 @@ from app.config_sections import (  # noqa: F401
     parse_duration,
     parse_size,
 )
-from app.errors import ConfigurationError
+from app.core.errors import ConfigurationError
 
 ENV_PREFIX = "PIPELINE_"
 
@@ -314,7 +314,7 @@ def load_settings(
         problems = format_validation_error(exc)
         raise ConfigurationError("invalid configuration", details={"problems": problems}) from None
     if settings.components:
-        from app.config_components import declared_component_problems
+        from app.config.components import declared_component_problems
 
         problems = declared_component_problems(settings)
         if problems:
@@ -332,7 +332,7 @@ def validate_config_file(path: str | Path, environ: dict[str, str] | None = None
         return list(exc.details.get("problems", [])) or [exc.message]
     except ValidationError as exc:
         return format_validation_error(exc)
-    from app.config_components import declared_component_problems
+    from app.config.components import declared_component_problems
 
     return declared_component_problems(settings)
 

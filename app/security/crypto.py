@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from app.config import Settings
-from app.errors import ConfigurationError
+from app.config.settings import Settings
+from app.core.errors import ConfigurationError
 
 log = logging.getLogger("pipeline_guard.crypto")
 

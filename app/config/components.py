@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.config import Settings
+    from app.config.settings import Settings
 
 
 def declared_component_problems(settings: Settings) -> list[str]:
@@ -19,7 +19,7 @@ def declared_component_problems(settings: Settings) -> list[str]:
 
     from app.components.schemas import ComponentCreate
     from app.components.specs import validate_check, validate_recovery
-    from app.errors import ValidationFailed
+    from app.core.errors import ValidationFailed
     from app.healing.strategies.registry import StrategyRegistry
 
     # The strategies as *these* settings configure them (SSRF allowlist, command actions), not the

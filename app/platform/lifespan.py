@@ -23,17 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app import __version__
 from app.auth.tokens import PasswordHasher, TokenCodec
-from app.background import LoopService
-from app.config import Settings, production_problems, secret_key_problem
+from app.platform.loops import LoopService
+from app.config.settings import Settings, production_problems, secret_key_problem
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import current_revision, head_revision
 from app.db.sqlite_lock import acquire_sqlite_lock
-from app.errors import ConfigurationError
-from app.events import EventBus
+from app.core.errors import ConfigurationError
+from app.platform.events import EventBus
 from app.health.health_map import HealthMap, overall_health
 from app.observability.metrics import GuardMetrics
-from app.ratelimit import RateLimiter
-from app.status_sections import StatusSections
+from app.api.ratelimit import RateLimiter
+from app.platform.status_sections import StatusSections
 
 log = logging.getLogger("pipeline_guard")
 
@@ -171,7 +171,7 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
             state.metrics.up.set(1)
             state.metrics.info.labels(__version__, state.engine.dialect.name).set(1)
             if build_services is None:
-                from app.background_services import build_services as default_builder
+                from app.platform.compose import build_services as default_builder
 
                 services = default_builder(state)
             else:

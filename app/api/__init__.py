@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, dependencies, error envelope, OpenAPI, docs, pagination, rate limiting."""

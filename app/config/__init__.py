@@ -1,0 +1,1 @@
+"""Configuration: the environment-driven settings, their sections, and declarative components."""
