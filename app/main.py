@@ -13,7 +13,8 @@ from app import __version__
 from app.auth.throttle import login_failure_limit
 from app.config.settings import Settings, load_settings
 from app.api.error_handlers import BodySizeLimitMiddleware, RejectNulMiddleware, install_error_handlers
-from app.platform.lifespan import GuardState, ServiceBuilder, make_lifespan
+from app.platform.lifespan import ServiceBuilder, make_lifespan
+from app.platform.runtime import Runtime
 from app.observability.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from app.observability.metrics import GuardMetrics
 from app.api.openapi import install_openapi
@@ -70,11 +71,13 @@ class RequestIdMiddleware:
 
 
 def create_app(settings: Settings | None = None, *, build_services: ServiceBuilder | None = None) -> FastAPI:
+    """``build_services(runtime)``: the loops to start, chosen from the composed runtime (tests run only
+    some, e.g. ``lambda rt: []``); by default every one of them."""
     settings = settings or load_settings()
     metrics = GuardMetrics()
     limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies, metrics=metrics,
                           login_limit=login_failure_limit(settings.security))
-    state = GuardState(settings=settings, metrics=metrics, limiter=limiter)
+    state = Runtime(settings=settings, metrics=metrics, limiter=limiter)
 
     app = FastAPI(
         title="Pipeline Guard",
@@ -84,7 +87,7 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
         docs_url=None,
         redoc_url=None,
     )
-    app.state.guard = state
+    app.state.runtime = state
 
     install_error_handlers(app)
     # Outermost last: request id wraps everything, then the body cap, then rate limits, then the audit

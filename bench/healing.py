@@ -87,7 +87,6 @@ async def reaction_real_path(base: str, n: int, victims: int, fleet: int, tmp: P
     from app.config.settings import Settings
     from app.db.migrate import upgrade_sync
     from app.db.models import Component, ComponentState
-    from app.healing.strategies.registry import default_registry
     from app.main import create_app
 
     url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
@@ -113,8 +112,8 @@ async def reaction_real_path(base: str, n: int, victims: int, fleet: int, tmp: P
     stamp = StartStamp()
     app = create_app(settings)  # every background service, as `pipeline-guard serve` runs them
     async with app.router.lifespan_context(app), aiohttp.ClientSession() as http:
-        default_registry().register(stamp)  # after the lifespan configured the registry
-        scheduler = app.state.guard.extras["scheduler"]
+        app.state.runtime.healing.registry.register(stamp)  # the runtime's registry, built at startup
+        scheduler = app.state.runtime.monitoring.scheduler
         await wait_until(lambda: len(scheduler.tracked) == victims + fleet, 120)
         # Steady state: every component has had its first result (the start-up wave is not measured).
         await wait_until(lambda: all(t.machine.status != "unknown" for t in scheduler.tracked.values()), 120)
@@ -137,7 +136,7 @@ async def reaction_real_path(base: str, n: int, victims: int, fleet: int, tmp: P
                     await asyncio.wait_for(event.wait(), 60)
                     done += 1
                 except TimeoutError:
-                    misses.append(await diagnose(app.state.guard, name, scheduler.status_of(cid)))
+                    misses.append(await diagnose(app.state.runtime, name, scheduler.status_of(cid)))
                     if len(misses) > 3:
                         raise
                 async with http.get(f"{base}/set", params={"name": name, "ok": "1"}):

@@ -144,7 +144,7 @@ async def bench_guard(args, urls: list[str], meter: Meter, tmp: Path, url: str, 
     writer, alerts, outbox, healing, rule evaluation, compaction, retention...) in this process."""
     from sqlalchemy import func, insert, select
 
-    from app.platform.compose import build_services
+    from app.platform.compose import default_services
     from app.db.migrate import upgrade_sync
     from app.db.models import CheckResultRecord, Component, ComponentState
     from tests.conftest import make_settings, running_guard
@@ -166,8 +166,8 @@ async def bench_guard(args, urls: list[str], meter: Meter, tmp: Path, url: str, 
     locks = LockFailures()
     logging.getLogger().addHandler(locks)
     try:
-        async with running_guard(settings, build_services=build_services) as guard:
-            scheduler = guard.state.extras["scheduler"]
+        async with running_guard(settings, build_services=default_services) as guard:
+            scheduler = guard.runtime.monitoring.scheduler
             deadline = time.monotonic() + 120
             while len(scheduler.entries) < args.n and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)

@@ -35,7 +35,7 @@ async def run(url: str, n: int, repeats: int) -> None:
 
     settings = make_settings(url, Path(tempfile.mkdtemp()))
     async with running_guard(settings) as guard:
-        state = guard.state
+        state = guard.runtime
         rng = random.Random(11)
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
         step = 86_000 / n  # 1M points over ~24 h (inside raw retention): ~11.6 points/s
@@ -45,15 +45,16 @@ async def run(url: str, n: int, repeats: int) -> None:
             items = [{"component": "etl", "metric_name": "latency_seconds", "value": rng.lognormvariate(-2.0, 0.7),
                       "timestamp": (start + timedelta(seconds=i * step)).timestamp()} for i in range(b, min(b + 10_000, n))]
             async with session_scope(state.sessionmaker) as session:
-                await MetricsService(session, state).record(items)
+                await MetricsService(session, state.core, cache=state.detection.cache,
+                                     evaluator=state.detection.evaluator).record(items)
         load_s = time.perf_counter() - t0
-        compactor = RollupCompactor(state)
+        compactor = RollupCompactor(state.core)
         while await compactor.run_once():
             pass
 
         async def service_summary(lo: datetime, hi: datetime) -> tuple[float, dict]:
             async with session_scope(state.sessionmaker) as session:
-                svc = MetricsService(session, state)
+                svc = MetricsService(session, state.core, cache=state.detection.cache, evaluator=state.detection.evaluator)
                 t = time.perf_counter()
                 result = await svc._summarize("etl", "latency_seconds", None, lo.timestamp(), hi.timestamp())
                 return time.perf_counter() - t, result

@@ -147,14 +147,14 @@ class Guard:
     def __init__(self, app, client: httpx.AsyncClient):
         self.app = app
         self.client = client
-        self.state = app.state.guard
+        self.runtime = app.state.runtime
         self._tokens: dict[str, str] = {}
 
     @asynccontextmanager
     async def session(self):
         from app.db.session import session_scope
 
-        async with session_scope(self.state.sessionmaker) as session:
+        async with session_scope(self.runtime.sessionmaker) as session:
             yield session
 
     async def add_user(self, username: str, role: Role | str, *, password: str = TEST_PASSWORD, disabled: bool = False):
@@ -181,7 +181,7 @@ class Guard:
 async def running_guard(settings: Settings, *, build_services=None, app_hook=None) -> AsyncIterator[Guard]:
     from app.main import create_app
 
-    app = create_app(settings, build_services=build_services or (lambda state: []))
+    app = create_app(settings, build_services=build_services or (lambda rt: []))
     if app_hook is not None:
         app_hook(app)
     async with app.router.lifespan_context(app):

@@ -72,7 +72,7 @@ def serve_guard(settings: Settings, *, role: Role = Role.ADMIN) -> Iterator[Live
     from app.main import create_app
 
     create_user(settings, ADMIN_USER, ADMIN_PASSWORD, role)
-    app = create_app(settings, build_services=lambda state: [])
+    app = create_app(settings, build_services=lambda rt: [])
     with serve_app(app) as url:
         yield LiveGuard(url=url, username=ADMIN_USER, password=ADMIN_PASSWORD, settings=settings)
 

@@ -18,7 +18,9 @@ from app.db.models import Component
 from app.db.session import session_scope
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.observability.metrics import GuardMetrics
+    from app.platform.runtime import Core
+    from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.alerts")
 
@@ -26,17 +28,23 @@ log = logging.getLogger("pipeline_guard.alerts")
 class AlertMaintenance(LoopService):
     name = "alert-maintenance"
 
-    def __init__(self, state: GuardState, *, interval: float | None = None):
+    def __init__(self, state: Core, *, secret_box: SecretBox, published: set[str], interval: float | None = None):
+        """``secret_box``: for the declared channels' credentials; ``published``: the runtime's set of
+        components with a maintenance gauge."""
         super().__init__(interval or state.settings.alerting.maintenance_interval, metrics=state.metrics)
         self.state = state
+        self.secret_box = secret_box
+        self.published = published
 
     async def on_start(self) -> None:
         from app.alerts.windows import sync_declared_windows
         from app.notify.declarative import sync_declared_channels
 
-        for what, sync in (("maintenance windows", sync_declared_windows), ("channels", sync_declared_channels)):
+        syncs = (("maintenance windows", lambda: sync_declared_windows(self.state)),
+                 ("channels", lambda: sync_declared_channels(self.state, self.secret_box)))
+        for what, sync in syncs:
             try:
-                report = await sync(self.state)
+                report = await sync()
             except Exception:  # a bad declaration must not stop alert upkeep
                 log.exception("syncing the %s declared in the configuration failed", what)
             else:
@@ -48,18 +56,18 @@ class AlertMaintenance(LoopService):
             service = AlertService(session, self.state.settings)
             await service.reopen_expired_acks()
             await service.apply_silences()
-            await publish_maintenance(self.state, session)
+            await publish_maintenance(self.state.metrics, self.published, session)
 
 
-async def publish_maintenance(state: GuardState, session: AsyncSession, now: datetime | None = None) -> set[str]:
-    """Set the maintenance gauges from the windows open at ``now``; returns the components in one."""
+async def publish_maintenance(metrics: GuardMetrics, published: set[str], session: AsyncSession,
+                              now: datetime | None = None) -> set[str]:
+    """Set the maintenance gauges from the windows open at ``now``; returns the components in one.
+    ``published``: the components with a gauge so far (updated here)."""
     open_now = await SilenceService(session).active(now)
     rows = (await session.execute(select(Component.name, Component.labels).where(Component.enabled.is_(True)))).all()
     inside = {name for name, labels in rows if any(silence_matches(s, name, labels or {}) for s in open_now)}
-    metrics = state.metrics
     metrics.maintenance_windows_open.set(len(open_now))
     known = {name for name, _ in rows}
-    published: set[str] = state.extras.setdefault("maintenance.published", set())
     for gone in published - known:
         metrics.component_in_maintenance.remove(gone)
     for name in known:

@@ -19,7 +19,7 @@ from app.alerts.silences import SilenceService
 from app.auth.permissions import Permission
 from app.db.models import Component
 from app.db.types import utcnow
-from app.api.deps import AuthServiceDep, SessionDep, oauth2_scheme
+from app.api.deps import AuthServiceDep, RuntimeDep, SessionDep, SettingsDep, oauth2_scheme
 from app.core.errors import Forbidden, NotFound, Unauthorized, error_responses
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
 from app.api.pagination import RowId
@@ -29,7 +29,7 @@ SOURCE = "component"
 
 
 async def maintenance_caller(
-    name: str, request: Request, session: SessionDep, auth: AuthServiceDep,
+    name: str, request: Request, session: SessionDep, auth: AuthServiceDep, settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     x_ping_token: Annotated[str | None, Header(description="the component's ping token")] = None,
 ) -> tuple[Component, str]:
@@ -41,8 +41,7 @@ async def maintenance_caller(
             raise Unauthorized("invalid ping token for this component")
         request.state.audit_actor = f"ping-token:{component.name}"
         return component, f"ping-token:{component.name}"
-    state = request.app.state.guard
-    if not state.settings.security.enabled:
+    if not settings.security.enabled:
         return await service.component(name), "anonymous"
     if not bearer:
         raise Unauthorized("send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'")
@@ -60,19 +59,19 @@ Caller = Annotated[tuple[Component, str], Depends(maintenance_caller)]
 
 @router.post("/{name}/maintenance", response_model=SilenceOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 404, 422))
-async def open_maintenance(data: MaintenanceOpen, caller: Caller, session: SessionDep, request: Request) -> SilenceOut:
+async def open_maintenance(data: MaintenanceOpen, caller: Caller, session: SessionDep, rt: RuntimeDep) -> SilenceOut:
     """Open a maintenance window for this component now, for at most `duration`."""
     component, who = caller
     silence = await SilenceService(session).create(
         component=component.name, labels={}, starts_at=None, ends_at=None, duration=data.duration,
         created_by=who[:64], comment=data.comment or f"maintenance opened by {who}", source=SOURCE)
-    await publish_maintenance(request.app.state.guard, session)
+    await publish_maintenance(rt.metrics, rt.alerts.maintenance_published, session)
     return SilenceOut.of(silence, utcnow())
 
 
 @router.delete("/{name}/maintenance/{silence_id}", response_model=SilenceOut,
                responses=error_responses(401, 403, 404))
-async def close_maintenance(silence_id: RowId, caller: Caller, session: SessionDep, request: Request) -> SilenceOut:
+async def close_maintenance(silence_id: RowId, caller: Caller, session: SessionDep, rt: RuntimeDep) -> SilenceOut:
     """Close a window this component's pipeline opened (it stays listed as expired)."""
     component, _ = caller
     service = SilenceService(session)
@@ -80,5 +79,5 @@ async def close_maintenance(silence_id: RowId, caller: Caller, session: SessionD
     if silence.component != component.name or silence.source != SOURCE:
         raise NotFound(f"no maintenance window {silence_id} opened for component {component.name!r}")
     expired = await service.expire(silence_id)
-    await publish_maintenance(request.app.state.guard, session)
+    await publish_maintenance(rt.metrics, rt.alerts.maintenance_published, session)
     return SilenceOut.of(expired, utcnow())

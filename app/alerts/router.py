@@ -20,10 +20,9 @@ from app.alerts.schemas import (
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
 from app.audit.middleware import audit_note
-from app.auth.permissions import Permission
 from app.db.models import AlertStatus
 from app.db.types import utcnow
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanMonitorHealth, CanTriggerHealing, SessionDep, SettingsDep
 from app.core.errors import error_responses
 from app.api.pagination import DateTimeQuery, Page, RowId
 
@@ -37,8 +36,8 @@ StatusFilter = Annotated[
 ]
 
 
-def get_service(request: Request, session: SessionDep) -> AlertService:
-    return AlertService(session, request.app.state.guard.settings)
+def get_service(session: SessionDep, settings: SettingsDep) -> AlertService:
+    return AlertService(session, settings)
 
 
 ServiceDep = Annotated[AlertService, Depends(get_service)]
@@ -46,7 +45,7 @@ ServiceDep = Annotated[AlertService, Depends(get_service)]
 
 @router.get("", response_model=AlertPage, responses=error_responses(401, 403, 422))
 async def list_alerts(
-    _: Requires(Permission.MONITOR_HEALTH),
+    _: CanMonitorHealth,
     service: ServiceDep,
     page: Annotated[Page, Depends()],
     status_: StatusFilter = None,
@@ -63,7 +62,7 @@ async def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses=error_responses(401, 403, 404))
-async def get_alert(alert_id: RowId, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AlertDetail:
+async def get_alert(alert_id: RowId, _: CanMonitorHealth, service: ServiceDep) -> AlertDetail:
     alert = await service.get(alert_id)
     history = [AlertEventOut.model_validate(e) for e in await service.history(alert_id)]
     return AlertDetail(**AlertOut.of(alert).model_dump(), history=history)
@@ -71,7 +70,7 @@ async def get_alert(alert_id: RowId, _: Requires(Permission.MONITOR_HEALTH), ser
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
 async def acknowledge_alert(
-    alert_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
+    alert_id: RowId, request: Request, principal: CanTriggerHealing, service: ServiceDep,
     data: AckRequest | None = None,
 ) -> AlertOut:
     data = data or AckRequest()
@@ -82,7 +81,7 @@ async def acknowledge_alert(
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
 async def resolve_alert(
-    alert_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING), service: ServiceDep,
+    alert_id: RowId, request: Request, principal: CanTriggerHealing, service: ServiceDep,
     data: ResolveRequest | None = None,
 ) -> AlertOut:
     data = data or ResolveRequest()
@@ -105,7 +104,7 @@ SilencesDep = Annotated[SilenceService, Depends(get_silences)]
 
 @silences_router.get("", response_model=SilencePage, responses=error_responses(401, 403, 422))
 async def list_silences(
-    _: Requires(Permission.MONITOR_HEALTH), silences: SilencesDep, page: Annotated[Page, Depends()],
+    _: CanMonitorHealth, silences: SilencesDep, page: Annotated[Page, Depends()],
     include_expired: bool = False,
 ) -> SilencePage:
     items, total = await silences.list(limit=page.limit, offset=page.offset, include_expired=include_expired)
@@ -116,7 +115,7 @@ async def list_silences(
 @silences_router.post("", response_model=SilenceOut, status_code=status.HTTP_201_CREATED,
                       responses=error_responses(401, 403, 409, 422))
 async def create_silence(
-    data: SilenceCreate, principal: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep
+    data: SilenceCreate, principal: CanTriggerHealing, silences: SilencesDep
 ) -> SilenceOut:
     silence = await silences.create(component=data.component, labels=data.labels, starts_at=data.starts_at,
                                     ends_at=data.ends_at, created_by=principal.username, comment=data.comment,
@@ -125,11 +124,11 @@ async def create_silence(
 
 
 @silences_router.get("/{silence_id}", response_model=SilenceOut, responses=error_responses(401, 403, 404))
-async def get_silence(silence_id: RowId, _: Requires(Permission.MONITOR_HEALTH), silences: SilencesDep) -> SilenceOut:
+async def get_silence(silence_id: RowId, _: CanMonitorHealth, silences: SilencesDep) -> SilenceOut:
     return SilenceOut.of(await silences.get(silence_id), utcnow())
 
 
 @silences_router.delete("/{silence_id}", response_model=SilenceOut, responses=error_responses(401, 403, 404))
-async def expire_silence(silence_id: RowId, _: Requires(Permission.TRIGGER_HEALING), silences: SilencesDep) -> SilenceOut:
+async def expire_silence(silence_id: RowId, _: CanTriggerHealing, silences: SilencesDep) -> SilenceOut:
     """Expire a silence now (it stays listed with include_expired=true)."""
     return SilenceOut.of(await silences.expire(silence_id), utcnow())

@@ -19,7 +19,7 @@ from app.db.models.metrics import DetectionRule
 from app.platform.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.config.settings import Settings
 
 UNHEALTHY_SEVERITY = {"failed": "critical", "critical": "critical", "degraded": "warning"}
 
@@ -52,20 +52,20 @@ async def root_cause_context(session: AsyncSession, component: str, incident_id:
     return False, {}, ""
 
 
-def wire(state: GuardState) -> None:
-    """Subscribe the alert handlers to ``state.events`` (once per state)."""
-    if state.extras.get("alerts_wired"):
-        return
-    state.extras["alerts_wired"] = True
+class AlertSubscribers:
+    """The alert handlers; ``app/platform/compose.py`` subscribes them, in its one ordered list."""
 
-    def service(session: AsyncSession) -> AlertService:
-        return AlertService(session, state.settings)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
-    async def on_transition(event: HealthTransition, session: AsyncSession) -> None:
+    def service(self, session: AsyncSession) -> AlertService:
+        return AlertService(session, self.settings)
+
+    async def on_transition(self, event: HealthTransition, session: AsyncSession) -> None:
         if event.current in UNHEALTHY_SEVERITY:
             severity = UNHEALTHY_SEVERITY[event.current]
             quiet, extra, suffix = await root_cause_context(session, event.component, event.incident_id)
-            await service(session).raise_alert(
+            await self.service(session).raise_alert(
                 component=event.component, component_id=event.component_id, severity=severity,
                 message=f"{event.component} is {event.current}: {event.reason}{suffix}",
                 fingerprint=health_fingerprint(event.component), labels=event.labels,
@@ -74,13 +74,13 @@ def wire(state: GuardState) -> None:
                 incident_id=event.incident_id, source="monitoring", at=event.at, quiet=quiet,
             )
         elif event.current == "healthy":
-            await service(session).resolve_fingerprint(
+            await self.service(session).resolve_fingerprint(
                 health_fingerprint(event.component), resolution_action=f"recovered: {event.reason}", actor="monitoring"
             )
 
-    async def on_incident_opened(event: IncidentOpened, session: AsyncSession) -> None:
+    async def on_incident_opened(self, event: IncidentOpened, session: AsyncSession) -> None:
         quiet, extra, suffix = await root_cause_context(session, event.component, event.incident_id)
-        await service(session).raise_alert(
+        await self.service(session).raise_alert(
             component=event.component, component_id=event.component_id,
             severity=UNHEALTHY_SEVERITY.get(event.status, "critical"),
             message=f"{event.component} is {event.status}: {event.reason}{suffix}",
@@ -89,18 +89,18 @@ def wire(state: GuardState) -> None:
             at=event.at, quiet=quiet,
         )
 
-    async def on_incident_closed(event: IncidentClosed, session: AsyncSession) -> None:
-        await service(session).resolve_fingerprint(
+    async def on_incident_closed(self, event: IncidentClosed, session: AsyncSession) -> None:
+        await self.service(session).resolve_fingerprint(
             health_fingerprint(event.component),
             resolution_action=f"incident {event.incident_id} closed: {event.reason}", actor="monitoring",
         )
 
-    async def on_anomaly(event: AnomalyDetected, session: AsyncSession) -> None:
+    async def on_anomaly(self, event: AnomalyDetected, session: AsyncSession) -> None:
         # A rule that heals opens an incident whose health alert notifies (and follows root-cause
         # attribution): its own alert is recorded without a second notification.
         quiet = event.rule_id is not None and bool((await session.execute(
             select(DetectionRule.heal).where(DetectionRule.id == event.rule_id))).scalar())
-        await service(session).raise_alert(quiet=quiet, quiet_reason="the rule heals: its incident's alert notifies",
+        await self.service(session).raise_alert(quiet=quiet, quiet_reason="the rule heals: its incident's alert notifies",
             component=event.component, severity=event.severity if event.severity in ("info", "warning", "critical")
             else "warning", message=event.message,
             fingerprint=anomaly_fingerprint(event.component, event.metric_name, event.rule_id, event.rule_kind,
@@ -111,14 +111,8 @@ def wire(state: GuardState) -> None:
             source="detection", at=event.at,
         )
 
-    async def on_anomaly_cleared(event: AnomalyCleared, session: AsyncSession) -> None:
-        await service(session).resolve_fingerprint(
+    async def on_anomaly_cleared(self, event: AnomalyCleared, session: AsyncSession) -> None:
+        await self.service(session).resolve_fingerprint(
             anomaly_fingerprint(event.component, event.metric_name, event.rule_id, event.rule_kind, event.labels),
             resolution_action=f"{event.metric_name} back to normal", actor="detection",
         )
-
-    state.events.subscribe(HealthTransition, on_transition)
-    state.events.subscribe(IncidentOpened, on_incident_opened)
-    state.events.subscribe(IncidentClosed, on_incident_closed)
-    state.events.subscribe(AnomalyDetected, on_anomaly)
-    state.events.subscribe(AnomalyCleared, on_anomaly_cleared)

@@ -1,48 +1,113 @@
-"""Request dependencies: the session (transaction owner), settings, state, the caller, permissions."""
+"""Request dependencies: the runtime and its typed parts, the session (transaction owner), the caller,
+permissions. The only place (with middleware) that reads ``app.state.runtime``."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.ratelimit import RateLimiter
 from app.auth.permissions import Permission, Role
 from app.auth.service import AuthService, Principal
 from app.config.settings import Settings
-from app.core.errors import Forbidden, PipelineGuardError, ServiceUnavailable, Unauthorized
-
-if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+from app.core.errors import Conflict, Forbidden, PipelineGuardError, ServiceUnavailable, Unauthorized
+from app.detection.evaluator import RuleEvaluator  # noqa: F401 - resolves Detection's annotations
+from app.healing.engine import HealingEngine
+from app.healing.strategies.registry import StrategyRegistry
+from app.monitoring.scheduler import Scheduler
+from app.observability.metrics import GuardMetrics
+from app.platform.events import EventBus
+from app.platform.runtime import Core, Detection, Runtime
+from app.replicas.manager import LeaseManager
+from app.security.crypto import SecretBox
 
 TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def get_state(request: Request) -> GuardState:
-    return request.app.state.guard
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.guard.settings
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-StateDep = Annotated["GuardState", Depends(get_state)]
+def get_settings(rt: RuntimeDep) -> Settings:
+    return rt.settings
+
+
+def get_core(rt: RuntimeDep) -> Core:
+    return rt.core
+
+
+def get_metrics(rt: RuntimeDep) -> GuardMetrics:
+    return rt.metrics
+
+
+def get_events(rt: RuntimeDep) -> EventBus:
+    return rt.events
+
+
+def get_secret_box(rt: RuntimeDep) -> SecretBox:
+    if rt.secret_box is None:
+        raise ServiceUnavailable("the guard is not started yet")
+    return rt.secret_box
+
+
+def get_scheduler(rt: RuntimeDep) -> Scheduler:
+    return rt.monitoring.scheduler
+
+
+def get_detection(rt: RuntimeDep) -> Detection:
+    return rt.detection
+
+
+def get_strategies(rt: RuntimeDep) -> StrategyRegistry:
+    return rt.healing.registry
+
+
+def get_healing_engine(rt: RuntimeDep) -> HealingEngine:
+    """The healing engine; 409 when healing is disabled (it is then not built)."""
+    if rt.healing.engine is None:
+        raise Conflict("healing is disabled (healing.enabled is false)")
+    return rt.healing.engine
+
+
+def get_leases(rt: RuntimeDep) -> LeaseManager:
+    return rt.replicas.leases
+
+
+def get_limiter(rt: RuntimeDep) -> RateLimiter:
+    assert rt.limiter is not None, "create_app always builds the rate limiter"
+    return rt.limiter
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+CoreDep = Annotated[Core, Depends(get_core)]
+MetricsDep = Annotated[GuardMetrics, Depends(get_metrics)]
+EventsDep = Annotated[EventBus, Depends(get_events)]
+SecretBoxDep = Annotated[SecretBox, Depends(get_secret_box)]
+SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
+DetectionDep = Annotated[Detection, Depends(get_detection)]
+StrategiesDep = Annotated[StrategyRegistry, Depends(get_strategies)]
+HealingDep = Annotated[HealingEngine, Depends(get_healing_engine)]
+LeasesDep = Annotated[LeaseManager, Depends(get_leases)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """The one transaction owner for a request: commit on success, roll back on error.
 
     ``scope="function"`` (below) makes the commit happen before the response is sent, so a 2xx is
     only ever returned for data that is durably stored.
     """
-    state: GuardState = request.app.state.guard
-    if state.sessionmaker is None:
+    if rt.sessionmaker is None:
         raise ServiceUnavailable("the database is not initialised yet")
-    session = state.sessionmaker()
+    session = rt.sessionmaker()
     try:
         yield session
         await session.commit()
@@ -62,9 +127,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_auth_service(request: Request, session: SessionDep) -> AuthService:
-    state: GuardState = request.app.state.guard
-    return AuthService(session, state.settings, state.codec, state.hasher)
+def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:
+    if rt.codec is None or rt.hasher is None:
+        raise ServiceUnavailable("the guard is not started yet")
+    return AuthService(session, rt.settings, rt.codec, rt.hasher)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
@@ -74,11 +140,11 @@ DEV_PRINCIPAL = Principal(username="anonymous-dev", role=Role.ADMIN)
 
 async def current_principal(
     request: Request,
+    settings: SettingsDep,
     auth: AuthServiceDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
-    state: GuardState = request.app.state.guard
-    if not state.settings.security.enabled:
+    if not settings.security.enabled:
         principal = DEV_PRINCIPAL
     elif not token:
         raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'")
@@ -107,5 +173,11 @@ def require(permission: Permission):
     return Depends(dependency)
 
 
-def Requires(permission: Permission):  # capitalised: it reads like a type in signatures
-    return Annotated[Principal, require(permission)]
+# The caller, let through only with one permission: a type in signatures (``principal: CanTriggerHealing``,
+# or ``_: CanAdmin`` when the principal itself is unused).
+CanReadMetrics = Annotated[Principal, require(Permission.READ_METRICS)]
+CanWriteMetrics = Annotated[Principal, require(Permission.WRITE_METRICS)]
+CanMonitorHealth = Annotated[Principal, require(Permission.MONITOR_HEALTH)]
+CanTriggerHealing = Annotated[Principal, require(Permission.TRIGGER_HEALING)]
+CanManageComponents = Annotated[Principal, require(Permission.MANAGE_COMPONENTS)]
+CanAdmin = Annotated[Principal, require(Permission.ADMIN_ACCESS)]

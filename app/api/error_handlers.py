@@ -74,7 +74,7 @@ async def _integrity_error(request: Request, exc: IntegrityError) -> JSONRespons
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    state = getattr(request.app.state, "guard", None)
+    state = getattr(request.app.state, "runtime", None)
     if state is not None and state.metrics is not None:
         state.metrics.db_unavailable.inc()
     log.warning("database unavailable: %s", type(exc).__name__)

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
 from app.audit.service import AuditService
-from app.auth.permissions import Permission
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanAdmin, SessionDep
 from app.core.errors import error_responses
 from app.api.pagination import DateTimeQuery, Page
 
@@ -43,7 +42,7 @@ class AuditPage(BaseModel):
 
 @router.get("", response_model=AuditPage, responses=error_responses(401, 403, 422))
 async def list_audit(
-    _: Requires(Permission.ADMIN_ACCESS),
+    _: CanAdmin,
     session: SessionDep,
     page: Annotated[Page, Depends()],
     username: str | None = None,

@@ -14,7 +14,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 
 class AuditService:
@@ -58,7 +58,7 @@ class AuditRetention(LoopService):
 
     name = "audit-retention"
 
-    def __init__(self, state: GuardState, interval: float = 3600.0):
+    def __init__(self, state: Core, interval: float = 3600.0):
         super().__init__(interval, metrics=state.metrics)
         self.state = state
 

@@ -10,13 +10,13 @@ from app.platform.loops import LoopService
 from app.db.session import session_scope
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 
 class TokenCleanup(LoopService):
     name = "token-cleanup"
 
-    def __init__(self, state: GuardState, interval: float = 3600.0):
+    def __init__(self, state: Core, interval: float = 3600.0):
         super().__init__(interval, metrics=state.metrics)
         self.state = state
 

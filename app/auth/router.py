@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.auth.permissions import Permission
 from app.auth.schemas import Me, PasswordReset, TokenResponse, UserCreate, UserOut, UserPage, UserUpdate
 from app.auth.service import LoginFailed
 from app.auth.throttle import LoginThrottle
-from app.api.deps import AuthServiceDep, CurrentUser, Requires
+from app.api.deps import AuthServiceDep, CanAdmin, CurrentUser, LimiterDep, MetricsDep
 from app.core.errors import error_responses
 from app.api.pagination import Page
 from app.api.ratelimit import client_address
@@ -22,15 +21,15 @@ users_router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 @router.post("/token", response_model=TokenResponse, responses=error_responses(401, 422, 429))
 async def issue_token(
-    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthServiceDep
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthServiceDep,
+    limiter: LimiterDep, metrics: MetricsDep,
 ) -> TokenResponse:
     """OAuth2 password flow: exchange a username and password for a bearer token (Swagger's Authorize)."""
     try:
-        state = request.app.state.guard
-        throttle = LoginThrottle(state.limiter, client_address(request.scope, state.limiter.proxies))
+        throttle = LoginThrottle(limiter, client_address(request.scope, limiter.proxies))
         token, claims = await auth.login(form.username, form.password, throttle)
     except LoginFailed:
-        request.app.state.guard.metrics.login_failures.inc()
+        metrics.login_failures.inc()
         raise
     return TokenResponse(
         access_token=token,
@@ -52,25 +51,25 @@ async def me(principal: CurrentUser) -> Me:
 
 
 @users_router.get("", response_model=UserPage, responses=error_responses(401, 403))
-async def list_users(_: Requires(Permission.ADMIN_ACCESS), auth: AuthServiceDep, page: Annotated[Page, Depends()]) -> UserPage:
+async def list_users(_: CanAdmin, auth: AuthServiceDep, page: Annotated[Page, Depends()]) -> UserPage:
     items, total = await auth.list_users(limit=page.limit, offset=page.offset)
     return UserPage(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @users_router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED,
                    responses=error_responses(401, 403, 409, 422))
-async def create_user(data: UserCreate, _: Requires(Permission.ADMIN_ACCESS), auth: AuthServiceDep) -> UserOut:
+async def create_user(data: UserCreate, _: CanAdmin, auth: AuthServiceDep) -> UserOut:
     return await auth.create_user(data.username, data.password, data.role)
 
 
 @users_router.get("/{username}", response_model=UserOut, responses=error_responses(401, 403, 404))
-async def get_user(username: str, _: Requires(Permission.ADMIN_ACCESS), auth: AuthServiceDep) -> UserOut:
+async def get_user(username: str, _: CanAdmin, auth: AuthServiceDep) -> UserOut:
     return await auth.get_user(username)
 
 
 @users_router.patch("/{username}", response_model=UserOut, responses=error_responses(401, 403, 404, 422))
 async def update_user(
-    username: str, data: UserUpdate, principal: Requires(Permission.ADMIN_ACCESS), auth: AuthServiceDep
+    username: str, data: UserUpdate, principal: CanAdmin, auth: AuthServiceDep
 ) -> UserOut:
     """Change a user's role or disable/enable it; takes effect on the user's next request."""
     return await auth.update_user(username, role=data.role, disabled=data.disabled, actor=principal.username)
@@ -78,7 +77,7 @@ async def update_user(
 
 @users_router.post("/{username}/password", response_model=UserOut, responses=error_responses(401, 403, 404, 422))
 async def reset_password(
-    username: str, data: PasswordReset, _: Requires(Permission.ADMIN_ACCESS), auth: AuthServiceDep
+    username: str, data: PasswordReset, _: CanAdmin, auth: AuthServiceDep
 ) -> UserOut:
     """Set a new password; the user's existing tokens stop working."""
     return await auth.reset_password(username, data.password)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
-from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
-from app.security.crypto import secret_box
 from app.db.types import utcnow
-from app.api.deps import Requires, SessionDep
+from app.api.deps import (
+    CanManageComponents,
+    CanMonitorHealth,
+    EventsDep,
+    MetricsDep,
+    SecretBoxDep,
+    SessionDep,
+    StrategiesDep,
+)
 from app.core.errors import error_responses
 from app.platform.events import ComponentDeleted
 from app.api.pagination import LabelFilter, Page, parse_label_filters
@@ -19,8 +25,8 @@ from app.api.pagination import LabelFilter, Page, parse_label_filters
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
 
 
-def get_service(request: Request, session: SessionDep) -> ComponentService:
-    return ComponentService(session, secret_box(request.app.state.guard))
+def get_service(session: SessionDep, box: SecretBoxDep, strategies: StrategiesDep) -> ComponentService:
+    return ComponentService(session, box, strategies)
 
 
 ServiceDep = Annotated[ComponentService, Depends(get_service)]
@@ -28,7 +34,7 @@ ServiceDep = Annotated[ComponentService, Depends(get_service)]
 
 @router.get("", response_model=ComponentPage, responses=error_responses(401, 403, 422))
 async def list_components(
-    _: Requires(Permission.MONITOR_HEALTH),
+    _: CanMonitorHealth,
     service: ServiceDep,
     page: Annotated[Page, Depends()],
     region: str | None = None,
@@ -46,33 +52,33 @@ async def list_components(
 @router.post("", response_model=ComponentOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 409, 422))
 async def create_component(
-    request: Request, data: ComponentCreate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
+    data: ComponentCreate, _: CanManageComponents, service: ServiceDep, metrics: MetricsDep
 ) -> ComponentOut:
     component = await service.create(data)
-    request.app.state.guard.metrics.prime_healing_policy(component.name, component.recovery)
+    metrics.prime_healing_policy(component.name, component.recovery)
     return component
 
 
 @router.get("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404))
-async def get_component(name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> ComponentOut:
+async def get_component(name: str, _: CanMonitorHealth, service: ServiceDep) -> ComponentOut:
     return await service.get(name)
 
 
 @router.patch("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_component(
-    request: Request, name: str, data: ComponentUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
+    name: str, data: ComponentUpdate, _: CanManageComponents, service: ServiceDep, metrics: MetricsDep
 ) -> ComponentOut:
     component = await service.update(name, data)
-    request.app.state.guard.metrics.prime_healing_policy(component.name, component.recovery)
+    metrics.prime_healing_policy(component.name, component.recovery)
     return component
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
-async def delete_component(name: str, request: Request, _: Requires(Permission.MANAGE_COMPONENTS),
-                           service: ServiceDep, session: SessionDep) -> Response:
+async def delete_component(name: str, _: CanManageComponents, service: ServiceDep, session: SessionDep,
+                           events: EventsDep) -> Response:
     deleted = await service.delete(name)
     # Other domains drop what they keep by name (healing's budget, breaker and incidents) in this
     # same transaction, so nothing of the old component applies to a new one of that name.
-    await request.app.state.guard.events.publish(
+    await events.publish(
         ComponentDeleted(component=deleted.name, component_id=deleted.id, at=utcnow()), session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

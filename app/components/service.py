@@ -20,17 +20,13 @@ SOURCE_CONFIG = "config"
 
 
 class ComponentService:
-    def __init__(self, session: AsyncSession, box: Any = None):
+    """``box``: the app's SecretBox (check credentials are stored encrypted); ``registry``: the
+    runtime's strategy registry, which validates recovery policies."""
+
+    def __init__(self, session: AsyncSession, box: Any, registry: Any):
         self.repo = ComponentRepository(session)
-        self._box = box  # the app's SecretBox: check credentials are stored encrypted
-
-    @property
-    def box(self) -> Any:
-        if self._box is None:
-            from app.healing import secretbox  # the process-wide box the lifespan configured
-
-            self._box = secretbox.active()
-        return self._box
+        self.box = box
+        self.registry = registry
 
     def seal(self, check: dict[str, Any] | None, previous: dict[str, Any] | None) -> dict[str, Any] | None:
         return seal_check(validate_check(check), previous, self.box)
@@ -57,7 +53,7 @@ class ComponentService:
             labels=data.labels,
             region=data.labels.get("region"),
             check=self.seal(data.check, None),
-            recovery=validate_recovery(data.recovery),
+            recovery=validate_recovery(data.recovery, self.registry),
             enabled=data.enabled,
             depends_on=await self._checked_dependencies(data.name, data.depends_on, check_graph),
             source=source,
@@ -71,7 +67,7 @@ class ComponentService:
         if "check" in changes:
             changes["check"] = self.seal(changes["check"], component.check)
         if "recovery" in changes:
-            changes["recovery"] = validate_recovery(changes["recovery"])
+            changes["recovery"] = validate_recovery(changes["recovery"], self.registry)
         if "depends_on" in changes:
             changes["depends_on"] = await self._checked_dependencies(name, changes["depends_on"] or [], True)
         for key, value in changes.items():

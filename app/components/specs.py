@@ -80,9 +80,9 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
     return document
 
 
-def validate_recovery(recovery: dict[str, Any] | None, registry=None) -> dict[str, Any] | None:
+def validate_recovery(recovery: dict[str, Any] | None, registry) -> dict[str, Any] | None:
     """Normalise a recovery policy: ordered strategies plus budgets and switches. ``registry``: the
-    strategies as the settings being validated configure them (default: the running guard's)."""
+    strategies as the settings being validated configure them (the running guard's, on the API path)."""
     if recovery is None:
         return None
     problems: list[str] = []

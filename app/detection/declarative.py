@@ -17,10 +17,11 @@ from app.detection.rules_schemas import RuleCreate
 from app.detection.rules_service import SOURCE_CONFIG, check_params
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.detection.evaluator import RuleEvaluator
+    from app.platform.runtime import Core
 
 
-async def sync_declared_rules(state: GuardState) -> dict[str, list[str]]:
+async def sync_declared_rules(state: Core, evaluator: RuleEvaluator) -> dict[str, list[str]]:
     report: dict[str, list[str]] = {"created": [], "updated": [], "disabled": []}
     declared = {d.name: RuleCreate.model_validate(d.model_dump()) for d in state.settings.rules}
     async with session_scope(state.sessionmaker) as session:
@@ -46,7 +47,6 @@ async def sync_declared_rules(state: GuardState) -> dict[str, list[str]]:
                 rule.version += 1
                 report["disabled"].append(name)
         await session.flush()
-    evaluator = state.extras.get("rule_evaluator")
-    if evaluator is not None and any(report.values()):
+    if any(report.values()):
         evaluator.rules_changed()
     return report

@@ -31,7 +31,7 @@ from app.detection.trend import TrendPredictor
 from app.platform.events import AnomalyCleared, AnomalyDetected
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
     from app.metrics.validation import Point
 
 log = logging.getLogger("pipeline_guard.detection")
@@ -92,7 +92,7 @@ class SeriesState:
 class RuleEvaluator(LoopService):
     name = "rule-evaluator"
 
-    def __init__(self, state: GuardState, interval: float = 1.0, persist_every: float = 30.0):
+    def __init__(self, state: Core, interval: float = 1.0, persist_every: float = 30.0):
         super().__init__(interval, metrics=state.metrics)
         self.state = state
         self.persist_every = persist_every
@@ -103,7 +103,6 @@ class RuleEvaluator(LoopService):
         self._rules_loaded = False
         self._absent: list[RuleSpec] = []  # ``absent`` rules, evaluated on the clock
         self._states: dict[tuple[int, str], SeriesState] = {}
-        state.extras["rule_evaluator"] = self
 
     # --- hand-over from ingest (synchronous, after commit) -------------------------------------
     def wants_any(self, components: set[str]) -> bool:
@@ -132,7 +131,7 @@ class RuleEvaluator(LoopService):
         from app.detection.declarative import sync_declared_rules
 
         try:
-            report = await sync_declared_rules(self.state)
+            report = await sync_declared_rules(self.state, self)
         except Exception:  # a bad declaration (or a replica racing on the same name) must not stop detection
             log.exception("syncing the rules declared in the configuration failed")
         else:

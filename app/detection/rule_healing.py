@@ -22,7 +22,7 @@ from app.platform.events import AnomalyCleared, AnomalyDetected
 from app.monitoring.external import close_external_incident, open_external_incident
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.events import EventBus
 
 STATUS = "critical"
 
@@ -34,7 +34,7 @@ async def _healing_rule(session: AsyncSession, rule_id: int | None) -> Detection
     return rule if rule is not None and rule.heal else None
 
 
-async def on_detected(state: GuardState, event: AnomalyDetected, session: AsyncSession) -> None:
+async def on_detected(events: EventBus, event: AnomalyDetected, session: AsyncSession) -> None:
     rule = await _healing_rule(session, event.rule_id)
     if rule is None:
         return
@@ -57,13 +57,13 @@ async def on_detected(state: GuardState, event: AnomalyDetected, session: AsyncS
             await session.flush()
             return
     incident = await open_external_incident(
-        session, state.events, component, status=STATUS, at=event.at,
+        session, events, component, status=STATUS, at=event.at,
         reason=f"rule {rule.name} fired: {event.message}")
     newest.incident_id = incident.id
     await session.flush()
 
 
-async def on_cleared(state: GuardState, event: AnomalyCleared, session: AsyncSession) -> None:
+async def on_cleared(events: EventBus, event: AnomalyCleared, session: AsyncSession) -> None:
     rule = await _healing_rule(session, event.rule_id)
     if rule is None:
         return
@@ -76,20 +76,18 @@ async def on_cleared(state: GuardState, event: AnomalyCleared, session: AsyncSes
     if any(cleared is None for _, cleared in rows):
         return  # another series of the rule still fires: the incident stays open
     for incident_id in sorted({i for i, _ in rows}):
-        await close_external_incident(session, state.events, incident_id, at=event.at,
+        await close_external_incident(session, events, incident_id, at=event.at,
                                       reason=f"rule {rule.name} resolved")
 
 
-def wire(state: GuardState) -> None:
-    if state.extras.get("rule_healing_wired"):
-        return
-    state.extras["rule_healing_wired"] = True
+class RuleHealing:
+    """The two handlers, bound to the bus the incidents they open or close are published on."""
 
-    async def detected(event: AnomalyDetected, session: AsyncSession) -> None:
-        await on_detected(state, event, session)
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
 
-    async def cleared(event: AnomalyCleared, session: AsyncSession) -> None:
-        await on_cleared(state, event, session)
+    async def on_detected(self, event: AnomalyDetected, session: AsyncSession) -> None:
+        await on_detected(self.events, event, session)
 
-    state.events.subscribe(AnomalyDetected, detected)
-    state.events.subscribe(AnomalyCleared, cleared)
+    async def on_cleared(self, event: AnomalyCleared, session: AsyncSession) -> None:
+        await on_cleared(self.events, event, session)

@@ -14,7 +14,8 @@ from app.detection.rules_schemas import RuleCreate, RuleParams, RuleUpdate
 from app.core.errors import Conflict, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.config.settings import Settings
+    from app.detection.evaluator import RuleEvaluator
 
 
 SOURCE_CONFIG = "config"
@@ -40,14 +41,14 @@ def check_params(kind: str, params: RuleParams) -> dict[str, Any]:
 
 
 class RuleService:
-    def __init__(self, session: AsyncSession, state: GuardState):
+    def __init__(self, session: AsyncSession, settings: Settings, evaluator: RuleEvaluator):
+        """``evaluator``: told when a rule changes (it reloads them on its next pass)."""
         self.session = session
-        self.state = state
+        self.settings = settings
+        self.evaluator = evaluator
 
     def _changed(self) -> None:
-        evaluator = self.state.extras.get("rule_evaluator")
-        if evaluator is not None:
-            evaluator.rules_changed()
+        self.evaluator.rules_changed()
 
     async def get(self, rule_id: int) -> DetectionRule:
         rule = await self.session.get(DetectionRule, rule_id)

@@ -1,11 +1,9 @@
-"""Adapters from healing's ports to the real services of other domains.
+"""Healing's ports implemented with the real services of other domains (``compose.py`` builds them):
 
 - alerts: ``AlertService.raise_alert`` / ``resolve_fingerprint`` (the component's health alert gets
   ``resolution_action = "restarted by healing attempt N"``), silences through ``SilenceService.matches``;
 - monitoring: ``Scheduler.note_recovery_action`` (status ``recovering``, the policy's grace period,
   success_threshold verifies) and ``Scheduler.request_check`` for faster re-checks while an attempt verifies.
-A domain may also publish its own implementation in ``state.extras`` under ``healing.alert_sink``,
-``healing.silence_checker`` or ``healing.recovery_notifier`` before the engine is built (tests do).
 """
 
 from __future__ import annotations
@@ -15,26 +13,33 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from app.healing.ports import HealingPorts, LogAlertSink, NoSilences, RecordedAlert, StateRecoveryNotifier
+from app.alerts.service import AlertService
+from app.alerts.silences import SilenceService
+from app.alerts.subscribers import health_fingerprint
+from app.healing.ports import HealingPorts, RecordedAlert
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.config.settings import Settings
+    from app.monitoring.scheduler import Scheduler
 
 log = logging.getLogger("pipeline_guard.healing")
 RECHECK_EVERY_S = 1.0
 
 
-class AlertServiceSink(LogAlertSink):
-    """Alerts through the alerts service (and remembered, like the log sink, for tests and status)."""
+class AlertServiceSink:
+    """Alerts through the alerts service; the last few are remembered for tests and status."""
 
-    def __init__(self, settings) -> None:
-        super().__init__()
+    def __init__(self, settings: Settings, keep: int = 200) -> None:
         self.settings = settings
+        self.records: list[RecordedAlert] = []
+        self.keep = keep
+
+    def _remember(self, kind: str, fields: dict[str, Any]) -> None:
+        self.records.append(RecordedAlert(kind, fields))
+        del self.records[:-self.keep]
 
     async def raise_alert(self, session, *, component, fingerprint, severity, title, message, incident_id=None,
                           labels=None) -> None:
-        from app.alerts.service import AlertService
-
         self._remember("raise", {"component": component, "fingerprint": fingerprint, "severity": severity,
                                  "title": title, "message": message, "incident_id": incident_id})
         await AlertService(session, self.settings).raise_alert(
@@ -44,9 +49,6 @@ class AlertServiceSink(LogAlertSink):
 
     async def resolve(self, session, *, fingerprint=None, component=None, incident_id=None,
                       resolution_action) -> None:
-        from app.alerts.service import AlertService
-        from app.alerts.subscribers import health_fingerprint
-
         self._remember("resolve", {"fingerprint": fingerprint, "component": component, "incident_id": incident_id,
                                    "resolution_action": resolution_action})
         service = AlertService(session, self.settings)
@@ -60,70 +62,52 @@ class AlertServiceSink(LogAlertSink):
 
 class SilenceServiceChecker:
     async def is_silenced(self, session, component: str, labels: dict[str, str]) -> bool:
-        from app.alerts.silences import SilenceService
-
         return await SilenceService(session).matches(component, labels)
 
 
 class SchedulerRecoveryNotifier:
-    def __init__(self, state: GuardState, tasks: set[asyncio.Task]) -> None:
-        self.state = state
+    """Tells the scheduler when it checks here (``is_open``; it is built in every runtime).
+    ``closed_incidents``: the ids healing saw close (``incidents.py`` adds them); a re-check
+    burst stops when its incident is among them. ``tasks``: the engine's, so draining waits for them."""
+
+    def __init__(self, scheduler: Scheduler, closed_incidents: set[int], tasks: set[asyncio.Task]) -> None:
+        self.scheduler = scheduler
+        self.closed = closed_incidents
         self.tasks = tasks
 
     def action_starting(self, *, component_id, until) -> None:
-        scheduler = self.state.extras.get("scheduler")
-        if scheduler is not None and component_id is not None:
-            scheduler.note_action_started(component_id, until)
+        if component_id is not None:
+            self.scheduler.note_action_started(component_id, until)
 
     def action_failed(self, *, component_id) -> None:
-        scheduler = self.state.extras.get("scheduler")
-        if scheduler is not None and component_id is not None:
-            scheduler.note_action_failed(component_id)
+        if component_id is not None:
+            self.scheduler.note_action_failed(component_id)
 
     async def action_ran(self, *, component, component_id, incident_id, action, grace_s, recheck_until_s) -> None:
-        scheduler = self.state.extras.get("scheduler")
-        if scheduler is None or component_id is None:
-            return
+        if component_id is None or not self.scheduler.is_open:
+            return  # nothing checks here (a test that runs no scheduler): nothing to tell
+        scheduler = self.scheduler
         try:
             await scheduler.note_recovery_action(component_id, action, grace_s=grace_s)
         except Exception:
             log.exception("healing: monitoring could not note the recovery action on %s", component)
-        task = asyncio.create_task(self._recheck(scheduler, component_id, incident_id, recheck_until_s),
+        task = asyncio.create_task(self._recheck(component_id, incident_id, recheck_until_s),
                                    name=f"healing:recheck:{component}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _recheck(self, scheduler, component_id: int, incident_id: int | None, until_s: float) -> None:
+    async def _recheck(self, component_id: int, incident_id: int | None, until_s: float) -> None:
         """Faster re-checks while verifying: one check per second until the incident closes."""
-        closed: set[int] = self.state.extras.setdefault("healing.closed_incidents", set())
         deadline = time.monotonic() + until_s
-        while time.monotonic() < deadline and incident_id not in closed:
-            scheduler.request_check(component_id)
+        while time.monotonic() < deadline and incident_id not in self.closed:
+            self.scheduler.request_check(component_id)
             await asyncio.sleep(RECHECK_EVERY_S)
 
 
-def build_ports(state: GuardState, tasks: set[asyncio.Task]) -> HealingPorts:
-    extras = state.extras
-    alerts: Any = extras.get("healing.alert_sink")
-    if alerts is None:
-        try:
-            import app.alerts.service
-
-            alerts = AlertServiceSink(state.settings)
-        except ImportError:
-            alerts = LogAlertSink()
-    silences: Any = extras.get("healing.silence_checker")
-    if silences is None:
-        try:
-            import app.alerts.silences  # noqa: F401
-
-            silences = SilenceServiceChecker()
-        except ImportError:
-            silences = NoSilences()
-    recovery = extras.get("healing.recovery_notifier") or (
-        SchedulerRecoveryNotifier(state, tasks) if "scheduler" in extras else StateRecoveryNotifier(extras)
-    )
-    return HealingPorts(alerts=alerts, silences=silences, recovery=recovery)
+def build_ports(settings: Settings, scheduler: Scheduler, closed_incidents: set[int],
+                tasks: set[asyncio.Task]) -> HealingPorts:
+    return HealingPorts(alerts=AlertServiceSink(settings), silences=SilenceServiceChecker(),
+                        recovery=SchedulerRecoveryNotifier(scheduler, closed_incidents, tasks))
 
 
 __all__ = ["AlertServiceSink", "RecordedAlert", "SchedulerRecoveryNotifier", "SilenceServiceChecker", "build_ports"]

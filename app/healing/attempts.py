@@ -32,7 +32,8 @@ from app.healing.strategies.base import ActionContext
 from app.healing.strategies.registry import StrategyRegistry
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
+    from app.replicas.manager import LeaseManager
 
 log = logging.getLogger("pipeline_guard.healing")
 
@@ -83,8 +84,10 @@ def make_claim(row: HealingAttempt, entry: StrategyEntry, policy: Policy, incide
 
 
 class Attempts:
-    def __init__(self, state: GuardState, registry: StrategyRegistry, ports: HealingPorts, owner: str) -> None:
+    def __init__(self, state: Core, registry: StrategyRegistry, ports: HealingPorts, owner: str, *,
+                 leases: LeaseManager) -> None:
         self.state = state
+        self.leases = leases
         self.settings = state.settings
         self.registry = registry
         self.ports = ports
@@ -150,16 +153,15 @@ class Attempts:
 
     def may_act(self, component_id: int) -> bool:
         """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""
-        manager = self.state.extras.get("lease_manager")
-        return manager is None or manager.epoch_for(component_id) is not None
+        return self.leases.epoch_for(component_id) is not None
 
     async def fence(self, session: AsyncSession, component_id: int) -> bool:
         """Re-check the lease (holder, epoch, expiry) in the claim's own transaction; the lease row stays
         locked until the claim commits. False: the lease moved on — no claim, no action."""
-        from app.replicas.manager import LeaseLost, fence
+        from app.replicas.manager import LeaseLost
 
         try:
-            await fence(self.state, session, component_id)
+            await self.leases.fence(session, component_id)
         except LeaseLost as exc:
             log.warning("healing: not claiming an attempt on component %s: %s", component_id, exc)
             return False

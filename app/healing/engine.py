@@ -50,18 +50,18 @@ from app.healing.incidents import IncidentEvents
 from app.healing.leases import LeaseKeeper, database_now
 from app.healing.operator import OperatorActions
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
-from app.healing.ports import HealingPorts, StateRecoveryNotifier
+from app.healing.ports import HealingPorts
 from app.healing.reconcile import Reconciler
 from app.healing.rootcause import holds_healing
 from app.healing.strategies.base import ActionResult, run_bounded
 from app.healing.strategies.registry import StrategyRegistry
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
+    from app.replicas.manager import LeaseManager
 
 log = logging.getLogger("pipeline_guard.healing")
 
-WAKE_KEY = "healing.wake"
 ACTING_SLACK_S = 5.0  # beyond the action's timeout, before its failures count again whatever happened
 # Recording an action's outcome is retried (with back-off up to RECORD_RETRY_MAX_S) for this long while
 # the database is away; after that the reconciler settles the attempt once its lease runs out.
@@ -74,36 +74,23 @@ def replica_owner(settings) -> str:
 
 
 class HealingEngine:
-    def __init__(self, state: GuardState, *, registry: StrategyRegistry, ports: HealingPorts | None = None) -> None:
+    def __init__(self, state: Core, *, registry: StrategyRegistry, ports: HealingPorts, leases: LeaseManager,
+                 closed_incidents: set[int], tasks: set[asyncio.Task]) -> None:
         self.state = state
         self.settings = state.settings
         self.registry = registry
-        self._tasks: set[asyncio.Task] = set()
-        if ports is None:
-            from app.healing.adapters import build_ports
-
-            ports = build_ports(state, self._tasks)
+        self._tasks = tasks  # shared with the recovery notifier's re-check bursts: draining waits for both
         self.ports = ports
-        if self.ports.recovery is None:
-            self.ports.recovery = StateRecoveryNotifier(state.extras)
         self.owner = replica_owner(self.settings)
-        self.attempts = Attempts(state, registry, self.ports, self.owner)
+        self.attempts = Attempts(state, registry, self.ports, self.owner, leases=leases)
         self.wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.operator = OperatorActions(state, self.attempts, lock=self._lock, spawn=self._spawn, wake=self.wake)
-        self.incidents = IncidentEvents(state, self.attempts, self.wake)
+        self.incidents = IncidentEvents(state, self.attempts, self.wake, closed_incidents)
         self._live: dict[int, asyncio.Task] = {}  # attempt id -> the task that acts and records it
         self.reconciler = Reconciler(state, self.attempts, self._live)
         # Latest action start latencies (seconds from detection), for the bench and status.
         self.latencies: list[float] = []
-
-    # -- events (app/healing/incidents.py) -----------------------------------------------------------
-
-    def wire(self) -> None:
-        from app.platform.events import ComponentDeleted
-
-        self.incidents.wire()
-        self.state.events.subscribe(ComponentDeleted, self.reconciler.on_component_deleted)
 
     # -- the loop's entry points ---------------------------------------------------------------------
 
@@ -428,4 +415,4 @@ def in_flight_filter():
     return or_(HealingAttempt.state == AttemptState.RUNNING, HealingAttempt.state == AttemptState.VERIFYING)
 
 
-__all__ = ["WAKE_KEY", "Claim", "HealingEngine", "and_", "replica_owner"]
+__all__ = ["Claim", "HealingEngine", "and_", "replica_owner"]

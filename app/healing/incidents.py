@@ -24,22 +24,16 @@ from app.healing import lifecycle
 from app.healing.attempts import Attempts
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 
 class IncidentEvents:
-    def __init__(self, state: GuardState, attempts: Attempts, wake: asyncio.Event) -> None:
+    def __init__(self, state: Core, attempts: Attempts, wake: asyncio.Event, closed_incidents: set[int]) -> None:
         self.state = state
+        self.closed = closed_incidents  # read by the recovery notifier's re-check bursts
         self.attempts = attempts
         self.ports = attempts.ports
         self.wake = wake  # the engine's wake-up
-
-    def wire(self) -> None:
-        self.state.events.subscribe(IncidentOpened, self.on_incident_opened)
-        self.state.events.subscribe(IncidentClosed, self.on_incident_closed, first=True)
-        # Monitoring publishes "-> healthy" before IncidentClosed and the alerts domain resolves the
-        # health alert on it: healing must record the heal (and its resolution_action) first.
-        self.state.events.subscribe(HealthTransition, self.on_health_transition, first=True)
 
     def _wake_after_commit(self, session: AsyncSession) -> None:
         def _set(_session) -> None:
@@ -108,7 +102,7 @@ class IncidentEvents:
         evt_incident_id = incident.incident_id
         incident.status = "closed"
         incident.closed_at = at
-        closed = self.state.extras.setdefault("healing.closed_incidents", set())
+        closed = self.closed
         closed.add(evt_incident_id)
         if len(closed) > 10000:
             closed.clear()

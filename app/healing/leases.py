@@ -26,7 +26,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.healing")
 
@@ -92,7 +92,7 @@ class LeaseKeeper:
     """Renews one attempt's lease every third of its length until stopped, and writes the command's
     process group as soon as it is known (again on each renewal, in case a write was lost)."""
 
-    def __init__(self, state: GuardState, attempt_id: int, owner: str, lease_s: float) -> None:
+    def __init__(self, state: Core, attempt_id: int, owner: str, lease_s: float) -> None:
         self.state = state
         self.attempt_id = attempt_id
         self.owner = owner

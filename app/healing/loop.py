@@ -14,7 +14,7 @@ from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.healing.engine import HealingEngine
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.healing")
 
@@ -22,7 +22,7 @@ log = logging.getLogger("pipeline_guard.healing")
 class HealingLoop(LoopService):
     name = "healing"
 
-    def __init__(self, state: GuardState, engine: HealingEngine, interval: float = 1.0) -> None:
+    def __init__(self, state: Core, engine: HealingEngine, interval: float = 1.0) -> None:
         super().__init__(interval, metrics=state.metrics)
         self.state = state
         self.engine = engine
@@ -58,7 +58,7 @@ class HealingLoop(LoopService):
         await self.engine.evaluate()
 
 
-async def prime_outcome_counters(state: GuardState) -> None:
+async def prime_outcome_counters(state: Core) -> None:
     """Every known (component, strategy) shows its outcome counters at 0 from the start."""
     from sqlalchemy import select
 

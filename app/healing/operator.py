@@ -26,11 +26,11 @@ from app.healing.slots import take_slots
 from app.healing.strategies.registry import UnknownStrategy
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 
 class OperatorActions:
-    def __init__(self, state: GuardState, attempts: Attempts, *, lock: asyncio.Lock,
+    def __init__(self, state: Core, attempts: Attempts, *, lock: asyncio.Lock,
                  spawn: Callable[[Claim], None], wake: asyncio.Event) -> None:
         self.state = state
         self.settings = state.settings

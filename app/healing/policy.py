@@ -83,12 +83,12 @@ def _entry_params(entry: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     return entry, timeout
 
 
-def normalise_strategies(strategies: list[dict[str, Any]], registry=None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Validate each ``{kind, params | flat params, action_timeout?}``; return normalised entries and
+def normalise_strategies(strategies: list[dict[str, Any]], registry) -> tuple[list[dict[str, Any]], list[str]]:
+    """Validate each ``{kind, params | flat params, action_timeout?}`` with ``registry`` (the runtime's,
+    or the one ``config validate`` builds); return normalised entries and
     ``"recovery.strategies[i].field: reason"`` problems."""
-    from app.healing.strategies.registry import UnknownStrategy, default_registry
+    from app.healing.strategies.registry import UnknownStrategy
 
-    registry = registry or default_registry()
     problems: list[str] = []
     out: list[dict[str, Any]] = []
     for i, entry in enumerate(strategies):

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from app.platform.events import ComponentDeleted
     from app.healing.attempts import Attempts
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.healing")
 
@@ -62,7 +62,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class Reconciler:
-    def __init__(self, state: GuardState, attempts: Attempts, live: Collection[int]) -> None:
+    def __init__(self, state: Core, attempts: Attempts, live: Collection[int]) -> None:
         self.state = state
         self.attempts = attempts
         self.owner = attempts.owner

@@ -23,12 +23,13 @@ refuses to act on any component while one of its upstreams is unhealthy, whateve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.loops import LoopService
 from app.components import graph
@@ -39,7 +40,7 @@ from app.platform.events import IncidentOpened
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
-    from app.platform.lifespan import GuardState
+    from app.observability.metrics import GuardMetrics
 
 log = logging.getLogger("pipeline_guard.rootcause")
 
@@ -140,7 +141,7 @@ async def holds_healing(session: AsyncSession, incident_id: int, component: Comp
     return bool(ups and _unhealthy(await _states(session, ups)))
 
 
-async def on_incident_opened(state: GuardState, event: IncidentOpened, session: AsyncSession) -> None:
+async def on_incident_opened(settings: Settings, event: IncidentOpened, session: AsyncSession) -> None:
     """Inside the opening transaction, before the alert handlers: attribute or hold."""
     dag = await load_graph(session, cached=True)
     ups = graph.ancestors(dag, event.component)
@@ -155,21 +156,20 @@ async def on_incident_opened(state: GuardState, event: IncidentOpened, session: 
         watched = [c for c, _ in states.values() if _monitored(c)]
         if not watched:
             return  # nothing upstream is checked: nothing to wait for
-        wait = max(detection_window(c, state.settings) for c in watched)
+        wait = max(detection_window(c, settings) for c in watched)
         values.update(caused_by=None, held_until=event.at + timedelta(seconds=wait + SLACK_S))
     await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
 
 
-def wire(state: GuardState) -> None:
-    if state.extras.get("rootcause_wired"):
-        return
-    state.extras["rootcause_wired"] = True
+class RootCauseHandler:
+    """``IncidentOpened``: subscribed before the alert handlers, which read the verdict when they
+    raise the component's alert."""
 
-    async def handler(event: IncidentOpened, session: AsyncSession) -> None:
-        await on_incident_opened(state, event, session)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
-    # first: the alert handlers read the verdict when they raise the component's alert.
-    state.events.subscribe(IncidentOpened, handler, first=True)
+    async def on_incident_opened(self, event: IncidentOpened, session: AsyncSession) -> None:
+        await on_incident_opened(self.settings, event, session)
 
 
 class RootCauseLoop(LoopService):
@@ -178,13 +178,16 @@ class RootCauseLoop(LoopService):
 
     name = "root-cause"
 
-    def __init__(self, state: GuardState, interval: float = 1.0) -> None:
-        super().__init__(interval, metrics=state.metrics)
-        self.state = state
+    def __init__(self, sessionmaker: async_sessionmaker, settings: Settings, metrics: GuardMetrics, *,
+                 wake: asyncio.Event | None, interval: float = 1.0) -> None:
+        super().__init__(interval, metrics=metrics)
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.wake = wake  # the healing engine's (None when healing is disabled)
 
     async def run_once(self) -> None:
         released: list[int] = []
-        async with session_scope(self.state.sessionmaker) as session:
+        async with session_scope(self.sessionmaker) as session:
             held = (await session.execute(
                 select(Incident, Component.name).join(Component, Component.id == Incident.component_id)
                 .where(Incident.closed_at.is_(None), Incident.suppressed.is_(True)).order_by(Incident.id)
@@ -199,10 +202,8 @@ class RootCauseLoop(LoopService):
             for incident, name in held:
                 if await self._step(session, incident, name, dag, states, unhealthy, now):
                     released.append(incident.id)
-        if released:
-            wake = self.state.extras.get("healing.wake")
-            if wake is not None:
-                wake.set()
+        if released and self.wake is not None:
+            self.wake.set()
 
     async def _step(self, session: AsyncSession, incident: Incident, name: str, dag, states, unhealthy: set[str],
                     now: datetime) -> bool:
@@ -217,12 +218,12 @@ class RootCauseLoop(LoopService):
                 root = roots[0]
             if incident.caused_by != root or incident.held_until is not None:
                 await session.execute(update(Incident).where(*where).values(caused_by=root, held_until=None))
-                await _alert_meta(session, self.state, name, root)
+                await _alert_meta(session, self.settings, name, root)
             return False
         component, own = states.get(name, (None, None))
         if incident.caused_by is not None and incident.held_until is None:
             # The root recovered: the child gets its own threshold window to recover by itself.
-            window = detection_window(component, self.state.settings) if component is not None else 0.0
+            window = detection_window(component, self.settings) if component is not None else 0.0
             await session.execute(update(Incident).where(*where).values(
                 held_until=now + timedelta(seconds=window + SLACK_S)))
             return False
@@ -239,13 +240,13 @@ class RootCauseLoop(LoopService):
         if current and own.consecutive_failures == 0 and own.last_check_at is not None:
             # Passing but not yet healthy (success_threshold): one more interval to get there.
             await session.execute(update(Incident).where(*where).values(
-                held_until=now + timedelta(seconds=detection_window(component, self.state.settings))))
+                held_until=now + timedelta(seconds=detection_window(component, self.settings))))
             return False
         claimed = await session.execute(update(Incident).where(*where).values(
             suppressed=False, caused_by=None, held_until=None))
         if claimed.rowcount != 1:
             return False  # another replica released it
-        await _release_alert(session, self.state, name)
+        await _release_alert(session, self.settings, name)
         log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
         return True
 
@@ -264,23 +265,18 @@ def _known_healthy(entry, since: datetime) -> bool:
         state.last_check_at is not None and state.last_check_at >= since
 
 
-async def _alert_meta(session: AsyncSession, state: GuardState, component: str, root: str) -> None:
+async def _alert_meta(session: AsyncSession, settings: Settings, component: str, root: str) -> None:
     from app.alerts.service import AlertService
     from app.alerts.subscribers import health_fingerprint
 
-    alert = await AlertService(session, state.settings).alerts.active_by_fingerprint(health_fingerprint(component))
+    alert = await AlertService(session, settings).alerts.active_by_fingerprint(health_fingerprint(component))
     if alert is not None:
         alert.meta = {**(alert.meta or {}), "caused_by": root}
         await session.flush()
 
 
-async def _release_alert(session: AsyncSession, state: GuardState, component: str) -> None:
+async def _release_alert(session: AsyncSession, settings: Settings, component: str) -> None:
     from app.alerts.service import AlertService
     from app.alerts.subscribers import health_fingerprint
 
-    await AlertService(session, state.settings).release_held(health_fingerprint(component))
-
-
-def build_loops(state: GuardState) -> list[RootCauseLoop]:
-    wire(state)
-    return [RootCauseLoop(state)]
+    await AlertService(session, settings).release_held(health_fingerprint(component))

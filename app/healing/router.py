@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
-from app.auth.permissions import Permission
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanMonitorHealth, CanTriggerHealing, CoreDep, HealingDep, SessionDep
 from app.core.errors import error_responses
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
-from app.healing.wiring import ensure_engine
 from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
@@ -19,20 +17,16 @@ router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
 STATES = "^(pending_approval|running|verifying|succeeded|failed|interrupted|dry_run|rejected|expired)$"
 
 
-def get_service(request: Request, session: SessionDep) -> HealingService:
-    return HealingService(session, request.app.state.guard)
+def get_service(session: SessionDep, core: CoreDep) -> HealingService:
+    return HealingService(session, core)
 
 
 ServiceDep = Annotated[HealingService, Depends(get_service)]
 
 
-def _engine(request: Request):
-    return ensure_engine(request.app.state.guard)
-
-
 @router.get("/attempts", response_model=AttemptPage, responses=error_responses(401, 403, 422))
 async def list_attempts(
-    _: Requires(Permission.MONITOR_HEALTH),
+    _: CanMonitorHealth,
     service: ServiceDep,
     page: Annotated[Page, Depends()],
     component: str | None = None,
@@ -48,44 +42,44 @@ async def list_attempts(
 
 
 @router.get("/attempts/{attempt_id}", response_model=AttemptOut, responses=error_responses(401, 403, 404))
-async def get_attempt(attempt_id: RowId, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> AttemptOut:
+async def get_attempt(attempt_id: RowId, _: CanMonitorHealth, service: ServiceDep) -> AttemptOut:
     return await service.get_attempt(attempt_id)
 
 
 @router.post("/attempts/{attempt_id}/approve", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409))
-async def approve_attempt(attempt_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING),
+async def approve_attempt(attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep,
                           service: ServiceDep) -> AttemptOut:
-    await _engine(request).approve(attempt_id, principal.username)
+    await engine.approve(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
 
 @router.post("/attempts/{attempt_id}/reject", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409))
-async def reject_attempt(attempt_id: RowId, request: Request, principal: Requires(Permission.TRIGGER_HEALING),
+async def reject_attempt(attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep,
                          service: ServiceDep) -> AttemptOut:
-    await _engine(request).reject(attempt_id, principal.username)
+    await engine.reject(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
 
 @router.get("/stats", response_model=HealingStats, responses=error_responses(401, 403))
-async def healing_stats(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> HealingStats:
+async def healing_stats(_: CanMonitorHealth, service: ServiceDep) -> HealingStats:
     return HealingStats(**await service.stats())
 
 
 @router.post("/breakers/{component}/reset", response_model=BreakerOut, responses=error_responses(401, 403))
-async def reset_breaker(component: str, request: Request, principal: Requires(Permission.TRIGGER_HEALING)) -> BreakerOut:
-    was_open = await _engine(request).reset_breaker(component, principal.username)
+async def reset_breaker(component: str, principal: CanTriggerHealing, engine: HealingDep) -> BreakerOut:
+    was_open = await engine.reset_breaker(component, principal.username)
     return BreakerOut(component=component, was_open=was_open, breaker_open=False)
 
 
 @router.post("/{component}", response_model=AttemptOut, status_code=status.HTTP_202_ACCEPTED,
              responses=error_responses(401, 403, 404, 409, 422))
 async def trigger_healing(
-    request: Request,
-    principal: Requires(Permission.TRIGGER_HEALING),
+    principal: CanTriggerHealing,
+    engine: HealingDep,
     service: ServiceDep,
     component: Annotated[str, Path(max_length=128)],
     body: TriggerRequest | None = None,
 ) -> AttemptOut:
-    attempt_id = await _engine(request).trigger(component, strategy=body.strategy if body else None,
+    attempt_id = await engine.trigger(component, strategy=body.strategy if body else None,
                                                 principal=principal.username)
     return await service.get_attempt(attempt_id)

@@ -14,13 +14,13 @@ from app.db.session import session_scope
 from app.core.errors import NotFound
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 DECIDED = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.INTERRUPTED)
 
 
 class HealingService:
-    def __init__(self, session: AsyncSession, state: GuardState) -> None:
+    def __init__(self, session: AsyncSession, state: Core) -> None:
         self.session = session
         self.state = state
 
@@ -54,7 +54,7 @@ class HealingService:
         return await compute_stats(self.session, self.state)
 
 
-async def compute_stats(session: AsyncSession, state: GuardState) -> dict[str, Any]:
+async def compute_stats(session: AsyncSession, state: Core) -> dict[str, Any]:
     """The seed's get_healing_stats: totals, success rates overall and per strategy, MTTR, breakers."""
     by_state = dict((await session.execute(
         select(HealingAttempt.state, func.count()).group_by(HealingAttempt.state)
@@ -100,7 +100,7 @@ async def compute_stats(session: AsyncSession, state: GuardState) -> dict[str, A
     }
 
 
-def stats_provider(state: GuardState):
+def stats_provider(state: Core):
     """For /api/v1/status/detailed: ``await provider()`` returns the healing section."""
 
     async def provider(_state: Any = None) -> dict[str, Any]:

@@ -12,15 +12,16 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from app.audit.middleware import audit_actor
-from app.api.deps import SessionDep
+from app.api.deps import EventsDep, SessionDep, SettingsDep
+from app.config.settings import Settings
 from app.core.errors import Unauthorized, ValidationFailed, error_responses
 from app.integrations.alertmanager import AlertmanagerPayload, AlertmanagerReceiver, ReceiverResult
 
 router = APIRouter(prefix="/api/v1/integrations", tags=["integrations"])
 
 
-def _check_token(request: Request) -> None:
-    configured = request.app.state.guard.settings.security.alertmanager_token
+def _check_token(request: Request, settings: Settings) -> None:
+    configured = settings.security.alertmanager_token
     expected = configured.get_secret_value() if configured else ""
     if not expected:
         raise Unauthorized("the Alertmanager receiver is disabled: set PIPELINE_ALERTMANAGER_TOKEN")
@@ -31,13 +32,13 @@ def _check_token(request: Request) -> None:
 
 
 @router.post("/alertmanager", response_model=ReceiverResult, responses=error_responses(401, 413, 422))
-async def alertmanager_webhook(request: Request, session: SessionDep) -> ReceiverResult:
+async def alertmanager_webhook(request: Request, session: SessionDep, settings: SettingsDep,
+                               events: EventsDep) -> ReceiverResult:
     """Alertmanager webhook payload (version 4): firing alerts open or refresh guard alerts, resolved ones resolve."""
-    _check_token(request)
+    _check_token(request, settings)
     try:
         payload = AlertmanagerPayload.model_validate_json(await request.body())
     except ValidationError as exc:
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()[:20]]
         raise ValidationFailed("not an Alertmanager webhook payload (version 4)", details={"fields": fields}) from None
-    state = request.app.state.guard
-    return await AlertmanagerReceiver(session, state.settings, state.events).receive(payload)
+    return await AlertmanagerReceiver(session, settings, events).receive(payload)

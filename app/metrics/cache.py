@@ -73,14 +73,3 @@ class MetricsCache:
 
 
 MISSING = _MISSING
-
-
-def cache_for(state) -> MetricsCache:
-    """The app's cache (the config's ``caching:`` section), created on first use and registered
-    with ``/api/v1/status/detailed``."""
-    cache = state.extras.get("metrics_cache")
-    if cache is None:
-        conf = state.settings.caching
-        cache = state.extras["metrics_cache"] = MetricsCache(conf.ttl, conf.max_entries, conf.enabled)
-        state.extras["status_sections"].register("cache", cache.stats)
-    return cache

@@ -36,7 +36,7 @@ from app.metrics.rollups import ROLLUP_COLUMNS, encode_sketch, merge_blobs
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 _KEY_NAMES = ROLLUP_COLUMNS[:5]  # resolution, component, metric_name, series_key, bucket_start
 _IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside every driver's parameter limit
@@ -45,7 +45,7 @@ _IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside every dri
 class RollupCompactor(LoopService):
     name = "rollup-compactor"
 
-    def __init__(self, state: GuardState, interval: float = 15.0, batch: int = 5000, max_rounds: int = 40):
+    def __init__(self, state: Core, interval: float = 15.0, batch: int = 5000, max_rounds: int = 40):
         super().__init__(interval, metrics=state.metrics)
         self.state = state
         self.batch = batch

@@ -22,13 +22,13 @@ from app.metrics.repository import MetricsRepository
 from app.metrics.rollups import HOUR, MINUTE, TEN_MINUTES
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 
 class MetricsRetention(LoopService):
     name = "metrics-retention"
 
-    def __init__(self, state: GuardState, interval: float = 60.0, batch: int = 5000, max_batches: int = 200):
+    def __init__(self, state: Core, interval: float = 60.0, batch: int = 5000, max_batches: int = 200):
         super().__init__(interval, metrics=state.metrics)
         self.state = state
         self.batch = batch

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import StringConstraints
 
-from app.auth.permissions import Permission
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanReadMetrics, CanWriteMetrics, CoreDep, DetectionDep, SessionDep, SettingsDep
 from app.core.errors import error_responses
 from app.metrics.decode import decode_batch
 from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent, ingest_body
@@ -18,8 +17,8 @@ from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_fil
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
 
-def get_service(request: Request, session: SessionDep) -> MetricsService:
-    return MetricsService(session, request.app.state.guard)
+def get_service(session: SessionDep, core: CoreDep, detection: DetectionDep) -> MetricsService:
+    return MetricsService(session, core, cache=detection.cache, evaluator=detection.evaluator)
 
 
 ServiceDep = Annotated[MetricsService, Depends(get_service)]
@@ -30,14 +29,14 @@ LabelQuery = Annotated[list[LabelFilter] | None, Query(description="key=value; r
 
 @router.post("", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 413, 422, 429), openapi_extra=ingest_body(batch=False))
-async def record_metric(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
+async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
     return {"accepted": await service.ingest(decode_batch(await request.body(), single=True))}
 
 
 @router.post("/batch", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 413, 422, 429), openapi_extra=ingest_body(batch=True))
-async def record_batch(request: Request, _: Requires(Permission.WRITE_METRICS), service: ServiceDep) -> Any:
+async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
     lists the ``index`` and ``field`` of every bad point."""
     return {"accepted": await service.ingest(decode_batch(await request.body()))}
@@ -45,7 +44,7 @@ async def record_batch(request: Request, _: Requires(Permission.WRITE_METRICS), 
 
 @router.get("", response_model=PointPage, responses=error_responses(400, 401, 403, 422))
 async def get_metrics(
-    _: Requires(Permission.READ_METRICS), service: ServiceDep, page: Annotated[Page, Depends()],
+    _: CanReadMetrics, service: ServiceDep, page: Annotated[Page, Depends()],
     component: str | None = None, metric_name: str | None = None,
     start_time: DateTimeQuery = None, end_time: DateTimeQuery = None, labels: LabelQuery = None,
 ) -> PointPage:
@@ -57,7 +56,7 @@ async def get_metrics(
 
 @router.get("/latest", responses=error_responses(401, 403, 422))
 async def get_latest(
-    _: Requires(Permission.READ_METRICS), service: ServiceDep, component: str | None = None,
+    _: CanReadMetrics, service: ServiceDep, component: str | None = None,
     names: Annotated[list[MetricNames] | None, Query(description="metric names (repeat or comma-separate)")] = None,
 ) -> list[dict[str, Any]]:
     """The latest point of every series (optionally of one component / some metric names)."""
@@ -67,7 +66,7 @@ async def get_latest(
 
 @router.get("/summary", response_model=Summary, responses=error_responses(400, 401, 403, 422))
 async def get_summary(
-    _: Requires(Permission.READ_METRICS), service: ServiceDep, component: str, metric_name: str,
+    _: CanReadMetrics, service: ServiceDep, component: str, metric_name: str,
     since: Annotated[float | None, Query(gt=0, le=400 * 86400, description="seconds back from now")] = None,
     start: DateTimeQuery = None, end: DateTimeQuery = None, labels: LabelQuery = None,
 ) -> dict[str, Any]:
@@ -77,17 +76,17 @@ async def get_summary(
 
 
 @router.get("/components", response_model=list[UnknownComponent], responses=error_responses(401, 403))
-async def unknown_components(_: Requires(Permission.READ_METRICS), service: ServiceDep) -> list[dict[str, Any]]:
+async def unknown_components(_: CanReadMetrics, service: ServiceDep) -> list[dict[str, Any]]:
     """Components that sent metrics but are not in the registry (accepted, and listed)."""
     return await service.unknown_components()
 
 
 @router.get("/baselines", response_model=list[Baseline], responses=error_responses(401, 403))
-async def baselines(request: Request, _: Requires(Permission.READ_METRICS), session: SessionDep,
+async def baselines(_: CanReadMetrics, session: SessionDep, settings: SettingsDep, detection: DetectionDep,
                     component: str | None = None, metric_name: str | None = None) -> list[dict[str, Any]]:
     """The anomaly detectors' per-series baselines (as persisted by the rule evaluator)."""
     from app.detection.rules_service import RuleService
 
-    rows = await RuleService(session, request.app.state.guard).baselines(component)
+    rows = await RuleService(session, settings, detection.evaluator).baselines(component)
     return [r for r in rows if metric_name is None or r["metric_name"] == metric_name]
 

@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import BadRequest, ValidationFailed
-from app.metrics.cache import MISSING, cache_for
+from app.metrics.cache import MISSING, MetricsCache
 from app.metrics.repository import MetricsRepository
 from app.metrics.rollups import (
     empty_summary,
@@ -25,15 +25,18 @@ from app.metrics.validation import Batch, check_points, series_key
 EXACT_MAX_POINTS = 5000
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.detection.evaluator import RuleEvaluator
+    from app.platform.runtime import Core
 
 
 class MetricsService:
-    def __init__(self, session: AsyncSession, state: GuardState):
+    def __init__(self, session: AsyncSession, state: Core, *, cache: MetricsCache, evaluator: RuleEvaluator | None):
+        """``evaluator``: the rule evaluator stored batches are handed to (None: stored only)."""
         self.session = session
         self.state = state
         self.repo = MetricsRepository(session)
-        self.cache = cache_for(state)
+        self.cache = cache
+        self.evaluator = evaluator
 
     # --- ingest ------------------------------------------------------------------------------
     async def record(self, items: list[Any]) -> int:
@@ -48,7 +51,7 @@ class MetricsService:
         self.cache.invalidate(components)
         counter, stored = self.state.metrics.points_ingested, len(batch)
         event.listen(self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True)
-        evaluator = self.state.extras.get("rule_evaluator")
+        evaluator = self.evaluator
         if evaluator is not None and evaluator.wants_any(components):
             # Handed to the rule evaluator only once this transaction has committed: a batch that
             # rolls back is never evaluated. The evaluator loop drains its queue every second.

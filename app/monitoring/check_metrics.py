@@ -23,7 +23,9 @@ from app.metrics.validation import MAX_BATCH, valid_component, valid_metric_name
 
 if TYPE_CHECKING:
     from app.checks.base import CheckResult
-    from app.platform.lifespan import GuardState
+    from app.detection.evaluator import RuleEvaluator
+    from app.metrics.cache import MetricsCache
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -32,8 +34,11 @@ FLUSH_INTERVAL_S = 1.0
 
 
 class CheckMetrics:
-    def __init__(self, state: GuardState, *, flush_interval: float = FLUSH_INTERVAL_S):
+    def __init__(self, state: Core, *, cache: MetricsCache, evaluator: RuleEvaluator,
+                 flush_interval: float = FLUSH_INTERVAL_S):
         self.state = state
+        self.cache = cache  # what ingest needs: the read cache to invalidate, the evaluator to feed
+        self.evaluator = evaluator
         self.flush_interval = flush_interval
         self._points: deque[dict[str, Any]] = deque()
         self._lock = asyncio.Lock()
@@ -72,7 +77,7 @@ class CheckMetrics:
                 chunk = [self._points.popleft() for _ in range(min(MAX_BATCH, len(self._points)))]
                 try:
                     async with session_scope(self.state.sessionmaker) as session:
-                        await MetricsService(session, self.state).record(chunk)
+                        await MetricsService(session, self.state, cache=self.cache, evaluator=self.evaluator).record(chunk)
                 except BaseException:  # cancelled too: the chunk goes back, nothing is lost
                     self._points.extendleft(reversed(chunk))
                     raise

@@ -14,23 +14,25 @@ from sqlalchemy import select
 from app.components.schemas import ComponentCreate
 from app.components.service import SOURCE_CONFIG, ComponentService
 from app.components.specs import validate_check, validate_recovery
-from app.security.crypto import secret_box
 from app.db.models import Component
 from app.db.session import session_scope
 from app.security.check_secrets import same_check, seal_check
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.healing.strategies.registry import StrategyRegistry
+    from app.platform.runtime import Core
+    from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
 
-async def sync_declared_components(state: GuardState) -> dict[str, list[str]]:
+async def sync_declared_components(state: Core, secret_box: SecretBox,
+                                   strategies: StrategyRegistry) -> dict[str, list[str]]:
     """Returns the names created, updated and disabled."""
     report: dict[str, list[str]] = {"created": [], "updated": [], "disabled": []}
     declared = {d.name: d for d in state.settings.components}
     async with session_scope(state.sessionmaker) as session:
-        service = ComponentService(session, secret_box(state))
+        service = ComponentService(session, secret_box, strategies)
         for decl in declared.values():
             data = ComponentCreate(name=decl.name, description=decl.description, endpoint=decl.endpoint,
                                    critical=decl.critical, labels=decl.labels, check=decl.check,
@@ -44,7 +46,7 @@ async def sync_declared_components(state: GuardState) -> dict[str, list[str]]:
             wanted = {
                 "description": data.description, "endpoint": data.endpoint, "critical": data.critical,
                 "labels": data.labels, "region": data.labels.get("region"), "check": validate_check(data.check),
-                "recovery": validate_recovery(data.recovery), "enabled": data.enabled, "source": SOURCE_CONFIG,
+                "recovery": validate_recovery(data.recovery, strategies), "enabled": data.enabled, "source": SOURCE_CONFIG,
                 "depends_on": list(data.depends_on),
             }
             changed = {k: v for k, v in wanted.items() if k != "check" and getattr(existing, k) != v}

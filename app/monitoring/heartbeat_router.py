@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 
 from app.auth.permissions import Permission
 from app.db.models import Component
-from app.api.deps import AuthServiceDep, Requires, SessionDep, oauth2_scheme
+from app.api.deps import AuthServiceDep, CanManageComponents, SchedulerDep, SessionDep, SettingsDep, oauth2_scheme
 from app.core.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
 from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
@@ -29,6 +29,7 @@ async def heartbeat_caller(
     request: Request,
     session: SessionDep,
     auth: AuthServiceDep,
+    settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     x_ping_token: Annotated[str | None, Header(description="the component's ping token")] = None,
     token: Annotated[str | None, Query(description="the ping token, for clients that cannot set headers")] = None,
@@ -42,8 +43,7 @@ async def heartbeat_caller(
             raise Unauthorized("invalid ping token for this component")
         request.state.audit_actor = f"ping-token:{component.name}"
         return HeartbeatCaller(component, "token")
-    state = request.app.state.guard
-    if state.settings.security.enabled:
+    if settings.security.enabled:
         if not bearer:
             raise Unauthorized("send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'")
         principal = await auth.authenticate(bearer)
@@ -59,7 +59,7 @@ heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # any of these; type: i
 
 @router.post("/{name}/heartbeat", response_model=HeartbeatOut, responses=error_responses(401, 403, 404, 409, 422))
 async def heartbeat(
-    request: Request, background: BackgroundTasks, session: SessionDep,
+    request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep,
     caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)], body: HeartbeatIn | None = None,
 ) -> HeartbeatOut:
     """A job's ping: `start`, `success` (default) or `fail`, with an optional duration and message."""
@@ -71,16 +71,14 @@ async def heartbeat(
     component = caller.component
     state = await HeartbeatService(session).record(component, status=body.status, duration_s=body.duration_seconds,
                                                    message=body.message, source=caller.source)
-    scheduler = request.app.state.guard.extras.get("scheduler")
-    if scheduler is not None:
-        # After the response, i.e. after the commit: the scheduler must read the stored ping.
-        background.add_task(scheduler.request_check, component.id)
+    # After the response, i.e. after the commit: the scheduler must read the stored ping.
+    background.add_task(scheduler.request_check, component.id)
     return HeartbeatOut(component=component.name, status=body.status, received_at=state.last_ping_at,
                         duration_seconds=state.last_duration_s if body.status != "start" else None)
 
 
 @router.post("/{name}/ping-token", response_model=PingTokenOut, responses=error_responses(401, 403, 404))
-async def new_ping_token(name: str, _: Requires(Permission.MANAGE_COMPONENTS), session: SessionDep) -> PingTokenOut:
+async def new_ping_token(name: str, _: CanManageComponents, session: SessionDep) -> PingTokenOut:
     """Generate the component's ping token (replacing the previous one). Shown once; only a hash is kept."""
     token = await HeartbeatService(session).new_ping_token(name)
     return PingTokenOut(component=name, token=token)

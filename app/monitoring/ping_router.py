@@ -16,9 +16,10 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Path, Request
 
 from app.db.types import utcnow
-from app.api.deps import SessionDep
+from app.api.deps import SchedulerDep, SessionDep
 from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
 from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
+from app.monitoring.scheduler import Scheduler
 from app.monitoring.schemas import HeartbeatOut
 
 router = APIRouter(prefix="/ping", tags=["heartbeats"])
@@ -63,7 +64,7 @@ async def _run_log(request: Request) -> str | None:
     return text + "\n[log truncated]" if truncated else text
 
 
-async def _ping(request: Request, background: BackgroundTasks, session, token: str, status: str,
+async def _ping(request: Request, background: BackgroundTasks, session, scheduler: Scheduler, token: str, status: str,
                 note: str | None = None) -> HeartbeatOut:
     if request.query_params:
         names = sorted(request.query_params.keys())
@@ -79,36 +80,38 @@ async def _ping(request: Request, background: BackgroundTasks, session, token: s
     message = "\n".join(part for part in (note, log_text) if part) or None
     state = await service.record(component, status=status, duration_s=None, message=message, source="ping-url",
                                  now=utcnow(), max_message=PING_LOG_MAX_BYTES + 100)
-    scheduler = request.app.state.guard.extras.get("scheduler")
-    if scheduler is not None:
-        # After the response, i.e. after the commit: the scheduler must read the stored ping.
-        background.add_task(scheduler.request_check, component.id)
+    # After the response, i.e. after the commit: the scheduler must read the stored ping.
+    background.add_task(scheduler.request_check, component.id)
     return HeartbeatOut(component=component.name, status=status, received_at=state.last_ping_at,
                         duration_seconds=state.last_duration_s if status != "start" else None)
 
 
 @_ping_route("/{token}")
-async def ping_success(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+async def ping_success(token: str, request: Request, background: BackgroundTasks, session: SessionDep,
+                         scheduler: SchedulerDep) -> HeartbeatOut:
     """The run succeeded."""
-    return await _ping(request, background, session, token, "success")
+    return await _ping(request, background, session, scheduler, token, "success")
 
 
 @_ping_route("/{token}/start")
-async def ping_start(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+async def ping_start(token: str, request: Request, background: BackgroundTasks, session: SessionDep,
+                         scheduler: SchedulerDep) -> HeartbeatOut:
     """A run started."""
-    return await _ping(request, background, session, token, "start")
+    return await _ping(request, background, session, scheduler, token, "start")
 
 
 @_ping_route("/{token}/fail")
-async def ping_fail(token: str, request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+async def ping_fail(token: str, request: Request, background: BackgroundTasks, session: SessionDep,
+                         scheduler: SchedulerDep) -> HeartbeatOut:
     """The run failed: the component becomes unhealthy at once and its alert fires."""
-    return await _ping(request, background, session, token, "fail")
+    return await _ping(request, background, session, scheduler, token, "fail")
 
 
 @_ping_route("/{token}/{exit_code}")
 async def ping_exit_code(token: str, exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
-                         request: Request, background: BackgroundTasks, session: SessionDep) -> HeartbeatOut:
+                         request: Request, background: BackgroundTasks, session: SessionDep,
+                         scheduler: SchedulerDep) -> HeartbeatOut:
     """The run ended with this exit code: 0 is a success, 1..255 a failure."""
     code = exit_code
-    return await _ping(request, background, session, token, "success" if code == 0 else "fail",
+    return await _ping(request, background, session, scheduler, token, "success" if code == 0 else "fail",
                        note=None if code == 0 else f"exit code {code}")

@@ -26,7 +26,7 @@ def shown_status(status: str, check: dict[str, Any] | None, last_ping_at: Any) -
     return NEW if is_new(status, check, last_ping_at) else status
 
 
-async def publish_new_components(state: Any) -> None:
+async def publish_new_components(sessionmaker: Any, metrics: Any) -> None:
     """Set ``pipeline_guard_component_new{component}`` (1 while a heartbeat component awaits its first
     ping, else absent) from the database, just before a scrape. Best effort: /metrics never fails
     because the database is away."""
@@ -38,16 +38,15 @@ async def publish_new_components(state: Any) -> None:
     from app.db.models import Component, ComponentState
     from app.db.session import session_scope
 
-    if state.sessionmaker is None:
+    if sessionmaker is None:
         return
     with contextlib.suppress(Exception):
-        async with asyncio.timeout(2), session_scope(state.sessionmaker) as session:
+        async with asyncio.timeout(2), session_scope(sessionmaker) as session:
             rows = (await session.execute(
                 select(Component.name, Component.check, ComponentState.status)
                 .join(ComponentState, ComponentState.component_id == Component.id)
                 .where(Component.enabled.is_(True), ComponentState.last_ping_at.is_(None)))).all()
         waiting = {name for name, check, status in rows if is_new(status, check, None)}
-        metrics = state.metrics
         for name in metrics.new_components - waiting:
             metrics.component_new.remove(name)
         for name in waiting:

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
-from app.security.crypto import secret_box
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.monitoring import state_machine as sm
@@ -26,7 +25,8 @@ from app.security.check_secrets import reveal_params
 if TYPE_CHECKING:
     import aiohttp
 
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
+    from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -79,10 +79,13 @@ def check_config(check: dict[str, Any], mon: Any) -> CheckConfig:
 
 
 class Prober:
-    def __init__(self, state: GuardState, registry: Any):
+    def __init__(self, state: Core, registry: Any, *, secret_box: SecretBox, replica_id: str | None = None):
+        """``replica_id``: sent to targets as X-Pipeline-Guard-Replica (which replica probed)."""
         self.state = state
         self.settings = state.settings
         self.registry = registry
+        self.secret_box = secret_box
+        self.replica_id = replica_id
         self.http_session: aiohttp.ClientSession | None = None
 
     def open(self) -> None:
@@ -92,7 +95,7 @@ class Prober:
             workers = self.settings.max_workers
             # Which replica probed: lets a target (and the fault tests) see that each component is
             # checked by exactly one replica.
-            replica = getattr(self.state.extras.get("lease_manager"), "replica_id", None)
+            replica = self.replica_id
             headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
             self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
 
@@ -104,7 +107,7 @@ class Prober:
     def validate(self, entry: Entry) -> None:
         entry.ctx = self._context(entry)
         try:
-            params = reveal_params(entry.params, secret_box(self.state))  # credentials: for the probe only
+            params = reveal_params(entry.params, self.secret_box)  # credentials: for the probe only
             entry.validated, entry.invalid = self.registry.validate(entry.kind, params, self._context(entry)), None
         except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
             entry.validated, entry.invalid = None, f"invalid check configuration: {exc}"[:300]

@@ -30,7 +30,7 @@ from app.monitoring import state_machine as sm
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
     from app.monitoring.ownership import Ownership
     from app.monitoring.probe_metrics import ProbeMetrics
 
@@ -50,7 +50,7 @@ Item = Observation | RecoveryMark
 
 
 class ResultWriter:
-    def __init__(self, state: GuardState, ownership: Ownership, tracked: dict[int, Tracked],
+    def __init__(self, state: Core, ownership: Ownership, tracked: dict[int, Tracked],
                  probe_metrics: ProbeMetrics, *, forget: Callable[[int], None],
                  due_in: Callable[[set[int]], dict[int, float | None]],
                  publish_health: Callable[[Iterable[int]], None],

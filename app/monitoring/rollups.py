@@ -20,7 +20,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -81,7 +81,7 @@ async def roll_up_hour(session: AsyncSession, hour: datetime) -> int:
     return len(rows)
 
 
-async def roll_up(state: GuardState, now: datetime | None = None) -> int:
+async def roll_up(state: Core, now: datetime | None = None) -> int:
     """Roll up every completed hour since the watermark. Returns the hours processed."""
     now = now or utcnow()
     async with session_scope(state.sessionmaker) as session:
@@ -101,7 +101,7 @@ async def roll_up(state: GuardState, now: datetime | None = None) -> int:
     return done
 
 
-async def _delete_in_batches(state: GuardState, model, column, cutoff: datetime) -> int:
+async def _delete_in_batches(state: Core, model, column, cutoff: datetime) -> int:
     deleted = 0
     key = model.__table__.primary_key.columns.values()[0]
     for _ in range(MAX_DELETE_BATCHES):
@@ -115,7 +115,7 @@ async def _delete_in_batches(state: GuardState, model, column, cutoff: datetime)
     return deleted
 
 
-async def apply_retention(state: GuardState, now: datetime | None = None) -> dict[str, int]:
+async def apply_retention(state: Core, now: datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
     mon = state.settings.monitoring
     raw_cutoff = now - timedelta(seconds=mon.results_retention)
@@ -137,7 +137,7 @@ async def apply_retention(state: GuardState, now: datetime | None = None) -> dic
 class RollupLoop(LoopService):
     name = "monitoring-rollups"
 
-    def __init__(self, state: GuardState, interval: float = 60.0):
+    def __init__(self, state: Core, interval: float = 60.0):
         super().__init__(interval, metrics=state.metrics)
         self.state = state
 

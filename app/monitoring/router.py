@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from app.auth.permissions import Permission
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanMonitorHealth, RuntimeDep, SessionDep
 from app.core.errors import error_responses
 from app.monitoring.schemas import DetailedStatus, HistoryOut, RootCauseOut, SystemStatus, UptimeOut, UptimeWindow
 from app.monitoring.service import StatusService
@@ -16,15 +15,15 @@ from app.api.pagination import Page
 router = APIRouter(prefix="/api/v1", tags=["status"])
 
 
-def get_service(request: Request, session: SessionDep) -> StatusService:
-    return StatusService(session, request.app.state.guard)
+def get_service(rt: RuntimeDep, session: SessionDep) -> StatusService:
+    return StatusService(session, rt)
 
 
 ServiceDep = Annotated[StatusService, Depends(get_service)]
 
 
 @router.get("/status", response_model=SystemStatus, responses=error_responses(401, 403))
-async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep,
+async def system_status(_: CanMonitorHealth, service: ServiceDep,
                         page: Annotated[Page, Depends()]) -> SystemStatus:
     """Overall health, the number of components per status, one page of components (by name):
     status, last check, current incident, uptime over 24 h; and the dependency graph's root causes."""
@@ -36,14 +35,14 @@ async def system_status(_: Requires(Permission.MONITOR_HEALTH), service: Service
 
 
 @router.get("/status/detailed", response_model=DetailedStatus, responses=error_responses(401, 403))
-async def detailed_status(_: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> DetailedStatus:
+async def detailed_status(_: CanMonitorHealth, service: ServiceDep) -> DetailedStatus:
     """Counts by status, checks/s, scheduler lag and overruns, plus sections other domains fill."""
     return await service.detailed()
 
 
 @router.get("/components/{name}/history", response_model=HistoryOut, responses=error_responses(401, 403, 404, 422))
 async def component_history(
-    name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep, page: Annotated[Page, Depends()],
+    name: str, _: CanMonitorHealth, service: ServiceDep, page: Annotated[Page, Depends()],
     results_limit: Annotated[int, Query(ge=0, le=1000)] = 50,
 ) -> HistoryOut:
     """Transitions (newest first, paginated), the most recent raw results and the last 24 hourly rollups."""
@@ -52,7 +51,7 @@ async def component_history(
 
 @router.get("/components/{name}/uptime", response_model=UptimeOut, responses=error_responses(401, 403, 404, 422))
 async def component_uptime(
-    name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep, window: UptimeWindow = "24h",
+    name: str, _: CanMonitorHealth, service: ServiceDep, window: UptimeWindow = "24h",
 ) -> UptimeOut:
     """Share of checks that were up (degraded counts as up) over 1h, 24h, 7d or 30d."""
     return await service.uptime(name, window)

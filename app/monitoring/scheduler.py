@@ -41,7 +41,10 @@ from app.monitoring.workers import WorkerPool
 if TYPE_CHECKING:
     import aiohttp
 
-    from app.platform.lifespan import GuardState
+    from app.health.health_map import HealthMap
+    from app.healing.strategies.registry import StrategyRegistry
+    from app.platform.runtime import Core
+    from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -49,13 +52,18 @@ DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batc
 
 
 class Scheduler:
-    def __init__(self, state: GuardState, *, ownership: Ownership | None = None, flush_interval: float = 0.5,
+    def __init__(self, state: Core, *, ownership: Ownership, health: HealthMap, critical: set[str],
+                 secret_box: SecretBox, check_metrics: CheckMetrics, replica_id: str | None = None,
+                 flush_interval: float = 0.5,
                  flush_size: int = 1000, registry: Any = None):
+        """``health`` / ``critical``: the runtime's health map and critical set, kept current here."""
         self.state = state
         self.settings = state.settings
-        self.ownership: Ownership = ownership or OwnAll()
+        self.health = health
+        self.critical = critical
+        self.ownership: Ownership = ownership
         self.registry = registry or default_registry()
-        self.prober = Prober(state, self.registry)
+        self.prober = Prober(state, self.registry, secret_box=secret_box, replica_id=replica_id)
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
         # Every enabled component seen (with or without a check): id -> (version, created_at). The
@@ -73,7 +81,7 @@ class Scheduler:
         self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
                                    due_in=self.due_in, publish_health=self._publish_health,
                                    flush_interval=flush_interval, flush_size=flush_size)
-        self.check_metrics = CheckMetrics(state)
+        self.check_metrics = check_metrics
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._closing = False
@@ -118,6 +126,11 @@ class Scheduler:
         self._closing = False
         self.writer.open()
         await self.refresh()
+
+    @property
+    def is_open(self) -> bool:
+        """Opened (by its loop, or a test driving it) and not closed: it checks and can verify."""
+        return self.prober.http_session is not None and not self._closing
 
     def start_background(self) -> None:
         self.pool.start()
@@ -288,9 +301,9 @@ class Scheduler:
                 self._schedule(entry, time.monotonic() + random.uniform(0, interval))
         self.prober.validate(entry)
         if component.critical:
-            self.state.critical_components.add(component.name)
+            self.critical.add(component.name)
         else:
-            self.state.critical_components.discard(component.name)
+            self.critical.discard(component.name)
 
     def _forget(self, component_id: int, *, keep_version: bool = False) -> None:
         entry = self.entries.pop(component_id, None)
@@ -301,8 +314,8 @@ class Scheduler:
         if not keep_version:
             self._versions.pop(component_id, None)
         if tracked is not None:
-            self.state.component_health.pop(tracked.name, None)
-            self.state.critical_components.discard(tracked.name)
+            self.health.pop(tracked.name, None)
+            self.critical.discard(tracked.name)
             self.probe_metrics.forget(tracked.name)
 
     # ------------------------------------------------------------------ dispatch
@@ -404,7 +417,7 @@ class Scheduler:
     def _publish_health(self, changed: Iterable[int] | None = None) -> None:
         """Refresh the health map and the Prometheus gauges: for the components in `changed` (a
         flush), or for all (a refresh). Gauges are only touched when a status changed."""
-        health = self.state.component_health
+        health = self.health
         if changed is None:
             health.clear()
             items = [(t.name, t.machine.status) for t in self.tracked.values()]
@@ -442,16 +455,19 @@ class SchedulerLoop(LoopService):
 
     name = "monitoring-scheduler"
 
-    def __init__(self, state: GuardState, scheduler: Scheduler, *, refresh_interval: float = 1.0):
+    def __init__(self, state: Core, scheduler: Scheduler, *, secret_box: SecretBox, strategies: StrategyRegistry,
+                 refresh_interval: float = 1.0):
         super().__init__(refresh_interval, metrics=state.metrics)
         self.state = state
         self.scheduler = scheduler
+        self.secret_box = secret_box  # the declared components' credentials and recovery policies
+        self.strategies = strategies
 
     async def on_start(self) -> None:
         from app.monitoring.declarative import sync_declared_components
 
         try:
-            await sync_declared_components(self.state)
+            await sync_declared_components(self.state, self.secret_box, self.strategies)
         except Exception:  # a bad declaration must not keep the API components unwatched
             log.exception("syncing the components declared in the configuration failed")
         await self.scheduler.open()

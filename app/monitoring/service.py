@@ -36,7 +36,7 @@ from app.monitoring.schemas import (
 )
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Runtime
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 RAW_ONLY_UP_TO = timedelta(hours=1)
@@ -44,7 +44,7 @@ RAW_ONLY_UP_TO = timedelta(hours=1)
 
 
 class StatusService:
-    def __init__(self, session: AsyncSession, state: GuardState):
+    def __init__(self, session: AsyncSession, state: Runtime):
         self.session = session
         self.state = state
 
@@ -186,9 +186,9 @@ class StatusService:
         """Components per status from the scheduler's health map, which counts as it is written,
         when this process checks the whole fleet (one replica) and has loaded it; None otherwise
         (several replicas each hold a share: the database counts)."""
-        scheduler = self.state.extras.get("scheduler")
+        scheduler = self.state.monitoring.scheduler
         health = self.state.component_health
-        if scheduler is None or not health or not scheduler.holds_whole_fleet:
+        if not health or not scheduler.holds_whole_fleet:
             return None
         return {status: n for status, n in health.counts.items() if n > 0}
 
@@ -207,13 +207,12 @@ class StatusService:
             .where(Component.enabled.is_(True)).group_by(ComponentState.status))).all()))
         open_incidents = (await self.session.execute(
             select(func.count()).select_from(Incident).where(Incident.closed_at.is_(None)))).scalar_one()
-        scheduler = self.state.extras.get("scheduler")
-        sections = self.state.extras.get("status_sections")
-        extra: dict[str, Any] = await sections.collect(self.state) if sections is not None else {}
+        scheduler = self.state.monitoring.scheduler
+        extra: dict[str, Any] = await self.state.status_sections.collect(self.state)
         return DetailedStatus(
             overall_health=self.state.overall_health(), timestamp=utcnow(),
             counts_by_status={k: int(v) for k, v in counts.items()}, open_incidents=int(open_incidents),
-            scheduler=scheduler.stats() if scheduler is not None else {"running": False},
+            scheduler=scheduler.stats(),
             healing=extra.pop("healing", {}), cache=extra.pop("cache", {}), sections=extra,
         )
 

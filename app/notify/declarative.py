@@ -12,22 +12,21 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from app.security.crypto import secret_box
 from app.db.models import Channel
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.notify.channel_service import ChannelService
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
+    from app.security.crypto import SecretBox
 
 SOURCE_CONFIG = "config"
 
 
-async def sync_declared_channels(state: GuardState) -> dict[str, list[str]]:
+async def sync_declared_channels(state: Core, box: SecretBox) -> dict[str, list[str]]:
     report: dict[str, list[str]] = {"created": [], "updated": [], "disabled": []}
     declared = {d.name: d for d in state.settings.channels}
-    box = secret_box(state)
     async with session_scope(state.sessionmaker) as session:
         service = ChannelService(session, state.settings, box)
         existing = {c.name: c for c in (await session.execute(select(Channel))).scalars()}

@@ -22,7 +22,7 @@ from app.notify.claim import claim_strategy
 from app.notify.service import NotificationService
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
 
 ESCALATING_KINDS = ("firing", "escalation")
 MAX_PER_RUN = 500
@@ -69,7 +69,7 @@ async def escalate_due(session: AsyncSession, now: datetime) -> int:
 class EscalationLoop(LoopService):
     name = "notify-escalation"
 
-    def __init__(self, state: GuardState, *, interval: float | None = None):
+    def __init__(self, state: Core, *, interval: float | None = None):
         super().__init__(interval or state.settings.alerting.escalation_interval, metrics=state.metrics)
         self.state = state
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select, update
 
 from app.platform.loops import LoopService
-from app.security.crypto import secret_box
 from app.db.models import (
     Alert,
     AlertStatus,
@@ -37,7 +36,8 @@ from app.notify.claim import claim_strategy
 from app.notify.delivery import SendResult, retry_delay, send
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
+    from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.notify")
 MAX_BATCHES_PER_RUN = 10
@@ -64,10 +64,11 @@ class Claimed:
 class OutboxSender(LoopService):
     name = "notify-outbox"
 
-    def __init__(self, state: GuardState, *, interval: float | None = None):
+    def __init__(self, state: Core, *, secret_box: SecretBox, interval: float | None = None):
         alerting = state.settings.alerting
         super().__init__(interval or alerting.outbox_interval, metrics=state.metrics)
         self.state = state
+        self.secret_box = secret_box  # channel credentials, decrypted to send
         self.settings = state.settings
         self.http = None
         self._in_flight: dict[int, str] = {}
@@ -156,7 +157,7 @@ class OutboxSender(LoopService):
                 select(Notification, Channel).join(Channel, Notification.channel_id == Channel.id)
                 .where(Notification.id.in_(ids)).order_by(Notification.id)
             )).all()
-            box = secret_box(self.state)
+            box = self.secret_box
             claimed = []
             for notification, channel in rows:
                 outgoing = OutgoingNotification(
@@ -268,7 +269,7 @@ def _describe(item: Claimed, result: SendResult | None) -> str:
     return f"HTTP {response.status}"
 
 
-async def refresh_gauges(state: GuardState) -> None:
+async def refresh_gauges(state: Core) -> None:
     async with session_scope(state.sessionmaker) as session:
         firing = dict((await session.execute(
             select(Alert.severity, func.count()).where(Alert.status == AlertStatus.FIRING).group_by(Alert.severity)

@@ -7,9 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.audit.middleware import audit_note
-from app.auth.permissions import Permission
-from app.security.crypto import secret_box
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanAdmin, CanMonitorHealth, SecretBoxDep, SessionDep, SettingsDep
 from app.core.errors import error_responses
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import (
@@ -29,34 +27,33 @@ router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 notifications_router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
 
-def get_service(request: Request, session: SessionDep) -> ChannelService:
-    state = request.app.state.guard
-    return ChannelService(session, state.settings, secret_box(state))
+def get_service(session: SessionDep, settings: SettingsDep, box: SecretBoxDep) -> ChannelService:
+    return ChannelService(session, settings, box)
 
 
 ServiceDep = Annotated[ChannelService, Depends(get_service)]
 
 
 @router.get("", response_model=ChannelPage, responses=error_responses(401, 403))
-async def list_channels(_: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelPage:
+async def list_channels(_: CanAdmin, service: ServiceDep) -> ChannelPage:
     channels = await service.list()
     return ChannelPage(items=[service.out(c) for c in channels], total=len(channels))
 
 
 @router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 409, 422))
-async def create_channel(data: ChannelCreate, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelOut:
+async def create_channel(data: ChannelCreate, _: CanAdmin, service: ServiceDep) -> ChannelOut:
     return service.out(await service.create(data))
 
 
 @router.get("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404))
-async def get_channel(channel_id: RowId, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> ChannelOut:
+async def get_channel(channel_id: RowId, _: CanAdmin, service: ServiceDep) -> ChannelOut:
     return service.out(await service.get(channel_id))
 
 
 @router.patch("/{channel_id}", response_model=ChannelOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_channel(
-    channel_id: RowId, data: ChannelUpdate, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
+    channel_id: RowId, data: ChannelUpdate, request: Request, _: CanAdmin, service: ServiceDep
 ) -> ChannelOut:
     before = service.out(await service.get(channel_id)).model_dump(exclude={"config", "created_at", "updated_at"})
     out = service.out(await service.update(channel_id, data))
@@ -65,25 +62,25 @@ async def update_channel(
 
 
 @router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
-async def delete_channel(channel_id: RowId, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep) -> Response:
+async def delete_channel(channel_id: RowId, _: CanAdmin, service: ServiceDep) -> Response:
     await service.delete(channel_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{channel_id}/test", response_model=ChannelTestResult, responses=error_responses(401, 403, 404))
 async def test_channel(
-    channel_id: RowId, request: Request, _: Requires(Permission.ADMIN_ACCESS), service: ServiceDep
+    channel_id: RowId, _: CanAdmin, service: ServiceDep, settings: SettingsDep
 ) -> ChannelTestResult:
     """Send a test message now (bounded, SSRF-checked) and report the outcome."""
     from app.outbound.http import make_session
 
-    async with make_session(ssrf_allow=request.app.state.guard.settings.security.ssrf_allowlist) as http:
+    async with make_session(ssrf_allow=settings.security.ssrf_allowlist) as http:
         return await service.test(channel_id, http)
 
 
 @notifications_router.get("", response_model=NotificationPage, responses=error_responses(401, 403, 422))
 async def list_notifications(
-    _: Requires(Permission.MONITOR_HEALTH),
+    _: CanMonitorHealth,
     session: SessionDep,
     page: Annotated[Page, Depends()],
     status_: Annotated[str | None, Query(alias="status", pattern="^(pending|sending|delivered|failed)$")] = None,

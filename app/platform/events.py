@@ -98,13 +98,10 @@ class EventBus:
     def __init__(self) -> None:
         self._handlers: dict[type, list[Handler]] = defaultdict(list)
 
-    def subscribe(self, event_type: type, handler: Handler, *, first: bool = False) -> None:
-        """``first``: run before the handlers already subscribed (healing records how an incident was
-        healed before the alert handlers resolve the alert)."""
-        if first:
-            self._handlers[event_type].insert(0, handler)
-        else:
-            self._handlers[event_type].append(handler)
+    def subscribe(self, event_type: type, handler: Handler) -> None:
+        """Handlers run in subscription order: ``app/platform/compose.py`` subscribes them all, from
+        one ordered list."""
+        self._handlers[event_type].append(handler)
 
     async def publish(self, event: Any, session: AsyncSession) -> None:
         for handler in self._handlers.get(type(event), []):

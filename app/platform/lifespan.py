@@ -1,6 +1,7 @@
-"""Builds the engine, sessionmaker and background services; starts and stops them.
-
-``GuardState`` is the typed state every request and loop reaches through ``app.state.guard``.
+"""Startup and shutdown: checks the configuration and the database, fills the ``Runtime`` (engine,
+sessionmaker, token codec, secret box), has ``compose`` build the domain objects, starts the loops and
+stops them in order. Requests reach the runtime through ``app.state.runtime`` (read in
+``app/api/deps.py`` only).
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ import gc
 import logging
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.auth.tokens import PasswordHasher, TokenCodec
@@ -29,56 +27,10 @@ from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import current_revision, head_revision
 from app.db.sqlite_lock import acquire_sqlite_lock
 from app.core.errors import ConfigurationError
-from app.platform.events import EventBus
-from app.health.health_map import HealthMap, overall_health
-from app.observability.metrics import GuardMetrics
-from app.api.ratelimit import RateLimiter
-from app.platform.status_sections import StatusSections
+from app.platform.runtime import Runtime
+from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard")
-
-
-@dataclass
-class GuardState:
-    settings: Settings
-    metrics: GuardMetrics
-    limiter: RateLimiter | None
-    engine: AsyncEngine | None = None
-    sessionmaker: async_sessionmaker | None = None
-    codec: TokenCodec | None = None
-    hasher: PasswordHasher | None = None
-    services: list[LoopService] = field(default_factory=list)
-    events: EventBus = field(default_factory=EventBus)
-    started_at: float = field(default_factory=time.time)
-    schema_ok: bool = False
-    # Filled by the monitoring engine: component name -> health status, and which are critical.
-    component_health: HealthMap = field(default_factory=HealthMap)
-    critical_components: set[str] = field(default_factory=set)
-    # Domain services hang their long-lived objects here (scheduler, outbox, detectors...).
-    extras: dict[str, Any] = field(default_factory=lambda: {"status_sections": StatusSections()})
-
-    def health_snapshot(self, full: bool = True) -> dict[str, str]:
-        """Every component's status (``full``), or only those neither healthy nor unknown."""
-        return dict(self.component_health) if full else self.component_health.not_ok_items()
-
-    def overall_health(self, components: dict[str, str] | None = None) -> str:
-        """Critical components drive overall health; others can only degrade it."""
-        return overall_health(self.component_health if components is None else components,
-                              self.critical_components)
-
-    async def readiness(self) -> dict[str, dict[str, Any]]:
-        checks: dict[str, dict[str, Any]] = {}
-        try:
-            async with asyncio.timeout(2):
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
-            checks["database"] = {"ok": True}
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            checks["database"] = {"ok": False, "error": type(exc).__name__}
-        checks["schema"] = {"ok": self.schema_ok}
-        stopped = [s.name for s in self.services if not s.running]
-        checks["background"] = {"ok": not stopped, "stopped": stopped}
-        return checks
 
 
 def resolve_secret_key(settings: Settings) -> str:
@@ -130,10 +82,11 @@ async def check_database_reachable(engine: AsyncEngine, settings: Settings) -> N
         ) from None
 
 
-ServiceBuilder = Callable[[GuardState], list[LoopService]]
+# Chooses, from the composed runtime, the loops to start (tests run only some; default: all of them).
+ServiceBuilder = Callable[[Runtime], list[LoopService]]
 
 
-def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = None):
+def make_lifespan(state: Runtime, build_services: ServiceBuilder | None = None):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         # Before anything else: SQLite mode is single-replica (a second process on the file is refused).
@@ -159,9 +112,7 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
             expiry_seconds=settings.security.token_expiry,
         )
         state.hasher = PasswordHasher()
-        from app.healing.wiring import configure_process as configure_healing
-
-        configure_healing(state)
+        state.secret_box = SecretBox.from_settings(settings)
         state.engine = create_engine(settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         try:
@@ -170,12 +121,10 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
             state.schema_ok = True
             state.metrics.up.set(1)
             state.metrics.info.labels(__version__, state.engine.dialect.name).set(1)
-            if build_services is None:
-                from app.platform.compose import build_services as default_builder
+            from app.platform.compose import compose, select_services
 
-                services = default_builder(state)
-            else:
-                services = build_services(state)
+            compose(state)
+            services = select_services(state, build_services)
             state.services = services
             for service in services:
                 service.start()
@@ -184,7 +133,7 @@ def make_lifespan(state: GuardState, build_services: ServiceBuilder | None = Non
             # Everything built so far lives as long as the process: keep it out of the cyclic GC's
             # scans, which otherwise dominate allocation-heavy requests (metric batches).
             gc.freeze()
-            yield {"guard": state}
+            yield {"runtime": state}
         finally:
             state.metrics.up.set(0)
             # Loops marked stop_first (the lease manager) hand their work over before the rest drain.

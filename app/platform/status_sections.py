@@ -1,8 +1,8 @@
 """Providers of extra ``/api/v1/status/detailed`` sections (healing stats, cache hit rate, ...).
 
-Every GuardState has one (``state.extras["status_sections"]``); a domain registers with
+The runtime has one (``runtime.status_sections``); ``compose`` registers the domains' providers with
 ``sections.register("healing", provider)`` or ``sections["cache"] = provider``. A provider is called
-with the state if it takes an argument, and may be sync or async; it returns a dict.
+with the runtime if it takes an argument, and may be sync or async; it returns a dict.
 """
 
 from __future__ import annotations

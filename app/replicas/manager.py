@@ -39,11 +39,11 @@ from app.replicas import balance, registry
 from app.replicas.leases import LeaseLost, lease_store
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Core
+    from app.monitoring.scheduler import Scheduler
 
 log = logging.getLogger("pipeline_guard.replicas")
 
-EXTRAS_KEY = "ownership"
 FAST_POLL_S = 0.2  # tick cadence while this replica wants leases another replica still holds
 DRAIN_MAX_S = 5.0  # SIGTERM: longest hand-over of leases one by one before releasing the rest at once
 HANDOVER_LEAD_S = 0.6  # a check due later than this is handed over at once with its due time
@@ -53,7 +53,7 @@ class LeaseManager(LoopService):
     name = "replica-leases"
     stop_first = True  # the lifespan stops it before the other loops: leases are handed over at once
 
-    def __init__(self, state: GuardState, *, poll_interval: float | None = None):
+    def __init__(self, state: Core, *, dialect: str, poll_interval: float | None = None):
         rep = state.settings.replication
         super().__init__(poll_interval or min(1.0, rep.renew_interval), metrics=state.metrics)
         self.poll_interval = self.interval
@@ -66,8 +66,11 @@ class LeaseManager(LoopService):
         # the time a claim takes between its fence and its commit.
         self.margin = min(2.0, 0.2 * self.ttl)
         self.info = registry.make_replica_info(state.settings)
-        dialect = state.engine.dialect.name if state.engine is not None else "sqlite"
+        self.dialect = dialect
         self.store = lease_store(dialect)
+        # Set by compose once the scheduler exists (it takes this manager as its Ownership).
+        self.scheduler: Scheduler | None = None
+        self.detached = False
         # SQLite: one process (the lock file sees to it) owns everything, always.
         self.single = not self.store.multi_replica
         self.epochs: dict[int, int] = {}  # component -> epoch, as of the last successful tick
@@ -87,6 +90,19 @@ class LeaseManager(LoopService):
     @property
     def replica_id(self) -> str:
         return self.info.id
+
+    def detach(self) -> None:
+        """Not started (tests that run only some loops): own every component and fence nothing, as one
+        process on SQLite does, instead of owning nothing for want of a tick."""
+        self.detached = True
+        self.single = True
+        self.store = lease_store("sqlite")
+
+    def reattach(self) -> None:
+        """Undo ``detach``: a test that ticks the manager itself (``run_once``) instead of starting it."""
+        self.detached = False
+        self.store = lease_store(self.dialect)
+        self.single = not self.store.multi_replica
 
     # ------------------------------------------------------------------ the Ownership seam
     async def owned(self, component_ids: set[int]) -> set[int]:
@@ -216,7 +232,7 @@ class LeaseManager(LoopService):
         if taken or release:
             log.info("replica %s: took %d, released %d, holds %d of %d components (%d live replicas)",
                      self.replica_id, len(taken), len(release), len(self.epochs), len(components), len(live))
-            scheduler = self.state.extras.get("scheduler")
+            scheduler = self.scheduler
             if scheduler is not None and hasattr(scheduler, "refresh"):
                 asyncio.get_running_loop().create_task(_quiet_refresh(scheduler))
 
@@ -225,7 +241,7 @@ class LeaseManager(LoopService):
         self.deadlines.pop(cid, None)
 
     def _due_in(self, ids: set[int]) -> dict[int, float | None]:
-        scheduler = self.state.extras.get("scheduler")
+        scheduler = self.scheduler
         due_in = getattr(scheduler, "due_in", None)
         if not ids or due_in is None or self.single:
             return {}
@@ -268,7 +284,7 @@ class LeaseManager(LoopService):
             pass
 
     async def _drain(self) -> None:
-        scheduler = self.state.extras.get("scheduler")
+        scheduler = self.scheduler
         if scheduler is None or not getattr(scheduler, "dispatching", False) or not self.epochs:
             return
         t0 = time.monotonic()
@@ -315,23 +331,4 @@ async def _quiet_refresh(scheduler) -> None:
         log.debug("immediate scheduler refresh failed; its own loop retries", exc_info=True)
 
 
-def install(state: GuardState) -> LeaseManager:
-    """Build the manager once and expose it as the scheduler's Ownership (state.extras["ownership"])."""
-    manager = state.extras.get("lease_manager")
-    if manager is None:
-        manager = LeaseManager(state)
-        state.extras["lease_manager"] = manager
-        state.extras[EXTRAS_KEY] = manager
-    return manager
-
-
-async def fence(state: GuardState, session: AsyncSession, component_id: int | None) -> None:
-    """Fence a side effect on `component_id` inside the claim's transaction. A no-op when no lease
-    manager runs (tests that build only some services) or the claim has no component."""
-    manager = state.extras.get("lease_manager")
-    if manager is None or component_id is None:
-        return
-    await manager.fence(session, component_id)
-
-
-__all__ = ["LeaseLost", "LeaseManager", "fence", "install"]
+__all__ = ["LeaseLost", "LeaseManager"]

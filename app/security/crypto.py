@@ -94,15 +94,6 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode()
 
 
-def secret_box(state) -> SecretBox:
-    """The app's SecretBox, built on first use and kept in ``state.extras``."""
-    box = state.extras.get("secret_box")
-    if box is None:
-        box = SecretBox.from_settings(state.settings)
-        state.extras["secret_box"] = box
-    return box
-
-
 def mask(value: str | None) -> str | None:
     """A secret for display: never any of its characters."""
     if value is None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from app.auth.permissions import Permission
 from app.db.models import AuditEntry, RevokedToken, User
 from app.db.types import utcnow
-from app.api.deps import Requires, SessionDep
+from app.api.deps import CanAdmin, LimiterDep, MetricsDep, SessionDep
 from app.core.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/security", tags=["security"])
@@ -27,19 +26,18 @@ class SecurityStats(BaseModel):
 
 
 @router.get("/stats", response_model=SecurityStats, responses=error_responses(401, 403))
-async def security_stats(request: Request, _: Requires(Permission.ADMIN_ACCESS), session: SessionDep) -> SecurityStats:
-    state = request.app.state.guard
+async def security_stats(_: CanAdmin, session: SessionDep, metrics: MetricsDep, limiter: LimiterDep) -> SecurityStats:
     now = utcnow()
 
     async def scalar(query) -> int:
         return int((await session.execute(query)).scalar_one() or 0)
 
-    failures = state.metrics.registry.get_sample_value("pipeline_guard_login_failures_total") or 0
+    failures = metrics.registry.get_sample_value("pipeline_guard_login_failures_total") or 0
     return SecurityStats(
         failed_logins_total=int(failures),
         failed_logins_current=await scalar(select(func.coalesce(func.sum(User.failed_logins), 0))),
         locked_accounts=await scalar(select(func.count()).select_from(User).where(User.locked_until > now)),
-        rate_limit_rejections=state.limiter.rejections if state.limiter is not None else 0,
+        rate_limit_rejections=limiter.rejections,
         revoked_tokens=await scalar(select(func.count()).select_from(RevokedToken).where(RevokedToken.expires_at > now)),
         denied_writes_24h=await scalar(
             select(func.count()).select_from(AuditEntry).where(

@@ -21,7 +21,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from app.auth.permissions import Permission
-from app.api.deps import AuthServiceDep, SessionDep, oauth2_scheme
+from app.api.deps import AuthServiceDep, RuntimeDep, SessionDep, oauth2_scheme
+from app.config.sections import SecuritySection
 from app.core.errors import PipelineGuardError
 from app.statuspage.service import StatusPageService
 
@@ -45,10 +46,10 @@ TEMPLATES.env.filters["utc"] = _time
 TEMPLATES.env.filters["pct"] = _percent
 
 
-async def _access_denied(request: Request, auth: AuthServiceDep,
+async def _access_denied(request: Request, auth: AuthServiceDep, security: SecuritySection,
                          token: str | None) -> HTMLResponse | None:
     """None when the caller may see the page, else the HTML answer explaining why not."""
-    settings = request.app.state.guard.settings.security
+    settings = security
     if settings.status_page_public or not settings.enabled:
         return None
     reason, code = "This status page requires a login.", 401
@@ -71,12 +72,12 @@ async def _access_denied(request: Request, auth: AuthServiceDep,
 
 
 @router.get("/status", response_class=HTMLResponse, include_in_schema=False)
-async def status_page(request: Request, session: SessionDep, auth: AuthServiceDep,
+async def status_page(request: Request, session: SessionDep, auth: AuthServiceDep, rt: RuntimeDep,
                       token: Annotated[str | None, Depends(oauth2_scheme)]) -> HTMLResponse:
-    denied = await _access_denied(request, auth, token)
+    denied = await _access_denied(request, auth, rt.settings.security, token)
     if denied is not None:
         return denied
-    page = await StatusPageService(session, request.app.state.guard).build()
+    page = await StatusPageService(session, rt).build()
     root = str(request.scope.get("root_path", "")).rstrip("/")
     response = TEMPLATES.TemplateResponse(request, "status/page.html",
                                           {"page": page, "refresh": REFRESH_SECONDS, "root": root})

@@ -22,7 +22,7 @@ from app.monitoring.rollups import floor_hour
 from app.monitoring.service import StatusService
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
+    from app.platform.runtime import Runtime
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -166,7 +166,7 @@ def bucket_starts(now: datetime, step: timedelta, count: int) -> list[datetime]:
 
 
 class StatusPageService:
-    def __init__(self, session: AsyncSession, state: GuardState):
+    def __init__(self, session: AsyncSession, state: Runtime):
         self.session = session
         self.state = state
         self.status = StatusService(session, state)
@@ -207,7 +207,7 @@ class StatusPageService:
 
         alerts, alerts_total = await AlertService(self.session, self.state.settings).list(
             limit=MAX_ALERTS, offset=0, statuses=OPEN_ALERT_STATUSES, severity=None, component=None, since=None)
-        attempts, _ = await HealingService(self.session, self.state).list_attempts(limit=MAX_HEALINGS)
+        attempts, _ = await HealingService(self.session, self.state.core).list_attempts(limit=MAX_HEALINGS)
         counts: dict[str, int] = {}
         for c in components:
             counts[c.status] = counts.get(c.status, 0) + 1

@@ -8,8 +8,6 @@ from sqlalchemy import func, select
 
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
-from app.alerts.subscribers import wire
-from app.security.crypto import secret_box
 from app.db.models import Alert, AlertStatus, Notification
 from app.platform.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 from app.notify.channel_service import ChannelService
@@ -18,7 +16,7 @@ from app.notify.schemas import ChannelCreate
 
 async def add_channel(guard, name="ops", **extra):
     async with guard.session() as session:
-        service = ChannelService(session, guard.state.settings, secret_box(guard.state))
+        service = ChannelService(session, guard.runtime.settings, guard.runtime.secret_box)
         channel = await service.create(ChannelCreate(
             name=name, kind="webhook", config={"url": "http://127.0.0.1:9/hook"}, **extra))
         return channel.id
@@ -36,7 +34,7 @@ async def raise_(guard, at=None, **kwargs):
     params = {"component": "etl", "severity": "critical", "message": "etl is down", "fingerprint": "health:etl"}
     params.update(kwargs)
     async with guard.session() as session:
-        return await AlertService(session, guard.state.settings).raise_alert(at=at, **params)
+        return await AlertService(session, guard.runtime.settings).raise_alert(at=at, **params)
 
 
 async def test_dedup_and_cooldown(aguard):
@@ -64,7 +62,7 @@ async def test_dedup_and_cooldown(aguard):
 
     # After a resolve, the same fingerprint opens a new alert (the unique index covers active alerts only).
     async with aguard.session() as session:
-        await AlertService(session, aguard.state.settings).resolve(first.alert.id, resolution_action="fixed")
+        await AlertService(session, aguard.runtime.settings).resolve(first.alert.id, resolution_action="fixed")
     reopened = await raise_(aguard, at=t0 + timedelta(seconds=80))
     assert reopened.created and reopened.alert.id != first.alert.id
 
@@ -90,7 +88,7 @@ async def test_ack_with_until_reopens_and_api(aguard):
     # Acknowledged: repeats stay quiet even after the cooldown.
     assert not (await raise_(aguard, at=datetime.now(UTC) + timedelta(seconds=120))).notified
     async with aguard.session() as session:
-        service = AlertService(session, aguard.state.settings)
+        service = AlertService(session, aguard.runtime.settings)
         assert await service.reopen_expired_acks(datetime.now(UTC)) == 0
         assert await service.reopen_expired_acks(until + timedelta(seconds=1)) == 1
     r = await aguard.client.get(f"/api/v1/alerts/{alert_id}", headers=viewer)
@@ -135,7 +133,7 @@ async def test_silence_mutes_and_expires(aguard):
         assert not await silences.matches("etl-load", {"region": "us"})
         assert not await silences.matches("etl-load", {"region": "eu"}, at=ends + timedelta(seconds=1))
         # It expires by itself: once over, the muted alert fires and is notified.
-        service = AlertService(session, aguard.state.settings)
+        service = AlertService(session, aguard.runtime.settings)
         assert await service.apply_silences(datetime.now(UTC)) == (0, 0)
         assert await service.apply_silences(ends + timedelta(seconds=1)) == (0, 1)
         alert = await session.get(Alert, muted.alert.id)
@@ -147,30 +145,28 @@ async def test_silence_mutes_and_expires(aguard):
         "component": "etl", "ends_at": ends.isoformat()})
     second = r.json()["id"]
     async with aguard.session() as session:
-        assert (await AlertService(session, aguard.state.settings).apply_silences())[0] == 2
+        assert (await AlertService(session, aguard.runtime.settings).apply_silences())[0] == 2
     r = await aguard.client.delete(f"/api/v1/silences/{second}", headers=operator)
     assert r.status_code == 200 and r.json()["active"] is False
     r = await aguard.client.delete(f"/api/v1/silences/{silence['id']}", headers=operator)
     r = await aguard.client.get("/api/v1/silences", headers=await aguard.headers("viewer"))
     assert r.json()["total"] == 0
     async with aguard.session() as session:
-        assert (await AlertService(session, aguard.state.settings).apply_silences())[1] == 2
+        assert (await AlertService(session, aguard.runtime.settings).apply_silences())[1] == 2
     r = await aguard.client.post("/api/v1/silences", headers=operator, json={
         "ends_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()})
     assert r.status_code == 422
 
 
 async def test_domain_events_become_alerts(aguard):
-    wire(aguard.state)
-    wire(aguard.state)  # idempotent
     now = datetime.now(UTC)
     async with aguard.session() as session:
-        await aguard.state.events.publish(HealthTransition(
+        await aguard.runtime.events.publish(HealthTransition(
             component="etl", component_id=None, previous="healthy", current="critical", reason="3 failures",
             at=now, critical=True, labels={"region": "eu"}), session)
-        await aguard.state.events.publish(IncidentOpened(
+        await aguard.runtime.events.publish(IncidentOpened(
             component="etl", component_id=None, incident_id=7, status="critical", reason="3 failures", at=now), session)
-        await aguard.state.events.publish(AnomalyDetected(
+        await aguard.runtime.events.publish(AnomalyDetected(
             component="trainer", metric_name="loss", labels={}, rule_id=3, rule_kind="baseline", severity="warning",
             message="loss anomaly score 4.2", evidence={"score": 4.2}, at=now), session)
     async with aguard.session() as session:
@@ -178,9 +174,9 @@ async def test_domain_events_become_alerts(aguard):
     assert alerts["etl"].count == 2 and alerts["etl"].incident_id == 7 and alerts["etl"].severity == "critical"
     assert alerts["trainer"].source == "detection"
     async with aguard.session() as session:
-        await aguard.state.events.publish(IncidentClosed(
+        await aguard.runtime.events.publish(IncidentClosed(
             component="etl", component_id=None, incident_id=7, reason="healthy again", at=now), session)
-        await aguard.state.events.publish(AnomalyCleared(
+        await aguard.runtime.events.publish(AnomalyCleared(
             component="trainer", metric_name="loss", labels={}, rule_id=3, rule_kind="baseline", at=now), session)
     async with aguard.session() as session:
         rows = list((await session.execute(select(Alert))).scalars())

@@ -99,10 +99,10 @@ async def test_firing_alert_heals_per_the_components_policy_and_resolved_closes(
 
     from sqlalchemy import select
 
-    from app.platform.compose import build_services
+    from app.platform.compose import default_services
     from app.db.models import Incident
 
-    async with running_guard(alert_settings, build_services=build_services) as g:
+    async with running_guard(alert_settings, build_services=default_services) as g:
         admin = await g.headers("admin")
         r = await g.client.post("/api/v1/components", headers=admin, json={
             "name": "guard", "recovery": {"strategies": [{"kind": "notify_only"}], "dry_run": True}})

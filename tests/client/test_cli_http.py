@@ -203,11 +203,10 @@ def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
 
     from app.auth.permissions import Role
     from app.cli.bootstrap import create_user
-    from app.detection.evaluator import RuleEvaluator
     from app.main import create_app
 
     create_user(settings, ADMIN_USER, ADMIN_PASSWORD, Role.ADMIN)
-    app = create_app(settings, build_services=lambda state: [RuleEvaluator(state)])
+    app = create_app(settings, build_services=lambda rt: [rt.detection.evaluator])
     with serve_app(app) as url:
         token = httpx.post(f"{url}/api/v1/auth/token", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
                            timeout=10).json()["access_token"]

@@ -79,7 +79,8 @@ async def test_config_declared_component_refuses_api_edits(guard):
     from app.components.service import ComponentService
 
     async with guard.session() as session:
-        await ComponentService(session).create(ComponentCreate(name="declared"), source="config")
+        rt = guard.runtime
+        await ComponentService(session, rt.secret_box, rt.healing.registry).create(ComponentCreate(name="declared"), source="config")
     admin = await guard.headers("admin")
     r = await guard.client.patch("/api/v1/components/declared", headers=admin, json={"description": "x"})
     assert r.status_code == 409

@@ -90,8 +90,8 @@ async def test_database_unavailable_is_503_and_health_stays_up(db_url, tmp_path)
         headers = await guard.headers("admin")
         # Point the app at a database that refuses connections.
         dead = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none", connect_args={"timeout": 2})
-        real_engine, real_maker = guard.state.engine, guard.state.sessionmaker
-        guard.state.engine, guard.state.sessionmaker = dead, create_sessionmaker(dead)
+        real_engine, real_maker = guard.runtime.engine, guard.runtime.sessionmaker
+        guard.runtime.engine, guard.runtime.sessionmaker = dead, create_sessionmaker(dead)
         try:
             r = await guard.client.get("/api/v1/components", headers=headers)
             assert_envelope(r, 503, "service_unavailable")
@@ -101,7 +101,7 @@ async def test_database_unavailable_is_503_and_health_stays_up(db_url, tmp_path)
             error = assert_envelope(ready, 503, "service_unavailable")
             assert error["details"]["checks"]["database"]["ok"] is False
         finally:
-            guard.state.engine, guard.state.sessionmaker = real_engine, real_maker
+            guard.runtime.engine, guard.runtime.sessionmaker = real_engine, real_maker
             await dead.dispose()
 
 

@@ -18,9 +18,9 @@ async def test_health_body(guard):
 
 
 async def test_health_reflects_critical_components(guard):
-    guard.state.component_health.update({"db": "failed", "cache": "degraded"})
+    guard.runtime.component_health.update({"db": "failed", "cache": "degraded"})
     assert (await guard.client.get("/health")).json()["status"] == "degraded"
-    guard.state.critical_components.add("db")
+    guard.runtime.critical_components.add("db")
     body = (await guard.client.get("/health")).json()
     assert body["status"] == "critical" and body["components"] == {"db": "failed", "cache": "degraded"}
 
@@ -43,7 +43,7 @@ async def test_ready_fails_when_a_background_service_stopped(db_url, tmp_path):
 
     holder = {}
 
-    def build(state):
+    def build(rt):
         holder["svc"] = Once(0.01)
         return [holder["svc"]]
 
@@ -73,10 +73,10 @@ async def test_metrics_exposition_is_promtool_clean(guard, tmp_path):
 
 
 async def test_health_lists_only_the_components_that_are_not_healthy(guard):
-    health = guard.state.component_health
+    health = guard.runtime.component_health
     health.update({f"ok-{i:03d}": "healthy" for i in range(500)})
     health.update({"new": "unknown", "slow": "degraded", "db": "critical"})
-    guard.state.critical_components.add("db")
+    guard.runtime.critical_components.add("db")
     body = (await guard.client.get("/health")).json()
     assert body["status"] == "critical"
     assert body["components"] == {"db": "critical", "slow": "degraded"}

@@ -28,7 +28,7 @@ async def test_every_route_declares_a_permission(guard):
             continue
         if route_permission(route) is None:
             undeclared.append(f"{method} {route.path}")
-    assert undeclared == [], "routes without a permission (use Requires(Permission.X)): " + ", ".join(undeclared)
+    assert undeclared == [], "routes without a permission (use a Can... principal from app/api/deps.py): " + ", ".join(undeclared)
 
 
 async def test_route_role_table(guard):

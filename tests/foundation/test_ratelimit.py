@@ -48,7 +48,7 @@ async def test_429_and_spoofed_forwarded_for_does_not_reset_the_budget(db_url, t
             assert (await other.get("/api/v1/auth/me")).status_code == 401
         # Health has its own, larger budget.
         assert (await guard.client.get("/health")).status_code == 200
-        assert guard.state.limiter.rejections == 2
+        assert guard.runtime.limiter.rejections == 2
 
 
 async def test_trusted_proxy_forwarded_for_separates_clients(db_url, tmp_path):
@@ -88,11 +88,11 @@ async def test_redis_storage_shares_the_budget_between_apps(db_url, tmp_path):
         shutil.copy(db_url.split("///", 1)[1], copy)
         other = settings.model_copy(update={"database_url": f"sqlite+aiosqlite:///{copy}"})
     async with running_guard(settings) as a, running_guard(other) as b:
-        await a.state.limiter.reset()
+        await a.runtime.limiter.reset()
         codes = []
         for client in (a, b, a, b):
             transport = httpx.ASGITransport(app=client.app, client=(peer, 1))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
                 codes.append((await c.get("/api/v1/auth/me")).status_code)
         assert codes == [401, 401, 401, 429]
-        await a.state.limiter.reset()
+        await a.runtime.limiter.reset()

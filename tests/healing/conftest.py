@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from app.db.models import Component, Incident
 from app.db.models.healing import HealingAttempt
 from app.platform.events import IncidentClosed, IncidentOpened
-from app.healing.wiring import ensure_engine
 from tests.conftest import make_settings, running_guard
 
 PY = sys.executable
@@ -25,9 +25,10 @@ _ids = itertools.count(1000)
 class Healing:
     def __init__(self, guard):
         self.guard = guard
-        self.state = guard.state
-        self.engine = ensure_engine(guard.state)
-        self.alerts = self.engine.ports.alerts
+        self.runtime = guard.runtime
+        # None when healing is disabled: then nothing decides (``step`` starts nothing).
+        self.engine = guard.runtime.healing.engine
+        self.alerts = self.engine.ports.alerts if self.engine is not None else None
 
     async def add_component(self, name: str, recovery: dict, *, labels: dict | None = None) -> dict:
         response = await self.guard.client.post(
@@ -39,22 +40,36 @@ class Healing:
 
     async def open_incident(self, component: str, incident_id: int | None = None, *, labels=None,
                             at: datetime | None = None) -> int:
+        """Publish ``IncidentOpened`` as monitoring does, with the incident row it refers to (every
+        subscriber runs: alerts and root cause too)."""
         incident_id = incident_id or next(_ids)
+        at = at or datetime.now(UTC)
         async with self.guard.session() as session:
-            await self.state.events.publish(IncidentOpened(
-                component=component, component_id=0, incident_id=incident_id, status="critical",
-                reason="3 consecutive failures", at=at or datetime.now(UTC), labels=labels or {},
+            component_id = (await session.execute(
+                select(Component.id).where(Component.name == component))).scalar_one_or_none()
+            if component_id is not None and await session.get(Incident, incident_id) is None:
+                session.add(Incident(id=incident_id, component_id=component_id, opened_at=at, opening_status="critical",
+                                     worst_status="critical", reason="3 consecutive failures"))
+                await session.flush()
+            await self.runtime.events.publish(IncidentOpened(
+                component=component, component_id=component_id or 0, incident_id=incident_id, status="critical",
+                reason="3 consecutive failures", at=at, labels=labels or {},
             ), session)
         return incident_id
 
     async def close_incident(self, component: str, incident_id: int) -> None:
         async with self.guard.session() as session:
-            await self.state.events.publish(IncidentClosed(
-                component=component, component_id=0, incident_id=incident_id, reason="healthy again",
-                at=datetime.now(UTC),
+            row = await session.get(Incident, incident_id)
+            if row is not None:
+                row.closed_at, row.close_reason = datetime.now(UTC), "healthy again"
+            await self.runtime.events.publish(IncidentClosed(
+                component=component, component_id=row.component_id if row is not None else 0,
+                incident_id=incident_id, reason="healthy again", at=datetime.now(UTC),
             ), session)
 
     async def step(self) -> list[int]:
+        if self.engine is None:
+            return []
         started = await self.engine.evaluate()
         await self.engine.drain(timeout=30)
         return started

@@ -20,10 +20,10 @@ from tests.faults.proxy import FaultProxy
 from tests.healing.conftest import PY, count_lines, healing_guard, touch_argv, wait_until
 
 
-def _only_healing(state):
-    from app.healing.wiring import build_loops
+def _only_healing(rt):
+    from app.healing.loop import HealingLoop
 
-    return build_loops(state)
+    return [HealingLoop(rt.core, rt.healing.engine)]
 
 
 def _gated_argv(marker, gate) -> list[str]:
@@ -40,7 +40,7 @@ async def _stats(h) -> dict:
 
 
 def _gauge(h) -> float:
-    return h.state.metrics.healing_in_progress._value.get()
+    return h.runtime.metrics.healing_in_progress._value.get()
 
 
 async def _left_behind(h, incident: int, *, acted: bool, owner: str) -> int:
@@ -115,7 +115,7 @@ def _database_blip(h, db_url: str, proxy: FaultProxy | None):
             armed["failed"] += 1
             raise OperationalError(statement, None, Exception("database went away (test)"))
 
-    engine = h.state.engine.sync_engine
+    engine = h.runtime.engine.sync_engine
     if proxy is None:
         event.listen(engine, "before_cursor_execute", fail)
 

@@ -86,8 +86,9 @@ async def test_declared_components_keep_their_graph(db_url, tmp_path):
 
     declared = [{"name": "report", "depends_on": ["etl"]}, {"name": "etl", "depends_on": ["db"]}, {"name": "db"}]
     settings = make_settings(db_url, tmp_path, components=declared)
-    async with running_guard(settings, build_services=lambda state: []) as guard:
-        await sync_declared_components(guard.state)  # created in file order: report before etl
+    async with running_guard(settings, build_services=lambda rt: []) as guard:
+        rt = guard.runtime
+        await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)  # created in file order: report before etl
         assert await names(guard) == {"report": ["etl"], "etl": ["db"], "db": []}
         r = await guard.client.patch("/api/v1/components/etl", headers=await guard.headers("admin"),
                                      json={"depends_on": []})

@@ -64,7 +64,7 @@ async def test_failed_attempts_back_off_then_exhaust_and_breaker(healing, tmp_pa
         assert (await session.get(HealingBudget, "bad")).breaker_open
     breaker_alerts = [a for a in healing.raised() if a["fingerprint"] == "healing-breaker:bad"]
     assert len(breaker_alerts) == 1 and breaker_alerts[0]["severity"] == "critical"
-    assert healing.state.metrics.circuit_open.labels("bad")._value.get() == 1
+    assert healing.runtime.metrics.circuit_open.labels("bad")._value.get() == 1
     third = await healing.open_incident("bad")
     assert await healing.step() == []
     # An operator re-arms it through the API; healing resumes.

@@ -130,10 +130,10 @@ async def test_interrupted_attempt_is_not_repeated_on_restart(db_url, tmp_path):
     assert count_lines(marker) == 0
 
 
-def _only_healing(state):
-    from app.healing.wiring import build_loops
+def _only_healing(rt):
+    from app.healing.loop import HealingLoop
 
-    return build_loops(state)
+    return [HealingLoop(rt.core, rt.healing.engine)]
 
 
 def _dead_pid() -> int:

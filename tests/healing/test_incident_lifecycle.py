@@ -66,8 +66,6 @@ def service_app(svc: Service) -> web.Application:
 
 @contextlib.asynccontextmanager
 async def lifecycle_guard(db_url, tmp_path, **monitoring):
-    from app.alerts.subscribers import wire as wire_alerts
-    from app.healing.wiring import ensure_engine
 
     svc = Service()
     settings = mon_settings(db_url, tmp_path, monitoring={"failure_threshold": 2, "success_threshold": 1,
@@ -76,8 +74,7 @@ async def lifecycle_guard(db_url, tmp_path, **monitoring):
                             security={"ssrf_allowlist": ["127.0.0.1/32"], "alertmanager_token": AM_TOKEN})
     async with serve_app(service_app(svc)) as port, monitored(settings) as (guard, scheduler):
         svc.port = port
-        wire_alerts(guard.state)
-        engine = ensure_engine(guard.state)
+        engine = guard.runtime.healing.engine
         yield Life(guard, scheduler, engine, svc)
         await engine.stop()
 

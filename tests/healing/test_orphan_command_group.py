@@ -41,10 +41,10 @@ def _running_attempt(db: Path):
                             "AND pgid IS NOT NULL").fetchone()
 
 
-def _only_healing(state):
-    from app.healing.wiring import build_loops
+def _only_healing(rt):
+    from app.healing.loop import HealingLoop
 
-    return build_loops(state)
+    return [HealingLoop(rt.core, rt.healing.engine)]
 
 
 async def test_guard_killed_mid_command_then_its_process_group_is_killed(tmp_path, closed_port):

@@ -27,9 +27,9 @@ async def test_components_known_at_start_are_primed(guard):
     headers = await guard.headers("admin")
     await guard.client.post("/api/v1/components", headers=headers, json={
         "name": "old", "recovery": {"strategies": [{"kind": "notify_only"}]}})
-    guard.state.metrics._primed_healing.clear()  # as a fresh process would be
-    for collector in (guard.state.metrics.healing_attempts, guard.state.metrics.guard_healing_attempts):
+    guard.runtime.metrics._primed_healing.clear()  # as a fresh process would be
+    for collector in (guard.runtime.metrics.healing_attempts, guard.runtime.metrics.guard_healing_attempts):
         collector.clear()
-    await prime_outcome_counters(guard.state)
+    await prime_outcome_counters(guard.runtime.core)
     assert 'healing_attempts_total{component="old",outcome="succeeded",strategy="notify_only"} 0.0' in (
         await guard.client.get("/metrics")).text

@@ -23,7 +23,8 @@ class Graph:
         from app.healing.rootcause import RootCauseLoop
 
         self.guard, self.scheduler, self.engine, self.svc = guard, scheduler, engine, services
-        self.loop = RootCauseLoop(guard.state)
+        core = guard.runtime.core
+        self.loop = RootCauseLoop(core.sessionmaker, core.settings, core.metrics, wake=engine.wake)
 
     async def add(self, name: str, depends_on: list[str], **check) -> None:
         svc = self.svc[name]
@@ -75,10 +76,6 @@ class Graph:
 
 @contextlib.asynccontextmanager
 async def graph_guard(db_url, tmp_path):
-    from app.alerts.subscribers import wire as wire_alerts
-    from app.healing import rootcause
-    from app.healing.wiring import ensure_engine
-
     services = {name: Service() for name in ("db", "etl", "report")}
     settings = mon_settings(db_url, tmp_path, healing={"max_concurrent": 3, "max_concurrent_per_group": 3},
                             security={"ssrf_allowlist": ["127.0.0.1/32"]})
@@ -86,9 +83,7 @@ async def graph_guard(db_url, tmp_path):
         for svc in services.values():
             svc.port = await stack.enter_async_context(serve_app(service_app(svc)))
         guard, scheduler = await stack.enter_async_context(monitored(settings))
-        wire_alerts(guard.state)
-        rootcause.wire(guard.state)
-        engine = ensure_engine(guard.state)
+        engine = guard.runtime.healing.engine
         g = Graph(guard, scheduler, engine, services)
         r = await guard.client.post("/api/v1/channels", headers=await guard.headers("admin"),
                                     json={"name": "hook", "kind": "webhook",
@@ -228,17 +223,13 @@ async def test_rule_incident_on_a_child_is_released_once_its_upstreams_pass(db_u
     upstreams passed a check, then healed, although the child's own checks pass all along."""
     from datetime import UTC, datetime, timedelta
 
-    from app.detection.evaluator import RuleEvaluator
-    from app.detection.rule_healing import wire as wire_rule_healing
-
     async with graph_guard(db_url, tmp_path) as g:
-        wire_rule_healing(g.guard.state)
         h = await g.guard.headers("admin")
         r = await g.guard.client.post("/api/v1/rules", headers=h, json={
             "name": "report-lag", "component": "report", "metric_name": "lag_seconds", "kind": "threshold",
             "params": {"operator": "gt", "value": 60}, "heal": True})
         assert r.status_code == 201, r.text
-        evaluator = RuleEvaluator(g.guard.state)  # reads the points that arrive from now on
+        evaluator = g.guard.runtime.detection.evaluator
         await g.tick()
         r = await g.guard.client.post("/api/v1/metrics/batch", headers=await g.guard.headers("ingest"), json=[
             {"component": "report", "metric_name": "lag_seconds", "value": 600,

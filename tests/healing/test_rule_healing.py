@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from app.db.models import Alert, Incident
 from app.db.models.healing import HealingAttempt
-from app.detection.evaluator import RuleEvaluator
 from tests.healing.conftest import wait_until
 from tests.healing.test_kubernetes_strategy import write_kubeconfig
 from tests.monitoring.conftest import mon_settings, monitored
@@ -25,9 +24,6 @@ async def send(guard, value: float, ts: datetime) -> None:
 
 
 async def test_rule_heal_scales_up_within_bounds_and_closes_when_resolved(db_url, tmp_path, kmock):
-    from app.alerts.subscribers import wire as wire_alerts
-    from app.detection.rule_healing import wire as wire_rule_healing
-    from app.healing.wiring import ensure_engine
 
     kmock.objects[kmock.resource("apps/v1/deployments"), "ml", "trainer"] = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "trainer", "namespace": "ml"},
@@ -36,9 +32,7 @@ async def test_rule_heal_scales_up_within_bounds_and_closes_when_resolved(db_url
     write_kubeconfig(kubeconfig, str(kmock.url).rstrip("/"))
     settings = mon_settings(db_url, tmp_path)
     async with monitored(settings) as (guard, _scheduler):
-        wire_alerts(guard.state)
-        wire_rule_healing(guard.state)
-        engine = ensure_engine(guard.state)
+        engine = guard.runtime.healing.engine
         h = await guard.headers("admin")
         r = await guard.client.post("/api/v1/components", headers=h, json={
             "name": "trainer", "recovery": {"strategies": [{
@@ -50,7 +44,7 @@ async def test_rule_heal_scales_up_within_bounds_and_closes_when_resolved(db_url
                 "params": {"operator": "gt", "value": 100}, "severity": "warning", "heal": True}
         r = await guard.client.post("/api/v1/rules", headers=h, json=body)
         assert r.status_code == 201 and r.json()["heal"] is True, r.text
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
         t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
 
         await send(guard, 500, t0)
@@ -83,9 +77,6 @@ async def test_rule_heal_scales_up_within_bounds_and_closes_when_resolved(db_url
 
 
 async def test_rule_without_heal_opens_no_incident(guard):
-    from app.detection.rule_healing import wire as wire_rule_healing
-
-    wire_rule_healing(guard.state)
     h = await guard.headers("admin")
     r = await guard.client.post("/api/v1/components", headers=h, json={"name": "trainer"})
     assert r.status_code == 201, r.text
@@ -96,6 +87,6 @@ async def test_rule_without_heal_opens_no_incident(guard):
     r = await guard.client.patch(f"/api/v1/rules/{r.json()['id']}", headers=h, json={"heal": "sometimes"})
     assert r.status_code == 422 and r.json()["error"]["type"]
     await send(guard, 500, datetime.now(UTC) - timedelta(seconds=5))
-    await RuleEvaluator(guard.state).run_once()
+    await guard.runtime.detection.evaluator.run_once()
     async with guard.session() as session:
         assert (await session.execute(select(Incident))).scalars().all() == []

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from app.config.settings import Settings
 from app.security.crypto import SecretBox
-from app.healing import secretbox
+from app.healing.secretbox import HealingSecrets
 from app.healing.policy import normalise_strategies
 from app.healing.strategies.base import ActionContext, StrategyConfigError, run_bounded
 from app.healing.strategies.command import CommandStrategy
@@ -108,8 +108,7 @@ async def receiver():
 async def test_webhook_secret_headers_encrypted_and_sent(receiver):
     url, seen = receiver
     s = settings()
-    secretbox.configure(SecretBox.from_settings(s))
-    strategy = WebhookStrategy(s)
+    strategy = WebhookStrategy(s, HealingSecrets(SecretBox.from_settings(s)))
     params = strategy.validate({
         "url": url, "headers": [{"name": "Authorization", "value": "Bearer s3cret", "secret": True},
                                 {"name": "X-Plain", "value": "p"}],

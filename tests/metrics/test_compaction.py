@@ -44,7 +44,7 @@ async def test_rounds_smaller_than_the_backlog_compact_everything(guard, now):
     before = await totals(guard)
     assert before["pending"] == before["rows"] > len(before["buckets"])
 
-    compactor = RollupCompactor(guard.state, batch=7)
+    compactor = RollupCompactor(guard.runtime.core, batch=7)
     assert await compactor.run_once() == before["pending"]
     after = await totals(guard)
     assert after["buckets"] == before["buckets"]  # no value lost or counted twice
@@ -54,13 +54,13 @@ async def test_rounds_smaller_than_the_backlog_compact_everything(guard, now):
 
 async def test_late_deltas_merge_into_the_compacted_row(guard, now):
     await ingest_in_small_batches(guard, now, {"host": "a"}, n=200)
-    await RollupCompactor(guard.state).run_once()
+    await RollupCompactor(guard.runtime.core).run_once()
     first = await totals(guard)
     # the same buckets again (a late or re-sent scrape): new deltas beside compacted rows
     await ingest_in_small_batches(guard, now, {"host": "a"}, n=200)
     mid = await totals(guard)
     assert mid["pending"] > 0 and set(mid["buckets"]) == set(first["buckets"])
-    await RollupCompactor(guard.state).run_once()
+    await RollupCompactor(guard.runtime.core).run_once()
     after = await totals(guard)
     assert after["rows"] == len(after["buckets"]) == len(first["buckets"]) and after["pending"] == 0
     for key, (count, total, lo, hi) in first["buckets"].items():
@@ -79,7 +79,7 @@ async def test_two_compactors_at_once_lose_and_double_nothing(guard, now):
         done = 0
         while True:
             try:
-                async with session_scope(guard.state.sessionmaker) as session:
+                async with session_scope(guard.runtime.sessionmaker) as session:
                     n = await compact_round(session, batch)
             except CompactionRaced:  # SQLite has no row locks: the loser rolls back whole and retries
                 raced += 1
@@ -89,7 +89,7 @@ async def test_two_compactors_at_once_lose_and_double_nothing(guard, now):
                 return done
 
     claimed = await asyncio.gather(compactor(11), compactor(13))
-    if guard.state.engine.dialect.name == "postgresql":
+    if guard.runtime.engine.dialect.name == "postgresql":
         assert raced == 0  # SKIP LOCKED: disjoint claims, nothing to roll back
     assert sum(claimed) >= before["pending"]
     after = await totals(guard)

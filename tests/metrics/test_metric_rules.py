@@ -9,7 +9,6 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.db.models import MetricAnomaly, RuleState
-from app.detection.evaluator import RuleEvaluator
 from app.platform.events import AnomalyCleared, AnomalyDetected
 from tests.conftest import running_guard
 from tests.metrics.conftest import point, series
@@ -21,8 +20,8 @@ def collect_events(guard) -> list:
     async def handler(event, session):
         seen.append(event)
 
-    guard.state.events.subscribe(AnomalyDetected, handler)
-    guard.state.events.subscribe(AnomalyCleared, handler)
+    guard.runtime.events.subscribe(AnomalyDetected, handler)
+    guard.runtime.events.subscribe(AnomalyCleared, handler)
     return seen
 
 
@@ -62,7 +61,7 @@ async def test_rules_crud_and_validation(guard):
 
 async def test_threshold_for_semantics(guard, now):
     events = collect_events(guard)
-    evaluator = RuleEvaluator(guard.state)
+    evaluator = guard.runtime.detection.evaluator
     await add_rule(guard, "threshold", {"operator": "gt", "value": 10, "for_seconds": 60})
     t0 = now - timedelta(seconds=10)  # (the timer judges "for" on the wall clock: keep the clocks near now)
     # held for 50 s, then broken by a dip, then held again for 59 s: never fires
@@ -87,7 +86,7 @@ async def test_threshold_for_semantics(guard, now):
 
 async def test_threshold_for_fires_on_timer_without_new_points(guard, now):
     events = collect_events(guard)
-    evaluator = RuleEvaluator(guard.state)
+    evaluator = guard.runtime.detection.evaluator
     await add_rule(guard, "threshold", {"operator": "ge", "value": 10, "for_seconds": 60})
     await send(guard, [point(value=12, ts=now - timedelta(seconds=30))])
     await evaluator.run_once()
@@ -102,7 +101,7 @@ async def test_threshold_for_fires_on_timer_without_new_points(guard, now):
 
 async def test_running_for_clock_survives_restart(settings, now):
     async with running_guard(settings) as guard:
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
         await add_rule(guard, "threshold", {"operator": "gt", "value": 10, "for_seconds": 60})
         await send(guard, [point(value=50, ts=now - timedelta(seconds=100))])
         async def no_timers(session):  # the process stops before its timer would have fired
@@ -114,13 +113,13 @@ async def test_running_for_clock_survives_restart(settings, now):
     # no more points after the restart: the timer alone fires the rule from the persisted clock
     async with running_guard(settings) as guard:
         events = collect_events(guard)
-        await RuleEvaluator(guard.state).run_once()
+        await guard.runtime.detection.evaluator.run_once()
         assert len(events) == 1 and events[0].evidence["by_timer"] is True
 
 
 async def test_trend_fires_on_ramp_not_on_noise(guard, now):
     events = collect_events(guard)
-    evaluator = RuleEvaluator(guard.state)
+    evaluator = guard.runtime.detection.evaluator
     await add_rule(guard, "trend", {"value": 100, "horizon_seconds": 3600, "window_seconds": 3600})
     rng = random.Random(3)
     start = now - timedelta(seconds=6000)
@@ -141,7 +140,7 @@ async def test_detector_state_survives_restart(settings, now):
     start = now - timedelta(seconds=250)
     normal = [100 + rng.gauss(0, 1) for _ in range(200)]
     async with running_guard(settings) as guard:
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
         rule = await add_rule(guard, "anomaly", {"sensitivity": 0.5})
         await send(guard, series(start, normal))
         await evaluator.run_once()
@@ -153,7 +152,7 @@ async def test_detector_state_survives_restart(settings, now):
     async with running_guard(settings) as guard:  # a new process: nothing in memory
         guard._tokens = tokens  # same users and secret: the tokens are still good
         events = collect_events(guard)
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
         await send(guard, [point(value=160, ts=start + timedelta(seconds=210))])
         await evaluator.run_once()
         # a fresh detector would still be warming up (no firing before 64 points): this one remembers

@@ -67,7 +67,7 @@ async def test_every_level_counts_every_point_once(guard, now):
         await post_all(guard, points[i:i + 1_500], h)
     for compact in (False, True):
         if compact:
-            assert await RollupCompactor(guard.state).run_once() > 0
+            assert await RollupCompactor(guard.runtime.core).run_once() > 0
         async with guard.session() as s:
             rows = (await s.execute(select(MetricRollup.resolution, func.sum(MetricRollup.count), func.sum(MetricRollup.sum),
                                            func.min(MetricRollup.min), func.max(MetricRollup.max))
@@ -90,8 +90,8 @@ async def test_summary_inside_one_hour_uses_ten_minute_rollups(guard, now):
     want = exact_summary(inside)
     for compact in (False, True):
         if compact:
-            await RollupCompactor(guard.state).run_once()
-            guard.state.extras["metrics_cache"].invalidate(["etl"])
+            await RollupCompactor(guard.runtime.core).run_once()
+            guard.runtime.detection.cache.invalidate(["etl"])
         got = await summary(guard, start=lo.isoformat(), end=hi.isoformat())
         assert got["exact"] is False and got["count"] == want["count"]
         assert got["min"] == want["min"] and got["max"] == want["max"]

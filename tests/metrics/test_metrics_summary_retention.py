@@ -59,20 +59,20 @@ async def test_summary_within_one_percent_on_large_data_and_cache(guard, now):
     for q in ("p50", "p95", "p99"):
         assert abs(got[q] - want[q]) / want[q] <= 0.01, (q, got[q], want[q])
 
-    stats = guard.state.extras["status_sections"]["cache"]
+    stats = guard.runtime.status_sections["cache"]
     before = stats()["hits"]
     again = await summary(guard, start=lo.isoformat(), end=hi.isoformat())
     assert again == got and stats()["hits"] == before + 1
 
     # compaction merges deltas into one row per bucket and changes no answer
-    compactor = RollupCompactor(guard.state)
+    compactor = RollupCompactor(guard.runtime.core)
     assert await compactor.run_once() > 0
     async with guard.session() as s:
         dupes = (await s.execute(select(func.count()).select_from(
             select(MetricRollup.resolution, MetricRollup.bucket_start).group_by(MetricRollup.resolution, MetricRollup.bucket_start)
             .having(func.count() > 1).subquery()))).scalar_one()
     assert dupes == 0
-    guard.state.extras["metrics_cache"].invalidate(["etl"])
+    guard.runtime.detection.cache.invalidate(["etl"])
     compacted = await summary(guard, start=lo.isoformat(), end=hi.isoformat())
     assert compacted["count"] == got["count"] and compacted["p99"] == got["p99"]
     assert math.isclose(compacted["mean"], got["mean"], rel_tol=1e-9)
@@ -91,7 +91,7 @@ async def test_retention_removes_what_it_should_and_nothing_else(guard, now):
     ages = {"40d": timedelta(days=40), "3d": timedelta(days=3), "30h": timedelta(hours=30), "1h": timedelta(hours=1)}
     for label, age in ages.items():
         await post_all(guard, series(now - age, [1.0, 2.0], labels={"age": label}), h)
-    retention = MetricsRetention(guard.state, batch=1)  # batch of 1: proves the batching loop drains
+    retention = MetricsRetention(guard.runtime.core, batch=1)  # batch of 1: proves the batching loop drains
     deleted = await retention.run_once(now=now)
     assert deleted["points"] == 6
     async with guard.session() as s:

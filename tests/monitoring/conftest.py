@@ -20,16 +20,13 @@ def mon_settings(db_url, tmp_path, monitoring: dict | None = None, **overrides):
 async def monitored(settings) -> AsyncIterator:
     """A running app whose scheduler the test drives; yields (guard, scheduler)."""
     from app.monitoring.declarative import sync_declared_components
-    from app.monitoring.wiring import install
 
-    def install_without_loops(state) -> list:
-        install(state)  # the scheduler goes on state.extras; no loop runs it: the test does
-        return []
-
-    async with running_guard(settings, build_services=install_without_loops) as guard:
-        scheduler = guard.state.extras["scheduler"]
+    # The runtime builds the scheduler; no loop runs it: the test does.
+    async with running_guard(settings, build_services=lambda rt: []) as guard:
+        rt = guard.runtime
+        scheduler = rt.monitoring.scheduler
         _tolerate_existing_users(guard)
-        await sync_declared_components(guard.state)
+        await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)
         await scheduler.open()
         try:
             yield guard, scheduler

@@ -115,7 +115,7 @@ async def test_failed_flushes_are_retried_with_the_buffer_kept(db_url, tmp_path,
         await scheduler.close()
         assert await stored(guard) == scheduler.checks_run
         assert scheduler.dropped_results == 0
-        assert all(status == "healthy" for status in guard.state.component_health.values())
+        assert all(status == "healthy" for status in guard.runtime.component_health.values())
 
 
 async def test_drops_past_the_cap_are_counted_and_exported(db_url, tmp_path, http_target, monkeypatch):
@@ -131,5 +131,5 @@ async def test_drops_past_the_cap_are_counted_and_exported(db_url, tmp_path, htt
         await scheduler.close()
         assert scheduler.stats()["buffered_results"] == 0
         assert scheduler.dropped_results == scheduler.checks_run  # nothing could be written: all counted
-        text = generate_latest(guard.state.metrics.registry).decode()
+        text = generate_latest(guard.runtime.metrics.registry).decode()
         assert f"pipeline_guard_results_dropped_total {float(scheduler.checks_run)}" in text

@@ -23,8 +23,8 @@ async def test_config_components_synced_and_api_edit_refused(db_url, tmp_path, h
         assert r.status_code == 409 and "configuration file" in r.json()["error"]["message"]
         assert (await guard.client.delete("/api/v1/components/api", headers=admin)).status_code == 409
         await scheduler.run_once()
-        assert guard.state.component_health == {"db": "healthy", "api": "healthy"}
-        assert "db" in guard.state.critical_components
+        assert guard.runtime.component_health == {"db": "healthy", "api": "healthy"}
+        assert "db" in guard.runtime.critical_components
     # Restart with "api" removed from the file and "db" changed: api is disabled (kept), db updated.
     declared = [{"name": "db", "critical": False, "check": {"kind": "tcp", "host": "127.0.0.1", "port": http_target.port}}]
     async with monitored(mon_settings(db_url, tmp_path, components=declared)) as (guard, scheduler):
@@ -33,7 +33,7 @@ async def test_config_components_synced_and_api_edit_refused(db_url, tmp_path, h
         db = (await guard.client.get("/api/v1/components/db", headers=admin)).json()
         assert api["enabled"] is False and db["critical"] is False and db["version"] == 2
         await scheduler.run_once()
-        assert set(guard.state.component_health) == {"db"}
+        assert set(guard.runtime.component_health) == {"db"}
 
 
 async def test_state_and_history_survive_a_restart(db_url, tmp_path, http_target):
@@ -45,8 +45,8 @@ async def test_state_and_history_survive_a_restart(db_url, tmp_path, http_target
         before = await status_of(guard, "svc")
         assert before["status"] == "critical" and before["consecutive_failures"] == 3
     async with monitored(settings) as (guard, scheduler):
-        assert guard.state.component_health == {"svc": "critical"}
-        assert guard.state.overall_health() == "critical"
+        assert guard.runtime.component_health == {"svc": "critical"}
+        assert guard.runtime.overall_health() == "critical"
         cid = next(iter(scheduler.tracked))
         tracked = scheduler.tracked[cid]
         assert tracked.machine.recent == "ddd" and tracked.machine.consecutive_failures == 3
@@ -87,8 +87,8 @@ async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
         await scheduler.run_once()  # one live result, up
         # Hours processed: the ten with data plus the empty one that just ended, unless that one is
         # still within its minute of grace for late results.
-        assert await roll_up(guard.state) in (10, 11)
-        report = await apply_retention(guard.state)
+        assert await roll_up(guard.runtime) in (10, 11)
+        report = await apply_retention(guard.runtime)
         # Everything older than the 5 h raw retention goes (rolled up already); the rollups stay.
         assert report["results"] == sum(1 for row in rows if row["observed_at"] < utcnow() - timedelta(hours=5))
         async with guard.session() as session:
@@ -115,7 +115,7 @@ async def test_detailed_status_and_sections(db_url, tmp_path, http_target):
         async def healing_stats(state):
             return {"attempts": 0}
 
-        guard.state.extras["status_sections"].register("healing", healing_stats)
+        guard.runtime.status_sections.register("healing", healing_stats)
         await scheduler.run_once()
         await scheduler.run_once()
         r = await guard.client.get("/api/v1/status/detailed", headers=await guard.headers("viewer"))

@@ -118,7 +118,7 @@ async def test_idle_refresh_does_not_reread_the_registry_but_sees_every_change(d
             await session.execute(update(Component).where(Component.id == ids[1]).values(enabled=False))
             await session.commit()
         await scheduler.refresh()
-        assert ids[1] not in scheduler.entries and "svc-1" not in guard.state.component_health
+        assert ids[1] not in scheduler.entries and "svc-1" not in guard.runtime.component_health
 
         async with guard.session() as session:  # deleted behind the service's back
             await session.execute(delete(Component).where(Component.id == ids[2]))
@@ -128,7 +128,7 @@ async def test_idle_refresh_does_not_reread_the_registry_but_sees_every_change(d
         await add_component(guard, "svc-new", {"kind": "http", "url": http_target.url("/ok"), "interval": 3600})
         await scheduler.refresh()
         assert {t.name for t in scheduler.tracked.values()} == {"svc-0", "svc-new"}
-        assert set(guard.state.component_health) <= {"svc-0", "svc-new"}
+        assert set(guard.runtime.component_health) <= {"svc-0", "svc-new"}
 
 
 async def test_status_pages_the_fleet_and_counts_it_in_sql(db_url, tmp_path, http_target):
@@ -151,7 +151,7 @@ async def test_status_pages_the_fleet_and_counts_it_in_sql(db_url, tmp_path, htt
                                                                             "svc-4": 100.0}
         assert scheduler.holds_whole_fleet  # the counts came from the scheduler's health map
         # Without the scheduler's map (other replicas probe) the database answers the same.
-        guard.state.component_health.clear()
+        guard.runtime.component_health.clear()
         again = (await guard.client.get("/api/v1/status", headers=viewer)).json()
         assert again["overall_health"] == "critical" and len(again["components"]) == 7
         assert again["counts_by_status"] == body["counts_by_status"] and again["total"] == 7

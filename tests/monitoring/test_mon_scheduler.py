@@ -45,7 +45,7 @@ async def test_http_tcp_command_kinds(db_url, tmp_path, http_target, garbage_tar
             assert state["status"] == expected, (name, state["last_detail"])
         loud = await status_of(guard, "cmd-loud")
         assert len(loud["last_detail"]) < 1000 and "exit 3" in loud["last_detail"]
-        assert guard.state.component_health["http-ok"] == "healthy"
+        assert guard.runtime.component_health["http-ok"] == "healthy"
         health = (await guard.client.get("/health")).json()
         assert health["components"]["http-500"] == "critical"
 
@@ -57,7 +57,7 @@ async def test_transitions_incidents_and_events(db_url, tmp_path, http_target):
             async def handler(event, session, _t=event_type):
                 assert session is not None
                 seen.append(event)
-            guard.state.events.subscribe(event_type, handler)
+            guard.runtime.events.subscribe(event_type, handler)
         await guard.client.get(http_target.url("/set?ok=1")) if False else None
         await add_component(guard, "api", {"kind": "http", "url": http_target.url("/toggle")}, critical=True)
         import aiohttp
@@ -65,7 +65,7 @@ async def test_transitions_incidents_and_events(db_url, tmp_path, http_target):
             await run(scheduler, 1)
             await (await s.get(http_target.url("/set?ok=0"))).read()
             await run(scheduler, 2)
-            assert guard.state.overall_health() == "critical"
+            assert guard.runtime.overall_health() == "critical"
             await (await s.get(http_target.url("/set?ok=1"))).read()
             await run(scheduler, 1)
         kinds = [(type(e).__name__, getattr(e, "current", None)) for e in seen]
@@ -114,14 +114,14 @@ async def test_api_changes_apply_without_restart_and_metrics_stay_bounded(db_url
         assert r.status_code == 200
         await run(scheduler, 1)
         assert (await status_of(guard, "svc"))["status"] == "healthy"
-        text = generate_latest(guard.state.metrics.registry).decode()
+        text = generate_latest(guard.runtime.metrics.registry).decode()
         assert 'pipeline_guard_component_health{component="svc"} 1.0' in text
         assert 'pipeline_guard_checks_total{component="svc",outcome="down"}' in text
         assert (await guard.client.delete("/api/v1/components/svc", headers=admin)).status_code == 204
         await run(scheduler, 1)
-        text = generate_latest(guard.state.metrics.registry).decode()
+        text = generate_latest(guard.runtime.metrics.registry).decode()
         assert 'component="svc"' not in text
-        assert "svc" not in guard.state.component_health
+        assert "svc" not in guard.runtime.component_health
 
 
 async def test_recovery_action_grace_and_fast_recheck(db_url, tmp_path, http_target):

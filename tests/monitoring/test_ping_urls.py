@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.alerts.subscribers import wire as wire_alerts
 from app.db.models import HeartbeatPing
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
 
@@ -79,7 +78,6 @@ async def test_a_long_log_is_kept_bounded(db_url, tmp_path):
 async def test_a_failed_run_is_unhealthy_at_once_and_fires_its_alert(db_url, tmp_path):
     # failure_threshold 3: a probe would need three failed checks; a job that says it failed needs none.
     async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 3})) as (guard, scheduler):
-        wire_alerts(guard.state)
         await add_component(guard, "nightly", HB, critical=True)
         token = await _token(guard, "nightly")
         assert (await guard.client.get(f"/ping/{token}")).status_code == 200

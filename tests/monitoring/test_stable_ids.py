@@ -8,7 +8,6 @@ from sqlalchemy import select
 from app.db.models import Component
 from app.db.models.healing import HealingAttempt, HealingIncident
 from app.db.models.monitoring import Incident
-from app.healing.wiring import ensure_engine
 from tests.healing.conftest import count_lines, touch_argv
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
 
@@ -30,7 +29,7 @@ async def test_new_component_after_a_delete_gets_new_ids_and_is_healed(db_url, t
     recovery = {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]}
     settings = mon_settings(db_url, tmp_path, healing={"command_actions_enabled": True})
     async with monitored(settings) as (guard, scheduler):
-        engine = ensure_engine(guard.state)
+        engine = guard.runtime.healing.engine
         old = await add_component(guard, "old", failing, recovery=recovery, critical=True)
         await scheduler.run_once()
         [old_incident] = await _incident_ids(guard, old["id"])

@@ -27,7 +27,7 @@ async def create_channel(guard, receiver, name="hook", kind="webhook", path="/ho
 
 async def raise_alerts(guard, n, component="etl"):
     async with guard.session() as session:
-        service = AlertService(session, guard.state.settings)
+        service = AlertService(session, guard.runtime.settings)
         for i in range(n):
             await service.raise_alert(component=f"{component}-{i}", severity="critical", message=f"down {i}")
 
@@ -43,8 +43,8 @@ async def all_rows(guard, model):
         return list((await session.execute(select(model).order_by(model.id))).scalars())
 
 
-def outbox_only(state):
-    return [OutboxSender(state)]
+def outbox_only(rt):
+    return [OutboxSender(rt.core, secret_box=rt.secret_box)]
 
 
 async def test_fail_timeout_429_then_recover_delivers_exactly_once(notify_settings, receiver, caplog):
@@ -150,13 +150,13 @@ async def test_permanent_failure_and_max_attempts(notify_settings, receiver):
 
 
 async def test_default_services_include_alerting_loops(notify_settings):
-    from app.platform.compose import build_services
+    from app.platform.compose import default_services
     from app.platform.events import HealthTransition
 
-    async with running_guard(notify_settings, build_services=build_services) as g:
-        names = {s.name for s in g.state.services}
+    async with running_guard(notify_settings, build_services=default_services) as g:
+        names = {s.name for s in g.runtime.services}
         assert {"alert-maintenance", "notify-escalation", "notify-outbox", "audit-retention"} <= names
-        assert g.state.events.handlers(HealthTransition)
+        assert g.runtime.events.handlers(HealthTransition)
         assert (await g.client.get("/ready")).status_code == 200
 
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from app.db.models import MetricAnomaly
-from app.detection.evaluator import RuleEvaluator
 from tests.conftest import running_guard
 
 DEADLINE_S = 60.0
@@ -47,15 +46,8 @@ async def tick_until(evaluator, condition):
         await asyncio.sleep(0.2)
 
 
-def with_alerts(state):
-    from app.alerts.subscribers import wire
-
-    wire(state)
-    return []
-
-
 async def test_absent_fires_on_the_clock_and_resolves_on_arrival(settings):
-    async with running_guard(settings, build_services=with_alerts) as guard:
+    async with running_guard(settings, build_services=lambda rt: []) as guard:
         h = await guard.headers("admin")
         bad = await guard.client.post("/api/v1/rules", headers=h, json={
             "name": "no-for", "component": "etl", "metric_name": "rows_loaded", "kind": "absent"})
@@ -66,7 +58,7 @@ async def test_absent_fires_on_the_clock_and_resolves_on_arrival(settings):
         assert r.status_code == 201, r.text
         assert r.json()["params"]["for_seconds"] == 2.0
 
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
         await send(guard, [point(labels={"table": "sales"})])
         await evaluator.run_once()
         assert await active(guard) == []
@@ -84,7 +76,7 @@ async def test_absent_fires_on_the_clock_and_resolves_on_arrival(settings):
         assert alert["component"] == "etl" and alert["severity"] == "critical"
 
         # a restarted evaluator reloads the firing instead of firing again
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
         await evaluator.run_once()
         async with guard.session() as s:
             assert len(list((await s.execute(select(MetricAnomaly))).scalars())) == 1
@@ -104,7 +96,7 @@ async def test_absent_counts_points_written_elsewhere_and_never_seen_series(sett
             r = await guard.client.post("/api/v1/rules", headers=h, json={
                 "name": name, "component": "etl", "metric_name": metric, "kind": "absent", "params": {"for": 1}})
             assert r.status_code == 201, r.text
-        evaluator = RuleEvaluator(guard.state)
+        evaluator = guard.runtime.detection.evaluator
 
         async def both_fired():
             return len(await active(guard)) == 2
@@ -114,9 +106,9 @@ async def test_absent_counts_points_written_elsewhere_and_never_seen_series(sett
         from app.db.session import session_scope
         from app.metrics.service import MetricsService
 
-        guard.state.extras.pop("rule_evaluator")
-        async with session_scope(guard.state.sessionmaker) as session:
-            await MetricsService(session, guard.state).record([point()])
+        rt = guard.runtime
+        async with session_scope(rt.sessionmaker) as session:
+            await MetricsService(session, rt.core, cache=rt.detection.cache, evaluator=None).record([point()])
         await evaluator.run_once()
         assert [a.metric_name for a in await active(guard)] == ["never_sent"]
 
@@ -137,7 +129,7 @@ async def test_rules_declared_in_the_config_file(db_url, tmp_path):
                     "rules:\n  - name: sales-fresh\n    component: etl\n    metric_name: rows_loaded\n"
                     "    kind: absent\n    labels: {table: sales}\n    params: {for: 2h}\n    severity: critical\n")
     settings = load_settings(path, environ={})
-    async with running_guard(settings, build_services=lambda state: [RuleEvaluator(state)]) as guard:
+    async with running_guard(settings, build_services=lambda rt: [rt.detection.evaluator]) as guard:
         h = await guard.headers("admin")
         [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
         assert (rule["name"], rule["kind"], rule["source"], rule["params"]["for_seconds"]) == (
@@ -146,7 +138,7 @@ async def test_rules_declared_in_the_config_file(db_url, tmp_path):
         assert r.status_code == 409 and r.json()["error"]["details"]["source"] == "config"
         assert (await guard.client.delete(f"/api/v1/rules/{rule['id']}", headers=h)).status_code == 409
 
-        guard.state.settings.rules = []
-        assert await sync_declared_rules(guard.state) == {"created": [], "updated": [], "disabled": ["sales-fresh"]}
+        guard.runtime.settings.rules = []
+        assert await sync_declared_rules(guard.runtime.core, guard.runtime.detection.evaluator) == {"created": [], "updated": [], "disabled": ["sales-fresh"]}
         [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
         assert rule["enabled"] is False

@@ -13,8 +13,8 @@ from tests.conftest import running_guard
 from tests.pipelines.providers import OG_KEY, PD_KEY, SMTP_PASSWORD, SMTP_USER, providers, smtp_server
 
 
-def outbox_only(state):
-    return [OutboxSender(state)]
+def outbox_only(rt):
+    return [OutboxSender(rt.core, secret_box=rt.secret_box)]
 
 
 async def wait_for(predicate, timeout=60.0):
@@ -53,7 +53,7 @@ async def test_incident_tools_get_trigger_acknowledge_resolve_with_one_key(notif
         await add_channel(guard, "discord", "discord", {"url": prov.url + "/api/webhooks/1/t0ken", "username": "guard"})
 
         async with guard.session() as session:
-            raised = await AlertService(session, guard.state.settings).raise_alert(
+            raised = await AlertService(session, guard.runtime.settings).raise_alert(
                 component="etl", severity="critical", message="loader exited 3 @everyone",
                 fingerprint="health:etl", labels={"app": "sales"})
         alert_id = raised.alert.id
@@ -102,7 +102,7 @@ async def test_email_over_a_real_smtp_server(notify_settings):
             assert bad.status_code == 422 and bad.json()["error"]["type"]
 
             async with guard.session() as session:
-                await AlertService(session, guard.state.settings).raise_alert(
+                await AlertService(session, guard.runtime.settings).raise_alert(
                     component="etl", severity="warning", message="rows dropped by 80%", fingerprint="anomaly:etl")
             rows = await settled(guard, 2)
 
@@ -171,7 +171,8 @@ async def test_channels_declared_in_the_config_file(db_url, tmp_path):
         "    config: {host: 127.0.0.1, port: 2525, from_address: guard@example.org, to: [data@example.org],\n"
         "             password: '${SMTP_PASSWORD}', username: guard}\n")
     settings = load_settings(path, environ={"PD_KEY": PD_KEY, "SMTP_PASSWORD": SMTP_PASSWORD})
-    async with running_guard(settings, build_services=lambda state: [AlertMaintenance(state)]) as guard:
+    async with running_guard(settings, build_services=lambda rt: [AlertMaintenance(
+            rt.core, secret_box=rt.secret_box, published=rt.alerts.maintenance_published)]) as guard:
         h = await guard.headers("admin")
         listed = {c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]}
         assert set(listed) == {"oncall", "data-team"}
@@ -184,12 +185,12 @@ async def test_channels_declared_in_the_config_file(db_url, tmp_path):
         assert r.status_code == 409 and r.json()["error"]["details"]["source"] == "config"
         assert (await guard.client.delete(f"/api/v1/channels/{oncall['id']}", headers=h)).status_code == 409
 
-        state = guard.state
-        assert await sync_declared_channels(state) == {"created": [], "updated": [], "disabled": []}
+        state = guard.runtime
+        assert await sync_declared_channels(state.core, state.secret_box) == {"created": [], "updated": [], "disabled": []}
         changed = state.settings.channels[0].model_copy(update={"config": {**state.settings.channels[0].config,
                                                                            "source": "etl-guard"}})
         state.settings.channels = [changed]
-        report = await sync_declared_channels(state)
+        report = await sync_declared_channels(state.core, state.secret_box)
         assert report == {"created": [], "updated": ["oncall"], "disabled": ["data-team"]}
         listed = {c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]}
         assert listed["oncall"]["config"]["source"] == "etl-guard" and listed["data-team"]["enabled"] is False

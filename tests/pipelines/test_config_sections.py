@@ -25,7 +25,7 @@ async def test_caching_section_from_yaml_sets_ttl_and_size(db_url, tmp_path):
     async with running_guard(settings) as guard:
         for name in ("a", "b", "c"):
             await _latest_twice(guard, name)
-        stats = guard.state.extras["status_sections"]["cache"]()
+        stats = guard.runtime.status_sections["cache"]()
         assert stats["ttl_seconds"] == 42.0
         assert stats["max_entries"] == 2
         assert stats["entries"] == 2  # the oldest of three keys was evicted
@@ -38,7 +38,7 @@ async def test_caching_disabled_in_yaml_reads_the_database_every_time(db_url, tm
         await _latest_twice(guard, "etl")
         r = await guard.client.get("/api/v1/status/detailed", headers=await guard.headers("operator"))
         assert r.status_code == 200, r.text
-        stats = guard.state.extras["status_sections"]["cache"]()
+        stats = guard.runtime.status_sections["cache"]()
         assert stats["enabled"] is False
         assert stats["hits"] == 0 and stats["entries"] == 0
 

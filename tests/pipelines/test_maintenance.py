@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from sqlalchemy import func, select
 
 from app.alerts.maintenance import AlertMaintenance
-from app.alerts.subscribers import wire
 from app.alerts.windows import FOREVER, next_window, open_window, sync_declared_windows
 from app.config.sections import MaintenanceDeclaration
 from app.db.models import CheckResultRecord, Notification, Silence
@@ -72,7 +71,6 @@ async def test_recurring_windows_over_the_api(guard):
 async def test_checks_keep_running_inside_a_window_and_notifications_wait(db_url, tmp_path, http_target):
     settings = mon_settings(db_url, tmp_path, {"failure_threshold": 1}, security={"ssrf_allowlist": ["127.0.0.1/32"]})
     async with monitored(settings) as (guard, scheduler):
-        wire(guard.state)
         admin = await guard.headers("admin")
         r = await guard.client.post("/api/v1/channels", headers=admin, json={
             "name": "hook", "kind": "webhook", "config": {"url": http_target.url("/hook")}})
@@ -113,7 +111,8 @@ async def test_checks_keep_running_inside_a_window_and_notifications_wait(db_url
         closed = await guard.client.delete(f"/api/v1/components/etl/maintenance/{window_id}",
                                            headers={"X-Ping-Token": token})
         assert closed.status_code == 200 and closed.json()["active"] is False
-        await AlertMaintenance(guard.state).run_once()
+        await AlertMaintenance(guard.runtime.core, secret_box=guard.runtime.secret_box,
+                               published=guard.runtime.alerts.maintenance_published).run_once()
         alerts = (await guard.client.get("/api/v1/alerts", headers=admin)).json()["items"]
         assert [(a["component"], a["status"]) for a in alerts] == [("etl", "firing")]
         async with guard.session() as s:
@@ -124,7 +123,7 @@ async def test_checks_keep_running_inside_a_window_and_notifications_wait(db_url
 
 
 async def test_windows_declared_in_the_config_file(guard):
-    state = guard.state
+    state = guard.runtime.core
     nightly = MaintenanceDeclaration(name="nightly", component="warehouse-*", schedule="0 2 * * *",
                                      tz="Europe/Berlin", duration="45m", comment="vacuum")
     state.settings.maintenance = [nightly]

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import insert, select
 
 from app.db.models import Component, ComponentLease
-from app.replicas.manager import install
 from tests.conftest import make_settings, running_guard
 
 FAST = {"lease_ttl": 3.0, "renew_interval": 1.0}
@@ -28,7 +27,8 @@ async def replicas(url: str, tmp_path, regions: list[str | None], **replication)
             settings = make_settings(url, tmp_path / f"r{i}", region=region, replica_id=f"r{i}",
                                      replication={**FAST, **replication})
             guard = await stack.enter_async_context(running_guard(settings))
-            guard.manager = install(guard.state)
+            guard.manager = guard.runtime.replicas.leases
+            guard.manager.reattach()  # not started: the tests tick it
             guards.append(guard)
         yield guards
 

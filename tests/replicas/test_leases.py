@@ -139,4 +139,4 @@ async def test_dead_replica_is_marked_gone_and_replaced(pg_url, tmp_path):
             status = (await session.execute(text("SELECT status FROM replicas WHERE id = :id"),
                                             {"id": b.manager.replica_id})).scalar_one()
         assert status == "gone"
-        assert a.state.metrics.lease_epoch_changes._value.get() >= 1
+        assert a.runtime.metrics.lease_epoch_changes._value.get() >= 1

@@ -61,7 +61,7 @@ async def test_every_database_unavailable_shape_is_a_503(pg_url, tmp_path):
                     break
                 await asyncio.sleep(0.5)
             assert response.status_code == 201, response.text
-            assert guard.state.metrics.db_unavailable._value.get() >= 6
+            assert guard.runtime.metrics.db_unavailable._value.get() >= 6
     finally:
         await front.close()
 

@@ -62,7 +62,7 @@ def _forge(**claims) -> str:
 ])
 async def test_signed_tokens_with_bad_claims_are_401(guard, claims):
     await guard.headers("admin")  # the user exists
-    audience = guard.state.settings.security.audience
+    audience = guard.runtime.settings.security.audience
     token = _forge(aud=audience, **claims)
     response = await guard.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     _assert_envelope(response, 401)
@@ -70,5 +70,5 @@ async def test_signed_tokens_with_bad_claims_are_401(guard, claims):
 
 async def test_forged_helper_makes_a_valid_token(guard):
     await guard.headers("admin")
-    token = _forge(aud=guard.state.settings.security.audience)
+    token = _forge(aud=guard.runtime.settings.security.audience)
     assert (await guard.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200

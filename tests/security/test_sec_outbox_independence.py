@@ -22,7 +22,7 @@ async def _channel(guard, name: str, url: str) -> None:
 
 async def _raise(guard, component: str) -> None:
     async with guard.session() as session:
-        await AlertService(session, guard.state.settings).raise_alert(
+        await AlertService(session, guard.runtime.settings).raise_alert(
             component=component, severity="critical", message=f"{component} down")
 
 
@@ -44,7 +44,7 @@ async def test_hanging_receiver_does_not_delay_other_channels(db_url, tmp_path, 
     # The hung send stays open far longer than the test needs: only independence can make it pass.
     alerting = {**FAST, "request_timeout": 25, "claim_lease": 60, "stop_timeout": 0.2}
     settings = make_settings(db_url, tmp_path, security={"ssrf_allowlist": ["127.0.0.1/32"]}, alerting=alerting)
-    async with running_guard(settings, build_services=lambda state: [OutboxSender(state)]) as guard:
+    async with running_guard(settings, build_services=lambda rt: [OutboxSender(rt.core, secret_box=rt.secret_box)]) as guard:
         await _channel(guard, "hanging", silent_target.url("/hook"))
         await _channel(guard, "healthy", receiver.url + "/hook")
         await _raise(guard, "first")

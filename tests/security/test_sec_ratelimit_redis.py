@@ -63,7 +63,7 @@ async def test_redis_outage_falls_back_to_memory_limits(db_url, tmp_path, redis_
         "enabled": True, "default": "5/minute", "health": "1000/minute",
         "storage": f"redis://127.0.0.1:{redis_front.port}/0"}})
     async with running_guard(settings) as guard:
-        limiter = guard.state.limiter
+        limiter = guard.runtime.limiter
         limiter.RETRY_INTERVAL_S = 0.2  # probe the shared storage often, so recovery shows quickly
         peer = _peer()
         # Shared storage up: the budget is counted in the real Redis.

@@ -1,4 +1,5 @@
-"""Registry of recovery strategies: the built-ins plus plugins published through the entry-point
+"""Registry of recovery strategies (one per runtime, built at startup; ``config validate`` builds its
+own): the built-ins plus plugins published through the entry-point
 group ``pipeline_guard.actions`` (loaded lazily, on first lookup, never at import time).
 
 A plugin entry point names either a ``Strategy`` subclass (instantiated with no arguments, or with
@@ -13,6 +14,7 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any
 
+from app.healing.secretbox import HealingSecrets
 from app.healing.strategies.base import Strategy, StrategyConfigError
 
 log = logging.getLogger("pipeline_guard.healing")
@@ -35,8 +37,12 @@ def _instantiate(obj: Any, settings: Any) -> Strategy:
 
 
 class StrategyRegistry:
-    def __init__(self, settings: Any = None, *, load_entry_points: bool = True) -> None:
+    """``secret_box``: the app's SecretBox, for webhook headers marked secret (None: such values are
+    refused, as in ``config validate``)."""
+
+    def __init__(self, settings: Any = None, *, secret_box: Any = None, load_entry_points: bool = True) -> None:
         self.settings = settings
+        self.secrets = HealingSecrets(secret_box)
         self._strategies: dict[str, Strategy] = {}
         self._aliases: dict[str, str] = {}
         self._load_entry_points = load_entry_points
@@ -52,7 +58,7 @@ class StrategyRegistry:
         from app.healing.strategies.notify_only import NotifyOnlyStrategy
         from app.healing.strategies.webhook import WebhookStrategy
 
-        return [CommandStrategy(self.settings), WebhookStrategy(self.settings), KubernetesStrategy(),
+        return [CommandStrategy(self.settings), WebhookStrategy(self.settings, self.secrets), KubernetesStrategy(),
                 NotifyOnlyStrategy()]
 
     def register(self, strategy: Strategy, *, replace: bool = False) -> None:
@@ -106,28 +112,9 @@ class StrategyRegistry:
         return strategy.validate(params)
 
 
-_default: StrategyRegistry | None = None
-
-
-def default_registry() -> StrategyRegistry:
-    """The process-wide registry; ``configure_default`` (called at startup) gives it the settings."""
-    global _default
-    if _default is None:
-        _default = StrategyRegistry()
-    return _default
-
-
-def configure_default(settings: Any) -> StrategyRegistry:
-    global _default
-    _default = StrategyRegistry(settings)
-    return _default
-
-
 __all__ = [
     "ENTRY_POINT_GROUP",
     "StrategyConfigError",
     "StrategyRegistry",
     "UnknownStrategy",
-    "configure_default",
-    "default_registry",
 ]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from app.outbound.http import bounded_request, make_session
 from app.outbound.ssrf import UnsafeURL, check_url, redact_url
-from app.healing import secretbox
+from app.healing.secretbox import HealingSecrets, SecretBoxError
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -40,7 +40,8 @@ def render(template: Any, fields: dict[str, str]) -> Any:
 class WebhookStrategy(Strategy):
     kind: ClassVar[str] = "webhook"
 
-    def __init__(self, settings: Any = None) -> None:
+    def __init__(self, settings: Any = None, secrets: HealingSecrets | None = None) -> None:
+        self.secrets = secrets or HealingSecrets(None)
         security = getattr(settings, "security", None)
         self.ssrf_allow = list(getattr(security, "ssrf_allowlist", []) or [])
 
@@ -81,8 +82,7 @@ class WebhookStrategy(Strategy):
         return {"url": url, "method": method, "headers": headers, "body": body, "timeout": float(timeout),
                 "verify_tls": verify_tls}
 
-    @staticmethod
-    def _validate_headers(headers: Any) -> list[dict[str, Any]]:
+    def _validate_headers(self, headers: Any) -> list[dict[str, Any]]:
         if isinstance(headers, dict):  # {name: value} shorthand: never secret
             headers = [{"name": k, "value": v} for k, v in headers.items()]
         if not isinstance(headers, list):
@@ -106,8 +106,8 @@ class WebhookStrategy(Strategy):
                 raise StrategyConfigError(where, "value must be a single-line string")
             if secret:
                 try:
-                    out.append({"name": name, "secret": True, "value_encrypted": secretbox.active().encrypt(value)})
-                except secretbox.SecretBoxError as exc:
+                    out.append({"name": name, "secret": True, "value_encrypted": self.secrets.encrypt(value)})
+                except SecretBoxError as exc:
                     raise StrategyConfigError(where, str(exc)) from None
             else:
                 out.append({"name": name, "value": value})
@@ -120,10 +120,10 @@ class WebhookStrategy(Strategy):
         p = ctx.params
         try:
             headers = {
-                h["name"]: secretbox.active().decrypt(h["value_encrypted"]) if h.get("secret") else h["value"]
+                h["name"]: self.secrets.decrypt(h["value_encrypted"]) if h.get("secret") else h["value"]
                 for h in p["headers"]
             }
-        except secretbox.SecretBoxError as exc:
+        except SecretBoxError as exc:
             return ActionResult(False, f"webhook headers unusable: {exc}")
         incident = p.get("_incident") or {}
         fields = {
