@@ -29,59 +29,60 @@ TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # The getters are ``async def``: FastAPI calls them on the loop (a plain ``def`` hops to a thread).
     return request.app.state.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(rt: RuntimeDep) -> Settings:
+async def get_settings(rt: RuntimeDep) -> Settings:
     return rt.settings
 
 
-def get_core(rt: RuntimeDep) -> Core:
+async def get_core(rt: RuntimeDep) -> Core:
     return rt.core
 
 
-def get_metrics(rt: RuntimeDep) -> GuardMetrics:
+async def get_metrics(rt: RuntimeDep) -> GuardMetrics:
     return rt.metrics
 
 
-def get_events(rt: RuntimeDep) -> EventBus:
+async def get_events(rt: RuntimeDep) -> EventBus:
     return rt.events
 
 
-def get_secret_box(rt: RuntimeDep) -> SecretBox:
+async def get_secret_box(rt: RuntimeDep) -> SecretBox:
     if rt.secret_box is None:
         raise ServiceUnavailable("the guard is not started yet")
     return rt.secret_box
 
 
-def get_scheduler(rt: RuntimeDep) -> Scheduler:
+async def get_scheduler(rt: RuntimeDep) -> Scheduler:
     return rt.monitoring.scheduler
 
 
-def get_detection(rt: RuntimeDep) -> Detection:
+async def get_detection(rt: RuntimeDep) -> Detection:
     return rt.detection
 
 
-def get_strategies(rt: RuntimeDep) -> StrategyRegistry:
+async def get_strategies(rt: RuntimeDep) -> StrategyRegistry:
     return rt.healing.registry
 
 
-def get_healing_engine(rt: RuntimeDep) -> HealingEngine:
+async def get_healing_engine(rt: RuntimeDep) -> HealingEngine:
     """The healing engine; 409 when healing is disabled (it is then not built)."""
     if rt.healing.engine is None:
         raise Conflict("healing is disabled (healing.enabled is false)")
     return rt.healing.engine
 
 
-def get_leases(rt: RuntimeDep) -> LeaseManager:
+async def get_leases(rt: RuntimeDep) -> LeaseManager:
     return rt.replicas.leases
 
 
-def get_limiter(rt: RuntimeDep) -> RateLimiter:
+async def get_limiter(rt: RuntimeDep) -> RateLimiter:
     assert rt.limiter is not None, "create_app always builds the rate limiter"
     return rt.limiter
 
