@@ -57,8 +57,10 @@ BENCHES ?= probes ingest summary nab nab_cv healing cli_help ratelimit_redis
 bench: $(VENV)/.installed-dev
 	for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
+## make lint: ruff over the code and tests, mypy over app/ (settings in pyproject.toml)
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench
+	$(BIN)/mypy app
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
