@@ -57,8 +57,9 @@ BENCHES ?= probes ingest summary nab nab_cv healing cli_help ratelimit_redis
 bench: $(VENV)/.installed-dev
 	for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
+## make lint: ruff over the code and tests, mypy over app/ (settings in pyproject.toml); runs both, fails if either does
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check app tests bench
+	@status=0; $(BIN)/ruff check app tests bench || status=1; $(BIN)/mypy app || status=1; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

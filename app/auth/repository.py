@@ -17,9 +17,6 @@ class UserRepository:
     async def by_username(self, username: str) -> User | None:
         return (await self.session.execute(select(User).where(User.username == username))).scalar_one_or_none()
 
-    async def by_id(self, user_id: int) -> User | None:
-        return await self.session.get(User, user_id)
-
     async def count(self) -> int:
         return int((await self.session.execute(select(func.count()).select_from(User))).scalar_one())
 

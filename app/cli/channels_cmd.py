@@ -26,7 +26,6 @@ def _channel_id(conn: Connection, name_or_id: str) -> int:
         if channel.get("name") == name_or_id:
             return int(channel["id"])
     fail(f"channel {name_or_id!r} not found")
-    raise AssertionError  # fail() exits
 
 
 def _config(pairs: list[str] | None, raw: str | None) -> dict:
@@ -65,14 +64,16 @@ def add(
                                                                           "webhook or any URL)")] = None,
     secret: Annotated[str | None, typer.Option(envvar="PIPELINE_CHANNEL_SECRET",
                                                help="webhook: HMAC signing secret (stored encrypted)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="config key=value; repeat (e.g. "
-                                                                 "--set routing_key=… --set 'to=[\"a@x.org\"]')")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="config key=value; repeat (e.g. --set routing_key=… --set 'to=[\"a@x.org\"]')")] = None,
     config: Annotated[str | None, typer.Option(help="the whole config as a JSON object")] = None,
     severity: Annotated[list[str] | None, typer.Option("--severity", help="info, warning, critical; repeat "
                                                                           "(default: all)")] = None,
-    matcher: Annotated[list[str] | None, typer.Option("--matcher", "-m", help="label=value the alert must have; repeat")] = None,
+    matcher: Annotated[list[str] | None, typer.Option("--matcher", "-m",
+                                                      help="label=value the alert must have; repeat")] = None,
     language: Annotated[str, typer.Option(help="en, de or fr")] = "en",
-    from_file: Annotated[Path | None, typer.Option("--from-file", "-f", help="YAML channel spec, as the API takes it")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from-file", "-f",
+                                                   help="YAML channel spec, as the API takes it")] = None,
 ) -> None:
     """Add a channel (prefer the environment or a file for secrets: shell history keeps --set values)."""
     if from_file is not None:

@@ -69,7 +69,8 @@ def _spec_from_options(name: str, check_kind: str | None, check: dict[str, Any],
     if recovery_file is not None:
         recovery = _load_yaml(recovery_file, "--recovery-file")
         if not isinstance(recovery, dict):
-            raise typer.BadParameter(f"{recovery_file}: expected a recovery policy mapping", param_hint="--recovery-file")
+            raise typer.BadParameter(f"{recovery_file}: expected a recovery policy mapping",
+                                     param_hint="--recovery-file")
         spec["recovery"] = recovery
     return spec
 
@@ -101,7 +102,8 @@ def _specs_from_file(path: Path) -> list[dict[str, Any]]:
 def add(
     conn: Connection,
     name: Annotated[str | None, typer.Argument(help="component name (omit with --from-file)")] = None,
-    check_kind: Annotated[str | None, typer.Option("--check-kind", help="http, tcp, command, heartbeat or a plugin")] = None,
+    check_kind: Annotated[str | None, typer.Option("--check-kind",
+                                                   help="http, tcp, command, heartbeat or a plugin")] = None,
     check_url: Annotated[str | None, typer.Option("--check-url", "--target", help="what an http check probes")] = None,
     interval: Annotated[str | None, typer.Option(help="check interval, e.g. 30s")] = None,
     timeout: Annotated[str | None, typer.Option(help="check timeout, e.g. 5s")] = None,
@@ -120,7 +122,8 @@ def add(
     critical: Annotated[bool, typer.Option("--critical", help="its failure makes the whole system critical")] = False,
     description: Annotated[str, typer.Option()] = "",
     endpoint: Annotated[str | None, typer.Option(help="the component's address (informational)")] = None,
-    from_file: Annotated[Path | None, typer.Option("--from-file", "-f", help="YAML spec (one component or a list)")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from-file", "-f",
+                                                   help="YAML spec (one component or a list)")] = None,
 ) -> None:
     """Register a component (from options, or every component of a YAML file)."""
     if from_file is not None:

@@ -36,25 +36,21 @@ def login(
                                                  help="prompted for when omitted")] = None,
     password: Annotated[str | None, typer.Option("--password", envvar="PIPELINE_PASSWORD",
                                                  help="prompted for when omitted (env: PIPELINE_PASSWORD)")] = None,
-    url: Annotated[str | None, typer.Option("--url", envvar="PIPELINE_URL", help=f"guard URL (default {DEFAULT_URL})")] = None,
+    url: Annotated[str | None, typer.Option("--url", envvar="PIPELINE_URL",
+                                            help=f"guard URL (default {DEFAULT_URL})")] = None,
 ) -> None:
     """Log in and keep the token in the user's config dir (0600)."""
-    from app.client import GuardClient
-
     conn = resolve_connection(url, None, False)
     username = username or typer.prompt("username")
     password = password or getpass.getpass(f"password for {username}@{conn.url}: ")
     with handle_errors(conn):
-        conn.client()._http.close()  # (quiets the client's logger for the CLI)
-        client = GuardClient(conn.url, username=username, password=password, raise_errors=True, retries=1,
-                             backoff=0.2, timeout=15.0, flush_interval=0)
-        try:
+        with conn.client(username=username, password=password) as client:
             me = client.me()
-        finally:
-            client._closed.set()
-            client._http.close()
+        if not client.token:
+            fail(f"{conn.url} accepted the login but issued no token")
         path = save_credentials(conn.url, client.token, username)
-    typer.echo(f"logged in to {conn.url} as {me.get('username', username)} ({me.get('role', '?')}); token kept in {path}")
+    typer.echo(f"logged in to {conn.url} as {me.get('username', username)} ({me.get('role', '?')}); "
+               f"token kept in {path}")
 
 
 def logout(url: Annotated[str | None, typer.Option("--url", envvar="PIPELINE_URL")] = None) -> None:
@@ -92,8 +88,7 @@ def status(conn: Connection) -> None:
     """Components, their status, last check and open incident (GET /api/v1/status)."""
     from app.client import GuardAPIError
 
-    client = conn.client()
-    try:
+    with conn.client() as client:
         try:
             body = client.get_system_status()
         except GuardAPIError as exc:
@@ -103,9 +98,6 @@ def status(conn: Connection) -> None:
             page = client.list_components()
             body = {"overall_health": None, "components": [
                 {**c, "status": pick(c, "state.status") or "unknown"} for c in items_of(page)]}
-    finally:
-        client._closed.set()
-        client._http.close()
     if conn.json_output:
         output(conn, body)
         return

@@ -17,13 +17,17 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import click
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
+
+if TYPE_CHECKING:
+    from app.client import GuardClient
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 CREDENTIALS_FILE = "credentials.json"
@@ -78,26 +82,28 @@ class Connection:
     token: str | None
     json_output: bool
 
-    def client(self):
+    def client(self, *, username: str | None = None, password: str | None = None) -> "GuardClient":
+        """A client that fails fast and raises (the CLI says why in one line); close it when done
+        (``with conn.client() as client:``). With ``username``/``password`` it logs in instead of
+        using the token."""
         from app.client import GuardClient
 
-        # The CLI reports failures itself, as one line; keep the client's log warnings out of stderr.
-        client_log = logging.getLogger("pipeline_guard.client")
-        if not client_log.handlers:
-            client_log.addHandler(logging.NullHandler())
-            client_log.propagate = False
-
-        # The CLI fails fast and says why; a pipeline client would keep retrying quietly.
-        return GuardClient(self.url, self.token, raise_errors=True, retries=1, backoff=0.2, timeout=15.0,
-                           flush_interval=0)
+        quiet_client_log()
+        # A pipeline client would keep retrying quietly; the CLI fails fast and says why.
+        return GuardClient(self.url, None if username else self.token, username=username, password=password,
+                           raise_errors=True, retries=1, backoff=0.2, timeout=15.0, flush_interval=0)
 
     def call(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        client = self.client()
-        try:
+        with self.client() as client:
             return getattr(client, operation)(*args, **kwargs)
-        finally:
-            client._closed.set()  # nothing is ever buffered by the CLI
-            client._http.close()
+
+
+def quiet_client_log() -> None:
+    """The CLI reports failures itself, as one line; keep the client's log warnings out of stderr."""
+    client_log = logging.getLogger("pipeline_guard.client")
+    if not client_log.handlers:
+        client_log.addHandler(logging.NullHandler())
+        client_log.propagate = False
 
 
 def resolve_connection(url: str | None, token: str | None, json_output: bool) -> Connection:
@@ -115,7 +121,7 @@ TokenOption = Annotated[str | None, typer.Option("--token", envvar="PIPELINE_TOK
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -149,9 +155,11 @@ class handle_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or isinstance(exc, (click.ClickException, TyperException, typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt)):
-            return False
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None or isinstance(exc, (click.ClickException, TyperException, typer.Exit, typer.Abort, SystemExit,
+                                           KeyboardInterrupt)):
+            return
         from app.client import GuardAPIError, GuardConnectionError
 
         if isinstance(exc, GuardAPIError):
@@ -167,7 +175,6 @@ class handle_errors:
         if isinstance(exc, (ValueError, OSError)):
             fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
         fail(f"{type(exc).__name__}: {exc}")
-        return False
 
 
 def describe_details(details: Any) -> list[str]:

@@ -51,7 +51,8 @@ def query(
 @http_command
 def summary(conn: Connection, component: str, metric_name: str,
             since: Annotated[str | None, typer.Option(help="window like 1h, 24h")] = "1h",
-            start: Annotated[str | None, typer.Option()] = None, end: Annotated[str | None, typer.Option()] = None) -> None:
+            start: Annotated[str | None, typer.Option()] = None,
+            end: Annotated[str | None, typer.Option()] = None) -> None:
     """count/min/max/mean/percentiles of one series."""
     body = conn.call("get_metric_summary", component, metric_name, since=None if start else since, start=start, end=end)
     output(conn, body)
@@ -78,9 +79,8 @@ def baselines(conn: Connection, component: Annotated[str | None, typer.Option()]
 def analyze(conn: Connection, component: str,
             since: Annotated[str, typer.Option(help="window like 1h, 24h")] = "1h") -> None:
     """Each series of COMPONENT: latest value, summary over the window, and its baseline (the seed's --analyze)."""
-    client = conn.client()
     rows: list[dict[str, Any]] = []
-    try:
+    with conn.client() as client:
         series = items_of(client.get_latest_metrics(component))
         try:
             known = {pick(b, "metric_name", "name"): b for b in items_of(client.get_baselines(component))}
@@ -92,16 +92,16 @@ def analyze(conn: Connection, component: str,
                 name = pick(point, "metric_name", "name")
                 stats = client.get_metric_summary(component, name, since=since) or {}
                 baseline = known.get(name) or {}
-                mean, spread, value = pick(baseline, "baseline.median"), pick(baseline, "baseline.spread"), pick(point, "value")
+                mean, spread = pick(baseline, "baseline.median"), pick(baseline, "baseline.spread")
+                value = pick(point, "value")
                 score = None
-                if isinstance(mean, (int, float)) and isinstance(spread, (int, float)) and spread > 0 and value is not None:
+                numbers = isinstance(mean, int | float) and isinstance(spread, int | float)
+                if numbers and spread > 0 and value is not None:
                     score = round(abs(float(value) - mean) / spread, 2)
-                rows.append({"metric_name": name, "latest": value, **{k: stats.get(k) for k in SUMMARY_KEYS if k in stats},
+                rows.append({"metric_name": name, "latest": value,
+                             **{k: stats.get(k) for k in SUMMARY_KEYS if k in stats},
                              "baseline_mean": mean, "z": score})
                 progress.advance(task)
-    finally:
-        client._closed.set()
-        client._http.close()
     columns = [("metric", ("metric_name",)), ("latest", ("latest",)), ("count", ("count",)), ("mean", ("mean", "avg")),
                ("p95", ("p95",)), ("max", ("max",)), ("baseline median", ("baseline_mean",)), ("z", ("z",))]
     output(conn, {"component": component, "since": since, "series": rows} if conn.json_output else rows, columns)

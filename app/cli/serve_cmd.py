@@ -65,4 +65,4 @@ def next_steps_text(url: str) -> str:
        then, in the job:     curl -fsS -m 10 --retry 3 {url}/ping/<token>       (or .../fail, or .../$? for the exit code)
     4. a channel for alerts: pipeline-guard channels add ops --kind slack --webhook-url https://hooks.slack.com/services/T000/B000/XXXX
     5. open the status page: {url}/status    (the API and its docs: {url}/docs)
-"""
+"""  # noqa: E501 - the commands are printed whole, to be copied

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Self
+from types import TracebackType
+from typing import Any, ParamSpec, Self, TypeVar
 
 import httpx
 
@@ -33,9 +34,14 @@ from app.client.core import (
     requeue,
     segment,
 )
+from app.client.maintenance import AsyncMaintenance, Duration
+from app.client.operations import Operations
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-class AsyncGuardClient(ClientSettings):
+class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
     """The asyncio twin of :class:`app.client.GuardClient`; use ``async with`` or ``await close()``.
 
     The background flush runs as a task of the loop that recorded the first point.
@@ -95,7 +101,7 @@ class AsyncGuardClient(ClientSettings):
             if call.authenticated:
                 headers.update(await self._auth_headers())
             try:
-                response = await self._http.request(call.method, call.path, params=call.params or None,
+                response = await self._http.request(call.method, call.path, params=tuple(call.params) or None,
                                                     json=call.json, data=call.data, headers=headers,
                                                     timeout=exchange.request_timeout())
             except httpx.TransportError as exc:
@@ -118,7 +124,16 @@ class AsyncGuardClient(ClientSettings):
             self._fail(what or f"{call.method} {call.path}", exc)
             return None
 
-    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+    async def _invoke(self, build: Callable[P, calls.Call], /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            call = build(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - bad arguments are reported like any other failure
+            self._fail(build.__name__, exc)
+            return None
+        return await self._send(call, build.__name__)
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      json: Any = None) -> Any:
         return await self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
 
     # --- metrics ----------------------------------------------------------------------------
@@ -214,11 +229,9 @@ class AsyncGuardClient(ClientSettings):
         return AsyncJob(self, component, ping_token)
 
     # --- maintenance windows (app/client/maintenance.py) ------------------------------------
-    def maintenance(self, component: str, duration: Any, comment: str | None = None,
-                    ping_token: str | None = None) -> Any:
+    def maintenance(self, component: str, duration: Duration, comment: str | None = None,
+                    ping_token: str | None = None) -> AsyncMaintenance:
         """``async with guard.maintenance("etl", "30m"):`` (see ``GuardClient.maintenance``)."""
-        from app.client.maintenance import AsyncMaintenance
-
         return AsyncMaintenance(self, component, duration, comment, ping_token)
 
 
@@ -235,42 +248,24 @@ class AsyncJob:
         await self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
         duration = self._watch.elapsed if self._watch else None
-        succeeded = exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None))
-        if succeeded:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             await self.client.flush()
             await self.client.heartbeat(self.component, "success", duration, self.message, ping_token=self.ping_token)
-            return False
+            return
         try:
             await self.client.flush()
             await self.client.heartbeat(self.component, "fail", duration, failure_message(exc),
                                         ping_token=self.ping_token)
         except Exception as report_error:  # noqa: BLE001
             log.warning("pipeline guard: could not report the failure of %s: %s", self.component, report_error)
-        return False
 
-    def __call__(self, func: Callable) -> Callable:
+    def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             async with AsyncJob(self.client, self.component, self.ping_token):
                 return await func(*args, **kwargs)
 
         return wrapper
-
-
-def _bind(operation: Callable[..., calls.Call]) -> Callable[..., Any]:
-    @functools.wraps(operation)
-    async def method(self: AsyncGuardClient, *args: Any, **kwargs: Any) -> Any:
-        try:
-            call = operation(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(operation.__name__, exc)
-            return None
-        return await self._send(call, operation.__name__)
-
-    return method
-
-
-for _operation in calls.OPERATIONS:
-    setattr(AsyncGuardClient, _operation.__name__, _bind(_operation))

@@ -1,7 +1,8 @@
 """Every API call the clients make, described once as data (method, path, query, body).
 
-``GuardClient`` and ``AsyncGuardClient`` both turn each function here into a method of the same name
-(sync or async), so the two can never disagree about a path or a parameter.
+``app/client/operations.py`` gives ``GuardClient`` and ``AsyncGuardClient`` one typed method per
+function here, of the same name and signature (sync or async), so the two can never disagree about a
+path or a parameter.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def heal(component: str, strategy: str | None = None, reason: str | None = None)
 
 
 def list_healing_attempts(*, component: str | None = None, limit: int = 100, offset: int = 0) -> Call:
-    return Call("GET", f"{API}/healing/attempts", clean_params({"component": component, "limit": limit, "offset": offset}))
+    return Call("GET", f"{API}/healing/attempts",
+                clean_params({"component": component, "limit": limit, "offset": offset}))
 
 
 # --- users, audit, auth -----------------------------------------------------------------------

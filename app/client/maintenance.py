@@ -57,11 +57,10 @@ class Maintenance:
         self.window = self.client._send(self._open, f"maintenance {self.component}")
         return self
 
-    def __exit__(self, *exc_info: object) -> bool:
+    def __exit__(self, *exc_info: object) -> None:
         if self.window and self.window.get("id") is not None:
             self.client._send(close_call(self.component, self.window["id"], self.ping_token),
                               f"maintenance {self.component}")
-        return False
 
 
 class AsyncMaintenance:
@@ -77,8 +76,7 @@ class AsyncMaintenance:
         self.window = await self.client._send(self._open, f"maintenance {self.component}")
         return self
 
-    async def __aexit__(self, *exc_info: object) -> bool:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self.window and self.window.get("id") is not None:
             await self.client._send(close_call(self.component, self.window["id"], self.ping_token),
                                     f"maintenance {self.component}")
-        return False

@@ -10,7 +10,8 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Self
+from types import TracebackType
+from typing import Any, ParamSpec, Self, TypeVar
 
 import httpx
 
@@ -26,6 +27,7 @@ from app.client.core import (
     MetricPoint,
     Stopwatch,
     chunks,
+    clean_params,
     failure_message,
     heartbeat_body,
     log,
@@ -35,9 +37,14 @@ from app.client.core import (
     requeue,
     segment,
 )
+from app.client.maintenance import Duration, Maintenance
+from app.client.operations import Operations
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-class GuardClient(ClientSettings):
+class GuardClient(ClientSettings, Operations[Any]):
     """Report to a Pipeline Guard from a pipeline. Thread-safe; use as a context manager or ``close()``.
 
     ``token`` is a bearer token; or give ``username``/``password`` and the client logs in (and again
@@ -113,7 +120,7 @@ class GuardClient(ClientSettings):
             if call.authenticated:
                 headers.update(self._auth_headers())
             try:
-                response = self._http.request(call.method, call.path, params=call.params or None,
+                response = self._http.request(call.method, call.path, params=tuple(call.params) or None,
                                                     json=call.json, data=call.data, headers=headers,
                                                     timeout=exchange.request_timeout())
             except httpx.TransportError as exc:
@@ -136,10 +143,16 @@ class GuardClient(ClientSettings):
             self._fail(what or f"{call.method} {call.path}", exc)
             return None
 
+    def _invoke(self, build: Callable[P, calls.Call], /, *args: P.args, **kwargs: P.kwargs) -> Any:
+        try:
+            call = build(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - bad arguments are reported like any other failure
+            self._fail(build.__name__, exc)
+            return None
+        return self._send(call, build.__name__)
+
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
         """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error handling."""
-        from app.client.core import clean_params
-
         return self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
 
     # --- metrics ----------------------------------------------------------------------------
@@ -159,7 +172,9 @@ class GuardClient(ClientSettings):
             self.flush()
 
     def record_batch(self, points: Iterable[Any]) -> int:
-        """Send points now (dicts, MetricPoints or tuples), in chunks of ``batch_size``. Returns how many were accepted."""
+        """Send points now (dicts, MetricPoints or tuples), in chunks of ``batch_size``.
+
+        Returns how many were accepted."""
         try:
             coerced = [MetricPoint.coerce(p) for p in points]
         except Exception as exc:  # noqa: BLE001
@@ -244,12 +259,10 @@ class GuardClient(ClientSettings):
         return Job(self, component, ping_token)
 
     # --- maintenance windows (app/client/maintenance.py) ------------------------------------
-    def maintenance(self, component: str, duration: Any, comment: str | None = None,
-                    ping_token: str | None = None) -> Any:
+    def maintenance(self, component: str, duration: Duration, comment: str | None = None,
+                    ping_token: str | None = None) -> Maintenance:
         """``with guard.maintenance("etl", "30m"):`` mutes notifications and healing for the
         component while the block runs (at most ``duration``); checks keep running."""
-        from app.client.maintenance import Maintenance
-
         return Maintenance(self, component, duration, comment, ping_token)
 
 
@@ -268,49 +281,31 @@ class Job:
         self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         duration = self._watch.elapsed if self._watch else None
-        succeeded = exc_type is None or (issubclass(exc_type, SystemExit) and exc.code in (0, None))
-        if succeeded:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.client.flush()
             self.client.heartbeat(self.component, "success", duration, self.message, ping_token=self.ping_token)
-            return False
+            return
         # The job failed: report it, but never let a reporting error hide the job's own exception.
         try:
             self.client.flush()
             self.client.heartbeat(self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token)
         except Exception as report_error:  # noqa: BLE001
             log.warning("pipeline guard: could not report the failure of %s: %s", self.component, report_error)
-        return False
 
-    def __call__(self, func: Callable) -> Callable:
+    def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             with Job(self.client, self.component, self.ping_token):
                 return func(*args, **kwargs)
 
         return wrapper
 
 
-def _close_at_exit(ref: weakref.ref) -> None:
+def _close_at_exit(ref: weakref.ref[GuardClient]) -> None:
     client = ref()
     if client is not None:
         with contextlib.suppress(Exception):  # the interpreter is exiting: nobody is left to tell
             client.close()
-
-
-def _bind(operation: Callable[..., calls.Call]) -> Callable[..., Any]:
-    @functools.wraps(operation)
-    def method(self: GuardClient, *args: Any, **kwargs: Any) -> Any:
-        try:
-            call = operation(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - bad arguments are reported like any other failure
-            self._fail(operation.__name__, exc)
-            return None
-        return self._send(call, operation.__name__)
-
-    return method
-
-
-for _operation in calls.OPERATIONS:
-    setattr(GuardClient, _operation.__name__, _bind(_operation))

@@ -180,10 +180,6 @@ class Settings(BaseSettings):
     def monitoring(self) -> MonitoringSection:
         return self.pipeline.monitoring
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     @classmethod
     def settings_customise_sources(
         cls,

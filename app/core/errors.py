@@ -34,16 +34,6 @@ class ConfigurationError(PipelineGuardError):
     error_type = "configuration_error"
 
 
-class MonitoringError(PipelineGuardError):
-    status_code = 500
-    error_type = "monitoring_error"
-
-
-class RecoveryError(PipelineGuardError):
-    status_code = 500
-    error_type = "recovery_error"
-
-
 class BadRequest(PipelineGuardError):
     status_code = 400
     error_type = "bad_request"

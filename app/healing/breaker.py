@@ -25,10 +25,6 @@ def record_failed_incident(budget: HealingBudget, policy: Policy, now: datetime)
     return False
 
 
-def rearm_due(budget: HealingBudget, now: datetime) -> bool:
-    return bool(budget.breaker_open and budget.breaker_rearm_at is not None and budget.breaker_rearm_at <= now)
-
-
 def rearm(budget: HealingBudget) -> bool:
     """Close the breaker and forget the failures that opened it. Returns whether it was open."""
     was_open = budget.breaker_open

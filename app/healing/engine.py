@@ -32,7 +32,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 
 from app.db.models.healing import (
     OPEN_STATES,
@@ -409,10 +409,6 @@ async def incident_status(session, incident_id: int, component_id: int) -> str:
     if incident is None:
         return "critical"  # only healing's own record of it: the opening event carried no more
     return incident.worst_status or incident.opening_status or "critical"
-
-
-def in_flight_filter():
-    return or_(HealingAttempt.state == AttemptState.RUNNING, HealingAttempt.state == AttemptState.VERIFYING)
 
 
 __all__ = ["Claim", "HealingEngine", "and_", "replica_owner"]

@@ -78,26 +78,6 @@ def encode_sketch(sk: QuantileSketch) -> bytes:
                      array("i", neg.keys()).tobytes(), array("I", neg.values()).tobytes()))
 
 
-def decode_sketch(data: bytes) -> QuantileSketch:
-    if not data or data[0] != _SPARSE_TAG:
-        return QuantileSketch.from_bytes(data)
-    _tag, count, zeros, total, lo, hi, mean, m2, npos, nneg = _SPARSE.unpack_from(data, 0)
-    sk = new_sketch()
-    off = _SPARSE.size
-
-    def take(code: str, n: int) -> array:
-        nonlocal off
-        arr = array(code)
-        arr.frombytes(data[off: off + 4 * n])
-        off += 4 * n
-        return arr
-
-    sk.pos = dict(zip(take("i", npos), take("I", npos)))
-    sk.neg = dict(zip(take("i", nneg), take("I", nneg)))
-    sk.zero_count, sk.count, sk.sum, sk.min, sk.max, sk._mean, sk._m2 = zeros, count, total, lo, hi, mean, m2
-    return sk
-
-
 def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
     return (res, s.component, s.metric_name, s.series_key, datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
             sk.max, sk.sum_of_squares, encode_sketch(sk), False)

@@ -27,12 +27,6 @@ class PointIn(BaseModel):
         None, description="ISO 8601 or epoch seconds, within the last 366 days and at most 5 minutes ahead; default now")
 
 
-class BatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    points: list[PointIn] = Field(min_length=1, max_length=10_000)
-
-
 def ingest_body(*, batch: bool) -> dict[str, Any]:
     """``openapi_extra`` for the ingest routes, which read their body themselves: documented, required."""
     point = PointIn.model_json_schema()

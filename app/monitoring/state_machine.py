@@ -71,20 +71,12 @@ class Decision:
     reason: str
 
 
-def _bad(code: str) -> bool:
-    return code != "u"
-
-
 def _bad_count(window: str) -> int:
     return len(window) - window.count("u")  # str.count: no per-character Python loop
 
 
 def flapping(recent: str, t: Thresholds) -> bool:
     return _bad_count(recent[-t.window:]) >= t.flap_threshold
-
-
-def in_grace(state: MachineState, now: datetime) -> bool:
-    return state.grace_until is not None and now < state.grace_until
 
 
 def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thresholds,

@@ -77,15 +77,17 @@ class FaultProxy:
             status, payload = item[0], item[1]
             extra = item[2] if len(item) > 2 else {}
             data = json.dumps(payload).encode() if payload is not None else b""
-            response_headers = [(b"content-type", b"application/json")] + [(k.encode(), v.encode()) for k, v in extra.items()]
+            response_headers = [(b"content-type", b"application/json"),
+                                *((k.encode(), v.encode()) for k, v in extra.items())]
         else:
             forwarded = {k: v for k, v in headers.items() if k not in ("host", "content-length", "connection")}
             async with httpx.AsyncClient(base_url=self.upstream, timeout=30) as client:
                 answer = await client.request(scope["method"], scope["path"] + (f"?{query}" if query else ""),
                                               content=body, headers=forwarded)
             status, data = answer.status_code, answer.content
+            hop_by_hop = ("content-length", "transfer-encoding", "connection", "server", "date")
             response_headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()
-                                if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date")]
+                                if k.lower() not in hop_by_hop]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": data})
 

@@ -129,7 +129,8 @@ def test_every_http_command_against_a_running_guard(cli, am_live, receiver):
     ok("components", "add", "nightly", "--check-kind", "heartbeat", "--period", "1h", "--grace", "5m",
        "--recovery-file", str(recovery))
     shown = {c["name"]: c for c in json.loads(ok("components", "list", "--json"))["items"]}
-    assert shown["web"]["check"]["failure_threshold"] == 2 and shown["web"]["check"]["expected_status"] == [[200, 200], [204, 204]]
+    assert shown["web"]["check"]["failure_threshold"] == 2
+    assert shown["web"]["check"]["expected_status"] == [[200, 200], [204, 204]]
     assert shown["db"]["check"]["port"] == 5432 and shown["nightly"]["check"]["period_s"] == 3600
     assert shown["nightly"]["recovery"]["max_attempts"] == 2
     result = cli("components", "add", "broken", "--check-kind", "heartbeat", *common)
@@ -223,14 +224,15 @@ def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
                 break
             time.sleep(0.2)
         assert found and found[0]["baseline"]["count"] == 50, found
-        result = cli("metrics", "baselines", "--component", "web", "--metric", "latency_ms", "--url", url, "--token", token)
+        auth = ("--url", url, "--token", token)
+        result = cli("metrics", "baselines", "--component", "web", "--metric", "latency_ms", *auth)
         assert result.exit_code == 0, result.output
         row = next(line for line in result.stdout.splitlines() if "latency_ms" in line)
         cells = [c.strip() for c in row.strip("│ ").split("│")]
         assert cells[:4] == ["web", "latency_ms", "-", "latency"]
         assert cells[4] == str(found[0]["baseline"]["median"]) and cells[5] == str(found[0]["baseline"]["spread"])
         assert cells[8] == "50"
-        assert cli("metrics", "baselines", "--metric", "nope", "--url", url, "--token", token).stderr.strip() == "(none)"
+        assert cli("metrics", "baselines", "--metric", "nope", *auth).stderr.strip() == "(none)"
 
 
 def test_status_says_when_it_shows_one_page_of_a_larger_fleet(cli, stub):

@@ -36,7 +36,8 @@ def sleeps(monkeypatch):
 
 
 def test_retries_a_500_then_succeeds(stub, sleeps):
-    stub.script("GET", "/api/v1/status", (500, envelope("internal_error", "boom")), (200, {"overall_health": "healthy"}))
+    stub.script("GET", "/api/v1/status", (500, envelope("internal_error", "boom")),
+                (200, {"overall_health": "healthy"}))
     with GuardClient(stub.url, "t0k", flush_interval=0) as guard:
         assert guard.get_system_status() == {"overall_health": "healthy"}
     assert len(stub.calls("GET", "/api/v1/status")) == 2
@@ -75,7 +76,8 @@ def test_connection_refused_is_logged_not_raised(sleeps, caplog):
 
 
 def test_raise_errors_raises_the_envelope(stub, sleeps):
-    stub.script("GET", "/api/v1/components/nope", (404, envelope("not_found", "component 'nope' not found", {"name": "nope"})))
+    stub.script("GET", "/api/v1/components/nope",
+                (404, envelope("not_found", "component 'nope' not found", {"name": "nope"})))
     with (GuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard,
           pytest.raises(GuardAPIError) as caught):
         guard.get_component("nope")
@@ -214,7 +216,8 @@ async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
         delays.append(seconds)
         return await real_sleep(0)
 
-    stub.script("GET", "/api/v1/status", (502, None), (429, None, {"Retry-After": "3"}), (200, {"overall_health": "ok"}))
+    stub.script("GET", "/api/v1/status", (502, None), (429, None, {"Retry-After": "3"}),
+                (200, {"overall_health": "ok"}))
     async with AsyncGuardClient(stub.url, stub.token, batch_size=2, flush_interval=0) as guard:
         monkeypatch.setattr(aio_module.asyncio, "sleep", fake_sleep)
         assert await guard.get_system_status() == {"overall_health": "ok"}

@@ -103,7 +103,8 @@ def doc_guard(db_url, tmp_path):
 @pytest.mark.timeout(900)  # ~40 CLI processes, each a fresh interpreter: minutes on a loaded machine
 def test_every_documented_example_runs_against_a_running_guard(doc_guard, receiver, tmp_path):
     live = doc_guard
-    httpx.post(f"{live.url}/api/v1/integrations/alertmanager", timeout=10, headers={"Authorization": f"Bearer {AM_TOKEN}"},
+    httpx.post(f"{live.url}/api/v1/integrations/alertmanager", timeout=10,
+               headers={"Authorization": f"Bearer {AM_TOKEN}"},
                json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
                    {"status": "firing", "labels": {"alertname": "Down", "component": "api", "severity": "critical"},
                     "annotations": {"summary": "down"}, "startsAt": datetime.now(UTC).isoformat(),

@@ -94,12 +94,13 @@ async def scenario(call: Recorder, url: str, hook_url: str) -> None:
     assert (await call("list_silences"))["items"] == []
 
     # an alert from Alertmanager, then acknowledged, read, resolved; a silence added and expired
+    labels = {"alertname": "HighLatency", "component": "etl", "severity": "critical"}
     await asyncio.to_thread(
-        httpx.post, f"{url}/api/v1/integrations/alertmanager", timeout=10, headers={"Authorization": f"Bearer {AM_TOKEN}"},
-               json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
-                   {"status": "firing", "labels": {"alertname": "HighLatency", "component": "etl", "severity": "critical"},
-                    "annotations": {"summary": "latency"}, "startsAt": datetime.now(UTC).isoformat(),
-                    "fingerprint": "abc123"}]})
+        httpx.post, f"{url}/api/v1/integrations/alertmanager", timeout=10,
+        headers={"Authorization": f"Bearer {AM_TOKEN}"},
+        json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
+            {"status": "firing", "labels": labels, "annotations": {"summary": "latency"},
+             "startsAt": datetime.now(UTC).isoformat(), "fingerprint": "abc123"}]})
     alerts = (await call("list_alerts", state="firing", component="etl"))["items"]
     assert len(alerts) == 1
     alert_id = alerts[0]["id"]
