@@ -10,6 +10,7 @@ from app.auth.permissions import Permission
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
 from app.security.crypto import secret_box
+from app.db.models import Component
 from app.db.types import utcnow
 from app.api.deps import Requires, SessionDep
 from app.core.errors import error_responses
@@ -40,28 +41,29 @@ async def list_components(
         limit=page.limit, offset=page.offset, region=region, status=status_, enabled=enabled,
         labels=parse_label_filters(label),
     )
-    return ComponentPage(items=items, total=total, limit=page.limit, offset=page.offset)
+    return ComponentPage(items=[ComponentOut.model_validate(c) for c in items], total=total, limit=page.limit,
+                         offset=page.offset)
 
 
 @router.post("", response_model=ComponentOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 409, 422))
 async def create_component(
     request: Request, data: ComponentCreate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
-) -> ComponentOut:
+) -> Component:  # the row; response_model shapes it
     component = await service.create(data)
     request.app.state.guard.metrics.prime_healing_policy(component.name, component.recovery)
     return component
 
 
 @router.get("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404))
-async def get_component(name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> ComponentOut:
+async def get_component(name: str, _: Requires(Permission.MONITOR_HEALTH), service: ServiceDep) -> Component:
     return await service.get(name)
 
 
 @router.patch("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_component(
     request: Request, name: str, data: ComponentUpdate, _: Requires(Permission.MANAGE_COMPONENTS), service: ServiceDep
-) -> ComponentOut:
+) -> Component:
     component = await service.update(name, data)
     request.app.state.guard.metrics.prime_healing_policy(component.name, component.recovery)
     return component
