@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -61,11 +62,11 @@ class AlertRepository:
         rows = await self.session.execute(query.order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(limit).offset(offset))
         return list(rows.scalars()), int(total)
 
-    async def with_status(self, status: str, limit: int = 1000) -> list[Alert]:
+    async def with_status(self, status: str, limit: int = 1000) -> builtins.list[Alert]:
         rows = await self.session.execute(select(Alert).where(Alert.status == status).order_by(Alert.id).limit(limit))
         return list(rows.scalars())
 
-    async def acks_expired(self, now: datetime, limit: int = 1000) -> list[Alert]:
+    async def acks_expired(self, now: datetime, limit: int = 1000) -> builtins.list[Alert]:
         rows = await self.session.execute(
             select(Alert).where(
                 Alert.status == AlertStatus.ACKNOWLEDGED,

@@ -53,9 +53,8 @@ async def list_alerts(
     component: str | None = None,
     since: Annotated[DateTimeQuery, Query(description="only alerts seen at or after this time")] = None,
 ) -> AlertPage:
-    statuses = status_ or [s.value for s in ACTIVE]
-    if "all" in statuses:
-        statuses = None
+    wanted = status_ or [s.value for s in ACTIVE]
+    statuses = None if "all" in wanted else wanted
     items, total = await service.list(limit=page.limit, offset=page.offset, statuses=statuses, severity=severity,
                                       component=component, since=since)
     return AlertPage(items=[AlertOut.of(a) for a in items], total=total, limit=page.limit, offset=page.offset)

@@ -57,11 +57,12 @@ def plan(*, starts_at: datetime | None, ends_at: datetime | None, duration: floa
     if schedule is None:
         if tz is not None:
             raise _invalid("tz", "only applies to a recurring window (give a schedule)")
-        if ends_at is None and duration is None:
-            raise _invalid("ends_at", "give ends_at or a duration")
-        if ends_at is not None and duration is not None:
+        if ends_at is None:
+            if duration is None:
+                raise _invalid("ends_at", "give ends_at or a duration")
+            ends_at = starts_at + timedelta(seconds=duration)
+        elif duration is not None:
             raise _invalid("duration", "give either ends_at or a duration, not both")
-        ends_at = ends_at or starts_at + timedelta(seconds=duration)
         if ends_at <= starts_at:
             raise _invalid("ends_at", "must be after starts_at")
         if ends_at <= now:
@@ -96,7 +97,8 @@ async def sync_declared_windows(state: Any) -> dict[str, list[str]]:
     declared = {w.name: w for w in state.settings.maintenance}
     now = utcnow()
     async with session_scope(state.sessionmaker) as session:
-        rows = {s.name: s for s in (await session.execute(select(Silence).where(Silence.name.is_not(None)))).scalars()}
+        rows = {s.name: s for s in (await session.execute(select(Silence).where(Silence.name.is_not(None)))).scalars()
+                if s.name is not None}  # the query's filter, for the type checker
         for name, decl in declared.items():
             wanted = {"component": decl.component or None, "labels": dict(decl.labels), "schedule": decl.schedule,
                       "tz": decl.tz, "duration_seconds": float(decl.duration), "comment": decl.comment,

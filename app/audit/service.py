@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.loops import LoopService
@@ -50,7 +51,7 @@ class AuditService:
         )
         await self.session.execute(delete(DeliveryAttempt).where(DeliveryAttempt.notification_id.in_(done)))
         await self.session.execute(delete(Notification).where(Notification.id.in_(done)))
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
 
 
 class AuditRetention(LoopService):

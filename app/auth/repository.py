@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import RevokedToken, User
@@ -45,7 +47,7 @@ class RevocationRepository:
 
     async def purge_expired(self, now: datetime) -> int:
         result = await self.session.execute(delete(RevokedToken).where(RevokedToken.expires_at < now))
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
 
     async def count(self) -> int:
         return int((await self.session.execute(select(func.count()).select_from(RevokedToken))).scalar_one())

@@ -11,6 +11,7 @@ from app.auth.schemas import Me, PasswordReset, TokenResponse, UserCreate, UserO
 from app.auth.service import LoginFailed
 from app.auth.throttle import LoginThrottle
 from app.api.deps import AuthServiceDep, CanAdmin, CurrentUser, LimiterDep, MetricsDep
+from app.db.models import User
 from app.core.errors import error_responses
 from app.api.pagination import Page
 from app.api.ratelimit import client_address
@@ -53,24 +54,24 @@ async def me(principal: CurrentUser) -> Me:
 @users_router.get("", response_model=UserPage, responses=error_responses(401, 403))
 async def list_users(_: CanAdmin, auth: AuthServiceDep, page: Annotated[Page, Depends()]) -> UserPage:
     items, total = await auth.list_users(limit=page.limit, offset=page.offset)
-    return UserPage(items=items, total=total, limit=page.limit, offset=page.offset)
+    return UserPage(items=[UserOut.model_validate(u) for u in items], total=total, limit=page.limit, offset=page.offset)
 
 
 @users_router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED,
                    responses=error_responses(401, 403, 409, 422))
-async def create_user(data: UserCreate, _: CanAdmin, auth: AuthServiceDep) -> UserOut:
+async def create_user(data: UserCreate, _: CanAdmin, auth: AuthServiceDep) -> User:
     return await auth.create_user(data.username, data.password, data.role)
 
 
 @users_router.get("/{username}", response_model=UserOut, responses=error_responses(401, 403, 404))
-async def get_user(username: str, _: CanAdmin, auth: AuthServiceDep) -> UserOut:
+async def get_user(username: str, _: CanAdmin, auth: AuthServiceDep) -> User:
     return await auth.get_user(username)
 
 
 @users_router.patch("/{username}", response_model=UserOut, responses=error_responses(401, 403, 404, 422))
 async def update_user(
     username: str, data: UserUpdate, principal: CanAdmin, auth: AuthServiceDep
-) -> UserOut:
+) -> User:
     """Change a user's role or disable/enable it; takes effect on the user's next request."""
     return await auth.update_user(username, role=data.role, disabled=data.disabled, actor=principal.username)
 
@@ -78,6 +79,6 @@ async def update_user(
 @users_router.post("/{username}/password", response_model=UserOut, responses=error_responses(401, 403, 404, 422))
 async def reset_password(
     username: str, data: PasswordReset, _: CanAdmin, auth: AuthServiceDep
-) -> UserOut:
+) -> User:
     """Set a new password; the user's existing tokens stop working."""
     return await auth.reset_password(username, data.password)

@@ -205,7 +205,7 @@ class HttpCheck(CheckKind):
 
         session = ctx.http_session
         own_session = session is None
-        if own_session:
+        if session is None:
             session = make_session(verify_tls=params["verify_tls"], limit=1)
         try:
             resp = await bounded_request(
@@ -220,8 +220,8 @@ class HttpCheck(CheckKind):
         latency = resp.latency_s
         status = resp.status
 
-        if resp.error is not None and status is None:
-            return CheckResult.down(resp.error, latency)
+        if status is None:  # no response arrived: bounded_request says why
+            return CheckResult.down(resp.error or "no response", latency)
         if resp.error is not None:
             return CheckResult.down(f"HTTP {status}, then {resp.error}", latency)
         metrics = {"status_code": float(status)}

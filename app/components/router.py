@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
+from app.db.models import Component
 from app.db.types import utcnow
 from app.api.deps import (
     CanManageComponents,
@@ -46,28 +47,29 @@ async def list_components(
         limit=page.limit, offset=page.offset, region=region, status=status_, enabled=enabled,
         labels=parse_label_filters(label),
     )
-    return ComponentPage(items=items, total=total, limit=page.limit, offset=page.offset)
+    return ComponentPage(items=[ComponentOut.model_validate(c) for c in items], total=total, limit=page.limit,
+                         offset=page.offset)
 
 
 @router.post("", response_model=ComponentOut, status_code=status.HTTP_201_CREATED,
              responses=error_responses(401, 403, 409, 422))
 async def create_component(
     data: ComponentCreate, _: CanManageComponents, service: ServiceDep, metrics: MetricsDep
-) -> ComponentOut:
+) -> Component:
     component = await service.create(data)
     metrics.prime_healing_policy(component.name, component.recovery)
     return component
 
 
 @router.get("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404))
-async def get_component(name: str, _: CanMonitorHealth, service: ServiceDep) -> ComponentOut:
+async def get_component(name: str, _: CanMonitorHealth, service: ServiceDep) -> Component:
     return await service.get(name)
 
 
 @router.patch("/{name}", response_model=ComponentOut, responses=error_responses(401, 403, 404, 409, 422))
 async def update_component(
     name: str, data: ComponentUpdate, _: CanManageComponents, service: ServiceDep, metrics: MetricsDep
-) -> ComponentOut:
+) -> Component:
     component = await service.update(name, data)
     metrics.prime_healing_policy(component.name, component.recovery)
     return component

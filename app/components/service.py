@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import select
@@ -89,11 +90,11 @@ class ComponentService:
         await self.repo.delete(component)
         return component
 
-    async def dependency_graph(self) -> dict[str, list[str]]:
+    async def dependency_graph(self) -> dict[str, builtins.list[str]]:
         rows = (await self.repo.session.execute(select(Component.name, Component.depends_on))).all()
         return {name: list(deps or []) for name, deps in rows}
 
-    async def _checked_dependencies(self, name: str, depends_on: list[str], check_graph: bool) -> list[str]:
+    async def _checked_dependencies(self, name: str, depends_on: builtins.list[str], check_graph: bool) -> builtins.list[str]:
         """The list, cleaned; a 422 naming the unknown component or the cycle it would close."""
         try:
             deps = graph.normalise(depends_on)

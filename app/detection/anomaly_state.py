@@ -5,9 +5,10 @@ Mixed into ``AnomalyDetector``; it reads and writes that class's state attribute
 from __future__ import annotations
 
 import math
-from typing import Any, Self
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from app.detection.anomaly_views import deviation
+from app.detection.anomaly_views import Views, deviation
 
 
 def _in_time_order(ring: list[float], pos: int, cap: int) -> list[float]:
@@ -15,6 +16,27 @@ def _in_time_order(ring: list[float], pos: int, cap: int) -> list[float]:
 
 
 class PersistedState:
+    # The detector's state this mixin reads and writes (``AnomalyDetector`` defines it).
+    VERSION: ClassVar[int]
+    N_VIEWS: ClassVar[int]
+    window: int
+    count: int
+    last_timestamp: float | None
+    last_value: float | None
+    last_raw: float
+    last_score: float
+    _views: Views
+    _bmax: list[list[float]]
+    _cur: list[float]
+    _bn: int
+    _peak: float
+
+    if TYPE_CHECKING:
+        def __init__(self, **params: Any) -> None: ...
+        def params(self) -> dict[str, Any]: ...
+        def score(self, timestamp: datetime | float, value: float) -> float: ...
+        def _refresh_records(self) -> None: ...
+
     def to_state(self) -> dict[str, Any]:
         """JSON-able snapshot. Rings are stored as they are (with their write positions) so a
         restored detector continues with bit-identical scores."""

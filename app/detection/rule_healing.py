@@ -75,7 +75,7 @@ async def on_cleared(events: EventBus, event: AnomalyCleared, session: AsyncSess
     )).all()
     if any(cleared is None for _, cleared in rows):
         return  # another series of the rule still fires: the incident stays open
-    for incident_id in sorted({i for i, _ in rows}):
+    for incident_id in sorted({i for i, _ in rows if i is not None}):
         await close_external_incident(session, events, incident_id, at=event.at,
                                       reason=f"rule {rule.name} resolved")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +101,7 @@ class RuleService:
         await self.session.flush()
         self._changed()
 
-    async def anomalies(self, *, active: bool | None, component: str | None, limit: int, offset: int) -> list[MetricAnomaly]:
+    async def anomalies(self, *, active: bool | None, component: str | None, limit: int, offset: int) -> builtins.list[MetricAnomaly]:
         q = select(MetricAnomaly).order_by(MetricAnomaly.id.desc())
         if component is not None:
             q = q.where(MetricAnomaly.component == component)
@@ -108,7 +109,7 @@ class RuleService:
             q = q.where(MetricAnomaly.cleared_at.is_(None) if active else MetricAnomaly.cleared_at.is_not(None))
         return list((await self.session.execute(q.limit(limit).offset(offset))).scalars())
 
-    async def baselines(self, component: str | None = None) -> list[dict[str, Any]]:
+    async def baselines(self, component: str | None = None) -> builtins.list[dict[str, Any]]:
         q = (select(RuleState, DetectionRule).join(DetectionRule, DetectionRule.id == RuleState.rule_id)
              .where(DetectionRule.kind == "anomaly").order_by(DetectionRule.id, RuleState.series_key))
         if component is not None:

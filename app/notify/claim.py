@@ -12,8 +12,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Notification, NotificationStatus
@@ -75,7 +77,7 @@ class SqliteClaim(ClaimStrategy):
                     status=NotificationStatus.SENDING, claim_token=token, claimed_until=now + timedelta(seconds=lease)
                 )
             )
-            if result.rowcount == 1:
+            if cast("CursorResult[Any]", result).rowcount == 1:  # an UPDATE's result is a CursorResult
                 won.append(notification_id)
         return won
 

@@ -47,7 +47,8 @@ async def escalate_due(session: AsyncSession, now: datetime) -> int:
     notifications = NotificationService(session)
     escalated = 0
     for notification, channel, alert in rows:
-        if notification.created_at + timedelta(seconds=channel.escalate_after) > now:
+        after = channel.escalate_after  # never None here (the query's filter)
+        if after is None or notification.created_at + timedelta(seconds=after) > now:
             continue
         target = await session.get(Channel, channel.escalate_to_id)
         if target is None or not target.enabled:
@@ -59,7 +60,7 @@ async def escalate_due(session: AsyncSession, now: datetime) -> int:
             continue  # another replica wrote this step first
         alert.escalation_level += 1
         session.add(AlertEvent(alert_id=alert.id, kind="escalated", actor="system",
-                               detail=f"not acknowledged after {channel.escalate_after:g}s on {channel.name}: "
+                               detail=f"not acknowledged after {after:g}s on {channel.name}: "
                                       f"escalated to {target.name}"))
         escalated += 1
     await session.flush()
@@ -75,5 +76,5 @@ class EscalationLoop(LoopService):
 
     async def run_once(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:
-            now = await claim_strategy(session.bind.dialect.name).now(session)
+            now = await claim_strategy(session.get_bind().dialect.name).now(session)
             await escalate_due(session, now)

@@ -16,9 +16,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult
 
 from app.platform.loops import LoopService
 from app.db.models import (
@@ -70,7 +72,7 @@ class OutboxSender(LoopService):
         self.state = state
         self.secret_box = secret_box  # channel credentials, decrypted to send
         self.settings = state.settings
-        self.http = None
+        self.http: aiohttp.ClientSession | None = None
         self._in_flight: dict[int, str] = {}
         self._deliveries: set[asyncio.Task] = set()
         self._per_channel: dict[int, int] = {}
@@ -148,7 +150,7 @@ class OutboxSender(LoopService):
         alerting = self.settings.alerting
         lease = max(alerting.claim_lease, alerting.request_timeout + 5)
         async with session_scope(self.state.sessionmaker) as session:
-            strategy = claim_strategy(session.bind.dialect.name)
+            strategy = claim_strategy(session.get_bind().dialect.name)
             ids = await strategy.claim(session, limit=limit or alerting.outbox_batch, lease=lease, token=token,
                                        exclude_channels=exclude_channels or ())
             if not ids:
@@ -183,6 +185,9 @@ class OutboxSender(LoopService):
         try:
             if item.problem:
                 result = None
+            elif self.http is None or item.kind is None or item.config is None:
+                # run_once opens the session before it claims, and a row without a problem has both read
+                raise RuntimeError("claimed without a session or a channel")
             else:
                 result = await send(self.http, item.kind, item.config, item.outgoing, self.settings)
             await self.record(item, result)
@@ -201,7 +206,7 @@ class OutboxSender(LoopService):
     async def record(self, item: Claimed, result: SendResult | None) -> None:
         attempt = item.attempts + 1
         async with session_scope(self.state.sessionmaker) as session:
-            now = await claim_strategy(session.bind.dialect.name).now(session)
+            now = await claim_strategy(session.get_bind().dialect.name).now(session)
             values: dict = {"attempts": attempt, "claim_token": None, "claimed_until": None}
             if result is not None and result.ok:
                 outcome = "delivered"
@@ -223,7 +228,7 @@ class OutboxSender(LoopService):
                 update(Notification).where(Notification.id == item.id, Notification.claim_token == item.token)
                 .values(**values)
             )
-            if updated.rowcount != 1:
+            if cast("CursorResult[Any]", updated).rowcount != 1:  # an UPDATE's result is a CursorResult
                 # Our lease ran out and another sender took the row over: its outcome counts, not ours.
                 log.warning("notification %s: claim lost before the outcome was recorded", item.id)
                 return

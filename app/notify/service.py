@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime
 from fnmatch import fnmatchcase
@@ -63,13 +64,17 @@ class NotificationService:
 
     async def enqueue(self, channel: Channel, alert: Alert | None, kind: str, *, payload: dict | None = None,
                       dedupe_key: str | None = None) -> Notification:
+        if payload is None:
+            if alert is None:
+                raise ValueError("a notification without an alert needs its payload")
+            payload = snapshot(alert, kind)
         notification = Notification(
             channel_id=channel.id,
             alert_id=alert.id if alert is not None else None,
             kind=kind,
             idempotency_key=uuid.uuid4().hex,
             dedupe_key=dedupe_key,
-            payload=payload if payload is not None else snapshot(alert, kind),
+            payload=payload,
             next_attempt_at=utcnow(),
         )
         self.session.add(notification)
@@ -120,7 +125,7 @@ class NotificationService:
         )).scalars().all()
         return list(rows), int(total)
 
-    async def attempts_for(self, ids: list[int]) -> dict[int, list[DeliveryAttempt]]:
+    async def attempts_for(self, ids: builtins.list[int]) -> dict[int, builtins.list[DeliveryAttempt]]:
         found: dict[int, list[DeliveryAttempt]] = {i: [] for i in ids}
         if not ids:
             return found

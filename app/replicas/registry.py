@@ -11,8 +11,10 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import __version__
@@ -61,7 +63,7 @@ async def heartbeat(session: AsyncSession, replica_id: str, status: str = ACTIVE
         update(Replica).where(Replica.id == replica_id).values(heartbeat_at=func.now(), status=status)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount > 0
+    return cast("CursorResult[Any]", result).rowcount > 0  # an UPDATE's result is a CursorResult
 
 
 async def live_replicas(session: AsyncSession, ttl: float) -> dict[str, str | None]:
@@ -83,7 +85,7 @@ async def expire_dead(session: AsyncSession, ttl: float) -> int:
         delete(Replica).where(and_(Replica.status == GONE, Replica.heartbeat_at < func.now() - GONE_ROWS_KEPT))
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return cast("CursorResult[Any]", result).rowcount  # an UPDATE's result is a CursorResult
 
 
 async def mark(session: AsyncSession, replica_id: str, status: str) -> None:

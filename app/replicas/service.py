@@ -15,7 +15,7 @@ class ReplicaService:
         self.session = session
         self.ttl = ttl
         self.this_replica = this_replica
-        self.store = lease_store(session.bind.dialect.name)
+        self.store = lease_store(session.get_bind().dialect.name)
 
     async def list(self, *, limit: int, offset: int, include_gone: bool, names_limit: int) -> ReplicaPage:
         where = [] if include_gone else [Replica.status != "gone"]

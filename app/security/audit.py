@@ -18,6 +18,16 @@ EXIT_CODES = {None: 0, "low": 0, "medium": 1, "high": 2, "critical": 3}
 PRIVATE_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
 
 
+def _within(inner: ipaddress.IPv4Network | ipaddress.IPv6Network,
+            outer: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """``inner`` lies inside ``outer`` (never across IP versions, where ``subnet_of`` raises)."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False
+
+
 @dataclass(frozen=True)
 class Finding:
     severity: str
@@ -84,7 +94,7 @@ def _network_findings(settings: Settings) -> list[Finding]:
             findings.append(Finding("high", path, f"{entry} allows outbound calls to any address, including the "
                                     "cloud metadata service and internal hosts",
                                     "list only the hosts or small networks webhooks and checks must reach"))
-        elif any(network == private or (network.version == private.version and private.subnet_of(network))
+        elif any(network == private or _within(private, network)
                  for private in PRIVATE_RANGES):
             findings.append(Finding("high", path, f"{entry} opens a whole private address range to outbound calls",
                                     "narrow it to the subnets you need (e.g. a /24)"))

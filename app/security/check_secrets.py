@@ -139,6 +139,7 @@ def seal_check(check: dict[str, Any] | None, previous: Mapping[str, Any] | None,
         shown_headers[name] = MASK
     sealed = dict(check)
     sealed["headers"] = shown_headers
+    real_url: str | None
     if isinstance(url, str):
         real_url = _restore_url(url, old["url"], "check.url")
         sealed["url"] = display_url(real_url)

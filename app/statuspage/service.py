@@ -192,15 +192,15 @@ class StatusPageService:
         for c in system.components:
             cid = ids.get(c.name)
             status = str(c.status)
-            if status == "new":  # never pinged: no uptime to show, not 100 %
-                hourly.pop(cid, None)
-                daily.pop(cid, None)
+            # A new (never pinged) component has no uptime to show, not 100 %.
+            by_hour = None if cid is None or status == "new" else hourly.get(cid)
+            by_day = None if cid is None or status == "new" else daily.get(cid)
             components.append(ComponentView(
                 name=c.name, status=status, status_label=STATUS_LABELS.get(status, status.title()),
                 critical=c.critical, status_since=c.status_since, last_check_at=c.last_check_at,
                 last_detail=c.last_detail,
-                uptime_24h=_overall_percent(hourly.get(cid)), uptime_7d=_overall_percent(daily.get(cid)),
-                bars_24h=_segments(hours, HOUR, hourly.get(cid)), bars_7d=_segments(days, DAY, daily.get(cid)),
+                uptime_24h=_overall_percent(by_hour), uptime_7d=_overall_percent(by_day),
+                bars_24h=_segments(hours, HOUR, by_hour), bars_7d=_segments(days, DAY, by_day),
                 incident_id=c.current_incident.id if c.current_incident else None,
                 in_maintenance=any(silence_matches(s, c.name, labels.get(c.name) or {}) for s in open_now),
             ))
@@ -209,8 +209,8 @@ class StatusPageService:
             limit=MAX_ALERTS, offset=0, statuses=OPEN_ALERT_STATUSES, severity=None, component=None, since=None)
         attempts, _ = await HealingService(self.session, self.state.core).list_attempts(limit=MAX_HEALINGS)
         counts: dict[str, int] = {}
-        for c in components:
-            counts[c.status] = counts.get(c.status, 0) + 1
+        for view in components:
+            counts[view.status] = counts.get(view.status, 0) + 1
         overall = str(system.overall_health)
         return StatusPage(
             overall=overall, overall_label=OVERALL_LABELS.get(overall, overall.title()), generated_at=now,
@@ -224,7 +224,8 @@ class StatusPageService:
             healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at)
                       for h in attempts],
             counts=counts,
-            maintenance_open=[_maintenance_view(s, *open_window(s, now)) for s in open_now],
+            maintenance_open=[_maintenance_view(s, *window) for s in open_now
+                              if (window := open_window(s, now)) is not None],  # active() kept open ones only
             maintenance_next=[_maintenance_view(s, opens, closes) for s, opens, closes in
                               await silences.upcoming(now, limit=MAX_UPCOMING_WINDOWS)],
         )
