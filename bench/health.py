@@ -83,7 +83,7 @@ def wait_up(port: int) -> None:
 
 
 def wrk(url: str, seconds: float, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True,
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url], capture_output=True, text=True,
                          check=True, timeout=seconds + 30).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx answers from {url}:\n{out}")

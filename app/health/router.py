@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.core.errors import envelope, error_responses
 
@@ -26,13 +27,34 @@ class ReadyResponse(BaseModel):
     checks: dict[str, Any]
 
 
-@router.get("/health", response_model=HealthResponse, responses=error_responses(429))
-async def health(request: Request, full: Annotated[bool, Query(
-        description="list every component's status; by default only those neither healthy nor unknown")] = False,
-) -> HealthResponse:
+_FULL_HELP = "list every component's status; by default only those neither healthy nor unknown"
+# ``full`` is read from the query string by hand rather than declared as a parameter: FastAPI's
+# parameter resolution was a tenth of the cost of a /health request, which a liveness probe and
+# every load balancer call all day. It is documented and validated exactly as a declared one.
+_FULL_PARAMETER = {"name": "full", "in": "query", "required": False, "description": _FULL_HELP,
+                   "schema": {"type": "boolean", "description": _FULL_HELP, "default": False, "title": "Full"}}
+_as_bool = TypeAdapter(bool)
+
+
+def _full(request: Request) -> bool:
+    if not request.scope.get("query_string"):
+        return False
+    raw = request.query_params.get("full")
+    if raw is None:
+        return False
+    try:
+        return _as_bool.validate_python(raw)
+    except ValidationError as exc:
+        raise RequestValidationError([{**err, "loc": ("query", "full")} for err in exc.errors()]) from None
+
+
+@router.get("/health", response_model=HealthResponse, responses=error_responses(422, 429),
+            openapi_extra={"parameters": [_FULL_PARAMETER]})
+async def health(request: Request) -> HealthResponse:
     """Liveness: the process is serving. Stays 200 while the database is down, so that an outage
     does not make Kubernetes restart every replica at once. The body stays small at any fleet size:
     the overall status and the components that are not healthy (``?full=true`` for all of them)."""
+    full = _full(request)
     state = request.app.state.guard
     return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC),
                           components=state.health_snapshot(full))
