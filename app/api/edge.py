@@ -123,20 +123,30 @@ class EdgeMiddleware:
         await self._with_counted_body(scope, receive, send, response)
 
     async def _with_counted_body(self, scope: Scope, receive: Receive, send: Send, response: list) -> None:
-        """Count the bytes of a body of unknown length; refuse with 413 once they pass the cap."""
+        """Count the bytes of a body of unknown length; refuse with 413 once they pass the cap. The
+        route's body parser turns any error of the receive channel into a 400 of its own: that answer
+        is replaced by the 413."""
         received = 0
+        overflow = False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, overflow
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    overflow = True
                     raise _TooLarge
             return message
 
+        async def checked_send(message: Message) -> None:
+            if not overflow:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                await self._too_large(send)
+
         try:
-            await self.app(scope, counted_receive, send)
+            await self.app(scope, counted_receive, checked_send)
         except _TooLarge:
             if not response[2]:
                 await self._too_large(send)

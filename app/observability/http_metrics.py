@@ -98,7 +98,8 @@ def _match(routes: Iterable[Any], scope: Scope) -> str | None:
         path = getattr(candidate, "path", None)
         if path is not None:
             return path
-        inner = getattr(candidate, "routes", None)  # an included router: its own routes carry the paths
+        # An included router: its own routes carry the paths (FastAPI wraps it, keeping the original).
+        inner = getattr(candidate, "routes", None) or getattr(getattr(candidate, "original_router", None), "routes", None)
         if inner is not None:
             return _match(inner, scope)
     return None
