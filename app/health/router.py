@@ -9,17 +9,23 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from app.core.errors import envelope, error_responses
+from app.health.health_map import most_severe
 
 router = APIRouter(tags=["health"])
+
+
+HEALTH_LISTED = 5  # components named in a default /health body; ?full=true names every one
 
 
 class HealthResponse(BaseModel):
     status: str
     timestamp: datetime
-    components: dict[str, str]
+    components: dict[str, str] = Field(description=f"by default the {HEALTH_LISTED} worst components that are "
+                                       "neither healthy nor unknown (critical ones first); with ?full=true all")
+    unlisted: int = Field(0, description="components neither healthy nor unknown that the default body leaves out")
 
 
 class ReadyResponse(BaseModel):
@@ -53,11 +59,15 @@ def _full(request: Request) -> bool:
 async def health(request: Request) -> HealthResponse:
     """Liveness: the process is serving. Stays 200 while the database is down, so that an outage
     does not make Kubernetes restart every replica at once. The body stays small at any fleet size:
-    the overall status and the components that are not healthy (``?full=true`` for all of them)."""
-    full = _full(request)
+    the overall status, the few worst components that are not healthy and how many more are not
+    (``?full=true`` lists every component; /api/v1/status pages them)."""
     state = request.app.state.guard
-    return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC),
-                          components=state.health_snapshot(full))
+    if _full(request):
+        return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC),
+                              components=state.health_snapshot(True))
+    listed, unlisted = most_severe(state.component_health, state.critical_components, HEALTH_LISTED)
+    return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC), components=listed,
+                          unlisted=unlisted)
 
 
 @router.get("/ready", response_model=ReadyResponse, responses=error_responses(429, 503))
