@@ -2,10 +2,10 @@
 same uvicorn settings (uvloop + httptools, one worker, no access log) and the same client (wrk, one
 thread, `--connections` keep-alive connections), in paired rounds bare / guard / bare / ...
 
-    .venv/bin/python bench/health.py [--rounds 5] [--seconds 3] [--connections 8]
+    .venv/bin/python bench/health.py [--rounds 5] [--seconds 5] [--connections 16]
 
-The guard runs with its whole middleware stack (request id, NUL and body-size guards, rate limiter,
-audit, Prometheus instrumentation) and its background loops, on a scratch SQLite database; its
+The guard runs with its whole middleware stack (the edge: request id, HTTP metrics, NUL and body-size
+guards, rate limiter; then audit) and its background loops, on a scratch SQLite database; its
 /health rate limit is raised so that every request is served (the limiter still runs). Each guard
 round is divided by the mean of the bare rounds around it; the median and spread of those ratios
 are the figure (target >= 0.8).
@@ -83,7 +83,7 @@ def wait_up(port: int) -> None:
 
 
 def wrk(url: str, seconds: float, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url], capture_output=True, text=True,
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url], capture_output=True, text=True,
                          check=True, timeout=seconds + 30).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
@@ -93,8 +93,8 @@ def wrk(url: str, seconds: float, connections: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--guard-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra setting for the guard, e.g. PIPELINE_SECURITY__RATE_LIMITING__ENABLED=false "
                              "to see what the rate limiter costs")

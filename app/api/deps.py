@@ -29,6 +29,12 @@ TOKEN_URL = "/api/v1/auth/token"
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime, for the few hot routes that skip dependency resolution (``/health``)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
 async def get_runtime(request: Request) -> Runtime:
     # The getters are ``async def``: FastAPI calls them on the loop (a plain ``def`` hops to a thread).
     return request.app.state.runtime

@@ -12,7 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from app.core.errors import PipelineGuardError, envelope
 
@@ -168,71 +168,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unhandled)
 
 
-class RejectNulMiddleware:
-    """A NUL character in the path or query string can never be stored or matched: refuse it with 400
-    before it reaches a database driver (Postgres text cannot hold NUL)."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and ("\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")):
-            response = _response(400, "bad_request", "NUL characters are not allowed in the path or query string")
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+def has_nul(scope: Scope) -> bool:
+    """A NUL character in the path or query string can never be stored or matched (Postgres text
+    cannot hold NUL): such a request is refused with 400 before it reaches a database driver."""
+    return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with a 413 envelope, whether or not Content-Length is sent."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    await self._reject(send)
-                    return
-        received = 0
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge()
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not response_started:
-                await self._reject(send)
-
-    async def _reject(self, send: Send) -> None:
-        response = _response(413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes",
-                             {"max_bytes": self.max_bytes})
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
-
-
-class _TooLarge(Exception):
-    pass
+async def send_error(send: Send, status: int, error_type: str, message: str, details=None) -> None:
+    """An error envelope sent straight from a middleware (the app's handlers are not reached)."""
+    response = _response(status, error_type, message, details)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})

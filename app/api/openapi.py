@@ -49,8 +49,8 @@ def add_common_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-# RejectNulMiddleware refuses NUL anywhere in the path or query string (400): every free-form string
-# parameter says so, so clients (and the fuzz test) know such a value is not a valid input.
+# The edge middleware (app/api/edge.py) refuses NUL anywhere in the path or query string (400): every
+# free-form string parameter says so, so clients (and the fuzz test) know such a value is not valid input.
 _NO_NUL = "^[^\\x00]*$"
 
 

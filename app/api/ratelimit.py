@@ -1,4 +1,5 @@
-"""Per-IP rate limits on the `limits` library's async storage (memory, or Redis shared by replicas).
+"""Per-IP rate limits: exact moving windows in process memory, or on the `limits` library's async
+Redis storage shared by replicas (with the in-memory windows as the fallback when Redis is away).
 
 The limit is chosen by route group (health, metrics, default). The key is the peer address; a
 forwarded header is believed only when the peer itself is a trusted proxy, and then the rightmost
@@ -15,12 +16,12 @@ import math
 import time
 
 import orjson
-from limits import parse
-from limits.aio.storage import MemoryStorage
+from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
+from app.api.ratelimit_memory import MemoryWindows
 from app.config.settings import RateLimitSection
 from app.core.errors import envelope
 
@@ -32,18 +33,30 @@ UNLIMITED_PREFIXES = ("/static/", "/docs", "/redoc", "/openapi.json")
 
 
 class TrustedProxies:
+    CACHE_SIZE = 4096  # peers remembered; past that the cache starts over (it is only a shortcut)
+
     def __init__(self, entries: list[str]):
         self.any = "*" in entries
         self.networks = [ipaddress.ip_network(e, strict=False) for e in entries if e != "*"]
+        self._verdicts: dict[str, bool] = {}
 
     def trusts(self, address: str) -> bool:
         if self.any:
             return True
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
+        if not self.networks:
             return False
-        return any(ip in net for net in self.networks)
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                verdict = False
+            else:
+                verdict = any(ip in net for net in self.networks)
+            if len(self._verdicts) >= self.CACHE_SIZE:
+                self._verdicts.clear()
+            self._verdicts[address] = verdict
+        return verdict
 
 
 def client_address(scope: Scope, proxies: TrustedProxies) -> str:
@@ -72,11 +85,11 @@ def route_group(path: str) -> str | None:
 
 
 class RateLimiter:
-    """Moving-window limits on the async storage of the `limits` library: nothing here blocks the
-    event loop. A shared storage (Redis) that fails or does not answer within ``STORAGE_TIMEOUT_S``
-    puts the limiter in fallback: limits are then enforced per process in memory (never switched
-    off), the outage is logged once, counted and shown as a gauge, and the shared storage is probed
-    again in the background every ``RETRY_INTERVAL_S`` until it answers."""
+    """Moving-window limits, in memory (``memory://``) or on the async storage of the `limits` library
+    (Redis): nothing here blocks the event loop. A shared storage that fails or does not answer within
+    ``STORAGE_TIMEOUT_S`` puts the limiter in fallback: limits are then enforced per process in memory
+    (never switched off), the outage is logged once, counted and shown as a gauge, and the shared
+    storage is probed again in the background every ``RETRY_INTERVAL_S`` until it answers."""
 
     STORAGE_TIMEOUT_S = 0.5
     RETRY_INTERVAL_S = 5.0
@@ -89,17 +102,14 @@ class RateLimiter:
         if login_limit:
             self.limits["login"] = parse(login_limit)
         self.storage_uri = config.storage
+        self.uses_shared_storage = not self.storage_uri.startswith("memory")
         self.metrics = metrics
-        self.memory = MovingWindowRateLimiter(MemoryStorage())
+        self.memory = MemoryWindows()
         self._shared: MovingWindowRateLimiter | None = None  # built on first use, inside the event loop
         self.outage_since: float | None = None
         self._last_probe = 0.0
         self._probe: asyncio.Task | None = None
         self.rejections = 0
-
-    @property
-    def uses_shared_storage(self) -> bool:
-        return not self.storage_uri.startswith("memory")
 
     @property
     def in_fallback(self) -> bool:
@@ -122,12 +132,12 @@ class RateLimiter:
         if self.uses_shared_storage and not self.in_fallback:
             try:
                 async with asyncio.timeout(self.STORAGE_TIMEOUT_S):
-                    return self._verdict(limit, *await self._hit(self._shared_limiter(), limit, group, key))
+                    return self._counted(await self._shared_hit(limit, group, key))
             except Exception as exc:  # noqa: BLE001 - any storage failure: enforce in memory instead
                 self._enter_fallback(exc)
         elif self.in_fallback:
             self._maybe_probe()
-        return self._verdict(limit, *await self._hit(self.memory, limit, group, key))
+        return self._counted(self.memory.hit(limit, group, key))
 
     async def count(self, group: str, key: str) -> None:
         """Count one event against ``group``'s budget (login failures); never a rejection."""
@@ -139,32 +149,31 @@ class RateLimiter:
                     return
             except Exception as exc:  # noqa: BLE001
                 self._enter_fallback(exc)
-        await self.memory.hit(limit, group, key)
+        self.memory.hit(limit, group, key)
 
     async def over_limit(self, group: str, key: str) -> bool:
         """Whether ``key`` has used up ``group``'s budget, without counting a request."""
         limit = self.limits[group]
-        limiter = self.memory
         if self.uses_shared_storage and not self.in_fallback:
             try:
                 async with asyncio.timeout(self.STORAGE_TIMEOUT_S):
                     return not await self._shared_limiter().test(limit, group, key)
             except Exception as exc:  # noqa: BLE001
                 self._enter_fallback(exc)
-        return not await limiter.test(limit, group, key)
+        return self.memory.exhausted(limit, group, key)
 
-    @staticmethod
-    async def _hit(limiter: MovingWindowRateLimiter, limit, group: str, key: str) -> tuple[bool, float]:
+    async def _shared_hit(self, limit: RateLimitItem, group: str, key: str) -> float | None:
+        limiter = self._shared_limiter()
         if await limiter.hit(limit, group, key):
-            return True, 0.0
+            return None
         reset_at, _remaining = await limiter.get_window_stats(limit, group, key)
-        return False, reset_at
+        return reset_at - time.time()
 
-    def _verdict(self, limit, allowed: bool, reset_at: float) -> float | None:
-        if allowed:
+    def _counted(self, wait: float | None) -> float | None:
+        if wait is None:
             return None
         self.rejections += 1
-        return max(1.0, reset_at - time.time())
+        return max(1.0, wait)
 
     def _enter_fallback(self, exc: BaseException) -> None:
         if self.metrics is not None:
@@ -199,7 +208,7 @@ class RateLimiter:
                 self.metrics.ratelimit_fallback.set(0)
 
     async def reset(self) -> None:
-        await self.memory.storage.reset()
+        self.memory.reset()
         if self.uses_shared_storage:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
@@ -218,36 +227,16 @@ def _safe_uri(uri: str) -> str:
     return redact_url(uri.replace("async+", "", 1)) if "://" in uri else uri
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter_getter, on_reject=None):
-        self.app = app
-        self.limiter_getter = limiter_getter
-        self.on_reject = on_reject
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiter: RateLimiter | None = self.limiter_getter()
-        if scope["type"] != "http" or limiter is None or not limiter.enabled:
-            await self.app(scope, receive, send)
-            return
-        group = route_group(scope["path"])
-        if group is None:
-            await self.app(scope, receive, send)
-            return
-        wait = await limiter.check(group, client_address(scope, limiter.proxies))
-        if wait is None:
-            await self.app(scope, receive, send)
-            return
-        if self.on_reject:
-            self.on_reject(group)
-        retry_after = str(math.ceil(wait))
-        body = orjson.dumps(
-            envelope("rate_limited", f"rate limit exceeded ({limiter.limits[group]}); retry in {retry_after}s",
-                     {"limit": str(limiter.limits[group]), "retry_after": int(retry_after)})
-        )
-        await send({
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode()),
-                        (b"content-length", str(len(body)).encode())],
-        })
-        await send({"type": "http.response.body", "body": body})
+async def send_rate_limited(send: Send, limiter: RateLimiter, group: str, wait: float) -> None:
+    """The 429 envelope, with Retry-After in whole seconds."""
+    retry_after = str(math.ceil(wait))
+    limit = str(limiter.limits[group])
+    body = orjson.dumps(envelope("rate_limited", f"rate limit exceeded ({limit}); retry in {retry_after}s",
+                                 {"limit": limit, "retry_after": int(retry_after)}))
+    await send({
+        "type": "http.response.start",
+        "status": 429,
+        "headers": [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode()),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})

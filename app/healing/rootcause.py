@@ -28,7 +28,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.loops import LoopService
@@ -60,6 +60,18 @@ async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str
     rows = (await session.execute(select(Component.name, Component.depends_on))).all()
     dag = {name: list(deps or []) for name, deps in rows}
     session.info[GRAPH_KEY] = (session.sync_session.get_transaction(), dag)
+    return dag
+
+
+async def _load_edges(session: AsyncSession) -> dict[str, list[str]]:
+    """The part of the graph that has edges: the components with ``depends_on`` and what they list.
+    A component with neither can be no root cause, and /api/v1/status must not read the fleet."""
+    rows = (await session.execute(select(Component.name, Component.depends_on)
+                                  .where(cast(Component.depends_on, Text).not_in(("null", "[]"))))).all()
+    dag = {name: list(deps or []) for name, deps in rows if deps}
+    for deps in list(dag.values()):
+        for dep in deps:
+            dag.setdefault(dep, [])
     return dag
 
 
@@ -104,8 +116,8 @@ async def has_upstream(session: AsyncSession, component: str) -> bool:
 
 async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
     """The graph's root causes: unhealthy components others depend on, with no unhealthy upstream."""
-    dag = await load_graph(session)
-    if not any(dag.values()):
+    dag = await _load_edges(session)
+    if not dag:
         return []
     states = await _states(session, sorted(dag))
     unhealthy = _unhealthy(states)

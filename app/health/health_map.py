@@ -8,6 +8,7 @@ not walk the whole fleet on every call.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -83,6 +84,26 @@ class HealthMap(dict[str, str]):
     def not_ok_items(self) -> dict[str, str]:
         """The components whose status is neither healthy nor unknown, by name."""
         return {name: dict.__getitem__(self, name) for name in sorted(self.not_ok)}
+
+
+# Worst first when /health lists only a few of the components that are not healthy.
+SEVERITY = {"failed": 0, "critical": 1, "recovering": 2, "degraded": 3}
+
+
+def most_severe(components: Mapping[str, str], critical: set[str], limit: int) -> tuple[dict[str, str], int]:
+    """At most ``limit`` of the components that are neither healthy nor unknown, worst first (critical
+    components, then by status, then by name), and how many more there are. O(not ok) on a
+    ``HealthMap``; the body /health builds from it stays the same size at any fleet size."""
+    names: Iterable[str] = (components.not_ok if isinstance(components, HealthMap)
+                            else [n for n, s in components.items() if s not in OK_STATUSES])
+    names = list(names)
+
+    def rank(name: str) -> tuple[bool, int, str]:
+        status = components[name]
+        return name not in critical or status not in UNHEALTHY, SEVERITY.get(status, len(SEVERITY)), name
+
+    chosen = heapq.nsmallest(limit, names, key=rank)
+    return {name: components[name] for name in chosen}, len(names) - len(chosen)
 
 
 def overall_health(components: Mapping[str, str], critical: set[str]) -> str:

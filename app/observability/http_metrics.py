@@ -4,20 +4,19 @@ cost per request.
 
 The instrumentator finds a request's route template by matching the path against every route
 again after the response (13 % of a /health request here) and builds an ``Info`` object and five
-label lookups per request. FastAPI already records the matched route in ``scope["route"]``; this
-middleware reads it there, and caches the labelled children per (method, status, handler).
+label lookups per request. FastAPI already records the matched route in ``scope["route"]``; the
+recorder reads it there, and caches the labelled children per (method, status, handler).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Summary
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30,
                  60, float("inf"))
@@ -59,46 +58,20 @@ class HttpMetrics:
         lowr.observe(duration)
 
 
-class HttpMetricsMiddleware:
-    """Outermost middleware: times the whole stack, as the instrumentator did."""
+class HttpMetricsRecorder:
+    """Records one finished request: its route template (the matched route's, else matched as the
+    instrumentator did), unless the template is excluded. The edge middleware times the request."""
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics, routes: Callable[[], Iterable[Any]],
-                 excluded: Iterable[str] = ()):
-        self.app = app
+    def __init__(self, metrics: HttpMetrics, routes: Callable[[], Iterable[Any]], excluded: Iterable[str] = ()):
         self.metrics = metrics
         self.routes = routes
         self.excluded = [re.compile(pattern) for pattern in excluded]
         self._excluded_cache: dict[str, bool] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        response: dict[str, int] = {"status": 500, "size": 0}
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response["status"] = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name == b"content-length":
-                        response["size"] = int(value)
-                        break
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            duration = time.perf_counter() - start
-            handler = self._handler(scope)
-            if not self._is_excluded(handler):
-                in_size = 0
-                for name, value in scope.get("headers", ()):
-                    if name == b"content-length":
-                        in_size = int(value) if value.isdigit() else 0
-                        break
-                self.metrics.observe(scope["method"], response["status"], handler, duration, in_size,
-                                     response["size"])
+    def record(self, scope: Scope, status: int, duration: float, in_size: int, out_size: int) -> None:
+        handler = self._handler(scope)
+        if not self._is_excluded(handler):
+            self.metrics.observe(scope["method"], status, handler, duration, in_size, out_size)
 
     def _handler(self, scope: Scope) -> str:
         route = scope.get("route")
@@ -125,7 +98,8 @@ def _match(routes: Iterable[Any], scope: Scope) -> str | None:
         path = getattr(candidate, "path", None)
         if path is not None:
             return path
-        inner = getattr(candidate, "routes", None)  # an included router: its own routes carry the paths
+        # An included router: its own routes carry the paths (FastAPI wraps it, keeping the original).
+        inner = getattr(candidate, "routes", None) or getattr(getattr(candidate, "original_router", None), "routes", None)
         if inner is not None:
             return _match(inner, scope)
     return None

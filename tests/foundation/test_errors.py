@@ -109,3 +109,15 @@ async def test_openapi_declares_the_envelope(guard):
     spec = (await guard.client.get("/openapi.json")).json()
     responses = spec["paths"]["/api/v1/components/{name}"]["get"]["responses"]
     assert responses["404"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorEnvelope")
+
+
+async def test_payload_too_large_without_a_declared_length(guard):
+    admin = await guard.headers("admin")
+
+    async def chunks():
+        for _ in range(17):
+            yield b"x" * (1024 * 1024)
+
+    r = await guard.client.post("/api/v1/components", headers={**admin, "content-type": "application/json"},
+                                content=chunks())
+    assert_envelope(r, 413, "payload_too_large")

@@ -13,7 +13,7 @@ async def test_health_body(guard):
     r = await guard.client.get("/health")
     body = r.json()
     assert r.status_code == 200
-    assert set(body) == {"status", "timestamp", "components"}
+    assert set(body) == {"status", "timestamp", "components", "unlisted"}
     assert body["components"] == {}
 
 
@@ -89,6 +89,24 @@ async def test_health_lists_only_the_components_that_are_not_healthy(guard):
     assert body["status"] == "healthy" and body["components"] == {}
     r = await guard.client.get("/health", params={"full": "maybe"})
     assert r.status_code == 422 and r.json()["error"]["type"] == "validation_error"
+
+
+async def test_health_body_names_a_few_worst_components_at_any_fleet_size(guard):
+    from app.health.router import HEALTH_LISTED
+
+    health = guard.state.component_health
+    health.update({f"ok-{i:05d}": "healthy" for i in range(5000)})
+    health.update({f"slow-{i:04d}": "degraded" for i in range(300)})
+    health.update({f"down-{i:04d}": "failed" for i in range(100)})
+    health.update({"core-db": "critical", "a-cache": "recovering"})
+    guard.state.critical_components.add("core-db")
+    r = await guard.client.get("/health")
+    body = r.json()
+    assert body["status"] == "critical" and len(r.content) < 400
+    assert list(body["components"]) == ["core-db", "down-0000", "down-0001", "down-0002", "down-0003"]
+    assert len(body["components"]) == HEALTH_LISTED and body["unlisted"] == 402 - HEALTH_LISTED
+    full = (await guard.client.get("/health", params={"full": "1"})).json()
+    assert len(full["components"]) == 5402 and full["unlisted"] == 0
 
 
 def test_health_map_keeps_its_index_with_every_dict_method():

@@ -96,3 +96,66 @@ async def test_redis_storage_shares_the_budget_between_apps(db_url, tmp_path):
                 codes.append((await c.get("/api/v1/auth/me")).status_code)
         assert codes == [401, 401, 401, 429]
         await a.runtime.limiter.reset()
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_windows_are_exact_moving_windows():
+    from limits import parse
+
+    from app.api.ratelimit_memory import MemoryWindows
+
+    clock = _Clock()
+    windows = MemoryWindows(clock)
+    limit = parse("3/minute")
+    for t in (0.0, 10.0, 20.0):
+        clock.now = 1000.0 + t
+        assert windows.hit(limit, "default", "a") is None
+    clock.now = 1030.0
+    assert windows.exhausted(limit, "default", "a")
+    assert windows.hit(limit, "default", "a") == 30.0  # until the hit at t=0 leaves the window
+    assert windows.hit(limit, "other", "a") is None and windows.hit(limit, "default", "b") is None
+    clock.now = 1059.999
+    assert windows.hit(limit, "default", "a") is not None  # refused hits were not counted, the first still is
+    clock.now = 1060.0
+    assert not windows.exhausted(limit, "default", "a")
+    assert windows.hit(limit, "default", "a") is None  # one slot freed: exactly one more
+    assert windows.hit(limit, "default", "a") == 10.0
+
+
+def test_memory_windows_forget_idle_keys_without_a_background_thread():
+    import threading
+
+    from limits import parse
+
+    from app.api.ratelimit_memory import MemoryWindows
+
+    threads = threading.active_count()
+    clock = _Clock()
+    windows = MemoryWindows(clock)
+    limit = parse("5 per 10 seconds")
+    for i in range(100):
+        windows.hit(limit, "login", f"user|10.0.0.{i}")
+    assert len(windows) == 100 and threading.active_count() == threads
+    clock.now += MemoryWindows.SWEEP_INTERVAL_S
+    windows.hit(limit, "login", "fresh")
+    assert len(windows) == 1
+
+
+async def test_memory_limiter_answers_with_the_configured_limit(db_url, tmp_path):
+    settings = make_settings(db_url, tmp_path, security={"rate_limiting": {"enabled": True, "health": "4/minute"}})
+    async with running_guard(settings) as guard:
+        codes = [(await guard.client.get("/health")).status_code for _ in range(6)]
+        assert codes == [200, 200, 200, 200, 429, 429]
+        r = await guard.client.get("/health")
+        assert r.json()["error"]["details"]["limit"] == "4 per 1 minute"
+        assert 0 < int(r.headers["retry-after"]) <= 60 and r.headers["x-request-id"]
+        # /metrics shares the health budget: read the refusals from the registry itself.
+        labels = {"handler": "/health", "method": "GET", "status": "4xx"}
+        assert guard.runtime.metrics.registry.get_sample_value("http_requests_total", labels) == 3
