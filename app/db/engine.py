@@ -1,6 +1,11 @@
 """Engine factory: SQLite pragmas for the embedded default, a bounded asyncpg pool for production.
 
-The dialect differences that matter to the engine live here and nowhere else.
+The dialect differences that matter to the engine live here and nowhere else. A file SQLite
+database gets a real connection pool too: opening a connection (a driver thread, the file, the
+PRAGMAs below) cost more than a whole small request. Pooled connections keep WAL, foreign keys and
+the busy timeout they were opened with, so concurrent writers still serialize on SQLite's own write
+lock and wait for it instead of failing. ``:memory:`` keeps SQLAlchemy's default (one shared
+connection), since every new connection would see an empty database.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from app.config.settings import Settings
 
@@ -38,12 +42,10 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     db = settings.database
     if url.startswith("sqlite"):
         ensure_sqlite_dir(url)
-        engine = create_async_engine(
-            url,
-            echo=db.echo,
-            poolclass=NullPool if ":memory:" not in url else None,
-            connect_args={"timeout": 5},
-        )
+        pool: dict[str, Any] = {}
+        if ":memory:" not in url and "mode=memory" not in url:
+            pool = {"pool_size": db.pool_size, "max_overflow": db.max_overflow, "pool_timeout": db.pool_timeout}
+        engine = create_async_engine(url, echo=db.echo, connect_args={"timeout": 5}, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import StringConstraints
 
-from app.auth.permissions import Permission
 from app.api.deps import Requires, SessionDep
+from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
+from app.auth.permissions import Permission
 from app.core.errors import error_responses
 from app.metrics.decode import decode_batch
 from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent, ingest_body
 from app.metrics.service import MetricsService
-from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
