@@ -65,7 +65,13 @@ def make_batches(points: int, batch: int) -> tuple[list[bytes], list[list[tuple]
     return bodies, records
 
 
-async def http_ingest(base_url: str, bodies: list[bytes], concurrency: int) -> float:
+WARMUP = orjson.dumps({"points": [{"component": "warmup", "metric_name": "warmup", "value": 1.0}]})
+
+
+async def http_ingest(base_url: str, bodies: list[bytes], concurrency: int, cpu_seconds) -> tuple[float, float]:
+    """(seconds, server CPU seconds) for ``bodies`` from ``concurrency`` writers. The token and one
+    one-point batch come first, untimed: a long-running server has long paid for its first request
+    (lazy imports, route and schema set-up) and for the login's password hash."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
         async with http.post(f"{base_url}/api/v1/auth/token",
                              data={"username": "bench-ingest", "password": PASSWORD}) as r:
@@ -82,9 +88,11 @@ async def http_ingest(base_url: str, bodies: list[bytes], concurrency: int) -> f
                     if r.status != 201:
                         raise RuntimeError(f"HTTP {r.status}: {(await r.text())[:300]}")
 
-        t0 = time.perf_counter()
+        async with http.post(f"{base_url}/api/v1/metrics/batch", data=WARMUP, headers=headers) as r:
+            assert r.status == 201, await r.text()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, cpu_seconds() - cpu0
 
 
 # --- Postgres ----------------------------------------------------------------------------------
@@ -120,10 +128,8 @@ def pg_http(base: str, bodies: list[bytes], points: int, writers: int) -> tuple[
     """(seconds, app CPU seconds) of HTTP ingest into a fresh database through a fresh server."""
     with migrated_pg_database(base) as dsn:
         with tempfile.TemporaryDirectory() as tmp, Server(sa_url(dsn), Path(tmp)) as server:
-            cpu0 = server.cpu_seconds()
-            seconds = asyncio.run(http_ingest(server.base_url, bodies, writers))
-            cpu = server.cpu_seconds() - cpu0
-        stored = asyncio.run(_pg_count(dsn))
+            seconds, cpu = asyncio.run(http_ingest(server.base_url, bodies, writers, server.cpu_seconds))
+        stored = asyncio.run(_pg_count(dsn)) - 1  # the warm-up point
     assert stored == points, (stored, points)
     return seconds, cpu
 
@@ -155,11 +161,9 @@ def sqlite_http(bodies: list[bytes], points: int, writers: int) -> tuple[float, 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
         with Server(f"sqlite+aiosqlite:///{path}", Path(tmp)) as server:
-            cpu0 = server.cpu_seconds()
-            seconds = asyncio.run(http_ingest(server.base_url, bodies, writers))
-            cpu = server.cpu_seconds() - cpu0
+            seconds, cpu = asyncio.run(http_ingest(server.base_url, bodies, writers, server.cpu_seconds))
         conn = sqlite3.connect(path)
-        stored = conn.execute("SELECT count(*) FROM metric_points").fetchone()[0]
+        stored = conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] - 1  # the warm-up point
         conn.close()
     assert stored == points, (stored, points)
     return seconds, cpu
