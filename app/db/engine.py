@@ -31,6 +31,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _in_memory(url: str) -> bool:
+    database = make_url(url).database
+    return not database or database == ":memory:" or "mode=memory" in url
+
+
 def ensure_sqlite_dir(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
@@ -43,7 +48,7 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     if url.startswith("sqlite"):
         ensure_sqlite_dir(url)
         pool: dict[str, Any] = {}
-        if ":memory:" not in url and "mode=memory" not in url:
+        if not _in_memory(url):
             pool = {"pool_size": db.pool_size, "max_overflow": db.max_overflow, "pool_timeout": db.pool_timeout}
         engine = create_async_engine(url, echo=db.echo, connect_args={"timeout": 5}, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

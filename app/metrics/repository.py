@@ -1,7 +1,8 @@
 """Data access for metrics. Only flushes; the caller owns the transaction.
 
 The dialect-specific writes (COPY vs executemany, batched deletes by physical row id) sit behind
-``ingest_for(dialect)``; everything here is portable SQLAlchemy.
+``ingest_for(dialect)``, and the summary's hot read is driver SQL in ``summary_sql``; everything
+else here is portable SQLAlchemy.
 """
 
 from __future__ import annotations
