@@ -20,15 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from app.config.settings import Settings
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite;
-    # the busy timeout turns a momentary write lock into a short wait instead of an error.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int):
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite;
+        # the busy timeout turns a held write lock into a wait instead of an error.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
 
 
 def _in_memory(url: str) -> bool:
@@ -50,8 +53,11 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         pool: dict[str, Any] = {}
         if not _in_memory(url):
             pool = {"pool_size": db.pool_size, "max_overflow": db.max_overflow, "pool_timeout": db.pool_timeout}
-        engine = create_async_engine(url, echo=db.echo, connect_args={"timeout": 5}, **pool)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # A writer waits for SQLite's write lock as long as a Postgres statement may run: pooled
+        # requests arrive faster than reconnecting ones did, and SQLite's busy handler is not
+        # fair, so under heavy load a writer (an audit row) could otherwise give up after seconds.
+        engine = create_async_engine(url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(db.statement_timeout * 1000)))
         return engine
     return create_async_engine(
         url,
