@@ -1,6 +1,11 @@
 """Engine factory: SQLite pragmas for the embedded default, a bounded asyncpg pool for production.
 
-The dialect differences that matter to the engine live here and nowhere else.
+The dialect differences that matter to the engine live here and nowhere else. A file SQLite
+database gets a real connection pool too: opening a connection (a driver thread, the file, the
+PRAGMAs below) cost more than a whole small request. Pooled connections keep WAL, foreign keys and
+the busy timeout they were opened with, so concurrent writers still serialize on SQLite's own write
+lock and wait for it instead of failing. ``:memory:`` keeps SQLAlchemy's default (one shared
+connection), since every new connection would see an empty database.
 """
 
 from __future__ import annotations
@@ -11,20 +16,27 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from app.config.settings import Settings
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite;
-    # the busy timeout turns a momentary write lock into a short wait instead of an error.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int):
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite;
+        # the busy timeout turns a held write lock into a wait instead of an error.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
+
+
+def _in_memory(url: str) -> bool:
+    database = make_url(url).database
+    return not database or database == ":memory:" or "mode=memory" in url
 
 
 def ensure_sqlite_dir(url: str) -> None:
@@ -38,13 +50,14 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
     db = settings.database
     if url.startswith("sqlite"):
         ensure_sqlite_dir(url)
-        engine = create_async_engine(
-            url,
-            echo=db.echo,
-            poolclass=NullPool if ":memory:" not in url else None,
-            connect_args={"timeout": 5},
-        )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pool: dict[str, Any] = {}
+        if not _in_memory(url):
+            pool = {"pool_size": db.pool_size, "max_overflow": db.max_overflow, "pool_timeout": db.pool_timeout}
+        # A writer waits for SQLite's write lock as long as a Postgres statement may run: pooled
+        # requests arrive faster than reconnecting ones did, and SQLite's busy handler is not
+        # fair, so under heavy load a writer (an audit row) could otherwise give up after seconds.
+        engine = create_async_engine(url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(db.statement_timeout * 1000)))
         return engine
     return create_async_engine(
         url,

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, tuple_, update
 
-from app.platform.loops import LoopService
 from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.rollups import ROLLUP_COLUMNS, encode_sketch, merge_blobs
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -23,7 +23,7 @@ _DELETE_POINTS = text(
 ).bindparams(bindparam("cutoff", type_=UTCDateTime()))
 
 
-# Same semantics as ``ingest_sqlite.upsert_series_statement``: a late, older point never overwrites a newer one.
+# Same semantics as ``ingest_sqlite._UPSERT_SERIES``: a late, older point never overwrites a newer one.
 _UPSERT_SERIES = (
     "INSERT INTO metric_series (component, metric_name, series_key, labels, last_value, last_ts, first_seen) "
     "SELECT c, m, k, l::jsonb, v, t, $7 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "

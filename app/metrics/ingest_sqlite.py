@@ -1,14 +1,18 @@
-"""SQLite side of the ingest seam: executemany inside the request transaction."""
+"""SQLite side of the ingest seam: the driver's executemany inside the request transaction.
+
+Points, rollup deltas and the series upsert go to ``sqlite3`` as plain tuples with timestamps
+already in the text form SQLAlchemy's SQLite ``DateTime`` stores (naive UTC,
+"YYYY-MM-DD HH:MM:SS.ffffff", so ranges still compare as text) and JSON as canonical text:
+SQLAlchemy's per-row dict and type processing cost several times the insert itself.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, insert, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.metrics import MetricSeries
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
 from app.metrics.validation import Batch, Series
@@ -21,6 +25,18 @@ _DELETE_POINTS = text(
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
 _INSERT_POINTS = ("INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) "
                   "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_ROLLUPS = f"INSERT INTO metric_rollups ({', '.join(ROLLUP_COLUMNS)}) VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})"
+_BUCKET = ROLLUP_COLUMNS.index("bucket_start")
+# Same semantics as ``ingest_pg._UPSERT_SERIES``: a late, older point never overwrites a newer one.
+_UPSERT_SERIES = (
+    "INSERT INTO metric_series (component, metric_name, series_key, labels, last_value, last_ts, first_seen) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (component, metric_name, series_key) DO UPDATE "
+    "SET last_value = excluded.last_value, last_ts = excluded.last_ts WHERE metric_series.last_ts <= excluded.last_ts"
+)
+
+
+def _sqlite_ts(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime(_SQLITE_TS)
 
 
 class SQLiteIngest:
@@ -39,28 +55,22 @@ class SQLiteIngest:
             for s, v, st in zip(map(series.__getitem__, batch.sids), batch.values, batch.stamps)])
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
-        from app.db.models.metrics import MetricRollup
-
+        if not rows:
+            return
         conn = await session.connection()
-        await conn.execute(insert(MetricRollup.__table__), [dict(zip(ROLLUP_COLUMNS, row)) for row in rows])
+        text_of = {bucket: _sqlite_ts(bucket) for bucket in {row[_BUCKET] for row in rows}}
+        await conn.exec_driver_sql(_INSERT_ROLLUPS, [(*row[:_BUCKET], text_of[row[_BUCKET]], *row[_BUCKET + 1:])
+                                                     for row in rows])
 
     async def upsert_series(self, session: AsyncSession, latest: list[tuple[Series, float, datetime]],
                             now: datetime) -> None:
-        await session.execute(upsert_series_statement(sqlite_insert), [
-            {"component": s.component, "metric_name": s.metric_name, "series_key": s.series_key, "labels": s.labels,
-             "last_value": value, "last_ts": ts, "first_seen": now} for s, value, ts in latest])
+        conn = await session.connection()
+        first_seen = _sqlite_ts(now)
+        await conn.exec_driver_sql(_UPSERT_SERIES, [
+            (s.component, s.metric_name, s.series_key, s.labels_json, value, _sqlite_ts(ts), first_seen)
+            for s, value, ts in latest])
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return result.rowcount or 0
 
-
-def upsert_series_statement(dialect_insert):
-    """Latest point per series; an older point arriving late never overwrites a newer one.
-    Executed with a list of rows (compiled once, cached; insertmanyvalues batches it)."""
-    stmt = dialect_insert(MetricSeries.__table__)
-    return stmt.on_conflict_do_update(
-        index_elements=["component", "metric_name", "series_key"],
-        set_={"last_value": stmt.excluded.last_value, "last_ts": stmt.excluded.last_ts},
-        where=MetricSeries.__table__.c.last_ts <= stmt.excluded.last_ts,
-    )

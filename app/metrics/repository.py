@@ -1,7 +1,8 @@
 """Data access for metrics. Only flushes; the caller owns the transaction.
 
 The dialect-specific writes (COPY vs executemany, batched deletes by physical row id) sit behind
-``ingest_for(dialect)``; everything here is portable SQLAlchemy.
+``ingest_for(dialect)``, and the summary's hot read is driver SQL in ``summary_sql``; everything
+else here is portable SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Double, delete, func, literal, select, union_all
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, MetricRollup, MetricSeries, metric_points
-from app.db.types import BlobType
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.rollups import RangePlan, build_deltas
+from app.metrics.summary_sql import summary_inputs
 from app.metrics.validation import Batch
 
 
@@ -78,23 +79,7 @@ class MetricsRepository:
                              plan: RangePlan) -> tuple[list[bytes], list[float]]:
         """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
         (one simple indexed range per part of the plan, glued with UNION ALL)."""
-        r, t = MetricRollup.__table__.c, metric_points.c
-        queries = []
-        for res, a, b in plan.rollups:
-            q = select(r.sketch, literal(None, Double()).label("value")).where(
-                r.component == component, r.metric_name == metric_name, r.resolution == res,
-                r.bucket_start >= _dt(a), r.bucket_start < _dt(b))
-            queries.append(q.where(r.series_key == series_key) if series_key is not None else q)
-        for a, b in plan.raw:
-            q = select(literal(None, BlobType).label("sketch"), t.value).where(
-                t.component == component, t.metric_name == metric_name, t.ts >= _dt(a), t.ts < _dt(b))
-            queries.append(q.where(t.series_key == series_key) if series_key is not None else q)
-        if not queries:
-            return [], []
-        rows = (await self.session.execute(union_all(*queries) if len(queries) > 1 else queries[0])).all()
-        blobs = [bytes(row[0]) for row in rows if row[0] is not None]
-        values = [row[1] for row in rows if row[0] is None]
-        return blobs, values
+        return await summary_inputs(self.session, component, metric_name, series_key, plan)
 
     async def latest(self, component: str | None, names: list[str] | None) -> list[MetricSeries]:
         q = select(MetricSeries)

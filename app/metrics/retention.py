@@ -16,10 +16,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from app.platform.loops import LoopService
 from app.db.session import session_scope
 from app.metrics.repository import MetricsRepository
 from app.metrics.rollups import HOUR, MINUTE, TEN_MINUTES
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.platform.runtime import Core

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import StringConstraints
 
 from app.api.deps import CanReadMetrics, CanWriteMetrics, CoreDep, DetectionDep, SessionDep, SettingsDep
+from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
 from app.core.errors import error_responses
 from app.metrics.decode import decode_batch
 from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent, ingest_body
 from app.metrics.service import MetricsService
-from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 

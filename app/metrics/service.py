@@ -15,8 +15,8 @@ from app.metrics.rollups import (
     empty_summary,
     exact_summary,
     merge_blobs,
-    new_sketch,
     plan_range,
+    sketch_of,
     sketch_summary,
 )
 from app.metrics.validation import Batch, check_points, series_key
@@ -125,9 +125,7 @@ class MetricsService:
             return exact_summary(raw) if raw else empty_summary()
         sk = merge_blobs(blobs)
         if raw:
-            edge = new_sketch()
-            edge.add_many(raw)
-            sk.merge(edge)
+            sk.merge(sketch_of(raw))
         if sk.count <= EXACT_MAX_POINTS:
             # A small series: sketch quantiles of a handful of points can be far off (one outlier among
             # eight is p95 in percentile_cont, not in a sketch), and the raw points are cheap to read.

@@ -118,3 +118,22 @@ async def test_a_small_series_over_a_long_window_is_summarised_exactly(guard, no
     for key in ("p50", "p95", "p99", "mean", "stddev"):
         assert math.isclose(got[key], want[key], rel_tol=1e-12), (key, got[key], want[key])
     assert math.isclose(got["p95"], 302.0) and math.isclose(got["p99"], 380.4)
+
+
+async def test_summary_of_one_labelled_series_reads_only_that_series(guard, now):
+    """Rollups and raw edges are both narrowed to the series the labels name."""
+    start = now - timedelta(minutes=40)
+    rng = random.Random(3)
+    a = [rng.uniform(1.0, 2.0) for _ in range(8_000)]
+    b = [rng.uniform(100.0, 200.0) for _ in range(8_000)]
+    points = series(start, a, step=0.25, labels={"host": "a"}) + series(start, b, step=0.25, labels={"host": "b"})
+    await post_all(guard, points, await guard.headers("ingest"))
+    lo, hi = start + timedelta(seconds=97.3), start + timedelta(seconds=1_900.7)
+    inside = [v for i, v in enumerate(a) if lo.timestamp() <= start.timestamp() + i * 0.25 < hi.timestamp()]
+    want = exact_summary(inside)
+    got = await summary(guard, start=lo.isoformat(), end=hi.isoformat(), labels="host=a")
+    assert got["exact"] is False and got["labels"] == {"host": "a"}
+    assert got["count"] == want["count"] and got["min"] == want["min"] and got["max"] == want["max"]
+    assert math.isclose(got["mean"], want["mean"], rel_tol=1e-9)
+    both = await summary(guard, start=lo.isoformat(), end=hi.isoformat())
+    assert both["count"] == 2 * want["count"] and both["max"] > 100.0

@@ -1,0 +1,100 @@
+"""The summary's one read (rollup sketches for whole buckets, raw values at the edges), straight
+through the driver.
+
+A one-hour summary is a dozen small index ranges; building that statement with SQLAlchemy
+expressions and wrapping every row in a ``Row`` cost more than the database spent answering it.
+The SQL text depends only on the plan's shape (how many rollup and raw ranges, whether a series
+key is given), so it is built once per shape and cached, and the driver keeps it prepared. On
+Postgres each raw range comes back as one ``array_agg`` row (decoded in C by asyncpg) instead of
+one row per point.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.metrics.ingest_pg import raw_connection
+from app.metrics.rollups import RangePlan
+
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime text (naive UTC)
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(dialect: str, rollups: int, raws: int, keyed: bool) -> str:
+    """UNION ALL of ``rollups`` bucket ranges then ``raws`` point ranges; every part selects
+    (sketch, values) with the other column NULL."""
+    pg = dialect == "postgresql"
+    n = 0
+
+    def p() -> str:
+        nonlocal n
+        n += 1
+        return f"${n}" if pg else "?"
+
+    def series(table: str) -> str:
+        # Postgres numbers its parameters, so every part reuses $1..$3; with qmarks each part
+        # takes its own copy of the series parameters.
+        if pg:
+            return f"{table}.component = $1 AND {table}.metric_name = $2" + (f" AND {table}.series_key = $3" if keyed else "")
+        return f"{table}.component = ? AND {table}.metric_name = ?" + (f" AND {table}.series_key = ?" if keyed else "")
+
+    if pg:
+        n = 3 if keyed else 2
+    parts = []
+    for _ in range(rollups):
+        parts.append(f"SELECT r.sketch, NULL{'::float8[]' if pg else ''} FROM metric_rollups r WHERE {series('r')} "
+                     f"AND r.resolution = {p()} AND r.bucket_start >= {p()} AND r.bucket_start < {p()}")
+    for _ in range(raws):
+        cond = series("t")
+        if pg:
+            parts.append(f"SELECT NULL::bytea, array_agg(t.value) FROM metric_points t WHERE {cond} "
+                         f"AND t.ts >= {p()} AND t.ts < {p()}")
+        else:
+            parts.append(f"SELECT NULL, t.value FROM metric_points t WHERE {cond} AND t.ts >= {p()} AND t.ts < {p()}")
+    return " UNION ALL ".join(parts)
+
+
+async def summary_inputs(session: AsyncSession, component: str, metric_name: str, series_key: str | None,
+                         plan: RangePlan) -> tuple[list[bytes], list[float]]:
+    """(encoded sketches of the whole buckets, raw values of the edges) for ``plan``."""
+    if not plan.rollups and not plan.raw:
+        return [], []
+    dialect = session.bind.dialect.name
+    keyed = series_key is not None
+    sql = _statement(dialect, len(plan.rollups), len(plan.raw), keyed)
+    head: tuple[Any, ...] = (component, metric_name, series_key) if keyed else (component, metric_name)
+    blobs: list[bytes] = []
+    values: list[float] = []
+    if dialect == "postgresql":
+        args: list[Any] = list(head)
+        for res, a, b in plan.rollups:
+            args += (res, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
+        for a, b in plan.raw:
+            args += (datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
+        conn = await raw_connection(session)
+        for sketch, vals in await conn.fetch(sql, *args):
+            if sketch is not None:
+                blobs.append(sketch)
+            elif vals:
+                values += vals
+        return blobs, values
+    params: list[Any] = []
+    for res, a, b in plan.rollups:
+        params += (*head, res, _sqlite_ts(a), _sqlite_ts(b))
+    for a, b in plan.raw:
+        params += (*head, _sqlite_ts(a), _sqlite_ts(b))
+    conn = await session.connection()
+    for sketch, value in (await conn.exec_driver_sql(sql, tuple(params))).all():
+        if sketch is not None:
+            blobs.append(bytes(sketch))
+        else:
+            values.append(value)
+    return blobs, values
+
+
+def _sqlite_ts(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime(_SQLITE_TS)
