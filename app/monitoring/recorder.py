@@ -17,11 +17,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks.base import CheckResult
-from app.db.models import CheckResultRecord, Component, ComponentState, HealthTransitionRecord, Incident
+from app.db.models import Component, HealthTransitionRecord, Incident
 from app.db.types import utcnow
-from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import lifecycle
 from app.monitoring import state_machine as sm
+from app.monitoring.result_rows import DETAIL_MAX, PostgresRows, SQLiteRows, rows_for
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
     from app.platform.events import EventBus
@@ -116,18 +117,10 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
     observations = [item for item in items if isinstance(item, Observation)]
     result_ids: list[int] = []
     if observations:
-        rows = [
-            {
-                "component_id": cid,
-                "observed_at": r.observed_at,
-                "outcome": r.outcome.value,
-                "latency_ms": None if r.latency_s is None else round(r.latency_s * 1000, 3),
-                "detail": r.detail[:1000],
-            }
-            for cid, _, r in observations
-        ]
-        stmt = insert(CheckResultRecord.__table__).returning(CheckResultRecord.__table__.c.id, sort_by_parameter_order=True)
-        result_ids = list((await session.execute(stmt, rows)).scalars())
+        result_ids = await _rows(session).insert_results(session, [
+            (cid, r.observed_at, r.outcome.value, None if r.latency_s is None else round(r.latency_s * 1000, 3),
+             r.detail[:DETAIL_MAX])
+            for cid, _, r in observations])
 
     work: dict[int, Tracked] = {}
     pending: list[_PendingTransition] = []
@@ -179,7 +172,7 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
 
     if work:
         now = utcnow()
-        await session.execute(update(ComponentState), [_state_row(t, now) for t in work.values()])
+        await _rows(session).update_states(session, [_state_row(t, now) for t in work.values()])
     return Applied(tracked=work, transitions=transitions, results_written=len(result_ids))
 
 
@@ -259,23 +252,23 @@ async def _publish(p: _PendingTransition, incident_id: int | None, transition_id
     return event
 
 
-def _state_row(t: Tracked, now: datetime) -> dict[str, Any]:
+def _state_row(t: Tracked, now: datetime) -> tuple[Any, ...]:
+    """One component state, in `result_rows.STATE_COLUMNS` order."""
     m = t.machine
-    return {
-        "component_id": t.component_id,
-        "status": m.status,
-        "status_since": m.status_since or now,
-        "consecutive_failures": m.consecutive_failures,
-        "consecutive_successes": m.consecutive_successes,
-        "recent_outcomes": m.recent,
-        "grace_until": m.grace_until,
-        "current_incident_id": t.incident_id,
-        "last_check_at": t.last_check_at,
-        "last_outcome": t.last_outcome,
-        "last_detail": t.last_detail,
-        "last_latency_ms": t.last_latency_ms,
-        "updated_at": now,
-    }
+    return (m.status, m.status_since or now, m.consecutive_failures, m.consecutive_successes, m.recent,
+            m.grace_until, t.incident_id, t.last_check_at, t.last_outcome, t.last_detail, t.last_latency_ms,
+            now, t.component_id)
+
+
+def _rows(session: AsyncSession) -> SQLiteRows | PostgresRows:
+    name = session.get_bind().dialect.name
+    store = _ROWS.get(name)
+    if store is None:
+        store = _ROWS[name] = rows_for(name)
+    return store
+
+
+_ROWS: dict[str, SQLiteRows | PostgresRows] = {}
 
 
 def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:

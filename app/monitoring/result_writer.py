@@ -30,9 +30,9 @@ from app.monitoring import state_machine as sm
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
-    from app.platform.lifespan import GuardState
     from app.monitoring.ownership import Ownership
     from app.monitoring.probe_metrics import ProbeMetrics
+    from app.platform.lifespan import GuardState
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
