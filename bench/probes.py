@@ -1,42 +1,31 @@
-"""Benchmark: N HTTP components probed by the real scheduler with results stored, against targets
-served by a separate process on several 127.0.0.x addresses, compared in the same run with a bare
-aiohttp loop over the same targets with the same concurrency (same connector limits, same number
-of concurrent workers).
+"""Benchmark: N HTTP components at one interval in ONE real `pipeline-guard serve` process (every
+loop running: scheduler, writer, leases, alerts, outbox, healing, rules, rollups, retention...),
+probing real loopback HTTP targets served by another process on several 127.0.0.x addresses.
+Baseline in the same run: Prometheus blackbox_exporter probing the same targets at the same rate.
 
-    .venv/bin/python bench/probes.py                      # 2000 components @ 2 s for 20 s (< 2 min)
-    .venv/bin/python bench/probes.py -n 10000 --interval 10 --duration 60   # the issue's target
-    .venv/bin/python bench/probes.py --postgres postgresql://postgres@127.0.0.1:5432/test   # scratch db beside it
+    .venv/bin/python bench/probes.py                                   # 2000 @ 2 s, 5 rounds of 4 s
+    .venv/bin/python bench/probes.py -n 20000 --interval 10 --rounds 6  # the target: 20k @ 10 s
+    .venv/bin/python bench/probes.py -n 20000 --interval 10 --postgres postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/probes.py -n 20000 --also-n 10000 ...        # the same bench at 10k too
+    .venv/bin/python bench/probes.py --app-dir /tmp/base ...            # serve another commit's tree (before/after)
 
-Four phases, each in its own event loop, in this order:
+The components are written straight into a scratch database (a SQLite file in a temp dir, or a
+Postgres database made beside --postgres) with their states healthy, as a running fleet's are after
+a restart (`--cold`: unknown, a first deployment, where every first result is a transition whose
+events the alert and healing subscribers handle one by one); the guard is started on it, and measured after it has
+loaded every component and run one interval. Then `--rounds` windows of `--round-s` seconds (default:
+one interval), each giving, from outside the process:
 
-1. guard, scheduled: the guard with its full service set, as `pipeline-guard serve` runs it (leases,
-   the Scheduler's dispatcher, workers and flusher, alerts, outbox, healing, rules, compaction,
-   retention; SQLite/Postgres writes) with N components at `--interval`, measured for `--duration`
-   after a warm-up. Every other loop's log line about a locked database is counted.
-2. bare, scheduled: a minimal loop with the SAME schedule - the same N targets, each due every
-   `--interval` with the same jitter, a heap dispatcher feeding the same number of workers,
-   `session.get()` + `read()`, nothing stored - measured for the same duration.
-3. guard, saturated: the real Scheduler again with an interval so short (`--sat-interval`,
-   default 0.05 s: demand N/0.05 probes/s) that demand far exceeds capacity: every worker is busy
-   all the time, so probes/s is the guard's ceiling (results still stored).
-4. bare, saturated: the bare loop flat out (each worker probes its next target as soon as the
-   previous one is done), for `--sat-duration`.
+- stored/s (rows added to check_results) vs expected (N / interval) and vs probes run,
+- schedule lag p50/p99 (the guard's last 20,000 start-minus-due times, /api/v1/status/detailed),
+- RSS of the serve process, its CPU ms per probe (the guard writes SQLite in-process; the Postgres
+  server's own CPU is not counted),
+- lock failures: lines of its log that mention a locked database (any loop).
 
-Figures printed:
-
-- "scheduled": achieved probes/s vs the demand N/interval, schedule lag p50/p99 (start time minus
-  due time), CPU per probe (user+sys CPU of this process / probes; the guard's includes its
-  database writes, done in this process, the target server runs in another process), RSS of the
-  guard after phase 1, stored vs run (rows in check_results vs probes the guard completed;
-  "lost" must be 0).
-- "cpu/probe guard/bare" (scheduled): how much more CPU the guard spends per probe than a bare
-  loop doing the same work at the same rate - the overhead of scheduling, state machine, metrics
-  and storage.
-- "saturation": max probes/s of guard and bare at the same concurrency, and the ratio guard/bare -
-  this is the issue's "ratio >= 0.7" figure. With `--rounds K` the saturation phases alternate K
-  times; the median round of each and the median and spread of the paired ratios are printed.
-- "server cpu": CPU use of the target server process during the phase (100% = one core). When it
-  is near 100% the server, not the prober, is the limit and the saturation ratio says little.
+Median and spread (min-max) over rounds are printed. At the end the guard gets SIGTERM (it drains its
+buffer) and "lost" = probes the guard had run minus rows stored. Scratch databases and temp dirs are
+removed. blackbox_exporter is then driven at the same rate for the same rounds: probes per CPU-second
+of the exporter beside the guard's.
 """
 
 from __future__ import annotations
@@ -44,11 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import heapq
-import logging
-import os
-import random
-import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,7 +41,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._guard_serve import GuardServe, blackbox_exporter, drive_blackbox, proc_cpu_seconds, proc_rss_mb
 
 SERVER = r"""
 import asyncio, sys
@@ -66,7 +55,7 @@ async def main():
     app = web.Application(); app.router.add_get("/health", ok)
     runner = web.AppRunner(app, access_log=None); await runner.setup()
     for host in sys.argv[2:]:
-        await web.TCPSite(runner, host, int(sys.argv[1]), backlog=2048).start()
+        await web.TCPSite(runner, host, int(sys.argv[1]), backlog=4096).start()
     print("ready", flush=True); await asyncio.Event().wait()
 try:
     import uvloop; uvloop.install()
@@ -74,123 +63,23 @@ except ImportError:
     pass
 asyncio.run(main())
 """
-JITTER = 0.1  # pipeline.monitoring.jitter default, used by both the guard and the bare loop
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+JITTER = 0.1
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+@contextlib.contextmanager
+def scratch_database(args, tmp: str):
+    """A SQLite file in ``tmp``, or a database made beside ``--postgres`` and dropped afterwards."""
+    if not args.postgres:
+        from app.db.migrate import upgrade_sync
 
+        url = f"sqlite+aiosqlite:///{tmp}/guard.db"
+        upgrade_sync(url)
+        yield url
+        return
+    from bench._server import migrated_pg_database, sa_url
 
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
-
-
-class Meter:
-    """CPU of this process and of the target server over one measured window."""
-
-    def __init__(self, server_pid: int):
-        self.server_pid = server_pid
-
-    def start(self) -> None:
-        self.cpu0, self.srv0, self.t0 = cpu_seconds(), proc_cpu_seconds(self.server_pid), time.monotonic()
-
-    def stop(self, probes: int) -> dict:
-        elapsed = time.monotonic() - self.t0
-        cpu, srv = cpu_seconds() - self.cpu0, proc_cpu_seconds(self.server_pid) - self.srv0
-        return {"probes": probes, "elapsed": elapsed, "probes_per_s": probes / elapsed,
-                "cpu_per_probe_ms": 1000 * cpu / max(probes, 1), "cpu_pct": 100 * cpu / elapsed,
-                "server_cpu_pct": 100 * srv / elapsed}
-
-
-class LockFailures(logging.Handler):
-    """Counts log records of any loop that mention a locked database (SQLite's "database is locked")."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.count = 0
-        self.first: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
-        if "locked" in text:
-            self.count += 1
-            self.first = self.first or f"{record.name}: {record.getMessage()[:160]}"
-
-
-def run_guard(args, urls: list[str], meter: Meter, *, interval: float, duration: float) -> dict:
-    """One guard phase on a scratch database (a temp dir, or a Postgres database), both removed after."""
-    with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, scratch_database(args, tmp) as url:
-        return asyncio.run(bench_guard(args, urls, meter, Path(tmp), url, interval=interval, duration=duration))
-
-
-async def bench_guard(args, urls: list[str], meter: Meter, tmp: Path, url: str, *, interval: float,
-                      duration: float) -> dict:
-    """The guard with its full service set (what `pipeline-guard serve` runs: leases, scheduler and
-    writer, alerts, outbox, healing, rule evaluation, compaction, retention...) in this process."""
-    from sqlalchemy import func, insert, select
-
-    from app.platform.compose import default_services
-    from app.db.migrate import upgrade_sync
-    from app.db.models import CheckResultRecord, Component, ComponentState
-    from tests.conftest import make_settings, running_guard
-
-    await asyncio.to_thread(upgrade_sync, url)
-    settings = make_settings(url, tmp, max_workers=args.workers,
-                             pipeline={"monitoring": {"interval": interval, "health_check_timeout": 5,
-                                                      "jitter": JITTER}})
-    async with scratch_session(url) as session:
-        rows = [{"name": f"svc-{i:05d}", "description": "", "critical": False, "labels": {}, "enabled": True,
-                 "source": "api", "version": 1,
-                 "check": {"kind": "http", "url": urls[i % len(urls)], "interval": interval}}
-                for i in range(args.n)]
-        for start in range(0, len(rows), 2000):
-            await session.execute(insert(Component), rows[start:start + 2000])
-        await session.flush()
-        ids = (await session.execute(select(Component.id))).scalars().all()
-        await session.execute(insert(ComponentState), [{"component_id": i} for i in ids])
-    locks = LockFailures()
-    logging.getLogger().addHandler(locks)
-    try:
-        async with running_guard(settings, build_services=default_services) as guard:
-            scheduler = guard.runtime.monitoring.scheduler
-            deadline = time.monotonic() + 120
-            while len(scheduler.entries) < args.n and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(min(max(interval, 1.0), duration / 4, args.warmup))
-            runs0 = scheduler.checks_run
-            scheduler.lags.clear()
-            locks.count, locks.first = 0, None
-            meter.start()
-            await asyncio.sleep(duration)
-            figures = meter.stop(scheduler.checks_run - runs0)
-            lags = list(scheduler.lags)
-            rss = rss_mb()
-            buffered = scheduler.writer.buffered
-        # The lifespan stopped the scheduler: its buffer is drained.
-        stats = scheduler.stats()
-        async with scratch_session(url) as session:
-            stored = (await session.execute(select(func.count()).select_from(CheckResultRecord))).scalar_one()
-    finally:
-        logging.getLogger().removeHandler(locks)
-    return {**figures, "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99), "rss_mb": rss, "stored": stored,
-            "total": scheduler.checks_run, "overruns": stats["overruns"], "dropped": stats["dropped_results"],
-            "flush_failures": stats["flush_failures"], "error": scheduler.last_flush_error,
-            "lock_failures": locks.count, "first_lock_failure": locks.first, "buffered_at_end": buffered}
+    with migrated_pg_database(args.postgres.replace("postgresql+asyncpg://", "postgresql://")) as dsn:
+        yield sa_url(dsn)
 
 
 @contextlib.asynccontextmanager
@@ -207,217 +96,170 @@ async def scratch_session(url: str):
         await engine.dispose()
 
 
-@contextlib.contextmanager
-def scratch_database(args, tmp: str):
-    """A SQLite file in ``tmp``, or a database made beside ``--postgres`` and dropped afterwards."""
-    if not args.postgres:
-        yield f"sqlite+aiosqlite:///{tmp}/guard.db"
-        return
-    from bench._server import migrated_pg_database, sa_url
+async def add_components(url: str, n: int, urls: list[str], interval: float, *, cold: bool) -> None:
+    from sqlalchemy import insert, select
 
-    with migrated_pg_database(args.postgres.replace("postgresql+asyncpg://", "postgresql://")) as dsn:
-        yield sa_url(dsn)
+    from app.db.models import Component, ComponentState
 
-
-def _bare_session(args):
-    from app.outbound.http import make_session
-
-    # The guard's session: same connector limits.
-    return make_session(limit=args.workers, limit_per_host=max(8, args.workers // 2))
-
-
-async def bench_bare_scheduled(args, urls: list[str], meter: Meter, *, interval: float, duration: float) -> dict:
-    """The guard's schedule without the guard: N targets, each due every `interval` (+ jitter,
-    start-to-start), a heap dispatcher that never queues more than there are free workers."""
-    import aiohttp
-
-    session = _bare_session(args)
-    timeout = aiohttp.ClientTimeout(total=5)
-    targets = [urls[i % len(urls)] for i in range(args.n)]
-    now = time.monotonic()
-    heap = []
-    for i in range(args.n):
-        base = now + random.uniform(0, interval)
-        heap.append((base + random.uniform(0, JITTER * interval), i, base))
-    heapq.heapify(heap)
-    queue: asyncio.Queue = asyncio.Queue()
-    free = asyncio.Event()
-    busy = 0
-    count = 0
-    lags: list[float] = []
-
-    async def worker():
-        nonlocal busy, count
-        while True:
-            i, due = await queue.get()
-            busy += 1
-            started = time.monotonic()
-            lags.append(max(0.0, started - due))
-            try:
-                async with session.get(targets[i], timeout=timeout) as resp:
-                    await resp.read()
-            except Exception:  # noqa: BLE001, S110 - a failed probe is counted like any finished probe
-                pass
-            count += 1
-            busy -= 1
-            free.set()
-
-    async def dispatcher():
-        while True:
-            now = time.monotonic()
-            while heap and heap[0][0] <= now:
-                if busy + queue.qsize() >= args.workers:
-                    free.clear()
-                    await free.wait()
-                    now = time.monotonic()
-                    continue
-                due, i, base = heapq.heappop(heap)
-                queue.put_nowait((i, due))
-                base += interval
-                if base < now - interval:
-                    base = now
-                heapq.heappush(heap, (base + random.uniform(0, JITTER * interval), i, base))
-            await asyncio.sleep(max(0.0, min(heap[0][0] - time.monotonic(), 1.0)) if heap else 1.0)
-
-    tasks = [asyncio.create_task(worker()) for _ in range(args.workers)] + [asyncio.create_task(dispatcher())]
-    await asyncio.sleep(min(max(interval, 1.0), duration / 4, args.warmup))
-    count0 = count
-    lags.clear()
-    meter.start()
-    await asyncio.sleep(duration)
-    figures = meter.stop(count - count0)
-    measured_lags = list(lags)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await session.close()
-    return {**figures, "lag_p50": pct(measured_lags, 0.5), "lag_p99": pct(measured_lags, 0.99)}
+    async with scratch_session(url) as session:
+        rows = [{"name": f"svc-{i:05d}", "description": "", "critical": False, "labels": {}, "enabled": True,
+                 "source": "api", "version": 1,
+                 "check": {"kind": "http", "url": urls[i % len(urls)], "interval": interval}}
+                for i in range(n)]
+        for start in range(0, n, 2000):
+            await session.execute(insert(Component), rows[start:start + 2000])
+        await session.flush()
+        ids = (await session.execute(select(Component.id))).scalars().all()
+        # As the API does; a running fleet (the default) has its states persisted as healthy, as after
+        # a restart; --cold starts them unknown (every first result is then a transition).
+        seeded = {} if cold else {"status": "healthy", "recent_outcomes": "u"}
+        await session.execute(insert(ComponentState), [{"component_id": i, **seeded} for i in ids])
 
 
-async def bench_bare_saturated(args, urls: list[str], meter: Meter, *, duration: float) -> dict:
-    """Flat out: each of `workers` workers probes its next target as soon as the previous is done."""
-    import aiohttp
+async def stored_results(url: str) -> int:
+    """Rows in check_results (max id: ids only grow, and nothing is deleted during a run)."""
+    from sqlalchemy import func, select
 
-    session = _bare_session(args)
-    timeout = aiohttp.ClientTimeout(total=5)
-    targets = [urls[i % len(urls)] for i in range(args.n)]
-    count = 0
-    measuring = False
-    stop = time.monotonic() + 1.0 + duration  # 1 s warm-up (connections opened)
+    from app.db.models import CheckResultRecord
 
-    async def worker(offset: int):
-        nonlocal count
-        i = offset
-        while time.monotonic() < stop:
-            try:
-                async with session.get(targets[i % len(targets)], timeout=timeout) as resp:
-                    await resp.read()
-            except Exception:  # noqa: BLE001, S110 - the bare loop counts failures as finished too
-                pass
-            if measuring:
-                count += 1
-            i += args.workers
+    async with scratch_session(url) as session:
+        return (await session.execute(select(func.coalesce(func.max(CheckResultRecord.id), 0)))).scalar_one()
 
-    tasks = [asyncio.create_task(worker(k)) for k in range(args.workers)]
-    await asyncio.sleep(1.0)
-    measuring = True
-    meter.start()
-    await asyncio.sleep(stop - time.monotonic())
-    figures = meter.stop(count)
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await session.close()
-    return figures
+
+def run_guard(args, n: int, urls: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="guard-bench-") as tmp, scratch_database(args, tmp) as url:
+        return asyncio.run(bench_guard(args, n, urls, Path(tmp), url))
+
+
+async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dict:
+    await add_components(url, n, urls, args.interval, cold=args.cold)
+    guard = GuardServe(url, tmp, interval=args.interval, workers=args.workers, jitter=JITTER,
+                       app_dir=Path(args.app_dir).resolve())
+    guard.start()
+    rounds: list[dict] = []
+    ran = 0
+    peak_rss = 0.0
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await guard.wait_ready(client)
+            deadline, started = time.monotonic() + 600, time.monotonic()
+            while (scheduled := (await guard.scheduler_stats(client))["components_scheduled"]) < n:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the guard loaded {scheduled} of {n} components in 600 s; its log ends: "
+                                       f"{guard.log_path.read_text()[-1500:]}")
+                await asyncio.sleep(1.0)
+            print(f"[{n} components loaded in {time.monotonic() - started:.0f} s]", file=sys.stderr)
+            await asyncio.sleep(args.interval + 1)  # the first interval (every component starts) is not measured
+            before = (time.monotonic(), guard.cpu_seconds(), await stored_results(url),
+                      (await guard.scheduler_stats(client))["checks_run"], guard.lock_failures()[0])
+            for _ in range(args.rounds):
+                await asyncio.sleep(args.round_s)
+                stats = await guard.scheduler_stats(client)
+                after = (time.monotonic(), guard.cpu_seconds(), await stored_results(url), stats["checks_run"],
+                         guard.lock_failures()[0])
+                elapsed, cpu, stored, run, locks = (a - b for a, b in zip(after, before, strict=True))
+                rounds.append({"stored_per_s": stored / elapsed, "run_per_s": run / elapsed,
+                               "lag_p50": stats["scheduler_lag_p50_seconds"] or 0.0,
+                               "lag_p99": stats["scheduler_lag_p99_seconds"] or 0.0,
+                               "rss_mb": guard.rss_mb(), "cpu_ms_per_probe": 1000 * cpu / max(run, 1),
+                               "probes_per_cpu_s": run / max(cpu, 1e-9), "cpu_pct": 100 * cpu / elapsed,
+                               "lock_failures": locks, "buffered": stats["buffered_results"],
+                               "dropped": stats["dropped_results"]})
+                before = after
+            ran = (await guard.scheduler_stats(client))["checks_run"]
+            peak_rss = proc_rss_mb(guard.proc.pid, "VmHWM")
+    finally:
+        code = guard.stop()
+        if args.keep_log:
+            shutil.copy(guard.log_path, args.keep_log)
+    locks, first_lock = guard.lock_failures()
+    total = await stored_results(url)
+    return {"rounds": rounds, "lost": max(0, ran - total), "ran": ran, "stored": total, "exit": code,
+            "lock_failures": locks, "first_lock": first_lock, "peak_rss_mb": peak_rss, "api_errors": guard.api_errors}
+
+
+def run_blackbox(args, urls: list[str]) -> list[dict]:
+    rate = args.n / args.interval
+    rounds = []
+    with blackbox_exporter() as (proc, probe_url):
+        time.sleep(0.5)
+        for _ in range(args.rounds):
+            cpu0, t0 = proc_cpu_seconds(proc.pid), time.monotonic()
+            done = asyncio.run(drive_blackbox(probe_url, urls, rate=rate, duration=args.round_s,
+                                              concurrency=args.workers))
+            cpu, elapsed = proc_cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
+            rounds.append({"run_per_s": done / elapsed, "probes_per_cpu_s": done / max(cpu, 1e-9),
+                           "cpu_ms_per_probe": 1000 * cpu / max(done, 1)})
+    return rounds
+
+
+def spread(rounds: list[dict], key: str, fmt: str = ".0f", scale: float = 1.0) -> str:
+    values = sorted(r[key] * scale for r in rounds)
+    return f"{statistics.median(values):{fmt}} ({values[0]:{fmt}}-{values[-1]:{fmt}})"
+
+
+def report(n: int, args, guard: dict) -> None:
+    rounds, expected = guard["rounds"], n / args.interval
+    print(f"guard serve, {n} components @ {args.interval:g}s (expected {expected:.0f} results/s), "
+          f"{len(rounds)} rounds of {args.round_s:g}s, median (min-max):")
+    print(f"  stored/s {spread(rounds, 'stored_per_s')}  run/s {spread(rounds, 'run_per_s')}"
+          f"  stored/expected {statistics.median(r['stored_per_s'] for r in rounds) / expected:.2f}")
+    print(f"  lag p50 {spread(rounds, 'lag_p50', '.1f', 1000)} ms  p99 {spread(rounds, 'lag_p99', '.1f', 1000)} ms")
+    print(f"  rss {spread(rounds, 'rss_mb')} MB (peak {guard['peak_rss_mb']:.0f} MB)"
+          f"  cpu/probe {spread(rounds, 'cpu_ms_per_probe', '.3f')} ms  cpu {spread(rounds, 'cpu_pct')}%"
+          f"  probes per CPU-second {spread(rounds, 'probes_per_cpu_s')}")
+    print(f"  buffered at round ends {spread(rounds, 'buffered')}  dropped {rounds[-1]['dropped'] if rounds else 0}"
+          f"  lock failures (whole run, any loop) {guard['lock_failures']} {guard['first_lock'] or ''}")
+    print(f"  after SIGTERM (exit {guard['exit']}): stored {guard['stored']} of {guard['ran']} run"
+          f" (lost {guard['lost']})  5xx answers to the bench's status polls {guard['api_errors']}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=2000, help="components (default 2000)")
+    parser.add_argument("--also-n", type=int, action="append", default=[],
+                        help="also run the guard with this many components (a same-run baseline)")
     parser.add_argument("--interval", type=float, default=2.0, help="check interval in seconds (default 2)")
-    parser.add_argument("--duration", type=float, default=20.0,
-                        help="measured seconds of each scheduled phase (default 20)")
-    parser.add_argument("--warmup", type=float, default=float("inf"),
-                        help="seconds before measuring (default: one interval, at most a quarter of the duration, "
-                             "at least 1 s; the first interval, when every component starts, is not measured)")
-    parser.add_argument("--sat-interval", type=float, default=0.05,
-                        help="interval of the saturated guard phase (default 0.05 s: demand N/0.05 per second)")
-    parser.add_argument("--sat-duration", type=float, default=8.0,
-                        help="measured seconds of each saturated phase (default 8)")
-    parser.add_argument("--rounds", type=int, default=1, help="alternating saturation rounds, median of each (default 1)")
-    parser.add_argument("--phases", default="guard,bare,guard-sat,bare-sat",
-                        help="phases to run (default all: guard,bare,guard-sat,bare-sat), e.g. for profiling one")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    parser.add_argument("--round-s", type=float, help="seconds per round (default: two intervals)")
     parser.add_argument("--workers", type=int, default=100, help="max_workers (default 100)")
     parser.add_argument("--hosts", type=int, default=4, help="127.0.0.x addresses served (default 4)")
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--postgres", help="postgresql://.../db: a scratch database is made beside it (and dropped)")
+    parser.add_argument("--app-dir", default=str(Path(__file__).resolve().parents[1]),
+                        help="tree the guard is served from (default this one)")
+    parser.add_argument("--cold", action="store_true",
+                        help="components start unknown (a first deployment), not healthy (a running fleet)")
+    parser.add_argument("--keep-log", help="copy the guard's log here at the end")
+    parser.add_argument("--no-blackbox", action="store_true", help="skip the blackbox_exporter baseline")
     args = parser.parse_args()
+    args.round_s = args.round_s or 2 * args.interval
     hosts = [f"127.0.0.{k}" for k in range(1, args.hosts + 1)]
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.port), *hosts], stdout=subprocess.PIPE)
-    meter = Meter(server.pid)
+    results: list[tuple[int, dict]] = []
+    blackbox: list[dict] = []
     try:
         assert server.stdout.readline().strip() == b"ready"
         urls = [f"http://{h}:{args.port}/health" for h in hosts]
-        try:
-            import uvloop
-            uvloop.install()
-        except ImportError:
-            pass
-        phases = set(args.phases.split(","))
-        guard = bare = None
-        if "guard" in phases:
-            guard = run_guard(args, urls, meter, interval=args.interval, duration=args.duration)
-        if "bare" in phases:
-            bare = asyncio.run(bench_bare_scheduled(args, urls, meter, interval=args.interval, duration=args.duration))
-        sat_guard: list[dict] = []
-        sat_bare: list[dict] = []
-        for _ in range(args.rounds):
-            if "guard-sat" in phases:
-                sat_guard.append(run_guard(args, urls, meter, interval=args.sat_interval,
-                                           duration=args.sat_duration))
-            if "bare-sat" in phases:
-                sat_bare.append(asyncio.run(bench_bare_saturated(args, urls, meter, duration=args.sat_duration)))
+        for n in [args.n, *args.also_n]:
+            results.append((n, run_guard(args, n, urls)))
+            report(n, args, results[-1][1])
+            print(f"load: {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
+        if not args.no_blackbox:
+            blackbox = run_blackbox(args, urls)
     finally:
         server.terminate()
         server.wait(5)
-
-    demanded = args.n / args.interval
-    print(f"components={args.n} interval={args.interval:g}s workers={args.workers} hosts={args.hosts} "
-          f"db={'postgres' if args.postgres else 'sqlite'} measured={args.duration:g}s "
-          f"(saturation: interval {args.sat_interval:g}s, {args.sat_duration:g}s x {args.rounds})")
-    if guard:
-        print(f"scheduled @ demand {demanded:.0f}/s ({args.n} x every {args.interval:g}s):")
-        print(f"  guard : {guard['probes_per_s']:7.0f} probes/s  lag p50 {guard['lag_p50'] * 1000:6.1f} ms"
-              f"  p99 {guard['lag_p99'] * 1000:7.1f} ms  cpu/probe {guard['cpu_per_probe_ms']:.3f} ms"
-              f"  cpu {guard['cpu_pct']:3.0f}%  server cpu {guard['server_cpu_pct']:3.0f}%  rss {guard['rss_mb']:.0f} MB")
-        print(f"          stored {guard['stored']} of {guard['total']} run (lost {guard['total'] - guard['stored']})"
-              f"  overruns {guard['overruns']}  dropped {guard['dropped']}  flush failures {guard['flush_failures']}"
-              f"  buffered at the end {guard['buffered_at_end']}  lock failures (any loop) {guard['lock_failures']}"
-              f" {guard['error'] or ''} {guard['first_lock_failure'] or ''}")
-    if bare:
-        print(f"  bare  : {bare['probes_per_s']:7.0f} probes/s  lag p50 {bare['lag_p50'] * 1000:6.1f} ms"
-              f"  p99 {bare['lag_p99'] * 1000:7.1f} ms  cpu/probe {bare['cpu_per_probe_ms']:.3f} ms"
-              f"  cpu {bare['cpu_pct']:3.0f}%  server cpu {bare['server_cpu_pct']:3.0f}%")
-    if guard and bare:
-        print(f"  cpu/probe guard/bare {guard['cpu_per_probe_ms'] / bare['cpu_per_probe_ms']:.2f}x"
-              f"   achieved/demand guard {guard['probes_per_s'] / demanded:.2f}  bare {bare['probes_per_s'] / demanded:.2f}")
-    if sat_guard or sat_bare:
-        print(f"saturation ({args.workers} workers, guard demand {args.n / args.sat_interval:.0f}/s):")
-        for label, rounds in (("guard", sat_guard), ("bare ", sat_bare)):
-            if not rounds:
-                continue
-            mid = sorted(rounds, key=lambda r: r["probes_per_s"])[len(rounds) // 2]  # the median round
-            extra = ""
-            if label == "guard":
-                extra = (f"  stored {mid['stored']} of {mid['total']} run (lost {mid['total'] - mid['stored']})"
-                         f"  dropped {mid['dropped']}  lock failures {mid['lock_failures']}")
-            print(f"  {label} : {mid['probes_per_s']:7.0f} probes/s median  cpu/probe {mid['cpu_per_probe_ms']:.3f} ms"
-                  f"  cpu {mid['cpu_pct']:3.0f}%  server cpu {mid['server_cpu_pct']:3.0f}%"
-                  f"  (rounds: {', '.join(format(r['probes_per_s'], '.0f') for r in rounds)}){extra}")
-    if sat_guard and sat_bare:
-        ratios = sorted(g["probes_per_s"] / b["probes_per_s"] for g, b in zip(sat_guard, sat_bare, strict=False))
-        cpu = sorted(b["cpu_per_probe_ms"] / g["cpu_per_probe_ms"] for g, b in zip(sat_guard, sat_bare, strict=False))
-        print(f"  RATIO guard/bare probes/s, paired rounds: median {statistics.median(ratios):.2f}"
-              f" ({ratios[0]:.2f}-{ratios[-1]:.2f})   (target >= 0.7)   per CPU-second guard/bare: median"
-              f" {statistics.median(cpu):.2f} ({cpu[0]:.2f}-{cpu[-1]:.2f})")
+    print(f"db={'postgres' if args.postgres else 'sqlite'} workers={args.workers} hosts={args.hosts}"
+          f" app={args.app_dir}")
+    if blackbox:
+        print(f"blackbox_exporter at {args.n / args.interval:.0f} probes/s asked: run/s {spread(blackbox, 'run_per_s')}"
+              f"  cpu/probe {spread(blackbox, 'cpu_ms_per_probe', '.3f')} ms"
+              f"  probes per CPU-second {spread(blackbox, 'probes_per_cpu_s')}")
+        guard_rounds = results[0][1]["rounds"]
+        ratio = statistics.median(r["probes_per_cpu_s"] for r in guard_rounds) / statistics.median(
+            r["probes_per_cpu_s"] for r in blackbox)
+        print(f"  guard/blackbox probes per CPU-second (medians): {ratio:.2f}")
     print(f"load: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 

@@ -17,11 +17,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks.base import CheckResult
-from app.db.models import CheckResultRecord, Component, ComponentState, HealthTransitionRecord, Incident
+from app.db.models import Component, HealthTransitionRecord, Incident
 from app.db.types import utcnow
-from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import lifecycle
 from app.monitoring import state_machine as sm
+from app.monitoring.result_rows import DETAIL_MAX, PostgresRows, SQLiteRows, rows_for
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
     from app.platform.events import EventBus
@@ -98,11 +99,11 @@ class Applied:
 async def write_batch(session: AsyncSession, items: list[Observation | RecoveryMark],
                       tracked: dict[int, Tracked], events: EventBus,
                       acting: dict[int, datetime] | None = None) -> Applied:
-    """Reads first, then the writes back to back (on SQLite the write lock is taken by the first
-    INSERT and held until the caller commits): results (one executemany), the state machine folded
-    in memory, new incidents and transitions (one executemany each), the events in order
+    """Reads first, the state machine folded in memory, then the writes back to back (on SQLite the
+    write lock is taken by the first INSERT and held until the caller commits): results (through the
+    driver, `result_rows.py`), new incidents and transitions (one executemany each), the events in order
     (IncidentOpened -> HealthTransition -> IncidentClosed, subscribers write in this transaction),
-    and the component states (one executemany UPDATE).
+    and the component states (through the driver).
 
     ``acting``: components a recovery action is running on (until when). Their failures are the
     action's own effect: they change nothing (app/healing/lifecycle.py); a pass counts as usual."""
@@ -114,38 +115,29 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
         alive = set()
     items = [item for item in items if item.component_id in alive]
     observations = [item for item in items if isinstance(item, Observation)]
-    result_ids: list[int] = []
-    if observations:
-        rows = [
-            {
-                "component_id": cid,
-                "observed_at": r.observed_at,
-                "outcome": r.outcome.value,
-                "latency_ms": None if r.latency_s is None else round(r.latency_s * 1000, 3),
-                "detail": r.detail[:1000],
-            }
-            for cid, _, r in observations
-        ]
-        stmt = insert(CheckResultRecord.__table__).returning(CheckResultRecord.__table__.c.id, sort_by_parameter_order=True)
-        result_ids = list((await session.execute(stmt, rows)).scalars())
 
+    # The whole fold runs before the first write: on SQLite the write lock is then held only for the
+    # statements themselves, not for this Python work (nor for the event loop rounds in between).
     work: dict[int, Tracked] = {}
+    owners: list[Tracked] = []  # per observation, in order: the copy it is folded into
+    seen: dict[int, int] = {}  # component -> observations folded so far in this batch
     pending: list[_PendingTransition] = []
     new_incidents: dict[int, _NewIncident] = {}  # component -> incident opened in this batch, still open
     opened_here: list[_NewIncident] = []
     incident_updates: dict[int, dict[str, Any]] = {}  # existing incident id -> new column values
-    ids = iter(result_ids)
     for item in items:
-        t = work.get(item.component_id)
+        cid = item.component_id
+        t = work.get(cid)
         if t is None:
-            t = work[item.component_id] = tracked[item.component_id].copy()
+            t = work[cid] = tracked[cid].copy()
         if isinstance(item, Observation):
             result = item.result
             at = result.observed_at
-            t.recent_result_ids.append(next(ids))
+            owners.append(t)
+            seen[cid] = seen.get(cid, 0) + 1
             t.last_check_at, t.last_outcome, t.last_detail = at, result.outcome.value, result.detail
             t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
-            until = acting.get(item.component_id) if acting else None
+            until = acting.get(cid) if acting else None
             if until is not None and at < until and result.outcome.value != "up":
                 continue
             t.machine, decision = sm.observe(t.machine, result.outcome, at,
@@ -153,11 +145,27 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
                                              result.detail)
         else:
             if acting:
-                acting.pop(item.component_id, None)  # the action is over: its grace takes over
+                acting.pop(cid, None)  # the action is over: its grace takes over
             t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action, item.grace_s)
             at = item.at
         if decision is not None:
-            pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates))
+            pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates,
+                                            seen.get(cid, 0)))
+
+    result_ids: list[int] = []
+    if observations:
+        result_ids = await _rows(session).insert_results(session, [
+            (cid, r.observed_at, r.outcome.value, None if r.latency_s is None else round(r.latency_s * 1000, 3),
+             r.detail[:DETAIL_MAX])
+            for cid, _, r in observations])
+    new_ids: dict[int, list[int]] = {}
+    for t, result_id in zip(owners, result_ids, strict=True):
+        new_ids.setdefault(t.component_id, []).append(result_id)
+    for p in pending:  # the results that led to each transition, up to and including its own
+        keep = max(p.t.thresholds.failure_threshold, p.t.thresholds.success_threshold)
+        p.row["result_ids"] = (list(p.t.recent_result_ids) + new_ids.get(p.t.component_id, [])[:p.results_seen])[-keep:]
+    for cid, ids in new_ids.items():
+        work[cid].recent_result_ids.extend(ids)
 
     if opened_here:
         stmt = insert(Incident.__table__).returning(Incident.__table__.c.id, sort_by_parameter_order=True)
@@ -179,7 +187,7 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
 
     if work:
         now = utcnow()
-        await session.execute(update(ComponentState), [_state_row(t, now) for t in work.values()])
+        await _rows(session).update_states(session, [_state_row(t, now) for t in work.values()])
     return Applied(tracked=work, transitions=transitions, results_written=len(result_ids))
 
 
@@ -198,11 +206,14 @@ class _PendingTransition:
     incident_ref: _NewIncident | int | None
     opened: _NewIncident | None
     closed_ref: _NewIncident | int | None
+    results_seen: int
 
 
 def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incidents: dict[int, _NewIncident],
-                     opened_here: list[_NewIncident], incident_updates: dict[int, dict[str, Any]]) -> _PendingTransition:
-    """Open/worsen/close the incident in memory; the rows are written in bulk afterwards."""
+                     opened_here: list[_NewIncident], incident_updates: dict[int, dict[str, Any]],
+                     results_seen: int) -> _PendingTransition:
+    """Open/worsen/close the incident in memory; the rows are written in bulk afterwards (the
+    `result_ids` once the results have ids: `results_seen` of this batch's results lead up to it)."""
     cid = t.component_id
     opened: _NewIncident | None = None
     closed_ref: _NewIncident | int | None = None
@@ -232,12 +243,11 @@ def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incide
             incident_updates.setdefault(current, {}).update(closed_at=at, close_reason=decision.reason)
         closed_ref = current
         t.incident_id, t.incident_worst = None, None
-    keep = max(t.thresholds.failure_threshold, t.thresholds.success_threshold)
     row = {"component_id": cid, "at": at, "previous": decision.previous, "current": decision.current,
-           "reason": decision.reason, "result_ids": list(t.recent_result_ids)[-keep:],
+           "reason": decision.reason, "result_ids": None,
            "summary": {"recent_outcomes": t.machine.recent[-t.thresholds.window:], "last_detail": t.last_detail,
                        "last_latency_ms": t.last_latency_ms}}
-    return _PendingTransition(t, decision, at, row, incident_ref, opened, closed_ref)
+    return _PendingTransition(t, decision, at, row, incident_ref, opened, closed_ref, results_seen)
 
 
 async def _publish(p: _PendingTransition, incident_id: int | None, transition_id: int, session: AsyncSession,
@@ -259,23 +269,23 @@ async def _publish(p: _PendingTransition, incident_id: int | None, transition_id
     return event
 
 
-def _state_row(t: Tracked, now: datetime) -> dict[str, Any]:
+def _state_row(t: Tracked, now: datetime) -> tuple[Any, ...]:
+    """One component state, in `result_rows.STATE_COLUMNS` order."""
     m = t.machine
-    return {
-        "component_id": t.component_id,
-        "status": m.status,
-        "status_since": m.status_since or now,
-        "consecutive_failures": m.consecutive_failures,
-        "consecutive_successes": m.consecutive_successes,
-        "recent_outcomes": m.recent,
-        "grace_until": m.grace_until,
-        "current_incident_id": t.incident_id,
-        "last_check_at": t.last_check_at,
-        "last_outcome": t.last_outcome,
-        "last_detail": t.last_detail,
-        "last_latency_ms": t.last_latency_ms,
-        "updated_at": now,
-    }
+    return (m.status, m.status_since or now, m.consecutive_failures, m.consecutive_successes, m.recent,
+            m.grace_until, t.incident_id, t.last_check_at, t.last_outcome, t.last_detail, t.last_latency_ms,
+            now, t.component_id)
+
+
+def _rows(session: AsyncSession) -> SQLiteRows | PostgresRows:
+    name = session.get_bind().dialect.name
+    store = _ROWS.get(name)
+    if store is None:
+        store = _ROWS[name] = rows_for(name)
+    return store
+
+
+_ROWS: dict[str, SQLiteRows | PostgresRows] = {}
 
 
 def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:

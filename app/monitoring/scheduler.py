@@ -3,8 +3,9 @@ bounded concurrency, per-check timeouts, batched writes.
 
 Three tasks while running (started by `SchedulerLoop`, a LoopService): the loop itself refreshes
 the component list every tick (API changes apply without a restart: rows whose `version` changed
-are reloaded), the dispatcher moves due checks onto the queue of a `WorkerPool` (`workers.py`,
-`max_workers` long-lived workers; `Prober` in `probes.py` runs each check), and the `ResultWriter`'s
+are reloaded), the dispatcher (`timetable.py`: due times and the dispatch loop) moves due checks
+onto the queue of a `WorkerPool` (`workers.py`, `max_workers` long-lived workers; `Prober` in
+`probes.py` runs each check), and the `ResultWriter`'s
 flusher (`result_writer.py`) writes buffered results every `flush_interval` or `flush_size` results.
 `run_once()` (tests) runs every owned check once, waits for them and flushes.
 """
@@ -12,7 +13,6 @@ flusher (`result_writer.py`) writes buffered results every `flush_interval` or `
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import random
 import time
@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
-from app.platform.loops import LoopService
 from app.checks.registry import default_registry
 from app.components.registry_watch import RegistryWatch
 from app.db.models import Component, ComponentState
@@ -36,7 +35,9 @@ from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober, check_config
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
+from app.monitoring.timetable import Timetable
 from app.monitoring.workers import WorkerPool
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     import aiohttp
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")
-
-DISPATCH_TICK_S = 0.005  # the dispatcher sleeps at least this long between batches of due entries
-
 
 class Scheduler:
     def __init__(self, state: Core, *, ownership: Ownership, health: HealthMap, critical: set[str],
@@ -73,9 +71,8 @@ class Scheduler:
         self.registry_watch = RegistryWatch()  # the refresh's cheap change check
         self._tracked_generation = self._published_generation = 0
         self._loaded = False  # the first refresh is done
-        self._heap: list[tuple[float, int, int]] = []
+        self.timetable = Timetable(lambda: self.settings.monitoring.jitter)
         self._refresh_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
         self.pool = WorkerPool(self.settings.max_workers, self._run_entry)
         self.probe_metrics = ProbeMetrics(state.metrics)
         self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
@@ -89,7 +86,6 @@ class Scheduler:
         self.lags: deque[float] = deque(maxlen=20_000)
         self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
         self.checks_run = 0
-        self.overruns = 0
 
     # Write-side figures (the writer keeps them).
     @property
@@ -134,7 +130,9 @@ class Scheduler:
 
     def start_background(self) -> None:
         self.pool.start()
-        self._background = [asyncio.create_task(self._dispatch_loop(), name="monitoring:dispatch")]
+        self._background = [asyncio.create_task(
+            self.timetable.dispatch(self.entries, self.pool, self.writer, lambda: self._closing),
+            name="monitoring:dispatch")]
         self.writer.start()
         self.check_metrics.start()
 
@@ -142,7 +140,7 @@ class Scheduler:
         """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
         The flusher is never cancelled mid-write: it finishes its batch and exits."""
         self._closing = True
-        self._wake.set()
+        self.timetable.wake.set()
         self.writer.stop()
         dispatcher = self._background[0] if self._background else None
         self._background = []
@@ -161,7 +159,7 @@ class Scheduler:
         if entry is None:
             self._requested.add(component_id)  # not loaded yet: due right after the next refresh
             return
-        self._make_due_now(entry)
+        self.timetable.make_due_now(entry)
 
     def note_action_started(self, component_id: int, until: datetime) -> None:
         """A recovery action starts on this component: until it ends (`note_recovery_action`) or
@@ -249,7 +247,7 @@ class Scheduler:
                     await self._load(session, component)
         for cid in list(self._requested):
             if cid in self.entries:
-                self._make_due_now(self.entries[cid])
+                self.timetable.make_due_now(self.entries[cid])
             self._requested.discard(cid)
         self._loaded = True
         # The whole health map is rebuilt only when the set of components moved; a flush keeps the
@@ -288,17 +286,17 @@ class Scheduler:
             if due is not None:
                 # Taken over from another replica: first check when that replica would have run it
                 # (at once if overdue), so the hand-over adds no gap.
-                self._schedule_exact(entry, max(due, time.monotonic()))
+                self.timetable.schedule_exact(entry, max(due, time.monotonic()))
             else:
                 # Spread the first runs over one interval so a restart does not probe everything at once.
-                self._schedule(entry, time.monotonic() + random.uniform(0, interval))
+                self.timetable.schedule(entry, time.monotonic() + random.uniform(0, interval))
         else:
             rescheduled = entry.interval != interval
             entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
                 component.version, config.kind, config.params, interval, config.timeout)
             entry.name, entry.counters = component.name, None
             if rescheduled:
-                self._schedule(entry, time.monotonic() + random.uniform(0, interval))
+                self.timetable.schedule(entry, time.monotonic() + random.uniform(0, interval))
         self.prober.validate(entry)
         if component.critical:
             self.critical.add(component.name)
@@ -318,75 +316,7 @@ class Scheduler:
             self.critical.discard(tracked.name)
             self.probe_metrics.forget(tracked.name)
 
-    # ------------------------------------------------------------------ dispatch
-    def _schedule(self, entry: Entry, base_due: float) -> None:
-        entry.generation += 1
-        entry.base_due = base_due
-        entry.due = base_due + random.uniform(0, self.settings.monitoring.jitter * entry.interval)
-        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
-        self._wake.set()
-
-    def _schedule_exact(self, entry: Entry, due: float) -> None:
-        entry.generation += 1
-        entry.base_due = entry.due = due
-        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
-        self._wake.set()
-
-    def _make_due_now(self, entry: Entry) -> None:
-        entry.generation += 1
-        entry.due = time.monotonic()
-        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
-        self._wake.set()
-
-    def _next(self, entry: Entry, now: float) -> None:
-        base = entry.base_due + entry.interval
-        if base < now - entry.interval:  # far behind (paused, overloaded): skip, don't burst
-            base = now
-        entry.base_due = base
-        entry.due = base + random.uniform(0, self.settings.monitoring.jitter * entry.interval)
-        heapq.heappush(self._heap, (entry.due, entry.component_id, entry.generation))
-
-    async def _dispatch_loop(self) -> None:
-        """Moves due entries to the workers' queue, never more than there are free workers (so a
-        saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
-        pool = self.pool
-        queue = pool.queue
-        loop = asyncio.get_running_loop()
-        while not self._closing:
-            now = time.monotonic()
-            while self._heap and self._heap[0][0] <= now:
-                if self.writer.backlogged:
-                    await self.writer.wait_room()  # back-pressure: the database is behind (the lag shows it)
-                    now = time.monotonic()
-                    continue
-                if pool.saturated():
-                    await pool.wait_free()  # the lag shows it
-                    now = time.monotonic()
-                    continue
-                due, cid, generation = heapq.heappop(self._heap)
-                entry = self.entries.get(cid)
-                if entry is None or entry.generation != generation:
-                    continue
-                if entry.running:
-                    self.overruns += 1
-                    if self.overruns % 100 == 1:
-                        log.warning("check of %s still running when due again (%d overruns so far)",
-                                    entry.name, self.overruns)
-                    self._next(entry, now)
-                    continue
-                entry.running = True
-                queue.put_nowait((entry, due))
-                self._next(entry, now)
-            self._wake.clear()
-            delay = (self._heap[0][0] - time.monotonic()) if self._heap else 1.0
-            if delay > 0:
-                # A plain timer that sets the wake event (no wait_for task per wake-up), and at
-                # least DISPATCH_TICK_S between wake-ups so due entries are dispatched in small
-                # batches rather than one loop wake-up per probe.
-                timer = loop.call_later(min(max(delay, DISPATCH_TICK_S), 1.0), self._wake.set)
-                await self._wake.wait()
-                timer.cancel()
-
+    # ------------------------------------------------------------------ probes
     async def _run_entry(self, entry: Entry, due: float) -> None:
         started = time.monotonic()
         try:
@@ -442,7 +372,7 @@ class Scheduler:
             "in_flight": sum(1 for e in self.entries.values() if e.running),
             "scheduler_lag_p50_seconds": pct(0.5),
             "scheduler_lag_p99_seconds": pct(0.99),
-            "overruns": self.overruns,
+            "overruns": self.timetable.overruns,
             "buffered_results": self.writer.buffered,
             "dropped_results": self.dropped_results,
             "flush_failures": self.flush_failures,
