@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import os
 import random
 import statistics
@@ -38,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+MARKERS = itertools.count(10**9)  # incident ids of the baseline's stamps (far above the real ones)
 RECOVERY_GRACE_S = 1.0
 VERIFY_TIMEOUT_S = 3.0  # the stick window too: a victim breaks again only after it
 STAMP = 'echo "$EPOCHREALTIME $PIPELINE_GUARD_INCIDENT" >> "$STAMPS"'
@@ -135,7 +137,7 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
             seen_before = set(read_stamps(stamps))
             done, misses = 0, []
 
-            async def cycle(name: str) -> None:
+            async def cycle(name: str, misses: list[str]) -> None:
                 nonlocal done
                 cid = by_name[name]
                 while done < args.incidents:
@@ -158,17 +160,17 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
 
             baseline: list[float] = []
 
-            async def spawn_baseline() -> None:
+            async def spawn_baseline(baseline: list[float]) -> None:
                 for _ in range(args.baseline):
                     await asyncio.sleep(random.uniform(0.1, 0.4))
-                    marker = 10**9 + len(baseline)
+                    marker = next(MARKERS)
                     t0 = time.time()
                     await run_command(["/bin/bash", "-c", STAMP], timeout=10,
                                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STAMPS": str(stamps),
                                            "PIPELINE_GUARD_INCIDENT": str(marker)})
                     baseline.append((read_stamps(stamps)[marker] - t0) * 1000)
 
-            await asyncio.gather(spawn_baseline(), *(cycle(f"victim-{i}") for i in range(args.victims)))
+            await asyncio.gather(spawn_baseline(baseline), *(cycle(f"victim-{i}", misses) for i in range(args.victims)))
             async with guard.sessionmaker() as session:
                 opened = dict((await session.execute(text("SELECT id, opened_at FROM incidents"))).all())
                 claimed = dict((await session.execute(text(
