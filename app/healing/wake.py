@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 
+MAX_HANDED_OVER = 10_000
+
 
 class Wake(asyncio.Event):
     def __init__(self) -> None:
@@ -25,6 +27,9 @@ class Wake(asyncio.Event):
 
     def hand_over(self, incident_id: int) -> None:
         """This incident (just committed as opened or worse) is decided next, on its own."""
+        if len(self._incidents) >= MAX_HANDED_OVER:  # nobody takes them (no loop runs): a pass covers all
+            self._incidents.clear()
+            self._sweep = True
         self._incidents[incident_id] = None
         super().set()
 
