@@ -1,19 +1,23 @@
 """Healing benchmark: reaction latency on the real path and end-to-end time to recover.
 
-1. Reaction, probe result -> action start: an in-process guard with the full service set (the
-   one `pipeline-guard serve` runs: scheduler, result writer, alerts, healing loop with its wake-up,
-   leases...) on SQLite probes HTTP targets served by another process. `--victims` components
-   (checked every 0.5 s, failure_threshold 2) are broken one at a time at random moments among
-   `--fleet` healthy components checked every 10 s; we measure from the deciding probe result
-   (its `observed_at`, which is also the incident's `opened_at`) until the strategy's `execute`
-   starts. That includes the result buffer, the flush transaction, the events, the commit, the
-   healing wake-up, the claim and its commit. p50/p99 over `--incidents`, beside the 100 ms target.
-   (Earlier versions stamped the time just before publishing IncidentOpened by hand, which left out
-   the result buffer and the flush.)
+1. Reaction, probe result -> action start. The full app with every background service (the set
+   `pipeline-guard serve` runs: scheduler, result writer, alerts, notifications, healing loop,
+   leases...) on SQLite and on Postgres probes HTTP targets served by another process. `--victims`
+   components (checked every 0.5 s, failure_threshold 2) are broken one at a time at random moments
+   among `--fleet` healthy components checked every 10 s. Each victim's recovery policy is a real
+   `restart` command (bash) that appends `$EPOCHREALTIME` and its incident id to a file as its first
+   act. A reaction is measured from the deciding probe result (its `observed_at`, set when the probe
+   completes, which is also the incident's `opened_at`) to that stamp: result buffer, urgent flush
+   transaction and its event subscribers, commit, healing hand-off, decision, claim, acting marker,
+   spawn. p50/p95/p99 per round, then the median and spread (min..max) over `--rounds`.
+   Baseline, in the same run and the same event loop under the same load: the bare cost of spawning
+   the same command (run_command -> stamp), `--baseline` times per round.
+   Also shown: probe result -> claim committed (the attempt's `started_at`), to place the time.
 2. Time to recover: the real demo (flaky worker + `pipeline-guard serve`), crash -> verified healthy,
    beside the bound period x failure_threshold + action time + 1 period.
 
-    .venv/bin/python bench/healing.py [--incidents 200] [--fleet 1000] [--demo-runs 3]
+    PIPELINE_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \
+    .venv/bin/python bench/healing.py [--rounds 3] [--incidents 50] [--fleet 1000] [--db both] [--demo-runs 0]
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
+import os
 import random
 import statistics
 import subprocess
@@ -29,33 +35,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.healing.strategies.base import ActionContext, ActionResult, Strategy
-
-
-class StartStamp(Strategy):
-    kind: ClassVar[str] = "bench_stamp"
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.started: dict[str, asyncio.Event] = {}
-
-    def validate(self, params):
-        return {}
-
-    async def execute(self, ctx: ActionContext) -> ActionResult:
-        now = time.time()
-        if ctx.incident_started_at is not None:
-            self.latencies.append(now - ctx.incident_started_at.timestamp())
-        self.started.setdefault(ctx.component, asyncio.Event()).set()
-        return ActionResult(True, "stamped")
-
-
+MARKERS = itertools.count(10**9)  # incident ids of the baseline's stamps (far above the real ones)
 RECOVERY_GRACE_S = 1.0
+VERIFY_TIMEOUT_S = 3.0  # the stick window too: a victim breaks again only after it
+STAMP = 'echo "$EPOCHREALTIME $PIPELINE_GUARD_INCIDENT" >> "$STAMPS"'
 TARGETS = r"""
 import asyncio, sys
 from aiohttp import web
@@ -80,24 +67,33 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-async def reaction_real_path(base: str, n: int, victims: int, fleet: int, tmp: Path) -> dict:
-    import aiohttp
+def summary(values_ms: list[float]) -> str:
+    if not values_ms:
+        return "no samples"
+    return (f"p50 {pct(values_ms, .5):7.1f}  p95 {pct(values_ms, .95):7.1f}  p99 {pct(values_ms, .99):7.1f}"
+            f"  max {max(values_ms):7.1f} ms  (n={len(values_ms)})")
+
+
+def read_stamps(path: Path) -> dict[int, float]:
+    """incident id -> epoch seconds the restart command started (the first stamp of each incident)."""
+    stamps: dict[int, float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                stamps.setdefault(int(parts[1]), float(parts[0].replace(",", ".")))
+    return stamps
+
+
+async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path) -> None:
     from sqlalchemy import insert, select
 
-    from app.config.settings import Settings
-    from app.db.migrate import upgrade_sync
     from app.db.models import Component, ComponentState
-    from app.main import create_app
 
-    url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
-    await asyncio.to_thread(upgrade_sync, url)
-    settings = Settings(env="test", database_url=url, data_dir=tmp / "var",
-                        security={"secret_key": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"},
-                        healing={"strategies": ["bench_stamp"], "max_concurrent": 50},
-                        pipeline={"monitoring": {"failure_threshold": 2, "success_threshold": 1,
-                                                 "recovery_grace": RECOVERY_GRACE_S}})
-    recovery = {"strategies": [{"kind": "bench_stamp", "params": {}}], "cooldown": 0, "backoff_initial": 0,
-                "verify_timeout": 3600}
+    recovery = {"strategies": [{"kind": "restart", "params": {
+                    "argv": ["/bin/bash", "-c", STAMP], "env": {"STAMPS": str(stamps)}, "timeout": 10}}],
+                "cooldown": 0, "backoff_initial": 0, "verify_timeout": VERIFY_TIMEOUT_S,
+                "grace_period": RECOVERY_GRACE_S, "breaker_threshold": 100000}
     async with session_scope_for(url) as session:
         rows = [{"name": f"victim-{i}", "labels": {}, "recovery": recovery, "enabled": True, "version": 1,
                  "check": {"kind": "http", "url": f"{base}/c/victim-{i}", "interval": 0.5}}
@@ -109,44 +105,101 @@ async def reaction_real_path(base: str, n: int, victims: int, fleet: int, tmp: P
         await session.flush()
         ids = (await session.execute(select(Component.id))).scalars().all()
         await session.execute(insert(ComponentState), [{"component_id": i} for i in ids])
-    stamp = StartStamp()
+
+
+async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
+    """Runs `args.rounds` rounds of `args.incidents` reactions against one database."""
+    import aiohttp
+    from sqlalchemy import text
+
+    from app.config.settings import Settings
+    from app.main import create_app
+    from app.outbound.process import run_command
+
+    stamps = tmp / "stamps"
+    await seed(url, base, args.victims, args.fleet, stamps)
+    settings = Settings(env="test", database_url=url, data_dir=tmp / "var",
+                        security={"secret_key": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"},
+                        healing={"strategies": ["restart"], "max_concurrent": 50, "command_actions_enabled": True},
+                        pipeline={"monitoring": {"failure_threshold": 2, "success_threshold": 1,
+                                                 "recovery_grace": RECOVERY_GRACE_S}})
     app = create_app(settings)  # every background service, as `pipeline-guard serve` runs them
+    rounds: list[dict] = []
     async with app.router.lifespan_context(app), aiohttp.ClientSession() as http:
-        app.state.runtime.healing.registry.register(stamp)  # the runtime's registry, built at startup
-        scheduler = app.state.runtime.monitoring.scheduler
-        await wait_until(lambda: len(scheduler.tracked) == victims + fleet, 120)
+        guard = app.state.runtime
+        scheduler = guard.monitoring.scheduler
+        total = args.victims + args.fleet
+        await wait_until(lambda: len(scheduler.tracked) == total, 120)
         # Steady state: every component has had its first result (the start-up wave is not measured).
         await wait_until(lambda: all(t.machine.status != "unknown" for t in scheduler.tracked.values()), 120)
-        names = {cid: t.name for cid, t in scheduler.tracked.items()}
-        by_name = {name: cid for cid, name in names.items()}
-        done = 0
-        misses: list[str] = []
+        by_name = {t.name: cid for cid, t in scheduler.tracked.items()}
+        for _ in range(args.rounds):
+            seen_before = set(read_stamps(stamps))
+            done, misses = 0, []
 
-        async def cycle(name: str) -> None:
-            nonlocal done
-            cid = by_name[name]
-            while done < n:
-                await wait_until(lambda: scheduler.status_of(cid) == "healthy", 60)
-                # Past the recovery grace of the last heal (failures in it are ignored by design).
-                await asyncio.sleep(RECOVERY_GRACE_S + random.uniform(0.2, 1.5))
-                event = stamp.started[name] = asyncio.Event()
-                async with http.get(f"{base}/set", params={"name": name, "ok": "0"}):
-                    pass
-                try:
-                    await asyncio.wait_for(event.wait(), 60)
-                    done += 1
-                except TimeoutError:
-                    misses.append(await diagnose(app.state.runtime, name, scheduler.status_of(cid)))
-                    if len(misses) > 3:
-                        raise
-                async with http.get(f"{base}/set", params={"name": name, "ok": "1"}):
-                    pass
+            async def cycle(name: str, misses: list[str]) -> None:
+                nonlocal done
+                cid = by_name[name]
+                while done < args.incidents:
+                    await wait_until(lambda: scheduler.status_of(cid) == "healthy", 60)
+                    # Past the stick window of the last heal (a break within it is a relapse by design).
+                    await asyncio.sleep(VERIFY_TIMEOUT_S + random.uniform(0.2, 1.5))
+                    if done >= args.incidents:
+                        return
+                    async with http.get(f"{base}/set", params={"name": name, "ok": "0"}):
+                        pass
+                    try:
+                        await wait_until(lambda: incident_of(guard, cid) in read_stamps(stamps), 60)
+                        done += 1
+                    except TimeoutError:
+                        misses.append(await diagnose(guard, name, scheduler.status_of(cid)))
+                        if len(misses) > 3:
+                            raise
+                    async with http.get(f"{base}/set", params={"name": name, "ok": "1"}):
+                        pass
 
-        await asyncio.gather(*(cycle(f"victim-{i}") for i in range(victims)))
-        urgent = getattr(scheduler.writer, "urgent_flushes", None)
-    lat = stamp.latencies[:n]
-    return {"misses": misses, "n": len(lat), "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
-            "max_ms": max(lat) * 1000, "mean_ms": statistics.fmean(lat) * 1000, "urgent_flushes": urgent}
+            baseline: list[float] = []
+
+            async def spawn_baseline(baseline: list[float]) -> None:
+                for _ in range(args.baseline):
+                    await asyncio.sleep(random.uniform(0.1, 0.4))
+                    marker = next(MARKERS)
+                    t0 = time.time()
+                    await run_command(["/bin/bash", "-c", STAMP], timeout=10,
+                                      env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STAMPS": str(stamps),
+                                           "PIPELINE_GUARD_INCIDENT": str(marker)})
+                    baseline.append((read_stamps(stamps)[marker] - t0) * 1000)
+
+            await asyncio.gather(spawn_baseline(baseline), *(cycle(f"victim-{i}", misses) for i in range(args.victims)))
+            async with guard.sessionmaker() as session:
+                opened = dict((await session.execute(text("SELECT id, opened_at FROM incidents"))).all())
+                claimed = dict((await session.execute(text(
+                    "SELECT incident_id, MIN(started_at) FROM healing_attempts GROUP BY incident_id"))).all())
+            fresh = {k: v for k, v in read_stamps(stamps).items() if k not in seen_before and k < 10**9}
+            react, claim = [], []
+            for incident_id, at in fresh.items():
+                if incident_id in opened:
+                    t_open = as_epoch(opened[incident_id])
+                    react.append((at - t_open) * 1000)
+                    if claimed.get(incident_id) is not None:
+                        claim.append((as_epoch(claimed[incident_id]) - t_open) * 1000)
+            rounds.append({"react": react, "claim": claim, "baseline": baseline, "misses": misses})
+    return rounds
+
+
+def incident_of(guard, cid: int) -> int | None:
+    tracked = guard.monitoring.scheduler.tracked.get(cid)
+    return tracked.incident_id if tracked else None
+
+
+def as_epoch(value) -> float:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
 
 
 async def diagnose(state, name: str, status: str | None) -> str:
@@ -155,7 +208,7 @@ async def diagnose(state, name: str, status: str | None) -> str:
 
     async with state.sessionmaker() as session:
         incidents = (await session.execute(text(
-            "SELECT status, reason FROM healing_incidents WHERE component = :c ORDER BY id DESC LIMIT 2"), {"c": name})).all()
+            "SELECT status, reason FROM healing_incidents WHERE component = :c ORDER BY incident_id DESC LIMIT 2"), {"c": name})).all()
         attempts = (await session.execute(text(
             "SELECT state, detail FROM healing_attempts WHERE component = :c ORDER BY id DESC LIMIT 2"), {"c": name})).all()
     return f"{name}: status {status}, incidents {incidents}, attempts {attempts}"
@@ -180,7 +233,47 @@ async def wait_until(predicate, timeout: float) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
+
+
+def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
+    load1 = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"\n{db}: probe result -> restart command started, {args.rounds} rounds x {args.incidents} reactions "
+          f"({args.fleet} components @10 s beside {args.victims} victims @0.5 s; load {' '.join(load0)} -> "
+          f"{' '.join(load1)})")
+    for i, r in enumerate(rounds, 1):
+        for miss in r["misses"]:
+            print(f"  round {i}: no action within 60 s: {miss}")
+        print(f"  round {i}  reaction   {summary(r['react'])}")
+        print(f"  round {i}  ..claim    {summary(r['claim'])}")
+        print(f"  round {i}  baseline   {summary(r['baseline'])}   (bare spawn of the same command)")
+    for key, label in (("react", "reaction"), ("baseline", "baseline")):
+        p50s = [pct(r[key], .5) for r in rounds if r[key]]
+        p99s = [pct(r[key], .99) for r in rounds if r[key]]
+        if p99s:
+            print(f"  {label:9s} over rounds: p50 median {statistics.median(p50s):.1f} ms "
+                  f"(spread {min(p50s):.1f}..{max(p50s):.1f})   p99 median {statistics.median(p99s):.1f} ms "
+                  f"(spread {min(p99s):.1f}..{max(p99s):.1f})")
+    pooled = [v for r in rounds for v in r["react"]]
+    print(f"  all reactions  {summary(pooled)}   target p99 <= 100 ms")
+
+
+def run_db(db: str, base: str, args) -> None:
+    from app.db.migrate import upgrade_sync
+
+    load0 = Path("/proc/loadavg").read_text().split()[:3]
+    with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
+        if db == "sqlite":
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+            upgrade_sync(url)
+            rounds = asyncio.run(reaction(url, base, args, Path(tmp)))
+        else:
+            from bench._server import migrated_pg_database, sa_url
+
+            pg = os.environ["PIPELINE_TEST_POSTGRES_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
+            with migrated_pg_database(pg) as dsn:
+                rounds = asyncio.run(reaction(sa_url(dsn), base, args, Path(tmp)))
+    report(db, rounds, args, load0)
 
 
 def time_to_recover(runs: int) -> list[dict]:
@@ -203,32 +296,29 @@ def time_to_recover(runs: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--incidents", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--incidents", type=int, default=50, help="reactions per round")
+    parser.add_argument("--baseline", type=int, default=30, help="bare spawns per round")
     parser.add_argument("--victims", type=int, default=10)
     parser.add_argument("--fleet", type=int, default=1000)
-    parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--demo-runs", type=int, default=0)
     args = parser.parse_args()
-    load0 = Path("/proc/loadavg").read_text().split()[:3]
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    if "postgres" in dbs and not os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
+        print("PIPELINE_TEST_POSTGRES_URL not set: SQLite only")
+        dbs.remove("postgres")
     from bench._server import free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", TARGETS, str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == "ready"
-        with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
-            lat = asyncio.run(reaction_real_path(f"http://127.0.0.1:{port}", args.incidents, args.victims,
-                                                 args.fleet, Path(tmp)))
+        for db in dbs:
+            run_db(db, f"http://127.0.0.1:{port}", args)
     finally:
         server.terminate()
         server.wait(10)
-    load1 = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"probe result -> action start over {lat['n']} incidents (SQLite, full service set, {args.fleet} "
-          f"components @10 s beside {args.victims} victims @0.5 s; load {' '.join(load0)} -> {' '.join(load1)}):")
-    for miss in lat["misses"]:
-        print(f"  no action within 60 s: {miss}")
-    print(f"  p50 {lat['p50_ms']:.1f} ms   p99 {lat['p99_ms']:.1f} ms   max {lat['max_ms']:.1f} ms"
-          f"   mean {lat['mean_ms']:.1f} ms   target p99 <= 100 ms  (ratio p99/target {lat['p99_ms'] / 100:.2f})"
-          f"   urgent flushes {lat['urgent_flushes']}")
     if args.demo_runs:
         period, threshold = 1.0, 2  # examples/demo.yaml
         print(f"time to recover, demo worker crash ({args.demo_runs} runs; check period {period:g} s, "

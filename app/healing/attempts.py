@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident, HealingStrategyStat
 from app.healing import breaker, budgets
-from app.healing.leases import database_now
+from app.healing.leases import database_clock, database_now
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts
 from app.healing.slots import take_slots
@@ -50,6 +50,8 @@ class Claim:
     policy: Policy
     detected_at: datetime | None
     component_id: int | None = None
+    # The "acting" marker is already committed (by the decision, on the claim's own connection).
+    acting_marked: bool = False
 
 
 async def find_component(session: AsyncSession, name: str) -> Component | None:
@@ -142,7 +144,7 @@ class Attempts:
         row.slot, row.group_key, row.group_slot = slots
         row.state = AttemptState.RUNNING
         row.started_at = now
-        row.lease_until = await lease_until(session, self.settings)
+        row.lease_until = database_clock(session) + timedelta(seconds=self.settings.healing.attempt_lease)
         session.add(row)
         if trigger == "auto" and not await self.fence(session, component.id):
             await session.rollback()

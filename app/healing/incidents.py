@@ -1,7 +1,8 @@
 """Healing's view of monitoring's incidents (``healing_incidents``), kept by its events inside the
 publisher's transaction (subscribers only flush).
 
-``IncidentOpened`` records the incident and wakes the engine once that transaction commits.
+``IncidentOpened`` records the incident and, once that transaction commits, hands its id over to
+the engine (decided at once, on its own); a worsening ``HealthTransition`` hands its incident over too.
 An incident opened within the stick window after a heal makes that heal a failed one (relapse).
 ``HealthTransition(recovering→unhealthy)`` fails the verifying attempt at once.
 ``HealthTransition(→healthy)`` / ``IncidentClosed`` close it: the verifying attempt becomes
@@ -24,20 +25,24 @@ from app.healing import lifecycle
 from app.healing.attempts import Attempts
 
 if TYPE_CHECKING:
+    from app.healing.wake import Wake
     from app.platform.runtime import Core
 
 
 class IncidentEvents:
-    def __init__(self, state: Core, attempts: Attempts, wake: asyncio.Event, closed_incidents: set[int]) -> None:
+    def __init__(self, state: Core, attempts: Attempts, wake: Wake, closed_incidents: set[int]) -> None:
         self.state = state
         self.closed = closed_incidents  # read by the recovery notifier's re-check bursts
         self.attempts = attempts
         self.ports = attempts.ports
         self.wake = wake  # the engine's wake-up
 
-    def _wake_after_commit(self, session: AsyncSession) -> None:
+    def _wake_after_commit(self, session: AsyncSession, incident_id: int | None = None) -> None:
         def _set(_session) -> None:
-            self.wake.set()
+            if incident_id is not None:
+                self.wake.hand_over(incident_id)
+            else:
+                self.wake.set()
 
         event.listen(session.sync_session, "after_commit", _set, once=True)
 
@@ -50,7 +55,7 @@ class IncidentEvents:
                 labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
             ))
             await session.flush()
-        self._wake_after_commit(session)
+        self._wake_after_commit(session, evt.incident_id)
 
     async def _count_relapse(self, session: AsyncSession, evt: IncidentOpened) -> None:
         """A new incident within the stick window after a heal: that heal did not hold."""
@@ -70,7 +75,7 @@ class IncidentEvents:
 
     async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
         if evt.current in lifecycle.INCIDENT_STATUSES:
-            self._wake_after_commit(session)  # worse: the policy may heal this status now
+            self._wake_after_commit(session, evt.incident_id)  # worse: the policy may heal this status now
         if lifecycle.verdict_after_action(evt.previous, evt.current) == lifecycle.FAILED and evt.incident_id:
             # Out of `recovering` into an unhealthy status: the action did not heal; no attempt waits
             # in `verifying` for results that cannot verify it.

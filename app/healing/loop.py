@@ -1,7 +1,10 @@
 """The healing loop: evaluates open incidents every ``interval`` and at once when an incident opens.
 
 The periodic pass catches what an event cannot (back-off expiring, verification deadlines, approvals
-expiring); the wake-up keeps detection-to-action latency to the cost of one decision.
+expiring); the wake-up keeps detection-to-action latency to the cost of one decision: an incident
+handed over on its opening commit is decided on its own, at once, while a wake-up that asks for a
+whole pass (an attempt ended, an operator acted) runs that pass in its own task, so a hand-over
+never waits behind it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class HealingLoop(LoopService):
         self.state = state
         self.engine = engine
         self._waker: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
+        self._sweep_again = False
 
     async def on_start(self) -> None:
         await self.engine.recover_interrupted()
@@ -34,19 +39,40 @@ class HealingLoop(LoopService):
         self._waker = asyncio.create_task(self._wake_loop(), name="healing:wake")
 
     async def on_stop(self) -> None:
-        if self._waker is not None:
-            self._waker.cancel()
-            try:
-                await self._waker
-            except BaseException:  # noqa: BLE001, S110 - cancelled on purpose
-                pass
-            self._waker = None
+        for task in (self._waker, self._sweeper):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except BaseException:  # noqa: BLE001, S110 - cancelled on purpose
+                    pass
+        self._waker = self._sweeper = None
         await self.engine.stop()
 
     async def _wake_loop(self) -> None:
+        wake = self.engine.wake
         while True:
-            await self.engine.wake.wait()
-            self.engine.wake.clear()
+            await wake.wait()
+            incidents, sweep = wake.take()
+            if sweep:
+                self._sweep_soon()
+            if incidents:
+                try:
+                    await self.engine.react(incidents)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("healing decision on hand-over failed")
+
+    def _sweep_soon(self) -> None:
+        """A pass over every open incident, in its own task; asked again while one runs: once more after it."""
+        self._sweep_again = True
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="healing:sweep")
+
+    async def _sweep(self) -> None:
+        while self._sweep_again:
+            self._sweep_again = False
             try:
                 await self.engine.evaluate(housekeeping=False)
             except asyncio.CancelledError:

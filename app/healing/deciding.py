@@ -1,0 +1,158 @@
+"""Deciding one open incident: whether to act, with which strategy, and claiming the attempt.
+
+One session per incident: the cheapest refusals first (an attempt already open for the
+incident, the component gone, disabled or held by another replica), then the policy, the status
+the heal is decided on, silences, the budget and the breaker; then the claim, committed before
+any side effect (``attempts.py``). Exhausting an incident (no strategy left, or ``max_attempts``
+reached) raises the "human needed" alert and may open the breaker, in the same transaction. Right
+after the claim's commit, the "acting" marker is committed on the same connection (``acting.py``).
+
+``open_incident_ids`` lists what a periodic pass decides: open incidents without an attempt in
+flight (those are settled by their verification, not decided again).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, cast, exists, literal, select
+
+from app.db.models.healing import (
+    OPEN_STATES,
+    AttemptState,
+    HealingAttempt,
+    HealingBudget,
+    HealingIncident,
+    HealingStrategyStat,
+)
+from app.db.session import session_scope
+from app.db.types import utcnow
+from app.healing import breaker, budgets, learning, lifecycle
+from app.healing.acting import mark_acting_in
+from app.healing.attempts import Claim, find_component
+from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
+from app.healing.rootcause import holds_healing
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.healing.engine import HealingEngine
+
+
+async def open_incident_ids(session: AsyncSession) -> list[int]:
+    """Open, undecided incidents with no attempt in flight, oldest first."""
+    key = literal("i:").concat(cast(HealingIncident.incident_id, String))
+    in_flight = exists().where(HealingAttempt.incident_key == key, HealingAttempt.state.in_(list(OPEN_STATES)))
+    return list((await session.execute(
+        select(HealingIncident.incident_id)
+        .where(HealingIncident.status == "open", HealingIncident.outcome.is_(None), ~in_flight)
+        .order_by(HealingIncident.opened_at)
+    )).scalars())
+
+
+async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
+    """The claim for the incident's next attempt (committed), or None when nothing is to run now."""
+    now = utcnow()
+    settings = engine.settings
+    async with session_scope(engine.state.sessionmaker) as session:
+        incident = await session.get(HealingIncident, incident_id)
+        if incident is None or incident.status != "open" or incident.outcome is not None:
+            return None
+        attempts = (await session.execute(
+            select(HealingAttempt).where(HealingAttempt.incident_key == f"i:{incident_id}")
+            .order_by(HealingAttempt.attempt_number)
+        )).scalars().all()
+        if any(a.state in OPEN_STATES for a in attempts):
+            return None  # in flight, or waiting for an operator
+        component = await find_component(session, incident.component)
+        if component is None or not component.enabled or not component.recovery:
+            return None
+        if not engine.attempts.may_act(component.id):
+            return None  # another replica holds this component's lease: it decides
+        if await holds_healing(session, incident_id, component):
+            return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
+        policy = parse_policy(component.recovery, settings)
+        status = await incident_status(session, incident_id, component.id)
+        if not lifecycle.should_heal(status, policy.heal_on):
+            return None  # e.g. degraded without `degraded` in heal_on: decided again if it worsens
+        # An attempt interrupted before its action started did nothing: it is retried, and does
+        # not count against max_attempts.
+        acted = [a for a in attempts if not (a.state == AttemptState.INTERRUPTED and a.acting_at is None)]
+        labels = dict(component.labels or {})
+        if await engine.ports.silences.is_silenced(session, component.name, labels):
+            return None
+        budget = await budgets.load_budget(session, component.name)
+        if budget.breaker_open:
+            return None
+        entries = allowed_entries(policy, settings, engine.registry)
+        if not entries or len(acted) >= policy.max_attempts:
+            await exhaust(engine, session, incident, component.name, policy, budget, now, acted)
+            return None
+        if budgets.blocked_reason(budget, now):
+            return None
+        entry, decision = await choose(engine, session, component.name, policy, entries, acted)
+        claim = await engine.attempts.claim(session, incident=incident, component=component, policy=policy,
+                                            entry=entry, decision=decision, number=len(attempts) + 1,
+                                            trigger="auto", now=now)
+        if claim is not None:
+            # Committed: the action starts as soon as the marker is; if it cannot be written here,
+            # the action's task tries again (and leaves the attempt to the reconciler if it fails).
+            try:
+                claim.acting_marked = await mark_acting_in(session, engine, claim)
+            except Exception:  # noqa: BLE001
+                await session.rollback()
+        return claim
+
+
+async def choose(engine: HealingEngine, session: AsyncSession, component: str, policy: Policy,
+                 entries: list[StrategyEntry], attempts) -> tuple[StrategyEntry, dict[str, Any]]:
+    number = len(attempts) + 1
+    if not policy.learned_ordering or len(entries) == 1:
+        entry = entries[(number - 1) % len(entries)]
+        return entry, {"mode": "ordered", "chosen": entry.key,
+                       "explanation": f"attempt {number}: strategy {entry.index + 1} of the admin's ordered list"}
+    tried = {a.strategy_index for a in attempts}
+    fresh = [e for e in entries if e.index not in tried] or entries
+    rows = (await session.execute(select(HealingStrategyStat).where(HealingStrategyStat.component == component))).scalars().all()
+    stats = {r.strategy_key: (r.successes, r.failures, r.total_recover_s) for r in rows}
+    return learning.choose(fresh, stats, method=engine.settings.healing.learning)
+
+
+async def exhaust(engine: HealingEngine, session: AsyncSession, incident: HealingIncident, component: str,
+                  policy: Policy, budget: HealingBudget, now: datetime, attempts) -> None:
+    incident.outcome = "exhausted"
+    alerts = engine.ports.alerts
+    await alerts.raise_alert(
+        session, component=component, fingerprint=f"healing-exhausted:{component}:{incident.incident_id}",
+        severity="critical", title="healing exhausted: human needed",
+        message=f"{len(attempts)} healing attempt(s) did not recover {component}; a human is needed",
+        incident_id=incident.incident_id, labels=incident.labels,
+    )
+    if breaker.record_failed_incident(budget, policy, now):
+        engine.state.metrics.circuit_open.labels(component).set(1)
+        await alerts.raise_alert(
+            session, component=component, fingerprint=f"healing-breaker:{component}", severity="critical",
+            title="healing exhausted: human needed",
+            message=(f"healing circuit breaker open for {component}: {len(budget.failed_incidents)} incidents "
+                     f"not healed within {policy.breaker_window:g} s; automatic healing stopped until "
+                     f"{budget.breaker_rearm_at.isoformat()} or an operator re-arms it"),
+            incident_id=incident.incident_id, labels=incident.labels,
+        )
+    await session.flush()
+
+
+async def incident_status(session: AsyncSession, incident_id: int, component_id: int) -> str:
+    """The status an incident's heal is decided on: the component's own while the incident is its
+    current one (so a component that improved to degraded is not restarted for having been critical),
+    else the incident's worst (external incidents, from Alertmanager, leave the checks' status alone)."""
+    from app.db.models import ComponentState, Incident
+
+    state = await session.get(ComponentState, component_id)  # loaded with the component: no query
+    if state is not None and state.current_incident_id == incident_id and state.status in lifecycle.INCIDENT_STATUSES:
+        return state.status
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        return "critical"  # only healing's own record of it: the opening event carried no more
+    return incident.worst_status or incident.opening_status or "critical"
+
