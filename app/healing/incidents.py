@@ -12,7 +12,6 @@ alert is resolved, attempts still waiting for approval expire.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import TYPE_CHECKING
 

@@ -28,7 +28,7 @@ class StatusSections:
 
     async def collect(self, state: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, provider in self._providers.items():
+        for name, provider in list(self._providers.items()):  # a provider may register another
             try:
                 takes_state = bool(inspect.signature(provider).parameters)
                 value = provider(state) if takes_state else provider()
