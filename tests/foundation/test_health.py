@@ -94,12 +94,12 @@ async def test_health_lists_only_the_components_that_are_not_healthy(guard):
 async def test_health_body_names_a_few_worst_components_at_any_fleet_size(guard):
     from app.health.router import HEALTH_LISTED
 
-    health = guard.state.component_health
+    health = guard.runtime.component_health
     health.update({f"ok-{i:05d}": "healthy" for i in range(5000)})
     health.update({f"slow-{i:04d}": "degraded" for i in range(300)})
     health.update({f"down-{i:04d}": "failed" for i in range(100)})
     health.update({"core-db": "critical", "a-cache": "recovering"})
-    guard.state.critical_components.add("core-db")
+    guard.runtime.critical_components.add("core-db")
     r = await guard.client.get("/health")
     body = r.json()
     assert body["status"] == "critical" and len(r.content) < 400
