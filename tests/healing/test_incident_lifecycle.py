@@ -154,7 +154,12 @@ async def test_the_grace_is_the_policys_grace_period(db_url, tmp_path):
     async with lifecycle_guard(db_url, tmp_path, recovery_grace=30) as life:
         component = await life.add("svc", {"grace_period": "7s"})
         await _outage_healed(life, component)
-        recovering = [t for t in await life.transitions(component["id"]) if t.current == "recovering"]
+
+        async def recovering_transitions():
+            return [t for t in await life.transitions(component["id"]) if t.current == "recovering"]
+
+        # Monitoring notes the action after healing committed `verifying`: wait for that write.
+        recovering = await wait_until(recovering_transitions, timeout=30)
         assert len(recovering) == 1 and "grace 7s" in recovering[0].reason, recovering[0].reason
         state = await life.state(component["id"])
         assert (state.grace_until - state.status_since).total_seconds() == 7
