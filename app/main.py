@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from app import __version__
-from app.auth.throttle import login_failure_limit
-from app.config.settings import Settings, load_settings
 from app.api.error_handlers import install_error_handlers
-from app.platform.lifespan import ServiceBuilder, make_lifespan
-from app.platform.runtime import Runtime
-from app.observability.http_metrics import HttpMetrics, HttpMetricsRecorder
-from app.observability.metrics import GuardMetrics
 from app.api.openapi import install_openapi
 from app.api.ratelimit import RateLimiter
+from app.auth.throttle import login_failure_limit
+from app.config.settings import Settings, load_settings
+from app.observability.http_metrics import HttpMetrics, HttpMetricsRecorder
+from app.observability.metrics import GuardMetrics
+from app.platform.lifespan import ServiceBuilder, make_lifespan
+from app.platform.runtime import Runtime
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -32,8 +32,12 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     some, e.g. ``lambda rt: []``); by default every one of them."""
     settings = settings or load_settings()
     metrics = GuardMetrics()
-    limiter = RateLimiter(settings.security.rate_limiting, settings.security.trusted_proxies, metrics=metrics,
-                          login_limit=login_failure_limit(settings.security))
+    limiter = RateLimiter(
+        settings.security.rate_limiting,
+        settings.security.trusted_proxies,
+        metrics=metrics,
+        login_limit=login_failure_limit(settings.security),
+    )
     state = Runtime(settings=settings, metrics=metrics, limiter=limiter)
 
     app = FastAPI(
@@ -53,10 +57,15 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     from app.audit.middleware import AuditMiddleware
 
     app.add_middleware(AuditMiddleware, state_getter=lambda: state)
-    app.add_middleware(EdgeMiddleware, limiter_getter=lambda: state.limiter, max_body_bytes=MAX_BODY_BYTES,
-                       on_reject=lambda group: metrics.rate_limited.labels(group).inc(),
-                       metrics=HttpMetricsRecorder(HttpMetrics(metrics.registry), routes=lambda: app.routes,
-                                                   excluded=["/metrics", "/static/.*"]))
+    app.add_middleware(
+        EdgeMiddleware,
+        limiter_getter=lambda: state.limiter,
+        max_body_bytes=MAX_BODY_BYTES,
+        on_reject=lambda group: metrics.rate_limited.labels(group).inc(),
+        metrics=HttpMetricsRecorder(
+            HttpMetrics(metrics.registry), routes=lambda: app.routes, excluded=["/metrics", "/static/.*"]
+        ),
+    )
 
     from app.api.routes import include_routers
 

@@ -42,19 +42,40 @@ class GuardServe:
     """`python -m app serve` on a config file in ``tmp``, from ``app_dir`` (this tree, or an export of
     another commit for a before/after comparison)."""
 
-    def __init__(self, database_url: str, tmp: Path, *, interval: float, workers: int, jitter: float,
-                 app_dir: Path = ROOT):
+    def __init__(
+        self,
+        database_url: str,
+        tmp: Path,
+        *,
+        interval: float,
+        workers: int,
+        jitter: float,
+        app_dir: Path = ROOT,
+    ):
         self.tmp = tmp
         self.app_dir = app_dir
         self.port = free_port()
         self.log_path = tmp / "serve.log"
         self.config = tmp / "guard.yaml"
-        self.config.write_text(yaml.safe_dump({
-            "env": "test", "database_url": database_url, "data_dir": str(tmp / "var"), "max_workers": workers,
-            "log_level": "WARNING",
-            "security": {"secret_key": SECRET, "rate_limiting": {"enabled": False}},
-            "pipeline": {"monitoring": {"interval": f"{interval:g}s", "health_check_timeout": "5s", "jitter": jitter}},
-        }))
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "env": "test",
+                    "database_url": database_url,
+                    "data_dir": str(tmp / "var"),
+                    "max_workers": workers,
+                    "log_level": "WARNING",
+                    "security": {"secret_key": SECRET, "rate_limiting": {"enabled": False}},
+                    "pipeline": {
+                        "monitoring": {
+                            "interval": f"{interval:g}s",
+                            "health_check_timeout": "5s",
+                            "jitter": jitter,
+                        }
+                    },
+                }
+            )
+        )
         self.proc: subprocess.Popen | None = None
         self.token: str | None = None
         self.api_errors = 0
@@ -68,8 +89,22 @@ class GuardServe:
         env.update(PYTHONPATH=str(self.app_dir), PIPELINE_ADMIN_PASSWORD=ADMIN_PASSWORD)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--config", str(self.config), "--port", str(self.port)],
-                cwd=self.app_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "serve",
+                    "--config",
+                    str(self.config),
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=self.app_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -83,8 +118,9 @@ class GuardServe:
         else:
             raise RuntimeError("serve did not answer /health")
         while True:  # 503 while the database is busy loading the fleet
-            resp = await client.post(f"{self.base_url}/api/v1/auth/token",
-                                     data={"username": "admin", "password": ADMIN_PASSWORD})
+            resp = await client.post(
+                f"{self.base_url}/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+            )
             if resp.status_code != 503 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
@@ -94,8 +130,11 @@ class GuardServe:
     async def scheduler_stats(self, client: httpx.AsyncClient) -> dict:
         """The scheduler's figures; a 5xx (the database busy) is counted in `api_errors` and retried."""
         for _ in range(20):
-            resp = await client.get(f"{self.base_url}/api/v1/status/detailed",
-                                    headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+            resp = await client.get(
+                f"{self.base_url}/api/v1/status/detailed",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=30,
+            )
             if resp.status_code < 500:
                 break
             self.api_errors += 1
@@ -127,8 +166,9 @@ class GuardServe:
             return None
 
 
-BLACKBOX_CONFIG = {"modules": {"http_2xx": {"prober": "http", "timeout": "5s",
-                                            "http": {"preferred_ip_protocol": "ip4"}}}}
+BLACKBOX_CONFIG = {
+    "modules": {"http_2xx": {"prober": "http", "timeout": "5s", "http": {"preferred_ip_protocol": "ip4"}}}
+}
 
 
 @contextlib.contextmanager
@@ -138,9 +178,16 @@ def blackbox_exporter():
         config = Path(tmp) / "blackbox.yml"
         config.write_text(yaml.safe_dump(BLACKBOX_CONFIG))
         port = free_port()
-        proc = subprocess.Popen(["prometheus-blackbox-exporter", f"--config.file={config}",
-                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=error"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                "prometheus-blackbox-exporter",
+                f"--config.file={config}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=error",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             yield proc, f"http://127.0.0.1:{port}/probe"
         finally:
@@ -148,8 +195,9 @@ def blackbox_exporter():
             proc.wait(10)
 
 
-async def drive_blackbox(probe_url: str, targets: list[str], *, rate: float, duration: float,
-                         concurrency: int) -> int:
+async def drive_blackbox(
+    probe_url: str, targets: list[str], *, rate: float, duration: float, concurrency: int
+) -> int:
     """Ask the exporter for `rate` probes per second of `targets` (as Prometheus scrapes would) for
     `duration` seconds; returns the number of successful probes."""
     import aiohttp

@@ -59,7 +59,9 @@ def migrated_pg_database(base: str) -> Iterator[str]:
 
 
 def sa_url(dsn: str) -> str:
-    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1) if dsn.startswith("postgresql://") else dsn
+    return (
+        dsn.replace("postgresql://", "postgresql+asyncpg://", 1) if dsn.startswith("postgresql://") else dsn
+    )
 
 
 async def add_ingest_user(database_url: str) -> None:
@@ -73,7 +75,9 @@ async def add_ingest_user(database_url: str) -> None:
     engine = create_engine(Settings(database_url=database_url, env="test"))
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
-            session.add(User(username="bench-ingest", password_hash=PasswordHasher().hash(PASSWORD), role="ingest"))
+            session.add(
+                User(username="bench-ingest", password_hash=PasswordHasher().hash(PASSWORD), role="ingest")
+            )
     finally:
         await engine.dispose()
 
@@ -81,7 +85,9 @@ async def add_ingest_user(database_url: str) -> None:
 class Server:
     """``uvicorn app.main:create_app --factory`` with uvloop + httptools on 127.0.0.1, in a subprocess."""
 
-    def __init__(self, database_url: str, data_dir: Path, workers: int = 1, env: dict[str, str] | None = None):
+    def __init__(
+        self, database_url: str, data_dir: Path, workers: int = 1, env: dict[str, str] | None = None
+    ):
         self.workers = workers
         self.extra_env = env or {}
         self.database_url = database_url
@@ -92,12 +98,40 @@ class Server:
     def __enter__(self) -> Server:  # noqa: PYI034
         upgrade_sync(self.database_url)
         asyncio.run(add_ingest_user(self.database_url))
-        env = {**os.environ, "PIPELINE_DATABASE_URL": self.database_url, "PIPELINE_SECRET_KEY": SECRET,
-               "PIPELINE_DATA_DIR": str(self.data_dir), "PIPELINE_ENV": "test", "PIPELINE_LOG_LEVEL": "WARNING", **self.extra_env}
+        env = {
+            **os.environ,
+            "PIPELINE_DATABASE_URL": self.database_url,
+            "PIPELINE_SECRET_KEY": SECRET,
+            "PIPELINE_DATA_DIR": str(self.data_dir),
+            "PIPELINE_ENV": "test",
+            "PIPELINE_LOG_LEVEL": "WARNING",
+            **self.extra_env,
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-             "--log-level", "warning", "--workers", str(self.workers)], cwd=ROOT, env=env, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--workers",
+                str(self.workers),
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

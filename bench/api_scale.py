@@ -51,24 +51,57 @@ async def seed(database_url: str, n: int) -> None:
     check = {"kind": "heartbeat", "period_s": 86400, "grace_s": 3600, "interval": 3600}
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
-            session.add(User(username="bench-viewer", password_hash=PasswordHasher().hash(PASSWORD), role="viewer"))
+            session.add(
+                User(username="bench-viewer", password_hash=PasswordHasher().hash(PASSWORD), role="viewer")
+            )
             for start in range(0, n, 2000):
                 ids = range(start + 1, min(n, start + 2000) + 1)
-                await session.execute(insert(Component.__table__), [
-                    {"id": i, "name": f"svc-{i:06d}", "description": "", "critical": i % (UNHEALTHY_EVERY * 5) == 0,
-                     "labels": {"region": f"r{i % 4}", "team": f"t{i % 10}"}, "region": f"r{i % 4}",
-                     "check": check, "recovery": None, "enabled": True, "source": "api", "version": 1,
-                     "created_at": now, "updated_at": now} for i in ids])
-                await session.execute(insert(ComponentState.__table__), [
-                    {"component_id": i, "status": "critical" if i % UNHEALTHY_EVERY == 0 else "healthy",
-                     "status_since": now, "last_check_at": now, "last_outcome": "up", "consecutive_failures": 0,
-                     "consecutive_successes": 1, "recent_outcomes": "u", "updated_at": now} for i in ids])
+                await session.execute(
+                    insert(Component.__table__),
+                    [
+                        {
+                            "id": i,
+                            "name": f"svc-{i:06d}",
+                            "description": "",
+                            "critical": i % (UNHEALTHY_EVERY * 5) == 0,
+                            "labels": {"region": f"r{i % 4}", "team": f"t{i % 10}"},
+                            "region": f"r{i % 4}",
+                            "check": check,
+                            "recovery": None,
+                            "enabled": True,
+                            "source": "api",
+                            "version": 1,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for i in ids
+                    ],
+                )
+                await session.execute(
+                    insert(ComponentState.__table__),
+                    [
+                        {
+                            "component_id": i,
+                            "status": "critical" if i % UNHEALTHY_EVERY == 0 else "healthy",
+                            "status_since": now,
+                            "last_check_at": now,
+                            "last_outcome": "up",
+                            "consecutive_failures": 0,
+                            "consecutive_successes": 1,
+                            "recent_outcomes": "u",
+                            "updated_at": now,
+                        }
+                        for i in ids
+                    ],
+                )
     finally:
         await engine.dispose()
 
 
 async def login(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
-    async with http.post(f"{base}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD}) as r:
+    async with http.post(
+        f"{base}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD}
+    ) as r:
         return {"Authorization": f"Bearer {(await r.json())['access_token']}"}
 
 
@@ -84,8 +117,9 @@ async def wait_loaded(http: aiohttp.ClientSession, base: str, headers: dict[str,
     raise RuntimeError(f"the scheduler did not load {n} components")
 
 
-async def one_round(http: aiohttp.ClientSession, server: Server, headers: dict[str, str], path: str,
-                    requests: int) -> tuple[list[float], float, int]:
+async def one_round(
+    http: aiohttp.ClientSession, server: Server, headers: dict[str, str], path: str, requests: int
+) -> tuple[list[float], float, int]:
     latencies, size = [], 0
     cpu0 = server.cpu_seconds()
     for _ in range(requests):
@@ -146,6 +180,7 @@ def main() -> None:
             data_dir = Path(tmp) / f"var-{n}"
             data_dir.mkdir()
             from app.db.migrate import upgrade_sync
+
             upgrade_sync(url)
             asyncio.run(seed(url, n))
             servers[n] = stack.enter_context(Server(url, data_dir, env=env))
@@ -156,13 +191,17 @@ def main() -> None:
     for path, per in results.items():
         small, large = per[args.small], per[args.large]
         for n, r in ((args.small, small), (args.large, large)):
-            print(f"  {path:32s} n={n:<6d} p50 {pct(r['lat'], 0.5) * 1000:7.2f} ms  p99 {pct(r['lat'], 0.99) * 1000:7.2f} ms"
-                  f"  (p99 per round {min(r['p99']) * 1000:.1f}-{max(r['p99']) * 1000:.1f})"
-                  f"  cpu/request {statistics.median(r['cpu']) * 1000:6.2f} ms  body {r['size']:,} B")
+            print(
+                f"  {path:32s} n={n:<6d} p50 {pct(r['lat'], 0.5) * 1000:7.2f} ms  p99 {pct(r['lat'], 0.99) * 1000:7.2f} ms"
+                f"  (p99 per round {min(r['p99']) * 1000:.1f}-{max(r['p99']) * 1000:.1f})"
+                f"  cpu/request {statistics.median(r['cpu']) * 1000:6.2f} ms  body {r['size']:,} B"
+            )
         ratio = pct(large["lat"], 0.99) / pct(small["lat"], 0.99)
         rounds = sorted(lg / sm for lg, sm in zip(large["p99"], small["p99"], strict=True))
-        print(f"  {path:32s} p99 {args.large}/{args.small} = {ratio:.2f}  (per round median "
-              f"{statistics.median(rounds):.2f}, {rounds[0]:.2f}-{rounds[-1]:.2f}; target <= 2)")
+        print(
+            f"  {path:32s} p99 {args.large}/{args.small} = {ratio:.2f}  (per round median "
+            f"{statistics.median(rounds):.2f}, {rounds[0]:.2f}-{rounds[-1]:.2f}; target <= 2)"
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,10 @@ def pct(values: list[float], q: float) -> float:
 def summary(values_ms: list[float]) -> str:
     if not values_ms:
         return "no samples"
-    return (f"p50 {pct(values_ms, .5):7.1f}  p95 {pct(values_ms, .95):7.1f}  p99 {pct(values_ms, .99):7.1f}"
-            f"  max {max(values_ms):7.1f} ms  (n={len(values_ms)})")
+    return (
+        f"p50 {pct(values_ms, 0.5):7.1f}  p95 {pct(values_ms, 0.95):7.1f}  p99 {pct(values_ms, 0.99):7.1f}"
+        f"  max {max(values_ms):7.1f} ms  (n={len(values_ms)})"
+    )
 
 
 def read_stamps(path: Path) -> dict[int, float]:
@@ -90,18 +92,44 @@ async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path) -> N
 
     from app.db.models import Component, ComponentState
 
-    recovery = {"strategies": [{"kind": "restart", "params": {
-                    "argv": ["/bin/bash", "-c", STAMP], "env": {"STAMPS": str(stamps)}, "timeout": 10}}],
-                "cooldown": 0, "backoff_initial": 0, "verify_timeout": VERIFY_TIMEOUT_S,
-                "grace_period": RECOVERY_GRACE_S, "breaker_threshold": 100000}
+    recovery = {
+        "strategies": [
+            {
+                "kind": "restart",
+                "params": {"argv": ["/bin/bash", "-c", STAMP], "env": {"STAMPS": str(stamps)}, "timeout": 10},
+            }
+        ],
+        "cooldown": 0,
+        "backoff_initial": 0,
+        "verify_timeout": VERIFY_TIMEOUT_S,
+        "grace_period": RECOVERY_GRACE_S,
+        "breaker_threshold": 100000,
+    }
     async with session_scope_for(url) as session:
-        rows = [{"name": f"victim-{i}", "labels": {}, "recovery": recovery, "enabled": True, "version": 1,
-                 "check": {"kind": "http", "url": f"{base}/c/victim-{i}", "interval": 0.5}}
-                for i in range(victims)]
-        rows += [{"name": f"fleet-{i:05d}", "labels": {}, "recovery": None, "enabled": True, "version": 1,
-                  "check": {"kind": "http", "url": f"{base}/c/fleet-{i}", "interval": 10}} for i in range(fleet)]
+        rows = [
+            {
+                "name": f"victim-{i}",
+                "labels": {},
+                "recovery": recovery,
+                "enabled": True,
+                "version": 1,
+                "check": {"kind": "http", "url": f"{base}/c/victim-{i}", "interval": 0.5},
+            }
+            for i in range(victims)
+        ]
+        rows += [
+            {
+                "name": f"fleet-{i:05d}",
+                "labels": {},
+                "recovery": None,
+                "enabled": True,
+                "version": 1,
+                "check": {"kind": "http", "url": f"{base}/c/fleet-{i}", "interval": 10},
+            }
+            for i in range(fleet)
+        ]
         for start in range(0, len(rows), 2000):
-            await session.execute(insert(Component), rows[start:start + 2000])
+            await session.execute(insert(Component), rows[start : start + 2000])
         await session.flush()
         ids = (await session.execute(select(Component.id))).scalars().all()
         await session.execute(insert(ComponentState), [{"component_id": i} for i in ids])
@@ -118,11 +146,16 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
 
     stamps = tmp / "stamps"
     await seed(url, base, args.victims, args.fleet, stamps)
-    settings = Settings(env="test", database_url=url, data_dir=tmp / "var",
-                        security={"secret_key": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"},
-                        healing={"strategies": ["restart"], "max_concurrent": 50, "command_actions_enabled": True},
-                        pipeline={"monitoring": {"failure_threshold": 2, "success_threshold": 1,
-                                                 "recovery_grace": RECOVERY_GRACE_S}})
+    settings = Settings(
+        env="test",
+        database_url=url,
+        data_dir=tmp / "var",
+        security={"secret_key": "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"},
+        healing={"strategies": ["restart"], "max_concurrent": 50, "command_actions_enabled": True},
+        pipeline={
+            "monitoring": {"failure_threshold": 2, "success_threshold": 1, "recovery_grace": RECOVERY_GRACE_S}
+        },
+    )
     app = create_app(settings)  # every background service, as `pipeline-guard serve` runs them
     rounds: list[dict] = []
     async with app.router.lifespan_context(app), aiohttp.ClientSession() as http:
@@ -165,16 +198,31 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     await asyncio.sleep(random.uniform(0.1, 0.4))
                     marker = next(MARKERS)
                     t0 = time.time()
-                    await run_command(["/bin/bash", "-c", STAMP], timeout=10,
-                                      env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STAMPS": str(stamps),
-                                           "PIPELINE_GUARD_INCIDENT": str(marker)})
+                    await run_command(
+                        ["/bin/bash", "-c", STAMP],
+                        timeout=10,
+                        env={
+                            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                            "STAMPS": str(stamps),
+                            "PIPELINE_GUARD_INCIDENT": str(marker),
+                        },
+                    )
                     baseline.append((read_stamps(stamps)[marker] - t0) * 1000)
 
-            await asyncio.gather(spawn_baseline(baseline), *(cycle(f"victim-{i}", misses) for i in range(args.victims)))
+            await asyncio.gather(
+                spawn_baseline(baseline), *(cycle(f"victim-{i}", misses) for i in range(args.victims))
+            )
             async with guard.sessionmaker() as session:
                 opened = dict((await session.execute(text("SELECT id, opened_at FROM incidents"))).all())
-                claimed = dict((await session.execute(text(
-                    "SELECT incident_id, MIN(started_at) FROM healing_attempts GROUP BY incident_id"))).all())
+                claimed = dict(
+                    (
+                        await session.execute(
+                            text(
+                                "SELECT incident_id, MIN(started_at) FROM healing_attempts GROUP BY incident_id"
+                            )
+                        )
+                    ).all()
+                )
             fresh = {k: v for k, v in read_stamps(stamps).items() if k not in seen_before and k < 10**9}
             react, claim = [], []
             for incident_id, at in fresh.items():
@@ -207,10 +255,22 @@ async def diagnose(state, name: str, status: str | None) -> str:
     from sqlalchemy import text
 
     async with state.sessionmaker() as session:
-        incidents = (await session.execute(text(
-            "SELECT status, reason FROM healing_incidents WHERE component = :c ORDER BY incident_id DESC LIMIT 2"), {"c": name})).all()
-        attempts = (await session.execute(text(
-            "SELECT state, detail FROM healing_attempts WHERE component = :c ORDER BY id DESC LIMIT 2"), {"c": name})).all()
+        incidents = (
+            await session.execute(
+                text(
+                    "SELECT status, reason FROM healing_incidents WHERE component = :c ORDER BY incident_id DESC LIMIT 2"
+                ),
+                {"c": name},
+            )
+        ).all()
+        attempts = (
+            await session.execute(
+                text(
+                    "SELECT state, detail FROM healing_attempts WHERE component = :c ORDER BY id DESC LIMIT 2"
+                ),
+                {"c": name},
+            )
+        ).all()
     return f"{name}: status {status}, incidents {incidents}, attempts {attempts}"
 
 
@@ -238,9 +298,11 @@ async def wait_until(predicate, timeout: float) -> None:
 
 def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
     load1 = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"\n{db}: probe result -> restart command started, {args.rounds} rounds x {args.incidents} reactions "
-          f"({args.fleet} components @10 s beside {args.victims} victims @0.5 s; load {' '.join(load0)} -> "
-          f"{' '.join(load1)})")
+    print(
+        f"\n{db}: probe result -> restart command started, {args.rounds} rounds x {args.incidents} reactions "
+        f"({args.fleet} components @10 s beside {args.victims} victims @0.5 s; load {' '.join(load0)} -> "
+        f"{' '.join(load1)})"
+    )
     for i, r in enumerate(rounds, 1):
         for miss in r["misses"]:
             print(f"  round {i}: no action within 60 s: {miss}")
@@ -248,12 +310,14 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
         print(f"  round {i}  ..claim    {summary(r['claim'])}")
         print(f"  round {i}  baseline   {summary(r['baseline'])}   (bare spawn of the same command)")
     for key, label in (("react", "reaction"), ("baseline", "baseline")):
-        p50s = [pct(r[key], .5) for r in rounds if r[key]]
-        p99s = [pct(r[key], .99) for r in rounds if r[key]]
+        p50s = [pct(r[key], 0.5) for r in rounds if r[key]]
+        p99s = [pct(r[key], 0.99) for r in rounds if r[key]]
         if p99s:
-            print(f"  {label:9s} over rounds: p50 median {statistics.median(p50s):.1f} ms "
-                  f"(spread {min(p50s):.1f}..{max(p50s):.1f})   p99 median {statistics.median(p99s):.1f} ms "
-                  f"(spread {min(p99s):.1f}..{max(p99s):.1f})")
+            print(
+                f"  {label:9s} over rounds: p50 median {statistics.median(p50s):.1f} ms "
+                f"(spread {min(p50s):.1f}..{max(p50s):.1f})   p99 median {statistics.median(p99s):.1f} ms "
+                f"(spread {min(p99s):.1f}..{max(p99s):.1f})"
+            )
     pooled = [v for r in rounds for v in r["react"]]
     print(f"  all reactions  {summary(pooled)}   target p99 <= 100 ms")
 
@@ -285,12 +349,14 @@ def time_to_recover(runs: int) -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp:
             timeline = demo.run_demo(Path(tmp), how="crash", out=lambda _line: None, timeout=60)
         attempt = timeline.get("attempt") or {}
-        results.append({
-            "break_to_healthy_s": timeline.get("healthy"),
-            "ttr_s": attempt.get("time_to_recover_s"),
-            "action_s": (attempt.get("decision") or {}).get("action_duration_s"),
-            "resolved": "alert_resolved" in timeline.get("seen", []),
-        })
+        results.append(
+            {
+                "break_to_healthy_s": timeline.get("healthy"),
+                "ttr_s": attempt.get("time_to_recover_s"),
+                "action_s": (attempt.get("decision") or {}).get("action_duration_s"),
+                "resolved": "alert_resolved" in timeline.get("seen", []),
+            }
+        )
     return results
 
 
@@ -321,16 +387,20 @@ def main() -> None:
         server.wait(10)
     if args.demo_runs:
         period, threshold = 1.0, 2  # examples/demo.yaml
-        print(f"time to recover, demo worker crash ({args.demo_runs} runs; check period {period:g} s, "
-              f"failure_threshold {threshold}):")
+        print(
+            f"time to recover, demo worker crash ({args.demo_runs} runs; check period {period:g} s, "
+            f"failure_threshold {threshold}):"
+        )
         for r in time_to_recover(args.demo_runs):
             if r["break_to_healthy_s"] is None or r["action_s"] is None:
                 print(f"  run did not heal: {r}")
                 continue
             bound = period * threshold + r["action_s"] + period
-            print(f"  crash -> verified healthy {r['break_to_healthy_s']:.2f} s (incident -> healthy {r['ttr_s']:.2f} s)"
-                  f"   bound period*threshold + action + period = {bound:.2f} s"
-                  f"   (ratio {r['break_to_healthy_s'] / bound:.2f}; alert resolved: {r['resolved']})")
+            print(
+                f"  crash -> verified healthy {r['break_to_healthy_s']:.2f} s (incident -> healthy {r['ttr_s']:.2f} s)"
+                f"   bound period*threshold + action + period = {bound:.2f} s"
+                f"   (ratio {r['break_to_healthy_s'] / bound:.2f}; alert resolved: {r['resolved']})"
+            )
 
 
 if __name__ == "__main__":

@@ -54,9 +54,26 @@ class BareServer:
 
     def __enter__(self) -> BareServer:  # noqa: PYI034
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bare_health:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"],
-            cwd=self.module.parent, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_health:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=self.module.parent,
+            start_new_session=True,
+        )
         wait_up(self.port)
         return self
 
@@ -83,8 +100,13 @@ def wait_up(port: int) -> None:
 
 
 def wrk(url: str, seconds: float, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url], capture_output=True, text=True,
-                         check=True, timeout=seconds + 30).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -95,16 +117,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--guard-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="extra setting for the guard, e.g. PIPELINE_SECURITY__RATE_LIMITING__ENABLED=false "
-                             "to see what the rate limiter costs")
+    parser.add_argument(
+        "--guard-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra setting for the guard, e.g. PIPELINE_SECURITY__RATE_LIMITING__ENABLED=false "
+        "to see what the rate limiter costs",
+    )
     args = parser.parse_args()
     load0 = Path("/proc/loadavg").read_text().split()[:3]
-    env = {"PIPELINE_SECURITY__RATE_LIMITING__HEALTH": "100000000/minute",
-           **dict(item.split("=", 1) for item in args.guard_env)}
-    with tempfile.TemporaryDirectory(prefix="pg-bench-health-") as tmp, \
-            Server(f"sqlite+aiosqlite:///{tmp}/guard.db", Path(tmp) / "var", env=env) as guard, \
-            BareServer(Path(tmp)) as bare:
+    env = {
+        "PIPELINE_SECURITY__RATE_LIMITING__HEALTH": "100000000/minute",
+        **dict(item.split("=", 1) for item in args.guard_env),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="pg-bench-health-") as tmp,
+        Server(f"sqlite+aiosqlite:///{tmp}/guard.db", Path(tmp) / "var", env=env) as guard,
+        BareServer(Path(tmp)) as bare,
+    ):
         time.sleep(2)  # the guard's loops finish their first ticks
         for server in (bare, guard):
             wrk(server.base_url + "/health", 1, args.connections)  # warm-up
@@ -114,12 +145,20 @@ def main() -> None:
             bare_rates.append(wrk(bare.base_url + "/health", args.seconds, args.connections))
     load1 = Path("/proc/loadavg").read_text().split()[:3]
     ratios = sorted(g / ((bare_rates[i] + bare_rates[i + 1]) / 2) for i, g in enumerate(guard_rates))
-    print(f"GET /health, wrk 1 thread {args.connections} connections, {args.rounds} paired rounds of {args.seconds:g} s"
-          f"  (load {' '.join(load0)} -> {' '.join(load1)}, {os.cpu_count()} cores; cwd {ROOT.name})"
-          f"{'; guard ' + ' '.join(args.guard_env) if args.guard_env else ''}")
-    print(f"  bare FastAPI  median {statistics.median(bare_rates):7.0f} req/s  ({min(bare_rates):.0f}-{max(bare_rates):.0f})")
-    print(f"  guard         median {statistics.median(guard_rates):7.0f} req/s  ({min(guard_rates):.0f}-{max(guard_rates):.0f})")
-    print(f"  guard/bare    median {statistics.median(ratios):.2f}  ({ratios[0]:.2f}-{ratios[-1]:.2f})  target >= 0.8")
+    print(
+        f"GET /health, wrk 1 thread {args.connections} connections, {args.rounds} paired rounds of {args.seconds:g} s"
+        f"  (load {' '.join(load0)} -> {' '.join(load1)}, {os.cpu_count()} cores; cwd {ROOT.name})"
+        f"{'; guard ' + ' '.join(args.guard_env) if args.guard_env else ''}"
+    )
+    print(
+        f"  bare FastAPI  median {statistics.median(bare_rates):7.0f} req/s  ({min(bare_rates):.0f}-{max(bare_rates):.0f})"
+    )
+    print(
+        f"  guard         median {statistics.median(guard_rates):7.0f} req/s  ({min(guard_rates):.0f}-{max(guard_rates):.0f})"
+    )
+    print(
+        f"  guard/bare    median {statistics.median(ratios):.2f}  ({ratios[0]:.2f}-{ratios[-1]:.2f})  target >= 0.8"
+    )
 
 
 if __name__ == "__main__":

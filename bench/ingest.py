@@ -57,8 +57,15 @@ def make_batches(points: int, batch: int) -> tuple[list[bytes], list[list[tuple]
             s = i % SERIES
             ts = start + timedelta(seconds=i // SERIES)
             value = float((i * 7919) % 1000) / 10.0
-            items.append({"component": f"comp{s % 10}", "metric_name": "rows_processed", "value": value,
-                          "labels": labels[s], "timestamp": ts.isoformat()})
+            items.append(
+                {
+                    "component": f"comp{s % 10}",
+                    "metric_name": "rows_processed",
+                    "value": value,
+                    "labels": labels[s],
+                    "timestamp": ts.isoformat(),
+                }
+            )
             recs.append((f"comp{s % 10}", "rows_processed", keys[s], keys[s], value, ts))
         bodies.append(orjson.dumps({"points": items}))
         records.append(recs)
@@ -68,13 +75,16 @@ def make_batches(points: int, batch: int) -> tuple[list[bytes], list[list[tuple]
 WARMUP = orjson.dumps({"points": [{"component": "warmup", "metric_name": "warmup", "value": 1.0}]})
 
 
-async def http_ingest(base_url: str, bodies: list[bytes], concurrency: int, cpu_seconds) -> tuple[float, float]:
+async def http_ingest(
+    base_url: str, bodies: list[bytes], concurrency: int, cpu_seconds
+) -> tuple[float, float]:
     """(seconds, server CPU seconds) for ``bodies`` from ``concurrency`` writers. The token and one
     one-point batch come first, untimed: a long-running server has long paid for its first request
     (lazy imports, route and schema set-up) and for the login's password hash."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
-        async with http.post(f"{base_url}/api/v1/auth/token",
-                             data={"username": "bench-ingest", "password": PASSWORD}) as r:
+        async with http.post(
+            f"{base_url}/api/v1/auth/token", data={"username": "bench-ingest", "password": PASSWORD}
+        ) as r:
             token = (await r.json())["access_token"]
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -141,7 +151,9 @@ def sqlite_raw(records: list[list[tuple]]) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "raw.db"
         upgrade_sync(f"sqlite+aiosqlite:///{path}")
-        rows = [[(c, m, k, lab, v, ts.strftime(SQLITE_TS)) for c, m, k, lab, v, ts in recs] for recs in records]
+        rows = [
+            [(c, m, k, lab, v, ts.strftime(SQLITE_TS)) for c, m, k, lab, v, ts in recs] for recs in records
+        ]
         conn = sqlite3.connect(path, timeout=5)
         for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=5000", "synchronous=NORMAL"):
             conn.execute(f"PRAGMA {pragma}")
@@ -180,8 +192,12 @@ def main() -> None:
     ap.add_argument("--sqlite-points", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--connections", type=int, default=2,
-                    help="raw COPY connections = concurrent HTTP writers (Postgres); HTTP writers (SQLite)")
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=2,
+        help="raw COPY connections = concurrent HTTP writers (Postgres); HTTP writers (SQLite)",
+    )
     ap.add_argument("--only", choices=("pg", "sqlite"), default=None)
     args = ap.parse_args()
     n = args.connections
@@ -195,10 +211,15 @@ def main() -> None:
             http_s, app_cpu = pg_http(args.pg, bodies, args.points, n)
             ratios.append(raw_s / http_s)
             cpus.append(app_cpu / args.points * 1e6)
-            print(f"  pg round {r + 1}: raw COPY {args.points / raw_s:,.0f} rows/s, HTTP {args.points / http_s:,.0f} "
-                  f"points/s (app CPU {cpus[-1]:.1f} us/point) -> ratio {ratios[-1]:.2f}", flush=True)
-        print(f"postgres, {args.points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} paired "
-              f"rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.8); app CPU us/point {spread(cpus)}")
+            print(
+                f"  pg round {r + 1}: raw COPY {args.points / raw_s:,.0f} rows/s, HTTP {args.points / http_s:,.0f} "
+                f"points/s (app CPU {cpus[-1]:.1f} us/point) -> ratio {ratios[-1]:.2f}",
+                flush=True,
+            )
+        print(
+            f"postgres, {args.points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} paired "
+            f"rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.8); app CPU us/point {spread(cpus)}"
+        )
 
     if args.only != "pg":
         bodies, records = make_batches(args.sqlite_points, args.batch)
@@ -209,12 +230,17 @@ def main() -> None:
             ratios.append(raw_s / http_s)
             raw_cpus.append(raw_cpu / args.sqlite_points * 1e6)
             app_cpus.append(app_cpu / args.sqlite_points * 1e6)
-            print(f"  sqlite round {r + 1}: raw executemany {args.sqlite_points / raw_s:,.0f} rows/s "
-                  f"({raw_cpus[-1]:.1f} us CPU/row), HTTP {args.sqlite_points / http_s:,.0f} points/s "
-                  f"({app_cpus[-1]:.1f} us app CPU/point) -> ratio {ratios[-1]:.2f}", flush=True)
-        print(f"sqlite, {args.sqlite_points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
-              f"{args.rounds} paired rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.6); "
-              f"CPU us/point app {spread(app_cpus)} vs raw {spread(raw_cpus)}")
+            print(
+                f"  sqlite round {r + 1}: raw executemany {args.sqlite_points / raw_s:,.0f} rows/s "
+                f"({raw_cpus[-1]:.1f} us CPU/row), HTTP {args.sqlite_points / http_s:,.0f} points/s "
+                f"({app_cpus[-1]:.1f} us app CPU/point) -> ratio {ratios[-1]:.2f}",
+                flush=True,
+            )
+        print(
+            f"sqlite, {args.sqlite_points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
+            f"{args.rounds} paired rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.6); "
+            f"CPU us/point app {spread(app_cpus)} vs raw {spread(raw_cpus)}"
+        )
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
 
 

@@ -117,8 +117,7 @@ def run(corpus, factory: Callable[[], object]) -> tuple[dict, float, dict[str, l
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nab-dir", type=Path,
-                    default=Path(os.environ.get("PIPELINE_NAB_DIR", DEFAULT_NAB_DIR)))
+    ap.add_argument("--nab-dir", type=Path, default=Path(os.environ.get("PIPELINE_NAB_DIR", DEFAULT_NAB_DIR)))
     ap.add_argument("--per-file", action="store_true", help="also print each file's detections")
     args = ap.parse_args(argv)
     if not (args.nab_dir / "data").is_dir():
@@ -126,18 +125,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     corpus = load_corpus(args.nab_dir)
     n_points = sum(len(c[2]) for c in corpus)
-    print(f"NAB subset: {len(corpus)} files, {n_points} points, "
-          f"{sum(len(c[3]) for c in corpus)} windows ({args.nab_dir})")
+    print(
+        f"NAB subset: {len(corpus)} files, {n_points} points, "
+        f"{sum(len(c[3]) for c in corpus)} windows ({args.nab_dir})"
+    )
     results = [(label, *run(corpus, make)) for label, make in designs(WindowedGaussian)]
     print(f"{'design':<34} {'profile':<14} {'score':>6} {'threshold':>10} {'TP/FP/FN':>10}")
     for label, res, _us, _ in results:
         for p in PROFILES:
             r = res[p]
-            print(f"{label if p == 'standard' else '':<34} {p:<14} {r.score:6.1f} {r.threshold:10.4f} "
-                  f"{f'{r.tp}/{r.fp}/{r.fn}':>10}")
+            print(
+                f"{label if p == 'standard' else '':<34} {p:<14} {r.score:6.1f} {r.threshold:10.4f} "
+                f"{f'{r.tp}/{r.fp}/{r.fn}':>10}"
+            )
     base_us = results[-1][2]
-    print("µs per point: " + ", ".join(f"{label} {us:.2f} ({us / base_us:.1f}x)"
-                                       for label, _, us, _ in results))
+    print(
+        "µs per point: " + ", ".join(f"{label} {us:.2f} ({us / base_us:.1f}x)" for label, _, us, _ in results)
+    )
     ours, per_file = results[0][1], results[0][3]
     if args.per_file:
         thr = ours["standard"].threshold

@@ -74,21 +74,23 @@ Row = tuple[float, float, int | None]  # (score, unweighted reward, corpus-wide 
 class File:
     """One NAB file with its per-row labels precomputed (post-probation)."""
 
-    def __init__(self, index: int, name: str, ts: list[float], vals: list[float],
-                 spans: list[tuple[int, int]]) -> None:
+    def __init__(
+        self, index: int, name: str, ts: list[float], vals: list[float], spans: list[tuple[int, int]]
+    ) -> None:
         self.index = index
         self.name = name
         self.category = name.split("/", 1)[0]
         self.ts, self.vals, self.spans = ts, vals, spans
         n = len(vals)
         self.start = probation_rows(n)
-        self.labels = [(r, None if w is None else index * 1000 + w)
-                       for r, w in label_rows(n, spans)[self.start:]]
+        self.labels = [
+            (r, None if w is None else index * 1000 + w) for r, w in label_rows(n, spans)[self.start :]
+        ]
         self.n_windows = len({w for _, w in self.labels if w is not None})
 
     def rows(self, scores: Sequence[float]) -> list[Row]:
         """Rows that can ever be detected (score > 0): a threshold <= 0 fires on every point."""
-        return [(s, r, w) for s, (r, w) in zip(scores[self.start:], self.labels) if s > 0.0]
+        return [(s, r, w) for s, (r, w) in zip(scores[self.start :], self.labels) if s > 0.0]
 
 
 def sweep(rows: list[Row], n_windows: int, w: dict[str, float]) -> tuple[float, float]:
@@ -157,8 +159,9 @@ class Runner:
             self.us[cfg] = 1e6 * elapsed / points
         return self.rows[cfg]
 
-    def in_sample(self, cfg: Config, profile: str = "standard",
-                  subset: Sequence[int] | None = None) -> tuple[float, float]:
+    def in_sample(
+        self, cfg: Config, profile: str = "standard", subset: Sequence[int] | None = None
+    ) -> tuple[float, float]:
         """(normalised score, threshold) on ``subset`` (default all files), threshold chosen there."""
         idx = range(len(self.files)) if subset is None else subset
         per_file = self.get(cfg)
@@ -181,8 +184,9 @@ def best_on_training(runner: Runner, candidates: list[Config], test: list[int]) 
     return train, best_cfg
 
 
-def cross_validate(runner: Runner, candidates: list[Config],
-                   folds: list[list[int]]) -> tuple[dict[str, float], list[tuple[Config, float]]]:
+def cross_validate(
+    runner: Runner, candidates: list[Config], folds: list[list[int]]
+) -> tuple[dict[str, float], list[tuple[Config, float]]]:
     """Pooled held-out normalised score per profile; per fold the (config, standard threshold) chosen.
 
     The configuration is chosen by the standard score on the training files (ties: the earlier
@@ -250,8 +254,11 @@ def stratified_folds(files: list[File], k: int, seed: int) -> list[list[int]]:
 # --- configurations -----------------------------------------------------------------------------
 def defaults() -> dict[str, float]:
     sig = inspect.signature(AnomalyDetector.__init__)
-    return {name: p.default for name, p in sig.parameters.items()
-            if name in SWEEP and isinstance(p.default, (int, float))}
+    return {
+        name: p.default
+        for name, p in sig.parameters.items()
+        if name in SWEEP and isinstance(p.default, (int, float))
+    }
 
 
 def config(**values: float) -> Config:
@@ -274,13 +281,15 @@ def fmt_cfg(cfg: Config, base: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nab-dir", type=Path,
-                    default=Path(os.environ.get("PIPELINE_NAB_DIR", DEFAULT_NAB_DIR)))
+    ap.add_argument("--nab-dir", type=Path, default=Path(os.environ.get("PIPELINE_NAB_DIR", DEFAULT_NAB_DIR)))
     ap.add_argument("--repeats", type=int, default=5, help="repeats of stratified 5-fold CV")
     ap.add_argument("--random", type=int, default=16, help="joint random perturbations")
     ap.add_argument("--quick", action="store_true", help="threshold-only CV, no sweep")
-    ap.add_argument("--designs-only", action="store_true",
-                    help="only the side-by-side table of designs (service default, alternatives, baseline)")
+    ap.add_argument(
+        "--designs-only",
+        action="store_true",
+        help="only the side-by-side table of designs (service default, alternatives, baseline)",
+    )
     args = ap.parse_args(argv)
     if not (args.nab_dir / "data").is_dir():
         print(f"NAB data not found under {args.nab_dir}", file=sys.stderr)
@@ -299,17 +308,21 @@ def main(argv: list[str] | None = None) -> int:
     for p in PROFILES:
         assert abs(full[p].score - mine[p]) < 1e-6, (p, full[p].score, mine[p])
 
-    print(f"NAB subset: {len(files)} files in {len(category_folds(files))} categories, "
-          f"{sum(f.n_windows for f in files)} windows; defaults: "
-          + ", ".join(f"{k}={v:g}" for k, v in sorted(base.items())))
+    print(
+        f"NAB subset: {len(files)} files in {len(category_folds(files))} categories, "
+        f"{sum(f.n_windows for f in files)} windows; defaults: "
+        + ", ".join(f"{k}={v:g}" for k, v in sorted(base.items()))
+    )
     print(f"{'':<60} {'standard':>9} {'low-FP':>8} {'low-FN':>8}")
     row = "{:<60} {:9.1f} {:8.1f} {:8.1f}"
     print(row.format("in-sample (threshold chosen on all files)", *mine.values()))
     g_in = {p: gauss.in_sample(gauss_cfg, p)[0] for p in PROFILES}
     print(row.format("  w.Gaussian in-sample", *g_in.values()))
     curve = threshold_curve(ours, default_cfg, (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5))
-    print("  detector's standard score at other thresholds: "
-          + "  ".join(f"{t:.3g}: {v:.1f}" for t, v in curve if t <= 1.0))
+    print(
+        "  detector's standard score at other thresholds: "
+        + "  ".join(f"{t:.3g}: {v:.1f}" for t, v in curve if t <= 1.0)
+    )
 
     designs_table(files)
     if args.designs_only:
@@ -327,8 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     candidates = [default_cfg] + [c for _, _, c in oat]
 
     schemes = [("leave-one-category-out", [category_folds(files)])]
-    schemes.append((f"stratified 5-fold x{args.repeats}",
-                    [stratified_folds(files, 5, seed) for seed in range(args.repeats)]))
+    schemes.append(
+        (
+            f"stratified 5-fold x{args.repeats}",
+            [stratified_folds(files, 5, seed) for seed in range(args.repeats)],
+        )
+    )
     for label, fold_sets in schemes:
         modes = [("threshold only", [default_cfg])]
         if not args.quick:
@@ -338,8 +355,10 @@ def main(argv: list[str] | None = None) -> int:
             _print_cv(row, f"held-out, {label}, {mode}", results)
             if label.startswith("leave") and mode != "threshold only":
                 for cat_idx, (cfg, thr) in zip(category_folds(files), results[0][1]):
-                    print(f"    held out {files[cat_idx[0]].category:<22} chose {fmt_cfg(cfg, base)}"
-                          f" @ {thr:.3f}")
+                    print(
+                        f"    held out {files[cat_idx[0]].category:<22} chose {fmt_cfg(cfg, base)}"
+                        f" @ {thr:.3f}"
+                    )
             if mode != "threshold only":
                 nab = [nab_protocol(ours, cands, folds) for folds in fold_sets]
                 _print_cv(row, f"held-out config, NAB threshold, {label}", [(r, []) for r in nab])
@@ -347,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_cv(row, f"  w.Gaussian, {label}, threshold only", g)
 
     if not args.quick:
-        print("\nSensitivity (in-sample standard score; default "
-              f"{mine['standard']:.1f}):")
+        print(f"\nSensitivity (in-sample standard score; default {mine['standard']:.1f}):")
         scores = []
         for name in SWEEP:
             if name not in base:
@@ -360,8 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                     scores.append(s)
                     cells.append(f"{v:g}: {s:.1f}")
             print(f"  {name:<16} (default {base[name]:g})  " + "   ".join(cells))
-        print(f"  one-at-a-time range: {min(scores):.1f} .. {max(scores):.1f} "
-              f"(default {mine['standard']:.1f})")
+        print(
+            f"  one-at-a-time range: {min(scores):.1f} .. {max(scores):.1f} (default {mine['standard']:.1f})"
+        )
         if args.random:
             rng = random.Random(1)
             joint = []
@@ -372,14 +391,20 @@ def main(argv: list[str] | None = None) -> int:
                         lo, hi = math.log(min(factors)), math.log(max(factors))
                         vals[name] = perturbed(base, name, math.exp(rng.uniform(lo, hi)))
                 joint.append(ours.in_sample(config(**vals))[0])
-            print(f"  joint random perturbations (n={len(joint)}): min {min(joint):.1f}, "
-                  f"median {statistics.median(joint):.1f}, max {max(joint):.1f}")
-    print(f"µs per point (default config): detector {ours.us[default_cfg]:.2f}, "
-          f"windowed Gaussian {gauss.us[gauss_cfg]:.2f}")
+            print(
+                f"  joint random perturbations (n={len(joint)}): min {min(joint):.1f}, "
+                f"median {statistics.median(joint):.1f}, max {max(joint):.1f}"
+            )
+    print(
+        f"µs per point (default config): detector {ours.us[default_cfg]:.2f}, "
+        f"windowed Gaussian {gauss.us[gauss_cfg]:.2f}"
+    )
     return 0
 
 
-def held_out_folds(runner: Runner, folds: list[list[int]]) -> tuple[dict[str, float], dict[str, float | None], int]:
+def held_out_folds(
+    runner: Runner, folds: list[list[int]]
+) -> tuple[dict[str, float], dict[str, float | None], int]:
     """Leave-one-category-out with the threshold transferred from the other categories: pooled
     scores per profile, each held-out category's own standard score (None if it has no window),
     and the false alarms in categories without windows."""
@@ -402,20 +427,25 @@ def designs_table(files: list[File]) -> None:
     category (pooled, then per category: mean ± spread [range]), cost."""
     folds = category_folds(files)
     cats = [files[f[0]].category for f in folds]
-    print("\nDesigns side by side (held out = leave-one-category-out, threshold from the other "
-          "categories):")
-    head = (f"{'design':<34} {'in-sample std/lowFP':>19} {'held-out std/lowFP/lowFN':>25}  "
-            f"{'per held-out category: mean ± sd [range]':<40} {'FAs':>4} {'µs/pt':>6}")
+    print("\nDesigns side by side (held out = leave-one-category-out, threshold from the other categories):")
+    head = (
+        f"{'design':<34} {'in-sample std/lowFP':>19} {'held-out std/lowFP/lowFN':>25}  "
+        f"{'per held-out category: mean ± sd [range]':<40} {'FAs':>4} {'µs/pt':>6}"
+    )
     print(head)
     for label, make in designs(WindowedGaussian):
         runner = Runner(files, lambda _cfg, make=make: make())
         ins = [runner.in_sample((), p)[0] for p in ("standard", "reward_low_fp")]
         pooled, per_fold, fas = held_out_folds(runner, folds)
-        print(f"{label:<34} {ins[0]:9.1f}/{ins[1]:<9.1f} {pooled['standard']:10.1f}/"
-              f"{pooled['reward_low_fp']:.1f}/{pooled['reward_low_fn']:.1f}      "
-              f"{fold_summary(per_fold):<40} {fas:>4} {runner.us[()]:6.1f}")
-        print("    " + "  ".join(f"{c}: {'-' if v is None else f'{v:.1f}'}"
-                              for c, v in zip(cats, per_fold.values())))
+        print(
+            f"{label:<34} {ins[0]:9.1f}/{ins[1]:<9.1f} {pooled['standard']:10.1f}/"
+            f"{pooled['reward_low_fp']:.1f}/{pooled['reward_low_fn']:.1f}      "
+            f"{fold_summary(per_fold):<40} {fas:>4} {runner.us[()]:6.1f}"
+        )
+        print(
+            "    "
+            + "  ".join(f"{c}: {'-' if v is None else f'{v:.1f}'}" for c, v in zip(cats, per_fold.values()))
+        )
     print("(FAs: detections at the transferred threshold in held-out categories without windows)")
 
 

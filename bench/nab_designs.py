@@ -31,5 +31,7 @@ def fold_summary(per_fold: dict[str, float | None]) -> str:
     scored = [v for v in per_fold.values() if v is not None]
     if not scored:
         return "n/a"
-    return (f"{statistics.fmean(scored):5.1f} ± {statistics.pstdev(scored):4.1f} "
-            f"[{min(scored):.1f} .. {max(scored):.1f}]")
+    return (
+        f"{statistics.fmean(scored):5.1f} ± {statistics.pstdev(scored):4.1f} "
+        f"[{min(scored):.1f} .. {max(scored):.1f}]"
+    )

@@ -102,12 +102,21 @@ async def add_components(url: str, n: int, urls: list[str], interval: float, *, 
     from app.db.models import Component, ComponentState
 
     async with scratch_session(url) as session:
-        rows = [{"name": f"svc-{i:05d}", "description": "", "critical": False, "labels": {}, "enabled": True,
-                 "source": "api", "version": 1,
-                 "check": {"kind": "http", "url": urls[i % len(urls)], "interval": interval}}
-                for i in range(n)]
+        rows = [
+            {
+                "name": f"svc-{i:05d}",
+                "description": "",
+                "critical": False,
+                "labels": {},
+                "enabled": True,
+                "source": "api",
+                "version": 1,
+                "check": {"kind": "http", "url": urls[i % len(urls)], "interval": interval},
+            }
+            for i in range(n)
+        ]
         for start in range(0, n, 2000):
-            await session.execute(insert(Component), rows[start:start + 2000])
+            await session.execute(insert(Component), rows[start : start + 2000])
         await session.flush()
         ids = (await session.execute(select(Component.id))).scalars().all()
         # As the API does; a running fleet (the default) has its states persisted as healthy, as after
@@ -133,8 +142,14 @@ def run_guard(args, n: int, urls: list[str]) -> dict:
 
 async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dict:
     await add_components(url, n, urls, args.interval, cold=args.cold)
-    guard = GuardServe(url, tmp, interval=args.interval, workers=args.workers, jitter=JITTER,
-                       app_dir=Path(args.app_dir).resolve())
+    guard = GuardServe(
+        url,
+        tmp,
+        interval=args.interval,
+        workers=args.workers,
+        jitter=JITTER,
+        app_dir=Path(args.app_dir).resolve(),
+    )
     guard.start()
     rounds: list[dict] = []
     ran = 0
@@ -145,26 +160,48 @@ async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dic
             deadline, started = time.monotonic() + 600, time.monotonic()
             while (scheduled := (await guard.scheduler_stats(client))["components_scheduled"]) < n:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the guard loaded {scheduled} of {n} components in 600 s; its log ends: "
-                                       f"{guard.log_path.read_text()[-1500:]}")
+                    raise RuntimeError(
+                        f"the guard loaded {scheduled} of {n} components in 600 s; its log ends: "
+                        f"{guard.log_path.read_text()[-1500:]}"
+                    )
                 await asyncio.sleep(1.0)
             print(f"[{n} components loaded in {time.monotonic() - started:.0f} s]", file=sys.stderr)
-            await asyncio.sleep(args.interval + 1)  # the first interval (every component starts) is not measured
-            before = (time.monotonic(), guard.cpu_seconds(), await stored_results(url),
-                      (await guard.scheduler_stats(client))["checks_run"], guard.lock_failures()[0])
+            await asyncio.sleep(
+                args.interval + 1
+            )  # the first interval (every component starts) is not measured
+            before = (
+                time.monotonic(),
+                guard.cpu_seconds(),
+                await stored_results(url),
+                (await guard.scheduler_stats(client))["checks_run"],
+                guard.lock_failures()[0],
+            )
             for _ in range(args.rounds):
                 await asyncio.sleep(args.round_s)
                 stats = await guard.scheduler_stats(client)
-                after = (time.monotonic(), guard.cpu_seconds(), await stored_results(url), stats["checks_run"],
-                         guard.lock_failures()[0])
+                after = (
+                    time.monotonic(),
+                    guard.cpu_seconds(),
+                    await stored_results(url),
+                    stats["checks_run"],
+                    guard.lock_failures()[0],
+                )
                 elapsed, cpu, stored, run, locks = (a - b for a, b in zip(after, before, strict=True))
-                rounds.append({"stored_per_s": stored / elapsed, "run_per_s": run / elapsed,
-                               "lag_p50": stats["scheduler_lag_p50_seconds"] or 0.0,
-                               "lag_p99": stats["scheduler_lag_p99_seconds"] or 0.0,
-                               "rss_mb": guard.rss_mb(), "cpu_ms_per_probe": 1000 * cpu / max(run, 1),
-                               "probes_per_cpu_s": run / max(cpu, 1e-9), "cpu_pct": 100 * cpu / elapsed,
-                               "lock_failures": locks, "buffered": stats["buffered_results"],
-                               "dropped": stats["dropped_results"]})
+                rounds.append(
+                    {
+                        "stored_per_s": stored / elapsed,
+                        "run_per_s": run / elapsed,
+                        "lag_p50": stats["scheduler_lag_p50_seconds"] or 0.0,
+                        "lag_p99": stats["scheduler_lag_p99_seconds"] or 0.0,
+                        "rss_mb": guard.rss_mb(),
+                        "cpu_ms_per_probe": 1000 * cpu / max(run, 1),
+                        "probes_per_cpu_s": run / max(cpu, 1e-9),
+                        "cpu_pct": 100 * cpu / elapsed,
+                        "lock_failures": locks,
+                        "buffered": stats["buffered_results"],
+                        "dropped": stats["dropped_results"],
+                    }
+                )
                 before = after
             ran = (await guard.scheduler_stats(client))["checks_run"]
             peak_rss = proc_rss_mb(guard.proc.pid, "VmHWM")
@@ -174,8 +211,17 @@ async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dic
             shutil.copy(guard.log_path, args.keep_log)
     locks, first_lock = guard.lock_failures()
     total = await stored_results(url)
-    return {"rounds": rounds, "lost": max(0, ran - total), "ran": ran, "stored": total, "exit": code,
-            "lock_failures": locks, "first_lock": first_lock, "peak_rss_mb": peak_rss, "api_errors": guard.api_errors}
+    return {
+        "rounds": rounds,
+        "lost": max(0, ran - total),
+        "ran": ran,
+        "stored": total,
+        "exit": code,
+        "lock_failures": locks,
+        "first_lock": first_lock,
+        "peak_rss_mb": peak_rss,
+        "api_errors": guard.api_errors,
+    }
 
 
 def run_blackbox(args, urls: list[str]) -> list[dict]:
@@ -185,11 +231,17 @@ def run_blackbox(args, urls: list[str]) -> list[dict]:
         time.sleep(0.5)
         for _ in range(args.rounds):
             cpu0, t0 = proc_cpu_seconds(proc.pid), time.monotonic()
-            done = asyncio.run(drive_blackbox(probe_url, urls, rate=rate, duration=args.round_s,
-                                              concurrency=args.workers))
+            done = asyncio.run(
+                drive_blackbox(probe_url, urls, rate=rate, duration=args.round_s, concurrency=args.workers)
+            )
             cpu, elapsed = proc_cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
-            rounds.append({"run_per_s": done / elapsed, "probes_per_cpu_s": done / max(cpu, 1e-9),
-                           "cpu_ms_per_probe": 1000 * cpu / max(done, 1)})
+            rounds.append(
+                {
+                    "run_per_s": done / elapsed,
+                    "probes_per_cpu_s": done / max(cpu, 1e-9),
+                    "cpu_ms_per_probe": 1000 * cpu / max(done, 1),
+                }
+            )
     return rounds
 
 
@@ -200,36 +252,63 @@ def spread(rounds: list[dict], key: str, fmt: str = ".0f", scale: float = 1.0) -
 
 def report(n: int, args, guard: dict) -> None:
     rounds, expected = guard["rounds"], n / args.interval
-    print(f"guard serve, {n} components @ {args.interval:g}s (expected {expected:.0f} results/s), "
-          f"{len(rounds)} rounds of {args.round_s:g}s, median (min-max):")
-    print(f"  stored/s {spread(rounds, 'stored_per_s')}  run/s {spread(rounds, 'run_per_s')}"
-          f"  stored/expected {statistics.median(r['stored_per_s'] for r in rounds) / expected:.2f}")
-    print(f"  lag p50 {spread(rounds, 'lag_p50', '.1f', 1000)} ms  p99 {spread(rounds, 'lag_p99', '.1f', 1000)} ms")
-    print(f"  rss {spread(rounds, 'rss_mb')} MB (peak {guard['peak_rss_mb']:.0f} MB)"
-          f"  cpu/probe {spread(rounds, 'cpu_ms_per_probe', '.3f')} ms  cpu {spread(rounds, 'cpu_pct')}%"
-          f"  probes per CPU-second {spread(rounds, 'probes_per_cpu_s')}")
-    print(f"  buffered at round ends {spread(rounds, 'buffered')}  dropped {rounds[-1]['dropped'] if rounds else 0}"
-          f"  lock failures (whole run, any loop) {guard['lock_failures']} {guard['first_lock'] or ''}")
-    print(f"  after SIGTERM (exit {guard['exit']}): stored {guard['stored']} of {guard['ran']} run"
-          f" (lost {guard['lost']})  5xx answers to the bench's status polls {guard['api_errors']}")
+    print(
+        f"guard serve, {n} components @ {args.interval:g}s (expected {expected:.0f} results/s), "
+        f"{len(rounds)} rounds of {args.round_s:g}s, median (min-max):"
+    )
+    print(
+        f"  stored/s {spread(rounds, 'stored_per_s')}  run/s {spread(rounds, 'run_per_s')}"
+        f"  stored/expected {statistics.median(r['stored_per_s'] for r in rounds) / expected:.2f}"
+    )
+    print(
+        f"  lag p50 {spread(rounds, 'lag_p50', '.1f', 1000)} ms  p99 {spread(rounds, 'lag_p99', '.1f', 1000)} ms"
+    )
+    print(
+        f"  rss {spread(rounds, 'rss_mb')} MB (peak {guard['peak_rss_mb']:.0f} MB)"
+        f"  cpu/probe {spread(rounds, 'cpu_ms_per_probe', '.3f')} ms  cpu {spread(rounds, 'cpu_pct')}%"
+        f"  probes per CPU-second {spread(rounds, 'probes_per_cpu_s')}"
+    )
+    print(
+        f"  buffered at round ends {spread(rounds, 'buffered')}  dropped {rounds[-1]['dropped'] if rounds else 0}"
+        f"  lock failures (whole run, any loop) {guard['lock_failures']} {guard['first_lock'] or ''}"
+    )
+    print(
+        f"  after SIGTERM (exit {guard['exit']}): stored {guard['stored']} of {guard['ran']} run"
+        f" (lost {guard['lost']})  5xx answers to the bench's status polls {guard['api_errors']}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=2000, help="components (default 2000)")
-    parser.add_argument("--also-n", type=int, action="append", default=[],
-                        help="also run the guard with this many components (a same-run baseline)")
+    parser.add_argument(
+        "--also-n",
+        type=int,
+        action="append",
+        default=[],
+        help="also run the guard with this many components (a same-run baseline)",
+    )
     parser.add_argument("--interval", type=float, default=2.0, help="check interval in seconds (default 2)")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
     parser.add_argument("--round-s", type=float, help="seconds per round (default: two intervals)")
     parser.add_argument("--workers", type=int, default=100, help="max_workers (default 100)")
     parser.add_argument("--hosts", type=int, default=4, help="127.0.0.x addresses served (default 4)")
     parser.add_argument("--port", type=int, default=18765)
-    parser.add_argument("--postgres", help="postgresql://.../db: a scratch database is made beside it (and dropped)")
-    parser.add_argument("--app-dir", default=str(Path(__file__).resolve().parents[1]),
-                        help="tree the guard is served from (default this one)")
-    parser.add_argument("--cold", action="store_true",
-                        help="components start unknown (a first deployment), not healthy (a running fleet)")
+    parser.add_argument(
+        "--postgres", help="postgresql://.../db: a scratch database is made beside it (and dropped)"
+    )
+    parser.add_argument(
+        "--app-dir",
+        default=str(Path(__file__).resolve().parents[1]),
+        help="tree the guard is served from (default this one)",
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="components start unknown (a first deployment), not healthy (a running fleet)",
+    )
     parser.add_argument("--keep-log", help="copy the guard's log here at the end")
     parser.add_argument("--no-blackbox", action="store_true", help="skip the blackbox_exporter baseline")
     args = parser.parse_args()
@@ -250,15 +329,20 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(5)
-    print(f"db={'postgres' if args.postgres else 'sqlite'} workers={args.workers} hosts={args.hosts}"
-          f" app={args.app_dir}")
+    print(
+        f"db={'postgres' if args.postgres else 'sqlite'} workers={args.workers} hosts={args.hosts}"
+        f" app={args.app_dir}"
+    )
     if blackbox:
-        print(f"blackbox_exporter at {args.n / args.interval:.0f} probes/s asked: run/s {spread(blackbox, 'run_per_s')}"
-              f"  cpu/probe {spread(blackbox, 'cpu_ms_per_probe', '.3f')} ms"
-              f"  probes per CPU-second {spread(blackbox, 'probes_per_cpu_s')}")
+        print(
+            f"blackbox_exporter at {args.n / args.interval:.0f} probes/s asked: run/s {spread(blackbox, 'run_per_s')}"
+            f"  cpu/probe {spread(blackbox, 'cpu_ms_per_probe', '.3f')} ms"
+            f"  probes per CPU-second {spread(blackbox, 'probes_per_cpu_s')}"
+        )
         guard_rounds = results[0][1]["rounds"]
         ratio = statistics.median(r["probes_per_cpu_s"] for r in guard_rounds) / statistics.median(
-            r["probes_per_cpu_s"] for r in blackbox)
+            r["probes_per_cpu_s"] for r in blackbox
+        )
         print(f"  guard/blackbox probes per CPU-second (medians): {ratio:.2f}")
     print(f"load: {Path('/proc/loadavg').read_text().split()[:3]}")
 

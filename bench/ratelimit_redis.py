@@ -57,6 +57,7 @@ def redis_up() -> bool:
 async def measure(base: str, requests: int, concurrency: int) -> list[float]:
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+
         async def worker(n: int) -> None:
             for _ in range(n):
                 started = time.perf_counter()
@@ -71,7 +72,10 @@ async def measure(base: str, requests: int, concurrency: int) -> list[float]:
 def run(storage: str, requests: int, concurrency: int) -> list[float]:
     os.environ["PIPELINE_RATE_LIMIT_ENABLED"] = "true"
     os.environ["PIPELINE_RATE_LIMIT_STORAGE"] = storage
-    with tempfile.TemporaryDirectory() as tmp, Server(f"sqlite+aiosqlite:///{tmp}/guard.db", Path(tmp) / "var") as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Server(f"sqlite+aiosqlite:///{tmp}/guard.db", Path(tmp) / "var") as server,
+    ):
         asyncio.run(measure(server.base_url, concurrency * 2, concurrency))  # warm-up
         return asyncio.run(measure(server.base_url, requests, concurrency))
 
@@ -81,8 +85,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=6)
     args = parser.parse_args()
-    scenarios = {"memory (baseline)": "memory://", "redis hanging": f"redis://127.0.0.1:{hanging_server()}/0",
-                 "redis refused": f"redis://127.0.0.1:{free_port()}/0"}
+    scenarios = {
+        "memory (baseline)": "memory://",
+        "redis hanging": f"redis://127.0.0.1:{hanging_server()}/0",
+        "redis refused": f"redis://127.0.0.1:{free_port()}/0",
+    }
     if redis_up():
         scenarios["redis healthy"] = "redis://127.0.0.1:6379/0"
     results = {name: run(uri, args.requests, args.concurrency) for name, uri in scenarios.items()}
@@ -91,8 +98,10 @@ def main() -> None:
     for name, lat in results.items():
         lat = sorted(lat)
         p50, p95 = statistics.median(lat), lat[int(len(lat) * 0.95) - 1]
-        print(f"  {name:18s} p50 {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  max {lat[-1] * 1000:7.1f} ms"
-              f"  (p50 x{p50 / base:.2f} of baseline)")
+        print(
+            f"  {name:18s} p50 {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  max {lat[-1] * 1000:7.1f} ms"
+            f"  (p50 x{p50 / base:.2f} of baseline)"
+        )
 
 
 if __name__ == "__main__":

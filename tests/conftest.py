@@ -66,7 +66,9 @@ class PostgresDatabases:
         try:
             asyncio.run(_pg_admin(self.url, f'CREATE DATABASE "{name}"'))
         except Exception as exc:  # noqa: BLE001
-            pytest.fail(f"Postgres at {self.url} is unreachable or refused CREATE DATABASE: {exc}", pytrace=False)
+            pytest.fail(
+                f"Postgres at {self.url} is unreachable or refused CREATE DATABASE: {exc}", pytrace=False
+            )
         self.created.append(name)
         url = _with_database(self.url, name)
         if migrate:
@@ -157,18 +159,29 @@ class Guard:
         async with session_scope(self.runtime.sessionmaker) as session:
             yield session
 
-    async def add_user(self, username: str, role: Role | str, *, password: str = TEST_PASSWORD, disabled: bool = False):
+    async def add_user(
+        self, username: str, role: Role | str, *, password: str = TEST_PASSWORD, disabled: bool = False
+    ):
         from app.db.models import User
 
         async with self.session() as session:
-            session.add(User(username=username, password_hash=password_hash(password), role=str(role), disabled=disabled))
+            session.add(
+                User(
+                    username=username,
+                    password_hash=password_hash(password),
+                    role=str(role),
+                    disabled=disabled,
+                )
+            )
 
     async def token(self, role: Role | str) -> str:
         role = str(role)
         if role not in self._tokens:
             username = f"{role}-user"
             await self.add_user(username, role)
-            response = await self.client.post("/api/v1/auth/token", data={"username": username, "password": TEST_PASSWORD})
+            response = await self.client.post(
+                "/api/v1/auth/token", data={"username": username, "password": TEST_PASSWORD}
+            )
             assert response.status_code == 200, response.text
             self._tokens[role] = response.json()["access_token"]
         return self._tokens[role]

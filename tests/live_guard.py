@@ -35,8 +35,11 @@ class LiveGuard:
     settings: Settings
 
     def token(self, username: str | None = None, password: str | None = None) -> str:
-        response = httpx.post(f"{self.url}/api/v1/auth/token", timeout=10,
-                              data={"username": username or self.username, "password": password or self.password})
+        response = httpx.post(
+            f"{self.url}/api/v1/auth/token",
+            timeout=10,
+            data={"username": username or self.username, "password": password or self.password},
+        )
         response.raise_for_status()
         return response.json()["access_token"]
 
@@ -47,8 +50,16 @@ def serve_app(app, *, startup_timeout: float = 30.0) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            loop="asyncio", http="h11", log_config=None)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        loop="asyncio",
+        http="h11",
+        log_config=None,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -79,5 +90,11 @@ def serve_guard(settings: Settings, *, role: Role = Role.ADMIN) -> Iterator[Live
 
 def envelope(error_type: str, message: str, details: dict | None = None) -> dict:
     """The guard's error envelope, for stub servers."""
-    return {"error": {"type": error_type, "message": message, "details": details or {},
-                      "timestamp": "2024-01-01T00:00:00+00:00"}}
+    return {
+        "error": {
+            "type": error_type,
+            "message": message,
+            "details": details or {},
+            "timestamp": "2024-01-01T00:00:00+00:00",
+        }
+    }

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService, silence_matches
-from app.platform.loops import LoopService
 from app.db.models import Component
 from app.db.session import session_scope
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.observability.metrics import GuardMetrics
@@ -28,7 +28,9 @@ log = logging.getLogger("pipeline_guard.alerts")
 class AlertMaintenance(LoopService):
     name = "alert-maintenance"
 
-    def __init__(self, state: Core, *, secret_box: SecretBox, published: set[str], interval: float | None = None):
+    def __init__(
+        self, state: Core, *, secret_box: SecretBox, published: set[str], interval: float | None = None
+    ):
         """``secret_box``: for the declared channels' credentials; ``published``: the runtime's set of
         components with a maintenance gauge."""
         super().__init__(interval or state.settings.alerting.maintenance_interval, metrics=state.metrics)
@@ -40,8 +42,10 @@ class AlertMaintenance(LoopService):
         from app.alerts.windows import sync_declared_windows
         from app.notify.declarative import sync_declared_channels
 
-        syncs = (("maintenance windows", lambda: sync_declared_windows(self.state)),
-                 ("channels", lambda: sync_declared_channels(self.state, self.secret_box)))
+        syncs = (
+            ("maintenance windows", lambda: sync_declared_windows(self.state)),
+            ("channels", lambda: sync_declared_channels(self.state, self.secret_box)),
+        )
         for what, sync in syncs:
             try:
                 report = await sync()
@@ -59,12 +63,15 @@ class AlertMaintenance(LoopService):
             await publish_maintenance(self.state.metrics, self.published, session)
 
 
-async def publish_maintenance(metrics: GuardMetrics, published: set[str], session: AsyncSession,
-                              now: datetime | None = None) -> set[str]:
+async def publish_maintenance(
+    metrics: GuardMetrics, published: set[str], session: AsyncSession, now: datetime | None = None
+) -> set[str]:
     """Set the maintenance gauges from the windows open at ``now``; returns the components in one.
     ``published``: the components with a gauge so far (updated here)."""
     open_now = await SilenceService(session).active(now)
-    rows = (await session.execute(select(Component.name, Component.labels).where(Component.enabled.is_(True)))).all()
+    rows = (
+        await session.execute(select(Component.name, Component.labels).where(Component.enabled.is_(True)))
+    ).all()
     inside = {name for name, labels in rows if any(silence_matches(s, name, labels or {}) for s in open_now)}
     metrics.maintenance_windows_open.set(len(open_now))
     known = {name for name, _ in rows}

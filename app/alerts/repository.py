@@ -34,8 +34,15 @@ class AlertRepository:
         await self.session.flush()
         return alert
 
-    def record(self, alert: Alert, kind: str, *, actor: str | None = None, detail: str | None = None,
-               at: datetime | None = None) -> None:
+    def record(
+        self,
+        alert: Alert,
+        kind: str,
+        *,
+        actor: str | None = None,
+        detail: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
         event = AlertEvent(alert_id=alert.id, kind=kind, actor=actor, detail=detail)
         if at is not None:
             event.at = at
@@ -43,12 +50,23 @@ class AlertRepository:
 
     async def history(self, alert_id: int) -> list[AlertEvent]:
         rows = await self.session.execute(
-            select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(AlertEvent.id).limit(MAX_HISTORY)
+            select(AlertEvent)
+            .where(AlertEvent.alert_id == alert_id)
+            .order_by(AlertEvent.id)
+            .limit(MAX_HISTORY)
         )
         return list(rows.scalars())
 
-    async def list(self, *, limit: int, offset: int, statuses: list[str] | None, severity: str | None,
-                   component: str | None, since: datetime | None) -> tuple[list[Alert], int]:
+    async def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        statuses: list[str] | None,
+        severity: str | None,
+        component: str | None,
+        since: datetime | None,
+    ) -> tuple[list[Alert], int]:
         query = select(Alert)
         if statuses:
             query = query.where(Alert.status.in_(statuses))
@@ -59,19 +77,26 @@ class AlertRepository:
         if since is not None:
             query = query.where(Alert.last_seen >= since)
         total = (await self.session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-        rows = await self.session.execute(query.order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(limit).offset(offset))
+        rows = await self.session.execute(
+            query.order_by(Alert.last_seen.desc(), Alert.id.desc()).limit(limit).offset(offset)
+        )
         return list(rows.scalars()), int(total)
 
     async def with_status(self, status: str, limit: int = 1000) -> builtins.list[Alert]:
-        rows = await self.session.execute(select(Alert).where(Alert.status == status).order_by(Alert.id).limit(limit))
+        rows = await self.session.execute(
+            select(Alert).where(Alert.status == status).order_by(Alert.id).limit(limit)
+        )
         return list(rows.scalars())
 
     async def acks_expired(self, now: datetime, limit: int = 1000) -> builtins.list[Alert]:
         rows = await self.session.execute(
-            select(Alert).where(
+            select(Alert)
+            .where(
                 Alert.status == AlertStatus.ACKNOWLEDGED,
                 Alert.acknowledged_until.is_not(None),
                 Alert.acknowledged_until <= now,
-            ).order_by(Alert.id).limit(limit)
+            )
+            .order_by(Alert.id)
+            .limit(limit)
         )
         return list(rows.scalars())

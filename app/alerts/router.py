@@ -19,12 +19,12 @@ from app.alerts.schemas import (
 )
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
+from app.api.deps import CanMonitorHealth, CanTriggerHealing, SessionDep, SettingsDep
+from app.api.pagination import DateTimeQuery, Page, RowId
 from app.audit.middleware import audit_note
+from app.core.errors import error_responses
 from app.db.models import AlertStatus
 from app.db.types import utcnow
-from app.api.deps import CanMonitorHealth, CanTriggerHealing, SessionDep, SettingsDep
-from app.core.errors import error_responses
-from app.api.pagination import DateTimeQuery, Page, RowId
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
@@ -55,8 +55,14 @@ async def list_alerts(
 ) -> AlertPage:
     wanted = status_ or [s.value for s in ACTIVE]
     statuses = None if "all" in wanted else wanted
-    items, total = await service.list(limit=page.limit, offset=page.offset, statuses=statuses, severity=severity,
-                                      component=component, since=since)
+    items, total = await service.list(
+        limit=page.limit,
+        offset=page.offset,
+        statuses=statuses,
+        severity=severity,
+        component=component,
+        since=since,
+    )
     return AlertPage(items=[AlertOut.of(a) for a in items], total=total, limit=page.limit, offset=page.offset)
 
 
@@ -69,25 +75,39 @@ async def get_alert(alert_id: RowId, _: CanMonitorHealth, service: ServiceDep) -
 
 @router.post("/{alert_id}/ack", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
 async def acknowledge_alert(
-    alert_id: RowId, request: Request, principal: CanTriggerHealing, service: ServiceDep,
+    alert_id: RowId,
+    request: Request,
+    principal: CanTriggerHealing,
+    service: ServiceDep,
     data: AckRequest | None = None,
 ) -> AlertOut:
     data = data or AckRequest()
-    alert = await service.acknowledge(alert_id, actor=principal.username, until=data.until, comment=data.comment)
-    audit_note(request, after={"status": alert.status, "until": data.until.isoformat() if data.until else None})
+    alert = await service.acknowledge(
+        alert_id, actor=principal.username, until=data.until, comment=data.comment
+    )
+    audit_note(
+        request, after={"status": alert.status, "until": data.until.isoformat() if data.until else None}
+    )
     return AlertOut.of(alert)
 
 
-@router.post("/{alert_id}/resolve", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422))
+@router.post(
+    "/{alert_id}/resolve", response_model=AlertOut, responses=error_responses(401, 403, 404, 409, 422)
+)
 async def resolve_alert(
-    alert_id: RowId, request: Request, principal: CanTriggerHealing, service: ServiceDep,
+    alert_id: RowId,
+    request: Request,
+    principal: CanTriggerHealing,
+    service: ServiceDep,
     data: ResolveRequest | None = None,
 ) -> AlertOut:
     data = data or ResolveRequest()
     action = data.resolution_action or f"resolved by operator {principal.username}"
     before = (await service.get(alert_id)).status
     alert = await service.resolve(alert_id, resolution_action=action, actor=principal.username)
-    audit_note(request, before={"status": before}, after={"status": alert.status, "resolution_action": action})
+    audit_note(
+        request, before={"status": before}, after={"status": alert.status, "resolution_action": action}
+    )
     return AlertOut.of(alert)
 
 
@@ -103,22 +123,39 @@ SilencesDep = Annotated[SilenceService, Depends(get_silences)]
 
 @silences_router.get("", response_model=SilencePage, responses=error_responses(401, 403, 422))
 async def list_silences(
-    _: CanMonitorHealth, silences: SilencesDep, page: Annotated[Page, Depends()],
+    _: CanMonitorHealth,
+    silences: SilencesDep,
+    page: Annotated[Page, Depends()],
     include_expired: bool = False,
 ) -> SilencePage:
     items, total = await silences.list(limit=page.limit, offset=page.offset, include_expired=include_expired)
     now = utcnow()
-    return SilencePage(items=[SilenceOut.of(s, now) for s in items], total=total, limit=page.limit, offset=page.offset)
+    return SilencePage(
+        items=[SilenceOut.of(s, now) for s in items], total=total, limit=page.limit, offset=page.offset
+    )
 
 
-@silences_router.post("", response_model=SilenceOut, status_code=status.HTTP_201_CREATED,
-                      responses=error_responses(401, 403, 409, 422))
+@silences_router.post(
+    "",
+    response_model=SilenceOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 409, 422),
+)
 async def create_silence(
     data: SilenceCreate, principal: CanTriggerHealing, silences: SilencesDep
 ) -> SilenceOut:
-    silence = await silences.create(component=data.component, labels=data.labels, starts_at=data.starts_at,
-                                    ends_at=data.ends_at, created_by=principal.username, comment=data.comment,
-                                    duration=data.duration, schedule=data.schedule, tz=data.tz, name=data.name)
+    silence = await silences.create(
+        component=data.component,
+        labels=data.labels,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        created_by=principal.username,
+        comment=data.comment,
+        duration=data.duration,
+        schedule=data.schedule,
+        tz=data.tz,
+        name=data.name,
+    )
     return SilenceOut.of(silence, utcnow())
 
 

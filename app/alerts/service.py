@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts.repository import AlertRepository
 from app.alerts.silences import SilenceService, silence_matches
 from app.config.settings import Settings
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.models import Alert, AlertStatus, Severity
 from app.db.models.alerts import SEVERITY_RANK
 from app.db.types import utcnow
-from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.notify.service import NotificationService
 
 log = logging.getLogger("pipeline_guard.alerts")
@@ -92,9 +92,19 @@ class AlertService:
         existing = await self.alerts.active_by_fingerprint(fingerprint)
         if existing is None:
             alert = Alert(
-                fingerprint=fingerprint, component=component, component_id=component_id, severity=severity,
-                message=message, source=source, labels=labels, meta=dict(metadata or {}), incident_id=incident_id,
-                first_seen=now, last_seen=now, count=1, status=AlertStatus.FIRING,
+                fingerprint=fingerprint,
+                component=component,
+                component_id=component_id,
+                severity=severity,
+                message=message,
+                source=source,
+                labels=labels,
+                meta=dict(metadata or {}),
+                incident_id=incident_id,
+                first_seen=now,
+                last_seen=now,
+                count=1,
+                status=AlertStatus.FIRING,
             )
             try:
                 async with self.session.begin_nested():
@@ -118,8 +128,17 @@ class AlertService:
                     return RaiseResult(alert, created=True, notified=False)
                 notified = await self._notify(alert, "firing", now)
                 return RaiseResult(alert, created=True, notified=notified)
-        return await self._repeat(existing, severity=severity, message=message, labels=labels, metadata=metadata,
-                                  incident_id=incident_id, component_id=component_id, now=now, quiet=quiet)
+        return await self._repeat(
+            existing,
+            severity=severity,
+            message=message,
+            labels=labels,
+            metadata=metadata,
+            incident_id=incident_id,
+            component_id=component_id,
+            now=now,
+            quiet=quiet,
+        )
 
     @staticmethod
     def _held_detail(alert: Alert) -> str:
@@ -140,9 +159,19 @@ class AlertService:
             return False
         return await self._notify(alert, "firing", now)
 
-    async def _repeat(self, alert: Alert, *, severity: str, message: str, labels: dict[str, str],
-                      metadata: dict[str, Any] | None, incident_id: int | None, component_id: int | None,
-                      now: datetime, quiet: bool = False) -> RaiseResult:
+    async def _repeat(
+        self,
+        alert: Alert,
+        *,
+        severity: str,
+        message: str,
+        labels: dict[str, str],
+        metadata: dict[str, Any] | None,
+        incident_id: int | None,
+        component_id: int | None,
+        now: datetime,
+        quiet: bool = False,
+    ) -> RaiseResult:
         alert.count += 1
         alert.last_seen = max(alert.last_seen, now)
         alert.message = message
@@ -159,7 +188,11 @@ class AlertService:
             self.alerts.record(alert, "severity", detail=f"{alert.severity} -> {severity}", at=now)
         alert.severity = severity
         notified = False
-        if alert.status == AlertStatus.ACKNOWLEDGED and alert.acknowledged_until and alert.acknowledged_until <= now:
+        if (
+            alert.status == AlertStatus.ACKNOWLEDGED
+            and alert.acknowledged_until
+            and alert.acknowledged_until <= now
+        ):
             notified = await self._reopen(alert, now, reason="acknowledgement expired")
         elif alert.status == AlertStatus.FIRING and not quiet:
             due = alert.last_notified_at is None or now - alert.last_notified_at >= self.cooldown
@@ -184,7 +217,9 @@ class AlertService:
         silence = await self.silences.matching(alert.component, alert.labels, now)
         if silence is not None:
             alert.status = AlertStatus.SILENCED
-            self.alerts.record(alert, "reopened", detail=f"{reason}; silenced by silence {silence.id}", at=now)
+            self.alerts.record(
+                alert, "reopened", detail=f"{reason}; silenced by silence {silence.id}", at=now
+            )
             return False
         alert.status = AlertStatus.FIRING
         self.alerts.record(alert, "reopened", detail=reason, at=now)
@@ -197,8 +232,9 @@ class AlertService:
             raise NotFound(f"alert {alert_id} not found")
         return alert
 
-    async def acknowledge(self, alert_id: int, *, actor: str, until: datetime | None = None,
-                          comment: str | None = None) -> Alert:
+    async def acknowledge(
+        self, alert_id: int, *, actor: str, until: datetime | None = None, comment: str | None = None
+    ) -> Alert:
         """Stop notifications and escalation; with ``until`` it is a snooze that re-opens then."""
         now = utcnow()
         alert = await self.alerts.get(alert_id, for_update=True)
@@ -207,12 +243,16 @@ class AlertService:
         if alert.status == AlertStatus.RESOLVED:
             raise Conflict(f"alert {alert_id} is already resolved")
         if until is not None and until <= now:
-            raise ValidationFailed("'until' must be in the future",
-                                   details={"fields": [{"field": "until", "message": "must be in the future"}]})
+            raise ValidationFailed(
+                "'until' must be in the future",
+                details={"fields": [{"field": "until", "message": "must be in the future"}]},
+            )
         alert.status = AlertStatus.ACKNOWLEDGED
         alert.acknowledged_by, alert.acknowledged_at, alert.acknowledged_until = actor, now, until
         detail = f"until {until.isoformat()}" if until else "indefinitely"
-        self.alerts.record(alert, "acknowledged", actor=actor, detail=f"{detail}{': ' + comment if comment else ''}")
+        self.alerts.record(
+            alert, "acknowledged", actor=actor, detail=f"{detail}{': ' + comment if comment else ''}"
+        )
         await self.notifications.notify_acknowledged(alert)
         await self.session.flush()
         return alert
@@ -227,8 +267,9 @@ class AlertService:
         await self._resolve(alert, resolution_action=resolution_action, actor=actor)
         return alert
 
-    async def resolve_fingerprint(self, fingerprint: str, *, resolution_action: str,
-                                  actor: str = "system") -> Alert | None:
+    async def resolve_fingerprint(
+        self, fingerprint: str, *, resolution_action: str, actor: str = "system"
+    ) -> Alert | None:
         """Resolve the active alert of a condition; None (no error) when there is none."""
         alert = await self.alerts.active_by_fingerprint(fingerprint)
         if alert is None:

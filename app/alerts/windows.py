@@ -36,19 +36,30 @@ def next_window(silence: Any, at: datetime) -> tuple[datetime, datetime] | None:
     """The next window that opens after ``at`` (None for a one-off, or past the recurrence's end)."""
     if not silence.schedule:
         return None
-    start = cron.next_after(silence.schedule, silence.tz or "UTC", max(at, silence.starts_at - timedelta(seconds=1)))
+    start = cron.next_after(
+        silence.schedule, silence.tz or "UTC", max(at, silence.starts_at - timedelta(seconds=1))
+    )
     if start >= silence.ends_at:
         return None
     return start, min(start + timedelta(seconds=silence.duration_seconds or 0), silence.ends_at)
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"invalid maintenance window: {field} {message}",
-                            details={"fields": [{"field": field, "message": message}]})
+    return ValidationFailed(
+        f"invalid maintenance window: {field} {message}",
+        details={"fields": [{"field": field, "message": message}]},
+    )
 
 
-def plan(*, starts_at: datetime | None, ends_at: datetime | None, duration: float | None, schedule: str | None,
-         tz: str | None, now: datetime) -> dict[str, Any]:
+def plan(
+    *,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    duration: float | None,
+    schedule: str | None,
+    tz: str | None,
+    now: datetime,
+) -> dict[str, Any]:
     """Validated columns of a silence: a one-off (ends_at, or a duration from its start) or a
     recurring window (schedule + duration, optionally bounded by starts_at/ends_at)."""
     starts_at = starts_at or now
@@ -67,7 +78,13 @@ def plan(*, starts_at: datetime | None, ends_at: datetime | None, duration: floa
             raise _invalid("ends_at", "must be after starts_at")
         if ends_at <= now:
             raise _invalid("ends_at", "must be in the future")
-        return {"starts_at": starts_at, "ends_at": ends_at, "schedule": None, "tz": None, "duration_seconds": None}
+        return {
+            "starts_at": starts_at,
+            "ends_at": ends_at,
+            "schedule": None,
+            "tz": None,
+            "duration_seconds": None,
+        }
     if problem := cron.cron_problem(schedule):
         raise _invalid("schedule", problem)
     tz = tz or "UTC"
@@ -78,8 +95,13 @@ def plan(*, starts_at: datetime | None, ends_at: datetime | None, duration: floa
     ends_at = ends_at or FOREVER
     if ends_at <= starts_at or ends_at <= now:
         raise _invalid("ends_at", "the recurrence must end in the future, after it starts")
-    return {"starts_at": starts_at, "ends_at": ends_at, "schedule": " ".join(schedule.split()), "tz": tz,
-            "duration_seconds": float(duration)}
+    return {
+        "starts_at": starts_at,
+        "ends_at": ends_at,
+        "schedule": " ".join(schedule.split()),
+        "tz": tz,
+        "duration_seconds": float(duration),
+    }
 
 
 async def sync_declared_windows(state: Any) -> dict[str, list[str]]:
@@ -97,16 +119,31 @@ async def sync_declared_windows(state: Any) -> dict[str, list[str]]:
     declared = {w.name: w for w in state.settings.maintenance}
     now = utcnow()
     async with session_scope(state.sessionmaker) as session:
-        rows = {s.name: s for s in (await session.execute(select(Silence).where(Silence.name.is_not(None)))).scalars()
-                if s.name is not None}  # the query's filter, for the type checker
+        rows = {
+            s.name: s
+            for s in (await session.execute(select(Silence).where(Silence.name.is_not(None)))).scalars()
+            if s.name is not None
+        }  # the query's filter, for the type checker
         for name, decl in declared.items():
-            wanted = {"component": decl.component or None, "labels": dict(decl.labels), "schedule": decl.schedule,
-                      "tz": decl.tz, "duration_seconds": float(decl.duration), "comment": decl.comment,
-                      "source": "config"}
+            wanted = {
+                "component": decl.component or None,
+                "labels": dict(decl.labels),
+                "schedule": decl.schedule,
+                "tz": decl.tz,
+                "duration_seconds": float(decl.duration),
+                "comment": decl.comment,
+                "source": "config",
+            }
             existing = rows.get(name)
             if existing is None:
-                columns = plan(starts_at=None, ends_at=None, duration=decl.duration, schedule=decl.schedule,
-                               tz=decl.tz, now=now)
+                columns = plan(
+                    starts_at=None,
+                    ends_at=None,
+                    duration=decl.duration,
+                    schedule=decl.schedule,
+                    tz=decl.tz,
+                    now=now,
+                )
                 session.add(Silence(name=name, created_by="config", **{**wanted, **columns}))
                 report["created"].append(name)
                 continue
@@ -115,7 +152,8 @@ async def sync_declared_windows(state: Any) -> dict[str, list[str]]:
             if changed:
                 if existing.source != "config":
                     logging.getLogger("pipeline_guard.alerts").warning(
-                        "maintenance window %r is now declared in the configuration; the file owns it", name)
+                        "maintenance window %r is now declared in the configuration; the file owns it", name
+                    )
                 for key, value in changed.items():
                     setattr(existing, key, value)
                 report["updated"].append(name)

@@ -47,8 +47,15 @@ def _sane_request_id(value: bytes) -> str | None:
 class EdgeMiddleware:
     """Outermost of the guard's own middlewares (inside Starlette's ServerErrorMiddleware)."""
 
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetricsRecorder, limiter_getter: Callable[[], RateLimiter | None],
-                 on_reject: Callable[[str], None] | None = None, max_body_bytes: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: HttpMetricsRecorder,
+        limiter_getter: Callable[[], RateLimiter | None],
+        on_reject: Callable[[str], None] | None = None,
+        max_body_bytes: int,
+    ):
         self.app = app
         self.metrics = metrics
         self.limiter_getter = limiter_getter
@@ -94,10 +101,19 @@ class EdgeMiddleware:
             in_size = int(declared) if declared is not None and declared.isdigit() else 0
             self.metrics.record(scope, response[0], time.perf_counter() - start, in_size, response[1])
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, declared: bytes | None, chunked: bool,
-                      response: list) -> None:
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        declared: bytes | None,
+        chunked: bool,
+        response: list,
+    ) -> None:
         if has_nul(scope):
-            await send_error(send, 400, "bad_request", "NUL characters are not allowed in the path or query string")
+            await send_error(
+                send, 400, "bad_request", "NUL characters are not allowed in the path or query string"
+            )
             return
         if declared is not None:
             try:
@@ -152,8 +168,13 @@ class EdgeMiddleware:
                 await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
-        await send_error(send, 413, "payload_too_large", f"request body exceeds {self.max_body_bytes} bytes",
-                         {"max_bytes": self.max_body_bytes})
+        await send_error(
+            send,
+            413,
+            "payload_too_large",
+            f"request body exceeds {self.max_body_bytes} bytes",
+            {"max_bytes": self.max_body_bytes},
+        )
 
 
 class _TooLarge(Exception):

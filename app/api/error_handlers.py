@@ -19,9 +19,19 @@ from app.core.errors import PipelineGuardError, envelope
 log = logging.getLogger("pipeline_guard.errors")
 
 _HTTP_TYPES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    406: "not_acceptable", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-    422: "validation_error", 429: "rate_limited", 500: "internal_error", 503: "service_unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "service_unavailable",
 }
 
 
@@ -43,7 +53,11 @@ async def _guard_error(request: Request, exc: PipelineGuardError) -> JSONRespons
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     fields = []
     for err in exc.errors():
-        item = {"field": _loc(err.get("loc", ())), "message": err.get("msg", "invalid"), "type": err.get("type")}
+        item = {
+            "field": _loc(err.get("loc", ())),
+            "message": err.get("msg", "invalid"),
+            "type": err.get("type"),
+        }
         fields.append(item)
     return _response(422, "validation_error", "the request is not valid", {"fields": fields})
 
@@ -70,7 +84,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
     log.info("integrity error: %s", exc.orig)
-    return _response(409, "conflict", "the change conflicts with existing data (duplicate or missing reference)")
+    return _response(
+        409, "conflict", "the change conflicts with existing data (duplicate or missing reference)"
+    )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -78,8 +94,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     if state is not None and state.metrics is not None:
         state.metrics.db_unavailable.inc()
     log.warning("database unavailable: %s", type(exc).__name__)
-    return _response(503, "service_unavailable", "the database is unavailable; retry shortly",
-                     headers={"Retry-After": "5"})
+    return _response(
+        503, "service_unavailable", "the database is unavailable; retry shortly", headers={"Retry-After": "5"}
+    )
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -90,15 +107,21 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         return _response(422, "validation_error", "text contains characters that cannot be stored (e.g. NUL)")
     error_id = uuid.uuid4().hex[:12]
     log.exception("unhandled error %s on %s %s", error_id, request.method, request.url.path)
-    return _response(500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id})
+    return _response(
+        500, "internal_error", "internal error; quote this id when reporting it", {"error_id": error_id}
+    )
 
 
 # SQLSTATEs meaning "no database for us right now": connection exceptions (class 08), too many
 # connections, shutdown/crash/starting up (asyncpg's CannotConnectNowError arrives as a plain
 # DBAPIError), and a database that was set not to accept connections (55000 at connect time).
 _UNAVAILABLE_SQLSTATES = {"53300", "53400", "57P01", "57P02", "57P03", "57P05"}
-_UNAVAILABLE_DRIVER_ERRORS = {"ConnectionDoesNotExistError", "ConnectionFailureError", "ClientCannotConnectError",
-                              "InternalClientError"}
+_UNAVAILABLE_DRIVER_ERRORS = {
+    "ConnectionDoesNotExistError",
+    "ConnectionFailureError",
+    "ClientCannotConnectError",
+    "InternalClientError",
+}
 
 
 def _chain(exc: BaseException):
@@ -131,8 +154,11 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
-    return (bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, (OperationalError, InterfaceError))
-            or _is_unavailable(exc))
+    return (
+        bool(getattr(exc, "connection_invalidated", False))
+        or isinstance(exc, (OperationalError, InterfaceError))
+        or _is_unavailable(exc)
+    )
 
 
 # SQLSTATEs for text the database cannot store (e.g. a NUL character in a Postgres text column).

@@ -14,7 +14,10 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 _ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
-_BODY_ERRORS = {"400": "Bad request (the body could not be parsed, or NUL in the URL)", "413": "Payload too large"}
+_BODY_ERRORS = {
+    "400": "Bad request (the body could not be parsed, or NUL in the URL)",
+    "413": "Payload too large",
+}
 _ANY_ERRORS = {"400": "Bad request (NUL characters in the path or query string)", "429": "Rate limited"}
 
 
@@ -77,9 +80,15 @@ def _no_nul(schema: dict[str, Any]) -> None:
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                                 routes=app.routes, openapi_version=app.openapi_version, tags=app.openapi_tags,
-                                 servers=app.servers)
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                openapi_version=app.openapi_version,
+                tags=app.openapi_tags,
+                servers=app.servers,
+            )
             app.openapi_schema = forbid_nul_in_parameters(add_common_error_responses(schema))
         return app.openapi_schema
 

@@ -31,7 +31,12 @@ def parse_label_filters(values: list[str] | None) -> dict[str, str] | None:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValidationFailed("invalid label filter", details={"fields": [{"field": "query.label", "message": f"expected key=value, got {item!r}"}]})
+            raise ValidationFailed(
+                "invalid label filter",
+                details={
+                    "fields": [{"field": "query.label", "message": f"expected key=value, got {item!r}"}]
+                },
+            )
         labels[key] = value
     return labels
 
@@ -44,8 +49,10 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="row id")]
 def _date_time_text(value: Any) -> Any:
     # pydantic would read "0.5" or 1700000000 as seconds since 1970; the API documents RFC 3339
     # date-times, so a bare number is refused rather than silently meaning January 1970.
-    if isinstance(value, int | float) or (isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1)
-                                           .replace("e", "", 1).replace("E", "", 1).isdigit()):
+    if isinstance(value, int | float) or (
+        isinstance(value, str)
+        and value.strip().lstrip("+-").replace(".", "", 1).replace("e", "", 1).replace("E", "", 1).isdigit()
+    ):
         raise ValueError("must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z, not a number")
     return value
 

@@ -94,11 +94,21 @@ class RateLimiter:
     STORAGE_TIMEOUT_S = 0.5
     RETRY_INTERVAL_S = 5.0
 
-    def __init__(self, config: RateLimitSection, trusted_proxies: list[str], *, metrics=None,
-                 login_limit: str | None = None):
+    def __init__(
+        self,
+        config: RateLimitSection,
+        trusted_proxies: list[str],
+        *,
+        metrics=None,
+        login_limit: str | None = None,
+    ):
         self.enabled = config.enabled
         self.proxies = TrustedProxies(trusted_proxies)
-        self.limits = {"health": parse(config.health), "metrics": parse(config.metrics), "default": parse(config.default)}
+        self.limits = {
+            "health": parse(config.health),
+            "metrics": parse(config.metrics),
+            "default": parse(config.default),
+        }
         if login_limit:
             self.limits["login"] = parse(login_limit)
         self.storage_uri = config.storage
@@ -121,8 +131,11 @@ class RateLimiter:
             options = {}
             if "redis" in uri:
                 # The redis client's own socket timeouts back up the asyncio deadline below.
-                options = {"implementation": "redispy", "socket_timeout": self.STORAGE_TIMEOUT_S,
-                           "socket_connect_timeout": self.STORAGE_TIMEOUT_S}
+                options = {
+                    "implementation": "redispy",
+                    "socket_timeout": self.STORAGE_TIMEOUT_S,
+                    "socket_connect_timeout": self.STORAGE_TIMEOUT_S,
+                }
             self._shared = MovingWindowRateLimiter(storage_from_string(uri, **options))
         return self._shared
 
@@ -184,15 +197,23 @@ class RateLimiter:
         if self.metrics is not None:
             self.metrics.ratelimit_fallback.set(1)
         # Once per outage, without a traceback per request.
-        log.warning("rate-limit storage %s unavailable (%s); enforcing limits in memory per process until it "
-                    "answers again", _safe_uri(self.storage_uri), type(exc).__name__ or "timeout")
+        log.warning(
+            "rate-limit storage %s unavailable (%s); enforcing limits in memory per process until it "
+            "answers again",
+            _safe_uri(self.storage_uri),
+            type(exc).__name__ or "timeout",
+        )
 
     def _maybe_probe(self) -> None:
         now = time.monotonic()
-        if (self._probe is not None and not self._probe.done()) or now - self._last_probe < self.RETRY_INTERVAL_S:
+        if (
+            self._probe is not None and not self._probe.done()
+        ) or now - self._last_probe < self.RETRY_INTERVAL_S:
             return
         self._last_probe = now
-        self._probe = asyncio.get_running_loop().create_task(self._probe_shared(), name="ratelimit-storage-probe")
+        self._probe = asyncio.get_running_loop().create_task(
+            self._probe_shared(), name="ratelimit-storage-probe"
+        )
 
     async def _probe_shared(self) -> None:
         try:
@@ -201,8 +222,11 @@ class RateLimiter:
         except Exception:  # noqa: BLE001 - still away
             healthy = False
         if healthy and self.in_fallback:
-            log.warning("rate-limit storage %s answers again after %.0f s; shared limits restored",
-                        _safe_uri(self.storage_uri), time.monotonic() - (self.outage_since or 0.0))
+            log.warning(
+                "rate-limit storage %s answers again after %.0f s; shared limits restored",
+                _safe_uri(self.storage_uri),
+                time.monotonic() - (self.outage_since or 0.0),
+            )
             self.outage_since = None
             if self.metrics is not None:
                 self.metrics.ratelimit_fallback.set(0)
@@ -231,12 +255,22 @@ async def send_rate_limited(send: Send, limiter: RateLimiter, group: str, wait: 
     """The 429 envelope, with Retry-After in whole seconds."""
     retry_after = str(math.ceil(wait))
     limit = str(limiter.limits[group])
-    body = orjson.dumps(envelope("rate_limited", f"rate limit exceeded ({limit}); retry in {retry_after}s",
-                                 {"limit": limit, "retry_after": int(retry_after)}))
-    await send({
-        "type": "http.response.start",
-        "status": 429,
-        "headers": [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode()),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    body = orjson.dumps(
+        envelope(
+            "rate_limited",
+            f"rate limit exceeded ({limit}); retry in {retry_after}s",
+            {"limit": limit, "retry_after": int(retry_after)},
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", retry_after.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -66,6 +66,8 @@ class MemoryWindows:
     def _sweep(self, now: float) -> None:
         """Forget keys whose every hit has left the window (their state is the empty state)."""
         self._next_sweep = now + self.SWEEP_INTERVAL_S
-        stale = [k for k, (expiry, window) in self._windows.items() if not window or window[-1] <= now - expiry]
+        stale = [
+            k for k, (expiry, window) in self._windows.items() if not window or window[-1] <= now - expiry
+        ]
         for k in stale:
             del self._windows[k]

@@ -6,7 +6,13 @@ from fastapi import FastAPI
 
 # Routes that answer without a token (everything else must declare a permission; a test enforces it).
 PUBLIC_PATHS = {
-    "/health", "/ready", "/metrics", "/api/v1/auth/token", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/api/v1/auth/token",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
     "/redoc",
     # Authenticated by its own bearer token (security.alertmanager_token), not by a user permission.
     "/api/v1/integrations/alertmanager",
@@ -14,7 +20,10 @@ PUBLIC_PATHS = {
     # security.status_page_public is false (see app/statuspage/router.py).
     "/status",
     # Batch-job ping URLs: the token in the path is the credential (app/monitoring/ping_router.py).
-    "/ping/{token}", "/ping/{token}/start", "/ping/{token}/fail", "/ping/{token}/{exit_code}",
+    "/ping/{token}",
+    "/ping/{token}/start",
+    "/ping/{token}/fail",
+    "/ping/{token}/{exit_code}",
 }
 # Routes that need a valid login but no particular permission.
 AUTHENTICATED_PATHS = {"/api/v1/auth/logout", "/api/v1/auth/me"}
@@ -40,11 +49,29 @@ def include_routers(app: FastAPI) -> None:
     from app.security.router import router as security_router
     from app.statuspage.router import router as status_page_router
 
-    for router in (health_router, auth_router, users_router, components_router, status_router, heartbeat_router,
-                   ping_router, healing_router):
+    for router in (
+        health_router,
+        auth_router,
+        users_router,
+        components_router,
+        status_router,
+        heartbeat_router,
+        ping_router,
+        healing_router,
+    ):
         app.include_router(router)
-    for router in (metrics_router, rules_router, alerts_router, silences_router, channels_router, notifications_router,
-                   alertmanager_router, audit_router, security_router, status_page_router):
+    for router in (
+        metrics_router,
+        rules_router,
+        alerts_router,
+        silences_router,
+        channels_router,
+        notifications_router,
+        alertmanager_router,
+        audit_router,
+        security_router,
+        status_page_router,
+    ):
         app.include_router(router)
     from app.replicas.router import router as replicas_router
 

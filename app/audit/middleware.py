@@ -19,9 +19,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.security.crypto import MASK
 from app.db.models import AuditEntry
 from app.db.session import session_scope
+from app.security.crypto import MASK
 
 log = logging.getLogger("pipeline_guard.audit")
 
@@ -35,7 +35,10 @@ SECRET_WORDS = ("password", "secret", "token", "key", "url", "authorization", "h
 def redact(value: Any) -> Any:
     """Mask every value under a secret-looking key, recursively."""
     if isinstance(value, dict):
-        return {k: (MASK if any(w in str(k).lower() for w in SECRET_WORDS) else redact(v)) for k, v in value.items()}
+        return {
+            k: (MASK if any(w in str(k).lower() for w in SECRET_WORDS) else redact(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [redact(v) for v in value[:50]]
     if isinstance(value, str) and len(value) > 200:
@@ -147,4 +150,6 @@ class AuditMiddleware:
             async with session_scope(state.sessionmaker) as session:
                 session.add(entry)
         except Exception as exc:  # noqa: BLE001 - the change happened; losing its audit row is logged loudly
-            log.error("could not write the audit row for %s %s: %s", scope["method"], template, type(exc).__name__)
+            log.error(
+                "could not write the audit row for %s %s: %s", scope["method"], template, type(exc).__name__
+            )

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
-from app.audit.service import AuditService
 from app.api.deps import CanAdmin, SessionDep
-from app.core.errors import error_responses
 from app.api.pagination import DateTimeQuery, Page
+from app.audit.service import AuditService
+from app.core.errors import error_responses
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -53,8 +53,18 @@ async def list_audit(
     until: DateTimeQuery = None,
 ) -> AuditPage:
     items, total = await AuditService(session).list(
-        limit=page.limit, offset=page.offset, username=username, action=action, method=method,
-        status_code=status_code, since=since, until=until,
+        limit=page.limit,
+        offset=page.offset,
+        username=username,
+        action=action,
+        method=method,
+        status_code=status_code,
+        since=since,
+        until=until,
     )
-    return AuditPage(items=[AuditEntryOut.model_validate(i) for i in items], total=total, limit=page.limit,
-                     offset=page.offset)
+    return AuditPage(
+        items=[AuditEntryOut.model_validate(i) for i in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )

@@ -9,10 +9,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.loops import LoopService
 from app.db.models import AuditEntry, DeliveryAttempt, Notification, NotificationStatus
 from app.db.session import session_scope
 from app.db.types import utcnow
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.platform.runtime import Core
@@ -22,9 +22,18 @@ class AuditService:
     def __init__(self, session: AsyncSession):
         self.session = session
 
-    async def list(self, *, limit: int, offset: int, username: str | None = None, action: str | None = None,
-                   method: str | None = None, status_code: int | None = None, since: datetime | None = None,
-                   until: datetime | None = None) -> tuple[list[AuditEntry], int]:
+    async def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        username: str | None = None,
+        action: str | None = None,
+        method: str | None = None,
+        status_code: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[list[AuditEntry], int]:
         query = select(AuditEntry)
         if username:
             query = query.where(AuditEntry.username == username)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from app.auth.repository import RevocationRepository
-from app.platform.loops import LoopService
 from app.db.session import session_scope
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.platform.runtime import Core

@@ -25,7 +25,12 @@ class Role(StrEnum):
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ_METRICS, Permission.MONITOR_HEALTH}),
     Role.OPERATOR: frozenset(
-        {Permission.READ_METRICS, Permission.MONITOR_HEALTH, Permission.TRIGGER_HEALING, Permission.WRITE_METRICS}
+        {
+            Permission.READ_METRICS,
+            Permission.MONITOR_HEALTH,
+            Permission.TRIGGER_HEALING,
+            Permission.WRITE_METRICS,
+        }
     ),
     Role.ADMIN: frozenset(Permission),
     Role.INGEST: frozenset({Permission.WRITE_METRICS}),

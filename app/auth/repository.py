@@ -17,14 +17,18 @@ class UserRepository:
         self.session = session
 
     async def by_username(self, username: str) -> User | None:
-        return (await self.session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+        return (
+            await self.session.execute(select(User).where(User.username == username))
+        ).scalar_one_or_none()
 
     async def count(self) -> int:
         return int((await self.session.execute(select(func.count()).select_from(User))).scalar_one())
 
     async def list(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         total = await self.count()
-        rows = (await self.session.execute(select(User).order_by(User.id).limit(limit).offset(offset))).scalars()
+        rows = (
+            await self.session.execute(select(User).order_by(User.id).limit(limit).offset(offset))
+        ).scalars()
         return list(rows), total
 
     async def add(self, user: User) -> User:

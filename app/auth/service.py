@@ -13,8 +13,8 @@ from app.auth.repository import RevocationRepository, UserRepository
 from app.auth.throttle import LoginThrottle
 from app.auth.tokens import PasswordHasher, TokenClaims, TokenCodec
 from app.config.settings import Settings
-from app.db.models import User
 from app.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from app.db.models import User
 
 log = logging.getLogger("pipeline_guard.auth")
 
@@ -55,7 +55,9 @@ class AuthService:
         self.hasher = hasher
 
     # --- login / tokens -----------------------------------------------------------------------
-    async def login(self, username: str, password: str, throttle: LoginThrottle | None = None) -> tuple[str, TokenClaims]:
+    async def login(
+        self, username: str, password: str, throttle: LoginThrottle | None = None
+    ) -> tuple[str, TokenClaims]:
         now = datetime.now(UTC)
         user = await self.users.by_username(username)
         throttled = throttle is not None and await throttle.blocked(username)
@@ -69,8 +71,13 @@ class AuthService:
         if throttled or locked or not valid or user.disabled:
             if not throttled and not locked and not valid:
                 self._record_failure(user, now)
-            log.info("login refused for %s (address throttled=%s, account locked=%s, disabled=%s)",
-                     username, throttled, locked, user.disabled)
+            log.info(
+                "login refused for %s (address throttled=%s, account locked=%s, disabled=%s)",
+                username,
+                throttled,
+                locked,
+                user.disabled,
+            )
             raise LoginFailed()
         user.failed_logins = 0
         user.locked_until = None
@@ -82,7 +89,9 @@ class AuthService:
         limit = self.settings.security.login_global_max_failures
         if user.failed_logins >= limit:
             # Exponential back-off: each further failure doubles the lockout, up to an hour.
-            lockout = timedelta(seconds=self.settings.security.login_lockout) * (2 ** (user.failed_logins - limit))
+            lockout = timedelta(seconds=self.settings.security.login_lockout) * (
+                2 ** (user.failed_logins - limit)
+            )
             user.locked_until = now + min(lockout, MAX_LOCKOUT)
 
     async def authenticate(self, token: str) -> Principal:
@@ -104,7 +113,9 @@ class AuthService:
     async def create_user(self, username: str, password: str, role: Role) -> User:
         if await self.users.by_username(username) is not None:
             raise Conflict(f"user {username!r} already exists")
-        return await self.users.add(User(username=username, password_hash=self.hasher.hash(password), role=role))
+        return await self.users.add(
+            User(username=username, password_hash=self.hasher.hash(password), role=role)
+        )
 
     async def list_users(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         return await self.users.list(limit=limit, offset=offset)
@@ -115,7 +126,9 @@ class AuthService:
             raise NotFound(f"user {username!r} not found")
         return user
 
-    async def update_user(self, username: str, *, role: Role | None, disabled: bool | None, actor: str) -> User:
+    async def update_user(
+        self, username: str, *, role: Role | None, disabled: bool | None, actor: str
+    ) -> User:
         user = await self.get_user(username)
         if username == actor and (disabled or (role is not None and role != Role.ADMIN)):
             raise ValidationFailed("you cannot disable or demote yourself; ask another admin")

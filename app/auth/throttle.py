@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.config.sections import SecuritySection
     from app.api.ratelimit import RateLimiter
+    from app.config.sections import SecuritySection
 
 LOGIN_GROUP = "login"
 

@@ -29,13 +29,17 @@ class TokenClaims:
 class TokenCodec:
     def __init__(self, secret_key: str, *, issuer: str, audience: str, expiry_seconds: float):
         if len(secret_key) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigurationError(f"the JWT secret key must be at least {MIN_SECRET_KEY_LENGTH} characters")
+            raise ConfigurationError(
+                f"the JWT secret key must be at least {MIN_SECRET_KEY_LENGTH} characters"
+            )
         self._key = secret_key
         self.issuer = issuer
         self.audience = audience
         self.expiry = timedelta(seconds=expiry_seconds)
 
-    def issue(self, subject: str, *, token_version: int = 0, now: datetime | None = None) -> tuple[str, TokenClaims]:
+    def issue(
+        self, subject: str, *, token_version: int = 0, now: datetime | None = None
+    ) -> tuple[str, TokenClaims]:
         now = now or datetime.now(UTC)
         claims = TokenClaims(
             subject=subject,
@@ -82,7 +86,9 @@ class TokenCodec:
             expires_at = datetime.fromtimestamp(payload["exp"], UTC)
         except (TypeError, ValueError, OverflowError, OSError):
             raise Unauthorized("invalid token") from None
-        return TokenClaims(subject=subject, jti=jti, issued_at=issued_at, expires_at=expires_at, token_version=version)
+        return TokenClaims(
+            subject=subject, jti=jti, issued_at=issued_at, expires_at=expires_at, token_version=version
+        )
 
 
 class PasswordHasher:

@@ -115,8 +115,14 @@ def require_mapping(params: Any) -> dict[str, Any]:
 
 
 def opt_number(
-    errs: ConfigErrors, params: Mapping[str, Any], name: str, *, default: float | None = None,
-    minimum: float | None = None, maximum: float | None = None, integer: bool = False,
+    errs: ConfigErrors,
+    params: Mapping[str, Any],
+    name: str,
+    *,
+    default: float | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    integer: bool = False,
 ) -> Any:
     value = params.get(name, default)
     if value is None:

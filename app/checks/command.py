@@ -79,7 +79,9 @@ class CommandCheck(CheckKind):
         }
         errs.raise_if_any()
         if ctx is not None:
-            refusal = _executable_refusal(out["argv"][0], ctx, build_env(out["env_allow"], out["env"])["PATH"])
+            refusal = _executable_refusal(
+                out["argv"][0], ctx, build_env(out["env_allow"], out["env"])["PATH"]
+            )
             if refusal:
                 raise CheckConfigError(f"check.argv: {refusal}")
         return out
@@ -94,7 +96,10 @@ class CommandCheck(CheckKind):
         timeout = effective_timeout(params, ctx)
         try:
             result = await run_command(
-                params["argv"], timeout=timeout, cwd=params["cwd"], env=env,
+                params["argv"],
+                timeout=timeout,
+                cwd=params["cwd"],
+                env=env,
                 max_output_bytes=params["max_output_kib"] * 1024,
             )
         except CommandError as exc:

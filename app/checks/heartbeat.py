@@ -63,7 +63,12 @@ def _secs(seconds: float) -> str:
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 
-_DURATION_ALIASES = {"period": "period_s", "grace": "grace_s", "max_runtime": "max_runtime_s", "min_runtime": "min_runtime_s"}
+_DURATION_ALIASES = {
+    "period": "period_s",
+    "grace": "grace_s",
+    "max_runtime": "max_runtime_s",
+    "min_runtime": "min_runtime_s",
+}
 
 
 def _accept_durations(params: Mapping[str, Any], errs: ConfigErrors) -> dict[str, Any]:
@@ -131,9 +136,15 @@ def evaluate_heartbeat(
     Raises CheckConfigError for invalid params."""
     p = validate_heartbeat_params(params)
     if p.get("schedule"):
-        return _evaluate_scheduled(p, now=now, last_ping_at=last_ping_at, last_ping_status=last_ping_status,
-                                   last_start_at=last_start_at, last_duration_s=last_duration_s,
-                                   created_at=created_at)
+        return _evaluate_scheduled(
+            p,
+            now=now,
+            last_ping_at=last_ping_at,
+            last_ping_status=last_ping_status,
+            last_start_at=last_start_at,
+            last_duration_s=last_duration_s,
+            created_at=created_at,
+        )
     period, grace = p["period_s"], p["grace_s"]
     max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
     allowed = period + grace
@@ -144,47 +155,73 @@ def evaluate_heartbeat(
     if last_ping_at is None:
         waited = (now - created_at).total_seconds()
         if waited > allowed:
-            return result(CheckResult.down, f"no heartbeat received in {_secs(waited)} since the check was created "
-                          f"(expected every {_secs(period)} + {_secs(grace)} grace)")
-        return result(CheckResult.up, f"waiting for the first heartbeat (due within {_secs(allowed - waited)})")
+            return result(
+                CheckResult.down,
+                f"no heartbeat received in {_secs(waited)} since the check was created "
+                f"(expected every {_secs(period)} + {_secs(grace)} grace)",
+            )
+        return result(
+            CheckResult.up, f"waiting for the first heartbeat (due within {_secs(allowed - waited)})"
+        )
 
     status = last_ping_status or "success"
     if status == "start":
         started = max(filter(None, (last_start_at, last_ping_at)))
         running = (now - started).total_seconds()
         if max_rt is not None and running > max_rt:
-            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished "
-                          f"(max_runtime {_secs(max_rt)})")
+            return result(
+                CheckResult.down,
+                f"run started {_secs(running)} ago has not finished (max_runtime {_secs(max_rt)})",
+            )
         if max_rt is None and running > allowed:
-            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished "
-                          f"(expected within {_secs(period)} + {_secs(grace)} grace)")
+            return result(
+                CheckResult.down,
+                f"run started {_secs(running)} ago has not finished "
+                f"(expected within {_secs(period)} + {_secs(grace)} grace)",
+            )
         return result(CheckResult.up, f"run in progress for {_secs(running)}")
 
     if status == "fail":
         ago = (now - last_ping_at).total_seconds()
-        return CheckResult.down(f"last run reported failure {_secs(ago)} ago", None, observed_at=now, conclusive=True)
+        return CheckResult.down(
+            f"last run reported failure {_secs(ago)} ago", None, observed_at=now, conclusive=True
+        )
 
     since = (now - last_ping_at).total_seconds()
     if since > allowed:
-        return result(CheckResult.down, f"late: last heartbeat {_secs(since)} ago "
-                      f"(expected every {_secs(period)} + {_secs(grace)} grace)")
+        return result(
+            CheckResult.down,
+            f"late: last heartbeat {_secs(since)} ago "
+            f"(expected every {_secs(period)} + {_secs(grace)} grace)",
+        )
 
     if last_duration_s is not None:
         if min_rt is not None and last_duration_s < min_rt:
-            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
-                          f"shorter than min_runtime {_secs(min_rt)}")
+            return result(
+                CheckResult.down,
+                f"last run took {_secs(last_duration_s)}, shorter than min_runtime {_secs(min_rt)}",
+            )
         if max_rt is not None and last_duration_s > max_rt:
-            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
-                          f"longer than max_runtime {_secs(max_rt)}")
+            return result(
+                CheckResult.down,
+                f"last run took {_secs(last_duration_s)}, longer than max_runtime {_secs(max_rt)}",
+            )
 
     if since > period:
         return result(CheckResult.up, f"heartbeat due {_secs(since - period)} ago, within the grace")
     return result(CheckResult.up, f"last heartbeat {_secs(since)} ago")
 
 
-def _evaluate_scheduled(p: Mapping[str, Any], *, now: datetime, last_ping_at: datetime | None,
-                        last_ping_status: str | None, last_start_at: datetime | None,
-                        last_duration_s: float | None, created_at: datetime) -> CheckResult:
+def _evaluate_scheduled(
+    p: Mapping[str, Any],
+    *,
+    now: datetime,
+    last_ping_at: datetime | None,
+    last_ping_status: str | None,
+    last_start_at: datetime | None,
+    last_duration_s: float | None,
+    created_at: datetime,
+) -> CheckResult:
     """The module docstring's rules with a cron schedule in place of the period."""
     schedule, tz, grace = p["schedule"], p["tz"], p["grace_s"]
     max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
@@ -201,8 +238,10 @@ def _evaluate_scheduled(p: Mapping[str, Any], *, now: datetime, last_ping_at: da
     if last_ping_at is None:
         due = due_after(created_at)
         if (now - due).total_seconds() > grace:
-            return result(CheckResult.down, f"missed the run scheduled at {when(due)}: no heartbeat received "
-                          f"({_secs(grace)} grace)")
+            return result(
+                CheckResult.down,
+                f"missed the run scheduled at {when(due)}: no heartbeat received ({_secs(grace)} grace)",
+            )
         return result(CheckResult.up, f"waiting for the first heartbeat (run scheduled at {when(due)})")
 
     status = last_ping_status or "success"
@@ -210,12 +249,17 @@ def _evaluate_scheduled(p: Mapping[str, Any], *, now: datetime, last_ping_at: da
         started = max(filter(None, (last_start_at, last_ping_at)))
         running = (now - started).total_seconds()
         if max_rt is not None and running > max_rt:
-            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished "
-                          f"(max_runtime {_secs(max_rt)})")
+            return result(
+                CheckResult.down,
+                f"run started {_secs(running)} ago has not finished (max_runtime {_secs(max_rt)})",
+            )
         due = due_after(started)
         if max_rt is None and (now - due).total_seconds() > grace:
-            return result(CheckResult.down, f"run started {_secs(running)} ago has not finished before the "
-                          f"next run scheduled at {when(due)} ({_secs(grace)} grace)")
+            return result(
+                CheckResult.down,
+                f"run started {_secs(running)} ago has not finished before the "
+                f"next run scheduled at {when(due)} ({_secs(grace)} grace)",
+            )
         return result(CheckResult.up, f"run in progress for {_secs(running)}")
 
     if status == "fail":
@@ -225,15 +269,22 @@ def _evaluate_scheduled(p: Mapping[str, Any], *, now: datetime, last_ping_at: da
     due = due_after(last_ping_at)
     late = (now - due).total_seconds()
     if late > grace:
-        return result(CheckResult.down, f"missed the run scheduled at {when(due)} (last heartbeat "
-                      f"{_secs((now - last_ping_at).total_seconds())} ago, {_secs(grace)} grace)")
+        return result(
+            CheckResult.down,
+            f"missed the run scheduled at {when(due)} (last heartbeat "
+            f"{_secs((now - last_ping_at).total_seconds())} ago, {_secs(grace)} grace)",
+        )
     if last_duration_s is not None:
         if min_rt is not None and last_duration_s < min_rt:
-            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
-                          f"shorter than min_runtime {_secs(min_rt)}")
+            return result(
+                CheckResult.down,
+                f"last run took {_secs(last_duration_s)}, shorter than min_runtime {_secs(min_rt)}",
+            )
         if max_rt is not None and last_duration_s > max_rt:
-            return result(CheckResult.down, f"last run took {_secs(last_duration_s)}, "
-                          f"longer than max_runtime {_secs(max_rt)}")
+            return result(
+                CheckResult.down,
+                f"last run took {_secs(last_duration_s)}, longer than max_runtime {_secs(max_rt)}",
+            )
     if late > 0:
         return result(CheckResult.up, f"run scheduled at {when(due)} is due, within the grace")
     return result(CheckResult.up, f"next run scheduled at {when(due)}")

@@ -42,8 +42,11 @@ def _parse_status(errs: ConfigErrors, raw: Any) -> list[list[int]]:
             lo = hi = int(item)
         elif isinstance(item, str) and (m := _RANGE_RE.match(item)):
             lo, hi = int(m[1]), int(m[2])
-        elif (isinstance(item, list | tuple) and len(item) == 2
-              and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
+        elif (
+            isinstance(item, list | tuple)
+            and len(item) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+        ):
             lo, hi = item  # the normalised form: validate() must accept its own output
         if lo is None or hi is None or not (100 <= lo <= hi <= 599):
             errs.add(f"expected_status[{i}]", 'must be a status code or a range like "200-399"')
@@ -209,10 +212,18 @@ class HttpCheck(CheckKind):
             session = make_session(verify_tls=params["verify_tls"], limit=1)
         try:
             resp = await bounded_request(
-                session, params["method"], params["url"], headers=params["headers"], data=data, json_body=json_body,
-                timeout=timeout, max_response_bytes=params["max_body_kib"] * 1024,
-                max_redirects=params["max_redirects"], verify_tls=params["verify_tls"],
-                read_body=body_contains is not None or json_path is not None, collect_headers=False,
+                session,
+                params["method"],
+                params["url"],
+                headers=params["headers"],
+                data=data,
+                json_body=json_body,
+                timeout=timeout,
+                max_response_bytes=params["max_body_kib"] * 1024,
+                max_redirects=params["max_redirects"],
+                verify_tls=params["verify_tls"],
+                read_body=body_contains is not None or json_path is not None,
+                collect_headers=False,
             )
         finally:
             if own_session:
@@ -240,7 +251,8 @@ class HttpCheck(CheckKind):
                 if body_contains not in text:
                     return CheckResult.down(
                         f"HTTP {status}, body does not contain the expected text{cap_note}",
-                        latency, metrics=metrics,
+                        latency,
+                        metrics=metrics,
                     )
             if json_path is not None:
                 failure = self._check_json(resp.body, resp.truncated, params)
@@ -248,9 +260,12 @@ class HttpCheck(CheckKind):
                     return CheckResult.down(f"HTTP {status}, {failure}", latency, metrics=metrics)
         limit_ms = params.get("degraded_after_ms")
         if limit_ms is not None and latency * 1000 > limit_ms:
-            return CheckResult(Outcome.DEGRADED, latency,
-                               f"HTTP {status} but slow: {latency * 1000:.0f} ms > {limit_ms:g} ms",
-                               metrics=metrics)
+            return CheckResult(
+                Outcome.DEGRADED,
+                latency,
+                f"HTTP {status} but slow: {latency * 1000:.0f} ms > {limit_ms:g} ms",
+                metrics=metrics,
+            )
         # A one-line detail well under DETAIL_MAX_CHARS: no need for short().
         return CheckResult(Outcome.UP, latency, f"HTTP {status} in {latency * 1000:.0f} ms", metrics=metrics)
 

@@ -68,8 +68,11 @@ def interpret(value: Any, latency_s: float) -> CheckResult:
         metrics: dict[str, float] = {}
         for key, item in value.items():
             if (
-                isinstance(key, str) and isinstance(item, int | float) and not isinstance(item, bool)
-                and math.isfinite(item) and len(metrics) < MAX_METRICS
+                isinstance(key, str)
+                and isinstance(item, int | float)
+                and not isinstance(item, bool)
+                and math.isfinite(item)
+                and len(metrics) < MAX_METRICS
             ):
                 metrics[key] = float(item)
         message = value.get("message") or value.get("detail")
@@ -82,7 +85,9 @@ def interpret(value: Any, latency_s: float) -> CheckResult:
     return CheckResult.down(f"plugin returned an unsupported value ({type(value).__name__})", latency_s)
 
 
-def _from_status(status: str, latency_s: float, metrics: dict[str, float], message: str | None) -> CheckResult:
+def _from_status(
+    status: str, latency_s: float, metrics: dict[str, float], message: str | None
+) -> CheckResult:
     word = status.strip().lower()
     detail = f"status {short(status, 40)!r}" + (f": {message}" if message else "")
     if word in UP_WORDS:
@@ -120,8 +125,10 @@ class PluginCheck(CheckKind):
         module = target.split(":", 1)[0]
         if _module_allowed(module, ctx.plugin_module_allowlist) or target in published_callables():
             return None
-        return (f"{target!r} is neither published in the {ENTRY_POINT_GROUP!r} entry points "
-                "nor under an allowlisted module prefix")
+        return (
+            f"{target!r} is neither published in the {ENTRY_POINT_GROUP!r} entry points "
+            "nor under an allowlisted module prefix"
+        )
 
     async def probe(self, params: dict[str, Any], ctx: CheckContext) -> CheckResult:
         target = params["callable"]
@@ -154,6 +161,7 @@ class PluginCheck(CheckKind):
         except AttributeError:
             return CheckResult.down(f"{target}: no such function")
         except Exception as exc:  # noqa: BLE001 - plugin bugs become DOWN, by contract
-            return CheckResult.down(f"plugin raised {type(exc).__name__}: {short(str(exc), 120)}",
-                                    time.monotonic() - started)
+            return CheckResult.down(
+                f"plugin raised {type(exc).__name__}: {short(str(exc), 120)}", time.monotonic() - started
+            )
         return interpret(value, time.monotonic() - started)

@@ -71,7 +71,9 @@ class CheckRegistry:
                 obj = ep.load()
                 kind = obj() if isinstance(obj, type) else obj
                 if getattr(kind, "name", None) != ep.name:
-                    raise ValueError(f"its name {getattr(kind, 'name', None)!r} differs from the entry point's")
+                    raise ValueError(
+                        f"its name {getattr(kind, 'name', None)!r} differs from the entry point's"
+                    )
                 if ep.name in self._kinds:
                     # A package must not silently replace a built-in (or another package's) kind.
                     raise ValueError("a kind with this name is already registered")
@@ -85,13 +87,17 @@ class CheckRegistry:
         try:
             return self._kinds[kind]
         except KeyError:
-            raise UnknownCheckKind(f"unknown check kind {kind!r} (known: {', '.join(self.kinds())})") from None
+            raise UnknownCheckKind(
+                f"unknown check kind {kind!r} (known: {', '.join(self.kinds())})"
+            ) from None
 
     def kinds(self) -> list[str]:
         self._ensure_loaded()
         return sorted(self._kinds)
 
-    def validate(self, kind: str, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+    def validate(
+        self, kind: str, params: Mapping[str, Any], ctx: CheckContext | None = None
+    ) -> dict[str, Any]:
         """Normalised params; raises UnknownCheckKind or CheckConfigError."""
         return self.get(kind).validate(params, ctx)
 

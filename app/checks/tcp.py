@@ -44,8 +44,13 @@ class TcpCheck(CheckKind):
             "port": port,
             "expect_banner": banner,
             "banner_max_bytes": opt_number(
-                errs, params, "banner_max_bytes", default=DEFAULT_BANNER_MAX_BYTES,
-                minimum=1, maximum=65536, integer=True,
+                errs,
+                params,
+                "banner_max_bytes",
+                default=DEFAULT_BANNER_MAX_BYTES,
+                minimum=1,
+                maximum=65536,
+                integer=True,
             ),
             "timeout": opt_number(errs, params, "timeout", minimum=0.01, maximum=300),
             "degraded_after_ms": opt_number(errs, params, "degraded_after_ms", minimum=1),
@@ -92,7 +97,9 @@ class TcpCheck(CheckKind):
         return CheckResult.up(f"{target}: {what} in {connect_latency * 1000:.0f} ms", connect_latency)
 
     @staticmethod
-    async def _read_banner(reader: asyncio.StreamReader, params: dict[str, Any], deadline: float) -> str | None:
+    async def _read_banner(
+        reader: asyncio.StreamReader, params: dict[str, Any], deadline: float
+    ) -> str | None:
         expected = params["expect_banner"].encode()
         limit = params["banner_max_bytes"]
         data = bytearray()

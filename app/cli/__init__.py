@@ -65,7 +65,9 @@ def main() -> None:
     try:
         build_app()(standalone_mode=True)
     except Exception as exc:
-        from app.core.errors import PipelineGuardError  # only a local command can raise it: it is imported by then
+        from app.core.errors import (
+            PipelineGuardError,
+        )  # only a local command can raise it: it is imported by then
 
         if not isinstance(exc, PipelineGuardError):
             raise

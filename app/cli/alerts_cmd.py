@@ -7,17 +7,31 @@ import typer
 
 from app.cli.http_common import Connection, http_command, output, parse_labels
 
-alerts_app = typer.Typer(help="Alerts: list, acknowledge, resolve (talks to a running guard).", no_args_is_help=True)
-silences_app = typer.Typer(help="Silences (maintenance windows) (talks to a running guard).", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Alerts: list, acknowledge, resolve (talks to a running guard).", no_args_is_help=True
+)
+silences_app = typer.Typer(
+    help="Silences (maintenance windows) (talks to a running guard).", no_args_is_help=True
+)
 
 ALERT_COLUMNS = [
-    ("id", ("id",)), ("state", ("state", "status")), ("severity", ("severity",)), ("component", ("component",)),
-    ("message", ("message", "summary")), ("since", ("started_at", "created_at", "timestamp")),
+    ("id", ("id",)),
+    ("state", ("state", "status")),
+    ("severity", ("severity",)),
+    ("component", ("component",)),
+    ("message", ("message", "summary")),
+    ("since", ("started_at", "created_at", "timestamp")),
     ("count", ("count", "occurrences")),
 ]
 SILENCE_COLUMNS = [
-    ("id", ("id",)), ("component", ("component",)), ("labels", ("labels",)), ("starts", ("starts_at",)),
-    ("ends", ("ends_at",)), ("by", ("created_by",)), ("active", ("active",)), ("comment", ("comment",)),
+    ("id", ("id",)),
+    ("component", ("component",)),
+    ("labels", ("labels",)),
+    ("starts", ("starts_at",)),
+    ("ends", ("ends_at",)),
+    ("by", ("created_by",)),
+    ("active", ("active",)),
+    ("comment", ("comment",)),
 ]
 
 
@@ -50,15 +64,23 @@ def list_alerts(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
 ) -> None:
     """List alerts (newest first)."""
-    output(conn, conn.call("list_alerts", state=state, component=component, severity=severity, limit=limit),
-           ALERT_COLUMNS)
+    output(
+        conn,
+        conn.call("list_alerts", state=state, component=component, severity=severity, limit=limit),
+        ALERT_COLUMNS,
+    )
 
 
 @alerts_app.command("ack")
 @http_command
-def ack(conn: Connection, alert_id: Annotated[str, typer.Argument(metavar="ID")],
-        until: Annotated[str | None, typer.Option(help="snooze: re-open after this time or duration (e.g. 2h)")] = None,
-        comment: Annotated[str | None, typer.Option()] = None) -> None:
+def ack(
+    conn: Connection,
+    alert_id: Annotated[str, typer.Argument(metavar="ID")],
+    until: Annotated[
+        str | None, typer.Option(help="snooze: re-open after this time or duration (e.g. 2h)")
+    ] = None,
+    comment: Annotated[str | None, typer.Option()] = None,
+) -> None:
     """Acknowledge an alert."""
     body = conn.call("ack_alert", alert_id, until=_until(until, "--until"), comment=comment)
     output(conn, body) if conn.json_output else typer.echo(f"acknowledged alert {alert_id}")
@@ -66,8 +88,11 @@ def ack(conn: Connection, alert_id: Annotated[str, typer.Argument(metavar="ID")]
 
 @alerts_app.command("resolve")
 @http_command
-def resolve(conn: Connection, alert_id: Annotated[str, typer.Argument(metavar="ID")],
-            comment: Annotated[str | None, typer.Option()] = None) -> None:
+def resolve(
+    conn: Connection,
+    alert_id: Annotated[str, typer.Argument(metavar="ID")],
+    comment: Annotated[str | None, typer.Option()] = None,
+) -> None:
     """Resolve an alert."""
     body = conn.call("resolve_alert", alert_id, comment=comment)
     output(conn, body) if conn.json_output else typer.echo(f"resolved alert {alert_id}")
@@ -75,8 +100,9 @@ def resolve(conn: Connection, alert_id: Annotated[str, typer.Argument(metavar="I
 
 @silences_app.command("list")
 @http_command
-def list_silences(conn: Connection,
-                  all_: Annotated[bool, typer.Option("--all", help="include expired silences")] = False) -> None:
+def list_silences(
+    conn: Connection, all_: Annotated[bool, typer.Option("--all", help="include expired silences")] = False
+) -> None:
     """List silences (active ones unless --all)."""
     output(conn, conn.call("list_silences", include_expired=all_), SILENCE_COLUMNS)
 
@@ -95,10 +121,17 @@ def add_silence(
     if not component and not labels:
         raise typer.BadParameter("give --component and/or --label", param_hint="--component")
     start = datetime.now(UTC)
-    spec = {"component": component, "labels": labels, "starts_at": start.isoformat(),
-            "ends_at": (start + timedelta(seconds=_duration(duration, "--duration"))).isoformat(), "comment": comment}
+    spec = {
+        "component": component,
+        "labels": labels,
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(seconds=_duration(duration, "--duration"))).isoformat(),
+        "comment": comment,
+    }
     body = conn.call("create_silence", spec)
-    output(conn, body) if conn.json_output else typer.echo(f"silence {body.get('id', '?')} until {spec['ends_at']}")
+    output(conn, body) if conn.json_output else typer.echo(
+        f"silence {body.get('id', '?')} until {spec['ends_at']}"
+    )
 
 
 @silences_app.command("expire")

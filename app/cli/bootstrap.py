@@ -19,8 +19,12 @@ ADMIN_USERNAME = "admin"
 async def _with_auth(settings: Settings, action):
     engine = create_engine(settings)
     try:
-        codec = TokenCodec(resolve_secret_key(settings), issuer=settings.security.issuer,
-                           audience=settings.security.audience, expiry_seconds=settings.security.token_expiry)
+        codec = TokenCodec(
+            resolve_secret_key(settings),
+            issuer=settings.security.issuer,
+            audience=settings.security.audience,
+            expiry_seconds=settings.security.token_expiry,
+        )
         async with session_scope(create_sessionmaker(engine)) as session:
             return await action(AuthService(session, settings, codec, PasswordHasher()))
     finally:

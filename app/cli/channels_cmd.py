@@ -8,12 +8,20 @@ import typer
 
 from app.cli.http_common import Connection, fail, http_command, items_of, output, parse_labels
 
-app = typer.Typer(help="Notification channels: slack, webhook, email, pagerduty, opsgenie, teams, discord "
-                       "(talks to a running guard).", no_args_is_help=True)
+app = typer.Typer(
+    help="Notification channels: slack, webhook, email, pagerduty, opsgenie, teams, discord "
+    "(talks to a running guard).",
+    no_args_is_help=True,
+)
 
 CHANNEL_COLUMNS = [
-    ("id", ("id",)), ("name", ("name",)), ("kind", ("kind",)), ("enabled", ("enabled",)),
-    ("severities", ("severities",)), ("matchers", ("matchers",)), ("source", ("source",)),
+    ("id", ("id",)),
+    ("name", ("name",)),
+    ("kind", ("kind",)),
+    ("enabled", ("enabled",)),
+    ("severities", ("severities",)),
+    ("matchers", ("matchers",)),
+    ("source", ("source",)),
     ("config (masked)", ("config",)),
 ]
 
@@ -59,21 +67,35 @@ def list_channels(conn: Connection) -> None:
 def add(
     conn: Connection,
     name: Annotated[str | None, typer.Argument(help="channel name (omit with --from-file)")] = None,
-    kind: Annotated[str, typer.Option(help="slack, webhook, email, pagerduty, opsgenie, teams, discord")] = "webhook",
-    webhook_url: Annotated[str | None, typer.Option("--webhook-url", help="where to send (a Slack incoming "
-                                                                          "webhook or any URL)")] = None,
-    secret: Annotated[str | None, typer.Option(envvar="PIPELINE_CHANNEL_SECRET",
-                                               help="webhook: HMAC signing secret (stored encrypted)")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="config key=value; repeat (e.g. --set routing_key=… --set 'to=[\"a@x.org\"]')")] = None,
+    kind: Annotated[
+        str, typer.Option(help="slack, webhook, email, pagerduty, opsgenie, teams, discord")
+    ] = "webhook",
+    webhook_url: Annotated[
+        str | None, typer.Option("--webhook-url", help="where to send (a Slack incoming webhook or any URL)")
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PIPELINE_CHANNEL_SECRET", help="webhook: HMAC signing secret (stored encrypted)"
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="config key=value; repeat (e.g. --set routing_key=… --set 'to=[\"a@x.org\"]')"
+        ),
+    ] = None,
     config: Annotated[str | None, typer.Option(help="the whole config as a JSON object")] = None,
-    severity: Annotated[list[str] | None, typer.Option("--severity", help="info, warning, critical; repeat "
-                                                                          "(default: all)")] = None,
-    matcher: Annotated[list[str] | None, typer.Option("--matcher", "-m",
-                                                      help="label=value the alert must have; repeat")] = None,
+    severity: Annotated[
+        list[str] | None, typer.Option("--severity", help="info, warning, critical; repeat (default: all)")
+    ] = None,
+    matcher: Annotated[
+        list[str] | None, typer.Option("--matcher", "-m", help="label=value the alert must have; repeat")
+    ] = None,
     language: Annotated[str, typer.Option(help="en, de or fr")] = "en",
-    from_file: Annotated[Path | None, typer.Option("--from-file", "-f",
-                                                   help="YAML channel spec, as the API takes it")] = None,
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", "-f", help="YAML channel spec, as the API takes it")
+    ] = None,
 ) -> None:
     """Add a channel (prefer the environment or a file for secrets: shell history keeps --set values)."""
     if from_file is not None:
@@ -88,10 +110,18 @@ def add(
             body["url"] = webhook_url
         if secret:
             body["secret"] = secret
-        spec = {"name": name, "kind": kind, "config": body, "language": language,
-                "severities": list(severity or []), "matchers": parse_labels(matcher)}
+        spec = {
+            "name": name,
+            "kind": kind,
+            "config": body,
+            "language": language,
+            "severities": list(severity or []),
+            "matchers": parse_labels(matcher),
+        }
     else:
-        raise typer.BadParameter("give NAME with --webhook-url, --set or --config; or --from-file", param_hint="NAME")
+        raise typer.BadParameter(
+            "give NAME with --webhook-url, --set or --config; or --from-file", param_hint="NAME"
+        )
     created = conn.call("create_channel", spec)
     if conn.json_output:
         output(conn, created)
@@ -114,7 +144,9 @@ def test(conn: Connection, channel: Annotated[str, typer.Argument(help="name or 
 
 def _toggle(conn: Connection, channel: str, enabled: bool) -> None:
     body = conn.call("update_channel", _channel_id(conn, channel), {"enabled": enabled})
-    output(conn, body) if conn.json_output else typer.echo(f"{'enabled' if enabled else 'disabled'} {channel}")
+    output(conn, body) if conn.json_output else typer.echo(
+        f"{'enabled' if enabled else 'disabled'} {channel}"
+    )
 
 
 @app.command("enable")
@@ -133,8 +165,11 @@ def disable(conn: Connection, channel: Annotated[str, typer.Argument(help="name 
 
 @app.command("remove")
 @http_command
-def remove(conn: Connection, channel: Annotated[str, typer.Argument(help="name or id")],
-           yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False) -> None:
+def remove(
+    conn: Connection,
+    channel: Annotated[str, typer.Argument(help="name or id")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
     """Delete a channel."""
     if not yes and not typer.confirm(f"remove channel {channel}?"):
         fail("aborted", 1)

@@ -11,8 +11,12 @@ from app.cli.http_common import Connection, err_console, fail, http_command, out
 app = typer.Typer(help="The components the guard watches (talks to a running guard).", no_args_is_help=True)
 
 LIST_COLUMNS = [
-    ("name", ("name",)), ("status", ("state.status", "status")), ("critical", ("critical",)),
-    ("check", ("check.kind",)), ("region", ("region", "labels.region")), ("enabled", ("enabled",)),
+    ("name", ("name",)),
+    ("status", ("state.status", "status")),
+    ("critical", ("critical",)),
+    ("check", ("check.kind",)),
+    ("region", ("region", "labels.region")),
+    ("enabled", ("enabled",)),
     ("labels", ("labels",)),
 ]
 
@@ -21,9 +25,13 @@ LIST_COLUMNS = [
 @http_command
 def list_(
     conn: Connection,
-    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value; repeat (all must match)")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="key=value; repeat (all must match)")
+    ] = None,
     region: Annotated[str | None, typer.Option()] = None,
-    status: Annotated[str | None, typer.Option(help="healthy, degraded, critical, recovering, failed, unknown")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="healthy, degraded, critical, recovering, failed, unknown")
+    ] = None,
 ) -> None:
     """List components."""
     body = conn.call("list_components", labels=parse_labels(label), region=region, status=status)
@@ -53,9 +61,16 @@ def _param_value(text: str) -> Any:
         return text
 
 
-def _spec_from_options(name: str, check_kind: str | None, check: dict[str, Any], labels: dict[str, str],
-                       critical: bool, description: str, endpoint: str | None,
-                       recovery_file: Path | None) -> dict[str, Any]:
+def _spec_from_options(
+    name: str,
+    check_kind: str | None,
+    check: dict[str, Any],
+    labels: dict[str, str],
+    critical: bool,
+    description: str,
+    endpoint: str | None,
+    recovery_file: Path | None,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": name, "critical": critical, "labels": labels}
     if description:
         spec["description"] = description
@@ -64,13 +79,16 @@ def _spec_from_options(name: str, check_kind: str | None, check: dict[str, Any],
     if check_kind:
         spec["check"] = {"kind": check_kind, **check}
     elif check:
-        raise typer.BadParameter(f"{', '.join('--' + k.replace('_', '-') for k in check)} describe a check: "
-                                 "give --check-kind too", param_hint="--check-kind")
+        raise typer.BadParameter(
+            f"{', '.join('--' + k.replace('_', '-') for k in check)} describe a check: give --check-kind too",
+            param_hint="--check-kind",
+        )
     if recovery_file is not None:
         recovery = _load_yaml(recovery_file, "--recovery-file")
         if not isinstance(recovery, dict):
-            raise typer.BadParameter(f"{recovery_file}: expected a recovery policy mapping",
-                                     param_hint="--recovery-file")
+            raise typer.BadParameter(
+                f"{recovery_file}: expected a recovery policy mapping", param_hint="--recovery-file"
+            )
         spec["recovery"] = recovery
     return spec
 
@@ -92,8 +110,9 @@ def _specs_from_file(path: Path) -> list[dict[str, Any]]:
         data = data["components"]
     specs = data if isinstance(data, list) else [data]
     if not specs or not all(isinstance(s, dict) and s.get("name") for s in specs):
-        raise typer.BadParameter(f"{path}: expected a component mapping with a name, or a list of them",
-                                 param_hint="--from-file")
+        raise typer.BadParameter(
+            f"{path}: expected a component mapping with a name, or a list of them", param_hint="--from-file"
+        )
     return specs
 
 
@@ -102,40 +121,65 @@ def _specs_from_file(path: Path) -> list[dict[str, Any]]:
 def add(
     conn: Connection,
     name: Annotated[str | None, typer.Argument(help="component name (omit with --from-file)")] = None,
-    check_kind: Annotated[str | None, typer.Option("--check-kind",
-                                                   help="http, tcp, command, heartbeat or a plugin")] = None,
-    check_url: Annotated[str | None, typer.Option("--check-url", "--target", help="what an http check probes")] = None,
+    check_kind: Annotated[
+        str | None, typer.Option("--check-kind", help="http, tcp, command, heartbeat or a plugin")
+    ] = None,
+    check_url: Annotated[
+        str | None, typer.Option("--check-url", "--target", help="what an http check probes")
+    ] = None,
     interval: Annotated[str | None, typer.Option(help="check interval, e.g. 30s")] = None,
     timeout: Annotated[str | None, typer.Option(help="check timeout, e.g. 5s")] = None,
     host: Annotated[str | None, typer.Option(help="tcp: the host to connect to")] = None,
     port: Annotated[int | None, typer.Option(help="tcp: the port to connect to")] = None,
     period: Annotated[str | None, typer.Option(help="heartbeat: how often the job runs, e.g. 1h")] = None,
     grace: Annotated[str | None, typer.Option(help="heartbeat: lateness tolerated, e.g. 5m")] = None,
-    max_runtime: Annotated[str | None, typer.Option(help="heartbeat: a run longer than this is a failure")] = None,
+    max_runtime: Annotated[
+        str | None, typer.Option(help="heartbeat: a run longer than this is a failure")
+    ] = None,
     failure_threshold: Annotated[int | None, typer.Option(help="failures in a row before unhealthy")] = None,
-    success_threshold: Annotated[int | None, typer.Option(help="successes in a row before healthy again")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="any other check setting, key=value "
-                                                                         "(YAML value); repeat")] = None,
-    recovery_file: Annotated[Path | None, typer.Option("--recovery-file", help="YAML recovery policy "
-                                                                             "(strategies, attempts, ...)")] = None,
+    success_threshold: Annotated[
+        int | None, typer.Option(help="successes in a row before healthy again")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="any other check setting, key=value (YAML value); repeat"),
+    ] = None,
+    recovery_file: Annotated[
+        Path | None, typer.Option("--recovery-file", help="YAML recovery policy (strategies, attempts, ...)")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value; repeat")] = None,
-    critical: Annotated[bool, typer.Option("--critical", help="its failure makes the whole system critical")] = False,
+    critical: Annotated[
+        bool, typer.Option("--critical", help="its failure makes the whole system critical")
+    ] = False,
     description: Annotated[str, typer.Option()] = "",
     endpoint: Annotated[str | None, typer.Option(help="the component's address (informational)")] = None,
-    from_file: Annotated[Path | None, typer.Option("--from-file", "-f",
-                                                   help="YAML spec (one component or a list)")] = None,
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", "-f", help="YAML spec (one component or a list)")
+    ] = None,
 ) -> None:
     """Register a component (from options, or every component of a YAML file)."""
     if from_file is not None:
         specs = _specs_from_file(from_file)
     elif name:
-        named = {"url": check_url, "interval": interval, "timeout": timeout, "host": host, "port": port,
-                 "period": period, "grace": grace, "max_runtime": max_runtime,
-                 "failure_threshold": failure_threshold, "success_threshold": success_threshold}
+        named = {
+            "url": check_url,
+            "interval": interval,
+            "timeout": timeout,
+            "host": host,
+            "port": port,
+            "period": period,
+            "grace": grace,
+            "max_runtime": max_runtime,
+            "failure_threshold": failure_threshold,
+            "success_threshold": success_threshold,
+        }
         check = {k: v for k, v in named.items() if v is not None}
         check.update({k: _param_value(v) for k, v in parse_labels(param).items()})
-        specs = [_spec_from_options(name, check_kind, check, parse_labels(label), critical, description, endpoint,
-                                    recovery_file)]
+        specs = [
+            _spec_from_options(
+                name, check_kind, check, parse_labels(label), critical, description, endpoint, recovery_file
+            )
+        ]
     else:
         raise typer.BadParameter("give a NAME or --from-file", param_hint="NAME")
     created = []
@@ -164,15 +208,20 @@ def ping_url(conn: Connection, name: str) -> None:
         output(conn, {"component": name, "url": url, "start": f"{url}/start", "fail": f"{url}/fail"})
         return
     typer.echo(url)
-    err_console.print(f"  shown once. In the job: curl -fsS -m 10 --retry 3 {url}   (start: {url}/start, "
-                      f"failure: {url}/fail, exit code: {url}/$?; a POST body is kept as the run's log)",
-                      markup=False, highlight=False, soft_wrap=True)
+    err_console.print(
+        f"  shown once. In the job: curl -fsS -m 10 --retry 3 {url}   (start: {url}/start, "
+        f"failure: {url}/fail, exit code: {url}/$?; a POST body is kept as the run's log)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("remove")
 @http_command
-def remove(conn: Connection, name: str,
-           yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False) -> None:
+def remove(
+    conn: Connection, name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False
+) -> None:
     """Delete a component and its history."""
     if not yes and not typer.confirm(f"remove {name} and its history?"):
         fail("aborted", 1)

@@ -44,7 +44,9 @@ def sample(
 
 @app.command("audit")
 def audit(
-    file: Annotated[Path | None, typer.Argument(help="config file (else PIPELINE_CONFIG and the environment)")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="config file (else PIPELINE_CONFIG and the environment)")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Report insecure settings with severity and fix.

@@ -10,7 +10,9 @@ app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 
 
 @app.command("upgrade")
-def upgrade(config: ConfigOption = None, revision: str = typer.Option("head", help="target revision")) -> None:
+def upgrade(
+    config: ConfigOption = None, revision: str = typer.Option("head", help="target revision")
+) -> None:
     """Migrate the database to the latest schema (safe to run repeatedly)."""
     from app.db.migrate import head_revision, upgrade_sync
 

@@ -32,12 +32,21 @@ def register(cli: typer.Typer) -> None:
 
 
 def login(
-    username: Annotated[str | None, typer.Option("--username", "-u", envvar="PIPELINE_USERNAME",
-                                                 help="prompted for when omitted")] = None,
-    password: Annotated[str | None, typer.Option("--password", envvar="PIPELINE_PASSWORD",
-                                                 help="prompted for when omitted (env: PIPELINE_PASSWORD)")] = None,
-    url: Annotated[str | None, typer.Option("--url", envvar="PIPELINE_URL",
-                                            help=f"guard URL (default {DEFAULT_URL})")] = None,
+    username: Annotated[
+        str | None,
+        typer.Option("--username", "-u", envvar="PIPELINE_USERNAME", help="prompted for when omitted"),
+    ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password",
+            envvar="PIPELINE_PASSWORD",
+            help="prompted for when omitted (env: PIPELINE_PASSWORD)",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", envvar="PIPELINE_URL", help=f"guard URL (default {DEFAULT_URL})")
+    ] = None,
 ) -> None:
     """Log in and keep the token in the user's config dir (0600)."""
     conn = resolve_connection(url, None, False)
@@ -49,8 +58,10 @@ def login(
         if not client.token:
             fail(f"{conn.url} accepted the login but issued no token")
         path = save_credentials(conn.url, client.token, username)
-    typer.echo(f"logged in to {conn.url} as {me.get('username', username)} ({me.get('role', '?')}); "
-               f"token kept in {path}")
+    typer.echo(
+        f"logged in to {conn.url} as {me.get('username', username)} ({me.get('role', '?')}); "
+        f"token kept in {path}"
+    )
 
 
 def logout(url: Annotated[str | None, typer.Option("--url", envvar="PIPELINE_URL")] = None) -> None:
@@ -69,8 +80,18 @@ STATUS_COLUMNS = [
     ("status", ("status", "health", "state.status")),
     ("critical", ("critical",)),
     ("last check", ("last_check", "last_check_at", "state.last_check_at")),
-    ("open incident", ("incident.id", "current_incident.id", "open_incident.id", "incident_id", "current_incident",
-                       "open_incident", "incident")),
+    (
+        "open incident",
+        (
+            "incident.id",
+            "current_incident.id",
+            "open_incident.id",
+            "incident_id",
+            "current_incident",
+            "open_incident",
+            "incident",
+        ),
+    ),
     ("uptime %", ("uptime_percent", "uptime", "uptime_24h")),
 ]
 
@@ -78,8 +99,10 @@ STATUS_COLUMNS = [
 def _status_rows(body) -> list[dict]:
     components = body.get("components") if isinstance(body, dict) else body
     if isinstance(components, dict):  # {"name": {...}} or {"name": "healthy"}
-        return [{"name": name, **(value if isinstance(value, dict) else {"status": value})}
-                for name, value in components.items()]
+        return [
+            {"name": name, **(value if isinstance(value, dict) else {"status": value})}
+            for name, value in components.items()
+        ]
     return items_of(components)
 
 
@@ -96,8 +119,10 @@ def status(conn: Connection) -> None:
                 raise
             # An older guard without the status API: the registry carries each component's state.
             page = client.list_components()
-            body = {"overall_health": None, "components": [
-                {**c, "status": pick(c, "state.status") or "unknown"} for c in items_of(page)]}
+            body = {
+                "overall_health": None,
+                "components": [{**c, "status": pick(c, "state.status") or "unknown"} for c in items_of(page)],
+            }
     if conn.json_output:
         output(conn, body)
         return
@@ -131,8 +156,14 @@ def heal(
 
 
 AUDIT_COLUMNS = [
-    ("time", ("at",)), ("actor", ("username",)), ("role", ("role",)), ("action", ("action",)),
-    ("target", ("target",)), ("from", ("client",)), ("status", ("status_code",)), ("detail", ("summary",)),
+    ("time", ("at",)),
+    ("actor", ("username",)),
+    ("role", ("role",)),
+    ("action", ("action",)),
+    ("target", ("target",)),
+    ("from", ("client",)),
+    ("status", ("status_code",)),
+    ("detail", ("summary",)),
 ]
 
 

@@ -38,6 +38,7 @@ err_console = Console(stderr=True)
 
 # --- the stored login -------------------------------------------------------------------------
 
+
 def config_dir() -> Path:
     override = os.environ.get("PIPELINE_CLI_CONFIG_DIR")
     return Path(override) if override else Path(typer.get_app_dir("pipeline-guard"))
@@ -76,6 +77,7 @@ def forget_credentials() -> bool:
 
 # --- the connection ---------------------------------------------------------------------------
 
+
 @dataclass
 class Connection:
     url: str
@@ -90,8 +92,17 @@ class Connection:
 
         quiet_client_log()
         # A pipeline client would keep retrying quietly; the CLI fails fast and says why.
-        return GuardClient(self.url, None if username else self.token, username=username, password=password,
-                           raise_errors=True, retries=1, backoff=0.2, timeout=15.0, flush_interval=0)
+        return GuardClient(
+            self.url,
+            None if username else self.token,
+            username=username,
+            password=password,
+            raise_errors=True,
+            retries=1,
+            backoff=0.2,
+            timeout=15.0,
+            flush_interval=0,
+        )
 
     def call(self, operation: str, *args: Any, **kwargs: Any) -> Any:
         with self.client() as client:
@@ -114,10 +125,21 @@ def resolve_connection(url: str | None, token: str | None, json_output: bool) ->
     return Connection(url=resolved_url, token=token, json_output=json_output)
 
 
-UrlOption = Annotated[str | None, typer.Option("--url", envvar="PIPELINE_URL", show_default=False,
-                                               help=f"guard URL (else the stored login's, else {DEFAULT_URL})")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="PIPELINE_TOKEN", show_default=False,
-                                                 help="bearer token (else the stored login's)")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="PIPELINE_URL",
+        show_default=False,
+        help=f"guard URL (else the stored login's, else {DEFAULT_URL})",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="PIPELINE_TOKEN", show_default=False, help="bearer token (else the stored login's)"
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
@@ -133,18 +155,26 @@ def http_command(func: Callable) -> Callable:
     extra = [
         inspect.Parameter("url", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=UrlOption),
         inspect.Parameter("token", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=TokenOption),
-        inspect.Parameter("json_output", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption),
+        inspect.Parameter(
+            "json_output", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption
+        ),
     ]
 
     @functools.wraps(func)
-    def wrapper(*args: Any, url: str | None = None, token: str | None = None, json_output: bool = False, **kwargs: Any):
+    def wrapper(
+        *args: Any, url: str | None = None, token: str | None = None, json_output: bool = False, **kwargs: Any
+    ):
         conn = resolve_connection(url, token, json_output)
         with handle_errors(conn):
             return func(conn, *args, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params + extra)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**{k: v for k, v in func.__annotations__.items() if k != "conn"},
-                               "url": UrlOption, "token": TokenOption, "json_output": JsonOption}
+    wrapper.__annotations__ = {
+        **{k: v for k, v in func.__annotations__.items() if k != "conn"},
+        "url": UrlOption,
+        "token": TokenOption,
+        "json_output": JsonOption,
+    }
     return wrapper
 
 
@@ -155,10 +185,13 @@ class handle_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc is None or isinstance(exc, (click.ClickException, TyperException, typer.Exit, typer.Abort, SystemExit,
-                                           KeyboardInterrupt)):
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None or isinstance(
+            exc,
+            (click.ClickException, TyperException, typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt),
+        ):
             return
         from app.client import GuardAPIError, GuardConnectionError
 
@@ -187,7 +220,11 @@ def describe_details(details: Any) -> list[str]:
         if key in ("fields", "errors") and isinstance(value, list):
             for item in value:
                 if isinstance(item, dict):
-                    where = item.get("field") if item.get("index") is None else f"[{item['index']}].{item.get('field')}"
+                    where = (
+                        item.get("field")
+                        if item.get("index") is None
+                        else f"[{item['index']}].{item.get('field')}"
+                    )
                     lines.append(f"{where}: {item.get('message')}")
                 else:
                     lines.append(str(item))
@@ -199,6 +236,7 @@ def describe_details(details: Any) -> list[str]:
 
 
 # --- parsing and output -----------------------------------------------------------------------
+
 
 def parse_labels(values: Sequence[str] | None) -> dict[str, str]:
     labels: dict[str, str] = {}
@@ -243,9 +281,17 @@ def pick(row: dict[str, Any], *keys: str) -> Any:
     return None
 
 
-STATUS_STYLES = {"healthy": "green", "degraded": "yellow", "critical": "red", "failed": "bold red",
-                 "recovering": "cyan", "firing": "red", "acknowledged": "yellow", "resolved": "green",
-                 "unknown": "dim"}
+STATUS_STYLES = {
+    "healthy": "green",
+    "degraded": "yellow",
+    "critical": "red",
+    "failed": "bold red",
+    "recovering": "cyan",
+    "firing": "red",
+    "acknowledged": "yellow",
+    "resolved": "green",
+    "unknown": "dim",
+}
 
 
 def styled(value: Any) -> str:
@@ -254,8 +300,12 @@ def styled(value: Any) -> str:
     return f"[{style}]{text}[/{style}]" if style else text.replace("[", r"\[")
 
 
-def output(conn: Connection, body: Any, columns: Iterable[tuple[str, tuple[str, ...]]] | None = None,
-           title: str | None = None) -> None:
+def output(
+    conn: Connection,
+    body: Any,
+    columns: Iterable[tuple[str, tuple[str, ...]]] | None = None,
+    title: str | None = None,
+) -> None:
     """``--json``: the body as JSON; else a table of ``columns`` (header, keys to try) over the items."""
     if conn.json_output:
         sys.stdout.write(json.dumps(body, indent=2, default=str) + "\n")
@@ -272,7 +322,9 @@ def output(conn: Connection, body: Any, columns: Iterable[tuple[str, tuple[str, 
     for header, _ in columns:
         table.add_column(header)
     for row in rows:
-        table.add_row(*(styled(pick(row, *keys)) if isinstance(row, dict) else cell(row) for _, keys in columns))
+        table.add_row(
+            *(styled(pick(row, *keys)) if isinstance(row, dict) else cell(row) for _, keys in columns)
+        )
     console.print(table)
     if not rows:
         err_console.print("(none)")

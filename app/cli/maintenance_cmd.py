@@ -7,20 +7,31 @@ import typer
 
 from app.cli.http_common import Connection, http_command, output, parse_labels
 
-app = typer.Typer(help="Maintenance windows: checks keep running, notifications and healing wait "
-                       "(talks to a running guard).", no_args_is_help=True)
+app = typer.Typer(
+    help="Maintenance windows: checks keep running, notifications and healing wait "
+    "(talks to a running guard).",
+    no_args_is_help=True,
+)
 
 COLUMNS = [
-    ("id", ("id",)), ("name", ("name",)), ("component", ("component",)), ("schedule", ("schedule",)),
-    ("tz", ("tz",)), ("duration s", ("duration_seconds",)), ("active", ("active",)),
-    ("window ends", ("window_ends_at",)), ("next window", ("next_window_at",)), ("comment", ("comment",)),
+    ("id", ("id",)),
+    ("name", ("name",)),
+    ("component", ("component",)),
+    ("schedule", ("schedule",)),
+    ("tz", ("tz",)),
+    ("duration s", ("duration_seconds",)),
+    ("active", ("active",)),
+    ("window ends", ("window_ends_at",)),
+    ("next window", ("next_window_at",)),
+    ("comment", ("comment",)),
 ]
 
 
 @app.command("list")
 @http_command
-def list_windows(conn: Connection,
-                 all_: Annotated[bool, typer.Option("--all", help="include ended windows")] = False) -> None:
+def list_windows(
+    conn: Connection, all_: Annotated[bool, typer.Option("--all", help="include ended windows")] = False
+) -> None:
     """Windows and silences (open, planned and recurring; ended ones with --all)."""
     params = {"include_expired": "true"} if all_ else None
     output(conn, conn.call("request", "GET", "/api/v1/silences", params=params), COLUMNS)
@@ -34,18 +45,31 @@ def add_window(
     schedule: Annotated[str, typer.Option(help="cron expression: a window opens each time it matches")],
     duration: Annotated[str, typer.Option(help="how long each window stays open, e.g. 45m")],
     tz: Annotated[str, typer.Option(help="IANA time zone of the schedule")] = "UTC",
-    component: Annotated[str | None, typer.Option(help="component name or shell pattern (default: all)")] = None,
+    component: Annotated[
+        str | None, typer.Option(help="component name or shell pattern (default: all)")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value; repeat")] = None,
     comment: Annotated[str, typer.Option(help="why (shown on the status page)")] = "",
 ) -> None:
     """Add a recurring maintenance window."""
-    body = {"name": name, "schedule": schedule, "tz": tz, "duration": duration, "component": component,
-            "labels": parse_labels(label), "comment": comment}
-    created = conn.call("request", "POST", "/api/v1/silences", json={k: v for k, v in body.items() if v is not None})
+    body = {
+        "name": name,
+        "schedule": schedule,
+        "tz": tz,
+        "duration": duration,
+        "component": component,
+        "labels": parse_labels(label),
+        "comment": comment,
+    }
+    created = conn.call(
+        "request", "POST", "/api/v1/silences", json={k: v for k, v in body.items() if v is not None}
+    )
     if conn.json_output:
         output(conn, created)
     else:
-        typer.echo(f"maintenance window {created.get('id')} ({name}): next opens {created.get('next_window_at')}")
+        typer.echo(
+            f"maintenance window {created.get('id')} ({name}): next opens {created.get('next_window_at')}"
+        )
 
 
 @app.command("open")
@@ -62,13 +86,18 @@ def open_window(
     if conn.json_output:
         output(conn, opened)
     else:
-        typer.echo(f"maintenance window {opened.get('id')} for {component} until {opened.get('window_ends_at')}")
+        typer.echo(
+            f"maintenance window {opened.get('id')} for {component} until {opened.get('window_ends_at')}"
+        )
 
 
 @app.command("close")
 @http_command
-def close_window(conn: Connection, component: Annotated[str, typer.Argument()],
-                 window_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+def close_window(
+    conn: Connection,
+    component: Annotated[str, typer.Argument()],
+    window_id: Annotated[int, typer.Argument(metavar="ID")],
+) -> None:
     """Close a component's maintenance window now."""
     closed = conn.call("request", "DELETE", f"/api/v1/components/{component}/maintenance/{window_id}")
     output(conn, closed) if conn.json_output else typer.echo(f"closed maintenance window {window_id}")

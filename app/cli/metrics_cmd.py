@@ -18,12 +18,24 @@ app = typer.Typer(help="Metrics: record, query, summarise, detect anomalies.", n
 
 @app.command("detect")
 def detect(
-    csv_paths: Annotated[list[Path], typer.Option(
-        "--csv", exists=True, dir_okay=False, readable=True,
-        help="input CSV with timestamp,value columns (one series); repeat for several files")],
-    out: Annotated[Path, typer.Option(
-        "--out", help="output CSV (timestamp,value,anomaly_score) for one input; for several "
-                      "inputs a directory, each output named after its input")],
+    csv_paths: Annotated[
+        list[Path],
+        typer.Option(
+            "--csv",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="input CSV with timestamp,value columns (one series); repeat for several files",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="output CSV (timestamp,value,anomaly_score) for one input; for several "
+            "inputs a directory, each output named after its input",
+        ),
+    ],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
 ) -> None:
     """Stream CSVs through exactly the detector the service uses (one point at a time, no

@@ -36,22 +36,37 @@ def register(cli: typer.Typer) -> None:
             # Refuse to start without the database (the orchestrator retries); once running, an
             # outage is degraded mode (503s, /health stays 200), not a crash.
             where = make_url(settings.database_url).render_as_string(hide_password=True)
-            typer.secho(f"cannot reach the database at {where} at startup ({type(exc).__name__}); refusing to start "
-                        "— start the database (or fix PIPELINE_DATABASE_URL) and start the guard again",
-                        fg=typer.colors.RED, err=True)
+            typer.secho(
+                f"cannot reach the database at {where} at startup ({type(exc).__name__}); refusing to start "
+                "— start the database (or fix PIPELINE_DATABASE_URL) and start the guard again",
+                fg=typer.colors.RED,
+                err=True,
+            )
             raise typer.Exit(1) from None
         if generated:
             typer.secho(
                 f"\n  Created the first admin user.\n  username: {ADMIN_USERNAME}\n  password: {generated}\n"
                 "  (shown once; set PIPELINE_ADMIN_PASSWORD to choose it)\n",
-                fg=typer.colors.YELLOW, err=True,
+                fg=typer.colors.YELLOW,
+                err=True,
             )
         if next_steps:
-            typer.secho(next_steps_text(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"),
-                        fg=typer.colors.CYAN, err=True)
+            typer.secho(
+                next_steps_text(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"),
+                fg=typer.colors.CYAN,
+                err=True,
+            )
         app = create_app(settings)
-        uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_config=None,
-                    proxy_headers=False, timeout_graceful_shutdown=20)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,
+            proxy_headers=False,
+            timeout_graceful_shutdown=20,
+        )
 
 
 def next_steps_text(url: str) -> str:

@@ -17,8 +17,14 @@ app = typer.Typer(help="User administration.", no_args_is_help=True)
 def create(
     name: str,
     role: Annotated[Role, typer.Option("--role", help="admin, operator, viewer or ingest")] = Role.VIEWER,
-    password: Annotated[str | None, typer.Option("--password", envvar="PIPELINE_NEW_PASSWORD",
-                                                 help="prompted for when omitted (env: PIPELINE_NEW_PASSWORD)")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password",
+            envvar="PIPELINE_NEW_PASSWORD",
+            help="prompted for when omitted (env: PIPELINE_NEW_PASSWORD)",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Create a user directly in the database."""

@@ -8,8 +8,13 @@ import typer
 from app.auth.permissions import Role
 from app.cli.http_common import Connection, http_command, output
 
-USER_COLUMNS = [("username", ("username",)), ("role", ("role",)), ("disabled", ("disabled",)),
-                ("last login", ("last_login_at",)), ("created", ("created_at",))]
+USER_COLUMNS = [
+    ("username", ("username",)),
+    ("role", ("role",)),
+    ("disabled", ("disabled",)),
+    ("last login", ("last_login_at",)),
+    ("created", ("created_at",)),
+]
 
 
 def register(users: typer.Typer) -> None:
@@ -30,8 +35,10 @@ def add_user(
     conn: Connection,
     name: str,
     role: Annotated[Role, typer.Option("--role", help="admin, operator, viewer or ingest")] = Role.VIEWER,
-    password: Annotated[str | None, typer.Option("--password", envvar="PIPELINE_NEW_PASSWORD",
-                                                 help="prompted for when omitted")] = None,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", envvar="PIPELINE_NEW_PASSWORD", help="prompted for when omitted"),
+    ] = None,
 ) -> None:
     """Create a user on the guard (admin)."""
     password = password or getpass.getpass(f"password for {name}: ")
@@ -47,8 +54,11 @@ def set_role(conn: Connection, name: str, role: Role) -> None:
 
 
 @http_command
-def disable_user(conn: Connection, name: str,
-                 enable: Annotated[bool, typer.Option("--enable", help="re-enable instead")] = False) -> None:
+def disable_user(
+    conn: Connection,
+    name: str,
+    enable: Annotated[bool, typer.Option("--enable", help="re-enable instead")] = False,
+) -> None:
     """Disable a user (their tokens stop working at once)."""
     body = conn.call("update_user", name, disabled=not enable)
     output(conn, body) if conn.json_output else typer.echo(f"{'enabled' if enable else 'disabled'} {name}")

@@ -21,5 +21,10 @@ from app.client.core import GuardAPIError, GuardClientError, GuardConnectionErro
 from app.client.sync import GuardClient
 
 __all__ = [
-    "AsyncGuardClient", "GuardAPIError", "GuardClient", "GuardClientError", "GuardConnectionError", "MetricPoint",
+    "AsyncGuardClient",
+    "GuardAPIError",
+    "GuardClient",
+    "GuardClientError",
+    "GuardConnectionError",
+    "MetricPoint",
 ]

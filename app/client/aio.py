@@ -47,16 +47,38 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
     The background flush runs as a task of the loop that recorded the first point.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, username: str | None = None,
-                 password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
-                 batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
-                 deadline: float | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None):
-        self._configure(url, token, username=username, password=password, retries=retries,
-                        raise_errors=raise_errors, batch_size=batch_size, flush_interval=flush_interval,
-                        backoff=backoff, timeout=timeout, deadline=deadline)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport,
-                                       headers={"User-Agent": USER_AGENT})
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 3,
+        raise_errors: bool = False,
+        batch_size: int = 500,
+        flush_interval: float = 2.0,
+        backoff: float = 0.5,
+        deadline: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self._configure(
+            url,
+            token,
+            username=username,
+            password=password,
+            retries=retries,
+            raise_errors=raise_errors,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            backoff=backoff,
+            timeout=timeout,
+            deadline=deadline,
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
+        )
         self._flush_lock: asyncio.Lock | None = None
         self._flusher: asyncio.Task | None = None
         self._closed = False
@@ -88,8 +110,14 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
     # --- transport --------------------------------------------------------------------------
     async def _auth_headers(self) -> dict[str, str]:
         if self.token is None and self.username and self.password:
-            body = await self._request(calls.Call("POST", f"{API}/auth/token", authenticated=False,
-                                                  data={"username": self.username, "password": self.password}))
+            body = await self._request(
+                calls.Call(
+                    "POST",
+                    f"{API}/auth/token",
+                    authenticated=False,
+                    data={"username": self.username, "password": self.password},
+                )
+            )
             self.token = body["access_token"]
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
@@ -101,9 +129,15 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
             if call.authenticated:
                 headers.update(await self._auth_headers())
             try:
-                response = await self._http.request(call.method, call.path, params=tuple(call.params) or None,
-                                                    json=call.json, data=call.data, headers=headers,
-                                                    timeout=exchange.request_timeout())
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=tuple(call.params) or None,
+                    json=call.json,
+                    data=call.data,
+                    headers=headers,
+                    timeout=exchange.request_timeout(),
+                )
             except httpx.TransportError as exc:
                 value = exchange.transport_error(exc)
                 await asyncio.sleep(value)
@@ -132,14 +166,20 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
             return None
         return await self._send(call, build.__name__)
 
-    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                      json: Any = None) -> Any:
+    async def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> Any:
         return await self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
 
     # --- metrics ----------------------------------------------------------------------------
-    async def record_metric(self, component: str, metric_name: str, value: float,
-                            labels: Mapping[str, Any] | None = None,
-                            timestamp: datetime | float | str | None = None) -> None:
+    async def record_metric(
+        self,
+        component: str,
+        metric_name: str,
+        value: float,
+        labels: Mapping[str, Any] | None = None,
+        timestamp: datetime | float | str | None = None,
+    ) -> None:
         """Buffer one point; it is sent with the next batch (size, interval, ``flush()`` or ``close()``)."""
         try:
             self._buffer.append(MetricPoint.make(component, metric_name, value, labels, timestamp))
@@ -178,7 +218,7 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
             pending, self._buffer = self._buffer, []
             sent = 0
             for index in range(0, len(pending), self.batch_size):
-                chunk = pending[index:index + self.batch_size]
+                chunk = pending[index : index + self.batch_size]
                 try:
                     await self._post_batch(chunk)
                     sent += len(chunk)
@@ -191,12 +231,16 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
             return sent
 
     def _requeue(self, unsent: list[MetricPoint], exc: Exception) -> None:
-        self._buffer, dropped = requeue(self._buffer, unsent, self.batch_size * MAX_BUFFER_FACTOR, closed=self._closed)
+        self._buffer, dropped = requeue(
+            self._buffer, unsent, self.batch_size * MAX_BUFFER_FACTOR, closed=self._closed
+        )
         report_requeue(log, self.raise_errors, len(unsent), dropped, exc)
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None and self.flush_interval and self.flush_interval > 0 and not self._closed:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop(), name="pipeline-guard-flush")
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_loop(), name="pipeline-guard-flush"
+            )
 
     async def _flush_loop(self) -> None:
         while not self._closed:
@@ -212,16 +256,26 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
         return len(self._buffer)
 
     # --- heartbeats and jobs ----------------------------------------------------------------
-    async def heartbeat(self, component: str, status: str | None = None, duration_seconds: float | None = None,
-                        message: str | None = None, ping_token: str | None = None) -> Any:
+    async def heartbeat(
+        self,
+        component: str,
+        status: str | None = None,
+        duration_seconds: float | None = None,
+        message: str | None = None,
+        ping_token: str | None = None,
+    ) -> Any:
         try:
             body = heartbeat_body(status, duration_seconds, message)
         except ValueError as exc:
             self._fail("heartbeat", exc)
             return None
-        call = calls.Call("POST", f"{API}/components/{segment(component)}/heartbeat", json=body,
-                          headers={"X-Ping-Token": ping_token} if ping_token else {},
-                          authenticated=ping_token is None)
+        call = calls.Call(
+            "POST",
+            f"{API}/components/{segment(component)}/heartbeat",
+            json=body,
+            headers={"X-Ping-Token": ping_token} if ping_token else {},
+            authenticated=ping_token is None,
+        )
         return await self._send(call, f"heartbeat {component}")
 
     def job(self, component: str, ping_token: str | None = None) -> AsyncJob:
@@ -229,8 +283,9 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
         return AsyncJob(self, component, ping_token)
 
     # --- maintenance windows (app/client/maintenance.py) ------------------------------------
-    def maintenance(self, component: str, duration: Duration, comment: str | None = None,
-                    ping_token: str | None = None) -> AsyncMaintenance:
+    def maintenance(
+        self, component: str, duration: Duration, comment: str | None = None, ping_token: str | None = None
+    ) -> AsyncMaintenance:
         """``async with guard.maintenance("etl", "30m"):`` (see ``GuardClient.maintenance``)."""
         return AsyncMaintenance(self, component, duration, comment, ping_token)
 
@@ -248,19 +303,25 @@ class AsyncJob:
         await self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         duration = self._watch.elapsed if self._watch else None
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             await self.client.flush()
-            await self.client.heartbeat(self.component, "success", duration, self.message, ping_token=self.ping_token)
+            await self.client.heartbeat(
+                self.component, "success", duration, self.message, ping_token=self.ping_token
+            )
             return
         try:
             await self.client.flush()
-            await self.client.heartbeat(self.component, "fail", duration, failure_message(exc),
-                                        ping_token=self.ping_token)
+            await self.client.heartbeat(
+                self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token
+            )
         except Exception as report_error:  # noqa: BLE001
-            log.warning("pipeline guard: could not report the failure of %s: %s", self.component, report_error)
+            log.warning(
+                "pipeline guard: could not report the failure of %s: %s", self.component, report_error
+            )
 
     def __call__(self, func: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         @functools.wraps(func)

@@ -51,8 +51,12 @@ def parse_error(response: httpx.Response) -> GuardAPIError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         error = body["error"]
-        return GuardAPIError(response.status_code, str(error.get("type", "error")),
-                             str(error.get("message", response.reason_phrase)), error.get("details") or {})
+        return GuardAPIError(
+            response.status_code,
+            str(error.get("type", "error")),
+            str(error.get("message", response.reason_phrase)),
+            error.get("details") or {},
+        )
     if isinstance(body, dict) and "detail" in body:  # a plain FastAPI/Starlette error
         return GuardAPIError(response.status_code, "error", str(body["detail"]))
     text = response.text.strip()[:200] or response.reason_phrase
@@ -144,11 +148,21 @@ class MetricPoint:
     timestamp: str | None = None
 
     @classmethod
-    def make(cls, component: str, metric_name: str, value: float, labels: Mapping[str, Any] | None = None,
-             timestamp: datetime | float | str | None = None) -> MetricPoint:
-        return cls(component=str(component), metric_name=str(metric_name), value=float(value),
-                   labels={str(k): str(v) for k, v in (labels or {}).items()},
-                   timestamp=encode_timestamp(timestamp) or datetime.now(UTC).isoformat())
+    def make(
+        cls,
+        component: str,
+        metric_name: str,
+        value: float,
+        labels: Mapping[str, Any] | None = None,
+        timestamp: datetime | float | str | None = None,
+    ) -> MetricPoint:
+        return cls(
+            component=str(component),
+            metric_name=str(metric_name),
+            value=float(value),
+            labels={str(k): str(v) for k, v in (labels or {}).items()},
+            timestamp=encode_timestamp(timestamp) or datetime.now(UTC).isoformat(),
+        )
 
     @classmethod
     def coerce(cls, point: Any) -> MetricPoint:
@@ -156,13 +170,22 @@ class MetricPoint:
         if isinstance(point, MetricPoint):
             return point
         if isinstance(point, Mapping):
-            return cls.make(point["component"], point["metric_name"], point["value"], point.get("labels"),
-                            point.get("timestamp"))
+            return cls.make(
+                point["component"],
+                point["metric_name"],
+                point["value"],
+                point.get("labels"),
+                point.get("timestamp"),
+            )
         return cls.make(*point)
 
     def as_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"component": self.component, "metric_name": self.metric_name, "value": self.value,
-                                "labels": self.labels}
+        data: dict[str, Any] = {
+            "component": self.component,
+            "metric_name": self.metric_name,
+            "value": self.value,
+            "labels": self.labels,
+        }
         if self.timestamp is not None:
             data["timestamp"] = self.timestamp
         return data
@@ -171,7 +194,7 @@ class MetricPoint:
 def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     size = max(1, size)
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def label_params(labels: Mapping[str, Any] | None, name: str = "labels") -> list[tuple[str, str]]:
@@ -259,8 +282,10 @@ class Exchange:
         """The client's timeout, cut to what is left of the call's deadline (raises when nothing is)."""
         left = self.remaining()
         if left <= 0:
-            raise GuardConnectionError(f"{self.call.method} {self.client.url}{self.call.path}: "
-                                       f"no answer within the call's deadline ({self.client.deadline:g}s)")
+            raise GuardConnectionError(
+                f"{self.call.method} {self.client.url}{self.call.path}: "
+                f"no answer within the call's deadline ({self.client.deadline:g}s)"
+            )
         return httpx.Timeout(min(self.client.timeout, left))
 
     def transport_error(self, exc: httpx.TransportError) -> float:
@@ -269,15 +294,24 @@ class Exchange:
         delay = self.client.policy.delay(self.attempt)
         if self.attempt >= self.client.policy.retries or delay >= self.remaining():
             raise GuardConnectionError(
-                f"{call.method} {self.client.url}{call.path}: {type(exc).__name__}: {exc}") from exc
-        self.log.info("guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, self.attempt + 1, delay)
+                f"{call.method} {self.client.url}{call.path}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.log.info(
+            "guard unreachable (%s), retry %d in %.2fs", type(exc).__name__, self.attempt + 1, delay
+        )
         self.attempt += 1
         return delay
 
     def response(self, response: httpx.Response) -> tuple[str, Any]:
         """(RETRY, seconds) / (RELOGIN, None) / (DONE, parsed body); raises GuardAPIError on a final 4xx/5xx."""
         client, status = self.client, response.status_code
-        if status == 401 and self.call.authenticated and client.username and client.password and not self.relogged:
+        if (
+            status == 401
+            and self.call.authenticated
+            and client.username
+            and client.password
+            and not self.relogged
+        ):
             self.relogged = True
             client.token = None
             return RELOGIN, None
@@ -314,9 +348,15 @@ def requeue(buffer: list[Any], unsent: list[Any], limit: int, *, closed: bool) -
     return merged[dropped:], dropped
 
 
-def report_requeue(log: logging.Logger, raise_errors: bool, unsent: int, dropped: int, exc: Exception) -> None:
-    log.warning("pipeline guard: could not send %d metric points (%s)%s", unsent, exc,
-                f"; dropped {dropped}" if dropped else "; will retry")
+def report_requeue(
+    log: logging.Logger, raise_errors: bool, unsent: int, dropped: int, exc: Exception
+) -> None:
+    log.warning(
+        "pipeline guard: could not send %d metric points (%s)%s",
+        unsent,
+        exc,
+        f"; dropped {dropped}" if dropped else "; will retry",
+    )
     if raise_errors:
         raise exc if isinstance(exc, GuardClientError) else GuardClientError(str(exc))
 
@@ -333,9 +373,21 @@ def report_failure(log: logging.Logger, raise_errors: bool, what: str, exc: Exce
 class ClientSettings:
     """What the sync and async clients keep alike: where, who, and how hard to try."""
 
-    def _configure(self, url: str, token: str | None, *, username: str | None, password: str | None,
-                   retries: int, raise_errors: bool, batch_size: int, flush_interval: float, backoff: float,
-                   timeout: float = 5.0, deadline: float | None = None) -> None:
+    def _configure(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        username: str | None,
+        password: str | None,
+        retries: int,
+        raise_errors: bool,
+        batch_size: int,
+        flush_interval: float,
+        backoff: float,
+        timeout: float = 5.0,
+        deadline: float | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = float(timeout)
         # One call (its retries and back-off included) never takes longer than this.

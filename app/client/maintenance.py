@@ -35,20 +35,35 @@ def open_call(component: str, duration: Duration, comment: str | None, ping_toke
     body: dict[str, Any] = {"duration": _duration(duration)}
     if comment:
         body["comment"] = comment
-    return calls.Call("POST", f"{API}/components/{segment(component)}/maintenance", json=body,
-                      headers={"X-Ping-Token": ping_token} if ping_token else {}, authenticated=ping_token is None)
+    return calls.Call(
+        "POST",
+        f"{API}/components/{segment(component)}/maintenance",
+        json=body,
+        headers={"X-Ping-Token": ping_token} if ping_token else {},
+        authenticated=ping_token is None,
+    )
 
 
 def close_call(component: str, window_id: int, ping_token: str | None) -> calls.Call:
-    return calls.Call("DELETE", f"{API}/components/{segment(component)}/maintenance/{window_id}",
-                      headers={"X-Ping-Token": ping_token} if ping_token else {}, authenticated=ping_token is None)
+    return calls.Call(
+        "DELETE",
+        f"{API}/components/{segment(component)}/maintenance/{window_id}",
+        headers={"X-Ping-Token": ping_token} if ping_token else {},
+        authenticated=ping_token is None,
+    )
 
 
 class Maintenance:
     """The synchronous context manager (``GuardClient.maintenance``)."""
 
-    def __init__(self, client: GuardClient, component: str, duration: Duration, comment: str | None = None,
-                 ping_token: str | None = None):
+    def __init__(
+        self,
+        client: GuardClient,
+        component: str,
+        duration: Duration,
+        comment: str | None = None,
+        ping_token: str | None = None,
+    ):
         self.client, self.component, self.ping_token = client, component, ping_token
         self._open = open_call(component, duration, comment, ping_token)
         self.window: dict[str, Any] | None = None  # the guard's answer: id, window_ends_at, ...
@@ -59,15 +74,23 @@ class Maintenance:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.window and self.window.get("id") is not None:
-            self.client._send(close_call(self.component, self.window["id"], self.ping_token),
-                              f"maintenance {self.component}")
+            self.client._send(
+                close_call(self.component, self.window["id"], self.ping_token),
+                f"maintenance {self.component}",
+            )
 
 
 class AsyncMaintenance:
     """The asyncio twin (``AsyncGuardClient.maintenance``): ``async with``."""
 
-    def __init__(self, client: AsyncGuardClient, component: str, duration: Duration, comment: str | None = None,
-                 ping_token: str | None = None):
+    def __init__(
+        self,
+        client: AsyncGuardClient,
+        component: str,
+        duration: Duration,
+        comment: str | None = None,
+        ping_token: str | None = None,
+    ):
         self.client, self.component, self.ping_token = client, component, ping_token
         self._open = open_call(component, duration, comment, ping_token)
         self.window: dict[str, Any] | None = None
@@ -78,5 +101,7 @@ class AsyncMaintenance:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.window and self.window.get("id") is not None:
-            await self.client._send(close_call(self.component, self.window["id"], self.ping_token),
-                                    f"maintenance {self.component}")
+            await self.client._send(
+                close_call(self.component, self.window["id"], self.ping_token),
+                f"maintenance {self.component}",
+            )

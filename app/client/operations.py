@@ -29,13 +29,26 @@ class Operations(Generic[R]):
         raise NotImplementedError
 
     # --- metrics ------------------------------------------------------------------------------
-    def get_metrics(self, component: str | None = None, metric_name: str | None = None, start_time: When = None,
-                    end_time: When = None, labels: Mapping[str, str] | None = None, limit: int = 100) -> R:
+    def get_metrics(
+        self,
+        component: str | None = None,
+        metric_name: str | None = None,
+        start_time: When = None,
+        end_time: When = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 100,
+    ) -> R:
         """Metric points, newest first (``GET /api/v1/metrics``)."""
         return self._invoke(calls.get_metrics, component, metric_name, start_time, end_time, labels, limit)
 
-    def get_metric_summary(self, component: str, metric_name: str, since: str | float | None = None,
-                           start: When = None, end: When = None) -> R:
+    def get_metric_summary(
+        self,
+        component: str,
+        metric_name: str,
+        since: str | float | None = None,
+        start: When = None,
+        end: When = None,
+    ) -> R:
         """count/min/max/mean/percentiles of one series (``since`` like ``1h`` or seconds, or ``start``/``end``)."""
         return self._invoke(calls.get_metric_summary, component, metric_name, since, start, end)
 
@@ -52,11 +65,26 @@ class Operations(Generic[R]):
         """Overall health and each component's status, last check, open incident (``GET /api/v1/status``)."""
         return self._invoke(calls.get_system_status)
 
-    def list_components(self, *, region: str | None = None, status: str | None = None, enabled: bool | None = None,
-                        labels: Mapping[str, str] | None = None, limit: int = 1000, offset: int = 0) -> R:
+    def list_components(
+        self,
+        *,
+        region: str | None = None,
+        status: str | None = None,
+        enabled: bool | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> R:
         """A page of components (``{"items": [...], ...}``), filtered by region, status, enabled or labels."""
-        return self._invoke(calls.list_components, region=region, status=status, enabled=enabled, labels=labels,
-                            limit=limit, offset=offset)
+        return self._invoke(
+            calls.list_components,
+            region=region,
+            status=status,
+            enabled=enabled,
+            labels=labels,
+            limit=limit,
+            offset=offset,
+        )
 
     def get_component(self, name: str) -> R:
         """One component: its spec and current state."""
@@ -83,11 +111,19 @@ class Operations(Generic[R]):
         return self._invoke(calls.delete_component, name)
 
     # --- alerts and silences ------------------------------------------------------------------
-    def list_alerts(self, *, state: str | None = None, component: str | None = None, severity: str | None = None,
-                    limit: int = 100, offset: int = 0) -> R:
+    def list_alerts(
+        self,
+        *,
+        state: str | None = None,
+        component: str | None = None,
+        severity: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> R:
         """Alerts, newest first; ``state``: firing, acknowledged, silenced or resolved (default: not resolved)."""
-        return self._invoke(calls.list_alerts, state=state, component=component, severity=severity, limit=limit,
-                            offset=offset)
+        return self._invoke(
+            calls.list_alerts, state=state, component=component, severity=severity, limit=limit, offset=offset
+        )
 
     def get_alert(self, alert_id: int | str) -> R:
         """One alert."""
@@ -105,13 +141,20 @@ class Operations(Generic[R]):
         """Active silences (and expired ones with ``include_expired=True``)."""
         return self._invoke(calls.list_silences, include_expired=include_expired, limit=limit, offset=offset)
 
-    def create_silence(self, spec: Mapping[str, Any] | None = None, *, component: str | None = None,
-                       labels: Mapping[str, str] | None = None, duration: str | float | None = None,
-                       comment: str = "") -> R:
+    def create_silence(
+        self,
+        spec: Mapping[str, Any] | None = None,
+        *,
+        component: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        duration: str | float | None = None,
+        comment: str = "",
+    ) -> R:
         """Mute notifications and healing: ``{"component", "labels", "starts_at", "ends_at", "comment"}`` as
         the API takes it, or ``component=``/``labels=``/``duration="30m"``/``comment=`` (starting now)."""
-        return self._invoke(calls.create_silence, spec, component=component, labels=labels, duration=duration,
-                            comment=comment)
+        return self._invoke(
+            calls.create_silence, spec, component=component, labels=labels, duration=duration, comment=comment
+        )
 
     def expire_silence(self, silence_id: int | str) -> R:
         """End a silence now."""
@@ -164,10 +207,19 @@ class Operations(Generic[R]):
         """Change a user's role, or disable them (admin)."""
         return self._invoke(calls.update_user, username, role=role, disabled=disabled)
 
-    def list_audit(self, *, actor: str | None = None, action: str | None = None, since: When | float = None,
-                   limit: int = 100, offset: int = 0) -> R:
+    def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: When | float = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> R:
         """Who did what (admin). ``since``: an ISO time, a datetime or a duration back from now (``24h``)."""
-        return self._invoke(calls.list_audit, actor=actor, action=action, since=since, limit=limit, offset=offset)
+        return self._invoke(
+            calls.list_audit, actor=actor, action=action, since=since, limit=limit, offset=offset
+        )
 
     def me(self) -> R:
         """The user the client acts as."""

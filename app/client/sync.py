@@ -57,16 +57,38 @@ class GuardClient(ClientSettings, Operations[Any]):
     ``raise_errors=True``; otherwise the call returns ``None``.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, username: str | None = None,
-                 password: str | None = None, timeout: float = 5.0, retries: int = 3, raise_errors: bool = False,
-                 batch_size: int = 500, flush_interval: float = 2.0, backoff: float = 0.5,
-                 deadline: float | None = None,
-                 transport: httpx.BaseTransport | None = None):
-        self._configure(url, token, username=username, password=password, retries=retries,
-                        raise_errors=raise_errors, batch_size=batch_size, flush_interval=flush_interval,
-                        backoff=backoff, timeout=timeout, deadline=deadline)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
-                                  headers={"User-Agent": USER_AGENT})
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 3,
+        raise_errors: bool = False,
+        batch_size: int = 500,
+        flush_interval: float = 2.0,
+        backoff: float = 0.5,
+        deadline: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._configure(
+            url,
+            token,
+            username=username,
+            password=password,
+            retries=retries,
+            raise_errors=raise_errors,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            backoff=backoff,
+            timeout=timeout,
+            deadline=deadline,
+        )
+        self._http = httpx.Client(
+            base_url=self.url, timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}
+        )
         self._buffer_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._login_lock = threading.Lock()
@@ -106,9 +128,12 @@ class GuardClient(ClientSettings, Operations[Any]):
 
     def _login(self) -> None:
         with self._login_lock:
-            call = calls.Call("POST", f"{API}/auth/token", data={"username": self.username or "",
-                                                                   "password": self.password or ""},
-                              authenticated=False)
+            call = calls.Call(
+                "POST",
+                f"{API}/auth/token",
+                data={"username": self.username or "", "password": self.password or ""},
+                authenticated=False,
+            )
             body = self._request(call)
             self.token = body["access_token"]
 
@@ -120,9 +145,15 @@ class GuardClient(ClientSettings, Operations[Any]):
             if call.authenticated:
                 headers.update(self._auth_headers())
             try:
-                response = self._http.request(call.method, call.path, params=tuple(call.params) or None,
-                                                    json=call.json, data=call.data, headers=headers,
-                                                    timeout=exchange.request_timeout())
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=tuple(call.params) or None,
+                    json=call.json,
+                    data=call.data,
+                    headers=headers,
+                    timeout=exchange.request_timeout(),
+                )
             except httpx.TransportError as exc:
                 value = exchange.transport_error(exc)
                 time.sleep(value)
@@ -151,13 +182,21 @@ class GuardClient(ClientSettings, Operations[Any]):
             return None
         return self._send(call, build.__name__)
 
-    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
+    def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+    ) -> Any:
         """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error handling."""
         return self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
 
     # --- metrics ----------------------------------------------------------------------------
-    def record_metric(self, component: str, metric_name: str, value: float, labels: Mapping[str, Any] | None = None,
-                      timestamp: datetime | float | str | None = None) -> None:
+    def record_metric(
+        self,
+        component: str,
+        metric_name: str,
+        value: float,
+        labels: Mapping[str, Any] | None = None,
+        timestamp: datetime | float | str | None = None,
+    ) -> None:
         """Buffer one point; it is sent with the next batch (size, interval, ``flush()`` or ``close()``)."""
         try:
             point = MetricPoint.make(component, metric_name, value, labels, timestamp)
@@ -200,7 +239,7 @@ class GuardClient(ClientSettings, Operations[Any]):
                 pending, self._buffer = self._buffer, []
             sent = 0
             for index in range(0, len(pending), self.batch_size):
-                chunk = pending[index:index + self.batch_size]
+                chunk = pending[index : index + self.batch_size]
                 try:
                     self._post_batch(chunk)
                     sent += len(chunk)
@@ -214,13 +253,21 @@ class GuardClient(ClientSettings, Operations[Any]):
 
     def _requeue(self, unsent: list[MetricPoint], exc: Exception) -> None:
         with self._buffer_lock:
-            self._buffer, dropped = requeue(self._buffer, unsent, self.batch_size * MAX_BUFFER_FACTOR,
-                                            closed=self._closed.is_set())
+            self._buffer, dropped = requeue(
+                self._buffer, unsent, self.batch_size * MAX_BUFFER_FACTOR, closed=self._closed.is_set()
+            )
         report_requeue(log, self.raise_errors, len(unsent), dropped, exc)
 
     def _ensure_flusher(self) -> None:
-        if self._flusher is None and self.flush_interval and self.flush_interval > 0 and not self._closed.is_set():
-            self._flusher = threading.Thread(target=self._flush_loop, name="pipeline-guard-flush", daemon=True)
+        if (
+            self._flusher is None
+            and self.flush_interval
+            and self.flush_interval > 0
+            and not self._closed.is_set()
+        ):
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="pipeline-guard-flush", daemon=True
+            )
             self._flusher.start()
 
     def _flush_loop(self) -> None:
@@ -237,17 +284,27 @@ class GuardClient(ClientSettings, Operations[Any]):
         return len(self._buffer)
 
     # --- heartbeats and jobs ----------------------------------------------------------------
-    def heartbeat(self, component: str, status: str | None = None, duration_seconds: float | None = None,
-                  message: str | None = None, ping_token: str | None = None) -> Any:
+    def heartbeat(
+        self,
+        component: str,
+        status: str | None = None,
+        duration_seconds: float | None = None,
+        message: str | None = None,
+        ping_token: str | None = None,
+    ) -> Any:
         """Tell the guard the component is alive (``status``: start, success or fail)."""
         try:
             body = heartbeat_body(status, duration_seconds, message)
         except ValueError as exc:
             self._fail("heartbeat", exc)
             return None
-        call = calls.Call("POST", f"{API}/components/{segment(component)}/heartbeat", json=body,
-                          headers={"X-Ping-Token": ping_token} if ping_token else {},
-                          authenticated=ping_token is None)
+        call = calls.Call(
+            "POST",
+            f"{API}/components/{segment(component)}/heartbeat",
+            json=body,
+            headers={"X-Ping-Token": ping_token} if ping_token else {},
+            authenticated=ping_token is None,
+        )
         return self._send(call, f"heartbeat {component}")
 
     def job(self, component: str, ping_token: str | None = None) -> Job:
@@ -259,8 +316,9 @@ class GuardClient(ClientSettings, Operations[Any]):
         return Job(self, component, ping_token)
 
     # --- maintenance windows (app/client/maintenance.py) ------------------------------------
-    def maintenance(self, component: str, duration: Duration, comment: str | None = None,
-                    ping_token: str | None = None) -> Maintenance:
+    def maintenance(
+        self, component: str, duration: Duration, comment: str | None = None, ping_token: str | None = None
+    ) -> Maintenance:
         """``with guard.maintenance("etl", "30m"):`` mutes notifications and healing for the
         component while the block runs (at most ``duration``); checks keep running."""
         return Maintenance(self, component, duration, comment, ping_token)
@@ -281,19 +339,26 @@ class Job:
         self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         duration = self._watch.elapsed if self._watch else None
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.client.flush()
-            self.client.heartbeat(self.component, "success", duration, self.message, ping_token=self.ping_token)
+            self.client.heartbeat(
+                self.component, "success", duration, self.message, ping_token=self.ping_token
+            )
             return
         # The job failed: report it, but never let a reporting error hide the job's own exception.
         try:
             self.client.flush()
-            self.client.heartbeat(self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token)
+            self.client.heartbeat(
+                self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token
+            )
         except Exception as report_error:  # noqa: BLE001
-            log.warning("pipeline guard: could not report the failure of %s: %s", self.component, report_error)
+            log.warning(
+                "pipeline guard: could not report the failure of %s: %s", self.component, report_error
+            )
 
     def __call__(self, func: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(func)

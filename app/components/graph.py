@@ -55,7 +55,7 @@ def find_cycle(graph: Graph) -> list[str] | None:
             nxt = todo.pop(0)
             state = colour.get(nxt, 0)
             if state == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if state == 0 and nxt in graph:
                 colour[nxt] = 1
                 path.append(nxt)
@@ -121,5 +121,8 @@ def descendants(graph: Graph, name: str, *, children: Graph | None = None) -> li
 def roots(graph: Graph, name: str, unhealthy: set[str]) -> list[str]:
     """The unhealthy upstream components of ``name`` that have no unhealthy upstream of their own:
     the root causes its failure is attributed to (sorted; empty when every upstream is fine)."""
-    return sorted(a for a in ancestors(graph, name)
-                  if a in unhealthy and not any(b in unhealthy for b in ancestors(graph, a)))
+    return sorted(
+        a
+        for a in ancestors(graph, name)
+        if a in unhealthy and not any(b in unhealthy for b in ancestors(graph, a))
+    )

@@ -34,14 +34,28 @@ class RegistryWatch:
     async def enabled_versions(self, session: AsyncSession) -> dict[int, tuple[int, Any]]:
         """component id -> (version, created_at) of every enabled component (do not mutate the result).
         The creation time tells a deleted and re-created component from an edit of the old one."""
-        signature = tuple((await session.execute(select(
-            func.count(), func.sum(Component.version), func.sum(Component.id), func.max(Component.updated_at),
-            func.sum(case((Component.enabled.is_(True), Component.id), else_=0))))).one())
+        signature = tuple(
+            (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.sum(Component.version),
+                        func.sum(Component.id),
+                        func.max(Component.updated_at),
+                        func.sum(case((Component.enabled.is_(True), Component.id), else_=0)),
+                    )
+                )
+            ).one()
+        )
         now = time.monotonic()
         if signature != self._signature or now >= self._full_at:
-            rows = (await session.execute(
-                select(Component.id, Component.version, Component.created_at)
-                .where(Component.enabled.is_(True)))).all()
+            rows = (
+                await session.execute(
+                    select(Component.id, Component.version, Component.created_at).where(
+                        Component.enabled.is_(True)
+                    )
+                )
+            ).all()
             self._enabled = {cid: (version, created) for cid, version, created in rows}
             self._signature, self._full_at = signature, now + FULL_REFRESH_S
             self.full_reads += 1

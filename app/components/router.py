@@ -6,10 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
-from app.components.service import ComponentService
-from app.db.models import Component
-from app.db.types import utcnow
 from app.api.deps import (
     CanManageComponents,
     CanMonitorHealth,
@@ -19,9 +15,13 @@ from app.api.deps import (
     SessionDep,
     StrategiesDep,
 )
-from app.core.errors import error_responses
-from app.platform.events import ComponentDeleted
 from app.api.pagination import LabelFilter, Page, parse_label_filters
+from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
+from app.components.service import ComponentService
+from app.core.errors import error_responses
+from app.db.models import Component
+from app.db.types import utcnow
+from app.platform.events import ComponentDeleted
 
 router = APIRouter(prefix="/api/v1/components", tags=["components"])
 
@@ -39,20 +39,36 @@ async def list_components(
     service: ServiceDep,
     page: Annotated[Page, Depends()],
     region: str | None = None,
-    status_: Annotated[str | None, Query(alias="status", pattern="^(unknown|healthy|degraded|critical|recovering|failed)$")] = None,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(unknown|healthy|degraded|critical|recovering|failed)$")
+    ] = None,
     enabled: bool | None = None,
-    label: Annotated[list[LabelFilter] | None, Query(description="key=value; repeat for several (all must match)")] = None,
+    label: Annotated[
+        list[LabelFilter] | None, Query(description="key=value; repeat for several (all must match)")
+    ] = None,
 ) -> ComponentPage:
     items, total = await service.list(
-        limit=page.limit, offset=page.offset, region=region, status=status_, enabled=enabled,
+        limit=page.limit,
+        offset=page.offset,
+        region=region,
+        status=status_,
+        enabled=enabled,
         labels=parse_label_filters(label),
     )
-    return ComponentPage(items=[ComponentOut.model_validate(c) for c in items], total=total, limit=page.limit,
-                         offset=page.offset)
+    return ComponentPage(
+        items=[ComponentOut.model_validate(c) for c in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
 
 
-@router.post("", response_model=ComponentOut, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(401, 403, 409, 422))
+@router.post(
+    "",
+    response_model=ComponentOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 409, 422),
+)
 async def create_component(
     data: ComponentCreate, _: CanManageComponents, service: ServiceDep, metrics: MetricsDep
 ) -> Component:
@@ -75,12 +91,16 @@ async def update_component(
     return component
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
-async def delete_component(name: str, _: CanManageComponents, service: ServiceDep, session: SessionDep,
-                           events: EventsDep) -> Response:
+@router.delete(
+    "/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409)
+)
+async def delete_component(
+    name: str, _: CanManageComponents, service: ServiceDep, session: SessionDep, events: EventsDep
+) -> Response:
     deleted = await service.delete(name)
     # Other domains drop what they keep by name (healing's budget, breaker and incidents) in this
     # same transaction, so nothing of the old component applies to a new one of that name.
     await events.publish(
-        ComponentDeleted(component=deleted.name, component_id=deleted.id, at=utcnow()), session)
+        ComponentDeleted(component=deleted.name, component_id=deleted.id, at=utcnow()), session
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

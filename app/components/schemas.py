@@ -44,9 +44,10 @@ class ComponentBase(BaseModel):
     )
     enabled: bool = True
     depends_on: list[str] = Field(
-        default_factory=list, max_length=64,
+        default_factory=list,
+        max_length=64,
         description="Names of the components this one needs; its failures while one of them is unhealthy are "
-                    "attributed to that root cause (no notification, no healing of its own). No cycles.",
+        "attributed to that root cause (no notification, no healing of its own). No cycles.",
         examples=[["db"]],
     )
 

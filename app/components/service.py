@@ -12,8 +12,8 @@ from app.components import graph
 from app.components.repository import ComponentRepository
 from app.components.schemas import ComponentCreate, ComponentUpdate
 from app.components.specs import validate_check, validate_recovery
-from app.db.models import Component
 from app.core.errors import Conflict, NotFound
+from app.db.models import Component
 from app.security.check_secrets import seal_check
 
 SOURCE_API = "api"
@@ -41,7 +41,9 @@ class ComponentService:
     async def list(self, **filters: Any) -> tuple[list[Component], int]:
         return await self.repo.list(**filters)
 
-    async def create(self, data: ComponentCreate, *, source: str = SOURCE_API, check_graph: bool = True) -> Component:
+    async def create(
+        self, data: ComponentCreate, *, source: str = SOURCE_API, check_graph: bool = True
+    ) -> Component:
         """``check_graph=False``: the caller validated the whole graph itself (the config file's sync
         creates components in any order)."""
         if await self.repo.by_name(data.name) is not None:
@@ -85,8 +87,11 @@ class ComponentService:
         self._refuse_config_owned(component, source)
         dependents = sorted(n for n, deps in (await self.dependency_graph()).items() if name in deps)
         if dependents:
-            raise Conflict(f"component {name!r} is needed by {', '.join(dependents)}; remove it from their "
-                           "depends_on first", details={"dependents": dependents})
+            raise Conflict(
+                f"component {name!r} is needed by {', '.join(dependents)}; remove it from their "
+                "depends_on first",
+                details={"dependents": dependents},
+            )
         await self.repo.delete(component)
         return component
 
@@ -94,7 +99,9 @@ class ComponentService:
         rows = (await self.repo.session.execute(select(Component.name, Component.depends_on))).all()
         return {name: list(deps or []) for name, deps in rows}
 
-    async def _checked_dependencies(self, name: str, depends_on: builtins.list[str], check_graph: bool) -> builtins.list[str]:
+    async def _checked_dependencies(
+        self, name: str, depends_on: builtins.list[str], check_graph: bool
+    ) -> builtins.list[str]:
         """The list, cleaned; a 422 naming the unknown component or the cycle it would close."""
         try:
             deps = graph.normalise(depends_on)

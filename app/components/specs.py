@@ -12,12 +12,30 @@ from app.config.settings import parse_duration
 from app.core.errors import ValidationFailed
 
 POLICY_KEYS = {
-    "strategies", "max_attempts", "backoff_initial", "backoff_max", "cooldown", "breaker_threshold",
-    "breaker_window", "dry_run", "require_approval", "approval_timeout", "learned_ordering", "verify_timeout",
-    "grace_period", "heal_on",
+    "strategies",
+    "max_attempts",
+    "backoff_initial",
+    "backoff_max",
+    "cooldown",
+    "breaker_threshold",
+    "breaker_window",
+    "dry_run",
+    "require_approval",
+    "approval_timeout",
+    "learned_ordering",
+    "verify_timeout",
+    "grace_period",
+    "heal_on",
 }
-_POLICY_DURATIONS = {"backoff_initial", "backoff_max", "cooldown", "breaker_window", "approval_timeout",
-                     "verify_timeout", "grace_period"}
+_POLICY_DURATIONS = {
+    "backoff_initial",
+    "backoff_max",
+    "cooldown",
+    "breaker_window",
+    "approval_timeout",
+    "verify_timeout",
+    "grace_period",
+}
 
 
 def _problem(problems: list[str], path: str, message: str) -> None:
@@ -34,7 +52,10 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
     check = dict(check)
     kind = check.pop("kind", None)
     if not isinstance(kind, str) or not kind:
-        raise ValidationFailed("invalid check", details={"problems": ["check.kind: required (http, tcp, command, heartbeat or a plugin kind)"]})
+        raise ValidationFailed(
+            "invalid check",
+            details={"problems": ["check.kind: required (http, tcp, command, heartbeat or a plugin kind)"]},
+        )
     common: dict[str, Any] = {}
     for key in ("interval", "timeout"):
         if key in check:
@@ -57,7 +78,9 @@ def validate_check(check: dict[str, Any] | None) -> dict[str, Any] | None:
         check["timeout"] = common["timeout"]
     registry = default_registry()
     if kind not in registry.kinds():
-        _problem(problems, "check.kind", f"unknown kind {kind!r}; known: {', '.join(sorted(registry.kinds()))}")
+        _problem(
+            problems, "check.kind", f"unknown kind {kind!r}; known: {', '.join(sorted(registry.kinds()))}"
+        )
     else:
         try:
             params = registry.validate(kind, check)
@@ -113,7 +136,9 @@ def validate_recovery(recovery: dict[str, Any] | None, registry) -> dict[str, An
         except ValueError as exc:
             _problem(problems, f"recovery.{key}", str(exc))
     for key in ("max_attempts", "breaker_threshold"):
-        if key in policy and (not isinstance(policy[key], int) or isinstance(policy[key], bool) or policy[key] < 1):
+        if key in policy and (
+            not isinstance(policy[key], int) or isinstance(policy[key], bool) or policy[key] < 1
+        ):
             _problem(problems, f"recovery.{key}", f"must be a positive integer, got {policy[key]!r}")
     for key in ("dry_run", "require_approval", "learned_ordering"):
         if key in policy and not isinstance(policy[key], bool):

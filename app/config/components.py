@@ -30,15 +30,24 @@ def declared_component_problems(settings: Settings) -> list[str]:
     for index, decl in enumerate(settings.components):
         where = f"components[{index}] ({decl.name})"
         try:
-            ComponentCreate(name=decl.name, description=decl.description, endpoint=decl.endpoint,
-                            critical=decl.critical, labels=decl.labels, check=decl.check, recovery=decl.recovery,
-                            enabled=decl.enabled)
+            ComponentCreate(
+                name=decl.name,
+                description=decl.description,
+                endpoint=decl.endpoint,
+                critical=decl.critical,
+                labels=decl.labels,
+                check=decl.check,
+                recovery=decl.recovery,
+                enabled=decl.enabled,
+            )
         except ValidationError as exc:
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])
                 problems.append(f"{where}.{field}: {error['msg'].removeprefix('Value error, ')}")
-        for validate, document in ((validate_check, decl.check),
-                                   (lambda doc: validate_recovery(doc, registry), decl.recovery)):
+        for validate, document in (
+            (validate_check, decl.check),
+            (lambda doc: validate_recovery(doc, registry), decl.recovery),
+        ):
             try:
                 validate(document)
             except ValidationFailed as exc:

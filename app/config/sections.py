@@ -28,11 +28,24 @@ _DURATION_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
-    "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "mi": 1024**2,
-    "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
-    "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4,
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "ki": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "mi": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "gi": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+    "ti": 1024**4,
 }
 
 
@@ -216,7 +229,9 @@ class MaintenanceDeclaration(Section):
     """A recurring maintenance window declared in the config file (synced at startup by name)."""
 
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
-    component: str | None = Field(default=None, max_length=128, description="name or shell pattern; empty = any")
+    component: str | None = Field(
+        default=None, max_length=128, description="name or shell pattern; empty = any"
+    )
     labels: dict[str, str] = Field(default_factory=dict)
     schedule: str
     tz: str = "UTC"
@@ -267,8 +282,9 @@ class ChannelDeclaration(Section):
         try:
             kind.validate(self.config)
         except ValidationError as exc:
-            raise ValueError("; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) \
-                from None
+            raise ValueError(
+                "; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            ) from None
         return self
 
 
@@ -287,15 +303,17 @@ class RuleDeclaration(Section):
     @model_validator(mode="after")
     def _valid_rule(self) -> RuleDeclaration:
         # The API's own checks, so `config validate` reports what the API would refuse.
+        from app.core.errors import ValidationFailed
         from app.detection.rules_schemas import RuleCreate
         from app.detection.rules_service import check_params
-        from app.core.errors import ValidationFailed
 
         data = RuleCreate.model_validate(self.model_dump())
         try:
             check_params(data.kind, data.params)
         except ValidationFailed as exc:
-            raise ValueError("; ".join(f"{f['field']}: {f['message']}" for f in exc.details["fields"])) from None
+            raise ValueError(
+                "; ".join(f"{f['field']}: {f['message']}" for f in exc.details["fields"])
+            ) from None
         return self
 
 

@@ -78,8 +78,16 @@ FLAT_ENV = {
 }
 # Top-level fields read straight from PIPELINE_<NAME>.
 TOP_LEVEL_ENV = {
-    "ENV", "DATABASE_URL", "MAX_WORKERS", "REGION", "CONFIG", "ADMIN_PASSWORD", "DATA_DIR",
-    "REPLICA_ID", "LOG_LEVEL", "LOG_FORMAT",
+    "ENV",
+    "DATABASE_URL",
+    "MAX_WORKERS",
+    "REGION",
+    "CONFIG",
+    "ADMIN_PASSWORD",
+    "DATA_DIR",
+    "REPLICA_ID",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
 }
 
 
@@ -118,9 +126,11 @@ class Settings(BaseSettings):
         # The seed's ``scaling:`` section was parsed and never acted on; scaling is bounded per
         # workload by the kubernetes recovery strategy's min_replicas/max_replicas instead.
         if isinstance(data, dict) and "scaling" in data:
-            raise ValueError("the scaling: section is no longer supported (it was never acted on); bound "
-                             "scale_up with min_replicas/max_replicas on a component's kubernetes recovery "
-                             "strategy and delete the section")
+            raise ValueError(
+                "the scaling: section is no longer supported (it was never acted on); bound "
+                "scale_up with min_replicas/max_replicas on a component's kubernetes recovery "
+                "strategy and delete the section"
+            )
         return data
 
     @field_validator("maintenance")
@@ -139,7 +149,9 @@ class Settings(BaseSettings):
             raise ValueError(f"channel {dup!r} is declared twice")
         for c in value:
             if c.escalate_to is not None and c.escalate_to not in names:
-                raise ValueError(f"channel {c.name!r} escalates to {c.escalate_to!r}, which is not declared here")
+                raise ValueError(
+                    f"channel {c.name!r} escalates to {c.escalate_to!r}, which is not declared here"
+                )
         return value
 
     @field_validator("rules")
@@ -208,6 +220,7 @@ def interpolate(value: Any, environ: dict[str, str], path: str = "") -> Any:
     if isinstance(value, list):
         return [interpolate(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str):
+
         def replace(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in environ:
@@ -255,7 +268,7 @@ def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for key, value in environ.items():
         if not key.startswith(ENV_PREFIX):
             continue
-        name = key[len(ENV_PREFIX):]
+        name = key[len(ENV_PREFIX) :]
         if name in FLAT_ENV:
             _set_path(tree, FLAT_ENV[name], value)
         elif name in TOP_LEVEL_ENV:
@@ -354,10 +367,16 @@ def production_problems(settings: Settings) -> list[str]:
     problems = []
     secret = settings.security.secret_key.get_secret_value() if settings.security.secret_key else None
     if problem := secret_key_problem(secret):
-        problems.append(f"{problem} (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        problems.append(
+            f"{problem} (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
     if not settings.security.encryption_key:
-        problems.append("PIPELINE_ENCRYPTION_KEY is required in production (channel secrets are encrypted with it; "
-                        "generate one: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')")
+        problems.append(
+            "PIPELINE_ENCRYPTION_KEY is required in production (channel secrets are encrypted with it; "
+            "generate one: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+        )
     if not settings.security.enabled:
-        problems.append("security is disabled (PIPELINE_SECURITY_ENABLED=false) — allowed only outside production")
+        problems.append(
+            "security is disabled (PIPELINE_SECURITY_ENABLED=false) — allowed only outside production"
+        )
     return problems

@@ -22,7 +22,9 @@ class PipelineGuardError(Exception):
     status_code = 500
     error_type = "internal_error"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.details = details or {}
@@ -111,9 +113,16 @@ def envelope(error_type: str, message: str, details: dict[str, Any] | None = Non
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the envelope for the given status codes."""
     descriptions = {
-        400: "Bad request", 401: "Not authenticated", 403: "Not permitted", 404: "Not found",
-        409: "Conflict", 413: "Payload too large", 422: "Validation error", 429: "Rate limited",
-        500: "Internal error", 503: "Service unavailable",
+        400: "Bad request",
+        401: "Not authenticated",
+        403: "Not permitted",
+        404: "Not found",
+        409: "Conflict",
+        413: "Payload too large",
+        422: "Validation error",
+        429: "Rate limited",
+        500: "Internal error",
+        503: "Service unavailable",
     }
     return {code: {"model": ErrorEnvelope, "description": descriptions.get(code, "Error")} for code in codes}
 

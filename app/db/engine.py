@@ -52,11 +52,17 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         ensure_sqlite_dir(url)
         pool: dict[str, Any] = {}
         if not _in_memory(url):
-            pool = {"pool_size": db.pool_size, "max_overflow": db.max_overflow, "pool_timeout": db.pool_timeout}
+            pool = {
+                "pool_size": db.pool_size,
+                "max_overflow": db.max_overflow,
+                "pool_timeout": db.pool_timeout,
+            }
         # A writer waits for SQLite's write lock as long as a Postgres statement may run: pooled
         # requests arrive faster than reconnecting ones did, and SQLite's busy handler is not
         # fair, so under heavy load a writer (an audit row) could otherwise give up after seconds.
-        engine = create_async_engine(url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool)
+        engine = create_async_engine(
+            url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(db.statement_timeout * 1000)))
         return engine
     return create_async_engine(

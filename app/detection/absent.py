@@ -38,7 +38,12 @@ class AbsentEvaluator:
         return self.silent_for(now) > self.for_seconds
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": "absent", "for_seconds": self.for_seconds, "since": self.since, "last_seen": self.last_seen}
+        return {
+            "kind": "absent",
+            "for_seconds": self.for_seconds,
+            "since": self.since,
+            "last_seen": self.last_seen,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> AbsentEvaluator:
@@ -46,16 +51,26 @@ class AbsentEvaluator:
 
 
 async def rule_created_at(session, rule_id: int) -> float:
-    created = (await session.execute(select(DetectionRule.created_at).where(DetectionRule.id == rule_id))).scalar()
+    created = (
+        await session.execute(select(DetectionRule.created_at).where(DetectionRule.id == rule_id))
+    ).scalar()
     return created.timestamp() if created is not None else time.time()
 
 
 async def newest_point(session, component: str, metric_name: str, labels: dict[str, str]) -> float | None:
     """The newest point's time among the series the rule's labels match (subset matcher)."""
-    rows = (await session.execute(select(MetricSeries.labels, MetricSeries.last_ts).where(
-        MetricSeries.component == component, MetricSeries.metric_name == metric_name))).all()
-    times = [ts.timestamp() for series_labels, ts in rows
-             if all((series_labels or {}).get(k) == v for k, v in labels.items())]
+    rows = (
+        await session.execute(
+            select(MetricSeries.labels, MetricSeries.last_ts).where(
+                MetricSeries.component == component, MetricSeries.metric_name == metric_name
+            )
+        )
+    ).all()
+    times = [
+        ts.timestamp()
+        for series_labels, ts in rows
+        if all((series_labels or {}).get(k) == v for k, v in labels.items())
+    ]
     return max(times) if times else None
 
 
@@ -65,8 +80,12 @@ def describe(metric_name: str, component: str, silent: float) -> str:
 
 def evidence(ev: AbsentEvaluator, now: float) -> dict[str, Any]:
     last = datetime.fromtimestamp(ev.last_seen, UTC).isoformat() if ev.last_seen is not None else None
-    return {"last_point_at": last, "silent_seconds": round(ev.silent_for(now), 3), "for_seconds": ev.for_seconds,
-            "by_timer": True}
+    return {
+        "last_point_at": last,
+        "silent_seconds": round(ev.silent_for(now), 3),
+        "for_seconds": ev.for_seconds,
+        "by_timer": True,
+    }
 
 
 def _span(seconds: float) -> str:

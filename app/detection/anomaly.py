@@ -94,10 +94,21 @@ class AnomalyDetector(PersistedState):
         nseasons: int = 3,
         margin: float = 0.1,
     ) -> None:
-        if (window < 8 or block < 1 or nblocks < 1 or min_history < 2 or tau <= 0 or refractory < 1
-                or smooth < 1 or nseasons < 1 or not 0 <= margin < 1):
-            raise ValueError("window >= 8, block >= 1, nblocks >= 1, min_history >= 2, tau > 0, "
-                             "refractory >= 1, smooth >= 1, nseasons >= 1, 0 <= margin < 1")
+        if (
+            window < 8
+            or block < 1
+            or nblocks < 1
+            or min_history < 2
+            or tau <= 0
+            or refractory < 1
+            or smooth < 1
+            or nseasons < 1
+            or not 0 <= margin < 1
+        ):
+            raise ValueError(
+                "window >= 8, block >= 1, nblocks >= 1, min_history >= 2, tau > 0, "
+                "refractory >= 1, smooth >= 1, nseasons >= 1, 0 <= margin < 1"
+            )
         self.window = window
         self.block = block
         self.nblocks = nblocks
@@ -225,9 +236,14 @@ class AnomalyDetector(PersistedState):
         s = self.score(timestamp, value)
         b = self.baseline()
         return AnomalyEvidence(
-            timestamp=self.last_timestamp or 0.0, value=float(value), score=s, raw=self.last_raw,
-            baseline_median=b["median"], baseline_spread=b["spread"],
-            warmed_up=self.warmed_up, firing=self.warmed_up and s >= self.fire_level,
+            timestamp=self.last_timestamp or 0.0,
+            value=float(value),
+            score=s,
+            raw=self.last_raw,
+            baseline_median=b["median"],
+            baseline_spread=b["spread"],
+            warmed_up=self.warmed_up,
+            firing=self.warmed_up and s >= self.fire_level,
         )
 
     # --- display and persistence ---------------------------------------------------------------
@@ -235,8 +251,14 @@ class AnomalyDetector(PersistedState):
         srt = self._views.sorted[0]
         n = len(srt)
         if n == 0:
-            return {"count": self.count, "median": math.nan, "spread": math.nan, "p05": math.nan,
-                    "p95": math.nan, "warmed_up": False}
+            return {
+                "count": self.count,
+                "median": math.nan,
+                "spread": math.nan,
+                "p05": math.nan,
+                "p95": math.nan,
+                "warmed_up": False,
+            }
         return {
             "count": self.count,
             "median": srt[n >> 1],
@@ -247,10 +269,19 @@ class AnomalyDetector(PersistedState):
         }
 
     def params(self) -> dict[str, Any]:
-        return {"window": self.window, "block": self.block, "nblocks": self.nblocks,
-                "season": self.season, "tau": self.tau, "min_history": self.min_history,
-                "refractory": self.refractory, "fire_level": self.fire_level,
-                "smooth": self.smooth, "nseasons": self.nseasons, "margin": self.margin}
+        return {
+            "window": self.window,
+            "block": self.block,
+            "nblocks": self.nblocks,
+            "season": self.season,
+            "tau": self.tau,
+            "min_history": self.min_history,
+            "refractory": self.refractory,
+            "fire_level": self.fire_level,
+            "smooth": self.smooth,
+            "nseasons": self.nseasons,
+            "margin": self.margin,
+        }
 
 
 def default_detector() -> AnomalyDetector:

@@ -32,6 +32,7 @@ class PersistedState:
     _peak: float
 
     if TYPE_CHECKING:
+
         def __init__(self, **params: Any) -> None: ...
         def params(self) -> dict[str, Any]: ...
         def score(self, timestamp: datetime | float, value: float) -> float: ...
@@ -57,7 +58,8 @@ class PersistedState:
             "current_max": list(self._cur),
             "block_fill": self._bn,
             "peak": self._peak,
-            "last_raw": self.last_raw, "last_score": self.last_score,
+            "last_raw": self.last_raw,
+            "last_score": self.last_score,
         }
 
     @classmethod
@@ -91,8 +93,13 @@ class PersistedState:
         det._bn = int(state["block_fill"])
         det._peak = float(state["peak"])
         det.last_raw, det.last_score = float(state["last_raw"]), float(state["last_score"])
-        if (len(v.rings) != det.N_VIEWS or len(det._bmax) != det.N_VIEWS or len(v.times) != len(v.rings[0])
-                or any(len(r) > det.window for r in v.rings) or not 0 <= v.pos[0] < max(det.window, 1)):
+        if (
+            len(v.rings) != det.N_VIEWS
+            or len(det._bmax) != det.N_VIEWS
+            or len(v.times) != len(v.rings[0])
+            or any(len(r) > det.window for r in v.rings)
+            or not 0 <= v.pos[0] < max(det.window, 1)
+        ):
             raise ValueError("inconsistent detector state")
         det._refresh_records()
         return det
@@ -119,8 +126,7 @@ class PersistedState:
         and the refractory peak. Scores afterwards are those of a detector that started that many
         points ago."""
         det = cls(**state["params"])
-        values = _in_time_order([float(x) for x in state["rings"][0]], int(state["positions"][0]),
-                                det.window)
+        values = _in_time_order([float(x) for x in state["rings"][0]], int(state["positions"][0]), det.window)
         last_ts = state["last_timestamp"]
         dt = state["dt"] if state["dt"] else 1.0
         if values and last_ts is not None:

@@ -78,7 +78,7 @@ class Views:
         if self.dt is None or self.season <= 0:
             return None
         lag = round(self.season / self.dt)
-        return lag if 4 <= lag and lag * self.nseasons <= self.window else None
+        return lag if lag >= 4 and lag * self.nseasons <= self.window else None
 
     def value_at(self, target: float, guess: int) -> float | None:
         """The stored value nearest in time to ``target`` (within half a cadence), if any.

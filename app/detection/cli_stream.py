@@ -38,9 +38,13 @@ def _columns(header: list[str] | None, path: Path) -> tuple[int, int]:
         raise CsvInputError(f"{path}: the header must name 'timestamp' and 'value' columns") from None
 
 
-def detect_csv(in_path: str | Path, out_path: str | Path,
-               detector_factory: Callable[[], AnomalyDetector] = default_detector,
-               progress: TextIO | None = None, every_s: float = PROGRESS_EVERY_S) -> int:
+def detect_csv(
+    in_path: str | Path,
+    out_path: str | Path,
+    detector_factory: Callable[[], AnomalyDetector] = default_detector,
+    progress: TextIO | None = None,
+    every_s: float = PROGRESS_EVERY_S,
+) -> int:
     """Write ``timestamp,value,anomaly_score`` for every input row; returns the number of rows.
 
     ``progress``: where to report ``name: done/total points`` on files that take longer than
@@ -89,15 +93,17 @@ def output_paths(inputs: Iterable[Path], out: Path) -> list[Path]:
     names = [p.name for p in inputs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise CsvInputError(f"several inputs are named {', '.join(dupes)}: their outputs in "
-                            f"{out} would overwrite each other")
+        raise CsvInputError(
+            f"several inputs are named {', '.join(dupes)}: their outputs in {out} would overwrite each other"
+        )
     if out.exists() and not out.is_dir():
         raise CsvInputError(f"{out} is a file: with several inputs --out must be a directory")
     return [out / n for n in names]
 
 
-def detect_files(inputs: list[Path], out: Path, progress: TextIO | None = sys.stderr,
-                 echo: Callable[[str], None] = print) -> int:
+def detect_files(
+    inputs: list[Path], out: Path, progress: TextIO | None = sys.stderr, echo: Callable[[str], None] = print
+) -> int:
     """Score every input (one series each) in this one process; returns the total of points."""
     targets = output_paths(inputs, out)
     if len(inputs) > 1:

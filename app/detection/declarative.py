@@ -27,9 +27,16 @@ async def sync_declared_rules(state: Core, evaluator: RuleEvaluator) -> dict[str
     async with session_scope(state.sessionmaker) as session:
         existing = {r.name: r for r in (await session.execute(select(DetectionRule))).scalars()}
         for name, data in declared.items():
-            wanted = {"component": data.component, "metric_name": data.metric_name, "labels": data.labels,
-                      "kind": data.kind, "params": check_params(data.kind, data.params), "severity": data.severity,
-                      "enabled": data.enabled, "source": SOURCE_CONFIG}
+            wanted = {
+                "component": data.component,
+                "metric_name": data.metric_name,
+                "labels": data.labels,
+                "kind": data.kind,
+                "params": check_params(data.kind, data.params),
+                "severity": data.severity,
+                "enabled": data.enabled,
+                "source": SOURCE_CONFIG,
+            }
             rule = existing.get(name)
             if rule is None:
                 session.add(DetectionRule(name=name, **wanted))

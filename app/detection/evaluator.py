@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.loops import LoopService
 from app.db.models import DetectionRule, MetricAnomaly
 from app.db.session import session_scope
 from app.detection import absent
@@ -37,10 +36,11 @@ from app.detection.rule_series import (
     write_series,
 )
 from app.platform.events import AnomalyCleared, AnomalyDetected
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
     from app.metrics.validation import Point
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.detection")
 
@@ -71,7 +71,11 @@ class RuleEvaluator(LoopService):
         return not self._rules_loaded or (component, metric_name) in self._rules
 
     def offer(self, points: list[Point]) -> None:
-        wanted = tuple(p for p in points if (p.component, p.metric_name) in self._rules) if self._rules_loaded else tuple(points)
+        wanted = (
+            tuple(p for p in points if (p.component, p.metric_name) in self._rules)
+            if self._rules_loaded
+            else tuple(points)
+        )
         if not wanted:
             return
         if self.queued + len(wanted) > MAX_QUEUE:
@@ -130,11 +134,22 @@ class RuleEvaluator(LoopService):
             await self._persist(session, force=final)
 
     async def _load_rules(self, session: AsyncSession) -> None:
-        rules = (await session.execute(select(DetectionRule).where(DetectionRule.enabled.is_(True)))).scalars()
+        rules = (
+            await session.execute(select(DetectionRule).where(DetectionRule.enabled.is_(True)))
+        ).scalars()
         index: dict[tuple[str, str], list[RuleSpec]] = {}
         for r in rules:
-            spec = RuleSpec(r.id, r.name, r.component, r.metric_name, dict(r.labels or {}), r.kind,
-                            dict(r.params or {}), r.severity, r.version)
+            spec = RuleSpec(
+                r.id,
+                r.name,
+                r.component,
+                r.metric_name,
+                dict(r.labels or {}),
+                r.kind,
+                dict(r.params or {}),
+                r.severity,
+                r.version,
+            )
             index.setdefault((r.component, r.metric_name), []).append(spec)
         live = {spec.id: spec for specs in index.values() for spec in specs}
         for key, st in list(self._states.items()):
@@ -172,7 +187,9 @@ class RuleEvaluator(LoopService):
         for st in self._states.values():
             verdict = timer_due(st, now)
             if verdict is not None:
-                await self._transition(session, st, True, verdict.message, verdict.evidence, datetime.now(UTC))
+                await self._transition(
+                    session, st, True, verdict.message, verdict.evidence, datetime.now(UTC)
+                )
         for rule in self._absent:
             await self._absent_tick(session, rule, now)
 
@@ -202,34 +219,74 @@ class RuleEvaluator(LoopService):
         ev, rule = st.evaluator, st.rule
         firing = ev.firing(now)
         if firing != st.firing:
-            await self._transition(session, st, firing, absent.describe(rule.metric_name, rule.component,
-                                                                        ev.silent_for(now)),
-                                   absent.evidence(ev, now), datetime.fromtimestamp(now, UTC))
+            await self._transition(
+                session,
+                st,
+                firing,
+                absent.describe(rule.metric_name, rule.component, ev.silent_for(now)),
+                absent.evidence(ev, now),
+                datetime.fromtimestamp(now, UTC),
+            )
 
-    async def _transition(self, session: AsyncSession, st: SeriesState, firing: bool, message: str,
-                          evidence: dict[str, Any], at: datetime) -> None:
+    async def _transition(
+        self,
+        session: AsyncSession,
+        st: SeriesState,
+        firing: bool,
+        message: str,
+        evidence: dict[str, Any],
+        at: datetime,
+    ) -> None:
         if firing == st.firing:
             return
         rule = st.rule
         if firing:
-            row = MetricAnomaly(rule_id=rule.id, component=rule.component, metric_name=rule.metric_name,
-                                series_key=st.series_key, labels=st.labels, kind=rule.kind, severity=rule.severity,
-                                message=message, evidence=evidence, started_at=at)
+            row = MetricAnomaly(
+                rule_id=rule.id,
+                component=rule.component,
+                metric_name=rule.metric_name,
+                series_key=st.series_key,
+                labels=st.labels,
+                kind=rule.kind,
+                severity=rule.severity,
+                message=message,
+                evidence=evidence,
+                started_at=at,
+            )
             session.add(row)
             await session.flush()
             st.anomaly_id = row.id
-            await self.state.events.publish(AnomalyDetected(
-                component=rule.component, metric_name=rule.metric_name, labels=st.labels, rule_id=rule.id,
-                rule_kind=rule.kind, severity=rule.severity, message=message, evidence=evidence, at=at), session)
+            await self.state.events.publish(
+                AnomalyDetected(
+                    component=rule.component,
+                    metric_name=rule.metric_name,
+                    labels=st.labels,
+                    rule_id=rule.id,
+                    rule_kind=rule.kind,
+                    severity=rule.severity,
+                    message=message,
+                    evidence=evidence,
+                    at=at,
+                ),
+                session,
+            )
         else:
             if st.anomaly_id is not None:
                 opened = await session.get(MetricAnomaly, st.anomaly_id)
                 if opened is not None and opened.cleared_at is None:
                     opened.cleared_at = at
             st.anomaly_id = None
-            await self.state.events.publish(AnomalyCleared(
-                component=rule.component, metric_name=rule.metric_name, labels=st.labels, rule_id=rule.id,
-                rule_kind=rule.kind, at=at), session)
+            await self.state.events.publish(
+                AnomalyCleared(
+                    component=rule.component,
+                    metric_name=rule.metric_name,
+                    labels=st.labels,
+                    rule_id=rule.id,
+                    rule_kind=rule.kind,
+                    at=at,
+                ),
+                session,
+            )
         st.firing = firing
         await write_series(session, st)
 

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, Incident
 from app.db.models.metrics import DetectionRule, MetricAnomaly
-from app.platform.events import AnomalyCleared, AnomalyDetected
 from app.monitoring.external import close_external_incident, open_external_incident
+from app.platform.events import AnomalyCleared, AnomalyDetected
 
 if TYPE_CHECKING:
     from app.platform.events import EventBus
@@ -38,27 +38,50 @@ async def on_detected(events: EventBus, event: AnomalyDetected, session: AsyncSe
     rule = await _healing_rule(session, event.rule_id)
     if rule is None:
         return
-    component = (await session.execute(select(Component).where(Component.name == rule.component))).unique().scalar_one_or_none()
+    component = (
+        (await session.execute(select(Component).where(Component.name == rule.component)))
+        .unique()
+        .scalar_one_or_none()
+    )
     if component is None:
         return  # a rule on a name that is not a registered component: nothing to heal
-    firing = (await session.execute(
-        select(MetricAnomaly).where(MetricAnomaly.rule_id == rule.id, MetricAnomaly.cleared_at.is_(None))
-        .order_by(MetricAnomaly.id.desc())
-    )).scalars().all()
+    firing = (
+        (
+            await session.execute(
+                select(MetricAnomaly)
+                .where(MetricAnomaly.rule_id == rule.id, MetricAnomaly.cleared_at.is_(None))
+                .order_by(MetricAnomaly.id.desc())
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not firing:
         return
     newest = firing[0]
     open_ids = [a.incident_id for a in firing[1:] if a.incident_id is not None]
     if open_ids:
-        still_open = (await session.execute(select(Incident.id).where(
-            Incident.id.in_(open_ids), Incident.closed_at.is_(None)))).scalars().first()
+        still_open = (
+            (
+                await session.execute(
+                    select(Incident.id).where(Incident.id.in_(open_ids), Incident.closed_at.is_(None))
+                )
+            )
+            .scalars()
+            .first()
+        )
         if still_open is not None:
             newest.incident_id = still_open  # another series of the same rule already opened it
             await session.flush()
             return
     incident = await open_external_incident(
-        session, events, component, status=STATUS, at=event.at,
-        reason=f"rule {rule.name} fired: {event.message}")
+        session,
+        events,
+        component,
+        status=STATUS,
+        at=event.at,
+        reason=f"rule {rule.name} fired: {event.message}",
+    )
     newest.incident_id = incident.id
     await session.flush()
 
@@ -68,16 +91,19 @@ async def on_cleared(events: EventBus, event: AnomalyCleared, session: AsyncSess
     if rule is None:
         return
     await session.flush()  # the evaluator stamped cleared_at on this series' anomaly
-    rows = (await session.execute(
-        select(MetricAnomaly.incident_id, MetricAnomaly.cleared_at)
-        .join(Incident, Incident.id == MetricAnomaly.incident_id)
-        .where(MetricAnomaly.rule_id == rule.id, Incident.closed_at.is_(None))
-    )).all()
+    rows = (
+        await session.execute(
+            select(MetricAnomaly.incident_id, MetricAnomaly.cleared_at)
+            .join(Incident, Incident.id == MetricAnomaly.incident_id)
+            .where(MetricAnomaly.rule_id == rule.id, Incident.closed_at.is_(None))
+        )
+    ).all()
     if any(cleared is None for _, cleared in rows):
         return  # another series of the rule still fires: the incident stays open
     for incident_id in sorted({i for i, _ in rows if i is not None}):
-        await close_external_incident(session, events, incident_id, at=event.at,
-                                      reason=f"rule {rule.name} resolved")
+        await close_external_incident(
+            session, events, incident_id, at=event.at, reason=f"rule {rule.name} resolved"
+        )
 
 
 class RuleHealing:

@@ -78,38 +78,59 @@ def _seconds(at: datetime | None) -> float | None:
     return at.timestamp() if at else None
 
 
-async def running_clocks(session: AsyncSession, thresholds: dict[int, RuleSpec],
-                         known: Iterable[tuple[int, str]]) -> list[SeriesState]:
+async def running_clocks(
+    session: AsyncSession, thresholds: dict[int, RuleSpec], known: Iterable[tuple[int, str]]
+) -> list[SeriesState]:
     """Threshold ``for`` clocks that were running when the process stopped, so the timer can fire
     them even if no new point arrives (``known`` series are already in memory)."""
     if not thresholds:
         return []
     skip = set(known)
     found = []
-    rows = (await session.execute(select(RuleState).where(
-        RuleState.rule_id.in_(thresholds), RuleState.firing.is_(False)))).scalars()
+    rows = (
+        await session.execute(
+            select(RuleState).where(RuleState.rule_id.in_(thresholds), RuleState.firing.is_(False))
+        )
+    ).scalars()
     for row in rows:
         spec = thresholds[row.rule_id]
         if (row.rule_id, row.series_key) in skip or row.rule_version != spec.version:
             continue
         if not (row.state.get("eval") or {}).get("since"):
             continue
-        found.append(SeriesState(spec, row.series_key, row.labels, spec.restore(row.state["eval"]),
-                                 last_ts=_seconds(row.last_ts), last_value=row.state.get("last_value")))
+        found.append(
+            SeriesState(
+                spec,
+                row.series_key,
+                row.labels,
+                spec.restore(row.state["eval"]),
+                last_ts=_seconds(row.last_ts),
+                last_value=row.state.get("last_value"),
+            )
+        )
     return found
 
 
-async def load_series(session: AsyncSession, rule: RuleSpec, series_key: str,
-                      labels: dict[str, str]) -> SeriesState:
+async def load_series(
+    session: AsyncSession, rule: RuleSpec, series_key: str, labels: dict[str, str]
+) -> SeriesState:
     """The stored state of a point's series, or a fresh one (a new series, a changed rule, or a
     state that cannot be read)."""
     row = await session.get(RuleState, (rule.id, series_key))
     st = None
     if row is not None and row.rule_version == rule.version and row.state.get("eval"):
         try:
-            st = SeriesState(rule, series_key, row.labels, rule.restore(row.state["eval"]),
-                             firing=row.firing, anomaly_id=row.anomaly_id, last_ts=_seconds(row.last_ts),
-                             last_value=row.state.get("last_value"), calm=row.state.get("calm", 0))
+            st = SeriesState(
+                rule,
+                series_key,
+                row.labels,
+                rule.restore(row.state["eval"]),
+                firing=row.firing,
+                anomaly_id=row.anomaly_id,
+                last_ts=_seconds(row.last_ts),
+                last_value=row.state.get("last_value"),
+                calm=row.state.get("calm", 0),
+            )
         except (KeyError, ValueError, TypeError):
             log.warning("rule %s: unreadable state for %s, starting afresh", rule.name, series_key)
     if st is None:
@@ -124,8 +145,15 @@ async def load_absent(session: AsyncSession, rule: RuleSpec) -> SeriesState:
     row = await session.get(RuleState, (rule.id, absent.SERIES_KEY))
     saved = (row.state or {}).get("eval") if row is not None else None
     if row is not None and row.rule_version == rule.version and saved and saved.get("kind") == "absent":
-        return SeriesState(rule, absent.SERIES_KEY, rule.labels, absent.AbsentEvaluator.from_state(saved),
-                           firing=row.firing, anomaly_id=row.anomaly_id, last_ts=_seconds(row.last_ts))
+        return SeriesState(
+            rule,
+            absent.SERIES_KEY,
+            rule.labels,
+            absent.AbsentEvaluator.from_state(saved),
+            firing=row.firing,
+            anomaly_id=row.anomaly_id,
+            last_ts=_seconds(row.last_ts),
+        )
     ev = absent.AbsentEvaluator(rule.params["for_seconds"], await absent.rule_created_at(session, rule.id))
     st = SeriesState(rule, absent.SERIES_KEY, rule.labels, ev, dirty=True)
     if row is not None and row.firing and row.anomaly_id:

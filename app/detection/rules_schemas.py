@@ -16,13 +16,28 @@ class RuleParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, false is not a number
 
     operator: Operator | None = Field(default=None, description="threshold: comparison with `value`")
-    value: float | None = Field(default=None, description="threshold: the bound; trend: the level whose crossing is predicted")
-    for_seconds: float = Field(default=0.0, ge=0, le=7 * 86400, description="threshold: must hold this long; absent: "
-                               "fire when no point arrived for this long (also written `for: 10m`)")
-    sensitivity: float = Field(default=0.5, gt=0, le=1, description="anomaly: score at or above which it fires")
-    clear_points: int = Field(default=10, ge=1, le=10_000, description="anomaly: calm points before it clears")
-    horizon_seconds: float = Field(default=7200.0, gt=0, le=90 * 86400, description="trend: fire when the crossing is nearer")
-    window_seconds: float = Field(default=3600.0, gt=0, le=30 * 86400, description="trend: least-squares window")
+    value: float | None = Field(
+        default=None, description="threshold: the bound; trend: the level whose crossing is predicted"
+    )
+    for_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=7 * 86400,
+        description="threshold: must hold this long; absent: "
+        "fire when no point arrived for this long (also written `for: 10m`)",
+    )
+    sensitivity: float = Field(
+        default=0.5, gt=0, le=1, description="anomaly: score at or above which it fires"
+    )
+    clear_points: int = Field(
+        default=10, ge=1, le=10_000, description="anomaly: calm points before it clears"
+    )
+    horizon_seconds: float = Field(
+        default=7200.0, gt=0, le=90 * 86400, description="trend: fire when the crossing is nearer"
+    )
+    window_seconds: float = Field(
+        default=3600.0, gt=0, le=30 * 86400, description="trend: least-squares window"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -49,8 +64,11 @@ class RuleCreate(BaseModel):
     params: RuleParams = Field(default_factory=RuleParams)
     severity: Severity = "warning"
     enabled: bool = True
-    heal: bool = Field(False, description="when it fires, the component's recovery policy acts on it like on a "
-                                          "failed check (a critical incident); the incident closes when it resolves")
+    heal: bool = Field(
+        False,
+        description="when it fires, the component's recovery policy acts on it like on a "
+        "failed check (a critical incident); the incident closes when it resolves",
+    )
 
 
 class RuleUpdate(BaseModel):

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.models import DetectionRule, MetricAnomaly, RuleState
 from app.detection.anomaly import AnomalyDetector
 from app.detection.rules_schemas import RuleCreate, RuleParams, RuleUpdate
-from app.core.errors import Conflict, NotFound, ValidationFailed
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
@@ -30,10 +30,16 @@ def check_params(kind: str, params: RuleParams) -> dict[str, Any]:
         if params.value is None:
             problems.append({"field": "params.value", "message": "required for threshold rules"})
     elif kind == "absent" and params.for_seconds <= 0:
-        problems.append({"field": "params.for", "message": "required for absent rules: how long without a point "
-                                                             "before it fires, e.g. 10m"})
+        problems.append(
+            {
+                "field": "params.for",
+                "message": "required for absent rules: how long without a point before it fires, e.g. 10m",
+            }
+        )
     elif kind == "trend" and params.value is None:
-        problems.append({"field": "params.value", "message": "required for trend rules (the level to predict)"})
+        problems.append(
+            {"field": "params.value", "message": "required for trend rules (the level to predict)"}
+        )
     if params.value is not None and not math.isfinite(params.value):
         problems.append({"field": "params.value", "message": "must be finite"})
     if problems:
@@ -64,11 +70,21 @@ class RuleService:
         return list((await self.session.execute(q)).scalars())
 
     async def create(self, data: RuleCreate) -> DetectionRule:
-        if (await self.session.execute(select(DetectionRule.id).where(DetectionRule.name == data.name))).first():
+        if (
+            await self.session.execute(select(DetectionRule.id).where(DetectionRule.name == data.name))
+        ).first():
             raise Conflict(f"rule {data.name!r} already exists")
-        rule = DetectionRule(name=data.name, component=data.component, metric_name=data.metric_name,
-                             labels=data.labels, kind=data.kind, params=check_params(data.kind, data.params),
-                             severity=data.severity, enabled=data.enabled, heal=data.heal)
+        rule = DetectionRule(
+            name=data.name,
+            component=data.component,
+            metric_name=data.metric_name,
+            labels=data.labels,
+            kind=data.kind,
+            params=check_params(data.kind, data.params),
+            severity=data.severity,
+            enabled=data.enabled,
+            heal=data.heal,
+        )
         self.session.add(rule)
         await self.session.flush()
         self._changed()
@@ -77,8 +93,10 @@ class RuleService:
     @staticmethod
     def _refuse_config_owned(rule: DetectionRule) -> None:
         if rule.source == SOURCE_CONFIG:
-            raise Conflict(f"rule {rule.name!r} is declared in the configuration file; edit it there",
-                           details={"source": SOURCE_CONFIG})
+            raise Conflict(
+                f"rule {rule.name!r} is declared in the configuration file; edit it there",
+                details={"source": SOURCE_CONFIG},
+            )
 
     async def update(self, rule_id: int, data: RuleUpdate) -> DetectionRule:
         rule = await self.get(rule_id)
@@ -101,17 +119,25 @@ class RuleService:
         await self.session.flush()
         self._changed()
 
-    async def anomalies(self, *, active: bool | None, component: str | None, limit: int, offset: int) -> builtins.list[MetricAnomaly]:
+    async def anomalies(
+        self, *, active: bool | None, component: str | None, limit: int, offset: int
+    ) -> builtins.list[MetricAnomaly]:
         q = select(MetricAnomaly).order_by(MetricAnomaly.id.desc())
         if component is not None:
             q = q.where(MetricAnomaly.component == component)
         if active is not None:
-            q = q.where(MetricAnomaly.cleared_at.is_(None) if active else MetricAnomaly.cleared_at.is_not(None))
+            q = q.where(
+                MetricAnomaly.cleared_at.is_(None) if active else MetricAnomaly.cleared_at.is_not(None)
+            )
         return list((await self.session.execute(q.limit(limit).offset(offset))).scalars())
 
     async def baselines(self, component: str | None = None) -> builtins.list[dict[str, Any]]:
-        q = (select(RuleState, DetectionRule).join(DetectionRule, DetectionRule.id == RuleState.rule_id)
-             .where(DetectionRule.kind == "anomaly").order_by(DetectionRule.id, RuleState.series_key))
+        q = (
+            select(RuleState, DetectionRule)
+            .join(DetectionRule, DetectionRule.id == RuleState.rule_id)
+            .where(DetectionRule.kind == "anomaly")
+            .order_by(DetectionRule.id, RuleState.series_key)
+        )
         if component is not None:
             q = q.where(DetectionRule.component == component)
         out = []
@@ -120,8 +146,20 @@ class RuleService:
             baseline: dict[str, Any] = {}
             if inner:
                 baseline = AnomalyDetector.from_state(inner).baseline()
-                baseline = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in baseline.items()}
-            out.append({"rule_id": rule.id, "rule_name": rule.name, "component": rule.component,
-                        "metric_name": rule.metric_name, "labels": state.labels, "firing": state.firing,
-                        "last_ts": state.last_ts, "baseline": baseline})
+                baseline = {
+                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in baseline.items()
+                }
+            out.append(
+                {
+                    "rule_id": rule.id,
+                    "rule_name": rule.name,
+                    "component": rule.component,
+                    "metric_name": rule.metric_name,
+                    "labels": state.labels,
+                    "firing": state.firing,
+                    "last_ts": state.last_ts,
+                    "baseline": baseline,
+                }
+            )
         return out

@@ -10,8 +10,12 @@ from datetime import datetime
 from typing import Any
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
-    "le": operator.le, "eq": operator.eq, "ne": operator.ne,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+    "eq": operator.eq,
+    "ne": operator.ne,
 }
 
 
@@ -53,14 +57,25 @@ class ThresholdEvaluator:
         self.last_timestamp = ts
         held = ts - self.since if self.since is not None else 0.0
         return ThresholdEvaluation(
-            firing=holding and held >= self.for_seconds, holding=holding, value=float(value),
-            threshold=self.value, operator=self.op, held_seconds=held,
-            for_seconds=self.for_seconds, since=self.since,
+            firing=holding and held >= self.for_seconds,
+            holding=holding,
+            value=float(value),
+            threshold=self.value,
+            operator=self.op,
+            held_seconds=held,
+            for_seconds=self.for_seconds,
+            since=self.since,
         )
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": "threshold", "op": self.op, "value": self.value, "for_seconds": self.for_seconds,
-                "since": self.since, "last_timestamp": self.last_timestamp}
+        return {
+            "kind": "threshold",
+            "op": self.op,
+            "value": self.value,
+            "for_seconds": self.for_seconds,
+            "since": self.since,
+            "last_timestamp": self.last_timestamp,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> ThresholdEvaluator:

@@ -43,8 +43,14 @@ class TrendEvaluation:
 
 
 class TrendPredictor:
-    def __init__(self, window_seconds: float = 3600.0, max_points: int = 360, min_points: int = 10,
-                 min_r2: float = 0.5, min_t: float = 4.0) -> None:
+    def __init__(
+        self,
+        window_seconds: float = 3600.0,
+        max_points: int = 360,
+        min_points: int = 10,
+        min_r2: float = 0.5,
+        min_t: float = 4.0,
+    ) -> None:
         self.window_seconds = float(window_seconds)
         self.max_points = int(max_points)
         self.min_points = int(min_points)
@@ -101,25 +107,38 @@ class TrendPredictor:
         # moving away from the threshold (or already beyond it): no crossing ahead
         return eta if eta > 0.0 else None
 
-    def evaluate(self, timestamp: datetime | float, value: float, threshold: float,
-                 horizon_seconds: float) -> TrendEvaluation:
+    def evaluate(
+        self, timestamp: datetime | float, value: float, threshold: float, horizon_seconds: float
+    ) -> TrendEvaluation:
         self.add(timestamp, value)
         f = self.fit()
         eta = self.predict_time_to_cross(threshold)
         return TrendEvaluation(
-            firing=eta is not None and eta < horizon_seconds, value=float(value), threshold=threshold,
-            seconds_to_cross=eta, horizon_seconds=horizon_seconds,
-            slope_per_second=f.slope if f else 0.0, r2=f.r2 if f else 0.0, n=len(self.points),
+            firing=eta is not None and eta < horizon_seconds,
+            value=float(value),
+            threshold=threshold,
+            seconds_to_cross=eta,
+            horizon_seconds=horizon_seconds,
+            slope_per_second=f.slope if f else 0.0,
+            r2=f.r2 if f else 0.0,
+            n=len(self.points),
         )
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": "trend", "window_seconds": self.window_seconds, "max_points": self.max_points,
-                "min_points": self.min_points, "min_r2": self.min_r2, "min_t": self.min_t,
-                "points": [list(p) for p in self.points]}
+        return {
+            "kind": "trend",
+            "window_seconds": self.window_seconds,
+            "max_points": self.max_points,
+            "min_points": self.min_points,
+            "min_r2": self.min_r2,
+            "min_t": self.min_t,
+            "points": [list(p) for p in self.points],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> TrendPredictor:
-        tp = cls(state["window_seconds"], state["max_points"], state["min_points"],
-                 state["min_r2"], state["min_t"])
+        tp = cls(
+            state["window_seconds"], state["max_points"], state["min_points"], state["min_r2"], state["min_t"]
+        )
         tp.points.extend((float(t), float(v)) for t, v in state["points"])
         return tp

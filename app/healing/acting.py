@@ -55,8 +55,10 @@ async def act(engine: HealingEngine, claim: Claim) -> None:
     # The action's own effects (a restart's downtime) must not open an incident or count as failures.
     recovery = engine.ports.recovery
     if hasattr(recovery, "action_starting"):
-        recovery.action_starting(component_id=claim.component_id,
-                                 until=utcnow() + timedelta(seconds=claim.entry.timeout_s + ACTING_SLACK_S))
+        recovery.action_starting(
+            component_id=claim.component_id,
+            until=utcnow() + timedelta(seconds=claim.entry.timeout_s + ACTING_SLACK_S),
+        )
     result = None
     try:
         started = time.monotonic()
@@ -77,8 +79,12 @@ async def mark_acting(engine: HealingEngine, claim: Claim, keeper: LeaseKeeper) 
         async with session_scope(engine.state.sessionmaker) as session:
             return await mark_acting_in(session, engine, claim)
     except Exception as exc:  # noqa: BLE001
-        log.warning("healing: attempt %s not started, its acting marker could not be committed (%s); "
-                    "it will be retried", claim.attempt_id, type(exc).__name__)
+        log.warning(
+            "healing: attempt %s not started, its acting marker could not be committed (%s); "
+            "it will be retried",
+            claim.attempt_id,
+            type(exc).__name__,
+        )
         return False
 
 
@@ -87,10 +93,14 @@ async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Cl
     commit, on the same connection, and the action starts as soon as it returns)."""
     now = database_clock(session)
     done = await session.execute(
-        update(HealingAttempt).where(HealingAttempt.id == claim.attempt_id,
-                                     HealingAttempt.state == AttemptState.RUNNING,
-                                     HealingAttempt.owner == engine.owner)
-        .values(acting_at=now, lease_until=now + timedelta(seconds=engine.settings.healing.attempt_lease)))
+        update(HealingAttempt)
+        .where(
+            HealingAttempt.id == claim.attempt_id,
+            HealingAttempt.state == AttemptState.RUNNING,
+            HealingAttempt.owner == engine.owner,
+        )
+        .values(acting_at=now, lease_until=now + timedelta(seconds=engine.settings.healing.attempt_lease))
+    )
     if done.rowcount != 1:
         await session.rollback()
         return False
@@ -98,7 +108,9 @@ async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Cl
     return True
 
 
-async def record_durably(engine: HealingEngine, claim: Claim, result: ActionResult, duration_s: float) -> None:
+async def record_durably(
+    engine: HealingEngine, claim: Claim, result: ActionResult, duration_s: float
+) -> None:
     """Record the outcome; while the database is away, try again (the lease is renewed meanwhile)."""
     delay = 0.5
     deadline = time.monotonic() + RECORD_RETRY_FOR_S
@@ -110,11 +122,19 @@ async def record_durably(engine: HealingEngine, claim: Claim, result: ActionResu
             raise
         except Exception as exc:  # noqa: BLE001
             if time.monotonic() > deadline:
-                log.error("healing: gave up recording the outcome of attempt %s (%s); the reconciler "
-                          "settles it when its lease runs out", claim.attempt_id, type(exc).__name__)
+                log.error(
+                    "healing: gave up recording the outcome of attempt %s (%s); the reconciler "
+                    "settles it when its lease runs out",
+                    claim.attempt_id,
+                    type(exc).__name__,
+                )
                 return
-            log.warning("healing: could not record the outcome of attempt %s (%s); retrying in %.1f s",
-                        claim.attempt_id, type(exc).__name__, delay)
+            log.warning(
+                "healing: could not record the outcome of attempt %s (%s); retrying in %.1f s",
+                claim.attempt_id,
+                type(exc).__name__,
+                delay,
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECORD_RETRY_MAX_S)
 
@@ -133,20 +153,29 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
         decision = dict(row.decision or {})
         decision["action_duration_s"] = round(duration_s, 3)
         if claim.detected_at is not None and row.started_at is not None:
-            decision["detection_to_action_ms"] = round((row.started_at - claim.detected_at).total_seconds() * 1000, 1)
+            decision["detection_to_action_ms"] = round(
+                (row.started_at - claim.detected_at).total_seconds() * 1000, 1
+            )
         row.decision = decision
         if not result.success:
             if getattr(engine.registry.get(row.strategy), "escalates", False):
                 await engine.ports.alerts.raise_alert(
-                    session, component=row.component, fingerprint=f"healing-notify:{row.component}:{row.incident_key}",
-                    severity="critical", title="human needed", message=result.detail,
+                    session,
+                    component=row.component,
+                    fingerprint=f"healing-notify:{row.component}:{row.incident_key}",
+                    severity="critical",
+                    title="human needed",
+                    message=result.detail,
                     incident_id=row.incident_id,
                 )
-            await engine.attempts.finish_failed(session, row, now, AttemptState.FAILED, result.detail,
-                                                policy=claim.policy)
+            await engine.attempts.finish_failed(
+                session, row, now, AttemptState.FAILED, result.detail, policy=claim.policy
+            )
             return
         row.detail = result.detail
-        incident = await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+        incident = (
+            await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+        )
         if incident is None or incident.status == "closed":
             # Nothing to verify against (manual trigger without an incident), or already healthy.
             await engine.attempts.mark_succeeded(session, row, incident, now, policy=claim.policy)
@@ -157,7 +186,10 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
     # After the commit: monitoring writes in its own transaction (SQLite has one writer).
     component, component_id, incident_id, kind, attempt_id = verifying
     await engine.ports.recovery.action_ran(
-        component=component, component_id=component_id, incident_id=incident_id,
-        action=f"{kind} (healing attempt {attempt_id})", grace_s=claim.policy.grace_period,
+        component=component,
+        component_id=component_id,
+        incident_id=incident_id,
+        action=f"{kind} (healing attempt {attempt_id})",
+        grace_s=claim.policy.grace_period,
         recheck_until_s=claim.policy.verify_timeout,
     )

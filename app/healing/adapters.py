@@ -36,21 +36,45 @@ class AlertServiceSink:
 
     def _remember(self, kind: str, fields: dict[str, Any]) -> None:
         self.records.append(RecordedAlert(kind, fields))
-        del self.records[:-self.keep]
+        del self.records[: -self.keep]
 
-    async def raise_alert(self, session, *, component, fingerprint, severity, title, message, incident_id=None,
-                          labels=None) -> None:
-        self._remember("raise", {"component": component, "fingerprint": fingerprint, "severity": severity,
-                                 "title": title, "message": message, "incident_id": incident_id})
+    async def raise_alert(
+        self, session, *, component, fingerprint, severity, title, message, incident_id=None, labels=None
+    ) -> None:
+        self._remember(
+            "raise",
+            {
+                "component": component,
+                "fingerprint": fingerprint,
+                "severity": severity,
+                "title": title,
+                "message": message,
+                "incident_id": incident_id,
+            },
+        )
         await AlertService(session, self.settings).raise_alert(
-            component=component, severity=severity, message=f"{title}: {message}", fingerprint=fingerprint,
-            labels=labels, incident_id=incident_id, source="healing", metadata={"title": title},
+            component=component,
+            severity=severity,
+            message=f"{title}: {message}",
+            fingerprint=fingerprint,
+            labels=labels,
+            incident_id=incident_id,
+            source="healing",
+            metadata={"title": title},
         )
 
-    async def resolve(self, session, *, fingerprint=None, component=None, incident_id=None,
-                      resolution_action) -> None:
-        self._remember("resolve", {"fingerprint": fingerprint, "component": component, "incident_id": incident_id,
-                                   "resolution_action": resolution_action})
+    async def resolve(
+        self, session, *, fingerprint=None, component=None, incident_id=None, resolution_action
+    ) -> None:
+        self._remember(
+            "resolve",
+            {
+                "fingerprint": fingerprint,
+                "component": component,
+                "incident_id": incident_id,
+                "resolution_action": resolution_action,
+            },
+        )
         service = AlertService(session, self.settings)
         fingerprints = [fingerprint] if fingerprint else []
         if fingerprint is None and component is not None:  # a heal: the health alert and healing's own
@@ -83,7 +107,9 @@ class SchedulerRecoveryNotifier:
         if component_id is not None:
             self.scheduler.note_action_failed(component_id)
 
-    async def action_ran(self, *, component, component_id, incident_id, action, grace_s, recheck_until_s) -> None:
+    async def action_ran(
+        self, *, component, component_id, incident_id, action, grace_s, recheck_until_s
+    ) -> None:
         if component_id is None or not self.scheduler.is_open:
             return  # nothing checks here (a test that runs no scheduler): nothing to tell
         scheduler = self.scheduler
@@ -91,8 +117,9 @@ class SchedulerRecoveryNotifier:
             await scheduler.note_recovery_action(component_id, action, grace_s=grace_s)
         except Exception:
             log.exception("healing: monitoring could not note the recovery action on %s", component)
-        task = asyncio.create_task(self._recheck(component_id, incident_id, recheck_until_s),
-                                   name=f"healing:recheck:{component}")
+        task = asyncio.create_task(
+            self._recheck(component_id, incident_id, recheck_until_s), name=f"healing:recheck:{component}"
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -104,10 +131,20 @@ class SchedulerRecoveryNotifier:
             await asyncio.sleep(RECHECK_EVERY_S)
 
 
-def build_ports(settings: Settings, scheduler: Scheduler, closed_incidents: set[int],
-                tasks: set[asyncio.Task]) -> HealingPorts:
-    return HealingPorts(alerts=AlertServiceSink(settings), silences=SilenceServiceChecker(),
-                        recovery=SchedulerRecoveryNotifier(scheduler, closed_incidents, tasks))
+def build_ports(
+    settings: Settings, scheduler: Scheduler, closed_incidents: set[int], tasks: set[asyncio.Task]
+) -> HealingPorts:
+    return HealingPorts(
+        alerts=AlertServiceSink(settings),
+        silences=SilenceServiceChecker(),
+        recovery=SchedulerRecoveryNotifier(scheduler, closed_incidents, tasks),
+    )
 
 
-__all__ = ["AlertServiceSink", "RecordedAlert", "SchedulerRecoveryNotifier", "SilenceServiceChecker", "build_ports"]
+__all__ = [
+    "AlertServiceSink",
+    "RecordedAlert",
+    "SchedulerRecoveryNotifier",
+    "SilenceServiceChecker",
+    "build_ports",
+]

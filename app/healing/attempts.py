@@ -39,7 +39,9 @@ log = logging.getLogger("pipeline_guard.healing")
 
 
 def resolution_verb(kind: str) -> str:
-    return {"restart": "restarted", "kubernetes": "restarted", "webhook": "re-run via webhook"}.get(kind, f"healed ({kind})")
+    return {"restart": "restarted", "kubernetes": "restarted", "webhook": "re-run via webhook"}.get(
+        kind, f"healed ({kind})"
+    )
 
 
 @dataclass
@@ -55,7 +57,9 @@ class Claim:
 
 
 async def find_component(session: AsyncSession, name: str) -> Component | None:
-    return (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+    return (
+        (await session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+    )
 
 
 async def lease_until(session: AsyncSession, settings) -> datetime:
@@ -73,21 +77,36 @@ async def commit_claim(session: AsyncSession) -> bool:
     return True
 
 
-def make_claim(row: HealingAttempt, entry: StrategyEntry, policy: Policy, incident: HealingIncident | None) -> Claim:
+def make_claim(
+    row: HealingAttempt, entry: StrategyEntry, policy: Policy, incident: HealingIncident | None
+) -> Claim:
     params = dict(entry.params)
     if incident is not None:
         params["_incident"] = {"status": "open", "reason": incident.reason}
     ctx = ActionContext(
-        component=row.component, labels={}, incident_id=row.incident_key.split(":", 1)[1],
-        attempt_id=row.id, attempt_number=row.attempt_number, params=params, dry_run=False,
-        timeout_s=entry.timeout_s, incident_started_at=incident.opened_at if incident else None,
+        component=row.component,
+        labels={},
+        incident_id=row.incident_key.split(":", 1)[1],
+        attempt_id=row.id,
+        attempt_number=row.attempt_number,
+        params=params,
+        dry_run=False,
+        timeout_s=entry.timeout_s,
+        incident_started_at=incident.opened_at if incident else None,
     )
     return Claim(row.id, entry, ctx, policy, incident.opened_at if incident else None, row.component_id)
 
 
 class Attempts:
-    def __init__(self, state: Core, registry: StrategyRegistry, ports: HealingPorts, owner: str, *,
-                 leases: LeaseManager) -> None:
+    def __init__(
+        self,
+        state: Core,
+        registry: StrategyRegistry,
+        ports: HealingPorts,
+        owner: str,
+        *,
+        leases: LeaseManager,
+    ) -> None:
         self.state = state
         self.leases = leases
         self.settings = state.settings
@@ -97,18 +116,39 @@ class Attempts:
 
     # -- the claim ----------------------------------------------------------------------------------
 
-    async def claim(self, session, *, incident: HealingIncident | None, component: Component, policy: Policy,
-                    entry: StrategyEntry, decision: dict[str, Any], number: int, trigger: str, now: datetime,
-                    requested_by: str | None = None, manual_key: str | None = None) -> Claim | None:
+    async def claim(
+        self,
+        session,
+        *,
+        incident: HealingIncident | None,
+        component: Component,
+        policy: Policy,
+        entry: StrategyEntry,
+        decision: dict[str, Any],
+        number: int,
+        trigger: str,
+        now: datetime,
+        requested_by: str | None = None,
+        manual_key: str | None = None,
+    ) -> Claim | None:
         strategy = self.registry.get(entry.kind)
         description = strategy.describe(entry.params)
         labels = dict(component.labels or {})
         key = f"i:{incident.incident_id}" if incident is not None else manual_key
         row = HealingAttempt(
-            incident_id=incident.incident_id if incident else None, incident_key=key, attempt_number=number,
-            component=component.name, component_id=component.id, strategy=strategy.kind, strategy_index=entry.index,
-            trigger=trigger, requested_by=requested_by, description=description, decision=decision,
-            owner=self.owner, created_at=now,
+            incident_id=incident.incident_id if incident else None,
+            incident_key=key,
+            attempt_number=number,
+            component=component.name,
+            component_id=component.id,
+            strategy=strategy.kind,
+            strategy_index=entry.index,
+            trigger=trigger,
+            requested_by=requested_by,
+            description=description,
+            decision=decision,
+            owner=self.owner,
+            created_at=now,
         )
         if policy.dry_run:
             row.state = AttemptState.DRY_RUN
@@ -118,9 +158,14 @@ class Attempts:
             if incident is not None:
                 incident.outcome = "dry_run"
             await self.ports.alerts.raise_alert(
-                session, component=component.name, fingerprint=f"healing-dry-run:{component.name}:{key}",
-                severity="warning", title="healing dry-run", message=f"dry-run: healing would {description}",
-                incident_id=row.incident_id, labels=labels,
+                session,
+                component=component.name,
+                fingerprint=f"healing-dry-run:{component.name}:{key}",
+                severity="warning",
+                title="healing dry-run",
+                message=f"dry-run: healing would {description}",
+                incident_id=row.incident_id,
+                labels=labels,
             )
             await commit_claim(session)
             self.count(row, "dry_run")
@@ -132,9 +177,13 @@ class Attempts:
             session.add(row)
             await commit_claim(session)
             await self.ports.alerts.raise_alert(
-                session, component=component.name, fingerprint=f"healing-approval:{component.name}:{key}",
-                severity="warning", title="healing awaits approval",
-                message=f"approve or reject attempt {row.id}: {description}", incident_id=row.incident_id,
+                session,
+                component=component.name,
+                fingerprint=f"healing-approval:{component.name}:{key}",
+                severity="warning",
+                title="healing awaits approval",
+                message=f"approve or reject attempt {row.id}: {description}",
+                incident_id=row.incident_id,
                 labels=labels,
             )
             return None
@@ -175,8 +224,17 @@ class Attempts:
         comp = await find_component(session, component)
         return parse_policy(comp.recovery if comp else None, self.settings)
 
-    async def finish_failed(self, session, row: HealingAttempt, now: datetime, state: AttemptState, detail: str,
-                            *, policy: Policy | None = None, count_stats: bool = True) -> None:
+    async def finish_failed(
+        self,
+        session,
+        row: HealingAttempt,
+        now: datetime,
+        state: AttemptState,
+        detail: str,
+        *,
+        policy: Policy | None = None,
+        count_stats: bool = True,
+    ) -> None:
         policy = policy or await self.policy_for(session, row.component)
         row.state = state
         row.detail = detail[:2000]
@@ -190,8 +248,15 @@ class Attempts:
         self.count(row, str(state))
         await session.flush()
 
-    async def mark_succeeded(self, session, row: HealingAttempt, incident: HealingIncident | None, at: datetime,
-                             *, policy: Policy | None = None) -> None:
+    async def mark_succeeded(
+        self,
+        session,
+        row: HealingAttempt,
+        incident: HealingIncident | None,
+        at: datetime,
+        *,
+        policy: Policy | None = None,
+    ) -> None:
         policy = policy or await self.policy_for(session, row.component)
         row.state = AttemptState.SUCCEEDED
         row.finished_at = at
@@ -199,30 +264,41 @@ class Attempts:
         if incident is not None:
             incident.outcome = "healed"
             # The stick window: an incident opened before this turns the heal into a failed one.
-            row.decision = {**(row.decision or {}),
-                            "holds_until": (at + timedelta(seconds=policy.verify_timeout)).isoformat()}
+            row.decision = {
+                **(row.decision or {}),
+                "holds_until": (at + timedelta(seconds=policy.verify_timeout)).isoformat(),
+            }
             row.time_to_recover_s = max(0.0, (at - incident.opened_at).total_seconds())
             self.state.metrics.time_to_recover.observe(row.time_to_recover_s)
         budget = await budgets.load_budget(session, row.component)
         budgets.record_success(budget, policy, at)
         await self._stat(session, row, success=True)
         action = f"{resolution_verb(row.strategy)} by healing attempt {row.id}"
-        row.detail = f"{row.detail or ''}; verified healthy" if incident is not None else (row.detail or "succeeded")
-        await self.ports.alerts.resolve(session, component=row.component, incident_id=row.incident_id,
-                                        resolution_action=action)
+        row.detail = (
+            f"{row.detail or ''}; verified healthy" if incident is not None else (row.detail or "succeeded")
+        )
+        await self.ports.alerts.resolve(
+            session, component=row.component, incident_id=row.incident_id, resolution_action=action
+        )
         self.count(row, "succeeded")
         await session.flush()
 
-    async def mark_relapsed(self, session, row: HealingAttempt, at: datetime, *, policy: Policy, why: str) -> None:
+    async def mark_relapsed(
+        self, session, row: HealingAttempt, at: datetime, *, policy: Policy, why: str
+    ) -> None:
         """A verified heal that did not hold through the stick window: it becomes a failed heal for
         the budget (back-off instead of cooldown), the breaker and the strategy statistics."""
         row.state = AttemptState.FAILED
-        row.detail = f"{row.detail or ''}; relapsed within {policy.verify_timeout:g}s of the heal ({why})"[:2000]
+        row.detail = f"{row.detail or ''}; relapsed within {policy.verify_timeout:g}s of the heal ({why})"[
+            :2000
+        ]
         row.decision = {**(row.decision or {}), "relapsed_at": at.isoformat()}
         budget = await budgets.load_budget(session, row.component)
         budget.cooldown_until = None
         budgets.record_failure(budget, policy, at)
-        incident = await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+        incident = (
+            await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+        )
         if incident is not None and incident.outcome == "healed":
             incident.outcome = "relapsed"
         key = f"{row.strategy_index}:{row.strategy}"
@@ -234,11 +310,16 @@ class Attempts:
         if breaker.record_failed_incident(budget, policy, at):
             self.state.metrics.circuit_open.labels(row.component).set(1)
             await self.ports.alerts.raise_alert(
-                session, component=row.component, fingerprint=f"healing-breaker:{row.component}", severity="critical",
+                session,
+                component=row.component,
+                fingerprint=f"healing-breaker:{row.component}",
+                severity="critical",
                 title="healing exhausted: human needed",
-                message=(f"healing circuit breaker open for {row.component}: {len(budget.failed_incidents)} "
-                         f"heals did not hold or did not work within {policy.breaker_window:g} s; automatic "
-                         f"healing stopped until {budget.breaker_rearm_at.isoformat()} or an operator re-arms it"),
+                message=(
+                    f"healing circuit breaker open for {row.component}: {len(budget.failed_incidents)} "
+                    f"heals did not hold or did not work within {policy.breaker_window:g} s; automatic "
+                    f"healing stopped until {budget.breaker_rearm_at.isoformat()} or an operator re-arms it"
+                ),
                 incident_id=row.incident_id,
             )
         await session.flush()
@@ -247,8 +328,9 @@ class Attempts:
         key = f"{row.strategy_index}:{row.strategy}"
         stat = await session.get(HealingStrategyStat, (row.component, key), with_for_update=True)
         if stat is None:
-            stat = HealingStrategyStat(component=row.component, strategy_key=key, successes=0, failures=0,
-                                       total_recover_s=0.0)
+            stat = HealingStrategyStat(
+                component=row.component, strategy_key=key, successes=0, failures=0, total_recover_s=0.0
+            )
             session.add(stat)
         if success:
             stat.successes += 1

@@ -25,7 +25,9 @@ async def load_budget(session: AsyncSession, component: str, *, lock: bool = Tru
         return budget
     try:
         async with session.begin_nested():
-            budget = HealingBudget(component=component, backoff_level=0, failed_incidents=[], breaker_open=False)
+            budget = HealingBudget(
+                component=component, backoff_level=0, failed_incidents=[], breaker_open=False
+            )
             session.add(budget)
     except IntegrityError:  # another replica created it first
         budget = (await session.execute(stmt)).scalar_one()

@@ -43,12 +43,18 @@ if TYPE_CHECKING:
 async def open_incident_ids(session: AsyncSession) -> list[int]:
     """Open, undecided incidents with no attempt in flight, oldest first."""
     key = literal("i:").concat(cast(HealingIncident.incident_id, String))
-    in_flight = exists().where(HealingAttempt.incident_key == key, HealingAttempt.state.in_(list(OPEN_STATES)))
-    return list((await session.execute(
-        select(HealingIncident.incident_id)
-        .where(HealingIncident.status == "open", HealingIncident.outcome.is_(None), ~in_flight)
-        .order_by(HealingIncident.opened_at)
-    )).scalars())
+    in_flight = exists().where(
+        HealingAttempt.incident_key == key, HealingAttempt.state.in_(list(OPEN_STATES))
+    )
+    return list(
+        (
+            await session.execute(
+                select(HealingIncident.incident_id)
+                .where(HealingIncident.status == "open", HealingIncident.outcome.is_(None), ~in_flight)
+                .order_by(HealingIncident.opened_at)
+            )
+        ).scalars()
+    )
 
 
 async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
@@ -59,10 +65,17 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
         incident = await session.get(HealingIncident, incident_id)
         if incident is None or incident.status != "open" or incident.outcome is not None:
             return None
-        attempts = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_key == f"i:{incident_id}")
-            .order_by(HealingAttempt.attempt_number)
-        )).scalars().all()
+        attempts = (
+            (
+                await session.execute(
+                    select(HealingAttempt)
+                    .where(HealingAttempt.incident_key == f"i:{incident_id}")
+                    .order_by(HealingAttempt.attempt_number)
+                )
+            )
+            .scalars()
+            .all()
+        )
         if any(a.state in OPEN_STATES for a in attempts):
             return None  # in flight, or waiting for an operator
         component = await find_component(session, incident.component)
@@ -92,9 +105,17 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
         if budgets.blocked_reason(budget, now):
             return None
         entry, decision = await choose(engine, session, component.name, policy, entries, acted)
-        claim = await engine.attempts.claim(session, incident=incident, component=component, policy=policy,
-                                            entry=entry, decision=decision, number=len(attempts) + 1,
-                                            trigger="auto", now=now)
+        claim = await engine.attempts.claim(
+            session,
+            incident=incident,
+            component=component,
+            policy=policy,
+            entry=entry,
+            decision=decision,
+            number=len(attempts) + 1,
+            trigger="auto",
+            now=now,
+        )
         if claim is not None:
             # Committed: the action starts as soon as the marker is; if it cannot be written here,
             # the action's task tries again (and leaves the attempt to the reconciler if it fails).
@@ -105,39 +126,70 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
         return claim
 
 
-async def choose(engine: HealingEngine, session: AsyncSession, component: str, policy: Policy,
-                 entries: list[StrategyEntry], attempts) -> tuple[StrategyEntry, dict[str, Any]]:
+async def choose(
+    engine: HealingEngine,
+    session: AsyncSession,
+    component: str,
+    policy: Policy,
+    entries: list[StrategyEntry],
+    attempts,
+) -> tuple[StrategyEntry, dict[str, Any]]:
     number = len(attempts) + 1
     if not policy.learned_ordering or len(entries) == 1:
         entry = entries[(number - 1) % len(entries)]
-        return entry, {"mode": "ordered", "chosen": entry.key,
-                       "explanation": f"attempt {number}: strategy {entry.index + 1} of the admin's ordered list"}
+        return entry, {
+            "mode": "ordered",
+            "chosen": entry.key,
+            "explanation": f"attempt {number}: strategy {entry.index + 1} of the admin's ordered list",
+        }
     tried = {a.strategy_index for a in attempts}
     fresh = [e for e in entries if e.index not in tried] or entries
-    rows = (await session.execute(select(HealingStrategyStat).where(HealingStrategyStat.component == component))).scalars().all()
+    rows = (
+        (await session.execute(select(HealingStrategyStat).where(HealingStrategyStat.component == component)))
+        .scalars()
+        .all()
+    )
     stats = {r.strategy_key: (r.successes, r.failures, r.total_recover_s) for r in rows}
     return learning.choose(fresh, stats, method=engine.settings.healing.learning)
 
 
-async def exhaust(engine: HealingEngine, session: AsyncSession, incident: HealingIncident, component: str,
-                  policy: Policy, budget: HealingBudget, now: datetime, attempts) -> None:
+async def exhaust(
+    engine: HealingEngine,
+    session: AsyncSession,
+    incident: HealingIncident,
+    component: str,
+    policy: Policy,
+    budget: HealingBudget,
+    now: datetime,
+    attempts,
+) -> None:
     incident.outcome = "exhausted"
     alerts = engine.ports.alerts
     await alerts.raise_alert(
-        session, component=component, fingerprint=f"healing-exhausted:{component}:{incident.incident_id}",
-        severity="critical", title="healing exhausted: human needed",
+        session,
+        component=component,
+        fingerprint=f"healing-exhausted:{component}:{incident.incident_id}",
+        severity="critical",
+        title="healing exhausted: human needed",
         message=f"{len(attempts)} healing attempt(s) did not recover {component}; a human is needed",
-        incident_id=incident.incident_id, labels=incident.labels,
+        incident_id=incident.incident_id,
+        labels=incident.labels,
     )
     if breaker.record_failed_incident(budget, policy, now):
         engine.state.metrics.circuit_open.labels(component).set(1)
         await alerts.raise_alert(
-            session, component=component, fingerprint=f"healing-breaker:{component}", severity="critical",
+            session,
+            component=component,
+            fingerprint=f"healing-breaker:{component}",
+            severity="critical",
             title="healing exhausted: human needed",
-            message=(f"healing circuit breaker open for {component}: {len(budget.failed_incidents)} incidents "
-                     f"not healed within {policy.breaker_window:g} s; automatic healing stopped until "
-                     f"{budget.breaker_rearm_at.isoformat()} or an operator re-arms it"),
-            incident_id=incident.incident_id, labels=incident.labels,
+            message=(
+                f"healing circuit breaker open for {component}: {len(budget.failed_incidents)} incidents "
+                f"not healed within {policy.breaker_window:g} s; automatic healing stopped until "
+                f"{budget.breaker_rearm_at.isoformat()} or an operator re-arms it"
+            ),
+            incident_id=incident.incident_id,
+            labels=incident.labels,
         )
     await session.flush()
 
@@ -149,10 +201,13 @@ async def incident_status(session: AsyncSession, incident_id: int, component_id:
     from app.db.models import ComponentState, Incident
 
     state = await session.get(ComponentState, component_id)  # loaded with the component: no query
-    if state is not None and state.current_incident_id == incident_id and state.status in lifecycle.INCIDENT_STATUSES:
+    if (
+        state is not None
+        and state.current_incident_id == incident_id
+        and state.status in lifecycle.INCIDENT_STATUSES
+    ):
         return state.status
     incident = await session.get(Incident, incident_id)
     if incident is None:
         return "critical"  # only healing's own record of it: the opening event carried no more
     return incident.worst_status or incident.opening_status or "critical"
-

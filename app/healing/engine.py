@@ -52,14 +52,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.healing")
 
 
-
 def replica_owner(settings) -> str:
     return f"{settings.replica_id or socket.gethostname()}:{os.getpid()}"
 
 
 class HealingEngine:
-    def __init__(self, state: Core, *, registry: StrategyRegistry, ports: HealingPorts, leases: LeaseManager,
-                 closed_incidents: set[int], tasks: set[asyncio.Task]) -> None:
+    def __init__(
+        self,
+        state: Core,
+        *,
+        registry: StrategyRegistry,
+        ports: HealingPorts,
+        leases: LeaseManager,
+        closed_incidents: set[int],
+        tasks: set[asyncio.Task],
+    ) -> None:
         self.state = state
         self.settings = state.settings
         self.registry = registry
@@ -72,7 +79,9 @@ class HealingEngine:
         self._urgent = 0  # hand-overs waiting for (or holding) the lock
         self._no_urgent = asyncio.Event()
         self._no_urgent.set()
-        self.operator = OperatorActions(state, self.attempts, lock=self._lock, spawn=self._spawn, wake=self.wake)
+        self.operator = OperatorActions(
+            state, self.attempts, lock=self._lock, spawn=self._spawn, wake=self.wake
+        )
         self.incidents = IncidentEvents(state, self.attempts, self.wake, closed_incidents)
         self._live: dict[int, asyncio.Task] = {}  # attempt id -> the task that acts and records it
         self.reconciler = Reconciler(state, self.attempts, self._live)

@@ -19,9 +19,9 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
-from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 from app.healing import lifecycle
 from app.healing.attempts import Attempts
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
     from app.healing.wake import Wake
@@ -49,28 +49,42 @@ class IncidentEvents:
         existing = await session.get(HealingIncident, evt.incident_id)
         if existing is None:
             await self._count_relapse(session, evt)
-            session.add(HealingIncident(
-                incident_id=evt.incident_id, component=evt.component, component_id=evt.component_id,
-                labels=dict(evt.labels), status="open", reason=evt.reason[:2000], opened_at=evt.at,
-            ))
+            session.add(
+                HealingIncident(
+                    incident_id=evt.incident_id,
+                    component=evt.component,
+                    component_id=evt.component_id,
+                    labels=dict(evt.labels),
+                    status="open",
+                    reason=evt.reason[:2000],
+                    opened_at=evt.at,
+                )
+            )
             await session.flush()
         self._wake_after_commit(session, evt.incident_id)
 
     async def _count_relapse(self, session: AsyncSession, evt: IncidentOpened) -> None:
         """A new incident within the stick window after a heal: that heal did not hold."""
-        healed = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.component == evt.component,
-                                         HealingAttempt.state == AttemptState.SUCCEEDED,
-                                         HealingAttempt.incident_id.is_not(None),
-                                         HealingAttempt.incident_id != evt.incident_id)
-            .order_by(HealingAttempt.finished_at.desc(), HealingAttempt.id.desc()).limit(1)
-        )).scalar_one_or_none()
+        healed = (
+            await session.execute(
+                select(HealingAttempt)
+                .where(
+                    HealingAttempt.component == evt.component,
+                    HealingAttempt.state == AttemptState.SUCCEEDED,
+                    HealingAttempt.incident_id.is_not(None),
+                    HealingAttempt.incident_id != evt.incident_id,
+                )
+                .order_by(HealingAttempt.finished_at.desc(), HealingAttempt.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
         if healed is None:
             return
         policy = await self.attempts.policy_for(session, evt.component)
         if lifecycle.relapsed(healed.finished_at, evt.at, policy.verify_timeout):
-            await self.attempts.mark_relapsed(session, healed, evt.at, policy=policy,
-                                              why=f"incident {evt.incident_id} opened: {evt.reason}")
+            await self.attempts.mark_relapsed(
+                session, healed, evt.at, policy=policy, why=f"incident {evt.incident_id} opened: {evt.reason}"
+            )
 
     async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:
         if evt.current in lifecycle.INCIDENT_STATUSES:
@@ -78,19 +92,31 @@ class IncidentEvents:
         if lifecycle.verdict_after_action(evt.previous, evt.current) == lifecycle.FAILED and evt.incident_id:
             # Out of `recovering` into an unhealthy status: the action did not heal; no attempt waits
             # in `verifying` for results that cannot verify it.
-            attempt = (await session.execute(
-                select(HealingAttempt).where(HealingAttempt.incident_id == evt.incident_id,
-                                             HealingAttempt.state == AttemptState.VERIFYING)
-                .order_by(HealingAttempt.attempt_number.desc()).limit(1)
-            )).scalar_one_or_none()
+            attempt = (
+                await session.execute(
+                    select(HealingAttempt)
+                    .where(
+                        HealingAttempt.incident_id == evt.incident_id,
+                        HealingAttempt.state == AttemptState.VERIFYING,
+                    )
+                    .order_by(HealingAttempt.attempt_number.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
             if attempt is not None:
-                await self.attempts.finish_failed(session, attempt, evt.at, AttemptState.FAILED,
-                                                  f"the component is {evt.current} after the action: {evt.reason}")
+                await self.attempts.finish_failed(
+                    session,
+                    attempt,
+                    evt.at,
+                    AttemptState.FAILED,
+                    f"the component is {evt.current} after the action: {evt.reason}",
+                )
             return
         if evt.current != "healthy":
             return
-        stmt = select(HealingIncident).where(HealingIncident.component == evt.component,
-                                             HealingIncident.status == "open")
+        stmt = select(HealingIncident).where(
+            HealingIncident.component == evt.component, HealingIncident.status == "open"
+        )
         if evt.incident_id is not None:
             stmt = stmt.where(HealingIncident.incident_id == evt.incident_id)
         for incident in (await session.execute(stmt)).scalars().all():
@@ -110,23 +136,39 @@ class IncidentEvents:
         closed.add(evt_incident_id)
         if len(closed) > 10000:
             closed.clear()
-        attempt = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
-                                         HealingAttempt.state == AttemptState.VERIFYING)
-            .order_by(HealingAttempt.attempt_number.desc()).limit(1)
-        )).scalar_one_or_none()
+        attempt = (
+            await session.execute(
+                select(HealingAttempt)
+                .where(
+                    HealingAttempt.incident_id == evt_incident_id,
+                    HealingAttempt.state == AttemptState.VERIFYING,
+                )
+                .order_by(HealingAttempt.attempt_number.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
         if attempt is not None:
             await self.attempts.mark_succeeded(session, attempt, incident, at)
         elif incident.outcome == "exhausted":
             await self.ports.alerts.resolve(
-                session, fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
-                component=incident.component, incident_id=incident.incident_id,
+                session,
+                fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
+                component=incident.component,
+                incident_id=incident.incident_id,
                 resolution_action="recovered without healing",
             )
-        pending = (await session.execute(
-            select(HealingAttempt).where(HealingAttempt.incident_id == evt_incident_id,
-                                         HealingAttempt.state == AttemptState.PENDING_APPROVAL)
-        )).scalars().all()
+        pending = (
+            (
+                await session.execute(
+                    select(HealingAttempt).where(
+                        HealingAttempt.incident_id == evt_incident_id,
+                        HealingAttempt.state == AttemptState.PENDING_APPROVAL,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         for row in pending:
             row.state = AttemptState.EXPIRED
             row.detail = "incident closed before approval"

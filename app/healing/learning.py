@@ -18,8 +18,13 @@ from app.healing.policy import StrategyEntry
 TTR_SCALE_S = 300.0
 
 
-def choose(entries: list[StrategyEntry], stats: dict[str, tuple[int, int, float]], *, method: str = "thompson",
-           rng: random.Random | None = None) -> tuple[StrategyEntry, dict[str, Any]]:
+def choose(
+    entries: list[StrategyEntry],
+    stats: dict[str, tuple[int, int, float]],
+    *,
+    method: str = "thompson",
+    rng: random.Random | None = None,
+) -> tuple[StrategyEntry, dict[str, Any]]:
     """``stats``: entry key -> (successes, failures, total_recover_s). Returns the choice and why."""
     if not entries:
         raise ValueError("no strategy to choose from")
@@ -36,12 +41,21 @@ def choose(entries: list[StrategyEntry], stats: dict[str, tuple[int, int, float]
         else:
             value = rng.betavariate(1 + successes, 1 + failures)
         score = value * speed
-        scored.append((score, -entry.index, entry, {
-            "strategy": entry.key, "successes": successes, "failures": failures,
-            "mean_ttr_s": None if mean_ttr is None else round(mean_ttr, 3),
-            ("ucb" if method == "ucb" else "sample"): None if math.isinf(value) else round(value, 4),
-            "score": None if math.isinf(score) else round(score, 4),
-        }))
+        scored.append(
+            (
+                score,
+                -entry.index,
+                entry,
+                {
+                    "strategy": entry.key,
+                    "successes": successes,
+                    "failures": failures,
+                    "mean_ttr_s": None if mean_ttr is None else round(mean_ttr, 3),
+                    ("ucb" if method == "ucb" else "sample"): None if math.isinf(value) else round(value, 4),
+                    "score": None if math.isinf(score) else round(score, 4),
+                },
+            )
+        )
     scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
     chosen = scored[0][2]
     why = {

@@ -66,7 +66,7 @@ def process_identity(pid: int) -> str | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its closing one.
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     if len(fields) < 20 or fields[0] == "Z":
         return None
     return f"{_boot_id()}:{fields[19]}"
@@ -134,9 +134,14 @@ class LeaseKeeper:
             if self.pgid is not None:
                 values.update(pgid=self.pgid, process_start=self.process_start)
             result = await session.execute(
-                update(HealingAttempt).where(HealingAttempt.id == self.attempt_id,
-                                             HealingAttempt.state == AttemptState.RUNNING,
-                                             HealingAttempt.owner == self.owner).values(**values))
+                update(HealingAttempt)
+                .where(
+                    HealingAttempt.id == self.attempt_id,
+                    HealingAttempt.state == AttemptState.RUNNING,
+                    HealingAttempt.owner == self.owner,
+                )
+                .values(**values)
+            )
         self._written_pgid = self.pgid
         return result.rowcount == 1
 
@@ -151,5 +156,8 @@ class LeaseKeeper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the database may be away for a moment: try again
-                log.warning("healing: could not renew the lease of attempt %s: %s", self.attempt_id,
-                            type(exc).__name__)
+                log.warning(
+                    "healing: could not renew the lease of attempt %s: %s",
+                    self.attempt_id,
+                    type(exc).__name__,
+                )

@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 DETECTED, ACTING, VERIFYING, HEALED, FAILED, ESCALATED, CLOSED = (
-    "detected", "acting", "verifying", "healed", "failed", "escalated", "closed")
+    "detected",
+    "acting",
+    "verifying",
+    "healed",
+    "failed",
+    "escalated",
+    "closed",
+)
 ENDINGS = frozenset({HEALED, ESCALATED, CLOSED})
 
 HEALABLE = ("degraded", "critical", "failed")
@@ -170,7 +177,9 @@ class Lifecycle:
 
     def action_started(self, now: datetime) -> None:
         episode = self.current
-        assert episode is not None and episode.phase in (DETECTED, FAILED), "no action without an open incident"
+        assert episode is not None and episode.phase in (DETECTED, FAILED), (
+            "no action without an open incident"
+        )
         episode.attempts += 1
         episode.acting_since = now
         episode._go(ACTING, now)
@@ -189,8 +198,11 @@ class Lifecycle:
         episode = self.current
         if episode is None:
             return
-        if episode.phase == VERIFYING and episode.verifying_since is not None and \
-                now >= episode.verifying_since + timedelta(seconds=self.rules.verify_timeout_s):
+        if (
+            episode.phase == VERIFYING
+            and episode.verifying_since is not None
+            and now >= episode.verifying_since + timedelta(seconds=self.rules.verify_timeout_s)
+        ):
             self._failed(episode, now)
 
     def _failed(self, episode: Episode, now: datetime) -> None:

@@ -92,7 +92,10 @@ async def prime_outcome_counters(state: Core) -> None:
     from app.db.session import session_scope
 
     async with session_scope(state.sessionmaker) as session:
-        rows = (await session.execute(select(Component.name, Component.recovery)
-                                      .where(Component.recovery.is_not(None)))).all()
+        rows = (
+            await session.execute(
+                select(Component.name, Component.recovery).where(Component.recovery.is_not(None))
+            )
+        ).all()
     for name, recovery in rows:
         state.metrics.prime_healing_policy(name, recovery)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from app.core.errors import Conflict, NotFound, RateLimited
 from app.db.models.healing import OPEN_STATES, AttemptState, HealingAttempt, HealingIncident
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.core.errors import Conflict, NotFound, RateLimited
 from app.healing import breaker, budgets
 from app.healing.attempts import Attempts, Claim, commit_claim, find_component, lease_until, make_claim
 from app.healing.policy import allowed_entries, parse_policy
@@ -30,8 +30,15 @@ if TYPE_CHECKING:
 
 
 class OperatorActions:
-    def __init__(self, state: Core, attempts: Attempts, *, lock: asyncio.Lock,
-                 spawn: Callable[[Claim], None], wake: asyncio.Event) -> None:
+    def __init__(
+        self,
+        state: Core,
+        attempts: Attempts,
+        *,
+        lock: asyncio.Lock,
+        spawn: Callable[[Claim], None],
+        wake: asyncio.Event,
+    ) -> None:
         self.state = state
         self.settings = state.settings
         self.attempts = attempts
@@ -66,35 +73,66 @@ class OperatorActions:
                 if strategy:
                     message = f"component {component_name!r} lists no enabled strategy named {strategy!r}"
                 else:
-                    message = (f"component {component_name!r} has no usable recovery strategy: add "
-                               "recovery.strategies to it (and enable their kinds in the healing settings)")
-                raise Conflict(message, details={"problems": [message]})  # the component's state, not bad input
+                    message = (
+                        f"component {component_name!r} has no usable recovery strategy: add "
+                        "recovery.strategies to it (and enable their kinds in the healing settings)"
+                    )
+                raise Conflict(
+                    message, details={"problems": [message]}
+                )  # the component's state, not bad input
             await self._refuse_when_bounded(session, component_name, now)
-            incident = (await session.execute(
-                select(HealingIncident).where(HealingIncident.component == component_name,
-                                              HealingIncident.status == "open")
-                .order_by(HealingIncident.opened_at.desc()).limit(1)
-            )).scalar_one_or_none()
+            incident = (
+                await session.execute(
+                    select(HealingIncident)
+                    .where(HealingIncident.component == component_name, HealingIncident.status == "open")
+                    .order_by(HealingIncident.opened_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
             if incident is not None:
                 key = f"i:{incident.incident_id}"
-                busy = (await session.execute(select(func.count()).select_from(HealingAttempt).where(
-                    HealingAttempt.incident_key == key, HealingAttempt.state.in_([*OPEN_STATES])
-                ))).scalar_one()
+                busy = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(HealingAttempt)
+                        .where(HealingAttempt.incident_key == key, HealingAttempt.state.in_([*OPEN_STATES]))
+                    )
+                ).scalar_one()
                 if busy:
                     raise Conflict(f"an attempt for {component_name}'s incident is already in progress")
-                number = (await session.execute(select(func.coalesce(func.max(HealingAttempt.attempt_number), 0))
-                                                .where(HealingAttempt.incident_key == key))).scalar_one() + 1
+                number = (
+                    await session.execute(
+                        select(func.coalesce(func.max(HealingAttempt.attempt_number), 0)).where(
+                            HealingAttempt.incident_key == key
+                        )
+                    )
+                ).scalar_one() + 1
                 manual_key = None
             else:
                 number, manual_key = 1, f"m:{uuid.uuid4().hex}"
             entry = entries[0]
-            decision = {"mode": "manual", "chosen": entry.key,
-                        "explanation": f"requested by {principal or 'an operator'}"}
-            claim = await self.attempts.claim(session, incident=incident, component=component, policy=policy,
-                                              entry=entry, decision=decision, number=number, trigger="manual",
-                                              now=now, requested_by=principal, manual_key=manual_key)
+            decision = {
+                "mode": "manual",
+                "chosen": entry.key,
+                "explanation": f"requested by {principal or 'an operator'}",
+            }
+            claim = await self.attempts.claim(
+                session,
+                incident=incident,
+                component=component,
+                policy=policy,
+                entry=entry,
+                decision=decision,
+                number=number,
+                trigger="manual",
+                now=now,
+                requested_by=principal,
+                manual_key=manual_key,
+            )
             if claim is None and not policy.dry_run:
-                raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+                raise Conflict(
+                    "concurrency limit reached (healing.max_concurrent / per group); try again shortly"
+                )
             attempt_id = await self._latest_id(session, incident, manual_key)
         if claim is not None:
             self._spawn(claim)
@@ -104,28 +142,48 @@ class OperatorActions:
     async def _refuse_when_bounded(self, session, component_name: str, now) -> None:
         # The budget row is locked (Postgres) until this claim commits: replicas take turns.
         budget = await budgets.load_budget(session, component_name)
-        busy = (await session.execute(
-            select(HealingAttempt.id, HealingAttempt.state).where(
-                HealingAttempt.component == component_name, HealingAttempt.state.in_([*OPEN_STATES]))
-            .order_by(HealingAttempt.id).limit(1))).first()
+        busy = (
+            await session.execute(
+                select(HealingAttempt.id, HealingAttempt.state)
+                .where(HealingAttempt.component == component_name, HealingAttempt.state.in_([*OPEN_STATES]))
+                .order_by(HealingAttempt.id)
+                .limit(1)
+            )
+        ).first()
         if busy is not None:
-            raise Conflict(f"healing attempt {busy[0]} for {component_name} is already {busy[1]}; "
-                           "wait for it to finish", details={"attempt_id": busy[0], "state": str(busy[1])})
+            raise Conflict(
+                f"healing attempt {busy[0]} for {component_name} is already {busy[1]}; wait for it to finish",
+                details={"attempt_id": busy[0], "state": str(busy[1])},
+            )
         if budget.breaker_open:
-            raise Conflict(f"the healing breaker of {component_name} is open; re-arm it first "
-                           f"(POST /api/v1/healing/breakers/{component_name}/reset)",
-                           details={"breaker_open": True})
+            raise Conflict(
+                f"the healing breaker of {component_name} is open; re-arm it first "
+                f"(POST /api/v1/healing/breakers/{component_name}/reset)",
+                details={"breaker_open": True},
+            )
         reason = budgets.blocked_reason(budget, now)
         if reason:
-            until = budget.backoff_until if budget.backoff_until and budget.backoff_until > now else budget.cooldown_until
+            until = (
+                budget.backoff_until
+                if budget.backoff_until and budget.backoff_until > now
+                else budget.cooldown_until
+            )
             wait = max(1, int((until - now).total_seconds() + 0.999))
-            raise RateLimited(f"healing {component_name} again is not allowed yet: {reason}",
-                              details={"retry_after_s": wait}, headers={"Retry-After": str(wait)})
+            raise RateLimited(
+                f"healing {component_name} again is not allowed yet: {reason}",
+                details={"retry_after_s": wait},
+                headers={"Retry-After": str(wait)},
+            )
 
     async def _latest_id(self, session, incident, manual_key) -> int | None:
         key = f"i:{incident.incident_id}" if incident is not None else manual_key
-        return (await session.execute(select(func.max(HealingAttempt.id)).where(HealingAttempt.incident_key == key)
-                                      .where(HealingAttempt.created_at >= utcnow() - timedelta(seconds=5)))).scalar_one()
+        return (
+            await session.execute(
+                select(func.max(HealingAttempt.id))
+                .where(HealingAttempt.incident_key == key)
+                .where(HealingAttempt.created_at >= utcnow() - timedelta(seconds=5))
+            )
+        ).scalar_one()
 
     async def approve(self, attempt_id: int, principal: str | None) -> None:
         now = utcnow()
@@ -151,7 +209,9 @@ class OperatorActions:
                 raise Conflict("the component's policy changed since this attempt was proposed; reject it")
             slots = await take_slots(session, self.settings.healing, dict(component.labels or {}))
             if slots is None:
-                raise Conflict("concurrency limit reached (healing.max_concurrent / per group); try again shortly")
+                raise Conflict(
+                    "concurrency limit reached (healing.max_concurrent / per group); try again shortly"
+                )
             row.slot, row.group_key, row.group_slot = slots
             row.state = AttemptState.RUNNING
             row.started_at = now
@@ -189,8 +249,11 @@ class OperatorActions:
             was_open = breaker.rearm(budget)
             self.state.metrics.circuit_open.labels(component).set(0)
             if was_open:
-                await self.ports.alerts.resolve(session, fingerprint=f"healing-breaker:{component}",
-                                                component=component,
-                                                resolution_action=f"healing breaker re-armed by {principal or 'an operator'}")
+                await self.ports.alerts.resolve(
+                    session,
+                    fingerprint=f"healing-breaker:{component}",
+                    component=component,
+                    resolution_action=f"healing breaker re-armed by {principal or 'an operator'}",
+                )
         self.wake.set()
         return was_open

@@ -83,7 +83,9 @@ def _entry_params(entry: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
     return entry, timeout
 
 
-def normalise_strategies(strategies: list[dict[str, Any]], registry) -> tuple[list[dict[str, Any]], list[str]]:
+def normalise_strategies(
+    strategies: list[dict[str, Any]], registry
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Validate each ``{kind, params | flat params, action_timeout?}`` with ``registry`` (the runtime's,
     or the one ``config validate`` builds); return normalised entries and
     ``"recovery.strategies[i].field: reason"`` problems."""
@@ -98,7 +100,11 @@ def normalise_strategies(strategies: list[dict[str, Any]], registry) -> tuple[li
             params, timeout = _entry_params(entry)
             normalised = {"kind": strategy.kind, "params": strategy.validate(params)}
             if timeout is not None:
-                if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+                if (
+                    isinstance(timeout, bool)
+                    or not isinstance(timeout, int | float)
+                    or not 0 < timeout <= 3600
+                ):
                     raise StrategyConfigError("action_timeout", "must be a number of seconds in (0, 3600]")
                 normalised["action_timeout"] = float(timeout)
             out.append(normalised)
@@ -128,7 +134,10 @@ def parse_policy(recovery: dict[str, Any] | None, settings: Any = None) -> Polic
         params = raw.get("params")
         if params is None:  # not normalised (e.g. a test handing a flat document)
             params, _ = _entry_params(raw)
-        entries.append(StrategyEntry(i, raw["kind"], dict(params),
-                                     float(raw.get("action_timeout", DEFAULT_ACTION_TIMEOUT_S))))
+        entries.append(
+            StrategyEntry(
+                i, raw["kind"], dict(params), float(raw.get("action_timeout", DEFAULT_ACTION_TIMEOUT_S))
+            )
+        )
     doc["heal_on"] = tuple(doc["heal_on"])
     return Policy(strategies=entries, **{k: doc[k] for k in DEFAULTS})

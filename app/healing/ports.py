@@ -15,12 +15,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class AlertSink(Protocol):
-    async def raise_alert(self, session: AsyncSession, *, component: str, fingerprint: str, severity: str,
-                          title: str, message: str, incident_id: int | None = None,
-                          labels: dict[str, str] | None = None) -> None: ...
+    async def raise_alert(
+        self,
+        session: AsyncSession,
+        *,
+        component: str,
+        fingerprint: str,
+        severity: str,
+        title: str,
+        message: str,
+        incident_id: int | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None: ...
 
-    async def resolve(self, session: AsyncSession, *, fingerprint: str | None = None, component: str | None = None,
-                      incident_id: int | None = None, resolution_action: str) -> None: ...
+    async def resolve(
+        self,
+        session: AsyncSession,
+        *,
+        fingerprint: str | None = None,
+        component: str | None = None,
+        incident_id: int | None = None,
+        resolution_action: str,
+    ) -> None: ...
 
 
 class SilenceChecker(Protocol):
@@ -36,8 +52,16 @@ class RecoveryNotifier(Protocol):
 
     def action_failed(self, *, component_id: int | None) -> None: ...
 
-    async def action_ran(self, *, component: str, component_id: int | None, incident_id: int | None, action: str,
-                         grace_s: float, recheck_until_s: float) -> None: ...
+    async def action_ran(
+        self,
+        *,
+        component: str,
+        component_id: int | None,
+        incident_id: int | None,
+        action: str,
+        grace_s: float,
+        recheck_until_s: float,
+    ) -> None: ...
 
 
 @dataclass

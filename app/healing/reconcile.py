@@ -40,8 +40,8 @@ from app.healing.leases import database_now, kill_group_if_same
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.platform.events import ComponentDeleted
     from app.healing.attempts import Attempts
+    from app.platform.events import ComponentDeleted
     from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.healing")
@@ -73,7 +73,9 @@ class Reconciler:
     def _owner_dead_here(self, row: HealingAttempt) -> bool:
         """The owner ran on this machine and its process is gone: no need to wait for the lease."""
         owner_host, _, pid = (row.owner or "").rpartition(":")
-        return owner_host == self.host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+        return (
+            owner_host == self.host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid))
+        )
 
     def _outlived(self, row: HealingAttempt, now) -> bool:
         if row.id in self.live:
@@ -92,15 +94,29 @@ class Reconciler:
             now = await database_now(session)
             # Running attempts are few (bounded by the concurrency slots): all of them, checked here,
             # and only those to settle are locked (another replica's reconciler skips them meanwhile).
-            rows = (await session.execute(
-                select(HealingAttempt).where(HealingAttempt.state == AttemptState.RUNNING))).scalars().all()
+            rows = (
+                (
+                    await session.execute(
+                        select(HealingAttempt).where(HealingAttempt.state == AttemptState.RUNNING)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             ids = [row.id for row in rows if self._outlived(row, now)]
             if ids:
-                locked = (await session.execute(
-                    select(HealingAttempt).where(HealingAttempt.id.in_(ids),
-                                                 HealingAttempt.state == AttemptState.RUNNING)
-                    .with_for_update(skip_locked=True).execution_options(populate_existing=True)
-                )).scalars().all()
+                locked = (
+                    (
+                        await session.execute(
+                            select(HealingAttempt)
+                            .where(HealingAttempt.id.in_(ids), HealingAttempt.state == AttemptState.RUNNING)
+                            .with_for_update(skip_locked=True)
+                            .execution_options(populate_existing=True)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
                 for row in locked:
                     if self._outlived(row, now):
                         await self._settle(session, row, now)
@@ -118,8 +134,10 @@ class Reconciler:
             row.slot = row.group_slot = None
             row.lease_until = None
             row.decision = {**(row.decision or {}), "acted": False}
-            row.detail = (f"interrupted before its action started ({who} stopped holding it); "
-                          "the incident is decided again at once")
+            row.detail = (
+                f"interrupted before its action started ({who} stopped holding it); "
+                "the incident is decided again at once"
+            )
             self.attempts.count(row, "interrupted")
             await session.flush()
             return
@@ -128,16 +146,28 @@ class Reconciler:
         if row.pgid is not None and owner_host == self.host:
             killed = await asyncio.to_thread(kill_group_if_same, row.pgid, row.process_start)
             self.killed_groups += int(killed)
-        what = f"; its command's process group {row.pgid} was still running and has been killed" if killed else ""
+        what = (
+            f"; its command's process group {row.pgid} was still running and has been killed"
+            if killed
+            else ""
+        )
         row.lease_until = None
         await self.attempts.finish_failed(
-            session, row, now, AttemptState.INTERRUPTED,
+            session,
+            row,
+            now,
+            AttemptState.INTERRUPTED,
             f"interrupted: {who} stopped holding the attempt while its action ran{what}; not re-run, "
-            "the incident will be decided afresh after the back-off", count_stats=False)
+            "the incident will be decided afresh after the back-off",
+            count_stats=False,
+        )
 
     async def refresh_gauge(self, session: AsyncSession) -> int:
-        count = (await session.execute(select(func.count()).select_from(HealingAttempt)
-                                       .where(HealingAttempt.state.in_([*IN_FLIGHT])))).scalar_one()
+        count = (
+            await session.execute(
+                select(func.count()).select_from(HealingAttempt).where(HealingAttempt.state.in_([*IN_FLIGHT]))
+            )
+        ).scalar_one()
         self.state.metrics.healing_in_progress.set(count)
         return count
 
@@ -148,8 +178,18 @@ class Reconciler:
         await session.execute(delete(HealingBudget).where(HealingBudget.component == name))
         await session.execute(delete(HealingStrategyStat).where(HealingStrategyStat.component == name))
         await session.execute(delete(HealingIncident).where(HealingIncident.component == name))
-        pending = (await session.execute(select(HealingAttempt).where(
-            HealingAttempt.component == name, HealingAttempt.state == AttemptState.PENDING_APPROVAL))).scalars().all()
+        pending = (
+            (
+                await session.execute(
+                    select(HealingAttempt).where(
+                        HealingAttempt.component == name,
+                        HealingAttempt.state == AttemptState.PENDING_APPROVAL,
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
         for row in pending:
             row.state = AttemptState.EXPIRED
             row.finished_at = evt.at

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Text, cast, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.platform.loops import LoopService
 from app.components import graph
 from app.db.models import Component, ComponentState, Incident
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.platform.events import IncidentOpened
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
@@ -66,8 +66,13 @@ async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str
 async def _load_edges(session: AsyncSession) -> dict[str, list[str]]:
     """The part of the graph that has edges: the components with ``depends_on`` and what they list.
     A component with neither can be no root cause, and /api/v1/status must not read the fleet."""
-    rows = (await session.execute(select(Component.name, Component.depends_on)
-                                  .where(cast(Component.depends_on, Text).not_in(("null", "[]"))))).all()
+    rows = (
+        await session.execute(
+            select(Component.name, Component.depends_on).where(
+                cast(Component.depends_on, Text).not_in(("null", "[]"))
+            )
+        )
+    ).all()
     dag = {name: list(deps or []) for name, deps in rows if deps}
     for deps in list(dag.values()):
         for dep in deps:
@@ -75,16 +80,23 @@ async def _load_edges(session: AsyncSession) -> dict[str, list[str]]:
     return dag
 
 
-async def _states(session: AsyncSession, names: list[str]) -> dict[str, tuple[Component, ComponentState | None]]:
+async def _states(
+    session: AsyncSession, names: list[str]
+) -> dict[str, tuple[Component, ComponentState | None]]:
     if not names:
         return {}
-    rows = (await session.execute(select(Component).where(Component.name.in_(names)))).unique().scalars().all()
+    rows = (
+        (await session.execute(select(Component).where(Component.name.in_(names)))).unique().scalars().all()
+    )
     return {c.name: (c, c.state) for c in rows}
 
 
 def _unhealthy(states: dict[str, tuple[Component, ComponentState | None]]) -> set[str]:
-    return {name for name, (component, state) in states.items()
-            if component.enabled and state is not None and state.status in UNHEALTHY}
+    return {
+        name
+        for name, (component, state) in states.items()
+        if component.enabled and state is not None and state.status in UNHEALTHY
+    }
 
 
 def detection_window(component: Component, settings: Settings) -> float:
@@ -125,8 +137,14 @@ async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
     for name in sorted(unhealthy):
         below = graph.descendants(dag, name)
         if below and not any(a in unhealthy for a in graph.ancestors(dag, name)):
-            out.append({"component": name, "status": states[name][1].status, "affected": below,
-                        "unhealthy": [b for b in below if b in unhealthy]})
+            out.append(
+                {
+                    "component": name,
+                    "status": states[name][1].status,
+                    "affected": below,
+                    "unhealthy": [b for b in below if b in unhealthy],
+                }
+            )
     return out
 
 
@@ -134,7 +152,11 @@ async def is_suppressed(session: AsyncSession, incident_id: int | None) -> tuple
     """Whether this incident's notifications are held, and the root it is attributed to."""
     if incident_id is None:
         return False, None
-    row = (await session.execute(select(Incident.suppressed, Incident.caused_by).where(Incident.id == incident_id))).first()
+    row = (
+        await session.execute(
+            select(Incident.suppressed, Incident.caused_by).where(Incident.id == incident_id)
+        )
+    ).first()
     if row is None:
         return False, None
     return bool(row.suppressed), row.caused_by
@@ -190,8 +212,15 @@ class RootCauseLoop(LoopService):
 
     name = "root-cause"
 
-    def __init__(self, sessionmaker: async_sessionmaker, settings: Settings, metrics: GuardMetrics, *,
-                 wake: asyncio.Event | None, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker,
+        settings: Settings,
+        metrics: GuardMetrics,
+        *,
+        wake: asyncio.Event | None,
+        interval: float = 1.0,
+    ) -> None:
         super().__init__(interval, metrics=metrics)
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -200,10 +229,14 @@ class RootCauseLoop(LoopService):
     async def run_once(self) -> None:
         released: list[int] = []
         async with session_scope(self.sessionmaker) as session:
-            held = (await session.execute(
-                select(Incident, Component.name).join(Component, Component.id == Incident.component_id)
-                .where(Incident.closed_at.is_(None), Incident.suppressed.is_(True)).order_by(Incident.id)
-            )).all()
+            held = (
+                await session.execute(
+                    select(Incident, Component.name)
+                    .join(Component, Component.id == Incident.component_id)
+                    .where(Incident.closed_at.is_(None), Incident.suppressed.is_(True))
+                    .order_by(Incident.id)
+                )
+            ).all()
             if not held:
                 return
             dag = await load_graph(session)
@@ -217,8 +250,16 @@ class RootCauseLoop(LoopService):
         if released and self.wake is not None:
             self.wake.set()
 
-    async def _step(self, session: AsyncSession, incident: Incident, name: str, dag, states, unhealthy: set[str],
-                    now: datetime) -> bool:
+    async def _step(
+        self,
+        session: AsyncSession,
+        incident: Incident,
+        name: str,
+        dag,
+        states,
+        unhealthy: set[str],
+        now: datetime,
+    ) -> bool:
         roots = graph.roots(dag, name, unhealthy)
         where = (Incident.id == incident.id, Incident.suppressed.is_(True))
         if roots:
@@ -236,8 +277,9 @@ class RootCauseLoop(LoopService):
         if incident.caused_by is not None and incident.held_until is None:
             # The root recovered: the child gets its own threshold window to recover by itself.
             window = detection_window(component, self.settings) if component is not None else 0.0
-            await session.execute(update(Incident).where(*where).values(
-                held_until=now + timedelta(seconds=window + SLACK_S)))
+            await session.execute(
+                update(Incident).where(*where).values(held_until=now + timedelta(seconds=window + SLACK_S))
+            )
             return False
         due = incident.held_until is None or now >= incident.held_until
         if incident.caused_by is None and not due:
@@ -251,11 +293,15 @@ class RootCauseLoop(LoopService):
             return False  # answering again: it closes by itself
         if current and own.consecutive_failures == 0 and own.last_check_at is not None:
             # Passing but not yet healthy (success_threshold): one more interval to get there.
-            await session.execute(update(Incident).where(*where).values(
-                held_until=now + timedelta(seconds=detection_window(component, self.settings))))
+            await session.execute(
+                update(Incident)
+                .where(*where)
+                .values(held_until=now + timedelta(seconds=detection_window(component, self.settings)))
+            )
             return False
-        claimed = await session.execute(update(Incident).where(*where).values(
-            suppressed=False, caused_by=None, held_until=None))
+        claimed = await session.execute(
+            update(Incident).where(*where).values(suppressed=False, caused_by=None, held_until=None)
+        )
         if claimed.rowcount != 1:
             return False  # another replica released it
         await _release_alert(session, self.settings, name)
@@ -273,8 +319,13 @@ def _known_healthy(entry, since: datetime) -> bool:
     component, state = entry
     if not _monitored(component):
         return True  # disabled or unchecked: it will never pass a check, nothing to wait for
-    return state is not None and state.status == "healthy" and state.consecutive_failures == 0 and \
-        state.last_check_at is not None and state.last_check_at >= since
+    return (
+        state is not None
+        and state.status == "healthy"
+        and state.consecutive_failures == 0
+        and state.last_check_at is not None
+        and state.last_check_at >= since
+    )
 
 
 async def _alert_meta(session: AsyncSession, settings: Settings, component: str, root: str) -> None:

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from app.api.deps import CanMonitorHealth, CanTriggerHealing, CoreDep, HealingDep, SessionDep
+from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 from app.core.errors import error_responses
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
-from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
 
@@ -35,9 +35,15 @@ async def list_attempts(
     incident_id: OptionalRowId = None,
     since: DateTimeQuery = None,
 ) -> AttemptPage:
-    items, total = await service.list_attempts(component=component, state=state, strategy=strategy,
-                                               incident_id=incident_id, since=since, limit=page.limit,
-                                               offset=page.offset)
+    items, total = await service.list_attempts(
+        component=component,
+        state=state,
+        strategy=strategy,
+        incident_id=incident_id,
+        since=since,
+        limit=page.limit,
+        offset=page.offset,
+    )
     return AttemptPage(items=items, total=total, limit=page.limit, offset=page.offset)
 
 
@@ -46,16 +52,22 @@ async def get_attempt(attempt_id: RowId, _: CanMonitorHealth, service: ServiceDe
     return await service.get_attempt(attempt_id)
 
 
-@router.post("/attempts/{attempt_id}/approve", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409))
-async def approve_attempt(attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep,
-                          service: ServiceDep) -> AttemptOut:
+@router.post(
+    "/attempts/{attempt_id}/approve", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409)
+)
+async def approve_attempt(
+    attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep, service: ServiceDep
+) -> AttemptOut:
     await engine.approve(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
 
-@router.post("/attempts/{attempt_id}/reject", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409))
-async def reject_attempt(attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep,
-                         service: ServiceDep) -> AttemptOut:
+@router.post(
+    "/attempts/{attempt_id}/reject", response_model=AttemptOut, responses=error_responses(401, 403, 404, 409)
+)
+async def reject_attempt(
+    attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep, service: ServiceDep
+) -> AttemptOut:
     await engine.reject(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
@@ -71,8 +83,12 @@ async def reset_breaker(component: str, principal: CanTriggerHealing, engine: He
     return BreakerOut(component=component, was_open=was_open, breaker_open=False)
 
 
-@router.post("/{component}", response_model=AttemptOut, status_code=status.HTTP_202_ACCEPTED,
-             responses=error_responses(401, 403, 404, 409, 422))
+@router.post(
+    "/{component}",
+    response_model=AttemptOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
 async def trigger_healing(
     principal: CanTriggerHealing,
     engine: HealingDep,
@@ -80,6 +96,7 @@ async def trigger_healing(
     component: Annotated[str, Path(max_length=128)],
     body: TriggerRequest | None = None,
 ) -> AttemptOut:
-    attempt_id = await engine.trigger(component, strategy=body.strategy if body else None,
-                                                principal=principal.username)
+    attempt_id = await engine.trigger(
+        component, strategy=body.strategy if body else None, principal=principal.username
+    )
     return await service.get_attempt(attempt_id)

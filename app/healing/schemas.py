@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TriggerRequest(BaseModel):
-    strategy: str | None = Field(None, description="a strategy kind (or '<index>:<kind>') from the component's policy")
+    strategy: str | None = Field(
+        None, description="a strategy kind (or '<index>:<kind>') from the component's policy"
+    )
     reason: str | None = Field(None, max_length=500)
 
 

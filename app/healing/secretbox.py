@@ -18,7 +18,9 @@ class HealingSecrets:
 
     def _require(self) -> Any:
         if self.box is None:
-            raise SecretBoxError("secret values need an encryption key (PIPELINE_ENCRYPTION_KEY); none is configured")
+            raise SecretBoxError(
+                "secret values need an encryption key (PIPELINE_ENCRYPTION_KEY); none is configured"
+            )
         return self.box
 
     def encrypt(self, plaintext: str) -> str:

@@ -28,8 +28,9 @@ def group_key(healing: HealingSection, labels: dict[str, str]) -> str | None:
     return f"{healing.group_label}={value}"[:160] if value else None
 
 
-async def take_slots(session: AsyncSession, healing: HealingSection,
-                     labels: dict[str, str]) -> tuple[int, str | None, int | None] | None:
+async def take_slots(
+    session: AsyncSession, healing: HealingSection, labels: dict[str, str]
+) -> tuple[int, str | None, int | None] | None:
     """(global slot, group key, group slot), or None when either limit is reached."""
     slot = await free_slot(session, HealingAttempt.slot, healing.max_concurrent)
     if slot is None:
@@ -37,8 +38,12 @@ async def take_slots(session: AsyncSession, healing: HealingSection,
     key = group_key(healing, labels)
     group_slot = None
     if key is not None:
-        group_slot = await free_slot(session, HealingAttempt.group_slot, healing.max_concurrent_per_group,
-                                     HealingAttempt.group_key == key)
+        group_slot = await free_slot(
+            session,
+            HealingAttempt.group_slot,
+            healing.max_concurrent_per_group,
+            HealingAttempt.group_key == key,
+        )
         if group_slot is None:
             return None
     return slot, key, group_slot

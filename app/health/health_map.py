@@ -94,8 +94,11 @@ def most_severe(components: Mapping[str, str], critical: set[str], limit: int) -
     """At most ``limit`` of the components that are neither healthy nor unknown, worst first (critical
     components, then by status, then by name), and how many more there are. O(not ok) on a
     ``HealthMap``; the body /health builds from it stays the same size at any fleet size."""
-    names: Iterable[str] = (components.not_ok if isinstance(components, HealthMap)
-                            else [n for n, s in components.items() if s not in OK_STATUSES])
+    names: Iterable[str] = (
+        components.not_ok
+        if isinstance(components, HealthMap)
+        else [n for n, s in components.items() if s not in OK_STATUSES]
+    )
     names = list(names)
 
     def rank(name: str) -> tuple[bool, int, str]:

@@ -24,9 +24,13 @@ HEALTH_LISTED = 5  # components named in a default /health body; ?full=true name
 class HealthResponse(BaseModel):
     status: str
     timestamp: datetime
-    components: dict[str, str] = Field(description=f"by default the {HEALTH_LISTED} worst components that are "
-                                       "neither healthy nor unknown (critical ones first); with ?full=true all")
-    unlisted: int = Field(0, description="components neither healthy nor unknown that the default body leaves out")
+    components: dict[str, str] = Field(
+        description=f"by default the {HEALTH_LISTED} worst components that are "
+        "neither healthy nor unknown (critical ones first); with ?full=true all"
+    )
+    unlisted: int = Field(
+        0, description="components neither healthy nor unknown that the default body leaves out"
+    )
 
 
 class ReadyResponse(BaseModel):
@@ -38,8 +42,13 @@ _FULL_HELP = "list every component's status; by default only those neither healt
 # ``full`` is read from the query string by hand rather than declared as a parameter: FastAPI's
 # parameter resolution was a tenth of the cost of a /health request, which a liveness probe and
 # every load balancer call all day. It is documented and validated exactly as a declared one.
-_FULL_PARAMETER = {"name": "full", "in": "query", "required": False, "description": _FULL_HELP,
-                   "schema": {"type": "boolean", "description": _FULL_HELP, "default": False, "title": "Full"}}
+_FULL_PARAMETER = {
+    "name": "full",
+    "in": "query",
+    "required": False,
+    "description": _FULL_HELP,
+    "schema": {"type": "boolean", "description": _FULL_HELP, "default": False, "title": "Full"},
+}
 _as_bool = TypeAdapter(bool)
 
 
@@ -55,8 +64,12 @@ def _full(request: Request) -> bool:
         raise RequestValidationError([{**err, "loc": ("query", "full")} for err in exc.errors()]) from None
 
 
-@router.get("/health", response_model=HealthResponse, responses=error_responses(422, 429),
-            openapi_extra={"parameters": [_FULL_PARAMETER]})
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses=error_responses(422, 429),
+    openapi_extra={"parameters": [_FULL_PARAMETER]},
+)
 async def health(request: Request) -> HealthResponse:
     """Liveness: the process is serving. Stays 200 while the database is down, so that an outage
     does not make Kubernetes restart every replica at once. The body stays small at any fleet size:
@@ -64,11 +77,13 @@ async def health(request: Request) -> HealthResponse:
     (``?full=true`` lists every component; /api/v1/status pages them)."""
     state = runtime_of(request)
     if _full(request):
-        return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC),
-                              components=state.health_snapshot(True))
+        return HealthResponse(
+            status=state.overall_health(), timestamp=datetime.now(UTC), components=state.health_snapshot(True)
+        )
     listed, unlisted = most_severe(state.component_health, state.critical_components, HEALTH_LISTED)
-    return HealthResponse(status=state.overall_health(), timestamp=datetime.now(UTC), components=listed,
-                          unlisted=unlisted)
+    return HealthResponse(
+        status=state.overall_health(), timestamp=datetime.now(UTC), components=listed, unlisted=unlisted
+    )
 
 
 @router.get("/ready", response_model=ReadyResponse, responses=error_responses(429, 503))
@@ -78,11 +93,17 @@ async def ready(rt: RuntimeDep) -> Any:
     if all(item["ok"] for item in checks.values()):
         return ReadyResponse(status="ready", checks=checks)
     failing = sorted(name for name, item in checks.items() if not item["ok"])
-    return JSONResponse(envelope("service_unavailable", f"not ready: {', '.join(failing)}", {"checks": checks}),
-                          status_code=503)
+    return JSONResponse(
+        envelope("service_unavailable", f"not ready: {', '.join(failing)}", {"checks": checks}),
+        status_code=503,
+    )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **error_responses(429)})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **error_responses(429)},
+)
 async def metrics(rt: RuntimeDep) -> Response:
     """Prometheus exposition: HTTP metrics and the guard's own."""
     from app.monitoring.presentation import publish_new_components

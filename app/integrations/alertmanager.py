@@ -29,14 +29,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts.service import AlertService
 from app.config.settings import Settings
 from app.db.models import Component
-from app.platform.events import EventBus
 from app.healing import lifecycle
 from app.monitoring.external import close_external_incident, has_recovery_policy, open_external_incident
+from app.platform.events import EventBus
 
 SEVERITIES = {
-    "critical": "critical", "error": "critical", "page": "critical", "high": "critical", "fatal": "critical",
-    "warning": "warning", "warn": "warning", "medium": "warning",
-    "info": "info", "low": "info", "none": "info",
+    "critical": "critical",
+    "error": "critical",
+    "page": "critical",
+    "high": "critical",
+    "fatal": "critical",
+    "warning": "warning",
+    "warn": "warning",
+    "medium": "warning",
+    "info": "info",
+    "low": "info",
+    "none": "info",
 }
 MAX_LABELS = 32
 
@@ -96,7 +104,9 @@ class AlertmanagerReceiver:
 
     async def _component_id(self, name: str) -> int | None:
         if name not in self._components:
-            self._components[name] = await self.session.scalar(select(Component.id).where(Component.name == name))
+            self._components[name] = await self.session.scalar(
+                select(Component.id).where(Component.name == name)
+            )
         return self._components[name]
 
     async def map_component(self, labels: dict[str, str]) -> tuple[str, int | None]:
@@ -118,42 +128,70 @@ class AlertmanagerReceiver:
             if am.status == "resolved":
                 ended = am.endsAt.isoformat() if am.endsAt else "now"
                 alert = await self.alerts.resolve_fingerprint(
-                    fingerprint, resolution_action=f"resolved by Alertmanager (ended {ended})", actor="alertmanager"
+                    fingerprint,
+                    resolution_action=f"resolved by Alertmanager (ended {ended})",
+                    actor="alertmanager",
                 )
                 action = "resolved" if alert else "not_active"
                 if alert is not None and alert.incident_id is not None and self.events is not None:
-                    await close_external_incident(self.session, self.events, alert.incident_id,
-                                                  reason=f"resolved by Alertmanager (ended {ended})")
+                    await close_external_incident(
+                        self.session,
+                        self.events,
+                        alert.incident_id,
+                        reason=f"resolved by Alertmanager (ended {ended})",
+                    )
             else:
                 labels = dict(list(am.labels.items())[:MAX_LABELS])
                 metadata: dict[str, Any] = {
-                    "alertname": am.labels.get("alertname"), "annotations": am.annotations,
-                    "generator_url": am.generatorURL, "starts_at": am.startsAt.isoformat() if am.startsAt else None,
-                    "receiver": payload.receiver, "external_url": payload.externalURL,
+                    "alertname": am.labels.get("alertname"),
+                    "annotations": am.annotations,
+                    "generator_url": am.generatorURL,
+                    "starts_at": am.startsAt.isoformat() if am.startsAt else None,
+                    "receiver": payload.receiver,
+                    "external_url": payload.externalURL,
                 }
-                message = (am.annotations.get("summary") or am.annotations.get("description")
-                           or am.labels.get("alertname") or "Alertmanager alert")
+                message = (
+                    am.annotations.get("summary")
+                    or am.annotations.get("description")
+                    or am.labels.get("alertname")
+                    or "Alertmanager alert"
+                )
                 severity = SEVERITIES.get(am.labels.get("severity", "").lower(), "warning")
                 raised = await self.alerts.raise_alert(
-                    component=component, component_id=component_id, severity=severity, message=message,
-                    fingerprint=fingerprint, labels=labels, metadata=metadata, source="alertmanager",
+                    component=component,
+                    component_id=component_id,
+                    severity=severity,
+                    message=message,
+                    fingerprint=fingerprint,
+                    labels=labels,
+                    metadata=metadata,
+                    source="alertmanager",
                 )
                 alert = raised.alert
                 action = "opened" if raised.created else "refreshed"
                 await self._open_incident_for_healing(alert, component_id, severity, message)
-            results.append(ReceivedAlert(fingerprint=fingerprint, component=component,
-                                         known_component=component_id is not None, action=action,
-                                         alert_id=alert.id if alert else None))
+            results.append(
+                ReceivedAlert(
+                    fingerprint=fingerprint,
+                    component=component,
+                    known_component=component_id is not None,
+                    action=action,
+                    alert_id=alert.id if alert else None,
+                )
+            )
         return ReceiverResult(received=len(payload.alerts), results=results, unknown_components=unknown)
 
-    async def _open_incident_for_healing(self, alert, component_id: int | None, severity: str, message: str) -> None:
+    async def _open_incident_for_healing(
+        self, alert, component_id: int | None, severity: str, message: str
+    ) -> None:
         if self.events is None or component_id is None or alert.incident_id is not None:
             return
         component = await self.session.get(Component, component_id)
         if component is None or not component.enabled or not has_recovery_policy(component):
             return
         status = lifecycle.external_status(severity)
-        incident = await open_external_incident(self.session, self.events, component, status=status,
-                                                reason=f"Alertmanager: {message}")
+        incident = await open_external_incident(
+            self.session, self.events, component, status=status, reason=f"Alertmanager: {message}"
+        )
         alert.incident_id = incident.id
         await self.session.flush()

@@ -11,8 +11,8 @@ import hmac
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from app.audit.middleware import audit_actor
 from app.api.deps import EventsDep, SessionDep, SettingsDep
+from app.audit.middleware import audit_actor
 from app.config.settings import Settings
 from app.core.errors import Unauthorized, ValidationFailed, error_responses
 from app.integrations.alertmanager import AlertmanagerPayload, AlertmanagerReceiver, ReceiverResult
@@ -32,13 +32,18 @@ def _check_token(request: Request, settings: Settings) -> None:
 
 
 @router.post("/alertmanager", response_model=ReceiverResult, responses=error_responses(401, 413, 422))
-async def alertmanager_webhook(request: Request, session: SessionDep, settings: SettingsDep,
-                               events: EventsDep) -> ReceiverResult:
+async def alertmanager_webhook(
+    request: Request, session: SessionDep, settings: SettingsDep, events: EventsDep
+) -> ReceiverResult:
     """Alertmanager webhook payload (version 4): firing alerts open or refresh guard alerts, resolved ones resolve."""
     _check_token(request, settings)
     try:
         payload = AlertmanagerPayload.model_validate_json(await request.body())
     except ValidationError as exc:
-        fields = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()[:20]]
-        raise ValidationFailed("not an Alertmanager webhook payload (version 4)", details={"fields": fields}) from None
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()[:20]
+        ]
+        raise ValidationFailed(
+            "not an Alertmanager webhook payload (version 4)", details={"fields": fields}
+        ) from None
     return await AlertmanagerReceiver(session, settings, events).receive(payload)

@@ -67,9 +67,16 @@ class MetricsCache:
 
     def stats(self) -> dict[str, Any]:
         total = self.hits + self.misses
-        return {"hits": self.hits, "misses": self.misses, "entries": len(self._entries),
-                "invalidations": self.invalidations, "hit_rate": (self.hits / total) if total else 0.0,
-                "ttl_seconds": self.ttl, "max_entries": self.max_entries, "enabled": self.enabled}
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "entries": len(self._entries),
+            "invalidations": self.invalidations,
+            "hit_rate": (self.hits / total) if total else 0.0,
+            "ttl_seconds": self.ttl,
+            "max_entries": self.max_entries,
+            "enabled": self.enabled,
+        }
 
 
 MISSING = _MISSING

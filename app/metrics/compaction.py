@@ -82,9 +82,15 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     t = MetricRollup.__table__
     r = t.c
     keys = [r[name] for name in _KEY_NAMES]
-    deltas = (await session.execute(
-        select(r.id, *keys, r.sketch).where(r.compacted.is_(False)).order_by(r.id).limit(batch)
-        .with_for_update(skip_locked=True))).all()
+    deltas = (
+        await session.execute(
+            select(r.id, *keys, r.sketch)
+            .where(r.compacted.is_(False))
+            .order_by(r.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
     if not deltas:
         return 0
     groups: defaultdict[tuple, list] = defaultdict(list)
@@ -94,8 +100,10 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     for i in range(0, len(ordered), _IN_CHUNK):
         existing = await session.execute(
             select(r.id, *keys, r.sketch)
-            .where(r.compacted.is_(True), tuple_(*keys).in_(ordered[i:i + _IN_CHUNK]))
-            .order_by(*keys).with_for_update())
+            .where(r.compacted.is_(True), tuple_(*keys).in_(ordered[i : i + _IN_CHUNK]))
+            .order_by(*keys)
+            .with_for_update()
+        )
         for row in existing:
             groups[_key(row)].append(row)
 
@@ -110,10 +118,10 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
         sk = merge_blobs([bytes(row.sketch) for row in rows])
         merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
     for i in range(0, len(flag), _IN_CHUNK):
-        await session.execute(update(t).where(r.id.in_(flag[i:i + _IN_CHUNK])).values(compacted=True))
+        await session.execute(update(t).where(r.id.in_(flag[i : i + _IN_CHUNK])).values(compacted=True))
     removed = 0
     for i in range(0, len(gone), _IN_CHUNK):
-        removed += (await session.execute(delete(t).where(r.id.in_(gone[i:i + _IN_CHUNK])))).rowcount or 0
+        removed += (await session.execute(delete(t).where(r.id.in_(gone[i : i + _IN_CHUNK])))).rowcount or 0
     if removed != len(gone):  # refuse rather than count a bucket twice
         raise CompactionRaced(f"rollup compaction removed {removed} of {len(gone)} rows")
     if merged:

@@ -66,8 +66,11 @@ class _Declined(Exception):
 @functools.cache
 def _decoders() -> tuple[Any, Any, Any]:
     """msgspec decoders for one point, a bare list and ``{"points": [...]}``, built on first use."""
-    return (msgspec.json.Decoder(_Point).decode, msgspec.json.Decoder(list[_Point]).decode,
-            msgspec.json.Decoder(_Envelope).decode)
+    return (
+        msgspec.json.Decoder(_Point).decode,
+        msgspec.json.Decoder(list[_Point]).decode,
+        msgspec.json.Decoder(_Envelope).decode,
+    )
 
 
 def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = None) -> Batch:
@@ -91,8 +94,15 @@ def batch_items(parsed: Any) -> Any:
     if not isinstance(parsed, dict):
         return parsed
     if set(parsed) - {"points"}:
-        raise ValidationFailed("the batch object takes only 'points'", details={"fields": [
-            {"field": key, "message": "unknown field"} for key in sorted(set(parsed) - {"points"})[:10]]})
+        raise ValidationFailed(
+            "the batch object takes only 'points'",
+            details={
+                "fields": [
+                    {"field": key, "message": "unknown field"}
+                    for key in sorted(set(parsed) - {"points"})[:10]
+                ]
+            },
+        )
     return parsed.get("points")
 
 

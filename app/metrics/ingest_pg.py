@@ -47,20 +47,31 @@ class PostgresIngest:
         # once per distinct value, not per point; asyncpg's record encoder would also call
         # SQLAlchemy's Python jsonb codec once per row).
         raw = await raw_connection(session)
-        await raw.copy_to_table("metric_points", source=batch.copy_payload(), columns=POINT_COLUMNS, format="binary")
+        await raw.copy_to_table(
+            "metric_points", source=batch.copy_payload(), columns=POINT_COLUMNS, format="binary"
+        )
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
         raw = await raw_connection(session)
         await raw.copy_records_to_table("metric_rollups", columns=ROLLUP_COLUMNS, records=rows)
 
-    async def upsert_series(self, session: AsyncSession, latest: list[tuple[Series, float, datetime]],
-                            now: datetime) -> None:
+    async def upsert_series(
+        self, session: AsyncSession, latest: list[tuple[Series, float, datetime]], now: datetime
+    ) -> None:
         """One prepared statement over arrays (unnest) on the request's connection: a tenth of the
         CPU of SQLAlchemy's per-row parameter processing for the same rows."""
         series, values, stamps = zip(*latest)
         raw = await raw_connection(session)
-        await raw.execute(_UPSERT_SERIES, [s.component for s in series], [s.metric_name for s in series],
-                          [s.series_key for s in series], [s.labels_json for s in series], list(values), list(stamps), now)
+        await raw.execute(
+            _UPSERT_SERIES,
+            [s.component for s in series],
+            [s.metric_name for s in series],
+            [s.series_key for s in series],
+            [s.labels_json for s in series],
+            list(values),
+            list(stamps),
+            now,
+        )
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})

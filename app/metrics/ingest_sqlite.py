@@ -23,8 +23,10 @@ _DELETE_POINTS = text(
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
-_INSERT_POINTS = ("INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) "
-                  "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_POINTS = (
+    "INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 _INSERT_ROLLUPS = f"INSERT INTO metric_rollups ({', '.join(ROLLUP_COLUMNS)}) VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})"
 _BUCKET = ROLLUP_COLUMNS.index("bucket_start")
 # Same semantics as ``ingest_pg._UPSERT_SERIES``: a late, older point never overwrites a newer one.
@@ -50,27 +52,36 @@ class SQLiteIngest:
         conn = await session.connection()
         text_of = {id(st): st.ts.strftime(_SQLITE_TS) for st in {id(st): st for st in batch.stamps}.values()}
         series = batch.series
-        await conn.exec_driver_sql(_INSERT_POINTS, [
-            (s.component, s.metric_name, s.series_key, s.labels_json, v, text_of[id(st)])
-            for s, v, st in zip(map(series.__getitem__, batch.sids), batch.values, batch.stamps)])
+        await conn.exec_driver_sql(
+            _INSERT_POINTS,
+            [
+                (s.component, s.metric_name, s.series_key, s.labels_json, v, text_of[id(st)])
+                for s, v, st in zip(map(series.__getitem__, batch.sids), batch.values, batch.stamps)
+            ],
+        )
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
         if not rows:
             return
         conn = await session.connection()
         text_of = {bucket: _sqlite_ts(bucket) for bucket in {row[_BUCKET] for row in rows}}
-        await conn.exec_driver_sql(_INSERT_ROLLUPS, [(*row[:_BUCKET], text_of[row[_BUCKET]], *row[_BUCKET + 1:])
-                                                     for row in rows])
+        await conn.exec_driver_sql(
+            _INSERT_ROLLUPS, [(*row[:_BUCKET], text_of[row[_BUCKET]], *row[_BUCKET + 1 :]) for row in rows]
+        )
 
-    async def upsert_series(self, session: AsyncSession, latest: list[tuple[Series, float, datetime]],
-                            now: datetime) -> None:
+    async def upsert_series(
+        self, session: AsyncSession, latest: list[tuple[Series, float, datetime]], now: datetime
+    ) -> None:
         conn = await session.connection()
         first_seen = _sqlite_ts(now)
-        await conn.exec_driver_sql(_UPSERT_SERIES, [
-            (s.component, s.metric_name, s.series_key, s.labels_json, value, _sqlite_ts(ts), first_seen)
-            for s, value, ts in latest])
+        await conn.exec_driver_sql(
+            _UPSERT_SERIES,
+            [
+                (s.component, s.metric_name, s.series_key, s.labels_json, value, _sqlite_ts(ts), first_seen)
+                for s, value, ts in latest
+            ],
+        )
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return result.rowcount or 0
-

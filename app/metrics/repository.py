@@ -37,24 +37,41 @@ class MetricsRepository:
         latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
         # Sorted so concurrent batches lock series rows in the same order (no deadlocks).
         latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
-        await self.ingest.upsert_series(self.session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest],
-                                        datetime.now(UTC))
+        await self.ingest.upsert_series(
+            self.session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest], datetime.now(UTC)
+        )
 
     async def known_components(self, names: set[str]) -> set[str]:
         result = await self.session.execute(select(Component.name).where(Component.name.in_(names)))
         return set(result.scalars())
 
     # --- reads -------------------------------------------------------------------------------
-    async def points(self, *, component: str | None, metric_name: str | None, series_key: str | None,
-                     start: datetime | None, end: datetime | None, limit: int, offset: int) -> list[dict[str, Any]]:
+    async def points(
+        self,
+        *,
+        component: str | None,
+        metric_name: str | None,
+        series_key: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> list[dict[str, Any]]:
         t = metric_points.c
         q = select(t.component, t.metric_name, t.labels, t.value, t.ts)
         q = self._filters(q, component, metric_name, series_key, start, end)
         q = q.order_by(t.ts.desc()).limit(limit).offset(offset)
         return [dict(r._mapping) for r in await self.session.execute(q)]
 
-    async def raw_values(self, component: str, metric_name: str, series_key: str | None, start: datetime,
-                         end: datetime, limit: int) -> list[float]:
+    async def raw_values(
+        self,
+        component: str,
+        metric_name: str,
+        series_key: str | None,
+        start: datetime,
+        end: datetime,
+        limit: int,
+    ) -> list[float]:
         """Raw values of [start, end), at most ``limit`` (the caller asks one more than it can use)."""
         t = metric_points.c
         q = self._filters(select(t.value), component, metric_name, series_key, start, end).limit(limit)
@@ -75,8 +92,9 @@ class MetricsRepository:
             q = q.where(t.ts < end)
         return q
 
-    async def summary_inputs(self, component: str, metric_name: str, series_key: str | None,
-                             plan: RangePlan) -> tuple[list[bytes], list[float]]:
+    async def summary_inputs(
+        self, component: str, metric_name: str, series_key: str | None, plan: RangePlan
+    ) -> tuple[list[bytes], list[float]]:
         """Rollup sketches for the whole buckets and raw values for the edges, in one round trip
         (one simple indexed range per part of the plan, glued with UNION ALL)."""
         return await summary_inputs(self.session, component, metric_name, series_key, plan)
@@ -87,15 +105,24 @@ class MetricsRepository:
             q = q.where(MetricSeries.component == component)
         if names:
             q = q.where(MetricSeries.metric_name.in_(names))
-        q = q.order_by(MetricSeries.component, MetricSeries.metric_name, MetricSeries.series_key).limit(10_000)
+        q = q.order_by(MetricSeries.component, MetricSeries.metric_name, MetricSeries.series_key).limit(
+            10_000
+        )
         return list((await self.session.execute(q)).scalars())
 
     async def unknown_components(self) -> list[dict[str, Any]]:
         s = MetricSeries.__table__.c
-        q = (select(s.component, func.min(s.first_seen).label("first_seen"), func.max(s.last_ts).label("last_seen"),
-                    func.count().label("series"))
-             .where(s.component.not_in(select(Component.name)))
-             .group_by(s.component).order_by(s.component))
+        q = (
+            select(
+                s.component,
+                func.min(s.first_seen).label("first_seen"),
+                func.max(s.last_ts).label("last_seen"),
+                func.count().label("series"),
+            )
+            .where(s.component.not_in(select(Component.name)))
+            .group_by(s.component)
+            .order_by(s.component)
+        )
         return [dict(r._mapping) for r in await self.session.execute(q)]
 
     # --- retention ---------------------------------------------------------------------------
@@ -104,6 +131,11 @@ class MetricsRepository:
 
     async def delete_rollups_before(self, resolution: int, cutoff: datetime, limit: int) -> int:
         r = MetricRollup.__table__.c
-        ids = select(r.id).where(r.resolution == resolution, r.bucket_start < cutoff).limit(limit).scalar_subquery()
+        ids = (
+            select(r.id)
+            .where(r.resolution == resolution, r.bucket_start < cutoff)
+            .limit(limit)
+            .scalar_subquery()
+        )
         result = await self.session.execute(delete(MetricRollup.__table__).where(r.id.in_(ids)))
         return result.rowcount or 0

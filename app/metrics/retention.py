@@ -46,10 +46,15 @@ class MetricsRetention(LoopService):
         hour_cutoff = now - timedelta(seconds=mon.rollup_retention)
         done = {
             "points": await self._drain(lambda repo: repo.delete_points_before(raw_cutoff, self.batch)),
-            "minute_rollups": await self._drain(lambda repo: repo.delete_rollups_before(MINUTE, minute_cutoff, self.batch)),
+            "minute_rollups": await self._drain(
+                lambda repo: repo.delete_rollups_before(MINUTE, minute_cutoff, self.batch)
+            ),
             "ten_minute_rollups": await self._drain(
-                lambda repo: repo.delete_rollups_before(TEN_MINUTES, minute_cutoff, self.batch)),
-            "hour_rollups": await self._drain(lambda repo: repo.delete_rollups_before(HOUR, hour_cutoff, self.batch)),
+                lambda repo: repo.delete_rollups_before(TEN_MINUTES, minute_cutoff, self.batch)
+            ),
+            "hour_rollups": await self._drain(
+                lambda repo: repo.delete_rollups_before(HOUR, hour_cutoff, self.batch)
+            ),
         }
         for key, n in done.items():
             self.deleted[key] += n

@@ -32,8 +32,20 @@ TEN_MINUTES = 600
 HOUR = 3600
 RESOLUTIONS = (MINUTE, TEN_MINUTES, HOUR)
 RAW_EXACT_SECONDS = 300
-ROLLUP_COLUMNS = ("resolution", "component", "metric_name", "series_key", "bucket_start",
-                  "count", "sum", "min", "max", "sumsq", "sketch", "compacted")
+ROLLUP_COLUMNS = (
+    "resolution",
+    "component",
+    "metric_name",
+    "series_key",
+    "bucket_start",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "sumsq",
+    "sketch",
+    "compacted",
+)
 
 
 RELATIVE_ACCURACY = 0.005
@@ -74,13 +86,40 @@ def encode_sketch(sk: QuantileSketch) -> bytes:
     # One struct.pack over the unpacked dicts: building arrays from dict views cost twice as much.
     pos, neg = sk.pos, sk.neg
     p, n = len(pos), len(neg)
-    return struct.pack(f"<BQQdddddII{p}i{p}I{n}i{n}I", _SPARSE_TAG, sk.count, sk.zero_count, sk.sum, sk.min, sk.max,
-                       sk._mean, sk._m2, p, n, *pos, *pos.values(), *neg, *neg.values())
+    return struct.pack(
+        f"<BQQdddddII{p}i{p}I{n}i{n}I",
+        _SPARSE_TAG,
+        sk.count,
+        sk.zero_count,
+        sk.sum,
+        sk.min,
+        sk.max,
+        sk._mean,
+        sk._m2,
+        p,
+        n,
+        *pos,
+        *pos.values(),
+        *neg,
+        *neg.values(),
+    )
 
 
 def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
-    return (res, s.component, s.metric_name, s.series_key, datetime.fromtimestamp(start, UTC), sk.count, sk.sum, sk.min,
-            sk.max, sk.sum_of_squares, encode_sketch(sk), False)
+    return (
+        res,
+        s.component,
+        s.metric_name,
+        s.series_key,
+        datetime.fromtimestamp(start, UTC),
+        sk.count,
+        sk.sum,
+        sk.min,
+        sk.max,
+        sk.sum_of_squares,
+        encode_sketch(sk),
+        False,
+    )
 
 
 def build_deltas(batch: Batch) -> list[tuple]:
@@ -113,7 +152,14 @@ def _copy(sk: QuantileSketch) -> QuantileSketch:
     out = new_sketch()
     out.pos, out.neg = dict(sk.pos), dict(sk.neg)
     out.zero_count, out.count, out.sum, out.min, out.max, out._mean, out._m2 = (
-        sk.zero_count, sk.count, sk.sum, sk.min, sk.max, sk._mean, sk._m2)
+        sk.zero_count,
+        sk.count,
+        sk.sum,
+        sk.min,
+        sk.max,
+        sk._mean,
+        sk._m2,
+    )
     return out
 
 
@@ -167,22 +213,50 @@ def exact_summary(values: list[float]) -> dict[str, Any]:
     total = math.fsum(values)
     mean = total / n
     var = math.fsum((v - mean) ** 2 for v in values) / n
-    return {"count": n, "sum": total, "mean": mean, "min": values[0], "max": values[-1],
-            "stddev": math.sqrt(var), "p50": exact_quantile(values, 0.5),
-            "p95": exact_quantile(values, 0.95), "p99": exact_quantile(values, 0.99), "exact": True}
+    return {
+        "count": n,
+        "sum": total,
+        "mean": mean,
+        "min": values[0],
+        "max": values[-1],
+        "stddev": math.sqrt(var),
+        "p50": exact_quantile(values, 0.5),
+        "p95": exact_quantile(values, 0.95),
+        "p99": exact_quantile(values, 0.99),
+        "exact": True,
+    }
 
 
 def empty_summary() -> dict[str, Any]:
-    return {"count": 0, "sum": 0.0, "mean": None, "min": None, "max": None, "stddev": None,
-            "p50": None, "p95": None, "p99": None, "exact": True}
+    return {
+        "count": 0,
+        "sum": 0.0,
+        "mean": None,
+        "min": None,
+        "max": None,
+        "stddev": None,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "exact": True,
+    }
 
 
 def sketch_summary(sk: QuantileSketch) -> dict[str, Any]:
     if sk.count == 0:
         return empty_summary()
-    return {"count": sk.count, "sum": sk.sum, "mean": sk.mean, "min": sk.min, "max": sk.max,
-            "stddev": sk.stddev, "p50": sk.quantile(0.5), "p95": sk.quantile(0.95),
-            "p99": sk.quantile(0.99), "exact": False}
+    return {
+        "count": sk.count,
+        "sum": sk.sum,
+        "mean": sk.mean,
+        "min": sk.min,
+        "max": sk.max,
+        "stddev": sk.stddev,
+        "p50": sk.quantile(0.5),
+        "p95": sk.quantile(0.95),
+        "p99": sk.quantile(0.99),
+        "exact": False,
+    }
 
 
 def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> QuantileSketch:
@@ -203,8 +277,8 @@ def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> Qua
         for store, n in ((pos, npos), (neg, nneg)):
             if n:
                 keys, counts = array("i"), array("I")
-                keys.frombytes(blob[off: off + 4 * n])
-                counts.frombytes(blob[off + 4 * n: off + 8 * n])
+                keys.frombytes(blob[off : off + 4 * n])
+                counts.frombytes(blob[off + 4 * n : off + 8 * n])
                 off += 8 * n
                 if not store:  # the first sketch's buckets: one C-level update
                     store.update(zip(keys, counts))

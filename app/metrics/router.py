@@ -23,19 +23,33 @@ def get_service(session: SessionDep, core: CoreDep, detection: DetectionDep) -> 
 
 ServiceDep = Annotated[MetricsService, Depends(get_service)]
 # One `names` value: a metric name or a comma-separated list of them (what get_latest splits).
-MetricNames = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*(,[a-zA-Z_:][a-zA-Z0-9_:]*)*$")]
-LabelQuery = Annotated[list[LabelFilter] | None, Query(description="key=value; repeat for several (exact series match)")]
+MetricNames = Annotated[
+    str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*(,[a-zA-Z_:][a-zA-Z0-9_:]*)*$")
+]
+LabelQuery = Annotated[
+    list[LabelFilter] | None, Query(description="key=value; repeat for several (exact series match)")
+]
 
 
-@router.post("", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(401, 403, 413, 422, 429), openapi_extra=ingest_body(batch=False))
+@router.post(
+    "",
+    response_model=IngestResult,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 413, 422, 429),
+    openapi_extra=ingest_body(batch=False),
+)
 async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
     return {"accepted": await service.ingest(decode_batch(await request.body(), single=True))}
 
 
-@router.post("/batch", response_model=IngestResult, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(401, 403, 413, 422, 429), openapi_extra=ingest_body(batch=True))
+@router.post(
+    "/batch",
+    response_model=IngestResult,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 413, 422, 429),
+    openapi_extra=ingest_body(batch=True),
+)
 async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
     lists the ``index`` and ``field`` of every bad point."""
@@ -44,20 +58,36 @@ async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep
 
 @router.get("", response_model=PointPage, responses=error_responses(400, 401, 403, 422))
 async def get_metrics(
-    _: CanReadMetrics, service: ServiceDep, page: Annotated[Page, Depends()],
-    component: str | None = None, metric_name: str | None = None,
-    start_time: DateTimeQuery = None, end_time: DateTimeQuery = None, labels: LabelQuery = None,
+    _: CanReadMetrics,
+    service: ServiceDep,
+    page: Annotated[Page, Depends()],
+    component: str | None = None,
+    metric_name: str | None = None,
+    start_time: DateTimeQuery = None,
+    end_time: DateTimeQuery = None,
+    labels: LabelQuery = None,
 ) -> PointPage:
     """Raw points, newest first."""
-    rows = await service.query(component=component, metric_name=metric_name, labels=parse_label_filters(labels),
-                               start=start_time, end=end_time, limit=page.limit, offset=page.offset)
+    rows = await service.query(
+        component=component,
+        metric_name=metric_name,
+        labels=parse_label_filters(labels),
+        start=start_time,
+        end=end_time,
+        limit=page.limit,
+        offset=page.offset,
+    )
     return PointPage(items=[{**r, "timestamp": r["ts"]} for r in rows], limit=page.limit, offset=page.offset)
 
 
 @router.get("/latest", responses=error_responses(401, 403, 422))
 async def get_latest(
-    _: CanReadMetrics, service: ServiceDep, component: str | None = None,
-    names: Annotated[list[MetricNames] | None, Query(description="metric names (repeat or comma-separate)")] = None,
+    _: CanReadMetrics,
+    service: ServiceDep,
+    component: str | None = None,
+    names: Annotated[
+        list[MetricNames] | None, Query(description="metric names (repeat or comma-separate)")
+    ] = None,
 ) -> list[dict[str, Any]]:
     """The latest point of every series (optionally of one component / some metric names)."""
     wanted = [n for item in names or [] for n in item.split(",") if n]
@@ -66,13 +96,24 @@ async def get_latest(
 
 @router.get("/summary", response_model=Summary, responses=error_responses(400, 401, 403, 422))
 async def get_summary(
-    _: CanReadMetrics, service: ServiceDep, component: str, metric_name: str,
+    _: CanReadMetrics,
+    service: ServiceDep,
+    component: str,
+    metric_name: str,
     since: Annotated[float | None, Query(gt=0, le=400 * 86400, description="seconds back from now")] = None,
-    start: DateTimeQuery = None, end: DateTimeQuery = None, labels: LabelQuery = None,
+    start: DateTimeQuery = None,
+    end: DateTimeQuery = None,
+    labels: LabelQuery = None,
 ) -> dict[str, Any]:
     """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the edges)."""
-    return await service.summary(component=component, metric_name=metric_name, labels=parse_label_filters(labels),
-                                 since=since, start=start, end=end)
+    return await service.summary(
+        component=component,
+        metric_name=metric_name,
+        labels=parse_label_filters(labels),
+        since=since,
+        start=start,
+        end=end,
+    )
 
 
 @router.get("/components", response_model=list[UnknownComponent], responses=error_responses(401, 403))
@@ -82,11 +123,16 @@ async def unknown_components(_: CanReadMetrics, service: ServiceDep) -> list[dic
 
 
 @router.get("/baselines", response_model=list[Baseline], responses=error_responses(401, 403))
-async def baselines(_: CanReadMetrics, session: SessionDep, settings: SettingsDep, detection: DetectionDep,
-                    component: str | None = None, metric_name: str | None = None) -> list[dict[str, Any]]:
+async def baselines(
+    _: CanReadMetrics,
+    session: SessionDep,
+    settings: SettingsDep,
+    detection: DetectionDep,
+    component: str | None = None,
+    metric_name: str | None = None,
+) -> list[dict[str, Any]]:
     """The anomaly detectors' per-series baselines (as persisted by the rule evaluator)."""
     from app.detection.rules_service import RuleService
 
     rows = await RuleService(session, settings, detection.evaluator).baselines(component)
     return [r for r in rows if metric_name is None or r["metric_name"] == metric_name]
-

@@ -17,28 +17,48 @@ class PointIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    component: str = Field(examples=["etl-worker"], min_length=1, max_length=128,
-                           pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
-    metric_name: str = Field(examples=["queue_depth"], min_length=1, max_length=200,
-                             pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    component: str = Field(
+        examples=["etl-worker"], min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+    )
+    metric_name: str = Field(
+        examples=["queue_depth"], min_length=1, max_length=200, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+    )
     value: float = Field(ge=-1e150, le=1e150, description="a finite number within ±1e150")
     labels: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
     timestamp: datetime | float | None = Field(
-        None, description="ISO 8601 or epoch seconds, within the last 366 days and at most 5 minutes ahead; default now")
+        None,
+        description="ISO 8601 or epoch seconds, within the last 366 days and at most 5 minutes ahead; default now",
+    )
 
 
 def ingest_body(*, batch: bool) -> dict[str, Any]:
     """``openapi_extra`` for the ingest routes, which read their body themselves: documented, required."""
     point = PointIn.model_json_schema()
     # Label names: say the pattern for every key (pydantic only lists it under patternProperties).
-    point["properties"]["labels"] = {"anyOf": [{
-        "type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 256,
-                                                                        "pattern": "^[^\\x00]*$"},
-        "propertyNames": {"maxLength": 128, "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"}}, {"type": "null"}]}
+    point["properties"]["labels"] = {
+        "anyOf": [
+            {
+                "type": "object",
+                "maxProperties": 32,
+                "additionalProperties": {"type": "string", "maxLength": 256, "pattern": "^[^\\x00]*$"},
+                "propertyNames": {"maxLength": 128, "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+            },
+            {"type": "null"},
+        ]
+    }
     if batch:
         points = {"type": "array", "items": point, "minItems": 1, "maxItems": 10_000}
-        schema = {"anyOf": [{"type": "object", "properties": {"points": points}, "required": ["points"],
-                             "additionalProperties": False}, points]}
+        schema = {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {"points": points},
+                    "required": ["points"],
+                    "additionalProperties": False,
+                },
+                points,
+            ]
+        }
     else:
         schema = point
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 
 class MetricsService:
-    def __init__(self, session: AsyncSession, state: Core, *, cache: MetricsCache, evaluator: RuleEvaluator | None):
+    def __init__(
+        self, session: AsyncSession, state: Core, *, cache: MetricsCache, evaluator: RuleEvaluator | None
+    ):
         """``evaluator``: the rule evaluator stored batches are handed to (None: stored only)."""
         self.session = session
         self.state = state
@@ -50,14 +52,21 @@ class MetricsService:
         components = batch.components
         self.cache.invalidate(components)
         counter, stored = self.state.metrics.points_ingested, len(batch)
-        event.listen(self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True)
+        event.listen(
+            self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True
+        )
         evaluator = self.evaluator
         if evaluator is not None and evaluator.wants_any(components):
             # Handed to the rule evaluator only once this transaction has committed: a batch that
             # rolls back is never evaluated. The evaluator loop drains its queue every second.
-            event.listen(self.session.sync_session, "after_commit",
-                         lambda _session: evaluator.offer(batch.points(
-                             lambda s: evaluator.wants(s.component, s.metric_name))), once=True)
+            event.listen(
+                self.session.sync_session,
+                "after_commit",
+                lambda _session: evaluator.offer(
+                    batch.points(lambda s: evaluator.wants(s.component, s.metric_name))
+                ),
+                once=True,
+            )
         return len(batch)
 
     async def _refuse_unknown(self, batch: Batch) -> None:
@@ -66,20 +75,42 @@ class MetricsService:
         names = batch.components
         unknown = names - await self.repo.known_components(names)
         if unknown:
-            errors = [{"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
-                      for i, p in enumerate(batch.points()) if p.component in unknown]
+            errors = [
+                {"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
+                for i, p in enumerate(batch.points())
+                if p.component in unknown
+            ]
             raise ValidationFailed(
                 f"{len(errors)} of {len(batch)} points name unknown components; nothing was stored "
                 "(pipeline.monitoring.allow_unknown_metric_components is off)",
-                details={"errors": errors[:10_000], "invalid_points": len(errors), "total_points": len(batch)},
+                details={
+                    "errors": errors[:10_000],
+                    "invalid_points": len(errors),
+                    "total_points": len(batch),
+                },
             )
 
     # --- reads -------------------------------------------------------------------------------
-    async def query(self, *, component: str | None, metric_name: str | None, labels: dict[str, str] | None,
-                    start: datetime | None, end: datetime | None, limit: int, offset: int) -> list[dict[str, Any]]:
-        return await self.repo.points(component=component, metric_name=metric_name,
-                                      series_key=series_key(labels) if labels else None,
-                                      start=start, end=end, limit=limit, offset=offset)
+    async def query(
+        self,
+        *,
+        component: str | None,
+        metric_name: str | None,
+        labels: dict[str, str] | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> list[dict[str, Any]]:
+        return await self.repo.points(
+            component=component,
+            metric_name=metric_name,
+            series_key=series_key(labels) if labels else None,
+            start=start,
+            end=end,
+            limit=limit,
+            offset=offset,
+        )
 
     async def latest(self, component: str | None, names: list[str] | None) -> list[dict[str, Any]]:
         key = ("latest", component, tuple(sorted(names or ())))
@@ -87,13 +118,29 @@ class MetricsService:
         if cached is not MISSING:
             return cached
         gen = self.cache.generation(component)
-        rows = [{"component": s.component, "metric_name": s.metric_name, "labels": s.labels,
-                 "value": s.last_value, "timestamp": s.last_ts} for s in await self.repo.latest(component, names)]
+        rows = [
+            {
+                "component": s.component,
+                "metric_name": s.metric_name,
+                "labels": s.labels,
+                "value": s.last_value,
+                "timestamp": s.last_ts,
+            }
+            for s in await self.repo.latest(component, names)
+        ]
         self.cache.put(key, component, rows, gen)
         return rows
 
-    async def summary(self, *, component: str, metric_name: str, labels: dict[str, str] | None,
-                      since: float | None, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    async def summary(
+        self,
+        *,
+        component: str,
+        metric_name: str,
+        labels: dict[str, str] | None,
+        since: float | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> dict[str, Any]:
         now = datetime.now(UTC)
         if since is not None:
             if start is not None:
@@ -112,13 +159,21 @@ class MetricsService:
             return cached
         gen = self.cache.generation(component)
         result = await self._summarize(component, metric_name, skey, start.timestamp(), end.timestamp())
-        result.update({"component": component, "metric_name": metric_name, "labels": labels or {},
-                       "start": start, "end": end})
+        result.update(
+            {
+                "component": component,
+                "metric_name": metric_name,
+                "labels": labels or {},
+                "start": start,
+                "end": end,
+            }
+        )
         self.cache.put(key, component, result, gen)
         return result
 
-    async def _summarize(self, component: str, metric_name: str, skey: str | None,
-                         start: float, end: float) -> dict[str, Any]:
+    async def _summarize(
+        self, component: str, metric_name: str, skey: str | None, start: float, end: float
+    ) -> dict[str, Any]:
         plan = plan_range(start, end)
         blobs, raw = await self.repo.summary_inputs(component, metric_name, skey, plan)
         if not blobs:
@@ -130,8 +185,14 @@ class MetricsService:
             # A small series: sketch quantiles of a handful of points can be far off (one outlier among
             # eight is p95 in percentile_cont, not in a sketch), and the raw points are cheap to read.
             # Exact only while retention still holds every point the rollups counted.
-            values = await self.repo.raw_values(component, metric_name, skey, datetime.fromtimestamp(start, UTC),
-                                                datetime.fromtimestamp(end, UTC), EXACT_MAX_POINTS + 1)
+            values = await self.repo.raw_values(
+                component,
+                metric_name,
+                skey,
+                datetime.fromtimestamp(start, UTC),
+                datetime.fromtimestamp(end, UTC),
+                EXACT_MAX_POINTS + 1,
+            )
             if len(values) == sk.count:
                 return exact_summary(values)
         return sketch_summary(sk)

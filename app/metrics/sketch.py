@@ -22,8 +22,9 @@ _VERSION = 1
 
 
 class QuantileSketch:
-    def __init__(self, relative_accuracy: float = 0.005, max_buckets: int = 2048,
-                 min_value: float = 1e-9) -> None:
+    def __init__(
+        self, relative_accuracy: float = 0.005, max_buckets: int = 2048, min_value: float = 1e-9
+    ) -> None:
         if not 0.0 < relative_accuracy < 1.0:
             raise ValueError("relative_accuracy must be in (0, 1)")
         self.alpha = relative_accuracy
@@ -136,7 +137,7 @@ class QuantileSketch:
             self._collapse()
 
     def _value(self, key: int) -> float:
-        return 2.0 * self.gamma ** key / (self.gamma + 1.0)
+        return 2.0 * self.gamma**key / (self.gamma + 1.0)
 
     def quantile(self, q: float) -> float:
         """Lower q-quantile (the value of rank floor(q·(n-1))), within α relative; NaN when empty."""
@@ -182,8 +183,11 @@ class QuantileSketch:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "count": self.count, "sum": self.sum, "min": self.min if self.count else None,
-            "max": self.max if self.count else None, "mean": self.mean if self.count else None,
+            "count": self.count,
+            "sum": self.sum,
+            "min": self.min if self.count else None,
+            "max": self.max if self.count else None,
+            "mean": self.mean if self.count else None,
             "stddev": self.stddev if self.count else None,
             "p50": self.quantile(0.5) if self.count else None,
             "p95": self.quantile(0.95) if self.count else None,
@@ -203,15 +207,44 @@ class QuantileSketch:
     def to_bytes(self) -> bytes:
         plo, pbytes = self._pack_store(self.pos)
         nlo, nbytes = self._pack_store(self.neg)
-        head = _HEADER.pack(_VERSION, self.alpha, self.max_buckets, self.min_value, self.count, self.sum,
-                            self.min, self.max, self._mean, self._m2, self.zero_count,
-                            plo, len(pbytes) // 8, nlo, len(nbytes) // 8)
+        head = _HEADER.pack(
+            _VERSION,
+            self.alpha,
+            self.max_buckets,
+            self.min_value,
+            self.count,
+            self.sum,
+            self.min,
+            self.max,
+            self._mean,
+            self._m2,
+            self.zero_count,
+            plo,
+            len(pbytes) // 8,
+            nlo,
+            len(nbytes) // 8,
+        )
         return head + pbytes + nbytes
 
     @classmethod
     def from_bytes(cls, data: bytes) -> QuantileSketch:
-        (version, alpha, max_buckets, min_value, count, total, lo, hi, mean, m2, zero,
-         plo, plen, nlo, nlen) = _HEADER.unpack_from(data, 0)
+        (
+            version,
+            alpha,
+            max_buckets,
+            min_value,
+            count,
+            total,
+            lo,
+            hi,
+            mean,
+            m2,
+            zero,
+            plo,
+            plen,
+            nlo,
+            nlen,
+        ) = _HEADER.unpack_from(data, 0)
         if version != _VERSION:
             raise ValueError(f"unsupported sketch version {version}")
         off = _HEADER.size

@@ -39,27 +39,38 @@ def _statement(dialect: str, rollups: int, raws: int, keyed: bool) -> str:
         # Postgres numbers its parameters, so every part reuses $1..$3; with qmarks each part
         # takes its own copy of the series parameters.
         if pg:
-            return f"{table}.component = $1 AND {table}.metric_name = $2" + (f" AND {table}.series_key = $3" if keyed else "")
-        return f"{table}.component = ? AND {table}.metric_name = ?" + (f" AND {table}.series_key = ?" if keyed else "")
+            return f"{table}.component = $1 AND {table}.metric_name = $2" + (
+                f" AND {table}.series_key = $3" if keyed else ""
+            )
+        return f"{table}.component = ? AND {table}.metric_name = ?" + (
+            f" AND {table}.series_key = ?" if keyed else ""
+        )
 
     if pg:
         n = 3 if keyed else 2
     parts = []
     for _ in range(rollups):
-        parts.append(f"SELECT r.sketch, NULL{'::float8[]' if pg else ''} FROM metric_rollups r WHERE {series('r')} "
-                     f"AND r.resolution = {p()} AND r.bucket_start >= {p()} AND r.bucket_start < {p()}")
+        parts.append(
+            f"SELECT r.sketch, NULL{'::float8[]' if pg else ''} FROM metric_rollups r WHERE {series('r')} "
+            f"AND r.resolution = {p()} AND r.bucket_start >= {p()} AND r.bucket_start < {p()}"
+        )
     for _ in range(raws):
         cond = series("t")
         if pg:
-            parts.append(f"SELECT NULL::bytea, array_agg(t.value) FROM metric_points t WHERE {cond} "
-                         f"AND t.ts >= {p()} AND t.ts < {p()}")
+            parts.append(
+                f"SELECT NULL::bytea, array_agg(t.value) FROM metric_points t WHERE {cond} "
+                f"AND t.ts >= {p()} AND t.ts < {p()}"
+            )
         else:
-            parts.append(f"SELECT NULL, t.value FROM metric_points t WHERE {cond} AND t.ts >= {p()} AND t.ts < {p()}")
+            parts.append(
+                f"SELECT NULL, t.value FROM metric_points t WHERE {cond} AND t.ts >= {p()} AND t.ts < {p()}"
+            )
     return " UNION ALL ".join(parts)
 
 
-async def summary_inputs(session: AsyncSession, component: str, metric_name: str, series_key: str | None,
-                         plan: RangePlan) -> tuple[list[bytes], list[float]]:
+async def summary_inputs(
+    session: AsyncSession, component: str, metric_name: str, series_key: str | None, plan: RangePlan
+) -> tuple[list[bytes], list[float]]:
     """(encoded sketches of the whole buckets, raw values of the edges) for ``plan``."""
     if not plan.rollups and not plan.raw:
         return [], []

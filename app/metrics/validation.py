@@ -75,7 +75,10 @@ def label_problem(labels: dict[str, Any]) -> tuple[str, str] | None:
         return "labels", f"at most {MAX_LABELS} labels"
     for k, v in labels.items():
         if len(k) > MAX_LABEL_KEY or not _LABEL_KEY(k):
-            return "labels", f"label key {k[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_KEY})"
+            return (
+                "labels",
+                f"label key {k[:40]!r} must match [a-zA-Z_][a-zA-Z0-9_]* (at most {MAX_LABEL_KEY})",
+            )
         if type(v) is not str or len(v) > MAX_LABEL_VALUE or "\x00" in v:  # Postgres text cannot hold NUL
             return f"labels.{k}", f"must be a string of at most {MAX_LABEL_VALUE} characters, without NUL"
     return None
@@ -86,8 +89,10 @@ def parse_body(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         # NaN / Infinity literals land here too: orjson refuses them, as JSON does.
-        raise ValidationFailed("the body is not valid JSON (NaN and Infinity are not allowed)",
-                               details={"fields": [{"field": "body", "message": str(exc)[:200]}]}) from None
+        raise ValidationFailed(
+            "the body is not valid JSON (NaN and Infinity are not allowed)",
+            details={"fields": [{"field": "body", "message": str(exc)[:200]}]},
+        ) from None
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -131,8 +136,18 @@ class Series:
 
     def __post_init__(self) -> None:
         js = self.labels_json.encode()
-        self.copy_prefix = b"".join((b"\x00\x06", _copy_text(self.component), _copy_text(self.metric_name),
-                                     _copy_text(self.series_key), _PACK_I32(len(js) + 1), b"\x01", js, _LEN8))
+        self.copy_prefix = b"".join(
+            (
+                b"\x00\x06",
+                _copy_text(self.component),
+                _copy_text(self.metric_name),
+                _copy_text(self.series_key),
+                _PACK_I32(len(js) + 1),
+                b"\x01",
+                js,
+                _LEN8,
+            )
+        )
 
 
 class Batch:
@@ -160,16 +175,24 @@ class Batch:
             chosen = {id(s) for s in series if keep(s)}
             if len(chosen) < len(series):
                 rows = (row for row in rows if id(row[0]) in chosen)
-        return [Point(s.component, s.metric_name, s.series_key, s.labels, s.labels_json, v, st.ts, st.minute)
-                for s, v, st in rows]
+        return [
+            Point(s.component, s.metric_name, s.series_key, s.labels, s.labels_json, v, st.ts, st.minute)
+            for s, v, st in rows
+        ]
 
     def copy_payload(self) -> memoryview:
         """The whole batch as one PostgreSQL binary COPY stream (columns ``POINT_COLUMNS``):
         per row the series' pre-encoded prefix, the value, the stamp's pre-encoded field."""
         prefixes = [s.copy_prefix for s in self.series]
-        rows = b"".join(chain.from_iterable(zip(map(prefixes.__getitem__, self.sids),
-                                                map(_PACK_F64, self.values),
-                                                map(_COPY_FIELD, self.stamps))))
+        rows = b"".join(
+            chain.from_iterable(
+                zip(
+                    map(prefixes.__getitem__, self.sids),
+                    map(_PACK_F64, self.values),
+                    map(_COPY_FIELD, self.stamps),
+                )
+            )
+        )
         return memoryview(b"".join((_COPY_HEADER, rows, b"\xff\xff")))
 
     def latest(self) -> dict[int, int]:
@@ -194,7 +217,9 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x0
 
 
 def valid_component(component: Any) -> bool:
-    return type(component) is str and 0 < len(component) <= MAX_COMPONENT and _COMPONENT(component) is not None
+    return (
+        type(component) is str and 0 < len(component) <= MAX_COMPONENT and _COMPONENT(component) is not None
+    )
 
 
 def valid_metric_name(name: Any) -> bool:
@@ -210,17 +235,26 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
     caches. The caches live for one batch only.
     """
     if not isinstance(items, list):
-        raise ValidationFailed("expected a list of points", details={"fields": [{"field": "points", "message": "must be a list"}]})
+        raise ValidationFailed(
+            "expected a list of points",
+            details={"fields": [{"field": "points", "message": "must be a list"}]},
+        )
     if not items:
-        raise ValidationFailed("the batch is empty", details={"fields": [{"field": "points", "message": "at least one point"}]})
+        raise ValidationFailed(
+            "the batch is empty", details={"fields": [{"field": "points", "message": "at least one point"}]}
+        )
     if len(items) > MAX_BATCH:
-        raise ValidationFailed(f"at most {MAX_BATCH} points per batch",
-                               details={"fields": [{"field": "points", "message": f"{len(items)} > {MAX_BATCH}"}]})
+        raise ValidationFailed(
+            f"at most {MAX_BATCH} points per batch",
+            details={"fields": [{"field": "points", "message": f"{len(items)} > {MAX_BATCH}"}]},
+        )
     now = now or datetime.now(UTC)
     latest, earliest = now + MAX_FUTURE, now - MAX_AGE
     errors: list[dict[str, Any]] = []
     series: list[Series] = []
-    by_raw: dict[tuple[str, str, bytes | None], int] = {}  # (component, name, raw labels JSON) -> series index
+    by_raw: dict[
+        tuple[str, str, bytes | None], int
+    ] = {}  # (component, name, raw labels JSON) -> series index
     by_key: dict[tuple[str, str, str], int] = {}  # (component, name, canonical key) -> series index
     labels_ok: dict[bytes, tuple[str, dict[str, str]]] = {}  # raw labels JSON -> (canonical key, labels)
     times: dict[Any, Stamp] = {None: make_stamp(now)}
@@ -330,7 +364,9 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                 pass
             else:
                 value = get("value")
-                if type(value) is float and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # (false for nan and inf)
+                if (
+                    type(value) is float and -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE
+                ):  # (false for nan and inf)
                     add_sid(sid)
                     add_value(value)
                     add_stamp(stamp)

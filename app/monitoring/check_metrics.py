@@ -34,8 +34,14 @@ FLUSH_INTERVAL_S = 1.0
 
 
 class CheckMetrics:
-    def __init__(self, state: Core, *, cache: MetricsCache, evaluator: RuleEvaluator,
-                 flush_interval: float = FLUSH_INTERVAL_S):
+    def __init__(
+        self,
+        state: Core,
+        *,
+        cache: MetricsCache,
+        evaluator: RuleEvaluator,
+        flush_interval: float = FLUSH_INTERVAL_S,
+    ):
         self.state = state
         self.cache = cache  # what ingest needs: the read cache to invalidate, the evaluator to feed
         self.evaluator = evaluator
@@ -55,7 +61,9 @@ class CheckMetrics:
             if not valid_metric_name(name):
                 self.skipped_names += 1
                 continue
-            self._points.append({"component": component, "metric_name": name, "value": value, "timestamp": ts})
+            self._points.append(
+                {"component": component, "metric_name": name, "value": value, "timestamp": ts}
+            )
         overflow = len(self._points) - MAX_BUFFER
         if overflow > 0:
             for _ in range(overflow):
@@ -77,7 +85,9 @@ class CheckMetrics:
                 chunk = [self._points.popleft() for _ in range(min(MAX_BATCH, len(self._points)))]
                 try:
                     async with session_scope(self.state.sessionmaker) as session:
-                        await MetricsService(session, self.state, cache=self.cache, evaluator=self.evaluator).record(chunk)
+                        await MetricsService(
+                            session, self.state, cache=self.cache, evaluator=self.evaluator
+                        ).record(chunk)
                 except BaseException:  # cancelled too: the chunk goes back, nothing is lost
                     self._points.extendleft(reversed(chunk))
                     raise
@@ -104,4 +114,6 @@ class CheckMetrics:
             try:
                 await self.flush()
             except Exception as exc:  # noqa: BLE001 - the database may be down: keep the points, try again
-                log.warning("writing check metrics failed (%s); %d points kept", type(exc).__name__, self.buffered)
+                log.warning(
+                    "writing check metrics failed (%s); %d points kept", type(exc).__name__, self.buffered
+                )

@@ -26,17 +26,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.monitoring")
 
 
-async def sync_declared_components(state: Core, secret_box: SecretBox,
-                                   strategies: StrategyRegistry) -> dict[str, list[str]]:
+async def sync_declared_components(
+    state: Core, secret_box: SecretBox, strategies: StrategyRegistry
+) -> dict[str, list[str]]:
     """Returns the names created, updated and disabled."""
     report: dict[str, list[str]] = {"created": [], "updated": [], "disabled": []}
     declared = {d.name: d for d in state.settings.components}
     async with session_scope(state.sessionmaker) as session:
         service = ComponentService(session, secret_box, strategies)
         for decl in declared.values():
-            data = ComponentCreate(name=decl.name, description=decl.description, endpoint=decl.endpoint,
-                                   critical=decl.critical, labels=decl.labels, check=decl.check,
-                                   recovery=decl.recovery, enabled=decl.enabled, depends_on=decl.depends_on)
+            data = ComponentCreate(
+                name=decl.name,
+                description=decl.description,
+                endpoint=decl.endpoint,
+                critical=decl.critical,
+                labels=decl.labels,
+                check=decl.check,
+                recovery=decl.recovery,
+                enabled=decl.enabled,
+                depends_on=decl.depends_on,
+            )
             existing = await service.repo.by_name(decl.name)
             if existing is None:
                 # The file's graph was validated as a whole when the settings were loaded.
@@ -44,9 +53,15 @@ async def sync_declared_components(state: Core, secret_box: SecretBox,
                 report["created"].append(decl.name)
                 continue
             wanted = {
-                "description": data.description, "endpoint": data.endpoint, "critical": data.critical,
-                "labels": data.labels, "region": data.labels.get("region"), "check": validate_check(data.check),
-                "recovery": validate_recovery(data.recovery, strategies), "enabled": data.enabled, "source": SOURCE_CONFIG,
+                "description": data.description,
+                "endpoint": data.endpoint,
+                "critical": data.critical,
+                "labels": data.labels,
+                "region": data.labels.get("region"),
+                "check": validate_check(data.check),
+                "recovery": validate_recovery(data.recovery, strategies),
+                "enabled": data.enabled,
+                "source": SOURCE_CONFIG,
                 "depends_on": list(data.depends_on),
             }
             changed = {k: v for k, v in wanted.items() if k != "check" and getattr(existing, k) != v}
@@ -54,15 +69,24 @@ async def sync_declared_components(state: Core, secret_box: SecretBox,
                 changed["check"] = seal_check(wanted["check"], None, service.box)
             if changed:
                 if existing.source != SOURCE_CONFIG:
-                    log.warning("component %r is now declared in the configuration; the file owns it from now on",
-                                decl.name)
+                    log.warning(
+                        "component %r is now declared in the configuration; the file owns it from now on",
+                        decl.name,
+                    )
                 for key, value in changed.items():
                     setattr(existing, key, value)
                 existing.version += 1
                 report["updated"].append(decl.name)
-        stale = (await session.execute(
-            select(Component).where(Component.source == SOURCE_CONFIG, Component.enabled.is_(True))
-        )).unique().scalars().all()
+        stale = (
+            (
+                await session.execute(
+                    select(Component).where(Component.source == SOURCE_CONFIG, Component.enabled.is_(True))
+                )
+            )
+            .unique()
+            .scalars()
+            .all()
+        )
         for component in stale:
             if component.name not in declared:
                 component.enabled = False

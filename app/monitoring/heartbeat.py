@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import Conflict, NotFound
 from app.db.models import Component, ComponentState, HeartbeatPing
 from app.db.types import utcnow
-from app.core.errors import Conflict, NotFound
 
 PING_TOKEN_BYTES = 32
 MESSAGE_MAX_CHARS = 1000
@@ -32,7 +32,11 @@ class HeartbeatService:
         self.session = session
 
     async def component(self, name: str) -> Component:
-        component = (await self.session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+        component = (
+            (await self.session.execute(select(Component).where(Component.name == name)))
+            .unique()
+            .scalar_one_or_none()
+        )
         if component is None:
             raise NotFound(f"component {name!r} not found")
         return component
@@ -49,14 +53,28 @@ class HeartbeatService:
         await self.session.flush()
         return token
 
-    async def record(self, component: Component, *, status: str, duration_s: float | None, message: str | None,
-                     source: str, now: datetime | None = None, max_message: int = MESSAGE_MAX_CHARS) -> ComponentState:
+    async def record(
+        self,
+        component: Component,
+        *,
+        status: str,
+        duration_s: float | None,
+        message: str | None,
+        source: str,
+        now: datetime | None = None,
+        max_message: int = MESSAGE_MAX_CHARS,
+    ) -> ComponentState:
         if not component.check or component.check.get("kind") != "heartbeat":
-            raise Conflict(f"component {component.name!r} is not a heartbeat component (its check kind is "
-                           f"{(component.check or {}).get('kind')!r})")
+            raise Conflict(
+                f"component {component.name!r} is not a heartbeat component (its check kind is "
+                f"{(component.check or {}).get('kind')!r})"
+            )
         now = now or utcnow()
-        state = (await self.session.execute(
-            select(ComponentState).where(ComponentState.component_id == component.id))).scalar_one_or_none()
+        state = (
+            await self.session.execute(
+                select(ComponentState).where(ComponentState.component_id == component.id)
+            )
+        ).scalar_one_or_none()
         if state is None:
             state = ComponentState(component_id=component.id)
             self.session.add(state)
@@ -67,8 +85,15 @@ class HeartbeatService:
                 duration_s = (now - state.last_start_at).total_seconds()
             state.last_duration_s = duration_s
         state.last_ping_at, state.last_ping_status = now, status
-        self.session.add(HeartbeatPing(component_id=component.id, received_at=now, status=status,
-                                       duration_s=duration_s, message=(message or None) and message[:max_message],
-                                       source=source))
+        self.session.add(
+            HeartbeatPing(
+                component_id=component.id,
+                received_at=now,
+                status=status,
+                duration_s=duration_s,
+                message=(message or None) and message[:max_message],
+                source=source,
+            )
+        )
         await self.session.flush()
         return state

@@ -7,10 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 
+from app.api.deps import (
+    AuthServiceDep,
+    CanManageComponents,
+    SchedulerDep,
+    SessionDep,
+    SettingsDep,
+    oauth2_scheme,
+)
 from app.auth.permissions import Permission
-from app.db.models import Component
-from app.api.deps import AuthServiceDep, CanManageComponents, SchedulerDep, SessionDep, SettingsDep, oauth2_scheme
 from app.core.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
+from app.db.models import Component
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
 from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
 
@@ -32,7 +39,9 @@ async def heartbeat_caller(
     settings: SettingsDep,
     bearer: Annotated[str | None, Depends(oauth2_scheme)],
     x_ping_token: Annotated[str | None, Header(description="the component's ping token")] = None,
-    token: Annotated[str | None, Query(description="the ping token, for clients that cannot set headers")] = None,
+    token: Annotated[
+        str | None, Query(description="the ping token, for clients that cannot set headers")
+    ] = None,
 ) -> HeartbeatCaller:
     """Either the component's ping token, or a JWT with write_metrics or monitor_health."""
     service = HeartbeatService(session)
@@ -45,7 +54,9 @@ async def heartbeat_caller(
         return HeartbeatCaller(component, "token")
     if settings.security.enabled:
         if not bearer:
-            raise Unauthorized("send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'")
+            raise Unauthorized(
+                "send the component's ping token (X-Ping-Token) or 'Authorization: Bearer <token>'"
+            )
         principal = await auth.authenticate(bearer)
         request.state.principal = principal
         if not principal.permissions & HEARTBEAT_PERMISSIONS:
@@ -57,24 +68,41 @@ async def heartbeat_caller(
 heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # any of these; type: ignore[attr-defined]
 
 
-@router.post("/{name}/heartbeat", response_model=HeartbeatOut, responses=error_responses(401, 403, 404, 409, 422))
+@router.post(
+    "/{name}/heartbeat", response_model=HeartbeatOut, responses=error_responses(401, 403, 404, 409, 422)
+)
 async def heartbeat(
-    request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep,
-    caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)], body: HeartbeatIn | None = None,
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    scheduler: SchedulerDep,
+    caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)],
+    body: HeartbeatIn | None = None,
 ) -> HeartbeatOut:
     """A job's ping: `start`, `success` (default) or `fail`, with an optional duration and message."""
     unknown = sorted(set(request.query_params) - {"token"})
     if unknown:  # `?status=fail` must never be recorded as a success
-        raise ValidationFailed("unknown query parameter(s): the status goes in the JSON body (or use /ping/<token>/fail)",
-                               details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in unknown]})
+        raise ValidationFailed(
+            "unknown query parameter(s): the status goes in the JSON body (or use /ping/<token>/fail)",
+            details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in unknown]},
+        )
     body = body or HeartbeatIn()
     component = caller.component
-    state = await HeartbeatService(session).record(component, status=body.status, duration_s=body.duration_seconds,
-                                                   message=body.message, source=caller.source)
+    state = await HeartbeatService(session).record(
+        component,
+        status=body.status,
+        duration_s=body.duration_seconds,
+        message=body.message,
+        source=caller.source,
+    )
     # After the response, i.e. after the commit: the scheduler must read the stored ping.
     background.add_task(scheduler.request_check, component.id)
-    return HeartbeatOut(component=component.name, status=body.status, received_at=state.last_ping_at,
-                        duration_seconds=state.last_duration_s if body.status != "start" else None)
+    return HeartbeatOut(
+        component=component.name,
+        status=body.status,
+        received_at=state.last_ping_at,
+        duration_seconds=state.last_duration_s if body.status != "start" else None,
+    )
 
 
 @router.post("/{name}/ping-token", response_model=PingTokenOut, responses=error_responses(401, 403, 404))

@@ -15,9 +15,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request
 
-from app.db.types import utcnow
 from app.api.deps import SchedulerDep, SessionDep
 from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
+from app.db.types import utcnow
 from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
 from app.monitoring.scheduler import Scheduler
 from app.monitoring.schemas import HeartbeatOut
@@ -32,12 +32,22 @@ METHODS = ["GET", "HEAD", "POST"]
 def _ping_route(path: str):
     """One route per method, each with its own OpenAPI operation id (one route serving several
     methods would repeat its operation id, which the OpenAPI document must not)."""
+
     def register(endpoint):
         for method in METHODS:
-            router.add_api_route(path, endpoint, methods=[method], response_model=HeartbeatOut, responses=RESPONSES,
-                                 operation_id=f"{endpoint.__name__}_{method.lower()}")
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                response_model=HeartbeatOut,
+                responses=RESPONSES,
+                operation_id=f"{endpoint.__name__}_{method.lower()}",
+            )
         return endpoint
+
     return register
+
+
 RESPONSES = error_responses(404, 409, 413, 422)  # 409: the token's component is not a heartbeat job
 
 
@@ -47,8 +57,10 @@ async def _run_log(request: Request) -> str | None:
         return None
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > PING_BODY_REFUSED_BYTES:
-        raise PayloadTooLarge(f"a ping body is kept as the run's log up to {PING_LOG_MAX_BYTES} bytes; "
-                              f"{declared} bytes is too large")
+        raise PayloadTooLarge(
+            f"a ping body is kept as the run's log up to {PING_LOG_MAX_BYTES} bytes; "
+            f"{declared} bytes is too large"
+        )
     kept = bytearray()
     truncated = False
     async for chunk in request.stream():
@@ -64,13 +76,21 @@ async def _run_log(request: Request) -> str | None:
     return text + "\n[log truncated]" if truncated else text
 
 
-async def _ping(request: Request, background: BackgroundTasks, session, scheduler: Scheduler, token: str, status: str,
-                note: str | None = None) -> HeartbeatOut:
+async def _ping(
+    request: Request,
+    background: BackgroundTasks,
+    session,
+    scheduler: Scheduler,
+    token: str,
+    status: str,
+    note: str | None = None,
+) -> HeartbeatOut:
     if request.query_params:
         names = sorted(request.query_params.keys())
         raise ValidationFailed(
             "ping URLs take no query parameters: use /start, /fail or /<exit-code> in the path",
-            details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in names]})
+            details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in names]},
+        )
     log_text = await _run_log(request)
     service = HeartbeatService(session)
     component = await service.component_by_ping_token(hash_ping_token(token))
@@ -78,40 +98,66 @@ async def _ping(request: Request, background: BackgroundTasks, session, schedule
         raise NotFound("no component has this ping token")
     request.state.audit_actor = f"ping-token:{component.name}"
     message = "\n".join(part for part in (note, log_text) if part) or None
-    state = await service.record(component, status=status, duration_s=None, message=message, source="ping-url",
-                                 now=utcnow(), max_message=PING_LOG_MAX_BYTES + 100)
+    state = await service.record(
+        component,
+        status=status,
+        duration_s=None,
+        message=message,
+        source="ping-url",
+        now=utcnow(),
+        max_message=PING_LOG_MAX_BYTES + 100,
+    )
     # After the response, i.e. after the commit: the scheduler must read the stored ping.
     background.add_task(scheduler.request_check, component.id)
-    return HeartbeatOut(component=component.name, status=status, received_at=state.last_ping_at,
-                        duration_seconds=state.last_duration_s if status != "start" else None)
+    return HeartbeatOut(
+        component=component.name,
+        status=status,
+        received_at=state.last_ping_at,
+        duration_seconds=state.last_duration_s if status != "start" else None,
+    )
 
 
 @_ping_route("/{token}")
-async def ping_success(token: str, request: Request, background: BackgroundTasks, session: SessionDep,
-                         scheduler: SchedulerDep) -> HeartbeatOut:
+async def ping_success(
+    token: str, request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep
+) -> HeartbeatOut:
     """The run succeeded."""
     return await _ping(request, background, session, scheduler, token, "success")
 
 
 @_ping_route("/{token}/start")
-async def ping_start(token: str, request: Request, background: BackgroundTasks, session: SessionDep,
-                         scheduler: SchedulerDep) -> HeartbeatOut:
+async def ping_start(
+    token: str, request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep
+) -> HeartbeatOut:
     """A run started."""
     return await _ping(request, background, session, scheduler, token, "start")
 
 
 @_ping_route("/{token}/fail")
-async def ping_fail(token: str, request: Request, background: BackgroundTasks, session: SessionDep,
-                         scheduler: SchedulerDep) -> HeartbeatOut:
+async def ping_fail(
+    token: str, request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep
+) -> HeartbeatOut:
     """The run failed: the component becomes unhealthy at once and its alert fires."""
     return await _ping(request, background, session, scheduler, token, "fail")
 
 
 @_ping_route("/{token}/{exit_code}")
-async def ping_exit_code(token: str, exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
-                         request: Request, background: BackgroundTasks, session: SessionDep,
-                         scheduler: SchedulerDep) -> HeartbeatOut:
+async def ping_exit_code(
+    token: str,
+    exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
+    request: Request,
+    background: BackgroundTasks,
+    session: SessionDep,
+    scheduler: SchedulerDep,
+) -> HeartbeatOut:
     """The run ended with this exit code: 0 is a success, 1..255 a failure."""
     code = exit_code
-    return await _ping(request, background, session, scheduler, token, "success" if code == 0 else "fail",
-                       note=None if code == 0 else f"exit code {code}")
+    return await _ping(
+        request,
+        background,
+        session,
+        scheduler,
+        token,
+        "success" if code == 0 else "fail",
+        note=None if code == 0 else f"exit code {code}",
+    )

@@ -42,10 +42,13 @@ async def publish_new_components(sessionmaker: Any, metrics: Any) -> None:
         return
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2), session_scope(sessionmaker) as session:
-            rows = (await session.execute(
-                select(Component.name, Component.check, ComponentState.status)
-                .join(ComponentState, ComponentState.component_id == Component.id)
-                .where(Component.enabled.is_(True), ComponentState.last_ping_at.is_(None)))).all()
+            rows = (
+                await session.execute(
+                    select(Component.name, Component.check, ComponentState.status)
+                    .join(ComponentState, ComponentState.component_id == Component.id)
+                    .where(Component.enabled.is_(True), ComponentState.last_ping_at.is_(None))
+                )
+            ).all()
         waiting = {name for name, check, status in rows if is_new(status, check, None)}
         for name in metrics.new_components - waiting:
             metrics.component_new.remove(name)

@@ -58,8 +58,9 @@ class ProbeMetrics:
                 histogram = self._durations[kind] = self.metrics.check_duration.labels(kind)
             observe_many(histogram, values)
 
-    def publish_health(self, health: dict[str, str], items: Iterable[tuple[str, str]], *, full: bool,
-                       last_lag: float | None) -> None:
+    def publish_health(
+        self, health: dict[str, str], items: Iterable[tuple[str, str]], *, full: bool, last_lag: float | None
+    ) -> None:
         """Bring ``health`` (the /health map) and the gauges up to date with ``items`` (name, status);
         ``full`` means ``items`` is every component (the map was cleared)."""
         metrics, published = self.metrics, self._published
@@ -75,7 +76,9 @@ class ProbeMetrics:
                     metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
         if changed_any:  # only on a refresh or when a status changed in this flush
             counts = getattr(health, "counts", None)  # a HealthMap counts as it is written
-            healthy = counts["healthy"] if counts is not None else sum(1 for s in health.values() if s == "healthy")
+            healthy = (
+                counts["healthy"] if counts is not None else sum(1 for s in health.values() if s == "healthy")
+            )
             metrics.health_percentage.set(100.0 * healthy / len(health) if health else 100.0)
         if last_lag is not None:
             metrics.scheduler_lag.set(last_lag)

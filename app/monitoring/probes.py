@@ -68,7 +68,9 @@ def check_config(check: dict[str, Any], mon: Any) -> CheckConfig:
     thresholds = sm.Thresholds(
         failure_threshold=int(check.get("failure_threshold") or mon.failure_threshold),
         success_threshold=int(check.get("success_threshold") or mon.success_threshold),
-        flap_window=mon.flap_window, flap_threshold=mon.flap_threshold, recovery_grace_s=mon.recovery_grace,
+        flap_window=mon.flap_window,
+        flap_threshold=mon.flap_threshold,
+        recovery_grace_s=mon.recovery_grace,
     )
     interval = float(check.get("interval") or mon.interval)
     timeout = float(check.get("timeout") or mon.health_check_timeout)
@@ -97,7 +99,9 @@ class Prober:
             # checked by exactly one replica.
             replica = self.replica_id
             headers = {"X-Pipeline-Guard-Replica": replica} if replica else None
-            self.http_session = make_session(limit=workers, limit_per_host=max(8, workers // 2), headers=headers)
+            self.http_session = make_session(
+                limit=workers, limit_per_host=max(8, workers // 2), headers=headers
+            )
 
     async def close(self) -> None:
         if self.http_session is not None:
@@ -108,14 +112,21 @@ class Prober:
         entry.ctx = self._context(entry)
         try:
             params = reveal_params(entry.params, self.secret_box)  # credentials: for the probe only
-            entry.validated, entry.invalid = self.registry.validate(entry.kind, params, self._context(entry)), None
+            entry.validated, entry.invalid = (
+                self.registry.validate(entry.kind, params, self._context(entry)),
+                None,
+            )
         except Exception as exc:  # noqa: BLE001 - unknown kind, bad params, refused by policy: a DOWN result
             entry.validated, entry.invalid = None, f"invalid check configuration: {exc}"[:300]
 
     def _context(self, entry: Entry) -> CheckContext:
         mon = self.settings.monitoring
-        return CheckContext(timeout=entry.timeout, http_session=self.http_session,
-                            commands_enabled=mon.command_checks_enabled, command_allowlist=list(mon.command_allowlist))
+        return CheckContext(
+            timeout=entry.timeout,
+            http_session=self.http_session,
+            commands_enabled=mon.command_checks_enabled,
+            command_allowlist=list(mon.command_allowlist),
+        )
 
     async def execute(self, entry: Entry, started: float | None = None) -> CheckResult:
         if entry.invalid is not None or entry.validated is None:
@@ -148,10 +159,23 @@ class Prober:
 
     async def _heartbeat_state(self, component_id: int) -> HeartbeatState:
         async with session_scope(self.state.sessionmaker) as session:
-            row = (await session.execute(
-                select(Component.created_at, ComponentState.last_ping_at, ComponentState.last_ping_status,
-                       ComponentState.last_start_at, ComponentState.last_duration_s)
-                .join(ComponentState, ComponentState.component_id == Component.id)
-                .where(Component.id == component_id))).one()
-        return HeartbeatState(created_at=row[0], last_ping_at=row[1], last_ping_status=row[2],
-                              last_start_at=row[3], last_duration_s=row[4])
+            row = (
+                await session.execute(
+                    select(
+                        Component.created_at,
+                        ComponentState.last_ping_at,
+                        ComponentState.last_ping_status,
+                        ComponentState.last_start_at,
+                        ComponentState.last_duration_s,
+                    )
+                    .join(ComponentState, ComponentState.component_id == Component.id)
+                    .where(Component.id == component_id)
+                )
+            ).one()
+        return HeartbeatState(
+            created_at=row[0],
+            last_ping_at=row[1],
+            last_ping_status=row[2],
+            last_start_at=row[3],
+            last_duration_s=row[4],
+        )

@@ -72,14 +72,28 @@ class Tracked:
         if st is None:
             machine = sm.MachineState(status_since=utcnow())
             return cls(component.id, component.name, component.critical, labels, thresholds, machine)
-        machine = sm.MachineState(status=st.status, status_since=st.status_since,
-                                  consecutive_failures=st.consecutive_failures,
-                                  consecutive_successes=st.consecutive_successes,
-                                  recent=st.recent_outcomes or "", grace_until=st.grace_until)
-        return cls(component.id, component.name, component.critical, labels, thresholds, machine,
-                   incident_id=st.current_incident_id, incident_worst=st.status if st.current_incident_id else None,
-                   last_check_at=st.last_check_at, last_outcome=st.last_outcome, last_detail=st.last_detail,
-                   last_latency_ms=st.last_latency_ms)
+        machine = sm.MachineState(
+            status=st.status,
+            status_since=st.status_since,
+            consecutive_failures=st.consecutive_failures,
+            consecutive_successes=st.consecutive_successes,
+            recent=st.recent_outcomes or "",
+            grace_until=st.grace_until,
+        )
+        return cls(
+            component.id,
+            component.name,
+            component.critical,
+            labels,
+            thresholds,
+            machine,
+            incident_id=st.current_incident_id,
+            incident_worst=st.status if st.current_incident_id else None,
+            last_check_at=st.last_check_at,
+            last_outcome=st.last_outcome,
+            last_detail=st.last_detail,
+            last_latency_ms=st.last_latency_ms,
+        )
 
     def copy(self) -> Tracked:
         # Once per component per flush: a plain __dict__ copy (dataclasses.replace is much slower).
@@ -96,9 +110,13 @@ class Applied:
     results_written: int
 
 
-async def write_batch(session: AsyncSession, items: list[Observation | RecoveryMark],
-                      tracked: dict[int, Tracked], events: EventBus,
-                      acting: dict[int, datetime] | None = None) -> Applied:
+async def write_batch(
+    session: AsyncSession,
+    items: list[Observation | RecoveryMark],
+    tracked: dict[int, Tracked],
+    events: EventBus,
+    acting: dict[int, datetime] | None = None,
+) -> Applied:
     """Reads first, the state machine folded in memory, then the writes back to back (on SQLite the
     write lock is taken by the first INSERT and held until the caller commits): results (through the
     driver, `result_rows.py`), new incidents and transitions (one executemany each), the events in order
@@ -110,7 +128,9 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
     touched_ids = {item.component_id for item in items if item.component_id in tracked}
     if touched_ids:
         # Components deleted since their probe started are dropped (their rows would violate the FK).
-        alive = set((await session.execute(select(Component.id).where(Component.id.in_(touched_ids)))).scalars())
+        alive = set(
+            (await session.execute(select(Component.id).where(Component.id.in_(touched_ids)))).scalars()
+        )
     else:
         alive = set()
     items = [item for item in items if item.component_id in alive]
@@ -140,37 +160,58 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
             until = acting.get(cid) if acting else None
             if until is not None and at < until and result.outcome.value != "up":
                 continue
-            t.machine, decision = sm.observe(t.machine, result.outcome, at,
-                                             conclusive_thresholds(t.thresholds) if result.conclusive else t.thresholds,
-                                             result.detail)
+            t.machine, decision = sm.observe(
+                t.machine,
+                result.outcome,
+                at,
+                conclusive_thresholds(t.thresholds) if result.conclusive else t.thresholds,
+                result.detail,
+            )
         else:
             if acting:
                 acting.pop(cid, None)  # the action is over: its grace takes over
-            t.machine, decision = sm.begin_recovery(t.machine, item.at, t.thresholds, item.action, item.grace_s)
+            t.machine, decision = sm.begin_recovery(
+                t.machine, item.at, t.thresholds, item.action, item.grace_s
+            )
             at = item.at
         if decision is not None:
-            pending.append(_fold_transition(t, decision, at, new_incidents, opened_here, incident_updates,
-                                            seen.get(cid, 0)))
+            pending.append(
+                _fold_transition(
+                    t, decision, at, new_incidents, opened_here, incident_updates, seen.get(cid, 0)
+                )
+            )
 
     result_ids: list[int] = []
     if observations:
-        result_ids = await _rows(session).insert_results(session, [
-            (cid, r.observed_at, r.outcome.value, None if r.latency_s is None else round(r.latency_s * 1000, 3),
-             r.detail[:DETAIL_MAX])
-            for cid, _, r in observations])
+        result_ids = await _rows(session).insert_results(
+            session,
+            [
+                (
+                    cid,
+                    r.observed_at,
+                    r.outcome.value,
+                    None if r.latency_s is None else round(r.latency_s * 1000, 3),
+                    r.detail[:DETAIL_MAX],
+                )
+                for cid, _, r in observations
+            ],
+        )
     new_ids: dict[int, list[int]] = {}
     for t, result_id in zip(owners, result_ids, strict=True):
         new_ids.setdefault(t.component_id, []).append(result_id)
     for p in pending:  # the results that led to each transition, up to and including its own
         keep = max(p.t.thresholds.failure_threshold, p.t.thresholds.success_threshold)
-        p.row["result_ids"] = (list(p.t.recent_result_ids) + new_ids.get(p.t.component_id, [])[:p.results_seen])[-keep:]
+        p.row["result_ids"] = (
+            list(p.t.recent_result_ids) + new_ids.get(p.t.component_id, [])[: p.results_seen]
+        )[-keep:]
     for cid, ids in new_ids.items():
         work[cid].recent_result_ids.extend(ids)
 
     if opened_here:
         stmt = insert(Incident.__table__).returning(Incident.__table__.c.id, sort_by_parameter_order=True)
-        for inc, incident_id in zip(opened_here, (await session.execute(stmt, [i.row for i in opened_here])).scalars(),
-                                    strict=True):
+        for inc, incident_id in zip(
+            opened_here, (await session.execute(stmt, [i.row for i in opened_here])).scalars(), strict=True
+        ):
             inc.id = incident_id
         for cid, inc in new_incidents.items():
             work[cid].incident_id = inc.id
@@ -178,9 +219,18 @@ async def write_batch(session: AsyncSession, items: list[Observation | RecoveryM
         await session.execute(update(Incident).where(Incident.id == incident_id).values(**values))
     transitions: list[HealthTransition] = []
     if pending:
-        rows = [{**p.row, "incident_id": p.incident_ref.id if isinstance(p.incident_ref, _NewIncident)
-                 else p.incident_ref} for p in pending]
-        stmt = insert(HealthTransitionRecord.__table__).returning(HealthTransitionRecord.__table__.c.id, sort_by_parameter_order=True)
+        rows = [
+            {
+                **p.row,
+                "incident_id": p.incident_ref.id
+                if isinstance(p.incident_ref, _NewIncident)
+                else p.incident_ref,
+            }
+            for p in pending
+        ]
+        stmt = insert(HealthTransitionRecord.__table__).returning(
+            HealthTransitionRecord.__table__.c.id, sort_by_parameter_order=True
+        )
         transition_ids = list((await session.execute(stmt, rows)).scalars())
         for p, row, transition_id in zip(pending, rows, transition_ids, strict=True):
             transitions.append(await _publish(p, row["incident_id"], transition_id, session, events))
@@ -209,9 +259,15 @@ class _PendingTransition:
     results_seen: int
 
 
-def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incidents: dict[int, _NewIncident],
-                     opened_here: list[_NewIncident], incident_updates: dict[int, dict[str, Any]],
-                     results_seen: int) -> _PendingTransition:
+def _fold_transition(
+    t: Tracked,
+    decision: sm.Decision,
+    at: datetime,
+    new_incidents: dict[int, _NewIncident],
+    opened_here: list[_NewIncident],
+    incident_updates: dict[int, dict[str, Any]],
+    results_seen: int,
+) -> _PendingTransition:
     """Open/worsen/close the incident in memory; the rows are written in bulk afterwards (the
     `result_ids` once the results have ids: `results_seen` of this batch's results lead up to it)."""
     cid = t.component_id
@@ -222,9 +278,17 @@ def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incide
         if current is None and not lifecycle.opens_incident(decision.previous, decision.current):
             pass  # an action's own effect (recovering) never opens an incident
         elif current is None:
-            opened = _NewIncident({"component_id": cid, "opened_at": at, "opening_status": decision.current,
-                                   "worst_status": decision.current, "reason": decision.reason,
-                                   "closed_at": None, "close_reason": None})
+            opened = _NewIncident(
+                {
+                    "component_id": cid,
+                    "opened_at": at,
+                    "opening_status": decision.current,
+                    "worst_status": decision.current,
+                    "reason": decision.reason,
+                    "closed_at": None,
+                    "close_reason": None,
+                }
+            )
             opened_here.append(opened)
             new_incidents[cid] = current = opened
             t.incident_worst = decision.current
@@ -243,38 +307,92 @@ def _fold_transition(t: Tracked, decision: sm.Decision, at: datetime, new_incide
             incident_updates.setdefault(current, {}).update(closed_at=at, close_reason=decision.reason)
         closed_ref = current
         t.incident_id, t.incident_worst = None, None
-    row = {"component_id": cid, "at": at, "previous": decision.previous, "current": decision.current,
-           "reason": decision.reason, "result_ids": None,
-           "summary": {"recent_outcomes": t.machine.recent[-t.thresholds.window:], "last_detail": t.last_detail,
-                       "last_latency_ms": t.last_latency_ms}}
+    row = {
+        "component_id": cid,
+        "at": at,
+        "previous": decision.previous,
+        "current": decision.current,
+        "reason": decision.reason,
+        "result_ids": None,
+        "summary": {
+            "recent_outcomes": t.machine.recent[-t.thresholds.window :],
+            "last_detail": t.last_detail,
+            "last_latency_ms": t.last_latency_ms,
+        },
+    }
     return _PendingTransition(t, decision, at, row, incident_ref, opened, closed_ref, results_seen)
 
 
-async def _publish(p: _PendingTransition, incident_id: int | None, transition_id: int, session: AsyncSession,
-                   events: EventBus) -> HealthTransition:
+async def _publish(
+    p: _PendingTransition,
+    incident_id: int | None,
+    transition_id: int,
+    session: AsyncSession,
+    events: EventBus,
+) -> HealthTransition:
     t, decision, at = p.t, p.decision, p.at
-    event = HealthTransition(component=t.name, component_id=t.component_id, previous=decision.previous,
-                             current=decision.current, reason=decision.reason, at=at, critical=t.critical,
-                             labels=dict(t.labels), incident_id=incident_id, transition_id=transition_id)
+    event = HealthTransition(
+        component=t.name,
+        component_id=t.component_id,
+        previous=decision.previous,
+        current=decision.current,
+        reason=decision.reason,
+        at=at,
+        critical=t.critical,
+        labels=dict(t.labels),
+        incident_id=incident_id,
+        transition_id=transition_id,
+    )
     log.info("component %s: %s -> %s (%s)", t.name, decision.previous, decision.current, decision.reason)
     if p.opened is not None:
-        await events.publish(IncidentOpened(component=t.name, component_id=t.component_id, incident_id=p.opened.id,
-                                            status=decision.current, reason=decision.reason, at=at,
-                                            critical=t.critical, labels=dict(t.labels)), session)
+        await events.publish(
+            IncidentOpened(
+                component=t.name,
+                component_id=t.component_id,
+                incident_id=p.opened.id,
+                status=decision.current,
+                reason=decision.reason,
+                at=at,
+                critical=t.critical,
+                labels=dict(t.labels),
+            ),
+            session,
+        )
     await events.publish(event, session)
     if p.closed_ref is not None:
         closed_id = p.closed_ref.id if isinstance(p.closed_ref, _NewIncident) else p.closed_ref
-        await events.publish(IncidentClosed(component=t.name, component_id=t.component_id, incident_id=closed_id,
-                                            reason=decision.reason, at=at, labels=dict(t.labels)), session)
+        await events.publish(
+            IncidentClosed(
+                component=t.name,
+                component_id=t.component_id,
+                incident_id=closed_id,
+                reason=decision.reason,
+                at=at,
+                labels=dict(t.labels),
+            ),
+            session,
+        )
     return event
 
 
 def _state_row(t: Tracked, now: datetime) -> tuple[Any, ...]:
     """One component state, in `result_rows.STATE_COLUMNS` order."""
     m = t.machine
-    return (m.status, m.status_since or now, m.consecutive_failures, m.consecutive_successes, m.recent,
-            m.grace_until, t.incident_id, t.last_check_at, t.last_outcome, t.last_detail, t.last_latency_ms,
-            now, t.component_id)
+    return (
+        m.status,
+        m.status_since or now,
+        m.consecutive_failures,
+        m.consecutive_successes,
+        m.recent,
+        m.grace_until,
+        t.incident_id,
+        t.last_check_at,
+        t.last_outcome,
+        t.last_detail,
+        t.last_latency_ms,
+        now,
+        t.component_id,
+    )
 
 
 def _rows(session: AsyncSession) -> SQLiteRows | PostgresRows:

@@ -28,9 +28,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 DETAIL_MAX = 1000  # characters of a result's detail stored
 RESULT_COLUMNS = ("component_id", "observed_at", "outcome", "latency_ms", "detail")
 # One state row, in this order (`recorder._state_row`), the component id last.
-STATE_COLUMNS = ("status", "status_since", "consecutive_failures", "consecutive_successes", "recent_outcomes",
-                 "grace_until", "current_incident_id", "last_check_at", "last_outcome", "last_detail",
-                 "last_latency_ms", "updated_at", "component_id")
+STATE_COLUMNS = (
+    "status",
+    "status_since",
+    "consecutive_failures",
+    "consecutive_successes",
+    "recent_outcomes",
+    "grace_until",
+    "current_incident_id",
+    "last_check_at",
+    "last_outcome",
+    "last_detail",
+    "last_latency_ms",
+    "updated_at",
+    "component_id",
+)
 # (result columns) one tuple per result: component id, observed at (aware), outcome, latency ms, detail
 ResultRow = tuple[int, datetime, str, float | None, str]
 
@@ -39,11 +51,17 @@ class SQLiteRows:
     name = "sqlite"
     _TS = "%Y-%m-%d %H:%M:%S.%f"
     _INSERT = f"INSERT INTO check_results ({', '.join(RESULT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)"
-    _UPDATE = ("UPDATE component_states SET " + ", ".join(f"{c} = ?" for c in STATE_COLUMNS[:-1])
-               + " WHERE component_id = ?")
+    _UPDATE = (
+        "UPDATE component_states SET "
+        + ", ".join(f"{c} = ?" for c in STATE_COLUMNS[:-1])
+        + " WHERE component_id = ?"
+    )
     _SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'check_results'"
-    _TIME_COLUMNS = tuple(i for i, c in enumerate(STATE_COLUMNS)
-                          if c in ("status_since", "grace_until", "last_check_at", "updated_at"))
+    _TIME_COLUMNS = tuple(
+        i
+        for i, c in enumerate(STATE_COLUMNS)
+        if c in ("status_since", "grace_until", "last_check_at", "updated_at")
+    )
 
     def _ts(self, value: datetime | None) -> str | None:
         if value is None:
@@ -57,8 +75,10 @@ class SQLiteRows:
     async def insert_results(self, session: AsyncSession, rows: Sequence[ResultRow]) -> list[int]:
         conn = await session.connection()
         ts = self._ts
-        await conn.exec_driver_sql(self._INSERT, [(cid, ts(at), outcome, latency, detail)
-                                                  for cid, at, outcome, latency, detail in rows])
+        await conn.exec_driver_sql(
+            self._INSERT,
+            [(cid, ts(at), outcome, latency, detail) for cid, at, outcome, latency, detail in rows],
+        )
         last = (await conn.exec_driver_sql(self._SEQ)).scalar_one()
         return list(range(last - len(rows) + 1, last + 1))
 
@@ -96,8 +116,11 @@ class PostgresRows:
     async def insert_results(self, session: AsyncSession, rows: Sequence[ResultRow]) -> list[int]:
         raw = await self._raw(session)
         ids = sorted(r[0] for r in await raw.fetch(self._IDS, len(rows)))
-        await raw.copy_records_to_table("check_results", columns=("id", *RESULT_COLUMNS),
-                                        records=[(rid, *row) for rid, row in zip(ids, rows, strict=True)])
+        await raw.copy_records_to_table(
+            "check_results",
+            columns=("id", *RESULT_COLUMNS),
+            records=[(rid, *row) for rid, row in zip(ids, rows, strict=True)],
+        )
         return ids
 
     async def update_states(self, session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -30,9 +30,9 @@ from app.monitoring import state_machine as sm
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
     from app.monitoring.ownership import Ownership
     from app.monitoring.probe_metrics import ProbeMetrics
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -50,11 +50,19 @@ Item = Observation | RecoveryMark
 
 
 class ResultWriter:
-    def __init__(self, state: Core, ownership: Ownership, tracked: dict[int, Tracked],
-                 probe_metrics: ProbeMetrics, *, forget: Callable[[int], None],
-                 due_in: Callable[[set[int]], dict[int, float | None]],
-                 publish_health: Callable[[Iterable[int]], None],
-                 flush_interval: float = 0.5, flush_size: int = 1000):
+    def __init__(
+        self,
+        state: Core,
+        ownership: Ownership,
+        tracked: dict[int, Tracked],
+        probe_metrics: ProbeMetrics,
+        *,
+        forget: Callable[[int], None],
+        due_in: Callable[[set[int]], dict[int, float | None]],
+        publish_health: Callable[[Iterable[int]], None],
+        flush_interval: float = 0.5,
+        flush_size: int = 1000,
+    ):
         self.state = state
         self.ownership = ownership
         self.tracked = tracked  # the scheduler's map: read for a write, advanced after its commit
@@ -172,15 +180,23 @@ class ResultWriter:
         ahead = self._ahead.get(cid)
         machine = tracked.machine if ahead is None else ahead[0]
         result = observation.result
-        if (result.outcome == Outcome.UP and machine.status == sm.HEALTHY and machine.consecutive_failures == 0
-                and machine.grace_until is None):
+        if (
+            result.outcome == Outcome.UP
+            and machine.status == sm.HEALTHY
+            and machine.consecutive_failures == 0
+            and machine.grace_until is None
+        ):
             return False
         self._seq += 1
-        machine, decision = sm.observe(machine, result.outcome, result.observed_at, tracked.thresholds, result.detail)
+        machine, decision = sm.observe(
+            machine, result.outcome, result.observed_at, tracked.thresholds, result.detail
+        )
         self._ahead[cid] = (machine, self._seq)
         # A first observation (unknown -> healthy) is not urgent: nothing reacts to it, and a
         # restart would otherwise flush once per component.
-        return decision is not None and not (decision.previous == sm.UNKNOWN and decision.current == sm.HEALTHY)
+        return decision is not None and not (
+            decision.previous == sm.UNKNOWN and decision.current == sm.HEALTHY
+        )
 
     @property
     def backlogged(self) -> bool:
@@ -277,8 +293,11 @@ class ResultWriter:
             except BaseException as exc:
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("writing %d check results failed (%s); kept for a retry", len(items),
-                            self.last_flush_error)
+                log.warning(
+                    "writing %d check results failed (%s); kept for a retry",
+                    len(items),
+                    self.last_flush_error,
+                )
                 self._buffer = items + self._buffer
                 if len(self._buffer) > MAX_BUFFER:
                     excess = len(self._buffer) - MAX_BUFFER
@@ -293,7 +312,11 @@ class ResultWriter:
                 if current is not None:
                     # Configuration reloaded while the batch was written stays (thresholds, labels...).
                     fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
-                        current.name, current.critical, current.labels, current.thresholds)
+                        current.name,
+                        current.critical,
+                        current.labels,
+                        current.thresholds,
+                    )
                     self.tracked[cid] = fresh
             if self._ahead:
                 for cid in {item.component_id for item in items}:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.loops import LoopService
 from app.db.models import CheckResultRecord, CheckRollup, HeartbeatPing
 from app.db.session import session_scope
 from app.db.types import utcnow
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.platform.runtime import Core
@@ -51,9 +51,11 @@ def _p95(values: array) -> float | None:
 async def roll_up_hour(session: AsyncSession, hour: datetime) -> int:
     """Aggregate one hour (idempotent: replaces that hour's rows). Returns the rows written."""
     stats: dict[int, list] = {}  # component -> [count, failures, degraded, latencies]
-    query = (select(CheckResultRecord.component_id, CheckResultRecord.outcome, CheckResultRecord.latency_ms)
-             .where(CheckResultRecord.observed_at >= hour, CheckResultRecord.observed_at < hour + HOUR)
-             .execution_options(yield_per=5000))
+    query = (
+        select(CheckResultRecord.component_id, CheckResultRecord.outcome, CheckResultRecord.latency_ms)
+        .where(CheckResultRecord.observed_at >= hour, CheckResultRecord.observed_at < hour + HOUR)
+        .execution_options(yield_per=5000)
+    )
     result = await session.stream(query)
     async for component_id, outcome, latency in result:
         s = stats.get(component_id)
@@ -69,15 +71,21 @@ async def roll_up_hour(session: AsyncSession, hour: datetime) -> int:
     await session.execute(delete(CheckRollup).where(CheckRollup.hour == hour))
     rows = []
     for component_id, (count, failures, degraded, latencies) in stats.items():
-        rows.append({
-            "component_id": component_id, "hour": hour, "count": count, "failures": failures, "degraded": degraded,
-            "latency_min_ms": min(latencies) if latencies else None,
-            "latency_mean_ms": (sum(latencies) / len(latencies)) if latencies else None,
-            "latency_max_ms": max(latencies) if latencies else None,
-            "latency_p95_ms": _p95(latencies),
-        })
+        rows.append(
+            {
+                "component_id": component_id,
+                "hour": hour,
+                "count": count,
+                "failures": failures,
+                "degraded": degraded,
+                "latency_min_ms": min(latencies) if latencies else None,
+                "latency_mean_ms": (sum(latencies) / len(latencies)) if latencies else None,
+                "latency_max_ms": max(latencies) if latencies else None,
+                "latency_p95_ms": _p95(latencies),
+            }
+        )
     for start in range(0, len(rows), 1000):
-        await session.execute(insert(CheckRollup), rows[start:start + 1000])
+        await session.execute(insert(CheckRollup), rows[start : start + 1000])
     return len(rows)
 
 
@@ -87,7 +95,9 @@ async def roll_up(state: Core, now: datetime | None = None) -> int:
     async with session_scope(state.sessionmaker) as session:
         hour = await rollup_watermark(session)
         if hour is None:
-            first = (await session.execute(select(func.min(CheckResultRecord.observed_at)))).scalar_one_or_none()
+            first = (
+                await session.execute(select(func.min(CheckResultRecord.observed_at)))
+            ).scalar_one_or_none()
             if first is None:
                 return 0
             hour = floor_hour(first)
@@ -125,12 +135,17 @@ async def apply_retention(state: Core, now: datetime | None = None) -> dict[str,
     raw_cutoff = min(raw_cutoff, watermark) if watermark is not None else None
     report = {"results": 0, "pings": 0, "rollups": 0}
     if raw_cutoff is not None:
-        report["results"] = await _delete_in_batches(state, CheckResultRecord, CheckResultRecord.observed_at, raw_cutoff)
-    report["pings"] = await _delete_in_batches(state, HeartbeatPing, HeartbeatPing.received_at,
-                                               now - timedelta(seconds=mon.results_retention))
+        report["results"] = await _delete_in_batches(
+            state, CheckResultRecord, CheckResultRecord.observed_at, raw_cutoff
+        )
+    report["pings"] = await _delete_in_batches(
+        state, HeartbeatPing, HeartbeatPing.received_at, now - timedelta(seconds=mon.results_retention)
+    )
     rollup_cutoff = now - timedelta(seconds=mon.rollup_retention)
     async with session_scope(state.sessionmaker) as session:
-        report["rollups"] = (await session.execute(delete(CheckRollup).where(CheckRollup.hour < rollup_cutoff))).rowcount or 0
+        report["rollups"] = (
+            await session.execute(delete(CheckRollup).where(CheckRollup.hour < rollup_cutoff))
+        ).rowcount or 0
     return report
 
 

@@ -42,18 +42,29 @@ from app.platform.loops import LoopService
 if TYPE_CHECKING:
     import aiohttp
 
-    from app.health.health_map import HealthMap
     from app.healing.strategies.registry import StrategyRegistry
+    from app.health.health_map import HealthMap
     from app.platform.runtime import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
+
 class Scheduler:
-    def __init__(self, state: Core, *, ownership: Ownership, health: HealthMap, critical: set[str],
-                 secret_box: SecretBox, check_metrics: CheckMetrics, replica_id: str | None = None,
-                 flush_interval: float = 0.5,
-                 flush_size: int = 1000, registry: Any = None):
+    def __init__(
+        self,
+        state: Core,
+        *,
+        ownership: Ownership,
+        health: HealthMap,
+        critical: set[str],
+        secret_box: SecretBox,
+        check_metrics: CheckMetrics,
+        replica_id: str | None = None,
+        flush_interval: float = 0.5,
+        flush_size: int = 1000,
+        registry: Any = None,
+    ):
         """``health`` / ``critical``: the runtime's health map and critical set, kept current here."""
         self.state = state
         self.settings = state.settings
@@ -75,9 +86,17 @@ class Scheduler:
         self._refresh_lock = asyncio.Lock()
         self.pool = WorkerPool(self.settings.max_workers, self._run_entry)
         self.probe_metrics = ProbeMetrics(state.metrics)
-        self.writer = ResultWriter(state, self.ownership, self.tracked, self.probe_metrics, forget=self._forget,
-                                   due_in=self.due_in, publish_health=self._publish_health,
-                                   flush_interval=flush_interval, flush_size=flush_size)
+        self.writer = ResultWriter(
+            state,
+            self.ownership,
+            self.tracked,
+            self.probe_metrics,
+            forget=self._forget,
+            due_in=self.due_in,
+            publish_health=self._publish_health,
+            flush_interval=flush_interval,
+            flush_size=flush_size,
+        )
         self.check_metrics = check_metrics
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
@@ -130,9 +149,12 @@ class Scheduler:
 
     def start_background(self) -> None:
         self.pool.start()
-        self._background = [asyncio.create_task(
-            self.timetable.dispatch(self.entries, self.pool, self.writer, lambda: self._closing),
-            name="monitoring:dispatch")]
+        self._background = [
+            asyncio.create_task(
+                self.timetable.dispatch(self.entries, self.pool, self.writer, lambda: self._closing),
+                name="monitoring:dispatch",
+            )
+        ]
         self.writer.start()
         self.check_metrics.start()
 
@@ -169,8 +191,9 @@ class Scheduler:
     def note_action_failed(self, component_id: int) -> None:
         self.writer.acting.pop(component_id, None)
 
-    async def note_recovery_action(self, component_id: int, action: str, at: datetime | None = None,
-                                   grace_s: float | None = None) -> str | None:
+    async def note_recovery_action(
+        self, component_id: int, action: str, at: datetime | None = None, grace_s: float | None = None
+    ) -> str | None:
         """A recovery action just ran on this component: status `recovering` (only when it is in an
         incident), failures ignored for `grace_s` (the policy's grace period; `recovery_grace` when
         None) or until the first pass, `success_threshold` successes verify it. Persists the
@@ -191,8 +214,10 @@ class Scheduler:
     def due_in(self, component_ids: set[int]) -> dict[int, float | None]:
         """Seconds until each component's next check is due here (None: not scheduled)."""
         now = time.monotonic()
-        return {cid: (entry.due - now if (entry := self.entries.get(cid)) is not None else None)
-                for cid in component_ids}
+        return {
+            cid: (entry.due - now if (entry := self.entries.get(cid)) is not None else None)
+            for cid in component_ids
+        }
 
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
         """Draining: after the next result of each of these components, flush at once and release its
@@ -240,9 +265,13 @@ class Scheduler:
                 if seen is not None and seen[1] != current[cid][1]:
                     self._forget(cid)  # another component under a known id: start from scratch
             for start in range(0, len(changed), 500):
-                chunk = changed[start:start + 500]
-                components = (await session.execute(
-                    select(Component).where(Component.id.in_(chunk)))).unique().scalars().all()
+                chunk = changed[start : start + 500]
+                components = (
+                    (await session.execute(select(Component).where(Component.id.in_(chunk))))
+                    .unique()
+                    .scalars()
+                    .all()
+                )
                 for component in components:
                     await self._load(session, component)
         for cid in list(self._requested):
@@ -274,12 +303,22 @@ class Scheduler:
                 await session.execute(insert(ComponentState).values(component_id=component.id))
             self.tracked[component.id] = Tracked.restore(component, thresholds)
         else:
-            tracked.critical, tracked.labels, tracked.thresholds = (component.critical, dict(component.labels or {}),
-                                                                    thresholds)
+            tracked.critical, tracked.labels, tracked.thresholds = (
+                component.critical,
+                dict(component.labels or {}),
+                thresholds,
+            )
         entry = self.entries.get(component.id)
         if entry is None:
-            entry = Entry(component.id, component.name, component.version, config.kind, config.params, interval,
-                          config.timeout)
+            entry = Entry(
+                component.id,
+                component.name,
+                component.version,
+                config.kind,
+                config.params,
+                interval,
+                config.timeout,
+            )
             self.entries[component.id] = entry
             handover_due = getattr(self.ownership, "handover_due", None)
             due = handover_due(component.id) if handover_due is not None else None
@@ -293,7 +332,12 @@ class Scheduler:
         else:
             rescheduled = entry.interval != interval
             entry.version, entry.kind, entry.params, entry.interval, entry.timeout = (
-                component.version, config.kind, config.params, interval, config.timeout)
+                component.version,
+                config.kind,
+                config.params,
+                interval,
+                config.timeout,
+            )
             entry.name, entry.counters = component.name, None
             if rescheduled:
                 self.timetable.schedule(entry, time.monotonic() + random.uniform(0, interval))
@@ -352,9 +396,12 @@ class Scheduler:
             health.clear()
             items = [(t.name, t.machine.status) for t in self.tracked.values()]
         else:
-            items = [(t.name, t.machine.status) for cid in changed if (t := self.tracked.get(cid)) is not None]
-        self.probe_metrics.publish_health(health, items, full=changed is None,
-                                          last_lag=self.lags[-1] if self.lags else None)
+            items = [
+                (t.name, t.machine.status) for cid in changed if (t := self.tracked.get(cid)) is not None
+            ]
+        self.probe_metrics.publish_health(
+            health, items, full=changed is None, last_lag=self.lags[-1] if self.lags else None
+        )
 
     def stats(self) -> dict[str, Any]:
         lags = sorted(self.lags)
@@ -385,8 +432,15 @@ class SchedulerLoop(LoopService):
 
     name = "monitoring-scheduler"
 
-    def __init__(self, state: Core, scheduler: Scheduler, *, secret_box: SecretBox, strategies: StrategyRegistry,
-                 refresh_interval: float = 1.0):
+    def __init__(
+        self,
+        state: Core,
+        scheduler: Scheduler,
+        *,
+        secret_box: SecretBox,
+        strategies: StrategyRegistry,
+        refresh_interval: float = 1.0,
+    ):
         super().__init__(refresh_interval, metrics=state.metrics)
         self.state = state
         self.scheduler = scheduler

@@ -18,9 +18,14 @@ class IncidentOut(BaseModel):
     worst_status: str
     reason: str
     close_reason: str | None = None
-    caused_by: str | None = Field(None, description="the unhealthy upstream component this incident is attributed to")
-    suppressed: bool = Field(False, description="no notification and no healing of its own: attributed to an "
-                                                "upstream root, or held until its upstream is known healthy")
+    caused_by: str | None = Field(
+        None, description="the unhealthy upstream component this incident is attributed to"
+    )
+    suppressed: bool = Field(
+        False,
+        description="no notification and no healing of its own: attributed to an "
+        "upstream root, or held until its upstream is known healthy",
+    )
     held_until: datetime | None = None
 
 
@@ -47,7 +52,9 @@ class ComponentStatusOut(BaseModel):
 class SystemStatus(BaseModel):
     overall_health: str
     root_causes: list[RootCauseOut] = Field(
-        default_factory=list, description="unhealthy components with no unhealthy upstream that others depend on")
+        default_factory=list,
+        description="unhealthy components with no unhealthy upstream that others depend on",
+    )
     timestamp: datetime
     total: int = Field(description="monitored components (enabled, with a check)")
     limit: int | None = None

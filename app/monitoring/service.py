@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Text, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.errors import NotFound
 from app.db.models import (
     CheckResultRecord,
     CheckRollup,
@@ -19,9 +20,8 @@ from app.db.models import (
     Incident,
 )
 from app.db.types import utcnow
-from app.core.errors import NotFound
-from app.monitoring.presentation import NEW, is_new
 from app.health.health_map import overall_health
+from app.monitoring.presentation import NEW, is_new
 from app.monitoring.rollups import floor_hour, rollup_watermark
 from app.monitoring.schemas import (
     ComponentStatusOut,
@@ -38,9 +38,13 @@ from app.monitoring.schemas import (
 if TYPE_CHECKING:
     from app.platform.runtime import Runtime
 
-WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+WINDOWS = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 RAW_ONLY_UP_TO = timedelta(hours=1)
-
 
 
 class StatusService:
@@ -49,23 +53,35 @@ class StatusService:
         self.state = state
 
     async def _component(self, name: str) -> Component:
-        component = (await self.session.execute(select(Component).where(Component.name == name))).unique().scalar_one_or_none()
+        component = (
+            (await self.session.execute(select(Component).where(Component.name == name)))
+            .unique()
+            .scalar_one_or_none()
+        )
         if component is None:
             raise NotFound(f"component {name!r} not found")
         return component
 
     # ------------------------------------------------------------------ uptime
-    async def counts(self, since: datetime, component_ids: list[int] | None = None) -> tuple[dict[int, list[int]], str]:
+    async def counts(
+        self, since: datetime, component_ids: list[int] | None = None
+    ) -> tuple[dict[int, list[int]], str]:
         """component -> [checks, failures, degraded] since `since`, and which data answered."""
         totals: dict[int, list[int]] = {}
         raw_from, source = since, "raw"
         if utcnow() - since > RAW_ONLY_UP_TO + timedelta(minutes=1):
             watermark = await rollup_watermark(self.session)
             if watermark is not None and watermark > since:
-                q = (select(CheckRollup.component_id, func.sum(CheckRollup.count), func.sum(CheckRollup.failures),
-                            func.sum(CheckRollup.degraded))
-                     .where(CheckRollup.hour >= floor_hour(since), CheckRollup.hour < watermark)
-                     .group_by(CheckRollup.component_id))
+                q = (
+                    select(
+                        CheckRollup.component_id,
+                        func.sum(CheckRollup.count),
+                        func.sum(CheckRollup.failures),
+                        func.sum(CheckRollup.degraded),
+                    )
+                    .where(CheckRollup.hour >= floor_hour(since), CheckRollup.hour < watermark)
+                    .group_by(CheckRollup.component_id)
+                )
                 if component_ids is not None:
                     q = q.where(CheckRollup.component_id.in_(component_ids))
                 for cid, count, failures, degraded in (await self.session.execute(q)).all():
@@ -77,22 +93,32 @@ class StatusService:
                 t[i] += c[i]
         return totals, source
 
-    async def _raw_counts(self, start: datetime, end: datetime | None,
-                          component_ids: list[int] | None) -> dict[int, list[int]]:
+    async def _raw_counts(
+        self, start: datetime, end: datetime | None, component_ids: list[int] | None
+    ) -> dict[int, list[int]]:
         """component -> [checks, failures, degraded] of the raw results in [start, end)."""
-        q = (select(CheckResultRecord.component_id, func.count(),
-                    func.sum(case((CheckResultRecord.outcome == "down", 1), else_=0)),
-                    func.sum(case((CheckResultRecord.outcome == "degraded", 1), else_=0)))
-             .where(CheckResultRecord.observed_at >= start).group_by(CheckResultRecord.component_id))
+        q = (
+            select(
+                CheckResultRecord.component_id,
+                func.count(),
+                func.sum(case((CheckResultRecord.outcome == "down", 1), else_=0)),
+                func.sum(case((CheckResultRecord.outcome == "degraded", 1), else_=0)),
+            )
+            .where(CheckResultRecord.observed_at >= start)
+            .group_by(CheckResultRecord.component_id)
+        )
         if end is not None:
             q = q.where(CheckResultRecord.observed_at < end)
         if component_ids is not None:
             q = q.where(CheckResultRecord.component_id.in_(component_ids))
-        return {cid: [int(count or 0), int(failures or 0), int(degraded or 0)]
-                for cid, count, failures, degraded in (await self.session.execute(q)).all()}
+        return {
+            cid: [int(count or 0), int(failures or 0), int(degraded or 0)]
+            for cid, count, failures, degraded in (await self.session.execute(q)).all()
+        }
 
-    async def uptime_buckets(self, starts: list[datetime], step: timedelta,
-                             component_ids: list[int] | None = None) -> dict[int, list[list[int]]]:
+    async def uptime_buckets(
+        self, starts: list[datetime], step: timedelta, component_ids: list[int] | None = None
+    ) -> dict[int, list[list[int]]]:
         """component -> one [checks, failures, degraded] per bucket ``[start, start + step)``.
 
         ``starts`` are consecutive, hour-aligned and ``step`` apart (hours or days). Completed hours come
@@ -113,13 +139,21 @@ class StatusService:
         watermark = await rollup_watermark(self.session)
         raw_from = since
         if watermark is not None and watermark > since:
-            q = (select(CheckRollup.component_id, CheckRollup.hour, CheckRollup.count, CheckRollup.failures,
-                        CheckRollup.degraded)
-                 .where(CheckRollup.hour >= since, CheckRollup.hour < min(watermark, end)))
+            q = select(
+                CheckRollup.component_id,
+                CheckRollup.hour,
+                CheckRollup.count,
+                CheckRollup.failures,
+                CheckRollup.degraded,
+            ).where(CheckRollup.hour >= since, CheckRollup.hour < min(watermark, end))
             if component_ids is not None:
                 q = q.where(CheckRollup.component_id.in_(component_ids))
             for cid, hour, count, failures, degraded in (await self.session.execute(q)).all():
-                add(cid, int((hour - since) // step), [int(count or 0), int(failures or 0), int(degraded or 0)])
+                add(
+                    cid,
+                    int((hour - since) // step),
+                    [int(count or 0), int(failures or 0), int(degraded or 0)],
+                )
             raw_from = watermark
         for index, start in enumerate(starts):
             if start + step <= raw_from:
@@ -139,48 +173,94 @@ class StatusService:
         since = utcnow() - WINDOWS[window]
         totals, source = await self.counts(since, [component.id])
         c = totals.get(component.id, [0, 0, 0])
-        return UptimeOut(component=name, window=window, since=since, checks=c[0], failures=c[1], degraded=c[2],
-                         uptime_percent=self.percent(c), source=source)
+        return UptimeOut(
+            component=name,
+            window=window,
+            since=since,
+            checks=c[0],
+            failures=c[1],
+            degraded=c[2],
+            uptime_percent=self.percent(c),
+            source=source,
+        )
 
     # ------------------------------------------------------------------ status
     async def system_status(self, limit: int | None = None, offset: int = 0) -> SystemStatus:
         """Overall health, the count per status (aggregated in SQL) and one page of monitored
         components by name (all of them when ``limit`` is None): the cost of a page does not grow
         with the fleet."""
-        monitored = (Component.enabled.is_(True), Component.check.is_not(None),
-                     # JSON null and {} are "no check" (the scheduler skips a check without a kind).
-                     cast(Component.check, Text).not_in(("null", "{}")))
+        monitored = (
+            Component.enabled.is_(True),
+            Component.check.is_not(None),
+            # JSON null and {} are "no check" (the scheduler skips a check without a kind).
+            cast(Component.check, Text).not_in(("null", "{}")),
+        )
         counts = self._counts_in_memory()
         if counts is None:
-            counts = {status: int(n) for status, n in (await self.session.execute(
-                select(ComponentState.status, func.count())
-                .join(Component, ComponentState.component_id == Component.id)
-                .where(*monitored).group_by(ComponentState.status))).all()}
-        page = (select(Component, ComponentState).join(ComponentState, ComponentState.component_id == Component.id)
-                .where(*monitored).order_by(Component.name).offset(offset))
+            counts = {
+                status: int(n)
+                for status, n in (
+                    await self.session.execute(
+                        select(ComponentState.status, func.count())
+                        .join(Component, ComponentState.component_id == Component.id)
+                        .where(*monitored)
+                        .group_by(ComponentState.status)
+                    )
+                ).all()
+            }
+        page = (
+            select(Component, ComponentState)
+            .join(ComponentState, ComponentState.component_id == Component.id)
+            .where(*monitored)
+            .order_by(Component.name)
+            .offset(offset)
+        )
         if limit is not None:
             page = page.limit(limit)
         rows = (await self.session.execute(page)).unique().all()
         incident_ids = [s.current_incident_id for _, s in rows if s.current_incident_id]
         incidents: dict[int, Incident] = {}
         if incident_ids:
-            found = (await self.session.execute(select(Incident).where(Incident.id.in_(incident_ids)))).scalars()
+            found = (
+                await self.session.execute(select(Incident).where(Incident.id.in_(incident_ids)))
+            ).scalars()
             incidents = {i.id: i for i in found}
-        totals, _ = await self.counts(utcnow() - WINDOWS["24h"], [c.id for c, _ in rows] if limit is not None else None)
+        totals, _ = await self.counts(
+            utcnow() - WINDOWS["24h"], [c.id for c, _ in rows] if limit is not None else None
+        )
         components = []
         for c, s in rows:
             incident = incidents.get(s.current_incident_id) if s.current_incident_id else None
             new = is_new(s.status, c.check, s.last_ping_at)
-            components.append(ComponentStatusOut(
-                name=c.name, status=NEW if new else s.status, critical=c.critical, status_since=s.status_since,
-                last_check_at=s.last_check_at, last_outcome=s.last_outcome, last_detail=s.last_detail,
-                last_latency_ms=s.last_latency_ms, uptime_24h=None if new else self.percent(totals.get(c.id)),
-                current_incident=IncidentOut.model_validate(incident) if incident else None,
-            ))
+            components.append(
+                ComponentStatusOut(
+                    name=c.name,
+                    status=NEW if new else s.status,
+                    critical=c.critical,
+                    status_since=s.status_since,
+                    last_check_at=s.last_check_at,
+                    last_outcome=s.last_outcome,
+                    last_detail=s.last_detail,
+                    last_latency_ms=s.last_latency_ms,
+                    uptime_24h=None if new else self.percent(totals.get(c.id)),
+                    current_incident=IncidentOut.model_validate(incident) if incident else None,
+                )
+            )
         # The scheduler's in-memory map is the freshest view; the rows answer when it runs elsewhere.
-        overall = self.state.overall_health() if self.state.component_health else await self._overall_from_rows(monitored)
-        return SystemStatus(overall_health=overall, timestamp=utcnow(), total=sum(counts.values()),
-                            limit=limit, offset=offset, counts_by_status=counts, components=components)
+        overall = (
+            self.state.overall_health()
+            if self.state.component_health
+            else await self._overall_from_rows(monitored)
+        )
+        return SystemStatus(
+            overall_health=overall,
+            timestamp=utcnow(),
+            total=sum(counts.values()),
+            limit=limit,
+            offset=offset,
+            counts_by_status=counts,
+            components=components,
+        )
 
     def _counts_in_memory(self) -> dict[str, int] | None:
         """Components per status from the scheduler's health map, which counts as it is written,
@@ -194,50 +274,100 @@ class StatusService:
 
     async def _overall_from_rows(self, monitored: tuple) -> str:
         """The overall health from the stored states: only the components that are not healthy are read."""
-        rows = (await self.session.execute(
-            select(Component.name, ComponentState.status, Component.critical)
-            .join(ComponentState, ComponentState.component_id == Component.id)
-            .where(*monitored, ComponentState.status.not_in(("healthy", "unknown"))))).all()
+        rows = (
+            await self.session.execute(
+                select(Component.name, ComponentState.status, Component.critical)
+                .join(ComponentState, ComponentState.component_id == Component.id)
+                .where(*monitored, ComponentState.status.not_in(("healthy", "unknown")))
+            )
+        ).all()
         critical = {name for name, _, is_critical in rows if is_critical}
         return overall_health({name: status for name, status, _ in rows}, critical)
 
     async def detailed(self) -> DetailedStatus:
-        counts = Counter(dict((await self.session.execute(
-            select(ComponentState.status, func.count()).join(Component, Component.id == ComponentState.component_id)
-            .where(Component.enabled.is_(True)).group_by(ComponentState.status))).all()))
-        open_incidents = (await self.session.execute(
-            select(func.count()).select_from(Incident).where(Incident.closed_at.is_(None)))).scalar_one()
+        counts = Counter(
+            dict(
+                (
+                    await self.session.execute(
+                        select(ComponentState.status, func.count())
+                        .join(Component, Component.id == ComponentState.component_id)
+                        .where(Component.enabled.is_(True))
+                        .group_by(ComponentState.status)
+                    )
+                ).all()
+            )
+        )
+        open_incidents = (
+            await self.session.execute(
+                select(func.count()).select_from(Incident).where(Incident.closed_at.is_(None))
+            )
+        ).scalar_one()
         scheduler = self.state.monitoring.scheduler
         extra: dict[str, Any] = await self.state.status_sections.collect(self.state)
         return DetailedStatus(
-            overall_health=self.state.overall_health(), timestamp=utcnow(),
-            counts_by_status={k: int(v) for k, v in counts.items()}, open_incidents=int(open_incidents),
+            overall_health=self.state.overall_health(),
+            timestamp=utcnow(),
+            counts_by_status={k: int(v) for k, v in counts.items()},
+            open_incidents=int(open_incidents),
             scheduler=scheduler.stats(),
-            healing=extra.pop("healing", {}), cache=extra.pop("cache", {}), sections=extra,
+            healing=extra.pop("healing", {}),
+            cache=extra.pop("cache", {}),
+            sections=extra,
         )
 
     # ------------------------------------------------------------------ history
     async def history(self, name: str, *, limit: int, offset: int, results_limit: int) -> HistoryOut:
         component = await self._component(name)
         cid = component.id
-        total = (await self.session.execute(
-            select(func.count()).select_from(HealthTransitionRecord).where(HealthTransitionRecord.component_id == cid)
-        )).scalar_one()
-        transitions = (await self.session.execute(
-            select(HealthTransitionRecord).where(HealthTransitionRecord.component_id == cid)
-            .order_by(HealthTransitionRecord.at.desc(), HealthTransitionRecord.id.desc()).limit(limit).offset(offset)
-        )).scalars().all()
-        results = (await self.session.execute(
-            select(CheckResultRecord).where(CheckResultRecord.component_id == cid)
-            .order_by(CheckResultRecord.observed_at.desc(), CheckResultRecord.id.desc()).limit(results_limit)
-        )).scalars().all()
-        hourly = (await self.session.execute(
-            select(CheckRollup).where(CheckRollup.component_id == cid, CheckRollup.hour >= utcnow() - WINDOWS["24h"])
-            .order_by(CheckRollup.hour.desc())
-        )).scalars().all()
+        total = (
+            await self.session.execute(
+                select(func.count())
+                .select_from(HealthTransitionRecord)
+                .where(HealthTransitionRecord.component_id == cid)
+            )
+        ).scalar_one()
+        transitions = (
+            (
+                await self.session.execute(
+                    select(HealthTransitionRecord)
+                    .where(HealthTransitionRecord.component_id == cid)
+                    .order_by(HealthTransitionRecord.at.desc(), HealthTransitionRecord.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        results = (
+            (
+                await self.session.execute(
+                    select(CheckResultRecord)
+                    .where(CheckResultRecord.component_id == cid)
+                    .order_by(CheckResultRecord.observed_at.desc(), CheckResultRecord.id.desc())
+                    .limit(results_limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        hourly = (
+            (
+                await self.session.execute(
+                    select(CheckRollup)
+                    .where(CheckRollup.component_id == cid, CheckRollup.hour >= utcnow() - WINDOWS["24h"])
+                    .order_by(CheckRollup.hour.desc())
+                )
+            )
+            .scalars()
+            .all()
+        )
         return HistoryOut(
-            component=name, transitions=[TransitionOut.model_validate(t) for t in transitions],
-            transitions_total=int(total), limit=limit, offset=offset,
+            component=name,
+            transitions=[TransitionOut.model_validate(t) for t in transitions],
+            transitions_total=int(total),
+            limit=limit,
+            offset=offset,
             recent_results=[ResultOut.model_validate(r) for r in results],
             hourly=[RollupOut.model_validate(h) for h in hourly],
         )

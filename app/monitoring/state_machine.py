@@ -30,7 +30,12 @@ from app.checks.base import Outcome
 from app.healing import lifecycle
 
 UNKNOWN, HEALTHY, DEGRADED, CRITICAL, RECOVERING, FAILED = (
-    "unknown", "healthy", "degraded", "critical", "recovering", "failed"
+    "unknown",
+    "healthy",
+    "degraded",
+    "critical",
+    "recovering",
+    "failed",
 )
 # Statuses during which an incident is open.
 UNHEALTHY = frozenset({DEGRADED, CRITICAL, FAILED, RECOVERING})
@@ -76,11 +81,12 @@ def _bad_count(window: str) -> int:
 
 
 def flapping(recent: str, t: Thresholds) -> bool:
-    return _bad_count(recent[-t.window:]) >= t.flap_threshold
+    return _bad_count(recent[-t.window :]) >= t.flap_threshold
 
 
-def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thresholds,
-            detail: str = "") -> tuple[MachineState, Decision | None]:
+def observe(
+    state: MachineState, outcome: Outcome | str, now: datetime, t: Thresholds, detail: str = ""
+) -> tuple[MachineState, Decision | None]:
     """Fold one check result into the state. Returns the new state and a decision when the
     status changed. (Called once per check result: no dataclasses.replace, no eager strings.)"""
     if outcome.__class__ is not Outcome:
@@ -101,39 +107,43 @@ def observe(state: MachineState, outcome: Outcome | str, now: datetime, t: Thres
         recent = state.recent + OUTCOME_CODE[outcome]
         if len(recent) > MAX_WINDOW:
             recent = recent[-MAX_WINDOW:]
-    new = MachineState(state.status, state.status_since, failures, successes, recent,
-                       grace_until if grace else None)
+    new = MachineState(
+        state.status, state.status_since, failures, successes, recent, grace_until if grace else None
+    )
 
     target, reason = _target(state, new, outcome, grace, t, detail)
     if target == state.status:
         return new, None
     if state.status == RECOVERING and target == HEALTHY:
         recent = recent[-successes:]  # the heal is verified: the outage is not flapping
-    return (MachineState(target, now, failures, successes, recent, new.grace_until),
-            Decision(state.status, target, reason))
+    return (
+        MachineState(target, now, failures, successes, recent, new.grace_until),
+        Decision(state.status, target, reason),
+    )
 
 
-def _target(old: MachineState, new: MachineState, outcome: Outcome, grace: bool, t: Thresholds,
-            detail: str) -> tuple[str, str]:
+def _target(
+    old: MachineState, new: MachineState, outcome: Outcome, grace: bool, t: Thresholds, detail: str
+) -> tuple[str, str]:
     status = old.status
     if status == RECOVERING:
         if new.consecutive_successes >= t.success_threshold:
             return HEALTHY, f"recovery verified by {new.consecutive_successes} successful check(s)"
         if not grace and new.consecutive_failures >= t.failure_threshold:
             why = f": {detail}" if detail else ""
-            last = new.recent[-t.failure_threshold:]
+            last = new.recent[-t.failure_threshold :]
             target = FAILED if last.count("d") == len(last) else DEGRADED
             still = "still failing" if target == FAILED else "answering but degraded"
             return target, f"{still} after the recovery action ({new.consecutive_failures} failures){why}"
         return status, ""
     if new.consecutive_failures >= t.failure_threshold:
-        last = new.recent[-t.failure_threshold:]
+        last = new.recent[-t.failure_threshold :]
         target = CRITICAL if last and last.count("d") == len(last) else DEGRADED
         if SEVERITY[target] <= SEVERITY[status]:
             return status, ""  # already as bad or worse
         why = f": {detail}" if detail else ""
         return target, f"{new.consecutive_failures} consecutive failed checks{why}"
-    window = new.recent[-t.window:]
+    window = new.recent[-t.window :]
     bad = _bad_count(window)
     is_flapping = bad >= t.flap_threshold
     if new.consecutive_successes >= t.success_threshold:
@@ -150,8 +160,9 @@ def _target(old: MachineState, new: MachineState, outcome: Outcome, grace: bool,
     return status, ""
 
 
-def begin_recovery(state: MachineState, now: datetime, t: Thresholds, action: str,
-                   grace_s: float | None = None) -> tuple[MachineState, Decision | None]:
+def begin_recovery(
+    state: MachineState, now: datetime, t: Thresholds, action: str, grace_s: float | None = None
+) -> tuple[MachineState, Decision | None]:
     """A recovery action just ran: `recovering` until verified, failures ignored during the grace
     (the policy's ``grace_s``; the monitoring default when the caller has none).
 

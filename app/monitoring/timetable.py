@@ -62,8 +62,9 @@ class Timetable:
         entry.due = base + random.uniform(0, self._jitter() * entry.interval)
         heapq.heappush(self.heap, (entry.due, entry.component_id, entry.generation))
 
-    async def dispatch(self, entries: dict[int, Entry], pool: WorkerPool, writer: ResultWriter,
-                       closing: Callable[[], bool]) -> None:
+    async def dispatch(
+        self, entries: dict[int, Entry], pool: WorkerPool, writer: ResultWriter, closing: Callable[[], bool]
+    ) -> None:
         """Moves due entries to the workers' queue, never more than there are free workers (so a
         saturated scheduler shows as lag, and an entry far behind is skipped rather than burst)."""
         heap = self.heap
@@ -87,8 +88,11 @@ class Timetable:
                 if entry.running:
                     self.overruns += 1
                     if self.overruns % 100 == 1:
-                        log.warning("check of %s still running when due again (%d overruns so far)",
-                                    entry.name, self.overruns)
+                        log.warning(
+                            "check of %s still running when due again (%d overruns so far)",
+                            entry.name,
+                            self.overruns,
+                        )
                     self._next(entry, now)
                     continue
                 entry.running = True

@@ -31,8 +31,9 @@ class WorkerPool:
     def start(self) -> None:
         self.queue = asyncio.Queue()
         self.busy = 0
-        self._workers = [asyncio.create_task(self._worker(), name=f"monitoring:worker-{i}")
-                         for i in range(self.size)]
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"monitoring:worker-{i}") for i in range(self.size)
+        ]
 
     def saturated(self) -> bool:
         return self.busy + self.queue.qsize() >= self.size
@@ -76,6 +77,7 @@ class WorkerPool:
 
     def spawn(self, entry: Entry, due: float) -> asyncio.Task:
         """Run `entry` now in its own task, at most `size` at once (`run_once()`)."""
+
         async def run() -> None:
             async with self._sem:
                 entry.running = True

@@ -9,20 +9,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config.settings import Settings
-from app.outbound.ssrf import UnsafeURL, check_url_async
-from app.security.crypto import SecretBox
+from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.db.models import Channel, DeliveryAttempt, NotificationStatus
 from app.db.types import utcnow
-from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.notify.channels import OutgoingNotification, channel_kind
 from app.notify.delivery import send
 from app.notify.schemas import ChannelCreate, ChannelOut, ChannelTestResult, ChannelUpdate
 from app.notify.service import NotificationService
 from app.notify.templates import available_languages
+from app.outbound.ssrf import UnsafeURL, check_url_async
+from app.security.crypto import SecretBox
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"invalid channel {field}", details={"fields": [{"field": field, "message": message}]})
+    return ValidationFailed(
+        f"invalid channel {field}", details={"fields": [{"field": field, "message": message}]}
+    )
 
 
 class ChannelService:
@@ -37,10 +39,19 @@ class ChannelService:
         except Exception:  # noqa: BLE001 - an undecryptable config is shown as such, never raised
             config = {"error": "cannot be decrypted with the configured keys"}
         return ChannelOut(
-            id=channel.id, name=channel.name, kind=channel.kind, config=config, language=channel.language,
-            enabled=channel.enabled, severities=list(channel.severities or []), matchers=dict(channel.matchers or {}),
-            escalation_only=channel.escalation_only, escalate_to=channel.escalate_to_id,
-            escalate_after=channel.escalate_after, source=channel.source or "api", created_at=channel.created_at,
+            id=channel.id,
+            name=channel.name,
+            kind=channel.kind,
+            config=config,
+            language=channel.language,
+            enabled=channel.enabled,
+            severities=list(channel.severities or []),
+            matchers=dict(channel.matchers or {}),
+            escalation_only=channel.escalation_only,
+            escalate_to=channel.escalate_to_id,
+            escalate_after=channel.escalate_after,
+            source=channel.source or "api",
+            created_at=channel.created_at,
             updated_at=channel.updated_at,
         )
 
@@ -52,7 +63,10 @@ class ChannelService:
         try:
             config = handler.validate(config)
         except ValidationError as exc:
-            fields = [{"field": "config." + ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+            fields = [
+                {"field": "config." + ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ]
             raise ValidationFailed("invalid channel config", details={"fields": fields}) from None
         for url in handler.urls(config):
             try:
@@ -96,9 +110,16 @@ class ChannelService:
             raise Conflict(f"channel {data.name!r} already exists")
         await self._check_escalation(None, data.escalate_to)
         channel = Channel(
-            name=data.name, kind=data.kind, config_encrypted=self.box.encrypt_json(config), language=data.language,
-            enabled=data.enabled, severities=list(data.severities), matchers=dict(data.matchers),
-            escalation_only=data.escalation_only, escalate_to_id=data.escalate_to, escalate_after=data.escalate_after,
+            name=data.name,
+            kind=data.kind,
+            config_encrypted=self.box.encrypt_json(config),
+            language=data.language,
+            enabled=data.enabled,
+            severities=list(data.severities),
+            matchers=dict(data.matchers),
+            escalation_only=data.escalation_only,
+            escalate_to_id=data.escalate_to,
+            escalate_after=data.escalate_after,
         )
         self.session.add(channel)
         await self.session.flush()
@@ -107,8 +128,10 @@ class ChannelService:
     @staticmethod
     def refuse_config_owned(channel: Channel) -> None:
         if channel.source == "config":
-            raise Conflict(f"channel {channel.name!r} is declared in the configuration file; edit it there",
-                           details={"source": "config"})
+            raise Conflict(
+                f"channel {channel.name!r} is declared in the configuration file; edit it there",
+                details={"source": "config"},
+            )
 
     async def update(self, channel_id: int, data: ChannelUpdate) -> Channel:
         channel = await self.get(channel_id)
@@ -116,7 +139,9 @@ class ChannelService:
         fields = data.model_dump(exclude_unset=True)
         if "config" in fields and fields["config"] is not None:
             merged = {**self.box.decrypt_json(channel.config_encrypted), **fields["config"]}
-            channel.config_encrypted = self.box.encrypt_json(await self._validated_config(channel.kind, merged))
+            channel.config_encrypted = self.box.encrypt_json(
+                await self._validated_config(channel.kind, merged)
+            )
         if fields.get("language") is not None:
             self._check_language(fields["language"])
             channel.language = fields["language"]
@@ -143,11 +168,20 @@ class ChannelService:
             channel, None, "test", payload={"kind": "test", "created_at": utcnow().isoformat()}
         )
         outgoing = OutgoingNotification(
-            id=notification.id, idempotency_key=notification.idempotency_key, kind="test",
-            payload=notification.payload, language=channel.language, channel_name=channel.name,
+            id=notification.id,
+            idempotency_key=notification.idempotency_key,
+            kind="test",
+            payload=notification.payload,
+            language=channel.language,
+            channel_name=channel.name,
         )
-        result = await send(http, channel_kind(channel.kind), self.box.decrypt_json(channel.config_encrypted),
-                            outgoing, self.settings)
+        result = await send(
+            http,
+            channel_kind(channel.kind),
+            self.box.decrypt_json(channel.config_encrypted),
+            outgoing,
+            self.settings,
+        )
         response = result.response
         now = utcnow()
         notification.attempts = 1
@@ -155,11 +189,22 @@ class ChannelService:
         notification.delivered_at = now if result.ok else None
         error = None if result.ok else (response.error or f"HTTP {response.status}")
         notification.last_error = error
-        self.session.add(DeliveryAttempt(
-            notification_id=notification.id, attempt=1, at=now, outcome="delivered" if result.ok else "failed",
-            status_code=response.status, latency_ms=round(response.latency_s * 1000, 2), error=error,
-        ))
+        self.session.add(
+            DeliveryAttempt(
+                notification_id=notification.id,
+                attempt=1,
+                at=now,
+                outcome="delivered" if result.ok else "failed",
+                status_code=response.status,
+                latency_ms=round(response.latency_s * 1000, 2),
+                error=error,
+            )
+        )
         await self.session.flush()
-        return ChannelTestResult(delivered=result.ok, status_code=response.status,
-                                 latency_ms=round(response.latency_s * 1000, 2), error=error,
-                                 notification_id=notification.id)
+        return ChannelTestResult(
+            delivered=result.ok,
+            status_code=response.status,
+            latency_ms=round(response.latency_s * 1000, 2),
+            error=error,
+            notification_id=notification.id,
+        )

@@ -44,8 +44,15 @@ class ClaimStrategy(ABC):
         return utcnow()
 
     @abstractmethod
-    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str,
-                    exclude_channels: Collection[int] = ()) -> list[int]:
+    async def claim(
+        self,
+        session: AsyncSession,
+        *,
+        limit: int,
+        lease: float,
+        token: str,
+        exclude_channels: Collection[int] = (),
+    ) -> list[int]:
         """Claim up to ``limit`` due notifications for ``lease`` seconds under ``token``; their ids."""
 
 
@@ -53,28 +60,58 @@ class PostgresClaim(ClaimStrategy):
     async def now(self, session: AsyncSession) -> datetime:
         return (await session.execute(select(func.now()))).scalar_one()
 
-    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str,
-                    exclude_channels: Collection[int] = ()) -> list[int]:
+    async def claim(
+        self,
+        session: AsyncSession,
+        *,
+        limit: int,
+        lease: float,
+        token: str,
+        exclude_channels: Collection[int] = (),
+    ) -> list[int]:
         now = await self.now(session)
-        ids = list((await session.execute(_candidates(now, limit, exclude_channels).with_for_update(skip_locked=True))).scalars())
+        ids = list(
+            (
+                await session.execute(
+                    _candidates(now, limit, exclude_channels).with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
         if ids:
             await session.execute(
-                update(Notification).where(Notification.id.in_(ids)).values(
-                    status=NotificationStatus.SENDING, claim_token=token, claimed_until=now + timedelta(seconds=lease)
+                update(Notification)
+                .where(Notification.id.in_(ids))
+                .values(
+                    status=NotificationStatus.SENDING,
+                    claim_token=token,
+                    claimed_until=now + timedelta(seconds=lease),
                 )
             )
         return ids
 
 
 class SqliteClaim(ClaimStrategy):
-    async def claim(self, session: AsyncSession, *, limit: int, lease: float, token: str,
-                    exclude_channels: Collection[int] = ()) -> list[int]:
+    async def claim(
+        self,
+        session: AsyncSession,
+        *,
+        limit: int,
+        lease: float,
+        token: str,
+        exclude_channels: Collection[int] = (),
+    ) -> list[int]:
         now = await self.now(session)
         won = []
-        for notification_id in (await session.execute(_candidates(now, limit, exclude_channels))).scalars().all():
+        for notification_id in (
+            (await session.execute(_candidates(now, limit, exclude_channels))).scalars().all()
+        ):
             result = await session.execute(
-                update(Notification).where(Notification.id == notification_id, _claimable(now)).values(
-                    status=NotificationStatus.SENDING, claim_token=token, claimed_until=now + timedelta(seconds=lease)
+                update(Notification)
+                .where(Notification.id == notification_id, _claimable(now))
+                .values(
+                    status=NotificationStatus.SENDING,
+                    claim_token=token,
+                    claimed_until=now + timedelta(seconds=lease),
                 )
             )
             if cast("CursorResult[Any]", result).rowcount == 1:  # an UPDATE's result is a CursorResult

@@ -32,10 +32,16 @@ async def sync_declared_channels(state: Core, box: SecretBox) -> dict[str, list[
         existing = {c.name: c for c in (await session.execute(select(Channel))).scalars()}
         for name, decl in declared.items():
             config = await service._validated_config(decl.kind, decl.config)
-            wanted = {"kind": decl.kind, "language": decl.language, "enabled": decl.enabled,
-                      "severities": list(decl.severities), "matchers": dict(decl.matchers),
-                      "escalation_only": decl.escalation_only, "escalate_after": decl.escalate_after,
-                      "source": SOURCE_CONFIG}
+            wanted = {
+                "kind": decl.kind,
+                "language": decl.language,
+                "enabled": decl.enabled,
+                "severities": list(decl.severities),
+                "matchers": dict(decl.matchers),
+                "escalation_only": decl.escalation_only,
+                "escalate_after": decl.escalate_after,
+                "source": SOURCE_CONFIG,
+            }
             channel = existing.get(name)
             if channel is None:
                 channel = Channel(name=name, config_encrypted=box.encrypt_json(config), **wanted)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from app.config.settings import Settings
+from app.notify.channels import ChannelKind, OutgoingNotification
 from app.outbound.http import OutboundResponse, bounded_request
 from app.outbound.ssrf import UnsafeURL, check_url_async
-from app.notify.channels import ChannelKind, OutgoingNotification
 
 # Worth retrying: the receiver may get better. Any other 4xx means the request itself is wrong.
 RETRYABLE_4XX = {408, 425, 429}
@@ -27,8 +27,13 @@ class SendResult:
         return self.response.ok
 
 
-async def send(http: aiohttp.ClientSession, kind: ChannelKind, config: dict, outgoing: OutgoingNotification,
-               settings: Settings) -> SendResult:
+async def send(
+    http: aiohttp.ClientSession,
+    kind: ChannelKind,
+    config: dict,
+    outgoing: OutgoingNotification,
+    settings: Settings,
+) -> SendResult:
     if kind.transport != "http":  # e-mail: the kind speaks its own protocol, as bounded
         response, permanent = await kind.deliver(config, outgoing, settings)
         return SendResult(response, permanent=permanent)
@@ -39,13 +44,19 @@ async def send(http: aiohttp.ClientSession, kind: ChannelKind, config: dict, out
         return SendResult(OutboundResponse(status=None, error=f"refused: {exc}"), permanent=True)
     alerting = settings.alerting
     response = await bounded_request(
-        http, request.method, request.url, headers=request.headers, data=request.body,
-        timeout=alerting.request_timeout, max_response_bytes=alerting.max_response_bytes, max_redirects=0,
+        http,
+        request.method,
+        request.url,
+        headers=request.headers,
+        data=request.body,
+        timeout=alerting.request_timeout,
+        max_response_bytes=alerting.max_response_bytes,
+        max_redirects=0,
     )
-    permanent = (
-        response.error is not None and response.error.startswith("refused by SSRF policy")
-    ) or (
-        response.error is None and response.status is not None and 400 <= response.status < 500
+    permanent = (response.error is not None and response.error.startswith("refused by SSRF policy")) or (
+        response.error is None
+        and response.status is not None
+        and 400 <= response.status < 500
         and response.status not in RETRYABLE_4XX
     )
     return SendResult(response, permanent=permanent)

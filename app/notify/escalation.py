@@ -15,11 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.platform.loops import LoopService
 from app.db.models import Alert, AlertEvent, AlertStatus, Channel, Notification
 from app.db.session import session_scope
 from app.notify.claim import claim_strategy
 from app.notify.service import NotificationService
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.platform.runtime import Core
@@ -31,19 +31,22 @@ MAX_PER_RUN = 500
 async def escalate_due(session: AsyncSession, now: datetime) -> int:
     step = aliased(Notification)
     dedupe = literal("esc:").concat(cast(Notification.id, String))
-    rows = (await session.execute(
-        select(Notification, Channel, Alert)
-        .join(Channel, Notification.channel_id == Channel.id)
-        .join(Alert, Notification.alert_id == Alert.id)
-        .where(
-            Alert.status == AlertStatus.FIRING,
-            Notification.kind.in_(ESCALATING_KINDS),
-            Channel.escalate_to_id.is_not(None),
-            Channel.escalate_after.is_not(None),
-            ~exists().where(step.dedupe_key == dedupe),
+    rows = (
+        await session.execute(
+            select(Notification, Channel, Alert)
+            .join(Channel, Notification.channel_id == Channel.id)
+            .join(Alert, Notification.alert_id == Alert.id)
+            .where(
+                Alert.status == AlertStatus.FIRING,
+                Notification.kind.in_(ESCALATING_KINDS),
+                Channel.escalate_to_id.is_not(None),
+                Channel.escalate_after.is_not(None),
+                ~exists().where(step.dedupe_key == dedupe),
+            )
+            .order_by(Notification.id)
+            .limit(MAX_PER_RUN)
         )
-        .order_by(Notification.id).limit(MAX_PER_RUN)
-    )).all()
+    ).all()
     notifications = NotificationService(session)
     escalated = 0
     for notification, channel, alert in rows:
@@ -59,9 +62,14 @@ async def escalate_due(session: AsyncSession, now: datetime) -> int:
         except IntegrityError:
             continue  # another replica wrote this step first
         alert.escalation_level += 1
-        session.add(AlertEvent(alert_id=alert.id, kind="escalated", actor="system",
-                               detail=f"not acknowledged after {after:g}s on {channel.name}: "
-                                      f"escalated to {target.name}"))
+        session.add(
+            AlertEvent(
+                alert_id=alert.id,
+                kind="escalated",
+                actor="system",
+                detail=f"not acknowledged after {after:g}s on {channel.name}: escalated to {target.name}",
+            )
+        )
         escalated += 1
     await session.flush()
     return escalated

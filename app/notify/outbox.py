@@ -22,7 +22,6 @@ import aiohttp
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import CursorResult
 
-from app.platform.loops import LoopService
 from app.db.models import (
     Alert,
     AlertStatus,
@@ -36,6 +35,7 @@ from app.db.session import session_scope
 from app.notify.channels import ChannelKind, OutgoingNotification, channel_kind
 from app.notify.claim import claim_strategy
 from app.notify.delivery import SendResult, retry_delay, send
+from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.platform.runtime import Core
@@ -145,29 +145,52 @@ class OutboxSender(LoopService):
             await asyncio.gather(*set(self._deliveries), return_exceptions=True)
 
     # --- claim ----------------------------------------------------------------------------------
-    async def claim(self, *, limit: int | None = None, exclude_channels: list[int] | None = None) -> list[Claimed]:
+    async def claim(
+        self, *, limit: int | None = None, exclude_channels: list[int] | None = None
+    ) -> list[Claimed]:
         token = uuid.uuid4().hex
         alerting = self.settings.alerting
         lease = max(alerting.claim_lease, alerting.request_timeout + 5)
         async with session_scope(self.state.sessionmaker) as session:
             strategy = claim_strategy(session.get_bind().dialect.name)
-            ids = await strategy.claim(session, limit=limit or alerting.outbox_batch, lease=lease, token=token,
-                                       exclude_channels=exclude_channels or ())
+            ids = await strategy.claim(
+                session,
+                limit=limit or alerting.outbox_batch,
+                lease=lease,
+                token=token,
+                exclude_channels=exclude_channels or (),
+            )
             if not ids:
                 return []
-            rows = (await session.execute(
-                select(Notification, Channel).join(Channel, Notification.channel_id == Channel.id)
-                .where(Notification.id.in_(ids)).order_by(Notification.id)
-            )).all()
+            rows = (
+                await session.execute(
+                    select(Notification, Channel)
+                    .join(Channel, Notification.channel_id == Channel.id)
+                    .where(Notification.id.in_(ids))
+                    .order_by(Notification.id)
+                )
+            ).all()
             box = self.secret_box
             claimed = []
             for notification, channel in rows:
                 outgoing = OutgoingNotification(
-                    id=notification.id, idempotency_key=notification.idempotency_key, kind=notification.kind,
-                    payload=notification.payload, language=channel.language, channel_name=channel.name,
+                    id=notification.id,
+                    idempotency_key=notification.idempotency_key,
+                    kind=notification.kind,
+                    payload=notification.payload,
+                    language=channel.language,
+                    channel_name=channel.name,
                 )
-                item = Claimed(notification.id, token, notification.attempts, channel.id, channel.name, None, None,
-                               outgoing)
+                item = Claimed(
+                    notification.id,
+                    token,
+                    notification.attempts,
+                    channel.id,
+                    channel.name,
+                    None,
+                    None,
+                    outgoing,
+                )
                 try:
                     item.kind = channel_kind(channel.kind)
                     item.config = box.decrypt_json(channel.config_encrypted)
@@ -194,8 +217,12 @@ class OutboxSender(LoopService):
         except asyncio.CancelledError:
             raise  # shutting down: on_stop hands the row back
         except Exception as exc:  # noqa: BLE001 - its own task: log; the claim's lease makes it retried
-            log.warning("notification %s to %s: outcome not recorded (%s)", item.id, item.channel_name,
-                        type(exc).__name__)
+            log.warning(
+                "notification %s to %s: outcome not recorded (%s)",
+                item.id,
+                item.channel_name,
+                type(exc).__name__,
+            )
         self._in_flight.pop(item.id, None)
         if len(self._deliveries) <= 1:  # the last open send: the gauges catch up now, not a tick later
             try:
@@ -214,18 +241,25 @@ class OutboxSender(LoopService):
             elif item.problem_retryable and attempt < self.settings.alerting.max_attempts:
                 outcome = "retry"
                 delay = retry_delay(attempt, self.settings, None)
-                values.update(status=NotificationStatus.PENDING, last_error=_describe(item, result),
-                              next_attempt_at=now + timedelta(seconds=delay))
+                values.update(
+                    status=NotificationStatus.PENDING,
+                    last_error=_describe(item, result),
+                    next_attempt_at=now + timedelta(seconds=delay),
+                )
             elif result is None or result.permanent or attempt >= self.settings.alerting.max_attempts:
                 outcome = "failed"
                 values.update(status=NotificationStatus.FAILED, last_error=_describe(item, result))
             else:
                 outcome = "retry"
                 delay = retry_delay(attempt, self.settings, result.response.retry_after_s)
-                values.update(status=NotificationStatus.PENDING, last_error=_describe(item, result),
-                              next_attempt_at=now + timedelta(seconds=delay))
+                values.update(
+                    status=NotificationStatus.PENDING,
+                    last_error=_describe(item, result),
+                    next_attempt_at=now + timedelta(seconds=delay),
+                )
             updated = await session.execute(
-                update(Notification).where(Notification.id == item.id, Notification.claim_token == item.token)
+                update(Notification)
+                .where(Notification.id == item.id, Notification.claim_token == item.token)
                 .values(**values)
             )
             if cast("CursorResult[Any]", updated).rowcount != 1:  # an UPDATE's result is a CursorResult
@@ -233,16 +267,23 @@ class OutboxSender(LoopService):
                 log.warning("notification %s: claim lost before the outcome was recorded", item.id)
                 return
             response = result.response if result is not None else None
-            session.add(DeliveryAttempt(
-                notification_id=item.id, attempt=attempt, at=now, outcome=outcome,
-                status_code=response.status if response else None,
-                latency_ms=round(response.latency_s * 1000, 2) if response else None,
-                error=None if outcome == "delivered" else _describe(item, result),
-            ))
+            session.add(
+                DeliveryAttempt(
+                    notification_id=item.id,
+                    attempt=attempt,
+                    at=now,
+                    outcome=outcome,
+                    status_code=response.status if response else None,
+                    latency_ms=round(response.latency_s * 1000, 2) if response else None,
+                    error=None if outcome == "delivered" else _describe(item, result),
+                )
+            )
         self.state.metrics.notifications.labels(item.channel_name, outcome).inc()
         if outcome != "delivered":
             # The channel name only: URLs and secrets never reach the log.
-            log.info("notification %s to %s: %s (%s)", item.id, item.channel_name, outcome, _describe(item, result))
+            log.info(
+                "notification %s to %s: %s (%s)", item.id, item.channel_name, outcome, _describe(item, result)
+            )
 
     async def _release_in_flight(self) -> None:
         """On shutdown, hand claimed rows back at once instead of waiting for their lease."""
@@ -258,7 +299,8 @@ class OutboxSender(LoopService):
             async with session_scope(self.state.sessionmaker) as session:
                 for notification_id, token in held.items():
                     await session.execute(
-                        update(Notification).where(Notification.id == notification_id, Notification.claim_token == token)
+                        update(Notification)
+                        .where(Notification.id == notification_id, Notification.claim_token == token)
                         .values(status=NotificationStatus.PENDING, claim_token=None, claimed_until=None)
                     )
         except Exception as exc:  # noqa: BLE001 - the lease will free them anyway
@@ -276,13 +318,22 @@ def _describe(item: Claimed, result: SendResult | None) -> str:
 
 async def refresh_gauges(state: Core) -> None:
     async with session_scope(state.sessionmaker) as session:
-        firing = dict((await session.execute(
-            select(Alert.severity, func.count()).where(Alert.status == AlertStatus.FIRING).group_by(Alert.severity)
-        )).all())
-        pending = (await session.execute(
-            select(func.count()).select_from(Notification)
-            .where(Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.SENDING)))
-        )).scalar_one()
+        firing = dict(
+            (
+                await session.execute(
+                    select(Alert.severity, func.count())
+                    .where(Alert.status == AlertStatus.FIRING)
+                    .group_by(Alert.severity)
+                )
+            ).all()
+        )
+        pending = (
+            await session.execute(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.SENDING)))
+            )
+        ).scalar_one()
     for severity in Severity:
         state.metrics.alerts_firing.labels(severity.value).set(firing.get(severity.value, 0))
     state.metrics.outbox_pending.set(pending)

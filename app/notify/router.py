@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from app.audit.middleware import audit_note
 from app.api.deps import CanAdmin, CanMonitorHealth, SecretBoxDep, SessionDep, SettingsDep
+from app.api.pagination import OptionalRowId, Page, RowId
+from app.audit.middleware import audit_note
 from app.core.errors import error_responses
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import (
@@ -21,7 +22,6 @@ from app.notify.schemas import (
     NotificationPage,
 )
 from app.notify.service import NotificationService
-from app.api.pagination import OptionalRowId, Page, RowId
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 notifications_router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
@@ -40,8 +40,12 @@ async def list_channels(_: CanAdmin, service: ServiceDep) -> ChannelPage:
     return ChannelPage(items=[service.out(c) for c in channels], total=len(channels))
 
 
-@router.post("", response_model=ChannelOut, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(401, 403, 409, 422))
+@router.post(
+    "",
+    response_model=ChannelOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(401, 403, 409, 422),
+)
 async def create_channel(data: ChannelCreate, _: CanAdmin, service: ServiceDep) -> ChannelOut:
     return service.out(await service.create(data))
 
@@ -55,13 +59,17 @@ async def get_channel(channel_id: RowId, _: CanAdmin, service: ServiceDep) -> Ch
 async def update_channel(
     channel_id: RowId, data: ChannelUpdate, request: Request, _: CanAdmin, service: ServiceDep
 ) -> ChannelOut:
-    before = service.out(await service.get(channel_id)).model_dump(exclude={"config", "created_at", "updated_at"})
+    before = service.out(await service.get(channel_id)).model_dump(
+        exclude={"config", "created_at", "updated_at"}
+    )
     out = service.out(await service.update(channel_id, data))
     audit_note(request, before=before, after=out.model_dump(exclude={"config", "created_at", "updated_at"}))
     return out
 
 
-@router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409))
+@router.delete(
+    "/{channel_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409)
+)
 async def delete_channel(channel_id: RowId, _: CanAdmin, service: ServiceDep) -> Response:
     await service.delete(channel_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -83,20 +91,31 @@ async def list_notifications(
     _: CanMonitorHealth,
     session: SessionDep,
     page: Annotated[Page, Depends()],
-    status_: Annotated[str | None, Query(alias="status", pattern="^(pending|sending|delivered|failed)$")] = None,
+    status_: Annotated[
+        str | None, Query(alias="status", pattern="^(pending|sending|delivered|failed)$")
+    ] = None,
     channel_id: OptionalRowId = None,
     alert_id: OptionalRowId = None,
 ) -> NotificationPage:
     """The outbox and its delivery log (payload-free: channel secrets are never part of it)."""
     service = NotificationService(session)
-    rows, total = await service.list(limit=page.limit, offset=page.offset, status=status_, channel_id=channel_id,
-                                     alert_id=alert_id)
+    rows, total = await service.list(
+        limit=page.limit, offset=page.offset, status=status_, channel_id=channel_id, alert_id=alert_id
+    )
     attempts = await service.attempts_for([n.id for n in rows])
     items = [
         NotificationOut(
-            id=n.id, channel_id=n.channel_id, alert_id=n.alert_id, kind=n.kind, status=n.status, attempts=n.attempts,
-            idempotency_key=n.idempotency_key, next_attempt_at=n.next_attempt_at, last_error=n.last_error,
-            delivered_at=n.delivered_at, created_at=n.created_at,
+            id=n.id,
+            channel_id=n.channel_id,
+            alert_id=n.alert_id,
+            kind=n.kind,
+            status=n.status,
+            attempts=n.attempts,
+            idempotency_key=n.idempotency_key,
+            next_attempt_at=n.next_attempt_at,
+            last_error=n.last_error,
+            delivered_at=n.delivered_at,
+            created_at=n.created_at,
             delivery_log=[DeliveryAttemptOut.model_validate(a) for a in attempts[n.id]],
         )
         for n in rows

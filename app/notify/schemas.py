@@ -16,21 +16,26 @@ class ChannelCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     kind: Literal["slack", "webhook", "email", "pagerduty", "opsgenie", "teams", "discord"] = Field(
-        description="slack | webhook | email | pagerduty | opsgenie | teams | discord", examples=["slack"])
+        description="slack | webhook | email | pagerduty | opsgenie | teams | discord", examples=["slack"]
+    )
     config: dict[str, Any] = Field(
         description="slack: {url, channel?, username?}; webhook: {url, secret?, headers?}; email: {host, port?, "
-                    "security?, username?, password?, from_address, to, subject_prefix?}; pagerduty: {routing_key, "
-                    "url?, source?}; opsgenie: {api_key, url?, tags?, source?}; teams: {url}; discord: {url, "
-                    "username?}. Stored encrypted, shown masked.",
+        "security?, username?, password?, from_address, to, subject_prefix?}; pagerduty: {routing_key, "
+        "url?, source?}; opsgenie: {api_key, url?, tags?, source?}; teams: {url}; discord: {url, "
+        "username?}. Stored encrypted, shown masked.",
         examples=[{"url": "https://hooks.slack.com/services/T000/B000/XXXX"}],
     )
     language: str = Field(default="en", description="message catalog: en, de, fr")
     enabled: bool = True
     severities: list[Severity] = Field(default_factory=list, description="subscribed severities; empty = all")
-    matchers: dict[str, str] = Field(default_factory=dict,
-                                     description="labels the alert must have (values may be shell patterns); "
-                                                 "'component' matches the component name")
-    escalation_only: bool = Field(default=False, description="reached only by escalation, never routed to directly")
+    matchers: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels the alert must have (values may be shell patterns); "
+        "'component' matches the component name",
+    )
+    escalation_only: bool = Field(
+        default=False, description="reached only by escalation, never routed to directly"
+    )
     escalate_to: int | None = Field(default=None, description="channel id to escalate to")
     escalate_after: float | None = Field(default=None, gt=0, description="seconds without acknowledgement")
 

@@ -47,7 +47,9 @@ def snapshot(alert: Alert, kind: str) -> dict[str, Any]:
 
 def label_match(matchers: dict[str, str], labels: dict[str, str]) -> bool:
     """Every matcher must match; values may be shell patterns (``etl-*``)."""
-    return all(key in labels and fnmatchcase(str(labels[key]), str(pattern)) for key, pattern in matchers.items())
+    return all(
+        key in labels and fnmatchcase(str(labels[key]), str(pattern)) for key, pattern in matchers.items()
+    )
 
 
 def channel_routes(channel: Channel, alert: Alert) -> bool:
@@ -62,8 +64,15 @@ class NotificationService:
     def __init__(self, session: AsyncSession):
         self.session = session
 
-    async def enqueue(self, channel: Channel, alert: Alert | None, kind: str, *, payload: dict | None = None,
-                      dedupe_key: str | None = None) -> Notification:
+    async def enqueue(
+        self,
+        channel: Channel,
+        alert: Alert | None,
+        kind: str,
+        *,
+        payload: dict | None = None,
+        dedupe_key: str | None = None,
+    ) -> Notification:
         if payload is None:
             if alert is None:
                 raise ValueError("a notification without an alert needs its payload")
@@ -92,26 +101,47 @@ class NotificationService:
         from app.notify.channels import CHANNEL_KINDS
 
         kinds = [name for name, kind in CHANNEL_KINDS.items() if kind.forwards_acknowledgements]
-        return [await self.enqueue(c, alert, "acknowledged") for c in await self._told(alert) if c.kind in kinds]
+        return [
+            await self.enqueue(c, alert, "acknowledged") for c in await self._told(alert) if c.kind in kinds
+        ]
 
     async def _told(self, alert: Alert) -> list[Channel]:
-        channel_ids = (await self.session.execute(
-            select(Notification.channel_id).where(
-                Notification.alert_id == alert.id, Notification.kind.in_(NOTIFYING_KINDS)
-            ).distinct()
-        )).scalars().all()
+        channel_ids = (
+            (
+                await self.session.execute(
+                    select(Notification.channel_id)
+                    .where(Notification.alert_id == alert.id, Notification.kind.in_(NOTIFYING_KINDS))
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
         if not channel_ids:
             return []
-        return list((await self.session.execute(
-            select(Channel).where(Channel.id.in_(channel_ids), Channel.enabled.is_(True)).order_by(Channel.id)
-        )).scalars())
+        return list(
+            (
+                await self.session.execute(
+                    select(Channel)
+                    .where(Channel.id.in_(channel_ids), Channel.enabled.is_(True))
+                    .order_by(Channel.id)
+                )
+            ).scalars()
+        )
 
     async def notify_resolved(self, alert: Alert) -> list[Notification]:
         """A resolve goes to every channel that heard about the alert (routing may have changed since)."""
         return [await self.enqueue(c, alert, "resolved") for c in await self._told(alert)]
 
-    async def list(self, *, limit: int, offset: int, status: str | None = None, channel_id: int | None = None,
-                   alert_id: int | None = None) -> tuple[list[Notification], int]:
+    async def list(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        status: str | None = None,
+        channel_id: int | None = None,
+        alert_id: int | None = None,
+    ) -> tuple[list[Notification], int]:
         query = select(Notification)
         if status:
             query = query.where(Notification.status == status)
@@ -120,18 +150,24 @@ class NotificationService:
         if alert_id is not None:
             query = query.where(Notification.alert_id == alert_id)
         total = (await self.session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-        rows = (await self.session.execute(
-            query.order_by(Notification.id.desc()).limit(limit).offset(offset)
-        )).scalars().all()
+        rows = (
+            (await self.session.execute(query.order_by(Notification.id.desc()).limit(limit).offset(offset)))
+            .scalars()
+            .all()
+        )
         return list(rows), int(total)
 
     async def attempts_for(self, ids: builtins.list[int]) -> dict[int, builtins.list[DeliveryAttempt]]:
         found: dict[int, list[DeliveryAttempt]] = {i: [] for i in ids}
         if not ids:
             return found
-        rows = (await self.session.execute(
-            select(DeliveryAttempt).where(DeliveryAttempt.notification_id.in_(ids)).order_by(DeliveryAttempt.id)
-        )).scalars()
+        rows = (
+            await self.session.execute(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.notification_id.in_(ids))
+                .order_by(DeliveryAttempt.id)
+            )
+        ).scalars()
         for row in rows:
             found[row.notification_id].append(row)
         return found

@@ -65,8 +65,12 @@ def render(payload: dict[str, Any], language: str, *, channel_name: str = "") ->
     }
     title = translate(f"title.{kind}", language, **values)
     if kind == "test":
-        return RenderedMessage(title, "info", translate("severity.info", language),
-                               [(translate("field.message", language), translate("text.test", language, **values))])
+        return RenderedMessage(
+            title,
+            "info",
+            translate("severity.info", language),
+            [(translate("field.message", language), translate("text.test", language, **values))],
+        )
     fields = [
         (translate("field.component", language), str(alert.get("component", ""))),
         (translate("field.message", language), str(alert.get("message", ""))),

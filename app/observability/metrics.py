@@ -23,9 +23,14 @@ class GuardMetrics:
         self._primed_healing: set[tuple[str, str]] = set()
         self.new_components: set[str] = set()  # the label sets of component_new
         self.up = Gauge(f"{PREFIX}_up", "1 while this guard process is serving.", registry=r)
-        self.info = Gauge(f"{PREFIX}_build_info", "Build information of this guard.", ["version", "dialect"], registry=r)
+        self.info = Gauge(
+            f"{PREFIX}_build_info", "Build information of this guard.", ["version", "dialect"], registry=r
+        )
         self.rate_limited = Counter(
-            f"{PREFIX}_rate_limited_requests_total", "Requests refused by the per-IP rate limit.", ["group"], registry=r
+            f"{PREFIX}_rate_limited_requests_total",
+            "Requests refused by the per-IP rate limit.",
+            ["group"],
+            registry=r,
         )
         self.login_failures = Counter(f"{PREFIX}_login_failures_total", "Failed login attempts.", registry=r)
         self.ratelimit_storage_errors = Counter(
@@ -34,11 +39,13 @@ class GuardMetrics:
             registry=r,
         )
         self.ratelimit_fallback = Gauge(
-            f"{PREFIX}_ratelimit_fallback", "1 while the shared rate-limit storage is away and limits are per process.",
+            f"{PREFIX}_ratelimit_fallback",
+            "1 while the shared rate-limit storage is away and limits are per process.",
             registry=r,
         )
         self.db_unavailable = Counter(
-            f"{PREFIX}_database_unavailable_total", "Requests answered 503 because the database was unavailable.",
+            f"{PREFIX}_database_unavailable_total",
+            "Requests answered 503 because the database was unavailable.",
             registry=r,
         )
         # Only this replica's own count: one label value per process keeps cardinality bounded.
@@ -47,39 +54,56 @@ class GuardMetrics:
         )
         self.lease_epoch_changes = Counter(
             f"{PREFIX}_lease_epoch_changes_total",
-            "Leases this replica took over (new lease or taken from another holder: the epoch moved).", registry=r,
+            "Leases this replica took over (new lease or taken from another holder: the epoch moved).",
+            registry=r,
         )
         self.loop_runs = Counter(
             f"{PREFIX}_loop_runs_total", "Background loop iterations.", ["loop", "outcome"], registry=r
         )
         self.loop_overruns = Counter(
-            f"{PREFIX}_loop_overruns_total", "Background loop iterations that took longer than their interval.",
-            ["loop"], registry=r,
+            f"{PREFIX}_loop_overruns_total",
+            "Background loop iterations that took longer than their interval.",
+            ["loop"],
+            registry=r,
         )
         self.component_health = Gauge(
             f"{PREFIX}_component_health", "1 healthy, 0.5 degraded, 0 otherwise.", ["component"], registry=r
         )
         self.component_status = Gauge(
-            f"{PREFIX}_component_status", "1 for the component's current status.", ["component", "status"], registry=r
+            f"{PREFIX}_component_status",
+            "1 for the component's current status.",
+            ["component", "status"],
+            registry=r,
         )
         self.component_new = Gauge(
-            f"{PREFIX}_component_new", "1 while a heartbeat component waits for its first ping (its status "
-            "is shown as `new`; it has no uptime yet).", ["component"], registry=r
+            f"{PREFIX}_component_new",
+            "1 while a heartbeat component waits for its first ping (its status "
+            "is shown as `new`; it has no uptime yet).",
+            ["component"],
+            registry=r,
         )
         self.health_percentage = Gauge(
-            "pipeline_health_percentage", "Share of enabled components that are healthy, in percent.", registry=r
+            "pipeline_health_percentage",
+            "Share of enabled components that are healthy, in percent.",
+            registry=r,
         )
         self.checks = Counter(f"{PREFIX}_checks_total", "Checks run.", ["component", "outcome"], registry=r)
         self.results_dropped = Counter(
-            f"{PREFIX}_results_dropped", "Check results dropped because the database stayed unavailable "
-            "(buffer cap reached, or shutdown).", registry=r,
+            f"{PREFIX}_results_dropped",
+            "Check results dropped because the database stayed unavailable "
+            "(buffer cap reached, or shutdown).",
+            registry=r,
         )
         self.check_duration = Histogram(
-            f"{PREFIX}_check_duration_seconds", "Check latency.", ["kind"], registry=r,
+            f"{PREFIX}_check_duration_seconds",
+            "Check latency.",
+            ["kind"],
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.points_ingested = Counter(
-            f"{PREFIX}_metric_points_ingested", "Metric points stored (counted when their batch commits).",
+            f"{PREFIX}_metric_points_ingested",
+            "Metric points stored (counted when their batch commits).",
             registry=r,
         )
         self.scheduler_lag = Gauge(
@@ -87,37 +111,52 @@ class GuardMetrics:
         )
         # Healing attempts. The seed's name and the prefixed one carry the same counts.
         self.healing_attempts = Counter(
-            "healing_attempts_total", "Healing attempts by outcome (seed name).", ["component", "strategy", "outcome"],
+            "healing_attempts_total",
+            "Healing attempts by outcome (seed name).",
+            ["component", "strategy", "outcome"],
             registry=r,
         )
         self.guard_healing_attempts = Counter(
-            f"{PREFIX}_healing_attempts_total", "Healing attempts by outcome.", ["component", "strategy", "outcome"],
+            f"{PREFIX}_healing_attempts_total",
+            "Healing attempts by outcome.",
+            ["component", "strategy", "outcome"],
             registry=r,
         )
         self.healing_in_progress = Gauge(
-            f"{PREFIX}_healing_in_progress", "Healing attempts in flight (running or verifying), the count /api/v1/healing/stats reports.", registry=r
+            f"{PREFIX}_healing_in_progress",
+            "Healing attempts in flight (running or verifying), the count /api/v1/healing/stats reports.",
+            registry=r,
         )
         self.circuit_open = Gauge(
-            f"{PREFIX}_circuit_open", "1 while the component's healing circuit breaker is open.", ["component"],
+            f"{PREFIX}_circuit_open",
+            "1 while the component's healing circuit breaker is open.",
+            ["component"],
             registry=r,
         )
         self.time_to_recover = Histogram(
-            f"{PREFIX}_time_to_recover_seconds", "From incident start to verified healthy after a heal.", registry=r,
+            f"{PREFIX}_time_to_recover_seconds",
+            "From incident start to verified healthy after a heal.",
+            registry=r,
             buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
         )
         self.healing_detection_to_action = Histogram(
             f"{PREFIX}_healing_detection_to_action_seconds",
-            "From the check result that opened the incident to the recovery action's start.", registry=r,
+            "From the check result that opened the incident to the recovery action's start.",
+            registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
         self.alerts_firing = Gauge(
-            f"{PREFIX}_alerts_firing", "Alerts currently firing (not acknowledged, silenced or resolved).",
-            ["severity"], registry=r,
+            f"{PREFIX}_alerts_firing",
+            "Alerts currently firing (not acknowledged, silenced or resolved).",
+            ["severity"],
+            registry=r,
         )
         self.notifications = Counter(
-            f"{PREFIX}_notifications_total", "Notification delivery tries by channel name and outcome.",
-            ["channel", "outcome"], registry=r,
+            f"{PREFIX}_notifications_total",
+            "Notification delivery tries by channel name and outcome.",
+            ["channel", "outcome"],
+            registry=r,
         )
         self.maintenance_windows_open = Gauge(
             f"{PREFIX}_maintenance_windows_open", "Silences and maintenance windows open now.", registry=r
@@ -125,10 +164,14 @@ class GuardMetrics:
         self.component_in_maintenance = Gauge(
             f"{PREFIX}_component_in_maintenance",
             "1 while an open maintenance window (silence) covers the component: checks run, "
-            "notifications and healing wait.", ["component"], registry=r,
+            "notifications and healing wait.",
+            ["component"],
+            registry=r,
         )
         self.outbox_pending = Gauge(
-            f"{PREFIX}_outbox_pending", "Notifications waiting in the outbox (pending or being sent).", registry=r
+            f"{PREFIX}_outbox_pending",
+            "Notifications waiting in the outbox (pending or being sent).",
+            registry=r,
         )
 
     def count_healing(self, component: str, strategy: str, outcome: str) -> None:

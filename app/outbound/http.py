@@ -111,7 +111,11 @@ def describe_error(exc: BaseException, *, url: str, timeout: float, max_redirect
         if isinstance(exc, aiohttp.ClientSSLError):
             return _short(f"TLS handshake with {exc.host}:{exc.port} failed")
         # asyncio puts "Connect call failed (addr)" in strerror; the errno text says more.
-        reason = (os.strerror(os_error.errno) if os_error.errno else None) or str(os_error) or type(os_error).__name__
+        reason = (
+            (os.strerror(os_error.errno) if os_error.errno else None)
+            or str(os_error)
+            or type(os_error).__name__
+        )
         return _short(f"cannot connect to {exc.host}:{exc.port}: {reason}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server disconnected without a response"

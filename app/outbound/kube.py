@@ -134,15 +134,21 @@ class KubeClient:
             # asyncio.timeout on top of aiohttp's own: it also covers a server that trickles bytes.
             async with asyncio.timeout(self.timeout_s):
                 async with self._session.request(
-                    method, self.config.server + path, data=data, headers=headers,
-                    params=params, allow_redirects=False,
+                    method,
+                    self.config.server + path,
+                    data=data,
+                    headers=headers,
+                    params=params,
+                    allow_redirects=False,
                 ) as resp:
                     raw = await self._read_capped(resp, what)
                     status, http_reason = resp.status, resp.reason or ""
         except TimeoutError:
             raise KubeError(0, "Timeout", f"{what}: no answer within {self.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
-            raise KubeError(0, "ConnectionError", f"{what}: {_short(str(exc) or type(exc).__name__)}") from None
+            raise KubeError(
+                0, "ConnectionError", f"{what}: {_short(str(exc) or type(exc).__name__)}"
+            ) from None
         if status >= 300:
             raise _error_from_status(status, http_reason, raw, what)
         if not raw:
@@ -223,7 +229,9 @@ class KubeClient:
         return [item for item in items if isinstance(item, dict)]
 
     async def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
-        return await self.delete(f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}")
+        return await self.delete(
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+        )
 
 
 def _error_from_status(status: int, http_reason: str, raw: bytes, what: str) -> KubeError:

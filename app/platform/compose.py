@@ -55,7 +55,9 @@ def compose(rt: Runtime) -> None:
     """Build the handles on ``rt`` (its engine, sessionmaker and secret box are set; no I/O here)."""
     assert rt.sessionmaker is not None and rt.engine is not None and rt.secret_box is not None
     settings = rt.settings
-    core = rt.core = Core(settings=settings, metrics=rt.metrics, sessionmaker=rt.sessionmaker, events=rt.events)
+    core = rt.core = Core(
+        settings=settings, metrics=rt.metrics, sessionmaker=rt.sessionmaker, events=rt.events
+    )
 
     leases = LeaseManager(core, dialect=rt.engine.dialect.name)
     rt.replicas = Replicas(leases=leases)
@@ -66,9 +68,15 @@ def compose(rt: Runtime) -> None:
     evaluator = RuleEvaluator(core)
     rt.detection = Detection(evaluator=evaluator, cache=cache)
 
-    scheduler = Scheduler(core, ownership=leases, health=rt.component_health, critical=rt.critical_components,
-                          secret_box=rt.secret_box, replica_id=leases.replica_id,
-                          check_metrics=CheckMetrics(core, cache=cache, evaluator=evaluator))
+    scheduler = Scheduler(
+        core,
+        ownership=leases,
+        health=rt.component_health,
+        critical=rt.critical_components,
+        secret_box=rt.secret_box,
+        replica_id=leases.replica_id,
+        check_metrics=CheckMetrics(core, cache=cache, evaluator=evaluator),
+    )
     leases.scheduler = scheduler
     rt.monitoring = Monitoring(scheduler=scheduler)
 
@@ -77,8 +85,14 @@ def compose(rt: Runtime) -> None:
     if settings.healing.enabled:
         tasks: set[asyncio.Task] = set()
         closed: set[int] = set()
-        engine = HealingEngine(core, registry=registry, ports=build_ports(settings, scheduler, closed, tasks),
-                               leases=leases, closed_incidents=closed, tasks=tasks)
+        engine = HealingEngine(
+            core,
+            registry=registry,
+            ports=build_ports(settings, scheduler, closed, tasks),
+            leases=leases,
+            closed_incidents=closed,
+            tasks=tasks,
+        )
         rt.status_sections.register("healing", stats_provider(core))
     rt.healing = Healing(registry=registry, engine=engine)
 

@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import __version__
 from app.auth.tokens import PasswordHasher, TokenCodec
-from app.platform.loops import LoopService
 from app.config.settings import Settings, production_problems, secret_key_problem
+from app.core.errors import ConfigurationError
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import current_revision, head_revision
 from app.db.sqlite_lock import acquire_sqlite_lock
-from app.core.errors import ConfigurationError
+from app.platform.loops import LoopService
 from app.platform.runtime import Runtime
 from app.security.crypto import SecretBox
 
@@ -128,8 +128,12 @@ def make_lifespan(state: Runtime, build_services: ServiceBuilder | None = None):
             state.services = services
             for service in services:
                 service.start()
-            log.info("pipeline guard %s ready (%s, %d background services)", __version__,
-                     state.engine.dialect.name, len(services))
+            log.info(
+                "pipeline guard %s ready (%s, %d background services)",
+                __version__,
+                state.engine.dialect.name,
+                len(services),
+            )
             # Everything built so far lives as long as the process: keep it out of the cyclic GC's
             # scans, which otherwise dominate allocation-heavy requests (metric batches).
             gc.freeze()

@@ -94,10 +94,14 @@ class LoopService(ABC):
                     self.overruns += 1
                     if self.metrics is not None:
                         self.metrics.loop_overruns.labels(self.name).inc()
-                    log.warning("%s overran its %.1fs interval (took %.2fs)", self.name, self.interval, now - started)
+                    log.warning(
+                        "%s overran its %.1fs interval (took %.2fs)", self.name, self.interval, now - started
+                    )
                     next_start = now
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=next_start - now if next_start > now else 0)
+                    await asyncio.wait_for(
+                        self._stopping.wait(), timeout=next_start - now if next_start > now else 0
+                    )
                 except TimeoutError:
                     pass
         finally:

@@ -116,8 +116,9 @@ class Runtime:
 
     def overall_health(self, components: dict[str, str] | None = None) -> str:
         """Critical components drive overall health; others can only degrade it."""
-        return overall_health(self.component_health if components is None else components,
-                              self.critical_components)
+        return overall_health(
+            self.component_health if components is None else components, self.critical_components
+        )
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         checks: dict[str, dict[str, Any]] = {}

@@ -39,6 +39,7 @@ def assign(components: Mapping[int, str | None], replicas: Mapping[str, str | No
     return result
 
 
-def desired_for(replica_id: str, components: Mapping[int, str | None],
-                replicas: Mapping[str, str | None]) -> set[int]:
+def desired_for(
+    replica_id: str, components: Mapping[int, str | None], replicas: Mapping[str, str | None]
+) -> set[int]:
     return {cid for cid, owner in assign(components, replicas).items() if owner == replica_id}

@@ -100,7 +100,9 @@ class PostgresLeases:
     multi_replica = True
 
     async def components(self, session: AsyncSession) -> dict[int, str | None]:
-        rows = await session.execute(select(Component.id, Component.region).where(Component.enabled.is_(True)))
+        rows = await session.execute(
+            select(Component.id, Component.region).where(Component.enabled.is_(True))
+        )
         return {cid: region for cid, region in rows}
 
     async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
@@ -113,11 +115,18 @@ class PostgresLeases:
         if not held:
             return {}
         ids = sorted(held)
-        rows = await session.execute(_RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]})
+        rows = await session.execute(
+            _RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]}
+        )
         return {cid: epoch for cid, epoch in rows}
 
-    async def release(self, session: AsyncSession, me: str, ids: set[int] | None = None,
-                      due_in: dict[int, float | None] | None = None) -> None:
+    async def release(
+        self,
+        session: AsyncSession,
+        me: str,
+        ids: set[int] | None = None,
+        due_in: dict[int, float | None] | None = None,
+    ) -> None:
         """End these leases now (all of them when `ids` is None). `due_in`: component -> seconds until
         its next check is due here, recorded on the database clock for the next holder."""
         if due_in:
@@ -147,33 +156,60 @@ class PostgresLeases:
         """Live lease holder -> component ids (unexpired leases only)."""
         rows = await session.execute(
             select(ComponentLease.replica_id, ComponentLease.component_id)
-            .where(ComponentLease.expires_at > func.now()).order_by(ComponentLease.component_id)
+            .where(ComponentLease.expires_at > func.now())
+            .order_by(ComponentLease.component_id)
         )
         result: dict[str, list[int]] = {}
         for rid, cid in rows:
             result.setdefault(rid, []).append(cid)
         return result
 
-
-    async def summary(self, session: AsyncSession, replicas: list[Replica], names_limit: int,
-                      ttl: float) -> dict[str, tuple[bool, int, list[str]]]:
+    async def summary(
+        self, session: AsyncSession, replicas: list[Replica], names_limit: int, ttl: float
+    ) -> dict[str, tuple[bool, int, list[str]]]:
         """replica id -> (live, leases held, first `names_limit` component names by name)."""
         ids = [r.id for r in replicas]
         if not ids:
             return {}
-        live = set((await session.execute(select(Replica.id).where(
-            Replica.id.in_(ids), Replica.status == "active",
-            Replica.heartbeat_at > func.now() - timedelta(seconds=ttl)))).scalars())
+        live = set(
+            (
+                await session.execute(
+                    select(Replica.id).where(
+                        Replica.id.in_(ids),
+                        Replica.status == "active",
+                        Replica.heartbeat_at > func.now() - timedelta(seconds=ttl),
+                    )
+                )
+            ).scalars()
+        )
         valid = and_(ComponentLease.replica_id.in_(ids), ComponentLease.expires_at > func.now())
-        counts = dict((await session.execute(
-            select(ComponentLease.replica_id, func.count()).where(valid).group_by(ComponentLease.replica_id))).all())
-        ranked = (select(ComponentLease.replica_id.label("rid"), Component.name.label("name"),
-                         func.row_number().over(partition_by=ComponentLease.replica_id,
-                                                order_by=Component.name).label("n"))
-                  .join(Component, Component.id == ComponentLease.component_id).where(valid).subquery())
+        counts = dict(
+            (
+                await session.execute(
+                    select(ComponentLease.replica_id, func.count())
+                    .where(valid)
+                    .group_by(ComponentLease.replica_id)
+                )
+            ).all()
+        )
+        ranked = (
+            select(
+                ComponentLease.replica_id.label("rid"),
+                Component.name.label("name"),
+                func.row_number()
+                .over(partition_by=ComponentLease.replica_id, order_by=Component.name)
+                .label("n"),
+            )
+            .join(Component, Component.id == ComponentLease.component_id)
+            .where(valid)
+            .subquery()
+        )
         names: dict[str, list[str]] = {}
         for rid, name in await session.execute(
-                select(ranked.c.rid, ranked.c.name).where(ranked.c.n <= names_limit).order_by(ranked.c.rid, ranked.c.n)):
+            select(ranked.c.rid, ranked.c.name)
+            .where(ranked.c.n <= names_limit)
+            .order_by(ranked.c.rid, ranked.c.n)
+        ):
             names.setdefault(rid, []).append(name)
         return {rid: (rid in live, counts.get(rid, 0), names.get(rid, [])) for rid in ids}
 
@@ -214,13 +250,21 @@ class SingleReplicaLeases:
     async def owners(self, session) -> dict[str, list[int]]:
         return {}
 
-    async def summary(self, session: AsyncSession, replicas: list[Replica], names_limit: int,
-                      ttl: float) -> dict[str, tuple[bool, int, list[str]]]:
+    async def summary(
+        self, session: AsyncSession, replicas: list[Replica], names_limit: int, ttl: float
+    ) -> dict[str, tuple[bool, int, list[str]]]:
         # The lock file guarantees one process: the active replica owns every enabled component.
         enabled = Component.enabled.is_(True)
-        count = (await session.execute(select(func.count()).select_from(Component).where(enabled))).scalar_one()
-        names = list((await session.execute(
-            select(Component.name).where(enabled).order_by(Component.name).limit(names_limit))).scalars())
+        count = (
+            await session.execute(select(func.count()).select_from(Component).where(enabled))
+        ).scalar_one()
+        names = list(
+            (
+                await session.execute(
+                    select(Component.name).where(enabled).order_by(Component.name).limit(names_limit)
+                )
+            ).scalars()
+        )
         return {r.id: (True, count, names) if r.status == "active" else (False, 0, []) for r in replicas}
 
 

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.loops import LoopService
 from app.db.session import session_scope
+from app.platform.loops import LoopService
 from app.replicas import balance, registry
 from app.replicas.leases import LeaseLost, lease_store
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
     from app.monitoring.scheduler import Scheduler
+    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.replicas")
 
@@ -223,15 +223,24 @@ class LeaseManager(LoopService):
         # Wanted but still held by someone else (a replica draining or handing over on a rebalance):
         # poll fast until taken, so a hand-over costs a fraction of a second, not a whole poll.
         pending = desired - set(self.epochs)
-        self.interval = min(FAST_POLL_S, self.poll_interval) if pending and store.multi_replica else self.poll_interval
+        self.interval = (
+            min(FAST_POLL_S, self.poll_interval) if pending and store.multi_replica else self.poll_interval
+        )
         if renew_due:
             self._last_renew = t0
         self.desired, self.live = desired, live
         self.last_tick_ok = time.monotonic()
         self.state.metrics.replica_leases.labels(self.replica_id).set(len(self.epochs))
         if taken or release:
-            log.info("replica %s: took %d, released %d, holds %d of %d components (%d live replicas)",
-                     self.replica_id, len(taken), len(release), len(self.epochs), len(components), len(live))
+            log.info(
+                "replica %s: took %d, released %d, holds %d of %d components (%d live replicas)",
+                self.replica_id,
+                len(taken),
+                len(release),
+                len(self.epochs),
+                len(components),
+                len(live),
+            )
             scheduler = self.scheduler
             if scheduler is not None and hasattr(scheduler, "refresh"):
                 asyncio.get_running_loop().create_task(_quiet_refresh(scheduler))
@@ -261,7 +270,9 @@ class LeaseManager(LoopService):
             try:
                 await self._drain()
             except Exception as exc:  # noqa: BLE001 - the rest is released below, or expires
-                log.warning("replica %s: draining its leases failed (%s)", self.replica_id, type(exc).__name__)
+                log.warning(
+                    "replica %s: draining its leases failed (%s)", self.replica_id, type(exc).__name__
+                )
         remaining = set(self.epochs)
         due_in = self._due_in(remaining)
         self._released = True
@@ -276,8 +287,12 @@ class LeaseManager(LoopService):
                     await registry.mark(session, self.replica_id, registry.GONE)
             log.info("replica %s released its leases", self.replica_id)
         except Exception as exc:  # noqa: BLE001 - the leases then expire after their TTL
-            log.warning("replica %s could not release its leases (%s); they expire within %.0fs",
-                        self.replica_id, type(exc).__name__, self.ttl)
+            log.warning(
+                "replica %s could not release its leases (%s); they expire within %.0fs",
+                self.replica_id,
+                type(exc).__name__,
+                self.ttl,
+            )
         try:
             self.state.metrics.replica_leases.remove(self.replica_id)
         except KeyError:
@@ -316,12 +331,21 @@ class LeaseManager(LoopService):
             while not soon <= self._handed and time.monotonic() < until:
                 self._handed_event.clear()
                 try:
-                    await asyncio.wait_for(self._handed_event.wait(), timeout=max(0.01, until - time.monotonic()))
+                    await asyncio.wait_for(
+                        self._handed_event.wait(), timeout=max(0.01, until - time.monotonic())
+                    )
                 except TimeoutError:
                     break
-        log.info("replica %s drained in %.2fs: %d lease(s) handed over at once with their due time "
-                 "(after %.2fs), %d right after their next probe, %d left", self.replica_id,
-                 time.monotonic() - t0, len(later), planned, len(soon & self._handed), len(self.epochs))
+        log.info(
+            "replica %s drained in %.2fs: %d lease(s) handed over at once with their due time "
+            "(after %.2fs), %d right after their next probe, %d left",
+            self.replica_id,
+            time.monotonic() - t0,
+            len(later),
+            planned,
+            len(soon & self._handed),
+            len(self.epochs),
+        )
 
 
 async def _quiet_refresh(scheduler) -> None:

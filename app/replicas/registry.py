@@ -39,8 +39,13 @@ def make_replica_info(settings) -> ReplicaInfo:
     them as a new holder, which bumps their epochs."""
     host = socket.gethostname()
     base = (settings.replica_id or host)[:110]
-    return ReplicaInfo(id=f"{base}-{uuid.uuid4().hex[:8]}", region=settings.region, version=__version__[:32],
-                       host=host[:255], pid=os.getpid())
+    return ReplicaInfo(
+        id=f"{base}-{uuid.uuid4().hex[:8]}",
+        region=settings.region,
+        version=__version__[:32],
+        host=host[:255],
+        pid=os.getpid(),
+    )
 
 
 def _ttl(seconds: float):
@@ -50,8 +55,16 @@ def _ttl(seconds: float):
 async def register(session: AsyncSession, info: ReplicaInfo) -> None:
     existing = await session.get(Replica, info.id)
     if existing is None:
-        session.add(Replica(id=info.id, region=info.region, version=info.version, host=info.host, pid=info.pid,
-                            status=ACTIVE))
+        session.add(
+            Replica(
+                id=info.id,
+                region=info.region,
+                version=info.version,
+                host=info.host,
+                pid=info.pid,
+                status=ACTIVE,
+            )
+        )
         await session.flush()
     else:
         await heartbeat(session, info.id, ACTIVE)
@@ -60,7 +73,9 @@ async def register(session: AsyncSession, info: ReplicaInfo) -> None:
 async def heartbeat(session: AsyncSession, replica_id: str, status: str = ACTIVE) -> bool:
     """Refresh this replica's heartbeat (database clock). False if its row is missing."""
     result = await session.execute(
-        update(Replica).where(Replica.id == replica_id).values(heartbeat_at=func.now(), status=status)
+        update(Replica)
+        .where(Replica.id == replica_id)
+        .values(heartbeat_at=func.now(), status=status)
         .execution_options(synchronize_session=False)
     )
     return cast("CursorResult[Any]", result).rowcount > 0  # an UPDATE's result is a CursorResult
@@ -69,8 +84,9 @@ async def heartbeat(session: AsyncSession, replica_id: str, status: str = ACTIVE
 async def live_replicas(session: AsyncSession, ttl: float) -> dict[str, str | None]:
     """replica id -> region, for every active replica whose heartbeat is younger than the lease TTL."""
     rows = await session.execute(
-        select(Replica.id, Replica.region).where(Replica.status == ACTIVE,
-                                                 Replica.heartbeat_at > func.now() - _ttl(ttl))
+        select(Replica.id, Replica.region).where(
+            Replica.status == ACTIVE, Replica.heartbeat_at > func.now() - _ttl(ttl)
+        )
     )
     return {rid: region for rid, region in rows}
 
@@ -78,16 +94,23 @@ async def live_replicas(session: AsyncSession, ttl: float) -> dict[str, str | No
 async def expire_dead(session: AsyncSession, ttl: float) -> int:
     """Mark replicas silent for longer than the TTL as gone; forget gone rows after a day."""
     result = await session.execute(
-        update(Replica).where(Replica.status != GONE, Replica.heartbeat_at < func.now() - _ttl(ttl))
-        .values(status=GONE).execution_options(synchronize_session=False)
+        update(Replica)
+        .where(Replica.status != GONE, Replica.heartbeat_at < func.now() - _ttl(ttl))
+        .values(status=GONE)
+        .execution_options(synchronize_session=False)
     )
     await session.execute(
-        delete(Replica).where(and_(Replica.status == GONE, Replica.heartbeat_at < func.now() - GONE_ROWS_KEPT))
+        delete(Replica)
+        .where(and_(Replica.status == GONE, Replica.heartbeat_at < func.now() - GONE_ROWS_KEPT))
         .execution_options(synchronize_session=False)
     )
     return cast("CursorResult[Any]", result).rowcount  # an UPDATE's result is a CursorResult
 
 
 async def mark(session: AsyncSession, replica_id: str, status: str) -> None:
-    await session.execute(update(Replica).where(Replica.id == replica_id).values(status=status)
-                          .execution_options(synchronize_session=False))
+    await session.execute(
+        update(Replica)
+        .where(Replica.id == replica_id)
+        .values(status=status)
+        .execution_options(synchronize_session=False)
+    )

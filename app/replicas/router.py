@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import CanAdmin, LeasesDep, SessionDep, SettingsDep
-from app.core.errors import error_responses
 from app.api.pagination import Page
+from app.core.errors import error_responses
 from app.replicas.schemas import ReplicaPage
 from app.replicas.service import ReplicaService
 
@@ -23,11 +23,17 @@ async def list_replicas(
     leases: LeasesDep,
     page: Annotated[Page, Depends()],
     include_gone: bool = False,
-    components_limit: Annotated[int, Query(ge=0, le=1000, description="component names listed per replica")] = 100,
+    components_limit: Annotated[
+        int, Query(ge=0, le=1000, description="component names listed per replica")
+    ] = 100,
 ) -> ReplicaPage:
     """Replicas (live first) with region, version, heartbeat (database clock), and the components whose
     lease each holds: the count and the first `components_limit` names."""
-    service = ReplicaService(session, ttl=settings.replication.lease_ttl,
-                             this_replica=None if leases.detached else leases.replica_id)
-    return await service.list(limit=page.limit, offset=page.offset, include_gone=include_gone,
-                              names_limit=components_limit)
+    service = ReplicaService(
+        session,
+        ttl=settings.replication.lease_ttl,
+        this_replica=None if leases.detached else leases.replica_id,
+    )
+    return await service.list(
+        limit=page.limit, offset=page.offset, include_gone=include_gone, names_limit=components_limit
+    )

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from app.security.crypto import MASK
 from app.core.errors import ValidationFailed
+from app.security.crypto import MASK
 
 SECRETS_KEY = "secrets"
 # Header names that always hold credentials, whatever `secret_headers` says.
@@ -67,8 +67,9 @@ def display_url(url: str) -> str:
     query = parts.query
     pairs = parse_qsl(query, keep_blank_values=True)
     if any(is_secret_query_name(k) for k, _ in pairs):
-        query = urlencode([(k, MASK if is_secret_query_name(k) else v) for k, v in pairs], quote_via=quote,
-                          safe="*")
+        query = urlencode(
+            [(k, MASK if is_secret_query_name(k) else v) for k, v in pairs], quote_via=quote, safe="*"
+        )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -81,9 +82,17 @@ def _restore_url(new: str, previous: str | None, field: str) -> str:
     if not masked_password and not masked_query:
         return new
     if previous is None or _origin(previous) != _origin(new):
-        raise ValidationFailed("invalid check", details={"problems": [
-            (f"{field}: {MASK} stands for a stored secret, and only while the URL keeps its scheme, host and "
-            "port; send the real value")]})
+        raise ValidationFailed(
+            "invalid check",
+            details={
+                "problems": [
+                    (
+                        f"{field}: {MASK} stands for a stored secret, and only while the URL keeps its scheme, host and "
+                        "port; send the real value"
+                    )
+                ]
+            },
+        )
     old = urlsplit(previous)
     old_query: dict[str, str] = {}
     for k, v in parse_qsl(old.query, keep_blank_values=True):
@@ -91,14 +100,18 @@ def _restore_url(new: str, previous: str | None, field: str) -> str:
     netloc = parts.netloc
     if masked_password:
         if old.password is None:
-            raise ValidationFailed("invalid check", details={"problems": [f"{field}: no stored password to keep"]})
+            raise ValidationFailed(
+                "invalid check", details={"problems": [f"{field}: no stored password to keep"]}
+            )
         netloc = netloc.replace(f":{MASK}@", f":{quote(old.password, safe='')}@", 1)
     query = parts.query
     if masked_query:
         missing = [k for k in masked_query if k not in old_query]
         if missing:
-            raise ValidationFailed("invalid check", details={"problems": [
-                f"{field}: no stored value for query parameter {missing[0]!r}"]})
+            raise ValidationFailed(
+                "invalid check",
+                details={"problems": [f"{field}: no stored value for query parameter {missing[0]!r}"]},
+            )
         query = urlencode([(k, old_query[k] if v == MASK else v) for k, v in pairs], quote_via=quote)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
@@ -109,7 +122,9 @@ def _stored_secrets(previous: Mapping[str, Any] | None, box) -> dict[str, Any]:
     return box.decrypt_json(previous[SECRETS_KEY])
 
 
-def seal_check(check: dict[str, Any] | None, previous: Mapping[str, Any] | None, box) -> dict[str, Any] | None:
+def seal_check(
+    check: dict[str, Any] | None, previous: Mapping[str, Any] | None, box
+) -> dict[str, Any] | None:
     """The document to store for a validated ``check``: secrets masked, their values encrypted.
 
     ``previous`` is the stored document being replaced (None on create); masks in ``check`` keep
@@ -131,9 +146,17 @@ def seal_check(check: dict[str, Any] | None, previous: Mapping[str, Any] | None,
         if value == MASK:
             kept = old_headers.get(name.lower())
             if kept is None or kept == MASK or not same_origin:
-                raise ValidationFailed("invalid check", details={"problems": [
-                    (f"check.headers.{name}: {MASK} stands for a stored secret, and only while the URL keeps its "
-                    "scheme, host and port; send the real value")]})
+                raise ValidationFailed(
+                    "invalid check",
+                    details={
+                        "problems": [
+                            (
+                                f"check.headers.{name}: {MASK} stands for a stored secret, and only while the URL keeps its "
+                                "scheme, host and port; send the real value"
+                            )
+                        ]
+                    },
+                )
             value = kept
         secret_headers[name] = value
         shown_headers[name] = MASK
@@ -183,7 +206,9 @@ def shown_check(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if check.get("kind") == "http":
         secret_names = _secret_header_names(check)
         if isinstance(check.get("headers"), Mapping):
-            shown["headers"] = {k: (MASK if str(k).lower() in secret_names else v) for k, v in check["headers"].items()}
+            shown["headers"] = {
+                k: (MASK if str(k).lower() in secret_names else v) for k, v in check["headers"].items()
+            }
         if isinstance(check.get("url"), str):
             shown["url"] = display_url(check["url"])
     return shown

@@ -20,18 +20,64 @@ from collections.abc import Iterable
 
 # Exact names. Shells: startup files and hooks run before the script; interpreters: option and
 # module-path variables that load code; others: the same for Java, Lua, Tcl, Git, glibc.
-REFUSED_ENV_NAMES = frozenset({
-    "PATH", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS", "CDPATH", "GLOBIGNORE",
-    "ZDOTDIR", "RUBYOPT", "RUBYLIB", "NODE_OPTIONS", "NODE_PATH", "PERLLIB", "PERLIO", "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH", "LUA_INIT", "LUA_PATH", "LUA_CPATH", "TCLLIBPATH",
-    "GCONV_PATH", "HOSTALIASES", "LOCPATH", "NLSPATH", "MALLOC_CHECK_", "GIT_EXEC_PATH", "GIT_SSH",
-    "GIT_SSH_COMMAND", "GIT_ASKPASS", "SSH_ASKPASS", "EDITOR", "VISUAL", "PAGER", "BROWSER",
-})
+REFUSED_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "ZDOTDIR",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "PERLLIB",
+        "PERLIO",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        "LUA_INIT",
+        "LUA_PATH",
+        "LUA_CPATH",
+        "TCLLIBPATH",
+        "GCONV_PATH",
+        "HOSTALIASES",
+        "LOCPATH",
+        "NLSPATH",
+        "MALLOC_CHECK_",
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_ASKPASS",
+        "SSH_ASKPASS",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "BROWSER",
+    }
+)
 # Prefixes: the dynamic loader (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT...; DYLD_* on macOS), Python
 # (PYTHONSTARTUP, PYTHONPATH...), Perl (PERL5OPT, PERL5LIB, PERL5DB), Ruby, Node, exported bash
 # functions (BASH_FUNC_name%%), GLIBC_TUNABLES.
-REFUSED_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "RUBY", "NODE_", "NPM_CONFIG_", "BASH_FUNC_",
-                        "GLIBC_", "GEM_")
+REFUSED_ENV_PREFIXES = (
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "PERL5",
+    "RUBY",
+    "NODE_",
+    "NPM_CONFIG_",
+    "BASH_FUNC_",
+    "GLIBC_",
+    "GEM_",
+)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -75,7 +121,9 @@ def allowed_paths(allowlist: Iterable[str], path: str | None = None) -> set[str]
     return out
 
 
-def executable_refusal(argv0: str, allowlist: Iterable[str], setting: str, path: str | None = None) -> str | None:
+def executable_refusal(
+    argv0: str, allowlist: Iterable[str], setting: str, path: str | None = None
+) -> str | None:
     """Why ``argv0`` may not run under ``allowlist`` (empty: anything), or None."""
     entries = list(allowlist)
     if not entries:

@@ -81,7 +81,9 @@ class SecretBox:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
             # Never echo the token; the usual cause is a key removed from the rotation list.
-            raise ConfigurationError("a stored secret cannot be decrypted with the configured encryption keys") from None
+            raise ConfigurationError(
+                "a stored secret cannot be decrypted with the configured encryption keys"
+            ) from None
 
     def encrypt_json(self, value: Any) -> str:
         return self.encrypt(json.dumps(value, separators=(",", ":"), sort_keys=True))

@@ -27,7 +27,9 @@ def redact_target(target: str) -> str:
         return path
     pairs = parse_qsl(query, keep_blank_values=True)
     if any(is_secret_query_name(k) for k, _ in pairs):
-        query = urlencode([(k, MASK if is_secret_query_name(k) else v) for k, v in pairs], quote_via=quote, safe="*")
+        query = urlencode(
+            [(k, MASK if is_secret_query_name(k) else v) for k, v in pairs], quote_via=quote, safe="*"
+        )
     return f"{path}?{query}"
 
 

@@ -20,15 +20,18 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from app.auth.permissions import Permission
 from app.api.deps import AuthServiceDep, RuntimeDep, SessionDep, oauth2_scheme
+from app.auth.permissions import Permission
 from app.config.sections import SecuritySection
 from app.core.errors import PipelineGuardError
 from app.statuspage.service import StatusPageService
 
 # Autoescape everything (not only *.html): component names, messages and details come from users.
-TEMPLATES = Jinja2Templates(env=Environment(
-    loader=FileSystemLoader(Path(__file__).resolve().parents[1] / "templates"), autoescape=True))
+TEMPLATES = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(Path(__file__).resolve().parents[1] / "templates"), autoescape=True
+    )
+)
 REFRESH_SECONDS = 30
 
 router = APIRouter(tags=["status page"])
@@ -46,8 +49,9 @@ TEMPLATES.env.filters["utc"] = _time
 TEMPLATES.env.filters["pct"] = _percent
 
 
-async def _access_denied(request: Request, auth: AuthServiceDep, security: SecuritySection,
-                         token: str | None) -> HTMLResponse | None:
+async def _access_denied(
+    request: Request, auth: AuthServiceDep, security: SecuritySection, token: str | None
+) -> HTMLResponse | None:
     """None when the caller may see the page, else the HTML answer explaining why not."""
     settings = security
     if settings.status_page_public or not settings.enabled:
@@ -61,25 +65,37 @@ async def _access_denied(request: Request, auth: AuthServiceDep, security: Secur
         else:
             if Permission.MONITOR_HEALTH in principal.permissions:
                 return None
-            reason, code = f"Role {principal.role.value!r} may not view the status page (needs monitor_health).", 403
+            reason, code = (
+                f"Role {principal.role.value!r} may not view the status page (needs monitor_health).",
+                403,
+            )
     root = str(request.scope.get("root_path", "")).rstrip("/")
-    response = TEMPLATES.TemplateResponse(request, "status/denied.html",
-                                          {"reason": reason, "docs_url": f"{root}/docs", "root": root},
-                                          status_code=code)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        "status/denied.html",
+        {"reason": reason, "docs_url": f"{root}/docs", "root": root},
+        status_code=code,
+    )
     if code == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
 
 @router.get("/status", response_class=HTMLResponse, include_in_schema=False)
-async def status_page(request: Request, session: SessionDep, auth: AuthServiceDep, rt: RuntimeDep,
-                      token: Annotated[str | None, Depends(oauth2_scheme)]) -> HTMLResponse:
+async def status_page(
+    request: Request,
+    session: SessionDep,
+    auth: AuthServiceDep,
+    rt: RuntimeDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> HTMLResponse:
     denied = await _access_denied(request, auth, rt.settings.security, token)
     if denied is not None:
         return denied
     page = await StatusPageService(session, rt).build()
     root = str(request.scope.get("root_path", "")).rstrip("/")
-    response = TEMPLATES.TemplateResponse(request, "status/page.html",
-                                          {"page": page, "refresh": REFRESH_SECONDS, "root": root})
+    response = TEMPLATES.TemplateResponse(
+        request, "status/page.html", {"page": page, "refresh": REFRESH_SECONDS, "root": root}
+    )
     response.headers["Cache-Control"] = "no-store"
     return response

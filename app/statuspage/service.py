@@ -35,11 +35,18 @@ UP_AT = 99.9
 PARTIAL_AT = 95.0
 
 STATUS_LABELS = {
-    "healthy": "Operational", "degraded": "Degraded", "recovering": "Recovering", "critical": "Outage",
-    "failed": "Failed", "unknown": "No data yet", "new": "Waiting for the first ping",
+    "healthy": "Operational",
+    "degraded": "Degraded",
+    "recovering": "Recovering",
+    "critical": "Outage",
+    "failed": "Failed",
+    "unknown": "No data yet",
+    "new": "Waiting for the first ping",
 }
 OVERALL_LABELS = {
-    "healthy": "All systems operational", "degraded": "Some systems degraded", "critical": "Major outage",
+    "healthy": "All systems operational",
+    "degraded": "Some systems degraded",
+    "critical": "Major outage",
 }
 
 
@@ -177,7 +184,9 @@ class StatusPageService:
         names = [c.name for c in system.components]
         ids: dict[str, int] = {}
         if names:
-            rows = await self.session.execute(select(Component.name, Component.id).where(Component.name.in_(names)))
+            rows = await self.session.execute(
+                select(Component.name, Component.id).where(Component.name.in_(names))
+            )
             ids = {name: cid for name, cid in rows.all()}
         hours = bucket_starts(now, HOUR, 24)
         days = bucket_starts(now, DAY, 7)
@@ -186,8 +195,17 @@ class StatusPageService:
 
         silences = SilenceService(self.session)
         open_now = await silences.active(now)
-        labels = dict((await self.session.execute(
-            select(Component.name, Component.labels).where(Component.name.in_(names)))).all()) if names else {}
+        labels = (
+            dict(
+                (
+                    await self.session.execute(
+                        select(Component.name, Component.labels).where(Component.name.in_(names))
+                    )
+                ).all()
+            )
+            if names
+            else {}
+        )
         components = []
         for c in system.components:
             cid = ids.get(c.name)
@@ -195,39 +213,69 @@ class StatusPageService:
             # A new (never pinged) component has no uptime to show, not 100 %.
             by_hour = None if cid is None or status == "new" else hourly.get(cid)
             by_day = None if cid is None or status == "new" else daily.get(cid)
-            components.append(ComponentView(
-                name=c.name, status=status, status_label=STATUS_LABELS.get(status, status.title()),
-                critical=c.critical, status_since=c.status_since, last_check_at=c.last_check_at,
-                last_detail=c.last_detail,
-                uptime_24h=_overall_percent(by_hour), uptime_7d=_overall_percent(by_day),
-                bars_24h=_segments(hours, HOUR, by_hour), bars_7d=_segments(days, DAY, by_day),
-                incident_id=c.current_incident.id if c.current_incident else None,
-                in_maintenance=any(silence_matches(s, c.name, labels.get(c.name) or {}) for s in open_now),
-            ))
+            components.append(
+                ComponentView(
+                    name=c.name,
+                    status=status,
+                    status_label=STATUS_LABELS.get(status, status.title()),
+                    critical=c.critical,
+                    status_since=c.status_since,
+                    last_check_at=c.last_check_at,
+                    last_detail=c.last_detail,
+                    uptime_24h=_overall_percent(by_hour),
+                    uptime_7d=_overall_percent(by_day),
+                    bars_24h=_segments(hours, HOUR, by_hour),
+                    bars_7d=_segments(days, DAY, by_day),
+                    incident_id=c.current_incident.id if c.current_incident else None,
+                    in_maintenance=any(
+                        silence_matches(s, c.name, labels.get(c.name) or {}) for s in open_now
+                    ),
+                )
+            )
 
         alerts, alerts_total = await AlertService(self.session, self.state.settings).list(
-            limit=MAX_ALERTS, offset=0, statuses=OPEN_ALERT_STATUSES, severity=None, component=None, since=None)
+            limit=MAX_ALERTS,
+            offset=0,
+            statuses=OPEN_ALERT_STATUSES,
+            severity=None,
+            component=None,
+            since=None,
+        )
         attempts, _ = await HealingService(self.session, self.state.core).list_attempts(limit=MAX_HEALINGS)
         counts: dict[str, int] = {}
         for view in components:
             counts[view.status] = counts.get(view.status, 0) + 1
         overall = str(system.overall_health)
         return StatusPage(
-            overall=overall, overall_label=OVERALL_LABELS.get(overall, overall.title()), generated_at=now,
+            overall=overall,
+            overall_label=OVERALL_LABELS.get(overall, overall.title()),
+            generated_at=now,
             components=components,
-            root_causes=await root_causes(self.session), caused_by={
-                c.name: c.current_incident.caused_by for c in system.components
-                if c.current_incident and c.current_incident.caused_by},
-            alerts=[AlertView(a.id, a.component, a.severity, a.status, a.message, a.first_seen, a.last_seen, a.count)
-                    for a in alerts],
+            root_causes=await root_causes(self.session),
+            caused_by={
+                c.name: c.current_incident.caused_by
+                for c in system.components
+                if c.current_incident and c.current_incident.caused_by
+            },
+            alerts=[
+                AlertView(
+                    a.id, a.component, a.severity, a.status, a.message, a.first_seen, a.last_seen, a.count
+                )
+                for a in alerts
+            ],
             alerts_total=alerts_total,
-            healings=[HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at)
-                      for h in attempts],
+            healings=[
+                HealingView(h.id, h.component, h.strategy, h.state, h.trigger, h.attempt_number, h.created_at)
+                for h in attempts
+            ],
             counts=counts,
-            maintenance_open=[_maintenance_view(s, *window) for s in open_now
-                              if (window := open_window(s, now)) is not None],  # active() kept open ones only
-            maintenance_next=[_maintenance_view(s, opens, closes) for s, opens, closes in
-                              await silences.upcoming(now, limit=MAX_UPCOMING_WINDOWS)],
+            maintenance_open=[
+                _maintenance_view(s, *window) for s in open_now if (window := open_window(s, now)) is not None
+            ],  # active() kept open ones only
+            maintenance_next=[
+                _maintenance_view(s, opens, closes)
+                for s, opens, closes in await silences.upcoming(now, limit=MAX_UPCOMING_WINDOWS)
+            ],
         )
 
 
@@ -235,4 +283,6 @@ def _maintenance_view(silence, opens: datetime, closes: datetime) -> Maintenance
     target = silence.component or "every component"
     if silence.labels:
         target += " with " + ", ".join(f"{k}={v}" for k, v in sorted(silence.labels.items()))
-    return MaintenanceView(silence.id, silence.name, target, opens, closes, bool(silence.schedule), silence.comment)
+    return MaintenanceView(
+        silence.id, silence.name, target, opens, closes, bool(silence.schedule), silence.comment
+    )

@@ -10,7 +10,8 @@ AM_TOKEN = "am-token-0123456789abcdef"
 @pytest.fixture
 def alert_settings(db_url, tmp_path):
     return make_settings(
-        db_url, tmp_path,
+        db_url,
+        tmp_path,
         security={"ssrf_allowlist": ["127.0.0.1/32"], "alertmanager_token": AM_TOKEN},
         alerting={"cooldown": 60},
     )

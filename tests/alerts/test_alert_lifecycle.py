@@ -9,16 +9,23 @@ from sqlalchemy import func, select
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
 from app.db.models import Alert, AlertStatus, Notification
-from app.platform.events import AnomalyCleared, AnomalyDetected, HealthTransition, IncidentClosed, IncidentOpened
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import ChannelCreate
+from app.platform.events import (
+    AnomalyCleared,
+    AnomalyDetected,
+    HealthTransition,
+    IncidentClosed,
+    IncidentOpened,
+)
 
 
 async def add_channel(guard, name="ops", **extra):
     async with guard.session() as session:
         service = ChannelService(session, guard.runtime.settings, guard.runtime.secret_box)
-        channel = await service.create(ChannelCreate(
-            name=name, kind="webhook", config={"url": "http://127.0.0.1:9/hook"}, **extra))
+        channel = await service.create(
+            ChannelCreate(name=name, kind="webhook", config={"url": "http://127.0.0.1:9/hook"}, **extra)
+        )
         return channel.id
 
 
@@ -31,7 +38,12 @@ async def notifications(guard, **where):
 
 
 async def raise_(guard, at=None, **kwargs):
-    params = {"component": "etl", "severity": "critical", "message": "etl is down", "fingerprint": "health:etl"}
+    params = {
+        "component": "etl",
+        "severity": "critical",
+        "message": "etl is down",
+        "fingerprint": "health:etl",
+    }
     params.update(kwargs)
     async with guard.session() as session:
         return await AlertService(session, guard.runtime.settings).raise_alert(at=at, **params)
@@ -62,7 +74,9 @@ async def test_dedup_and_cooldown(aguard):
 
     # After a resolve, the same fingerprint opens a new alert (the unique index covers active alerts only).
     async with aguard.session() as session:
-        await AlertService(session, aguard.runtime.settings).resolve(first.alert.id, resolution_action="fixed")
+        await AlertService(session, aguard.runtime.settings).resolve(
+            first.alert.id, resolution_action="fixed"
+        )
     reopened = await raise_(aguard, at=t0 + timedelta(seconds=80))
     assert reopened.created and reopened.alert.id != first.alert.id
 
@@ -79,8 +93,11 @@ async def test_ack_with_until_reopens_and_api(aguard):
     r = await aguard.client.post(f"/api/v1/alerts/{alert_id}/ack", headers=operator, json={"until": past})
     assert r.status_code == 422, r.text
     until = datetime.now(UTC) + timedelta(minutes=5)
-    r = await aguard.client.post(f"/api/v1/alerts/{alert_id}/ack", headers=operator,
-                                 json={"until": until.isoformat(), "comment": "looking"})
+    r = await aguard.client.post(
+        f"/api/v1/alerts/{alert_id}/ack",
+        headers=operator,
+        json={"until": until.isoformat(), "comment": "looking"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "acknowledged" and body["acknowledged_by"] == "operator-user"
@@ -101,7 +118,9 @@ async def test_ack_with_until_reopens_and_api(aguard):
     # Resolve through the API: resolution recorded, resolve notification to the channel that heard of it.
     r = await aguard.client.post(f"/api/v1/alerts/{alert_id}/resolve", headers=operator, json={})
     assert r.status_code == 200, r.text
-    assert r.json()["resolution_action"] == "resolved by operator operator-user" and r.json()["resolved"] is True
+    assert (
+        r.json()["resolution_action"] == "resolved by operator operator-user" and r.json()["resolved"] is True
+    )
     assert (await notifications(aguard))[-1].kind == "resolved"
     r = await aguard.client.post(f"/api/v1/alerts/{alert_id}/resolve", headers=operator, json={})
     assert r.status_code == 409
@@ -117,8 +136,16 @@ async def test_silence_mutes_and_expires(aguard):
     await add_channel(aguard)
     operator = await aguard.headers("operator")
     ends = datetime.now(UTC) + timedelta(minutes=10)
-    r = await aguard.client.post("/api/v1/silences", headers=operator, json={
-        "component": "etl*", "labels": {"region": "eu"}, "ends_at": ends.isoformat(), "comment": "maintenance"})
+    r = await aguard.client.post(
+        "/api/v1/silences",
+        headers=operator,
+        json={
+            "component": "etl*",
+            "labels": {"region": "eu"},
+            "ends_at": ends.isoformat(),
+            "comment": "maintenance",
+        },
+    )
     assert r.status_code == 201, r.text
     silence = r.json()
     assert silence["active"] and silence["created_by"] == "operator-user"
@@ -141,8 +168,9 @@ async def test_silence_mutes_and_expires(aguard):
     assert len(await notifications(aguard, alert_id=muted.alert.id)) == 1
 
     # A new silence mutes a firing alert; expiring it (DELETE) lifts it again.
-    r = await aguard.client.post("/api/v1/silences", headers=operator, json={
-        "component": "etl", "ends_at": ends.isoformat()})
+    r = await aguard.client.post(
+        "/api/v1/silences", headers=operator, json={"component": "etl", "ends_at": ends.isoformat()}
+    )
     second = r.json()["id"]
     async with aguard.session() as session:
         assert (await AlertService(session, aguard.runtime.settings).apply_silences())[0] == 2
@@ -153,31 +181,72 @@ async def test_silence_mutes_and_expires(aguard):
     assert r.json()["total"] == 0
     async with aguard.session() as session:
         assert (await AlertService(session, aguard.runtime.settings).apply_silences())[1] == 2
-    r = await aguard.client.post("/api/v1/silences", headers=operator, json={
-        "ends_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()})
+    r = await aguard.client.post(
+        "/api/v1/silences",
+        headers=operator,
+        json={"ends_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat()},
+    )
     assert r.status_code == 422
 
 
 async def test_domain_events_become_alerts(aguard):
     now = datetime.now(UTC)
     async with aguard.session() as session:
-        await aguard.runtime.events.publish(HealthTransition(
-            component="etl", component_id=None, previous="healthy", current="critical", reason="3 failures",
-            at=now, critical=True, labels={"region": "eu"}), session)
-        await aguard.runtime.events.publish(IncidentOpened(
-            component="etl", component_id=None, incident_id=7, status="critical", reason="3 failures", at=now), session)
-        await aguard.runtime.events.publish(AnomalyDetected(
-            component="trainer", metric_name="loss", labels={}, rule_id=3, rule_kind="baseline", severity="warning",
-            message="loss anomaly score 4.2", evidence={"score": 4.2}, at=now), session)
+        await aguard.runtime.events.publish(
+            HealthTransition(
+                component="etl",
+                component_id=None,
+                previous="healthy",
+                current="critical",
+                reason="3 failures",
+                at=now,
+                critical=True,
+                labels={"region": "eu"},
+            ),
+            session,
+        )
+        await aguard.runtime.events.publish(
+            IncidentOpened(
+                component="etl",
+                component_id=None,
+                incident_id=7,
+                status="critical",
+                reason="3 failures",
+                at=now,
+            ),
+            session,
+        )
+        await aguard.runtime.events.publish(
+            AnomalyDetected(
+                component="trainer",
+                metric_name="loss",
+                labels={},
+                rule_id=3,
+                rule_kind="baseline",
+                severity="warning",
+                message="loss anomaly score 4.2",
+                evidence={"score": 4.2},
+                at=now,
+            ),
+            session,
+        )
     async with aguard.session() as session:
         alerts = {a.component: a for a in (await session.execute(select(Alert))).scalars()}
-    assert alerts["etl"].count == 2 and alerts["etl"].incident_id == 7 and alerts["etl"].severity == "critical"
+    assert (
+        alerts["etl"].count == 2 and alerts["etl"].incident_id == 7 and alerts["etl"].severity == "critical"
+    )
     assert alerts["trainer"].source == "detection"
     async with aguard.session() as session:
-        await aguard.runtime.events.publish(IncidentClosed(
-            component="etl", component_id=None, incident_id=7, reason="healthy again", at=now), session)
-        await aguard.runtime.events.publish(AnomalyCleared(
-            component="trainer", metric_name="loss", labels={}, rule_id=3, rule_kind="baseline", at=now), session)
+        await aguard.runtime.events.publish(
+            IncidentClosed(component="etl", component_id=None, incident_id=7, reason="healthy again", at=now),
+            session,
+        )
+        await aguard.runtime.events.publish(
+            AnomalyCleared(
+                component="trainer", metric_name="loss", labels={}, rule_id=3, rule_kind="baseline", at=now
+            ),
+            session,
+        )
     async with aguard.session() as session:
         rows = list((await session.execute(select(Alert))).scalars())
         assert all(a.status == "resolved" for a in rows)

@@ -27,14 +27,18 @@ async def test_token_required(aguard):
     r = await aguard.client.post(URL, json=body, headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401 and r.json()["error"]["type"] == "unauthorized"
     # A user's JWT is not the receiver's token either.
-    assert (await aguard.client.post(URL, json=body, headers=await aguard.headers("admin"))).status_code == 401
+    assert (
+        await aguard.client.post(URL, json=body, headers=await aguard.headers("admin"))
+    ).status_code == 401
 
 
 async def test_receiver_disabled_without_token(db_url, tmp_path):
     from tests.conftest import make_settings
 
     async with running_guard(make_settings(db_url, tmp_path)) as g:
-        r = await g.client.post(URL, json=fixture("firing_from_prometheus.json"), headers={"Authorization": "Bearer "})
+        r = await g.client.post(
+            URL, json=fixture("firing_from_prometheus.json"), headers={"Authorization": "Bearer "}
+        )
         assert r.status_code == 401
 
 
@@ -48,8 +52,13 @@ async def test_fixtures_map_to_alerts(aguard):
     assert r.status_code == 200, r.text
     result = r.json()
     assert result["received"] == 1 and result["unknown_components"] == []
-    assert result["results"][0] == {"fingerprint": "am:fa2d7cfaa3a1ffad", "component": "guard", "known_component": True,
-                                    "action": "opened", "alert_id": result["results"][0]["alert_id"]}
+    assert result["results"][0] == {
+        "fingerprint": "am:fa2d7cfaa3a1ffad",
+        "component": "guard",
+        "known_component": True,
+        "action": "opened",
+        "alert_id": result["results"][0]["alert_id"],
+    }
     alert_id = result["results"][0]["alert_id"]
     r = await aguard.client.post(URL, json=fixture("firing_from_prometheus.json"), headers=AUTH)
     assert r.json()["results"][0]["action"] == "refreshed"
@@ -80,8 +89,12 @@ async def test_fixtures_map_to_alerts(aguard):
 async def test_component_label_is_configurable(db_url, tmp_path, labels):
     from tests.conftest import make_settings
 
-    settings = make_settings(db_url, tmp_path, security={"alertmanager_token": AM_TOKEN},
-                             alerting={"alertmanager_component_labels": labels})
+    settings = make_settings(
+        db_url,
+        tmp_path,
+        security={"alertmanager_token": AM_TOKEN},
+        alerting={"alertmanager_component_labels": labels},
+    )
     async with running_guard(settings) as g:
         admin = await g.headers("admin")
         await g.client.post("/api/v1/components", headers=admin, json={"name": "ingest-worker"})
@@ -99,13 +112,16 @@ async def test_firing_alert_heals_per_the_components_policy_and_resolved_closes(
 
     from sqlalchemy import select
 
-    from app.platform.compose import default_services
     from app.db.models import Incident
+    from app.platform.compose import default_services
 
     async with running_guard(alert_settings, build_services=default_services) as g:
         admin = await g.headers("admin")
-        r = await g.client.post("/api/v1/components", headers=admin, json={
-            "name": "guard", "recovery": {"strategies": [{"kind": "notify_only"}], "dry_run": True}})
+        r = await g.client.post(
+            "/api/v1/components",
+            headers=admin,
+            json={"name": "guard", "recovery": {"strategies": [{"kind": "notify_only"}], "dry_run": True}},
+        )
         assert r.status_code == 201, r.text
         r = await g.client.post(URL, json=fixture("firing_from_prometheus.json"), headers=AUTH)
         assert r.status_code == 200, r.text
@@ -115,8 +131,9 @@ async def test_firing_alert_heals_per_the_components_policy_and_resolved_closes(
 
         attempts: list = []
         for _ in range(100):
-            attempts = (await g.client.get("/api/v1/healing/attempts", headers=admin,
-                                           params={"component": "guard"})).json()["items"]
+            attempts = (
+                await g.client.get("/api/v1/healing/attempts", headers=admin, params={"component": "guard"})
+            ).json()["items"]
             if attempts:
                 break
             await asyncio.sleep(0.1)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from app.api.routes import iter_api_routes
 from app.audit.service import AuditService
 from app.db.models import AuditEntry
-from app.api.routes import iter_api_routes
 
 WRITE = {"POST", "PUT", "PATCH", "DELETE"}
 NOT_AUDITED = {"/api/v1/auth/token"}
@@ -22,8 +22,12 @@ async def audit_rows(guard):
 
 async def test_every_write_route_is_audited(audited):
     admin = await audited.headers("admin")
-    routes = [(m, r.path) for r in iter_api_routes(audited.app) for m in sorted(r.methods)
-              if m in WRITE and r.path.startswith("/api/v1/") and r.path not in NOT_AUDITED]
+    routes = [
+        (m, r.path)
+        for r in iter_api_routes(audited.app)
+        for m in sorted(r.methods)
+        if m in WRITE and r.path.startswith("/api/v1/") and r.path not in NOT_AUDITED
+    ]
     assert len(routes) >= 15
     routes.sort(key=lambda mr: mr[1] == "/api/v1/auth/logout")  # logging out revokes the admin token: last
     for method, template in routes:
@@ -37,7 +41,12 @@ async def test_every_write_route_is_audited(audited):
         assert [row.status_code for row in rows] == [r.status_code, r2.status_code]
         assert rows[0].username is None
         if template != "/api/v1/integrations/alertmanager":
-            assert rows[1].username == "admin-user" and rows[1].role == "admin", (method, template, r2.status_code, r2.text)
+            assert rows[1].username == "admin-user" and rows[1].role == "admin", (
+                method,
+                template,
+                r2.status_code,
+                r2.text,
+            )
         assert rows[1].request_id == r2.headers["x-request-id"]
         if "{" in template:
             assert set(rows[1].target.values()) == {"1"}
@@ -50,10 +59,15 @@ async def test_every_write_route_is_audited(audited):
 
 async def test_successful_write_has_summary_and_filters(audited):
     admin = await audited.headers("admin")
-    r = await audited.client.post("/api/v1/components", headers=admin, json={"name": "etl", "labels": {"a": "b"}})
+    r = await audited.client.post(
+        "/api/v1/components", headers=admin, json={"name": "etl", "labels": {"a": "b"}}
+    )
     assert r.status_code == 201
-    r = await audited.client.post("/api/v1/users", headers=admin,
-                                  json={"username": "bob", "password": "a-long-password-123", "role": "viewer"})
+    r = await audited.client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={"username": "bob", "password": "a-long-password-123", "role": "viewer"},
+    )
     r = await audited.client.get("/api/v1/audit", headers=admin, params={"action": "/api/v1/components"})
     assert r.status_code == 200
     (item,) = r.json()["items"]
@@ -61,9 +75,13 @@ async def test_successful_write_has_summary_and_filters(audited):
     assert item["summary"]["request"]["name"] == "etl"
     r = await audited.client.get("/api/v1/audit", headers=admin, params={"action": "/api/v1/users"})
     assert "a-long-password-123" not in r.text
-    r = await audited.client.get("/api/v1/audit", headers=admin, params={"username": "admin-user", "status_code": 201})
+    r = await audited.client.get(
+        "/api/v1/audit", headers=admin, params={"username": "admin-user", "status_code": 201}
+    )
     assert r.json()["total"] == 2
-    assert (await audited.client.get("/api/v1/audit", headers=await audited.headers("operator"))).status_code == 403
+    assert (
+        await audited.client.get("/api/v1/audit", headers=await audited.headers("operator"))
+    ).status_code == 403
 
     async with audited.session() as session:
         assert await AuditService(session).prune(datetime.now(UTC) - timedelta(days=1)) == 0

@@ -19,7 +19,9 @@ async def test_exit_zero_is_up():
 
 
 async def test_nonzero_is_down_with_output_tail():
-    result = await check.run({"argv": ["sh", "-c", "echo starting; echo 'db unreachable' >&2; exit 4"]}, enabled)
+    result = await check.run(
+        {"argv": ["sh", "-c", "echo starting; echo 'db unreachable' >&2; exit 4"]}, enabled
+    )
     assert result.outcome is Outcome.DOWN
     assert result.detail == "exit 4: db unreachable"
 
@@ -77,8 +79,11 @@ async def test_allowlist_by_name_and_path():
 async def test_env_allowlist(monkeypatch):
     monkeypatch.setenv("PG_TEST_VISIBLE", "yes")
     monkeypatch.setenv("PG_TEST_HIDDEN", "secret")
-    params = {"argv": ["sh", "-c", 'test "$PG_TEST_VISIBLE$EXTRA" = yes1 && test -z "$PG_TEST_HIDDEN"'],
-              "env_allow": ["PG_TEST_VISIBLE"], "env": {"EXTRA": "1"}}
+    params = {
+        "argv": ["sh", "-c", 'test "$PG_TEST_VISIBLE$EXTRA" = yes1 && test -z "$PG_TEST_HIDDEN"'],
+        "env_allow": ["PG_TEST_VISIBLE"],
+        "env": {"EXTRA": "1"},
+    }
     assert (await check.run(params, enabled)).outcome is Outcome.UP
 
 

@@ -19,15 +19,25 @@ def ago(seconds: float) -> datetime:
 
 def evaluate(params=PARAMS, *, last_ping=None, status=None, start=None, duration=None, created=None):
     return evaluate_heartbeat(
-        params, now=NOW, last_ping_at=last_ping, last_ping_status=status,
-        last_start_at=start, last_duration_s=duration, created_at=created or ago(3600),
+        params,
+        now=NOW,
+        last_ping_at=last_ping,
+        last_ping_status=status,
+        last_start_at=start,
+        last_duration_s=duration,
+        created_at=created or ago(3600),
     )
 
 
 @pytest.mark.parametrize(
     ("case", "kwargs", "outcome", "words"),
     [
-        ("on time", {"last_ping": ago(30), "status": "success", "duration": 10}, Outcome.UP, "last heartbeat"),
+        (
+            "on time",
+            {"last_ping": ago(30), "status": "success", "duration": 10},
+            Outcome.UP,
+            "last heartbeat",
+        ),
         ("plain ping", {"last_ping": ago(30)}, Outcome.UP, "last heartbeat"),
         ("within grace", {"last_ping": ago(75)}, Outcome.UP, "within the grace"),
         ("late", {"last_ping": ago(100)}, Outcome.DOWN, "late"),
@@ -37,8 +47,12 @@ def evaluate(params=PARAMS, *, last_ping=None, status=None, start=None, duration
         ("too short", {"last_ping": ago(10), "status": "success", "duration": 2}, Outcome.DOWN, "shorter"),
         ("too long", {"last_ping": ago(10), "status": "success", "duration": 300}, Outcome.DOWN, "longer"),
         ("running", {"last_ping": ago(60), "status": "start", "start": ago(60)}, Outcome.UP, "in progress"),
-        ("start without finish", {"last_ping": ago(200), "status": "start", "start": ago(200)},
-         Outcome.DOWN, "has not finished"),
+        (
+            "start without finish",
+            {"last_ping": ago(200), "status": "start", "start": ago(200)},
+            Outcome.DOWN,
+            "has not finished",
+        ),
     ],
 )
 def test_matrix(case, kwargs, outcome, words):

@@ -135,8 +135,15 @@ async def test_shared_session_from_context(http_target):
 
 def test_validate_messages():
     with pytest.raises(CheckConfigError) as info:
-        check.validate({"url": "ftp://example.com/x", "expected_status": ["abc"], "max_body_kib": 0,
-                        "method": "FETCH", "headers": {"X-A": "line\nbreak-secret"}})
+        check.validate(
+            {
+                "url": "ftp://example.com/x",
+                "expected_status": ["abc"],
+                "max_body_kib": 0,
+                "method": "FETCH",
+                "headers": {"X-A": "line\nbreak-secret"},
+            }
+        )
     errors = info.value.errors
     assert "check.url: must be http or https" in errors
     assert any(e.startswith("check.expected_status[0]:") for e in errors)

@@ -78,7 +78,9 @@ async def test_seed_dict_gives_metrics(plugin_path):
 async def test_async_degraded_bool_and_kwargs(plugin_path):
     assert (await plugin.run({"callable": "pg_test_plugins:degraded"}, allowed)).outcome is Outcome.DEGRADED
     assert (await plugin.run({"callable": "pg_test_plugins:boolean_false"}, allowed)).outcome is Outcome.DOWN
-    result = await plugin.run({"callable": "pg_test_plugins:with_kwargs", "kwargs": {"threshold": 1}}, allowed)
+    result = await plugin.run(
+        {"callable": "pg_test_plugins:with_kwargs", "kwargs": {"threshold": 1}}, allowed
+    )
     assert result.outcome is Outcome.UP and "queue depth fine" in result.detail
 
 

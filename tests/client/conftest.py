@@ -41,11 +41,17 @@ class FaultProxy:
     requests: list[Recorded] = field(default_factory=list)
     scripts: dict[tuple[str, str], deque] = field(default_factory=lambda: defaultdict(deque))
 
-    def script(self, method: str, path: str, *responses: tuple[int, Any] | tuple[int, Any, dict[str, str]]) -> None:
+    def script(
+        self, method: str, path: str, *responses: tuple[int, Any] | tuple[int, Any, dict[str, str]]
+    ) -> None:
         self.scripts[(method, path)].extend(responses)
 
     def calls(self, method: str | None = None, path: str | None = None) -> list[Recorded]:
-        return [r for r in self.requests if (method is None or r.method == method) and (path is None or r.path == path)]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and (path is None or r.path == path)
+        ]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -77,17 +83,26 @@ class FaultProxy:
             status, payload = item[0], item[1]
             extra = item[2] if len(item) > 2 else {}
             data = json.dumps(payload).encode() if payload is not None else b""
-            response_headers = [(b"content-type", b"application/json"),
-                                *((k.encode(), v.encode()) for k, v in extra.items())]
+            response_headers = [
+                (b"content-type", b"application/json"),
+                *((k.encode(), v.encode()) for k, v in extra.items()),
+            ]
         else:
-            forwarded = {k: v for k, v in headers.items() if k not in ("host", "content-length", "connection")}
+            forwarded = {
+                k: v for k, v in headers.items() if k not in ("host", "content-length", "connection")
+            }
             async with httpx.AsyncClient(base_url=self.upstream, timeout=30) as client:
-                answer = await client.request(scope["method"], scope["path"] + (f"?{query}" if query else ""),
-                                              content=body, headers=forwarded)
+                answer = await client.request(
+                    scope["method"],
+                    scope["path"] + (f"?{query}" if query else ""),
+                    content=body,
+                    headers=forwarded,
+                )
             status, data = answer.status_code, answer.content
             hop_by_hop = ("content-length", "transfer-encoding", "connection", "server", "date")
-            response_headers = [(k.encode(), v.encode()) for k, v in answer.headers.items()
-                                if k.lower() not in hop_by_hop]
+            response_headers = [
+                (k.encode(), v.encode()) for k, v in answer.headers.items() if k.lower() not in hop_by_hop
+            ]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": data})
 

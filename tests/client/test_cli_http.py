@@ -39,11 +39,27 @@ def test_login_components_users_and_logout(cli, live, tmp_path):
     assert json.loads(stored.read_text())["url"] == live.url
 
     # the stored login is used: no --url / --token from here on
-    result = cli("components", "add", "etl", "--check-kind", "http", "--check-url", "http://127.0.0.1:9/health",
-                 "--interval", "30s", "--label", "region=eu", "--label", "team=data", "--critical")
+    result = cli(
+        "components",
+        "add",
+        "etl",
+        "--check-kind",
+        "http",
+        "--check-url",
+        "http://127.0.0.1:9/health",
+        "--interval",
+        "30s",
+        "--label",
+        "region=eu",
+        "--label",
+        "team=data",
+        "--critical",
+    )
     assert result.exit_code == 0, result.output
     spec = tmp_path / "more.yaml"
-    spec.write_text("- name: train\n  check: {kind: heartbeat, period: 1h}\n- name: serve\n  labels: {team: ml}\n")
+    spec.write_text(
+        "- name: train\n  check: {kind: heartbeat, period: 1h}\n- name: serve\n  labels: {team: ml}\n"
+    )
     assert cli("components", "add", "--from-file", str(spec)).exit_code == 0
     result = cli("components", "list", "--json")
     assert sorted(c["name"] for c in json.loads(result.stdout)["items"]) == ["etl", "serve", "train"]
@@ -67,7 +83,9 @@ def test_login_components_users_and_logout(cli, live, tmp_path):
     assert result.exit_code == 0, result.output
     assert "etl" in result.stdout and "train" in result.stdout
 
-    assert cli("users", "add", "alice", "--role", "operator", "--password", "alice-password-123").exit_code == 0
+    assert (
+        cli("users", "add", "alice", "--role", "operator", "--password", "alice-password-123").exit_code == 0
+    )
     assert cli("users", "role", "alice", "viewer").exit_code == 0
     assert cli("users", "disable", "alice").exit_code == 0
     users = {u["username"]: u for u in json.loads(cli("users", "list", "--json").stdout)["items"]}
@@ -104,8 +122,9 @@ def test_token_option_and_env(cli, live, monkeypatch):
 def am_live(db_url, tmp_path):
     from tests.conftest import make_settings
 
-    settings = make_settings(db_url, tmp_path, security={"alertmanager_token": "am-token",
-                                                         "ssrf_allowlist": ["127.0.0.1/32"]})
+    settings = make_settings(
+        db_url, tmp_path, security={"alertmanager_token": "am-token", "ssrf_allowlist": ["127.0.0.1/32"]}
+    )
     with serve_guard(settings) as guard:
         yield guard
 
@@ -120,14 +139,40 @@ def test_every_http_command_against_a_running_guard(cli, am_live, receiver):
         return result.stdout
 
     # components of every kind from options, with the API's own reasons when one is wrong
-    ok("components", "add", "web", "--check-kind", "http", "--check-url", "http://127.0.0.1:9/health",
-       "--timeout", "2s", "--failure-threshold", "2", "--success-threshold", "1", "-p", "expected_status=[200, 204]")
+    ok(
+        "components",
+        "add",
+        "web",
+        "--check-kind",
+        "http",
+        "--check-url",
+        "http://127.0.0.1:9/health",
+        "--timeout",
+        "2s",
+        "--failure-threshold",
+        "2",
+        "--success-threshold",
+        "1",
+        "-p",
+        "expected_status=[200, 204]",
+    )
     ok("components", "add", "db", "--check-kind", "tcp", "--host", "127.0.0.1", "--port", "5432")
     recovery = live.settings.data_dir / "recovery.yaml"
     recovery.parent.mkdir(parents=True, exist_ok=True)
     recovery.write_text("strategies: [{kind: notify_only}]\nmax_attempts: 2\n")
-    ok("components", "add", "nightly", "--check-kind", "heartbeat", "--period", "1h", "--grace", "5m",
-       "--recovery-file", str(recovery))
+    ok(
+        "components",
+        "add",
+        "nightly",
+        "--check-kind",
+        "heartbeat",
+        "--period",
+        "1h",
+        "--grace",
+        "5m",
+        "--recovery-file",
+        str(recovery),
+    )
     shown = {c["name"]: c for c in json.loads(ok("components", "list", "--json"))["items"]}
     assert shown["web"]["check"]["failure_threshold"] == 2
     assert shown["web"]["check"]["expected_status"] == [[200, 200], [204, 204]]
@@ -151,19 +196,35 @@ def test_every_http_command_against_a_running_guard(cli, am_live, receiver):
     ok("metrics", "query", "--component", "web", "--metric", "latency_ms", "--limit", "3")
 
     # an alert (from Alertmanager), acknowledged and resolved; a silence added and expired
-    httpx.post(f"{live.url}/api/v1/integrations/alertmanager", timeout=10,
-               headers={"Authorization": "Bearer am-token"},
-               json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
-                   {"status": "firing", "labels": {"alertname": "Down", "component": "web", "severity": "critical"},
-                    "annotations": {"summary": "down"}, "startsAt": "2024-01-01T00:00:00Z",
-                    "fingerprint": "f1"}]}).raise_for_status()
+    httpx.post(
+        f"{live.url}/api/v1/integrations/alertmanager",
+        timeout=10,
+        headers={"Authorization": "Bearer am-token"},
+        json={
+            "version": "4",
+            "status": "firing",
+            "receiver": "guard",
+            "groupKey": "g",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "Down", "component": "web", "severity": "critical"},
+                    "annotations": {"summary": "down"},
+                    "startsAt": "2024-01-01T00:00:00Z",
+                    "fingerprint": "f1",
+                }
+            ],
+        },
+    ).raise_for_status()
     alerts = json.loads(ok("alerts", "list", "--state", "firing", "--json"))["items"]
     assert [a["component"] for a in alerts] == ["web"]
     table = ok("alerts", "list")
     assert "firing" in table and "web" in table
     ok("alerts", "ack", str(alerts[0]["id"]), "--until", "2h", "--comment", "looking")
     ok("alerts", "resolve", str(alerts[0]["id"]), "--comment", "restarted")
-    assert json.loads(ok("alerts", "list", "--state", "resolved", "--json"))["items"][0]["status"] == "resolved"
+    assert (
+        json.loads(ok("alerts", "list", "--state", "resolved", "--json"))["items"][0]["status"] == "resolved"
+    )
     out = ok("silences", "add", "--component", "web", "--duration", "30m", "--comment", "deploy")
     silence_id = out.split()[1]
     listed = ok("silences", "list")
@@ -172,10 +233,23 @@ def test_every_http_command_against_a_running_guard(cli, am_live, receiver):
     assert json.loads(ok("silences", "list", "--json"))["items"] == []
 
     # channels
-    ok("channels", "add", "ops", "--kind", "webhook", "--webhook-url", receiver.url,
-       "--severity", "critical", "-m", "team=data")
+    ok(
+        "channels",
+        "add",
+        "ops",
+        "--kind",
+        "webhook",
+        "--webhook-url",
+        receiver.url,
+        "--severity",
+        "critical",
+        "-m",
+        "team=data",
+    )
     channels = json.loads(ok("channels", "list", "--json"))["items"]
-    assert [(c["name"], c["severities"], c["matchers"]) for c in channels] == [("ops", ["critical"], {"team": "data"})]
+    assert [(c["name"], c["severities"], c["matchers"]) for c in channels] == [
+        ("ops", ["critical"], {"team": "data"})
+    ]
     assert "delivered" in ok("channels", "test", "ops") and len(receiver.received) == 1
     ok("channels", "disable", "ops")
     ok("channels", "remove", "ops", "--yes")
@@ -190,10 +264,18 @@ def test_every_http_command_against_a_running_guard(cli, am_live, receiver):
 
 def test_python_dash_m_app_behaves_the_same(tmp_path):
     env = {**os.environ, "PIPELINE_CLI_CONFIG_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "app", "status", "--url", f"http://127.0.0.1:{free_port()}"],
-                            check=False, capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "status", "--url", f"http://127.0.0.1:{free_port()}"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: cannot reach the guard") and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip().startswith("error: cannot reach the guard") and "Traceback" not in result.stderr
+    )
 
 
 def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
@@ -209,14 +291,26 @@ def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
     create_user(settings, ADMIN_USER, ADMIN_PASSWORD, Role.ADMIN)
     app = create_app(settings, build_services=lambda rt: [rt.detection.evaluator])
     with serve_app(app) as url:
-        token = httpx.post(f"{url}/api/v1/auth/token", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
-                           timeout=10).json()["access_token"]
+        token = httpx.post(
+            f"{url}/api/v1/auth/token", data={"username": ADMIN_USER, "password": ADMIN_PASSWORD}, timeout=10
+        ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
-        rule = {"name": "latency", "component": "web", "metric_name": "latency_ms", "kind": "anomaly",
-                "params": {"sensitivity": 0.5}, "severity": "warning"}
+        rule = {
+            "name": "latency",
+            "component": "web",
+            "metric_name": "latency_ms",
+            "kind": "anomaly",
+            "params": {"sensitivity": 0.5},
+            "severity": "warning",
+        }
         assert httpx.post(f"{url}/api/v1/rules", json=rule, headers=headers, timeout=10).status_code == 201
-        points = [{"component": "web", "metric_name": "latency_ms", "value": 100.0 + (i % 5)} for i in range(50)]
-        assert httpx.post(f"{url}/api/v1/metrics/batch", json=points, headers=headers, timeout=10).status_code == 201
+        points = [
+            {"component": "web", "metric_name": "latency_ms", "value": 100.0 + (i % 5)} for i in range(50)
+        ]
+        assert (
+            httpx.post(f"{url}/api/v1/metrics/batch", json=points, headers=headers, timeout=10).status_code
+            == 201
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             found = httpx.get(f"{url}/api/v1/metrics/baselines", headers=headers, timeout=10).json()
@@ -230,16 +324,29 @@ def test_metrics_baselines_shows_the_learned_baseline(cli, settings):
         row = next(line for line in result.stdout.splitlines() if "latency_ms" in line)
         cells = [c.strip() for c in row.strip("│ ").split("│")]
         assert cells[:4] == ["web", "latency_ms", "-", "latency"]
-        assert cells[4] == str(found[0]["baseline"]["median"]) and cells[5] == str(found[0]["baseline"]["spread"])
+        assert cells[4] == str(found[0]["baseline"]["median"]) and cells[5] == str(
+            found[0]["baseline"]["spread"]
+        )
         assert cells[8] == "50"
         assert cli("metrics", "baselines", "--metric", "nope", *auth).stderr.strip() == "(none)"
 
 
 def test_status_says_when_it_shows_one_page_of_a_larger_fleet(cli, stub):
-    stub.script("GET", "/api/v1/status", (200, {"overall_health": "healthy", "total": 120, "limit": 50, "offset": 0,
-                                                 "counts_by_status": {"healthy": 118, "critical": 2},
-                                                 "components": [{"name": "etl", "status": "healthy"},
-                                                                {"name": "train", "status": "healthy"}]}))
+    stub.script(
+        "GET",
+        "/api/v1/status",
+        (
+            200,
+            {
+                "overall_health": "healthy",
+                "total": 120,
+                "limit": 50,
+                "offset": 0,
+                "counts_by_status": {"healthy": 118, "critical": 2},
+                "components": [{"name": "etl", "status": "healthy"}, {"name": "train", "status": "healthy"}],
+            },
+        ),
+    )
     result = cli("status", "--url", stub.url, "--token", "t")
     assert result.exit_code == 0, result.output
     assert "showing 2 of 120 components (critical 2, healthy 118)" in result.stdout

@@ -6,8 +6,19 @@ import json
 import subprocess
 import sys
 
-SERVER_MODULES = ("fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "pydantic_settings",
-                  "app.main", "app.platform.lifespan", "app.config.settings", "app.db", "app.core.errors")
+SERVER_MODULES = (
+    "fastapi",
+    "starlette",
+    "sqlalchemy",
+    "alembic",
+    "uvicorn",
+    "pydantic_settings",
+    "app.main",
+    "app.platform.lifespan",
+    "app.config.settings",
+    "app.db",
+    "app.core.errors",
+)
 
 PROBE = """
 import json, sys
@@ -24,7 +35,9 @@ print(json.dumps(sorted(sys.modules)))
 
 def test_help_and_client_commands_do_not_import_the_server():
     # A fresh interpreter: the test session itself has imported the server long ago.
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     leaked = [m for m in loaded if any(m == s or m.startswith(s + ".") for s in SERVER_MODULES)]
     assert leaked == []

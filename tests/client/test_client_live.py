@@ -8,11 +8,18 @@ from app.client import AsyncGuardClient, GuardAPIError, GuardClient
 
 
 def test_sync_client_against_a_running_guard(live):
-    with GuardClient(live.url, username=live.username, password=live.password, raise_errors=True,
-                     flush_interval=0) as guard:
+    with GuardClient(
+        live.url, username=live.username, password=live.password, raise_errors=True, flush_interval=0
+    ) as guard:
         assert guard.me()["role"] == "admin"
-        created = guard.create_component({"name": "etl", "labels": {"region": "eu", "team": "data"}, "critical": True,
-                                          "check": {"kind": "http", "url": "http://127.0.0.1:9/health"}})
+        created = guard.create_component(
+            {
+                "name": "etl",
+                "labels": {"region": "eu", "team": "data"},
+                "critical": True,
+                "check": {"kind": "http", "url": "http://127.0.0.1:9/health"},
+            }
+        )
         assert created["name"] == "etl" and created["region"] == "eu"
         assert guard.disable_component("etl")["enabled"] is False
         assert guard.enable_component("etl")["enabled"] is True
@@ -30,8 +37,10 @@ def test_sync_client_against_a_running_guard(live):
 
 
 def test_sync_client_bad_token_is_an_envelope_error(live):
-    with (GuardClient(live.url, "not-a-token", raise_errors=True, flush_interval=0) as guard,
-          pytest.raises(GuardAPIError) as caught):
+    with (
+        GuardClient(live.url, "not-a-token", raise_errors=True, flush_interval=0) as guard,
+        pytest.raises(GuardAPIError) as caught,
+    ):
         guard.list_components()
     assert caught.value.status == 401 and caught.value.type == "unauthorized"
     with GuardClient(live.url, "not-a-token", flush_interval=0) as guard:
@@ -39,8 +48,9 @@ def test_sync_client_bad_token_is_an_envelope_error(live):
 
 
 def test_client_relogs_in_when_its_token_is_revoked(live):
-    with GuardClient(live.url, username=live.username, password=live.password, raise_errors=True,
-                     flush_interval=0) as guard:
+    with GuardClient(
+        live.url, username=live.username, password=live.password, raise_errors=True, flush_interval=0
+    ) as guard:
         first = guard.me() and guard.token
         guard.logout()
         assert guard.me()["username"] == live.username

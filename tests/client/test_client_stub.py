@@ -36,8 +36,12 @@ def sleeps(monkeypatch):
 
 
 def test_retries_a_500_then_succeeds(stub, sleeps):
-    stub.script("GET", "/api/v1/status", (500, envelope("internal_error", "boom")),
-                (200, {"overall_health": "healthy"}))
+    stub.script(
+        "GET",
+        "/api/v1/status",
+        (500, envelope("internal_error", "boom")),
+        (200, {"overall_health": "healthy"}),
+    )
     with GuardClient(stub.url, "t0k", flush_interval=0) as guard:
         assert guard.get_system_status() == {"overall_health": "healthy"}
     assert len(stub.calls("GET", "/api/v1/status")) == 2
@@ -46,8 +50,12 @@ def test_retries_a_500_then_succeeds(stub, sleeps):
 
 
 def test_429_honours_retry_after(stub, sleeps):
-    stub.script("GET", "/api/v1/status", (429, envelope("rate_limited", "slow down"), {"Retry-After": "7"}),
-                (200, {"overall_health": "healthy"}))
+    stub.script(
+        "GET",
+        "/api/v1/status",
+        (429, envelope("rate_limited", "slow down"), {"Retry-After": "7"}),
+        (200, {"overall_health": "healthy"}),
+    )
     with GuardClient(stub.url, stub.token, flush_interval=0) as guard:
         assert guard.get_system_status()["overall_health"] == "healthy"
     assert sleeps == [7.0]
@@ -55,11 +63,15 @@ def test_429_honours_retry_after(stub, sleeps):
 
 def test_exponential_backoff_then_gives_up_and_logs(stub, sleeps, caplog):
     stub.script("GET", "/api/v1/status", *[(503, envelope("service_unavailable", "db down"))] * 4)
-    with (GuardClient(stub.url, stub.token, retries=3, backoff=1.0, flush_interval=0) as guard,
-          caplog.at_level(logging.WARNING, logger="pipeline_guard.client")):
+    with (
+        GuardClient(stub.url, stub.token, retries=3, backoff=1.0, flush_interval=0) as guard,
+        caplog.at_level(logging.WARNING, logger="pipeline_guard.client"),
+    ):
         assert guard.get_system_status() is None
     assert len(stub.calls("GET", "/api/v1/status")) == 4
-    assert len(sleeps) == 3 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0 and 2.0 <= sleeps[2] <= 4.0
+    assert (
+        len(sleeps) == 3 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0 and 2.0 <= sleeps[2] <= 4.0
+    )
     assert "db down" in caplog.text
 
 
@@ -76,10 +88,15 @@ def test_connection_refused_is_logged_not_raised(sleeps, caplog):
 
 
 def test_raise_errors_raises_the_envelope(stub, sleeps):
-    stub.script("GET", "/api/v1/components/nope",
-                (404, envelope("not_found", "component 'nope' not found", {"name": "nope"})))
-    with (GuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard,
-          pytest.raises(GuardAPIError) as caught):
+    stub.script(
+        "GET",
+        "/api/v1/components/nope",
+        (404, envelope("not_found", "component 'nope' not found", {"name": "nope"})),
+    )
+    with (
+        GuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard,
+        pytest.raises(GuardAPIError) as caught,
+    ):
         guard.get_component("nope")
     assert caught.value.status == 404
     assert caught.value.type == "not_found"
@@ -89,7 +106,9 @@ def test_raise_errors_raises_the_envelope(stub, sleeps):
 
 
 def test_raise_errors_connection_error(sleeps):
-    guard = GuardClient(f"http://127.0.0.1:{free_port()}", "t", retries=1, raise_errors=True, flush_interval=0)
+    guard = GuardClient(
+        f"http://127.0.0.1:{free_port()}", "t", retries=1, raise_errors=True, flush_interval=0
+    )
     with pytest.raises(GuardConnectionError):
         guard.get_system_status()
     guard._closed.set()  # nothing buffered; skip the final flush
@@ -133,8 +152,13 @@ def test_rejected_points_are_dropped_unreachable_points_are_kept(stub, sleeps):
 
 def test_record_batch_sends_now_in_chunks(stub):
     with GuardClient(stub.url, stub.token, batch_size=2, flush_interval=0) as guard:
-        sent = guard.record_batch([("etl", "rows", 1), {"component": "etl", "metric_name": "lag", "value": 2.5},
-                                   ("etl", "rows", 3, {"k": "v"})])
+        sent = guard.record_batch(
+            [
+                ("etl", "rows", 1),
+                {"component": "etl", "metric_name": "lag", "value": 2.5},
+                ("etl", "rows", 3, {"k": "v"}),
+            ]
+        )
     assert sent == 3
     assert [len(c.body["points"]) for c in stub.calls("POST", BATCH)] == [2, 1]
 
@@ -148,8 +172,10 @@ def heartbeat_component(stub, name: str = "nightly") -> str:
 
 def test_job_reports_start_and_success(stub):
     ping = heartbeat_component(stub)
-    with GuardClient(stub.url, stub.token, flush_interval=0, raise_errors=True) as guard, \
-            guard.job("nightly", ping_token=ping) as run:
+    with (
+        GuardClient(stub.url, stub.token, flush_interval=0, raise_errors=True) as guard,
+        guard.job("nightly", ping_token=ping) as run,
+    ):
         guard.record_metric("nightly", "rows", 10)
         run.message = "10 rows"
     beats = stub.calls("POST", "/api/v1/components/nightly/heartbeat")
@@ -180,23 +206,30 @@ def test_job_reports_failure_and_the_exception_propagates(stub):
 
 
 def test_job_failure_reporting_errors_never_hide_the_job_error(sleeps):
-    guard = GuardClient(f"http://127.0.0.1:{free_port()}", "t", retries=0, flush_interval=0, raise_errors=False)
+    guard = GuardClient(
+        f"http://127.0.0.1:{free_port()}", "t", retries=0, flush_interval=0, raise_errors=False
+    )
     with pytest.raises(KeyError), guard.job("nightly"):
         raise KeyError("x")
     guard.close()
 
 
 def test_login_with_username_and_password(stub, live):
-    with GuardClient(stub.url, username=live.username, password=live.password, flush_interval=0,
-                     raise_errors=True) as guard:
+    with GuardClient(
+        stub.url, username=live.username, password=live.password, flush_interval=0, raise_errors=True
+    ) as guard:
         assert guard.list_components(labels={"team": "data"}, region="eu")["items"] == []
     login, listing = stub.requests[0], stub.requests[1]
-    assert login.path == "/api/v1/auth/token" and login.body == {"username": live.username, "password": live.password}
+    assert login.path == "/api/v1/auth/token" and login.body == {
+        "username": live.username,
+        "password": live.password,
+    }
     assert listing.headers["authorization"] == f"Bearer {guard.token}"
     assert ("label", "team=data") in listing.query and ("region", "eu") in listing.query
 
 
 # --- the async client -------------------------------------------------------------------------
+
 
 async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
     import asyncio
@@ -216,8 +249,13 @@ async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
         delays.append(seconds)
         return await real_sleep(0)
 
-    stub.script("GET", "/api/v1/status", (502, None), (429, None, {"Retry-After": "3"}),
-                (200, {"overall_health": "ok"}))
+    stub.script(
+        "GET",
+        "/api/v1/status",
+        (502, None),
+        (429, None, {"Retry-After": "3"}),
+        (200, {"overall_health": "ok"}),
+    )
     async with AsyncGuardClient(stub.url, stub.token, batch_size=2, flush_interval=0) as guard:
         monkeypatch.setattr(aio_module.asyncio, "sleep", fake_sleep)
         assert await guard.get_system_status() == {"overall_health": "ok"}
@@ -246,14 +284,16 @@ async def test_async_client_raise_errors(stub):
 
 
 async def test_async_connection_refused_is_logged(caplog):
-    async with AsyncGuardClient(f"http://127.0.0.1:{free_port()}", "t", retries=1, backoff=0.01,
-                                flush_interval=0) as guard:
+    async with AsyncGuardClient(
+        f"http://127.0.0.1:{free_port()}", "t", retries=1, backoff=0.01, flush_interval=0
+    ) as guard:
         with caplog.at_level(logging.WARNING, logger="pipeline_guard.client"):
             assert await guard.get_system_status() is None
     assert "get_system_status failed" in caplog.text
 
 
 # --- a guard that accepts connections and never answers ----------------------------------------
+
 
 class SilentServer:
     """Accepts TCP connections on loopback, reads, never answers; counts the connections."""
@@ -306,7 +346,8 @@ def test_a_guard_that_never_answers_costs_each_call_one_deadline(silent):
 
 
 async def test_async_client_never_waits_past_its_deadline(silent):
-    async with AsyncGuardClient(silent.url, "t", timeout=0.5, deadline=0.8, retries=3, backoff=0.05,
-                                flush_interval=0) as guard:
+    async with AsyncGuardClient(
+        silent.url, "t", timeout=0.5, deadline=0.8, retries=3, backoff=0.05, flush_interval=0
+    ) as guard:
         assert await guard.get_system_status() is None
         assert 1 <= len(silent.accepted) <= 2

@@ -32,8 +32,8 @@ AM_TOKEN = "doc-alertmanager-token"
 
 FILES = {
     "components.yaml": "- name: batch-a\n  check: {kind: heartbeat, period: 1h}\n"
-                       "- name: batch-b\n  labels: {team: data}\n",
-    "recovery.yaml": "strategies:\n  - kind: restart\n    argv: [\"true\"]\nmax_attempts: 2\n",
+    "- name: batch-b\n  labels: {team: data}\n",
+    "recovery.yaml": 'strategies:\n  - kind: restart\n    argv: ["true"]\nmax_attempts: 2\n',
 }
 
 
@@ -83,17 +83,23 @@ def documented_examples() -> list[tuple[str, int, str]]:
 def test_the_docs_have_examples_and_make_run_prints_documented_ones():
     examples = [command for _, _, command in documented_examples()]
     assert len(examples) >= 30
-    printed = [line.split(":", 1)[1].strip() for line in next_steps_text("http://127.0.0.1:8080").splitlines()
-               if "pipeline-guard " in line]
+    printed = [
+        line.split(":", 1)[1].strip()
+        for line in next_steps_text("http://127.0.0.1:8080").splitlines()
+        if "pipeline-guard " in line
+    ]
     runnable = {re.sub(r"\s+#.*$", "", e).strip() for e in examples}
     assert printed and all(p in runnable for p in printed), set(printed) - runnable
 
 
 @pytest.fixture
 def doc_guard(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"alertmanager_token": AM_TOKEN,
-                                                         "ssrf_allowlist": ["127.0.0.1/32"]},
-                             healing={"command_actions_enabled": True})
+    settings = make_settings(
+        db_url,
+        tmp_path,
+        security={"alertmanager_token": AM_TOKEN, "ssrf_allowlist": ["127.0.0.1/32"]},
+        healing={"command_actions_enabled": True},
+    )
     create_user(settings, "admin", ADMIN_PASSWORD, Role.ADMIN)
     with serve_guard(settings) as guard:
         yield guard
@@ -103,36 +109,67 @@ def doc_guard(db_url, tmp_path):
 @pytest.mark.timeout(900)  # ~40 CLI processes, each a fresh interpreter: minutes on a loaded machine
 def test_every_documented_example_runs_against_a_running_guard(doc_guard, receiver, tmp_path):
     live = doc_guard
-    httpx.post(f"{live.url}/api/v1/integrations/alertmanager", timeout=10,
-               headers={"Authorization": f"Bearer {AM_TOKEN}"},
-               json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
-                   {"status": "firing", "labels": {"alertname": "Down", "component": "api", "severity": "critical"},
-                    "annotations": {"summary": "down"}, "startsAt": datetime.now(UTC).isoformat(),
-                    "fingerprint": "doc"}]}).raise_for_status()
+    httpx.post(
+        f"{live.url}/api/v1/integrations/alertmanager",
+        timeout=10,
+        headers={"Authorization": f"Bearer {AM_TOKEN}"},
+        json={
+            "version": "4",
+            "status": "firing",
+            "receiver": "guard",
+            "groupKey": "g",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "Down", "component": "api", "severity": "critical"},
+                    "annotations": {"summary": "down"},
+                    "startsAt": datetime.now(UTC).isoformat(),
+                    "fingerprint": "doc",
+                }
+            ],
+        },
+    ).raise_for_status()
     token = live.token()
-    alert_id = httpx.get(f"{live.url}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"},
-                         timeout=10).json()["items"][0]["id"]
+    alert_id = httpx.get(
+        f"{live.url}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()["items"][0]["id"]
     workdir = tmp_path / "work"
     workdir.mkdir()
     for name, text in FILES.items():
         (workdir / name).write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update({
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        "PIPELINE_CLI_CONFIG_DIR": str(tmp_path / "cli"), "PIPELINE_URL": live.url, "PIPELINE_TOKEN": token,
-        "PIPELINE_PASSWORD": ADMIN_PASSWORD, "PIPELINE_NEW_PASSWORD": "alice-password-12345",
-        "PIPELINE_SECRET_KEY": "a-real-looking-secret-key-0123456789abcdef", "COLUMNS": "200",
-    })
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PIPELINE_CLI_CONFIG_DIR": str(tmp_path / "cli"),
+            "PIPELINE_URL": live.url,
+            "PIPELINE_TOKEN": token,
+            "PIPELINE_PASSWORD": ADMIN_PASSWORD,
+            "PIPELINE_NEW_PASSWORD": "alice-password-12345",
+            "PIPELINE_SECRET_KEY": "a-real-looking-secret-key-0123456789abcdef",
+            "COLUMNS": "200",
+        }
+    )
     table = placeholders(live.url, receiver.url, alert_id)
     failures, ran = [], 0
     for source, line, command in documented_examples():
         for documented, here in table.items():
             command = command.replace(documented, here)
-        done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=workdir, env=env, capture_output=True,
-                              text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         ran += 1
         if done.returncode != 0:
-            failures.append(f"{source}:{line}: exit {done.returncode}: {command}\n  {done.stderr.strip()[:400]}")
+            failures.append(
+                f"{source}:{line}: exit {done.returncode}: {command}\n  {done.stderr.strip()[:400]}"
+            )
     print(f"ran {ran} documented examples")
     assert not failures, "\n".join(failures)
     assert ran == len(documented_examples())

@@ -13,8 +13,14 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline_job.py"
 
 
 def run_example(url: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(EXAMPLE), "--rows", "300", "--url", url], check=False,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), "--rows", "300", "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
 
 
 def test_example_against_a_running_guard(live):
@@ -23,8 +29,11 @@ def test_example_against_a_running_guard(live):
     assert "loaded 300 rows" in result.stderr
     import httpx
 
-    response = httpx.get(f"{live.url}/api/v1/components/example-etl",
-                         headers={"Authorization": f"Bearer {live.token()}"}, timeout=10)
+    response = httpx.get(
+        f"{live.url}/api/v1/components/example-etl",
+        headers={"Authorization": f"Bearer {live.token()}"},
+        timeout=10,
+    )
     assert response.status_code == 200
 
 

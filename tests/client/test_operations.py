@@ -30,14 +30,22 @@ def test_each_method_repeats_its_builders_signature(name):
 
 
 def test_every_method_is_defined_in_the_class_body_not_attached_later():
-    written = {name for name, value in vars(Operations).items() if inspect.isfunction(value)
-               and not name.startswith("_")}
+    written = {
+        name
+        for name, value in vars(Operations).items()
+        if inspect.isfunction(value) and not name.startswith("_")
+    }
     assert written == set(BUILDERS)
     for client in (GuardClient, AsyncGuardClient):
         assert all(getattr(client, name) is getattr(Operations, name) for name in BUILDERS)
 
 
 def test_every_builder_is_listed():
-    builders = {name for name, value in vars(client_calls).items() if inspect.isfunction(value)
-                and value.__module__ == client_calls.__name__ and inspect.signature(value).return_annotation == "Call"}
+    builders = {
+        name
+        for name, value in vars(client_calls).items()
+        if inspect.isfunction(value)
+        and value.__module__ == client_calls.__name__
+        and inspect.signature(value).return_annotation == "Call"
+    }
     assert builders - {"record_batch"} == set(BUILDERS)

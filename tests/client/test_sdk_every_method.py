@@ -25,8 +25,9 @@ EXTRA_METHODS = {"record_metric", "record_batch", "flush", "heartbeat", "job", "
 
 @pytest.fixture
 def am_live(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"alertmanager_token": AM_TOKEN,
-                                                         "ssrf_allowlist": ["127.0.0.1/32"]})
+    settings = make_settings(
+        db_url, tmp_path, security={"alertmanager_token": AM_TOKEN, "ssrf_allowlist": ["127.0.0.1/32"]}
+    )
     with serve_guard(settings) as guard:
         yield guard
 
@@ -47,8 +48,15 @@ class Recorder:
 async def scenario(call: Recorder, url: str, hook_url: str) -> None:
     me = await call("me")
     assert me["role"] == "admin"
-    created = await call("create_component", {"name": "etl", "labels": {"region": "eu"}, "critical": True,
-                                              "check": {"kind": "heartbeat", "period": "1h"}})
+    created = await call(
+        "create_component",
+        {
+            "name": "etl",
+            "labels": {"region": "eu"},
+            "critical": True,
+            "check": {"kind": "heartbeat", "period": "1h"},
+        },
+    )
     assert created["name"] == "etl"
     assert (await call("get_component", "etl"))["check"]["kind"] == "heartbeat"
     assert (await call("update_component", "etl", {"description": "nightly"}))["description"] == "nightly"
@@ -96,11 +104,26 @@ async def scenario(call: Recorder, url: str, hook_url: str) -> None:
     # an alert from Alertmanager, then acknowledged, read, resolved; a silence added and expired
     labels = {"alertname": "HighLatency", "component": "etl", "severity": "critical"}
     await asyncio.to_thread(
-        httpx.post, f"{url}/api/v1/integrations/alertmanager", timeout=10,
+        httpx.post,
+        f"{url}/api/v1/integrations/alertmanager",
+        timeout=10,
         headers={"Authorization": f"Bearer {AM_TOKEN}"},
-        json={"version": "4", "status": "firing", "receiver": "guard", "groupKey": "g", "alerts": [
-            {"status": "firing", "labels": labels, "annotations": {"summary": "latency"},
-             "startsAt": datetime.now(UTC).isoformat(), "fingerprint": "abc123"}]})
+        json={
+            "version": "4",
+            "status": "firing",
+            "receiver": "guard",
+            "groupKey": "g",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {"summary": "latency"},
+                    "startsAt": datetime.now(UTC).isoformat(),
+                    "fingerprint": "abc123",
+                }
+            ],
+        },
+    )
     alerts = (await call("list_alerts", state="firing", component="etl"))["items"]
     assert len(alerts) == 1
     alert_id = alerts[0]["id"]
@@ -119,8 +142,15 @@ async def scenario(call: Recorder, url: str, hook_url: str) -> None:
     assert len((await call("list_silences", include_expired=True))["items"]) == 3  # with the closed window
 
     # channels
-    channel = await call("create_channel", {"name": "ops", "kind": "webhook", "severities": ["critical"],
-                                            "config": {"url": hook_url, "secret": "s3cret-signing-key"}})
+    channel = await call(
+        "create_channel",
+        {
+            "name": "ops",
+            "kind": "webhook",
+            "severities": ["critical"],
+            "config": {"url": hook_url, "secret": "s3cret-signing-key"},
+        },
+    )
     assert (await call("get_channel", channel["id"]))["config"].get("secret") != "s3cret-signing-key"
     assert (await call("test_channel", channel["id"]))["delivered"] is True
     assert (await call("update_channel", channel["id"], {"enabled": False}))["enabled"] is False
@@ -145,23 +175,33 @@ async def scenario(call: Recorder, url: str, hook_url: str) -> None:
 
 
 def test_sync_client_every_method(am_live, receiver):
-    with GuardClient(am_live.url, username=am_live.username, password=am_live.password, raise_errors=True,
-                     flush_interval=0) as guard:
+    with GuardClient(
+        am_live.url, username=am_live.username, password=am_live.password, raise_errors=True, flush_interval=0
+    ) as guard:
         recorder = Recorder(guard)
         asyncio.run(scenario(recorder, am_live.url, receiver.url))
     assert recorder.used >= {op.__name__ for op in client_calls.OPERATIONS} | EXTRA_METHODS
 
 
 async def test_async_client_every_method(am_live, receiver):
-    async with AsyncGuardClient(am_live.url, username=am_live.username, password=am_live.password,
-                                raise_errors=True, flush_interval=0) as guard:
+    async with AsyncGuardClient(
+        am_live.url, username=am_live.username, password=am_live.password, raise_errors=True, flush_interval=0
+    ) as guard:
         recorder = Recorder(guard)
         await scenario(recorder, am_live.url, receiver.url)
     assert recorder.used >= {op.__name__ for op in client_calls.OPERATIONS} | EXTRA_METHODS
 
 
 def test_the_scenario_covers_every_method():
-    public = {name for cls in (GuardClient, AsyncGuardClient) for name, _ in inspect.getmembers(cls, callable)
-              if not name.startswith("_")}
-    covered = {op.__name__ for op in client_calls.OPERATIONS} | EXTRA_METHODS | {"close", "is_closing", "call_deadline"}
+    public = {
+        name
+        for cls in (GuardClient, AsyncGuardClient)
+        for name, _ in inspect.getmembers(cls, callable)
+        if not name.startswith("_")
+    }
+    covered = (
+        {op.__name__ for op in client_calls.OPERATIONS}
+        | EXTRA_METHODS
+        | {"close", "is_closing", "call_deadline"}
+    )
     assert public <= covered, public - covered

@@ -27,7 +27,9 @@ def test_parse_retry_after():
 
 async def test_body_is_capped(http_target):
     async with make_session() as session:
-        resp = await bounded_request(session, "GET", http_target.url("/huge"), timeout=5, max_response_bytes=1000)
+        resp = await bounded_request(
+            session, "GET", http_target.url("/huge"), timeout=5, max_response_bytes=1000
+        )
     assert resp.error is None and resp.status == 200
     assert len(resp.body) == 1000 and resp.truncated
 
@@ -63,15 +65,18 @@ async def test_redirect_to_metadata_refused_at_connect_time(http_target):
 async def test_redirects_bounded(http_target):
     async with make_session() as session:
         resp = await bounded_request(session, "GET", http_target.url("/loop"), timeout=3, max_redirects=2)
-        no_follow = await bounded_request(session, "GET", http_target.url("/loop"), timeout=3, max_redirects=0)
+        no_follow = await bounded_request(
+            session, "GET", http_target.url("/loop"), timeout=3, max_redirects=0
+        )
     assert resp.error == "too many redirects (more than 2)"
     assert no_follow.status == 302 and no_follow.error is None
 
 
 async def test_connection_refused_and_credentials_not_leaked(closed_port):
     async with make_session() as session:
-        resp = await bounded_request(session, "GET", f"http://user:hunter2@127.0.0.1:{closed_port}/x?t=s3",
-                                     timeout=3)
+        resp = await bounded_request(
+            session, "GET", f"http://user:hunter2@127.0.0.1:{closed_port}/x?t=s3", timeout=3
+        )
     assert resp.status is None and "cannot connect to 127.0.0.1" in resp.error
     assert "hunter2" not in resp.error and "s3" not in resp.error
 

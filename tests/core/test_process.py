@@ -26,9 +26,7 @@ async def test_stdout_and_stderr_captured():
 async def test_timeout_kills_whole_group_including_grandchildren(proc_tools):
     pid_alive, live_group_members = proc_tools
     started = time.monotonic()
-    result = await run_command(
-        ["sh", "-c", "sleep 30 & echo $$ $!; sleep 30"], timeout=0.5, kill_grace_s=0.5
-    )
+    result = await run_command(["sh", "-c", "sleep 30 & echo $$ $!; sleep 30"], timeout=0.5, kill_grace_s=0.5)
     elapsed = time.monotonic() - started
     assert result.timed_out and result.exit_code is None
     assert elapsed < 5
@@ -49,7 +47,8 @@ async def test_fifty_megabytes_are_drained_but_not_kept():
     started = time.monotonic()
     result = await run_command(
         [sys.executable, "-c", "import sys; sys.stdout.write('x' * 50_000_000)"],
-        timeout=30, max_output_bytes=4096,
+        timeout=30,
+        max_output_bytes=4096,
     )
     assert result.exit_code == 0 and not result.timed_out
     assert result.truncated

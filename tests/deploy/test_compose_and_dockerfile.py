@@ -67,7 +67,7 @@ def test_guard_replicas_share_one_definition(compose: dict) -> None:
 
 def test_guard_environment(compose: dict) -> None:
     env = compose["services"]["guard"]["environment"]
-    assert GUARD_ENV <= set(env)
+    assert set(env) >= GUARD_ENV
     assert env["PIPELINE_ENV"] == "production"
     assert env["PIPELINE_DATABASE_URL"].startswith("postgresql+asyncpg://guard:")
     assert env["PIPELINE_DATABASE_URL"].endswith("@postgres:5432/guard")
@@ -188,7 +188,7 @@ def test_dockerfile() -> None:
     instructions = dockerfile_instructions()
     stages = [arg for op, arg in instructions if op == "FROM"]
     assert len(stages) >= 2, "multi-stage build"
-    assert any("ARG" == op and "python:3.11-slim" in arg for op, arg in instructions)
+    assert any(op == "ARG" and "python:3.11-slim" in arg for op, arg in instructions)
     assert all(stage.startswith("${PYTHON_IMAGE}") for stage in stages)
     final = instructions[max(i for i, (op, _) in enumerate(instructions) if op == "FROM") :]
     runs = " ".join(arg for op, arg in instructions if op == "RUN")

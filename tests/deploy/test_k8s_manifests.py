@@ -49,7 +49,9 @@ def test_renders_the_expected_objects(rendered):
         ("Service", "pipeline-guard"),
         ("ServiceAccount", "pipeline-guard"),
     ]
-    assert all(d["metadata"].get("namespace") == "pipeline-guard" for d in rendered if d["kind"] != "Namespace")
+    assert all(
+        d["metadata"].get("namespace") == "pipeline-guard" for d in rendered if d["kind"] != "Namespace"
+    )
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -114,14 +116,28 @@ def test_role_grants_exactly_what_the_kubernetes_strategy_needs(rendered):
     role = one(rendered, "Role")
     # Compared as exact rule objects: any extra verb, resource, group or field fails here.
     assert role["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments/scale", "statefulsets/scale"], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "statefulsets", "daemonsets"],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments/scale", "statefulsets/scale"],
+            "verbs": ["get", "patch"],
+        },
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "get", "delete"]},
     ]
     assert not any(d["kind"] in ("ClusterRole", "ClusterRoleBinding") for d in rendered)
     binding = one(rendered, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "pipeline-guard", "namespace": "pipeline-guard"}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "pipeline-guard", "namespace": "pipeline-guard"}
+    ]
 
 
 def test_secret_template_is_never_applied_and_only_holds_placeholders(rendered):
@@ -130,6 +146,9 @@ def test_secret_template_is_never_applied_and_only_holds_placeholders(rendered):
     assert "secret.example.yaml" not in kustomization["resources"]
     example = yaml.safe_load((K8S_DIR / "secret.example.yaml").read_text())
     assert set(example["stringData"]) == {
-        "PIPELINE_DATABASE_URL", "PIPELINE_SECRET_KEY", "PIPELINE_ENCRYPTION_KEY", "PIPELINE_ADMIN_PASSWORD",
+        "PIPELINE_DATABASE_URL",
+        "PIPELINE_SECRET_KEY",
+        "PIPELINE_ENCRYPTION_KEY",
+        "PIPELINE_ADMIN_PASSWORD",
     }
     assert all("CHANGE-ME" in value for value in example["stringData"].values())

@@ -14,10 +14,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def guard_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def guard_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=120,
-                          env={**clean, **(env or {})}, cwd=cwd or ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, **(env or {})},
+        cwd=cwd or ROOT,
+        check=False,
+    )
 
 
 def k8s_config(tmp_path: Path) -> Path:
@@ -35,11 +44,18 @@ SHIPPED = {
     "deploy/k8s/configmap.yaml": k8s_config,
 }
 # What the Secret of deploy/k8s/secret.example.yaml provides, with values the guard accepts.
-K8S_ENV = {"PIPELINE_DATABASE_URL": "postgresql+asyncpg://guard:pw@127.0.0.1:1/guard",
-           "PIPELINE_SECRET_KEY": "a-real-looking-secret-key-0123456789abcdef", "PIPELINE_ENV": "production"}
+K8S_ENV = {
+    "PIPELINE_DATABASE_URL": "postgresql+asyncpg://guard:pw@127.0.0.1:1/guard",
+    "PIPELINE_SECRET_KEY": "a-real-looking-secret-key-0123456789abcdef",
+    "PIPELINE_ENV": "production",
+}
 # What examples/demo.py sets before it starts the guard on examples/demo.yaml.
-DEMO_ENV = {"DEMO_PYTHON": sys.executable, "DEMO_EXAMPLES": str(ROOT / "examples"), "DEMO_DIR": "/tmp",
-            "DEMO_WORKER_PORT": "18080"}
+DEMO_ENV = {
+    "DEMO_PYTHON": sys.executable,
+    "DEMO_EXAMPLES": str(ROOT / "examples"),
+    "DEMO_DIR": "/tmp",
+    "DEMO_WORKER_PORT": "18080",
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -53,7 +69,11 @@ def test_the_guard_accepts_every_shipped_config(name, tmp_path):
 def test_the_k8s_config_starts_as_far_as_the_database(tmp_path):
     # `serve` with the mounted config and the Secret's variables: settings load, then the (absent)
     # database is reported with exit 1 — not exit 2 for a configuration the guard refuses.
-    env = {**K8S_ENV, "PIPELINE_CONFIG": str(k8s_config(tmp_path)), "PIPELINE_DATA_DIR": str(tmp_path / "var")}
+    env = {
+        **K8S_ENV,
+        "PIPELINE_CONFIG": str(k8s_config(tmp_path)),
+        "PIPELINE_DATA_DIR": str(tmp_path / "var"),
+    }
     done = guard_cli("serve", "--port", "9", env=env)
     assert done.returncode == 1, done.stderr
     assert "cannot reach the database" in done.stderr
@@ -81,9 +101,17 @@ def test_config_validate_checks_declared_components(tmp_path):
 def test_serve_refuses_a_bad_declared_component(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(BAD_COMPONENTS)
-    done = guard_cli("serve", "--config", str(path), "--port", "9",
-                     env={"PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/g.db",
-                          "PIPELINE_DATA_DIR": str(tmp_path / "var")})
+    done = guard_cli(
+        "serve",
+        "--config",
+        str(path),
+        "--port",
+        "9",
+        env={
+            "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/g.db",
+            "PIPELINE_DATA_DIR": str(tmp_path / "var"),
+        },
+    )
     assert done.returncode == 2, done.stderr
     assert "components[0] (web).check.url: is required" in done.stderr
     assert not (tmp_path / "g.db").exists()  # refused before touching the database

@@ -89,8 +89,10 @@ def _nab_file(name):
     return path, labels[name]
 
 
-@pytest.mark.parametrize("name", ["realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv",
-                                  "realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv"])
+@pytest.mark.parametrize(
+    "name",
+    ["realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv", "realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv"],
+)
 def test_nab_max_score_inside_labelled_window(tmp_path, name):
     path, windows = _nab_file(name)
     out = tmp_path / "scored.csv"
@@ -132,8 +134,11 @@ def test_daily_cycle_is_learned_not_alarmed(drop):
     missing at random (the seasonal reference is found by time, not by counting points)."""
     for seed in range(3):
         det = default_detector()
-        alarms = [t for t, v in daily_series(seed=seed, drop=drop)
-                  if det.score(t, v) >= det.fire_level and t >= T0 + 300 * 576]
+        alarms = [
+            t
+            for t, v in daily_series(seed=seed, drop=drop)
+            if det.score(t, v) >= det.fire_level and t >= T0 + 300 * 576
+        ]
         assert len(alarms) <= 1, (seed, alarms)
         assert det.season_lag() == 288
 
@@ -150,8 +155,9 @@ def test_level_shift_alarms_once_then_settles():
     for seed in range(3):
         rng = random.Random(seed)
         det = default_detector()
-        scores = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + (10 if i >= 2000 else 0))
-                  for i in range(5000)]
+        scores = [
+            det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + (10 if i >= 2000 else 0)) for i in range(5000)
+        ]
         assert scores[2000] >= 0.8
         # the new level is the new normal: no alarm for the rest of the series
         assert max(scores[2001:]) < det.fire_level, seed
@@ -231,9 +237,14 @@ def test_version_3_state_is_migrated():
     assert again.to_state() == det.to_state()
 
 
-@pytest.mark.parametrize("state", [{"kind": "robust_record", "version": 1},
-                                   {"kind": "robust_record", "version": 99},
-                                   {"kind": "something_else", "version": 4}])
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"kind": "robust_record", "version": 1},
+        {"kind": "robust_record", "version": 99},
+        {"kind": "something_else", "version": 4},
+    ],
+)
 def test_unknown_state_is_refused(state):
     with pytest.raises(ValueError):
         AnomalyDetector.from_state(state)
@@ -246,13 +257,16 @@ def test_gradual_departure_is_reported(seed):
     whenever it beats the damped recent peak by the margin."""
     brk = 7 * 288  # the daily cycle stops at phase 0, so the gap to it grows like a sine
     det = default_detector()
-    hits = [(t - T0) // 300 for t, v in daily_series(seed=seed, break_at=brk)
-            if det.score(t, v) >= det.fire_level]
+    hits = [
+        (t - T0) // 300 for t, v in daily_series(seed=seed, break_at=brk) if det.score(t, v) >= det.fire_level
+    ]
     assert any(brk <= i <= brk + 40 for i in hits), hits
     rng = random.Random(seed)
     det = default_detector()
-    ramp = [det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + min(max(0.1 * (i - 2000), 0.0), 10.0))
-            for i in range(3000)]
+    ramp = [
+        det.score(T0 + 60 * i, 20 + rng.gauss(0, 1) + min(max(0.1 * (i - 2000), 0.0), 10.0))
+        for i in range(3000)
+    ]
     assert max(ramp[2000:2060]) >= det.fire_level
 
 

@@ -77,7 +77,7 @@ def test_negative_and_zero_values():
 
 def test_bounded_buckets_keep_upper_quantiles():
     sk = QuantileSketch(relative_accuracy=0.01, max_buckets=64)
-    vals = [1.01 ** i for i in range(3000)]  # spans far more than 64 buckets
+    vals = [1.01**i for i in range(3000)]  # spans far more than 64 buckets
     sk.add_many(vals)
     assert len(sk.pos) <= 64
     srt = sorted(vals)

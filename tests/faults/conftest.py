@@ -67,7 +67,9 @@ class Recorder:
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 with recorder.lock:
-                    recorder.probes.append((time.monotonic(), name, self.headers.get("X-Pipeline-Guard-Replica")))
+                    recorder.probes.append(
+                        (time.monotonic(), name, self.headers.get("X-Pipeline-Guard-Replica"))
+                    )
                 self._reply(500 if name in recorder.failing else 200)
 
             def do_POST(self):
@@ -88,7 +90,9 @@ class Recorder:
                     return
                 with recorder.lock:
                     if self.path.startswith("/heal/"):
-                        recorder.heals.append((time.monotonic(), self.path.rsplit("/", 1)[-1], body.decode()[:200]))
+                        recorder.heals.append(
+                            (time.monotonic(), self.path.rsplit("/", 1)[-1], body.decode()[:200])
+                        )
                     else:
                         try:
                             recorder.notifications.append(json.loads(body or b"{}"))
@@ -135,27 +139,43 @@ class GuardProcess:
     def start(self) -> None:
         self.generation += 1
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-        env.update({
-            "PIPELINE_ENV": "test",
-            "PIPELINE_DATABASE_URL": self.cluster.url_via(self.proxy.port),
-            "PIPELINE_REPLICA_ID": f"guard{self.index}",
-            "PIPELINE_SECRET_KEY": TEST_SECRET,
-            # One key for the cluster, as in a real deployment: any replica decrypts the channel
-            # configuration another one stored (each would otherwise generate its own).
-            "PIPELINE_ENCRYPTION_KEY": self.cluster.encryption_key,
-            "PIPELINE_DATA_DIR": str(self.dir / "var"),
-            "PIPELINE_CONFIG": str(self.cluster.config_path),
-            "PIPELINE_RATE_LIMIT_ENABLED": "false",
-            "PIPELINE_LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "PIPELINE_ENV": "test",
+                "PIPELINE_DATABASE_URL": self.cluster.url_via(self.proxy.port),
+                "PIPELINE_REPLICA_ID": f"guard{self.index}",
+                "PIPELINE_SECRET_KEY": TEST_SECRET,
+                # One key for the cluster, as in a real deployment: any replica decrypts the channel
+                # configuration another one stored (each would otherwise generate its own).
+                "PIPELINE_ENCRYPTION_KEY": self.cluster.encryption_key,
+                "PIPELINE_DATA_DIR": str(self.dir / "var"),
+                "PIPELINE_CONFIG": str(self.cluster.config_path),
+                "PIPELINE_RATE_LIMIT_ENABLED": "false",
+                "PIPELINE_LOG_LEVEL": "INFO",
+            }
+        )
         if self.region:
             env["PIPELINE_REGION"] = self.region
         with open(self.log_path, "a") as log:  # the child keeps its own copy of the descriptor
             log.write(f"\n===== start generation {self.generation} =====\n")
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--no-migrate"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--no-migrate",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
@@ -200,8 +220,16 @@ class GuardProcess:
 
 
 class Cluster:
-    def __init__(self, url: str, tmp: Path, recorder: Recorder, *, lease_ttl: float, renew_interval: float,
-                 extra_config: str = ""):
+    def __init__(
+        self,
+        url: str,
+        tmp: Path,
+        recorder: Recorder,
+        *,
+        lease_ttl: float,
+        renew_interval: float,
+        extra_config: str = "",
+    ):
         self.url = url
         parsed = make_url(url)
         self.pg_port = parsed.port or 5432
@@ -213,8 +241,7 @@ class Cluster:
         self.config_path.write_text(
             f"replication:\n  lease_ttl: {lease_ttl}\n  renew_interval: {renew_interval}\n"
             "database:\n  pool_timeout: 1\n  statement_timeout: 5\n"
-            "security:\n  ssrf_allowlist: ['127.0.0.1/32']\n"
-            + extra_config
+            "security:\n  ssrf_allowlist: ['127.0.0.1/32']\n" + extra_config
         )
         self.guards: list[GuardProcess] = []
         self._token: str | None = None
@@ -248,40 +275,76 @@ class Cluster:
         return asyncio.run(run())
 
     def leases(self) -> dict[int, tuple[str, int]]:
-        rows = self.sql("SELECT component_id, replica_id, epoch FROM component_leases WHERE expires_at > now()")
+        rows = self.sql(
+            "SELECT component_id, replica_id, epoch FROM component_leases WHERE expires_at > now()"
+        )
         return {r["component_id"]: (r["replica_id"], r["epoch"]) for r in rows}
 
     def replica_ids(self) -> dict[str, str]:
         """guard name prefix (guardN) -> its current replica id (live rows)."""
-        rows = self.sql("SELECT id FROM replicas WHERE status = 'active' "
-                        "AND heartbeat_at > now() - make_interval(secs => $1)", float(self.lease_ttl))
+        rows = self.sql(
+            "SELECT id FROM replicas WHERE status = 'active' "
+            "AND heartbeat_at > now() - make_interval(secs => $1)",
+            float(self.lease_ttl),
+        )
         return {r["id"].rsplit("-", 1)[0]: r["id"] for r in rows}
 
     # -- API ----------------------------------------------------------------------------------
     def token(self, guard: GuardProcess | None = None) -> dict[str, str]:
         guard = guard or self.guards[0]
         if self._token is None:
-            r = httpx.post(guard.base + "/api/v1/auth/token", data={"username": "admin", "password": TEST_PASSWORD},
-                           timeout=10)
+            r = httpx.post(
+                guard.base + "/api/v1/auth/token",
+                data={"username": "admin", "password": TEST_PASSWORD},
+                timeout=10,
+            )
             assert r.status_code == 200, r.text
             self._token = r.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def create_components(self, count: int, *, failing: bool = False, recovery: bool = False,
-                          interval: float = 1.0, prefix: str = "c") -> list[str]:
+    def create_components(
+        self,
+        count: int,
+        *,
+        failing: bool = False,
+        recovery: bool = False,
+        interval: float = 1.0,
+        prefix: str = "c",
+    ) -> list[str]:
         names = [f"{prefix}{i:04d}" for i in range(count)]
         if failing:
             self.recorder.failing.update(names)
         guard = self.guards[0]
         with httpx.Client(base_url=guard.base, headers=self.token(), timeout=30) as client:
             for name in names:
-                body = {"name": name, "check": {"kind": "http", "url": self.recorder.url(f"/probe/{name}"),
-                                                "interval": interval, "timeout": 2,
-                                                "failure_threshold": 2, "success_threshold": 1}}
+                body = {
+                    "name": name,
+                    "check": {
+                        "kind": "http",
+                        "url": self.recorder.url(f"/probe/{name}"),
+                        "interval": interval,
+                        "timeout": 2,
+                        "failure_threshold": 2,
+                        "success_threshold": 1,
+                    },
+                }
                 if recovery:
-                    body["recovery"] = {"strategies": [{"kind": "webhook", "params": {
-                        "url": self.recorder.url(f"/heal/{name}"), "method": "POST", "timeout": 5}}],
-                        "max_attempts": 1, "verify_timeout": 600, "grace_period": 1, "cooldown": 1}
+                    body["recovery"] = {
+                        "strategies": [
+                            {
+                                "kind": "webhook",
+                                "params": {
+                                    "url": self.recorder.url(f"/heal/{name}"),
+                                    "method": "POST",
+                                    "timeout": 5,
+                                },
+                            }
+                        ],
+                        "max_attempts": 1,
+                        "verify_timeout": 600,
+                        "grace_period": 1,
+                        "cooldown": 1,
+                    }
                 r = client.post("/api/v1/components", json=body)
                 assert r.status_code == 201, r.text
         return names
@@ -313,11 +376,19 @@ def cluster_factory(postgres_databases, tmp_path, recorder):
 
     def make(*, lease_ttl: float = 6.0, renew_interval: float = 2.0, extra_config: str = "") -> Cluster:
         url = postgres_databases.create()
-        cluster = Cluster(url, tmp_path, recorder, lease_ttl=lease_ttl, renew_interval=renew_interval,
-                          extra_config=extra_config)
-        cluster.sql("INSERT INTO users (username, password_hash, role, disabled, failed_logins, token_version, "
-                    "created_at, updated_at) VALUES ('admin', $1, 'admin', false, 0, 0, now(), now())",
-                    password_hash())
+        cluster = Cluster(
+            url,
+            tmp_path,
+            recorder,
+            lease_ttl=lease_ttl,
+            renew_interval=renew_interval,
+            extra_config=extra_config,
+        )
+        cluster.sql(
+            "INSERT INTO users (username, password_hash, role, disabled, failed_logins, token_version, "
+            "created_at, updated_at) VALUES ('admin', $1, 'admin', false, 0, 0, now(), now())",
+            password_hash(),
+        )
         clusters.append(cluster)
         return cluster
 

@@ -64,7 +64,9 @@ class FaultProxy:
     # -- the loop side -------------------------------------------------------------------------
     async def _listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, reuse_address=True
+            )
 
     async def _stop_listening(self) -> None:
         if self._server is not None:

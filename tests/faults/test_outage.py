@@ -29,8 +29,10 @@ def test_outage_degraded_mode_and_recovery(cluster_factory):
         started = time.monotonic()
         write = client.post("/api/v1/components", json={"name": "during-outage"})
         write_s = time.monotonic() - started
-        print(f"\n(e) database cut: /health {health.status_code}, /ready {ready.status_code}, "
-              f"write {write.status_code} in {write_s:.2f}s: {write.json()['error']['type']}")
+        print(
+            f"\n(e) database cut: /health {health.status_code}, /ready {ready.status_code}, "
+            f"write {write.status_code} in {write_s:.2f}s: {write.json()['error']['type']}"
+        )
         assert health.status_code == 200
         assert ready.status_code == 503 and ready.json()["error"]["type"] == "service_unavailable"
         assert write.status_code == 503 and write.json()["error"]["type"] == "service_unavailable"
@@ -60,9 +62,11 @@ def test_outage_degraded_mode_and_recovery(cluster_factory):
         flushed = time.monotonic() - restored
         assert cluster.wait_for(lambda: len(cluster.leases()) >= 20, 15)
         leases_back = time.monotonic() - restored
-        print(f"    recovery after the database returned: /ready 200 in {ready_after:.2f}s, first write "
-              f"{write_after:.2f}s, buffered results written by {flushed:.2f}s, leases valid again by "
-              f"{leases_back:.2f}s (no restart; process pid unchanged: {guard.proc.poll() is None})")
+        print(
+            f"    recovery after the database returned: /ready 200 in {ready_after:.2f}s, first write "
+            f"{write_after:.2f}s, buffered results written by {flushed:.2f}s, leases valid again by "
+            f"{leases_back:.2f}s (no restart; process pid unchanged: {guard.proc.poll() is None})"
+        )
         assert ready_after is not None and ready_after <= 5
         assert write_after is not None and write_after <= 5
         assert guard.proc.poll() is None
@@ -78,6 +82,8 @@ def test_refuses_to_start_without_the_database(cluster_factory):
     guard.start()
     assert guard.proc.wait(timeout=60) != 0
     log = guard.tail()
-    print(f"\n(e) start with the database down: exit {guard.proc.returncode}; "
-          f"{[line for line in log.splitlines() if 'cannot reach the database' in line][:1]}")
+    print(
+        f"\n(e) start with the database down: exit {guard.proc.returncode}; "
+        f"{[line for line in log.splitlines() if 'cannot reach the database' in line][:1]}"
+    )
     assert "cannot reach the database" in log and "refusing to start" in log

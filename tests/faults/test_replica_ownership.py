@@ -59,9 +59,11 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
     assert cluster.wait_for(taken_over, cluster.lease_ttl * 3, step=0.05)
     takeover = time.monotonic() - killed
     after = cluster.leases()
-    print(f"(b) kill -9 of a replica holding {len(lost)} leases: taken over in {takeover:.2f}s "
-          f"(lease TTL {cluster.lease_ttl}s, renew {cluster.renew_interval}s); "
-          f"epochs of moved leases +{min(after[c][1] - leases[c][1] for c in lost)}")
+    print(
+        f"(b) kill -9 of a replica holding {len(lost)} leases: taken over in {takeover:.2f}s "
+        f"(lease TTL {cluster.lease_ttl}s, renew {cluster.renew_interval}s); "
+        f"epochs of moved leases +{min(after[c][1] - leases[c][1] for c in lost)}"
+    )
     assert takeover <= cluster.lease_ttl + cluster.renew_interval + 1.0
 
     # (d) SIGTERM (rolling restart): leases handed over, each with its next check's due time.
@@ -80,8 +82,10 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
     assert cluster.wait_for(handed_over, cluster.lease_ttl * 2, step=0.05)
     handover = time.monotonic() - started
     leaving.proc.wait(timeout=30)
-    print(f"(d) SIGTERM of a replica holding {len(handed)} leases: handed over in {handover:.2f}s "
-          f"(process exit after {time.monotonic() - started:.2f}s)")
+    print(
+        f"(d) SIGTERM of a replica holding {len(handed)} leases: handed over in {handover:.2f}s "
+        f"(process exit after {time.monotonic() - started:.2f}s)"
+    )
     assert handover < cluster.lease_ttl
     assert len(cluster.leases()) == 120
     # Rolling restart: the longest gap between two probes of a handed-over component (interval 1 s).
@@ -96,16 +100,19 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
             times[name].append(at)
             who[name].append((round(at - started, 2), (rid or "?").split("-")[0]))
             if rid != leaving_id and name not in hand_gap:
-                hand_gap[name] = at - max([t for t, n, r in who_raw(cluster, name, started - 2) if r == leaving_id],
-                                          default=at)
+                hand_gap[name] = at - max(
+                    [t for t, n, r in who_raw(cluster, name, started - 2) if r == leaving_id], default=at
+                )
     gaps = [max(b - a for a, b in itertools.pairwise(ts)) for ts in times.values() if len(ts) > 1]
     worst = sorted(times, key=lambda n: -max(b - a for a, b in itertools.pairwise(times[n])))[:2]
     for n in worst:
         print(f"    slowest: {n} probes (s after SIGTERM, replica) {who[n]}")
     hg = sorted(hand_gap.values())
-    print(f"    probing gap across the SIGTERM hand-over (check interval 1 s, jitter 10 %): max {max(gaps):.2f}s, "
-          f"median {sorted(gaps)[len(gaps) // 2]:.2f}s over {len(gaps)} components; last probe by the leaving "
-          f"replica -> first by its successor: max {hg[-1]:.2f}s, median {hg[len(hg) // 2]:.2f}s")
+    print(
+        f"    probing gap across the SIGTERM hand-over (check interval 1 s, jitter 10 %): max {max(gaps):.2f}s, "
+        f"median {sorted(gaps)[len(gaps) // 2]:.2f}s over {len(gaps)} components; last probe by the leaving "
+        f"replica -> first by its successor: max {hg[-1]:.2f}s, median {hg[len(hg) // 2]:.2f}s"
+    )
     assert len(gaps) == len(moved_names)
     # Bound: one interval + 10 % jitter + dispatch/scheduling slack for the typical component, and
     # never more than one missed probe for any. The figures above are the claim (quiet machine: max
@@ -118,7 +125,12 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
     # A replica joins: the survivor hands over its share gracefully.
     joined = time.monotonic()
     (_newcomer,) = cluster.add(1)
-    assert cluster.wait_for(lambda: len({rid for rid, _ in cluster.leases().values()}) == 2
-                            and len(cluster.leases()) == 120, 20, step=0.05)
-    print(f"    join: leases spread over 2 replicas {time.monotonic() - joined:.2f}s after the process started "
-          f"(incl. its boot)")
+    assert cluster.wait_for(
+        lambda: len({rid for rid, _ in cluster.leases().values()}) == 2 and len(cluster.leases()) == 120,
+        20,
+        step=0.05,
+    )
+    print(
+        f"    join: leases spread over 2 replicas {time.monotonic() - joined:.2f}s after the process started "
+        f"(incl. its boot)"
+    )

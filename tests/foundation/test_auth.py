@@ -16,8 +16,15 @@ def _forge(payload: dict, key: str = TEST_SECRET, alg: str = "HS256") -> str:
 
 def _claims(**overrides) -> dict:
     now = int(time.time())
-    claims = {"sub": "admin-user", "jti": "x" * 32, "iat": now, "exp": now + 600, "iss": "pipeline-guard",
-              "aud": "pipeline-guard-api", "ver": 0}
+    claims = {
+        "sub": "admin-user",
+        "jti": "x" * 32,
+        "iat": now,
+        "exp": now + 600,
+        "iss": "pipeline-guard",
+        "aud": "pipeline-guard-api",
+        "ver": 0,
+    }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -30,8 +37,11 @@ async def test_login_me_logout(guard):
     token = await guard.token("operator")
     r = await _me(guard, token)
     assert r.status_code == 200
-    assert r.json() == {"username": "operator-user", "role": "operator",
-                        "permissions": ["monitor_health", "read_metrics", "trigger_healing", "write_metrics"]}
+    assert r.json() == {
+        "username": "operator-user",
+        "role": "operator",
+        "permissions": ["monitor_health", "read_metrics", "trigger_healing", "write_metrics"],
+    }
     r = await guard.client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 204
     r = await _me(guard, token)
@@ -44,7 +54,9 @@ async def test_token_response_shape(guard):
     r = await guard.client.post("/api/v1/auth/token", data={"username": "alice", "password": TEST_PASSWORD})
     body = r.json()
     assert r.status_code == 200 and body["token_type"] == "bearer" and body["expires_in"] == 3600
-    decoded = jwt.decode(body["access_token"], TEST_SECRET, algorithms=["HS256"], audience="pipeline-guard-api")
+    decoded = jwt.decode(
+        body["access_token"], TEST_SECRET, algorithms=["HS256"], audience="pipeline-guard-api"
+    )
     assert {"exp", "iat", "sub", "jti", "iss", "aud"} <= set(decoded)
 
 
@@ -52,7 +64,9 @@ async def test_token_response_shape(guard):
     "make_token",
     [
         pytest.param(lambda: jwt.encode(_claims(), key="", algorithm="none"), id="alg-none"),
-        pytest.param(lambda: _forge(_claims(), key="another-secret-that-is-long-enough-1234567890"), id="wrong-key"),
+        pytest.param(
+            lambda: _forge(_claims(), key="another-secret-that-is-long-enough-1234567890"), id="wrong-key"
+        ),
         pytest.param(lambda: _forge(_claims(exp=int(time.time()) - 3600)), id="expired"),
         pytest.param(lambda: _forge(_claims(exp=None)), id="missing-exp"),
         pytest.param(lambda: _forge(_claims(iss="someone-else")), id="wrong-issuer"),
@@ -86,7 +100,9 @@ async def test_tampered_payload_rejected(guard):
 async def test_disabled_user_and_lowered_role_take_effect_immediately(guard):
     admin = await guard.headers("admin")
     await guard.add_user("bob", "operator")
-    token = (await guard.client.post("/api/v1/auth/token", data={"username": "bob", "password": TEST_PASSWORD})).json()["access_token"]
+    token = (
+        await guard.client.post("/api/v1/auth/token", data={"username": "bob", "password": TEST_PASSWORD})
+    ).json()["access_token"]
     bob = {"Authorization": f"Bearer {token}"}
     assert (await guard.client.get("/api/v1/components", headers=bob)).status_code == 200
 
@@ -94,7 +110,9 @@ async def test_disabled_user_and_lowered_role_take_effect_immediately(guard):
     assert r.status_code == 200 and r.json()["role"] == "viewer"
     assert (await guard.client.get("/api/v1/components", headers=bob)).status_code == 401  # old token void
 
-    token = (await guard.client.post("/api/v1/auth/token", data={"username": "bob", "password": TEST_PASSWORD})).json()["access_token"]
+    token = (
+        await guard.client.post("/api/v1/auth/token", data={"username": "bob", "password": TEST_PASSWORD})
+    ).json()["access_token"]
     bob = {"Authorization": f"Bearer {token}"}
     assert (await guard.client.post("/api/v1/healing/x", headers=bob)).status_code in (403, 404)
     r = await guard.client.patch("/api/v1/users/bob", headers=admin, json={"disabled": True})
@@ -136,17 +154,31 @@ async def test_login_failures_are_indistinguishable_and_throttled(guard):
 
 async def test_user_management(guard):
     admin = await guard.headers("admin")
-    r = await guard.client.post("/api/v1/users", headers=admin, json={"username": "erin", "password": "short", "role": "viewer"})
+    r = await guard.client.post(
+        "/api/v1/users", headers=admin, json={"username": "erin", "password": "short", "role": "viewer"}
+    )
     assert r.status_code == 422
     assert r.json()["error"]["details"]["fields"][0]["field"] == "body.password"
-    r = await guard.client.post("/api/v1/users", headers=admin, json={"username": "erin", "password": "long-enough-password", "role": "operator"})
+    r = await guard.client.post(
+        "/api/v1/users",
+        headers=admin,
+        json={"username": "erin", "password": "long-enough-password", "role": "operator"},
+    )
     assert r.status_code == 201 and "password" not in r.text and "hash" not in r.text
-    assert (await guard.client.post("/api/v1/users", headers=admin, json={"username": "erin", "password": "long-enough-password"})).status_code == 409
+    assert (
+        await guard.client.post(
+            "/api/v1/users", headers=admin, json={"username": "erin", "password": "long-enough-password"}
+        )
+    ).status_code == 409
     r = await guard.client.get("/api/v1/users", headers=admin)
     assert {u["username"] for u in r.json()["items"]} >= {"admin-user", "erin"}
-    r = await guard.client.post("/api/v1/users/erin/password", headers=admin, json={"password": "another-long-password"})
+    r = await guard.client.post(
+        "/api/v1/users/erin/password", headers=admin, json={"password": "another-long-password"}
+    )
     assert r.status_code == 200
-    r = await guard.client.post("/api/v1/auth/token", data={"username": "erin", "password": "another-long-password"})
+    r = await guard.client.post(
+        "/api/v1/auth/token", data={"username": "erin", "password": "another-long-password"}
+    )
     assert r.status_code == 200
     r = await guard.client.patch("/api/v1/users/admin-user", headers=admin, json={"disabled": True})
     assert r.status_code == 422  # cannot lock yourself out
@@ -161,8 +193,16 @@ async def test_security_disabled_acts_as_admin(db_url, tmp_path):
         assert r.status_code == 200 and r.json()["role"] == "admin"
 
 
-@pytest.mark.parametrize("stored", ["", "not-a-hash", "$argon2id$", "$argon2id$v=19$m=65536,t=3,p=4$AAAA$BBBB",
-                                    "$2b$12$bcrypt-is-not-enabled"])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",
+        "not-a-hash",
+        "$argon2id$",
+        "$argon2id$v=19$m=65536,t=3,p=4$AAAA$BBBB",
+        "$2b$12$bcrypt-is-not-enabled",
+    ],
+)
 def test_a_corrupt_password_hash_reads_as_a_wrong_password(stored):
     from app.auth.tokens import PasswordHasher
 

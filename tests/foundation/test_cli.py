@@ -14,8 +14,15 @@ from app.cli.config_cmd import sample_text
 def run(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "app", *args], check=False, capture_output=True, text=True,
-                          env=full_env, timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
 def test_config_validate_reports_paths_and_exits_2(tmp_path):
@@ -35,12 +42,19 @@ def test_config_sample_writes_a_valid_file(tmp_path):
 
 
 def test_db_upgrade_and_users_create(tmp_path):
-    env = {"PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}", "PIPELINE_DATA_DIR": str(tmp_path)}
+    env = {
+        "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}",
+        "PIPELINE_DATA_DIR": str(tmp_path),
+    }
     assert run("db", "upgrade", env=env).returncode == 0
-    created = run("users", "create", "ops", "--role", "operator", "--password", "a-long-enough-password", env=env)
+    created = run(
+        "users", "create", "ops", "--role", "operator", "--password", "a-long-enough-password", env=env
+    )
     assert created.returncode == 0, created.stderr
     assert "created operator ops" in created.stdout
-    again = run("users", "create", "ops", "--role", "operator", "--password", "a-long-enough-password", env=env)
+    again = run(
+        "users", "create", "ops", "--role", "operator", "--password", "a-long-enough-password", env=env
+    )
     assert again.returncode == 2
     assert "already exists" in again.stderr and "Traceback" not in again.stderr
 

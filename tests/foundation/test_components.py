@@ -24,7 +24,11 @@ async def test_crud_roundtrip(guard):
     assert created["state"]["status"] == "unknown"
     assert created["source"] == "api" and created["version"] == 1
 
-    r = await c.patch("/api/v1/components/feature-store", headers=admin, json={"labels": {"region": "us-east-1"}, "enabled": False})
+    r = await c.patch(
+        "/api/v1/components/feature-store",
+        headers=admin,
+        json={"labels": {"region": "us-east-1"}, "enabled": False},
+    )
     assert r.status_code == 200
     assert r.json()["region"] == "us-east-1" and r.json()["enabled"] is False and r.json()["version"] == 2
     assert r.json()["critical"] is True  # untouched fields stay
@@ -40,15 +44,20 @@ async def test_list_filters_and_pagination(guard):
     admin = await guard.headers("admin")
     for i in range(7):
         region = "eu" if i % 2 else "us"
-        r = await guard.client.post("/api/v1/components", headers=admin,
-                                    json={"name": f"stage-{i}", "labels": {"region": region, "tier": str(i % 3)}})
+        r = await guard.client.post(
+            "/api/v1/components",
+            headers=admin,
+            json={"name": f"stage-{i}", "labels": {"region": region, "tier": str(i % 3)}},
+        )
         assert r.status_code == 201
     c = guard.client
     page = (await c.get("/api/v1/components", headers=admin, params={"limit": 3, "offset": 3})).json()
     assert page["total"] == 7 and [x["name"] for x in page["items"]] == ["stage-3", "stage-4", "stage-5"]
     eu = (await c.get("/api/v1/components", headers=admin, params={"region": "eu"})).json()
     assert {x["name"] for x in eu["items"]} == {"stage-1", "stage-3", "stage-5"}
-    both = (await c.get("/api/v1/components", headers=admin, params=[("label", "region=us"), ("label", "tier=0")])).json()
+    both = (
+        await c.get("/api/v1/components", headers=admin, params=[("label", "region=us"), ("label", "tier=0")])
+    ).json()
     assert {x["name"] for x in both["items"]} == {"stage-0", "stage-6"}
     unknown = (await c.get("/api/v1/components", headers=admin, params={"status": "unknown"})).json()
     assert unknown["total"] == 7
@@ -65,7 +74,9 @@ async def test_validation(guard):
     assert r.status_code == 422
     r = await c.post("/api/v1/components", headers=admin, json={"name": "x", "unknown_field": 1})
     assert r.status_code == 422
-    r = await c.post("/api/v1/components", headers=admin, json={"name": "x", "recovery": {"max_attempts": 0, "typo": 1}})
+    r = await c.post(
+        "/api/v1/components", headers=admin, json={"name": "x", "recovery": {"max_attempts": 0, "typo": 1}}
+    )
     assert r.status_code == 422
     problems = r.json()["error"]["details"]["problems"]
     assert "recovery.typo: unknown key" in problems
@@ -80,7 +91,9 @@ async def test_config_declared_component_refuses_api_edits(guard):
 
     async with guard.session() as session:
         rt = guard.runtime
-        await ComponentService(session, rt.secret_box, rt.healing.registry).create(ComponentCreate(name="declared"), source="config")
+        await ComponentService(session, rt.secret_box, rt.healing.registry).create(
+            ComponentCreate(name="declared"), source="config"
+        )
     admin = await guard.headers("admin")
     r = await guard.client.patch("/api/v1/components/declared", headers=admin, json={"description": "x"})
     assert r.status_code == 409
@@ -92,16 +105,30 @@ async def test_label_filters_and_totals_are_answered_by_the_database(guard):
     admin = await guard.headers("admin")
     for i in range(12):
         labels = {"app.kubernetes.io/name": "feat" if i % 2 else "etl", "team": f"t{i % 3}"}
-        r = await guard.client.post("/api/v1/components", headers=admin, json={"name": f"c-{i:02d}", "labels": labels})
+        r = await guard.client.post(
+            "/api/v1/components", headers=admin, json={"name": f"c-{i:02d}", "labels": labels}
+        )
         assert r.status_code == 201
     c = guard.client
-    page = (await c.get("/api/v1/components", headers=admin,
-                        params=[("label", "app.kubernetes.io/name=feat"), ("limit", 2), ("offset", 1)])).json()
+    page = (
+        await c.get(
+            "/api/v1/components",
+            headers=admin,
+            params=[("label", "app.kubernetes.io/name=feat"), ("limit", 2), ("offset", 1)],
+        )
+    ).json()
     assert page["total"] == 6 and [x["name"] for x in page["items"]] == ["c-03", "c-05"]
-    both = (await c.get("/api/v1/components", headers=admin,
-                        params=[("label", "app.kubernetes.io/name=etl"), ("label", "team=t0")])).json()
+    both = (
+        await c.get(
+            "/api/v1/components",
+            headers=admin,
+            params=[("label", "app.kubernetes.io/name=etl"), ("label", "team=t0")],
+        )
+    ).json()
     assert both["total"] == 2 and [x["name"] for x in both["items"]] == ["c-00", "c-06"]
-    none = (await c.get("/api/v1/components", headers=admin, params=[("label", "team=it's \"quoted\"")])).json()
+    none = (
+        await c.get("/api/v1/components", headers=admin, params=[("label", 'team=it\'s "quoted"')])
+    ).json()
     assert none["total"] == 0 and none["items"] == []
     beyond = (await c.get("/api/v1/components", headers=admin, params={"offset": 50})).json()
     assert beyond["total"] == 12 and beyond["items"] == []

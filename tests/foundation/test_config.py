@@ -29,7 +29,9 @@ def test_bad_durations_are_refused(bad):
         parse_duration(bad)
 
 
-@pytest.mark.parametrize(("text", "size"), [("100MB", 100_000_000), ("64KiB", 65536), ("1GiB", 1 << 30), (512, 512), ("10b", 10)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("100MB", 100_000_000), ("64KiB", 65536), ("1GiB", 1 << 30), (512, 512), ("10b", 10)]
+)
 def test_sizes_parse(text, size):
     assert parse_size(text) == size
 
@@ -50,8 +52,12 @@ def test_defaults_without_file_or_environment():
 
 def test_file_then_environment_precedence(tmp_path):
     path = tmp_path / "guard.yaml"
-    path.write_text("pipeline:\n  monitoring:\n    interval: 15s\n    health_check_timeout: 3s\nhealing:\n  enabled: true\n")
-    settings = load_settings(path, environ={"PIPELINE_MONITORING_INTERVAL": "45s", "PIPELINE_HEALING_ENABLED": "false"})
+    path.write_text(
+        "pipeline:\n  monitoring:\n    interval: 15s\n    health_check_timeout: 3s\nhealing:\n  enabled: true\n"
+    )
+    settings = load_settings(
+        path, environ={"PIPELINE_MONITORING_INTERVAL": "45s", "PIPELINE_HEALING_ENABLED": "false"}
+    )
     assert settings.monitoring.interval == 45  # env beats file
     assert settings.monitoring.health_check_timeout == 3  # file beats default
     assert settings.healing.enabled is False
@@ -64,7 +70,12 @@ def test_config_path_from_environment(tmp_path):
 
 
 def test_nested_environment_override():
-    settings = load_settings(environ={"PIPELINE_HEALING__MAX_CONCURRENT_PER_GROUP": "4", "PIPELINE_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"})
+    settings = load_settings(
+        environ={
+            "PIPELINE_HEALING__MAX_CONCURRENT_PER_GROUP": "4",
+            "PIPELINE_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+        }
+    )
     assert settings.healing.max_concurrent_per_group == 4
     assert settings.security.trusted_proxies == ["10.0.0.0/8", "127.0.0.1"]
 
@@ -80,7 +91,10 @@ def test_interpolation(tmp_path):
 def test_missing_interpolation_variable_names_the_path(tmp_path):
     path = tmp_path / "guard.yaml"
     path.write_text("security:\n  secret_key: ${NOT_SET_ANYWHERE}\n")
-    with pytest.raises(ConfigurationError, match=r"security.secret_key: environment variable \$\{NOT_SET_ANYWHERE\} is not set"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"security.secret_key: environment variable \$\{NOT_SET_ANYWHERE\} is not set",
+    ):
         load_settings(path, environ={})
 
 
@@ -92,7 +106,9 @@ def test_validation_messages_name_every_problem_with_its_path(tmp_path):
     )
     problems = validate_config_file(path, environ={})
     assert "pipeline.monitoring.interval: must be positive, got -1" in problems
-    assert any(p.startswith("pipeline.monitoring.health_check_timeout: expected a duration") for p in problems)
+    assert any(
+        p.startswith("pipeline.monitoring.health_check_timeout: expected a duration") for p in problems
+    )
     assert any(p.startswith("pipeline.monitoring.intervall: unknown key") for p in problems)
     assert "healing.max_concurrent: must be positive, got 0" in problems
     assert any(p.startswith("security.rate_limiting.enabled:") for p in problems)
@@ -131,17 +147,30 @@ def test_production_refuses_weak_secret_and_disabled_security():
     assert any("PIPELINE_SECRET_KEY" in p for p in production_problems(weak))
     missing = load_settings(environ={"PIPELINE_ENV": "production"})
     assert any("not set" in p for p in production_problems(missing))
-    insecure = load_settings(environ={
-        "PIPELINE_ENV": "production", "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
-        "PIPELINE_SECURITY_ENABLED": "false",
-    })
+    insecure = load_settings(
+        environ={
+            "PIPELINE_ENV": "production",
+            "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
+            "PIPELINE_SECURITY_ENABLED": "false",
+        }
+    )
     assert any("security is disabled" in p for p in production_problems(insecure))
     from cryptography.fernet import Fernet
 
-    strong = load_settings(environ={"PIPELINE_ENV": "production", "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
-                                    "PIPELINE_ENCRYPTION_KEY": Fernet.generate_key().decode()})
+    strong = load_settings(
+        environ={
+            "PIPELINE_ENV": "production",
+            "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
+            "PIPELINE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        }
+    )
     assert production_problems(strong) == []
-    no_key = load_settings(environ={"PIPELINE_ENV": "production", "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789"})
+    no_key = load_settings(
+        environ={
+            "PIPELINE_ENV": "production",
+            "PIPELINE_SECRET_KEY": "k3y-" + "abcdefghijklmnopqrstuvwxyz0123456789",
+        }
+    )
     assert any("ENCRYPTION_KEY" in p for p in production_problems(no_key))
 
 

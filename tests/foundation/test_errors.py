@@ -25,18 +25,36 @@ def assert_envelope(response, status: int, error_type: str) -> dict:
 async def test_envelopes_for_client_errors(guard):
     admin = await guard.headers("admin")
     c = guard.client
-    malformed = await c.post("/api/v1/components", headers={**admin, "content-type": "application/json"}, content=b"{not json")
+    malformed = await c.post(
+        "/api/v1/components", headers={**admin, "content-type": "application/json"}, content=b"{not json"
+    )
     assert malformed.status_code in (400, 422)
-    assert_envelope(malformed, malformed.status_code, "bad_request" if malformed.status_code == 400 else "validation_error")
-    error = assert_envelope(await c.get("/api/v1/components", headers=admin, params={"label": "no-equals-sign"}), 422, "validation_error")
+    assert_envelope(
+        malformed,
+        malformed.status_code,
+        "bad_request" if malformed.status_code == 400 else "validation_error",
+    )
+    error = assert_envelope(
+        await c.get("/api/v1/components", headers=admin, params={"label": "no-equals-sign"}),
+        422,
+        "validation_error",
+    )
     assert error["details"]["fields"][0]["field"] in ("query.label", "query.label.0")
     assert_envelope(await c.get("/api/v1/components"), 401, "unauthorized")
-    assert_envelope(await c.post("/api/v1/components", headers=await guard.headers("viewer"), json={"name": "x"}), 403, "forbidden")
+    assert_envelope(
+        await c.post("/api/v1/components", headers=await guard.headers("viewer"), json={"name": "x"}),
+        403,
+        "forbidden",
+    )
     assert_envelope(await c.get("/api/v1/components/nope", headers=admin), 404, "not_found")
     assert_envelope(await c.get("/no/such/route"), 404, "not_found")
     await c.post("/api/v1/components", headers=admin, json={"name": "dup"})
     assert_envelope(await c.post("/api/v1/components", headers=admin, json={"name": "dup"}), 409, "conflict")
-    error = assert_envelope(await c.post("/api/v1/components", headers=admin, json={"name": "Bad Name!", "critical": "very"}), 422, "validation_error")
+    error = assert_envelope(
+        await c.post("/api/v1/components", headers=admin, json={"name": "Bad Name!", "critical": "very"}),
+        422,
+        "validation_error",
+    )
     fields = {f["field"] for f in error["details"]["fields"]}
     assert fields == {"body.name", "body.critical"}
     assert_envelope(await c.delete("/health"), 405, "method_not_allowed")
@@ -45,21 +63,28 @@ async def test_envelopes_for_client_errors(guard):
 async def test_payload_too_large(guard):
     admin = await guard.headers("admin")
     big = b"x" * (16 * 1024 * 1024 + 1)
-    r = await guard.client.post("/api/v1/components", headers={**admin, "content-type": "application/json"}, content=big)
+    r = await guard.client.post(
+        "/api/v1/components", headers={**admin, "content-type": "application/json"}, content=big
+    )
     assert_envelope(r, 413, "payload_too_large")
 
 
 async def test_check_validation_problems_are_listed(guard):
     admin = await guard.headers("admin")
-    r = await guard.client.post("/api/v1/components", headers=admin,
-                                json={"name": "bad-check", "check": {"kind": "smoke-signals", "interval": "-5s"}})
+    r = await guard.client.post(
+        "/api/v1/components",
+        headers=admin,
+        json={"name": "bad-check", "check": {"kind": "smoke-signals", "interval": "-5s"}},
+    )
     error = assert_envelope(r, 422, "validation_error")
     assert any(p.startswith("check.interval:") for p in error["details"]["problems"])
     assert any(p.startswith("check.kind: unknown kind 'smoke-signals'") for p in error["details"]["problems"])
 
 
 async def test_rate_limited_envelope(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"rate_limiting": {"enabled": True, "health": "2/minute"}})
+    settings = make_settings(
+        db_url, tmp_path, security={"rate_limiting": {"enabled": True, "health": "2/minute"}}
+    )
     async with running_guard(settings) as guard:
         for _ in range(2):
             assert (await guard.client.get("/health")).status_code == 200
@@ -89,7 +114,9 @@ async def test_database_unavailable_is_503_and_health_stays_up(db_url, tmp_path)
     async with running_guard(settings) as guard:
         headers = await guard.headers("admin")
         # Point the app at a database that refuses connections.
-        dead = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none", connect_args={"timeout": 2})
+        dead = create_async_engine(
+            "postgresql+asyncpg://postgres@127.0.0.1:1/none", connect_args={"timeout": 2}
+        )
         real_engine, real_maker = guard.runtime.engine, guard.runtime.sessionmaker
         guard.runtime.engine, guard.runtime.sessionmaker = dead, create_sessionmaker(dead)
         try:
@@ -118,6 +145,7 @@ async def test_payload_too_large_without_a_declared_length(guard):
         for _ in range(17):
             yield b"x" * (1024 * 1024)
 
-    r = await guard.client.post("/api/v1/components", headers={**admin, "content-type": "application/json"},
-                                content=chunks())
+    r = await guard.client.post(
+        "/api/v1/components", headers={**admin, "content-type": "application/json"}, content=chunks()
+    )
     assert_envelope(r, 413, "payload_too_large")

@@ -67,8 +67,15 @@ async def test_metrics_exposition_is_promtool_clean(guard, tmp_path):
     if promtool is None:
         pytest.fail("promtool not installed (apt-get install prometheus); CI installs it")
     # In a thread, so the event loop (and the guard on it) keeps running meanwhile.
-    result = await asyncio.to_thread(subprocess.run, [promtool, "check", "metrics"], input=text, check=False,
-                                     capture_output=True, text=True, timeout=30)
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=text,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -119,11 +126,18 @@ def test_health_map_keeps_its_index_with_every_dict_method():
 
     names = st.sampled_from(["a", "b", "c", "d"])
     statuses = st.sampled_from(["healthy", "unknown", "degraded", "critical", "failed", "recovering"])
-    ops = st.lists(st.one_of(
-        st.tuples(st.just("set"), names, statuses), st.tuples(st.just("pop"), names, statuses),
-        st.tuples(st.just("del"), names, statuses), st.tuples(st.just("update"), names, statuses),
-        st.tuples(st.just("setdefault"), names, statuses), st.tuples(st.just("clear"), names, statuses),
-        st.tuples(st.just("popitem"), names, statuses)), max_size=30)
+    ops = st.lists(
+        st.one_of(
+            st.tuples(st.just("set"), names, statuses),
+            st.tuples(st.just("pop"), names, statuses),
+            st.tuples(st.just("del"), names, statuses),
+            st.tuples(st.just("update"), names, statuses),
+            st.tuples(st.just("setdefault"), names, statuses),
+            st.tuples(st.just("clear"), names, statuses),
+            st.tuples(st.just("popitem"), names, statuses),
+        ),
+        max_size=30,
+    )
 
     @settings(max_examples=300, deadline=None)
     @given(ops, st.sets(names))
@@ -160,14 +174,18 @@ async def test_http_metrics_label_requests_by_route_template(guard):
     for name in ("a", "b"):
         await guard.client.get(f"/api/v1/components/{name}", headers=admin)  # 404s, one template
     await guard.client.get("/no/such/path")
-    await guard.client.post("/api/v1/components", headers={**admin, "content-type": "application/json"},
-                            content=b"{}")
+    await guard.client.post(
+        "/api/v1/components", headers={**admin, "content-type": "application/json"}, content=b"{}"
+    )
     await guard.client.get("/metrics")
     text = (await guard.client.get("/metrics")).text
     assert 'http_requests_total{handler="/api/v1/components/{name}",method="GET",status="4xx"} 2.0' in text
     assert 'http_requests_total{handler="none",method="GET",status="4xx"} 1.0' in text
     assert 'http_requests_total{handler="/api/v1/components",method="POST",status="4xx"} 1.0' in text
     assert 'handler="/metrics"' not in text
-    assert 'http_request_duration_seconds_bucket{handler="/api/v1/components/{name}",le="0.1",method="GET"}' in text
+    assert (
+        'http_request_duration_seconds_bucket{handler="/api/v1/components/{name}",le="0.1",method="GET"}'
+        in text
+    )
     assert "http_request_duration_highr_seconds_count" in text
     assert 'http_request_size_bytes_sum{handler="/api/v1/components"} 2.0' in text

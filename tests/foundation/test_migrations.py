@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.core.errors import ConfigurationError
 from app.db.migrate import head_revision, upgrade_sync
 from app.db.models import Base
-from app.core.errors import ConfigurationError
 from tests.conftest import make_settings, running_guard
 
 
@@ -42,7 +42,11 @@ def test_upgrade_is_idempotent_and_reaches_head(tmp_path):
     upgrade_sync(url)
     import sqlite3
 
-    version = sqlite3.connect(tmp_path / "guard.db").execute("select version_num from alembic_version").fetchone()[0]
+    version = (
+        sqlite3.connect(tmp_path / "guard.db")
+        .execute("select version_num from alembic_version")
+        .fetchone()[0]
+    )
     assert version == head_revision()
 
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from app.auth.permissions import ROLE_PERMISSIONS, Role
 from app.api.routes import AUTHENTICATED_PATHS, PUBLIC_PATHS, iter_api_routes, route_permission
+from app.auth.permissions import ROLE_PERMISSIONS, Role
 
 
 def _concrete(path: str) -> str:
@@ -28,7 +28,9 @@ async def test_every_route_declares_a_permission(guard):
             continue
         if route_permission(route) is None:
             undeclared.append(f"{method} {route.path}")
-    assert undeclared == [], "routes without a permission (use a Can... principal from app/api/deps.py): " + ", ".join(undeclared)
+    assert undeclared == [], (
+        "routes without a permission (use a Can... principal from app/api/deps.py): " + ", ".join(undeclared)
+    )
 
 
 async def test_route_role_table(guard):
@@ -41,10 +43,14 @@ async def test_route_role_table(guard):
         permission = route_permission(route)
         url = _concrete(route.path)
         anonymous = await guard.client.request(method, url)
-        assert anonymous.status_code == 401, f"{method} {route.path} without a token -> {anonymous.status_code}"
+        assert anonymous.status_code == 401, (
+            f"{method} {route.path} without a token -> {anonymous.status_code}"
+        )
         assert anonymous.json()["error"]["type"] == "unauthorized"
         for role in Role:
-            r = await guard.client.request(method, url, headers=headers[role], json={} if method in {"POST", "PUT", "PATCH"} else None)
+            r = await guard.client.request(
+                method, url, headers=headers[role], json={} if method in {"POST", "PUT", "PATCH"} else None
+            )
             granted = ROLE_PERMISSIONS[role]
             if permission is None:
                 allowed = True
@@ -53,7 +59,9 @@ async def test_route_role_table(guard):
             else:
                 allowed = permission in granted
             if allowed:
-                assert r.status_code not in (401, 403), f"{role} {method} {route.path} -> {r.status_code} {r.text[:200]}"
+                assert r.status_code not in (401, 403), (
+                    f"{role} {method} {route.path} -> {r.status_code} {r.text[:200]}"
+                )
             else:
                 assert r.status_code == 403, f"{role} {method} {route.path} -> {r.status_code}, expected 403"
                 assert r.json()["error"]["type"] == "forbidden"
@@ -62,16 +70,37 @@ async def test_route_role_table(guard):
                 # logging out revoked that role's token; get a fresh one for later routes
                 guard._tokens.pop(str(role), None)
                 await guard.add_user(f"{role}-again-{checked}", role)
-                token = (await guard.client.post("/api/v1/auth/token", data={"username": f"{role}-again-{checked}", "password": "correct-horse-battery-staple"})).json()["access_token"]
+                token = (
+                    await guard.client.post(
+                        "/api/v1/auth/token",
+                        data={
+                            "username": f"{role}-again-{checked}",
+                            "password": "correct-horse-battery-staple",
+                        },
+                    )
+                ).json()["access_token"]
                 headers[role] = {"Authorization": f"Bearer {token}"}
     assert checked >= 4 * 8
 
 
-@pytest.mark.parametrize(("role", "expected"), [
-    (Role.VIEWER, {"read_metrics", "monitor_health"}),
-    (Role.OPERATOR, {"read_metrics", "monitor_health", "trigger_healing", "write_metrics"}),
-    (Role.ADMIN, {"read_metrics", "write_metrics", "monitor_health", "trigger_healing", "manage_components", "admin_access"}),
-    (Role.INGEST, {"write_metrics"}),
-])
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        (Role.VIEWER, {"read_metrics", "monitor_health"}),
+        (Role.OPERATOR, {"read_metrics", "monitor_health", "trigger_healing", "write_metrics"}),
+        (
+            Role.ADMIN,
+            {
+                "read_metrics",
+                "write_metrics",
+                "monitor_health",
+                "trigger_healing",
+                "manage_components",
+                "admin_access",
+            },
+        ),
+        (Role.INGEST, {"write_metrics"}),
+    ],
+)
 def test_role_permission_mapping(role, expected):
     assert {p.value for p in ROLE_PERMISSIONS[role]} == expected

@@ -33,7 +33,9 @@ def test_route_groups():
 
 
 async def test_429_and_spoofed_forwarded_for_does_not_reset_the_budget(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"rate_limiting": {"enabled": True, "default": "3/minute"}})
+    settings = make_settings(
+        db_url, tmp_path, security={"rate_limiting": {"enabled": True, "default": "3/minute"}}
+    )
     async with running_guard(settings) as guard:
         statuses = []
         for i in range(5):
@@ -52,8 +54,14 @@ async def test_429_and_spoofed_forwarded_for_does_not_reset_the_budget(db_url, t
 
 
 async def test_trusted_proxy_forwarded_for_separates_clients(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"trusted_proxies": ["127.0.0.1/32"],
-                                                          "rate_limiting": {"enabled": True, "default": "2/minute"}})
+    settings = make_settings(
+        db_url,
+        tmp_path,
+        security={
+            "trusted_proxies": ["127.0.0.1/32"],
+            "rate_limiting": {"enabled": True, "default": "2/minute"},
+        },
+    )
     async with running_guard(settings) as guard:
         for client_ip in ("198.51.100.1", "198.51.100.2"):
             for _ in range(2):
@@ -75,8 +83,17 @@ async def test_redis_storage_shares_the_budget_between_apps(db_url, tmp_path):
 
         pytest.skip("no Redis on 127.0.0.1:6379")
     db_index = 0
-    settings = make_settings(db_url, tmp_path, security={"rate_limiting": {
-        "enabled": True, "default": "3/minute", "storage": f"redis://127.0.0.1:6379/{db_index}"}})
+    settings = make_settings(
+        db_url,
+        tmp_path,
+        security={
+            "rate_limiting": {
+                "enabled": True,
+                "default": "3/minute",
+                "storage": f"redis://127.0.0.1:6379/{db_index}",
+            }
+        },
+    )
     peer = f"127.0.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
     other = settings
     if db_url.startswith("sqlite"):
@@ -149,7 +166,9 @@ def test_memory_windows_forget_idle_keys_without_a_background_thread():
 
 
 async def test_memory_limiter_answers_with_the_configured_limit(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"rate_limiting": {"enabled": True, "health": "4/minute"}})
+    settings = make_settings(
+        db_url, tmp_path, security={"rate_limiting": {"enabled": True, "health": "4/minute"}}
+    )
     async with running_guard(settings) as guard:
         codes = [(await guard.client.get("/health")).status_code for _ in range(6)]
         assert codes == [200, 200, 200, 200, 429, 429]

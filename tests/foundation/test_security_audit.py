@@ -26,14 +26,23 @@ def test_a_sound_config_has_no_findings():
 def test_each_insecure_setting_is_reported():
     settings = Settings(
         env="production",
-        security={"secret_key": "changeme", "enabled": False, "trusted_proxies": ["*"],
-                  "ssrf_allowlist": ["0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "example.com"],
-                  "rate_limiting": {"enabled": False}},
+        security={
+            "secret_key": "changeme",
+            "enabled": False,
+            "trusted_proxies": ["*"],
+            "ssrf_allowlist": ["0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "example.com"],
+            "rate_limiting": {"enabled": False},
+        },
         pipeline={"monitoring": {"command_checks_enabled": True}},
         healing={"command_actions_enabled": True},
-        components=[{"name": "etl", "check": {"kind": "http", "url": "http://etl.internal/health"},
-                     "recovery": {"strategies": [{"kind": "webhook", "url": "http://hooks.example.com/restart"}]}},
-                    {"name": "local", "check": {"kind": "http", "url": "http://127.0.0.1:9000/health"}}],
+        components=[
+            {
+                "name": "etl",
+                "check": {"kind": "http", "url": "http://etl.internal/health"},
+                "recovery": {"strategies": [{"kind": "webhook", "url": "http://hooks.example.com/restart"}]},
+            },
+            {"name": "local", "check": {"kind": "http", "url": "http://127.0.0.1:9000/health"}},
+        ],
     )
     found = findings_by_path(settings)
     assert found["security.secret_key"] == "critical"

@@ -32,29 +32,48 @@ class Healing:
 
     async def add_component(self, name: str, recovery: dict, *, labels: dict | None = None) -> dict:
         response = await self.guard.client.post(
-            "/api/v1/components", headers=await self.guard.headers("admin"),
+            "/api/v1/components",
+            headers=await self.guard.headers("admin"),
             json={"name": name, "labels": labels or {}, "recovery": recovery},
         )
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def open_incident(self, component: str, incident_id: int | None = None, *, labels=None,
-                            at: datetime | None = None) -> int:
+    async def open_incident(
+        self, component: str, incident_id: int | None = None, *, labels=None, at: datetime | None = None
+    ) -> int:
         """Publish ``IncidentOpened`` as monitoring does, with the incident row it refers to (every
         subscriber runs: alerts and root cause too)."""
         incident_id = incident_id or next(_ids)
         at = at or datetime.now(UTC)
         async with self.guard.session() as session:
-            component_id = (await session.execute(
-                select(Component.id).where(Component.name == component))).scalar_one_or_none()
+            component_id = (
+                await session.execute(select(Component.id).where(Component.name == component))
+            ).scalar_one_or_none()
             if component_id is not None and await session.get(Incident, incident_id) is None:
-                session.add(Incident(id=incident_id, component_id=component_id, opened_at=at, opening_status="critical",
-                                     worst_status="critical", reason="3 consecutive failures"))
+                session.add(
+                    Incident(
+                        id=incident_id,
+                        component_id=component_id,
+                        opened_at=at,
+                        opening_status="critical",
+                        worst_status="critical",
+                        reason="3 consecutive failures",
+                    )
+                )
                 await session.flush()
-            await self.runtime.events.publish(IncidentOpened(
-                component=component, component_id=component_id or 0, incident_id=incident_id, status="critical",
-                reason="3 consecutive failures", at=at, labels=labels or {},
-            ), session)
+            await self.runtime.events.publish(
+                IncidentOpened(
+                    component=component,
+                    component_id=component_id or 0,
+                    incident_id=incident_id,
+                    status="critical",
+                    reason="3 consecutive failures",
+                    at=at,
+                    labels=labels or {},
+                ),
+                session,
+            )
         return incident_id
 
     async def close_incident(self, component: str, incident_id: int) -> None:
@@ -62,10 +81,16 @@ class Healing:
             row = await session.get(Incident, incident_id)
             if row is not None:
                 row.closed_at, row.close_reason = datetime.now(UTC), "healthy again"
-            await self.runtime.events.publish(IncidentClosed(
-                component=component, component_id=row.component_id if row is not None else 0,
-                incident_id=incident_id, reason="healthy again", at=datetime.now(UTC),
-            ), session)
+            await self.runtime.events.publish(
+                IncidentClosed(
+                    component=component,
+                    component_id=row.component_id if row is not None else 0,
+                    incident_id=incident_id,
+                    reason="healthy again",
+                    at=datetime.now(UTC),
+                ),
+                session,
+            )
 
     async def step(self) -> list[int]:
         if self.engine is None:
@@ -82,7 +107,11 @@ class Healing:
             return list((await session.execute(stmt)).scalars().all())
 
     def raised(self, title: str | None = None):
-        return [r.fields for r in self.alerts.records if r.kind == "raise" and (title is None or r.fields["title"] == title)]
+        return [
+            r.fields
+            for r in self.alerts.records
+            if r.kind == "raise" and (title is None or r.fields["title"] == title)
+        ]
 
     def resolved(self):
         return [r.fields for r in self.alerts.records if r.kind == "resolve"]
@@ -96,7 +125,9 @@ def healing_settings(db_url, tmp_path, **healing):
 
 @asynccontextmanager
 async def healing_guard(db_url, tmp_path, *, build_services=None, **healing):
-    async with running_guard(healing_settings(db_url, tmp_path, **healing), build_services=build_services) as guard:
+    async with running_guard(
+        healing_settings(db_url, tmp_path, **healing), build_services=build_services
+    ) as guard:
         yield Healing(guard)
 
 

@@ -28,8 +28,10 @@ def _only_healing(rt):
 
 def _gated_argv(marker, gate) -> list[str]:
     """Appends a line to ``marker``, then waits (at most 30 s) until ``gate`` exists."""
-    code = ("import os, sys, time; open(sys.argv[1], 'a').write('x\\n'); d = time.time() + 30\n"
-            "while not os.path.exists(sys.argv[2]) and time.time() < d: time.sleep(0.02)")
+    code = (
+        "import os, sys, time; open(sys.argv[1], 'a').write('x\\n'); d = time.time() + 30\n"
+        "while not os.path.exists(sys.argv[2]) and time.time() < d: time.sleep(0.02)"
+    )
     return [PY, "-c", code, str(marker), str(gate)]
 
 
@@ -48,9 +50,22 @@ async def _left_behind(h, incident: int, *, acted: bool, owner: str) -> int:
     past = utcnow() - timedelta(seconds=5)
     async with h.guard.session() as session:
         row = HealingAttempt(
-            incident_id=incident, incident_key=f"i:{incident}", attempt_number=1, component="w", strategy="restart",
-            strategy_index=0, state="running", trigger="auto", description="", decision={}, slot=0, owner=owner,
-            started_at=past, lease_until=past, acting_at=past if acted else None)
+            incident_id=incident,
+            incident_key=f"i:{incident}",
+            attempt_number=1,
+            component="w",
+            strategy="restart",
+            strategy_index=0,
+            state="running",
+            trigger="auto",
+            description="",
+            decision={},
+            slot=0,
+            owner=owner,
+            started_at=past,
+            lease_until=past,
+            acting_at=past if acted else None,
+        )
         session.add(row)
         await session.flush()
         return row.id
@@ -61,8 +76,14 @@ async def test_reconciler_settles_an_attempt_whose_live_owner_stopped_renewing(d
     lease has run out the loop's periodic pass — not only the start — interrupts it and frees its slot."""
     marker = tmp_path / "ran"
     async with healing_guard(db_url, tmp_path, build_services=_only_healing) as h:
-        await h.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
-                                    "backoff_initial": "1h", "backoff_max": "2h"})
+        await h.add_component(
+            "w",
+            {
+                "strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
+                "backoff_initial": "1h",
+                "backoff_max": "2h",
+            },
+        )
         await asyncio.sleep(0.3)  # the loop has started (and reconciled nothing)
         attempt_id = await _left_behind(h, 5001, acted=True, owner=h.engine.owner)
         await h.open_incident("w", 5001)
@@ -84,8 +105,15 @@ async def test_attempt_interrupted_before_acting_is_retried_at_once(db_url, tmp_
     back-off, and the lost attempt does not use up max_attempts."""
     marker = tmp_path / "ran"
     async with healing_guard(db_url, tmp_path, build_services=_only_healing) as h:
-        await h.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
-                                    "max_attempts": 1, "backoff_initial": "1h", "backoff_max": "2h"})
+        await h.add_component(
+            "w",
+            {
+                "strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
+                "max_attempts": 1,
+                "backoff_initial": "1h",
+                "backoff_max": "2h",
+            },
+        )
         attempt_id = await _left_behind(h, 5002, acted=False, owner=f"{socket.gethostname()}:1")
         await h.open_incident("w", 5002)
         await wait_until(lambda: count_lines(marker) == 1, timeout=30)
@@ -152,11 +180,20 @@ async def test_database_blip_while_acting_neither_sticks_the_attempt_nor_stops_h
         proxy.start()
         url = parsed.set(port=proxy.port).render_as_string(hide_password=False)
     try:
-        async with healing_guard(url, tmp_path, build_services=_only_healing, max_concurrent=1,
-                                 attempt_lease=2) as h:
-            await h.add_component("w", {"strategies": [{"kind": "restart", "argv": _gated_argv(marker, gate)}],
-                                        "backoff_initial": "1s", "cooldown": "0s"})
-            await h.add_component("v", {"strategies": [{"kind": "restart", "argv": touch_argv(tmp_path / "v")}]})
+        async with healing_guard(
+            url, tmp_path, build_services=_only_healing, max_concurrent=1, attempt_lease=2
+        ) as h:
+            await h.add_component(
+                "w",
+                {
+                    "strategies": [{"kind": "restart", "argv": _gated_argv(marker, gate)}],
+                    "backoff_initial": "1s",
+                    "cooldown": "0s",
+                },
+            )
+            await h.add_component(
+                "v", {"strategies": [{"kind": "restart", "argv": touch_argv(tmp_path / "v")}]}
+            )
             await h.open_incident("w")
             with _database_blip(h, url, proxy) as blip:
                 await wait_until(lambda: count_lines(marker) == 1, timeout=30)  # acting
@@ -196,8 +233,15 @@ async def test_database_blip_while_acting_neither_sticks_the_attempt_nor_stops_h
 async def test_deleted_component_leaves_no_budget_or_breaker(healing, what):
     await healing.add_component("gone", {"strategies": [{"kind": "notify_only"}]})
     async with healing.guard.session() as session:
-        session.add(HealingBudget(component="gone", backoff_level=2, failed_incidents=[], breaker_open=what == "breaker",
-                                  backoff_until=utcnow() + timedelta(hours=1)))
+        session.add(
+            HealingBudget(
+                component="gone",
+                backoff_level=2,
+                failed_incidents=[],
+                breaker_open=what == "breaker",
+                backoff_until=utcnow() + timedelta(hours=1),
+            )
+        )
     headers = await healing.guard.headers("admin")
     if what == "breaker":
         assert (await _stats(healing))["breakers_open"] == ["gone"]
@@ -207,5 +251,7 @@ async def test_deleted_component_leaves_no_budget_or_breaker(healing, what):
         assert await session.get(HealingBudget, "gone") is None
     # A new component of that name starts with a clean budget: a manual heal is not refused.
     await healing.add_component("gone", {"strategies": [{"kind": "notify_only"}]})
-    response = await healing.guard.client.post("/api/v1/healing/gone", headers=await healing.guard.headers("operator"))
+    response = await healing.guard.client.post(
+        "/api/v1/healing/gone", headers=await healing.guard.headers("operator")
+    )
     assert response.status_code == 202, response.text

@@ -39,7 +39,9 @@ async def test_api_accepts_a_graph_and_refuses_unknown_names_and_cycles(guard):
     assert (await create(guard, "report", ["etl"])).status_code == 201
 
     assert problems(await create(guard, "ml", ["db", "nope"])) == ["ml.depends_on: unknown component 'nope'"]
-    assert problems(await create(guard, "self", ["self"])) == ["self.depends_on: a component cannot depend on itself"]
+    assert problems(await create(guard, "self", ["self"])) == [
+        "self.depends_on: a component cannot depend on itself"
+    ]
     h = await guard.headers("admin")
     before = await names(guard)
     r = await guard.client.patch("/api/v1/components/db", headers=h, json={"depends_on": ["report"]})
@@ -59,23 +61,43 @@ async def test_api_accepts_a_graph_and_refuses_unknown_names_and_cycles(guard):
 
 
 def run_validate(path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", "config", "validate", str(path)], check=False,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "config", "validate", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_config_validate_names_the_cycle_and_the_unknown_component(tmp_path):
     path = tmp_path / "guard.yaml"
-    path.write_text(yaml.safe_dump({"components": [
-        {"name": "db", "depends_on": ["report"]},
-        {"name": "etl", "depends_on": ["db", "warehouse"]},
-        {"name": "report", "depends_on": ["etl"]},
-    ]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "components": [
+                    {"name": "db", "depends_on": ["report"]},
+                    {"name": "etl", "depends_on": ["db", "warehouse"]},
+                    {"name": "report", "depends_on": ["etl"]},
+                ]
+            }
+        )
+    )
     result = run_validate(path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "etl.depends_on: unknown component 'warehouse'" in result.stderr
     assert "dependency cycle: db -> report -> etl -> db" in result.stderr
-    path.write_text(yaml.safe_dump({"components": [
-        {"name": "db"}, {"name": "etl", "depends_on": ["db"]}, {"name": "report", "depends_on": ["etl"]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "components": [
+                    {"name": "db"},
+                    {"name": "etl", "depends_on": ["db"]},
+                    {"name": "report", "depends_on": ["etl"]},
+                ]
+            }
+        )
+    )
     result = run_validate(path)
     assert result.returncode == 0, result.stderr
 
@@ -84,14 +106,21 @@ async def test_declared_components_keep_their_graph(db_url, tmp_path):
     from app.monitoring.declarative import sync_declared_components
     from tests.conftest import make_settings, running_guard
 
-    declared = [{"name": "report", "depends_on": ["etl"]}, {"name": "etl", "depends_on": ["db"]}, {"name": "db"}]
+    declared = [
+        {"name": "report", "depends_on": ["etl"]},
+        {"name": "etl", "depends_on": ["db"]},
+        {"name": "db"},
+    ]
     settings = make_settings(db_url, tmp_path, components=declared)
     async with running_guard(settings, build_services=lambda rt: []) as guard:
         rt = guard.runtime
-        await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)  # created in file order: report before etl
+        await sync_declared_components(
+            rt.core, rt.secret_box, rt.healing.registry
+        )  # created in file order: report before etl
         assert await names(guard) == {"report": ["etl"], "etl": ["db"], "db": []}
-        r = await guard.client.patch("/api/v1/components/etl", headers=await guard.headers("admin"),
-                                     json={"depends_on": []})
+        r = await guard.client.patch(
+            "/api/v1/components/etl", headers=await guard.headers("admin"), json={"depends_on": []}
+        )
         assert r.status_code == 409  # the file owns declared components
 
 

@@ -25,7 +25,9 @@ def test_demo_worker_is_detected_restarted_verified_and_resolved(tmp_path, how):
     timeline = _demo().run_demo(tmp_path, how=how, out=lines.append, timeout=60)
     report = "\n".join(lines)
     assert {"detected", "restart", "healthy", "alert_resolved"} <= set(timeline["seen"]), report
-    assert timeline["detected"] <= timeline["restart"] <= timeline["healthy"] <= timeline["alert_resolved"], report
+    assert timeline["detected"] <= timeline["restart"] <= timeline["healthy"] <= timeline["alert_resolved"], (
+        report
+    )
     attempt = timeline["attempt"]
     assert attempt["strategy"] == "restart" and attempt["state"] == "succeeded"
     assert timeline["resolution_action"] == f"restarted by healing attempt {attempt['id']}", report

@@ -36,10 +36,16 @@ async def test_heal_verify_resolve(healing, tmp_path):
 
 
 async def test_failed_attempts_back_off_then_exhaust_and_breaker(healing, tmp_path):
-    await healing.add_component("bad", {
-        "strategies": [{"kind": "restart", "argv": [PY, "-c", "raise SystemExit(3)"]}],
-        "max_attempts": 2, "backoff_initial": "10s", "breaker_threshold": 2, "breaker_window": "1h",
-    })
+    await healing.add_component(
+        "bad",
+        {
+            "strategies": [{"kind": "restart", "argv": [PY, "-c", "raise SystemExit(3)"]}],
+            "max_attempts": 2,
+            "backoff_initial": "10s",
+            "breaker_threshold": 2,
+            "breaker_window": "1h",
+        },
+    )
     first = await healing.open_incident("bad")
     assert len(await healing.step()) == 1
     [attempt] = await healing.attempts()
@@ -68,8 +74,9 @@ async def test_failed_attempts_back_off_then_exhaust_and_breaker(healing, tmp_pa
     third = await healing.open_incident("bad")
     assert await healing.step() == []
     # An operator re-arms it through the API; healing resumes.
-    response = await healing.guard.client.post("/api/v1/healing/breakers/bad/reset",
-                                               headers=await healing.guard.headers("operator"))
+    response = await healing.guard.client.post(
+        "/api/v1/healing/breakers/bad/reset", headers=await healing.guard.headers("operator")
+    )
     assert response.status_code == 200, response.text
     assert response.json()["was_open"] is True
     assert len(await healing.step()) == 1
@@ -78,8 +85,9 @@ async def test_failed_attempts_back_off_then_exhaust_and_breaker(healing, tmp_pa
 
 
 async def test_breaker_rearms_after_window(healing, tmp_path):
-    await healing.add_component("bad", {"strategies": [{"kind": "notify_only"}], "max_attempts": 1,
-                                        "breaker_threshold": 1})
+    await healing.add_component(
+        "bad", {"strategies": [{"kind": "notify_only"}], "max_attempts": 1, "breaker_threshold": 1}
+    )
     await healing.open_incident("bad")
     await healing.step()
     await healing.step()
@@ -92,15 +100,23 @@ async def test_breaker_rearms_after_window(healing, tmp_path):
     assert len(await healing.step()) == 1  # re-armed by the window, then decided
     async with healing.guard.session() as session:
         budget = (await session.execute(select(HealingBudget))).scalar_one()
-        assert budget.breaker_rearm_at is None or budget.breaker_open  # re-armed, then (notify_only) re-opened
+        assert (
+            budget.breaker_rearm_at is None or budget.breaker_open
+        )  # re-armed, then (notify_only) re-opened
 
 
 async def test_flapping_component_heal_that_relapses_is_failed_and_backs_off(healing, tmp_path):
     """A heal that does not hold (a new incident within the stick window, ``verify_timeout``) is a
     failed heal: back-off instead of cooldown, one action per back-off, never a storm."""
     marker = tmp_path / "ran"
-    await healing.add_component("flappy", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
-                                           "cooldown": "5m", "backoff_initial": "5m"})
+    await healing.add_component(
+        "flappy",
+        {
+            "strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
+            "cooldown": "5m",
+            "backoff_initial": "5m",
+        },
+    )
     for _ in range(5):  # unhealthy → healed → unhealthy → ... within the stick window
         incident = await healing.open_incident("flappy")
         await healing.step()
@@ -110,7 +126,9 @@ async def test_flapping_component_heal_that_relapses_is_failed_and_backs_off(hea
     assert attempt.state == "failed" and "relapsed" in attempt.detail
     async with healing.guard.session() as session:
         budget = await session.get(HealingBudget, "flappy")
-        assert budget.cooldown_until is None and budget.backoff_level == 1 and len(budget.failed_incidents) == 1
+        assert (
+            budget.cooldown_until is None and budget.backoff_level == 1 and len(budget.failed_incidents) == 1
+        )
         budget.backoff_until = utcnow() - timedelta(seconds=1)
     await healing.open_incident("flappy")
     await healing.step()

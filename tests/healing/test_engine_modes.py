@@ -18,12 +18,20 @@ from tests.healing.conftest import PY, count_lines, healing_guard, touch_argv, w
 async def test_burst_of_20_failing_components_respects_limits(db_url, tmp_path):
     log = tmp_path / "concurrency.log"
     # Each action records start/end with timestamps so we can compute the overlap afterwards.
-    code = ("import sys,time; f=open(sys.argv[1],'a'); f.write(f'start {time.time()}\\n'); f.flush(); "
-            "time.sleep(0.3); f.write(f'end {time.time()}\\n')")
+    code = (
+        "import sys,time; f=open(sys.argv[1],'a'); f.write(f'start {time.time()}\\n'); f.flush(); "
+        "time.sleep(0.3); f.write(f'end {time.time()}\\n')"
+    )
     async with healing_guard(db_url, tmp_path, max_concurrent=3, max_concurrent_per_group=2) as h:
         for i in range(20):
-            await h.add_component(f"c{i}", {"strategies": [{"kind": "restart", "argv": [PY, "-c", code, str(log)]}],
-                                            "verify_timeout": "1h"}, labels={"app": "etl" if i < 10 else f"solo{i}"})
+            await h.add_component(
+                f"c{i}",
+                {
+                    "strategies": [{"kind": "restart", "argv": [PY, "-c", code, str(log)]}],
+                    "verify_timeout": "1h",
+                },
+                labels={"app": "etl" if i < 10 else f"solo{i}"},
+            )
             await h.open_incident(f"c{i}")
         started = await h.step()
         assert len(started) == 3  # global cap; at most 2 of the 'etl' group
@@ -60,7 +68,9 @@ async def test_dry_run_never_acts(db_url, tmp_path):
 
 async def test_per_component_dry_run(healing, tmp_path):
     marker = tmp_path / "ran"
-    await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}], "dry_run": True})
+    await healing.add_component(
+        "w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}], "dry_run": True}
+    )
     await healing.open_incident("w")
     await healing.step()
     assert [a.state for a in await healing.attempts()] == ["dry_run"] and count_lines(marker) == 0
@@ -68,16 +78,26 @@ async def test_per_component_dry_run(healing, tmp_path):
 
 async def test_approval_flow(healing, tmp_path):
     marker = tmp_path / "ran"
-    await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
-                                      "require_approval": True, "approval_timeout": "10m"})
+    await healing.add_component(
+        "w",
+        {
+            "strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
+            "require_approval": True,
+            "approval_timeout": "10m",
+        },
+    )
     headers = await healing.guard.headers("operator")
     viewer = await healing.guard.headers("viewer")
     await healing.open_incident("w")
     assert await healing.step() == []
     [pending] = await healing.attempts()
     assert pending.state == "pending_approval" and count_lines(marker) == 0
-    assert (await healing.guard.client.post(f"/api/v1/healing/attempts/{pending.id}/approve", headers=viewer)).status_code == 403
-    response = await healing.guard.client.post(f"/api/v1/healing/attempts/{pending.id}/approve", headers=headers)
+    assert (
+        await healing.guard.client.post(f"/api/v1/healing/attempts/{pending.id}/approve", headers=viewer)
+    ).status_code == 403
+    response = await healing.guard.client.post(
+        f"/api/v1/healing/attempts/{pending.id}/approve", headers=headers
+    )
     assert response.status_code == 200, response.text
     await healing.engine.drain()
     assert count_lines(marker) == 1
@@ -86,7 +106,9 @@ async def test_approval_flow(healing, tmp_path):
     await healing.open_incident("w")
     await healing.step()
     pending = (await healing.attempts())[-1]
-    response = await healing.guard.client.post(f"/api/v1/healing/attempts/{pending.id}/reject", headers=headers)
+    response = await healing.guard.client.post(
+        f"/api/v1/healing/attempts/{pending.id}/reject", headers=headers
+    )
     assert response.status_code == 200 and response.json()["state"] == "rejected"
     assert await healing.step() == []
     assert count_lines(marker) == 1
@@ -98,7 +120,9 @@ async def test_approval_flow(healing, tmp_path):
         (await session.get(HealingAttempt, pending.id)).approval_deadline = utcnow() - timedelta(seconds=1)
     await healing.step()
     assert (await healing.attempts(id=pending.id))[0].state == "expired"
-    response = await healing.guard.client.post(f"/api/v1/healing/attempts/{pending.id}/approve", headers=headers)
+    response = await healing.guard.client.post(
+        f"/api/v1/healing/attempts/{pending.id}/approve", headers=headers
+    )
     assert response.status_code == 409
     assert count_lines(marker) == 1
 
@@ -111,13 +135,27 @@ async def test_interrupted_attempt_is_not_repeated_on_restart(db_url, tmp_path):
         await h.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
         incident = await h.open_incident("w")
         async with h.guard.session() as session:  # what a killed process leaves behind
-            session.add(HealingAttempt(
-                incident_id=incident, incident_key=f"i:{incident}", attempt_number=1, component="w", strategy="restart",
-                strategy_index=0, state="running", trigger="auto", description="", decision={}, slot=0,
-                owner=f"{socket.gethostname()}:{_dead_pid()}", started_at=utcnow(), acting_at=utcnow(),
-                lease_until=utcnow(),
-            ))
+            session.add(
+                HealingAttempt(
+                    incident_id=incident,
+                    incident_key=f"i:{incident}",
+                    attempt_number=1,
+                    component="w",
+                    strategy="restart",
+                    strategy_index=0,
+                    state="running",
+                    trigger="auto",
+                    description="",
+                    decision={},
+                    slot=0,
+                    owner=f"{socket.gethostname()}:{_dead_pid()}",
+                    started_at=utcnow(),
+                    acting_at=utcnow(),
+                    lease_until=utcnow(),
+                )
+            )
     async with healing_guard(db_url, tmp_path, build_services=_only_healing) as h:
+
         async def interrupted():
             return [a for a in await h.attempts() if a.state == "interrupted"]
 
@@ -158,17 +196,24 @@ def test_learned_ordering_never_picks_an_unlisted_strategy():
 async def test_learned_ordering_in_engine_explains_and_respects_admin_lists(db_url, tmp_path):
     marker = tmp_path / "ran"
     async with healing_guard(db_url, tmp_path, strategies=["restart", "notify_only"]) as h:
-        await h.add_component("w", {"learned_ordering": True, "strategies": [
-            {"kind": "webhook", "url": "https://ci.invalid/rerun"},  # not in healing.strategies
-            {"kind": "notify_only"},
-            {"kind": "restart", "argv": touch_argv(marker)},
-        ]})
+        await h.add_component(
+            "w",
+            {
+                "learned_ordering": True,
+                "strategies": [
+                    {"kind": "webhook", "url": "https://ci.invalid/rerun"},  # not in healing.strategies
+                    {"kind": "notify_only"},
+                    {"kind": "restart", "argv": touch_argv(marker)},
+                ],
+            },
+        )
         for _ in range(6):
             incident = await h.open_incident("w")
             await h.step()
             async with h.guard.session() as session:
                 (await session.get(HealingIncident, incident)).outcome = "healed"
                 from app.db.models.healing import HealingBudget
+
                 budget = await session.get(HealingBudget, "w")
                 budget.backoff_until = budget.cooldown_until = None
         attempts = await h.attempts()
@@ -180,14 +225,22 @@ async def test_manual_trigger_without_incident_and_stats(healing, tmp_path):
     marker = tmp_path / "ran"
     await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
     headers = await healing.guard.headers("operator")
-    response = await healing.guard.client.post("/api/v1/healing/w", headers=headers, json={"strategy": "command"})
+    response = await healing.guard.client.post(
+        "/api/v1/healing/w", headers=headers, json={"strategy": "command"}
+    )
     assert response.status_code == 202, response.text
     assert response.json()["incident_id"] is None and response.json()["trigger"] == "manual"
     await healing.engine.drain()
     assert count_lines(marker) == 1
-    attempt = (await healing.guard.client.get(f"/api/v1/healing/attempts/{response.json()['id']}", headers=headers)).json()
+    attempt = (
+        await healing.guard.client.get(f"/api/v1/healing/attempts/{response.json()['id']}", headers=headers)
+    ).json()
     assert attempt["state"] == "succeeded"
-    page = (await healing.guard.client.get("/api/v1/healing/attempts?component=w&state=succeeded", headers=headers)).json()
+    page = (
+        await healing.guard.client.get(
+            "/api/v1/healing/attempts?component=w&state=succeeded", headers=headers
+        )
+    ).json()
     assert page["total"] == 1
     stats = (await healing.guard.client.get("/api/v1/healing/stats", headers=headers)).json()
     assert stats["total_attempts"] == 1 and stats["success_rate"] == 1.0
@@ -195,15 +248,24 @@ async def test_manual_trigger_without_incident_and_stats(healing, tmp_path):
     assert (await healing.guard.client.post("/api/v1/healing/nope", headers=headers)).status_code == 404
     metrics = (await healing.guard.client.get("/metrics")).text
     assert 'healing_attempts_total{component="w",outcome="succeeded",strategy="restart"} 1.0' in metrics
-    assert "pipeline_guard_healing_attempts_total" in metrics and "pipeline_guard_healing_in_progress" in metrics
+    assert (
+        "pipeline_guard_healing_attempts_total" in metrics and "pipeline_guard_healing_in_progress" in metrics
+    )
 
 
 async def test_silence_pauses_healing(healing, tmp_path):
     marker = tmp_path / "ran"
     await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
     headers = await healing.guard.headers("admin")
-    response = await healing.guard.client.post("/api/v1/silences", headers=headers, json={
-        "component": "w", "ends_at": (utcnow() + timedelta(hours=1)).isoformat(), "comment": "maintenance"})
+    response = await healing.guard.client.post(
+        "/api/v1/silences",
+        headers=headers,
+        json={
+            "component": "w",
+            "ends_at": (utcnow() + timedelta(hours=1)).isoformat(),
+            "comment": "maintenance",
+        },
+    )
     assert response.status_code in (200, 201), response.text
     await healing.open_incident("w")
     assert await healing.step() == []

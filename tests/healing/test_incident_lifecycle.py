@@ -68,10 +68,19 @@ def service_app(svc: Service) -> web.Application:
 async def lifecycle_guard(db_url, tmp_path, **monitoring):
 
     svc = Service()
-    settings = mon_settings(db_url, tmp_path, monitoring={"failure_threshold": 2, "success_threshold": 1,
-                                                           "flap_window": 6, "flap_threshold": 4, **monitoring},
-                            healing={"max_concurrent": 3, "max_concurrent_per_group": 2},
-                            security={"ssrf_allowlist": ["127.0.0.1/32"], "alertmanager_token": AM_TOKEN})
+    settings = mon_settings(
+        db_url,
+        tmp_path,
+        monitoring={
+            "failure_threshold": 2,
+            "success_threshold": 1,
+            "flap_window": 6,
+            "flap_threshold": 4,
+            **monitoring,
+        },
+        healing={"max_concurrent": 3, "max_concurrent_per_group": 2},
+        security={"ssrf_allowlist": ["127.0.0.1/32"], "alertmanager_token": AM_TOKEN},
+    )
     async with serve_app(service_app(svc)) as port, monitored(settings) as (guard, scheduler):
         svc.port = port
         engine = guard.runtime.healing.engine
@@ -85,10 +94,17 @@ class Life:
 
     async def add(self, name: str, recovery: dict | None = None, *, check: dict | None = None) -> dict:
         recovery = {"strategies": [{"kind": "webhook", "url": self.svc.url("/restart")}], **(recovery or {})}
-        check = check or {"kind": "http", "url": self.svc.url("/health"), "timeout": 3,
-                          "degraded_after_ms": int(SLOW_S * 1000 / 2)}
-        r = await self.guard.client.post("/api/v1/components", headers=await self.guard.headers("admin"),
-                                         json={"name": name, "check": check, "recovery": recovery})
+        check = check or {
+            "kind": "http",
+            "url": self.svc.url("/health"),
+            "timeout": 3,
+            "degraded_after_ms": int(SLOW_S * 1000 / 2),
+        }
+        r = await self.guard.client.post(
+            "/api/v1/components",
+            headers=await self.guard.headers("admin"),
+            json={"name": name, "check": check, "recovery": recovery},
+        )
         assert r.status_code == 201, r.text
         return r.json()
 
@@ -121,17 +137,30 @@ class Life:
 
     async def transitions(self, component_id: int) -> list[HealthTransitionRecord]:
         async with self.guard.session() as session:
-            return list((await session.execute(select(HealthTransitionRecord).where(
-                HealthTransitionRecord.component_id == component_id).order_by(HealthTransitionRecord.id))).scalars())
+            return list(
+                (
+                    await session.execute(
+                        select(HealthTransitionRecord)
+                        .where(HealthTransitionRecord.component_id == component_id)
+                        .order_by(HealthTransitionRecord.id)
+                    )
+                ).scalars()
+            )
 
     async def incidents(self, component_id: int) -> list[Incident]:
         async with self.guard.session() as session:
-            return list((await session.execute(select(Incident).where(
-                Incident.component_id == component_id).order_by(Incident.id))).scalars())
+            return list(
+                (
+                    await session.execute(
+                        select(Incident).where(Incident.component_id == component_id).order_by(Incident.id)
+                    )
+                ).scalars()
+            )
 
     async def alerts(self, component: str) -> list[dict]:
-        r = await self.guard.client.get("/api/v1/alerts", headers=await self.guard.headers("admin"),
-                                        params={"component": component})
+        r = await self.guard.client.get(
+            "/api/v1/alerts", headers=await self.guard.headers("admin"), params={"component": component}
+        )
         assert r.status_code == 200, r.text
         return r.json()["items"]
 
@@ -194,7 +223,11 @@ async def test_failures_before_the_heal_never_feed_the_flap_window(db_url, tmp_p
         assert (await life.attempt(attempt_id)).state == "verifying"
         await life.checks(6)
         assert await life.status(component["id"]) == "healthy"
-        assert [t.current for t in await life.transitions(component["id"])] == ["critical", "recovering", "healthy"]
+        assert [t.current for t in await life.transitions(component["id"])] == [
+            "critical",
+            "recovering",
+            "healthy",
+        ]
         assert len(await life.incidents(component["id"])) == 1
         assert await life.heal() == [] and life.svc.restarts == 1
         assert [a.state for a in await life.attempts()] == ["succeeded"]
@@ -234,8 +267,9 @@ async def test_degraded_is_not_healed_unless_the_policy_says_so(db_url, tmp_path
 async def test_degraded_opt_in_heals_and_a_still_degraded_target_fails_the_attempt_at_once(db_url, tmp_path):
     async with lifecycle_guard(db_url, tmp_path) as life:
         life.svc.after_restart = "slow"
-        component = await life.add("svc", {"heal_on": ["degraded", "critical"], "grace_period": 0,
-                                           "verify_timeout": "5m"})
+        component = await life.add(
+            "svc", {"heal_on": ["degraded", "critical"], "grace_period": 0, "verify_timeout": "5m"}
+        )
         assert component["recovery"]["heal_on"] == ["degraded", "critical"]
         life.svc.mode = "slow"
         await life.checks(2)
@@ -253,13 +287,19 @@ async def test_heal_on_round_trips_and_bad_values_are_refused(db_url, tmp_path):
         admin = await life.guard.headers("admin")
         component = await life.add("svc")
         assert "heal_on" not in component["recovery"]  # the default applies: critical and failed
-        r = await life.guard.client.patch("/api/v1/components/svc", headers=admin, json={
-            "recovery": {**component["recovery"], "heal_on": ["failed", "degraded", "failed"]}})
+        r = await life.guard.client.patch(
+            "/api/v1/components/svc",
+            headers=admin,
+            json={"recovery": {**component["recovery"], "heal_on": ["failed", "degraded", "failed"]}},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["recovery"]["heal_on"] == ["degraded", "failed"]
         for bad in (["sleepy"], [], "recovering", 3):
-            r = await life.guard.client.patch("/api/v1/components/svc", headers=admin, json={
-                "recovery": {**component["recovery"], "heal_on": bad}})
+            r = await life.guard.client.patch(
+                "/api/v1/components/svc",
+                headers=admin,
+                json={"recovery": {**component["recovery"], "heal_on": bad}},
+            )
             assert r.status_code == 422, r.text
             body = r.json()["error"]
             assert any(p.startswith("recovery.heal_on") for p in body["details"]["problems"]), body
@@ -291,10 +331,17 @@ async def test_one_alertmanager_alert_one_restart_and_no_recovering_incident(db_
         component = await life.add("svc", {"grace_period": "5m"})
         await life.checks(2)
         assert await life.status(component["id"]) == "healthy"
-        alert = {"status": "firing", "labels": {"alertname": "SvcErrors", "component": "svc", "severity": "critical"},
-                 "annotations": {"summary": "svc returns errors"}, "fingerprint": "abc123"}
-        r = await life.guard.client.post("/api/v1/integrations/alertmanager", json={"alerts": [alert]},
-                                         headers={"Authorization": f"Bearer {AM_TOKEN}"})
+        alert = {
+            "status": "firing",
+            "labels": {"alertname": "SvcErrors", "component": "svc", "severity": "critical"},
+            "annotations": {"summary": "svc returns errors"},
+            "fingerprint": "abc123",
+        }
+        r = await life.guard.client.post(
+            "/api/v1/integrations/alertmanager",
+            json={"alerts": [alert]},
+            headers={"Authorization": f"Bearer {AM_TOKEN}"},
+        )
         assert r.status_code == 200, r.text
         life.svc.hold = asyncio.Event()
         [attempt_id] = await life.engine.evaluate()
@@ -311,6 +358,8 @@ async def test_one_alertmanager_alert_one_restart_and_no_recovering_incident(db_
         assert await life.heal() == []
         assert life.svc.restarts == 1
         assert len(await life.incidents(component["id"])) == 1  # the external one only
-        assert [t.current for t in await life.transitions(component["id"])] == ["healthy"]  # never recovering/critical
+        assert [t.current for t in await life.transitions(component["id"])] == [
+            "healthy"
+        ]  # never recovering/critical
         messages = [a["message"] for a in await life.alerts("svc")]
         assert not [m for m in messages if "recovering" in m], messages

@@ -65,7 +65,15 @@ def pki(tmp_path_factory) -> dict[str, Path | bytes]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("test-ca", ca_key, None, ca_key, ca=True)
     srv_key = ec.generate_private_key(ec.SECP256R1())
-    srv = _cert("apiserver", ca_key, ca.subject, srv_key, ca=False, usage=ExtendedKeyUsageOID.SERVER_AUTH, ip="127.0.0.1")
+    srv = _cert(
+        "apiserver",
+        ca_key,
+        ca.subject,
+        srv_key,
+        ca=False,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        ip="127.0.0.1",
+    )
     cli_key = ec.generate_private_key(ec.SECP256R1())
     cli = _cert("guard", ca_key, ca.subject, cli_key, ca=False, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
     other_key = ec.generate_private_key(ec.SECP256R1())
@@ -89,8 +97,13 @@ async def tls_kmock(pki):
         async def start_server(self, loop=None, **kwargs):
             return await super().start_server(loop=loop, ssl=ctx, **kwargs)
 
-    async with kmock_lib.KubernetesEmulator() as handler, kmock_lib.Server(handler, server_cls=TLSServer) as srv:
-        handler.objects[handler.resource("apps/v1/deployments"), "ml", "trainer"] = {"metadata": {"name": "trainer"}}
+    async with (
+        kmock_lib.KubernetesEmulator() as handler,
+        kmock_lib.Server(handler, server_cls=TLSServer) as srv,
+    ):
+        handler.objects[handler.resource("apps/v1/deployments"), "ml", "trainer"] = {
+            "metadata": {"name": "trainer"}
+        }
         yield handler, srv
 
 
@@ -136,16 +149,33 @@ async def test_kubeconfig_inline_ca_and_client_certificate(tls_kmock, pki, tmp_p
     handler, srv = tls_kmock
     b64 = lambda data: base64.b64encode(data).decode()
     kubeconfig = tmp_path / "config"
-    kubeconfig.write_text(yaml.safe_dump({
-        "current-context": "c",
-        "clusters": [{"name": "k", "cluster": {
-            "server": f"https://127.0.0.1:{srv.port}", "certificate-authority-data": b64(pki["ca"].read_bytes()),
-        }}],
-        "users": [{"name": "u", "user": {
-            "client-certificate-data": b64(pki["cli_cert"]), "client-key-data": b64(pki["cli_key"]),
-        }}],
-        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "current-context": "c",
+                "clusters": [
+                    {
+                        "name": "k",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{srv.port}",
+                            "certificate-authority-data": b64(pki["ca"].read_bytes()),
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "client-certificate-data": b64(pki["cli_cert"]),
+                            "client-key-data": b64(pki["cli_key"]),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+            }
+        )
+    )
+
     # Answer with the TLS peer's certificate subject, read while the connection is still open.
     def peer_subject(request):
         peer = request._raw_request.transport.get_extra_info("peercert") or {}

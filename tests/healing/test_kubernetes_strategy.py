@@ -51,21 +51,31 @@ def deployment(kmock) -> dict[str, Any]:
 
 
 def make_ctx(
-    strategy: KubernetesStrategy, params: dict[str, Any], *, incident_id: str = "inc-42",
-    attempt: int = 1, dry_run: bool = False, timeout_s: float = 10.0,
+    strategy: KubernetesStrategy,
+    params: dict[str, Any],
+    *,
+    incident_id: str = "inc-42",
+    attempt: int = 1,
+    dry_run: bool = False,
+    timeout_s: float = 10.0,
 ) -> ActionContext:
     return ActionContext(
-        component="trainer", labels={"region": "eu"}, incident_id=incident_id, attempt_id=attempt,
-        attempt_number=attempt, params=strategy.validate(params), dry_run=dry_run,
-        timeout_s=timeout_s, incident_started_at=STARTED,
+        component="trainer",
+        labels={"region": "eu"},
+        incident_id=incident_id,
+        attempt_id=attempt,
+        attempt_number=attempt,
+        params=strategy.validate(params),
+        dry_run=dry_run,
+        timeout_s=timeout_s,
+        incident_started_at=STARTED,
     )
 
 
 def calls(kmock) -> list[tuple[str, str, dict[str, str], str | None, Any]]:
     """Each request as (method, path, query, content type, JSON body): what the apiserver saw."""
     return [
-        (r.method.value, r.url.path, dict(r.params), r.headers.get("Content-Type"), r.data)
-        for r in kmock
+        (r.method.value, r.url.path, dict(r.params), r.headers.get("Content-Type"), r.data) for r in kmock
     ]
 
 
@@ -132,12 +142,15 @@ async def test_dry_run_sends_nothing(kmock, strategy, deployment):
 
 def seed_scale(kmock, replicas: int) -> None:
     kmock.objects[kmock.resource("apps/v1/deployments"), "ml", "trainer"] = {
-        "metadata": {"name": "trainer", "namespace": "ml"}, "spec": {"replicas": replicas},
+        "metadata": {"name": "trainer", "namespace": "ml"},
+        "spec": {"replicas": replicas},
     }
     kmock[f"get {DEPLOY}/scale"] << {
-        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
         "metadata": {"name": "trainer", "namespace": "ml"},
-        "spec": {"replicas": replicas}, "status": {"replicas": replicas},
+        "spec": {"replicas": replicas},
+        "status": {"replicas": replicas},
     }
 
 
@@ -153,7 +166,9 @@ SCALE = {"action": "scale", "namespace": "ml", "name": "trainer", "min_replicas"
         (3, {"replicas": 0}, 1, "Deployment ml/trainer scaled from 3 to 1 replicas (clamped from 0)"),
     ],
 )
-async def test_scale_reads_then_patches_the_scale_subresource(kmock, strategy, current, change, expected, detail):
+async def test_scale_reads_then_patches_the_scale_subresource(
+    kmock, strategy, current, change, expected, detail
+):
     seed_scale(kmock, current)
     result = await strategy.execute(make_ctx(strategy, {**SCALE, **change}))
 
@@ -171,9 +186,11 @@ async def test_scale_reads_then_patches_the_scale_subresource(kmock, strategy, c
         (5, {"step": 1}, "Deployment ml/trainer not scaled: already at max_replicas (5)"),
         (1, {"step": -1}, "Deployment ml/trainer not scaled: already at min_replicas (1)"),
         (3, {"replicas": 3}, "Deployment ml/trainer not scaled: already at 3 replicas"),
-        (8, {"step": 1}, (
-            "Deployment ml/trainer not scaled: 8 replicas is outside 1..5; refusing to scale the other way"
-        )),
+        (
+            8,
+            {"step": 1},
+            ("Deployment ml/trainer not scaled: 8 replicas is outside 1..5; refusing to scale the other way"),
+        ),
     ],
 )
 async def test_scale_never_leaves_the_bounds(kmock, strategy, current, change, detail):
@@ -196,8 +213,12 @@ def pod(name: str, created: str, ready: bool, terminating: bool = False) -> dict
 
 
 async def test_delete_named_pod(kmock, strategy):
-    kmock.objects[kmock.resource("v1/pods"), "ml", "trainer-abc"] = pod("trainer-abc", "2024-01-01T00:00:00Z", True)
-    result = await strategy.execute(make_ctx(strategy, {"action": "delete_pod", "namespace": "ml", "pod": "trainer-abc"}))
+    kmock.objects[kmock.resource("v1/pods"), "ml", "trainer-abc"] = pod(
+        "trainer-abc", "2024-01-01T00:00:00Z", True
+    )
+    result = await strategy.execute(
+        make_ctx(strategy, {"action": "delete_pod", "namespace": "ml", "pod": "trainer-abc"})
+    )
 
     assert result.success, result.detail
     assert result.detail == "pod ml/trainer-abc deleted"
@@ -226,7 +247,9 @@ async def test_delete_by_selector_picks_the_oldest_not_ready_pod(kmock, strategy
 
 async def test_delete_by_selector_without_matches_fails_clearly(kmock, strategy):
     kmock["get /api/v1/namespaces/ml/pods"] << {"kind": "PodList", "items": []}
-    result = await strategy.execute(make_ctx(strategy, {"action": "delete_pod", "namespace": "ml", "label_selector": "app=x"}))
+    result = await strategy.execute(
+        make_ctx(strategy, {"action": "delete_pod", "namespace": "ml", "label_selector": "app=x"})
+    )
 
     assert not result.success
     assert result.detail == "no running pod matches 'app=x' in ml"
@@ -237,14 +260,24 @@ async def test_delete_by_selector_without_matches_fails_clearly(kmock, strategy)
 
 
 async def test_forbidden_is_a_failure_with_the_apiservers_reason(kmock, strategy):
-    kmock[f"get {DEPLOY}"] << 403 << {
-        "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 403, "reason": "Forbidden",
-        "message": 'deployments.apps "trainer" is forbidden: User "system:serviceaccount:pg:guard" cannot get',
-    }
+    (
+        kmock[f"get {DEPLOY}"]
+        << 403
+        << {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": 'deployments.apps "trainer" is forbidden: User "system:serviceaccount:pg:guard" cannot get',
+        }
+    )
     result = await strategy.execute(make_ctx(strategy, RESTART))
 
     assert not result.success
-    assert result.detail.startswith("rollout restart Deployment ml/trainer failed: 403 Forbidden: deployments.apps")
+    assert result.detail.startswith(
+        "rollout restart Deployment ml/trainer failed: 403 Forbidden: deployments.apps"
+    )
     assert result.data == {"status": 403, "reason": "Forbidden"}
     assert TOKEN not in result.detail
     assert [m for m, *_ in calls(kmock)] == ["GET"]  # no PATCH after a refused read
@@ -261,7 +294,9 @@ async def test_missing_workload_is_a_failure(kmock, strategy):
 
 async def test_missing_pod_is_a_failure(kmock, strategy):
     kmock.resources["v1/pods"] = {}
-    result = await strategy.execute(make_ctx(strategy, {"action": "delete_pod", "namespace": "ml", "pod": "gone"}))
+    result = await strategy.execute(
+        make_ctx(strategy, {"action": "delete_pod", "namespace": "ml", "pod": "gone"})
+    )
 
     assert not result.success
     assert result.detail.startswith("delete pod ml/gone failed: 404")
@@ -274,7 +309,10 @@ async def test_hanging_apiserver_times_out_as_a_failure(kmock, strategy):
     elapsed = time.monotonic() - started
 
     assert not result.success
-    assert result.detail == "rollout restart Deployment ml/trainer failed: Timeout: GET " + DEPLOY + ": no answer within 0.5 s"
+    assert (
+        result.detail
+        == "rollout restart Deployment ml/trainer failed: Timeout: GET " + DEPLOY + ": no answer within 0.5 s"
+    )
     assert elapsed < 5
 
 
@@ -295,7 +333,9 @@ async def test_unreachable_apiserver_is_a_failure():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    strategy = KubernetesStrategy(lambda p: KubeClient(KubeConfig(server=f"http://127.0.0.1:{port}"), timeout_s=2))
+    strategy = KubernetesStrategy(
+        lambda p: KubeClient(KubeConfig(server=f"http://127.0.0.1:{port}"), timeout_s=2)
+    )
     result = await strategy.execute(make_ctx(strategy, RESTART))
     assert not result.success
     assert "ConnectionError" in result.detail
@@ -349,10 +389,16 @@ def test_kubeconfig_current_context_and_inline_credentials(tmp_path):
     kubeconfig = tmp_path / "config"
     write_kubeconfig(kubeconfig, "http://127.0.0.1:1")
     current = load_kubeconfig(kubeconfig)
-    assert (current.server, current.token, current.namespace) == ("https://192.0.2.1:6443", "not-this-one", "default")
+    assert (current.server, current.token, current.namespace) == (
+        "https://192.0.2.1:6443",
+        "not-this-one",
+        "default",
+    )
 
     doc = yaml.safe_load(kubeconfig.read_text())
-    doc["clusters"][0]["cluster"].update({"certificate-authority": "ca.pem", "insecure-skip-tls-verify": True})
+    doc["clusters"][0]["cluster"].update(
+        {"certificate-authority": "ca.pem", "insecure-skip-tls-verify": True}
+    )
     doc["users"][0]["user"] = {
         "client-certificate-data": base64.b64encode(b"CERT").decode(),
         "client-key": "/abs/key.pem",
@@ -405,7 +451,9 @@ def test_incluster_outside_a_cluster_fails_clearly(tmp_path):
     with pytest.raises(KubeConfigError, match="KUBERNETES_SERVICE_HOST"):
         load_incluster(sa_dir=tmp_path, environ={})
     with pytest.raises(KubeConfigError, match="token not found"):
-        load_incluster(sa_dir=tmp_path, environ={"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"})
+        load_incluster(
+            sa_dir=tmp_path, environ={"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}
+        )
 
 
 async def test_default_factory_outside_a_cluster_is_a_failure_result(monkeypatch):
@@ -429,10 +477,16 @@ async def test_default_factory_outside_a_cluster_is_a_failure_result(monkeypatch
         ({**RESTART, "kind": "CronJob"}, "kind: must be Deployment, StatefulSet or DaemonSet"),
         ({**SCALE, "kind": "DaemonSet", "step": 1}, "kind: a DaemonSet cannot be scaled"),
         ({**SCALE}, "replicas: give exactly one of replicas (absolute) or step (relative)"),
-        ({**SCALE, "step": 1, "replicas": 2}, "replicas: give exactly one of replicas (absolute) or step (relative)"),
+        (
+            {**SCALE, "step": 1, "replicas": 2},
+            "replicas: give exactly one of replicas (absolute) or step (relative)",
+        ),
         ({**SCALE, "step": 0}, "step: must not be 0"),
         ({**SCALE, "step": True}, "step: must be an integer"),
-        ({"action": "scale", "namespace": "ml", "name": "t", "step": 1}, "max_replicas: is required for scale"),
+        (
+            {"action": "scale", "namespace": "ml", "name": "t", "step": 1},
+            "max_replicas: is required for scale",
+        ),
         ({**SCALE, "step": 1, "min_replicas": 6}, "max_replicas: must be >= min_replicas"),
         ({"action": "delete_pod", "namespace": "ml"}, "pod: give exactly one of pod or label_selector"),
         ({**RESTART, "request_timeout_s": 0}, "request_timeout_s: must be a number between 0.1 and 300"),
@@ -446,10 +500,20 @@ def test_validate_rejects_with_field_and_reason(params, message):
 
 def test_validate_fills_defaults_and_describes():
     strategy = KubernetesStrategy()
-    params = strategy.validate({"action": "scale", "namespace": "ml", "name": "t", "step": 2, "max_replicas": 4})
+    params = strategy.validate(
+        {"action": "scale", "namespace": "ml", "name": "t", "step": 2, "max_replicas": 4}
+    )
     assert params == {
-        "action": "scale", "kind": "Deployment", "namespace": "ml", "name": "t", "kubeconfig": None,
-        "context": None, "request_timeout_s": 10.0, "replicas": None, "step": 2, "min_replicas": 1,
+        "action": "scale",
+        "kind": "Deployment",
+        "namespace": "ml",
+        "name": "t",
+        "kubeconfig": None,
+        "context": None,
+        "request_timeout_s": 10.0,
+        "replicas": None,
+        "step": 2,
+        "min_replicas": 1,
         "max_replicas": 4,
     }
     assert strategy.describe(params) == "scale Deployment ml/t by +2 replicas (bounded to 1..4)"

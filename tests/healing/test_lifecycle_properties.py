@@ -23,7 +23,9 @@ from app.monitoring import state_machine as sm
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OUTCOMES = {"u": Outcome.UP, "g": Outcome.DEGRADED, "d": Outcome.DOWN}
 
-segments = st.lists(st.tuples(st.sampled_from(["u", "g", "d", "flap"]), st.integers(1, 40)), min_size=1, max_size=8)
+segments = st.lists(
+    st.tuples(st.sampled_from(["u", "g", "d", "flap"]), st.integers(1, 40)), min_size=1, max_size=8
+)
 actions = st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 5)), min_size=1, max_size=6)
 heal_ons = st.lists(st.sampled_from(lc.HEALABLE), min_size=1, max_size=3, unique=True)
 
@@ -52,16 +54,42 @@ class World:
 
 
 @settings(max_examples=300, deadline=None)
-@given(timeline=segments, outcomes=actions, heal_on=heal_ons,
-       failure_threshold=st.integers(1, 4), success_threshold=st.integers(1, 3),
-       flap_window=st.integers(2, 10), flap_threshold=st.integers(2, 6),
-       grace_s=st.integers(0, 12), max_attempts=st.integers(1, 4), verify_timeout_s=st.integers(3, 60))
-def test_random_fault_timelines(timeline, outcomes, heal_on, failure_threshold, success_threshold, flap_window,
-                                flap_threshold, grace_s, max_attempts, verify_timeout_s):
-    t = sm.Thresholds(failure_threshold=failure_threshold, success_threshold=success_threshold,
-                      flap_window=flap_window, flap_threshold=flap_threshold)
-    rules = lc.Rules(heal_on=tuple(heal_on), max_attempts=max_attempts, stick_s=verify_timeout_s,
-                     verify_timeout_s=verify_timeout_s)
+@given(
+    timeline=segments,
+    outcomes=actions,
+    heal_on=heal_ons,
+    failure_threshold=st.integers(1, 4),
+    success_threshold=st.integers(1, 3),
+    flap_window=st.integers(2, 10),
+    flap_threshold=st.integers(2, 6),
+    grace_s=st.integers(0, 12),
+    max_attempts=st.integers(1, 4),
+    verify_timeout_s=st.integers(3, 60),
+)
+def test_random_fault_timelines(
+    timeline,
+    outcomes,
+    heal_on,
+    failure_threshold,
+    success_threshold,
+    flap_window,
+    flap_threshold,
+    grace_s,
+    max_attempts,
+    verify_timeout_s,
+):
+    t = sm.Thresholds(
+        failure_threshold=failure_threshold,
+        success_threshold=success_threshold,
+        flap_window=flap_window,
+        flap_threshold=flap_threshold,
+    )
+    rules = lc.Rules(
+        heal_on=tuple(heal_on),
+        max_attempts=max_attempts,
+        stick_s=verify_timeout_s,
+        verify_timeout_s=verify_timeout_s,
+    )
     life = lc.Lifecycle(rules)
     world = World(timeline)
     machine = sm.MachineState()
@@ -102,7 +130,9 @@ def test_random_fault_timelines(timeline, outcomes, heal_on, failure_threshold, 
                 assert set(machine.recent) <= {"u"}, "failures before the heal stay in the flap window"
         life.tick(now)
         if action is None and life.may_act(now):
-            assert machine.status in sm.UNHEALTHY and machine.status != sm.HEALTHY, "action on a healthy component"
+            assert machine.status in sm.UNHEALTHY and machine.status != sm.HEALTHY, (
+                "action on a healthy component"
+            )
             assert life.current is not None and lc.should_heal(life.current.status, heal_on)
             ok, fixes, duration = outcomes[n_actions % len(outcomes)]
             life.action_started(now)

@@ -23,8 +23,9 @@ def _envelope(response) -> dict:
 
 async def test_fifty_quick_manual_heals_run_one_restart(healing, tmp_path):
     marker = tmp_path / "ran"
-    await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": _slow_touch(marker)}],
-                                      "cooldown": "10m"})
+    await healing.add_component(
+        "w", {"strategies": [{"kind": "restart", "argv": _slow_touch(marker)}], "cooldown": "10m"}
+    )
     headers = await healing.guard.headers("operator")
     codes = []
     for _ in range(50):
@@ -49,8 +50,9 @@ async def test_concurrent_manual_heals_claim_once(healing, tmp_path):
     marker = tmp_path / "ran"
     await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": _slow_touch(marker)}]})
     headers = await healing.guard.headers("operator")
-    responses = await asyncio.gather(*[healing.guard.client.post("/api/v1/healing/w", headers=headers)
-                                       for _ in range(10)])  # within the connection pool (15)
+    responses = await asyncio.gather(
+        *[healing.guard.client.post("/api/v1/healing/w", headers=headers) for _ in range(10)]
+    )  # within the connection pool (15)
     codes = sorted(r.status_code for r in responses)
     assert codes.count(202) == 1 and set(codes) <= {202, 409, 429}, codes
     await healing.engine.drain(timeout=30)
@@ -58,8 +60,13 @@ async def test_concurrent_manual_heals_claim_once(healing, tmp_path):
 
 
 async def test_manual_heal_respects_backoff_and_breaker(healing, tmp_path):
-    await healing.add_component("bad", {"strategies": [{"kind": "restart", "argv": [sys.executable, "-c", "raise SystemExit(2)"]}],
-                                        "backoff_initial": "2m"})
+    await healing.add_component(
+        "bad",
+        {
+            "strategies": [{"kind": "restart", "argv": [sys.executable, "-c", "raise SystemExit(2)"]}],
+            "backoff_initial": "2m",
+        },
+    )
     headers = await healing.guard.headers("operator")
     assert (await healing.guard.client.post("/api/v1/healing/bad", headers=headers)).status_code == 202
     await healing.engine.drain(timeout=30)

@@ -24,11 +24,13 @@ PY = sys.executable
 
 pytestmark = pytest.mark.faults
 
-RESTART = ("import os, subprocess, sys, time\n"
-           "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-           "open(sys.argv[1] + '.tmp', 'w').write(f'{os.getpid()} {child.pid}')\n"
-           "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
-           "time.sleep(120)\n")
+RESTART = (
+    "import os, subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+    "open(sys.argv[1] + '.tmp', 'w').write(f'{os.getpid()} {child.pid}')\n"
+    "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n"
+    "time.sleep(120)\n"
+)
 
 
 def _alive(pid: int) -> bool:
@@ -37,8 +39,10 @@ def _alive(pid: int) -> bool:
 
 def _running_attempt(db: Path):
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id, pgid, process_start FROM healing_attempts WHERE state = 'running' "
-                            "AND pgid IS NOT NULL").fetchone()
+        return conn.execute(
+            "SELECT id, pgid, process_start FROM healing_attempts WHERE state = 'running' "
+            "AND pgid IS NOT NULL"
+        ).fetchone()
 
 
 def _only_healing(rt):
@@ -54,21 +58,35 @@ async def test_guard_killed_mid_command_then_its_process_group_is_killed(tmp_pat
         "pipeline": {"monitoring": {"interval": "0.5s", "failure_threshold": 1, "jitter": 0}},
         "healing": {"command_actions_enabled": True, "attempt_lease": 2},
         "security": {"rate_limiting": {"enabled": False}},
-        "components": [{
-            "name": "svc",
-            "check": {"kind": "tcp", "host": "127.0.0.1", "port": closed_port, "interval": "0.5s"},
-            "recovery": {"strategies": [{"kind": "restart", "argv": [PY, "-c", RESTART, str(pids_file)],
-                                         "timeout": 300}], "backoff_initial": "1h"},
-        }],
+        "components": [
+            {
+                "name": "svc",
+                "check": {"kind": "tcp", "host": "127.0.0.1", "port": closed_port, "interval": "0.5s"},
+                "recovery": {
+                    "strategies": [
+                        {"kind": "restart", "argv": [PY, "-c", RESTART, str(pids_file)], "timeout": 300}
+                    ],
+                    "backoff_initial": "1h",
+                },
+            }
+        ],
     }
     (tmp_path / "guard.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update({"PIPELINE_ENV": "test", "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-                "PIPELINE_SECRET_KEY": TEST_SECRET, "PIPELINE_DATA_DIR": str(tmp_path / "var")})
+    env.update(
+        {
+            "PIPELINE_ENV": "test",
+            "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
+            "PIPELINE_SECRET_KEY": TEST_SECRET,
+            "PIPELINE_DATA_DIR": str(tmp_path / "var"),
+        }
+    )
     guard = _serve(tmp_path, env)
     leader = child = None
     try:
-        await wait_until(lambda: pids_file.exists() and _running_attempt(db) is not None, timeout=90, interval=0.1)
+        await wait_until(
+            lambda: pids_file.exists() and _running_attempt(db) is not None, timeout=90, interval=0.1
+        )
         leader, child = map(int, pids_file.read_text().split())
         attempt_id, pgid, identity = _running_attempt(db)
         assert pgid == leader and os.getpgid(child) == pgid and identity == process_identity(leader)
@@ -77,13 +95,17 @@ async def test_guard_killed_mid_command_then_its_process_group_is_killed(tmp_pat
         await asyncio.sleep(0.5)
         assert _alive(leader) and _alive(child)  # the orphans a dead guard leaves
 
-        settings = make_settings(f"sqlite+aiosqlite:///{db}", tmp_path, healing={"command_actions_enabled": True,
-                                                                                   "attempt_lease": 2})
+        settings = make_settings(
+            f"sqlite+aiosqlite:///{db}",
+            tmp_path,
+            healing={"command_actions_enabled": True, "attempt_lease": 2},
+        )
         async with running_guard(settings, build_services=_only_healing):
             await wait_until(lambda: not _alive(leader) and not _alive(child), timeout=30, interval=0.1)
         with sqlite3.connect(db) as conn:
-            state, detail = conn.execute("SELECT state, detail FROM healing_attempts WHERE id = ?",
-                                         (attempt_id,)).fetchone()
+            state, detail = conn.execute(
+                "SELECT state, detail FROM healing_attempts WHERE id = ?", (attempt_id,)
+            ).fetchone()
         assert state == "interrupted" and f"process group {pgid}" in detail and "killed" in detail
     finally:
         if guard.poll() is None:
@@ -115,9 +137,25 @@ def test_a_reused_pid_is_never_killed(tmp_path):
 
 def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
     with open(tmp_path / "guard.log", "wb") as log:
-        return subprocess.Popen([PY, "-m", "app", "serve", "--config", str(tmp_path / "guard.yaml"),
-                                 "--host", "127.0.0.1", "--port", str(_free_port())],
-                                cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
+        return subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "app",
+                "serve",
+                "--config",
+                str(tmp_path / "guard.yaml"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(_free_port()),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
 
 
 def _free_port() -> int:

@@ -28,11 +28,15 @@ class Graph:
 
     async def add(self, name: str, depends_on: list[str], **check) -> None:
         svc = self.svc[name]
-        body = {"name": name, "depends_on": depends_on,
-                "check": {"kind": "http", "url": svc.url("/health"), "timeout": 2, **check},
-                "recovery": {"strategies": [{"kind": "webhook", "url": svc.url("/restart")}],
-                             "grace_period": 0}}
-        r = await self.guard.client.post("/api/v1/components", headers=await self.guard.headers("admin"), json=body)
+        body = {
+            "name": name,
+            "depends_on": depends_on,
+            "check": {"kind": "http", "url": svc.url("/health"), "timeout": 2, **check},
+            "recovery": {"strategies": [{"kind": "webhook", "url": svc.url("/restart")}], "grace_period": 0},
+        }
+        r = await self.guard.client.post(
+            "/api/v1/components", headers=await self.guard.headers("admin"), json=body
+        )
         assert r.status_code == 201, r.text
 
     async def tick(self, n: int = 1) -> None:
@@ -54,15 +58,29 @@ class Graph:
     async def incidents(self, name: str) -> list[Incident]:
         async with self.guard.session() as session:
             cid = (await session.execute(select(Component.id).where(Component.name == name))).scalar_one()
-            return list((await session.execute(
-                select(Incident).where(Incident.component_id == cid).order_by(Incident.id))).scalars())
+            return list(
+                (
+                    await session.execute(
+                        select(Incident).where(Incident.component_id == cid).order_by(Incident.id)
+                    )
+                ).scalars()
+            )
 
     async def notified(self, name: str) -> list[str]:
         """Kinds of the notifications written for ``name``'s alerts."""
         async with self.guard.session() as session:
-            rows = (await session.execute(
-                select(Notification.kind).join(Alert, Alert.id == Notification.alert_id)
-                .where(Alert.component == name).order_by(Notification.id))).scalars().all()
+            rows = (
+                (
+                    await session.execute(
+                        select(Notification.kind)
+                        .join(Alert, Alert.id == Notification.alert_id)
+                        .where(Alert.component == name)
+                        .order_by(Notification.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
             return list(rows)
 
     async def attempts(self, name: str) -> list[HealingAttempt]:
@@ -77,17 +95,23 @@ class Graph:
 @contextlib.asynccontextmanager
 async def graph_guard(db_url, tmp_path):
     services = {name: Service() for name in ("db", "etl", "report")}
-    settings = mon_settings(db_url, tmp_path, healing={"max_concurrent": 3, "max_concurrent_per_group": 3},
-                            security={"ssrf_allowlist": ["127.0.0.1/32"]})
+    settings = mon_settings(
+        db_url,
+        tmp_path,
+        healing={"max_concurrent": 3, "max_concurrent_per_group": 3},
+        security={"ssrf_allowlist": ["127.0.0.1/32"]},
+    )
     async with contextlib.AsyncExitStack() as stack:
         for svc in services.values():
             svc.port = await stack.enter_async_context(serve_app(service_app(svc)))
         guard, scheduler = await stack.enter_async_context(monitored(settings))
         engine = guard.runtime.healing.engine
         g = Graph(guard, scheduler, engine, services)
-        r = await guard.client.post("/api/v1/channels", headers=await guard.headers("admin"),
-                                    json={"name": "hook", "kind": "webhook",
-                                          "config": {"url": "http://127.0.0.1:9/hook"}})
+        r = await guard.client.post(
+            "/api/v1/channels",
+            headers=await guard.headers("admin"),
+            json={"name": "hook", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}},
+        )
         assert r.status_code == 201, r.text
         await g.add("db", [])
         await g.add("etl", ["db"])
@@ -225,15 +249,33 @@ async def test_rule_incident_on_a_child_is_released_once_its_upstreams_pass(db_u
 
     async with graph_guard(db_url, tmp_path) as g:
         h = await g.guard.headers("admin")
-        r = await g.guard.client.post("/api/v1/rules", headers=h, json={
-            "name": "report-lag", "component": "report", "metric_name": "lag_seconds", "kind": "threshold",
-            "params": {"operator": "gt", "value": 60}, "heal": True})
+        r = await g.guard.client.post(
+            "/api/v1/rules",
+            headers=h,
+            json={
+                "name": "report-lag",
+                "component": "report",
+                "metric_name": "lag_seconds",
+                "kind": "threshold",
+                "params": {"operator": "gt", "value": 60},
+                "heal": True,
+            },
+        )
         assert r.status_code == 201, r.text
         evaluator = g.guard.runtime.detection.evaluator
         await g.tick()
-        r = await g.guard.client.post("/api/v1/metrics/batch", headers=await g.guard.headers("ingest"), json=[
-            {"component": "report", "metric_name": "lag_seconds", "value": 600,
-             "timestamp": (datetime.now(UTC) - timedelta(seconds=5)).isoformat()}])
+        r = await g.guard.client.post(
+            "/api/v1/metrics/batch",
+            headers=await g.guard.headers("ingest"),
+            json=[
+                {
+                    "component": "report",
+                    "metric_name": "lag_seconds",
+                    "value": 600,
+                    "timestamp": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(),
+                }
+            ],
+        )
         assert r.status_code == 201, r.text
         await evaluator.run_once()
         [inc] = await g.incidents("report")

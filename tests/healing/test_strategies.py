@@ -11,25 +11,36 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from app.config.settings import Settings
-from app.security.crypto import SecretBox
-from app.healing.secretbox import HealingSecrets
 from app.healing.policy import normalise_strategies
+from app.healing.secretbox import HealingSecrets
 from app.healing.strategies.base import ActionContext, StrategyConfigError, run_bounded
 from app.healing.strategies.command import CommandStrategy
 from app.healing.strategies.registry import StrategyRegistry
 from app.healing.strategies.webhook import WebhookStrategy, render
+from app.security.crypto import SecretBox
 
 PY = sys.executable
 
 
 def ctx(params, timeout=30.0, **kw) -> ActionContext:
-    return ActionContext(component="w", labels={}, incident_id="7", attempt_id=1, attempt_number=1, params=params,
-                         timeout_s=timeout, **kw)
+    return ActionContext(
+        component="w",
+        labels={},
+        incident_id="7",
+        attempt_id=1,
+        attempt_number=1,
+        params=params,
+        timeout_s=timeout,
+        **kw,
+    )
 
 
 def settings(**healing) -> Settings:
-    return Settings(env="test", healing={"command_actions_enabled": True, **healing},
-                    security={"ssrf_allowlist": ["127.0.0.1"], "encryption_key": [Fernet.generate_key().decode()]})
+    return Settings(
+        env="test",
+        healing={"command_actions_enabled": True, **healing},
+        security={"ssrf_allowlist": ["127.0.0.1"], "encryption_key": [Fernet.generate_key().decode()]},
+    )
 
 
 async def test_command_that_hangs_is_killed_with_its_group():
@@ -59,8 +70,12 @@ async def test_command_env_and_allowlists(monkeypatch, tmp_path):
     params = strategy.validate({"argv": [PY, "-c", code], "env": {"EXTRA": "1"}, "cwd": str(tmp_path)})
     result = await run_bounded(strategy, ctx(params))
     assert result.success, result.detail
-    assert json.loads(result.output) == {"ALLOWED_VAR": "yes", "PIPELINE_DATABASE_URL": None, "EXTRA": "1",
-                                         "PIPELINE_GUARD_COMPONENT": "w"}
+    assert json.loads(result.output) == {
+        "ALLOWED_VAR": "yes",
+        "PIPELINE_DATABASE_URL": None,
+        "EXTRA": "1",
+        "PIPELINE_GUARD_COMPONENT": "w",
+    }
     with pytest.raises(StrategyConfigError, match="command_allowlist"):  # refused when saved...
         strategy.validate({"argv": ["/bin/true"]})
     other = {**params, "argv": ["/bin/true"]}
@@ -73,15 +88,25 @@ async def test_command_env_and_allowlists(monkeypatch, tmp_path):
 
 def test_policy_validation_reports_strategy_problems():
     registry = StrategyRegistry(settings())
-    _, problems = normalise_strategies([{"kind": "restart", "argv": "systemctl restart x"},
-                                        {"kind": "nope"}, {"kind": "command", "argv": ["/bin/true"]}], registry)
+    _, problems = normalise_strategies(
+        [
+            {"kind": "restart", "argv": "systemctl restart x"},
+            {"kind": "nope"},
+            {"kind": "command", "argv": ["/bin/true"]},
+        ],
+        registry,
+    )
     assert problems[0].startswith("recovery.strategies[0].argv:")
     assert problems[1].startswith("recovery.strategies[1].kind: unknown strategy")
     assert len(problems) == 2  # 'command' is an alias of 'restart'
 
 
 def test_body_template_is_plain_substitution():
-    body = {"text": "{component} down: {reason} {__class__} {component.__init__}", "n": 1, "list": ["{incident_id}"]}
+    body = {
+        "text": "{component} down: {reason} {__class__} {component.__init__}",
+        "n": 1,
+        "list": ["{incident_id}"],
+    }
     out = render(body, {"component": "w", "reason": "timeout", "incident_id": "7"})
     assert out == {"text": "w down: timeout {__class__} {component.__init__}", "n": 1, "list": ["7"]}
 
@@ -91,7 +116,9 @@ async def receiver():
     seen = []
 
     async def hook(request):
-        seen.append({"method": request.method, "headers": dict(request.headers), "body": await request.json()})
+        seen.append(
+            {"method": request.method, "headers": dict(request.headers), "body": await request.json()}
+        )
         return web.json_response({"ok": True}, status=int(request.query.get("status", "202")))
 
     app = web.Application()
@@ -109,11 +136,16 @@ async def test_webhook_secret_headers_encrypted_and_sent(receiver):
     url, seen = receiver
     s = settings()
     strategy = WebhookStrategy(s, HealingSecrets(SecretBox.from_settings(s)))
-    params = strategy.validate({
-        "url": url, "headers": [{"name": "Authorization", "value": "Bearer s3cret", "secret": True},
-                                {"name": "X-Plain", "value": "p"}],
-        "body": {"component": "{component}", "incident": "{incident_id}", "why": "{reason}"},
-    })
+    params = strategy.validate(
+        {
+            "url": url,
+            "headers": [
+                {"name": "Authorization", "value": "Bearer s3cret", "secret": True},
+                {"name": "X-Plain", "value": "p"},
+            ],
+            "body": {"component": "{component}", "incident": "{incident_id}", "why": "{reason}"},
+        }
+    )
     assert "s3cret" not in json.dumps(params)  # stored encrypted
     assert strategy.validate(params) == params  # idempotent on re-validation
     result = await run_bounded(strategy, ctx({**params, "_incident": {"reason": "3 failures"}}))

@@ -14,19 +14,35 @@ from app.metrics.compaction import CompactionRaced, RollupCompactor, compact_rou
 from tests.metrics.conftest import series
 from tests.metrics.test_metrics_summary_retention import post_all
 
-_KEY = (MetricRollup.resolution, MetricRollup.component, MetricRollup.metric_name, MetricRollup.series_key,
-        MetricRollup.bucket_start)
+_KEY = (
+    MetricRollup.resolution,
+    MetricRollup.component,
+    MetricRollup.metric_name,
+    MetricRollup.series_key,
+    MetricRollup.bucket_start,
+)
 
 
 async def totals(guard) -> dict:
     """Per bucket: (count, sum, min, max) summed over its rows; plus the row and pending counts."""
     async with guard.session() as s:
-        rows = (await s.execute(select(*_KEY, func.sum(MetricRollup.count), func.sum(MetricRollup.sum),
-                                       func.min(MetricRollup.min), func.max(MetricRollup.max))
-                                .group_by(*_KEY))).all()
+        rows = (
+            await s.execute(
+                select(
+                    *_KEY,
+                    func.sum(MetricRollup.count),
+                    func.sum(MetricRollup.sum),
+                    func.min(MetricRollup.min),
+                    func.max(MetricRollup.max),
+                ).group_by(*_KEY)
+            )
+        ).all()
         n_rows = (await s.execute(select(func.count()).select_from(MetricRollup))).scalar_one()
-        pending = (await s.execute(select(func.count()).select_from(MetricRollup)
-                                   .where(MetricRollup.compacted.is_(False)))).scalar_one()
+        pending = (
+            await s.execute(
+                select(func.count()).select_from(MetricRollup).where(MetricRollup.compacted.is_(False))
+            )
+        ).scalar_one()
     buckets = {tuple(r[:5]): (r[5], round(r[6], 6), r[7], r[8]) for r in rows}
     return {"buckets": buckets, "rows": n_rows, "pending": pending}
 
@@ -35,7 +51,7 @@ async def ingest_in_small_batches(guard, now, labels, n=600, batch=40):
     points = series(now - timedelta(minutes=50), [float(i % 97) for i in range(n)], step=5.0, labels=labels)
     headers = await guard.headers("ingest")
     for i in range(0, n, batch):
-        await post_all(guard, points[i:i + batch], headers)
+        await post_all(guard, points[i : i + batch], headers)
 
 
 async def test_rounds_smaller_than_the_backlog_compact_everything(guard, now):

@@ -28,14 +28,17 @@ def write_series(path: Path, n: int, seed: int, spike_at: int | None = None) -> 
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "metrics", "detect", *args], check=False, capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    return subprocess.run(
+        [*CLI, "metrics", "detect", *args], check=False, capture_output=True, text=True, cwd=REPO, timeout=300
+    )
 
 
 def test_several_files_in_one_invocation_score_as_one_at_a_time(tmp_path):
     (tmp_path / "a").mkdir()
-    inputs = [write_series(tmp_path / "a" / "first.csv", 1500, 1, spike_at=1200),
-              write_series(tmp_path / "second.csv", 900, 2)]
+    inputs = [
+        write_series(tmp_path / "a" / "first.csv", 1500, 1, spike_at=1200),
+        write_series(tmp_path / "second.csv", 900, 2),
+    ]
     out = tmp_path / "scored"
     proc = run_cli("--csv", str(inputs[0]), "--csv", str(inputs[1]), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
@@ -58,13 +61,16 @@ def test_one_file_writes_the_named_output(tmp_path):
 
 def test_detect_does_not_load_the_server():
     """Its start-up is the detector's: no web framework, database or migration modules."""
-    code = ("import sys; from app.cli import main; sys.argv = ['pipeline-guard', 'metrics', 'detect', "
-            "'--help']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'sqlalchemy', 'alembic', "
-            "'uvicorn', 'httpx', 'asyncpg'}) + [m for m in sys.modules if m in ('app.platform.lifespan', 'app.main')]\n"
-            "print('HEAVY', heavy)")
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    code = (
+        "import sys; from app.cli import main; sys.argv = ['pipeline-guard', 'metrics', 'detect', "
+        "'--help']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'sqlalchemy', 'alembic', "
+        "'uvicorn', 'httpx', 'asyncpg'}) + [m for m in sys.modules if m in ('app.platform.lifespan', 'app.main')]\n"
+        "print('HEAVY', heavy)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
     assert "--csv" in proc.stdout
 

@@ -26,8 +26,15 @@ def collect_events(guard) -> list:
 
 
 async def add_rule(guard, kind, params, **extra) -> dict:
-    body = {"name": f"{kind}-rule", "component": "etl", "metric_name": "rows_processed", "kind": kind,
-            "params": params, "severity": "critical", **extra}
+    body = {
+        "name": f"{kind}-rule",
+        "component": "etl",
+        "metric_name": "rows_processed",
+        "kind": kind,
+        "params": params,
+        "severity": "critical",
+        **extra,
+    }
     r = await guard.client.post("/api/v1/rules", json=body, headers=await guard.headers("admin"))
     assert r.status_code == 201, r.text
     return r.json()
@@ -45,15 +52,21 @@ async def anomalies(guard):
 
 async def test_rules_crud_and_validation(guard):
     h = await guard.headers("admin")
-    r = await guard.client.post("/api/v1/rules", json={"name": "x", "component": "etl", "metric_name": "m",
-                                                       "kind": "threshold", "params": {}}, headers=h)
+    r = await guard.client.post(
+        "/api/v1/rules",
+        json={"name": "x", "component": "etl", "metric_name": "m", "kind": "threshold", "params": {}},
+        headers=h,
+    )
     assert r.status_code == 422
     assert {f["field"] for f in r.json()["error"]["details"]["fields"]} == {"params.operator", "params.value"}
     rule = await add_rule(guard, "threshold", {"operator": "gt", "value": 10})
     r = await guard.client.patch(f"/api/v1/rules/{rule['id']}", json={"severity": "info"}, headers=h)
     assert r.json()["severity"] == "info" and r.json()["version"] == 2
-    r = await guard.client.post("/api/v1/rules", json={"name": "y", "component": "etl", "metric_name": "m",
-                                                       "kind": "anomaly"}, headers=await guard.headers("operator"))
+    r = await guard.client.post(
+        "/api/v1/rules",
+        json={"name": "y", "component": "etl", "metric_name": "m", "kind": "anomaly"},
+        headers=await guard.headers("operator"),
+    )
     assert r.status_code == 403
     assert (await guard.client.delete(f"/api/v1/rules/{rule['id']}", headers=h)).status_code == 204
     assert (await guard.client.get("/api/v1/rules", headers=h)).json() == []
@@ -65,12 +78,20 @@ async def test_threshold_for_semantics(guard, now):
     await add_rule(guard, "threshold", {"operator": "gt", "value": 10, "for_seconds": 60})
     t0 = now - timedelta(seconds=10)  # (the timer judges "for" on the wall clock: keep the clocks near now)
     # held for 50 s, then broken by a dip, then held again for 59 s: never fires
-    await send(guard, [point(value=v, ts=t0 + timedelta(seconds=s)) for s, v in
-                       [(0, 20), (50, 20), (55, 5), (60, 20), (119, 20)]])
+    await send(
+        guard,
+        [
+            point(value=v, ts=t0 + timedelta(seconds=s))
+            for s, v in [(0, 20), (50, 20), (55, 5), (60, 20), (119, 20)]
+        ],
+    )
     await evaluator.run_once()
     assert events == [] and await anomalies(guard) == []
     # the 60th second of holding fires, exactly once
-    await send(guard, [point(value=20, ts=t0 + timedelta(seconds=120)), point(value=30, ts=t0 + timedelta(seconds=130))])
+    await send(
+        guard,
+        [point(value=20, ts=t0 + timedelta(seconds=120)), point(value=30, ts=t0 + timedelta(seconds=130))],
+    )
     await evaluator.run_once()
     assert [type(e) for e in events] == [AnomalyDetected]
     assert events[0].evidence["held_seconds"] == 60 and events[0].severity == "critical"
@@ -104,6 +125,7 @@ async def test_running_for_clock_survives_restart(settings, now):
         evaluator = guard.runtime.detection.evaluator
         await add_rule(guard, "threshold", {"operator": "gt", "value": 10, "for_seconds": 60})
         await send(guard, [point(value=50, ts=now - timedelta(seconds=100))])
+
         async def no_timers(session):  # the process stops before its timer would have fired
             return None
 

@@ -9,7 +9,9 @@ from app.cli import build_app
 
 def test_detect_csv(tmp_path):
     src = tmp_path / "in.csv"
-    rows = [(f"2014-04-01 {i // 60:02d}:{i % 60:02d}:00", 10.0 + (i % 3)) for i in range(300)] + [("2014-04-01 05:00:00", 500.0)]
+    rows = [(f"2014-04-01 {i // 60:02d}:{i % 60:02d}:00", 10.0 + (i % 3)) for i in range(300)] + [
+        ("2014-04-01 05:00:00", 500.0)
+    ]
     with src.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "value"])

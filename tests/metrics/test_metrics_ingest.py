@@ -24,14 +24,23 @@ async def test_batch_is_stored_with_rollups_and_latest(guard, now):
     assert r.json() == {"accepted": 4}
     assert await count_points(guard) == 4
     async with guard.session() as s:
-        rows = (await s.execute(select(MetricRollup.resolution, func.sum(MetricRollup.count))
-                                .group_by(MetricRollup.resolution))).all()
+        rows = (
+            await s.execute(
+                select(MetricRollup.resolution, func.sum(MetricRollup.count)).group_by(
+                    MetricRollup.resolution
+                )
+            )
+        ).all()
     assert dict(rows) == {60: 4, 600: 4, 3600: 4}
-    r = await guard.client.get("/api/v1/metrics/latest", params={"component": "etl"}, headers=await guard.headers("viewer"))
+    r = await guard.client.get(
+        "/api/v1/metrics/latest", params={"component": "etl"}, headers=await guard.headers("viewer")
+    )
     assert r.status_code == 200
     [latest] = r.json()
     assert latest["value"] == 4 and latest["labels"] == {"host": "a"}
-    r = await guard.client.get("/api/v1/metrics", params={"component": "etl", "limit": 2}, headers=await guard.headers("viewer"))
+    r = await guard.client.get(
+        "/api/v1/metrics", params={"component": "etl", "limit": 2}, headers=await guard.headers("viewer")
+    )
     assert [p["value"] for p in r.json()["items"]] == [4, 3]
 
 
@@ -56,13 +65,24 @@ async def test_batch_is_all_or_nothing_and_names_every_bad_point(guard, now):
         {**good, "component": ""},
         good,
     ]
-    r = await guard.client.post("/api/v1/metrics/batch", json={"points": bad}, headers=await guard.headers("ingest"))
+    r = await guard.client.post(
+        "/api/v1/metrics/batch", json={"points": bad}, headers=await guard.headers("ingest")
+    )
     assert r.status_code == 422
     err = r.json()["error"]
     assert err["type"] == "validation_error"
     found = {(e["index"], e["field"].split(".")[0]) for e in err["details"]["errors"]}
-    assert found == {(1, "metric_name"), (2, "value"), (3, "value"), (4, "labels"), (5, "labels"), (6, "labels"),
-                     (7, "timestamp"), (8, "timestamp"), (9, "component")}
+    assert found == {
+        (1, "metric_name"),
+        (2, "value"),
+        (3, "value"),
+        (4, "labels"),
+        (5, "labels"),
+        (6, "labels"),
+        (7, "timestamp"),
+        (8, "timestamp"),
+        (9, "component"),
+    }
     assert err["details"]["invalid_points"] == 9
     assert await count_points(guard) == 0
 
@@ -71,13 +91,17 @@ async def test_nan_and_infinity_literals_are_rejected(guard):
     h = await guard.headers("ingest")
     for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
         body = b'{"component":"etl","metric_name":"x","value":' + literal + b"}"
-        r = await guard.client.post("/api/v1/metrics", content=body, headers={**h, "content-type": "application/json"})
+        r = await guard.client.post(
+            "/api/v1/metrics", content=body, headers={**h, "content-type": "application/json"}
+        )
         assert r.status_code == 422, (literal, r.text)
     assert await count_points(guard) == 0
 
 
 async def test_batch_size_limit(guard, now):
-    r = await guard.client.post("/api/v1/metrics/batch", json=[point()] * 10_001, headers=await guard.headers("ingest"))
+    r = await guard.client.post(
+        "/api/v1/metrics/batch", json=[point()] * 10_001, headers=await guard.headers("ingest")
+    )
     assert r.status_code == 422
     assert await count_points(guard) == 0
 
@@ -102,14 +126,19 @@ async def test_unknown_components_accepted_and_listed(guard):
 
 
 async def test_unknown_components_rejected_when_disabled(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, pipeline={"monitoring": {"allow_unknown_metric_components": False}})
+    settings = make_settings(
+        db_url, tmp_path, pipeline={"monitoring": {"allow_unknown_metric_components": False}}
+    )
     async with running_guard(settings) as guard:
         h = await guard.headers("admin")
         await guard.client.post("/api/v1/components", json={"name": "known"}, headers=h)
-        r = await guard.client.post("/api/v1/metrics/batch", json=[point("known"), point("stranger")], headers=h)
+        r = await guard.client.post(
+            "/api/v1/metrics/batch", json=[point("known"), point("stranger")], headers=h
+        )
         assert r.status_code == 422
         assert r.json()["error"]["details"]["errors"] == [
-            {"index": 1, "field": "component", "message": "unknown component 'stranger'"}]
+            {"index": 1, "field": "component", "message": "unknown component 'stranger'"}
+        ]
         assert await count_points(guard) == 0
         r = await guard.client.post("/api/v1/metrics/batch", json=[point("known")], headers=h)
         assert r.status_code == 201

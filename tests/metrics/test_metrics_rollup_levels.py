@@ -64,14 +64,22 @@ async def test_every_level_counts_every_point_once(guard, now):
     values = [rng.uniform(-5.0, 50.0) for _ in range(5_000)]  # negatives and positives
     points, h = series(start, values, step=1.1, labels={"host": "a"}), await guard.headers("ingest")
     for i in range(0, len(points), 1_500):  # several batches: several deltas per bucket
-        await post_all(guard, points[i:i + 1_500], h)
+        await post_all(guard, points[i : i + 1_500], h)
     for compact in (False, True):
         if compact:
             assert await RollupCompactor(guard.runtime.core).run_once() > 0
         async with guard.session() as s:
-            rows = (await s.execute(select(MetricRollup.resolution, func.sum(MetricRollup.count), func.sum(MetricRollup.sum),
-                                           func.min(MetricRollup.min), func.max(MetricRollup.max))
-                                    .group_by(MetricRollup.resolution))).all()
+            rows = (
+                await s.execute(
+                    select(
+                        MetricRollup.resolution,
+                        func.sum(MetricRollup.count),
+                        func.sum(MetricRollup.sum),
+                        func.min(MetricRollup.min),
+                        func.max(MetricRollup.max),
+                    ).group_by(MetricRollup.resolution)
+                )
+            ).all()
         assert {r[0] for r in rows} == set(RESOLUTIONS)
         for _res, count, total, lo, hi in rows:
             assert count == len(values) and lo == min(values) and hi == max(values)
@@ -86,7 +94,9 @@ async def test_summary_inside_one_hour_uses_ten_minute_rollups(guard, now):
     await post_all(guard, series(start, values, step=0.09), await guard.headers("ingest"))
     lo, hi = start + timedelta(minutes=2, seconds=13.5), start + timedelta(minutes=57, seconds=41.2)
     assert any(res == TEN_MINUTES for res, _, _ in plan_range(lo.timestamp(), hi.timestamp()).rollups)
-    inside = [v for i, v in enumerate(values) if lo.timestamp() <= start.timestamp() + i * 0.09 < hi.timestamp()]
+    inside = [
+        v for i, v in enumerate(values) if lo.timestamp() <= start.timestamp() + i * 0.09 < hi.timestamp()
+    ]
     want = exact_summary(inside)
     for compact in (False, True):
         if compact:

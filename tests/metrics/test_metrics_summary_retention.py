@@ -17,13 +17,16 @@ from tests.metrics.conftest import series
 
 async def post_all(guard, points, headers):
     for i in range(0, len(points), 10_000):
-        r = await guard.client.post("/api/v1/metrics/batch", json=points[i:i + 10_000], headers=headers)
+        r = await guard.client.post("/api/v1/metrics/batch", json=points[i : i + 10_000], headers=headers)
         assert r.status_code == 201, r.text
 
 
 async def summary(guard, **params):
-    r = await guard.client.get("/api/v1/metrics/summary", params={"component": "etl", "metric_name": "rows_processed", **params},
-                               headers=await guard.headers("viewer"))
+    r = await guard.client.get(
+        "/api/v1/metrics/summary",
+        params={"component": "etl", "metric_name": "rows_processed", **params},
+        headers=await guard.headers("viewer"),
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -48,7 +51,9 @@ async def test_summary_within_one_percent_on_large_data_and_cache(guard, now):
     await post_all(guard, points, await guard.headers("ingest"))
     # an unaligned range across hour and minute edges: rollups inside, raw points at the ends
     lo, hi = start + timedelta(seconds=97.3), start + timedelta(seconds=9_000.7)
-    inside = sorted(v for i, v in enumerate(values) if lo.timestamp() <= start.timestamp() + i * 0.05 < hi.timestamp())
+    inside = sorted(
+        v for i, v in enumerate(values) if lo.timestamp() <= start.timestamp() + i * 0.05 < hi.timestamp()
+    )
     want = exact_summary(inside)
     got = await summary(guard, start=lo.isoformat(), end=hi.isoformat())
     assert got["exact"] is False
@@ -68,9 +73,16 @@ async def test_summary_within_one_percent_on_large_data_and_cache(guard, now):
     compactor = RollupCompactor(guard.runtime.core)
     assert await compactor.run_once() > 0
     async with guard.session() as s:
-        dupes = (await s.execute(select(func.count()).select_from(
-            select(MetricRollup.resolution, MetricRollup.bucket_start).group_by(MetricRollup.resolution, MetricRollup.bucket_start)
-            .having(func.count() > 1).subquery()))).scalar_one()
+        dupes = (
+            await s.execute(
+                select(func.count()).select_from(
+                    select(MetricRollup.resolution, MetricRollup.bucket_start)
+                    .group_by(MetricRollup.resolution, MetricRollup.bucket_start)
+                    .having(func.count() > 1)
+                    .subquery()
+                )
+            )
+        ).scalar_one()
     assert dupes == 0
     guard.runtime.detection.cache.invalidate(["etl"])
     compacted = await summary(guard, start=lo.isoformat(), end=hi.isoformat())
@@ -88,14 +100,23 @@ async def test_write_invalidates_cached_summary(guard, now):
 
 async def test_retention_removes_what_it_should_and_nothing_else(guard, now):
     h = await guard.headers("ingest")
-    ages = {"40d": timedelta(days=40), "3d": timedelta(days=3), "30h": timedelta(hours=30), "1h": timedelta(hours=1)}
+    ages = {
+        "40d": timedelta(days=40),
+        "3d": timedelta(days=3),
+        "30h": timedelta(hours=30),
+        "1h": timedelta(hours=1),
+    }
     for label, age in ages.items():
         await post_all(guard, series(now - age, [1.0, 2.0], labels={"age": label}), h)
     retention = MetricsRetention(guard.runtime.core, batch=1)  # batch of 1: proves the batching loop drains
     deleted = await retention.run_once(now=now)
     assert deleted["points"] == 6
     async with guard.session() as s:
-        raw = (await s.execute(select(metric_points.c.series_key, func.count()).group_by(metric_points.c.series_key))).all()
+        raw = (
+            await s.execute(
+                select(metric_points.c.series_key, func.count()).group_by(metric_points.c.series_key)
+            )
+        ).all()
         rollups = (await s.execute(select(MetricRollup.resolution, MetricRollup.series_key))).all()
     assert dict(raw) == {'{"age":"1h"}': 2}
     minute = {k for res, k in rollups if res == 60}
@@ -103,8 +124,12 @@ async def test_retention_removes_what_it_should_and_nothing_else(guard, now):
     hour = {k for res, k in rollups if res == 3600}
     assert minute == ten_minute == {'{"age":"30h"}', '{"age":"1h"}'}
     assert hour == {'{"age":"3d"}', '{"age":"30h"}', '{"age":"1h"}'}
-    assert await retention.run_once(now=now) == {"points": 0, "minute_rollups": 0, "ten_minute_rollups": 0,
-                                                 "hour_rollups": 0}
+    assert await retention.run_once(now=now) == {
+        "points": 0,
+        "minute_rollups": 0,
+        "ten_minute_rollups": 0,
+        "hour_rollups": 0,
+    }
 
 
 async def test_a_small_series_over_a_long_window_is_summarised_exactly(guard, now):
@@ -126,7 +151,9 @@ async def test_summary_of_one_labelled_series_reads_only_that_series(guard, now)
     rng = random.Random(3)
     a = [rng.uniform(1.0, 2.0) for _ in range(8_000)]
     b = [rng.uniform(100.0, 200.0) for _ in range(8_000)]
-    points = series(start, a, step=0.25, labels={"host": "a"}) + series(start, b, step=0.25, labels={"host": "b"})
+    points = series(start, a, step=0.25, labels={"host": "a"}) + series(
+        start, b, step=0.25, labels={"host": "b"}
+    )
     await post_all(guard, points, await guard.headers("ingest"))
     lo, hi = start + timedelta(seconds=97.3), start + timedelta(seconds=1_900.7)
     inside = [v for i, v in enumerate(a) if lo.timestamp() <= start.timestamp() + i * 0.25 < hi.timestamp()]

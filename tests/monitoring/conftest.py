@@ -8,12 +8,22 @@ from collections.abc import AsyncIterator
 
 from tests.conftest import make_settings, running_guard
 
-FAST = {"interval": 5, "health_check_timeout": 2, "failure_threshold": 2, "success_threshold": 1,
-        "flap_window": 6, "flap_threshold": 4, "recovery_grace": 30, "command_checks_enabled": True}
+FAST = {
+    "interval": 5,
+    "health_check_timeout": 2,
+    "failure_threshold": 2,
+    "success_threshold": 1,
+    "flap_window": 6,
+    "flap_threshold": 4,
+    "recovery_grace": 30,
+    "command_checks_enabled": True,
+}
 
 
 def mon_settings(db_url, tmp_path, monitoring: dict | None = None, **overrides):
-    return make_settings(db_url, tmp_path, pipeline={"monitoring": {**FAST, **(monitoring or {})}}, **overrides)
+    return make_settings(
+        db_url, tmp_path, pipeline={"monitoring": {**FAST, **(monitoring or {})}}, **overrides
+    )
 
 
 @contextlib.asynccontextmanager
@@ -48,8 +58,11 @@ def _tolerate_existing_users(guard) -> None:
 
 
 async def add_component(guard, name: str, check: dict, **fields) -> dict:
-    response = await guard.client.post("/api/v1/components", json={"name": name, "check": check, **fields},
-                                       headers=await guard.headers("admin"))
+    response = await guard.client.post(
+        "/api/v1/components",
+        json={"name": name, "check": check, **fields},
+        headers=await guard.headers("admin"),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 

@@ -13,8 +13,14 @@ from tests.monitoring.conftest import add_component, mon_settings, monitored, st
 
 
 async def test_config_components_synced_and_api_edit_refused(db_url, tmp_path, http_target):
-    declared = [{"name": "db", "critical": True, "check": {"kind": "tcp", "host": "127.0.0.1", "port": http_target.port}},
-                {"name": "api", "check": {"kind": "http", "url": http_target.url("/ok")}}]
+    declared = [
+        {
+            "name": "db",
+            "critical": True,
+            "check": {"kind": "tcp", "host": "127.0.0.1", "port": http_target.port},
+        },
+        {"name": "api", "check": {"kind": "http", "url": http_target.url("/ok")}},
+    ]
     async with monitored(mon_settings(db_url, tmp_path, components=declared)) as (guard, scheduler):
         admin = await guard.headers("admin")
         r = await guard.client.get("/api/v1/components/db", headers=admin)
@@ -26,7 +32,13 @@ async def test_config_components_synced_and_api_edit_refused(db_url, tmp_path, h
         assert guard.runtime.component_health == {"db": "healthy", "api": "healthy"}
         assert "db" in guard.runtime.critical_components
     # Restart with "api" removed from the file and "db" changed: api is disabled (kept), db updated.
-    declared = [{"name": "db", "critical": False, "check": {"kind": "tcp", "host": "127.0.0.1", "port": http_target.port}}]
+    declared = [
+        {
+            "name": "db",
+            "critical": False,
+            "check": {"kind": "tcp", "host": "127.0.0.1", "port": http_target.port},
+        }
+    ]
     async with monitored(mon_settings(db_url, tmp_path, components=declared)) as (guard, scheduler):
         admin = await guard.headers("admin")
         api = (await guard.client.get("/api/v1/components/api", headers=admin)).json()
@@ -57,13 +69,20 @@ async def test_state_and_history_survive_a_restart(db_url, tmp_path, http_target
         assert len(history["recent_results"]) == 3
         # One more failure continues the same incident; the fix closes it.
         await scheduler.run_once()
-        r = await guard.client.patch("/api/v1/components/svc", json={"check": {"kind": "http", "url": http_target.url("/ok")}},
-                                     headers=await guard.headers("admin"))
+        r = await guard.client.patch(
+            "/api/v1/components/svc",
+            json={"check": {"kind": "http", "url": http_target.url("/ok")}},
+            headers=await guard.headers("admin"),
+        )
         assert r.status_code == 200
         await scheduler.run_once()
         status = (await guard.client.get("/api/v1/status", headers=viewer)).json()
         svc = status["components"][0]
-        assert status["overall_health"] == "healthy" and svc["status"] == "healthy" and svc["current_incident"] is None
+        assert (
+            status["overall_health"] == "healthy"
+            and svc["status"] == "healthy"
+            and svc["current_incident"] is None
+        )
         assert svc["uptime_24h"] == 20.0
         async with guard.session() as session:
             incidents = (await session.execute(select(Incident))).scalars().all()
@@ -71,7 +90,10 @@ async def test_state_and_history_survive_a_restart(db_url, tmp_path, http_target
 
 
 async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
-    async with monitored(mon_settings(db_url, tmp_path, {"results_retention": 3600 * 5})) as (guard, scheduler):
+    async with monitored(mon_settings(db_url, tmp_path, {"results_retention": 3600 * 5})) as (
+        guard,
+        scheduler,
+    ):
         c = await add_component(guard, "svc", {"kind": "http", "url": http_target.url("/ok")})
         now = utcnow()
         rows = []
@@ -80,8 +102,15 @@ async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
         for hours_ago in range(2, 12):
             hour = floor_hour(now) - timedelta(hours=hours_ago)
             for i in range(10):
-                rows.append({"component_id": c["id"], "observed_at": hour + timedelta(minutes=5 * i),
-                             "outcome": "down" if i == 0 else "up", "latency_ms": float(10 + i), "detail": ""})
+                rows.append(
+                    {
+                        "component_id": c["id"],
+                        "observed_at": hour + timedelta(minutes=5 * i),
+                        "outcome": "down" if i == 0 else "up",
+                        "latency_ms": float(10 + i),
+                        "detail": "",
+                    }
+                )
         async with guard.session() as session:
             await session.execute(insert(CheckResultRecord), rows)
         await scheduler.run_once()  # one live result, up
@@ -90,10 +119,21 @@ async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
         assert await roll_up(guard.runtime) in (10, 11)
         report = await apply_retention(guard.runtime)
         # Everything older than the 5 h raw retention goes (rolled up already); the rollups stay.
-        assert report["results"] == sum(1 for row in rows if row["observed_at"] < utcnow() - timedelta(hours=5))
+        assert report["results"] == sum(
+            1 for row in rows if row["observed_at"] < utcnow() - timedelta(hours=5)
+        )
         async with guard.session() as session:
-            rollup = (await session.execute(select(CheckRollup).order_by(CheckRollup.hour.desc()))).scalars().first()
-            assert (rollup.count, rollup.failures, rollup.latency_min_ms, rollup.latency_max_ms) == (10, 1, 10.0, 19.0)
+            rollup = (
+                (await session.execute(select(CheckRollup).order_by(CheckRollup.hour.desc())))
+                .scalars()
+                .first()
+            )
+            assert (rollup.count, rollup.failures, rollup.latency_min_ms, rollup.latency_max_ms) == (
+                10,
+                1,
+                10.0,
+                19.0,
+            )
             assert rollup.latency_p95_ms == 19.0
             assert (await session.execute(select(func.count()).select_from(CheckRollup))).scalar_one() == 10
         viewer = await guard.headers("viewer")
@@ -102,7 +142,9 @@ async def test_uptime_from_rollups_and_retention(db_url, tmp_path, http_target):
         assert r["uptime_percent"] == round(100 * 91 / 101, 3)
         r = (await guard.client.get("/api/v1/components/svc/uptime?window=1h", headers=viewer)).json()
         assert r["source"] == "raw" and r["checks"] >= 1
-        assert (await guard.client.get("/api/v1/components/svc/uptime?window=2y", headers=viewer)).status_code == 422
+        assert (
+            await guard.client.get("/api/v1/components/svc/uptime?window=2y", headers=viewer)
+        ).status_code == 422
         history = (await guard.client.get("/api/v1/components/svc/history", headers=viewer)).json()
         assert len(history["hourly"]) == 10
 

@@ -74,7 +74,8 @@ async def test_dispatch_waits_while_the_buffer_is_past_high_water(db_url, tmp_pa
 
 
 async def test_a_result_that_changes_a_status_is_written_without_waiting_for_the_interval(
-        db_url, tmp_path, http_target):
+    db_url, tmp_path, http_target
+):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         # A flush interval and size that would hold results for an hour: only the status change flushes.
         scheduler.writer.flush_interval, scheduler.writer.flush_size = 3600, 10**6
@@ -108,8 +109,11 @@ async def test_idle_refresh_does_not_reread_the_registry_but_sees_every_change(d
         assert watch.full_reads == reads  # nothing changed: one aggregate row per tick
 
         admin = await guard.headers("admin")
-        r = await guard.client.patch("/api/v1/components/svc-0", headers=admin, json={"check": {
-            "kind": "http", "url": http_target.url("/ok"), "interval": 60}})
+        r = await guard.client.patch(
+            "/api/v1/components/svc-0",
+            headers=admin,
+            json={"check": {"kind": "http", "url": http_target.url("/ok"), "interval": 60}},
+        )
         assert r.status_code == 200
         await scheduler.refresh()
         assert scheduler.entries[ids[0]].interval == 60
@@ -125,7 +129,9 @@ async def test_idle_refresh_does_not_reread_the_registry_but_sees_every_change(d
             await session.commit()
         await scheduler.refresh()
         assert set(scheduler.tracked) == {ids[0]}
-        await add_component(guard, "svc-new", {"kind": "http", "url": http_target.url("/ok"), "interval": 3600})
+        await add_component(
+            guard, "svc-new", {"kind": "http", "url": http_target.url("/ok"), "interval": 3600}
+        )
         await scheduler.refresh()
         assert {t.name for t in scheduler.tracked.values()} == {"svc-0", "svc-new"}
         assert set(guard.runtime.component_health) <= {"svc-0", "svc-new"}
@@ -134,21 +140,31 @@ async def test_idle_refresh_does_not_reread_the_registry_but_sees_every_change(d
 async def test_status_pages_the_fleet_and_counts_it_in_sql(db_url, tmp_path, http_target):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         for i in range(7):
-            await add_component(guard, f"svc-{i}", {"kind": "http", "url": http_target.url("/ok" if i % 3 else "/fail")},
-                                critical=i == 0)
-        r = await guard.client.post("/api/v1/components", json={"name": "unchecked"},
-                                    headers=await guard.headers("admin"))
+            await add_component(
+                guard,
+                f"svc-{i}",
+                {"kind": "http", "url": http_target.url("/ok" if i % 3 else "/fail")},
+                critical=i == 0,
+            )
+        r = await guard.client.post(
+            "/api/v1/components", json={"name": "unchecked"}, headers=await guard.headers("admin")
+        )
         assert r.status_code == 201
         for _ in range(2):  # failure_threshold 2
             await scheduler.run_once()
         viewer = await guard.headers("viewer")
-        body = (await guard.client.get("/api/v1/status", headers=viewer, params={"limit": 3, "offset": 2})).json()
+        body = (
+            await guard.client.get("/api/v1/status", headers=viewer, params={"limit": 3, "offset": 2})
+        ).json()
         assert body["total"] == 7 and body["limit"] == 3 and body["offset"] == 2
         assert [c["name"] for c in body["components"]] == ["svc-2", "svc-3", "svc-4"]
         assert body["counts_by_status"] == {"healthy": 4, "critical": 3}
         assert body["overall_health"] == "critical"  # svc-0 is critical and failing
-        assert {c["name"]: c["uptime_24h"] for c in body["components"]} == {"svc-2": 100.0, "svc-3": 0.0,
-                                                                            "svc-4": 100.0}
+        assert {c["name"]: c["uptime_24h"] for c in body["components"]} == {
+            "svc-2": 100.0,
+            "svc-3": 0.0,
+            "svc-4": 100.0,
+        }
         assert scheduler.holds_whole_fleet  # the counts came from the scheduler's health map
         # Without the scheduler's map (other replicas probe) the database answers the same.
         guard.runtime.component_health.clear()
@@ -159,7 +175,9 @@ async def test_status_pages_the_fleet_and_counts_it_in_sql(db_url, tmp_path, htt
         assert bad.status_code == 422 and bad.json()["error"]["type"] == "validation_error"
 
 
-async def test_a_shutdown_cut_short_counts_what_it_could_not_write(db_url, tmp_path, http_target, monkeypatch):
+async def test_a_shutdown_cut_short_counts_what_it_could_not_write(
+    db_url, tmp_path, http_target, monkeypatch
+):
     real_write = writer_module.write_batch
     stall = asyncio.Event()
 

@@ -24,18 +24,38 @@ async def test_http_tcp_command_kinds(db_url, tmp_path, http_target, garbage_tar
             "http-ok": ({"kind": "http", "url": http_target.url("/ok")}, "healthy"),
             "http-500": ({"kind": "http", "url": http_target.url("/500")}, "critical"),
             "http-hang": ({"kind": "http", "url": http_target.url("/hang"), "timeout": 0.5}, "critical"),
-            "http-huge": ({"kind": "http", "url": http_target.url("/huge"), "body_contains": "zzz"}, "critical"),
+            "http-huge": (
+                {"kind": "http", "url": http_target.url("/huge"), "body_contains": "zzz"},
+                "critical",
+            ),
             "http-garbage": ({"kind": "http", "url": garbage_target.url("/")}, "critical"),
             "http-closed": ({"kind": "http", "url": f"http://127.0.0.1:{closed_port}/"}, "critical"),
             "tcp-open": ({"kind": "tcp", "host": "127.0.0.1", "port": http_target.port}, "healthy"),
             "tcp-closed": ({"kind": "tcp", "host": "127.0.0.1", "port": closed_port}, "critical"),
             "cmd-ok": ({"kind": "command", "argv": [sys.executable, "-c", "pass"]}, "healthy"),
-            "cmd-fail": ({"kind": "command", "argv": [sys.executable, "-c", "raise SystemExit(1)"]}, "critical"),
-            "cmd-hang": ({"kind": "command", "argv": [sys.executable, "-c", "import time; time.sleep(60)"],
-                          "timeout": 0.5}, "critical"),
-            "cmd-loud": ({"kind": "command", "argv": [sys.executable, "-c",
-                                                      "import sys; sys.stdout.write('x'*3_000_000); sys.exit(3)"]},
-                         "critical"),
+            "cmd-fail": (
+                {"kind": "command", "argv": [sys.executable, "-c", "raise SystemExit(1)"]},
+                "critical",
+            ),
+            "cmd-hang": (
+                {
+                    "kind": "command",
+                    "argv": [sys.executable, "-c", "import time; time.sleep(60)"],
+                    "timeout": 0.5,
+                },
+                "critical",
+            ),
+            "cmd-loud": (
+                {
+                    "kind": "command",
+                    "argv": [
+                        sys.executable,
+                        "-c",
+                        "import sys; sys.stdout.write('x'*3_000_000); sys.exit(3)",
+                    ],
+                },
+                "critical",
+            ),
         }
         for name, (check, _) in cases.items():
             await add_component(guard, name, check)
@@ -54,13 +74,16 @@ async def test_transitions_incidents_and_events(db_url, tmp_path, http_target):
     seen = []
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         for event_type in (HealthTransition, IncidentOpened, IncidentClosed):
+
             async def handler(event, session, _t=event_type):
                 assert session is not None
                 seen.append(event)
+
             guard.runtime.events.subscribe(event_type, handler)
         await guard.client.get(http_target.url("/set?ok=1")) if False else None
         await add_component(guard, "api", {"kind": "http", "url": http_target.url("/toggle")}, critical=True)
         import aiohttp
+
         async with aiohttp.ClientSession() as s:
             await run(scheduler, 1)
             await (await s.get(http_target.url("/set?ok=0"))).read()
@@ -69,18 +92,29 @@ async def test_transitions_incidents_and_events(db_url, tmp_path, http_target):
             await (await s.get(http_target.url("/set?ok=1"))).read()
             await run(scheduler, 1)
         kinds = [(type(e).__name__, getattr(e, "current", None)) for e in seen]
-        assert kinds == [("HealthTransition", "healthy"), ("IncidentOpened", None), ("HealthTransition", "critical"),
-                         ("HealthTransition", "healthy"), ("IncidentClosed", None)]
+        assert kinds == [
+            ("HealthTransition", "healthy"),
+            ("IncidentOpened", None),
+            ("HealthTransition", "critical"),
+            ("HealthTransition", "healthy"),
+            ("IncidentClosed", None),
+        ]
         critical = seen[2]
         assert critical.previous == "healthy" and "2 consecutive failed checks" in critical.reason
         assert critical.incident_id == seen[1].incident_id and critical.critical
         async with guard.session() as session:
-            rows = (await session.execute(select(HealthTransitionRecord).order_by(HealthTransitionRecord.id))).scalars().all()
+            rows = (
+                (await session.execute(select(HealthTransitionRecord).order_by(HealthTransitionRecord.id)))
+                .scalars()
+                .all()
+            )
             assert [r.current for r in rows] == ["healthy", "critical", "healthy"]
             assert len(rows[1].result_ids) == 2 and rows[1].summary["recent_outcomes"].endswith("dd")
             incident = (await session.execute(select(Incident))).scalar_one()
             assert incident.closed_at is not None and incident.worst_status == "critical"
-            assert (await session.execute(select(func.count()).select_from(CheckResultRecord))).scalar_one() == 4
+            assert (
+                await session.execute(select(func.count()).select_from(CheckResultRecord))
+            ).scalar_one() == 4
 
 
 async def test_hanging_target_does_not_delay_others(db_url, tmp_path, http_target):
@@ -92,7 +126,9 @@ async def test_hanging_target_does_not_delay_others(db_url, tmp_path, http_targe
         for cid in list(scheduler.entries):
             scheduler.request_check(cid)
         started = time.monotonic()
-        while http_target.hits.get("/hang", 0) < 1 or scheduler.status_of(_id(scheduler, "fine")) != "healthy":
+        while (
+            http_target.hits.get("/hang", 0) < 1 or scheduler.status_of(_id(scheduler, "fine")) != "healthy"
+        ):
             await __import__("asyncio").sleep(0.05)
         # "fine" became healthy while "stuck" was still hanging (its 2 s timeout had not fired).
         assert scheduler.status_of(_id(scheduler, "stuck")) == "unknown"
@@ -109,8 +145,11 @@ async def test_api_changes_apply_without_restart_and_metrics_stay_bounded(db_url
         await add_component(guard, "svc", {"kind": "http", "url": http_target.url("/500")})
         await run(scheduler)
         assert (await status_of(guard, "svc"))["status"] == "critical"
-        r = await guard.client.patch("/api/v1/components/svc", json={"check": {"kind": "http", "url": http_target.url("/ok")}},
-                                     headers=admin)
+        r = await guard.client.patch(
+            "/api/v1/components/svc",
+            json={"check": {"kind": "http", "url": http_target.url("/ok")}},
+            headers=admin,
+        )
         assert r.status_code == 200
         await run(scheduler, 1)
         assert (await status_of(guard, "svc"))["status"] == "healthy"

@@ -6,7 +6,9 @@ from app.checks.base import Outcome
 from app.monitoring import state_machine as sm
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-T = sm.Thresholds(failure_threshold=3, success_threshold=2, flap_window=10, flap_threshold=5, recovery_grace_s=60)
+T = sm.Thresholds(
+    failure_threshold=3, success_threshold=2, flap_window=10, flap_threshold=5, recovery_grace_s=60
+)
 
 
 def run(outcomes: str, state=None, t=T, start=T0):

@@ -14,7 +14,10 @@ async def test_new_until_the_first_ping_everywhere(db_url, tmp_path):
         viewer = await guard.headers("viewer")
         component = (await guard.client.get("/api/v1/components/nightly", headers=viewer)).json()
         assert component["state"]["status"] == "new" and component["state"]["last_ping_at"] is None
-        status = {c["name"]: c for c in (await guard.client.get("/api/v1/status", headers=viewer)).json()["components"]}
+        status = {
+            c["name"]: c
+            for c in (await guard.client.get("/api/v1/status", headers=viewer)).json()["components"]
+        }
         assert status["nightly"]["status"] == "new" and status["nightly"]["uptime_24h"] is None
         assert status["web"]["status"] != "new"
         page = (await guard.client.get("/status")).text
@@ -23,14 +26,20 @@ async def test_new_until_the_first_ping_everywhere(db_url, tmp_path):
         assert 'pipeline_guard_component_new{component="nightly"} 1.0' in metrics
         assert 'pipeline_guard_component_new{component="web"}' not in metrics
 
-        token = (await guard.client.post("/api/v1/components/nightly/ping-token",
-                                         headers=await guard.headers("admin"))).json()["token"]
+        token = (
+            await guard.client.post(
+                "/api/v1/components/nightly/ping-token", headers=await guard.headers("admin")
+            )
+        ).json()["token"]
         assert (await guard.client.get(f"/ping/{token}")).status_code == 200
         await scheduler.run_once()
         component = (await guard.client.get("/api/v1/components/nightly", headers=viewer)).json()
         assert component["state"]["status"] == "healthy" and component["state"]["last_ping_at"]
         assert 'data-component="nightly" data-status="healthy"' in (await guard.client.get("/status")).text
-        assert 'pipeline_guard_component_new{component="nightly"}' not in (await guard.client.get("/metrics")).text
+        assert (
+            'pipeline_guard_component_new{component="nightly"}'
+            not in (await guard.client.get("/metrics")).text
+        )
 
 
 async def test_a_job_that_missed_its_first_deadline_is_not_new(db_url, tmp_path):
@@ -44,9 +53,17 @@ async def test_a_job_that_missed_its_first_deadline_is_not_new(db_url, tmp_path)
     async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 1})) as (guard, scheduler):
         await add_component(guard, "nightly", {"kind": "heartbeat", "period": "1m", "grace": "10s"})
         async with guard.session() as session:
-            await session.execute(update(Component).where(Component.name == "nightly")
-                                  .values(created_at=utcnow() - timedelta(minutes=10)))
+            await session.execute(
+                update(Component)
+                .where(Component.name == "nightly")
+                .values(created_at=utcnow() - timedelta(minutes=10))
+            )
         await scheduler.run_once()
-        component = (await guard.client.get("/api/v1/components/nightly", headers=await guard.headers("viewer"))).json()
+        component = (
+            await guard.client.get("/api/v1/components/nightly", headers=await guard.headers("viewer"))
+        ).json()
         assert component["state"]["status"] == "critical"
-        assert 'pipeline_guard_component_new{component="nightly"}' not in (await guard.client.get("/metrics")).text
+        assert (
+            'pipeline_guard_component_new{component="nightly"}'
+            not in (await guard.client.get("/metrics")).text
+        )

@@ -52,8 +52,9 @@ async def test_bad_pings_are_refused_and_change_nothing(db_url, tmp_path):
         assert (await c.get("/ping/not-a-token")).status_code == 404
         assert (await c.get(f"/ping/{token}/256")).status_code == 422
         assert (await c.get(f"/ping/{token}/oops")).status_code == 422
-        assert (await c.post(f"/ping/{token}", headers={"Content-Length": "2000000"}, content=b"x" * 2_000_000)
-                ).status_code == 413
+        assert (
+            await c.post(f"/ping/{token}", headers={"Content-Length": "2000000"}, content=b"x" * 2_000_000)
+        ).status_code == 413
         # the JSON heartbeat route refuses unknown query parameters as well
         r = await c.post(f"/api/v1/components/nightly/heartbeat?token={token}&status=fail")
         assert r.status_code == 422
@@ -70,7 +71,7 @@ async def test_a_long_log_is_kept_bounded(db_url, tmp_path):
         token = await _token(guard, "nightly")
         r = await guard.client.post(f"/ping/{token}/fail", content=b"y" * (PING_LOG_MAX_BYTES * 5))
         assert r.status_code == 200
-        (status, _source, message), = await _pings(guard, "nightly")
+        ((status, _source, message),) = await _pings(guard, "nightly")
         assert status == "fail" and message.startswith("y" * 100) and message.endswith("[log truncated]")
         assert len(message) <= PING_LOG_MAX_BYTES + 100
 
@@ -87,8 +88,9 @@ async def test_a_failed_run_is_unhealthy_at_once_and_fires_its_alert(db_url, tmp
         await scheduler.run_once()
         state = await status_of(guard, "nightly")
         assert state["status"] == "critical", state
-        alerts = (await guard.client.get("/api/v1/alerts?component=nightly",
-                                         headers=await guard.headers("viewer"))).json()["items"]
+        alerts = (
+            await guard.client.get("/api/v1/alerts?component=nightly", headers=await guard.headers("viewer"))
+        ).json()["items"]
         assert [(a["status"], a["severity"]) for a in alerts] == [("firing", "critical")]
         # the next success is believed as usual (success_threshold)
         assert (await guard.client.get(f"/ping/{token}/0")).status_code == 200

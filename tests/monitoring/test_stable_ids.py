@@ -19,8 +19,13 @@ async def _delete(guard, name: str) -> None:
 
 async def _incident_ids(guard, component_id: int) -> list[int]:
     async with guard.session() as session:
-        return list((await session.execute(select(Incident.id).where(Incident.component_id == component_id)
-                                           .order_by(Incident.id))).scalars())
+        return list(
+            (
+                await session.execute(
+                    select(Incident.id).where(Incident.component_id == component_id).order_by(Incident.id)
+                )
+            ).scalars()
+        )
 
 
 async def test_new_component_after_a_delete_gets_new_ids_and_is_healed(db_url, tmp_path, http_target):
@@ -51,19 +56,29 @@ async def test_new_component_after_a_delete_gets_new_ids_and_is_healed(db_url, t
         assert count_lines(marker) == 1
 
 
-async def test_scheduler_tells_a_recreated_component_from_the_old_one_under_the_same_id(db_url, tmp_path, http_target):
+async def test_scheduler_tells_a_recreated_component_from_the_old_one_under_the_same_id(
+    db_url, tmp_path, http_target
+):
     """Even where an id comes back (a restore, a manual insert), the creation time tells the scheduler
     it watches another component: it starts from scratch instead of inheriting the old state."""
     settings = mon_settings(db_url, tmp_path)
     async with monitored(settings) as (guard, scheduler):
-        old = await add_component(guard, "old", {"kind": "http", "url": http_target.url("/500"),
-                                                 "failure_threshold": 1})
+        old = await add_component(
+            guard, "old", {"kind": "http", "url": http_target.url("/500"), "failure_threshold": 1}
+        )
         await scheduler.run_once()
         assert scheduler.status_of(old["id"]) == "critical"
         await _delete(guard, "old")
         async with guard.session() as session:
-            session.add(Component(id=old["id"], name="again", check={"kind": "http", "url": http_target.url("/ok")},
-                                  labels={}, version=old["version"]))
+            session.add(
+                Component(
+                    id=old["id"],
+                    name="again",
+                    check={"kind": "http", "url": http_target.url("/ok")},
+                    labels={},
+                    version=old["version"],
+                )
+            )
         await scheduler.refresh()
         assert scheduler.entries[old["id"]].name == "again"
         assert scheduler.status_of(old["id"]) != "critical"

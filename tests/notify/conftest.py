@@ -31,8 +31,16 @@ class Receiver:
         body = await request.read()
         key = request.headers.get("Idempotency-Key", "")
         behaviour = self.script.popleft() if self.script else self.default
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body,
-                              "key": key, "behaviour": behaviour, "at": asyncio.get_running_loop().time()})
+        self.requests.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": body,
+                "key": key,
+                "behaviour": behaviour,
+                "at": asyncio.get_running_loop().time(),
+            }
+        )
         self.got_request.set()
         if behaviour == "hang":
             await asyncio.sleep(30)
@@ -69,8 +77,14 @@ async def receiver():
 
 
 FAST = {
-    "outbox_interval": 0.05, "retry_base": 0.05, "retry_max": 2, "request_timeout": 0.5,
-    "claim_lease": 30, "stop_timeout": 0.2, "escalation_interval": 0.05, "cooldown": 60,
+    "outbox_interval": 0.05,
+    "retry_base": 0.05,
+    "retry_max": 2,
+    "request_timeout": 0.5,
+    "claim_lease": 30,
+    "stop_timeout": 0.2,
+    "escalation_interval": 0.05,
+    "cooldown": 60,
 }
 
 

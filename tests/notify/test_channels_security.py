@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
-from app.security.crypto import SecretBox
 from app.db.models import Notification
 from app.notify.escalation import escalate_due
+from app.security.crypto import SecretBox
 from tests.conftest import running_guard
 from tests.notify.test_outbox_delivery import all_rows, create_channel, outbox_only, raise_alerts, wait_for
 
@@ -21,18 +21,24 @@ HEADER_TOKEN = "Bearer header-token-do-not-leak"
 async def test_escalation_after_t(notify_settings, receiver):
     async with running_guard(notify_settings) as g:
         pager = await create_channel(g, receiver, name="pager", path="/pager", escalation_only=True)
-        await create_channel(g, receiver, name="team", path="/team", escalate_to=pager["id"], escalate_after=30)
+        await create_channel(
+            g, receiver, name="team", path="/team", escalate_to=pager["id"], escalate_after=30
+        )
         await raise_alerts(g, 2)
         rows = await all_rows(g, Notification)
         assert [n.kind for n in rows] == ["firing", "firing"]  # escalation-only channel not routed to
         alert_ids = [n.alert_id for n in rows]
-        r = await g.client.post(f"/api/v1/alerts/{alert_ids[1]}/ack", headers=await g.headers("operator"), json={})
+        r = await g.client.post(
+            f"/api/v1/alerts/{alert_ids[1]}/ack", headers=await g.headers("operator"), json={}
+        )
         assert r.status_code == 200
         now = datetime.now(UTC)
         async with g.session() as session:
             assert await escalate_due(session, now) == 0  # T not reached yet
         async with g.session() as session:
-            assert await escalate_due(session, now + timedelta(seconds=31)) == 1  # only the unacknowledged one
+            assert (
+                await escalate_due(session, now + timedelta(seconds=31)) == 1
+            )  # only the unacknowledged one
         async with g.session() as session:
             assert await escalate_due(session, now + timedelta(seconds=62)) == 0  # each step once
         rows = await all_rows(g, Notification)
@@ -42,8 +48,11 @@ async def test_escalation_after_t(notify_settings, receiver):
         r = await g.client.get(f"/api/v1/alerts/{alert_ids[0]}", headers=await g.headers("viewer"))
         assert r.json()["escalation_level"] == 1 and "escalated" in [e["kind"] for e in r.json()["history"]]
         # A loop: pager -> team -> pager is refused.
-        r = await g.client.patch(f"/api/v1/channels/{pager['id']}", headers=await g.headers("admin"),
-                                 json={"escalate_to": pager["id"] + 1})
+        r = await g.client.patch(
+            f"/api/v1/channels/{pager['id']}",
+            headers=await g.headers("admin"),
+            json={"escalate_to": pager["id"] + 1},
+        )
         assert r.status_code == 422
 
 
@@ -52,10 +61,20 @@ async def test_ssrf_refused(db_url, tmp_path):
 
     async with running_guard(make_settings(db_url, tmp_path)) as g:  # no allowlist
         admin = await g.headers("admin")
-        for url in ("http://169.254.169.254/latest/meta-data", "http://127.0.0.1:8080/x", "http://10.1.2.3/",
-                    "http://[::1]/", "file:///etc/passwd", "gopher://127.0.0.1/", "http://2130706433/"):
-            r = await g.client.post("/api/v1/channels", headers=admin,
-                                    json={"name": "x", "kind": "webhook", "config": {"url": url}})
+        for url in (
+            "http://169.254.169.254/latest/meta-data",
+            "http://127.0.0.1:8080/x",
+            "http://10.1.2.3/",
+            "http://[::1]/",
+            "file:///etc/passwd",
+            "gopher://127.0.0.1/",
+            "http://2130706433/",
+        ):
+            r = await g.client.post(
+                "/api/v1/channels",
+                headers=admin,
+                json={"name": "x", "kind": "webhook", "config": {"url": url}},
+            )
             assert r.status_code == 422, (url, r.text)
             assert r.json()["error"]["type"] == "validation_error"
 
@@ -69,6 +88,7 @@ async def test_ssrf_refused_at_send_time(notify_settings, receiver, db_url, tmp_
     # The allowlist was narrowed since: the sender refuses instead of calling loopback.
     narrowed = make_settings(db_url, tmp_path, alerting=notify_settings.alerting.model_dump())
     async with running_guard(narrowed, build_services=outbox_only) as g:
+
         async def failed():
             rows = await all_rows(g, Notification)
             return rows[0].status == "failed"
@@ -84,9 +104,19 @@ async def test_secrets_never_in_responses_or_logs(notify_settings, receiver, cap
     secret_url = receiver.url + SECRET_URL_PATH
     async with running_guard(notify_settings, build_services=outbox_only) as g:
         admin = await g.headers("admin")
-        r = await g.client.post("/api/v1/channels", headers=admin, json={
-            "name": "hook", "kind": "webhook",
-            "config": {"url": secret_url, "secret": "s3cr3t-hmac-key-123456", "headers": {"Authorization": HEADER_TOKEN}}})
+        r = await g.client.post(
+            "/api/v1/channels",
+            headers=admin,
+            json={
+                "name": "hook",
+                "kind": "webhook",
+                "config": {
+                    "url": secret_url,
+                    "secret": "s3cr3t-hmac-key-123456",
+                    "headers": {"Authorization": HEADER_TOKEN},
+                },
+            },
+        )
         assert r.status_code == 201, r.text
         channel = r.json()
         texts = [r.text]
@@ -113,8 +143,13 @@ async def test_secrets_never_in_responses_or_logs(notify_settings, receiver, cap
             stored = (await session.execute(text("SELECT config_encrypted FROM channels"))).scalar_one()
     texts.append(stored)
     # Everything the guard (and the libraries it uses) logged; the receiver's own access log is not ours.
-    texts.append("\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records
-                            if not r.name.startswith(("aiohttp.access", "aiohttp.server", "aiohttp.web"))))
+    texts.append(
+        "\n".join(
+            f"{r.name} {r.getMessage()}"
+            for r in caplog.records
+            if not r.name.startswith(("aiohttp.access", "aiohttp.server", "aiohttp.web"))
+        )
+    )
     # The receiver did get the real header and URL path: only the guard's outputs must not show them.
     assert receiver.requests[-1]["headers"]["Authorization"] == HEADER_TOKEN
     for blob in texts:
@@ -129,15 +164,20 @@ def test_secret_box_rotation():
     assert rotated_box.decrypt_json(token) == {"url": "https://x"}
     rotated = rotated_box.rotate(token)
     assert SecretBox([new]).decrypt_json(rotated) == {"url": "https://x"}
-    assert SecretBox(["a passphrase, not a fernet key"]).decrypt(SecretBox(["a passphrase, not a fernet key"]).encrypt("v")) == "v"
+    assert (
+        SecretBox(["a passphrase, not a fernet key"]).decrypt(
+            SecretBox(["a passphrase, not a fernet key"]).encrypt("v")
+        )
+        == "v"
+    )
 
 
 def test_production_requires_encryption_key(tmp_path):
     import pytest
 
     from app.config.settings import Settings, production_problems
-    from app.security.crypto import resolve_encryption_keys
     from app.core.errors import ConfigurationError
+    from app.security.crypto import resolve_encryption_keys
 
     settings = Settings(env="production", data_dir=tmp_path)
     assert any("ENCRYPTION_KEY" in p for p in production_problems(settings))

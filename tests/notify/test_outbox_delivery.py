@@ -19,8 +19,11 @@ async def create_channel(guard, receiver, name="hook", kind="webhook", path="/ho
     config = {"url": receiver.url + path}
     if kind == "webhook":
         config["secret"] = HOOK_SECRET
-    r = await guard.client.post("/api/v1/channels", headers=await guard.headers("admin"),
-                                json={"name": name, "kind": kind, "config": config, **extra})
+    r = await guard.client.post(
+        "/api/v1/channels",
+        headers=await guard.headers("admin"),
+        json={"name": name, "kind": kind, "config": config, **extra},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -100,6 +103,7 @@ async def test_restart_mid_delivery_loses_nothing(notify_settings, receiver):
     # The guard stopped while the request was in flight: the row went back to the outbox.
     receiver.default = "ok"
     async with running_guard(settings, build_services=outbox_only) as g2:
+
         async def delivered():
             rows = await all_rows(g2, Notification)
             return rows[0].status == "delivered"
@@ -113,7 +117,9 @@ async def test_restart_mid_delivery_loses_nothing(notify_settings, receiver):
 
 async def test_slack_payload_shape_and_language(notify_settings, receiver):
     async with running_guard(notify_settings, build_services=outbox_only) as g:
-        await create_channel(g, receiver, name="slack-de", kind="slack", path="/services/T0/B0/XYZ", language="de")
+        await create_channel(
+            g, receiver, name="slack-de", kind="slack", path="/services/T0/B0/XYZ", language="de"
+        )
         await raise_alerts(g, 1)
 
         async def delivered():
@@ -172,9 +178,15 @@ async def test_undecryptable_channel_is_retried_not_failed(notify_settings, rece
     settings.alerting.max_attempts = 3
     async with running_guard(settings, build_services=outbox_only) as g:
         channel = await create_channel(g, receiver)
-        foreign = Fernet(Fernet.generate_key()).encrypt(json.dumps({"url": receiver.url + "/hook"}).encode()).decode()
+        foreign = (
+            Fernet(Fernet.generate_key())
+            .encrypt(json.dumps({"url": receiver.url + "/hook"}).encode())
+            .decode()
+        )
         async with g.session() as session:
-            await session.execute(update(Channel).where(Channel.id == channel["id"]).values(config_encrypted=foreign))
+            await session.execute(
+                update(Channel).where(Channel.id == channel["id"]).values(config_encrypted=foreign)
+            )
         await raise_alerts(g, 1)
 
         async def failed():

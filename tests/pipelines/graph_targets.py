@@ -56,10 +56,25 @@ def start(name: str, port: int, upstream: str | None, state: Path, delay: float)
     with open(state / "restarts.log", "a") as log:
         log.write(f"{time.time():.3f} {name}\n")
     time.sleep(delay)  # a stage takes a while to come back: its dependents fail meanwhile
-    argv = [sys.executable, __file__, "serve", name, str(port), *([upstream] if upstream else []), "--dir", str(state)]
+    argv = [
+        sys.executable,
+        __file__,
+        "serve",
+        name,
+        str(port),
+        *([upstream] if upstream else []),
+        "--dir",
+        str(state),
+    ]
     # A new session: the guard kills the restart command's process group when it times out, never the stage.
-    subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, close_fds=True)
+    subprocess.Popen(
+        argv,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if listening(port):

@@ -34,8 +34,13 @@ def pagerduty_problems(doc: Any) -> list[str]:
     p: list[str] = []
     if not isinstance(doc, dict):
         return ["body: must be an object"]
-    _check_keys(p, "event", doc, {"routing_key", "event_action", "dedup_key", "payload", "client", "client_url",
-                                  "links", "images"}, {"routing_key", "event_action"})
+    _check_keys(
+        p,
+        "event",
+        doc,
+        {"routing_key", "event_action", "dedup_key", "payload", "client", "client_url", "links", "images"},
+        {"routing_key", "event_action"},
+    )
     if doc.get("routing_key") != PD_KEY:
         p.append("routing_key: unknown integration")
     action = doc.get("event_action")
@@ -47,8 +52,13 @@ def pagerduty_problems(doc: Any) -> list[str]:
         payload = doc.get("payload")
         if not isinstance(payload, dict):
             return [*p, "payload: required for trigger"]
-        _check_keys(p, "payload", payload, {"summary", "source", "severity", "timestamp", "component", "group",
-                                            "class", "custom_details"}, {"summary", "source", "severity"})
+        _check_keys(
+            p,
+            "payload",
+            payload,
+            {"summary", "source", "severity", "timestamp", "component", "group", "class", "custom_details"},
+            {"summary", "source", "severity"},
+        )
         _str(p, "payload.summary", payload.get("summary"), 1024)
         _str(p, "payload.source", payload.get("source"), 255)
         if payload.get("severity") not in ("critical", "error", "warning", "info"):
@@ -73,9 +83,27 @@ def opsgenie_problems(path: str, query: dict, headers: dict, doc: Any) -> list[s
     if not isinstance(doc, dict):
         return [*p, "body: must be an object"]
     if path == "/v2/alerts":
-        _check_keys(p, "alert", doc, {"message", "alias", "description", "responders", "visibleTo", "actions",
-                                      "tags", "details", "entity", "source", "priority", "user", "note"},
-                    {"message"})
+        _check_keys(
+            p,
+            "alert",
+            doc,
+            {
+                "message",
+                "alias",
+                "description",
+                "responders",
+                "visibleTo",
+                "actions",
+                "tags",
+                "details",
+                "entity",
+                "source",
+                "priority",
+                "user",
+                "note",
+            },
+            {"message"},
+        )
         _str(p, "message", doc.get("message"), 130)
         if "alias" in doc:
             _str(p, "alias", doc["alias"], 512)
@@ -89,7 +117,11 @@ def opsgenie_problems(path: str, query: dict, headers: dict, doc: Any) -> list[s
             p.append("details: values must be strings")
     else:
         parts = path.split("/")
-        if len(parts) != 5 or parts[4] not in ("acknowledge", "close") or query.get("identifierType") != "alias":
+        if (
+            len(parts) != 5
+            or parts[4] not in ("acknowledge", "close")
+            or query.get("identifierType") != "alias"
+        ):
             p.append(f"path: {path} {query}")
         _check_keys(p, parts[-1], doc, {"user", "source", "note"}, set())
         if "note" in doc:
@@ -127,8 +159,13 @@ def discord_problems(doc: Any) -> list[str]:
     p: list[str] = []
     if not isinstance(doc, dict):
         return ["body: must be an object"]
-    _check_keys(p, "message", doc, {"content", "username", "avatar_url", "tts", "embeds", "allowed_mentions",
-                                    "flags", "thread_name"}, set())
+    _check_keys(
+        p,
+        "message",
+        doc,
+        {"content", "username", "avatar_url", "tts", "embeds", "allowed_mentions", "flags", "thread_name"},
+        set(),
+    )
     if not doc.get("content") and not doc.get("embeds"):
         p.append("one of content or embeds is required")
     if "content" in doc:
@@ -137,8 +174,24 @@ def discord_problems(doc: Any) -> list[str]:
     if len(embeds) > 10:
         p.append("embeds: at most 10")
     for i, embed in enumerate(embeds):
-        _check_keys(p, f"embeds[{i}]", embed, {"title", "description", "url", "timestamp", "color", "footer",
-                                               "image", "thumbnail", "author", "fields"}, set())
+        _check_keys(
+            p,
+            f"embeds[{i}]",
+            embed,
+            {
+                "title",
+                "description",
+                "url",
+                "timestamp",
+                "color",
+                "footer",
+                "image",
+                "thumbnail",
+                "author",
+                "fields",
+            },
+            set(),
+        )
         _str(p, f"embeds[{i}].title", embed.get("title"), 256)
         if not isinstance(embed.get("color", 0), int) or not 0 <= embed.get("color", 0) <= 0xFFFFFF:
             p.append(f"embeds[{i}].color: an integer colour")
@@ -153,8 +206,9 @@ def discord_problems(doc: Any) -> list[str]:
 @dataclass
 class Providers:
     url: str = ""
-    received: dict[str, list[dict]] = field(default_factory=lambda: {"pagerduty": [], "opsgenie": [],
-                                                                      "teams": [], "discord": []})
+    received: dict[str, list[dict]] = field(
+        default_factory=lambda: {"pagerduty": [], "opsgenie": [], "teams": [], "discord": []}
+    )
     problems: list[str] = field(default_factory=list)
 
     async def _read(self, request: web.Request) -> Any:
@@ -174,16 +228,28 @@ class Providers:
         if problems := pagerduty_problems(doc):
             return self._refuse("pagerduty", problems)
         self.received["pagerduty"].append(doc)
-        return web.json_response({"status": "success", "message": "Event processed",
-                                  "dedup_key": doc.get("dedup_key", "generated")}, status=202)
+        return web.json_response(
+            {
+                "status": "success",
+                "message": "Event processed",
+                "dedup_key": doc.get("dedup_key", "generated"),
+            },
+            status=202,
+        )
 
     async def opsgenie(self, request: web.Request) -> web.Response:
         doc = await self._read(request)
         if problems := opsgenie_problems(request.path, dict(request.query), dict(request.headers), doc):
             return self._refuse("opsgenie", problems)
         self.received["opsgenie"].append({"path": request.path, "body": doc})
-        return web.json_response({"result": "Request will be processed", "took": 0.01,
-                                  "requestId": "43a29c5c-3dbf-4fa4-9c26-f4f71023e120"}, status=202)
+        return web.json_response(
+            {
+                "result": "Request will be processed",
+                "took": 0.01,
+                "requestId": "43a29c5c-3dbf-4fa4-9c26-f4f71023e120",
+            },
+            status=202,
+        )
 
     async def teams(self, request: web.Request) -> web.Response:
         doc = await self._read(request)
@@ -233,8 +299,13 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              message_from_bytes(envelope.content, policy=policy.default)))
+        self.messages.append(
+            (
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                message_from_bytes(envelope.content, policy=policy.default),
+            )
+        )
         return "250 Message accepted for delivery"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
@@ -253,8 +324,14 @@ def smtp_server():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     box = Mailbox(port=port)
-    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
-                            auth_require_tls=False, auth_required=True)
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=box.authenticate,
+        auth_require_tls=False,
+        auth_required=True,
+    )
     controller.start()
     try:
         yield box
@@ -275,16 +352,27 @@ def self_signed(tmp_path, host: str = "127.0.0.1"):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test mail relay")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "relay.pem", tmp_path / "relay.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -301,8 +389,16 @@ def starttls_server(cert_path, key_path):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     box = Mailbox(port=port)
-    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
-                            tls_context=context, require_starttls=True, auth_require_tls=True, auth_required=True)
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=box.authenticate,
+        tls_context=context,
+        require_starttls=True,
+        auth_require_tls=True,
+        auth_required=True,
+    )
     controller.start()
     try:
         yield box

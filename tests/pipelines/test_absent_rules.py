@@ -15,8 +15,13 @@ DEADLINE_S = 60.0
 
 
 def point(value=1.0, labels=None):
-    return {"component": "etl", "metric_name": "rows_loaded", "value": value, "labels": labels or {},
-            "timestamp": datetime.now(UTC).isoformat()}
+    return {
+        "component": "etl",
+        "metric_name": "rows_loaded",
+        "value": value,
+        "labels": labels or {},
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
 
 
 async def send(guard, points):
@@ -26,11 +31,15 @@ async def send(guard, points):
 
 async def active(guard):
     async with guard.session() as s:
-        return list((await s.execute(select(MetricAnomaly).where(MetricAnomaly.cleared_at.is_(None)))).scalars())
+        return list(
+            (await s.execute(select(MetricAnomaly).where(MetricAnomaly.cleared_at.is_(None)))).scalars()
+        )
 
 
 async def alerts(guard, status):
-    r = await guard.client.get("/api/v1/alerts", params={"status": status}, headers=await guard.headers("operator"))
+    r = await guard.client.get(
+        "/api/v1/alerts", params={"status": status}, headers=await guard.headers("operator")
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     return body["items"] if isinstance(body, dict) else body
@@ -49,12 +58,25 @@ async def tick_until(evaluator, condition):
 async def test_absent_fires_on_the_clock_and_resolves_on_arrival(settings):
     async with running_guard(settings, build_services=lambda rt: []) as guard:
         h = await guard.headers("admin")
-        bad = await guard.client.post("/api/v1/rules", headers=h, json={
-            "name": "no-for", "component": "etl", "metric_name": "rows_loaded", "kind": "absent"})
+        bad = await guard.client.post(
+            "/api/v1/rules",
+            headers=h,
+            json={"name": "no-for", "component": "etl", "metric_name": "rows_loaded", "kind": "absent"},
+        )
         assert bad.status_code == 422 and "params.for" in bad.text
-        r = await guard.client.post("/api/v1/rules", headers=h, json={
-            "name": "etl-fresh", "component": "etl", "metric_name": "rows_loaded", "kind": "absent",
-            "labels": {"table": "sales"}, "params": {"for": "2s"}, "severity": "critical"})
+        r = await guard.client.post(
+            "/api/v1/rules",
+            headers=h,
+            json={
+                "name": "etl-fresh",
+                "component": "etl",
+                "metric_name": "rows_loaded",
+                "kind": "absent",
+                "labels": {"table": "sales"},
+                "params": {"for": "2s"},
+                "severity": "critical",
+            },
+        )
         assert r.status_code == 201, r.text
         assert r.json()["params"]["for_seconds"] == 2.0
 
@@ -93,8 +115,17 @@ async def test_absent_counts_points_written_elsewhere_and_never_seen_series(sett
     async with running_guard(settings) as guard:
         h = await guard.headers("admin")
         for name, metric in (("quiet", "never_sent"), ("elsewhere", "rows_loaded")):
-            r = await guard.client.post("/api/v1/rules", headers=h, json={
-                "name": name, "component": "etl", "metric_name": metric, "kind": "absent", "params": {"for": 1}})
+            r = await guard.client.post(
+                "/api/v1/rules",
+                headers=h,
+                json={
+                    "name": name,
+                    "component": "etl",
+                    "metric_name": metric,
+                    "kind": "absent",
+                    "params": {"for": 1},
+                },
+            )
             assert r.status_code == 201, r.text
         evaluator = guard.runtime.detection.evaluator
 
@@ -124,21 +155,31 @@ async def test_rules_declared_in_the_config_file(db_url, tmp_path):
     assert problem.startswith("rules.0") and "params.for" in problem
 
     path = tmp_path / "guard.yaml"
-    path.write_text(f"env: test\ndatabase_url: {db_url}\ndata_dir: {tmp_path / 'var'}\n"
-                    f"security:\n  secret_key: {TEST_SECRET}\n  rate_limiting: {{enabled: false}}\n"
-                    "rules:\n  - name: sales-fresh\n    component: etl\n    metric_name: rows_loaded\n"
-                    "    kind: absent\n    labels: {table: sales}\n    params: {for: 2h}\n    severity: critical\n")
+    path.write_text(
+        f"env: test\ndatabase_url: {db_url}\ndata_dir: {tmp_path / 'var'}\n"
+        f"security:\n  secret_key: {TEST_SECRET}\n  rate_limiting: {{enabled: false}}\n"
+        "rules:\n  - name: sales-fresh\n    component: etl\n    metric_name: rows_loaded\n"
+        "    kind: absent\n    labels: {table: sales}\n    params: {for: 2h}\n    severity: critical\n"
+    )
     settings = load_settings(path, environ={})
     async with running_guard(settings, build_services=lambda rt: [rt.detection.evaluator]) as guard:
         h = await guard.headers("admin")
         [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
         assert (rule["name"], rule["kind"], rule["source"], rule["params"]["for_seconds"]) == (
-            "sales-fresh", "absent", "config", 7200.0)
+            "sales-fresh",
+            "absent",
+            "config",
+            7200.0,
+        )
         r = await guard.client.patch(f"/api/v1/rules/{rule['id']}", json={"severity": "info"}, headers=h)
         assert r.status_code == 409 and r.json()["error"]["details"]["source"] == "config"
         assert (await guard.client.delete(f"/api/v1/rules/{rule['id']}", headers=h)).status_code == 409
 
         guard.runtime.settings.rules = []
-        assert await sync_declared_rules(guard.runtime.core, guard.runtime.detection.evaluator) == {"created": [], "updated": [], "disabled": ["sales-fresh"]}
+        assert await sync_declared_rules(guard.runtime.core, guard.runtime.detection.evaluator) == {
+            "created": [],
+            "updated": [],
+            "disabled": ["sales-fresh"],
+        }
         [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
         assert rule["enabled"] is False

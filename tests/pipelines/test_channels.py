@@ -24,14 +24,19 @@ async def wait_for(predicate, timeout=60.0):
 
 
 async def add_channel(guard, name, kind, config, **extra):
-    r = await guard.client.post("/api/v1/channels", headers=await guard.headers("admin"),
-                                json={"name": name, "kind": kind, "config": config, **extra})
+    r = await guard.client.post(
+        "/api/v1/channels",
+        headers=await guard.headers("admin"),
+        json={"name": name, "kind": kind, "config": config, **extra},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 async def notifications(guard):
-    r = await guard.client.get("/api/v1/notifications", params={"limit": 200}, headers=await guard.headers("admin"))
+    r = await guard.client.get(
+        "/api/v1/notifications", params={"limit": 200}, headers=await guard.headers("admin")
+    )
     assert r.status_code == 200, r.text
     return r.json()["items"]
 
@@ -40,30 +45,43 @@ async def settled(guard, count):
     async def done():
         rows = await notifications(guard)
         return len(rows) >= count and all(n["status"] in ("delivered", "failed") for n in rows)
+
     await wait_for(done)
     return await notifications(guard)
 
 
 async def test_incident_tools_get_trigger_acknowledge_resolve_with_one_key(notify_settings):
     async with providers() as prov, running_guard(notify_settings, build_services=outbox_only) as guard:
-        pd = await add_channel(guard, "pd", "pagerduty", {"routing_key": PD_KEY, "url": prov.url + "/v2/enqueue"})
+        pd = await add_channel(
+            guard, "pd", "pagerduty", {"routing_key": PD_KEY, "url": prov.url + "/v2/enqueue"}
+        )
         assert pd["config"]["routing_key"] == "********"
         await add_channel(guard, "og", "opsgenie", {"api_key": OG_KEY, "url": prov.url, "tags": ["etl"]})
         await add_channel(guard, "teams", "teams", {"url": prov.url + "/workflows/abc?sig=s3cret"})
-        await add_channel(guard, "discord", "discord", {"url": prov.url + "/api/webhooks/1/t0ken", "username": "guard"})
+        await add_channel(
+            guard, "discord", "discord", {"url": prov.url + "/api/webhooks/1/t0ken", "username": "guard"}
+        )
 
         async with guard.session() as session:
             raised = await AlertService(session, guard.runtime.settings).raise_alert(
-                component="etl", severity="critical", message="loader exited 3 @everyone",
-                fingerprint="health:etl", labels={"app": "sales"})
+                component="etl",
+                severity="critical",
+                message="loader exited 3 @everyone",
+                fingerprint="health:etl",
+                labels={"app": "sales"},
+            )
         alert_id = raised.alert.id
         await settled(guard, 4)
         h = await guard.headers("operator")
-        assert (await guard.client.post(f"/api/v1/alerts/{alert_id}/ack", json={"comment": "on it"},
-                                         headers=h)).status_code == 200
+        assert (
+            await guard.client.post(f"/api/v1/alerts/{alert_id}/ack", json={"comment": "on it"}, headers=h)
+        ).status_code == 200
         await settled(guard, 6)  # only PagerDuty and Opsgenie hear acknowledgements
-        assert (await guard.client.post(f"/api/v1/alerts/{alert_id}/resolve",
-                                         json={"resolution_action": "restarted"}, headers=h)).status_code == 200
+        assert (
+            await guard.client.post(
+                f"/api/v1/alerts/{alert_id}/resolve", json={"resolution_action": "restarted"}, headers=h
+            )
+        ).status_code == 200
         rows = await settled(guard, 10)
 
     assert prov.problems == []
@@ -76,8 +94,16 @@ async def test_incident_tools_get_trigger_acknowledge_resolve_with_one_key(notif
     assert trigger["severity"] == "critical" and trigger["component"] == "etl" and trigger["group"] == "sales"
     assert "loader exited 3" in trigger["summary"]
     og = prov.received["opsgenie"]
-    assert [r["path"] for r in og] == ["/v2/alerts", f"/v2/alerts/{key}/acknowledge", f"/v2/alerts/{key}/close"]
-    assert og[0]["body"]["alias"] == key and og[0]["body"]["priority"] == "P1" and og[0]["body"]["tags"] == ["etl"]
+    assert [r["path"] for r in og] == [
+        "/v2/alerts",
+        f"/v2/alerts/{key}/acknowledge",
+        f"/v2/alerts/{key}/close",
+    ]
+    assert (
+        og[0]["body"]["alias"] == key
+        and og[0]["body"]["priority"] == "P1"
+        and og[0]["body"]["tags"] == ["etl"]
+    )
     assert og[0]["body"]["entity"] == "etl" and og[0]["body"]["details"] == {"app": "sales"}
     assert len(prov.received["teams"]) == 2 and len(prov.received["discord"]) == 2
     facts = prov.received["teams"][0]["attachments"][0]["content"]["body"][1]["facts"]
@@ -92,21 +118,39 @@ async def test_incident_tools_get_trigger_acknowledge_resolve_with_one_key(notif
 async def test_email_over_a_real_smtp_server(notify_settings):
     with smtp_server() as box:
         async with running_guard(notify_settings, build_services=outbox_only) as guard:
-            base = {"host": "127.0.0.1", "port": box.port, "security": "none", "username": SMTP_USER,
-                    "password": SMTP_PASSWORD, "from_address": "guard@example.org", "subject_prefix": "[guard]"}
-            created = await add_channel(guard, "mail", "email", {**base, "to": ["oncall@example.org", "lead@example.org"]})
+            base = {
+                "host": "127.0.0.1",
+                "port": box.port,
+                "security": "none",
+                "username": SMTP_USER,
+                "password": SMTP_PASSWORD,
+                "from_address": "guard@example.org",
+                "subject_prefix": "[guard]",
+            }
+            created = await add_channel(
+                guard, "mail", "email", {**base, "to": ["oncall@example.org", "lead@example.org"]}
+            )
             assert created["config"]["password"] == "********" and created["config"]["host"] == "127.0.0.1"
             await add_channel(guard, "bounce", "email", {**base, "to": ["nobody@example.org"]})
-            bad = await guard.client.post("/api/v1/channels", headers=await guard.headers("admin"), json={
-                "name": "bad", "kind": "email", "config": {**base, "to": ["not-an-address"]}})
+            bad = await guard.client.post(
+                "/api/v1/channels",
+                headers=await guard.headers("admin"),
+                json={"name": "bad", "kind": "email", "config": {**base, "to": ["not-an-address"]}},
+            )
             assert bad.status_code == 422 and bad.json()["error"]["type"]
 
             async with guard.session() as session:
                 await AlertService(session, guard.runtime.settings).raise_alert(
-                    component="etl", severity="warning", message="rows dropped by 80%", fingerprint="anomaly:etl")
+                    component="etl",
+                    severity="warning",
+                    message="rows dropped by 80%",
+                    fingerprint="anomaly:etl",
+                )
             rows = await settled(guard, 2)
 
-            test = await guard.client.post(f"/api/v1/channels/{created['id']}/test", headers=await guard.headers("admin"))
+            test = await guard.client.post(
+                f"/api/v1/channels/{created['id']}/test", headers=await guard.headers("admin")
+            )
             assert test.status_code == 200 and test.json()["delivered"] is True, test.text
 
     by_channel = {n["channel_id"]: n for n in rows}
@@ -129,8 +173,14 @@ async def test_email_starttls_verifies_the_relay_certificate(notify_settings, tm
     cert, key = self_signed(tmp_path)
     with starttls_server(cert, key) as box:
         async with running_guard(notify_settings, build_services=outbox_only) as guard:
-            base = {"host": "127.0.0.1", "port": box.port, "username": SMTP_USER, "password": SMTP_PASSWORD,
-                    "from_address": "guard@example.org", "to": ["oncall@example.org"]}  # security: starttls
+            base = {
+                "host": "127.0.0.1",
+                "port": box.port,
+                "username": SMTP_USER,
+                "password": SMTP_PASSWORD,
+                "from_address": "guard@example.org",
+                "to": ["oncall@example.org"],
+            }  # security: starttls
             untrusted = await add_channel(guard, "untrusted", "email", base)
             trusted = await add_channel(guard, "trusted", "email", {**base, "ca_file": str(cert)})
             h = await guard.headers("admin")
@@ -138,8 +188,15 @@ async def test_email_starttls_verifies_the_relay_certificate(notify_settings, tm
             assert refused["delivered"] is False and "certificate" in refused["error"]
             sent = (await guard.client.post(f"/api/v1/channels/{trusted['id']}/test", headers=h)).json()
             assert sent["delivered"] is True, sent
-            bad = await guard.client.post("/api/v1/channels", headers=h, json={
-                "name": "nofile", "kind": "email", "config": {**base, "ca_file": str(tmp_path / "missing.pem")}})
+            bad = await guard.client.post(
+                "/api/v1/channels",
+                headers=h,
+                json={
+                    "name": "nofile",
+                    "kind": "email",
+                    "config": {**base, "ca_file": str(tmp_path / "missing.pem")},
+                },
+            )
             assert bad.status_code == 422
     [(_, rcpts, mail)] = box.messages
     assert rcpts == ["oncall@example.org"] and mail["To"] == "oncall@example.org"
@@ -153,8 +210,10 @@ async def test_channels_declared_in_the_config_file(db_url, tmp_path):
     from tests.conftest import TEST_SECRET
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text("channels:\n  - {name: x, kind: pagerduty, config: {url: 'https://events.pagerduty.com/v2/enqueue'}}\n"
-                   "  - {name: y, kind: pigeon, config: {}}\n")
+    bad.write_text(
+        "channels:\n  - {name: x, kind: pagerduty, config: {url: 'https://events.pagerduty.com/v2/enqueue'}}\n"
+        "  - {name: y, kind: pigeon, config: {}}\n"
+    )
     problems = validate_config_file(bad, environ={})
     assert any(p.startswith("channels.0") and "routing_key" in p for p in problems), problems
     assert any(p.startswith("channels.1") and "pigeon" in p for p in problems), problems
@@ -169,12 +228,19 @@ async def test_channels_declared_in_the_config_file(db_url, tmp_path):
         "    config: {routing_key: '${PD_KEY}', url: 'http://127.0.0.1:9/v2/enqueue'}\n"
         "  - name: data-team\n    kind: email\n    escalate_to: oncall\n    escalate_after: 15m\n"
         "    config: {host: 127.0.0.1, port: 2525, from_address: guard@example.org, to: [data@example.org],\n"
-        "             password: '${SMTP_PASSWORD}', username: guard}\n")
+        "             password: '${SMTP_PASSWORD}', username: guard}\n"
+    )
     settings = load_settings(path, environ={"PD_KEY": PD_KEY, "SMTP_PASSWORD": SMTP_PASSWORD})
-    async with running_guard(settings, build_services=lambda rt: [AlertMaintenance(
-            rt.core, secret_box=rt.secret_box, published=rt.alerts.maintenance_published)]) as guard:
+    async with running_guard(
+        settings,
+        build_services=lambda rt: [
+            AlertMaintenance(rt.core, secret_box=rt.secret_box, published=rt.alerts.maintenance_published)
+        ],
+    ) as guard:
         h = await guard.headers("admin")
-        listed = {c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]}
+        listed = {
+            c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]
+        }
         assert set(listed) == {"oncall", "data-team"}
         oncall, team = listed["oncall"], listed["data-team"]
         assert oncall["source"] == "config" and oncall["config"]["routing_key"] == "********"
@@ -186,11 +252,18 @@ async def test_channels_declared_in_the_config_file(db_url, tmp_path):
         assert (await guard.client.delete(f"/api/v1/channels/{oncall['id']}", headers=h)).status_code == 409
 
         state = guard.runtime
-        assert await sync_declared_channels(state.core, state.secret_box) == {"created": [], "updated": [], "disabled": []}
-        changed = state.settings.channels[0].model_copy(update={"config": {**state.settings.channels[0].config,
-                                                                           "source": "etl-guard"}})
+        assert await sync_declared_channels(state.core, state.secret_box) == {
+            "created": [],
+            "updated": [],
+            "disabled": [],
+        }
+        changed = state.settings.channels[0].model_copy(
+            update={"config": {**state.settings.channels[0].config, "source": "etl-guard"}}
+        )
         state.settings.channels = [changed]
         report = await sync_declared_channels(state.core, state.secret_box)
         assert report == {"created": [], "updated": ["oncall"], "disabled": ["data-team"]}
-        listed = {c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]}
+        listed = {
+            c["name"]: c for c in (await guard.client.get("/api/v1/channels", headers=h)).json()["items"]
+        }
         assert listed["oncall"]["config"]["source"] == "etl-guard" and listed["data-team"]["enabled"] is False

@@ -8,8 +8,10 @@ from tests.conftest import TEST_SECRET, running_guard
 
 def _config(tmp_path, db_url, body: str):
     path = tmp_path / "guard.yaml"
-    path.write_text(f"env: test\ndatabase_url: {db_url}\ndata_dir: {tmp_path / 'var'}\n"
-                    f"security:\n  secret_key: {TEST_SECRET}\n  rate_limiting:\n    enabled: false\n{body}")
+    path.write_text(
+        f"env: test\ndatabase_url: {db_url}\ndata_dir: {tmp_path / 'var'}\n"
+        f"security:\n  secret_key: {TEST_SECRET}\n  rate_limiting:\n    enabled: false\n{body}"
+    )
     return load_settings(path, environ={})
 
 

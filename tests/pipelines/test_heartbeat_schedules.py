@@ -19,8 +19,14 @@ CREATED = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 
 
 def hb(now, params=NIGHTLY, **state):
-    fields = {"last_ping_at": None, "last_ping_status": None, "last_start_at": None, "last_duration_s": None,
-              "created_at": CREATED, **state}
+    fields = {
+        "last_ping_at": None,
+        "last_ping_status": None,
+        "last_start_at": None,
+        "last_duration_s": None,
+        "created_at": CREATED,
+        **state,
+    }
     return evaluate_heartbeat(validate_heartbeat_params(params), now=now, **fields)
 
 
@@ -43,13 +49,18 @@ def test_never_pinged_is_due_at_the_first_scheduled_time_after_creation():
 def test_run_started_but_never_finished():
     start = datetime(2026, 1, 11, 1, 0, 5, tzinfo=UTC)
     with_max = {**NIGHTLY, "max_runtime": "1h"}
-    assert hb(start + timedelta(minutes=59), with_max, last_ping_at=start, last_ping_status="start").outcome == Outcome.UP
+    assert (
+        hb(start + timedelta(minutes=59), with_max, last_ping_at=start, last_ping_status="start").outcome
+        == Outcome.UP
+    )
     over = hb(start + timedelta(minutes=61), with_max, last_ping_at=start, last_ping_status="start")
     assert over.outcome == Outcome.DOWN and "max_runtime" in over.detail
     # without max_runtime: it must finish before the next scheduled run (+ grace)
     assert hb(start + timedelta(hours=23), last_ping_at=start, last_ping_status="start").outcome == Outcome.UP
-    assert hb(start + timedelta(hours=24, minutes=31), last_ping_at=start,
-              last_ping_status="start").outcome == Outcome.DOWN
+    assert (
+        hb(start + timedelta(hours=24, minutes=31), last_ping_at=start, last_ping_status="start").outcome
+        == Outcome.DOWN
+    )
 
 
 def test_tz_defaults_to_utc():
@@ -57,17 +68,22 @@ def test_tz_defaults_to_utc():
     assert params["tz"] == "UTC" and params["grace_s"] == 60
     pinged = datetime(2026, 1, 11, 1, 0, tzinfo=UTC)
     assert hb(datetime(2026, 1, 11, 1, 16, tzinfo=UTC), params, last_ping_at=pinged).outcome == Outcome.UP
-    assert hb(datetime(2026, 1, 11, 1, 16, 1, tzinfo=UTC), params, last_ping_at=pinged).outcome == Outcome.DOWN
+    assert (
+        hb(datetime(2026, 1, 11, 1, 16, 1, tzinfo=UTC), params, last_ping_at=pinged).outcome == Outcome.DOWN
+    )
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"schedule": "0 25 * * *"}, "check.schedule"),
-    ({"schedule": "0 2 * *"}, "check.schedule"),
-    ({"schedule": "0 2 * * *", "tz": "Mars/Olympus"}, "check.tz"),
-    ({"schedule": "0 2 * * *", "period": "1h"}, "check.schedule"),
-    ({"period": "1h", "tz": "UTC"}, "check.tz"),
-    ({}, "check.period_s"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"schedule": "0 25 * * *"}, "check.schedule"),
+        ({"schedule": "0 2 * *"}, "check.schedule"),
+        ({"schedule": "0 2 * * *", "tz": "Mars/Olympus"}, "check.tz"),
+        ({"schedule": "0 2 * * *", "period": "1h"}, "check.schedule"),
+        ({"period": "1h", "tz": "UTC"}, "check.tz"),
+        ({}, "check.period_s"),
+    ],
+)
 def test_bad_schedules_are_refused(params, field):
     with pytest.raises(CheckConfigError) as err:
         validate_heartbeat_params(params)
@@ -76,8 +92,14 @@ def test_bad_schedules_are_refused(params, field):
 
 async def test_schedule_over_the_api(db_url, tmp_path):
     async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 1})) as (guard, scheduler):
-        bad = await guard.client.post("/api/v1/components", headers=await guard.headers("admin"), json={
-            "name": "bad", "check": {"kind": "heartbeat", "schedule": "0 2 * * *", "tz": "Nowhere/Else"}})
+        bad = await guard.client.post(
+            "/api/v1/components",
+            headers=await guard.headers("admin"),
+            json={
+                "name": "bad",
+                "check": {"kind": "heartbeat", "schedule": "0 2 * * *", "tz": "Nowhere/Else"},
+            },
+        )
         assert bad.status_code == 422, bad.text
         assert "check.tz" in str(bad.json()["error"]["details"])
 
@@ -85,27 +107,41 @@ async def test_schedule_over_the_api(db_url, tmp_path):
         ids = {name: (await add_component(guard, name, check))["id"] for name in ("fresh", "missed", "hung")}
         past = utcnow() - timedelta(minutes=20)
         async with guard.session() as session:
-            await session.execute(update(Component).where(Component.id.in_(list(ids.values())))
-                                  .values(created_at=past))
-            await session.execute(update(ComponentState).where(ComponentState.component_id == ids["hung"])
-                                  .values(last_ping_at=utcnow() - timedelta(minutes=3), last_ping_status="start",
-                                          last_start_at=utcnow() - timedelta(minutes=3)))
-        token = (await guard.client.post("/api/v1/components/fresh/ping-token",
-                                         headers=await guard.headers("admin"))).json()["token"]
+            await session.execute(
+                update(Component).where(Component.id.in_(list(ids.values()))).values(created_at=past)
+            )
+            await session.execute(
+                update(ComponentState)
+                .where(ComponentState.component_id == ids["hung"])
+                .values(
+                    last_ping_at=utcnow() - timedelta(minutes=3),
+                    last_ping_status="start",
+                    last_start_at=utcnow() - timedelta(minutes=3),
+                )
+            )
+        token = (
+            await guard.client.post(
+                "/api/v1/components/fresh/ping-token", headers=await guard.headers("admin")
+            )
+        ).json()["token"]
         r = await guard.client.post("/api/v1/components/fresh/heartbeat", headers={"X-Ping-Token": token})
         assert r.status_code == 200, r.text
         await scheduler.run_once()
         states = {name: (await status_of(guard, name))["status"] for name in ids}
         assert states == {"fresh": "healthy", "missed": "critical", "hung": "critical"}
-        shown = (await guard.client.get("/api/v1/components/fresh", headers=await guard.headers("admin"))).json()
+        shown = (
+            await guard.client.get("/api/v1/components/fresh", headers=await guard.headers("admin"))
+        ).json()
         assert shown["check"]["schedule"] == "*/5 * * * *" and shown["check"]["tz"] == "UTC"
 
 
 def test_schedule_declared_in_yaml(tmp_path):
     path = tmp_path / "guard.yaml"
-    path.write_text("components:\n  - name: nightly-etl\n    check:\n      kind: heartbeat\n"
-                    "      schedule: '30 3 * * 1-5'\n      tz: America/New_York\n      grace: 15m\n"
-                    "      max_runtime: 2h\n")
+    path.write_text(
+        "components:\n  - name: nightly-etl\n    check:\n      kind: heartbeat\n"
+        "      schedule: '30 3 * * 1-5'\n      tz: America/New_York\n      grace: 15m\n"
+        "      max_runtime: 2h\n"
+    )
     settings = load_settings(path, environ={})
     from app.components.specs import validate_check
 

@@ -26,8 +26,11 @@ def test_sdk_opens_and_closes_a_window_around_the_block(live):
         guard.create_user("etl-bot", "etl-bot-password-1", "ingest")
 
     # the pipeline itself, with only its ping token
-    with (GuardClient(live.url, raise_errors=True, flush_interval=0) as pipeline, pytest.raises(RuntimeError),
-          pipeline.maintenance("etl", "30m", ping_token=ping) as window):
+    with (
+        GuardClient(live.url, raise_errors=True, flush_interval=0) as pipeline,
+        pytest.raises(RuntimeError),
+        pipeline.maintenance("etl", "30m", ping_token=ping) as window,
+    ):
         [open_one] = windows(live, admin)
         assert open_one["id"] == window.window["id"] and open_one["active"] is True
         assert open_one["component"] == "etl" and open_one["duration_seconds"] is None
@@ -35,8 +38,13 @@ def test_sdk_opens_and_closes_a_window_around_the_block(live):
     assert windows(live, admin) == []  # closed on the way out
 
     # an ingest-only user may not silence anything; an operator token may
-    with GuardClient(live.url, username="etl-bot", password="etl-bot-password-1", raise_errors=True,
-                     flush_interval=0) as bot, pytest.raises(GuardAPIError) as caught, bot.maintenance("etl", 60):
+    with (
+        GuardClient(
+            live.url, username="etl-bot", password="etl-bot-password-1", raise_errors=True, flush_interval=0
+        ) as bot,
+        pytest.raises(GuardAPIError) as caught,
+        bot.maintenance("etl", 60),
+    ):
         pass
     assert caught.value.status == 403
     with GuardClient(live.url, admin, flush_interval=0) as guard, guard.maintenance("etl", 60) as window:
@@ -64,10 +72,28 @@ def test_cli_maintenance_commands(live, tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         return result
 
-    httpx.post(f"{live.url}/api/v1/components", json={"name": "etl"}, timeout=10,
-               headers={"Authorization": f"Bearer {live.token()}"}).raise_for_status()
-    added = json.loads(cli("maintenance", "add", "nightly", "--schedule", "0 3 * * *", "--tz", "Asia/Tokyo",
-                           "--duration", "45m", "--component", "warehouse-*", "--json").stdout)
+    httpx.post(
+        f"{live.url}/api/v1/components",
+        json={"name": "etl"},
+        timeout=10,
+        headers={"Authorization": f"Bearer {live.token()}"},
+    ).raise_for_status()
+    added = json.loads(
+        cli(
+            "maintenance",
+            "add",
+            "nightly",
+            "--schedule",
+            "0 3 * * *",
+            "--tz",
+            "Asia/Tokyo",
+            "--duration",
+            "45m",
+            "--component",
+            "warehouse-*",
+            "--json",
+        ).stdout
+    )
     assert added["schedule"] == "0 3 * * *" and added["duration_seconds"] == 2700 and added["next_window_at"]
     opened = json.loads(cli("maintenance", "open", "etl", "--duration", "20m", "--json").stdout)
     assert opened["active"] is True
@@ -88,10 +114,31 @@ def test_cli_channels_commands(live, tmp_path, monkeypatch):
     live.settings.security.ssrf_allowlist = ["127.0.0.1/32"]
     runner, app = CliRunner(), build_app()
     with smtp_server() as box:
-        result = runner.invoke(app, [
-            "channels", "add", "mail", "--kind", "email", "--set", "host=127.0.0.1", "--set", f"port={box.port}",
-            "--set", "security=none", "--set", f"username={SMTP_USER}", "--set", f"password={SMTP_PASSWORD}",
-            "--set", "from_address=guard@example.org", "--set", 'to=["ops@example.org"]', "--json"])
+        result = runner.invoke(
+            app,
+            [
+                "channels",
+                "add",
+                "mail",
+                "--kind",
+                "email",
+                "--set",
+                "host=127.0.0.1",
+                "--set",
+                f"port={box.port}",
+                "--set",
+                "security=none",
+                "--set",
+                f"username={SMTP_USER}",
+                "--set",
+                f"password={SMTP_PASSWORD}",
+                "--set",
+                "from_address=guard@example.org",
+                "--set",
+                'to=["ops@example.org"]',
+                "--json",
+            ],
+        )
         assert result.exit_code == 0, result.output
         created = json.loads(result.stdout)
         assert created["config"]["password"] == "********" and created["config"]["port"] == box.port

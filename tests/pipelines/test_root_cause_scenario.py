@@ -40,8 +40,18 @@ class Stages:
 
     def argv(self, name: str, upstream: str | None, command: str = "start") -> list[str]:
         up = [f"http://127.0.0.1:{self.ports[upstream]}/health"] if upstream else []
-        return [sys.executable, str(TARGETS), command, name, str(self.ports[name]), *up, "--dir", str(self.state),
-                "--delay", str(RESTART_DELAY_S)]
+        return [
+            sys.executable,
+            str(TARGETS),
+            command,
+            name,
+            str(self.ports[name]),
+            *up,
+            "--dir",
+            str(self.state),
+            "--delay",
+            str(RESTART_DELAY_S),
+        ]
 
     def start_all(self) -> None:
         for name, upstream in STAGES:
@@ -66,13 +76,27 @@ class Stages:
     def declared(self) -> list[dict]:
         out = []
         for name, upstream in STAGES:
-            out.append({
-                "name": name, "depends_on": [upstream] if upstream else [],
-                "check": {"kind": "http", "url": f"http://127.0.0.1:{self.ports[name]}/health", "interval": 1,
-                          "timeout": 2, "failure_threshold": 2, "success_threshold": 1},
-                "recovery": {"strategies": [{"kind": "restart", "argv": self.argv(name, upstream), "timeout": 30}],
-                             "max_attempts": 2, "grace_period": 10, "verify_timeout": 60, "cooldown": 1},
-            })
+            out.append(
+                {
+                    "name": name,
+                    "depends_on": [upstream] if upstream else [],
+                    "check": {
+                        "kind": "http",
+                        "url": f"http://127.0.0.1:{self.ports[name]}/health",
+                        "interval": 1,
+                        "timeout": 2,
+                        "failure_threshold": 2,
+                        "success_threshold": 1,
+                    },
+                    "recovery": {
+                        "strategies": [{"kind": "restart", "argv": self.argv(name, upstream), "timeout": 30}],
+                        "max_attempts": 2,
+                        "grace_period": 10,
+                        "verify_timeout": 60,
+                        "cooldown": 1,
+                    },
+                }
+            )
         return out
 
 
@@ -96,19 +120,27 @@ class Guard:
         self.dir.mkdir()
         self.log = self.dir / "guard.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-        env.update({
-            "PIPELINE_ENV": "test", "PIPELINE_DATABASE_URL": db_url, "PIPELINE_REPLICA_ID": f"guard{index}",
-            "PIPELINE_SECRET_KEY": TEST_SECRET, "PIPELINE_ENCRYPTION_KEY": encryption_key,
-            "PIPELINE_DATA_DIR": str(self.dir / "var"), "PIPELINE_CONFIG": str(config),
-            "PIPELINE_RATE_LIMIT_ENABLED": "false", "PIPELINE_ADMIN_PASSWORD": TEST_PASSWORD,
-            "PIPELINE_LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "PIPELINE_ENV": "test",
+                "PIPELINE_DATABASE_URL": db_url,
+                "PIPELINE_REPLICA_ID": f"guard{index}",
+                "PIPELINE_SECRET_KEY": TEST_SECRET,
+                "PIPELINE_ENCRYPTION_KEY": encryption_key,
+                "PIPELINE_DATA_DIR": str(self.dir / "var"),
+                "PIPELINE_CONFIG": str(config),
+                "PIPELINE_RATE_LIMIT_ENABLED": "false",
+                "PIPELINE_ADMIN_PASSWORD": TEST_PASSWORD,
+                "PIPELINE_LOG_LEVEL": "INFO",
+            }
+        )
         argv = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if not migrate:
             argv.append("--no-migrate")
         with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     @property
     def base(self) -> str:
@@ -148,11 +180,17 @@ def wait_for(predicate, timeout: float, step: float = 0.2):
 
 def run(guards: list[Guard], stages: Stages, recorder: Recorder) -> dict:
     base = guards[0].base
-    r = httpx.post(base + "/api/v1/auth/token", data={"username": "admin", "password": TEST_PASSWORD}, timeout=10)
+    r = httpx.post(
+        base + "/api/v1/auth/token", data={"username": "admin", "password": TEST_PASSWORD}, timeout=10
+    )
     assert r.status_code == 200, r.text
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30)
-    r = client.post("/api/v1/channels", json={"name": "receiver", "kind": "webhook",
-                                              "config": {"url": recorder.url("/notify")}})
+    client = httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30
+    )
+    r = client.post(
+        "/api/v1/channels",
+        json={"name": "receiver", "kind": "webhook", "config": {"url": recorder.url("/notify")}},
+    )
     assert r.status_code == 201, r.text
 
     def statuses() -> dict[str, str]:
@@ -193,17 +231,25 @@ def run(guards: list[Guard], stages: Stages, recorder: Recorder) -> dict:
     alerts = client.get("/api/v1/alerts", params={"limit": 100, "status": "all"}).json()["items"]
     client.close()
     return {
-        "by_kind": by_kind, "firing": firing(), "attempts": attempts, "alerts": alerts,
-        "restarts": stages.restarts(), "healed_after_s": healed_after, "roots_seen": roots_seen,
-        "first_notification_s": min((t for t, _ in delivered), default=t0) - t0, "seen_failing": seen_failing,
+        "by_kind": by_kind,
+        "firing": firing(),
+        "attempts": attempts,
+        "alerts": alerts,
+        "restarts": stages.restarts(),
+        "healed_after_s": healed_after,
+        "roots_seen": roots_seen,
+        "first_notification_s": min((t for t, _ in delivered), default=t0) - t0,
+        "seen_failing": seen_failing,
     }
 
 
 def check(result: dict, label: str) -> None:
     firing = result["firing"]
-    print(f"\n[{label}] kill db -> first notification {result['first_notification_s']:.1f}s, all three healthy "
-          f"{result['healed_after_s']:.1f}s; notifications {dict(result['by_kind'])}; restarts "
-          f"{dict(result['restarts'])}; attempts {collections.Counter(a['component'] for a in result['attempts'])}")
+    print(
+        f"\n[{label}] kill db -> first notification {result['first_notification_s']:.1f}s, all three healthy "
+        f"{result['healed_after_s']:.1f}s; notifications {dict(result['by_kind'])}; restarts "
+        f"{dict(result['restarts'])}; attempts {collections.Counter(a['component'] for a in result['attempts'])}"
+    )
     assert [p["alert"]["component"] for p in firing] == ["db"], result["by_kind"]
     assert firing[0]["alert"]["affected"] == ["etl", "report"]
     assert not any(c in ("etl", "report") for c, _ in result["by_kind"]), result["by_kind"]
@@ -213,8 +259,11 @@ def check(result: dict, label: str) -> None:
     health = {a["component"]: a for a in result["alerts"] if a["fingerprint"].startswith("health:")}
     assert health["etl"]["caused_by"] == "db" and health["report"]["caused_by"] == "db", health
     assert {a["status"] for a in health.values()} == {"resolved"}
-    assert any(c["component"] == "db" and c["affected"] == ["etl", "report"]
-               for causes in result["roots_seen"] for c in causes), result["roots_seen"]
+    assert any(
+        c["component"] == "db" and c["affected"] == ["etl", "report"]
+        for causes in result["roots_seen"]
+        for c in causes
+    ), result["roots_seen"]
 
 
 @pytest.fixture
@@ -256,7 +305,9 @@ def test_killing_db_notifies_and_heals_only_db_on_one_replica(tmp_path, stages, 
 
 
 @pytest.mark.timeout(500)
-def test_killing_db_notifies_and_heals_only_db_on_three_replicas(tmp_path, stages, receiver, postgres_databases):
+def test_killing_db_notifies_and_heals_only_db_on_three_replicas(
+    tmp_path, stages, receiver, postgres_databases
+):
     url = postgres_databases.create()
     config = write_config(tmp_path, stages)
     key = _encryption_key()

@@ -42,7 +42,9 @@ class LiveGuard:
     env: dict
 
     def token(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> str:
-        r = httpx.post(f"{self.url}/api/v1/auth/token", data={"username": username, "password": password}, timeout=10)
+        r = httpx.post(
+            f"{self.url}/api/v1/auth/token", data={"username": username, "password": password}, timeout=10
+        )
         r.raise_for_status()
         return r.json()["access_token"]
 
@@ -53,12 +55,14 @@ class LiveGuard:
 def start_guard(tmp_path: Path, extra_env: dict | None = None, config_text: str | None = None) -> LiveGuard:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update({
-        "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}",
-        "PIPELINE_DATA_DIR": str(tmp_path / "var"),
-        "PIPELINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PIPELINE_SECRET_KEY": "real-clients-secret-key-0123456789abcdefghijkl",
-    })
+    env.update(
+        {
+            "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'guard.db'}",
+            "PIPELINE_DATA_DIR": str(tmp_path / "var"),
+            "PIPELINE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "PIPELINE_SECRET_KEY": "real-clients-secret-key-0123456789abcdefghijkl",
+        }
+    )
     env.update(extra_env or {})
     args = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if config_text is not None:
@@ -103,8 +107,15 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture

@@ -49,8 +49,9 @@ class Target:
                 length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
                 raw = self.rfile.read(length)
                 with contextlib.suppress(ValueError):
-                    target.received.append({"path": self.path, "body": json.loads(raw or b"null"),
-                                            "headers": dict(self.headers)})
+                    target.received.append(
+                        {"path": self.path, "body": json.loads(raw or b"null"), "headers": dict(self.headers)}
+                    )
                 if self.path.startswith("/heal"):
                     target.toggle_ok = True
                 self._reply(200)
@@ -74,15 +75,28 @@ def guard_config(target: Target, *, recovery: dict | None = None, **extra: Any) 
     """Two components checked every second: `api` (healthy, critical) and `feature-store` (failing,
     with the given recovery policy)."""
     config: dict[str, Any] = {
-        "pipeline": {"monitoring": {"interval": "1s", "health_check_timeout": "2s", "failure_threshold": 2,
-                                    "jitter": 0.0}},
+        "pipeline": {
+            "monitoring": {
+                "interval": "1s",
+                "health_check_timeout": "2s",
+                "failure_threshold": 2,
+                "jitter": 0.0,
+            }
+        },
         "alerting": {"outbox_interval": "500ms", "retry_base": "1s"},
         "components": [
-            {"name": "api", "critical": True, "labels": {"app": "api"},
-             "check": {"kind": "http", "url": f"{target.base}/ok", "interval": "1s"}},
-            {"name": "feature-store", "labels": {"app": "features"},
-             "check": {"kind": "http", "url": f"{target.base}/fail", "interval": "1s"},
-             **({"recovery": recovery} if recovery else {})},
+            {
+                "name": "api",
+                "critical": True,
+                "labels": {"app": "api"},
+                "check": {"kind": "http", "url": f"{target.base}/ok", "interval": "1s"},
+            },
+            {
+                "name": "feature-store",
+                "labels": {"app": "features"},
+                "check": {"kind": "http", "url": f"{target.base}/fail", "interval": "1s"},
+                **({"recovery": recovery} if recovery else {}),
+            },
         ],
     }
     for key, value in extra.items():

@@ -22,14 +22,29 @@ TOKEN = "alertmanager-shared-token-0123456789"
 
 
 def _alertmanager_config(guard_url: str, token: str) -> str:
-    return yaml.safe_dump({
-        "route": {"receiver": "pipeline-guard", "group_by": ["alertname", "component"], "group_wait": "1s",
-                  "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "pipeline-guard", "webhook_configs": [{
-            "url": f"{guard_url}/api/v1/integrations/alertmanager", "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
-        }]}],
-    })
+    return yaml.safe_dump(
+        {
+            "route": {
+                "receiver": "pipeline-guard",
+                "group_by": ["alertname", "component"],
+                "group_wait": "1s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {
+                    "name": "pipeline-guard",
+                    "webhook_configs": [
+                        {
+                            "url": f"{guard_url}/api/v1/integrations/alertmanager",
+                            "send_resolved": True,
+                            "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
+                        }
+                    ],
+                }
+            ],
+        }
+    )
 
 
 @contextlib.contextmanager
@@ -41,40 +56,62 @@ def _alertmanager(tmp_path, guard_url: str, token: str) -> Iterator[str]:
     am = f"http://127.0.0.1:{port}"
     config = tmp_path / "alertmanager.yml"
     config.write_text(_alertmanager_config(guard_url, token))
-    args = [alertmanager, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    args = [
+        alertmanager,
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'am'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     with daemon(args, tmp_path / "alertmanager.log"):
-        wait_for("alertmanager ready", lambda: httpx.get(f"{am}/-/ready", timeout=2).status_code == 200, timeout=60)
+        wait_for(
+            "alertmanager ready", lambda: httpx.get(f"{am}/-/ready", timeout=2).status_code == 200, timeout=60
+        )
         yield am
 
 
 def _am_alerts(guard, headers) -> list[dict]:
-    items = httpx.get(f"{guard.url}/api/v1/alerts", params={"component": "api", "limit": 100, "status": "all"}, headers=headers,
-                      timeout=5).json()["items"]
+    items = httpx.get(
+        f"{guard.url}/api/v1/alerts",
+        params={"component": "api", "limit": 100, "status": "all"},
+        headers=headers,
+        timeout=5,
+    ).json()["items"]
     return [a for a in items if a["source"] == "alertmanager"]
 
 
 def test_alertmanager_alert_opens_and_resolves_guard_alert(tmp_path):
     with Target() as target:
-        guard = start_guard(tmp_path, extra_env={"PIPELINE_ALERTMANAGER_TOKEN": TOKEN},
-                            config_text=guard_config(target))
+        guard = start_guard(
+            tmp_path, extra_env={"PIPELINE_ALERTMANAGER_TOKEN": TOKEN}, config_text=guard_config(target)
+        )
         try:
             headers = guard.headers()
             with _alertmanager(tmp_path, guard.url, TOKEN) as am:
                 amtool = require_binary("amtool")
-                checked = subprocess.run([amtool, "check-config", str(tmp_path / "alertmanager.yml")],
-                                         capture_output=True, text=True, timeout=60, check=False)
+                checked = subprocess.run(
+                    [amtool, "check-config", str(tmp_path / "alertmanager.yml")],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
                 assert checked.returncode == 0, checked.stdout + checked.stderr
                 starts = datetime.now(UTC) - timedelta(seconds=5)
-                alert = {"labels": {"alertname": "ApiLatencyHigh", "component": "api", "severity": "critical"},
-                         "annotations": {"summary": "api p95 latency above 2s"},
-                         "startsAt": starts.isoformat(), "generatorURL": "http://127.0.0.1/graph"}
+                alert = {
+                    "labels": {"alertname": "ApiLatencyHigh", "component": "api", "severity": "critical"},
+                    "annotations": {"summary": "api p95 latency above 2s"},
+                    "startsAt": starts.isoformat(),
+                    "generatorURL": "http://127.0.0.1/graph",
+                }
                 r = httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=10)
                 assert r.status_code == 200, r.text
 
-                opened = wait_for("the guard to open the Alertmanager alert",
-                                  lambda: [a for a in _am_alerts(guard, headers) if a["status"] == "firing"],
-                                  timeout=60)
+                opened = wait_for(
+                    "the guard to open the Alertmanager alert",
+                    lambda: [a for a in _am_alerts(guard, headers) if a["status"] == "firing"],
+                    timeout=60,
+                )
                 assert len(opened) == 1
                 got = opened[0]
                 assert got["component"] == "api" and got["severity"] == "critical"
@@ -85,14 +122,24 @@ def test_alertmanager_alert_opens_and_resolves_guard_alert(tmp_path):
                 r = httpx.post(f"{am}/api/v2/alerts", json=[ended], timeout=10)
                 assert r.status_code == 200, r.text
 
-                resolved = wait_for("the guard to resolve it",
-                                    lambda: [a for a in _am_alerts(guard, headers)
-                                             if a["id"] == got["id"] and a["status"] == "resolved"], timeout=60)
+                resolved = wait_for(
+                    "the guard to resolve it",
+                    lambda: [
+                        a
+                        for a in _am_alerts(guard, headers)
+                        if a["id"] == got["id"] and a["status"] == "resolved"
+                    ],
+                    timeout=60,
+                )
                 assert "Alertmanager" in (resolved[0].get("resolution_action") or "")
                 # The receiver authenticated Alertmanager and audited both calls under its own name.
-                audit = httpx.get(f"{guard.url}/api/v1/audit", params={"limit": 100}, headers=headers, timeout=5)
+                audit = httpx.get(
+                    f"{guard.url}/api/v1/audit", params={"limit": 100}, headers=headers, timeout=5
+                )
                 assert audit.status_code == 200, audit.text
-                am_rows = [x for x in audit.json()["items"] if x["path"] == "/api/v1/integrations/alertmanager"]
+                am_rows = [
+                    x for x in audit.json()["items"] if x["path"] == "/api/v1/integrations/alertmanager"
+                ]
                 assert len(am_rows) >= 2 and all(x["status_code"] == 200 for x in am_rows), am_rows
                 assert {x["username"] for x in am_rows} == {"alertmanager"}, am_rows
         finally:
@@ -102,16 +149,20 @@ def test_alertmanager_alert_opens_and_resolves_guard_alert(tmp_path):
 def test_alertmanager_without_the_token_is_refused(tmp_path):
     """The same Alertmanager with a wrong token: the guard answers 401 and opens nothing."""
     with Target() as target:
-        guard = start_guard(tmp_path, extra_env={"PIPELINE_ALERTMANAGER_TOKEN": TOKEN},
-                            config_text=guard_config(target))
+        guard = start_guard(
+            tmp_path, extra_env={"PIPELINE_ALERTMANAGER_TOKEN": TOKEN}, config_text=guard_config(target)
+        )
         try:
             headers = guard.headers()
             with _alertmanager(tmp_path, guard.url, "wrong-token-wrong-token-wrong") as am:
                 alert = {"labels": {"alertname": "Nope", "component": "api", "severity": "critical"}}
                 assert httpx.post(f"{am}/api/v2/alerts", json=[alert], timeout=10).status_code == 200
                 log = tmp_path / "alertmanager.log"
-                wait_for("Alertmanager to report the refused notification",
-                         lambda: "401" in log.read_text(), timeout=60)
+                wait_for(
+                    "Alertmanager to report the refused notification",
+                    lambda: "401" in log.read_text(),
+                    timeout=60,
+                )
                 assert _am_alerts(guard, headers) == []
         finally:
             stop_guard(guard)

@@ -17,21 +17,34 @@ VIEWPORTS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, 
 @pytest.fixture
 def populated_guard(tmp_path):
     with Target() as target:
-        guard = start_guard(tmp_path, config_text=guard_config(
-            target, recovery={"strategies": [{"kind": "notify_only", "message": "page the feature team"}],
-                              "max_attempts": 1}))
+        guard = start_guard(
+            tmp_path,
+            config_text=guard_config(
+                target,
+                recovery={
+                    "strategies": [{"kind": "notify_only", "message": "page the feature team"}],
+                    "max_attempts": 1,
+                },
+            ),
+        )
         try:
             headers = guard.headers()
 
             def ready():
                 status = httpx.get(f"{guard.url}/api/v1/status", headers=headers, timeout=5).json()
                 by_name = {c["name"]: c["status"] for c in status["components"]}
-                attempts = httpx.get(f"{guard.url}/api/v1/healing/attempts", headers=headers, timeout=5).json()
+                attempts = httpx.get(
+                    f"{guard.url}/api/v1/healing/attempts", headers=headers, timeout=5
+                ).json()
                 alerts = httpx.get(f"{guard.url}/api/v1/alerts", headers=headers, timeout=5).json()
                 items = attempts.get("items", attempts) if isinstance(attempts, dict) else attempts
                 alert_items = alerts.get("items", alerts) if isinstance(alerts, dict) else alerts
-                return (by_name.get("api") == "healthy" and by_name.get("feature-store") in ("critical", "failed")
-                        and len(items) >= 1 and len(alert_items) >= 1)
+                return (
+                    by_name.get("api") == "healthy"
+                    and by_name.get("feature-store") in ("critical", "failed")
+                    and len(items) >= 1
+                    and len(alert_items) >= 1
+                )
 
             wait_for("an incident with its alert and healing attempt", ready, timeout=60)
             yield guard
@@ -72,7 +85,9 @@ def test_status_page_renders_on_phone_and_desktop(populated_guard, browser, arti
         assert "notify_only" in page.locator("li.healing").first.inner_text()
         # Readable on a phone: nothing wider than the viewport (no horizontal scrolling).
         width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= viewport["width"], f"{name}: page is {width}px wide in a {viewport['width']}px viewport"
+        assert width <= viewport["width"], (
+            f"{name}: page is {width}px wide in a {viewport['width']}px viewport"
+        )
         page.screenshot(path=str(artifacts_dir / f"status-{name}.png"), full_page=True)
         page.close()
     assert outside == [], f"the page tried to reach outside hosts: {outside}"

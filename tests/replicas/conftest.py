@@ -24,8 +24,13 @@ async def replicas(url: str, tmp_path, regions: list[str | None], **replication)
     async with AsyncExitStack() as stack:
         guards = []
         for i, region in enumerate(regions):
-            settings = make_settings(url, tmp_path / f"r{i}", region=region, replica_id=f"r{i}",
-                                     replication={**FAST, **replication})
+            settings = make_settings(
+                url,
+                tmp_path / f"r{i}",
+                region=region,
+                replica_id=f"r{i}",
+                replication={**FAST, **replication},
+            )
             guard = await stack.enter_async_context(running_guard(settings))
             guard.manager = guard.runtime.replicas.leases
             guard.manager.reattach()  # not started: the tests tick it
@@ -34,8 +39,15 @@ async def replicas(url: str, tmp_path, regions: list[str | None], **replication)
 
 
 async def add_components(guard, count: int, *, region: str | None = None, start: int = 0) -> list[int]:
-    rows = [{"name": f"c{start + i:04d}", "labels": {"region": region} if region else {}, "region": region,
-             "check": {"kind": "tcp", "host": "127.0.0.1", "port": 9}} for i in range(count)]
+    rows = [
+        {
+            "name": f"c{start + i:04d}",
+            "labels": {"region": region} if region else {},
+            "region": region,
+            "check": {"kind": "tcp", "host": "127.0.0.1", "port": 9},
+        }
+        for i in range(count)
+    ]
     async with guard.session() as session:
         return list((await session.execute(insert(Component).returning(Component.id), rows)).scalars())
 
@@ -44,8 +56,14 @@ async def lease_rows(guard) -> dict[int, tuple[str, int, bool]]:
     from sqlalchemy import func
 
     async with guard.session() as session:
-        rows = await session.execute(select(ComponentLease.component_id, ComponentLease.replica_id,
-                                            ComponentLease.epoch, ComponentLease.expires_at > func.now()))
+        rows = await session.execute(
+            select(
+                ComponentLease.component_id,
+                ComponentLease.replica_id,
+                ComponentLease.epoch,
+                ComponentLease.expires_at > func.now(),
+            )
+        )
         return {cid: (rid, epoch, valid) for cid, rid, epoch, valid in rows}
 
 

@@ -4,7 +4,7 @@ from app.replicas.balance import assign, owner_of
 
 
 def test_assignment_is_deterministic_and_total():
-    components = {cid: None for cid in range(1, 301)}
+    components = dict.fromkeys(range(1, 301))
     replicas = {"a": None, "b": None, "c": None}
     first = assign(components, replicas)
     assert first == assign(dict(reversed(list(components.items()))), dict(reversed(list(replicas.items()))))
@@ -14,7 +14,7 @@ def test_assignment_is_deterministic_and_total():
 
 
 def test_join_moves_only_to_the_newcomer():
-    components = {cid: None for cid in range(1, 301)}
+    components = dict.fromkeys(range(1, 301))
     before = assign(components, {"a": None, "b": None, "c": None})
     after = assign(components, {"a": None, "b": None, "c": None, "d": None})
     moved = [cid for cid in components if before[cid] != after[cid]]

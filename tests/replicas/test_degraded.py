@@ -6,7 +6,9 @@ from tests.conftest import make_settings, running_guard
 
 
 async def test_pool_exhaustion_is_a_fast_503(pg_url, tmp_path):
-    settings = make_settings(pg_url, tmp_path, database={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.5})
+    settings = make_settings(
+        pg_url, tmp_path, database={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.5}
+    )
     async with running_guard(settings) as guard:
         headers = await guard.headers("admin")
         async with guard.runtime.engine.connect() as held:  # every pooled connection is taken

@@ -26,7 +26,7 @@ async def test_each_component_has_exactly_one_owner_and_join_rebalances(pg_url, 
         await tick([c, a, b, c], rounds=1)
         rows = await lease_rows(a)
         live = {g.manager.replica_id: None for g in guards}
-        expected = assign({cid: None for cid in ids}, live)
+        expected = assign(dict.fromkeys(ids), live)
         assert {cid: rid for cid, (rid, _, _) in rows.items()} == expected
         for g in guards:
             mine = {cid for cid, owner in expected.items() if owner == g.manager.replica_id}
@@ -57,7 +57,12 @@ async def test_release_on_stop_and_takeover(pg_url, tmp_path):
         body = response.json()
         assert body["total"] == 1 and body["unowned_components"] == 0  # a is gone
         only = body["items"][0]
-        assert only["id"] == b.manager.replica_id and only["leases"] == 40 and only["live"] and only["this_replica"]
+        assert (
+            only["id"] == b.manager.replica_id
+            and only["leases"] == 40
+            and only["live"]
+            and only["this_replica"]
+        )
         gone = await b.client.get("/api/v1/replicas?include_gone=true&components_limit=5", headers=admin)
         items = {i["id"]: i for i in gone.json()["items"]}
         assert items[a.manager.replica_id]["status"] == "gone"
@@ -77,8 +82,10 @@ async def test_fence_by_token_and_by_time(pg_url, tmp_path):
         # A's lease and heartbeat expire in the database (as if its renewals stopped); B takes over.
         async with a.session() as session:
             await session.execute(text("UPDATE component_leases SET expires_at = now() - interval '1 s'"))
-            await session.execute(text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
-                                  {"id": a.manager.replica_id})
+            await session.execute(
+                text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
+                {"id": a.manager.replica_id},
+            )
         await b.manager.run_once()
         assert b.manager.epochs.get(cid) == epoch + 1
         # A's local deadline has not passed yet: only the check in the transaction can stop it.
@@ -104,8 +111,11 @@ async def test_local_deadline_is_before_the_database_expiry(pg_url, tmp_path):
         (cid,) = await add_components(a, 1)
         await a.manager.run_once()
         async with a.session() as session:
-            remaining_db = (await session.execute(text(
-                "SELECT extract(epoch FROM expires_at - clock_timestamp()) FROM component_leases"))).scalar_one()
+            remaining_db = (
+                await session.execute(
+                    text("SELECT extract(epoch FROM expires_at - clock_timestamp()) FROM component_leases")
+                )
+            ).scalar_one()
         remaining_local = a.manager.deadlines[cid] - time.monotonic()
         assert remaining_local < float(remaining_db)
         assert remaining_local > 0
@@ -118,7 +128,9 @@ async def test_region_preference(pg_url, tmp_path):
         ap_ids = await add_components(eu, 20, region="ap", start=200)
         await tick([eu, us, eu, us], rounds=1)
         assert set(eu_ids) <= set(eu.manager.epochs) and set(us_ids) <= set(us.manager.epochs)
-        ap_owned = {cid for cid in ap_ids if cid in eu.manager.epochs} | {cid for cid in ap_ids if cid in us.manager.epochs}
+        ap_owned = {cid for cid in ap_ids if cid in eu.manager.epochs} | {
+            cid for cid in ap_ids if cid in us.manager.epochs
+        }
         assert ap_owned == set(ap_ids)
 
 
@@ -128,15 +140,24 @@ async def test_dead_replica_is_marked_gone_and_replaced(pg_url, tmp_path):
         await tick([a, b, a, b], rounds=1)
         # b "dies": it stops ticking; its heartbeat and leases age out on the database clock.
         async with a.session() as session:
-            await session.execute(text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
-                                  {"id": b.manager.replica_id})
-            await session.execute(text("UPDATE component_leases SET expires_at = now() - interval '1 s' "
-                                       "WHERE replica_id = :id"), {"id": b.manager.replica_id})
+            await session.execute(
+                text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
+                {"id": b.manager.replica_id},
+            )
+            await session.execute(
+                text(
+                    "UPDATE component_leases SET expires_at = now() - interval '1 s' WHERE replica_id = :id"
+                ),
+                {"id": b.manager.replica_id},
+            )
         a.manager._last_renew = -1e18
         await a.manager.run_once()
         assert set(a.manager.epochs) == set(ids)
         async with a.session() as session:
-            status = (await session.execute(text("SELECT status FROM replicas WHERE id = :id"),
-                                            {"id": b.manager.replica_id})).scalar_one()
+            status = (
+                await session.execute(
+                    text("SELECT status FROM replicas WHERE id = :id"), {"id": b.manager.replica_id}
+                )
+            ).scalar_one()
         assert status == "gone"
         assert a.runtime.metrics.lease_epoch_changes._value.get() >= 1

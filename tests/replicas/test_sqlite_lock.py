@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from app.db.sqlite_lock import acquire_sqlite_lock, sqlite_lock_path
 from app.core.errors import ConfigurationError
+from app.db.sqlite_lock import acquire_sqlite_lock, sqlite_lock_path
 from tests.conftest import make_settings, running_guard
 
 
@@ -36,8 +36,10 @@ async def test_second_app_on_the_same_file_is_refused(sqlite_template, tmp_path)
 
 def test_lock_is_held_against_another_process_and_dies_with_it(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'g.db'}"
-    code = ("import sys, time; from app.db.sqlite_lock import acquire_sqlite_lock; "
-            f"l = acquire_sqlite_lock({url!r}); print('locked', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from app.db.sqlite_lock import acquire_sqlite_lock; "
+        f"l = acquire_sqlite_lock({url!r}); print('locked', flush=True); time.sleep(60)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "locked"

@@ -25,16 +25,30 @@ UNHEALTHY = {"degraded", "critical", "failed", "recovering"}
 
 
 def recovery(workload: Workload, **overrides) -> dict:
-    policy = {"strategies": [{"kind": "restart", "params": {"argv": workload.restart_argv(), "timeout": 60}}],
-              "max_attempts": 2, "backoff_initial": 1, "backoff_max": 2, "cooldown": 2, "verify_timeout": 20,
-              "grace_period": 3, "breaker_threshold": 2, "breaker_window": 600}
+    policy = {
+        "strategies": [{"kind": "restart", "params": {"argv": workload.restart_argv(), "timeout": 60}}],
+        "max_attempts": 2,
+        "backoff_initial": 1,
+        "backoff_max": 2,
+        "cooldown": 2,
+        "verify_timeout": 20,
+        "grace_period": 3,
+        "breaker_threshold": 2,
+        "breaker_window": 600,
+    }
     policy.update(overrides)
     return policy
 
 
 def http_check(workload: Workload, **overrides) -> dict:
-    check = {"kind": "http", "url": workload.url, "interval": INTERVAL, "timeout": CHECK_TIMEOUT,
-             "failure_threshold": FAILURE_THRESHOLD, "success_threshold": 1}
+    check = {
+        "kind": "http",
+        "url": workload.url,
+        "interval": INTERVAL,
+        "timeout": CHECK_TIMEOUT,
+        "failure_threshold": FAILURE_THRESHOLD,
+        "success_threshold": 1,
+    }
     check.update(overrides)
     return check
 
@@ -56,7 +70,9 @@ class View:
         return [a for a in self.attempts if a["state"] == "succeeded"]
 
     def escalations(self) -> list[dict]:
-        return [a for a in self.alerts if a["fingerprint"].startswith(("healing-exhausted:", "healing-breaker:"))]
+        return [
+            a for a in self.alerts if a["fingerprint"].startswith(("healing-exhausted:", "healing-breaker:"))
+        ]
 
     def health_alerts(self) -> list[dict]:
         return [a for a in self.alerts if a["fingerprint"].startswith("health:")]
@@ -94,9 +110,17 @@ class Scenario:
     def create(self) -> None:
         self.workload.configure(restart_mode=self.restart_mode, boot_delay=self.boot_delay)
         self.workload.start()
-        self.guard.post("/api/v1/components", {
-            "name": self.name, "critical": True, "labels": {"app": self.name},
-            "check": self.check(), "recovery": self.recovery()}, expect=201)
+        self.guard.post(
+            "/api/v1/components",
+            {
+                "name": self.name,
+                "critical": True,
+                "labels": {"app": self.name},
+                "check": self.check(),
+                "recovery": self.recovery(),
+            },
+            expect=201,
+        )
 
     # -- the run -------------------------------------------------------------------------------
     def inject(self) -> None:
@@ -115,7 +139,9 @@ class Scenario:
 
     def refresh(self) -> None:
         g = self.guard
-        self.view = View(g.status(self.name), g.transitions(self.name), g.attempts(self.name), g.alerts(self.name))
+        self.view = View(
+            g.status(self.name), g.transitions(self.name), g.attempts(self.name), g.alerts(self.name)
+        )
 
     def tick(self) -> None:
         if self.done:
@@ -152,8 +178,11 @@ class Scenario:
         return round((parse_time(healed["at"]) - since).total_seconds(), 2) if healed else None
 
     def action_s(self) -> float:
-        durations = [(parse_time(a["action_finished_at"]) - parse_time(a["started_at"])).total_seconds()
-                     for a in self.view.attempts if a.get("action_finished_at") and a.get("started_at")]
+        durations = [
+            (parse_time(a["action_finished_at"]) - parse_time(a["started_at"])).total_seconds()
+            for a in self.view.attempts
+            if a.get("action_finished_at") and a.get("started_at")
+        ]
         return max(durations, default=0.0)
 
     def detection_bound(self) -> float:
@@ -213,13 +242,27 @@ class Heartbeat(Scenario):
     period_s, grace_s = 2.0, 1.0
 
     def check(self) -> dict:
-        return {"kind": "heartbeat", "period_s": self.period_s, "grace_s": self.grace_s, "interval": INTERVAL,
-                "failure_threshold": FAILURE_THRESHOLD, "success_threshold": 1}
+        return {
+            "kind": "heartbeat",
+            "period_s": self.period_s,
+            "grace_s": self.grace_s,
+            "interval": INTERVAL,
+            "failure_threshold": FAILURE_THRESHOLD,
+            "success_threshold": 1,
+        }
 
     def create(self) -> None:
-        self.guard.post("/api/v1/components", {
-            "name": self.name, "critical": True, "labels": {"app": self.name},
-            "check": self.check(), "recovery": self.recovery()}, expect=201)
+        self.guard.post(
+            "/api/v1/components",
+            {
+                "name": self.name,
+                "critical": True,
+                "labels": {"app": self.name},
+                "check": self.check(),
+                "recovery": self.recovery(),
+            },
+            expect=201,
+        )
         token = self.guard.post(f"/api/v1/components/{self.name}/ping-token")["token"]
         self.workload.configure(guard=self.guard.base, token=token, restart_mode=self.restart_mode)
         self.workload.start()
@@ -244,15 +287,24 @@ class Relapse(Scenario):
         elif self.stage == "healthy_pause" and self.in_stage() >= 3:
             self.marks["second_fault"] = self.workload.mode("crash")
             self.move("wait_second_heal")
-        elif (self.stage == "wait_second_heal" and self.view.status == "healthy"
-              and [a for a in self.view.succeeded() if parse_time(a["started_at"]) >= self.marks["second_fault"]]):
+        elif (
+            self.stage == "wait_second_heal"
+            and self.view.status == "healthy"
+            and [
+                a for a in self.view.succeeded() if parse_time(a["started_at"]) >= self.marks["second_fault"]
+            ]
+        ):
             self.move("settle")
         elif self.stage == "settle" and self.in_stage() >= SETTLE_S:
             self.done = True
 
     def notes(self) -> list[str]:
         second = self.marks.get("second_fault")
-        return [f"after the heal: detect {self.detection_s(second)} s, mttr {self.mttr_s(second)} s"] if second else []
+        return (
+            [f"after the heal: detect {self.detection_s(second)} s, mttr {self.mttr_s(second)} s"]
+            if second
+            else []
+        )
 
     def transitions_after_heal(self) -> list[dict]:
         second = self.marks.get("second_fault")
@@ -339,8 +391,9 @@ class NoFix(Scenario):
         return recovery(self.workload, verify_timeout=60)
 
     def step(self) -> None:
-        if self.stage == "wait_heal" and any(a["fingerprint"].startswith("healing-exhausted:")
-                                             for a in self.view.escalations()):
+        if self.stage == "wait_heal" and any(
+            a["fingerprint"].startswith("healing-exhausted:") for a in self.view.escalations()
+        ):
             self.marks["actions_at_escalation"] = self.workload.actions()
             self.move("watch")
         elif self.stage == "watch" and self.in_stage() >= WATCH_S:
@@ -348,9 +401,11 @@ class NoFix(Scenario):
 
     def verdict_s(self) -> list[float]:
         """Per attempt: its action's end -> its failed verdict."""
-        return [round((parse_time(a["finished_at"]) - parse_time(a["action_finished_at"])).total_seconds(), 2)
-                for a in self.view.attempts if a["state"] == "failed" and a.get("action_finished_at")
-                and a.get("finished_at")]
+        return [
+            round((parse_time(a["finished_at"]) - parse_time(a["action_finished_at"])).total_seconds(), 2)
+            for a in self.view.attempts
+            if a["state"] == "failed" and a.get("action_finished_at") and a.get("finished_at")
+        ]
 
     def notes(self) -> list[str]:
         return [f"action end -> failed verdict {self.verdict_s()} s (bound {self.verdict_bound():g})"]
@@ -370,17 +425,31 @@ class External(Scenario):
         doc = json.loads((FIXTURES / "alertmanager" / "firing_from_prometheus.json").read_text())
         labels = {"alertname": "PipelineStageStuck", "component": self.name, "severity": "critical"}
         starts = self.injected_at or datetime.now(UTC)
-        alert = {**doc["alerts"][0], "status": status, "labels": labels,
-                 "annotations": {"summary": f"{self.name} stopped consuming"},
-                 "startsAt": starts.isoformat().replace("+00:00", "Z"), "fingerprint": "5c3a9e1f00d1e2a7"}
+        alert = {
+            **doc["alerts"][0],
+            "status": status,
+            "labels": labels,
+            "annotations": {"summary": f"{self.name} stopped consuming"},
+            "startsAt": starts.isoformat().replace("+00:00", "Z"),
+            "fingerprint": "5c3a9e1f00d1e2a7",
+        }
         if status == "resolved":
             alert["endsAt"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        return {**doc, "status": status, "alerts": [alert], "commonLabels": labels, "groupLabels": {
-            "alertname": labels["alertname"]}, "commonAnnotations": alert["annotations"]}
+        return {
+            **doc,
+            "status": status,
+            "alerts": [alert],
+            "commonLabels": labels,
+            "groupLabels": {"alertname": labels["alertname"]},
+            "commonAnnotations": alert["annotations"],
+        }
 
     def post(self, status: str) -> None:
-        r = self.guard.http.post(self.guard.base + "/api/v1/integrations/alertmanager", json=self.payload(status),
-                                 headers={"Authorization": f"Bearer {AM_TOKEN}"})
+        r = self.guard.http.post(
+            self.guard.base + "/api/v1/integrations/alertmanager",
+            json=self.payload(status),
+            headers={"Authorization": f"Bearer {AM_TOKEN}"},
+        )
         assert r.status_code == 200, r.text
 
     def inject(self) -> None:
@@ -437,8 +506,11 @@ def build(root, guard: GuardProcess) -> dict[str, Scenario]:
 def run_campaign(guard: GuardProcess, sink: NotificationSink, scenarios: dict[str, Scenario]) -> None:
     """Create everything, break everything at once, step every scenario until all are done. The caller
     stops the guard before the workloads (a workload killed under a live guard is a fault of its own)."""
-    guard.post("/api/v1/channels", {"name": "scenario-hook", "kind": "webhook", "config": {"url": sink.url}},
-               expect=201)
+    guard.post(
+        "/api/v1/channels",
+        {"name": "scenario-hook", "kind": "webhook", "config": {"url": sink.url}},
+        expect=201,
+    )
     for scenario in scenarios.values():
         scenario.create()
     deadline = time.monotonic() + 90
@@ -459,9 +531,14 @@ def run_campaign(guard: GuardProcess, sink: NotificationSink, scenarios: dict[st
                 scenario.tick()
         if time.monotonic() - shown >= 10:  # progress, seen with -s
             shown = time.monotonic()
-            print(f"[{shown - began:5.1f}s] " + ", ".join(
-                f"{n}:{s.stage}{'*' if s.done else ''}/{s.view.status}/{s.workload.actions()}"
-                for n, s in scenarios.items()), flush=True)
+            print(
+                f"[{shown - began:5.1f}s] "
+                + ", ".join(
+                    f"{n}:{s.stage}{'*' if s.done else ''}/{s.view.status}/{s.workload.actions()}"
+                    for n, s in scenarios.items()
+                ),
+                flush=True,
+            )
         time.sleep(1.0)
     for scenario in scenarios.values():  # the last word, after every stepper stopped
         scenario.refresh()

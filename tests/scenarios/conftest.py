@@ -37,7 +37,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not FIGURES:
         return
     lines = [HEADER, *(f.row() for f in FIGURES)]
-    terminalreporter.write_sep("=", "fault scenarios: measured figures (bound = period x threshold + action + 2 s)")
+    terminalreporter.write_sep(
+        "=", "fault scenarios: measured figures (bound = period x threshold + action + 2 s)"
+    )
     for line in lines:
         terminalreporter.write_line(line)
     target = os.environ.get("PIPELINE_SCENARIO_FIGURES")

@@ -98,22 +98,39 @@ class GuardProcess:
         self.port = free_port()
         self._token = None
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-        env.update({
-            "PIPELINE_ENV": "test",
-            "PIPELINE_DATABASE_URL": self.served_url,
-            "PIPELINE_DATA_DIR": str(self.dir / "var"),
-            "PIPELINE_ADMIN_PASSWORD": TEST_PASSWORD,
-            "PIPELINE_SECRET_KEY": TEST_SECRET,
-            "PIPELINE_ALERTMANAGER_TOKEN": AM_TOKEN,
-            "PIPELINE_LOG_LEVEL": "INFO",
-        })
+        env.update(
+            {
+                "PIPELINE_ENV": "test",
+                "PIPELINE_DATABASE_URL": self.served_url,
+                "PIPELINE_DATA_DIR": str(self.dir / "var"),
+                "PIPELINE_ADMIN_PASSWORD": TEST_PASSWORD,
+                "PIPELINE_SECRET_KEY": TEST_SECRET,
+                "PIPELINE_ALERTMANAGER_TOKEN": AM_TOKEN,
+                "PIPELINE_LOG_LEVEL": "INFO",
+            }
+        )
         with open(self.log_path, "a") as log:
             log.write(f"\n===== start {datetime.now(UTC).isoformat()} =====\n")
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app", "serve", "--config", str(self.config_path), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                cwd=APP_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "serve",
+                    "--config",
+                    str(self.config_path),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=APP_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -152,8 +169,11 @@ class GuardProcess:
     # -- the API, as a user drives it ---------------------------------------------------------
     def headers(self) -> dict[str, str]:
         if self._token is None:
-            r = self.http.post(self.base + "/api/v1/auth/token", data={"username": "admin", "password": TEST_PASSWORD},
-                           timeout=10)
+            r = self.http.post(
+                self.base + "/api/v1/auth/token",
+                data={"username": "admin", "password": TEST_PASSWORD},
+                timeout=10,
+            )
             assert r.status_code == 200, r.text
             self._token = r.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
@@ -163,8 +183,12 @@ class GuardProcess:
         assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
         return r.json()
 
-    def post(self, path: str, body: dict | None = None, *, expect: int | tuple = (200, 201, 202), **kw) -> dict:
-        r = self.http.post(self.base + path, json=body, headers={**self.headers(), **kw.pop("headers", {})}, **kw)
+    def post(
+        self, path: str, body: dict | None = None, *, expect: int | tuple = (200, 201, 202), **kw
+    ) -> dict:
+        r = self.http.post(
+            self.base + path, json=body, headers={**self.headers(), **kw.pop("headers", {})}, **kw
+        )
         expected = expect if isinstance(expect, tuple) else (expect,)
         assert r.status_code in expected, f"POST {path}: {r.status_code} {r.text[:500]}"
         return r.json() if r.content else {}
@@ -177,11 +201,17 @@ class GuardProcess:
 
     def transitions(self, name: str) -> list[dict]:
         """Oldest first."""
-        return list(reversed(self.get(f"/api/v1/components/{name}/history", limit=200, results_limit=0)["transitions"]))
+        return list(
+            reversed(
+                self.get(f"/api/v1/components/{name}/history", limit=200, results_limit=0)["transitions"]
+            )
+        )
 
     def attempts(self, name: str) -> list[dict]:
         """Oldest first."""
-        return sorted(self.get("/api/v1/healing/attempts", component=name, limit=100)["items"], key=lambda a: a["id"])
+        return sorted(
+            self.get("/api/v1/healing/attempts", component=name, limit=100)["items"], key=lambda a: a["id"]
+        )
 
     def alerts(self, name: str) -> list[dict]:
         return self.get("/api/v1/alerts", component=name, status="all", limit=100)["items"]
@@ -198,10 +228,21 @@ class Workload:
         self.role = role
         self.proc: subprocess.Popen | None = None
 
-    def configure(self, *, guard: str = "", token: str = "", mode: str = "ok", restart_mode: str = "fix",
-                  boot_delay: float = 0, action_sleep: str = "") -> None:
-        (self.dir / "spec.json").write_text(json.dumps({
-            "role": self.role, "port": self.port, "guard": guard, "component": self.name, "token": token}))
+    def configure(
+        self,
+        *,
+        guard: str = "",
+        token: str = "",
+        mode: str = "ok",
+        restart_mode: str = "fix",
+        boot_delay: float = 0,
+        action_sleep: str = "",
+    ) -> None:
+        (self.dir / "spec.json").write_text(
+            json.dumps(
+                {"role": self.role, "port": self.port, "guard": guard, "component": self.name, "token": token}
+            )
+        )
         self.set("mode", mode)
         self.set("restart_mode", restart_mode)
         self.set("boot_delay", str(boot_delay))
@@ -221,8 +262,13 @@ class Workload:
 
     def start(self) -> None:
         with open(self.dir / "workload.log", "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, str(WORKLOAD), "serve", str(self.dir)],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, str(WORKLOAD), "serve", str(self.dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
 
     @property
     def url(self) -> str:
@@ -233,7 +279,9 @@ class Workload:
 
     def action_lines(self) -> list[list[str]]:
         try:
-            return [line.split() for line in (self.dir / "actions.log").read_text().splitlines() if line.strip()]
+            return [
+                line.split() for line in (self.dir / "actions.log").read_text().splitlines() if line.strip()
+            ]
         except FileNotFoundError:
             return []
 
@@ -356,8 +404,11 @@ class Figures:
     def row(self) -> str:
         def fmt(v):
             return "-" if v is None else f"{v:.1f}"
-        return (f"{self.dialect:8} {self.scenario:22} {fmt(self.detection_s):>9} {fmt(self.mttr_s):>8} "
-                f"{fmt(self.bound_s):>8} {self.actions:>7}  {self.outcome} {'; '.join(self.notes)}")
+
+        return (
+            f"{self.dialect:8} {self.scenario:22} {fmt(self.detection_s):>9} {fmt(self.mttr_s):>8} "
+            f"{fmt(self.bound_s):>8} {self.actions:>7}  {self.outcome} {'; '.join(self.notes)}"
+        )
 
 
 HEADER = f"{'dialect':8} {'scenario':22} {'detect_s':>9} {'mttr_s':>8} {'bound_s':>8} {'actions':>7}  outcome"

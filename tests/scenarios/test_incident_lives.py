@@ -33,25 +33,47 @@ def campaign(scenario_db):
         sink.close()
     del sink.received[received:]  # only what the guard sent while the campaign ran
     for scenario in scenarios.values():
-        FIGURES.append(Figures(
-            dialect=guard.dialect, scenario=scenario.name, detection_s=scenario.detection_s(),
-            mttr_s=scenario.mttr_s(), bound_s=round(scenario.bound_s(), 2), actions=scenario.workload.actions(),
-            outcome=("TIMED OUT in " + scenario.stage) if scenario.timed_out else scenario.stage,
-            notes=[",".join(a["state"] for a in scenario.view.attempts) or "no attempts", *scenario.notes()]))
+        FIGURES.append(
+            Figures(
+                dialect=guard.dialect,
+                scenario=scenario.name,
+                detection_s=scenario.detection_s(),
+                mttr_s=scenario.mttr_s(),
+                bound_s=round(scenario.bound_s(), 2),
+                actions=scenario.workload.actions(),
+                outcome=("TIMED OUT in " + scenario.stage) if scenario.timed_out else scenario.stage,
+                notes=[
+                    ",".join(a["state"] for a in scenario.view.attempts) or "no attempts",
+                    *scenario.notes(),
+                ],
+            )
+        )
     return scenarios, sink, guard
 
 
 def life(scenario) -> str:
     """A component's incident life, for assertion messages."""
     v = scenario.view
-    lines = [(f"{scenario.name}: stage {scenario.stage}{' (timed out)' if scenario.timed_out else ''}, "
-             f"injected {scenario.injected_at}, actions run {scenario.workload.actions()}")]
-    lines += [f"  transition {t['at']} {t['previous']} -> {t['current']} (incident {t['incident_id']}): {t['reason']}"
-              for t in v.transitions]
-    lines += [f"  attempt {a['id']} #{a['attempt_number']} incident {a['incident_id']} {a['state']} "
-              f"{a['started_at']}..{a['finished_at']}: {a['detail']}" for a in v.attempts]
-    lines += [f"  alert {a['fingerprint']} {a['severity']} {a['status']}: {a['message']} "
-              f"[{a.get('resolution_action')}]" for a in v.alerts]
+    lines = [
+        (
+            f"{scenario.name}: stage {scenario.stage}{' (timed out)' if scenario.timed_out else ''}, "
+            f"injected {scenario.injected_at}, actions run {scenario.workload.actions()}"
+        )
+    ]
+    lines += [
+        f"  transition {t['at']} {t['previous']} -> {t['current']} (incident {t['incident_id']}): {t['reason']}"
+        for t in v.transitions
+    ]
+    lines += [
+        f"  attempt {a['id']} #{a['attempt_number']} incident {a['incident_id']} {a['state']} "
+        f"{a['started_at']}..{a['finished_at']}: {a['detail']}"
+        for a in v.attempts
+    ]
+    lines += [
+        f"  alert {a['fingerprint']} {a['severity']} {a['status']}: {a['message']} "
+        f"[{a.get('resolution_action')}]"
+        for a in v.alerts
+    ]
     return "\n".join(lines)
 
 
@@ -121,10 +143,14 @@ def test_degraded_is_not_restarted_by_the_default_policy(campaign):
     assert degraded.view.first(degraded.injected_at, {"degraded"}) is not None, story
     assert degraded.workload.actions() == 0, story
     assert degraded.view.attempts == [], story
-    assert not any(t["current"] in ("critical", "failed", "recovering") for t in degraded.view.transitions), story
+    assert not any(t["current"] in ("critical", "failed", "recovering") for t in degraded.view.transitions), (
+        story
+    )
     assert degraded.view.status == "healthy", story
     # The incident it opened was closed by the recovery on its own, not by healing.
-    assert not any("healing attempt" in (a.get("resolution_action") or "") for a in degraded.view.alerts), story
+    assert not any("healing attempt" in (a.get("resolution_action") or "") for a in degraded.view.alerts), (
+        story
+    )
 
 
 def test_flapping_target_escalates_instead_of_being_healed_forever(campaign):
@@ -144,13 +170,17 @@ def test_failing_restart_escalates_and_opens_the_breaker(campaign):
     failing = scenarios["failing-restart"]
     story = life(failing)
     assert not failing.timed_out, story
-    assert failing.detection_s() is not None and failing.detection_s() <= SLACK * failing.detection_bound(), story
+    assert failing.detection_s() is not None and failing.detection_s() <= SLACK * failing.detection_bound(), (
+        story
+    )
     assert failing.workload.actions() == 2, story  # max_attempts
     assert [a["state"] for a in failing.view.attempts] == ["failed", "failed"], story
     assert failing.workload.actions() == failing.marks["actions_at_escalation"], story
     prefixes = {a["fingerprint"].split(":")[0] for a in failing.view.escalations()}
     assert prefixes == {"healing-exhausted", "healing-breaker"}, story
-    assert all(a["severity"] == "critical" and a["status"] == "firing" for a in failing.view.escalations()), story
+    assert all(a["severity"] == "critical" and a["status"] == "firing" for a in failing.view.escalations()), (
+        story
+    )
     assert failing.view.status in ("critical", "failed"), story
     assert sink.for_component("failing-restart"), "the webhook channel heard nothing about the escalation"
 
@@ -192,6 +222,8 @@ def test_healthy_control_sees_no_incident_no_action_no_alert(campaign):
     story = life(control)
     assert control.workload.actions() == 0, story
     assert control.view.attempts == [], story
-    assert [(t["previous"], t["current"]) for t in control.view.transitions] == [("unknown", "healthy")], story
+    assert [(t["previous"], t["current"]) for t in control.view.transitions] == [("unknown", "healthy")], (
+        story
+    )
     assert control.view.alerts == [], story
     assert sink.for_component("control") == []

@@ -61,6 +61,7 @@ def failing_now(mode: str) -> bool:
 
 # -- the target ----------------------------------------------------------------------------------
 
+
 def serve_http(directory: Path, spec: dict) -> None:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -101,8 +102,12 @@ def serve_heartbeat(directory: Path, spec: dict) -> None:
         if mode == "crash":
             os._exit(3)
         if mode != "silent":
-            request = urllib.request.Request(url, data=b'{"status": "success"}', method="POST", headers={
-                "X-Ping-Token": spec["token"], "Content-Type": "application/json"})
+            request = urllib.request.Request(
+                url,
+                data=b'{"status": "success"}',
+                method="POST",
+                headers={"X-Ping-Token": spec["token"], "Content-Type": "application/json"},
+            )
             try:
                 urllib.request.urlopen(request, timeout=2).close()
             except OSError:
@@ -125,9 +130,15 @@ def start(directory: Path, *, restarted: bool) -> subprocess.Popen:
     """Start the workload detached (own session): the guard's process-group handling never reaches it."""
     env = {**os.environ, "WORKLOAD_RESTARTED": "1" if restarted else "0"}
     with open(directory / "workload.log", "ab") as log:
-        return subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", str(directory)], env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                close_fds=True)
+        return subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "serve", str(directory)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
 def gone(pid: int) -> bool:
@@ -154,6 +165,7 @@ def kill(directory: Path) -> None:
 
 
 # -- the recovery command ------------------------------------------------------------------------
+
 
 def log_action(directory: Path, line: str) -> None:
     with open(directory / "actions.log", "a") as handle:

@@ -19,8 +19,10 @@ import struct
 
 
 def _error_response(code: str, message: str) -> bytes:
-    fields = b"".join(tag + value.encode() + b"\0" for tag, value in
-                      ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message)))
+    fields = b"".join(
+        tag + value.encode() + b"\0"
+        for tag, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+    )
     body = fields + b"\0"
     return b"E" + struct.pack("!I", len(body) + 4) + body
 

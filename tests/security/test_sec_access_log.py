@@ -22,13 +22,26 @@ def test_url_credentials_never_reach_the_access_log(tmp_path):
     port = free_port()
     log_path = tmp_path / "guard.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update({"PIPELINE_ENV": "test", "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/guard.db",
-                "PIPELINE_SECRET_KEY": TEST_SECRET, "PIPELINE_DATA_DIR": str(tmp_path / "var"),
-                "PIPELINE_ADMIN_PASSWORD": "correct-horse-battery-staple", "PIPELINE_LOG_LEVEL": "INFO",
-                "PIPELINE_RATE_LIMIT_ENABLED": "false"})
+    env.update(
+        {
+            "PIPELINE_ENV": "test",
+            "PIPELINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/guard.db",
+            "PIPELINE_SECRET_KEY": TEST_SECRET,
+            "PIPELINE_DATA_DIR": str(tmp_path / "var"),
+            "PIPELINE_ADMIN_PASSWORD": "correct-horse-battery-staple",
+            "PIPELINE_LOG_LEVEL": "INFO",
+            "PIPELINE_RATE_LIMIT_ENABLED": "false",
+        }
+    )
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

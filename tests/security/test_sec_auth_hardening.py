@@ -26,10 +26,15 @@ async def _login(client, password: str, username: str = "root"):
 
 
 async def test_lockout_is_per_account_and_address(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"login_max_failures": 5, "login_global_max_failures": 50})
+    settings = make_settings(
+        db_url, tmp_path, security={"login_max_failures": 5, "login_global_max_failures": 50}
+    )
     async with running_guard(settings) as guard:
         await guard.add_user("root", "admin")
-        async with from_address(guard, "203.0.113.66") as attacker, from_address(guard, "198.51.100.7") as admin:
+        async with (
+            from_address(guard, "203.0.113.66") as attacker,
+            from_address(guard, "198.51.100.7") as admin,
+        ):
             for _ in range(8):
                 assert (await _login(attacker, "guess-guess-guess")).status_code == 401
             refused = await _login(attacker, TEST_PASSWORD)  # the right password, from the guessing address
@@ -45,7 +50,9 @@ async def test_lockout_is_per_account_and_address(db_url, tmp_path):
 
 
 async def test_many_addresses_trip_the_slower_account_back_off(db_url, tmp_path):
-    settings = make_settings(db_url, tmp_path, security={"login_max_failures": 5, "login_global_max_failures": 8})
+    settings = make_settings(
+        db_url, tmp_path, security={"login_max_failures": 5, "login_global_max_failures": 8}
+    )
     async with running_guard(settings) as guard:
         await guard.add_user("root", "admin")
         for i in range(4):  # 2 failures from each of 4 addresses: no address reaches its own limit
@@ -72,14 +79,24 @@ async def test_reenabling_a_user_does_not_revive_old_tokens(guard):
     fresh = await _login(guard.client, TEST_PASSWORD, "viewer-user")
     assert fresh.status_code == 200
     token = fresh.json()["access_token"]
-    assert (await guard.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    assert (
+        await guard.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    ).status_code == 200
 
 
 async def test_public_status_page_does_not_name_healing_targets(guard):
     async with guard.session() as session:
-        session.add(HealingAttempt(incident_key="m:1", attempt_number=1, component="etl", strategy="webhook",
-                                   state="succeeded", trigger="auto",
-                                   detail="POST http://airflow.internal:8080/api/v1/dags/etl/dagRuns answered 200"))
+        session.add(
+            HealingAttempt(
+                incident_key="m:1",
+                attempt_number=1,
+                component="etl",
+                strategy="webhook",
+                state="succeeded",
+                trigger="auto",
+                detail="POST http://airflow.internal:8080/api/v1/dags/etl/dagRuns answered 200",
+            )
+        )
     page = await guard.client.get("/status")
     assert page.status_code == 200
     assert "webhook" in page.text

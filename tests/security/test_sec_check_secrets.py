@@ -25,12 +25,19 @@ async def strict_target():
     seen: list[dict] = []
 
     async def handler(request: web.Request) -> web.Response:
-        seen.append({"auth": request.headers.get("Authorization"), "custom": request.headers.get("X-Custom-Token"),
-                     "query": dict(request.query)})
-        ok = (request.headers.get("X-Custom-Token") == "s3cr3t-CUSTOM"
-              and request.headers.get("Cookie") == "sid=s3cr3t-COOKIE"
-              and request.query.get("api_key") == "s3cr3t-QUERY"
-              and request.headers.get("Authorization", "").startswith("Basic "))
+        seen.append(
+            {
+                "auth": request.headers.get("Authorization"),
+                "custom": request.headers.get("X-Custom-Token"),
+                "query": dict(request.query),
+            }
+        )
+        ok = (
+            request.headers.get("X-Custom-Token") == "s3cr3t-CUSTOM"
+            and request.headers.get("Cookie") == "sid=s3cr3t-COOKIE"
+            and request.query.get("api_key") == "s3cr3t-QUERY"
+            and request.headers.get("Authorization", "").startswith("Basic ")
+        )
         return web.Response(status=200 if ok else 401, text="ok" if ok else "no")
 
     app = web.Application()
@@ -64,13 +71,15 @@ def _assert_no_secret(text_: str) -> None:
 
 
 async def test_check_secrets_masked_for_every_role_encrypted_at_rest_and_still_used(
-        db_url, tmp_path, strict_target, caplog):
+    db_url, tmp_path, strict_target, caplog
+):
     port, seen = strict_target
     caplog.set_level(logging.DEBUG, logger="pipeline_guard")
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         admin = await guard.headers("admin")
-        created = await guard.client.post("/api/v1/components", headers=admin,
-                                          json={"name": "api", "check": _check(port)})
+        created = await guard.client.post(
+            "/api/v1/components", headers=admin, json={"name": "api", "check": _check(port)}
+        )
         assert created.status_code == 201, created.text
         _assert_no_secret(created.text)
 
@@ -87,22 +96,27 @@ async def test_check_secrets_masked_for_every_role_encrypted_at_rest_and_still_u
             assert "secrets" not in check
 
         async with guard.session() as session:
-            row = (await session.execute(text("SELECT \"check\" FROM components WHERE name = 'api'"))).scalar_one()
+            row = (
+                await session.execute(text("SELECT \"check\" FROM components WHERE name = 'api'"))
+            ).scalar_one()
         raw = row if isinstance(row, str) else json.dumps(row)
         _assert_no_secret(raw)
         assert "secrets" in json.loads(raw)
 
         # The probe still carries the real credentials.
         await scheduler.run_once()
-        assert seen and seen[-1]["custom"] == "s3cr3t-CUSTOM" and seen[-1]["query"]["api_key"] == "s3cr3t-QUERY"
+        assert (
+            seen and seen[-1]["custom"] == "s3cr3t-CUSTOM" and seen[-1]["query"]["api_key"] == "s3cr3t-QUERY"
+        )
         state = (await guard.client.get("/api/v1/components/api", headers=admin)).json()["state"]
         assert state["last_outcome"] == "up", state
 
         # An admin PATCHes back what it read (masks included): the stored secrets stay.
         shown = (await guard.client.get("/api/v1/components/api", headers=admin)).json()["check"]
         shown = {k: v for k, v in shown.items() if v is not None}
-        patched = await guard.client.patch("/api/v1/components/api", headers=admin,
-                                           json={"check": {**shown, "interval": 7}})
+        patched = await guard.client.patch(
+            "/api/v1/components/api", headers=admin, json={"check": {**shown, "interval": 7}}
+        )
         assert patched.status_code == 200, patched.text
         _assert_no_secret(patched.text)
         seen.clear()
@@ -126,8 +140,9 @@ async def test_new_secret_value_replaces_the_stored_one(db_url, tmp_path, strict
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         admin = await guard.headers("admin")
         wrong = _check(port, headers={"X-Custom-Token": "wrong", "Cookie": "sid=s3cr3t-COOKIE"})
-        assert (await guard.client.post("/api/v1/components", headers=admin,
-                                        json={"name": "api", "check": wrong})).status_code == 201
+        assert (
+            await guard.client.post("/api/v1/components", headers=admin, json={"name": "api", "check": wrong})
+        ).status_code == 201
         await scheduler.run_once()
         assert seen[-1]["custom"] == "wrong"
         shown = (await guard.client.get("/api/v1/components/api", headers=admin)).json()["check"]
@@ -145,18 +160,24 @@ async def test_config_declared_check_is_sealed_and_resync_is_not_a_change(db_url
     settings = mon_settings(db_url, tmp_path, components=declared)
     async with monitored(settings) as (guard, scheduler):
         async with guard.session() as session:
-            row = (await session.execute(text(
-                "SELECT \"check\", version FROM components WHERE name = 'declared-api'"))).one()
+            row = (
+                await session.execute(
+                    text("SELECT \"check\", version FROM components WHERE name = 'declared-api'")
+                )
+            ).one()
         raw = row[0] if isinstance(row[0], str) else json.dumps(row[0])
         _assert_no_secret(raw)
         version = row[1]
-        shown = await guard.client.get("/api/v1/components/declared-api", headers=await guard.headers("admin"))
+        shown = await guard.client.get(
+            "/api/v1/components/declared-api", headers=await guard.headers("admin")
+        )
         _assert_no_secret(shown.text)
         await scheduler.run_once()
         assert seen[-1]["custom"] == "s3cr3t-CUSTOM"
     # A restart syncs the same declaration again: a sealed row that holds the same check is no change.
     async with monitored(settings) as (guard, _scheduler):
         async with guard.session() as session:
-            again = (await session.execute(text(
-                "SELECT version FROM components WHERE name = 'declared-api'"))).scalar_one()
+            again = (
+                await session.execute(text("SELECT version FROM components WHERE name = 'declared-api'"))
+            ).scalar_one()
         assert again == version

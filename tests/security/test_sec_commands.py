@@ -34,44 +34,81 @@ def scripts(tmp_path):
 
 
 async def test_command_check_refuses_loader_variables_and_foreign_executables(db_url, tmp_path, scripts):
-    settings = mon_settings(db_url, tmp_path, monitoring={"command_allowlist": [str(scripts["good"]), "python3"]})
+    settings = mon_settings(
+        db_url, tmp_path, monitoring={"command_allowlist": [str(scripts["good"]), "python3"]}
+    )
     async with monitored(settings) as (guard, scheduler):
         admin = await guard.headers("admin")
         good = {"kind": "command", "argv": [str(scripts["good"])]}
         r = await guard.client.post("/api/v1/components", headers=admin, json={"name": "good", "check": good})
         assert r.status_code == 201, r.text
 
-        for name, value in (("BASH_ENV", str(scripts["payload"])), ("LD_PRELOAD", "/tmp/x.so"), ("ENV", "/x"),
-                            ("PATH", str(scripts["evil"].parent)), ("PYTHONSTARTUP", "/x"), ("PERL5OPT", "-e1"),
-                            ("NODE_OPTIONS", "--require /x"), ("RUBYOPT", "-r/x"), ("BASH_FUNC_ls%%", "() { id; }")):
-            r = await guard.client.post("/api/v1/components", headers=admin,
-                                        json={"name": "bad", "check": {**good, "env": {name: value}}})
+        for name, value in (
+            ("BASH_ENV", str(scripts["payload"])),
+            ("LD_PRELOAD", "/tmp/x.so"),
+            ("ENV", "/x"),
+            ("PATH", str(scripts["evil"].parent)),
+            ("PYTHONSTARTUP", "/x"),
+            ("PERL5OPT", "-e1"),
+            ("NODE_OPTIONS", "--require /x"),
+            ("RUBYOPT", "-r/x"),
+            ("BASH_FUNC_ls%%", "() { id; }"),
+        ):
+            r = await guard.client.post(
+                "/api/v1/components",
+                headers=admin,
+                json={"name": "bad", "check": {**good, "env": {name: value}}},
+            )
             assert r.status_code == 422, (name, r.text)
             assert f"check.env.{name}" in r.text, r.text
-        r = await guard.client.post("/api/v1/components", headers=admin,
-                                    json={"name": "bad", "check": {**good, "env_allow": ["LD_LIBRARY_PATH"]}})
+        r = await guard.client.post(
+            "/api/v1/components",
+            headers=admin,
+            json={"name": "bad", "check": {**good, "env_allow": ["LD_LIBRARY_PATH"]}},
+        )
         assert r.status_code == 422 and "check.env_allow" in r.text, r.text
 
         # A row written before the rule (or by hand) is refused again when it would run.
-        r = await guard.client.post("/api/v1/components", headers=admin, json={"name": "legacy", "check": good})
+        r = await guard.client.post(
+            "/api/v1/components", headers=admin, json={"name": "legacy", "check": good}
+        )
         assert r.status_code == 201
         async with guard.session() as session:
-            await session.execute(update(Component).where(Component.name == "legacy").values(
-                check={**good, "env": {"BASH_ENV": str(scripts["payload"])}, "env_allow": [], "cwd": None,
-                       "max_output_kib": 8, "timeout": None}, version=Component.version + 1))
+            await session.execute(
+                update(Component)
+                .where(Component.name == "legacy")
+                .values(
+                    check={
+                        **good,
+                        "env": {"BASH_ENV": str(scripts["payload"])},
+                        "env_allow": [],
+                        "cwd": None,
+                        "max_output_kib": 8,
+                        "timeout": None,
+                    },
+                    version=Component.version + 1,
+                )
+            )
         # An executable elsewhere with an allowlisted basename.
-        r = await guard.client.post("/api/v1/components", headers=admin,
-                                    json={"name": "foreign", "check": {"kind": "command", "argv": [str(scripts["evil"])]}})
+        r = await guard.client.post(
+            "/api/v1/components",
+            headers=admin,
+            json={"name": "foreign", "check": {"kind": "command", "argv": [str(scripts["evil"])]}},
+        )
         assert r.status_code == 201, r.text  # the allowlist is the scheduler's: checked when it would run
 
         await scheduler.run_once()
-        states = {name: (await guard.client.get(f"/api/v1/components/{name}", headers=admin)).json()["state"]
-                  for name in ("good", "legacy", "foreign")}
+        states = {
+            name: (await guard.client.get(f"/api/v1/components/{name}", headers=admin)).json()["state"]
+            for name in ("good", "legacy", "foreign")
+        }
         assert states["good"]["last_outcome"] == "up", states
         assert scripts["ran"].exists()
         for name in ("legacy", "foreign"):
             assert states[name]["last_outcome"] == "down", states
-            assert "refused" in states[name]["last_detail"] or "invalid" in states[name]["last_detail"], states
+            assert "refused" in states[name]["last_detail"] or "invalid" in states[name]["last_detail"], (
+                states
+            )
         assert not scripts["marker"].exists(), "a refused command ran"
 
 
@@ -82,8 +119,11 @@ async def test_restart_strategy_refuses_at_save_and_at_run_time(db_url, tmp_path
         admin = await guard.headers("admin")
 
         async def save(params):
-            return await guard.client.post("/api/v1/components", headers=admin, json={
-                "name": "svc", "recovery": {"strategies": [{"kind": "restart", "params": params}]}})
+            return await guard.client.post(
+                "/api/v1/components",
+                headers=admin,
+                json={"name": "svc", "recovery": {"strategies": [{"kind": "restart", "params": params}]}},
+            )
 
         r = await save({"argv": [str(scripts["good"])], "env": {"BASH_ENV": str(scripts["payload"])}})
         assert r.status_code == 422 and "recovery.strategies[0].env.BASH_ENV" in r.text, r.text
@@ -96,16 +136,44 @@ async def test_restart_strategy_refuses_at_save_and_at_run_time(db_url, tmp_path
 
     # Run time: params that got past validation some other way are refused before anything starts.
     strategy = CommandStrategy(settings)
-    for params in ({"argv": [str(scripts["evil"])], "env": {}, "cwd": None, "timeout": 5.0, "success_exit_codes": [0]},
-                   {"argv": [str(scripts["good"])], "env": {"BASH_ENV": str(scripts["payload"])}, "cwd": None,
-                    "timeout": 5.0, "success_exit_codes": [0]}):
-        ctx = ActionContext(component="svc", labels={}, incident_id="i-1", attempt_id=1, attempt_number=1,
-                            params=params, timeout_s=5.0)
+    for params in (
+        {"argv": [str(scripts["evil"])], "env": {}, "cwd": None, "timeout": 5.0, "success_exit_codes": [0]},
+        {
+            "argv": [str(scripts["good"])],
+            "env": {"BASH_ENV": str(scripts["payload"])},
+            "cwd": None,
+            "timeout": 5.0,
+            "success_exit_codes": [0],
+        },
+    ):
+        ctx = ActionContext(
+            component="svc",
+            labels={},
+            incident_id="i-1",
+            attempt_id=1,
+            attempt_number=1,
+            params=params,
+            timeout_s=5.0,
+        )
         result = await strategy.execute(ctx)
         assert not result.success and result.data.get("refused"), result
     assert not scripts["marker"].exists(), "a refused command ran"
-    ok = await strategy.execute(ActionContext(
-        component="svc", labels={}, incident_id="i-1", attempt_id=1, attempt_number=1, timeout_s=5.0,
-        params={"argv": [str(scripts["good"])], "env": {}, "cwd": None, "timeout": 5.0, "success_exit_codes": [0]}))
+    ok = await strategy.execute(
+        ActionContext(
+            component="svc",
+            labels={},
+            incident_id="i-1",
+            attempt_id=1,
+            attempt_number=1,
+            timeout_s=5.0,
+            params={
+                "argv": [str(scripts["good"])],
+                "env": {},
+                "cwd": None,
+                "timeout": 5.0,
+                "success_exit_codes": [0],
+            },
+        )
+    )
     assert ok.success, ok
     assert os.path.exists(scripts["ran"])

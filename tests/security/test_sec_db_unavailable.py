@@ -29,13 +29,20 @@ def _assert_unavailable(response) -> None:
     assert response.status_code == 503, response.text
     assert int(response.headers["retry-after"]) > 0
     error = response.json()["error"]
-    assert error["type"] == "service_unavailable" and set(error) == {"type", "message", "details", "timestamp"}
+    assert error["type"] == "service_unavailable" and set(error) == {
+        "type",
+        "message",
+        "details",
+        "timestamp",
+    }
 
 
 @pytest.fixture
 def pg_url(db_url):
     if not db_url.startswith("postgresql"):
-        pytest.skip("Postgres-only: SQLite has no server to lose (a locked file is covered in tests/foundation)")
+        pytest.skip(
+            "Postgres-only: SQLite has no server to lose (a locked file is covered in tests/foundation)"
+        )
     return db_url
 
 
@@ -44,7 +51,9 @@ async def test_every_database_unavailable_shape_is_a_503(pg_url, tmp_path):
     target = urlsplit(pg_url.replace("postgresql+asyncpg", "postgresql"))
     front = PgFront(target.hostname or "127.0.0.1", target.port or 5432)
     port = await front.start()
-    settings = make_settings(_via(pg_url, port), tmp_path, database={"pool_timeout": 2, "statement_timeout": 3})
+    settings = make_settings(
+        _via(pg_url, port), tmp_path, database={"pool_timeout": 2, "statement_timeout": 3}
+    )
     try:
         async with running_guard(settings) as guard:
             admin = await guard.headers("admin")
@@ -52,8 +61,9 @@ async def test_every_database_unavailable_shape_is_a_503(pg_url, tmp_path):
             for mode in ("starting", "refuse", "hang"):
                 await front.set_mode(mode)
                 _assert_unavailable(await asyncio.wait_for(_write(guard, admin, f"during-{mode}"), 60))
-                _assert_unavailable(await asyncio.wait_for(
-                    guard.client.get("/api/v1/components", headers=admin), 60))
+                _assert_unavailable(
+                    await asyncio.wait_for(guard.client.get("/api/v1/components", headers=admin), 60)
+                )
             await front.set_mode("forward")
             for _ in range(20):  # the pool reconnects by itself
                 response = await _write(guard, admin, "after")
@@ -74,8 +84,11 @@ async def test_database_not_accepting_connections_is_a_503(pg_url, tmp_path):
         admin = await guard.headers("admin")
         await _pg_admin(admin_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         try:
-            await _pg_admin(admin_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                       f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+            await _pg_admin(
+                admin_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{name}' AND pid <> pg_backend_pid()",
+            )
             _assert_unavailable(await _write(guard, admin, "refused"))
         finally:
             await _pg_admin(admin_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -24,8 +24,14 @@ def _assert_envelope(response, status: int) -> None:
 async def test_deeply_nested_metrics_json_is_a_422_and_still_audited(guard, path):
     headers = {**await guard.headers("operator"), "Content-Type": "application/json"}
     deep = "[" * 1000 + "]" * 1000
-    bodies = [deep, '{"points": ' + deep + "}",
-              '{"component": "etl", "metric_name": "rows", "value": 1, "labels": ' + '{"a": ' * 1000 + "1" + "}" * 1001]
+    bodies = [
+        deep,
+        '{"points": ' + deep + "}",
+        '{"component": "etl", "metric_name": "rows", "value": 1, "labels": '
+        + '{"a": ' * 1000
+        + "1"
+        + "}" * 1001,
+    ]
     for body in bodies:
         _assert_envelope(await guard.client.post(path, headers=headers, content=body), 422)
     async with guard.session() as session:
@@ -35,31 +41,56 @@ async def test_deeply_nested_metrics_json_is_a_422_and_still_audited(guard, path
 
 async def test_nul_in_metric_fields_is_a_422(guard):
     headers = await guard.headers("operator")
-    for point in ({"component": "etl", "metric_name": "rows", "value": 1, "labels": {"stage": "a\u0000b"}},
-                  {"component": "etl", "metric_name": "rows", "value": 1, "labels": {"st\u0000age": "a"}},
-                  {"component": "e\u0000tl", "metric_name": "rows", "value": 1},
-                  {"component": "etl", "metric_name": "ro\u0000ws", "value": 1}):
-        _assert_envelope(await guard.client.post("/api/v1/metrics/batch", headers=headers,
-                                                 json={"points": [point]}), 422)
+    for point in (
+        {"component": "etl", "metric_name": "rows", "value": 1, "labels": {"stage": "a\u0000b"}},
+        {"component": "etl", "metric_name": "rows", "value": 1, "labels": {"st\u0000age": "a"}},
+        {"component": "e\u0000tl", "metric_name": "rows", "value": 1},
+        {"component": "etl", "metric_name": "ro\u0000ws", "value": 1},
+    ):
+        _assert_envelope(
+            await guard.client.post("/api/v1/metrics/batch", headers=headers, json={"points": [point]}), 422
+        )
         _assert_envelope(await guard.client.post("/api/v1/metrics", headers=headers, json=point), 422)
-    ok = await guard.client.post("/api/v1/metrics", headers=headers,
-                                 json={"component": "etl", "metric_name": "rows", "value": 1, "labels": {"stage": "ab"}})
+    ok = await guard.client.post(
+        "/api/v1/metrics",
+        headers=headers,
+        json={"component": "etl", "metric_name": "rows", "value": 1, "labels": {"stage": "ab"}},
+    )
     assert ok.status_code in (200, 201, 202), ok.text
 
 
 def _forge(**claims) -> str:
     now = int(datetime.now(UTC).timestamp())
-    payload = {"sub": "admin-user", "jti": "x" * 32, "iat": now, "exp": now + 600, "iss": "pipeline-guard",
-               "aud": "pipeline-guard-api", "ver": 0}
+    payload = {
+        "sub": "admin-user",
+        "jti": "x" * 32,
+        "iat": now,
+        "exp": now + 600,
+        "iss": "pipeline-guard",
+        "aud": "pipeline-guard-api",
+        "ver": 0,
+    }
     payload.update(claims)
     return jwt.encode(payload, TEST_SECRET, algorithm="HS256")
 
 
-@pytest.mark.parametrize("claims", [
-    {"ver": "abc"}, {"ver": 1.5}, {"ver": [1]}, {"ver": None}, {"ver": True},
-    {"exp": 1e20}, {"iat": 1e20}, {"iat": -1e20}, {"exp": "soon"}, {"sub": 12}, {"sub": ["admin-user"]},
-    {"jti": {"a": 1}},
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"ver": "abc"},
+        {"ver": 1.5},
+        {"ver": [1]},
+        {"ver": None},
+        {"ver": True},
+        {"exp": 1e20},
+        {"iat": 1e20},
+        {"iat": -1e20},
+        {"exp": "soon"},
+        {"sub": 12},
+        {"sub": ["admin-user"]},
+        {"jti": {"a": 1}},
+    ],
+)
 async def test_signed_tokens_with_bad_claims_are_401(guard, claims):
     await guard.headers("admin")  # the user exists
     audience = guard.runtime.settings.security.audience
@@ -71,4 +102,6 @@ async def test_signed_tokens_with_bad_claims_are_401(guard, claims):
 async def test_forged_helper_makes_a_valid_token(guard):
     await guard.headers("admin")
     token = _forge(aud=guard.runtime.settings.security.audience)
-    assert (await guard.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    assert (
+        await guard.client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    ).status_code == 200

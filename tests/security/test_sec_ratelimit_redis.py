@@ -44,8 +44,12 @@ async def _burst(app, peer: str, path: str, n: int, **kwargs) -> list[int]:
     transport = httpx.ASGITransport(app=app, client=(peer, 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         async with asyncio.timeout(60):  # generous: a blocked loop would take minutes, not a deadline
-            responses = await asyncio.gather(*(client.request(kwargs.get("method", "GET"), path,
-                                                              data=kwargs.get("data")) for _ in range(n)))
+            responses = await asyncio.gather(
+                *(
+                    client.request(kwargs.get("method", "GET"), path, data=kwargs.get("data"))
+                    for _ in range(n)
+                )
+            )
     return [r.status_code for r in responses]
 
 
@@ -59,9 +63,18 @@ def _metric(text: str, name: str) -> float:
 @pytest.mark.parametrize("outage", ["hang", "refuse"])
 async def test_redis_outage_falls_back_to_memory_limits(db_url, tmp_path, redis_front, outage, caplog):
     caplog.set_level(logging.WARNING, logger="pipeline_guard.ratelimit")
-    settings = make_settings(db_url, tmp_path, security={"rate_limiting": {
-        "enabled": True, "default": "5/minute", "health": "1000/minute",
-        "storage": f"redis://127.0.0.1:{redis_front.port}/0"}})
+    settings = make_settings(
+        db_url,
+        tmp_path,
+        security={
+            "rate_limiting": {
+                "enabled": True,
+                "default": "5/minute",
+                "health": "1000/minute",
+                "storage": f"redis://127.0.0.1:{redis_front.port}/0",
+            }
+        },
+    )
     async with running_guard(settings) as guard:
         limiter = guard.runtime.limiter
         limiter.RETRY_INTERVAL_S = 0.2  # probe the shared storage often, so recovery shows quickly
@@ -79,11 +92,23 @@ async def test_redis_outage_falls_back_to_memory_limits(db_url, tmp_path, redis_
         # Login throttling too: the right password is refused after five wrong ones from one address.
         await guard.add_user("root", "admin")
         attacker = _peer()
-        wrong = await _burst(guard.app, attacker, "/api/v1/auth/token", 5, method="POST",
-                             data={"username": "root", "password": "guess-guess-guess"})
+        wrong = await _burst(
+            guard.app,
+            attacker,
+            "/api/v1/auth/token",
+            5,
+            method="POST",
+            data={"username": "root", "password": "guess-guess-guess"},
+        )
         assert wrong == [401] * 5
-        right = await _burst(guard.app, attacker, "/api/v1/auth/token", 1, method="POST",
-                             data={"username": "root", "password": TEST_PASSWORD})
+        right = await _burst(
+            guard.app,
+            attacker,
+            "/api/v1/auth/token",
+            1,
+            method="POST",
+            data={"username": "root", "password": TEST_PASSWORD},
+        )
         assert right in ([401], [429])  # throttled login, or the per-IP limit itself: never a token
         metrics = (await guard.client.get("/metrics")).text
         assert _metric(metrics, "pipeline_guard_ratelimit_fallback") == 1.0

@@ -25,15 +25,38 @@ async def _seed(guard, scheduler, http_target) -> dict[str, int]:
     async with guard.session() as session:
         ids = dict((await session.execute(select(Component.name, Component.id))).all())
         # Older history, as the rollup loop would have written it: 3 h ago half failed, 3 days ago all up.
-        session.add(CheckRollup(component_id=ids["api"], hour=floor_hour(now) - timedelta(hours=3), count=10,
-                                failures=5, degraded=0))
-        session.add(CheckRollup(component_id=ids["api"], hour=floor_hour(now) - timedelta(days=3), count=100,
-                                failures=0, degraded=0))
+        session.add(
+            CheckRollup(
+                component_id=ids["api"],
+                hour=floor_hour(now) - timedelta(hours=3),
+                count=10,
+                failures=5,
+                degraded=0,
+            )
+        )
+        session.add(
+            CheckRollup(
+                component_id=ids["api"],
+                hour=floor_hour(now) - timedelta(days=3),
+                count=100,
+                failures=0,
+                degraded=0,
+            )
+        )
         await AlertService(session, guard.runtime.settings).raise_alert(
-            component="feature-store", severity="critical", message=f"disk full {EVIL}", source="api")
-        session.add(HealingAttempt(incident_key="m:seed", attempt_number=1, component="feature-store",
-                                   strategy="notify_only", state="dry_run", trigger="manual",
-                                   detail=f"would notify {EVIL}"))
+            component="feature-store", severity="critical", message=f"disk full {EVIL}", source="api"
+        )
+        session.add(
+            HealingAttempt(
+                incident_key="m:seed",
+                attempt_number=1,
+                component="feature-store",
+                strategy="notify_only",
+                state="dry_run",
+                trigger="manual",
+                detail=f"would notify {EVIL}",
+            )
+        )
     return ids
 
 

@@ -100,7 +100,9 @@ def build_app(target: Target) -> web.Application:
         raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
 
     async def too_many(request: web.Request) -> web.Response:
-        return web.Response(status=429, headers={"Retry-After": request.query.get("ra", "7")}, text="slow down")
+        return web.Response(
+            status=429, headers={"Retry-After": request.query.get("ra", "7")}, text="slow down"
+        )
 
     async def toggle(request: web.Request) -> web.Response:
         return web.Response(status=200 if target.toggle_ok else 503, text="toggle")
@@ -114,10 +116,19 @@ def build_app(target: Target) -> web.Application:
 
     app = web.Application(middlewares=[count])
     app.router.add_route("*", "/ok", ok)
-    for path, handler in [("/500", error), ("/slow", slow), ("/hang", hang), ("/huge", huge), ("/json", json_doc),
-                          ("/loop", loop), ("/redirect-ok", redirect_to_ok),
-                          ("/redirect-metadata", redirect_to_metadata), ("/429", too_many), ("/toggle", toggle),
-                          ("/set", set_toggle)]:
+    for path, handler in [
+        ("/500", error),
+        ("/slow", slow),
+        ("/hang", hang),
+        ("/huge", huge),
+        ("/json", json_doc),
+        ("/loop", loop),
+        ("/redirect-ok", redirect_to_ok),
+        ("/redirect-metadata", redirect_to_metadata),
+        ("/429", too_many),
+        ("/toggle", toggle),
+        ("/set", set_toggle),
+    ]:
         app.router.add_get(path, handler)
     app.router.add_post("/echo", echo)
     return app

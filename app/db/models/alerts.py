@@ -34,7 +34,13 @@ class Alert(Base):
     __tablename__ = "alerts"
     __table_args__ = (
         # One active alert per condition: dedup holds even between replicas racing on the same fingerprint.
-        Index("uq_alerts_active_fingerprint", "fingerprint", unique=True, sqlite_where=_ACTIVE, postgresql_where=_ACTIVE),
+        Index(
+            "uq_alerts_active_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=_ACTIVE,
+            postgresql_where=_ACTIVE,
+        ),
         Index("ix_alerts_status_severity", "status", "severity"),
     )
 

@@ -30,8 +30,10 @@ class Component(Base):
     # an id held elsewhere (healing, alerts, a scheduler's memory) never points at a newer row.
     # The index covers the scheduler's per-second change check (`app/components/registry_watch.py`):
     # one aggregate over these columns is read from the index, not from every row.
-    __table_args__ = (Index("ix_components_registry_watch", "id", "version", "updated_at", "enabled"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_components_registry_watch", "id", "version", "updated_at", "enabled"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
@@ -56,7 +58,11 @@ class Component(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
     state: Mapped[ComponentState | None] = relationship(
-        back_populates="component", uselist=False, lazy="joined", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="component",
+        uselist=False,
+        lazy="joined",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
 

@@ -98,7 +98,9 @@ class HealingIncident(Base):
     component: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     component_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open", index=True)  # open | closed
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="open", index=True
+    )  # open | closed
     # What healing concluded: None while trying, "healed", "exhausted", "dry_run", "rejected".
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     reason: Mapped[str] = mapped_column(Text, nullable=False, default="")

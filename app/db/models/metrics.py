@@ -50,8 +50,14 @@ metric_points = Table(
 
 class MetricPoint(Base):
     __table__ = metric_points
-    __mapper_args__ = {"primary_key": [metric_points.c.component, metric_points.c.metric_name,  # noqa: RUF012
-                                       metric_points.c.series_key, metric_points.c.ts]}
+    __mapper_args__ = {
+        "primary_key": [
+            metric_points.c.component,
+            metric_points.c.metric_name,  # noqa: RUF012
+            metric_points.c.series_key,
+            metric_points.c.ts,
+        ]
+    }
 
 
 class MetricRollup(Base):
@@ -82,8 +88,12 @@ class MetricRollup(Base):
         Index("ix_metric_rollups_series_bucket", "component", "metric_name", "resolution", "bucket_start"),
         Index("ix_metric_rollups_bucket_start", "bucket_start"),
         # The compactor's queue: deltas not merged yet (a partial index stays as small as the backlog).
-        Index("ix_metric_rollups_pending", "id", postgresql_where=text("NOT compacted"),
-              sqlite_where=text("NOT compacted")),
+        Index(
+            "ix_metric_rollups_pending",
+            "id",
+            postgresql_where=text("NOT compacted"),
+            sqlite_where=text("NOT compacted"),
+        ),
     )
 
 
@@ -104,7 +114,9 @@ class MetricSeries(Base):
     last_ts: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
-    __table_args__ = (UniqueConstraint("component", "metric_name", "series_key", name="uq_metric_series_key"),)
+    __table_args__ = (
+        UniqueConstraint("component", "metric_name", "series_key", name="uq_metric_series_key"),
+    )
 
 
 class DetectionRule(Base):
@@ -135,7 +147,9 @@ class RuleState(Base):
 
     __tablename__ = "rule_states"
 
-    rule_id: Mapped[int] = mapped_column(Integer, ForeignKey("detection_rules.id", ondelete="CASCADE"), primary_key=True)
+    rule_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("detection_rules.id", ondelete="CASCADE"), primary_key=True
+    )
     series_key: Mapped[str] = mapped_column(Text, primary_key=True)
     labels: Mapped[dict[str, str]] = mapped_column(JSONType, nullable=False, default=dict)
     rule_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
@@ -153,7 +167,8 @@ class MetricAnomaly(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rule_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("detection_rules.id", ondelete="SET NULL"), nullable=True, index=True)
+        Integer, ForeignKey("detection_rules.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     component: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     metric_name: Mapped[str] = mapped_column(String(200), nullable=False)
     series_key: Mapped[str] = mapped_column(Text, nullable=False)

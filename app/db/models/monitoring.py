@@ -20,8 +20,10 @@ class CheckResultRecord(Base):
     """One observation (raw; kept for `results_retention`, then only the hourly rollup remains)."""
 
     __tablename__ = "check_results"
-    __table_args__ = (Index("ix_check_results_component_observed", "component_id", "observed_at"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_check_results_component_observed", "component_id", "observed_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
@@ -35,7 +37,10 @@ class HealthTransitionRecord(Base):
     """A change of health status, with the reason and the results that caused it."""
 
     __tablename__ = "health_transitions"
-    __table_args__ = (Index("ix_health_transitions_component_at", "component_id", "at"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_health_transitions_component_at", "component_id", "at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
@@ -55,7 +60,10 @@ class Incident(Base):
 
     __tablename__ = "incidents"
     # Ids never reused: healing, alerts and transitions refer to incidents by id.
-    __table_args__ = (Index("ix_incidents_component_opened", "component_id", "opened_at"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_incidents_component_opened", "component_id", "opened_at"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)

@@ -105,4 +105,6 @@ async def run_bounded(strategy: Strategy, ctx: ActionContext) -> ActionResult:
     except TimeoutError:
         return ActionResult(success=False, detail=f"{strategy.kind} timed out after {ctx.timeout_s:g} s")
     except Exception as exc:  # noqa: BLE001 - the contract is "never raise"; the type is the detail
-        return ActionResult(success=False, detail=f"{strategy.kind} failed unexpectedly: {type(exc).__name__}")
+        return ActionResult(
+            success=False, detail=f"{strategy.kind} failed unexpectedly: {type(exc).__name__}"
+        )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from app.outbound.process import CommandError, build_env, run_command
 from app.healing.strategies.base import (
     MAX_OUTPUT_CHARS,
     ActionContext,
@@ -21,6 +20,7 @@ from app.healing.strategies.base import (
     Strategy,
     StrategyConfigError,
 )
+from app.outbound.process import CommandError, build_env, run_command
 from app.security.commands import env_refusals, executable_refusal
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -56,7 +56,9 @@ class CommandStrategy(Strategy):
         if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd)):
             raise StrategyConfigError("cwd", "must be an absolute path")
         env = params.get("env") or {}
-        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        if not isinstance(env, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
             raise StrategyConfigError("env", "must map names to string values")
         try:
             build_env((), env, source={})
@@ -64,16 +66,27 @@ class CommandStrategy(Strategy):
             raise StrategyConfigError("env", str(exc)) from None
         for name, reason in env_refusals(env):
             raise StrategyConfigError(f"env.{name}", reason)
-        if self.enabled and (reason := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")):
+        if self.enabled and (
+            reason := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")
+        ):
             raise StrategyConfigError("argv", reason)
         timeout = params.get("timeout", DEFAULT_TIMEOUT_S)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_S:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 < timeout <= MAX_TIMEOUT_S
+        ):
             raise StrategyConfigError("timeout", f"must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
         codes = params.get("success_exit_codes", [0])
         if not isinstance(codes, list) or not codes or not all(isinstance(c, int) for c in codes):
             raise StrategyConfigError("success_exit_codes", "must be a non-empty list of integers")
-        return {"argv": list(argv), "cwd": cwd, "env": dict(env), "timeout": float(timeout),
-                "success_exit_codes": list(codes)}
+        return {
+            "argv": list(argv),
+            "cwd": cwd,
+            "env": dict(env),
+            "timeout": float(timeout),
+            "success_exit_codes": list(codes),
+        }
 
     def describe(self, params: dict[str, Any]) -> str:
         where = f" in {params['cwd']}" if params.get("cwd") else ""
@@ -89,9 +102,13 @@ class CommandStrategy(Strategy):
         if refused := env_refusals(params.get("env") or {}):
             return "; ".join(reason for _, reason in refused)
         cwd = params.get("cwd")
-        if cwd and self.cwd_allowlist and not any(
-            os.path.commonpath([os.path.realpath(cwd), os.path.realpath(a)]) == os.path.realpath(a)
-            for a in self.cwd_allowlist
+        if (
+            cwd
+            and self.cwd_allowlist
+            and not any(
+                os.path.commonpath([os.path.realpath(cwd), os.path.realpath(a)]) == os.path.realpath(a)
+                for a in self.cwd_allowlist
+            )
         ):
             return f"working directory {cwd!r} is not under healing.command_cwd_allowlist"
         return None
@@ -100,23 +117,39 @@ class CommandStrategy(Strategy):
         p = ctx.params
         if reason := self.refusal(p):
             return ActionResult(success=False, detail=reason, data={"refused": True})
-        env = build_env(self.env_allowlist, {
-            **p["env"],
-            "PIPELINE_GUARD_COMPONENT": ctx.component,
-            "PIPELINE_GUARD_INCIDENT": str(ctx.incident_id),
-            "PIPELINE_GUARD_ATTEMPT": str(ctx.attempt_number),
-        })
+        env = build_env(
+            self.env_allowlist,
+            {
+                **p["env"],
+                "PIPELINE_GUARD_COMPONENT": ctx.component,
+                "PIPELINE_GUARD_INCIDENT": str(ctx.incident_id),
+                "PIPELINE_GUARD_ATTEMPT": str(ctx.attempt_number),
+            },
+        )
         timeout = min(p["timeout"], ctx.timeout_s)
         try:
-            result = await run_command(p["argv"], timeout=timeout, cwd=p.get("cwd"), env=env,
-                                       max_output_bytes=MAX_OUTPUT_CHARS // 2, on_start=ctx.on_process)
+            result = await run_command(
+                p["argv"],
+                timeout=timeout,
+                cwd=p.get("cwd"),
+                env=env,
+                max_output_bytes=MAX_OUTPUT_CHARS // 2,
+                on_start=ctx.on_process,
+            )
         except CommandError as exc:
             return ActionResult(success=False, detail=f"could not start command: {exc}")
         output = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr else "")
-        data = {"exit_code": result.exit_code, "duration_s": round(result.duration_s, 3),
-                "truncated": result.truncated}
+        data = {
+            "exit_code": result.exit_code,
+            "duration_s": round(result.duration_s, 3),
+            "truncated": result.truncated,
+        }
         if result.timed_out:
-            return ActionResult(False, f"command timed out after {timeout:g} s (process group killed)",
-                                output, {**data, "timed_out": True})
+            return ActionResult(
+                False,
+                f"command timed out after {timeout:g} s (process group killed)",
+                output,
+                {**data, "timed_out": True},
+            )
         ok = result.exit_code in p["success_exit_codes"]
         return ActionResult(ok, f"command exited with {result.exit_code}", output, data)

@@ -96,7 +96,8 @@ class KubernetesStrategy(Strategy):
             return f"rollout restart {where}"
         if params["action"] == "scale":
             change = (
-                f"to {params['replicas']} replicas" if params.get("replicas") is not None
+                f"to {params['replicas']} replicas"
+                if params.get("replicas") is not None
                 else f"by {params['step']:+d} replicas"
             )
             return f"scale {where} {change} (bounded to {params['min_replicas']}..{params['max_replicas']})"
@@ -141,14 +142,16 @@ class KubernetesStrategy(Strategy):
         data = {"action": "rollout_restart", "restarted_at": restarted_at, "incident_id": ctx.incident_id}
         if current.get(INCIDENT_ANNOTATION) == ctx.incident_id:
             return ActionResult(
-                True, f"{p['kind']} {p['namespace']}/{p['name']} already restarted for this incident",
+                True,
+                f"{p['kind']} {p['namespace']}/{p['name']} already restarted for this incident",
                 data={**data, "patched": False},
             )
         await client.rollout_restart(
             p["kind"], p["namespace"], p["name"], restarted_at, {INCIDENT_ANNOTATION: ctx.incident_id}
         )
         return ActionResult(
-            True, f"rollout restart of {p['kind']} {p['namespace']}/{p['name']} requested",
+            True,
+            f"rollout restart of {p['kind']} {p['namespace']}/{p['name']} requested",
             data={**data, "patched": True},
         )
 
@@ -179,7 +182,8 @@ class KubernetesStrategy(Strategy):
         await client.scale(p["kind"], p["namespace"], p["name"], target, current=current)
         clamped = f" (clamped from {wanted})" if target != wanted else ""
         return ActionResult(
-            True, f"{where} scaled from {current} to {target} replicas{clamped}",
+            True,
+            f"{where} scaled from {current} to {target} replicas{clamped}",
             data={**data, "patched": True, "clamped": target != wanted},
         )
 

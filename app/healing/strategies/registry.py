@@ -40,7 +40,9 @@ class StrategyRegistry:
     """``secret_box``: the app's SecretBox, for webhook headers marked secret (None: such values are
     refused, as in ``config validate``)."""
 
-    def __init__(self, settings: Any = None, *, secret_box: Any = None, load_entry_points: bool = True) -> None:
+    def __init__(
+        self, settings: Any = None, *, secret_box: Any = None, load_entry_points: bool = True
+    ) -> None:
         self.settings = settings
         self.secrets = HealingSecrets(secret_box)
         self._strategies: dict[str, Strategy] = {}
@@ -58,8 +60,12 @@ class StrategyRegistry:
         from app.healing.strategies.notify_only import NotifyOnlyStrategy
         from app.healing.strategies.webhook import WebhookStrategy
 
-        return [CommandStrategy(self.settings), WebhookStrategy(self.settings, self.secrets), KubernetesStrategy(),
-                NotifyOnlyStrategy()]
+        return [
+            CommandStrategy(self.settings),
+            WebhookStrategy(self.settings, self.secrets),
+            KubernetesStrategy(),
+            NotifyOnlyStrategy(),
+        ]
 
     def register(self, strategy: Strategy, *, replace: bool = False) -> None:
         kind = getattr(strategy, "kind", None)
@@ -84,7 +90,9 @@ class StrategyRegistry:
                 try:
                     strategy = _instantiate(ep.load(), self.settings)
                     if strategy.kind != ep.name:
-                        raise ValueError(f"entry point {ep.name!r} loads a strategy of kind {strategy.kind!r}")
+                        raise ValueError(
+                            f"entry point {ep.name!r} loads a strategy of kind {strategy.kind!r}"
+                        )
                     self.register(strategy)
                 except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
                     self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"[:300]
@@ -105,7 +113,9 @@ class StrategyRegistry:
         try:
             return self._strategies[self.canonical(kind)]
         except KeyError:
-            raise UnknownStrategy(f"unknown strategy {kind!r}; known: {', '.join(sorted(self.kinds()))}") from None
+            raise UnknownStrategy(
+                f"unknown strategy {kind!r}; known: {', '.join(sorted(self.kinds()))}"
+            ) from None
 
     def validate(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         strategy = self.get(kind)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from app.outbound.http import bounded_request, make_session
-from app.outbound.ssrf import UnsafeURL, check_url, redact_url
 from app.healing.secretbox import HealingSecrets, SecretBoxError
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
+from app.outbound.http import bounded_request, make_session
+from app.outbound.ssrf import UnsafeURL, check_url, redact_url
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 PLACEHOLDERS = ("component", "incident_id", "status", "reason", "attempt")
@@ -79,8 +79,14 @@ class WebhookStrategy(Strategy):
         verify_tls = params.get("verify_tls", True)
         if not isinstance(verify_tls, bool):
             raise StrategyConfigError("verify_tls", "must be true or false")
-        return {"url": url, "method": method, "headers": headers, "body": body, "timeout": float(timeout),
-                "verify_tls": verify_tls}
+        return {
+            "url": url,
+            "method": method,
+            "headers": headers,
+            "body": body,
+            "timeout": float(timeout),
+            "verify_tls": verify_tls,
+        }
 
     def _validate_headers(self, headers: Any) -> list[dict[str, Any]]:
         if isinstance(headers, dict):  # {name: value} shorthand: never secret
@@ -127,18 +133,31 @@ class WebhookStrategy(Strategy):
             return ActionResult(False, f"webhook headers unusable: {exc}")
         incident = p.get("_incident") or {}
         fields = {
-            "component": ctx.component, "incident_id": str(ctx.incident_id), "attempt": str(ctx.attempt_number),
-            "status": str(incident.get("status", "")), "reason": str(incident.get("reason", "")),
+            "component": ctx.component,
+            "incident_id": str(ctx.incident_id),
+            "attempt": str(ctx.attempt_number),
+            "status": str(incident.get("status", "")),
+            "reason": str(incident.get("reason", "")),
         }
         body = render(p["body"], fields) if p.get("body") is not None else None
         timeout = min(p["timeout"], ctx.timeout_s)
         async with make_session(ssrf_allow=self.ssrf_allow, verify_tls=p["verify_tls"]) as session:
             response = await bounded_request(
-                session, p["method"], p["url"], headers=headers, json_body=body, timeout=timeout,
-                max_response_bytes=MAX_RESPONSE_BYTES, verify_tls=p["verify_tls"],
+                session,
+                p["method"],
+                p["url"],
+                headers=headers,
+                json_body=body,
+                timeout=timeout,
+                max_response_bytes=MAX_RESPONSE_BYTES,
+                verify_tls=p["verify_tls"],
             )
         where = f"{p['method']} {redact_url(p['url'])}"
         output = response.body.decode("utf-8", "replace")
         if response.error:
-            return ActionResult(False, f"{where} failed: {response.error}", output, {"status": response.status})
-        return ActionResult(response.ok, f"{where} answered {response.status}", output, {"status": response.status})
+            return ActionResult(
+                False, f"{where} failed: {response.error}", output, {"status": response.status}
+            )
+        return ActionResult(
+            response.ok, f"{where} answered {response.status}", output, {"status": response.status}
+        )

@@ -11,16 +11,27 @@ from app.notify.channels.slack import SlackChannel
 from app.notify.channels.teams import TeamsChannel
 from app.notify.channels.webhook import WebhookChannel
 
-CHANNEL_KINDS: dict[str, ChannelKind] = {kind.kind: kind for kind in (
-    SlackChannel(), WebhookChannel(), EmailChannel(), PagerDutyChannel(), OpsgenieChannel(), TeamsChannel(),
-    DiscordChannel())}
+CHANNEL_KINDS: dict[str, ChannelKind] = {
+    kind.kind: kind
+    for kind in (
+        SlackChannel(),
+        WebhookChannel(),
+        EmailChannel(),
+        PagerDutyChannel(),
+        OpsgenieChannel(),
+        TeamsChannel(),
+        DiscordChannel(),
+    )
+}
 
 
 def channel_kind(kind: str) -> ChannelKind:
     try:
         return CHANNEL_KINDS[kind]
     except KeyError:
-        raise ValueError(f"unknown channel kind {kind!r}; known: {', '.join(sorted(CHANNEL_KINDS))}") from None
+        raise ValueError(
+            f"unknown channel kind {kind!r}; known: {', '.join(sorted(CHANNEL_KINDS))}"
+        ) from None
 
 
 __all__ = ["CHANNEL_KINDS", "ChannelKind", "OutgoingNotification", "PreparedRequest", "channel_kind"]

@@ -54,7 +54,11 @@ class ChannelKind(ABC):
             if key in self.url_fields:
                 shown[key] = mask_url(value)
             elif key in self.secret_fields:
-                shown[key] = {k: mask(str(v)) for k, v in value.items()} if isinstance(value, dict) else mask(str(value))
+                shown[key] = (
+                    {k: mask(str(v)) for k, v in value.items()}
+                    if isinstance(value, dict)
+                    else mask(str(value))
+                )
             else:
                 shown[key] = value
         return shown
@@ -63,8 +67,9 @@ class ChannelKind(ABC):
     def build(self, config: dict[str, Any], notification: OutgoingNotification) -> PreparedRequest:
         """The HTTP request that delivers ``notification`` to this channel."""
 
-    async def deliver(self, config: dict[str, Any], notification: OutgoingNotification,
-                      settings: Any) -> tuple[OutboundResponse, bool]:
+    async def deliver(
+        self, config: dict[str, Any], notification: OutgoingNotification, settings: Any
+    ) -> tuple[OutboundResponse, bool]:
         """Non-HTTP transports: deliver once, bounded; (response, permanent failure)."""
         raise NotImplementedError(f"channel kind {self.kind!r} has no delivery of its own")
 

@@ -19,7 +19,11 @@ def dedup_key(notification: OutgoingNotification) -> str:
     """The same for every notification about one alert (trigger, acknowledge, resolve), so the
     receiver folds them into one incident; a test message gets its own."""
     alert_id = alert_of(notification).get("id")
-    return f"pipeline-guard-alert-{alert_id}" if alert_id is not None else f"pipeline-guard-test-{notification.id}"
+    return (
+        f"pipeline-guard-alert-{alert_id}"
+        if alert_id is not None
+        else f"pipeline-guard-test-{notification.id}"
+    )
 
 
 def message(notification: OutgoingNotification) -> RenderedMessage:

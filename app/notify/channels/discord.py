@@ -24,19 +24,26 @@ class DiscordConfig(BaseModel):
 
 def discord_message(notification: OutgoingNotification, config: dict) -> dict:
     msg = message(notification)
-    colour = COLOURS["resolved"] if notification.kind == "resolved" else COLOURS.get(msg.severity, COLOURS["info"])
+    colour = (
+        COLOURS["resolved"] if notification.kind == "resolved" else COLOURS.get(msg.severity, COLOURS["info"])
+    )
     embed: dict = {
         "title": clip(msg.title, 256),
         "color": colour,
-        "fields": [{"name": clip(title, 256), "value": clip(value or "-", 1024), "inline": index == 0}
-                   for index, (title, value) in enumerate(msg.fields[:25])],
+        "fields": [
+            {"name": clip(title, 256), "value": clip(value or "-", 1024), "inline": index == 0}
+            for index, (title, value) in enumerate(msg.fields[:25])
+        ],
         "footer": {"text": "pipeline-guard"},
     }
     if notification.payload.get("created_at"):
         embed["timestamp"] = notification.payload["created_at"]
-    body: dict = {"content": clip(msg.title, 2000), "embeds": [embed],
-                  # Alert text is untrusted: it must never ping @everyone or a role.
-                  "allowed_mentions": {"parse": []}}
+    body: dict = {
+        "content": clip(msg.title, 2000),
+        "embeds": [embed],
+        # Alert text is untrusted: it must never ping @everyone or a role.
+        "allowed_mentions": {"parse": []},
+    }
     if config.get("username"):
         body["username"] = config["username"]
     return body
@@ -47,5 +54,8 @@ class DiscordChannel(ChannelKind):
     config_model = DiscordConfig
 
     def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
-        return PreparedRequest(url=config["url"], body=json_bytes(discord_message(notification, config)),
-                               headers={"Content-Type": "application/json"})
+        return PreparedRequest(
+            url=config["url"],
+            body=json_bytes(discord_message(notification, config)),
+            headers={"Content-Type": "application/json"},
+        )

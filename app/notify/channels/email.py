@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.outbound.http import OutboundResponse
-from app.outbound.ssrf import UnsafeURL, check_url_async
 from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
 from app.notify.channels.common import message, plain_text
+from app.outbound.http import OutboundResponse
+from app.outbound.ssrf import UnsafeURL, check_url_async
 
 MAX_RECIPIENTS = 20
 
@@ -40,8 +40,11 @@ class EmailConfig(BaseModel):
     from_address: str = Field(max_length=254)
     to: list[str] = Field(min_length=1, max_length=MAX_RECIPIENTS)
     subject_prefix: str = Field(default="", max_length=64)
-    ca_file: str | None = Field(default=None, max_length=4096,
-                                description="PEM file of the CA that signed a private relay's certificate")
+    ca_file: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PEM file of the CA that signed a private relay's certificate",
+    )
 
     @field_validator("ca_file")
     @classmethod
@@ -116,8 +119,9 @@ class EmailChannel(ChannelKind):
     def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
         raise NotImplementedError("e-mail is delivered over SMTP, not HTTP")
 
-    async def deliver(self, config: dict, notification: OutgoingNotification,
-                      settings: Any) -> tuple[OutboundResponse, bool]:
+    async def deliver(
+        self, config: dict, notification: OutgoingNotification, settings: Any
+    ) -> tuple[OutboundResponse, bool]:
         started = time.monotonic()
         try:
             for url in self.urls(config):
@@ -131,21 +135,42 @@ class EmailChannel(ChannelKind):
                 await asyncio.to_thread(_send_blocking, config, mail, timeout)
         except smtplib.SMTPResponseException as exc:
             code = exc.smtp_code
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-            return (OutboundResponse(status=code, error=f"SMTP {code}: {text[:200]}",
-                                     latency_s=time.monotonic() - started), 500 <= code < 600)
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            return (
+                OutboundResponse(
+                    status=code, error=f"SMTP {code}: {text[:200]}", latency_s=time.monotonic() - started
+                ),
+                500 <= code < 600,
+            )
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
-            return (OutboundResponse(status=codes[0] if codes else None, error=f"recipients refused: {codes}",
-                                     latency_s=time.monotonic() - started), all(500 <= c < 600 for c in codes))
+            return (
+                OutboundResponse(
+                    status=codes[0] if codes else None,
+                    error=f"recipients refused: {codes}",
+                    latency_s=time.monotonic() - started,
+                ),
+                all(500 <= c < 600 for c in codes),
+            )
         except TimeoutError:
-            return OutboundResponse(status=None, error=f"timeout after {timeout:g}s",
-                                    latency_s=time.monotonic() - started), False
+            return OutboundResponse(
+                status=None, error=f"timeout after {timeout:g}s", latency_s=time.monotonic() - started
+            ), False
         except ssl.SSLCertVerificationError as exc:
-            return OutboundResponse(status=None, error=f"TLS certificate not trusted: {exc.verify_message}",
-                                    latency_s=time.monotonic() - started), False
+            return OutboundResponse(
+                status=None,
+                error=f"TLS certificate not trusted: {exc.verify_message}",
+                latency_s=time.monotonic() - started,
+            ), False
         except (OSError, smtplib.SMTPException) as exc:
-            return OutboundResponse(status=None, error=f"SMTP error: {type(exc).__name__}: {str(exc)[:200]}",
-                                    latency_s=time.monotonic() - started), False
+            return OutboundResponse(
+                status=None,
+                error=f"SMTP error: {type(exc).__name__}: {str(exc)[:200]}",
+                latency_s=time.monotonic() - started,
+            ), False
         # 250 is what the server answered to the end of DATA; smtplib raises on anything else.
         return OutboundResponse(status=250, latency_s=time.monotonic() - started), False

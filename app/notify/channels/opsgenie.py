@@ -37,7 +37,10 @@ def opsgenie_request(notification: OutgoingNotification, config: dict) -> tuple[
         action = "close" if notification.kind == "resolved" else "acknowledge"
         msg = message(notification)
         note = clip(plain_text(msg), 25_000)
-        return f"/v2/alerts/{quote(alias, safe='')}/{action}?identifierType=alias", {"source": source, "note": note}
+        return f"/v2/alerts/{quote(alias, safe='')}/{action}?identifierType=alias", {
+            "source": source,
+            "note": note,
+        }
     alert, msg = alert_of(notification), message(notification)
     body = {
         "message": clip(msg.title, 130),
@@ -62,5 +65,8 @@ class OpsgenieChannel(ChannelKind):
     def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
         path, body = opsgenie_request(notification, config)
         base = (config.get("url") or API_URL).rstrip("/")
-        return PreparedRequest(url=base + path, body=json_bytes(body), headers={
-            "Content-Type": "application/json", "Authorization": f"GenieKey {config['api_key']}"})
+        return PreparedRequest(
+            url=base + path,
+            body=json_bytes(body),
+            headers={"Content-Type": "application/json", "Authorization": f"GenieKey {config['api_key']}"},
+        )

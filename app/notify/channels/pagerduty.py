@@ -28,8 +28,12 @@ class PagerDutyConfig(BaseModel):
 
 def pagerduty_event(notification: OutgoingNotification, config: dict) -> dict:
     action = "trigger" if notification.kind in TRIGGERING else ACTIONS.get(notification.kind, "trigger")
-    event: dict = {"routing_key": config["routing_key"], "event_action": action, "dedup_key": dedup_key(notification),
-                   "client": "Pipeline Guard"}
+    event: dict = {
+        "routing_key": config["routing_key"],
+        "event_action": action,
+        "dedup_key": dedup_key(notification),
+        "client": "Pipeline Guard",
+    }
     if action != "trigger":
         return event
     alert, msg = alert_of(notification), message(notification)
@@ -58,6 +62,8 @@ class PagerDutyChannel(ChannelKind):
     forwards_acknowledgements = True
 
     def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
-        return PreparedRequest(url=config.get("url") or EVENTS_URL,
-                               body=json_bytes(pagerduty_event(notification, config)),
-                               headers={"Content-Type": "application/json"})
+        return PreparedRequest(
+            url=config.get("url") or EVENTS_URL,
+            body=json_bytes(pagerduty_event(notification, config)),
+            headers={"Content-Type": "application/json"},
+        )

@@ -20,8 +20,11 @@ class SlackConfig(BaseModel):
 
 def slack_payload(notification: OutgoingNotification, config: dict) -> dict:
     message = render(notification.payload, notification.language, channel_name=notification.channel_name)
-    colour = SEVERITY_COLOURS["resolved"] if notification.kind == "resolved" else SEVERITY_COLOURS.get(
-        message.severity, SEVERITY_COLOURS["info"])
+    colour = (
+        SEVERITY_COLOURS["resolved"]
+        if notification.kind == "resolved"
+        else SEVERITY_COLOURS.get(message.severity, SEVERITY_COLOURS["info"])
+    )
     body = {
         "text": message.title,
         "attachments": [

@@ -20,7 +20,9 @@ COLOURS = {"critical": "attention", "warning": "warning", "info": "accent"}
 class TeamsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2048, description="the workflow's webhook URL (secret: it carries a signature)")
+    url: str = Field(
+        max_length=2048, description="the workflow's webhook URL (secret: it carries a signature)"
+    )
 
 
 def teams_message(notification: OutgoingNotification) -> dict:
@@ -31,13 +33,21 @@ def teams_message(notification: OutgoingNotification) -> dict:
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": msg.title, "weight": "Bolder", "size": "Medium", "wrap": True,
-             "color": colour},
+            {
+                "type": "TextBlock",
+                "text": msg.title,
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+                "color": colour,
+            },
             {"type": "FactSet", "facts": [{"title": title, "value": value} for title, value in msg.fields]},
         ],
     }
-    return {"type": "message", "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None,
-                                                 "content": card}]}
+    return {
+        "type": "message",
+        "attachments": [{"contentType": CARD_CONTENT_TYPE, "contentUrl": None, "content": card}],
+    }
 
 
 class TeamsChannel(ChannelKind):
@@ -45,5 +55,8 @@ class TeamsChannel(ChannelKind):
     config_model = TeamsConfig
 
     def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
-        return PreparedRequest(url=config["url"], body=json_bytes(teams_message(notification)),
-                               headers={"Content-Type": "application/json"})
+        return PreparedRequest(
+            url=config["url"],
+            body=json_bytes(teams_message(notification)),
+            headers={"Content-Type": "application/json"},
+        )

@@ -24,7 +24,9 @@ class WebhookConfig(BaseModel):
 
     url: str = Field(max_length=2048)
     secret: str | None = Field(default=None, min_length=16, max_length=256, description="HMAC-SHA256 key")
-    headers: dict[str, str] | None = Field(default=None, description="extra headers (e.g. Authorization); secret")
+    headers: dict[str, str] | None = Field(
+        default=None, description="extra headers (e.g. Authorization); secret"
+    )
 
     @field_validator("headers")
     @classmethod
@@ -64,11 +66,13 @@ class WebhookChannel(ChannelKind):
     def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
         body = json_bytes(webhook_payload(notification))
         headers = dict(config.get("headers") or {})
-        headers.update({
-            "Content-Type": "application/json",
-            "Idempotency-Key": notification.idempotency_key,
-            "X-Pipeline-Guard-Event": notification.kind,
-        })
+        headers.update(
+            {
+                "Content-Type": "application/json",
+                "Idempotency-Key": notification.idempotency_key,
+                "X-Pipeline-Guard-Event": notification.kind,
+            }
+        )
         if config.get("secret"):
             headers[SIGNATURE_HEADER] = sign(config["secret"], body)
         return PreparedRequest(url=config["url"], body=body, headers=headers)
