@@ -4,7 +4,7 @@ permissions. The only place (with middleware) that reads ``app.state.runtime``."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -37,7 +37,8 @@ def runtime_of(request: Request) -> Runtime:
 
 async def get_runtime(request: Request) -> Runtime:
     # The getters are ``async def``: FastAPI calls them on the loop (a plain ``def`` hops to a thread).
-    return request.app.state.runtime
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -164,7 +165,7 @@ async def current_principal(
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
-def require(permission: Permission):
+def require(permission: Permission) -> Any:
     """A dependency that lets the call through only with ``permission``.
 
     The permission is recorded on the dependency so the route x role test can find it.

@@ -108,7 +108,7 @@ class EdgeMiddleware:
         send: Send,
         declared: bytes | None,
         chunked: bool,
-        response: list,
+        response: list[int],
     ) -> None:
         if has_nul(scope):
             await send_error(
@@ -138,7 +138,9 @@ class EdgeMiddleware:
             return
         await self._with_counted_body(scope, receive, send, response)
 
-    async def _with_counted_body(self, scope: Scope, receive: Receive, send: Send, response: list) -> None:
+    async def _with_counted_body(
+        self, scope: Scope, receive: Receive, send: Send, response: list[int]
+    ) -> None:
         """Count the bytes of a body of unknown length; refuse with 413 once they pass the cap. The
         route's body parser turns any error of the receive channel into a 400 of its own: that answer
         is replaced by the 413."""

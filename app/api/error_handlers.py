@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,22 +37,28 @@ _HTTP_TYPES = {
 }
 
 
-def _response(status: int, error_type: str, message: str, details=None, headers=None) -> JSONResponse:
+def _response(
+    status: int,
+    error_type: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(envelope(error_type, message, details), status_code=status, headers=headers)
 
 
-def _loc(loc: tuple) -> str:
+def _loc(loc: tuple[str | int, ...]) -> str:
     parts = [str(p) for p in loc]
     return ".".join(parts)
 
 
-async def _guard_error(request: Request, exc: PipelineGuardError) -> JSONResponse:
+async def _guard_error(_request: Request, exc: PipelineGuardError) -> JSONResponse:
     if exc.status_code >= 500:
         log.error("%s: %s", exc.error_type, exc.message)
     return _response(exc.status_code, exc.error_type, exc.message, exc.details, exc.headers or None)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
     fields = []
     for err in exc.errors():
         item = {
@@ -82,7 +90,7 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+async def _integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
     log.info("integrity error: %s", exc.orig)
     return _response(
         409, "conflict", "the change conflicts with existing data (duplicate or missing reference)"
@@ -124,7 +132,7 @@ _UNAVAILABLE_DRIVER_ERRORS = {
 }
 
 
-def _chain(exc: BaseException):
+def _chain(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
@@ -183,11 +191,13 @@ async def _dbapi_error(request: Request, exc: DBAPIError) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(PipelineGuardError, _guard_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(IntegrityError, _integrity_error)
-    app.add_exception_handler(DBAPIError, _dbapi_error)
+    # Starlette types every handler as taking Exception; each is registered for its own exception
+    # class, so it only ever receives that class (the handler type is too wide, not the handler).
+    app.add_exception_handler(PipelineGuardError, _guard_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(IntegrityError, _integrity_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _dbapi_error)  # type: ignore[arg-type]
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(TimeoutError, _database_unavailable)
@@ -200,7 +210,9 @@ def has_nul(scope: Scope) -> bool:
     return "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
 
 
-async def send_error(send: Send, status: int, error_type: str, message: str, details=None) -> None:
+async def send_error(
+    send: Send, status: int, error_type: str, message: str, details: dict[str, Any] | None = None
+) -> None:
     """An error envelope sent straight from a middleware (the app's handlers are not reached)."""
     response = _response(status, error_type, message, details)
     await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})

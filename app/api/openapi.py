@@ -1,9 +1,9 @@
 """The OpenAPI document: FastAPI's, plus the error responses every operation can really return.
 
-Some failures happen before a route runs — a body that is not JSON or a NUL in the URL (400), a body over the size cap
-(413), the rate limiter (429) — so they apply to every operation, not just to the routes that thought
-of declaring them. Adding them here, once, keeps the document honest as routes are added (the
-schemathesis test checks that every status code the API returns is documented).
+Some failures happen before a route runs — a body that is not JSON or a NUL in the URL (400), a body
+over the size cap (413), the rate limiter (429) — so they apply to every operation, not just to the
+routes that thought of declaring them. Adding them here, once, keeps the document honest as routes
+are added (the schemathesis test checks that every status code the API returns is documented).
 """
 
 from __future__ import annotations

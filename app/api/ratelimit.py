@@ -24,6 +24,7 @@ from starlette.types import Scope, Send
 from app.api.ratelimit_memory import MemoryWindows
 from app.config.settings import RateLimitSection
 from app.core.errors import envelope
+from app.observability.metrics import GuardMetrics
 
 log = logging.getLogger("pipeline_guard.ratelimit")
 
@@ -66,7 +67,7 @@ def client_address(scope: Scope, proxies: TrustedProxies) -> str:
         return peer
     for name, value in scope.get("headers", []):
         if name == b"x-forwarded-for":
-            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            hops: list[str] = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
             for hop in reversed(hops):
                 if not proxies.trusts(hop):
                     return hop
@@ -99,9 +100,9 @@ class RateLimiter:
         config: RateLimitSection,
         trusted_proxies: list[str],
         *,
-        metrics=None,
+        metrics: GuardMetrics | None = None,
         login_limit: str | None = None,
-    ):
+    ) -> None:
         self.enabled = config.enabled
         self.proxies = TrustedProxies(trusted_proxies)
         self.limits = {
@@ -118,7 +119,7 @@ class RateLimiter:
         self._shared: MovingWindowRateLimiter | None = None  # built on first use, inside the event loop
         self.outage_since: float | None = None
         self._last_probe = 0.0
-        self._probe: asyncio.Task | None = None
+        self._probe: asyncio.Task[None] | None = None
         self.rejections = 0
 
     @property
@@ -128,7 +129,7 @@ class RateLimiter:
     def _shared_limiter(self) -> MovingWindowRateLimiter:
         if self._shared is None:
             uri = self.storage_uri if self.storage_uri.startswith("async+") else f"async+{self.storage_uri}"
-            options = {}
+            options: dict[str, float | str | bool] = {}
             if "redis" in uri:
                 # The redis client's own socket timeouts back up the asyncio deadline below.
                 options = {

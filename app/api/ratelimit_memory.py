@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 from limits import RateLimitItem
 
@@ -23,7 +24,7 @@ class MemoryWindows:
 
     SWEEP_INTERVAL_S = 30.0
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._windows: dict[tuple[str, str], tuple[float, deque[float]]] = {}
         self._next_sweep = clock() + self.SWEEP_INTERVAL_S

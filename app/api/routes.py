@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
 from fastapi import FastAPI
+
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+    from starlette.routing import BaseRoute
 
 # Routes that answer without a token (everything else must declare a permission; a test enforces it).
 PUBLIC_PATHS = {
@@ -81,11 +89,11 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(maintenance_router)
 
 
-def iter_api_routes(app: FastAPI):
+def iter_api_routes(app: FastAPI) -> Iterator[APIRoute]:
     """Every APIRoute of the app, through included routers (prefixes are set on the routers)."""
     from fastapi.routing import APIRoute
 
-    def walk(routes):
+    def walk(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
         for route in routes:
             if isinstance(route, APIRoute):
                 yield route
@@ -97,15 +105,15 @@ def iter_api_routes(app: FastAPI):
     yield from walk(app.routes)
 
 
-def route_permission(route) -> object | None:
+def route_permission(route: APIRoute) -> object | None:
     """The permission a route's dependencies require (None when it declares none).
 
     A frozenset means the route accepts any one of those permissions.
     """
 
-    def walk(dependant):
+    def walk(dependant: Dependant) -> object | None:
         for dep in dependant.dependencies:
-            permission = getattr(dep.call, "__permission__", None)
+            permission: object | None = getattr(dep.call, "__permission__", None)
             if permission is not None:
                 return permission
             found = walk(dep)

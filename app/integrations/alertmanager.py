@@ -73,11 +73,14 @@ class AlertmanagerPayload(BaseModel):
     truncatedAlerts: int = 0
 
 
+AlertAction = Literal["opened", "refreshed", "resolved", "not_active"]
+
+
 class ReceivedAlert(BaseModel):
     fingerprint: str
     component: str
     known_component: bool
-    action: Literal["opened", "refreshed", "resolved", "not_active"]
+    action: AlertAction
     alert_id: int | None
 
 
@@ -125,6 +128,7 @@ class AlertmanagerReceiver:
             if component_id is None and component not in unknown:
                 unknown.append(component)
             fingerprint = _fingerprint(am)
+            action: AlertAction
             if am.status == "resolved":
                 ended = am.endsAt.isoformat() if am.endsAt else "now"
                 alert = await self.alerts.resolve_fingerprint(

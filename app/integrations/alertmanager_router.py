@@ -35,7 +35,8 @@ def _check_token(request: Request, settings: Settings) -> None:
 async def alertmanager_webhook(
     request: Request, session: SessionDep, settings: SettingsDep, events: EventsDep
 ) -> ReceiverResult:
-    """Alertmanager webhook payload (version 4): firing alerts open or refresh guard alerts, resolved ones resolve."""
+    """Alertmanager webhook payload (version 4): firing alerts open or refresh guard alerts, resolved
+    ones resolve."""
     _check_token(request, settings)
     try:
         payload = AlertmanagerPayload.model_validate_json(await request.body())

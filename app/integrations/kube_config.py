@@ -69,6 +69,8 @@ def _load_client_cert(ctx: ssl.SSLContext, cfg: KubeConfig) -> None:
         key = cfg.client_key_file or _write_private(Path(tmp, "key.pem"), cfg.client_key_data)
         if key is None:
             raise KubeConfigError("client certificate given without a client key")
+        if cert is None:  # the caller loads only when a certificate is given
+            raise KubeConfigError("client key given without a client certificate")
         ctx.load_cert_chain(cert, key)
 
 

@@ -35,7 +35,8 @@ class GuardMetrics:
         self.login_failures = Counter(f"{PREFIX}_login_failures_total", "Failed login attempts.", registry=r)
         self.ratelimit_storage_errors = Counter(
             f"{PREFIX}_ratelimit_storage_errors_total",
-            "Rate-limit storage (Redis) calls that failed or timed out; limits were enforced in memory instead.",
+            "Rate-limit storage (Redis) calls that failed or timed out; "
+            "limits were enforced in memory instead.",
             registry=r,
         )
         self.ratelimit_fallback = Gauge(

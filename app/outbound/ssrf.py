@@ -169,7 +169,7 @@ def check_url(url: str, allow: Iterable[str] | SSRFPolicy | None = ()) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
-    _check_addresses(host, [info[4][0] for info in infos], policy)
+    _check_addresses(host, [str(info[4][0]) for info in infos], policy)
 
 
 async def check_url_async(
@@ -194,7 +194,7 @@ async def check_url_async(
         raise UnsafeURL(f"cannot resolve host {host!r}: timeout after {timeout:g}s") from None
     except (OSError, UnicodeError) as exc:
         raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
-    _check_addresses(host, [info[4][0] for info in infos], policy)
+    _check_addresses(host, [str(info[4][0]) for info in infos], policy)
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:
@@ -249,7 +249,8 @@ class SafeResolver(AbstractResolver):
                 safe.append(r)
         if not safe:
             raise UnsafeConnection(
-                f"refused by SSRF policy: {host!r} resolves only to unsafe addresses ({'; '.join(reasons[:3])})"
+                f"refused by SSRF policy: {host!r} resolves only to unsafe addresses "
+                f"({'; '.join(reasons[:3])})"
             )
         return safe
 

@@ -83,7 +83,7 @@ def compose(rt: Runtime) -> None:
     registry = StrategyRegistry(settings, secret_box=rt.secret_box)
     engine: HealingEngine | None = None
     if settings.healing.enabled:
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
         closed: set[int] = set()
         engine = HealingEngine(
             core,

@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -65,7 +65,7 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
-async def check_database_reachable(engine: AsyncEngine, settings: Settings) -> None:
+async def check_database_reachable(engine: AsyncEngine) -> None:
     """At boot the guard refuses to start without its database (a clear message, exit non-zero; the
     orchestrator retries). Once running, an outage is degraded mode, not a crash."""
     try:
@@ -86,20 +86,22 @@ async def check_database_reachable(engine: AsyncEngine, settings: Settings) -> N
 ServiceBuilder = Callable[[Runtime], list[LoopService]]
 
 
-def make_lifespan(state: Runtime, build_services: ServiceBuilder | None = None):
+def make_lifespan(
+    state: Runtime, build_services: ServiceBuilder | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Runtime]]]:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Runtime]]:
         # Before anything else: SQLite mode is single-replica (a second process on the file is refused).
         sqlite_lock = acquire_sqlite_lock(state.settings.database_url)
         try:
-            async with _lifespan_body(app) as value:
+            async with _lifespan_body() as value:
                 yield value
         finally:
             if sqlite_lock is not None:
                 sqlite_lock.release()
 
     @asynccontextmanager
-    async def _lifespan_body(app: FastAPI) -> AsyncIterator[dict]:
+    async def _lifespan_body() -> AsyncIterator[dict[str, Runtime]]:
         settings = state.settings
         if problems := production_problems(settings):
             raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
@@ -116,7 +118,7 @@ def make_lifespan(state: Runtime, build_services: ServiceBuilder | None = None):
         state.engine = create_engine(settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         try:
-            await check_database_reachable(state.engine, settings)
+            await check_database_reachable(state.engine)
             await check_schema(state.engine)
             state.schema_ok = True
             state.metrics.up.set(1)

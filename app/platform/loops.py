@@ -12,6 +12,10 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.observability.metrics import GuardMetrics
 
 log = logging.getLogger("pipeline_guard.background")
 
@@ -19,12 +23,12 @@ log = logging.getLogger("pipeline_guard.background")
 class LoopService(ABC):
     name: str = "loop"
 
-    def __init__(self, interval: float, *, metrics=None):
+    def __init__(self, interval: float, *, metrics: GuardMetrics | None = None) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.interval = interval
         self.metrics = metrics
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.iterations = 0
         self.overruns = 0
@@ -35,17 +39,17 @@ class LoopService(ABC):
     async def run_once(self) -> None:
         """One iteration. Raise freely: the loop logs and carries on."""
 
-    async def on_start(self) -> None:  # an optional hook: empty on purpose, not abstract
+    async def on_start(self) -> None:  # noqa: B027  an optional hook: empty on purpose, not abstract
         """Called once before the first iteration."""
 
-    async def on_stop(self) -> None:  # an optional hook: empty on purpose, not abstract
+    async def on_stop(self) -> None:  # noqa: B027  an optional hook: empty on purpose, not abstract
         """Called once after the last iteration (also after cancellation)."""
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def start(self, loops: int | None = None) -> asyncio.Task:
+    def start(self, loops: int | None = None) -> asyncio.Task[None]:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         self._stopping = asyncio.Event()
@@ -98,12 +102,10 @@ class LoopService(ABC):
                         "%s overran its %.1fs interval (took %.2fs)", self.name, self.interval, now - started
                     )
                     next_start = now
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._stopping.wait(), timeout=next_start - now if next_start > now else 0
                     )
-                except TimeoutError:
-                    pass
         finally:
             await self.on_stop()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.tokens import PasswordHasher, TokenCodec
 from app.config.settings import Settings
@@ -42,7 +42,7 @@ class Core:
 
     settings: Settings
     metrics: GuardMetrics
-    sessionmaker: async_sessionmaker
+    sessionmaker: async_sessionmaker[AsyncSession]
     events: EventBus
 
 
@@ -90,7 +90,7 @@ class Runtime:
     metrics: GuardMetrics
     limiter: RateLimiter | None
     engine: AsyncEngine | None = None
-    sessionmaker: async_sessionmaker | None = None
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None
     codec: TokenCodec | None = None
     hasher: PasswordHasher | None = None
     secret_box: SecretBox | None = None
