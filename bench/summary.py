@@ -89,7 +89,7 @@ async def run(url: str, n: int, repeats: int) -> None:
                     )
                 ).one()
                 return time.perf_counter() - t, dict(
-                    zip(("count", "mean", "min", "max", "stddev", "p50", "p95", "p99"), row)
+                    zip(("count", "mean", "min", "max", "stddev", "p50", "p95", "p99"), row, strict=True)
                 )
 
         cpu_times: list[

@@ -93,7 +93,7 @@ class HttpCheck(CheckKind):
     name: ClassVar[str] = "http"
     self_bounded: ClassVar[bool] = True  # bounded_request: one timeout over the whole exchange
 
-    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:  # noqa: ARG002  CheckType.validate interface
         params = require_mapping(params)
         errs = ConfigErrors()
         out: dict[str, Any] = {}

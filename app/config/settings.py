@@ -195,11 +195,11 @@ class Settings(BaseSettings):
     @classmethod
     def settings_customise_sources(
         cls,
-        settings_cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],  # noqa: ARG003  pydantic-settings hook, passed by keyword
         init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Only explicit arguments: load_settings() merges file and environment itself so that
         # precedence and error paths stay in one readable place.

@@ -10,6 +10,7 @@ replica (SQLite) and on three replicas sharing Postgres."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import sqlite3
@@ -68,10 +69,8 @@ class Stages:
 
     def stop(self) -> None:
         for name, _ in STAGES:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(int((self.state / f"{name}.pid").read_text()), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
 
     def declared(self) -> list[dict]:
         out = []
