@@ -283,5 +283,8 @@ class HttpCheck(CheckKind):
             return f"json_path {path}: not found"
         expected = params["json_expected"]
         if not _matches(value, expected):
-            return f"json_path {path}: got {short(json.dumps(value), 60)}, expected {short(json.dumps(expected), 60)}"
+            return (
+                f"json_path {path}: got {short(json.dumps(value), 60)}, expected "
+                f"{short(json.dumps(expected), 60)}"
+            )
         return None

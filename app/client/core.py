@@ -90,7 +90,8 @@ class RetryPolicy:
     backoff: float = 0.5
 
     def delay(self, attempt: int, response: httpx.Response | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based): Retry-After, else exponential + jitter."""
+        """Seconds to wait before retry number ``attempt`` (0-based): Retry-After, else exponential +
+        jitter."""
         if response is not None:
             hinted = retry_after_seconds(response)
             if hinted is not None:
@@ -166,7 +167,8 @@ class MetricPoint:
 
     @classmethod
     def coerce(cls, point: Any) -> MetricPoint:
-        """A MetricPoint from a MetricPoint, a dict or a (component, metric_name, value[, labels[, ts]]) tuple."""
+        """A MetricPoint from a MetricPoint, a dict or a (component, metric_name, value[, labels[, ts]])
+        tuple."""
         if isinstance(point, MetricPoint):
             return point
         if isinstance(point, Mapping):

@@ -76,7 +76,8 @@ class Exchange:
         return delay
 
     def response(self, response: httpx.Response) -> tuple[str, Any]:
-        """(RETRY, seconds) / (RELOGIN, None) / (DONE, parsed body); raises GuardAPIError on a final 4xx/5xx."""
+        """(RETRY, seconds) / (RELOGIN, None) / (DONE, parsed body); raises GuardAPIError on a final
+        4xx/5xx."""
         client, status = self.client, response.status_code
         if (
             status == 401
@@ -175,7 +176,8 @@ class ClientSettings:
         self._buffer: list[MetricPoint] = []
 
     def call_deadline(self) -> float:
-        """The deadline of the next call: once closing, one request's timeout at most (the pipeline is exiting)."""
+        """The deadline of the next call: once closing, one request's timeout at most (the pipeline is
+        exiting)."""
         return min(self.deadline, self.timeout) if self.is_closing() else self.deadline
 
     def is_closing(self) -> bool:

@@ -187,7 +187,8 @@ class GuardClient(ClientSettings, Operations[Any]):
     def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
     ) -> Any:
-        """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error handling."""
+        """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error
+        handling."""
         return self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
 
     # --- metrics ----------------------------------------------------------------------------

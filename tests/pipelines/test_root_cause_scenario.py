@@ -247,7 +247,8 @@ def check(result: dict, label: str) -> None:
     print(
         f"\n[{label}] kill db -> first notification {result['first_notification_s']:.1f}s, all three healthy "
         f"{result['healed_after_s']:.1f}s; notifications {dict(result['by_kind'])}; restarts "
-        f"{dict(result['restarts'])}; attempts {collections.Counter(a['component'] for a in result['attempts'])}"
+        f"{dict(result['restarts'])}; attempts "
+        f"{collections.Counter(a['component'] for a in result['attempts'])}"
     )
     assert [p["alert"]["component"] for p in firing] == ["db"], result["by_kind"]
     assert firing[0]["alert"]["affected"] == ["etl", "report"]
