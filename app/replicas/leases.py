@@ -103,7 +103,7 @@ class PostgresLeases:
         rows = await session.execute(
             select(Component.id, Component.region).where(Component.enabled.is_(True))
         )
-        return dict(rows)
+        return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
 
     async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
         if not ids:
@@ -118,7 +118,7 @@ class PostgresLeases:
         rows = await session.execute(
             _RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]}
         )
-        return dict(rows)
+        return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
 
     async def release(
         self,
