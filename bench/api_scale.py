@@ -192,7 +192,8 @@ def main() -> None:
         small, large = per[args.small], per[args.large]
         for n, r in ((args.small, small), (args.large, large)):
             print(
-                f"  {path:32s} n={n:<6d} p50 {pct(r['lat'], 0.5) * 1000:7.2f} ms  p99 {pct(r['lat'], 0.99) * 1000:7.2f} ms"
+                f"  {path:32s} n={n:<6d} p50 {pct(r['lat'], 0.5) * 1000:7.2f} ms  p99 "
+                f"{pct(r['lat'], 0.99) * 1000:7.2f} ms"
                 f"  (p99 per round {min(r['p99']) * 1000:.1f}-{max(r['p99']) * 1000:.1f})"
                 f"  cpu/request {statistics.median(r['cpu']) * 1000:6.2f} ms  body {r['size']:,} B"
             )

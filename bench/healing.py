@@ -218,7 +218,8 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     (
                         await session.execute(
                             text(
-                                "SELECT incident_id, MIN(started_at) FROM healing_attempts GROUP BY incident_id"
+                                "SELECT incident_id, MIN(started_at) FROM healing_attempts "
+                                "GROUP BY incident_id"
                             )
                         )
                     ).all()
@@ -258,7 +259,8 @@ async def diagnose(state, name: str, status: str | None) -> str:
         incidents = (
             await session.execute(
                 text(
-                    "SELECT status, reason FROM healing_incidents WHERE component = :c ORDER BY incident_id DESC LIMIT 2"
+                    "SELECT status, reason FROM healing_incidents WHERE component = :c "
+                    "ORDER BY incident_id DESC LIMIT 2"
                 ),
                 {"c": name},
             )
@@ -397,7 +399,8 @@ def main() -> None:
                 continue
             bound = period * threshold + r["action_s"] + period
             print(
-                f"  crash -> verified healthy {r['break_to_healthy_s']:.2f} s (incident -> healthy {r['ttr_s']:.2f} s)"
+                f"  crash -> verified healthy {r['break_to_healthy_s']:.2f} s (incident -> healthy "
+                f"{r['ttr_s']:.2f} s)"
                 f"   bound period*threshold + action + period = {bound:.2f} s"
                 f"   (ratio {r['break_to_healthy_s'] / bound:.2f}; alert resolved: {r['resolved']})"
             )

@@ -146,18 +146,22 @@ def main() -> None:
     load1 = Path("/proc/loadavg").read_text().split()[:3]
     ratios = sorted(g / ((bare_rates[i] + bare_rates[i + 1]) / 2) for i, g in enumerate(guard_rates))
     print(
-        f"GET /health, wrk 1 thread {args.connections} connections, {args.rounds} paired rounds of {args.seconds:g} s"
+        f"GET /health, wrk 1 thread {args.connections} connections, {args.rounds} paired rounds of "
+        f"{args.seconds:g} s"
         f"  (load {' '.join(load0)} -> {' '.join(load1)}, {os.cpu_count()} cores; cwd {ROOT.name})"
         f"{'; guard ' + ' '.join(args.guard_env) if args.guard_env else ''}"
     )
     print(
-        f"  bare FastAPI  median {statistics.median(bare_rates):7.0f} req/s  ({min(bare_rates):.0f}-{max(bare_rates):.0f})"
+        f"  bare FastAPI  median {statistics.median(bare_rates):7.0f} req/s  "
+        f"({min(bare_rates):.0f}-{max(bare_rates):.0f})"
     )
     print(
-        f"  guard         median {statistics.median(guard_rates):7.0f} req/s  ({min(guard_rates):.0f}-{max(guard_rates):.0f})"
+        f"  guard         median {statistics.median(guard_rates):7.0f} req/s  "
+        f"({min(guard_rates):.0f}-{max(guard_rates):.0f})"
     )
     print(
-        f"  guard/bare    median {statistics.median(ratios):.2f}  ({ratios[0]:.2f}-{ratios[-1]:.2f})  target >= 0.8"
+        f"  guard/bare    median {statistics.median(ratios):.2f}  ({ratios[0]:.2f}-{ratios[-1]:.2f})  "
+        "target >= 0.8"
     )
 
 

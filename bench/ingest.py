@@ -212,12 +212,14 @@ def main() -> None:
             ratios.append(raw_s / http_s)
             cpus.append(app_cpu / args.points * 1e6)
             print(
-                f"  pg round {r + 1}: raw COPY {args.points / raw_s:,.0f} rows/s, HTTP {args.points / http_s:,.0f} "
+                f"  pg round {r + 1}: raw COPY {args.points / raw_s:,.0f} rows/s, HTTP "
+                f"{args.points / http_s:,.0f} "
                 f"points/s (app CPU {cpus[-1]:.1f} us/point) -> ratio {ratios[-1]:.2f}",
                 flush=True,
             )
         print(
-            f"postgres, {args.points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} paired "
+            f"postgres, {args.points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} "
+            "paired "
             f"rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.8); app CPU us/point {spread(cpus)}"
         )
 

@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from nab_designs import designs
-from nab_scoring import PROFILES, score_corpus
+from nab_designs import designs  # noqa: E402  needs the sys.path entries above
+from nab_scoring import PROFILES, score_corpus  # noqa: E402  needs the sys.path entries above
 
 
 def _default_nab_dir() -> Path:
@@ -107,7 +107,7 @@ def run(corpus, factory: Callable[[], object]) -> tuple[dict, float, dict[str, l
         det = factory()
         score = det.score
         t0 = time.perf_counter()
-        scores = [score(t, v) for t, v in zip(ts, vals)]
+        scores = [score(t, v) for t, v in zip(ts, vals, strict=True)]
         elapsed += time.perf_counter() - t0
         points += len(vals)
         series.append((scores, spans))
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, per_file = results[0][1], results[0][3]
     if args.per_file:
         thr = ours["standard"].threshold
-        for name, ts, vals, spans in corpus:
+        for name, _ts, _vals, spans in corpus:
             hits = [i for i, s in enumerate(per_file[name]) if s >= thr]
             print(f"{name}: windows={spans} detections={hits}")
     return 0

@@ -46,11 +46,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from nab import DEFAULT_NAB_DIR, WindowedGaussian, load_corpus
-from nab_designs import designs, fold_summary
-from nab_scoring import PROFILES, label_rows, probation_rows, score_corpus
+from nab import DEFAULT_NAB_DIR, WindowedGaussian, load_corpus  # noqa: E402  needs the sys.path entries above
+from nab_designs import designs, fold_summary  # noqa: E402  needs the sys.path entries above
+from nab_scoring import PROFILES, label_rows, probation_rows, score_corpus  # noqa: E402  needs the sys.path entries above
 
-from app.detection.anomaly import AnomalyDetector
+from app.detection.anomaly import AnomalyDetector  # noqa: E402  needs the sys.path entries above
 
 # Multiplicative steps around each default (rounded for ints). Parameters absent from the
 # detector's signature are skipped, so the sweep follows the detector as it changes.
@@ -90,7 +90,7 @@ class File:
 
     def rows(self, scores: Sequence[float]) -> list[Row]:
         """Rows that can ever be detected (score > 0): a threshold <= 0 fires on every point."""
-        return [(s, r, w) for s, (r, w) in zip(scores[self.start :], self.labels) if s > 0.0]
+        return [(s, r, w) for s, (r, w) in zip(scores[self.start :], self.labels, strict=True) if s > 0.0]
 
 
 def sweep(rows: list[Row], n_windows: int, w: dict[str, float]) -> tuple[float, float]:
@@ -151,7 +151,7 @@ class Runner:
             for f in self.files:
                 score = self.make(cfg).score  # type: ignore[attr-defined]
                 t0 = time.perf_counter()
-                scores = [score(t, v) for t, v in zip(f.ts, f.vals)]
+                scores = [score(t, v) for t, v in zip(f.ts, f.vals, strict=True)]
                 elapsed += time.perf_counter() - t0
                 points += len(scores)
                 out.append(f.rows(scores))
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             results = [cross_validate(ours, cands, folds) for folds in fold_sets]
             _print_cv(row, f"held-out, {label}, {mode}", results)
             if label.startswith("leave") and mode != "threshold only":
-                for cat_idx, (cfg, thr) in zip(category_folds(files), results[0][1]):
+                for cat_idx, (cfg, thr) in zip(category_folds(files), results[0][1], strict=True):
                     print(
                         f"    held out {files[cat_idx[0]].category:<22} chose {fmt_cfg(cfg, base)}"
                         f" @ {thr:.3f}"
@@ -412,7 +412,7 @@ def held_out_folds(
     per_fold: dict[str, float | None] = {}
     false_alarms = 0
     w = PROFILES["standard"]
-    for test, (_, thr) in zip(folds, choices):
+    for test, (_, thr) in zip(folds, choices, strict=True):
         rows = [r for i in test for r in runner.get(())[i]]
         nw = sum(runner.files[i].n_windows for i in test)
         cat = runner.files[test[0]].category
@@ -444,14 +444,17 @@ def designs_table(files: list[File]) -> None:
         )
         print(
             "    "
-            + "  ".join(f"{c}: {'-' if v is None else f'{v:.1f}'}" for c, v in zip(cats, per_fold.values()))
+            + "  ".join(
+                f"{c}: {'-' if v is None else f'{v:.1f}'}"
+                for c, v in zip(cats, per_fold.values(), strict=False)
+            )
         )
     print("(FAs: detections at the transferred threshold in held-out categories without windows)")
 
 
 def _scores(f: File, runner: Runner, cfg: Config) -> list[float]:
     det = runner.make(cfg)
-    return [det.score(t, v) for t, v in zip(f.ts, f.vals)]  # type: ignore[attr-defined]
+    return [det.score(t, v) for t, v in zip(f.ts, f.vals, strict=True)]  # type: ignore[attr-defined]
 
 
 def _print_cv(row: str, label: str, results: list[tuple[dict[str, float], list]]) -> None:

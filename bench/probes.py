@@ -7,14 +7,14 @@ Baseline in the same run: Prometheus blackbox_exporter probing the same targets 
     .venv/bin/python bench/probes.py -n 20000 --interval 10 --rounds 6  # the target: 20k @ 10 s
     .venv/bin/python bench/probes.py -n 20000 --interval 10 --postgres postgresql://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/probes.py -n 20000 --also-n 10000 ...        # the same bench at 10k too
-    .venv/bin/python bench/probes.py --app-dir /tmp/base ...            # serve another commit's tree (before/after)
+    .venv/bin/python bench/probes.py --app-dir /tmp/base ...            # another commit's tree (before/after)
 
-The components are written straight into a scratch database (a SQLite file in a temp dir, or a
-Postgres database made beside --postgres) with their states healthy, as a running fleet's are after
-a restart (`--cold`: unknown, a first deployment, where every first result is a transition whose
-events the alert and healing subscribers handle one by one); the guard is started on it, and measured after it has
-loaded every component and run one interval. Then `--rounds` windows of `--round-s` seconds (default:
-one interval), each giving, from outside the process:
+The components are written straight into a scratch database (a SQLite file in a temp dir, or a Postgres
+database made beside --postgres) with their states healthy, as a running fleet's are after a restart
+(`--cold`: unknown, a first deployment, where every first result is a transition whose events the alert and
+healing subscribers handle one by one); the guard is started on it, and measured after it has loaded every
+component and run one interval. Then `--rounds` windows of `--round-s` seconds (default: one interval), each
+giving, from outside the process:
 
 - stored/s (rows added to check_results) vs expected (N / interval) and vs probes run,
 - schedule lag p50/p99 (the guard's last 20,000 start-minus-due times, /api/v1/status/detailed),
@@ -261,7 +261,8 @@ def report(n: int, args, guard: dict) -> None:
         f"  stored/expected {statistics.median(r['stored_per_s'] for r in rounds) / expected:.2f}"
     )
     print(
-        f"  lag p50 {spread(rounds, 'lag_p50', '.1f', 1000)} ms  p99 {spread(rounds, 'lag_p99', '.1f', 1000)} ms"
+        f"  lag p50 {spread(rounds, 'lag_p50', '.1f', 1000)} ms  p99 "
+        f"{spread(rounds, 'lag_p99', '.1f', 1000)} ms"
     )
     print(
         f"  rss {spread(rounds, 'rss_mb')} MB (peak {guard['peak_rss_mb']:.0f} MB)"
@@ -269,7 +270,8 @@ def report(n: int, args, guard: dict) -> None:
         f"  probes per CPU-second {spread(rounds, 'probes_per_cpu_s')}"
     )
     print(
-        f"  buffered at round ends {spread(rounds, 'buffered')}  dropped {rounds[-1]['dropped'] if rounds else 0}"
+        f"  buffered at round ends {spread(rounds, 'buffered')}  dropped "
+        f"{rounds[-1]['dropped'] if rounds else 0}"
         f"  lock failures (whole run, any loop) {guard['lock_failures']} {guard['first_lock'] or ''}"
     )
     print(
@@ -335,7 +337,8 @@ def main() -> None:
     )
     if blackbox:
         print(
-            f"blackbox_exporter at {args.n / args.interval:.0f} probes/s asked: run/s {spread(blackbox, 'run_per_s')}"
+            f"blackbox_exporter at {args.n / args.interval:.0f} probes/s asked: run/s "
+            f"{spread(blackbox, 'run_per_s')}"
             f"  cpu/probe {spread(blackbox, 'cpu_ms_per_probe', '.3f')} ms"
             f"  probes per CPU-second {spread(blackbox, 'probes_per_cpu_s')}"
         )

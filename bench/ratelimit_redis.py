@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _server import Server, free_port
+from _server import Server, free_port  # noqa: E402  needs the sys.path entries above
 
 
 def hanging_server() -> int:

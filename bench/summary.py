@@ -83,13 +83,14 @@ async def run(url: str, n: int, repeats: int) -> None:
                             "percentile_cont(0.5) WITHIN GROUP (ORDER BY value), "
                             "percentile_cont(0.95) WITHIN GROUP (ORDER BY value), "
                             "percentile_cont(0.99) WITHIN GROUP (ORDER BY value) FROM metric_points "
-                            "WHERE component = 'etl' AND metric_name = 'latency_seconds' AND ts >= :lo AND ts < :hi"
+                            "WHERE component = 'etl' AND metric_name = 'latency_seconds' "
+                            "AND ts >= :lo AND ts < :hi"
                         ),
                         {"lo": lo, "hi": hi},
                     )
                 ).one()
                 return time.perf_counter() - t, dict(
-                    zip(("count", "mean", "min", "max", "stddev", "p50", "p95", "p99"), row)
+                    zip(("count", "mean", "min", "max", "stddev", "p50", "p95", "p99"), row, strict=True)
                 )
 
         cpu_times: list[
@@ -131,8 +132,10 @@ async def run(url: str, n: int, repeats: int) -> None:
     hour_raw_p50 = statistics.median(hour_raw_times) * 1000
     print(
         f"one-hour window ({hour['count']:,} points), {repeats} paired rounds: service p50 {hour_p50:.2f} ms "
-        f"(min {min(hour_times) * 1000:.2f}, max {max(hour_times) * 1000:.2f}; target <= 5 ms) vs raw percentile_cont "
-        f"p50 {hour_raw_p50:.1f} ms (min {min(hour_raw_times) * 1000:.1f}, max {max(hour_raw_times) * 1000:.1f}); "
+        f"(min {min(hour_times) * 1000:.2f}, max {max(hour_times) * 1000:.2f}; target <= 5 ms) vs raw "
+        "percentile_cont "
+        f"p50 {hour_raw_p50:.1f} ms (min {min(hour_raw_times) * 1000:.1f}, max "
+        f"{max(hour_raw_times) * 1000:.1f}); "
         f"max quantile error {herr * 100:.3f}%; load {os.getloadavg()[0]:.2f} (1 min)"
     )
     print(

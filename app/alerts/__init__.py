@@ -1,1 +1,2 @@
-"""Alerts: fingerprinted, deduplicated conditions with a lifecycle (firing, acknowledged, silenced, resolved)."""
+"""Alerts: fingerprinted, deduplicated conditions with a lifecycle (firing, acknowledged, silenced,
+resolved)."""

@@ -38,9 +38,8 @@ def anomaly_fingerprint(
     component: str, metric: str, rule_id: int | None, rule_kind: str, labels: dict[str, str]
 ) -> str:
     rule = rule_id if rule_id is not None else rule_kind
-    return f"anomaly:{component}:{metric}:{rule}:{json.dumps(labels or {}, sort_keys=True, separators=(',', ':'))}"[
-        :200
-    ]
+    key = json.dumps(labels or {}, sort_keys=True, separators=(",", ":"))
+    return f"anomaly:{component}:{metric}:{rule}:{key}"[:200]
 
 
 async def root_cause_context(

@@ -296,7 +296,7 @@ class HeartbeatCheck(CheckKind):
     # Spellings validate() accepts and turns into another key (``period: 1h`` -> ``period_s: 3600``).
     aliases: ClassVar[frozenset[str]] = frozenset(_DURATION_ALIASES)
 
-    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:  # noqa: ARG002  CheckType.validate interface; heartbeat params need no context
         return validate_heartbeat_params(params)
 
     async def probe(self, params: dict[str, Any], ctx: CheckContext) -> CheckResult:

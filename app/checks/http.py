@@ -93,7 +93,7 @@ class HttpCheck(CheckKind):
     name: ClassVar[str] = "http"
     self_bounded: ClassVar[bool] = True  # bounded_request: one timeout over the whole exchange
 
-    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:  # noqa: ARG002  CheckType.validate interface
         params = require_mapping(params)
         errs = ConfigErrors()
         out: dict[str, Any] = {}
@@ -283,5 +283,8 @@ class HttpCheck(CheckKind):
             return f"json_path {path}: not found"
         expected = params["json_expected"]
         if not _matches(value, expected):
-            return f"json_path {path}: got {short(json.dumps(value), 60)}, expected {short(json.dumps(expected), 60)}"
+            return (
+                f"json_path {path}: got {short(json.dumps(value), 60)}, expected "
+                f"{short(json.dumps(expected), 60)}"
+            )
         return None

@@ -44,7 +44,7 @@ def published_callables() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _published(path: tuple[str, ...]) -> frozenset[str]:
+def _published(path: tuple[str, ...]) -> frozenset[str]:  # noqa: ARG001  the lru_cache key: a changed sys.path rescans
     # Scanning every installed distribution costs milliseconds; a plugin check may run every few
     # seconds. Keyed by sys.path so a newly added path is seen.
     return frozenset(ep.value.replace(" ", "") for ep in entry_points(group=ENTRY_POINT_GROUP))

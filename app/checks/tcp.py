@@ -27,7 +27,7 @@ CLOSE_TIMEOUT_S = 1.0
 class TcpCheck(CheckKind):
     name: ClassVar[str] = "tcp"
 
-    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:
+    def validate(self, params: Mapping[str, Any], ctx: CheckContext | None = None) -> dict[str, Any]:  # noqa: ARG002  CheckType.validate interface
         params = require_mapping(params)
         errs = ConfigErrors()
         host = params.get("host")

@@ -201,7 +201,8 @@ def add(
 @app.command("ping-url")
 @http_command
 def ping_url(conn: Connection, name: str) -> None:
-    """Make a new ping URL for a heartbeat component (the previous one stops working) and show how to use it."""
+    """Make a new ping URL for a heartbeat component (the previous one stops working) and show how to use
+    it."""
     token = conn.call("request", "POST", f"/api/v1/components/{name}/ping-token")["token"]
     url = f"{conn.url}/ping/{token}"
     if conn.json_output:

@@ -149,7 +149,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def http_command(func: Callable) -> Callable:
-    """Give a command ``--url``, ``--token`` and ``--json``; pass it a Connection; turn errors into one line."""
+    """Give a command ``--url``, ``--token`` and ``--json``; pass it a Connection; turn errors into one
+    line."""
     signature = inspect.signature(func)
     params = [p for name, p in signature.parameters.items() if name != "conn"]
     extra = [

@@ -118,7 +118,8 @@ def baselines(
 def analyze(
     conn: Connection, component: str, since: Annotated[str, typer.Option(help="window like 1h, 24h")] = "1h"
 ) -> None:
-    """Each series of COMPONENT: latest value, summary over the window, and its baseline (the seed's --analyze)."""
+    """Each series of COMPONENT: latest value, summary over the window, and its baseline (the seed's
+    --analyze)."""
     rows: list[dict[str, Any]] = []
     with conn.client() as client:
         series = items_of(client.get_latest_metrics(component))

@@ -15,24 +15,26 @@ import httpx
 from app.client import calls
 from app.client.core import (
     API,
-    DONE,
-    MAX_BUFFER_FACTOR,
-    RETRY,
     USER_AGENT,
-    ClientSettings,
-    Exchange,
     MetricPoint,
-    Stopwatch,
     chunks,
     clean_params,
     failure_message,
     heartbeat_body,
     log,
+    segment,
+)
+from app.client.exchange import (
+    DONE,
+    MAX_BUFFER_FACTOR,
+    RETRY,
+    ClientSettings,
+    Exchange,
+    Stopwatch,
     rejected_for_good,
     report_failure,
     report_requeue,
     requeue,
-    segment,
 )
 from app.client.maintenance import AsyncMaintenance, Duration
 from app.client.operations import Operations

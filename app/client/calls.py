@@ -70,7 +70,8 @@ def get_metrics(
 def get_metric_summary(
     component: str, metric_name: str, since: str | float | None = None, start: When = None, end: When = None
 ) -> Call:
-    """count/min/max/mean/percentiles of one series (``since`` like ``1h`` or seconds, or ``start``/``end``)."""
+    """count/min/max/mean/percentiles of one series (``since`` like ``1h`` or seconds, or
+    ``start``/``end``)."""
     return Call(
         "GET",
         f"{API}/metrics/summary",

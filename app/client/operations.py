@@ -49,7 +49,8 @@ class Operations(Generic[R]):
         start: When = None,
         end: When = None,
     ) -> R:
-        """count/min/max/mean/percentiles of one series (``since`` like ``1h`` or seconds, or ``start``/``end``)."""
+        """count/min/max/mean/percentiles of one series (``since`` like ``1h`` or seconds, or
+        ``start``/``end``)."""
         return self._invoke(calls.get_metric_summary, component, metric_name, since, start, end)
 
     def get_latest_metrics(self, component: str | None = None, names: list[str] | None = None) -> R:
@@ -91,7 +92,8 @@ class Operations(Generic[R]):
         return self._invoke(calls.get_component, name)
 
     def create_component(self, spec: Mapping[str, Any]) -> R:
-        """Register a component: ``{"name", "description", "endpoint", "critical", "labels", "check", ...}``."""
+        """Register a component:
+        ``{"name", "description", "endpoint", "critical", "labels", "check", ...}``."""
         return self._invoke(calls.create_component, spec)
 
     def update_component(self, name: str, changes: Mapping[str, Any]) -> R:
@@ -120,7 +122,8 @@ class Operations(Generic[R]):
         limit: int = 100,
         offset: int = 0,
     ) -> R:
-        """Alerts, newest first; ``state``: firing, acknowledged, silenced or resolved (default: not resolved)."""
+        """Alerts, newest first; ``state``: firing, acknowledged, silenced or resolved (default: not
+        resolved)."""
         return self._invoke(
             calls.list_alerts, state=state, component=component, severity=severity, limit=limit, offset=offset
         )

@@ -18,24 +18,26 @@ import httpx
 from app.client import calls
 from app.client.core import (
     API,
-    DONE,
-    MAX_BUFFER_FACTOR,
-    RETRY,
     USER_AGENT,
-    ClientSettings,
-    Exchange,
     MetricPoint,
-    Stopwatch,
     chunks,
     clean_params,
     failure_message,
     heartbeat_body,
     log,
+    segment,
+)
+from app.client.exchange import (
+    DONE,
+    MAX_BUFFER_FACTOR,
+    RETRY,
+    ClientSettings,
+    Exchange,
+    Stopwatch,
     rejected_for_good,
     report_failure,
     report_requeue,
     requeue,
-    segment,
 )
 from app.client.maintenance import Duration, Maintenance
 from app.client.operations import Operations
@@ -185,7 +187,8 @@ class GuardClient(ClientSettings, Operations[Any]):
     def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
     ) -> Any:
-        """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error handling."""
+        """Any API call (``path`` like ``/api/v1/...``), with the client's auth, retries and error
+        handling."""
         return self._send(calls.Call(method.upper(), path, clean_params(params), json=json))
 
     # --- metrics ----------------------------------------------------------------------------

@@ -35,12 +35,17 @@ class ComponentBase(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     check: dict[str, Any] | None = Field(
         default=None,
-        description="How the component is observed: {kind: http|tcp|command|heartbeat|<plugin>, interval, timeout, ...}",
+        description=(
+            "How the component is observed: "
+            "{kind: http|tcp|command|heartbeat|<plugin>, interval, timeout, ...}"
+        ),
         examples=[{"kind": "http", "url": "http://127.0.0.1:9000/health", "interval": "30s"}],
     )
     recovery: dict[str, Any] | None = Field(
         default=None,
-        description="Ordered recovery strategies and policy (attempts, back-off, cooldown, breaker, dry_run...)",
+        description=(
+            "Ordered recovery strategies and policy (attempts, back-off, cooldown, breaker, dry_run...)"
+        ),
     )
     enabled: bool = True
     depends_on: list[str] = Field(

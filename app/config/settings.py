@@ -1,10 +1,10 @@
 """Configuration: defaults < YAML file < environment (PIPELINE_*) < explicit arguments.
 
-The YAML file keeps the seed's sections (``pipeline.monitoring``, ``healing``, ``security``,
-``caching``, ``compliance``, ``components``, ``maintenance``, ``rules``, ``channels``). Unknown keys are errors so a typo never
-passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from the environment before
-validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes
-accept ``512KB``, ``100MB``, ``1GiB`` or plain bytes.
+The YAML file keeps the seed's sections (``pipeline.monitoring``, ``healing``, ``security``, ``caching``,
+``compliance``, ``components``, ``maintenance``, ``rules``, ``channels``). Unknown keys are errors so a typo
+never passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from the environment before
+validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes accept
+``512KB``, ``100MB``, ``1GiB`` or plain bytes.
 
 Nothing here reads the environment at import time: ``load_settings()`` does, when called.
 """
@@ -195,11 +195,11 @@ class Settings(BaseSettings):
     @classmethod
     def settings_customise_sources(
         cls,
-        settings_cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],  # noqa: ARG003  pydantic-settings hook, passed by keyword
         init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Only explicit arguments: load_settings() merges file and environment itself so that
         # precedence and error paths stay in one readable place.
@@ -373,7 +373,8 @@ def production_problems(settings: Settings) -> list[str]:
     if not settings.security.encryption_key:
         problems.append(
             "PIPELINE_ENCRYPTION_KEY is required in production (channel secrets are encrypted with it; "
-            "generate one: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            "generate one: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())')"
         )
     if not settings.security.enabled:
         problems.append(

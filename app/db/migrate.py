@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def _migrations_dir() -> Path:
-    """The source tree's migrations/ (editable installs, the Docker image's /app), else $PIPELINE_MIGRATIONS_DIR."""
+    """The source tree's migrations/ (editable installs, the Docker image's /app), else
+    $PIPELINE_MIGRATIONS_DIR."""
     override = os.environ.get("PIPELINE_MIGRATIONS_DIR")
     if override:
         return Path(override)

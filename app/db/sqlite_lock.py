@@ -7,6 +7,7 @@ the process, refuses a second guard on the same file with a clear message.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -50,10 +51,8 @@ class SqliteLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)
-            except OSError:
-                pass
             os.close(self._fd)  # closing the description releases the flock
             self._fd = None
 

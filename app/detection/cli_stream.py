@@ -109,7 +109,7 @@ def detect_files(
     if len(inputs) > 1:
         out.mkdir(parents=True, exist_ok=True)
     total = 0
-    for src, dst in zip(inputs, targets):
+    for src, dst in zip(inputs, targets, strict=True):
         t0 = time.perf_counter()
         try:
             n = detect_csv(src, dst, progress=progress)

@@ -34,7 +34,8 @@ async def list_rules(_: CanReadMetrics, service: ServiceDep, component: str | No
     responses=error_responses(401, 403, 409, 422),
 )
 async def create_rule(data: RuleCreate, _: CanManageComponents, service: ServiceDep):
-    """threshold (operator, value, for_seconds) · anomaly (sensitivity) · trend (value, horizon_seconds, window_seconds)."""
+    """threshold (operator, value, for_seconds) · anomaly (sensitivity) · trend (value, horizon_seconds,
+    window_seconds)."""
     return await service.create(data)
 
 

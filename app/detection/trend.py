@@ -78,7 +78,7 @@ class TrendPredictor:
         sxx = sum((x - mx) ** 2 for x in xs)
         if sxx <= 0.0:
             return None
-        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+        sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
         syy = sum((y - my) ** 2 for y in ys)
         slope = sxy / sxx
         intercept = my - slope * mx

@@ -40,7 +40,7 @@ def _candidates(now: datetime, limit: int, exclude_channels: Collection[int] = (
 class ClaimStrategy(ABC):
     """How a sender claims due notifications: one strategy per dialect."""
 
-    async def now(self, session: AsyncSession) -> datetime:
+    async def now(self, session: AsyncSession) -> datetime:  # noqa: ARG002  overridden by dialects that ask the database
         return utcnow()
 
     @abstractmethod

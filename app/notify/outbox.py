@@ -3,10 +3,11 @@
 Claim (commit) -> send (no transaction open) -> record the outcome (commit, only if our claim still
 holds). Each claimed notification is delivered by its own task: the loop never waits for a send, so
 a receiver that hangs until the request timeout delays nobody else. A channel with
-``MAX_IN_FLIGHT_PER_CHANNEL`` sends open is left out of the next claims until one finishes (a dead
-receiver cannot take every slot), and at most ``MAX_IN_FLIGHT`` sends are open in all. A crash between claim and record leaves the row ``sending`` until its lease ends, then
-another sender (or this one after a restart) tries again with the same idempotency key, so a
-notification is never lost and receivers can drop the rare repeat.
+``MAX_IN_FLIGHT_PER_CHANNEL`` sends open is left out of the next claims until one finishes (a dead receiver
+cannot take every slot), and at most ``MAX_IN_FLIGHT`` sends are open in all. A crash between claim and
+record leaves the row ``sending`` until its lease ends, then another sender (or this one after a restart)
+tries again with the same idempotency key, so a notification is never lost and receivers can drop the rare
+repeat.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ class ChannelCreate(BaseModel):
         description="slack | webhook | email | pagerduty | opsgenie | teams | discord", examples=["slack"]
     )
     config: dict[str, Any] = Field(
-        description="slack: {url, channel?, username?}; webhook: {url, secret?, headers?}; email: {host, port?, "
+        description="slack: {url, channel?, username?}; webhook: {url, secret?, headers?}; "
+        "email: {host, port?, "
         "security?, username?, password?, from_address, to, subject_prefix?}; pagerduty: {routing_key, "
         "url?, source?}; opsgenie: {api_key, url?, tags?, source?}; teams: {url}; discord: {url, "
         "username?}. Stored encrypted, shown masked.",

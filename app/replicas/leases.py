@@ -103,7 +103,7 @@ class PostgresLeases:
         rows = await session.execute(
             select(Component.id, Component.region).where(Component.enabled.is_(True))
         )
-        return {cid: region for cid, region in rows}
+        return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
 
     async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
         if not ids:
@@ -118,7 +118,7 @@ class PostgresLeases:
         rows = await session.execute(
             _RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]}
         )
-        return {cid: epoch for cid, epoch in rows}
+        return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
 
     async def release(
         self,
@@ -232,26 +232,30 @@ class SingleReplicaLeases:
             self._ids, self._components = enabled, dict.fromkeys(enabled)
         return self._components
 
-    async def take(self, session, me, ids, ttl) -> list[Held]:
+    async def take(self, session, me, ids, ttl) -> list[Held]:  # noqa: ARG002  lease store interface
         return [Held(cid, 1, False) for cid in ids]
 
-    async def renew(self, session, me, held, ttl) -> dict[int, int]:
+    async def renew(self, session, me, held, ttl) -> dict[int, int]:  # noqa: ARG002  lease store interface
         return dict(held)
 
-    async def release(self, session, me, ids=None, due_in=None) -> None:
+    async def release(self, session, me, ids=None, due_in=None) -> None:  # noqa: ARG002  lease store interface
         return None
 
-    async def fence(self, session, me, component_id, epoch) -> None:
+    async def fence(self, session, me, component_id, epoch) -> None:  # noqa: ARG002  lease store interface
         return None
 
-    async def fence_writes(self, session, me, epochs) -> set[int]:
+    async def fence_writes(self, session, me, epochs) -> set[int]:  # noqa: ARG002  lease store interface
         return set(epochs)
 
-    async def owners(self, session) -> dict[str, list[int]]:
+    async def owners(self, session) -> dict[str, list[int]]:  # noqa: ARG002  lease store interface
         return {}
 
     async def summary(
-        self, session: AsyncSession, replicas: list[Replica], names_limit: int, ttl: float
+        self,
+        session: AsyncSession,
+        replicas: list[Replica],
+        names_limit: int,
+        ttl: float,  # noqa: ARG002  lease store interface
     ) -> dict[str, tuple[bool, int, list[str]]]:
         # The lock file guarantees one process: the active replica owns every enabled component.
         enabled = Component.enabled.is_(True)

@@ -27,6 +27,7 @@ else still holds polls every ``FAST_POLL_S`` until it has them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -293,10 +294,8 @@ class LeaseManager(LoopService):
                 type(exc).__name__,
                 self.ttl,
             )
-        try:
+        with contextlib.suppress(KeyError):
             self.state.metrics.replica_leases.remove(self.replica_id)
-        except KeyError:
-            pass
 
     async def _drain(self) -> None:
         scheduler = self.scheduler

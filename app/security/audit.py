@@ -78,7 +78,10 @@ def _secret_findings(settings: Settings) -> list[Finding]:
     problem = secret_key_problem(secret)
     if problem is None:
         return []
-    fix = "set PIPELINE_SECRET_KEY to a random value: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    fix = (
+        "set PIPELINE_SECRET_KEY to a random value: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    )
     if secret is None:
         severity = "critical" if settings.env == "production" else "medium"
         return [

@@ -87,8 +87,8 @@ def _restore_url(new: str, previous: str | None, field: str) -> str:
             details={
                 "problems": [
                     (
-                        f"{field}: {MASK} stands for a stored secret, and only while the URL keeps its scheme, host and "
-                        "port; send the real value"
+                        f"{field}: {MASK} stands for a stored secret, and only while the URL keeps its "
+                        "scheme, host and port; send the real value"
                     )
                 ]
             },
@@ -151,8 +151,8 @@ def seal_check(
                     details={
                         "problems": [
                             (
-                                f"check.headers.{name}: {MASK} stands for a stored secret, and only while the URL keeps its "
-                                "scheme, host and port; send the real value"
+                                f"check.headers.{name}: {MASK} stands for a stored secret, and only while "
+                                "the URL keeps its scheme, host and port; send the real value"
                             )
                         ]
                     },

@@ -1,4 +1,5 @@
-"""GET /api/v1/security/stats (admin): failed logins, locked accounts, rate-limit rejections, revoked tokens."""
+"""GET /api/v1/security/stats (admin): failed logins, locked accounts, rate-limit rejections, revoked
+tokens."""
 
 from __future__ import annotations
 

@@ -187,7 +187,7 @@ class StatusPageService:
             rows = await self.session.execute(
                 select(Component.name, Component.id).where(Component.name.in_(names))
             )
-            ids = {name: cid for name, cid in rows.all()}
+            ids = dict(rows.all())
         hours = bucket_starts(now, HOUR, 24)
         days = bucket_starts(now, DAY, 7)
         hourly = await self.status.uptime_buckets(hours, HOUR, list(ids.values()))

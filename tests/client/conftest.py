@@ -1,4 +1,5 @@
-"""Fixtures for the client SDK and HTTP CLI tests: a real guard, and a fault-injecting proxy in front of it."""
+"""Fixtures for the client SDK and HTTP CLI tests: a real guard, and a fault-injecting proxy in front of
+it."""
 
 from __future__ import annotations
 

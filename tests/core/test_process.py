@@ -37,7 +37,10 @@ async def test_timeout_kills_whole_group_including_grandchildren(proc_tools):
 
 async def test_sigterm_ignoring_child_is_killed(proc_tools):
     pid_alive, _ = proc_tools
-    script = "import signal,time,os; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(os.getpid(), flush=True); time.sleep(30)"
+    script = (
+        "import signal,time,os; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(os.getpid(), flush=True); time.sleep(30)"
+    )
     result = await run_command([sys.executable, "-c", script], timeout=0.5, kill_grace_s=0.3)
     assert result.timed_out
     assert not pid_alive(int(result.stdout.split()[0]))

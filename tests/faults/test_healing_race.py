@@ -32,7 +32,10 @@ def test_racing_replicas_heal_each_incident_once(cluster_factory):
     cluster.add(3)
     names = cluster.create_components(200, failing=True, recovery=True)
     started = time.monotonic()
-    healed = lambda: {n for _, n, _ in cluster.recorder.heals}
+
+    def healed():
+        return {n for _, n, _ in cluster.recorder.heals}
+
     assert cluster.wait_for(lambda: healed() >= set(names), 90, step=0.5), len(healed())
     took = time.monotonic() - started
     time.sleep(3)  # let any straggler (a duplicate) show up
@@ -96,7 +99,9 @@ def test_kill9_during_attempts_no_duplicate_no_lost_action(cluster_factory):
         victim.kill9()
         victim.start()
         victim.wait_healthy()
-    healed = lambda: {n for _, n, _ in cluster.recorder.heals}
+
+    def healed():
+        return {n for _, n, _ in cluster.recorder.heals}
 
     def escalated() -> set[str]:  # interrupted attempt + "healing exhausted" alert raised for its incident
         interrupted = {

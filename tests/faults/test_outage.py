@@ -17,7 +17,10 @@ def test_outage_degraded_mode_and_recovery(cluster_factory):
     cluster.create_components(20)
     headers = cluster.token()
     assert cluster.wait_for(lambda: len(cluster.leases()) == 20, 20)
-    count_results = lambda: cluster.sql("SELECT count(*) AS n FROM check_results")[0]["n"]
+
+    def count_results():
+        return cluster.sql("SELECT count(*) AS n FROM check_results")[0]["n"]
+
     assert cluster.wait_for(lambda: count_results() >= 20, 15)
 
     guard.proxy.cut()

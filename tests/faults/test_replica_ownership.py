@@ -109,7 +109,8 @@ def test_three_replicas_share_components_and_take_over(cluster_factory):
         print(f"    slowest: {n} probes (s after SIGTERM, replica) {who[n]}")
     hg = sorted(hand_gap.values())
     print(
-        f"    probing gap across the SIGTERM hand-over (check interval 1 s, jitter 10 %): max {max(gaps):.2f}s, "
+        "    probing gap across the SIGTERM hand-over (check interval 1 s, jitter 10 %): max "
+        f"{max(gaps):.2f}s, "
         f"median {sorted(gaps)[len(gaps) // 2]:.2f}s over {len(gaps)} components; last probe by the leaving "
         f"replica -> first by its successor: max {hg[-1]:.2f}s, median {hg[len(hg) // 2]:.2f}s"
     )

@@ -53,7 +53,8 @@ def test_defaults_without_file_or_environment():
 def test_file_then_environment_precedence(tmp_path):
     path = tmp_path / "guard.yaml"
     path.write_text(
-        "pipeline:\n  monitoring:\n    interval: 15s\n    health_check_timeout: 3s\nhealing:\n  enabled: true\n"
+        "pipeline:\n  monitoring:\n    interval: 15s\n    health_check_timeout: 3s\n"
+        "healing:\n  enabled: true\n"
     )
     settings = load_settings(
         path, environ={"PIPELINE_MONITORING_INTERVAL": "45s", "PIPELINE_HEALING_ENABLED": "false"}

@@ -29,7 +29,7 @@ def problems(r) -> list[str]:
 
 async def names(guard) -> dict[str, list[str]]:
     async with guard.session() as session:
-        return {n: d for n, d in (await session.execute(select(Component.name, Component.depends_on))).all()}
+        return dict((await session.execute(select(Component.name, Component.depends_on))).all())
 
 
 async def test_api_accepts_a_graph_and_refuses_unknown_names_and_cycles(guard):

@@ -147,7 +147,10 @@ async def test_an_apiserver_signed_by_another_ca_is_refused(tls_kmock, pki, tmp_
 
 async def test_kubeconfig_inline_ca_and_client_certificate(tls_kmock, pki, tmp_path):
     handler, srv = tls_kmock
-    b64 = lambda data: base64.b64encode(data).decode()
+
+    def b64(data):
+        return base64.b64encode(data).decode()
+
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text(
         yaml.safe_dump(

@@ -269,7 +269,9 @@ async def test_forbidden_is_a_failure_with_the_apiservers_reason(kmock, strategy
             "status": "Failure",
             "code": 403,
             "reason": "Forbidden",
-            "message": 'deployments.apps "trainer" is forbidden: User "system:serviceaccount:pg:guard" cannot get',
+            "message": (
+                'deployments.apps "trainer" is forbidden: User "system:serviceaccount:pg:guard" cannot get'
+            ),
         }
     )
     result = await strategy.execute(make_ctx(strategy, RESTART))

@@ -5,6 +5,7 @@ next guard's reconciler settles the attempt — only because it still is that ve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -112,10 +113,8 @@ async def test_guard_killed_mid_command_then_its_process_group_is_killed(tmp_pat
             guard.kill()
             guard.wait()
         if leader is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(leader, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def test_a_reused_pid_is_never_killed(tmp_path):

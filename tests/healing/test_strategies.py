@@ -45,7 +45,10 @@ def settings(**healing) -> Settings:
 
 async def test_command_that_hangs_is_killed_with_its_group():
     strategy = CommandStrategy(settings())
-    code = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
+    code = (
+        "import subprocess,sys,time; "
+        "subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
+    )
     params = strategy.validate({"argv": [PY, "-c", code], "timeout": 0.5})
     started = time.monotonic()
     result = await run_bounded(strategy, ctx(params))
@@ -66,7 +69,10 @@ async def test_command_env_and_allowlists(monkeypatch, tmp_path):
     monkeypatch.setenv("ALLOWED_VAR", "yes")
     monkeypatch.setenv("PIPELINE_DATABASE_URL", "postgresql://secret")
     strategy = CommandStrategy(settings(command_env_allowlist=["ALLOWED_VAR"], command_allowlist=[PY]))
-    code = "import os,json; print(json.dumps({k: os.environ.get(k) for k in ('ALLOWED_VAR','PIPELINE_DATABASE_URL','EXTRA','PIPELINE_GUARD_COMPONENT')}))"
+    code = (
+        "import os,json; print(json.dumps({k: os.environ.get(k) for k in "
+        "('ALLOWED_VAR','PIPELINE_DATABASE_URL','EXTRA','PIPELINE_GUARD_COMPONENT')}))"
+    )
     params = strategy.validate({"argv": [PY, "-c", code], "env": {"EXTRA": "1"}, "cwd": str(tmp_path)})
     result = await run_bounded(strategy, ctx(params))
     assert result.success, result.detail

@@ -41,7 +41,9 @@ def outcome(fn, *args, **kwargs) -> Any:
                 st.minute,
                 st.copy_field,
             )
-            for s, v, st in zip(map(batch.series.__getitem__, batch.sids), batch.values, batch.stamps)
+            for s, v, st in zip(
+                map(batch.series.__getitem__, batch.sids), batch.values, batch.stamps, strict=True
+            )
         ],
         bytes(batch.copy_payload()),
         batch.latest(),

@@ -65,7 +65,8 @@ def test_detect_does_not_load_the_server():
         "import sys; from app.cli import main; sys.argv = ['pipeline-guard', 'metrics', 'detect', "
         "'--help']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'sqlalchemy', 'alembic', "
-        "'uvicorn', 'httpx', 'asyncpg'}) + [m for m in sys.modules if m in ('app.platform.lifespan', 'app.main')]\n"
+        "'uvicorn', 'httpx', 'asyncpg'}) + "
+        "[m for m in sys.modules if m in ('app.platform.lifespan', 'app.main')]\n"
         "print('HEAVY', heavy)"
     )
     proc = subprocess.run(

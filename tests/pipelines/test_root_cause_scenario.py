@@ -10,6 +10,7 @@ replica (SQLite) and on three replicas sharing Postgres."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import sqlite3
@@ -68,10 +69,8 @@ class Stages:
 
     def stop(self) -> None:
         for name, _ in STAGES:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(int((self.state / f"{name}.pid").read_text()), signal.SIGKILL)
-            except (OSError, ValueError):
-                pass
 
     def declared(self) -> list[dict]:
         out = []
@@ -248,7 +247,8 @@ def check(result: dict, label: str) -> None:
     print(
         f"\n[{label}] kill db -> first notification {result['first_notification_s']:.1f}s, all three healthy "
         f"{result['healed_after_s']:.1f}s; notifications {dict(result['by_kind'])}; restarts "
-        f"{dict(result['restarts'])}; attempts {collections.Counter(a['component'] for a in result['attempts'])}"
+        f"{dict(result['restarts'])}; attempts "
+        f"{collections.Counter(a['component'] for a in result['attempts'])}"
     )
     assert [p["alert"]["component"] for p in firing] == ["db"], result["by_kind"]
     assert firing[0]["alert"]["affected"] == ["etl", "report"]

@@ -4,6 +4,7 @@ whole incident life (transitions, healing attempts, alerts) the way an operator 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -298,10 +299,8 @@ class Workload:
     def stop(self) -> None:
         """Kill the workload and any command process group still alive (both were started for the test)."""
         for pgid in self.action_groups():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         try:
             pid = int((self.dir / "pid").read_text())
             os.kill(pid, signal.SIGKILL)

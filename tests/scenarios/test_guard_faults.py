@@ -85,7 +85,10 @@ def test_guard_killed_during_an_action(guard_db):
 
         guard.start()
         restarted = datetime.now(UTC)
-        why = lambda: story(guard, "worker") + f"\nactions: {worker.action_lines()}"
+
+        def why():
+            return story(guard, "worker") + f"\nactions: {worker.action_lines()}"
+
         wait_for(
             lambda: not group_alive(orphan),
             45,

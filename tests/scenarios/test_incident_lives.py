@@ -61,7 +61,8 @@ def life(scenario) -> str:
         )
     ]
     lines += [
-        f"  transition {t['at']} {t['previous']} -> {t['current']} (incident {t['incident_id']}): {t['reason']}"
+        f"  transition {t['at']} {t['previous']} -> {t['current']} (incident {t['incident_id']}): "
+        f"{t['reason']}"
         for t in v.transitions
     ]
     lines += [

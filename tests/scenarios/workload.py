@@ -24,6 +24,7 @@ Everything a test steers lives in DIR, one small file each:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -108,10 +109,8 @@ def serve_heartbeat(directory: Path, spec: dict) -> None:
                 method="POST",
                 headers={"X-Ping-Token": spec["token"], "Content-Type": "application/json"},
             )
-            try:
+            with contextlib.suppress(OSError):  # the guard may be restarting; the next ping will do
                 urllib.request.urlopen(request, timeout=2).close()
-            except OSError:
-                pass  # the guard may be restarting; the next ping will do
         time.sleep(0.5)
 
 

@@ -43,7 +43,7 @@ def pagerduty_event(notification: OutgoingNotification, config: dict) -> dict:
         "source": config.get("source") or "pipeline-guard",
         "severity": SEVERITIES.get(alert.get("severity", "info"), "info"),
         "class": "pipeline-guard",
-        "custom_details": {title: value for title, value in msg.fields},
+        "custom_details": dict(msg.fields),
     }
     if alert.get("component"):
         payload["component"] = alert["component"]
