@@ -57,9 +57,11 @@ BENCHES ?= probes healing health api_scale ingest summary nab nab_cv cli_help ra
 bench: $(VENV)/.installed-dev
 	for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
-## make lint: ruff over the code and tests, mypy over app/ (settings in pyproject.toml); runs both, fails if either does
+## make lint: ruff (rules and format) over the code, tests and benches, mypy over app/ (settings in pyproject.toml); runs all three, fails if any does
 lint: $(VENV)/.installed-dev
-	@status=0; $(BIN)/ruff check app tests bench || status=1; $(BIN)/mypy app || status=1; exit $$status
+	@status=0; $(BIN)/ruff check app tests bench || status=1; \
+	$(BIN)/ruff format --check app tests bench || status=1; \
+	$(BIN)/mypy app || status=1; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
