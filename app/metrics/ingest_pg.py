@@ -60,7 +60,7 @@ class PostgresIngest:
     ) -> None:
         """One prepared statement over arrays (unnest) on the request's connection: a tenth of the
         CPU of SQLAlchemy's per-row parameter processing for the same rows."""
-        series, values, stamps = zip(*latest)
+        series, values, stamps = zip(*latest, strict=True)
         raw = await raw_connection(session)
         await raw.execute(
             _UPSERT_SERIES,

@@ -105,7 +105,8 @@ async def get_summary(
     end: DateTimeQuery = None,
     labels: LabelQuery = None,
 ) -> dict[str, Any]:
-    """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the edges)."""
+    """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the
+    edges)."""
     return await service.summary(
         component=component,
         metric_name=metric_name,

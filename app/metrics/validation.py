@@ -7,6 +7,7 @@ with any bad point is rejected whole.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import struct
@@ -170,7 +171,7 @@ class Batch:
     def points(self, keep: Callable[[Series], bool] | None = None) -> list[Point]:
         """``Point`` objects, in batch order; only those of the series ``keep`` accepts, if given."""
         series = self.series
-        rows = zip(map(series.__getitem__, self.sids), self.values, self.stamps)
+        rows = zip(map(series.__getitem__, self.sids), self.values, self.stamps, strict=True)
         if keep is not None:
             chosen = {id(s) for s in series if keep(s)}
             if len(chosen) < len(series):
@@ -190,6 +191,7 @@ class Batch:
                     map(prefixes.__getitem__, self.sids),
                     map(_PACK_F64, self.values),
                     map(_COPY_FIELD, self.stamps),
+                    strict=True,
                 )
             )
         )
@@ -203,7 +205,7 @@ class Batch:
         best: dict[int, int] = {}
         top: dict[int, int] = {}
         get = top.get
-        for i, (sid, us) in enumerate(zip(self.sids, micros)):
+        for i, (sid, us) in enumerate(zip(self.sids, micros, strict=True)):
             if us >= get(sid, -(1 << 62)):
                 top[sid] = us
                 best[sid] = i
@@ -322,10 +324,8 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             bad(i, "labels", "must be an object of string values")
         raw_ts = item.get("timestamp")
         stamp = None
-        try:
+        with contextlib.suppress(TypeError):  # unhashable: refused below
             stamp = times.get(raw_ts) if type(raw_ts) is not bool else None
-        except TypeError:  # unhashable: refused below
-            pass
         if stamp is None:
             try:
                 ts = parse_time(raw_ts)

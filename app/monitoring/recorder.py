@@ -12,12 +12,13 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks.base import CheckResult
+from app.db.base import Base
 from app.db.models import Component, HealthTransitionRecord, Incident
 from app.db.types import utcnow
 from app.monitoring import state_machine as sm
@@ -209,7 +210,7 @@ async def write_batch(
         work[cid].recent_result_ids.extend(ids)
 
     if opened_here:
-        stmt = insert(Incident.__table__).returning(Incident.__table__.c.id, sort_by_parameter_order=True)
+        stmt = insert(_table(Incident)).returning(_table(Incident).c.id, sort_by_parameter_order=True)
         for inc, incident_id in zip(
             opened_here, (await session.execute(stmt, [i.row for i in opened_here])).scalars(), strict=True
         ):
@@ -229,8 +230,8 @@ async def write_batch(
             }
             for p in pending
         ]
-        stmt = insert(HealthTransitionRecord.__table__).returning(
-            HealthTransitionRecord.__table__.c.id, sort_by_parameter_order=True
+        stmt = insert(_table(HealthTransitionRecord)).returning(
+            _table(HealthTransitionRecord).c.id, sort_by_parameter_order=True
         )
         transition_ids = list((await session.execute(stmt, rows)).scalars())
         for p, row, transition_id in zip(pending, rows, transition_ids, strict=True):
@@ -273,6 +274,11 @@ def _rows(session: AsyncSession) -> SQLiteRows | PostgresRows:
 
 
 _ROWS: dict[str, SQLiteRows | PostgresRows] = {}
+
+
+def _table(model: type[Base]) -> Table:
+    # A declarative model's __table__ is typed FromClause; these models are mapped to a Table.
+    return cast(Table, model.__table__)
 
 
 def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:

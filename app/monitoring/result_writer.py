@@ -243,10 +243,8 @@ class ResultWriter:
         wait (exponential back-off up to 5 s) and retry with the buffer kept."""
         backoff = 0.0
         while not self._closing:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
-            except TimeoutError:
-                pass
             self._flush_soon.clear()
             if self._closing:
                 return  # close() drains
@@ -258,10 +256,8 @@ class ResultWriter:
                 backoff = 0.0
             except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
                 backoff = min(max(backoff * 2, self.flush_interval), 5.0)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
 
     async def flush(self) -> int:
         """Write buffered results in one transaction. Returns the number of results written.

@@ -26,7 +26,13 @@ log = logging.getLogger("pipeline_guard.monitoring")
 @dataclass
 class NewIncident:
     row: dict[str, Any]
-    id: int | None = None
+    id: int | None = None  # set once the recorder's INSERT ... RETURNING ran
+
+    @property
+    def inserted_id(self) -> int:
+        if self.id is None:
+            raise RuntimeError("incident not inserted yet")
+        return self.id
 
 
 @dataclass
@@ -131,7 +137,7 @@ async def publish_transition(
             IncidentOpened(
                 component=t.name,
                 component_id=t.component_id,
-                incident_id=p.opened.id,
+                incident_id=p.opened.inserted_id,
                 status=decision.current,
                 reason=decision.reason,
                 at=at,
@@ -142,7 +148,7 @@ async def publish_transition(
         )
     await events.publish(event, session)
     if p.closed_ref is not None:
-        closed_id = p.closed_ref.id if isinstance(p.closed_ref, NewIncident) else p.closed_ref
+        closed_id = p.closed_ref.inserted_id if isinstance(p.closed_ref, NewIncident) else p.closed_ref
         await events.publish(
             IncidentClosed(
                 component=t.name,
