@@ -16,9 +16,10 @@ import dataclasses
 import logging
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import update
+from sqlalchemy.engine import CursorResult
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.db.session import session_scope
@@ -102,7 +103,7 @@ async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Cl
         )
         .values(acting_at=now, lease_until=now + timedelta(seconds=engine.settings.healing.attempt_lease))
     )
-    if done.rowcount != 1:
+    if cast("CursorResult[Any]", done).rowcount != 1:  # a DML statement's result is a CursorResult
         await session.rollback()
         return False
     await session.commit()

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Text, cast, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.components import graph
@@ -302,7 +304,7 @@ class RootCauseLoop(LoopService):
         claimed = await session.execute(
             update(Incident).where(*where).values(suppressed=False, caused_by=None, held_until=None)
         )
-        if claimed.rowcount != 1:
+        if typing.cast("CursorResult[Any]", claimed).rowcount != 1:  # an UPDATE's: a CursorResult
             return False  # another replica released it
         await _release_alert(session, self.settings, name)
         log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)

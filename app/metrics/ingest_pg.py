@@ -7,8 +7,10 @@ so the COPY commits or rolls back with everything else the request did.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
@@ -75,7 +77,7 @@ class PostgresIngest:
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
 
 def ingest_for(dialect_name: str):

@@ -9,8 +9,10 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
@@ -90,4 +92,4 @@ class SQLiteIngest:
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult

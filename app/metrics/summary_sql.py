@@ -74,7 +74,7 @@ async def summary_inputs(
     """(encoded sketches of the whole buckets, raw values of the edges) for ``plan``."""
     if not plan.rollups and not plan.raw:
         return [], []
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     keyed = series_key is not None
     sql = _statement(dialect, len(plan.rollups), len(plan.raw), keyed)
     head: tuple[Any, ...] = (component, metric_name, series_key) if keyed else (component, metric_name)
