@@ -101,6 +101,12 @@ def _unhealthy(states: dict[str, tuple[Component, ComponentState | None]]) -> se
     }
 
 
+def _status(state: ComponentState | None) -> str:
+    if state is None:  # `_unhealthy` only names components with a state row
+        raise ValueError("component without a state row")
+    return state.status
+
+
 def detection_window(component: Component, settings: Settings) -> float:
     """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
     check = component.check or {}
@@ -142,7 +148,7 @@ async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
             out.append(
                 {
                     "component": name,
-                    "status": states[name][1].status,
+                    "status": _status(states[name][1]),
                     "affected": below,
                     "unhealthy": [b for b in below if b in unhealthy],
                 }

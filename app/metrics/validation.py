@@ -11,7 +11,7 @@ import contextlib
 import math
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain, islice
@@ -171,7 +171,9 @@ class Batch:
     def points(self, keep: Callable[[Series], bool] | None = None) -> list[Point]:
         """``Point`` objects, in batch order; only those of the series ``keep`` accepts, if given."""
         series = self.series
-        rows = zip(map(series.__getitem__, self.sids), self.values, self.stamps, strict=True)
+        rows: Iterable[tuple[Series, float, Stamp]] = zip(
+            map(series.__getitem__, self.sids), self.values, self.stamps, strict=True
+        )
         if keep is not None:
             chosen = {id(s) for s in series if keep(s)}
             if len(chosen) < len(series):

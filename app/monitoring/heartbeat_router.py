@@ -65,7 +65,8 @@ async def heartbeat_caller(
 
 
 # The route-permission walker reads this: the route is authorised (ping token or a JWT), as for metrics.
-heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # any of these; type: ignore[attr-defined]
+# Any of these; a function attribute, which mypy does not model.
+heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # type: ignore[attr-defined]
 
 
 @router.post(

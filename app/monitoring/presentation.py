@@ -15,7 +15,9 @@ NEW = "new"
 
 
 def awaiting_first_ping(check: dict[str, Any] | None, last_ping_at: Any) -> bool:
-    return bool(check) and check.get("kind") == "heartbeat" and last_ping_at is None
+    if not check:
+        return False
+    return check.get("kind") == "heartbeat" and last_ping_at is None
 
 
 def is_new(status: str, check: dict[str, Any] | None, last_ping_at: Any) -> bool:

@@ -86,8 +86,8 @@ class SQLiteRows:
         conn = await session.connection()
         ts, times = self._ts, self._TIME_COLUMNS
         prepared = []
-        for row in rows:
-            row = list(row)
+        for state_row in rows:
+            row = list(state_row)
             for i in times:
                 row[i] = ts(row[i])
             prepared.append(tuple(row))

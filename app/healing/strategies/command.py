@@ -68,9 +68,9 @@ class CommandStrategy(Strategy):
         for name, reason in env_refusals(env):
             raise StrategyConfigError(f"env.{name}", reason)
         if self.enabled and (
-            reason := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")
+            refusal := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")
         ):
-            raise StrategyConfigError("argv", reason)
+            raise StrategyConfigError("argv", refusal)
         timeout = params.get("timeout", DEFAULT_TIMEOUT_S)
         if (
             isinstance(timeout, bool)
