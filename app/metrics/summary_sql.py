@@ -12,6 +12,7 @@ one row per point.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,8 +99,9 @@ async def summary_inputs(
         params += (*head, res, _sqlite_ts(a), _sqlite_ts(b))
     for a, b in plan.raw:
         params += (*head, _sqlite_ts(a), _sqlite_ts(b))
-    conn = await session.connection()
-    for sketch, value in (await conn.exec_driver_sql(sql, tuple(params))).all():
+    connection = await session.connection()
+    rows: Sequence[Any] = (await connection.exec_driver_sql(sql, tuple(params))).all()  # (sketch, value)
+    for sketch, value in rows:
         if sketch is not None:
             blobs.append(bytes(sketch))
         else:

@@ -277,12 +277,14 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             bad(i, "point", "must be an object")
             return
         nerr = len(errors)
-        component, name = item.get("component"), item.get("metric_name")
+        # Any: checked below; used only when no error was reported for this point.
+        component: Any = item.get("component")
+        name: Any = item.get("metric_name")
         if not valid_component(component):
             bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
         if not valid_metric_name(name):
             bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
-        value = item.get("value")
+        value: Any = item.get("value")
         tv = type(value)
         if tv is float:
             if not math.isfinite(value):
@@ -342,8 +344,8 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                 bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
         if not _FIELDS.issuperset(item):
             bad(i, "point", f"unknown fields {sorted(set(item) - _FIELDS)[:5]}")
-        if len(errors) != nerr:
-            return
+        if len(errors) != nerr or key is None or stamp is None:
+            return  # invalid (key and stamp are set whenever no error was reported)
         sid = by_key.get((component, name, key))
         if sid is None:
             sid = by_key[(component, name, key)] = len(series)
@@ -357,7 +359,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
     for i, item in enumerate(items):
         # Fast path: a known series and timestamp, a finite float value, no extra fields.
         if type(item) is dict and _FIELDS.issuperset(item):
-            get = item.get
+            get: Callable[[str], Any] = item.get  # a lookup miss is a KeyError: full check
             labels = get("labels")
             try:
                 sid = by_raw[get("component"), get("metric_name"), None if labels is None else dumps(labels)]
