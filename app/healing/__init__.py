@@ -1,1 +1,4 @@
-"""Self-healing: recovery strategies, policies, budgets and attempts; see docs/LIFECYCLE.md for the life of an incident."""
+"""Self-healing: recovery strategies, policies, budgets and attempts.
+
+See docs/LIFECYCLE.md for the life of an incident.
+"""

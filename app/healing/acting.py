@@ -3,7 +3,8 @@
 The "acting" marker (with a fresh lease) is committed before the side effect, so the reconciler
 can tell an attempt whose action never started (retried) from one that may have run (never re-run
 blindly). An automatic decision commits it right after its claim, on the same connection (one
-connection set-up less between detection and action); an operator's claim is marked here. The action runs outside any transaction; its outcome is recorded in another one, retried
+connection set-up less between detection and action); an operator's claim is marked here. The
+action runs outside any transaction; its outcome is recorded in another one, retried
 while the database is away: ``verifying`` (monitoring is told to give a grace period and re-check
 sooner) or ``failed`` (back-off).
 """
@@ -15,9 +16,10 @@ import dataclasses
 import logging
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import update
+from sqlalchemy.engine import CursorResult
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.db.session import session_scope
@@ -43,7 +45,7 @@ RECORD_RETRY_MAX_S = 5.0
 async def act(engine: HealingEngine, claim: Claim) -> None:
     strategy = engine.registry.get(claim.entry.kind)
     keeper = LeaseKeeper(engine.state, claim.attempt_id, engine.owner, engine.settings.healing.attempt_lease)
-    if not claim.acting_marked and not await mark_acting(engine, claim, keeper):
+    if not claim.acting_marked and not await mark_acting(engine, claim):
         engine.wake.set()
         return
     if claim.detected_at is not None:
@@ -72,7 +74,7 @@ async def act(engine: HealingEngine, claim: Claim) -> None:
     engine.wake.set()
 
 
-async def mark_acting(engine: HealingEngine, claim: Claim, keeper: LeaseKeeper) -> bool:
+async def mark_acting(engine: HealingEngine, claim: Claim) -> bool:
     """Commit the "acting" marker (and a fresh lease) before the side effect. False: not ours any
     more, or the database is away — then nothing ran, and the reconciler retries the attempt."""
     try:
@@ -101,7 +103,7 @@ async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Cl
         )
         .values(acting_at=now, lease_until=now + timedelta(seconds=engine.settings.healing.attempt_lease))
     )
-    if done.rowcount != 1:
+    if cast("CursorResult[Any]", done).rowcount != 1:  # a DML statement's result is a CursorResult
         await session.rollback()
         return False
     await session.commit()

@@ -318,7 +318,8 @@ class Attempts:
                 message=(
                     f"healing circuit breaker open for {row.component}: {len(budget.failed_incidents)} "
                     f"heals did not hold or did not work within {policy.breaker_window:g} s; automatic "
-                    f"healing stopped until {budget.breaker_rearm_at.isoformat()} or an operator re-arms it"
+                    f"healing stopped until {breaker.rearm_time(budget).isoformat()} "
+                    "or an operator re-arms it"
                 ),
                 incident_id=row.incident_id,
             )

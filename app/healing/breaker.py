@@ -25,6 +25,13 @@ def record_failed_incident(budget: HealingBudget, policy: Policy, now: datetime)
     return False
 
 
+def rearm_time(budget: HealingBudget) -> datetime:
+    """When an open breaker re-arms by itself (set by `record_failed_incident` as it opens)."""
+    if budget.breaker_rearm_at is None:
+        raise ValueError("the breaker is not open")
+    return budget.breaker_rearm_at
+
+
 def rearm(budget: HealingBudget) -> bool:
     """Close the breaker and forget the failures that opened it. Returns whether it was open."""
     was_open = budget.breaker_open

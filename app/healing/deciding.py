@@ -186,7 +186,7 @@ async def exhaust(
             message=(
                 f"healing circuit breaker open for {component}: {len(budget.failed_incidents)} incidents "
                 f"not healed within {policy.breaker_window:g} s; automatic healing stopped until "
-                f"{budget.breaker_rearm_at.isoformat()} or an operator re-arms it"
+                f"{breaker.rearm_time(budget).isoformat()} or an operator re-arms it"
             ),
             incident_id=incident.incident_id,
             labels=incident.labels,

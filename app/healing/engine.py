@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -151,7 +152,7 @@ class HealingEngine:
         task = asyncio.create_task(acting.act(self, claim), name=f"healing:{claim.attempt_id}")
         self._tasks.add(task)
         self._live[claim.attempt_id] = task
-        task.add_done_callback(lambda t, attempt_id=claim.attempt_id: self._task_done(t, attempt_id))
+        task.add_done_callback(functools.partial(self._task_done, attempt_id=claim.attempt_id))
 
     def _task_done(self, task: asyncio.Task, attempt_id: int | None = None) -> None:
         self._tasks.discard(task)

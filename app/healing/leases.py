@@ -16,9 +16,10 @@ import os
 import signal
 from datetime import datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt
@@ -33,7 +34,7 @@ log = logging.getLogger("pipeline_guard.healing")
 
 async def database_now(session: AsyncSession) -> datetime:
     """The clock every replica compares leases with. SQLite is one process on one machine: its clock."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return (await session.execute(select(func.now()))).scalar_one()
     return utcnow()
 
@@ -41,7 +42,7 @@ async def database_now(session: AsyncSession) -> datetime:
 def database_clock(session: AsyncSession) -> Any:
     """`database_now` as a value to write, without a round trip: ``now()`` on Postgres, evaluated by
     the statement that writes it."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return func.now()
     return utcnow()
 
@@ -143,7 +144,7 @@ class LeaseKeeper:
                 .values(**values)
             )
         self._written_pgid = self.pgid
-        return result.rowcount == 1
+        return cast("CursorResult[Any]", result).rowcount == 1  # a DML statement's result is a CursorResult
 
     async def _run(self) -> None:
         interval = max(0.2, self.lease_s / 3)

@@ -70,7 +70,7 @@ def should_heal(status: str | None, heal_on: Iterable[str]) -> bool:
     return status in set(heal_on)
 
 
-def opens_incident(previous: str, current: str) -> bool:
+def opens_incident(_previous: str, current: str) -> bool:
     """Does this health transition open an incident when none is open? Never for ``recovering``:
     that status is the effect of an action, not a new episode."""
     return current in INCIDENT_STATUSES
@@ -169,7 +169,7 @@ class Lifecycle:
             self.closed.append(episode)
             self.current = None
 
-    def may_act(self, now: datetime) -> bool:
+    def may_act(self, _now: datetime) -> bool:
         episode = self.current
         if episode is None or episode.phase not in (DETECTED, FAILED):
             return False

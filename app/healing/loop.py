@@ -10,6 +10,7 @@ never waits behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -42,10 +43,8 @@ class HealingLoop(LoopService):
         for task in (self._waker, self._sweeper):
             if task is not None:
                 task.cancel()
-                try:
+                with contextlib.suppress(BaseException):  # cancelled on purpose
                     await task
-                except BaseException:  # noqa: BLE001, S110 - cancelled on purpose
-                    pass
         self._waker = self._sweeper = None
         await self.engine.stop()
 
@@ -65,7 +64,8 @@ class HealingLoop(LoopService):
                     log.exception("healing decision on hand-over failed")
 
     def _sweep_soon(self) -> None:
-        """A pass over every open incident, in its own task; asked again while one runs: once more after it."""
+        """A pass over every open incident, in its own task; asked again while one runs: once more
+        after it."""
         self._sweep_again = True
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="healing:sweep")

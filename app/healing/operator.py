@@ -137,6 +137,8 @@ class OperatorActions:
         if claim is not None:
             self._spawn(claim)
             return claim.attempt_id
+        if attempt_id is None:
+            raise RuntimeError("no attempt recorded for this request")
         return attempt_id
 
     async def _refuse_when_bounded(self, session, component_name: str, now) -> None:

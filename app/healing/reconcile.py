@@ -19,6 +19,7 @@ that takes its name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Collection
@@ -195,7 +196,5 @@ class Reconciler:
             row.finished_at = evt.at
             row.detail = "component deleted before approval"
         await session.flush()
-        try:
+        with contextlib.suppress(KeyError):
             self.state.metrics.circuit_open.remove(name)
-        except KeyError:
-            pass

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Text, cast, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.components import graph
@@ -99,6 +101,12 @@ def _unhealthy(states: dict[str, tuple[Component, ComponentState | None]]) -> se
     }
 
 
+def _status(state: ComponentState | None) -> str:
+    if state is None:  # `_unhealthy` only names components with a state row
+        raise ValueError("component without a state row")
+    return state.status
+
+
 def detection_window(component: Component, settings: Settings) -> float:
     """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
     check = component.check or {}
@@ -140,7 +148,7 @@ async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
             out.append(
                 {
                     "component": name,
-                    "status": states[name][1].status,
+                    "status": _status(states[name][1]),
                     "affected": below,
                     "unhealthy": [b for b in below if b in unhealthy],
                 }
@@ -302,7 +310,7 @@ class RootCauseLoop(LoopService):
         claimed = await session.execute(
             update(Incident).where(*where).values(suppressed=False, caused_by=None, held_until=None)
         )
-        if claimed.rowcount != 1:
+        if typing.cast("CursorResult[Any]", claimed).rowcount != 1:  # an UPDATE's: a CursorResult
             return False  # another replica released it
         await _release_alert(session, self.settings, name)
         log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, status
 from app.api.deps import CanMonitorHealth, CanTriggerHealing, CoreDep, HealingDep, SessionDep
 from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 from app.core.errors import error_responses
+from app.db.models.healing import HealingAttempt  # the routes return rows; response_model serialises
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
 
@@ -48,7 +49,7 @@ async def list_attempts(
 
 
 @router.get("/attempts/{attempt_id}", response_model=AttemptOut, responses=error_responses(401, 403, 404))
-async def get_attempt(attempt_id: RowId, _: CanMonitorHealth, service: ServiceDep) -> AttemptOut:
+async def get_attempt(attempt_id: RowId, _: CanMonitorHealth, service: ServiceDep) -> HealingAttempt:
     return await service.get_attempt(attempt_id)
 
 
@@ -57,7 +58,7 @@ async def get_attempt(attempt_id: RowId, _: CanMonitorHealth, service: ServiceDe
 )
 async def approve_attempt(
     attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep, service: ServiceDep
-) -> AttemptOut:
+) -> HealingAttempt:
     await engine.approve(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
@@ -67,7 +68,7 @@ async def approve_attempt(
 )
 async def reject_attempt(
     attempt_id: RowId, principal: CanTriggerHealing, engine: HealingDep, service: ServiceDep
-) -> AttemptOut:
+) -> HealingAttempt:
     await engine.reject(attempt_id, principal.username)
     return await service.get_attempt(attempt_id)
 
@@ -95,7 +96,7 @@ async def trigger_healing(
     service: ServiceDep,
     component: Annotated[str, Path(max_length=128)],
     body: TriggerRequest | None = None,
-) -> AttemptOut:
+) -> HealingAttempt:
     attempt_id = await engine.trigger(
         component, strategy=body.strategy if body else None, principal=principal.username
     )

@@ -26,7 +26,8 @@ class MetricsCache:
         self.misses = 0
         self.invalidations = 0
 
-    def get(self, key: Hashable, component: str | None) -> Any:
+    def get(self, key: Hashable) -> Any:
+        """The cached value, or _MISSING; an entry is valid while its component's generation is."""
         if not self.enabled:
             self.misses += 1
             return _MISSING

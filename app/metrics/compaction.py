@@ -23,9 +23,10 @@ new row and leaves a second compacted row for that bucket: readers merge it, not
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import Table, delete, select, tuple_, update
+from sqlalchemy.engine import CursorResult
 
 from app.db.models import MetricRollup
 from app.db.session import session_scope
@@ -79,7 +80,7 @@ def _key(row: Any) -> tuple:
 
 async def compact_round(session: AsyncSession, batch: int) -> int:
     """One bulk round in the caller's transaction; returns the number of deltas claimed."""
-    t = MetricRollup.__table__
+    t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
     r = t.c
     keys = [r[name] for name in _KEY_NAMES]
     deltas = (
@@ -121,9 +122,10 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
         await session.execute(update(t).where(r.id.in_(flag[i : i + _IN_CHUNK])).values(compacted=True))
     removed = 0
     for i in range(0, len(gone), _IN_CHUNK):
-        removed += (await session.execute(delete(t).where(r.id.in_(gone[i : i + _IN_CHUNK])))).rowcount or 0
+        deleted = await session.execute(delete(t).where(r.id.in_(gone[i : i + _IN_CHUNK])))
+        removed += cast("CursorResult[Any]", deleted).rowcount or 0  # a DELETE's result is a CursorResult
     if removed != len(gone):  # refuse rather than count a bucket twice
         raise CompactionRaced(f"rollup compaction removed {removed} of {len(gone)} rows")
     if merged:
-        await ingest_for(session.bind.dialect.name).insert_rollups(session, merged)
+        await ingest_for(session.get_bind().dialect.name).insert_rollups(session, merged)
     return len(deltas)

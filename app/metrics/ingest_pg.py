@@ -7,8 +7,10 @@ so the COPY commits or rolls back with everything else the request did.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
@@ -60,7 +62,7 @@ class PostgresIngest:
     ) -> None:
         """One prepared statement over arrays (unnest) on the request's connection: a tenth of the
         CPU of SQLAlchemy's per-row parameter processing for the same rows."""
-        series, values, stamps = zip(*latest)
+        series, values, stamps = zip(*latest, strict=True)
         raw = await raw_connection(session)
         await raw.execute(
             _UPSERT_SERIES,
@@ -75,7 +77,7 @@ class PostgresIngest:
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
 
 def ingest_for(dialect_name: str):

@@ -9,8 +9,10 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import bindparam, text
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.types import UTCDateTime
@@ -27,13 +29,17 @@ _INSERT_POINTS = (
     "INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) "
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
-_INSERT_ROLLUPS = f"INSERT INTO metric_rollups ({', '.join(ROLLUP_COLUMNS)}) VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})"
+_INSERT_ROLLUPS = (
+    f"INSERT INTO metric_rollups ({', '.join(ROLLUP_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})"
+)
 _BUCKET = ROLLUP_COLUMNS.index("bucket_start")
 # Same semantics as ``ingest_pg._UPSERT_SERIES``: a late, older point never overwrites a newer one.
 _UPSERT_SERIES = (
     "INSERT INTO metric_series (component, metric_name, series_key, labels, last_value, last_ts, first_seen) "
     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (component, metric_name, series_key) DO UPDATE "
-    "SET last_value = excluded.last_value, last_ts = excluded.last_ts WHERE metric_series.last_ts <= excluded.last_ts"
+    "SET last_value = excluded.last_value, last_ts = excluded.last_ts "
+    "WHERE metric_series.last_ts <= excluded.last_ts"
 )
 
 
@@ -56,7 +62,9 @@ class SQLiteIngest:
             _INSERT_POINTS,
             [
                 (s.component, s.metric_name, s.series_key, s.labels_json, v, text_of[id(st)])
-                for s, v, st in zip(map(series.__getitem__, batch.sids), batch.values, batch.stamps)
+                for s, v, st in zip(
+                    map(series.__getitem__, batch.sids), batch.values, batch.stamps, strict=True
+                )
             ],
         )
 
@@ -84,4 +92,4 @@ class SQLiteIngest:
 
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
-        return result.rowcount or 0
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult

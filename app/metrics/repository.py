@@ -8,9 +8,10 @@ else here is portable SQLAlchemy.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, MetricRollup, MetricSeries, metric_points
@@ -27,7 +28,7 @@ def _dt(seconds: float) -> datetime:
 class MetricsRepository:
     def __init__(self, session: AsyncSession):
         self.session = session
-        self.ingest = ingest_for(session.bind.dialect.name)
+        self.ingest = ingest_for(session.get_bind().dialect.name)
 
     # --- writes ------------------------------------------------------------------------------
     async def store(self, batch: Batch) -> None:
@@ -137,5 +138,6 @@ class MetricsRepository:
             .limit(limit)
             .scalar_subquery()
         )
-        result = await self.session.execute(delete(MetricRollup.__table__).where(r.id.in_(ids)))
-        return result.rowcount or 0
+        table = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
+        result = await self.session.execute(delete(table).where(r.id.in_(ids)))
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult

@@ -128,7 +128,7 @@ def build_deltas(batch: Batch) -> list[tuple]:
     # maps; the only per-point Python work is the dict append.
     keys = map(add, map(mul, batch.sids, repeat(1 << 40)), map(_MINUTE_OF, batch.stamps))
     minutes: defaultdict[int, list[float]] = defaultdict(list)
-    for k, v in zip(keys, batch.values):
+    for k, v in zip(keys, batch.values, strict=True):
         minutes[k].append(v)
     series = batch.series
     rows: list[tuple] = []
@@ -281,10 +281,10 @@ def merge_blobs(blobs: list[bytes], sketch: QuantileSketch | None = None) -> Qua
                 counts.frombytes(blob[off + 4 * n : off + 8 * n])
                 off += 8 * n
                 if not store:  # the first sketch's buckets: one C-level update
-                    store.update(zip(keys, counts))
+                    store.update(zip(keys, counts, strict=True))
                     continue
                 get = store.get
-                for k, c in zip(keys, counts):
+                for k, c in zip(keys, counts, strict=True):
                     store[k] = get(k, 0) + c
         sk.zero_count += zeros
         sk._fold_stats(count, total, lo, hi, mean, m2)

@@ -11,7 +11,15 @@ from app.api.deps import CanReadMetrics, CanWriteMetrics, CoreDep, DetectionDep,
 from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
 from app.core.errors import error_responses
 from app.metrics.decode import decode_batch
-from app.metrics.schemas import Baseline, IngestResult, PointPage, Summary, UnknownComponent, ingest_body
+from app.metrics.schemas import (
+    Baseline,
+    IngestResult,
+    PointOut,
+    PointPage,
+    Summary,
+    UnknownComponent,
+    ingest_body,
+)
 from app.metrics.service import MetricsService
 
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
@@ -77,7 +85,8 @@ async def get_metrics(
         limit=page.limit,
         offset=page.offset,
     )
-    return PointPage(items=[{**r, "timestamp": r["ts"]} for r in rows], limit=page.limit, offset=page.offset)
+    items = [PointOut.model_validate({**r, "timestamp": r["ts"]}) for r in rows]
+    return PointPage(items=items, limit=page.limit, offset=page.offset)
 
 
 @router.get("/latest", responses=error_responses(401, 403, 422))
@@ -105,7 +114,8 @@ async def get_summary(
     end: DateTimeQuery = None,
     labels: LabelQuery = None,
 ) -> dict[str, Any]:
-    """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the edges)."""
+    """count, mean, min, max, stddev, p50/p95/p99 over a range (rollups for whole buckets, raw at the
+    edges)."""
     return await service.summary(
         component=component,
         metric_name=metric_name,

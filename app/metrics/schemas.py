@@ -27,7 +27,9 @@ class PointIn(BaseModel):
     labels: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
     timestamp: datetime | float | None = Field(
         None,
-        description="ISO 8601 or epoch seconds, within the last 366 days and at most 5 minutes ahead; default now",
+        description=(
+            "ISO 8601 or epoch seconds, within the last 366 days and at most 5 minutes ahead; default now"
+        ),
     )
 
 

@@ -114,7 +114,7 @@ class MetricsService:
 
     async def latest(self, component: str | None, names: list[str] | None) -> list[dict[str, Any]]:
         key = ("latest", component, tuple(sorted(names or ())))
-        cached = self.cache.get(key, component)
+        cached = self.cache.get(key)
         if cached is not MISSING:
             return cached
         gen = self.cache.generation(component)
@@ -154,7 +154,7 @@ class MetricsService:
         skey = series_key(labels) if labels else None
         # Relative windows are keyed by their length (a cached "last hour" may lag by the TTL).
         key = ("summary", component, metric_name, skey, since if since is not None else (start, end))
-        cached = self.cache.get(key, component)
+        cached = self.cache.get(key)
         if cached is not MISSING:
             return cached
         gen = self.cache.generation(component)

@@ -12,6 +12,7 @@ one row per point.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -74,7 +75,7 @@ async def summary_inputs(
     """(encoded sketches of the whole buckets, raw values of the edges) for ``plan``."""
     if not plan.rollups and not plan.raw:
         return [], []
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     keyed = series_key is not None
     sql = _statement(dialect, len(plan.rollups), len(plan.raw), keyed)
     head: tuple[Any, ...] = (component, metric_name, series_key) if keyed else (component, metric_name)
@@ -98,8 +99,9 @@ async def summary_inputs(
         params += (*head, res, _sqlite_ts(a), _sqlite_ts(b))
     for a, b in plan.raw:
         params += (*head, _sqlite_ts(a), _sqlite_ts(b))
-    conn = await session.connection()
-    for sketch, value in (await conn.exec_driver_sql(sql, tuple(params))).all():
+    connection = await session.connection()
+    rows: Sequence[Any] = (await connection.exec_driver_sql(sql, tuple(params))).all()  # (sketch, value)
+    for sketch, value in rows:
         if sketch is not None:
             blobs.append(bytes(sketch))
         else:

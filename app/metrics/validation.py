@@ -7,10 +7,11 @@ with any bad point is rejected whole.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import chain, islice
@@ -170,7 +171,9 @@ class Batch:
     def points(self, keep: Callable[[Series], bool] | None = None) -> list[Point]:
         """``Point`` objects, in batch order; only those of the series ``keep`` accepts, if given."""
         series = self.series
-        rows = zip(map(series.__getitem__, self.sids), self.values, self.stamps)
+        rows: Iterable[tuple[Series, float, Stamp]] = zip(
+            map(series.__getitem__, self.sids), self.values, self.stamps, strict=True
+        )
         if keep is not None:
             chosen = {id(s) for s in series if keep(s)}
             if len(chosen) < len(series):
@@ -190,6 +193,7 @@ class Batch:
                     map(prefixes.__getitem__, self.sids),
                     map(_PACK_F64, self.values),
                     map(_COPY_FIELD, self.stamps),
+                    strict=True,
                 )
             )
         )
@@ -203,7 +207,7 @@ class Batch:
         best: dict[int, int] = {}
         top: dict[int, int] = {}
         get = top.get
-        for i, (sid, us) in enumerate(zip(self.sids, micros)):
+        for i, (sid, us) in enumerate(zip(self.sids, micros, strict=True)):
             if us >= get(sid, -(1 << 62)):
                 top[sid] = us
                 best[sid] = i
@@ -273,12 +277,14 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             bad(i, "point", "must be an object")
             return
         nerr = len(errors)
-        component, name = item.get("component"), item.get("metric_name")
+        # Any: checked below; used only when no error was reported for this point.
+        component: Any = item.get("component")
+        name: Any = item.get("metric_name")
         if not valid_component(component):
             bad(i, "component", f"must be 1-{MAX_COMPONENT} characters of [A-Za-z0-9._:/-]")
         if not valid_metric_name(name):
             bad(i, "metric_name", "must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 200 characters)")
-        value = item.get("value")
+        value: Any = item.get("value")
         tv = type(value)
         if tv is float:
             if not math.isfinite(value):
@@ -322,10 +328,8 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
             bad(i, "labels", "must be an object of string values")
         raw_ts = item.get("timestamp")
         stamp = None
-        try:
+        with contextlib.suppress(TypeError):  # unhashable: refused below
             stamp = times.get(raw_ts) if type(raw_ts) is not bool else None
-        except TypeError:  # unhashable: refused below
-            pass
         if stamp is None:
             try:
                 ts = parse_time(raw_ts)
@@ -340,8 +344,8 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
                 bad(i, "timestamp", str(exc)[:100] or "invalid timestamp")
         if not _FIELDS.issuperset(item):
             bad(i, "point", f"unknown fields {sorted(set(item) - _FIELDS)[:5]}")
-        if len(errors) != nerr:
-            return
+        if len(errors) != nerr or key is None or stamp is None:
+            return  # invalid (key and stamp are set whenever no error was reported)
         sid = by_key.get((component, name, key))
         if sid is None:
             sid = by_key[(component, name, key)] = len(series)
@@ -355,7 +359,7 @@ def check_points(items: Any, *, now: datetime | None = None) -> Batch:
     for i, item in enumerate(items):
         # Fast path: a known series and timestamp, a finite float value, no extra fields.
         if type(item) is dict and _FIELDS.issuperset(item):
-            get = item.get
+            get: Callable[[str], Any] = item.get  # a lookup miss is a KeyError: full check
             labels = get("labels")
             try:
                 sid = by_raw[get("component"), get("metric_name"), None if labels is None else dumps(labels)]

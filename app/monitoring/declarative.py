@@ -7,7 +7,7 @@ with a 409); config components no longer declared are disabled, never deleted (t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -52,21 +52,22 @@ async def sync_declared_components(
                 await service.create(data, source=SOURCE_CONFIG, check_graph=False)
                 report["created"].append(decl.name)
                 continue
-            wanted = {
+            check = validate_check(data.check)
+            wanted: dict[str, Any] = {
                 "description": data.description,
                 "endpoint": data.endpoint,
                 "critical": data.critical,
                 "labels": data.labels,
                 "region": data.labels.get("region"),
-                "check": validate_check(data.check),
+                "check": check,
                 "recovery": validate_recovery(data.recovery, strategies),
                 "enabled": data.enabled,
                 "source": SOURCE_CONFIG,
                 "depends_on": list(data.depends_on),
             }
             changed = {k: v for k, v in wanted.items() if k != "check" and getattr(existing, k) != v}
-            if not same_check(existing.check, wanted["check"], service.box):
-                changed["check"] = seal_check(wanted["check"], None, service.box)
+            if not same_check(existing.check, check, service.box):
+                changed["check"] = seal_check(check, None, service.box)
             if changed:
                 if existing.source != SOURCE_CONFIG:
                     log.warning(

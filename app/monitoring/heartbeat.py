@@ -24,7 +24,9 @@ def hash_ping_token(token: str) -> str:
 
 
 def ping_token_matches(token: str, stored_hash: str | None) -> bool:
-    return bool(stored_hash) and hmac.compare_digest(hash_ping_token(token), stored_hash)
+    if not stored_hash:
+        return False
+    return hmac.compare_digest(hash_ping_token(token), stored_hash)
 
 
 class HeartbeatService:

@@ -18,6 +18,7 @@ from app.api.deps import (
 from app.auth.permissions import Permission
 from app.core.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
 from app.db.models import Component
+from app.db.types import utcnow
 from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
 from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
 
@@ -65,7 +66,8 @@ async def heartbeat_caller(
 
 
 # The route-permission walker reads this: the route is authorised (ping token or a JWT), as for metrics.
-heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # any of these; type: ignore[attr-defined]
+# Any of these; a function attribute, which mypy does not model.
+heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # type: ignore[attr-defined]
 
 
 @router.post(
@@ -88,19 +90,21 @@ async def heartbeat(
         )
     body = body or HeartbeatIn()
     component = caller.component
+    received_at = utcnow()
     state = await HeartbeatService(session).record(
         component,
         status=body.status,
         duration_s=body.duration_seconds,
         message=body.message,
         source=caller.source,
+        now=received_at,
     )
     # After the response, i.e. after the commit: the scheduler must read the stored ping.
     background.add_task(scheduler.request_check, component.id)
     return HeartbeatOut(
         component=component.name,
         status=body.status,
-        received_at=state.last_ping_at,
+        received_at=received_at,  # the ping's time, stored as state.last_ping_at
         duration_seconds=state.last_duration_s if body.status != "start" else None,
     )
 

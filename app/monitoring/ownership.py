@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @runtime_checkable
 class Ownership(Protocol):
     async def owned(self, component_ids: set[int]) -> set[int]:
         """The subset of `component_ids` this process should check now."""
+        ...
+
+
+@runtime_checkable
+class HandsOver(Ownership, Protocol):
+    """An ownership that can hand components to another replica (the replicas' lease manager)."""
+
+    async def hand_over(self, session: AsyncSession, due_in: dict[int, float | None]) -> None:
+        """Release these components in the caller's transaction, with their next due times."""
+        ...
+
+    def handed_over(self, component_ids: set[int]) -> None:
+        """After the commit: forget them here."""
         ...
 
 

@@ -98,13 +98,14 @@ async def _ping(
         raise NotFound("no component has this ping token")
     request.state.audit_actor = f"ping-token:{component.name}"
     message = "\n".join(part for part in (note, log_text) if part) or None
+    received_at = utcnow()
     state = await service.record(
         component,
         status=status,
         duration_s=None,
         message=message,
         source="ping-url",
-        now=utcnow(),
+        now=received_at,
         max_message=PING_LOG_MAX_BYTES + 100,
     )
     # After the response, i.e. after the commit: the scheduler must read the stored ping.
@@ -112,7 +113,7 @@ async def _ping(
     return HeartbeatOut(
         component=component.name,
         status=status,
-        received_at=state.last_ping_at,
+        received_at=received_at,  # the ping's time, stored as state.last_ping_at
         duration_seconds=state.last_duration_s if status != "start" else None,
     )
 

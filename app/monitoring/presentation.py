@@ -1,9 +1,10 @@
 """How a component's status is shown, as opposed to how it is decided.
 
-A heartbeat component that has never been pinged (and is not late yet) is shown as ``new``: the state machine has nothing
-to decide from (its check reports "waiting for the first heartbeat"), and "Operational, 100 % up"
-would claim a job runs that may never have run. ``new`` is derived here, for the API, the status
-page and /metrics alike; it is not a state-machine status and never opens or closes an incident.
+A heartbeat component that has never been pinged (and is not late yet) is shown as ``new``: the
+state machine has nothing to decide from (its check reports "waiting for the first heartbeat"), and
+"Operational, 100 % up" would claim a job runs that may never have run. ``new`` is derived here,
+for the API, the status page and /metrics alike; it is not a state-machine status and never opens or
+closes an incident.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ NEW = "new"
 
 
 def awaiting_first_ping(check: dict[str, Any] | None, last_ping_at: Any) -> bool:
-    return bool(check) and check.get("kind") == "heartbeat" and last_ping_at is None
+    if not check:
+        return False
+    return check.get("kind") == "heartbeat" and last_ping_at is None
 
 
 def is_new(status: str, check: dict[str, Any] | None, last_ping_at: Any) -> bool:

@@ -7,6 +7,7 @@ component's label sets are dropped so cardinality stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
@@ -93,10 +94,8 @@ class ProbeMetrics:
             (self.metrics.checks, [(name, o.value) for o in Outcome]),
         ):
             for labels in label_sets:
-                try:
+                with contextlib.suppress(KeyError):
                     collector.remove(*labels)
-                except KeyError:
-                    pass
 
 
 def observe_many(histogram: Any, values: list[float]) -> None:

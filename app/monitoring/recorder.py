@@ -1,5 +1,6 @@
 """Writes a batch of observations in ONE transaction: raw results, component state, transitions,
-incidents, and the events published inside that transaction.
+incidents, and the events published inside that transaction (the incident and transition
+bookkeeping is in `transitions.py`).
 
 The in-memory state is only advanced after the caller's commit: `write()` works on copies and
 returns them (`Applied`), so a failed flush leaves memory and database agreeing.
@@ -11,18 +12,19 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks.base import CheckResult
+from app.db.base import Base
 from app.db.models import Component, HealthTransitionRecord, Incident
 from app.db.types import utcnow
-from app.healing import lifecycle
 from app.monitoring import state_machine as sm
 from app.monitoring.result_rows import DETAIL_MAX, PostgresRows, SQLiteRows, rows_for
-from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.monitoring.transitions import NewIncident, PendingTransition, fold_transition, publish_transition
+from app.platform.events import HealthTransition
 
 if TYPE_CHECKING:
     from app.platform.events import EventBus
@@ -141,9 +143,9 @@ async def write_batch(
     work: dict[int, Tracked] = {}
     owners: list[Tracked] = []  # per observation, in order: the copy it is folded into
     seen: dict[int, int] = {}  # component -> observations folded so far in this batch
-    pending: list[_PendingTransition] = []
-    new_incidents: dict[int, _NewIncident] = {}  # component -> incident opened in this batch, still open
-    opened_here: list[_NewIncident] = []
+    pending: list[PendingTransition] = []
+    new_incidents: dict[int, NewIncident] = {}  # component -> incident opened in this batch, still open
+    opened_here: list[NewIncident] = []
     incident_updates: dict[int, dict[str, Any]] = {}  # existing incident id -> new column values
     for item in items:
         cid = item.component_id
@@ -176,7 +178,7 @@ async def write_batch(
             at = item.at
         if decision is not None:
             pending.append(
-                _fold_transition(
+                fold_transition(
                     t, decision, at, new_incidents, opened_here, incident_updates, seen.get(cid, 0)
                 )
             )
@@ -208,7 +210,7 @@ async def write_batch(
         work[cid].recent_result_ids.extend(ids)
 
     if opened_here:
-        stmt = insert(Incident.__table__).returning(Incident.__table__.c.id, sort_by_parameter_order=True)
+        stmt = insert(_table(Incident)).returning(_table(Incident).c.id, sort_by_parameter_order=True)
         for inc, incident_id in zip(
             opened_here, (await session.execute(stmt, [i.row for i in opened_here])).scalars(), strict=True
         ):
@@ -223,156 +225,24 @@ async def write_batch(
             {
                 **p.row,
                 "incident_id": p.incident_ref.id
-                if isinstance(p.incident_ref, _NewIncident)
+                if isinstance(p.incident_ref, NewIncident)
                 else p.incident_ref,
             }
             for p in pending
         ]
-        stmt = insert(HealthTransitionRecord.__table__).returning(
-            HealthTransitionRecord.__table__.c.id, sort_by_parameter_order=True
+        stmt = insert(_table(HealthTransitionRecord)).returning(
+            _table(HealthTransitionRecord).c.id, sort_by_parameter_order=True
         )
         transition_ids = list((await session.execute(stmt, rows)).scalars())
         for p, row, transition_id in zip(pending, rows, transition_ids, strict=True):
-            transitions.append(await _publish(p, row["incident_id"], transition_id, session, events))
+            transitions.append(
+                await publish_transition(p, row["incident_id"], transition_id, session, events)
+            )
 
     if work:
         now = utcnow()
         await _rows(session).update_states(session, [_state_row(t, now) for t in work.values()])
     return Applied(tracked=work, transitions=transitions, results_written=len(result_ids))
-
-
-@dataclass
-class _NewIncident:
-    row: dict[str, Any]
-    id: int | None = None
-
-
-@dataclass
-class _PendingTransition:
-    t: Tracked
-    decision: sm.Decision
-    at: datetime
-    row: dict[str, Any]
-    incident_ref: _NewIncident | int | None
-    opened: _NewIncident | None
-    closed_ref: _NewIncident | int | None
-    results_seen: int
-
-
-def _fold_transition(
-    t: Tracked,
-    decision: sm.Decision,
-    at: datetime,
-    new_incidents: dict[int, _NewIncident],
-    opened_here: list[_NewIncident],
-    incident_updates: dict[int, dict[str, Any]],
-    results_seen: int,
-) -> _PendingTransition:
-    """Open/worsen/close the incident in memory; the rows are written in bulk afterwards (the
-    `result_ids` once the results have ids: `results_seen` of this batch's results lead up to it)."""
-    cid = t.component_id
-    opened: _NewIncident | None = None
-    closed_ref: _NewIncident | int | None = None
-    current: _NewIncident | int | None = new_incidents.get(cid) or t.incident_id
-    if decision.current in sm.UNHEALTHY:
-        if current is None and not lifecycle.opens_incident(decision.previous, decision.current):
-            pass  # an action's own effect (recovering) never opens an incident
-        elif current is None:
-            opened = _NewIncident(
-                {
-                    "component_id": cid,
-                    "opened_at": at,
-                    "opening_status": decision.current,
-                    "worst_status": decision.current,
-                    "reason": decision.reason,
-                    "closed_at": None,
-                    "close_reason": None,
-                }
-            )
-            opened_here.append(opened)
-            new_incidents[cid] = current = opened
-            t.incident_worst = decision.current
-        elif sm.SEVERITY[decision.current] > sm.SEVERITY.get(t.incident_worst or "", 0):
-            t.incident_worst = decision.current
-            if isinstance(current, _NewIncident):
-                current.row["worst_status"] = decision.current
-            else:
-                incident_updates.setdefault(current, {})["worst_status"] = decision.current
-    incident_ref = current
-    if decision.current == sm.HEALTHY and current is not None:
-        if isinstance(current, _NewIncident):
-            current.row.update(closed_at=at, close_reason=decision.reason)
-            del new_incidents[cid]
-        else:
-            incident_updates.setdefault(current, {}).update(closed_at=at, close_reason=decision.reason)
-        closed_ref = current
-        t.incident_id, t.incident_worst = None, None
-    row = {
-        "component_id": cid,
-        "at": at,
-        "previous": decision.previous,
-        "current": decision.current,
-        "reason": decision.reason,
-        "result_ids": None,
-        "summary": {
-            "recent_outcomes": t.machine.recent[-t.thresholds.window :],
-            "last_detail": t.last_detail,
-            "last_latency_ms": t.last_latency_ms,
-        },
-    }
-    return _PendingTransition(t, decision, at, row, incident_ref, opened, closed_ref, results_seen)
-
-
-async def _publish(
-    p: _PendingTransition,
-    incident_id: int | None,
-    transition_id: int,
-    session: AsyncSession,
-    events: EventBus,
-) -> HealthTransition:
-    t, decision, at = p.t, p.decision, p.at
-    event = HealthTransition(
-        component=t.name,
-        component_id=t.component_id,
-        previous=decision.previous,
-        current=decision.current,
-        reason=decision.reason,
-        at=at,
-        critical=t.critical,
-        labels=dict(t.labels),
-        incident_id=incident_id,
-        transition_id=transition_id,
-    )
-    log.info("component %s: %s -> %s (%s)", t.name, decision.previous, decision.current, decision.reason)
-    if p.opened is not None:
-        await events.publish(
-            IncidentOpened(
-                component=t.name,
-                component_id=t.component_id,
-                incident_id=p.opened.id,
-                status=decision.current,
-                reason=decision.reason,
-                at=at,
-                critical=t.critical,
-                labels=dict(t.labels),
-            ),
-            session,
-        )
-    await events.publish(event, session)
-    if p.closed_ref is not None:
-        closed_id = p.closed_ref.id if isinstance(p.closed_ref, _NewIncident) else p.closed_ref
-        await events.publish(
-            IncidentClosed(
-                component=t.name,
-                component_id=t.component_id,
-                incident_id=closed_id,
-                reason=decision.reason,
-                at=at,
-                labels=dict(t.labels),
-            ),
-            session,
-        )
-    return event
 
 
 def _state_row(t: Tracked, now: datetime) -> tuple[Any, ...]:
@@ -404,6 +274,11 @@ def _rows(session: AsyncSession) -> SQLiteRows | PostgresRows:
 
 
 _ROWS: dict[str, SQLiteRows | PostgresRows] = {}
+
+
+def _table(model: type[Base]) -> Table:
+    # A declarative model's __table__ is typed FromClause; these models are mapped to a Table.
+    return cast(Table, model.__table__)
 
 
 def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:

@@ -86,8 +86,8 @@ class SQLiteRows:
         conn = await session.connection()
         ts, times = self._ts, self._TIME_COLUMNS
         prepared = []
-        for row in rows:
-            row = list(row)
+        for state_row in rows:
+            row = list(state_row)
             for i in times:
                 row[i] = ts(row[i])
             prepared.append(tuple(row))
@@ -105,7 +105,8 @@ class PostgresRows:
         "last_outcome = u.last_outcome, last_detail = u.last_detail, last_latency_ms = u.last_latency_ms, "
         "updated_at = u.updated_at "
         "FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::int[], $5::text[], $6::timestamptz[], "
-        "$7::int[], $8::timestamptz[], $9::text[], $10::text[], $11::float8[], $12::timestamptz[], $13::int[]) "
+        "$7::int[], $8::timestamptz[], $9::text[], $10::text[], $11::float8[], $12::timestamptz[], "
+        "$13::int[]) "
         f"AS u({', '.join(STATE_COLUMNS)}) WHERE s.component_id = u.component_id"
     )
 

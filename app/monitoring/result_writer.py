@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 from app.checks.base import Outcome
 from app.db.session import session_scope
 from app.monitoring import state_machine as sm
+from app.monitoring.ownership import HandsOver, Ownership
 from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
 
 if TYPE_CHECKING:
-    from app.monitoring.ownership import Ownership
     from app.monitoring.probe_metrics import ProbeMetrics
     from app.platform.runtime import Core
 
@@ -227,10 +227,15 @@ class ResultWriter:
     def cancel_hand_over(self, component_ids: Iterable[int]) -> None:
         self._handing_over.difference_update(component_ids)
 
+    def _hands_over(self) -> HandsOver:
+        if not isinstance(self.ownership, HandsOver):  # `_hand_over_due` hands nothing over then
+            raise TypeError("this ownership cannot hand components over")
+        return self.ownership
+
     def _hand_over_due(self, items: list[Item]) -> dict[int, float | None]:
         """Of the components being handed over, those whose result is in this batch -> seconds until
         their next check is due."""
-        if not hasattr(self.ownership, "hand_over"):
+        if not isinstance(self.ownership, HandsOver):
             self._handing_over.clear()
             return {}
         written = {item.component_id for item in items if isinstance(item, Observation)}
@@ -243,10 +248,8 @@ class ResultWriter:
         wait (exponential back-off up to 5 s) and retry with the buffer kept."""
         backoff = 0.0
         while not self._closing:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_soon.wait(), timeout=self.flush_interval)
-            except TimeoutError:
-                pass
             self._flush_soon.clear()
             if self._closing:
                 return  # close() drains
@@ -258,10 +261,8 @@ class ResultWriter:
                 backoff = 0.0
             except Exception:  # noqa: BLE001 - logged in flush; the items are back in the buffer
                 backoff = min(max(backoff * 2, self.flush_interval), 5.0)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flush_stop.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
 
     async def flush(self) -> int:
         """Write buffered results in one transaction. Returns the number of results written.
@@ -289,7 +290,7 @@ class ResultWriter:
                     if self._handing_over:
                         handing = self._hand_over_due(items)
                         if handing:
-                            await self.ownership.hand_over(session, handing)
+                            await self._hands_over().hand_over(session, handing)
             except BaseException as exc:
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -326,7 +327,7 @@ class ResultWriter:
             self._publish_health(applied.tracked)
             if handing:
                 self._handing_over.difference_update(handing)
-                self.ownership.handed_over(set(handing))
+                self._hands_over().handed_over(set(handing))
                 for cid in handing:
                     self._forget(cid)
             return applied.results_written

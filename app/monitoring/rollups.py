@@ -9,9 +9,10 @@ import asyncio
 import logging
 from array import array
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import CheckResultRecord, CheckRollup, HeartbeatPing
@@ -117,7 +118,8 @@ async def _delete_in_batches(state: Core, model, column, cutoff: datetime) -> in
     for _ in range(MAX_DELETE_BATCHES):
         async with session_scope(state.sessionmaker) as session:
             ids = select(key).where(column < cutoff).limit(DELETE_BATCH).scalar_subquery()
-            count = (await session.execute(delete(model).where(key.in_(ids)))).rowcount or 0
+            result = await session.execute(delete(model).where(key.in_(ids)))
+            count = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
         deleted += count
         if count < DELETE_BATCH:
             break
@@ -128,11 +130,11 @@ async def _delete_in_batches(state: Core, model, column, cutoff: datetime) -> in
 async def apply_retention(state: Core, now: datetime | None = None) -> dict[str, int]:
     now = now or utcnow()
     mon = state.settings.monitoring
-    raw_cutoff = now - timedelta(seconds=mon.results_retention)
+    retention_cutoff = now - timedelta(seconds=mon.results_retention)
     async with session_scope(state.sessionmaker) as session:
         watermark = await rollup_watermark(session)
     # Never delete raw results that are not rolled up yet.
-    raw_cutoff = min(raw_cutoff, watermark) if watermark is not None else None
+    raw_cutoff = min(retention_cutoff, watermark) if watermark is not None else None
     report = {"results": 0, "pings": 0, "rollups": 0}
     if raw_cutoff is not None:
         report["results"] = await _delete_in_batches(
@@ -143,9 +145,8 @@ async def apply_retention(state: Core, now: datetime | None = None) -> dict[str,
     )
     rollup_cutoff = now - timedelta(seconds=mon.rollup_retention)
     async with session_scope(state.sessionmaker) as session:
-        report["rollups"] = (
-            await session.execute(delete(CheckRollup).where(CheckRollup.hour < rollup_cutoff))
-        ).rowcount or 0
+        deleted = await session.execute(delete(CheckRollup).where(CheckRollup.hour < rollup_cutoff))
+        report["rollups"] = cast("CursorResult[Any]", deleted).rowcount or 0  # a DELETE's: a CursorResult
     return report
 
 

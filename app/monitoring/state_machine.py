@@ -111,7 +111,7 @@ def observe(
         state.status, state.status_since, failures, successes, recent, grace_until if grace else None
     )
 
-    target, reason = _target(state, new, outcome, grace, t, detail)
+    target, reason = _target(state, new, grace, t, detail)
     if target == state.status:
         return new, None
     if state.status == RECOVERING and target == HEALTHY:
@@ -122,9 +122,7 @@ def observe(
     )
 
 
-def _target(
-    old: MachineState, new: MachineState, outcome: Outcome, grace: bool, t: Thresholds, detail: str
-) -> tuple[str, str]:
+def _target(old: MachineState, new: MachineState, grace: bool, t: Thresholds, detail: str) -> tuple[str, str]:
     status = old.status
     if status == RECOVERING:
         if new.consecutive_successes >= t.success_threshold:

@@ -1,8 +1,9 @@
 """``restart`` (alias ``command``): run an argument list, never through a shell.
 
 The admin decides what may run: command actions are off unless ``healing.command_actions_enabled``;
-when ``healing.command_allowlist`` is non-empty the executable must be on it (by resolved absolute path;
-a bare name is looked up on the guard's PATH); loader/interpreter variables (``app.security.commands``) are refused;
+when ``healing.command_allowlist`` is non-empty the executable must be on it (by resolved absolute
+path; a bare name is looked up on the guard's PATH); loader/interpreter variables
+(``app.security.commands``) are refused;
 the child sees PATH plus only the variables named in ``healing.command_env_allowlist`` and the
 policy's own ``env``. The working directory must be one of ``healing.command_cwd_allowlist`` when that
 list is set. A timeout kills the whole process group; output is capped (head + tail, a few KiB).
@@ -67,9 +68,9 @@ class CommandStrategy(Strategy):
         for name, reason in env_refusals(env):
             raise StrategyConfigError(f"env.{name}", reason)
         if self.enabled and (
-            reason := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")
+            refusal := executable_refusal(argv[0], self.allowlist, "healing.command_allowlist")
         ):
-            raise StrategyConfigError("argv", reason)
+            raise StrategyConfigError("argv", refusal)
         timeout = params.get("timeout", DEFAULT_TIMEOUT_S)
         if (
             isinstance(timeout, bool)

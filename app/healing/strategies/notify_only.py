@@ -24,5 +24,5 @@ class NotifyOnlyStrategy(Strategy):
     def describe(self, params: dict[str, Any]) -> str:
         return "notify a human without acting" + (f": {params['message']}" if params.get("message") else "")
 
-    async def execute(self, ctx: ActionContext) -> ActionResult:
+    async def execute(self, ctx: ActionContext) -> ActionResult:  # noqa: ARG002 - Strategy interface
         return ActionResult(False, "no automatic action: a human was notified", data={"escalated": True})

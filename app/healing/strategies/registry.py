@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -32,7 +33,9 @@ def _instantiate(obj: Any, settings: Any) -> Strategy:
         return obj
     if inspect.isclass(obj) and issubclass(obj, Strategy):
         params = inspect.signature(obj).parameters
-        return obj(settings) if "settings" in params else obj()
+        # Subclasses may take the settings (the base class takes nothing): checked just above.
+        factory: Callable[..., Strategy] = obj
+        return factory(settings) if "settings" in params else factory()
     raise TypeError(f"{obj!r} is not a Strategy class or instance")
 
 
