@@ -36,7 +36,7 @@ class LoopService(ABC):
         self.last_run_at: float | None = None
 
     @abstractmethod
-    async def run_once(self) -> None:
+    async def run_once(self) -> object:  # what a pass reports (counts, ...) is for tests and benches
         """One iteration. Raise freely: the loop logs and carries on."""
 
     async def on_start(self) -> None:  # noqa: B027  an optional hook: empty on purpose, not abstract
