@@ -4,6 +4,7 @@ window to /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.alerts")
 
+# Boot waits this long for each declared-config sync; past it the guard starts without (logged).
+PREPARE_TIMEOUT_S = 30.0
+
 
 class AlertMaintenance(LoopService):
     name = "alert-maintenance"
@@ -38,7 +42,9 @@ class AlertMaintenance(LoopService):
         self.secret_box = secret_box
         self.published = published
 
-    async def on_start(self) -> None:
+    async def prepare(self) -> None:
+        """The maintenance windows and channels the config file declares are in the database before
+        the guard reports ready, so the API lists them from the first request."""
         from app.alerts.windows import sync_declared_windows
         from app.notify.declarative import sync_declared_channels
 
@@ -48,8 +54,9 @@ class AlertMaintenance(LoopService):
         )
         for what, sync in syncs:
             try:
-                report = await sync()
-            except Exception:  # a bad declaration must not stop alert upkeep
+                async with asyncio.timeout(PREPARE_TIMEOUT_S):
+                    report = await sync()
+            except Exception:  # a bad declaration (or a slow database) must not stop the guard
                 log.exception("syncing the %s declared in the configuration failed", what)
             else:
                 if any(report.values()):

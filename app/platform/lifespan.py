@@ -129,6 +129,8 @@ def make_lifespan(
             services = select_services(state, build_services)
             state.services = services
             for service in services:
+                await service.prepare()
+            for service in services:
                 service.start()
             log.info(
                 "pipeline guard %s ready (%s, %d background services)",

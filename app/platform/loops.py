@@ -39,8 +39,12 @@ class LoopService(ABC):
     async def run_once(self) -> object:  # what a pass reports (counts, ...) is for tests and benches
         """One iteration. Raise freely: the loop logs and carries on."""
 
+    async def prepare(self) -> None:  # noqa: B027  an optional hook: empty on purpose, not abstract
+        """Called once at boot, awaited before the guard reports ready (the loop task starts after
+        it). For state the API must already see when the guard is up, e.g. what the config declares."""
+
     async def on_start(self) -> None:  # noqa: B027  an optional hook: empty on purpose, not abstract
-        """Called once before the first iteration."""
+        """Called once before the first iteration (inside the loop's task)."""
 
     async def on_stop(self) -> None:  # noqa: B027  an optional hook: empty on purpose, not abstract
         """Called once after the last iteration (also after cancellation)."""
