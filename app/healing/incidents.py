@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
-from app.healing.attempts import Attempts
+from app.healing.attempts import Attempts, resolution_verb
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
@@ -128,6 +128,22 @@ class IncidentEvents:
             return
         await self._close(session, incident, evt.at)
 
+    @staticmethod
+    async def _acting_attempt(session: AsyncSession, incident_id: int) -> HealingAttempt | None:
+        """The attempt of this incident whose action is running now, if any."""
+        return (
+            await session.execute(
+                select(HealingAttempt)
+                .where(
+                    HealingAttempt.incident_id == incident_id,
+                    HealingAttempt.state == AttemptState.RUNNING,
+                    HealingAttempt.acting_at.is_not(None),
+                )
+                .order_by(HealingAttempt.attempt_number.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+
     async def _close(self, session: AsyncSession, incident: HealingIncident, at: datetime) -> None:
         evt_incident_id = incident.incident_id
         incident.status = "closed"
@@ -147,8 +163,19 @@ class IncidentEvents:
                 .limit(1)
             )
         ).scalar_one_or_none()
+        acting = None if attempt is not None else await self._acting_attempt(session, evt_incident_id)
         if attempt is not None:
             await self.attempts.mark_succeeded(session, attempt, incident, at)
+        elif acting is not None:
+            # Healthy while the action still runs (a restart command that waits for the service it
+            # started): the action healed it. The attempt is marked succeeded when its action ends;
+            # the alerts say now who healed it, before monitoring resolves them as "recovered".
+            await self.ports.alerts.resolve(
+                session,
+                component=acting.component,
+                incident_id=acting.incident_id,
+                resolution_action=f"{resolution_verb(acting.strategy)} by healing attempt {acting.id}",
+            )
         elif incident.outcome == "exhausted":
             await self.ports.alerts.resolve(
                 session,

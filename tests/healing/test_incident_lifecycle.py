@@ -363,3 +363,35 @@ async def test_one_alertmanager_alert_one_restart_and_no_recovering_incident(db_
         ]  # never recovering/critical
         messages = [a["message"] for a in await life.alerts("svc")]
         assert not [m for m in messages if "recovering" in m], messages
+
+
+async def test_healthy_while_the_action_still_runs_credits_the_heal(db_url, tmp_path):
+    """A restart that waits for the service it started: the checks pass before the action ends. The
+    health alert says the attempt healed it (not "recovered"), and the attempt ends succeeded."""
+    async with lifecycle_guard(db_url, tmp_path) as life:
+        component = await life.add("svc")
+        life.svc.mode = "down"
+        await life.checks(2)
+        assert await life.status(component["id"]) == "critical"
+        life.svc.hold = asyncio.Event()
+        life.svc.after_restart = "up"
+        [attempt_id] = await life.engine.evaluate()
+        await wait_until(lambda: life.svc.calls == 1, timeout=30)  # the action runs...
+
+        async def acting():
+            return (await life.attempt(attempt_id)).acting_at is not None
+
+        await wait_until(acting, timeout=30)
+        life.svc.mode = "up"  # ...and the service is back before it returns
+        await life.checks(1)
+        assert await life.status(component["id"]) == "healthy"
+        r = await life.guard.client.get(
+            "/api/v1/alerts",
+            headers=await life.guard.headers("admin"),
+            params={"component": "svc", "status": "resolved"},
+        )
+        [health_alert] = [a for a in r.json()["items"] if a["fingerprint"] == "health:svc"]
+        assert health_alert["resolution_action"] == f"re-run via webhook by healing attempt {attempt_id}"
+        life.svc.hold.set()
+        await wait_until(lambda: life._acted(attempt_id), timeout=30)
+        assert (await life.attempt(attempt_id)).state == "succeeded"
