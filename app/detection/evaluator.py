@@ -30,6 +30,7 @@ from app.detection.rule_judge import judge_point, timer_due
 from app.detection.rule_series import (
     RuleSpec,
     SeriesState,
+    claim_transition,
     load_absent,
     load_series,
     running_clocks,
@@ -239,6 +240,8 @@ class RuleEvaluator(LoopService):
     ) -> None:
         if firing == st.firing:
             return
+        if not await claim_transition(session, st, firing):
+            return  # another replica recorded this move; st now holds the stored state
         rule = st.rule
         if firing:
             row = MetricAnomaly(

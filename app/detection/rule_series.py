@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import RuleState
@@ -21,6 +22,9 @@ from app.detection import absent
 from app.detection.anomaly import AnomalyDetector, default_detector
 from app.detection.threshold import ThresholdEvaluator
 from app.detection.trend import TrendPredictor
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import CursorResult
 
 log = logging.getLogger("pipeline_guard.detection")
 
@@ -159,6 +163,48 @@ async def load_absent(session: AsyncSession, rule: RuleSpec) -> SeriesState:
     if row is not None and row.firing and row.anomaly_id:
         st.firing, st.anomaly_id = True, row.anomaly_id  # the rule changed mid-firing: clear it properly
     return st
+
+
+async def claim_transition(session: AsyncSession, st: SeriesState, firing: bool) -> bool:
+    """Whether this transaction records the series' move to ``firing``. Several replicas may judge
+    one series (``absent`` rules tick in every replica; points of one series may reach several): the
+    stored row decides, by a compare-and-set on its ``firing`` column (Postgres makes a concurrent
+    one wait for this commit, then finds nothing to change). A replica that loses adopts the stored
+    state (``firing``, ``anomaly_id``) instead of recording a second episode."""
+    key = (st.rule.id, st.series_key)
+    flipped = await session.execute(
+        update(RuleState)
+        .where(
+            RuleState.rule_id == st.rule.id,
+            RuleState.series_key == st.series_key,
+            RuleState.firing.is_(not firing),
+        )
+        .values(firing=firing)
+        .execution_options(synchronize_session=False)
+    )
+    if cast("CursorResult[Any]", flipped).rowcount:  # an UPDATE's result is a CursorResult
+        return True
+    row = await session.get(RuleState, key, populate_existing=True)
+    if row is None:  # the series' first transition: whoever inserts its row records it
+        try:
+            async with session.begin_nested():
+                session.add(
+                    RuleState(
+                        rule_id=st.rule.id,
+                        series_key=st.series_key,
+                        labels=st.labels,
+                        rule_version=st.rule.version,
+                        state={},
+                        firing=firing,
+                    )
+                )
+            return True
+        except IntegrityError:
+            row = await session.get(RuleState, key, populate_existing=True)
+    if row is not None:
+        st.anomaly_id = row.anomaly_id
+    st.firing = firing
+    return False
 
 
 async def write_series(session: AsyncSession, st: SeriesState) -> None:

@@ -183,3 +183,47 @@ async def test_rules_declared_in_the_config_file(db_url, tmp_path):
         }
         [rule] = (await guard.client.get("/api/v1/rules", headers=h)).json()
         assert rule["enabled"] is False
+
+
+async def test_two_replicas_ticking_one_absent_rule_record_one_episode(settings):
+    """Every replica's evaluator ticks ``absent`` rules on its clock: the firing is recorded once
+    (one anomaly, one alert), the other replica adopts it, and the clearing is recorded once too."""
+    from app.detection.evaluator import RuleEvaluator
+
+    async with running_guard(settings, build_services=lambda rt: []) as guard:
+        r = await guard.client.post(
+            "/api/v1/rules",
+            headers=await guard.headers("admin"),
+            json={
+                "name": "etl-fresh",
+                "component": "etl",
+                "metric_name": "rows_loaded",
+                "kind": "absent",
+                "params": {"for": "1s"},
+            },
+        )
+        assert r.status_code == 201, r.text
+        one = guard.runtime.detection.evaluator
+        other = RuleEvaluator(guard.runtime.core)  # a second replica's evaluator on the same database
+        await one.run_once()
+        await other.run_once()  # both hold the rule's (quiet) state in memory now
+
+        async def fired():
+            await asyncio.gather(one.run_once(), other.run_once())
+            return bool(await active(guard))
+
+        await tick_until(one, fired)
+        for _ in range(3):
+            await asyncio.gather(one.run_once(), other.run_once())
+        async with guard.session() as s:
+            episodes = list((await s.execute(select(MetricAnomaly))).scalars())
+        assert len(episodes) == 1, [(a.id, a.started_at) for a in episodes]
+        assert len(await alerts(guard, "firing")) == 1
+
+        await send(guard, [point()])
+        await asyncio.gather(one.run_once(), other.run_once())
+        await asyncio.gather(one.run_once(), other.run_once())
+        assert await active(guard) == []
+        async with guard.session() as s:
+            assert len(list((await s.execute(select(MetricAnomaly))).scalars())) == 1
+        assert await alerts(guard, "firing") == []
