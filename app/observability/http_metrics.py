@@ -119,8 +119,18 @@ class HttpMetricsRecorder:
         self.excluded = [re.compile(pattern) for pattern in excluded]
         self._excluded_cache: dict[str, bool] = {}
 
-    def record(self, scope: Scope, status: int, duration: float, in_size: int, out_size: int) -> None:
-        handler = self._handler(scope)
+    def record(
+        self,
+        scope: Scope,
+        status: int,
+        duration: float,
+        in_size: int,
+        out_size: int,
+        handler: str | None = None,
+    ) -> None:
+        """``handler``: the route template when the request was answered without routing."""
+        if handler is None:
+            handler = self._handler(scope)
         if not self._is_excluded(handler):
             self.metrics.observe(scope["method"], status, handler, duration, in_size, out_size)
 
