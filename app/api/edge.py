@@ -37,7 +37,7 @@ class Shortcut(Protocol):
 
     def accepts(self, scope: Scope) -> bool: ...
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+    async def answer(self, send: Send) -> None: ...
 
 
 def _request_ids() -> Iterator[str]:
@@ -97,16 +97,16 @@ class EdgeMiddleware:
             request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode())
-        response: list = [500, 0, False, None]  # status, content-length, started, shortcut handler
+        response = _Response()
 
         async def edge_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response[0] = message["status"]
-                response[2] = True
+                response.status = message["status"]
+                response.started = True
                 headers = list(message.get("headers", ()))
                 for name, value in headers:
                     if name == b"content-length":
-                        response[1] = int(value)
+                        response.size = int(value)
                         break
                 headers.append(id_header)
                 message["headers"] = headers
@@ -117,7 +117,7 @@ class EdgeMiddleware:
         finally:
             in_size = int(declared) if declared is not None and declared.isdigit() else 0
             self.metrics.record(
-                scope, response[0], time.perf_counter() - start, in_size, response[1], response[3]
+                scope, response.status, time.perf_counter() - start, in_size, response.size, response.handler
             )
 
     async def _handle(
@@ -127,7 +127,7 @@ class EdgeMiddleware:
         send: Send,
         declared: bytes | None,
         chunked: bool,
-        response: list,
+        response: _Response,
     ) -> None:
         if has_nul(scope):
             await send_error(
@@ -152,8 +152,8 @@ class EdgeMiddleware:
                 return
         shortcut = self.shortcuts.get(scope["path"])
         if shortcut is not None and shortcut.accepts(scope):
-            response[3] = shortcut.handler
-            await shortcut(scope, receive, send)
+            response.handler = shortcut.handler
+            await shortcut.answer(send)
             return
         if not chunked and scope.get("http_version") in ("1.0", "1.1"):
             # HTTP/1 framing: the server delivers exactly the declared length (checked above), or no
@@ -162,7 +162,9 @@ class EdgeMiddleware:
             return
         await self._with_counted_body(scope, receive, send, response)
 
-    async def _with_counted_body(self, scope: Scope, receive: Receive, send: Send, response: list) -> None:
+    async def _with_counted_body(
+        self, scope: Scope, receive: Receive, send: Send, response: _Response
+    ) -> None:
         """Count the bytes of a body of unknown length; refuse with 413 once they pass the cap. The
         route's body parser turns any error of the receive channel into a 400 of its own: that answer
         is replaced by the 413."""
@@ -188,7 +190,7 @@ class EdgeMiddleware:
         try:
             await self.app(scope, counted_receive, checked_send)
         except _TooLarge:
-            if not response[2]:
+            if not response.started:
                 await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
@@ -199,6 +201,19 @@ class EdgeMiddleware:
             f"request body exceeds {self.max_body_bytes} bytes",
             {"max_bytes": self.max_body_bytes},
         )
+
+
+class _Response:
+    """What the metrics record of a response: status, declared size, whether it started, and the
+    route template of a shortcut (routed requests carry theirs in the scope)."""
+
+    __slots__ = ("handler", "size", "started", "status")
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.size = 0
+        self.started = False
+        self.handler: str | None = None
 
 
 class _TooLarge(Exception):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from app.health.health_map import most_severe
 
@@ -54,7 +54,7 @@ class LivenessShortcut:
         """``scope["path"]`` is already known to be /health."""
         return scope["method"] == "GET" and not scope.get("query_string") and not scope.get("root_path")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, send: Send) -> None:
         body = orjson.dumps(liveness(self.state), option=orjson.OPT_UTC_Z)
         await send(
             {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -96,6 +98,34 @@ async def test_health_lists_only_the_components_that_are_not_healthy(guard):
     assert body["status"] == "healthy" and body["components"] == {}
     r = await guard.client.get("/health", params={"full": "maybe"})
     assert r.status_code == 422 and r.json()["error"]["type"] == "validation_error"
+
+
+async def test_plain_health_answered_at_the_edge_is_the_routes_answer(guard):
+    """A plain GET /health is answered by the edge; with a query string it goes through the route.
+    Same status, headers, body bytes (but the timestamp), request id and metrics; other methods
+    still get the route table's answer."""
+    health = guard.runtime.component_health
+    health.update({"ok": "healthy", "new": "unknown", "slow": "degraded", "db": "critical"})
+    guard.runtime.critical_components.add("db")
+    plain = await guard.client.get("/health")
+    routed = await guard.client.get("/health", params={"full": "false"})
+    stamp = re.compile(rb'"timestamp":"([^"]+)"')
+    for r in (plain, routed):
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
+        assert r.headers["x-request-id"]
+        when = datetime.fromisoformat(stamp.search(r.content).group(1).decode())
+        assert when.utcoffset() == timedelta(0) and abs(datetime.now(UTC) - when) < timedelta(minutes=1)
+    assert stamp.search(plain.content).group(1).endswith(b"Z")
+    assert stamp.sub(b"", plain.content) == stamp.sub(b"", routed.content)
+    assert plain.json()["components"] == {"db": "critical", "slow": "degraded"}
+    assert plain.headers["x-request-id"] != routed.headers["x-request-id"]
+    registry = guard.runtime.metrics.registry
+    labels = {"handler": "/health", "method": "GET", "status": "2xx"}
+    assert registry.get_sample_value("http_requests_total", labels) == 2
+    assert registry.get_sample_value("http_response_size_bytes_count", {"handler": "/health"}) == 2
+    assert (await guard.client.head("/health")).status_code == 405
+    assert (await guard.client.post("/health")).status_code == 405
 
 
 async def test_health_body_names_a_few_worst_components_at_any_fleet_size(guard):
