@@ -152,10 +152,12 @@ def test_health_map_keeps_its_index_with_every_dict_method():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from app.health.health_map import OK_STATUSES, HealthMap, overall_health
+    from app.health.health_map import OK_STATUSES, HealthMap, most_severe, overall_health
 
-    names = st.sampled_from(["a", "b", "c", "d"])
-    statuses = st.sampled_from(["healthy", "unknown", "degraded", "critical", "failed", "recovering"])
+    names = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+    statuses = st.sampled_from(
+        ["healthy", "unknown", "degraded", "critical", "failed", "recovering", "paused", "odd"]
+    )
     ops = st.lists(
         st.one_of(
             st.tuples(st.just("set"), names, statuses),
@@ -169,7 +171,7 @@ def test_health_map_keeps_its_index_with_every_dict_method():
         max_size=30,
     )
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=500, deadline=None)
     @given(ops, st.sets(names))
     def check(operations, critical):
         m, plain = HealthMap(), {}
@@ -195,6 +197,16 @@ def test_health_map_keeps_its_index_with_every_dict_method():
             assert m.not_ok == {n for n, s in plain.items() if s not in OK_STATUSES}
             assert +m.counts == Counter(plain.values())
             assert overall_health(m, critical) == overall_health(dict(plain), critical)
+            by_status: dict[str, set[str]] = {}
+            for n, s in plain.items():
+                if s not in OK_STATUSES:
+                    by_status.setdefault(s, set()).add(n)
+            assert m.not_ok_by_status == by_status
+            for limit in (0, 1, 2, 3, 6):
+                # The HealthMap's set operations choose as the reference ranking over a plain dict.
+                chosen, unlisted = most_severe(m, critical, limit)
+                expected, expected_unlisted = most_severe(dict(plain), critical, limit)
+                assert list(chosen.items()) == list(expected.items()) and unlisted == expected_unlisted
 
     check()
 
