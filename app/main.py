@@ -55,12 +55,14 @@ def create_app(settings: Settings | None = None, *, build_services: ServiceBuild
     # (it sees the route template and the caller; refused and rate-limited floods never reach it).
     from app.api.edge import EdgeMiddleware
     from app.audit.middleware import AuditMiddleware
+    from app.health.liveness import HEALTH_PATH, LivenessShortcut
 
     app.add_middleware(AuditMiddleware, state_getter=lambda: state)
     app.add_middleware(
         EdgeMiddleware,
         limiter_getter=lambda: state.limiter,
         max_body_bytes=MAX_BODY_BYTES,
+        shortcuts={HEALTH_PATH: LivenessShortcut(state)},
         on_reject=lambda group: metrics.rate_limited.labels(group).inc(),
         metrics=HttpMetricsRecorder(
             HttpMetrics(metrics.registry), routes=lambda: app.routes, excluded=["/metrics", "/static/.*"]

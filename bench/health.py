@@ -6,7 +6,9 @@ thread, `--connections` keep-alive connections), in paired rounds bare / guard /
 
 The guard runs with its whole middleware stack (the edge: request id, HTTP metrics, NUL and body-size
 guards, rate limiter; then audit) and its background loops, on a scratch SQLite database; its
-/health rate limit is raised so that every request is served (the limiter still runs). Each guard
+/health rate limit is raised so that every request is served (the limiter still runs). The guard's
+edge answers a plain GET /health itself after those checks (app/health/liveness.py), as it does in
+production; the bare app routes it through FastAPI, as any FastAPI app does. Each guard
 round is divided by the mean of the bare rounds around it; the median and spread of those ratios
 are the figure (target >= 0.8).
 """

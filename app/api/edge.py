@@ -7,6 +7,10 @@ wrapper records the status and size for the metrics and adds X-Request-ID, and t
 is wrapped only when a body can exceed its declared length. The order of the checks is the order of
 the old layers: NUL (400), then declared size (413), then rate limit (429); each refusal is still
 timed, counted and carries its request id. Every route, /health included, is rate limited.
+
+A ``shortcut`` (the liveness answer of a plain GET /health) is served here once every check has
+passed, without the route table: it is timed, counted under its route template and carries its
+request id like any routed request.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +28,16 @@ from app.api.ratelimit import RateLimiter, client_address, route_group, send_rat
 from app.observability.http_metrics import HttpMetricsRecorder
 
 MAX_REQUEST_ID_CHARS = 64
+
+
+class Shortcut(Protocol):
+    """An answer for one path that needs no routing (e.g. app.health.liveness.LivenessShortcut)."""
+
+    handler: str  # the route template its requests are counted under
+
+    def accepts(self, scope: Scope) -> bool: ...
+
+    async def answer(self, send: Send) -> None: ...
 
 
 def _request_ids() -> Iterator[str]:
@@ -55,8 +70,10 @@ class EdgeMiddleware:
         limiter_getter: Callable[[], RateLimiter | None],
         on_reject: Callable[[str], None] | None = None,
         max_body_bytes: int,
+        shortcuts: dict[str, Shortcut] | None = None,
     ):
         self.app = app
+        self.shortcuts = shortcuts or {}
         self.metrics = metrics
         self.limiter_getter = limiter_getter
         self.on_reject = on_reject
@@ -80,16 +97,16 @@ class EdgeMiddleware:
             request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode())
-        response = [500, 0, False]  # status, content-length, started
+        response = _Response()
 
         async def edge_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                response[0] = message["status"]
-                response[2] = True
+                response.status = message["status"]
+                response.started = True
                 headers = list(message.get("headers", ()))
                 for name, value in headers:
                     if name == b"content-length":
-                        response[1] = int(value)
+                        response.size = int(value)
                         break
                 headers.append(id_header)
                 message["headers"] = headers
@@ -99,7 +116,9 @@ class EdgeMiddleware:
             await self._handle(scope, receive, edge_send, declared, chunked, response)
         finally:
             in_size = int(declared) if declared is not None and declared.isdigit() else 0
-            self.metrics.record(scope, response[0], time.perf_counter() - start, in_size, response[1])
+            self.metrics.record(
+                scope, response.status, time.perf_counter() - start, in_size, response.size, response.handler
+            )
 
     async def _handle(
         self,
@@ -108,7 +127,7 @@ class EdgeMiddleware:
         send: Send,
         declared: bytes | None,
         chunked: bool,
-        response: list[int],
+        response: _Response,
     ) -> None:
         if has_nul(scope):
             await send_error(
@@ -131,6 +150,11 @@ class EdgeMiddleware:
                     self.on_reject(group)
                 await send_rate_limited(send, limiter, group, wait)
                 return
+        shortcut = self.shortcuts.get(scope["path"])
+        if shortcut is not None and shortcut.accepts(scope):
+            response.handler = shortcut.handler
+            await shortcut.answer(send)
+            return
         if not chunked and scope.get("http_version") in ("1.0", "1.1"):
             # HTTP/1 framing: the server delivers exactly the declared length (checked above), or no
             # body at all when none is declared.
@@ -139,7 +163,7 @@ class EdgeMiddleware:
         await self._with_counted_body(scope, receive, send, response)
 
     async def _with_counted_body(
-        self, scope: Scope, receive: Receive, send: Send, response: list[int]
+        self, scope: Scope, receive: Receive, send: Send, response: _Response
     ) -> None:
         """Count the bytes of a body of unknown length; refuse with 413 once they pass the cap. The
         route's body parser turns any error of the receive channel into a 400 of its own: that answer
@@ -166,7 +190,7 @@ class EdgeMiddleware:
         try:
             await self.app(scope, counted_receive, checked_send)
         except _TooLarge:
-            if not response[2]:
+            if not response.started:
                 await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
@@ -177,6 +201,19 @@ class EdgeMiddleware:
             f"request body exceeds {self.max_body_bytes} bytes",
             {"max_bytes": self.max_body_bytes},
         )
+
+
+class _Response:
+    """What the metrics record of a response: status, declared size, whether it started, and the
+    route template of a shortcut (routed requests carry theirs in the scope)."""
+
+    __slots__ = ("handler", "size", "started", "status")
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.size = 0
+        self.started = False
+        self.handler: str | None = None
 
 
 class _TooLarge(Exception):

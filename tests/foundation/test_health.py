@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -98,6 +100,34 @@ async def test_health_lists_only_the_components_that_are_not_healthy(guard):
     assert r.status_code == 422 and r.json()["error"]["type"] == "validation_error"
 
 
+async def test_plain_health_answered_at_the_edge_is_the_routes_answer(guard):
+    """A plain GET /health is answered by the edge; with a query string it goes through the route.
+    Same status, headers, body bytes (but the timestamp), request id and metrics; other methods
+    still get the route table's answer."""
+    health = guard.runtime.component_health
+    health.update({"ok": "healthy", "new": "unknown", "slow": "degraded", "db": "critical"})
+    guard.runtime.critical_components.add("db")
+    plain = await guard.client.get("/health")
+    routed = await guard.client.get("/health", params={"full": "false"})
+    stamp = re.compile(rb'"timestamp":"([^"]+)"')
+    for r in (plain, routed):
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert int(r.headers["content-length"]) == len(r.content)
+        assert r.headers["x-request-id"]
+        when = datetime.fromisoformat(stamp.search(r.content).group(1).decode())
+        assert when.utcoffset() == timedelta(0) and abs(datetime.now(UTC) - when) < timedelta(minutes=1)
+    assert stamp.search(plain.content).group(1).endswith(b"Z")
+    assert stamp.sub(b"", plain.content) == stamp.sub(b"", routed.content)
+    assert plain.json()["components"] == {"db": "critical", "slow": "degraded"}
+    assert plain.headers["x-request-id"] != routed.headers["x-request-id"]
+    registry = guard.runtime.metrics.registry
+    labels = {"handler": "/health", "method": "GET", "status": "2xx"}
+    assert registry.get_sample_value("http_requests_total", labels) == 2
+    assert registry.get_sample_value("http_response_size_bytes_count", {"handler": "/health"}) == 2
+    assert (await guard.client.head("/health")).status_code == 405
+    assert (await guard.client.post("/health")).status_code == 405
+
+
 async def test_health_body_names_a_few_worst_components_at_any_fleet_size(guard):
     from app.health.router import HEALTH_LISTED
 
@@ -122,10 +152,12 @@ def test_health_map_keeps_its_index_with_every_dict_method():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from app.health.health_map import OK_STATUSES, HealthMap, overall_health
+    from app.health.health_map import OK_STATUSES, HealthMap, most_severe, overall_health
 
-    names = st.sampled_from(["a", "b", "c", "d"])
-    statuses = st.sampled_from(["healthy", "unknown", "degraded", "critical", "failed", "recovering"])
+    names = st.sampled_from(["a", "b", "c", "d", "e", "f"])
+    statuses = st.sampled_from(
+        ["healthy", "unknown", "degraded", "critical", "failed", "recovering", "paused", "odd"]
+    )
     ops = st.lists(
         st.one_of(
             st.tuples(st.just("set"), names, statuses),
@@ -139,7 +171,7 @@ def test_health_map_keeps_its_index_with_every_dict_method():
         max_size=30,
     )
 
-    @settings(max_examples=300, deadline=None)
+    @settings(max_examples=500, deadline=None)
     @given(ops, st.sets(names))
     def check(operations, critical):
         m, plain = HealthMap(), {}
@@ -165,6 +197,16 @@ def test_health_map_keeps_its_index_with_every_dict_method():
             assert m.not_ok == {n for n, s in plain.items() if s not in OK_STATUSES}
             assert +m.counts == Counter(plain.values())
             assert overall_health(m, critical) == overall_health(dict(plain), critical)
+            by_status: dict[str, set[str]] = {}
+            for n, s in plain.items():
+                if s not in OK_STATUSES:
+                    by_status.setdefault(s, set()).add(n)
+            assert m.not_ok_by_status == by_status
+            for limit in (0, 1, 2, 3, 6):
+                # The HealthMap's set operations choose as the reference ranking over a plain dict.
+                chosen, unlisted = most_severe(m, critical, limit)
+                expected, expected_unlisted = most_severe(dict(plain), critical, limit)
+                assert list(chosen.items()) == list(expected.items()) and unlisted == expected_unlisted
 
     check()
 

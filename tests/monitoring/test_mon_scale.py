@@ -199,3 +199,70 @@ async def test_a_shutdown_cut_short_counts_what_it_could_not_write(
         stall.set()
         await asyncio.gather(*scheduler.writer._flushes, return_exceptions=True)
         assert await stored(guard) == 10
+
+
+async def test_status_from_the_database_counts_only_monitored_components_and_finds_the_overall(
+    db_url, tmp_path
+):
+    """Without the scheduler's map (other replicas probe) /api/v1/status reads the database: a check
+    stored as SQL NULL, JSON null or {} and a disabled component are not monitored; the overall health
+    is critical only while a critical component is critical or failed."""
+    from sqlalchemy import null
+
+    from app.db.models import ComponentState
+
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
+        heartbeat = {"kind": "heartbeat", "period": 3600, "grace": 60}
+        names = ["core", "edge-a", "edge-b", "sql-null", "json-null", "empty", "off"]
+        for name in names:
+            await add_component(guard, name, heartbeat, critical=name in ("core", "off", "empty"))
+        statuses = {"core": "healthy", "edge-a": "healthy", "edge-b": "degraded"}
+        async with guard.session() as session:
+            ids = dict((await session.execute(select(Component.name, Component.id))).all())
+            for name in ("sql-null", "json-null", "empty", "off"):
+                statuses[name] = "failed"  # all critical or failed, none of them monitored
+            await session.execute(update(Component).where(Component.name == "sql-null").values(check=null()))
+            await session.execute(update(Component).where(Component.name == "json-null").values(check=None))
+            await session.execute(update(Component).where(Component.name == "empty").values(check={}))
+            await session.execute(update(Component).where(Component.name == "off").values(enabled=False))
+            for name, status in statuses.items():
+                await session.execute(
+                    update(ComponentState)
+                    .where(ComponentState.component_id == ids[name])
+                    .values(status=status)
+                )
+            await session.commit()
+        guard.runtime.component_health.clear()
+        viewer = await guard.headers("viewer")
+
+        async def status() -> dict:
+            r = await guard.client.get("/api/v1/status", headers=viewer)
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        body = await status()
+        assert [c["name"] for c in body["components"]] == ["core", "edge-a", "edge-b"]
+        assert body["counts_by_status"] == {"healthy": 2, "degraded": 1} and body["total"] == 3
+        assert body["overall_health"] == "degraded"
+        for core_status, overall in (
+            ("critical", "critical"),
+            ("failed", "critical"),
+            ("recovering", "degraded"),
+        ):
+            async with guard.session() as session:
+                await session.execute(
+                    update(ComponentState)
+                    .where(ComponentState.component_id == ids["core"])
+                    .values(status=core_status)
+                )
+                await session.commit()
+            assert (await status())["overall_health"] == overall, core_status
+        async with guard.session() as session:
+            await session.execute(
+                update(ComponentState)
+                .where(ComponentState.component_id.in_([ids["core"], ids["edge-b"]]))
+                .values(status="healthy")
+            )
+            await session.commit()
+        body = await status()
+        assert body["overall_health"] == "healthy" and body["counts_by_status"] == {"healthy": 3}
