@@ -53,14 +53,15 @@ CHILDREN_KEY = "rootcause.children"
 
 
 async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str, list[str]]:
-    """``cached``: once per transaction (a flush publishes one event per transition: a thousand
-    components failing together must not read the graph a thousand times)."""
+    """The dependency graph's edges (``_load_edges``: ancestors, descendants and roots are the same
+    as on the whole registry, and a status change does not read the fleet). ``cached``: once per
+    transaction (a flush publishes one event per transition: a thousand components failing together
+    must not read the graph a thousand times)."""
     txn = session.sync_session.get_transaction()
     hit = session.info.get(GRAPH_KEY)
     if cached and hit is not None and txn is not None and hit[0] is txn:
         return hit[1]
-    rows = (await session.execute(select(Component.name, Component.depends_on))).all()
-    dag = {name: list(deps or []) for name, deps in rows}
+    dag = await _load_edges(session)
     session.info[GRAPH_KEY] = (session.sync_session.get_transaction(), dag)
     return dag
 
