@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,3 +39,20 @@ async def hold_write_lock(session: AsyncSession) -> None:
     driver = (await connection.get_raw_connection()).driver_connection
     if driver is not None and not driver.in_transaction:
         await connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The driver's own connection under ``session`` (asyncpg's for COPY and array statements),
+    inside the session's transaction. SQLAlchemy's asyncpg adapter sends BEGIN lazily, before the
+    first statement it runs itself: a statement sent to the driver before that would run in
+    autocommit, outside the transaction, and survive its rollback (a flush retried after a failure
+    would then store its rows twice). So the adapter's transaction is begun here when it has not been
+    yet. The SQLite driver begins its own transaction before the first write."""
+    connection = await session.connection()
+    proxied = await connection.get_raw_connection()
+    if connection.dialect.name == "postgresql":
+        adapter: Any = proxied.dbapi_connection  # the dialect's AsyncAdapt_asyncpg_connection
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+    return proxied.driver_connection

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.session import driver_connection
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
 from app.metrics.validation import Batch, Series
@@ -36,9 +37,8 @@ _UPSERT_SERIES = (
 )
 
 
-async def raw_connection(session: AsyncSession):
-    conn = await session.connection()
-    return (await conn.get_raw_connection()).driver_connection
+async def raw_connection(session: AsyncSession) -> Any:
+    return await driver_connection(session)
 
 
 class PostgresIngest:

@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.session import driver_connection
+
 DETAIL_MAX = 1000  # characters of a result's detail stored
 RESULT_COLUMNS = ("component_id", "observed_at", "outcome", "latency_ms", "detail")
 # One state row, in this order (`recorder._state_row`), the component id last.
@@ -110,9 +112,8 @@ class PostgresRows:
         f"AS u({', '.join(STATE_COLUMNS)}) WHERE s.component_id = u.component_id"
     )
 
-    async def _raw(self, session: AsyncSession):
-        conn = await session.connection()
-        return (await conn.get_raw_connection()).driver_connection
+    async def _raw(self, session: AsyncSession) -> Any:
+        return await driver_connection(session)
 
     async def insert_results(self, session: AsyncSession, rows: Sequence[ResultRow]) -> list[int]:
         raw = await self._raw(session)
