@@ -274,6 +274,10 @@ class LeaseManager(LoopService):
                 log.warning(
                     "replica %s: draining its leases failed (%s)", self.replica_id, type(exc).__name__
                 )
+        stop_probing = getattr(self.scheduler, "stop_probing", None)
+        if drain and stop_probing is not None:
+            # Probing stops and what ran is written while the leases are still held, before they go.
+            await stop_probing()
         remaining = set(self.epochs)
         due_in = self._due_in(remaining)
         self._released = True
@@ -320,6 +324,7 @@ class LeaseManager(LoopService):
         soon = set(self.epochs) - set(later)
         planned = time.monotonic() - t0
         if later:
+            await scheduler.flush()  # their results so far are written while the leases are held
             async with asyncio.timeout(3):
                 async with session_scope(self.state.sessionmaker) as session:
                     await self.store.release(session, self.replica_id, set(later), later)
