@@ -78,7 +78,7 @@ async def roll_up_hour(session: AsyncSession, hour: datetime) -> int:
     p95_query = select(ranked.c.component_id, ranked.c.latency_ms).where(
         ranked.c.rank == (ranked.c.n * 95) // 100 + 1
     )
-    p95 = dict((await session.execute(p95_query)).tuples().all())
+    p95 = dict((await session.execute(p95_query)).all())
     await session.execute(delete(CheckRollup).where(CheckRollup.hour == hour))
     rows = [
         {
