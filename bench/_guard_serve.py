@@ -134,17 +134,24 @@ class GuardServe:
         self.token = resp.json()["access_token"]
 
     async def scheduler_stats(self, client: httpx.AsyncClient) -> dict:
-        """The scheduler's figures; a 5xx (the database busy) is counted in `api_errors` and retried."""
+        """The scheduler's figures; a 5xx (the database busy) or no answer within 30 s (the event loop
+        blocked) is counted in `api_errors` and retried."""
         for _ in range(20):
-            resp = await client.get(
-                f"{self.base_url}/api/v1/status/detailed",
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=30,
-            )
+            try:
+                resp = await client.get(
+                    f"{self.base_url}/api/v1/status/detailed",
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    timeout=30,
+                )
+            except httpx.TimeoutException:
+                self.api_errors += 1
+                continue
             if resp.status_code < 500:
                 break
             self.api_errors += 1
             await asyncio.sleep(0.5)
+        else:
+            raise RuntimeError("the guard did not answer /api/v1/status/detailed 20 times in a row")
         resp.raise_for_status()
         return resp.json()["scheduler"]
 

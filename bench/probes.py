@@ -312,7 +312,7 @@ def report(n: int, args, guard: dict) -> None:
         f"  SIGTERM -> exit {guard['stop_s']:.1f} s (exit {guard['exit']}): stored {guard['stored']} of "
         f"{guard['ran']} run (counted by {guard['ran_counted_by']}): lost {guard['lost']}"
         f" (the guard: dropped {final.get('dropped', '?')}, not written {final.get('not_written', '?')})"
-        f"  5xx answers to the bench's status polls {guard['api_errors']}"
+        f"  status polls answered 5xx or not within 30 s {guard['api_errors']}"
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -167,7 +168,9 @@ class RollupLoop(LoopService):
         self.state = state
 
     async def run_once(self) -> None:
-        await roll_up(self.state)
+        started = time.monotonic()
+        if hours := await roll_up(self.state):
+            log.info("monitoring rollups: %d hour(s) rolled up in %.1f s", hours, time.monotonic() - started)
         report = await apply_retention(self.state)
         if any(report.values()):
             log.info("monitoring retention: deleted %s", report)
