@@ -98,7 +98,7 @@ class Scheduler(ComponentTracking):
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._closing = False
-        self._probing_stopped = False
+        self._stopping: asyncio.Future[None] | None = None  # stop_probing's task, once shutdown began
         # Figures for /status/detailed and the benchmark.
         self.lags: deque[float] = deque(maxlen=20_000)
         self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
@@ -137,7 +137,8 @@ class Scheduler(ComponentTracking):
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         self.prober.open()
-        self._closing = self._probing_stopped = False
+        self._closing = False
+        self._stopping = None
         self.writer.open()
         await self.refresh()
 
@@ -161,10 +162,15 @@ class Scheduler(ComponentTracking):
         """Shutdown, first step (before the leases are released): no new check starts, in-flight ones
         finish (briefly), and every result they produced is written while this replica still owns
         the components. Bounded: what the database does not take within `SHUTDOWN_FLUSH_S` is
-        counted and logged as dropped. Idempotent; recovery marks can still be written afterwards."""
-        if self._probing_stopped:
-            return
-        self._probing_stopped = True
+        counted and logged as dropped. Idempotent; recovery marks can still be written afterwards.
+
+        Runs as its own task, shielded: a caller that gives up waiting (a loop's stop timeout) does not
+        cut the drain short, and the next caller (`close()`) waits for the same task."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_probing())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_probing(self) -> None:
         self._closing = True
         self.timetable.wake.set()
         self.writer.stop()

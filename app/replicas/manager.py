@@ -260,6 +260,10 @@ class LeaseManager(LoopService):
     async def on_stop(self) -> None:
         await self.release_all(drain=True)
 
+    async def stop(self, timeout: float = DRAIN_MAX_S + 15.0) -> None:
+        # Long enough for the drain and the scheduler's stop_probing (in-flight checks, the last flush).
+        await super().stop(timeout)
+
     async def release_all(self, *, drain: bool = False) -> None:
         """Stop acting, hand every lease over and mark this replica gone (SIGTERM path). With `drain`
         (and a running scheduler), leases are handed over one by one right after their next probe
