@@ -248,6 +248,20 @@ class Scheduler(ComponentTracking):
         lease in that flush's transaction with the next due time (`ownership.hand_over`)."""
         self.writer.hand_over_after_probe(component_ids)
 
+    async def finish_probes(self, component_ids: set[int], timeout: float = 2.0) -> None:
+        """Hand-over at once: no new check of these components starts, and the running ones get up to
+        `timeout` to finish, so their results are buffered before the caller writes them and lets the
+        leases go (a result that arrives after its lease moved on is not written)."""
+        for cid in component_ids:
+            entry = self.entries.get(cid)
+            if entry is not None:
+                entry.generation += 1  # its heap items become stale: not dispatched again
+        running = [e for cid in component_ids if (e := self.entries.get(cid)) is not None and e.running]
+        deadline = time.monotonic() + timeout
+        while running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            running = [e for e in running if e.running]
+
     def forget(self, component_ids: set[int]) -> None:
         """Stop checking these components now (their lease went to another replica)."""
         self.writer.cancel_hand_over(component_ids)

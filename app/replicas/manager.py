@@ -328,7 +328,10 @@ class LeaseManager(LoopService):
         soon = set(self.epochs) - set(later)
         planned = time.monotonic() - t0
         if later:
-            await scheduler.flush()  # their results so far are written while the leases are held
+            # Their checks stop, the running ones finish, and every result is written while the
+            # leases are still held.
+            await scheduler.finish_probes(set(later))
+            await scheduler.flush()
             async with asyncio.timeout(3):
                 async with session_scope(self.state.sessionmaker) as session:
                     await self.store.release(session, self.replica_id, set(later), later)
