@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,9 @@ import yaml
 from bench._server import ROOT, SECRET, free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SHUTDOWN_LINE = re.compile(
+    r"stopped probing: (\d+) checks run, (\d+) results written, (\d+) dropped, (\d+) not written"
+)
 ADMIN_PASSWORD = "bench-admin-password-0123456789"
 
 
@@ -64,7 +68,9 @@ class GuardServe:
                     "database_url": database_url,
                     "data_dir": str(tmp / "var"),
                     "max_workers": workers,
-                    "log_level": "WARNING",
+                    # INFO: the scheduler's shutdown figures (checks run, results written) are read
+                    # from the log; at INFO the guard logs a few lines a minute besides.
+                    "log_level": "INFO",
                     "security": {"secret_key": SECRET, "rate_limiting": {"enabled": False}},
                     "pipeline": {
                         "monitoring": {
@@ -128,17 +134,24 @@ class GuardServe:
         self.token = resp.json()["access_token"]
 
     async def scheduler_stats(self, client: httpx.AsyncClient) -> dict:
-        """The scheduler's figures; a 5xx (the database busy) is counted in `api_errors` and retried."""
+        """The scheduler's figures; a 5xx (the database busy) or no answer within 30 s (the event loop
+        blocked) is counted in `api_errors` and retried."""
         for _ in range(20):
-            resp = await client.get(
-                f"{self.base_url}/api/v1/status/detailed",
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=30,
-            )
+            try:
+                resp = await client.get(
+                    f"{self.base_url}/api/v1/status/detailed",
+                    headers={"Authorization": f"Bearer {self.token}"},
+                    timeout=30,
+                )
+            except httpx.TimeoutException:
+                self.api_errors += 1
+                continue
             if resp.status_code < 500:
                 break
             self.api_errors += 1
             await asyncio.sleep(0.5)
+        else:
+            raise RuntimeError("the guard did not answer /api/v1/status/detailed 20 times in a row")
         resp.raise_for_status()
         return resp.json()["scheduler"]
 
@@ -152,6 +165,19 @@ class GuardServe:
         """Lines of the guard's log (any loop, any level) that mention a locked database."""
         lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if "locked" in line]
         return len(lines), (lines[0][:200] if lines else None)
+
+    def shutdown_figures(self) -> dict | None:
+        """The scheduler's own figures when it stopped probing (None: a tree that does not log them)."""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if match := SHUTDOWN_LINE.search(line):
+                run, written, dropped, not_written = (int(g) for g in match.groups())
+                return {
+                    "checks_run": run,
+                    "written": written,
+                    "dropped": dropped,
+                    "not_written": not_written,
+                }
+        return None
 
     def stop(self) -> int | None:
         """SIGTERM (the graceful shutdown drains the result buffer); returns the exit code."""

@@ -46,6 +46,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._guard_serve import GuardServe, blackbox_exporter, drive_blackbox, proc_cpu_seconds, proc_rss_mb
+from bench._history import Seeded, seed_postgres, seed_sqlite
 
 SERVER = r"""
 import asyncio, sys
@@ -140,8 +141,27 @@ def run_guard(args, n: int, urls: list[str]) -> dict:
         return asyncio.run(bench_guard(args, n, urls, Path(tmp), url))
 
 
+async def seed_history(args, url: str) -> Seeded | None:
+    """`--history-hours` of stored history (see bench/_history.py for what is seeded and why)."""
+    if not args.history_hours:
+        return None
+    if url.startswith("sqlite"):
+        seeded = seed_sqlite(url.split("///", 1)[1], args.interval, args.history_hours, args.raw_hours)
+    else:
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        seeded = await seed_postgres(dsn, args.interval, args.history_hours, args.raw_hours)
+    print(
+        f"[history seeded in {seeded.seconds:.0f} s: {seeded.raw_results:,} raw results (last "
+        f"{args.raw_hours:g} h), {seeded.rollups:,} hourly rollups (the {args.history_hours:g} h before)]",
+        file=sys.stderr,
+    )
+    return seeded
+
+
 async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dict:
     await add_components(url, n, urls, args.interval, cold=args.cold)
+    seeded = await seed_history(args, url)
+    base_id = seeded.max_result_id if seeded else 0
     guard = GuardServe(
         url,
         tmp,
@@ -153,7 +173,7 @@ async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dic
     guard.start()
     rounds: list[dict] = []
     ran = 0
-    peak_rss = 0.0
+    peak_rss = start_rss = 0.0
     try:
         async with httpx.AsyncClient(timeout=30) as client:
             await guard.wait_ready(client)
@@ -166,13 +186,14 @@ async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dic
                     )
                 await asyncio.sleep(1.0)
             print(f"[{n} components loaded in {time.monotonic() - started:.0f} s]", file=sys.stderr)
+            start_rss = guard.rss_mb()
             await asyncio.sleep(
                 args.interval + 1
             )  # the first interval (every component starts) is not measured
             before = (
                 time.monotonic(),
                 guard.cpu_seconds(),
-                await stored_results(url),
+                await stored_results(url) - base_id,
                 (await guard.scheduler_stats(client))["checks_run"],
                 guard.lock_failures()[0],
             )
@@ -182,7 +203,7 @@ async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dic
                 after = (
                     time.monotonic(),
                     guard.cpu_seconds(),
-                    await stored_results(url),
+                    await stored_results(url) - base_id,
                     stats["checks_run"],
                     guard.lock_failures()[0],
                 )
@@ -206,15 +227,24 @@ async def bench_guard(args, n: int, urls: list[str], tmp: Path, url: str) -> dic
             ran = (await guard.scheduler_stats(client))["checks_run"]
             peak_rss = proc_rss_mb(guard.proc.pid, "VmHWM")
     finally:
+        stop_started = time.monotonic()
         code = guard.stop()
+        stop_s = time.monotonic() - stop_started
         if args.keep_log:
             shutil.copy(guard.log_path, args.keep_log)
     locks, first_lock = guard.lock_failures()
-    total = await stored_results(url)
+    total = await stored_results(url) - base_id
+    final = guard.shutdown_figures()  # the guard's own count of checks run, up to its last one
+    ran_total = final["checks_run"] if final else ran
     return {
         "rounds": rounds,
-        "lost": max(0, ran - total),
-        "ran": ran,
+        "lost": ran_total - total,
+        "ran": ran_total,
+        "ran_counted_by": "the guard at shutdown" if final else "the last status poll before SIGTERM",
+        "shutdown": final,
+        "stop_s": stop_s,
+        "start_rss_mb": start_rss,
+        "end_rss_mb": rounds[-1]["rss_mb"] if rounds else 0.0,
         "stored": total,
         "exit": code,
         "lock_failures": locks,
@@ -275,8 +305,14 @@ def report(n: int, args, guard: dict) -> None:
         f"  lock failures (whole run, any loop) {guard['lock_failures']} {guard['first_lock'] or ''}"
     )
     print(
-        f"  after SIGTERM (exit {guard['exit']}): stored {guard['stored']} of {guard['ran']} run"
-        f" (lost {guard['lost']})  5xx answers to the bench's status polls {guard['api_errors']}"
+        f"  rss after loading {guard['start_rss_mb']:.0f} MB, at the last round {guard['end_rss_mb']:.0f} MB"
+    )
+    final = guard["shutdown"] or {}
+    print(
+        f"  SIGTERM -> exit {guard['stop_s']:.1f} s (exit {guard['exit']}): stored {guard['stored']} of "
+        f"{guard['ran']} run (counted by {guard['ran_counted_by']}): lost {guard['lost']}"
+        f" (the guard: dropped {final.get('dropped', '?')}, not written {final.get('not_written', '?')})"
+        f"  status polls answered 5xx or not within 30 s {guard['api_errors']}"
     )
 
 
@@ -310,6 +346,16 @@ def main() -> None:
         "--cold",
         action="store_true",
         help="components start unknown (a first deployment), not healthy (a running fleet)",
+    )
+    parser.add_argument(
+        "--history-hours",
+        type=float,
+        default=0.0,
+        help="stored history seeded before the guard starts (24: what a day at the shipped retention "
+        "leaves; see bench/_history.py)",
+    )
+    parser.add_argument(
+        "--raw-hours", type=float, default=1.5, help="of the history, the last hours as raw results (1.5)"
     )
     parser.add_argument("--keep-log", help="copy the guard's log here at the end")
     parser.add_argument("--no-blackbox", action="store_true", help="skip the blackbox_exporter baseline")

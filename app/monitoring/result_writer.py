@@ -93,6 +93,7 @@ class ResultWriter:
         self.dropped_results = 0
         self.fenced_results = 0  # results not written because the component's lease moved on
         self.flush_failures = 0
+        self.results_written = 0
         self.last_flush_error: str | None = None
 
     @property
@@ -330,6 +331,7 @@ class ResultWriter:
                 self._hands_over().handed_over(set(handing))
                 for cid in handing:
                     self._forget(cid)
+            self.results_written += applied.results_written
             return applied.results_written
 
     async def _fenced(self, session, items: list[Item]) -> list[Item]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from array import array
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import case, delete, func, insert, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,49 +42,59 @@ async def rollup_watermark(session: AsyncSession) -> datetime | None:
     return None if last is None else last + HOUR
 
 
-def _p95(values: array) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-
-
 async def roll_up_hour(session: AsyncSession, hour: datetime) -> int:
-    """Aggregate one hour (idempotent: replaces that hour's rows). Returns the rows written."""
-    stats: dict[int, list] = {}  # component -> [count, failures, degraded, latencies]
-    query = (
-        select(CheckResultRecord.component_id, CheckResultRecord.outcome, CheckResultRecord.latency_ms)
-        .where(CheckResultRecord.observed_at >= hour, CheckResultRecord.observed_at < hour + HOUR)
-        .execution_options(yield_per=5000)
-    )
-    result = await session.stream(query)
-    async for component_id, outcome, latency in result:
-        s = stats.get(component_id)
-        if s is None:
-            s = stats[component_id] = [0, 0, 0, array("d")]
-        s[0] += 1
-        if outcome == "down":
-            s[1] += 1
-        elif outcome == "degraded":
-            s[2] += 1
-        if latency is not None:
-            s[3].append(latency)
-    await session.execute(delete(CheckRollup).where(CheckRollup.hour == hour))
-    rows = []
-    for component_id, (count, failures, degraded, latencies) in stats.items():
-        rows.append(
-            {
-                "component_id": component_id,
-                "hour": hour,
-                "count": count,
-                "failures": failures,
-                "degraded": degraded,
-                "latency_min_ms": min(latencies) if latencies else None,
-                "latency_mean_ms": (sum(latencies) / len(latencies)) if latencies else None,
-                "latency_max_ms": max(latencies) if latencies else None,
-                "latency_p95_ms": _p95(latencies),
-            }
+    """Aggregate one hour (idempotent: replaces that hour's rows). Returns the rows written.
+
+    The database does the aggregation (GROUP BY, and a window for the p95): an hour of a large fleet
+    is millions of rows (20,000 components @ 10 s: 7.2M), which streamed through Python cost minutes
+    of the event loop and every component's latencies in memory at once. The p95 is the value at
+    index floor(0.95 n) of the hour's n latencies in ascending order."""
+    r = CheckResultRecord
+    in_hour = (r.observed_at >= hour, r.observed_at < hour + HOUR)
+    totals = (
+        await session.execute(
+            select(
+                r.component_id,
+                func.count(),
+                func.sum(case((r.outcome == "down", 1), else_=0)),
+                func.sum(case((r.outcome == "degraded", 1), else_=0)),
+                func.min(r.latency_ms),
+                func.avg(r.latency_ms),
+                func.max(r.latency_ms),
+            )
+            .where(*in_hour)
+            .group_by(r.component_id)
         )
+    ).all()
+    ranked = (
+        select(
+            r.component_id,
+            r.latency_ms,
+            func.row_number().over(partition_by=r.component_id, order_by=r.latency_ms).label("rank"),
+            func.count().over(partition_by=r.component_id).label("n"),
+        )
+        .where(*in_hour, r.latency_ms.is_not(None))
+        .subquery()
+    )
+    p95_query = select(ranked.c.component_id, ranked.c.latency_ms).where(
+        ranked.c.rank == (ranked.c.n * 95) // 100 + 1
+    )
+    p95 = dict((await session.execute(p95_query)).all())
+    await session.execute(delete(CheckRollup).where(CheckRollup.hour == hour))
+    rows = [
+        {
+            "component_id": component_id,
+            "hour": hour,
+            "count": count,
+            "failures": failures or 0,
+            "degraded": degraded or 0,
+            "latency_min_ms": low,
+            "latency_mean_ms": None if mean is None else float(mean),
+            "latency_max_ms": high,
+            "latency_p95_ms": p95.get(component_id),
+        }
+        for component_id, count, failures, degraded, low, mean, high in totals
+    ]
     for start in range(0, len(rows), 1000):
         await session.execute(insert(CheckRollup), rows[start : start + 1000])
     return len(rows)
@@ -158,7 +168,9 @@ class RollupLoop(LoopService):
         self.state = state
 
     async def run_once(self) -> None:
-        await roll_up(self.state)
+        started = time.monotonic()
+        if hours := await roll_up(self.state):
+            log.info("monitoring rollups: %d hour(s) rolled up in %.1f s", hours, time.monotonic() - started)
         report = await apply_retention(self.state)
         if any(report.values()):
             log.info("monitoring retention: deleted %s", report)

@@ -98,10 +98,12 @@ class Scheduler(ComponentTracking):
         self._background: list[asyncio.Task] = []
         self._requested: set[int] = set()
         self._closing = False
+        self._stopping: asyncio.Future[None] | None = None  # stop_probing's task, once shutdown began
         # Figures for /status/detailed and the benchmark.
         self.lags: deque[float] = deque(maxlen=20_000)
         self.completed: deque[float] = deque(maxlen=100_000)  # monotonic completion times
         self.checks_run = 0
+        self.unrecorded_results = 0  # probes whose component was forgotten while they ran
 
     # Write-side figures (the writer keeps them).
     @property
@@ -136,6 +138,7 @@ class Scheduler(ComponentTracking):
     async def open(self) -> None:
         self.prober.open()
         self._closing = False
+        self._stopping = None
         self.writer.open()
         await self.refresh()
 
@@ -155,9 +158,19 @@ class Scheduler(ComponentTracking):
         self.writer.start()
         self.check_metrics.start()
 
-    async def close(self) -> None:
-        """Stop dispatching, let in-flight checks finish (briefly), then write everything buffered.
-        The flusher is never cancelled mid-write: it finishes its batch and exits."""
+    async def stop_probing(self) -> None:
+        """Shutdown, first step (before the leases are released): no new check starts, in-flight ones
+        finish (briefly), and every result they produced is written while this replica still owns
+        the components. Bounded: what the database does not take within `SHUTDOWN_FLUSH_S` is
+        counted and logged as dropped. Idempotent; recovery marks can still be written afterwards.
+
+        Runs as its own task, shielded: a caller that gives up waiting (a loop's stop timeout) does not
+        cut the drain short, and the next caller (`close()`) waits for the same task."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_probing())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_probing(self) -> None:
         self._closing = True
         self.timetable.wake.set()
         self.writer.stop()
@@ -168,6 +181,20 @@ class Scheduler(ComponentTracking):
             await asyncio.gather(dispatcher, return_exceptions=True)
         await self.pool.stop()  # queued checks are not started, in-flight ones get 2 s
         await self.writer.close()
+        log.info(
+            "monitoring stopped probing: %d checks run, %d results written, %d dropped, "
+            "%d not written (component forgotten or its lease moved on)",
+            self.checks_run,
+            self.writer.results_written,
+            self.dropped_results,
+            self.fenced_results + self.unrecorded_results,
+        )
+
+    async def close(self) -> None:
+        """Stop probing and write everything buffered (`stop_probing`, if the lease manager has not
+        already), then the checks' metric points. The flusher is never cancelled mid-write."""
+        await self.stop_probing()
+        await self.writer.close()  # a recovery mark written since stop_probing
         await self.check_metrics.close()
         await self.prober.close()
 
@@ -221,6 +248,20 @@ class Scheduler(ComponentTracking):
         lease in that flush's transaction with the next due time (`ownership.hand_over`)."""
         self.writer.hand_over_after_probe(component_ids)
 
+    async def finish_probes(self, component_ids: set[int], timeout: float = 2.0) -> None:
+        """Hand-over at once: no new check of these components starts, and the running ones get up to
+        `timeout` to finish, so their results are buffered before the caller writes them and lets the
+        leases go (a result that arrives after its lease moved on is not written)."""
+        for cid in component_ids:
+            entry = self.entries.get(cid)
+            if entry is not None:
+                entry.generation += 1  # its heap items become stale: not dispatched again
+        running = [e for cid in component_ids if (e := self.entries.get(cid)) is not None and e.running]
+        deadline = time.monotonic() + timeout
+        while running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            running = [e for e in running if e.running]
+
     def forget(self, component_ids: set[int]) -> None:
         """Stop checking these components now (their lease went to another replica)."""
         self.writer.cancel_hand_over(component_ids)
@@ -256,7 +297,9 @@ class Scheduler(ComponentTracking):
         self.completed.append(time.monotonic())
         cid = entry.component_id
         if cid not in self.tracked:
-            return  # forgotten while probing (deleted, disabled, taken over): no result, no metric labels
+            # Forgotten while probing (deleted, disabled, taken over): no result, no metric labels.
+            self.unrecorded_results += 1
+            return
         # Prometheus: counted here, published per flush, not one locked update per probe.
         self.probe_metrics.count(entry, result.outcome, result.latency_s)
         self.writer.add(Observation(cid, entry.kind, result))
@@ -290,6 +333,8 @@ class Scheduler(ComponentTracking):
             "overruns": self.timetable.overruns,
             "buffered_results": self.writer.buffered,
             "dropped_results": self.dropped_results,
+            "results_written": self.writer.results_written,
+            "unrecorded_results": self.unrecorded_results + self.fenced_results,
             "flush_failures": self.flush_failures,
         }
 

@@ -260,6 +260,10 @@ class LeaseManager(LoopService):
     async def on_stop(self) -> None:
         await self.release_all(drain=True)
 
+    async def stop(self, timeout: float = DRAIN_MAX_S + 15.0) -> None:
+        # Long enough for the drain and the scheduler's stop_probing (in-flight checks, the last flush).
+        await super().stop(timeout)
+
     async def release_all(self, *, drain: bool = False) -> None:
         """Stop acting, hand every lease over and mark this replica gone (SIGTERM path). With `drain`
         (and a running scheduler), leases are handed over one by one right after their next probe
@@ -274,6 +278,10 @@ class LeaseManager(LoopService):
                 log.warning(
                     "replica %s: draining its leases failed (%s)", self.replica_id, type(exc).__name__
                 )
+        stop_probing = getattr(self.scheduler, "stop_probing", None)
+        if drain and stop_probing is not None:
+            # Probing stops and what ran is written while the leases are still held, before they go.
+            await stop_probing()
         remaining = set(self.epochs)
         due_in = self._due_in(remaining)
         self._released = True
@@ -320,6 +328,10 @@ class LeaseManager(LoopService):
         soon = set(self.epochs) - set(later)
         planned = time.monotonic() - t0
         if later:
+            # Their checks stop, the running ones finish, and every result is written while the
+            # leases are still held.
+            await scheduler.finish_probes(set(later))
+            await scheduler.flush()
             async with asyncio.timeout(3):
                 async with session_scope(self.state.sessionmaker) as session:
                     await self.store.release(session, self.replica_id, set(later), later)
