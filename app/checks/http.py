@@ -235,14 +235,15 @@ class HttpCheck(CheckKind):
             return CheckResult.down(resp.error or "no response", latency)
         if resp.error is not None:
             return CheckResult.down(f"HTTP {status}, then {resp.error}", latency)
-        # The status code is judged by expected_status and kept in the result's detail ("HTTP 503 ..."),
-        # not reported as a metric point too: at fleet scale a point per probe doubled the rows written.
+        metrics = {"status_code": float(status)}
         ranges = params["expected_status"]
         for lo, hi in ranges:
             if lo <= status <= hi:
                 break
         else:
-            return CheckResult.down(f"HTTP {status} (expected {_format_status(ranges)})", latency)
+            return CheckResult.down(
+                f"HTTP {status} (expected {_format_status(ranges)})", latency, metrics=metrics
+            )
         if body_contains is not None or json_path is not None:
             cap_note = f" (only the first {params['max_body_kib']} KiB read)" if resp.truncated else ""
             if body_contains is not None:
@@ -251,20 +252,22 @@ class HttpCheck(CheckKind):
                     return CheckResult.down(
                         f"HTTP {status}, body does not contain the expected text{cap_note}",
                         latency,
+                        metrics=metrics,
                     )
             if json_path is not None:
                 failure = self._check_json(resp.body, resp.truncated, params)
                 if failure:
-                    return CheckResult.down(f"HTTP {status}, {failure}", latency)
+                    return CheckResult.down(f"HTTP {status}, {failure}", latency, metrics=metrics)
         limit_ms = params.get("degraded_after_ms")
         if limit_ms is not None and latency * 1000 > limit_ms:
             return CheckResult(
                 Outcome.DEGRADED,
                 latency,
                 f"HTTP {status} but slow: {latency * 1000:.0f} ms > {limit_ms:g} ms",
+                metrics=metrics,
             )
         # A one-line detail well under DETAIL_MAX_CHARS: no need for short().
-        return CheckResult(Outcome.UP, latency, f"HTTP {status} in {latency * 1000:.0f} ms")
+        return CheckResult(Outcome.UP, latency, f"HTTP {status} in {latency * 1000:.0f} ms", metrics=metrics)
 
     @staticmethod
     def _check_json(body: bytes, truncated: bool, params: dict[str, Any]) -> str | None:

@@ -22,7 +22,7 @@ async def test_200_is_up(http_target):
     assert result.detail.startswith("HTTP 200")
     assert result.latency_s is not None and result.latency_s > 0
     assert result.observed_at.tzinfo is not None
-    assert result.metrics == {}  # the status code is in the detail, not a metric point per probe
+    assert result.metrics["status_code"] == 200
 
 
 async def test_500_is_down_and_secret_header_never_in_detail(http_target):

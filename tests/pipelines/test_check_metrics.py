@@ -22,18 +22,17 @@ async def test_check_numbers_become_metric_points(db_url, tmp_path, http_target)
             guard, "job", {"kind": "command", "argv": [sys.executable, "-c", "raise SystemExit(3)"]}
         )
         await scheduler.run_once()
+        assert await latest(guard, "web") == {"status_code": 200.0}
         assert await latest(guard, "job") == {"exit_code": 3.0}
-        # An HTTP check's status code is in its result's detail, not a metric point per probe.
-        assert await latest(guard, "web") == {}
 
         # every run adds a point (the series grows; the summary counts them)
         await scheduler.run_once()
         r = await guard.client.get(
             "/api/v1/metrics",
-            params={"component": "job", "metric_name": "exit_code"},
+            params={"component": "web", "metric_name": "status_code"},
             headers=await guard.headers("operator"),
         )
         assert r.status_code == 200, r.text
         body = r.json()
         rows = body["items"] if isinstance(body, dict) else body
-        assert len(rows) == 2 and {row["value"] for row in rows} == {3.0}
+        assert len(rows) == 2 and {row["value"] for row in rows} == {200.0}
