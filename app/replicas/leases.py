@@ -117,14 +117,16 @@ class PostgresLeases:
         """Enabled component id -> region. The same object is returned while nothing changed, so a
         caller may tell "unchanged" by identity (do not mutate the result)."""
         enabled = await self._watch.enabled_versions(session)
-        if enabled is not self._ids:
+        # The watch re-reads its rows every FULL_REFRESH_S even when nothing moved: the regions are
+        # re-read only when an id or a version did (a region is changed by an update, which bumps it).
+        if enabled is not self._ids and (self._ids is None or enabled != self._ids):
             rows = await session.execute(
                 select(Component.id, Component.region).where(Component.enabled.is_(True))
             )
             fresh = dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
             if fresh != self._components:
                 self._components = fresh
-            self._ids = enabled
+        self._ids = enabled
         return self._components
 
     async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
@@ -252,7 +254,10 @@ class SingleReplicaLeases:
     async def components(self, session: AsyncSession) -> dict[int, str | None]:
         enabled = await self._watch.enabled_versions(session)
         if enabled is not self._ids:
-            self._ids, self._components = enabled, dict.fromkeys(enabled)
+            # The same object while the ids are the same, so the manager keeps its assignment.
+            if enabled.keys() != self._components.keys() or self._ids is None:
+                self._components = dict.fromkeys(enabled)
+            self._ids = enabled
         return self._components
 
     async def take(self, session, me, ids, ttl) -> list[Held]:  # noqa: ARG002  lease store interface

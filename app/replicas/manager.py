@@ -132,7 +132,7 @@ class LeaseManager(LoopService):
             return set()
         if self.single:
             return set(component_ids)
-        return {cid for cid in component_ids if cid in self.epochs}
+        return component_ids & self.epochs.keys()
 
     def epoch_for(self, component_id: int) -> int | None:
         """The epoch to act under, or None when this replica must not act on the component now."""
