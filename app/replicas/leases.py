@@ -55,12 +55,19 @@ RETURNING l.component_id, l.epoch, (l.acquired_at = now()) AS changed,
           CAST(EXTRACT(EPOCH FROM (l.next_check_at - now())) AS double precision) AS due_in
 """)
 
+# Renews every lease this replica holds (same holder, same epoch) in one statement and returns only
+# the ones it could not renew, so a tick reads back nothing when all is well.
 _RENEW = text("""
-UPDATE component_leases AS l
-SET expires_at = now() + make_interval(secs => CAST(:ttl AS double precision))
-FROM unnest(CAST(:ids AS INTEGER[]), CAST(:epochs AS BIGINT[])) AS m(cid, ep)
-WHERE l.component_id = m.cid AND l.replica_id = :me AND l.epoch = m.ep
-RETURNING l.component_id, l.epoch
+WITH m AS (
+    SELECT * FROM unnest(CAST(:ids AS INTEGER[]), CAST(:epochs AS BIGINT[])) AS m(cid, ep)
+), renewed AS (
+    UPDATE component_leases AS l
+    SET expires_at = now() + make_interval(secs => CAST(:ttl AS double precision))
+    FROM m
+    WHERE l.component_id = m.cid AND l.replica_id = :me AND l.epoch = m.ep
+    RETURNING l.component_id
+)
+SELECT m.cid FROM m WHERE NOT EXISTS (SELECT 1 FROM renewed AS r WHERE r.component_id = m.cid)
 """)
 
 _RELEASE_SOME = text("""
@@ -99,11 +106,28 @@ FOR SHARE
 class PostgresLeases:
     multi_replica = True
 
+    def __init__(self) -> None:
+        # The regions are re-read only when the registry's cheap change check moved (see RegistryWatch),
+        # so a tick over an unchanged fleet reads one aggregate row, not every component.
+        self._watch = RegistryWatch()
+        self._ids: dict[int, tuple] | None = None
+        self._components: dict[int, str | None] = {}
+
     async def components(self, session: AsyncSession) -> dict[int, str | None]:
-        rows = await session.execute(
-            select(Component.id, Component.region).where(Component.enabled.is_(True))
-        )
-        return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
+        """Enabled component id -> region. The same object is returned while nothing changed, so a
+        caller may tell "unchanged" by identity (do not mutate the result)."""
+        enabled = await self._watch.enabled_versions(session)
+        # The watch re-reads its rows every FULL_REFRESH_S even when nothing moved: the regions are
+        # re-read only when an id or a version did (a region is changed by an update, which bumps it).
+        if enabled is not self._ids and (self._ids is None or enabled != self._ids):
+            rows = await session.execute(
+                select(Component.id, Component.region).where(Component.enabled.is_(True))
+            )
+            fresh = dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
+            if fresh != self._components:
+                self._components = fresh
+        self._ids = enabled
+        return self._components
 
     async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
         if not ids:
@@ -111,14 +135,15 @@ class PostgresLeases:
         rows = await session.execute(_TAKE, {"me": me, "ttl": ttl, "ids": sorted(ids)})
         return [Held(cid, epoch, bool(changed), due_in) for cid, epoch, changed, due_in in rows]
 
-    async def renew(self, session: AsyncSession, me: str, held: dict[int, int], ttl: float) -> dict[int, int]:
-        if not held:
-            return {}
-        ids = sorted(held)
-        rows = await session.execute(
-            _RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": [held[i] for i in ids]}
-        )
-        return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
+    async def renew(
+        self, session: AsyncSession, me: str, ids: list[int], epochs: list[int], ttl: float
+    ) -> set[int]:
+        """Renew these leases (`ids[i]` at `epochs[i]`) if still held by `me` at that epoch; returns the
+        ones that were not (lost)."""
+        if not ids:
+            return set()
+        rows = await session.execute(_RENEW, {"me": me, "ttl": ttl, "ids": ids, "epochs": epochs})
+        return set(rows.scalars())
 
     async def release(
         self,
@@ -229,14 +254,17 @@ class SingleReplicaLeases:
     async def components(self, session: AsyncSession) -> dict[int, str | None]:
         enabled = await self._watch.enabled_versions(session)
         if enabled is not self._ids:
-            self._ids, self._components = enabled, dict.fromkeys(enabled)
+            # The same object while the ids are the same, so the manager keeps its assignment.
+            if enabled.keys() != self._components.keys() or self._ids is None:
+                self._components = dict.fromkeys(enabled)
+            self._ids = enabled
         return self._components
 
     async def take(self, session, me, ids, ttl) -> list[Held]:  # noqa: ARG002  lease store interface
         return [Held(cid, 1, False) for cid in ids]
 
-    async def renew(self, session, me, held, ttl) -> dict[int, int]:  # noqa: ARG002  lease store interface
-        return dict(held)
+    async def renew(self, session, me, ids, epochs, ttl) -> set[int]:  # noqa: ARG002  lease store interface
+        return set()
 
     async def release(self, session, me, ids=None, due_in=None) -> None:  # noqa: ARG002  lease store interface
         return None

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +49,15 @@ log = logging.getLogger("pipeline_guard.replicas")
 FAST_POLL_S = 0.2  # tick cadence while this replica wants leases another replica still holds
 DRAIN_MAX_S = 5.0  # SIGTERM: longest hand-over of leases one by one before releasing the rest at once
 HANDOVER_LEAD_S = 0.6  # a check due later than this is handed over at once with its due time
+
+
+@dataclass(frozen=True)
+class _Plan:
+    desired: set[int]  # the components this replica should hold
+    keep: dict[int, int] | None  # leases to renew (component -> epoch); None: every lease held
+    take: set[int]
+    release: set[int]
+    gone: set[int]  # leases held on components no longer enabled: forgotten (they expire)
 
 
 class LeaseManager(LoopService):
@@ -87,6 +97,15 @@ class LeaseManager(LoopService):
         self._handed_event = asyncio.Event()  # taken component -> monotonic time its first check is due
         self.last_tick_ok: float | None = None
         self.epoch_changes = 0
+        # What keeps a tick over an unchanged fleet from doing work in proportion to it: `_gen` moves
+        # whenever the leases held change; `_settled` is (components, live replicas, _gen) as of the
+        # end of the last tick, when every lease held was wanted and `_pending` were the wanted ones
+        # not held; the desired set is cached per (components, live replicas).
+        self._gen = 0
+        self._settled: tuple[dict[int, str | None], dict[str, str | None], int] | None = None
+        self._pending: set[int] = set()
+        self._desired_cache: tuple[dict[int, str | None], dict[str, str | None], set[int]] | None = None
+        self._renewal_cache: tuple[int, list[int], list[int]] | None = None
 
     @property
     def replica_id(self) -> str:
@@ -113,7 +132,7 @@ class LeaseManager(LoopService):
             return set()
         if self.single:
             return set(component_ids)
-        return {cid for cid in component_ids if cid in self.epochs}
+        return component_ids & self.epochs.keys()
 
     def epoch_for(self, component_id: int) -> int | None:
         """The epoch to act under, or None when this replica must not act on the component now."""
@@ -177,34 +196,28 @@ class LeaseManager(LoopService):
             if store.multi_replica:
                 live = await registry.live_replicas(session, self.ttl)
                 live[self.replica_id] = self.info.region
-                desired = balance.desired_for(self.replica_id, components, live)
             else:
                 live = {self.replica_id: self.info.region}
-                desired = set(components)
-            held = {cid: e for cid, e in self.epochs.items() if cid in components}
-            keep = {cid: e for cid, e in held.items() if cid in desired}
-            renewed: dict[int, int] = {}
-            if renew_due and keep:
-                renewed = await store.renew(session, self.replica_id, keep, self.ttl)
-                lost = set(keep) - set(renewed)
+            plan = self._plan(components, live)
+            if renew_due and (plan.keep if plan.keep is not None else self.epochs):
+                ids, epochs = self._renewal(plan.keep)
+                lost = await store.renew(session, self.replica_id, ids, epochs, self.ttl)
             t_take = time.monotonic()
-            taken = await store.take(session, self.replica_id, desired - set(held), self.ttl)
-            release = set(held) - desired
+            taken = await store.take(session, self.replica_id, plan.take, self.ttl)
+            release = plan.release
             await store.release(session, self.replica_id, release, self._due_in(release))
             if renew_due and store.multi_replica:
                 await registry.expire_dead(session, self.ttl)
         # Committed: only now does memory follow the database.
         self._registered = True
         deadline = t0 + self.ttl - self.margin
-        for cid in set(self.epochs) - set(components):
-            self._drop(cid)
-        for cid in release | lost:
+        for cid in plan.gone | release | lost:
             self._drop(cid)
         if lost:
             log.warning("replica %s lost %d lease(s) it was renewing", self.replica_id, len(lost))
-        for cid, epoch in renewed.items():
-            self.epochs[cid] = epoch
-            self.deadlines[cid] = deadline
+        if renew_due:
+            # Every lease still held was renewed by this tick (or is taken below, with this deadline).
+            self.deadlines = dict.fromkeys(self.epochs, deadline)
         for held_lease in taken:
             cid = held_lease.component_id
             if held_lease.changed_hands and store.multi_replica:
@@ -214,22 +227,23 @@ class LeaseManager(LoopService):
                     # Taken from a holder that stopped without saying when the check was due (kill -9):
                     # it has not been probed for about a lease TTL, so it is overdue.
                     self._handover_due[cid] = t_take
-            self.epochs[cid] = held_lease.epoch
+            self._hold(cid, held_lease.epoch)
             self.deadlines[cid] = deadline
             if held_lease.changed_hands and store.multi_replica:
                 self.epoch_changes += 1
                 self.state.metrics.lease_epoch_changes.inc()
-        for cid in set(self._handover_due) - set(self.epochs):
-            self._handover_due.pop(cid, None)
+        if self._handover_due:
+            for cid in set(self._handover_due) - set(self.epochs):
+                self._handover_due.pop(cid, None)
+        pending = self._settle(components, live, plan)
         # Wanted but still held by someone else (a replica draining or handing over on a rebalance):
         # poll fast until taken, so a hand-over costs a fraction of a second, not a whole poll.
-        pending = desired - set(self.epochs)
         self.interval = (
             min(FAST_POLL_S, self.poll_interval) if pending and store.multi_replica else self.poll_interval
         )
         if renew_due:
             self._last_renew = t0
-        self.desired, self.live = desired, live
+        self.desired, self.live = plan.desired, live
         self.last_tick_ok = time.monotonic()
         self.state.metrics.replica_leases.labels(self.replica_id).set(len(self.epochs))
         if taken or release:
@@ -246,8 +260,67 @@ class LeaseManager(LoopService):
             if scheduler is not None and hasattr(scheduler, "refresh"):
                 asyncio.get_running_loop().create_task(_quiet_refresh(scheduler))
 
+    def _plan(self, components: dict[int, str | None], live: dict[str, str | None]) -> _Plan:
+        """What this tick renews, takes, releases and forgets. Work in proportion to the fleet only when
+        the component set, the live replicas or the leases held changed since the last tick settled;
+        otherwise the last tick's answer stands (every lease held is wanted, the wanted ones not held
+        are still to take)."""
+        cached = self._desired_cache
+        if cached is not None and cached[0] is components and cached[1] == live:
+            desired = cached[2]
+        else:
+            desired = (
+                balance.desired_for(self.replica_id, components, live)
+                if self.store.multi_replica
+                else set(components)
+            )
+            self._desired_cache = (components, dict(live), desired)
+        settled = self._settled
+        if (
+            settled is not None
+            and settled[0] is components
+            and settled[1] == live
+            and settled[2] == self._gen
+        ):
+            return _Plan(desired, None, set(self._pending), set(), set())
+        held = {cid: e for cid, e in self.epochs.items() if cid in components}
+        return _Plan(
+            desired,
+            {cid: e for cid, e in held.items() if cid in desired},
+            desired - set(held),
+            set(held) - desired,
+            set(self.epochs) - set(held),
+        )
+
+    def _renewal(self, keep: dict[int, int] | None) -> tuple[list[int], list[int]]:
+        """The ids and epochs to renew (`keep`, or every lease held when None), as the store takes them;
+        the lists of every lease held are built once per change of the leases held."""
+        if keep is not None:
+            ids = sorted(keep)
+            return ids, [keep[cid] for cid in ids]
+        if self._renewal_cache is None or self._renewal_cache[0] != self._gen:
+            ids = sorted(self.epochs)
+            self._renewal_cache = (self._gen, ids, [self.epochs[cid] for cid in ids])
+        return self._renewal_cache[1], self._renewal_cache[2]
+
+    def _settle(
+        self, components: dict[int, str | None], live: dict[str, str | None], plan: _Plan
+    ) -> set[int]:
+        """After a committed tick every lease held is wanted; returns the wanted ones not held (still held
+        by another replica), which the next tick tries to take."""
+        if self._settled is None or self._settled[2] != self._gen or plan.keep is not None:
+            self._pending = plan.desired - set(self.epochs)
+        self._settled = (components, dict(live), self._gen)
+        return self._pending
+
+    def _hold(self, cid: int, epoch: int) -> None:
+        if self.epochs.get(cid) != epoch:
+            self.epochs[cid] = epoch
+            self._gen += 1
+
     def _drop(self, cid: int) -> None:
-        self.epochs.pop(cid, None)
+        if self.epochs.pop(cid, None) is not None:
+            self._gen += 1
         self.deadlines.pop(cid, None)
 
     def _due_in(self, ids: set[int]) -> dict[int, float | None]:
@@ -287,6 +360,7 @@ class LeaseManager(LoopService):
         self._released = True
         self.epochs.clear()
         self.deadlines.clear()
+        self._gen += 1
         if not self._registered or self.state.sessionmaker is None:
             return
         try:
@@ -314,12 +388,12 @@ class LeaseManager(LoopService):
         # in their share and poll fast for the leases it is about to hand over.
         async with asyncio.timeout(3):
             async with session_scope(self.state.sessionmaker) as session:
-                renewed = await self.store.renew(session, self.replica_id, dict(self.epochs), self.ttl)
+                ids, epochs = self._renewal(None)
+                lost = await self.store.renew(session, self.replica_id, ids, epochs, self.ttl)
                 await registry.heartbeat(session, self.replica_id, registry.DRAINING)
-        for cid in set(self.epochs) - set(renewed):
+        for cid in lost:
             self._drop(cid)
-        for cid in renewed:
-            self.deadlines[cid] = t0 + self.ttl - self.margin
+        self.deadlines = dict.fromkeys(self.epochs, t0 + self.ttl - self.margin)
         until = min(t0 + DRAIN_MAX_S, t0 + self.ttl - self.margin - 1.0)
         # The others notice on their next tick (one poll); probing goes on meanwhile.
         await asyncio.sleep(min(self.poll_interval + 0.1, max(0.0, until - time.monotonic())))

@@ -161,3 +161,62 @@ async def test_dead_replica_is_marked_gone_and_replaced(pg_url, tmp_path):
             ).scalar_one()
         assert status == "gone"
         assert a.runtime.metrics.lease_epoch_changes._value.get() >= 1
+
+
+async def test_a_tick_over_an_unchanged_fleet_recomputes_nothing_yet_follows_every_change(
+    pg_url, tmp_path, monkeypatch
+):
+    from app.replicas import balance
+
+    calls = []
+    real = balance.desired_for
+
+    def counting(*args):
+        calls.append(args[0])
+        return real(*args)
+
+    monkeypatch.setattr(balance, "desired_for", counting)
+    async with replicas(pg_url, tmp_path, [None, None]) as (a, b):
+        ids = await add_components(a, 20)
+        await tick([a, b, a, b], rounds=1)
+        a_held = set(a.manager.epochs)
+        assert a_held and set(b.manager.epochs) == set(ids) - a_held
+        # Nothing changed: the assignment is not recomputed, every lease is still renewed.
+        calls.clear()
+        before = await lease_rows(a)
+        a.manager._last_renew = b.manager._last_renew = -1e18
+        await tick([a, b], rounds=2)
+        assert calls == []
+        after = await lease_rows(a)
+        assert all(after[cid][1] == before[cid][1] and after[cid][2] for cid in ids)
+        # A new component is assigned and taken.
+        (new,) = await add_components(a, 1, start=100)
+        await tick([a, b], rounds=1)
+        assert new in set(a.manager.epochs) | set(b.manager.epochs)
+        assert {(await lease_rows(a))[new][0]} <= {a.manager.replica_id, b.manager.replica_id}
+        # A disabled component is forgotten.
+        gone = next(iter(a_held))
+        async with a.session() as session:
+            await session.execute(text("UPDATE components SET enabled = false WHERE id = :id"), {"id": gone})
+        await a.manager.run_once()
+        assert gone not in a.manager.epochs
+        # A lease taken by someone else while the fleet is unchanged is lost on the next renewal.
+        stolen = next(iter(set(b.manager.epochs)))
+        async with a.session() as session:
+            await session.execute(
+                text(
+                    "UPDATE component_leases SET replica_id = 'x', epoch = epoch + 1 WHERE component_id = :id"
+                ),
+                {"id": stolen},
+            )
+        calls.clear()
+        b.manager._last_renew = -1e18
+        await b.manager.run_once()
+        assert stolen not in b.manager.epochs and b.manager.epoch_for(stolen) is None
+        assert stolen in b.manager.desired
+        # A replica leaving: the other recomputes and takes its share (after the leases are released).
+        await b.manager.release_all()
+        calls.clear()
+        await a.manager.run_once()
+        assert calls == [a.manager.replica_id]
+        assert set(a.manager.epochs) == (set(ids) | {new}) - {gone, stolen}  # stolen: held by 'x'
