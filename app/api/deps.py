@@ -37,8 +37,7 @@ def runtime_of(request: Request) -> Runtime:
 
 async def get_runtime(request: Request) -> Runtime:
     # The getters are ``async def``: FastAPI calls them on the loop (a plain ``def`` hops to a thread).
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

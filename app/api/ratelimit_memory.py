@@ -43,8 +43,7 @@ class MemoryWindows:
             entry = self._windows[(group, key)] = (expiry, deque())
         window = entry[1]
         horizon = now - expiry
-        while window and window[0] <= horizon:
-            window.popleft()
+        _forget_before(window, horizon)
         if len(window) < limit.amount:
             window.append(now)
             return None
@@ -56,9 +55,7 @@ class MemoryWindows:
         if entry is None:
             return limit.amount < 1
         window = entry[1]
-        horizon = self._clock() - float(limit.get_expiry())
-        while window and window[0] <= horizon:
-            window.popleft()
+        _forget_before(window, self._clock() - float(limit.get_expiry()))
         return len(window) >= limit.amount
 
     def reset(self) -> None:
@@ -72,3 +69,9 @@ class MemoryWindows:
         ]
         for k in stale:
             del self._windows[k]
+
+
+def _forget_before(window: deque[float], horizon: float) -> None:
+    """Drop the hits at or before ``horizon`` (they have left the moving window)."""
+    while window and window[0] <= horizon:
+        window.popleft()

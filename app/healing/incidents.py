@@ -92,17 +92,7 @@ class IncidentEvents:
         if lifecycle.verdict_after_action(evt.previous, evt.current) == lifecycle.FAILED and evt.incident_id:
             # Out of `recovering` into an unhealthy status: the action did not heal; no attempt waits
             # in `verifying` for results that cannot verify it.
-            attempt = (
-                await session.execute(
-                    select(HealingAttempt)
-                    .where(
-                        HealingAttempt.incident_id == evt.incident_id,
-                        HealingAttempt.state == AttemptState.VERIFYING,
-                    )
-                    .order_by(HealingAttempt.attempt_number.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            attempt = await self._latest_attempt(session, evt.incident_id, AttemptState.VERIFYING)
             if attempt is not None:
                 await self.attempts.finish_failed(
                     session,
@@ -129,19 +119,17 @@ class IncidentEvents:
         await self._close(session, incident, evt.at)
 
     @staticmethod
-    async def _acting_attempt(session: AsyncSession, incident_id: int) -> HealingAttempt | None:
-        """The attempt of this incident whose action is running now, if any."""
+    async def _latest_attempt(
+        session: AsyncSession, incident_id: int, state: AttemptState
+    ) -> HealingAttempt | None:
+        """The incident's latest attempt in ``state`` (a running one only once its action started)."""
+        stmt = select(HealingAttempt).where(
+            HealingAttempt.incident_id == incident_id, HealingAttempt.state == state
+        )
+        if state == AttemptState.RUNNING:
+            stmt = stmt.where(HealingAttempt.acting_at.is_not(None))
         return (
-            await session.execute(
-                select(HealingAttempt)
-                .where(
-                    HealingAttempt.incident_id == incident_id,
-                    HealingAttempt.state == AttemptState.RUNNING,
-                    HealingAttempt.acting_at.is_not(None),
-                )
-                .order_by(HealingAttempt.attempt_number.desc())
-                .limit(1)
-            )
+            await session.execute(stmt.order_by(HealingAttempt.attempt_number.desc()).limit(1))
         ).scalar_one_or_none()
 
     async def _close(self, session: AsyncSession, incident: HealingIncident, at: datetime) -> None:
@@ -152,18 +140,12 @@ class IncidentEvents:
         closed.add(evt_incident_id)
         if len(closed) > 10000:
             closed.clear()
-        attempt = (
-            await session.execute(
-                select(HealingAttempt)
-                .where(
-                    HealingAttempt.incident_id == evt_incident_id,
-                    HealingAttempt.state == AttemptState.VERIFYING,
-                )
-                .order_by(HealingAttempt.attempt_number.desc())
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        acting = None if attempt is not None else await self._acting_attempt(session, evt_incident_id)
+        attempt = await self._latest_attempt(session, evt_incident_id, AttemptState.VERIFYING)
+        acting = (
+            None
+            if attempt is not None
+            else await self._latest_attempt(session, evt_incident_id, AttemptState.RUNNING)
+        )
         if attempt is not None:
             await self.attempts.mark_succeeded(session, attempt, incident, at)
         elif acting is not None:
