@@ -1,4 +1,9 @@
-"""Which components this replica checks: the one seam the replicas (leases) issue replaces."""
+"""Which components this replica checks: the one seam the replicas (leases) replace.
+
+An ownership may also expose ``generation``, an int that moves whenever what ``owned`` answers may
+have changed: the scheduler's refresh then skips its diff of the fleet while neither it nor the
+registry moved. Without it the refresh diffs every time.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ class HandsOver(Ownership, Protocol):
 
 class OwnAll:
     """A single replica owns every component."""
+
+    generation = 0  # what `owned` answers never changes
 
     async def owned(self, component_ids: set[int]) -> set[int]:
         return set(component_ids)

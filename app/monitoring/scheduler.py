@@ -78,6 +78,8 @@ class Scheduler(ComponentTracking):
         self._versions: dict[int, tuple[int, Any]] = {}
         self.registry_watch = RegistryWatch()  # the refresh's cheap change check
         self._tracked_generation = self._published_generation = 0
+        self._diffed = None  # what the last refresh diffed (tracking.py skips the diff while it stands)
+        self._owns_every_enabled = False
         self._loaded = False  # the first refresh is done
         self.timetable = Timetable(lambda: self.settings.monitoring.jitter)
         self._refresh_lock = asyncio.Lock()
@@ -125,10 +127,22 @@ class Scheduler(ComponentTracking):
 
     @property
     def holds_whole_fleet(self) -> bool:
-        """Loaded, and checking every enabled component (one replica): then the health map is the fleet."""
+        """Loaded, and checking every enabled component: one replica, or the one that holds a current
+        lease on every enabled component (nobody else can write a status). Then the health map is the
+        fleet."""
         if not self._loaded:
             return False
-        return isinstance(self.ownership, OwnAll) or bool(getattr(self.ownership, "single", False))
+        if isinstance(self.ownership, OwnAll) or bool(getattr(self.ownership, "single", False)):
+            return True
+        leases_current = getattr(self.ownership, "leases_current", None)
+        diffed = self._diffed
+        return (
+            self._owns_every_enabled
+            and diffed is not None
+            and diffed[1] == getattr(self.ownership, "generation", None)  # no lease moved since
+            and leases_current is not None
+            and leases_current()
+        )
 
     @property
     def http_session(self) -> aiohttp.ClientSession | None:

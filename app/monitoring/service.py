@@ -192,6 +192,7 @@ class StatusService:
         with the fleet."""
         monitored = self._monitored()
         counts = self._counts_in_memory()
+        in_memory = counts is not None
         if counts is None:
             counts = {
                 status: int(n)
@@ -242,11 +243,10 @@ class StatusService:
                     current_incident=IncidentOut.model_validate(incident) if incident else None,
                 )
             )
-        # The scheduler's in-memory map is the freshest view; the rows answer when it runs elsewhere.
+        # The scheduler's in-memory map is the freshest view when it holds the whole fleet; otherwise
+        # (other replicas check a share of it) the rows answer, like the counts.
         overall = (
-            self.state.overall_health()
-            if self.state.component_health
-            else await self._overall_from_counts(counts, monitored)
+            self.state.overall_health() if in_memory else await self._overall_from_counts(counts, monitored)
         )
         return SystemStatus(
             overall_health=overall,
@@ -260,8 +260,8 @@ class StatusService:
 
     def _counts_in_memory(self) -> dict[str, int] | None:
         """Components per status from the scheduler's health map, which counts as it is written,
-        when this process checks the whole fleet (one replica) and has loaded it; None otherwise
-        (several replicas each hold a share: the database counts)."""
+        when this process checks the whole fleet (one replica, or the one holding every lease) and
+        has loaded it; None otherwise (several replicas each hold a share: the database counts)."""
         scheduler = self.state.monitoring.scheduler
         health = self.state.component_health
         if not health or not scheduler.holds_whole_fleet:

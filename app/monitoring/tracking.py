@@ -53,6 +53,9 @@ class ComponentTracking:
     _loaded: bool
     _refresh_lock: asyncio.Lock
     _requested: set[int]
+    # (registry snapshot, ownership generation, tracked generation) as of the last diff
+    _diffed: tuple[dict[int, tuple[int, Any]], int | None, int] | None
+    _owns_every_enabled: bool  # the last diff found every enabled component owned here
 
     # ------------------------------------------------------------------ refresh
     async def refresh(self) -> None:
@@ -61,26 +64,21 @@ class ComponentTracking:
 
     async def _refresh(self) -> None:
         async with session_scope(self.state.sessionmaker) as session:
-            current = dict(await self.registry_watch.enabled_versions(session))
-            owned = await self.ownership.owned(set(current))
-            current = {cid: v for cid, v in current.items() if cid in owned}
-            changed = [cid for cid, v in current.items() if self._versions.get(cid) != v]
-            for gone in set(self._versions) - set(current):
-                self._forget(gone)
-            for cid in changed:
-                seen = self._versions.get(cid)
-                if seen is not None and seen[1] != current[cid][1]:
-                    self._forget(cid)  # another component under a known id: start from scratch
-            for start in range(0, len(changed), 500):
-                chunk = changed[start : start + 500]
-                components = (
-                    (await session.execute(select(Component).where(Component.id.in_(chunk))))
-                    .unique()
-                    .scalars()
-                    .all()
-                )
-                for component in components:
-                    await self._load(session, component)
+            enabled = await self.registry_watch.enabled_versions(session)
+            ownership_generation = getattr(self.ownership, "generation", None)
+            seen = (enabled, ownership_generation, self._tracked_generation)
+            diffed = self._diffed
+            # Steady state: the registry watch returned the same snapshot (nothing changed in the
+            # components table), ownership did not move and nothing was loaded or forgotten since the
+            # last diff, so the diff would find nothing: skip it (it cost O(fleet) every second).
+            if not (
+                diffed is not None
+                and ownership_generation is not None
+                and diffed[0] is enabled
+                and diffed[1:] == seen[1:]
+            ):
+                await self._diff(session, enabled)
+                self._diffed = (enabled, ownership_generation, self._tracked_generation)
         for cid in list(self._requested):
             if cid in self.entries:
                 self.timetable.make_due_now(self.entries[cid])
@@ -89,6 +87,31 @@ class ComponentTracking:
         # The whole health map is rebuilt only when the set of components moved; a flush keeps the
         # statuses up to date in between (rebuilding it every second cost O(fleet) per tick).
         self._publish_health(None if self._membership_moved() else ())
+
+    async def _diff(self, session: AsyncSession, enabled: dict[int, tuple[int, Any]]) -> None:
+        """Load what was added, edited or taken over, forget what went (disabled, deleted, handed over)."""
+        owned = await self.ownership.owned(set(enabled))
+        self._owns_every_enabled = len(owned) == len(enabled)
+        current = enabled if self._owns_every_enabled else {cid: enabled[cid] for cid in owned}
+        versions = self._versions
+        changed = [cid for cid, v in current.items() if versions.get(cid) != v]
+        if len(versions) != len(current) or changed:
+            for gone in set(versions) - current.keys():
+                self._forget(gone)
+        for cid in changed:
+            seen = versions.get(cid)
+            if seen is not None and seen[1] != current[cid][1]:
+                self._forget(cid)  # another component under a known id: start from scratch
+        for start in range(0, len(changed), 500):
+            chunk = changed[start : start + 500]
+            components = (
+                (await session.execute(select(Component).where(Component.id.in_(chunk))))
+                .unique()
+                .scalars()
+                .all()
+            )
+            for component in components:
+                await self._load(session, component)
 
     def _membership_moved(self) -> bool:
         moved = self._tracked_generation != self._published_generation

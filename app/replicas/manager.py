@@ -102,6 +102,7 @@ class LeaseManager(LoopService):
         # end of the last tick, when every lease held was wanted and `_pending` were the wanted ones
         # not held; the desired set is cached per (components, live replicas).
         self._gen = 0
+        self._renewed_until = 0.0  # monotonic: every lease held is valid until then (see `leases_current`)
         self._settled: tuple[dict[int, str | None], dict[str, str | None], int] | None = None
         self._pending: set[int] = set()
         self._desired_cache: tuple[dict[int, str | None], dict[str, str | None], set[int]] | None = None
@@ -117,14 +118,29 @@ class LeaseManager(LoopService):
         self.detached = True
         self.single = True
         self.store = lease_store("sqlite")
+        self._gen += 1  # what `owned` answers changed
 
     def reattach(self) -> None:
         """Undo ``detach``: a test that ticks the manager itself (``run_once``) instead of starting it."""
         self.detached = False
         self.store = lease_store(self.dialect)
         self.single = not self.store.multi_replica
+        self._gen += 1
 
     # ------------------------------------------------------------------ the Ownership seam
+    @property
+    def generation(self) -> int:
+        """Moves whenever what `owned` answers may have changed (a lease taken, lost, released or handed
+        over; detached, reattached): the scheduler's refresh skips its diff while it stands still."""
+        return self._gen
+
+    def leases_current(self) -> bool:
+        """Every lease held is within its local deadline (renewed in time) and this replica is not
+        closing: no other replica can hold, nor write the statuses of, a component held here."""
+        if self.single:
+            return not self._released
+        return not self._closing and not self._released and time.monotonic() < self._renewed_until
+
     async def owned(self, component_ids: set[int]) -> set[int]:
         """Components to probe (monitoring's Ownership protocol). While draining (SIGTERM) the leases
         not yet handed over are still probed."""
@@ -218,6 +234,7 @@ class LeaseManager(LoopService):
         if renew_due:
             # Every lease still held was renewed by this tick (or is taken below, with this deadline).
             self.deadlines = dict.fromkeys(self.epochs, deadline)
+            self._renewed_until = deadline  # the leases taken below (or on later ticks) last longer
         for held_lease in taken:
             cid = held_lease.component_id
             if held_lease.changed_hands and store.multi_replica:

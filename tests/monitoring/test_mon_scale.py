@@ -4,6 +4,7 @@ once, and the refresh's cheap change check."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from sqlalchemy import delete, func, select, update
 
@@ -266,3 +267,91 @@ async def test_status_from_the_database_counts_only_monitored_components_and_fin
             await session.commit()
         body = await status()
         assert body["overall_health"] == "healthy" and body["counts_by_status"] == {"healthy": 3}
+
+
+ANOTHER_PROCESS = """
+import asyncio, sys
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+async def main(url, statements):
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        for statement in statements:
+            await conn.execute(text(statement))
+    await engine.dispose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+"""
+
+
+async def in_another_process(db_url: str, *statements: str) -> None:
+    """Run SQL from a separate process with its own engine, as another replica or a script would."""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        ANOTHER_PROCESS,
+        db_url,
+        *statements,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+
+
+async def test_an_idle_refresh_skips_the_fleet_diff_and_misses_no_change_from_another_process(
+    db_url, tmp_path, http_target, monkeypatch
+):
+    """While neither the registry nor the ownership moved, a refresh does not walk the fleet (it does
+    not even ask which components it owns); every change another process writes to the components
+    table is still picked up by the next refresh."""
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        ids = await three_components(guard, scheduler, http_target.url("/ok"))
+        asked: list[int] = []
+        real_owned = scheduler.ownership.owned
+
+        async def counting_owned(component_ids: set[int]) -> set[int]:
+            asked.append(len(component_ids))
+            return await real_owned(component_ids)
+
+        monkeypatch.setattr(scheduler.ownership, "owned", counting_owned)
+        for _ in range(3):
+            await scheduler.refresh()
+        assert asked == []  # steady state: no diff
+
+        now = "CURRENT_TIMESTAMP"
+        slow = json.dumps({"kind": "http", "url": http_target.url("/ok"), "interval": 120})
+        await in_another_process(  # an edit as another replica's service writes it (version bumped)
+            db_url,
+            f"UPDATE components SET \"check\" = '{slow}', version = version + 1, updated_at = {now} "
+            f"WHERE id = {ids[0]}",
+        )
+        await scheduler.refresh()
+        assert scheduler.entries[ids[0]].interval == 120 and asked == [3]
+
+        await in_another_process(db_url, f"UPDATE components SET enabled = false WHERE id = {ids[1]}")
+        await scheduler.refresh()
+        assert ids[1] not in scheduler.entries and "svc-1" not in guard.runtime.component_health
+
+        await in_another_process(
+            db_url,
+            'INSERT INTO components (name, description, critical, labels, "check", enabled, source, '
+            "version, created_at, updated_at, depends_on) VALUES ('svc-other', '', false, '{}', "
+            f"'{slow}', true, 'api', 1, {now}, {now}, '[]')",
+        )
+        await scheduler.refresh()
+        assert {t.name for t in scheduler.tracked.values()} == {"svc-0", "svc-2", "svc-other"}
+
+        await in_another_process(db_url, f"DELETE FROM components WHERE id = {ids[2]}")
+        await scheduler.refresh()
+        assert {t.name for t in scheduler.tracked.values()} == {"svc-0", "svc-other"}
+        assert set(guard.runtime.component_health) == {"svc-0", "svc-other"}
+
+        diffs = len(asked)
+        await scheduler.refresh()
+        assert len(asked) == diffs  # settled again
+        scheduler.forget({ids[0]})  # forgotten here (e.g. a lease handed over): the next refresh diffs
+        await scheduler.refresh()
+        assert len(asked) == diffs + 1 and ids[0] in scheduler.entries  # still owned: loaded again
