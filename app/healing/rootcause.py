@@ -29,12 +29,13 @@ import typing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.components import graph
 from app.db.models import Component, ComponentState, Incident
+from app.db.models.components import HAS_DEPENDENCIES
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.platform.events import IncidentOpened
@@ -68,13 +69,10 @@ async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str
 
 async def _load_edges(session: AsyncSession) -> dict[str, list[str]]:
     """The part of the graph that has edges: the components with ``depends_on`` and what they list.
-    A component with neither can be no root cause, and /api/v1/status must not read the fleet."""
+    A component with neither can be no root cause, and /api/v1/status must not read the fleet: the
+    condition is written as the partial index's (literally, so both dialects read that index)."""
     rows = (
-        await session.execute(
-            select(Component.name, Component.depends_on).where(
-                cast(Component.depends_on, Text).not_in(("null", "[]"))
-            )
-        )
+        await session.execute(select(Component.name, Component.depends_on).where(text(HAS_DEPENDENCIES)))
     ).all()
     dag = {name: list(deps or []) for name, deps in rows if deps}
     for deps in list(dag.values()):

@@ -6,11 +6,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base
 from app.db.types import JSONType, UTCDateTime, utcnow
+
+# The components that list dependencies, written the same way in the partial index below and in the
+# root-cause query (app/healing/rootcause.py) so both dialects answer that query from the index: most
+# components depend on nothing, and /api/v1/status must not read the fleet to learn it.
+HAS_DEPENDENCIES = "CAST(depends_on AS TEXT) NOT IN ('null', '[]')"
 
 
 class HealthStatus(StrEnum):
@@ -32,6 +37,12 @@ class Component(Base):
     # one aggregate over these columns is read from the index, not from every row.
     __table_args__ = (
         Index("ix_components_registry_watch", "id", "version", "updated_at", "enabled"),
+        Index(
+            "ix_components_dependencies",
+            "id",
+            postgresql_where=text(HAS_DEPENDENCIES),
+            sqlite_where=text(HAS_DEPENDENCIES),
+        ),
         {"sqlite_autoincrement": True},
     )
 
