@@ -78,7 +78,9 @@ class ComponentTracking:
                 and diffed[1:] == seen[1:]
             ):
                 await self._diff(session, enabled)
-                self._diffed = (enabled, ownership_generation, self._tracked_generation)
+                # As of its start: what it loaded or forgot, or a flush forgot meanwhile, makes the
+                # next refresh diff once more (and find nothing, unless something else moved).
+                self._diffed = seen
         for cid in list(self._requested):
             if cid in self.entries:
                 self.timetable.make_due_now(self.entries[cid])

@@ -309,6 +309,7 @@ async def test_an_idle_refresh_skips_the_fleet_diff_and_misses_no_change_from_an
     table is still picked up by the next refresh."""
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
         ids = await three_components(guard, scheduler, http_target.url("/ok"))
+        await scheduler.refresh()  # settles: the diff that loaded them is checked once more
         asked: list[int] = []
         real_owned = scheduler.ownership.owned
 
@@ -329,7 +330,7 @@ async def test_an_idle_refresh_skips_the_fleet_diff_and_misses_no_change_from_an
             f"WHERE id = {ids[0]}",
         )
         await scheduler.refresh()
-        assert scheduler.entries[ids[0]].interval == 120 and asked == [3]
+        assert scheduler.entries[ids[0]].interval == 120 and asked[0] == 3
 
         await in_another_process(db_url, f"UPDATE components SET enabled = false WHERE id = {ids[1]}")
         await scheduler.refresh()
@@ -349,9 +350,30 @@ async def test_an_idle_refresh_skips_the_fleet_diff_and_misses_no_change_from_an
         assert {t.name for t in scheduler.tracked.values()} == {"svc-0", "svc-other"}
         assert set(guard.runtime.component_health) == {"svc-0", "svc-other"}
 
+        await scheduler.refresh()  # the diff after a change checks once more that nothing else moved
         diffs = len(asked)
-        await scheduler.refresh()
+        for _ in range(3):
+            await scheduler.refresh()
         assert len(asked) == diffs  # settled again
-        scheduler.forget({ids[0]})  # forgotten here (e.g. a lease handed over): the next refresh diffs
+        scheduler.forget({ids[0]})  # forgotten here (e.g. its results fenced): the next refresh diffs
         await scheduler.refresh()
         assert len(asked) == diffs + 1 and ids[0] in scheduler.entries  # still owned: loaded again
+
+        # A flush forgets a component while a refresh is loading another: the next refresh sees it.
+        other = next(cid for cid, t in scheduler.tracked.items() if t.name == "svc-other")
+        real_load = scheduler._load
+
+        async def load_while_a_flush_forgets(session, component):
+            await real_load(session, component)
+            if other in scheduler.entries:
+                scheduler.forget({other})
+
+        monkeypatch.setattr(scheduler, "_load", load_while_a_flush_forgets)
+        await in_another_process(
+            db_url, f"UPDATE components SET version = version + 1, updated_at = {now} WHERE id = {ids[0]}"
+        )
+        await scheduler.refresh()
+        assert other not in scheduler.entries
+        monkeypatch.setattr(scheduler, "_load", real_load)
+        await scheduler.refresh()
+        assert other in scheduler.entries

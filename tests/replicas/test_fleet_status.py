@@ -46,6 +46,7 @@ async def test_status_covers_the_whole_fleet_whichever_replica_answers(pg_url, t
         body = await status(a)
         assert body["counts_by_status"] == {"healthy": 12} and body["overall_health"] == "healthy"
 
+        await scheduler.refresh()  # settles: the diff that loaded them is checked once more
         asked: list[int] = []
         real_owned = a.manager.owned
 
