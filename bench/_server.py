@@ -86,8 +86,16 @@ class Server:
     """``uvicorn app.main:create_app --factory`` with uvloop + httptools on 127.0.0.1, in a subprocess."""
 
     def __init__(
-        self, database_url: str, data_dir: Path, workers: int = 1, env: dict[str, str] | None = None
+        self,
+        database_url: str,
+        data_dir: Path,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        app_dir: Path = ROOT,
     ):
+        """``app_dir``: the tree the server's code comes from (this one, or another commit's checkout
+        for a before/after comparison in one run)."""
+        self.app_dir = app_dir
         self.workers = workers
         self.extra_env = env or {}
         self.database_url = database_url
@@ -105,6 +113,7 @@ class Server:
             "PIPELINE_DATA_DIR": str(self.data_dir),
             "PIPELINE_ENV": "test",
             "PIPELINE_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(self.app_dir),
             **self.extra_env,
         }
         self.proc = subprocess.Popen(
@@ -128,7 +137,7 @@ class Server:
                 "--workers",
                 str(self.workers),
             ],
-            cwd=ROOT,
+            cwd=self.app_dir,
             env=env,
             start_new_session=True,
         )

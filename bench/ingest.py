@@ -3,15 +3,24 @@ upsert) against the raw driver writing the same rows into the same table, in PAI
 
     .venv/bin/python bench/ingest.py [--pg postgresql://postgres@127.0.0.1:5432/test] [--points 1000000]
                                      [--sqlite-points 200000] [--rounds 3] [--connections 2]
+                                     [--app-dir /path/to/another/checkout]
 
 Postgres: each round runs raw asyncpg COPY into ``metric_points`` of a fresh migrated database over
 ``--connections`` connections, then the same points over HTTP (``/api/v1/metrics/batch``, 10k-point
 batches) from as many concurrent writers into another fresh database and server. SQLite: raw
 ``sqlite3`` executemany of the same rows (same table, same PRAGMAs, one connection: SQLite has one
 writer) vs HTTP from ``--connections`` writers, each on a fresh database file. The machine is
-shared and noisy, so each round's ratio compares two runs made seconds apart; the median ratio and
-its spread (min-max over rounds) are the figures. Targets: Postgres HTTP >= 0.8x raw COPY,
+shared and noisy, so each round is paired (raw, HTTP, raw) and its ratio compares the HTTP run with
+the mean of the raw runs made just before and after it; the median ratio and its spread (min-max
+over rounds) are the figures. Targets: Postgres HTTP >= 0.8x raw COPY,
 SQLite HTTP >= 0.6x raw executemany.
+
+Each round also splits the CPU per point by process: the server (with SQLite inside it), the
+Postgres backends of the run's database (the server's pool, background loops included, or the raw
+COPY connections) and this process as the client (aiohttp for HTTP; for raw COPY, asyncpg's record
+encoding). On a machine busier than its cores the throughput ratio tends to the CPU ratio (raw
+total / HTTP total), which is printed too; the client's share shows whether the bench itself limits
+the HTTP rounds. ``--app-dir`` runs the server from another checkout (before/after in one session).
 
 The client authenticates as an ``ingest``-role user, so every batch pays for auth, the "metrics"
 rate-limit group, validation, the points, rollup deltas and the series upsert, all in one transaction.
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import sqlite3
 import statistics
 import sys
@@ -43,6 +53,44 @@ from bench._server import PASSWORD, Server, migrated_pg_database, sa_url
 SERIES = 100
 POINT_COLUMNS = ("component", "metric_name", "series_key", "labels", "value", "ts")
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores a (naive UTC) timestamp
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the bench client) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds so far of a single-threaded process (a Postgres backend), to the nanosecond
+    (``schedstat``; clock ticks where it is missing); 0 once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except OSError:
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+async def backends_cpu(dsn: str) -> dict[int, float]:
+    """CPU seconds so far of every other backend connected to ``dsn``'s database (by pid)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return {r["pid"]: process_cpu(r["pid"]) for r in rows}
+
+
+def backends_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the backends spent between two ``backends_cpu`` readings (new ones: all of theirs)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def make_batches(points: int, batch: int) -> tuple[list[bytes], list[list[tuple]]]:
@@ -76,11 +124,12 @@ WARMUP = orjson.dumps({"points": [{"component": "warmup", "metric_name": "warmup
 
 
 async def http_ingest(
-    base_url: str, bodies: list[bytes], concurrency: int, cpu_seconds
-) -> tuple[float, float]:
-    """(seconds, server CPU seconds) for ``bodies`` from ``concurrency`` writers. The token and one
-    one-point batch come first, untimed: a long-running server has long paid for its first request
-    (lazy imports, route and schema set-up) and for the login's password hash."""
+    base_url: str, bodies: list[bytes], concurrency: int, cpu_seconds, dsn: str | None = None
+) -> tuple[float, float, float, float]:
+    """(seconds, server CPU, database backends' CPU (Postgres ``dsn``, else 0), client CPU) for
+    ``bodies`` from ``concurrency`` writers. The token and one one-point batch come first, untimed: a
+    long-running server has long paid for its first request (lazy imports, route and schema set-up)
+    and for the login's password hash."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
         async with http.post(
             f"{base_url}/api/v1/auth/token", data={"username": "bench-ingest", "password": PASSWORD}
@@ -100,25 +149,32 @@ async def http_ingest(
 
         async with http.post(f"{base_url}/api/v1/metrics/batch", data=WARMUP, headers=headers) as r:
             assert r.status == 201, await r.text()
-        t0, cpu0 = time.perf_counter(), cpu_seconds()
+        db0 = await backends_cpu(dsn) if dsn else {}
+        t0, cpu0, own0 = time.perf_counter(), cpu_seconds(), own_cpu()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - t0, cpu_seconds() - cpu0
+        seconds, cpu, own = time.perf_counter() - t0, cpu_seconds() - cpu0, own_cpu() - own0
+        db = backends_used(db0, await backends_cpu(dsn)) if dsn else 0.0
+        return seconds, cpu, db, own
 
 
 # --- Postgres ----------------------------------------------------------------------------------
-async def _pg_copy(dsn: str, records: list[list[tuple]], connections: int) -> float:
+async def _pg_copy(dsn: str, records: list[list[tuple]], connections: int) -> tuple[float, float, float]:
+    """(seconds, backends' CPU, client CPU) of the COPY rounds."""
     conns = [await asyncpg.connect(dsn) for _ in range(connections)]
+    pids = [c.get_server_pid() for c in conns]
 
     async def one(conn, chunks):
         for recs in chunks:
             await conn.copy_records_to_table("metric_points", columns=POINT_COLUMNS, records=recs)
 
-    t0 = time.perf_counter()
+    db0 = sum(map(process_cpu, pids))
+    t0, own0 = time.perf_counter(), own_cpu()
     await asyncio.gather(*(one(c, records[i::connections]) for i, c in enumerate(conns)))
-    elapsed = time.perf_counter() - t0
+    elapsed, own = time.perf_counter() - t0, own_cpu() - own0
+    db = sum(map(process_cpu, pids)) - db0
     for c in conns:
         await c.close()
-    return elapsed
+    return elapsed, db, own
 
 
 async def _pg_count(dsn: str) -> int:
@@ -129,19 +185,25 @@ async def _pg_count(dsn: str) -> int:
         await conn.close()
 
 
-def pg_raw(base: str, records: list[list[tuple]], connections: int) -> float:
+def pg_raw(base: str, records: list[list[tuple]], connections: int) -> tuple[float, float, float]:
     with migrated_pg_database(base) as dsn:
         return asyncio.run(_pg_copy(dsn, records, connections))
 
 
-def pg_http(base: str, bodies: list[bytes], points: int, writers: int) -> tuple[float, float]:
-    """(seconds, app CPU seconds) of HTTP ingest into a fresh database through a fresh server."""
+def pg_http(
+    base: str, bodies: list[bytes], points: int, writers: int, app_dir: Path
+) -> tuple[float, float, float, float]:
+    """(seconds, server CPU, backends' CPU, client CPU) of HTTP ingest into a fresh database through
+    a fresh server."""
     with migrated_pg_database(base) as dsn:
-        with tempfile.TemporaryDirectory() as tmp, Server(sa_url(dsn), Path(tmp)) as server:
-            seconds, cpu = asyncio.run(http_ingest(server.base_url, bodies, writers, server.cpu_seconds))
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            Server(sa_url(dsn), Path(tmp), app_dir=app_dir) as server,
+        ):
+            run = asyncio.run(http_ingest(server.base_url, bodies, writers, server.cpu_seconds, dsn))
         stored = asyncio.run(_pg_count(dsn)) - 1  # the warm-up point
     assert stored == points, (stored, points)
-    return seconds, cpu
+    return run
 
 
 # --- SQLite ------------------------------------------------------------------------------------
@@ -169,20 +231,27 @@ def sqlite_raw(records: list[list[tuple]]) -> tuple[float, float]:
     return seconds, cpu
 
 
-def sqlite_http(bodies: list[bytes], points: int, writers: int) -> tuple[float, float]:
+def sqlite_http(bodies: list[bytes], points: int, writers: int, app_dir: Path) -> tuple[float, float, float]:
+    """(seconds, server CPU (SQLite included), client CPU)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
-        with Server(f"sqlite+aiosqlite:///{path}", Path(tmp)) as server:
-            seconds, cpu = asyncio.run(http_ingest(server.base_url, bodies, writers, server.cpu_seconds))
+        with Server(f"sqlite+aiosqlite:///{path}", Path(tmp), app_dir=app_dir) as server:
+            seconds, cpu, _, own = asyncio.run(
+                http_ingest(server.base_url, bodies, writers, server.cpu_seconds)
+            )
         conn = sqlite3.connect(path)
         stored = conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] - 1  # the warm-up point
         conn.close()
     assert stored == points, (stored, points)
-    return seconds, cpu
+    return seconds, cpu, own
 
 
 def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})"
+
+
+def us(seconds: float, points: int) -> float:
+    return seconds / points * 1e6
 
 
 def main() -> None:
@@ -199,49 +268,63 @@ def main() -> None:
         help="raw COPY connections = concurrent HTTP writers (Postgres); HTTP writers (SQLite)",
     )
     ap.add_argument("--only", choices=("pg", "sqlite"), default=None)
+    ap.add_argument("--app-dir", default=str(Path(__file__).resolve().parent.parent), help="server's tree")
     args = ap.parse_args()
-    n = args.connections
-    print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores")
+    n, app_dir = args.connections, Path(args.app_dir).resolve()
+    print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores; app {app_dir}")
 
     if args.only != "sqlite":
-        bodies, records = make_batches(args.points, args.batch)
-        ratios, cpus = [], []
+        points = args.points
+        bodies, records = make_batches(points, args.batch)
+        ratios, cpu_ratios, apps, dbs, clients = [], [], [], [], []
         for r in range(args.rounds):
-            raw_s = pg_raw(args.pg, records, n)
-            http_s, app_cpu = pg_http(args.pg, bodies, args.points, n)
-            ratios.append(raw_s / http_s)
-            cpus.append(app_cpu / args.points * 1e6)
+            raw_s, raw_db, raw_client = pg_raw(args.pg, records, n)
+            http_s, app_cpu, db_cpu, client = pg_http(args.pg, bodies, points, n, app_dir)
+            raw_s2, raw_db2, raw_client2 = pg_raw(args.pg, records, n)
+            raw_mean = (raw_s + raw_s2) / 2
+            raw_cpu = (raw_db + raw_client + raw_db2 + raw_client2) / 2
+            ratios.append(raw_mean / http_s)
+            cpu_ratios.append(raw_cpu / (app_cpu + db_cpu + client))
+            apps.append(us(app_cpu, points))
+            dbs.append(us(db_cpu, points))
+            clients.append(us(client, points))
             print(
-                f"  pg round {r + 1}: raw COPY {args.points / raw_s:,.0f} rows/s, HTTP "
-                f"{args.points / http_s:,.0f} "
-                f"points/s (app CPU {cpus[-1]:.1f} us/point) -> ratio {ratios[-1]:.2f}",
+                f"  pg round {r + 1}: raw COPY {points / raw_s:,.0f} / {points / raw_s2:,.0f} rows/s "
+                f"(CPU us/row: postgres {us(raw_db + raw_db2, 2 * points):.2f}, client "
+                f"{us(raw_client + raw_client2, 2 * points):.2f}), HTTP {points / http_s:,.0f} points/s "
+                f"(CPU us/point: app {apps[-1]:.2f}, postgres {dbs[-1]:.2f}, client {clients[-1]:.2f}) "
+                f"-> ratio {ratios[-1]:.2f}, CPU ratio {cpu_ratios[-1]:.2f}",
                 flush=True,
             )
         print(
-            f"postgres, {args.points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} "
-            "paired "
-            f"rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.8); app CPU us/point {spread(cpus)}"
+            f"postgres, {points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} paired "
+            f"rounds (raw, HTTP, raw): HTTP/raw ratio {spread(ratios)} (target >= 0.8); CPU ratio "
+            f"{spread(cpu_ratios)}; HTTP CPU us/point: app {spread(apps)}, postgres {spread(dbs)}, "
+            f"client {spread(clients)}"
         )
 
     if args.only != "pg":
-        bodies, records = make_batches(args.sqlite_points, args.batch)
-        ratios, app_cpus, raw_cpus = [], [], []
+        points = args.sqlite_points
+        bodies, records = make_batches(points, args.batch)
+        ratios, app_cpus, raw_cpus, clients = [], [], [], []
         for r in range(args.rounds):
             raw_s, raw_cpu = sqlite_raw(records)
-            http_s, app_cpu = sqlite_http(bodies, args.sqlite_points, n)
-            ratios.append(raw_s / http_s)
-            raw_cpus.append(raw_cpu / args.sqlite_points * 1e6)
-            app_cpus.append(app_cpu / args.sqlite_points * 1e6)
+            http_s, app_cpu, client = sqlite_http(bodies, points, n, app_dir)
+            raw_s2, raw_cpu2 = sqlite_raw(records)
+            ratios.append((raw_s + raw_s2) / 2 / http_s)
+            raw_cpus.append(us(raw_cpu + raw_cpu2, 2 * points))
+            app_cpus.append(us(app_cpu, points))
+            clients.append(us(client, points))
             print(
-                f"  sqlite round {r + 1}: raw executemany {args.sqlite_points / raw_s:,.0f} rows/s "
-                f"({raw_cpus[-1]:.1f} us CPU/row), HTTP {args.sqlite_points / http_s:,.0f} points/s "
-                f"({app_cpus[-1]:.1f} us app CPU/point) -> ratio {ratios[-1]:.2f}",
+                f"  sqlite round {r + 1}: raw executemany {points / raw_s:,.0f} / {points / raw_s2:,.0f} "
+                f"rows/s ({raw_cpus[-1]:.2f} us CPU/row), HTTP {points / http_s:,.0f} points/s "
+                f"(CPU us/point: app {app_cpus[-1]:.2f}, client {clients[-1]:.2f}) -> ratio {ratios[-1]:.2f}",
                 flush=True,
             )
         print(
-            f"sqlite, {args.sqlite_points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
-            f"{args.rounds} paired rounds: HTTP/raw ratio {spread(ratios)} (target >= 0.6); "
-            f"CPU us/point app {spread(app_cpus)} vs raw {spread(raw_cpus)}"
+            f"sqlite, {points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
+            f"{args.rounds} paired rounds (raw, HTTP, raw): HTTP/raw ratio {spread(ratios)} (target >= 0.6); "
+            f"CPU us/point app {spread(app_cpus)} vs raw {spread(raw_cpus)}; client {spread(clients)}"
         )
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
 

@@ -32,15 +32,19 @@ class MetricsRepository:
 
     # --- writes ------------------------------------------------------------------------------
     async def store(self, batch: Batch) -> None:
-        """Raw points, rollup deltas and the series' latest values, in the caller's transaction."""
-        await self.ingest.insert_points(self.session, batch)
-        await self.ingest.insert_rollups(self.session, build_deltas(batch))
+        """Raw points, rollup deltas and the series' latest values, in the caller's transaction.
+
+        Everything is computed before the first write: SQLite's write lock (taken by the first
+        write, held until the commit) then covers only the statements, and a concurrent batch
+        computes its own rows meanwhile instead of waiting behind this one's Python work."""
+        deltas = build_deltas(batch)
         latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
         # Sorted so concurrent batches lock series rows in the same order (no deadlocks).
         latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
-        await self.ingest.upsert_series(
-            self.session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest], datetime.now(UTC)
-        )
+        series = [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest]
+        await self.ingest.insert_points(self.session, batch)
+        await self.ingest.insert_rollups(self.session, deltas)
+        await self.ingest.upsert_series(self.session, series, datetime.now(UTC))
 
     async def known_components(self, names: set[str]) -> set[str]:
         result = await self.session.execute(select(Component.name).where(Component.name.in_(names)))

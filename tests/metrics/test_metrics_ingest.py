@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from app.db.models import MetricRollup, metric_points
@@ -142,3 +144,35 @@ async def test_unknown_components_rejected_when_disabled(db_url, tmp_path):
         assert await count_points(guard) == 0
         r = await guard.client.post("/api/v1/metrics/batch", json=[point("known")], headers=h)
         assert r.status_code == 201
+
+
+async def test_sqlite_write_lock_is_not_held_while_a_batch_computes_its_rows(guard, db_url, now, monkeypatch):
+    """The rollup deltas are built before the batch's first write: SQLite's write lock (held from
+    the first write to the commit) covers only the statements, so a concurrent batch is not kept
+    waiting behind this one's Python work."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("Postgres has no database-wide write lock")
+    path = db_url.split(":///", 1)[1]
+    from app.metrics import repository
+
+    seen: list[bool] = []
+
+    def build_deltas(batch):
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails with "database is locked" while a writer holds it
+            other.rollback()
+            seen.append(True)
+        except sqlite3.OperationalError:
+            seen.append(False)
+        finally:
+            other.close()
+        return real(batch)
+
+    real = repository.build_deltas
+    monkeypatch.setattr(repository, "build_deltas", build_deltas)
+    body = {"points": series(now - timedelta(minutes=3), [1, 2, 3], step=60)}
+    r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
+    assert r.status_code == 201, r.text
+    assert seen == [True]
+    assert await count_points(guard) == 3
