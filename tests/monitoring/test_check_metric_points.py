@@ -1,0 +1,103 @@
+"""The numbers checks report are stored as metric points on their own path (per probe: an http
+check's status code): points, rollups and series as the metrics API stores them, rules see them,
+and a point the store would refuse never blocks the others."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from app.checks.base import CheckResult
+from app.db.models import MetricAnomaly, MetricRollup, MetricSeries, metric_points
+from app.metrics.rollups import build_deltas
+from app.metrics.validation import check_points
+from app.monitoring.check_metrics import SingleValueDeltas
+from tests.monitoring.conftest import add_component, mon_settings, monitored
+
+
+async def test_status_codes_are_stored_like_pushed_points_and_rules_see_them(db_url, tmp_path, http_target):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        await add_component(guard, "web", {"kind": "http", "url": http_target.url("/ok")})
+        await add_component(guard, "api", {"kind": "http", "url": http_target.url("/500")})
+        r = await guard.client.post(
+            "/api/v1/rules",
+            json={
+                "name": "api-5xx",
+                "component": "api",
+                "metric_name": "status_code",
+                "kind": "threshold",
+                "params": {"operator": "ge", "value": 500},
+                "severity": "critical",
+            },
+            headers=await guard.headers("admin"),
+        )
+        assert r.status_code == 201, r.text
+        evaluator = guard.runtime.detection.evaluator
+        await evaluator.run_once()  # rules loaded: only the ruled series are handed over
+
+        await scheduler.run_once()
+        await scheduler.run_once()
+        async with guard.session() as s:
+            points = (await s.execute(select(metric_points.c.component, metric_points.c.value))).all()
+            rollups = (
+                await s.execute(
+                    select(MetricRollup.component, MetricRollup.resolution, func.sum(MetricRollup.count))
+                    .group_by(MetricRollup.component, MetricRollup.resolution)
+                    .order_by(MetricRollup.component, MetricRollup.resolution)
+                )
+            ).all()
+            series = {
+                row.component: row.last_value for row in (await s.execute(select(MetricSeries))).scalars()
+            }
+        assert sorted(points) == [("api", 500.0), ("api", 500.0), ("web", 200.0), ("web", 200.0)]
+        assert rollups == [(c, res, 2) for c in ("api", "web") for res in (60, 600, 3600)]
+        assert series == {"api": 500.0, "web": 200.0}
+        r = await guard.client.get(
+            "/api/v1/metrics/summary",
+            params={"component": "web", "metric_name": "status_code", "since": 3600},
+            headers=await guard.headers("operator"),
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["count"] == 2 and r.json()["p50"] == 200.0
+
+        assert evaluator.queued == 2  # the api's two points; web has no rule
+        await evaluator.run_once()
+        async with guard.session() as s:
+            fired = (await s.execute(select(MetricAnomaly))).scalars().all()
+        assert [(a.component, a.metric_name, a.kind) for a in fired] == [("api", "status_code", "threshold")]
+
+
+async def test_a_refused_point_or_a_deleted_component_does_not_block_the_others(db_url, tmp_path):
+    settings = mon_settings(db_url, tmp_path, monitoring={"allow_unknown_metric_components": False})
+    async with monitored(settings) as (guard, scheduler):
+        await add_component(guard, "web", {"kind": "http", "url": "http://127.0.0.1:9/"})
+        metrics = scheduler.check_metrics
+        metrics.add("web", CheckResult.up("ok", metrics={"status_code": 200.0, "ratio": math.nan}))
+        metrics.add("gone", CheckResult.up("ok", metrics={"status_code": 200.0}))  # deleted meanwhile
+        metrics.add("web", CheckResult.up("ok", metrics={"rows in": 3.0, "big": 1e200, "exit_code": 0}))
+        assert await metrics.flush() == 2
+        assert metrics.buffered == 0
+        assert (metrics.skipped_values, metrics.skipped_names, metrics.unknown_components) == (2, 1, 1)
+        async with guard.session() as s:
+            rows = (await s.execute(select(metric_points.c.component, metric_points.c.metric_name))).all()
+        assert sorted(rows) == [("web", "exit_code"), ("web", "status_code")]
+
+
+def test_single_value_deltas_are_the_rows_build_deltas_makes():
+    now = datetime.now(UTC).replace(microsecond=0)
+    values = [200.0, 503.0, 0.0, -4.5, 200.0, 1e-9, 1e12, 200.0]
+    items = [
+        {
+            "component": f"svc-{i}",
+            "metric_name": "status_code",
+            "value": v,
+            "timestamp": (now - timedelta(seconds=37 * i)).isoformat(),
+        }
+        for i, v in enumerate(values)
+    ]
+    batch = check_points(items, now=now)
+    deltas = SingleValueDeltas()
+    assert deltas.rows(batch) == build_deltas(batch)
+    assert deltas.rows(batch) == build_deltas(batch)  # from its caches too
