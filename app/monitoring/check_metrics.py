@@ -1,12 +1,19 @@
 """Numbers a check reports (``CheckResult.metrics``) become metric points of its component.
 
 The scheduler hands every result with numbers to ``CheckMetrics.add``; a flusher task writes the
-buffered points every second into the metrics store (raw points, rollup deltas and the series' latest
-values, exactly as points pushed over the API are stored), in its own transaction: a failing metrics
-write never holds up the check results, and a failed write is retried on the next tick. After the
-commit the metrics read cache is invalidated and the points are offered to the rule evaluator, as
-ingest does. The buffer is bounded: past ``MAX_BUFFER`` the oldest points are dropped, counted and
-logged.
+buffered points into the metrics store (raw points, rollup deltas and the series' latest values,
+exactly as points pushed over the API are stored, in one transaction), in its own transactions: a
+failing metrics write never holds up the check results, and a failed write is retried on the next
+tick. After the commit the metrics read cache is invalidated and the points are offered to the rule
+evaluator, as ingest does. The buffer is bounded: past ``MAX_BUFFER`` the oldest points are dropped,
+counted and logged.
+
+When they are written: the points of a series a rule watches (every series until the rules are
+loaded) at the next tick (every second); the others once their minute is over, each series' points
+of the minute in one batch, spread over the next ``DRAIN_TICKS`` ticks. Every point of one batch adds
+one rollup delta per bucket (per series, per minute, ten minutes and hour), and the compactor later
+merges each delta: one point per batch made three deltas per probe, a minute's six probes in one
+batch make three. ``flush()`` (the scheduler's flush, shutdown) writes everything buffered.
 
 This is the per-probe path (an http check reports its status code on every probe: 2,000 points a
 second at 20,000 components @ 10 s), so it skips what the API's ingest spends on untrusted input:
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -57,8 +65,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
-MAX_BUFFER = 100_000
+# Points kept while the database is unavailable (a minute of 20,000 components @ 10 s is 120,000)
+# before the oldest are dropped (counted, logged).
+MAX_BUFFER = 300_000
 FLUSH_INTERVAL_S = 1.0
+TICK_POINTS = 2_000  # points per transaction of finished minutes, and at least this many per tick
+DRAIN_TICKS = 20  # a finished minute's points are written within about this many ticks
 _CACHED = 50_000  # series, bucket starts and single-value deltas kept between flushes (then cleared)
 
 # One buffered point: component, metric name, value, observed at.
@@ -78,7 +90,10 @@ class CheckMetrics:
         self.cache = cache  # what ingest needs: the read cache to invalidate, the evaluator to feed
         self.evaluator = evaluator
         self.flush_interval = flush_interval
-        self._points: deque[CheckPoint] = deque()
+        self._points: deque[CheckPoint] = deque()  # written at the next tick
+        # Points of series no rule watches, by minute then series: written once their minute is over.
+        self._later: dict[int, dict[tuple[str, str], list[tuple[float, datetime]]]] = {}
+        self._later_count = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._names: set[str] = set()  # metric names already found valid
@@ -94,7 +109,8 @@ class CheckMetrics:
         if not result.metrics or not valid_component(component):
             return
         at = result.observed_at
-        append = self._points.append
+        wants = self.evaluator.wants
+        by_series: dict[tuple[str, str], list[tuple[float, datetime]]] | None = None
         for name, value in result.metrics.items():
             if name not in self._names:
                 if not valid_metric_name(name):
@@ -114,35 +130,100 @@ class CheckMetrics:
             if not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # false for NaN too
                 self.skipped_values += 1
                 continue
-            append((component, name, value, at))
-        overflow = len(self._points) - MAX_BUFFER
-        if overflow > 0:
-            for _ in range(overflow):
-                self._points.popleft()
-            self.dropped += overflow
-            log.warning("check metrics buffer full: dropped %d points", overflow)
+            if wants(component, name):
+                self._points.append((component, name, value, at))
+                continue
+            if by_series is None:
+                minute = int(at.timestamp()) // 60
+                by_series = self._later.get(minute)
+                if by_series is None:
+                    by_series = self._later[minute] = {}
+            values = by_series.get((component, name))
+            if values is None:
+                values = by_series[(component, name)] = []
+            values.append((value, at))
+            self._later_count += 1
+        if self.buffered > MAX_BUFFER:
+            self._drop_oldest(self.buffered - MAX_BUFFER)
+
+    def _drop_oldest(self, count: int) -> None:
+        self.dropped += count
+        log.warning("check metrics buffer full: dropped %d points", count)
+        while count > 0 and self._later:
+            by_series = self._later[min(self._later)]
+            while count > 0 and by_series:
+                key = next(iter(by_series))
+                values = by_series[key]
+                n = min(count, len(values))
+                del values[:n]
+                if not values:
+                    del by_series[key]
+                count -= n
+                self._later_count -= n
+            if not by_series:
+                del self._later[min(self._later)]
+        for _ in range(min(count, len(self._points))):
+            self._points.popleft()
 
     @property
     def buffered(self) -> int:
-        return len(self._points)
+        return len(self._points) + self._later_count
 
     async def flush(self) -> int:
-        """Write what is buffered; on failure the points stay at the front for the next try."""
+        """Write everything buffered (the scheduler's flush, shutdown); on failure the points stay
+        buffered for the next try."""
+        return await self._write(every_minute=True, budget=None)
+
+    async def tick(self) -> int:
+        """The loop's write: the points rules watch, then those of minutes that are over, at most
+        what drains that backlog within `DRAIN_TICKS` ticks (a minute's points are not written in
+        one burst that would hold up the probes)."""
+        return await self._write(every_minute=False, budget=max(TICK_POINTS, self._ready() // DRAIN_TICKS))
+
+    def _ready(self) -> int:
+        now_minute = int(time.time()) // 60
+        return sum(sum(map(len, s.values())) for m, s in self._later.items() if m < now_minute)
+
+    async def _write(self, *, every_minute: bool, budget: int | None) -> int:
         written = 0
         async with self._lock:
             while self._points:
                 chunk = [self._points.popleft() for _ in range(min(MAX_BATCH, len(self._points)))]
-                try:
-                    async with session_scope(self.state.sessionmaker) as session:
-                        batch = await self._store(session, chunk)
-                except BaseException:  # cancelled too: the chunk goes back, nothing is lost
-                    self._points.extendleft(reversed(chunk))
-                    raise
-                if batch is not None:
-                    self._committed(batch)
-                    written += len(batch)
+                written += await self._write_chunk(chunk)
+            now_minute = int(time.time()) // 60
+            while self._later and (budget is None or written < budget):
+                minute = min(self._later)
+                if minute >= now_minute and not every_minute:
+                    break
+                chunk = self._take(minute)
+                written += await self._write_chunk(chunk)
         self.written += written
         return written
+
+    def _take(self, minute: int) -> list[CheckPoint]:
+        """Whole series of ``minute``, up to about ``TICK_POINTS`` points: each series' points of the
+        minute go in one batch, so its rollups get one delta per bucket, not one per point."""
+        by_series = self._later[minute]
+        chunk: list[CheckPoint] = []
+        while by_series and len(chunk) < TICK_POINTS:
+            (component, name), values = by_series.popitem()
+            chunk.extend((component, name, value, at) for value, at in values)
+        if not by_series:
+            del self._later[minute]
+        self._later_count -= len(chunk)
+        return chunk
+
+    async def _write_chunk(self, chunk: list[CheckPoint]) -> int:
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                batch = await self._store(session, chunk)
+        except BaseException:  # cancelled too: the chunk goes back, written at the next tick
+            self._points.extendleft(reversed(chunk))
+            raise
+        if batch is None:
+            return 0
+        self._committed(batch)
+        return len(batch)
 
     async def _store(self, session: AsyncSession, chunk: list[CheckPoint]) -> Batch | None:
         """Raw points, rollup deltas and the series' latest values, in the caller's transaction."""
@@ -224,7 +305,7 @@ class CheckMetrics:
         while True:
             await asyncio.sleep(self.flush_interval)
             try:
-                await self.flush()
+                await self.tick()
             except Exception as exc:  # noqa: BLE001 - the database may be down: keep the points, try again
                 log.warning(
                     "writing check metrics failed (%s); %d points kept", type(exc).__name__, self.buffered

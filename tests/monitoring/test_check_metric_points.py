@@ -101,3 +101,50 @@ def test_single_value_deltas_are_the_rows_build_deltas_makes():
     deltas = SingleValueDeltas()
     assert deltas.rows(batch) == build_deltas(batch)
     assert deltas.rows(batch) == build_deltas(batch)  # from its caches too
+
+
+async def test_points_no_rule_watches_are_written_per_finished_minute(db_url, tmp_path):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        for name in ("web", "api"):
+            await add_component(guard, name, {"kind": "http", "url": "http://127.0.0.1:9/"})
+        r = await guard.client.post(
+            "/api/v1/rules",
+            json={
+                "name": "api-5xx",
+                "component": "api",
+                "metric_name": "status_code",
+                "kind": "threshold",
+                "params": {"operator": "ge", "value": 500},
+            },
+            headers=await guard.headers("admin"),
+        )
+        assert r.status_code == 201, r.text
+        await guard.runtime.detection.evaluator.run_once()  # rules loaded
+        metrics = scheduler.check_metrics
+        now = datetime.now(UTC)
+        minute_ago = now.replace(second=0, microsecond=0) - timedelta(minutes=2)
+        started_minute = int(now.timestamp()) // 60
+        for at in (minute_ago + timedelta(seconds=5), minute_ago + timedelta(seconds=15), now):
+            metrics.add("web", CheckResult.up("ok", observed_at=at, metrics={"status_code": 200.0}))
+        metrics.add("api", CheckResult.up("ok", observed_at=now, metrics={"status_code": 503.0}))
+
+        # a tick: the watched series at once, the others' finished minute in one batch
+        assert await metrics.tick() == 3
+        if int(datetime.now(UTC).timestamp()) // 60 == started_minute:
+            assert metrics.buffered == 1  # web's point of the current minute waits for its end
+        async with guard.session() as s:
+            deltas = (
+                await s.execute(
+                    select(MetricRollup.component, MetricRollup.resolution, MetricRollup.count).order_by(
+                        MetricRollup.component, MetricRollup.resolution
+                    )
+                )
+            ).all()
+        assert deltas == [("api", res, 1) for res in (60, 600, 3600)] + [
+            ("web", res, 2) for res in (60, 600, 3600)
+        ]
+        await metrics.flush()
+        assert metrics.buffered == 0
+        async with guard.session() as s:
+            stored = (await s.execute(select(func.count()).select_from(metric_points))).scalar_one()
+        assert stored == 4
