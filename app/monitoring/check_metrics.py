@@ -197,7 +197,6 @@ class CheckMetrics:
                     break
                 chunk = self._take(minute)
                 written += await self._write_chunk(chunk)
-        self.written += written
         return written
 
     def _take(self, minute: int) -> list[CheckPoint]:
@@ -223,6 +222,7 @@ class CheckMetrics:
         if batch is None:
             return 0
         self._committed(batch)
+        self.written += len(batch)
         return len(batch)
 
     async def _store(self, session: AsyncSession, chunk: list[CheckPoint]) -> Batch | None:

@@ -148,3 +148,22 @@ async def test_points_no_rule_watches_are_written_per_finished_minute(db_url, tm
         async with guard.session() as s:
             stored = (await s.execute(select(func.count()).select_from(metric_points))).scalar_one()
         assert stored == 4
+
+
+async def test_a_full_buffer_drops_the_oldest_points(db_url, tmp_path, monkeypatch):
+    from app.monitoring import check_metrics as module
+
+    monkeypatch.setattr(module, "MAX_BUFFER", 5)
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        await add_component(guard, "web", {"kind": "http", "url": "http://127.0.0.1:9/"})
+        await guard.runtime.detection.evaluator.run_once()  # rules loaded: none watches "web"
+        metrics = scheduler.check_metrics
+        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+        for i in range(7):  # minutes 0, 0, 0, 1, 1, 1, 2: the two oldest go
+            at = start + timedelta(seconds=20 * i)
+            metrics.add("web", CheckResult.up("ok", observed_at=at, metrics={"status_code": 200.0 + i}))
+        assert (metrics.buffered, metrics.dropped) == (5, 2)
+        assert await metrics.flush() == 5
+        async with guard.session() as s:
+            values = sorted((await s.execute(select(metric_points.c.value))).scalars())
+        assert values == [202.0, 203.0, 204.0, 205.0, 206.0]
