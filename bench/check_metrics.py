@@ -1,13 +1,15 @@
 """The per-probe metric points (an http check's `status_code`): CPU to store one second of them at
-20,000 components @ 10 s (2,000 points) on the check path (`CheckMetrics.add` + `flush`) beside the
-generic ingest path (`MetricsService.record` on the same points as dicts, what the check path did
-before), in paired rounds (generic, check, generic...) in the same process and database.
+20,000 components @ 10 s (2,000 points), and what the rollup compactor then spends on their deltas,
+on the check path (`CheckMetrics.add` + `flush`) beside the generic ingest path
+(`MetricsService.record` on the same points as dicts, what the check path did before), in paired
+rounds in the same process and database. The check path is measured twice: one point per series
+per batch (a series a rule watches, written every second) and a series' minute in one batch (six
+points @ 10 s: the others, written once their minute is over).
 
     .venv/bin/python bench/check_metrics.py [--points 2000] [--rounds 9] [--postgres postgresql://...]
 
-Each side stores the same number of points (distinct components, one point each, now); CPU is the
-process' (event loop + the SQLite driver's thread; on Postgres the server's own CPU is not counted)
-and wall time per flush. Median and spread (min-max) over rounds; the ratio of medians; the load.
+CPU is the process' (event loop + the SQLite driver's thread; on Postgres the server's own CPU is not
+counted), per point. Median and spread (min-max) over rounds; the ratios of medians; the load.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,6 +57,7 @@ async def add_components(sessionmaker, n: int) -> list[str]:
 async def run(url: str, args) -> None:
     from app.checks.base import CheckResult
     from app.db.session import session_scope
+    from app.metrics.compaction import RollupCompactor
     from app.metrics.service import MetricsService
     from tests.conftest import make_settings, running_guard
 
@@ -62,16 +65,28 @@ async def run(url: str, args) -> None:
     async with running_guard(settings, build_services=lambda _rt: []) as guard:
         rt = guard.runtime
         check_metrics = rt.monitoring.scheduler.check_metrics
+        await rt.detection.evaluator.run_once()  # rules loaded (none): no series is watched
+        compactor = RollupCompactor(rt.core)
         names = await add_components(rt.sessionmaker, args.components)
         offset = 0
 
-        def results() -> list[tuple[str, CheckResult]]:
+        def results(per_series: int) -> list[tuple[str, CheckResult]]:
+            """``args.points`` results: one per component now, or ``per_series`` per component spread
+            over the last minute (a probe every 10 s)."""
             nonlocal offset
-            chosen = [names[(offset + i) % len(names)] for i in range(args.points)]
-            offset += args.points
+            series = args.points // per_series
+            chosen = [names[(offset + i) % len(names)] for i in range(series)]
+            offset += series
+            now = datetime.now(UTC)
+            minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
+            times = [now] if per_series == 1 else [minute + timedelta(seconds=10 * k + 1) for k in range(6)]
             return [
-                (name, CheckResult.up("HTTP 200 in 1 ms", 0.001, metrics={"status_code": 200.0}))
+                (
+                    name,
+                    CheckResult.up("HTTP 200 in 1 ms", 0.001, observed_at=at, metrics={"status_code": 200.0}),
+                )
                 for name in chosen
+                for at in times[:per_series]
             ]
 
         async def generic(checked: list[tuple[str, CheckResult]]) -> None:
@@ -97,32 +112,43 @@ async def run(url: str, args) -> None:
                 check_metrics.add(name, r)
             await check_metrics.flush()
 
-        sides = {"generic": generic, "check path": check_path}
-        figures: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
-        for fn in sides.values():  # warm-up: caches, prepared statements, the series rows
-            await fn(results())
+        # side -> (store, points per series in one batch)
+        sides = {
+            "generic, per probe": (generic, 1),
+            "check path, per probe": (check_path, 1),
+            "check path, per minute": (check_path, 6),
+        }
+        figures: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
+        for fn, per_series in sides.values():  # warm-up: caches, prepared statements, the series rows
+            await fn(results(per_series))
+            await compactor.run_once()
         for _ in range(args.rounds):
-            for side, fn in sides.items():
-                checked = results()  # the probes' results are made outside the timed part
+            for side, (fn, per_series) in sides.items():
+                checked = results(per_series)  # the probes' results are made outside the timed part
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 await fn(checked)
-                figures[side].append((time.process_time() - cpu0, time.perf_counter() - wall0))
+                cpu1 = time.process_time()
+                await compactor.run_once()  # what the compactor loop later spends on these deltas
+                figures[side].append((cpu1 - cpu0, time.perf_counter() - wall0, time.process_time() - cpu1))
         print(
-            f"{args.points} check metric points per flush (one per component, {args.components} components), "
-            f"{args.rounds} paired rounds, db={'postgres' if args.postgres else 'sqlite'}, median (min-max):"
+            f"{args.points} check metric points per write ({args.components} components), "
+            f"{args.rounds} paired rounds, db={'postgres' if args.postgres else 'sqlite'}, "
+            "CPU per point, median (min-max):"
         )
-        medians = {}
+        totals = {}
         for side, rows in figures.items():
-            cpu = sorted(1000 * c for c, _ in rows)
-            wall = sorted(1000 * w for _, w in rows)
-            medians[side] = statistics.median(cpu)
+            store = sorted(1e6 * c / args.points for c, _, _ in rows)
+            compact = sorted(1e6 * k / args.points for _, _, k in rows)
+            total = sorted(1e6 * (c + k) / args.points for c, _, k in rows)
+            totals[side] = statistics.median(total)
             print(
-                f"  {side:10s} CPU {statistics.median(cpu):6.1f} ms ({cpu[0]:.1f}-{cpu[-1]:.1f})"
-                f"  wall {statistics.median(wall):6.1f} ms ({wall[0]:.1f}-{wall[-1]:.1f})"
-                f"  = {1e6 * statistics.median(cpu) / 1000 / args.points:.1f} us CPU per point"
+                f"  {side:23s} store {statistics.median(store):5.1f} us ({store[0]:.1f}-{store[-1]:.1f})"
+                f"  compaction {statistics.median(compact):5.1f} us ({compact[0]:.1f}-{compact[-1]:.1f})"
+                f"  total {totals[side]:5.1f} us ({total[0]:.1f}-{total[-1]:.1f})"
             )
-        print(f"  check path / generic CPU (medians): {medians['check path'] / medians['generic']:.2f}")
-        print(f"  points stored: {check_metrics.written} on the check path; {datetime.now(UTC):%H:%M:%S} UTC")
+        base = totals["generic, per probe"]
+        for side in list(sides)[1:]:
+            print(f"  {side} / generic, per probe (total CPU, medians): {totals[side] / base:.2f}")
 
 
 def main() -> None:
