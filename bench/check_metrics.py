@@ -55,13 +55,19 @@ async def add_components(sessionmaker, n: int) -> list[str]:
 
 
 async def run(url: str, args) -> None:
+    from tests.conftest import make_settings
+
+    with tempfile.TemporaryDirectory(prefix="bench-check-metrics-") as data_dir:
+        await measure(make_settings(url, Path(data_dir)), args)
+
+
+async def measure(settings, args) -> None:
     from app.checks.base import CheckResult
     from app.db.session import session_scope
     from app.metrics.compaction import RollupCompactor
     from app.metrics.service import MetricsService
-    from tests.conftest import make_settings, running_guard
+    from tests.conftest import running_guard
 
-    settings = make_settings(url, Path(tempfile.mkdtemp(prefix="bench-check-metrics-")))
     async with running_guard(settings, build_services=lambda _rt: []) as guard:
         rt = guard.runtime
         check_metrics = rt.monitoring.scheduler.check_metrics
