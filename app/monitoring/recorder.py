@@ -183,9 +183,16 @@ async def write_batch(
                 )
             )
 
+    store = _rows(session)
+    now = utcnow()
+    # Without a transition nothing written below changes a state row: they are made now, before the
+    # first write (on SQLite the write lock is then held for the statements only).
+    states = (
+        store.prepare_states([_state_row(t, now) for t in work.values()]) if work and not pending else None
+    )
     result_ids: list[int] = []
     if observations:
-        result_ids = await _rows(session).insert_results(
+        result_ids = await store.insert_results(
             session,
             [
                 (
@@ -240,8 +247,9 @@ async def write_batch(
             )
 
     if work:
-        now = utcnow()
-        await _rows(session).update_states(session, [_state_row(t, now) for t in work.values()])
+        if states is None:  # incidents opened and transitions published may have moved a state
+            states = store.prepare_states([_state_row(t, now) for t in work.values()])
+        await store.write_states(session, states)
     return Applied(tracked=work, transitions=transitions, results_written=len(result_ids))
 
 

@@ -65,14 +65,29 @@ class SQLiteRows:
         if c in ("status_since", "grace_until", "last_check_at", "updated_at")
     )
 
+    def __init__(self) -> None:
+        # datetime -> its text: a result's time is written twice (its row, its component's
+        # `last_check_at`), a status' start once per flush for as long as it lasts, and a flush's
+        # `updated_at` once per state row. Cleared when it grows past `_TS_KEPT`.
+        self._texts: dict[datetime, str] = {}
+
+    _TS_KEPT = 100_000
+
     def _ts(self, value: datetime | None) -> str | None:
         if value is None:
             return None
+        text = self._texts.get(value)
+        if text is not None:
+            return text
         if value.tzinfo is not UTC:
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column; use datetime.now(UTC)")
             value = value.astimezone(UTC)
-        return value.strftime(self._TS)
+        texts = self._texts
+        if len(texts) >= self._TS_KEPT:
+            texts.clear()
+        text = texts[value] = value.strftime(self._TS)
+        return text
 
     async def insert_results(self, session: AsyncSession, rows: Sequence[ResultRow]) -> list[int]:
         conn = await session.connection()
@@ -84,8 +99,9 @@ class SQLiteRows:
         last = (await conn.exec_driver_sql(self._SEQ)).scalar_one()
         return list(range(last - len(rows) + 1, last + 1))
 
-    async def update_states(self, session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
-        conn = await session.connection()
+    def prepare_states(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The state rows as the driver takes them (no I/O: done before the flush's first write, so
+        SQLite's write lock is not held for it)."""
         ts, times = self._ts, self._TIME_COLUMNS
         prepared = []
         for state_row in rows:
@@ -93,7 +109,14 @@ class SQLiteRows:
             for i in times:
                 row[i] = ts(row[i])
             prepared.append(tuple(row))
+        return prepared
+
+    async def write_states(self, session: AsyncSession, prepared: list[Any]) -> None:
+        conn = await session.connection()
         await conn.exec_driver_sql(self._UPDATE, prepared)
+
+    async def update_states(self, session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+        await self.write_states(session, self.prepare_states(rows))
 
 
 class PostgresRows:
@@ -125,9 +148,16 @@ class PostgresRows:
         )
         return ids
 
-    async def update_states(self, session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+    def prepare_states(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The state rows as the arrays of the UPDATE (no I/O)."""
+        return [list(column) for column in zip(*rows, strict=True)]
+
+    async def write_states(self, session: AsyncSession, prepared: list[Any]) -> None:
         raw = await self._raw(session)
-        await raw.execute(self._UPDATE, *(list(column) for column in zip(*rows, strict=True)))
+        await raw.execute(self._UPDATE, *prepared)
+
+    async def update_states(self, session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> None:
+        await self.write_states(session, self.prepare_states(rows))
 
 
 def rows_for(dialect_name: str) -> SQLiteRows | PostgresRows:
