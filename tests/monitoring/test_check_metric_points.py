@@ -121,6 +121,7 @@ async def test_points_no_rule_watches_are_written_per_finished_minute(db_url, tm
         assert r.status_code == 201, r.text
         await guard.runtime.detection.evaluator.run_once()  # rules loaded
         metrics = scheduler.check_metrics
+        metrics.batch_above_rate = 0.0  # a large fleet's rate
         now = datetime.now(UTC)
         minute_ago = now.replace(second=0, microsecond=0) - timedelta(minutes=2)
         started_minute = int(now.timestamp()) // 60
@@ -167,3 +168,19 @@ async def test_a_full_buffer_drops_the_oldest_points(db_url, tmp_path, monkeypat
         async with guard.session() as s:
             values = sorted((await s.execute(select(metric_points.c.value))).scalars())
         assert values == [202.0, 203.0, 204.0, 205.0, 206.0]
+
+
+async def test_below_the_batching_rate_every_point_is_written_at_the_next_tick(db_url, tmp_path):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        await add_component(guard, "web", {"kind": "http", "url": "http://127.0.0.1:9/"})
+        await guard.runtime.detection.evaluator.run_once()  # rules loaded: none watches web
+        metrics = scheduler.check_metrics
+        await metrics.tick()  # starts the rate's interval
+        metrics.add(
+            "web", CheckResult.up("ok", observed_at=datetime.now(UTC), metrics={"status_code": 200.0})
+        )
+        assert await metrics.tick() == 1  # this minute's point, not held for the minute's end
+        assert metrics.buffered == 0
+        async with guard.session() as s:
+            stored = (await s.execute(select(func.count()).select_from(metric_points))).scalar_one()
+        assert stored == 1
