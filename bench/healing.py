@@ -87,10 +87,12 @@ def read_stamps(path: Path) -> dict[int, float]:
     return stamps
 
 
-async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path) -> None:
+async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path, settings) -> None:
     from sqlalchemy import insert, select
 
+    from app.components.specs import validate_recovery
     from app.db.models import Component, ComponentState
+    from app.healing.strategies.registry import StrategyRegistry
 
     recovery = {
         "strategies": [
@@ -105,6 +107,9 @@ async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path) -> N
         "grace_period": RECOVERY_GRACE_S,
         "breaker_threshold": 100000,
     }
+    # Stored as the API stores it (normalised, defaults filled in): a raw document would make every
+    # heal fail after its command ran, and the retries would load the very path being measured.
+    recovery = validate_recovery(recovery, StrategyRegistry(settings, load_entry_points=False))
     async with session_scope_for(url) as session:
         rows = [
             {
@@ -145,7 +150,6 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
     from app.outbound.process import run_command
 
     stamps = tmp / "stamps"
-    await seed(url, base, args.victims, args.fleet, stamps)
     settings = Settings(
         env="test",
         database_url=url,
@@ -156,6 +160,7 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
             "monitoring": {"failure_threshold": 2, "success_threshold": 1, "recovery_grace": RECOVERY_GRACE_S}
         },
     )
+    await seed(url, base, args.victims, args.fleet, stamps, settings)
     app = create_app(settings)  # every background service, as `pipeline-guard serve` runs them
     rounds: list[dict] = []
     async with app.router.lifespan_context(app), aiohttp.ClientSession() as http:
@@ -224,6 +229,13 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                         )
                     ).all()
                 )
+                outcomes = dict(
+                    (
+                        await session.execute(
+                            text("SELECT state, COUNT(*) FROM healing_attempts GROUP BY state ORDER BY state")
+                        )
+                    ).all()
+                )
             fresh = {k: v for k, v in read_stamps(stamps).items() if k not in seen_before and k < 10**9}
             react, claim = [], []
             for incident_id, at in fresh.items():
@@ -232,7 +244,9 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     react.append((at - t_open) * 1000)
                     if claimed.get(incident_id) is not None:
                         claim.append((as_epoch(claimed[incident_id]) - t_open) * 1000)
-            rounds.append({"react": react, "claim": claim, "baseline": baseline, "misses": misses})
+            rounds.append(
+                {"react": react, "claim": claim, "baseline": baseline, "misses": misses, "outcomes": outcomes}
+            )
     return rounds
 
 
@@ -320,6 +334,9 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
                 f"(spread {min(p50s):.1f}..{max(p50s):.1f})   p99 median {statistics.median(p99s):.1f} ms "
                 f"(spread {min(p99s):.1f}..{max(p99s):.1f})"
             )
+    if rounds:  # every reaction should be one attempt that heals: a failing one is retried and adds load
+        outcomes = ", ".join(f"{state} {n}" for state, n in rounds[-1]["outcomes"].items())
+        print(f"  attempts by state after the last round: {outcomes}")
     pooled = [v for r in rounds for v in r["react"]]
     print(f"  all reactions  {summary(pooled)}   target p99 <= 100 ms")
 
