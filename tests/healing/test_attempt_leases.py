@@ -255,3 +255,47 @@ async def test_deleted_component_leaves_no_budget_or_breaker(healing, what):
         "/api/v1/healing/gone", headers=await healing.guard.headers("operator")
     )
     assert response.status_code == 202, response.text
+
+
+async def test_an_automatic_claim_commits_its_acting_marker_with_it(healing, tmp_path):
+    """One commit between the decision and the action: the claim carries its "acting" marker, so no
+    committed attempt ever waits for a second one. A guard killed right after that commit (here the
+    action is never spawned) leaves an attempt that may have acted: settled with back-off once its
+    lease runs out, never re-run, and with no attempt left the incident goes to a human."""
+    from app.healing.deciding import decide
+
+    marker = tmp_path / "ran"
+    await healing.add_component(
+        "w",
+        {
+            "strategies": [{"kind": "restart", "argv": touch_argv(marker)}],
+            "max_attempts": 1,
+            "backoff_initial": "1h",
+            "backoff_max": "2h",
+        },
+    )
+    incident = await healing.open_incident("w")
+    commits: list[int] = []
+
+    def counted(_connection) -> None:
+        commits.append(1)
+
+    engine = healing.runtime.engine.sync_engine
+    event.listen(engine, "commit", counted)
+    try:
+        claim = await decide(healing.engine, incident)
+    finally:
+        event.remove(engine, "commit", counted)
+    assert claim is not None and claim.acting_marked
+    assert len(commits) == 1
+    [row] = await healing.attempts(component="w")
+    assert row.state == "running" and row.acting_at is not None and row.lease_until is not None
+
+    async with healing.guard.session() as session:  # the killed owner's lease runs out
+        (await session.get(HealingAttempt, row.id)).lease_until = utcnow() - timedelta(seconds=1)
+    assert await healing.engine.reconciler.run() == 1
+    [row] = await healing.attempts(component="w")
+    assert row.state == "interrupted" and "not re-run" in row.detail and row.decision["backoff_s"] == 3600
+    assert await decide(healing.engine, incident) is None
+    assert healing.raised("healing exhausted: human needed")
+    assert count_lines(marker) == 0
