@@ -174,16 +174,19 @@ class HealingEngine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _housekeeping(self) -> None:
-        """Each step takes its turn with the decisions, so a hand-over waits for one step at most."""
+        """Each step takes its turn with the decisions, so a hand-over waits for one step at most;
+        and only when it has work (its check only reads, beside them), so usually for none."""
         try:
-            async with self._turn():
-                settled = await self.reconciler.run()
-            if settled:
-                self.wake.set()
+            if await self.reconciler.due():
+                async with self._turn():
+                    settled = await self.reconciler.run()
+                if settled:
+                    self.wake.set()
         except Exception:  # the database may be away: the next pass tries again
             log.exception("healing: reconciling attempts failed")
-        async with self._turn():
-            await housekeeping.sweep(self)
+        if await housekeeping.due(self):
+            async with self._turn():
+                await housekeeping.sweep(self)
 
     # -- operator actions (app/healing/operator.py) --------------------------------------------------
 
