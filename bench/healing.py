@@ -18,6 +18,10 @@
 
     PIPELINE_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \
     .venv/bin/python bench/healing.py [--rounds 3] [--incidents 50] [--fleet 1000] [--db both] [--demo-runs 0]
+    .venv/bin/python bench/healing.py --app-dir /tmp/base ...   # another commit's tree (before/after)
+
+Before/after: export the other commit (`git archive <rev> | tar -x -C /tmp/base`) and run both back
+to back, alternating, under the same load; compare the medians and spreads of their rounds.
 """
 
 from __future__ import annotations
@@ -317,7 +321,7 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
     print(
         f"\n{db}: probe result -> restart command started, {args.rounds} rounds x {args.incidents} reactions "
         f"({args.fleet} components @10 s beside {args.victims} victims @0.5 s; load {' '.join(load0)} -> "
-        f"{' '.join(load1)})"
+        f"{' '.join(load1)}; app {args.app_dir or ROOT})"
     )
     for i, r in enumerate(rounds, 1):
         for miss in r["misses"]:
@@ -388,7 +392,10 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--demo-runs", type=int, default=0)
+    parser.add_argument("--app-dir", default=None, help="import the guard from this tree (before/after)")
     args = parser.parse_args()
+    if args.app_dir:  # before anything imports `app`
+        sys.path.insert(0, str(Path(args.app_dir).resolve()))
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     if "postgres" in dbs and not os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
         print("PIPELINE_TEST_POSTGRES_URL not set: SQLite only")
