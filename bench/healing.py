@@ -8,11 +8,14 @@
    `restart` command (bash) that appends `$EPOCHREALTIME` and its incident id to a file as its first
    act. A reaction is measured from the deciding probe result (its `observed_at`, set when the probe
    completes, which is also the incident's `opened_at`) to that stamp: result buffer, urgent flush
-   transaction and its event subscribers, commit, healing hand-off, decision, claim, acting marker,
-   spawn. p50/p95/p99 per round, then the median and spread (min..max) over `--rounds`.
+   transaction and its event subscribers, commit, healing hand-off, decision, claim (committed
+   with its acting marker), spawn. p50/p95/p99 per round, then the median and spread (min..max)
+   over `--rounds`.
    Baseline, in the same run and the same event loop under the same load: the bare cost of spawning
    the same command (run_command -> stamp), `--baseline` times per round.
-   Also shown: probe result -> claim committed (the attempt's `started_at`), to place the time.
+   Also shown: probe result -> decision started (the attempt's `started_at`, taken when its
+   decision begins), to place the time: before it, monitoring's flush and the hand-over; after it,
+   the decision, the claim's commit and the spawn.
 2. Time to recover: the real demo (flaky worker + `pipeline-guard serve`), crash -> verified healthy,
    beside the bound period x failure_threshold + action time + 1 period.
 
@@ -327,7 +330,7 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
         for miss in r["misses"]:
             print(f"  round {i}: no action within 60 s: {miss}")
         print(f"  round {i}  reaction   {summary(r['react'])}")
-        print(f"  round {i}  ..claim    {summary(r['claim'])}")
+        print(f"  round {i}  ..decide   {summary(r['claim'])}")
         print(f"  round {i}  baseline   {summary(r['baseline'])}   (bare spawn of the same command)")
     for key, label in (("react", "reaction"), ("baseline", "baseline")):
         p50s = [pct(r[key], 0.5) for r in rounds if r[key]]
