@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, exists, literal, select
 
-from app.db.models.components import Component
 from app.db.models.healing import (
     OPEN_STATES,
     AttemptState,
@@ -30,7 +29,7 @@ from app.db.models.healing import (
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
-from app.healing.attempts import Claim
+from app.healing.attempts import Claim, find_component
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.rootcause import holds_healing
 
@@ -62,22 +61,8 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
     now = utcnow()
     settings = engine.settings
     async with session_scope(engine.state.sessionmaker) as session:
-        # The incident with its component (and the component's state) in one query.
-        found = (
-            (
-                await session.execute(
-                    select(HealingIncident, Component)
-                    .outerjoin(Component, Component.name == HealingIncident.component)
-                    .where(HealingIncident.incident_id == incident_id)
-                )
-            )
-            .unique()
-            .first()
-        )
-        if found is None:
-            return None
-        incident, component = found
-        if incident.status != "open" or incident.outcome is not None:
+        incident = await session.get(HealingIncident, incident_id)
+        if incident is None or incident.status != "open" or incident.outcome is not None:
             return None
         attempts = (
             (
@@ -92,6 +77,7 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
         )
         if any(a.state in OPEN_STATES for a in attempts):
             return None  # in flight, or waiting for an operator
+        component = await find_component(session, incident.component)
         if component is None or not component.enabled or not component.recovery:
             return None
         if not engine.attempts.may_act(component.id):
