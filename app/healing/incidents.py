@@ -18,11 +18,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
 from app.healing.attempts import Attempts, resolution_verb
-from app.healing.policy import parse_policy
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
@@ -66,12 +64,10 @@ class IncidentEvents:
         self._wake_after_commit(session, evt.incident_id)
 
     async def _count_relapse(self, session: AsyncSession, evt: IncidentOpened) -> None:
-        """A new incident within the stick window after a heal: that heal did not hold. The last
-        heal and the component's policy in one query (this runs in monitoring's write transaction)."""
-        found = (
+        """A new incident within the stick window after a heal: that heal did not hold."""
+        healed = (
             await session.execute(
-                select(HealingAttempt, Component.recovery)
-                .outerjoin(Component, Component.name == HealingAttempt.component)
+                select(HealingAttempt)
                 .where(
                     HealingAttempt.component == evt.component,
                     HealingAttempt.state == AttemptState.SUCCEEDED,
@@ -81,11 +77,10 @@ class IncidentEvents:
                 .order_by(HealingAttempt.finished_at.desc(), HealingAttempt.id.desc())
                 .limit(1)
             )
-        ).first()
-        if found is None:
+        ).scalar_one_or_none()
+        if healed is None:
             return
-        healed, recovery = found
-        policy = parse_policy(recovery, self.state.settings)
+        policy = await self.attempts.policy_for(session, evt.component)
         if lifecycle.relapsed(healed.finished_at, evt.at, policy.verify_timeout):
             await self.attempts.mark_relapsed(
                 session, healed, evt.at, policy=policy, why=f"incident {evt.incident_id} opened: {evt.reason}"
