@@ -174,19 +174,16 @@ class HealingEngine:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _housekeeping(self) -> None:
-        """Each step takes its turn with the decisions, so a hand-over waits for one step at most;
-        and only when it has work (its check only reads, beside them), so usually for none."""
+        """Each step takes its turn with the decisions, so a hand-over waits for one step at most."""
         try:
-            if await self.reconciler.due():
-                async with self._turn():
-                    settled = await self.reconciler.run()
-                if settled:
-                    self.wake.set()
+            async with self._turn():
+                settled = await self.reconciler.run()
+            if settled:
+                self.wake.set()
         except Exception:  # the database may be away: the next pass tries again
             log.exception("healing: reconciling attempts failed")
-        if await housekeeping.due(self):
-            async with self._turn():
-                await housekeeping.sweep(self)
+        async with self._turn():
+            await housekeeping.sweep(self)
 
     # -- operator actions (app/healing/operator.py) --------------------------------------------------
 

@@ -2,15 +2,14 @@
 past their deadline (failed), breakers whose window ended (re-armed, their alert resolved).
 
 The wake-up path skips it (the periodic pass does it every interval), so an incident handed over
-by monitoring is decided without waiting for it; and the periodic pass asks ``due`` first, beside
-the decisions, taking its turn with them only when there is something to sweep.
+by monitoring is decided without waiting for it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingBudget
 from app.db.session import session_scope
@@ -19,32 +18,6 @@ from app.healing import breaker
 
 if TYPE_CHECKING:
     from app.healing.engine import HealingEngine
-
-
-async def due(engine: HealingEngine) -> bool:
-    """Is anything to sweep? One read, asked beside the decisions: the sweep takes its turn with
-    them only when it has work."""
-    now = utcnow()
-    async with session_scope(engine.state.sessionmaker) as session:
-        row = (
-            await session.execute(
-                select(
-                    exists().where(
-                        HealingAttempt.state == AttemptState.PENDING_APPROVAL,
-                        HealingAttempt.approval_deadline <= now,
-                    ),
-                    exists().where(
-                        HealingAttempt.state == AttemptState.VERIFYING,
-                        HealingAttempt.verify_deadline <= now,
-                    ),
-                    exists().where(
-                        HealingBudget.breaker_open.is_(True),
-                        HealingBudget.breaker_rearm_at <= now,
-                    ),
-                )
-            )
-        ).one()
-    return any(row)
 
 
 async def sweep(engine: HealingEngine) -> None:

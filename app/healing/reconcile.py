@@ -88,24 +88,6 @@ class Reconciler:
         started = row.started_at or row.created_at  # claimed before attempts had leases
         return (now - started).total_seconds() > LEGACY_STALE_S
 
-    async def due(self) -> bool:
-        """Has any attempt outlived its owner? Reads only, so the periodic pass asks this beside the
-        decisions and takes its turn with them (``run``) only when there is something to settle. Also
-        refreshes the in-progress gauge."""
-        async with session_scope(self.state.sessionmaker) as session:
-            now = await database_now(session)
-            rows = (
-                (
-                    await session.execute(
-                        select(HealingAttempt).where(HealingAttempt.state == AttemptState.RUNNING)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            await self.refresh_gauge(session)
-        return any(self._outlived(row, now) for row in rows)
-
     async def run(self) -> int:
         """One pass. Returns how many attempts it settled."""
         settled = 0

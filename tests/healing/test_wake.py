@@ -28,33 +28,3 @@ async def test_hand_overs_nobody_takes_become_one_pass():
         wake.hand_over(incident_id)
     incidents, sweep = wake.take()
     assert sweep and len(incidents) <= MAX_HANDED_OVER
-
-
-async def test_a_periodic_pass_with_nothing_to_settle_does_not_take_the_decision_lock(healing):
-    """The pass's housekeeping and reconciler only read when nothing is due, beside the decisions: a
-    hand-over is never queued behind them then. When something is due they take their turn."""
-    from datetime import timedelta
-
-    from app.db.models.healing import HealingBudget
-    from app.db.types import utcnow
-
-    engine = healing.engine
-    async with engine._lock:  # a decision in progress
-        await asyncio.wait_for(engine.evaluate(), 10)  # nothing due: done without waiting for it
-    async with healing.guard.session() as session:
-        session.add(
-            HealingBudget(
-                component="w",
-                backoff_level=0,
-                failed_incidents=[],
-                breaker_open=True,
-                breaker_rearm_at=utcnow() - timedelta(seconds=1),
-            )
-        )
-    async with engine._lock:
-        pass_ = asyncio.create_task(engine.evaluate())
-        await asyncio.sleep(0.5)
-        assert not pass_.done()  # a breaker to re-arm: the sweep waits for its turn
-    await asyncio.wait_for(pass_, 10)
-    async with healing.guard.session() as session:
-        assert not (await session.get(HealingBudget, "w")).breaker_open
