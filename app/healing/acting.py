@@ -2,8 +2,8 @@
 
 The "acting" marker (with a fresh lease) is committed before the side effect, so the reconciler
 can tell an attempt whose action never started (retried) from one that may have run (never re-run
-blindly). An automatic claim commits it with its row (``attempts.py``: one commit between the
-decision and the action); an operator's claim is marked here. The
+blindly). An automatic decision commits it right after its claim, on the same connection (one
+connection set-up less between detection and action); an operator's claim is marked here. The
 action runs outside any transaction; its outcome is recorded in another one, retried
 while the database is away: ``verifying`` (monitoring is told to give a grace period and re-check
 sooner) or ``failed`` (back-off).
@@ -28,6 +28,8 @@ from app.healing.leases import LeaseKeeper, database_clock
 from app.healing.strategies.base import ActionResult, run_bounded
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from app.healing.attempts import Claim
     from app.healing.engine import HealingEngine
 
@@ -77,19 +79,7 @@ async def mark_acting(engine: HealingEngine, claim: Claim) -> bool:
     more, or the database is away — then nothing ran, and the reconciler retries the attempt."""
     try:
         async with session_scope(engine.state.sessionmaker) as session:
-            now = database_clock(session)
-            lease = timedelta(seconds=engine.settings.healing.attempt_lease)
-            done = await session.execute(
-                update(HealingAttempt)
-                .where(
-                    HealingAttempt.id == claim.attempt_id,
-                    HealingAttempt.state == AttemptState.RUNNING,
-                    HealingAttempt.owner == engine.owner,
-                )
-                .values(acting_at=now, lease_until=now + lease)
-            )
-            # A DML statement's result is a CursorResult.
-            return cast("CursorResult[Any]", done).rowcount == 1
+            return await mark_acting_in(session, engine, claim)
     except Exception as exc:  # noqa: BLE001
         log.warning(
             "healing: attempt %s not started, its acting marker could not be committed (%s); "
@@ -98,6 +88,26 @@ async def mark_acting(engine: HealingEngine, claim: Claim) -> bool:
             type(exc).__name__,
         )
         return False
+
+
+async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Claim) -> bool:
+    """The "acting" marker, committed in `session` (the decision calls it right after the claim's
+    commit, on the same connection, and the action starts as soon as it returns)."""
+    now = database_clock(session)
+    done = await session.execute(
+        update(HealingAttempt)
+        .where(
+            HealingAttempt.id == claim.attempt_id,
+            HealingAttempt.state == AttemptState.RUNNING,
+            HealingAttempt.owner == engine.owner,
+        )
+        .values(acting_at=now, lease_until=now + timedelta(seconds=engine.settings.healing.attempt_lease))
+    )
+    if cast("CursorResult[Any]", done).rowcount != 1:  # a DML statement's result is a CursorResult
+        await session.rollback()
+        return False
+    await session.commit()
+    return True
 
 
 async def record_durably(

@@ -52,7 +52,7 @@ class Claim:
     policy: Policy
     detected_at: datetime | None
     component_id: int | None = None
-    # The "acting" marker is already committed (an automatic claim commits it with the row).
+    # The "acting" marker is already committed (by the decision, on the claim's own connection).
     acting_marked: bool = False
 
 
@@ -130,12 +130,7 @@ class Attempts:
         now: datetime,
         requested_by: str | None = None,
         manual_key: str | None = None,
-        acting: bool = False,
     ) -> Claim | None:
-        """The attempt's row, committed. ``acting``: the caller starts the action as soon as this
-        returns (an automatic decision), so the "acting" marker is committed with the claim, in one
-        transaction: no committed state lies between them for a crash to land in (a crash before
-        this commit leaves no attempt; one after it leaves an attempt that may have acted)."""
         strategy = self.registry.get(entry.kind)
         description = strategy.describe(entry.params)
         labels = dict(component.labels or {})
@@ -198,19 +193,14 @@ class Attempts:
         row.slot, row.group_key, row.group_slot = slots
         row.state = AttemptState.RUNNING
         row.started_at = now
-        clock = database_clock(session)
-        row.lease_until = clock + timedelta(seconds=self.settings.healing.attempt_lease)
-        if acting:
-            row.acting_at = clock
+        row.lease_until = database_clock(session) + timedelta(seconds=self.settings.healing.attempt_lease)
         session.add(row)
         if trigger == "auto" and not await self.fence(session, component.id):
             await session.rollback()
             return None
         if not await commit_claim(session):
             return None
-        claim = make_claim(row, entry, policy, incident)
-        claim.acting_marked = acting
-        return claim
+        return make_claim(row, entry, policy, incident)
 
     def may_act(self, component_id: int) -> bool:
         """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""

@@ -4,8 +4,8 @@ One session per incident: the cheapest refusals first (an attempt already open f
 incident, the component gone, disabled or held by another replica), then the policy, the status
 the heal is decided on, silences, the budget and the breaker; then the claim, committed before
 any side effect (``attempts.py``). Exhausting an incident (no strategy left, or ``max_attempts``
-reached) raises the "human needed" alert and may open the breaker, in the same transaction. The
-claim commits the "acting" marker with it: the action starts right after that one commit.
+reached) raises the "human needed" alert and may open the breaker, in the same transaction. Right
+after the claim's commit, the "acting" marker is committed on the same connection (``acting.py``).
 
 ``open_incident_ids`` lists what a periodic pass decides: open incidents without an attempt in
 flight (those are settled by their verification, not decided again).
@@ -29,6 +29,7 @@ from app.db.models.healing import (
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
+from app.healing.acting import mark_acting_in
 from app.healing.attempts import Claim, find_component
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.rootcause import holds_healing
@@ -114,8 +115,14 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             number=len(attempts) + 1,
             trigger="auto",
             now=now,
-            acting=True,  # the action starts as soon as the claim (with its acting marker) commits
         )
+        if claim is not None:
+            # Committed: the action starts as soon as the marker is; if it cannot be written here,
+            # the action's task tries again (and leaves the attempt to the reconciler if it fails).
+            try:
+                claim.acting_marked = await mark_acting_in(session, engine, claim)
+            except Exception:  # noqa: BLE001
+                await session.rollback()
         return claim
 
 
