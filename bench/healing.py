@@ -8,14 +8,13 @@
    `restart` command (bash) that appends `$EPOCHREALTIME` and its incident id to a file as its first
    act. A reaction is measured from the deciding probe result (its `observed_at`, set when the probe
    completes, which is also the incident's `opened_at`) to that stamp: result buffer, urgent flush
-   transaction and its event subscribers, commit, healing hand-off, decision, claim (committed
-   with its acting marker), spawn. p50/p95/p99 per round, then the median and spread (min..max)
-   over `--rounds`.
+   transaction and its event subscribers, commit, healing hand-off, decision, claim, acting
+   marker, spawn. p50/p95/p99 per round, then the median and spread (min..max) over `--rounds`.
    Baseline, in the same run and the same event loop under the same load: the bare cost of spawning
    the same command (run_command -> stamp), `--baseline` times per round.
    Also shown: probe result -> decision started (the attempt's `started_at`, taken when its
    decision begins), to place the time: before it, monitoring's flush and the hand-over; after it,
-   the decision, the claim's commit and the spawn.
+   the decision, the claim's and the acting marker's commits and the spawn.
 2. Time to recover: the real demo (flaky worker + `pipeline-guard serve`), crash -> verified healthy,
    beside the bound period x failure_threshold + action time + 1 period.
 
