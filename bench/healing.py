@@ -8,16 +8,22 @@
    `restart` command (bash) that appends `$EPOCHREALTIME` and its incident id to a file as its first
    act. A reaction is measured from the deciding probe result (its `observed_at`, set when the probe
    completes, which is also the incident's `opened_at`) to that stamp: result buffer, urgent flush
-   transaction and its event subscribers, commit, healing hand-off, decision, claim, acting marker,
-   spawn. p50/p95/p99 per round, then the median and spread (min..max) over `--rounds`.
+   transaction and its event subscribers, commit, healing hand-off, decision, claim, acting
+   marker, spawn. p50/p95/p99 per round, then the median and spread (min..max) over `--rounds`.
    Baseline, in the same run and the same event loop under the same load: the bare cost of spawning
    the same command (run_command -> stamp), `--baseline` times per round.
-   Also shown: probe result -> claim committed (the attempt's `started_at`), to place the time.
+   Also shown: probe result -> decision started (the attempt's `started_at`, taken when its
+   decision begins), to place the time: before it, monitoring's flush and the hand-over; after it,
+   the decision, the claim's and the acting marker's commits and the spawn.
 2. Time to recover: the real demo (flaky worker + `pipeline-guard serve`), crash -> verified healthy,
    beside the bound period x failure_threshold + action time + 1 period.
 
     PIPELINE_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test \
     .venv/bin/python bench/healing.py [--rounds 3] [--incidents 50] [--fleet 1000] [--db both] [--demo-runs 0]
+    .venv/bin/python bench/healing.py --app-dir /tmp/base ...   # another commit's tree (before/after)
+
+Before/after: export the other commit (`git archive <rev> | tar -x -C /tmp/base`) and run both back
+to back, alternating, under the same load; compare the medians and spreads of their rounds.
 """
 
 from __future__ import annotations
@@ -87,10 +93,12 @@ def read_stamps(path: Path) -> dict[int, float]:
     return stamps
 
 
-async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path) -> None:
+async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path, settings) -> None:
     from sqlalchemy import insert, select
 
+    from app.components.specs import validate_recovery
     from app.db.models import Component, ComponentState
+    from app.healing.strategies.registry import StrategyRegistry
 
     recovery = {
         "strategies": [
@@ -105,6 +113,9 @@ async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path) -> N
         "grace_period": RECOVERY_GRACE_S,
         "breaker_threshold": 100000,
     }
+    # Stored as the API stores it (normalised, defaults filled in): a raw document would make every
+    # heal fail after its command ran, and the retries would load the very path being measured.
+    recovery = validate_recovery(recovery, StrategyRegistry(settings, load_entry_points=False))
     async with session_scope_for(url) as session:
         rows = [
             {
@@ -145,7 +156,6 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
     from app.outbound.process import run_command
 
     stamps = tmp / "stamps"
-    await seed(url, base, args.victims, args.fleet, stamps)
     settings = Settings(
         env="test",
         database_url=url,
@@ -156,6 +166,7 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
             "monitoring": {"failure_threshold": 2, "success_threshold": 1, "recovery_grace": RECOVERY_GRACE_S}
         },
     )
+    await seed(url, base, args.victims, args.fleet, stamps, settings)
     app = create_app(settings)  # every background service, as `pipeline-guard serve` runs them
     rounds: list[dict] = []
     async with app.router.lifespan_context(app), aiohttp.ClientSession() as http:
@@ -224,6 +235,13 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                         )
                     ).all()
                 )
+                outcomes = dict(
+                    (
+                        await session.execute(
+                            text("SELECT state, COUNT(*) FROM healing_attempts GROUP BY state ORDER BY state")
+                        )
+                    ).all()
+                )
             fresh = {k: v for k, v in read_stamps(stamps).items() if k not in seen_before and k < 10**9}
             react, claim = [], []
             for incident_id, at in fresh.items():
@@ -232,7 +250,9 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     react.append((at - t_open) * 1000)
                     if claimed.get(incident_id) is not None:
                         claim.append((as_epoch(claimed[incident_id]) - t_open) * 1000)
-            rounds.append({"react": react, "claim": claim, "baseline": baseline, "misses": misses})
+            rounds.append(
+                {"react": react, "claim": claim, "baseline": baseline, "misses": misses, "outcomes": outcomes}
+            )
     return rounds
 
 
@@ -303,13 +323,13 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
     print(
         f"\n{db}: probe result -> restart command started, {args.rounds} rounds x {args.incidents} reactions "
         f"({args.fleet} components @10 s beside {args.victims} victims @0.5 s; load {' '.join(load0)} -> "
-        f"{' '.join(load1)})"
+        f"{' '.join(load1)}; app {args.app_dir or ROOT})"
     )
     for i, r in enumerate(rounds, 1):
         for miss in r["misses"]:
             print(f"  round {i}: no action within 60 s: {miss}")
         print(f"  round {i}  reaction   {summary(r['react'])}")
-        print(f"  round {i}  ..claim    {summary(r['claim'])}")
+        print(f"  round {i}  ..decide   {summary(r['claim'])}")
         print(f"  round {i}  baseline   {summary(r['baseline'])}   (bare spawn of the same command)")
     for key, label in (("react", "reaction"), ("baseline", "baseline")):
         p50s = [pct(r[key], 0.5) for r in rounds if r[key]]
@@ -320,6 +340,9 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
                 f"(spread {min(p50s):.1f}..{max(p50s):.1f})   p99 median {statistics.median(p99s):.1f} ms "
                 f"(spread {min(p99s):.1f}..{max(p99s):.1f})"
             )
+    if rounds:  # every reaction should be one attempt that heals: a failing one is retried and adds load
+        outcomes = ", ".join(f"{state} {n}" for state, n in rounds[-1]["outcomes"].items())
+        print(f"  attempts by state after the last round: {outcomes}")
     pooled = [v for r in rounds for v in r["react"]]
     print(f"  all reactions  {summary(pooled)}   target p99 <= 100 ms")
 
@@ -371,7 +394,10 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--demo-runs", type=int, default=0)
+    parser.add_argument("--app-dir", default=None, help="import the guard from this tree (before/after)")
     args = parser.parse_args()
+    if args.app_dir:  # before anything imports `app`
+        sys.path.insert(0, str(Path(args.app_dir).resolve()))
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     if "postgres" in dbs and not os.environ.get("PIPELINE_TEST_POSTGRES_URL"):
         print("PIPELINE_TEST_POSTGRES_URL not set: SQLite only")
