@@ -22,7 +22,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import CursorResult
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
-from app.db.session import session_scope
+from app.db.session import hold_write_lock, session_scope
 from app.db.types import utcnow
 from app.healing.leases import LeaseKeeper, database_clock
 from app.healing.strategies.base import ActionResult, run_bounded
@@ -145,6 +145,10 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
     now = utcnow()
     verifying = None
     async with session_scope(engine.state.sessionmaker) as session:
+        # The verdict races monitoring's flush that sees the component healthy while the action ran
+        # (it closes the incident and names this attempt as the healer): both take the incident's row
+        # (SQLite: the write lock) so one sees what the other committed, never neither.
+        await hold_write_lock(session)
         row = await session.get(HealingAttempt, claim.attempt_id, with_for_update=True)
         if row is None:
             return
@@ -176,7 +180,9 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
             return
         row.detail = result.detail
         incident = (
-            await session.get(HealingIncident, row.incident_id) if row.incident_id is not None else None
+            await session.get(HealingIncident, row.incident_id, with_for_update=True)
+            if row.incident_id is not None
+            else None
         )
         if incident is None or incident.status == "closed":
             # Nothing to verify against (manual trigger without an incident), or already healthy.

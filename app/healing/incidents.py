@@ -109,7 +109,9 @@ class IncidentEvents:
         )
         if evt.incident_id is not None:
             stmt = stmt.where(HealingIncident.incident_id == evt.incident_id)
-        for incident in (await session.execute(stmt)).scalars().all():
+        # Locked: an action's verdict (``acting.record``) decides on this row too; whichever commits
+        # second sees the other (an attempt verifying, or the incident closed by its action).
+        for incident in (await session.execute(stmt.with_for_update())).scalars().all():
             await self._close(session, incident, evt.at)
 
     async def on_incident_closed(self, evt: IncidentClosed, session: AsyncSession) -> None:

@@ -105,6 +105,12 @@ def encode_sketch(sk: QuantileSketch) -> bytes:
     )
 
 
+def delta_fields(sk: QuantileSketch) -> tuple:
+    """A rollup delta row's columns after its bucket: the sketch's statistics, the encoded sketch,
+    and not yet compacted."""
+    return (sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), False)
+
+
 def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
     return (
         res,
@@ -112,13 +118,7 @@ def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
         s.metric_name,
         s.series_key,
         datetime.fromtimestamp(start, UTC),
-        sk.count,
-        sk.sum,
-        sk.min,
-        sk.max,
-        sk.sum_of_squares,
-        encode_sketch(sk),
-        False,
+        *delta_fields(sk),
     )
 
 

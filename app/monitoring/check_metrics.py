@@ -47,7 +47,7 @@ from sqlalchemy import select
 from app.db.models import Component
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import MINUTE, RESOLUTIONS, build_deltas, encode_sketch, sketch_of
+from app.metrics.rollups import MINUTE, RESOLUTIONS, build_deltas, delta_fields, sketch_of
 from app.metrics.validation import (
     MAX_ABS_VALUE,
     MAX_BATCH,
@@ -359,16 +359,7 @@ class SingleValueDeltas:
         for value in batch.values:
             found = of_value.get(value)
             if found is None:
-                sk = sketch_of([value])
-                found = of_value[value] = (
-                    sk.count,
-                    sk.sum,
-                    sk.min,
-                    sk.max,
-                    sk.sum_of_squares,
-                    encode_sketch(sk),
-                    False,
-                )
+                found = of_value[value] = delta_fields(sketch_of([value]))
             stats.append(found)
         series = [batch.series[sid] for sid in batch.sids]
         rows: list[tuple] = []
