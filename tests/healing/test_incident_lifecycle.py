@@ -395,3 +395,38 @@ async def test_healthy_while_the_action_still_runs_credits_the_heal(db_url, tmp_
         life.svc.hold.set()
         await wait_until(lambda: life._acted(attempt_id), timeout=30)
         assert (await life.attempt(attempt_id)).state == "succeeded"
+
+
+async def test_the_action_ending_while_monitoring_credits_it_still_succeeds(db_url, tmp_path, monkeypatch):
+    """The race behind the previous test: the action returns while the flush that saw the component
+    healthy (and named the attempt as its healer) is still open. The verdict must see that flush's
+    commit; read before it, the attempt went on verifying an incident already closed, and failed."""
+    async with lifecycle_guard(db_url, tmp_path) as life:
+        component = await life.add("svc")
+        life.svc.mode = "down"
+        await life.checks(2)
+        life.svc.hold = asyncio.Event()
+        life.svc.after_restart = "up"
+        [attempt_id] = await life.engine.evaluate()
+        await wait_until(lambda: life.svc.calls == 1, timeout=30)
+
+        async def acting():
+            return (await life.attempt(attempt_id)).acting_at is not None
+
+        await wait_until(acting, timeout=30)
+        alerts = life.engine.ports.alerts
+        resolve = alerts.resolve
+
+        async def resolve_then_let_the_action_end(session, **kwargs):
+            done = await resolve(session, **kwargs)
+            if "by healing attempt" in (kwargs.get("resolution_action") or ""):
+                life.svc.hold.set()  # the action returns while this flush is still open
+                await asyncio.sleep(1.0)  # and its verdict is recorded meanwhile
+            return done
+
+        monkeypatch.setattr(alerts, "resolve", resolve_then_let_the_action_end)
+        life.svc.mode = "up"
+        await life.checks(1)
+        assert await life.status(component["id"]) == "healthy"
+        await wait_until(lambda: life._acted(attempt_id), timeout=30)
+        assert (await life.attempt(attempt_id)).state == "succeeded"
