@@ -105,6 +105,7 @@ class CheckMetrics:
         # minute is over.
         self._later: dict[int, dict[tuple[str, str], tuple[array[float], array[int]]]] = {}
         self._later_count = 0
+        self._later_sizes: dict[int, int] = {}  # points kept by minute
         self.batch_above_rate = BATCH_ABOVE_RATE
         self._later_added = 0  # points of series no rule watches added since the last tick
         self._last_tick = time.monotonic()
@@ -125,7 +126,7 @@ class CheckMetrics:
         at = result.observed_at
         wants = self.evaluator.wants
         by_series: dict[tuple[str, str], tuple[array[float], array[int]]] | None = None
-        micros = 0
+        micros = minute = later = 0
         for name, value in result.metrics.items():
             if name not in self._names:
                 if not valid_metric_name(name):
@@ -159,8 +160,11 @@ class CheckMetrics:
                 kept = by_series[(component, name)] = (array("d"), array("q"))
             kept[0].append(value)
             kept[1].append(micros)
-            self._later_count += 1
-            self._later_added += 1
+            later += 1
+        if later:
+            self._later_count += later
+            self._later_added += later
+            self._later_sizes[minute] = self._later_sizes.get(minute, 0) + later
         if self.buffered > MAX_BUFFER:
             self._drop_oldest(self.buffered - MAX_BUFFER)
 
@@ -168,7 +172,8 @@ class CheckMetrics:
         self.dropped += count
         log.warning("check metrics buffer full: dropped %d points", count)
         while count > 0 and self._later:
-            by_series = self._later[min(self._later)]
+            minute = min(self._later)
+            by_series = self._later[minute]
             while count > 0 and by_series:
                 key = next(iter(by_series))
                 values, times = by_series[key]
@@ -178,8 +183,9 @@ class CheckMetrics:
                     del by_series[key]
                 count -= n
                 self._later_count -= n
+                self._later_sizes[minute] -= n
             if not by_series:
-                del self._later[min(self._later)]
+                del self._later[minute], self._later_sizes[minute]
         for _ in range(min(count, len(self._points))):
             self._points.popleft()
 
@@ -206,7 +212,7 @@ class CheckMetrics:
 
     def _ready(self) -> int:
         now_minute = int(time.time()) // 60
-        return sum(sum(len(v) for v, _ in s.values()) for m, s in self._later.items() if m < now_minute)
+        return sum(n for minute, n in self._later_sizes.items() if minute < now_minute)
 
     async def _write(self, *, every_minute: bool, budget: int | None) -> int:
         written = 0
@@ -234,9 +240,10 @@ class CheckMetrics:
                 (component, name, value, _EPOCH + timedelta(microseconds=us))
                 for value, us in zip(values, times, strict=True)
             )
-        if not by_series:
-            del self._later[minute]
         self._later_count -= len(chunk)
+        self._later_sizes[minute] -= len(chunk)
+        if not by_series:
+            del self._later[minute], self._later_sizes[minute]
         return chunk
 
     async def _write_chunk(self, chunk: list[CheckPoint]) -> int:

@@ -139,7 +139,7 @@ class Scheduler(ComponentTracking):
         return (
             self._owns_every_enabled
             and diffed is not None
-            and diffed[1] == getattr(self.ownership, "generation", None)  # no lease moved since
+            and diffed.ownership_generation == getattr(self.ownership, "generation", None)  # no lease moved
             and leases_current is not None
             and leases_current()
         )

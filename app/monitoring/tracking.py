@@ -11,7 +11,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +30,16 @@ if TYPE_CHECKING:
     from app.monitoring.probes import Prober
     from app.monitoring.timetable import Timetable
     from app.platform.runtime import Core
+
+
+class DiffedAt(NamedTuple):
+    """What the last diff saw: the registry watch's snapshot (the same object while the components
+    table stands still), the ownership's generation (moves when a lease does) and the tracked
+    generation (moves when a component is loaded or forgotten)."""
+
+    snapshot: dict[int, tuple[int, Any]]
+    ownership_generation: int | None
+    tracked_generation: int
 
 
 class ComponentTracking:
@@ -53,8 +63,7 @@ class ComponentTracking:
     _loaded: bool
     _refresh_lock: asyncio.Lock
     _requested: set[int]
-    # (registry snapshot, ownership generation, tracked generation) as of the last diff
-    _diffed: tuple[dict[int, tuple[int, Any]], int | None, int] | None
+    _diffed: DiffedAt | None  # as of the last diff
     _owns_every_enabled: bool  # the last diff found every enabled component owned here
 
     # ------------------------------------------------------------------ refresh
@@ -66,7 +75,7 @@ class ComponentTracking:
         async with session_scope(self.state.sessionmaker) as session:
             enabled = await self.registry_watch.enabled_versions(session)
             ownership_generation = getattr(self.ownership, "generation", None)
-            seen = (enabled, ownership_generation, self._tracked_generation)
+            seen = DiffedAt(enabled, ownership_generation, self._tracked_generation)
             diffed = self._diffed
             # Steady state: the registry watch returned the same snapshot (nothing changed in the
             # components table), ownership did not move and nothing was loaded or forgotten since the
@@ -74,8 +83,9 @@ class ComponentTracking:
             if not (
                 diffed is not None
                 and ownership_generation is not None
-                and diffed[0] is enabled
-                and diffed[1:] == seen[1:]
+                and diffed.snapshot is enabled
+                and diffed.ownership_generation == ownership_generation
+                and diffed.tracked_generation == seen.tracked_generation
             ):
                 await self._diff(session, enabled)
                 # As of its start: what it loaded or forgot, or a flush forgot meanwhile, makes the
