@@ -3,7 +3,7 @@ renewal statement the lease manager runs (``app/replicas/leases.py``) over N lea
 replica, on a copy of ``component_leases`` as migrated (fillfactor 30) and on a copy at fillfactor
 100 (the baseline: the table before it was set), renewals alternated between them.
 
-    .venv/bin/python bench/lease_storage.py --pg postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/lease_storage.py [--pg postgresql://postgres@127.0.0.1:5432/test]
                                             [-n 20000] [--renewals 20] [--gap 0.5]
 
 Per table: the renewal's wall time (median, min-max; the database's work: the process only sends two
@@ -84,7 +84,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pg", required=True, help="postgresql://... (a scratch database is made beside it)")
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="postgresql://... (a scratch database is made beside it)",
+    )
     parser.add_argument("-n", type=int, default=20000)
     parser.add_argument("--renewals", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between rounds (default 0.5)")
