@@ -4,7 +4,7 @@ round by round (so drift of the shared machine hits both alike).
 
     .venv/bin/python bench/api_scale.py [--small 100] [--large 20000] [--rounds 5] [--requests 40]
                                         [--pg postgresql://postgres@127.0.0.1:5432/test]
-                                        [--variant-env PIPELINE_X=1 ...]
+                                        [--variant-env PIPELINE_X=1 ...] [--variant-sql "ALTER ..." ...]
 
 Per endpoint: p50/p99 latency of sequential requests (one client connection), the server's CPU
 per request and the body size, for each fleet; the headline is p99(large) / p99(small), target
@@ -99,6 +99,22 @@ async def seed(database_url: str, n: int) -> None:
         await engine.dispose()
 
 
+async def run_sql(database_url: str, statements: list[str]) -> None:
+    from sqlalchemy import text
+
+    from app.config.settings import Settings
+    from app.db.engine import create_engine, create_sessionmaker
+    from app.db.session import session_scope
+
+    engine = create_engine(Settings(database_url=database_url, env="test"))
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            for statement in statements:
+                await session.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
 async def login(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
     async with http.post(
         f"{base}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD}
@@ -185,11 +201,18 @@ def main() -> None:
         help="also serve the large fleet with these environment settings (a third server, alternated "
         "with the other two): e.g. what a suspect costs, measured against the same fleet without it",
     )
+    parser.add_argument(
+        "--variant-sql",
+        action="append",
+        default=[],
+        help="also serve the large fleet from a database this statement ran on after its migration (a "
+        "third server, as --variant-env; both may be given), e.g. a migration's setting undone",
+    )
     args = parser.parse_args()
     env = {"PIPELINE_SECURITY__RATE_LIMITING__ENABLED": "false"}
     variant = dict(kv.split("=", 1) for kv in args.variant_env)
     fleets = [("small", args.small, env), ("large", args.large, env)]
-    if variant:
+    if variant or args.variant_sql:
         fleets.append(("variant", args.large, {**env, **variant}))
     print(f"load before: {Path('/proc/loadavg').read_text().split()[:3]}")
     with tempfile.TemporaryDirectory(prefix="pg-bench-api-") as tmp, contextlib.ExitStack() as stack:
@@ -204,14 +227,16 @@ def main() -> None:
             from app.db.migrate import upgrade_sync
 
             upgrade_sync(url)
+            if label == "variant" and args.variant_sql:
+                asyncio.run(run_sql(url, args.variant_sql))
             asyncio.run(seed(url, n))
             servers[label] = (n, stack.enter_context(Server(url, data_dir, env=server_env)))
         results = asyncio.run(measure(servers, args.rounds, args.requests))
     print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}  ({os.cpu_count()} cores)")
     dialect = "Postgres" if args.pg else "SQLite"
     print(f"{dialect}; {args.rounds} rounds x {args.requests} sequential requests per fleet, alternated")
-    if variant:
-        print(f"  variant: n={args.large} with {' '.join(args.variant_env)}")
+    if len(fleets) == 3:
+        print(f"  variant: n={args.large} with {' '.join([*args.variant_env, *args.variant_sql])}")
     for path, per in results.items():
         for label, n, _env in fleets:
             r = per[label]
@@ -222,7 +247,7 @@ def main() -> None:
                 f"  cpu/request {statistics.median(r['cpu']) * 1000:6.2f} ms  body {r['size']:,} B"
             )
         print(ratio_line(path, f"{args.large}/{args.small}", per["large"], per["small"], "; target <= 2"))
-        if variant:
+        if len(fleets) == 3:
             print(ratio_line(path, "variant/large", per["variant"], per["large"], ""))
 
 
