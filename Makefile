@@ -51,7 +51,7 @@ test-faults: $(VENV)/.installed-dev
 test-scenarios: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m scenarios tests/scenarios $(PYTEST_ARGS)
 
-BENCHES ?= probes healing health api_scale leases ingest ingest_stages summary nab nab_cv cli_help ratelimit_redis
+BENCHES ?= probes healing health api_scale leases lease_storage ingest ingest_stages summary nab nab_cv cli_help ratelimit_redis
 
 ## make bench: every benchmark; each prints its figure beside a baseline measured in the same run
 bench: $(VENV)/.installed-dev

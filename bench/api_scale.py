@@ -4,6 +4,7 @@ round by round (so drift of the shared machine hits both alike).
 
     .venv/bin/python bench/api_scale.py [--small 100] [--large 20000] [--rounds 5] [--requests 40]
                                         [--pg postgresql://postgres@127.0.0.1:5432/test]
+                                        [--variant-env PIPELINE_X=1 ...] [--variant-sql "ALTER ..." ...]
 
 Per endpoint: p50/p99 latency of sequential requests (one client connection), the server's CPU
 per request and the body size, for each fleet; the headline is p99(large) / p99(small), target
@@ -98,6 +99,22 @@ async def seed(database_url: str, n: int) -> None:
         await engine.dispose()
 
 
+async def run_sql(database_url: str, statements: list[str]) -> None:
+    from sqlalchemy import text
+
+    from app.config.settings import Settings
+    from app.db.engine import create_engine, create_sessionmaker
+    from app.db.session import session_scope
+
+    engine = create_engine(Settings(database_url=database_url, env="test"))
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            for statement in statements:
+                await session.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
 async def login(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
     async with http.post(
         f"{base}/api/v1/auth/token", data={"username": "bench-viewer", "password": PASSWORD}
@@ -138,26 +155,35 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-async def measure(servers: dict[int, Server], rounds: int, requests: int) -> dict:
+async def measure(servers: dict[str, tuple[int, Server]], rounds: int, requests: int) -> dict:
     out: dict = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as http:
         headers = {}
-        for n, server in servers.items():
-            headers[n] = await login(http, server.base_url)
-            await wait_loaded(http, server.base_url, headers[n], n)
+        for label, (n, server) in servers.items():
+            headers[label] = await login(http, server.base_url)
+            await wait_loaded(http, server.base_url, headers[label], n)
         for path in ENDPOINTS:
-            for n, server in servers.items():  # warm-up
-                await one_round(http, server, headers[n], path, 5)
-            per = {n: {"lat": [], "cpu": [], "p99": []} for n in servers}
+            for label, (_n, server) in servers.items():  # warm-up
+                await one_round(http, server, headers[label], path, 5)
+            per = {label: {"lat": [], "cpu": [], "p99": []} for label in servers}
             for _ in range(rounds):
-                for n, server in servers.items():
-                    lat, cpu, size = await one_round(http, server, headers[n], path, requests)
-                    per[n]["lat"] += lat
-                    per[n]["cpu"].append(cpu)
-                    per[n]["p99"].append(pct(lat, 0.99))
-                    per[n]["size"] = size
+                for label, (_n, server) in servers.items():
+                    lat, cpu, size = await one_round(http, server, headers[label], path, requests)
+                    per[label]["lat"] += lat
+                    per[label]["cpu"].append(cpu)
+                    per[label]["p99"].append(pct(lat, 0.99))
+                    per[label]["size"] = size
             out[path] = per
     return out
+
+
+def ratio_line(path: str, name: str, large: dict, small: dict, target: str) -> str:
+    ratio = pct(large["lat"], 0.99) / pct(small["lat"], 0.99)
+    rounds = sorted(lg / sm for lg, sm in zip(large["p99"], small["p99"], strict=True))
+    return (
+        f"  {path:32s} p99 {name} = {ratio:.2f}  (per round median "
+        f"{statistics.median(rounds):.2f}, {rounds[0]:.2f}-{rounds[-1]:.2f}{target})"
+    )
 
 
 def main() -> None:
@@ -167,42 +193,62 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--pg", help="postgresql://... (a scratch database per fleet is made beside it)")
+    parser.add_argument(
+        "--variant-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also serve the large fleet with these environment settings (a third server, alternated "
+        "with the other two): e.g. what a suspect costs, measured against the same fleet without it",
+    )
+    parser.add_argument(
+        "--variant-sql",
+        action="append",
+        default=[],
+        help="also serve the large fleet from a database this statement ran on after its migration (a "
+        "third server, as --variant-env; both may be given), e.g. a migration's setting undone",
+    )
     args = parser.parse_args()
     env = {"PIPELINE_SECURITY__RATE_LIMITING__ENABLED": "false"}
+    variant = dict(kv.split("=", 1) for kv in args.variant_env)
+    fleets = [("small", args.small, env), ("large", args.large, env)]
+    if variant or args.variant_sql:
+        fleets.append(("variant", args.large, {**env, **variant}))
     print(f"load before: {Path('/proc/loadavg').read_text().split()[:3]}")
     with tempfile.TemporaryDirectory(prefix="pg-bench-api-") as tmp, contextlib.ExitStack() as stack:
-        servers: dict[int, Server] = {}
-        for n in (args.small, args.large):
+        servers: dict[str, tuple[int, Server]] = {}
+        for label, n, server_env in fleets:
             if args.pg:
                 url = sa_url(stack.enter_context(migrated_pg_database(args.pg)))
             else:
-                url = f"sqlite+aiosqlite:///{tmp}/fleet-{n}.db"
-            data_dir = Path(tmp) / f"var-{n}"
+                url = f"sqlite+aiosqlite:///{tmp}/fleet-{label}.db"
+            data_dir = Path(tmp) / f"var-{label}"
             data_dir.mkdir()
             from app.db.migrate import upgrade_sync
 
             upgrade_sync(url)
+            if label == "variant" and args.variant_sql:
+                asyncio.run(run_sql(url, args.variant_sql))
             asyncio.run(seed(url, n))
-            servers[n] = stack.enter_context(Server(url, data_dir, env=env))
+            servers[label] = (n, stack.enter_context(Server(url, data_dir, env=server_env)))
         results = asyncio.run(measure(servers, args.rounds, args.requests))
     print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}  ({os.cpu_count()} cores)")
     dialect = "Postgres" if args.pg else "SQLite"
     print(f"{dialect}; {args.rounds} rounds x {args.requests} sequential requests per fleet, alternated")
+    if len(fleets) == 3:
+        print(f"  variant: n={args.large} with {' '.join([*args.variant_env, *args.variant_sql])}")
     for path, per in results.items():
-        small, large = per[args.small], per[args.large]
-        for n, r in ((args.small, small), (args.large, large)):
+        for label, n, _env in fleets:
+            r = per[label]
             print(
-                f"  {path:32s} n={n:<6d} p50 {pct(r['lat'], 0.5) * 1000:7.2f} ms  p99 "
+                f"  {path:32s} {label:7s} n={n:<6d} p50 {pct(r['lat'], 0.5) * 1000:7.2f} ms  p99 "
                 f"{pct(r['lat'], 0.99) * 1000:7.2f} ms"
                 f"  (p99 per round {min(r['p99']) * 1000:.1f}-{max(r['p99']) * 1000:.1f})"
                 f"  cpu/request {statistics.median(r['cpu']) * 1000:6.2f} ms  body {r['size']:,} B"
             )
-        ratio = pct(large["lat"], 0.99) / pct(small["lat"], 0.99)
-        rounds = sorted(lg / sm for lg, sm in zip(large["p99"], small["p99"], strict=True))
-        print(
-            f"  {path:32s} p99 {args.large}/{args.small} = {ratio:.2f}  (per round median "
-            f"{statistics.median(rounds):.2f}, {rounds[0]:.2f}-{rounds[-1]:.2f}; target <= 2)"
-        )
+        print(ratio_line(path, f"{args.large}/{args.small}", per["large"], per["small"], "; target <= 2"))
+        if len(fleets) == 3:
+            print(ratio_line(path, "variant/large", per["variant"], per["large"], ""))
 
 
 if __name__ == "__main__":

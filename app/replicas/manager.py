@@ -4,41 +4,30 @@ Every ``poll`` (≤ 1 s) it computes the desired assignment (rendezvous over liv
 free/expired leases of components it should own and releases the ones it should hand over; every
 ``renew_interval`` it also heartbeats, renews its leases and marks silent replicas gone.
 
-Two views of ownership, on purpose:
-
-* ``owned(ids)`` — what the scheduler probes: the leases held as of the last successful tick. Probing
-  is observation, not action, so it goes on while the database is down (degraded mode), and the
-  results it buffers are written later only through ``fence_writes`` (same holder, same epoch).
-* ``epoch_for(cid)`` / ``fence(session, cid)`` — what may *act* (healing, notifications): only until
-  the local monotonic deadline ``t0 + ttl − margin`` where ``t0`` is taken before the renewing
-  transaction starts, so the database's ``expires_at`` (≥ t0 + ttl) comes later. A replica that
-  cannot reach the database stops acting before anyone else can take its leases (fencing by time);
-  ``fence`` re-checks holder, epoch and expiry in the claim's own transaction (fencing by token).
+What each tick does is planned in ``plan.py``; what the scheduler, healing and notifications ask of
+the leases held (the Ownership seam: probe, act, fence) is answered in ``ownership.py``; the SIGTERM
+hand-over is ``handover.py``.
 
 Hand-over without a probing gap: a releasing replica records, per lease, when the component's next
 check is due (database clock, ``next_check_at``); the next holder schedules its first check then
-(at once when overdue) instead of at a random offset. On SIGTERM the replica first marks itself
-``draining`` (the others start polling fast for the leases they want), then hands each lease over
-right after its next probe is written (in that flush's transaction) — or at once, with its due time,
-when that probe is further away than the others need to notice. A replica that wants leases someone
-else still holds polls every ``FAST_POLL_S`` until it has them.
+(at once when overdue) instead of at a random offset. A replica that wants leases someone else still
+holds polls every ``FAST_POLL_S`` until it has them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import session_scope
 from app.platform.loops import LoopService
-from app.replicas import balance, registry
+from app.replicas import handover, registry
+from app.replicas.handover import DRAIN_MAX_S
 from app.replicas.leases import LeaseLost, lease_store
+from app.replicas.ownership import LeaseOwnership
+from app.replicas.plan import TickPlanning
 
 if TYPE_CHECKING:
     from app.monitoring.scheduler import Scheduler
@@ -47,20 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.replicas")
 
 FAST_POLL_S = 0.2  # tick cadence while this replica wants leases another replica still holds
-DRAIN_MAX_S = 5.0  # SIGTERM: longest hand-over of leases one by one before releasing the rest at once
-HANDOVER_LEAD_S = 0.6  # a check due later than this is handed over at once with its due time
 
 
-@dataclass(frozen=True)
-class _Plan:
-    desired: set[int]  # the components this replica should hold
-    keep: dict[int, int] | None  # leases to renew (component -> epoch); None: every lease held
-    take: set[int]
-    release: set[int]
-    gone: set[int]  # leases held on components no longer enabled: forgotten (they expire)
-
-
-class LeaseManager(LoopService):
+class LeaseManager(LeaseOwnership, TickPlanning, LoopService):
     name = "replica-leases"
     stop_first = True  # the lifespan stops it before the other loops: leases are handed over at once
 
@@ -92,25 +70,18 @@ class LeaseManager(LoopService):
         self._last_renew = -1e18
         self._closing = False  # SIGTERM: no more acting, no more taking
         self._released = False  # every lease given up: nothing to probe either
-        self._handover_due: dict[int, float] = {}
-        self._handed: set[int] = set()
-        self._handed_event = asyncio.Event()  # taken component -> monotonic time its first check is due
+        self._handover_due: dict[int, float] = {}  # taken component -> monotonic time its first check is due
+        self._handed: set[int] = set()  # handed over while draining (SIGTERM)
+        self._handed_event = asyncio.Event()
         self.last_tick_ok: float | None = None
         self.epoch_changes = 0
-        # What keeps a tick over an unchanged fleet from doing work in proportion to it: `_gen` moves
-        # whenever the leases held change; `_settled` is (components, live replicas, _gen) as of the
-        # end of the last tick, when every lease held was wanted and `_pending` were the wanted ones
-        # not held; the desired set is cached per (components, live replicas).
+        # What keeps a tick over an unchanged fleet from doing work in proportion to it (plan.py).
         self._gen = 0
         self._renewed_until = 0.0  # monotonic: every lease held is valid until then (see `leases_current`)
         self._settled: tuple[dict[int, str | None], dict[str, str | None], int] | None = None
         self._pending: set[int] = set()
         self._desired_cache: tuple[dict[int, str | None], dict[str, str | None], set[int]] | None = None
         self._renewal_cache: tuple[int, list[int], list[int]] | None = None
-
-    @property
-    def replica_id(self) -> str:
-        return self.info.id
 
     def detach(self) -> None:
         """Not started (tests that run only some loops): own every component and fence nothing, as one
@@ -126,74 +97,6 @@ class LeaseManager(LoopService):
         self.store = lease_store(self.dialect)
         self.single = not self.store.multi_replica
         self._gen += 1
-
-    # ------------------------------------------------------------------ the Ownership seam
-    @property
-    def generation(self) -> int:
-        """Moves whenever what `owned` answers may have changed (a lease taken, lost, released or handed
-        over; detached, reattached): the scheduler's refresh skips its diff while it stands still."""
-        return self._gen
-
-    def leases_current(self) -> bool:
-        """Every lease held is within its local deadline (renewed in time) and this replica is not
-        closing: no other replica can hold, nor write the statuses of, a component held here."""
-        if self.single:
-            return not self._released
-        return not self._closing and not self._released and time.monotonic() < self._renewed_until
-
-    async def owned(self, component_ids: set[int]) -> set[int]:
-        """Components to probe (monitoring's Ownership protocol). While draining (SIGTERM) the leases
-        not yet handed over are still probed."""
-        if self._released:
-            return set()
-        if self.single:
-            return set(component_ids)
-        return component_ids & self.epochs.keys()
-
-    def epoch_for(self, component_id: int) -> int | None:
-        """The epoch to act under, or None when this replica must not act on the component now."""
-        if self._closing:
-            return None
-        if self.single:
-            return 1
-        epoch = self.epochs.get(component_id)
-        if epoch is None or time.monotonic() >= self.deadlines.get(component_id, 0.0):
-            return None
-        return epoch
-
-    async def fence(self, session: AsyncSession, component_id: int, epoch: int | None = None) -> int:
-        """Raise LeaseLost unless this replica may act on the component, checked in the caller's
-        transaction (Postgres: the lease row is locked FOR UPDATE until it commits). Returns the epoch."""
-        current = self.epoch_for(component_id)
-        if current is None or (epoch is not None and epoch != current):
-            raise LeaseLost(component_id, epoch if epoch is not None else current)
-        await self.store.fence(session, self.replica_id, component_id, current)
-        return current
-
-    def handover_due(self, component_id: int) -> float | None:
-        """Monotonic time the first check of a component just taken over is due (the previous holder's
-        schedule), or None (no hand-over information: spread the first check as usual)."""
-        return self._handover_due.pop(component_id, None)
-
-    async def hand_over(self, session: AsyncSession, due_in: dict[int, float | None]) -> None:
-        """Release these leases in the caller's transaction (the scheduler's flush, right after their
-        last result), recording when each component's next check is due. Call `handed_over` after
-        the commit."""
-        if due_in and not self.single:
-            await self.store.release(session, self.replica_id, set(due_in), due_in)
-
-    def handed_over(self, component_ids: set[int]) -> None:
-        for cid in component_ids:
-            self._drop(cid)
-        self._handed.update(component_ids)
-        self._handed_event.set()
-
-    async def fence_writes(self, session: AsyncSession, component_ids: set[int]) -> set[int]:
-        """The subset whose observations this replica may still write (same holder, same epoch)."""
-        if self.single:
-            return set(component_ids)
-        epochs = {cid: self.epochs[cid] for cid in component_ids if cid in self.epochs}
-        return await self.store.fence_writes(session, self.replica_id, epochs)
 
     # ------------------------------------------------------------------ the loop
     async def run_once(self) -> None:
@@ -277,69 +180,6 @@ class LeaseManager(LoopService):
             if scheduler is not None and hasattr(scheduler, "refresh"):
                 asyncio.get_running_loop().create_task(_quiet_refresh(scheduler))
 
-    def _plan(self, components: dict[int, str | None], live: dict[str, str | None]) -> _Plan:
-        """What this tick renews, takes, releases and forgets. Work in proportion to the fleet only when
-        the component set, the live replicas or the leases held changed since the last tick settled;
-        otherwise the last tick's answer stands (every lease held is wanted, the wanted ones not held
-        are still to take)."""
-        cached = self._desired_cache
-        if cached is not None and cached[0] is components and cached[1] == live:
-            desired = cached[2]
-        else:
-            desired = (
-                balance.desired_for(self.replica_id, components, live)
-                if self.store.multi_replica
-                else set(components)
-            )
-            self._desired_cache = (components, dict(live), desired)
-        settled = self._settled
-        if (
-            settled is not None
-            and settled[0] is components
-            and settled[1] == live
-            and settled[2] == self._gen
-        ):
-            return _Plan(desired, None, set(self._pending), set(), set())
-        held = {cid: e for cid, e in self.epochs.items() if cid in components}
-        return _Plan(
-            desired,
-            {cid: e for cid, e in held.items() if cid in desired},
-            desired - set(held),
-            set(held) - desired,
-            set(self.epochs) - set(held),
-        )
-
-    def _renewal(self, keep: dict[int, int] | None) -> tuple[list[int], list[int]]:
-        """The ids and epochs to renew (`keep`, or every lease held when None), as the store takes them;
-        the lists of every lease held are built once per change of the leases held."""
-        if keep is not None:
-            ids = sorted(keep)
-            return ids, [keep[cid] for cid in ids]
-        if self._renewal_cache is None or self._renewal_cache[0] != self._gen:
-            ids = sorted(self.epochs)
-            self._renewal_cache = (self._gen, ids, [self.epochs[cid] for cid in ids])
-        return self._renewal_cache[1], self._renewal_cache[2]
-
-    def _settle(
-        self, components: dict[int, str | None], live: dict[str, str | None], plan: _Plan
-    ) -> set[int]:
-        """After a committed tick every lease held is wanted; returns the wanted ones not held (still held
-        by another replica), which the next tick tries to take."""
-        if self._settled is None or self._settled[2] != self._gen or plan.keep is not None:
-            self._pending = plan.desired - set(self.epochs)
-        self._settled = (components, dict(live), self._gen)
-        return self._pending
-
-    def _hold(self, cid: int, epoch: int) -> None:
-        if self.epochs.get(cid) != epoch:
-            self.epochs[cid] = epoch
-            self._gen += 1
-
-    def _drop(self, cid: int) -> None:
-        if self.epochs.pop(cid, None) is not None:
-            self._gen += 1
-        self.deadlines.pop(cid, None)
-
     def _due_in(self, ids: set[int]) -> dict[int, float | None]:
         scheduler = self.scheduler
         due_in = getattr(scheduler, "due_in", None)
@@ -355,99 +195,8 @@ class LeaseManager(LoopService):
         await super().stop(timeout)
 
     async def release_all(self, *, drain: bool = False) -> None:
-        """Stop acting, hand every lease over and mark this replica gone (SIGTERM path). With `drain`
-        (and a running scheduler), leases are handed over one by one right after their next probe
-        (bounded by DRAIN_MAX_S), so the next holder's first check comes one interval after ours."""
-        if self._closing:
-            return
-        self._closing = True
-        if drain and not self.single and self._registered and self.state.sessionmaker is not None:
-            try:
-                await self._drain()
-            except Exception as exc:  # noqa: BLE001 - the rest is released below, or expires
-                log.warning(
-                    "replica %s: draining its leases failed (%s)", self.replica_id, type(exc).__name__
-                )
-        stop_probing = getattr(self.scheduler, "stop_probing", None)
-        if drain and stop_probing is not None:
-            # Probing stops and what ran is written while the leases are still held, before they go.
-            await stop_probing()
-        remaining = set(self.epochs)
-        due_in = self._due_in(remaining)
-        self._released = True
-        self.epochs.clear()
-        self.deadlines.clear()
-        self._gen += 1
-        if not self._registered or self.state.sessionmaker is None:
-            return
-        try:
-            async with asyncio.timeout(3):
-                async with session_scope(self.state.sessionmaker) as session:
-                    await self.store.release(session, self.replica_id, None, due_in)
-                    await registry.mark(session, self.replica_id, registry.GONE)
-            log.info("replica %s released its leases", self.replica_id)
-        except Exception as exc:  # noqa: BLE001 - the leases then expire after their TTL
-            log.warning(
-                "replica %s could not release its leases (%s); they expire within %.0fs",
-                self.replica_id,
-                type(exc).__name__,
-                self.ttl,
-            )
-        with contextlib.suppress(KeyError):
-            self.state.metrics.replica_leases.remove(self.replica_id)
-
-    async def _drain(self) -> None:
-        scheduler = self.scheduler
-        if scheduler is None or not getattr(scheduler, "dispatching", False) or not self.epochs:
-            return
-        t0 = time.monotonic()
-        # Keep the leases valid while draining and tell the others: they stop counting this replica
-        # in their share and poll fast for the leases it is about to hand over.
-        async with asyncio.timeout(3):
-            async with session_scope(self.state.sessionmaker) as session:
-                ids, epochs = self._renewal(None)
-                lost = await self.store.renew(session, self.replica_id, ids, epochs, self.ttl)
-                await registry.heartbeat(session, self.replica_id, registry.DRAINING)
-        for cid in lost:
-            self._drop(cid)
-        self.deadlines = dict.fromkeys(self.epochs, t0 + self.ttl - self.margin)
-        until = min(t0 + DRAIN_MAX_S, t0 + self.ttl - self.margin - 1.0)
-        # The others notice on their next tick (one poll); probing goes on meanwhile.
-        await asyncio.sleep(min(self.poll_interval + 0.1, max(0.0, until - time.monotonic())))
-        due_in = scheduler.due_in(set(self.epochs))
-        later = {cid: d for cid, d in due_in.items() if d is None or d > HANDOVER_LEAD_S}
-        soon = set(self.epochs) - set(later)
-        planned = time.monotonic() - t0
-        if later:
-            # Their checks stop, the running ones finish, and every result is written while the
-            # leases are still held.
-            await scheduler.finish_probes(set(later))
-            await scheduler.flush()
-            async with asyncio.timeout(3):
-                async with session_scope(self.state.sessionmaker) as session:
-                    await self.store.release(session, self.replica_id, set(later), later)
-            self.handed_over(set(later))
-            scheduler.forget(set(later))  # the next holder probes them from now on
-        if soon:
-            scheduler.hand_over_after_probe(soon)  # its flush calls hand_over/handed_over
-            while not soon <= self._handed and time.monotonic() < until:
-                self._handed_event.clear()
-                try:
-                    await asyncio.wait_for(
-                        self._handed_event.wait(), timeout=max(0.01, until - time.monotonic())
-                    )
-                except TimeoutError:
-                    break
-        log.info(
-            "replica %s drained in %.2fs: %d lease(s) handed over at once with their due time "
-            "(after %.2fs), %d right after their next probe, %d left",
-            self.replica_id,
-            time.monotonic() - t0,
-            len(later),
-            planned,
-            len(soon & self._handed),
-            len(self.epochs),
-        )
+        """Stop acting, hand every lease over and mark this replica gone (SIGTERM path; ``handover.py``)."""
+        await handover.release_all(self, drain=drain)
 
 
 async def _quiet_refresh(scheduler) -> None:

@@ -45,6 +45,8 @@ class HealingAttempt(Base):
         UniqueConstraint("group_key", "group_slot", name="uq_healing_attempts_group_slot"),
         Index("ix_healing_attempts_state", "state"),
         Index("ix_healing_attempts_component_created", "component", "created_at"),
+        # The relapse check (app/healing/incidents.py) reads a component's latest succeeded attempt.
+        Index("ix_healing_attempts_component_state_finished", "component", "state", "finished_at"),
         {"sqlite_autoincrement": True},
     )
 
