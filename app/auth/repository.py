@@ -21,7 +21,7 @@ class UserRepository:
             await self.session.execute(select(User).where(User.username == username))
         ).scalar_one_or_none()
 
-    async def caller(self, username: str, jti: str) -> Row[Any] | None:
+    async def caller(self, username: str, jti: str) -> Row[int, str, str, bool, int, bool] | None:
         """What authenticating a token needs, in one statement: the user's ``id``, ``username``,
         ``role``, ``disabled`` and ``token_version``, and ``revoked`` (the token's id is revoked).
         None when there is no such user."""

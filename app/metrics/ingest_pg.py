@@ -37,6 +37,20 @@ _UPSERT_SERIES = (
 )
 
 
+# The compacted rows of the buckets given as arrays (one per key column), locked in key order.
+_COMPACTED_ROLLUPS = (
+    "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
+    "FROM metric_rollups AS r JOIN unnest($1::smallint[], $2::text[], $3::text[], $4::text[], "
+    "$5::timestamptz[]) AS k(resolution, component, metric_name, series_key, bucket_start) "
+    "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
+    "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
+    "WHERE r.compacted "
+    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start FOR UPDATE OF r"
+)
+_FLAG_ROLLUPS = "UPDATE metric_rollups SET compacted = true WHERE id = ANY($1::bigint[])"
+_DELETE_ROLLUPS = "DELETE FROM metric_rollups WHERE id = ANY($1::bigint[])"
+
+
 async def raw_connection(session: AsyncSession) -> Any:
     return await driver_connection(session)
 
@@ -78,6 +92,26 @@ class PostgresIngest:
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
+
+    # --- rollup compaction ----------------------------------------------------------------------
+    async def compacted_rollups(self, session: AsyncSession, keys: list[tuple]) -> list[Any]:
+        """The compacted rows of these buckets (``ROLLUP_KEY`` tuples), as (id, *key, sketch): one
+        statement over arrays. (Row-value ``IN`` lists of 500 keys cost Postgres more CPU to plan
+        and run than the rest of a compaction round, and SQLAlchemy as much to bind.)"""
+        if not keys:
+            return []
+        raw = await raw_connection(session)
+        return list(await raw.fetch(_COMPACTED_ROLLUPS, *map(list, zip(*keys, strict=True))))
+
+    async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
+        if ids:
+            await (await raw_connection(session)).execute(_FLAG_ROLLUPS, ids)
+
+    async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        status = await (await raw_connection(session)).execute(_DELETE_ROLLUPS, ids)
+        return int(status.split()[-1])  # "DELETE n"
 
 
 def ingest_for(dialect_name: str):

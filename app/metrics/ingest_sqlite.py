@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Table, bindparam, delete, select, text, tuple_, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.models import MetricRollup
 from app.db.types import UTCDateTime
-from app.metrics.rollups import ROLLUP_COLUMNS
+from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY
 from app.metrics.validation import Batch, Series
 
 _DELETE_POINTS = text(
@@ -41,6 +42,9 @@ _UPSERT_SERIES = (
     "SET last_value = excluded.last_value, last_ts = excluded.last_ts "
     "WHERE metric_series.last_ts <= excluded.last_ts"
 )
+
+
+_IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside SQLite's parameter limit
 
 
 def _sqlite_ts(ts: datetime) -> str:
@@ -93,3 +97,31 @@ class SQLiteIngest:
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
+
+    # --- rollup compaction ----------------------------------------------------------------------
+    async def compacted_rollups(self, session: AsyncSession, keys: list[tuple]) -> list[Any]:
+        """The compacted rows of these buckets (``ROLLUP_KEY`` tuples, sorted), as (id, *key, sketch)."""
+        t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
+        columns = [t.c[name] for name in ROLLUP_KEY]
+        rows: list[Any] = []
+        for i in range(0, len(keys), _IN_CHUNK):
+            result = await session.execute(
+                select(t.c.id, *columns, t.c.sketch)
+                .where(t.c.compacted.is_(True), tuple_(*columns).in_(keys[i : i + _IN_CHUNK]))
+                .order_by(*columns)
+            )
+            rows.extend(result)
+        return rows
+
+    async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
+        t = cast(Table, MetricRollup.__table__)
+        for i in range(0, len(ids), _IN_CHUNK):
+            await session.execute(update(t).where(t.c.id.in_(ids[i : i + _IN_CHUNK])).values(compacted=True))
+
+    async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
+        t = cast(Table, MetricRollup.__table__)
+        removed = 0
+        for i in range(0, len(ids), _IN_CHUNK):
+            result = await session.execute(delete(t).where(t.c.id.in_(ids[i : i + _IN_CHUNK])))
+            removed += cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
+        return removed

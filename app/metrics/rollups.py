@@ -46,6 +46,7 @@ ROLLUP_COLUMNS = (
     "sketch",
     "compacted",
 )
+ROLLUP_KEY = ROLLUP_COLUMNS[:5]  # a bucket: resolution, component, metric_name, series_key, bucket_start
 
 
 RELATIVE_ACCURACY = 0.005
@@ -134,7 +135,8 @@ def build_deltas(batch: Batch) -> list[tuple]:
     magnitude[~(positive | negative)] = 1.0  # zeros: key 0 in the zero "store"
     keys = np.ceil(np.log(magnitude) * _INV_LOG_GAMMA).astype(np.int64)
     codes = ((1 + positive.astype(np.int64) - negative.astype(np.int64)) << _STORE_SHIFT) + keys + _KEY_OFFSET
-    series, at = batch.series, {}
+    series = batch.series
+    at: dict[int, datetime] = {}
     rows: list[tuple] = []
     for res in RESOLUTIONS:
         groups = (sids << 32) + (minutes if res == MINUTE else minutes // res * res)
