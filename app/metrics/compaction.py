@@ -7,7 +7,7 @@ whatever rows a bucket has, so compaction is only about keeping that number smal
    first; ``FOR UPDATE SKIP LOCKED`` on Postgres, so replicas take disjoint sets and never wait on
    each other or on ingest);
 2. locks the already-compacted rows of the same buckets, in key order (no deadlocks between replicas;
-   on Postgres one statement joining the keys passed as arrays);
+   on Postgres one statement given the deltas' ids);
 3. merges each bucket's rows into one compacted row (sketches merged bucket by bucket, exact
    statistics folded), deletes the rows it merged and writes the merged ones through the dialect's
    bulk insert; a bucket with a single new delta and nothing compacted is just flagged.
@@ -81,9 +81,9 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     """One bulk round in the caller's transaction; returns the number of deltas claimed.
 
     Rows are (id, resolution, component, metric_name, series_key, bucket_start, sketch) by position;
-    the bulk reads and writes by key or id go through the dialect's ingest seam (arrays on Postgres:
-    one parameter per column however many keys, where an ``IN`` list of row values cost the database
-    more than the rest of the round)."""
+    the bulk reads and writes by key or id go through the dialect's ingest seam (on Postgres one
+    statement each, given an array of ids, where ``IN`` lists of row values cost the database more
+    than the rest of the round)."""
     t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
     r = t.c
     keys = [r[name] for name in _KEY_NAMES]
@@ -102,7 +102,7 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     for row in deltas:
         groups[_key(row)].append(row)
     ingest = ingest_for(session.get_bind().dialect.name)
-    for row in await ingest.compacted_rollups(session, sorted(groups)):
+    for row in await ingest.compacted_rollups(session, deltas):
         groups[_key(row)].append(row)
 
     flag: list[int] = []

@@ -37,11 +37,11 @@ _UPSERT_SERIES = (
 )
 
 
-# The compacted rows of the buckets given as arrays (one per key column), locked in key order.
+# The compacted rows of the buckets of the given deltas (their ids), locked in key order.
 _COMPACTED_ROLLUPS = (
     "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
-    "FROM metric_rollups AS r JOIN unnest($1::smallint[], $2::text[], $3::text[], $4::text[], "
-    "$5::timestamptz[]) AS k(resolution, component, metric_name, series_key, bucket_start) "
+    "FROM metric_rollups AS r JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, "
+    "bucket_start FROM metric_rollups WHERE id = ANY($1::bigint[])) AS k "
     "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
     "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
     "WHERE r.compacted "
@@ -94,14 +94,13 @@ class PostgresIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def compacted_rollups(self, session: AsyncSession, keys: list[tuple]) -> list[Any]:
-        """The compacted rows of these buckets (``ROLLUP_KEY`` tuples), as (id, *key, sketch): one
-        statement over arrays. (Row-value ``IN`` lists of 500 keys cost Postgres more CPU to plan
-        and run than the rest of a compaction round, and SQLAlchemy as much to bind.)"""
-        if not keys:
-            return []
+    async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
+        """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
+        rows of the same shape: one statement given the deltas' ids. (Row-value ``IN`` lists of 500
+        keys cost Postgres more CPU to plan and run than the rest of a compaction round, and
+        SQLAlchemy as much to bind; five key arrays cost asyncpg a type check per element.)"""
         raw = await raw_connection(session)
-        return list(await raw.fetch(_COMPACTED_ROLLUPS, *map(list, zip(*keys, strict=True))))
+        return list(await raw.fetch(_COMPACTED_ROLLUPS, [row[0] for row in deltas]))
 
     async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
         if ids:

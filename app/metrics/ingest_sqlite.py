@@ -99,10 +99,12 @@ class SQLiteIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def compacted_rollups(self, session: AsyncSession, keys: list[tuple]) -> list[Any]:
-        """The compacted rows of these buckets (``ROLLUP_KEY`` tuples, sorted), as (id, *key, sketch)."""
+    async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
+        """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
+        rows of the same shape, in key order."""
         t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
         columns = [t.c[name] for name in ROLLUP_KEY]
+        keys = sorted({tuple(row[1:6]) for row in deltas})
         rows: list[Any] = []
         for i in range(0, len(keys), _IN_CHUNK):
             result = await session.execute(
