@@ -8,16 +8,17 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, text, tuple_, update
+import orjson
+from sqlalchemy import Integer, LargeBinary, String, bindparam, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import MetricRollup
 from app.db.types import UTCDateTime
-from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY
+from app.metrics.rollups import ROLLUP_COLUMNS
 from app.metrics.validation import Batch, Series
 
 _DELETE_POINTS = text(
@@ -42,9 +43,6 @@ _UPSERT_SERIES = (
     "SET last_value = excluded.last_value, last_ts = excluded.last_ts "
     "WHERE metric_series.last_ts <= excluded.last_ts"
 )
-
-
-_IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside SQLite's parameter limit
 
 
 def _sqlite_ts(ts: datetime) -> str:
@@ -101,29 +99,44 @@ class SQLiteIngest:
     # --- rollup compaction ----------------------------------------------------------------------
     async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
         """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
-        rows of the same shape, in key order."""
-        t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
-        columns = [t.c[name] for name in ROLLUP_KEY]
-        keys = sorted({tuple(row[1:6]) for row in deltas})
-        rows: list[Any] = []
-        for i in range(0, len(keys), _IN_CHUNK):
-            result = await session.execute(
-                select(t.c.id, *columns, t.c.sketch)
-                .where(t.c.compacted.is_(True), tuple_(*columns).in_(keys[i : i + _IN_CHUNK]))
-                .order_by(*columns)
-            )
-            rows.extend(result)
-        return rows
+        rows of the same shape, in key order: one statement given the deltas' ids as one JSON array
+        (row-value ``IN`` lists cost SQLAlchemy more to bind than the rest of the round)."""
+        return list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas)}))
 
     async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
-        t = cast(Table, MetricRollup.__table__)
-        for i in range(0, len(ids), _IN_CHUNK):
-            await session.execute(update(t).where(t.c.id.in_(ids[i : i + _IN_CHUNK])).values(compacted=True))
+        if ids:
+            await session.execute(_FLAG_ROLLUPS, {"ids": _json_ids(ids)})
 
     async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
-        t = cast(Table, MetricRollup.__table__)
-        removed = 0
-        for i in range(0, len(ids), _IN_CHUNK):
-            result = await session.execute(delete(t).where(t.c.id.in_(ids[i : i + _IN_CHUNK])))
-            removed += cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
-        return removed
+        if not ids:
+            return 0
+        result = await session.execute(_DELETE_ROLLUPS, {"ids": _json_ids(ids)})
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
+
+
+def _json_ids(ids: Iterable[int]) -> str:
+    return orjson.dumps(list(ids)).decode()
+
+
+# Same rows and order as ``ingest_pg._COMPACTED_ROLLUPS``; the ids arrive as one JSON array.
+_COMPACTED_ROLLUPS = text(
+    "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
+    "FROM metric_rollups AS r JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, "
+    "bucket_start FROM metric_rollups WHERE id IN (SELECT value FROM json_each(:ids))) AS k "
+    "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
+    "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
+    "WHERE r.compacted "
+    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start"
+).columns(
+    id=Integer(),
+    resolution=Integer(),
+    component=String(),
+    metric_name=String(),
+    series_key=String(),
+    bucket_start=UTCDateTime(),
+    sketch=LargeBinary(),
+)
+_FLAG_ROLLUPS = text(
+    "UPDATE metric_rollups SET compacted = 1 WHERE id IN (SELECT value FROM json_each(:ids))"
+)
+_DELETE_ROLLUPS = text("DELETE FROM metric_rollups WHERE id IN (SELECT value FROM json_each(:ids))")
