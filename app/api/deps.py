@@ -134,7 +134,8 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:
+async def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:
+    # ``async def``: a plain ``def`` would cost every authenticated request a hop to the threadpool.
     if rt.codec is None or rt.hasher is None:
         raise ServiceUnavailable("the guard is not started yet")
     return AuthService(session, rt.settings, rt.codec, rt.hasher)

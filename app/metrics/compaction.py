@@ -6,7 +6,8 @@ whatever rows a bucket has, so compaction is only about keeping that number smal
 1. claims up to ``batch`` pending deltas through the partial index on ``NOT compacted`` (oldest
    first; ``FOR UPDATE SKIP LOCKED`` on Postgres, so replicas take disjoint sets and never wait on
    each other or on ingest);
-2. locks the already-compacted rows of the same buckets, in key order (no deadlocks between replicas);
+2. locks the already-compacted rows of the same buckets, in key order (no deadlocks between replicas;
+   on Postgres one statement given the deltas' ids);
 3. merges each bucket's rows into one compacted row (sketches merged bucket by bucket, exact
    statistics folded), deletes the rows it merged and writes the merged ones through the dialect's
    bulk insert; a bucket with a single new delta and nothing compacted is just flagged.
@@ -25,13 +26,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, delete, select, tuple_, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import Table, select
 
 from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import ROLLUP_COLUMNS, encode_sketch, merge_blobs
+from app.metrics.rollups import ROLLUP_KEY, encode_sketch, merge_blobs
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 
     from app.platform.runtime import Core
 
-_KEY_NAMES = ROLLUP_COLUMNS[:5]  # resolution, component, metric_name, series_key, bucket_start
-_IN_CHUNK = 500  # keys (5 binds each) or ids per IN list: well inside every driver's parameter limit
+_KEY_NAMES = ROLLUP_KEY
 
 
 class RollupCompactor(LoopService):
@@ -75,11 +74,16 @@ class CompactionRaced(Exception):
 
 
 def _key(row: Any) -> tuple:
-    return tuple(getattr(row, name) for name in _KEY_NAMES)
+    return tuple(row[1:6])  # resolution, component, metric_name, series_key, bucket_start
 
 
 async def compact_round(session: AsyncSession, batch: int) -> int:
-    """One bulk round in the caller's transaction; returns the number of deltas claimed."""
+    """One bulk round in the caller's transaction; returns the number of deltas claimed.
+
+    Rows are (id, resolution, component, metric_name, series_key, bucket_start, sketch) by position;
+    the bulk reads and writes by key or id go through the dialect's ingest seam (on Postgres one
+    statement each, given an array of ids, where ``IN`` lists of row values cost the database more
+    than the rest of the round)."""
     t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
     r = t.c
     keys = [r[name] for name in _KEY_NAMES]
@@ -97,35 +101,24 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     groups: defaultdict[tuple, list] = defaultdict(list)
     for row in deltas:
         groups[_key(row)].append(row)
-    ordered = sorted(groups)
-    for i in range(0, len(ordered), _IN_CHUNK):
-        existing = await session.execute(
-            select(r.id, *keys, r.sketch)
-            .where(r.compacted.is_(True), tuple_(*keys).in_(ordered[i : i + _IN_CHUNK]))
-            .order_by(*keys)
-            .with_for_update()
-        )
-        for row in existing:
-            groups[_key(row)].append(row)
+    ingest = ingest_for(session.get_bind().dialect.name)
+    for row in await ingest.compacted_rollups(session, deltas):
+        groups[_key(row)].append(row)
 
     flag: list[int] = []
     gone: list[int] = []
     merged: list[tuple] = []
     for key, rows in groups.items():
         if len(rows) == 1:
-            flag.append(rows[0].id)
+            flag.append(rows[0][0])
             continue
-        gone.extend(row.id for row in rows)
-        sk = merge_blobs([bytes(row.sketch) for row in rows])
+        gone.extend(row[0] for row in rows)
+        sk = merge_blobs([bytes(row[6]) for row in rows])
         merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
-    for i in range(0, len(flag), _IN_CHUNK):
-        await session.execute(update(t).where(r.id.in_(flag[i : i + _IN_CHUNK])).values(compacted=True))
-    removed = 0
-    for i in range(0, len(gone), _IN_CHUNK):
-        deleted = await session.execute(delete(t).where(r.id.in_(gone[i : i + _IN_CHUNK])))
-        removed += cast("CursorResult[Any]", deleted).rowcount or 0  # a DELETE's result is a CursorResult
+    await ingest.flag_rollups_compacted(session, flag)
+    removed = await ingest.delete_rollups(session, gone)
     if removed != len(gone):  # refuse rather than count a bucket twice
         raise CompactionRaced(f"rollup compaction removed {removed} of {len(gone)} rows")
     if merged:
-        await ingest_for(session.get_bind().dialect.name).insert_rollups(session, merged)
+        await ingest.insert_rollups(session, merged)
     return len(deltas)

@@ -37,6 +37,20 @@ _UPSERT_SERIES = (
 )
 
 
+# The compacted rows of the buckets of the given deltas (their ids), locked in key order.
+_COMPACTED_ROLLUPS = (
+    "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
+    "FROM metric_rollups AS r JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, "
+    "bucket_start FROM metric_rollups WHERE id = ANY($1::bigint[])) AS k "
+    "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
+    "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
+    "WHERE r.compacted "
+    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start FOR UPDATE OF r"
+)
+_FLAG_ROLLUPS = "UPDATE metric_rollups SET compacted = true WHERE id = ANY($1::bigint[])"
+_DELETE_ROLLUPS = "DELETE FROM metric_rollups WHERE id = ANY($1::bigint[])"
+
+
 async def raw_connection(session: AsyncSession) -> Any:
     return await driver_connection(session)
 
@@ -78,6 +92,25 @@ class PostgresIngest:
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
+
+    # --- rollup compaction ----------------------------------------------------------------------
+    async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
+        """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
+        rows of the same shape: one statement given the deltas' ids. (Row-value ``IN`` lists of 500
+        keys cost Postgres more CPU to plan and run than the rest of a compaction round, and
+        SQLAlchemy as much to bind; five key arrays cost asyncpg a type check per element.)"""
+        raw = await raw_connection(session)
+        return list(await raw.fetch(_COMPACTED_ROLLUPS, [row[0] for row in deltas]))
+
+    async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
+        if ids:
+            await (await raw_connection(session)).execute(_FLAG_ROLLUPS, ids)
+
+    async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        status = await (await raw_connection(session)).execute(_DELETE_ROLLUPS, ids)
+        return int(status.split()[-1])  # "DELETE n"
 
 
 def ingest_for(dialect_name: str):

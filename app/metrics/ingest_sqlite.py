@@ -8,10 +8,12 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import bindparam, text
+import orjson
+from sqlalchemy import Integer, LargeBinary, String, bindparam, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,3 +95,48 @@ class SQLiteIngest:
     async def delete_points_before(self, session: AsyncSession, cutoff: datetime, limit: int) -> int:
         result = await session.execute(_DELETE_POINTS, {"cutoff": cutoff, "n": limit})
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
+
+    # --- rollup compaction ----------------------------------------------------------------------
+    async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
+        """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
+        rows of the same shape, in key order: one statement given the deltas' ids as one JSON array
+        (row-value ``IN`` lists cost SQLAlchemy more to bind than the rest of the round)."""
+        return list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas)}))
+
+    async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
+        if ids:
+            await session.execute(_FLAG_ROLLUPS, {"ids": _json_ids(ids)})
+
+    async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
+        if not ids:
+            return 0
+        result = await session.execute(_DELETE_ROLLUPS, {"ids": _json_ids(ids)})
+        return cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
+
+
+def _json_ids(ids: Iterable[int]) -> str:
+    return orjson.dumps(list(ids)).decode()
+
+
+# Same rows and order as ``ingest_pg._COMPACTED_ROLLUPS``; the ids arrive as one JSON array.
+_COMPACTED_ROLLUPS = text(
+    "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
+    "FROM metric_rollups AS r JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, "
+    "bucket_start FROM metric_rollups WHERE id IN (SELECT value FROM json_each(:ids))) AS k "
+    "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
+    "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
+    "WHERE r.compacted "
+    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start"
+).columns(
+    id=Integer(),
+    resolution=Integer(),
+    component=String(),
+    metric_name=String(),
+    series_key=String(),
+    bucket_start=UTCDateTime(),
+    sketch=LargeBinary(),
+)
+_FLAG_ROLLUPS = text(
+    "UPDATE metric_rollups SET compacted = 1 WHERE id IN (SELECT value FROM json_each(:ids))"
+)
+_DELETE_ROLLUPS = text("DELETE FROM metric_rollups WHERE id IN (SELECT value FROM json_each(:ids))")

@@ -17,15 +17,15 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from operator import add, attrgetter, mul, sub
+from operator import attrgetter, mul, sub
 from typing import Any
 
 from app.metrics.sketch import QuantileSketch
-from app.metrics.validation import Batch, Series
+from app.metrics.validation import Batch
 
 MINUTE = 60
 TEN_MINUTES = 600
@@ -46,6 +46,7 @@ ROLLUP_COLUMNS = (
     "sketch",
     "compacted",
 )
+ROLLUP_KEY = ROLLUP_COLUMNS[:5]  # a bucket: resolution, component, metric_name, series_key, bucket_start
 
 
 RELATIVE_ACCURACY = 0.005
@@ -111,58 +112,119 @@ def delta_fields(sk: QuantileSketch) -> tuple:
     return (sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), False)
 
 
-def _row(res: int, s: Series, start: int, sk: QuantileSketch) -> tuple:
-    return (
-        res,
-        s.component,
-        s.metric_name,
-        s.series_key,
-        datetime.fromtimestamp(start, UTC),
-        *delta_fields(sk),
-    )
-
-
 def build_deltas(batch: Batch) -> list[tuple]:
-    """One row per (series, minute) and per (series, hour) touched by ``batch``."""
-    # Group the values by (series index, minute) with one integer key per point built by C-level
-    # maps; the only per-point Python work is the dict append.
-    keys = map(add, map(mul, batch.sids, repeat(1 << 40)), map(_MINUTE_OF, batch.stamps))
-    minutes: defaultdict[int, list[float]] = defaultdict(list)
-    for k, v in zip(keys, batch.values, strict=True):
-        minutes[k].append(v)
+    """One row per (series, minute), per (series, ten minutes) and per (series, hour) touched by
+    ``batch``: the minute rows, then the ten-minute rows, then the hour rows, each level ordered by
+    (series, bucket).
+
+    Vectorised with numpy (``np.log``/``np.ceil`` for every value's sketch bucket, one ``lexsort``
+    per level to group points by (series, bucket) and bucket key, ``reduceat`` for the statistics;
+    the encoded sketches are slices of two byte strings): ~3x less CPU than grouping in Python and
+    building a sketch object per row. The rows are those of ``sketch_of`` over each bucket's values,
+    up to rounding (count, min, max and bucket counts are identical; sums are added in order rather
+    than with ``math.fsum``)."""
+    import numpy as np  # here, not at import: the CLI and most processes never build deltas
+
+    n = len(batch)
+    values = np.array(batch.values, dtype=np.float64)
+    sids = np.array(batch.sids, dtype=np.int64)
+    minutes = np.fromiter(map(_MINUTE_OF, batch.stamps), dtype=np.int64, count=n)
+    # Each value's code: its store (0 negative, 1 zero, 2 positive) above its bucket key.
+    positive, negative = values > _MIN_VALUE, values < -_MIN_VALUE
+    magnitude = np.abs(values)
+    magnitude[~(positive | negative)] = 1.0  # zeros: key 0 in the zero "store"
+    keys = np.ceil(np.log(magnitude) * _INV_LOG_GAMMA).astype(np.int64)
+    codes = ((1 + positive.astype(np.int64) - negative.astype(np.int64)) << _STORE_SHIFT) + keys + _KEY_OFFSET
     series = batch.series
+    at: dict[int, datetime] = {}
     rows: list[tuple] = []
-    coarser: dict[int, dict[tuple[int, int], QuantileSketch]] = {res: {} for res in RESOLUTIONS[1:]}
-    for k, values in minutes.items():
-        sid, start = divmod(k, 1 << 40)
-        sk = sketch_of(values)
-        rows.append(_row(MINUTE, series[sid], start, sk))
-        for res, buckets in coarser.items():
-            bkey = (sid, start // res * res)
-            if (bsk := buckets.get(bkey)) is None:
-                buckets[bkey] = _copy(sk)
-            else:
-                bsk.merge(sk)
-    for res, buckets in coarser.items():
-        rows.extend(_row(res, series[sid], start, sk) for (sid, start), sk in buckets.items())
+    for res in RESOLUTIONS:
+        groups = (sids << 32) + (minutes if res == MINUTE else minutes // res * res)
+        order = np.lexsort((codes, groups))
+        g, c, v = groups[order], codes[order], values[order]
+        new_group = np.empty(n, dtype=bool)
+        new_group[0] = True
+        np.not_equal(g[1:], g[:-1], out=new_group[1:])
+        new_run = new_group.copy()  # a run: the points of one group in one sketch bucket
+        new_run[1:] |= c[1:] != c[:-1]
+        starts, runs = np.flatnonzero(new_group), np.flatnonzero(new_run)
+        counts = np.diff(np.append(starts, n))
+        run_counts = np.diff(np.append(runs, n))
+        run_codes = c[runs]
+        run_store = run_codes >> _STORE_SHIFT
+        sums = np.add.reduceat(v, starts)
+        means = sums / counts
+        dev = v - np.repeat(means, counts)
+        first_run = np.searchsorted(runs, starts)
+        key_bytes = ((run_codes & _KEY_MASK) - _KEY_OFFSET).astype("<i4").tobytes()
+        count_bytes = run_counts.astype("<u4").tobytes()
+        for (
+            key,
+            r0,
+            r1,
+            nneg,
+            nzero_runs,
+            zeros,
+            count,
+            total,
+            lo,
+            hi,
+            mean,
+            m2,
+        ) in zip(
+            g[starts].tolist(),
+            first_run.tolist(),
+            np.append(first_run[1:], len(runs)).tolist(),
+            np.add.reduceat((run_store == 0).astype(np.int64), first_run).tolist(),
+            np.add.reduceat((run_store == 1).astype(np.int64), first_run).tolist(),
+            np.add.reduceat(np.where(run_store == 1, run_counts, 0), first_run).tolist(),
+            counts.tolist(),
+            sums.tolist(),
+            np.minimum.reduceat(v, starts).tolist(),
+            np.maximum.reduceat(v, starts).tolist(),
+            means.tolist(),
+            np.add.reduceat(dev * dev, starts).tolist(),
+            strict=True,
+        ):
+            p0 = r0 + nneg + nzero_runs  # the group's runs: negative, zero, then positive ones
+            blob = b"".join(
+                (
+                    _SPARSE.pack(_SPARSE_TAG, count, zeros, total, lo, hi, mean, m2, r1 - p0, nneg),
+                    key_bytes[4 * p0 : 4 * r1],
+                    count_bytes[4 * p0 : 4 * r1],
+                    key_bytes[4 * r0 : 4 * (r0 + nneg)],
+                    count_bytes[4 * r0 : 4 * (r0 + nneg)],
+                )
+            )
+            if r1 - p0 + nneg > _MAX_BUCKETS:  # as a sketch would: collapse the lowest buckets
+                blob = encode_sketch(merge_blobs([blob]))
+            s, start = series[key >> 32], key & 0xFFFFFFFF
+            if (when := at.get(start)) is None:
+                when = at[start] = datetime.fromtimestamp(start, UTC)
+            row = (
+                res,
+                s.component,
+                s.metric_name,
+                s.series_key,
+                when,
+                count,
+                total,
+                lo,
+                hi,
+                m2 + count * mean * mean,
+            )
+            rows.append((*row, blob, False))
     return rows
 
 
-def _copy(sk: QuantileSketch) -> QuantileSketch:
-    out = new_sketch()
-    out.pos, out.neg = dict(sk.pos), dict(sk.neg)
-    out.zero_count, out.count, out.sum, out.min, out.max, out._mean, out._m2 = (
-        sk.zero_count,
-        sk.count,
-        sk.sum,
-        sk.min,
-        sk.max,
-        sk._mean,
-        sk._m2,
-    )
-    return out
-
-
+_INV_LOG_GAMMA = 1.0 / new_sketch()._log_gamma
+_MIN_VALUE = new_sketch().min_value
+_MAX_BUCKETS = new_sketch().max_buckets
+# A value's code in ``build_deltas``: store << 17 | key + 2**16 (keys of finite values within
+# ±1e150 and above ``_MIN_VALUE`` are within -2100..35000).
+_STORE_SHIFT = 17
+_KEY_OFFSET = 1 << 16
+_KEY_MASK = (1 << _STORE_SHIFT) - 1
 _MINUTE_OF = attrgetter("minute")
 
 

@@ -25,7 +25,8 @@ from app.metrics.service import MetricsService
 router = APIRouter(prefix="/api/v1/metrics", tags=["metrics"])
 
 
-def get_service(session: SessionDep, core: CoreDep, detection: DetectionDep) -> MetricsService:
+async def get_service(session: SessionDep, core: CoreDep, detection: DetectionDep) -> MetricsService:
+    # ``async def``: built on the event loop, not in a threadpool hop per request.
     return MetricsService(session, core, cache=detection.cache, evaluator=detection.evaluator)
 
 

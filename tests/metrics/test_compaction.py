@@ -112,3 +112,30 @@ async def test_two_compactors_at_once_lose_and_double_nothing(guard, now):
     assert after["buckets"] == before["buckets"] and after["pending"] == 0
     # at most a stray second compacted row where both merged into one bucket at the same moment
     assert after["rows"] <= len(after["buckets"]) * 2
+
+
+async def test_late_deltas_of_more_buckets_than_one_statement_takes_merge_into_their_rows(guard, now):
+    # 700 series x 3 levels: 2,100 compacted buckets looked up at once (SQLite: in several IN lists;
+    # Postgres: one statement over arrays).
+    points = [
+        {
+            "component": "etl",
+            "metric_name": "rows_processed",
+            "value": float(i),
+            "labels": {"shard": str(i)},
+            "timestamp": (now - timedelta(minutes=5)).isoformat(),
+        }
+        for i in range(700)
+    ]
+    headers = await guard.headers("ingest")
+    await post_all(guard, points, headers)
+    await RollupCompactor(guard.runtime.core).run_once()
+    first = await totals(guard)
+    assert len(first["buckets"]) == 2100 and first["pending"] == 0
+    await post_all(guard, points, headers)
+    await RollupCompactor(guard.runtime.core).run_once()
+    after = await totals(guard)
+    assert after["rows"] == 2100 and after["pending"] == 0
+    assert after["buckets"] == {
+        k: (2 * c, round(2 * t, 6), lo, hi) for k, (c, t, lo, hi) in first["buckets"].items()
+    }

@@ -176,3 +176,37 @@ async def test_sqlite_write_lock_is_not_held_while_a_batch_computes_its_rows(gua
     assert r.status_code == 201, r.text
     assert seen == [True]
     assert await count_points(guard) == 3
+
+
+async def test_an_authenticated_batch_costs_one_auth_statement_and_no_thread_hop(guard, now, monkeypatch):
+    """The per-request cost of ingest: the caller is checked in one statement (user and revocation
+    together), and no dependency of the route hops to the threadpool."""
+    from fastapi.dependencies import utils as fastapi_deps
+    from sqlalchemy import event
+
+    headers = await guard.headers("operator")
+    hops = []
+    real_run = fastapi_deps.run_in_threadpool
+
+    async def counting_run(func, *args, **kwargs):
+        hops.append(getattr(func, "__name__", repr(func)))
+        return await real_run(func, *args, **kwargs)
+
+    monkeypatch.setattr(fastapi_deps, "run_in_threadpool", counting_run)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = guard.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        r = await guard.client.post(
+            "/api/v1/metrics/batch", headers=headers, json={"points": series(now, [1.0, 2.0])}
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert r.status_code == 201, r.text
+    assert hops == []
+    auth = [s for s in statements if "users" in s or "revoked_tokens" in s]
+    assert len(auth) == 1, auth

@@ -1,0 +1,100 @@
+"""``build_deltas`` (vectorised) against its specification: per (series, bucket) of each level, the
+sketch ``sketch_of`` makes of that bucket's values, as ``delta_fields`` encodes it."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.metrics.rollups import _SPARSE, RESOLUTIONS, build_deltas, delta_fields, merge_blobs, sketch_of
+from app.metrics.validation import check_points
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+COLUMNS = ("count", "sum", "min", "max", "sumsq")
+
+
+def expected(batch) -> dict[tuple, tuple]:
+    values: defaultdict[tuple, list[float]] = defaultdict(list)
+    for p in batch.points():
+        for res in RESOLUTIONS:
+            start = p.minute // res * res
+            values[(res, p.component, p.metric_name, p.series_key, start)].append(p.value)
+    return {key: delta_fields(sketch_of(vals)) for key, vals in values.items()}
+
+
+def assert_rows_match(batch) -> None:
+    rows = build_deltas(batch)
+    got = {(r[0], r[1], r[2], r[3], int(r[4].timestamp())): r[5:] for r in rows}
+    assert len(got) == len(rows), "one row per (series, bucket) and level"
+    want = expected(batch)
+    assert got.keys() == want.keys()
+    for key, fields in got.items():
+        ref = want[key]
+        assert fields[0] == ref[0] and fields[2:4] == ref[2:4], key  # count, min, max: exact
+        for name, a, b in zip(COLUMNS[1::3], fields[1::3], ref[1::3], strict=True):  # sum, sumsq
+            assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6), (key, name, a, b)
+        assert fields[6] is False  # not compacted
+        sk, ref_sk = merge_blobs([fields[5]]), merge_blobs([ref[5]])
+        assert (sk.count, sk.zero_count, sk.pos, sk.neg) == (
+            ref_sk.count,
+            ref_sk.zero_count,
+            ref_sk.pos,
+            ref_sk.neg,
+        ), key
+        assert math.isclose(sk.stddev, ref_sk.stddev, rel_tol=1e-6, abs_tol=1e-6), key
+    # Minute rows, then ten-minute rows, then hour rows.
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+
+
+values = st.one_of(
+    st.floats(min_value=-1e150, max_value=1e150, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 1e-9, -1e-9, 1e-10, 1.0, 2.5]),
+    st.floats(min_value=0.001, max_value=1000.0),
+)
+points = st.lists(
+    st.tuples(st.integers(0, 3), st.integers(0, 3), values, st.integers(0, 3 * 3600)),
+    min_size=1,
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(points)
+def test_rows_are_the_sketches_of_each_bucket(pts):
+    batch = check_points(
+        [
+            {
+                "component": f"c{c}",
+                "metric_name": "m",
+                "value": v,
+                "labels": {"shard": str(s)} if s else {},
+                "timestamp": (NOW - timedelta(seconds=age)).isoformat(),
+            }
+            for c, s, v, age in pts
+        ],
+        now=NOW,
+    )
+    assert_rows_match(batch)
+
+
+def test_an_hour_of_more_buckets_than_a_sketch_keeps_is_collapsed_like_a_sketch():
+    # 3,000 values spread over ~12 decades: ~5,500 distinct buckets in the hour (> 2,048).
+    items = [
+        {
+            "component": "c",
+            "metric_name": "m",
+            "value": 10 ** (i / 250 - 6),
+            "timestamp": (NOW - timedelta(seconds=3600 + i)).isoformat(),
+        }
+        for i in range(3000)
+    ]
+    batch = check_points(items, now=NOW)
+    assert_rows_match(batch)
+    hour = max((r for r in build_deltas(batch) if r[0] == 3600), key=lambda r: r[5])
+    assert hour[5] == 2999
+    tag, count, *_, positive_buckets, negative_buckets = _SPARSE.unpack_from(hour[10])
+    assert (count, positive_buckets, negative_buckets) == (2999, 2048, 0)  # as stored, not as read
