@@ -10,9 +10,11 @@ one replica notifies):
 - opened while an upstream (direct or transitive) is unhealthy -> attributed to the root at once;
 - opened while every upstream looks healthy -> **held**: a child often fails before its upstream
   does (shorter period, lower threshold). It is released (its own: notified, healed) as soon as
-  every upstream has passed a check since the child's incident opened, or at ``held_until``: the
-  longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout,
-  plus slack). If an upstream turns unhealthy meanwhile, the held incident is attributed to it.
+  every upstream has passed a check since the child's incident opened (a heartbeat upstream must
+  also have pinged since: its check passes until a ping is overdue), or at ``held_until``: the
+  longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout;
+  a heartbeat: period + grace + interval x failure_threshold; plus slack). If an upstream turns
+  unhealthy meanwhile, the held incident is attributed to it.
 - the root recovers -> the child gets its own threshold window (``held_until`` = now + its interval
   x failure_threshold + timeout). Recovering by itself within it closes the incident with no
   notification and no action; still failing after it, the incident becomes its own.
@@ -107,14 +109,18 @@ def _status(state: ComponentState | None) -> str:
 
 
 def detection_window(component: Component, settings: Settings) -> float:
-    """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
+    """How long this component needs to notice its own failure: interval x failure_threshold + timeout
+    (a heartbeat: its period and grace, then interval x failure_threshold)."""
     check = component.check or {}
     mon = settings.monitoring
-    if check.get("kind") == "heartbeat":  # a missed ping is noticed after its period and grace
-        return float(check.get("period") or mon.interval) + float(check.get("grace") or 0)
     interval = float(check.get("interval") or mon.interval)
-    timeout = float(check.get("timeout") or mon.health_check_timeout)
     threshold = int(check.get("failure_threshold") or mon.failure_threshold)
+    if check.get("kind") == "heartbeat":
+        # A missed ping is late after the period and its grace; then the checks need their threshold.
+        # (A cron schedule has no fixed period: the gap to its next run is not known here.)
+        late = float(check.get("period_s") or 0) + float(check.get("grace_s") or 0)
+        return late + interval * threshold
+    timeout = float(check.get("timeout") or mon.health_check_timeout)
     return interval * threshold + timeout
 
 
@@ -326,6 +332,11 @@ def _known_healthy(entry, since: datetime) -> bool:
     component, state = entry
     if not _monitored(component):
         return True  # disabled or unchecked: it will never pass a check, nothing to wait for
+    if (component.check or {}).get("kind") == "heartbeat" and (
+        state is None or state.last_ping_at is None or state.last_ping_at < since
+    ):
+        # A heartbeat check passes until the ping is overdue: only a ping since says the job lives.
+        return False
     return (
         state is not None
         and state.status == "healthy"
