@@ -40,7 +40,7 @@ from app.db.models import Component, ComponentState, Incident
 from app.db.models.components import HAS_DEPENDENCIES
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.platform.events import IncidentOpened
+from app.platform.events import EventBus, IncidentOpened, IncidentReleased
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
@@ -232,12 +232,14 @@ class RootCauseLoop(LoopService):
         metrics: GuardMetrics,
         *,
         wake: asyncio.Event | None,
+        events: EventBus | None = None,
         interval: float = 1.0,
     ) -> None:
         super().__init__(interval, metrics=metrics)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.wake = wake  # the healing engine's (None when healing is disabled)
+        self.events = events  # IncidentReleased, in the releasing transaction
 
     async def run_once(self) -> None:
         released: list[int] = []
@@ -318,6 +320,17 @@ class RootCauseLoop(LoopService):
         if typing.cast("CursorResult[Any]", claimed).rowcount != 1:  # an UPDATE's: a CursorResult
             return False  # another replica released it
         await _release_alert(session, self.settings, name)
+        if self.events is not None:
+            await self.events.publish(
+                IncidentReleased(
+                    component=name,
+                    component_id=incident.component_id,
+                    incident_id=incident.id,
+                    opened_at=incident.opened_at,
+                    at=now,
+                ),
+                session,
+            )
         log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
         return True
 
