@@ -167,7 +167,8 @@ class Chain(Story):
     """chain-down depends on chain-up and fails while chain-up is down. chain-up crashes: only chain-up
     is restarted; chain-down recovers by itself once its root is healed (its alert resolves, no action
     on it, nobody notified about it). Then chain-down breaks on its own while chain-up is fine: now
-    chain-down IS healed, and chain-up is left alone."""
+    chain-down IS healed, and chain-up is left alone. Last, chain-up dies again inside chain-down's stick
+    window: chain-down's symptoms are chain-up's incident, not a relapse of chain-down's heal."""
 
     name = "chain"
 
@@ -226,6 +227,29 @@ class Chain(Story):
         health = [a for a in self.alerts("chain-down", "health:") if parse_time(a["first_seen"]) >= own]
         assert health and all(a["status"] == "resolved" for a in health), why
         assert any("healing attempt" in (a.get("resolution_action") or "") for a in health), why
+
+        # chain-up dies again inside chain-down's stick window: chain-down fails because of it. That is
+        # chain-up's incident, not a relapse of chain-down's heal: chain-down's heal stays succeeded.
+        again = up.mode("crash")
+        self.wait(
+            lambda: self.verified_after("chain-up", again) and self.settled("chain-up"),
+            "chain-up restarted again",
+        )
+        self.wait(lambda: self.settled("chain-down"), "chain-down to recover by itself again")
+        time.sleep(3)
+        why = self.why()()
+        heal = self.guard.attempts("chain-down")[0]
+        assert any(
+            t["current"] != "healthy"
+            for t in self.guard.transitions("chain-down")
+            if parse_time(t["at"]) >= again
+        ), why  # it did fail again, within its stick window
+        assert down.actions() == 1, why
+        assert self.states("chain-down") == ["succeeded"], why
+        assert "relapsed" not in (heal["detail"] or ""), why
+        assert not self.alerts("chain-down", "healing-breaker:"), why
+        assert up.actions() == 2, why
+        assert self.states("chain-up")[-1] == "succeeded", why
 
 
 class BatchChain(Story):
