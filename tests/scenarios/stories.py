@@ -128,12 +128,6 @@ class Story:
     def alerts(self, name: str, prefix: str) -> list[dict]:
         return [a for a in self.guard.alerts(name) if a["fingerprint"].startswith(prefix)]
 
-    def watch(self, seconds: float, name: str) -> None:
-        """Nothing may happen to ``name``'s actions for ``seconds`` (a step the guard must not take)."""
-        before = self.workloads[name].actions()
-        time.sleep(seconds)
-        assert self.workloads[name].actions() == before, self.why(name)()
-
     # -- running ------------------------------------------------------------------------------
     def components(self) -> None:
         raise NotImplementedError
@@ -146,7 +140,7 @@ class Story:
             if ready is not None:
                 ready.wait()
             self.play()
-        except BaseException:  # noqa: BLE001 - reported by the story's test, with the guard's log
+        except Exception:  # noqa: BLE001 - reported by the story's test, with the guard's log
             log = [line for line in self.guard.tail(400).splitlines() if "uvicorn.access" not in line]
             self.error = traceback.format_exc() + "\n--- guard log ---\n" + "\n".join(log[-40:])
 
