@@ -289,6 +289,20 @@ class RootCauseLoop(LoopService):
                 await _alert_meta(session, self.settings, name, root)
             return False
         component, own = states.get(name, (None, None))
+        if incident.caused_by is None:
+            # Held: an upstream may have failed and been healed between two passes (a restart takes
+            # well under a second), never seen unhealthy here. Its incident since the child's says so:
+            # the child's failure was its doing, and the child gets its window as below.
+            came_and_went = await _upstream_incident_since(session, dag, name, states, incident.opened_at)
+            if came_and_went is not None:
+                window = detection_window(component, self.settings) if component is not None else 0.0
+                await session.execute(
+                    update(Incident)
+                    .where(*where)
+                    .values(caused_by=came_and_went, held_until=now + timedelta(seconds=window + SLACK_S))
+                )
+                await _alert_meta(session, self.settings, name, came_and_went)
+                return False
         if incident.caused_by is not None and incident.held_until is None:
             # The root recovered: the child gets its own threshold window to recover by itself.
             window = detection_window(component, self.settings) if component is not None else 0.0
@@ -333,6 +347,23 @@ class RootCauseLoop(LoopService):
             )
         log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
         return True
+
+
+async def _upstream_incident_since(
+    session: AsyncSession, dag, name: str, states, since: datetime
+) -> str | None:
+    """An upstream of ``name`` with an incident opened at or after ``since`` (the deepest such), or None."""
+    ids = {entry[0].id: up for up in graph.ancestors(dag, name) if (entry := states.get(up)) is not None}
+    if not ids:
+        return None
+    rows = await session.execute(
+        select(Incident.component_id).where(Incident.component_id.in_(ids), Incident.opened_at >= since)
+    )
+    failed = {ids[cid] for cid in rows.scalars()}
+    if not failed:
+        return None
+    roots = [up for up in sorted(failed) if not failed & set(graph.ancestors(dag, up))]
+    return roots[0] if roots else sorted(failed)[0]
 
 
 def _monitored(component: Component) -> bool:
