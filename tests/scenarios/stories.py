@@ -385,6 +385,10 @@ class Relapses(Story):
             if parse_time(t["at"]) >= again_in and t["current"] != "healthy"
         )
         assert parse_time(opened_again["at"]) < healed_in + timedelta(seconds=STICK_S), why
+        # The attempt shows its stick window (decision.holds_until) and when the relapse came.
+        holds_in = parse_time(first_in["decision"]["holds_until"])
+        assert holds_in == parse_time(first_in["finished_at"]) + timedelta(seconds=STICK_S), why
+        assert parse_time(first_in["decision"]["relapsed_at"]) < holds_in, why
         assert inside.actions() == 1, why
         assert self.states("relapse-in") == ["failed"], why
         assert "relapsed" in first_in["detail"], why
@@ -396,6 +400,12 @@ class Relapses(Story):
         attempts = self.guard.attempts("relapse-out")
         assert attempts[0]["incident_id"] != attempts[1]["incident_id"], why
         assert "relapsed" not in (attempts[0]["detail"] or ""), why
+        reopened = next(
+            t
+            for t in self.guard.transitions("relapse-out")
+            if parse_time(t["at"]) >= again_out and t["current"] != "healthy"
+        )
+        assert parse_time(reopened["at"]) >= parse_time(attempts[0]["decision"]["holds_until"]), why
         assert not self.alerts("relapse-out", "healing-breaker:"), why
         assert not self.alerts("relapse-out", "healing-exhausted:"), why
 
