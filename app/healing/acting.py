@@ -61,15 +61,15 @@ async def act(engine: HealingEngine, claim: Claim) -> None:
             component_id=claim.component_id,
             until=utcnow() + timedelta(seconds=claim.entry.timeout_s + ACTING_SLACK_S),
         )
-    result = None
+    ended = True  # an action that raised is over too
     try:
         started = time.monotonic()
         ctx = dataclasses.replace(claim.ctx, on_process=keeper.process_started)
         result = await run_bounded(strategy, ctx)
-        await record_durably(engine, claim, result, time.monotonic() - started)
+        ended = await record_durably(engine, claim, result, time.monotonic() - started)
     finally:
-        if (result is None or not result.success) and hasattr(recovery, "action_failed"):
-            recovery.action_failed(component_id=claim.component_id)
+        if ended and hasattr(recovery, "action_ended"):
+            recovery.action_ended(component_id=claim.component_id)
         await keeper.stop()
     engine.wake.set()
 
@@ -112,14 +112,14 @@ async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Cl
 
 async def record_durably(
     engine: HealingEngine, claim: Claim, result: ActionResult, duration_s: float
-) -> None:
-    """Record the outcome; while the database is away, try again (the lease is renewed meanwhile)."""
+) -> bool:
+    """Record the outcome; while the database is away, try again (the lease is renewed meanwhile).
+    Returns whether the hold on the component's failures ends with the action (``record``)."""
     delay = 0.5
     deadline = time.monotonic() + RECORD_RETRY_FOR_S
     while True:
         try:
-            await record(engine, claim, result, duration_s)
-            return
+            return await record(engine, claim, result, duration_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -130,7 +130,7 @@ async def record_durably(
                     claim.attempt_id,
                     type(exc).__name__,
                 )
-                return
+                return not result.success
             log.warning(
                 "healing: could not record the outcome of attempt %s (%s); retrying in %.1f s",
                 claim.attempt_id,
@@ -141,7 +141,11 @@ async def record_durably(
             delay = min(delay * 2, RECORD_RETRY_MAX_S)
 
 
-async def record(engine: HealingEngine, claim: Claim, result: ActionResult, duration_s: float) -> None:
+async def record(engine: HealingEngine, claim: Claim, result: ActionResult, duration_s: float) -> bool:
+    """Returns whether the hold on the component's failures (``action_starting``) ends now: yes when
+    the action failed or its incident closed while it ran (healed already: a failure now is a new
+    one, not a blind spot until the action's timeout); no when it is verifying (monitoring's grace
+    takes over) or a manual action without an incident (its start-up stays covered)."""
     now = utcnow()
     verifying = None
     async with session_scope(engine.state.sessionmaker) as session:
@@ -151,11 +155,11 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
         await hold_write_lock(session)
         row = await session.get(HealingAttempt, claim.attempt_id, with_for_update=True)
         if row is None:
-            return
+            return not result.success
         row.output = result.output
         row.action_finished_at = now
         if row.state != AttemptState.RUNNING:
-            return  # marked interrupted meanwhile by a restart elsewhere: keep that verdict
+            return not result.success  # marked interrupted meanwhile elsewhere: keep that verdict
         decision = dict(row.decision or {})
         decision["action_duration_s"] = round(duration_s, 3)
         if claim.detected_at is not None and row.started_at is not None:
@@ -177,7 +181,7 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
             await engine.attempts.finish_failed(
                 session, row, now, AttemptState.FAILED, result.detail, policy=claim.policy
             )
-            return
+            return True
         row.detail = result.detail
         incident = (
             await session.get(HealingIncident, row.incident_id, with_for_update=True)
@@ -187,7 +191,7 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
         if incident is None or incident.status == "closed":
             # Nothing to verify against (manual trigger without an incident), or already healthy.
             await engine.attempts.mark_succeeded(session, row, incident, now, policy=claim.policy)
-            return
+            return incident is not None
         row.state = AttemptState.VERIFYING
         row.verify_deadline = now + timedelta(seconds=claim.policy.verify_timeout)
         verifying = (row.component, row.component_id, row.incident_id, row.strategy, row.id)
@@ -201,3 +205,4 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
         grace_s=claim.policy.grace_period,
         recheck_until_s=claim.policy.verify_timeout,
     )
+    return False

@@ -103,9 +103,9 @@ class SchedulerRecoveryNotifier:
         if component_id is not None:
             self.scheduler.note_action_started(component_id, until)
 
-    def action_failed(self, *, component_id) -> None:
+    def action_ended(self, *, component_id) -> None:
         if component_id is not None:
-            self.scheduler.note_action_failed(component_id)
+            self.scheduler.note_action_ended(component_id)
 
     async def action_ran(
         self, *, component, component_id, incident_id, action, grace_s, recheck_until_s

@@ -3,7 +3,9 @@ publisher's transaction (subscribers only flush).
 
 ``IncidentOpened`` records the incident and, once that transaction commits, hands its id over to
 the engine (decided at once, on its own); a worsening ``HealthTransition`` hands its incident over too.
-An incident opened within the stick window after a heal makes that heal a failed one (relapse).
+An incident opened within the stick window after a heal makes that heal a failed one (relapse) — once
+it is the component's own: one attributed to (or held for) an unhealthy upstream counts only if it
+is released (``IncidentReleased``).
 ``HealthTransition(recovering→unhealthy)`` fails the verifying attempt at once.
 ``HealthTransition(→healthy)`` / ``IncidentClosed`` close it: the verifying attempt becomes
 ``succeeded`` (and resolves the health alert with its resolution action), an exhausted incident's
@@ -21,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
 from app.healing.attempts import Attempts, resolution_verb
-from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
+from app.healing.rootcause import is_suppressed
+from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened, IncidentReleased
 
 if TYPE_CHECKING:
     from app.healing.wake import Wake
@@ -48,7 +51,11 @@ class IncidentEvents:
     async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
         existing = await session.get(HealingIncident, evt.incident_id)
         if existing is None:
-            await self._count_relapse(session, evt)
+            # An incident attributed to (or held for) an unhealthy upstream is the upstream's symptom,
+            # not a relapse of this component's heal: counted only once it is its own (released).
+            suppressed, _ = await is_suppressed(session, evt.incident_id)
+            if not suppressed:
+                await self._count_relapse(session, evt.component, evt.incident_id, evt.at, evt.reason)
             session.add(
                 HealingIncident(
                     incident_id=evt.incident_id,
@@ -63,16 +70,28 @@ class IncidentEvents:
             await session.flush()
         self._wake_after_commit(session, evt.incident_id)
 
-    async def _count_relapse(self, session: AsyncSession, evt: IncidentOpened) -> None:
+    async def on_incident_released(self, evt: IncidentReleased, session: AsyncSession) -> None:
+        """A held incident became the component's own: a relapse if it opened within the stick window."""
+        await self._count_relapse(
+            session,
+            evt.component,
+            evt.incident_id,
+            evt.opened_at,
+            "held until its upstreams were known healthy",
+        )
+
+    async def _count_relapse(
+        self, session: AsyncSession, component: str, incident_id: int, opened_at: datetime, reason: str
+    ) -> None:
         """A new incident within the stick window after a heal: that heal did not hold."""
         healed = (
             await session.execute(
                 select(HealingAttempt)
                 .where(
-                    HealingAttempt.component == evt.component,
+                    HealingAttempt.component == component,
                     HealingAttempt.state == AttemptState.SUCCEEDED,
                     HealingAttempt.incident_id.is_not(None),
-                    HealingAttempt.incident_id != evt.incident_id,
+                    HealingAttempt.incident_id != incident_id,
                 )
                 .order_by(HealingAttempt.finished_at.desc(), HealingAttempt.id.desc())
                 .limit(1)
@@ -80,10 +99,10 @@ class IncidentEvents:
         ).scalar_one_or_none()
         if healed is None:
             return
-        policy = await self.attempts.policy_for(session, evt.component)
-        if lifecycle.relapsed(healed.finished_at, evt.at, policy.verify_timeout):
+        policy = await self.attempts.policy_for(session, component)
+        if lifecycle.relapsed(healed.finished_at, opened_at, policy.verify_timeout):
             await self.attempts.mark_relapsed(
-                session, healed, evt.at, policy=policy, why=f"incident {evt.incident_id} opened: {evt.reason}"
+                session, healed, opened_at, policy=policy, why=f"incident {incident_id} opened: {reason}"
             )
 
     async def on_health_transition(self, evt: HealthTransition, session: AsyncSession) -> None:

@@ -50,7 +50,10 @@ class RecoveryNotifier(Protocol):
 
     def action_starting(self, *, component_id: int | None, until: datetime) -> None: ...
 
-    def action_failed(self, *, component_id: int | None) -> None: ...
+    def action_ended(self, *, component_id: int | None) -> None:
+        """The action is over and nothing is to verify (it failed, or its incident closed while it
+        ran): the component's failures count again at once."""
+        ...
 
     async def action_ran(
         self,

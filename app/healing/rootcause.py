@@ -10,9 +10,11 @@ one replica notifies):
 - opened while an upstream (direct or transitive) is unhealthy -> attributed to the root at once;
 - opened while every upstream looks healthy -> **held**: a child often fails before its upstream
   does (shorter period, lower threshold). It is released (its own: notified, healed) as soon as
-  every upstream has passed a check since the child's incident opened, or at ``held_until``: the
-  longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout,
-  plus slack). If an upstream turns unhealthy meanwhile, the held incident is attributed to it.
+  every upstream has passed a check since the child's incident opened (a heartbeat upstream must
+  also have pinged since: its check passes until a ping is overdue), or at ``held_until``: the
+  longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout;
+  a heartbeat: period + grace + interval x failure_threshold; plus slack). If an upstream turns
+  unhealthy meanwhile, the held incident is attributed to it.
 - the root recovers -> the child gets its own threshold window (``held_until`` = now + its interval
   x failure_threshold + timeout). Recovering by itself within it closes the incident with no
   notification and no action; still failing after it, the incident becomes its own.
@@ -38,7 +40,7 @@ from app.db.models import Component, ComponentState, Incident
 from app.db.models.components import HAS_DEPENDENCIES
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.platform.events import IncidentOpened
+from app.platform.events import EventBus, IncidentOpened, IncidentReleased
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
@@ -107,14 +109,18 @@ def _status(state: ComponentState | None) -> str:
 
 
 def detection_window(component: Component, settings: Settings) -> float:
-    """How long this component needs to notice its own failure: interval x failure_threshold + timeout."""
+    """How long this component needs to notice its own failure: interval x failure_threshold + timeout
+    (a heartbeat: its period and grace, then interval x failure_threshold)."""
     check = component.check or {}
     mon = settings.monitoring
-    if check.get("kind") == "heartbeat":  # a missed ping is noticed after its period and grace
-        return float(check.get("period") or mon.interval) + float(check.get("grace") or 0)
     interval = float(check.get("interval") or mon.interval)
-    timeout = float(check.get("timeout") or mon.health_check_timeout)
     threshold = int(check.get("failure_threshold") or mon.failure_threshold)
+    if check.get("kind") == "heartbeat":
+        # A missed ping is late after the period and its grace; then the checks need their threshold.
+        # (A cron schedule has no fixed period: the gap to its next run is not known here.)
+        late = float(check.get("period_s") or 0) + float(check.get("grace_s") or 0)
+        return late + interval * threshold
+    timeout = float(check.get("timeout") or mon.health_check_timeout)
     return interval * threshold + timeout
 
 
@@ -226,12 +232,14 @@ class RootCauseLoop(LoopService):
         metrics: GuardMetrics,
         *,
         wake: asyncio.Event | None,
+        events: EventBus | None = None,
         interval: float = 1.0,
     ) -> None:
         super().__init__(interval, metrics=metrics)
         self.sessionmaker = sessionmaker
         self.settings = settings
         self.wake = wake  # the healing engine's (None when healing is disabled)
+        self.events = events  # IncidentReleased, in the releasing transaction
 
     async def run_once(self) -> None:
         released: list[int] = []
@@ -281,6 +289,20 @@ class RootCauseLoop(LoopService):
                 await _alert_meta(session, self.settings, name, root)
             return False
         component, own = states.get(name, (None, None))
+        if incident.caused_by is None:
+            # Held: an upstream may have failed and been healed between two passes (a restart takes
+            # well under a second), never seen unhealthy here. Its incident since the child's says so:
+            # the child's failure was its doing, and the child gets its window as below.
+            came_and_went = await _upstream_incident_since(session, dag, name, states, incident.opened_at)
+            if came_and_went is not None:
+                window = detection_window(component, self.settings) if component is not None else 0.0
+                await session.execute(
+                    update(Incident)
+                    .where(*where)
+                    .values(caused_by=came_and_went, held_until=now + timedelta(seconds=window + SLACK_S))
+                )
+                await _alert_meta(session, self.settings, name, came_and_went)
+                return False
         if incident.caused_by is not None and incident.held_until is None:
             # The root recovered: the child gets its own threshold window to recover by itself.
             window = detection_window(component, self.settings) if component is not None else 0.0
@@ -312,8 +334,36 @@ class RootCauseLoop(LoopService):
         if typing.cast("CursorResult[Any]", claimed).rowcount != 1:  # an UPDATE's: a CursorResult
             return False  # another replica released it
         await _release_alert(session, self.settings, name)
+        if self.events is not None:
+            await self.events.publish(
+                IncidentReleased(
+                    component=name,
+                    component_id=incident.component_id,
+                    incident_id=incident.id,
+                    opened_at=incident.opened_at,
+                    at=now,
+                ),
+                session,
+            )
         log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
         return True
+
+
+async def _upstream_incident_since(
+    session: AsyncSession, dag, name: str, states, since: datetime
+) -> str | None:
+    """An upstream of ``name`` with an incident opened at or after ``since`` (the deepest such), or None."""
+    ids = {entry[0].id: up for up in graph.ancestors(dag, name) if (entry := states.get(up)) is not None}
+    if not ids:
+        return None
+    rows = await session.execute(
+        select(Incident.component_id).where(Incident.component_id.in_(ids), Incident.opened_at >= since)
+    )
+    failed = {ids[cid] for cid in rows.scalars()}
+    if not failed:
+        return None
+    roots = [up for up in sorted(failed) if not failed & set(graph.ancestors(dag, up))]
+    return roots[0] if roots else sorted(failed)[0]
 
 
 def _monitored(component: Component) -> bool:
@@ -326,6 +376,11 @@ def _known_healthy(entry, since: datetime) -> bool:
     component, state = entry
     if not _monitored(component):
         return True  # disabled or unchecked: it will never pass a check, nothing to wait for
+    if (component.check or {}).get("kind") == "heartbeat" and (
+        state is None or state.last_ping_at is None or state.last_ping_at < since
+    ):
+        # A heartbeat check passes until the ping is overdue: only a ping since says the job lives.
+        return False
     return (
         state is not None
         and state.status == "healthy"

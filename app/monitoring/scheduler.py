@@ -226,7 +226,8 @@ class Scheduler(ComponentTracking):
         `until`, its failures are the action's own effect and change nothing."""
         self.writer.acting[component_id] = until
 
-    def note_action_failed(self, component_id: int) -> None:
+    def note_action_ended(self, component_id: int) -> None:
+        """The action is over with nothing to verify: its failures count again."""
         self.writer.acting.pop(component_id, None)
 
     async def note_recovery_action(

@@ -40,6 +40,7 @@ from app.platform.events import (
     HealthTransition,
     IncidentClosed,
     IncidentOpened,
+    IncidentReleased,
 )
 from app.platform.loops import LoopService
 from app.platform.runtime import Core, Detection, Healing, Monitoring, Replicas, Runtime
@@ -115,6 +116,7 @@ def subscriptions(rt: Runtime) -> list[tuple[type, Handler]]:
         (IncidentOpened, rootcause.on_incident_opened),
         (IncidentOpened, alerts.on_incident_opened),
         (IncidentOpened, healing.incidents.on_incident_opened if healing else None),
+        (IncidentReleased, healing.incidents.on_incident_released if healing else None),
         (IncidentClosed, healing.incidents.on_incident_closed if healing else None),
         (IncidentClosed, alerts.on_incident_closed),
         (AnomalyDetected, alerts.on_anomaly),
@@ -144,7 +146,13 @@ def default_services(rt: Runtime) -> list[LoopService]:
         OutboxSender(core, secret_box=secret_box),
         AuditRetention(core),
         *([HealingLoop(core, healing)] if healing is not None else []),
-        RootCauseLoop(core.sessionmaker, core.settings, core.metrics, wake=healing.wake if healing else None),
+        RootCauseLoop(
+            core.sessionmaker,
+            core.settings,
+            core.metrics,
+            wake=healing.wake if healing else None,
+            events=rt.events,
+        ),
     ]
 
 

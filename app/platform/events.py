@@ -48,6 +48,17 @@ class IncidentOpened:
 
 
 @dataclass(frozen=True)
+class IncidentReleased:
+    """A held or attributed incident (root cause) became the component's own: notified, healed."""
+
+    component: str
+    component_id: int
+    incident_id: int
+    opened_at: datetime
+    at: datetime
+
+
+@dataclass(frozen=True)
 class IncidentClosed:
     component: str
     component_id: int

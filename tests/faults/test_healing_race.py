@@ -27,6 +27,7 @@ def attempts_per_incident(cluster) -> dict[int, int]:
     return {r["incident_id"]: r["n"] for r in rows}
 
 
+@pytest.mark.timeout(300)  # three replicas to start and stop, 200 decisions each: minutes when loaded
 def test_racing_replicas_heal_each_incident_once(cluster_factory):
     cluster = cluster_factory(lease_ttl=6.0, renew_interval=2.0, extra_config=HEALING)
     cluster.add(3)
@@ -36,7 +37,9 @@ def test_racing_replicas_heal_each_incident_once(cluster_factory):
     def healed():
         return {n for _, n, _ in cluster.recorder.heals}
 
-    assert cluster.wait_for(lambda: healed() >= set(names), 90, step=0.5), len(healed())
+    # Exactly one action per incident is the point, not speed: on a loaded machine one replica's pass
+    # over 200 open incidents was seen taking 39 s (pytest-timeout then cut the 90 s wait short).
+    assert cluster.wait_for(lambda: healed() >= set(names), 180, step=0.5), len(healed())
     took = time.monotonic() - started
     time.sleep(3)  # let any straggler (a duplicate) show up
     calls = collections.Counter(n for _, n, _ in cluster.recorder.heals)

@@ -17,6 +17,11 @@ Everything a test steers lives in DIR, one small file each:
 - ``action_sleep``: seconds the command spends (in a child process of its group) before acting; a
   ``once`` suffix makes only the next invocation sleep.
 - ``boot_delay``: seconds a restarted target waits before it listens (slow boot).
+- ``upstream`` (HTTP targets): what the target needs to answer 200 while its ``mode`` is ``ok``, so
+  it fails *because of* an upstream: ``http URL`` (that URL answers 200 within 0.5 s) or
+  ``fresh PATH SECONDS`` (PATH, a heartbeat job's ``output``, was written within SECONDS).
+- ``output`` (written by a heartbeat job on each ping): the time of its last run, what a consumer
+  of its data reads.
 - ``actions.log`` (written by the command): ``start <epoch> <pid> <pgid>`` when it begins,
   ``concurrent <epoch> <pid>`` when another invocation for the same DIR is still running (an flock
   held by the command and its children), ``done <epoch> <pid> <ok|fail>`` at the end.
@@ -63,6 +68,24 @@ def failing_now(mode: str) -> bool:
 # -- the target ----------------------------------------------------------------------------------
 
 
+def upstream_ok(directory: Path) -> bool:
+    need = read(directory, "upstream").split()
+    if not need:
+        return True
+    if need[0] == "http":
+        try:
+            with urllib.request.urlopen(need[1], timeout=0.5) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+    if need[0] == "fresh":
+        try:
+            return time.time() - float(Path(need[1]).read_text()) <= float(need[2])
+        except (OSError, ValueError):
+            return False
+    raise ValueError(f"unknown upstream {need!r}")
+
+
 def serve_http(directory: Path, spec: dict) -> None:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -74,7 +97,7 @@ def serve_http(directory: Path, spec: dict) -> None:
                 time.sleep(3600)
             if mode == "slow":
                 time.sleep(0.6)
-            code = 500 if failing_now(mode) else 200
+            code = 500 if failing_now(mode) or (mode == "ok" and not upstream_ok(directory)) else 200
             body = json.dumps({"mode": mode, "pid": os.getpid()}).encode()
             try:
                 self.send_response(code)
@@ -103,6 +126,7 @@ def serve_heartbeat(directory: Path, spec: dict) -> None:
         if mode == "crash":
             os._exit(3)
         if mode != "silent":
+            write(directory, "output", f"{time.time():.3f}")
             request = urllib.request.Request(
                 url,
                 data=b'{"status": "success"}',
