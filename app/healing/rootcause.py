@@ -13,7 +13,8 @@ one replica notifies):
   every upstream has passed a check since the child's incident opened (a heartbeat upstream must
   also have pinged since: its check passes until a ping is overdue), or at ``held_until``: the
   longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout;
-  a heartbeat: period + grace + interval x failure_threshold; plus slack). If an upstream turns
+  a heartbeat: until its ping is overdue, its last ping + period + grace, then interval x
+  failure_threshold; plus slack: ``noticed_by``). If an upstream turns
   unhealthy meanwhile, the held incident is attributed to it.
 - the root recovers -> the child gets its own threshold window (``held_until`` = now + its interval
   x failure_threshold + timeout). Recovering by itself within it closes the incident with no
@@ -124,6 +125,22 @@ def detection_window(component: Component, settings: Settings) -> float:
     return interval * threshold + timeout
 
 
+def noticed_by(
+    component: Component, state: ComponentState | None, settings: Settings, since: datetime
+) -> datetime:
+    """When this component will have noticed its own failure, had it failed by ``since``: ``since`` +
+    its detection window; for a heartbeat that has pinged, counted from its last ping (its ping is
+    late ``period + grace`` after it), not from ``since``: an hourly job that pinged 55 minutes ago is
+    known dead or alive within minutes, one that pinged a minute ago not before the hour is over."""
+    window = detection_window(component, settings)
+    check = component.check or {}
+    if check.get("kind") == "heartbeat" and state is not None and state.last_ping_at is not None:
+        late = float(check.get("period_s") or 0) + float(check.get("grace_s") or 0)
+        overdue = max(state.last_ping_at + timedelta(seconds=late), since)
+        return overdue + timedelta(seconds=window - late)
+    return since + timedelta(seconds=window)
+
+
 async def affected(session: AsyncSession, component: str) -> list[str]:
     """The components that depend on ``component``, directly or transitively (for its alert)."""
     dag = await load_graph(session, cached=True)
@@ -203,8 +220,8 @@ async def on_incident_opened(settings: Settings, event: IncidentOpened, session:
         watched = [c for c, _ in states.values() if _monitored(c)]
         if not watched:
             return  # nothing upstream is checked: nothing to wait for
-        wait = max(detection_window(c, settings) for c in watched)
-        values.update(caused_by=None, held_until=event.at + timedelta(seconds=wait + SLACK_S))
+        noticed = max(noticed_by(c, s, settings, event.at) for c, s in states.values() if _monitored(c))
+        values.update(caused_by=None, held_until=noticed + timedelta(seconds=SLACK_S))
     await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
 
 

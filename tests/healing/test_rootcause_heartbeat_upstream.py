@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.components.specs import validate_check
 from app.db.models import Component, ComponentState
-from app.healing.rootcause import _known_healthy, detection_window
+from app.healing.rootcause import _known_healthy, detection_window, noticed_by
 from tests.conftest import make_settings
 
 OPENED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -71,3 +71,32 @@ def test_a_passing_http_upstream_still_releases_the_child():
         status="healthy", consecutive_failures=0, last_check_at=OPENED + timedelta(seconds=1)
     )
     assert _known_healthy((upstream, state), OPENED)
+
+
+def test_the_hold_for_a_heartbeat_upstream_counts_from_its_last_ping(tmp_path):
+    """A child held for an hourly job is held until the job's ping would be overdue (plus the checks'
+    threshold): from the job's last ping, not a whole period from the child's incident."""
+    settings = make_settings("sqlite+aiosqlite:///unused.db", tmp_path)
+    hourly = job({"kind": "heartbeat", "period": "1h", "grace": "5m", "interval": 30, "failure_threshold": 2})
+
+    def held(ago: timedelta) -> datetime:
+        state = ComponentState(status="healthy", consecutive_failures=0, last_ping_at=OPENED - ago)
+        return noticed_by(hourly, state, settings, OPENED)
+
+    # pinged 55 minutes before: overdue 10 minutes after the incident opened, seen a minute later
+    assert held(timedelta(minutes=55)) == OPENED + timedelta(minutes=11)
+    # pinged a minute before: not known before its ping is overdue, 64 minutes later, plus a minute
+    assert held(timedelta(minutes=1)) == OPENED + timedelta(minutes=65)
+    # overdue already (the checks have not caught up): the checks' threshold from now
+    assert held(timedelta(hours=3)) == OPENED + timedelta(minutes=1)
+    # never pinged: the whole window from now
+    never = ComponentState(status="unknown", consecutive_failures=0)
+    assert noticed_by(hourly, never, settings, OPENED) == OPENED + timedelta(seconds=3600 + 300 + 60)
+    http = Component(
+        name="api",
+        enabled=True,
+        check=validate_check({"kind": "http", "url": "http://127.0.0.1:9/", "interval": 5, "timeout": 2}),
+    )
+    assert noticed_by(http, None, settings, OPENED) == OPENED + timedelta(
+        seconds=detection_window(http, settings)
+    )
