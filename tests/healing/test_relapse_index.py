@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import event, insert, text
 
 from app.db.models.healing import AttemptState, HealingAttempt
-from app.platform.events import IncidentOpened
 
 INDEX = "ix_healing_attempts_component_state_finished"
 
@@ -40,13 +39,10 @@ async def test_the_relapse_check_reads_the_latest_succeeded_attempt_from_its_ind
             seen.append((statement, parameters))
 
     incidents = guard.runtime.healing.engine.incidents
-    opened = IncidentOpened(
-        component="c1", component_id=1, incident_id=999, status="critical", reason="down", at=now
-    )
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with guard.session() as session:
-            await incidents._count_relapse(session, opened)
+            await incidents._count_relapse(session, "c1", 999, now, "down")
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     [(statement, parameters)] = seen
