@@ -1,0 +1,130 @@
+"""SQLite's write lock handed over in order: the in-process writer gate.
+
+SQLite has one write lock per database and hands it over by polling: a writer that finds it taken
+sleeps in the busy handler with a growing back-off (1, 2, 5, 10 ... 100 ms), so it wakes up to 100 ms
+after the lock was freed, and whoever polls first wins, not whoever came first. SQLite mode runs one
+guard process (the lock file), so every writer of the guard is in this process: the gate is an
+asyncio lock (first come, first served) that a connection takes just before the statement that
+takes SQLite's write lock (its first INSERT/UPDATE/DELETE/REPLACE, DDL, or ``BEGIN IMMEDIATE``) and
+gives back as soon as the driver's transaction has ended (commit, rollback, the pool's reset or
+check-in, an invalidated or detached connection). Writers then queue in the order they came and the
+next one starts the moment the previous one committed.
+
+The gate is held exactly while SQLite's lock would be (a little earlier and later, never across
+another wait), so it adds no deadlock the lock itself did not have: a connection already in a
+write transaction never waits for the gate, readers never take it (WAL). Waiting for it is bounded
+by the busy timeout; past that the statement goes to SQLite ungated and the busy handler decides,
+as it always did for other processes (CLI ``db`` commands, migrations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import weakref
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.util import await_only
+
+log = logging.getLogger(__name__)
+_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+
+# Leading keywords of the statements that take SQLite's write lock.
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN IMMEDIATE")
+
+
+def takes_write_lock(statement: str) -> bool:
+    return statement.lstrip()[:15].upper().startswith(_WRITES)
+
+
+def _in_transaction(dbapi_connection: Any) -> bool:
+    """Whether the SQLite connection under SQLAlchemy's adapter is inside a transaction (for the
+    SQLite driver, which begins one only before a write: whether it holds the write lock)."""
+    try:
+        return bool(dbapi_connection.driver_connection.in_transaction)
+    except Exception:  # closed or being torn down: it holds nothing
+        return False
+
+
+class WriteGate:
+    """A first-come, first-served lock held by one DBAPI connection at a time."""
+
+    def __init__(self, wait_s: float):
+        self._lock = asyncio.Lock()
+        self._wait_s = wait_s
+        self._holder: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
+        self.bypassed = 0  # waits that ran out and went to SQLite ungated
+
+    @property
+    def holder(self) -> Any:
+        return self._holder
+
+    @property
+    def queued(self) -> int:
+        """Writers waiting for the gate."""
+        waiters = self._lock._waiters
+        return sum(not w.cancelled() for w in waiters) if waiters else 0
+
+    async def acquire(self, holder: Any) -> None:
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._lock.acquire()
+        except TimeoutError:
+            self.bypassed += 1
+            log.warning("SQLite writer gate not free after %.1f s; writing ungated", self._wait_s)
+            return
+        self._holder = holder
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+
+    def release(self, holder: Any) -> None:
+        if holder is None or self._holder is not holder:
+            return
+        self._holder = None
+        loop = self._loop
+        if loop is None or self._thread == threading.get_ident():
+            self._lock.release()
+        elif not loop.is_closed():  # a connection cleaned up on another thread (garbage collection)
+            loop.call_soon_threadsafe(self._lock.release)
+
+    def release_if_idle(self, holder: Any) -> None:
+        """Gives the gate back if ``holder`` has it and its transaction has ended."""
+        if holder is not None and self._holder is holder and not _in_transaction(holder):
+            self.release(holder)
+
+
+def install_write_gate(engine: Engine, wait_s: float) -> WriteGate:
+    """Puts the gate on every connection of ``engine`` (the sync engine under an AsyncEngine)."""
+    gate = _GATES[engine] = WriteGate(wait_s)
+
+    def before_cursor_execute(conn, _cursor, statement, _params, _context, _many) -> None:
+        dbapi = conn.connection.dbapi_connection
+        if gate.holder is dbapi or not takes_write_lock(statement) or _in_transaction(dbapi):
+            return
+        await_only(gate.acquire(dbapi))
+
+    def after_cursor_execute(conn, _cursor, _statement, _params, _context, _many) -> None:
+        gate.release_if_idle(conn.connection.dbapi_connection)  # DDL and other autocommit writes
+
+    def reset(dbapi_connection, _record, _state) -> None:
+        gate.release_if_idle(dbapi_connection)  # committed or rolled back before the check-in
+
+    def gone(dbapi_connection, *_args) -> None:
+        gate.release(dbapi_connection)
+
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    event.listen(engine, "after_cursor_execute", after_cursor_execute)
+    event.listen(engine.pool, "reset", reset)
+    for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached", "detach"):
+        event.listen(engine.pool, name, gone)
+    return gate
+
+
+def write_gate_of(engine: Engine) -> WriteGate | None:
+    """The gate of ``engine`` (the sync engine under an AsyncEngine), None when it has none."""
+    return _GATES.get(engine)
