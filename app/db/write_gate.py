@@ -5,7 +5,8 @@ sleeps in the busy handler with a growing back-off (1, 2, 5, 10 ... 100 ms), so 
 after the lock was freed, and whoever polls first wins, not whoever came first. SQLite mode runs one
 guard process (the lock file), so every writer of the guard is in this process: the gate is an
 asyncio lock (first come, first served) that a connection takes just before the statement that
-takes SQLite's write lock (its first INSERT/UPDATE/DELETE/REPLACE, DDL, or ``BEGIN IMMEDIATE``) and
+takes SQLite's write lock (its first INSERT/UPDATE/DELETE/REPLACE, DDL, ``BEGIN IMMEDIATE``, or a
+SAVEPOINT that opens the transaction) and
 gives back as soon as the driver's transaction has ended (commit, rollback, the pool's reset or
 check-in, an invalidated or detached connection). Writers then queue in the order they came and the
 next one starts the moment the previous one committed.
@@ -32,12 +33,24 @@ from sqlalchemy.util import await_only
 log = logging.getLogger(__name__)
 _GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
 
-# Leading keywords of the statements that take SQLite's write lock.
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN IMMEDIATE")
+# Leading keywords of the statements that take SQLite's write lock; and SAVEPOINT, which opens the
+# transaction when it comes first (``begin_nested()`` around an insert): the write inside it would
+# find the driver in a transaction already and go ungated.
+_WRITES = (
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "REPLACE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "BEGIN IMMEDIATE",
+    "SAVEPOINT",
+)
 
 
 def takes_write_lock(statement: str) -> bool:
-    return statement.lstrip()[:15].upper().startswith(_WRITES)
+    return statement.lstrip()[:16].upper().startswith(_WRITES)
 
 
 def _in_transaction(dbapi_connection: Any) -> bool:

@@ -96,6 +96,29 @@ async def test_a_decision_under_hold_write_lock_holds_the_gate_until_it_commits(
     assert free(gate)
 
 
+async def test_a_write_inside_a_first_savepoint_queues_at_the_gate(db):
+    _engine, sessions, gate = db
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with session_scope(sessions) as session:
+            await session.execute(text("INSERT INTO gate_log VALUES (0)"))
+            await release.wait()
+
+    async def nested() -> None:  # as ``begin_nested()`` around an insert that may conflict
+        async with session_scope(sessions) as session, session.begin_nested():
+            await session.execute(text("INSERT INTO gate_log VALUES (1)"))
+
+    held = asyncio.create_task(holder())
+    await until(lambda: gate.holder is not None)
+    task = asyncio.create_task(nested())
+    await until(lambda: gate.queued == 1)  # not in SQLite's busy handler, ungated
+    release.set()
+    await asyncio.wait_for(asyncio.gather(held, task), WAIT)
+    assert await logged(sessions) == [0, 1]
+    assert free(gate)
+
+
 async def test_a_rollback_gives_the_gate_back(db):
     _engine, sessions, gate = db
     with pytest.raises(RuntimeError):
