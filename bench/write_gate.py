@@ -5,8 +5,9 @@ One process, one SQLite file, the engine `create_engine` builds (WAL, the pool, 
 writes with the event loop free between them, as a flush and its subscribers do) with a random pause
 of 0-`--pause-ms` between transactions. Beside them a "reaction" task asks for a short write
 transaction (a read, `hold_write_lock`, two writes, commit) every 20-60 ms; its latency is measured from
-asking to commit. Rounds alternate the gated engine with the same engine without the gate (SQLite's
-busy handler, as before), so both see the same load; each round prints p50/p99 of the reaction's
+asking to commit. Rounds alternate the same engine without the gate (SQLite's busy handler, as
+before: the baseline), with the gate in arrival order, and with the gate and the reaction marked as
+one (`reaction_writes`), so all see the same load; each round prints p50/p99 of the reaction's
 latency and the background transactions per second, then the medians and spreads over rounds.
 
     .venv/bin/python bench/write_gate.py [--rounds 6] [--seconds 8] [--writers 4] [--statements 8]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import sys
@@ -32,13 +34,19 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-async def one_round(url: str, gated: bool, args) -> dict:
+MODES = ("busy handler", "gate, in order", "gate, reaction first")
+
+
+async def one_round(url: str, mode: str, args) -> dict:
     from sqlalchemy import text
 
     import app.db.engine as engine_module
     from app.config.settings import Settings
     from app.db.session import hold_write_lock, session_scope
+    from app.db.write_gate import reaction_writes
 
+    gated = mode != "busy handler"
+    first = mode == "gate, reaction first"
     install = engine_module.install_write_gate
     if not gated:  # the same engine without the gate: SQLite's busy handler alone, as before
         engine_module.install_write_gate = lambda *_a, **_k: None  # type: ignore[assignment]
@@ -65,11 +73,12 @@ async def one_round(url: str, gated: bool, args) -> dict:
         while not stop.is_set():
             await asyncio.sleep(random.uniform(0.02, 0.06))
             t0 = time.perf_counter()
-            async with session_scope(sessions) as session:
-                await session.execute(text("SELECT COUNT(*) FROM work WHERE w = -1"))
-                await hold_write_lock(session)
-                await session.execute(text("INSERT INTO work (w, i) VALUES (-1, 0)"))
-                await session.execute(text("UPDATE work SET i = i + 1 WHERE w = -1 AND i = 0"))
+            with reaction_writes() if first else contextlib.nullcontext():
+                async with session_scope(sessions) as session:
+                    await session.execute(text("SELECT COUNT(*) FROM work WHERE w = -1"))
+                    await hold_write_lock(session)
+                    await session.execute(text("INSERT INTO work (w, i) VALUES (-1, 0)"))
+                    await session.execute(text("UPDATE work SET i = i + 1 WHERE w = -1 AND i = 0"))
             latencies.append((time.perf_counter() - t0) * 1000)
 
     tasks = [asyncio.create_task(writer(n)) for n in range(args.writers)]
@@ -97,15 +106,14 @@ async def main_async(args) -> None:
             await conn.execute(text("CREATE INDEX work_w ON work (w)"))
         await engine.dispose()
         load0 = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        results: dict[bool, list[dict]] = {True: [], False: []}
+        results: dict[str, list[dict]] = {mode: [] for mode in MODES}
         for r in range(args.rounds):
-            order = (True, False) if r % 2 == 0 else (False, True)  # paired, alternating who goes first
-            for gated in order:
-                res = await one_round(url, gated, args)
-                results[gated].append(res)
-                name = "gate        " if gated else "busy handler"
+            order = MODES if r % 2 == 0 else MODES[::-1]  # the same load for each, alternating who goes first
+            for mode in order:
+                res = await one_round(url, mode, args)
+                results[mode].append(res)
                 print(
-                    f"  round {r + 1} {name}  reaction p50 {pct(res['lat'], 0.5):7.1f}  p99 "
+                    f"  round {r + 1} {mode:20s}  reaction p50 {pct(res['lat'], 0.5):7.1f}  p99 "
                     f"{pct(res['lat'], 0.99):7.1f} ms (n={len(res['lat'])})   background "
                     f"{res['tps']:6.1f} tx/s"
                 )
@@ -114,13 +122,13 @@ async def main_async(args) -> None:
         f"\n{args.writers} writers x {args.statements} writes per transaction beside a reaction writer, "
         f"{args.rounds} paired rounds of {args.seconds:g} s (load {load0} -> {load1})"
     )
-    for gated in (True, False):
-        rounds = results[gated]
+    for mode in MODES:
+        rounds = results[mode]
         p50s = [pct(r["lat"], 0.5) for r in rounds]
         p99s = [pct(r["lat"], 0.99) for r in rounds]
         tps = [r["tps"] for r in rounds]
         print(
-            f"  {'gate' if gated else 'busy handler (baseline)':24s} reaction p50 median "
+            f"  {mode + (' (baseline)' if mode == MODES[0] else ''):24s} reaction p50 median "
             f"{statistics.median(p50s):6.1f} ms ({min(p50s):.1f}..{max(p50s):.1f})   p99 median "
             f"{statistics.median(p99s):6.1f} ms ({min(p99s):.1f}..{max(p99s):.1f})   background median "
             f"{statistics.median(tps):.1f} tx/s ({min(tps):.1f}..{max(tps):.1f})"

@@ -21,9 +21,13 @@ as it always did for other processes (CLI ``db`` commands, migrations).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import weakref
+from collections import deque
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
@@ -32,6 +36,21 @@ from sqlalchemy.util import await_only
 
 log = logging.getLogger(__name__)
 _GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+_REACTION: ContextVar[bool] = ContextVar("reaction_writes", default=False)
+
+
+@contextlib.contextmanager
+def reaction_writes() -> Iterator[None]:
+    """The writes made inside (this task and what it awaits) are a reaction's: monitoring's flush of a
+    result that changes a status, the healing decision on the incident it handed over, its claim and
+    acting marker. They go before routine writers at the gate (flushes of steady results, periodic
+    passes, deliveries), which keep their order among themselves."""
+    token = _REACTION.set(True)
+    try:
+        yield
+    finally:
+        _REACTION.reset(token)
+
 
 # Leading keywords of the statements that take SQLite's write lock; and SAVEPOINT, which opens the
 # transaction when it comes first (``begin_nested()`` around an insert): the write inside it would
@@ -63,12 +82,15 @@ def _in_transaction(dbapi_connection: Any) -> bool:
 
 
 class WriteGate:
-    """A first-come, first-served lock held by one DBAPI connection at a time."""
+    """A lock held by one DBAPI connection at a time, handed over first come, first served, except
+    that a writer inside ``reaction_writes()`` goes before the ones that are not."""
 
     def __init__(self, wait_s: float):
-        self._lock = asyncio.Lock()
         self._wait_s = wait_s
+        self._held = False
         self._holder: Any = None
+        self._first: deque[asyncio.Future[None]] = deque()  # reaction writers, in order
+        self._rest: deque[asyncio.Future[None]] = deque()  # everyone else, in order
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self.bypassed = 0  # waits that ran out and went to SQLite ungated
@@ -78,22 +100,55 @@ class WriteGate:
         return self._holder
 
     @property
+    def held(self) -> bool:
+        return self._held
+
+    @property
     def queued(self) -> int:
         """Writers waiting for the gate."""
-        waiters = self._lock._waiters
-        return sum(not w.cancelled() for w in waiters) if waiters else 0
+        return sum(not f.done() for f in self._first) + sum(not f.done() for f in self._rest)
 
     async def acquire(self, holder: Any) -> None:
-        try:
-            async with asyncio.timeout(self._wait_s):
-                await self._lock.acquire()
-        except TimeoutError:
-            self.bypassed += 1
-            log.warning("SQLite writer gate not free after %.1f s; writing ungated", self._wait_s)
-            return
+        if self._held or self._first or self._rest:
+            if not await self._wait():
+                return
+        else:
+            self._held = True
         self._holder = holder
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
+
+    async def _wait(self) -> bool:
+        """Queue; True once the gate was handed over, False when the wait ran out (ungated)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._first if _REACTION.get() else self._rest
+        queue.append(waiter)
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await waiter
+            return True
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._hand_on()  # handed over just as this wait ended: pass it on
+            else:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                self.bypassed += 1
+                log.warning("SQLite writer gate not free after %.1f s; writing ungated", self._wait_s)
+                return False
+            raise
+
+    def _hand_on(self) -> None:
+        """The next waiter gets the gate (it stays held), or nobody is waiting and it is free."""
+        for queue in (self._first, self._rest):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._held = False
 
     def release(self, holder: Any) -> None:
         if holder is None or self._holder is not holder:
@@ -101,9 +156,9 @@ class WriteGate:
         self._holder = None
         loop = self._loop
         if loop is None or self._thread == threading.get_ident():
-            self._lock.release()
+            self._hand_on()
         elif not loop.is_closed():  # a connection cleaned up on another thread (garbage collection)
-            loop.call_soon_threadsafe(self._lock.release)
+            loop.call_soon_threadsafe(self._hand_on)
 
     def release_if_idle(self, holder: Any) -> None:
         """Gives the gate back if ``holder`` has it and its transaction has ended."""

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from app.api.deps import SessionDep
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.session import hold_write_lock, session_scope
-from app.db.write_gate import write_gate_of
+from app.db.write_gate import reaction_writes, write_gate_of
 from tests.conftest import make_settings, running_guard
 
 WAIT = 30  # a bound for things that must happen, never a speed claim
@@ -46,7 +46,7 @@ async def until(predicate) -> None:
 
 
 def free(gate) -> bool:
-    return gate.holder is None and not gate._lock.locked() and gate.queued == 0
+    return gate.holder is None and not gate.held and gate.queued == 0
 
 
 async def insert(sessions, n: int) -> None:
@@ -77,6 +77,31 @@ async def test_writers_take_the_lock_in_the_order_they_asked(db):
     release.set()
     await asyncio.wait_for(asyncio.gather(held, *writers), WAIT)
     assert await logged(sessions) == list(range(9))
+    assert free(gate)
+
+
+async def test_a_reaction_goes_before_routine_writers_that_came_first(db):
+    _engine, sessions, gate = db
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with session_scope(sessions) as session:
+            await session.execute(text("INSERT INTO gate_log VALUES (0)"))
+            await release.wait()
+
+    async def reacting(n: int) -> None:
+        with reaction_writes():
+            await insert(sessions, n)
+
+    held = asyncio.create_task(holder())
+    await until(lambda: gate.holder is not None)
+    tasks = []
+    for n, writer in ((1, insert), (2, insert), (3, reacting), (4, insert), (5, reacting)):
+        tasks.append(asyncio.create_task(writer(sessions, n) if writer is insert else writer(n)))
+        await until(lambda n=n: gate.queued == n)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(held, *tasks), WAIT)
+    assert await logged(sessions) == [0, 3, 5, 1, 2, 4]  # reactions first, each kind in its order
     assert free(gate)
 
 
