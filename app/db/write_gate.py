@@ -4,18 +4,19 @@ SQLite has one write lock per database and hands it over by polling: a writer th
 sleeps in the busy handler with a growing back-off (1, 2, 5, 10 ... 100 ms), so it wakes up to 100 ms
 after the lock was freed, and whoever polls first wins, not whoever came first. SQLite mode runs one
 guard process (the lock file), so every writer of the guard is in this process: the gate is an
-asyncio lock (first come, first served) that a connection takes just before the statement that
-takes SQLite's write lock (its first INSERT/UPDATE/DELETE/REPLACE, DDL, ``BEGIN IMMEDIATE``, or a
-SAVEPOINT that opens the transaction) and
-gives back as soon as the driver's transaction has ended (commit, rollback, the pool's reset or
-check-in, an invalidated or detached connection). Writers then queue in the order they came and the
-next one starts the moment the previous one committed.
+asyncio lock that a connection takes just before the statement that takes SQLite's write lock (its
+first INSERT/UPDATE/DELETE/REPLACE, DDL, ``BEGIN IMMEDIATE``, or a SAVEPOINT that opens the
+transaction) and gives back as soon as the driver's transaction has ended (commit, rollback, the
+pool's reset or check-in, an invalidated or detached connection). The next writer starts the moment
+the previous one committed: first come, first served, except that the writes of a reaction
+(``reaction_writes()``: monitoring's flush of a status change, the healing decision on the incident
+it handed over) go before routine writers, each kind in its order.
 
-The gate is held exactly while SQLite's lock would be (a little earlier and later, never across
-another wait), so it adds no deadlock the lock itself did not have: a connection already in a
-write transaction never waits for the gate, readers never take it (WAL). Waiting for it is bounded
-by the busy timeout; past that the statement goes to SQLite ungated and the busy handler decides,
-as it always did for other processes (CLI ``db`` commands, migrations).
+The gate is held while SQLite's lock is (from a first SAVEPOINT, a little earlier), so it adds no
+deadlock the lock itself did not have: a connection already in a transaction never waits for it,
+readers never take it (WAL). Waiting for it is bounded by the busy timeout; past that the statement
+goes to SQLite ungated and the busy handler decides, as it always did for other processes (CLI
+``db`` commands, migrations).
 """
 
 from __future__ import annotations
