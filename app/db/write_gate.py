@@ -28,7 +28,6 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
@@ -37,20 +36,24 @@ from sqlalchemy.util import await_only
 
 log = logging.getLogger(__name__)
 _GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
-_REACTION: ContextVar[bool] = ContextVar("reaction_writes", default=False)
+_REACTION_TASKS: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
 
 @contextlib.contextmanager
 def reaction_writes() -> Iterator[None]:
-    """The writes made inside (this task and what it awaits) are a reaction's: monitoring's flush of a
-    result that changes a status, the healing decision on the incident it handed over, its claim and
-    acting marker. They go before routine writers at the gate (flushes of steady results, periodic
-    passes, deliveries), which keep their order among themselves."""
-    token = _REACTION.set(True)
+    """The writes this task makes inside are a reaction's: monitoring's flush of a result that
+    changes a status, the healing decision on the incident it handed over, its claim and acting
+    marker. They go before routine writers at the gate (flushes of steady results, periodic passes,
+    deliveries), which keep their order among themselves. Tasks started inside are not reactions."""
+    task = asyncio.current_task()
+    if task is None or task in _REACTION_TASKS:
+        yield
+        return
+    _REACTION_TASKS.add(task)
     try:
         yield
     finally:
-        _REACTION.reset(token)
+        _REACTION_TASKS.discard(task)
 
 
 # Leading keywords of the statements that take SQLite's write lock; and SAVEPOINT, which opens the
@@ -122,7 +125,7 @@ class WriteGate:
     async def _wait(self) -> bool:
         """Queue; True once the gate was handed over, False when the wait ran out (ungated)."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._first if _REACTION.get() else self._rest
+        queue = self._first if asyncio.current_task() in _REACTION_TASKS else self._rest
         queue.append(waiter)
         try:
             async with asyncio.timeout(self._wait_s):
