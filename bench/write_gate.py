@@ -81,7 +81,16 @@ async def one_round(url: str, mode: str, args) -> dict:
                     await session.execute(text("UPDATE work SET i = i + 1 WHERE w = -1 AND i = 0"))
             latencies.append((time.perf_counter() - t0) * 1000)
 
+    async def busy_loop() -> None:  # the event loop's other work (probes, HTTP): a hand-over waits for it
+        while not stop.is_set():
+            end = time.perf_counter() + args.loop_busy_ms / 1000
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0)
+
     tasks = [asyncio.create_task(writer(n)) for n in range(args.writers)]
+    if args.loop_busy_ms > 0:
+        tasks.append(asyncio.create_task(busy_loop()))
     tasks.append(asyncio.create_task(reaction()))
     await asyncio.sleep(args.seconds)
     stop.set()
@@ -120,7 +129,8 @@ async def main_async(args) -> None:
         load1 = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(
         f"\n{args.writers} writers x {args.statements} writes per transaction beside a reaction writer, "
-        f"{args.rounds} paired rounds of {args.seconds:g} s (load {load0} -> {load1})"
+        f"{args.rounds} paired rounds of {args.seconds:g} s, loop busy {args.loop_busy_ms:g} ms per turn "
+        f"(load {load0} -> {load1})"
     )
     for mode in MODES:
         rounds = results[mode]
@@ -142,6 +152,9 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--statements", type=int, default=8)
     parser.add_argument("--pause-ms", type=float, default=20.0)
+    parser.add_argument(
+        "--loop-busy-ms", type=float, default=0.0, help="a task keeps the event loop busy this long per turn"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 
