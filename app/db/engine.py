@@ -4,10 +4,8 @@ The dialect differences that matter to the engine live here and nowhere else. A 
 database gets a real connection pool too: opening a connection (a driver thread, the file, the
 PRAGMAs below) cost more than a whole small request. Pooled connections keep WAL, foreign keys and
 the busy timeout they were opened with, so concurrent writers still serialize on SQLite's own write
-lock and wait for it instead of failing; the writers of this process queue for it in order at the
-writer gate (``write_gate.py``) rather than polling SQLite's busy handler. ``:memory:`` keeps
-SQLAlchemy's default (one shared connection), since every new connection would see an empty
-database.
+lock and wait for it instead of failing. ``:memory:`` keeps SQLAlchemy's default (one shared
+connection), since every new connection would see an empty database.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.config.settings import Settings
-from app.db.write_gate import install_write_gate
 
 
 def _sqlite_pragmas(busy_ms: int):
@@ -67,8 +64,6 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
             url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(db.statement_timeout * 1000)))
-        if not _in_memory(url):  # one shared connection: nothing to queue
-            install_write_gate(engine.sync_engine, db.statement_timeout)
         return engine
     return create_async_engine(
         url,

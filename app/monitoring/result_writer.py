@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from app.checks.base import Outcome
 from app.db.session import session_scope
-from app.db.write_gate import reaction_writes
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import HandsOver, Ownership
 from app.monitoring.recorder import (
@@ -96,7 +95,6 @@ class ResultWriter:
         self._room = asyncio.Event()  # set while the buffer is under HIGH_WATER
         self._room.set()
         self.urgent_flushes = 0
-        self._urgent_buffered = False  # a result that changes a status waits in the buffer
         self._closing = False
         self.dropped_results = 0
         self.fenced_results = 0  # results not written because the component's lease moved on
@@ -174,7 +172,6 @@ class ResultWriter:
             # A result that changes a status is written at once (not after the flush interval): its
             # transaction publishes the transition and wakes healing on commit.
             self.urgent_flushes += 1
-            self._urgent_buffered = True
             self._flush_soon.set()
         elif len(buffer) >= self.flush_size or observation.component_id in self._handing_over:
             self._flush_soon.set()
@@ -290,23 +287,16 @@ class ResultWriter:
             if not self._buffer:
                 return 0
             items, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
-            urgent = self._urgent_buffered
-            self._urgent_buffered = urgent and bool(self._buffer)
             taken_seq = self._seq
             handing: dict[int, float | None] = {}
             try:
-                # A status change is a reaction: its flush goes before routine writers for SQLite's
-                # write lock (its transaction publishes the transition and hands the incident over).
-                with reaction_writes() if urgent else contextlib.nullcontext():
-                    async with session_scope(self.state.sessionmaker) as session:
-                        items = await self._fenced(session, items)
-                        applied = await write_batch(
-                            session, items, self.tracked, self.state.events, self.acting
-                        )
-                        if self._handing_over:
-                            handing = self._hand_over_due(items)
-                            if handing:
-                                await self._hands_over().hand_over(session, handing)
+                async with session_scope(self.state.sessionmaker) as session:
+                    items = await self._fenced(session, items)
+                    applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
+                    if self._handing_over:
+                        handing = self._hand_over_due(items)
+                        if handing:
+                            await self._hands_over().hand_over(session, handing)
             except BaseException as exc:
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -316,7 +306,6 @@ class ResultWriter:
                     self.last_flush_error,
                 )
                 self._buffer = items + self._buffer
-                self._urgent_buffered = self._urgent_buffered or urgent
                 if len(self._buffer) > MAX_BUFFER:
                     excess = len(self._buffer) - MAX_BUFFER
                     self._buffer = self._buffer[excess:]
