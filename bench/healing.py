@@ -196,8 +196,15 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                         await wait_until(lambda: incident_of(guard, cid) in read_stamps(stamps), 60)
                         done += 1
                     except TimeoutError:
-                        misses.append(await diagnose(guard, name, scheduler.status_of(cid)))
-                        if len(misses) > 3:
+                        tracked = scheduler.tracked.get(cid)
+                        machine = tracked.machine if tracked else None
+                        misses.append(
+                            await diagnose(guard, name, scheduler.status_of(cid))
+                            + f"; tracked incident {incident_of(guard, cid)}, failures "
+                            f"{machine.consecutive_failures if machine else None}, grace until "
+                            f"{machine.grace_until if machine else None}"
+                        )
+                        if len(misses) > args.max_misses:
                             raise
                     async with http.get(f"{base}/set", params={"name": name, "ok": "1"}):
                         pass
@@ -394,6 +401,9 @@ def main() -> None:
     parser.add_argument("--fleet", type=int, default=1000)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--demo-runs", type=int, default=0)
+    parser.add_argument(
+        "--max-misses", type=int, default=3, help="reactions not seen within 60 s before a round gives up"
+    )
     parser.add_argument("--app-dir", default=None, help="import the guard from this tree (before/after)")
     args = parser.parse_args()
     if args.app_dir:  # before anything imports `app`

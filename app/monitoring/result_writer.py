@@ -28,7 +28,13 @@ from app.checks.base import Outcome
 from app.db.session import session_scope
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import HandsOver, Ownership
-from app.monitoring.recorder import Observation, RecoveryMark, Tracked, write_batch
+from app.monitoring.recorder import (
+    Observation,
+    RecoveryMark,
+    Tracked,
+    conclusive_thresholds,
+    write_batch,
+)
 
 if TYPE_CHECKING:
     from app.monitoring.probe_metrics import ProbeMetrics
@@ -189,9 +195,8 @@ class ResultWriter:
         ):
             return False
         self._seq += 1
-        machine, decision = sm.observe(
-            machine, result.outcome, result.observed_at, tracked.thresholds, result.detail
-        )
+        thresholds = conclusive_thresholds(tracked.thresholds) if result.conclusive else tracked.thresholds
+        machine, decision = sm.observe(machine, result.outcome, result.observed_at, thresholds, result.detail)
         self._ahead[cid] = (machine, self._seq)
         # A first observation (unknown -> healthy) is not urgent: nothing reacts to it, and a
         # restart would otherwise flush once per component.
