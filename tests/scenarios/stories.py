@@ -170,7 +170,11 @@ class Chain(Story):
         up = self.workload("chain-up")
         down = self.workload("chain-down")
         down.set("upstream", f"http {up.url}")
-        self.add(up)
+        # chain-up is down from its crash until its restart listens. Healed in well under a second,
+        # the outage could end before chain-down's second failed check: a 2 s boot (inside the
+        # policy's grace) makes chain-down see it every time.
+        up.set("boot_delay", "2")
+        self.add(up, grace_period=5)
         self.add(down, depends_on=["chain-up"])
 
     def play(self) -> None:
