@@ -118,11 +118,15 @@ def detection_window(component: Component, settings: Settings) -> float:
     threshold = int(check.get("failure_threshold") or mon.failure_threshold)
     if check.get("kind") == "heartbeat":
         # A missed ping is late after the period and its grace; then the checks need their threshold.
-        # (A cron schedule has no fixed period: the gap to its next run is not known here.)
-        late = float(check.get("period_s") or 0) + float(check.get("grace_s") or 0)
-        return late + interval * threshold
+        return _ping_late(check) + interval * threshold
     timeout = float(check.get("timeout") or mon.health_check_timeout)
     return interval * threshold + timeout
+
+
+def _ping_late(check: dict) -> float:
+    """How long after a heartbeat's ping the next one is late: its period and grace. (A cron schedule
+    has no fixed period: the gap to its next run is not known here.)"""
+    return float(check.get("period_s") or 0) + float(check.get("grace_s") or 0)
 
 
 def noticed_by(
@@ -135,7 +139,7 @@ def noticed_by(
     window = detection_window(component, settings)
     check = component.check or {}
     if check.get("kind") == "heartbeat" and state is not None and state.last_ping_at is not None:
-        late = float(check.get("period_s") or 0) + float(check.get("grace_s") or 0)
+        late = _ping_late(check)
         overdue = max(state.last_ping_at + timedelta(seconds=late), since)
         return overdue + timedelta(seconds=window - late)
     return since + timedelta(seconds=window)
@@ -217,10 +221,10 @@ async def on_incident_opened(settings: Settings, event: IncidentOpened, session:
     if roots:
         values.update(caused_by=roots[0], held_until=None)
     else:
-        watched = [c for c, _ in states.values() if _monitored(c)]
+        watched = [(c, s) for c, s in states.values() if _monitored(c)]
         if not watched:
             return  # nothing upstream is checked: nothing to wait for
-        noticed = max(noticed_by(c, s, settings, event.at) for c, s in states.values() if _monitored(c))
+        noticed = max(noticed_by(c, s, settings, event.at) for c, s in watched)
         values.update(caused_by=None, held_until=noticed + timedelta(seconds=SLACK_S))
     await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
 
@@ -379,8 +383,7 @@ async def _upstream_incident_since(
     failed = {ids[cid] for cid in rows.scalars()}
     if not failed:
         return None
-    roots = [up for up in sorted(failed) if not failed & set(graph.ancestors(dag, up))]
-    return roots[0] if roots else sorted(failed)[0]
+    return (graph.roots(dag, name, failed) or sorted(failed))[0]
 
 
 def _monitored(component: Component) -> bool:

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
     from app.platform.runtime import Core
 
-_KEY_NAMES = ROLLUP_KEY
-
 
 class RollupCompactor(LoopService):
     name = "rollup-compactor"
@@ -86,7 +84,7 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     than the rest of the round)."""
     t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
     r = t.c
-    keys = [r[name] for name in _KEY_NAMES]
+    keys = [r[name] for name in ROLLUP_KEY]
     deltas = (
         await session.execute(
             select(r.id, *keys, r.sketch)
