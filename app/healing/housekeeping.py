@@ -1,5 +1,6 @@
 """The periodic pass's housekeeping, beside the decisions: approvals that expired, verifications
-past their deadline (failed), breakers whose window ended (re-armed, their alert resolved).
+past their deadline (failed), verifications whose checks stopped (the component disabled or deleted:
+``cancelled``, no verdict), breakers whose window ended (re-armed, their alert resolved).
 
 The wake-up path skips it (the periodic pass does it every interval), so an incident handed over
 by monitoring is decided without waiting for it.
@@ -11,13 +12,23 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingBudget
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from app.healing.engine import HealingEngine
+
+UNVERIFIABLE = (
+    "verification ended without a verdict: the component was {why} while its action was being "
+    "verified, so no check could tell whether it worked; not counted as a failure of the strategy"
+)
 
 
 async def sweep(engine: HealingEngine) -> None:
@@ -41,26 +52,7 @@ async def sweep(engine: HealingEngine) -> None:
             row.detail = "approval not given in time"
             row.finished_at = now
             attempts.count(row, "expired")
-        overdue = (
-            (
-                await session.execute(
-                    select(HealingAttempt).where(
-                        HealingAttempt.state == AttemptState.VERIFYING,
-                        HealingAttempt.verify_deadline <= now,
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-        for row in overdue:
-            await attempts.finish_failed(
-                session,
-                row,
-                now,
-                AttemptState.FAILED,
-                "verification timed out: the component did not pass its checks in time",
-            )
+        await settle_verifications(engine, session, now)
         rearm = (
             (
                 await session.execute(
@@ -82,3 +74,37 @@ async def sweep(engine: HealingEngine) -> None:
                 component=budget.component,
                 resolution_action="healing breaker re-armed after its window",
             )
+
+
+async def settle_verifications(engine: HealingEngine, session: AsyncSession, now: datetime) -> None:
+    """Verifying attempts: past their deadline -> failed; of a component disabled or deleted meanwhile
+    -> cancelled at once, without back-off, breaker or statistics (its checks are off: a deadline
+    reached then says nothing about the action). Verifying attempts are few (bounded by the slots)."""
+    rows = (
+        await session.execute(
+            select(HealingAttempt, Component.enabled)
+            .outerjoin(Component, Component.name == HealingAttempt.component)
+            .where(HealingAttempt.state == AttemptState.VERIFYING)
+            # An incident closing settles the same rows (succeeded): whichever comes second skips them.
+            .with_for_update(of=HealingAttempt, skip_locked=True)
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    for row, enabled in rows:
+        if not enabled:
+            row.state = AttemptState.CANCELLED
+            row.finished_at = now
+            row.slot = row.group_slot = None
+            why = "disabled" if enabled is False else "deleted"
+            row.decision = {**(row.decision or {}), "no_verdict": why}
+            row.detail = f"{row.detail or ''}; {UNVERIFIABLE.format(why=why)}"[:2000]
+            engine.attempts.count(row, "cancelled")
+        elif row.verify_deadline is not None and row.verify_deadline <= now:
+            await engine.attempts.finish_failed(
+                session,
+                row,
+                now,
+                AttemptState.FAILED,
+                "verification timed out: the component did not pass its checks in time",
+            )
+    await session.flush()

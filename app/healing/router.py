@@ -15,7 +15,9 @@ from app.healing.service import HealingService
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
 
-STATES = "^(pending_approval|running|verifying|succeeded|failed|interrupted|dry_run|rejected|expired)$"
+STATES = (
+    "^(pending_approval|running|verifying|succeeded|failed|interrupted|cancelled|dry_run|rejected|expired)$"
+)
 
 
 def get_service(session: SessionDep, core: CoreDep) -> HealingService:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PREFIX = "pipeline_guard"
 # Every final outcome of a healing attempt (the attempt states that end one).
-HEALING_OUTCOMES = ("succeeded", "failed", "interrupted", "dry_run", "rejected", "expired")
+HEALING_OUTCOMES = ("succeeded", "failed", "interrupted", "cancelled", "dry_run", "rejected", "expired")
 
 
 @dataclass

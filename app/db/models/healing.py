@@ -25,6 +25,9 @@ class AttemptState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # left running/verifying by a dead process
+    # Ended without a verdict: its component was disabled or deleted while the action was verified
+    # (no check could tell). Neither a success nor a failure of the strategy.
+    CANCELLED = "cancelled"
     DRY_RUN = "dry_run"
     REJECTED = "rejected"
     EXPIRED = "expired"  # approval not given in time
