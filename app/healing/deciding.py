@@ -85,6 +85,8 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             return None  # another replica holds this component's lease: it decides
         if await holds_healing(session, incident_id, component):
             return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
+        if await unjudged(session, attempts, component):
+            return None  # its last action was never verified: its checks speak before another one
         policy = parse_policy(component.recovery, settings)
         status = await incident_status(session, incident_id, component.id)
         if not lifecycle.should_heal(status, policy.heal_on):
@@ -194,17 +196,33 @@ async def exhaust(
     await session.flush()
 
 
+async def unjudged(session: AsyncSession, attempts, component) -> bool:
+    """The incident's last attempt ended without a verdict (``cancelled``: its component was disabled
+    while the action was verified) and no check has run since: the status is from before that action,
+    so nothing is decided on it until a check has run (docs/LIFECYCLE.md rule 9)."""
+    from app.db.models import ComponentState
+
+    last = attempts[-1] if attempts else None
+    if last is None or last.state != AttemptState.CANCELLED or not component.check:
+        return False
+    state = await session.get(ComponentState, component.id)  # loaded with the component: no query
+    checked = state.last_check_at if state is not None else None
+    return checked is None or last.finished_at is None or checked <= last.finished_at
+
+
 async def incident_status(session: AsyncSession, incident_id: int, component_id: int) -> str:
     """The status an incident's heal is decided on: the component's own while the incident is its
-    current one (so a component that improved to degraded is not restarted for having been critical),
-    else the incident's worst (external incidents, from Alertmanager, leave the checks' status alone)."""
+    current one (so a component that improved to degraded is not restarted for having been critical,
+    and one still ``recovering`` from an action is left to its checks' verdict, whatever became of
+    that action's attempt), else the incident's worst (external incidents, from Alertmanager, leave
+    the checks' status alone)."""
     from app.db.models import ComponentState, Incident
 
     state = await session.get(ComponentState, component_id)  # loaded with the component: no query
     if (
         state is not None
         and state.current_incident_id == incident_id
-        and state.status in lifecycle.INCIDENT_STATUSES
+        and (state.status in lifecycle.INCIDENT_STATUSES or state.status == lifecycle.RECOVERING)
     ):
         return state.status
     incident = await session.get(Incident, incident_id)

@@ -20,6 +20,9 @@ async def _patch(healing, name: str, body: dict) -> None:
     assert response.status_code == 200, response.text
 
 
+HEARTBEAT = {"check": {"kind": "heartbeat", "period_s": 60}}  # checked: no loop runs in these tests
+
+
 async def _past_deadline(healing) -> None:
     """The verification's deadline passes (as it would while the component stays disabled)."""
     async with healing.guard.session() as session:
@@ -56,6 +59,7 @@ async def test_disabled_while_verifying_is_cancelled_not_failed(healing, tmp_pat
             "breaker_threshold": 1,
         },
     )
+    await _patch(healing, "worker", HEARTBEAT)
     incident = await healing.open_incident("worker")
     assert len(await healing.step()) == 1
     [attempt] = await healing.attempts()
@@ -84,8 +88,12 @@ async def test_disabled_while_verifying_is_cancelled_not_failed(healing, tmp_pat
     assert await healing.step() == []  # disabled: nothing decided
     assert count_lines(marker) == 1
 
-    # Enabled again and still failing: decided again at once (no back-off to wait out).
+    # Enabled again: nothing is decided on the status from before the action until a check has run;
+    # once one has (still failing), the next attempt at once (no back-off to wait out).
     await _patch(healing, "worker", {"enabled": True})
+    assert await healing.step() == []
+    assert count_lines(marker) == 1
+    await _checked(healing, "worker", "critical", incident)
     assert len(await healing.step()) == 1
     attempts = await healing.attempts()
     assert [a.state for a in attempts] == ["cancelled", "verifying"]
@@ -122,3 +130,45 @@ async def test_deadline_passed_while_enabled_is_still_a_failure(healing, tmp_pat
     assert attempt.state == "failed" and "verification timed out" in attempt.detail
     budget, stats = await _budget_and_stats(healing, "slow")
     assert budget[0] == 1 and stats == [(0, 1)]
+
+
+async def _checked(healing, name: str, status: str, incident_id: int) -> None:
+    """A check ran just now and left the component ``status``."""
+    await _set_status(healing, name, status, incident_id, checked=True)
+
+
+async def _set_status(healing, name: str, status: str, incident_id: int, *, checked: bool = False) -> None:
+    from app.db.models import Component, ComponentState
+
+    async with healing.guard.session() as session:
+        component_id = (
+            await session.execute(select(Component.id).where(Component.name == name))
+        ).scalar_one()
+        state = await session.get(ComponentState, component_id)
+        if state is None:
+            state = ComponentState(component_id=component_id)
+            session.add(state)
+        state.status, state.current_incident_id = status, incident_id
+        if checked:
+            state.last_check_at = utcnow()
+
+
+async def test_enabled_again_while_recovering_waits_for_the_checks(healing, tmp_path):
+    """The component is still ``recovering`` from the cancelled attempt's action when it is enabled
+    again: its checks decide (healthy closes the incident), no second action before they fail."""
+    marker = tmp_path / "ran"
+    await healing.add_component("boot", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
+    await _patch(healing, "boot", HEARTBEAT)
+    incident = await healing.open_incident("boot")
+    assert len(await healing.step()) == 1
+    await _set_status(healing, "boot", "recovering", incident)
+    await _patch(healing, "boot", {"enabled": False})
+    await healing.step()
+    assert [a.state for a in await healing.attempts()] == ["cancelled"]
+    await _patch(healing, "boot", {"enabled": True})
+    await _checked(healing, "boot", "recovering", incident)  # checked, still in the action's grace
+    assert await healing.step() == []  # recovering: the checks have not judged the action yet
+    assert count_lines(marker) == 1
+    await _checked(healing, "boot", "critical", incident)  # they did: recovering -> critical
+    assert len(await healing.step()) == 1
+    assert count_lines(marker) == 2
