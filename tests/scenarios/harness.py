@@ -95,8 +95,10 @@ class GuardProcess:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        self.port = free_port()
+    def start(self, *, same_port: bool = False) -> None:
+        """Serve; ``same_port`` keeps the last port (heartbeat jobs and webhooks keep their URL)."""
+        if not (same_port and self.port):
+            self.port = free_port()
         self._token = None
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
         env.update(
@@ -143,6 +145,16 @@ class GuardProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"the guard did not become ready: {self.tail()}")
+
+    def restart(self) -> float:
+        """SIGTERM (a graceful stop: its shutdown runs), then serve again on the same port and the same
+        database. Returns how long the guard was away (s)."""
+        assert self.proc is not None
+        away = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self.start(same_port=True)
+        return time.monotonic() - away
 
     def kill9(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -356,6 +368,51 @@ class NotificationSink:
 
     def kinds(self, name: str) -> Counter:
         return Counter(p.get("kind") for p in self.for_component(name))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ActionReceiver:
+    """A loopback "rerun the stage" API for webhook strategies: ``POST /fix/NAME`` counts the call and,
+    when NAME's workload is registered with ``fixes=True``, puts it right (``mode`` ok), else leaves it
+    as it is (a webhook that is accepted and does not help)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls: Counter = Counter()
+        self.targets: dict[str, tuple[Workload, bool]] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                name = self.path.rsplit("/", 1)[-1]
+                with receiver.lock:
+                    receiver.calls[name] += 1
+                    workload, fixes = receiver.targets.get(name, (None, False))
+                if workload is not None and fixes:
+                    workload.set("mode", "ok")
+                self.send_response(200 if workload is not None else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def register(self, workload: Workload, *, fixes: bool) -> str:
+        with self.lock:
+            self.targets[workload.name] = (workload, fixes)
+        return f"http://127.0.0.1:{self.server.server_address[1]}/fix/{workload.name}"
+
+    def count(self, name: str) -> int:
+        with self.lock:
+            return self.calls[name]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -69,15 +69,18 @@ class Story:
         *,
         check: dict | None = None,
         depends_on: list[str] | None = None,
+        heal: bool = True,
         **policy,
     ) -> None:
+        """Create the component over the API; ``heal=False``: no recovery policy at all."""
         body = {
             "name": workload.name,
             "critical": True,
             "labels": {"app": workload.name},
             "check": check or http_check(workload),
-            "recovery": recovery(workload, **policy),
         }
+        if heal:
+            body["recovery"] = recovery(workload, **policy)
         if depends_on:
             body["depends_on"] = depends_on
         self.guard.post("/api/v1/components", body, expect=201)
@@ -151,6 +154,37 @@ class Story:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def tell(
+    classes: list[type[Story]], guard: GuardProcess, root: Path, sink: NotificationSink
+) -> dict[str, Story]:
+    """Start the guard, create every story's components, wait until all are healthy, then play the
+    stories at once (one thread each). The guard and the workloads are stopped at the end."""
+    stories = {cls.name: cls(guard, root, sink) for cls in classes}
+    try:
+        guard.start()
+        guard.post(
+            "/api/v1/channels",
+            {"name": "stories-hook", "kind": "webhook", "config": {"url": sink.url}},
+            expect=201,
+        )
+        for story in stories.values():
+            story.components()
+        first = next(iter(stories.values()))
+        names = [n for s in stories.values() for n in s.workloads]
+        first.wait(lambda: first.healthy(*names), "every component healthy", *names, timeout=90)
+        ready = threading.Barrier(len(stories))
+        threads = [threading.Thread(target=s.run, args=(ready,), name=s.name) for s in stories.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        guard.stop()
+        for story in stories.values():
+            story.stop()
+    return stories
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""Dependency topologies told as stories (docs/LIFECYCLE.md rule 8): a shared upstream with several
+consumers and a consumer with two upstreams, a consumer whose failure is seen long before its
+upstream's, and an upstream that recovers by itself. In each, only the failing root may be acted on;
+its consumers recover by themselves, unnotified and untouched, and a consumer that fails on its own
+afterwards is healed like any other component."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from tests.scenarios.campaign import http_check
+from tests.scenarios.harness import parse_time
+from tests.scenarios.stories import Story
+
+
+class Dependents(Story):
+    """Helpers shared by the topology stories."""
+
+    def failed_since(self, name: str, at: datetime) -> list[dict]:
+        return [
+            t
+            for t in self.guard.transitions(name)
+            if parse_time(t["at"]) >= at and t["current"] in ("degraded", "critical", "failed")
+        ]
+
+    def notified_firing(self, name: str) -> list[dict]:
+        return [p for p in self.sink.for_component(name) if p.get("kind") == "firing"]
+
+    def untouched(self, name: str, why: str) -> None:
+        """No action, no attempt, no firing notification: a symptom of its upstream, nothing more."""
+        assert self.workloads[name].actions() == 0, why
+        assert self.guard.attempts(name) == [], why
+        assert not self.notified_firing(name), (self.sink.for_component(name), why)
+        health = self.alerts(name, "health:")
+        assert all(a["status"] == "resolved" for a in health), why
+        assert not any("healing attempt" in (a.get("resolution_action") or "") for a in health), why
+
+
+class Diamond(Dependents):
+    """dia-root feeds three consumers: dia-a and dia-b (one upstream each) and dia-two, which also needs
+    dia-side (healthy all along). dia-root crashes: only dia-root is restarted; every consumer fails
+    because of it and recovers by itself, unnotified; dia-side is never touched. Then dia-a breaks on
+    its own while dia-root is fine: dia-a IS healed, nothing else is."""
+
+    name = "diamond"
+    CONSUMERS = ("dia-a", "dia-b", "dia-two")
+
+    def components(self) -> None:
+        root = self.workload("dia-root")
+        side = self.workload("dia-side")
+        # Down from its crash until its restart listens: a 2 s boot (inside the grace) makes every
+        # consumer see the outage, however fast the restart.
+        root.set("boot_delay", "2")
+        self.add(root, grace_period=5)
+        self.add(side)
+        for name in self.CONSUMERS:
+            consumer = self.workload(name)
+            consumer.set("upstream", f"http {root.url}")
+            self.add(consumer, depends_on=["dia-root", "dia-side"] if name == "dia-two" else ["dia-root"])
+
+    def play(self) -> None:
+        root = self.workloads["dia-root"]
+        injected = root.mode("crash")
+        self.wait(
+            lambda: all(self.failed_since(n, injected) for n in self.CONSUMERS),
+            "every consumer to fail because dia-root is down",
+        )
+        self.wait(
+            lambda: self.verified_after("dia-root", injected) and self.settled("dia-root"),
+            "dia-root restarted and verified",
+        )
+        self.wait(
+            lambda: all(self.settled(n) for n in self.CONSUMERS), "the consumers to recover by themselves"
+        )
+        time.sleep(3)  # past the consumers' own windows: a late action on one of them would show now
+        why = self.why()()
+        assert root.actions() == 1, why
+        assert root.concurrent_actions() == 0, why
+        assert self.states("dia-root") == ["succeeded"], why
+        assert self.notified_firing("dia-root"), why
+        for name in self.CONSUMERS:
+            self.untouched(name, why)
+        self.untouched("dia-side", why)
+        assert not self.failed_since("dia-side", injected), why  # the healthy upstream stayed healthy
+
+        # dia-a's own fault, with its upstream fine: now it is healed, and only it.
+        a = self.workloads["dia-a"]
+        own = a.mode("down")
+        self.wait(
+            lambda: self.verified_after("dia-a", own) and self.settled("dia-a"),
+            "dia-a's own fault to be healed",
+        )
+        time.sleep(2)
+        why = self.why()()
+        assert a.actions() == 1, why
+        assert self.states("dia-a") == ["succeeded"], why
+        assert root.actions() == 1, why
+        for name in ("dia-b", "dia-two", "dia-side"):
+            assert self.workloads[name].actions() == 0, why
+            assert not self.failed_since(name, own), why
+        health = [a for a in self.alerts("dia-a", "health:") if parse_time(a["first_seen"]) >= own]
+        assert health and all(h["status"] == "resolved" for h in health), why
+        assert any("healing attempt" in (h.get("resolution_action") or "") for h in health), why
+        assert [p for p in self.notified_firing("dia-a") if parse_time(p["alert"]["first_seen"]) >= own], why
+
+
+class ChildSeenFirst(Dependents):
+    """first-child is checked every 0.5 s, its upstream first-up every 4 s (2 failures to open): when
+    first-up starts answering 500, first-child's failure is seen seconds before first-up's. It must be
+    held, then attributed to first-up, never restarted; first-up is restarted once."""
+
+    name = "child-first"
+    UP_INTERVAL = 4.0
+
+    def components(self) -> None:
+        up = self.workload("first-up")
+        child = self.workload("first-child")
+        child.set("upstream", f"http {up.url}")
+        self.add(up, check=http_check(up, interval=self.UP_INTERVAL), grace_period=self.UP_INTERVAL + 2)
+        self.add(child, check=http_check(child, interval=0.5), depends_on=["first-up"])
+
+    def play(self) -> None:
+        up, child = self.workloads["first-up"], self.workloads["first-child"]
+        injected = up.mode("down")
+        self.wait(
+            lambda: self.verified_after("first-up", injected) and self.settled("first-up"),
+            "first-up restarted and verified",
+        )
+        self.wait(lambda: self.settled("first-child"), "first-child to recover by itself")
+        time.sleep(3)
+        why = self.why()()
+        child_down = [
+            t
+            for t in self.guard.transitions("first-child")
+            if parse_time(t["at"]) >= injected and t["current"] != "healthy"
+        ]
+        up_down = [
+            t
+            for t in self.guard.transitions("first-up")
+            if parse_time(t["at"]) >= injected and t["current"] != "healthy"
+        ]
+        assert child_down and up_down, why
+        # The point of the story: the consumer's failure was seen first (a 4 s check needs 2 failures).
+        assert parse_time(child_down[0]["at"]) < parse_time(up_down[0]["at"]), why
+        assert up.actions() == 1, why
+        assert self.states("first-up") == ["succeeded"], why
+        assert child.actions() == 0, why
+        assert self.guard.attempts("first-child") == [], why
+        assert not [p for p in self.sink.for_component("first-child") if p.get("kind") == "firing"], why
+
+
+class UpstreamRecoversAlone(Dependents):
+    """alone-up has no recovery policy; alone-child (which has one) needs it. alone-up answers 500 for
+    a while, then recovers by itself: nobody is acted on; the child was held, then released and closed
+    by itself; alone-up's alert was notified and resolved, the child's never notified."""
+
+    name = "upstream-alone"
+    OUTAGE_S = 8.0
+
+    def components(self) -> None:
+        up = self.workload("alone-up")
+        child = self.workload("alone-child")
+        child.set("upstream", f"http {up.url}")
+        self.add(up, heal=False)
+        self.add(child, depends_on=["alone-up"])
+
+    def play(self) -> None:
+        up, child = self.workloads["alone-up"], self.workloads["alone-child"]
+        injected = up.mode("down")
+        self.wait(
+            lambda: all(
+                self.guard.transitions(n)[-1]["current"] != "healthy" for n in ("alone-up", "alone-child")
+            ),
+            "both to fail",
+        )
+        time.sleep(max(0.0, self.OUTAGE_S - (time.time() - injected.timestamp())))
+        why = self.why()()
+        assert child.actions() == 0, why  # held the whole outage, long past its own threshold
+        recovered = up.mode("ok")
+        self.wait(lambda: self.settled("alone-up") and self.settled("alone-child"), "both to recover")
+        time.sleep(3)
+        why = self.why()()
+        assert child.actions() == 0 and up.actions() == 0, why
+        assert self.guard.attempts("alone-child") == [] and self.guard.attempts("alone-up") == [], why
+        up_health = self.alerts("alone-up", "health:")
+        assert up_health and all(a["status"] == "resolved" for a in up_health), why
+        assert [p for p in self.sink.for_component("alone-up") if p.get("kind") == "firing"], why
+        child_health = self.alerts("alone-child", "health:")
+        assert child_health and all(a["status"] == "resolved" for a in child_health), why
+        assert not [p for p in self.sink.for_component("alone-child") if p.get("kind") == "firing"], why
+        closed = [
+            t
+            for t in self.guard.transitions("alone-child")
+            if parse_time(t["at"]) >= recovered and t["current"] == "healthy"
+        ]
+        assert closed, why  # it recovered after its upstream did, by itself
+
+
+TOPOLOGY = [Diamond, ChildSeenFirst, UpstreamRecoversAlone]
