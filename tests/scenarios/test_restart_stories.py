@@ -4,13 +4,17 @@ incidents, with real workloads:
 - restart-verifying: crashed and restarted by the guard; the target boots slowly (12 s), so the
   attempt is ``verifying`` when the guard goes away. Back up, the guard verifies it: one action, the
   attempt succeeded, its health alert resolved by it.
+- restart-acting: its restart command is still running (it takes 8 s) when the guard goes away: the
+  guard's shutdown stops it; back up, the attempt is settled ``interrupted`` (never left running, its
+  process group gone), and the incident is healed by one more restart once its back-off has run out,
+  never two at once.
 - restart-open: its first restart fails; the guard goes away during the back-off (10 s). Back up, it
   takes the next step once, when the back-off (kept in the database) has run out: healed. The guard
   restarts once more; then the component crashes inside the heal's stick window: the relapse is still
   seen (the heal turns into a failed one) and the new incident is healed.
 
-Never two actions at once, nothing acted on twice. Both restarts happen while both stories are at
-the right point, so one guard per dialect tells them together.
+Never two actions at once, nothing acted on twice. The first restart happens while every component
+is at its point, so one guard per dialect tells them together.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config, parse_time
+from tests.scenarios.harness import GuardProcess, NotificationSink, group_alive, guard_config, parse_time
 from tests.scenarios.stories import Story, now
 
 pytestmark = [pytest.mark.scenarios, pytest.mark.timeout(300)]
@@ -35,6 +39,7 @@ class GuardRestarts(Story):
 
     def components(self) -> None:
         self.add(self.workload("restart-verifying", boot_delay=12), grace_period=30, verify_timeout=60)
+        self.add(self.workload("restart-acting", action_sleep="8 once"), backoff_initial=2, backoff_max=2)
         self.add(
             self.workload("restart-open", restart_mode="fail"),
             max_attempts=3,
@@ -50,15 +55,19 @@ class GuardRestarts(Story):
 
     def play(self) -> None:
         verifying, opened = self.workloads["restart-verifying"], self.workloads["restart-open"]
+        acting = self.workloads["restart-acting"]
         injected = now()
         verifying.set("mode", "crash")
+        acting.set("mode", "crash")
         opened.set("mode", "down")
         self.wait(
             lambda: (
                 self.states("restart-verifying") == ["verifying"]
                 and self.states("restart-open") == ["failed"]
+                and self.states("restart-acting") == ["running"]
+                and acting.actions() == 1
             ),
-            "restart-verifying to be verifying and restart-open's first restart to have failed",
+            "restart-verifying verifying, restart-open's first restart failed, restart-acting's running",
         )
         opened.set("restart_mode", "fix")
         failed_at = parse_time(self.guard.attempts("restart-open")[0]["finished_at"])
@@ -69,9 +78,9 @@ class GuardRestarts(Story):
         self.wait(
             lambda: all(
                 self.verified_after(n, injected) and self.settled(n)
-                for n in ("restart-verifying", "restart-open")
+                for n in ("restart-verifying", "restart-open", "restart-acting")
             ),
-            "both healed once the guard is back",
+            "all three healed once the guard is back",
         )
         time.sleep(2)
         why = self.why()() + f"\nguard away {away:.1f}s, back at {back.isoformat()}"
@@ -84,6 +93,12 @@ class GuardRestarts(Story):
         assert any(
             a.get("resolution_action") == f"restarted by healing attempt {attempt['id']}" for a in health
         ), why
+        assert self.states("restart-acting") == ["interrupted", "succeeded"], why
+        assert acting.actions() == 2 and acting.concurrent_actions() == 0, why
+        assert not [g for g in acting.action_groups() if group_alive(g)], why
+        interrupted = self.guard.attempts("restart-acting")[0]
+        assert parse_time(interrupted["finished_at"]) >= back - timedelta(seconds=5), why
+        assert len(self.incidents_since("restart-acting", injected)) == 1, why
         assert opened.actions() == 2 and opened.concurrent_actions() == 0, why
         assert self.states("restart-open") == ["failed", "succeeded"], why
         second = self.guard.attempts("restart-open")[1]
@@ -111,7 +126,7 @@ class GuardRestarts(Story):
         assert opened.actions() == 3 and opened.concurrent_actions() == 0, why
         assert len(self.incidents_since("restart-open", injected)) == 2, why
         assert not self.alerts("restart-open", "healing-breaker:"), why
-        assert verifying.actions() == 1, why
+        assert verifying.actions() == 1 and acting.actions() == 2, why
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from tests.scenarios.campaign import http_check
 from tests.scenarios.harness import parse_time
-from tests.scenarios.stories import Story
+from tests.scenarios.stories import Story, now
 
 
 class Dependents(Story):
@@ -151,50 +151,62 @@ class ChildSeenFirst(Dependents):
 
 
 class UpstreamRecoversAlone(Dependents):
-    """alone-up has no recovery policy; alone-child (which has one) needs it. alone-up answers 500 for
-    a while, then recovers by itself: nobody is acted on; the child was held, then released and closed
-    by itself; alone-up's alert was notified and resolved, the child's never notified."""
+    """Two upstreams that recover by themselves, each feeding a consumer that has a restart policy:
+    alone-up has no recovery policy at all, noop-up a policy in dry-run (it records what it would do,
+    and does nothing). Both answer 500 for a while, then recover on their own: nothing is ever run;
+    noop-up's would-be action is recorded once (dry-run); the consumers were held the whole outage,
+    long past their own thresholds, then released and closed by themselves, never notified; the
+    upstreams' alerts were notified and resolved."""
 
     name = "upstream-alone"
     OUTAGE_S = 8.0
+    PAIRS = (("alone-up", "alone-child"), ("noop-up", "noop-child"))
 
     def components(self) -> None:
-        up = self.workload("alone-up")
-        child = self.workload("alone-child")
-        child.set("upstream", f"http {up.url}")
-        self.add(up, heal=False)
-        self.add(child, depends_on=["alone-up"])
+        for up_name, child_name in self.PAIRS:
+            up = self.workload(up_name)
+            child = self.workload(child_name)
+            child.set("upstream", f"http {up.url}")
+            if up_name == "noop-up":
+                self.add(up, dry_run=True)
+            else:
+                self.add(up, heal=False)
+            self.add(child, depends_on=[up_name])
 
     def play(self) -> None:
-        up, child = self.workloads["alone-up"], self.workloads["alone-child"]
-        injected = up.mode("down")
+        names = [n for pair in self.PAIRS for n in pair]
+        injected = now()
+        for up_name, _ in self.PAIRS:
+            self.workloads[up_name].set("mode", "down")
         self.wait(
-            lambda: all(
-                self.guard.transitions(n)[-1]["current"] != "healthy" for n in ("alone-up", "alone-child")
-            ),
-            "both to fail",
+            lambda: all(self.guard.transitions(n)[-1]["current"] != "healthy" for n in names),
+            "every upstream and consumer to fail",
         )
-        time.sleep(max(0.0, self.OUTAGE_S - (time.time() - injected.timestamp())))
+        time.sleep(max(0.0, self.OUTAGE_S - (now() - injected).total_seconds()))
         why = self.why()()
-        assert child.actions() == 0, why  # held the whole outage, long past its own threshold
-        recovered = up.mode("ok")
-        self.wait(lambda: self.settled("alone-up") and self.settled("alone-child"), "both to recover")
+        assert all(self.workloads[n].actions() == 0 for n in names), why  # held the whole outage
+        recovered = now()
+        for up_name, _ in self.PAIRS:
+            self.workloads[up_name].set("mode", "ok")
+        self.wait(lambda: all(self.settled(n) for n in names), "everyone to recover by themselves")
         time.sleep(3)
         why = self.why()()
-        assert child.actions() == 0 and up.actions() == 0, why
-        assert self.guard.attempts("alone-child") == [] and self.guard.attempts("alone-up") == [], why
-        up_health = self.alerts("alone-up", "health:")
-        assert up_health and all(a["status"] == "resolved" for a in up_health), why
-        assert [p for p in self.sink.for_component("alone-up") if p.get("kind") == "firing"], why
-        child_health = self.alerts("alone-child", "health:")
-        assert child_health and all(a["status"] == "resolved" for a in child_health), why
-        assert not [p for p in self.sink.for_component("alone-child") if p.get("kind") == "firing"], why
-        closed = [
-            t
-            for t in self.guard.transitions("alone-child")
-            if parse_time(t["at"]) >= recovered and t["current"] == "healthy"
-        ]
-        assert closed, why  # it recovered after its upstream did, by itself
+        assert all(self.workloads[n].actions() == 0 for n in names), why
+        assert self.guard.attempts("alone-up") == [], why
+        assert [a["state"] for a in self.guard.attempts("noop-up")] == ["dry_run"], why
+        assert self.alerts("noop-up", "healing-dry-run:"), why
+        for up_name, child_name in self.PAIRS:
+            self.untouched(child_name, why)
+            up_health = self.alerts(up_name, "health:")
+            assert up_health and all(a["status"] == "resolved" for a in up_health), why
+            assert self.notified_firing(up_name), why
+            assert self.alerts(child_name, "health:"), why  # it did fail: recorded, not notified
+            closed = [
+                t
+                for t in self.guard.transitions(child_name)
+                if parse_time(t["at"]) >= recovered and t["current"] == "healthy"
+            ]
+            assert closed, why  # it recovered after its upstream did, by itself
 
 
 TOPOLOGY = [Diamond, ChildSeenFirst, UpstreamRecoversAlone]
