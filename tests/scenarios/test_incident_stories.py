@@ -5,12 +5,10 @@ See stories.py for each story's script and what it asserts."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config
-from tests.scenarios.stories import SHARED
+from tests.scenarios.stories import SHARED, tell
 
 pytestmark = [pytest.mark.scenarios, pytest.mark.timeout(360)]
 
@@ -20,32 +18,10 @@ def told(scenario_db):
     url, workdir = scenario_db
     guard = GuardProcess(url, workdir / "stories-guard", config=guard_config())
     sink = NotificationSink()
-    stories = {cls.name: cls(guard, workdir / "stories", sink) for cls in SHARED}
     try:
-        guard.start()
-        guard.post(
-            "/api/v1/channels",
-            {"name": "stories-hook", "kind": "webhook", "config": {"url": sink.url}},
-            expect=201,
-        )
-        for story in stories.values():
-            story.components()
-        names = [n for s in stories.values() for n in s.workloads]
-        stories[SHARED[0].name].wait(
-            lambda: stories[SHARED[0].name].healthy(*names), "every component healthy", *names, timeout=90
-        )
-        ready = threading.Barrier(len(stories))
-        threads = [threading.Thread(target=s.run, args=(ready,), name=s.name) for s in stories.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        return tell(SHARED, guard, workdir / "stories", sink)
     finally:
-        guard.stop()
-        for story in stories.values():
-            story.stop()
         sink.close()
-    return stories
 
 
 @pytest.mark.parametrize("story", [cls.name for cls in SHARED])

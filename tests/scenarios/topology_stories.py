@@ -38,13 +38,17 @@ class Dependents(Story):
 
 
 class Diamond(Dependents):
-    """dia-root feeds three consumers: dia-a and dia-b (one upstream each) and dia-two, which also needs
-    dia-side (healthy all along). dia-root crashes: only dia-root is restarted; every consumer fails
-    because of it and recovers by itself, unnotified; dia-side is never touched. Then dia-a breaks on
-    its own while dia-root is fine: dia-a IS healed, nothing else is."""
+    """dia-root feeds four consumers: dia-a, dia-b and dia-own (one upstream each) and dia-two, which
+    also needs dia-side (healthy all along); dia-leaf needs dia-a (a chain of three). dia-root crashes,
+    and while it is down dia-own breaks on its own too. Only dia-root is restarted while it is down;
+    every other consumer fails because of it and recovers by itself, unnotified and untouched; dia-side
+    is never touched. dia-own, still failing once its root is back, is released and healed, once.
+    Then dia-a breaks on its own while dia-root is fine: dia-a IS healed; dia-leaf, failing because of
+    dia-a, is not; nothing else moves."""
 
     name = "diamond"
-    CONSUMERS = ("dia-a", "dia-b", "dia-two")
+    CONSUMERS = ("dia-a", "dia-b", "dia-two", "dia-own", "dia-leaf")
+    SYMPTOMS = ("dia-a", "dia-b", "dia-two", "dia-leaf")  # fail only because of an upstream
 
     def components(self) -> None:
         root = self.workload("dia-root")
@@ -54,24 +58,29 @@ class Diamond(Dependents):
         root.set("boot_delay", "2")
         self.add(root, grace_period=5)
         self.add(side)
-        for name in self.CONSUMERS:
+        for name in ("dia-a", "dia-b", "dia-two", "dia-own"):
             consumer = self.workload(name)
             consumer.set("upstream", f"http {root.url}")
             self.add(consumer, depends_on=["dia-root", "dia-side"] if name == "dia-two" else ["dia-root"])
+        leaf = self.workload("dia-leaf")
+        leaf.set("upstream", f"http {self.workloads['dia-a'].url}")
+        self.add(leaf, depends_on=["dia-a"])
 
     def play(self) -> None:
-        root = self.workloads["dia-root"]
+        root, own = self.workloads["dia-root"], self.workloads["dia-own"]
         injected = root.mode("crash")
         self.wait(
             lambda: all(self.failed_since(n, injected) for n in self.CONSUMERS),
             "every consumer to fail because dia-root is down",
         )
+        own.set("mode", "down")  # its own fault, inside its upstream's outage
         self.wait(
             lambda: self.verified_after("dia-root", injected) and self.settled("dia-root"),
             "dia-root restarted and verified",
         )
         self.wait(
-            lambda: all(self.settled(n) for n in self.CONSUMERS), "the consumers to recover by themselves"
+            lambda: all(self.settled(n) for n in self.CONSUMERS),
+            "the consumers to recover (dia-own healed once released)",
         )
         time.sleep(3)  # past the consumers' own windows: a late action on one of them would show now
         why = self.why()()
@@ -79,30 +88,43 @@ class Diamond(Dependents):
         assert root.concurrent_actions() == 0, why
         assert self.states("dia-root") == ["succeeded"], why
         assert self.notified_firing("dia-root"), why
-        for name in self.CONSUMERS:
+        for name in self.SYMPTOMS:
             self.untouched(name, why)
         self.untouched("dia-side", why)
         assert not self.failed_since("dia-side", injected), why  # the healthy upstream stayed healthy
+        # dia-own: acted on only once its root was healed (released), then healed and notified.
+        assert own.actions() == 1, why
+        assert self.states("dia-own") == ["succeeded"], why
+        root_healed = parse_time(self.guard.attempts("dia-root")[0]["finished_at"])
+        assert parse_time(self.guard.attempts("dia-own")[0]["started_at"]) >= root_healed, why
+        assert self.notified_firing("dia-own"), why
 
-        # dia-a's own fault, with its upstream fine: now it is healed, and only it.
+        # dia-a's own fault, with its upstream fine: now it is healed, and only it (dia-leaf, failing
+        # because of it, is its symptom).
         a = self.workloads["dia-a"]
-        own = a.mode("down")
+        own_fault = a.mode("down")
         self.wait(
-            lambda: self.verified_after("dia-a", own) and self.settled("dia-a"),
+            lambda: self.verified_after("dia-a", own_fault) and self.settled("dia-a"),
             "dia-a's own fault to be healed",
         )
+        self.wait(lambda: self.settled("dia-leaf"), "dia-leaf to recover by itself")
         time.sleep(2)
         why = self.why()()
         assert a.actions() == 1, why
         assert self.states("dia-a") == ["succeeded"], why
-        assert root.actions() == 1, why
+        assert root.actions() == 1 and own.actions() == 1, why
+        assert self.failed_since("dia-leaf", own_fault), why
+        self.untouched("dia-leaf", why)
+        for name in ("dia-b", "dia-two", "dia-side", "dia-own", "dia-root"):
+            assert not self.failed_since(name, own_fault), why
         for name in ("dia-b", "dia-two", "dia-side"):
             assert self.workloads[name].actions() == 0, why
-            assert not self.failed_since(name, own), why
-        health = [a for a in self.alerts("dia-a", "health:") if parse_time(a["first_seen"]) >= own]
+        health = [h for h in self.alerts("dia-a", "health:") if parse_time(h["first_seen"]) >= own_fault]
         assert health and all(h["status"] == "resolved" for h in health), why
         assert any("healing attempt" in (h.get("resolution_action") or "") for h in health), why
-        assert [p for p in self.notified_firing("dia-a") if parse_time(p["alert"]["first_seen"]) >= own], why
+        assert [
+            p for p in self.notified_firing("dia-a") if parse_time(p["alert"]["first_seen"]) >= own_fault
+        ], why
 
 
 class ChildSeenFirst(Dependents):
