@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingBudget
@@ -79,13 +79,16 @@ async def sweep(engine: HealingEngine) -> None:
 async def settle_verifications(engine: HealingEngine, session: AsyncSession, now: datetime) -> None:
     """Verifying attempts: past their deadline -> failed; of a component disabled or deleted meanwhile
     -> cancelled at once, without back-off, breaker or statistics (its checks are off: a deadline
-    reached then says nothing about the action). Verifying attempts are few (bounded by the slots)."""
+    reached then says nothing about the action). Only the rows to settle are read and locked."""
     rows = (
         await session.execute(
             select(HealingAttempt, Component.enabled)
             .outerjoin(Component, Component.name == HealingAttempt.component)
-            .where(HealingAttempt.state == AttemptState.VERIFYING)
-            # An incident closing settles the same rows (succeeded): whichever comes second skips them.
+            .where(
+                HealingAttempt.state == AttemptState.VERIFYING,
+                or_(HealingAttempt.verify_deadline <= now, Component.enabled.is_not(True)),
+            )
+            # A row another transaction is settling right now (an incident closing) is left to it.
             .with_for_update(of=HealingAttempt, skip_locked=True)
             .execution_options(populate_existing=True)
         )
