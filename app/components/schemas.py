@@ -66,24 +66,35 @@ class ComponentCreate(ComponentBase):
     name: str = Field(pattern=NAME_PATTERN, description="Unique, URL-safe: lowercase letters, digits, . _ -")
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _omittable(**constraints: Any) -> Any:
+    """A field of a partial update that may be left out but never sent as null (the column cannot
+    hold it): null is a 422 naming the field, and the schema does not offer it."""
+    return Field(default=None, json_schema_extra=_no_default, **constraints)
+
+
 class ComponentUpdate(BaseModel):
-    """Partial update: only the fields sent change."""
+    """Partial update: only the fields sent change. ``null`` removes the check, the recovery policy,
+    the endpoint or the dependencies; the other fields cannot be null."""
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=2000)
+    description: str = _omittable(max_length=2000)
     endpoint: str | None = Field(default=None, max_length=2048)
-    critical: bool | None = None
-    labels: dict[str, str] | None = None
+    critical: bool = _omittable()
+    labels: dict[str, str] = _omittable()
     check: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
-    enabled: bool | None = None
+    enabled: bool = _omittable()
     depends_on: list[str] | None = Field(default=None, max_length=64)
 
     @field_validator("labels")
     @classmethod
-    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return None if value is None else _check_labels(value)
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
 
 
 class ComponentStateOut(BaseModel):
