@@ -27,7 +27,7 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 class ComponentBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, "yes" not true
 
     description: str = Field(default="", max_length=2000)
     endpoint: str | None = Field(default=None, max_length=2048)
@@ -80,7 +80,7 @@ class ComponentUpdate(BaseModel):
     """Partial update: only the fields sent change. ``null`` removes the check, the recovery policy,
     the endpoint or the dependencies; the other fields cannot be null."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     description: str = _omittable(max_length=2000)
     endpoint: str | None = Field(default=None, max_length=2048)

@@ -46,3 +46,22 @@ async def test_null_still_removes_what_may_be_absent(guard):
     body = response.json()
     assert body["endpoint"] is None and body["check"] is None and body["depends_on"] == []
     assert body["labels"] == {"team": "ml"} and body["version"] == 2
+
+
+@pytest.mark.parametrize("change", [{"enabled": 0}, {"critical": "true"}, {"critical": 1}, {"enabled": "no"}])
+async def test_no_lax_coercion_to_booleans(guard, change):
+    admin = await guard.headers("admin")
+    created = await guard.client.post(
+        "/api/v1/components",
+        headers=admin,
+        json={"name": "etl", "check": {"kind": "heartbeat", "period": 60}},
+    )
+    assert created.status_code == 201, created.text
+    refused = await guard.client.patch("/api/v1/components/etl", headers=admin, json=change)
+    assert refused.status_code == 422, refused.text
+    again = await guard.client.post(
+        "/api/v1/components", headers=admin, json={"name": "etl2", "check": None, **change}
+    )
+    assert again.status_code == 422, again.text
+    after = (await guard.client.get("/api/v1/components/etl", headers=admin)).json()
+    assert after == created.json()
