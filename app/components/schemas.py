@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.security.check_secrets import shown_check
+from app.security.recovery_secrets import shown_recovery
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]{0,62}$"
@@ -143,6 +144,11 @@ class ComponentOut(BaseModel):
     def _mask_check(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         # Credentials are write-only for every role: masked here whatever the stored row holds.
         return shown_check(value)
+
+    @field_validator("recovery")
+    @classmethod
+    def _mask_recovery(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return shown_recovery(value)
 
 
 class ComponentPage(BaseModel):
