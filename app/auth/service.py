@@ -112,8 +112,11 @@ class AuthService:
 
     # --- user management ----------------------------------------------------------------------
     async def create_user(self, username: str, password: str, role: Role) -> User:
-        if await self.users.by_username(username) is not None:
-            raise Conflict(f"user {username!r} already exists")
+        # Names that differ only in case would read as one person in the audit log (and share the
+        # login throttle's key): one of them is enough.
+        existing = await self.users.same_name_any_case(username)
+        if existing is not None:
+            raise Conflict(f"user {existing!r} already exists")
         return await self.users.add(
             User(username=username, password_hash=await self.hasher.hash_async(password), role=role)
         )
