@@ -53,7 +53,10 @@ class TrustedProxies:
             except ValueError:
                 verdict = False
             else:
-                verdict = any(ip in net for net in self.networks)
+                # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; they match IPv4 entries.
+                if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                    ip = ip.ipv4_mapped
+                verdict = any(ip.version == net.version and ip in net for net in self.networks)
             if len(self._verdicts) >= self.CACHE_SIZE:
                 self._verdicts.clear()
             self._verdicts[address] = verdict

@@ -45,3 +45,20 @@ def test_every_forwarded_line_counts_in_order():
         ],
     }
     assert client_address(scope, proxies) == REAL_CLIENT
+
+
+def test_an_ipv4_proxy_seen_through_a_dual_stack_listener_is_trusted():
+    proxies = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
+    for peer in ("::ffff:10.0.0.2", "10.0.0.2", "2001:db8::7"):
+        scope = {
+            "type": "http",
+            "client": (peer, 1234),
+            "headers": [(b"x-forwarded-for", REAL_CLIENT.encode())],
+        }
+        assert client_address(scope, proxies) == REAL_CLIENT, peer
+    outside = {
+        "type": "http",
+        "client": ("::ffff:203.0.113.5", 1),
+        "headers": [(b"x-forwarded-for", b"1.2.3.4")],
+    }
+    assert client_address(outside, proxies) == "::ffff:203.0.113.5"
