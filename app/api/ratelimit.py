@@ -53,7 +53,10 @@ class TrustedProxies:
             except ValueError:
                 verdict = False
             else:
-                verdict = any(ip in net for net in self.networks)
+                # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; they match IPv4 entries.
+                if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                    ip = ip.ipv4_mapped
+                verdict = any(ip.version == net.version and ip in net for net in self.networks)
             if len(self._verdicts) >= self.CACHE_SIZE:
                 self._verdicts.clear()
             self._verdicts[address] = verdict
@@ -65,14 +68,19 @@ def client_address(scope: Scope, proxies: TrustedProxies) -> str:
     peer = client[0] if client else "unknown"
     if not proxies.trusts(peer):
         return peer
-    for name, value in scope.get("headers", []):
-        if name == b"x-forwarded-for":
-            hops: list[str] = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-            for hop in reversed(hops):
-                if not proxies.trusts(hop):
-                    return hop
-            return hops[0] if hops else peer
-    return peer
+    # Every X-Forwarded-For line, in order (RFC 9110 5.3): a proxy that adds its own line (HAProxy's
+    # ``option forwardfor``) puts the address it saw after whatever line the client sent.
+    hops: list[str] = [
+        hop.strip()
+        for name, value in scope.get("headers", [])
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not proxies.trusts(hop):
+            return hop
+    return hops[0] if hops else peer
 
 
 def route_group(path: str) -> str | None:

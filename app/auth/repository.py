@@ -21,6 +21,11 @@ class UserRepository:
             await self.session.execute(select(User).where(User.username == username))
         ).scalar_one_or_none()
 
+    async def same_name_any_case(self, username: str) -> str | None:
+        """The existing username equal to ``username`` ignoring case, if any."""
+        query = select(User.username).where(func.lower(User.username) == username.lower()).limit(1)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def caller(self, username: str, jti: str) -> Row[int, str, str, bool, int, bool] | None:
         """What authenticating a token needs, in one statement: the user's ``id``, ``username``,
         ``role``, ``disabled`` and ``token_version``, and ``revoked`` (the token's id is revoked).

@@ -62,7 +62,7 @@ class AuthService:
         user = await self.users.by_username(username)
         throttled = throttle is not None and await throttle.blocked(username)
         # Always verify a hash (a dummy for unknown users) so timing does not tell the cases apart.
-        valid = self.hasher.verify(password, user.password_hash if user else None)
+        valid = await self.hasher.verify_async(password, user.password_hash if user else None)
         if not valid and not throttled and throttle is not None:
             await throttle.failed(username)  # unknown users too: nothing to enumerate by counting
         if user is None:
@@ -112,10 +112,13 @@ class AuthService:
 
     # --- user management ----------------------------------------------------------------------
     async def create_user(self, username: str, password: str, role: Role) -> User:
-        if await self.users.by_username(username) is not None:
-            raise Conflict(f"user {username!r} already exists")
+        # Names that differ only in case would read as one person in the audit log (and share the
+        # login throttle's key): one of them is enough.
+        existing = await self.users.same_name_any_case(username)
+        if existing is not None:
+            raise Conflict(f"user {existing!r} already exists")
         return await self.users.add(
-            User(username=username, password_hash=self.hasher.hash(password), role=role)
+            User(username=username, password_hash=await self.hasher.hash_async(password), role=role)
         )
 
     async def list_users(self, *, limit: int, offset: int) -> tuple[list[User], int]:
@@ -145,7 +148,7 @@ class AuthService:
 
     async def reset_password(self, username: str, password: str) -> User:
         user = await self.get_user(username)
-        user.password_hash = self.hasher.hash(password)
+        user.password_hash = await self.hasher.hash_async(password)
         user.token_version += 1
         user.failed_logins = 0
         user.locked_until = None

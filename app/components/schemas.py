@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.security.check_secrets import shown_check
+from app.security.recovery_secrets import shown_recovery
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]{0,62}$"
@@ -27,7 +28,7 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
 
 
 class ComponentBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0 is not false, "yes" not true
 
     description: str = Field(default="", max_length=2000)
     endpoint: str | None = Field(default=None, max_length=2048)
@@ -66,24 +67,35 @@ class ComponentCreate(ComponentBase):
     name: str = Field(pattern=NAME_PATTERN, description="Unique, URL-safe: lowercase letters, digits, . _ -")
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _omittable(**constraints: Any) -> Any:
+    """A field of a partial update that may be left out but never sent as null (the column cannot
+    hold it): null is a 422 naming the field, and the schema does not offer it."""
+    return Field(default=None, json_schema_extra=_no_default, **constraints)
+
+
 class ComponentUpdate(BaseModel):
-    """Partial update: only the fields sent change."""
+    """Partial update: only the fields sent change. ``null`` removes the check, the recovery policy,
+    the endpoint or the dependencies; the other fields cannot be null."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    description: str | None = Field(default=None, max_length=2000)
+    description: str = _omittable(max_length=2000)
     endpoint: str | None = Field(default=None, max_length=2048)
-    critical: bool | None = None
-    labels: dict[str, str] | None = None
+    critical: bool = _omittable()
+    labels: dict[str, str] = _omittable()
     check: dict[str, Any] | None = None
     recovery: dict[str, Any] | None = None
-    enabled: bool | None = None
+    enabled: bool = _omittable()
     depends_on: list[str] | None = Field(default=None, max_length=64)
 
     @field_validator("labels")
     @classmethod
-    def _labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return None if value is None else _check_labels(value)
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_labels(value)
 
 
 class ComponentStateOut(BaseModel):
@@ -132,6 +144,11 @@ class ComponentOut(BaseModel):
     def _mask_check(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         # Credentials are write-only for every role: masked here whatever the stored row holds.
         return shown_check(value)
+
+    @field_validator("recovery")
+    @classmethod
+    def _mask_recovery(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return shown_recovery(value)
 
 
 class ComponentPage(BaseModel):

@@ -15,6 +15,7 @@ from app.components.specs import validate_check, validate_recovery
 from app.core.errors import Conflict, NotFound
 from app.db.models import Component
 from app.security.check_secrets import seal_check
+from app.security.recovery_secrets import seal_recovery
 
 SOURCE_API = "api"
 SOURCE_CONFIG = "config"
@@ -56,7 +57,7 @@ class ComponentService:
             labels=data.labels,
             region=data.labels.get("region"),
             check=self.seal(data.check, None),
-            recovery=validate_recovery(data.recovery, self.registry),
+            recovery=validate_recovery(seal_recovery(data.recovery, None), self.registry),
             enabled=data.enabled,
             depends_on=await self._checked_dependencies(data.name, data.depends_on, check_graph),
             source=source,
@@ -70,7 +71,9 @@ class ComponentService:
         if "check" in changes:
             changes["check"] = self.seal(changes["check"], component.check)
         if "recovery" in changes:
-            changes["recovery"] = validate_recovery(changes["recovery"], self.registry)
+            changes["recovery"] = validate_recovery(
+                seal_recovery(changes["recovery"], component.recovery), self.registry
+            )
         if "depends_on" in changes:
             changes["depends_on"] = await self._checked_dependencies(name, changes["depends_on"] or [], True)
         for key, value in changes.items():

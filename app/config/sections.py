@@ -6,6 +6,7 @@ shapes and parses durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and si
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -49,15 +50,27 @@ _SIZE_UNITS = {
 }
 
 
+# Ten years: longer than any interval, retention or window the guard knows, and far inside what a
+# datetime can be moved by (a "duration" of 1e20 s or Infinity overflows the first ``now + duration``).
+MAX_DURATION_S = 10 * 366 * 86400.0
+
+
 def parse_duration(value: Any) -> float:
-    """Return seconds for ``10s``/``5m``/``24h``/``7d``/``500ms`` or a number of seconds."""
+    """Return seconds for ``10s``/``5m``/``24h``/``7d``/``500ms`` or a number of seconds; NaN,
+    infinities and magnitudes beyond ``MAX_DURATION_S`` are refused (JSON and YAML can spell them)."""
+    seconds: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):  # a bool falls through to the error
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value) if not isinstance(value, int) or abs(value) <= MAX_DURATION_S else math.inf
+    elif isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match:
-            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    raise ValueError(f"expected a duration like 10s, 5m, 24h, 7d, got {value!r}")
+            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds is None:
+        raise ValueError(f"expected a duration like 10s, 5m, 24h, 7d, got {value!r}")
+    if not math.isfinite(seconds) or abs(seconds) > MAX_DURATION_S:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+        raise ValueError(f"must be a finite duration of at most {MAX_DURATION_S / 86400:g} days, got {shown}")
+    return seconds
 
 
 def parse_size(value: Any) -> int:

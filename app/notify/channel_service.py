@@ -138,7 +138,12 @@ class ChannelService:
         self.refuse_config_owned(channel)
         fields = data.model_dump(exclude_unset=True)
         if "config" in fields and fields["config"] is not None:
-            merged = {**self.box.decrypt_json(channel.config_encrypted), **fields["config"]}
+            stored = self.box.decrypt_json(channel.config_encrypted)
+            try:
+                sent = channel_kind(channel.kind).unmasked(fields["config"], stored)
+            except ValueError as exc:
+                raise _invalid("config", str(exc)) from None
+            merged = {**stored, **sent}
             channel.config_encrypted = self.box.encrypt_json(
                 await self._validated_config(channel.kind, merged)
             )

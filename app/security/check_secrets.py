@@ -73,8 +73,13 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def _restore_url(new: str, previous: str | None, field: str) -> str:
-    """``new`` with masked parts taken from the stored ``previous`` URL (same origin only)."""
+def same_origin(url: str | None, other: str | None) -> bool:
+    return bool(url) and bool(other) and _origin(url) == _origin(other)  # type: ignore[arg-type]
+
+
+def restore_url(new: str, previous: str | None, field: str, error: str = "invalid check") -> str:
+    """``new`` with masked parts taken from the stored ``previous`` URL (same origin only); a mask that
+    cannot be resolved is a ``ValidationFailed`` with the message ``error``, naming ``field``."""
     parts = urlsplit(new)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     masked_password = parts.password == MASK
@@ -83,7 +88,7 @@ def _restore_url(new: str, previous: str | None, field: str) -> str:
         return new
     if previous is None or _origin(previous) != _origin(new):
         raise ValidationFailed(
-            "invalid check",
+            error,
             details={
                 "problems": [
                     (
@@ -100,16 +105,14 @@ def _restore_url(new: str, previous: str | None, field: str) -> str:
     netloc = parts.netloc
     if masked_password:
         if old.password is None:
-            raise ValidationFailed(
-                "invalid check", details={"problems": [f"{field}: no stored password to keep"]}
-            )
+            raise ValidationFailed(error, details={"problems": [f"{field}: no stored password to keep"]})
         netloc = netloc.replace(f":{MASK}@", f":{quote(old.password, safe='')}@", 1)
     query = parts.query
     if masked_query:
         missing = [k for k in masked_query if k not in old_query]
         if missing:
             raise ValidationFailed(
-                "invalid check",
+                error,
                 details={"problems": [f"{field}: no stored value for query parameter {missing[0]!r}"]},
             )
         query = urlencode([(k, old_query[k] if v == MASK else v) for k, v in pairs], quote_via=quote)
@@ -164,7 +167,7 @@ def seal_check(
     sealed["headers"] = shown_headers
     real_url: str | None
     if isinstance(url, str):
-        real_url = _restore_url(url, old["url"], "check.url")
+        real_url = restore_url(url, old["url"], "check.url")
         sealed["url"] = display_url(real_url)
     else:
         real_url = url

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from app.outbound.http import OutboundResponse
-from app.security.crypto import mask, mask_url
+from app.security.crypto import MASK, mask, mask_url
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,50 @@ class ChannelKind(ABC):
             else:
                 shown[key] = value
         return shown
+
+    def unmasked(self, config: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+        """``config`` (a partial update) with every masked value (as :meth:`masked` shows it) replaced
+        by the stored one, so a client that PATCHes back what it read keeps the secrets. Masks hold
+        only while every URL keeps its scheme, host and port: a stored secret never follows a channel
+        to another receiver. Raises ``ValueError`` naming the key of a mask that cannot be resolved."""
+        from app.security.check_secrets import same_origin
+
+        resolved = {
+            k: stored[k] if k in self.url_fields and stored.get(k) and v == mask_url(stored[k]) else v
+            for k, v in config.items()
+        }
+        try:
+            before, after = self.urls(stored), self.urls({**stored, **resolved})
+            moved = len(before) != len(after) or not all(map(same_origin, before, after))
+        except (KeyError, TypeError):  # an incomplete config: its validation names the problem
+            moved = True
+        out = dict(config)
+        for key, value in config.items():
+            old = stored.get(key)
+            if key in self.url_fields:
+                if old and value == mask_url(old):
+                    out[key] = old
+                elif isinstance(value, str) and MASK in value:
+                    raise ValueError(f"{key}: {MASK} stands for the stored URL; send the whole URL")
+            elif key in self.secret_fields:
+                if isinstance(value, dict):
+                    out[key] = {
+                        k: self._kept(f"{key}.{k}", v, (old or {}).get(k), moved) for k, v in value.items()
+                    }
+                else:
+                    out[key] = self._kept(key, value, old, moved)
+        return out
+
+    @staticmethod
+    def _kept(key: str, value: Any, old: Any, moved: bool) -> Any:
+        if value != MASK:
+            return value
+        if old is None or moved:
+            raise ValueError(
+                f"{key}: {MASK} stands for a stored secret, and only while the URL keeps its scheme, "
+                "host and port; send the real value"
+            )
+        return old
 
     @abstractmethod
     def build(self, config: dict[str, Any], notification: OutgoingNotification) -> PreparedRequest:

@@ -1,20 +1,26 @@
 """E-mail over SMTP: one plain-text message per notification, behind the same durable outbox.
 
-The standard library's ``smtplib`` runs in a worker thread under the alerting request timeout (a
-socket timeout on every read and an overall deadline), so a dead mail server cannot stall the
-sender loop. ``security``: ``starttls`` (default, port 587), ``tls`` (implicit TLS, port 465) or
-``none`` (a relay on a trusted network). The server's address goes through the same SSRF policy as
-webhooks. A 5xx answer (unknown mailbox, refused sender, bad credentials) is permanent; anything
-else is retried with back-off. Every try of one notification carries the same ``Message-ID``, so a
-mail system that saw the first try can drop the repeat.
+The standard library's ``smtplib`` runs on a thread of its own under the alerting request timeout (a
+socket timeout on every read and an overall deadline at which the socket is shut), so a dead or
+trickling mail server can neither stall the sender loop nor keep threads, and never takes the event
+loop's default executor, which resolves every host name the guard connects to. ``security``:
+``starttls`` (default, port 587), ``tls`` (implicit TLS, port 465) or ``none`` (a relay on a trusted
+network). The server's address goes through the same SSRF policy as webhooks. A 5xx answer (unknown
+mailbox, refused sender, bad credentials) is permanent; anything else is retried with back-off.
+Every try of one notification carries the same ``Message-ID``, so a mail system that saw the first
+try can drop the repeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
+import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal
@@ -39,7 +45,7 @@ class EmailConfig(BaseModel):
     password: str | None = Field(default=None, max_length=256, description="secret")
     from_address: str = Field(max_length=254)
     to: list[str] = Field(min_length=1, max_length=MAX_RECIPIENTS)
-    subject_prefix: str = Field(default="", max_length=64)
+    subject_prefix: str = Field(default="", max_length=64, pattern=r"^[^\r\n]*$")
     ca_file: str | None = Field(
         default=None,
         max_length=4096,
@@ -76,7 +82,9 @@ def email_message(notification: OutgoingNotification, config: dict) -> EmailMess
     msg = message(notification)
     mail = EmailMessage()
     prefix = config.get("subject_prefix") or ""
-    mail["Subject"] = f"{prefix} {msg.title}".strip() if prefix else msg.title
+    # A header cannot hold a line break; a title is made of alert text, which is untrusted.
+    title = " ".join(msg.title.splitlines())
+    mail["Subject"] = f"{prefix} {title}".strip() if prefix else title
     mail["From"] = config["from_address"]
     mail["To"] = ", ".join(config["to"])
     mail["Date"] = formatdate(usegmt=True)
@@ -86,15 +94,59 @@ def email_message(notification: OutgoingNotification, config: dict) -> EmailMess
     return mail
 
 
-def _send_blocking(config: dict, mail: EmailMessage, timeout: float) -> None:
+class _Exchange:
+    """The socket of one SMTP exchange, so the deadline can shut it from the event loop: a server
+    that trickles a byte at a time never lets a read time out, and the thread would wait on it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._client: smtplib.SMTP | None = None
+        self._sockets: list[socket.socket] = []
+        self.aborted = False
+
+    def watch(self, client: smtplib.SMTP, sock: socket.socket | None = None) -> None:
+        with self._lock:
+            self._client = client
+            if sock is not None:
+                self._sockets.append(sock)
+            aborted = self.aborted
+        if aborted:
+            self.abort()
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            current = getattr(self._client, "sock", None)
+            sockets = [*self._sockets, *([current] if current is not None else [])]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _connected(
+    base: type[smtplib.SMTP], exchange: _Exchange, host: str, port: int, **kwargs: Any
+) -> smtplib.SMTP:
+    """An SMTP client of class ``base`` connected to ``host``, its connection registered with
+    ``exchange`` as soon as it exists (the greeting is read inside the constructor)."""
+
+    class Watched(base):  # type: ignore[valid-type, misc]
+        def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+            sock = super()._get_socket(host, port, timeout)
+            exchange.watch(self, sock)
+            return sock
+
+    client: smtplib.SMTP = Watched(host, port, **kwargs)
+    return client
+
+
+def _send_blocking(config: dict, mail: EmailMessage, timeout: float, exchange: _Exchange) -> None:
     host, port, security = config["host"], config["port"], config.get("security", "starttls")
     # Certificates are always verified (host name included); a private relay brings its CA in ca_file.
     context = ssl.create_default_context(cafile=config.get("ca_file"))
-    client: smtplib.SMTP
     if security == "tls":
-        client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        client = _connected(smtplib.SMTP_SSL, exchange, host, port, timeout=timeout, context=context)
     else:
-        client = smtplib.SMTP(host, port, timeout=timeout)
+        client = _connected(smtplib.SMTP, exchange, host, port, timeout=timeout)
     with client:
         client.ehlo()
         if security == "starttls":
@@ -103,6 +155,33 @@ def _send_blocking(config: dict, mail: EmailMessage, timeout: float) -> None:
         if config.get("username"):
             client.login(config["username"], config.get("password") or "")
         client.send_message(mail)
+
+
+async def _on_own_thread(function: Callable[[], None]) -> None:
+    """Run ``function`` on a new daemon thread and wait for it (cancellable: the thread is then left
+    to end by itself, which the caller makes quick by shutting its socket)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="pipeline-guard-smtp", daemon=True).start()
+    await done
 
 
 class EmailChannel(ChannelKind):
@@ -129,10 +208,14 @@ class EmailChannel(ChannelKind):
         except UnsafeURL as exc:
             return OutboundResponse(status=None, error=f"refused: {exc}"), True
         timeout = settings.alerting.request_timeout
-        mail = email_message(notification, config)
+        try:
+            mail = email_message(notification, config)
+        except ValueError as exc:  # a header the message cannot carry: no retry will change it
+            return OutboundResponse(status=None, error=f"cannot build the message: {str(exc)[:200]}"), True
+        exchange = _Exchange()
         try:
             async with asyncio.timeout(timeout * 3):  # connect, TLS and the exchange each get `timeout`
-                await asyncio.to_thread(_send_blocking, config, mail, timeout)
+                await _on_own_thread(lambda: _send_blocking(config, mail, timeout, exchange))
         except smtplib.SMTPResponseException as exc:
             code = exc.smtp_code
             text = (
@@ -156,7 +239,11 @@ class EmailChannel(ChannelKind):
                 ),
                 all(500 <= c < 600 for c in codes),
             )
+        except asyncio.CancelledError:
+            exchange.abort()
+            raise
         except TimeoutError:
+            exchange.abort()  # the thread's blocked read ends now, not when the server stops trickling
             return OutboundResponse(
                 status=None, error=f"timeout after {timeout:g}s", latency_s=time.monotonic() - started
             ), False
