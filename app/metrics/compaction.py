@@ -8,9 +8,11 @@ whatever rows a bucket has, so compaction is only about keeping that number smal
    and never wait on each other or on ingest), with the already-compacted rows of the same buckets
    (locked in key order: no deadlocks between replicas); on Postgres one ``DELETE ... RETURNING``;
 2. writes each bucket back as one compacted row through the dialect's bulk insert: its rows merged
-   (sketches merged bucket by bucket, exact statistics folded), or a single new delta as it was.
+   (sketches merged bucket by bucket, exact statistics folded), or a single new delta as it was
+   (SQLite flags such a delta in place instead: there an update is cheaper than a delete and an
+   insert).
 
-That is two statements per round on Postgres (four on SQLite) whatever the number of buckets. The
+That is two statements per round on Postgres (five on SQLite) whatever the number of buckets. The
 previous design (a ``GROUP BY ... HAVING count(*) > 1`` over the whole rollup table, then one
 transaction per bucket) cost ~29 us of app CPU per ingested point on Postgres (~90 on SQLite):
 several times the ingest itself, so sustained ingest could never be compacted.
@@ -68,20 +70,18 @@ class CompactionRaced(Exception):
 
 _STATS = slice(len(ROLLUP_KEY), len(ROLLUP_KEY) + 6)  # count, sum, min, max, sumsq, sketch
 _SKETCH = ROLLUP_COLUMNS.index("sketch")
-_COMPACTED = ROLLUP_COLUMNS.index("compacted")
 
 
 async def compact_round(session: AsyncSession, batch: int) -> int:
     """One bulk round in the caller's transaction; returns the number of deltas claimed.
 
-    The dialect's ingest seam takes up to ``batch`` pending deltas and the compacted rows of their
-    buckets out of the table (rows of ``ROLLUP_COLUMNS``; on Postgres one statement); each bucket
-    then goes back as one compacted row through the dialect's bulk insert (a bucket with a single
-    row as it was, the others merged)."""
+    The dialect's ingest seam claims up to ``batch`` pending deltas and takes the rows to merge out
+    of the table (rows of ``ROLLUP_COLUMNS``: the deltas and the compacted rows of their buckets; on
+    Postgres one statement, SQLite flags a bucket's single new delta in place instead); each bucket
+    then goes back as one compacted row through the dialect's bulk insert (a single row as it was,
+    several merged)."""
     ingest = ingest_for(session.get_bind().dialect.name)
-    rows = await ingest.take_rollups(session, batch)
-    if not rows:
-        return 0
+    claimed, rows = await ingest.take_rollups(session, batch)
     groups: defaultdict[tuple, list] = defaultdict(list)
     for row in rows:
         groups[tuple(row[: len(ROLLUP_KEY)])].append(row)
@@ -92,5 +92,6 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
             continue
         sk = merge_blobs([bytes(row[_SKETCH]) for row in bucket])
         merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
-    await ingest.insert_rollups(session, merged)
-    return sum(1 for row in rows if not row[_COMPACTED])
+    if merged:
+        await ingest.insert_rollups(session, merged)
+    return claimed

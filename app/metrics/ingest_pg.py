@@ -99,13 +99,15 @@ class PostgresIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def take_rollups(self, session: AsyncSession, batch: int) -> list[Any]:
-        """Up to ``batch`` pending deltas and the compacted rows of their buckets, deleted and
-        returned (rows of ``ROLLUP_COLUMNS``), in one statement: the compactor writes them back
-        merged. (Locking the deltas, flagging single ones and deleting the rest took four
-        statements, and the row locks alone cost a WAL record per delta.)"""
+    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any]]:
+        """(deltas claimed, rows to merge): up to ``batch`` pending deltas and the compacted rows of
+        their buckets, deleted and returned (rows of ``ROLLUP_COLUMNS``) in one statement; the
+        compactor writes each bucket back as one compacted row. (Locking the deltas, flagging
+        single ones and deleting the rest took four statements, and the row locks alone cost a WAL
+        record per delta.)"""
         raw = await raw_connection(session)
-        return list(await raw.fetch(_TAKE_ROLLUPS, batch))
+        rows = list(await raw.fetch(_TAKE_ROLLUPS, batch))
+        return sum(1 for row in rows if not row["compacted"]), rows
 
 
 def ingest_for(dialect_name: str):

@@ -8,6 +8,7 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -98,9 +99,12 @@ class SQLiteIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def take_rollups(self, session: AsyncSession, batch: int) -> list[Any]:
-        """Up to ``batch`` pending deltas (oldest first) and the compacted rows of their buckets,
-        deleted and returned as rows of ``ROLLUP_COLUMNS``: the compactor writes them back merged.
+    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any]]:
+        """(deltas claimed, rows to merge): up to ``batch`` pending deltas (oldest first) and the
+        compacted rows of their buckets; the rows of buckets that have several are deleted and
+        returned (rows of ``ROLLUP_COLUMNS``) for the compactor to write back merged, and a bucket's
+        single new delta is flagged compacted in place (an update touches no index but the pending
+        one here; deleting and re-inserting it cost SQLite more than the rest of the round).
         The bulk statements take the ids as one JSON array (row-value ``IN`` lists cost SQLAlchemy
         more to bind than the rest of the round). Without row locks a second compactor may have
         taken some of them meanwhile: then this round raises ``CompactionRaced`` and rolls back."""
@@ -108,15 +112,20 @@ class SQLiteIngest:
 
         deltas = list(await session.execute(_PENDING_ROLLUPS, {"n": batch}))
         if not deltas:
-            return []
-        ids = [row[0] for row in deltas]
-        merged = list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(ids)}))
-        ids.extend(row[0] for row in merged)
-        result = await session.execute(_DELETE_ROLLUPS, {"ids": _json_ids(ids)})
-        removed = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
-        if removed != len(ids):  # refuse rather than count a bucket twice
-            raise CompactionRaced(f"rollup compaction removed {removed} of {len(ids)} rows")
-        return [row[1:] for row in (*deltas, *merged)]
+            return 0, []
+        merged = list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas)}))
+        rows = (*deltas, *merged)
+        per_bucket = Counter(tuple(row[1:6]) for row in rows)
+        await session.execute(
+            _FLAG_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas if per_bucket[tuple(row[1:6])] == 1)}
+        )
+        taken = [row for row in rows if per_bucket[tuple(row[1:6])] > 1]
+        if taken:
+            result = await session.execute(_DELETE_ROLLUPS, {"ids": _json_ids(row[0] for row in taken)})
+            removed = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
+            if removed != len(taken):  # refuse rather than count a bucket twice
+                raise CompactionRaced(f"rollup compaction removed {removed} of {len(taken)} rows")
+        return len(deltas), [row[1:] for row in taken]
 
 
 def _json_ids(ids: Iterable[int]) -> str:
@@ -151,4 +160,7 @@ _COMPACTED_ROLLUPS = text(
     "WHERE r.compacted "
     "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start"
 ).columns(**_ROW_TYPES)
+_FLAG_ROLLUPS = text(
+    "UPDATE metric_rollups SET compacted = 1 WHERE id IN (SELECT value FROM json_each(:ids))"
+)
 _DELETE_ROLLUPS = text("DELETE FROM metric_rollups WHERE id IN (SELECT value FROM json_each(:ids))")
