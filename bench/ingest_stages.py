@@ -9,9 +9,10 @@ ingest pieces (``decode_batch``; the dialect's ``insert_points``, ``build_deltas
 ``COMPACT_EVERY`` batches, the rollup compactor's rounds over the deltas written so far, as the
 compaction loop would run them), and each stage's CPU per point is measured: this process's CPU
 (decoding, encoding, the driver; SQLite's own work too, which runs in this process) and, on
-Postgres, the CPU of the session's backend. The raw rounds write the same rows the way
-``bench/ingest.py``'s baseline does. What the HTTP path costs on top (the server's framework, auth,
-audit, the HTTP body) is ``bench/ingest.py``'s app CPU minus the sum printed here.
+Postgres, the CPU of the session's backend, printed apart as "<stage> [postgres]". The raw rounds
+write the same rows the way ``bench/ingest.py``'s baseline does. What the HTTP path costs on top
+(the server's framework, auth, audit, the HTTP body) is ``bench/ingest.py``'s app CPU minus the
+sum printed here.
 Rounds alternate raw and app; medians over rounds. Scratch databases and files are removed.
 """
 
