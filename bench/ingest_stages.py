@@ -9,9 +9,10 @@ ingest pieces (``decode_batch``; the dialect's ``insert_points``, ``build_deltas
 ``COMPACT_EVERY`` batches, the rollup compactor's rounds over the deltas written so far, as the
 compaction loop would run them), and each stage's CPU per point is measured: this process's CPU
 (decoding, encoding, the driver; SQLite's own work too, which runs in this process) and, on
-Postgres, the CPU of the session's backend. The raw rounds write the same rows the way
-``bench/ingest.py``'s baseline does. What the HTTP path costs on top (the server's framework, auth,
-audit, the HTTP body) is ``bench/ingest.py``'s app CPU minus the sum printed here.
+Postgres, the CPU of the session's backend, printed apart as "<stage> [postgres]". The raw rounds
+write the same rows the way ``bench/ingest.py``'s baseline does. What the HTTP path costs on top
+(the server's framework, auth, audit, the HTTP body) is ``bench/ingest.py``'s app CPU minus the
+sum printed here.
 Rounds alternate raw and app; medians over rounds. Scratch databases and files are removed.
 """
 
@@ -63,22 +64,28 @@ async def app_stages(database_url: str, bodies: list[bytes]) -> dict[str, float]
                 if engine.dialect.name == "postgresql":
                     backend = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
 
-                def clock(backend=backend) -> float:
-                    return time.process_time() + (process_cpu(backend) if backend else 0.0)
+                def clock(backend=backend) -> tuple[float, float]:
+                    return time.process_time(), (process_cpu(backend) if backend else 0.0)
+
+                def add(stage: str, since: tuple[float, float], clock=clock, backend=backend) -> None:
+                    now = clock()
+                    spent[stage] += now[0] - since[0]
+                    if backend:
+                        spent[f"{stage} [postgres]"] += now[1] - since[1]
 
                 t = time.process_time()
                 batch = decode_batch(body)
                 spent["decode"] += time.process_time() - t
-                t = clock()
+                c = clock()
                 await ingest.insert_points(session, batch)
-                spent["points"] += clock() - t
+                add("points", c)
                 t = time.process_time()
                 rows = build_deltas(batch)
                 spent["rollup deltas (build)"] += time.process_time() - t
-                t = clock()
+                c = clock()
                 await ingest.insert_rollups(session, rows)
-                spent["rollup deltas (write)"] += clock() - t
-                t = clock()
+                add("rollup deltas (write)", c)
+                c = clock()
                 latest = sorted(
                     ((batch.series[sid], i) for sid, i in batch.latest().items()),
                     key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key),
@@ -86,22 +93,22 @@ async def app_stages(database_url: str, bodies: list[bytes]) -> dict[str, float]
                 await ingest.upsert_series(
                     session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest], datetime.now(UTC)
                 )
-                spent["series upsert"] += clock() - t
-                t = clock()
+                add("series upsert", c)
+                c = clock()
                 await session.commit()
-                spent["commit"] += clock() - t
+                add("commit", c)
             if (i + 1) % COMPACT_EVERY == 0 or i == len(bodies) - 1:
                 async with sessions() as session:
                     backend = None
                     if engine.dialect.name == "postgresql":
                         backend = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-                    t = time.process_time() + (process_cpu(backend) if backend else 0.0)
+                    t, b = time.process_time(), (process_cpu(backend) if backend else 0.0)
                     while await compact_round(session, 5000) == 5000:
                         pass
                     await session.commit()
-                    spent["compaction"] += (
-                        time.process_time() + (process_cpu(backend) if backend else 0.0) - t
-                    )
+                    spent["compaction"] += time.process_time() - t
+                    if backend:
+                        spent["compaction [postgres]"] += process_cpu(backend) - b
     finally:
         await engine.dispose()
     return spent

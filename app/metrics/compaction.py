@@ -3,19 +3,19 @@
 Ingest appends one *delta* row per (series, bucket) per batch (``compacted = false``); readers merge
 whatever rows a bucket has, so compaction is only about keeping that number small. A round:
 
-1. claims up to ``batch`` pending deltas through the partial index on ``NOT compacted`` (oldest
-   first; ``FOR UPDATE SKIP LOCKED`` on Postgres, so replicas take disjoint sets and never wait on
-   each other or on ingest);
-2. locks the already-compacted rows of the same buckets, in key order (no deadlocks between replicas;
-   on Postgres one statement given the deltas' ids);
-3. merges each bucket's rows into one compacted row (sketches merged bucket by bucket, exact
-   statistics folded), deletes the rows it merged and writes the merged ones through the dialect's
-   bulk insert; a bucket with a single new delta and nothing compacted is just flagged.
+1. takes up to ``batch`` pending deltas out of the table through the partial index on ``NOT
+   compacted`` (oldest first; ``FOR UPDATE SKIP LOCKED`` on Postgres, so replicas take disjoint sets
+   and never wait on each other or on ingest), with the already-compacted rows of the same buckets
+   (locked in key order: no deadlocks between replicas); on Postgres one ``DELETE ... RETURNING``;
+2. writes each bucket back as one compacted row through the dialect's bulk insert: its rows merged
+   (sketches merged bucket by bucket, exact statistics folded), or a single new delta as it was
+   (SQLite flags such a delta in place instead: there an update is cheaper than a delete and an
+   insert).
 
-That is a handful of statements per round whatever the number of buckets. The previous design (a
-``GROUP BY ... HAVING count(*) > 1`` over the whole rollup table, then one transaction per bucket)
-cost ~29 us of app CPU per ingested point on Postgres (~90 on SQLite): several times the ingest
-itself, so sustained ingest could never be compacted.
+That is two statements per round on Postgres (five on SQLite) whatever the number of buckets. The
+previous design (a ``GROUP BY ... HAVING count(*) > 1`` over the whole rollup table, then one
+transaction per bucket) cost ~29 us of app CPU per ingested point on Postgres (~90 on SQLite):
+several times the ingest itself, so sustained ingest could never be compacted.
 
 If two replicas merge into the same bucket at the same moment, the second may not see the first's
 new row and leaves a second compacted row for that bucket: readers merge it, nothing is counted twice.
@@ -24,14 +24,11 @@ new row and leaves a second compacted row for that bucket: readers merge it, not
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Table, select
-
-from app.db.models import MetricRollup
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import ROLLUP_KEY, encode_sketch, merge_blobs
+from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, encode_sketch, merge_blobs
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
@@ -71,52 +68,30 @@ class CompactionRaced(Exception):
     Only possible without row locks (two compactors on SQLite); Postgres locks the rows it reads."""
 
 
-def _key(row: Any) -> tuple:
-    return tuple(row[1:6])  # resolution, component, metric_name, series_key, bucket_start
+_STATS = slice(len(ROLLUP_KEY), len(ROLLUP_KEY) + 6)  # count, sum, min, max, sumsq, sketch
+_SKETCH = ROLLUP_COLUMNS.index("sketch")
 
 
 async def compact_round(session: AsyncSession, batch: int) -> int:
     """One bulk round in the caller's transaction; returns the number of deltas claimed.
 
-    Rows are (id, resolution, component, metric_name, series_key, bucket_start, sketch) by position;
-    the bulk reads and writes by key or id go through the dialect's ingest seam (on Postgres one
-    statement each, given an array of ids, where ``IN`` lists of row values cost the database more
-    than the rest of the round)."""
-    t = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
-    r = t.c
-    keys = [r[name] for name in ROLLUP_KEY]
-    deltas = (
-        await session.execute(
-            select(r.id, *keys, r.sketch)
-            .where(r.compacted.is_(False))
-            .order_by(r.id)
-            .limit(batch)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
-    if not deltas:
-        return 0
-    groups: defaultdict[tuple, list] = defaultdict(list)
-    for row in deltas:
-        groups[_key(row)].append(row)
+    The dialect's ingest seam claims up to ``batch`` pending deltas and takes the rows to merge out
+    of the table (rows of ``ROLLUP_COLUMNS``: the deltas and the compacted rows of their buckets; on
+    Postgres one statement, SQLite flags a bucket's single new delta in place instead); each bucket
+    then goes back as one compacted row through the dialect's bulk insert (a single row as it was,
+    several merged)."""
     ingest = ingest_for(session.get_bind().dialect.name)
-    for row in await ingest.compacted_rollups(session, deltas):
-        groups[_key(row)].append(row)
-
-    flag: list[int] = []
-    gone: list[int] = []
+    claimed, rows = await ingest.take_rollups(session, batch)
+    groups: defaultdict[tuple, list] = defaultdict(list)
+    for row in rows:
+        groups[tuple(row[: len(ROLLUP_KEY)])].append(row)
     merged: list[tuple] = []
-    for key, rows in groups.items():
-        if len(rows) == 1:
-            flag.append(rows[0][0])
+    for key, bucket in groups.items():
+        if len(bucket) == 1:
+            merged.append((*key, *bucket[0][_STATS], True))
             continue
-        gone.extend(row[0] for row in rows)
-        sk = merge_blobs([bytes(row[6]) for row in rows])
+        sk = merge_blobs([bytes(row[_SKETCH]) for row in bucket])
         merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
-    await ingest.flag_rollups_compacted(session, flag)
-    removed = await ingest.delete_rollups(session, gone)
-    if removed != len(gone):  # refuse rather than count a bucket twice
-        raise CompactionRaced(f"rollup compaction removed {removed} of {len(gone)} rows")
     if merged:
         await ingest.insert_rollups(session, merged)
-    return len(deltas)
+    return claimed

@@ -37,18 +37,25 @@ _UPSERT_SERIES = (
 )
 
 
-# The compacted rows of the buckets of the given deltas (their ids), locked in key order.
-_COMPACTED_ROLLUPS = (
-    "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
-    "FROM metric_rollups AS r JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, "
-    "bucket_start FROM metric_rollups WHERE id = ANY($1::bigint[])) AS k "
+# One compaction round's rows, taken out of the table in one statement: up to $1 pending deltas
+# (oldest first, SKIP LOCKED so replicas take disjoint sets) and the compacted rows of their buckets
+# (locked in key order, so two replicas merging into one bucket cannot deadlock). A compacted row
+# another replica deleted meanwhile is skipped by the lock, so it is never merged twice.
+_ROW = f"{', '.join(ROLLUP_COLUMNS)}"
+# ``id = ANY(ARRAY(...))``: the deletes go through the primary key whatever the planner thinks of
+# the subqueries' sizes (a semi-join may otherwise scan the whole table).
+_TAKE_ROLLUPS = (
+    "WITH deltas AS (DELETE FROM metric_rollups WHERE id = ANY(ARRAY(SELECT id FROM metric_rollups "
+    "WHERE NOT compacted ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "
+    f"RETURNING {_ROW}), "
+    "merged AS (DELETE FROM metric_rollups WHERE id = ANY(ARRAY(SELECT r.id FROM metric_rollups AS r "
+    "JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, bucket_start FROM deltas) AS k "
     "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
-    "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
-    "WHERE r.compacted "
-    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start FOR UPDATE OF r"
+    "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key WHERE r.compacted "
+    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start FOR UPDATE OF r)) "
+    f"RETURNING {_ROW}) "
+    f"SELECT {_ROW} FROM deltas UNION ALL SELECT {_ROW} FROM merged"
 )
-_FLAG_ROLLUPS = "UPDATE metric_rollups SET compacted = true WHERE id = ANY($1::bigint[])"
-_DELETE_ROLLUPS = "DELETE FROM metric_rollups WHERE id = ANY($1::bigint[])"
 
 
 async def raw_connection(session: AsyncSession) -> Any:
@@ -94,23 +101,16 @@ class PostgresIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
-        """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
-        rows of the same shape: one statement given the deltas' ids. (Row-value ``IN`` lists of 500
-        keys cost Postgres more CPU to plan and run than the rest of a compaction round, and
-        SQLAlchemy as much to bind; five key arrays cost asyncpg a type check per element.)"""
+    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any]]:
+        """(deltas claimed, rows to merge): up to ``batch`` pending deltas and the compacted rows of
+        their buckets, deleted and returned (rows of ``ROLLUP_COLUMNS``) in one statement; the
+        compactor writes each bucket back as one compacted row. (Claiming the deltas, reading the
+        compacted rows, flagging single deltas and deleting the rest took four statements and as
+        many round trips, the claimed rows went through SQLAlchemy's row processing, and each
+        flagged delta cost an update of every index.)"""
         raw = await raw_connection(session)
-        return list(await raw.fetch(_COMPACTED_ROLLUPS, [row[0] for row in deltas]))
-
-    async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
-        if ids:
-            await (await raw_connection(session)).execute(_FLAG_ROLLUPS, ids)
-
-    async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
-        if not ids:
-            return 0
-        status = await (await raw_connection(session)).execute(_DELETE_ROLLUPS, ids)
-        return int(status.split()[-1])  # "DELETE n"
+        rows = list(await raw.fetch(_TAKE_ROLLUPS, batch))
+        return sum(1 for row in rows if not row["compacted"]), rows
 
 
 def ingest_for(dialect_name: str):

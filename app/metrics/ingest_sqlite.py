@@ -8,14 +8,16 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Integer, LargeBinary, String, bindparam, text
+from sqlalchemy import Boolean, Float, Integer, LargeBinary, String, bindparam, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeEngine
 
 from app.db.types import UTCDateTime
 from app.metrics.rollups import ROLLUP_COLUMNS
@@ -97,45 +99,67 @@ class SQLiteIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def compacted_rollups(self, session: AsyncSession, deltas: list[Any]) -> list[Any]:
-        """The compacted rows of the buckets of ``deltas`` (rows of (id, *ROLLUP_KEY, sketch)), as
-        rows of the same shape, in key order: one statement given the deltas' ids as one JSON array
-        (row-value ``IN`` lists cost SQLAlchemy more to bind than the rest of the round)."""
-        return list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas)}))
+    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any]]:
+        """(deltas claimed, rows to merge): up to ``batch`` pending deltas (oldest first) and the
+        compacted rows of their buckets; the rows of buckets that have several are deleted and
+        returned (rows of ``ROLLUP_COLUMNS``) for the compactor to write back merged, and a bucket's
+        single new delta is flagged compacted in place (an update touches no index but the pending
+        one here; deleting and re-inserting it cost SQLite more than the rest of the round).
+        The bulk statements take the ids as one JSON array (row-value ``IN`` lists cost SQLAlchemy
+        more to bind than the rest of the round). Without row locks a second compactor may have
+        taken some of them meanwhile: then this round raises ``CompactionRaced`` and rolls back."""
+        from app.metrics.compaction import CompactionRaced
 
-    async def flag_rollups_compacted(self, session: AsyncSession, ids: list[int]) -> None:
-        if ids:
-            await session.execute(_FLAG_ROLLUPS, {"ids": _json_ids(ids)})
-
-    async def delete_rollups(self, session: AsyncSession, ids: list[int]) -> int:
-        if not ids:
-            return 0
-        result = await session.execute(_DELETE_ROLLUPS, {"ids": _json_ids(ids)})
-        return cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
+        deltas = list(await session.execute(_PENDING_ROLLUPS, {"n": batch}))
+        if not deltas:
+            return 0, []
+        merged = list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas)}))
+        rows = (*deltas, *merged)
+        per_bucket = Counter(tuple(row[1:6]) for row in rows)
+        await session.execute(
+            _FLAG_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas if per_bucket[tuple(row[1:6])] == 1)}
+        )
+        taken = [row for row in rows if per_bucket[tuple(row[1:6])] > 1]
+        if taken:
+            result = await session.execute(_DELETE_ROLLUPS, {"ids": _json_ids(row[0] for row in taken)})
+            removed = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
+            if removed != len(taken):  # refuse rather than count a bucket twice
+                raise CompactionRaced(f"rollup compaction removed {removed} of {len(taken)} rows")
+        return len(deltas), [row[1:] for row in taken]
 
 
 def _json_ids(ids: Iterable[int]) -> str:
     return orjson.dumps(list(ids)).decode()
 
 
-# Same rows and order as ``ingest_pg._COMPACTED_ROLLUPS``; the ids arrive as one JSON array.
+_ROW_TYPES: dict[str, TypeEngine[Any]] = {
+    "id": Integer(),
+    "resolution": Integer(),
+    "component": String(),
+    "metric_name": String(),
+    "series_key": String(),
+    "bucket_start": UTCDateTime(),
+    "count": Integer(),
+    "sum": Float(),
+    "min": Float(),
+    "max": Float(),
+    "sumsq": Float(),
+    "sketch": LargeBinary(),
+    "compacted": Boolean(),
+}
+_PENDING_ROLLUPS = text(
+    f"SELECT id, {', '.join(ROLLUP_COLUMNS)} FROM metric_rollups WHERE NOT compacted ORDER BY id LIMIT :n"
+).columns(**_ROW_TYPES)
+# The compacted rows of the buckets of the given deltas (their ids, one JSON array), in key order.
 _COMPACTED_ROLLUPS = text(
-    "SELECT r.id, r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start, r.sketch "
+    f"SELECT r.id, {', '.join(f'r.{c}' for c in ROLLUP_COLUMNS)} "
     "FROM metric_rollups AS r JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, "
     "bucket_start FROM metric_rollups WHERE id IN (SELECT value FROM json_each(:ids))) AS k "
     "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
     "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key "
     "WHERE r.compacted "
     "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start"
-).columns(
-    id=Integer(),
-    resolution=Integer(),
-    component=String(),
-    metric_name=String(),
-    series_key=String(),
-    bucket_start=UTCDateTime(),
-    sketch=LargeBinary(),
-)
+).columns(**_ROW_TYPES)
 _FLAG_ROLLUPS = text(
     "UPDATE metric_rollups SET compacted = 1 WHERE id IN (SELECT value FROM json_each(:ids))"
 )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from app.db.models import MetricRollup
 from app.db.session import session_scope
@@ -139,3 +140,46 @@ async def test_late_deltas_of_more_buckets_than_one_statement_takes_merge_into_t
     assert after["buckets"] == {
         k: (2 * c, round(2 * t, 6), lo, hi) for k, (c, t, lo, hi) in first["buckets"].items()
     }
+
+
+async def test_a_round_waiting_for_rows_another_round_took_merges_only_its_own_deltas(guard, now):
+    """Postgres: round B claims newer deltas of the buckets whose compacted rows round A is
+    replacing; B waits for A's locks, then skips the rows A deleted (never merges them a second
+    time) and leaves a second compacted row beside A's."""
+    if guard.runtime.engine.dialect.name != "postgresql":
+        pytest.skip("row locks are Postgres'; SQLite runs one compactor (single replica)")
+    labels = {"host": "a"}
+    await ingest_in_small_batches(guard, now, labels, n=120, batch=120)
+    await RollupCompactor(guard.runtime.core).run_once()
+    once = await totals(guard)
+    await ingest_in_small_batches(guard, now, labels, n=120, batch=120)  # deltas for round A
+
+    sessions = guard.runtime.sessionmaker
+    async with session_scope(sessions) as first:
+        assert await compact_round(first, 5000) > 0  # holds the old compacted rows, deleted
+        await ingest_in_small_batches(guard, now, labels, n=120, batch=120)  # deltas for round B
+
+        async def second() -> int:
+            async with session_scope(sessions) as session:
+                return await compact_round(session, 5000)
+
+        waiting = asyncio.create_task(second())
+        async with guard.session() as probe:
+            for _ in range(200):  # until B waits on A's row locks
+                waits = await probe.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )
+                )
+                if waits:
+                    break
+                await asyncio.sleep(0.05)
+            assert waits, "the second round never waited for the first one's rows"
+    assert await waiting > 0
+
+    after = await totals(guard)
+    assert after["pending"] == 0
+    for key, (count, total, lo, hi) in once["buckets"].items():
+        assert after["buckets"][key] == (3 * count, round(3 * total, 6), lo, hi)
+    assert len(once["buckets"]) < after["rows"] <= 2 * len(once["buckets"])
