@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,24 @@ class CheckConfig:
     thresholds: sm.Thresholds
 
 
+def _seconds(value: Any, default: float) -> float:
+    """A stored check's interval or timeout, in seconds; the default when it is missing or unusable.
+
+    The API and the config file refuse a duration that is not finite and positive, but a row
+    written before they did may still hold one (SQLite's JSON keeps NaN): a NaN interval would sit
+    at the head of the timetable, never due, and stop every probe behind it."""
+    if not value:
+        return float(default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        log.warning("a stored check duration %r is not a positive finite number; using %g s", value, default)
+        return float(default)
+    return seconds
+
+
 def check_config(check: dict[str, Any], mon: Any) -> CheckConfig:
     thresholds = sm.Thresholds(
         failure_threshold=int(check.get("failure_threshold") or mon.failure_threshold),
@@ -72,8 +91,8 @@ def check_config(check: dict[str, Any], mon: Any) -> CheckConfig:
         flap_threshold=mon.flap_threshold,
         recovery_grace_s=mon.recovery_grace,
     )
-    interval = float(check.get("interval") or mon.interval)
-    timeout = float(check.get("timeout") or mon.health_check_timeout)
+    interval = _seconds(check.get("interval"), mon.interval)
+    timeout = _seconds(check.get("timeout"), mon.health_check_timeout)
     params = {k: v for k, v in check.items() if k not in COMMON_KEYS}
     if check.get("timeout"):
         params["timeout"] = timeout

@@ -174,3 +174,37 @@ async def test_recovery_action_grace_and_fast_recheck(db_url, tmp_path, http_tar
         assert scheduler.thresholds_for(c["id"]).success_threshold == 1
         r = await guard.client.get("/api/v1/components/worker/history", headers=await guard.headers("viewer"))
         assert [t["current"] for t in r.json()["transitions"]][:1] == ["recovering"]
+
+
+async def test_a_stored_unusable_interval_falls_back_and_stops_nothing(db_url, tmp_path, http_target):
+    """A row written before durations were validated may hold a NaN interval: the scheduler uses the
+    default for it, and the other components go on being probed by the real dispatcher."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from app.db.models import Component
+
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        await add_component(guard, "old-row", {"kind": "http", "url": http_target.url("/ok")})
+        await add_component(guard, "fine", {"kind": "http", "url": http_target.url("/ok"), "interval": 0.2})
+        async with guard.session() as session:
+            await session.execute(
+                update(Component)
+                .where(Component.name == "old-row")
+                .values(
+                    check={"kind": "http", "url": http_target.url("/ok"), "interval": "NaN", "timeout": "inf"}
+                )
+            )
+            await session.commit()
+        await scheduler.refresh()
+        old = next(e for e in scheduler.entries.values() if e.name == "old-row")
+        assert old.interval == guard.runtime.settings.monitoring.interval
+        assert old.timeout == guard.runtime.settings.monitoring.health_check_timeout
+        scheduler.start_background()
+        before = http_target.hits.get("/ok", 0)
+        for _ in range(200):  # the dispatcher keeps probing "fine" every 0.2 s
+            if http_target.hits.get("/ok", 0) >= before + 3:
+                break
+            await asyncio.sleep(0.05)
+        assert http_target.hits.get("/ok", 0) >= before + 3
