@@ -16,9 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from app.core.errors import ValidationFailed
-from app.security.check_secrets import ALWAYS_SECRET_HEADERS, display_url, restore_url, same_origin
+from app.security.check_secrets import (
+    ALWAYS_SECRET_HEADERS,
+    display_url,
+    is_secret_query_name,
+    restore_url,
+    same_origin,
+)
 from app.security.crypto import MASK
 
 WEBHOOK = "webhook"
@@ -141,3 +148,32 @@ def shown_recovery(recovery: Mapping[str, Any] | None) -> dict[str, Any] | None:
         strategies.append(_with_params(entry, params))
     shown["strategies"] = strategies
     return shown
+
+
+def webhook_secret_values(headers: list[Mapping[str, Any]], sent: Mapping[str, str], url: str) -> list[str]:
+    """The credentials a webhook strategy sends, in clear: the values of its secret (or
+    credential-named) headers and their tokens, the URL's password and its credential query values.
+    What the receiver answers is shown to every role, so these are masked out of it first."""
+    found: set[str] = set()
+    for header in headers:
+        name = str(header.get("name", ""))
+        if _is_secret(header) and name in sent:
+            value = sent[name]
+            found.add(value)
+            found.update(value.split())  # "Bearer <token>": the token alone, echoed reformatted
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found.add(parts.password)
+        found.update(v for k, v in parse_qsl(parts.query, keep_blank_values=True) if is_secret_query_name(k))
+    except ValueError:
+        pass
+    return sorted((v for v in found if len(v) >= 4), key=len, reverse=True)
+
+
+def masked_text(text: str, secrets: list[str]) -> str:
+    """``text`` with each of ``secrets`` (longest first) replaced by the mask."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text

@@ -36,7 +36,11 @@ async def receiver():
             and request.headers.get("X-Deploy-Key") == SECRETS[1]
             and request.query.get("token") == SECRETS[2]
         )
-        return web.Response(status=200 if ok else 401)
+        # A receiver that echoes the request (many CI/CD APIs do, in their error pages too).
+        echo = f"{request.method} {request.rel_url} " + " ".join(
+            f"{k}={v}" for k, v in request.headers.items()
+        )
+        return web.Response(status=200 if ok else 401, text=echo)
 
     app = web.Application()
     app.router.add_post("/rerun", handler)
@@ -119,4 +123,22 @@ async def test_webhook_strategy_credentials_are_write_only_and_still_sent(db_url
         heal = await guard.client.post("/api/v1/healing/etl", headers=await guard.headers("operator"))
         assert heal.status_code in (200, 201, 202), heal.text
         await wait_until(lambda: seen)
+
+        # What the receiver answered is shown with the attempt: its echo of the credentials is masked.
+        async def settled():
+            page = await guard.client.get("/api/v1/healing/attempts", headers=await guard.headers("viewer"))
+            items = [a for a in page.json()["items"] if a.get("output")]
+            return items or None
+
+        await wait_until(settled)
+        for role in ("viewer", "operator", "admin"):
+            attempts = await guard.client.get("/api/v1/healing/attempts", headers=await guard.headers(role))
+            assert attempts.status_code == 200
+            _assert_no_secret(attempts.text)
+            for item in attempts.json()["items"]:
+                one = await guard.client.get(
+                    f"/api/v1/healing/attempts/{item['id']}", headers=await guard.headers(role)
+                )
+                _assert_no_secret(one.text)
+        assert "X-Plain=visible" in attempts.text  # the rest of the answer is kept
     assert seen[-1] == {"auth": f"Bearer {SECRETS[0]}", "key": SECRETS[1], "token": SECRETS[2]}

@@ -15,6 +15,7 @@ from app.healing.secretbox import HealingSecrets, SecretBoxError
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 from app.outbound.http import bounded_request, make_session
 from app.outbound.ssrf import UnsafeURL, check_url, redact_url
+from app.security.recovery_secrets import masked_text, webhook_secret_values
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 PLACEHOLDERS = ("component", "incident_id", "status", "reason", "attempt")
@@ -153,7 +154,10 @@ class WebhookStrategy(Strategy):
                 verify_tls=p["verify_tls"],
             )
         where = f"{p['method']} {redact_url(p['url'])}"
-        output = response.body.decode("utf-8", "replace")
+        # The answer is shown to every role: a receiver that echoes the request must not leak its credentials.
+        output = masked_text(
+            response.body.decode("utf-8", "replace"), webhook_secret_values(p["headers"], headers, p["url"])
+        )
         if response.error:
             return ActionResult(
                 False, f"{where} failed: {response.error}", output, {"status": response.status}
