@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
+from app.checks import plugin_threads
 from app.checks.base import (
     CheckConfigError,
     CheckContext,
@@ -140,7 +141,7 @@ class PluginCheck(CheckKind):
         try:
             async with asyncio.timeout(timeout):
                 # Importing runs module code: keep it off the event loop.
-                module = await asyncio.to_thread(importlib.import_module, module_name)
+                module = await plugin_threads.call(importlib.import_module, module_name)
                 fn: Any = module
                 for attr in attr_path.split("."):
                     fn = getattr(fn, attr)
@@ -150,12 +151,14 @@ class PluginCheck(CheckKind):
                     value = await fn(**params["kwargs"])
                 else:
                     # A sync plugin that hangs keeps its thread until it returns; we still answer
-                    # on time. Bounded by the default executor's size.
-                    value = await asyncio.to_thread(fn, **params["kwargs"])
+                    # on time, and the guard's other threads are not taken (plugin_threads.py).
+                    value = await plugin_threads.call(fn, **params["kwargs"])
                     if inspect.isawaitable(value):
                         value = await value
         except TimeoutError:
             return CheckResult.down(f"plugin timeout after {timeout:g}s", time.monotonic() - started)
+        except plugin_threads.TooManyRunning as exc:
+            return CheckResult.down(str(exc), time.monotonic() - started)
         except ImportError as exc:
             return CheckResult.down(f"cannot import {module_name!r}: {short(str(exc), 100)}")
         except AttributeError:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
@@ -146,3 +147,48 @@ async def test_a_raising_kind_never_raises_to_the_caller():
     assert result.outcome is Outcome.DOWN
     assert "RuntimeError" in result.detail and "abc123" not in result.detail
     assert isinstance(result, CheckResult)
+
+
+HUNG_SOURCE = textwrap.dedent(
+    """
+    import threading
+
+    release = threading.Event()
+
+    def hung():
+        release.wait(60)
+        return "ok"
+    """
+)
+
+
+async def test_hung_plugins_do_not_starve_name_resolution(tmp_path, monkeypatch):
+    """A synchronous plugin that hangs keeps its thread (Python cannot stop it), but not one of the
+    loop's default executor, which resolves every host name: with more hung plugins than that
+    executor has threads, a lookup still answers, and past the plugins' own bound a call is refused
+    at once instead of queueing."""
+    import asyncio
+
+    from app.checks import plugin_threads
+
+    (tmp_path / "pg_hung_plugins.py").write_text(HUNG_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ctx = CheckContext(timeout=2, plugin_module_allowlist=["pg_hung_plugins"])
+    loop = asyncio.get_running_loop()
+    executor_threads = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
+    hung = executor_threads + 2
+    room = plugin_threads.running() + hung  # a machine with many cores has a bigger default executor
+    monkeypatch.setattr(plugin_threads, "MAX_RUNNING", max(plugin_threads.MAX_RUNNING, room))
+    try:
+        results = await asyncio.gather(
+            *(plugin.run({"callable": "pg_hung_plugins:hung", "timeout": 0.2}, ctx) for _ in range(hung))
+        )
+        assert all(r.outcome is Outcome.DOWN and "timeout" in r.detail for r in results)
+        # The loop's own threads are free: a name lookup answers (it waited behind the hung ones).
+        await asyncio.wait_for(loop.getaddrinfo("localhost", 80), timeout=10)
+        monkeypatch.setattr(plugin_threads, "MAX_RUNNING", plugin_threads.running())
+        refused = await plugin.run({"callable": "pg_hung_plugins:hung", "timeout": 5}, ctx)
+        assert refused.outcome is Outcome.DOWN and "still running" in refused.detail
+    finally:
+        sys.modules["pg_hung_plugins"].release.set()
+        sys.modules.pop("pg_hung_plugins", None)
