@@ -143,12 +143,17 @@ class IncidentEvents:
     async def _latest_attempt(
         session: AsyncSession, incident_id: int, state: AttemptState
     ) -> HealingAttempt | None:
-        """The incident's latest attempt in ``state`` (a running one only once its action started)."""
+        """The incident's latest attempt in ``state`` (a running one only once its action started).
+
+        A verifying one is locked and read afresh: the periodic pass may be ending it right now (its
+        deadline); whichever verdict commits first stands, and the other finds it no longer verifying."""
         stmt = select(HealingAttempt).where(
             HealingAttempt.incident_id == incident_id, HealingAttempt.state == state
         )
         if state == AttemptState.RUNNING:
             stmt = stmt.where(HealingAttempt.acting_at.is_not(None))
+        elif state == AttemptState.VERIFYING:
+            stmt = stmt.with_for_update(of=HealingAttempt).execution_options(populate_existing=True)
         return (
             await session.execute(stmt.order_by(HealingAttempt.attempt_number.desc()).limit(1))
         ).scalar_one_or_none()
