@@ -17,6 +17,7 @@ from app.components.specs import validate_check, validate_recovery
 from app.db.models import Component
 from app.db.session import session_scope
 from app.security.check_secrets import same_check, seal_check
+from app.security.recovery_secrets import same_recovery
 
 if TYPE_CHECKING:
     from app.healing.strategies.registry import StrategyRegistry
@@ -66,6 +67,8 @@ async def sync_declared_components(
                 "depends_on": list(data.depends_on),
             }
             changed = {k: v for k, v in wanted.items() if k != "check" and getattr(existing, k) != v}
+            if "recovery" in changed and same_recovery(existing.recovery, changed["recovery"], service.box):
+                del changed["recovery"]  # the same secrets, encrypted afresh
             if not same_check(existing.check, check, service.box):
                 changed["check"] = seal_check(check, None, service.box)
             if changed:

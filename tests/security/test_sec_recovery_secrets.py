@@ -142,3 +142,47 @@ async def test_webhook_strategy_credentials_are_write_only_and_still_sent(db_url
                 _assert_no_secret(one.text)
         assert "X-Plain=visible" in attempts.text  # the rest of the answer is kept
     assert seen[-1] == {"auth": f"Bearer {SECRETS[0]}", "key": SECRETS[1], "token": SECRETS[2]}
+
+
+async def test_a_declared_secret_header_does_not_rewrite_its_component_on_every_start(db_url, tmp_path):
+    """Encrypting a secret gives a new ciphertext each time: the config sync compares what the
+    secrets say, so an unchanged file leaves the component (and its version) alone."""
+    from sqlalchemy import select
+
+    from app.db.models import Component
+    from app.monitoring.declarative import sync_declared_components
+
+    declared = [
+        {
+            "name": "etl",
+            "recovery": {
+                "strategies": [
+                    {
+                        "kind": "webhook",
+                        "url": "http://127.0.0.1:9/rerun",
+                        "headers": [{"name": "X-Deploy-Key", "value": SECRETS[1], "secret": True}],
+                    }
+                ]
+            },
+        }
+    ]
+    settings = make_settings(
+        db_url, tmp_path, components=declared, security={"ssrf_allowlist": ["127.0.0.1/32"]}
+    )
+    async with running_guard(settings, build_services=lambda rt: []) as guard:
+        rt = guard.runtime
+
+        async def stored():
+            async with guard.session() as session:
+                row = (
+                    (await session.execute(select(Component).where(Component.name == "etl")))
+                    .unique()
+                    .scalar_one()
+                )
+                return row.version, json.dumps(row.recovery)
+
+        await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)
+        first = await stored()
+        report = await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)
+        assert report["updated"] == [] and await stored() == first
+        assert SECRETS[1] not in first[1]
