@@ -58,6 +58,7 @@ class Attribution:
         self.gc_pauses: list[tuple[float, float, int]] = []  # (start, end, generation)
         self.handler_costs: dict[str, list[tuple[float, int]]] = defaultdict(list)  # (seconds, statements)
         self._gc_start = 0.0
+        self.heap = (0, 0)  # objects the cyclic GC scans, objects frozen (at steady state)
         self._beat = time.monotonic()
         self._stop = threading.Event()
         self._tasks: list = []
@@ -195,6 +196,7 @@ class Attribution:
             for i, handler in enumerate(handlers):
                 handlers[i] = self._timed(handler, statements)
 
+        self.heap = (len(gc.get_objects()), gc.get_freeze_count())
         gc.callbacks.append(self._on_gc)
         self._tasks.append(asyncio.get_running_loop().create_task(self._ticker()))
         threading.Thread(target=self._watchdog, args=(threading.get_ident(),), daemon=True).start()
@@ -307,6 +309,8 @@ class Attribution:
             f"{sum(lengths) / span / 10:.2f} % of the time"
             + (f", p50 {statistics.median(lengths):.1f} ms, max {lengths[-1]:.1f} ms" if lengths else "")
         )
+        scanned, frozen = self.heap
+        out(f"  heap at steady state: {scanned} objects scanned by a full collection, {frozen} frozen")
         for gen in (0, 1, 2):
             pauses = sorted((b - a) * 1000 for a, b, g in self.gc_pauses if g == gen and t_from <= b <= t_to)
             if pauses:
