@@ -100,7 +100,10 @@ class Attribution:
         write_batch = writer_mod.write_batch
 
         async def write_batch_stamped(session, items, *args, **kwargs):
-            stamps = _flush.get() or {}
+            stamps = _flush.get()
+            if stamps is None or "locked" in stamps:  # a flush not entered through `_flush_locked`
+                stamps = {"flush": now()}
+                _flush.set(stamps)
             stamps["locked"] = now()
             applied = await write_batch(session, items, *args, **kwargs)
             stamps["written"] = now()
@@ -264,10 +267,13 @@ class Attribution:
             row = {"incident": incident_id, "observed": t0, "stamp": stamp}
             row.update(self.by_result.get((cid, round(t0, 3)), {}))
             row.update(self.by_incident.get(incident_id, {}))
-            if row.get("flush", row["stamp"]) < row.get("buffered", row["observed"]):
+            buffered = row.get("buffered", row["observed"])
+            if row.get("locked", row["stamp"]) < buffered:
                 # The incident's transaction was not the flush that wrote its deciding result.
-                for stage in ("flush", "locked", "written"):
+                for stage in ("flush", "locked", "written", "batch"):
                     row.pop(stage, None)
+            elif row.get("flush", row["stamp"]) < buffered:
+                row["flush"] = buffered  # buffered while that flush waited for the lock: taken by it
             out.append(row)
         return out
 

@@ -15,6 +15,8 @@
    Also shown: probe result -> decision started (the attempt's `started_at`, taken when its
    decision begins), to place the time: before it, monitoring's flush and the hand-over; after it,
    the decision, the claim's and the acting marker's commits and the spawn.
+   `--attribute`: where each reaction's time went, stage by stage, beside the event loop's stalls
+   and the GC's pauses (bench/_attribution.py; the slowest 5 % are listed).
 2. Time to recover: the real demo (flaky worker + `pipeline-guard serve`), crash -> verified healthy,
    beside the bound period x failure_threshold + action time + 1 period.
 
@@ -298,6 +300,8 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     "misses": misses,
                     "outcomes": outcomes,
                     "stages": stages,
+                    # results written beside a flush in progress (older trees have no urgent lane)
+                    "lane": getattr(scheduler.writer, "urgent_lane_flushes", None),
                     "span": (round_start, time.time()),
                 }
             )
@@ -394,6 +398,8 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
     if rounds:  # every reaction should be one attempt that heals: a failing one is retried and adds load
         outcomes = ", ".join(f"{state} {n}" for state, n in rounds[-1]["outcomes"].items())
         print(f"  attempts by state after the last round: {outcomes}")
+        if rounds[-1]["lane"] is not None:
+            print(f"  flushes in the urgent lane (beside a flush in progress): {rounds[-1]['lane']}")
     pooled = [v for r in rounds for v in r["react"]]
     print(f"  all reactions  {summary(pooled)}   target p99 <= 100 ms")
     if rounds and "attribution" in rounds[-1]:
