@@ -236,11 +236,16 @@ class ResultWriter:
         return await self.flush_all()
 
     async def flush_all(self) -> int:
-        """Flush until the buffer is empty, in bounded transactions. Returns the number written."""
+        """Flush until the buffer is empty and the urgent lane has written what it took, in bounded
+        transactions. Returns the number written (by these flushes)."""
         written = await self.flush()
-        while self._buffer:
-            written += await self.flush()
-        return written
+        while True:
+            while self._buffer:
+                written += await self.flush()
+            lane = self._urgent_task
+            if lane is None or lane.done():
+                return written
+            await asyncio.wait({lane})  # a failed lane put its items back: flushed above
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
     def hand_over_after_probe(self, component_ids: set[int]) -> None:

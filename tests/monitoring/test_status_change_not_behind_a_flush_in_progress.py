@@ -122,3 +122,29 @@ async def test_a_status_change_waits_for_the_flush_writing_its_earlier_results(d
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_flush_all_returns_once_the_urgent_lane_has_written(db_url, tmp_path, monkeypatch):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        busy, victim = await started(guard, scheduler)
+        writer = scheduler.writer
+        async with (
+            flush_held_for(monkeypatch, busy) as (busy_held, busy_release),
+            flush_held_for(monkeypatch, victim) as (lane_held, lane_release),
+        ):
+            writer.add(Observation(busy, "http", CheckResult.up("routine")))
+            routine = asyncio.ensure_future(writer.flush())
+            await asyncio.wait_for(busy_held.wait(), 20)
+            writer.add(Observation(victim, "http", down("broken")))  # to the lane, held in turn
+            await asyncio.wait_for(lane_held.wait(), 20)
+            busy_release.set()
+            await routine
+            assert writer.buffered == 0
+
+            everything = asyncio.ensure_future(writer.flush_all())
+            await asyncio.sleep(0.3)  # a flush_all that only looked at the buffer has returned by now
+            assert not everything.done()
+            lane_release.set()
+            await everything
+            assert await results_of(guard, victim) == ["first", "broken"]
+        writer.stop()
