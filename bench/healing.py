@@ -15,6 +15,8 @@
    Also shown: probe result -> decision started (the attempt's `started_at`, taken when its
    decision begins), to place the time: before it, monitoring's flush and the hand-over; after it,
    the decision, the claim's and the acting marker's commits and the spawn.
+   `--attribute`: where each reaction's time went, stage by stage, beside the event loop's stalls
+   and the GC's pauses (bench/_attribution.py; the slowest 5 % are listed).
 2. Time to recover: the real demo (flaky worker + `pipeline-guard serve`), crash -> verified healthy,
    beside the bound period x failure_threshold + action time + 1 period.
 
@@ -82,15 +84,31 @@ def summary(values_ms: list[float]) -> str:
     )
 
 
-def read_stamps(path: Path) -> dict[int, float]:
-    """incident id -> epoch seconds the restart command started (the first stamp of each incident)."""
-    stamps: dict[int, float] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                stamps.setdefault(int(parts[1]), float(parts[0].replace(",", ".")))
-    return stamps
+class StampReader:
+    """The stamps file read incrementally: the 10 waiting victims poll it every 20 ms inside the event
+    loop being measured, and re-reading the whole (growing) file each time stalled that loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamps: dict[int, float] = {}
+        self._offset = 0
+
+    def __call__(self) -> dict[int, float]:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return self.stamps
+        if size > self._offset:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read(size - self._offset)
+            complete = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+            self._offset += complete
+            for line in chunk[:complete].decode().splitlines():
+                parts = line.split()
+                if len(parts) == 2:
+                    self.stamps.setdefault(int(parts[1]), float(parts[0].replace(",", ".")))
+        return self.stamps
 
 
 async def seed(url: str, base: str, victims: int, fleet: int, stamps: Path, settings) -> None:
@@ -156,6 +174,7 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
     from app.outbound.process import run_command
 
     stamps = tmp / "stamps"
+    stamped = StampReader(stamps)
     settings = Settings(
         env="test",
         database_url=url,
@@ -177,8 +196,15 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
         # Steady state: every component has had its first result (the start-up wave is not measured).
         await wait_until(lambda: all(t.machine.status != "unknown" for t in scheduler.tracked.values()), 120)
         by_name = {t.name: cid for cid, t in scheduler.tracked.items()}
+        attribution = None
+        if args.attribute:
+            from bench._attribution import Attribution
+
+            attribution = Attribution()
+            attribution.install(guard, {cid for name, cid in by_name.items() if name.startswith("victim-")})
         for _ in range(args.rounds):
-            seen_before = set(read_stamps(stamps))
+            round_start = time.time()
+            seen_before = set(stamped())
             done, misses = 0, []
 
             async def cycle(name: str, misses: list[str]) -> None:
@@ -193,7 +219,7 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     async with http.get(f"{base}/set", params={"name": name, "ok": "0"}):
                         pass
                     try:
-                        await wait_until(lambda: incident_of(guard, cid) in read_stamps(stamps), 60)
+                        await wait_until(lambda: incident_of(guard, cid) in stamped(), 60)
                         done += 1
                     except TimeoutError:
                         tracked = scheduler.tracked.get(cid)
@@ -225,13 +251,16 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                             "PIPELINE_GUARD_INCIDENT": str(marker),
                         },
                     )
-                    baseline.append((read_stamps(stamps)[marker] - t0) * 1000)
+                    baseline.append((stamped()[marker] - t0) * 1000)
 
             await asyncio.gather(
                 spawn_baseline(baseline), *(cycle(f"victim-{i}", misses) for i in range(args.victims))
             )
             async with guard.sessionmaker() as session:
-                opened = dict((await session.execute(text("SELECT id, opened_at FROM incidents"))).all())
+                opened_rows = (
+                    await session.execute(text("SELECT id, component_id, opened_at FROM incidents"))
+                ).all()
+                opened = {incident_id: at for incident_id, _, at in opened_rows}
                 claimed = dict(
                     (
                         await session.execute(
@@ -249,7 +278,7 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                         )
                     ).all()
                 )
-            fresh = {k: v for k, v in read_stamps(stamps).items() if k not in seen_before and k < 10**9}
+            fresh = {k: v for k, v in stamped().items() if k not in seen_before and k < 10**9}
             react, claim = [], []
             for incident_id, at in fresh.items():
                 if incident_id in opened:
@@ -257,9 +286,28 @@ async def reaction(url: str, base: str, args, tmp: Path) -> list[dict]:
                     react.append((at - t_open) * 1000)
                     if claimed.get(incident_id) is not None:
                         claim.append((as_epoch(claimed[incident_id]) - t_open) * 1000)
+            stages = []
+            if attribution is not None:
+                stages = attribution.reactions(
+                    {i: (cid, as_epoch(at)) for i, cid, at in opened_rows},
+                    {k: v for k, v in fresh.items() if k in opened},
+                )
             rounds.append(
-                {"react": react, "claim": claim, "baseline": baseline, "misses": misses, "outcomes": outcomes}
+                {
+                    "react": react,
+                    "claim": claim,
+                    "baseline": baseline,
+                    "misses": misses,
+                    "outcomes": outcomes,
+                    "stages": stages,
+                    # results written beside a flush in progress (older trees have no urgent lane)
+                    "lane": getattr(scheduler.writer, "urgent_lane_flushes", None),
+                    "span": (round_start, time.time()),
+                }
             )
+        if attribution is not None:
+            attribution.uninstall()
+            rounds[-1]["attribution"] = attribution
     return rounds
 
 
@@ -350,8 +398,14 @@ def report(db: str, rounds: list[dict], args, load0: list[str]) -> None:
     if rounds:  # every reaction should be one attempt that heals: a failing one is retried and adds load
         outcomes = ", ".join(f"{state} {n}" for state, n in rounds[-1]["outcomes"].items())
         print(f"  attempts by state after the last round: {outcomes}")
+        if rounds[-1]["lane"] is not None:
+            print(f"  flushes in the urgent lane (beside a flush in progress): {rounds[-1]['lane']}")
     pooled = [v for r in rounds for v in r["react"]]
     print(f"  all reactions  {summary(pooled)}   target p99 <= 100 ms")
+    if rounds and "attribution" in rounds[-1]:
+        rounds[-1]["attribution"].report(
+            [row for r in rounds for row in r["stages"]], rounds[0]["span"][0], rounds[-1]["span"][1]
+        )
 
 
 def run_db(db: str, base: str, args) -> None:
@@ -403,6 +457,11 @@ def main() -> None:
     parser.add_argument("--demo-runs", type=int, default=0)
     parser.add_argument(
         "--max-misses", type=int, default=3, help="reactions not seen within 60 s before a round gives up"
+    )
+    parser.add_argument(
+        "--attribute",
+        action="store_true",
+        help="stamp every stage of each reaction, watch loop stalls and GC pauses (bench/_attribution.py)",
     )
     parser.add_argument("--app-dir", default=None, help="import the guard from this tree (before/after)")
     args = parser.parse_args()

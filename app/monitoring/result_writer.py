@@ -9,6 +9,11 @@ Lease hand-over (a draining replica) rides on a flush: a component listed by `ha
 triggers a flush as soon as its next result is buffered, and its lease is released in that flush's
 transaction with the next due time (`ownership.hand_over`).
 
+A result that changes a status is flushed at once; while another flush is being written it does not
+wait for it: it goes in its own small transaction beside it (the urgent lane), unless that flush holds
+earlier results of the same component (then right after it). A component's results are never in two
+flushes at once, so they are written in order and each flush advances only its own components.
+
 The writer owns the buffer and the flush lock; the scheduler owns the in-memory view (`tracked`),
 which the writer advances only after a commit, and is called back to forget a component, to tell
 when checks are due, and to publish the health of the components a flush changed.
@@ -83,6 +88,14 @@ class ResultWriter:
         self.flush_size = flush_size
         self._buffer: list[Item] = []
         self._flush_lock = asyncio.Lock()
+        # The urgent lane: a result that changes a status while a flush is being written goes in its
+        # own transaction at once, beside that flush, instead of waiting for it. Each component's
+        # results are in at most one flush at a time (`_in_flight`), so they are written in order and
+        # each flush advances only its own components' `tracked`.
+        self._in_flight: set[int] = set()
+        self._urgent: set[int] = set()  # components whose decisive result waits for the urgent lane
+        self._urgent_task: asyncio.Future | None = None
+        self.urgent_lane_flushes = 0
         self._flush_soon = asyncio.Event()
         self._flush_stop = asyncio.Event()
         self._flushes: set[asyncio.Future] = set()
@@ -172,7 +185,10 @@ class ResultWriter:
             # A result that changes a status is written at once (not after the flush interval): its
             # transaction publishes the transition and wakes healing on commit.
             self.urgent_flushes += 1
-            self._flush_soon.set()
+            if self._flush_lock.locked() and observation.component_id not in self._in_flight:
+                self._write_urgently(observation.component_id)  # not behind the flush being written
+            else:
+                self._flush_soon.set()
         elif len(buffer) >= self.flush_size or observation.component_id in self._handing_over:
             self._flush_soon.set()
 
@@ -220,11 +236,16 @@ class ResultWriter:
         return await self.flush_all()
 
     async def flush_all(self) -> int:
-        """Flush until the buffer is empty, in bounded transactions. Returns the number written."""
+        """Flush until the buffer is empty and the urgent lane has written what it took, in bounded
+        transactions. Returns the number written (by these flushes)."""
         written = await self.flush()
-        while self._buffer:
-            written += await self.flush()
-        return written
+        while True:
+            while self._buffer:
+                written += await self.flush()
+            lane = self._urgent_task
+            if lane is None or lane.done():
+                return written
+            await asyncio.wait({lane})  # a failed lane put its items back: flushed above
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
@@ -284,60 +305,122 @@ class ResultWriter:
     async def _flush_locked(self) -> int:
         async with self._flush_lock:
             self.probe_metrics.publish_counts()
-            if not self._buffer:
+            items = self._take(MAX_BATCH)
+            if not items and self._buffer and self._urgent_task is not None:
+                # What is left belongs to components the urgent lane is writing: after it, in order.
+                await asyncio.wait({self._urgent_task})
+                items = self._take(MAX_BATCH)
+            if not items:
                 return 0
-            items, self._buffer = self._buffer[:MAX_BATCH], self._buffer[MAX_BATCH:]
-            taken_seq = self._seq
-            handing: dict[int, float | None] = {}
-            try:
-                async with session_scope(self.state.sessionmaker) as session:
-                    items = await self._fenced(session, items)
-                    applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
-                    if self._handing_over:
-                        handing = self._hand_over_due(items)
-                        if handing:
-                            await self._hands_over().hand_over(session, handing)
-            except BaseException as exc:
-                self.flush_failures += 1
-                self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning(
-                    "writing %d check results failed (%s); kept for a retry",
-                    len(items),
-                    self.last_flush_error,
+            return await self._write(items)
+
+    def _take(self, limit: int, components: set[int] | None = None) -> list[Item]:
+        """Up to `limit` buffered items, oldest first, of components no other flush is writing (and of
+        `components` only, when given). What is taken of a component is always its oldest items."""
+        if not self._in_flight and components is None:
+            items, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        else:
+            items, kept = [], []
+            busy = self._in_flight
+            for item in self._buffer:
+                cid = item.component_id
+                if len(items) < limit and cid not in busy and (components is None or cid in components):
+                    items.append(item)
+                else:
+                    kept.append(item)
+            self._buffer = kept
+        self._in_flight.update(item.component_id for item in items)
+        return items
+
+    def _write_urgently(self, component_id: int) -> None:
+        self._urgent.add(component_id)
+        if self._urgent_task is None or self._urgent_task.done():
+            task = asyncio.ensure_future(self._urgent_lane())
+            self._urgent_task = task
+            self._flushes.add(task)
+            task.add_done_callback(self._urgent_lane_done)
+
+    async def _urgent_lane(self) -> None:
+        """Write the decisive results handed to the lane (and what is buffered before them for the
+        same components), one small transaction each round, until none waits."""
+        while self._urgent:
+            components, self._urgent = self._urgent, set()
+            if components & self._in_flight:
+                self._flush_soon.set()  # in the flush being written: the flusher takes them right after
+                components -= self._in_flight
+            items = self._take(MAX_BATCH, components)
+            if items:
+                self.urgent_lane_flushes += 1
+                await self._write(items)
+
+    def _urgent_lane_done(self, task: asyncio.Future) -> None:
+        self._flushes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._urgent.clear()
+            self._flush_soon.set()  # the items are back in the buffer: the flusher retries them
+
+    async def _write(self, items: list[Item]) -> int:
+        """One transaction for `items` (their components marked in flight by `_take`), then the
+        in-memory view advanced; only then may another flush take those components. On failure the
+        items go back to the front of the buffer."""
+        taken = {item.component_id for item in items}
+        try:
+            return await self._write_batch(items)
+        finally:
+            self._in_flight.difference_update(taken)
+
+    async def _write_batch(self, items: list[Item]) -> int:
+        taken_seq = self._seq
+        handing: dict[int, float | None] = {}
+        try:
+            async with session_scope(self.state.sessionmaker) as session:
+                items = await self._fenced(session, items)
+                applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
+                if self._handing_over:
+                    handing = self._hand_over_due(items)
+                    if handing:
+                        await self._hands_over().hand_over(session, handing)
+        except BaseException as exc:
+            self.flush_failures += 1
+            self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning(
+                "writing %d check results failed (%s); kept for a retry",
+                len(items),
+                self.last_flush_error,
+            )
+            self._buffer = items + self._buffer
+            if len(self._buffer) > MAX_BUFFER:
+                excess = len(self._buffer) - MAX_BUFFER
+                self._buffer = self._buffer[excess:]
+                self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
+            raise
+        finally:
+            if len(self._buffer) < HIGH_WATER:
+                self._room.set()
+        for cid, fresh in applied.tracked.items():
+            current = self.tracked.get(cid)
+            if current is not None:
+                # Configuration reloaded while the batch was written stays (thresholds, labels...).
+                fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
+                    current.name,
+                    current.critical,
+                    current.labels,
+                    current.thresholds,
                 )
-                self._buffer = items + self._buffer
-                if len(self._buffer) > MAX_BUFFER:
-                    excess = len(self._buffer) - MAX_BUFFER
-                    self._buffer = self._buffer[excess:]
-                    self._drop(excess, f"more than {MAX_BUFFER} results waiting for the database")
-                raise
-            finally:
-                if len(self._buffer) < HIGH_WATER:
-                    self._room.set()
-            for cid, fresh in applied.tracked.items():
-                current = self.tracked.get(cid)
-                if current is not None:
-                    # Configuration reloaded while the batch was written stays (thresholds, labels...).
-                    fresh.name, fresh.critical, fresh.labels, fresh.thresholds = (
-                        current.name,
-                        current.critical,
-                        current.labels,
-                        current.thresholds,
-                    )
-                    self.tracked[cid] = fresh
-            if self._ahead:
-                for cid in {item.component_id for item in items}:
-                    ahead = self._ahead.get(cid)
-                    if ahead is not None and ahead[1] <= taken_seq:
-                        del self._ahead[cid]  # what it folded in is written: `tracked` is as far
-            self._publish_health(applied.tracked)
-            if handing:
-                self._handing_over.difference_update(handing)
-                self._hands_over().handed_over(set(handing))
-                for cid in handing:
-                    self._forget(cid)
-            self.results_written += applied.results_written
-            return applied.results_written
+                self.tracked[cid] = fresh
+        if self._ahead:
+            for cid in {item.component_id for item in items}:
+                ahead = self._ahead.get(cid)
+                if ahead is not None and ahead[1] <= taken_seq:
+                    del self._ahead[cid]  # what it folded in is written: `tracked` is as far
+        self._publish_health(applied.tracked)
+        if handing:
+            self._handing_over.difference_update(handing)
+            self._hands_over().handed_over(set(handing))
+            for cid in handing:
+                self._forget(cid)
+        self.results_written += applied.results_written
+        return applied.results_written
 
     async def _fenced(self, session, items: list[Item]) -> list[Item]:
         """With leases (several replicas), write only the results of components this replica still
