@@ -23,6 +23,7 @@ new row and leaves a second compacted row for that bucket: readers merge it, not
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,21 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
     several merged)."""
     ingest = ingest_for(session.get_bind().dialect.name)
     claimed, rows = await ingest.take_rollups(session, batch)
+    # Merging a full round's sketches is tens of milliseconds of CPU: on a thread, the event loop
+    # keeps its turns (GIL switch interval) instead of stalling probes, flushes and healing for it.
+    merged = (
+        merge_buckets(rows) if len(rows) < MERGE_INLINE_MAX else await asyncio.to_thread(merge_buckets, rows)
+    )
+    if merged:
+        await ingest.insert_rollups(session, merged)
+    return claimed
+
+
+MERGE_INLINE_MAX = 200  # rows merged on the loop itself (a thread hop costs more than that)
+
+
+def merge_buckets(rows) -> list[tuple]:
+    """Rows of ``ROLLUP_COLUMNS`` -> one compacted row per bucket (a single row as it was)."""
     groups: defaultdict[tuple, list] = defaultdict(list)
     for row in rows:
         groups[tuple(row[: len(ROLLUP_KEY)])].append(row)
@@ -92,6 +108,4 @@ async def compact_round(session: AsyncSession, batch: int) -> int:
             continue
         sk = merge_blobs([bytes(row[_SKETCH]) for row in bucket])
         merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
-    if merged:
-        await ingest.insert_rollups(session, merged)
-    return claimed
+    return merged

@@ -165,7 +165,7 @@ async def test_a_round_waiting_for_rows_another_round_took_merges_only_its_own_d
 
         waiting = asyncio.create_task(second())
         async with guard.session() as probe:
-            for _ in range(200):  # until B waits on A's row locks
+            for _ in range(1200):  # until B waits on A's row locks (a loaded machine: up to a minute)
                 waits = await probe.scalar(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -183,3 +183,28 @@ async def test_a_round_waiting_for_rows_another_round_took_merges_only_its_own_d
     for key, (count, total, lo, hi) in once["buckets"].items():
         assert after["buckets"][key] == (3 * count, round(3 * total, 6), lo, hi)
     assert len(once["buckets"]) < after["rows"] <= 2 * len(once["buckets"])
+
+
+async def test_a_large_round_merges_off_the_event_loop_with_the_same_result(guard, now, monkeypatch):
+    """Merging a full round's sketches is tens of milliseconds of CPU: it runs on a thread, so the
+    loop keeps serving probes, flushes and healing meanwhile; the merged buckets are the same."""
+    import threading
+
+    from app.metrics import compaction
+
+    await ingest_in_small_batches(guard, now, {"host": "a"}, n=200)
+    await ingest_in_small_batches(guard, now, {"host": "a"}, n=200)  # every bucket: two deltas to merge
+    before = await totals(guard)
+    threads: set[str] = set()
+    merge = compaction.merge_blobs
+
+    def recording(blobs):
+        threads.add(threading.current_thread().name)
+        return merge(blobs)
+
+    monkeypatch.setattr(compaction, "merge_blobs", recording)
+    monkeypatch.setattr(compaction, "MERGE_INLINE_MAX", 2)
+    assert await RollupCompactor(guard.runtime.core).run_once() == before["pending"]
+    assert threads and threading.main_thread().name not in threads
+    after = await totals(guard)
+    assert after["buckets"] == before["buckets"] and after["pending"] == 0
