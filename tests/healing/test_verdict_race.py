@@ -64,7 +64,10 @@ async def test_a_verdict_taken_meanwhile_is_not_overwritten(healing, tmp_path, d
             async with healing.guard.session() as probe:
                 waiting = (
                     await probe.execute(
-                        text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        )
                     )
                 ).scalar_one()
             if waiting or closing.done():

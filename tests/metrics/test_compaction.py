@@ -164,18 +164,19 @@ async def test_a_round_waiting_for_rows_another_round_took_merges_only_its_own_d
                 return await compact_round(session, 5000)
 
         waiting = asyncio.create_task(second())
-        async with guard.session() as probe:
-            for _ in range(1200):  # until B waits on A's row locks (a loaded machine: up to a minute)
+        for _ in range(1200):  # until B waits on A's row locks (a loaded machine: up to a minute)
+            # A new transaction each time: pg_stat_activity is a snapshot taken once per transaction.
+            async with guard.session() as probe:
                 waits = await probe.scalar(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                         "AND wait_event_type = 'Lock'"
                     )
                 )
-                if waits:
-                    break
-                await asyncio.sleep(0.05)
-            assert waits, "the second round never waited for the first one's rows"
+            if waits:
+                break
+            await asyncio.sleep(0.05)
+        assert waits, "the second round never waited for the first one's rows"
     assert await waiting > 0
 
     after = await totals(guard)
