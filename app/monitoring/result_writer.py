@@ -11,7 +11,9 @@ transaction with the next due time (`ownership.hand_over`).
 
 A result that changes a status is flushed at once; while another flush is being written it does not
 wait for it: it goes in its own small transaction beside it (the urgent lane), unless that flush holds
-earlier results of the same component (then right after it). A component's results are never in two
+earlier results of the same component (then right after it). Not on SQLite: its one writer would make
+that transaction wait in the driver's busy handler (sleeping up to 100 ms between retries) instead of
+starting right after the flush in progress. A component's results are never in two
 flushes at once, so they are written in order and each flush advances only its own components.
 
 The writer owns the buffer and the flush lock; the scheduler owns the in-memory view (`tracked`),
@@ -96,6 +98,9 @@ class ResultWriter:
         self._urgent: set[int] = set()  # components whose decisive result waits for the urgent lane
         self._urgent_task: asyncio.Future | None = None
         self.urgent_lane_flushes = 0
+        # SQLite has one writer: a transaction beside a flush in progress would only wait in the
+        # driver's busy handler (sleeping 1..100 ms between retries) instead of right after it.
+        self._concurrent_writes = not state.settings.database_url.startswith("sqlite")
         self._flush_soon = asyncio.Event()
         self._flush_stop = asyncio.Event()
         self._flushes: set[asyncio.Future] = set()
@@ -185,7 +190,11 @@ class ResultWriter:
             # A result that changes a status is written at once (not after the flush interval): its
             # transaction publishes the transition and wakes healing on commit.
             self.urgent_flushes += 1
-            if self._flush_lock.locked() and observation.component_id not in self._in_flight:
+            if (
+                self._flush_lock.locked()
+                and self._concurrent_writes
+                and observation.component_id not in self._in_flight
+            ):
                 self._write_urgently(observation.component_id)  # not behind the flush being written
             else:
                 self._flush_soon.set()
