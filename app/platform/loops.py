@@ -3,6 +3,11 @@
 A loop runs ``run_once()`` every ``interval`` seconds, start-to-start (a slow iteration does not
 shift the schedule; an overrun is counted and logged and the next run starts at once). Errors are
 logged and never kill the loop. ``start(loops=N)`` runs N iterations and stops, for tests.
+
+A start that fails (``on_start`` raising: the database away or slow at that moment) is retried with
+a growing pause (up to ``START_RETRY_MAX_S``) until it succeeds or the loop is stopped; meanwhile the
+loop counts as not started for readiness. A blip at boot must not leave a loop dead for the life of
+the process while liveness stays green.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.background")
 
+START_RETRY_MIN_S = 0.5
+START_RETRY_MAX_S = 30.0
+
 
 class LoopService(ABC):
     name: str = "loop"
@@ -34,6 +42,7 @@ class LoopService(ABC):
         self.overruns = 0
         self.last_error: str | None = None
         self.last_run_at: float | None = None
+        self.start_failures = 0  # failed starts since the last successful one
 
     @abstractmethod
     async def run_once(self) -> object:  # what a pass reports (counts, ...) is for tests and benches
@@ -52,6 +61,11 @@ class LoopService(ABC):
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def start_failing(self) -> bool:
+        """Its start has failed and is being retried: it is not doing its work yet."""
+        return self.running and self.start_failures > 0
 
     def start(self, loops: int | None = None) -> asyncio.Task[None]:
         if self.running:
@@ -85,9 +99,34 @@ class LoopService(ABC):
             self._count("error")
             log.exception("%s iteration failed", self.name)
 
+    async def _start(self) -> bool:
+        """``on_start``, retried until it succeeds (True) or the loop is stopped (False)."""
+        pause = START_RETRY_MIN_S
+        while not self._stopping.is_set():
+            try:
+                await self.on_start()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database away at boot: retried, never fatal to the loop
+                self.start_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                self._count("start_error")
+                log.exception("%s could not start (attempt %d); retrying in %.1fs", self.name, self.start_failures, pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=pause)
+                pause = min(pause * 2, START_RETRY_MAX_S)
+                continue
+            if self.start_failures:
+                log.info("%s started after %d failed attempts", self.name, self.start_failures)
+                self.start_failures = 0
+                self.last_error = None
+            return True
+        return False
+
     async def _run(self, loops: int | None) -> None:
-        await self.on_start()
         try:
+            if not await self._start():
+                return
             next_start = time.monotonic()
             while not self._stopping.is_set():
                 started = time.monotonic()

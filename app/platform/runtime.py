@@ -132,5 +132,6 @@ class Runtime:
             checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["schema"] = {"ok": self.schema_ok}
         stopped = [s.name for s in self.services if not s.running]
-        checks["background"] = {"ok": not stopped, "stopped": stopped}
+        starting = [s.name for s in self.services if s.start_failing]  # its start failed, retried
+        checks["background"] = {"ok": not stopped and not starting, "stopped": stopped, "starting": starting}
         return checks
