@@ -111,7 +111,12 @@ class LoopService(ABC):
                 self.start_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 self._count("start_error")
-                log.exception("%s could not start (attempt %d); retrying in %.1fs", self.name, self.start_failures, pause)
+                log.exception(
+                    "%s could not start (attempt %d); retrying in %.1fs",
+                    self.name,
+                    self.start_failures,
+                    pause,
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=pause)
                 pause = min(pause * 2, START_RETRY_MAX_S)

@@ -95,7 +95,9 @@ async def test_healing_loop_start_is_retried_after_a_database_outage(db_url, tmp
 
             async def starting():
                 r = await guard.client.get("/ready")
-                background = r.json()["error"]["details"]["checks"]["background"] if r.status_code == 503 else {}
+                background = (
+                    r.json()["error"]["details"]["checks"]["background"] if r.status_code == 503 else {}
+                )
                 return background.get("starting") == ["healing"] and loop.start_failures >= 1
 
             await wait_until(starting, timeout=30, interval=0.1)
