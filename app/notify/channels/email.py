@@ -56,10 +56,7 @@ class EmailConfig(BaseModel):
     @classmethod
     def _readable(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                ssl.create_default_context(cafile=value)
-            except (OSError, ssl.SSLError) as exc:
-                raise ValueError(f"cannot load CA certificates from {value!r}: {exc}") from None
+            tls_context(value)
         return value
 
     @field_validator("from_address")
@@ -76,6 +73,19 @@ class EmailConfig(BaseModel):
             if "@" not in address or any(c in address for c in "\r\n,;"):
                 raise ValueError(f"{address!r} is not an e-mail address")
         return value
+
+
+CA_FILE_UNUSABLE = "cannot load CA certificates from this path (missing, unreadable or not PEM certificates)"
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying TLS context trusting ``ca_file`` too. Whether the path is missing, unreadable or
+    holds no certificates gives one and the same error: whoever may configure a channel learns
+    nothing about the guard's file system (no oracle)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError, ValueError):
+        raise ValueError(CA_FILE_UNUSABLE) from None
 
 
 def email_message(notification: OutgoingNotification, config: dict) -> EmailMessage:
@@ -142,7 +152,7 @@ def _connected(
 def _send_blocking(config: dict, mail: EmailMessage, timeout: float, exchange: _Exchange) -> None:
     host, port, security = config["host"], config["port"], config.get("security", "starttls")
     # Certificates are always verified (host name included); a private relay brings its CA in ca_file.
-    context = ssl.create_default_context(cafile=config.get("ca_file"))
+    context = tls_context(config.get("ca_file"))
     if security == "tls":
         client = _connected(smtplib.SMTP_SSL, exchange, host, port, timeout=timeout, context=context)
     else:
@@ -253,6 +263,8 @@ class EmailChannel(ChannelKind):
                 error=f"TLS certificate not trusted: {exc.verify_message}",
                 latency_s=time.monotonic() - started,
             ), False
+        except ValueError as exc:  # the CA file went away or changed since it was saved
+            return OutboundResponse(status=None, error=str(exc), latency_s=time.monotonic() - started), False
         except (OSError, smtplib.SMTPException) as exc:
             return OutboundResponse(
                 status=None,
