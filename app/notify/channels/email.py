@@ -5,7 +5,8 @@ socket timeout on every read and an overall deadline at which the socket is shut
 trickling mail server can neither stall the sender loop nor keep threads, and never takes the event
 loop's default executor, which resolves every host name the guard connects to. ``security``:
 ``starttls`` (default, port 587), ``tls`` (implicit TLS, port 465) or ``none`` (a relay on a trusted
-network). The server's address goes through the same SSRF policy as webhooks. A 5xx answer (unknown
+network). The server's address goes through the same SSRF policy as webhooks: its name is
+resolved once, checked, and the connection goes to those addresses (TLS still verifies the name). A 5xx answer (unknown
 mailbox, refused sender, bad credentials) is permanent; anything else is retried with back-off.
 Every try of one notification carries the same ``Message-ID``, so a mail system that saw the first
 try can drop the repeat.
@@ -30,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
 from app.notify.channels.common import message, plain_text
 from app.outbound.http import OutboundResponse
-from app.outbound.ssrf import UnsafeURL, check_url_async
+from app.outbound.ssrf import UnsafeURL, checked_addresses
 
 MAX_RECIPIENTS = 20
 
@@ -134,29 +135,47 @@ class _Exchange:
 
 
 def _connected(
-    base: type[smtplib.SMTP], exchange: _Exchange, host: str, port: int, **kwargs: Any
+    base: type[smtplib.SMTP],
+    exchange: _Exchange,
+    host: str,
+    addresses: list[str],
+    port: int,
+    **kwargs: Any,
 ) -> smtplib.SMTP:
-    """An SMTP client of class ``base`` connected to ``host``, its connection registered with
-    ``exchange`` as soon as it exists (the greeting is read inside the constructor)."""
+    """An SMTP client of class ``base`` connected to ``host`` at one of ``addresses`` (those the SSRF
+    policy checked: smtplib would resolve the name again, and the answer may differ), its connection
+    registered with ``exchange`` as soon as it exists (the greeting is read inside the constructor).
+    The name stays the client's host: TLS verifies the certificate against it (``server_hostname``)."""
 
     class Watched(base):  # type: ignore[valid-type, misc]
         def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-            sock = super()._get_socket(host, port, timeout)
-            exchange.watch(self, sock)
-            return sock
+            error: OSError | None = None
+            for address in addresses:
+                try:
+                    sock = super()._get_socket(address, port, timeout)
+                except OSError as exc:
+                    error = exc
+                    continue
+                exchange.watch(self, sock)
+                return sock
+            raise error or OSError(f"no address to connect to for {host!r}")
 
     client: smtplib.SMTP = Watched(host, port, **kwargs)
     return client
 
 
-def _send_blocking(config: dict, mail: EmailMessage, timeout: float, exchange: _Exchange) -> None:
+def _send_blocking(
+    config: dict, addresses: list[str], mail: EmailMessage, timeout: float, exchange: _Exchange
+) -> None:
     host, port, security = config["host"], config["port"], config.get("security", "starttls")
     # Certificates are always verified (host name included); a private relay brings its CA in ca_file.
     context = tls_context(config.get("ca_file"))
     if security == "tls":
-        client = _connected(smtplib.SMTP_SSL, exchange, host, port, timeout=timeout, context=context)
+        client = _connected(
+            smtplib.SMTP_SSL, exchange, host, addresses, port, timeout=timeout, context=context
+        )
     else:
-        client = _connected(smtplib.SMTP, exchange, host, port, timeout=timeout)
+        client = _connected(smtplib.SMTP, exchange, host, addresses, port, timeout=timeout)
     with client:
         client.ehlo()
         if security == "starttls":
@@ -213,8 +232,9 @@ class EmailChannel(ChannelKind):
     ) -> tuple[OutboundResponse, bool]:
         started = time.monotonic()
         try:
-            for url in self.urls(config):
-                await check_url_async(url, settings.security.ssrf_allowlist)
+            addresses = await checked_addresses(
+                config["host"], config.get("port", 587), settings.security.ssrf_allowlist
+            )
         except UnsafeURL as exc:
             return OutboundResponse(status=None, error=f"refused: {exc}"), True
         timeout = settings.alerting.request_timeout
@@ -225,7 +245,7 @@ class EmailChannel(ChannelKind):
         exchange = _Exchange()
         try:
             async with asyncio.timeout(timeout * 3):  # connect, TLS and the exchange each get `timeout`
-                await _on_own_thread(lambda: _send_blocking(config, mail, timeout, exchange))
+                await _on_own_thread(lambda: _send_blocking(config, addresses, mail, timeout, exchange))
         except smtplib.SMTPResponseException as exc:
             code = exc.smtp_code
             text = (
