@@ -6,8 +6,9 @@ trickling mail server can neither stall the sender loop nor keep threads, and ne
 loop's default executor, which resolves every host name the guard connects to. ``security``:
 ``starttls`` (default, port 587), ``tls`` (implicit TLS, port 465) or ``none`` (a relay on a trusted
 network). The server's address goes through the same SSRF policy as webhooks: its name is
-resolved once, checked, and the connection goes to those addresses (TLS still verifies the name). A 5xx answer (unknown
-mailbox, refused sender, bad credentials) is permanent; anything else is retried with back-off.
+resolved once, checked, and the connection goes to those addresses (TLS still verifies the name).
+A 5xx answer (unknown mailbox, refused sender, bad credentials) is permanent; anything else is
+retried with back-off.
 Every try of one notification carries the same ``Message-ID``, so a mail system that saw the first
 try can drop the repeat.
 """
