@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
+from app.notify.channels.base import OutgoingNotification, OwnTransportChannelKind
 from app.notify.channels.common import message, plain_text
 from app.outbound.http import OutboundResponse
 from app.outbound.ssrf import UnsafeURL, checked_addresses
@@ -214,19 +214,15 @@ async def _on_own_thread(function: Callable[[], None]) -> None:
     await done
 
 
-class EmailChannel(ChannelKind):
+class EmailChannel(OwnTransportChannelKind):
     kind = "email"
     config_model = EmailConfig
     url_fields = ()
     secret_fields = ("password",)
-    transport = "smtp"
 
     def urls(self, config: dict[str, Any]) -> list[str]:
         # The SSRF policy speaks URLs: the mail server is judged by its host and port like a webhook's.
         return [f"http://{config['host']}:{config.get('port', 587)}/"]
-
-    def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
-        raise NotImplementedError("e-mail is delivered over SMTP, not HTTP")
 
     async def deliver(
         self, config: dict, notification: OutgoingNotification, settings: Any
