@@ -183,6 +183,22 @@ async def test_declared_policy_secrets_are_encrypted_at_rest(db_url, tmp_path):
             ).scalar_one()
         report = await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)
         assert report["updated"] == []
+        # A row written before the secrets were sealed (clear values): the next start seals it.
+        clear = json.loads(json.dumps(stored))
+        command = clear["strategies"][0]["params"]
+        command["env"] = rt.healing.registry.secrets.revealed(command)["env"]
+        del command["secrets"]
+        cast = "CAST(:r AS jsonb)" if db_url.startswith("postgresql") else ":r"
+        async with guard.session() as session:
+            await session.execute(
+                text(f"UPDATE components SET recovery = {cast} WHERE name = 'loader'"),
+                {"r": json.dumps(clear)},
+            )
+        assert ENV_TOKEN in json.dumps(await _stored(guard, "loader"))
+        report = await sync_declared_components(rt.core, rt.secret_box, rt.healing.registry)
+        assert report["updated"] == ["loader"]
+        _assert_no_secret(json.dumps(await _stored(guard, "loader")))
+        version += 1
         async with guard.session() as session:
             again = (
                 await session.execute(text("SELECT version FROM components WHERE name = 'loader'"))
