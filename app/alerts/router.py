@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, status
 
@@ -23,15 +23,17 @@ from app.api.deps import CanMonitorHealth, CanTriggerHealing, SessionDep, Settin
 from app.api.pagination import DateTimeQuery, Page, RowId
 from app.audit.middleware import audit_note
 from app.core.errors import error_responses
-from app.db.models import AlertStatus
+from app.db.models import AlertStatus, Severity
 from app.db.types import utcnow
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 silences_router = APIRouter(prefix="/api/v1/silences", tags=["silences"])
 
 ACTIVE = [AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED, AlertStatus.SILENCED]
+# Unknown values are refused (422 naming the allowed ones), never matched against nothing.
+StatusName = Literal["firing", "acknowledged", "silenced", "resolved", "all"]
 StatusFilter = Annotated[
-    list[str] | None,
+    list[StatusName] | None,
     Query(alias="status", description="repeat for several; default: every active status (not resolved)"),
 ]
 
@@ -49,7 +51,7 @@ async def list_alerts(
     service: ServiceDep,
     page: Annotated[Page, Depends()],
     status_: StatusFilter = None,
-    severity: Annotated[str | None, Query(pattern="^(info|warning|critical)$")] = None,
+    severity: Severity | None = None,
     component: str | None = None,
     since: Annotated[DateTimeQuery, Query(description="only alerts seen at or after this time")] = None,
 ) -> AlertPage:

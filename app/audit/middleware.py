@@ -29,7 +29,21 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 NOT_AUDITED = {"/api/v1/auth/token"}
 MAX_BODY_CAPTURE = 8192
 MAX_SUMMARY_CHARS = 2000
-SECRET_WORDS = ("password", "secret", "token", "key", "url", "authorization", "headers", "credential")
+# A recovery command's "env" holds tokens under any name; "auth", "passw" and "pwd" cover body fields.
+SECRET_WORDS = (
+    "passw",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "url",
+    "auth",
+    "headers",
+    "credential",
+    "signature",
+    "cookie",
+    "env",
+)
 
 
 def redact(value: Any) -> Any:

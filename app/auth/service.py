@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.permissions import Role, permissions_for
@@ -115,11 +116,15 @@ class AuthService:
         # Names that differ only in case would read as one person in the audit log (and share the
         # login throttle's key): one of them is enough.
         existing = await self.users.same_name_any_case(username)
-        if existing is not None:
-            raise Conflict(f"user {existing!r} already exists")
-        return await self.users.add(
-            User(username=username, password_hash=await self.hasher.hash_async(password), role=role)
-        )
+        if existing is None:
+            user = User(username=username, password_hash=await self.hasher.hash_async(password), role=role)
+            try:
+                async with self.users.session.begin_nested():
+                    return await self.users.add(user)
+            except IntegrityError:
+                # Created meanwhile by another request: the unique index on lower(username) decided.
+                existing = await self.users.same_name_any_case(username) or username
+        raise Conflict(f"user {existing!r} already exists")
 
     async def list_users(self, *, limit: int, offset: int) -> tuple[list[User], int]:
         return await self.users.list(limit=limit, offset=offset)

@@ -19,7 +19,7 @@ from app.api.pagination import LabelFilter, Page, parse_label_filters
 from app.components.schemas import ComponentCreate, ComponentOut, ComponentPage, ComponentUpdate
 from app.components.service import ComponentService
 from app.core.errors import error_responses
-from app.db.models import Component
+from app.db.models import Component, HealthStatus
 from app.db.types import utcnow
 from app.platform.events import ComponentDeleted
 
@@ -40,7 +40,8 @@ async def list_components(
     page: Annotated[Page, Depends()],
     region: str | None = None,
     status_: Annotated[
-        str | None, Query(alias="status", pattern="^(unknown|healthy|degraded|critical|recovering|failed)$")
+        HealthStatus | None,
+        Query(alias="status"),
     ] = None,
     enabled: bool | None = None,
     label: Annotated[

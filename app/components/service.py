@@ -57,7 +57,7 @@ class ComponentService:
             labels=data.labels,
             region=data.labels.get("region"),
             check=self.seal(data.check, None),
-            recovery=validate_recovery(seal_recovery(data.recovery, None), self.registry),
+            recovery=validate_recovery(seal_recovery(data.recovery, None, self.box), self.registry),
             enabled=data.enabled,
             depends_on=await self._checked_dependencies(data.name, data.depends_on, check_graph),
             source=source,
@@ -72,7 +72,7 @@ class ComponentService:
             changes["check"] = self.seal(changes["check"], component.check)
         if "recovery" in changes:
             changes["recovery"] = validate_recovery(
-                seal_recovery(changes["recovery"], component.recovery), self.registry
+                seal_recovery(changes["recovery"], component.recovery, self.box), self.registry
             )
         if "depends_on" in changes:
             changes["depends_on"] = await self._checked_dependencies(name, changes["depends_on"] or [], True)

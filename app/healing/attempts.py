@@ -67,6 +67,12 @@ async def lease_until(session: AsyncSession, settings) -> datetime:
     return await database_now(session) + timedelta(seconds=settings.healing.attempt_lease)
 
 
+UNVERIFIABLE = (
+    "verification ended without a verdict: the component was {why} while its action was being "
+    "verified, so no check could tell whether it worked; not counted as a failure of the strategy"
+)
+
+
 async def commit_claim(session: AsyncSession) -> bool:
     """Flush and commit the claim now, before any side effect. False if another replica won."""
     try:
@@ -247,6 +253,16 @@ class Attempts:
             await self._stat(session, row, success=False)
         self.count(row, str(state))
         await session.flush()
+
+    def finish_cancelled(self, row: HealingAttempt, now: datetime, why: str) -> None:
+        """An attempt that ends without a verdict (its component was disabled or deleted while the
+        action was verified: no check could tell): no back-off, breaker or statistics."""
+        row.state = AttemptState.CANCELLED
+        row.finished_at = now
+        row.slot = row.group_slot = None
+        row.decision = {**(row.decision or {}), "no_verdict": why}
+        row.detail = f"{row.detail or ''}; {UNVERIFIABLE.format(why=why)}"[:2000]
+        self.count(row, str(AttemptState.CANCELLED))
 
     async def mark_succeeded(
         self,

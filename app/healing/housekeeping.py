@@ -25,11 +25,6 @@ if TYPE_CHECKING:
 
     from app.healing.engine import HealingEngine
 
-UNVERIFIABLE = (
-    "verification ended without a verdict: the component was {why} while its action was being "
-    "verified, so no check could tell whether it worked; not counted as a failure of the strategy"
-)
-
 
 async def sweep(engine: HealingEngine) -> None:
     attempts = engine.attempts
@@ -95,13 +90,7 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
     ).all()
     for row, enabled in rows:
         if not enabled:
-            row.state = AttemptState.CANCELLED
-            row.finished_at = now
-            row.slot = row.group_slot = None
-            why = "disabled" if enabled is False else "deleted"
-            row.decision = {**(row.decision or {}), "no_verdict": why}
-            row.detail = f"{row.detail or ''}; {UNVERIFIABLE.format(why=why)}"[:2000]
-            engine.attempts.count(row, "cancelled")
+            engine.attempts.finish_cancelled(row, now, "disabled" if enabled is False else "deleted")
         elif row.verify_deadline is not None and row.verify_deadline <= now:
             await engine.attempts.finish_failed(
                 session,

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, status
 
 from app.api.deps import CanMonitorHealth, CanTriggerHealing, CoreDep, HealingDep, SessionDep
 from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 from app.core.errors import error_responses
-from app.db.models.healing import HealingAttempt  # the routes return rows; response_model serialises
+from app.db.models.healing import (
+    AttemptState,
+    HealingAttempt,
+)  # the routes return rows; response_model serialises
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
 
 router = APIRouter(prefix="/api/v1/healing", tags=["healing"])
-
-STATES = (
-    "^(pending_approval|running|verifying|succeeded|failed|interrupted|cancelled|dry_run|rejected|expired)$"
-)
 
 
 def get_service(session: SessionDep, core: CoreDep) -> HealingService:
@@ -33,7 +32,7 @@ async def list_attempts(
     service: ServiceDep,
     page: Annotated[Page, Depends()],
     component: str | None = None,
-    state: Annotated[str | None, Query(pattern=STATES)] = None,
+    state: AttemptState | None = None,
     strategy: str | None = None,
     incident_id: OptionalRowId = None,
     since: DateTimeQuery = None,

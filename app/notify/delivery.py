@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from app.config.settings import Settings
-from app.notify.channels import ChannelKind, OutgoingNotification
+from app.notify.channels import ChannelKind, HttpChannelKind, OutgoingNotification, OwnTransportChannelKind
 from app.outbound.http import OutboundResponse, bounded_request
 from app.outbound.ssrf import UnsafeURL, check_url_async
 
@@ -34,9 +34,11 @@ async def send(
     outgoing: OutgoingNotification,
     settings: Settings,
 ) -> SendResult:
-    if kind.transport != "http":  # e-mail: the kind speaks its own protocol, as bounded
+    if isinstance(kind, OwnTransportChannelKind):  # e-mail: the kind speaks its own protocol, as bounded
         response, permanent = await kind.deliver(config, outgoing, settings)
         return SendResult(response, permanent=permanent)
+    if not isinstance(kind, HttpChannelKind):
+        raise TypeError(f"channel kind {kind.kind!r} neither builds HTTP requests nor delivers itself")
     request = kind.build(config, outgoing)
     try:
         await check_url_async(request.url, settings.security.ssrf_allowlist)

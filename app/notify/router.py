@@ -10,6 +10,7 @@ from app.api.deps import CanAdmin, CanMonitorHealth, SecretBoxDep, SessionDep, S
 from app.api.pagination import OptionalRowId, Page, RowId
 from app.audit.middleware import audit_note
 from app.core.errors import error_responses
+from app.db.models import NotificationStatus
 from app.notify.channel_service import ChannelService
 from app.notify.schemas import (
     ChannelCreate,
@@ -91,9 +92,7 @@ async def list_notifications(
     _: CanMonitorHealth,
     session: SessionDep,
     page: Annotated[Page, Depends()],
-    status_: Annotated[
-        str | None, Query(alias="status", pattern="^(pending|sending|delivered|failed)$")
-    ] = None,
+    status_: Annotated[NotificationStatus | None, Query(alias="status")] = None,
     channel_id: OptionalRowId = None,
     alert_id: OptionalRowId = None,
 ) -> NotificationPage:

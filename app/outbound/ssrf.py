@@ -172,6 +172,18 @@ def check_url(url: str, allow: Iterable[str] | SSRFPolicy | None = ()) -> None:
     _check_addresses(host, [str(info[4][0]) for info in infos], policy)
 
 
+async def _resolve_async(host: str, port: int, timeout: float) -> list[str]:
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise UnsafeURL(f"cannot resolve host {host!r}: timeout after {timeout:g}s") from None
+    except (OSError, UnicodeError) as exc:
+        raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 async def check_url_async(
     url: str,
     allow: Iterable[str] | SSRFPolicy | None = (),
@@ -186,15 +198,28 @@ async def check_url_async(
     if (ip := _parse_ip(host)) is not None:
         _check_addresses(host, [str(ip)], policy)
         return
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except TimeoutError:
-        raise UnsafeURL(f"cannot resolve host {host!r}: timeout after {timeout:g}s") from None
-    except (OSError, UnicodeError) as exc:
-        raise UnsafeURL(f"cannot resolve host {host!r}: {exc}") from None
-    _check_addresses(host, [str(info[4][0]) for info in infos], policy)
+    _check_addresses(host, await _resolve_async(host, port, timeout), policy)
+
+
+async def checked_addresses(
+    host: str,
+    port: int,
+    allow: Iterable[str] | SSRFPolicy | None = (),
+    *,
+    timeout: float = DEFAULT_RESOLVE_TIMEOUT_S,
+) -> list[str]:
+    """The addresses to connect to for ``host``, resolved once and checked like ``check_url_async``
+    (UnsafeURL when one is unsafe). For a client that resolves by itself (smtplib): connect to these,
+    never to the name again — a second lookup may answer something else (DNS rebinding)."""
+    policy = _policy(allow)
+    if (ip := _parse_ip(host)) is not None:
+        if not policy.host_allowed(host):
+            _check_addresses(host, [str(ip)], policy)
+        return [str(ip)]
+    addresses = await _resolve_async(host, port, timeout)
+    if not policy.host_allowed(host):
+        _check_addresses(host, addresses, policy)
+    return addresses
 
 
 def redact_url(url: str, *, keep_path: bool = True) -> str:

@@ -153,7 +153,7 @@ STRATEGIES = [
             "params": {
                 "argv": [PY, "-c", "pass"],
                 "cwd": "/tmp",
-                "env": {"A": "b"},
+                "env": {"A": "********"},  # env values are write-only (shown masked to every role)
                 "timeout": 20.0,
                 "success_exit_codes": [0, 3],
             },

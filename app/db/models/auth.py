@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -13,6 +13,8 @@ from app.db.types import UTCDateTime, utcnow
 
 class User(Base):
     __tablename__ = "users"
+    # Names that differ only in case are one person (audit log, login throttle): one account each.
+    __table_args__ = (Index("uq_users_username_lower", func.lower("username"), unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)

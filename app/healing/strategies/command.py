@@ -5,8 +5,10 @@ when ``healing.command_allowlist`` is non-empty the executable must be on it (by
 path; a bare name is looked up on the guard's PATH); loader/interpreter variables
 (``app.security.commands``) are refused;
 the child sees PATH plus only the variables named in ``healing.command_env_allowlist`` and the
-policy's own ``env``. The working directory must be one of ``healing.command_cwd_allowlist`` when that
-list is set. A timeout kills the whole process group; output is capped (head + tail, a few KiB).
+policy's own ``env``. Every ``env`` value is a secret (users put tokens there): stored encrypted, shown
+as ``********`` to every role, masked out of the command's output. The working directory must be
+one of ``healing.command_cwd_allowlist`` when that list is set. A timeout kills the whole process
+group; output is capped (head + tail, a few KiB).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+from app.healing.secretbox import HealingSecrets, SecretBoxError
 from app.healing.strategies.base import (
     MAX_OUTPUT_CHARS,
     ActionContext,
@@ -23,6 +26,8 @@ from app.healing.strategies.base import (
 )
 from app.outbound.process import CommandError, build_env, run_command
 from app.security.commands import env_refusals, executable_refusal
+from app.security.crypto import MASK
+from app.security.recovery_secrets import masked_text
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_TIMEOUT_S = 3600.0
@@ -33,7 +38,8 @@ class CommandStrategy(Strategy):
     kind: ClassVar[str] = "restart"
     aliases: ClassVar[tuple[str, ...]] = ("command",)
 
-    def __init__(self, settings: Any = None) -> None:
+    def __init__(self, settings: Any = None, secrets: HealingSecrets | None = None) -> None:
+        self.secrets = secrets or HealingSecrets(None)
         healing = getattr(settings, "healing", None)
         self.enabled = bool(getattr(healing, "command_actions_enabled", False))
         self.allowlist = list(getattr(healing, "command_allowlist", []) or [])
@@ -81,13 +87,14 @@ class CommandStrategy(Strategy):
         codes = params.get("success_exit_codes", [0])
         if not isinstance(codes, list) or not codes or not all(isinstance(c, int) for c in codes):
             raise StrategyConfigError("success_exit_codes", "must be a non-empty list of integers")
-        return {
+        shown = {
             "argv": list(argv),
             "cwd": cwd,
-            "env": dict(env),
+            "env": dict.fromkeys(env, MASK),
             "timeout": float(timeout),
             "success_exit_codes": list(codes),
         }
+        return self.secrets.sealed(shown, {"env": dict(env)} if env else {})
 
     def describe(self, params: dict[str, Any]) -> str:
         where = f" in {params['cwd']}" if params.get("cwd") else ""
@@ -115,7 +122,10 @@ class CommandStrategy(Strategy):
         return None
 
     async def execute(self, ctx: ActionContext) -> ActionResult:
-        p = ctx.params
+        try:
+            p = self.secrets.revealed(ctx.params)
+        except SecretBoxError as exc:
+            return ActionResult(False, f"command environment unusable: {exc}")
         if reason := self.refusal(p):
             return ActionResult(success=False, detail=reason, data={"refused": True})
         env = build_env(
@@ -140,6 +150,10 @@ class CommandStrategy(Strategy):
         except CommandError as exc:
             return ActionResult(success=False, detail=f"could not start command: {exc}")
         output = result.stdout + (("\n[stderr]\n" + result.stderr) if result.stderr else "")
+        # The output is shown to every role: a command that prints its environment must not leak it.
+        output = masked_text(
+            output, sorted((v for v in p["env"].values() if len(v) >= 4), key=len, reverse=True)
+        )
         data = {
             "exit_code": result.exit_code,
             "duration_s": round(result.duration_s, 3),

@@ -64,7 +64,7 @@ class StrategyRegistry:
         from app.healing.strategies.webhook import WebhookStrategy
 
         return [
-            CommandStrategy(self.settings),
+            CommandStrategy(self.settings, self.secrets),
             WebhookStrategy(self.settings, self.secrets),
             KubernetesStrategy(),
             NotifyOnlyStrategy(),

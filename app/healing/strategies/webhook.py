@@ -1,9 +1,12 @@
 """``webhook``: one bounded, SSRF-checked HTTP call (CI/CD, Airflow, Argo, any "rerun the stage" API).
 
-Parameters: ``url``, ``method`` (POST), ``headers`` (a list of ``{name, value, secret}``; secret values
-are stored encrypted and decrypted only to send), ``body`` (a JSON template: string values may use
-``{component}``, ``{incident_id}``, ``{status}``, ``{reason}``, ``{attempt}`` — plain substitution, no
-expressions), ``timeout`` (10 s), ``verify_tls``. A 2xx answer is success.
+Parameters: ``url``, ``method`` (POST), ``headers`` (a list of ``{name, value, secret}``; secret values,
+and those of credential headers such as ``Authorization``, are stored encrypted and decrypted only to
+send), ``body`` (a JSON template: string values may use ``{component}``, ``{incident_id}``,
+``{status}``, ``{reason}``, ``{attempt}`` — plain substitution, no expressions), ``timeout`` (10 s),
+``verify_tls``. A 2xx answer is success. The URL's credentials (password, credential-named query
+parameters) and the values of credential-named body fields (``token``, ``password``, ``api_key``...,
+at any depth) are kept encrypted beside a masked copy (``app.security.recovery_secrets``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from app.healing.secretbox import HealingSecrets, SecretBoxError
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 from app.outbound.http import bounded_request, make_session
 from app.outbound.ssrf import UnsafeURL, check_url, redact_url
-from app.security.recovery_secrets import masked_text, webhook_secret_values
+from app.security.check_secrets import ALWAYS_SECRET_HEADERS, display_url
+from app.security.recovery_secrets import masked_body, masked_text, webhook_secret_values
 
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 PLACEHOLDERS = ("component", "incident_id", "status", "reason", "attempt")
@@ -80,14 +84,20 @@ class WebhookStrategy(Strategy):
         verify_tls = params.get("verify_tls", True)
         if not isinstance(verify_tls, bool):
             raise StrategyConfigError("verify_tls", "must be true or false")
-        return {
-            "url": url,
+        shown = {
+            "url": display_url(url),
             "method": method,
             "headers": headers,
-            "body": body,
+            "body": masked_body(body),
             "timeout": float(timeout),
             "verify_tls": verify_tls,
         }
+        secret: dict[str, Any] = {}
+        if shown["url"] != url:
+            secret["url"] = url
+        if shown["body"] != body:
+            secret["body"] = body
+        return self.secrets.sealed(shown, secret)
 
     def _validate_headers(self, headers: Any) -> list[dict[str, Any]]:
         if isinstance(headers, dict):  # {name: value} shorthand: never secret
@@ -102,7 +112,7 @@ class WebhookStrategy(Strategy):
             name = header["name"]
             if name.lower() in _FORBIDDEN_HEADERS or any(c in name for c in "\r\n:"):
                 raise StrategyConfigError(where, f"header {name!r} is not allowed")
-            secret = bool(header.get("secret", False))
+            secret = bool(header.get("secret", False)) or name.lower() in ALWAYS_SECRET_HEADERS
             if "value_encrypted" in header and "value" not in header:
                 if not secret or not isinstance(header["value_encrypted"], str):
                     raise StrategyConfigError(where, "value_encrypted requires secret: true")
@@ -111,7 +121,9 @@ class WebhookStrategy(Strategy):
             value = header.get("value")
             if not isinstance(value, str) or "\r" in value or "\n" in value:
                 raise StrategyConfigError(where, "value must be a single-line string")
-            if secret:
+            if secret and not self.secrets.available:  # validation only (nothing is stored)
+                out.append({"name": name, "secret": True, "value": value})
+            elif secret:
                 try:
                     out.append({"name": name, "secret": True, "value_encrypted": self.secrets.encrypt(value)})
                 except SecretBoxError as exc:
@@ -124,14 +136,16 @@ class WebhookStrategy(Strategy):
         return f"{params['method']} {redact_url(params['url'])}"
 
     async def execute(self, ctx: ActionContext) -> ActionResult:
-        p = ctx.params
         try:
+            p = self.secrets.revealed(ctx.params)
             headers = {
-                h["name"]: self.secrets.decrypt(h["value_encrypted"]) if h.get("secret") else h["value"]
+                h["name"]: self.secrets.decrypt(h["value_encrypted"])
+                if "value_encrypted" in h
+                else h["value"]
                 for h in p["headers"]
             }
         except SecretBoxError as exc:
-            return ActionResult(False, f"webhook headers unusable: {exc}")
+            return ActionResult(False, f"webhook parameters unusable: {exc}")
         incident = p.get("_incident") or {}
         fields = {
             "component": ctx.component,
@@ -156,7 +170,8 @@ class WebhookStrategy(Strategy):
         where = f"{p['method']} {redact_url(p['url'])}"
         # The answer is shown to every role: a receiver that echoes the request must not leak its credentials.
         output = masked_text(
-            response.body.decode("utf-8", "replace"), webhook_secret_values(p["headers"], headers, p["url"])
+            response.body.decode("utf-8", "replace"),
+            webhook_secret_values(p["headers"], headers, p["url"], p.get("body")),
         )
         if response.error:
             return ActionResult(

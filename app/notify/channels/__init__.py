@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
+from app.notify.channels.base import (
+    ChannelKind,
+    HttpChannelKind,
+    OutgoingNotification,
+    OwnTransportChannelKind,
+    PreparedRequest,
+)
 from app.notify.channels.discord import DiscordChannel
 from app.notify.channels.email import EmailChannel
 from app.notify.channels.opsgenie import OpsgenieChannel
@@ -34,4 +40,12 @@ def channel_kind(kind: str) -> ChannelKind:
         ) from None
 
 
-__all__ = ["CHANNEL_KINDS", "ChannelKind", "OutgoingNotification", "PreparedRequest", "channel_kind"]
+__all__ = [
+    "CHANNEL_KINDS",
+    "ChannelKind",
+    "HttpChannelKind",
+    "OutgoingNotification",
+    "OwnTransportChannelKind",
+    "PreparedRequest",
+    "channel_kind",
+]

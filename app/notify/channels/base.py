@@ -32,6 +32,10 @@ class PreparedRequest:
 
 
 class ChannelKind(ABC):
+    """The configuration side every kind shares (validation, masks, the URLs the SSRF policy judges).
+    A kind is one of the two below: it either builds an HTTP request for the outbox to send
+    (:class:`HttpChannelKind`) or speaks its own protocol (:class:`OwnTransportChannelKind`)."""
+
     kind: ClassVar[str]
     config_model: ClassVar[type[BaseModel]]
     # Config keys holding URLs (masked to scheme://host/***) and other secrets (masked entirely).
@@ -39,8 +43,6 @@ class ChannelKind(ABC):
     secret_fields: ClassVar[tuple[str, ...]] = ()
     # Kinds whose receiver keeps its own incident (PagerDuty, Opsgenie) also hear acknowledgements.
     forwards_acknowledgements: ClassVar[bool] = False
-    # "http": ``build`` a request that the outbox sends; anything else implements ``deliver``.
-    transport: ClassVar[str] = "http"
 
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:
         return self.config_model.model_validate(config).model_dump(exclude_none=True)
@@ -107,15 +109,23 @@ class ChannelKind(ABC):
             )
         return old
 
+
+class HttpChannelKind(ChannelKind):
+    """A kind delivered over HTTP: it builds the request, the outbox sends it (SSRF-checked, bounded)."""
+
     @abstractmethod
     def build(self, config: dict[str, Any], notification: OutgoingNotification) -> PreparedRequest:
         """The HTTP request that delivers ``notification`` to this channel."""
 
+
+class OwnTransportChannelKind(ChannelKind):
+    """A kind that speaks its own protocol (e-mail over SMTP), as bounded as the outbox's HTTP."""
+
+    @abstractmethod
     async def deliver(
         self, config: dict[str, Any], notification: OutgoingNotification, settings: Any
     ) -> tuple[OutboundResponse, bool]:
-        """Non-HTTP transports: deliver once, bounded; (response, permanent failure)."""
-        raise NotImplementedError(f"channel kind {self.kind!r} has no delivery of its own")
+        """Deliver once, bounded; (response, permanent failure)."""
 
 
 def json_bytes(document: Any) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.channels.common import clip, message
 
 COLOURS = {"critical": 0xD00000, "warning": 0xF2C744, "info": 0x439FE0, "resolved": 0x2EB886}
@@ -49,7 +49,7 @@ def discord_message(notification: OutgoingNotification, config: dict) -> dict:
     return body
 
 
-class DiscordChannel(ChannelKind):
+class DiscordChannel(HttpChannelKind):
     kind = "discord"
     config_model = DiscordConfig
 

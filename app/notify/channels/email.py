@@ -5,8 +5,10 @@ socket timeout on every read and an overall deadline at which the socket is shut
 trickling mail server can neither stall the sender loop nor keep threads, and never takes the event
 loop's default executor, which resolves every host name the guard connects to. ``security``:
 ``starttls`` (default, port 587), ``tls`` (implicit TLS, port 465) or ``none`` (a relay on a trusted
-network). The server's address goes through the same SSRF policy as webhooks. A 5xx answer (unknown
-mailbox, refused sender, bad credentials) is permanent; anything else is retried with back-off.
+network). The server's address goes through the same SSRF policy as webhooks: its name is
+resolved once, checked, and the connection goes to those addresses (TLS still verifies the name).
+A 5xx answer (unknown mailbox, refused sender, bad credentials) is permanent; anything else is
+retried with back-off.
 Every try of one notification carries the same ``Message-ID``, so a mail system that saw the first
 try can drop the repeat.
 """
@@ -27,10 +29,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest
+from app.notify.channels.base import OutgoingNotification, OwnTransportChannelKind
 from app.notify.channels.common import message, plain_text
 from app.outbound.http import OutboundResponse
-from app.outbound.ssrf import UnsafeURL, check_url_async
+from app.outbound.ssrf import UnsafeURL, checked_addresses
 
 MAX_RECIPIENTS = 20
 
@@ -56,10 +58,7 @@ class EmailConfig(BaseModel):
     @classmethod
     def _readable(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                ssl.create_default_context(cafile=value)
-            except (OSError, ssl.SSLError) as exc:
-                raise ValueError(f"cannot load CA certificates from {value!r}: {exc}") from None
+            tls_context(value)
         return value
 
     @field_validator("from_address")
@@ -76,6 +75,19 @@ class EmailConfig(BaseModel):
             if "@" not in address or any(c in address for c in "\r\n,;"):
                 raise ValueError(f"{address!r} is not an e-mail address")
         return value
+
+
+CA_FILE_UNUSABLE = "cannot load CA certificates from this path (missing, unreadable or not PEM certificates)"
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """A verifying TLS context trusting ``ca_file`` too. Whether the path is missing, unreadable or
+    holds no certificates gives one and the same error: whoever may configure a channel learns
+    nothing about the guard's file system (no oracle)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError, ValueError):
+        raise ValueError(CA_FILE_UNUSABLE) from None
 
 
 def email_message(notification: OutgoingNotification, config: dict) -> EmailMessage:
@@ -124,29 +136,47 @@ class _Exchange:
 
 
 def _connected(
-    base: type[smtplib.SMTP], exchange: _Exchange, host: str, port: int, **kwargs: Any
+    base: type[smtplib.SMTP],
+    exchange: _Exchange,
+    host: str,
+    addresses: list[str],
+    port: int,
+    **kwargs: Any,
 ) -> smtplib.SMTP:
-    """An SMTP client of class ``base`` connected to ``host``, its connection registered with
-    ``exchange`` as soon as it exists (the greeting is read inside the constructor)."""
+    """An SMTP client of class ``base`` connected to ``host`` at one of ``addresses`` (those the SSRF
+    policy checked: smtplib would resolve the name again, and the answer may differ), its connection
+    registered with ``exchange`` as soon as it exists (the greeting is read inside the constructor).
+    The name stays the client's host: TLS verifies the certificate against it (``server_hostname``)."""
 
     class Watched(base):  # type: ignore[valid-type, misc]
         def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-            sock = super()._get_socket(host, port, timeout)
-            exchange.watch(self, sock)
-            return sock
+            error: OSError | None = None
+            for address in addresses:
+                try:
+                    sock = super()._get_socket(address, port, timeout)
+                except OSError as exc:
+                    error = exc
+                    continue
+                exchange.watch(self, sock)
+                return sock
+            raise error or OSError(f"no address to connect to for {host!r}")
 
     client: smtplib.SMTP = Watched(host, port, **kwargs)
     return client
 
 
-def _send_blocking(config: dict, mail: EmailMessage, timeout: float, exchange: _Exchange) -> None:
+def _send_blocking(
+    config: dict, addresses: list[str], mail: EmailMessage, timeout: float, exchange: _Exchange
+) -> None:
     host, port, security = config["host"], config["port"], config.get("security", "starttls")
     # Certificates are always verified (host name included); a private relay brings its CA in ca_file.
-    context = ssl.create_default_context(cafile=config.get("ca_file"))
+    context = tls_context(config.get("ca_file"))
     if security == "tls":
-        client = _connected(smtplib.SMTP_SSL, exchange, host, port, timeout=timeout, context=context)
+        client = _connected(
+            smtplib.SMTP_SSL, exchange, host, addresses, port, timeout=timeout, context=context
+        )
     else:
-        client = _connected(smtplib.SMTP, exchange, host, port, timeout=timeout)
+        client = _connected(smtplib.SMTP, exchange, host, addresses, port, timeout=timeout)
     with client:
         client.ehlo()
         if security == "starttls":
@@ -184,27 +214,24 @@ async def _on_own_thread(function: Callable[[], None]) -> None:
     await done
 
 
-class EmailChannel(ChannelKind):
+class EmailChannel(OwnTransportChannelKind):
     kind = "email"
     config_model = EmailConfig
     url_fields = ()
     secret_fields = ("password",)
-    transport = "smtp"
 
     def urls(self, config: dict[str, Any]) -> list[str]:
         # The SSRF policy speaks URLs: the mail server is judged by its host and port like a webhook's.
         return [f"http://{config['host']}:{config.get('port', 587)}/"]
-
-    def build(self, config: dict, notification: OutgoingNotification) -> PreparedRequest:
-        raise NotImplementedError("e-mail is delivered over SMTP, not HTTP")
 
     async def deliver(
         self, config: dict, notification: OutgoingNotification, settings: Any
     ) -> tuple[OutboundResponse, bool]:
         started = time.monotonic()
         try:
-            for url in self.urls(config):
-                await check_url_async(url, settings.security.ssrf_allowlist)
+            addresses = await checked_addresses(
+                config["host"], config.get("port", 587), settings.security.ssrf_allowlist
+            )
         except UnsafeURL as exc:
             return OutboundResponse(status=None, error=f"refused: {exc}"), True
         timeout = settings.alerting.request_timeout
@@ -215,7 +242,7 @@ class EmailChannel(ChannelKind):
         exchange = _Exchange()
         try:
             async with asyncio.timeout(timeout * 3):  # connect, TLS and the exchange each get `timeout`
-                await _on_own_thread(lambda: _send_blocking(config, mail, timeout, exchange))
+                await _on_own_thread(lambda: _send_blocking(config, addresses, mail, timeout, exchange))
         except smtplib.SMTPResponseException as exc:
             code = exc.smtp_code
             text = (
@@ -253,6 +280,8 @@ class EmailChannel(ChannelKind):
                 error=f"TLS certificate not trusted: {exc.verify_message}",
                 latency_s=time.monotonic() - started,
             ), False
+        except ValueError as exc:  # the CA file went away or changed since it was saved
+            return OutboundResponse(status=None, error=str(exc), latency_s=time.monotonic() - started), False
         except (OSError, smtplib.SMTPException) as exc:
             return OutboundResponse(
                 status=None,

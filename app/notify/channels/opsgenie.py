@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.channels.common import TRIGGERING, alert_of, clip, dedup_key, message, plain_text
 
 API_URL = "https://api.opsgenie.com"
@@ -56,7 +56,7 @@ def opsgenie_request(notification: OutgoingNotification, config: dict) -> tuple[
     return "/v2/alerts", body
 
 
-class OpsgenieChannel(ChannelKind):
+class OpsgenieChannel(HttpChannelKind):
     kind = "opsgenie"
     config_model = OpsgenieConfig
     secret_fields = ("api_key",)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.channels.common import TRIGGERING, alert_of, clip, dedup_key, message
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -55,7 +55,7 @@ def pagerduty_event(notification: OutgoingNotification, config: dict) -> dict:
     return event
 
 
-class PagerDutyChannel(ChannelKind):
+class PagerDutyChannel(HttpChannelKind):
     kind = "pagerduty"
     config_model = PagerDutyConfig
     secret_fields = ("routing_key",)

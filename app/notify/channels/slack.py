@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.templates import render
 
 SEVERITY_COLOURS = {"critical": "#d00000", "warning": "#f2c744", "info": "#439fe0", "resolved": "#2eb886"}
@@ -46,7 +46,7 @@ def slack_payload(notification: OutgoingNotification, config: dict) -> dict:
     return body
 
 
-class SlackChannel(ChannelKind):
+class SlackChannel(HttpChannelKind):
     kind = "slack"
     config_model = SlackConfig
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.channels.common import message
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -50,7 +50,7 @@ def teams_message(notification: OutgoingNotification) -> dict:
     }
 
 
-class TeamsChannel(ChannelKind):
+class TeamsChannel(HttpChannelKind):
     kind = "teams"
     config_model = TeamsConfig
 

@@ -11,7 +11,7 @@ import hmac
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.notify.channels.base import ChannelKind, OutgoingNotification, PreparedRequest, json_bytes
+from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.templates import render
 
 PAYLOAD_VERSION = "1"
@@ -58,7 +58,7 @@ def webhook_payload(notification: OutgoingNotification) -> dict:
     }
 
 
-class WebhookChannel(ChannelKind):
+class WebhookChannel(HttpChannelKind):
     kind = "webhook"
     config_model = WebhookConfig
     secret_fields = ("secret", "headers")
