@@ -8,9 +8,8 @@ Such a delta is *fresh* (its sketch's tag is ``_FRESH_TAG``): the coarser levels
 turns the fresh minute deltas it takes into ten-minute and hour deltas (``coarse_deltas``) in the
 same transaction. Until then a reader of a coarser level folds the fresh minute deltas of its range
 into its answer (``summary_sql``), so every level answers the same before and after compaction.
-A minute delta written with its coarser deltas beside it (``delta_fields``: the check metrics'
-one-value rows, or a replica of an earlier release) carries the plain tag and is never rolled up
-again.
+A minute delta written with its coarser deltas beside it (by a replica of an earlier release,
+during a rolling upgrade) carries the plain tag and is never rolled up again.
 
 Read side: ``plan_range`` splits [start, end) into whole hours (hour rollups), whole minutes at the
 hour edges (minute rollups) and the partial minutes at the ends (raw points). A summary therefore
@@ -119,10 +118,12 @@ def encode_sketch(sk: QuantileSketch, tag: int = _SPARSE_TAG) -> bytes:
     )
 
 
-def delta_fields(sk: QuantileSketch) -> tuple:
-    """A rollup delta row's columns after its bucket: the sketch's statistics, the encoded sketch,
-    and not yet compacted."""
-    return (sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), False)
+def delta_fields(sk: QuantileSketch, *, fresh: bool = False) -> tuple:
+    """A rollup delta row's columns after its bucket: the sketch's statistics, the encoded sketch
+    (tagged fresh for a minute delta whose coarser levels compaction is to build), and not yet
+    compacted."""
+    tag = _FRESH_TAG if fresh else _SPARSE_TAG
+    return (sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk, tag), False)
 
 
 def is_fresh(sketch: bytes) -> bool:
