@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, encode_sketch, merge_blobs
+from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, coarse_deltas, encode_sketch, merge_blobs
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
@@ -54,12 +54,12 @@ class RollupCompactor(LoopService):
         for _ in range(self.max_rounds):
             try:
                 async with session_scope(self.state.sessionmaker) as session:
-                    n = await compact_round(session, self.batch)
+                    n, coarse = await compact_round_rows(session, self.batch)
             except CompactionRaced:
                 break  # another compactor got there first: rolled back, the next run retries
             done += n
-            if n < self.batch:
-                break
+            if n < self.batch and not coarse:
+                break  # (a round that wrote coarser deltas is followed by one that merges them)
         self.compacted += done
         return done
 
@@ -74,26 +74,39 @@ _SKETCH = ROLLUP_COLUMNS.index("sketch")
 
 
 async def compact_round(session: AsyncSession, batch: int) -> int:
-    """One bulk round in the caller's transaction; returns the number of deltas claimed.
+    """One bulk round in the caller's transaction; returns the number of deltas claimed."""
+    return (await compact_round_rows(session, batch))[0]
+
+
+async def compact_round_rows(session: AsyncSession, batch: int) -> tuple[int, int]:
+    """One bulk round in the caller's transaction: (deltas claimed, coarser deltas written).
 
     The dialect's ingest seam claims up to ``batch`` pending deltas and takes the rows to merge out
     of the table (rows of ``ROLLUP_COLUMNS``: the deltas and the compacted rows of their buckets; on
     Postgres one statement, SQLite flags a bucket's single new delta in place instead); each bucket
     then goes back as one compacted row through the dialect's bulk insert (a single row as it was,
-    several merged)."""
+    several merged), beside the coarser levels' deltas of the fresh minute deltas taken (the seam
+    returns those apart: SQLite's flagged single deltas are not among the rows to merge)."""
     ingest = ingest_for(session.get_bind().dialect.name)
-    claimed, rows = await ingest.take_rollups(session, batch)
+    claimed, rows, fresh = await ingest.take_rollups(session, batch)
     # Merging a full round's sketches is tens of milliseconds of CPU: on a thread, the event loop
     # keeps its turns (GIL switch interval) instead of stalling probes, flushes and healing for it.
-    merged = (
-        merge_buckets(rows) if len(rows) < MERGE_INLINE_MAX else await asyncio.to_thread(merge_buckets, rows)
-    )
-    if merged:
-        await ingest.insert_rollups(session, merged)
-    return claimed
+    if len(rows) + len(fresh) < MERGE_INLINE_MAX:
+        out = round_rows(rows, fresh)
+    else:
+        out = await asyncio.to_thread(round_rows, rows, fresh)
+    if out:
+        await ingest.insert_rollups(session, out)
+    return claimed, sum(1 for row in out if not row[-1])  # the coarser deltas: pending
 
 
 MERGE_INLINE_MAX = 200  # rows merged on the loop itself (a thread hop costs more than that)
+
+
+def round_rows(rows, fresh) -> list[tuple]:
+    """What a round writes back: its buckets merged, and the ten-minute and hour deltas of the fresh
+    minute deltas it took (pending: a later round merges them into their buckets)."""
+    return merge_buckets(rows) + coarse_deltas(fresh)
 
 
 def merge_buckets(rows) -> list[tuple]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.session import driver_connection
 from app.db.types import UTCDateTime
-from app.metrics.rollups import ROLLUP_COLUMNS
+from app.metrics.rollups import MINUTE, ROLLUP_COLUMNS, is_fresh
 from app.metrics.validation import Batch, Series
 
 POINT_COLUMNS = ("component", "metric_name", "series_key", "labels", "value", "ts")
@@ -101,16 +101,18 @@ class PostgresIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any]]:
-        """(deltas claimed, rows to merge): up to ``batch`` pending deltas and the compacted rows of
-        their buckets, deleted and returned (rows of ``ROLLUP_COLUMNS``) in one statement; the
-        compactor writes each bucket back as one compacted row. (Claiming the deltas, reading the
-        compacted rows, flagging single deltas and deleting the rest took four statements and as
-        many round trips, the claimed rows went through SQLAlchemy's row processing, and each
+    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any], list[Any]]:
+        """(deltas claimed, rows to merge, fresh minute deltas among them): up to ``batch`` pending deltas
+        and the compacted rows of their buckets, deleted and returned (rows of ``ROLLUP_COLUMNS``) in
+        one statement; the compactor writes each bucket back as one compacted row. (Claiming the deltas,
+        reading the compacted rows, flagging single deltas and deleting the rest took four statements
+        and as many round trips, the claimed rows went through SQLAlchemy's row processing, and each
         flagged delta cost an update of every index.)"""
         raw = await raw_connection(session)
         rows = list(await raw.fetch(_TAKE_ROLLUPS, batch))
-        return sum(1 for row in rows if not row["compacted"]), rows
+        deltas = [row for row in rows if not row["compacted"]]
+        fresh = [row for row in deltas if row["resolution"] == MINUTE and is_fresh(row["sketch"])]
+        return len(deltas), rows, fresh
 
 
 def ingest_for(dialect_name: str):

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 from app.db.types import UTCDateTime
-from app.metrics.rollups import ROLLUP_COLUMNS
+from app.metrics.rollups import MINUTE, ROLLUP_COLUMNS, is_fresh
 from app.metrics.validation import Batch, Series
 
 _DELETE_POINTS = text(
@@ -99,20 +99,20 @@ class SQLiteIngest:
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult
 
     # --- rollup compaction ----------------------------------------------------------------------
-    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any]]:
-        """(deltas claimed, rows to merge): up to ``batch`` pending deltas (oldest first) and the
-        compacted rows of their buckets; the rows of buckets that have several are deleted and
-        returned (rows of ``ROLLUP_COLUMNS``) for the compactor to write back merged, and a bucket's
-        single new delta is flagged compacted in place (an update touches no index but the pending
-        one here; deleting and re-inserting it cost SQLite more than the rest of the round).
-        The bulk statements take the ids as one JSON array (row-value ``IN`` lists cost SQLAlchemy
-        more to bind than the rest of the round). Without row locks a second compactor may have
-        taken some of them meanwhile: then this round raises ``CompactionRaced`` and rolls back."""
+    async def take_rollups(self, session: AsyncSession, batch: int) -> tuple[int, list[Any], list[Any]]:
+        """(deltas claimed, rows to merge, fresh minute deltas claimed): up to ``batch`` pending deltas
+        (oldest first) and the compacted rows of their buckets; the rows of buckets that have several
+        are deleted and returned (rows of ``ROLLUP_COLUMNS``) for the compactor to write back merged,
+        and a bucket's single new delta is flagged compacted in place (an update touches no index but
+        the pending one here; deleting and re-inserting it cost SQLite more than the rest of the round).
+        The bulk statements take the ids as one JSON array (row-value ``IN`` lists cost SQLAlchemy more
+        to bind than the rest of the round). Without row locks a second compactor may have taken some of
+        them meanwhile: then this round raises ``CompactionRaced`` and rolls back."""
         from app.metrics.compaction import CompactionRaced
 
         deltas = list(await session.execute(_PENDING_ROLLUPS, {"n": batch}))
         if not deltas:
-            return 0, []
+            return 0, [], []
         merged = list(await session.execute(_COMPACTED_ROLLUPS, {"ids": _json_ids(row[0] for row in deltas)}))
         rows = (*deltas, *merged)
         per_bucket = Counter(tuple(row[1:6]) for row in rows)
@@ -125,7 +125,8 @@ class SQLiteIngest:
             removed = cast("CursorResult[Any]", result).rowcount or 0  # a DELETE's result is a CursorResult
             if removed != len(taken):  # refuse rather than count a bucket twice
                 raise CompactionRaced(f"rollup compaction removed {removed} of {len(taken)} rows")
-        return len(deltas), [row[1:] for row in taken]
+        fresh = [row[1:] for row in deltas if row[1] == MINUTE and is_fresh(row[11])]
+        return len(deltas), [row[1:] for row in taken], fresh
 
 
 def _json_ids(ids: Iterable[int]) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, MetricRollup, MetricSeries, metric_points
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import RangePlan, build_deltas
+from app.metrics.rollups import MINUTE, RangePlan, build_deltas
 from app.metrics.summary_sql import summary_inputs
 from app.metrics.validation import Batch
 
@@ -135,13 +135,14 @@ class MetricsRepository:
         return await self.ingest.delete_points_before(self.session, cutoff, limit)
 
     async def delete_rollups_before(self, resolution: int, cutoff: datetime, limit: int) -> int:
+        """Rollup rows of ``resolution`` whose bucket starts before ``cutoff``. Minute rows only once
+        compacted: a fresh minute delta is all the coarser levels know of its points until
+        compaction builds their deltas from it (a late point older than the cutoff)."""
         r = MetricRollup.__table__.c
-        ids = (
-            select(r.id)
-            .where(r.resolution == resolution, r.bucket_start < cutoff)
-            .limit(limit)
-            .scalar_subquery()
-        )
+        where = [r.resolution == resolution, r.bucket_start < cutoff]
+        if resolution == MINUTE:
+            where.append(r.compacted.is_(True))
+        ids = select(r.id).where(*where).limit(limit).scalar_subquery()
         table = cast(Table, MetricRollup.__table__)  # a declarative __table__ is typed FromClause
         result = await self.session.execute(delete(table).where(r.id.in_(ids)))
         return cast("CursorResult[Any]", result).rowcount or 0  # a DML statement's result is a CursorResult

@@ -1,6 +1,11 @@
 """The summary's one read (rollup sketches for whole buckets, raw values at the edges), straight
 through the driver.
 
+The ten-minute and hour levels count a minute delta only once compaction has taken it (see
+``rollups``), so the part of a range answered by them also reads the fresh minute deltas of that
+range (pending ones: the index on ``NOT compacted`` keeps that cheap) and folds them in; an answer
+is the same before and after compaction.
+
 A one-hour summary is a dozen small index ranges; building that statement with SQLAlchemy
 expressions and wrapping every row in a ``Row`` cost more than the database spent answering it.
 The SQL text depends only on the plan's shape (how many rollup and raw ranges, whether a series
@@ -19,15 +24,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.metrics.ingest_pg import raw_connection
-from app.metrics.rollups import RangePlan
+from app.metrics.rollups import FRESH_TAG_BYTE, MINUTE, RangePlan
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime text (naive UTC)
 
 
 @functools.lru_cache(maxsize=256)
-def _statement(dialect: str, rollups: int, raws: int, keyed: bool) -> str:
-    """UNION ALL of ``rollups`` bucket ranges then ``raws`` point ranges; every part selects
-    (sketch, values) with the other column NULL."""
+def _statement(dialect: str, rollups: int, folds: int, raws: int, keyed: bool) -> str:
+    """UNION ALL of ``rollups`` bucket ranges, ``folds`` ranges of fresh minute deltas (those the
+    coarser levels do not count yet) then ``raws`` point ranges; every part selects (sketch, values)
+    with the other column NULL."""
     pg = dialect == "postgresql"
     n = 0
 
@@ -55,6 +61,21 @@ def _statement(dialect: str, rollups: int, raws: int, keyed: bool) -> str:
             f"SELECT r.sketch, NULL{'::float8[]' if pg else ''} FROM metric_rollups r WHERE {series('r')} "
             f"AND r.resolution = {p()} AND r.bucket_start >= {p()} AND r.bucket_start < {p()}"
         )
+    fresh = (
+        f"get_byte(r.sketch, 0) = {FRESH_TAG_BYTE[0]}"
+        if pg
+        else f"substr(r.sketch, 1, 1) = X'{FRESH_TAG_BYTE.hex()}'"
+    )
+    # Through the index of pending rows: its size is the compaction backlog (seconds of ingest),
+    # while a series' minute rows over a long range are thousands. Postgres' planner takes it by
+    # itself; SQLite's (no statistics) would take the series index and read every minute row.
+    pending = "" if pg else " INDEXED BY ix_metric_rollups_pending"
+    for _ in range(folds):
+        parts.append(
+            f"SELECT r.sketch, NULL{'::float8[]' if pg else ''} FROM metric_rollups r{pending} "
+            f"WHERE {series('r')} AND r.resolution = {MINUTE} AND NOT r.compacted "
+            f"AND r.bucket_start >= {p()} AND r.bucket_start < {p()} AND {fresh}"
+        )
     for _ in range(raws):
         cond = series("t")
         if pg:
@@ -77,7 +98,8 @@ async def summary_inputs(
         return [], []
     dialect = session.get_bind().dialect.name
     keyed = series_key is not None
-    sql = _statement(dialect, len(plan.rollups), len(plan.raw), keyed)
+    folds = fold_ranges(plan)
+    sql = _statement(dialect, len(plan.rollups), len(folds), len(plan.raw), keyed)
     head: tuple[Any, ...] = (component, metric_name, series_key) if keyed else (component, metric_name)
     blobs: list[bytes] = []
     values: list[float] = []
@@ -85,7 +107,7 @@ async def summary_inputs(
         args: list[Any] = list(head)
         for res, a, b in plan.rollups:
             args += (res, datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
-        for a, b in plan.raw:
+        for a, b in (*folds, *plan.raw):
             args += (datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
         conn = await raw_connection(session)
         for sketch, vals in await conn.fetch(sql, *args):
@@ -97,7 +119,7 @@ async def summary_inputs(
     params: list[Any] = []
     for res, a, b in plan.rollups:
         params += (*head, res, _sqlite_ts(a), _sqlite_ts(b))
-    for a, b in plan.raw:
+    for a, b in (*folds, *plan.raw):
         params += (*head, _sqlite_ts(a), _sqlite_ts(b))
     connection = await session.connection()
     rows: Sequence[Any] = (await connection.exec_driver_sql(sql, tuple(params))).all()  # (sketch, value)
@@ -107,6 +129,20 @@ async def summary_inputs(
         else:
             values.append(value)
     return blobs, values
+
+
+def fold_ranges(plan: RangePlan) -> list[tuple[float, float]]:
+    """The ranges the plan answers from coarser levels than a minute, contiguous ones joined: where
+    the fresh minute deltas must be folded in (one part for a plan's middle, whatever its levels)."""
+    spans: list[tuple[float, float]] = []
+    for res, a, b in plan.rollups:
+        if res == MINUTE:
+            continue
+        if spans and spans[-1][1] == a:
+            spans[-1] = (spans[-1][0], b)
+        else:
+            spans.append((a, b))
+    return spans
 
 
 def _sqlite_ts(seconds: float) -> str:

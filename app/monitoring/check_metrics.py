@@ -47,7 +47,7 @@ from sqlalchemy import select
 from app.db.models import Component
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import MINUTE, RESOLUTIONS, build_deltas, delta_fields, sketch_of
+from app.metrics.rollups import MINUTE, build_deltas, delta_fields, sketch_of
 from app.metrics.validation import (
     MAX_ABS_VALUE,
     MAX_BATCH,
@@ -348,7 +348,7 @@ class CheckMetrics:
 
 class SingleValueDeltas:
     """The rollup deltas of a batch in which every series has one point, the rows ``build_deltas``
-    would make (same order): per point one row per resolution, the sketch of that one value. The
+    would make (same order): per point one fresh minute row, the sketch of that one value. The
     statistics and the encoded sketch depend only on the value, so they are made once per distinct
     value (an http check's status codes are a handful)."""
 
@@ -366,15 +366,14 @@ class SingleValueDeltas:
         for value in batch.values:
             found = of_value.get(value)
             if found is None:
-                found = of_value[value] = delta_fields(sketch_of([value]))
+                found = of_value[value] = delta_fields(sketch_of([value]), fresh=True)
             stats.append(found)
         series = [batch.series[sid] for sid in batch.sids]
         rows: list[tuple] = []
-        for res in RESOLUTIONS:
-            for s, stamp, st in zip(series, batch.stamps, stats, strict=True):
-                start = stamp.minute if res == MINUTE else stamp.minute // res * res
-                at = starts.get(start)
-                if at is None:
-                    at = starts[start] = datetime.fromtimestamp(start, UTC)
-                rows.append((res, s.component, s.metric_name, s.series_key, at, *st))
+        for s, stamp, st in zip(series, batch.stamps, stats, strict=True):
+            start = stamp.minute
+            at = starts.get(start)
+            if at is None:
+                at = starts[start] = datetime.fromtimestamp(start, UTC)
+            rows.append((MINUTE, s.component, s.metric_name, s.series_key, at, *st))
         return rows

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import MetricRollup, metric_points
+from app.metrics.compaction import RollupCompactor
 from tests.conftest import make_settings, running_guard
 from tests.metrics.conftest import point, series
 
@@ -25,6 +26,16 @@ async def test_batch_is_stored_with_rollups_and_latest(guard, now):
     assert r.status_code == 201, r.text
     assert r.json() == {"accepted": 4}
     assert await count_points(guard) == 4
+    async with guard.session() as s:
+        rows = (
+            await s.execute(
+                select(MetricRollup.resolution, func.sum(MetricRollup.count)).group_by(
+                    MetricRollup.resolution
+                )
+            )
+        ).all()
+    assert dict(rows) == {60: 4}  # fresh minute deltas: compaction builds the coarser levels
+    await RollupCompactor(guard.runtime.core).run_once()
     async with guard.session() as s:
         rows = (
             await s.execute(

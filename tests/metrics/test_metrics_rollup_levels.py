@@ -8,9 +8,6 @@ import math
 import random
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
-
-from app.db.models import MetricRollup
 from app.metrics.compaction import RollupCompactor
 from app.metrics.rollups import (
     HOUR,
@@ -22,6 +19,7 @@ from app.metrics.rollups import (
     plan_range,
 )
 from tests.metrics.conftest import series
+from tests.metrics.levels import totals
 from tests.metrics.test_metrics_summary_retention import post_all, summary
 
 
@@ -68,22 +66,15 @@ async def test_every_level_counts_every_point_once(guard, now):
     for compact in (False, True):
         if compact:
             assert await RollupCompactor(guard.runtime.core).run_once() > 0
-        async with guard.session() as s:
-            rows = (
-                await s.execute(
-                    select(
-                        MetricRollup.resolution,
-                        func.sum(MetricRollup.count),
-                        func.sum(MetricRollup.sum),
-                        func.min(MetricRollup.min),
-                        func.max(MetricRollup.max),
-                    ).group_by(MetricRollup.resolution)
-                )
-            ).all()
-        assert {r[0] for r in rows} == set(RESOLUTIONS)
-        for _res, count, total, lo, hi in rows:
-            assert count == len(values) and lo == min(values) and hi == max(values)
-            assert math.isclose(total, math.fsum(values), rel_tol=1e-9)
+        view = await totals(guard)  # as readers see the levels: fresh minute deltas folded in
+        per_level: dict[int, list] = {}
+        for key, (count, total, lo, hi) in view["buckets"].items():
+            per_level.setdefault(key[0], []).append((count, total, lo, hi))
+        assert set(per_level) == set(RESOLUTIONS)
+        for buckets in per_level.values():
+            assert sum(b[0] for b in buckets) == len(values)
+            assert min(b[2] for b in buckets) == min(values) and max(b[3] for b in buckets) == max(values)
+            assert math.isclose(sum(b[1] for b in buckets), math.fsum(values), rel_tol=1e-9)
 
 
 async def test_summary_inside_one_hour_uses_ten_minute_rollups(guard, now):

@@ -108,6 +108,7 @@ async def test_retention_removes_what_it_should_and_nothing_else(guard, now):
     }
     for label, age in ages.items():
         await post_all(guard, series(now - age, [1.0, 2.0], labels={"age": label}), h)
+    await RollupCompactor(guard.runtime.core).run_once()  # (fresh minute deltas are kept until then)
     retention = MetricsRetention(guard.runtime.core, batch=1)  # batch of 1: proves the batching loop drains
     deleted = await retention.run_once(now=now)
     assert deleted["points"] == 6

@@ -1,5 +1,6 @@
-"""``build_deltas`` (vectorised) against its specification: per (series, bucket) of each level, the
-sketch ``sketch_of`` makes of that bucket's values, as ``delta_fields`` encodes it."""
+"""``build_deltas`` (vectorised; the minute level) and ``coarse_deltas`` (the ten-minute and hour levels
+compaction builds from those minute deltas) against their specification: per (series, bucket) of
+each level, the sketch ``sketch_of`` makes of that bucket's values, as ``delta_fields`` encodes it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.metrics.rollups import _SPARSE, RESOLUTIONS, build_deltas, delta_fields, merge_blobs, sketch_of
+from app.metrics.rollups import (
+    _SPARSE,
+    RESOLUTIONS,
+    build_deltas,
+    coarse_deltas,
+    delta_fields,
+    is_fresh,
+    merge_blobs,
+    sketch_of,
+)
 from app.metrics.validation import check_points
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -26,8 +36,14 @@ def expected(batch) -> dict[tuple, tuple]:
     return {key: delta_fields(sketch_of(vals)) for key, vals in values.items()}
 
 
+def deltas(batch) -> list[tuple]:
+    minutes = build_deltas(batch)
+    assert all(r[0] == 60 and is_fresh(r[10]) for r in minutes)  # minute rows only, fresh
+    return minutes + coarse_deltas(minutes)
+
+
 def assert_rows_match(batch) -> None:
-    rows = build_deltas(batch)
+    rows = deltas(batch)
     got = {(r[0], r[1], r[2], r[3], int(r[4].timestamp())): r[5:] for r in rows}
     assert len(got) == len(rows), "one row per (series, bucket) and level"
     want = expected(batch)
@@ -46,8 +62,7 @@ def assert_rows_match(batch) -> None:
             ref_sk.neg,
         ), key
         assert math.isclose(sk.stddev, ref_sk.stddev, rel_tol=1e-6, abs_tol=1e-6), key
-    # Minute rows, then ten-minute rows, then hour rows.
-    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert not any(is_fresh(r[10]) for r in rows if r[0] != 60)  # coarser rows: never rolled up again
 
 
 values = st.one_of(
@@ -94,7 +109,7 @@ def test_an_hour_of_more_buckets_than_a_sketch_keeps_is_collapsed_like_a_sketch(
     ]
     batch = check_points(items, now=NOW)
     assert_rows_match(batch)
-    hour = max((r for r in build_deltas(batch) if r[0] == 3600), key=lambda r: r[5])
+    hour = max((r for r in deltas(batch) if r[0] == 3600), key=lambda r: r[5])
     assert hour[5] == 2999
     tag, count, *_, positive_buckets, negative_buckets = _SPARSE.unpack_from(hour[10])
     assert (count, positive_buckets, negative_buckets) == (2999, 2048, 0)  # as stored, not as read
