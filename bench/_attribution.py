@@ -67,6 +67,7 @@ class Attribution:
         self._tasks: list = []
         self.fences: list[tuple[float, float]] = []  # (start, end) of each flush's lease fence
         self.renewals: list[tuple[float, float]] = []  # (renew statement start, its tick's commit)
+        self.lock_samples: list[tuple[float, int, int]] = []  # Postgres: (when, fences, others waiting)
 
     # ------------------------------------------------------------------ install
     def install(self, guard, victim_ids: set[int]) -> None:
@@ -239,6 +240,10 @@ class Attribution:
             return await renew(*args, **kwargs)
 
         store.renew = renew_stamped
+        if guard.engine.dialect.name == "postgresql":
+            import asyncio
+
+            self._tasks.append(asyncio.get_running_loop().create_task(self._lock_waits(guard.engine.url)))
         run_once = leases.run_once
 
         async def run_once_stamped():
@@ -250,6 +255,28 @@ class Attribution:
                     renewing.clear()
 
         leases.run_once = run_once_stamped
+
+    async def _lock_waits(self, url) -> None:
+        """Every 10 ms, from a connection of its own: the guard's statements waiting for a lock (pg_stat_
+        activity), the lease fences apart (what, not how long: a fence's time is in `fences`)."""
+        import asyncio
+
+        import asyncpg
+
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            while True:
+                row = await conn.fetchrow(
+                    "SELECT count(*) FILTER (WHERE query LIKE '%FOR SHARE%') AS fences, "
+                    "count(*) FILTER (WHERE query NOT LIKE '%FOR SHARE%') AS others "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'pipeline-guard' AND wait_event_type = 'Lock'"
+                )
+                self.lock_samples.append((time.time(), row["fences"], row["others"]))
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
 
     def _timed(self, handler, statements: list[int]):
         name = getattr(handler, "__qualname__", repr(handler))
@@ -376,15 +403,23 @@ class Attribution:
         if fences:
             waits = sorted((b - a) * 1000 for a, b in fences)
             renewals = [(a, b) for a, b in self.renewals if t_from <= b <= t_to]
-            slow = [(a, b) for a, b in fences if (b - a) > 0.005]
-            behind = sum(1 for a, b in slow if any(ra < b and a < rb for ra, rb in renewals))
             ticks = sorted((b - a) * 1000 for a, b in renewals) or [0.0]
             out(
-                f"  lease fences: {len(fences)}, ms p50 {_pct(waits, 0.5):.1f} p99 {_pct(waits, 0.99):.1f} "
-                f"max {waits[-1]:.1f}; over 5 ms: {len(slow)}, of which {behind} overlapped a renewing "
-                f"lease tick ({len(renewals)} ticks, renewal->commit p50 {_pct(ticks, 0.5):.1f} "
-                f"max {ticks[-1]:.1f} ms)"
+                f"  lease fences (transaction begun + fence): {len(fences)}, ms p50 {_pct(waits, 0.5):.1f} "
+                f"p99 {_pct(waits, 0.99):.1f} max {waits[-1]:.1f}; renewing lease ticks: {len(renewals)}, "
+                f"renewal->commit p50 {_pct(ticks, 0.5):.1f} max {ticks[-1]:.1f} ms"
             )
+            for over in (0.02, 0.05):
+                slow = [(a, b) for a, b in fences if (b - a) > over]
+                behind = sum(1 for a, b in slow if any(ra < b and a < rb for ra, rb in renewals))
+                out(f"    over {over * 1000:.0f} ms: {len(slow)}, {behind} of them beside a renewing tick")
+            samples = [(t, f, o) for t, f, o in self.lock_samples if t_from <= t <= t_to]
+            if samples:
+                out(
+                    f"    pg_stat_activity every 10 ms: {len(samples)} samples; a fence waiting for a lock: "
+                    f"{sum(1 for _, f, _ in samples if f)}, another statement of the guard in "
+                    f"{sum(1 for _, _, o in samples if o)}"
+                )
         out("  event subscribers inside the flush (all flushes): calls, ms p50/p99, statements per call")
         for name, costs in sorted(self.handler_costs.items(), key=lambda kv: -sum(c[0] for c in kv[1])):
             ms = [c[0] * 1000 for c in costs]
