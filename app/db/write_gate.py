@@ -60,6 +60,10 @@ class WriteGate:
         return self._lock
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    @property
     def held(self) -> bool:
         return self._lock is not None and self._lock.locked()
 
@@ -94,10 +98,20 @@ class GatedConnection(aiosqlite.Connection):
         ):
             self._holding = await self._gate.acquire()
         try:
-            return await super()._execute(fn, *args, **kwargs)
-        finally:
-            if self._holding is not None and not self._in_transaction():
-                self._release()
+            result = await super()._execute(fn, *args, **kwargs)
+        except asyncio.CancelledError:
+            # The call may still run on the connection's thread: the gate stays taken until the
+            # connection's transaction is over (its rollback, its close).
+            raise
+        except BaseException:
+            self._release_after_transaction()
+            raise
+        self._release_after_transaction()
+        return result
+
+    def _release_after_transaction(self) -> None:
+        if self._holding is not None and not self._in_transaction():
+            self._release()
 
     def _in_transaction(self) -> bool:
         try:
@@ -107,13 +121,27 @@ class GatedConnection(aiosqlite.Connection):
 
     def _release(self) -> None:
         holding, self._holding = self._holding, None
-        if holding is not None and holding.locked():
-            holding.release()
+        if holding is None:
+            return
+        loop = self._gate.loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or here is loop:
+            _free(holding)
+        elif not loop.is_closed():  # a connection collected on another thread
+            loop.call_soon_threadsafe(_free, holding)
 
     def stop(self) -> asyncio.Future | None:
         # Closed or terminated while in a write transaction (SQLite rolls it back): the gate is free.
         self._release()
         return super().stop()
+
+
+def _free(lock: asyncio.Lock) -> None:
+    if lock.locked():
+        lock.release()
 
 
 def gated_connector(database_args: tuple[Sequence[Any], dict[str, Any]], gate: WriteGate):

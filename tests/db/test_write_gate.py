@@ -215,3 +215,34 @@ async def test_a_failed_write_gives_the_gate_back(db_url, tmp_path):
             await session.execute(text("INSERT INTO gate_probe (who) VALUES ('y')"))
     finally:
         await _dispose(engine)
+
+
+async def test_a_writer_cancelled_in_the_queue_takes_nothing(db_url, tmp_path):
+    if not _sqlite(db_url):
+        pytest.skip("the gate is SQLite's")
+    engine = await _engine(db_url, tmp_path)
+    sessions = create_sessionmaker(engine)
+    gate = write_gate(engine)
+    assert gate is not None
+    try:
+
+        async def write(who: str) -> None:
+            async with session_scope(sessions) as session:
+                await session.execute(text("INSERT INTO gate_probe (who) VALUES (:w)"), {"w": who})
+
+        async with session_scope(sessions) as holder:
+            await holder.execute(text("INSERT INTO gate_probe (who) VALUES ('holder')"))
+            cancelled = asyncio.create_task(write("cancelled"))
+            await _queued(gate, 1)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            waiting = asyncio.create_task(write("next"))
+            await _queued(gate, 2)
+        await asyncio.wait_for(waiting, 30)  # served once the holder committed: nothing else held it
+        assert not gate.held
+        async with session_scope(sessions) as session:
+            rows = (await session.execute(text("SELECT who FROM gate_probe ORDER BY id"))).scalars().all()
+        assert rows == ["holder", "next"]
+    finally:
+        await _dispose(engine)
