@@ -12,7 +12,8 @@ transaction with the next due time (`ownership.hand_over`).
 A result that changes a status is flushed at once; while another flush is being written it does not
 wait for it: it goes in its own small transaction beside it (the urgent lane), unless that flush holds
 earlier results of the same component (then right after it). Not on SQLite (the engine's dialect
-tells): its one writer would make that transaction only queue behind the flush in progress. A
+tells): its one writer would make that transaction wait in the driver's busy handler (sleeping up to
+100 ms between retries) instead of starting right after the flush in progress. A
 component's results are never in two flushes at once, so they are written in order and each flush
 advances only its own components.
 
@@ -98,7 +99,8 @@ class ResultWriter:
         self._urgent: set[int] = set()  # components whose decisive result waits for the urgent lane
         self._urgent_task: asyncio.Future | None = None
         self.urgent_lane_flushes = 0
-        # SQLite has one writer: a transaction beside a flush in progress would only queue behind it.
+        # SQLite has one writer: a transaction beside a flush in progress would only wait in the
+        # driver's busy handler (sleeping 1..100 ms between retries) instead of right after it.
         # Told by the engine the writer writes through, not by the configured URL.
         bind = state.sessionmaker.kw.get("bind")
         self.concurrent_writes = bind is not None and bind.dialect.name != "sqlite"

@@ -1,8 +1,8 @@
 """A result that changes a status is written in its own transaction while another flush is being
 written, instead of waiting for it (its commit wakes healing); a component's results are still
 written in order, and nothing buffered is lost. On SQLite (one writer) such a result is written
-right after the flush in progress: a transaction beside it would only queue behind it (one
-write lock)."""
+right after the flush in progress: a transaction beside it would only wait in the driver's busy
+handler."""
 
 from __future__ import annotations
 
