@@ -8,6 +8,8 @@ so it compares with the probe result's `observed_at` and the restart command's o
 Stages, each measured from the previous one:
   buffered   the deciding result handed to the writer (the probe's own time before it)
   flush      the flush that writes it entered (flusher woken, or a flush already running finished)
+  fenced     its transaction began and the lease fence returned (Postgres: FOR SHARE on the lease
+             rows, which waits for a lease tick's UPDATE of the same rows to commit)
   locked     that flush holds the writer's lock and its transaction began (waits behind a flush)
   written    its statements and event subscribers ran
   committed  its commit (the healing hand-over fires on it)
@@ -34,6 +36,7 @@ from pathlib import Path
 STAGES = [
     "buffered",
     "flush",
+    "fenced",
     "locked",
     "written",
     "committed",
@@ -62,6 +65,9 @@ class Attribution:
         self._beat = time.monotonic()
         self._stop = threading.Event()
         self._tasks: list = []
+        self.fences: list[tuple[float, float]] = []  # (start, end) of each flush's lease fence
+        self.renewals: list[tuple[float, float]] = []  # (renew statement start, its tick's commit)
+        self.lock_samples: list[tuple[float, int, int]] = []  # Postgres: (when, fences, others waiting)
 
     # ------------------------------------------------------------------ install
     def install(self, guard, victim_ids: set[int]) -> None:
@@ -186,6 +192,8 @@ class Attribution:
 
         command_mod.run_command = run_command_stamped
 
+        self._install_lease_stamps(guard)
+
         from sqlalchemy import event
 
         statements = [0]
@@ -203,6 +211,72 @@ class Attribution:
         gc.callbacks.append(self._on_gc)
         self._tasks.append(asyncio.get_running_loop().create_task(self._ticker()))
         threading.Thread(target=self._watchdog, args=(threading.get_ident(),), daemon=True).start()
+
+    def _install_lease_stamps(self, guard) -> None:
+        """The lease fence of every flush, and the lease ticks that renew (their transaction holds the
+        renewed rows' locks from the renewal to its commit)."""
+        leases = guard.replicas.leases
+        store = leases.store
+        now = time.time
+        fence_writes = store.fence_writes
+
+        async def fence_writes_stamped(session, me, epochs):
+            t0 = now()
+            try:
+                return await fence_writes(session, me, epochs)
+            finally:
+                t1 = now()
+                self.fences.append((t0, t1))
+                stamps = _flush.get()
+                if stamps is not None and "locked" not in stamps:
+                    stamps["fenced"] = t1
+
+        store.fence_writes = fence_writes_stamped
+        renew = store.renew
+        renewing: list[float] = []
+
+        async def renew_stamped(*args, **kwargs):
+            renewing.append(now())
+            return await renew(*args, **kwargs)
+
+        store.renew = renew_stamped
+        if guard.engine.dialect.name == "postgresql":
+            import asyncio
+
+            self._tasks.append(asyncio.get_running_loop().create_task(self._lock_waits(guard.engine.url)))
+        run_once = leases.run_once
+
+        async def run_once_stamped():
+            try:
+                return await run_once()
+            finally:
+                if renewing:
+                    self.renewals.append((renewing.pop(), now()))
+                    renewing.clear()
+
+        leases.run_once = run_once_stamped
+
+    async def _lock_waits(self, url) -> None:
+        """Every 10 ms, from a connection of its own: the guard's statements waiting for a lock (pg_stat_
+        activity), the lease fences apart (what, not how long: a fence's time is in `fences`)."""
+        import asyncio
+
+        import asyncpg
+
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            while True:
+                row = await conn.fetchrow(
+                    "SELECT count(*) FILTER (WHERE query LIKE '%FOR SHARE%') AS fences, "
+                    "count(*) FILTER (WHERE query NOT LIKE '%FOR SHARE%') AS others "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'pipeline-guard' AND wait_event_type = 'Lock'"
+                )
+                self.lock_samples.append((time.time(), row["fences"], row["others"]))
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
 
     def _timed(self, handler, statements: list[int]):
         name = getattr(handler, "__qualname__", repr(handler))
@@ -270,7 +344,7 @@ class Attribution:
             buffered = row.get("buffered", row["observed"])
             if row.get("locked", row["stamp"]) < buffered:
                 # The incident's transaction was not the flush that wrote its deciding result.
-                for stage in ("flush", "locked", "written", "batch"):
+                for stage in ("flush", "fenced", "locked", "written", "batch"):
                     row.pop(stage, None)
             elif row.get("flush", row["stamp"]) < buffered:
                 row["flush"] = buffered  # buffered while that flush waited for the lock: taken by it
@@ -324,6 +398,27 @@ class Attribution:
                     f"  gc generation {gen}: {len(pauses)} collections, "
                     f"p50 {statistics.median(pauses):.2f} ms, max {pauses[-1]:.1f} ms, "
                     f"total {sum(pauses):.0f} ms"
+                )
+        fences = [(a, b) for a, b in self.fences if t_from <= b <= t_to]
+        if fences:
+            waits = sorted((b - a) * 1000 for a, b in fences)
+            renewals = [(a, b) for a, b in self.renewals if t_from <= b <= t_to]
+            ticks = sorted((b - a) * 1000 for a, b in renewals) or [0.0]
+            out(
+                f"  lease fences (transaction begun + fence): {len(fences)}, ms p50 {_pct(waits, 0.5):.1f} "
+                f"p99 {_pct(waits, 0.99):.1f} max {waits[-1]:.1f}; renewing lease ticks: {len(renewals)}, "
+                f"renewal->commit p50 {_pct(ticks, 0.5):.1f} max {ticks[-1]:.1f} ms"
+            )
+            for over in (0.02, 0.05):
+                slow = [(a, b) for a, b in fences if (b - a) > over]
+                behind = sum(1 for a, b in slow if any(ra < b and a < rb for ra, rb in renewals))
+                out(f"    over {over * 1000:.0f} ms: {len(slow)}, {behind} of them beside a renewing tick")
+            samples = [(t, f, o) for t, f, o in self.lock_samples if t_from <= t <= t_to]
+            if samples:
+                out(
+                    f"    pg_stat_activity every 10 ms: {len(samples)} samples; a fence waiting for a lock: "
+                    f"{sum(1 for _, f, _ in samples if f)}, another statement of the guard in "
+                    f"{sum(1 for _, _, o in samples if o)}"
                 )
         out("  event subscribers inside the flush (all flushes): calls, ms p50/p99, statements per call")
         for name, costs in sorted(self.handler_costs.items(), key=lambda kv: -sum(c[0] for c in kv[1])):

@@ -11,10 +11,11 @@ transaction with the next due time (`ownership.hand_over`).
 
 A result that changes a status is flushed at once; while another flush is being written it does not
 wait for it: it goes in its own small transaction beside it (the urgent lane), unless that flush holds
-earlier results of the same component (then right after it). Not on SQLite: its one writer would make
-that transaction wait in the driver's busy handler (sleeping up to 100 ms between retries) instead of
-starting right after the flush in progress. A component's results are never in two
-flushes at once, so they are written in order and each flush advances only its own components.
+earlier results of the same component (then right after it). Not on SQLite (the engine's dialect
+tells): its one writer would make that transaction wait in the driver's busy handler (sleeping up to
+100 ms between retries) instead of starting right after the flush in progress. A
+component's results are never in two flushes at once, so they are written in order and each flush
+advances only its own components.
 
 The writer owns the buffer and the flush lock; the scheduler owns the in-memory view (`tracked`),
 which the writer advances only after a commit, and is called back to forget a component, to tell
@@ -100,7 +101,9 @@ class ResultWriter:
         self.urgent_lane_flushes = 0
         # SQLite has one writer: a transaction beside a flush in progress would only wait in the
         # driver's busy handler (sleeping 1..100 ms between retries) instead of right after it.
-        self._concurrent_writes = not state.settings.database_url.startswith("sqlite")
+        # Told by the engine the writer writes through, not by the configured URL.
+        bind = state.sessionmaker.kw.get("bind")
+        self.concurrent_writes = bind is not None and bind.dialect.name != "sqlite"
         self._flush_soon = asyncio.Event()
         self._flush_stop = asyncio.Event()
         self._flushes: set[asyncio.Future] = set()
@@ -192,7 +195,7 @@ class ResultWriter:
             self.urgent_flushes += 1
             if (
                 self._flush_lock.locked()
-                and self._concurrent_writes
+                and self.concurrent_writes
                 and observation.component_id not in self._in_flight
             ):
                 self._write_urgently(observation.component_id)  # not behind the flush being written

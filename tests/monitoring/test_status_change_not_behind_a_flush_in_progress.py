@@ -16,6 +16,8 @@ from app.checks.base import CheckResult, Outcome
 from app.db.models import CheckResultRecord, Incident
 from app.monitoring import result_writer
 from app.monitoring.recorder import Observation
+from app.monitoring.result_writer import ResultWriter
+from app.platform.runtime import Core
 from tests.monitoring.conftest import add_component, mon_settings, monitored
 
 
@@ -181,3 +183,43 @@ async def test_on_sqlite_a_status_change_is_written_right_after_the_flush_in_pro
         assert await results_of(guard, victim) == ["first", "broken"]
         assert await incidents_of(guard, victim) == 1
         writer.stop()
+
+
+async def test_the_urgent_lane_follows_the_engine_not_the_configured_url(db_url, tmp_path, monkeypatch):
+    """The writer's engine decides whether a transaction may run beside a flush in progress: a
+    configured URL of the other dialect (an engine built for another URL) changes nothing."""
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        busy, victim = await started(guard, scheduler)
+        scheduler.writer.stop()
+        sqlite = db_url.startswith("sqlite")
+        elsewhere = "postgresql+asyncpg://elsewhere/guard" if sqlite else "sqlite+aiosqlite:////elsewhere.db"
+        state = scheduler.state
+        core = Core(
+            settings=state.settings.model_copy(update={"database_url": elsewhere}),
+            metrics=state.metrics,
+            sessionmaker=state.sessionmaker,
+            events=state.events,
+        )
+        writer = ResultWriter(
+            core,
+            scheduler.ownership,
+            scheduler.tracked,
+            scheduler.probe_metrics,
+            forget=lambda _cid: None,
+            due_in=scheduler.due_in,
+            publish_health=lambda _ids: None,
+        )
+        async with flush_held_for(monkeypatch, busy) as (held, release):
+            writer.add(Observation(busy, "http", CheckResult.up("routine")))
+            routine = asyncio.ensure_future(writer.flush())
+            await asyncio.wait_for(held.wait(), 20)
+            writer.add(Observation(victim, "http", down("broken")))
+            if sqlite:  # one writer: right after the flush in progress, never beside it
+                await asyncio.sleep(0.3)
+                assert writer.urgent_lane_flushes == 0
+            else:  # beside the held flush
+                await wait_for(lambda: _async(writer.urgent_lane_flushes == 1))
+            release.set()
+            await routine
+            await writer.flush_all()
+        assert await results_of(guard, victim) == ["first", "broken"]
