@@ -14,6 +14,7 @@ from aiohttp import web
 
 from app.security.crypto import MASK
 from tests.conftest import make_settings, running_guard
+from tests.support.loopback import serve_app
 
 SECRET = "s3cr3t-hmac-0123456789"
 BEARER = "Bearer s3cr3t-BEARER"
@@ -36,14 +37,8 @@ async def receiver():
 
     app = web.Application()
     app.router.add_post("/hook/{rest}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site._server.sockets[0].getsockname()[1], seen
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as port:
+        yield port, seen
 
 
 async def test_masks_sent_back_keep_the_stored_secrets_on_the_same_receiver(db_url, tmp_path, receiver):

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from app.security.crypto import MASK
 from tests.monitoring.conftest import mon_settings, monitored
+from tests.support.loopback import serve_app
 
 SECRETS = ("s3cr3t-AUTH", "s3cr3t-CUSTOM", "s3cr3t-PASS", "s3cr3t-QUERY", "s3cr3t-COOKIE")
 
@@ -42,15 +43,8 @@ async def strict_target():
 
     app = web.Application()
     app.router.add_get("/ok", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
+    async with serve_app(app) as port:
         yield port, seen
-    finally:
-        await runner.cleanup()
 
 
 def _check(port: int, **overrides) -> dict:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.security.crypto import MASK
 from tests.conftest import make_settings, running_guard
 from tests.healing.conftest import wait_until
+from tests.support.loopback import serve_app
 
 SECRETS = ("s3cr3t-BEARER", "s3cr3t-APIKEY", "s3cr3t-QUERY")
 
@@ -44,14 +45,8 @@ async def receiver():
 
     app = web.Application()
     app.router.add_post("/rerun", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield site._server.sockets[0].getsockname()[1], seen
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as port:
+        yield port, seen
 
 
 def _assert_no_secret(text_: str) -> None:
