@@ -123,7 +123,7 @@ class PostgresLeases:
             rows = await session.execute(
                 select(Component.id, Component.region).where(Component.enabled.is_(True))
             )
-            fresh = dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
+            fresh = dict(rows.all())  # rows, not the Result: a Result has keys(), the column names
             if fresh != self._components:
                 self._components = fresh
         self._ids = enabled

@@ -88,7 +88,7 @@ async def live_replicas(session: AsyncSession, ttl: float) -> dict[str, str | No
             Replica.status == ACTIVE, Replica.heartbeat_at > func.now() - _ttl(ttl)
         )
     )
-    return dict(rows.tuples().all())  # not dict(rows): a Result has keys(), the column names
+    return dict(rows.all())  # rows, not the Result: a Result has keys(), the column names
 
 
 async def expire_dead(session: AsyncSession, ttl: float) -> int:
