@@ -9,10 +9,7 @@ from fastapi import APIRouter, Depends, Path, status
 from app.api.deps import CanMonitorHealth, CanTriggerHealing, CoreDep, HealingDep, SessionDep
 from app.api.pagination import DateTimeQuery, OptionalRowId, Page, RowId
 from app.core.errors import error_responses
-from app.db.models.healing import (
-    AttemptState,
-    HealingAttempt,
-)  # the routes return rows; response_model serialises
+from app.db.models.healing import AttemptState, HealingAttempt  # rows: response_model serialises
 from app.healing.schemas import AttemptOut, AttemptPage, BreakerOut, HealingStats, TriggerRequest
 from app.healing.service import HealingService
 

@@ -212,11 +212,8 @@ async def checked_addresses(
     (UnsafeURL when one is unsafe). For a client that resolves by itself (smtplib): connect to these,
     never to the name again — a second lookup may answer something else (DNS rebinding)."""
     policy = _policy(allow)
-    if (ip := _parse_ip(host)) is not None:
-        if not policy.host_allowed(host):
-            _check_addresses(host, [str(ip)], policy)
-        return [str(ip)]
-    addresses = await _resolve_async(host, port, timeout)
+    ip = _parse_ip(host)
+    addresses = [str(ip)] if ip is not None else await _resolve_async(host, port, timeout)
     if not policy.host_allowed(host):
         _check_addresses(host, addresses, policy)
     return addresses
