@@ -61,7 +61,8 @@ def assert_rows_match(batch) -> None:
             ref_sk.pos,
             ref_sk.neg,
         ), key
-        assert math.isclose(sk.stddev, ref_sk.stddev, rel_tol=1e-6, abs_tol=1e-6), key
+        # Merged minute deltas (parallel variance) vs one pass over the values: a few ppm apart at most.
+        assert math.isclose(sk.stddev, ref_sk.stddev, rel_tol=1e-4, abs_tol=1e-6), key
     assert not any(is_fresh(r[10]) for r in rows if r[0] != 60)  # coarser rows: never rolled up again
 
 
