@@ -1,6 +1,6 @@
 """The `pipeline-guard` command line (also `python -m app`).
 
-Local commands (serve, db, config, users create) work on this machine's configuration; the others
+Local commands (serve, db, config, secrets, users create) work on this machine's configuration; the others
 talk to a running guard over HTTP. Command modules import the server (FastAPI, SQLAlchemy, settings)
 only inside the local commands' functions, so ``--help`` and every HTTP command pay for httpx only.
 """
@@ -22,6 +22,7 @@ def build_app() -> typer.Typer:
         http_cmds,
         metrics_cmd,
         metrics_http,
+        secrets_cmd,
         serve_cmd,
         users_cmd,
         users_http,
@@ -37,6 +38,7 @@ def build_app() -> typer.Typer:
     serve_cmd.register(cli)
     cli.add_typer(db_cmd.app, name="db")
     cli.add_typer(config_cmd.app, name="config")
+    cli.add_typer(secrets_cmd.app, name="secrets")
     users_http.register(users_cmd.app)
     cli.add_typer(users_cmd.app, name="users")
     # Over HTTP, to a running guard.

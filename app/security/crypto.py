@@ -2,10 +2,11 @@
 
 Keys come from ``settings.security.encryption_key`` (``PIPELINE_ENCRYPTION_KEY``, comma separated,
 newest first): the first key encrypts, every key decrypts, so rotating is "prepend the new key,
-re-encrypt (``SecretBox.rotate``), drop the old one". A value that is not a Fernet key (32 url-safe
-base64 bytes) is stretched into one with SHA-256, so a passphrase works too. In development without a
-key one is generated and persisted under ``data_dir`` (like the JWT secret); production refuses to
-start without one (``config.production_problems``).
+re-encrypt what is stored (``pipeline-guard secrets rotate``, ``app.security.key_rotation``), drop
+the old key". A value that is not a Fernet key (32 url-safe base64 bytes) is stretched into one with
+SHA-256, so a passphrase works too. In development without a key one is generated and persisted
+under ``data_dir`` (like the JWT secret); production refuses to start without one
+(``config.production_problems``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class SecretBox:
     def __init__(self, keys: list[str]):
         if not keys:
             raise ConfigurationError("at least one encryption key is needed")
-        self._fernet = MultiFernet([Fernet(_fernet_key(k)) for k in keys])
+        self._newest = Fernet(_fernet_key(keys[0]))
+        self._fernet = MultiFernet([self._newest, *(Fernet(_fernet_key(k)) for k in keys[1:])])
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
@@ -93,7 +95,20 @@ class SecretBox:
 
     def rotate(self, token: str) -> str:
         """Re-encrypt ``token`` with the newest key (after a key was prepended)."""
-        return self._fernet.rotate(token.encode()).decode()
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ConfigurationError(
+                "a stored secret cannot be decrypted with the configured encryption keys"
+            ) from None
+
+    def on_newest_key(self, token: str) -> bool:
+        """Whether the newest key alone opens ``token`` (nothing to rotate)."""
+        try:
+            self._newest.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
 
 def mask(value: str | None) -> str | None:
