@@ -392,6 +392,43 @@ class FlapsAfterRestart(Story):
         assert exhausted["status"] == "firing", why
 
 
+class Recreated(Story):
+    """Healed, then deleted and created again under the same name (a new component), which crashes
+    inside the first one's stick window. The new component's incident is its own first one: healed,
+    not counted as a relapse of the deleted component's heal (no back-off, no breaker: with
+    ``breaker_threshold`` 1 that would stop its healing)."""
+
+    name = "heal-recreated"
+
+    def components(self) -> None:
+        self.add(self.workload("heal-recreated"), verify_timeout=60, breaker_threshold=1)
+
+    def play(self) -> None:
+        w = self.workloads["heal-recreated"]
+        injected = w.mode("crash")
+        self.wait(
+            lambda: self.verified_after("heal-recreated", injected) and self.settled("heal-recreated"),
+            "the first component healed",
+        )
+        r = self.guard.http.delete(
+            f"{self.guard.base}/api/v1/components/heal-recreated", headers=self.guard.headers()
+        )
+        assert r.status_code in (200, 204), r.text
+        self.add(w, verify_timeout=60, breaker_threshold=1)
+        self.wait(lambda: self.healthy("heal-recreated"), "the new component healthy")
+        again = w.mode("crash")
+        self.wait(
+            lambda: self.verified_after("heal-recreated", again) and self.settled("heal-recreated"),
+            "the new component's first incident healed",
+        )
+        time.sleep(2)
+        why = self.why()()
+        assert w.actions() == 2, why
+        assert self.states("heal-recreated") == ["succeeded", "succeeded"], why
+        assert "relapsed" not in (self.guard.attempts("heal-recreated")[0]["detail"] or ""), why
+        assert not self.alerts("heal-recreated", "healing-breaker:"), why
+
+
 STORIES = [
     HungRestart,
     HungWebhook,
@@ -403,6 +440,7 @@ STORIES = [
     BreakerRearms,
     Worsens,
     FlapsAfterRestart,
+    Recreated,
 ]
 
 
