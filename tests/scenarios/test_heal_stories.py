@@ -429,6 +429,46 @@ class Recreated(Story):
         assert not self.alerts("heal-recreated", "healing-breaker:"), why
 
 
+class SharedUpstreamBlip(Story):
+    """Two consumers (checked every 0.5 s) share an upstream checked every 3 s that needs 3 failures to
+    open an incident. The upstream answers 500 for 3.5 s and recovers by itself, before its own
+    threshold: both consumers fail past theirs meanwhile. Nobody is acted on: the consumers are held
+    for the upstream, then close by themselves; the upstream never opens an incident."""
+
+    name = "heal-shared-blip"
+    CHILDREN = ("blip-child-a", "blip-child-b")
+
+    def components(self) -> None:
+        up = self.workload("blip-up")
+        self.add(up, check=http_check(up, interval=3, failure_threshold=3))
+        for name in self.CHILDREN:
+            child = self.workload(name)
+            child.set("upstream", f"http {up.url}")
+            self.add(child, check=http_check(child, interval=0.5), depends_on=["blip-up"])
+
+    def play(self) -> None:
+        up = self.workloads["blip-up"]
+        injected = up.mode("down")
+        self.wait(
+            lambda: all(self.guard.transitions(n)[-1]["current"] != "healthy" for n in self.CHILDREN),
+            "both consumers to fail",
+        )
+        time.sleep(max(0.0, 3.5 - (now() - injected).total_seconds()))
+        up.mode("ok")
+        self.wait(
+            lambda: all(self.settled(n) for n in self.CHILDREN), "both consumers to recover by themselves"
+        )
+        time.sleep(4)
+        why = self.why()()
+        for name, workload in self.workloads.items():
+            assert workload.actions() == 0, why
+            assert self.guard.attempts(name) == [], why
+        assert not [t for t in self.guard.transitions("blip-up") if parse_time(t["at"]) >= injected], why
+        for name in self.CHILDREN:
+            assert [t for t in self.guard.transitions(name) if parse_time(t["at"]) >= injected], why
+            assert not [p for p in self.sink.for_component(name) if p.get("kind") == "firing"], why
+
+
 STORIES = [
     HungRestart,
     HungWebhook,
@@ -441,6 +481,7 @@ STORIES = [
     Worsens,
     FlapsAfterRestart,
     Recreated,
+    SharedUpstreamBlip,
 ]
 
 
