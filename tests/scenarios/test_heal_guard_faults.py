@@ -122,13 +122,15 @@ class FixedWhileGuardAway(OwnGuardStory):
     healthy: the incident closes without a second action."""
 
     name = "fixed-while-away"
+    # A 4 s probe timeout: on a loaded machine a 1 s probe of the fixed target can time out, and
+    # that failing check would rightly be acted on.
     INTERVAL = 5  # the first check after the start comes up to one interval later: the stale window
 
     def components(self) -> None:
         w = self.workload("fixed-while-away", restart_mode="fail")
         self.add(
             w,
-            check=http_check(w, interval=self.INTERVAL),
+            check=http_check(w, interval=self.INTERVAL, timeout=4),
             max_attempts=3,
             backoff_initial=2,
             backoff_max=2,
