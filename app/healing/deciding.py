@@ -31,6 +31,7 @@ from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.acting import mark_acting_in
 from app.healing.attempts import Claim, find_component
+from app.healing.freshness import status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.rootcause import holds_healing
 
@@ -87,6 +88,8 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             return None  # attributed to an unhealthy upstream (or held): the root is healed, not this
         if await unjudged(session, attempts, component):
             return None  # its last action was never verified: its checks speak before another one
+        if await status_predates_checks(session, incident_id, component, engine.started_at):
+            return None  # not checked since the guard started or the component changed: stale
         policy = parse_policy(component.recovery, settings)
         status = await incident_status(session, incident_id, component.id)
         if not lifecycle.should_heal(status, policy.heal_on):

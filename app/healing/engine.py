@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from app.db.session import session_scope
+from app.db.types import utcnow
 from app.healing import acting, housekeeping
 from app.healing.attempts import Attempts, Claim
 from app.healing.deciding import decide, incident_status, open_incident_ids
@@ -74,6 +75,9 @@ class HealingEngine:
         self._tasks = tasks  # shared with the recovery notifier's re-check bursts: draining waits for both
         self.ports = ports
         self.owner = replica_owner(self.settings)
+        # A status stored before this moment was seen by an earlier run: not acted on until a check
+        # has run since (``freshness.py``).
+        self.started_at = utcnow()
         self.attempts = Attempts(state, registry, self.ports, self.owner, leases=leases)
         self.wake = Wake()
         self._lock = asyncio.Lock()

@@ -55,7 +55,9 @@ class IncidentEvents:
             # not a relapse of this component's heal: counted only once it is its own (released).
             suppressed, _ = await is_suppressed(session, evt.incident_id)
             if not suppressed:
-                await self._count_relapse(session, evt.component, evt.incident_id, evt.at, evt.reason)
+                await self._count_relapse(
+                    session, evt.component, evt.component_id, evt.incident_id, evt.at, evt.reason
+                )
             session.add(
                 HealingIncident(
                     incident_id=evt.incident_id,
@@ -75,20 +77,30 @@ class IncidentEvents:
         await self._count_relapse(
             session,
             evt.component,
+            evt.component_id,
             evt.incident_id,
             evt.opened_at,
             "held until its upstreams were known healthy",
         )
 
     async def _count_relapse(
-        self, session: AsyncSession, component: str, incident_id: int, opened_at: datetime, reason: str
+        self,
+        session: AsyncSession,
+        component: str,
+        component_id: int,
+        incident_id: int,
+        opened_at: datetime,
+        reason: str,
     ) -> None:
-        """A new incident within the stick window after a heal: that heal did not hold."""
+        """A new incident within the stick window after a heal: that heal did not hold. Only a heal of
+        this very component counts (by id): one deleted and created again under its name starts
+        afresh, as its budget and breaker do."""
         healed = (
             await session.execute(
                 select(HealingAttempt)
                 .where(
                     HealingAttempt.component == component,
+                    HealingAttempt.component_id == component_id,
                     HealingAttempt.state == AttemptState.SUCCEEDED,
                     HealingAttempt.incident_id.is_not(None),
                     HealingAttempt.incident_id != incident_id,

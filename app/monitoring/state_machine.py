@@ -18,6 +18,9 @@ Rules (first match wins), applied to every check result:
   ``flap_window``. While flapping a healthy component becomes ``degraded`` and no status may
   *improve*; only worsening transitions happen, so alternating results cannot cause a storm.
   Once the window calms down, the usual success rule applies.
+- While ``recovering``, flapping since the action (the same N-of-M, over the results after it) is a
+  verdict too: ``recovering -> failed`` (the bad results all down) or ``-> degraded``; a target that
+  alternates never meets either threshold in a row and would otherwise stay ``recovering``.
 - Otherwise the status stays (hysteresis).
 """
 
@@ -133,6 +136,18 @@ def _target(old: MachineState, new: MachineState, grace: bool, t: Thresholds, de
             target = FAILED if last.count("d") == len(last) else DEGRADED
             still = "still failing" if target == FAILED else "answering but degraded"
             return target, f"{still} after the recovery action ({new.consecutive_failures} failures){why}"
+        if not grace:
+            # Flapping since the action (the window only holds results from after it): neither
+            # threshold may ever be met in a row, so this is the verdict: the action did not make it
+            # stable. Without it the component would stay `recovering`, never acted on again.
+            window = new.recent[-t.window :]
+            bad = _bad_count(window)
+            if bad >= t.flap_threshold:
+                target = FAILED if window.count("d") == bad else DEGRADED
+                return (
+                    target,
+                    f"flapping after the recovery action: {bad} of the last {len(window)} checks failed",
+                )
         return status, ""
     if new.consecutive_failures >= t.failure_threshold:
         last = new.recent[-t.failure_threshold :]

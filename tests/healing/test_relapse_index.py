@@ -42,7 +42,7 @@ async def test_the_relapse_check_reads_the_latest_succeeded_attempt_from_its_ind
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with guard.session() as session:
-            await incidents._count_relapse(session, "c1", 999, now, "down")
+            await incidents._count_relapse(session, "c1", 1, 999, now, "down")
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
     [(statement, parameters)] = seen
