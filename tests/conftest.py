@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import hypothesis
 import pytest
 
 from app.auth.permissions import Role
@@ -33,6 +34,12 @@ REQUIRE_POSTGRES = os.environ.get("PIPELINE_TEST_REQUIRE_POSTGRES") == "1"
 DIALECTS = ["sqlite"] + (["postgres"] if POSTGRES_URL or REQUIRE_POSTGRES else [])
 TEST_PASSWORD = "correct-horse-battery-staple"
 TEST_SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+# Property tests judge behaviour, not speed: Hypothesis' default 200 ms deadline per example is a timed
+# assertion, and it failed on a loaded machine.
+hypothesis.settings.register_profile("guard", deadline=None)
+hypothesis.settings.load_profile("guard")
 
 
 def _asyncpg_dsn(url: str) -> str:

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Component, ComponentState
+from app.db.models.replicas import ComponentLease
+from app.db.session import hold_write_lock
+
+DEADLOCK_RETRIES = 3
+
+
+def is_deadlock(exc: DBAPIError) -> bool:
+    """Postgres chose this transaction's statement to break a deadlock (SQLSTATE 40P01)."""
+    for cause in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if str(getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None) or "") == "40P01":
+            return True
+    return False
 
 
 class ComponentRepository:
@@ -26,8 +39,32 @@ class ComponentRepository:
         return component
 
     async def delete(self, component: Component) -> None:
-        await self.session.delete(component)
-        await self.session.flush()
+        """Delete the component and (by cascade) everything recorded for it, while its checks may
+        still be written. Locks are taken in a result flush's order: the lease row (the flush's
+        fence), then the component row (a flush's insert of a check result holds it against
+        deletion), and only then the dependent rows; a flush in progress is waited for, not
+        deadlocked with. A writer taking those locks in another order can still meet the delete in a
+        deadlock: the database aborts one statement, and the delete is tried again in its savepoint.
+        On SQLite the write lock is taken first (a savepoint opened by a reader could not be upgraded
+        to a writer while another one writes: "database is locked" at once, no busy wait)."""
+        await hold_write_lock(self.session)
+        for attempt in range(1, DEADLOCK_RETRIES + 1):
+            try:
+                async with self.session.begin_nested():
+                    await self.session.execute(
+                        select(ComponentLease.component_id)
+                        .where(ComponentLease.component_id == component.id)
+                        .with_for_update()
+                    )
+                    await self.session.execute(
+                        select(Component.id).where(Component.id == component.id).with_for_update()
+                    )
+                    await self.session.delete(component)
+                    await self.session.flush()
+                return
+            except DBAPIError as exc:
+                if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+                    raise
 
     async def list(
         self,
