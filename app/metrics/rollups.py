@@ -89,10 +89,17 @@ def sketch_of(values: list[float]) -> QuantileSketch:
     total = math.fsum(values)
     mean = total / n
     dev = list(map(sub, values, repeat(mean)))
-    sk._fold_stats(n, total, lo, hi, mean, math.fsum(map(mul, dev, dev)))
+    sk._fold_stats(n, total, lo, hi, mean, _m2(dev, n))
     if len(sk.pos) > sk.max_buckets:
         sk._collapse()
     return sk
+
+
+def _m2(dev: list[float], n: int) -> float:
+    """M2 from the deviations from a rounded mean, less what that rounding adds (the corrected
+    two-pass formula: sum(d^2) - sum(d)^2 / n)."""
+    off = math.fsum(dev)
+    return max(math.fsum(map(mul, dev, dev)) - off * off / n, 0.0)
 
 
 def encode_sketch(sk: QuantileSketch, tag: int = _SPARSE_TAG) -> bytes:
@@ -171,8 +178,15 @@ def build_deltas(batch: Batch) -> list[tuple]:
     run_codes = c[runs]
     run_store = run_codes >> _STORE_SHIFT
     sums = np.add.reduceat(v, starts)
+    # Two passes, the second corrected (Chan, Golub & LeVeque): the deviations from the first mean
+    # (a sum added in order, so off by many units in the last place for a large mean) also give that
+    # mean's error, so both the mean and M2 come out as if the mean had been exact. The coarser
+    # levels are merged from these means and M2s: an error here is every coarser bucket's too.
     means = sums / counts
     dev = v - np.repeat(means, counts)
+    off = np.add.reduceat(dev, starts)
+    m2s = np.maximum(np.add.reduceat(dev * dev, starts) - off * off / counts, 0.0)
+    means += off / counts
     first_run = np.searchsorted(runs, starts)
     key_bytes = ((run_codes & _KEY_MASK) - _KEY_OFFSET).astype("<i4").tobytes()
     count_bytes = run_counts.astype("<u4").tobytes()
@@ -201,7 +215,7 @@ def build_deltas(batch: Batch) -> list[tuple]:
         np.minimum.reduceat(v, starts).tolist(),
         np.maximum.reduceat(v, starts).tolist(),
         means.tolist(),
-        np.add.reduceat(dev * dev, starts).tolist(),
+        m2s.tolist(),
         strict=True,
     ):
         p0 = r0 + nneg + nzero_runs  # the group's runs: negative, zero, then positive ones
@@ -326,9 +340,14 @@ def _merge_sparse(np: Any, groups: list[list[bytes]], blobs: list[bytes], out: l
     mean = np.zeros(len(groups))
     mean[nonempty] = np.add.reduceat(n_b * mean_b, starts_ne)
     mean /= safe_n
+    # Corrected as in ``build_deltas``: the parts' weighted deviations from the first mean are its
+    # error (a weighted sum added in order), taken out of both the mean and M2.
     dev = mean_b - mean[group_b]
-    m2 = np.zeros(len(groups))
+    off, m2 = np.zeros(len(groups)), np.zeros(len(groups))
+    off[nonempty] = np.add.reduceat(n_b * dev, starts_ne)
     m2[nonempty] = np.add.reduceat(m2_b + n_b * dev * dev, starts_ne)
+    m2 = np.maximum(m2 - off * off / safe_n, 0.0)
+    mean += off / safe_n
 
     def per_group(column: Any, reduce: Any, empty: Any) -> list:
         result = np.full(len(groups), empty, dtype=column.dtype)
