@@ -8,7 +8,7 @@ whatever rows a bucket has, so compaction is only about keeping that number smal
    and never wait on each other or on ingest), with the already-compacted rows of the same buckets
    (locked in key order: no deadlocks between replicas); on Postgres one ``DELETE ... RETURNING``;
 2. writes each bucket back as one compacted row through the dialect's bulk insert: its rows merged
-   (sketches merged bucket by bucket, exact statistics folded), or a single new delta as it was
+   (every bucket of the round at once: ``rollups.merge_groups``), or a single new delta as it was
    (SQLite flags such a delta in place instead: there an update is cheaper than a delete and an
    insert).
 
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, coarse_deltas, encode_sketch, merge_blobs
+from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, coarse_deltas, merge_groups
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
@@ -115,10 +115,13 @@ def merge_buckets(rows) -> list[tuple]:
     for row in rows:
         groups[tuple(row[: len(ROLLUP_KEY)])].append(row)
     merged: list[tuple] = []
+    several: list[tuple] = []
     for key, bucket in groups.items():
         if len(bucket) == 1:
             merged.append((*key, *bucket[0][_STATS], True))
-            continue
-        sk = merge_blobs([bytes(row[_SKETCH]) for row in bucket])
-        merged.append((*key, sk.count, sk.sum, sk.min, sk.max, sk.sum_of_squares, encode_sketch(sk), True))
+        else:
+            several.append(key)
+    if several:
+        fields = merge_groups([[bytes(row[_SKETCH]) for row in groups[key]] for key in several])
+        merged += [(*key, *f, True) for key, f in zip(several, fields, strict=True)]
     return merged

@@ -91,7 +91,9 @@ class QuantileSketch:
         n = len(vals)
         s = math.fsum(vals)
         mean = s / n
-        m2 = math.fsum((v - mean) ** 2 for v in vals)
+        dev = [v - mean for v in vals]
+        off = math.fsum(dev)  # the rounded mean's error, times n: taken out of M2 (corrected two-pass)
+        m2 = max(math.fsum(d * d for d in dev) - off * off / n, 0.0)
         self._fold_stats(n, s, min(vals), max(vals), mean, m2)
         if len(pos) + len(neg) > self.max_buckets:
             self._collapse()

@@ -167,13 +167,13 @@ async def test_a_large_round_merges_off_the_event_loop_with_the_same_result(guar
     await ingest_in_small_batches(guard, now, {"host": "a"}, n=200)  # every bucket: two deltas to merge
     before = await totals(guard)
     threads: set[str] = set()
-    merge = compaction.merge_blobs
+    merge = compaction.merge_groups
 
-    def recording(blobs):
+    def recording(groups):
         threads.add(threading.current_thread().name)
-        return merge(blobs)
+        return merge(groups)
 
-    monkeypatch.setattr(compaction, "merge_blobs", recording)
+    monkeypatch.setattr(compaction, "merge_groups", recording)
     monkeypatch.setattr(compaction, "MERGE_INLINE_MAX", 2)
     assert await RollupCompactor(guard.runtime.core).run_once() > before["pending"]
     assert threads and threading.main_thread().name not in threads

@@ -85,7 +85,17 @@ class MetricRollup(Base):
     compacted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
     __table_args__ = (
-        Index("ix_metric_rollups_series_bucket", "component", "metric_name", "resolution", "bucket_start"),
+        # series_key last: a range of buckets of every series of a metric is still one index range,
+        # and a bucket of one series (compaction's lookup, a labelled summary) is found in the index
+        # instead of fetching the rows of every other series of that metric from the heap.
+        Index(
+            "ix_metric_rollups_series_bucket",
+            "component",
+            "metric_name",
+            "resolution",
+            "bucket_start",
+            "series_key",
+        ),
         Index("ix_metric_rollups_bucket_start", "bucket_start"),
         # The compactor's queue: deltas not merged yet (a partial index stays as small as the backlog).
         Index(
