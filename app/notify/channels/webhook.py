@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +17,10 @@ from app.notify.templates import render
 
 PAYLOAD_VERSION = "1"
 SIGNATURE_HEADER = "X-Pipeline-Guard-Signature"
+HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+# CR/LF would split the header (aiohttp refuses them at send time), NUL and the other C0 controls
+# (tab excepted) and DEL are not allowed in a field value (RFC 9110, 5.5).
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 RESERVED_HEADERS = {"content-type", "content-length", "host", "idempotency-key", SIGNATURE_HEADER.lower()}
 
 
@@ -35,9 +40,12 @@ class WebhookConfig(BaseModel):
             return None
         if len(value) > 16:
             raise ValueError("at most 16 extra headers")
-        for key in value:
-            if key.lower() in RESERVED_HEADERS or not key.replace("-", "").isalnum():
-                raise ValueError(f"header {key!r} is not allowed")
+        for key, text in value.items():
+            if key.lower() in RESERVED_HEADERS or not HEADER_NAME.fullmatch(key):
+                raise ValueError(f"header {key!r} is not allowed (ASCII letters, digits and -)")
+            if CONTROL_CHARS.search(text):
+                # Never echo the value: it may be a secret.
+                raise ValueError(f"header {key!r}: the value must be one line without control characters")
         return value
 
 
