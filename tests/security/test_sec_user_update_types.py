@@ -1,7 +1,7 @@
 """``PATCH /api/v1/users/{name}`` reads ``disabled`` as a boolean only: ``"false"``, ``0``, ``1`` or
-``"yes"`` are a 422 naming the field and change nothing (they used to be coerced: ``"no"`` and ``0`` read as false, ``1`` as true), as for
-components and channels. The user-management routes are left out of the schema fuzz (they could lock the fuzzer
-out), so this is checked here."""
+``"yes"`` are a 422 naming the field and change nothing. They used to be coerced (``"no"`` and ``0``
+read as false, ``1`` as true); components and channels were strict already. The user-management
+routes are left out of the schema fuzz (they could lock the fuzzer out), so this is checked here."""
 
 from __future__ import annotations
 
