@@ -89,3 +89,30 @@ async def test_valid_headers_reach_the_receiver(notify_guard, receiver):
     got = receiver.requests[-1]["headers"]
     assert got["X-Team"] == "data ops\tEU"
     assert got["Authorization"] == "Bearer abc.DEF-123"
+
+
+async def test_url_credentials_and_an_authorization_header_are_refused_together(notify_guard, receiver):
+    """aiohttp refuses to send both (every notification failed); either alone is fine."""
+    guard = notify_guard
+    admin = await guard.headers("admin")
+    url = receiver.url.replace("http://", "http://hook:s3cret@") + "/hook"
+    created = await guard.client.post(
+        "/api/v1/channels",
+        headers=admin,
+        json={
+            "name": "hook",
+            "kind": "webhook",
+            "config": {"url": url, "headers": {"authorization": "Bearer x"}},
+        },
+    )
+    assert created.status_code == 422, created.text
+    assert [f["field"] for f in created.json()["error"]["details"]["fields"]] == ["config.headers"]
+    assert "s3cret" not in created.text
+    assert await _channels(guard, admin) == 0
+    alone = await guard.client.post(
+        "/api/v1/channels", headers=admin, json={"name": "hook", "kind": "webhook", "config": {"url": url}}
+    )
+    assert alone.status_code == 201, alone.text
+    sent = await guard.client.post(f"/api/v1/channels/{alone.json()['id']}/test", headers=admin)
+    assert sent.json()["delivered"], sent.text
+    assert receiver.requests[-1]["headers"]["Authorization"].startswith("Basic ")

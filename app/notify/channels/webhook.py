@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.templates import render
@@ -35,9 +36,13 @@ class WebhookConfig(BaseModel):
 
     @field_validator("headers")
     @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+    def _headers(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
         if value is None:
             return None
+        url = info.data.get("url")
+        if any(k.lower() == "authorization" for k in value) and isinstance(url, str) and _has_userinfo(url):
+            # aiohttp refuses to send both: every notification would fail.
+            raise ValueError("an Authorization header cannot be combined with credentials in the URL")
         if len(value) > 16:
             raise ValueError("at most 16 extra headers")
         for key, text in value.items():
@@ -47,6 +52,14 @@ class WebhookConfig(BaseModel):
                 # Never echo the value: it may be a secret.
                 raise ValueError(f"header {key!r}: the value must be one line without control characters")
         return value
+
+
+def _has_userinfo(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None
 
 
 def sign(secret: str, body: bytes) -> str:
