@@ -22,7 +22,7 @@ from app.auth.permissions import Permission
 from app.core.errors import Forbidden, NotFound, Unauthorized, error_responses
 from app.db.models import Component
 from app.db.types import utcnow
-from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
+from app.monitoring.heartbeat import HeartbeatService
 
 router = APIRouter(prefix="/api/v1/components", tags=["silences"])
 SOURCE = "component"
@@ -40,9 +40,7 @@ async def maintenance_caller(
     """(component, who): the component's own ping token, or a JWT with trigger_healing."""
     service = HeartbeatService(session)
     if x_ping_token:
-        component = await service.component(name)
-        if not ping_token_matches(x_ping_token, component.ping_token_hash):
-            raise Unauthorized("invalid ping token for this component")
+        component = await service.component_for_ping_token(name, x_ping_token)
         request.state.audit_actor = f"ping-token:{component.name}"
         return component, f"ping-token:{component.name}"
     if not settings.security.enabled:

@@ -48,7 +48,7 @@ class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: bool | None = Field(None, strict=True)  # "no" and 0 are not false
 
 
 class PasswordReset(BaseModel):

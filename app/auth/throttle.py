@@ -15,6 +15,7 @@ they keep being enforced (in memory) while Redis is away.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,7 +35,10 @@ class LoginThrottle:
         self.address = address
 
     def _key(self, username: str) -> str:
-        return f"{username.strip().lower()}|{self.address}"
+        # A digest, not the name: anyone may send any name (unknown ones are counted too), up to a
+        # form field's megabyte, and the key is kept for the whole lockout window.
+        name = hashlib.sha256(username.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{name}|{self.address}"
 
     async def blocked(self, username: str) -> bool:
         return await self.limiter.over_limit(LOGIN_GROUP, self._key(username))

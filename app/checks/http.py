@@ -99,6 +99,7 @@ class HttpCheck(CheckKind):
         out: dict[str, Any] = {}
 
         url = params.get("url")
+        url_has_credentials = False
         if not isinstance(url, str) or not url:
             errs.add("url", "is required")
         else:
@@ -112,6 +113,7 @@ class HttpCheck(CheckKind):
                     errs.add("url", "must be http or https")
                 elif not parts.hostname:
                     errs.add("url", "has no host")
+                url_has_credentials = parts.username is not None or parts.password is not None
         out["url"] = url
 
         method = params.get("method", "GET")
@@ -130,6 +132,9 @@ class HttpCheck(CheckKind):
             elif not isinstance(value, str) or "\r" in value or "\n" in value:
                 # Never echo the value: it may be a secret.
                 errs.add(f"headers.{key}", "must be a string without line breaks")
+            elif url_has_credentials and key.lower() == "authorization":
+                # aiohttp refuses to send both: every probe would fail.
+                errs.add(f"headers.{key}", "cannot be combined with credentials in the URL (user:password@)")
             else:
                 clean_headers[key] = value
         out["headers"] = clean_headers

@@ -101,7 +101,18 @@ def add(
     if from_file is not None:
         import yaml
 
-        spec = yaml.safe_load(from_file.read_text(encoding="utf-8"))
+        from app.security.safe_yaml import load_yaml
+
+        try:
+            spec = load_yaml(from_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {from_file}: {exc.strerror}", param_hint="--from-file"
+            ) from None
+        except yaml.YAMLError as exc:
+            raise typer.BadParameter(
+                f"{from_file} is not valid YAML: {exc}", param_hint="--from-file"
+            ) from None
         if not isinstance(spec, dict):
             raise typer.BadParameter(f"{from_file}: expected a mapping", param_hint="--from-file")
     elif name and (webhook_url or set_ or config):

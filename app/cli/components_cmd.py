@@ -55,8 +55,10 @@ def _param_value(text: str) -> Any:
     """``--param`` values are YAML scalars/lists (``3``, ``true``, ``[200, 204]``), else the text itself."""
     import yaml
 
+    from app.security.safe_yaml import load_yaml
+
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -96,8 +98,10 @@ def _spec_from_options(
 def _load_yaml(path: Path, option: str) -> Any:
     import yaml  # only when a file is given: --help and the other commands do without it
 
+    from app.security.safe_yaml import load_yaml
+
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=option) from None
     except yaml.YAMLError as exc:

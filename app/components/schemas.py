@@ -20,7 +20,7 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     if len(labels) > MAX_LABELS:
         raise ValueError(f"at most {MAX_LABELS} labels")
     for key, value in labels.items():
-        if not re.match(LABEL_KEY_PATTERN, key):
+        if not re.fullmatch(LABEL_KEY_PATTERN, key):  # "$" alone lets a trailing newline in
             raise ValueError(f"label key {key!r} must match {LABEL_KEY_PATTERN}")
         if not isinstance(value, str) or len(value) > 256:
             raise ValueError(f"label {key!r}: value must be a string of at most 256 characters")

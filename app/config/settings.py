@@ -50,6 +50,7 @@ from app.config.sections import (  # noqa: F401
     parse_size,
 )
 from app.core.errors import ConfigurationError
+from app.security.safe_yaml import load_yaml
 
 ENV_PREFIX = "PIPELINE_"
 
@@ -239,7 +240,7 @@ def read_config_file(path: Path, environ: dict[str, str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

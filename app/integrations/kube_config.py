@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from app.security.safe_yaml import load_yaml
+
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # A kubeconfig or a token is a few KiB; anything much larger is not what we think it is.
 MAX_CONFIG_FILE_BYTES = 1024 * 1024
@@ -123,7 +125,7 @@ def load_kubeconfig(path: str | Path | None = None, context: str | None = None) 
         path = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
     path = Path(path).expanduser()
     try:
-        doc = yaml.safe_load(read_small_file(path)) or {}
+        doc = load_yaml(read_small_file(path)) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise KubeConfigError(f"cannot read kubeconfig {path}: {type(exc).__name__}") from None
     base = path.parent

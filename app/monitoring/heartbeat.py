@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, Unauthorized
 from app.db.models import Component, ComponentState, HeartbeatPing
 from app.db.types import utcnow
 
@@ -41,6 +41,15 @@ class HeartbeatService:
         )
         if component is None:
             raise NotFound(f"component {name!r} not found")
+        return component
+
+    async def component_for_ping_token(self, name: str, token: str) -> Component:
+        """The component ``name`` when ``token`` is its ping token. An unknown name gets the same
+        answer as a wrong token: without credentials a caller must not learn which components exist."""
+        q = select(Component).where(Component.name == name)
+        component = (await self.session.execute(q)).unique().scalar_one_or_none()
+        if component is None or not ping_token_matches(token, component.ping_token_hash):
+            raise Unauthorized("invalid ping token for this component")
         return component
 
     async def component_by_ping_token(self, token_hash: str) -> Component | None:

@@ -19,7 +19,7 @@ from app.auth.permissions import Permission
 from app.core.errors import Forbidden, Unauthorized, ValidationFailed, error_responses
 from app.db.models import Component
 from app.db.types import utcnow
-from app.monitoring.heartbeat import HeartbeatService, ping_token_matches
+from app.monitoring.heartbeat import HeartbeatService
 from app.monitoring.schemas import HeartbeatIn, HeartbeatOut, PingTokenOut
 
 router = APIRouter(prefix="/api/v1/components", tags=["heartbeats"])
@@ -48,9 +48,7 @@ async def heartbeat_caller(
     service = HeartbeatService(session)
     ping_token = x_ping_token or token
     if ping_token:
-        component = await service.component(name)
-        if not ping_token_matches(ping_token, component.ping_token_hash):
-            raise Unauthorized("invalid ping token for this component")
+        component = await service.component_for_ping_token(name, ping_token)
         request.state.audit_actor = f"ping-token:{component.name}"
         return HeartbeatCaller(component, "token")
     if settings.security.enabled:

@@ -135,7 +135,7 @@ class UptimeOut(BaseModel):
 
 
 class HeartbeatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # false is not 0 seconds, "30" not 30
 
     status: Literal["start", "success", "fail"] = "success"
     duration_seconds: float | None = Field(None, ge=0, le=30 * 86400)

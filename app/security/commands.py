@@ -78,12 +78,12 @@ REFUSED_ENV_PREFIXES = (
     "GLIBC_",
     "GEM_",
 )
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would let a trailing newline in
 
 
 def env_name_refusal(name: str) -> str | None:
     """Why ``name`` may not be set for a command, or None."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         return f"{name!r} is not a valid variable name (letters, digits and _ only)"
     upper = name.upper()
     if upper in REFUSED_ENV_NAMES or upper.startswith(REFUSED_ENV_PREFIXES):

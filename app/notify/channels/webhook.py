@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.notify.channels.base import HttpChannelKind, OutgoingNotification, PreparedRequest, json_bytes
 from app.notify.templates import render
 
 PAYLOAD_VERSION = "1"
 SIGNATURE_HEADER = "X-Pipeline-Guard-Signature"
+HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+# CR/LF would split the header (aiohttp refuses them at send time), NUL and the other C0 controls
+# (tab excepted) and DEL are not allowed in a field value (RFC 9110, 5.5).
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 RESERVED_HEADERS = {"content-type", "content-length", "host", "idempotency-key", SIGNATURE_HEADER.lower()}
 
 
@@ -30,15 +36,30 @@ class WebhookConfig(BaseModel):
 
     @field_validator("headers")
     @classmethod
-    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+    def _headers(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
         if value is None:
             return None
+        url = info.data.get("url")
+        if any(k.lower() == "authorization" for k in value) and isinstance(url, str) and _has_userinfo(url):
+            # aiohttp refuses to send both: every notification would fail.
+            raise ValueError("an Authorization header cannot be combined with credentials in the URL")
         if len(value) > 16:
             raise ValueError("at most 16 extra headers")
-        for key in value:
-            if key.lower() in RESERVED_HEADERS or not key.replace("-", "").isalnum():
-                raise ValueError(f"header {key!r} is not allowed")
+        for key, text in value.items():
+            if key.lower() in RESERVED_HEADERS or not HEADER_NAME.fullmatch(key):
+                raise ValueError(f"header {key!r} is not allowed (ASCII letters, digits and -)")
+            if CONTROL_CHARS.search(text):
+                # Never echo the value: it may be a secret.
+                raise ValueError(f"header {key!r}: the value must be one line without control characters")
         return value
+
+
+def _has_userinfo(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None
 
 
 def sign(secret: str, body: bytes) -> str:
