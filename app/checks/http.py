@@ -18,6 +18,7 @@ from app.checks.base import (
     require_mapping,
     short,
 )
+from app.core import http_headers
 from app.outbound.http import bounded_request, make_session
 from app.outbound.ssrf import redact_url
 
@@ -127,11 +128,11 @@ class HttpCheck(CheckKind):
             headers = {}
         clean_headers: dict[str, str] = {}
         for key, value in headers.items():
-            if not isinstance(key, str) or not key or any(c in key for c in "\r\n:"):
-                errs.add("headers", f"invalid header name {key!r}")
-            elif not isinstance(value, str) or "\r" in value or "\n" in value:
+            if not http_headers.valid_name(key):
+                errs.add("headers", f"invalid header name {key!r} (letters, digits and !#$%&'*+-.^_`|~)")
+            elif not http_headers.valid_value(value):
                 # Never echo the value: it may be a secret.
-                errs.add(f"headers.{key}", "must be a string without line breaks")
+                errs.add(f"headers.{key}", "must be a string without line breaks or control characters")
             elif url_has_credentials and key.lower() == "authorization":
                 # aiohttp refuses to send both: every probe would fail.
                 errs.add(f"headers.{key}", "cannot be combined with credentials in the URL (user:password@)")

@@ -36,7 +36,7 @@ ENTRY_POINT_GROUP = "pipeline_guard.plugins"
 UP_WORDS = frozenset({"ok", "healthy", "up", "pass", "passing", "green"})
 DEGRADED_WORDS = frozenset({"degraded", "warn", "warning", "yellow"})
 MAX_METRICS = 32
-_TARGET_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_TARGET_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*\Z")
 
 
 def published_callables() -> frozenset[str]:

@@ -36,8 +36,8 @@ _ALLOWED = {
     "scale": _COMMON | {"name", "replicas", "step", "min_replicas", "max_replicas"},
     "delete_pod": _COMMON | {"pod", "label_selector"},
 }
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 ClientFactory = Callable[[dict[str, Any]], KubeClient]
 

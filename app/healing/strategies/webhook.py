@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+from app.core import http_headers
 from app.healing.secretbox import HealingSecrets, SecretBoxError
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 from app.outbound.http import bounded_request, make_session
@@ -70,6 +72,11 @@ class WebhookStrategy(Strategy):
         if method not in METHODS:
             raise StrategyConfigError("method", f"must be one of {', '.join(sorted(METHODS))}")
         headers = self._validate_headers(params.get("headers") or [])
+        if urlsplit(url).username is not None and any(h["name"].lower() == "authorization" for h in headers):
+            # aiohttp refuses to send both: every heal would fail.
+            raise StrategyConfigError(
+                "headers", "Authorization cannot be combined with credentials in the URL"
+            )
         body = params.get("body")
         if body is not None:
             try:
@@ -110,7 +117,7 @@ class WebhookStrategy(Strategy):
             if not isinstance(header, dict) or not isinstance(header.get("name"), str) or not header["name"]:
                 raise StrategyConfigError(where, "must be an object with a 'name'")
             name = header["name"]
-            if name.lower() in _FORBIDDEN_HEADERS or any(c in name for c in "\r\n:"):
+            if name.lower() in _FORBIDDEN_HEADERS or not http_headers.valid_name(name):
                 raise StrategyConfigError(where, f"header {name!r} is not allowed")
             secret = bool(header.get("secret", False)) or name.lower() in ALWAYS_SECRET_HEADERS
             if "value_encrypted" in header and "value" not in header:
@@ -119,8 +126,10 @@ class WebhookStrategy(Strategy):
                 out.append({"name": name, "secret": True, "value_encrypted": header["value_encrypted"]})
                 continue
             value = header.get("value")
-            if not isinstance(value, str) or "\r" in value or "\n" in value:
-                raise StrategyConfigError(where, "value must be a single-line string")
+            if not http_headers.valid_value(value):
+                raise StrategyConfigError(
+                    where, "value must be a single-line string without control characters"
+                )
             if secret and not self.secrets.available:  # validation only (nothing is stored)
                 out.append({"name": name, "secret": True, "value": value})
             elif secret:
