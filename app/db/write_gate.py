@@ -58,11 +58,22 @@ _WRITES = re.compile(
     re.IGNORECASE | re.VERBOSE | re.DOTALL,
 )
 
-# The task whose writes are a reaction's (set by `reaction_writes`). A task started inside copies
-# the context, but it is another task: its writes stay routine (a lease renewal, a notification).
-_reaction_task: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
-    "reaction_writes", default=None
-)
+
+class _Reaction:
+    """One task's reaction. With `keep`, the gates it takes stay its own across its transactions
+    until the block ends (a decision's claim and acting marker: no writer in between)."""
+
+    __slots__ = ("gates", "keep", "task")
+
+    def __init__(self, task: asyncio.Task[Any] | None, keep: bool) -> None:
+        self.task = task
+        self.keep = keep
+        self.gates: set[WriteGate] = set()
+
+
+# The reaction of the task running (set by `reaction_writes`). A task started inside copies the
+# context, but it is another task: its writes stay routine (a lease renewal, a notification).
+_reaction: contextvars.ContextVar[_Reaction | None] = contextvars.ContextVar("reaction_writes", default=None)
 
 
 def takes_write_lock(statement: str) -> bool:
@@ -70,19 +81,28 @@ def takes_write_lock(statement: str) -> bool:
 
 
 @contextlib.contextmanager
-def reaction_writes() -> Iterator[None]:
+def reaction_writes(*, keep: bool = False) -> Iterator[None]:
     """The writes this task makes inside go before routine writers at a SQLite engine's write gate
-    (nothing changes elsewhere): the flush of a status change, the decision on its hand-over."""
-    token = _reaction_task.set(asyncio.current_task())
+    (nothing changes elsewhere): the flush of a status change, the decision on its hand-over.
+    `keep`: a gate taken inside stays with this task, across its commits, until the block ends —
+    only for a block that never waits for another task's write (that one would wait for the gate)."""
+    reaction = _Reaction(asyncio.current_task(), keep)
+    token = _reaction.set(reaction)
     try:
         yield
     finally:
-        _reaction_task.reset(token)
+        _reaction.reset(token)
+        for gate in reaction.gates:
+            gate.release(reaction)
+
+
+def _current_reaction() -> _Reaction | None:
+    reaction = _reaction.get()
+    return reaction if reaction is not None and reaction.task is asyncio.current_task() else None
 
 
 def in_reaction() -> bool:
-    task = _reaction_task.get()
-    return task is not None and task is asyncio.current_task()
+    return _current_reaction() is not None
 
 
 class _Waiter:
@@ -185,14 +205,22 @@ class GatedConnection(aiosqlite.Connection):
 
     async def _execute(self, fn, *args, **kwargs):
         writes = bool(args) and isinstance(args[0], str) and takes_write_lock(args[0])
-        # Which class it waits in is the calling task's (read here, on the event loop).
-        return await super()._execute(self._gated, fn, writes and in_reaction(), writes, *args, **kwargs)
+        # Which class it waits in, and who holds the gate (this connection, or a reaction that keeps
+        # it), are the calling task's: read here, on the event loop.
+        reaction = _current_reaction() if writes else None
+        return await super()._execute(self._gated, fn, writes, reaction, *args, **kwargs)
 
-    def _gated(self, fn, urgent: bool, writes: bool, *args, **kwargs):
-        """On the connection's thread: the gate before a write, given back when the transaction ended."""
+    def _gated(self, fn, writes: bool, reaction: _Reaction | None, *args, **kwargs):
+        """On the connection's thread: the gate before a write, given back when the transaction ended
+        (by the reaction's block instead, when it keeps it)."""
         gate = self._gate
-        if writes and gate.holder is not self:
-            gate.acquire(self, urgent=urgent)
+        kept = reaction is not None and reaction.keep
+        if writes:
+            holder: object = reaction if kept else self
+            if gate.holder is not holder and gate.holder is not self:
+                gate.acquire(holder, urgent=reaction is not None)
+                if reaction is not None and reaction.keep:
+                    reaction.gates.add(gate)
         try:
             return fn(*args, **kwargs)
         finally:

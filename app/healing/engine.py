@@ -139,9 +139,10 @@ class HealingEngine:
         started: list[int] = []
         for incident_id in incident_ids:
             try:
-                # A hand-over's decision (its claim and acting marker) goes before routine writers
-                # for SQLite's write lock; the action's task, started after, writes as any other.
-                with reaction_writes() if urgent else contextlib.nullcontext():
+                # A hand-over's decision goes before routine writers for SQLite's write lock, and
+                # keeps it from its first write to its acting marker's commit (no writer in between
+                # the claim and the marker); the action's task, started after, writes as any other.
+                with reaction_writes(keep=True) if urgent else contextlib.nullcontext():
                     async with self._turn(urgent=urgent):
                         claim = await decide(self, incident_id)
             except Exception:

@@ -212,6 +212,32 @@ async def test_routine_writers_progress_under_a_steady_stream_of_reactions(db_ur
         await _dispose(engine)
 
 
+async def test_a_kept_reaction_holds_the_gate_across_its_commits(db_url, tmp_path):
+    """A decision's claim and acting marker are two transactions (the claim is committed before the
+    marker, for the reconciler): with `keep` no routine writer comes in between them, and the gate is
+    given back when the block ends."""
+    engine = await _engine(db_url, tmp_path)
+    sessions = create_sessionmaker(engine)
+    gate = write_gate(engine)
+    write = _writer(sessions)
+    try:
+        with reaction_writes(keep=True):
+            await write("claim")
+            routine = asyncio.create_task(write("routine"))
+            if gate is not None:
+                await _queued(gate, 1)
+                assert gate.held
+            await write("marker")
+        await asyncio.wait_for(routine, WAIT)
+        if gate is None:  # Postgres: no gate, row locks only
+            assert sorted(await _rows(sessions)) == ["claim", "marker", "routine"]
+            return
+        assert await _rows(sessions) == ["claim", "marker", "routine"]
+        assert not gate.held
+    finally:
+        await _dispose(engine)
+
+
 async def test_a_read_only_session_never_takes_the_gate(db_url, tmp_path):
     engine = await _engine(db_url, tmp_path)
     sessions = create_sessionmaker(engine)

@@ -1,6 +1,7 @@
 """On SQLite the decision on a handed-over incident (its claim and acting marker) goes before routine
-writers queued at the engine's write gate (``app/db/write_gate.py``): a reaction does not wait for
-them. The periodic pass's decisions keep their turn. Postgres has no gate (row locks only)."""
+writers queued at the engine's write gate (``app/db/write_gate.py``), and no writer comes in between
+the claim's commit and the marker's: a reaction does not wait for them. The periodic pass's decisions
+keep their turn. Postgres has no gate (row locks only)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ async def until(predicate) -> None:
 
 
 async def attempts_seen_by_a_routine_writer(h, decide) -> int:
-    """With the gate held and a routine writer queued, run `decide`; returns how many attempts the
-    routine writer saw once it had the lock (the decision's claim went first: one)."""
+    """With the gate held and a routine writer queued, run `decide`; returns how many attempts marked
+    acting the routine writer saw once it had the lock (the claim and its marker went first: one)."""
     runtime = h.runtime
     sessions, gate = runtime.sessionmaker, write_gate(runtime.engine)
     release, seen = asyncio.Event(), []
@@ -46,7 +47,8 @@ async def attempts_seen_by_a_routine_writer(h, decide) -> int:
     async def routine() -> None:  # a delivery, a lease tick... that asked for the lock first
         async with session_scope(sessions) as session:
             await session.execute(text("INSERT INTO gate_log VALUES (1)"))
-            seen.append((await session.execute(text("SELECT COUNT(*) FROM healing_attempts"))).scalar_one())
+            marked = text("SELECT COUNT(*) FROM healing_attempts WHERE acting_at IS NOT NULL")
+            seen.append((await session.execute(marked)).scalar_one())
 
     held = asyncio.create_task(holder())
     await until(lambda: gate.held)
@@ -71,7 +73,7 @@ async def test_a_hand_over_is_decided_before_routine_writers(sqlite_url, tmp_pat
             await conn.execute(text("CREATE TABLE gate_log (n INTEGER)"))
         if hand_over:  # as the wake-up loop does
             seen = await attempts_seen_by_a_routine_writer(h, lambda: h.engine.react([incident_id]))
-            assert seen == 1  # the claim was committed before the routine writer had the lock
+            assert seen == 1  # the claim and its marker were committed before the routine writer wrote
         else:
             seen = await attempts_seen_by_a_routine_writer(h, lambda: h.engine.decide_each([incident_id]))
             assert seen == 0  # the routine writer came first
