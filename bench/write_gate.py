@@ -7,13 +7,14 @@ two reads, an INSERT, COMMIT, then an UPDATE and its COMMIT: the claim and the a
 ``reaction_writes()``. Per transaction: start -> commit done, reaction and routine apart.
 Two engines on a file database, alternated `--rounds` times each under the same load:
   gate           the engine the guard builds (app/db/write_gate.py: in-process writers are handed
-                 the lock in order, the reaction's first, without polling)
+                 the lock in order on their connections' threads, the reaction's first, no polling)
   busy handler   the baseline: same pool, PRAGMAs and timeout, writers polling SQLite's busy
-                 handler (sleeping 1..100 ms between retries)
+                 handler (sleeping 1..100 ms between retries), as before the gate
 Median and spread (min..max) over rounds of each round's p50 and p99; the load before and after.
+It shows the lock's hand-over alone; bench/healing.py shows the reaction end to end.
 
     .venv/bin/python bench/write_gate.py [--rounds 6] [--writers 4] [--reactions 60] [--hold-ms 2]
-    .venv/bin/python bench/write_gate.py --app-dir /tmp/gate_tree   # a tree with the gate (git archive <rev>)
+    .venv/bin/python bench/write_gate.py --app-dir /tmp/other_tree   # another tree with a gate
 """
 
 from __future__ import annotations
@@ -105,7 +106,12 @@ async def main() -> None:
     if args.app_dir:  # before anything imports `app`
         sys.path.insert(0, str(Path(args.app_dir).resolve()))
     from app.config.settings import Settings
-    from app.db.engine import create_engine, write_gate
+    from app.db.engine import create_engine
+
+    try:
+        from app.db.engine import write_gate
+    except ImportError:
+        sys.exit("this tree has no SQLite write gate (app/db/write_gate.py)")
 
     load0 = Path("/proc/loadavg").read_text().split()[:3]
     kinds = ("gate", "busy handler")
