@@ -10,24 +10,14 @@ connection), since every new connection would see an empty database.
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
-from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.config.settings import Settings
-from app.db.write_gate import WriteGate, gated_connector
-
-_gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
-
-
-def write_gate(engine: AsyncEngine) -> WriteGate | None:
-    """The engine's write gate (a SQLite file database), None otherwise."""
-    return _gates.get(engine.sync_engine)
 
 
 def _sqlite_pragmas(busy_ms: int):
@@ -70,18 +60,9 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         # A writer waits for SQLite's write lock as long as a Postgres statement may run: pooled
         # requests arrive faster than reconnecting ones did, and SQLite's busy handler is not
         # fair, so under heavy load a writer (an audit row) could otherwise give up after seconds.
-        # Within this process the writers queue on the engine's write gate (the reaction's writes
-        # first, each starting as soon as the previous one committed) before they reach the busy
-        # handler (app/db/write_gate.py). One shared in-memory connection has nothing to queue.
-        connect_args: dict[str, Any] = {"timeout": db.statement_timeout}
-        gate = None
-        if pool:
-            gate = WriteGate(db.statement_timeout)
-            cargs, cparams = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
-            pool["async_creator"] = gated_connector((cargs, {**cparams, **connect_args}), gate)
-        engine = create_async_engine(url, echo=db.echo, connect_args=connect_args, **pool)
-        if gate is not None:
-            _gates[engine.sync_engine] = gate
+        engine = create_async_engine(
+            url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(int(db.statement_timeout * 1000)))
         return engine
     return create_async_engine(

@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING
 
 from app.db.session import session_scope
 from app.db.types import utcnow
-from app.db.write_gate import reaction_writes
 from app.healing import acting, housekeeping
 from app.healing.attempts import Attempts, Claim
 from app.healing.deciding import decide, incident_status, open_incident_ids
@@ -143,12 +142,8 @@ class HealingEngine:
         started: list[int] = []
         for incident_id in incident_ids:
             try:
-                # A hand-over's decision goes before routine writers for SQLite's write lock, and
-                # keeps it from its first write to its acting marker's commit (no writer in between
-                # the claim and the marker); the action's task, started after, writes as any other.
-                with reaction_writes(keep=True) if urgent else contextlib.nullcontext():
-                    async with self._turn(urgent=urgent):
-                        claim = await decide(self, incident_id)
+                async with self._turn(urgent=urgent):
+                    claim = await decide(self, incident_id)
             except Exception:
                 log.exception("healing decision for incident %s failed", incident_id)
                 continue

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 
 from app.checks.base import Outcome
 from app.db.session import session_scope
-from app.db.write_gate import reaction_writes
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import HandsOver, Ownership
 from app.monitoring.recorder import (
@@ -114,10 +113,6 @@ class ResultWriter:
         # of the last one): tells at once whether a new result changes a status (flush it now).
         self._ahead: dict[int, tuple[sm.MachineState, int]] = {}
         self._seq = 0
-        # component -> sequence number of its last buffered result that changes a status: a flush that
-        # writes one is a reaction's (it hands the incident to healing on commit) and goes before
-        # routine writers for SQLite's write lock (app/db/write_gate.py).
-        self._decisive: dict[int, int] = {}
         self._room = asyncio.Event()  # set while the buffer is under HIGH_WATER
         self._room.set()
         self.urgent_flushes = 0
@@ -198,7 +193,6 @@ class ResultWriter:
             # A result that changes a status is written at once (not after the flush interval): its
             # transaction publishes the transition and wakes healing on commit.
             self.urgent_flushes += 1
-            self._decisive[observation.component_id] = self._seq
             if (
                 self._flush_lock.locked()
                 and self.concurrent_writes
@@ -389,19 +383,15 @@ class ResultWriter:
 
     async def _write_batch(self, items: list[Item]) -> int:
         taken_seq = self._seq
-        taken = {item.component_id for item in items}
         handing: dict[int, float | None] = {}
-        decisive = self._decisive
-        reaction = bool(decisive) and not taken.isdisjoint(decisive)
         try:
-            with reaction_writes() if reaction else contextlib.nullcontext():
-                async with session_scope(self.state.sessionmaker) as session:
-                    items = await self._fenced(session, items)
-                    applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
-                    if self._handing_over:
-                        handing = self._hand_over_due(items)
-                        if handing:
-                            await self._hands_over().hand_over(session, handing)
+            async with session_scope(self.state.sessionmaker) as session:
+                items = await self._fenced(session, items)
+                applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
+                if self._handing_over:
+                    handing = self._hand_over_due(items)
+                    if handing:
+                        await self._hands_over().hand_over(session, handing)
         except BaseException as exc:
             self.flush_failures += 1
             self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -435,10 +425,6 @@ class ResultWriter:
                 ahead = self._ahead.get(cid)
                 if ahead is not None and ahead[1] <= taken_seq:
                     del self._ahead[cid]  # what it folded in is written: `tracked` is as far
-        if reaction:
-            for cid in taken & decisive.keys():
-                if decisive[cid] <= taken_seq:
-                    del decisive[cid]
         self._publish_health(applied.tracked)
         if handing:
             self._handing_over.difference_update(handing)
