@@ -1,8 +1,8 @@
 """A webhook channel's extra headers are checked when the channel is written: a name must be an HTTP
-token (ASCII letters, digits, ``-``), a value a single line without control characters. A value with
-CR/LF or NUL, or a name like ``Ä``, used to be stored (201); every notification through the channel
-then failed at send time (aiohttp refuses the line break, a receiver the NUL), far from the request
-that caused it. Valid headers still reach a real receiver."""
+token (RFC 9110: ASCII letters, digits and ``!#$%&'*+-.^_`|~``), a value a single line without
+control characters. A value with CR/LF or NUL, or a name like ``Ä``, used to be stored (201); every
+notification through the channel then failed at send time (aiohttp refuses the line break, a
+receiver the NUL), far from the request that caused it. Valid headers still reach a real receiver."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ BAD_HEADERS = [
     {"X-Team": "ops\x7f"},
     {"Ä": "ops"},
     {"X-١": "ops"},
-    {"X_Team": "ops"},
     {"X-Team ": "ops"},
 ]
 
@@ -73,7 +72,12 @@ async def test_a_bad_header_is_a_422_when_the_channel_is_written(notify_guard, r
 async def test_valid_headers_reach_the_receiver(notify_guard, receiver):
     guard = notify_guard
     admin = await guard.headers("admin")
-    headers = {"X-Team": "data ops\tEU", "Authorization": "Bearer abc.DEF-123", "X-Note": "café"}
+    headers = {
+        "X-Team": "data ops\tEU",
+        "Authorization": "Bearer abc.DEF-123",
+        "X-Note": "café",
+        "X_Trace.Id": "t-1",  # an RFC 9110 token: underscores and dots are allowed
+    }
     created = await guard.client.post(
         "/api/v1/channels",
         headers=admin,
@@ -89,6 +93,7 @@ async def test_valid_headers_reach_the_receiver(notify_guard, receiver):
     got = receiver.requests[-1]["headers"]
     assert got["X-Team"] == "data ops\tEU"
     assert got["Authorization"] == "Bearer abc.DEF-123"
+    assert got["X_Trace.Id"] == "t-1"
 
 
 async def test_url_credentials_and_an_authorization_header_are_refused_together(notify_guard, receiver):
