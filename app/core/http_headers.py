@@ -4,6 +4,7 @@ saved, so a header aiohttp would refuse at send time is a 422, not a probe or he
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 # A field name is a token (RFC 9110, 5.1): no spaces, separators, controls or non-ASCII characters.
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -12,9 +13,9 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def valid_name(name: object) -> bool:
+def valid_name(name: object) -> TypeGuard[str]:
     return isinstance(name, str) and bool(TOKEN.fullmatch(name))
 
 
-def valid_value(value: object) -> bool:
+def valid_value(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and not CONTROL_CHARS.search(value)
