@@ -8,7 +8,7 @@ whatever rows a bucket has, so compaction is only about keeping that number smal
    and never wait on each other or on ingest), with the already-compacted rows of the same buckets
    (locked in key order: no deadlocks between replicas); on Postgres one ``DELETE ... RETURNING``;
 2. writes each bucket back as one compacted row through the dialect's bulk insert: its rows merged
-   (every bucket of the round at once: ``rollups.merge_groups``), or a single new delta as it was
+   (every bucket of the round at once: ``rollup_merge.merge_groups``), or a single new delta as it was
    (SQLite flags such a delta in place instead: there an update is cheaper than a delete and an
    insert).
 
@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 from app.db.session import session_scope
 from app.metrics.ingest_pg import ingest_for
-from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY, coarse_deltas, merge_groups
+from app.metrics.rollup_merge import coarse_deltas, merge_groups
+from app.metrics.rollups import ROLLUP_COLUMNS, ROLLUP_KEY
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:

@@ -8,13 +8,13 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.metrics.rollup_merge import merge_groups
 from app.metrics.rollups import (
     _FRESH_TAG,
     _SPARSE,
     _SPARSE_TAG,
     encode_sketch,
     merge_blobs,
-    merge_groups,
     new_sketch,
     sketch_of,
 )

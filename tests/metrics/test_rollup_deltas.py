@@ -13,11 +13,11 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.metrics.rollup_merge import coarse_deltas
 from app.metrics.rollups import (
     _SPARSE,
     RESOLUTIONS,
     build_deltas,
-    coarse_deltas,
     delta_fields,
     is_fresh,
     merge_blobs,
