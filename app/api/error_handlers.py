@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import Scope, Send
 
 from app.core.errors import PipelineGuardError, envelope
+from app.db.errors import sqlstate
 
 log = logging.getLogger("pipeline_guard.errors")
 
@@ -173,19 +174,10 @@ def _is_connection_error(exc: DBAPIError) -> bool:
 _BAD_TEXT_SQLSTATES = {"22021", "22P05"}
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = exc.orig
-    for candidate in (orig, getattr(orig, "__cause__", None)):
-        code = getattr(candidate, "pgcode", None) or getattr(candidate, "sqlstate", None)
-        if code:
-            return str(code)
-    return None
-
-
 async def _dbapi_error(request: Request, exc: DBAPIError) -> JSONResponse:
     if _is_connection_error(exc):
         return await _database_unavailable(request, exc)
-    if _sqlstate(exc) in _BAD_TEXT_SQLSTATES:
+    if sqlstate(exc) in _BAD_TEXT_SQLSTATES:
         return _response(422, "validation_error", "text contains characters that cannot be stored (e.g. NUL)")
     return await _unhandled(request, exc)
 

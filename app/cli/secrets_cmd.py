@@ -55,6 +55,6 @@ def rotate(
         )
     else:
         typer.echo(
-            f"{report.secrets} stored secrets: {report.rotated} re-encrypted with the newest key, "
+            f"{report.secrets} stored secrets: {report.on_older_key} re-encrypted with the newest key, "
             f"{current} already on it"
         )

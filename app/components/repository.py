@@ -6,19 +6,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.errors import DEADLOCK, sqlstate
 from app.db.models import Component, ComponentState
 from app.db.models.replicas import ComponentLease
 from app.db.session import hold_write_lock
 
 DEADLOCK_RETRIES = 3
-
-
-def is_deadlock(exc: DBAPIError) -> bool:
-    """Postgres chose this transaction's statement to break a deadlock (SQLSTATE 40P01)."""
-    for cause in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        if str(getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None) or "") == "40P01":
-            return True
-    return False
 
 
 class ComponentRepository:
@@ -63,7 +56,7 @@ class ComponentRepository:
                     await self.session.flush()
                 return
             except DBAPIError as exc:
-                if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+                if attempt == DEADLOCK_RETRIES or sqlstate(exc) != DEADLOCK:
                     raise
 
     async def list(

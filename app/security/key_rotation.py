@@ -48,10 +48,6 @@ class RotationReport:
     on_older_key: int = 0  # of those, the ones the newest key alone cannot open
     unreadable: list[str] = field(default_factory=list)  # where a token no configured key opens
 
-    @property
-    def rotated(self) -> int:
-        return self.on_older_key
-
 
 def looks_like_token(value: Any) -> bool:
     return isinstance(value, str) and bool(_FERNET_SHAPE.match(value))
