@@ -158,31 +158,24 @@ class FixedWhileGuardAway(OwnGuardStory):
         ], why
 
 
-def test_guard_killed_while_verifying(guard_db):
+def tell(guard_db, story, name: str) -> None:
+    """Tell ``story`` against its own guard process on the test's database."""
     url, workdir = guard_db
     sink = NotificationSink()
     try:
-        guard = GuardProcess(url, workdir / "kill9-verify-guard", config=guard_config())
-        KilledWhileVerifying(guard, workdir / "kill9-verify", sink).tell()
+        guard = GuardProcess(url, workdir / f"{name}-guard", config=guard_config())
+        story(guard, workdir / name, sink).tell()
     finally:
         sink.close()
+
+
+def test_guard_killed_while_verifying(guard_db):
+    tell(guard_db, KilledWhileVerifying, "kill9-verify")
 
 
 def test_database_away_while_a_crash_is_detected(guard_db):
-    url, workdir = guard_db
-    sink = NotificationSink()
-    try:
-        guard = GuardProcess(url, workdir / "db-away-guard", config=guard_config())
-        DatabaseAwayAtDetection(guard, workdir / "db-away", sink).tell()
-    finally:
-        sink.close()
+    tell(guard_db, DatabaseAwayAtDetection, "db-away")
 
 
 def test_target_fixed_while_the_guard_was_away(guard_db):
-    url, workdir = guard_db
-    sink = NotificationSink()
-    try:
-        guard = GuardProcess(url, workdir / "fixed-away-guard", config=guard_config())
-        FixedWhileGuardAway(guard, workdir / "fixed-away", sink).tell()
-    finally:
-        sink.close()
+    tell(guard_db, FixedWhileGuardAway, "fixed-away")
