@@ -34,12 +34,17 @@ demo: $(VENV)/.installed-run
 migrate: $(VENV)/.installed-run
 	$(BIN)/pipeline-guard db upgrade
 
+# Test processes run side by side (pytest-xdist): most tests wait on real guards, targets and timers, not on
+# the CPU. `TEST_WORKERS=0` runs the suite in one process.
+TEST_WORKERS ?= 3
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+
 ## make test: the whole suite (SQLite always; Postgres too when PIPELINE_TEST_POSTGRES_URL is set)
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -x -m "not realclients and not faults and not docs and not scenarios" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -x $(XDIST) -m "not realclients and not faults and not docs and not scenarios" $(PYTEST_ARGS)
 
 test-real: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m realclients $(PYTEST_ARGS)

@@ -255,3 +255,21 @@ def settings(db_url, tmp_path) -> Settings:
 async def guard(settings) -> AsyncIterator[Guard]:
     async with running_guard(settings) as g:
         yield g
+
+
+# Fixtures shared by several tests that start real guards for minutes (the fault scenarios' stories).
+# Under pytest-xdist (`make test` runs `--dist loadgroup`) every test that shares one goes to the same
+# worker, so each story set is told once per dialect, not once per worker.
+_SHARED_SCENARIO_FIXTURES = ("told", "scenario_db")
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for name in _SHARED_SCENARIO_FIXTURES:
+            if name not in fixtures:
+                continue
+            dialect = item.callspec.params.get(name, "") if hasattr(item, "callspec") else ""
+            scope = "session" if name == "told" else item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(f"{scope}-{name}-{dialect}"))
+            break

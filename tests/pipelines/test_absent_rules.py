@@ -73,12 +73,12 @@ async def test_absent_fires_on_the_clock_and_resolves_on_arrival(settings):
                 "metric_name": "rows_loaded",
                 "kind": "absent",
                 "labels": {"table": "sales"},
-                "params": {"for": "2s"},
+                "params": {"for": "6s"},
                 "severity": "critical",
             },
         )
         assert r.status_code == 201, r.text
-        assert r.json()["params"]["for_seconds"] == 2.0
+        assert r.json()["params"]["for_seconds"] == 6.0
 
         evaluator = guard.runtime.detection.evaluator
         await send(guard, [point(labels={"table": "sales"})])
@@ -93,7 +93,7 @@ async def test_absent_fires_on_the_clock_and_resolves_on_arrival(settings):
         await tick_until(evaluator, fired)
         [anomaly] = await active(guard)
         assert anomaly.kind == "absent" and "no rows_loaded point from etl" in anomaly.message
-        assert anomaly.evidence["for_seconds"] == 2.0 and anomaly.evidence["last_point_at"]
+        assert anomaly.evidence["for_seconds"] == 6.0 and anomaly.evidence["last_point_at"]
         [alert] = await alerts(guard, "firing")
         assert alert["component"] == "etl" and alert["severity"] == "critical"
 
@@ -199,7 +199,7 @@ async def test_two_replicas_ticking_one_absent_rule_record_one_episode(settings)
                 "component": "etl",
                 "metric_name": "rows_loaded",
                 "kind": "absent",
-                "params": {"for": "1s"},
+                "params": {"for": "5s"},
             },
         )
         assert r.status_code == 201, r.text
