@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
-from app.healing.attempts import Attempts, resolution_verb
-from app.healing.rootcause import is_suppressed
+from app.healing.attempts import UPSTREAM_FAILED, Attempts, resolution_verb
+from app.healing.rootcause import defer_to_upstream, is_suppressed
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened, IncidentReleased
 
 if TYPE_CHECKING:
@@ -124,7 +124,15 @@ class IncidentEvents:
             # Out of `recovering` into an unhealthy status: the action did not heal; no attempt waits
             # in `verifying` for results that cannot verify it.
             attempt = await self._latest_attempt(session, evt.incident_id, AttemptState.VERIFYING)
-            if attempt is not None:
+            root = (
+                await defer_to_upstream(session, evt.incident_id, evt.component, self.state.settings, evt.at)
+                if attempt is not None
+                else None
+            )
+            if attempt is not None and root is not None:
+                # An upstream failed meanwhile: the failure is its doing, not a verdict on this action.
+                self.attempts.finish_cancelled(attempt, evt.at, "upstream", UPSTREAM_FAILED.format(root=root))
+            elif attempt is not None:
                 await self.attempts.finish_failed(
                     session,
                     attempt,
