@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
 from app.healing.attempts import UPSTREAM_FAILED, Attempts, resolution_verb
+from app.healing.ports import page_fingerprint
 from app.healing.rootcause import defer_to_upstream, is_suppressed
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened, IncidentReleased
 
@@ -204,14 +205,20 @@ class IncidentEvents:
                 incident_id=acting.incident_id,
                 resolution_action=f"{resolution_verb(acting.strategy)} by healing attempt {acting.id}",
             )
-        elif incident.outcome == "exhausted":
-            await self.ports.alerts.resolve(
-                session,
-                fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
-                component=incident.component,
-                incident_id=incident.incident_id,
-                resolution_action="recovered without healing",
-            )
+        else:
+            # Healthy again without a heal: a page for a human (a notify_only strategy's, the
+            # escalation after max_attempts) ends with the incident.
+            fingerprints = [page_fingerprint(incident.component, f"i:{incident.incident_id}")]
+            if incident.outcome == "exhausted":
+                fingerprints.append(f"healing-exhausted:{incident.component}:{incident.incident_id}")
+            for fingerprint in fingerprints:
+                await self.ports.alerts.resolve(
+                    session,
+                    fingerprint=fingerprint,
+                    component=incident.component,
+                    incident_id=incident.incident_id,
+                    resolution_action="recovered without healing",
+                )
         pending = (
             (
                 await session.execute(
