@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
 from app.alerts.subscribers import health_fingerprint
-from app.healing.ports import HealingPorts, RecordedAlert, page_fingerprint
+from app.healing.ports import HealingPorts, RecordedAlert, exhausted_fingerprint, page_fingerprint
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
@@ -84,6 +84,8 @@ class AlertServiceSink:
         if fingerprint is None and component is not None:  # a heal: the health alert and healing's own
             fingerprints.append(health_fingerprint(component))
             fingerprints.append(page_fingerprint(component, f"i:{incident_id}"))
+            if incident_id is not None:  # healed after all (by hand, once escalated): a human is not needed
+                fingerprints.append(exhausted_fingerprint(component, incident_id))
         for fp in fingerprints:
             await service.resolve_fingerprint(fp, resolution_action=resolution_action, actor="healing")
 

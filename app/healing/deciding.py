@@ -33,7 +33,7 @@ from app.healing.acting import mark_acting_in
 from app.healing.attempts import Claim, find_component
 from app.healing.freshness import status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
-from app.healing.ports import page_fingerprint
+from app.healing.ports import exhausted_fingerprint, page_fingerprint
 from app.healing.rootcause import holds_healing
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ async def exhaust(
         await alerts.raise_alert(
             session,
             component=component,
-            fingerprint=f"healing-exhausted:{component}:{incident.incident_id}",
+            fingerprint=exhausted_fingerprint(component, incident.incident_id),
             severity="critical",
             title="healing exhausted: human needed",
             message=f"{len(attempts)} healing attempt(s) did not recover {component}; a human is needed",

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
 from app.healing.attempts import UPSTREAM_FAILED, Attempts, resolution_verb
-from app.healing.ports import page_fingerprint
+from app.healing.ports import exhausted_fingerprint, page_fingerprint
 from app.healing.rootcause import defer_to_upstream, is_suppressed
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened, IncidentReleased
 
@@ -210,7 +210,7 @@ class IncidentEvents:
             # escalation after max_attempts) ends with the incident.
             fingerprints = [page_fingerprint(incident.component, f"i:{incident.incident_id}")]
             if incident.outcome == "exhausted":
-                fingerprints.append(f"healing-exhausted:{incident.component}:{incident.incident_id}")
+                fingerprints.append(exhausted_fingerprint(incident.component, incident.incident_id))
             for fingerprint in fingerprints:
                 await self.ports.alerts.resolve(
                     session,

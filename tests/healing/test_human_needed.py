@@ -8,6 +8,7 @@ Real scheduler (driven by the test), recorder, engine, alerts and an HTTP target
 
 from __future__ import annotations
 
+from tests.healing.conftest import wait_until
 from tests.healing.test_incident_lifecycle import lifecycle_guard
 
 
@@ -53,3 +54,34 @@ async def test_a_page_ends_when_the_component_recovers_before_healing_gave_up(db
         await life.checks(1)
         [page] = await healing_alerts(life)
         assert page["status"] == "resolved", page
+
+
+async def test_a_human_who_heals_an_escalated_incident_by_hand_ends_its_escalation(db_url, tmp_path):
+    async with lifecycle_guard(db_url, tmp_path) as life:
+        await life.add(
+            "svc",
+            {
+                "max_attempts": 1,
+                "breaker_threshold": 5,
+                "grace_period": 0,
+                "backoff_initial": 0.1,
+                "backoff_max": 0.1,
+            },
+        )
+        life.svc.mode, life.svc.after_restart = "down", "down"  # the restart does not fix it
+        await life.checks(2)
+        await life.heal()
+        await life.checks(2)  # still failing after the restart: that attempt failed
+        await life.heal()  # max_attempts spent: escalated
+        [escalation] = await healing_alerts(life)
+        assert escalation["fingerprint"].startswith("healing-exhausted:"), escalation
+        assert escalation["status"] == "firing", escalation
+        life.svc.after_restart = "up"  # the human fixed what the restart needed, and heals by hand
+        r = await life.guard.client.post("/api/v1/healing/svc", headers=await life.guard.headers("admin"))
+        assert r.status_code == 202, r.text
+        manual = r.json()["id"]
+        await wait_until(lambda: life._acted(manual), timeout=30)
+        await life.checks(1)
+        assert (await life.attempt(manual)).state == "succeeded"
+        [escalation] = await healing_alerts(life)
+        assert escalation["status"] == "resolved", escalation
