@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.db.models import Incident
 from app.db.models.healing import HealingStrategyStat
 from tests.healing.test_root_cause import down, graph_guard, up
 from tests.healing.test_rootcause_relapse import budget, with_released_events
@@ -78,3 +79,32 @@ async def test_an_upstream_failing_while_its_consumers_heal_is_verified_is_the_r
                 .all()
             )
         assert all(s.failures == 0 for s in stats), [(s.successes, s.failures) for s in stats]
+
+
+async def test_a_consumer_still_failing_after_its_upstream_is_back_is_healed_without_a_second_page(
+    db_url, tmp_path
+):
+    async with graph_guard(db_url, tmp_path) as g:
+        with_released_events(g)
+        await short_backoff(g, "etl")
+        await g.tick()
+        down(g, "etl")
+        await g.tick(3)  # released as its own (notified), restarted: being verified
+        assert await g.notified("etl") == ["firing"]
+        down(g, "db", "etl")
+        g.svc["db"].after_restart = "up"
+        await g.tick(3)  # db restarted; etl's incident attributed to it, its restart without a verdict
+        [etl_incident] = await g.incidents("etl")
+        assert etl_incident.caused_by == "db"
+        async with g.guard.session() as session:  # etl's own window after db's recovery: end it now
+            row = await session.get(Incident, etl_incident.id)
+            row.held_until = row.opened_at
+            await session.commit()
+        await g.tick()  # etl still failing: its own again
+        [etl_incident] = await g.incidents("etl")
+        assert not etl_incident.suppressed and etl_incident.caused_by is None
+        assert await g.notified("etl") == ["firing"]  # told once already: no second page
+        await g.tick(2)  # restarted again, and healed
+        assert [a.state for a in await g.attempts("etl")] == ["cancelled", "succeeded"]
+        assert g.svc["etl"].restarts == 2
+        assert await g.status("etl") == "healthy"
