@@ -154,7 +154,9 @@ class AlertService:
             return False
         alert.meta = {k: v for k, v in (alert.meta or {}).items() if k != "caused_by"}
         self.alerts.record(alert, "released", detail="no unhealthy upstream: its own incident", at=now)
-        if alert.status != AlertStatus.FIRING:
+        if alert.status != AlertStatus.FIRING or alert.last_notified_at is not None:
+            # Not firing, or notified before it was attributed (its component's own incident, whose
+            # upstream failed while its action was verified): people were told already.
             await self.session.flush()
             return False
         return await self._notify(alert, "firing", now)

@@ -264,7 +264,9 @@ def _evaluate_scheduled(
 
     if status == "fail":
         ago = (now - last_ping_at).total_seconds()
-        return result(CheckResult.down, f"last run reported failure {_secs(ago)} ago")
+        return CheckResult.down(
+            f"last run reported failure {_secs(ago)} ago", None, observed_at=now, conclusive=True
+        )
 
     due = due_after(last_ping_at)
     late = (now - due).total_seconds()

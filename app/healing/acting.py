@@ -25,6 +25,7 @@ from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.db.session import hold_write_lock, session_scope
 from app.db.types import utcnow
 from app.healing.leases import LeaseKeeper, database_clock
+from app.healing.ports import page_fingerprint
 from app.healing.strategies.base import ActionResult, run_bounded
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
                 await engine.ports.alerts.raise_alert(
                     session,
                     component=row.component,
-                    fingerprint=f"healing-notify:{row.component}:{row.incident_key}",
+                    fingerprint=page_fingerprint(row.component, row.incident_key),
                     severity="critical",
                     title="human needed",
                     message=result.detail,

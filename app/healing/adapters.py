@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
 from app.alerts.subscribers import health_fingerprint
-from app.healing.ports import HealingPorts, RecordedAlert
+from app.healing.ports import HealingPorts, RecordedAlert, exhausted_fingerprint, page_fingerprint
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
@@ -63,6 +63,10 @@ class AlertServiceSink:
             metadata={"title": title},
         )
 
+    async def is_active(self, session, fingerprint: str) -> bool:
+        alerts = AlertService(session, self.settings).alerts
+        return await alerts.active_by_fingerprint(fingerprint, for_update=False) is not None
+
     async def resolve(
         self, session, *, fingerprint=None, component=None, incident_id=None, resolution_action
     ) -> None:
@@ -79,7 +83,9 @@ class AlertServiceSink:
         fingerprints = [fingerprint] if fingerprint else []
         if fingerprint is None and component is not None:  # a heal: the health alert and healing's own
             fingerprints.append(health_fingerprint(component))
-            fingerprints.append(f"healing-notify:{component}:i:{incident_id}")
+            fingerprints.append(page_fingerprint(component, f"i:{incident_id}"))
+            if incident_id is not None:  # healed after all (by hand, once escalated): a human is not needed
+                fingerprints.append(exhausted_fingerprint(component, incident_id))
         for fp in fingerprints:
             await service.resolve_fingerprint(fp, resolution_action=resolution_action, actor="healing")
 

@@ -71,6 +71,10 @@ UNVERIFIABLE = (
     "verification ended without a verdict: the component was {why} while its action was being "
     "verified, so no check could tell whether it worked; not counted as a failure of the strategy"
 )
+UPSTREAM_FAILED = (
+    "verification ended without a verdict: its upstream {root} was failing while the action was being "
+    "verified, so its checks could not tell whether it worked; not counted as a failure of the strategy"
+)
 
 
 async def commit_claim(session: AsyncSession) -> bool:
@@ -254,14 +258,17 @@ class Attempts:
         self.count(row, str(state))
         await session.flush()
 
-    def finish_cancelled(self, row: HealingAttempt, now: datetime, why: str) -> None:
+    def finish_cancelled(
+        self, row: HealingAttempt, now: datetime, why: str, detail: str | None = None
+    ) -> None:
         """An attempt that ends without a verdict (its component was disabled or deleted while the
-        action was verified: no check could tell): no back-off, breaker or statistics."""
+        action was verified, or an upstream failed meanwhile: no check could tell): no back-off,
+        breaker or statistics."""
         row.state = AttemptState.CANCELLED
         row.finished_at = now
         row.slot = row.group_slot = None
         row.decision = {**(row.decision or {}), "no_verdict": why}
-        row.detail = f"{row.detail or ''}; {UNVERIFIABLE.format(why=why)}"[:2000]
+        row.detail = f"{row.detail or ''}; {detail or UNVERIFIABLE.format(why=why)}"[:2000]
         self.count(row, str(AttemptState.CANCELLED))
 
     async def mark_succeeded(

@@ -33,6 +33,7 @@ from app.healing.acting import mark_acting_in
 from app.healing.attempts import Claim, find_component
 from app.healing.freshness import status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
+from app.healing.ports import exhausted_fingerprint, page_fingerprint
 from app.healing.rootcause import holds_healing
 
 if TYPE_CHECKING:
@@ -170,16 +171,19 @@ async def exhaust(
 ) -> None:
     incident.outcome = "exhausted"
     alerts = engine.ports.alerts
-    await alerts.raise_alert(
-        session,
-        component=component,
-        fingerprint=f"healing-exhausted:{component}:{incident.incident_id}",
-        severity="critical",
-        title="healing exhausted: human needed",
-        message=f"{len(attempts)} healing attempt(s) did not recover {component}; a human is needed",
-        incident_id=incident.incident_id,
-        labels=incident.labels,
-    )
+    # One page per incident: a strategy that pages a human (notify_only) already said a human is
+    # needed; while that alert is open, giving up adds no second one.
+    if not await alerts.is_active(session, page_fingerprint(component, f"i:{incident.incident_id}")):
+        await alerts.raise_alert(
+            session,
+            component=component,
+            fingerprint=exhausted_fingerprint(component, incident.incident_id),
+            severity="critical",
+            title="healing exhausted: human needed",
+            message=f"{len(attempts)} healing attempt(s) did not recover {component}; a human is needed",
+            incident_id=incident.incident_id,
+            labels=incident.labels,
+        )
     if breaker.record_failed_incident(budget, policy, now):
         engine.state.metrics.circuit_open.labels(component).set(1)
         await alerts.raise_alert(

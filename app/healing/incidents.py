@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
 from app.healing import lifecycle
-from app.healing.attempts import Attempts, resolution_verb
-from app.healing.rootcause import is_suppressed
+from app.healing.attempts import UPSTREAM_FAILED, Attempts, resolution_verb
+from app.healing.ports import exhausted_fingerprint, page_fingerprint
+from app.healing.rootcause import defer_to_upstream, is_suppressed
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened, IncidentReleased
 
 if TYPE_CHECKING:
@@ -124,7 +125,15 @@ class IncidentEvents:
             # Out of `recovering` into an unhealthy status: the action did not heal; no attempt waits
             # in `verifying` for results that cannot verify it.
             attempt = await self._latest_attempt(session, evt.incident_id, AttemptState.VERIFYING)
-            if attempt is not None:
+            root = (
+                await defer_to_upstream(session, evt.incident_id, evt.component, self.state.settings, evt.at)
+                if attempt is not None
+                else None
+            )
+            if attempt is not None and root is not None:
+                # An upstream failed meanwhile: the failure is its doing, not a verdict on this action.
+                self.attempts.finish_cancelled(attempt, evt.at, "upstream", UPSTREAM_FAILED.format(root=root))
+            elif attempt is not None:
                 await self.attempts.finish_failed(
                     session,
                     attempt,
@@ -196,14 +205,20 @@ class IncidentEvents:
                 incident_id=acting.incident_id,
                 resolution_action=f"{resolution_verb(acting.strategy)} by healing attempt {acting.id}",
             )
-        elif incident.outcome == "exhausted":
-            await self.ports.alerts.resolve(
-                session,
-                fingerprint=f"healing-exhausted:{incident.component}:{incident.incident_id}",
-                component=incident.component,
-                incident_id=incident.incident_id,
-                resolution_action="recovered without healing",
-            )
+        else:
+            # Healthy again without a heal: a page for a human (a notify_only strategy's, the
+            # escalation after max_attempts) ends with the incident.
+            fingerprints = [page_fingerprint(incident.component, f"i:{incident.incident_id}")]
+            if incident.outcome == "exhausted":
+                fingerprints.append(exhausted_fingerprint(incident.component, incident.incident_id))
+            for fingerprint in fingerprints:
+                await self.ports.alerts.resolve(
+                    session,
+                    fingerprint=fingerprint,
+                    component=incident.component,
+                    incident_id=incident.incident_id,
+                    resolution_action="recovered without healing",
+                )
         pending = (
             (
                 await session.execute(

@@ -14,7 +14,22 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+def page_fingerprint(component: str, incident_key: str) -> str:
+    """The "human needed" alert an escalating strategy (``notify_only``) raises for an incident
+    (``incident_key``: ``i:<incident id>``)."""
+    return f"healing-notify:{component}:{incident_key}"
+
+
+def exhausted_fingerprint(component: str, incident_id: int) -> str:
+    """The "healing exhausted: human needed" alert of an incident whose attempts are spent."""
+    return f"healing-exhausted:{component}:{incident_id}"
+
+
 class AlertSink(Protocol):
+    async def is_active(self, session: AsyncSession, fingerprint: str) -> bool:
+        """Whether an alert with this fingerprint is open (firing, acknowledged or silenced)."""
+        ...
+
     async def raise_alert(
         self,
         session: AsyncSession,

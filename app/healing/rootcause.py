@@ -209,6 +209,44 @@ async def holds_healing(session: AsyncSession, incident_id: int, component: Comp
     return bool(ups and _unhealthy(await _states(session, ups)))
 
 
+async def defer_to_upstream(
+    session: AsyncSession, incident_id: int, component: str, settings: Settings, at: datetime
+) -> str | None:
+    """The component's own incident, failing again while its action was being verified, when an
+    upstream is failing too (unhealthy, or failing checks below its threshold): that failure is the
+    upstream's doing, not a verdict on the action. The incident is attributed to the unhealthy root
+    (or held for the failing upstream) as if it had opened during the upstream's outage: the component
+    is not acted on while the upstream is down, and once it recovers gets its own threshold window.
+    Returns the upstream blamed, or None when every upstream passes its checks."""
+    dag = await load_graph(session)
+    ups = graph.ancestors(dag, component)
+    if not ups:
+        return None
+    states = await _states(session, ups)
+    roots = graph.roots(dag, component, _unhealthy(states))
+    values: dict[str, Any] = {"suppressed": True}
+    if roots:
+        blamed = roots[0]
+        values.update(caused_by=blamed, held_until=None)
+    else:
+        failing = [
+            (c, s)
+            for c, s in states.values()
+            if _monitored(c) and s is not None and s.consecutive_failures > 0
+        ]
+        if not failing:
+            return None
+        blamed = sorted(c.name for c, _ in failing)[0]
+        noticed = max(noticed_by(c, s, settings, at) for c, s in failing)
+        values.update(caused_by=None, held_until=noticed + timedelta(seconds=SLACK_S))
+    await session.execute(
+        update(Incident).where(Incident.id == incident_id, Incident.closed_at.is_(None)).values(**values)
+    )
+    if values["caused_by"] is not None:
+        await _alert_meta(session, settings, component, blamed)
+    return blamed
+
+
 async def on_incident_opened(settings: Settings, event: IncidentOpened, session: AsyncSession) -> None:
     """Inside the opening transaction, before the alert handlers: attribute or hold."""
     dag = await load_graph(session, cached=True)

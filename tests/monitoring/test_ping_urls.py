@@ -3,12 +3,14 @@ the body kept as the run's log, unknown query parameters refused, a failure beli
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from app.db.models import HeartbeatPing
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
 
 HB = {"kind": "heartbeat", "period": "1h", "grace": "5m"}
+SCHEDULED_HB = {"kind": "heartbeat", "schedule": "0 2 * * *", "grace": "5m"}
 
 
 async def _token(guard, name):
@@ -76,10 +78,12 @@ async def test_a_long_log_is_kept_bounded(db_url, tmp_path):
         assert len(message) <= PING_LOG_MAX_BYTES + 100
 
 
-async def test_a_failed_run_is_unhealthy_at_once_and_fires_its_alert(db_url, tmp_path):
-    # failure_threshold 3: a probe would need three failed checks; a job that says it failed needs none.
+@pytest.mark.parametrize("check", [HB, SCHEDULED_HB], ids=["period", "schedule"])
+async def test_a_failed_run_is_unhealthy_at_once_and_fires_its_alert(db_url, tmp_path, check):
+    # failure_threshold 3: a probe would need three failed checks; a job that says it failed needs none,
+    # whether it runs every period or on a cron schedule.
     async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 3})) as (guard, scheduler):
-        await add_component(guard, "nightly", HB, critical=True)
+        await add_component(guard, "nightly", check, critical=True)
         token = await _token(guard, "nightly")
         assert (await guard.client.get(f"/ping/{token}")).status_code == 200
         await scheduler.run_once()

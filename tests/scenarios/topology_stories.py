@@ -1,6 +1,7 @@
 """Dependency topologies told as stories (docs/LIFECYCLE.md rule 8): a shared upstream with several
 consumers and a consumer with two upstreams, a consumer whose failure is seen long before its
-upstream's, and an upstream that recovers by itself. In each, only the failing root may be acted on;
+upstream's, an upstream that recovers by itself, and an upstream that fails while its consumer's own
+heal is being verified. In each, only the failing root may be acted on;
 its consumers recover by themselves, unnotified and untouched, and a consumer that fails on its own
 afterwards is healed like any other component."""
 
@@ -231,4 +232,44 @@ class UpstreamRecoversAlone(Dependents):
             assert closed, why  # it recovered after its upstream did, by itself
 
 
-TOPOLOGY = [Diamond, ChildSeenFirst, UpstreamRecoversAlone]
+class UpstreamFailsDuringHeal(Dependents):
+    """ver-child breaks on its own (ver-up fine) and is restarted; its restart boots for 3 s, inside its
+    5 s grace. While it is being verified, ver-up starts answering 500 (its restart boots for 6 s):
+    ver-child, up again, fails past its grace because of ver-up. That is no verdict on ver-child's
+    restart: it ends ``cancelled``, ver-child is not restarted again when ver-up is back (it recovers
+    by itself), no back-off, no "human needed"; ver-up is restarted once."""
+
+    name = "upstream-during-heal"
+
+    def components(self) -> None:
+        up = self.workload("ver-up")
+        up.set("boot_delay", "6")
+        self.add(up, check=http_check(up, interval=0.5), grace_period=8)
+        child = self.workload("ver-child")
+        child.set("upstream", f"http {up.url}")
+        child.set("boot_delay", "3")
+        self.add(child, check=http_check(child, interval=0.5), depends_on=["ver-up"], grace_period=5)
+
+    def play(self) -> None:
+        up, child = self.workloads["ver-up"], self.workloads["ver-child"]
+        injected = child.mode("down")
+        self.wait(lambda: self.states("ver-child") == ["verifying"], "ver-child's restart to be verified")
+        up_fault = up.mode("down")
+        self.wait(
+            lambda: self.verified_after("ver-up", up_fault) and self.settled("ver-up"),
+            "ver-up restarted and verified",
+        )
+        self.wait(lambda: self.settled("ver-child"), "ver-child to recover by itself")
+        time.sleep(3)  # a late second restart of ver-child would show now
+        why = self.why()()
+        assert self.failed_since("ver-child", up_fault), why  # it did fail because of ver-up
+        assert child.actions() == 1, why
+        [attempt] = self.guard.attempts("ver-child")
+        assert attempt["state"] == "cancelled", why
+        assert attempt["decision"]["no_verdict"] == "upstream", why
+        assert up.actions() == 1 and self.states("ver-up") == ["succeeded"], why
+        assert parse_time(self.guard.attempts("ver-up")[0]["started_at"]) >= injected, why
+        assert not self.alerts("ver-child", "healing-"), why
+
+
+TOPOLOGY = [Diamond, ChildSeenFirst, UpstreamRecoversAlone, UpstreamFailsDuringHeal]
