@@ -16,7 +16,7 @@ Stages, each measured from the previous one:
   woken      the healing loop took the incident (`react`)
   deciding   its decision began (waits for the decision lock: earlier incidents, periodic steps)
   claimed    the claim committed
-  marked     the acting marker committed
+  marked     the acting marker committed (a tree that commits it with the claim: empty)
   acting     the action's task started
   spawning   the command is being started
   stamp      the command's first line ran
@@ -163,7 +163,8 @@ class Attribution:
 
         attempts_mod.commit_claim = commit_claim_stamped
 
-        mark_acting_in = deciding_mod.mark_acting_in
+        # A tree whose claim commits its acting marker has no separate marker step ("marked" stays empty).
+        mark_acting_in = getattr(deciding_mod, "mark_acting_in", None)
 
         async def mark_acting_in_stamped(session, engine, claim):
             ok = await mark_acting_in(session, engine, claim)
@@ -171,7 +172,8 @@ class Attribution:
                 self.by_incident[incident_id].setdefault("marked", now())
             return ok
 
-        deciding_mod.mark_acting_in = mark_acting_in_stamped
+        if mark_acting_in is not None:
+            deciding_mod.mark_acting_in = mark_acting_in_stamped
 
         act = acting_mod.act
 

@@ -4,8 +4,9 @@ One session per incident: the cheapest refusals first (an attempt already open f
 incident, the component gone, disabled or held by another replica), then the policy, the status
 the heal is decided on, silences, the budget and the breaker; then the claim, committed before
 any side effect (``attempts.py``). Exhausting an incident (no strategy left, or ``max_attempts``
-reached) raises the "human needed" alert and may open the breaker, in the same transaction. Right
-after the claim's commit, the "acting" marker is committed on the same connection (``acting.py``).
+reached) raises the "human needed" alert and may open the breaker, in the same transaction. The
+claim's row carries the "acting" marker: the action starts as soon as it is committed, so one commit
+(not a claim and then a marker) stands between the decision and the spawn.
 
 ``open_incident_ids`` lists what a periodic pass decides: open incidents without an attempt in
 flight (those are settled by their verification, not decided again).
@@ -29,7 +30,6 @@ from app.db.models.healing import (
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
-from app.healing.acting import mark_acting_in
 from app.healing.attempts import Claim, find_component
 from app.healing.freshness import status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
@@ -120,14 +120,8 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             number=len(attempts) + 1,
             trigger="auto",
             now=now,
+            acting=True,  # committed with its acting marker: the action starts as soon as this returns
         )
-        if claim is not None:
-            # Committed: the action starts as soon as the marker is; if it cannot be written here,
-            # the action's task tries again (and leaves the attempt to the reconciler if it fails).
-            try:
-                claim.acting_marked = await mark_acting_in(session, engine, claim)
-            except Exception:  # noqa: BLE001
-                await session.rollback()
         return claim
 
 
