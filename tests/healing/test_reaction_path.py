@@ -43,7 +43,7 @@ async def test_a_handed_over_incident_is_claimed_and_marked_acting_in_one_commit
     assert attempt.state == "verifying"
 
 
-async def test_a_claim_whose_commit_answer_was_lost_is_retried_as_never_started(db_url, tmp_path, monkeypatch):
+async def test_a_claim_whose_commit_answer_was_lost_is_retried(db_url, tmp_path, monkeypatch):
     """The claim (with its acting marker) reaches the database but its commit raises (the connection
     broke before the answer came back): no action ran, so once its lease runs out the reconciler
     settles it as never started, and the incident is healed at once by the next attempt without
