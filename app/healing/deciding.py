@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, exists, literal, select
 
+from app.db.models.components import Component
 from app.db.models.healing import (
     OPEN_STATES,
     AttemptState,
@@ -30,7 +31,7 @@ from app.db.models.healing import (
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
-from app.healing.attempts import Claim, find_component
+from app.healing.attempts import Claim
 from app.healing.freshness import status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.rootcause import holds_healing
@@ -63,23 +64,29 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
     now = utcnow()
     settings = engine.settings
     async with session_scope(engine.state.sessionmaker) as session:
-        incident = await session.get(HealingIncident, incident_id)
-        if incident is None or incident.status != "open" or incident.outcome is not None:
-            return None
-        attempts = (
+        # The incident, its component (with the component's state, joined) and its attempts so far: one
+        # round trip, a row per attempt (one row without an attempt).
+        rows = (
             (
                 await session.execute(
-                    select(HealingAttempt)
-                    .where(HealingAttempt.incident_key == f"i:{incident_id}")
+                    select(HealingIncident, Component, HealingAttempt)
+                    .outerjoin(Component, Component.name == HealingIncident.component)
+                    .outerjoin(HealingAttempt, HealingAttempt.incident_key == f"i:{incident_id}")
+                    .where(HealingIncident.incident_id == incident_id)
                     .order_by(HealingAttempt.attempt_number)
                 )
             )
-            .scalars()
+            .unique()
             .all()
         )
+        if not rows:
+            return None
+        incident, component = rows[0][0], rows[0][1]
+        if incident.status != "open" or incident.outcome is not None:
+            return None
+        attempts = [attempt for _, _, attempt in rows if attempt is not None]
         if any(a.state in OPEN_STATES for a in attempts):
             return None  # in flight, or waiting for an operator
-        component = await find_component(session, incident.component)
         if component is None or not component.enabled or not component.recovery:
             return None
         if not engine.attempts.may_act(component.id):

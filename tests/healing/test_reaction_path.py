@@ -1,5 +1,5 @@
-"""The reaction's path, from a handed-over incident to its action: the claim and its "acting" marker
-in one commit, and what that commit's lost answer leaves behind."""
+"""The reaction's path, from a handed-over incident to its action: the round trips of one decision,
+the claim and its "acting" marker in one commit, and what that commit's lost answer leaves behind."""
 
 from __future__ import annotations
 
@@ -8,6 +8,16 @@ from sqlalchemy import event
 import app.healing.attempts as attempts_module
 from app.db.models.healing import HealingBudget
 from tests.healing.conftest import count_lines, healing_guard, touch_argv, wait_until
+
+
+def _statements(engine) -> tuple[list[str], object]:
+    seen: list[str] = []
+
+    def note(_connection, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()[:2]))
+
+    event.listen(engine, "before_cursor_execute", note)
+    return seen, note
 
 
 def _only_healing(rt):
@@ -85,3 +95,29 @@ async def test_a_claim_whose_commit_answer_was_lost_is_retried(db_url, tmp_path,
         assert not h.raised("healing exhausted: human needed")
         async with h.guard.session() as session:
             assert (await session.get(HealingBudget, "w")).backoff_level == 0
+
+
+async def test_a_decision_reads_the_incident_its_component_and_attempts_in_one_statement(healing, tmp_path):
+    """Each statement is a round trip the reaction waits for (on a busy event loop, a turn of the loop
+    each): what the decision needs of the incident is one read, and nothing is read twice."""
+    marker = tmp_path / "ran"
+    await healing.add_component("worker", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
+    async with healing.guard.session() as session:  # as after the component's first heal
+        session.add(HealingBudget(component="worker", backoff_level=0, failed_incidents=[]))
+    incident = await healing.open_incident("worker")
+    engine = healing.runtime.engine.sync_engine
+    seen, note = _statements(engine)
+    try:
+        assert len(await healing.engine.react([incident])) == 1
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    reads = [s for s in seen if s.startswith("SELECT")]
+    # The incident with its component and attempts; the status it opened with (this test's incident is
+    # not its component's current one); silences; the budget (locked); the free slots.
+    assert len(reads) == 5, seen
+    assert [s for s in seen if not s.startswith("SELECT")] in (
+        ["INSERT INTO"],
+        ["BEGIN IMMEDIATE", "INSERT INTO"],  # SQLite: the decision under the write lock
+    ), seen
+    await healing.engine.drain(timeout=30)
+    assert count_lines(marker) == 1
