@@ -370,6 +370,15 @@ class Attribution:
                 cells.append(f"{_pct(values, q) * 1000:9.1f}" if values else f"{'-':>9s}")
             total = _pct([r["stamp"] - r["observed"] for r in group], q) * 1000
             out(f"  {label:11s}" + "  " + " ".join(cells) + f"  {total:7.1f}")
+        # The healing side alone (decision begun -> the command's first line), apart from monitoring's flush
+        # and the hand-over before it: the part a change to the decision moves, whatever the flush did.
+        for first, last in (("deciding", "stamp"), ("committed", "deciding")):
+            spans = sorted((r[last] - r[first]) * 1000 for r in rows if first in r and last in r)
+            if spans:
+                out(
+                    f"  {first} -> {last}: p50 {_pct(spans, 0.5):.1f}  p95 {_pct(spans, 0.95):.1f}  "
+                    f"p99 {_pct(spans, 0.99):.1f}  max {spans[-1]:.1f} ms  (n={len(spans)})"
+                )
         for r in reversed(slow):
             cells = []
             for i in range(len(STAGES)):
