@@ -16,7 +16,7 @@ Stages, each measured from the previous one:
   woken      the healing loop took the incident (`react`)
   deciding   its decision began (waits for the decision lock: earlier incidents, periodic steps)
   claimed    the claim committed
-  marked     the acting marker committed
+  marked     the acting marker committed (a tree that commits it with the claim: empty)
   acting     the action's task started
   spawning   the command is being started
   stamp      the command's first line ran
@@ -163,7 +163,8 @@ class Attribution:
 
         attempts_mod.commit_claim = commit_claim_stamped
 
-        mark_acting_in = deciding_mod.mark_acting_in
+        # A tree whose claim commits its acting marker has no separate marker step ("marked" stays empty).
+        mark_acting_in = getattr(deciding_mod, "mark_acting_in", None)
 
         async def mark_acting_in_stamped(session, engine, claim):
             ok = await mark_acting_in(session, engine, claim)
@@ -171,7 +172,8 @@ class Attribution:
                 self.by_incident[incident_id].setdefault("marked", now())
             return ok
 
-        deciding_mod.mark_acting_in = mark_acting_in_stamped
+        if mark_acting_in is not None:
+            deciding_mod.mark_acting_in = mark_acting_in_stamped
 
         act = acting_mod.act
 
@@ -368,6 +370,15 @@ class Attribution:
                 cells.append(f"{_pct(values, q) * 1000:9.1f}" if values else f"{'-':>9s}")
             total = _pct([r["stamp"] - r["observed"] for r in group], q) * 1000
             out(f"  {label:11s}" + "  " + " ".join(cells) + f"  {total:7.1f}")
+        # The healing side alone (decision begun -> the command's first line), apart from monitoring's flush
+        # and the hand-over before it: the part a change to the decision moves, whatever the flush did.
+        for first, last in (("deciding", "stamp"), ("committed", "deciding")):
+            spans = sorted((r[last] - r[first]) * 1000 for r in rows if first in r and last in r)
+            if spans:
+                out(
+                    f"  {first} -> {last}: p50 {_pct(spans, 0.5):.1f}  p95 {_pct(spans, 0.95):.1f}  "
+                    f"p99 {_pct(spans, 0.99):.1f}  max {spans[-1]:.1f} ms  (n={len(spans)})"
+                )
         for r in reversed(slow):
             cells = []
             for i in range(len(STAGES)):

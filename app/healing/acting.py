@@ -2,8 +2,9 @@
 
 The "acting" marker (with a fresh lease) is committed before the side effect, so the reconciler
 can tell an attempt whose action never started (retried) from one that may have run (never re-run
-blindly). An automatic decision commits it right after its claim, on the same connection (one
-connection set-up less between detection and action); an operator's claim is marked here. The
+blindly). An automatic decision commits it with its claim (one commit between detection and action;
+a claim whose commit raised is settled as never started, ``Attempts.never_started``); an operator's
+claim is marked here. The
 action runs outside any transaction; its outcome is recorded in another one, retried
 while the database is away: ``verifying`` (monitoring is told to give a grace period and re-check
 sooner) or ``failed`` (back-off).
@@ -92,8 +93,7 @@ async def mark_acting(engine: HealingEngine, claim: Claim) -> bool:
 
 
 async def mark_acting_in(session: AsyncSession, engine: HealingEngine, claim: Claim) -> bool:
-    """The "acting" marker, committed in `session` (the decision calls it right after the claim's
-    commit, on the same connection, and the action starts as soon as it returns)."""
+    """The "acting" marker, committed in `session` (an operator's claim, before its action starts)."""
     now = database_clock(session)
     done = await session.execute(
         update(HealingAttempt)

@@ -123,6 +123,9 @@ class Attempts:
         self.registry = registry
         self.ports = ports
         self.owner = owner
+        # Attempts whose claim (with its acting marker) may or may not have been committed, and whose
+        # action was never started: settled as never started (a retry, no back-off).
+        self.never_started: set[int] = set()
 
     # -- the claim ----------------------------------------------------------------------------------
 
@@ -140,7 +143,11 @@ class Attempts:
         now: datetime,
         requested_by: str | None = None,
         manual_key: str | None = None,
+        acting: bool = False,
     ) -> Claim | None:
+        """The attempt's row, committed before any side effect. ``acting``: the caller starts the action
+        as soon as this returns, so the "acting" marker is committed with the claim (one commit on the
+        reaction's path); otherwise the action's task commits it (``acting.mark_acting``)."""
         strategy = self.registry.get(entry.kind)
         description = strategy.describe(entry.params)
         labels = dict(component.labels or {})
@@ -203,14 +210,27 @@ class Attempts:
         row.slot, row.group_key, row.group_slot = slots
         row.state = AttemptState.RUNNING
         row.started_at = now
-        row.lease_until = database_clock(session) + timedelta(seconds=self.settings.healing.attempt_lease)
+        clock = database_clock(session)
+        row.lease_until = clock + timedelta(seconds=self.settings.healing.attempt_lease)
+        if acting:
+            row.acting_at = clock  # the action starts right after this commit: one commit, not two
         session.add(row)
         if trigger == "auto" and not await self.fence(session, component.id):
             await session.rollback()
             return None
-        if not await commit_claim(session):
-            return None
-        return make_claim(row, entry, policy, incident)
+        try:
+            if not await commit_claim(session):
+                return None
+        except BaseException:
+            # The commit's outcome is unknown (the connection broke while committing): if the row was
+            # stored, its marker says "acting" although nothing ran. The reconciler settles it as
+            # never started (``never_started``) when its lease runs out.
+            if acting and row.id is not None:
+                self.never_started.add(row.id)
+            raise
+        claim = make_claim(row, entry, policy, incident)
+        claim.acting_marked = acting
+        return claim
 
     def may_act(self, component_id: int) -> bool:
         """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""

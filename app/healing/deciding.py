@@ -4,8 +4,9 @@ One session per incident: the cheapest refusals first (an attempt already open f
 incident, the component gone, disabled or held by another replica), then the policy, the status
 the heal is decided on, silences, the budget and the breaker; then the claim, committed before
 any side effect (``attempts.py``). Exhausting an incident (no strategy left, or ``max_attempts``
-reached) raises the "human needed" alert and may open the breaker, in the same transaction. Right
-after the claim's commit, the "acting" marker is committed on the same connection (``acting.py``).
+reached) raises the "human needed" alert and may open the breaker, in the same transaction. The
+claim's row carries the "acting" marker: the action starts as soon as it is committed, so one commit
+(not a claim and then a marker) stands between the decision and the spawn.
 
 ``open_incident_ids`` lists what a periodic pass decides: open incidents without an attempt in
 flight (those are settled by their verification, not decided again).
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, cast, exists, literal, select
 
+from app.db.models.components import Component
 from app.db.models.healing import (
     OPEN_STATES,
     AttemptState,
@@ -29,8 +31,7 @@ from app.db.models.healing import (
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
-from app.healing.acting import mark_acting_in
-from app.healing.attempts import Claim, find_component
+from app.healing.attempts import Claim
 from app.healing.freshness import status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import exhausted_fingerprint, page_fingerprint
@@ -64,23 +65,29 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
     now = utcnow()
     settings = engine.settings
     async with session_scope(engine.state.sessionmaker) as session:
-        incident = await session.get(HealingIncident, incident_id)
-        if incident is None or incident.status != "open" or incident.outcome is not None:
-            return None
-        attempts = (
+        # The incident, its component (with the component's state, joined) and its attempts so far: one
+        # round trip, a row per attempt (one row without an attempt).
+        rows = (
             (
                 await session.execute(
-                    select(HealingAttempt)
-                    .where(HealingAttempt.incident_key == f"i:{incident_id}")
+                    select(HealingIncident, Component, HealingAttempt)
+                    .outerjoin(Component, Component.name == HealingIncident.component)
+                    .outerjoin(HealingAttempt, HealingAttempt.incident_key == f"i:{incident_id}")
+                    .where(HealingIncident.incident_id == incident_id)
                     .order_by(HealingAttempt.attempt_number)
                 )
             )
-            .scalars()
+            .unique()
             .all()
         )
+        if not rows:
+            return None
+        incident, component = rows[0][0], rows[0][1]
+        if incident.status != "open" or incident.outcome is not None:
+            return None
+        attempts = [attempt for _, _, attempt in rows if attempt is not None]
         if any(a.state in OPEN_STATES for a in attempts):
             return None  # in flight, or waiting for an operator
-        component = await find_component(session, incident.component)
         if component is None or not component.enabled or not component.recovery:
             return None
         if not engine.attempts.may_act(component.id):
@@ -121,14 +128,8 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             number=len(attempts) + 1,
             trigger="auto",
             now=now,
+            acting=True,  # committed with its acting marker: the action starts as soon as this returns
         )
-        if claim is not None:
-            # Committed: the action starts as soon as the marker is; if it cannot be written here,
-            # the action's task tries again (and leaves the attempt to the reconciler if it fails).
-            try:
-                claim.acting_marked = await mark_acting_in(session, engine, claim)
-            except Exception:  # noqa: BLE001
-                await session.rollback()
         return claim
 
 

@@ -2,11 +2,13 @@
 
 The order of one automatic attempt, each step its own transaction:
 1. decide and CLAIM (``deciding.py``): insert a ``running`` attempt row (unique per (incident,
-   attempt number), holding a global and a per-group concurrency slot, both unique) and commit. A
-   replica that loses the race gets an IntegrityError and does nothing. The claim holds a lease
-   (``leases.py``) that the owner renews while the action runs and until its outcome is recorded.
-2. act (``acting.py``): commit the "acting" marker, then ``run_bounded(strategy, ctx)`` outside any
-   transaction (a command's process group is written on the attempt as soon as it starts).
+   attempt number), holding a global and a per-group concurrency slot, both unique) with its
+   "acting" marker, and commit. A replica that loses the race gets an IntegrityError and does
+   nothing. The claim holds a lease (``leases.py``) that the owner renews while the action runs and
+   until its outcome is recorded.
+2. act (``acting.py``): ``run_bounded(strategy, ctx)`` outside any transaction, right after that
+   commit (a command's process group is written on the attempt as soon as it starts); an
+   operator's claim commits its marker here first.
 3. record: ``verifying`` (monitoring told to give a grace period and re-check sooner) or ``failed``
    (back-off), retried while the database is away. Verification ends with ``IncidentClosed``
    (→ ``succeeded``) or the deadline (→ ``failed``).

@@ -6,7 +6,9 @@ A ``running`` attempt whose lease (``leases.py``) has run out (or whose owner ra
 is gone), and that no task of this process still drives:
 
 - never reached its "acting" marker → its action never started: ``interrupted`` without back-off and
-  without counting against ``max_attempts``; the incident is decided again at once (a retry);
+  without counting against ``max_attempts``; the incident is decided again at once (a retry). So is
+  an automatic claim (committed with its marker) whose commit failed in this very process: the
+  commit's answer was lost, so it may be stored, but no action was started for it;
 - reached it → the action may have run: ``interrupted`` with back-off, never re-run blindly. If it
   ran a command on this machine whose process group is still that command, the group is killed.
 
@@ -129,6 +131,8 @@ class Reconciler:
 
     async def _settle(self, session: AsyncSession, row: HealingAttempt, now) -> None:
         who = row.owner or "an unknown owner"
+        if row.id in self.attempts.never_started:  # its claim's commit failed here: no action started
+            row.acting_at = None
         if row.acting_at is None:
             row.state = AttemptState.INTERRUPTED
             row.finished_at = now
