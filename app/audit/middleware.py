@@ -8,24 +8,39 @@ limiter before they reach the app (also counted there, and a flood must not floo
 
 ``before``/``after`` summaries: the request body with secret-looking keys masked (cheap, always),
 plus what a route adds with ``audit_note(request, before=..., after=...)``.
+
+A route whose success is decided by its own transaction (metric ingest) may write its row in that
+transaction instead (``audit_in_transaction``): the same row, with the status the route answers,
+committed with the change or not at all. The middleware then writes nothing for that request,
+unless the transaction did not commit or the response's status is another one: then it writes the
+row as usual. Either way every attempt has its row, and a 2xx never goes out for a change whose
+row was not stored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db.models import AuditEntry
 from app.db.session import session_scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 from app.security.crypto import MASK
 
 log = logging.getLogger("pipeline_guard.audit")
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Request-state keys: how a route builds this request's row, and the status of a row committed by it.
+_ENTRY = "audit_entry"
+_COMMITTED = "audit_committed"
 NOT_AUDITED = {"/api/v1/auth/token"}
 MAX_BODY_CAPTURE = 8192
 MAX_SUMMARY_CHARS = 2000
@@ -81,6 +96,22 @@ def audit_actor(request: Request, name: str) -> None:
     request.scope.setdefault("state", {})["audit_actor"] = name
 
 
+def audit_in_transaction(request: Request, session: AsyncSession, body: bytes, status_code: int) -> None:
+    """Add this request's audit row to ``session`` (the request's transaction), as answering
+    ``status_code``; once that transaction commits the middleware writes no row of its own. Nothing
+    happens when the request is not audited (audit logging off, a path that is not)."""
+    state = request.scope.get("state", {})
+    entry = state.get(_ENTRY)
+    if entry is None:
+        return
+    session.add(entry(body[:MAX_BODY_CAPTURE], status_code))
+
+    def committed(_session: Any) -> None:
+        state[_COMMITTED] = status_code
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
+
+
 def _client(state, scope: Scope) -> str | None:
     from app.api.ratelimit import TrustedProxies, client_address
 
@@ -112,6 +143,8 @@ class AuditMiddleware:
             return
         captured = bytearray()
         status_code = 500
+        request_state = scope.setdefault("state", {})
+        request_state[_ENTRY] = partial(self._entry, state, scope)
 
         async def capturing_receive() -> Message:
             message = await receive()
@@ -128,11 +161,11 @@ class AuditMiddleware:
         try:
             await self.app(scope, capturing_receive, capturing_send)
         finally:
-            await self._write(state, scope, bytes(captured), status_code)
+            if request_state.get(_COMMITTED) != status_code:
+                await self._write(state, scope, bytes(captured), status_code)
 
-    async def _write(self, state, scope: Scope, body: bytes, status_code: int) -> None:
-        if state.sessionmaker is None:
-            return
+    def _entry(self, state, scope: Scope, body: bytes, status_code: int) -> AuditEntry:
+        """The audit row of this request, answered with ``status_code``; ``body``: its first bytes."""
         request_state = scope.get("state", {})
         principal = request_state.get("principal")
         route = scope.get("route")
@@ -148,7 +181,7 @@ class AuditMiddleware:
             summary["request"] = {"bytes": len(body)}
         summary.update(request_state.get("audit", {}))
         client = _client(state, scope)
-        entry = AuditEntry(
+        return AuditEntry(
             username=principal.username if principal else request_state.get("audit_actor"),
             role=str(principal.role) if principal else None,
             action=f"{scope['method']} {template}",
@@ -160,6 +193,12 @@ class AuditMiddleware:
             request_id=request_state.get("request_id"),
             status_code=status_code,
         )
+
+    async def _write(self, state, scope: Scope, body: bytes, status_code: int) -> None:
+        if state.sessionmaker is None:
+            return
+        entry = self._entry(state, scope, body, status_code)
+        template = entry.action.partition(" ")[2]
         try:
             async with session_scope(state.sessionmaker) as session:
                 session.add(entry)
