@@ -52,7 +52,7 @@ async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDe
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
     body = await request.body()
     accepted = await service.ingest(decode_batch(body, single=True))
-    audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
+    await audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
     return {"accepted": accepted}
 
 
@@ -69,7 +69,7 @@ async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep
     body = await request.body()
     accepted = await service.ingest(decode_batch(body))
     # The audit row goes in the points' transaction: one commit per batch, not two.
-    audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
+    await audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
     return {"accepted": accepted}
 
 
