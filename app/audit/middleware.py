@@ -165,6 +165,7 @@ class AuditMiddleware:
         try:
             await self.app(scope, capturing_receive, capturing_send)
         finally:
+            del request_state[_ENTRY]  # (it holds the scope: no cycle left behind)
             if request_state.get(_COMMITTED) != status_code:
                 await self._write(state, scope, bytes(captured), status_code)
 

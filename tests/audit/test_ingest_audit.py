@@ -59,7 +59,9 @@ async def test_a_batch_and_its_audit_row_commit_together_once(guard):
 async def test_a_rejected_batch_keeps_its_own_audit_row(guard):
     headers = await guard.headers("ingest")
     before = len(await rows(guard))
-    r = await guard.client.post("/api/v1/metrics/batch", json={"points": [{"component": "etl"}]}, headers=headers)
+    r = await guard.client.post(
+        "/api/v1/metrics/batch", json={"points": [{"component": "etl"}]}, headers=headers
+    )
     assert r.status_code == 422
     (row,) = (await rows(guard))[before:]
     assert (row.action, row.status_code, row.username) == ("POST /api/v1/metrics/batch", 422, "ingest-user")
