@@ -3,6 +3,7 @@ batch whose row cannot be stored is not stored either (and says so); the attempt
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import event, func, select, text
@@ -72,37 +73,45 @@ async def test_a_batch_whose_audit_row_cannot_be_stored_is_not_stored(guard, db_
     """Before, the points were committed first and the row written afterwards: a failing audit
     insert was only logged, and the batch was acknowledged without its row."""
     headers = await guard.headers("ingest")
+    async with refusing_201_audit_rows(guard, sqlite=db_url.startswith("sqlite")):
+        before = len(await rows(guard))
+        r = await guard.client.post("/api/v1/metrics/batch", json=batch(), headers=headers)
+        # Not acknowledged (the refusal is an integrity error on SQLite: 409; on Postgres a 500).
+        assert r.status_code in (409, 500), r.text
+        assert r.json()["error"]["type"]
+        assert await stored_points(guard) == 0
+        (row,) = (await rows(guard))[before:]  # the attempt, with the status it was answered
+        assert (row.action, row.status_code, row.username) == (
+            "POST /api/v1/metrics/batch",
+            r.status_code,
+            "ingest-user",
+        )
+
+
+@asynccontextmanager
+async def refusing_201_audit_rows(guard, *, sqlite: bool):
+    """A trigger that refuses every audit row of status 201, dropped afterwards (the Postgres test
+    database outlives the test: it is emptied, not dropped)."""
+    if sqlite:
+        create = [
+            "CREATE TRIGGER refuse_201 BEFORE INSERT ON audit_log WHEN NEW.status_code = 201 "
+            "BEGIN SELECT RAISE(ABORT, 'audit store refuses'); END"
+        ]
+        drop = ["DROP TRIGGER IF EXISTS refuse_201"]
+    else:
+        create = [
+            "CREATE FUNCTION refuse_201() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.status_code = 201 THEN RAISE EXCEPTION 'audit store refuses'; END IF; "
+            "RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_201 BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse_201()",
+        ]
+        drop = ["DROP TRIGGER IF EXISTS refuse_201 ON audit_log", "DROP FUNCTION IF EXISTS refuse_201()"]
     async with guard.session() as session:
-        if db_url.startswith("sqlite"):
-            await session.execute(
-                text(
-                    "CREATE TRIGGER refuse_201 BEFORE INSERT ON audit_log WHEN NEW.status_code = 201 "
-                    "BEGIN SELECT RAISE(ABORT, 'audit store refuses'); END"
-                )
-            )
-        else:
-            await session.execute(
-                text(
-                    "CREATE FUNCTION refuse_201() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                    "IF NEW.status_code = 201 THEN RAISE EXCEPTION 'audit store refuses'; END IF; "
-                    "RETURN NEW; END $$"
-                )
-            )
-            await session.execute(
-                text(
-                    "CREATE TRIGGER refuse_201 BEFORE INSERT ON audit_log FOR EACH ROW "
-                    "EXECUTE FUNCTION refuse_201()"
-                )
-            )
-    before = len(await rows(guard))
-    r = await guard.client.post("/api/v1/metrics/batch", json=batch(), headers=headers)
-    # Not acknowledged (the refusal is an integrity error on SQLite: 409; on Postgres a 500).
-    assert r.status_code in (409, 500), r.text
-    assert r.json()["error"]["type"]
-    assert await stored_points(guard) == 0
-    (row,) = (await rows(guard))[before:]  # the attempt, with the status it was answered
-    assert (row.action, row.status_code, row.username) == (
-        "POST /api/v1/metrics/batch",
-        r.status_code,
-        "ingest-user",
-    )
+        for statement in create:
+            await session.execute(text(statement))
+    try:
+        yield
+    finally:
+        async with guard.session() as session:
+            for statement in drop:
+                await session.execute(text(statement))
