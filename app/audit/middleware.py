@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import event, insert
+from sqlalchemy import Table, event, insert
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,7 +108,8 @@ async def audit_in_transaction(
     fields = state.get(_ENTRY)
     if fields is None:
         return
-    await session.execute(insert(AuditEntry.__table__), [fields(body[:MAX_BODY_CAPTURE], status_code)])
+    table = cast(Table, AuditEntry.__table__)  # a declarative __table__ is typed FromClause
+    await session.execute(insert(table), [fields(body[:MAX_BODY_CAPTURE], status_code)])
 
     def committed(_session: Any) -> None:
         state[_COMMITTED] = status_code
