@@ -8,24 +8,40 @@ limiter before they reach the app (also counted there, and a flood must not floo
 
 ``before``/``after`` summaries: the request body with secret-looking keys masked (cheap, always),
 plus what a route adds with ``audit_note(request, before=..., after=...)``.
+
+A route whose success is decided by its own transaction (metric ingest) may write its row in that
+transaction instead (``audit_in_transaction``): the same row, with the status the route answers,
+committed with the change or not at all. The middleware then writes nothing for that request,
+unless the transaction did not commit or the response's status is another one: then it writes the
+row as usual. Either way every attempt has its row, and a 2xx never goes out for a change whose
+row was not stored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
+from sqlalchemy import Table, event, insert
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db.models import AuditEntry
 from app.db.session import session_scope
+from app.db.types import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 from app.security.crypto import MASK
 
 log = logging.getLogger("pipeline_guard.audit")
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Request-state keys: how a route builds this request's row, and the status of a row committed by it.
+_ENTRY = "audit_entry"
+_COMMITTED = "audit_committed"
 NOT_AUDITED = {"/api/v1/auth/token"}
 MAX_BODY_CAPTURE = 8192
 MAX_SUMMARY_CHARS = 2000
@@ -81,6 +97,26 @@ def audit_actor(request: Request, name: str) -> None:
     request.scope.setdefault("state", {})["audit_actor"] = name
 
 
+async def audit_in_transaction(
+    request: Request, session: AsyncSession, body: bytes, status_code: int
+) -> None:
+    """Insert this request's audit row in ``session`` (the request's transaction), as answering
+    ``status_code``; once that transaction commits the middleware writes no row of its own. Nothing
+    happens when the request is not audited (audit logging off, a path that is not). One Core
+    insert: the ORM's unit of work for a single row cost more than the row."""
+    state = request.scope.get("state", {})
+    fields = state.get(_ENTRY)
+    if fields is None:
+        return
+    table = cast(Table, AuditEntry.__table__)  # a declarative __table__ is typed FromClause
+    await session.execute(insert(table), [fields(body[:MAX_BODY_CAPTURE], status_code)])
+
+    def committed(_session: Any) -> None:
+        state[_COMMITTED] = status_code
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
+
+
 def _client(state, scope: Scope) -> str | None:
     from app.api.ratelimit import TrustedProxies, client_address
 
@@ -112,6 +148,8 @@ class AuditMiddleware:
             return
         captured = bytearray()
         status_code = 500
+        request_state = scope.setdefault("state", {})
+        request_state[_ENTRY] = partial(self._fields, state, scope)
 
         async def capturing_receive() -> Message:
             message = await receive()
@@ -128,11 +166,13 @@ class AuditMiddleware:
         try:
             await self.app(scope, capturing_receive, capturing_send)
         finally:
-            await self._write(state, scope, bytes(captured), status_code)
+            del request_state[_ENTRY]  # (it holds the scope: no cycle left behind)
+            if request_state.get(_COMMITTED) != status_code:
+                await self._write(state, scope, bytes(captured), status_code)
 
-    async def _write(self, state, scope: Scope, body: bytes, status_code: int) -> None:
-        if state.sessionmaker is None:
-            return
+    def _fields(self, state, scope: Scope, body: bytes, status_code: int) -> dict[str, Any]:
+        """The audit row of this request (columns), answered with ``status_code``; ``body``: its
+        first bytes."""
         request_state = scope.get("state", {})
         principal = request_state.get("principal")
         route = scope.get("route")
@@ -148,18 +188,25 @@ class AuditMiddleware:
             summary["request"] = {"bytes": len(body)}
         summary.update(request_state.get("audit", {}))
         client = _client(state, scope)
-        entry = AuditEntry(
-            username=principal.username if principal else request_state.get("audit_actor"),
-            role=str(principal.role) if principal else None,
-            action=f"{scope['method']} {template}",
-            method=scope["method"],
-            path=scope["path"][:512],
-            target={k: str(v) for k, v in (scope.get("path_params") or {}).items()},
-            summary=_bounded(summary),
-            client=client,
-            request_id=request_state.get("request_id"),
-            status_code=status_code,
-        )
+        return {
+            "at": utcnow(),
+            "username": principal.username if principal else request_state.get("audit_actor"),
+            "role": str(principal.role) if principal else None,
+            "action": f"{scope['method']} {template}",
+            "method": scope["method"],
+            "path": scope["path"][:512],
+            "target": {k: str(v) for k, v in (scope.get("path_params") or {}).items()},
+            "summary": _bounded(summary),
+            "client": client,
+            "request_id": request_state.get("request_id"),
+            "status_code": status_code,
+        }
+
+    async def _write(self, state, scope: Scope, body: bytes, status_code: int) -> None:
+        if state.sessionmaker is None:
+            return
+        entry = AuditEntry(**self._fields(state, scope, body, status_code))
+        template = entry.action.partition(" ")[2]
         try:
             async with session_scope(state.sessionmaker) as session:
                 session.add(entry)

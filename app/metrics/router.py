@@ -9,6 +9,7 @@ from pydantic import StringConstraints
 
 from app.api.deps import CanReadMetrics, CanWriteMetrics, CoreDep, DetectionDep, SessionDep, SettingsDep
 from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
+from app.audit.middleware import audit_in_transaction
 from app.core.errors import error_responses
 from app.metrics.decode import decode_batch
 from app.metrics.schemas import (
@@ -49,7 +50,10 @@ LabelQuery = Annotated[
 )
 async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
-    return {"accepted": await service.ingest(decode_batch(await request.body(), single=True))}
+    body = await request.body()
+    accepted = await service.ingest(decode_batch(body, single=True))
+    await audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
+    return {"accepted": accepted}
 
 
 @router.post(
@@ -62,7 +66,11 @@ async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDe
 async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
     lists the ``index`` and ``field`` of every bad point."""
-    return {"accepted": await service.ingest(decode_batch(await request.body()))}
+    body = await request.body()
+    accepted = await service.ingest(decode_batch(body))
+    # The audit row goes in the points' transaction: one commit per batch, not two.
+    await audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
+    return {"accepted": accepted}
 
 
 @router.get("", response_model=PointPage, responses=error_responses(400, 401, 403, 422))
