@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 from app.core.errors import ValidationFailed
+from app.core.instants import aware_utc
 
 MAX_PAGE = 1000
 
@@ -57,19 +58,6 @@ def _date_time_text(value: Any) -> Any:
     return value
 
 
-def _aware_utc(value: datetime | None) -> datetime | None:
-    # RFC 3339 date-times carry an offset; a bare date or a naive time would reach a UTC column and
-    # fail there (a 500), and an offset at the calendar's ends moves the instant out of range.
-    if value is None:
-        return None
-    if value.utcoffset() is None:
-        raise ValueError("must carry a time zone offset, such as 2026-01-31T12:00:00Z or +02:00")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range (years 1 to 9999 in UTC)") from None
-
-
 # A date-time query parameter: RFC 3339 text only, with its offset, returned in UTC.
-DateTimeQuery = Annotated[datetime | None, BeforeValidator(_date_time_text), AfterValidator(_aware_utc)]
+DateTimeQuery = Annotated[datetime | None, BeforeValidator(_date_time_text), AfterValidator(aware_utc)]
 OptionalRowId = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]
