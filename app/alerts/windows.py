@@ -17,7 +17,9 @@ from app.core.errors import ValidationFailed
 # The end of a recurrence nobody bounded (far enough, and representable on both dialects).
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 MAX_DURATION_S = 31 * 86400.0  # a duration, and how long a one-off silence mutes from its start or now
-MAX_AHEAD_S = 366 * 86400.0  # how far from now a silence may start, ahead (a window planned a year out) or back
+MAX_AHEAD_S = (
+    366 * 86400.0
+)  # how far from now a silence may start, ahead (a window planned a year out) or back
 
 
 def open_window(silence: Any, at: datetime) -> tuple[datetime, datetime] | None:

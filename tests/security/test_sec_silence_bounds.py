@@ -71,6 +71,8 @@ async def test_a_snooze_past_the_calendar_is_a_422(guard):
     refused = await guard.client.post(ack, json={"until": "9999-12-31T23:59:59-14:00"}, headers=headers)
     assert refused.status_code == 422, refused.text
     assert [f["field"] for f in refused.json()["error"]["details"]["fields"]] == ["body.until"]
-    assert (await guard.client.get(f"/api/v1/alerts/{alert_id}", headers=headers)).json()["status"] == "firing"
+    assert (await guard.client.get(f"/api/v1/alerts/{alert_id}", headers=headers)).json()[
+        "status"
+    ] == "firing"
     snoozed = await guard.client.post(ack, json={"until": _at(timedelta(hours=2))}, headers=headers)
     assert snoozed.status_code == 200, snoozed.text
