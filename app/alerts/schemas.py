@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.alerts.windows import next_window, open_window
 from app.config.sections import parse_duration
+from app.core.instants import UtcDateTime
 from app.db.models import Alert, Silence
 
 
@@ -101,7 +102,7 @@ class AlertPage(BaseModel):
 class AckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    until: AwareDatetime | None = Field(default=None, description="snooze: the alert re-opens at this time")
+    until: UtcDateTime | None = Field(default=None, description="snooze: the alert re-opens at this time")
     comment: str | None = Field(default=None, max_length=1000)
 
 
@@ -122,8 +123,8 @@ class SilenceCreate(BaseModel):
     labels: dict[str, str] = Field(
         default_factory=dict, description="every label must match (values may be patterns)"
     )
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = Field(
+    starts_at: UtcDateTime | None = None
+    ends_at: UtcDateTime | None = Field(
         default=None,
         description="one-off: when it ends (or give a duration); recurring: when the recurrence stops",
     )

@@ -16,7 +16,10 @@ from app.core.errors import ValidationFailed
 
 # The end of a recurrence nobody bounded (far enough, and representable on both dialects).
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
-MAX_DURATION_S = 31 * 86400.0
+MAX_DURATION_S = 31 * 86400.0  # a duration, and how long a one-off silence mutes from its start or now
+MAX_AHEAD_S = (
+    366 * 86400.0
+)  # how far from now a silence may start, ahead (a window planned a year out) or back
 
 
 def open_window(silence: Any, at: datetime) -> tuple[datetime, datetime] | None:
@@ -65,6 +68,8 @@ def plan(
     starts_at = starts_at or now
     if duration is not None and not 0 < duration <= MAX_DURATION_S:
         raise _invalid("duration", f"must be between 0 and {MAX_DURATION_S / 86400:.0f} days")
+    if abs(starts_at - now) > timedelta(seconds=MAX_AHEAD_S):
+        raise _invalid("starts_at", f"must be within {MAX_AHEAD_S / 86400:.0f} days of now")
     if schedule is None:
         if tz is not None:
             raise _invalid("tz", "only applies to a recurring window (give a schedule)")
@@ -78,6 +83,12 @@ def plan(
             raise _invalid("ends_at", "must be after starts_at")
         if ends_at <= now:
             raise _invalid("ends_at", "must be in the future")
+        if ends_at - max(starts_at, now) > timedelta(seconds=MAX_DURATION_S):
+            raise _invalid(
+                "ends_at",
+                f"a one-off silence lasts at most {MAX_DURATION_S / 86400:.0f} days from its start "
+                "(a recurring window or disabling the component lasts longer)",
+            )
         return {
             "starts_at": starts_at,
             "ends_at": ends_at,

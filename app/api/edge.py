@@ -24,7 +24,7 @@ from typing import Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.error_handlers import has_nul, send_error
-from app.api.ratelimit import RateLimiter, client_address, route_group, send_rate_limited
+from app.api.ratelimit import RateLimiter, client_key, route_group, send_rate_limited
 from app.observability.http_metrics import HttpMetricsRecorder
 
 MAX_REQUEST_ID_CHARS = 64
@@ -144,7 +144,7 @@ class EdgeMiddleware:
                 return
         limiter = self.limiter_getter()
         if limiter is not None and limiter.enabled and (group := route_group(scope["path"])) is not None:
-            wait = await limiter.check(group, client_address(scope, limiter.proxies))
+            wait = await limiter.check(group, client_key(scope, limiter.proxies))
             if wait is not None:
                 if self.on_reject is not None:
                     self.on_reject(group)

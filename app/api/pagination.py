@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import BeforeValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
 from app.core.errors import ValidationFailed
+from app.core.instants import aware_utc
 
 MAX_PAGE = 1000
 
@@ -57,6 +58,6 @@ def _date_time_text(value: Any) -> Any:
     return value
 
 
-# A date-time query parameter: RFC 3339 text only.
-DateTimeQuery = Annotated[datetime | None, BeforeValidator(_date_time_text)]
+# A date-time query parameter: RFC 3339 text only, with its offset, returned in UTC.
+DateTimeQuery = Annotated[datetime | None, BeforeValidator(_date_time_text), AfterValidator(aware_utc)]
 OptionalRowId = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]

@@ -3,7 +3,9 @@ Redis storage shared by replicas (with the in-memory windows as the fallback whe
 
 The limit is chosen by route group (health, metrics, default). The key is the peer address; a
 forwarded header is believed only when the peer itself is a trusted proxy, and then the rightmost
-address that is not a trusted proxy is used (the leftmost is whatever the client claims).
+address that is not a trusted proxy is used (the leftmost is whatever the client claims). An IPv6
+client is keyed by its /64 (one subscriber's LAN: it can pick any of 2^64 addresses in it), an IPv4
+one (also seen as ``::ffff:a.b.c.d``) by its address (``client_key``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,28 @@ def client_address(scope: Scope, proxies: TrustedProxies) -> str:
         if not proxies.trusts(hop):
             return hop
     return hops[0] if hops else peer
+
+
+IPV6_CLIENT_PREFIX = 64  # a host picks its own interface id (RFC 4941 privacy addresses) in its /64
+
+
+def rate_key(address: str) -> str:
+    """What limits and the login throttle count under for ``address``: an IPv6 address's /64, an
+    IPv4 address itself (mapped ``::ffff:a.b.c.d`` too); anything else (a unix socket's name) as is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # no zone: fe80::1%eth0 is one link's host
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
+
+
+def client_key(scope: Scope, proxies: TrustedProxies) -> str:
+    """The rate-limit and login-throttle key of the request's client (``client_address``'s prefix)."""
+    return rate_key(client_address(scope, proxies))
 
 
 def route_group(path: str) -> str | None:

@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.api.deps import AuthServiceDep, CanAdmin, CurrentUser, LimiterDep, MetricsDep
 from app.api.pagination import Page
-from app.api.ratelimit import client_address
+from app.api.ratelimit import client_key
 from app.auth.schemas import Me, PasswordReset, TokenResponse, UserCreate, UserOut, UserPage, UserUpdate
 from app.auth.service import LoginFailed
 from app.auth.throttle import LoginThrottle
@@ -30,7 +30,7 @@ async def issue_token(
 ) -> TokenResponse:
     """OAuth2 password flow: exchange a username and password for a bearer token (Swagger's Authorize)."""
     try:
-        throttle = LoginThrottle(limiter, client_address(request.scope, limiter.proxies))
+        throttle = LoginThrottle(limiter, client_key(request.scope, limiter.proxies))
         token, claims = await auth.login(form.username, form.password, throttle)
     except LoginFailed:
         metrics.login_failures.inc()

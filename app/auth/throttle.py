@@ -1,6 +1,6 @@
 """Login throttling, per account *and* address, plus a slower per-account back-off.
 
-A wrong password counts against the pair (account, client address): after
+A wrong password counts against the pair (account, client address; an IPv6 client's /64): after
 ``security.login_max_failures`` failures within ``security.login_lockout`` that address may not log
 into that account until the window has slid past them, even with the right password. Someone
 guessing from one place therefore cannot lock the real user out from another place. Against a
