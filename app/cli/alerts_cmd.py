@@ -49,7 +49,9 @@ def _until(value: str | None, option: str) -> str | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value).isoformat()
+        from app.client.core import encode_instant  # the client (httpx) is imported by the command only
+
+        return encode_instant(datetime.fromisoformat(value))
     except ValueError:
         return (datetime.now(UTC) + timedelta(seconds=_duration(value, option))).isoformat()
 

@@ -17,6 +17,7 @@ from app.client.core import (
     API,
     clean_params,
     duration_seconds,
+    encode_instant,
     encode_timestamp,
     label_params,
     segment,
@@ -59,8 +60,8 @@ def get_metrics(
         {
             "component": component,
             "metric_name": metric_name,
-            "start_time": start_time,
-            "end_time": end_time,
+            "start_time": encode_instant(start_time),
+            "end_time": encode_instant(end_time),
             "limit": limit,
         }
     ) + label_params(labels)
@@ -80,8 +81,8 @@ def get_metric_summary(
                 "component": component,
                 "metric_name": metric_name,
                 "since": duration_seconds(since) if since is not None else None,
-                "start": start,
-                "end": end,
+                "start": encode_instant(start),
+                "end": encode_instant(end),
             }
         ),
     )
@@ -180,7 +181,7 @@ def ack_alert(alert_id: int | str, until: When = None, comment: str | None = Non
     body = {
         k: v
         for k, v in {
-            "until": until.isoformat() if isinstance(until, datetime) else until,
+            "until": encode_instant(until),
             "comment": comment,
         }.items()
         if v is not None

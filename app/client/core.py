@@ -123,9 +123,22 @@ def since_timestamp(value: datetime | float | str | None) -> str | None:
     if value is None or isinstance(value, datetime):
         return encode_timestamp(value)
     try:
-        return datetime.fromisoformat(str(value)).isoformat()
+        return encode_timestamp(datetime.fromisoformat(str(value)))
     except ValueError:
         return encode_timestamp(time.time() - duration_seconds(value))
+
+
+def encode_instant(value: datetime | float | str | None) -> str | None:
+    """A time for the API: a datetime, epoch seconds, or an ISO date or date-time string. Without a zone
+    it is read as UTC (the API itself wants an offset); a string that is no time is sent as given, for
+    the API's 422 to name."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return encode_timestamp(parsed)
+    return encode_timestamp(value)
 
 
 def encode_timestamp(value: datetime | float | str | None) -> str | None:
