@@ -32,7 +32,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Claim
-from app.healing.freshness import status_predates_checks
+from app.healing.freshness import last_check_passed, status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import exhausted_fingerprint, page_fingerprint
 from app.healing.rootcause import holds_healing
@@ -98,6 +98,8 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             return None  # its last action was never verified: its checks speak before another one
         if await status_predates_checks(session, incident_id, component, engine.started_at):
             return None  # not checked since the guard started or the component changed: stale
+        if await last_check_passed(session, incident_id, component):
+            return None  # answering again, held unhealthy by hysteresis only: the checks decide
         policy = parse_policy(component.recovery, settings)
         status = await incident_status(session, incident_id, component.id)
         if not lifecycle.should_heal(status, policy.heal_on):

@@ -37,3 +37,18 @@ async def status_predates_checks(
     checked = state.last_check_at
     changed = component.updated_at
     return checked is None or checked <= since or (changed is not None and checked <= changed)
+
+
+async def last_check_passed(session: AsyncSession, incident_id: int, component: Component) -> bool:
+    """True when the incident's status is the checks' and their last check passed: the status is
+    held unhealthy only by hysteresis (more passes needed in a row, or failures still in the flap
+    window). The target answers again, so an action now would restart a working component; the
+    checks' own verdict comes next (healthy: the incident closes; failing again: the next pass acts)."""
+    from app.db.models import ComponentState
+
+    if not component.check:
+        return False
+    state = await session.get(ComponentState, component.id)  # loaded with the component: no query
+    if state is None or state.current_incident_id != incident_id:
+        return False  # not the checks' incident: its own status decides
+    return state.consecutive_successes > 0
