@@ -263,6 +263,7 @@ async def guard(settings) -> AsyncIterator[Guard]:
 _SHARED_SCENARIO_FIXTURES = ("told", "scenario_db")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
     for item in items:
         fixtures = getattr(item, "fixturenames", ())

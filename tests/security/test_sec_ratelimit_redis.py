@@ -78,11 +78,15 @@ async def test_redis_outage_falls_back_to_memory_limits(db_url, tmp_path, redis_
     async with running_guard(settings) as guard:
         limiter = guard.runtime.limiter
         limiter.RETRY_INTERVAL_S = 0.2  # probe the shared storage often, so recovery shows quickly
+        # While Redis is up, a loaded test machine must not pass for an outage (a burst split between
+        # Redis and memory would count neither to the limit); the outage below has the real deadline.
+        deadline, limiter.STORAGE_TIMEOUT_S = limiter.STORAGE_TIMEOUT_S, 10.0
         peer = _peer()
         # Shared storage up: the budget is counted in the real Redis.
         assert (await _burst(guard.app, peer, "/api/v1/auth/me", 6)).count(429) == 1
         assert not limiter.in_fallback
 
+        limiter.STORAGE_TIMEOUT_S = deadline
         await redis_front.set_mode(outage)
         statuses = await _burst(guard.app, _peer(), "/health", 12)
         assert statuses == [200] * 12  # nobody waits for a Redis that never answers
