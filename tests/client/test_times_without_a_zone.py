@@ -60,7 +60,9 @@ def test_sdk_and_cli_read_times_without_a_zone_as_utc(live):
         NAIVE_AFTER.isoformat(),
     )
     assert [p["value"] for p in query["items"]] == [42.0]
-    summary = cli(live, token, "metrics", "summary", "etl", "rows", "--start", NAIVE_BEFORE.date().isoformat())
+    summary = cli(
+        live, token, "metrics", "summary", "etl", "rows", "--start", NAIVE_BEFORE.date().isoformat()
+    )
     assert summary["count"] == 1
 
 
