@@ -161,3 +161,15 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+async def component_state(session, name: str):
+    """The stored checks' state of component ``name`` (created empty when no check has run yet)."""
+    from app.db.models import ComponentState
+
+    component_id = (await session.execute(select(Component.id).where(Component.name == name))).scalar_one()
+    state = await session.get(ComponentState, component_id)
+    if state is None:
+        state = ComponentState(component_id=component_id)
+        session.add(state)
+    return state

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from app.db.models.healing import HealingAttempt, HealingBudget, HealingStrategyStat
 from app.db.types import utcnow
-from tests.healing.conftest import count_lines, touch_argv
+from tests.healing.conftest import component_state, count_lines, touch_argv
 
 
 async def _patch(healing, name: str, body: dict) -> None:
@@ -138,16 +138,8 @@ async def _checked(healing, name: str, status: str, incident_id: int) -> None:
 
 
 async def _set_status(healing, name: str, status: str, incident_id: int, *, checked: bool = False) -> None:
-    from app.db.models import Component, ComponentState
-
     async with healing.guard.session() as session:
-        component_id = (
-            await session.execute(select(Component.id).where(Component.name == name))
-        ).scalar_one()
-        state = await session.get(ComponentState, component_id)
-        if state is None:
-            state = ComponentState(component_id=component_id)
-            session.add(state)
+        state = await component_state(session, name)
         state.status, state.current_incident_id = status, incident_id
         if checked:
             state.last_check_at = utcnow()
