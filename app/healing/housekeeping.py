@@ -101,7 +101,7 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
     for row, enabled, check, ping_status, start_at in rows:
         if not enabled:
             engine.attempts.finish_cancelled(row, now, "disabled" if enabled is False else "deleted")
-        elif (running := rerun_may_run_until(check, row.acting_at, ping_status, start_at)) and now < running:
+        elif (running := rerun_may_run_until(check, row.acting_at and row.started_at, ping_status, start_at)) and now < running:
             # A batch job's rerun started since the action and may still end well: no verdict yet.
             row.verify_deadline = running
             row.decision = {**(row.decision or {}), "rerun_started_at": start_at.isoformat()}

@@ -18,15 +18,16 @@ from app.checks.heartbeat import run_deadline
 
 def rerun_may_run_until(
     check: dict[str, Any] | None,
-    acting_at: datetime | None,
+    action_at: datetime | None,
     last_ping_status: str | None,
     last_start_at: datetime | None,
 ) -> datetime | None:
-    """Until when the run started since the action (``acting_at``) may still end well; None when the
-    component is no batch job or has no run in progress that started since the action."""
-    if not check or check.get("kind") != "heartbeat" or acting_at is None:
+    """Until when the run started since the action (``action_at``: its attempt's ``started_at``, a
+    guard's clock like the pings') may still end well; None when the component is no batch job or has
+    no run in progress that started since the action."""
+    if not check or check.get("kind") != "heartbeat" or action_at is None:
         return None
-    if last_ping_status != "start" or last_start_at is None or last_start_at < acting_at:
+    if last_ping_status != "start" or last_start_at is None or last_start_at < action_at:
         return None
     try:
         return run_deadline(check, last_start_at)

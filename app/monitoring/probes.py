@@ -207,23 +207,24 @@ class Prober:
 
 
 def _action_in_flight(component_id: int) -> Select[tuple[datetime | None, str, datetime | None]]:
-    """The component's recovery action in flight (acting or being verified), latest first: a batch
-    job is judged on its pings since that action started (docs/LIFECYCLE.md rule 12)."""
+    """The component's recovery action in flight (acting, or being verified), latest first: a batch
+    job is judged on its pings since that action started (docs/LIFECYCLE.md rule 12). Its start is
+    the attempt's ``started_at``, a guard's clock like the pings' (``acting_at`` is the database's)."""
     return (
-        select(HealingAttempt.acting_at, HealingAttempt.state, HealingAttempt.verify_deadline)
+        select(HealingAttempt.started_at, HealingAttempt.state, HealingAttempt.verify_deadline)
         .where(
             HealingAttempt.component_id == component_id,
             HealingAttempt.state.in_(IN_FLIGHT),
             HealingAttempt.acting_at.is_not(None),
         )
-        .order_by(HealingAttempt.acting_at.desc())
+        .order_by(HealingAttempt.started_at.desc())
         .limit(1)
     )
 
 
 def _judged_since(
-    acting_at: datetime | None, state: str, verify_deadline: datetime | None
+    started_at: datetime | None, state: str, verify_deadline: datetime | None
 ) -> tuple[datetime | None, datetime | None]:
     """(action_at, verify_until): the window ends at the verification's deadline; none while the
     action itself still runs."""
-    return acting_at, verify_deadline if state == AttemptState.VERIFYING else None
+    return started_at, verify_deadline if state == AttemptState.VERIFYING else None
