@@ -8,7 +8,7 @@ by monitoring is decided without waiting for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 
@@ -101,7 +101,7 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
     for row, enabled, check, ping_status, start_at in rows:
         if not enabled:
             engine.attempts.finish_cancelled(row, now, "disabled" if enabled is False else "deleted")
-        elif (running := rerun_may_run_until(check, row.acting_at and row.started_at, ping_status, start_at)) and now < running:
+        elif (running := _rerun_running_until(row, check, ping_status, start_at)) and now < running:
             # A batch job's rerun started since the action and may still end well: no verdict yet.
             row.verify_deadline = running
             row.decision = {**(row.decision or {}), "rerun_started_at": start_at.isoformat()}
@@ -114,3 +114,12 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
                 "verification timed out: the component did not pass its checks in time",
             )
     await session.flush()
+
+
+def _rerun_running_until(
+    row: HealingAttempt, check: dict[str, Any] | None, ping_status: str | None, start_at: datetime | None
+) -> datetime | None:
+    """Until when a batch job's run started since this attempt's action may still end well (None:
+    no such run). The action's start is ``started_at`` (a guard's clock, like the pings')."""
+    action_at = row.started_at if row.acting_at is not None else None
+    return rerun_may_run_until(check, action_at, ping_status, start_at)

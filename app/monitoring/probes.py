@@ -194,7 +194,9 @@ class Prober:
                 )
             ).one()
             action = (await session.execute(_action_in_flight(component_id))).first()
-        action_at, verify_until = (None, None) if action is None else _judged_since(*action)
+        action_at, verify_until = (
+            (None, None) if action is None else _judged_since(action[0], action[1], action[2])
+        )
         return HeartbeatState(
             created_at=row[0],
             last_ping_at=row[1],
@@ -206,7 +208,7 @@ class Prober:
         )
 
 
-def _action_in_flight(component_id: int) -> Select[tuple[datetime | None, str, datetime | None]]:
+def _action_in_flight(component_id: int) -> Select[datetime | None, str, datetime | None]:
     """The component's recovery action in flight (acting, or being verified), latest first: a batch
     job is judged on its pings since that action started (docs/LIFECYCLE.md rule 12). Its start is
     the attempt's ``started_at``, a guard's clock like the pings' (``acting_at`` is the database's)."""

@@ -22,7 +22,10 @@ def ago(seconds: float) -> datetime:
     return NOW - timedelta(seconds=seconds)
 
 
-def judge(params=PERIOD, *, ping=None, status=None, action=ago(20), until=None, duration=None):
+ACTION = ago(20)
+
+
+def judge(params=PERIOD, *, ping=None, status=None, action=ACTION, until=None, duration=None):
     return evaluate_heartbeat(
         params,
         now=NOW,
@@ -45,7 +48,13 @@ def judge(params=PERIOD, *, ping=None, status=None, action=ago(20), until=None, 
         ("stale success", {"ping": ago(25), "until": ago(-10)}, Outcome.UP, True, "waiting"),
         ("never pinged", {"until": ago(-10)}, Outcome.UP, True, "waiting"),
         ("window over", {"ping": ago(25), "status": "fail", "until": ago(1)}, Outcome.DOWN, False, "no ping"),
-        ("rerun running", {"ping": ago(10), "status": "start", "until": ago(1)}, Outcome.UP, True, "progress"),
+        (
+            "rerun running",
+            {"ping": ago(10), "status": "start", "until": ago(1)},
+            Outcome.UP,
+            True,
+            "in progress",
+        ),
         (
             "rerun past max_runtime",
             {"params": {**PERIOD, "max_runtime_s": 5}, "ping": ago(10), "status": "start"},
@@ -60,7 +69,13 @@ def judge(params=PERIOD, *, ping=None, status=None, action=ago(20), until=None, 
             False,
             "has not finished",
         ),
-        ("rerun failed", {"ping": ago(5), "status": "fail", "until": ago(-10)}, Outcome.DOWN, False, "failure"),
+        (
+            "rerun failed",
+            {"ping": ago(5), "status": "fail", "until": ago(-10)},
+            Outcome.DOWN,
+            False,
+            "failure",
+        ),
         ("rerun succeeded", {"ping": ago(5), "status": "success"}, Outcome.UP, False, "last heartbeat"),
         (
             "rerun too long",
@@ -151,13 +166,15 @@ def test_only_pings_since_the_action_are_judged(params, ping, status, action, wi
     judged, plain = run(True), run(False)
     assert not plain.pending
     if ping_at is None or ping_at < action_at:
-        window_over = until is not None and NOW > until
-        assert (judged.outcome, judged.pending) == ((Outcome.DOWN, False) if window_over else (Outcome.UP, True))
+        window_over = until is not None and until < NOW
+        assert (judged.outcome, judged.pending) == (
+            (Outcome.DOWN, False) if window_over else (Outcome.UP, True)
+        )
     elif status == "start":
         assert judged.outcome is plain.outcome
         assert judged.pending == (plain.outcome is Outcome.UP)
         if judged.pending:
-            assert NOW <= run_deadline(params, ping_at)
+            assert run_deadline(params, ping_at) >= NOW
     else:
         assert (judged.outcome, judged.pending, judged.conclusive) == (plain.outcome, False, plain.conclusive)
     # Never a verdict of health from a run that has not ended since the action.

@@ -120,9 +120,8 @@ class BatchStory(Story):
         return failed
 
     def incidents_since(self, at) -> set[int]:
-        return {
-            t["incident_id"] for t in self.guard.transitions(self.job) if parse_time(t["at"]) >= at
-        } - {None}
+        transitions = [t for t in self.guard.transitions(self.job) if parse_time(t["at"]) >= at]
+        return {t["incident_id"] for t in transitions} - {None}
 
 
 class SlowRerun(BatchStory):
