@@ -53,6 +53,10 @@ class CheckResult:
     # The watched thing itself reported the failure (a job's `fail` ping, a non-zero exit code): no
     # streak of failed checks is needed to believe it, the component is unhealthy at once.
     conclusive: bool = False
+    # No verdict yet: the run a recovery action started has not said how it ended (it is running, or
+    # has not pinged since the action). Stored like any result; it changes no status, streak or flap
+    # window, so it neither verifies nor fails the action (docs/LIFECYCLE.md rule 12).
+    pending: bool = False
 
     @classmethod
     def up(cls, detail: str, latency_s: float | None = None, **kw: Any) -> CheckResult:

@@ -23,13 +23,24 @@ say "within `period_s + grace_s` of X", a schedule says "before the first schedu
 plus `grace_s`": a job that pinged at 02:00:40 for its 02:00 run is next due at the following
 scheduled time. A run that started and has no `max_runtime_s` must finish before the next
 scheduled time plus the grace.
+
+While a recovery action is being verified (``action_at``: when it started; ``verify_until``: the
+end of its verification window, None while the action still runs), only the pings received since
+``action_at`` are judged (a rerun is judged on itself, never on the failure that caused it):
+
+- no ping since the action: no verdict yet ("waiting", ``pending``) until ``verify_until``, DOWN after;
+- a ``start`` since the action: no verdict yet ("running", ``pending``) until the run's allowed end
+  (``run_deadline``: ``max_runtime_s``, else ``period_s + grace_s``, or the schedule's next time plus
+  the grace), DOWN after it (rule 2);
+- a ``fail`` (or a non-zero exit code) since the action: DOWN, conclusive (rule 3);
+- a success since the action: rules 4-6 (a verdict: UP verifies the action).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from app.checks.base import (
@@ -38,8 +49,10 @@ from app.checks.base import (
     CheckKind,
     CheckResult,
     ConfigErrors,
+    Outcome,
     opt_number,
     require_mapping,
+    short,
     utcnow,
 )
 from app.core import cron
@@ -57,6 +70,10 @@ class HeartbeatState:
     last_ping_status: str | None = None
     last_start_at: datetime | None = None
     last_duration_s: float | None = None
+    # A recovery action on the component is in flight: it started at ``action_at``; its verification
+    # window ends at ``verify_until`` (None while the action itself runs).
+    action_at: datetime | None = None
+    verify_until: datetime | None = None
 
 
 def _secs(seconds: float) -> str:
@@ -131,20 +148,70 @@ def evaluate_heartbeat(
     last_start_at: datetime | None,
     last_duration_s: float | None,
     created_at: datetime,
+    action_at: datetime | None = None,
+    verify_until: datetime | None = None,
 ) -> CheckResult:
     """Outcome of a heartbeat check at `now` (all datetimes UTC-aware). See the module docstring.
     Raises CheckConfigError for invalid params."""
     p = validate_heartbeat_params(params)
-    if p.get("schedule"):
-        return _evaluate_scheduled(
-            p,
-            now=now,
-            last_ping_at=last_ping_at,
-            last_ping_status=last_ping_status,
-            last_start_at=last_start_at,
-            last_duration_s=last_duration_s,
-            created_at=created_at,
+    if action_at is not None and (last_ping_at is None or last_ping_at < action_at):
+        return _no_run_since(now, action_at, verify_until)
+    evaluate = _evaluate_scheduled if p.get("schedule") else _evaluate_periodic
+    result = evaluate(
+        p,
+        now=now,
+        last_ping_at=last_ping_at,
+        last_ping_status=last_ping_status,
+        last_start_at=last_start_at,
+        last_duration_s=last_duration_s,
+        created_at=created_at,
+    )
+    if action_at is not None and last_ping_status == "start" and result.outcome is Outcome.UP:
+        # The run the action started is within its allowed runtime: running, not verified yet.
+        result.pending = True
+        result.detail = short(f"{result.detail}, started since the recovery action")
+    return result
+
+
+def _no_run_since(now: datetime, action_at: datetime, verify_until: datetime | None) -> CheckResult:
+    """No ping since the recovery action started: no verdict until its verification window ends."""
+    ago = _secs(max(0.0, (now - action_at).total_seconds()))
+    if verify_until is not None and now > verify_until:
+        return CheckResult.down(
+            f"no ping since the recovery action started {ago} ago (its verification window is over)",
+            None,
+            observed_at=now,
         )
+    return CheckResult.up(
+        f"waiting for the first ping since the recovery action started {ago} ago",
+        None,
+        observed_at=now,
+        pending=True,
+    )
+
+
+def run_deadline(params: Mapping[str, Any], started_at: datetime) -> datetime:
+    """Until when a run that pinged ``start`` at ``started_at`` may run before it counts as failed
+    (rule 2): ``max_runtime_s``, else ``period_s + grace_s``, or the next scheduled time plus the grace."""
+    p = validate_heartbeat_params(params)
+    if p["max_runtime_s"] is not None:
+        return started_at + timedelta(seconds=p["max_runtime_s"])
+    if p.get("schedule"):
+        return cron.next_after(p["schedule"], p["tz"], started_at) + timedelta(seconds=p["grace_s"])
+    return started_at + timedelta(seconds=p["period_s"] + p["grace_s"])
+
+
+def _evaluate_periodic(
+    p: Mapping[str, Any],
+    *,
+    now: datetime,
+    last_ping_at: datetime | None,
+    last_ping_status: str | None,
+    last_start_at: datetime | None,
+    last_duration_s: float | None,
+    created_at: datetime,
+) -> CheckResult:
+    """The module docstring's rules with a period."""
     period, grace = p["period_s"], p["grace_s"]
     max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
     allowed = period + grace
@@ -315,4 +382,6 @@ class HeartbeatCheck(CheckKind):
             last_start_at=state.last_start_at,
             last_duration_s=state.last_duration_s,
             created_at=state.created_at,
+            action_at=state.action_at,
+            verify_until=state.verify_until,
         )

@@ -8,15 +8,16 @@ by monitoring is decided without waiting for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 
-from app.db.models.components import Component
+from app.db.models.components import Component, ComponentState
 from app.db.models.healing import AttemptState, HealingAttempt, HealingBudget
 from app.db.session import session_scope
 from app.db.types import utcnow
 from app.healing import breaker
+from app.healing.reruns import rerun_may_run_until
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -72,13 +73,22 @@ async def sweep(engine: HealingEngine) -> None:
 
 
 async def settle_verifications(engine: HealingEngine, session: AsyncSession, now: datetime) -> None:
-    """Verifying attempts: past their deadline -> failed; of a component disabled or deleted meanwhile
-    -> cancelled at once, without back-off, breaker or statistics (its checks are off: a deadline
-    reached then says nothing about the action). Only the rows to settle are read and locked."""
+    """Verifying attempts: past their deadline -> failed, unless a batch job's rerun started since the
+    action is still within its allowed runtime (the deadline moves to its end, ``reruns.py``); of a
+    component disabled or deleted meanwhile -> cancelled at once, without back-off, breaker or
+    statistics (its checks are off: a deadline reached then says nothing about the action). Only the
+    rows to settle are read and locked."""
     rows = (
         await session.execute(
-            select(HealingAttempt, Component.enabled)
+            select(
+                HealingAttempt,
+                Component.enabled,
+                Component.check,
+                ComponentState.last_ping_status,
+                ComponentState.last_start_at,
+            )
             .outerjoin(Component, Component.name == HealingAttempt.component)
+            .outerjoin(ComponentState, ComponentState.component_id == Component.id)
             .where(
                 HealingAttempt.state == AttemptState.VERIFYING,
                 or_(HealingAttempt.verify_deadline <= now, Component.enabled.is_not(True)),
@@ -88,9 +98,13 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
             .execution_options(populate_existing=True)
         )
     ).all()
-    for row, enabled in rows:
+    for row, enabled, check, ping_status, start_at in rows:
         if not enabled:
             engine.attempts.finish_cancelled(row, now, "disabled" if enabled is False else "deleted")
+        elif (running := _rerun_running_until(row, check, ping_status, start_at)) and now < running:
+            # A batch job's rerun started since the action and may still end well: no verdict yet.
+            row.verify_deadline = running
+            row.decision = {**(row.decision or {}), "rerun_started_at": start_at.isoformat()}
         elif row.verify_deadline is not None and row.verify_deadline <= now:
             await engine.attempts.finish_failed(
                 session,
@@ -100,3 +114,12 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
                 "verification timed out: the component did not pass its checks in time",
             )
     await session.flush()
+
+
+def _rerun_running_until(
+    row: HealingAttempt, check: dict[str, Any] | None, ping_status: str | None, start_at: datetime | None
+) -> datetime | None:
+    """Until when a batch job's run started since this attempt's action may still end well (None:
+    no such run). The action's start is ``started_at`` (a guard's clock, like the pings')."""
+    action_at = row.started_at if row.acting_at is not None else None
+    return rerun_may_run_until(check, action_at, ping_status, start_at)

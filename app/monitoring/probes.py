@@ -12,13 +12,15 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
 from app.db.models import Component, ComponentState
+from app.db.models.healing import IN_FLIGHT, AttemptState, HealingAttempt
 from app.db.session import session_scope
 from app.monitoring import state_machine as sm
 from app.security.check_secrets import reveal_params
@@ -191,10 +193,40 @@ class Prober:
                     .where(Component.id == component_id)
                 )
             ).one()
+            action = (await session.execute(_action_in_flight(component_id))).first()
+        action_at, verify_until = (
+            (None, None) if action is None else _judged_since(action[0], action[1], action[2])
+        )
         return HeartbeatState(
             created_at=row[0],
             last_ping_at=row[1],
             last_ping_status=row[2],
             last_start_at=row[3],
             last_duration_s=row[4],
+            action_at=action_at,
+            verify_until=verify_until,
         )
+
+
+def _action_in_flight(component_id: int) -> Select[datetime | None, str, datetime | None]:
+    """The component's recovery action in flight (acting, or being verified), latest first: a batch
+    job is judged on its pings since that action started (docs/LIFECYCLE.md rule 12). Its start is
+    the attempt's ``started_at``, a guard's clock like the pings' (``acting_at`` is the database's)."""
+    return (
+        select(HealingAttempt.started_at, HealingAttempt.state, HealingAttempt.verify_deadline)
+        .where(
+            HealingAttempt.component_id == component_id,
+            HealingAttempt.state.in_(IN_FLIGHT),
+            HealingAttempt.acting_at.is_not(None),
+        )
+        .order_by(HealingAttempt.started_at.desc())
+        .limit(1)
+    )
+
+
+def _judged_since(
+    started_at: datetime | None, state: str, verify_deadline: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """(action_at, verify_until): the window ends at the verification's deadline; none while the
+    action itself still runs."""
+    return started_at, verify_deadline if state == AttemptState.VERIFYING else None

@@ -126,7 +126,8 @@ async def write_batch(
     and the component states (through the driver).
 
     ``acting``: components a recovery action is running on (until when). Their failures are the
-    action's own effect: they change nothing (app/healing/lifecycle.py); a pass counts as usual."""
+    action's own effect: they change nothing (app/healing/lifecycle.py); a pass counts as usual.
+    A ``pending`` result (a batch job's rerun that has not said how it ended) changes nothing either."""
     touched_ids = {item.component_id for item in items if item.component_id in tracked}
     if touched_ids:
         # Components deleted since their probe started are dropped (their rows would violate the FK).
@@ -159,6 +160,8 @@ async def write_batch(
             seen[cid] = seen.get(cid, 0) + 1
             t.last_check_at, t.last_outcome, t.last_detail = at, result.outcome.value, result.detail
             t.last_latency_ms = None if result.latency_s is None else result.latency_s * 1000
+            if result.pending:
+                continue  # no verdict yet (a rerun still running): stored, changes nothing
             until = acting.get(cid) if acting else None
             if until is not None and at < until and result.outcome.value != "up":
                 continue

@@ -215,6 +215,8 @@ class ResultWriter:
         ahead = self._ahead.get(cid)
         machine = tracked.machine if ahead is None else ahead[0]
         result = observation.result
+        if result.pending:
+            return False  # no verdict: folded into nothing (recorder.write_batch)
         if (
             result.outcome == Outcome.UP
             and machine.status == sm.HEALTHY

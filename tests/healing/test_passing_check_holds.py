@@ -1,7 +1,7 @@
 """A component whose last check passed is not acted on, although its status is still unhealthy: the
 status is held there by hysteresis only (more passes needed in a row, or failures still in the flap
 window), and the target answers again. The checks' next verdict decides: healthy closes the
-incident, failing again lets the next pass act. docs/LIFECYCLE.md rule 12."""
+incident, failing again lets the next pass act. docs/LIFECYCLE.md rule 13."""
 
 from __future__ import annotations
 

@@ -1,0 +1,182 @@
+"""A batch job being healed is judged on its pings since the recovery action started
+(docs/LIFECYCLE.md rule 12): the pure rule, as a matrix and as properties over random ping histories."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.checks.base import Outcome
+from app.checks.heartbeat import evaluate_heartbeat, run_deadline
+from app.healing.reruns import rerun_may_run_until
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+PERIOD = {"period_s": 60, "grace_s": 30}
+BOUNDED = {"period_s": 60, "grace_s": 30, "max_runtime_s": 600}
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+ACTION = ago(20)
+
+
+def judge(params=PERIOD, *, ping=None, status=None, action=ACTION, until=None, duration=None):
+    return evaluate_heartbeat(
+        params,
+        now=NOW,
+        last_ping_at=ping,
+        last_ping_status=status,
+        last_start_at=ping if status == "start" else None,
+        last_duration_s=duration,
+        created_at=ago(86400),
+        action_at=action,
+        verify_until=until,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "outcome", "pending", "words"),
+    [
+        # The failure that caused the action is not read again: no verdict while the window is open.
+        ("stale fail", {"ping": ago(25), "status": "fail", "until": ago(-10)}, Outcome.UP, True, "waiting"),
+        ("stale fail, action running", {"ping": ago(25), "status": "fail"}, Outcome.UP, True, "waiting"),
+        ("stale success", {"ping": ago(25), "until": ago(-10)}, Outcome.UP, True, "waiting"),
+        ("never pinged", {"until": ago(-10)}, Outcome.UP, True, "waiting"),
+        ("window over", {"ping": ago(25), "status": "fail", "until": ago(1)}, Outcome.DOWN, False, "no ping"),
+        (
+            "rerun running",
+            {"ping": ago(10), "status": "start", "until": ago(1)},
+            Outcome.UP,
+            True,
+            "in progress",
+        ),
+        (
+            "rerun past max_runtime",
+            {"params": {**PERIOD, "max_runtime_s": 5}, "ping": ago(10), "status": "start"},
+            Outcome.DOWN,
+            False,
+            "max_runtime",
+        ),
+        (
+            "rerun past period + grace",
+            {"ping": ago(95), "status": "start", "action": ago(100)},
+            Outcome.DOWN,
+            False,
+            "has not finished",
+        ),
+        (
+            "rerun failed",
+            {"ping": ago(5), "status": "fail", "until": ago(-10)},
+            Outcome.DOWN,
+            False,
+            "failure",
+        ),
+        ("rerun succeeded", {"ping": ago(5), "status": "success"}, Outcome.UP, False, "last heartbeat"),
+        (
+            "rerun too long",
+            {"params": {**PERIOD, "max_runtime_s": 5}, "ping": ago(5), "status": "success", "duration": 9},
+            Outcome.DOWN,
+            False,
+            "longer",
+        ),
+    ],
+)
+def test_rerun_matrix(case, kwargs, outcome, pending, words):
+    result = judge(**kwargs)
+    assert (result.outcome, result.pending) == (outcome, pending), (case, result.detail)
+    assert words in result.detail, (case, result.detail)
+    if kwargs.get("status") == "fail" and result.outcome is Outcome.DOWN and "no ping" not in result.detail:
+        assert result.conclusive, case  # the job said so itself: no streak needed
+
+
+def test_scheduled_rerun_runs_until_the_next_run_plus_grace():
+    params = {"schedule": "0 * * * *", "grace_s": 300}
+    started = datetime(2026, 1, 1, 12, 10, tzinfo=UTC)
+    assert run_deadline(params, started) == datetime(2026, 1, 1, 13, 5, tzinfo=UTC)
+    result = evaluate_heartbeat(
+        params,
+        now=datetime(2026, 1, 1, 13, 0, tzinfo=UTC),
+        last_ping_at=started,
+        last_ping_status="start",
+        last_start_at=started,
+        last_duration_s=None,
+        created_at=ago(86400),
+        action_at=started - timedelta(seconds=1),
+    )
+    assert result.outcome is Outcome.UP and result.pending
+
+
+def test_rerun_hold_needs_a_start_since_the_action():
+    check = {"kind": "heartbeat", "interval": 1, **BOUNDED}
+    action = ago(30)
+    assert rerun_may_run_until(check, action, "start", ago(20)) == ago(20) + timedelta(seconds=600)
+    assert rerun_may_run_until(check, action, "start", ago(40)) is None  # a run from before the action
+    assert rerun_may_run_until(check, action, "success", ago(20)) is None  # the run is over
+    assert rerun_may_run_until(check, None, "start", ago(20)) is None
+    assert rerun_may_run_until({"kind": "http", "url": "http://x"}, action, "start", ago(20)) is None
+    assert rerun_may_run_until({"kind": "heartbeat"}, action, "start", ago(20)) is None  # invalid: no period
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+offsets = st.floats(min_value=-3600, max_value=3600, allow_nan=False)
+statuses = st.sampled_from([None, "start", "success", "fail"])
+params_st = st.fixed_dictionaries(
+    {"period_s": st.floats(1, 3600), "grace_s": st.floats(0, 600)},
+    optional={"max_runtime_s": st.floats(1, 3600), "min_runtime_s": st.floats(0, 0.5)},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=params_st,
+    ping=st.none() | offsets,
+    status=statuses,
+    action=offsets,
+    window=st.none() | st.floats(0, 3600),
+    duration=st.none() | st.floats(0, 7200),
+)
+def test_only_pings_since_the_action_are_judged(params, ping, status, action, window, duration):
+    """Whatever came before the action says nothing; a run since it is pending only while it may still
+    end well; a finished run since it is judged exactly as without an action; without an action
+    nothing is ever pending (services and jobs not being healed are unchanged)."""
+    action_at = ago(action)
+    ping_at = None if ping is None else ago(ping)
+    until = None if window is None else action_at + timedelta(seconds=window)
+    started = ping_at if status == "start" else None
+
+    def run(with_action: bool):
+        return evaluate_heartbeat(
+            params,
+            now=NOW,
+            last_ping_at=ping_at,
+            last_ping_status=status,
+            last_start_at=started,
+            last_duration_s=duration,
+            created_at=ago(86400),
+            action_at=action_at if with_action else None,
+            verify_until=until if with_action else None,
+        )
+
+    judged, plain = run(True), run(False)
+    assert not plain.pending
+    if ping_at is None or ping_at < action_at:
+        window_over = until is not None and until < NOW
+        assert (judged.outcome, judged.pending) == (
+            (Outcome.DOWN, False) if window_over else (Outcome.UP, True)
+        )
+    elif status == "start":
+        assert judged.outcome is plain.outcome
+        assert judged.pending == (plain.outcome is Outcome.UP)
+        if judged.pending:
+            assert run_deadline(params, ping_at) >= NOW
+    else:
+        assert (judged.outcome, judged.pending, judged.conclusive) == (plain.outcome, False, plain.conclusive)
+    # Never a verdict of health from a run that has not ended since the action.
+    if judged.outcome is Outcome.UP and not judged.pending:
+        assert ping_at is not None and ping_at >= action_at and status != "start"

@@ -1,0 +1,103 @@
+"""A batch job for the scenario suite, the way a cron job is written: it runs, and pings its URL with
+curl (``/start`` when it begins, the URL when it succeeded, ``/fail`` or ``/<exit code>`` when not).
+
+    python batch_job.py run   DIR   # one run of the job, steered by DIR/plan
+    python batch_job.py rerun DIR   # the recovery command: starts a run in the background, returns
+
+Files in DIR:
+
+- ``url``: the job's ping URL (``http://guard/ping/<token>``).
+- ``plan``: one line per run, used in order (the last line again for any further run); each line is
+  steps separated by spaces: ``start`` (ping ``/start``), ``sleep:S`` (work for S seconds),
+  ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``). An empty line
+  (``-``) is a run that never pings.
+- ``runs.log`` (written by the runs): ``begin N <epoch>``, ``ping N <what> <epoch>`` once each ping
+  was answered (the epoch is when it was sent), ``end N <epoch>``, and ``overlap N <epoch>`` when
+  run N began while another run of the job was still going (a job run twice at once).
+- ``actions.log`` (written by the recovery command): ``rerun <epoch> <pid>`` per invocation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _log(directory: Path, name: str, line: str) -> None:
+    with open(directory / name, "a") as handle:
+        handle.write(f"{line}\n")
+        handle.flush()
+
+
+def _next_run(directory: Path) -> int:
+    with open(directory / "counter.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        counter = directory / "runs"
+        number = int(counter.read_text()) + 1 if counter.exists() else 1
+        counter.write_text(str(number))
+        return number
+
+
+def _ping(directory: Path, url: str, number: int, what: str) -> None:
+    suffix = {"success": "", "start": "/start", "fail": "/fail"}.get(what)
+    if suffix is None:
+        suffix = "/" + what.split(":", 1)[1]  # exit:N
+    sent = time.time()  # before the guard can have read it
+    # As the README tells a job to: fail on an HTTP error, bounded, retried.
+    subprocess.run(["curl", "-fsS", "-m", "10", "--retry", "3", "-o", "/dev/null", url + suffix], check=True)
+    _log(directory, "runs.log", f"ping {number} {what} {sent:.3f}")
+
+
+def run(directory: Path) -> int:
+    number = _next_run(directory)
+    plans = [line.strip() for line in (directory / "plan").read_text().splitlines() if line.strip()]
+    steps = [s for s in plans[min(number, len(plans)) - 1].split() if s != "-"]
+    url = (directory / "url").read_text().strip()
+    lock = open(directory / "run.lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _log(directory, "runs.log", f"overlap {number} {time.time():.3f}")
+    _log(directory, "runs.log", f"begin {number} {time.time():.3f}")
+    for step in steps:
+        if step.startswith("sleep:"):
+            time.sleep(float(step.split(":", 1)[1]))
+        else:
+            _ping(directory, url, number, step)
+    _log(directory, "runs.log", f"end {number} {time.time():.3f}")
+    return 0
+
+
+def rerun(directory: Path) -> int:
+    """Start a run detached (its own session, no inherited pipes) and return at once, as a scheduler's
+    "run now" does: the guard's action is over long before the run."""
+    _log(directory, "actions.log", f"rerun {time.time():.3f} {os.getpid()}")
+    with open(directory / "job.log", "ab") as out:
+        subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "run", str(directory)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+    print(f"rerun of {directory.name} started")
+    return 0
+
+
+def main() -> int:
+    command, directory = sys.argv[1], Path(sys.argv[2])
+    if command == "run":
+        return run(directory)
+    if command == "rerun":
+        return rerun(directory)
+    print(f"unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

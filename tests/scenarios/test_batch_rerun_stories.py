@@ -1,0 +1,234 @@
+"""Healing a batch job (a heartbeat component) by rerunning it: the verification judges only the runs
+after the action (docs/LIFECYCLE.md rule 12). Each story is a real job script (``batch_job.py``) that
+pings its URL with curl, guarded by a real ``pipeline-guard serve``; its recovery command starts a
+rerun in the background and returns at once, and the rerun takes longer than the policy's 1 s
+``grace_period``:
+
+- rerun-slow: the rerun works for 4 s and then pings success: the heal is verified by that ping; one
+  rerun, never two runs at once (the ping from before the action, a failure, is not read again).
+- rerun-long: the rerun pings ``/start`` and succeeds after 6 s, past the policy's 3 s
+  ``verify_timeout`` but within the check's ``max_runtime``: "running" until then, not verified by its
+  ``/start`` nor failed at the deadline; verified by its success, one rerun.
+- rerun-fails: the rerun pings ``/start`` and ends with exit code 2: that attempt fails on that ping
+  (not before, not verified by the ``/start``), the second rerun heals; one incident, never two runs
+  at once.
+- rerun-silent: the rerun never pings: the attempt fails once its verification window is over (not
+  at the end of the grace), the component leaves ``recovering`` and a human is told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config, parse_time
+from tests.scenarios.stories import Story, tell
+
+pytestmark = [pytest.mark.scenarios, pytest.mark.timeout(300)]
+
+JOB = Path(__file__).resolve().with_name("batch_job.py")
+
+
+class BatchStory(Story):
+    """One heartbeat-checked batch job, rerun by its recovery command."""
+
+    job = "batch"
+    PLAN: tuple[str, ...] = ()
+    CHECK: dict = {}
+    POLICY: dict = {}
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.job
+
+    def components(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "plan").write_text("\n".join(self.PLAN) + "\n")
+        check = {
+            "kind": "heartbeat",
+            "period_s": 30,
+            "grace_s": 5,
+            "interval": 1,
+            "failure_threshold": 2,
+            "success_threshold": 1,
+            **self.CHECK,
+        }
+        policy = {
+            "strategies": [
+                {"kind": "restart", "params": {"argv": [sys.executable, str(JOB), "rerun", str(self.dir)]}}
+            ],
+            "grace_period": 1,
+            "verify_timeout": 20,
+            "max_attempts": 2,
+            "backoff_initial": 1,
+            "backoff_max": 1,
+            "cooldown": 1,
+            "breaker_threshold": 5,
+            **self.POLICY,
+        }
+        body = {"name": self.job, "critical": True, "check": check, "recovery": policy}
+        self.guard.post("/api/v1/components", body, expect=201)
+        token = self.guard.post(f"/api/v1/components/{self.job}/ping-token")["token"]
+        (self.dir / "url").write_text(f"{self.guard.base}/ping/{token}")
+
+    # -- the job, as its scheduler runs it ----------------------------------------------------------
+    def run_job(self) -> None:
+        subprocess.run([sys.executable, str(JOB), "run", str(self.dir)], check=True, timeout=60)
+
+    def runs(self) -> list[list[str]]:
+        with contextlib.suppress(FileNotFoundError):
+            return [line.split() for line in (self.dir / "runs.log").read_text().splitlines() if line]
+        return []
+
+    def pinged(self, number: int, what: str):
+        """When run ``number`` had its ``what`` ping answered (a datetime), or None."""
+        from datetime import UTC, datetime
+
+        for parts in self.runs():
+            if parts[0] == "ping" and parts[1] == str(number) and parts[2] == what:
+                return datetime.fromtimestamp(float(parts[3]), UTC)
+        return None
+
+    def ended(self, number: int) -> bool:
+        return any(p[0] == "end" and p[1] == str(number) for p in self.runs())
+
+    def reruns(self) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            return sum(1 for line in (self.dir / "actions.log").read_text().splitlines() if line)
+        return 0
+
+    def overlaps(self) -> list[list[str]]:
+        return [p for p in self.runs() if p[0] == "overlap"]
+
+    def why(self, *names: str):
+        story = super().why(*(names or (self.job,)))
+        return lambda: f"{story()}\nreruns: {self.reruns()}\nruns.log: {self.runs()}"
+
+    def fail_once(self):
+        """A good run (healthy), then a failing one: the incident the guard heals. Returns the time of
+        the failure ping."""
+        self.run_job()
+        self.wait(lambda: self.healthy(self.job), "the first run seen healthy")
+        self.run_job()
+        failed = self.pinged(2, self.PLAN[1])
+        assert failed is not None, self.why()()
+        return failed
+
+    def incidents_since(self, at) -> set[int]:
+        transitions = [t for t in self.guard.transitions(self.job) if parse_time(t["at"]) >= at]
+        return {t["incident_id"] for t in transitions} - {None}
+
+
+class SlowRerun(BatchStory):
+    name = job = "rerun-slow"
+    PLAN = ("success", "fail", "sleep:4 success")
+
+    def play(self) -> None:
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(3) and self.settled(self.job), "the rerun to end and be verified")
+        time.sleep(2)
+        why = self.why()()
+        attempts = self.guard.attempts(self.job)
+        assert [a["state"] for a in attempts] == ["succeeded"], why
+        assert self.reruns() == 1 and not self.overlaps(), why
+        assert parse_time(attempts[0]["finished_at"]) >= self.pinged(3, "success"), why
+        assert len(self.incidents_since(failed)) == 1, why
+
+
+class LongRerun(BatchStory):
+    name = job = "rerun-long"
+    PLAN = ("success", "fail", "start sleep:6 success")
+    CHECK = {"max_runtime_s": 15}
+    POLICY = {"verify_timeout": 3}
+
+    def play(self) -> None:
+        self.fail_once()
+        self.wait(lambda: self.ended(3) and self.settled(self.job), "the long rerun to end and be verified")
+        time.sleep(2)
+        why = self.why()()
+        attempts = self.guard.attempts(self.job)
+        assert [a["state"] for a in attempts] == ["succeeded"], why
+        attempt = attempts[0]
+        started, succeeded = self.pinged(3, "start"), self.pinged(3, "success")
+        # Not verified by the /start, not failed at the 3 s deadline while the run was within its
+        # max_runtime: verified by the success ping.
+        assert parse_time(attempt["finished_at"]) >= succeeded, why
+        assert succeeded > parse_time(attempt["action_finished_at"]) + self.seconds(3), why
+        assert parse_time(attempt["verify_deadline"]) >= started + self.seconds(15) - self.seconds(1), why
+        assert self.reruns() == 1 and not self.overlaps(), why
+
+    @staticmethod
+    def seconds(value: float):
+        from datetime import timedelta
+
+        return timedelta(seconds=value)
+
+
+class FailingRerun(BatchStory):
+    name = job = "rerun-fails"
+    PLAN = ("success", "exit:3", "start sleep:2 exit:2", "sleep:1 success")
+
+    def play(self) -> None:
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
+        time.sleep(2)
+        why = self.why()()
+        first, second = self.guard.attempts(self.job)
+        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        # The first attempt was judged on its rerun's exit code, not on its /start.
+        assert parse_time(first["finished_at"]) >= self.pinged(3, "exit:2"), why
+        assert parse_time(second["started_at"]) >= self.pinged(3, "exit:2"), why
+        assert self.reruns() == 2 and not self.overlaps(), why
+        assert len(self.incidents_since(failed)) == 1, why
+
+
+class SilentRerun(BatchStory):
+    name = job = "rerun-silent"
+    PLAN = ("success", "fail", "-")
+    POLICY = {"verify_timeout": 4, "max_attempts": 1}
+
+    def play(self) -> None:
+        failed = self.fail_once()
+        self.wait(
+            lambda: self.alerts(self.job, "healing-exhausted:") and self.guard.status(self.job) == "failed",
+            "the silent rerun judged failed and a human told",
+        )
+        time.sleep(2)
+        why = self.why()()
+        (attempt,) = self.guard.attempts(self.job)
+        assert attempt["state"] == "failed", why
+        verdict = next(
+            t
+            for t in self.guard.transitions(self.job)
+            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
+        )
+        # No ping since the action: failed once the verification window is over, not at the grace's end.
+        assert parse_time(verdict["at"]) >= parse_time(attempt["verify_deadline"]), why
+        assert verdict["current"] == "failed", why
+        assert self.reruns() == 1, why
+
+
+STORIES = [SlowRerun, LongRerun, FailingRerun, SilentRerun]
+
+
+@pytest.fixture(scope="module")
+def reruns(scenario_db):
+    url, workdir = scenario_db
+    guard = GuardProcess(url, workdir / "batch-rerun-guard", config=guard_config())
+    sink = NotificationSink()
+    try:
+        return tell(STORIES, guard, workdir / "batch-rerun", sink)
+    finally:
+        with contextlib.suppress(Exception):
+            sink.close()
+
+
+@pytest.mark.parametrize("story", [cls.name for cls in STORIES])
+def test_batch_rerun_story(reruns, story):
+    error = reruns[story].error
+    assert error is None, error
