@@ -37,7 +37,7 @@ migrate: $(VENV)/.installed-run
 # Test processes run side by side (pytest-xdist): most tests wait on real guards, targets and timers, not on
 # the CPU. `TEST_WORKERS=0` runs the suite in one process.
 TEST_WORKERS ?= 3
-XDIST = -n $(TEST_WORKERS) --dist loadgroup
+XDIST = -n $(TEST_WORKERS)
 
 ## make test: the whole suite (SQLite always; Postgres too when PIPELINE_TEST_POSTGRES_URL is set)
 test: $(VENV)/.installed-dev

@@ -257,20 +257,54 @@ async def guard(settings) -> AsyncIterator[Guard]:
         yield g
 
 
-# Fixtures shared by several tests that start real guards for minutes (the fault scenarios' stories).
-# Under pytest-xdist (`make test` runs `--dist loadgroup`) every test that shares one goes to the same
-# worker, so each story set is told once per dialect, not once per worker.
-_SHARED_SCENARIO_FIXTURES = ("told", "scenario_db")
+# Story sets: fixtures that start real guards for minutes and are shared by a module's tests
+# (``scenario_db``) or by two modules (``told``). Under pytest-xdist (`make test`) every test of one set
+# and dialect runs on the same worker, so each set is told once per dialect, not once per worker; every
+# other test is scheduled on its own. The scheduler sees node ids only, so the modules are listed here
+# (a module using one of the fixtures without being listed stops the run at collection).
+_STORY_FIXTURES = ("told", "scenario_db")
+_STORY_MODULES = {
+    "tests/scenarios/test_incident_stories.py": "told",
+    "tests/scenarios/test_topology_and_escalation_stories.py": "told",
+    "tests/scenarios/test_heal_stories.py": "healed",
+    "tests/scenarios/test_batch_rerun_stories.py": "reruns",
+    "tests/scenarios/test_blip_stories.py": "blipped",
+    "tests/scenarios/test_restart_stories.py": "restarted",
+    "tests/scenarios/test_incident_lives.py": "campaign",
+}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def story_set(nodeid: str) -> str | None:
+    """``told-postgres`` for ``tests/scenarios/test_incident_stories.py::test_story[postgres-chain]``;
+    None for a test of no story set."""
+    path, _, rest = nodeid.partition("::")
+    name = _STORY_MODULES.get(path)
+    if name is None:
+        return None
+    dialect = rest.partition("[")[2].rstrip("]").split("-")[0]
+    return f"{name}-{dialect}"
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":
+        return None  # another distribution asked for on the command line
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StorySets(LoadScopeScheduling):
+        """Load balancing test by test, but a story set's tests as one unit (the largest units first)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return story_set(nodeid) or nodeid
+
+    return StorySets(config, log)
+
+
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        for name in _SHARED_SCENARIO_FIXTURES:
-            if name not in fixtures:
-                continue
-            dialect = item.callspec.params.get(name, "") if hasattr(item, "callspec") else ""
-            scope = "session" if name == "told" else item.module.__name__
-            item.add_marker(pytest.mark.xdist_group(f"{scope}-{name}-{dialect}"))
-            break
+        uses = [name for name in _STORY_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if uses and story_set(item.nodeid) is None:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the story fixture {uses[0]!r}: list its module in "
+                "tests/conftest.py _STORY_MODULES, or each xdist worker tells the stories again"
+            )
