@@ -218,27 +218,17 @@ async def defer_to_upstream(
     (or held for the failing upstream) as if it had opened during the upstream's outage: the component
     is not acted on while the upstream is down, and once it recovers gets its own threshold window.
     Returns the upstream blamed, or None when every upstream passes its checks."""
-    dag = await load_graph(session)
-    ups = graph.ancestors(dag, component)
-    if not ups:
+    verdict = await _verdict(
+        session,
+        await load_graph(session),
+        component,
+        settings,
+        at,
+        held_for=lambda state: state is not None and state.consecutive_failures > 0,
+    )
+    if verdict is None:
         return None
-    states = await _states(session, ups)
-    roots = graph.roots(dag, component, _unhealthy(states))
-    values: dict[str, Any] = {"suppressed": True}
-    if roots:
-        blamed = roots[0]
-        values.update(caused_by=blamed, held_until=None)
-    else:
-        failing = [
-            (c, s)
-            for c, s in states.values()
-            if _monitored(c) and s is not None and s.consecutive_failures > 0
-        ]
-        if not failing:
-            return None
-        blamed = sorted(c.name for c, _ in failing)[0]
-        noticed = max(noticed_by(c, s, settings, at) for c, s in failing)
-        values.update(caused_by=None, held_until=noticed + timedelta(seconds=SLACK_S))
+    values, blamed = verdict
     await session.execute(
         update(Incident).where(Incident.id == incident_id, Incident.closed_at.is_(None)).values(**values)
     )
@@ -250,21 +240,37 @@ async def defer_to_upstream(
 async def on_incident_opened(settings: Settings, event: IncidentOpened, session: AsyncSession) -> None:
     """Inside the opening transaction, before the alert handlers: attribute or hold."""
     dag = await load_graph(session, cached=True)
-    ups = graph.ancestors(dag, event.component)
+    verdict = await _verdict(session, dag, event.component, settings, event.at, held_for=lambda _: True)
+    if verdict is not None:
+        await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**verdict[0]))
+
+
+async def _verdict(
+    session: AsyncSession,
+    dag: dict[str, list[str]],
+    component: str,
+    settings: Settings,
+    at: datetime,
+    *,
+    held_for: typing.Callable[[ComponentState | None], bool],
+) -> tuple[dict[str, Any], str] | None:
+    """How an incident of ``component`` opening ``at`` stands to its upstreams: attributed to the first
+    unhealthy root, else held until the last monitored upstream that ``held_for`` picks would have
+    noticed a failure. (the incident's column values, the upstream named), or None (nothing upstream
+    to blame or wait for)."""
+    ups = graph.ancestors(dag, component)
     if not ups:
-        return
+        return None
     states = await _states(session, ups)
-    roots = graph.roots(dag, event.component, _unhealthy(states))
-    values: dict[str, Any] = {"suppressed": True}
+    roots = graph.roots(dag, component, _unhealthy(states))
     if roots:
-        values.update(caused_by=roots[0], held_until=None)
-    else:
-        watched = [(c, s) for c, s in states.values() if _monitored(c)]
-        if not watched:
-            return  # nothing upstream is checked: nothing to wait for
-        noticed = max(noticed_by(c, s, settings, event.at) for c, s in watched)
-        values.update(caused_by=None, held_until=noticed + timedelta(seconds=SLACK_S))
-    await session.execute(update(Incident).where(Incident.id == event.incident_id).values(**values))
+        return {"suppressed": True, "caused_by": roots[0], "held_until": None}, roots[0]
+    watched = [(c, s) for c, s in states.values() if _monitored(c) and held_for(s)]
+    if not watched:
+        return None  # nothing upstream is checked (or failing): nothing to wait for
+    noticed = max(noticed_by(c, s, settings, at) for c, s in watched)
+    held = {"suppressed": True, "caused_by": None, "held_until": noticed + timedelta(seconds=SLACK_S)}
+    return held, sorted(c.name for c, _ in watched)[0]
 
 
 class RootCauseHandler:
