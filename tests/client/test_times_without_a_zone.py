@@ -9,7 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from app.client import GuardClient
+from app.client import GuardAPIError, GuardClient
 from app.client import calls as client_calls
 
 WHEN = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
@@ -69,3 +69,27 @@ def test_sdk_and_cli_read_times_without_a_zone_as_utc(live):
 def test_an_acknowledgement_until_a_time_without_a_zone_is_sent_in_utc():
     for until in (datetime(2100, 1, 2, 3, 4), "2100-01-02T03:04:00"):
         assert client_calls.ack_alert(7, until=until).json == {"until": "2100-01-02T03:04:00+00:00"}
+
+
+def test_an_acknowledgement_until_a_time_without_a_zone_reaches_the_alert_lookup(live):
+    """Against a running guard: the body is valid (the alert lookup answers 404), not a 422."""
+    token = live.token()
+    with GuardClient(live.url, token=token, raise_errors=True) as guard:
+        for until in (datetime(2100, 1, 2, 3, 4), "2100-01-02T03:04:00"):
+            try:
+                guard.ack_alert(999999, until=until)
+            except GuardAPIError as exc:
+                assert exc.status == 404, exc
+            else:
+                raise AssertionError("alert 999999 does not exist")
+    env = {**os.environ, "PIPELINE_CLI_CONFIG_DIR": os.devnull}
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "alerts", "ack", "999999", "--until", "2100-01-02T03:04"]
+        + ["--url", live.url, "--token", token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode != 0 and "alert 999999 not found" in proc.stderr, proc.stdout + proc.stderr
