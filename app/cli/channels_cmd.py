@@ -92,7 +92,9 @@ def add(
     matcher: Annotated[
         list[str] | None, typer.Option("--matcher", "-m", help="label=value the alert must have; repeat")
     ] = None,
-    language: Annotated[str, typer.Option(help="en, de or fr")] = "en",
+    language: Annotated[
+        str | None, typer.Option(help="en, de or fr (default: the guard's alerting.default_language)")
+    ] = None,
     from_file: Annotated[
         Path | None, typer.Option("--from-file", "-f", help="YAML channel spec, as the API takes it")
     ] = None,
@@ -125,10 +127,11 @@ def add(
             "name": name,
             "kind": kind,
             "config": body,
-            "language": language,
             "severities": list(severity or []),
             "matchers": parse_labels(matcher),
         }
+        if language is not None:
+            spec["language"] = language
     else:
         raise typer.BadParameter(
             "give NAME with --webhook-url, --set or --config; or --from-file", param_hint="NAME"

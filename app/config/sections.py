@@ -207,8 +207,15 @@ class AlertingSection(Section):
     max_attempts: PositiveInt = 12
     claim_lease: Duration = 60.0  # a claimed notification is retried by anyone after this (crash safety)
     stop_timeout: Duration = 5.0  # how long shutdown waits for in-flight deliveries before cancelling them
-    default_language: str = "en"
+    default_language: str = "en"  # a channel's message catalog when it names none (API, CLI, config file)
     alertmanager_component_labels: list[str] = Field(default_factory=lambda: ["component", "job", "instance"])
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        from app.core.locales import check_language
+
+        return check_language(value)
 
 
 class CachingSection(Section):
@@ -220,9 +227,16 @@ class CachingSection(Section):
 
 
 class ComplianceSection(Section):
-    standards: list[str] = Field(default_factory=list)
     data_retention: Duration = 90 * 86400.0
     audit_logging: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_standards(cls, data: Any) -> Any:
+        # ``standards`` was read and then ignored; a file that still sets it is told so, by name.
+        if isinstance(data, dict) and "standards" in data:
+            raise ValueError("'standards' is no longer a setting (it never had an effect): remove it")
+        return data
 
 
 class DatabaseSection(Section):
@@ -277,13 +291,20 @@ class ChannelDeclaration(Section):
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kind: str
     config: dict[str, Any]
-    language: str = "en"
+    language: str | None = None  # None: ``alerting.default_language``
     enabled: bool = True
     severities: list[Literal["info", "warning", "critical"]] = Field(default_factory=list)
     matchers: dict[str, str] = Field(default_factory=dict)
     escalation_only: bool = False
     escalate_to: str | None = Field(default=None, description="the name of a channel declared here")
     escalate_after: Duration | None = None
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        from app.core.locales import check_language
+
+        return None if value is None else check_language(value)
 
     @model_validator(mode="after")
     def _valid_config(self) -> ChannelDeclaration:

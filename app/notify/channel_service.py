@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config.settings import Settings
 from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.locales import check_language
 from app.db.models import Channel, DeliveryAttempt, NotificationStatus
 from app.db.types import utcnow
 from app.notify.channels import OutgoingNotification, channel_kind
 from app.notify.delivery import send
 from app.notify.schemas import ChannelCreate, ChannelOut, ChannelTestResult, ChannelUpdate
 from app.notify.service import NotificationService
-from app.notify.templates import available_languages
 from app.outbound.ssrf import UnsafeURL, check_url_async
 from app.security.crypto import SecretBox
 
@@ -79,8 +79,10 @@ class ChannelService:
         return config
 
     def _check_language(self, language: str) -> None:
-        if language not in available_languages():
-            raise _invalid("language", f"must be one of {', '.join(available_languages())}")
+        try:
+            check_language(language)
+        except ValueError as exc:
+            raise _invalid("language", str(exc)) from None
 
     async def _check_escalation(self, channel_id: int | None, target_id: int | None) -> None:
         seen = {channel_id}
@@ -105,7 +107,8 @@ class ChannelService:
 
     async def create(self, data: ChannelCreate) -> Channel:
         config = await self._validated_config(data.kind, data.config)
-        self._check_language(data.language)
+        language = data.language or self.settings.alerting.default_language
+        self._check_language(language)
         if await self.session.scalar(select(Channel.id).where(Channel.name == data.name)) is not None:
             raise Conflict(f"channel {data.name!r} already exists")
         await self._check_escalation(None, data.escalate_to)
@@ -113,7 +116,7 @@ class ChannelService:
             name=data.name,
             kind=data.kind,
             config_encrypted=self.box.encrypt_json(config),
-            language=data.language,
+            language=language,
             enabled=data.enabled,
             severities=list(data.severities),
             matchers=dict(data.matchers),

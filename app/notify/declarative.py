@@ -34,7 +34,7 @@ async def sync_declared_channels(state: Core, box: SecretBox) -> dict[str, list[
             config = await service._validated_config(decl.kind, decl.config)
             wanted = {
                 "kind": decl.kind,
-                "language": decl.language,
+                "language": decl.language or state.settings.alerting.default_language,
                 "enabled": decl.enabled,
                 "severities": list(decl.severities),
                 "matchers": dict(decl.matchers),

@@ -26,7 +26,9 @@ class ChannelCreate(BaseModel):
         "username?}. Stored encrypted, shown masked.",
         examples=[{"url": "https://hooks.slack.com/services/T000/B000/XXXX"}],
     )
-    language: str = Field(default="en", description="message catalog: en, de, fr")
+    language: str | None = Field(
+        default=None, description="message catalog: en, de, fr (default: alerting.default_language)"
+    )
     enabled: bool = True
     severities: list[Severity] = Field(default_factory=list, description="subscribed severities; empty = all")
     matchers: dict[str, str] = Field(

@@ -9,15 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-LOCALES_DIR = Path(__file__).resolve().parents[1] / "locales"
+from app.core.locales import LOCALES_DIR
+
 DEFAULT_LANGUAGE = "en"
-
-
-def available_languages() -> list[str]:
-    return sorted(p.stem for p in LOCALES_DIR.glob("*.json"))
 
 
 @cache
