@@ -61,13 +61,15 @@ def register(cli: typer.Typer) -> None:
                 fg=typer.colors.CYAN,
                 err=True,
             )
+        from app.api.http_protocol import deadline_protocol
+
         app = create_app(settings)
         uvicorn.run(
             app,
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            http=deadline_protocol(settings.security),
             log_config=None,
             proxy_headers=False,
             timeout_graceful_shutdown=HTTP_DRAIN_S,

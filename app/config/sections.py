@@ -190,6 +190,10 @@ class SecuritySection(Section):
     alertmanager_token: SecretStr | None = None
     issuer: str = "pipeline-guard"
     audience: str = "pipeline-guard-api"
+    # `serve` only: a request's head must arrive within this of its first byte, its body within
+    # request_body_timeout of the head; else 408 and the connection is closed (app/api/http_protocol.py).
+    request_header_timeout: Duration = Field(default=10.0, le=3600)
+    request_body_timeout: Duration = Field(default=60.0, le=3600)
 
 
 class AlertingSection(Section):

@@ -1,0 +1,151 @@
+"""Slow clients (slowloris): a request's head and body must arrive within their deadlines, set the
+way a user sets them (``PIPELINE_SECURITY__REQUEST_HEADER_TIMEOUT`` / ``..._BODY_TIMEOUT``), on a real
+``pipeline-guard serve``. Before, a connection holding half a request stayed open for ever, with its
+file descriptor."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from live_guard import free_port
+
+from tests.conftest import TEST_SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def guard(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("slow")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(
+        PIPELINE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/g.db",
+        PIPELINE_DATA_DIR=str(tmp / "var"),
+        PIPELINE_SECRET_KEY=TEST_SECRET,
+        PIPELINE_ENV="test",
+        PIPELINE_SECURITY__REQUEST_HEADER_TIMEOUT="2s",
+        PIPELINE_SECURITY__REQUEST_BODY_TIMEOUT="3s",
+    )
+    log = (tmp / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the guard did not start"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def read_all(sock: socket.socket, patience: float = 30.0) -> bytes:
+    """Everything the guard sends until it closes the connection (or ``patience`` runs out)."""
+    sock.settimeout(patience)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        chunks.append(b"<still open>")
+    return b"".join(chunks)
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and ``content-length`` body) from a kept-alive connection."""
+    sock.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"<closed>"
+        assert not data.endswith(b"<closed>"), data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_half_a_head_is_answered_408_and_closed(guard):
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_connection_that_sends_nothing_is_closed(guard):
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_head_trickled_past_the_deadline_is_refused(guard):
+    # One byte a second keeps an idle timer from firing; the deadline counts from the first byte.
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 6
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        sock.settimeout(30)
+        closed = False
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.5)
+        answer = read_all(sock)
+        assert closed or answer.startswith(b"HTTP/1.1 408 "), answer
+
+
+def test_half_a_body_is_answered_408_and_closed(guard):
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        sock.sendall(
+            b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=a"
+        )
+        assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_slow_but_timely_client_is_served_and_kept_alive(guard):
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        for _ in range(2):  # the second request on the same connection has its own deadline
+            sock.sendall(b"GET /health HTTP/1.1\r\n")
+            time.sleep(0.5)
+            sock.sendall(b"Host: x\r\n\r\n")
+            answer = read_response(sock)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            time.sleep(2.5)  # longer than the head's deadline, idle between requests: within keep-alive
+        body = b"username=nobody&password=wrong"
+        sock.sendall(
+            b"POST /api/v1/auth/token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body[:5]
+        )
+        time.sleep(1)
+        sock.sendall(body[5:])
+        answer = read_response(sock)
+        assert answer.startswith(b"HTTP/1.1 401 "), answer
