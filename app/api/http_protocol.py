@@ -10,6 +10,11 @@ first request), and its body within ``security.request_body_timeout`` of the hea
 either, the client gets a 408 and the connection is closed. A deadline, not an idle timer: a
 trickle of one byte every few seconds would reset an idle timer for ever.
 
+A request's head is also bounded in size (``MAX_HEAD_BYTES``, 64 KiB, like the large header buffers
+of common proxies): httptools gathers a header's value in memory until it ends, so one client
+streaming a header of a few hundred megabytes grew the process by as much, and stalled the event
+loop for seconds while the parser concatenated it. Past the bound: 431 and the connection closes.
+
 `pipeline-guard serve` runs uvicorn with ``deadline_protocol(settings.security)``.
 """
 
@@ -23,6 +28,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 if TYPE_CHECKING:
     from app.config.sections import SecuritySection
 
+MAX_HEAD_BYTES = 64 * 1024
+
+_TOO_LARGE_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 28\r\nconnection: close\r\n\r\nrequest head is too large.\r\n"
+)
 _TIMEOUT_408 = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 24\r\nconnection: close\r\n\r\nrequest took too long.\r\n"
@@ -37,10 +48,22 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     _head_timer: asyncio.TimerHandle | None = None
     _body_timer: asyncio.TimerHandle | None = None
+    _in_head = True  # between a request's first byte (or the connection's start) and its head's end
+    _head_bytes = 0  # bytes fed while the head was still incomplete afterwards
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(_TOO_LARGE_431)
+            return
+        super().data_received(data)
+        if self._in_head:
+            # Every byte of a chunk that left the head incomplete belongs to the head (but for the
+            # tail of a previous request's body in the same chunk: a pipelining client's loss).
+            self._head_bytes += len(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -48,10 +71,12 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_head, self._head_bytes = True, 0
         if self._head_timer is None:  # the next request on a kept-alive connection
             self._head_timer = self.loop.call_later(self.header_timeout, self._too_slow)
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -71,12 +96,15 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = self._body_timer = None
 
     def _too_slow(self) -> None:
+        self._refuse(_TIMEOUT_408)
+
+    def _refuse(self, response: bytes) -> None:
         self._cancel_timers()
         if self.transport.is_closing():
             return
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            self.transport.write(_TIMEOUT_408)
+            self.transport.write(response)
         if cycle is not None and not cycle.response_complete:
             # The application waiting for the rest of the body hears a disconnect; what it would
             # still send is dropped.

@@ -149,3 +149,29 @@ def test_a_slow_but_timely_client_is_served_and_kept_alive(guard):
         sock.sendall(body[5:])
         answer = read_response(sock)
         assert answer.startswith(b"HTTP/1.1 401 "), answer
+
+
+def test_a_head_past_its_size_bound_is_answered_431_and_closed(guard):
+    # httptools gathers a header's value in memory until it ends: a client streaming one of a few
+    # hundred megabytes grew the guard by as much and stalled its event loop while it was parsed.
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except OSError:
+            pass  # closed under us: the point
+        try:
+            answer = read_all(sock)
+        except ConnectionResetError:  # closed with our bytes unread: the kernel may drop the 431
+            answer = b"<reset>"
+        assert sent < 64 * 1024 * 1024, "the guard kept reading the head"
+        assert answer.startswith(b"HTTP/1.1 431 ") or answer == b"<reset>", answer[:200]
+
+
+def test_a_large_but_reasonable_head_is_served(guard):
+    with socket.create_connection(("127.0.0.1", guard)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 32 * 1024 + b"\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
