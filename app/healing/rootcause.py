@@ -22,31 +22,27 @@ one replica notifies):
 
 The alert handlers ask ``is_suppressed``; the healing engine asks ``holds_healing`` (which also
 refuses to act on any component while one of its upstreams is unhealthy, whatever its incident).
+This module gives the verdict when an incident opens; ``rootcause_loop`` moves held and attributed
+incidents along afterwards.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import typing
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.components import graph
 from app.db.models import Component, ComponentState, Incident
 from app.db.models.components import HAS_DEPENDENCIES
-from app.db.session import session_scope
-from app.db.types import utcnow
-from app.platform.events import EventBus, IncidentOpened, IncidentReleased
-from app.platform.loops import LoopService
+from app.platform.events import IncidentOpened
 
 if TYPE_CHECKING:
     from app.config.settings import Settings
-    from app.observability.metrics import GuardMetrics
 
 log = logging.getLogger("pipeline_guard.rootcause")
 
@@ -84,7 +80,7 @@ async def _load_edges(session: AsyncSession) -> dict[str, list[str]]:
     return dag
 
 
-async def _states(
+async def component_states(
     session: AsyncSession, names: list[str]
 ) -> dict[str, tuple[Component, ComponentState | None]]:
     if not names:
@@ -95,7 +91,7 @@ async def _states(
     return {c.name: (c, c.state) for c in rows}
 
 
-def _unhealthy(states: dict[str, tuple[Component, ComponentState | None]]) -> set[str]:
+def unhealthy_names(states: dict[str, tuple[Component, ComponentState | None]]) -> set[str]:
     return {
         name
         for name, (component, state) in states.items()
@@ -165,8 +161,8 @@ async def root_causes(session: AsyncSession) -> list[dict[str, Any]]:
     dag = await _load_edges(session)
     if not dag:
         return []
-    states = await _states(session, sorted(dag))
-    unhealthy = _unhealthy(states)
+    states = await component_states(session, sorted(dag))
+    unhealthy = unhealthy_names(states)
     out = []
     for name in sorted(unhealthy):
         below = graph.descendants(dag, name)
@@ -206,7 +202,7 @@ async def holds_healing(session: AsyncSession, incident_id: int, component: Comp
         return True
     dag = await load_graph(session)
     ups = graph.ancestors(dag, component.name)
-    return bool(ups and _unhealthy(await _states(session, ups)))
+    return bool(ups and unhealthy_names(await component_states(session, ups)))
 
 
 async def defer_to_upstream(
@@ -233,7 +229,7 @@ async def defer_to_upstream(
         update(Incident).where(Incident.id == incident_id, Incident.closed_at.is_(None)).values(**values)
     )
     if values["caused_by"] is not None:
-        await _alert_meta(session, settings, component, blamed)
+        await note_caused_by(session, settings, component, blamed)
     return blamed
 
 
@@ -261,11 +257,11 @@ async def _verdict(
     ups = graph.ancestors(dag, component)
     if not ups:
         return None
-    states = await _states(session, ups)
-    roots = graph.roots(dag, component, _unhealthy(states))
+    states = await component_states(session, ups)
+    roots = graph.roots(dag, component, unhealthy_names(states))
     if roots:
         return {"suppressed": True, "caused_by": roots[0], "held_until": None}, roots[0]
-    watched = [(c, s) for c, s in states.values() if _monitored(c) and held_for(s)]
+    watched = [(c, s) for c, s in states.values() if monitored(c) and held_for(s)]
     if not watched:
         return None  # nothing upstream is checked (or failing): nothing to wait for
     noticed = max(noticed_by(c, s, settings, at) for c, s in watched)
@@ -284,177 +280,11 @@ class RootCauseHandler:
         await on_incident_opened(self.settings, event, session)
 
 
-class RootCauseLoop(LoopService):
-    """Every second: attribute held incidents whose upstream turned unhealthy, give children of a
-    recovered root their own window, release what is due (one replica wins each release)."""
-
-    name = "root-cause"
-
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker,
-        settings: Settings,
-        metrics: GuardMetrics,
-        *,
-        wake: asyncio.Event | None,
-        events: EventBus | None = None,
-        interval: float = 1.0,
-    ) -> None:
-        super().__init__(interval, metrics=metrics)
-        self.sessionmaker = sessionmaker
-        self.settings = settings
-        self.wake = wake  # the healing engine's (None when healing is disabled)
-        self.events = events  # IncidentReleased, in the releasing transaction
-
-    async def run_once(self) -> None:
-        released: list[int] = []
-        async with session_scope(self.sessionmaker) as session:
-            held = (
-                await session.execute(
-                    select(Incident, Component.name)
-                    .join(Component, Component.id == Incident.component_id)
-                    .where(Incident.closed_at.is_(None), Incident.suppressed.is_(True))
-                    .order_by(Incident.id)
-                )
-            ).all()
-            if not held:
-                return
-            dag = await load_graph(session)
-            names = sorted({a for _, name in held for a in graph.ancestors(dag, name)} | {n for _, n in held})
-            states = await _states(session, names)
-            unhealthy = _unhealthy(states)
-            now = utcnow()
-            for incident, name in held:
-                if await self._step(session, incident, name, dag, states, unhealthy, now):
-                    released.append(incident.id)
-        if released and self.wake is not None:
-            self.wake.set()
-
-    async def _step(
-        self,
-        session: AsyncSession,
-        incident: Incident,
-        name: str,
-        dag,
-        states,
-        unhealthy: set[str],
-        now: datetime,
-    ) -> bool:
-        roots = graph.roots(dag, name, unhealthy)
-        where = (Incident.id == incident.id, Incident.suppressed.is_(True))
-        if roots:
-            # A deeper root takes over (report held on etl, then db is found down: db); a shallower one
-            # does not (db recovered, etl still unhealthy a moment longer: report's incident is still
-            # db's doing).
-            root = incident.caused_by or roots[0]
-            if roots[0] in graph.ancestors(dag, root):
-                root = roots[0]
-            if incident.caused_by != root or incident.held_until is not None:
-                await session.execute(update(Incident).where(*where).values(caused_by=root, held_until=None))
-                await _alert_meta(session, self.settings, name, root)
-            return False
-        component, own = states.get(name, (None, None))
-        if incident.caused_by is None:
-            # Held: an upstream may have failed and been healed between two passes (a restart takes
-            # well under a second), never seen unhealthy here. Its incident since the child's says so:
-            # the child's failure was its doing, and the child gets its window as below.
-            came_and_went = await _upstream_incident_since(session, dag, name, states, incident.opened_at)
-            if came_and_went is not None:
-                window = detection_window(component, self.settings) if component is not None else 0.0
-                await session.execute(
-                    update(Incident)
-                    .where(*where)
-                    .values(caused_by=came_and_went, held_until=now + timedelta(seconds=window + SLACK_S))
-                )
-                await _alert_meta(session, self.settings, name, came_and_went)
-                return False
-        if incident.caused_by is not None and incident.held_until is None:
-            # The root recovered: the child gets its own threshold window to recover by itself.
-            window = detection_window(component, self.settings) if component is not None else 0.0
-            await session.execute(
-                update(Incident).where(*where).values(held_until=now + timedelta(seconds=window + SLACK_S))
-            )
-            return False
-        due = incident.held_until is None or now >= incident.held_until
-        if incident.caused_by is None and not due:
-            due = all(_known_healthy(states.get(a), incident.opened_at) for a in graph.ancestors(dag, name))
-        if not due:
-            return False
-        # Only for the incident the checks drive: an external one (a rule, Alertmanager) on a
-        # component whose checks pass is released when due.
-        current = own is not None and own.current_incident_id == incident.id
-        if current and own.status not in UNHEALTHY:
-            return False  # answering again: it closes by itself
-        if current and own.consecutive_failures == 0 and own.last_check_at is not None:
-            # Passing but not yet healthy (success_threshold): one more interval to get there.
-            await session.execute(
-                update(Incident)
-                .where(*where)
-                .values(held_until=now + timedelta(seconds=detection_window(component, self.settings)))
-            )
-            return False
-        claimed = await session.execute(
-            update(Incident).where(*where).values(suppressed=False, caused_by=None, held_until=None)
-        )
-        if typing.cast("CursorResult[Any]", claimed).rowcount != 1:  # an UPDATE's: a CursorResult
-            return False  # another replica released it
-        await _release_alert(session, self.settings, name)
-        if self.events is not None:
-            await self.events.publish(
-                IncidentReleased(
-                    component=name,
-                    component_id=incident.component_id,
-                    incident_id=incident.id,
-                    opened_at=incident.opened_at,
-                    at=now,
-                ),
-                session,
-            )
-        log.info("incident %s of %s is its own now: notified, healing may act", incident.id, name)
-        return True
-
-
-async def _upstream_incident_since(
-    session: AsyncSession, dag, name: str, states, since: datetime
-) -> str | None:
-    """An upstream of ``name`` with an incident opened at or after ``since`` (the deepest such), or None."""
-    ids = {entry[0].id: up for up in graph.ancestors(dag, name) if (entry := states.get(up)) is not None}
-    if not ids:
-        return None
-    rows = await session.execute(
-        select(Incident.component_id).where(Incident.component_id.in_(ids), Incident.opened_at >= since)
-    )
-    failed = {ids[cid] for cid in rows.scalars()}
-    if not failed:
-        return None
-    return (graph.roots(dag, name, failed) or sorted(failed))[0]
-
-
-def _monitored(component: Component) -> bool:
+def monitored(component: Component) -> bool:
     return bool(component.enabled and component.check)
 
 
-def _known_healthy(entry, since: datetime) -> bool:
-    if entry is None:
-        return True  # deleted meanwhile: nothing upstream to wait for
-    component, state = entry
-    if not _monitored(component):
-        return True  # disabled or unchecked: it will never pass a check, nothing to wait for
-    if (component.check or {}).get("kind") == "heartbeat" and (
-        state is None or state.last_ping_at is None or state.last_ping_at < since
-    ):
-        # A heartbeat check passes until the ping is overdue: only a ping since says the job lives.
-        return False
-    return (
-        state is not None
-        and state.status == "healthy"
-        and state.consecutive_failures == 0
-        and state.last_check_at is not None
-        and state.last_check_at >= since
-    )
-
-
-async def _alert_meta(session: AsyncSession, settings: Settings, component: str, root: str) -> None:
+async def note_caused_by(session: AsyncSession, settings: Settings, component: str, root: str) -> None:
     from app.alerts.service import AlertService
     from app.alerts.subscribers import health_fingerprint
 
@@ -462,10 +292,3 @@ async def _alert_meta(session: AsyncSession, settings: Settings, component: str,
     if alert is not None:
         alert.meta = {**(alert.meta or {}), "caused_by": root}
         await session.flush()
-
-
-async def _release_alert(session: AsyncSession, settings: Settings, component: str) -> None:
-    from app.alerts.service import AlertService
-    from app.alerts.subscribers import health_fingerprint
-
-    await AlertService(session, settings).release_held(health_fingerprint(component))

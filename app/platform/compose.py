@@ -22,7 +22,8 @@ from app.detection.rule_healing import RuleHealing
 from app.healing.adapters import build_ports
 from app.healing.engine import HealingEngine
 from app.healing.loop import HealingLoop
-from app.healing.rootcause import RootCauseHandler, RootCauseLoop
+from app.healing.rootcause import RootCauseHandler
+from app.healing.rootcause_loop import RootCauseLoop
 from app.healing.service import stats_provider
 from app.healing.strategies.registry import StrategyRegistry
 from app.metrics.cache import MetricsCache

@@ -20,7 +20,7 @@ from tests.support.loopback import serve_app
 
 class Graph:
     def __init__(self, guard, scheduler, engine, services: dict[str, Service]) -> None:
-        from app.healing.rootcause import RootCauseLoop
+        from app.healing.rootcause_loop import RootCauseLoop
 
         self.guard, self.scheduler, self.engine, self.svc = guard, scheduler, engine, services
         core = guard.runtime.core

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from app.components.specs import validate_check
 from app.db.models import Component, ComponentState
-from app.healing.rootcause import _known_healthy, detection_window, noticed_by
+from app.healing.rootcause import detection_window, noticed_by
+from app.healing.rootcause_loop import _known_healthy
 from tests.conftest import make_settings
 
 OPENED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

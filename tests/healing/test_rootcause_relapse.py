@@ -9,7 +9,7 @@ Real scheduler (driven by the test), recorder, root-cause loop, engine and HTTP 
 from __future__ import annotations
 
 from app.db.models.healing import HealingBudget
-from app.healing.rootcause import RootCauseLoop
+from app.healing.rootcause_loop import RootCauseLoop
 from tests.healing.test_root_cause import down, graph_guard
 
 
