@@ -5,8 +5,9 @@ database gets a real connection pool too: opening a connection (a driver thread,
 PRAGMAs below) cost more than a whole small request. Pooled connections keep WAL, foreign keys and
 the busy timeout they were opened with, so concurrent writers still serialize on SQLite's own write
 lock and wait for it instead of failing. Statements go through ``sqlite_driver.py``: one trip to the
-driver's thread each, so a write transaction holds the lock for fewer event loop rounds. ``:memory:`` keeps SQLAlchemy's default (one shared
-connection), since every new connection would see an empty database.
+driver's thread each, so a write transaction holds the lock for fewer event loop rounds.
+``:memory:`` keeps SQLAlchemy's default (one shared connection), since every new connection would
+see an empty database.
 """
 
 from __future__ import annotations

@@ -108,13 +108,13 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def nextset(self) -> None:
         return None
 
-    def setinputsizes(self, *inputsizes: Any) -> None:
+    def setinputsizes(self, *_inputsizes: Any) -> None:
         return None
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
-    _cursor_cls = OneTripCursor
+    _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of the adapter's cursor
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
