@@ -4,8 +4,10 @@ The dialect differences that matter to the engine live here and nowhere else. A 
 database gets a real connection pool too: opening a connection (a driver thread, the file, the
 PRAGMAs below) cost more than a whole small request. Pooled connections keep WAL, foreign keys and
 the busy timeout they were opened with, so concurrent writers still serialize on SQLite's own write
-lock and wait for it instead of failing. ``:memory:`` keeps SQLAlchemy's default (one shared
-connection), since every new connection would see an empty database.
+lock and wait for it instead of failing. Statements go through ``sqlite_driver.py``: one trip to the
+driver's thread each, so a write transaction holds the lock for fewer event loop rounds.
+``:memory:`` keeps SQLAlchemy's default (one shared connection), since every new connection would
+see an empty database.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.config.settings import Settings
+from app.db.sqlite_driver import one_trip_dbapi
 
 
 def _sqlite_pragmas(busy_ms: int):
@@ -60,6 +63,8 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         # A writer waits for SQLite's write lock as long as a Postgres statement may run: pooled
         # requests arrive faster than reconnecting ones did, and SQLite's busy handler is not
         # fair, so under heavy load a writer (an audit row) could otherwise give up after seconds.
+        if make_url(url).get_driver_name() == "aiosqlite":
+            pool["module"] = one_trip_dbapi()  # a statement is one trip to the driver's thread
         engine = create_async_engine(
             url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool
         )
