@@ -32,7 +32,8 @@ end of its verification window, None while the action still runs), only the ping
 - a ``start`` since the action: no verdict yet ("running", ``pending``) until the run's allowed end
   (``run_deadline``: ``max_runtime_s``, else ``period_s + grace_s``, or the schedule's next time plus
   the grace), DOWN after it (rule 2);
-- a ``fail`` (or a non-zero exit code) since the action: DOWN, conclusive (rule 3);
+- a ``fail`` (or a non-zero exit code) since the action: DOWN, conclusive (rule 3); the health state
+  machine ends the recovery grace on it, so the action fails at once (docs/LIFECYCLE.md rule 2);
 - a success since the action: rules 4-6 (a verdict: UP verifies the action).
 """
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from app.checks.base import Outcome
 from app.checks.heartbeat import evaluate_heartbeat, run_deadline
 from app.healing.reruns import rerun_may_run_until
+from app.monitoring import state_machine as sm
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PERIOD = {"period_s": 60, "grace_s": 30}
@@ -180,3 +181,46 @@ def test_only_pings_since_the_action_are_judged(params, ping, status, action, wi
     # Never a verdict of health from a run that has not ended since the action.
     if judged.outcome is Outcome.UP and not judged.pending:
         assert ping_at is not None and ping_at >= action_at and status != "start"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=params_st,
+    ping=st.none() | offsets,
+    status=statuses,
+    action=st.floats(min_value=1, max_value=3600, allow_nan=False),
+    duration=st.none() | st.floats(0, 7200),
+)
+def test_a_rerun_that_reported_failure_is_not_waited_out(params, ping, status, action, duration):
+    """The check's verdict on a rerun, folded into the health state machine within a long grace: a
+    ``fail`` (or non-zero exit code) since the action fails the action at once; a failure from before
+    the action is never read as one; any other failure (late, too long, no ping) waits for the grace."""
+    action_at = ago(action)
+    ping_at = None if ping is None else ago(ping)
+    judged = evaluate_heartbeat(
+        params,
+        now=NOW,
+        last_ping_at=ping_at,
+        last_ping_status=status,
+        last_start_at=ping_at if status == "start" else None,
+        last_duration_s=duration,
+        created_at=ago(86400),
+        action_at=action_at,
+        verify_until=NOW + timedelta(seconds=60),
+    )
+    if judged.conclusive:
+        assert status == "fail" and ping_at is not None and ping_at >= action_at
+    t = sm.Thresholds(failure_threshold=3)
+    machine = sm.MachineState(status=sm.CRITICAL, status_since=ago(7200))
+    machine, _ = sm.begin_recovery(machine, NOW - timedelta(seconds=1), t, "rerun", 600)
+    if judged.pending:
+        return  # no verdict: the recorder folds it into nothing
+    machine, decision = sm.observe(
+        machine, judged.outcome, NOW, t, judged.detail, conclusive=judged.conclusive
+    )
+    if judged.outcome is Outcome.UP:
+        assert decision is not None and decision.current == sm.HEALTHY
+    elif judged.conclusive:
+        assert decision is not None and decision.current == sm.FAILED, judged.detail
+    else:
+        assert decision is None and machine.status == sm.RECOVERING, judged.detail

@@ -12,6 +12,9 @@ rerun in the background and returns at once, and the rerun takes longer than the
 - rerun-fails: the rerun pings ``/start`` and ends with exit code 2: that attempt fails on that ping
   (not before, not verified by the ``/start``), the second rerun heals; one incident, never two runs
   at once.
+- rerun-fails-fast: the policy's grace is long (60 s) and the rerun pings ``/fail`` at once: that
+  ping fails the attempt (a rerun that said it failed is not start-up noise waited out by the grace),
+  and the second rerun starts before the grace would have ended and heals; one incident.
 - rerun-silent: the rerun never pings: the attempt fails once its verification window is over (not
   at the end of the grace), the component leaves ``recovering`` and a human is told.
 """
@@ -187,6 +190,38 @@ class FailingRerun(BatchStory):
         assert len(self.incidents_since(failed)) == 1, why
 
 
+class FastFailingRerun(BatchStory):
+    name = job = "rerun-fails-fast"
+    PLAN = ("success", "fail", "fail", "sleep:1 success")
+    GRACE_S = 60
+    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
+
+    def play(self) -> None:
+        from datetime import timedelta
+
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
+        time.sleep(2)
+        why = self.why()()
+        first, second = self.guard.attempts(self.job)
+        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        rerun_failed = self.pinged(3, "fail")
+        assert rerun_failed is not None, why
+        verdict = next(
+            t
+            for t in self.guard.transitions(self.job)
+            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
+        )
+        assert verdict["current"] == "failed" and "reported failure" in verdict["reason"], why
+        # Judged on the rerun's /fail, and the next attempt came before the grace would have ended.
+        assert parse_time(verdict["at"]) >= rerun_failed, why
+        assert parse_time(first["finished_at"]) >= rerun_failed, why
+        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
+        assert parse_time(second["started_at"]) < grace_end, why
+        assert self.reruns() == 2 and not self.overlaps(), why
+        assert len(self.incidents_since(failed)) == 1, why
+
+
 class SilentRerun(BatchStory):
     name = job = "rerun-silent"
     PLAN = ("success", "fail", "-")
@@ -213,7 +248,7 @@ class SilentRerun(BatchStory):
         assert self.reruns() == 1, why
 
 
-STORIES = [SlowRerun, LongRerun, FailingRerun, SilentRerun]
+STORIES = [SlowRerun, LongRerun, FailingRerun, FastFailingRerun, SilentRerun]
 
 
 @pytest.fixture(scope="module")
