@@ -9,8 +9,8 @@ Files in DIR:
 - ``url``: the job's ping URL (``http://guard/ping/<token>``).
 - ``plan``: one line per run, used in order (the last line again for any further run); each line is
   steps separated by spaces: ``start`` (ping ``/start``), ``sleep:S`` (work for S seconds),
-  ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``). An empty line
-  (``-``) is a run that never pings.
+  ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``), ``await:NAME``
+  (work until the test creates DIR/NAME). An empty line (``-``) is a run that never pings.
 - ``runs.log`` (written by the runs): ``begin N <epoch>``, ``ping N <what> <epoch>`` once each ping
   was answered (the epoch is when it was sent), ``end N <epoch>``, and ``overlap N <epoch>`` when
   run N began while another run of the job was still going (a job run twice at once).
@@ -66,6 +66,10 @@ def run(directory: Path) -> int:
     for step in steps:
         if step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
+        elif step.startswith("await:"):
+            _log(directory, "runs.log", f"awaiting {number} {step.split(':', 1)[1]} {time.time():.3f}")
+            while not (directory / step.split(":", 1)[1]).exists():
+                time.sleep(0.1)
         else:
             _ping(directory, url, number, step)
     _log(directory, "runs.log", f"end {number} {time.time():.3f}")
