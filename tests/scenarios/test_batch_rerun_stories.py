@@ -220,6 +220,9 @@ class FastFailingRerun(BatchStory):
         assert parse_time(second["started_at"]) < grace_end, why
         assert self.reruns() == 2 and not self.overlaps(), why
         assert len(self.incidents_since(failed)) == 1, why
+        # Paged once for the incident and told once it ended: the failed rerun did not page again.
+        pages = [p.get("kind") for p in self.sink.for_component(self.job)]
+        assert pages == ["firing", "resolved"], (pages, why)
 
 
 class SilentRerun(BatchStory):
