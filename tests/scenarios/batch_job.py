@@ -3,6 +3,8 @@ curl (``/start`` when it begins, the URL when it succeeded, ``/fail`` or ``/<exi
 
     python batch_job.py run   DIR   # one run of the job, steered by DIR/plan
     python batch_job.py rerun DIR   # the recovery command: starts a run in the background, returns
+    python batch_job.py rerun-wait DIR   # the recovery command: runs the job, returns once it ended
+                                         # (exit 0 whatever the run reported, as ``job || true``)
 
 Files in DIR:
 
@@ -93,12 +95,22 @@ def rerun(directory: Path) -> int:
     return 0
 
 
+def rerun_wait(directory: Path) -> int:
+    """Run the job in the foreground, as a scheduler's "run now and wait" does: the run and its pings
+    happen while the guard's action is still running."""
+    _log(directory, "actions.log", f"rerun-wait {time.time():.3f} {os.getpid()}")
+    run(directory)
+    return 0
+
+
 def main() -> int:
     command, directory = sys.argv[1], Path(sys.argv[2])
     if command == "run":
         return run(directory)
     if command == "rerun":
         return rerun(directory)
+    if command == "rerun-wait":
+        return rerun_wait(directory)
     print(f"unknown command {command!r}", file=sys.stderr)
     return 2
 

@@ -15,6 +15,9 @@ rerun in the background and returns at once, and the rerun takes longer than the
 - rerun-fails-fast: the policy's grace is long (60 s) and the rerun pings ``/fail`` at once: that
   ping fails the attempt (a rerun that said it failed is not start-up noise waited out by the grace),
   and the second rerun starts before the grace would have ended and heals; one incident.
+- rerun-waited: the recovery command runs the job in the foreground (``rerun-wait``, exit 0 whatever
+  the run reported): its ``/fail``, sent while the action runs, fails the attempt once the action
+  ended, within the long grace; the second run, also within its action, heals.
 - rerun-silent: the rerun never pings: the attempt fails once its verification window is over (not
   at the end of the grace), the component leaves ``recovering`` and a human is told.
 """
@@ -44,6 +47,7 @@ class BatchStory(Story):
     PLAN: tuple[str, ...] = ()
     CHECK: dict = {}
     POLICY: dict = {}
+    RERUN = "rerun"  # the recovery command: batch_job.py rerun (background) or rerun-wait (foreground)
 
     @property
     def dir(self) -> Path:
@@ -63,7 +67,7 @@ class BatchStory(Story):
         }
         policy = {
             "strategies": [
-                {"kind": "restart", "params": {"argv": [sys.executable, str(JOB), "rerun", str(self.dir)]}}
+                {"kind": "restart", "params": {"argv": [sys.executable, str(JOB), self.RERUN, str(self.dir)]}}
             ],
             "grace_period": 1,
             "verify_timeout": 20,
@@ -225,6 +229,36 @@ class FastFailingRerun(BatchStory):
         assert pages == ["firing", "resolved"], (pages, why)
 
 
+class WaitedRerun(BatchStory):
+    """The recovery command runs the job in the foreground; its run fails (``/fail`` while the action
+    still runs, the command exits 0 all the same), then the second one succeeds, also within its
+    action."""
+
+    name = job = "rerun-waited"
+    PLAN = ("success", "fail", "sleep:1 fail", "sleep:1 success")
+    RERUN = "rerun-wait"
+    GRACE_S = 60
+    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
+
+    def play(self) -> None:
+        from datetime import timedelta
+
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
+        time.sleep(2)
+        why = self.why()()
+        first, second = self.guard.attempts(self.job)
+        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        # The first run's /fail came while its action ran: held then, the action's verdict once it ended.
+        rerun_failed = self.pinged(3, "fail")
+        assert rerun_failed is not None and rerun_failed < parse_time(first["action_finished_at"]), why
+        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
+        assert parse_time(second["started_at"]) < grace_end, why
+        assert self.reruns() == 2 and not self.overlaps(), why
+        assert len(self.incidents_since(failed)) == 1, why
+        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
+
+
 class SilentRerun(BatchStory):
     name = job = "rerun-silent"
     PLAN = ("success", "fail", "-")
@@ -251,7 +285,7 @@ class SilentRerun(BatchStory):
         assert self.reruns() == 1, why
 
 
-STORIES = [SlowRerun, LongRerun, FailingRerun, FastFailingRerun, SilentRerun]
+STORIES = [SlowRerun, LongRerun, FailingRerun, FastFailingRerun, WaitedRerun, SilentRerun]
 
 
 @pytest.fixture(scope="module")
