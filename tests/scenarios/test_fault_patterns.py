@@ -9,8 +9,6 @@
   while its check's ``timeout`` was raised over the API past its interval: each probe is bounded by
   that timeout, the component goes critical and one restart (SIGKILL works on a stopped process)
   heals it; no second action, the attempt succeeded.
-- thawed: the target is stopped with SIGSTOP until a failed check was recorded, then continued with
-  SIGCONT: below the failure threshold, it answers again and nothing is acted on, no incident.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from datetime import timedelta
 
 import pytest
 
-from tests.scenarios.campaign import http_check
 from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config, parse_time
 from tests.scenarios.stories import now
 from tests.scenarios.test_batch_rerun_stories import BatchStory
@@ -98,35 +95,6 @@ class Frozen(OwnGuardStory):
         assert self.pid() != frozen_pid, why
 
 
-class Thawed(OwnGuardStory):
-    name = "thawed"
-
-    def components(self) -> None:
-        w = self.workload("thawed")
-        self.add(w, check=http_check(w, failure_threshold=5), grace_period=3)
-
-    def results_since(self, at) -> list[str]:
-        history = self.guard.get("/api/v1/components/thawed/history", limit=1, results_limit=50)
-        return [r["outcome"] for r in history["recent_results"] if parse_time(r["observed_at"]) >= at]
-
-    def play(self) -> None:
-        w = self.workloads["thawed"]
-        pid = int((w.dir / "pid").read_text())
-        stopped = now()
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            self.wait(lambda: "down" in self.results_since(stopped), "a failed check of the stopped target")
-        finally:
-            os.kill(pid, signal.SIGCONT)
-        continued = now()
-        self.wait(lambda: "up" in self.results_since(continued), "the target answering again")
-        time.sleep(3)
-        why = self.why()()
-        assert w.actions() == 0 and self.states("thawed") == [], why
-        assert not [t for t in self.guard.transitions("thawed") if parse_time(t["at"]) >= stopped], why
-        assert self.healthy("thawed"), why
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -151,7 +119,3 @@ def test_guard_killed_while_a_rerun_is_verified(guard_db):
 
 def test_frozen_target_is_restarted_once(guard_db):
     tell(guard_db, Frozen, "frozen")
-
-
-def test_briefly_frozen_target_is_left_alone(guard_db):
-    tell(guard_db, Thawed, "thawed")
