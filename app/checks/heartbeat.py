@@ -32,8 +32,12 @@ end of its verification window, None while the action still runs), only the ping
 - a ``start`` since the action: no verdict yet ("running", ``pending``) until the run's allowed end
   (``run_deadline``: ``max_runtime_s``, else ``period_s + grace_s``, or the schedule's next time plus
   the grace), DOWN after it (rule 2);
-- a ``fail`` (or a non-zero exit code) since the action: DOWN, conclusive (rule 3);
-- a success since the action: rules 4-6 (a verdict: UP verifies the action).
+- a ``fail`` (or a non-zero exit code) since the action: DOWN, conclusive (rule 3); the health state
+  machine ends the recovery grace on it, so the action fails at once (docs/LIFECYCLE.md rule 2);
+- a success since the action: rules 4-6 (a verdict: UP verifies the action); a run outside
+  ``min_runtime_s``/``max_runtime_s`` (rule 5) is DOWN and conclusive like a ``fail``. Its duration is
+  the job's own (``duration_seconds``, or from its ``/start`` since the action): the ping API records
+  none from a ``/start`` older than the action in flight (``app/healing/reruns.py``).
 """
 
 from __future__ import annotations
@@ -165,6 +169,7 @@ def evaluate_heartbeat(
         last_start_at=last_start_at,
         last_duration_s=last_duration_s,
         created_at=created_at,
+        since_action=action_at is not None,
     )
     if action_at is not None and last_ping_status == "start" and result.outcome is Outcome.UP:
         # The run the action started is within its allowed runtime: running, not verified yet.
@@ -201,6 +206,24 @@ def run_deadline(params: Mapping[str, Any], started_at: datetime) -> datetime:
     return started_at + timedelta(seconds=p["period_s"] + p["grace_s"])
 
 
+def _outside_runtime(
+    p: Mapping[str, Any], now: datetime, last_duration_s: float | None, *, conclusive: bool
+) -> CheckResult | None:
+    """Rule 5: DOWN when the last finished run was shorter than ``min_runtime_s`` or longer than
+    ``max_runtime_s``. ``conclusive`` for a run finished since the recovery action: its length is as
+    final a verdict as a ``fail`` ping (no grace waits it out, docs/LIFECYCLE.md rule 12)."""
+    if last_duration_s is None:
+        return None
+    min_rt, max_rt = p["min_runtime_s"], p["max_runtime_s"]
+    if min_rt is not None and last_duration_s < min_rt:
+        detail = f"last run took {_secs(last_duration_s)}, shorter than min_runtime {_secs(min_rt)}"
+    elif max_rt is not None and last_duration_s > max_rt:
+        detail = f"last run took {_secs(last_duration_s)}, longer than max_runtime {_secs(max_rt)}"
+    else:
+        return None
+    return CheckResult.down(detail, None, observed_at=now, conclusive=conclusive)
+
+
 def _evaluate_periodic(
     p: Mapping[str, Any],
     *,
@@ -210,10 +233,11 @@ def _evaluate_periodic(
     last_start_at: datetime | None,
     last_duration_s: float | None,
     created_at: datetime,
+    since_action: bool = False,
 ) -> CheckResult:
     """The module docstring's rules with a period."""
     period, grace = p["period_s"], p["grace_s"]
-    max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
+    max_rt = p["max_runtime_s"]
     allowed = period + grace
 
     def result(factory: Any, detail: str) -> CheckResult:
@@ -262,17 +286,9 @@ def _evaluate_periodic(
             f"(expected every {_secs(period)} + {_secs(grace)} grace)",
         )
 
-    if last_duration_s is not None:
-        if min_rt is not None and last_duration_s < min_rt:
-            return result(
-                CheckResult.down,
-                f"last run took {_secs(last_duration_s)}, shorter than min_runtime {_secs(min_rt)}",
-            )
-        if max_rt is not None and last_duration_s > max_rt:
-            return result(
-                CheckResult.down,
-                f"last run took {_secs(last_duration_s)}, longer than max_runtime {_secs(max_rt)}",
-            )
+    outside = _outside_runtime(p, now, last_duration_s, conclusive=since_action)
+    if outside is not None:
+        return outside
 
     if since > period:
         return result(CheckResult.up, f"heartbeat due {_secs(since - period)} ago, within the grace")
@@ -288,10 +304,11 @@ def _evaluate_scheduled(
     last_start_at: datetime | None,
     last_duration_s: float | None,
     created_at: datetime,
+    since_action: bool = False,
 ) -> CheckResult:
     """The module docstring's rules with a cron schedule in place of the period."""
     schedule, tz, grace = p["schedule"], p["tz"], p["grace_s"]
-    max_rt, min_rt = p["max_runtime_s"], p["min_runtime_s"]
+    max_rt = p["max_runtime_s"]
 
     def due_after(moment: datetime) -> datetime:
         return cron.next_after(schedule, tz, moment)
@@ -343,17 +360,9 @@ def _evaluate_scheduled(
             f"missed the run scheduled at {when(due)} (last heartbeat "
             f"{_secs((now - last_ping_at).total_seconds())} ago, {_secs(grace)} grace)",
         )
-    if last_duration_s is not None:
-        if min_rt is not None and last_duration_s < min_rt:
-            return result(
-                CheckResult.down,
-                f"last run took {_secs(last_duration_s)}, shorter than min_runtime {_secs(min_rt)}",
-            )
-        if max_rt is not None and last_duration_s > max_rt:
-            return result(
-                CheckResult.down,
-                f"last run took {_secs(last_duration_s)}, longer than max_runtime {_secs(max_rt)}",
-            )
+    outside = _outside_runtime(p, now, last_duration_s, conclusive=since_action)
+    if outside is not None:
+        return outside
     if late > 0:
         return result(CheckResult.up, f"run scheduled at {when(due)} is due, within the grace")
     return result(CheckResult.up, f"next run scheduled at {when(due)}")

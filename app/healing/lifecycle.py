@@ -14,8 +14,9 @@ The rules the rest of the guard follows through this module's functions:
 - ``should_heal``: the policy's ``heal_on`` statuses (default critical and failed; degraded is
   opt-in) are the only ones an action is taken for.
 - Grace: ``grace_s`` is the policy's ``grace_period``; it starts when the action finished and ends at
-  the first passing check (the action's start-up is over) or at its deadline, whichever is first —
-  never later than the ``recovering -> healthy`` transition.
+  the first passing check (the action's start-up is over), at a failure the component reported
+  itself (a rerun's ``fail`` ping: it counts at once) or at its deadline, whichever is first — never
+  later than the ``recovering -> healthy`` transition.
 - ``verdict_after_action``: leaving ``recovering`` decides the action: ``healthy`` after
   ``success_threshold`` passes is a (provisional) heal; any unhealthy status is a failed action, at
   once, so no attempt waits in ``verifying`` for a result that cannot verify it.

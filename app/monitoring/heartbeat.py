@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import Conflict, NotFound, Unauthorized
 from app.db.models import Component, ComponentState, HeartbeatPing
 from app.db.types import utcnow
+from app.healing.reruns import action_started_after
 
 PING_TOKEN_BYTES = 32
 MESSAGE_MAX_CHARS = 1000
@@ -92,7 +93,14 @@ class HeartbeatService:
         if status == "start":
             state.last_start_at = now
         else:
-            if duration_s is None and state.last_ping_status == "start" and state.last_start_at is not None:
+            if (
+                duration_s is None
+                and state.last_ping_status == "start"
+                and state.last_start_at is not None
+                and not await action_started_after(self.session, component.id, state.last_start_at)
+            ):
+                # The run's own duration, unless a recovery action started since its /start: the
+                # success is then the rerun's, and its length unknown (docs/LIFECYCLE.md rule 12).
                 duration_s = (now - state.last_start_at).total_seconds()
             state.last_duration_s = duration_s
         state.last_ping_at, state.last_ping_status = now, status

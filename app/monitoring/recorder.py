@@ -171,6 +171,7 @@ async def write_batch(
                 at,
                 conclusive_thresholds(t.thresholds) if result.conclusive else t.thresholds,
                 result.detail,
+                conclusive=result.conclusive,
             )
         else:
             if acting:

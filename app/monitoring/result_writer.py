@@ -226,7 +226,14 @@ class ResultWriter:
             return False
         self._seq += 1
         thresholds = conclusive_thresholds(tracked.thresholds) if result.conclusive else tracked.thresholds
-        machine, decision = sm.observe(machine, result.outcome, result.observed_at, thresholds, result.detail)
+        machine, decision = sm.observe(
+            machine,
+            result.outcome,
+            result.observed_at,
+            thresholds,
+            result.detail,
+            conclusive=result.conclusive,
+        )
         self._ahead[cid] = (machine, self._seq)
         # A first observation (unknown -> healthy) is not urgent: nothing reacts to it, and a
         # restart would otherwise flush once per component.

@@ -4,7 +4,9 @@ Rules (first match wins), applied to every check result:
 
 - During the grace period after a recovery action, failures do not count (they are not added to
   the failure streak nor to the flap window); successes do. The grace is the policy's
-  ``grace_period`` and covers only the action's start-up: it ends at the first passing check.
+  ``grace_period`` and covers only the action's start-up: it ends at the first passing check, or
+  at a *conclusive* failure (the component reported it itself: a batch job's rerun pinged ``fail``
+  or a non-zero exit code), which counts at once, with no streak needed.
   ``success_threshold`` consecutive successes verify the recovery: ``recovering -> healthy``, and
   the flap window then keeps only those successes (what failed during the outage and the action
   must not make the healed component look flapping). When the component still fails after the
@@ -88,14 +90,28 @@ def flapping(recent: str, t: Thresholds) -> bool:
 
 
 def observe(
-    state: MachineState, outcome: Outcome | str, now: datetime, t: Thresholds, detail: str = ""
+    state: MachineState,
+    outcome: Outcome | str,
+    now: datetime,
+    t: Thresholds,
+    detail: str = "",
+    *,
+    conclusive: bool = False,
 ) -> tuple[MachineState, Decision | None]:
     """Fold one check result into the state. Returns the new state and a decision when the
-    status changed. (Called once per check result: no dataclasses.replace, no eager strings.)"""
+    status changed. (Called once per check result: no dataclasses.replace, no eager strings.)
+
+    ``conclusive``: the watched thing reported the failure itself (``CheckResult.conclusive``: a
+    batch job's ``fail`` ping or non-zero exit code; while an action is in flight the heartbeat check
+    reads only the pings since it). It needs no streak (``failure_threshold`` is 1 for it) and it ends
+    the grace at once: the grace absorbs a start-up's noise, not a rerun that said it failed."""
     if outcome.__class__ is not Outcome:
         outcome = Outcome(outcome)
     grace_until = state.grace_until
     up = outcome is Outcome.UP
+    if conclusive and not up:
+        t = conclusive_thresholds(t)
+        grace_until = None  # a definitive failure is no start-up noise: the grace is over
     # The grace covers the action's start-up only: the first pass ends it.
     grace = grace_until is not None and now < grace_until and not up
     if up:
@@ -171,6 +187,11 @@ def _target(old: MachineState, new: MachineState, grace: bool, t: Thresholds, de
     if is_flapping and status in (HEALTHY, UNKNOWN):
         return DEGRADED, f"flapping: {bad} of the last {len(window)} checks failed"
     return status, ""
+
+
+def conclusive_thresholds(t: Thresholds) -> Thresholds:
+    """A failure the component reported itself (``CheckResult.conclusive``) needs no streak."""
+    return t if t.failure_threshold == 1 else replace(t, failure_threshold=1)
 
 
 def begin_recovery(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from app.checks.base import Outcome
 from app.checks.heartbeat import evaluate_heartbeat, run_deadline
 from app.healing.reruns import rerun_may_run_until
+from app.monitoring import state_machine as sm
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PERIOD = {"period_s": 60, "grace_s": 30}
@@ -78,6 +79,13 @@ def judge(params=PERIOD, *, ping=None, status=None, action=ACTION, until=None, d
         ),
         ("rerun succeeded", {"ping": ago(5), "status": "success"}, Outcome.UP, False, "last heartbeat"),
         (
+            "rerun too short",
+            {"params": {**PERIOD, "min_runtime_s": 5}, "ping": ago(5), "status": "success", "duration": 1},
+            Outcome.DOWN,
+            False,
+            "shorter",
+        ),
+        (
             "rerun too long",
             {"params": {**PERIOD, "max_runtime_s": 5}, "ping": ago(5), "status": "success", "duration": 9},
             Outcome.DOWN,
@@ -92,6 +100,8 @@ def test_rerun_matrix(case, kwargs, outcome, pending, words):
     assert words in result.detail, (case, result.detail)
     if kwargs.get("status") == "fail" and result.outcome is Outcome.DOWN and "no ping" not in result.detail:
         assert result.conclusive, case  # the job said so itself: no streak needed
+    if "duration" in kwargs and result.outcome is Outcome.DOWN:
+        assert result.conclusive, case  # a finished rerun's length is as final as its /fail
 
 
 def test_scheduled_rerun_runs_until_the_next_run_plus_grace():
@@ -176,7 +186,159 @@ def test_only_pings_since_the_action_are_judged(params, ping, status, action, wi
         if judged.pending:
             assert run_deadline(params, ping_at) >= NOW
     else:
-        assert (judged.outcome, judged.pending, judged.conclusive) == (plain.outcome, False, plain.conclusive)
+        # A finished run since the action is judged as without one, and its length outside
+        # min/max runtime is as final as a /fail (conclusive).
+        outside = plain.outcome is Outcome.DOWN and "last run took" in plain.detail
+        assert (judged.outcome, judged.pending) == (plain.outcome, False)
+        assert judged.conclusive == (plain.conclusive or outside), judged.detail
     # Never a verdict of health from a run that has not ended since the action.
     if judged.outcome is Outcome.UP and not judged.pending:
         assert ping_at is not None and ping_at >= action_at and status != "start"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    params=params_st,
+    ping=st.none() | offsets,
+    status=statuses,
+    action=st.floats(min_value=1, max_value=3600, allow_nan=False),
+    duration=st.none() | st.floats(0, 7200),
+)
+def test_a_rerun_that_reported_failure_is_not_waited_out(params, ping, status, action, duration):
+    """The check's verdict on a rerun, folded into the health state machine within a long grace: a
+    ``fail`` (or non-zero exit code) since the action, or a run since it that finished outside its
+    min/max runtime, fails the action at once; a failure from before the action is never read as one;
+    any other failure (late, running too long, no ping) waits for the grace."""
+    action_at = ago(action)
+    ping_at = None if ping is None else ago(ping)
+    judged = evaluate_heartbeat(
+        params,
+        now=NOW,
+        last_ping_at=ping_at,
+        last_ping_status=status,
+        last_start_at=ping_at if status == "start" else None,
+        last_duration_s=duration,
+        created_at=ago(86400),
+        action_at=action_at,
+        verify_until=NOW + timedelta(seconds=60),
+    )
+    since = ping_at is not None and ping_at >= action_at
+    late = ping_at is not None and (NOW - ping_at).total_seconds() > params["period_s"] + params["grace_s"]
+    min_rt, max_rt = params.get("min_runtime_s"), params.get("max_runtime_s")
+    outside = duration is not None and (
+        (min_rt is not None and duration < min_rt) or (max_rt is not None and duration > max_rt)
+    )
+    finished_outside = status in (None, "success") and not late and outside
+    assert judged.conclusive == (since and (status == "fail" or finished_outside)), judged.detail
+    t = sm.Thresholds(failure_threshold=3)
+    machine = sm.MachineState(status=sm.CRITICAL, status_since=ago(7200))
+    machine, _ = sm.begin_recovery(machine, NOW - timedelta(seconds=1), t, "rerun", 600)
+    if judged.pending:
+        return  # no verdict: the recorder folds it into nothing
+    machine, decision = sm.observe(
+        machine, judged.outcome, NOW, t, judged.detail, conclusive=judged.conclusive
+    )
+    if judged.outcome is Outcome.UP:
+        assert decision is not None and decision.current == sm.HEALTHY
+    elif judged.conclusive:
+        assert decision is not None and decision.current == sm.FAILED, judged.detail
+    else:
+        assert decision is None and machine.status == sm.RECOVERING, judged.detail
+
+
+# -- a run's duration through the ping API -------------------------------------------------------
+
+STARTED_S = 600  # the run's /start, backdated: a derived duration would be about this long
+
+
+@pytest.mark.parametrize(
+    ("case", "action_s", "attempt_state", "reported", "expected"),
+    [
+        # A stuck run's /start, an action in flight since, a success pinged without a duration: the
+        # rerun's success, its length unknown; not the time since the stuck run's /start.
+        ("start before the action in flight", 10, "verifying", None, None),
+        ("start before the action still acting", 10, "running", None, None),
+        # What the job reports itself still counts.
+        ("reported by the job", 10, "verifying", 0.5, 0.5),
+        # A /start since the action is the rerun's own: its duration counts.
+        ("start since the action", STARTED_S + 100, "verifying", None, "derived"),
+        # No action in flight: as ever.
+        ("action over", 10, "succeeded", None, "derived"),
+        ("no action", None, None, None, "derived"),
+    ],
+)
+async def test_a_duration_from_a_start_before_the_action_is_not_recorded(
+    guard, case, action_s, attempt_state, reported, expected
+):
+    from sqlalchemy import select, update
+
+    from app.db.models import ComponentState, HealingAttempt
+    from app.db.types import utcnow
+    from tests.monitoring.conftest import add_component
+
+    check = {"kind": "heartbeat", "period_s": 3600, "grace_s": 60, "max_runtime_s": 60}
+    component = await add_component(guard, "job", check)
+    admin = await guard.headers("admin")
+    token = (await guard.client.post("/api/v1/components/job/ping-token", headers=admin)).json()["token"]
+
+    async def ping(**body):
+        r = await guard.client.post(
+            "/api/v1/components/job/heartbeat", json=body, headers={"X-Ping-Token": token}
+        )
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    await ping(status="start")
+    now = utcnow()
+    async with guard.session() as session:
+        await session.execute(
+            update(ComponentState)
+            .where(ComponentState.component_id == component["id"])
+            .values(
+                last_start_at=now - timedelta(seconds=STARTED_S),
+                last_ping_at=now - timedelta(seconds=STARTED_S),
+            )
+        )
+        if action_s is not None:
+            session.add(
+                HealingAttempt(
+                    incident_id=1,
+                    incident_key="i:1",
+                    attempt_number=1,
+                    component="job",
+                    component_id=component["id"],
+                    strategy="restart",
+                    state=attempt_state,
+                    decision={},
+                    started_at=now - timedelta(seconds=action_s),
+                    acting_at=now - timedelta(seconds=action_s),
+                )
+            )
+    body = {"status": "success"} if reported is None else {"status": "success", "duration_seconds": reported}
+    answered = await ping(**body)
+    async with guard.session() as session:
+        state = (
+            await session.execute(
+                select(ComponentState).where(ComponentState.component_id == component["id"])
+            )
+        ).scalar_one()
+    if expected == "derived":
+        assert state.last_duration_s is not None and state.last_duration_s >= STARTED_S, case
+    else:
+        assert state.last_duration_s == expected, case
+    assert answered["duration_seconds"] == state.last_duration_s, case
+    if expected is None:
+        # Judged on the rerun's success, during the verification and after it: healthy, not "longer
+        # than max_runtime" because of a run from before the action.
+        for action_at in (now - timedelta(seconds=action_s), None):
+            judged = evaluate_heartbeat(
+                check,
+                now=utcnow(),
+                last_ping_at=state.last_ping_at,
+                last_ping_status=state.last_ping_status,
+                last_start_at=state.last_start_at,
+                last_duration_s=state.last_duration_s,
+                created_at=ago(86400),
+                action_at=action_at,
+            )
+            assert judged.outcome is Outcome.UP and not judged.pending, (case, judged.detail)

@@ -6,6 +6,8 @@ actions that work or not, on a fake clock (one check per second). Whatever happe
 - at most one action at a time, and never more than ``max_attempts`` per incident;
 - the action's own effects never open an incident (every incident opens degraded, critical or failed);
 - a verified heal leaves no grace and no failure in the flap window behind;
+- a failure the component reported itself (``x``: a batch job's ``fail`` ping) is never absorbed by
+  the grace: while ``recovering`` it fails the action at once;
 - once the target is healthy for good, every incident has ended healed, escalated or closed.
 """
 
@@ -21,10 +23,11 @@ from app.healing import lifecycle as lc
 from app.monitoring import state_machine as sm
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-OUTCOMES = {"u": Outcome.UP, "g": Outcome.DEGRADED, "d": Outcome.DOWN}
+# ``x``: down, and the component said so itself (``CheckResult.conclusive``: a job's ``fail`` ping).
+OUTCOMES = {"u": Outcome.UP, "g": Outcome.DEGRADED, "d": Outcome.DOWN, "x": Outcome.DOWN}
 
 segments = st.lists(
-    st.tuples(st.sampled_from(["u", "g", "d", "flap"]), st.integers(1, 40)), min_size=1, max_size=8
+    st.tuples(st.sampled_from(["u", "g", "d", "x", "flap"]), st.integers(1, 40)), min_size=1, max_size=8
 )
 actions = st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 5)), min_size=1, max_size=6)
 heal_ons = st.lists(st.sampled_from(lc.HEALABLE), min_size=1, max_size=3, unique=True)
@@ -118,7 +121,14 @@ def test_random_fault_timelines(
         if action is not None and code != "u":
             decision = None  # the running action's own effect: held, as the recorder does
         else:
-            machine, decision = sm.observe(machine, OUTCOMES[code], now, t)
+            was = machine.status
+            machine, decision = sm.observe(machine, OUTCOMES[code], now, t, conclusive=code == "x")
+            if code == "x" and was == sm.RECOVERING:
+                assert decision is not None and decision.current == sm.FAILED, (
+                    "the grace hid a reported failure"
+                )
+            if code == "x":
+                assert machine.grace_until is None, "a reported failure left the grace running"
         if decision is not None:
             opened_before = life.current
             life.transition(decision.previous, decision.current, now)
@@ -181,3 +191,32 @@ def test_an_action_on_a_healthy_component_opens_nothing():
         machine, decision = sm.observe(machine, Outcome.DOWN, T0 + timedelta(seconds=i), t)
         assert decision is None
     assert not lc.opens_incident(sm.HEALTHY, sm.RECOVERING)
+
+
+def test_a_reported_failure_ends_the_grace_other_failures_do_not():
+    """A rerun that reports its failure (``/fail``, a non-zero exit code) fails the action at once,
+    within a long grace; a failure the checks merely saw (refused, late, missing) is start-up noise
+    while the grace lasts."""
+    t = sm.Thresholds(failure_threshold=3)
+    machine = sm.MachineState()
+    for i in range(3):
+        machine, _ = sm.observe(machine, Outcome.DOWN, T0 + timedelta(seconds=i), t)
+    assert machine.status == sm.CRITICAL
+    at = T0 + timedelta(seconds=10)
+    machine, decision = sm.begin_recovery(machine, at, t, "rerun", 60)
+    assert decision is not None and machine.status == sm.RECOVERING
+    for i in range(1, 6):  # seen failing within the grace: no verdict, nothing counted
+        machine, decision = sm.observe(machine, Outcome.DOWN, at + timedelta(seconds=i), t)
+        assert decision is None and machine.consecutive_failures == 0 and machine.recent == ""
+    assert machine.grace_until == at + timedelta(seconds=60)
+    machine, decision = sm.observe(
+        machine, Outcome.DOWN, at + timedelta(seconds=6), t, "failed", conclusive=True
+    )
+    assert decision is not None and (decision.previous, decision.current) == (sm.RECOVERING, sm.FAILED)
+    assert lc.verdict_after_action(decision.previous, decision.current) == lc.FAILED
+    assert machine.grace_until is None and machine.recent == "d"
+    # A pass ends the grace as before; a reported failure of a healthy component needs no streak.
+    machine, decision = sm.observe(machine, Outcome.UP, at + timedelta(seconds=7), t)
+    assert decision is not None and decision.current == sm.HEALTHY
+    machine, decision = sm.observe(machine, Outcome.DOWN, at + timedelta(seconds=8), t, conclusive=True)
+    assert decision is not None and decision.current == sm.CRITICAL

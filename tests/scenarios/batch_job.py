@@ -3,14 +3,16 @@ curl (``/start`` when it begins, the URL when it succeeded, ``/fail`` or ``/<exi
 
     python batch_job.py run   DIR   # one run of the job, steered by DIR/plan
     python batch_job.py rerun DIR   # the recovery command: starts a run in the background, returns
+    python batch_job.py rerun-wait DIR   # the recovery command: runs the job, returns once it ended
+                                         # (exit 0 whatever the run reported, as ``job || true``)
 
 Files in DIR:
 
 - ``url``: the job's ping URL (``http://guard/ping/<token>``).
 - ``plan``: one line per run, used in order (the last line again for any further run); each line is
   steps separated by spaces: ``start`` (ping ``/start``), ``sleep:S`` (work for S seconds),
-  ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``). An empty line
-  (``-``) is a run that never pings.
+  ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``), ``await:NAME``
+  (work until the test creates DIR/NAME). An empty line (``-``) is a run that never pings.
 - ``runs.log`` (written by the runs): ``begin N <epoch>``, ``ping N <what> <epoch>`` once each ping
   was answered (the epoch is when it was sent), ``end N <epoch>``, and ``overlap N <epoch>`` when
   run N began while another run of the job was still going (a job run twice at once).
@@ -66,6 +68,10 @@ def run(directory: Path) -> int:
     for step in steps:
         if step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
+        elif step.startswith("await:"):
+            _log(directory, "runs.log", f"awaiting {number} {step.split(':', 1)[1]} {time.time():.3f}")
+            while not (directory / step.split(":", 1)[1]).exists():
+                time.sleep(0.1)
         else:
             _ping(directory, url, number, step)
     _log(directory, "runs.log", f"end {number} {time.time():.3f}")
@@ -89,12 +95,22 @@ def rerun(directory: Path) -> int:
     return 0
 
 
+def rerun_wait(directory: Path) -> int:
+    """Run the job in the foreground, as a scheduler's "run now and wait" does: the run and its pings
+    happen while the guard's action is still running."""
+    _log(directory, "actions.log", f"rerun-wait {time.time():.3f} {os.getpid()}")
+    run(directory)
+    return 0
+
+
 def main() -> int:
     command, directory = sys.argv[1], Path(sys.argv[2])
     if command == "run":
         return run(directory)
     if command == "rerun":
         return rerun(directory)
+    if command == "rerun-wait":
+        return rerun_wait(directory)
     print(f"unknown command {command!r}", file=sys.stderr)
     return 2
 

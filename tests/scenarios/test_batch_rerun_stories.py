@@ -12,6 +12,18 @@ rerun in the background and returns at once, and the rerun takes longer than the
 - rerun-fails: the rerun pings ``/start`` and ends with exit code 2: that attempt fails on that ping
   (not before, not verified by the ``/start``), the second rerun heals; one incident, never two runs
   at once.
+- rerun-fails-fast: the policy's grace is long (60 s) and the rerun pings ``/fail`` at once: that
+  ping fails the attempt (a rerun that said it failed is not start-up noise waited out by the grace),
+  and the second rerun starts before the grace would have ended and heals; one incident.
+- rerun-waited: the recovery command runs the job in the foreground (``rerun-wait``, exit 0 whatever
+  the run reported): its ``/fail``, sent while the action runs, fails the attempt once the action
+  ended, within the long grace; the second run, also within its action, heals.
+- rerun-too-short: the rerun pings ``/start`` and success at once, shorter than the check's
+  ``min_runtime``: as final as a ``/fail``, that success fails the attempt within the long grace, and
+  the second rerun (of a normal length) heals; one incident.
+- rerun-after-stuck: a run pinged ``/start`` and hangs past ``max_runtime``; the rerun pings only its
+  success: the heal is verified by it (the time since the stuck run's ``/start`` is no duration of
+  the rerun), one rerun, and the job stays healthy after the heal.
 - rerun-silent: the rerun never pings: the attempt fails once its verification window is over (not
   at the end of the grace), the component leaves ``recovering`` and a human is told.
 """
@@ -41,6 +53,7 @@ class BatchStory(Story):
     PLAN: tuple[str, ...] = ()
     CHECK: dict = {}
     POLICY: dict = {}
+    RERUN = "rerun"  # the recovery command: batch_job.py rerun (background) or rerun-wait (foreground)
 
     @property
     def dir(self) -> Path:
@@ -60,7 +73,7 @@ class BatchStory(Story):
         }
         policy = {
             "strategies": [
-                {"kind": "restart", "params": {"argv": [sys.executable, str(JOB), "rerun", str(self.dir)]}}
+                {"kind": "restart", "params": {"argv": [sys.executable, str(JOB), self.RERUN, str(self.dir)]}}
             ],
             "grace_period": 1,
             "verify_timeout": 20,
@@ -187,6 +200,143 @@ class FailingRerun(BatchStory):
         assert len(self.incidents_since(failed)) == 1, why
 
 
+class FastFailingRerun(BatchStory):
+    name = job = "rerun-fails-fast"
+    PLAN = ("success", "fail", "fail", "sleep:1 success")
+    GRACE_S = 60
+    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
+
+    def play(self) -> None:
+        from datetime import timedelta
+
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
+        time.sleep(2)
+        why = self.why()()
+        first, second = self.guard.attempts(self.job)
+        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        rerun_failed = self.pinged(3, "fail")
+        assert rerun_failed is not None, why
+        verdict = next(
+            t
+            for t in self.guard.transitions(self.job)
+            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
+        )
+        assert verdict["current"] == "failed" and "reported failure" in verdict["reason"], why
+        # Judged on the rerun's /fail, and the next attempt came before the grace would have ended.
+        assert parse_time(verdict["at"]) >= rerun_failed, why
+        assert parse_time(first["finished_at"]) >= rerun_failed, why
+        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
+        assert parse_time(second["started_at"]) < grace_end, why
+        assert self.reruns() == 2 and not self.overlaps(), why
+        assert len(self.incidents_since(failed)) == 1, why
+        # Paged once for the incident and told once it ended: the failed rerun did not page again.
+        pages = [p.get("kind") for p in self.sink.for_component(self.job)]
+        assert pages == ["firing", "resolved"], (pages, why)
+
+
+class WaitedRerun(BatchStory):
+    """The recovery command runs the job in the foreground; its run fails (``/fail`` while the action
+    still runs, the command exits 0 all the same), then the second one succeeds, also within its
+    action."""
+
+    name = job = "rerun-waited"
+    PLAN = ("success", "fail", "sleep:1 fail", "sleep:1 success")
+    RERUN = "rerun-wait"
+    GRACE_S = 60
+    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
+
+    def play(self) -> None:
+        from datetime import timedelta
+
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
+        time.sleep(2)
+        why = self.why()()
+        first, second = self.guard.attempts(self.job)
+        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        # The first run's /fail came while its action ran: held then, the action's verdict once it ended.
+        rerun_failed = self.pinged(3, "fail")
+        assert rerun_failed is not None and rerun_failed < parse_time(first["action_finished_at"]), why
+        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
+        assert parse_time(second["started_at"]) < grace_end, why
+        assert self.reruns() == 2 and not self.overlaps(), why
+        assert len(self.incidents_since(failed)) == 1, why
+        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
+
+
+class ShortRerun(BatchStory):
+    """The rerun ends well within a second of its ``/start``, under the check's 3 s ``min_runtime``."""
+
+    name = job = "rerun-too-short"
+    PLAN = ("start sleep:4 success", "fail", "start success", "start sleep:4 success")
+    CHECK = {"min_runtime_s": 3}
+    GRACE_S = 60
+    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
+
+    def play(self) -> None:
+        from datetime import timedelta
+
+        failed = self.fail_once()
+        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
+        time.sleep(2)
+        why = self.why()()
+        first, second = self.guard.attempts(self.job)
+        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        too_short = self.pinged(3, "success")
+        assert too_short is not None, why
+        verdict = next(
+            t
+            for t in self.guard.transitions(self.job)
+            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
+        )
+        assert verdict["current"] == "failed" and "shorter than min_runtime" in verdict["reason"], why
+        # Judged on the rerun's length, and the next attempt came before the grace would have ended.
+        assert parse_time(verdict["at"]) >= too_short, why
+        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
+        assert parse_time(second["started_at"]) < grace_end, why
+        assert self.reruns() == 2 and not self.overlaps(), why
+        assert len(self.incidents_since(failed)) == 1, why
+        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
+
+
+class RerunAfterStuck(BatchStory):
+    """Run 2 pings ``/start`` and waits for DIR/release: stuck past ``max_runtime``. The rerun (run 3)
+    pings success without a ``/start`` nor a duration of its own."""
+
+    name = job = "rerun-after-stuck"
+    PLAN = ("success", "start await:release", "success")
+    CHECK = {"max_runtime_s": 6}
+
+    def play(self) -> None:
+        self.run_job()
+        self.wait(lambda: self.healthy(self.job), "the first run seen healthy")
+        with open(self.dir / "stuck.log", "ab") as out:
+            stuck = subprocess.Popen([sys.executable, str(JOB), "run", str(self.dir)], stdout=out, stderr=out)
+        try:
+            self.wait(lambda: self.pinged(2, "start") is not None, "the stuck run's /start")
+            started = self.pinged(2, "start")
+            self.wait(lambda: self.ended(3) and self.settled(self.job), "the rerun to be verified")
+            seen = self.guard.transitions(self.job)
+            time.sleep(3)  # a few more checks of the job after its heal
+            why = self.why()()
+        finally:
+            (self.dir / "release").touch()
+            stuck.wait(timeout=60)
+        attempts = self.guard.attempts(self.job)
+        assert [a["state"] for a in attempts] == ["succeeded"], why
+        (attempt,) = attempts
+        succeeded = self.pinged(3, "success")
+        assert started < parse_time(attempt["started_at"]) <= succeeded, why
+        assert parse_time(attempt["finished_at"]) >= succeeded, why
+        assert self.reruns() == 1, why
+        # The rerun ran while the stuck run still held the job's lock: that overlap is the stuck run's.
+        assert [p[1] for p in self.overlaps()] == ["3"], why
+        # Healthy for good: the stored state holds no duration from the stuck run's /start.
+        after = self.guard.transitions(self.job)[len(seen) :]
+        assert seen[-1]["current"] == "healthy" and after == [], (after, why)
+
+
 class SilentRerun(BatchStory):
     name = job = "rerun-silent"
     PLAN = ("success", "fail", "-")
@@ -213,7 +363,16 @@ class SilentRerun(BatchStory):
         assert self.reruns() == 1, why
 
 
-STORIES = [SlowRerun, LongRerun, FailingRerun, SilentRerun]
+STORIES = [
+    SlowRerun,
+    LongRerun,
+    FailingRerun,
+    FastFailingRerun,
+    WaitedRerun,
+    ShortRerun,
+    RerunAfterStuck,
+    SilentRerun,
+]
 
 
 @pytest.fixture(scope="module")
