@@ -221,3 +221,74 @@ async def test_an_authenticated_batch_costs_one_auth_statement_and_no_thread_hop
     assert hops == []
     auth = [s for s in statements if "users" in s or "revoked_tokens" in s]
     assert len(auth) == 1, auth
+
+
+def test_sqlite_points_chunks_cover_every_row_once_in_order_with_few_statement_texts():
+    from app.metrics.ingest_sqlite import CHUNK_ROWS, _insert_points_sql, points_chunks
+
+    texts: set[str] = set()
+    for size in (0, 1, 2, 3, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 3 * CHUNK_ROWS + 777, 10_000):
+        rows = [(f"c{i}", "m", "", "{}", float(i), f"t{i}") for i in range(size)]
+        flat: list = []
+        for sql, params in points_chunks(rows):
+            n = len(params) // 6
+            assert len(params) == 6 * n and 0 < n <= CHUNK_ROWS
+            assert n == CHUNK_ROWS or n & (n - 1) == 0  # a full chunk or a power of two
+            assert sql == _insert_points_sql(n) and sql.count("?") == len(params)
+            texts.add(sql)
+            flat += params
+        assert flat == [x for row in rows for x in row]
+    # Every batch size is served by a full chunk's statement and the powers of two below it.
+    assert len(texts) <= CHUNK_ROWS.bit_length() + 1
+
+
+async def test_an_odd_sized_batch_is_stored_point_for_point(guard, now, db_url):
+    """A batch that is not a multiple of the SQLite insert's chunk: every point stored once, with its
+    value, timestamp and labels (the chunks' statements and parameters line up)."""
+    from app.metrics.ingest_sqlite import CHUNK_ROWS
+
+    size = 2 * CHUNK_ROWS + 37
+    start = now - timedelta(seconds=size + 60)
+    body = {
+        "points": [
+            point(value=float(i), ts=start + timedelta(seconds=i), labels={"host": f"h{i % 3}"})
+            for i in range(size)
+        ]
+    }
+    r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
+    assert r.status_code == 201, r.text
+    t = metric_points.c
+    async with guard.session() as s:
+        rows = (await s.execute(select(t.value, t.ts, t.series_key, t.labels).order_by(t.ts))).all()
+    assert len(rows) == size
+    for i, (value, ts, key, labels) in enumerate(rows):
+        assert value == float(i)
+        assert ts == start + timedelta(seconds=i)
+        assert key == f'{{"host":"h{i % 3}"}}' and labels == {"host": f"h{i % 3}"}
+
+
+async def test_sqlite_points_go_as_multi_row_inserts_not_a_row_at_a_time(guard, now, db_url):
+    """On SQLite a batch's points are a few multi-row INSERT statements (one driver step each), not
+    an executemany stepping once per row with a GIL hand-off around every step."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("Postgres writes the points with one binary COPY")
+    from sqlalchemy import event
+
+    from app.metrics.ingest_sqlite import CHUNK_ROWS
+
+    inserts: list[tuple[bool, int]] = []
+
+    def seen(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+        if statement.startswith("INSERT INTO metric_points"):
+            inserts.append((executemany, len(parameters)))
+
+    engine = guard.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        body = {"points": series(now - timedelta(seconds=CHUNK_ROWS + 100), range(CHUNK_ROWS + 5))}
+        r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert r.status_code == 201, r.text
+    assert inserts == [(False, 6 * CHUNK_ROWS), (False, 6 * 4), (False, 6 * 1)]
+    assert await count_points(guard) == CHUNK_ROWS + 5
