@@ -20,7 +20,10 @@ Postgres backends of the run's database (the server's pool, background loops inc
 COPY connections) and this process as the client (aiohttp for HTTP; for raw COPY, asyncpg's record
 encoding). On a machine busier than its cores the throughput ratio tends to the CPU ratio (raw
 total / HTTP total), which is printed too; the client's share shows whether the bench itself limits
-the HTTP rounds. ``--app-dir`` runs the server from another checkout (before/after in one session).
+the HTTP rounds. The server's CPU is split further into its event-loop thread (the framework and
+the request's Python: decoding, row building, deltas) and the rest (on SQLite, mostly the driver
+threads running and binding the statements: the part to hold against raw executemany's CPU).
+``--app-dir`` runs the server from another checkout (before/after in one session).
 The server's CPU and its backends' are read once its compaction loop has merged every rollup delta
 the run wrote (it runs every 15 s, so a short run would otherwise leave that work out); the seconds
 stop at the last batch.
