@@ -230,7 +230,7 @@ def test_sqlite_points_chunks_cover_every_row_once_in_order_with_few_statement_t
     for size in (0, 1, 2, 3, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 3 * CHUNK_ROWS + 777, 10_000):
         rows = [(f"c{i}", "m", "", "{}", float(i), f"t{i}") for i in range(size)]
         flat: list = []
-        for sql, params in points_chunks(rows):
+        for sql, params in points_chunks(tuple(x for row in rows for x in row)):
             n = len(params) // 6
             assert len(params) == 6 * n and 0 < n <= CHUNK_ROWS
             assert n == CHUNK_ROWS or n & (n - 1) == 0  # a full chunk or a power of two
