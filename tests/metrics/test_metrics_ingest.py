@@ -224,22 +224,37 @@ async def test_an_authenticated_batch_costs_one_auth_statement_and_no_thread_hop
 
 
 def test_sqlite_points_chunks_cover_every_row_once_in_order_with_few_statement_texts():
-    from app.metrics.ingest_sqlite import CHUNK_ROWS, _insert_points_sql, points_chunks
+    from app.metrics.ingest_sqlite import CHUNK_ROWS, FEW_ROWS, _insert_points_sql, points_chunks
 
     texts: set[str] = set()
-    for size in (0, 1, 2, 3, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, 3 * CHUNK_ROWS + 777, 10_000):
+    sizes = (
+        0,
+        1,
+        2,
+        FEW_ROWS - 1,
+        FEW_ROWS,
+        CHUNK_ROWS - 1,
+        CHUNK_ROWS,
+        CHUNK_ROWS + 1,
+        3 * CHUNK_ROWS + 777,
+    )
+    for size in (*sizes, 10_000):
         rows = [(f"c{i}", "m", "", "{}", float(i), f"t{i}") for i in range(size)]
         flat: list = []
-        for sql, params in points_chunks(tuple(x for row in rows for x in row)):
-            n = len(params) // 6
-            assert len(params) == 6 * n and 0 < n <= CHUNK_ROWS
-            assert n == CHUNK_ROWS or n & (n - 1) == 0  # a full chunk or a power of two
-            assert sql == _insert_points_sql(n) and sql.count("?") == len(params)
+        calls = list(points_chunks(tuple(x for row in rows for x in row)))
+        for sql, sets in calls:
+            n = len(sets[0]) // 6
+            assert all(len(params) == 6 * n for params in sets)
+            assert n in (CHUNK_ROWS, 1) or (n & (n - 1) == 0 and FEW_ROWS <= n < CHUNK_ROWS)
+            assert len(sets) == 1 or n in (CHUNK_ROWS, 1)  # several sets: the full chunks, the few last rows
+            assert sql == _insert_points_sql(n) and sql.count("?") == 6 * n
             texts.add(sql)
-            flat += params
+            for params in sets:
+                flat += params
         assert flat == [x for row in rows for x in row]
-    # Every batch size is served by a full chunk's statement and the powers of two below it.
-    assert len(texts) <= CHUNK_ROWS.bit_length() + 1
+        assert len(calls) <= 2 + (CHUNK_ROWS // FEW_ROWS).bit_length()
+    assert len(list(points_chunks(tuple(range(6 * 10 * CHUNK_ROWS))))) == 1  # ten full chunks: one call
+    assert len(texts) <= 2 + (CHUNK_ROWS // FEW_ROWS).bit_length()
 
 
 async def test_an_odd_sized_batch_is_stored_point_for_point(guard, now, db_url):
@@ -274,7 +289,7 @@ async def test_sqlite_points_go_as_multi_row_inserts_not_a_row_at_a_time(guard, 
         pytest.skip("Postgres writes the points with one binary COPY")
     from sqlalchemy import event
 
-    from app.metrics.ingest_sqlite import CHUNK_ROWS
+    from app.metrics.ingest_sqlite import CHUNK_ROWS, FEW_ROWS
 
     inserts: list[tuple[bool, int]] = []
 
@@ -285,10 +300,13 @@ async def test_sqlite_points_go_as_multi_row_inserts_not_a_row_at_a_time(guard, 
     engine = guard.runtime.engine.sync_engine
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        body = {"points": series(now - timedelta(seconds=CHUNK_ROWS + 100), range(CHUNK_ROWS + 5))}
+        size = 2 * CHUNK_ROWS + FEW_ROWS + 5
+        body = {"points": series(now - timedelta(seconds=size + 100), range(size))}
         r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert r.status_code == 201, r.text
-    assert inserts == [(False, 6 * CHUNK_ROWS), (False, 6 * 4), (False, 6 * 1)]
-    assert await count_points(guard) == CHUNK_ROWS + 5
+    # Two full chunks in one call (executed once each), FEW_ROWS in one statement, the last 5 rows
+    # one step each.
+    assert inserts == [(True, 2), (False, 6 * FEW_ROWS), (True, 5)]
+    assert await count_points(guard) == size
