@@ -20,7 +20,10 @@ Postgres backends of the run's database (the server's pool, background loops inc
 COPY connections) and this process as the client (aiohttp for HTTP; for raw COPY, asyncpg's record
 encoding). On a machine busier than its cores the throughput ratio tends to the CPU ratio (raw
 total / HTTP total), which is printed too; the client's share shows whether the bench itself limits
-the HTTP rounds. ``--app-dir`` runs the server from another checkout (before/after in one session).
+the HTTP rounds. The server's CPU is split further into its event-loop thread (the framework and
+the request's Python: decoding, row building, deltas) and the rest (on SQLite, mostly the driver
+threads running and binding the statements: the part to hold against raw executemany's CPU).
+``--app-dir`` runs the server from another checkout (before/after in one session).
 The server's CPU and its backends' are read once its compaction loop has merged every rollup delta
 the run wrote (it runs every 15 s, so a short run would otherwise leave that work out); the seconds
 stop at the last batch.
@@ -72,8 +75,22 @@ def process_cpu(pid: int) -> float:
         return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
     except OSError:
         pass
+    return process_cpu_stat(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds so far of a process's main thread: for the server, its event loop (the framework
+    and every line of Python a request runs there). The rest of the server's CPU is its other
+    threads: SQLite's driver threads (the statements, and binding their rows), the sketch merges."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except OSError:
+        return process_cpu_stat(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def process_cpu_stat(stat: Path) -> float:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -155,9 +172,16 @@ def sqlite_pending(path: Path):
 
 
 async def http_ingest(
-    base_url: str, bodies: list[bytes], concurrency: int, cpu_seconds, pending, dsn: str | None = None
-) -> tuple[float, float, float, float]:
-    """(seconds, server CPU, database backends' CPU (Postgres ``dsn``, else 0), client CPU) for
+    base_url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    cpu_seconds,
+    pending,
+    dsn: str | None = None,
+    loop_cpu=lambda: 0.0,
+) -> tuple[float, float, float, float, float]:
+    """(seconds, server CPU, database backends' CPU (Postgres ``dsn``, else 0), client CPU, the
+    server's event-loop thread's CPU (``loop_cpu``, part of the server CPU)) for
     ``bodies`` from ``concurrency`` writers; the CPU until ``pending()`` (the server's compaction
     backlog) is 0. The token and one one-point batch come first, untimed: a
     long-running server has long paid for its first request (lazy imports, route and schema set-up)
@@ -182,16 +206,16 @@ async def http_ingest(
         async with http.post(f"{base_url}/api/v1/metrics/batch", data=WARMUP, headers=headers) as r:
             assert r.status == 201, await r.text()
         db0 = await backends_cpu(dsn) if dsn else {}
-        t0, cpu0, own0 = time.perf_counter(), cpu_seconds(), own_cpu()
+        t0, cpu0, own0, loop0 = time.perf_counter(), cpu_seconds(), own_cpu(), loop_cpu()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - t0
         # The rollup deltas these batches wrote are merged by the server's compaction loop (every
         # 15 s), often after the last batch: the CPU figures count that work too, until no delta is
         # pending (the seconds, and so the throughput, stop at the last batch).
         await compacted(pending)
-        cpu, own = cpu_seconds() - cpu0, own_cpu() - own0
+        cpu, own, loop = cpu_seconds() - cpu0, own_cpu() - own0, loop_cpu() - loop0
         db = backends_used(db0, await backends_cpu(dsn)) if dsn else 0.0
-        return seconds, cpu, db, own
+        return seconds, cpu, db, own, loop
 
 
 # --- Postgres ----------------------------------------------------------------------------------
@@ -229,16 +253,24 @@ def pg_raw(base: str, records: list[list[tuple]], connections: int) -> tuple[flo
 
 def pg_http(
     base: str, bodies: list[bytes], points: int, writers: int, app_dir: Path
-) -> tuple[float, float, float, float]:
-    """(seconds, server CPU, backends' CPU, client CPU) of HTTP ingest into a fresh database through
-    a fresh server."""
+) -> tuple[float, float, float, float, float]:
+    """(seconds, server CPU, backends' CPU, client CPU, server event-loop CPU) of HTTP ingest into a
+    fresh database through a fresh server."""
     with migrated_pg_database(base) as dsn:
         with (
             tempfile.TemporaryDirectory() as tmp,
             Server(sa_url(dsn), Path(tmp), app_dir=app_dir) as server,
         ):
             run = asyncio.run(
-                http_ingest(server.base_url, bodies, writers, server.cpu_seconds, pg_pending(dsn), dsn)
+                http_ingest(
+                    server.base_url,
+                    bodies,
+                    writers,
+                    server.cpu_seconds,
+                    pg_pending(dsn),
+                    dsn,
+                    lambda: main_thread_cpu(server.proc.pid),
+                )
             )
         stored = asyncio.run(_pg_count(dsn)) - 1  # the warm-up point
     assert stored == points, (stored, points)
@@ -270,19 +302,28 @@ def sqlite_raw(records: list[list[tuple]]) -> tuple[float, float]:
     return seconds, cpu
 
 
-def sqlite_http(bodies: list[bytes], points: int, writers: int, app_dir: Path) -> tuple[float, float, float]:
-    """(seconds, server CPU (SQLite included), client CPU)."""
+def sqlite_http(
+    bodies: list[bytes], points: int, writers: int, app_dir: Path
+) -> tuple[float, float, float, float]:
+    """(seconds, server CPU (SQLite included), client CPU, the server's event-loop thread's CPU)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
         with Server(f"sqlite+aiosqlite:///{path}", Path(tmp), app_dir=app_dir) as server:
-            seconds, cpu, _, own = asyncio.run(
-                http_ingest(server.base_url, bodies, writers, server.cpu_seconds, sqlite_pending(path))
+            seconds, cpu, _, own, loop = asyncio.run(
+                http_ingest(
+                    server.base_url,
+                    bodies,
+                    writers,
+                    server.cpu_seconds,
+                    sqlite_pending(path),
+                    loop_cpu=lambda: main_thread_cpu(server.proc.pid),
+                )
             )
         conn = sqlite3.connect(path)
         stored = conn.execute("SELECT count(*) FROM metric_points").fetchone()[0] - 1  # the warm-up point
         conn.close()
     assert stored == points, (stored, points)
-    return seconds, cpu, own
+    return seconds, cpu, own, loop
 
 
 def spread(values: list[float]) -> str:
@@ -315,55 +356,61 @@ def main() -> None:
     if args.only != "sqlite":
         points = args.points
         bodies, records = make_batches(points, args.batch)
-        ratios, cpu_ratios, apps, dbs, clients = [], [], [], [], []
+        ratios, cpu_ratios, apps, loops, dbs, clients = [], [], [], [], [], []
         for r in range(args.rounds):
             raw_s, raw_db, raw_client = pg_raw(args.pg, records, n)
-            http_s, app_cpu, db_cpu, client = pg_http(args.pg, bodies, points, n, app_dir)
+            http_s, app_cpu, db_cpu, client, loop_cpu = pg_http(args.pg, bodies, points, n, app_dir)
             raw_s2, raw_db2, raw_client2 = pg_raw(args.pg, records, n)
             raw_mean = (raw_s + raw_s2) / 2
             raw_cpu = (raw_db + raw_client + raw_db2 + raw_client2) / 2
             ratios.append(raw_mean / http_s)
             cpu_ratios.append(raw_cpu / (app_cpu + db_cpu + client))
             apps.append(us(app_cpu, points))
+            loops.append(us(loop_cpu, points))
             dbs.append(us(db_cpu, points))
             clients.append(us(client, points))
             print(
                 f"  pg round {r + 1}: raw COPY {points / raw_s:,.0f} / {points / raw_s2:,.0f} rows/s "
                 f"(CPU us/row: postgres {us(raw_db + raw_db2, 2 * points):.2f}, client "
                 f"{us(raw_client + raw_client2, 2 * points):.2f}), HTTP {points / http_s:,.0f} points/s "
-                f"(CPU us/point: app {apps[-1]:.2f}, postgres {dbs[-1]:.2f}, client {clients[-1]:.2f}) "
+                f"(CPU us/point: app {apps[-1]:.2f} (event loop {loops[-1]:.2f}), postgres {dbs[-1]:.2f}, "
+                f"client {clients[-1]:.2f}) "
                 f"-> ratio {ratios[-1]:.2f}, CPU ratio {cpu_ratios[-1]:.2f}",
                 flush=True,
             )
         print(
             f"postgres, {points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} paired "
             f"rounds (raw, HTTP, raw): HTTP/raw ratio {spread(ratios)} (target >= 0.8); CPU ratio "
-            f"{spread(cpu_ratios)}; HTTP CPU us/point: app {spread(apps)}, postgres {spread(dbs)}, "
+            f"{spread(cpu_ratios)}; HTTP CPU us/point: app {spread(apps)} (event loop {spread(loops)}), "
+            f"postgres {spread(dbs)}, "
             f"client {spread(clients)}"
         )
 
     if args.only != "pg":
         points = args.sqlite_points
         bodies, records = make_batches(points, args.batch)
-        ratios, app_cpus, raw_cpus, clients = [], [], [], []
+        ratios, app_cpus, loops, raw_cpus, clients = [], [], [], [], []
         for r in range(args.rounds):
             raw_s, raw_cpu = sqlite_raw(records)
-            http_s, app_cpu, client = sqlite_http(bodies, points, n, app_dir)
+            http_s, app_cpu, client, loop_cpu = sqlite_http(bodies, points, n, app_dir)
             raw_s2, raw_cpu2 = sqlite_raw(records)
             ratios.append((raw_s + raw_s2) / 2 / http_s)
             raw_cpus.append(us(raw_cpu + raw_cpu2, 2 * points))
             app_cpus.append(us(app_cpu, points))
+            loops.append(us(loop_cpu, points))
             clients.append(us(client, points))
             print(
                 f"  sqlite round {r + 1}: raw executemany {points / raw_s:,.0f} / {points / raw_s2:,.0f} "
                 f"rows/s ({raw_cpus[-1]:.2f} us CPU/row), HTTP {points / http_s:,.0f} points/s "
-                f"(CPU us/point: app {app_cpus[-1]:.2f}, client {clients[-1]:.2f}) -> ratio {ratios[-1]:.2f}",
+                f"(CPU us/point: app {app_cpus[-1]:.2f} (event loop {loops[-1]:.2f}, other threads "
+                f"{app_cpus[-1] - loops[-1]:.2f}), client {clients[-1]:.2f}) -> ratio {ratios[-1]:.2f}",
                 flush=True,
             )
         print(
             f"sqlite, {points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
             f"{args.rounds} paired rounds (raw, HTTP, raw): HTTP/raw ratio {spread(ratios)} (target >= 0.6); "
-            f"CPU us/point app {spread(app_cpus)} vs raw {spread(raw_cpus)}; client {spread(clients)}"
+            f"CPU us/point app {spread(app_cpus)} (event loop {spread(loops)}) vs raw {spread(raw_cpus)}; "
+            f"client {spread(clients)}"
         )
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
 

@@ -8,9 +8,12 @@ SQLAlchemy's per-row dict and type processing cost several times the insert itse
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, cast
 
 import orjson
@@ -29,10 +32,46 @@ _DELETE_POINTS = text(
 
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"
-_INSERT_POINTS = (
-    "INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
+_INSERT_POINTS = "INSERT INTO metric_points (component, metric_name, series_key, labels, value, ts) VALUES "
+_POINT_MARKS = "(?, ?, ?, ?, ?, ?)"
+_POINT_WIDTH = _POINT_MARKS.count("?")
+# Rows per multi-row INSERT: 6 parameters a row stays under the 32,766 bound parameters SQLite
+# allows by default since 3.32 (older builds: 999).
+CHUNK_ROWS = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 160
+# Fewer rows than this left after the chunks go one row per step (executemany): a power-of-two
+# statement each would cost more round trips to the driver thread than they save.
+FEW_ROWS = 64
+
+
+@functools.cache
+def _insert_points_sql(rows: int) -> str:
+    return _INSERT_POINTS + ", ".join([_POINT_MARKS] * rows)
+
+
+def points_chunks(flat: tuple) -> Iterator[tuple[str, list[tuple]]]:
+    """(statement, parameter sets) that write the rows of ``flat`` (their ``_POINT_WIDTH``
+    parameters each, row after row) in order, each pair one call to the driver: every full chunk of
+    ``CHUNK_ROWS`` rows (one multi-row INSERT, executed once per chunk), then the rest in power-of-two
+    chunks down to ``FEW_ROWS``, then the last few rows one at a time. A handful of statement texts
+    serve every batch size (each prepared once in the driver's statement cache), and a 10,000-point
+    batch is one call. One step per chunk instead of one per row: the driver thread takes the GIL to
+    bind a chunk's parameters and gives it back for the whole insert, instead of taking and giving it
+    back around every row while the event loop wants it, and SQLite runs ten statements instead of
+    ten thousand. Measured: ~20% less CPU per row than executemany, in one thread."""
+    width, rows = _POINT_WIDTH, len(flat) // _POINT_WIDTH
+    full = rows // CHUNK_ROWS
+    if full:
+        step = width * CHUNK_ROWS
+        yield _insert_points_sql(CHUNK_ROWS), [flat[i * step : (i + 1) * step] for i in range(full)]
+    at, left = full * CHUNK_ROWS, rows - full * CHUNK_ROWS
+    while left >= FEW_ROWS:
+        size = 1 << (left.bit_length() - 1)
+        yield _insert_points_sql(size), [flat[width * at : width * (at + size)]]
+        at, left = at + size, left - size
+    if left:
+        yield _insert_points_sql(1), [flat[width * i : width * (i + 1)] for i in range(at, rows)]
+
+
 _INSERT_ROLLUPS = (
     f"INSERT INTO metric_rollups ({', '.join(ROLLUP_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})"
@@ -55,22 +94,30 @@ class SQLiteIngest:
     name = "sqlite"
 
     async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
-        # Plain tuples through the driver's executemany: labels are the series' canonical JSON and
-        # each distinct timestamp is formatted once, as SQLAlchemy's SQLite DateTime stores it
-        # (naive UTC, "YYYY-MM-DD HH:MM:SS.ffffff", so ranges still compare as text). Per-row type
-        # processing through SQLAlchemy cost ~3x as much.
+        # Plain tuples for the driver: labels are the series' canonical JSON and each distinct
+        # timestamp is formatted once, as SQLAlchemy's SQLite DateTime stores it (naive UTC,
+        # "YYYY-MM-DD HH:MM:SS.ffffff", so ranges still compare as text). Per-row type processing
+        # through SQLAlchemy cost ~3x as much. The rows go as multi-row INSERTs (``points_chunks``).
         conn = await session.connection()
-        text_of = {id(st): st.ts.strftime(_SQLITE_TS) for st in {id(st): st for st in batch.stamps}.values()}
-        series = batch.series
-        await conn.exec_driver_sql(
-            _INSERT_POINTS,
-            [
-                (s.component, s.metric_name, s.series_key, s.labels_json, v, text_of[id(st)])
-                for s, v, st in zip(
-                    map(series.__getitem__, batch.sids), batch.values, batch.stamps, strict=True
+        series, stamps, sids = batch.series, batch.stamps, batch.sids
+        text_of = {id(st): st.ts.strftime(_SQLITE_TS) for st in {id(st): st for st in stamps}.values()}
+        # The rows' parameters as one flat tuple, built by C-level maps (``zip`` reuses its tuple
+        # while ``chain`` flattens it: no tuple per row); its slices are the chunks' parameters.
+        flat = tuple(
+            chain.from_iterable(
+                zip(
+                    map([s.component for s in series].__getitem__, sids),
+                    map([s.metric_name for s in series].__getitem__, sids),
+                    map([s.series_key for s in series].__getitem__, sids),
+                    map([s.labels_json for s in series].__getitem__, sids),
+                    batch.values,
+                    map(text_of.__getitem__, map(id, stamps)),
+                    strict=True,
                 )
-            ],
+            )
         )
+        for sql, params in points_chunks(flat):
+            await conn.exec_driver_sql(sql, params)
 
     async def insert_rollups(self, session: AsyncSession, rows: list[tuple]) -> None:
         if not rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -169,7 +169,7 @@ async def write_batch(
                 t.machine,
                 result.outcome,
                 at,
-                conclusive_thresholds(t.thresholds) if result.conclusive else t.thresholds,
+                t.thresholds,
                 result.detail,
                 conclusive=result.conclusive,
             )
@@ -291,8 +291,3 @@ _ROWS: dict[str, SQLiteRows | PostgresRows] = {}
 def _table(model: type[Base]) -> Table:
     # A declarative model's __table__ is typed FromClause; these models are mapped to a Table.
     return cast(Table, model.__table__)
-
-
-def conclusive_thresholds(thresholds: sm.Thresholds) -> sm.Thresholds:
-    """A failure the component reported itself (``CheckResult.conclusive``) needs no streak."""
-    return replace(thresholds, failure_threshold=1)

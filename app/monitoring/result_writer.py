@@ -40,7 +40,6 @@ from app.monitoring.recorder import (
     Observation,
     RecoveryMark,
     Tracked,
-    conclusive_thresholds,
     write_batch,
 )
 
@@ -225,12 +224,11 @@ class ResultWriter:
         ):
             return False
         self._seq += 1
-        thresholds = conclusive_thresholds(tracked.thresholds) if result.conclusive else tracked.thresholds
         machine, decision = sm.observe(
             machine,
             result.outcome,
             result.observed_at,
-            thresholds,
+            tracked.thresholds,
             result.detail,
             conclusive=result.conclusive,
         )

@@ -221,3 +221,92 @@ async def test_an_authenticated_batch_costs_one_auth_statement_and_no_thread_hop
     assert hops == []
     auth = [s for s in statements if "users" in s or "revoked_tokens" in s]
     assert len(auth) == 1, auth
+
+
+def test_sqlite_points_chunks_cover_every_row_once_in_order_with_few_statement_texts():
+    from app.metrics.ingest_sqlite import CHUNK_ROWS, FEW_ROWS, _insert_points_sql, points_chunks
+
+    texts: set[str] = set()
+    sizes = (
+        0,
+        1,
+        2,
+        FEW_ROWS - 1,
+        FEW_ROWS,
+        CHUNK_ROWS - 1,
+        CHUNK_ROWS,
+        CHUNK_ROWS + 1,
+        3 * CHUNK_ROWS + 777,
+    )
+    for size in (*sizes, 10_000):
+        rows = [(f"c{i}", "m", "", "{}", float(i), f"t{i}") for i in range(size)]
+        flat: list = []
+        calls = list(points_chunks(tuple(x for row in rows for x in row)))
+        for sql, sets in calls:
+            n = len(sets[0]) // 6
+            assert all(len(params) == 6 * n for params in sets)
+            assert n in (CHUNK_ROWS, 1) or (n & (n - 1) == 0 and FEW_ROWS <= n < CHUNK_ROWS)
+            assert len(sets) == 1 or n in (CHUNK_ROWS, 1)  # several sets: the full chunks, the few last rows
+            assert sql == _insert_points_sql(n) and sql.count("?") == 6 * n
+            texts.add(sql)
+            for params in sets:
+                flat += params
+        assert flat == [x for row in rows for x in row]
+        assert len(calls) <= 2 + (CHUNK_ROWS // FEW_ROWS).bit_length()
+    assert len(list(points_chunks(tuple(range(6 * 10 * CHUNK_ROWS))))) == 1  # ten full chunks: one call
+    assert len(texts) <= 2 + (CHUNK_ROWS // FEW_ROWS).bit_length()
+
+
+async def test_an_odd_sized_batch_is_stored_point_for_point(guard, now, db_url):
+    """A batch that is not a multiple of the SQLite insert's chunk: every point stored once, with its
+    value, timestamp and labels (the chunks' statements and parameters line up)."""
+    from app.metrics.ingest_sqlite import CHUNK_ROWS
+
+    size = 2 * CHUNK_ROWS + 37
+    start = now - timedelta(seconds=size + 60)
+    body = {
+        "points": [
+            point(value=float(i), ts=start + timedelta(seconds=i), labels={"host": f"h{i % 3}"})
+            for i in range(size)
+        ]
+    }
+    r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
+    assert r.status_code == 201, r.text
+    t = metric_points.c
+    async with guard.session() as s:
+        rows = (await s.execute(select(t.value, t.ts, t.series_key, t.labels).order_by(t.ts))).all()
+    assert len(rows) == size
+    for i, (value, ts, key, labels) in enumerate(rows):
+        assert value == float(i)
+        assert ts == start + timedelta(seconds=i)
+        assert key == f'{{"host":"h{i % 3}"}}' and labels == {"host": f"h{i % 3}"}
+
+
+async def test_sqlite_points_go_as_multi_row_inserts_not_a_row_at_a_time(guard, now, db_url):
+    """On SQLite a batch's points are a few multi-row INSERT statements (one driver step each), not
+    an executemany stepping once per row with a GIL hand-off around every step."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("Postgres writes the points with one binary COPY")
+    from sqlalchemy import event
+
+    from app.metrics.ingest_sqlite import CHUNK_ROWS, FEW_ROWS
+
+    inserts: list[tuple[bool, int]] = []
+
+    def seen(_conn, _cursor, statement, parameters, _context, executemany) -> None:
+        if statement.startswith("INSERT INTO metric_points"):
+            inserts.append((executemany, len(parameters)))
+
+    engine = guard.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        size = 2 * CHUNK_ROWS + FEW_ROWS + 5
+        body = {"points": series(now - timedelta(seconds=size + 100), range(size))}
+        r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert r.status_code == 201, r.text
+    # Two full chunks in one call (executed once each), FEW_ROWS in one statement, the last 5 rows
+    # one step each.
+    assert inserts == [(True, 2), (False, 6 * FEW_ROWS), (True, 5)]
+    assert await count_points(guard) == size
