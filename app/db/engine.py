@@ -63,8 +63,8 @@ def create_engine(settings: Settings, *, url: str | None = None) -> AsyncEngine:
         # A writer waits for SQLite's write lock as long as a Postgres statement may run: pooled
         # requests arrive faster than reconnecting ones did, and SQLite's busy handler is not
         # fair, so under heavy load a writer (an audit row) could otherwise give up after seconds.
-        if make_url(url).get_driver_name() == "aiosqlite":
-            pool["module"] = one_trip_dbapi()  # a statement is one trip to the driver's thread
+        if make_url(url).get_driver_name() == "aiosqlite" and (dbapi := one_trip_dbapi()) is not None:
+            pool["module"] = dbapi  # a statement is one trip to the driver's thread
         engine = create_async_engine(
             url, echo=db.echo, connect_args={"timeout": db.statement_timeout}, **pool
         )

@@ -130,5 +130,15 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         return OneTripConnection(self, await_(connection))
 
 
-def one_trip_dbapi() -> OneTripDBAPI:
+# The adapter hooks this module overrides (SQLAlchemy 2.1's aiosqlite adapter). Another release may
+# shape its adapter differently: then the engine keeps SQLAlchemy's own (four trips, same results).
+_HOOKS = ("_execute_async", "_executemany_async", "_async_soft_close")
+
+
+def one_trip_dbapi() -> OneTripDBAPI | None:
+    """This module's DBAPI, or None when the installed SQLAlchemy's adapter lacks the hooks it needs."""
+    if not all(callable(getattr(AsyncAdapt_aiosqlite_cursor, hook, None)) for hook in _HOOKS):
+        return None
+    if not hasattr(AsyncAdapt_aiosqlite_connection, "_cursor_cls"):
+        return None
     return OneTripDBAPI(aiosqlite, sqlite3)

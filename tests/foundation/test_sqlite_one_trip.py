@@ -76,3 +76,20 @@ async def test_an_error_is_the_usual_one_and_rolls_back(engine):
         assert (await conn.execute(text("SELECT count(*) FROM one_trip"))).scalar_one() == 0
         await conn.execute(text("INSERT INTO one_trip (id, v) VALUES (1, 'a')"))  # still usable
         await conn.commit()
+
+
+async def test_an_adapter_without_the_hooks_keeps_sqlalchemys_own(tmp_path, monkeypatch):
+    # Another SQLAlchemy release may shape its aiosqlite adapter differently: the engine then keeps
+    # SQLAlchemy's adapter (four trips a statement, same answers) instead of failing.
+    from app.db import sqlite_driver
+
+    monkeypatch.setattr(sqlite_driver, "_HOOKS", (*sqlite_driver._HOOKS, "_a_hook_this_release_lacks"))
+    assert sqlite_driver.one_trip_dbapi() is None
+    engine = create_engine(make_settings(f"sqlite+aiosqlite:///{tmp_path}/plain.db", tmp_path))
+    try:
+        async with engine.connect() as conn:
+            assert not isinstance(
+                conn.sync_connection.connection.dbapi_connection, sqlite_driver.OneTripConnection
+            )
+    finally:
+        await engine.dispose()
