@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import httpx
-from live_guard import free_port
 
-from app.auth.permissions import Role
-from app.cli.bootstrap import create_user
-from tests.conftest import TEST_PASSWORD, TEST_SECRET, make_settings
+from tests.conftest import TEST_PASSWORD
+from tests.security.serve_process import guard_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,10 +26,8 @@ def guard_env(**extra: str) -> dict[str, str]:
     return {**clean, "PIPELINE_CLI_CONFIG_DIR": os.devnull, **extra}
 
 
-def config_file(tmp_path: Path, hook_url: str, *, default_language: str = "de") -> Path:
-    path = tmp_path / "guard.yaml"
-    path.write_text(
-        f"""
+def config_text(hook_url: str, *, default_language: str = "de") -> str:
+    return f"""
 alerting:
   default_language: {default_language}
 security:
@@ -46,8 +42,6 @@ channels:
     language: fr
     config: {{url: "{hook_url}/ops"}}
 """
-    )
-    return path
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -63,36 +57,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 async def test_channels_without_a_language_take_the_default(db_url, tmp_path, receiver):
-    await asyncio.to_thread(create_user, make_settings(db_url, tmp_path), "admin", TEST_PASSWORD, Role.ADMIN)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=guard_env(
-            PIPELINE_CONFIG=str(config_file(tmp_path, receiver.url)),
-            PIPELINE_DATABASE_URL=db_url,
-            PIPELINE_DATA_DIR=str(tmp_path / "var"),
-            PIPELINE_SECRET_KEY=TEST_SECRET,
-            PIPELINE_ENV="test",
-        ),
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with guard_process(db_url, tmp_path, config=config_text(receiver.url)) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the guard did not start"
-                try:
-                    if (await http.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
             token = (
                 await http.post("/api/v1/auth/token", data={"username": "admin", "password": TEST_PASSWORD})
             ).json()["access_token"]
@@ -147,17 +114,11 @@ async def test_channels_without_a_language_take_the_default(db_url, tmp_path, re
             assert r.status_code == 200 and r.json()["delivered"], r.text
             sent = [json.loads(q["body"]) for q in receiver.requests if q["path"] == "/team"]
             assert sent and sent[-1]["language"] == "de", sent
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_config_validate_names_a_bad_language_and_the_removed_standards(tmp_path):
-    bad = config_file(tmp_path, "http://127.0.0.1:9", default_language="klingon")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config_text("http://127.0.0.1:9", default_language="klingon"))
     done = cli("config", "validate", str(bad))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "alerting.default_language" in done.stderr and "en, " in done.stderr, done.stderr

@@ -5,60 +5,24 @@ file descriptor."""
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import httpx
 import pytest
-from live_guard import free_port
 
-from tests.conftest import TEST_SECRET
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.security.serve_process import guard_process
 
 
 @pytest.fixture(scope="module")
 def guard(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slow")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    env.update(
-        PIPELINE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/g.db",
-        PIPELINE_DATA_DIR=str(tmp / "var"),
-        PIPELINE_SECRET_KEY=TEST_SECRET,
-        PIPELINE_ENV="test",
+    with guard_process(
+        f"sqlite+aiosqlite:///{tmp}/g.db",
+        tmp,
         PIPELINE_SECURITY__REQUEST_HEADER_TIMEOUT="2s",
         PIPELINE_SECURITY__REQUEST_BODY_TIMEOUT="3s",
-    )
-    log = (tmp / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, (tmp / "serve.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, "the guard did not start"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield port
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    ) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 def read_all(sock: socket.socket, patience: float = 30.0) -> bytes:
