@@ -200,13 +200,16 @@ class FailingRerun(BatchStory):
         assert len(self.incidents_since(failed)) == 1, why
 
 
-class FastFailingRerun(BatchStory):
-    name = job = "rerun-fails-fast"
-    PLAN = ("success", "fail", "fail", "sleep:1 success")
+class JudgedAtOnce(BatchStory):
+    """A rerun whose run is final before the policy's long grace ends: its attempt fails on it, the
+    next attempt starts before that grace would have ended, and the second rerun heals; two reruns,
+    never at once, one incident, paged once (firing, then resolved)."""
+
     GRACE_S = 60
     POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
 
-    def play(self) -> None:
+    def judged(self):
+        """(failed, first attempt, why) once the second rerun is verified, with the shared checks."""
         from datetime import timedelta
 
         failed = self.fail_once()
@@ -215,27 +218,38 @@ class FastFailingRerun(BatchStory):
         why = self.why()()
         first, second = self.guard.attempts(self.job)
         assert (first["state"], second["state"]) == ("failed", "succeeded"), why
-        rerun_failed = self.pinged(3, "fail")
-        assert rerun_failed is not None, why
-        verdict = next(
-            t
-            for t in self.guard.transitions(self.job)
-            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
-        )
-        assert verdict["current"] == "failed" and "reported failure" in verdict["reason"], why
-        # Judged on the rerun's /fail, and the next attempt came before the grace would have ended.
-        assert parse_time(verdict["at"]) >= rerun_failed, why
-        assert parse_time(first["finished_at"]) >= rerun_failed, why
         grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
         assert parse_time(second["started_at"]) < grace_end, why
         assert self.reruns() == 2 and not self.overlaps(), why
         assert len(self.incidents_since(failed)) == 1, why
-        # Paged once for the incident and told once it ended: the failed rerun did not page again.
-        pages = [p.get("kind") for p in self.sink.for_component(self.job)]
-        assert pages == ["firing", "resolved"], (pages, why)
+        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
+        return failed, first, why
+
+    def verdict_after(self, failed) -> dict:
+        """The transition out of ``recovering`` that judged the first rerun."""
+        return next(
+            t
+            for t in self.guard.transitions(self.job)
+            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
+        )
 
 
-class WaitedRerun(BatchStory):
+class FastFailingRerun(JudgedAtOnce):
+    name = job = "rerun-fails-fast"
+    PLAN = ("success", "fail", "fail", "sleep:1 success")
+
+    def play(self) -> None:
+        failed, first, why = self.judged()
+        rerun_failed = self.pinged(3, "fail")
+        assert rerun_failed is not None, why
+        verdict = self.verdict_after(failed)
+        assert verdict["current"] == "failed" and "reported failure" in verdict["reason"], why
+        # Judged on the rerun's /fail.
+        assert parse_time(verdict["at"]) >= rerun_failed, why
+        assert parse_time(first["finished_at"]) >= rerun_failed, why
+
+
+class WaitedRerun(JudgedAtOnce):
     """The recovery command runs the job in the foreground; its run fails (``/fail`` while the action
     still runs, the command exits 0 all the same), then the second one succeeds, also within its
     action."""
@@ -243,61 +257,29 @@ class WaitedRerun(BatchStory):
     name = job = "rerun-waited"
     PLAN = ("success", "fail", "sleep:1 fail", "sleep:1 success")
     RERUN = "rerun-wait"
-    GRACE_S = 60
-    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
 
     def play(self) -> None:
-        from datetime import timedelta
-
-        failed = self.fail_once()
-        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
-        time.sleep(2)
-        why = self.why()()
-        first, second = self.guard.attempts(self.job)
-        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        _, first, why = self.judged()
         # The first run's /fail came while its action ran: held then, the action's verdict once it ended.
         rerun_failed = self.pinged(3, "fail")
         assert rerun_failed is not None and rerun_failed < parse_time(first["action_finished_at"]), why
-        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
-        assert parse_time(second["started_at"]) < grace_end, why
-        assert self.reruns() == 2 and not self.overlaps(), why
-        assert len(self.incidents_since(failed)) == 1, why
-        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
 
 
-class ShortRerun(BatchStory):
+class ShortRerun(JudgedAtOnce):
     """The rerun ends well within a second of its ``/start``, under the check's 3 s ``min_runtime``."""
 
     name = job = "rerun-too-short"
     PLAN = ("start sleep:4 success", "fail", "start success", "start sleep:4 success")
     CHECK = {"min_runtime_s": 3}
-    GRACE_S = 60
-    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
 
     def play(self) -> None:
-        from datetime import timedelta
-
-        failed = self.fail_once()
-        self.wait(lambda: self.ended(4) and self.settled(self.job), "the second rerun to be verified")
-        time.sleep(2)
-        why = self.why()()
-        first, second = self.guard.attempts(self.job)
-        assert (first["state"], second["state"]) == ("failed", "succeeded"), why
+        failed, _, why = self.judged()
         too_short = self.pinged(3, "success")
         assert too_short is not None, why
-        verdict = next(
-            t
-            for t in self.guard.transitions(self.job)
-            if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
-        )
+        verdict = self.verdict_after(failed)
         assert verdict["current"] == "failed" and "shorter than min_runtime" in verdict["reason"], why
-        # Judged on the rerun's length, and the next attempt came before the grace would have ended.
+        # Judged on the rerun's length.
         assert parse_time(verdict["at"]) >= too_short, why
-        grace_end = parse_time(first["action_finished_at"]) + timedelta(seconds=self.GRACE_S)
-        assert parse_time(second["started_at"]) < grace_end, why
-        assert self.reruns() == 2 and not self.overlaps(), why
-        assert len(self.incidents_since(failed)) == 1, why
-        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
 
 
 class RerunAfterStuck(BatchStory):
