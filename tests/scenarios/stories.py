@@ -18,7 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.scenarios.campaign import http_check, recovery
-from tests.scenarios.harness import GuardProcess, NotificationSink, Workload, parse_time, wait_for
+from tests.scenarios.harness import (
+    GuardProcess,
+    NotificationSink,
+    Workload,
+    guard_config,
+    parse_time,
+    wait_for,
+)
 
 WAIT_S = 60.0  # bound on any single wait: generous, a loaded machine must not fail a story on speed
 
@@ -185,6 +192,18 @@ def tell(
         for story in stories.values():
             story.stop()
     return stories
+
+
+def tell_alone(guard_db: tuple[str, Path], story: type[Story], name: str) -> None:
+    """Tell ``story`` against its own guard process on the test's database (``guard_db``: its URL and
+    work directory), for stories that restart the guard or take its database away."""
+    url, workdir = guard_db
+    sink = NotificationSink()
+    try:
+        guard = GuardProcess(url, workdir / f"{name}-guard", config=guard_config())
+        story(guard, workdir / name, sink).tell()
+    finally:
+        sink.close()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config, parse_time
-from tests.scenarios.stories import now
+from tests.scenarios.harness import parse_time
+from tests.scenarios.stories import now, tell_alone
 from tests.scenarios.test_batch_rerun_stories import BatchStory
 from tests.scenarios.test_heal_guard_faults import OwnGuardStory
 
@@ -103,19 +103,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def tell(guard_db, story, name: str) -> None:
-    url, workdir = guard_db
-    sink = NotificationSink()
-    try:
-        guard = GuardProcess(url, workdir / f"{name}-guard", config=guard_config())
-        story(guard, workdir / name, sink).tell()
-    finally:
-        sink.close()
-
-
 def test_guard_killed_while_a_rerun_is_verified(guard_db):
-    tell(guard_db, KilledDuringRerun, "batch-kill9")
+    tell_alone(guard_db, KilledDuringRerun, "batch-kill9")
 
 
 def test_frozen_target_is_restarted_once(guard_db):
-    tell(guard_db, Frozen, "frozen")
+    tell_alone(guard_db, Frozen, "frozen")

@@ -17,8 +17,8 @@ import time
 import pytest
 
 from tests.scenarios.campaign import http_check
-from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config, parse_time
-from tests.scenarios.stories import Story, now
+from tests.scenarios.harness import parse_time
+from tests.scenarios.stories import Story, now, tell_alone
 from tests.scenarios.test_blip_stories import Outage
 
 pytestmark = [pytest.mark.scenarios, pytest.mark.timeout(300)]
@@ -158,24 +158,13 @@ class FixedWhileGuardAway(OwnGuardStory):
         ], why
 
 
-def tell(guard_db, story, name: str) -> None:
-    """Tell ``story`` against its own guard process on the test's database."""
-    url, workdir = guard_db
-    sink = NotificationSink()
-    try:
-        guard = GuardProcess(url, workdir / f"{name}-guard", config=guard_config())
-        story(guard, workdir / name, sink).tell()
-    finally:
-        sink.close()
-
-
 def test_guard_killed_while_verifying(guard_db):
-    tell(guard_db, KilledWhileVerifying, "kill9-verify")
+    tell_alone(guard_db, KilledWhileVerifying, "kill9-verify")
 
 
 def test_database_away_while_a_crash_is_detected(guard_db):
-    tell(guard_db, DatabaseAwayAtDetection, "db-away")
+    tell_alone(guard_db, DatabaseAwayAtDetection, "db-away")
 
 
 def test_target_fixed_while_the_guard_was_away(guard_db):
-    tell(guard_db, FixedWhileGuardAway, "fixed-away")
+    tell_alone(guard_db, FixedWhileGuardAway, "fixed-away")
