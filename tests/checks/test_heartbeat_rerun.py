@@ -211,16 +211,13 @@ def test_a_rerun_that_reported_failure_is_not_waited_out(params, ping, status, a
     any other failure (late, running too long, no ping) waits for the grace."""
     action_at = ago(action)
     ping_at = None if ping is None else ago(ping)
-    judged = evaluate_heartbeat(
+    judged = judge(
         params,
-        now=NOW,
-        last_ping_at=ping_at,
-        last_ping_status=status,
-        last_start_at=ping_at if status == "start" else None,
-        last_duration_s=duration,
-        created_at=ago(86400),
-        action_at=action_at,
-        verify_until=NOW + timedelta(seconds=60),
+        ping=ping_at,
+        status=status,
+        action=action_at,
+        until=NOW + timedelta(seconds=60),
+        duration=duration,
     )
     since = ping_at is not None and ping_at >= action_at
     late = ping_at is not None and (NOW - ping_at).total_seconds() > params["period_s"] + params["grace_s"]

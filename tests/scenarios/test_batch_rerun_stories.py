@@ -225,13 +225,19 @@ class JudgedAtOnce(BatchStory):
         assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
         return failed, first, why
 
-    def verdict_after(self, failed) -> dict:
-        """The transition out of ``recovering`` that judged the first rerun."""
-        return next(
+    def judged_on(self, failed, ping: str, reason: str, why: str):
+        """The first rerun's ``ping`` (its time): the transition out of ``recovering`` that failed the
+        first attempt came after it, for ``reason``."""
+        pinged = self.pinged(3, ping)
+        assert pinged is not None, why
+        verdict = next(
             t
             for t in self.guard.transitions(self.job)
             if t["previous"] == "recovering" and parse_time(t["at"]) >= failed
         )
+        assert verdict["current"] == "failed" and reason in verdict["reason"], why
+        assert parse_time(verdict["at"]) >= pinged, why
+        return pinged
 
 
 class FastFailingRerun(JudgedAtOnce):
@@ -240,12 +246,7 @@ class FastFailingRerun(JudgedAtOnce):
 
     def play(self) -> None:
         failed, first, why = self.judged()
-        rerun_failed = self.pinged(3, "fail")
-        assert rerun_failed is not None, why
-        verdict = self.verdict_after(failed)
-        assert verdict["current"] == "failed" and "reported failure" in verdict["reason"], why
-        # Judged on the rerun's /fail.
-        assert parse_time(verdict["at"]) >= rerun_failed, why
+        rerun_failed = self.judged_on(failed, "fail", "reported failure", why)  # on the rerun's /fail
         assert parse_time(first["finished_at"]) >= rerun_failed, why
 
 
@@ -274,12 +275,7 @@ class ShortRerun(JudgedAtOnce):
 
     def play(self) -> None:
         failed, _, why = self.judged()
-        too_short = self.pinged(3, "success")
-        assert too_short is not None, why
-        verdict = self.verdict_after(failed)
-        assert verdict["current"] == "failed" and "shorter than min_runtime" in verdict["reason"], why
-        # Judged on the rerun's length.
-        assert parse_time(verdict["at"]) >= too_short, why
+        self.judged_on(failed, "success", "shorter than min_runtime", why)  # on the rerun's length
 
 
 class RerunAfterStuck(BatchStory):
