@@ -97,4 +97,3 @@ async def test_a_killed_backend_is_replaced_at_checkout(pg_url, tmp_path, monkey
         assert await _backend_pid(engine) != victim
     finally:
         await engine.dispose()
-
