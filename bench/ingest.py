@@ -209,12 +209,19 @@ async def http_ingest(
         t0, cpu0, own0, loop0 = time.perf_counter(), cpu_seconds(), own_cpu(), loop_cpu()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - t0
+        db_batches = backends_used(db0, await backends_cpu(dsn)) if dsn else 0.0
         # The rollup deltas these batches wrote are merged by the server's compaction loop (every
         # 15 s), often after the last batch: the CPU figures count that work too, until no delta is
         # pending (the seconds, and so the throughput, stop at the last batch).
         await compacted(pending)
         cpu, own, loop = cpu_seconds() - cpu0, own_cpu() - own0, loop_cpu() - loop0
         db = backends_used(db0, await backends_cpu(dsn)) if dsn else 0.0
+        if dsn:
+            print(
+                f"    postgres CPU: {db_batches:.2f} s until the last batch, {db - db_batches:.2f} s after it "
+                "(compaction, background loops)",
+                flush=True,
+            )
         return seconds, cpu, db, own, loop
 
 
