@@ -26,7 +26,8 @@ threads running and binding the statements: the part to hold against raw execute
 ``--app-dir`` runs the server from another checkout (before/after in one session).
 The server's CPU and its backends' are read once its compaction loop has merged every rollup delta
 the run wrote (it runs every 15 s, so a short run would otherwise leave that work out); the seconds
-stop at the last batch.
+stop at the last batch. The backends' CPU is also printed split at the last batch: the batches'
+own statements before it, compaction and the background loops after it.
 
 The client authenticates as an ``ingest``-role user, so every batch pays for auth, the "metrics"
 rate-limit group, validation, the points, rollup deltas and the series upsert, all in one transaction.
@@ -209,12 +210,19 @@ async def http_ingest(
         t0, cpu0, own0, loop0 = time.perf_counter(), cpu_seconds(), own_cpu(), loop_cpu()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - t0
+        db_batches = backends_used(db0, await backends_cpu(dsn)) if dsn else 0.0
         # The rollup deltas these batches wrote are merged by the server's compaction loop (every
         # 15 s), often after the last batch: the CPU figures count that work too, until no delta is
         # pending (the seconds, and so the throughput, stop at the last batch).
         await compacted(pending)
         cpu, own, loop = cpu_seconds() - cpu0, own_cpu() - own0, loop_cpu() - loop0
         db = backends_used(db0, await backends_cpu(dsn)) if dsn else 0.0
+        if dsn:
+            print(
+                f"    postgres CPU: {db_batches:.2f} s until the last batch, "
+                f"{db - db_batches:.2f} s after it (compaction, background loops)",
+                flush=True,
+            )
         return seconds, cpu, db, own, loop
 
 
