@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from time import monotonic, sleep
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -27,24 +26,10 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
-from app.db.session import hold_write_lock
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
 Outcome = tuple[Any, list[Any] | None, int, int | None]
-
-# How often a writer that takes the write lock up front (``take_write_lock``) tries again while
-# another transaction holds it. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25,
-# 50, 50, 100, 100... ms between tries: a lock freed 20 ms into the wait is taken at 33 ms, one freed
-# at 110 ms at 128 ms, and every routine writer sleeping in that handler at the same time is beaten
-# to it by a writer trying every millisecond.
-WRITE_LOCK_POLL_S = 0.001
-SQLITE_BUSY = 5
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
@@ -62,29 +47,6 @@ def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) 
         return description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
-
-
-def _begin_immediate(conn: sqlite3.Connection, poll_s: float) -> bool:
-    """On the driver's thread: BEGIN IMMEDIATE, tried every ``poll_s`` instead of in the busy
-    handler's growing sleeps, for as long as the connection's busy timeout. False when a transaction
-    is open already (it holds the lock, or takes it at its first write as before)."""
-    if conn.in_transaction:
-        return False
-    (busy_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
-    deadline = monotonic() + busy_ms / 1000
-    conn.execute("PRAGMA busy_timeout=0")
-    try:
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return True
-            except sqlite3.OperationalError as exc:
-                code = getattr(exc, "sqlite_errorcode", SQLITE_BUSY)
-                if code & 0xFF != SQLITE_BUSY or monotonic() >= deadline:
-                    raise
-            sleep(poll_s)
-    finally:
-        conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -153,32 +115,6 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of the adapter's cursor
-
-    async def begin_immediate(self, poll_s: float = WRITE_LOCK_POLL_S) -> bool:
-        """Take the write lock now (one trip; see ``_begin_immediate``)."""
-        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._execute_mutex:
-            return await connection._execute(_begin_immediate, connection._conn, poll_s)
-
-
-async def take_write_lock(session: AsyncSession) -> None:
-    """``hold_write_lock`` for a writer on the reaction's path (the claim, a flush that changes a
-    status): SQLite's write lock taken up front, tried every millisecond rather than in the busy
-    handler's sleeps of up to 100 ms, so the reaction takes the lock as soon as it is free and
-    before the routine writers sleeping in the handler. Not a gate: nothing queues in the process,
-    and a routine writer that tries while the lock is free still gets it. Nothing to do on Postgres
-    (use FOR UPDATE) or once the session's transaction is open."""
-    connection = await session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    adapted = (await connection.get_raw_connection()).dbapi_connection
-    if isinstance(adapted, OneTripConnection):
-        try:
-            await adapted.begin_immediate()
-        except sqlite3.OperationalError as exc:  # as SQLAlchemy reports a statement's (busy timeout)
-            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-    else:  # SQLAlchemy's own adapter (``one_trip_dbapi`` found no hooks) or another driver
-        await hold_write_lock(session)
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

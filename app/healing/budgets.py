@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import HealingBudget
-from app.db.sqlite_driver import take_write_lock
+from app.db.session import hold_write_lock
 from app.healing.policy import Policy, backoff_delay
 
 
@@ -21,7 +21,7 @@ async def load_budget(session: AsyncSession, component: str, *, lock: bool = Tru
     reads that follow and the decision made on them are serialized with every other writer)."""
     stmt = select(HealingBudget).where(HealingBudget.component == component)
     if lock:
-        await take_write_lock(session)  # SQLite: the whole decision under its one write lock
+        await hold_write_lock(session)  # SQLite: the whole decision under its one write lock
         stmt = stmt.with_for_update()
     budget = (await session.execute(stmt)).scalar_one_or_none()
     if budget is not None:

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING
 
 from app.checks.base import Outcome
 from app.db.session import session_scope
-from app.db.sqlite_driver import take_write_lock
 from app.monitoring import state_machine as sm
 from app.monitoring.ownership import HandsOver, Ownership
 from app.monitoring.recorder import (
@@ -112,9 +111,6 @@ class ResultWriter:
         # component -> (state machine with the buffered, unwritten results folded in, sequence number
         # of the last one): tells at once whether a new result changes a status (flush it now).
         self._ahead: dict[int, tuple[sm.MachineState, int]] = {}
-        # Components with a buffered result that changes their status: their flush takes SQLite's
-        # write lock up front, tried every millisecond (``take_write_lock``).
-        self._decisive: set[int] = set()
         self._seq = 0
         self._room = asyncio.Event()  # set while the buffer is under HIGH_WATER
         self._room.set()
@@ -196,7 +192,6 @@ class ResultWriter:
             # A result that changes a status is written at once (not after the flush interval): its
             # transaction publishes the transition and wakes healing on commit.
             self.urgent_flushes += 1
-            self._decisive.add(observation.component_id)
             if (
                 self._flush_lock.locked()
                 and self.concurrent_writes
@@ -396,12 +391,8 @@ class ResultWriter:
     async def _write_batch(self, items: list[Item]) -> int:
         taken_seq = self._seq
         handing: dict[int, float | None] = {}
-        decisive = self._decisive.intersection(item.component_id for item in items)
-        self._decisive -= decisive
         try:
             async with session_scope(self.state.sessionmaker) as session:
-                if decisive:
-                    await take_write_lock(session)  # SQLite: the reaction's flush, not in the busy handler
                 items = await self._fenced(session, items)
                 applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
                 if self._handing_over:
@@ -417,7 +408,6 @@ class ResultWriter:
                 self.last_flush_error,
             )
             self._buffer = items + self._buffer
-            self._decisive |= decisive
             if len(self._buffer) > MAX_BUFFER:
                 excess = len(self._buffer) - MAX_BUFFER
                 self._buffer = self._buffer[excess:]
