@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.locales import check_language
+
 # ---------------------------------------------------------------------------------------------
 # Scalar parsers
 # ---------------------------------------------------------------------------------------------
@@ -102,6 +104,8 @@ Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_pos
 OptionalWait = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
 Size = Annotated[int, BeforeValidator(parse_size), AfterValidator(_positive)]
 PositiveInt = Annotated[int, AfterValidator(_positive)]
+# A message catalog the guard ships (app/locales); else the error names the ones it does.
+Language = Annotated[str, AfterValidator(check_language)]
 
 
 def _split_csv(value: Any) -> Any:
@@ -211,15 +215,8 @@ class AlertingSection(Section):
     max_attempts: PositiveInt = 12
     claim_lease: Duration = 60.0  # a claimed notification is retried by anyone after this (crash safety)
     stop_timeout: Duration = 5.0  # how long shutdown waits for in-flight deliveries before cancelling them
-    default_language: str = "en"  # a channel's message catalog when it names none (API, CLI, config file)
+    default_language: Language = "en"  # the catalog of a channel that names none (API, CLI, config file)
     alertmanager_component_labels: list[str] = Field(default_factory=lambda: ["component", "job", "instance"])
-
-    @field_validator("default_language")
-    @classmethod
-    def _known_language(cls, value: str) -> str:
-        from app.core.locales import check_language
-
-        return check_language(value)
 
 
 class CachingSection(Section):
@@ -295,20 +292,13 @@ class ChannelDeclaration(Section):
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kind: str
     config: dict[str, Any]
-    language: str | None = None  # None: ``alerting.default_language``
+    language: Language | None = None  # None: ``alerting.default_language``
     enabled: bool = True
     severities: list[Literal["info", "warning", "critical"]] = Field(default_factory=list)
     matchers: dict[str, str] = Field(default_factory=dict)
     escalation_only: bool = False
     escalate_to: str | None = Field(default=None, description="the name of a channel declared here")
     escalate_after: Duration | None = None
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, value: str | None) -> str | None:
-        from app.core.locales import check_language
-
-        return None if value is None else check_language(value)
 
     @model_validator(mode="after")
     def _valid_config(self) -> ChannelDeclaration:

@@ -9,7 +9,7 @@ first one started may still end well.
 A run's duration is judged only when it measures a run since the action: the ping API derives a
 finished run's duration from its ``/start`` when the job reports none, and a ``/start`` from before
 an action in flight (a stuck run's, the action killed or left it) says nothing about the rerun the
-action started, whose success pings alone (``derived_duration_spans_action``).
+action started, whose success pings alone (``action_started_after``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checks.base import CheckConfigError
@@ -44,20 +44,27 @@ def rerun_may_run_until(
         return None  # an invalid stored check: its own check reports it
 
 
-async def action_started_after(session: AsyncSession, component_id: int, moment: datetime) -> bool:
-    """Whether a recovery action of the component started after ``moment`` and is still in flight
-    (acting or being verified, its acting marker committed): the same window as the check's
-    (``app/monitoring/probes.py``), from the attempt's ``started_at``, a guard's clock like the pings'.
-    A finished run's duration counted from a ``/start`` at ``moment`` then spans the action: it is no
-    measure of the rerun, and the ping API records none (docs/LIFECYCLE.md rule 12)."""
-    q = (
-        select(HealingAttempt.id)
+def action_in_flight(component_id: int) -> Select[datetime | None, str, datetime | None]:
+    """(started_at, state, verify_deadline) of the component's recovery action in flight (acting, or
+    being verified, its acting marker committed), latest first: a batch job is judged on its pings
+    since that action started (docs/LIFECYCLE.md rule 12). Its start is the attempt's ``started_at``,
+    a guard's clock like the pings' (``acting_at`` is the database's)."""
+    return (
+        select(HealingAttempt.started_at, HealingAttempt.state, HealingAttempt.verify_deadline)
         .where(
             HealingAttempt.component_id == component_id,
             HealingAttempt.state.in_(IN_FLIGHT),
             HealingAttempt.acting_at.is_not(None),
-            HealingAttempt.started_at > moment,
         )
+        .order_by(HealingAttempt.started_at.desc())
         .limit(1)
     )
-    return (await session.execute(q)).first() is not None
+
+
+async def action_started_after(session: AsyncSession, component_id: int, moment: datetime) -> bool:
+    """Whether the component's recovery action in flight (``action_in_flight``: the check's window)
+    started after ``moment``. A finished run's duration counted from a ``/start`` at ``moment`` then
+    spans the action: it is no measure of the rerun, and the ping API records none
+    (docs/LIFECYCLE.md rule 12)."""
+    action = (await session.execute(action_in_flight(component_id))).first()
+    return action is not None and action[0] is not None and action[0] > moment

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
 from app.db.models import Component, ComponentState
-from app.db.models.healing import IN_FLIGHT, AttemptState, HealingAttempt
+from app.db.models.healing import AttemptState
 from app.db.session import session_scope
+from app.healing.reruns import action_in_flight
 from app.monitoring import state_machine as sm
 from app.security.check_secrets import reveal_params
 
@@ -193,7 +194,7 @@ class Prober:
                     .where(Component.id == component_id)
                 )
             ).one()
-            action = (await session.execute(_action_in_flight(component_id))).first()
+            action = (await session.execute(action_in_flight(component_id))).first()
         action_at, verify_until = (
             (None, None) if action is None else _judged_since(action[0], action[1], action[2])
         )
@@ -206,22 +207,6 @@ class Prober:
             action_at=action_at,
             verify_until=verify_until,
         )
-
-
-def _action_in_flight(component_id: int) -> Select[datetime | None, str, datetime | None]:
-    """The component's recovery action in flight (acting, or being verified), latest first: a batch
-    job is judged on its pings since that action started (docs/LIFECYCLE.md rule 12). Its start is
-    the attempt's ``started_at``, a guard's clock like the pings' (``acting_at`` is the database's)."""
-    return (
-        select(HealingAttempt.started_at, HealingAttempt.state, HealingAttempt.verify_deadline)
-        .where(
-            HealingAttempt.component_id == component_id,
-            HealingAttempt.state.in_(IN_FLIGHT),
-            HealingAttempt.acting_at.is_not(None),
-        )
-        .order_by(HealingAttempt.started_at.desc())
-        .limit(1)
-    )
 
 
 def _judged_since(
