@@ -12,7 +12,8 @@ Semantics of `evaluate_heartbeat` (first matching rule wins):
 4. Late: the last ping is older than `period_s + grace_s`: DOWN. Within the grace it is still UP
    (the grace exists to absorb a job's normal jitter, so it must not flap to degraded).
 5. The last finished run (`last_duration_s`, reported by the job or computed by the API from its
-   start ping) was shorter than `min_runtime_s` or longer than `max_runtime_s`: DOWN.
+   start ping) was shorter than `min_runtime_s` or longer than `max_runtime_s`: DOWN, conclusive
+   like a `fail` (the run's own verdict: unhealthy at once, no streak of failed checks needed).
 6. Otherwise UP.
 
 A ping without a status counts as `success`.
@@ -38,6 +39,10 @@ end of its verification window, None while the action still runs), only the ping
   ``min_runtime_s``/``max_runtime_s`` (rule 5) is DOWN and conclusive like a ``fail``. Its duration is
   the job's own (``duration_seconds``, or from its ``/start`` since the action): the ping API records
   none from a ``/start`` older than the action in flight (``app/healing/reruns.py``).
+
+A ping that names its run (a ping URL's ``?rid=``) is timed from that run's own ``/start``; a finish
+of a run that started before the action in flight never reaches this state (the ping API stores it
+without a verdict), so it neither fails nor verifies the rerun.
 """
 
 from __future__ import annotations
@@ -169,7 +174,6 @@ def evaluate_heartbeat(
         last_start_at=last_start_at,
         last_duration_s=last_duration_s,
         created_at=created_at,
-        since_action=action_at is not None,
     )
     if action_at is not None and last_ping_status == "start" and result.outcome is Outcome.UP:
         # The run the action started is within its allowed runtime: running, not verified yet.
@@ -207,11 +211,11 @@ def run_deadline(params: Mapping[str, Any], started_at: datetime) -> datetime:
 
 
 def _outside_runtime(
-    p: Mapping[str, Any], now: datetime, last_duration_s: float | None, *, conclusive: bool
+    p: Mapping[str, Any], now: datetime, last_duration_s: float | None
 ) -> CheckResult | None:
     """Rule 5: DOWN when the last finished run was shorter than ``min_runtime_s`` or longer than
-    ``max_runtime_s``. ``conclusive`` for a run finished since the recovery action: its length is as
-    final a verdict as a ``fail`` ping (no grace waits it out, docs/LIFECYCLE.md rule 12)."""
+    ``max_runtime_s``; conclusive: the run's length is its own verdict, as final as a ``fail`` ping (no
+    streak needed, no grace waits it out, docs/LIFECYCLE.md rule 12)."""
     if last_duration_s is None:
         return None
     min_rt, max_rt = p["min_runtime_s"], p["max_runtime_s"]
@@ -221,7 +225,7 @@ def _outside_runtime(
         detail = f"last run took {_secs(last_duration_s)}, longer than max_runtime {_secs(max_rt)}"
     else:
         return None
-    return CheckResult.down(detail, None, observed_at=now, conclusive=conclusive)
+    return CheckResult.down(detail, None, observed_at=now, conclusive=True)
 
 
 def _evaluate_periodic(
@@ -233,7 +237,6 @@ def _evaluate_periodic(
     last_start_at: datetime | None,
     last_duration_s: float | None,
     created_at: datetime,
-    since_action: bool = False,
 ) -> CheckResult:
     """The module docstring's rules with a period."""
     period, grace = p["period_s"], p["grace_s"]
@@ -286,7 +289,7 @@ def _evaluate_periodic(
             f"(expected every {_secs(period)} + {_secs(grace)} grace)",
         )
 
-    outside = _outside_runtime(p, now, last_duration_s, conclusive=since_action)
+    outside = _outside_runtime(p, now, last_duration_s)
     if outside is not None:
         return outside
 
@@ -304,7 +307,6 @@ def _evaluate_scheduled(
     last_start_at: datetime | None,
     last_duration_s: float | None,
     created_at: datetime,
-    since_action: bool = False,
 ) -> CheckResult:
     """The module docstring's rules with a cron schedule in place of the period."""
     schedule, tz, grace = p["schedule"], p["tz"], p["grace_s"]
@@ -360,7 +362,7 @@ def _evaluate_scheduled(
             f"missed the run scheduled at {when(due)} (last heartbeat "
             f"{_secs((now - last_ping_at).total_seconds())} ago, {_secs(grace)} grace)",
         )
-    outside = _outside_runtime(p, now, last_duration_s, conclusive=since_action)
+    outside = _outside_runtime(p, now, last_duration_s)
     if outside is not None:
         return outside
     if late > 0:

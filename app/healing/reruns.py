@@ -9,7 +9,10 @@ first one started may still end well.
 A run's duration is judged only when it measures a run since the action: the ping API derives a
 finished run's duration from its ``/start`` when the job reports none, and a ``/start`` from before
 an action in flight (a stuck run's, the action killed or left it) says nothing about the rerun the
-action started, whose success pings alone (``action_started_after``).
+action started, whose success pings alone (``action_started_after``). A job that names its runs
+(a ping URL's ``?rid=``) is told apart exactly: a finish of a run that started before the action in
+flight is the replaced run's, late; it is stored, but neither fails nor verifies the rerun
+(``replaced_run``).
 """
 
 from __future__ import annotations
@@ -61,10 +64,20 @@ def action_in_flight(component_id: int) -> Select[datetime | None, str, datetime
     )
 
 
-async def action_started_after(session: AsyncSession, component_id: int, moment: datetime) -> bool:
+def replaced_run(run_started_at: datetime | None, action_at: datetime | None) -> bool:
+    """Whether a run that started at ``run_started_at`` (None: not known) is one the recovery action
+    in flight, started at ``action_at`` (None: none in flight), replaced: it started before the action.
+    Its finish is the old run's, no verdict on the rerun (docs/LIFECYCLE.md rule 12)."""
+    return run_started_at is not None and action_at is not None and action_at > run_started_at
+
+
+async def action_started_after(session: AsyncSession, component_id: int, moment: datetime | None) -> bool:
     """Whether the component's recovery action in flight (``action_in_flight``: the check's window)
-    started after ``moment``. A finished run's duration counted from a ``/start`` at ``moment`` then
-    spans the action: it is no measure of the rerun, and the ping API records none
-    (docs/LIFECYCLE.md rule 12)."""
+    started after ``moment`` (``replaced_run``). A finished run's duration counted from a ``/start``
+    at ``moment`` then spans the action: it is no measure of the rerun, and the ping API records none;
+    a finish naming a run (``rid``) that started at ``moment`` is that replaced run's, stored but not
+    judged (docs/LIFECYCLE.md rule 12)."""
+    if moment is None:
+        return False
     action = (await session.execute(action_in_flight(component_id))).first()
-    return action is not None and action[0] is not None and action[0] > moment
+    return replaced_run(moment, None if action is None else action[0])

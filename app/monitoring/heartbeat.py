@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, Unauthorized
@@ -18,6 +19,15 @@ from app.healing.reruns import action_started_after
 
 PING_TOKEN_BYTES = 32
 MESSAGE_MAX_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class RecordedPing:
+    """What a stored ping says: the finished run's duration (None: unknown, or a ``start``), and
+    whether it judged the component (False: a late finish of a run a recovery action replaced)."""
+
+    duration_s: float | None
+    judged: bool = True
 
 
 def hash_ping_token(token: str) -> str:
@@ -65,6 +75,15 @@ class HeartbeatService:
         await self.session.flush()
         return token
 
+    async def run_started_at(self, component_id: int, rid: str) -> datetime | None:
+        """When run ``rid`` pinged ``start`` (its latest such ping still kept), or None."""
+        q = select(func.max(HeartbeatPing.received_at)).where(
+            HeartbeatPing.component_id == component_id,
+            HeartbeatPing.rid == rid,
+            HeartbeatPing.status == "start",
+        )
+        return (await self.session.execute(q)).scalar_one_or_none()
+
     async def record(
         self,
         component: Component,
@@ -75,13 +94,45 @@ class HeartbeatService:
         source: str,
         now: datetime | None = None,
         max_message: int = MESSAGE_MAX_CHARS,
-    ) -> ComponentState:
+        rid: str | None = None,
+    ) -> RecordedPing:
+        """Store a ping. ``rid`` names the run it reports: a finish is timed from that run's own
+        ``start`` (none when it never pinged one), and a finish of a run that started before the
+        recovery action in flight is stored without touching the component's state: the replaced
+        run's verdict is none on the rerun (docs/LIFECYCLE.md rule 12)."""
         if not component.check or component.check.get("kind") != "heartbeat":
             raise Conflict(
                 f"component {component.name!r} is not a heartbeat component (its check kind is "
                 f"{(component.check or {}).get('kind')!r})"
             )
         now = now or utcnow()
+        judged = True
+        if rid is not None and status != "start":
+            run_start = await self.run_started_at(component.id, rid)
+            if duration_s is None and run_start is not None:
+                duration_s = max(0.0, (now - run_start).total_seconds())
+            judged = not await action_started_after(self.session, component.id, run_start)
+        if judged:
+            duration_s = await self._update_state(component, status, duration_s, now, derive=rid is None)
+        self.session.add(
+            HeartbeatPing(
+                component_id=component.id,
+                received_at=now,
+                status=status,
+                duration_s=duration_s,
+                message=(message or None) and message[:max_message],
+                source=source,
+                rid=rid,
+            )
+        )
+        await self.session.flush()
+        return RecordedPing(duration_s=duration_s if status != "start" else None, judged=judged)
+
+    async def _update_state(
+        self, component: Component, status: str, duration_s: float | None, now: datetime, *, derive: bool
+    ) -> float | None:
+        """The component's last ping, start and finished run's duration (returned); ``derive``: a
+        finish without a duration is timed from the last ``/start`` (a ping that names no run)."""
         state = (
             await self.session.execute(
                 select(ComponentState).where(ComponentState.component_id == component.id)
@@ -94,7 +145,8 @@ class HeartbeatService:
             state.last_start_at = now
         else:
             if (
-                duration_s is None
+                derive
+                and duration_s is None
                 and state.last_ping_status == "start"
                 and state.last_start_at is not None
                 and not await action_started_after(self.session, component.id, state.last_start_at)
@@ -104,15 +156,4 @@ class HeartbeatService:
                 duration_s = (now - state.last_start_at).total_seconds()
             state.last_duration_s = duration_s
         state.last_ping_at, state.last_ping_status = now, status
-        self.session.add(
-            HeartbeatPing(
-                component_id=component.id,
-                received_at=now,
-                status=status,
-                duration_s=duration_s,
-                message=(message or None) and message[:max_message],
-                source=source,
-            )
-        )
-        await self.session.flush()
-        return state
+        return duration_s

@@ -89,7 +89,7 @@ async def heartbeat(
     body = body or HeartbeatIn()
     component = caller.component
     received_at = utcnow()
-    state = await HeartbeatService(session).record(
+    recorded = await HeartbeatService(session).record(
         component,
         status=body.status,
         duration_s=body.duration_seconds,
@@ -103,7 +103,7 @@ async def heartbeat(
         component=component.name,
         status=body.status,
         received_at=received_at,  # the ping's time, stored as state.last_ping_at
-        duration_seconds=state.last_duration_s if body.status != "start" else None,
+        duration_seconds=recorded.duration_s,
     )
 
 

@@ -5,12 +5,15 @@
     GET|HEAD|POST /ping/<token>/fail         the run failed: the component is unhealthy at once
     GET|HEAD|POST /ping/<token>/<exit-code>  0 = success, 1..255 = failure (``cmd; curl .../$?``)
 
-A POST body is kept (the first ``PING_LOG_MAX_BYTES``) as the run's log. Query parameters are
-refused: ``?status=fail`` must never be read as a success.
+A POST body is kept (the first ``PING_LOG_MAX_BYTES``) as the run's log. One query parameter is
+read, ``rid`` (a UUID, healthchecks.io's run id): the run the ping reports, so a finish is timed from
+its own ``/start`` and a late finish of a run a recovery action replaced judges nothing
+(docs/LIFECYCLE.md rule 12). Any other is refused: ``?status=fail`` must never be read as a success.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request
@@ -27,6 +30,8 @@ router = APIRouter(prefix="/ping", tags=["heartbeats"])
 PING_LOG_MAX_BYTES = 10_000  # kept as the run's log; the rest of a longer body is dropped
 PING_BODY_REFUSED_BYTES = 1_000_000  # a declared body larger than this is refused outright (413)
 METHODS = ["GET", "HEAD", "POST"]
+RUN_ID = "rid"
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 def _ping_route(path: str):
@@ -76,6 +81,27 @@ async def _run_log(request: Request) -> str | None:
     return text + "\n[log truncated]" if truncated else text
 
 
+def _run_id(request: Request) -> str | None:
+    """The ping's ``rid`` (lower-cased), None without one. Refused, before anything is read or
+    stored: any other query parameter, a second ``rid``, a ``rid`` that is no UUID."""
+    params = request.query_params
+    unknown = sorted({n for n in params if n != RUN_ID})
+    if unknown:
+        raise ValidationFailed(
+            "ping URLs take no query parameter but rid: use /start, /fail or /<exit-code> in the path",
+            details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in unknown]},
+        )
+    values = params.getlist(RUN_ID)
+    if not values:
+        return None
+    if len(values) > 1 or not _UUID.fullmatch(values[0]):
+        raise ValidationFailed(
+            "rid names the run the ping reports: one UUID (8-4-4-4-12 hex digits)",
+            details={"fields": [{"field": f"query.{RUN_ID}", "message": "must be one UUID"}]},
+        )
+    return values[0].lower()
+
+
 async def _ping(
     request: Request,
     background: BackgroundTasks,
@@ -85,12 +111,7 @@ async def _ping(
     status: str,
     note: str | None = None,
 ) -> HeartbeatOut:
-    if request.query_params:
-        names = sorted(request.query_params.keys())
-        raise ValidationFailed(
-            "ping URLs take no query parameters: use /start, /fail or /<exit-code> in the path",
-            details={"fields": [{"field": f"query.{n}", "message": "unknown parameter"} for n in names]},
-        )
+    rid = _run_id(request)
     log_text = await _run_log(request)
     service = HeartbeatService(session)
     component = await service.component_by_ping_token(hash_ping_token(token))
@@ -99,7 +120,7 @@ async def _ping(
     request.state.audit_actor = f"ping-token:{component.name}"
     message = "\n".join(part for part in (note, log_text) if part) or None
     received_at = utcnow()
-    state = await service.record(
+    recorded = await service.record(
         component,
         status=status,
         duration_s=None,
@@ -107,6 +128,7 @@ async def _ping(
         source="ping-url",
         now=received_at,
         max_message=PING_LOG_MAX_BYTES + 100,
+        rid=rid,
     )
     # After the response, i.e. after the commit: the scheduler must read the stored ping.
     background.add_task(scheduler.request_check, component.id)
@@ -114,7 +136,13 @@ async def _ping(
         component=component.name,
         status=status,
         received_at=received_at,  # the ping's time, stored as state.last_ping_at
-        duration_seconds=state.last_duration_s if status != "start" else None,
+        duration_seconds=recorded.duration_s,
+        rid=rid,
+        judged=recorded.judged,
+        detail=None
+        if recorded.judged
+        else "run started before the recovery action in flight: stored, not judged "
+        "(the rerun is judged on its own runs)",
     )
 
 

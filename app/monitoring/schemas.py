@@ -147,6 +147,13 @@ class HeartbeatOut(BaseModel):
     status: str
     received_at: datetime
     duration_seconds: float | None = None
+    rid: str | None = Field(None, description="the run this ping reports (a ping URL's ?rid=)")
+    judged: bool = Field(
+        True,
+        description="false: the run started before the recovery action in flight (the run it replaced); "
+        "the ping is stored but judges neither the component nor the rerun",
+    )
+    detail: str | None = None
 
 
 class PingTokenOut(BaseModel):

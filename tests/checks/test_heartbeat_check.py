@@ -83,3 +83,26 @@ async def test_kind_uses_context_state():
     assert result.outcome is Outcome.DOWN and "late" in result.detail
     no_state = await kind.run({"period_s": 60}, CheckContext())
     assert no_state.outcome is Outcome.DOWN
+
+
+SCHEDULED = {"schedule": "*/1 * * * *", "grace_s": 30, "max_runtime_s": 120, "min_runtime_s": 5}
+
+
+@pytest.mark.parametrize("params", [PARAMS, SCHEDULED], ids=["period", "schedule"])
+@pytest.mark.parametrize(
+    ("case", "kwargs", "conclusive"),
+    [
+        # What the run says of itself is its verdict: unhealthy at once, no streak of checks needed.
+        ("failed", {"last_ping": ago(10), "status": "fail"}, True),
+        ("too short", {"last_ping": ago(10), "status": "success", "duration": 2}, True),
+        ("too long", {"last_ping": ago(10), "status": "success", "duration": 300}, True),
+        # What the guard infers (late, stuck, never pinged) needs the failure streak as ever.
+        ("late", {"last_ping": ago(200)}, False),
+        ("missing", {"created": ago(300)}, False),
+        ("stuck", {"last_ping": ago(200), "status": "start", "start": ago(200)}, False),
+    ],
+)
+def test_a_run_outside_its_window_is_as_conclusive_as_a_fail(params, case, kwargs, conclusive):
+    result = evaluate(params, **kwargs)
+    assert result.outcome is Outcome.DOWN, (case, result.detail)
+    assert result.conclusive is conclusive, (case, result.detail)

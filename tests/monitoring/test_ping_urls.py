@@ -100,3 +100,20 @@ async def test_a_failed_run_is_unhealthy_at_once_and_fires_its_alert(db_url, tmp
         assert (await guard.client.get(f"/ping/{token}/0")).status_code == 200
         await scheduler.run_once()
         assert (await status_of(guard, "nightly"))["status"] == "healthy"
+
+
+@pytest.mark.parametrize("check", [HB, SCHEDULED_HB], ids=["period", "schedule"])
+async def test_a_run_outside_its_runtime_window_is_unhealthy_at_once(db_url, tmp_path, check):
+    # failure_threshold 3 and no recovery action: a run shorter than its min_runtime is its own
+    # verdict, like a /fail, and needs no streak of failed checks.
+    async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 3})) as (guard, scheduler):
+        await add_component(guard, "nightly", {**check, "min_runtime": "1m"}, critical=True)
+        token = await _token(guard, "nightly")
+        assert (await guard.client.get(f"/ping/{token}")).status_code == 200
+        await scheduler.run_once()
+        assert (await status_of(guard, "nightly"))["status"] == "healthy"
+        assert (await guard.client.get(f"/ping/{token}/start")).status_code == 200
+        assert (await guard.client.get(f"/ping/{token}")).status_code == 200
+        await scheduler.run_once()
+        state = await status_of(guard, "nightly")
+        assert state["status"] == "critical" and "shorter than min_runtime" in state["last_detail"], state

@@ -12,20 +12,25 @@ Files in DIR:
 - ``plan``: one line per run, used in order (the last line again for any further run); each line is
   steps separated by spaces: ``start`` (ping ``/start``), ``sleep:S`` (work for S seconds),
   ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``), ``await:NAME``
-  (work until the test creates DIR/NAME). An empty line (``-``) is a run that never pings.
+  (work until the test creates DIR/NAME), ``rid`` (this run names itself: a new UUID sent as
+  ``?rid=`` with each of its later pings, as healthchecks.io's run ids). An empty line (``-``) is a
+  run that never pings.
 - ``runs.log`` (written by the runs): ``begin N <epoch>``, ``ping N <what> <epoch>`` once each ping
-  was answered (the epoch is when it was sent), ``end N <epoch>``, and ``overlap N <epoch>`` when
-  run N began while another run of the job was still going (a job run twice at once).
+  was answered (the epoch is when it was sent; a ping with a run id adds ``judged`` or ``unjudged``,
+  as the guard answered), ``end N <epoch>``, and ``overlap N <epoch>`` when run N began while another
+  run of the job was still going (a job run twice at once).
 - ``actions.log`` (written by the recovery command): ``rerun <epoch> <pid>`` per invocation.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 
@@ -44,14 +49,21 @@ def _next_run(directory: Path) -> int:
         return number
 
 
-def _ping(directory: Path, url: str, number: int, what: str) -> None:
+def _ping(directory: Path, url: str, number: int, what: str, rid: str | None = None) -> None:
     suffix = {"success": "", "start": "/start", "fail": "/fail"}.get(what)
     if suffix is None:
         suffix = "/" + what.split(":", 1)[1]  # exit:N
+    if rid is not None:
+        suffix += f"?rid={rid}"
     sent = time.time()  # before the guard can have read it
     # As the README tells a job to: fail on an HTTP error, bounded, retried.
-    subprocess.run(["curl", "-fsS", "-m", "10", "--retry", "3", "-o", "/dev/null", url + suffix], check=True)
-    _log(directory, "runs.log", f"ping {number} {what} {sent:.3f}")
+    answer = subprocess.run(
+        ["curl", "-fsS", "-m", "10", "--retry", "3", url + suffix], check=True, stdout=subprocess.PIPE
+    ).stdout
+    verdict = ""
+    if rid is not None:
+        verdict = " judged" if json.loads(answer)["judged"] else " unjudged"
+    _log(directory, "runs.log", f"ping {number} {what} {sent:.3f}{verdict}")
 
 
 def run(directory: Path) -> int:
@@ -65,15 +77,19 @@ def run(directory: Path) -> int:
     except BlockingIOError:
         _log(directory, "runs.log", f"overlap {number} {time.time():.3f}")
     _log(directory, "runs.log", f"begin {number} {time.time():.3f}")
+    rid = None
     for step in steps:
-        if step.startswith("sleep:"):
+        if step == "rid":
+            rid = str(uuid.uuid4())
+            _log(directory, "runs.log", f"rid {number} {rid}")
+        elif step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
         elif step.startswith("await:"):
             _log(directory, "runs.log", f"awaiting {number} {step.split(':', 1)[1]} {time.time():.3f}")
             while not (directory / step.split(":", 1)[1]).exists():
                 time.sleep(0.1)
         else:
-            _ping(directory, url, number, step)
+            _ping(directory, url, number, step, rid)
     _log(directory, "runs.log", f"end {number} {time.time():.3f}")
     return 0
 

@@ -24,6 +24,11 @@ rerun in the background and returns at once, and the rerun takes longer than the
 - rerun-after-stuck: a run pinged ``/start`` and hangs past ``max_runtime``; the rerun pings only its
   success: the heal is verified by it (the time since the stuck run's ``/start`` is no duration of
   the rerun), one rerun, and the job stays healthy after the heal.
+- rerun-late-fail: the job names its runs (``?rid=``); a run pinged ``/start`` and hangs past
+  ``max_runtime``; the recovery action's rerun starts beside it, and the stuck run's ``/fail`` arrives
+  after the action started, before the rerun succeeds: stored but not judged (the guard answers so),
+  the heal is verified by the rerun, one rerun, one page (firing, then resolved), within a long grace
+  that a ``/fail`` read as the rerun's would have ended at once.
 - rerun-silent: the rerun never pings: the attempt fails once its verification window is over (not
   at the end of the grace), the component leaves ``recovering`` and a human is told.
 """
@@ -315,6 +320,52 @@ class RerunAfterStuck(BatchStory):
         assert seen[-1]["current"] == "healthy" and after == [], (after, why)
 
 
+class LateFailOfReplacedRun(BatchStory):
+    """Run 2 pings ``/start`` and waits for DIR/release: stuck past ``max_runtime``. The rerun (run 3)
+    pings its ``/start`` and waits for DIR/go; the test then releases run 2, whose ``/fail`` comes
+    after the action started, and lets run 3 succeed. Every run sends its own ``rid``."""
+
+    name = job = "rerun-late-fail"
+    PLAN = ("rid start success", "rid start await:release fail", "rid start await:go sleep:1 success")
+    CHECK = {"max_runtime_s": 10}
+    GRACE_S = 60
+    POLICY = {"grace_period": GRACE_S, "verify_timeout": 2 * GRACE_S}
+
+    def awaiting(self, number: int, name: str) -> bool:
+        return any(p[:3] == ["awaiting", str(number), name] for p in self.runs())
+
+    def play(self) -> None:
+        self.run_job()
+        self.wait(lambda: self.healthy(self.job), "the first run seen healthy")
+        with open(self.dir / "stuck.log", "ab") as out:
+            stuck = subprocess.Popen([sys.executable, str(JOB), "run", str(self.dir)], stdout=out, stderr=out)
+        try:
+            self.wait(lambda: self.awaiting(3, "go"), "the rerun started by the action, running")
+            (self.dir / "release").touch()
+            self.wait(lambda: self.pinged(2, "fail") is not None, "the stuck run's late /fail")
+            (self.dir / "go").touch()
+            self.wait(lambda: self.ended(3) and self.settled(self.job), "the rerun to be verified")
+            seen = self.guard.transitions(self.job)
+            time.sleep(3)  # a few more checks of the job after its heal
+            why = self.why()()
+        finally:
+            (self.dir / "release").touch()
+            (self.dir / "go").touch()
+            stuck.wait(timeout=60)
+        (attempt,) = self.guard.attempts(self.job)
+        assert attempt["state"] == "succeeded", why
+        late_fail, succeeded = self.pinged(2, "fail"), self.pinged(3, "success")
+        # The stuck run's /fail came while the action's rerun was being verified, and judged nothing.
+        assert parse_time(attempt["started_at"]) < late_fail < succeeded, why
+        assert [p[-1] for p in self.runs() if p[:3] == ["ping", "2", "fail"]] == ["unjudged"], why
+        assert parse_time(attempt["finished_at"]) >= succeeded, why
+        assert self.reruns() == 1 and [p[1] for p in self.overlaps()] == ["3"], why
+        assert not [t for t in self.guard.transitions(self.job) if t["current"] == "failed"], why
+        assert [p.get("kind") for p in self.sink.for_component(self.job)] == ["firing", "resolved"], why
+        after = self.guard.transitions(self.job)[len(seen) :]
+        assert seen[-1]["current"] == "healthy" and after == [], (after, why)
+
+
 class SilentRerun(BatchStory):
     name = job = "rerun-silent"
     PLAN = ("success", "fail", "-")
@@ -349,6 +400,7 @@ STORIES = [
     WaitedRerun,
     ShortRerun,
     RerunAfterStuck,
+    LateFailOfReplacedRun,
     SilentRerun,
 ]
 

@@ -98,10 +98,15 @@ class CheckRollup(Base):
 
 
 class HeartbeatPing(Base):
-    """One ping pushed by a job (kept like raw results)."""
+    """One ping pushed by a job (kept like raw results). ``rid``: the run it reports (a ping URL's
+    ``?rid=``, a UUID): a finish is timed from its own run's ``start`` row (docs/LIFECYCLE.md rule 12),
+    so a run's identity lives as long as its pings (``results_retention``)."""
 
     __tablename__ = "heartbeat_pings"
-    __table_args__ = (Index("ix_heartbeat_pings_component_received", "component_id", "received_at"),)
+    __table_args__ = (
+        Index("ix_heartbeat_pings_component_received", "component_id", "received_at"),
+        Index("ix_heartbeat_pings_component_rid", "component_id", "rid"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     component_id: Mapped[int] = mapped_column(Integer, _component_fk(), nullable=False)
@@ -110,3 +115,4 @@ class HeartbeatPing(Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(16), nullable=False, default="token")  # token / jwt
+    rid: Mapped[str | None] = mapped_column(String(36), nullable=True)

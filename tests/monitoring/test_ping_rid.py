@@ -1,0 +1,233 @@
+"""A ping URL's run id (``?rid=<uuid>``, healthchecks.io's): every ping URL and method takes it, nothing
+else; a finish is timed from its own run's ``/start``; a late finish of a run that started before the
+recovery action in flight is stored but judges nothing (docs/LIFECYCLE.md rule 12)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from app.db.models import ComponentState, HealingAttempt, HeartbeatPing
+from app.db.types import utcnow
+from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
+
+HB = {"kind": "heartbeat", "period": "1h", "grace": "5m"}
+
+
+async def _token(guard, name):
+    r = await guard.client.post(f"/api/v1/components/{name}/ping-token", headers=await guard.headers("admin"))
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+async def _pings(guard):  # one component per test
+    async with guard.session() as session:
+        rows = (await session.execute(select(HeartbeatPing).order_by(HeartbeatPing.id))).scalars().all()
+        return [(p.status, p.rid, p.duration_s) for p in rows]
+
+
+async def _state(guard, component_id):
+    async with guard.session() as session:
+        return (
+            await session.execute(select(ComponentState).where(ComponentState.component_id == component_id))
+        ).scalar_one()
+
+
+async def _backdate_start(guard, component_id, rid, seconds):
+    """Run ``rid``'s ``/start`` (and the component's last start, when it is the last ping) ``seconds``
+    ago: a run that has been going that long."""
+    at = utcnow() - timedelta(seconds=seconds)
+    async with guard.session() as session:
+        await session.execute(
+            update(HeartbeatPing)
+            .where(HeartbeatPing.rid == rid, HeartbeatPing.status == "start")
+            .values(received_at=at)
+        )
+        state = (
+            await session.execute(select(ComponentState).where(ComponentState.component_id == component_id))
+        ).scalar_one()
+        if state.last_ping_status == "start":
+            state.last_start_at = state.last_ping_at = at
+
+
+async def _action_in_flight(guard, component, seconds_ago):
+    """A recovery action on the component, started ``seconds_ago`` and being verified."""
+    now = utcnow()
+    async with guard.session() as session:
+        session.add(
+            HealingAttempt(
+                incident_id=1,
+                incident_key="i:1",
+                attempt_number=1,
+                component=component["name"],
+                component_id=component["id"],
+                strategy="restart",
+                state="verifying",
+                decision={},
+                started_at=now - timedelta(seconds=seconds_ago),
+                acting_at=now - timedelta(seconds=seconds_ago),
+                verify_deadline=now + timedelta(seconds=600),
+            )
+        )
+
+
+async def test_every_ping_url_and_method_takes_a_run_id(db_url, tmp_path):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
+        await add_component(guard, "nightly", HB)
+        token = await _token(guard, "nightly")
+        c = guard.client
+        rid = str(uuid.uuid4())
+        r = await c.get(f"/ping/{token}/start?rid={rid.upper()}")  # stored as the canonical lower case
+        assert r.status_code == 200 and r.json()["rid"] == rid and r.json()["judged"] is True, r.text
+        r = await c.post(f"/ping/{token}?rid={rid}", content=b"loaded 12 rows\n")
+        assert r.status_code == 200 and r.json()["duration_seconds"] >= 0, r.text
+        assert (await c.head(f"/ping/{token}/fail?rid={rid}")).status_code == 200
+        assert (await c.get(f"/ping/{token}/0?rid={rid}")).json()["status"] == "success"
+        assert (await c.post(f"/ping/{token}/3?rid={rid}")).json()["status"] == "fail"
+        assert (await c.head(f"/ping/{token}/start?rid={rid}")).status_code == 200
+        pings = await _pings(guard)
+        assert [(s, r) for s, r, _ in pings] == [
+            ("start", rid),
+            ("success", rid),
+            ("fail", rid),
+            ("success", rid),
+            ("fail", rid),
+            ("start", rid),
+        ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "rid=not-a-uuid",
+        "rid=",
+        "rid=0f6ea1b4b8b34a4c9d0d6b5b7b0e4f2a",  # no hyphens
+        "rid={0f6ea1b4-b8b3-4a4c-9d0d-6b5b7b0e4f2a}",
+        "rid=urn:uuid:0f6ea1b4-b8b3-4a4c-9d0d-6b5b7b0e4f2a",
+        "rid=0f6ea1b4-b8b3-4a4c-9d0d-6b5b7b0e4f2a&rid=1f6ea1b4-b8b3-4a4c-9d0d-6b5b7b0e4f2a",
+    ],
+)
+async def test_a_run_id_that_is_not_one_uuid_is_refused(db_url, tmp_path, query):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
+        await add_component(guard, "nightly", HB)
+        token = await _token(guard, "nightly")
+        c = guard.client
+        for path in ("", "/start", "/fail", "/0", "/2"):
+            r = await c.get(f"/ping/{token}{path}?{query}")
+            assert r.status_code == 422, (path, r.text)
+            error = r.json()["error"]
+            assert set(error) == {"type", "message", "details", "timestamp"}
+            assert error["details"]["fields"] == [{"field": "query.rid", "message": "must be one UUID"}]
+            assert "UUID" in error["message"]
+            assert (await c.post(f"/ping/{token}{path}?{query}", content=b"log")).status_code == 422
+            assert (await c.head(f"/ping/{token}{path}?{query}")).status_code == 422
+        assert await _pings(guard) == []
+
+
+async def test_other_query_parameters_stay_refused_beside_a_run_id(db_url, tmp_path):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
+        await add_component(guard, "nightly", HB)
+        token = await _token(guard, "nightly")
+        rid = str(uuid.uuid4())
+        for query in (f"rid={rid}&status=fail", f"status=fail&rid={rid}", "status=fail", f"rid={rid}&x=1&a=2"):
+            r = await guard.client.get(f"/ping/{token}?{query}")
+            assert r.status_code == 422, query
+            fields = [f["field"] for f in r.json()["error"]["details"]["fields"]]
+            assert "query.rid" not in fields and fields, (query, fields)
+        assert await _pings(guard) == []
+
+
+async def test_overlapping_runs_are_each_timed_from_their_own_start(db_url, tmp_path):
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
+        component = await add_component(guard, "nightly", HB)
+        token = await _token(guard, "nightly")
+        c = guard.client
+        first, second, unknown = (str(uuid.uuid4()) for _ in range(3))
+        assert (await c.get(f"/ping/{token}/start?rid={first}")).status_code == 200
+        await _backdate_start(guard, component["id"], first, 600)
+        # The next run fires while the first still runs (a cron that does not wait).
+        assert (await c.get(f"/ping/{token}/start?rid={second}")).status_code == 200
+        await _backdate_start(guard, component["id"], second, 100)
+        ended = (await c.get(f"/ping/{token}?rid={first}")).json()
+        assert 600 <= ended["duration_seconds"] < 700, ended  # not the 100 s since the latest /start
+        assert (await _state(guard, component["id"])).last_duration_s == ended["duration_seconds"]
+        ended = (await c.get(f"/ping/{token}/fail?rid={second}")).json()
+        assert 100 <= ended["duration_seconds"] < 200, ended
+        # A run that never pinged /start has no duration (as healthchecks.io).
+        assert (await c.get(f"/ping/{token}?rid={unknown}")).json()["duration_seconds"] is None
+        assert (await _state(guard, component["id"])).last_duration_s is None
+        # Pings without a run id are timed as ever: from the last /start.
+        assert (await c.get(f"/ping/{token}/start")).status_code == 200
+        await _backdate_start(guard, component["id"], None, 50)
+        ended = (await c.get(f"/ping/{token}")).json()
+        assert 50 <= ended["duration_seconds"] < 150, ended
+        durations = [d for s, _, d in await _pings(guard) if s != "start"]
+        assert durations[0] >= 600 and 100 <= durations[1] < 200 and durations[2] is None
+
+
+async def test_a_late_finish_of_the_replaced_run_judges_nothing(db_url, tmp_path):
+    """A stuck run (``rid`` OLD) started before the recovery action in flight; its late ``/fail``
+    arrives during the verification: stored, answered 200 "not judged", and the check still waits
+    for the rerun; the rerun (its own ``rid``) is then judged on itself. The same ``/fail`` without a
+    run id is read as the rerun's, as before: critical at once."""
+    async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 3})) as (guard, scheduler):
+        component = await add_component(guard, "nightly", {**HB, "max_runtime": "20m"}, critical=True)
+        token = await _token(guard, "nightly")
+        c = guard.client
+        old, new = str(uuid.uuid4()), str(uuid.uuid4())
+        assert (await c.get(f"/ping/{token}/start?rid={old}")).status_code == 200
+        await _backdate_start(guard, component["id"], old, 600)
+        await scheduler.run_once()
+        assert (await status_of(guard, "nightly"))["status"] == "healthy"
+        await _action_in_flight(guard, component, 10)
+        before = await _state(guard, component["id"])
+
+        r = await c.post(f"/ping/{token}/fail?rid={old}", content=b"killed")
+        body = r.json()
+        assert r.status_code == 200 and body["judged"] is False and body["rid"] == old, r.text
+        assert "not judged" in body["detail"] and body["duration_seconds"] >= 600
+        late = await c.get(f"/ping/{token}/0?rid={old}")  # its success would not verify the rerun either
+        assert late.json()["judged"] is False
+        after = await _state(guard, component["id"])
+        assert (after.last_ping_at, after.last_ping_status, after.last_duration_s) == (
+            before.last_ping_at,
+            before.last_ping_status,
+            before.last_duration_s,
+        )
+        for _ in range(3):
+            await scheduler.run_once()
+        state = await status_of(guard, "nightly")
+        assert state["status"] == "healthy" and "since the recovery action" in state["last_detail"], state
+        assert (await _state(guard, component["id"])).consecutive_failures == 0
+        assert [(s, r) for s, r, _ in await _pings(guard)] == [
+            ("start", old),
+            ("fail", old),
+            ("success", old),
+        ]
+
+        # The rerun, with its own run id, is judged on itself.
+        assert (await c.get(f"/ping/{token}/start?rid={new}")).json()["judged"] is True
+        ended = (await c.get(f"/ping/{token}?rid={new}")).json()
+        assert ended["judged"] is True and 0 <= ended["duration_seconds"] < 60, ended
+        await scheduler.run_once()
+        assert (await status_of(guard, "nightly"))["status"] == "healthy"
+
+        # Without a run id the guard cannot tell the runs apart: a /fail judges (as before).
+        assert (await c.get(f"/ping/{token}/fail")).json()["judged"] is True
+        await scheduler.run_once()
+        assert (await status_of(guard, "nightly"))["status"] == "critical"
+
+
+def test_a_run_is_replaced_only_when_it_started_before_the_action_in_flight():
+    from app.healing.reruns import replaced_run
+
+    now = utcnow()
+    earlier, later = now - timedelta(seconds=5), now + timedelta(seconds=5)
+    assert replaced_run(earlier, now)
+    assert not replaced_run(later, now)
+    assert not replaced_run(now, now)  # the same instant: not before the action
+    assert not replaced_run(None, now)  # a run that never pinged /start: judged as any finish
+    assert not replaced_run(earlier, None)  # no action in flight: every run judges
