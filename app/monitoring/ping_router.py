@@ -47,12 +47,23 @@ def _ping_route(path: str):
                 response_model=HeartbeatOut,
                 responses=RESPONSES,
                 operation_id=f"{endpoint.__name__}_{method.lower()}",
+                openapi_extra={"parameters": [RUN_ID_PARAMETER]},
             )
         return endpoint
 
     return register
 
 
+# Read by ``_run_id`` (which refuses every other query parameter), documented here.
+RUN_ID_PARAMETER = {
+    "name": RUN_ID,
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "format": "uuid"},
+    "description": "the run this ping reports (healthchecks.io's run id): a finish is timed from the "
+    "same rid's /start, and one of a run that started before the recovery action in flight is stored "
+    "but not judged",
+}
 RESPONSES = error_responses(404, 409, 413, 422)  # 409: the token's component is not a heartbeat job
 
 
@@ -130,12 +141,13 @@ async def _ping(
         max_message=PING_LOG_MAX_BYTES + 100,
         rid=rid,
     )
-    # After the response, i.e. after the commit: the scheduler must read the stored ping.
-    background.add_task(scheduler.request_check, component.id)
+    if recorded.judged:  # an unjudged ping left the state as it was: nothing new to check
+        # After the response, i.e. after the commit: the scheduler must read the stored ping.
+        background.add_task(scheduler.request_check, component.id)
     return HeartbeatOut(
         component=component.name,
         status=status,
-        received_at=received_at,  # the ping's time, stored as state.last_ping_at
+        received_at=received_at,  # the ping's time, stored as state.last_ping_at when judged
         duration_seconds=recorded.duration_s,
         rid=rid,
         judged=recorded.judged,

@@ -4,8 +4,13 @@ recovery action in flight is stored but judges nothing (docs/LIFECYCLE.md rule 1
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -132,7 +137,12 @@ async def test_other_query_parameters_stay_refused_beside_a_run_id(db_url, tmp_p
         await add_component(guard, "nightly", HB)
         token = await _token(guard, "nightly")
         rid = str(uuid.uuid4())
-        for query in (f"rid={rid}&status=fail", f"status=fail&rid={rid}", "status=fail", f"rid={rid}&x=1&a=2"):
+        for query in (
+            f"rid={rid}&status=fail",
+            f"status=fail&rid={rid}",
+            "status=fail",
+            f"rid={rid}&x=1&a=2",
+        ):
             r = await guard.client.get(f"/ping/{token}?{query}")
             assert r.status_code == 422, query
             fields = [f["field"] for f in r.json()["error"]["details"]["fields"]]
@@ -231,3 +241,47 @@ def test_a_run_is_replaced_only_when_it_started_before_the_action_in_flight():
     assert not replaced_run(now, now)  # the same instant: not before the action
     assert not replaced_run(None, now)  # a run that never pinged /start: judged as any finish
     assert not replaced_run(earlier, None)  # no action in flight: every run judges
+
+
+def _readme_rid_example() -> str:
+    """The README's shell block that names its run (``?rid=``), as written."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.DOTALL)
+    (block,) = [b for b in blocks if "?rid=" in b]
+    return block
+
+
+@pytest.mark.parametrize(("exit_code", "status"), [(0, "success"), (3, "fail")])
+def test_the_readme_run_id_example_runs_with_curl(settings, exit_code, status):
+    """The README's example, run by bash with the real curl against a guard on loopback: one run id
+    for the run's /start and its exit code, the run's duration measured from that /start."""
+    import httpx
+    from live_guard import serve_guard
+
+    with serve_guard(settings) as live:
+        admin = {"Authorization": f"Bearer {live.token()}"}
+        check = {"kind": "heartbeat", "period_s": 3600}
+        created = httpx.post(
+            f"{live.url}/api/v1/components", json={"name": "nightly-etl", "check": check}, headers=admin
+        )
+        assert created.status_code == 201, created.text
+        token = httpx.post(f"{live.url}/api/v1/components/nightly-etl/ping-token", headers=admin).json()[
+            "token"
+        ]
+        job = f"nightly-etl() {{ sleep 1; return {exit_code}; }}\n"  # the job the example runs
+        done = subprocess.run(
+            ["bash", "-c", job + _readme_rid_example()],
+            env={**os.environ, "PING_URL": f"{live.url}/ping/{token}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    decoder, answers, at = json.JSONDecoder(), [], 0
+    while at < len(done.stdout):
+        answer, at = decoder.raw_decode(done.stdout, at)
+        answers.append(answer)
+    started, ended = answers
+    assert started["status"] == "start" and ended["status"] == status, answers
+    assert started["rid"] == ended["rid"] and uuid.UUID(started["rid"]), answers
+    assert ended["judged"] is True and 1 <= ended["duration_seconds"] < 30, answers
