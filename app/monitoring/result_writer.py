@@ -45,7 +45,7 @@ from app.monitoring.recorder import (
 
 if TYPE_CHECKING:
     from app.monitoring.probe_metrics import ProbeMetrics
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 

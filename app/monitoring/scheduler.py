@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from app.healing.strategies.registry import StrategyRegistry
     from app.health.health_map import HealthMap
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from app.monitoring.probe_metrics import ProbeMetrics
     from app.monitoring.probes import Prober
     from app.monitoring.timetable import Timetable
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class DiffedAt(NamedTuple):

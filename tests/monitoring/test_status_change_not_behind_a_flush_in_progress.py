@@ -17,7 +17,7 @@ from app.db.models import CheckResultRecord, Incident
 from app.monitoring import result_writer
 from app.monitoring.recorder import Observation
 from app.monitoring.result_writer import ResultWriter
-from app.platform.runtime import Core
+from app.platform.core import Core
 from tests.monitoring.conftest import add_component, mon_settings, monitored
 
 
