@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from app.monitoring.ownership import HandsOver, Ownership
-from app.monitoring.recorder import Observation, RecoveryMark
+from app.monitoring.tracked import Observation, RecoveryMark
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

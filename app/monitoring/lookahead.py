@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from app.checks.base import Outcome
 from app.monitoring import state_machine as sm
-from app.monitoring.recorder import Observation, Tracked
+from app.monitoring.tracked import Observation, Tracked
 
 
 class Lookahead:

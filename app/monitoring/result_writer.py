@@ -36,12 +36,8 @@ from app.db.session import session_scope
 from app.monitoring.lease_hand_over import LeaseHandOver
 from app.monitoring.lookahead import Lookahead
 from app.monitoring.ownership import Ownership
-from app.monitoring.recorder import (
-    Observation,
-    RecoveryMark,
-    Tracked,
-    write_batch,
-)
+from app.monitoring.recorder import write_batch
+from app.monitoring.tracked import Observation, RecoveryMark, Tracked
 
 if TYPE_CHECKING:
     from app.monitoring.probe_metrics import ProbeMetrics

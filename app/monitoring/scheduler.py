@@ -29,9 +29,9 @@ from app.monitoring.check_metrics import CheckMetrics
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober
-from app.monitoring.recorder import Observation, RecoveryMark, Tracked
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
 from app.monitoring.timetable import Timetable
+from app.monitoring.tracked import Observation, RecoveryMark, Tracked
 from app.monitoring.tracking import ComponentTracking
 from app.monitoring.workers import WorkerPool
 from app.platform.loops import LoopService
