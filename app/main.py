@@ -9,7 +9,8 @@ from app.api.error_handlers import install_error_handlers
 from app.api.openapi import install_openapi
 from app.api.ratelimit import RateLimiter
 from app.auth.throttle import login_failure_limit
-from app.config.settings import Settings, load_settings
+from app.config.loading import load_settings
+from app.config.settings import Settings
 from app.observability.http_metrics import HttpMetrics, HttpMetricsRecorder
 from app.observability.metrics import GuardMetrics
 from app.platform.lifespan import ServiceBuilder, make_lifespan

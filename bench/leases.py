@@ -90,8 +90,8 @@ class Fleet:
         from app.config.settings import Settings
         from app.db.engine import create_engine, create_sessionmaker
         from app.observability.metrics import GuardMetrics
+        from app.platform.core import Core
         from app.platform.events import EventBus
-        from app.platform.runtime import Core
         from app.replicas.manager import LeaseManager
 
         settings = Settings(database_url=self.url, env="test", replica_id=f"bench-{self.n}")

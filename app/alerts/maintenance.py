@@ -20,7 +20,7 @@ from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.observability.metrics import GuardMetrics
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.alerts")

@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.alerts.fingerprints import anomaly_fingerprint, health_fingerprint
 from app.alerts.service import AlertService
 from app.db.models.metrics import DetectionRule
 from app.platform.events import (
@@ -28,18 +28,6 @@ if TYPE_CHECKING:
     from app.config.settings import Settings
 
 UNHEALTHY_SEVERITY = {"failed": "critical", "critical": "critical", "degraded": "warning"}
-
-
-def health_fingerprint(component: str) -> str:
-    return f"health:{component}"
-
-
-def anomaly_fingerprint(
-    component: str, metric: str, rule_id: int | None, rule_kind: str, labels: dict[str, str]
-) -> str:
-    rule = rule_id if rule_id is not None else rule_kind
-    key = json.dumps(labels or {}, sort_keys=True, separators=(",", ":"))
-    return f"anomaly:{component}:{metric}:{rule}:{key}"[:200]
 
 
 async def root_cause_context(

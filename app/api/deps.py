@@ -20,8 +20,9 @@ from app.healing.engine import HealingEngine
 from app.healing.strategies.registry import StrategyRegistry
 from app.monitoring.scheduler import Scheduler
 from app.observability.metrics import GuardMetrics
+from app.platform.core import Core
 from app.platform.events import EventBus
-from app.platform.runtime import Core, Detection, Runtime
+from app.platform.runtime import Detection, Runtime
 from app.replicas.manager import LeaseManager
 from app.security.crypto import SecretBox
 

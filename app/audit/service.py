@@ -15,7 +15,7 @@ from app.db.types import utcnow
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class AuditService:

@@ -10,7 +10,7 @@ from app.db.session import session_scope
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class TokenCleanup(LoopService):

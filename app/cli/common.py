@@ -16,6 +16,6 @@ ConfigOption = Annotated[
 
 
 def settings_from(config: Path | None) -> Settings:
-    from app.config.settings import load_settings  # the server's settings: imported only by local commands
+    from app.config.loading import load_settings  # the server's settings: imported only by local commands
 
     return load_settings(config_file=config)

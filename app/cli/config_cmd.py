@@ -18,7 +18,7 @@ def sample_text() -> str:
 @app.command("validate")
 def validate(file: Path) -> None:
     """Print every problem of FILE with its path; exit 2 when there is any."""
-    from app.config.settings import validate_config_file
+    from app.config.loading import validate_config_file
 
     problems = validate_config_file(file)
     if problems:
@@ -58,7 +58,7 @@ def audit(
     from rich.console import Console
     from rich.table import Table
 
-    from app.config.settings import load_settings
+    from app.config.loading import load_settings
     from app.security.audit import audit_settings, exit_code
 
     findings = audit_settings(load_settings(config_file=file))

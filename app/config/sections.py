@@ -1,7 +1,9 @@
 """The configuration's value types and sections (the seed's layout), each strict about unknown keys.
 
-``app.config.settings`` assembles them into ``Settings`` and does the loading; this module only describes
-shapes and parses durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and sizes (``64KB``, ``100MB``).
+``app.config.settings`` assembles them into ``Settings``; this module only describes shapes and parses
+durations (``500ms``, ``10s``, ``5m``, ``24h``, ``7d``) and sizes (``64KB``, ``100MB``). What a
+declaration means to its domain (a channel kind's configuration, a rule's parameters, a component's
+check) is checked when the settings are loaded (``declared.py``).
 """
 
 from __future__ import annotations
@@ -300,21 +302,6 @@ class ChannelDeclaration(Section):
     escalate_to: str | None = Field(default=None, description="the name of a channel declared here")
     escalate_after: Duration | None = None
 
-    @model_validator(mode="after")
-    def _valid_config(self) -> ChannelDeclaration:
-        from pydantic import ValidationError
-
-        from app.notify.channels import channel_kind
-
-        kind = channel_kind(self.kind)  # ValueError names the known kinds
-        try:
-            kind.validate(self.config)
-        except ValidationError as exc:
-            raise ValueError(
-                "; ".join(f"config.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            ) from None
-        return self
-
 
 class RuleDeclaration(Section):
     """A detection rule declared in the config file (synced at startup by name; the API may not edit it)."""
@@ -327,22 +314,6 @@ class RuleDeclaration(Section):
     params: dict[str, Any] = Field(default_factory=dict)
     severity: str = "warning"
     enabled: bool = True
-
-    @model_validator(mode="after")
-    def _valid_rule(self) -> RuleDeclaration:
-        # The API's own checks, so `config validate` reports what the API would refuse.
-        from app.core.errors import ValidationFailed
-        from app.detection.rules_schemas import RuleCreate
-        from app.detection.rules_service import check_params
-
-        data = RuleCreate.model_validate(self.model_dump())
-        try:
-            check_params(data.kind, data.params)
-        except ValidationFailed as exc:
-            raise ValueError(
-                "; ".join(f"{f['field']}: {f['message']}" for f in exc.details["fields"])
-            ) from None
-        return self
 
 
 class ComponentDeclaration(Section):

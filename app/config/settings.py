@@ -6,12 +6,12 @@ never passes silently. ``${VAR}`` (or ``${VAR:-default}``) is interpolated from 
 validation. Durations accept ``500ms``, ``10s``, ``5m``, ``24h``, ``7d`` or plain seconds; sizes accept
 ``512KB``, ``100MB``, ``1GiB`` or plain bytes.
 
-Nothing here reads the environment at import time: ``load_settings()`` does, when called.
+Nothing here reads the environment at import time: ``loading.load_settings()`` does, when called; it
+also checks what the file declares (components, channels, rules) with each domain's own rules.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -93,7 +93,7 @@ TOP_LEVEL_ENV = {
 
 
 class Settings(BaseSettings):
-    """All of the guard's settings. Build with ``load_settings()``; tests pass their own."""
+    """All of the guard's settings. Build with ``loading.load_settings()``; tests pass their own."""
 
     model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
 
@@ -202,7 +202,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
         file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003  hook
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Only explicit arguments: load_settings() merges file and environment itself so that
+        # Only explicit arguments: loading.load_settings() merges file and environment itself so that
         # precedence and error paths stay in one readable place.
         return (init_settings,)
 
@@ -301,50 +301,6 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             message = "unknown key (check the spelling; see `pipeline-guard config sample`)"
         lines.append(f"{path}: {message}")
     return lines
-
-
-def load_settings(
-    config_file: str | Path | None = None,
-    environ: dict[str, str] | None = None,
-    **overrides: Any,
-) -> Settings:
-    """Build Settings from defaults, the YAML file, the environment and explicit overrides."""
-    environ = dict(os.environ if environ is None else environ)
-    from_env = env_overrides(environ)
-    path = config_file or from_env.get("config")
-    tree: dict[str, Any] = {}
-    if path:
-        tree = read_config_file(Path(path), environ)
-        tree["config"] = str(path)
-    tree = deep_merge(tree, from_env)
-    tree = deep_merge(tree, overrides)
-    try:
-        settings = Settings(**tree)
-    except ValidationError as exc:
-        problems = format_validation_error(exc)
-        raise ConfigurationError("invalid configuration", details={"problems": problems}) from None
-    if settings.components:
-        from app.config.components import declared_component_problems
-
-        problems = declared_component_problems(settings)
-        if problems:
-            raise ConfigurationError("invalid configuration", details={"problems": problems})
-    return settings
-
-
-def validate_config_file(path: str | Path, environ: dict[str, str] | None = None) -> list[str]:
-    """Every problem of a config file as ``path: message`` lines (empty when valid)."""
-    environ = dict(os.environ if environ is None else environ)
-    try:
-        tree = read_config_file(Path(path), environ)
-        settings = Settings(**tree)
-    except ConfigurationError as exc:
-        return list(exc.details.get("problems", [])) or [exc.message]
-    except ValidationError as exc:
-        return format_validation_error(exc)
-    from app.config.components import declared_component_problems
-
-    return declared_component_problems(settings)
 
 
 MIN_SECRET_KEY_LENGTH = 32

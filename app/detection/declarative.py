@@ -18,7 +18,7 @@ from app.detection.rules_service import SOURCE_CONFIG, check_params
 
 if TYPE_CHECKING:
     from app.detection.evaluator import RuleEvaluator
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 async def sync_declared_rules(state: Core, evaluator: RuleEvaluator) -> dict[str, list[str]]:

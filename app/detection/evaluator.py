@@ -41,7 +41,7 @@ from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.metrics.validation import Point
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.detection")
 

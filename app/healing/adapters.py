@@ -13,9 +13,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from app.alerts.fingerprints import health_fingerprint
 from app.alerts.service import AlertService
 from app.alerts.silences import SilenceService
-from app.alerts.subscribers import health_fingerprint
 from app.healing.ports import HealingPorts, RecordedAlert, exhausted_fingerprint, page_fingerprint
 
 if TYPE_CHECKING:

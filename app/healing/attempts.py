@@ -32,7 +32,7 @@ from app.healing.strategies.base import ActionContext
 from app.healing.strategies.registry import StrategyRegistry
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.replicas.manager import LeaseManager
 
 log = logging.getLogger("pipeline_guard.healing")

@@ -50,7 +50,7 @@ from app.healing.strategies.registry import StrategyRegistry
 from app.healing.wake import Wake
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.replicas.manager import LeaseManager
 
 log = logging.getLogger("pipeline_guard.healing")

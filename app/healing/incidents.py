@@ -29,7 +29,7 @@ from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
     from app.healing.wake import Wake
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class IncidentEvents:

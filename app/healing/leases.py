@@ -27,7 +27,7 @@ from app.db.session import session_scope
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.healing")
 

@@ -18,7 +18,7 @@ from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
     from app.healing.engine import HealingEngine
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.healing")
 

@@ -26,7 +26,7 @@ from app.healing.slots import take_slots
 from app.healing.strategies.registry import UnknownStrategy
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class OperatorActions:

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.healing.attempts import Attempts
+    from app.platform.core import Core
     from app.platform.events import ComponentDeleted
-    from app.platform.runtime import Core
 
 log = logging.getLogger("pipeline_guard.healing")
 

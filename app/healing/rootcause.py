@@ -285,8 +285,8 @@ def monitored(component: Component) -> bool:
 
 
 async def note_caused_by(session: AsyncSession, settings: Settings, component: str, root: str) -> None:
+    from app.alerts.fingerprints import health_fingerprint
     from app.alerts.service import AlertService
-    from app.alerts.subscribers import health_fingerprint
 
     alert = await AlertService(session, settings).alerts.active_by_fingerprint(health_fingerprint(component))
     if alert is not None:

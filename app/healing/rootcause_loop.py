@@ -206,7 +206,7 @@ def _known_healthy(entry, since: datetime) -> bool:
 
 
 async def _release_alert(session: AsyncSession, settings: Settings, component: str) -> None:
+    from app.alerts.fingerprints import health_fingerprint
     from app.alerts.service import AlertService
-    from app.alerts.subscribers import health_fingerprint
 
     await AlertService(session, settings).release_held(health_fingerprint(component))

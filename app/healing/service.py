@@ -14,7 +14,7 @@ from app.db.models.healing import IN_FLIGHT, AttemptState, HealingAttempt, Heali
 from app.db.session import session_scope
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 DECIDED = (AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.INTERRUPTED)
 

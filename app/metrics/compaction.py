@@ -36,7 +36,7 @@ from app.platform.loops import LoopService
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class RollupCompactor(LoopService):

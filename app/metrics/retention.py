@@ -22,7 +22,7 @@ from app.metrics.rollups import HOUR, MINUTE, TEN_MINUTES
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class MetricsRetention(LoopService):

@@ -26,7 +26,7 @@ EXACT_MAX_POINTS = 5000
 
 if TYPE_CHECKING:
     from app.detection.evaluator import RuleEvaluator
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class MetricsService:

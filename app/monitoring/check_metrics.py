@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from app.checks.base import CheckResult
     from app.detection.evaluator import RuleEvaluator
     from app.metrics.cache import MetricsCache
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 

@@ -21,7 +21,7 @@ from app.security.recovery_secrets import same_recovery
 
 if TYPE_CHECKING:
     from app.healing.strategies.registry import StrategyRegistry
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")

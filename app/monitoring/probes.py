@@ -29,7 +29,7 @@ from app.security.check_secrets import reveal_params
 if TYPE_CHECKING:
     import aiohttp
 
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")

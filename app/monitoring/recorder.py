@@ -9,20 +9,19 @@ returns them (`Applied`), so a failed flush leaves memory and database agreeing.
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.checks.base import CheckResult
 from app.db.base import Base
 from app.db.models import Component, HealthTransitionRecord, Incident
 from app.db.types import utcnow
 from app.monitoring import state_machine as sm
 from app.monitoring.result_rows import DETAIL_MAX, PostgresRows, SQLiteRows, rows_for
+from app.monitoring.tracked import Observation, RecoveryMark, Tracked
 from app.monitoring.transitions import NewIncident, PendingTransition, fold_transition, publish_transition
 from app.platform.events import HealthTransition
 
@@ -30,79 +29,6 @@ if TYPE_CHECKING:
     from app.platform.events import EventBus
 
 log = logging.getLogger("pipeline_guard.monitoring")
-RESULT_IDS_KEPT = 16
-
-
-class Observation(NamedTuple):
-    """One check result waiting to be written (a tuple: one is created per probe)."""
-
-    component_id: int
-    kind: str
-    result: CheckResult
-
-
-class RecoveryMark(NamedTuple):
-    component_id: int
-    action: str
-    at: datetime
-    grace_s: float | None = None  # the policy's grace_period; None: the monitoring default
-
-
-@dataclass
-class Tracked:
-    """What the scheduler remembers about one component between flushes."""
-
-    component_id: int
-    name: str
-    critical: bool
-    labels: dict[str, str]
-    thresholds: sm.Thresholds
-    machine: sm.MachineState
-    incident_id: int | None = None
-    incident_worst: str | None = None
-    last_check_at: datetime | None = None
-    last_outcome: str | None = None
-    last_detail: str | None = None
-    last_latency_ms: float | None = None
-    recent_result_ids: deque[int] = field(default_factory=lambda: deque(maxlen=RESULT_IDS_KEPT))
-
-    @classmethod
-    def restore(cls, component: Component, thresholds: sm.Thresholds) -> Tracked:
-        """The component as last persisted (`component.state`), or a fresh one when it has no state row."""
-        labels = dict(component.labels or {})
-        st = component.state
-        if st is None:
-            machine = sm.MachineState(status_since=utcnow())
-            return cls(component.id, component.name, component.critical, labels, thresholds, machine)
-        machine = sm.MachineState(
-            status=st.status,
-            status_since=st.status_since,
-            consecutive_failures=st.consecutive_failures,
-            consecutive_successes=st.consecutive_successes,
-            recent=st.recent_outcomes or "",
-            grace_until=st.grace_until,
-        )
-        return cls(
-            component.id,
-            component.name,
-            component.critical,
-            labels,
-            thresholds,
-            machine,
-            incident_id=st.current_incident_id,
-            incident_worst=st.status if st.current_incident_id else None,
-            last_check_at=st.last_check_at,
-            last_outcome=st.last_outcome,
-            last_detail=st.last_detail,
-            last_latency_ms=st.last_latency_ms,
-        )
-
-    def copy(self) -> Tracked:
-        # Once per component per flush: a plain __dict__ copy (dataclasses.replace is much slower).
-        new = object.__new__(Tracked)
-        new.__dict__.update(self.__dict__)
-        new.recent_result_ids = deque(self.recent_result_ids, maxlen=RESULT_IDS_KEPT)
-        return new
 
 
 @dataclass

@@ -7,15 +7,15 @@ buffer and the flusher retries with back-off; past `MAX_BUFFER` the oldest resul
 
 Lease hand-over (a draining replica) rides on a flush: a component listed by `hand_over_after_probe`
 triggers a flush as soon as its next result is buffered, and its lease is released in that flush's
-transaction with the next due time (`ownership.hand_over`).
+transaction with the next due time (`lease_hand_over.py`).
 
-A result that changes a status is flushed at once; while another flush is being written it does not
-wait for it: it goes in its own small transaction beside it (the urgent lane), unless that flush holds
-earlier results of the same component (then right after it). Not on SQLite (the engine's dialect
-tells): its one writer would make that transaction wait in the driver's busy handler (sleeping up to
-100 ms between retries) instead of starting right after the flush in progress. A
-component's results are never in two flushes at once, so they are written in order and each flush
-advances only its own components.
+A result that changes a status (`lookahead.py` tells at once) is flushed at once; while another
+flush is being written it does not wait for it: it goes in its own small transaction beside it (the
+urgent lane), unless that flush holds earlier results of the same component (then right after it).
+Not on SQLite (the engine's dialect tells): its one writer would make that transaction wait in the
+driver's busy handler (sleeping up to 100 ms between retries) instead of starting right after the
+flush in progress. A component's results are never in two flushes at once, so they are written in
+order and each flush advances only its own components.
 
 The writer owns the buffer and the flush lock; the scheduler owns the in-memory view (`tracked`),
 which the writer advances only after a commit, and is called back to forget a component, to tell
@@ -32,20 +32,16 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from app.checks.base import Outcome
 from app.db.session import session_scope
-from app.monitoring import state_machine as sm
-from app.monitoring.ownership import HandsOver, Ownership
-from app.monitoring.recorder import (
-    Observation,
-    RecoveryMark,
-    Tracked,
-    write_batch,
-)
+from app.monitoring.lease_hand_over import LeaseHandOver
+from app.monitoring.lookahead import Lookahead
+from app.monitoring.ownership import Ownership
+from app.monitoring.recorder import write_batch
+from app.monitoring.tracked import Observation, RecoveryMark, Tracked
 
 if TYPE_CHECKING:
     from app.monitoring.probe_metrics import ProbeMetrics
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 
@@ -84,7 +80,6 @@ class ResultWriter:
         self.acting: dict[int, datetime] = {}
         self.probe_metrics = probe_metrics
         self._forget = forget
-        self._due_in = due_in
         self._publish_health = publish_health
         self.flush_interval = flush_interval
         self.flush_size = flush_size
@@ -107,11 +102,8 @@ class ResultWriter:
         self._flush_stop = asyncio.Event()
         self._flushes: set[asyncio.Future] = set()
         self._flusher: asyncio.Task | None = None
-        self._handing_over: set[int] = set()  # draining: hand these leases over right after their next result
-        # component -> (state machine with the buffered, unwritten results folded in, sequence number
-        # of the last one): tells at once whether a new result changes a status (flush it now).
-        self._ahead: dict[int, tuple[sm.MachineState, int]] = {}
-        self._seq = 0
+        self._hand_over = LeaseHandOver(ownership, due_in=due_in, forget=forget)
+        self._lookahead = Lookahead(tracked)
         self._room = asyncio.Event()  # set while the buffer is under HIGH_WATER
         self._room.set()
         self.urgent_flushes = 0
@@ -188,7 +180,7 @@ class ResultWriter:
         buffer.append(observation)
         if len(buffer) >= HIGH_WATER:
             self._room.clear()
-        if self._decides(observation):
+        if self._lookahead.decides(observation):
             # A result that changes a status is written at once (not after the flush interval): its
             # transaction publishes the transition and wakes healing on commit.
             self.urgent_flushes += 1
@@ -200,44 +192,8 @@ class ResultWriter:
                 self._write_urgently(observation.component_id)  # not behind the flush being written
             else:
                 self._flush_soon.set()
-        elif len(buffer) >= self.flush_size or observation.component_id in self._handing_over:
+        elif len(buffer) >= self.flush_size or self._hand_over.wants_flush(observation.component_id):
             self._flush_soon.set()
-
-    def _decides(self, observation: Observation) -> bool:
-        """Would this result change its component's status, given the results already buffered?
-        A steady success of a healthy component (the common case) is answered without the state
-        machine. A wrong "yes" only costs an earlier flush; the write itself decides for real."""
-        cid = observation.component_id
-        tracked = self.tracked.get(cid)
-        if tracked is None:
-            return False
-        ahead = self._ahead.get(cid)
-        machine = tracked.machine if ahead is None else ahead[0]
-        result = observation.result
-        if result.pending:
-            return False  # no verdict: folded into nothing (recorder.write_batch)
-        if (
-            result.outcome == Outcome.UP
-            and machine.status == sm.HEALTHY
-            and machine.consecutive_failures == 0
-            and machine.grace_until is None
-        ):
-            return False
-        self._seq += 1
-        machine, decision = sm.observe(
-            machine,
-            result.outcome,
-            result.observed_at,
-            tracked.thresholds,
-            result.detail,
-            conclusive=result.conclusive,
-        )
-        self._ahead[cid] = (machine, self._seq)
-        # A first observation (unknown -> healthy) is not urgent: nothing reacts to it, and a
-        # restart would otherwise flush once per component.
-        return decision is not None and not (
-            decision.previous == sm.UNKNOWN and decision.current == sm.HEALTHY
-        )
 
     @property
     def backlogged(self) -> bool:
@@ -251,7 +207,7 @@ class ResultWriter:
     async def write_now(self, item: Item) -> int:
         """Buffer `item` and flush at once (a recovery mark must be persisted before returning)."""
         self._buffer.append(item)
-        self._ahead.pop(item.component_id, None)  # a recovery mark moves the machine: look ahead afresh
+        self._lookahead.restart(item.component_id)  # a recovery mark moves the machine
         return await self.flush_all()
 
     async def flush_all(self) -> int:
@@ -268,25 +224,10 @@ class ResultWriter:
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
-        self._handing_over.update(component_ids)
+        self._hand_over.after_probe(component_ids)
 
     def cancel_hand_over(self, component_ids: Iterable[int]) -> None:
-        self._handing_over.difference_update(component_ids)
-
-    def _hands_over(self) -> HandsOver:
-        if not isinstance(self.ownership, HandsOver):  # `_hand_over_due` hands nothing over then
-            raise TypeError("this ownership cannot hand components over")
-        return self.ownership
-
-    def _hand_over_due(self, items: list[Item]) -> dict[int, float | None]:
-        """Of the components being handed over, those whose result is in this batch -> seconds until
-        their next check is due."""
-        if not isinstance(self.ownership, HandsOver):
-            self._handing_over.clear()
-            return {}
-        written = {item.component_id for item in items if isinstance(item, Observation)}
-        ready = self._handing_over & written
-        return self._due_in(ready)
+        self._hand_over.cancel(component_ids)
 
     # ------------------------------------------------------------------ flush
     async def _flush_loop(self) -> None:
@@ -389,16 +330,12 @@ class ResultWriter:
             self._in_flight.difference_update(taken)
 
     async def _write_batch(self, items: list[Item]) -> int:
-        taken_seq = self._seq
-        handing: dict[int, float | None] = {}
+        taken_seq = self._lookahead.seq
         try:
             async with session_scope(self.state.sessionmaker) as session:
                 items = await self._fenced(session, items)
                 applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
-                if self._handing_over:
-                    handing = self._hand_over_due(items)
-                    if handing:
-                        await self._hands_over().hand_over(session, handing)
+                handing = await self._hand_over.in_flush(session, items)
         except BaseException as exc:
             self.flush_failures += 1
             self.last_flush_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -427,17 +364,9 @@ class ResultWriter:
                     current.thresholds,
                 )
                 self.tracked[cid] = fresh
-        if self._ahead:
-            for cid in {item.component_id for item in items}:
-                ahead = self._ahead.get(cid)
-                if ahead is not None and ahead[1] <= taken_seq:
-                    del self._ahead[cid]  # what it folded in is written: `tracked` is as far
+        self._lookahead.written({item.component_id for item in items}, taken_seq)
         self._publish_health(applied.tracked)
-        if handing:
-            self._handing_over.difference_update(handing)
-            self._hands_over().handed_over(set(handing))
-            for cid in handing:
-                self._forget(cid)
+        self._hand_over.committed(handing)
         self.results_written += applied.results_written
         return applied.results_written
 

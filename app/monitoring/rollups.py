@@ -21,7 +21,7 @@ from app.db.types import utcnow
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.monitoring")
 

@@ -29,9 +29,9 @@ from app.monitoring.check_metrics import CheckMetrics
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober
-from app.monitoring.recorder import Observation, RecoveryMark, Tracked
 from app.monitoring.result_writer import SHUTDOWN_FLUSH_S, ResultWriter
 from app.monitoring.timetable import Timetable
+from app.monitoring.tracked import Observation, RecoveryMark, Tracked
 from app.monitoring.tracking import ComponentTracking
 from app.monitoring.workers import WorkerPool
 from app.platform.loops import LoopService
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from app.healing.strategies.registry import StrategyRegistry
     from app.health.health_map import HealthMap
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.monitoring")

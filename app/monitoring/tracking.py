@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import Component, ComponentState
 from app.db.session import session_scope
 from app.monitoring.probes import Entry, check_config
-from app.monitoring.recorder import Tracked
+from app.monitoring.tracked import Tracked
 
 if TYPE_CHECKING:
     from app.components.registry_watch import RegistryWatch
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from app.monitoring.probe_metrics import ProbeMetrics
     from app.monitoring.probes import Prober
     from app.monitoring.timetable import Timetable
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 
 class DiffedAt(NamedTuple):

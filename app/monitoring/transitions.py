@@ -17,7 +17,7 @@ from app.monitoring import state_machine as sm
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened
 
 if TYPE_CHECKING:
-    from app.monitoring.recorder import Tracked
+    from app.monitoring.tracked import Tracked
     from app.platform.events import EventBus
 
 log = logging.getLogger("pipeline_guard.monitoring")

@@ -18,7 +18,7 @@ from app.db.types import utcnow
 from app.notify.channel_service import ChannelService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 SOURCE_CONFIG = "config"

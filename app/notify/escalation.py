@@ -22,7 +22,7 @@ from app.notify.service import NotificationService
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 ESCALATING_KINDS = ("firing", "escalation")
 MAX_PER_RUN = 500

@@ -39,7 +39,7 @@ from app.notify.delivery import SendResult, retry_delay, send
 from app.platform.loops import LoopService
 
 if TYPE_CHECKING:
-    from app.platform.runtime import Core
+    from app.platform.core import Core
     from app.security.crypto import SecretBox
 
 log = logging.getLogger("pipeline_guard.notify")

@@ -34,6 +34,7 @@ from app.monitoring.rollups import RollupLoop
 from app.monitoring.scheduler import Scheduler, SchedulerLoop
 from app.notify.escalation import EscalationLoop
 from app.notify.outbox import OutboxSender
+from app.platform.core import Core
 from app.platform.events import (
     AnomalyCleared,
     AnomalyDetected,
@@ -44,7 +45,7 @@ from app.platform.events import (
     IncidentReleased,
 )
 from app.platform.loops import LoopService
-from app.platform.runtime import Core, Detection, Healing, Monitoring, Replicas, Runtime
+from app.platform.runtime import Detection, Healing, Monitoring, Replicas, Runtime
 from app.replicas.manager import LeaseManager
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from app.auth.tokens import PasswordHasher, TokenCodec
 from app.config.settings import Settings
 from app.health.health_map import HealthMap, overall_health
 from app.observability.metrics import GuardMetrics
+from app.platform.core import Core
 from app.platform.events import EventBus
 from app.platform.loops import LoopService
 from app.platform.status_sections import StatusSections
@@ -33,17 +34,6 @@ if TYPE_CHECKING:
     from app.monitoring.scheduler import Scheduler
     from app.replicas.manager import LeaseManager
     from app.security.crypto import SecretBox
-
-
-@dataclass(frozen=True)
-class Core:
-    """What most domain objects need and nothing more: the small typed context loops and services take
-    instead of the whole runtime."""
-
-    settings: Settings
-    metrics: GuardMetrics
-    sessionmaker: async_sessionmaker[AsyncSession]
-    events: EventBus
 
 
 @dataclass

@@ -31,7 +31,7 @@ from app.replicas.plan import TickPlanning
 
 if TYPE_CHECKING:
     from app.monitoring.scheduler import Scheduler
-    from app.platform.runtime import Core
+    from app.platform.core import Core
 
 log = logging.getLogger("pipeline_guard.replicas")
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.cli.config_cmd import sample_text
-from app.config.settings import (
-    load_settings,
-    parse_duration,
-    parse_size,
-    production_problems,
-    validate_config_file,
-)
+from app.config.loading import load_settings, validate_config_file
+from app.config.settings import parse_duration, parse_size, production_problems
 from app.core.errors import ConfigurationError
 
 

@@ -308,7 +308,7 @@ async def test_heal_on_round_trips_and_bad_values_are_refused(db_url, tmp_path):
 
 
 async def test_heal_on_from_yaml(db_url, tmp_path):
-    from app.config.settings import load_settings
+    from app.config.loading import load_settings
 
     config = tmp_path / "guard.yaml"
     config.write_text(

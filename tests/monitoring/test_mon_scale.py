@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from app.checks.base import CheckResult
 from app.db.models import CheckResultRecord, Component, HealthTransitionRecord
 from app.monitoring import result_writer as writer_module
-from app.monitoring.recorder import Observation
+from app.monitoring.tracked import Observation
 from tests.monitoring.conftest import add_component, mon_settings, monitored
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.checks.base import CheckResult, Outcome
-from app.monitoring.recorder import Observation
+from app.monitoring.tracked import Observation
 from tests.monitoring.conftest import add_component, mon_settings, monitored
 
 

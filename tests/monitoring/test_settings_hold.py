@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-from app.config.settings import load_settings
+from app.config.loading import load_settings
 from app.healing.policy import DEFAULTS, parse_policy
 from tests.conftest import make_settings
 from tests.monitoring.conftest import FAST, add_component, monitored, status_of

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from app.checks.base import CheckResult, Outcome
 from app.db.models import CheckResultRecord, Incident
 from app.monitoring import result_writer
-from app.monitoring.recorder import Observation
 from app.monitoring.result_writer import ResultWriter
-from app.platform.runtime import Core
+from app.monitoring.tracked import Observation
+from app.platform.core import Core
 from tests.monitoring.conftest import add_component, mon_settings, monitored
 
 

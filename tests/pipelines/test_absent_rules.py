@@ -145,7 +145,7 @@ async def test_absent_counts_points_written_elsewhere_and_never_seen_series(sett
 
 
 async def test_rules_declared_in_the_config_file(db_url, tmp_path):
-    from app.config.settings import load_settings, validate_config_file
+    from app.config.loading import load_settings, validate_config_file
     from app.detection.declarative import sync_declared_rules
     from tests.conftest import TEST_SECRET
 

@@ -205,7 +205,7 @@ async def test_email_starttls_verifies_the_relay_certificate(notify_settings, tm
 
 async def test_channels_declared_in_the_config_file(db_url, tmp_path):
     from app.alerts.maintenance import AlertMaintenance
-    from app.config.settings import load_settings, validate_config_file
+    from app.config.loading import load_settings, validate_config_file
     from app.notify.declarative import sync_declared_channels
     from tests.conftest import TEST_SECRET
 

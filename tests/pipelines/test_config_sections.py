@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.config.settings import load_settings, validate_config_file
+from app.config.loading import load_settings, validate_config_file
 from tests.conftest import TEST_SECRET, running_guard
 
 

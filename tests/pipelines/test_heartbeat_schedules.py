@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from app.checks.base import CheckConfigError, Outcome
 from app.checks.heartbeat import evaluate_heartbeat, validate_heartbeat_params
-from app.config.settings import load_settings
+from app.config.loading import load_settings
 from app.db.models import Component, ComponentState
 from app.db.types import utcnow
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
