@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -265,9 +266,11 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
         duration_seconds: float | None = None,
         message: str | None = None,
         ping_token: str | None = None,
+        *,
+        rid: str | uuid.UUID | None = None,
     ) -> Any:
         try:
-            body = heartbeat_body(status, duration_seconds, message)
+            body = heartbeat_body(status, duration_seconds, message, rid)
         except ValueError as exc:
             self._fail("heartbeat", exc)
             return None
@@ -298,11 +301,13 @@ class AsyncJob:
         self.component = component
         self.ping_token = ping_token
         self.message: str | None = None
+        self.rid: str | None = None  # the run's id (a UUID), new for each run, sent with each of its pings
         self._watch: Stopwatch | None = None
 
     async def __aenter__(self) -> Self:
         self._watch = Stopwatch()
-        await self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
+        self.rid = str(uuid.uuid4())
+        await self.client.heartbeat(self.component, "start", ping_token=self.ping_token, rid=self.rid)
         return self
 
     async def __aexit__(
@@ -312,13 +317,18 @@ class AsyncJob:
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             await self.client.flush()
             await self.client.heartbeat(
-                self.component, "success", duration, self.message, ping_token=self.ping_token
+                self.component, "success", duration, self.message, ping_token=self.ping_token, rid=self.rid
             )
             return
         try:
             await self.client.flush()
             await self.client.heartbeat(
-                self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token
+                self.component,
+                "fail",
+                duration,
+                failure_message(exc),
+                ping_token=self.ping_token,
+                rid=self.rid,
             )
         except Exception as report_error:  # noqa: BLE001
             log.warning(

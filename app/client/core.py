@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 import httpx
 
@@ -243,7 +244,10 @@ def segment(value: str | int) -> str:
     return quote(str(value), safe="")
 
 
-def heartbeat_body(status: str | None, duration_seconds: float | None, message: str | None) -> dict[str, Any]:
+def heartbeat_body(
+    status: str | None, duration_seconds: float | None, message: str | None, rid: str | UUID | None = None
+) -> dict[str, Any]:
+    """The heartbeat API's JSON body; ``rid`` (a UUID, or its text) names the run it reports."""
     body: dict[str, Any] = {}
     if status is not None:
         if status not in {"start", "success", "fail"}:
@@ -253,6 +257,8 @@ def heartbeat_body(status: str | None, duration_seconds: float | None, message: 
         body["duration_seconds"] = round(float(duration_seconds), 6)
     if message is not None:
         body["message"] = str(message)[:MAX_MESSAGE]
+    if rid is not None:
+        body["rid"] = str(rid)
     return body
 
 

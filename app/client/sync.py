@@ -7,6 +7,7 @@ import contextlib
 import functools
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -294,10 +295,14 @@ class GuardClient(ClientSettings, Operations[Any]):
         duration_seconds: float | None = None,
         message: str | None = None,
         ping_token: str | None = None,
+        *,
+        rid: str | uuid.UUID | None = None,
     ) -> Any:
-        """Tell the guard the component is alive (``status``: start, success or fail)."""
+        """Tell the guard the component is alive (``status``: start, success or fail). ``rid`` (a UUID)
+        names the run the heartbeat reports: its finish is timed from the same rid's ``start``, and
+        the finish of a run a recovery action replaced judges nothing."""
         try:
-            body = heartbeat_body(status, duration_seconds, message)
+            body = heartbeat_body(status, duration_seconds, message, rid)
         except ValueError as exc:
             self._fail("heartbeat", exc)
             return None
@@ -315,6 +320,8 @@ class GuardClient(ClientSettings, Operations[Any]):
 
         Sends ``start`` on entry, then ``success`` or ``fail`` (with the exception's type and text)
         and the duration; flushes buffered metrics first. The job's own exception always propagates.
+        Each run has its own id (``rid``, a new UUID, readable as ``run.rid`` in the block) sent with
+        its pings: a stuck run's late ``fail`` after a recovery action started judges nothing.
         """
         return Job(self, component, ping_token)
 
@@ -335,11 +342,13 @@ class Job:
         self.component = component
         self.ping_token = ping_token
         self.message: str | None = None  # set it inside the block to report it with the success
+        self.rid: str | None = None  # the run's id (a UUID), new for each run, sent with each of its pings
         self._watch: Stopwatch | None = None
 
     def __enter__(self) -> Self:
         self._watch = Stopwatch()
-        self.client.heartbeat(self.component, "start", ping_token=self.ping_token)
+        self.rid = str(uuid.uuid4())
+        self.client.heartbeat(self.component, "start", ping_token=self.ping_token, rid=self.rid)
         return self
 
     def __exit__(
@@ -349,14 +358,19 @@ class Job:
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.client.flush()
             self.client.heartbeat(
-                self.component, "success", duration, self.message, ping_token=self.ping_token
+                self.component, "success", duration, self.message, ping_token=self.ping_token, rid=self.rid
             )
             return
         # The job failed: report it, but never let a reporting error hide the job's own exception.
         try:
             self.client.flush()
             self.client.heartbeat(
-                self.component, "fail", duration, failure_message(exc), ping_token=self.ping_token
+                self.component,
+                "fail",
+                duration,
+                failure_message(exc),
+                ping_token=self.ping_token,
+                rid=self.rid,
             )
         except Exception as report_error:  # noqa: BLE001
             log.warning(

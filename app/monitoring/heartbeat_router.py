@@ -79,7 +79,8 @@ async def heartbeat(
     caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)],
     body: HeartbeatIn | None = None,
 ) -> HeartbeatOut:
-    """A job's ping: `start`, `success` (default) or `fail`, with an optional duration and message."""
+    """A job's ping: `start`, `success` (default) or `fail`, with an optional duration and message, and
+    the run it reports (`rid`, a UUID: as a ping URL's `?rid=`)."""
     unknown = sorted(set(request.query_params) - {"token"})
     if unknown:  # `?status=fail` must never be recorded as a success
         raise ValidationFailed(
@@ -96,14 +97,14 @@ async def heartbeat(
         message=body.message,
         source=caller.source,
         now=received_at,
+        rid=body.rid,
     )
-    # After the response, i.e. after the commit: the scheduler must read the stored ping.
-    background.add_task(scheduler.request_check, component.id)
-    return HeartbeatOut(
-        component=component.name,
-        status=body.status,
-        received_at=received_at,  # the ping's time, stored as state.last_ping_at
-        duration_seconds=recorded.duration_s,
+    if recorded.judged:  # an unjudged ping left the state as it was: nothing new to check
+        # After the response, i.e. after the commit: the scheduler must read the stored ping.
+        background.add_task(scheduler.request_check, component.id)
+    # received_at: the ping's time, stored as state.last_ping_at when judged
+    return HeartbeatOut.answer(
+        component.name, body.status, received_at, recorded.duration_s, body.rid, recorded.judged
     )
 
 

@@ -13,7 +13,6 @@ its own ``/start`` and a late finish of a run a recovery action replaced judges 
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request
@@ -22,6 +21,7 @@ from app.api.deps import SchedulerDep, SessionDep
 from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
 from app.db.types import utcnow
 from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
+from app.monitoring.run_ids import RUN_ID, RUN_ID_RULE, run_id
 from app.monitoring.scheduler import Scheduler
 from app.monitoring.schemas import HeartbeatOut
 
@@ -30,8 +30,6 @@ router = APIRouter(prefix="/ping", tags=["heartbeats"])
 PING_LOG_MAX_BYTES = 10_000  # kept as the run's log; the rest of a longer body is dropped
 PING_BODY_REFUSED_BYTES = 1_000_000  # a declared body larger than this is refused outright (413)
 METHODS = ["GET", "HEAD", "POST"]
-RUN_ID = "rid"
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 def _ping_route(path: str):
@@ -105,12 +103,14 @@ def _run_id(request: Request) -> str | None:
     values = params.getlist(RUN_ID)
     if not values:
         return None
-    if len(values) > 1 or not _UUID.fullmatch(values[0]):
+    try:
+        (value,) = values  # a second rid is a ValueError too
+        return run_id(value)
+    except ValueError:
         raise ValidationFailed(
             "rid names the run the ping reports: one UUID (8-4-4-4-12 hex digits)",
-            details={"fields": [{"field": f"query.{RUN_ID}", "message": "must be one UUID"}]},
-        )
-    return values[0].lower()
+            details={"fields": [{"field": f"query.{RUN_ID}", "message": RUN_ID_RULE}]},
+        ) from None
 
 
 async def _ping(
@@ -144,18 +144,8 @@ async def _ping(
     if recorded.judged:  # an unjudged ping left the state as it was: nothing new to check
         # After the response, i.e. after the commit: the scheduler must read the stored ping.
         background.add_task(scheduler.request_check, component.id)
-    return HeartbeatOut(
-        component=component.name,
-        status=status,
-        received_at=received_at,  # the ping's time, stored as state.last_ping_at when judged
-        duration_seconds=recorded.duration_s,
-        rid=rid,
-        judged=recorded.judged,
-        detail=None
-        if recorded.judged
-        else "run started before the recovery action in flight: stored, not judged "
-        "(the rerun is judged on its own runs)",
-    )
+    # received_at: the ping's time, stored as state.last_ping_at when judged
+    return HeartbeatOut.answer(component.name, status, received_at, recorded.duration_s, rid, recorded.judged)
 
 
 @_ping_route("/{token}")

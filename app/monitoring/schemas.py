@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.monitoring.run_ids import run_id
 
 
 class IncidentOut(BaseModel):
@@ -140,6 +142,23 @@ class HeartbeatIn(BaseModel):
     status: Literal["start", "success", "fail"] = "success"
     duration_seconds: float | None = Field(None, ge=0, le=30 * 86400)
     message: str | None = Field(None, max_length=1000)
+    rid: str | None = Field(
+        None,
+        description="the run this heartbeat reports (healthchecks.io's run id, a UUID): a finish is timed "
+        "from the same rid's start, and one of a run that started before the recovery action in flight "
+        "is stored but not judged",
+    )
+
+    @field_validator("rid")
+    @classmethod
+    def _one_run_id(cls, value: str | None) -> str | None:
+        return None if value is None else run_id(value)
+
+
+REPLACED_RUN = (
+    "run started before the recovery action in flight: stored, not judged "
+    "(the rerun is judged on its own runs)"
+)
 
 
 class HeartbeatOut(BaseModel):
@@ -147,13 +166,36 @@ class HeartbeatOut(BaseModel):
     status: str
     received_at: datetime
     duration_seconds: float | None = None
-    rid: str | None = Field(None, description="the run this ping reports (a ping URL's ?rid=)")
+    rid: str | None = Field(
+        None, description="the run this ping reports (a ping URL's ?rid=, the body's rid)"
+    )
     judged: bool = Field(
         True,
         description="false: the run started before the recovery action in flight (the run it replaced); "
         "the ping is stored but judges neither the component nor the rerun",
     )
     detail: str | None = None
+
+    @classmethod
+    def answer(
+        cls,
+        component: str,
+        status: str,
+        received_at: datetime,
+        duration_seconds: float | None,
+        rid: str | None,
+        judged: bool,
+    ) -> HeartbeatOut:
+        """The answer to a stored ping, saying why when it judged nothing."""
+        return cls(
+            component=component,
+            status=status,
+            received_at=received_at,
+            duration_seconds=duration_seconds,
+            rid=rid,
+            judged=judged,
+            detail=None if judged else REPLACED_RUN,
+        )
 
 
 class PingTokenOut(BaseModel):

@@ -13,76 +13,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
 
-from app.db.models import ComponentState, HealingAttempt, HeartbeatPing
 from app.db.types import utcnow
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
+from tests.monitoring.runs import action_in_flight, backdate_start, component_state, ping_token, stored_pings
 
 HB = {"kind": "heartbeat", "period": "1h", "grace": "5m"}
-
-
-async def _token(guard, name):
-    r = await guard.client.post(f"/api/v1/components/{name}/ping-token", headers=await guard.headers("admin"))
-    assert r.status_code == 200, r.text
-    return r.json()["token"]
-
-
-async def _pings(guard):  # one component per test
-    async with guard.session() as session:
-        rows = (await session.execute(select(HeartbeatPing).order_by(HeartbeatPing.id))).scalars().all()
-        return [(p.status, p.rid, p.duration_s) for p in rows]
-
-
-async def _state(guard, component_id):
-    async with guard.session() as session:
-        return (
-            await session.execute(select(ComponentState).where(ComponentState.component_id == component_id))
-        ).scalar_one()
-
-
-async def _backdate_start(guard, component_id, rid, seconds):
-    """Run ``rid``'s ``/start`` (and the component's last start, when it is the last ping) ``seconds``
-    ago: a run that has been going that long."""
-    at = utcnow() - timedelta(seconds=seconds)
-    async with guard.session() as session:
-        await session.execute(
-            update(HeartbeatPing)
-            .where(HeartbeatPing.rid == rid, HeartbeatPing.status == "start")
-            .values(received_at=at)
-        )
-        state = (
-            await session.execute(select(ComponentState).where(ComponentState.component_id == component_id))
-        ).scalar_one()
-        if state.last_ping_status == "start":
-            state.last_start_at = state.last_ping_at = at
-
-
-async def _action_in_flight(guard, component, seconds_ago):
-    """A recovery action on the component, started ``seconds_ago`` and being verified."""
-    now = utcnow()
-    async with guard.session() as session:
-        session.add(
-            HealingAttempt(
-                incident_id=1,
-                incident_key="i:1",
-                attempt_number=1,
-                component=component["name"],
-                component_id=component["id"],
-                strategy="restart",
-                state="verifying",
-                decision={},
-                started_at=now - timedelta(seconds=seconds_ago),
-                acting_at=now - timedelta(seconds=seconds_ago),
-                verify_deadline=now + timedelta(seconds=600),
-            )
-        )
 
 
 async def test_every_ping_url_and_method_takes_a_run_id(db_url, tmp_path):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "nightly", HB)
-        token = await _token(guard, "nightly")
+        token = await ping_token(guard, "nightly")
         c = guard.client
         rid = str(uuid.uuid4())
         r = await c.get(f"/ping/{token}/start?rid={rid.upper()}")  # stored as the canonical lower case
@@ -93,7 +35,7 @@ async def test_every_ping_url_and_method_takes_a_run_id(db_url, tmp_path):
         assert (await c.get(f"/ping/{token}/0?rid={rid}")).json()["status"] == "success"
         assert (await c.post(f"/ping/{token}/3?rid={rid}")).json()["status"] == "fail"
         assert (await c.head(f"/ping/{token}/start?rid={rid}")).status_code == 200
-        pings = await _pings(guard)
+        pings = await stored_pings(guard)
         assert [(s, r) for s, r, _ in pings] == [
             ("start", rid),
             ("success", rid),
@@ -118,7 +60,7 @@ async def test_every_ping_url_and_method_takes_a_run_id(db_url, tmp_path):
 async def test_a_run_id_that_is_not_one_uuid_is_refused(db_url, tmp_path, query):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "nightly", HB)
-        token = await _token(guard, "nightly")
+        token = await ping_token(guard, "nightly")
         c = guard.client
         for path in ("", "/start", "/fail", "/0", "/2"):
             r = await c.get(f"/ping/{token}{path}?{query}")
@@ -129,13 +71,13 @@ async def test_a_run_id_that_is_not_one_uuid_is_refused(db_url, tmp_path, query)
             assert "UUID" in error["message"]
             assert (await c.post(f"/ping/{token}{path}?{query}", content=b"log")).status_code == 422
             assert (await c.head(f"/ping/{token}{path}?{query}")).status_code == 422
-        assert await _pings(guard) == []
+        assert await stored_pings(guard) == []
 
 
 async def test_other_query_parameters_stay_refused_beside_a_run_id(db_url, tmp_path):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         await add_component(guard, "nightly", HB)
-        token = await _token(guard, "nightly")
+        token = await ping_token(guard, "nightly")
         rid = str(uuid.uuid4())
         for query in (
             f"rid={rid}&status=fail",
@@ -147,34 +89,34 @@ async def test_other_query_parameters_stay_refused_beside_a_run_id(db_url, tmp_p
             assert r.status_code == 422, query
             fields = [f["field"] for f in r.json()["error"]["details"]["fields"]]
             assert "query.rid" not in fields and fields, (query, fields)
-        assert await _pings(guard) == []
+        assert await stored_pings(guard) == []
 
 
 async def test_overlapping_runs_are_each_timed_from_their_own_start(db_url, tmp_path):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, _scheduler):
         component = await add_component(guard, "nightly", HB)
-        token = await _token(guard, "nightly")
+        token = await ping_token(guard, "nightly")
         c = guard.client
         first, second, unknown = (str(uuid.uuid4()) for _ in range(3))
         assert (await c.get(f"/ping/{token}/start?rid={first}")).status_code == 200
-        await _backdate_start(guard, component["id"], first, 600)
+        await backdate_start(guard, component["id"], first, 600)
         # The next run fires while the first still runs (a cron that does not wait).
         assert (await c.get(f"/ping/{token}/start?rid={second}")).status_code == 200
-        await _backdate_start(guard, component["id"], second, 100)
+        await backdate_start(guard, component["id"], second, 100)
         ended = (await c.get(f"/ping/{token}?rid={first}")).json()
         assert 600 <= ended["duration_seconds"] < 700, ended  # not the 100 s since the latest /start
-        assert (await _state(guard, component["id"])).last_duration_s == ended["duration_seconds"]
+        assert (await component_state(guard, component["id"])).last_duration_s == ended["duration_seconds"]
         ended = (await c.get(f"/ping/{token}/fail?rid={second}")).json()
         assert 100 <= ended["duration_seconds"] < 200, ended
         # A run that never pinged /start has no duration (as healthchecks.io).
         assert (await c.get(f"/ping/{token}?rid={unknown}")).json()["duration_seconds"] is None
-        assert (await _state(guard, component["id"])).last_duration_s is None
+        assert (await component_state(guard, component["id"])).last_duration_s is None
         # Pings without a run id are timed as ever: from the last /start.
         assert (await c.get(f"/ping/{token}/start")).status_code == 200
-        await _backdate_start(guard, component["id"], None, 50)
+        await backdate_start(guard, component["id"], None, 50)
         ended = (await c.get(f"/ping/{token}")).json()
         assert 50 <= ended["duration_seconds"] < 150, ended
-        durations = [d for s, _, d in await _pings(guard) if s != "start"]
+        durations = [d for s, _, d in await stored_pings(guard) if s != "start"]
         assert durations[0] >= 600 and 100 <= durations[1] < 200 and durations[2] is None
 
 
@@ -185,15 +127,15 @@ async def test_a_late_finish_of_the_replaced_run_judges_nothing(db_url, tmp_path
     run id is read as the rerun's, as before: critical at once."""
     async with monitored(mon_settings(db_url, tmp_path, {"failure_threshold": 3})) as (guard, scheduler):
         component = await add_component(guard, "nightly", {**HB, "max_runtime": "20m"}, critical=True)
-        token = await _token(guard, "nightly")
+        token = await ping_token(guard, "nightly")
         c = guard.client
         old, new = str(uuid.uuid4()), str(uuid.uuid4())
         assert (await c.get(f"/ping/{token}/start?rid={old}")).status_code == 200
-        await _backdate_start(guard, component["id"], old, 600)
+        await backdate_start(guard, component["id"], old, 600)
         await scheduler.run_once()
         assert (await status_of(guard, "nightly"))["status"] == "healthy"
-        await _action_in_flight(guard, component, 10)
-        before = await _state(guard, component["id"])
+        await action_in_flight(guard, component, 10)
+        before = await component_state(guard, component["id"])
 
         r = await c.post(f"/ping/{token}/fail?rid={old}", content=b"killed")
         body = r.json()
@@ -201,7 +143,7 @@ async def test_a_late_finish_of_the_replaced_run_judges_nothing(db_url, tmp_path
         assert "not judged" in body["detail"] and body["duration_seconds"] >= 600
         late = await c.get(f"/ping/{token}/0?rid={old}")  # its success would not verify the rerun either
         assert late.json()["judged"] is False
-        after = await _state(guard, component["id"])
+        after = await component_state(guard, component["id"])
         assert (after.last_ping_at, after.last_ping_status, after.last_duration_s) == (
             before.last_ping_at,
             before.last_ping_status,
@@ -211,8 +153,8 @@ async def test_a_late_finish_of_the_replaced_run_judges_nothing(db_url, tmp_path
             await scheduler.run_once()
         state = await status_of(guard, "nightly")
         assert state["status"] == "healthy" and "since the recovery action" in state["last_detail"], state
-        assert (await _state(guard, component["id"])).consecutive_failures == 0
-        assert [(s, r) for s, r, _ in await _pings(guard)] == [
+        assert (await component_state(guard, component["id"])).consecutive_failures == 0
+        assert [(s, r) for s, r, _ in await stored_pings(guard)] == [
             ("start", old),
             ("fail", old),
             ("success", old),

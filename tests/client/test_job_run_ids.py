@@ -1,0 +1,129 @@
+"""The SDK's ``job()`` names each run (a new UUID, ``run.rid``) and sends it with its ``start`` and its
+finish, sync and async, against a real guard: the guard stores both under that run, and a stuck run's
+late ``fail`` after a recovery action started judges nothing (docs/LIFECYCLE.md rule 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import select
+
+from app.client import AsyncGuardClient, GuardClient
+from app.db.engine import create_engine, create_sessionmaker
+from app.db.models import Component
+from app.db.session import session_scope
+from tests.monitoring.runs import action_in_flight, backdate_start, component_state, stored_pings
+
+NIGHTLY = {"name": "nightly", "check": {"kind": "heartbeat", "period": "1h", "max_runtime": "20m"}}
+
+
+class Database:
+    """The live guard's database, as the helpers of tests/monitoring/runs.py read it (``session()``)."""
+
+    def __init__(self, sessionmaker):
+        self.sessionmaker = sessionmaker
+
+    def session(self):
+        return session_scope(self.sessionmaker)
+
+
+@asynccontextmanager
+async def database(settings):
+    engine = create_engine(settings)
+    try:
+        yield Database(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+async def _component_id(db) -> int:
+    async with db.session() as session:
+        return (await session.execute(select(Component.id).where(Component.name == "nightly"))).scalar_one()
+
+
+async def _stored(settings) -> list[tuple[str, str | None]]:
+    async with database(settings) as db:
+        return [(status, rid) for status, rid, _ in await stored_pings(db)]
+
+
+def _two_runs(stored, first: str, second: str) -> None:
+    """A run that succeeded then one that failed, each under its own new run id."""
+    assert first != second and all(uuid.UUID(r).version == 4 for r in (first, second))
+    assert stored == [("start", first), ("success", first), ("start", second), ("fail", second)]
+
+
+def test_job_sends_one_run_id_with_its_start_and_its_finish(live):
+    with GuardClient(live.url, live.token(), raise_errors=True, flush_interval=0) as guard:
+        guard.create_component(NIGHTLY)
+        token = guard.request("POST", "/api/v1/components/nightly/ping-token")["token"]
+        with guard.job("nightly", ping_token=token) as run:
+            first = run.rid
+
+        @guard.job("nightly")  # the decorator: a new run, and a new id, per call
+        def work():
+            raise ValueError("bad input")
+
+        with pytest.raises(ValueError):
+            work()
+        stored = asyncio.run(_stored(live.settings))
+        _two_runs(stored, first, stored[2][1])
+        rid = uuid.uuid4()  # heartbeat() takes one too, a UUID or its text
+        answer = guard.heartbeat("nightly", "success", 1.5, ping_token=token, rid=rid)
+        assert answer["rid"] == str(rid) and answer["judged"] is True, answer
+
+
+async def test_async_job_sends_one_run_id_with_its_start_and_its_finish(live):
+    async with AsyncGuardClient(live.url, live.token(), raise_errors=True, flush_interval=0) as guard:
+        await guard.create_component(NIGHTLY)
+        token = (await guard.request("POST", "/api/v1/components/nightly/ping-token"))["token"]
+        async with guard.job("nightly", ping_token=token) as run:
+            first = run.rid
+
+        @guard.job("nightly")
+        async def work():
+            raise RuntimeError("nope")
+
+        with pytest.raises(RuntimeError):
+            await work()
+        stored = await _stored(live.settings)
+        _two_runs(stored, first, stored[2][1])
+        rid = str(uuid.uuid4()).upper()
+        answer = await guard.heartbeat("nightly", "start", ping_token=token, rid=rid)
+        assert answer["rid"] == rid.lower(), answer
+
+
+def test_a_stuck_jobs_late_fail_after_the_recovery_action_started_judges_nothing(live):
+    """The run entered ``job()`` long ago and hangs; the guard's recovery action started since; the run
+    then fails: its ``fail`` is the replaced run's, stored, and the component's state is untouched.
+    The next run (the rerun) is judged on its own."""
+
+    async def replaced() -> None:
+        async with database(live.settings) as db:
+            component = {"name": "nightly", "id": await _component_id(db)}
+            ((_, rid, _),) = await stored_pings(db)  # the run's start, as the guard stored it
+            await backdate_start(db, component["id"], rid, 600)
+            await action_in_flight(db, component, 10)
+
+    async def state():
+        async with database(live.settings) as db:
+            return await component_state(db, await _component_id(db))
+
+    with GuardClient(live.url, live.token(), raise_errors=True, flush_interval=0) as guard:
+        guard.create_component(NIGHTLY)
+        with pytest.raises(TimeoutError), guard.job("nightly") as stuck:
+            asyncio.run(replaced())
+            raise TimeoutError("stuck on a lock")
+        after = asyncio.run(state())
+        assert after.last_ping_status == "start" and after.consecutive_failures == 0, vars(after)
+        with guard.job("nightly") as rerun:
+            pass
+        assert asyncio.run(state()).last_ping_status == "success"
+        assert asyncio.run(_stored(live.settings)) == [
+            ("start", stuck.rid),
+            ("fail", stuck.rid),
+            ("start", rerun.rid),
+            ("success", rerun.rid),
+        ]

@@ -1,0 +1,68 @@
+"""Run ids in tests: a component's ping token, its stored pings and state, a run started long ago, a
+recovery action in flight (docs/LIFECYCLE.md rule 12)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from app.db.models import ComponentState, HealingAttempt, HeartbeatPing
+from app.db.types import utcnow
+
+
+async def ping_token(guard, name):
+    r = await guard.client.post(f"/api/v1/components/{name}/ping-token", headers=await guard.headers("admin"))
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+async def stored_pings(guard):  # one component per test
+    async with guard.session() as session:
+        rows = (await session.execute(select(HeartbeatPing).order_by(HeartbeatPing.id))).scalars().all()
+        return [(p.status, p.rid, p.duration_s) for p in rows]
+
+
+async def component_state(guard, component_id):
+    async with guard.session() as session:
+        return (
+            await session.execute(select(ComponentState).where(ComponentState.component_id == component_id))
+        ).scalar_one()
+
+
+async def backdate_start(guard, component_id, rid, seconds):
+    """Run ``rid``'s ``/start`` (and the component's last start, when it is the last ping) ``seconds``
+    ago: a run that has been going that long."""
+    at = utcnow() - timedelta(seconds=seconds)
+    async with guard.session() as session:
+        await session.execute(
+            update(HeartbeatPing)
+            .where(HeartbeatPing.rid == rid, HeartbeatPing.status == "start")
+            .values(received_at=at)
+        )
+        state = (
+            await session.execute(select(ComponentState).where(ComponentState.component_id == component_id))
+        ).scalar_one()
+        if state.last_ping_status == "start":
+            state.last_start_at = state.last_ping_at = at
+
+
+async def action_in_flight(guard, component, seconds_ago):
+    """A recovery action on the component, started ``seconds_ago`` and being verified."""
+    now = utcnow()
+    async with guard.session() as session:
+        session.add(
+            HealingAttempt(
+                incident_id=1,
+                incident_key="i:1",
+                attempt_number=1,
+                component=component["name"],
+                component_id=component["id"],
+                strategy="restart",
+                state="verifying",
+                decision={},
+                started_at=now - timedelta(seconds=seconds_ago),
+                acting_at=now - timedelta(seconds=seconds_ago),
+                verify_deadline=now + timedelta(seconds=600),
+            )
+        )
