@@ -262,6 +262,22 @@ def heartbeat_body(
     return body
 
 
+def run_id_refused(exc: BaseException, body: dict[str, Any]) -> bool:
+    """Whether the guard refused a heartbeat's ``rid`` as a field it does not know: a guard from before
+    run ids (its heartbeat body forbids unknown fields). The heartbeat is then sent without it."""
+    if not isinstance(exc, GuardAPIError) or exc.status != 422 or "rid" not in body:
+        return False
+    fields = exc.details.get("fields")
+    return isinstance(fields, list) and any(
+        isinstance(f, dict) and f.get("field") == "body.rid" and f.get("type") == "extra_forbidden"
+        for f in fields
+    )
+
+
+def without_run_id(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "rid"}
+
+
 def failure_message(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:MAX_MESSAGE]

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 from sqlalchemy import select
 
-from app.client import AsyncGuardClient, GuardClient
+from app.client import AsyncGuardClient, GuardAPIError, GuardClient
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.models import Component
 from app.db.session import session_scope
@@ -127,3 +127,47 @@ def test_a_stuck_jobs_late_fail_after_the_recovery_action_started_judges_nothing
             ("start", rerun.rid),
             ("success", rerun.rid),
         ]
+
+
+# What a guard from before run ids answers a body naming its run (its body model forbids extra fields).
+RID_UNKNOWN = {
+    "error": {
+        "type": "validation_error",
+        "message": "the request is not valid",
+        "details": {
+            "fields": [
+                {"field": "body.rid", "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
+            ]
+        },
+        "timestamp": "2026-12-07T08:58:27.073227+00:00",
+    }
+}
+BEATS = "/api/v1/components/nightly/heartbeat"
+
+
+async def test_a_guard_that_takes_no_run_ids_still_gets_the_jobs_heartbeats(stub, live):
+    """An SDK newer than its guard: the guard refuses the unknown ``rid``; the heartbeat is sent again
+    without it (the run unnamed, as before), not lost. Any other refusal stays an error."""
+    async with AsyncGuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard:
+        await guard.create_component(NIGHTLY)
+        stub.script("POST", BEATS, (422, RID_UNKNOWN))  # the answer to the next heartbeat only
+        async with guard.job("nightly"):
+            stub.script("POST", BEATS, (422, RID_UNKNOWN))
+        assert await _stored(live.settings) == [("start", None), ("success", None)]
+        with GuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as sync_guard:
+            stub.script("POST", BEATS, (422, RID_UNKNOWN))
+            assert sync_guard.heartbeat("nightly", "fail", rid=uuid.uuid4())["rid"] is None
+            refused = {**RID_UNKNOWN["error"], "details": {"fields": [{"field": "body.status"}]}}
+            stub.script("POST", BEATS, (422, {"error": refused}))
+            with pytest.raises(GuardAPIError):
+                sync_guard.heartbeat("nightly", "fail", rid=uuid.uuid4())
+    sent = [("rid" in b.body, b.body.get("status")) for b in stub.calls("POST", BEATS)]
+    assert sent == [
+        (True, "start"),
+        (False, "start"),
+        (True, "success"),
+        (False, "success"),
+        (True, "fail"),
+        (False, "fail"),
+        (True, "fail"),
+    ]

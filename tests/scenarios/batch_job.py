@@ -14,11 +14,14 @@ Files in DIR:
   ``success`` (ping the URL), ``fail`` (ping ``/fail``), ``exit:N`` (ping ``/N``), ``await:NAME``
   (work until the test creates DIR/NAME), ``rid`` (this run names itself: a new UUID sent as
   ``?rid=`` with each of its later pings, as healthchecks.io's run ids). An empty line (``-``) is a
-  run that never pings.
+  run that never pings. A line that begins with ``sdk`` is a Python job reporting through the SDK
+  instead of curl: its other steps run inside ``GuardClient.job()`` (for the component named as DIR,
+  with the URL's token), whose entry sends the run's ``start``; ``success`` ends the block, ``fail``
+  raises in it, and the SDK reports either, with the run id it chose.
 - ``runs.log`` (written by the runs): ``begin N <epoch>``, ``ping N <what> <epoch>`` once each ping
-  was answered (the epoch is when it was sent; a ping with a run id adds ``judged`` or ``unjudged``,
-  as the guard answered), ``end N <epoch>``, and ``overlap N <epoch>`` when run N began while another
-  run of the job was still going (a job run twice at once).
+  was answered (the epoch is when it was sent; a curl ping with a run id adds ``judged`` or
+  ``unjudged``, as the guard answered), ``end N <epoch>``, and ``overlap N <epoch>`` when run N began
+  while another run of the job was still going (a job run twice at once).
 - ``actions.log`` (written by the recovery command): ``rerun <epoch> <pid>`` per invocation.
 """
 
@@ -77,21 +80,59 @@ def run(directory: Path) -> int:
     except BlockingIOError:
         _log(directory, "runs.log", f"overlap {number} {time.time():.3f}")
     _log(directory, "runs.log", f"begin {number} {time.time():.3f}")
+    if steps[:1] == ["sdk"]:
+        _run_with_sdk(directory, url, number, steps[1:])
+    else:
+        _run_with_curl(directory, url, number, steps)
+    _log(directory, "runs.log", f"end {number} {time.time():.3f}")
+    return 0
+
+
+def _run_with_curl(directory: Path, url: str, number: int, steps: list[str]) -> None:
     rid = None
     for step in steps:
         if step == "rid":
             rid = str(uuid.uuid4())
             _log(directory, "runs.log", f"rid {number} {rid}")
-        elif step.startswith("sleep:"):
-            time.sleep(float(step.split(":", 1)[1]))
-        elif step.startswith("await:"):
-            _log(directory, "runs.log", f"awaiting {number} {step.split(':', 1)[1]} {time.time():.3f}")
-            while not (directory / step.split(":", 1)[1]).exists():
-                time.sleep(0.1)
-        else:
+        elif not _work(directory, number, step):
             _ping(directory, url, number, step, rid)
-    _log(directory, "runs.log", f"end {number} {time.time():.3f}")
-    return 0
+
+
+def _work(directory: Path, number: int, step: str) -> bool:
+    """Run a step that is work (``sleep:S``, ``await:NAME``); False for a ping."""
+    if step.startswith("sleep:"):
+        time.sleep(float(step.split(":", 1)[1]))
+    elif step.startswith("await:"):
+        _log(directory, "runs.log", f"awaiting {number} {step.split(':', 1)[1]} {time.time():.3f}")
+        while not (directory / step.split(":", 1)[1]).exists():
+            time.sleep(0.1)
+    else:
+        return False
+    return True
+
+
+class RunFailed(Exception):
+    """The run's ``fail`` step: the job raises, and the SDK reports the failure."""
+
+
+def _run_with_sdk(directory: Path, url: str, number: int, steps: list[str]) -> None:
+    from app.client import GuardClient
+
+    base, token = url.rsplit("/ping/", 1)
+    finish, sent = "success", time.time()
+    with GuardClient(base, raise_errors=True, flush_interval=0) as guard:
+        try:
+            with guard.job(directory.name, ping_token=token):  # the SDK names the run itself
+                _log(directory, "runs.log", f"ping {number} start {sent:.3f}")
+                for step in steps:
+                    if step == "fail":
+                        raise RunFailed("the run failed")
+                    if step != "success":  # the end of the block reports it
+                        _work(directory, number, step)
+                sent = time.time()
+        except RunFailed:
+            finish, sent = "fail", time.time()
+    _log(directory, "runs.log", f"ping {number} {finish} {sent:.3f}")
 
 
 def rerun(directory: Path) -> int:
