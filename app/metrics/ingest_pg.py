@@ -64,6 +64,9 @@ async def raw_connection(session: AsyncSession) -> Any:
 
 class PostgresIngest:
     name = "postgresql"
+    # The points' COPY is sent before the rest of the batch's rows are computed (``repository.store``):
+    # the backend stores the points while this process builds the rollup deltas.
+    sends_points_first = True
 
     async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
         # The batch encodes itself as a binary COPY stream (series fields and timestamps are encoded

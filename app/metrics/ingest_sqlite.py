@@ -92,6 +92,7 @@ def _sqlite_ts(ts: datetime) -> str:
 
 class SQLiteIngest:
     name = "sqlite"
+    sends_points_first = False  # every row is computed before the first write takes the write lock
 
     async def insert_points(self, session: AsyncSession, batch: Batch) -> None:
         # Plain tuples for the driver: labels are the series' canonical JSON and each distinct

@@ -7,6 +7,8 @@ else here is portable SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -18,11 +20,19 @@ from app.db.models import Component, MetricRollup, MetricSeries, metric_points
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.rollups import MINUTE, RangePlan, build_deltas
 from app.metrics.summary_sql import summary_inputs
-from app.metrics.validation import Batch
+from app.metrics.validation import Batch, Series
 
 
 def _dt(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def _derived_rows(batch: Batch) -> tuple[list[tuple], list[tuple[Series, float, datetime]]]:
+    """A batch's rollup deltas, and each series' latest point (sorted so that concurrent batches
+    lock series rows in the same order: no deadlocks)."""
+    latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
+    latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
+    return build_deltas(batch), [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest]
 
 
 class MetricsRepository:
@@ -34,15 +44,25 @@ class MetricsRepository:
     async def store(self, batch: Batch) -> None:
         """Raw points, rollup deltas and the series' latest values, in the caller's transaction.
 
-        Everything is computed before the first write: SQLite's write lock (taken by the first
-        write, held until the commit) then covers only the statements, and a concurrent batch
-        computes its own rows meanwhile instead of waiting behind this one's Python work."""
-        deltas = build_deltas(batch)
-        latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
-        # Sorted so concurrent batches lock series rows in the same order (no deadlocks).
-        latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
-        series = [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest]
-        await self.ingest.insert_points(self.session, batch)
+        SQLite: everything is computed before the first write, so its write lock (taken by the
+        first write, held until the commit) covers only the statements, and a concurrent batch
+        computes its own rows meanwhile instead of waiting behind this one's Python work.
+        Postgres (``ingest.sends_points_first``): the points' COPY goes out first, and the rollup
+        deltas and series rows are computed while the database stores the points."""
+        if not self.ingest.sends_points_first:
+            deltas, series = _derived_rows(batch)
+            await self.ingest.insert_points(self.session, batch)
+        else:
+            copy = asyncio.ensure_future(self.ingest.insert_points(self.session, batch))
+            try:
+                await asyncio.sleep(0)  # the COPY's task sends its data before the work below
+                deltas, series = _derived_rows(batch)
+            except BaseException:
+                # The connection is the COPY's until it ends: only then may the caller roll back.
+                with contextlib.suppress(BaseException):
+                    await copy
+                raise
+            await copy
         await self.ingest.insert_rollups(self.session, deltas)
         await self.ingest.upsert_series(self.session, series, datetime.now(UTC))
 

@@ -97,3 +97,19 @@ async def test_a_killed_backend_is_replaced_at_checkout(pg_url, tmp_path, monkey
         assert await _backend_pid(engine) != victim
     finally:
         await engine.dispose()
+
+
+async def test_the_connection_returned_last_is_handed_out_first(pg_url, tmp_path):
+    """The pool is LIFO: under load the few connections in use keep their backends' caches warm
+    (a batch is not spread over every backend in turn), and the others sit idle."""
+    engine = create_engine(make_settings(pg_url, tmp_path))
+    try:
+        async with engine.connect() as first, engine.connect() as second:
+            pids = [
+                (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() for conn in (first, second)
+            ]
+        # ``second`` went back to the pool first, ``first`` last
+        assert await _backend_pid(engine) == pids[0]
+        assert await _backend_pid(engine) == pids[0]
+    finally:
+        await engine.dispose()

@@ -189,6 +189,62 @@ async def test_sqlite_write_lock_is_not_held_while_a_batch_computes_its_rows(gua
     assert await count_points(guard) == 3
 
 
+async def test_postgres_builds_a_batchs_rollup_deltas_while_its_points_copy_is_in_flight(
+    guard, db_url, now, monkeypatch
+):
+    """On Postgres the points' COPY is sent first and the rollup deltas are built while the backend
+    stores the points (the copy ends only after the deltas were built); everything is still stored
+    in the batch's one transaction."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite computes every row before its first write (the write lock)")
+    from app.metrics import repository
+    from app.metrics.ingest_pg import PostgresIngest
+
+    events: list[str] = []
+    real_points, real_deltas = PostgresIngest.insert_points, repository.build_deltas
+
+    async def insert_points(self, session, batch):
+        events.append("copy begins")
+        await real_points(self, session, batch)
+        events.append("copy ends")
+
+    def build_deltas(batch):
+        events.append("deltas")
+        return real_deltas(batch)
+
+    monkeypatch.setattr(PostgresIngest, "insert_points", insert_points)
+    monkeypatch.setattr(repository, "build_deltas", build_deltas)
+    body = {"points": series(now - timedelta(minutes=3), [1, 2, 3], step=60)}
+    r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=await guard.headers("ingest"))
+    assert r.status_code == 201, r.text
+    assert events == ["copy begins", "deltas", "copy ends"]
+    assert await count_points(guard) == 3
+    async with guard.session() as s:
+        assert (await s.execute(select(func.sum(MetricRollup.count)))).scalar_one() == 3
+
+
+async def test_a_batch_failing_while_its_points_copy_is_in_flight_stores_nothing(guard, now, monkeypatch):
+    """A failure while the batch's rows are computed (on Postgres with the points' COPY in flight)
+    rolls the whole batch back once the copy has ended, and the next batch is stored as usual."""
+    from app.metrics import repository
+
+    real = repository.build_deltas
+
+    def failing(batch):
+        raise RuntimeError("deltas failed")
+
+    monkeypatch.setattr(repository, "build_deltas", failing)
+    h = await guard.headers("ingest")
+    body = {"points": series(now - timedelta(minutes=3), [1, 2, 3], step=60)}
+    with pytest.raises(RuntimeError, match="deltas failed"):
+        await guard.client.post("/api/v1/metrics/batch", json=body, headers=h)
+    assert await count_points(guard) == 0
+    monkeypatch.setattr(repository, "build_deltas", real)
+    r = await guard.client.post("/api/v1/metrics/batch", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert await count_points(guard) == 3
+
+
 async def test_an_authenticated_batch_costs_one_auth_statement_and_no_thread_hop(guard, now, monkeypatch):
     """The per-request cost of ingest: the caller is checked in one statement (user and revocation
     together), and no dependency of the route hops to the threadpool."""
