@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.security.check_secrets import shown_check
 from app.security.recovery_secrets import shown_recovery
+
+if TYPE_CHECKING:
+    from app.config.sections import ComponentDeclaration
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
 LABEL_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_./-]{0,62}$"
@@ -65,6 +68,21 @@ class ComponentBase(BaseModel):
 
 class ComponentCreate(ComponentBase):
     name: str = Field(pattern=NAME_PATTERN, description="Unique, URL-safe: lowercase letters, digits, . _ -")
+
+    @classmethod
+    def declared(cls, decl: ComponentDeclaration) -> ComponentCreate:
+        """The API's creation of a component declared in the config file (``components:``)."""
+        return cls(
+            name=decl.name,
+            description=decl.description,
+            endpoint=decl.endpoint,
+            critical=decl.critical,
+            labels=decl.labels,
+            check=decl.check,
+            recovery=decl.recovery,
+            enabled=decl.enabled,
+            depends_on=decl.depends_on,
+        )
 
 
 def _no_default(schema: dict[str, Any]) -> None:

@@ -71,16 +71,7 @@ def component_problems(settings: Settings) -> list[str]:
     for index, decl in enumerate(settings.components):
         where = f"components[{index}] ({decl.name})"
         try:
-            ComponentCreate(
-                name=decl.name,
-                description=decl.description,
-                endpoint=decl.endpoint,
-                critical=decl.critical,
-                labels=decl.labels,
-                check=decl.check,
-                recovery=decl.recovery,
-                enabled=decl.enabled,
-            )
+            ComponentCreate.declared(decl)
         except ValidationError as exc:
             for error in exc.errors():
                 field = ".".join(str(p) for p in error["loc"])

@@ -36,17 +36,7 @@ async def sync_declared_components(
     async with session_scope(state.sessionmaker) as session:
         service = ComponentService(session, secret_box, strategies)
         for decl in declared.values():
-            data = ComponentCreate(
-                name=decl.name,
-                description=decl.description,
-                endpoint=decl.endpoint,
-                critical=decl.critical,
-                labels=decl.labels,
-                check=decl.check,
-                recovery=decl.recovery,
-                enabled=decl.enabled,
-                depends_on=decl.depends_on,
-            )
+            data = ComponentCreate.declared(decl)
             existing = await service.repo.by_name(decl.name)
             if existing is None:
                 # The file's graph was validated as a whole when the settings were loaded.

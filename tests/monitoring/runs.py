@@ -66,3 +66,21 @@ async def action_in_flight(guard, component, seconds_ago):
                 verify_deadline=now + timedelta(seconds=600),
             )
         )
+
+
+async def assert_not_judged(guard, scheduler, component, before):
+    """A finish of the run a recovery action replaced left the component's heartbeat state as it
+    was (``before``), and the checks that follow keep it healthy, judged on the rerun alone."""
+    from tests.monitoring.conftest import status_of
+
+    after = await component_state(guard, component["id"])
+    assert (after.last_ping_at, after.last_ping_status, after.last_duration_s) == (
+        before.last_ping_at,
+        before.last_ping_status,
+        before.last_duration_s,
+    )
+    for _ in range(3):
+        await scheduler.run_once()
+    state = await status_of(guard, component["name"])
+    assert state["status"] == "healthy" and "since the recovery action" in state["last_detail"], state
+    assert (await component_state(guard, component["id"])).consecutive_failures == 0

@@ -9,7 +9,14 @@ import uuid
 import pytest
 
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
-from tests.monitoring.runs import action_in_flight, backdate_start, component_state, ping_token, stored_pings
+from tests.monitoring.runs import (
+    action_in_flight,
+    assert_not_judged,
+    backdate_start,
+    component_state,
+    ping_token,
+    stored_pings,
+)
 
 HB = {"kind": "heartbeat", "period": "1h", "grace": "5m"}
 
@@ -111,17 +118,7 @@ async def test_a_late_fail_of_the_replaced_run_judges_nothing(db_url, tmp_path):
         body = r.json()
         assert r.status_code == 200 and body["judged"] is False and body["rid"] == old, r.text
         assert "not judged" in body["detail"] and body["duration_seconds"] == 600.5
-        after = await component_state(guard, component["id"])
-        assert (after.last_ping_at, after.last_ping_status, after.last_duration_s) == (
-            before.last_ping_at,
-            before.last_ping_status,
-            before.last_duration_s,
-        )
-        for _ in range(3):
-            await scheduler.run_once()
-        state = await status_of(guard, "nightly")
-        assert state["status"] == "healthy" and "since the recovery action" in state["last_detail"], state
-        assert (await component_state(guard, component["id"])).consecutive_failures == 0
+        await assert_not_judged(guard, scheduler, component, before)
 
         # The rerun, with its own run id, is judged on itself.
         assert (await _beat(guard, token, status="start", rid=new)).json()["judged"] is True
