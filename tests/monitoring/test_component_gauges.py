@@ -45,7 +45,11 @@ class GaugesAsBefore:
 
 
 def component_families(text: bytes) -> list[str]:
-    return [line for line in text.decode().splitlines() if "_component_health" in line or "_component_status" in line]
+    return [
+        line
+        for line in text.decode().splitlines()
+        if "_component_health" in line or "_component_status" in line
+    ]
 
 
 def test_a_scrape_shows_what_the_gauges_showed():
@@ -72,9 +76,10 @@ def test_a_scrape_shows_what_the_gauges_showed():
         probe_metrics.publish_health(health, [(name, status)], full=False, last_lag=None)
     for generate in (generate_latest, generate_openmetrics):
         assert component_families(generate(metrics.registry)) == component_families(generate(before.registry))
-    assert 'pipeline_guard_component_status{component="b",status="unknown"} 1.0' in generate_latest(
-        metrics.registry
-    ).decode()
+    assert (
+        'pipeline_guard_component_status{component="b",status="unknown"} 1.0'
+        in generate_latest(metrics.registry).decode()
+    )
 
 
 def test_a_components_status_costs_a_map_entry_not_gauge_children():
