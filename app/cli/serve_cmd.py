@@ -30,7 +30,9 @@ def register(cli: typer.Typer) -> None:
         from app.cli.bootstrap import ADMIN_USERNAME, ensure_first_admin, prepare_database
         from app.main import create_app
         from app.observability.logging import configure_logging
+        from app.platform.heap import limit_arenas
 
+        limit_arenas()  # before any thread starts: the SQLite driver threads share two malloc arenas
         settings = settings_from(config)
         configure_logging(log_level or settings.log_level, settings.log_format)
         try:

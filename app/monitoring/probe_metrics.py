@@ -13,10 +13,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.checks.base import Outcome
-from app.db.models.components import HealthStatus
-
-HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
-STATUSES = tuple(status.value for status in HealthStatus)
 
 
 class ProbeMetrics:
@@ -65,6 +61,7 @@ class ProbeMetrics:
         """Bring ``health`` (the /health map) and the gauges up to date with ``items`` (name, status);
         ``full`` means ``items`` is every component (the map was cleared)."""
         metrics, published = self.metrics, self._published
+        gauges = metrics.component_gauges
         changed_any, self.health_dirty = full or self.health_dirty, False
         for name, status in items:
             if health.get(name) != status:
@@ -72,9 +69,7 @@ class ProbeMetrics:
                 changed_any = True
             if published.get(name) != status:
                 published[name] = status
-                metrics.component_health.labels(name).set(HEALTH_VALUE.get(status, 0.0))
-                for s in STATUSES:
-                    metrics.component_status.labels(name, s).set(1.0 if s == status else 0.0)
+                gauges.set(name, status)
         if changed_any:  # only on a refresh or when a status changed in this flush
             counts = getattr(health, "counts", None)  # a HealthMap counts as it is written
             healthy = (
@@ -88,14 +83,10 @@ class ProbeMetrics:
         """Drop a removed component's label sets so cardinality stays bounded."""
         self.health_dirty = True
         self._published.pop(name, None)
-        for collector, label_sets in (
-            (self.metrics.component_health, [(name,)]),
-            (self.metrics.component_status, [(name, s) for s in STATUSES]),
-            (self.metrics.checks, [(name, o.value) for o in Outcome]),
-        ):
-            for labels in label_sets:
-                with contextlib.suppress(KeyError):
-                    collector.remove(*labels)
+        self.metrics.component_gauges.remove(name)
+        for outcome in Outcome:
+            with contextlib.suppress(KeyError):
+                self.metrics.checks.remove(name, outcome.value)
 
 
 def observe_many(histogram: Any, values: list[float]) -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.observability.component_gauges import ComponentGauges
+
 PREFIX = "pipeline_guard"
 # Every final outcome of a healing attempt (the attempt states that end one).
 HEALING_OUTCOMES = ("succeeded", "failed", "interrupted", "cancelled", "dry_run", "rejected", "expired")
@@ -67,15 +69,8 @@ class GuardMetrics:
             ["loop"],
             registry=r,
         )
-        self.component_health = Gauge(
-            f"{PREFIX}_component_health", "1 healthy, 0.5 degraded, 0 otherwise.", ["component"], registry=r
-        )
-        self.component_status = Gauge(
-            f"{PREFIX}_component_status",
-            "1 for the component's current status.",
-            ["component", "status"],
-            registry=r,
-        )
+        # component_health and component_status: one status per component, not six Gauge children.
+        self.component_gauges = ComponentGauges(r)
         self.component_new = Gauge(
             f"{PREFIX}_component_new",
             "1 while a heartbeat component waits for its first ping (its status "

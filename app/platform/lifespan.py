@@ -27,6 +27,7 @@ from app.core.errors import ConfigurationError
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.migrate import current_revision, head_revision
 from app.db.sqlite_lock import acquire_sqlite_lock
+from app.platform.heap import trim_periodically
 from app.platform.loops import LoopService
 from app.platform.runtime import Runtime
 from app.security.crypto import SecretBox
@@ -138,6 +139,7 @@ def make_lifespan(
         state.engine = create_engine(settings)
         state.sessionmaker = create_sessionmaker(state.engine)
         settling: asyncio.Task[None] | None = None
+        trimming: asyncio.Task[None] | None = None
         try:
             await check_database_reachable(state.engine)
             await check_schema(state.engine)
@@ -164,12 +166,15 @@ def make_lifespan(
             gc.freeze()
             # ... and so is what the loops build in their first iterations.
             settling = asyncio.create_task(settle_heap(services), name="heap:settle")
+            # The C heap's free pages (SQLite's driver threads free much of it) back to the system.
+            trimming = asyncio.create_task(trim_periodically(), name="heap:trim")
             yield {"runtime": state}
         finally:
-            if settling is not None and not settling.done():
-                settling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await settling
+            for task in (settling, trimming):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             state.metrics.up.set(0)
             # Loops marked stop_first (the lease manager) hand their work over before the rest drain.
             first = [s for s in state.services if getattr(s, "stop_first", False)]
