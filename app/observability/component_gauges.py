@@ -18,13 +18,13 @@ from prometheus_client.metrics_core import Metric
 
 from app.db.models.components import HealthStatus
 
-PREFIX = "pipeline_guard"
 HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}  # any other status: 0
 STATUSES = tuple(status.value for status in HealthStatus)
 
 
 class ComponentGauges:
-    def __init__(self, registry: CollectorRegistry):
+    def __init__(self, registry: CollectorRegistry, prefix: str):
+        self._prefix = prefix
         self._status: dict[str, str] = {}  # component name -> status exported
         registry.register(self)
 
@@ -33,9 +33,6 @@ class ComponentGauges:
 
     def remove(self, component: str) -> None:
         self._status.pop(component, None)
-
-    def get(self, component: str) -> str | None:
-        return self._status.get(component)
 
     def describe(self) -> list[Metric]:
         return self._families()
@@ -51,9 +48,8 @@ class ComponentGauges:
                 )
         return [health, status]
 
-    @staticmethod
-    def _families() -> list[Metric]:
+    def _families(self) -> list[Metric]:
         return [
-            Metric(f"{PREFIX}_component_health", "1 healthy, 0.5 degraded, 0 otherwise.", "gauge"),
-            Metric(f"{PREFIX}_component_status", "1 for the component's current status.", "gauge"),
+            Metric(f"{self._prefix}_component_health", "1 healthy, 0.5 degraded, 0 otherwise.", "gauge"),
+            Metric(f"{self._prefix}_component_status", "1 for the component's current status.", "gauge"),
         ]

@@ -70,7 +70,7 @@ class GuardMetrics:
             registry=r,
         )
         # component_health and component_status: one status per component, not six Gauge children.
-        self.component_gauges = ComponentGauges(r)
+        self.component_gauges = ComponentGauges(r, PREFIX)
         self.component_new = Gauge(
             f"{PREFIX}_component_new",
             "1 while a heartbeat component waits for its first ping (its status "
