@@ -5,7 +5,6 @@ path through the root conftest).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +15,10 @@ import httpx
 
 from app.auth.permissions import Role
 from app.config.settings import Settings
+from tests.ports import free_port
 
 ADMIN_USER = "fuzz-admin"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

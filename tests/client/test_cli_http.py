@@ -10,10 +10,11 @@ import sys
 
 import httpx
 import pytest
-from live_guard import free_port, serve_guard
+from live_guard import serve_guard
 from typer.testing import CliRunner
 
 from app.cli import build_app
+from tests.ports import free_port
 
 
 @pytest.fixture

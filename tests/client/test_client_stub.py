@@ -7,10 +7,11 @@ import logging
 import time
 
 import pytest
-from live_guard import envelope, free_port
+from live_guard import envelope
 
 from app.client import AsyncGuardClient, GuardAPIError, GuardClient, GuardConnectionError
 from app.client import sync as sync_module
+from tests.ports import free_port
 
 BATCH = "/api/v1/metrics/batch"
 

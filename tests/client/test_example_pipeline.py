@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from live_guard import free_port
+from tests.ports import free_port
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline_job.py"
 

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,14 +22,9 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import TEST_PASSWORD, TEST_SECRET, _asyncpg_dsn, password_hash
 from tests.faults.proxy import FaultProxy
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder:

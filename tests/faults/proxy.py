@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import threading
+
+from tests.ports import free_port
 
 
 class FaultProxy:
@@ -25,10 +26,7 @@ class FaultProxy:
 
     # -- control (thread-safe) ------------------------------------------------------------------
     def start(self) -> int:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
+        self.port = free_port()
         self._thread.start()
         self._call(self._listen())
         return self.port

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import running_guard
-from tests.faults.conftest import free_port
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAP_SPAN = 64 << 20  # a glibc arena other than the main one lives in heaps of this size and alignment

@@ -21,6 +21,7 @@ import yaml
 from app.healing.strategies.base import ActionContext, StrategyConfigError, run_bounded
 from app.healing.strategies.kubernetes import INCIDENT_ANNOTATION, KubernetesStrategy, default_client_factory
 from app.outbound.kube import KubeClient, KubeConfig, KubeError, load_incluster, load_kubeconfig
+from tests.ports import free_port
 
 DEPLOY = "/apis/apps/v1/namespaces/ml/deployments/trainer"
 SMP = "application/strategic-merge-patch+json"
@@ -330,11 +331,7 @@ async def test_attempt_deadline_bounds_the_whole_action(kmock, strategy):
 
 async def test_unreachable_apiserver_is_a_failure():
     # A port nobody listens on: bind, read the port, close.
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     strategy = KubernetesStrategy(
         lambda p: KubeClient(KubeConfig(server=f"http://127.0.0.1:{port}"), timeout_s=2)
     )

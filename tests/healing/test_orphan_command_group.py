@@ -19,6 +19,7 @@ import yaml
 from app.healing.leases import kill_group_if_same, process_identity
 from tests.conftest import TEST_SECRET, make_settings, running_guard
 from tests.healing.conftest import wait_until
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -147,7 +148,7 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(_free_port()),
+                str(free_port()),
             ],
             cwd=ROOT,
             env=env,
@@ -155,11 +156,3 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
             stderr=log,
             start_new_session=True,
         )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

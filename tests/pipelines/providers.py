@@ -5,13 +5,14 @@ request shapes (answering like the real service, or 400 with the problems), and 
 from __future__ import annotations
 
 import contextlib
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import message_from_bytes, policy
 from typing import Any
 
 from aiohttp import web
+
+from tests.ports import free_port
 
 PD_KEY = "R0UT1NGK3Y0123456789abcdefABCDEF"
 OG_KEY = "0a1b2c3d-0000-1111-2222-333344445555"
@@ -320,9 +321,7 @@ class Mailbox:
 def smtp_server():
     from aiosmtpd.controller import Controller
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     box = Mailbox(port=port)
     controller = Controller(
         box,
@@ -383,9 +382,7 @@ def starttls_server(cert_path, key_path):
 
     from aiosmtpd.controller import Controller
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     box = Mailbox(port=port)

@@ -24,7 +24,8 @@ import pytest
 import yaml
 
 from tests.conftest import TEST_PASSWORD, TEST_SECRET
-from tests.faults.conftest import Recorder, free_port
+from tests.faults.conftest import Recorder
+from tests.ports import free_port
 
 pytestmark = pytest.mark.faults  # slow: real processes (`make test-faults`)
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.realclients.conftest import free_port, require_binary, start_guard, stop_guard
+from tests.ports import free_port
+from tests.realclients.conftest import require_binary, start_guard, stop_guard
 from tests.realclients.loopback import Target, daemon, guard_config, wait_for
 
 pytestmark = pytest.mark.realclients

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tests.deploy.grafana_exprs import panel_exprs
-from tests.realclients.conftest import free_port, require_binary, start_guard, stop_guard
+from tests.ports import free_port
+from tests.realclients.conftest import require_binary, start_guard, stop_guard
 from tests.realclients.loopback import Target, daemon, guard_config, wait_for
 
 pytestmark = pytest.mark.realclients

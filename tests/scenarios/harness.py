@@ -22,8 +22,8 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from tests.conftest import TEST_PASSWORD, TEST_SECRET
-from tests.faults.conftest import free_port
 from tests.faults.proxy import FaultProxy
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # The tree whose `app` the guard process runs (default: this one). Another checkout can be put under
@@ -139,9 +139,11 @@ class GuardProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the guard exited: {self.tail()}")
             try:
-                if self.http.get(self.base + "/ready", timeout=1).status_code == 200:
+                r = self.http.get(self.base + "/ready", timeout=1)
+                # The guard's own answer, not that of a server which took the port meanwhile.
+                if r.status_code == 200 and "checks" in r.json():
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.2)
         raise AssertionError(f"the guard did not become ready: {self.tail()}")

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from live_guard import free_port
 
 from tests.conftest import TEST_PASSWORD, TEST_SECRET
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin"
