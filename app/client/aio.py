@@ -273,7 +273,7 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
         rid: str | uuid.UUID | None = None,
     ) -> Any:
         try:
-            body = heartbeat_body(status, duration_seconds, message, rid)
+            body = self._run_ids.body(heartbeat_body(status, duration_seconds, message, rid))
         except ValueError as exc:
             self._fail("heartbeat", exc)
             return None
@@ -290,7 +290,8 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
             if not run_id_refused(exc, body):
                 self._fail(f"heartbeat {component}", exc)
                 return None
-        # A guard from before run ids: the run goes unnamed, as it did.
+        # A guard from before run ids: the run goes unnamed, as it did, and the next ones too for a while.
+        self._run_ids.refused()
         log.info("pipeline guard: the guard takes no run ids; heartbeat %s sent without one", component)
         return await self._send(replace(call, json=without_run_id(body)), f"heartbeat {component}")
 

@@ -7,7 +7,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -276,6 +276,26 @@ def run_id_refused(exc: BaseException, body: dict[str, Any]) -> bool:
 
 def without_run_id(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key != "rid"}
+
+
+class RunIdSupport:
+    """Whether the guard takes run ids. Once it refused one (a guard from before them), heartbeats go
+    without for ``retry_after`` seconds, one request each, then the guard is asked again: it may have
+    been upgraded under a long-lived client."""
+
+    def __init__(self, retry_after: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+        self.retry_after = retry_after
+        self._clock = clock
+        self._refused_at: float | None = None
+
+    def body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` as it goes to the guard now."""
+        if self._refused_at is not None and self._clock() - self._refused_at < self.retry_after:
+            return without_run_id(body)
+        return body
+
+    def refused(self) -> None:
+        self._refused_at = self._clock()
 
 
 def failure_message(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from app.client.core import (
     GuardConnectionError,
     MetricPoint,
     RetryPolicy,
+    RunIdSupport,
     is_retryable_status,
     parse_error,
 )
@@ -174,6 +175,7 @@ class ClientSettings:
         self.flush_interval = flush_interval
         self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
         self._buffer: list[MetricPoint] = []
+        self._run_ids = RunIdSupport()
 
     def call_deadline(self) -> float:
         """The deadline of the next call: once closing, one request's timeout at most (the pipeline is

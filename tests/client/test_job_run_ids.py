@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.client import AsyncGuardClient, GuardAPIError, GuardClient
+from app.client.core import RunIdSupport
 from app.db.engine import create_engine, create_sessionmaker
 from app.db.models import Component
 from app.db.session import session_scope
@@ -147,12 +148,13 @@ BEATS = "/api/v1/components/nightly/heartbeat"
 
 async def test_a_guard_that_takes_no_run_ids_still_gets_the_jobs_heartbeats(stub, live):
     """An SDK newer than its guard: the guard refuses the unknown ``rid``; the heartbeat is sent again
-    without it (the run unnamed, as before), not lost. Any other refusal stays an error."""
+    without it (the run unnamed, as before), not lost, and the client's next heartbeats go without it at
+    once (one request each). Any other refusal stays an error."""
     async with AsyncGuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as guard:
         await guard.create_component(NIGHTLY)
         stub.script("POST", BEATS, (422, RID_UNKNOWN))  # the answer to the next heartbeat only
         async with guard.job("nightly"):
-            stub.script("POST", BEATS, (422, RID_UNKNOWN))
+            pass
         assert await _stored(live.settings) == [("start", None), ("success", None)]
         with GuardClient(stub.url, stub.token, raise_errors=True, flush_interval=0) as sync_guard:
             stub.script("POST", BEATS, (422, RID_UNKNOWN))
@@ -165,9 +167,21 @@ async def test_a_guard_that_takes_no_run_ids_still_gets_the_jobs_heartbeats(stub
     assert sent == [
         (True, "start"),
         (False, "start"),
-        (True, "success"),
         (False, "success"),
         (True, "fail"),
         (False, "fail"),
-        (True, "fail"),
+        (False, "fail"),
     ]
+
+
+def test_a_refused_run_id_is_offered_again_after_a_while():
+    """A long-lived client outlives its guard's upgrade: after ``retry_after`` it names runs again."""
+    now = [0.0]
+    support = RunIdSupport(retry_after=3600, clock=lambda: now[0])
+    body = {"status": "start", "rid": str(uuid.uuid4())}
+    assert support.body(body) == body
+    support.refused()
+    now[0] = 3599.0
+    assert support.body(body) == {"status": "start"}
+    now[0] = 3600.0
+    assert support.body(body) == body
