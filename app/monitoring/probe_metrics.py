@@ -7,7 +7,6 @@ component's label sets are dropped so cardinality stays bounded.
 
 from __future__ import annotations
 
-import contextlib
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
@@ -19,22 +18,24 @@ class ProbeMetrics:
     def __init__(self, metrics: Any):
         self.metrics = metrics
         self._durations: dict[str, Any] = {}
-        self._pending_counts: dict[Any, int] = {}  # checks_total child -> probes since the last flush
+        self._pending_counts: dict[
+            tuple[str, str], int
+        ] = {}  # (component, outcome) -> probes since the last flush
         self._pending_latencies: dict[str, list[float]] = {}  # kind -> latencies since the last flush
         self._published: dict[str, str] = {}  # component name -> status last exported
         self.health_dirty = False  # a component left the health map: recompute the percentage
 
     # --- per probe ---------------------------------------------------------------------------
     def count(self, entry: Any, outcome: Outcome, latency_s: float | None) -> None:
-        """Count one probe of ``entry`` (its ``counters`` cache holds the label children)."""
+        """Count one probe of ``entry`` (its ``counters`` cache holds its label sets' keys)."""
         counters = entry.counters
         if counters is None:
             counters = entry.counters = {}
-        counter = counters.get(outcome)
-        if counter is None:
-            counter = counters[outcome] = self.metrics.checks.labels(entry.name, outcome.value)
+        key = counters.get(outcome)
+        if key is None:
+            key = counters[outcome] = (entry.name, outcome.value)
         pending = self._pending_counts
-        pending[counter] = pending.get(counter, 0) + 1
+        pending[key] = pending.get(key, 0) + 1
         if latency_s is not None:
             latencies = self._pending_latencies.get(entry.kind)
             if latencies is None:
@@ -46,8 +47,9 @@ class ProbeMetrics:
         if not (self._pending_counts or self._pending_latencies):
             return
         counts, self._pending_counts = self._pending_counts, {}
-        for counter, n in counts.items():
-            counter.inc(n)
+        add = self.metrics.check_counts.add
+        for key, n in counts.items():
+            add(key, n)
         latencies, self._pending_latencies = self._pending_latencies, {}
         for kind, values in latencies.items():
             histogram = self._durations.get(kind)
@@ -84,9 +86,7 @@ class ProbeMetrics:
         self.health_dirty = True
         self._published.pop(name, None)
         self.metrics.component_gauges.remove(name)
-        for outcome in Outcome:
-            with contextlib.suppress(KeyError):
-                self.metrics.checks.remove(name, outcome.value)
+        self.metrics.check_counts.remove(name)
 
 
 def observe_many(histogram: Any, values: list[float]) -> None:

@@ -54,7 +54,7 @@ class Entry:
     validated: dict[str, Any] | None = None  # params validated once per version, not per probe
     invalid: str | None = None
     ctx: CheckContext | None = None  # built once per version (heartbeats get a fresh one per run)
-    counters: dict[Any, Any] | None = None  # Prometheus children per outcome, cached
+    counters: dict[Any, Any] | None = None  # its checks_total keys per outcome, cached
 
 
 @dataclass

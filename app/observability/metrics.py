@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.observability.check_counts import CheckCounts
 from app.observability.component_gauges import ComponentGauges
 
 PREFIX = "pipeline_guard"
@@ -83,7 +84,7 @@ class GuardMetrics:
             "Share of enabled components that are healthy, in percent.",
             registry=r,
         )
-        self.checks = Counter(f"{PREFIX}_checks_total", "Checks run.", ["component", "outcome"], registry=r)
+        self.check_counts = CheckCounts(r, PREFIX)
         self.results_dropped = Counter(
             f"{PREFIX}_results_dropped",
             "Check results dropped because the database stayed unavailable "
