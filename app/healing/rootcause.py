@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.components import graph
 from app.db.models import Component, ComponentState, Incident
 from app.db.models.components import HAS_DEPENDENCIES
+from app.healing.rootcause_hold import SLACK_S, UNHEALTHY
 from app.platform.events import IncidentOpened
 
 if TYPE_CHECKING:
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.rootcause")
 
-UNHEALTHY = frozenset({"degraded", "critical", "failed", "recovering"})
-SLACK_S = 5.0
 GRAPH_KEY = "rootcause.graph"
 CHILDREN_KEY = "rootcause.children"
 

@@ -19,6 +19,7 @@ from app.components import graph
 from app.db.models import Component, Incident
 from app.db.session import session_scope
 from app.db.types import utcnow
+from app.healing import rootcause_hold as hold
 from app.healing.rootcause import (
     SLACK_S,
     UNHEALTHY,
@@ -130,9 +131,16 @@ class RootCauseLoop(LoopService):
                 update(Incident).where(*where).values(held_until=now + timedelta(seconds=window + SLACK_S))
             )
             return False
-        due = incident.held_until is None or now >= incident.held_until
-        if incident.caused_by is None and not due:
-            due = all(_known_healthy(states.get(a), incident.opened_at) for a in graph.ancestors(dag, name))
+        if incident.caused_by is None:
+            # Held: the upstreams' own checks decide, not the nominal window alone (rootcause_hold).
+            ups = [
+                _upstream(*states[a], detection_window(states[a][0], self.settings))
+                for a in graph.ancestors(dag, name)
+                if a in states  # deleted meanwhile: nothing upstream to wait for
+            ]
+            due = hold.releases(now, incident.opened_at, incident.held_until, ups)
+        else:
+            due = incident.held_until is None or now >= incident.held_until
         if not due:
             return False
         # Only for the incident the checks drive: an external one (a rule, Alertmanager) on a
@@ -185,24 +193,22 @@ async def _upstream_incident_since(
     return (graph.roots(dag, name, failed) or sorted(failed))[0]
 
 
+def _upstream(component: Component, state, window_s: float) -> hold.Upstream:
+    return hold.Upstream(
+        monitored=monitored(component),
+        heartbeat=(component.check or {}).get("kind") == "heartbeat",
+        status=None if state is None else state.status,
+        consecutive_failures=0 if state is None else state.consecutive_failures,
+        last_check_at=None if state is None else state.last_check_at,
+        last_ping_at=None if state is None else state.last_ping_at,
+        window_s=window_s,
+    )
+
+
 def _known_healthy(entry, since: datetime) -> bool:
     if entry is None:
         return True  # deleted meanwhile: nothing upstream to wait for
-    component, state = entry
-    if not monitored(component):
-        return True  # disabled or unchecked: it will never pass a check, nothing to wait for
-    if (component.check or {}).get("kind") == "heartbeat" and (
-        state is None or state.last_ping_at is None or state.last_ping_at < since
-    ):
-        # A heartbeat check passes until the ping is overdue: only a ping since says the job lives.
-        return False
-    return (
-        state is not None
-        and state.status == "healthy"
-        and state.consecutive_failures == 0
-        and state.last_check_at is not None
-        and state.last_check_at >= since
-    )
+    return hold.known_healthy(_upstream(*entry, 0.0), since)
 
 
 async def _release_alert(session: AsyncSession, settings: Settings, component: str) -> None:
