@@ -13,6 +13,10 @@ is unknown, not healthy) or failing below its threshold (its verdict is on its w
 either passes (known healthy: released) or fails (at its threshold: unhealthy, and the incident is
 attributed to it). Only a guard whose checks of an upstream have stopped would hold for ever: past
 ``LATE_FACTOR`` times the longest undecided upstream's window the incident is released anyway.
+
+The same goes for the dependent's own window once its root has recovered: it is its own only if its
+own checks still fail after the root came back; while none has run since, it waits for them (up to
+``LATE_FACTOR`` of its windows).
 """
 
 from __future__ import annotations
@@ -83,3 +87,21 @@ def releases(now: datetime, since: datetime, held_until: datetime | None, ups: l
         return False
     give_up = gives_up_at(since, ups)
     return give_up is None or now >= give_up
+
+
+def own_window_over(
+    now: datetime,
+    held_until: datetime | None,
+    recovered_at: datetime | None,
+    last_check_at: datetime | None,
+    window_s: float,
+) -> bool:
+    """Whether an attributed dependent's own window (given when its root recovered, at
+    ``recovered_at``) is over: ``held_until`` has passed and one of its own checks has run since the
+    root recovered (or its checks are more than ``LATE_FACTOR`` windows late). ``recovered_at`` None:
+    the root's recovery is not known (the window alone decides)."""
+    if held_until is not None and now < held_until:
+        return False
+    if recovered_at is None or (last_check_at is not None and last_check_at >= recovered_at):
+        return True
+    return now >= recovered_at + timedelta(seconds=LATE_FACTOR * window_s + SLACK_S)

@@ -131,21 +131,28 @@ class RootCauseLoop(LoopService):
                 update(Incident).where(*where).values(held_until=now + timedelta(seconds=window + SLACK_S))
             )
             return False
+        current = own is not None and own.current_incident_id == incident.id
         if incident.caused_by is None:
             # Held: the upstreams' own checks decide, not the nominal window alone (rootcause_hold).
-            ups = [
-                _upstream(*states[a], detection_window(states[a][0], self.settings))
-                for a in graph.ancestors(dag, name)
-                if a in states  # deleted meanwhile: nothing upstream to wait for
-            ]
+            found = [states[a] for a in graph.ancestors(dag, name) if a in states]  # not deleted meanwhile
+            ups = [_upstream(c, s, detection_window(c, self.settings)) for c, s in found]
             due = hold.releases(now, incident.opened_at, incident.held_until, ups)
         else:
-            due = incident.held_until is None or now >= incident.held_until
+            # Its root recovered: its own window, over once its own checks have run since (if they
+            # drive this incident), not on the wall clock alone.
+            root = states.get(incident.caused_by, (None, None))[1]
+            recovered_at = root.status_since if root is not None and root.status == "healthy" else None
+            due = hold.own_window_over(
+                now,
+                incident.held_until,
+                recovered_at if current and component is not None and monitored(component) else None,
+                own.last_check_at if own is not None else None,
+                detection_window(component, self.settings) if component is not None else 0.0,
+            )
         if not due:
             return False
         # Only for the incident the checks drive: an external one (a rule, Alertmanager) on a
         # component whose checks pass is released when due.
-        current = own is not None and own.current_incident_id == incident.id
         if current and own.status not in UNHEALTHY:
             return False  # answering again: it closes by itself
         if current and own.consecutive_failures == 0 and own.last_check_at is not None:
@@ -208,7 +215,8 @@ def _upstream(component: Component, state, window_s: float) -> hold.Upstream:
 def _known_healthy(entry, since: datetime) -> bool:
     if entry is None:
         return True  # deleted meanwhile: nothing upstream to wait for
-    return hold.known_healthy(_upstream(*entry, 0.0), since)
+    component, state = entry
+    return hold.known_healthy(_upstream(component, state, 0.0), since)
 
 
 async def _release_alert(session: AsyncSession, settings: Settings, component: str) -> None:

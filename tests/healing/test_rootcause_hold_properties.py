@@ -39,7 +39,9 @@ class Check:
 class UpstreamChecks:
     """The upstream's check results: nominal ``interval``, each one ``lag`` late on top of the last."""
 
-    def __init__(self, interval: float, timeout: float, threshold: int, lags: list[float], failed_at: float | None):
+    def __init__(
+        self, interval: float, timeout: float, threshold: int, lags: list[float], failed_at: float | None
+    ):
         self.interval, self.timeout, self.threshold = interval, timeout, threshold
         self.checks: list[Check] = []
         t = 0.0
@@ -130,8 +132,10 @@ def test_a_failed_upstream_is_never_passed_over_for_late_checks(
     released = first_release(up, since, held_until, horizon=unhealthy)
     if at(unhealthy) < give_up:
         assert released is None, (released, unhealthy)
-    else:
-        assert released is not None and at(released) >= give_up - timedelta(seconds=TICK_S)
+    elif released is not None:
+        assert at(released) >= give_up - timedelta(seconds=TICK_S)
+    if at(unhealthy) >= give_up + timedelta(seconds=TICK_S):
+        assert released is not None  # checks later than the hold waits for: released when it gives up
 
 
 @settings(max_examples=300, deadline=None)
@@ -200,3 +204,33 @@ def test_nothing_is_released_early_unless_known_healthy(last_check, failures, st
     since, held_until = at(0), at(held_for)
     if hold.releases(at(now), since, held_until, [up]) and at(now) < held_until:
         assert hold.known_healthy(up, since)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.sampled_from([1.5, 3.0, 9.0]),
+    lags=st.lists(st.floats(0, 8, allow_nan=False), min_size=1, max_size=10),
+    checked_before=st.floats(0.01, 5, allow_nan=False),  # its last check before the recovery
+    stopped=st.booleans(),
+)
+def test_an_attributed_childs_own_window_waits_for_its_own_late_checks(window, lags, checked_before, stopped):
+    """The root recovers at 0 and the child's window ends at ``window + SLACK_S``; the child's checks
+    come late (each ``lag`` after the last), or have stopped. The window is over at the first tick
+    past its end at which a check of the child ran since the recovery, or when the hold gives up."""
+    recovered, held_until = 0.0, window + hold.SLACK_S
+    checks, t = [], -checked_before
+    for lag in lags:
+        t += 1.0 + lag
+        checks.append(t)
+    if stopped:
+        checks = []
+    give_up = hold.LATE_FACTOR * window + hold.SLACK_S
+    first_since = next((c for c in checks if c >= recovered), None)
+    now = 0.0
+    while now <= give_up + TICK_S:
+        seen = [c for c in checks if c <= now]
+        last = at(seen[-1]) if seen else at(-checked_before)
+        over = hold.own_window_over(at(now), at(held_until), at(recovered), last, window)
+        expected = now >= held_until and ((first_since is not None and first_since <= now) or now >= give_up)
+        assert over == expected, (now, seen)
+        now += TICK_S

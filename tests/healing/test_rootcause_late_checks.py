@@ -79,3 +79,45 @@ async def test_a_held_child_is_released_once_its_late_upstream_passes(db_url, tm
         assert await g.notified("etl") == ["firing"]
         await g.tick()
         assert len(await g.attempts("etl")) == 1 and g.svc["etl"].restarts == 1
+
+
+async def test_a_child_whose_checks_are_late_after_its_root_recovered_is_not_released_on_the_clock(
+    db_url, tmp_path
+):
+    """Attributed to db, given its own window once db recovered: etl is its own only if its own checks
+    still fail after db came back. While none has run since (late), the window's end changes nothing;
+    its next check, still failing, makes it its own."""
+    async with graph_guard(db_url, tmp_path) as g:
+        await g.tick()
+        down(g, "db", "etl")
+        g.svc["etl"].after_restart = "up"
+        await g.tick(2)
+        [etl_inc] = await g.incidents("etl")
+        assert etl_inc.caused_by == "db"
+        await g.tick()  # db healed by its restart; etl still down
+        assert await g.status("db") == "healthy"
+        [etl_inc] = await g.incidents("etl")
+        assert etl_inc.suppressed and etl_inc.held_until is not None  # its own threshold window
+        async with g.guard.session() as session:
+            db_state = (
+                await session.execute(select(ComponentState).join(Component).where(Component.name == "db"))
+            ).scalar_one()
+            recovered = db_state.status_since
+        await _checks_of(g, "etl", before=recovered - timedelta(seconds=1))
+        async with g.guard.session() as session:  # the window's wall-clock end has passed
+            row = await session.get(Incident, etl_inc.id)
+            row.held_until = row.opened_at
+            await session.commit()
+
+        await g.loop.run_once()
+        [etl_inc] = await g.incidents("etl")
+        assert etl_inc.suppressed, "released although etl was not checked since db recovered"
+        assert await g.engine.evaluate() == []
+        assert await g.notified("etl") == [] and await g.attempts("etl") == []
+
+        await g.tick()  # etl's late check runs: still failing with db fine, its own now
+        [etl_inc] = await g.incidents("etl")
+        assert not etl_inc.suppressed and etl_inc.caused_by is None
+        assert await g.notified("etl") == ["firing"]
+        await g.tick()
+        assert len(await g.attempts("etl")) == 1 and g.svc["etl"].restarts == 1
