@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.scenarios.campaign import http_check
-from tests.scenarios.harness import GuardProcess, NotificationSink, guard_config, parse_time
+from tests.scenarios.harness import FIGURES, Figures, GuardProcess, NotificationSink, guard_config, parse_time
 from tests.scenarios.overload import CpuHogs, cores, loaded_core, other_cores, pin
 from tests.scenarios.stories import Story, now
 
@@ -88,6 +88,11 @@ class OverloadedDiamond(Story):
             health = self.alerts(name, "health:")
             assert all(a["status"] == "resolved" for a in health), why
         assert self.healthy(self.ROOT, *self.DEPENDENTS), why
+        FIGURES.append(
+            Figures(
+                self.guard.dialect, self.name, actions=db.actions(), outcome="root only", notes=[self.lag()]
+            )
+        )
 
 
 def test_root_cause_on_an_overloaded_machine(guard_db):
