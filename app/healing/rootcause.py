@@ -14,11 +14,13 @@ one replica notifies):
   also have pinged since: its check passes until a ping is overdue), or at ``held_until``: the
   longest time an upstream needs to detect its own failure (interval x failure_threshold + timeout;
   a heartbeat: until its ping is overdue, its last ping + period + grace, then interval x
-  failure_threshold; plus slack: ``noticed_by``). If an upstream turns
-  unhealthy meanwhile, the held incident is attributed to it.
+  failure_threshold; plus slack: ``noticed_by``). ``held_until`` is a minimum: a guard running late
+  waits past it for an upstream not checked since, or failing below its threshold
+  (``rootcause_hold``). If an upstream turns unhealthy meanwhile, the held incident is attributed to it.
 - the root recovers -> the child gets its own threshold window (``held_until`` = now + its interval
   x failure_threshold + timeout). Recovering by itself within it closes the incident with no
-  notification and no action; still failing after it, the incident becomes its own.
+  notification and no action; still failing after it (and after one of its own checks since the
+  root recovered), the incident becomes its own.
 
 The alert handlers ask ``is_suppressed``; the healing engine asks ``holds_healing`` (which also
 refuses to act on any component while one of its upstreams is unhealthy, whatever its incident).
@@ -39,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.components import graph
 from app.db.models import Component, ComponentState, Incident
 from app.db.models.components import HAS_DEPENDENCIES
+from app.healing.rootcause_hold import SLACK_S, UNHEALTHY
 from app.platform.events import IncidentOpened
 
 if TYPE_CHECKING:
@@ -46,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline_guard.rootcause")
 
-UNHEALTHY = frozenset({"degraded", "critical", "failed", "recovering"})
-SLACK_S = 5.0
 GRAPH_KEY = "rootcause.graph"
 CHILDREN_KEY = "rootcause.children"
 

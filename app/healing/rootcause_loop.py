@@ -19,6 +19,7 @@ from app.components import graph
 from app.db.models import Component, Incident
 from app.db.session import session_scope
 from app.db.types import utcnow
+from app.healing import rootcause_hold as hold
 from app.healing.rootcause import (
     SLACK_S,
     UNHEALTHY,
@@ -130,14 +131,28 @@ class RootCauseLoop(LoopService):
                 update(Incident).where(*where).values(held_until=now + timedelta(seconds=window + SLACK_S))
             )
             return False
-        due = incident.held_until is None or now >= incident.held_until
-        if incident.caused_by is None and not due:
-            due = all(_known_healthy(states.get(a), incident.opened_at) for a in graph.ancestors(dag, name))
+        current = own is not None and own.current_incident_id == incident.id
+        if incident.caused_by is None:
+            # Held: the upstreams' own checks decide, not the nominal window alone (rootcause_hold).
+            found = [states[a] for a in graph.ancestors(dag, name) if a in states]  # not deleted meanwhile
+            ups = [_upstream(c, s, detection_window(c, self.settings)) for c, s in found]
+            due = hold.releases(now, incident.opened_at, incident.held_until, ups)
+        else:
+            # Its root recovered: its own window, over once its own checks have run since (if they
+            # drive this incident), not on the wall clock alone.
+            root = states.get(incident.caused_by, (None, None))[1]
+            recovered_at = root.status_since if root is not None and root.status == "healthy" else None
+            due = hold.own_window_over(
+                now,
+                incident.held_until,
+                recovered_at if current and component is not None and monitored(component) else None,
+                own.last_check_at if own is not None else None,
+                detection_window(component, self.settings) if component is not None else 0.0,
+            )
         if not due:
             return False
         # Only for the incident the checks drive: an external one (a rule, Alertmanager) on a
         # component whose checks pass is released when due.
-        current = own is not None and own.current_incident_id == incident.id
         if current and own.status not in UNHEALTHY:
             return False  # answering again: it closes by itself
         if current and own.consecutive_failures == 0 and own.last_check_at is not None:
@@ -185,24 +200,23 @@ async def _upstream_incident_since(
     return (graph.roots(dag, name, failed) or sorted(failed))[0]
 
 
+def _upstream(component: Component, state, window_s: float) -> hold.Upstream:
+    return hold.Upstream(
+        monitored=monitored(component),
+        heartbeat=(component.check or {}).get("kind") == "heartbeat",
+        status=None if state is None else state.status,
+        consecutive_failures=0 if state is None else state.consecutive_failures,
+        last_check_at=None if state is None else state.last_check_at,
+        last_ping_at=None if state is None else state.last_ping_at,
+        window_s=window_s,
+    )
+
+
 def _known_healthy(entry, since: datetime) -> bool:
     if entry is None:
         return True  # deleted meanwhile: nothing upstream to wait for
     component, state = entry
-    if not monitored(component):
-        return True  # disabled or unchecked: it will never pass a check, nothing to wait for
-    if (component.check or {}).get("kind") == "heartbeat" and (
-        state is None or state.last_ping_at is None or state.last_ping_at < since
-    ):
-        # A heartbeat check passes until the ping is overdue: only a ping since says the job lives.
-        return False
-    return (
-        state is not None
-        and state.status == "healthy"
-        and state.consecutive_failures == 0
-        and state.last_check_at is not None
-        and state.last_check_at >= since
-    )
+    return hold.known_healthy(_upstream(component, state, 0.0), since)
 
 
 async def _release_alert(session: AsyncSession, settings: Settings, component: str) -> None:

@@ -17,6 +17,8 @@ Everything a test steers lives in DIR, one small file each:
 - ``action_sleep``: seconds the command spends (in a child process of its group) before acting; a
   ``once`` suffix makes only the next invocation sleep.
 - ``boot_delay``: seconds a restarted target waits before it listens (slow boot).
+- ``cpus``: the CPUs the target runs on, e.g. ``1`` or ``0,1`` (it keeps off a core loaded on purpose,
+  also once restarted by a guard that runs on that core).
 - ``upstream`` (HTTP targets): what the target needs to answer 200 while its ``mode`` is ``ok``, so
   it fails *because of* an upstream: ``http URL`` (that URL answers 200 within 0.5 s) or
   ``fresh PATH SECONDS`` (PATH, a heartbeat job's ``output``, was written within SECONDS).
@@ -140,6 +142,9 @@ def serve_heartbeat(directory: Path, spec: dict) -> None:
 
 def serve(directory: Path) -> None:
     spec = json.loads((directory / "spec.json").read_text())
+    cpus = read(directory, "cpus")
+    if cpus:
+        os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
     delay = float(read(directory, "boot_delay", "0") or 0)
     if delay and os.environ.get("WORKLOAD_RESTARTED") == "1":
         time.sleep(delay)
