@@ -92,7 +92,8 @@ async def add_ingest_user():
     engine = create_engine(Settings(database_url=database_url, env="test"))
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
-            session.add(User(username="bench-ingest", password_hash=PasswordHasher().hash(password), role="ingest"))
+            password_hash = PasswordHasher().hash(password)
+            session.add(User(username="bench-ingest", password_hash=password_hash, role="ingest"))
     finally:
         await engine.dispose()
 
