@@ -23,7 +23,8 @@ total / HTTP total), which is printed too; the client's share shows whether the 
 the HTTP rounds. The server's CPU is split further into its event-loop thread (the framework and
 the request's Python: decoding, row building, deltas) and the rest (on SQLite, mostly the driver
 threads running and binding the statements: the part to hold against raw executemany's CPU).
-``--app-dir`` runs the server from another checkout (before/after in one session).
+``--app-dir`` runs the server from another checkout (before/after in one session; that tree migrates
+the HTTP rounds' databases itself, so trees with different migrations compare).
 The server's CPU and its backends' are read once its compaction loop has merged every rollup delta
 the run wrote (it runs every 15 s, so a short run would otherwise leave that work out); the seconds
 stop at the last batch. The backends' CPU is also printed split at the last batch: the batches'
