@@ -41,6 +41,8 @@ def points_copy_stream(batch: Batch) -> memoryview:
     import numpy as np  # here, not at import: only Postgres ingest builds the stream
 
     n, series = len(batch), batch.series
+    if not n:
+        return joined_copy_stream(batch)
     widths = [len(s.copy_fields) for s in series]
     width = max(widths)
     sids = np.fromiter(batch.sids, dtype=np.intp, count=n)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app.db.models import metric_points
 from app.metrics.copy_stream import HEADER, TRAILER, joined_copy_stream, points_copy_stream
 from app.metrics.decode import decode_batch
-from app.metrics.validation import check_points
+from app.metrics.validation import Batch, check_points
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -97,6 +97,10 @@ def test_both_layouts_carry_the_batch_rows_in_order(pts):
     # The fixed layout differs only by spaces after a labels' JSON text, which jsonb skips.
     assert [(*r[:3], r[3].rstrip(" "), *r[4:]) for r in fixed] == expected
     assert all(orjson.loads(r[3]) == orjson.loads(e[3]) for r, e in zip(fixed, expected, strict=True))
+
+
+def test_an_empty_batch_is_a_header_and_a_trailer():
+    assert bytes(points_copy_stream(Batch([], [], [], []))) == HEADER + TRAILER
 
 
 def test_equal_widths_need_no_padding_and_one_long_outlier_takes_the_joined_layout():
