@@ -48,14 +48,21 @@ async def drop_pg_database(base: str, name: str) -> None:
 
 
 @contextlib.contextmanager
-def migrated_pg_database(base: str) -> Iterator[str]:
-    """A fresh database beside ``base`` with the schema migrated; yields its asyncpg dsn, drops it after."""
+def fresh_pg_database(base: str) -> Iterator[str]:
+    """A new, empty database beside ``base``; yields its asyncpg dsn, drops it after."""
     name, dsn = asyncio.run(create_pg_database(base))
     try:
-        upgrade_sync(sa_url(dsn))
         yield dsn
     finally:
         asyncio.run(drop_pg_database(base, name))
+
+
+@contextlib.contextmanager
+def migrated_pg_database(base: str) -> Iterator[str]:
+    """A fresh database beside ``base`` with this tree's schema; yields its asyncpg dsn, drops it after."""
+    with fresh_pg_database(base) as dsn:
+        upgrade_sync(sa_url(dsn))
+        yield dsn
 
 
 def sa_url(dsn: str) -> str:
@@ -64,22 +71,48 @@ def sa_url(dsn: str) -> str:
     )
 
 
-async def add_ingest_user(database_url: str) -> None:
-    """An ``ingest``-role user written straight into the database (the benchmark authenticates as it)."""
-    from app.auth.tokens import PasswordHasher
-    from app.config.settings import Settings
-    from app.db.engine import create_engine, create_sessionmaker
-    from app.db.models import User
-    from app.db.session import session_scope
+# Run by the server's own tree (``Server.app_dir``): its migrations, its models. A database migrated by
+# a newer tree is refused by an older tree's server ("database schema is at ... but this version needs
+# ..."), so a before/after comparison must let each tree build its own schema.
+PREPARE_DATABASE = """
+import asyncio, sys
 
+from app.auth.tokens import PasswordHasher
+from app.config.settings import Settings
+from app.db.engine import create_engine, create_sessionmaker
+from app.db.migrate import upgrade_sync
+from app.db.models import User
+from app.db.session import session_scope
+
+database_url, password = sys.argv[1], sys.argv[2]
+upgrade_sync(database_url)
+
+
+async def add_ingest_user():
     engine = create_engine(Settings(database_url=database_url, env="test"))
     try:
         async with session_scope(create_sessionmaker(engine)) as session:
-            session.add(
-                User(username="bench-ingest", password_hash=PasswordHasher().hash(PASSWORD), role="ingest")
-            )
+            password_hash = PasswordHasher().hash(password)
+            session.add(User(username="bench-ingest", password_hash=password_hash, role="ingest"))
     finally:
         await engine.dispose()
+
+
+asyncio.run(add_ingest_user())
+"""
+
+
+def prepare_database(database_url: str, app_dir: Path) -> None:
+    """Migrate ``database_url`` (empty, or already at ``app_dir``'s schema) with ``app_dir``'s
+    migrations and add the ``ingest``-role user the benchmarks authenticate as."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    subprocess.run(
+        [sys.executable, "-c", PREPARE_DATABASE, database_url, PASSWORD],
+        cwd=app_dir,
+        env={**env, "PYTHONPATH": str(app_dir)},
+        check=True,
+        timeout=300,
+    )
 
 
 class Server:
@@ -104,8 +137,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:  # noqa: PYI034
-        upgrade_sync(self.database_url)
-        asyncio.run(add_ingest_user(self.database_url))
+        prepare_database(self.database_url, self.app_dir)
         env = {
             **os.environ,
             "PIPELINE_DATABASE_URL": self.database_url,
@@ -141,8 +173,12 @@ class Server:
             env=env,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a loaded machine may take a while to import the app
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited with code {self.proc.returncode} before listening (its log is above)"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self

@@ -23,7 +23,8 @@ total / HTTP total), which is printed too; the client's share shows whether the 
 the HTTP rounds. The server's CPU is split further into its event-loop thread (the framework and
 the request's Python: decoding, row building, deltas) and the rest (on SQLite, mostly the driver
 threads running and binding the statements: the part to hold against raw executemany's CPU).
-``--app-dir`` runs the server from another checkout (before/after in one session).
+``--app-dir`` runs the server from another checkout (before/after in one session; that tree migrates
+the HTTP rounds' databases itself, so trees with different migrations compare).
 The server's CPU and its backends' are read once its compaction loop has merged every rollup delta
 the run wrote (it runs every 15 s, so a short run would otherwise leave that work out); the seconds
 stop at the last batch. The backends' CPU is also printed split at the last batch: the batches'
@@ -55,7 +56,7 @@ import asyncpg
 import orjson
 
 from app.db.migrate import upgrade_sync
-from bench._server import PASSWORD, Server, migrated_pg_database, sa_url
+from bench._server import PASSWORD, Server, fresh_pg_database, migrated_pg_database, sa_url
 
 SERIES = 100
 POINT_COLUMNS = ("component", "metric_name", "series_key", "labels", "value", "ts")
@@ -263,8 +264,9 @@ def pg_http(
     base: str, bodies: list[bytes], points: int, writers: int, app_dir: Path
 ) -> tuple[float, float, float, float, float]:
     """(seconds, server CPU, backends' CPU, client CPU, server event-loop CPU) of HTTP ingest into a
-    fresh database through a fresh server."""
-    with migrated_pg_database(base) as dsn:
+    fresh database through a fresh server. The server's tree migrates the database (``--app-dir``: a
+    tree with other migrations than this one refuses a schema it does not know)."""
+    with fresh_pg_database(base) as dsn:
         with (
             tempfile.TemporaryDirectory() as tmp,
             Server(sa_url(dsn), Path(tmp), app_dir=app_dir) as server,

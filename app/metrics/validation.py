@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import chain, islice
+from itertools import islice
 from operator import attrgetter, le
 from typing import Any
 
@@ -132,12 +132,22 @@ class Series:
     series_key: str
     labels: dict[str, str]
     labels_json: str
-    # The binary COPY row up to the value: field count, the four text/jsonb fields, the value's length.
-    copy_prefix: bytes = b""
+    # A binary COPY row's fields up to the value (``copy_stream``): the field count, the four
+    # text/jsonb fields, the value's length.
+    copy_fields: bytes = b""
 
     def __post_init__(self) -> None:
-        js = self.labels_json.encode()
-        self.copy_prefix = b"".join(
+        self.copy_fields = self._encoded_fields(0)
+
+    def padded_copy_fields(self, width: int) -> bytes:
+        """``copy_fields`` at least ``width`` bytes long: spaces after the labels' JSON text, which
+        jsonb's input skips (the stored labels are the same)."""
+        pad = width - len(self.copy_fields)
+        return self._encoded_fields(pad) if pad > 0 else self.copy_fields
+
+    def _encoded_fields(self, pad: int) -> bytes:
+        js = self.labels_json.encode() + b" " * pad
+        return b"".join(
             (
                 b"\x00\x06",
                 _copy_text(self.component),
@@ -184,20 +194,10 @@ class Batch:
         ]
 
     def copy_payload(self) -> memoryview:
-        """The whole batch as one PostgreSQL binary COPY stream (columns ``POINT_COLUMNS``):
-        per row the series' pre-encoded prefix, the value, the stamp's pre-encoded field."""
-        prefixes = [s.copy_prefix for s in self.series]
-        rows = b"".join(
-            chain.from_iterable(
-                zip(
-                    map(prefixes.__getitem__, self.sids),
-                    map(_PACK_F64, self.values),
-                    map(_COPY_FIELD, self.stamps),
-                    strict=True,
-                )
-            )
-        )
-        return memoryview(b"".join((_COPY_HEADER, rows, b"\xff\xff")))
+        """The whole batch as one PostgreSQL binary COPY stream (columns ``POINT_COLUMNS``)."""
+        from app.metrics.copy_stream import points_copy_stream
+
+        return points_copy_stream(self)
 
     def latest(self) -> dict[int, int]:
         """Series index -> index of its latest point (the later one on equal timestamps)."""
@@ -214,10 +214,7 @@ class Batch:
         return best
 
 
-_PACK_F64 = struct.Struct(">d").pack
-_COPY_FIELD = attrgetter("copy_field")
 _MICROS = attrgetter("micros")
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 
 
 def valid_component(component: Any) -> bool:
