@@ -54,7 +54,7 @@ async def write_briefly(session: AsyncSession) -> None:
         return
     adapter = (await connection.get_raw_connection()).dbapi_connection
     if isinstance(adapter, OneTripConnection):  # not with SQLAlchemy's own adapter (another release)
-        adapter.brief = True
+        adapter.write_briefly()
 
 
 async def driver_connection(session: AsyncSession) -> Any:

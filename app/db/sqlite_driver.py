@@ -142,14 +142,21 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("brief", "_locked", "_busy_ms")
+    __slots__ = ("_brief", "_locked", "_busy_ms", "_any_thread")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of the adapter's cursor
 
-    def __init__(self, dbapi: Any, connection: Any, busy_ms: int) -> None:
+    def __init__(self, dbapi: Any, connection: Any, *, busy_ms: int, any_thread: bool) -> None:
         super().__init__(dbapi, connection)
-        self.brief = False  # this transaction writes briefly (until its commit or rollback)
+        self._brief = False  # this transaction writes briefly (until its commit or rollback)
         self._locked = False  # this transaction holds the write lock (until its commit or rollback)
         self._busy_ms = busy_ms
+        # The driver lets another thread use the connection (SQLAlchemy's choice for a file database;
+        # not for :memory:, whose statements then all stay on the driver's thread).
+        self._any_thread = any_thread
+
+    def write_briefly(self) -> None:
+        """This transaction's statements run on the event loop's thread while it holds the lock."""
+        self._brief = self._any_thread
 
     def run_inline(
         self, conn: sqlite3.Connection, operation: str, parameters: Any, many: bool
@@ -157,7 +164,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         """On the event loop's thread, a brief transaction's small statement once it holds the write
         lock, the lock taken here by its first write when it is free (never waited for here). None:
         the statement goes to the driver's thread."""
-        if not self.brief or not _small(parameters, many):
+        if not self._brief or not _small(parameters, many):
             return None
         if not (self._locked and conn.in_transaction):
             head = operation.lstrip()[:15].upper()
@@ -189,11 +196,11 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
             self._locked = head.startswith(_WRITES) or head.startswith("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
-        self.brief = self._locked = False
+        self._brief = self._locked = False
         super().commit()
 
     def rollback(self) -> None:
-        self.brief = self._locked = False
+        self._brief = self._locked = False
         super().rollback()
 
 
@@ -207,7 +214,12 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         else:
             connection = self.aiosqlite.connect(*arg, **kw)
             connection._thread.daemon = True  # as SQLAlchemy's adapter does: never holds the exit up
-        return OneTripConnection(self, await_(connection), int(kw.get("timeout", 5.0) * 1000))
+        return OneTripConnection(
+            self,
+            await_(connection),
+            busy_ms=int(kw.get("timeout", 5.0) * 1000),
+            any_thread=kw.get("check_same_thread", True) is False,
+        )
 
 
 # The adapter hooks this module overrides (SQLAlchemy 2.1's aiosqlite adapter). Another release may

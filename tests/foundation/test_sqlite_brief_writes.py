@@ -119,3 +119,20 @@ async def test_a_brief_transaction_raises_and_rolls_back_as_before(sessions):
         await session.execute(text("INSERT INTO brief_writes (id, v) VALUES (1, 'kept')"))
     async with session_scope(sessions) as session:
         assert (await session.execute(text("SELECT v FROM brief_writes"))).scalars().all() == ["kept"]
+
+
+async def test_an_in_memory_database_keeps_its_statements_on_the_driver_thread(tmp_path, trips):
+    # The driver allows only its own thread there (SQLAlchemy's choice for :memory:).
+    url = "sqlite+aiosqlite://"
+    engine = create_engine(make_settings(url, tmp_path), url=url)
+    try:
+        async with session_scope(create_sessionmaker(engine)) as session:
+            await session.execute(text("CREATE TABLE brief_memory (id INTEGER PRIMARY KEY)"))
+            await write_briefly(session)
+            before = len(trips)
+            await session.execute(text("INSERT INTO brief_memory (id) VALUES (1)"))
+            await session.execute(text("INSERT INTO brief_memory (id) VALUES (2)"))
+            assert len(trips) == before + 2
+            assert (await session.execute(text("SELECT count(*) FROM brief_memory"))).scalar_one() == 2
+    finally:
+        await engine.dispose()
