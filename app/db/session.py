@@ -49,10 +49,9 @@ async def write_briefly(session: AsyncSession) -> None:
     instead of one loop round each on the driver's thread, and its first write takes the lock there
     when it is free (``sqlite_driver.py``). Lasts until the commit or rollback; nothing to do on
     Postgres, whose writers do not share one lock."""
-    connection = await session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    adapter = (await connection.get_raw_connection()).dbapi_connection
+    if session.get_bind().dialect.name != "sqlite":
+        return  # told without a connection: nothing at all happens on Postgres
+    adapter = (await (await session.connection()).get_raw_connection()).dbapi_connection
     if isinstance(adapter, OneTripConnection):  # not with SQLAlchemy's own adapter (another release)
         adapter.write_briefly()
 
