@@ -68,6 +68,9 @@ class Attribution:
         self.fences: list[tuple[float, float]] = []  # (start, end) of each flush's lease fence
         self.renewals: list[tuple[float, float]] = []  # (renew statement start, its tick's commit)
         self.lock_samples: list[tuple[float, int, int]] = []  # Postgres: (when, fences, others waiting)
+        # SQLite: every hold of the write lock, (owner, waited s, start, end, statements under it)
+        self.holds: list[tuple[str, float, float, float, int]] = []
+        self.inline: list[float] = []  # SQLite: statements run on the event loop's thread, their time
 
     # ------------------------------------------------------------------ install
     def install(self, guard, victim_ids: set[int]) -> None:
@@ -195,6 +198,8 @@ class Attribution:
         command_mod.run_command = run_command_stamped
 
         self._install_lease_stamps(guard)
+        if guard.engine.dialect.name == "sqlite":
+            self._install_write_lock_holds()
 
         from sqlalchemy import event
 
@@ -257,6 +262,67 @@ class Attribution:
                     renewing.clear()
 
         leases.run_once = run_once_stamped
+
+    def _install_write_lock_holds(self) -> None:
+        """SQLite: who holds the write lock and how long. A hold begins when a transaction's first write
+        statement returns (its wait for the lock before that is `waited`) and ends at its commit or
+        rollback; the owner is the task that runs the transaction (its coroutine's name)."""
+        import asyncio
+
+        import app.db.sqlite_driver as driver_mod
+
+        if not hasattr(driver_mod, "_run"):
+            return
+
+        run = driver_mod._run
+        owners: dict[int, str] = {}
+        open_holds: dict[int, list] = {}  # connection -> [owner, waited, start, statements]
+        writes = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN IMMEDIATE")
+
+        loop_thread = threading.get_ident()
+
+        def run_timed(conn, operation, parameters, many):
+            key = id(conn)
+            hold = open_holds.get(key)
+            t0 = time.time()
+            result = run(conn, operation, parameters, many)
+            if threading.get_ident() == loop_thread:
+                self.inline.append(time.time() - t0)
+            if hold is not None:
+                hold[3] += 1
+            elif conn.in_transaction and operation.lstrip()[:15].upper().startswith(writes):
+                t1 = time.time()
+                open_holds[key] = [owners.get(key, "?"), t1 - t0, t1, 1]
+            return result
+
+        def ended(conn) -> None:
+            hold = open_holds.pop(id(conn), None)
+            if hold is not None:
+                self.holds.append((hold[0], hold[1], hold[2], time.time(), hold[3]))
+
+        driver_mod._run = run_timed
+        trip = driver_mod.OneTripCursor._trip
+
+        async def trip_owned(cursor, operation, parameters, many):
+            task = asyncio.current_task()
+            coro = task.get_coro() if task is not None else None
+            name = getattr(coro, "__qualname__", "?")
+            if task is not None and not task.get_name().startswith("Task-"):
+                name = f"{task.get_name().rstrip('0123456789').rstrip(':')} ({name})"
+            owners[id(cursor._connection._conn)] = name
+            return await trip(cursor, operation, parameters, many)
+
+        driver_mod.OneTripCursor._trip = trip_owned
+        for name in ("commit", "rollback"):
+            original = getattr(driver_mod.OneTripConnection, name)
+
+            def wrapped(adapter, _original=original):
+                try:
+                    return _original(adapter)
+                finally:
+                    ended(adapter._connection._conn)
+
+            setattr(driver_mod.OneTripConnection, name, wrapped)
 
     async def _lock_waits(self, url) -> None:
         """Every 10 ms, from a connection of its own: the guard's statements waiting for a lock (pg_stat_
@@ -432,6 +498,30 @@ class Attribution:
                     f"{sum(1 for _, _, o in samples if o)}"
                 )
         out("  event subscribers inside the flush (all flushes): calls, ms p50/p99, statements per call")
+        if self.inline:
+            spans = sorted(d * 1000 for d in self.inline)
+            out(
+                f"  SQLite statements on the event loop's thread: {len(spans)}, p50 {_pct(spans, 0.5):.2f}"
+                f"  p99 {_pct(spans, 0.99):.2f}  max {spans[-1]:.1f} ms, total {sum(spans):.0f} ms"
+            )
+        holds = [h for h in self.holds if t_from <= h[3] <= t_to]
+        if holds:
+            out(
+                "  SQLite write lock by owner: holds, held ms p50/p99/max, waited ms p50/p99/max, "
+                "statements p50/max"
+            )
+            by_owner: dict[str, list] = defaultdict(list)
+            for h in holds:
+                by_owner[h[0]].append(h)
+            for owner, hs in sorted(by_owner.items(), key=lambda kv: -sum(h[3] - h[2] for h in kv[1])):
+                held = sorted((h[3] - h[2]) * 1000 for h in hs)
+                waited = sorted(h[1] * 1000 for h in hs)
+                stmts = sorted(h[4] for h in hs)
+                out(
+                    f"    {len(hs):6d}  {_pct(held, 0.5):6.1f} {_pct(held, 0.99):6.1f} {held[-1]:6.1f}"
+                    f"  {_pct(waited, 0.5):6.1f} {_pct(waited, 0.99):6.1f} {waited[-1]:6.1f}"
+                    f"  {_pct(stmts, 0.5):4d} {stmts[-1]:5d}  {owner}"
+                )
         for name, costs in sorted(self.handler_costs.items(), key=lambda kv: -sum(c[0] for c in kv[1])):
             ms = [c[0] * 1000 for c in costs]
             out(

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.sqlite_driver import OneTripConnection
+
 
 @asynccontextmanager
 async def session_scope(sessionmaker: async_sessionmaker) -> AsyncIterator[AsyncSession]:
@@ -39,6 +41,19 @@ async def hold_write_lock(session: AsyncSession) -> None:
     driver = (await connection.get_raw_connection()).driver_connection
     if driver is not None and not driver.in_transaction:
         await connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def write_briefly(session: AsyncSession) -> None:
+    """SQLite: this transaction is short and the reaction may wait for it (a result flush, a healing
+    decision): once it holds the write lock its small statements run on the event loop's thread
+    instead of one loop round each on the driver's thread, and its first write takes the lock there
+    when it is free (``sqlite_driver.py``). Lasts until the commit or rollback; nothing to do on
+    Postgres, whose writers do not share one lock."""
+    if session.get_bind().dialect.name != "sqlite":
+        return  # told without a connection: nothing at all happens on Postgres
+    adapter = (await (await session.connection()).get_raw_connection()).dbapi_connection
+    if isinstance(adapter, OneTripConnection):  # not with SQLAlchemy's own adapter (another release)
+        adapter.write_briefly()
 
 
 async def driver_connection(session: AsyncSession) -> Any:

@@ -10,8 +10,17 @@ an incident, the healing claim that follows it) slept in the busy handler.
 Here a statement is one trip: the cursor is opened, executed, read and closed on the driver's
 thread, and the rows, description, rowcount and last row id come back together. Server-side
 cursors (streamed results) keep SQLAlchemy's own adapter. Commit and rollback were already one
-trip each. The engine factory (``engine.py``) passes this module's DBAPI to the aiosqlite dialect;
-nothing else changes (same driver, same connections, same pragmas).
+trip each.
+
+A transaction that asked to write briefly (``app/db/session.py: write_briefly``) makes no trip at
+all while it holds the write lock: it tries the lock once on the event loop's thread without
+waiting (``BEGIN IMMEDIATE`` with the busy timeout at 0; when another writer has it, the statement
+waits on the driver's thread as any other), and once it holds the lock its small statements run
+right there, so the lock is held for the transaction's own work, not for one event loop round per
+statement. A statement of many rows or parameters still goes to the driver's thread (the loop is not
+blocked by a bulk write), and so do the commit (which may checkpoint the WAL, after the lock is given
+back) and the rollback. The engine factory (``engine.py``) passes this module's DBAPI to the
+aiosqlite dialect; nothing else changes (same driver, same connections, same pragmas).
 """
 
 from __future__ import annotations
@@ -30,6 +39,22 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 Outcome = tuple[Any, list[Any] | None, int, int | None]
+
+# A statement this large goes to the driver's thread even while the lock is held: the event loop is
+# not blocked by a bulk write (a flush's results or component states, a batch of points).
+INLINE_MAX_ROWS = 64  # executemany
+INLINE_MAX_PARAMETERS = 512  # one statement
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def _small(parameters: Any, many: bool) -> bool:
+    if parameters is None:
+        return True
+    try:
+        size = len(parameters)
+    except TypeError:
+        return False
+    return size <= (INLINE_MAX_ROWS if many else INLINE_MAX_PARAMETERS)
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Outcome:
@@ -86,10 +111,14 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _trip(self, operation: Any, parameters: Any, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-        async with self._adapt_connection._execute_mutex:
-            description, rows, rowcount, lastrowid = await connection._execute(
-                _run, connection._conn, operation, parameters, many
-            )
+        adapt: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        async with adapt._execute_mutex:
+            conn = connection._conn
+            outcome = adapt.run_inline(conn, operation, parameters, many)
+            if outcome is None:
+                outcome = await connection._execute(_run, conn, operation, parameters, many)
+                adapt.after_trip(conn, operation)
+            description, rows, rowcount, lastrowid = outcome
         self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
         self._rows = collections.deque(rows) if rows else collections.deque()
 
@@ -113,8 +142,66 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_brief", "_locked", "_busy_ms", "_any_thread")
     _cursor_cls = OneTripCursor  # type: ignore[assignment]  # a subclass of the adapter's cursor
+
+    def __init__(self, dbapi: Any, connection: Any, *, busy_ms: int, any_thread: bool) -> None:
+        super().__init__(dbapi, connection)
+        self._brief = False  # this transaction writes briefly (until its commit or rollback)
+        self._locked = False  # this transaction holds the write lock (until its commit or rollback)
+        self._busy_ms = busy_ms
+        # The driver lets another thread use the connection (SQLAlchemy's choice for a file database;
+        # not for :memory:, whose statements then all stay on the driver's thread).
+        self._any_thread = any_thread
+
+    def write_briefly(self) -> None:
+        """This transaction's statements run on the event loop's thread while it holds the lock."""
+        self._brief = self._any_thread
+
+    def run_inline(
+        self, conn: sqlite3.Connection, operation: str, parameters: Any, many: bool
+    ) -> Outcome | None:
+        """On the event loop's thread, a brief transaction's small statement once it holds the write
+        lock, the lock taken here by its first write when it is free (never waited for here). None:
+        the statement goes to the driver's thread."""
+        if not self._brief or not _small(parameters, many):
+            return None
+        if not (self._locked and conn.in_transaction):
+            head = operation.lstrip()[:15].upper()
+            begins = head.startswith("BEGIN IMMEDIATE")
+            if conn.in_transaction or not (begins or head.startswith(_WRITES)):
+                return None  # a read, or a transaction begun without the lock: the lock is waited for there
+            if not self._try_lock(conn):
+                return None  # another writer has it: wait on the driver's thread, as every writer does
+            if begins:
+                return None, None, -1, None
+        return _run(conn, operation, parameters, many)
+
+    def _try_lock(self, conn: sqlite3.Connection) -> bool:
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        self._locked = True
+        return True
+
+    def after_trip(self, conn: sqlite3.Connection, operation: str) -> None:
+        """After a statement on the driver's thread: a write (or BEGIN IMMEDIATE) in a transaction
+        holds the lock until the commit or rollback."""
+        if not self._locked and conn.in_transaction:
+            head = operation.lstrip()[:15].upper()
+            self._locked = head.startswith(_WRITES) or head.startswith("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._brief = self._locked = False
+        super().commit()
+
+    def rollback(self) -> None:
+        self._brief = self._locked = False
+        super().rollback()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
@@ -127,7 +214,12 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         else:
             connection = self.aiosqlite.connect(*arg, **kw)
             connection._thread.daemon = True  # as SQLAlchemy's adapter does: never holds the exit up
-        return OneTripConnection(self, await_(connection))
+        return OneTripConnection(
+            self,
+            await_(connection),
+            busy_ms=int(kw.get("timeout", 5.0) * 1000),
+            any_thread=kw.get("check_same_thread", True) is False,
+        )
 
 
 # The adapter hooks this module overrides (SQLAlchemy 2.1's aiosqlite adapter). Another release may

@@ -23,7 +23,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import CursorResult
 
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
-from app.db.session import hold_write_lock, session_scope
+from app.db.session import hold_write_lock, session_scope, write_briefly
 from app.db.types import utcnow
 from app.healing.leases import LeaseKeeper, database_clock
 from app.healing.ports import page_fingerprint
@@ -153,6 +153,7 @@ async def record(engine: HealingEngine, claim: Claim, result: ActionResult, dura
         # The verdict races monitoring's flush that sees the component healthy while the action ran
         # (it closes the incident and names this attempt as the healer): both take the incident's row
         # (SQLite: the write lock) so one sees what the other committed, never neither.
+        await write_briefly(session)
         await hold_write_lock(session)
         row = await session.get(HealingAttempt, claim.attempt_id, with_for_update=True)
         if row is None:

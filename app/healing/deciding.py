@@ -28,7 +28,7 @@ from app.db.models.healing import (
     HealingIncident,
     HealingStrategyStat,
 )
-from app.db.session import session_scope
+from app.db.session import session_scope, write_briefly
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Claim
@@ -65,6 +65,7 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
     now = utcnow()
     settings = engine.settings
     async with session_scope(engine.state.sessionmaker) as session:
+        await write_briefly(session)
         # The incident, its component (with the component's state, joined) and its attempts so far: one
         # round trip, a row per attempt (one row without an attempt).
         rows = (

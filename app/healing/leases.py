@@ -23,7 +23,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models.healing import AttemptState, HealingAttempt
-from app.db.session import session_scope
+from app.db.session import session_scope, write_briefly
 from app.db.types import utcnow
 
 if TYPE_CHECKING:
@@ -130,6 +130,7 @@ class LeaseKeeper:
 
     async def renew(self) -> bool:
         async with session_scope(self.state.sessionmaker) as session:
+            await write_briefly(session)
             now = await database_now(session)
             values: dict = {"lease_until": now + timedelta(seconds=self.lease_s)}
             if self.pgid is not None:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from app.db.models import Component
-from app.db.session import session_scope
+from app.db.session import session_scope, write_briefly
 from app.metrics.ingest_pg import ingest_for
 from app.metrics.rollups import MINUTE, build_deltas, delta_fields, sketch_of
 from app.metrics.validation import (
@@ -249,6 +249,7 @@ class CheckMetrics:
     async def _write_chunk(self, chunk: list[CheckPoint]) -> int:
         try:
             async with session_scope(self.state.sessionmaker) as session:
+                await write_briefly(session)
                 batch = await self._store(session, chunk)
         except BaseException:  # cancelled too: the chunk goes back, written at the next tick
             self._points.extendleft(reversed(chunk))

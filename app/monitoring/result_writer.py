@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from app.db.session import session_scope
+from app.db.session import session_scope, write_briefly
 from app.monitoring.lease_hand_over import LeaseHandOver
 from app.monitoring.lookahead import Lookahead
 from app.monitoring.ownership import Ownership
@@ -333,6 +333,7 @@ class ResultWriter:
         taken_seq = self._lookahead.seq
         try:
             async with session_scope(self.state.sessionmaker) as session:
+                await write_briefly(session)
                 items = await self._fenced(session, items)
                 applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
                 handing = await self._hand_over.in_flush(session, items)
