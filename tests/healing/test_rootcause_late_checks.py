@@ -25,6 +25,14 @@ async def _checks_of(g, name: str, *, before) -> None:
         await session.commit()
 
 
+async def _window_passed(g, incident_id: int) -> None:
+    """The incident's hold window (``held_until``) has passed on the wall clock."""
+    async with g.guard.session() as session:
+        row = await session.get(Incident, incident_id)
+        row.held_until = row.opened_at
+        await session.commit()
+
+
 async def test_a_held_child_waits_for_its_upstreams_late_checks(db_url, tmp_path):
     async with graph_guard(db_url, tmp_path) as g:
         await g.tick()
@@ -35,10 +43,7 @@ async def test_a_held_child_waits_for_its_upstreams_late_checks(db_url, tmp_path
         assert etl_inc.suppressed and etl_inc.caused_by is None  # held: db looks healthy
         # The nominal window has passed, and db's checks have not run since etl failed.
         await _checks_of(g, "db", before=etl_inc.opened_at - timedelta(seconds=1))
-        async with g.guard.session() as session:
-            row = await session.get(Incident, etl_inc.id)
-            row.held_until = row.opened_at
-            await session.commit()
+        await _window_passed(g, etl_inc.id)
 
         await g.loop.run_once()
         [etl_inc] = await g.incidents("etl")
@@ -67,10 +72,7 @@ async def test_a_held_child_is_released_once_its_late_upstream_passes(db_url, tm
         await g.scheduler.run_once()
         [etl_inc] = await g.incidents("etl")
         await _checks_of(g, "db", before=etl_inc.opened_at - timedelta(seconds=1))
-        async with g.guard.session() as session:
-            row = await session.get(Incident, etl_inc.id)
-            row.held_until = row.opened_at
-            await session.commit()
+        await _window_passed(g, etl_inc.id)
         await g.loop.run_once()
         assert (await g.incidents("etl"))[0].suppressed
         await g.tick()  # db's check runs, late, and passes: etl's failure is its own
@@ -104,10 +106,7 @@ async def test_a_child_whose_checks_are_late_after_its_root_recovered_is_not_rel
             ).scalar_one()
             recovered = db_state.status_since
         await _checks_of(g, "etl", before=recovered - timedelta(seconds=1))
-        async with g.guard.session() as session:  # the window's wall-clock end has passed
-            row = await session.get(Incident, etl_inc.id)
-            row.held_until = row.opened_at
-            await session.commit()
+        await _window_passed(g, etl_inc.id)
 
         await g.loop.run_once()
         [etl_inc] = await g.incidents("etl")

@@ -95,28 +95,35 @@ class OverloadedDiamond(Story):
         )
 
 
-def test_root_cause_on_an_overloaded_machine(guard_db):
+def tell(guard_db, story_cls: type[OverloadedDiamond], name: str, *, hogs: CpuHogs | None = None) -> None:
+    """Tell the story against its own guard (pinned to the loaded core beside ``hogs``, if any)."""
     url, workdir = guard_db
     sink = NotificationSink()
-    guard = GuardProcess(url, workdir / "overload-guard", config=guard_config())
-    story = OverloadedDiamond(guard, workdir / "overload", sink)
-    hogs = CpuHogs(2 * len(cores()), {loaded_core()})
+    guard = GuardProcess(url, workdir / f"{name}-guard", config=guard_config())
+    story = story_cls(guard, workdir / name, sink)
     try:
         guard.start()
         guard.post(
-            "/api/v1/channels", {"name": "overload-hook", "kind": "webhook", "config": {"url": sink.url}}
+            "/api/v1/channels", {"name": f"{name}-hook", "kind": "webhook", "config": {"url": sink.url}}
         )
         story.components()
         story.wait(lambda: story.healthy(*story.workloads), "every component healthy", timeout=90)
-        assert guard.proc is not None
-        pin(guard.proc.pid, {loaded_core()})
-        with hogs:
+        if hogs is None:
             story.run()
+        else:
+            assert guard.proc is not None
+            pin(guard.proc.pid, {loaded_core()})
+            with hogs:
+                story.run()
     finally:
         guard.stop()
         story.stop()
         sink.close()
     assert story.error is None, story.error
+
+
+def test_root_cause_on_an_overloaded_machine(guard_db):
+    tell(guard_db, OverloadedDiamond, "overload", hogs=CpuHogs(2 * len(cores()), {loaded_core()}))
 
 
 class StalledDuringTheHold(OverloadedDiamond):
@@ -179,18 +186,4 @@ class StalledDuringTheHold(OverloadedDiamond):
 
 
 def test_root_cause_when_the_guard_stalls_during_a_hold(guard_db):
-    url, workdir = guard_db
-    sink = NotificationSink()
-    guard = GuardProcess(url, workdir / "stall-guard", config=guard_config())
-    story = StalledDuringTheHold(guard, workdir / "stall", sink)
-    try:
-        guard.start()
-        guard.post("/api/v1/channels", {"name": "stall-hook", "kind": "webhook", "config": {"url": sink.url}})
-        story.components()
-        story.wait(lambda: story.healthy(*story.workloads), "every component healthy", timeout=90)
-        story.run()
-    finally:
-        guard.stop()
-        story.stop()
-        sink.close()
-    assert story.error is None, story.error
+    tell(guard_db, StalledDuringTheHold, "stall")
