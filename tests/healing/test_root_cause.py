@@ -217,23 +217,35 @@ async def test_held_child_with_a_healthy_root_becomes_its_own(db_url, tmp_path):
         assert len(await g.attempts("etl")) == 1 and g.svc["etl"].restarts == 1
 
 
+async def in_its_own_window_after_db_recovered(g) -> Incident:
+    """db and etl down; etl's incident attributed to db; db healed by its restart, etl still down and
+    given its own threshold window. Returns etl's incident."""
+    await g.tick()
+    down(g, "db", "etl")
+    g.svc["etl"].after_restart = "up"
+    await g.tick(2)
+    [etl_inc] = await g.incidents("etl")
+    assert etl_inc.caused_by == "db"
+    await g.tick()  # db healed by its restart; etl still down
+    assert await g.status("db") == "healthy"
+    [etl_inc] = await g.incidents("etl")
+    assert etl_inc.suppressed and etl_inc.held_until is not None  # its own threshold window
+    return etl_inc
+
+
+async def end_window(g, incident_id: int) -> None:
+    """The incident's hold window (``held_until``) has passed on the wall clock."""
+    async with g.guard.session() as session:
+        row = await session.get(Incident, incident_id)
+        row.held_until = row.opened_at
+        await session.commit()
+
+
 async def test_child_still_failing_after_the_root_recovers_is_handled_normally(db_url, tmp_path):
     async with graph_guard(db_url, tmp_path) as g:
-        await g.tick()
-        down(g, "db", "etl")
-        g.svc["etl"].after_restart = "up"
-        await g.tick(2)
-        [etl_inc] = await g.incidents("etl")
-        assert etl_inc.caused_by == "db"
-        await g.tick()  # db healed by its restart; etl still down
-        assert await g.status("db") == "healthy"
-        [etl_inc] = await g.incidents("etl")
-        assert etl_inc.suppressed and etl_inc.held_until is not None  # its own threshold window
+        etl_inc = await in_its_own_window_after_db_recovered(g)
         assert await g.attempts("etl") == []
-        async with g.guard.session() as session:  # the window is a real duration: end it now
-            row = await session.get(Incident, etl_inc.id)
-            row.held_until = row.opened_at
-            await session.commit()
+        await end_window(g, etl_inc.id)  # the window is a real duration: end it now
         await g.tick()
         [etl_inc] = await g.incidents("etl")
         assert not etl_inc.suppressed and etl_inc.caused_by is None

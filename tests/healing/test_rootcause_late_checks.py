@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.db.models import Component, ComponentState, Incident
-from tests.healing.test_root_cause import down, graph_guard
+from tests.healing.test_root_cause import down, end_window, graph_guard, in_its_own_window_after_db_recovered
 
 
 async def _checks_of(g, name: str, *, before) -> None:
@@ -25,25 +25,23 @@ async def _checks_of(g, name: str, *, before) -> None:
         await session.commit()
 
 
-async def _window_passed(g, incident_id: int) -> None:
-    """The incident's hold window (``held_until``) has passed on the wall clock."""
-    async with g.guard.session() as session:
-        row = await session.get(Incident, incident_id)
-        row.held_until = row.opened_at
-        await session.commit()
+async def _held_child(g) -> Incident:
+    """etl down while db looks healthy: etl's incident, held (not attributed)."""
+    await g.tick()
+    down(g, "etl")
+    await g.scheduler.run_once()
+    await g.scheduler.run_once()
+    [etl_inc] = await g.incidents("etl")
+    return etl_inc
 
 
 async def test_a_held_child_waits_for_its_upstreams_late_checks(db_url, tmp_path):
     async with graph_guard(db_url, tmp_path) as g:
-        await g.tick()
-        down(g, "etl")
-        await g.scheduler.run_once()
-        await g.scheduler.run_once()
-        [etl_inc] = await g.incidents("etl")
+        etl_inc = await _held_child(g)
         assert etl_inc.suppressed and etl_inc.caused_by is None  # held: db looks healthy
         # The nominal window has passed, and db's checks have not run since etl failed.
         await _checks_of(g, "db", before=etl_inc.opened_at - timedelta(seconds=1))
-        await _window_passed(g, etl_inc.id)
+        await end_window(g, etl_inc.id)
 
         await g.loop.run_once()
         [etl_inc] = await g.incidents("etl")
@@ -66,13 +64,9 @@ async def test_a_held_child_waits_for_its_upstreams_late_checks(db_url, tmp_path
 
 async def test_a_held_child_is_released_once_its_late_upstream_passes(db_url, tmp_path):
     async with graph_guard(db_url, tmp_path) as g:
-        await g.tick()
-        down(g, "etl")
-        await g.scheduler.run_once()
-        await g.scheduler.run_once()
-        [etl_inc] = await g.incidents("etl")
+        etl_inc = await _held_child(g)
         await _checks_of(g, "db", before=etl_inc.opened_at - timedelta(seconds=1))
-        await _window_passed(g, etl_inc.id)
+        await end_window(g, etl_inc.id)
         await g.loop.run_once()
         assert (await g.incidents("etl"))[0].suppressed
         await g.tick()  # db's check runs, late, and passes: etl's failure is its own
@@ -90,23 +84,14 @@ async def test_a_child_whose_checks_are_late_after_its_root_recovered_is_not_rel
     still fail after db came back. While none has run since (late), the window's end changes nothing;
     its next check, still failing, makes it its own."""
     async with graph_guard(db_url, tmp_path) as g:
-        await g.tick()
-        down(g, "db", "etl")
-        g.svc["etl"].after_restart = "up"
-        await g.tick(2)
-        [etl_inc] = await g.incidents("etl")
-        assert etl_inc.caused_by == "db"
-        await g.tick()  # db healed by its restart; etl still down
-        assert await g.status("db") == "healthy"
-        [etl_inc] = await g.incidents("etl")
-        assert etl_inc.suppressed and etl_inc.held_until is not None  # its own threshold window
+        etl_inc = await in_its_own_window_after_db_recovered(g)
         async with g.guard.session() as session:
             db_state = (
                 await session.execute(select(ComponentState).join(Component).where(Component.name == "db"))
             ).scalar_one()
             recovered = db_state.status_since
         await _checks_of(g, "etl", before=recovered - timedelta(seconds=1))
-        await _window_passed(g, etl_inc.id)
+        await end_window(g, etl_inc.id)
 
         await g.loop.run_once()
         [etl_inc] = await g.incidents("etl")
