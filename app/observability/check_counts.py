@@ -35,10 +35,6 @@ class CheckCounts:
         else:
             entry[0] += n
 
-    def get(self, key: Key) -> float:
-        entry = self._counts.get(key)
-        return entry[0] if entry is not None else 0.0
-
     def remove(self, component: str) -> None:
         for key in [k for k in self._counts if k[0] == component]:
             del self._counts[key]
