@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from app.alerts.fingerprints import health_fingerprint
@@ -91,8 +92,8 @@ class AlertServiceSink:
 
 
 class SilenceServiceChecker:
-    async def is_silenced(self, session, component: str, labels: dict[str, str]) -> bool:
-        return await SilenceService(session).matches(component, labels)
+    async def is_silenced(self, session, component: str, labels: dict[str, str], at: datetime) -> bool:
+        return await SilenceService(session).matches(component, labels, at)
 
 
 class SchedulerRecoveryNotifier:

@@ -109,7 +109,7 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
         # not count against max_attempts.
         acted = [a for a in attempts if not (a.state == AttemptState.INTERRUPTED and a.acting_at is None)]
         labels = dict(component.labels or {})
-        if await engine.ports.silences.is_silenced(session, component.name, labels):
+        if await engine.ports.silences.is_silenced(session, component.name, labels, now):
             return None
         budget = await budgets.load_budget(session, component.name)
         if budget.breaker_open:

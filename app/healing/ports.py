@@ -55,7 +55,12 @@ class AlertSink(Protocol):
 
 
 class SilenceChecker(Protocol):
-    async def is_silenced(self, session: AsyncSession, component: str, labels: dict[str, str]) -> bool: ...
+    async def is_silenced(
+        self, session: AsyncSession, component: str, labels: dict[str, str], at: datetime
+    ) -> bool:
+        """Whether a silence covers the component at ``at``: the decision's instant, the one its
+        attempt records as ``started_at`` (so no attempt can say it started inside a silence)."""
+        ...
 
 
 class RecoveryNotifier(Protocol):

@@ -6,11 +6,11 @@ import asyncio
 import os
 import random
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from app.db.models.healing import HealingAttempt, HealingIncident
 from app.db.types import utcnow
-from app.healing import learning
+from app.healing import deciding, learning
 from app.healing.policy import StrategyEntry
 from tests.healing.conftest import PY, count_lines, healing_guard, touch_argv, wait_until
 
@@ -270,3 +270,27 @@ async def test_silence_pauses_healing(healing, tmp_path):
     await healing.open_incident("w")
     assert await healing.step() == []
     assert count_lines(marker) == 0
+
+
+async def test_silence_is_judged_at_the_instant_the_attempt_records(healing, tmp_path, monkeypatch):
+    """The decision's instant is the attempt's ``started_at``: a silence still open at that instant
+    holds the action, however late the silence is looked up (a busy guard looks it up later)."""
+    marker = tmp_path / "ran"
+    await healing.add_component("w", {"strategies": [{"kind": "restart", "argv": touch_argv(marker)}]})
+    headers = await healing.guard.headers("admin")
+    response = await healing.guard.client.post(
+        "/api/v1/silences", headers=headers, json={"component": "w", "duration": 1, "comment": "deploy"}
+    )
+    assert response.status_code == 201, response.text
+    ends = datetime.fromisoformat(response.json()["ends_at"].replace("Z", "+00:00"))
+    await healing.open_incident("w")
+    while utcnow() <= ends:
+        await asyncio.sleep(0.05)
+    # The decision is taken just before the silence ended; it is looked up after.
+    monkeypatch.setattr(deciding, "utcnow", lambda: ends - timedelta(milliseconds=10))
+    assert await healing.step() == []
+    assert count_lines(marker) == 0
+    monkeypatch.undo()
+    assert len(await healing.step()) == 1
+    [attempt] = await healing.attempts()
+    assert attempt.started_at >= ends
