@@ -84,8 +84,8 @@ async def test_successful_write_has_summary_and_filters(audited):
     ).status_code == 403
 
     async with audited.session() as session:
-        assert await AuditService(session).prune(datetime.now(UTC) - timedelta(days=1)) == 0
-        assert await AuditService(session).prune(datetime.now(UTC) + timedelta(seconds=1)) >= 2
+        assert await AuditService(session).prune(datetime.now(UTC) - timedelta(days=1), 100) == (0, 0)
+        assert (await AuditService(session).prune(datetime.now(UTC) + timedelta(seconds=1), 100))[0] >= 2
 
 
 async def test_security_stats(audited):
