@@ -62,7 +62,6 @@ async def open_incident_ids(session: AsyncSession) -> list[int]:
 
 async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
     """The claim for the incident's next attempt (committed), or None when nothing is to run now."""
-    now = utcnow()
     settings = engine.settings
     async with session_scope(engine.state.sessionmaker) as session:
         await write_briefly(session)
@@ -81,6 +80,10 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             .unique()
             .all()
         )
+        # The decision's instant, the attempt's ``started_at``: taken once what it decides on is read,
+        # so it is never earlier than an earlier attempt's end (or a silence's) that the read saw, even
+        # when the read waited for a connection or the write lock.
+        now = utcnow()
         if not rows:
             return None
         incident, component = rows[0][0], rows[0][1]
