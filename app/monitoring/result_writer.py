@@ -28,11 +28,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from app.db.session import session_scope, write_briefly
+from app.db.types import utcnow
 from app.monitoring.lease_hand_over import LeaseHandOver
 from app.monitoring.lookahead import Lookahead
 from app.monitoring.ownership import Ownership
@@ -112,6 +114,8 @@ class ResultWriter:
         self.fenced_results = 0  # results not written because the component's lease moved on
         self.flush_failures = 0
         self.results_written = 0
+        # Per committed write: how long its oldest result waited from observation to commit.
+        self.write_lags: deque[float] = deque(maxlen=1000)
         self.last_flush_error: str | None = None
 
     @property
@@ -369,7 +373,15 @@ class ResultWriter:
         self._publish_health(applied.tracked)
         self._hand_over.committed(handing)
         self.results_written += applied.results_written
+        self._record_lag(items)
         return applied.results_written
+
+    def _record_lag(self, items: list[Item]) -> None:
+        observed = [item.result.observed_at for item in items if isinstance(item, Observation)]
+        if observed:
+            lag = max(0.0, (utcnow() - min(observed)).total_seconds())
+            self.write_lags.append(lag)
+            self.state.metrics.result_write_lag.set(lag)
 
     async def _fenced(self, session, items: list[Item]) -> list[Item]:
         """With leases (several replicas), write only the results of components this replica still

@@ -331,11 +331,12 @@ class Scheduler(ComponentTracking):
 
     def stats(self) -> dict[str, Any]:
         lags = sorted(self.lags)
+        write_lags = sorted(self.writer.write_lags)
         now = time.monotonic()
         recent = sum(1 for t in self.completed if now - t <= 60)
         window = min(60.0, now - self.completed[0]) if self.completed else 0.0
 
-        def pct(q: float) -> float | None:
+        def pct(q: float, lags: list[float] = lags) -> float | None:
             return round(lags[min(len(lags) - 1, int(q * len(lags)))], 4) if lags else None
 
         return {
@@ -345,6 +346,9 @@ class Scheduler(ComponentTracking):
             "in_flight": sum(1 for e in self.entries.values() if e.running),
             "scheduler_lag_p50_seconds": pct(0.5),
             "scheduler_lag_p99_seconds": pct(0.99),
+            # Observation to commit, per write (its oldest result): the way to the database.
+            "result_write_lag_p50_seconds": pct(0.5, write_lags),
+            "result_write_lag_p99_seconds": pct(0.99, write_lags),
             "overruns": self.timetable.overruns,
             "buffered_results": self.writer.buffered,
             "dropped_results": self.dropped_results,

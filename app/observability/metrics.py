@@ -106,6 +106,12 @@ class GuardMetrics:
         self.scheduler_lag = Gauge(
             f"{PREFIX}_scheduler_lag_seconds", "How late the most recent due checks started.", registry=r
         )
+        self.result_write_lag = Gauge(
+            f"{PREFIX}_result_write_lag_seconds",
+            "How long the oldest check result of the most recent write waited between its observation and "
+            "its commit (a guard that probes on time but stores late decides late).",
+            registry=r,
+        )
         # Healing attempts. The seed's name and the prefixed one carry the same counts.
         self.healing_attempts = Counter(
             "healing_attempts_total",

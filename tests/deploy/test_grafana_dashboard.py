@@ -22,6 +22,7 @@ KNOWN_METRICS = {
     "pipeline_guard_checks_total",
     "pipeline_guard_check_duration_seconds",
     "pipeline_guard_scheduler_lag_seconds",
+    "pipeline_guard_result_write_lag_seconds",
     "pipeline_guard_alerts_firing",
     "pipeline_guard_notifications_total",
     "pipeline_guard_outbox_pending",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
-from app.db.models import CheckResultRecord, CheckRollup, Incident
+from app.db.models import CheckResultRecord, CheckRollup, ComponentState, Incident
 from app.db.types import utcnow
 from app.monitoring.rollups import apply_retention, floor_hour, roll_up
 from tests.monitoring.conftest import add_component, mon_settings, monitored, status_of
+
+STALL_S = 2.0  # the database held this long; the results observed during it wait most of it
 
 
 async def test_config_components_synced_and_api_edit_refused(db_url, tmp_path, http_target):
@@ -171,3 +174,32 @@ async def test_detailed_status_and_sections(db_url, tmp_path, http_target):
         assert (await guard.client.get("/api/v1/status")).status_code == 401
         r = await guard.client.get("/api/v1/status", headers=await guard.headers("ingest"))
         assert r.status_code == 403
+
+
+async def test_a_stalled_database_shows_as_the_results_write_lag(db_url, tmp_path, http_target):
+    """Probes on time, results stored late: the write lag (observation to commit) says so, in the
+    detailed status and in /metrics, where the scheduler's lag (probe start) cannot."""
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        await add_component(guard, "a", {"kind": "http", "url": http_target.url("/ok")})
+        await scheduler.run_once()
+        viewer = await guard.headers("viewer")
+        quick = (await guard.client.get("/api/v1/status/detailed", headers=viewer)).json()["scheduler"]
+        assert quick["result_write_lag_p99_seconds"] >= 0
+        async with guard.session() as blocker:
+            # Held until the block ends: the state row's lock (Postgres), the write lock (SQLite).
+            await blocker.execute(update(ComponentState).values(last_detail="held by the test"))
+            probing = asyncio.create_task(scheduler.run_once())
+            await asyncio.sleep(STALL_S)
+            assert not probing.done()
+        await probing
+        stalled = (await guard.client.get("/api/v1/status/detailed", headers=viewer)).json()["scheduler"]
+        assert stalled["result_write_lag_p99_seconds"] >= STALL_S / 2
+        # the probes themselves started on time
+        assert stalled["scheduler_lag_p99_seconds"] < stalled["result_write_lag_p99_seconds"] - STALL_S / 4
+        exposition = (await guard.client.get("/metrics")).text
+        [gauge] = [
+            float(line.split()[-1])
+            for line in exposition.splitlines()
+            if line.startswith("pipeline_guard_result_write_lag_seconds ")
+        ]
+        assert gauge >= STALL_S / 2
