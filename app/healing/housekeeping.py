@@ -74,7 +74,8 @@ async def sweep(engine: HealingEngine) -> None:
 
 async def settle_verifications(engine: HealingEngine, session: AsyncSession, now: datetime) -> None:
     """Verifying attempts: past their deadline -> failed, unless a batch job's rerun started since the
-    action is still within its allowed runtime (the deadline moves to its end, ``reruns.py``); of a
+    action is still within its allowed runtime, running or finished and not yet judged by a check
+    (the deadline moves to its end, ``reruns.py``); of a
     component disabled or deleted meanwhile -> cancelled at once, without back-off, breaker or
     statistics (its checks are off: a deadline reached then says nothing about the action). Only the
     rows to settle are read and locked."""
@@ -102,7 +103,8 @@ async def settle_verifications(engine: HealingEngine, session: AsyncSession, now
         if not enabled:
             engine.attempts.finish_cancelled(row, now, "disabled" if enabled is False else "deleted")
         elif (running := _rerun_running_until(row, check, ping_status, start_at)) and now < running:
-            # A batch job's rerun started since the action and may still end well: no verdict yet.
+            # A batch job's rerun started since the action may still end well, or has ended and its
+            # checks have not read it yet: no verdict yet.
             row.verify_deadline = running
             row.decision = {**(row.decision or {}), "rerun_started_at": start_at.isoformat()}
         elif row.verify_deadline is not None and row.verify_deadline <= now:

@@ -35,11 +35,15 @@ def rerun_may_run_until(
     last_start_at: datetime | None,
 ) -> datetime | None:
     """Until when the run started since the action (``action_at``: its attempt's ``started_at``, a
-    guard's clock like the pings') may still end well; None when the component is no batch job or has
-    no run in progress that started since the action."""
+    guard's clock like the pings') holds the verification open; None when the component is no batch
+    job or no run started since the action. A run still going may end well until its allowed end. A
+    run that already finished (``last_ping_status`` its finish) is its checks' to judge: the hold is
+    the same, so a verification settled late, after the run ended but before a check read its finish
+    (a busy guard stores results late), waits for that check instead of failing a rerun that
+    succeeded; the check's verdict (pass or fail) ends the verification long before."""
     if not check or check.get("kind") != "heartbeat" or action_at is None:
         return None
-    if last_ping_status != "start" or last_start_at is None or last_start_at < action_at:
+    if last_ping_status is None or last_start_at is None or last_start_at < action_at:
         return None
     try:
         return run_deadline(check, last_start_at)

@@ -126,7 +126,10 @@ def test_rerun_hold_needs_a_start_since_the_action():
     action = ago(30)
     assert rerun_may_run_until(check, action, "start", ago(20)) == ago(20) + timedelta(seconds=600)
     assert rerun_may_run_until(check, action, "start", ago(40)) is None  # a run from before the action
-    assert rerun_may_run_until(check, action, "success", ago(20)) is None  # the run is over
+    # Over, not judged yet by a check (which ends the verification when it reads the finish): held.
+    assert rerun_may_run_until(check, action, "success", ago(20)) == ago(20) + timedelta(seconds=600)
+    assert rerun_may_run_until(check, action, "fail", ago(20)) == ago(20) + timedelta(seconds=600)
+    assert rerun_may_run_until(check, action, "success", ago(40)) is None  # a run from before the action
     assert rerun_may_run_until(check, None, "start", ago(20)) is None
     assert rerun_may_run_until({"kind": "http", "url": "http://x"}, action, "start", ago(20)) is None
     assert rerun_may_run_until({"kind": "heartbeat"}, action, "start", ago(20)) is None  # invalid: no period
