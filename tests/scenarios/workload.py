@@ -9,7 +9,8 @@ Everything a test steers lives in DIR, one small file each:
 - ``spec.json``: ``{"role": "http"|"heartbeat", "port", "guard", "component", "token"}``.
 - ``mode``: what the workload does now, re-read on every request / ping:
   ``ok``; ``crash`` (the process exits); ``hang`` (``/health`` never answers); ``slow`` (answers after
-  0.6 s: degraded); ``down`` (500); ``flap:D:U:T0`` (down for D seconds, up for U seconds, ... from T0);
+  0.6 s: degraded; ``slow:S`` after S seconds); ``down`` (500); ``flap:D:U:T0`` (down for D
+  seconds, up for U seconds, ... from T0);
   ``silent`` (the heartbeat job stops pinging).
 - ``restart_mode``: how the recovery command behaves: ``fix`` (kill, reset ``mode`` to ok, start
   again: the default), ``keep`` (kill and start again, keep ``mode``: the fault survives a restart),
@@ -97,8 +98,8 @@ def serve_http(directory: Path, spec: dict) -> None:
             mode = read(directory, "mode", "ok")
             if mode == "hang":
                 time.sleep(3600)
-            if mode == "slow":
-                time.sleep(0.6)
+            if mode == "slow" or mode.startswith("slow:"):
+                time.sleep(float(mode.partition(":")[2] or 0.6))
             code = 500 if failing_now(mode) or (mode == "ok" and not upstream_ok(directory)) else 200
             body = json.dumps({"mode": mode, "pid": os.getpid()}).encode()
             try:
