@@ -205,6 +205,9 @@ class UpstreamRecoversAlone(Dependents):
             lambda: all(self.guard.transitions(n)[-1]["current"] != "healthy" for n in names),
             "every upstream and consumer to fail",
         )
+        # The outage lasts until noop-up's would-be action is recorded (a busy guard decides late),
+        # and at least OUTAGE_S: the consumers are held long past their own thresholds.
+        self.wait(lambda: self.guard.attempts("noop-up"), "noop-up's dry-run", "noop-up")
         time.sleep(max(0.0, self.OUTAGE_S - (now() - injected).total_seconds()))
         why = self.why()()
         assert all(self.workloads[n].actions() == 0 for n in names), why  # held the whole outage
