@@ -139,7 +139,7 @@ async def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:
     # ``async def``: a plain ``def`` would cost every authenticated request a hop to the threadpool.
     if rt.codec is None or rt.hasher is None:
         raise ServiceUnavailable("the guard is not started yet")
-    return AuthService(session, rt.settings, rt.codec, rt.hasher)
+    return AuthService(session, rt.settings, rt.codec, rt.hasher, rt.callers)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

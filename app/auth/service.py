@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.callers import CallerCache
 from app.auth.permissions import Role, permissions_for
 from app.auth.repository import RevocationRepository, UserRepository
 from app.auth.throttle import LoginThrottle
@@ -35,7 +36,7 @@ class LoginFailed(Unauthorized):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: loaded from the database on every request."""
+    """Who is calling: loaded from the database (or, for at most ``callers.TTL_S``, remembered)."""
 
     username: str
     role: Role
@@ -48,12 +49,25 @@ class Principal:
 
 
 class AuthService:
-    def __init__(self, session: AsyncSession, settings: Settings, codec: TokenCodec, hasher: PasswordHasher):
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        codec: TokenCodec,
+        hasher: PasswordHasher,
+        callers: CallerCache | None = None,
+    ):
         self.users = UserRepository(session)
         self.revocations = RevocationRepository(session)
         self.settings = settings
         self.codec = codec
         self.hasher = hasher
+        self.callers = callers
+
+    def _changes_users(self) -> None:
+        """This transaction changes a user or revokes a token: the remembered callers go."""
+        if self.callers is not None:
+            self.callers.forget_on_commit(self.users.session)
 
     # --- login / tokens -----------------------------------------------------------------------
     async def login(
@@ -97,18 +111,30 @@ class AuthService:
 
     async def authenticate(self, token: str) -> Principal:
         claims = self.codec.decode(token)
-        # One round trip per request: the user's columns and the revocation check together.
-        user = await self.users.caller(claims.subject, claims.jti)
-        if user.revoked if user is not None else await self.revocations.is_revoked(claims.jti):
+        callers = self.callers
+        user = callers.get(claims.subject, claims.jti) if callers is not None else None
+        if user is None:
+            generation = callers.generation if callers is not None else 0
+            # One round trip: the user's columns and the revocation check together.
+            user = await self.users.caller(claims.subject, claims.jti)
+            if user is None:
+                if await self.revocations.is_revoked(claims.jti):
+                    raise Unauthorized("token revoked")
+                raise Unauthorized("user unknown or disabled")
+            if callers is not None:
+                callers.put(claims.subject, claims.jti, user, generation)
+        user_id, username, role, disabled, token_version, revoked = user
+        if revoked:
             raise Unauthorized("token revoked")
-        if user is None or user.disabled:
+        if disabled:
             raise Unauthorized("user unknown or disabled")
-        if user.token_version != claims.token_version:
+        if token_version != claims.token_version:
             raise Unauthorized("token no longer valid (password or role changed)")
-        return Principal(username=user.username, role=Role(user.role), token=claims, user_id=user.id)
+        return Principal(username=username, role=Role(role), token=claims, user_id=user_id)
 
     async def logout(self, principal: Principal) -> None:
         if principal.token is not None:
+            self._changes_users()
             await self.revocations.revoke(principal.token.jti, principal.username, principal.token.expires_at)
 
     # --- user management ----------------------------------------------------------------------
@@ -118,6 +144,7 @@ class AuthService:
         existing = await self.users.same_name_any_case(username)
         if existing is None:
             user = User(username=username, password_hash=await self.hasher.hash_async(password), role=role)
+            self._changes_users()
             try:
                 async with self.users.session.begin_nested():
                     return await self.users.add(user)
@@ -141,6 +168,7 @@ class AuthService:
         user = await self.get_user(username)
         if username == actor and (disabled or (role is not None and role != Role.ADMIN)):
             raise ValidationFailed("you cannot disable or demote yourself; ask another admin")
+        self._changes_users()
         if role is not None and role != user.role:
             user.role = role
             user.token_version += 1
@@ -153,6 +181,7 @@ class AuthService:
 
     async def reset_password(self, username: str, password: str) -> User:
         user = await self.get_user(username)
+        self._changes_users()
         user.password_hash = await self.hasher.hash_async(password)
         user.token_version += 1
         user.failed_logins = 0

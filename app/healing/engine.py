@@ -42,6 +42,7 @@ from app.db.types import utcnow
 from app.healing import acting, housekeeping
 from app.healing.attempts import Attempts, Claim
 from app.healing.deciding import decide, incident_status, open_incident_ids
+from app.healing.housekeeping import anything_open
 from app.healing.incidents import IncidentEvents
 from app.healing.operator import OperatorActions
 from app.healing.ports import HealingPorts
@@ -111,6 +112,11 @@ class HealingEngine:
         if not self.settings.healing.enabled:
             return []
         if housekeeping:
+            async with session_scope(self.state.sessionmaker) as session:
+                idle = not await anything_open(session)
+            if idle:
+                self.state.metrics.healing_in_progress.set(0)  # what the reconciler's count would say
+                return []
             await self._housekeeping()
         async with session_scope(self.state.sessionmaker) as session:
             ids = await open_incident_ids(session)

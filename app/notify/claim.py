@@ -22,14 +22,14 @@ from app.db.models import Notification, NotificationStatus
 from app.db.types import utcnow
 
 
-def _claimable(now: datetime):
+def _claimable(now: Any):  # a datetime, or the database's clock (``func.now()``)
     return or_(
         and_(Notification.status == NotificationStatus.PENDING, Notification.next_attempt_at <= now),
         and_(Notification.status == NotificationStatus.SENDING, Notification.claimed_until < now),
     )
 
 
-def _candidates(now: datetime, limit: int, exclude_channels: Collection[int] = ()):
+def _candidates(now: Any, limit: int, exclude_channels: Collection[int] = ()):
     query = select(Notification.id).where(_claimable(now))
     if exclude_channels:
         # Channels whose receiver already holds enough of this sender's sends (a slow one).
@@ -69,7 +69,7 @@ class PostgresClaim(ClaimStrategy):
         token: str,
         exclude_channels: Collection[int] = (),
     ) -> list[int]:
-        now = await self.now(session)
+        now = func.now()  # the database's clock, read by the statements themselves: no round trip
         ids = list(
             (
                 await session.execute(

@@ -318,23 +318,23 @@ def _describe(item: Claimed, result: SendResult | None) -> str:
 
 
 async def refresh_gauges(state: Core) -> None:
+    """The firing alerts per severity and the notifications pending, in one statement (the outbox
+    runs it every pass, mostly on an idle guard)."""
+    pending = (
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.SENDING)))
+        .scalar_subquery()
+    )
+    severities = list(Severity)
     async with session_scope(state.sessionmaker) as session:
-        firing = dict(
-            (
-                await session.execute(
-                    select(Alert.severity, func.count())
-                    .where(Alert.status == AlertStatus.FIRING)
-                    .group_by(Alert.severity)
-                )
-            ).all()
-        )
-        pending = (
+        *firing, waiting = (
             await session.execute(
-                select(func.count())
-                .select_from(Notification)
-                .where(Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.SENDING)))
+                select(*(func.count().filter(Alert.severity == s.value) for s in severities), pending)
+                .select_from(Alert)
+                .where(Alert.status == AlertStatus.FIRING)
             )
-        ).scalar_one()
-    for severity in Severity:
-        state.metrics.alerts_firing.labels(severity.value).set(firing.get(severity.value, 0))
-    state.metrics.outbox_pending.set(pending)
+        ).one()
+    for severity, count in zip(severities, firing, strict=True):
+        state.metrics.alerts_firing.labels(severity.value).set(count)
+    state.metrics.outbox_pending.set(waiting)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.auth.callers import CallerCache
 from app.auth.tokens import PasswordHasher, TokenCodec
 from app.config.settings import Settings
 from app.health.health_map import HealthMap, overall_health
@@ -83,6 +84,8 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession] | None = None
     codec: TokenCodec | None = None
     hasher: PasswordHasher | None = None
+    # Who is behind a token, remembered for a second (``auth/callers.py``).
+    callers: CallerCache = field(default_factory=CallerCache)
     secret_box: SecretBox | None = None
     services: list[LoopService] = field(default_factory=list)
     events: EventBus = field(default_factory=EventBus)
