@@ -8,6 +8,7 @@ opens, then the transition itself)."""
 from __future__ import annotations
 
 import builtins
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -59,12 +60,14 @@ class AlertRepository:
         txn = sync.get_transaction()
         if txn is None:
             return None
-        scope = (txn, sync.get_nested_transaction())
+        nested = sync.get_nested_transaction()
         hit = self.session.info.get(LOCKED_KEY)
-        if hit is None or hit[0] != scope:
-            hit = (scope, {})
+        # Weak references: the session's info must not keep its transactions (and so the session)
+        # alive in a reference cycle, which only the cyclic garbage collector would free.
+        if hit is None or hit[0]() is not txn or (hit[1]() if hit[1] is not None else None) is not nested:
+            hit = (weakref.ref(txn), weakref.ref(nested) if nested is not None else None, {})
             self.session.info[LOCKED_KEY] = hit
-        return hit[1]
+        return hit[2]
 
     def _hold(self, alert: Alert) -> None:
         locks = self._locks()
