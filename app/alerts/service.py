@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.repository import AlertRepository
@@ -91,43 +90,26 @@ class AlertService:
         labels = dict(labels or {})
         existing = await self.alerts.active_by_fingerprint(fingerprint)
         if existing is None:
-            alert = Alert(
-                fingerprint=fingerprint,
+            created = await self._open(
                 component=component,
                 component_id=component_id,
                 severity=severity,
                 message=message,
-                source=source,
+                fingerprint=fingerprint,
                 labels=labels,
-                meta=dict(metadata or {}),
+                metadata=metadata,
                 incident_id=incident_id,
-                first_seen=now,
-                last_seen=now,
-                count=1,
-                status=AlertStatus.FIRING,
+                source=source,
+                now=now,
+                quiet=quiet,
+                quiet_reason=quiet_reason,
             )
-            try:
-                async with self.session.begin_nested():
-                    await self.alerts.add(alert)
-            except IntegrityError:
-                # Another transaction opened the same condition first: this is a repeat of it.
-                existing = await self.alerts.active_by_fingerprint(fingerprint)
-                if existing is None:
-                    raise
-            else:
-                self.alerts.record(alert, "raised", actor=source, detail=message, at=now)
-                silence = await self.silences.matching(component, labels, now)
-                if silence is not None:
-                    alert.status = AlertStatus.SILENCED
-                    self.alerts.record(alert, "silenced", detail=f"silence {silence.id}", at=now)
-                    await self.session.flush()
-                    return RaiseResult(alert, created=True, notified=False)
-                if quiet:
-                    self.alerts.record(alert, "held", detail=quiet_reason or self._held_detail(alert), at=now)
-                    await self.session.flush()
-                    return RaiseResult(alert, created=True, notified=False)
-                notified = await self._notify(alert, "firing", now)
-                return RaiseResult(alert, created=True, notified=notified)
+            if created is not None:
+                return created
+            # Another transaction opened the same condition first: this is a repeat of it.
+            existing = await self.alerts.active_by_fingerprint(fingerprint)
+            if existing is None:
+                raise Conflict(f"alert {fingerprint!r} was raised and resolved by another transaction")
         return await self._repeat(
             existing,
             severity=severity,
@@ -139,6 +121,59 @@ class AlertService:
             now=now,
             quiet=quiet,
         )
+
+    async def _open(
+        self,
+        *,
+        component: str,
+        component_id: int | None,
+        severity: str,
+        message: str,
+        fingerprint: str,
+        labels: dict[str, str],
+        metadata: dict[str, Any] | None,
+        incident_id: int | None,
+        source: str,
+        now: datetime,
+        quiet: bool,
+        quiet_reason: str | None,
+    ) -> RaiseResult | None:
+        """A new alert, inserted as it ends up (silenced, held or notified: what decides that is read
+        first), then its history and outbox rows in one flush. None when another transaction holds
+        an active alert with this fingerprint."""
+        silence = await self.silences.matching(component, labels, now)
+        notifying = silence is None and not quiet
+        channels = await self.notifications.enabled_channels() if notifying else []
+        alert = await self.alerts.insert_unless_active(
+            {
+                "fingerprint": fingerprint,
+                "component": component,
+                "component_id": component_id,
+                "severity": severity,
+                "message": message,
+                "source": source,
+                "labels": labels,
+                "meta": dict(metadata or {}),
+                "incident_id": incident_id,
+                "first_seen": now,
+                "last_seen": now,
+                "count": 1,
+                "status": AlertStatus.SILENCED if silence is not None else AlertStatus.FIRING,
+                "last_notified_at": now if notifying else None,
+            }
+        )
+        if alert is None:
+            return None
+        self.alerts.record(alert, "raised", actor=source, detail=message, at=now)
+        if silence is not None:
+            self.alerts.record(alert, "silenced", detail=f"silence {silence.id}", at=now)
+        elif quiet:
+            self.alerts.record(alert, "held", detail=quiet_reason or self._held_detail(alert), at=now)
+        rows = self.notifications.outbox_rows(alert, "firing", channels) if notifying else []
+        if rows:
+            self.alerts.record(alert, "notified", detail=f"firing to {len(rows)} channel(s)", at=now)
+        await self.session.flush()
+        return RaiseResult(alert, created=True, notified=bool(rows))
 
     @staticmethod
     def _held_detail(alert: Alert) -> str:

@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.models import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident
+from app.db.upsert import insert_unless_present
 from app.healing import lifecycle
 from app.healing.attempts import UPSTREAM_FAILED, Attempts, resolution_verb
+from app.healing.policy import parse_policy
 from app.healing.ports import exhausted_fingerprint, page_fingerprint
-from app.healing.rootcause import defer_to_upstream, is_suppressed
+from app.healing.rootcause import defer_to_upstream, has_upstream, is_suppressed
 from app.platform.events import HealthTransition, IncidentClosed, IncidentOpened, IncidentReleased
 
 if TYPE_CHECKING:
@@ -50,17 +53,10 @@ class IncidentEvents:
         event.listen(session.sync_session, "after_commit", _set, once=True)
 
     async def on_incident_opened(self, evt: IncidentOpened, session: AsyncSession) -> None:
-        existing = await session.get(HealingIncident, evt.incident_id)
-        if existing is None:
-            # An incident attributed to (or held for) an unhealthy upstream is the upstream's symptom,
-            # not a relapse of this component's heal: counted only once it is its own (released).
-            suppressed, _ = await is_suppressed(session, evt.incident_id)
-            if not suppressed:
-                await self._count_relapse(
-                    session, evt.component, evt.component_id, evt.incident_id, evt.at, evt.reason
-                )
-            session.add(
-                HealingIncident(
+        recorded = (
+            await session.execute(
+                insert_unless_present(session, HealingIncident)
+                .values(
                     incident_id=evt.incident_id,
                     component=evt.component,
                     component_id=evt.component_id,
@@ -69,8 +65,18 @@ class IncidentEvents:
                     reason=evt.reason[:2000],
                     opened_at=evt.at,
                 )
+                .returning(HealingIncident.incident_id)
             )
-            await session.flush()
+        ).first()
+        # An incident attributed to (or held for) an unhealthy upstream is the upstream's symptom, not
+        # a relapse of this component's heal: counted only once it is its own (released). Only a
+        # component with upstreams is ever attributed or held.
+        if recorded is not None and not (
+            await has_upstream(session, evt.component) and (await is_suppressed(session, evt.incident_id))[0]
+        ):
+            await self._count_relapse(
+                session, evt.component, evt.component_id, evt.incident_id, evt.at, evt.reason
+            )
         self._wake_after_commit(session, evt.incident_id)
 
     async def on_incident_released(self, evt: IncidentReleased, session: AsyncSession) -> None:
@@ -96,9 +102,10 @@ class IncidentEvents:
         """A new incident within the stick window after a heal: that heal did not hold. Only a heal of
         this very component counts (by id): one deleted and created again under its name starts
         afresh, as its budget and breaker do."""
-        healed = (
+        found = (
             await session.execute(
-                select(HealingAttempt)
+                select(HealingAttempt, Component.recovery)
+                .outerjoin(Component, Component.id == HealingAttempt.component_id)
                 .where(
                     HealingAttempt.component == component,
                     HealingAttempt.component_id == component_id,
@@ -109,10 +116,11 @@ class IncidentEvents:
                 .order_by(HealingAttempt.finished_at.desc(), HealingAttempt.id.desc())
                 .limit(1)
             )
-        ).scalar_one_or_none()
-        if healed is None:
+        ).first()
+        if found is None:
             return
-        policy = await self.attempts.policy_for(session, component)
+        healed, recovery = found
+        policy = parse_policy(recovery, self.attempts.settings)  # the policy of this very component
         if lifecycle.relapsed(healed.finished_at, opened_at, policy.verify_timeout):
             await self.attempts.mark_relapsed(
                 session, healed, opened_at, policy=policy, why=f"incident {incident_id} opened: {reason}"

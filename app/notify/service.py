@@ -73,6 +73,19 @@ class NotificationService:
         payload: dict | None = None,
         dedupe_key: str | None = None,
     ) -> Notification:
+        notification = self._add(channel, alert, kind, payload=payload, dedupe_key=dedupe_key)
+        await self.session.flush()
+        return notification
+
+    def _add(
+        self,
+        channel: Channel,
+        alert: Alert | None,
+        kind: str,
+        *,
+        payload: dict | None = None,
+        dedupe_key: str | None = None,
+    ) -> Notification:
         if payload is None:
             if alert is None:
                 raise ValueError("a notification without an alert needs its payload")
@@ -87,13 +100,22 @@ class NotificationService:
             next_attempt_at=utcnow(),
         )
         self.session.add(notification)
-        await self.session.flush()
         return notification
 
+    async def enabled_channels(self) -> list[Channel]:
+        return list((await self.session.execute(select(Channel).where(Channel.enabled.is_(True)))).scalars())
+
+    def outbox_rows(self, alert: Alert, kind: str, channels: list[Channel]) -> list[Notification]:
+        """Outbox rows (added, written by the caller's next flush) for those of ``channels`` that
+        route this alert."""
+        return [self._add(c, alert, kind) for c in channels if channel_routes(c, alert)]
+
     async def notify_alert(self, alert: Alert, kind: str) -> list[Notification]:
-        """Outbox rows for every channel that routes this alert (firing, repeat)."""
-        channels = (await self.session.execute(select(Channel).where(Channel.enabled.is_(True)))).scalars()
-        return [await self.enqueue(c, alert, kind) for c in channels if channel_routes(c, alert)]
+        """Outbox rows for every channel that routes this alert (firing, repeat), in one flush."""
+        rows = self.outbox_rows(alert, kind, await self.enabled_channels())
+        if rows:
+            await self.session.flush()
+        return rows
 
     async def notify_acknowledged(self, alert: Alert) -> list[Notification]:
         """An acknowledgement goes to the channels that heard about the alert and keep an incident of
