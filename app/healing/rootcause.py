@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import typing
+import weakref
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -60,10 +61,14 @@ async def load_graph(session: AsyncSession, *, cached: bool = False) -> dict[str
     must not read the graph a thousand times)."""
     txn = session.sync_session.get_transaction()
     hit = session.info.get(GRAPH_KEY)
-    if cached and hit is not None and txn is not None and hit[0] is txn:
+    if cached and hit is not None and txn is not None and hit[0]() is txn:
         return hit[1]
     dag = await _load_edges(session)
-    session.info[GRAPH_KEY] = (session.sync_session.get_transaction(), dag)
+    txn = session.sync_session.get_transaction()
+    # A weak reference: the session's info must not keep its transaction (and so the session) alive
+    # in a reference cycle, which only the cyclic garbage collector would free.
+    if txn is not None:
+        session.info[GRAPH_KEY] = (weakref.ref(txn), dag)
     return dag
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import event, insert, text
 
 from app.db.models import Component
-from app.healing.rootcause import root_causes
+from app.healing.rootcause import load_graph, root_causes
 
 
 async def test_the_dependency_graph_is_read_from_its_partial_index(guard):
@@ -37,3 +37,26 @@ async def test_the_dependency_graph_is_read_from_its_partial_index(guard):
             plan = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
         lines = " ".join(str(row) for row in plan.all())
     assert "ix_components_dependencies" in lines, lines
+
+
+async def test_the_graph_is_read_once_per_transaction(guard):
+    """A flush publishes one event per transition: the graph is read once in its transaction, and
+    read again by the next transaction (which may follow an edit)."""
+    engine = guard.runtime.engine
+    reads: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        if "depends_on" in statement and "component_states" not in statement:
+            reads.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with guard.session() as session:
+            first = await load_graph(session, cached=True)
+            assert await load_graph(session, cached=True) is first
+        assert len(reads) == 1
+        async with guard.session() as session:
+            await load_graph(session, cached=True)
+        assert len(reads) == 2
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
