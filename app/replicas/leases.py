@@ -5,6 +5,12 @@ A lease row says "replica R may act on component C until `expires_at` (database 
 holder changes, increments the epoch; renewing succeeds only for the same holder *and* epoch. So
 ``replica_id = me AND epoch = E`` in a later transaction proves nobody else held C in between.
 
+Who waits for whom (Postgres row locks): a result flush fences its writes with ``FOR KEY SHARE`` on
+the lease rows it writes under; the holder's own renewal and release update only non-key columns
+(``FOR NO KEY UPDATE``), so they never wait behind a long flush; a take from another holder first locks
+the expired rows ``FOR UPDATE``, which waits until every fenced flush on them has committed, so no
+write of the old holder lands after the lease changed hands.
+
 One strategy per dialect: ``PostgresLeases`` (several replicas) and ``SingleReplicaLeases`` (SQLite:
 one process owns everything; a second process on the same file is refused by the lock file).
 """
@@ -99,7 +105,17 @@ _FENCE_WRITES = text("""
 SELECT component_id, epoch FROM component_leases
 WHERE replica_id = :me AND component_id = ANY(CAST(:ids AS INTEGER[]))
 ORDER BY component_id
-FOR SHARE
+FOR KEY SHARE
+""")
+
+# Before a take: the expired leases of other holders among the candidates, locked in key order. FOR
+# UPDATE conflicts with a flush's FOR KEY SHARE fence, so the take waits for the old holder's writes
+# in flight; a lease renewed meanwhile no longer matches once the wait ends and is left alone.
+_LOCK_EXPIRED_FOREIGN = text("""
+SELECT component_id FROM component_leases
+WHERE component_id = ANY(CAST(:ids AS INTEGER[])) AND replica_id <> :me AND expires_at < now()
+ORDER BY component_id
+FOR UPDATE
 """)
 
 
@@ -132,7 +148,9 @@ class PostgresLeases:
     async def take(self, session: AsyncSession, me: str, ids: set[int], ttl: float) -> list[Held]:
         if not ids:
             return []
-        rows = await session.execute(_TAKE, {"me": me, "ttl": ttl, "ids": sorted(ids)})
+        order = sorted(ids)
+        await session.execute(_LOCK_EXPIRED_FOREIGN, {"me": me, "ids": order})
+        rows = await session.execute(_TAKE, {"me": me, "ttl": ttl, "ids": order})
         return [Held(cid, epoch, bool(changed), due_in) for cid, epoch, changed, due_in in rows]
 
     async def renew(
@@ -170,8 +188,9 @@ class PostgresLeases:
             raise LeaseLost(component_id, epoch)
 
     async def fence_writes(self, session: AsyncSession, me: str, epochs: dict[int, int]) -> set[int]:
-        """Of these components, the ones still held by `me` at the same epoch (locked FOR SHARE until
-        the transaction ends, so no take can slip in before the caller's writes commit)."""
+        """Of these components, the ones still held by `me` at the same epoch (locked FOR KEY SHARE
+        until the transaction ends: no take by another replica can slip in before the caller's writes
+        commit, while this replica's own renewal goes on without waiting for them)."""
         if not epochs:
             return set()
         rows = await session.execute(_FENCE_WRITES, {"me": me, "ids": sorted(epochs)})

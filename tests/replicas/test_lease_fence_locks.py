@@ -1,0 +1,73 @@
+"""The result flush's lease fence on Postgres, lock by lock: it keeps another replica's take out until
+the fenced writes commit, and it does not hold up the holder's own renewal (which, waiting behind a long
+flush, used to hit its statement timeout and fail the whole lease tick)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+
+from tests.replicas.conftest import add_components, lease_rows, replicas
+
+
+async def _waiting_on_a_lease_lock(guard) -> bool:
+    async with guard.session() as session:
+        rows = await session.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%component_leases%'"
+            )
+        )
+        return rows.scalar_one() > 0
+
+
+async def test_renewal_goes_on_while_a_flush_holds_the_fence(pg_url, tmp_path):
+    async with replicas(pg_url, tmp_path, [None]) as (a,):
+        (cid,) = await add_components(a, 1)
+        await a.manager.run_once()
+        epoch = a.manager.epochs[cid]
+        async with a.session() as flush:  # a result flush in progress: fenced, not yet committed
+            assert await a.manager.fence_writes(flush, {cid}) == {cid}
+            async with a.session() as renewal:
+                # A renewal that waited for the flush would give up here (lock timeout), not renew.
+                await renewal.execute(text("SET LOCAL lock_timeout = '5s'"))
+                lost = await a.manager.store.renew(renewal, a.manager.replica_id, [cid], [epoch], 3.0)
+            assert lost == set()
+            assert await a.manager.fence_writes(flush, {cid}) == {cid}
+        rows = await lease_rows(a)
+        assert rows[cid] == (a.manager.replica_id, epoch, True)
+
+
+async def test_a_take_waits_for_the_fenced_writes_of_the_old_holder(pg_url, tmp_path):
+    async with replicas(pg_url, tmp_path, [None, None]) as (a, b):
+        (cid,) = await add_components(a, 1)
+        await a.manager.run_once()
+        epoch = a.manager.epochs[cid]
+        # A's lease expires in the database (its renewals stopped) and A is no longer live.
+        async with a.session() as session:
+            await session.execute(text("UPDATE component_leases SET expires_at = now() - interval '1 s'"))
+            await session.execute(
+                text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
+                {"id": a.manager.replica_id},
+            )
+        flush = a.session()
+        session = await flush.__aenter__()
+        try:
+            # A's flush fenced its writes before the expiry was noticed by anyone.
+            assert await a.manager.fence_writes(session, {cid}) == {cid}
+            take = asyncio.create_task(b.manager.run_once())
+            while not await _waiting_on_a_lease_lock(a):
+                assert not take.done(), take  # B must not get the lease while A's writes are in flight
+                await asyncio.sleep(0.02)
+            assert not take.done()
+            await session.execute(
+                text("UPDATE components SET description = 'written under the old lease' WHERE id = :id"),
+                {"id": cid},
+            )
+        finally:
+            await flush.__aexit__(None, None, None)  # commits A's fenced writes
+        await take
+        assert b.manager.epochs.get(cid) == epoch + 1
+        rows = await lease_rows(b)
+        assert rows[cid] == (b.manager.replica_id, epoch + 1, True)
