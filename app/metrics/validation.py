@@ -14,11 +14,12 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice
-from operator import attrgetter, le
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from app.metrics.columns import Columns
 
 from app.core.errors import ValidationFailed
 
@@ -166,10 +167,11 @@ class Batch:
     (shared by every point of the same timestamp). ``points()`` builds ``Point`` objects for the
     consumers that want them (SQLite executemany, the rule evaluator); the Postgres path never does."""
 
-    __slots__ = ("series", "sids", "stamps", "values")
+    __slots__ = ("_columns", "series", "sids", "stamps", "values")
 
     def __init__(self, series: list[Series], sids: list[int], values: list[float], stamps: list[Stamp]):
         self.series, self.sids, self.values, self.stamps = series, sids, values, stamps
+        self._columns: Columns | None = None
 
     def __len__(self) -> int:
         return len(self.sids)
@@ -199,22 +201,22 @@ class Batch:
 
         return points_copy_stream(self)
 
+    def columns(self) -> Columns:
+        """The points as numpy columns (``columns.Columns``), built on first use and kept: the COPY
+        stream, the rollup deltas and ``latest`` share them."""
+        if self._columns is None:
+            from app.metrics.columns import batch_columns
+
+            self._columns = batch_columns(self)
+        return self._columns
+
     def latest(self) -> dict[int, int]:
         """Series index -> index of its latest point (the later one on equal timestamps)."""
-        micros = list(map(_MICROS, self.stamps))
-        if all(map(le, micros, islice(micros, 1, None))):  # in time order (the usual case)
-            return {sid: i for i, sid in enumerate(self.sids)}
-        best: dict[int, int] = {}
-        top: dict[int, int] = {}
-        get = top.get
-        for i, (sid, us) in enumerate(zip(self.sids, micros, strict=True)):
-            if us >= get(sid, -(1 << 62)):
-                top[sid] = us
-                best[sid] = i
-        return best
+        from app.metrics.columns import latest_points
+
+        return dict(zip(*latest_points(self.columns(), len(self.series)), strict=True))
 
 
-_MICROS = attrgetter("micros")
 
 
 def valid_component(component: Any) -> bool:
