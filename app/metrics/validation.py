@@ -14,6 +14,8 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
+from operator import attrgetter, le
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -211,12 +213,27 @@ class Batch:
         return self._columns
 
     def latest(self) -> dict[int, int]:
-        """Series index -> index of its latest point (the later one on equal timestamps)."""
-        from app.metrics.columns import latest_points
+        """Series index -> index of its latest point (the later one on equal timestamps). In numpy
+        when the batch's columns are built (every batch that builds rollup deltas or a COPY stream:
+        ~3 against ~60 ns per point), else in Python (a small batch need not import numpy for it)."""
+        if self._columns is not None:
+            from app.metrics.columns import latest_points
 
-        return dict(zip(*latest_points(self.columns(), len(self.series)), strict=True))
+            return dict(zip(*latest_points(self._columns, len(self.series)), strict=True))
+        micros = list(map(_MICROS, self.stamps))
+        if all(map(le, micros, islice(micros, 1, None))):  # in time order (the usual case)
+            return {sid: i for i, sid in enumerate(self.sids)}
+        best: dict[int, int] = {}
+        top: dict[int, int] = {}
+        get = top.get
+        for i, (sid, us) in enumerate(zip(self.sids, micros, strict=True)):
+            if us >= get(sid, -(1 << 62)):
+                top[sid] = us
+                best[sid] = i
+        return best
 
 
+_MICROS = attrgetter("micros")
 
 
 def valid_component(component: Any) -> bool:
