@@ -36,15 +36,19 @@ class Columns:
 
 
 def batch_columns(batch: Batch) -> Columns:
+    """The columns of ``batch``, read-only (several consumers share them)."""
     n = len(batch)
     micros = np.fromiter(map(_MICROS, batch.stamps), dtype=np.int64, count=n)
-    return Columns(
-        sids=np.fromiter(batch.sids, dtype=np.intp, count=n),
-        values=np.fromiter(batch.values, dtype=np.float64, count=n),
-        micros=micros,
+    columns = (
+        np.fromiter(batch.sids, dtype=np.intp, count=n),
+        np.fromiter(batch.values, dtype=np.float64, count=n),
+        micros,
         # ``make_stamp``'s minute: the Unix time's floor to a minute (the epochs differ by whole minutes).
-        minutes=micros // _MINUTE_US * 60 + _PG_EPOCH_S,
+        micros // _MINUTE_US * 60 + _PG_EPOCH_S,
     )
+    for array in columns:
+        array.flags.writeable = False
+    return Columns(*columns)
 
 
 def latest_points(columns: Columns, nseries: int) -> tuple[list[int], list[int]]:

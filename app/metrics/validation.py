@@ -204,8 +204,9 @@ class Batch:
         return points_copy_stream(self)
 
     def columns(self) -> Columns:
-        """The points as numpy columns (``columns.Columns``), built on first use and kept: the COPY
-        stream, the rollup deltas and ``latest`` share them."""
+        """The points as numpy columns (``columns.Columns``, read-only), built on first use and kept:
+        the COPY stream, the rollup deltas and ``latest`` share them (a batch's lists do not change
+        once it is built)."""
         if self._columns is None:
             from app.metrics.columns import batch_columns
 

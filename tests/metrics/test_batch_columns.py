@@ -55,6 +55,7 @@ def test_columns_and_latest_agree_with_the_points(points):
     batch = batch_at(points)
     columns = batch.columns()
     assert columns is batch.columns()  # built once
+    assert not any(a.flags.writeable for a in (columns.sids, columns.values, columns.micros, columns.minutes))
     assert columns.sids.tolist() == batch.sids
     assert columns.values.tolist() == batch.values
     assert columns.micros.tolist() == [s.micros for s in batch.stamps]
