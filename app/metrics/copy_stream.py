@@ -33,7 +33,6 @@ MAX_PADDING = 0.25
 
 _PACK_F64 = struct.Struct(">d").pack
 _COPY_FIELD = attrgetter("copy_field")
-_MICROS = attrgetter("micros")
 
 
 def points_copy_stream(batch: Batch) -> memoryview:
@@ -45,16 +44,17 @@ def points_copy_stream(batch: Batch) -> memoryview:
         return joined_copy_stream(batch)
     widths = [len(s.copy_fields) for s in series]
     width = max(widths)
-    sids = np.fromiter(batch.sids, dtype=np.intp, count=n)
+    columns = batch.columns()
+    sids = columns.sids
     if min(widths) < width:
         unpadded = int(np.asarray(widths)[sids].sum())
         if width * n - unpadded > MAX_PADDING * (unpadded + TAIL_BYTES * n):
             return joined_copy_stream(batch)
     fields = np.frombuffer(b"".join([s.padded_copy_fields(width) for s in series]), dtype=np.uint8)
     tails = np.empty(n, dtype=[("value", ">f8"), ("length", ">i4"), ("micros", ">i8")])
-    tails["value"] = np.fromiter(batch.values, dtype=np.float64, count=n)
+    tails["value"] = columns.values
     tails["length"] = 8
-    tails["micros"] = np.fromiter(map(_MICROS, batch.stamps), dtype=np.int64, count=n)
+    tails["micros"] = columns.micros
     row = width + TAIL_BYTES
     stream = np.empty(len(HEADER) + n * row + len(TRAILER), dtype=np.uint8)
     stream[: len(HEADER)] = np.frombuffer(HEADER, dtype=np.uint8)

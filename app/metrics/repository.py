@@ -29,10 +29,12 @@ def _dt(seconds: float) -> datetime:
 
 def _derived_rows(batch: Batch) -> tuple[list[tuple], list[tuple[Series, float, datetime]]]:
     """A batch's rollup deltas, and each series' latest point (sorted so that concurrent batches
-    lock series rows in the same order: no deadlocks)."""
+    lock series rows in the same order: no deadlocks). The deltas first: they build the batch's
+    numpy columns, which ``latest`` then reads."""
+    deltas = build_deltas(batch)
     latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
     latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
-    return build_deltas(batch), [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest]
+    return deltas, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest]
 
 
 class MetricsRepository:

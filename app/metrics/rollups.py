@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from operator import attrgetter, mul, sub
+from operator import mul, sub
 from typing import Any
 
 from app.metrics.sketch import QuantileSketch
@@ -152,9 +152,9 @@ def build_deltas(batch: Batch) -> list[tuple]:
     import numpy as np  # here, not at import: the CLI and most processes never build deltas
 
     n = len(batch)
-    values = np.fromiter(batch.values, dtype=np.float64, count=n)
-    sids = np.fromiter(batch.sids, dtype=np.int64, count=n)
-    minutes = np.fromiter(map(_MINUTE_OF, batch.stamps), dtype=np.int64, count=n)
+    columns = batch.columns()  # (shared with the COPY stream and ``latest``)
+    values, minutes = columns.values, columns.minutes
+    sids = columns.sids.astype(np.int64, copy=False)
     # Each value's code: its store (0 negative, 1 zero, 2 positive) above its bucket key.
     positive, negative = values > _MIN_VALUE, values < -_MIN_VALUE
     magnitude = np.abs(values)
@@ -276,7 +276,6 @@ _STORE_SHIFT = 17
 _KEY_OFFSET = 1 << 16
 _KEY_MASK = (1 << _STORE_SHIFT) - 1
 _CODE_BITS = _STORE_SHIFT + 2  # codes are below 3 << _STORE_SHIFT
-_MINUTE_OF = attrgetter("minute")
 
 
 @dataclass(frozen=True)

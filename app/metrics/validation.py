@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from operator import attrgetter, le
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from app.metrics.columns import Columns
 
 from app.core.errors import ValidationFailed
 
@@ -166,10 +169,11 @@ class Batch:
     (shared by every point of the same timestamp). ``points()`` builds ``Point`` objects for the
     consumers that want them (SQLite executemany, the rule evaluator); the Postgres path never does."""
 
-    __slots__ = ("series", "sids", "stamps", "values")
+    __slots__ = ("_columns", "series", "sids", "stamps", "values")
 
     def __init__(self, series: list[Series], sids: list[int], values: list[float], stamps: list[Stamp]):
         self.series, self.sids, self.values, self.stamps = series, sids, values, stamps
+        self._columns: Columns | None = None
 
     def __len__(self) -> int:
         return len(self.sids)
@@ -199,8 +203,24 @@ class Batch:
 
         return points_copy_stream(self)
 
+    def columns(self) -> Columns:
+        """The points as numpy columns (``columns.Columns``, read-only), built on first use and kept:
+        the COPY stream, the rollup deltas and ``latest`` share them (a batch's lists do not change
+        once it is built)."""
+        if self._columns is None:
+            from app.metrics.columns import batch_columns
+
+            self._columns = batch_columns(self)
+        return self._columns
+
     def latest(self) -> dict[int, int]:
-        """Series index -> index of its latest point (the later one on equal timestamps)."""
+        """Series index -> index of its latest point (the later one on equal timestamps). In numpy
+        when the batch's columns are built (every batch that builds rollup deltas or a COPY stream:
+        ~3 against ~60 ns per point), else in Python (a small batch need not import numpy for it)."""
+        if self._columns is not None:
+            from app.metrics.columns import latest_points
+
+            return dict(zip(*latest_points(self._columns, len(self.series)), strict=True))
         micros = list(map(_MICROS, self.stamps))
         if all(map(le, micros, islice(micros, 1, None))):  # in time order (the usual case)
             return {sid: i for i, sid in enumerate(self.sids)}
