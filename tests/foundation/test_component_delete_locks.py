@@ -14,18 +14,7 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-
-async def waiting_on_a_lock(engine) -> bool:
-    async with engine.connect() as conn:
-        if conn.dialect.name != "postgresql":
-            return True  # SQLite: one writer; the delete waits in the busy handler
-        found = await conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-        )
-        return found.scalar_one() > 0
+from tests.db_locks import waiting_on_a_lock
 
 
 async def test_delete_waits_for_a_flush_of_the_same_component(guard, db_url):

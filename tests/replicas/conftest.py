@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from app.db.models import Component, ComponentLease
 from tests.conftest import make_settings, running_guard
@@ -71,3 +71,16 @@ async def tick(guards, rounds: int = 2) -> None:
     for _ in range(rounds):
         for guard in guards:
             await guard.manager.run_once()
+
+
+async def expire(guard) -> None:
+    """The guard's leases and heartbeat expire in the database, as if its renewals had stopped."""
+    async with guard.session() as session:
+        await session.execute(
+            text("UPDATE component_leases SET expires_at = now() - interval '1 s' WHERE replica_id = :id"),
+            {"id": guard.manager.replica_id},
+        )
+        await session.execute(
+            text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
+            {"id": guard.manager.replica_id},
+        )

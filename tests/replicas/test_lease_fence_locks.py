@@ -8,18 +8,8 @@ import asyncio
 
 from sqlalchemy import text
 
-from tests.replicas.conftest import add_components, lease_rows, replicas
-
-
-async def _waiting_on_a_lease_lock(guard) -> bool:
-    async with guard.session() as session:
-        rows = await session.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query LIKE '%component_leases%'"
-            )
-        )
-        return rows.scalar_one() > 0
+from tests.db_locks import waiting_on_a_lock
+from tests.replicas.conftest import add_components, expire, lease_rows, replicas
 
 
 async def test_renewal_goes_on_while_a_flush_holds_the_fence(pg_url, tmp_path):
@@ -45,19 +35,14 @@ async def test_a_take_waits_for_the_fenced_writes_of_the_old_holder(pg_url, tmp_
         await a.manager.run_once()
         epoch = a.manager.epochs[cid]
         # A's lease expires in the database (its renewals stopped) and A is no longer live.
-        async with a.session() as session:
-            await session.execute(text("UPDATE component_leases SET expires_at = now() - interval '1 s'"))
-            await session.execute(
-                text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
-                {"id": a.manager.replica_id},
-            )
+        await expire(a)
         flush = a.session()
         session = await flush.__aenter__()
         try:
             # A's flush fenced its writes before the expiry was noticed by anyone.
             assert await a.manager.fence_writes(session, {cid}) == {cid}
             take = asyncio.create_task(b.manager.run_once())
-            while not await _waiting_on_a_lease_lock(a):
+            while not await waiting_on_a_lock(a.runtime.engine):
                 assert not take.done(), take  # B must not get the lease while A's writes are in flight
                 await asyncio.sleep(0.02)
             assert not take.done()

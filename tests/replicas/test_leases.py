@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from app.replicas.balance import assign
 from app.replicas.leases import LeaseLost
-from tests.replicas.conftest import add_components, lease_rows, replicas, tick
+from tests.replicas.conftest import add_components, expire, lease_rows, replicas, tick
 
 
 async def test_each_component_has_exactly_one_owner_and_join_rebalances(pg_url, tmp_path):
@@ -80,12 +80,7 @@ async def test_fence_by_token_and_by_time(pg_url, tmp_path):
         async with a.session() as session:
             assert await a.manager.fence(session, cid) == epoch
         # A's lease and heartbeat expire in the database (as if its renewals stopped); B takes over.
-        async with a.session() as session:
-            await session.execute(text("UPDATE component_leases SET expires_at = now() - interval '1 s'"))
-            await session.execute(
-                text("UPDATE replicas SET heartbeat_at = now() - interval '10 s' WHERE id = :id"),
-                {"id": a.manager.replica_id},
-            )
+        await expire(a)
         await b.manager.run_once()
         assert b.manager.epochs.get(cid) == epoch + 1
         # A's local deadline has not passed yet: only the check in the transaction can stop it.
