@@ -3,7 +3,6 @@ errors, and `guarded_run`, which makes sure a check never raises and never overr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -12,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from app.core.deadlines import lenient_timeout
 
 if TYPE_CHECKING:
     import aiohttp
@@ -185,7 +186,7 @@ async def guarded_run(kind: Any, params: Mapping[str, Any], ctx: CheckContext) -
     started = time.monotonic()
     try:
         validated = kind.validate(params, ctx)
-        async with asyncio.timeout(ctx.timeout + HARD_CAP_SLACK_S):
+        async with lenient_timeout(ctx.timeout + HARD_CAP_SLACK_S):
             result = await kind.probe(validated, ctx)
     except CheckConfigError as exc:
         return CheckResult.down(f"invalid check configuration: {exc}")

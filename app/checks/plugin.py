@@ -7,7 +7,6 @@ must not be a way to import arbitrary code into the guard.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import inspect
@@ -31,6 +30,7 @@ from app.checks.base import (
     require_mapping,
     short,
 )
+from app.core.deadlines import lenient_timeout
 
 ENTRY_POINT_GROUP = "pipeline_guard.plugins"
 UP_WORDS = frozenset({"ok", "healthy", "up", "pass", "passing", "green"})
@@ -139,7 +139,7 @@ class PluginCheck(CheckKind):
         module_name, _, attr_path = target.partition(":")
         started = time.monotonic()
         try:
-            async with asyncio.timeout(timeout):
+            async with lenient_timeout(timeout):
                 # Importing runs module code: keep it off the event loop.
                 module = await plugin_threads.call(importlib.import_module, module_name)
                 fn: Any = module

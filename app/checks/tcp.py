@@ -19,6 +19,7 @@ from app.checks.base import (
     require_mapping,
     short,
 )
+from app.core.deadlines import lenient_timeout
 
 DEFAULT_BANNER_MAX_BYTES = 1024
 CLOSE_TIMEOUT_S = 1.0
@@ -65,7 +66,7 @@ class TcpCheck(CheckKind):
         started = time.monotonic()
         deadline = started + timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with lenient_timeout(timeout):
                 reader, writer = await asyncio.open_connection(host, port)
         except TimeoutError:
             return CheckResult.down(f"connect to {target}: timeout after {timeout:g}s", timeout)
@@ -104,7 +105,7 @@ class TcpCheck(CheckKind):
         limit = params["banner_max_bytes"]
         data = bytearray()
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async with lenient_timeout(max(0.0, deadline - time.monotonic())):
                 while expected not in data and len(data) < limit:
                     chunk = await reader.read(limit - len(data))
                     if not chunk:

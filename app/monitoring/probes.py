@@ -7,7 +7,6 @@ misbehaving check kind becomes a DOWN result).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -19,6 +18,7 @@ from sqlalchemy import select
 
 from app.checks.base import CheckContext, CheckResult
 from app.checks.heartbeat import HeartbeatState
+from app.core.deadlines import lenient_timeout
 from app.db.models import Component, ComponentState
 from app.db.models.healing import AttemptState
 from app.db.session import session_scope
@@ -168,7 +168,7 @@ class Prober:
             else:
                 # This cap makes sure a misbehaving third-party kind cannot hold a worker forever.
                 # Params were validated when the component (version) was loaded.
-                async with asyncio.timeout(entry.timeout + TIMEOUT_SLACK_S):
+                async with lenient_timeout(entry.timeout + TIMEOUT_SLACK_S):
                     result = await kind.probe(entry.validated, ctx)
             if not isinstance(result, CheckResult):
                 return CheckResult.down(f"check {entry.kind!r} returned no result")

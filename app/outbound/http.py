@@ -4,7 +4,6 @@ message instead of raised — a failing receiver is data, not an exception."""
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import os
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from app.core.deadlines import lenient_timeout
 from app.outbound.ssrf import SafeResolver, SSRFPolicy, UnsafeURL, guarded_socket_factory, redact_url
 
 DEFAULT_MAX_RESPONSE_BYTES = 65536
@@ -191,27 +191,27 @@ async def bounded_request(
     if not read_body:
         kwargs["auto_decompress"] = False
     try:
-        # The outer timeout also bounds the body read and anything aiohttp's timer misses.
-        async with asyncio.timeout(timeout):
-            async with session.request(method, url, **kwargs) as resp:
-                status = resp.status
-                if collect_headers:
-                    for key, value in resp.headers.items():
-                        resp_headers[key] = f"{resp_headers[key]}, {value}" if key in resp_headers else value
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                if method.upper() == "HEAD":
-                    body, truncated = b"", False
-                elif read_body:
-                    body, truncated = await _read_capped(resp, max_response_bytes)
-                else:
-                    body, truncated = b"", False
-                    if not resp.content.is_eof():
-                        # Not all arrived yet: drain it (capped) so the connection can be reused;
-                        # a body that has fully arrived is simply dropped with the response.
-                        _, truncated = await _read_capped(resp, max_response_bytes)
-                if truncated:
-                    # Unread bytes are still on the wire: never hand this connection back to the pool.
-                    resp.close()
+        # The outer timeout also bounds the body read and anything aiohttp's timer misses; it does not
+        # count the guard's own lateness (an answer that arrived while the loop could not run is read).
+        async with lenient_timeout(timeout), session.request(method, url, **kwargs) as resp:
+            status = resp.status
+            if collect_headers:
+                for key, value in resp.headers.items():
+                    resp_headers[key] = f"{resp_headers[key]}, {value}" if key in resp_headers else value
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if method.upper() == "HEAD":
+                body, truncated = b"", False
+            elif read_body:
+                body, truncated = await _read_capped(resp, max_response_bytes)
+            else:
+                body, truncated = b"", False
+                if not resp.content.is_eof():
+                    # Not all arrived yet: drain it (capped) so the connection can be reused;
+                    # a body that has fully arrived is simply dropped with the response.
+                    _, truncated = await _read_capped(resp, max_response_bytes)
+            if truncated:
+                # Unread bytes are still on the wire: never hand this connection back to the pool.
+                resp.close()
     except Exception as exc:  # noqa: BLE001 - every failure becomes `error`, by contract
         return OutboundResponse(
             status=status,

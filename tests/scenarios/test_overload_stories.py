@@ -187,3 +187,46 @@ class StalledDuringTheHold(OverloadedDiamond):
 
 def test_root_cause_when_the_guard_stalls_during_a_hold(guard_db):
     tell(guard_db, StalledDuringTheHold, "stall")
+
+
+class StoppedMidCheck(OverloadedDiamond):
+    """A guard stopped (SIGSTOP) while a check is in flight, for longer than the check's timeout, then
+    let go (SIGCONT): the target answered in time, its answer waited in the socket. stop-slow answers
+    every request in 0.45 s and is checked every 0.5 s with a 1 s timeout, so a check is in flight at
+    almost any moment, and one failed check opens an incident (failure threshold 1). The guard is
+    stopped four times: no check may fail for it, nothing is healed, nobody is notified."""
+
+    name = "stopped"
+    ROOT = "stop-slow"
+    DEPENDENTS = ()
+    STOPS = 4
+    STOP_S = 2.5  # past the check's timeout (1 s) and its hard cap
+
+    def components(self) -> None:
+        target = self.workload(self.ROOT)
+        target.mode("slow:0.45")
+        self.add(target, check=http_check(target, interval=0.5, timeout=1.0, failure_threshold=1))
+
+    def play(self) -> None:
+        assert self.guard.proc is not None
+        started = now()
+        for _ in range(self.STOPS):
+            os.kill(self.guard.proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(self.STOP_S)
+            finally:
+                os.kill(self.guard.proc.pid, signal.SIGCONT)
+            time.sleep(1.5)
+        checked = self.entry()["last_check_at"]
+        self.wait(lambda: self.entry()["last_check_at"] != checked, "a check after the last stop")
+        why = self.why_with_lag()
+        assert not self.failed_since(self.ROOT, started), why
+        assert self.workloads[self.ROOT].actions() == 0, why
+        assert not [p for p in self.sink.for_component(self.ROOT) if p.get("kind") == "firing"], why
+
+    def entry(self) -> dict:
+        return next(c for c in self.guard.get("/api/v1/status")["components"] if c["name"] == self.ROOT)
+
+
+def test_an_answer_that_arrived_while_the_guard_was_stopped_is_no_failure(guard_db):
+    tell(guard_db, StoppedMidCheck, "stopped")
