@@ -8,6 +8,7 @@ blocked for real, with time.sleep, as soon as the target has the request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -48,10 +49,8 @@ def http_thread_target() -> Iterator[Target]:
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
-            try:
+            with contextlib.suppress(OSError):  # the client gave up (the hanging target, released at the end)
                 self.wfile.write(b"ok")
-            except OSError:
-                pass  # the client gave up (the hanging target, released at the end)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
