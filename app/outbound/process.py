@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from app.core.deadlines import lenient_timeout
+
 # How much of the end of each stream we keep besides its head: the last lines of a failing command
 # usually say why it failed, so they are worth a few hundred bytes even when the head is full.
 TAIL_BYTES = 512
@@ -188,8 +190,11 @@ async def run_command(
             logging.getLogger(__name__).exception("on_start hook failed for pid %s", pgid)
     timed_out = False
     try:
-        done, _ = await asyncio.wait({exited}, timeout=timeout)
-        if not done:
+        try:
+            # Lenient: a command that exited while the guard itself could not run did not time out.
+            async with lenient_timeout(timeout):
+                await asyncio.shield(exited)
+        except TimeoutError:
             timed_out = True
             _signal_group(pgid, signal.SIGTERM)
             await asyncio.wait({exited}, timeout=kill_grace_s)

@@ -97,3 +97,20 @@ async def test_background_daemon_survives_a_normal_exit(proc_tools):
         assert pid_alive(daemon)
     finally:
         os.kill(daemon, signal.SIGKILL)
+
+
+async def test_a_command_that_exited_while_the_guard_was_blocked_did_not_time_out():
+    """The command finishes in 50 ms; the guard's loop is blocked (time.sleep on it) from its spawn
+    until well past the 0.3 s timeout. Its exit is read, not reported as a timeout (nor killed)."""
+    import asyncio
+
+    blocked = False
+
+    def block(pid: int) -> None:
+        nonlocal blocked
+        blocked = True
+        asyncio.get_running_loop().call_soon(time.sleep, 1.0)
+
+    result = await run_command(["sh", "-c", "sleep 0.05; exit 7"], timeout=0.3, on_start=block)
+    assert blocked
+    assert not result.timed_out and result.exit_code == 7

@@ -56,6 +56,24 @@ async def test_command_that_hangs_is_killed_with_its_group():
     assert time.monotonic() - started < 10
 
 
+async def test_restart_that_finished_while_the_guard_was_blocked_succeeded():
+    """The restart command exits 0 after 50 ms; the guard's loop is blocked (time.sleep on it) from the
+    spawn until past the action's 0.3 s timeout (the command's own and the action's). The action
+    succeeded: it is not reported timed out (a retry would restart a component that was restarted)."""
+    import asyncio
+
+    strategy = CommandStrategy(settings())
+    params = strategy.validate({"argv": ["sh", "-c", "sleep 0.05"], "timeout": 0.3})
+    result = await run_bounded(
+        strategy,
+        ctx(
+            params, timeout=0.3, on_process=lambda pid: asyncio.get_running_loop().call_soon(time.sleep, 1.0)
+        ),
+    )
+    assert result.success, result.detail
+    assert result.data["exit_code"] == 0
+
+
 async def test_command_printing_50_mb_is_bounded():
     strategy = CommandStrategy(settings())
     code = "import sys; chunk='x'*1048576\nfor _ in range(50): sys.stdout.write(chunk)"

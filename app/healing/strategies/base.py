@@ -9,12 +9,13 @@ for strategies that forget.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
+
+from app.core.deadlines import lenient_timeout
 
 # Attempt records are kept in the database and shown in the UI: a few KiB is enough to diagnose,
 # and keeps a chatty action from bloating every row (Monit keeps 512 B).
@@ -100,7 +101,9 @@ async def run_bounded(strategy: Strategy, ctx: ActionContext) -> ActionResult:
             data={"dry_run": True},
         )
     try:
-        async with asyncio.timeout(ctx.timeout_s):
+        # Lenient like the command's and the webhook's own timeouts inside it: the guard's own
+        # lateness must not turn an action that finished meanwhile into a timed-out one.
+        async with lenient_timeout(ctx.timeout_s):
             return await strategy.execute(ctx)
     except TimeoutError:
         return ActionResult(success=False, detail=f"{strategy.kind} timed out after {ctx.timeout_s:g} s")
