@@ -41,20 +41,22 @@ _UPSERT_SERIES = (
 # (oldest first, SKIP LOCKED so replicas take disjoint sets) and the compacted rows of their buckets
 # (locked in key order, so two replicas merging into one bucket cannot deadlock). A compacted row
 # another replica deleted meanwhile is skipped by the lock, so it is never merged twice.
+# Both sets are found and locked before the one DELETE: looking the buckets' compacted rows up after
+# the deltas' own DELETE, in the same statement, cost the backend ~3 us per delta (5,000-delta rounds:
+# ~6.2 against ~3.4 us per delta for the whole statement).
 _ROW = f"{', '.join(ROLLUP_COLUMNS)}"
-# ``id = ANY(ARRAY(...))``: the deletes go through the primary key whatever the planner thinks of
+# ``id = ANY(ARRAY(...))``: the delete goes through the primary key whatever the planner thinks of
 # the subqueries' sizes (a semi-join may otherwise scan the whole table).
 _TAKE_ROLLUPS = (
-    "WITH deltas AS (DELETE FROM metric_rollups WHERE id = ANY(ARRAY(SELECT id FROM metric_rollups "
-    "WHERE NOT compacted ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "
-    f"RETURNING {_ROW}), "
-    "merged AS (DELETE FROM metric_rollups WHERE id = ANY(ARRAY(SELECT r.id FROM metric_rollups AS r "
+    "WITH deltas AS MATERIALIZED (SELECT id, resolution, component, metric_name, series_key, bucket_start "
+    "FROM metric_rollups WHERE NOT compacted ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED), "
+    "merged AS (SELECT r.id FROM metric_rollups AS r "
     "JOIN (SELECT DISTINCT resolution, component, metric_name, series_key, bucket_start FROM deltas) AS k "
     "ON r.component = k.component AND r.metric_name = k.metric_name AND r.resolution = k.resolution "
     "AND r.bucket_start = k.bucket_start AND r.series_key = k.series_key WHERE r.compacted "
-    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start FOR UPDATE OF r)) "
-    f"RETURNING {_ROW}) "
-    f"SELECT {_ROW} FROM deltas UNION ALL SELECT {_ROW} FROM merged"
+    "ORDER BY r.resolution, r.component, r.metric_name, r.series_key, r.bucket_start FOR UPDATE OF r) "
+    "DELETE FROM metric_rollups WHERE id = ANY(ARRAY(SELECT id FROM deltas UNION ALL SELECT id FROM merged)) "
+    f"RETURNING {_ROW}"
 )
 
 
@@ -112,10 +114,12 @@ class PostgresIngest:
         and as many round trips, the claimed rows went through SQLAlchemy's row processing, and each
         flagged delta cost an update of every index.)"""
         raw = await raw_connection(session)
-        rows = list(await raw.fetch(_TAKE_ROLLUPS, batch))
+        rows = await raw.fetch(_TAKE_ROLLUPS, batch)
         deltas = [row for row in rows if not row["compacted"]]
         fresh = [row for row in deltas if row["resolution"] == MINUTE and is_fresh(row["sketch"])]
-        return len(deltas), rows, fresh
+        # The deltas first, then the compacted rows (each in the order deleted): a bucket's sketches are
+        # merged in the order they come, as when the two sets were deleted apart.
+        return len(deltas), deltas + [row for row in rows if row["compacted"]], fresh
 
 
 def ingest_for(dialect_name: str):
