@@ -20,9 +20,10 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.change_signature import change_signature
 from app.db.models import DetectionRule, MetricAnomaly
 from app.db.session import session_scope
 from app.detection import absent
@@ -47,25 +48,6 @@ log = logging.getLogger("pipeline_guard.detection")
 
 MAX_QUEUE = 200_000
 RULES_FULL_RELOAD_S = 30.0
-
-
-async def rules_signature(session: AsyncSession) -> tuple:
-    """One aggregate row of the rules table that moves on every change the rules service makes: a
-    create or delete moves the count and the id sum, an edit (enabling and disabling included) bumps
-    ``version`` and ``updated_at``, and a rule deleted and re-created under a reused id has a newer
-    ``updated_at``."""
-    row = (
-        await session.execute(
-            select(
-                func.count(),
-                func.sum(DetectionRule.id),
-                func.sum(DetectionRule.version),
-                func.max(DetectionRule.updated_at),
-                func.sum(case((DetectionRule.enabled.is_(True), DetectionRule.id), else_=0)),
-            )
-        )
-    ).one()
-    return tuple(row)
 
 
 class RuleEvaluator(LoopService):
@@ -163,11 +145,11 @@ class RuleEvaluator(LoopService):
         and a full reload every ``RULES_FULL_RELOAD_S`` as a safety net."""
         return (
             time.monotonic() >= self._rules_reload_at
-            or await rules_signature(session) != self._rules_signature
+            or await change_signature(session, DetectionRule) != self._rules_signature
         )
 
     async def _load_rules(self, session: AsyncSession) -> None:
-        self._rules_signature = await rules_signature(session)
+        self._rules_signature = await change_signature(session, DetectionRule)
         self._rules_reload_at = time.monotonic() + RULES_FULL_RELOAD_S
         rules = (
             await session.execute(select(DetectionRule).where(DetectionRule.enabled.is_(True)))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.db.models import MetricAnomaly
 from tests.metrics.conftest import point
+from tests.metrics.test_metric_rules import add_rule
 from tests.replicas.conftest import replicas
 
 
@@ -30,21 +31,8 @@ async def anomalies(guard) -> list[MetricAnomaly]:
 async def test_a_rule_changed_through_one_replica_judges_the_points_of_another(pg_url, tmp_path):
     async with replicas(pg_url, tmp_path, [None, None]) as (a, b):
         await send(b, 50.0)  # B has loaded the rules (none yet) and judged a point
+        rule = await add_rule(a, "threshold", {"operator": "gt", "value": 10})
         admin = await a.headers("admin")
-        r = await a.client.post(
-            "/api/v1/rules",
-            json={
-                "name": "rows-high",
-                "component": "etl",
-                "metric_name": "rows_processed",
-                "kind": "threshold",
-                "params": {"operator": "gt", "value": 10},
-                "severity": "critical",
-            },
-            headers=admin,
-        )
-        assert r.status_code == 201, r.text
-        rule = r.json()
 
         await send(b, 60.0)  # created through A, judged by B
         fired = await anomalies(b)
