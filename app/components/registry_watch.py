@@ -6,9 +6,7 @@ Reading every component's id and version each time cost O(fleet) per tick (9 % o
 index) is compared with the last one, and the rows are re-read only when it moved (or every
 ``FULL_REFRESH_S`` as a safety net, e.g. for a write that bypassed the service).
 
-The aggregate moves on every change the service makes: an insert or delete changes the count and
-the id sum; an update bumps ``version`` and ``updated_at``; enabling or disabling moves the sum of
-enabled ids; a component deleted and re-created under a reused id has a newer ``updated_at``.
+The aggregate (`app/db/change_signature.py`) moves on every change the service makes.
 """
 
 from __future__ import annotations
@@ -16,9 +14,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.change_signature import change_signature
 from app.db.models import Component
 
 FULL_REFRESH_S = 30.0
@@ -34,19 +33,7 @@ class RegistryWatch:
     async def enabled_versions(self, session: AsyncSession) -> dict[int, tuple[int, Any]]:
         """component id -> (version, created_at) of every enabled component (do not mutate the result).
         The creation time tells a deleted and re-created component from an edit of the old one."""
-        signature = tuple(
-            (
-                await session.execute(
-                    select(
-                        func.count(),
-                        func.sum(Component.version),
-                        func.sum(Component.id),
-                        func.max(Component.updated_at),
-                        func.sum(case((Component.enabled.is_(True), Component.id), else_=0)),
-                    )
-                )
-            ).one()
-        )
+        signature = await change_signature(session, Component)
         now = time.monotonic()
         if signature != self._signature or now >= self._full_at:
             rows = (

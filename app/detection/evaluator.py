@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.change_signature import change_signature
 from app.db.models import DetectionRule, MetricAnomaly
 from app.db.session import session_scope
 from app.detection import absent
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline_guard.detection")
 
 MAX_QUEUE = 200_000
+RULES_FULL_RELOAD_S = 30.0
 
 
 class RuleEvaluator(LoopService):
@@ -62,6 +64,8 @@ class RuleEvaluator(LoopService):
         self._rules_loaded = False
         self._absent: list[RuleSpec] = []  # ``absent`` rules, evaluated on the clock
         self._states: dict[tuple[int, str], SeriesState] = {}
+        self._rules_signature: tuple | None = None  # the rules table's aggregate when they were loaded
+        self._rules_reload_at = 0.0
 
     # --- hand-over from ingest (synchronous, after commit) -------------------------------------
     def wants_any(self, components: set[str]) -> bool:
@@ -118,7 +122,7 @@ class RuleEvaluator(LoopService):
 
     async def _drain(self, final: bool) -> None:
         async with session_scope(self.state.sessionmaker) as session:
-            if not self._rules_loaded:
+            if not self._rules_loaded or await self._rules_moved(session):
                 await self._load_rules(session)
             while self.queue:
                 batch = self.queue.popleft()
@@ -134,7 +138,19 @@ class RuleEvaluator(LoopService):
             await self._timers(session)
             await self._persist(session, force=final)
 
+    async def _rules_moved(self, session: AsyncSession) -> bool:
+        """Whether the rules changed since they were loaded, wherever the change was made (this
+        replica's API tells the evaluator at once; another replica's, or the configuration file's sync
+        on another replica, only shows in the table): one aggregate row, compared with the last one,
+        and a full reload every ``RULES_FULL_RELOAD_S`` as a safety net."""
+        return (
+            time.monotonic() >= self._rules_reload_at
+            or await change_signature(session, DetectionRule) != self._rules_signature
+        )
+
     async def _load_rules(self, session: AsyncSession) -> None:
+        self._rules_signature = await change_signature(session, DetectionRule)
+        self._rules_reload_at = time.monotonic() + RULES_FULL_RELOAD_S
         rules = (
             await session.execute(select(DetectionRule).where(DetectionRule.enabled.is_(True)))
         ).scalars()
