@@ -338,8 +338,10 @@ class ResultWriter:
         try:
             async with session_scope(self.state.sessionmaker) as session:
                 await write_briefly(session)
-                items = await self._fenced(session, items)
-                applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
+                items, alive = await self._fenced(session, items)
+                applied = await write_batch(
+                    session, items, self.tracked, self.state.events, self.acting, alive=alive
+                )
                 handing = await self._hand_over.in_flush(session, items)
         except BaseException as exc:
             self.flush_failures += 1
@@ -383,17 +385,27 @@ class ResultWriter:
             self.write_lags.append(lag)
             self.state.metrics.result_write_lag.set(lag)
 
-    async def _fenced(self, session, items: list[Item]) -> list[Item]:
+    async def _fenced(self, session, items: list[Item]) -> tuple[list[Item], set[int] | None]:
         """With leases (several replicas), write only the results of components this replica still
         holds at the same epoch; the lease rows stay locked until this transaction ends. Results of
-        components taken over meanwhile are dropped: their new owner probes them itself."""
-        fence_writes = getattr(self.ownership, "fence_writes", None)
-        if fence_writes is None or not items:
-            return items
-        allowed = await fence_writes(session, {item.component_id for item in items})
+        components taken over meanwhile are dropped: their new owner probes them itself. Also returns
+        the components known to exist until the commit when the fence tells (its lease rows go with
+        their components), else None (the write reads which are still there)."""
+        if not items:
+            return items, None
+        fence_live = getattr(self.ownership, "fence_live_writes", None)
+        alive: set[int] | None = None
+        if fence_live is not None:
+            allowed, proven = await fence_live(session, {item.component_id for item in items})
+            alive = allowed if proven else None
+        else:
+            fence_writes = getattr(self.ownership, "fence_writes", None)
+            if fence_writes is None:
+                return items, None
+            allowed = await fence_writes(session, {item.component_id for item in items})
         kept = [item for item in items if item.component_id in allowed]
         if len(kept) != len(items):
             self.fenced_results += len(items) - len(kept)
             for cid in {item.component_id for item in items} - allowed:
                 self._forget(cid)
-        return kept
+        return kept, alive
