@@ -44,7 +44,6 @@ async def write_batch(
     tracked: dict[int, Tracked],
     events: EventBus,
     acting: dict[int, datetime] | None = None,
-    *,
     alive: set[int] | None = None,
 ) -> Applied:
     """Reads first, the state machine folded in memory, then the writes back to back (on SQLite the

@@ -346,7 +346,7 @@ class ResultWriter:
                 await write_briefly(session)
                 items, alive = await self._fenced(session, items)
                 applied = await write_batch(
-                    session, items, self.tracked, self.state.events, self.acting, alive=alive
+                    session, items, self.tracked, self.state.events, self.acting, alive
                 )
                 handing = await self._hand_over.in_flush(session, items)
         except BaseException as exc:
