@@ -44,6 +44,7 @@ async def write_batch(
     tracked: dict[int, Tracked],
     events: EventBus,
     acting: dict[int, datetime] | None = None,
+    alive: set[int] | None = None,
 ) -> Applied:
     """Reads first, the state machine folded in memory, then the writes back to back (on SQLite the
     write lock is taken by the first INSERT and held until the caller commits): results (through the
@@ -53,9 +54,14 @@ async def write_batch(
 
     ``acting``: components a recovery action is running on (until when). Their failures are the
     action's own effect: they change nothing (app/healing/lifecycle.py); a pass counts as usual.
-    A ``pending`` result (a batch job's rerun that has not said how it ended) changes nothing either."""
+    A ``pending`` result (a batch job's rerun that has not said how it ended) changes nothing either.
+
+    ``alive``: the components the caller knows exist until its commit (the lease fence's rows): no
+    read of its own for them."""
     touched_ids = {item.component_id for item in items if item.component_id in tracked}
-    if touched_ids:
+    if alive is not None:
+        alive = alive & touched_ids
+    elif touched_ids:
         # Components deleted since their probe started are dropped (their rows would violate the FK).
         alive = set(
             (await session.execute(select(Component.id).where(Component.id.in_(touched_ids)))).scalars()

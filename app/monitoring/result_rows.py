@@ -12,7 +12,8 @@ transaction (the session's own connection, so they commit or roll back with ever
   consecutive ids ending at the sequence's value.
 - Postgres (asyncpg): the ids are taken from the table's sequence first (one `nextval` per row in one
   statement), the rows go in with a binary COPY, and the states are updated by one statement over
-  arrays (`UPDATE ... FROM unnest(...)`).
+  arrays (`UPDATE ... FROM unnest(...)`). A small batch (`SMALL_BATCH`, e.g. a decisive result's
+  urgent flush) goes in with one statement over arrays that takes and returns the ids as well.
 
 The dialect is chosen once (`rows_for`); nothing else in monitoring knows about it.
 """
@@ -28,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.session import driver_connection
 
 DETAIL_MAX = 1000  # characters of a result's detail stored
+# Postgres: up to this many results go in with one INSERT (one round trip: a decisive result's urgent
+# flush is on the reaction's path); more, with a sequence read and a binary COPY (less CPU per row).
+SMALL_BATCH = 64
 RESULT_COLUMNS = ("component_id", "observed_at", "outcome", "latency_ms", "detail")
 # One state row, in this order (`recorder._state_row`), the component id last.
 STATE_COLUMNS = (
@@ -122,6 +126,16 @@ class SQLiteRows:
 class PostgresRows:
     name = "postgresql"
     _IDS = "SELECT nextval(pg_get_serial_sequence('check_results', 'id')) FROM generate_series(1, $1)"
+    # A small batch in one statement: each row's id is taken from the sequence in a materialized CTE
+    # and returned in the rows' order (WITH ORDINALITY), the rows inserted by a data-modifying CTE.
+    _INSERT_SMALL = (
+        "WITH r AS MATERIALIZED (SELECT nextval(pg_get_serial_sequence('check_results', 'id')) AS id, u.* "
+        "FROM unnest($1::int[], $2::timestamptz[], $3::text[], $4::float8[], $5::text[]) WITH ORDINALITY "
+        f"AS u({', '.join(RESULT_COLUMNS)}, ord)), "
+        f"ins AS (INSERT INTO check_results (id, {', '.join(RESULT_COLUMNS)}) "
+        f"SELECT id, {', '.join(RESULT_COLUMNS)} FROM r) "
+        "SELECT id FROM r ORDER BY ord"
+    )
     _UPDATE = (
         "UPDATE component_states AS s SET status = u.status, status_since = u.status_since, "
         "consecutive_failures = u.consecutive_failures, consecutive_successes = u.consecutive_successes, "
@@ -140,6 +154,10 @@ class PostgresRows:
 
     async def insert_results(self, session: AsyncSession, rows: Sequence[ResultRow]) -> list[int]:
         raw = await self._raw(session)
+        if len(rows) <= SMALL_BATCH:
+            # A decisive result's flush (a few rows) is on the reaction's path: one round trip.
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            return [r[0] for r in await raw.fetch(self._INSERT_SMALL, *columns)]
         ids = sorted(r[0] for r in await raw.fetch(self._IDS, len(rows)))
         await raw.copy_records_to_table(
             "check_results",

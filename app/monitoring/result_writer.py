@@ -10,8 +10,10 @@ triggers a flush as soon as its next result is buffered, and its lease is releas
 transaction with the next due time (`lease_hand_over.py`).
 
 A result that changes a status (`lookahead.py` tells at once) is flushed at once; while another
-flush is being written it does not wait for it: it goes in its own small transaction beside it (the
+flush is being written it does not wait for it: it goes in its own small transaction beside it (an
 urgent lane), unless that flush holds earlier results of the same component (then right after it).
+Up to `URGENT_LANES` such transactions run side by side (a decisive result does not wait for another
+component's); past that, what arrives waits for the first lane free and goes in one transaction.
 Not on SQLite (the engine's dialect tells): its one writer would make that transaction wait in the
 driver's busy handler (sleeping up to 100 ms between retries) instead of starting right after the
 flush in progress. A component's results are never in two flushes at once, so they are written in
@@ -56,6 +58,8 @@ MAX_BATCH = 2_000
 # buffer is back under it, instead of probing faster than the database can store.
 HIGH_WATER = 20_000
 SHUTDOWN_FLUSH_S = 20.0  # how long close() keeps retrying the final flush
+# Urgent lanes written side by side at most (each holds a pooled connection while it writes).
+URGENT_LANES = 4
 
 Item = Observation | RecoveryMark
 
@@ -92,8 +96,8 @@ class ResultWriter:
         # results are in at most one flush at a time (`_in_flight`), so they are written in order and
         # each flush advances only its own components' `tracked`.
         self._in_flight: set[int] = set()
-        self._urgent: set[int] = set()  # components whose decisive result waits for the urgent lane
-        self._urgent_task: asyncio.Future | None = None
+        self._urgent: set[int] = set()  # components whose decisive result waits for an urgent lane
+        self._lanes: set[asyncio.Future] = set()  # the urgent lanes running (at most URGENT_LANES)
         self.urgent_lane_flushes = 0
         # SQLite has one writer: a transaction beside a flush in progress would only wait in the
         # driver's busy handler (sleeping 1..100 ms between retries) instead of right after it.
@@ -221,10 +225,10 @@ class ResultWriter:
         while True:
             while self._buffer:
                 written += await self.flush()
-            lane = self._urgent_task
-            if lane is None or lane.done():
+            lanes = {lane for lane in self._lanes if not lane.done()}
+            if not lanes:
                 return written
-            await asyncio.wait({lane})  # a failed lane put its items back: flushed above
+            await asyncio.wait(lanes)  # a failed lane put its items back: flushed above
 
     # ------------------------------------------------------------------ lease hand-over (replicas)
     def hand_over_after_probe(self, component_ids: set[int]) -> None:
@@ -270,9 +274,9 @@ class ResultWriter:
         async with self._flush_lock:
             self.probe_metrics.publish_counts()
             items = self._take(MAX_BATCH)
-            if not items and self._buffer and self._urgent_task is not None:
-                # What is left belongs to components the urgent lane is writing: after it, in order.
-                await asyncio.wait({self._urgent_task})
+            if not items and self._buffer and self._lanes:
+                # What is left belongs to components the urgent lanes are writing: after them, in order.
+                await asyncio.wait(set(self._lanes))
                 items = self._take(MAX_BATCH)
             if not items:
                 return 0
@@ -298,15 +302,16 @@ class ResultWriter:
 
     def _write_urgently(self, component_id: int) -> None:
         self._urgent.add(component_id)
-        if self._urgent_task is None or self._urgent_task.done():
+        if len(self._lanes) < URGENT_LANES:  # else the first lane free takes it
             task = asyncio.ensure_future(self._urgent_lane())
-            self._urgent_task = task
+            self._lanes.add(task)
             self._flushes.add(task)
             task.add_done_callback(self._urgent_lane_done)
 
     async def _urgent_lane(self) -> None:
-        """Write the decisive results handed to the lane (and what is buffered before them for the
-        same components), one small transaction each round, until none waits."""
+        """Write the decisive results handed to the lanes (and what is buffered before them for the
+        same components), one small transaction each round, until none waits. A component taken by
+        one lane is in flight: no other lane (nor flush) takes its later results before it commits."""
         while self._urgent:
             components, self._urgent = self._urgent, set()
             if components & self._in_flight:
@@ -319,6 +324,7 @@ class ResultWriter:
 
     def _urgent_lane_done(self, task: asyncio.Future) -> None:
         self._flushes.discard(task)
+        self._lanes.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._urgent.clear()
             self._flush_soon.set()  # the items are back in the buffer: the flusher retries them
@@ -338,8 +344,10 @@ class ResultWriter:
         try:
             async with session_scope(self.state.sessionmaker) as session:
                 await write_briefly(session)
-                items = await self._fenced(session, items)
-                applied = await write_batch(session, items, self.tracked, self.state.events, self.acting)
+                items, alive = await self._fenced(session, items)
+                applied = await write_batch(
+                    session, items, self.tracked, self.state.events, self.acting, alive
+                )
                 handing = await self._hand_over.in_flush(session, items)
         except BaseException as exc:
             self.flush_failures += 1
@@ -383,17 +391,27 @@ class ResultWriter:
             self.write_lags.append(lag)
             self.state.metrics.result_write_lag.set(lag)
 
-    async def _fenced(self, session, items: list[Item]) -> list[Item]:
+    async def _fenced(self, session, items: list[Item]) -> tuple[list[Item], set[int] | None]:
         """With leases (several replicas), write only the results of components this replica still
         holds at the same epoch; the lease rows stay locked until this transaction ends. Results of
-        components taken over meanwhile are dropped: their new owner probes them itself."""
-        fence_writes = getattr(self.ownership, "fence_writes", None)
-        if fence_writes is None or not items:
-            return items
-        allowed = await fence_writes(session, {item.component_id for item in items})
+        components taken over meanwhile are dropped: their new owner probes them itself. Also returns
+        the components known to exist until the commit when the fence tells (its lease rows go with
+        their components), else None (the write reads which are still there)."""
+        if not items:
+            return items, None
+        fence_live = getattr(self.ownership, "fence_live_writes", None)
+        alive: set[int] | None = None
+        if fence_live is not None:
+            allowed, proven = await fence_live(session, {item.component_id for item in items})
+            alive = allowed if proven else None
+        else:
+            fence_writes = getattr(self.ownership, "fence_writes", None)
+            if fence_writes is None:
+                return items, None
+            allowed = await fence_writes(session, {item.component_id for item in items})
         kept = [item for item in items if item.component_id in allowed]
         if len(kept) != len(items):
             self.fenced_results += len(items) - len(kept)
             for cid in {item.component_id for item in items} - allowed:
                 self._forget(cid)
-        return kept
+        return kept, alive

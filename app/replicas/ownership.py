@@ -112,6 +112,18 @@ class LeaseOwnership:
         epochs = {cid: self.epochs[cid] for cid in component_ids if cid in self.epochs}
         return await self.store.fence_writes(session, self.replica_id, epochs)
 
+    async def fence_live_writes(
+        self, session: AsyncSession, component_ids: set[int]
+    ) -> tuple[set[int], bool]:
+        """``fence_writes``, and whether the components it returns are known to exist until the caller's
+        transaction ends: with leases (Postgres) each comes from its lease row, which goes with its
+        component (ON DELETE CASCADE) and stays locked FOR KEY SHARE, so a deletion waits for the
+        commit. The result flush then needs no read of its own to drop deleted components."""
+        if self.single:
+            return set(component_ids), False
+        epochs = {cid: self.epochs[cid] for cid in component_ids if cid in self.epochs}
+        return await self.store.fence_writes(session, self.replica_id, epochs), True
+
     # ------------------------------------------------------------------ kept by the tick
     def _hold(self, cid: int, epoch: int) -> None:
         if self.epochs.get(cid) != epoch:

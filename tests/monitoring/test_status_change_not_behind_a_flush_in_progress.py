@@ -223,3 +223,78 @@ async def test_the_urgent_lane_follows_the_engine_not_the_configured_url(db_url,
             await routine
             await writer.flush_all()
         assert await results_of(guard, victim) == ["first", "broken"]
+
+
+async def _three(guard, scheduler) -> tuple[int, int, int]:
+    busy, victim = await started(guard, scheduler)
+    scheduler.writer.stop()  # (the flusher started above is not needed: the test flushes)
+    await add_component(guard, "third", {"kind": "http", "url": "http://127.0.0.1:9/ok"})
+    await scheduler.refresh()
+    (third,) = [cid for cid, t in scheduler.tracked.items() if t.name == "third"]
+    scheduler.writer.add(Observation(third, "http", CheckResult.up("first")))
+    await scheduler.writer.flush_all()
+    return busy, victim, third
+
+
+async def test_a_status_change_does_not_wait_for_another_components_urgent_lane(
+    db_url, tmp_path, monkeypatch
+):
+    """Two components' decisive results while a flush is held: each in its own lane, side by side."""
+    needs_concurrent_writers(db_url)
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        busy, victim, third = await _three(guard, scheduler)
+        writer = scheduler.writer
+        async with (
+            flush_held_for(monkeypatch, busy) as (busy_held, busy_release),
+            flush_held_for(monkeypatch, victim) as (lane_held, lane_release),
+        ):
+            writer.add(Observation(busy, "http", CheckResult.up("routine")))
+            routine = asyncio.ensure_future(writer.flush())
+            await asyncio.wait_for(busy_held.wait(), 20)
+            writer.add(Observation(victim, "http", down("broken")))  # a lane, held
+            await asyncio.wait_for(lane_held.wait(), 20)
+
+            writer.add(Observation(third, "http", down("broken too")))  # another lane, not behind it
+            await wait_for(lambda: _async(scheduler.status_of(third) == "critical"))
+            assert await results_of(guard, third) == ["first", "broken too"]
+            assert scheduler.status_of(victim) == "healthy"
+            assert await results_of(guard, victim) == ["first"]
+
+            lane_release.set()
+            busy_release.set()
+            await routine
+            await writer.flush_all()
+        assert await results_of(guard, victim) == ["first", "broken"]
+        assert await results_of(guard, busy) == ["first", "routine"]
+        assert (await incidents_of(guard, victim), await incidents_of(guard, third)) == (1, 1)
+        assert writer.buffered == 0
+
+
+async def test_past_the_lanes_a_status_change_takes_the_first_lane_free(db_url, tmp_path, monkeypatch):
+    needs_concurrent_writers(db_url)
+    monkeypatch.setattr(result_writer, "URGENT_LANES", 1)
+    async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
+        busy, victim, third = await _three(guard, scheduler)
+        writer = scheduler.writer
+        async with (
+            flush_held_for(monkeypatch, busy) as (busy_held, busy_release),
+            flush_held_for(monkeypatch, victim) as (lane_held, lane_release),
+        ):
+            writer.add(Observation(busy, "http", CheckResult.up("routine")))
+            routine = asyncio.ensure_future(writer.flush())
+            await asyncio.wait_for(busy_held.wait(), 20)
+            writer.add(Observation(victim, "http", down("broken")))
+            await asyncio.wait_for(lane_held.wait(), 20)
+            writer.add(Observation(third, "http", down("broken too")))
+            await asyncio.sleep(0.3)  # the one lane is busy: it waits for it
+            assert await results_of(guard, third) == ["first"]
+
+            lane_release.set()  # the lane writes victim's, then takes third's
+            await wait_for(lambda: _async(scheduler.status_of(third) == "critical"))
+            assert await results_of(guard, third) == ["first", "broken too"]
+            assert not routine.done()
+            busy_release.set()
+            await routine
+            await writer.flush_all()
+        assert await results_of(guard, victim) == ["first", "broken"]
+        assert writer.urgent_lane_flushes == 2 and writer.buffered == 0
