@@ -26,8 +26,9 @@ from app.config.settings import Settings
 from app.db.migrate import upgrade_sync
 from app.db.models import Base
 
-# Loopback HTTP/TCP targets (http_target, garbage_target, banner_target, silent_target, closed_port).
-pytest_plugins = ["tests.support.loopback"]
+# Loopback HTTP/TCP targets (http_target, garbage_target, banner_target, silent_target, closed_port), and
+# targets on their own threads for a guard whose loop is blocked (http_thread_target, banner_thread_target).
+pytest_plugins = ["tests.support.loopback", "tests.support.late_guard"]
 
 POSTGRES_URL = os.environ.get("PIPELINE_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("PIPELINE_TEST_REQUIRE_POSTGRES") == "1"

@@ -8,7 +8,6 @@ type, ``KubeError``, whose message is safe to show (it never includes credential
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any, Self
@@ -16,6 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from app.core.deadlines import lenient_timeout
 from app.integrations.kube_config import (
     KubeConfig,
     KubeConfigError,
@@ -83,7 +83,9 @@ class KubeClient:
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+            # No timer of aiohttp's own: the lenient timeout around each request bounds it (a second
+            # timer would fire at the same instant when the guard runs late, and drop the answer).
+            timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None),
             # A heal makes a handful of sequential calls; a small pool keeps us polite to the apiserver.
             connector=aiohttp.TCPConnector(limit=4, ssl=self._ssl if self._ssl is not None else True),
         )
@@ -131,18 +133,22 @@ class KubeClient:
             headers["Content-Type"] = content_type
         what = f"{method} {path}"
         try:
-            # asyncio.timeout on top of aiohttp's own: it also covers a server that trickles bytes.
-            async with asyncio.timeout(self.timeout_s):
-                async with self._session.request(
+            # The whole exchange (a server that trickles bytes too), not counting the guard's own
+            # lateness: an answer that arrived while the guard could not run is read, not a timeout
+            # (a rollout restart reported failed would be retried: a second restart).
+            async with (
+                lenient_timeout(self.timeout_s),
+                self._session.request(
                     method,
                     self.config.server + path,
                     data=data,
                     headers=headers,
                     params=params,
                     allow_redirects=False,
-                ) as resp:
-                    raw = await self._read_capped(resp, what)
-                    status, http_reason = resp.status, resp.reason or ""
+                ) as resp,
+            ):
+                raw = await self._read_capped(resp, what)
+                status, http_reason = resp.status, resp.reason or ""
         except TimeoutError:
             raise KubeError(0, "Timeout", f"{what}: no answer within {self.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:

@@ -517,3 +517,19 @@ def test_validate_fills_defaults_and_describes():
     }
     assert strategy.describe(params) == "scale Deployment ml/t by +2 replicas (bounded to 1..4)"
     assert default_client_factory  # the production factory is importable for the registry
+
+
+async def test_an_apiserver_answer_that_arrived_while_the_guard_was_blocked_is_read(http_thread_target):
+    """The apiserver (a thread of its own) answers in 50 ms; the guard's loop is blocked from the moment
+    it has the request until past the client's 0.3 s timeout. The answer is read: no "Timeout" (a
+    rollout restart reported failed would be retried, a second restart)."""
+    import asyncio
+
+    from tests.support.late_guard import block_the_loop_once_the_target_has_the_request
+
+    config = KubeConfig(server=f"http://127.0.0.1:{http_thread_target.port}")
+    async with KubeClient(config, timeout_s=0.3) as kube:
+        blocker = asyncio.create_task(block_the_loop_once_the_target_has_the_request(http_thread_target))
+        answer = await kube.get("/apis/apps/v1/namespaces/shop/deployments/web")
+        await blocker
+    assert answer == {}

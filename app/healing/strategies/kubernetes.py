@@ -11,12 +11,12 @@ Safety rules, because a healer must never make things worse:
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any, ClassVar
 
+from app.core.deadlines import lenient_timeout
 from app.healing.strategies.base import ActionContext, ActionResult, Strategy, StrategyConfigError
 from app.outbound.kube import (
     KubeClient,
@@ -120,7 +120,7 @@ class KubernetesStrategy(Strategy):
             return ActionResult(False, f"kubernetes connection settings unusable: {exc}")
         try:
             # The engine bounds us too (run_bounded); this keeps execute() safe when called alone.
-            async with asyncio.timeout(ctx.timeout_s), client:
+            async with lenient_timeout(ctx.timeout_s), client:
                 if params["action"] == "rollout_restart":
                     return await self._rollout_restart(client, ctx)
                 if params["action"] == "scale":
