@@ -397,21 +397,13 @@ class ResultWriter:
         components taken over meanwhile are dropped: their new owner probes them itself. Also returns
         the components known to exist until the commit when the fence tells (its lease rows go with
         their components), else None (the write reads which are still there)."""
-        if not items:
+        fence = getattr(self.ownership, "fence_live_writes", None)
+        if fence is None or not items:
             return items, None
-        fence_live = getattr(self.ownership, "fence_live_writes", None)
-        alive: set[int] | None = None
-        if fence_live is not None:
-            allowed, proven = await fence_live(session, {item.component_id for item in items})
-            alive = allowed if proven else None
-        else:
-            fence_writes = getattr(self.ownership, "fence_writes", None)
-            if fence_writes is None:
-                return items, None
-            allowed = await fence_writes(session, {item.component_id for item in items})
+        allowed, proven = await fence(session, {item.component_id for item in items})
         kept = [item for item in items if item.component_id in allowed]
         if len(kept) != len(items):
             self.fenced_results += len(items) - len(kept)
             for cid in {item.component_id for item in items} - allowed:
                 self._forget(cid)
-        return kept, alive
+        return kept, allowed if proven else None

@@ -19,7 +19,8 @@ from app.outbound.ssrf import SafeResolver, SSRFPolicy, UnsafeURL, guarded_socke
 
 DEFAULT_MAX_RESPONSE_BYTES = 65536
 _MAX_ERROR_CHARS = 200
-_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
+# For sessions whose requests are bounded by a timeout around them (`lenient_timeout`) instead.
+NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ async def bounded_request(
         "allow_redirects": max_redirects > 0,
         # The asyncio.timeout below bounds the whole exchange (body read included); a second timer
         # inside aiohttp would only add per-request cost.
-        "timeout": _NO_AIOHTTP_TIMEOUT,
+        "timeout": NO_AIOHTTP_TIMEOUT,
     }
     if headers:
         kwargs["headers"] = headers  # aiohttp copies them into the request's own CIMultiDict

@@ -23,6 +23,7 @@ from app.integrations.kube_config import (
     load_kubeconfig,
     read_small_file,
 )
+from app.outbound.http import NO_AIOHTTP_TIMEOUT
 
 __all__ = [
     "RESTARTED_AT_ANNOTATION",
@@ -85,7 +86,7 @@ class KubeClient:
         self._session = aiohttp.ClientSession(
             # No timer of aiohttp's own: the lenient timeout around each request bounds it (a second
             # timer would fire at the same instant when the guard runs late, and drop the answer).
-            timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_read=None, sock_connect=None),
+            timeout=NO_AIOHTTP_TIMEOUT,
             # A heal makes a handful of sequential calls; a small pool keeps us polite to the apiserver.
             connector=aiohttp.TCPConnector(limit=4, ssl=self._ssl if self._ssl is not None else True),
         )

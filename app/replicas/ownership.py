@@ -119,10 +119,7 @@ class LeaseOwnership:
         transaction ends: with leases (Postgres) each comes from its lease row, which goes with its
         component (ON DELETE CASCADE) and stays locked FOR KEY SHARE, so a deletion waits for the
         commit. The result flush then needs no read of its own to drop deleted components."""
-        if self.single:
-            return set(component_ids), False
-        epochs = {cid: self.epochs[cid] for cid in component_ids if cid in self.epochs}
-        return await self.store.fence_writes(session, self.replica_id, epochs), True
+        return await self.fence_writes(session, component_ids), not self.single
 
     # ------------------------------------------------------------------ kept by the tick
     def _hold(self, cid: int, epoch: int) -> None:
