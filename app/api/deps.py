@@ -135,6 +135,17 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_ping_receipt(scheduler: SchedulerDep) -> AsyncIterator[None]:
+    """Around a ping's request and its commit: this process's heartbeat checks judge as of the ping's
+    arrival meanwhile (``monitoring/hearing.py``). Declared before the session in a route, so it ends
+    after the session's commit."""
+    with scheduler.prober.hearing.receiving():
+        yield
+
+
+PingReceiptDep = Annotated[None, Depends(get_ping_receipt, scope="function")]
+
+
 async def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:
     # ``async def``: a plain ``def`` would cost every authenticated request a hop to the threadpool.
     if rt.codec is None or rt.hasher is None:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 from app.api.deps import (
     AuthServiceDep,
     CanManageComponents,
+    PingReceiptDep,
     SchedulerDep,
     SessionDep,
     SettingsDep,
@@ -74,6 +75,7 @@ heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # type: ignore[attr-def
 async def heartbeat(
     request: Request,
     background: BackgroundTasks,
+    _receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
     caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)],

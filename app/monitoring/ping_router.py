@@ -17,7 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request
 
-from app.api.deps import SchedulerDep, SessionDep
+from app.api.deps import PingReceiptDep, SchedulerDep, SessionDep
 from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
 from app.db.types import utcnow
 from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
@@ -150,7 +150,12 @@ async def _ping(
 
 @_ping_route("/{token}")
 async def ping_success(
-    token: str, request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep
+    token: str,
+    request: Request,
+    background: BackgroundTasks,
+    _receipt: PingReceiptDep,
+    session: SessionDep,
+    scheduler: SchedulerDep,
 ) -> HeartbeatOut:
     """The run succeeded."""
     return await _ping(request, background, session, scheduler, token, "success")
@@ -158,7 +163,12 @@ async def ping_success(
 
 @_ping_route("/{token}/start")
 async def ping_start(
-    token: str, request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep
+    token: str,
+    request: Request,
+    background: BackgroundTasks,
+    _receipt: PingReceiptDep,
+    session: SessionDep,
+    scheduler: SchedulerDep,
 ) -> HeartbeatOut:
     """A run started."""
     return await _ping(request, background, session, scheduler, token, "start")
@@ -166,7 +176,12 @@ async def ping_start(
 
 @_ping_route("/{token}/fail")
 async def ping_fail(
-    token: str, request: Request, background: BackgroundTasks, session: SessionDep, scheduler: SchedulerDep
+    token: str,
+    request: Request,
+    background: BackgroundTasks,
+    _receipt: PingReceiptDep,
+    session: SessionDep,
+    scheduler: SchedulerDep,
 ) -> HeartbeatOut:
     """The run failed: the component becomes unhealthy at once and its alert fires."""
     return await _ping(request, background, session, scheduler, token, "fail")
@@ -178,6 +193,7 @@ async def ping_exit_code(
     exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
     request: Request,
     background: BackgroundTasks,
+    _receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:

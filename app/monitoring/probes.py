@@ -22,8 +22,10 @@ from app.core.deadlines import lenient_timeout
 from app.db.models import Component, ComponentState
 from app.db.models.healing import AttemptState
 from app.db.session import session_scope
+from app.db.types import utcnow
 from app.healing.reruns import action_in_flight
 from app.monitoring import state_machine as sm
+from app.monitoring.hearing import Hearing
 from app.security.check_secrets import reveal_params
 
 if TYPE_CHECKING:
@@ -111,10 +113,13 @@ class Prober:
         self.secret_box = secret_box
         self.replica_id = replica_id
         self.http_session: aiohttp.ClientSession | None = None
+        # Up to when pings sent to this process are stored: heartbeats are judged as of then.
+        self.hearing = Hearing()
 
     def open(self) -> None:
         from app.outbound.http import make_session
 
+        self.hearing.start()
         if self.http_session is None:
             workers = self.settings.max_workers
             # Which replica probed: lets a target (and the fault tests) see that each component is
@@ -126,6 +131,7 @@ class Prober:
             )
 
     async def close(self) -> None:
+        await self.hearing.stop()
         if self.http_session is not None:
             await self.http_session.close()
             self.http_session = None
@@ -162,6 +168,9 @@ class Prober:
         try:
             if entry.kind == "heartbeat":
                 ctx = self._context(entry)
+                # Judged as of the instant every ping sent here is stored: taken before the state is
+                # read, so a ping that commits in between is in what is read.
+                ctx.now = self.hearing.heard_until(utcnow())
                 ctx.heartbeat = await self._heartbeat_state(entry.component_id)
             if getattr(kind, "self_bounded", False):
                 result = await kind.probe(entry.validated, ctx)
@@ -172,6 +181,8 @@ class Prober:
                     result = await kind.probe(entry.validated, ctx)
             if not isinstance(result, CheckResult):
                 return CheckResult.down(f"check {entry.kind!r} returned no result")
+            if ctx.now is not None:
+                result.observed_at = utcnow()  # when it was judged, not the instant it judged as of
             return result
         except TimeoutError:
             return CheckResult.down(f"timeout after {entry.timeout:g}s", time.monotonic() - started)

@@ -8,9 +8,13 @@ is part of the failure report."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
+import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -230,3 +234,81 @@ class StoppedMidCheck(OverloadedDiamond):
 
 def test_an_answer_that_arrived_while_the_guard_was_stopped_is_no_failure(guard_db):
     tell(guard_db, StoppedMidCheck, "stopped")
+
+
+class StoppedBetweenPings(OverloadedDiamond):
+    """A batch job pings every 0.5 s (heartbeat period 2 s, grace 1 s, checked every 0.5 s, one failed
+    check is unhealthy, a rerun as its recovery). The guard is stopped (SIGSTOP) four times for 4 s,
+    past the period and the grace, and let go (SIGCONT): the job kept pinging, its pings waited in the
+    guard's socket. The job is never late for it: no failed check, no rerun, nobody notified. Then
+    the job stops pinging for real: the guard still calls it late."""
+
+    name = "deaf"
+    ROOT = "deaf-job"
+    DEPENDENTS = ()
+    STOPS = 4
+    STOP_S = 4.0
+    PING_EVERY_S = 0.5
+
+    def components(self) -> None:
+        self.dir = self.root / self.ROOT
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.reruns = self.dir / "reruns"
+        rerun = f"open({str(self.reruns)!r}, 'a').write('rerun\\n')"
+        check = {
+            "kind": "heartbeat",
+            "period_s": 2,
+            "grace_s": 1,
+            "interval": 0.5,
+            "failure_threshold": 1,
+            "success_threshold": 1,
+        }
+        policy = {
+            "strategies": [{"kind": "restart", "params": {"argv": [sys.executable, "-c", rerun]}}],
+            "grace_period": 1,
+            "verify_timeout": 5,
+            "max_attempts": 1,
+        }
+        self.guard.post(
+            "/api/v1/components", {"name": self.ROOT, "critical": True, "check": check, "recovery": policy}
+        )
+        token = self.guard.post(f"/api/v1/components/{self.ROOT}/ping-token")["token"]
+        self.url = f"{self.guard.base}/ping/{token}"
+        self.pinging = threading.Event()
+        self.pinging.set()
+        self.pinger = threading.Thread(target=self._job, name="deaf-job", daemon=True)
+        self.pinger.start()
+
+    def _job(self) -> None:
+        while self.pinging.is_set():
+            with contextlib.suppress(OSError), urllib.request.urlopen(self.url, timeout=30) as answer:
+                answer.read()
+            time.sleep(self.PING_EVERY_S)
+
+    def play(self) -> None:
+        assert self.guard.proc is not None
+        self.wait(lambda: self.healthy(self.ROOT), "the job seen healthy")
+        started = now()
+        for _ in range(self.STOPS):
+            os.kill(self.guard.proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(self.STOP_S)
+            finally:
+                os.kill(self.guard.proc.pid, signal.SIGCONT)
+            time.sleep(2.0)
+        why = self.why_with_lag()
+        assert not self.failed_since(self.ROOT, started), why
+        assert not self.reruns.exists(), why
+        assert not [p for p in self.sink.for_component(self.ROOT) if p.get("kind") == "firing"], why
+        self.pinging.clear()
+        self.pinger.join(timeout=35)
+        self.wait(lambda: self.failed_since(self.ROOT, started), "the job late once it stopped pinging")
+
+    def stop(self) -> None:
+        with contextlib.suppress(AttributeError):
+            self.pinging.clear()
+        super().stop()
+
+
+def test_pings_sent_while_the_guard_was_stopped_make_no_job_late(guard_db):
+    tell(guard_db, StoppedBetweenPings, "deaf")

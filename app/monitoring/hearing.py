@@ -1,0 +1,101 @@
+"""Up to when this process has heard every ping sent to it, so that a heartbeat is never judged late
+on a ping the guard itself has not read yet.
+
+A job's ping reaches the guard's socket on time; the guard stores it once its event loop gets to it.
+While the loop cannot run (the process stopped, starved of CPU, a long collection), pings wait in the
+socket's backlog; the first thing the loop does when it runs again may be a heartbeat check, which
+would read the stored state without them and call the job late. Likewise a ping being stored (its
+request in the route, its transaction not committed, say behind a slow database) is not in the state
+a check reads meanwhile.
+
+`Hearing.heard_until(now)` is the instant a heartbeat check judges at instead of ``now``:
+
+- ``now`` itself while the loop keeps time and no ping is being stored;
+- the start of a stall (a wake of the watcher late by more than ``STALL_S``) that is still going on
+  or ended less than ``SETTLE_S`` ago: pings sent during it may still be in the backlog. Stalls
+  closer together than ``SETTLE_S`` count as one, from the first one's start;
+- the moment the oldest ping request still in flight entered its route (`receiving`).
+
+Only ever earlier than ``now``, and only after a stall or while a ping is in flight: a verdict of
+"late" is postponed, never made up. A stall is known from the watcher's own lateness, measured on
+the monotonic clock; the wall clock is only shifted back by the same amount.
+
+What it cannot see: pings sent to another replica (each replica hears its own socket only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+
+TICK_S = 0.1  # how often the watcher wakes
+STALL_S = 0.5  # a wake later than this is a stall: the loop could not read its sockets meanwhile
+SETTLE_S = 2.0  # after a stall, time for the backlog's pings to reach their route
+KEEP = 64  # stalls remembered (only the recent ones matter)
+
+
+class Hearing:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_tick = clock()
+        self._stalls: deque[tuple[float, float]] = deque(maxlen=KEEP)  # (start, end), monotonic
+        self._in_flight: dict[int, float] = {}
+        self._ids = itertools.count()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the watcher -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._last_tick = self._clock()
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="monitoring:hearing")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.tick()
+
+    def tick(self) -> None:
+        """One wake of the watcher: a wake more than ``STALL_S`` late records a stall since the last."""
+        now = self._clock()
+        if now - self._last_tick > TICK_S + STALL_S:
+            self._stalls.append((self._last_tick, now))
+        self._last_tick = now
+
+    # -- pings being stored --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Around a ping's request, its commit included: until it ends, heartbeats are judged as of
+        its start."""
+        key = next(self._ids)
+        self._in_flight[key] = self._clock()
+        try:
+            yield
+        finally:
+            del self._in_flight[key]
+
+    # -- the instant to judge at ---------------------------------------------------------------------
+    def heard_until(self, now: datetime) -> datetime:
+        """``now`` moved back to the instant up to which every ping sent to this process is stored."""
+        mono = self._clock()
+        cut = mono
+        if self._task is not None and mono - self._last_tick > TICK_S + STALL_S:
+            cut = self._last_tick  # a stall right now: the watcher has not run since
+        for start, end in reversed(self._stalls):
+            if end <= cut - SETTLE_S:
+                break
+            cut = min(cut, start)
+        if self._in_flight:
+            cut = min(cut, min(self._in_flight.values()))
+        return now if cut >= mono else now - timedelta(seconds=mono - cut)
