@@ -62,6 +62,11 @@ class RuleEvaluator(LoopService):
         self.dropped = 0
         self._rules: dict[tuple[str, str], list[RuleSpec]] = {}
         self._rules_loaded = False
+        # The series (component, metric name) whose points ingest hands over: those the loaded rules
+        # watch plus those of rules changed here since. None until known (every point is handed over).
+        self._watched: set[tuple[str, str]] | None = None
+        self._changed: set[tuple[str, str]] = set()  # series of rules changed here since the last load
+        self._reload = False  # a rule changed here: reload on the next pass
         self._absent: list[RuleSpec] = []  # ``absent`` rules, evaluated on the clock
         self._states: dict[tuple[int, str], SeriesState] = {}
         self._rules_signature: tuple | None = None  # the rules table's aggregate when they were loaded
@@ -69,17 +74,20 @@ class RuleEvaluator(LoopService):
 
     # --- hand-over from ingest (synchronous, after commit) -------------------------------------
     def wants_any(self, components: set[str]) -> bool:
-        return not self._rules_loaded or any(c == comp for c, _ in self._rules for comp in components)
+        watched = self._watched
+        return watched is None or any(c in components for c, _ in watched)
 
     def wants(self, component: str, metric_name: str) -> bool:
-        """Whether points of this series may matter to a rule (everything until rules are loaded)."""
-        return not self._rules_loaded or (component, metric_name) in self._rules
+        """Whether points of this series may matter to a rule (every series until that is known)."""
+        watched = self._watched
+        return watched is None or (component, metric_name) in watched
 
     def offer(self, points: list[Point]) -> None:
+        watched = self._watched
         wanted = (
-            tuple(p for p in points if (p.component, p.metric_name) in self._rules)
-            if self._rules_loaded
-            else tuple(points)
+            tuple(points)
+            if watched is None
+            else tuple(p for p in points if (p.component, p.metric_name) in watched)
         )
         if not wanted:
             return
@@ -90,8 +98,32 @@ class RuleEvaluator(LoopService):
         self.queue.append(wanted)
         self.queued += len(wanted)
 
-    def rules_changed(self) -> None:
-        self._rules_loaded = False
+    @property
+    def knows_watched(self) -> bool:
+        return self._watched is not None
+
+    async def learn_watched(self, session: AsyncSession) -> None:
+        """Which series the rules watch, read on the caller's transaction (ingest, before the loop's
+        first load): points of other series are not queued meanwhile, so a burst right after start
+        cannot fill the queue and shed the points a rule watches."""
+        if self._watched is not None:
+            return
+        keys = await session.execute(
+            select(DetectionRule.component, DetectionRule.metric_name)
+            .where(DetectionRule.enabled.is_(True))
+            .distinct()
+        )
+        if self._watched is None:  # the loop may have loaded the rules meanwhile
+            self._watched = {(c, m) for c, m in keys} | self._changed
+
+    def rules_changed(self, *series: tuple[str, str]) -> None:
+        """A rule changed through this replica (told after its commit): reloaded on the next pass,
+        and the points of ``series`` (the changed rules' component and metric name) are handed over
+        from now on, so a new rule judges every point ingested after it was created here."""
+        self._reload = True
+        self._changed.update(series)
+        if self._watched is not None:
+            self._watched.update(series)
 
     # --- the loop ------------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -122,7 +154,7 @@ class RuleEvaluator(LoopService):
 
     async def _drain(self, final: bool) -> None:
         async with session_scope(self.state.sessionmaker) as session:
-            if not self._rules_loaded or await self._rules_moved(session):
+            if self._reload or not self._rules_loaded or await self._rules_moved(session):
                 await self._load_rules(session)
             while self.queue:
                 batch = self.queue.popleft()
@@ -149,6 +181,9 @@ class RuleEvaluator(LoopService):
         )
 
     async def _load_rules(self, session: AsyncSession) -> None:
+        # A change told while this load runs is kept (and reloads again): it may not be in what is read.
+        self._reload = False
+        self._changed.clear()
         self._rules_signature = await change_signature(session, DetectionRule)
         self._rules_reload_at = time.monotonic() + RULES_FULL_RELOAD_S
         rules = (
@@ -176,6 +211,7 @@ class RuleEvaluator(LoopService):
         self._rules = index
         self._absent = [spec for spec in live.values() if spec.kind == "absent"]
         self._rules_loaded = True
+        self._watched = set(index) | self._changed
         # ``for`` clocks that were running when the process stopped: load them now so the timer
         # can fire them even if no new point arrives.
         thresholds = {spec.id: spec for spec in live.values() if spec.kind == "threshold"}

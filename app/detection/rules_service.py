@@ -6,7 +6,7 @@ import builtins
 import math
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound, ValidationFailed
@@ -54,8 +54,16 @@ class RuleService:
         self.settings = settings
         self.evaluator = evaluator
 
-    def _changed(self) -> None:
-        self.evaluator.rules_changed()
+    def _changed(self, rule: DetectionRule) -> None:
+        """The evaluator is told once the change is committed (told earlier, its next pass could load
+        the rules without it and not look again)."""
+        evaluator, series = self.evaluator, (rule.component, rule.metric_name)
+        event.listen(
+            self.session.sync_session,
+            "after_commit",
+            lambda _session: evaluator.rules_changed(series),
+            once=True,
+        )
 
     async def get(self, rule_id: int) -> DetectionRule:
         rule = await self.session.get(DetectionRule, rule_id)
@@ -87,7 +95,7 @@ class RuleService:
         )
         self.session.add(rule)
         await self.session.flush()
-        self._changed()
+        self._changed(rule)
         return rule
 
     @staticmethod
@@ -109,7 +117,7 @@ class RuleService:
                 setattr(rule, key, changes[key])
         rule.version += 1  # the evaluator restarts this rule's state from scratch
         await self.session.flush()
-        self._changed()
+        self._changed(rule)
         return rule
 
     async def delete(self, rule_id: int) -> None:
@@ -117,7 +125,7 @@ class RuleService:
         self._refuse_config_owned(rule)
         await self.session.delete(rule)
         await self.session.flush()
-        self._changed()
+        self._changed(rule)
 
     async def anomalies(
         self, *, active: bool | None, component: str | None, limit: int, offset: int
