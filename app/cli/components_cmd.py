@@ -214,7 +214,8 @@ def ping_url(conn: Connection, name: str) -> None:
         return
     typer.echo(url)
     err_console.print(
-        f"  shown once. In the job: curl -fsS -m 10 --retry 3 {url}   (start: {url}/start, "
+        f"  shown once. In the job: curl -fsS -m 10 --retry 6 --retry-connrefused {url}   "
+        f"(start: {url}/start, "
         f"failure: {url}/fail, exit code: {url}/$?; a POST body is kept as the run's log; "
         f"?rid=<uuid> on each ping names the run)",
         markup=False,

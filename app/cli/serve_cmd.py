@@ -86,7 +86,7 @@ def next_steps_text(url: str) -> str:
     2. add a component:      pipeline-guard components add web --check-kind http --check-url https://example.com/health --interval 30s
        or a batch job:       pipeline-guard components add nightly-etl --check-kind heartbeat --period 1d --grace 1h
     3. the job's ping URL:   pipeline-guard components ping-url nightly-etl
-       then, in the job:     curl -fsS -m 10 --retry 3 {url}/ping/<token>       (or .../fail, or .../$? for the exit code)
+       then, in the job:     curl -fsS -m 10 --retry 6 --retry-connrefused {url}/ping/<token>       (or .../fail, or .../$? for the exit code)
     4. a channel for alerts: pipeline-guard channels add ops --kind slack --webhook-url https://hooks.slack.com/services/T000/B000/XXXX
     5. open the status page: {url}/status    (the API and its docs: {url}/docs)
 """  # noqa: E501 - the commands are printed whole, to be copied

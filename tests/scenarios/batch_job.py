@@ -61,7 +61,9 @@ def _ping(directory: Path, url: str, number: int, what: str, rid: str | None = N
     sent = time.time()  # before the guard can have read it
     # As the README tells a job to: fail on an HTTP error, bounded, retried.
     answer = subprocess.run(
-        ["curl", "-fsS", "-m", "10", "--retry", "3", url + suffix], check=True, stdout=subprocess.PIPE
+        ["curl", "-fsS", "-m", "10", "--retry", "6", "--retry-connrefused", url + suffix],
+        check=True,
+        stdout=subprocess.PIPE,
     ).stdout
     verdict = ""
     if rid is not None:
