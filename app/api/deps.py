@@ -18,6 +18,7 @@ from app.core.errors import Conflict, Forbidden, PipelineGuardError, ServiceUnav
 from app.detection.evaluator import RuleEvaluator  # noqa: F401 - resolves Detection's annotations
 from app.healing.engine import HealingEngine
 from app.healing.strategies.registry import StrategyRegistry
+from app.monitoring.hearing import Receipt
 from app.monitoring.scheduler import Scheduler
 from app.observability.metrics import GuardMetrics
 from app.platform.core import Core
@@ -135,15 +136,15 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_ping_receipt(scheduler: SchedulerDep) -> AsyncIterator[None]:
-    """Around a ping's request and its commit: this process's heartbeat checks judge as of the ping's
-    arrival meanwhile (``monitoring/hearing.py``). Declared before the session in a route, so it ends
-    after the session's commit."""
-    with scheduler.prober.hearing.receiving():
-        yield
+async def get_ping_receipt(scheduler: SchedulerDep) -> AsyncIterator[Receipt]:
+    """Around a ping's request and its commit: once the route holds it for the ping's component, this
+    process judges that component's heartbeat as of the ping's arrival (``monitoring/hearing.py``).
+    Declared before the session in a route, so it ends after the session's commit."""
+    with scheduler.prober.hearing.receiving() as receipt:
+        yield receipt
 
 
-PingReceiptDep = Annotated[None, Depends(get_ping_receipt, scope="function")]
+PingReceiptDep = Annotated[Receipt, Depends(get_ping_receipt, scope="function")]
 
 
 async def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:

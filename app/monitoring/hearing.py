@@ -14,7 +14,9 @@ a check reads meanwhile.
 - the start of a stall (a wake of the watcher late by more than ``STALL_S``) that is still going on
   or ended less than ``SETTLE_S`` ago: pings sent during it may still be in the backlog. Stalls
   closer together than ``SETTLE_S`` count as one, from the first one's start;
-- the moment the oldest ping request still in flight entered its route (`receiving`).
+- for one component, the moment the oldest of its pings still being stored entered its route
+  (`receiving`, held once the ping's token named the component: a caller without a valid token
+  cannot hold anything back, nor can the job itself for longer than ``HOLD_MAX_S``).
 
 Only ever earlier than ``now``, and only after a stall or while a ping is in flight: a verdict of
 "late" is postponed, never made up. A stall is known from the watcher's own lateness, measured on
@@ -37,6 +39,7 @@ TICK_S = 0.1  # how often the watcher wakes
 STALL_S = 0.5  # a wake later than this is a stall: the loop could not read its sockets meanwhile
 SETTLE_S = 2.0  # after a stall, time for the backlog's pings to reach their route
 KEEP = 64  # stalls remembered (only the recent ones matter)
+HOLD_MAX_S = 60.0  # a ping still being stored after this long holds nothing back any more
 
 
 class Hearing:
@@ -44,7 +47,7 @@ class Hearing:
         self._clock = clock
         self._last_tick = clock()
         self._stalls: deque[tuple[float, float]] = deque(maxlen=KEEP)  # (start, end), monotonic
-        self._in_flight: dict[int, float] = {}
+        self._in_flight: dict[int, tuple[int, float]] = {}  # receipt -> (component id, arrival)
         self._ids = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,19 +78,20 @@ class Hearing:
 
     # -- pings being stored --------------------------------------------------------------------------
     @contextlib.contextmanager
-    def receiving(self) -> Iterator[None]:
-        """Around a ping's request, its commit included: until it ends, heartbeats are judged as of
-        its start."""
-        key = next(self._ids)
-        self._in_flight[key] = self._clock()
+    def receiving(self) -> Iterator[Receipt]:
+        """Around a ping's request, its commit included; the route holds the receipt for the ping's
+        component once its token named it. Until the request ends, that component's heartbeat is
+        judged as of the request's arrival."""
+        receipt = Receipt(self, next(self._ids), self._clock())
         try:
-            yield
+            yield receipt
         finally:
-            del self._in_flight[key]
+            self._in_flight.pop(receipt.key, None)
 
     # -- the instant to judge at ---------------------------------------------------------------------
-    def heard_until(self, now: datetime) -> datetime:
-        """``now`` moved back to the instant up to which every ping sent to this process is stored."""
+    def heard_until(self, now: datetime, component_id: int | None = None) -> datetime:
+        """``now`` moved back to the instant up to which every ping sent to this process (for
+        ``component_id``: every ping of that component) is stored."""
         mono = self._clock()
         cut = mono
         if self._task is not None and mono - self._last_tick > TICK_S + STALL_S:
@@ -96,6 +100,18 @@ class Hearing:
             if end <= cut - SETTLE_S:
                 break
             cut = min(cut, start)
-        if self._in_flight:
-            cut = min(cut, min(self._in_flight.values()))
+        for held, arrived in self._in_flight.values():
+            if held == component_id and mono - arrived < HOLD_MAX_S:
+                cut = min(cut, arrived)
         return now if cut >= mono else now - timedelta(seconds=mono - cut)
+
+
+class Receipt:
+    """One ping request in flight (`Hearing.receiving`)."""
+
+    def __init__(self, hearing: Hearing, key: int, arrived: float) -> None:
+        self._hearing, self.key, self.arrived = hearing, key, arrived
+
+    def hold(self, component_id: int) -> None:
+        """The ping is for ``component_id``: its heartbeat waits for it until the request ends."""
+        self._hearing._in_flight[self.key] = (component_id, self.arrived)

@@ -75,7 +75,7 @@ heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # type: ignore[attr-def
 async def heartbeat(
     request: Request,
     background: BackgroundTasks,
-    _receipt: PingReceiptDep,
+    receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
     caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)],
@@ -91,6 +91,7 @@ async def heartbeat(
         )
     body = body or HeartbeatIn()
     component = caller.component
+    receipt.hold(component.id)  # its heartbeat waits for this ping until it is committed
     received_at = utcnow()
     recorded = await HeartbeatService(session).record(
         component,

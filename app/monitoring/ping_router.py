@@ -20,6 +20,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Request
 from app.api.deps import PingReceiptDep, SchedulerDep, SessionDep
 from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
 from app.db.types import utcnow
+from app.monitoring.hearing import Receipt
 from app.monitoring.heartbeat import HeartbeatService, hash_ping_token
 from app.monitoring.run_ids import RUN_ID, RUN_ID_RULE, run_id
 from app.monitoring.scheduler import Scheduler
@@ -118,16 +119,18 @@ async def _ping(
     background: BackgroundTasks,
     session,
     scheduler: Scheduler,
+    receipt: Receipt,
     token: str,
     status: str,
     note: str | None = None,
 ) -> HeartbeatOut:
     rid = _run_id(request)
-    log_text = await _run_log(request)
     service = HeartbeatService(session)
     component = await service.component_by_ping_token(hash_ping_token(token))
     if component is None:
         raise NotFound("no component has this ping token")
+    receipt.hold(component.id)  # the token named it: its heartbeat waits for this ping (body included)
+    log_text = await _run_log(request)
     request.state.audit_actor = f"ping-token:{component.name}"
     message = "\n".join(part for part in (note, log_text) if part) or None
     received_at = utcnow()
@@ -153,12 +156,12 @@ async def ping_success(
     token: str,
     request: Request,
     background: BackgroundTasks,
-    _receipt: PingReceiptDep,
+    receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
     """The run succeeded."""
-    return await _ping(request, background, session, scheduler, token, "success")
+    return await _ping(request, background, session, scheduler, receipt, token, "success")
 
 
 @_ping_route("/{token}/start")
@@ -166,12 +169,12 @@ async def ping_start(
     token: str,
     request: Request,
     background: BackgroundTasks,
-    _receipt: PingReceiptDep,
+    receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
     """A run started."""
-    return await _ping(request, background, session, scheduler, token, "start")
+    return await _ping(request, background, session, scheduler, receipt, token, "start")
 
 
 @_ping_route("/{token}/fail")
@@ -179,12 +182,12 @@ async def ping_fail(
     token: str,
     request: Request,
     background: BackgroundTasks,
-    _receipt: PingReceiptDep,
+    receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
     """The run failed: the component becomes unhealthy at once and its alert fires."""
-    return await _ping(request, background, session, scheduler, token, "fail")
+    return await _ping(request, background, session, scheduler, receipt, token, "fail")
 
 
 @_ping_route("/{token}/{exit_code}")
@@ -193,7 +196,7 @@ async def ping_exit_code(
     exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
     request: Request,
     background: BackgroundTasks,
-    _receipt: PingReceiptDep,
+    receipt: PingReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
@@ -204,6 +207,7 @@ async def ping_exit_code(
         background,
         session,
         scheduler,
+        receipt,
         token,
         "success" if code == 0 else "fail",
         note=None if code == 0 else f"exit code {code}",

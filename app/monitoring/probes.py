@@ -170,7 +170,7 @@ class Prober:
                 ctx = self._context(entry)
                 # Judged as of the instant every ping sent here is stored: taken before the state is
                 # read, so a ping that commits in between is in what is read.
-                ctx.now = self.hearing.heard_until(utcnow())
+                ctx.now = self.hearing.heard_until(utcnow(), entry.component_id)
                 ctx.heartbeat = await self._heartbeat_state(entry.component_id)
             if getattr(kind, "self_bounded", False):
                 result = await kind.probe(entry.validated, ctx)
