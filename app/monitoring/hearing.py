@@ -47,7 +47,7 @@ class Hearing:
         self._clock = clock
         self._last_tick = clock()
         self._stalls: deque[tuple[float, float]] = deque(maxlen=KEEP)  # (start, end), monotonic
-        self._in_flight: dict[int, tuple[int, float]] = {}  # receipt -> (component id, arrival)
+        self._held: dict[int, dict[int, float]] = {}  # component id -> {receipt: its request's arrival}
         self._ids = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
@@ -86,7 +86,7 @@ class Hearing:
         try:
             yield receipt
         finally:
-            self._in_flight.pop(receipt.key, None)
+            receipt.release()
 
     # -- the instant to judge at ---------------------------------------------------------------------
     def heard_until(self, now: datetime, component_id: int | None = None) -> datetime:
@@ -100,8 +100,8 @@ class Hearing:
             if end <= cut - SETTLE_S:
                 break
             cut = min(cut, start)
-        for held, arrived in self._in_flight.values():
-            if held == component_id and mono - arrived < HOLD_MAX_S:
+        for arrived in self._held.get(component_id, {}).values() if component_id is not None else ():
+            if mono - arrived < HOLD_MAX_S:
                 cut = min(cut, arrived)
         return now if cut >= mono else now - timedelta(seconds=mono - cut)
 
@@ -111,7 +111,20 @@ class Receipt:
 
     def __init__(self, hearing: Hearing, key: int, arrived: float) -> None:
         self._hearing, self.key, self.arrived = hearing, key, arrived
+        self._component: int | None = None
 
     def hold(self, component_id: int) -> None:
         """The ping is for ``component_id``: its heartbeat waits for it until the request ends."""
-        self._hearing._in_flight[self.key] = (component_id, self.arrived)
+        self.release()
+        self._component = component_id
+        self._hearing._held.setdefault(component_id, {})[self.key] = self.arrived
+
+    def release(self) -> None:
+        component, self._component = self._component, None
+        if component is None:
+            return
+        held = self._hearing._held.get(component)
+        if held is not None:
+            held.pop(self.key, None)
+            if not held:
+                del self._hearing._held[component]
