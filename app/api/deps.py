@@ -136,15 +136,16 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_ping_receipt(scheduler: SchedulerDep) -> AsyncIterator[Receipt]:
-    """Around a ping's request and its commit: once the route holds it for the ping's component, this
-    process judges that component's heartbeat as of the ping's arrival (``monitoring/hearing.py``).
-    Declared before the session in a route, so it ends after the session's commit."""
+async def get_receipt(scheduler: SchedulerDep) -> AsyncIterator[Receipt]:
+    """Around a request that stores pings or metric points, its commit included: once the route holds
+    it for the components it stores for, this process judges their heartbeats and rule timers as of
+    the request's arrival (``monitoring/hearing.py``). Declared before the session (and before any
+    dependency that opens it) in a route, so it ends after the session's commit."""
     with scheduler.prober.hearing.receiving() as receipt:
         yield receipt
 
 
-PingReceiptDep = Annotated[Receipt, Depends(get_ping_receipt, scope="function")]
+ReceiptDep = Annotated[Receipt, Depends(get_receipt, scope="function")]
 
 
 async def get_auth_service(rt: RuntimeDep, session: SessionDep) -> AuthService:

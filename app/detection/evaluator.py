@@ -37,6 +37,7 @@ from app.detection.rule_series import (
     running_clocks,
     write_series,
 )
+from app.monitoring.hearing import Hearing
 from app.platform.events import AnomalyCleared, AnomalyDetected
 from app.platform.loops import LoopService
 
@@ -53,9 +54,19 @@ RULES_FULL_RELOAD_S = 30.0
 class RuleEvaluator(LoopService):
     name = "rule-evaluator"
 
-    def __init__(self, state: Core, interval: float = 1.0, persist_every: float = 30.0):
+    def __init__(
+        self,
+        state: Core,
+        interval: float = 1.0,
+        persist_every: float = 30.0,
+        hearing: Hearing | None = None,
+    ):
+        """``hearing``: the process's (shared with the heartbeat checks): rule timers judge as of the
+        instant up to which the points sent here are stored."""
         super().__init__(interval, metrics=state.metrics)
         self.state = state
+        self.hearing = hearing or Hearing()
+        self._hearing_started = False
         self.persist_every = persist_every
         self.queue: deque[tuple[Point, ...]] = deque()
         self.queued = 0
@@ -129,6 +140,9 @@ class RuleEvaluator(LoopService):
     async def on_start(self) -> None:
         from app.detection.declarative import sync_declared_rules
 
+        if not self._hearing_started:  # a start that failed is retried: one watcher user, not one per try
+            self._hearing_started = True
+            self.hearing.start()
         try:
             report = await sync_declared_rules(self.state, self)
         except Exception:  # a bad declaration (or a replica racing on the same name) must not stop detection
@@ -142,6 +156,9 @@ class RuleEvaluator(LoopService):
             await self.run_once(final=True)
         except Exception:
             log.exception("rule evaluator: final flush failed")
+        if self._hearing_started:
+            self._hearing_started = False
+            await self.hearing.stop()
 
     async def run_once(self, final: bool = False) -> None:
         try:
@@ -235,16 +252,20 @@ class RuleEvaluator(LoopService):
         await self._transition(session, st, verdict.firing, verdict.message, verdict.evidence, point.ts)
 
     async def _timers(self, session: AsyncSession) -> None:
-        """``for`` thresholds: the condition holds and no point arrived since; fire when due."""
-        now = time.time()
+        """``for`` thresholds: the condition holds and no point arrived since; fire when due. Both
+        these and ``absent`` rules judge as of the instant up to which this process has stored the
+        points sent to it (`Hearing`): a point waiting in the socket while the guard could not run,
+        or still being stored, is not taken for a silence."""
+        wall = datetime.now(UTC)
         for st in self._states.values():
-            verdict = timer_due(st, now)
+            verdict = timer_due(st, self._judged_at(wall, st.rule.component))
             if verdict is not None:
-                await self._transition(
-                    session, st, True, verdict.message, verdict.evidence, datetime.now(UTC)
-                )
+                await self._transition(session, st, True, verdict.message, verdict.evidence, wall)
         for rule in self._absent:
-            await self._absent_tick(session, rule, now)
+            await self._absent_tick(session, rule, self._judged_at(wall, rule.component))
+
+    def _judged_at(self, wall: datetime, component: str) -> float:
+        return self.hearing.heard_until(wall, component).timestamp()
 
     # --- absent rules (freshness) --------------------------------------------------------------
     async def _absent_state(self, session: AsyncSession, rule: RuleSpec) -> SeriesState:
@@ -258,7 +279,7 @@ class RuleEvaluator(LoopService):
         st = await self._absent_state(session, rule)
         st.evaluator.saw(point.ts.timestamp())
         st.last_ts, st.last_value, st.dirty = st.evaluator.last_seen, point.value, True
-        await self._absent_decide(session, st, time.time())
+        await self._absent_decide(session, st, self._judged_at(datetime.now(UTC), rule.component))
 
     async def _absent_tick(self, session: AsyncSession, rule: RuleSpec, now: float) -> None:
         st = await self._absent_state(session, rule)
@@ -271,6 +292,7 @@ class RuleEvaluator(LoopService):
     async def _absent_decide(self, session: AsyncSession, st: SeriesState, now: float) -> None:
         ev, rule = st.evaluator, st.rule
         firing = ev.firing(now)
+
         if firing != st.firing:
             await self._transition(
                 session,

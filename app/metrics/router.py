@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import StringConstraints
 
-from app.api.deps import CanReadMetrics, CanWriteMetrics, CoreDep, DetectionDep, SessionDep, SettingsDep
+from app.api.deps import (
+    CanReadMetrics,
+    CanWriteMetrics,
+    CoreDep,
+    DetectionDep,
+    ReceiptDep,
+    SessionDep,
+    SettingsDep,
+)
 from app.api.pagination import DateTimeQuery, LabelFilter, Page, parse_label_filters
 from app.audit.middleware import audit_in_transaction
 from app.core.errors import error_responses
@@ -48,10 +56,14 @@ LabelQuery = Annotated[
     responses=error_responses(401, 403, 413, 422, 429),
     openapi_extra=ingest_body(batch=False),
 )
-async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
+async def record_metric(
+    receipt: ReceiptDep, request: Request, _: CanWriteMetrics, service: ServiceDep
+) -> Any:
     """Record one point (``component``, ``metric_name``, ``value``, ``labels``, optional ``timestamp``)."""
     body = await request.body()
-    accepted = await service.ingest(decode_batch(body, single=True))
+    batch = decode_batch(body, single=True)
+    receipt.hold(*batch.components)  # its rule timers wait for these points until they are committed
+    accepted = await service.ingest(batch)
     await audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
     return {"accepted": accepted}
 
@@ -63,11 +75,13 @@ async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDe
     responses=error_responses(401, 403, 413, 422, 429),
     openapi_extra=ingest_body(batch=True),
 )
-async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
+async def record_batch(receipt: ReceiptDep, request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
     """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
     lists the ``index`` and ``field`` of every bad point."""
     body = await request.body()
-    accepted = await service.ingest(decode_batch(body))
+    batch = decode_batch(body)
+    receipt.hold(*batch.components)  # their rule timers wait for these points until they are committed
+    accepted = await service.ingest(batch)
     # The audit row goes in the points' transaction: one commit per batch, not two.
     await audit_in_transaction(request, service.session, body, status.HTTP_201_CREATED)
     return {"accepted": accepted}

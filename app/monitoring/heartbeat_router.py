@@ -10,7 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request
 from app.api.deps import (
     AuthServiceDep,
     CanManageComponents,
-    PingReceiptDep,
+    ReceiptDep,
     SchedulerDep,
     SessionDep,
     SettingsDep,
@@ -75,7 +75,7 @@ heartbeat_caller.__permission__ = HEARTBEAT_PERMISSIONS  # type: ignore[attr-def
 async def heartbeat(
     request: Request,
     background: BackgroundTasks,
-    receipt: PingReceiptDep,
+    receipt: ReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
     caller: Annotated[HeartbeatCaller, Depends(heartbeat_caller)],
@@ -91,7 +91,7 @@ async def heartbeat(
         )
     body = body or HeartbeatIn()
     component = caller.component
-    receipt.hold(component.id)  # its heartbeat waits for this ping until it is committed
+    receipt.hold(component.name)  # its heartbeat waits for this ping until it is committed
     received_at = utcnow()
     recorded = await HeartbeatService(session).record(
         component,

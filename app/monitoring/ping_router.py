@@ -17,7 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request
 
-from app.api.deps import PingReceiptDep, SchedulerDep, SessionDep
+from app.api.deps import ReceiptDep, SchedulerDep, SessionDep
 from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed, error_responses
 from app.db.types import utcnow
 from app.monitoring.hearing import Receipt
@@ -129,7 +129,7 @@ async def _ping(
     component = await service.component_by_ping_token(hash_ping_token(token))
     if component is None:
         raise NotFound("no component has this ping token")
-    receipt.hold(component.id)  # the token named it: its heartbeat waits for this ping (body included)
+    receipt.hold(component.name)  # the token named it: its heartbeat waits for this ping (body included)
     log_text = await _run_log(request)
     request.state.audit_actor = f"ping-token:{component.name}"
     message = "\n".join(part for part in (note, log_text) if part) or None
@@ -156,7 +156,7 @@ async def ping_success(
     token: str,
     request: Request,
     background: BackgroundTasks,
-    receipt: PingReceiptDep,
+    receipt: ReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
@@ -169,7 +169,7 @@ async def ping_start(
     token: str,
     request: Request,
     background: BackgroundTasks,
-    receipt: PingReceiptDep,
+    receipt: ReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
@@ -182,7 +182,7 @@ async def ping_fail(
     token: str,
     request: Request,
     background: BackgroundTasks,
-    receipt: PingReceiptDep,
+    receipt: ReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:
@@ -196,7 +196,7 @@ async def ping_exit_code(
     exit_code: Annotated[int, Path(ge=0, le=255, description="the job's exit code")],
     request: Request,
     background: BackgroundTasks,
-    receipt: PingReceiptDep,
+    receipt: ReceiptDep,
     session: SessionDep,
     scheduler: SchedulerDep,
 ) -> HeartbeatOut:

@@ -105,8 +105,17 @@ def check_config(check: dict[str, Any], mon: Any) -> CheckConfig:
 
 
 class Prober:
-    def __init__(self, state: Core, registry: Any, *, secret_box: SecretBox, replica_id: str | None = None):
-        """``replica_id``: sent to targets as X-Pipeline-Guard-Replica (which replica probed)."""
+    def __init__(
+        self,
+        state: Core,
+        registry: Any,
+        *,
+        secret_box: SecretBox,
+        replica_id: str | None = None,
+        hearing: Hearing | None = None,
+    ):
+        """``replica_id``: sent to targets as X-Pipeline-Guard-Replica (which replica probed);
+        ``hearing``: the process's (shared with the rule evaluator)."""
         self.state = state
         self.settings = state.settings
         self.registry = registry
@@ -114,7 +123,7 @@ class Prober:
         self.replica_id = replica_id
         self.http_session: aiohttp.ClientSession | None = None
         # Up to when pings sent to this process are stored: heartbeats are judged as of then.
-        self.hearing = Hearing()
+        self.hearing = hearing or Hearing()
 
     def open(self) -> None:
         from app.outbound.http import make_session
@@ -170,7 +179,7 @@ class Prober:
                 ctx = self._context(entry)
                 # Judged as of the instant every ping sent here is stored: taken before the state is
                 # read, so a ping that commits in between is in what is read.
-                ctx.now = self.hearing.heard_until(utcnow(), entry.component_id)
+                ctx.now = self.hearing.heard_until(utcnow(), entry.name)
                 ctx.heartbeat = await self._heartbeat_state(entry.component_id)
             if getattr(kind, "self_bounded", False):
                 result = await kind.probe(entry.validated, ctx)

@@ -26,6 +26,7 @@ from app.components.registry_watch import RegistryWatch
 from app.db.types import utcnow
 from app.monitoring import state_machine as sm
 from app.monitoring.check_metrics import CheckMetrics
+from app.monitoring.hearing import Hearing
 from app.monitoring.ownership import OwnAll, Ownership
 from app.monitoring.probe_metrics import ProbeMetrics
 from app.monitoring.probes import Entry, Prober
@@ -61,6 +62,7 @@ class Scheduler(ComponentTracking):
         flush_interval: float = 0.5,
         flush_size: int = 1000,
         registry: Any = None,
+        hearing: Hearing | None = None,
     ):
         """``health`` / ``critical``: the runtime's health map and critical set, kept current here."""
         self.state = state
@@ -69,7 +71,9 @@ class Scheduler(ComponentTracking):
         self.critical = critical
         self.ownership: Ownership = ownership
         self.registry = registry or default_registry()
-        self.prober = Prober(state, self.registry, secret_box=secret_box, replica_id=replica_id)
+        self.prober = Prober(
+            state, self.registry, secret_box=secret_box, replica_id=replica_id, hearing=hearing
+        )
         self.entries: dict[int, Entry] = {}
         self.tracked: dict[int, Tracked] = {}
         # Every enabled component seen (with or without a check): id -> (version, created_at). The

@@ -30,6 +30,7 @@ from app.metrics.cache import MetricsCache
 from app.metrics.compaction import RollupCompactor
 from app.metrics.retention import MetricsRetention
 from app.monitoring.check_metrics import CheckMetrics
+from app.monitoring.hearing import Hearing
 from app.monitoring.rollups import RollupLoop
 from app.monitoring.scheduler import Scheduler, SchedulerLoop
 from app.notify.escalation import EscalationLoop
@@ -68,7 +69,8 @@ def compose(rt: Runtime) -> None:
     conf = settings.caching
     cache = MetricsCache(conf.ttl, conf.max_entries, conf.enabled)
     rt.status_sections.register("cache", cache.stats)
-    evaluator = RuleEvaluator(core)
+    hearing = Hearing()  # what this process has heard: shared by heartbeat checks and the rule timers
+    evaluator = RuleEvaluator(core, hearing=hearing)
     rt.detection = Detection(evaluator=evaluator, cache=cache)
 
     scheduler = Scheduler(
@@ -79,6 +81,7 @@ def compose(rt: Runtime) -> None:
         secret_box=rt.secret_box,
         replica_id=leases.replica_id,
         check_metrics=CheckMetrics(core, cache=cache, evaluator=evaluator),
+        hearing=hearing,
     )
     leases.scheduler = scheduler
     rt.monitoring = Monitoring(scheduler=scheduler)

@@ -77,17 +77,17 @@ def test_a_ping_in_flight_holds_its_component_at_its_arrival():
     clock = FakeClock()
     hearing = _ticking(clock)
     with hearing.receiving() as first:
-        first.hold(7)
+        first.hold("etl")
         clock.t += 0.3
         hearing.tick()
         with hearing.receiving() as second:
             clock.t += 0.2
-            second.hold(7)  # held once its token named the component; from the request's arrival
+            second.hold("etl")  # held once its token named the component; from the request's arrival
             hearing.tick()
-            assert hearing.heard_until(NOW, 7) == NOW - timedelta(seconds=0.5)
-            assert hearing.heard_until(NOW, 8) == NOW  # another component is not held back
-        assert hearing.heard_until(NOW, 7) == NOW - timedelta(seconds=0.5)
-    assert hearing.heard_until(NOW, 7) == NOW
+            assert hearing.heard_until(NOW, "etl") == NOW - timedelta(seconds=0.5)
+            assert hearing.heard_until(NOW, "other") == NOW  # another component is not held back
+        assert hearing.heard_until(NOW, "etl") == NOW - timedelta(seconds=0.5)
+    assert hearing.heard_until(NOW, "etl") == NOW
 
 
 def test_a_request_that_never_named_a_component_holds_nothing_back():
@@ -97,18 +97,18 @@ def test_a_request_that_never_named_a_component_holds_nothing_back():
         for _ in range(300):
             clock.t += TICK_S
             hearing.tick()
-        assert hearing.heard_until(NOW, 7) == NOW
+        assert hearing.heard_until(NOW, "etl") == NOW
 
 
 def test_a_ping_that_takes_too_long_to_store_stops_holding_back():
     clock = FakeClock()
     hearing = _ticking(clock)
     with hearing.receiving() as receipt:
-        receipt.hold(7)
+        receipt.hold("etl")
         for _ in range(int(HOLD_MAX_S / TICK_S) + 1):
             clock.t += TICK_S
             hearing.tick()
-        assert hearing.heard_until(NOW, 7) == NOW
+        assert hearing.heard_until(NOW, "etl") == NOW
 
 
 @settings(max_examples=300, deadline=None)
@@ -120,14 +120,14 @@ def test_never_later_than_now_and_now_once_settled(steps):
         clock.t += gap
         if in_flight:
             with hearing.receiving() as receipt:
-                receipt.hold(1)
-                assert hearing.heard_until(NOW, 1) <= NOW
+                receipt.hold("etl")
+                assert hearing.heard_until(NOW, "etl") <= NOW
         hearing.tick()
-        assert hearing.heard_until(NOW, 1) <= NOW
+        assert hearing.heard_until(NOW, "etl") <= NOW
     for _ in range(int((SETTLE_S + STALL_S) / TICK_S) + 2):
         clock.t += TICK_S
         hearing.tick()
-    assert hearing.heard_until(NOW, 1) == NOW
+    assert hearing.heard_until(NOW, "etl") == NOW
 
 
 async def test_the_watcher_sees_a_blocked_loop():
@@ -180,8 +180,9 @@ async def test_after_a_stall_a_heartbeat_is_not_late_until_the_guard_listened_ag
 
 async def test_a_ping_holds_its_component_until_it_is_committed(db_url, tmp_path):
     async with monitored(mon_settings(db_url, tmp_path)) as (guard, scheduler):
-        nightly = (await add_component(guard, "nightly", HB))["id"]
-        other = (await add_component(guard, "other", HB))["id"]
+        nightly, other = "nightly", "other"
+        await add_component(guard, nightly, HB)
+        await add_component(guard, other, HB)
         token = await _token(guard, "nightly")
         # Without its watcher (no stall is inferred: a loaded machine stalls the test's loop too), so
         # what moves the instant back is the pings' hold alone.

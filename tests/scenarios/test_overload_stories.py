@@ -9,6 +9,7 @@ is part of the failure report."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -238,10 +239,12 @@ def test_an_answer_that_arrived_while_the_guard_was_stopped_is_no_failure(guard_
 
 class StoppedBetweenPings(OverloadedDiamond):
     """A batch job pings every 0.5 s (heartbeat period 2 s, grace 1 s, checked every 0.5 s, one failed
-    check is unhealthy, a rerun as its recovery). The guard is stopped (SIGSTOP) four times for 4 s,
-    past the period and the grace, and let go (SIGCONT): the job kept pinging, its pings waited in the
-    guard's socket. The job is never late for it: no failed check, no rerun, nobody notified. Then
-    the job stops pinging for real: the guard still calls it late."""
+    check is unhealthy, a rerun as its recovery) and pushes a metric point as often (an ``absent``
+    rule: fires after 2 s without one). The guard is stopped (SIGSTOP) four times for 4 s, past the
+    period, the grace and the rule's window, and let go (SIGCONT): the job kept pinging and pushing,
+    its requests waited in the guard's socket. The job is never late for it and its series never
+    silent: no failed check, no rerun, no anomaly, nobody notified. Then the job stops for real: the
+    guard still calls it late, and the series silent."""
 
     name = "deaf"
     ROOT = "deaf-job"
@@ -274,16 +277,37 @@ class StoppedBetweenPings(OverloadedDiamond):
         )
         token = self.guard.post(f"/api/v1/components/{self.ROOT}/ping-token")["token"]
         self.url = f"{self.guard.base}/ping/{token}"
+        rule = {
+            "name": "deaf-rows",
+            "component": self.ROOT,
+            "metric_name": "rows",
+            "kind": "absent",
+            "params": {"for": "2s"},
+            "severity": "critical",
+        }
+        self.guard.post("/api/v1/rules", rule, expect=201)
+        self.auth = self.guard.headers()["Authorization"]
         self.pinging = threading.Event()
         self.pinging.set()
         self.pinger = threading.Thread(target=self._job, name="deaf-job", daemon=True)
         self.pinger.start()
 
     def _job(self) -> None:
+        point = {"component": self.ROOT, "metric_name": "rows", "value": 1.0}
         while self.pinging.is_set():
             with contextlib.suppress(OSError), urllib.request.urlopen(self.url, timeout=30) as answer:
                 answer.read()
+            push = urllib.request.Request(
+                f"{self.guard.base}/api/v1/metrics",
+                data=json.dumps(point).encode(),
+                headers={"Authorization": self.auth, "Content-Type": "application/json"},
+            )
+            with contextlib.suppress(OSError), urllib.request.urlopen(push, timeout=30) as answer:
+                answer.read()
             time.sleep(self.PING_EVERY_S)
+
+    def anomalies(self) -> list[dict]:
+        return [a for a in self.guard.get("/api/v1/rules/anomalies") if a["component"] == self.ROOT]
 
     def play(self) -> None:
         assert self.guard.proc is not None
@@ -296,13 +320,15 @@ class StoppedBetweenPings(OverloadedDiamond):
             finally:
                 os.kill(self.guard.proc.pid, signal.SIGCONT)
             time.sleep(2.0)
-        why = self.why_with_lag()
+        why = f"{self.why_with_lag()}\nanomalies: {self.anomalies()}"
         assert not self.failed_since(self.ROOT, started), why
         assert not self.reruns.exists(), why
         assert not [p for p in self.sink.for_component(self.ROOT) if p.get("kind") == "firing"], why
+        assert self.anomalies() == [], why
         self.pinging.clear()
         self.pinger.join(timeout=35)
         self.wait(lambda: self.failed_since(self.ROOT, started), "the job late once it stopped pinging")
+        self.wait(lambda: self.anomalies(), "its series silent once it stopped pushing")
 
     def stop(self) -> None:
         with contextlib.suppress(AttributeError):
