@@ -5,11 +5,12 @@ A lease row says "replica R may act on component C until `expires_at` (database 
 holder changes, increments the epoch; renewing succeeds only for the same holder *and* epoch. So
 ``replica_id = me AND epoch = E`` in a later transaction proves nobody else held C in between.
 
-Who waits for whom (Postgres row locks): a result flush fences its writes with ``FOR KEY SHARE`` on
-the lease rows it writes under; the holder's own renewal and release update only non-key columns
-(``FOR NO KEY UPDATE``), so they never wait behind a long flush; a take from another holder first locks
-the expired rows ``FOR UPDATE``, which waits until every fenced flush on them has committed, so no
-write of the old holder lands after the lease changed hands.
+Who waits for whom (Postgres row locks): a result flush fences its writes, and a healing claim its
+attempt, with ``FOR KEY SHARE`` on the lease rows; the holder's own renewal and release update only
+non-key columns (``FOR NO KEY UPDATE``), so they never wait behind a long flush or a claim, nor a
+claim behind them; a take from another holder first locks the expired rows ``FOR UPDATE``, which
+waits until every fenced flush or claim on them has committed, so no write or attempt of the old
+holder lands after the lease changed hands.
 
 One strategy per dialect: ``PostgresLeases`` (several replicas) and ``SingleReplicaLeases`` (SQLite:
 one process owns everything; a second process on the same file is refused by the lock file).
@@ -95,10 +96,14 @@ UPDATE component_leases SET expires_at = now() - interval '1 millisecond', next_
 WHERE replica_id = :me AND expires_at > now()
 """)
 
+# A healing claim's fence: the same lock as a flush's (FOR KEY SHARE), so a take by another replica
+# waits until the claim commits, while the holder's renewal (FOR NO KEY UPDATE, every lease in one
+# transaction) and the claim never wait for each other. FOR UPDATE made a reaction's claim wait out a
+# whole renewal tick's transaction.
 _FENCE = text("""
 SELECT epoch FROM component_leases
 WHERE component_id = :cid AND replica_id = :me AND epoch = :epoch AND expires_at > now()
-FOR UPDATE
+FOR KEY SHARE
 """)
 
 _FENCE_WRITES = text("""

@@ -80,7 +80,8 @@ class LeaseOwnership:
 
     async def fence(self, session: AsyncSession, component_id: int, epoch: int | None = None) -> int:
         """Raise LeaseLost unless this replica may act on the component, checked in the caller's
-        transaction (Postgres: the lease row is locked FOR UPDATE until it commits). Returns the epoch."""
+        transaction (Postgres: the lease row is locked FOR KEY SHARE until it commits: a take by another
+        replica waits for that commit). Returns the epoch."""
         current = self.epoch_for(component_id)
         if current is None or (epoch is not None and epoch != current):
             raise LeaseLost(component_id, epoch if epoch is not None else current)
