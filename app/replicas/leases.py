@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import ScalarSelect, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.components.registry_watch import RegistryWatch
@@ -192,6 +193,22 @@ class PostgresLeases:
         if row is None:
             raise LeaseLost(component_id, epoch)
 
+    def fence_column(self, me: str, component_id: int, epoch: int) -> ScalarSelect[Any]:
+        """`fence` as a column of another statement (a claim's read under its budget lock, one round
+        trip for both): the epoch when `me` still holds the lease at `epoch` (the row locked FOR KEY
+        SHARE, as `fence` locks it), NULL when not."""
+        return (
+            select(ComponentLease.epoch)
+            .where(
+                ComponentLease.component_id == component_id,
+                ComponentLease.replica_id == me,
+                ComponentLease.epoch == epoch,
+                ComponentLease.expires_at > func.now(),
+            )
+            .with_for_update(read=True, key_share=True)
+            .scalar_subquery()
+        )
+
     async def fence_writes(self, session: AsyncSession, me: str, epochs: dict[int, int]) -> set[int]:
         """Of these components, the ones still held by `me` at the same epoch (locked FOR KEY SHARE
         until the transaction ends: no take by another replica can slip in before the caller's writes
@@ -295,6 +312,9 @@ class SingleReplicaLeases:
 
     async def fence(self, session, me, component_id, epoch) -> None:  # noqa: ARG002  lease store interface
         return None
+
+    def fence_column(self, me, component_id, epoch) -> None:  # noqa: ARG002  lease store interface
+        return None  # one process owns everything: nothing to fence
 
     async def fence_writes(self, session, me, epochs) -> set[int]:  # noqa: ARG002  lease store interface
         return set(epochs)
