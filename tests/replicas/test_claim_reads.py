@@ -8,6 +8,7 @@ import asyncio
 
 from sqlalchemy import event
 
+from app.db.models import Component
 from app.db.models.healing import HealingBudget
 from app.healing.claim_reads import lock_budget_for_claim
 from tests.db_locks import waiting_on_a_lock
@@ -84,16 +85,12 @@ async def test_a_claim_is_refused_when_its_lease_moved_in_the_database(pg_url, t
 
 async def test_a_take_waits_for_the_claim_that_read_the_fence(pg_url, tmp_path):
     async with replicas(pg_url, tmp_path, [None, None]) as (a, b):
-        healing, cid = await _held_component(a, tmp_path)
+        _, cid = await _held_component(a, tmp_path)
         claim = a.session()
         session = await claim.__aenter__()
         try:
-            from app.db.models import Component
-
             row = await session.get(Component, cid)
-            _, reads = await lock_budget_for_claim(
-                session, a.runtime.settings.healing, row, {}, a.manager
-            )
+            _, reads = await lock_budget_for_claim(session, a.runtime.settings.healing, row, {}, a.manager)
             assert reads is not None and reads.fenced
             await expire(a)  # A's lease expires in the database (its renewals stopped)
             take = asyncio.create_task(b.manager.run_once())
