@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models.components import Component
 from app.db.models.healing import AttemptState, HealingAttempt, HealingIncident, HealingStrategyStat
 from app.healing import breaker, budgets
+from app.healing.claim_reads import ClaimReads
 from app.healing.leases import database_clock, database_now
 from app.healing.policy import Policy, StrategyEntry, parse_policy
 from app.healing.ports import HealingPorts
@@ -144,10 +145,13 @@ class Attempts:
         requested_by: str | None = None,
         manual_key: str | None = None,
         acting: bool = False,
+        reads: ClaimReads | None = None,
     ) -> Claim | None:
         """The attempt's row, committed before any side effect. ``acting``: the caller starts the action
         as soon as this returns, so the "acting" marker is committed with the claim (one commit on the
-        reaction's path); otherwise the action's task commits it (``acting.mark_acting``)."""
+        reaction's path); otherwise the action's task commits it (``acting.mark_acting``). ``reads``: the
+        slots in use and the lease fence, read with the budget's lock in this transaction
+        (``claim_reads.py``)."""
         strategy = self.registry.get(entry.kind)
         description = strategy.describe(entry.params)
         labels = dict(component.labels or {})
@@ -204,7 +208,7 @@ class Attempts:
                 labels=labels,
             )
             return None
-        slots = await take_slots(session, self.settings.healing, labels)
+        slots = reads.slots if reads is not None else await take_slots(session, self.settings.healing, labels)
         if slots is None:
             return None  # at the concurrency limit: decided again on the next pass
         row.slot, row.group_key, row.group_slot = slots
@@ -215,7 +219,7 @@ class Attempts:
         if acting:
             row.acting_at = clock  # the action starts right after this commit: one commit, not two
         session.add(row)
-        if trigger == "auto" and not await self.fence(session, component.id):
+        if trigger == "auto" and not await self.fenced(session, component.id, reads):
             await session.rollback()
             return None
         try:
@@ -235,6 +239,21 @@ class Attempts:
     def may_act(self, component_id: int) -> bool:
         """In memory, no I/O: does this replica hold the component's lease (before its local deadline)?"""
         return self.leases.epoch_for(component_id) is not None
+
+    async def fenced(self, session: AsyncSession, component_id: int, reads: ClaimReads | None) -> bool:
+        """The fence, or what ``reads`` already read of it (its lock held since), with the lease's local
+        deadline checked again now, as ``fence`` checks it."""
+        if reads is None:
+            return await self.fence(session, component_id)
+        if reads.fenced and self.leases.epoch_for(component_id) == reads.epoch:
+            return True
+        log.warning(
+            "healing: not claiming an attempt on component %s: its lease (epoch %s) is not held by this "
+            "replica",
+            component_id,
+            reads.epoch,
+        )
+        return False
 
     async def fence(self, session: AsyncSession, component_id: int) -> bool:
         """Re-check the lease (holder, epoch, expiry) in the claim's own transaction; the lease row stays

@@ -32,6 +32,7 @@ from app.db.session import session_scope, write_briefly
 from app.db.types import utcnow
 from app.healing import breaker, budgets, learning, lifecycle
 from app.healing.attempts import Claim
+from app.healing.claim_reads import lock_budget_for_claim
 from app.healing.freshness import last_check_passed, status_predates_checks
 from app.healing.policy import Policy, StrategyEntry, allowed_entries, parse_policy
 from app.healing.ports import exhausted_fingerprint, page_fingerprint
@@ -114,7 +115,10 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
         labels = dict(component.labels or {})
         if await engine.ports.silences.is_silenced(session, component.name, labels, now):
             return None
-        budget = await budgets.load_budget(session, component.name)
+        # Locked with what the claim reads next (its slots and lease fence): one round trip on Postgres.
+        budget, reads = await lock_budget_for_claim(
+            session, settings.healing, component, labels, engine.attempts.leases
+        )
         if budget.breaker_open:
             return None
         entries = allowed_entries(policy, settings, engine.registry)
@@ -135,6 +139,7 @@ async def decide(engine: HealingEngine, incident_id: int) -> Claim | None:
             trigger="auto",
             now=now,
             acting=True,  # committed with its acting marker: the action starts as soon as this returns
+            reads=reads,
         )
         return claim
 

@@ -5,11 +5,12 @@ A lease row says "replica R may act on component C until `expires_at` (database 
 holder changes, increments the epoch; renewing succeeds only for the same holder *and* epoch. So
 ``replica_id = me AND epoch = E`` in a later transaction proves nobody else held C in between.
 
-Who waits for whom (Postgres row locks): a result flush fences its writes with ``FOR KEY SHARE`` on
-the lease rows it writes under; the holder's own renewal and release update only non-key columns
-(``FOR NO KEY UPDATE``), so they never wait behind a long flush; a take from another holder first locks
-the expired rows ``FOR UPDATE``, which waits until every fenced flush on them has committed, so no
-write of the old holder lands after the lease changed hands.
+Who waits for whom (Postgres row locks): a result flush fences its writes, and a healing claim its
+attempt, with ``FOR KEY SHARE`` on the lease rows; the holder's own renewal and release update only
+non-key columns (``FOR NO KEY UPDATE``), so they never wait behind a long flush or a claim, nor a
+claim behind them; a take from another holder first locks the expired rows ``FOR UPDATE``, which
+waits until every fenced flush or claim on them has committed, so no write or attempt of the old
+holder lands after the lease changed hands.
 
 One strategy per dialect: ``PostgresLeases`` (several replicas) and ``SingleReplicaLeases`` (SQLite:
 one process owns everything; a second process on the same file is refused by the lock file).
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import ScalarSelect, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.components.registry_watch import RegistryWatch
@@ -95,10 +97,14 @@ UPDATE component_leases SET expires_at = now() - interval '1 millisecond', next_
 WHERE replica_id = :me AND expires_at > now()
 """)
 
+# A healing claim's fence: the same lock as a flush's (FOR KEY SHARE), so a take by another replica
+# waits until the claim commits, while the holder's renewal (FOR NO KEY UPDATE, every lease in one
+# transaction) and the claim never wait for each other. FOR UPDATE made a reaction's claim wait out a
+# whole renewal tick's transaction.
 _FENCE = text("""
 SELECT epoch FROM component_leases
 WHERE component_id = :cid AND replica_id = :me AND epoch = :epoch AND expires_at > now()
-FOR UPDATE
+FOR KEY SHARE
 """)
 
 _FENCE_WRITES = text("""
@@ -186,6 +192,22 @@ class PostgresLeases:
         row = (await session.execute(_FENCE, {"cid": component_id, "me": me, "epoch": epoch})).first()
         if row is None:
             raise LeaseLost(component_id, epoch)
+
+    def fence_column(self, me: str, component_id: int, epoch: int) -> ScalarSelect[Any]:
+        """`fence` as a column of another statement (a claim's read under its budget lock, one round
+        trip for both): the epoch when `me` still holds the lease at `epoch` (the row locked FOR KEY
+        SHARE, as `fence` locks it), NULL when not."""
+        return (
+            select(ComponentLease.epoch)
+            .where(
+                ComponentLease.component_id == component_id,
+                ComponentLease.replica_id == me,
+                ComponentLease.epoch == epoch,
+                ComponentLease.expires_at > func.now(),
+            )
+            .with_for_update(read=True, key_share=True)
+            .scalar_subquery()
+        )
 
     async def fence_writes(self, session: AsyncSession, me: str, epochs: dict[int, int]) -> set[int]:
         """Of these components, the ones still held by `me` at the same epoch (locked FOR KEY SHARE
@@ -290,6 +312,9 @@ class SingleReplicaLeases:
 
     async def fence(self, session, me, component_id, epoch) -> None:  # noqa: ARG002  lease store interface
         return None
+
+    def fence_column(self, me, component_id, epoch) -> None:  # noqa: ARG002  lease store interface
+        return None  # one process owns everything: nothing to fence
 
     async def fence_writes(self, session, me, epochs) -> set[int]:  # noqa: ARG002  lease store interface
         return set(epochs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -80,12 +81,23 @@ class LeaseOwnership:
 
     async def fence(self, session: AsyncSession, component_id: int, epoch: int | None = None) -> int:
         """Raise LeaseLost unless this replica may act on the component, checked in the caller's
-        transaction (Postgres: the lease row is locked FOR UPDATE until it commits). Returns the epoch."""
+        transaction (Postgres: the lease row is locked FOR KEY SHARE until it commits: a take by another
+        replica waits for that commit). Returns the epoch."""
         current = self.epoch_for(component_id)
         if current is None or (epoch is not None and epoch != current):
             raise LeaseLost(component_id, epoch if epoch is not None else current)
         await self.store.fence(session, self.replica_id, component_id, current)
         return current
+
+    def fence_column(self, component_id: int) -> tuple[int, Any]:
+        """`fence` folded into the caller's statement: (the epoch to act under, a column whose value is
+        that epoch while the lease is held, NULL when not; None when there is nothing to fence: one
+        process owns everything). Raises LeaseLost as `fence` does; the caller checks the value read
+        and `epoch_for` again before it commits."""
+        current = self.epoch_for(component_id)
+        if current is None:
+            raise LeaseLost(component_id, None)
+        return current, self.store.fence_column(self.replica_id, component_id, current)
 
     def handover_due(self, component_id: int) -> float | None:
         """Monotonic time the first check of a component just taken over is due (the previous holder's

@@ -113,8 +113,10 @@ async def test_a_decision_reads_the_incident_its_component_and_attempts_in_one_s
         event.remove(engine, "before_cursor_execute", note)
     reads = [s for s in seen if s.startswith("SELECT")]
     # The incident with its component and attempts; the status it opened with (this test's incident is
-    # not its component's current one); silences; the budget (locked); the free slots.
-    assert len(reads) == 5, seen
+    # not its component's current one); silences; the budget (locked) and the free slots: on Postgres in
+    # one statement with the lease fence (tests/replicas/test_claim_reads.py), on SQLite one by one.
+    postgres = healing.runtime.engine.dialect.name == "postgresql"
+    assert len(reads) == (4 if postgres else 5), seen
     assert [s for s in seen if not s.startswith("SELECT")] in (
         ["INSERT INTO"],
         ["BEGIN IMMEDIATE", "INSERT INTO"],  # SQLite: the decision under the write lock
