@@ -1,4 +1,5 @@
-"""Request body -> validated ``Batch``, in two tiers.
+"""Request body -> validated ``Batch``, in two tiers. (The series shape of a batch,
+``{"series": [...]}``, has its own two tiers in ``series_body``; this module picks the shape.)
 
 1. The fast path decodes the body with msgspec straight into slotted, untracked structs of the
    expected types (strings, a finite float, optional timestamp; unknown fields refused) and keeps
@@ -25,6 +26,7 @@ import msgspec
 import orjson
 
 from app.core.errors import ValidationFailed
+from app.metrics.series_body import Declined, SeriesEntry, check_series, fast_series
 from app.metrics.validation import (
     MAX_ABS_VALUE,
     MAX_AGE,
@@ -56,11 +58,13 @@ class _Point(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 
 
 class _Envelope(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    points: list[_Point]
+    # Exactly one of the two (checked after decoding: msgspec has no "one of" for fields).
+    points: list[_Point] | None = None
+    series: list[SeriesEntry] | None = None
 
 
-class _Declined(Exception):
-    """The fast path cannot vouch for this body; the thorough path decides."""
+_Declined = Declined  # (one exception for both shapes' fast paths)
+_SHAPES = ("points", "series")
 
 
 @functools.cache
@@ -74,8 +78,9 @@ def _decoders() -> tuple[Any, Any, Any]:
 
 
 def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = None) -> Batch:
-    """A validated batch from a request body: ``{"points": [...]}`` or a bare list, or one point
-    when ``single``. Raises ``ValidationFailed`` (every bad point named) when anything is wrong."""
+    """A validated batch from a request body: ``{"points": [...]}``, ``{"series": [...]}`` or a bare
+    list of points, or one point when ``single``. Raises ``ValidationFailed`` (every bad point named)
+    when anything is wrong."""
     now = now or datetime.now(UTC)
     try:
         return _fast(body, single, now)
@@ -83,27 +88,33 @@ def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = No
         pass  # (RecursionError: JSON nested deeper than msgspec follows; the thorough path refuses it)
     parsed = parse_body(body)
     if single:
-        items: Any = [parsed]
-    else:
-        items = batch_items(parsed)
-    return check_points(items, now=now)
+        return check_points([parsed], now=now)
+    return check_body(parsed, now=now)
 
 
-def batch_items(parsed: Any) -> Any:
-    """The points of a parsed batch body: ``{"points": [...]}`` (nothing else) or a bare list."""
+def check_body(parsed: Any, *, now: datetime) -> Batch:
+    """The thorough path over a parsed batch body, of either shape."""
+    if isinstance(parsed, dict) and "series" in parsed:
+        return check_series(batch_items(parsed, "series"), now=now)
+    return check_points(batch_items(parsed), now=now)
+
+
+def batch_items(parsed: Any, shape: str = "points") -> Any:
+    """The points (or series) of a parsed batch body: ``{"points": [...]}`` or ``{"series": [...]}``
+    (one of them, nothing else), or a bare list of points."""
     if not isinstance(parsed, dict):
         return parsed
-    if set(parsed) - {"points"}:
+    if set(parsed) - {shape}:
         raise ValidationFailed(
-            "the batch object takes only 'points'",
+            "the batch object takes either 'points' or 'series', and nothing else",
             details={
                 "fields": [
-                    {"field": key, "message": "unknown field"}
-                    for key in sorted(set(parsed) - {"points"})[:10]
+                    {"field": key, "message": "unknown field" if key not in _SHAPES else "give one shape"}
+                    for key in sorted(set(parsed) - {shape})[:10]
                 ]
             },
         )
-    return parsed.get("points")
+    return parsed.get(shape)
 
 
 def _fast(body: bytes, single: bool, now: datetime) -> Batch:
@@ -111,7 +122,17 @@ def _fast(body: bytes, single: bool, now: datetime) -> Batch:
     if single:
         points = [one(body)]
     else:
-        points = many(body) if body[:1] == b"[" else envelope(body).points
+        if body[:1] == b"[":
+            points = many(body)
+        else:
+            decoded = envelope(body)
+            if decoded.series is not None:
+                if decoded.points is not None:
+                    raise _Declined
+                return fast_series(decoded.series, now)
+            if decoded.points is None:
+                raise _Declined
+            points = decoded.points
         if not 0 < len(points) <= MAX_BATCH:
             raise _Declined
     latest, earliest = now + MAX_FUTURE, now - MAX_AGE

@@ -121,6 +121,11 @@ def make_stamp(ts: datetime) -> Stamp:
     return Stamp(ts, int(ts.timestamp()) // 60 * 60, micros, _LEN8 + _PACK_I64(micros))
 
 
+def stamp_at(micros: int) -> Stamp:
+    """The ``Stamp`` of microseconds since 2000-01-01 UTC (``Stamp.micros``)."""
+    return make_stamp(_PG_EPOCH + timedelta(microseconds=micros))
+
+
 def _copy_text(value: str) -> bytes:
     data = value.encode()
     return _PACK_I32(len(data)) + data
@@ -167,16 +172,61 @@ class Series:
 class Batch:
     """A validated batch, kept columnar: per point only a series index, a value and a ``Stamp``
     (shared by every point of the same timestamp). ``points()`` builds ``Point`` objects for the
-    consumers that want them (SQLite executemany, the rule evaluator); the Postgres path never does."""
+    consumers that want them (SQLite executemany, the rule evaluator); the Postgres path never does.
 
-    __slots__ = ("_columns", "series", "sids", "stamps", "values")
+    A batch decoded from the series shape (``series_body``) is born as numpy columns
+    (``from_columns``): its per-point lists are then built only if a consumer asks for them (SQLite,
+    the rule evaluator), never on the Postgres path. ``entries`` is that body's (series index, number
+    of points) per series entry, in body order, so that a rejection can name the entry."""
+
+    __slots__ = ("_columns", "_sids", "_stamps", "_values", "entries", "series")
 
     def __init__(self, series: list[Series], sids: list[int], values: list[float], stamps: list[Stamp]):
-        self.series, self.sids, self.values, self.stamps = series, sids, values, stamps
+        self.series = series
+        self._sids: list[int] | None = sids
+        self._values: list[float] | None = values
+        self._stamps: list[Stamp] | None = stamps
         self._columns: Columns | None = None
+        self.entries: list[tuple[int, int]] | None = None
+
+    @classmethod
+    def from_columns(
+        cls, series: list[Series], columns: Columns, entries: list[tuple[int, int]] | None = None
+    ) -> Batch:
+        batch = cls.__new__(cls)
+        batch.series, batch._columns, batch.entries = series, columns, entries
+        batch._sids = batch._values = batch._stamps = None
+        return batch
+
+    @property
+    def sids(self) -> list[int]:
+        if self._sids is None:
+            self._sids = self.columns().sids.tolist()
+        return self._sids
+
+    @property
+    def values(self) -> list[float]:
+        if self._values is None:
+            self._values = self.columns().values.tolist()
+        return self._values
+
+    @property
+    def stamps(self) -> list[Stamp]:
+        if self._stamps is None:
+            from app.metrics.columns import stamps_of
+
+            self._stamps = stamps_of(self.columns().micros)
+        return self._stamps
+
+    def value_and_time(self, index: int) -> tuple[float, datetime]:
+        """The value and time of one point (each series' latest), without building the lists."""
+        if self._stamps is None:
+            columns = self.columns()
+            return float(columns.values[index]), stamp_at(int(columns.micros[index])).ts
+        return self.values[index], self._stamps[index].ts
 
     def __len__(self) -> int:
-        return len(self.sids)
+        return len(self._sids) if self._sids is not None else len(self.columns().sids)
 
     @property
     def components(self) -> set[str]:
