@@ -23,10 +23,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 
 from app.core.errors import ValidationFailed
-from app.metrics.series_body import Declined, SeriesEntry, check_series, fast_series
+from app.metrics.series_body import (
+    Declined,
+    SeriesEntry,
+    check_series,
+    fast_series,
+    series_for,
+    text_series_decoder,
+)
 from app.metrics.validation import (
     MAX_ABS_VALUE,
     MAX_AGE,
@@ -36,13 +42,9 @@ from app.metrics.validation import (
     Series,
     Stamp,
     check_points,
-    label_problem,
     make_stamp,
     parse_body,
     parse_time,
-    series_key,
-    valid_component,
-    valid_metric_name,
 )
 
 _NO_LABELS = (b"", b"null", b"{}")
@@ -86,6 +88,11 @@ def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = No
         return _fast(body, single, now)
     except (msgspec.DecodeError, _Declined, UnicodeError, RecursionError):
         pass  # (RecursionError: JSON nested deeper than msgspec follows; the thorough path refuses it)
+    if not single:
+        try:  # a series body with text timestamps (or a bad body: declined again)
+            return fast_series(text_series_decoder()(body).series, now, texts=True)
+        except (msgspec.DecodeError, _Declined, UnicodeError, RecursionError):
+            pass
     parsed = parse_body(body)
     if single:
         return check_points([parsed], now=now)
@@ -129,7 +136,7 @@ def _fast(body: bytes, single: bool, now: datetime) -> Batch:
             if decoded.series is not None:
                 if decoded.points is not None:
                     raise _Declined
-                return fast_series(decoded.series, now)
+                return fast_series(decoded.series, now, texts=False)
             if decoded.points is None:
                 raise _Declined
             points = decoded.points
@@ -146,16 +153,12 @@ def _fast(body: bytes, single: bool, now: datetime) -> Batch:
     add_sid, add_value, add_stamp = sids.append, values.append, stamps.append
 
     def new_series(component: str, name: str, raw: bytes) -> int:
-        if not (valid_component(component) and valid_metric_name(name)):
-            raise _Declined
-        labels: Any = {} if raw in _NO_LABELS else orjson.loads(raw)
-        if type(labels) is not dict or (labels and label_problem(labels) is not None):
-            raise _Declined
-        key = series_key(labels)
-        sid = by_key.get((component, name, key))
+        found = series_for(component, name, raw)  # (checked, or declined)
+        key = (component, name, found.series_key)
+        sid = by_key.get(key)
         if sid is None:
-            sid = by_key[(component, name, key)] = len(series)
-            series.append(Series(component, name, key, labels, key or "{}"))
+            sid = by_key[key] = len(series)
+            series.append(found)
         return sid
 
     def new_stamp(raw_ts: Any) -> Stamp:
