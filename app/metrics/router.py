@@ -64,8 +64,10 @@ async def record_metric(request: Request, _: CanWriteMetrics, service: ServiceDe
     openapi_extra=ingest_body(batch=True),
 )
 async def record_batch(request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
-    """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
-    lists the ``index`` and ``field`` of every bad point."""
+    """Record up to 10,000 points: ``{"points": [...]}`` (or a bare list of points), or
+    ``{"series": [...]}`` (each series once, its ``timestamps`` and ``values`` as arrays). All or
+    nothing: a rejection lists the ``index`` and ``field`` of every bad point (and, for series, the
+    ``series`` entry)."""
     body = await request.body()
     accepted = await service.ingest(decode_batch(body))
     # The audit row goes in the points' transaction: one commit per batch, not two.

@@ -122,12 +122,10 @@ def fast_series(entries: Sequence[SeriesEntry | TextSeriesEntry], now: datetime,
     sids = np.repeat(np.asarray(entry_sids, dtype=np.intp), sizes)
     values = np.fromiter(chain.from_iterable(e.values for e in entries), dtype=np.float64, count=total)
     if texts:
-        seen: dict[Any, int] = {}  # a timestamp as written (text or number) -> microseconds
-        micros = np.fromiter(
-            (_micros_of(t, seen, earliest_us, latest_us) for e in entries for t in e.timestamps),
-            dtype=np.int64,
-            count=total,
-        )
+        written = list(chain.from_iterable(e.timestamps for e in entries))
+        # Each distinct timestamp as written (text or number) parsed once; the points map through.
+        parsed = {raw: _micros_of(raw, earliest_us, latest_us) for raw in dict.fromkeys(written)}
+        micros = np.fromiter(map(parsed.__getitem__, written), dtype=np.int64, count=total)
     else:
         seconds = np.fromiter(
             chain.from_iterable(e.timestamps for e in entries), dtype=np.float64, count=total
@@ -178,17 +176,14 @@ def series_for(component: str, name: str, raw: bytes) -> Series:
     return found
 
 
-def _micros_of(raw: Any, seen: dict[Any, int], earliest_us: int, latest_us: int) -> int:
-    """A written timestamp's microseconds (parsed as the point format parses it), once per distinct one."""
-    micros = seen.get(raw)
-    if micros is None:
-        try:
-            micros = make_stamp(parse_time(raw)).micros
-        except (ValueError, OverflowError, OSError):
-            raise Declined from None
-        if not earliest_us <= micros <= latest_us:
-            raise Declined
-        seen[raw] = micros
+def _micros_of(raw: Any, earliest_us: int, latest_us: int) -> int:
+    """A written timestamp's microseconds, parsed as the point format parses it, or ``Declined``."""
+    try:
+        micros = make_stamp(parse_time(raw)).micros
+    except (ValueError, OverflowError, OSError):
+        raise Declined from None
+    if not earliest_us <= micros <= latest_us:
+        raise Declined
     return micros
 
 
