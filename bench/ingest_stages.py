@@ -92,7 +92,7 @@ async def app_stages(database_url: str, bodies: list[bytes]) -> dict[str, float]
                     key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key),
                 )
                 await ingest.upsert_series(
-                    session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest], datetime.now(UTC)
+                    session, [(s, *batch.value_and_time(i)) for s, i in latest], datetime.now(UTC)
                 )
                 add("series upsert", c)
                 c = clock()
