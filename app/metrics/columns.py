@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from app.metrics.validation import Batch, Stamp
+    from app.metrics.batch import Batch, Stamp
 
 _MICROS = attrgetter("micros")
 # Postgres' epoch (2000-01-01 UTC) in Unix seconds: a whole number of minutes (15,778,080).
@@ -58,7 +58,7 @@ def columns_of(sids: Any, values: Any, micros: Any) -> Columns:
 def stamps_of(micros: Any) -> list[Stamp]:
     """A ``Stamp`` per point from its microseconds, one object per distinct instant (as the point
     format's decoders share them): for the consumers of a columnar batch that want Python objects."""
-    from app.metrics.validation import stamp_at
+    from app.metrics.batch import stamp_at
 
     distinct, inverse = np.unique(micros, return_inverse=True)
     stamps = [stamp_at(us) for us in distinct.tolist()]
