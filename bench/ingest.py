@@ -3,6 +3,7 @@ upsert) against the raw driver writing the same rows into the same table, in PAI
 
     .venv/bin/python bench/ingest.py [--pg postgresql://postgres@127.0.0.1:5432/test] [--points 1000000]
                                      [--sqlite-points 200000] [--rounds 3] [--connections 2]
+                                     [--shapes points,series] [--series-times epoch|iso]
                                      [--app-dir /path/to/another/checkout]
 
 Postgres: each round runs raw asyncpg COPY into ``metric_points`` of a fresh migrated database over
@@ -12,8 +13,13 @@ batches) from as many concurrent writers into another fresh database and server.
 writer) vs HTTP from ``--connections`` writers, each on a fresh database file. The machine is
 shared and noisy, so each round is paired (raw, HTTP, raw) and its ratio compares the HTTP run with
 the mean of the raw runs made just before and after it; the median ratio and its spread (min-max
-over rounds) are the figures. Targets: Postgres HTTP >= 0.8x raw COPY,
-SQLite HTTP >= 0.6x raw executemany.
+over rounds) are the figures. Both body shapes carry the same points and are measured against the
+same raw runs: ``{"points": [...]}`` (one object per point, ISO 8601 timestamps) and
+``{"series": [...]}`` (each batch's 100 series with their timestamps and values as arrays; the
+timestamps as epoch seconds, or ``--series-times iso`` for the same ISO 8601 texts). A round is
+raw, HTTP, raw, HTTP, raw (the shapes' order alternates between rounds), each HTTP run held against
+the raw runs on either side of it. ``--shapes points`` for a tree without the series shape.
+Targets: Postgres HTTP >= 0.8x raw COPY, SQLite HTTP >= 0.6x raw executemany.
 
 Each round also splits the CPU per point by process: the server (with SQLite inside it), the
 Postgres backends of the run's database (the server's pool, background loops included, or the raw
@@ -115,14 +121,29 @@ def backends_used(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-def make_batches(points: int, batch: int) -> tuple[list[bytes], list[list[tuple]]]:
-    """Bodies for HTTP and the same points as table rows: 100 series, 1 point/series/second."""
+def make_batches(
+    points: int, batch: int, series_times: str = "epoch"
+) -> tuple[dict[str, list[bytes]], list[list[tuple]]]:
+    """Bodies for HTTP in each shape and the same points as table rows: 100 series, 1
+    point/series/second. The point shape's timestamps are ISO 8601 texts; the series shape's epoch
+    seconds (whole: the same instants) or, with ``series_times="iso"``, the same texts."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=points // SERIES + 60)
-    bodies, records = [], []
+    bodies: dict[str, list[bytes]] = {"points": [], "series": []}
+    records = []
     labels = [{"host": f"h{s % 10}", "stage": f"s{s // 10}"} for s in range(SERIES)]
     keys = [orjson.dumps(lab, option=orjson.OPT_SORT_KEYS).decode() for lab in labels]
     for b in range(0, points, batch):
         items, recs = [], []
+        entries = [
+            {
+                "component": f"comp{s % 10}",
+                "metric_name": "rows_processed",
+                "labels": labels[s],
+                "timestamps": [],
+                "values": [],
+            }
+            for s in range(SERIES)
+        ]
         for i in range(b, min(b + batch, points)):
             s = i % SERIES
             ts = start + timedelta(seconds=i // SERIES)
@@ -136,8 +157,11 @@ def make_batches(points: int, batch: int) -> tuple[list[bytes], list[list[tuple]
                     "timestamp": ts.isoformat(),
                 }
             )
+            entries[s]["timestamps"].append(ts.isoformat() if series_times == "iso" else int(ts.timestamp()))
+            entries[s]["values"].append(value)
             recs.append((f"comp{s % 10}", "rows_processed", keys[s], keys[s], value, ts))
-        bodies.append(orjson.dumps({"points": items}))
+        bodies["points"].append(orjson.dumps({"points": items}))
+        bodies["series"].append(orjson.dumps({"series": [e for e in entries if e["values"]]}))
         records.append(recs)
     return bodies, records
 
@@ -344,6 +368,84 @@ def us(seconds: float, points: int) -> float:
     return seconds / points * 1e6
 
 
+def interleaved(shapes: list[str], rounds: int):
+    """Per round, the shapes in the order measured: alternated between rounds, so that neither
+    always runs first."""
+    for r in range(rounds):
+        yield r, shapes if r % 2 == 0 else shapes[::-1]
+
+
+def pg_rounds(args, shapes: list[str], n: int, app_dir: Path) -> None:
+    points = args.points
+    bodies, records = make_batches(points, args.batch, args.series_times)
+    figures = {shape: {k: [] for k in ("ratio", "cpu", "app", "loop", "db", "client")} for shape in shapes}
+    for r, order in interleaved(shapes, args.rounds):
+        raw_before = pg_raw(args.pg, records, n)
+        for shape in order:
+            http_s, app_cpu, db_cpu, client, loop_cpu = pg_http(args.pg, bodies[shape], points, n, app_dir)
+            raw_after = pg_raw(args.pg, records, n)
+            (raw_s, raw_db, raw_client), (raw_s2, raw_db2, raw_client2) = raw_before, raw_after
+            raw_cpu = (raw_db + raw_client + raw_db2 + raw_client2) / 2
+            f = figures[shape]
+            f["ratio"].append((raw_s + raw_s2) / 2 / http_s)
+            f["cpu"].append(raw_cpu / (app_cpu + db_cpu + client))
+            f["app"].append(us(app_cpu, points))
+            f["loop"].append(us(loop_cpu, points))
+            f["db"].append(us(db_cpu, points))
+            f["client"].append(us(client, points))
+            print(
+                f"  pg round {r + 1} {shape}: raw COPY {points / raw_s:,.0f} / {points / raw_s2:,.0f} rows/s "
+                f"(CPU us/row: postgres {us(raw_db + raw_db2, 2 * points):.2f}, client "
+                f"{us(raw_client + raw_client2, 2 * points):.2f}), HTTP {points / http_s:,.0f} points/s "
+                f"(CPU us/point: app {f['app'][-1]:.2f} (event loop {f['loop'][-1]:.2f}), postgres "
+                f"{f['db'][-1]:.2f}, client {f['client'][-1]:.2f}) -> ratio {f['ratio'][-1]:.2f}, CPU ratio "
+                f"{f['cpu'][-1]:.2f}; load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            raw_before = raw_after
+    for shape, f in figures.items():
+        print(
+            f"postgres {shape}, {points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} "
+            f"paired rounds: HTTP/raw ratio {spread(f['ratio'])} (target >= 0.8); CPU ratio "
+            f"{spread(f['cpu'])}; HTTP CPU us/point: app {spread(f['app'])} (event loop "
+            f"{spread(f['loop'])}), postgres {spread(f['db'])}, client {spread(f['client'])}"
+        )
+
+
+def sqlite_rounds(args, shapes: list[str], n: int, app_dir: Path) -> None:
+    points = args.sqlite_points
+    bodies, records = make_batches(points, args.batch, args.series_times)
+    figures = {shape: {k: [] for k in ("ratio", "app", "loop", "raw", "client")} for shape in shapes}
+    for r, order in interleaved(shapes, args.rounds):
+        raw_before = sqlite_raw(records)
+        for shape in order:
+            http_s, app_cpu, client, loop_cpu = sqlite_http(bodies[shape], points, n, app_dir)
+            raw_after = sqlite_raw(records)
+            (raw_s, raw_cpu), (raw_s2, raw_cpu2) = raw_before, raw_after
+            f = figures[shape]
+            f["ratio"].append((raw_s + raw_s2) / 2 / http_s)
+            f["raw"].append(us(raw_cpu + raw_cpu2, 2 * points))
+            f["app"].append(us(app_cpu, points))
+            f["loop"].append(us(loop_cpu, points))
+            f["client"].append(us(client, points))
+            print(
+                f"  sqlite round {r + 1} {shape}: raw executemany {points / raw_s:,.0f} / "
+                f"{points / raw_s2:,.0f} rows/s ({f['raw'][-1]:.2f} us CPU/row), HTTP "
+                f"{points / http_s:,.0f} points/s (CPU us/point: app {f['app'][-1]:.2f} (event loop "
+                f"{f['loop'][-1]:.2f}, other threads {f['app'][-1] - f['loop'][-1]:.2f}), client "
+                f"{f['client'][-1]:.2f}) -> ratio {f['ratio'][-1]:.2f}; load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            raw_before = raw_after
+    for shape, f in figures.items():
+        print(
+            f"sqlite {shape}, {points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
+            f"{args.rounds} paired rounds: HTTP/raw ratio {spread(f['ratio'])} (target >= 0.6); "
+            f"CPU us/point app {spread(f['app'])} (event loop {spread(f['loop'])}) vs raw "
+            f"{spread(f['raw'])}; client {spread(f['client'])}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -359,69 +461,20 @@ def main() -> None:
     )
     ap.add_argument("--only", choices=("pg", "sqlite"), default=None)
     ap.add_argument("--app-dir", default=str(Path(__file__).resolve().parent.parent), help="server's tree")
+    ap.add_argument("--shapes", default="points,series", help="body shapes to measure (comma-separated)")
+    ap.add_argument("--series-times", choices=("epoch", "iso"), default="epoch")
     args = ap.parse_args()
     n, app_dir = args.connections, Path(args.app_dir).resolve()
-    print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores; app {app_dir}")
+    shapes = [shape for shape in args.shapes.split(",") if shape]
+    print(
+        f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores; app {app_dir}; "
+        f"shapes {', '.join(shapes)} (series timestamps: {args.series_times})"
+    )
 
     if args.only != "sqlite":
-        points = args.points
-        bodies, records = make_batches(points, args.batch)
-        ratios, cpu_ratios, apps, loops, dbs, clients = [], [], [], [], [], []
-        for r in range(args.rounds):
-            raw_s, raw_db, raw_client = pg_raw(args.pg, records, n)
-            http_s, app_cpu, db_cpu, client, loop_cpu = pg_http(args.pg, bodies, points, n, app_dir)
-            raw_s2, raw_db2, raw_client2 = pg_raw(args.pg, records, n)
-            raw_mean = (raw_s + raw_s2) / 2
-            raw_cpu = (raw_db + raw_client + raw_db2 + raw_client2) / 2
-            ratios.append(raw_mean / http_s)
-            cpu_ratios.append(raw_cpu / (app_cpu + db_cpu + client))
-            apps.append(us(app_cpu, points))
-            loops.append(us(loop_cpu, points))
-            dbs.append(us(db_cpu, points))
-            clients.append(us(client, points))
-            print(
-                f"  pg round {r + 1}: raw COPY {points / raw_s:,.0f} / {points / raw_s2:,.0f} rows/s "
-                f"(CPU us/row: postgres {us(raw_db + raw_db2, 2 * points):.2f}, client "
-                f"{us(raw_client + raw_client2, 2 * points):.2f}), HTTP {points / http_s:,.0f} points/s "
-                f"(CPU us/point: app {apps[-1]:.2f} (event loop {loops[-1]:.2f}), postgres {dbs[-1]:.2f}, "
-                f"client {clients[-1]:.2f}) "
-                f"-> ratio {ratios[-1]:.2f}, CPU ratio {cpu_ratios[-1]:.2f}",
-                flush=True,
-            )
-        print(
-            f"postgres, {points:,} points, {n} COPY connections vs {n} HTTP writers, {args.rounds} paired "
-            f"rounds (raw, HTTP, raw): HTTP/raw ratio {spread(ratios)} (target >= 0.8); CPU ratio "
-            f"{spread(cpu_ratios)}; HTTP CPU us/point: app {spread(apps)} (event loop {spread(loops)}), "
-            f"postgres {spread(dbs)}, "
-            f"client {spread(clients)}"
-        )
-
+        pg_rounds(args, shapes, n, app_dir)
     if args.only != "pg":
-        points = args.sqlite_points
-        bodies, records = make_batches(points, args.batch)
-        ratios, app_cpus, loops, raw_cpus, clients = [], [], [], [], []
-        for r in range(args.rounds):
-            raw_s, raw_cpu = sqlite_raw(records)
-            http_s, app_cpu, client, loop_cpu = sqlite_http(bodies, points, n, app_dir)
-            raw_s2, raw_cpu2 = sqlite_raw(records)
-            ratios.append((raw_s + raw_s2) / 2 / http_s)
-            raw_cpus.append(us(raw_cpu + raw_cpu2, 2 * points))
-            app_cpus.append(us(app_cpu, points))
-            loops.append(us(loop_cpu, points))
-            clients.append(us(client, points))
-            print(
-                f"  sqlite round {r + 1}: raw executemany {points / raw_s:,.0f} / {points / raw_s2:,.0f} "
-                f"rows/s ({raw_cpus[-1]:.2f} us CPU/row), HTTP {points / http_s:,.0f} points/s "
-                f"(CPU us/point: app {app_cpus[-1]:.2f} (event loop {loops[-1]:.2f}, other threads "
-                f"{app_cpus[-1] - loops[-1]:.2f}), client {clients[-1]:.2f}) -> ratio {ratios[-1]:.2f}",
-                flush=True,
-            )
-        print(
-            f"sqlite, {points:,} points, raw executemany (1 connection) vs {n} HTTP writers, "
-            f"{args.rounds} paired rounds (raw, HTTP, raw): HTTP/raw ratio {spread(ratios)} (target >= 0.6); "
-            f"CPU us/point app {spread(app_cpus)} (event loop {spread(loops)}) vs raw {spread(raw_cpus)}; "
-            f"client {spread(clients)}"
-        )
+        sqlite_rounds(args, shapes, n, app_dir)
     print(f"load after: {os.getloadavg()[0]:.2f} (1 min)")
 
 

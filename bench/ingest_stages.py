@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ingest_stages.py [--pg postgresql://postgres@127.0.0.1:5432/test]
                                             [--points 200000] [--rounds 3] [--only pg|sqlite]
+                                            [--shape points|series]
 
 In one process, without HTTP: each 10k-point body of ``bench/ingest.py`` goes through the app's own
 ingest pieces (``decode_batch``; the dialect's ``insert_points``, ``build_deltas`` +
@@ -91,7 +92,7 @@ async def app_stages(database_url: str, bodies: list[bytes]) -> dict[str, float]
                     key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key),
                 )
                 await ingest.upsert_series(
-                    session, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest], datetime.now(UTC)
+                    session, [(s, *batch.value_and_time(i)) for s, i in latest], datetime.now(UTC)
                 )
                 add("series upsert", c)
                 c = clock()
@@ -183,9 +184,14 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=("pg", "sqlite"), default=None)
+    ap.add_argument("--shape", choices=("points", "series"), default="points", help="the bodies' shape")
     args = ap.parse_args()
-    bodies, records = make_batches(args.points, 10_000)
-    print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores; CPU us per point, median")
+    shaped, records = make_batches(args.points, 10_000)
+    bodies = shaped[args.shape]
+    print(
+        f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores; {args.shape} bodies; "
+        "CPU us per point, median"
+    )
     if args.only != "sqlite":
         app, raw = [], []
         for _ in range(args.rounds):

@@ -190,7 +190,7 @@ def add(
     if len(specs) == 1:
         created.append(conn.call("create_component", specs[0]))
     else:
-        with Progress(console=err_console, transient=True) as progress:
+        with Progress(console=err_console.now(), transient=True) as progress:
             task = progress.add_task("adding components", total=len(specs))
             for spec in specs:
                 created.append(conn.call("create_component", spec))

@@ -32,8 +32,24 @@ if TYPE_CHECKING:
 DEFAULT_URL = "http://127.0.0.1:8080"
 CREDENTIALS_FILE = "credentials.json"
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _Console:
+    """A rich console made when it prints, not at import: it reads the terminal (its width, ``COLUMNS``,
+    the streams) as they are when the command runs."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+
+    def now(self) -> Console:
+        """The console of this moment (for what keeps one, e.g. a progress display)."""
+        return Console(stderr=self._stderr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.now(), name)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 # --- the stored login -------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def analyze(
             known = {pick(b, "metric_name", "name"): b for b in items_of(client.get_baselines(component))}
         except Exception:  # noqa: BLE001 - a guard without baselines still gets the summaries
             known = {}
-        with Progress(console=err_console, transient=True) as progress:
+        with Progress(console=err_console.now(), transient=True) as progress:
             task = progress.add_task(f"analysing {component}", total=len(series))
             for point in series:
                 name = pick(point, "metric_name", "name")

@@ -18,6 +18,7 @@ from app.client import calls
 from app.client.core import (
     API,
     USER_AGENT,
+    GuardAPIError,
     MetricPoint,
     chunks,
     clean_params,
@@ -39,6 +40,7 @@ from app.client.exchange import (
     report_failure,
     report_requeue,
     requeue,
+    series_shape_refused,
 )
 from app.client.maintenance import AsyncMaintenance, Duration
 from app.client.operations import Operations
@@ -214,7 +216,15 @@ class AsyncGuardClient(ClientSettings, Operations[Coroutine[Any, Any, Any]]):
         return sent
 
     async def _post_batch(self, chunk: list[MetricPoint]) -> None:
-        await self._request(calls.record_batch(chunk))
+        if self.series_shape:
+            try:
+                await self._request(calls.record_batch(chunk))
+                return
+            except GuardAPIError as exc:
+                if not series_shape_refused(exc):
+                    raise
+                self.series_shape = False  # a guard from before the series shape: points from now on
+        await self._request(calls.record_batch(chunk, series_shape=False))
 
     async def flush(self) -> int:
         """Send buffered points now. Returns how many were sent; unsent points stay buffered (bounded)."""

@@ -42,9 +42,32 @@ When = datetime | str | None
 # --- metrics ----------------------------------------------------------------------------------
 
 
-def record_batch(points: list[Any]) -> Call:
-    """POST a chunk of ``MetricPoint`` (at most the batch size)."""
+def record_batch(points: list[Any], *, series_shape: bool = True) -> Call:
+    """POST a chunk of ``MetricPoint`` (at most the batch size): in the series shape, the points
+    grouped per series (each series' in their order), when every point has its timestamp (a point
+    without one is stamped by the guard, which only the point shape says); else as points."""
+    if series_shape and all(p.timestamp is not None for p in points):
+        return Call("POST", f"{API}/metrics/batch", json={"series": series_of(points)})
     return Call("POST", f"{API}/metrics/batch", json={"points": [p.as_json() for p in points]})
+
+
+def series_of(points: list[Any]) -> list[dict[str, Any]]:
+    """``MetricPoint``s as series-shape entries, in the order each series first appears."""
+    entries: dict[tuple[str, str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
+    for p in points:
+        key = (p.component, p.metric_name, tuple(sorted(p.labels.items())))
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = {
+                "component": p.component,
+                "metric_name": p.metric_name,
+                "labels": p.labels,
+                "timestamps": [],
+                "values": [],
+            }
+        entry["timestamps"].append(p.timestamp)
+        entry["values"].append(p.value)
+    return list(entries.values())
 
 
 def get_metrics(

@@ -113,6 +113,16 @@ def rejected_for_good(exc: Exception) -> bool:
     return isinstance(exc, GuardAPIError) and 400 <= exc.status < 500 and exc.status != 429
 
 
+def series_shape_refused(exc: Exception) -> bool:
+    """A guard from before the series shape refused a ``{"series": [...]}`` batch (its exact answer):
+    the same points go again as ``{"points": [...]}``, and every batch after them."""
+    return (
+        isinstance(exc, GuardAPIError)
+        and exc.status == 422
+        and exc.details.get("fields") == [{"field": "series", "message": "unknown field"}]
+    )
+
+
 def requeue(buffer: list[Any], unsent: list[Any], limit: int, *, closed: bool) -> tuple[list[Any], int]:
     """The buffer after a failed send: unsent points go back in front and only the newest ``limit``
     are kept; once the client is closed nothing is kept. Returns (new buffer, points dropped)."""
@@ -176,6 +186,8 @@ class ClientSettings:
         self.policy = RetryPolicy(retries=max(0, int(retries)), backoff=backoff)
         self._buffer: list[MetricPoint] = []
         self._run_ids = RunIdSupport()
+        # Batches go in the series shape until a guard from before it refuses one (then as points).
+        self.series_shape = True
 
     def call_deadline(self) -> float:
         """The deadline of the next call: once closing, one request's timeout at most (the pipeline is

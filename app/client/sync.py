@@ -21,6 +21,7 @@ from app.client import calls
 from app.client.core import (
     API,
     USER_AGENT,
+    GuardAPIError,
     MetricPoint,
     chunks,
     clean_params,
@@ -42,6 +43,7 @@ from app.client.exchange import (
     report_failure,
     report_requeue,
     requeue,
+    series_shape_refused,
 )
 from app.client.maintenance import Duration, Maintenance
 from app.client.operations import Operations
@@ -237,7 +239,15 @@ class GuardClient(ClientSettings, Operations[Any]):
         return sent
 
     def _post_batch(self, chunk: list[MetricPoint]) -> None:
-        self._request(calls.record_batch(chunk))
+        if self.series_shape:
+            try:
+                self._request(calls.record_batch(chunk))
+                return
+            except GuardAPIError as exc:
+                if not series_shape_refused(exc):
+                    raise
+                self.series_shape = False  # a guard from before the series shape: points from now on
+        self._request(calls.record_batch(chunk, series_shape=False))
 
     def flush(self) -> int:
         """Send buffered points now. Returns how many were sent; unsent points stay buffered (bounded)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from app.metrics.validation import Batch
+    from app.metrics.batch import Batch, Stamp
 
 _MICROS = attrgetter("micros")
 # Postgres' epoch (2000-01-01 UTC) in Unix seconds: a whole number of minutes (15,778,080).
@@ -38,17 +38,31 @@ class Columns:
 def batch_columns(batch: Batch) -> Columns:
     """The columns of ``batch``, read-only (several consumers share them)."""
     n = len(batch)
-    micros = np.fromiter(map(_MICROS, batch.stamps), dtype=np.int64, count=n)
-    columns = (
+    return columns_of(
         np.fromiter(batch.sids, dtype=np.intp, count=n),
         np.fromiter(batch.values, dtype=np.float64, count=n),
-        micros,
-        # ``make_stamp``'s minute: the Unix time's floor to a minute (the epochs differ by whole minutes).
-        micros // _MINUTE_US * 60 + _PG_EPOCH_S,
+        np.fromiter(map(_MICROS, batch.stamps), dtype=np.int64, count=n),
     )
+
+
+def columns_of(sids: Any, values: Any, micros: Any) -> Columns:
+    """Read-only columns (several consumers share them) from per-point arrays: series indexes (intp),
+    values (float64), microseconds since 2000-01-01 UTC (int64)."""
+    # ``make_stamp``'s minute: the Unix time's floor to a minute (the epochs differ by whole minutes).
+    columns = (sids, values, micros, micros // _MINUTE_US * 60 + _PG_EPOCH_S)
     for array in columns:
         array.flags.writeable = False
     return Columns(*columns)
+
+
+def stamps_of(micros: Any) -> list[Stamp]:
+    """A ``Stamp`` per point from its microseconds, one object per distinct instant (as the point
+    format's decoders share them): for the consumers of a columnar batch that want Python objects."""
+    from app.metrics.batch import stamp_at
+
+    distinct, inverse = np.unique(micros, return_inverse=True)
+    stamps = [stamp_at(us) for us in distinct.tolist()]
+    return list(map(stamps.__getitem__, inverse.tolist()))
 
 
 def latest_points(columns: Columns, nseries: int) -> tuple[list[int], list[int]]:

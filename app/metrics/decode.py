@@ -1,9 +1,11 @@
-"""Request body -> validated ``Batch``, in two tiers.
+"""Request body -> validated ``Batch``, in two tiers. (The series shape of a batch,
+``{"series": [...]}``, has its own two tiers in ``series_body``; this module picks the shape.)
 
 1. The fast path decodes the body with msgspec straight into slotted, untracked structs of the
    expected types (strings, a finite float, optional timestamp; unknown fields refused) and keeps
    each point's labels as the raw JSON text, so a label set is parsed and checked once per distinct
-   spelling, not once per point. Per point what is left is two dict lookups. It never reports an
+   spelling, not once per point (and its ``Series`` is shared by later batches:
+   ``series_body.series_for``). Per point what is left is two dict lookups. It never reports an
    error: on anything unexpected it declines.
 2. The thorough path (``validation.check_points`` over an orjson parse) is the specification: it
    reports the index and field of every bad point, and it is what runs whenever the fast path
@@ -22,9 +24,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 
 from app.core.errors import ValidationFailed
+from app.metrics.series_body import (
+    Declined,
+    SeriesEntry,
+    check_series,
+    fast_series,
+    series_for,
+    text_series_decoder,
+)
 from app.metrics.validation import (
     MAX_ABS_VALUE,
     MAX_AGE,
@@ -34,16 +43,10 @@ from app.metrics.validation import (
     Series,
     Stamp,
     check_points,
-    label_problem,
     make_stamp,
     parse_body,
     parse_time,
-    series_key,
-    valid_component,
-    valid_metric_name,
 )
-
-_NO_LABELS = (b"", b"null", b"{}")
 
 
 class _Point(msgspec.Struct, gc=False, forbid_unknown_fields=True):
@@ -56,11 +59,13 @@ class _Point(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 
 
 class _Envelope(msgspec.Struct, gc=False, forbid_unknown_fields=True):
-    points: list[_Point]
+    # Exactly one of the two (checked after decoding: msgspec has no "one of" for fields).
+    points: list[_Point] | None = None
+    series: list[SeriesEntry] | None = None
 
 
-class _Declined(Exception):
-    """The fast path cannot vouch for this body; the thorough path decides."""
+_Declined = Declined  # (one exception for both shapes' fast paths)
+_SHAPES = ("points", "series")
 
 
 @functools.cache
@@ -74,36 +79,48 @@ def _decoders() -> tuple[Any, Any, Any]:
 
 
 def decode_batch(body: bytes, *, single: bool = False, now: datetime | None = None) -> Batch:
-    """A validated batch from a request body: ``{"points": [...]}`` or a bare list, or one point
-    when ``single``. Raises ``ValidationFailed`` (every bad point named) when anything is wrong."""
+    """A validated batch from a request body: ``{"points": [...]}``, ``{"series": [...]}`` or a bare
+    list of points, or one point when ``single``. Raises ``ValidationFailed`` (every bad point named)
+    when anything is wrong."""
     now = now or datetime.now(UTC)
     try:
         return _fast(body, single, now)
     except (msgspec.DecodeError, _Declined, UnicodeError, RecursionError):
         pass  # (RecursionError: JSON nested deeper than msgspec follows; the thorough path refuses it)
+    if not single:
+        try:  # a series body with text timestamps (or a bad body: declined again)
+            return fast_series(text_series_decoder()(body).series, now, texts=True)
+        except (msgspec.DecodeError, _Declined, UnicodeError, RecursionError):
+            pass
     parsed = parse_body(body)
     if single:
-        items: Any = [parsed]
-    else:
-        items = batch_items(parsed)
-    return check_points(items, now=now)
+        return check_points([parsed], now=now)
+    return check_body(parsed, now=now)
 
 
-def batch_items(parsed: Any) -> Any:
-    """The points of a parsed batch body: ``{"points": [...]}`` (nothing else) or a bare list."""
+def check_body(parsed: Any, *, now: datetime) -> Batch:
+    """The thorough path over a parsed batch body, of either shape."""
+    if isinstance(parsed, dict) and "series" in parsed:
+        return check_series(batch_items(parsed, "series"), now=now)
+    return check_points(batch_items(parsed), now=now)
+
+
+def batch_items(parsed: Any, shape: str = "points") -> Any:
+    """The points (or series) of a parsed batch body: ``{"points": [...]}`` or ``{"series": [...]}``
+    (one of them, nothing else), or a bare list of points."""
     if not isinstance(parsed, dict):
         return parsed
-    if set(parsed) - {"points"}:
+    if set(parsed) - {shape}:
         raise ValidationFailed(
-            "the batch object takes only 'points'",
+            "the batch object takes either 'points' or 'series', and nothing else",
             details={
                 "fields": [
-                    {"field": key, "message": "unknown field"}
-                    for key in sorted(set(parsed) - {"points"})[:10]
+                    {"field": key, "message": "unknown field" if key not in _SHAPES else "give one shape"}
+                    for key in sorted(set(parsed) - {shape})[:10]
                 ]
             },
         )
-    return parsed.get("points")
+    return parsed.get(shape)
 
 
 def _fast(body: bytes, single: bool, now: datetime) -> Batch:
@@ -111,7 +128,17 @@ def _fast(body: bytes, single: bool, now: datetime) -> Batch:
     if single:
         points = [one(body)]
     else:
-        points = many(body) if body[:1] == b"[" else envelope(body).points
+        if body[:1] == b"[":
+            points = many(body)
+        else:
+            decoded = envelope(body)
+            if decoded.series is not None:
+                if decoded.points is not None:
+                    raise _Declined
+                return fast_series(decoded.series, now, texts=False)
+            if decoded.points is None:
+                raise _Declined
+            points = decoded.points
         if not 0 < len(points) <= MAX_BATCH:
             raise _Declined
     latest, earliest = now + MAX_FUTURE, now - MAX_AGE
@@ -125,16 +152,12 @@ def _fast(body: bytes, single: bool, now: datetime) -> Batch:
     add_sid, add_value, add_stamp = sids.append, values.append, stamps.append
 
     def new_series(component: str, name: str, raw: bytes) -> int:
-        if not (valid_component(component) and valid_metric_name(name)):
-            raise _Declined
-        labels: Any = {} if raw in _NO_LABELS else orjson.loads(raw)
-        if type(labels) is not dict or (labels and label_problem(labels) is not None):
-            raise _Declined
-        key = series_key(labels)
-        sid = by_key.get((component, name, key))
+        found = series_for(component, name, raw)  # (checked, or declined)
+        key = (component, name, found.series_key)
+        sid = by_key.get(key)
         if sid is None:
-            sid = by_key[(component, name, key)] = len(series)
-            series.append(Series(component, name, key, labels, key or "{}"))
+            sid = by_key[key] = len(series)
+            series.append(found)
         return sid
 
     def new_stamp(raw_ts: Any) -> Stamp:

@@ -34,7 +34,7 @@ def _derived_rows(batch: Batch) -> tuple[list[tuple], list[tuple[Series, float, 
     deltas = build_deltas(batch)
     latest = [(batch.series[sid], i) for sid, i in batch.latest().items()]
     latest.sort(key=lambda si: (si[0].component, si[0].metric_name, si[0].series_key))
-    return deltas, [(s, batch.values[i], batch.stamps[i].ts) for s, i in latest]
+    return deltas, [(s, *batch.value_and_time(i)) for s, i in latest]
 
 
 class MetricsRepository:

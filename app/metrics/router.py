@@ -76,8 +76,10 @@ async def record_metric(
     openapi_extra=ingest_body(batch=True),
 )
 async def record_batch(receipt: ReceiptDep, request: Request, _: CanWriteMetrics, service: ServiceDep) -> Any:
-    """Record up to 10,000 points (``{"points": [...]}`` or a bare list). All or nothing: a rejection
-    lists the ``index`` and ``field`` of every bad point."""
+    """Record up to 10,000 points: ``{"points": [...]}`` (or a bare list of points), or
+    ``{"series": [...]}`` (each series once, its ``timestamps`` and ``values`` as arrays). All or
+    nothing: a rejection lists the ``index`` and ``field`` of every bad point (and, for series, the
+    ``series`` entry)."""
     body = await request.body()
     batch = decode_batch(body)
     receipt.hold(*batch.components)  # their rule timers wait for these points until they are committed

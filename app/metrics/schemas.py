@@ -58,12 +58,49 @@ def ingest_body(*, batch: bool) -> dict[str, Any]:
                     "required": ["points"],
                     "additionalProperties": False,
                 },
+                {
+                    "type": "object",
+                    "properties": {"series": _series_schema(point)},
+                    "required": ["series"],
+                    "additionalProperties": False,
+                    "description": (
+                        "The series shape: each series' identity once, its points as two arrays of "
+                        "equal length. The same limits as points (at most 10,000 points in all)."
+                    ),
+                },
                 points,
             ]
         }
     else:
         schema = point
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _series_schema(point: dict[str, Any]) -> dict[str, Any]:
+    """One series of the series shape: the point's component, metric_name and labels, and its points
+    as ``timestamps`` and ``values`` (equal lengths; a timestamp as a point's, but required)."""
+    props = point["properties"]
+    timestamp = {
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+        "description": props["timestamp"]["description"].replace("; default now", ""),
+    }
+    return {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 10_000,
+        "items": {
+            "type": "object",
+            "properties": {
+                "component": props["component"],
+                "metric_name": props["metric_name"],
+                "labels": props["labels"],
+                "timestamps": {"type": "array", "items": timestamp, "minItems": 1, "maxItems": 10_000},
+                "values": {"type": "array", "items": props["value"], "minItems": 1, "maxItems": 10_000},
+            },
+            "required": ["component", "metric_name", "timestamps", "values"],
+            "additionalProperties": False,
+        },
+    }
 
 
 class IngestResult(BaseModel):

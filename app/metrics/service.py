@@ -77,19 +77,25 @@ class MetricsService:
         names = batch.components
         unknown = names - await self.repo.known_components(names)
         if unknown:
-            errors = [
-                {"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
-                for i, p in enumerate(batch.points())
-                if p.component in unknown
-            ]
+            if batch.entries is not None:  # the series shape: name the entries (each is wholly invalid)
+                entries = [(batch.series[sid].component, size) for sid, size in batch.entries]
+                errors = [
+                    {"series": i, "field": "component", "message": f"unknown component {component!r}"}
+                    for i, (component, _size) in enumerate(entries)
+                    if component in unknown
+                ]
+                invalid = sum(size for component, size in entries if component in unknown)
+            else:
+                errors = [
+                    {"index": i, "field": "component", "message": f"unknown component {p.component!r}"}
+                    for i, p in enumerate(batch.points())
+                    if p.component in unknown
+                ]
+                invalid = len(errors)
             raise ValidationFailed(
-                f"{len(errors)} of {len(batch)} points name unknown components; nothing was stored "
+                f"{invalid} of {len(batch)} points name unknown components; nothing was stored "
                 "(pipeline.monitoring.allow_unknown_metric_components is off)",
-                details={
-                    "errors": errors[:10_000],
-                    "invalid_points": len(errors),
-                    "total_points": len(batch),
-                },
+                details={"errors": errors[:10_000], "invalid_points": invalid, "total_points": len(batch)},
             )
 
     # --- reads -------------------------------------------------------------------------------

@@ -16,6 +16,13 @@ from tests.ports import free_port
 BATCH = "/api/v1/metrics/batch"
 
 
+def points_in(body: dict) -> int:
+    """How many points a batch body carries, in either shape."""
+    if "series" in body:
+        return sum(len(entry["values"]) for entry in body["series"])
+    return len(body["points"])
+
+
 @pytest.fixture
 def sleeps(monkeypatch):
     """Record back-off delays instead of sleeping them."""
@@ -120,14 +127,14 @@ def test_batches_flush_on_size_and_on_close(stub):
     with GuardClient(stub.url, stub.token, batch_size=3, flush_interval=0) as guard:
         for i in range(7):
             guard.record_metric("etl", "rows", i, labels={"stage": "load"}, timestamp=1_700_000_000 + i)
-        assert [len(c.body["points"]) for c in stub.calls("POST", BATCH)] == [3, 3]
+        assert [points_in(c.body) for c in stub.calls("POST", BATCH)] == [3, 3]
         assert guard.pending == 1
     batches = stub.calls("POST", BATCH)
-    assert [len(c.body["points"]) for c in batches] == [3, 3, 1]
-    first = batches[0].body["points"][0]
-    assert first["component"] == "etl" and first["metric_name"] == "rows" and first["value"] == 0.0
+    assert [points_in(c.body) for c in batches] == [3, 3, 1]
+    [first] = batches[0].body["series"]  # the series shape: one series, its three points as arrays
+    assert first["component"] == "etl" and first["metric_name"] == "rows" and first["values"] == [0, 1, 2]
     assert first["labels"] == {"stage": "load"}
-    assert first["timestamp"].startswith("2023-11-14T22:13:20")
+    assert first["timestamps"][0].startswith("2023-11-14T22:13:20")
 
 
 def test_batches_flush_on_interval(stub):
@@ -161,7 +168,7 @@ def test_record_batch_sends_now_in_chunks(stub):
             ]
         )
     assert sent == 3
-    assert [len(c.body["points"]) for c in stub.calls("POST", BATCH)] == [2, 1]
+    assert [points_in(c.body) for c in stub.calls("POST", BATCH)] == [2, 1]
 
 
 def heartbeat_component(stub, name: str = "nightly") -> str:
@@ -272,7 +279,7 @@ async def test_async_client_retries_batches_and_jobs(stub, monkeypatch):
 
         with pytest.raises(RuntimeError):
             await failing()
-    assert [len(c.body["points"]) for c in stub.calls("POST", BATCH)] == [2, 1]
+    assert [points_in(c.body) for c in stub.calls("POST", BATCH)] == [2, 1]
     beats = [b.body["status"] for b in stub.calls("POST", "/api/v1/components/nightly/heartbeat")]
     assert beats == ["start", "success", "start", "fail"]
 
