@@ -194,6 +194,17 @@ def test_root_cause_when_the_guard_stalls_during_a_hold(guard_db):
     tell(guard_db, StalledDuringTheHold, "stall")
 
 
+def stop_repeatedly(pid: int, times: int, stop_s: float, *, between_s: float) -> None:
+    """Stop the process (SIGSTOP) ``times`` times for ``stop_s``, letting it run ``between_s`` after each."""
+    for _ in range(times):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(stop_s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(between_s)
+
+
 class StoppedMidCheck(OverloadedDiamond):
     """A guard stopped (SIGSTOP) while a check is in flight, for longer than the check's timeout, then
     let go (SIGCONT): the target answered in time, its answer waited in the socket. stop-slow answers
@@ -215,13 +226,7 @@ class StoppedMidCheck(OverloadedDiamond):
     def play(self) -> None:
         assert self.guard.proc is not None
         started = now()
-        for _ in range(self.STOPS):
-            os.kill(self.guard.proc.pid, signal.SIGSTOP)
-            try:
-                time.sleep(self.STOP_S)
-            finally:
-                os.kill(self.guard.proc.pid, signal.SIGCONT)
-            time.sleep(1.5)
+        stop_repeatedly(self.guard.proc.pid, self.STOPS, self.STOP_S, between_s=1.5)
         checked = self.entry()["last_check_at"]
         self.wait(lambda: self.entry()["last_check_at"] != checked, "a check after the last stop")
         why = self.why_with_lag()
@@ -313,13 +318,7 @@ class StoppedBetweenPings(OverloadedDiamond):
         assert self.guard.proc is not None
         self.wait(lambda: self.healthy(self.ROOT), "the job seen healthy")
         started = now()
-        for _ in range(self.STOPS):
-            os.kill(self.guard.proc.pid, signal.SIGSTOP)
-            try:
-                time.sleep(self.STOP_S)
-            finally:
-                os.kill(self.guard.proc.pid, signal.SIGCONT)
-            time.sleep(2.0)
+        stop_repeatedly(self.guard.proc.pid, self.STOPS, self.STOP_S, between_s=2.0)
         why = f"{self.why_with_lag()}\nanomalies: {self.anomalies()}"
         assert not self.failed_since(self.ROOT, started), why
         assert not self.reruns.exists(), why
