@@ -109,10 +109,6 @@ class RuleEvaluator(LoopService):
         self.queue.append(wanted)
         self.queued += len(wanted)
 
-    @property
-    def knows_watched(self) -> bool:
-        return self._watched is not None
-
     async def learn_watched(self, session: AsyncSession) -> None:
         """Which series the rules watch, read on the caller's transaction (ingest, before the loop's
         first load): points of other series are not queued meanwhile, so a burst right after start

@@ -56,8 +56,8 @@ class MetricsService:
             self.session.sync_session, "after_commit", lambda _session: counter.inc(stored), once=True
         )
         evaluator = self.evaluator
-        if evaluator is not None and not evaluator.knows_watched:
-            await evaluator.learn_watched(self.session)  # once, before the evaluator's first load
+        if evaluator is not None:
+            await evaluator.learn_watched(self.session)  # reads only before the evaluator's first load
         if evaluator is not None and evaluator.wants_any(components):
             # Handed to the rule evaluator only once this transaction has committed: a batch that
             # rolls back is never evaluated. The evaluator loop drains its queue every second.
